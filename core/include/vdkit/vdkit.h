@@ -1,0 +1,114 @@
+/*
+ * vdkit/vdkit.h — the C API of the vdkit library, for embedders.
+ *
+ * Objects: a vdkit_library (plugins + configuration) and vdkit_disk handles
+ * (an opened chain of images) created from it. Every function returns a
+ * vdkit_status (vdkit/status.h); on failure it fills the optional
+ * vdkit_error the caller passed with the code and a message naming what
+ * failed and where. Nothing here throws, aborts or calls exit().
+ *
+ * Ownership: handles returned through out-parameters belong to the caller
+ * and are released with the matching _close function. Strings passed in are
+ * copied; strings passed out are written into caller buffers.
+ *
+ * Thread-safety: a library handle may be shared by threads. A disk handle
+ * may be used by several threads at once (reads run concurrently; writes
+ * are serialised). Close a disk before its library.
+ */
+#ifndef VDKIT_VDKIT_H
+#define VDKIT_VDKIT_H
+
+#include <stdint.h>
+#include "vdkit/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vdkit_library vdkit_library;
+typedef struct vdkit_disk vdkit_disk;
+
+/* Error details; set struct_size = sizeof(vdkit_error) before passing it. */
+typedef struct vdkit_error {
+    uint32_t struct_size;
+    vdkit_status code;
+    char message[1024]; /* NUL-terminated, truncated if longer */
+} vdkit_error;
+
+/* Short stable text for a code, e.g. "I/O error". Never NULL. */
+const char *vdkit_status_text(vdkit_status code);
+
+/* ---- library ---- */
+typedef struct vdkit_library_options {
+    uint32_t struct_size;
+    uint32_t flags;                 /* VDKIT_LIB_* */
+    const char *config_file;        /* NULL: $VDKIT_CONFIG or built-in defaults */
+    const char *plugin_path;        /* ':'-separated directories searched first; may be NULL */
+} vdkit_library_options;
+
+#define VDKIT_LIB_NO_ENV_PATH    (1u << 0) /* ignore VDKIT_PLUGIN_PATH */
+#define VDKIT_LIB_NO_INSTALL_DIR (1u << 1) /* do not search the install directory */
+#define VDKIT_LIB_QUIET          (1u << 2) /* no diagnostics on stderr */
+
+/* options may be NULL. */
+vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_library **out, vdkit_error *err);
+void vdkit_library_close(vdkit_library *lib);
+
+/* Loaded plugins. kind is VDKIT_KIND_* from vdkit/plugin.h. */
+typedef struct vdkit_plugin_summary {
+    uint32_t struct_size;
+    uint32_t kind;
+    uint64_t capabilities;
+    char name[64];
+    char version[64];
+} vdkit_plugin_summary;
+uint32_t vdkit_plugin_count(const vdkit_library *lib);
+vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_plugin_summary *out, vdkit_error *err);
+
+/* ---- disks ---- */
+#define VDKIT_DISK_WRITE      (1u << 0) /* open read-write */
+#define VDKIT_DISK_NOLOCK     (1u << 1) /* do not take the advisory lock */
+#define VDKIT_DISK_NO_PARENTS (1u << 2) /* open only the named image, not its chain */
+#define VDKIT_DISK_FIXED      (1u << 3) /* create: preallocate */
+#define VDKIT_DISK_OVERWRITE  (1u << 4) /* create: replace an existing file */
+
+/* format NULL or "": probe. options: "key=value,key=value" for the format, or NULL. */
+vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
+                             const char *options, vdkit_disk **out, vdkit_error *err);
+/* parent non-NULL: a differencing image over parent (size 0 = the parent's). */
+vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const char *format, uint64_t size,
+                               uint32_t flags, const char *options, const char *parent, vdkit_disk **out,
+                               vdkit_error *err);
+/* Flushes and frees; the handle is gone even when an error is returned. */
+vdkit_status vdkit_disk_close(vdkit_disk *disk, vdkit_error *err);
+
+uint64_t vdkit_disk_size(const vdkit_disk *disk);
+uint32_t vdkit_disk_image_count(const vdkit_disk *disk);
+vdkit_status vdkit_disk_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_error *err);
+vdkit_status vdkit_disk_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len, vdkit_error *err);
+vdkit_status vdkit_disk_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
+vdkit_status vdkit_disk_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
+vdkit_status vdkit_disk_flush(vdkit_disk *disk, vdkit_error *err);
+
+/* Allocation of the run starting at offset: state is VDKIT_BLOCK_* from
+ * vdkit/plugin.h, resolved through the chain; *run is its length. */
+vdkit_status vdkit_disk_block_status(vdkit_disk *disk, uint64_t offset, uint64_t len, uint32_t *state,
+                                     uint64_t *run, vdkit_error *err);
+
+/* Metadata of the top image; value written NUL-terminated into buf (cap
+ * bytes); *needed (may be NULL) gets the full length without the NUL. */
+vdkit_status vdkit_disk_metadata_get(vdkit_disk *disk, const char *key, char *buf, uint64_t cap, uint64_t *needed,
+                                     vdkit_error *err);
+vdkit_status vdkit_disk_metadata_set(vdkit_disk *disk, const char *key, const char *value, vdkit_error *err);
+
+/* Copy src's content into dst (dst at least as large). progress may be NULL;
+ * a non-zero return from it cancels with VDKIT_E_CANCELLED. */
+typedef int (*vdkit_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, vdkit_progress_fn progress,
+                             void *opaque, vdkit_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VDKIT_VDKIT_H */

@@ -1,0 +1,235 @@
+// vdkit/vdkit.hpp — the C++ API of the vdkit library.
+//
+// A Library discovers and loads plugins (formats, filters, transports) and
+// opens or creates Disks. A Disk is a chain of images — a base and zero or
+// more differencing images — read and written as one virtual disk: reads fall
+// through ranges a child does not hold, writes go to the top image with the
+// copy-on-write fill done here, once, for every format.
+//
+// Errors: every fallible call returns Status or Result<T> (vdkit/status.hpp);
+// nothing here throws except std::bad_alloc, and nothing calls exit().
+//
+// Thread-safety: Library is immutable after create() and safe to share. A
+// Disk may be used from several threads: reads run concurrently, writes and
+// metadata changes are serialised per disk. Plugins stay loaded while any
+// Library or Disk that uses them is alive.
+//
+// The C API in vdkit.h wraps the same objects.
+#ifndef VDKIT_VDKIT_HPP
+#define VDKIT_VDKIT_HPP
+
+#include "vdkit/plugin.h" // VDKIT_CAP_* and VDKIT_BLOCK_* constants
+#include "vdkit/status.hpp"
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace vdkit {
+class Host;
+class Image;
+
+inline namespace v1 {
+
+// Option values by key, as text; validated against the plugin's key table.
+using Options = std::map<std::string, std::string>;
+using Uuid = std::array<uint8_t, 16>;
+
+enum class PluginKind : uint32_t { format = 1, filter = 2, transport = 3 };
+const char *to_string(PluginKind kind) noexcept;
+
+enum class KeyType : uint32_t { string_ = 1, boolean = 2, integer = 3, unsigned_ = 4, size = 5, enumeration = 6 };
+const char *to_string(KeyType type) noexcept;
+
+struct ConfigKey {
+    std::string name;
+    KeyType type = KeyType::string_;
+    bool mandatory = false;
+    bool expert = false;
+    bool create_only = false;
+    bool secret = false;
+    std::string default_value; // empty: none
+    std::string help;
+    std::vector<std::string> enum_values;
+    int64_t min_value = 0; // a range applies when min_value < max_value
+    int64_t max_value = 0;
+};
+
+struct PluginInfo {
+    PluginKind kind = PluginKind::format;
+    std::string name;
+    std::string version;
+    std::string description;
+    uint64_t capabilities = 0;             // VDKIT_CAP_* bits
+    std::vector<std::string> capability_names;
+    std::vector<ConfigKey> keys;
+    std::vector<std::string> extensions;
+    std::string source;                    // library file it came from
+    uint32_t abi_major = 0;
+    uint32_t abi_minor = 0;
+    bool has(uint64_t cap) const noexcept { return (capabilities & cap) == cap; }
+};
+
+// A plugin library that was found but not loaded, and why.
+struct LoadProblem {
+    std::string path;
+    Status status;
+};
+
+enum class LogLevel : uint32_t { error = 0, warning = 1, info = 2, debug = 3 };
+using LogFunction = std::function<void(LogLevel, std::string_view message)>;
+// Return false to cancel the operation (it fails with VDKIT_E_CANCELLED).
+using ProgressFunction = std::function<bool(uint64_t done, uint64_t total)>;
+
+struct LibraryOptions {
+    // YAML configuration; empty: $VDKIT_CONFIG if set, else built-in defaults.
+    std::string config_file;
+    // Plugin directories searched before the configured ones.
+    std::vector<std::string> plugin_paths;
+    bool search_environment = true; // VDKIT_PLUGIN_PATH (':'-separated)
+    bool search_install_dir = true; // <libdir>/vdkit/plugins next to libvdkit
+    // Diagnostics; default: warnings and errors to stderr.
+    LogFunction log;
+    std::optional<LogLevel> log_level; // default: from config, else warning
+};
+
+enum class BlockState : uint32_t { data = 0, zero = 1, unallocated = 2 };
+
+struct BlockRun {
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    BlockState state = BlockState::data;
+    // Index of the image that answered (0 = base); for unallocated: none did.
+    size_t image = 0;
+};
+
+struct Geometry {
+    uint32_t cylinders = 0, heads = 0, sectors = 0;
+};
+
+struct ImageInfo {
+    std::string location;
+    std::string format;
+    std::string subformat;
+    uint64_t virtual_size = 0;
+    std::optional<uint64_t> file_size;      // bytes used on the medium
+    uint64_t granularity = 0;
+    bool read_only = false;
+    bool has_parent = false;
+    bool fixed = false;
+    bool zero_init = false;
+    Uuid uuid{}, modification_uuid{}, parent_uuid{}, parent_modification_uuid{};
+    std::string parent_hint;
+    Geometry pchs, lchs;
+    std::string comment;
+};
+
+struct OpenOptions {
+    std::string format;               // empty: probe
+    Options format_options;           // validated against the format's keys
+    Options transport_options;        // validated against the transport's keys
+    bool writable = false;
+    bool lock = true;                 // take the transport's advisory lock
+    bool follow_parents = true;       // open the chain below a diff image
+    bool ignore_parent_mismatch = false;
+    // Allow extent/parent paths outside the image's directory; empty: config.
+    std::optional<bool> allow_unsafe_paths;
+};
+
+struct CreateOptions {
+    std::string format;               // required
+    uint64_t size = 0;                // bytes; for diffs 0 means the parent's size
+    Options options;                  // format keys
+    Options transport_options;
+    bool fixed = false;               // preallocate
+    std::string parent;               // create a differencing image over this
+    std::string parent_format;        // empty: probe the parent
+    bool overwrite = false;           // replace an existing file
+    std::optional<bool> allow_unsafe_paths;
+};
+
+class Disk {
+public:
+    ~Disk();
+    Disk(const Disk &) = delete;
+    Disk &operator=(const Disk &) = delete;
+
+    uint64_t size() const noexcept;
+    bool writable() const noexcept;
+    size_t image_count() const noexcept;             // base is 0, top is image_count()-1
+    Result<ImageInfo> image_info(size_t index) const;
+
+    // Reads and writes at virtual offsets; [offset, offset+len) must be within size().
+    Status read(uint64_t offset, void *buf, uint64_t len) const;
+    Status write(uint64_t offset, const void *buf, uint64_t len);
+    // Reads as zero afterwards, persistently where the format can record it.
+    Status write_zeroes(uint64_t offset, uint64_t len);
+    // Give the range back (top image); content becomes undefined-but-stable
+    // (zero or the parent's data).
+    Status discard(uint64_t offset, uint64_t len);
+    Status flush();
+
+    // Allocation of the run starting at offset, resolved through the chain.
+    Result<BlockRun> block_status(uint64_t offset, uint64_t len) const;
+
+    // Metadata of the top image.
+    Result<std::string> metadata_get(std::string_view key) const;
+    Status metadata_set(std::string_view key, std::string_view value);
+    Result<std::vector<std::string>> metadata_keys() const;
+    Status set_comment(std::string_view comment);
+
+    // Flush and close every image; the first error is returned. After close()
+    // every other call fails with VDKIT_E_INVALID_ARGUMENT.
+    Status close();
+
+private:
+    friend class ::vdkit::Host;
+    struct State;
+    explicit Disk(std::unique_ptr<State> state);
+    std::unique_ptr<State> state_;
+};
+
+struct CopyOptions {
+    ProgressFunction progress;
+    // The target reads as zero where nothing was written (new images): zero
+    // ranges of the source are then skipped instead of written.
+    bool target_is_zero = true;
+    size_t buffer_size = 2u << 20;
+};
+
+class Library {
+public:
+    static Result<std::shared_ptr<Library>> create(const LibraryOptions &options = {});
+    ~Library();
+    Library(const Library &) = delete;
+    Library &operator=(const Library &) = delete;
+
+    std::vector<PluginInfo> plugins() const;
+    std::optional<PluginInfo> plugin(PluginKind kind, std::string_view name) const;
+    const std::vector<LoadProblem> &load_problems() const noexcept;
+
+    // Name of the format whose probe scores highest for location.
+    Result<std::string> probe(const std::string &location, const Options &transport_options = {}) const;
+
+    Result<std::unique_ptr<Disk>> open(const std::string &location, const OpenOptions &options = {}) const;
+    Result<std::unique_ptr<Disk>> create_image(const std::string &location, const CreateOptions &options) const;
+
+    // Copy src's virtual content into dst (same size or larger), driven by
+    // allocation status: unallocated and zero ranges are not read.
+    Status copy(const Disk &src, Disk &dst, const CopyOptions &options = {}) const;
+
+private:
+    explicit Library(std::shared_ptr<Host> host);
+    std::shared_ptr<Host> host_;
+};
+
+} // namespace v1
+} // namespace vdkit
+
+#endif // VDKIT_VDKIT_HPP

@@ -1,0 +1,258 @@
+// The C API: thin wrappers over the C++ API. Every entry point is noexcept
+// and converts failures (including std::bad_alloc) into a status code.
+#include "vdkit/vdkit.h"
+#include "vdkit/vdkit.hpp"
+
+#include "util/util.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+struct vdkit_library {
+    std::shared_ptr<vdkit::Library> lib;
+};
+struct vdkit_disk {
+    std::unique_ptr<vdkit::Disk> disk;
+};
+
+namespace {
+
+vdkit_status fail(vdkit_error *err, const vdkit::Status &st) {
+    if (err && err->struct_size >= sizeof(vdkit_error)) {
+        err->code = st.code();
+        std::string msg = st.message().empty() ? vdkit::status_text(st.code()) : st.message();
+        size_t n = std::min(msg.size(), sizeof(err->message) - 1);
+        std::memcpy(err->message, msg.data(), n);
+        err->message[n] = '\0';
+    }
+    return st.code();
+}
+
+vdkit_status ok(vdkit_error *err) {
+    if (err && err->struct_size >= sizeof(vdkit_error)) {
+        err->code = VDKIT_OK;
+        err->message[0] = '\0';
+    }
+    return VDKIT_OK;
+}
+
+template <class Fn>
+vdkit_status guarded(vdkit_error *err, Fn &&fn) noexcept {
+    try {
+        vdkit::Status st = fn();
+        return st.is_ok() ? ok(err) : fail(err, st);
+    } catch (const std::bad_alloc &) {
+        return fail(err, vdkit::Status(VDKIT_E_NO_MEMORY, "out of memory"));
+    } catch (const std::exception &e) {
+        return fail(err, vdkit::Status(VDKIT_E_INTERNAL, e.what()));
+    } catch (...) {
+        return fail(err, vdkit::Status(VDKIT_E_INTERNAL, "unexpected exception"));
+    }
+}
+
+vdkit::Status null_arg(const char *what) {
+    return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, std::string(what) + " must not be NULL");
+}
+
+vdkit::Result<vdkit::Options> parse_options(const char *text) {
+    vdkit::Options out;
+    if (!text || !*text) return out;
+    auto kv = vdkit::util::parse_key_values(text);
+    if (!kv) return vdkit::Status(VDKIT_E_CONFIG, std::string("cannot parse options '") + text + "'");
+    for (auto &[k, v] : *kv) out[k] = v;
+    return out;
+}
+
+void copy_field(char *dst, size_t cap, const std::string &s) {
+    size_t n = std::min(s.size(), cap - 1);
+    std::memcpy(dst, s.data(), n);
+    dst[n] = '\0';
+}
+
+} // namespace
+
+extern "C" {
+
+const char *vdkit_status_text(vdkit_status code) { return vdkit::status_text(code); }
+
+vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_library **out, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!out) return null_arg("out");
+        *out = nullptr;
+        vdkit_library_options o{};
+        if (options) std::memcpy(&o, options, std::min<size_t>(options->struct_size, sizeof(o)));
+        vdkit::LibraryOptions lo;
+        if (o.config_file) lo.config_file = o.config_file;
+        if (o.plugin_path) {
+            std::string cur;
+            for (const char *p = o.plugin_path;; ++p) {
+                if (*p == ':' || !*p) {
+                    if (!cur.empty()) lo.plugin_paths.push_back(cur);
+                    cur.clear();
+                    if (!*p) break;
+                } else {
+                    cur.push_back(*p);
+                }
+            }
+        }
+        lo.search_environment = !(o.flags & VDKIT_LIB_NO_ENV_PATH);
+        lo.search_install_dir = !(o.flags & VDKIT_LIB_NO_INSTALL_DIR);
+        if (o.flags & VDKIT_LIB_QUIET) lo.log = [](vdkit::LogLevel, std::string_view) {};
+        VDKIT_ASSIGN_OR_RETURN(auto lib, vdkit::Library::create(lo));
+        *out = new vdkit_library{std::move(lib)};
+        return vdkit::Status::ok();
+    });
+}
+
+void vdkit_library_close(vdkit_library *lib) { delete lib; }
+
+uint32_t vdkit_plugin_count(const vdkit_library *lib) {
+    try {
+        return lib ? static_cast<uint32_t>(lib->lib->plugins().size()) : 0;
+    } catch (...) {
+        return 0;
+    }
+}
+
+vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_plugin_summary *out, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !out) return null_arg("lib and out");
+        auto all = lib->lib->plugins();
+        if (index >= all.size()) return vdkit::Status(VDKIT_E_OUT_OF_RANGE, "plugin index out of range");
+        vdkit_plugin_summary s{};
+        s.struct_size = sizeof(s);
+        s.kind = static_cast<uint32_t>(all[index].kind);
+        s.capabilities = all[index].capabilities;
+        copy_field(s.name, sizeof(s.name), all[index].name);
+        copy_field(s.version, sizeof(s.version), all[index].version);
+        uint32_t keep = out->struct_size;
+        std::memcpy(out, &s, std::min<size_t>(keep, sizeof(s)));
+        out->struct_size = keep;
+        return vdkit::Status::ok();
+    });
+}
+
+vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
+                             const char *options, vdkit_disk **out, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !location || !out) return null_arg("lib, location and out");
+        *out = nullptr;
+        vdkit::OpenOptions o;
+        if (format) o.format = format;
+        o.writable = flags & VDKIT_DISK_WRITE;
+        o.lock = !(flags & VDKIT_DISK_NOLOCK);
+        o.follow_parents = !(flags & VDKIT_DISK_NO_PARENTS);
+        VDKIT_ASSIGN_OR_RETURN(o.format_options, parse_options(options));
+        VDKIT_ASSIGN_OR_RETURN(auto disk, lib->lib->open(location, o));
+        *out = new vdkit_disk{std::move(disk)};
+        return vdkit::Status::ok();
+    });
+}
+
+vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const char *format, uint64_t size,
+                               uint32_t flags, const char *options, const char *parent, vdkit_disk **out,
+                               vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !location || !format || !out) return null_arg("lib, location, format and out");
+        *out = nullptr;
+        vdkit::CreateOptions o;
+        o.format = format;
+        o.size = size;
+        o.fixed = flags & VDKIT_DISK_FIXED;
+        o.overwrite = flags & VDKIT_DISK_OVERWRITE;
+        if (parent) o.parent = parent;
+        VDKIT_ASSIGN_OR_RETURN(o.options, parse_options(options));
+        VDKIT_ASSIGN_OR_RETURN(auto disk, lib->lib->create_image(location, o));
+        *out = new vdkit_disk{std::move(disk)};
+        return vdkit::Status::ok();
+    });
+}
+
+vdkit_status vdkit_disk_close(vdkit_disk *disk, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return vdkit::Status::ok();
+        std::unique_ptr<vdkit_disk> owned(disk);
+        return owned->disk->close();
+    });
+}
+
+uint64_t vdkit_disk_size(const vdkit_disk *disk) { return disk ? disk->disk->size() : 0; }
+uint32_t vdkit_disk_image_count(const vdkit_disk *disk) {
+    return disk ? static_cast<uint32_t>(disk->disk->image_count()) : 0;
+}
+
+vdkit_status vdkit_disk_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || (!buf && len)) return null_arg("disk and buf");
+        return disk->disk->read(offset, buf, len);
+    });
+}
+
+vdkit_status vdkit_disk_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || (!buf && len)) return null_arg("disk and buf");
+        return disk->disk->write(offset, buf, len);
+    });
+}
+
+vdkit_status vdkit_disk_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        return disk->disk->write_zeroes(offset, len);
+    });
+}
+
+vdkit_status vdkit_disk_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        return disk->disk->discard(offset, len);
+    });
+}
+
+vdkit_status vdkit_disk_flush(vdkit_disk *disk, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        return disk->disk->flush();
+    });
+}
+
+vdkit_status vdkit_disk_block_status(vdkit_disk *disk, uint64_t offset, uint64_t len, uint32_t *state, uint64_t *run,
+                                     vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || !state || !run) return null_arg("disk, state and run");
+        VDKIT_ASSIGN_OR_RETURN(vdkit::BlockRun r, disk->disk->block_status(offset, len));
+        *state = static_cast<uint32_t>(r.state);
+        *run = r.length;
+        return vdkit::Status::ok();
+    });
+}
+
+vdkit_status vdkit_disk_metadata_get(vdkit_disk *disk, const char *key, char *buf, uint64_t cap, uint64_t *needed,
+                                     vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || !key) return null_arg("disk and key");
+        VDKIT_ASSIGN_OR_RETURN(std::string v, disk->disk->metadata_get(key));
+        if (needed) *needed = v.size();
+        if (buf && cap) copy_field(buf, static_cast<size_t>(std::min<uint64_t>(cap, SIZE_MAX)), v);
+        return vdkit::Status::ok();
+    });
+}
+
+vdkit_status vdkit_disk_metadata_set(vdkit_disk *disk, const char *key, const char *value, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || !key || !value) return null_arg("disk, key and value");
+        return disk->disk->metadata_set(key, value);
+    });
+}
+
+vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, vdkit_progress_fn progress,
+                             void *opaque, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !src || !dst) return null_arg("lib, src and dst");
+        vdkit::CopyOptions o;
+        if (progress) o.progress = [&](uint64_t d, uint64_t t) { return progress(opaque, d, t) == 0; };
+        return lib->lib->copy(*src->disk, *dst->disk, o);
+    });
+}
+
+} // extern "C"

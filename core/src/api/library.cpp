@@ -1,0 +1,48 @@
+// The public C++ Library: a handle on a shared Host.
+#include "host/host.hpp"
+#include "disk/disk_state.hpp"
+
+namespace vdkit {
+inline namespace v1 {
+
+Library::Library(std::shared_ptr<Host> host) : host_(std::move(host)) {}
+Library::~Library() = default;
+
+Result<std::shared_ptr<Library>> Library::create(const LibraryOptions &options) {
+    VDKIT_ASSIGN_OR_RETURN(std::shared_ptr<Host> host, Host::create(options));
+    return std::shared_ptr<Library>(new Library(std::move(host)));
+}
+
+std::vector<PluginInfo> Library::plugins() const {
+    std::vector<PluginInfo> out;
+    for (const auto &e : host_->registry().all()) out.push_back(e->info);
+    return out;
+}
+
+std::optional<PluginInfo> Library::plugin(PluginKind kind, std::string_view name) const {
+    if (auto e = host_->registry().find(kind, name)) return e->info;
+    return std::nullopt;
+}
+
+const std::vector<LoadProblem> &Library::load_problems() const noexcept { return host_->load_problems(); }
+
+Result<std::string> Library::probe(const std::string &location, const Options &transport_options) const {
+    VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, host_->open_store(location, 0, transport_options));
+    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr fmt, host_->probe(*main, location, true));
+    return fmt->info.name;
+}
+
+Result<std::unique_ptr<Disk>> Library::open(const std::string &location, const OpenOptions &options) const {
+    return host_->open_disk(location, options);
+}
+
+Result<std::unique_ptr<Disk>> Library::create_image(const std::string &location, const CreateOptions &options) const {
+    return host_->create_disk(location, options);
+}
+
+Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) const {
+    return host_->copy(src, dst, options);
+}
+
+} // namespace v1
+} // namespace vdkit

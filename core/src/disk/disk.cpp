@@ -1,0 +1,223 @@
+// Disk: chain reads, copy-on-write writes and the other Disk operations,
+// done once here for every format (VirtualBox's VD container semantics:
+// reads fall through "unallocated here", partial writes into an unallocated
+// block are completed from the chain below).
+#include "disk/disk_state.hpp"
+#include "host/host.hpp"
+#include "util/util.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+namespace vdkit {
+
+namespace {
+Status closed_error() { return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed"); }
+
+Status check_range(uint64_t offset, uint64_t len, uint64_t size) {
+    if (!util::range_within(offset, len, size))
+        return Status(VDKIT_E_OUT_OF_RANGE, "range " + util::hex(offset) + "+" + util::hex(len) +
+                                                " is beyond the end of the disk (" + std::to_string(size) + " bytes)");
+    return Status::ok();
+}
+} // namespace
+
+Status Disk::State::read_chain(size_t level, uint64_t offset, void *buf, uint64_t len) const {
+    auto *out = static_cast<unsigned char *>(buf);
+    Image &img = *images[level];
+    while (len > 0) {
+        uint64_t n = 0;
+        bool unallocated = false;
+        VDKIT_TRY(img.read(offset, out, len, n, unallocated));
+        if (unallocated) {
+            if (level == 0) std::memset(out, 0, static_cast<size_t>(n));
+            else VDKIT_TRY(read_chain(level - 1, offset, out, n));
+        }
+        offset += n;
+        out += n;
+        len -= n;
+    }
+    return Status::ok();
+}
+
+Disk::Disk(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Disk::~Disk() {
+    if (state_ && !state_->closed) {
+        Status st = close();
+        if (!st && state_->host) state_->host->log(LogLevel::error, "closing disk: " + st.message());
+    }
+}
+
+uint64_t Disk::size() const noexcept { return state_->size; }
+bool Disk::writable() const noexcept { return state_->writable; }
+size_t Disk::image_count() const noexcept { return state_->images.size(); }
+
+Result<ImageInfo> Disk::image_info(size_t index) const {
+    std::shared_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    if (index >= state_->images.size())
+        return Status(VDKIT_E_INVALID_ARGUMENT, "image index " + std::to_string(index) + " is beyond the chain (" +
+                                                    std::to_string(state_->images.size()) + " images)");
+    return state_->images[index]->info();
+}
+
+Status Disk::read(uint64_t offset, void *buf, uint64_t len) const {
+    std::shared_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    VDKIT_TRY(check_range(offset, len, state_->size));
+    return state_->read_chain(state_->images.size() - 1, offset, buf, len);
+}
+
+Status Disk::write(uint64_t offset, const void *buf, uint64_t len) {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
+    VDKIT_TRY(check_range(offset, len, state_->size));
+    return state_->write_locked(offset, buf, len);
+}
+
+Status Disk::State::write_locked(uint64_t offset, const void *buf, uint64_t len) {
+    const size_t top = images.size() - 1;
+    Image &img = *images[top];
+    const auto *in = static_cast<const unsigned char *>(buf);
+    std::vector<unsigned char> block;
+    while (len > 0) {
+        uint64_t n = 0, fill_offset = 0, fill_len = 0;
+        bool block_free = false;
+        VDKIT_TRY(img.write(offset, in, len, n, block_free, fill_offset, fill_len));
+        if (block_free) {
+            // Copy-on-write fill: the block's current content from the chain
+            // below (zeros for a base image), overlaid with the new data.
+            block.resize(static_cast<size_t>(fill_len));
+            if (top == 0) std::memset(block.data(), 0, block.size());
+            else VDKIT_TRY(read_chain(top - 1, fill_offset, block.data(), fill_len));
+            uint64_t overlay = std::min(len, fill_offset + fill_len - offset);
+            std::memcpy(block.data() + (offset - fill_offset), in, static_cast<size_t>(overlay));
+            uint64_t written = 0;
+            while (written < fill_len) {
+                uint64_t m = 0, fo = 0, fl = 0;
+                bool again = false;
+                VDKIT_TRY(img.write(fill_offset + written, block.data() + written, fill_len - written, m, again, fo, fl));
+                if (again)
+                    return Status(VDKIT_E_INTERNAL, img.location() + ": format '" + img.format().info.name +
+                                                        "' refused a whole-block write at " + util::hex(fill_offset));
+                written += m;
+            }
+            n = overlay;
+        }
+        offset += n;
+        in += n;
+        len -= n;
+    }
+    return Status::ok();
+}
+
+Status Disk::State::write_zero_bytes_locked(uint64_t offset, uint64_t len) {
+    std::vector<unsigned char> zeros(static_cast<size_t>(std::min<uint64_t>(len, 1u << 20)), 0);
+    for (uint64_t done = 0; done < len;) {
+        uint64_t n = std::min<uint64_t>(zeros.size(), len - done);
+        VDKIT_TRY(write_locked(offset + done, zeros.data(), n));
+        done += n;
+    }
+    return Status::ok();
+}
+
+Status Disk::write_zeroes(uint64_t offset, uint64_t len) {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
+    VDKIT_TRY(check_range(offset, len, state_->size));
+    if (len == 0) return Status::ok();
+    Image &top = *state_->images.back();
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, top.raw_info());
+    const uint64_t g = std::max<uint64_t>(info.granularity, 1);
+    const uint64_t end = offset + len;
+    // Whole allocation units go to the format (recorded as zero); partial
+    // edges are written as zero data through the copy-on-write path. The
+    // disk's short last unit counts as whole.
+    uint64_t mid_start = std::min(end, (offset + g - 1) / g * g);
+    uint64_t mid_end = end == state_->size ? end : std::max(mid_start, end / g * g);
+    if (mid_start > offset) VDKIT_TRY(state_->write_zero_bytes_locked(offset, mid_start - offset));
+    if (mid_end > mid_start) {
+        Status st = top.write_zeroes(mid_start, mid_end - mid_start);
+        if (st.code() == VDKIT_E_NOT_SUPPORTED) st = state_->write_zero_bytes_locked(mid_start, mid_end - mid_start);
+        VDKIT_TRY(st);
+    }
+    if (end > mid_end) VDKIT_TRY(state_->write_zero_bytes_locked(mid_end, end - mid_end));
+    return Status::ok();
+}
+
+Status Disk::discard(uint64_t offset, uint64_t len) {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
+    VDKIT_TRY(check_range(offset, len, state_->size));
+    return state_->images.back()->discard(offset, len);
+}
+
+Status Disk::flush() {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    return state_->images.back()->flush();
+}
+
+Result<BlockRun> Disk::block_status(uint64_t offset, uint64_t len) const {
+    std::shared_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    VDKIT_TRY(check_range(offset, len, state_->size));
+    if (len == 0) return Status(VDKIT_E_INVALID_ARGUMENT, "block status of an empty range");
+    uint64_t span = len;
+    for (size_t level = state_->images.size(); level-- > 0;) {
+        uint32_t status = 0;
+        uint64_t run = 0;
+        VDKIT_TRY(state_->images[level]->block_status(offset, span, status, run));
+        if (status != VDKIT_BLOCK_UNALLOCATED)
+            return BlockRun{offset, run, status == VDKIT_BLOCK_ZERO ? BlockState::zero : BlockState::data, level};
+        span = run; // the next level answers only within what this one left open
+    }
+    return BlockRun{offset, span, BlockState::unallocated, 0};
+}
+
+Result<std::string> Disk::metadata_get(std::string_view key) const {
+    std::shared_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    return state_->images.back()->metadata_get(key);
+}
+
+Status Disk::metadata_set(std::string_view key, std::string_view value) {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
+    return state_->images.back()->metadata_set(key, value);
+}
+
+Result<std::vector<std::string>> Disk::metadata_keys() const {
+    std::shared_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    return state_->images.back()->metadata_keys();
+}
+
+Status Disk::set_comment(std::string_view comment) {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
+    return state_->images.back()->set_comment(comment);
+}
+
+Status Disk::close() {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return Status::ok();
+    state_->closed = true;
+    Status first;
+    // Top first: a child may still reference its parent while closing.
+    for (size_t i = state_->images.size(); i-- > 0;) {
+        Status st = state_->images[i]->close(false);
+        if (!st && first.is_ok()) first = st;
+    }
+    state_->images.clear();
+    return first;
+}
+
+} // namespace vdkit

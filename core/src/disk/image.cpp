@@ -1,0 +1,299 @@
+#include "disk/image.hpp"
+
+#include "host/host.hpp"
+#include "util/util.hpp"
+
+#include <cstring>
+
+namespace vdkit {
+
+namespace {
+vdkit_str to_str(std::string_view s) { return vdkit_str{s.data(), s.size()}; }
+constexpr uint64_t kMaxString = 16u << 20; // strings from plugins are bounded
+} // namespace
+
+Image::Image(const Host &host, PluginEntryPtr format, ByteStorePtr main, ImageSetup setup)
+    : host_(host), format_(std::move(format)), main_{std::move(main)}, setup_(std::move(setup)),
+      serialise_(!(format_->info.capabilities & VDKIT_CAP_THREAD_SAFE)) {}
+
+Image::~Image() {
+    if (instance_) {
+        Status st = close(false);
+        if (!st) host_.log(LogLevel::error, "closing " + setup_.location + ": " + st.message());
+    }
+}
+
+vdkit_ctx Image::ctx() const {
+    vdkit_ctx c = host_.make_ctx(format_.get(), &setup_.format_options);
+    c.base_location = setup_.location;
+    c.allow_unsafe_paths = setup_.allow_unsafe_paths;
+    c.transport_options = &setup_.transport_options;
+    return c;
+}
+
+Status Image::done(vdkit_ctx &c, uint32_t rc, std::string_view op) const {
+    if (rc == VDKIT_OK) return Status::ok();
+    return status_from_plugin(c, rc, std::string(op) + " " + setup_.location);
+}
+
+std::unique_lock<std::mutex> Image::lock() {
+    return serialise_ ? std::unique_lock<std::mutex>(mu_) : std::unique_lock<std::mutex>();
+}
+
+Result<std::unique_ptr<Image>> Image::open(const Host &host, PluginEntryPtr format, ByteStorePtr main,
+                                           ImageSetup setup, uint32_t flags) {
+    std::unique_ptr<Image> img(new Image(host, std::move(format), std::move(main), std::move(setup)));
+    vdkit_ctx c = img->ctx();
+    uint32_t rc = call_plugin(c, img->format_->format.open, &c, &img->main_, to_str(img->setup_.location), flags,
+                              &img->instance_);
+    if (rc != VDKIT_OK) {
+        img->instance_ = nullptr;
+        return img->done(c, rc, "open");
+    }
+    if (!img->instance_)
+        return Status(VDKIT_E_INTERNAL,
+                      img->setup_.location + ": format '" + img->format_->info.name + "' opened no instance");
+    return img;
+}
+
+Result<std::unique_ptr<Image>> Image::create(const Host &host, PluginEntryPtr format, ByteStorePtr main,
+                                             ImageSetup setup, const vdkit_create_params &params) {
+    std::unique_ptr<Image> img(new Image(host, std::move(format), std::move(main), std::move(setup)));
+    if (!img->format_->format.create)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + img->format_->info.name + "' cannot create images");
+    vdkit_ctx c = img->ctx();
+    uint32_t rc = call_plugin(c, img->format_->format.create, &c, &img->main_, to_str(img->setup_.location), &params,
+                              &img->instance_);
+    if (rc != VDKIT_OK) {
+        img->instance_ = nullptr;
+        return img->done(c, rc, "create");
+    }
+    if (!img->instance_)
+        return Status(VDKIT_E_INTERNAL,
+                      img->setup_.location + ": format '" + img->format_->info.name + "' created no instance");
+    return img;
+}
+
+Status Image::close(bool delete_files) {
+    if (!instance_) return Status::ok();
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    void *inst = instance_;
+    instance_ = nullptr;
+    uint32_t rc = call_plugin(c, format_->format.close, inst, &c, static_cast<uint8_t>(delete_files));
+    Status st = done(c, rc, "close");
+    if (st && setup_.writable) st = main_.store->flush();
+    return st;
+}
+
+Result<vdkit_image_info> Image::raw_info() {
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    vdkit_image_info info{};
+    info.struct_size = sizeof(info);
+    uint32_t rc = call_plugin(c, format_->format.get_info, instance_, &c, &info);
+    if (rc != VDKIT_OK) return done(c, rc, "get info of");
+    info.struct_size = sizeof(info);
+    return info;
+}
+
+template <class Fn>
+Result<std::string> Image::get_string(Fn fn, std::string_view op) {
+    std::string buf(256, '\0');
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        vdkit_ctx c = ctx();
+        uint64_t needed = 0;
+        uint32_t rc = fn(c, buf.data(), static_cast<uint64_t>(buf.size()), &needed);
+        if (rc != VDKIT_OK) return done(c, rc, op);
+        if (needed > kMaxString)
+            return Status(VDKIT_E_CORRUPT, setup_.location + ": " + std::string(op) + " is longer than " +
+                                               util::format_size(kMaxString));
+        if (needed <= buf.size()) {
+            buf.resize(static_cast<size_t>(needed));
+            return buf;
+        }
+        buf.assign(static_cast<size_t>(needed), '\0');
+    }
+    return Status(VDKIT_E_INTERNAL, setup_.location + ": " + std::string(op) + ": plugin keeps changing the length");
+}
+
+Result<std::string> Image::parent_hint() {
+    if (!format_->format.get_parent_hint) return std::string();
+    auto l = lock();
+    return get_string(
+        [&](vdkit_ctx &c, char *b, uint64_t cap, uint64_t *n) {
+            return call_plugin(c, format_->format.get_parent_hint, instance_, &c, b, cap, n);
+        },
+        "parent location");
+}
+
+Result<std::string> Image::comment() {
+    if (!format_->format.get_comment) return std::string();
+    auto l = lock();
+    return get_string(
+        [&](vdkit_ctx &c, char *b, uint64_t cap, uint64_t *n) {
+            return call_plugin(c, format_->format.get_comment, instance_, &c, b, cap, n);
+        },
+        "comment");
+}
+
+Status Image::set_comment(std::string_view comment) {
+    if (!format_->format.set_comment)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' has no comment field");
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    return done(c, call_plugin(c, format_->format.set_comment, instance_, &c, to_str(comment)), "set comment of");
+}
+
+Result<std::string> Image::metadata_get(std::string_view key) {
+    if (!format_->format.metadata_get)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' has no key/value metadata");
+    auto l = lock();
+    return get_string(
+        [&](vdkit_ctx &c, char *b, uint64_t cap, uint64_t *n) {
+            return call_plugin(c, format_->format.metadata_get, instance_, &c, to_str(key), b, cap, n);
+        },
+        "metadata key");
+}
+
+Status Image::metadata_set(std::string_view key, std::string_view value) {
+    if (!format_->format.metadata_set)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' has no key/value metadata");
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    return done(c, call_plugin(c, format_->format.metadata_set, instance_, &c, to_str(key), to_str(value)),
+                "set metadata of");
+}
+
+Result<std::vector<std::string>> Image::metadata_keys() {
+    if (!format_->format.metadata_list)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' has no key/value metadata");
+    auto l = lock();
+    VDKIT_ASSIGN_OR_RETURN(std::string joined,
+                           get_string(
+                               [&](vdkit_ctx &c, char *b, uint64_t cap, uint64_t *n) {
+                                   return call_plugin(c, format_->format.metadata_list, instance_, &c, b, cap, n);
+                               },
+                               "metadata keys"));
+    std::vector<std::string> keys;
+    size_t start = 0;
+    while (start < joined.size()) {
+        size_t end = joined.find('\0', start);
+        if (end == std::string::npos) end = joined.size();
+        if (end > start) keys.push_back(joined.substr(start, end - start));
+        start = end + 1;
+    }
+    return keys;
+}
+
+Result<ImageInfo> Image::info() {
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info raw, raw_info());
+    ImageInfo out;
+    out.location = setup_.location;
+    out.format = format_->info.name;
+    if (raw.subformat.data && raw.subformat.size <= 256)
+        out.subformat.assign(raw.subformat.data, static_cast<size_t>(raw.subformat.size));
+    out.virtual_size = raw.virtual_size;
+    out.granularity = raw.granularity;
+    out.read_only = !setup_.writable || (raw.flags & VDKIT_IMAGE_READ_ONLY);
+    out.has_parent = raw.flags & VDKIT_IMAGE_HAS_PARENT;
+    out.fixed = raw.flags & VDKIT_IMAGE_FIXED;
+    out.zero_init = raw.flags & VDKIT_IMAGE_ZERO_INIT;
+    std::memcpy(out.uuid.data(), raw.uuid, 16);
+    std::memcpy(out.modification_uuid.data(), raw.modification_uuid, 16);
+    std::memcpy(out.parent_uuid.data(), raw.parent_uuid, 16);
+    std::memcpy(out.parent_modification_uuid.data(), raw.parent_modification_uuid, 16);
+    out.pchs = {raw.pchs_cylinders, raw.pchs_heads, raw.pchs_sectors};
+    out.lchs = {raw.lchs_cylinders, raw.lchs_heads, raw.lchs_sectors};
+    if (auto used = main_.store->allocated_size()) out.file_size = *used;
+    if (out.has_parent) {
+        VDKIT_ASSIGN_OR_RETURN(out.parent_hint, parent_hint());
+    }
+    VDKIT_ASSIGN_OR_RETURN(out.comment, comment());
+    return out;
+}
+
+Status Image::read(uint64_t offset, void *buf, uint64_t len, uint64_t &n, bool &unallocated) {
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    n = 0;
+    uint32_t rc = call_plugin(c, format_->format.read, instance_, &c, offset, buf, len, &n);
+    unallocated = rc == VDKIT_E_UNALLOCATED;
+    if (rc != VDKIT_OK && !unallocated) return done(c, rc, "read from");
+    if (n == 0 || n > len)
+        return Status(VDKIT_E_INTERNAL, setup_.location + ": format '" + format_->info.name + "' answered a read of " +
+                                            std::to_string(len) + " bytes at " + util::hex(offset) + " with length " +
+                                            std::to_string(n));
+    return Status::ok();
+}
+
+Status Image::write(uint64_t offset, const void *buf, uint64_t len, uint64_t &n, bool &block_free,
+                    uint64_t &fill_offset, uint64_t &fill_len) {
+    if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
+    if (!format_->format.write)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' cannot write");
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    n = fill_offset = fill_len = 0;
+    uint32_t rc = call_plugin(c, format_->format.write, instance_, &c, offset, buf, len, &n, &fill_offset, &fill_len);
+    block_free = rc == VDKIT_E_BLOCK_FREE;
+    if (rc != VDKIT_OK && !block_free) return done(c, rc, "write to");
+    if (block_free) {
+        auto fill_end = util::checked_add(fill_offset, fill_len);
+        if (fill_len == 0 || !fill_end || fill_offset > offset || *fill_end <= offset || fill_len > (256u << 20))
+            return Status(VDKIT_E_INTERNAL, setup_.location + ": format '" + format_->info.name +
+                                                "' asked for a copy-on-write fill that does not contain the write");
+        return Status::ok();
+    }
+    if (n == 0 || n > len)
+        return Status(VDKIT_E_INTERNAL, setup_.location + ": format '" + format_->info.name +
+                                            "' answered a write with length " + std::to_string(n));
+    return Status::ok();
+}
+
+Status Image::block_status(uint64_t offset, uint64_t len, uint32_t &status, uint64_t &run) {
+    if (!format_->format.block_status) {
+        status = VDKIT_BLOCK_DATA;
+        run = len;
+        return Status::ok();
+    }
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    uint32_t rc = call_plugin(c, format_->format.block_status, instance_, &c, offset, len, &status, &run);
+    if (rc != VDKIT_OK) return done(c, rc, "block status of");
+    if (run == 0 || run > len || status > VDKIT_BLOCK_UNALLOCATED)
+        return Status(VDKIT_E_INTERNAL,
+                      setup_.location + ": format '" + format_->info.name + "' returned a bad block status");
+    return Status::ok();
+}
+
+Status Image::flush() {
+    if (!setup_.writable) return Status::ok();
+    {
+        auto l = lock();
+        if (format_->format.flush) {
+            vdkit_ctx c = ctx();
+            VDKIT_TRY(done(c, call_plugin(c, format_->format.flush, instance_, &c), "flush"));
+        }
+    }
+    return main_.store->flush();
+}
+
+Status Image::discard(uint64_t offset, uint64_t len) {
+    if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
+    if (!format_->format.discard)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' cannot discard");
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    return done(c, call_plugin(c, format_->format.discard, instance_, &c, offset, len), "discard in");
+}
+
+Status Image::write_zeroes(uint64_t offset, uint64_t len) {
+    if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
+    if (!format_->format.write_zeroes) return Status(VDKIT_E_NOT_SUPPORTED, "no write_zeroes");
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    return done(c, call_plugin(c, format_->format.write_zeroes, instance_, &c, offset, len), "write zeroes to");
+}
+
+} // namespace vdkit

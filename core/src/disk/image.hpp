@@ -1,0 +1,86 @@
+// Image: one opened format-plugin instance (one image of a chain) and the
+// only code that calls vdkit_format_ops. It checks every answer a plugin
+// gives (lengths within the request, runs non-empty) so a buggy plugin
+// yields VDKIT_E_INTERNAL instead of an endless loop or an overflow.
+//
+// Thread-safety: calls are serialised per image unless the plugin declares
+// VDKIT_CAP_THREAD_SAFE.
+#ifndef VDKIT_CORE_DISK_IMAGE_HPP
+#define VDKIT_CORE_DISK_IMAGE_HPP
+
+#include "host/context.hpp"
+#include "io/byte_store.hpp"
+#include "registry/registry.hpp"
+#include "vdkit/vdkit.hpp"
+
+#include <mutex>
+
+namespace vdkit {
+
+class Host;
+
+struct ImageSetup {
+    std::string location;
+    Options format_options;     // validated
+    Options transport_options;  // validated, for sibling files
+    bool allow_unsafe_paths = false;
+    bool writable = false;
+};
+
+class Image {
+public:
+    static Result<std::unique_ptr<Image>> open(const Host &host, PluginEntryPtr format, ByteStorePtr main,
+                                               ImageSetup setup, uint32_t flags);
+    static Result<std::unique_ptr<Image>> create(const Host &host, PluginEntryPtr format, ByteStorePtr main,
+                                                 ImageSetup setup, const vdkit_create_params &params);
+    ~Image();
+
+    const std::string &location() const noexcept { return setup_.location; }
+    const PluginEntry &format() const noexcept { return *format_; }
+    bool writable() const noexcept { return setup_.writable; }
+    ByteStore &main() noexcept { return *main_.store; }
+
+    // Close the plugin instance (flushing); with delete_files remove its files.
+    Status close(bool delete_files);
+
+    Result<vdkit_image_info> raw_info();
+    Result<ImageInfo> info();
+
+    // read: *unallocated tells whether [offset, offset+*done) is absent here.
+    Status read(uint64_t offset, void *buf, uint64_t len, uint64_t &done, bool &unallocated);
+    // write: *block_free asks the caller to write [fill_offset, +fill_len) whole.
+    Status write(uint64_t offset, const void *buf, uint64_t len, uint64_t &done, bool &block_free,
+                 uint64_t &fill_offset, uint64_t &fill_len);
+    Status block_status(uint64_t offset, uint64_t len, uint32_t &status, uint64_t &run);
+    Status flush();
+    Status discard(uint64_t offset, uint64_t len);
+    // NOT_SUPPORTED when the plugin has no write_zeroes (the caller emulates).
+    Status write_zeroes(uint64_t offset, uint64_t len);
+    Result<std::string> parent_hint();
+    Result<std::string> comment();
+    Status set_comment(std::string_view comment);
+    Result<std::string> metadata_get(std::string_view key);
+    Status metadata_set(std::string_view key, std::string_view value);
+    Result<std::vector<std::string>> metadata_keys();
+
+private:
+    Image(const Host &host, PluginEntryPtr format, ByteStorePtr main, ImageSetup setup);
+    vdkit_ctx ctx() const;
+    Status done(vdkit_ctx &ctx, uint32_t rc, std::string_view op) const;
+    // Runs a (buf, cap, needed) string getter until the buffer is big enough.
+    template <class Fn>
+    Result<std::string> get_string(Fn fn, std::string_view op);
+    std::unique_lock<std::mutex> lock();
+
+    const Host &host_;
+    PluginEntryPtr format_;
+    vdkit_store main_; // host-owned; the plugin gets &main_
+    ImageSetup setup_;
+    void *instance_ = nullptr;
+    std::mutex mu_;
+    bool serialise_ = true;
+};
+
+} // namespace vdkit
+
+#endif

@@ -1,0 +1,307 @@
+// Opening and creating disks: format probing, chain assembly with parent
+// verification, and image creation (base or differencing).
+#include "disk/disk_state.hpp"
+#include "host/host.hpp"
+#include "util/util.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+namespace fs = std::filesystem;
+
+namespace vdkit {
+
+namespace {
+
+Status unknown_format(const Registry &reg, const std::string &name) {
+    std::string msg = "no format plugin named '" + name + "'";
+    if (auto guess = util::closest_match(name, reg.names(PluginKind::format))) msg += " — did you mean '" + *guess + "'?";
+    std::string all;
+    for (const auto &n : reg.names(PluginKind::format)) all += (all.empty() ? "" : ", ") + n;
+    msg += all.empty() ? " (no format plugins are loaded)" : " (available: " + all + ")";
+    return Status(VDKIT_E_NOT_FOUND, msg);
+}
+
+std::string canonical_key(const std::string &location) {
+    if (location.find("://") != std::string::npos) return location;
+    std::error_code ec;
+    auto p = fs::weakly_canonical(location, ec);
+    return ec ? location : p.string();
+}
+
+// The parent path as stored in a child: relative to the child's directory.
+std::string relative_hint(const std::string &child, const std::string &parent) {
+    if (child.find("://") != std::string::npos || parent.find("://") != std::string::npos) return parent;
+    std::error_code ec;
+    fs::path cdir = fs::absolute(fs::path(child), ec).lexically_normal().parent_path();
+    fs::path p = fs::absolute(fs::path(parent), ec).lexically_normal();
+    fs::path rel = p.lexically_relative(cdir);
+    return rel.empty() ? p.string() : rel.string();
+}
+
+} // namespace
+
+Result<PluginEntryPtr> Host::probe(ByteStore &main, const std::string &location, bool fallback_ok) const {
+    vdkit_store borrowed{nullptr};
+    struct Release { // the store stays owned by the caller
+        vdkit_store &s;
+        ~Release() { (void)s.store.release(); }
+    };
+    borrowed.store.reset(&main);
+    Release release{borrowed};
+
+    struct Candidate {
+        PluginEntryPtr plugin;
+        uint32_t score;
+    };
+    std::vector<Candidate> scored;
+    Options none;
+    for (const auto &fmt : registry_.list(PluginKind::format)) {
+        vdkit_ctx ctx = make_ctx(fmt.get(), &none);
+        ctx.base_location = location;
+        uint32_t score = 0;
+        uint32_t rc = call_plugin(ctx, fmt->format.probe, &ctx, &borrowed, vdkit_str{location.data(), location.size()},
+                                  &score);
+        if (rc != VDKIT_OK) {
+            // A probe must not fail on foreign data; an I/O error is real.
+            if (rc == VDKIT_E_IO) return status_from_plugin(ctx, rc, "probe " + location);
+            log(LogLevel::debug, "probe of " + location + " by '" + fmt->info.name + "' failed: " + ctx.error_message);
+            continue;
+        }
+        if (score > 0) scored.push_back({fmt, std::min<uint32_t>(score, VDKIT_PROBE_CERTAIN)});
+    }
+    std::sort(scored.begin(), scored.end(), [](const Candidate &a, const Candidate &b) { return a.score > b.score; });
+    std::string tried;
+    for (const auto &fmt : registry_.list(PluginKind::format)) tried += (tried.empty() ? "" : ", ") + fmt->info.name;
+    if (scored.empty())
+        return Status(VDKIT_E_NOT_FOUND, location + ": no format plugin recognises this image (tried: " + tried +
+                                             "); name the format with -f");
+    if (scored.size() > 1 && scored[0].score == scored[1].score) {
+        std::string tie;
+        for (const auto &c : scored)
+            if (c.score == scored[0].score) tie += (tie.empty() ? "" : ", ") + c.plugin->info.name;
+        return Status(VDKIT_E_AMBIGUOUS, location + ": several formats match equally well (" + tie +
+                                             ", score " + std::to_string(scored[0].score) + "); name one with -f");
+    }
+    if (scored[0].score <= VDKIT_PROBE_FALLBACK) {
+        if (!fallback_ok)
+            return Status(VDKIT_E_PERMISSION, location + ": no format recognises this image, and guessing '" +
+                                                  scored[0].plugin->info.name +
+                                                  "' is refused for writing; name the format with -f " +
+                                                  scored[0].plugin->info.name + " if that is right");
+        log(LogLevel::info, location + ": no format recognised it; reading it as '" + scored[0].plugin->info.name +
+                                "' (name the format with -f to be explicit)");
+    }
+    return scored[0].plugin;
+}
+
+Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const OpenOptions &options) const {
+    auto state = std::make_unique<Disk::State>();
+    state->host = shared_from_this();
+    state->writable = options.writable;
+    const bool allow_unsafe = options.allow_unsafe_paths.value_or(config_.allow_unsafe_paths);
+
+    std::vector<std::string> seen;
+    std::string current = location;
+    std::string format_name = options.format;
+    bool top = true;
+    Uuid expected_parent{};
+    std::string child_location;
+    // Walk from the top image down to the base, then reverse.
+    std::vector<std::unique_ptr<Image>> chain;
+    for (;;) {
+        if (chain.size() >= config_.max_chain_depth)
+            return Status(VDKIT_E_OUT_OF_RANGE, location + ": the chain is deeper than max_chain_depth (" +
+                                                    std::to_string(config_.max_chain_depth) + ")");
+        std::string key = canonical_key(current);
+        if (std::find(seen.begin(), seen.end(), key) != seen.end())
+            return Status(VDKIT_E_CORRUPT, location + ": the chain loops back to " + current);
+        seen.push_back(key);
+
+        const bool writable = top && options.writable;
+        uint32_t flags = (writable ? VDKIT_OPEN_WRITE : 0) | (options.lock ? 0 : VDKIT_OPEN_NOLOCK);
+        VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, open_store(current, flags, options.transport_options));
+
+        PluginEntryPtr fmt;
+        if (!format_name.empty()) {
+            fmt = registry_.find(PluginKind::format, format_name);
+            if (!fmt) return unknown_format(registry_, format_name);
+        } else {
+            VDKIT_ASSIGN_OR_RETURN(fmt, probe(*main, current, !writable));
+        }
+        ImageSetup setup;
+        setup.location = current;
+        setup.writable = writable;
+        setup.allow_unsafe_paths = allow_unsafe;
+        VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, transport_for(current));
+        VDKIT_ASSIGN_OR_RETURN(setup.transport_options, options_for(*transport, options.transport_options, OptionUse::open));
+        // Format options apply to the image named by the caller only.
+        VDKIT_ASSIGN_OR_RETURN(setup.format_options,
+                               options_for(*fmt, top ? options.format_options : Options{}, OptionUse::open));
+        VDKIT_ASSIGN_OR_RETURN(auto img, Image::open(*this, fmt, std::move(main), std::move(setup), flags));
+        VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img->raw_info());
+
+        if (!top && !util::uuid_is_nil(expected_parent.data()) && !util::uuid_is_nil(info.uuid) &&
+            std::memcmp(expected_parent.data(), info.uuid, 16) != 0 && !options.ignore_parent_mismatch)
+            return Status(VDKIT_E_PARENT_MISMATCH,
+                          child_location + " expects parent " + util::uuid_to_string(expected_parent.data()) + " but " +
+                              current + " is " + util::uuid_to_string(info.uuid) +
+                              " (the parent was replaced or the child belongs elsewhere)");
+        const bool has_parent = info.flags & VDKIT_IMAGE_HAS_PARENT;
+        std::string hint;
+        if (has_parent && options.follow_parents) {
+            VDKIT_ASSIGN_OR_RETURN(hint, img->parent_hint());
+            if (hint.empty())
+                return Status(VDKIT_E_NOT_FOUND, current + " is a differencing image but names no parent location");
+        }
+        std::memcpy(expected_parent.data(), info.parent_uuid, 16);
+        if (top) state->size = info.virtual_size;
+        chain.push_back(std::move(img));
+        if (!has_parent || !options.follow_parents) break;
+
+        VDKIT_ASSIGN_OR_RETURN(std::string parent, resolve_sibling(current, hint, allow_unsafe));
+        VDKIT_ASSIGN_OR_RETURN(bool exists, location_exists(parent));
+        if (!exists)
+            return Status(VDKIT_E_NOT_FOUND, current + ": parent image '" + hint + "' (" + parent + ") does not exist");
+        child_location = current;
+        current = parent;
+        format_name.clear();
+        top = false;
+    }
+    std::reverse(chain.begin(), chain.end());
+    state->images = std::move(chain);
+    return std::unique_ptr<Disk>(new Disk(std::move(state)));
+}
+
+Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, const CreateOptions &options) const {
+    if (options.format.empty()) return Status(VDKIT_E_INVALID_ARGUMENT, "creating " + location + ": no format given");
+    PluginEntryPtr fmt = registry_.find(PluginKind::format, options.format);
+    if (!fmt) return unknown_format(registry_, options.format);
+    const PluginInfo &fi = fmt->info;
+    const bool diff = !options.parent.empty();
+    if (!fmt->format.create) return Status(VDKIT_E_NOT_SUPPORTED, "format '" + fi.name + "' cannot create images");
+    if (diff && !fi.has(VDKIT_CAP_DIFF))
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + fi.name + "' cannot create differencing images");
+    if (!diff && options.fixed && !fi.has(VDKIT_CAP_CREATE_FIXED))
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + fi.name + "' cannot create preallocated images");
+    if (!diff && !options.fixed && !fi.has(VDKIT_CAP_CREATE_DYNAMIC) && !fi.has(VDKIT_CAP_CREATE_FIXED))
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + fi.name + "' cannot create images");
+    const bool allow_unsafe = options.allow_unsafe_paths.value_or(config_.allow_unsafe_paths);
+
+    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, transport_for(location));
+    ImageSetup setup;
+    setup.location = location;
+    setup.writable = true;
+    setup.allow_unsafe_paths = allow_unsafe;
+    VDKIT_ASSIGN_OR_RETURN(setup.transport_options, options_for(*transport, options.transport_options, OptionUse::open));
+    VDKIT_ASSIGN_OR_RETURN(setup.format_options, options_for(*fmt, options.options, OptionUse::create));
+
+    vdkit_create_params params{};
+    params.struct_size = sizeof(params);
+    params.flags = (options.fixed ? VDKIT_CREATE_FIXED : 0) | (diff ? VDKIT_CREATE_DIFF : 0);
+    params.size = options.size;
+    util::generate_uuid(params.uuid);
+
+    std::unique_ptr<Disk> parent_disk;
+    std::string hint, parent_format;
+    if (diff) {
+        OpenOptions po;
+        po.format = options.parent_format;
+        po.transport_options = options.transport_options;
+        po.allow_unsafe_paths = allow_unsafe;
+        VDKIT_ASSIGN_OR_RETURN(parent_disk, open_disk(options.parent, po));
+        auto &parent_top = parent_disk->state_->images.back();
+        VDKIT_ASSIGN_OR_RETURN(vdkit_image_info pinfo, parent_top->raw_info());
+        if (params.size == 0) params.size = pinfo.virtual_size;
+        if (params.size != pinfo.virtual_size)
+            return Status(VDKIT_E_INVALID_ARGUMENT, "a differencing image must have its parent's size (" +
+                                                        std::to_string(pinfo.virtual_size) + " bytes)");
+        std::memcpy(params.parent_uuid, pinfo.uuid, 16);
+        std::memcpy(params.parent_modification_uuid, pinfo.modification_uuid, 16);
+        hint = relative_hint(location, options.parent);
+        parent_format = parent_top->format().info.name;
+        params.parent_hint = vdkit_str{hint.data(), hint.size()};
+        params.parent_format = vdkit_str{parent_format.data(), parent_format.size()};
+        // The child must be able to find its parent again under the path policy.
+        auto back = resolve_sibling(location, hint, allow_unsafe);
+        if (!back) return back.status().with_context("creating " + location);
+    }
+
+    VDKIT_ASSIGN_OR_RETURN(bool exists, location_exists(location));
+    if (exists) {
+        if (!options.overwrite)
+            return Status(VDKIT_E_EXISTS, location + " already exists");
+        VDKIT_TRY(remove_location(location));
+    }
+    VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main,
+                           open_store(location, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, options.transport_options));
+    auto created = Image::create(*this, fmt, std::move(main), std::move(setup), params);
+    if (!created) {
+        // Leave nothing half-made under the final name.
+        Status rm = remove_location(location);
+        if (!rm) log(LogLevel::warning, "could not remove the partial " + location + ": " + rm.message());
+        return created.status();
+    }
+    auto state = std::make_unique<Disk::State>();
+    state->host = shared_from_this();
+    state->writable = true;
+    state->size = params.size;
+    if (parent_disk) {
+        state->images = std::move(parent_disk->state_->images);
+        parent_disk->state_->closed = true;
+    }
+    state->images.push_back(std::move(*created));
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, state->images.back()->raw_info());
+    state->size = info.virtual_size;
+    return std::unique_ptr<Disk>(new Disk(std::move(state)));
+}
+
+Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const {
+    if (!dst.writable()) return Status(VDKIT_E_READ_ONLY, "the copy target is open read-only");
+    const uint64_t size = src.size();
+    if (dst.size() < size)
+        return Status(VDKIT_E_OUT_OF_RANGE, "the copy target (" + std::to_string(dst.size()) +
+                                                " bytes) is smaller than the source (" + std::to_string(size) + ")");
+    constexpr uint64_t kQuery = 1ull << 30;
+    // First pass: how much data there is, so progress follows real work.
+    uint64_t total = 0;
+    for (uint64_t off = 0; off < size;) {
+        VDKIT_ASSIGN_OR_RETURN(BlockRun run, src.block_status(off, std::min(size - off, kQuery)));
+        if (run.state == BlockState::data) total += run.length;
+        off += run.length;
+    }
+    const size_t buffer = std::max<size_t>(options.buffer_size, 4096);
+    std::vector<unsigned char> buf(buffer);
+    uint64_t done = 0;
+    auto report = [&]() -> Status {
+        if (options.progress && !options.progress(done, total))
+            return Status(VDKIT_E_CANCELLED, "copy cancelled after " + std::to_string(done) + " bytes");
+        return Status::ok();
+    };
+    VDKIT_TRY(report());
+    for (uint64_t off = 0; off < size;) {
+        VDKIT_ASSIGN_OR_RETURN(BlockRun run, src.block_status(off, std::min(size - off, kQuery)));
+        if (run.state != BlockState::data) {
+            if (!options.target_is_zero) VDKIT_TRY(dst.write_zeroes(off, run.length));
+            off += run.length;
+            continue;
+        }
+        for (uint64_t pos = off; pos < off + run.length;) {
+            uint64_t n = std::min<uint64_t>(buffer, off + run.length - pos);
+            VDKIT_TRY(src.read(pos, buf.data(), n));
+            if (util::is_zero(buf.data(), static_cast<size_t>(n))) {
+                if (!options.target_is_zero) VDKIT_TRY(dst.write_zeroes(pos, n));
+            } else {
+                VDKIT_TRY(dst.write(pos, buf.data(), n));
+            }
+            pos += n;
+            done += n;
+            VDKIT_TRY(report());
+        }
+        off += run.length;
+    }
+    return dst.flush();
+}
+
+} // namespace vdkit

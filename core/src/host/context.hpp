@@ -1,0 +1,69 @@
+// vdkit_ctx — the per-call context the host passes to every plugin callback,
+// and call_plugin(), the only way the core invokes a plugin function pointer.
+//
+// A context carries the options for the plugin being called, the location
+// that sibling paths are resolved against, the path policy, progress and
+// check-finding sinks, and the error slot the plugin reports into. It lives
+// on the caller's stack for one call (or one open instance) and is never
+// shared between threads.
+#ifndef VDKIT_CORE_HOST_CONTEXT_HPP
+#define VDKIT_CORE_HOST_CONTEXT_HPP
+
+#include "vdkit/plugin.h"
+#include "vdkit/status.hpp"
+#include "vdkit/vdkit.hpp"
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace vdkit {
+class Host;
+struct PluginEntry;
+} // namespace vdkit
+
+struct vdkit_ctx {
+    const vdkit::Host *host = nullptr;
+    const vdkit::PluginEntry *plugin = nullptr;   // who is being called (for logs)
+    const vdkit::Options *options = nullptr;      // validated options incl. defaults
+    std::string base_location;                    // image location sibling paths resolve against
+    bool allow_unsafe_paths = false;
+    const vdkit::Options *transport_options = nullptr; // for stores opened by the plugin
+    std::function<bool(uint64_t, uint64_t)> progress;  // false = cancel
+    std::function<void(uint32_t, uint64_t, std::string_view)> finding;
+
+    uint32_t error_code = VDKIT_OK;
+    std::string error_message;
+    std::string scratch; // backs strings returned by config_get during a call
+
+    void clear_error() {
+        error_code = VDKIT_OK;
+        error_message.clear();
+    }
+};
+
+namespace vdkit {
+
+// Turn a plugin's return code into a Status, with the message the plugin
+// recorded (or a generic one naming the operation and plugin). A plugin that
+// fails without a code-consistent message still yields a useful Status.
+Status status_from_plugin(vdkit_ctx &ctx, uint32_t rc, std::string_view operation);
+
+// Call a plugin function pointer behind an exception firewall: a plugin that
+// lets an exception escape yields VDKIT_E_INTERNAL instead of unwinding
+// through the core.
+template <class Fn, class... Args>
+uint32_t call_plugin(vdkit_ctx &ctx, Fn fn, Args &&...args) noexcept {
+    ctx.clear_error();
+    try {
+        return fn(std::forward<Args>(args)...);
+    } catch (...) {
+        ctx.error_code = VDKIT_E_INTERNAL;
+        ctx.error_message = "plugin let an exception escape a C callback";
+        return VDKIT_E_INTERNAL;
+    }
+}
+
+} // namespace vdkit
+
+#endif

@@ -1,0 +1,86 @@
+// Host: the library's engine room. It owns the configuration, the plugin
+// registries and the host function table handed to plugins, opens byte
+// stores through transports (enforcing the path policy), and creates Disks.
+// Library (public API) is a thin handle on a shared Host.
+//
+// Thread-safety: immutable after create(); all methods are const and safe to
+// call concurrently.
+#ifndef VDKIT_CORE_HOST_HOST_HPP
+#define VDKIT_CORE_HOST_HOST_HPP
+
+#include "config/config_file.hpp"
+#include "config/options.hpp"
+#include "host/context.hpp"
+#include "io/byte_store.hpp"
+#include "registry/registry.hpp"
+#include "vdkit/vdkit.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vdkit {
+
+class PluginLibrary;
+
+class Host : public std::enable_shared_from_this<Host> {
+public:
+    static Result<std::shared_ptr<Host>> create(const LibraryOptions &options);
+    ~Host();
+
+    const Registry &registry() const noexcept { return registry_; }
+    const Config &config() const noexcept { return config_; }
+    const std::vector<LoadProblem> &load_problems() const noexcept { return problems_; }
+    const vdkit_host_api *api() const noexcept;
+
+    void log(LogLevel level, std::string_view message) const;
+
+    // Options for a plugin: config-file defaults overlaid by `given`, then
+    // validated against the plugin's key table.
+    Result<Options> options_for(const PluginEntry &plugin, const Options &given, OptionUse use) const;
+
+    // The transport for a location: its "scheme://" prefix, else "file".
+    Result<PluginEntryPtr> transport_for(const std::string &location) const;
+    // Open location through its transport (flags: VDKIT_OPEN_*).
+    Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags, const Options &transport_options) const;
+    Status remove_location(const std::string &location) const;
+    Result<bool> location_exists(const std::string &location) const;
+
+    // Resolve a path named inside an image (extent, parent) against the
+    // image's location. Unless allow_unsafe, the result must stay inside the
+    // image's directory: absolute paths elsewhere, "..", symlinks leading out
+    // and URLs are refused with VDKIT_E_PERMISSION.
+    Result<std::string> resolve_sibling(const std::string &image_location, std::string_view path,
+                                        bool allow_unsafe) const;
+
+    // Scored probing: the highest score wins; a tie or no match is an error
+    // naming the candidates. `fallback_ok` accepts a VDKIT_PROBE_FALLBACK
+    // winner (read-only opens).
+    Result<PluginEntryPtr> probe(ByteStore &main, const std::string &location, bool fallback_ok) const;
+
+    Result<std::unique_ptr<Disk>> open_disk(const std::string &location, const OpenOptions &options) const;
+    Result<std::unique_ptr<Disk>> create_disk(const std::string &location, const CreateOptions &options) const;
+    Status copy(const Disk &src, Disk &dst, const CopyOptions &options) const;
+
+    // A context for calling `plugin` with `options`.
+    vdkit_ctx make_ctx(const PluginEntry *plugin, const Options *options) const;
+
+private:
+    Host() = default;
+    void load_directory(const std::string &dir);
+    void load_library(const std::string &path);
+
+    Config config_;
+    LogFunction log_;
+    LogLevel log_level_ = LogLevel::warning;
+    Registry registry_;
+    std::vector<LoadProblem> problems_;
+    std::vector<std::shared_ptr<PluginLibrary>> libraries_;
+};
+
+// Record st in ctx (for host functions that return a code to a plugin).
+uint32_t report_to_ctx(vdkit_ctx *ctx, const Status &st);
+
+} // namespace vdkit
+
+#endif

@@ -1,0 +1,288 @@
+// The host function table (vdkit_host_api) that every plugin receives, and
+// the conversions between plugin return codes and Status.
+#include "host/host.hpp"
+#include "registry/registry.hpp"
+#include "util/util.hpp"
+
+#include <cstring>
+
+namespace vdkit {
+
+const Host *current_loading_host();
+
+namespace {
+
+std::string_view sv(vdkit_str s) { return s.data ? std::string_view(s.data, static_cast<size_t>(s.size)) : ""; }
+
+const char *const kNames[] = {
+    "VDKIT_OK",          "VDKIT_E_INVALID_ARGUMENT", "VDKIT_E_NOT_SUPPORTED", "VDKIT_E_NOT_FOUND",
+    "VDKIT_E_IO",        "VDKIT_E_CORRUPT",          "VDKIT_E_NO_MEMORY",     "VDKIT_E_BUSY",
+    "VDKIT_E_READ_ONLY", "VDKIT_E_INTERNAL",         "VDKIT_E_ABI",           "VDKIT_E_UNALLOCATED",
+    "VDKIT_E_OUT_OF_RANGE", "VDKIT_E_EXISTS",        "VDKIT_E_CANCELLED",     "VDKIT_E_PERMISSION",
+    "VDKIT_E_AMBIGUOUS", "VDKIT_E_CONFIG",           "VDKIT_E_PARENT_MISMATCH", "VDKIT_E_BLOCK_FREE",
+};
+const char *const kTexts[] = {
+    "success",
+    "invalid argument",
+    "not supported",
+    "not found",
+    "I/O error",
+    "image is corrupt",
+    "out of memory or over a limit",
+    "in use by another process",
+    "read-only",
+    "internal error",
+    "plugin ABI mismatch",
+    "range not allocated in this image",
+    "offset or length out of range",
+    "already exists",
+    "cancelled",
+    "not permitted",
+    "ambiguous",
+    "invalid configuration",
+    "parent link does not match",
+    "block not allocated; write it whole",
+};
+static_assert(sizeof(kNames) / sizeof(kNames[0]) == VDKIT_STATUS_COUNT, "every status code needs a name");
+static_assert(sizeof(kTexts) / sizeof(kTexts[0]) == VDKIT_STATUS_COUNT, "every status code needs a text");
+
+const std::string *find_option(vdkit_ctx *ctx, vdkit_str key) {
+    if (!ctx || !ctx->options) return nullptr;
+    for (const auto &[k, v] : *ctx->options)
+        if (util::iequals(k, sv(key))) return &v;
+    return nullptr;
+}
+
+LogLevel to_level(uint32_t l) { return l > VDKIT_LOG_DEBUG ? LogLevel::debug : static_cast<LogLevel>(l); }
+
+// ---- the table's functions ----
+
+void h_log(vdkit_ctx *ctx, uint32_t level, vdkit_str message) {
+    const Host *host = ctx ? ctx->host : current_loading_host();
+    if (!host) return;
+    std::string who = ctx && ctx->plugin ? ctx->plugin->info.name + ": " : "";
+    host->log(to_level(level), who + std::string(sv(message)));
+}
+
+void h_set_error(vdkit_ctx *ctx, uint32_t code, vdkit_str message) {
+    if (!ctx) return;
+    ctx->error_code = code;
+    ctx->error_message = std::string(sv(message));
+}
+
+uint32_t h_config_get(vdkit_ctx *ctx, vdkit_str key, vdkit_str *value) {
+    const std::string *v = find_option(ctx, key);
+    if (!v) return VDKIT_E_NOT_FOUND;
+    *value = vdkit_str{v->data(), v->size()};
+    return VDKIT_OK;
+}
+
+template <class T, class Parse>
+uint32_t typed_get(vdkit_ctx *ctx, vdkit_str key, T *out, Parse parse, const char *type) {
+    const std::string *v = find_option(ctx, key);
+    if (!v) return VDKIT_E_NOT_FOUND;
+    auto parsed = parse(*v);
+    if (!parsed) {
+        return report_to_ctx(ctx, Status(VDKIT_E_CONFIG, "option '" + std::string(sv(key)) + "' is not " + type +
+                                                              " (the plugin declared another type)"));
+    }
+    *out = static_cast<T>(*parsed);
+    return VDKIT_OK;
+}
+
+uint32_t h_config_get_uint(vdkit_ctx *ctx, vdkit_str key, uint64_t *value) {
+    return typed_get(ctx, key, value, [](const std::string &s) { return util::parse_uint(s); }, "a whole number");
+}
+uint32_t h_config_get_int(vdkit_ctx *ctx, vdkit_str key, int64_t *value) {
+    return typed_get(ctx, key, value, [](const std::string &s) { return util::parse_int(s); }, "an integer");
+}
+uint32_t h_config_get_bool(vdkit_ctx *ctx, vdkit_str key, uint8_t *value) {
+    return typed_get(ctx, key, value, [](const std::string &s) { return util::parse_bool(s); }, "a boolean");
+}
+
+uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_store **out) {
+    if (!ctx || !ctx->host || !out) return VDKIT_E_INVALID_ARGUMENT;
+    auto resolved = ctx->host->resolve_sibling(ctx->base_location, sv(path), ctx->allow_unsafe_paths);
+    if (!resolved) return report_to_ctx(ctx, resolved.status());
+    static const Options none;
+    auto store = ctx->host->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none);
+    if (!store) return report_to_ctx(ctx, store.status());
+    *out = new (std::nothrow) vdkit_store{std::move(*store)};
+    return *out ? VDKIT_OK : report_to_ctx(ctx, Status(VDKIT_E_NO_MEMORY, "out of memory"));
+}
+
+void h_store_close(vdkit_store *store) { delete store; }
+
+uint32_t h_store_pread(vdkit_ctx *ctx, vdkit_store *s, void *buf, uint64_t len, uint64_t off) {
+    return report_to_ctx(ctx, s->store->pread(buf, len, off));
+}
+uint32_t h_store_pwrite(vdkit_ctx *ctx, vdkit_store *s, const void *buf, uint64_t len, uint64_t off) {
+    return report_to_ctx(ctx, s->store->pwrite(buf, len, off));
+}
+uint32_t h_store_flush(vdkit_ctx *ctx, vdkit_store *s) { return report_to_ctx(ctx, s->store->flush()); }
+uint32_t h_store_get_size(vdkit_ctx *ctx, vdkit_store *s, uint64_t *size) {
+    auto r = s->store->size();
+    if (!r) return report_to_ctx(ctx, r.status());
+    *size = *r;
+    return VDKIT_OK;
+}
+uint32_t h_store_truncate(vdkit_ctx *ctx, vdkit_store *s, uint64_t size) {
+    return report_to_ctx(ctx, s->store->truncate(size));
+}
+uint32_t h_store_discard(vdkit_ctx *ctx, vdkit_store *s, uint64_t off, uint64_t len) {
+    return report_to_ctx(ctx, s->store->discard(off, len));
+}
+uint32_t h_store_zero(vdkit_ctx *ctx, vdkit_store *s, uint64_t off, uint64_t len) {
+    return report_to_ctx(ctx, s->store->zero(off, len));
+}
+uint32_t h_store_extents(vdkit_ctx *ctx, vdkit_store *s, uint64_t off, uint64_t len, vdkit_extent *out, uint32_t max,
+                         uint32_t *count) {
+    std::vector<Extent> ext;
+    Status st = s->store->extents(off, len, max, ext);
+    if (!st) return report_to_ctx(ctx, st);
+    uint32_t n = 0;
+    for (const Extent &e : ext) {
+        if (n >= max) break;
+        out[n++] = vdkit_extent{e.offset, e.length, e.hole ? VDKIT_EXTENT_HOLE : VDKIT_EXTENT_DATA, 0};
+    }
+    *count = n;
+    return VDKIT_OK;
+}
+uint32_t h_store_remove(vdkit_ctx *ctx, vdkit_str path) {
+    if (!ctx || !ctx->host) return VDKIT_E_INVALID_ARGUMENT;
+    auto resolved = ctx->host->resolve_sibling(ctx->base_location, sv(path), ctx->allow_unsafe_paths);
+    if (!resolved) return report_to_ctx(ctx, resolved.status());
+    return report_to_ctx(ctx, ctx->host->remove_location(*resolved));
+}
+uint32_t h_store_rename(vdkit_ctx *ctx, vdkit_str from, vdkit_str to) {
+    if (!ctx || !ctx->host) return VDKIT_E_INVALID_ARGUMENT;
+    auto a = ctx->host->resolve_sibling(ctx->base_location, sv(from), ctx->allow_unsafe_paths);
+    if (!a) return report_to_ctx(ctx, a.status());
+    auto b = ctx->host->resolve_sibling(ctx->base_location, sv(to), ctx->allow_unsafe_paths);
+    if (!b) return report_to_ctx(ctx, b.status());
+    auto t = ctx->host->transport_for(*a);
+    if (!t) return report_to_ctx(ctx, t.status());
+    if (!(*t)->transport.rename)
+        return report_to_ctx(ctx, Status(VDKIT_E_NOT_SUPPORTED, "transport cannot rename " + *a));
+    vdkit_ctx inner = ctx->host->make_ctx(t->get(), nullptr);
+    uint32_t rc = call_plugin(inner, (*t)->transport.rename, &inner, vdkit_str{a->data(), a->size()},
+                              vdkit_str{b->data(), b->size()});
+    if (rc != VDKIT_OK) return report_to_ctx(ctx, status_from_plugin(inner, rc, "rename " + *a));
+    return VDKIT_OK;
+}
+
+uint32_t h_progress(vdkit_ctx *ctx, uint64_t done, uint64_t total) {
+    if (!ctx || !ctx->progress) return 0;
+    return ctx->progress(done, total) ? 0 : 1;
+}
+
+void h_report_finding(vdkit_ctx *ctx, uint32_t severity, uint64_t offset, vdkit_str message) {
+    if (ctx && ctx->finding) ctx->finding(severity, offset, sv(message));
+}
+
+void h_generate_uuid(uint8_t out[16]) { util::generate_uuid(out); }
+
+// Plain C function pointers; wrap each in a noexcept shim so nothing the
+// host does can unwind into a plugin's C frames.
+template <auto F, class R, class... A>
+R shim(A... a) noexcept {
+    try {
+        return F(a...);
+    } catch (...) {
+        if constexpr (std::is_same_v<R, void>) return;
+        else return VDKIT_E_NO_MEMORY;
+    }
+}
+
+const vdkit_host_api kHostApi = [] {
+    vdkit_host_api h{};
+    h.struct_size = sizeof(h);
+    h.abi_major = VDKIT_ABI_MAJOR;
+    h.abi_minor = VDKIT_ABI_MINOR;
+    h.log = shim<h_log, void, vdkit_ctx *, uint32_t, vdkit_str>;
+    h.set_error = shim<h_set_error, void, vdkit_ctx *, uint32_t, vdkit_str>;
+    h.config_get = shim<h_config_get, uint32_t, vdkit_ctx *, vdkit_str, vdkit_str *>;
+    h.config_get_uint = shim<h_config_get_uint, uint32_t, vdkit_ctx *, vdkit_str, uint64_t *>;
+    h.config_get_int = shim<h_config_get_int, uint32_t, vdkit_ctx *, vdkit_str, int64_t *>;
+    h.config_get_bool = shim<h_config_get_bool, uint32_t, vdkit_ctx *, vdkit_str, uint8_t *>;
+    h.store_open = shim<h_store_open, uint32_t, vdkit_ctx *, vdkit_str, uint32_t, vdkit_store **>;
+    h.store_close = shim<h_store_close, void, vdkit_store *>;
+    h.store_pread = shim<h_store_pread, uint32_t, vdkit_ctx *, vdkit_store *, void *, uint64_t, uint64_t>;
+    h.store_pwrite = shim<h_store_pwrite, uint32_t, vdkit_ctx *, vdkit_store *, const void *, uint64_t, uint64_t>;
+    h.store_flush = shim<h_store_flush, uint32_t, vdkit_ctx *, vdkit_store *>;
+    h.store_get_size = shim<h_store_get_size, uint32_t, vdkit_ctx *, vdkit_store *, uint64_t *>;
+    h.store_truncate = shim<h_store_truncate, uint32_t, vdkit_ctx *, vdkit_store *, uint64_t>;
+    h.store_discard = shim<h_store_discard, uint32_t, vdkit_ctx *, vdkit_store *, uint64_t, uint64_t>;
+    h.store_zero = shim<h_store_zero, uint32_t, vdkit_ctx *, vdkit_store *, uint64_t, uint64_t>;
+    h.store_extents = shim<h_store_extents, uint32_t, vdkit_ctx *, vdkit_store *, uint64_t, uint64_t, vdkit_extent *,
+                           uint32_t, uint32_t *>;
+    h.store_remove = shim<h_store_remove, uint32_t, vdkit_ctx *, vdkit_str>;
+    h.store_rename = shim<h_store_rename, uint32_t, vdkit_ctx *, vdkit_str, vdkit_str>;
+    h.progress = shim<h_progress, uint32_t, vdkit_ctx *, uint64_t, uint64_t>;
+    h.report_finding = shim<h_report_finding, void, vdkit_ctx *, uint32_t, uint64_t, vdkit_str>;
+    h.generate_uuid = shim<h_generate_uuid, void, uint8_t *>;
+    return h;
+}();
+
+} // namespace
+
+const vdkit_host_api *host_api_table() { return &kHostApi; }
+
+uint32_t report_to_ctx(vdkit_ctx *ctx, const Status &st) {
+    if (st.is_ok()) return VDKIT_OK;
+    if (ctx) {
+        ctx->error_code = st.code();
+        ctx->error_message = st.message();
+    }
+    return st.code();
+}
+
+Status status_from_plugin(vdkit_ctx &ctx, uint32_t rc, std::string_view operation) {
+    if (rc == VDKIT_OK) return Status::ok();
+    std::string plugin = ctx.plugin ? ctx.plugin->info.name : "plugin";
+    if (!ctx.error_message.empty()) return Status(rc, ctx.error_message);
+    return Status(rc, std::string(operation) + ": " + plugin + " failed: " + status_text(rc));
+}
+
+inline namespace v1 {
+const char *status_text(vdkit_status code) noexcept {
+    return code < VDKIT_STATUS_COUNT ? kTexts[code] : "unknown status";
+}
+const char *status_name(vdkit_status code) noexcept {
+    return code < VDKIT_STATUS_COUNT ? kNames[code] : "VDKIT_E_UNKNOWN";
+}
+
+std::string Status::to_string() const {
+    if (is_ok()) return "success";
+    if (message_.empty()) return std::string(status_text(code_)) + " (" + status_name(code_) + ")";
+    return message_ + " (" + status_name(code_) + ")";
+}
+
+Status Status::with_context(std::string_view what) const {
+    if (is_ok()) return *this;
+    return Status(code_, std::string(what) + ": " + message_);
+}
+
+const char *to_string(PluginKind kind) noexcept {
+    switch (kind) {
+    case PluginKind::format: return "format";
+    case PluginKind::filter: return "filter";
+    case PluginKind::transport: return "transport";
+    }
+    return "unknown";
+}
+
+const char *to_string(KeyType t) noexcept {
+    switch (t) {
+    case KeyType::string_: return "string";
+    case KeyType::boolean: return "bool";
+    case KeyType::integer: return "int";
+    case KeyType::unsigned_: return "uint";
+    case KeyType::size: return "size";
+    case KeyType::enumeration: return "enum";
+    }
+    return "unknown";
+}
+} // namespace v1
+
+} // namespace vdkit

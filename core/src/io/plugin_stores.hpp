@@ -1,0 +1,28 @@
+// ByteStores backed by plugins: TransportStore (a transport's open handle)
+// and FilterStore (a filter instance stacked on a lower store).
+//
+// FilterStore enforces the filter safety rule: an operation the filter did
+// not declare in handled_ops is never silently passed through if it changes
+// data (pwrite, truncate, discard, zero → VDKIT_E_NOT_SUPPORTED); read-only
+// queries (get_size, extents) and flush are pass-through-safe and go to the
+// layer below. pread is required for a filter to be stacked at all.
+#ifndef VDKIT_CORE_IO_PLUGIN_STORES_HPP
+#define VDKIT_CORE_IO_PLUGIN_STORES_HPP
+
+#include "io/byte_store.hpp"
+#include "registry/registry.hpp"
+
+namespace vdkit {
+
+class Host;
+
+Result<ByteStorePtr> open_transport_store(const Host &host, PluginEntryPtr transport, const std::string &location,
+                                          uint32_t flags, Options options);
+
+// Stack filter `filter` (validated options) over `lower`.
+Result<ByteStorePtr> open_filter_store(const Host &host, PluginEntryPtr filter, ByteStorePtr lower, uint32_t flags,
+                                       Options options);
+
+} // namespace vdkit
+
+#endif

@@ -1,0 +1,189 @@
+#include "registry/registry.hpp"
+
+#include "util/util.hpp"
+
+#include <cstddef>
+#include <cstring>
+
+namespace vdkit {
+
+namespace {
+
+std::string copy_str(vdkit_str s) { return s.data ? std::string(s.data, static_cast<size_t>(s.size)) : std::string(); }
+
+// Sizes of the ABI 1.0 structs: anything shorter is refused.
+constexpr uint32_t kDescriptorMin = offsetof(vdkit_plugin_descriptor, ops) + sizeof(void *);
+constexpr uint32_t kKeyMin = offsetof(vdkit_config_key, max_value) + sizeof(int64_t);
+constexpr uint32_t kFormatMin = offsetof(vdkit_format_ops, rename) + sizeof(void *);
+constexpr uint32_t kTransportMin = offsetof(vdkit_transport_ops, exists) + sizeof(void *);
+constexpr uint32_t kFilterMin = offsetof(vdkit_filter_ops, extents) + sizeof(void *);
+
+// Copy min(their size, ours) bytes of a size-stamped struct and zero-fill the rest.
+template <class S>
+Status copy_sized(const void *src, uint32_t min_size, const char *what, const std::string &plugin, S &out) {
+    if (!src) return Status(VDKIT_E_ABI, "plugin '" + plugin + "': no " + what);
+    uint32_t their = *static_cast<const uint32_t *>(src);
+    if (their < min_size)
+        return Status(VDKIT_E_ABI, "plugin '" + plugin + "': " + what + " struct_size " + std::to_string(their) +
+                                       " is smaller than ABI " + std::to_string(VDKIT_ABI_MAJOR) + ".0 requires (" +
+                                       std::to_string(min_size) + ")");
+    std::memset(&out, 0, sizeof(S));
+    std::memcpy(&out, src, std::min<size_t>(their, sizeof(S)));
+    return Status::ok();
+}
+
+bool valid_name(std::string_view n) {
+    if (n.empty() || n.size() > 64 || !(n[0] >= 'a' && n[0] <= 'z')) return false;
+    for (char c : n)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
+    return true;
+}
+
+std::vector<std::string> split_enum(std::string_view s) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= s.size() && !s.empty()) {
+        size_t bar = s.find('|', start);
+        std::string_view item = s.substr(start, bar == std::string_view::npos ? std::string_view::npos : bar - start);
+        if (!item.empty()) out.emplace_back(item);
+        if (bar == std::string_view::npos) break;
+        start = bar + 1;
+    }
+    return out;
+}
+
+} // namespace
+
+std::vector<std::string> capability_names(uint64_t caps) {
+    static const std::pair<uint64_t, const char *> names[] = {
+        {VDKIT_CAP_CREATE_FIXED, "create-fixed"}, {VDKIT_CAP_CREATE_DYNAMIC, "create-dynamic"},
+        {VDKIT_CAP_CREATE_SPLIT, "create-split"}, {VDKIT_CAP_DIFF, "diff"},
+        {VDKIT_CAP_DISCARD, "discard"},           {VDKIT_CAP_ASYNC, "async"},
+        {VDKIT_CAP_UUID, "uuid"},                 {VDKIT_CAP_FILE_BASED, "file-based"},
+        {VDKIT_CAP_NEEDS_CONFIG, "needs-config"}, {VDKIT_CAP_STREAMING_ONLY, "streaming-only"},
+        {VDKIT_CAP_COMPACT, "compact"},           {VDKIT_CAP_RESIZE, "resize"},
+        {VDKIT_CAP_CHECK, "check"},               {VDKIT_CAP_METADATA, "metadata"},
+        {VDKIT_CAP_COMMENT, "comment"},           {VDKIT_CAP_GEOMETRY, "geometry"},
+        {VDKIT_CAP_ZERO_STATE, "zero-state"},     {VDKIT_CAP_THREAD_SAFE, "thread-safe"},
+        {VDKIT_CAP_EXTENTS, "extents"},           {VDKIT_CAP_LOCKING, "locking"},
+        {VDKIT_CAP_FILTER_DISK, "disk-filter"},   {VDKIT_CAP_FILTER_FILE, "file-filter"},
+        {VDKIT_CAP_RENAME, "rename"},
+    };
+    std::vector<std::string> out;
+    for (auto [bit, name] : names)
+        if (caps & bit) out.emplace_back(name);
+    return out;
+}
+
+Result<PluginEntryPtr> make_plugin_entry(const vdkit_plugin_descriptor *desc, const std::string &source,
+                                         std::shared_ptr<const PluginLibrary> library) {
+    if (!desc) return Status(VDKIT_E_ABI, source + ": plugin list contains a NULL descriptor");
+    vdkit_plugin_descriptor d{};
+    VDKIT_TRY(copy_sized(desc, kDescriptorMin, "descriptor", source, d));
+    auto entry = std::make_shared<PluginEntry>();
+    PluginInfo &info = entry->info;
+    info.name = copy_str(d.name);
+    const std::string who = "plugin '" + info.name + "' in " + source;
+    if (d.abi_major != VDKIT_ABI_MAJOR)
+        return Status(VDKIT_E_ABI, who + " was built for ABI " + std::to_string(d.abi_major) + "." +
+                                       std::to_string(d.abi_minor) + ", this host speaks " +
+                                       std::to_string(VDKIT_ABI_MAJOR) + "." + std::to_string(VDKIT_ABI_MINOR));
+    if (!valid_name(info.name))
+        return Status(VDKIT_E_ABI, "plugin in " + source + " has an invalid name '" + info.name +
+                                       "' (expected [a-z][a-z0-9_-]*, at most 64 characters)");
+    if (d.kind < VDKIT_KIND_FORMAT || d.kind > VDKIT_KIND_TRANSPORT)
+        return Status(VDKIT_E_ABI, who + " has unknown kind " + std::to_string(d.kind));
+    info.kind = static_cast<PluginKind>(d.kind);
+    info.version = copy_str(d.version);
+    info.description = copy_str(d.description);
+    info.capabilities = d.capabilities;
+    info.capability_names = capability_names(d.capabilities);
+    info.source = source;
+    info.abi_major = d.abi_major;
+    info.abi_minor = d.abi_minor;
+
+    if (d.config_key_count > 256) return Status(VDKIT_E_ABI, who + " declares too many config keys");
+    if (d.config_key_count && (!d.config_keys || d.config_key_size < kKeyMin))
+        return Status(VDKIT_E_ABI, who + ": config key table missing or config_key_size too small");
+    for (uint32_t i = 0; i < d.config_key_count; ++i) {
+        const auto *raw = reinterpret_cast<const unsigned char *>(d.config_keys) + size_t(i) * d.config_key_size;
+        vdkit_config_key k{};
+        VDKIT_TRY(copy_sized(raw, kKeyMin, "config key", info.name, k));
+        ConfigKey key;
+        key.name = copy_str(k.name);
+        if (!valid_name(key.name)) return Status(VDKIT_E_ABI, who + " has an invalid config key name '" + key.name + "'");
+        if (k.type < VDKIT_KEY_STRING || k.type > VDKIT_KEY_ENUM)
+            return Status(VDKIT_E_ABI, who + ": key '" + key.name + "' has unknown type " + std::to_string(k.type));
+        key.type = static_cast<KeyType>(k.type);
+        key.mandatory = k.flags & VDKIT_KEY_MANDATORY;
+        key.expert = k.flags & VDKIT_KEY_EXPERT;
+        key.create_only = k.flags & VDKIT_KEY_CREATE_ONLY;
+        key.secret = k.flags & VDKIT_KEY_SECRET;
+        key.default_value = copy_str(k.default_value);
+        key.help = copy_str(k.help);
+        key.enum_values = split_enum(copy_str(k.enum_values));
+        key.min_value = k.min_value;
+        key.max_value = k.max_value;
+        if (key.type == KeyType::enumeration && key.enum_values.empty())
+            return Status(VDKIT_E_ABI, who + ": enum key '" + key.name + "' lists no values");
+        for (const ConfigKey &other : info.keys)
+            if (other.name == key.name) return Status(VDKIT_E_ABI, who + " declares key '" + key.name + "' twice");
+        info.keys.push_back(std::move(key));
+    }
+    if (d.extension_count > 64 || (d.extension_count && !d.extensions))
+        return Status(VDKIT_E_ABI, who + ": bad file extension table");
+    for (uint32_t i = 0; i < d.extension_count; ++i) info.extensions.push_back(util::to_lower(copy_str(d.extensions[i])));
+
+    switch (info.kind) {
+    case PluginKind::format:
+        VDKIT_TRY(copy_sized(d.ops, kFormatMin, "format ops", who, entry->format));
+        if (!entry->format.probe || !entry->format.open || !entry->format.close || !entry->format.get_info ||
+            !entry->format.read)
+            return Status(VDKIT_E_ABI, who + " lacks a required format callback (probe, open, close, get_info, read)");
+        break;
+    case PluginKind::transport:
+        VDKIT_TRY(copy_sized(d.ops, kTransportMin, "transport ops", who, entry->transport));
+        if (!entry->transport.open || !entry->transport.close || !entry->transport.pread ||
+            !entry->transport.get_size)
+            return Status(VDKIT_E_ABI, who + " lacks a required transport callback (open, close, pread, get_size)");
+        break;
+    case PluginKind::filter:
+        VDKIT_TRY(copy_sized(d.ops, kFilterMin, "filter ops", who, entry->filter));
+        if (!entry->filter.open || !entry->filter.close)
+            return Status(VDKIT_E_ABI, who + " lacks a required filter callback (open, close)");
+        break;
+    }
+    entry->library = std::move(library);
+    return PluginEntryPtr(std::move(entry));
+}
+
+Status Registry::add(PluginEntryPtr entry) {
+    if (auto existing = find(entry->info.kind, entry->info.name))
+        return Status(VDKIT_E_EXISTS, std::string(to_string(entry->info.kind)) + " plugin '" + entry->info.name +
+                                          "' from " + entry->info.source + " is already provided by " +
+                                          existing->info.source + "; keeping the first");
+    entries_.push_back(std::move(entry));
+    return Status::ok();
+}
+
+PluginEntryPtr Registry::find(PluginKind kind, std::string_view name) const {
+    for (const auto &e : entries_)
+        if (e->info.kind == kind && util::iequals(e->info.name, name)) return e;
+    return nullptr;
+}
+
+std::vector<PluginEntryPtr> Registry::list(PluginKind kind) const {
+    std::vector<PluginEntryPtr> out;
+    for (const auto &e : entries_)
+        if (e->info.kind == kind) out.push_back(e);
+    return out;
+}
+
+std::vector<std::string> Registry::names(PluginKind kind) const {
+    std::vector<std::string> out;
+    for (const auto &e : entries_)
+        if (e->info.kind == kind) out.push_back(e->info.name);
+    return out;
+}
+
+} // namespace vdkit

@@ -1,0 +1,55 @@
+// Registries of loaded plugins, one namespace per kind (format, filter,
+// transport). Names are unique per kind and looked up case-insensitively.
+// Each entry owns a copy of its descriptor's strings and vtable (copied with
+// min(struct_size) and zero-filled), plus a reference that keeps the plugin
+// library loaded for as long as the entry is used.
+//
+// Thread-safety: filled once during Library::create, read-only afterwards.
+#ifndef VDKIT_CORE_REGISTRY_HPP
+#define VDKIT_CORE_REGISTRY_HPP
+
+#include "vdkit/plugin.h"
+#include "vdkit/vdkit.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vdkit {
+
+class PluginLibrary;
+
+struct PluginEntry {
+    PluginInfo info;
+    vdkit_format_ops format{};        // valid when info.kind == format
+    vdkit_transport_ops transport{};  // valid when info.kind == transport
+    vdkit_filter_ops filter{};        // valid when info.kind == filter
+    std::shared_ptr<const PluginLibrary> library;
+};
+
+using PluginEntryPtr = std::shared_ptr<const PluginEntry>;
+
+// Copy and check one descriptor from a plugin; a clear error when it breaks
+// the ABI rules (wrong major, short struct, missing required callbacks).
+Result<PluginEntryPtr> make_plugin_entry(const vdkit_plugin_descriptor *desc, const std::string &source,
+                                         std::shared_ptr<const PluginLibrary> library);
+
+class Registry {
+public:
+    // Fails with VDKIT_E_EXISTS when the name is taken for that kind.
+    Status add(PluginEntryPtr entry);
+    PluginEntryPtr find(PluginKind kind, std::string_view name) const;
+    std::vector<PluginEntryPtr> list(PluginKind kind) const;
+    std::vector<PluginEntryPtr> all() const { return entries_; }
+    std::vector<std::string> names(PluginKind kind) const;
+
+private:
+    std::vector<PluginEntryPtr> entries_;
+};
+
+// Human names of the VDKIT_CAP_* bits that are set.
+std::vector<std::string> capability_names(uint64_t caps);
+
+} // namespace vdkit
+
+#endif

@@ -1,0 +1,338 @@
+// The `file` transport: local files and block devices.
+//
+// pread/pwrite (retrying short transfers and EINTR), fdatasync, size (also
+// of block devices), truncate, extents via SEEK_DATA/SEEK_HOLE, discard by
+// punching holes, zeroing with FALLOC_FL_ZERO_RANGE, and an advisory flock:
+// a writer holds it exclusively, readers share it, so a second writer (or a
+// writer while readers hold the file) gets VDKIT_E_BUSY. Optional O_DIRECT
+// (key `direct`), with aligned bounce buffers for unaligned requests.
+#include "vdkit/plugin.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <mutex>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace vdkit;
+using sdk::Context;
+using sdk::Error;
+
+namespace {
+
+std::string hex(uint64_t v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+    return b;
+}
+
+[[noreturn]] void fail_errno(int err, const std::string &what) {
+    uint32_t code = VDKIT_E_IO;
+    if (err == ENOENT) code = VDKIT_E_NOT_FOUND;
+    else if (err == EEXIST) code = VDKIT_E_EXISTS;
+    else if (err == EACCES || err == EPERM) code = VDKIT_E_PERMISSION;
+    else if (err == EROFS) code = VDKIT_E_READ_ONLY;
+    else if (err == ENOMEM) code = VDKIT_E_NO_MEMORY;
+    throw Error(code, what + ": " + std::strerror(err));
+}
+
+struct AlignedBuffer {
+    explicit AlignedBuffer(size_t n) {
+        if (posix_memalign(&p, 4096, n) != 0) throw std::bad_alloc();
+    }
+    ~AlignedBuffer() { std::free(p); }
+    AlignedBuffer(const AlignedBuffer &) = delete;
+    AlignedBuffer &operator=(const AlignedBuffer &) = delete;
+    unsigned char *get() { return static_cast<unsigned char *>(p); }
+    void *p = nullptr;
+};
+
+constexpr uint64_t kAlign = 4096;
+
+class FileHandle {
+public:
+    static std::unique_ptr<FileHandle> open(Context &ctx, std::string_view location, uint32_t flags) {
+        auto h = std::make_unique<FileHandle>();
+        h->path_ = std::string(location);
+        h->writable_ = flags & VDKIT_OPEN_WRITE;
+        h->direct_ = ctx.config_bool("direct").value_or(false);
+        int oflags = (h->writable_ ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+        if (flags & VDKIT_OPEN_CREATE) oflags |= O_CREAT | O_EXCL;
+        if (h->direct_) oflags |= O_DIRECT;
+        h->fd_ = ::open(h->path_.c_str(), oflags, 0644);
+        if (h->fd_ < 0) {
+            int err = errno;
+            if (err == EINVAL && h->direct_)
+                throw Error(VDKIT_E_NOT_SUPPORTED, h->path_ + ": this file system does not support O_DIRECT (direct=true)");
+            fail_errno(err, "cannot open " + h->path_ + (h->writable_ ? " for writing" : ""));
+        }
+        struct stat st {};
+        if (fstat(h->fd_, &st) != 0) fail_errno(errno, "cannot stat " + h->path_);
+        if (S_ISDIR(st.st_mode)) throw Error(VDKIT_E_INVALID_ARGUMENT, h->path_ + " is a directory, not an image");
+        h->block_device_ = S_ISBLK(st.st_mode);
+        if (!(flags & VDKIT_OPEN_NOLOCK)) {
+            if (flock(h->fd_, (h->writable_ ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
+                int err = errno;
+                if (err == EWOULDBLOCK)
+                    throw Error(VDKIT_E_BUSY, h->path_ + " is in use by another process (" +
+                                                  (h->writable_ ? "it is open" : "it is open for writing") +
+                                                  "); close it there first");
+                fail_errno(err, "cannot lock " + h->path_);
+            }
+        }
+        return h;
+    }
+
+    ~FileHandle() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+
+    void pread(Context &, void *buf, uint64_t len, uint64_t off) {
+        if (direct_ && !aligned(buf, len, off)) return direct_read(buf, len, off);
+        raw_read(buf, len, off);
+    }
+
+    void pwrite(Context &, const void *buf, uint64_t len, uint64_t off) {
+        if (!writable_) throw Error(VDKIT_E_READ_ONLY, path_ + " is open read-only");
+        if (direct_ && !aligned(buf, len, off)) return direct_write(buf, len, off);
+        raw_write(buf, len, off);
+    }
+
+    void flush(Context &) {
+        if (writable_ && fdatasync(fd_) != 0) fail_errno(errno, "cannot flush " + path_);
+    }
+
+    uint64_t size(Context &) {
+        if (block_device_) {
+            uint64_t s = 0;
+            if (ioctl(fd_, BLKGETSIZE64, &s) != 0) fail_errno(errno, "cannot get the size of " + path_);
+            return s;
+        }
+        struct stat st {};
+        if (fstat(fd_, &st) != 0) fail_errno(errno, "cannot stat " + path_);
+        return static_cast<uint64_t>(st.st_size);
+    }
+
+    void truncate(Context &, uint64_t size) {
+        if (!writable_) throw Error(VDKIT_E_READ_ONLY, path_ + " is open read-only");
+        if (block_device_) throw Error(VDKIT_E_NOT_SUPPORTED, path_ + " is a block device and cannot be resized");
+        if (ftruncate(fd_, static_cast<off_t>(size)) != 0) fail_errno(errno, "cannot resize " + path_);
+    }
+
+    void discard(Context &ctx, uint64_t off, uint64_t len) {
+        if (!writable_) throw Error(VDKIT_E_READ_ONLY, path_ + " is open read-only");
+        if (len == 0) return;
+        if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off),
+                      static_cast<off_t>(len)) == 0)
+            return;
+        if (errno != EOPNOTSUPP && errno != ENOSYS)
+            fail_errno(errno, "cannot punch a hole at " + hex(off) + " in " + path_);
+        write_zero_bytes(ctx, off, len);
+    }
+
+    void zero(Context &ctx, uint64_t off, uint64_t len) {
+        if (!writable_) throw Error(VDKIT_E_READ_ONLY, path_ + " is open read-only");
+        if (len == 0) return;
+        if (fallocate(fd_, FALLOC_FL_ZERO_RANGE, static_cast<off_t>(off), static_cast<off_t>(len)) == 0) return;
+        uint64_t end = off + len;
+        // Punching keeps the size; extend first when zeroing past the end.
+        if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off),
+                      static_cast<off_t>(len)) == 0) {
+            if (!block_device_ && size(ctx) < end && ftruncate(fd_, static_cast<off_t>(end)) != 0)
+                fail_errno(errno, "cannot extend " + path_);
+            return;
+        }
+        write_zero_bytes(ctx, off, len);
+    }
+
+    uint32_t extents(Context &ctx, uint64_t off, uint64_t len, vdkit_extent *out, uint32_t max) {
+        uint64_t end = off + len;
+        uint64_t file_size = size(ctx);
+        uint32_t n = 0;
+        uint64_t pos = off;
+        auto add = [&](uint64_t a, uint64_t b, uint32_t type) {
+            if (n > 0 && out[n - 1].type == type) {
+                out[n - 1].length += b - a;
+                return;
+            }
+            out[n++] = vdkit_extent{a, b - a, type, 0};
+        };
+        while (pos < end && n < max) {
+            if (pos >= file_size || block_device_) {
+                // Past EOF reads as zero; block devices cannot tell.
+                add(pos, end, block_device_ ? VDKIT_EXTENT_DATA : VDKIT_EXTENT_HOLE);
+                break;
+            }
+            off_t data = lseek(fd_, static_cast<off_t>(pos), SEEK_DATA);
+            if (data < 0) {
+                if (errno == ENXIO) { // no data from pos to EOF
+                    add(pos, end, VDKIT_EXTENT_HOLE);
+                    break;
+                }
+                if (errno == EINVAL || errno == EOPNOTSUPP) {
+                    add(pos, end, VDKIT_EXTENT_DATA);
+                    break;
+                }
+                fail_errno(errno, "cannot map " + path_);
+            }
+            uint64_t d = static_cast<uint64_t>(data);
+            if (d > pos) {
+                add(pos, std::min(d, end), VDKIT_EXTENT_HOLE);
+                pos = std::min(d, end);
+                continue;
+            }
+            off_t hole = lseek(fd_, static_cast<off_t>(pos), SEEK_HOLE);
+            if (hole < 0) fail_errno(errno, "cannot map " + path_);
+            uint64_t h = std::min<uint64_t>(static_cast<uint64_t>(hole), end);
+            if (h <= pos) h = std::min<uint64_t>(end, file_size); // defensive: never an empty extent
+            add(pos, h, VDKIT_EXTENT_DATA);
+            pos = h;
+        }
+        return n;
+    }
+
+    uint64_t allocated_size(Context &) {
+        struct stat st {};
+        if (fstat(fd_, &st) != 0) fail_errno(errno, "cannot stat " + path_);
+        return static_cast<uint64_t>(st.st_blocks) * 512u;
+    }
+
+    static void remove(Context &, std::string_view location) {
+        std::string p(location);
+        if (::unlink(p.c_str()) != 0) fail_errno(errno, "cannot remove " + p);
+    }
+    static void rename(Context &, std::string_view from, std::string_view to) {
+        std::string a(from), b(to);
+        if (::rename(a.c_str(), b.c_str()) != 0) fail_errno(errno, "cannot rename " + a + " to " + b);
+    }
+    static bool exists(Context &, std::string_view location) {
+        struct stat st {};
+        std::string p(location);
+        if (::stat(p.c_str(), &st) == 0) return true;
+        if (errno == ENOENT || errno == ENOTDIR) return false;
+        fail_errno(errno, "cannot stat " + p);
+    }
+
+private:
+    static bool aligned(const void *buf, uint64_t len, uint64_t off) {
+        return reinterpret_cast<uintptr_t>(buf) % kAlign == 0 && len % kAlign == 0 && off % kAlign == 0;
+    }
+
+    void raw_read(void *buf, uint64_t len, uint64_t off) {
+        auto *p = static_cast<unsigned char *>(buf);
+        while (len > 0) {
+            ssize_t n = ::pread(fd_, p, static_cast<size_t>(std::min<uint64_t>(len, 1u << 30)), static_cast<off_t>(off));
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail_errno(errno, "read of " + std::to_string(len) + " bytes at offset " + hex(off) + " from " + path_ +
+                                      " failed");
+            }
+            if (n == 0)
+                throw Error(VDKIT_E_OUT_OF_RANGE, path_ + ": read at offset " + hex(off) + " is beyond the end of the file");
+            p += n;
+            off += static_cast<uint64_t>(n);
+            len -= static_cast<uint64_t>(n);
+        }
+    }
+
+    void raw_write(const void *buf, uint64_t len, uint64_t off) {
+        const auto *p = static_cast<const unsigned char *>(buf);
+        while (len > 0) {
+            ssize_t n = ::pwrite(fd_, p, static_cast<size_t>(std::min<uint64_t>(len, 1u << 30)), static_cast<off_t>(off));
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail_errno(errno, "write of " + std::to_string(len) + " bytes at offset " + hex(off) + " to " + path_ +
+                                      " failed");
+            }
+            p += n;
+            off += static_cast<uint64_t>(n);
+            len -= static_cast<uint64_t>(n);
+        }
+    }
+
+    // O_DIRECT: read the covering aligned span; EOF may cut the last block.
+    void read_span(unsigned char *dst, uint64_t start, uint64_t span, uint64_t file_size) {
+        std::memset(dst, 0, static_cast<size_t>(span));
+        uint64_t avail = file_size > start ? std::min(span, file_size - start) : 0;
+        uint64_t got = 0;
+        while (got < avail) {
+            ssize_t n = ::pread(fd_, dst + got, static_cast<size_t>(span - got), static_cast<off_t>(start + got));
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail_errno(errno, "direct read at offset " + hex(start + got) + " from " + path_ + " failed");
+            }
+            if (n == 0) break;
+            got += static_cast<uint64_t>(n);
+        }
+    }
+
+    void direct_read(void *buf, uint64_t len, uint64_t off) {
+        Context none(nullptr);
+        uint64_t file_size = size(none);
+        if (off + len > file_size)
+            throw Error(VDKIT_E_OUT_OF_RANGE, path_ + ": read at offset " + hex(off) + " is beyond the end of the file");
+        uint64_t start = off / kAlign * kAlign;
+        uint64_t end = (off + len + kAlign - 1) / kAlign * kAlign;
+        AlignedBuffer bounce(static_cast<size_t>(end - start));
+        read_span(bounce.get(), start, end - start, file_size);
+        std::memcpy(buf, bounce.get() + (off - start), static_cast<size_t>(len));
+    }
+
+    void direct_write(const void *buf, uint64_t len, uint64_t off) {
+        std::lock_guard<std::mutex> lock(rmw_); // read-modify-write of shared edge blocks
+        Context none(nullptr);
+        uint64_t file_size = size(none);
+        uint64_t start = off / kAlign * kAlign;
+        uint64_t end = (off + len + kAlign - 1) / kAlign * kAlign;
+        AlignedBuffer bounce(static_cast<size_t>(end - start));
+        read_span(bounce.get(), start, end - start, file_size);
+        std::memcpy(bounce.get() + (off - start), buf, static_cast<size_t>(len));
+        raw_write(bounce.get(), end - start, start);
+        uint64_t want = std::max(file_size, off + len);
+        if (!block_device_ && end > want && ftruncate(fd_, static_cast<off_t>(want)) != 0)
+            fail_errno(errno, "cannot trim " + path_ + " after a direct write");
+    }
+
+    void write_zero_bytes(Context &ctx, uint64_t off, uint64_t len) {
+        std::vector<unsigned char> z(static_cast<size_t>(std::min<uint64_t>(len, 1u << 20)), 0);
+        while (len > 0) {
+            uint64_t n = std::min<uint64_t>(len, z.size());
+            pwrite(ctx, z.data(), n, off);
+            off += n;
+            len -= n;
+        }
+    }
+
+    int fd_ = -1;
+    std::string path_;
+    bool writable_ = false;
+    bool direct_ = false;
+    bool block_device_ = false;
+    std::mutex rmw_;
+};
+
+constexpr vdkit_config_key kKeys[] = {
+    sdk::key("direct", VDKIT_KEY_BOOL, "false",
+             "Open with O_DIRECT, bypassing the page cache (unaligned requests use bounce buffers)."),
+};
+
+const vdkit_plugin_descriptor *file_transport() {
+    static const vdkit_plugin_descriptor d = sdk::describe(
+        VDKIT_KIND_TRANSPORT,
+        sdk::DescriptorSpec{"file", "1.0.0", "Local files and block devices",
+                            VDKIT_CAP_EXTENTS | VDKIT_CAP_LOCKING | VDKIT_CAP_DISCARD | VDKIT_CAP_THREAD_SAFE, kKeys,
+                            static_cast<uint32_t>(std::size(kKeys)), nullptr, 0},
+        sdk::transport_ops<FileHandle>());
+    return &d;
+}
+
+} // namespace
+
+VDKIT_SDK_ENTRY(file_transport())

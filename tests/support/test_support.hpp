@@ -1,0 +1,97 @@
+// Helpers for vdkit's C++ tests: temporary directories, a library that loads
+// only the plugins under test, and deterministic data patterns.
+#ifndef VDKIT_TEST_SUPPORT_HPP
+#define VDKIT_TEST_SUPPORT_HPP
+
+#include "vdkit/vdkit.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace vdkit::test {
+
+class TempDir {
+public:
+    TempDir() {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "vdkit-test-XXXXXX").string();
+        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+        path_ = tmpl;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    std::string operator/(const std::string &name) const { return (path_ / name).string(); }
+    const std::filesystem::path &path() const { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+// Log lines the library emitted (for asserting on warnings).
+struct LogCapture {
+    std::mutex mu;
+    std::vector<std::string> lines;
+    LogFunction sink() {
+        return [this](LogLevel, std::string_view m) {
+            std::lock_guard<std::mutex> l(mu);
+            lines.emplace_back(m);
+        };
+    }
+};
+
+inline LibraryOptions test_options(std::vector<std::string> extra_dirs = {}, LogCapture *log = nullptr) {
+    LibraryOptions o;
+    o.plugin_paths = {VDKIT_TEST_PLUGIN_DIR, VDKIT_TEST_EXTRA_PLUGIN_DIR};
+    for (auto &d : extra_dirs) o.plugin_paths.push_back(d);
+    o.search_environment = false;
+    o.search_install_dir = false;
+    o.log = log ? log->sink() : [](LogLevel, std::string_view) {};
+    o.log_level = LogLevel::debug;
+    return o;
+}
+
+inline CreateOptions create_opts(std::string format, uint64_t size = 0) {
+    CreateOptions o;
+    o.format = std::move(format);
+    o.size = size;
+    return o;
+}
+
+inline std::shared_ptr<Library> make_library(std::vector<std::string> extra_dirs = {}, LogCapture *log = nullptr) {
+    auto lib = Library::create(test_options(std::move(extra_dirs), log));
+    REQUIRE(lib.is_ok());
+    return *lib;
+}
+
+inline std::vector<unsigned char> pattern(size_t len, uint32_t seed) {
+    std::vector<unsigned char> v(len);
+    std::mt19937 rng(seed);
+    for (auto &b : v) b = static_cast<unsigned char>(rng() | 1); // never zero: distinguishable from holes
+    return v;
+}
+
+inline std::string describe(const Status &s) { return s.to_string(); }
+template <class T>
+std::string describe(const Result<T> &r) {
+    return r.is_ok() ? std::string("ok") : r.status().to_string();
+}
+
+// REQUIRE that a Status or Result is OK, printing its message if not.
+#define REQUIRE_OK(expr)                                          \
+    do {                                                          \
+        const auto &vdkit_test_r_ = (expr);                       \
+        INFO(::vdkit::test::describe(vdkit_test_r_));             \
+        REQUIRE(vdkit_test_r_.is_ok());                           \
+    } while (0)
+
+} // namespace vdkit::test
+
+#endif

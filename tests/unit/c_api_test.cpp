@@ -1,0 +1,47 @@
+#include "vdkit/vdkit.h"
+#include "test_support.hpp"
+
+#include <cstring>
+
+TEST_CASE("the C API creates, writes, reads and reports errors as codes and text", "[c-api]") {
+    vdkit::test::TempDir dir;
+    vdkit_library_options lo{};
+    lo.struct_size = sizeof(lo);
+    std::string path = std::string(VDKIT_TEST_PLUGIN_DIR) + ":" + VDKIT_TEST_EXTRA_PLUGIN_DIR;
+    lo.plugin_path = path.c_str();
+    lo.flags = VDKIT_LIB_NO_ENV_PATH | VDKIT_LIB_NO_INSTALL_DIR | VDKIT_LIB_QUIET;
+    vdkit_error err{};
+    err.struct_size = sizeof(err);
+    vdkit_library *lib = nullptr;
+    REQUIRE(vdkit_library_open(&lo, &lib, &err) == VDKIT_OK);
+    CHECK(vdkit_plugin_count(lib) == 3);
+
+    vdkit_disk *disk = nullptr;
+    std::string img = dir / "c.toys";
+    REQUIRE(vdkit_disk_create(lib, img.c_str(), "toysparse", 1 << 20, 0, "block-size=4k", nullptr, &disk, &err) ==
+            VDKIT_OK);
+    CHECK(vdkit_disk_size(disk) == 1u << 20);
+    const char text[] = "embedded";
+    REQUIRE(vdkit_disk_write(disk, 4000, text, sizeof text, &err) == VDKIT_OK);
+    char back[sizeof text] = {};
+    REQUIRE(vdkit_disk_read(disk, 4000, back, sizeof back, &err) == VDKIT_OK);
+    CHECK(std::strcmp(back, text) == 0);
+    uint32_t state = 99;
+    uint64_t run = 0;
+    REQUIRE(vdkit_disk_block_status(disk, 8192, 4096, &state, &run, &err) == VDKIT_OK);
+    CHECK(state == VDKIT_BLOCK_UNALLOCATED);
+    CHECK(vdkit_disk_read(disk, 1 << 20, back, 1, &err) == VDKIT_E_OUT_OF_RANGE);
+    CHECK(err.code == VDKIT_E_OUT_OF_RANGE);
+    CHECK(std::strstr(err.message, "beyond the end") != nullptr);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+
+    vdkit_disk *bad = nullptr;
+    CHECK(vdkit_disk_create(lib, (dir / "x").c_str(), "raw", 4096, 0, "prealloc=full", nullptr, &bad, &err) ==
+          VDKIT_E_CONFIG);
+    CHECK(bad == nullptr);
+    CHECK(std::strstr(err.message, "did you mean 'preallocation'") != nullptr);
+    CHECK(vdkit_disk_open(lib, nullptr, nullptr, 0, nullptr, &bad, &err) == VDKIT_E_INVALID_ARGUMENT);
+    CHECK(std::strcmp(vdkit_status_text(VDKIT_E_BUSY), "in use by another process") == 0);
+    CHECK(std::strcmp(vdkit_status_text(9999), "unknown status") == 0);
+    vdkit_library_close(lib);
+}

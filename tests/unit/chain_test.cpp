@@ -1,0 +1,279 @@
+// Chains: reads falling through, copy-on-write done by the core, zero writes
+// that keep shadowing the parent after reopen, parent verification.
+#include "test_support.hpp"
+#include "util/util.hpp"
+
+#include <fstream>
+#include <random>
+#include <atomic>
+#include <thread>
+
+using namespace vdkit;
+
+namespace {
+constexpr uint64_t kSize = 4u << 20;
+constexpr uint64_t kBlock = 64u << 10;
+
+std::vector<unsigned char> read_all(const Disk &d) {
+    std::vector<unsigned char> v(static_cast<size_t>(d.size()));
+    REQUIRE_OK(d.read(0, v.data(), v.size()));
+    return v;
+}
+
+std::unique_ptr<Disk> open_rw(Library &lib, const std::string &path) {
+    OpenOptions o;
+    o.writable = true;
+    auto d = lib.open(path, o);
+    REQUIRE_OK(d);
+    return std::move(*d);
+}
+
+void patch(const std::string &path, uint64_t offset, const void *data, size_t len) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.write(static_cast<const char *>(data), static_cast<std::streamsize>(len));
+}
+} // namespace
+
+TEST_CASE("a three-level chain reads and writes like one disk (model checked)", "[chain]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    std::vector<unsigned char> model(kSize, 0);
+    std::mt19937_64 rng(42);
+
+    auto random_write = [&](Disk &d) {
+        uint64_t off = rng() % kSize;
+        uint64_t len = 1 + rng() % std::min<uint64_t>(3 * kBlock, kSize - off);
+        auto data = test::pattern(static_cast<size_t>(len), static_cast<uint32_t>(rng()));
+        REQUIRE_OK(d.write(off, data.data(), len));
+        std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
+    };
+    auto random_zero = [&](Disk &d) {
+        uint64_t off = rng() % kSize;
+        uint64_t len = 1 + rng() % std::min<uint64_t>(3 * kBlock, kSize - off);
+        REQUIRE_OK(d.write_zeroes(off, len));
+        std::fill(model.begin() + static_cast<long>(off), model.begin() + static_cast<long>(off + len), 0);
+    };
+
+    {
+        auto base = lib->create_image(dir / "base.toys", test::create_opts("toysparse", kSize));
+        REQUIRE_OK(base);
+        for (int i = 0; i < 40; ++i) random_write(**base);
+        REQUIRE_OK((*base)->close());
+    }
+    for (const char *name : {"mid.toys", "top.toys"}) {
+        CreateOptions co = test::create_opts("toysparse");
+        co.parent = dir / (std::string(name) == "mid.toys" ? "base.toys" : "mid.toys");
+        auto child = lib->create_image(dir / name, co);
+        REQUIRE_OK(child);
+        CHECK((*child)->size() == kSize);
+        CHECK(read_all(**child) == model); // a new child shows the parent's data
+        for (int i = 0; i < 30; ++i) (i % 4 == 3) ? random_zero(**child) : random_write(**child);
+        CHECK(read_all(**child) == model);
+        REQUIRE_OK((*child)->close());
+    }
+    // Reopen only the top: the chain is found through the parent hints.
+    auto top = open_rw(*lib, dir / "top.toys");
+    CHECK(top->image_count() == 3);
+    CHECK(read_all(*top) == model);
+    for (int i = 0; i < 30; ++i) (i % 3 == 2) ? random_zero(*top) : random_write(*top);
+    REQUIRE_OK(top->close());
+    auto again = lib->open(dir / "top.toys");
+    REQUIRE_OK(again);
+    CHECK(read_all(**again) == model);
+}
+
+TEST_CASE("a zero write over parent data keeps shadowing it after reopen", "[chain]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    auto data = test::pattern(kSize, 7);
+    {
+        auto base = lib->create_image(dir / "b.toys", test::create_opts("toysparse", kSize));
+        REQUIRE_OK(base);
+        REQUIRE_OK((*base)->write(0, data.data(), data.size()));
+        REQUIRE_OK((*base)->close());
+        CreateOptions co = test::create_opts("toysparse");
+        co.parent = dir / "b.toys";
+        auto child = lib->create_image(dir / "c.toys", co);
+        REQUIRE_OK(child);
+        // Whole blocks and ragged edges.
+        REQUIRE_OK((*child)->write_zeroes(kBlock, 2 * kBlock));
+        REQUIRE_OK((*child)->write_zeroes(5 * kBlock + 100, 1000));
+        REQUIRE_OK((*child)->close());
+    }
+    auto child = lib->open(dir / "c.toys");
+    REQUIRE_OK(child);
+    auto got = read_all(**child);
+    std::fill(data.begin() + kBlock, data.begin() + 3 * kBlock, 0);
+    std::fill(data.begin() + 5 * kBlock + 100, data.begin() + 5 * kBlock + 1100, 0);
+    CHECK(got == data);
+    // The whole zeroed blocks are recorded as zero in the child, not as data.
+    auto run = (*child)->block_status(kBlock, kBlock);
+    REQUIRE_OK(run);
+    CHECK(run->state == BlockState::zero);
+    CHECK(run->image == 1);
+}
+
+TEST_CASE("block status resolves through the chain", "[chain]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    auto data = test::pattern(kBlock, 3);
+    {
+        auto base = lib->create_image(dir / "b.toys", test::create_opts("toysparse", kSize));
+        REQUIRE_OK(base);
+        REQUIRE_OK((*base)->write(2 * kBlock, data.data(), kBlock));
+        REQUIRE_OK((*base)->close());
+    }
+    CreateOptions co = test::create_opts("toysparse");
+    co.parent = dir / "b.toys";
+    auto child = lib->create_image(dir / "c.toys", co);
+    REQUIRE_OK(child);
+    REQUIRE_OK((*child)->write(0, data.data(), 10)); // partial: the core fills the block
+    auto r0 = (*child)->block_status(0, kSize);
+    REQUIRE_OK(r0);
+    CHECK(r0->state == BlockState::data);
+    CHECK(r0->length == kBlock);
+    CHECK(r0->image == 1);
+    auto r1 = (*child)->block_status(kBlock, kSize - kBlock);
+    REQUIRE_OK(r1);
+    CHECK(r1->state == BlockState::unallocated);
+    CHECK(r1->length == kBlock);
+    auto r2 = (*child)->block_status(2 * kBlock, kSize - 2 * kBlock);
+    REQUIRE_OK(r2);
+    CHECK(r2->state == BlockState::data);
+    CHECK(r2->image == 0);
+    // Bytes after the partial write came from the (zero) parent block, not garbage.
+    std::vector<unsigned char> back(kBlock);
+    REQUIRE_OK((*child)->read(0, back.data(), kBlock));
+    CHECK(std::equal(back.begin(), back.begin() + 10, data.begin()));
+    CHECK(util::is_zero(back.data() + 10, kBlock - 10));
+}
+
+TEST_CASE("broken chains give clear errors", "[chain]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    REQUIRE_OK(lib->create_image(dir / "b.toys", test::create_opts("toysparse", kSize)));
+    CreateOptions co = test::create_opts("toysparse");
+    co.parent = dir / "b.toys";
+    REQUIRE_OK(lib->create_image(dir / "c.toys", co));
+
+    SECTION("a replaced parent fails verification") {
+        uint8_t other[16];
+        util::generate_uuid(other);
+        patch(dir / "b.toys", 48, other, 16); // the base's own UUID
+        auto r = lib->open(dir / "c.toys");
+        REQUIRE_FALSE(r.is_ok());
+        CHECK(r.status().code() == VDKIT_E_PARENT_MISMATCH);
+        OpenOptions o;
+        o.ignore_parent_mismatch = true;
+        REQUIRE_OK(lib->open(dir / "c.toys", o));
+    }
+    SECTION("a missing parent is named") {
+        std::filesystem::remove(dir / "b.toys");
+        auto r = lib->open(dir / "c.toys");
+        REQUIRE_FALSE(r.is_ok());
+        CHECK(r.status().code() == VDKIT_E_NOT_FOUND);
+        CHECK_THAT(r.status().message(), Catch::Contains("b.toys"));
+    }
+    SECTION("a chain that loops is refused") {
+        const char hint[] = "c.toys";
+        patch(dir / "c.toys", 80, "\x06\x00", 2);
+        patch(dir / "c.toys", 82, hint, 6);
+        OpenOptions o;
+        o.ignore_parent_mismatch = true;
+        auto r = lib->open(dir / "c.toys", o);
+        REQUIRE_FALSE(r.is_ok());
+        CHECK(r.status().code() == VDKIT_E_CORRUPT);
+        CHECK_THAT(r.status().message(), Catch::Contains("loops"));
+    }
+    SECTION("chains deeper than max_chain_depth are refused") {
+        std::ofstream(dir / "cfg.yaml") << "max_chain_depth: 1\n";
+        auto o = test::test_options();
+        o.config_file = dir / "cfg.yaml";
+        auto shallow = Library::create(o);
+        REQUIRE_OK(shallow);
+        auto r = (*shallow)->open(dir / "c.toys");
+        REQUIRE_FALSE(r.is_ok());
+        CHECK(r.status().code() == VDKIT_E_OUT_OF_RANGE);
+    }
+    SECTION("a corrupt block map entry is reported with its offset") {
+        uint64_t bad = 1ull << 40;
+        patch(dir / "b.toys", 512 + 8 * 3, &bad, 8);
+        auto r = lib->open(dir / "b.toys");
+        REQUIRE_FALSE(r.is_ok());
+        CHECK(r.status().code() == VDKIT_E_CORRUPT);
+        CHECK_THAT(r.status().message(), Catch::Contains("block 3") && Catch::Contains("offset 536"));
+    }
+}
+
+TEST_CASE("reads and writes outside the disk are refused", "[chain]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    auto d = lib->create_image(dir / "a.toys", test::create_opts("toysparse", kSize));
+    REQUIRE_OK(d);
+    char b[16] = {};
+    CHECK((*d)->read(kSize - 8, b, 16).code() == VDKIT_E_OUT_OF_RANGE);
+    CHECK((*d)->write(UINT64_MAX - 4, b, 16).code() == VDKIT_E_OUT_OF_RANGE);
+    auto ro = lib->open(dir / "a.toys");
+    CHECK_FALSE(ro.is_ok()); // the writer holds the lock
+    REQUIRE_OK((*d)->close());
+    auto ro2 = lib->open(dir / "a.toys");
+    REQUIRE_OK(ro2);
+    CHECK((*ro2)->write(0, b, 16).code() == VDKIT_E_READ_ONLY);
+}
+
+TEST_CASE("concurrent readers see consistent data while a writer works", "[chain][threads]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    auto d = lib->create_image(dir / "a.toys", test::create_opts("toysparse", kSize));
+    REQUIRE_OK(d);
+    Disk &disk = **d;
+    auto stable = test::pattern(kBlock, 9);
+    REQUIRE_OK(disk.write(0, stable.data(), kBlock));
+    std::atomic<bool> mismatch{false}, failed{false};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 3; ++t)
+        readers.emplace_back([&] {
+            std::vector<unsigned char> buf(kBlock);
+            for (int i = 0; i < 200; ++i) {
+                if (!disk.read(0, buf.data(), kBlock).is_ok()) failed = true;
+                if (buf != stable) mismatch = true;
+            }
+        });
+    for (int i = 0; i < 50; ++i) {
+        auto data = test::pattern(kBlock, 100 + i);
+        REQUIRE_OK(disk.write(kBlock * (1 + i % 60), data.data(), kBlock));
+    }
+    for (auto &t : readers) t.join();
+    CHECK_FALSE(failed);
+    CHECK_FALSE(mismatch);
+}
+
+TEST_CASE("copy follows allocation and reproduces content", "[chain][copy]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    auto src = lib->create_image(dir / "s.toys", test::create_opts("toysparse", kSize));
+    REQUIRE_OK(src);
+    auto a = test::pattern(3 * kBlock + 17, 5);
+    REQUIRE_OK((*src)->write(kBlock / 2, a.data(), a.size()));
+    auto dst = lib->create_image(dir / "d.img", test::create_opts("raw", kSize));
+    REQUIRE_OK(dst);
+    uint64_t last_total = 0, calls = 0;
+    CopyOptions co;
+    co.progress = [&](uint64_t, uint64_t total) {
+        last_total = total;
+        ++calls;
+        return true;
+    };
+    REQUIRE_OK(lib->copy(**src, **dst, co));
+    CHECK(read_all(**dst) == read_all(**src));
+    CHECK(last_total == 4 * kBlock); // progress counts allocated data only
+    CHECK(calls >= 2);
+
+    CopyOptions cancel;
+    cancel.progress = [](uint64_t done, uint64_t) { return done == 0; };
+    auto dst2 = lib->create_image(dir / "e.img", test::create_opts("raw", kSize));
+    REQUIRE_OK(dst2);
+    cancel.buffer_size = kBlock;
+    CHECK(lib->copy(**src, **dst2, cancel).code() == VDKIT_E_CANCELLED);
+}

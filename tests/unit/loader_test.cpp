@@ -1,0 +1,116 @@
+#include "test_support.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+using namespace vdkit;
+
+namespace {
+const LoadProblem *problem_for(const Library &lib, const std::string &file) {
+    for (const auto &p : lib.load_problems())
+        if (std::filesystem::path(p.path).filename() == file) return &p;
+    return nullptr;
+}
+} // namespace
+
+TEST_CASE("built-in plugins load through the same entry point", "[loader]") {
+    auto lib = test::make_library();
+    auto raw = lib->plugin(PluginKind::format, "raw");
+    auto file = lib->plugin(PluginKind::transport, "file");
+    REQUIRE(raw);
+    REQUIRE(file);
+    CHECK(raw->has(VDKIT_CAP_CREATE_DYNAMIC));
+    CHECK(file->has(VDKIT_CAP_LOCKING | VDKIT_CAP_EXTENTS));
+    CHECK(raw->keys.size() == 1);
+    CHECK(raw->keys[0].name == "preallocation");
+    CHECK(raw->keys[0].create_only);
+    // Lookup is case-insensitive.
+    CHECK(lib->plugin(PluginKind::format, "RAW"));
+    CHECK_FALSE(lib->plugin(PluginKind::transport, "raw"));
+    CHECK(lib->load_problems().empty());
+}
+
+TEST_CASE("bad plugins are rejected with a clear message and the rest still load", "[loader][abi]") {
+    test::LogCapture log;
+    auto lib = test::make_library({VDKIT_TEST_BAD_PLUGIN_DIR}, &log);
+    struct Expect {
+        const char *file;
+        const char *needle;
+    };
+    for (const Expect &e : {Expect{"wrong_major.so", "this host speaks 1.0"},
+                            Expect{"no_entry.so", "not a vdkit plugin"},
+                            Expect{"throwing_entry.so", "entry threw an exception"},
+                            Expect{"null_entry.so", "refused to load"},
+                            Expect{"short_struct.so", "struct_size 16 is smaller"},
+                            Expect{"missing_read.so", "lacks a required format callback"}}) {
+        INFO(e.file);
+        const LoadProblem *p = problem_for(*lib, e.file);
+        REQUIRE(p);
+        CHECK(p->status.code() == VDKIT_E_ABI);
+        CHECK_THAT(p->status.message(), Catch::Contains(e.needle));
+    }
+    // Every rejection was also logged as a warning.
+    CHECK(log.lines.size() >= 6);
+    // The good plugins are unaffected.
+    CHECK(lib->plugin(PluginKind::format, "raw"));
+    CHECK(lib->plugin(PluginKind::transport, "file"));
+}
+
+TEST_CASE("a plugin built for a newer minor with longer structs loads", "[loader][abi]") {
+    auto lib = test::make_library({VDKIT_TEST_BAD_PLUGIN_DIR});
+    auto info = lib->plugin(PluginKind::format, "longstruct");
+    REQUIRE(info);
+    CHECK(info->abi_minor == VDKIT_ABI_MINOR + 1);
+    test::TempDir dir;
+    std::ofstream(dir / "any.bin") << "x";
+    OpenOptions o;
+    o.format = "longstruct";
+    auto disk = lib->open(dir / "any.bin", o);
+    REQUIRE_OK(disk);
+    CHECK((*disk)->size() == 1u << 20);
+    std::vector<unsigned char> buf(4096, 0xff);
+    REQUIRE_OK((*disk)->read(0, buf.data(), buf.size()));
+    CHECK(buf[100] == 0);
+}
+
+TEST_CASE("an exception escaping a plugin callback becomes VDKIT_E_INTERNAL", "[loader][abi]") {
+    auto lib = test::make_library({VDKIT_TEST_BAD_PLUGIN_DIR});
+    test::TempDir dir;
+    std::ofstream(dir / "any.bin") << "x";
+    OpenOptions o;
+    o.format = "throwingread";
+    auto disk = lib->open(dir / "any.bin", o);
+    REQUIRE_OK(disk);
+    std::vector<unsigned char> buf(512);
+    Status st = (*disk)->read(0, buf.data(), buf.size());
+    CHECK(st.code() == VDKIT_E_INTERNAL);
+    CHECK_THAT(st.message(), Catch::Contains("exception"));
+}
+
+TEST_CASE("a second plugin with a taken name is refused, the first kept", "[loader]") {
+    test::TempDir dir;
+    std::filesystem::copy_file(std::string(VDKIT_TEST_PLUGIN_DIR) + "/vdkit_format_raw.so", dir / "zz_raw_copy.so");
+    auto lib = test::make_library({dir.path().string()});
+    const LoadProblem *p = problem_for(*lib, "zz_raw_copy.so");
+    REQUIRE(p);
+    CHECK(p->status.code() == VDKIT_E_EXISTS);
+    CHECK_THAT(p->status.message(), Catch::Contains("already provided by"));
+    CHECK_THAT(lib->plugin(PluginKind::format, "raw")->source, Catch::EndsWith("vdkit_format_raw.so"));
+}
+
+TEST_CASE("plugins stay loaded while a disk they made is alive", "[loader]") {
+    test::TempDir dir;
+    std::unique_ptr<Disk> disk;
+    {
+        auto lib = test::make_library();
+        auto d = lib->create_image(dir / "a.toys", test::create_opts("toysparse", 1 << 20));
+        REQUIRE_OK(d);
+        disk = std::move(*d);
+    } // the Library handle is gone; the disk still calls into the plugin
+    auto data = test::pattern(5000, 1);
+    REQUIRE_OK(disk->write(100, data.data(), data.size()));
+    std::vector<unsigned char> back(data.size());
+    REQUIRE_OK(disk->read(100, back.data(), back.size()));
+    CHECK(back == data);
+    REQUIRE_OK(disk->close());
+}

@@ -1,0 +1,423 @@
+#include "commands.hpp"
+
+#include "progress.hpp"
+#include "util/util.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <iostream>
+
+using json = nlohmann::ordered_json;
+
+namespace vdkit::cli {
+
+// ---- shared helpers ----------------------------------------------------------------
+
+std::shared_ptr<Library> open_library(const Globals &g) {
+    LibraryOptions lo;
+    lo.config_file = g.config_file;
+    lo.plugin_paths = g.plugin_paths;
+    if (g.quiet) lo.log_level = LogLevel::error;
+    if (g.verbose) lo.log_level = LogLevel::info;
+    return take(Library::create(lo));
+}
+
+Options parse_options(const std::vector<std::string> &specs) {
+    Options out;
+    for (const auto &spec : specs) {
+        auto kv = util::parse_key_values(spec);
+        if (!kv) throw CliError("cannot parse option list '" + spec + "' (expected key=value,key=value)", kExitUsage);
+        for (auto &[k, v] : *kv) out[k] = v;
+    }
+    return out;
+}
+
+uint64_t parse_size_arg(const std::string &text) {
+    auto v = util::parse_size(text);
+    if (!v) throw CliError("invalid size '" + text + "' (use bytes or a k/M/G/T suffix, e.g. 10G)", kExitUsage);
+    return *v;
+}
+
+namespace {
+
+void add_output_option(CLI::App *sub, std::string &output) {
+    sub->add_option("--output", output, "Output format")->check(CLI::IsMember({"human", "json"}))->default_val("human");
+}
+
+// Point the CLI user at the flag that allows replacing a file.
+Result<std::unique_ptr<Disk>> with_overwrite_hint(Result<std::unique_ptr<Disk>> r) {
+    if (!r && r.status().code() == VDKIT_E_EXISTS)
+        return Status(VDKIT_E_EXISTS, r.status().message() + "; pass --overwrite to replace it");
+    return r;
+}
+
+std::string uuid_text(const Uuid &u) { return util::uuid_is_nil(u.data()) ? std::string() : util::uuid_to_string(u.data()); }
+
+std::unique_ptr<Disk> open_read_only(Library &lib, const std::string &path, const std::string &format) {
+    OpenOptions o;
+    o.format = format;
+    return take(lib.open(path, o));
+}
+
+// ---- plugins ----------------------------------------------------------------------
+
+class PluginsCommand : public Command {
+    std::string output_;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("plugins", "List loaded plugins with capabilities and config keys");
+        add_output_option(sub, output_);
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        if (output_ == "json") {
+            json all = json::array();
+            for (const auto &p : lib->plugins()) {
+                json keys = json::array();
+                for (const auto &k : p.keys) {
+                    json jk = {{"name", k.name}, {"type", to_string(k.type)}, {"default", k.default_value},
+                               {"help", k.help}};
+                    json flags = json::array();
+                    if (k.mandatory) flags.push_back("mandatory");
+                    if (k.expert) flags.push_back("expert");
+                    if (k.create_only) flags.push_back("create-only");
+                    if (k.secret) flags.push_back("secret");
+                    jk["flags"] = flags;
+                    if (!k.enum_values.empty()) jk["values"] = k.enum_values;
+                    if (k.min_value < k.max_value) jk["range"] = {k.min_value, k.max_value};
+                    keys.push_back(jk);
+                }
+                all.push_back({{"kind", to_string(p.kind)},
+                               {"name", p.name},
+                               {"version", p.version},
+                               {"description", p.description},
+                               {"abi", std::to_string(p.abi_major) + "." + std::to_string(p.abi_minor)},
+                               {"capabilities", p.capability_names},
+                               {"extensions", p.extensions},
+                               {"keys", keys},
+                               {"source", p.source}});
+            }
+            json problems = json::array();
+            for (const auto &pr : lib->load_problems())
+                problems.push_back({{"path", pr.path}, {"error", pr.status.message()}});
+            std::cout << json{{"plugins", all}, {"problems", problems}}.dump(2) << "\n";
+            return kExitOk;
+        }
+        for (PluginKind kind : {PluginKind::format, PluginKind::filter, PluginKind::transport}) {
+            for (const auto &p : lib->plugins()) {
+                if (p.kind != kind) continue;
+                std::cout << to_string(p.kind) << " " << p.name << " " << p.version << " — " << p.description << "\n";
+                std::cout << "  capabilities:";
+                for (const auto &c : p.capability_names) std::cout << " " << c;
+                std::cout << "\n";
+                if (!p.extensions.empty()) {
+                    std::cout << "  extensions:";
+                    for (const auto &e : p.extensions) std::cout << " ." << e;
+                    std::cout << "\n";
+                }
+                for (const auto &k : p.keys) {
+                    std::cout << "  -o " << k.name << "=<" << to_string(k.type) << ">";
+                    if (!k.enum_values.empty()) {
+                        std::cout << " (";
+                        for (size_t i = 0; i < k.enum_values.size(); ++i)
+                            std::cout << (i ? "|" : "") << k.enum_values[i];
+                        std::cout << ")";
+                    }
+                    if (!k.default_value.empty()) std::cout << " default " << k.default_value;
+                    if (k.mandatory) std::cout << " [mandatory]";
+                    if (k.create_only) std::cout << " [create-only]";
+                    if (k.secret) std::cout << " [secret]";
+                    std::cout << "\n      " << k.help << "\n";
+                }
+                std::cout << "  from " << p.source << "\n";
+            }
+        }
+        for (const auto &pr : lib->load_problems()) std::cout << "not loaded: " << pr.status.message() << "\n";
+        return kExitOk;
+    }
+};
+
+// ---- info -------------------------------------------------------------------------
+
+class InfoCommand : public Command {
+    std::string format_, output_, image_;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("info", "Show image metadata");
+        sub->add_option("-f,--format", format_, "Image format (default: probe)");
+        add_output_option(sub, output_);
+        sub->add_option("image", image_, "Image file")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        auto disk = open_read_only(*lib, image_, format_);
+        ImageInfo info = take(disk->image_info(disk->image_count() - 1));
+        if (output_ == "json") {
+            json j = {{"filename", info.location}, {"format", info.format}, {"virtual-size", info.virtual_size}};
+            if (info.file_size) j["actual-size"] = *info.file_size;
+            if (!info.subformat.empty()) j["subformat"] = info.subformat;
+            if (info.granularity > 1) j["cluster-size"] = info.granularity;
+            if (!uuid_text(info.uuid).empty()) j["uuid"] = uuid_text(info.uuid);
+            if (info.has_parent) {
+                j["backing-filename"] = info.parent_hint;
+                j["parent-uuid"] = uuid_text(info.parent_uuid);
+            }
+            if (!info.comment.empty()) j["comment"] = info.comment;
+            j["chain-length"] = disk->image_count();
+            std::cout << j.dump(2) << "\n";
+            return kExitOk;
+        }
+        std::cout << "image: " << info.location << "\n";
+        std::cout << "file format: " << info.format << "\n";
+        if (!info.subformat.empty()) std::cout << "subformat: " << info.subformat << "\n";
+        std::cout << "virtual size: " << util::format_size(info.virtual_size) << " (" << info.virtual_size
+                  << " bytes)\n";
+        if (info.file_size) std::cout << "disk size: " << util::format_size(*info.file_size) << "\n";
+        if (info.granularity > 1) std::cout << "cluster_size: " << info.granularity << "\n";
+        if (!uuid_text(info.uuid).empty()) std::cout << "uuid: " << uuid_text(info.uuid) << "\n";
+        if (info.has_parent) {
+            std::cout << "backing file: " << info.parent_hint << "\n";
+            std::cout << "parent uuid: " << uuid_text(info.parent_uuid) << "\n";
+        }
+        if (!info.comment.empty()) std::cout << "comment: " << info.comment << "\n";
+        if (disk->image_count() > 1) std::cout << "chain length: " << disk->image_count() << "\n";
+        return kExitOk;
+    }
+};
+
+// ---- create -----------------------------------------------------------------------
+
+class CreateCommand : public Command {
+    std::string format_, parent_, parent_format_, image_, size_;
+    std::vector<std::string> options_;
+    bool preallocate_ = false, overwrite_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("create", "Create a new image");
+        sub->add_option("-f,--format", format_, "Image format")->required();
+        sub->add_option("-o,--options", options_, "Format options key=value[,key=value] (see 'vdkit plugins')")
+            ->allow_extra_args(false);
+        sub->add_option("-b,--backing", parent_, "Create a differencing image over this parent");
+        sub->add_option("-F,--backing-format", parent_format_, "Format of the parent (default: probe)");
+        sub->add_flag("--preallocate", preallocate_, "Allocate every block now");
+        sub->add_flag("--overwrite", overwrite_, "Replace an existing file");
+        sub->add_option("image", image_, "Image file to create")->required();
+        sub->add_option("size", size_, "Virtual size (e.g. 10G); default for -b: the parent's");
+        return sub;
+    }
+    int run() override {
+        CreateOptions o;
+        o.format = format_;
+        o.options = parse_options(options_);
+        o.parent = parent_;
+        o.parent_format = parent_format_;
+        o.fixed = preallocate_;
+        o.overwrite = overwrite_;
+        if (!size_.empty()) o.size = parse_size_arg(size_);
+        else if (parent_.empty()) throw CliError("create needs a size (or -b PARENT)", kExitUsage);
+        auto lib = open_library(globals());
+        auto disk = take(with_overwrite_hint(lib->create_image(image_, o)));
+        uint64_t size = disk->size();
+        check(disk->close());
+        if (!globals().quiet) {
+            std::cout << "Formatting '" << image_ << "', fmt=" << format_ << " size=" << size;
+            for (const auto &[k, v] : o.options) std::cout << " " << k << "=" << v;
+            if (!parent_.empty()) std::cout << " backing_file=" << parent_;
+            std::cout << "\n";
+        }
+        return kExitOk;
+    }
+};
+
+// ---- convert ----------------------------------------------------------------------
+
+class ConvertCommand : public Command {
+    std::string in_format_, out_format_, src_, dst_;
+    std::vector<std::string> options_;
+    bool progress_ = false, overwrite_ = false, preallocate_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("convert", "Copy an image (its whole chain) into a new image of any format");
+        sub->add_option("-f,--format", in_format_, "Source format (default: probe)");
+        sub->add_option("-O,--output-format", out_format_, "Target format")->required();
+        sub->add_option("-o,--options", options_, "Target format options key=value[,key=value]")->allow_extra_args(false);
+        sub->add_flag("-p,--progress", progress_, "Show a progress bar");
+        sub->add_flag("--overwrite", overwrite_, "Replace an existing target");
+        sub->add_flag("--preallocate", preallocate_, "Allocate the whole target");
+        sub->add_option("source", src_, "Source image")->required();
+        sub->add_option("target", dst_, "Target image")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        auto src = open_read_only(*lib, src_, in_format_);
+        CreateOptions o;
+        o.format = out_format_;
+        o.size = src->size();
+        o.options = parse_options(options_);
+        o.overwrite = overwrite_;
+        o.fixed = preallocate_;
+        auto dst = take(with_overwrite_hint(lib->create_image(dst_, o)));
+        ProgressBar bar(progress_);
+        CopyOptions co;
+        co.progress = [&](uint64_t d, uint64_t t) { return bar.update(d, t); };
+        // A preallocated target is zero-filled, but only a fresh sparse one is known
+        // to read as zero without writing; both are new files here.
+        co.target_is_zero = true;
+        Status copied = lib->copy(*src, *dst, co);
+        if (!copied) {
+            Status closed = dst->close();
+            (void)closed;
+            check(copied);
+        }
+        bar.finish();
+        check(dst->close());
+        return kExitOk;
+    }
+};
+
+// ---- compare ----------------------------------------------------------------------
+
+class CompareCommand : public Command {
+    std::string format_a_, format_b_, a_, b_;
+    bool strict_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("compare", "Compare the content of two images (exit 0 same, 1 different)");
+        sub->add_option("-f,--format", format_a_, "Format of the first image");
+        sub->add_option("-F,--second-format", format_b_, "Format of the second image");
+        sub->add_flag("-s,--strict", strict_, "Images of different size are different");
+        sub->add_option("first", a_, "First image")->required();
+        sub->add_option("second", b_, "Second image")->required();
+        return sub;
+    }
+    // Reading data only where either side has some; zero/unallocated on both sides is equal.
+    int run() override {
+        constexpr int kDiffer = 1, kOpenError = 2, kReadError = 4;
+        auto lib = open_library(globals());
+        std::unique_ptr<Disk> a, b;
+        try {
+            a = open_read_only(*lib, a_, format_a_);
+            b = open_read_only(*lib, b_, format_b_);
+        } catch (const CliError &e) {
+            throw CliError(e.what(), kOpenError);
+        }
+        if (strict_ && a->size() != b->size()) {
+            std::cout << "Strict mode: image size mismatch!\n";
+            return kDiffer;
+        }
+        const uint64_t common = std::min(a->size(), b->size());
+        std::vector<unsigned char> ba(1u << 20), bb(1u << 20);
+        auto first_difference = [&](const std::vector<unsigned char> &x, const std::vector<unsigned char> &y,
+                                    uint64_t n) -> uint64_t {
+            for (uint64_t i = 0; i < n; ++i)
+                if (x[i] != y[i]) return i;
+            return n;
+        };
+        for (uint64_t off = 0; off < common;) {
+            uint64_t span = std::min<uint64_t>(common - off, 1ull << 30);
+            BlockRun ra = take(a->block_status(off, span), kReadError);
+            BlockRun rb = take(b->block_status(off, std::min(span, ra.length)), kReadError);
+            uint64_t n = std::min(ra.length, rb.length);
+            if (ra.state != BlockState::data && rb.state != BlockState::data) {
+                off += n;
+                continue;
+            }
+            for (uint64_t pos = off; pos < off + n;) {
+                uint64_t m = std::min<uint64_t>(ba.size(), off + n - pos);
+                check(a->read(pos, ba.data(), m), kReadError);
+                check(b->read(pos, bb.data(), m), kReadError);
+                uint64_t d = first_difference(ba, bb, m);
+                if (d < m) {
+                    std::cout << "Content mismatch at offset " << (pos + d) << "!\n";
+                    return kDiffer;
+                }
+                pos += m;
+            }
+            off += n;
+        }
+        // The larger image's tail must read as zero.
+        Disk &longer = a->size() > b->size() ? *a : *b;
+        for (uint64_t off = common; off < longer.size();) {
+            uint64_t m = std::min<uint64_t>(ba.size(), longer.size() - off);
+            check(longer.read(off, ba.data(), m), kReadError);
+            if (!util::is_zero(ba.data(), static_cast<size_t>(m))) {
+                std::cout << "Content mismatch at offset " << off << " (beyond the smaller image)!\n";
+                return kDiffer;
+            }
+            off += m;
+        }
+        std::cout << "Images are identical.\n";
+        return kExitOk;
+    }
+};
+
+// ---- map --------------------------------------------------------------------------
+
+class MapCommand : public Command {
+    std::string format_, output_, image_;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("map", "Show which ranges hold data, read as zero, or come from parents");
+        sub->add_option("-f,--format", format_, "Image format (default: probe)");
+        add_output_option(sub, output_);
+        sub->add_option("image", image_, "Image file")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        auto disk = open_read_only(*lib, image_, format_);
+        struct Entry {
+            uint64_t start, length;
+            size_t depth;
+            bool present, zero, data;
+        };
+        std::vector<Entry> entries;
+        const size_t top = disk->image_count() - 1;
+        for (uint64_t off = 0; off < disk->size();) {
+            BlockRun r = take(disk->block_status(off, std::min<uint64_t>(disk->size() - off, 1ull << 40)));
+            Entry e{off, r.length, r.state == BlockState::unallocated ? disk->image_count() : top - r.image,
+                    r.state != BlockState::unallocated, r.state != BlockState::data, r.state == BlockState::data};
+            if (!entries.empty()) {
+                Entry &last = entries.back();
+                if (last.depth == e.depth && last.present == e.present && last.zero == e.zero && last.data == e.data) {
+                    last.length += e.length;
+                    off += r.length;
+                    continue;
+                }
+            }
+            entries.push_back(e);
+            off += r.length;
+        }
+        if (output_ == "json") {
+            json all = json::array();
+            for (const auto &e : entries)
+                all.push_back({{"start", e.start},
+                               {"length", e.length},
+                               {"depth", e.depth},
+                               {"present", e.present},
+                               {"zero", e.zero},
+                               {"data", e.data}});
+            std::cout << all.dump() << "\n";
+            return kExitOk;
+        }
+        std::printf("%-20s %-20s %-6s %s\n", "Offset", "Length", "Depth", "State");
+        for (const auto &e : entries)
+            std::printf("0x%-18llx 0x%-18llx %-6zu %s\n", static_cast<unsigned long long>(e.start),
+                        static_cast<unsigned long long>(e.length), e.depth,
+                        e.data ? "data" : (e.present ? "zero" : "unallocated"));
+        return kExitOk;
+    }
+};
+
+} // namespace
+
+std::vector<std::unique_ptr<Command>> make_commands() {
+    std::vector<std::unique_ptr<Command>> c;
+    c.push_back(std::make_unique<PluginsCommand>());
+    c.push_back(std::make_unique<InfoCommand>());
+    c.push_back(std::make_unique<CreateCommand>());
+    c.push_back(std::make_unique<ConvertCommand>());
+    c.push_back(std::make_unique<CompareCommand>());
+    c.push_back(std::make_unique<MapCommand>());
+    return c;
+}
+
+} // namespace vdkit::cli

@@ -1,0 +1,38 @@
+// The subcommands of the vdkit tool. Each registers its options with CLI11
+// and runs against the library; adding a command is adding one class.
+#ifndef VDKIT_TOOLS_COMMANDS_HPP
+#define VDKIT_TOOLS_COMMANDS_HPP
+
+#include "cli.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace vdkit::cli {
+
+class Command {
+public:
+    virtual ~Command() = default;
+    void add_to(CLI::App &app, const Globals &globals) {
+        globals_ = &globals;
+        sub_ = define(app);
+    }
+    bool selected() const { return sub_ && sub_->parsed(); }
+    virtual int run() = 0;
+
+protected:
+    virtual CLI::App *define(CLI::App &app) = 0;
+    const Globals &globals() const { return *globals_; }
+
+private:
+    const Globals *globals_ = nullptr;
+    CLI::App *sub_ = nullptr;
+};
+
+std::vector<std::unique_ptr<Command>> make_commands();
+
+} // namespace vdkit::cli
+
+#endif
