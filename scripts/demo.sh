@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The demo job: generate a sample disk (data, zeros and holes), look at it,
+# convert it with a progress bar, and check the result with qemu-img.
+set -euo pipefail
+build=${1:-build}
+vdkit="$build/bin/vdkit"
+# The SDK example format (toysparse) is built with the tests; show it too.
+export VDKIT_PLUGIN_PATH="$build/tests/plugins"
+work="$build/demo"
+rm -rf "$work" && mkdir -p "$work"
+
+echo "== Generating a 1 GiB sample disk: 24 MiB of data, 48 MiB written as zeros, the rest holes"
+python3 - "$work/sample.img" <<'PY'
+import os, random, sys
+random.seed(2026)
+size = 1 << 30
+with open(sys.argv[1], "wb") as f:
+    f.truncate(size)
+    for i in range(48):
+        off = random.randrange(0, size - (2 << 20)) & ~0xFFFF
+        f.seek(off)
+        # half random data, half runs of zeros written as data
+        f.write(os.urandom(1 << 20) if i % 2 else bytes(2 << 20))
+PY
+
+echo
+echo "== vdkit plugins"
+"$vdkit" plugins | grep -E '^(format|transport|filter) '
+echo
+echo "== vdkit info sample.img"
+"$vdkit" info -f raw "$work/sample.img"
+echo
+echo "== vdkit convert -p -f raw -O toysparse sample.img sample.toys"
+"$vdkit" convert -p -f raw -O toysparse "$work/sample.img" "$work/sample.toys"
+echo
+echo "== vdkit info sample.toys"
+"$vdkit" info "$work/sample.toys"
+echo
+echo "== vdkit convert -p -O raw sample.toys roundtrip.img"
+"$vdkit" convert -p -O raw "$work/sample.toys" "$work/roundtrip.img"
+echo
+echo "== vdkit compare / qemu-img compare"
+"$vdkit" compare -f raw "$work/sample.img" "$work/sample.toys"
+qemu-img compare -f raw -F raw "$work/sample.img" "$work/roundtrip.img"
+echo
+echo "== vdkit map roundtrip.img (data ranges only)"
+"$vdkit" map -f raw "$work/roundtrip.img" | awk 'NR==1 || /data/' | head -8
+echo "..."
+echo
+du -h --apparent-size "$work/sample.img" | sed 's/^/apparent: /'
+du -h "$work/sample.toys" "$work/roundtrip.img" | sed 's/^/on disk:  /'

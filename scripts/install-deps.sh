@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vdkit needs to build and test, if missing.
+# Run as root (or with sudo available); otherwise prints what to install.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  cmake ninja-build g++ pkg-config make binutils python3
+  # libraries (docs/dependencies.md says why each)
+  libboost-dev libboost-filesystem-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
+  zlib1g-dev libdeflate-dev libssl-dev libfuse3-dev libnbd-dev libcurl4-openssl-dev
+  # tests
+  catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "vdkit: installing missing packages: ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  apt_get=(apt-get)
+elif command -v sudo > /dev/null && sudo -n true 2>/dev/null; then
+  apt_get=(sudo apt-get)
+else
+  echo "vdkit: run as root, or install them yourself: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${apt_get[@]}" update -qq
+"${apt_get[@]}" install -y -qq --no-install-recommends "${missing[@]}"

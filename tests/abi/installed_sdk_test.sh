@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# A third party's view: install vdkit into a fresh prefix, build the example
+# plugin out of tree against the *installed* SDK (find_package + pkg-config),
+# and use it from the installed CLI without touching the core.
+set -euo pipefail
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+prefix="$work/prefix"
+cmake --install "$VDKIT_BUILD_DIR" --prefix "$prefix" > "$work/install.log"
+
+# The package files are there.
+test -f "$prefix/lib/cmake/vdkit/vdkitConfig.cmake"
+test -f "$prefix/include/vdkit/plugin.hpp"
+test -f "$prefix/lib/pkgconfig/vdkit-sdk.pc"
+ls "$prefix"/lib/vdkit/plugins/vdkit_format_raw.so "$prefix"/lib/vdkit/plugins/vdkit_transport_file.so > /dev/null
+PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags vdkit-sdk | grep -q -- "/include"
+PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --variable=plugindir vdkit | grep -q "lib/vdkit/plugins"
+
+# Out-of-tree build of the example against the installed package.
+cp -r "$VDKIT_SOURCE_DIR/sdk/examples/toysparse" "$work/src"
+cmake -S "$work/src" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" > "$work/configure.log"
+cmake --build "$work/build" > "$work/build.log"
+plugin="$work/build/toysparse.so"
+test -f "$plugin"
+
+# The installed CLI finds its own plugins from the install layout, and the
+# third-party plugin from --plugin-path.
+mkdir "$work/plugins" && cp "$plugin" "$work/plugins/"
+vdkit="$prefix/bin/vdkit"
+env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" plugins | grep -q "^format toysparse"
+env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" create -f toysparse "$work/a.toys" 8M > /dev/null
+head -c 3000000 /dev/urandom > "$work/data.raw"
+truncate -s 8M "$work/data.raw"
+env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" convert -f raw -O toysparse "$work/data.raw" "$work/b.toys"
+env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" info "$work/b.toys" | grep -q "file format: toysparse"
+env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" compare -f raw "$work/data.raw" "$work/b.toys" | grep -q identical
+echo "OK: example plugin built against the installed SDK loads and converts"

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The vdkit command line: every command, its output formats and its exit codes.
+set -uo pipefail
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export VDKIT_PLUGIN_PATH="$VDKIT_TEST_EXTRA_PLUGIN_DIR"
+failures=0
+pass=0
+expect() { # expect <exit code> <description> <command...>; output in $work/out
+    local want=$1 what=$2
+    shift 2
+    "$@" > "$work/out" 2>&1
+    local got=$?
+    if [ "$got" -ne "$want" ]; then
+        echo "FAIL: $what: exit $got, expected $want"; sed 's/^/    /' "$work/out"; failures=$((failures + 1))
+    else
+        pass=$((pass + 1))
+    fi
+}
+contains() { # contains <description> <text>
+    if grep -qF -- "$2" "$work/out"; then pass=$((pass + 1)); else
+        echo "FAIL: $1: output lacks '$2'"; sed 's/^/    /' "$work/out"; failures=$((failures + 1)); fi
+}
+
+expect 0 "plugins" "$VDKIT" plugins
+contains "plugins lists raw" "format raw"
+contains "plugins lists file" "transport file"
+contains "plugins lists keys" "-o preallocation=<enum> (off|full) default off [create-only]"
+expect 0 "plugins json" "$VDKIT" plugins --output=json
+python3 - "$work/out" <<'PY' || { echo "FAIL: plugins json content"; failures=$((failures + 1)); }
+import json, sys
+doc = json.load(open(sys.argv[1]))
+names = {(p["kind"], p["name"]) for p in doc["plugins"]}
+assert ("format", "raw") in names and ("transport", "file") in names, names
+raw = next(p for p in doc["plugins"] if p["name"] == "raw")
+assert "create-dynamic" in raw["capabilities"] and raw["keys"][0]["name"] == "preallocation"
+assert raw["keys"][0]["flags"] == ["create-only"]
+PY
+
+expect 0 "create raw" "$VDKIT" create -f raw "$work/a.img" 64M
+contains "create reports" "Formatting '$work/a.img', fmt=raw size=67108864"
+[ "$(stat -c %s "$work/a.img")" = 67108864 ] || { echo "FAIL: raw size"; failures=$((failures + 1)); }
+expect 1 "create refuses to overwrite" "$VDKIT" create -f raw "$work/a.img" 1M
+contains "overwrite hint" "--overwrite"
+expect 0 "create --overwrite" "$VDKIT" create -f raw --overwrite "$work/a.img" 32M
+expect 1 "unknown format" "$VDKIT" create -f rwa "$work/b.img" 1M
+contains "format suggestion" "did you mean 'raw'?"
+expect 1 "unknown option" "$VDKIT" create -f raw -o prealocation=full "$work/b.img" 1M
+contains "option suggestion" "did you mean 'preallocation'?"
+expect 1 "bad enum" "$VDKIT" create -f raw -o preallocation=some "$work/b.img" 1M
+contains "enum values" "must be one of: off, full"
+expect 2 "bad size" "$VDKIT" create -f raw "$work/b.img" 12Q
+expect 2 "missing argument" "$VDKIT" create "$work/b.img"
+expect 2 "unknown command" "$VDKIT" frobnicate
+test ! -e "$work/b.img" || { echo "FAIL: a failed create left b.img behind"; failures=$((failures + 1)); }
+
+# Data, then info / map / convert / compare.
+python3 - "$work/a.img" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(1 << 20); f.write(bytes(range(256)) * 256)
+    f.seek(20 << 20); f.write(b"vdkit" * 1000)
+PY
+expect 0 "info" "$VDKIT" info "$work/a.img"
+contains "info format" "file format: raw"
+contains "info size" "virtual size: 32 MiB (33554432 bytes)"
+expect 0 "info json" "$VDKIT" info --output=json -f raw "$work/a.img"
+python3 -c "import json,sys; d=json.load(open('$work/out')); assert d['format']=='raw' and d['virtual-size']==33554432, d" \
+    || { echo "FAIL: info json"; failures=$((failures + 1)); }
+expect 1 "info of a missing file" "$VDKIT" info "$work/missing.img"
+contains "missing file named" "missing.img"
+
+expect 0 "map json" "$VDKIT" map --output=json -f raw "$work/a.img"
+python3 - "$work/out" <<'PY' || { echo "FAIL: map json content"; failures=$((failures + 1)); }
+import json, sys
+m = json.load(open(sys.argv[1]))
+data = [(e["start"], e["length"]) for e in m if e["data"]]
+assert data == [(1 << 20, 65536), (20 << 20, 8192)], data
+assert sum(e["length"] for e in m) == 32 << 20
+PY
+expect 0 "map human" "$VDKIT" map -f raw "$work/a.img"
+contains "map human data row" "data"
+
+expect 0 "convert to toysparse" "$VDKIT" convert -f raw -O toysparse -o block-size=4k "$work/a.img" "$work/a.toys"
+expect 0 "compare raw with toysparse" "$VDKIT" compare -f raw "$work/a.img" "$work/a.toys"
+contains "identical" "Images are identical."
+expect 0 "convert with progress" "$VDKIT" convert -p -O raw "$work/a.toys" "$work/back.img"
+contains "progress bar" "100.00%"
+cmp "$work/a.img" "$work/back.img" || { echo "FAIL: round trip differs"; failures=$((failures + 1)); }
+expect 1 "convert refuses an existing target" "$VDKIT" convert -O raw "$work/a.toys" "$work/back.img"
+
+printf 'X' | dd of="$work/back.img" bs=1 seek=$((20 << 20)) conv=notrunc status=none
+expect 1 "compare finds a difference" "$VDKIT" compare -f raw -F raw "$work/a.img" "$work/back.img"
+contains "mismatch offset" "Content mismatch at offset $((20 << 20))!"
+expect 2 "compare with a missing image" "$VDKIT" compare "$work/a.img" "$work/none.img"
+
+# A differencing image over a base.
+expect 0 "create diff" "$VDKIT" create -f toysparse -b "$work/a.toys" "$work/child.toys"
+expect 0 "info on diff" "$VDKIT" info "$work/child.toys"
+contains "backing file" "backing file: a.toys"
+contains "chain length" "chain length: 2"
+expect 0 "diff reads through" "$VDKIT" compare "$work/child.toys" "$work/a.toys"
+
+# Writing to a file no format recognises needs the format named.
+head -c 4096 /dev/urandom > "$work/blob"
+expect 0 "probe falls back to raw for reading" "$VDKIT" info "$work/blob"
+contains "raw guess" "file format: raw"
+
+echo "$pass passed, $failures failed"
+[ "$failures" -eq 0 ]
