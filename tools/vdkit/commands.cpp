@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 using json = nlohmann::ordered_json;
@@ -138,22 +139,38 @@ class PluginsCommand : public Command {
     }
 };
 
-// ---- info -------------------------------------------------------------------------
-
-class InfoCommand : public Command {
-    std::string format_, output_, image_;
+// Commands that read one image: IMAGE, -f and --output.
+class ImageCommand : public Command {
+protected:
+    ImageCommand(const char *name, const char *help) : name_(name), help_(help) {}
     CLI::App *define(CLI::App &app) override {
-        auto *sub = app.add_subcommand("info", "Show image metadata");
+        auto *sub = app.add_subcommand(name_, help_);
         sub->add_option("-f,--format", format_, "Image format (default: probe)");
         add_output_option(sub, output_);
         sub->add_option("image", image_, "Image file")->required();
         return sub;
     }
+    std::unique_ptr<Disk> open_image(Library &lib) const { return open_read_only(lib, image_, format_); }
+    bool json_output() const { return output_ == "json"; }
+
+private:
+    const char *name_;
+    const char *help_;
+    std::string format_, output_, image_;
+};
+
+// ---- info -------------------------------------------------------------------------
+
+class InfoCommand : public ImageCommand {
+public:
+    InfoCommand() : ImageCommand("info", "Show image metadata") {}
+
+private:
     int run() override {
         auto lib = open_library(globals());
-        auto disk = open_read_only(*lib, image_, format_);
+        auto disk = open_image(*lib);
         ImageInfo info = take(disk->image_info(disk->image_count() - 1));
-        if (output_ == "json") {
+        if (json_output()) {
             json j = {{"filename", info.location}, {"format", info.format}, {"virtual-size", info.virtual_size}};
             if (info.file_size) j["actual-size"] = *info.file_size;
             if (!info.subformat.empty()) j["subformat"] = info.subformat;
@@ -265,8 +282,10 @@ class ConvertCommand : public Command {
         co.target_is_zero = true;
         Status copied = lib->copy(*src, *dst, co);
         if (!copied) {
-            Status closed = dst->close();
-            (void)closed;
+            // Leave no half-converted target behind under the final name.
+            dst->close().ignore();
+            std::error_code ec;
+            std::filesystem::remove(dst_, ec);
             check(copied);
         }
         bar.finish();
@@ -352,18 +371,14 @@ class CompareCommand : public Command {
 
 // ---- map --------------------------------------------------------------------------
 
-class MapCommand : public Command {
-    std::string format_, output_, image_;
-    CLI::App *define(CLI::App &app) override {
-        auto *sub = app.add_subcommand("map", "Show which ranges hold data, read as zero, or come from parents");
-        sub->add_option("-f,--format", format_, "Image format (default: probe)");
-        add_output_option(sub, output_);
-        sub->add_option("image", image_, "Image file")->required();
-        return sub;
-    }
+class MapCommand : public ImageCommand {
+public:
+    MapCommand() : ImageCommand("map", "Show which ranges hold data, read as zero, or come from parents") {}
+
+private:
     int run() override {
         auto lib = open_library(globals());
-        auto disk = open_read_only(*lib, image_, format_);
+        auto disk = open_image(*lib);
         struct Entry {
             uint64_t start, length;
             size_t depth;
@@ -386,7 +401,7 @@ class MapCommand : public Command {
             entries.push_back(e);
             off += r.length;
         }
-        if (output_ == "json") {
+        if (json_output()) {
             json all = json::array();
             for (const auto &e : entries)
                 all.push_back({{"start", e.start},

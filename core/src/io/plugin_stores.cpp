@@ -9,6 +9,23 @@ namespace vdkit {
 
 namespace {
 
+Status not_supported(const std::string &what, const std::string &plugin, const std::string &location) {
+    return Status(VDKIT_E_NOT_SUPPORTED, what + " is not supported by '" + plugin + "' (" + location + ")");
+}
+
+Status to_extents(const vdkit_extent *raw, uint32_t n, uint64_t offset, uint64_t len, std::vector<Extent> &out,
+                  const std::string &location) {
+    uint64_t expect = offset;
+    for (uint32_t i = 0; i < n; ++i) {
+        if (raw[i].offset != expect || raw[i].length == 0 || !util::range_within(raw[i].offset, raw[i].length, offset + len))
+            return Status(VDKIT_E_INTERNAL, location + ": plugin returned extents that are not contiguous from " +
+                                                util::hex(offset));
+        out.push_back({raw[i].offset, raw[i].length, raw[i].type == VDKIT_EXTENT_HOLE});
+        expect += raw[i].length;
+    }
+    return Status::ok();
+}
+
 // The parts shared by transport- and filter-backed stores: the context,
 // per-handle serialisation for plugins that are not thread-safe, and the
 // conversion of return codes into Status.
@@ -21,6 +38,17 @@ public:
     const std::string &location() const noexcept override { return location_; }
 
 protected:
+    // Extents through a plugin callback (transport or filter signature).
+    template <class Fn>
+    Status call_extents(Fn fn, uint64_t offset, uint64_t len, uint32_t max, std::vector<Extent> &out) {
+        std::vector<vdkit_extent> raw(std::max<uint32_t>(1, std::min<uint32_t>(max, 4096)));
+        uint32_t n = 0;
+        VDKIT_TRY(call("extents", fn, offset, len, raw.data(), static_cast<uint32_t>(raw.size()), &n));
+        if (n > raw.size())
+            return Status(VDKIT_E_INTERNAL, location_ + ": plugin '" + plugin_->info.name + "' returned too many extents");
+        return to_extents(raw.data(), n, offset, len, out, location_);
+    }
+
     template <class Fn, class... Args>
     Status call(std::string_view op, Fn fn, Args &&...args) {
         vdkit_ctx ctx = host_.make_ctx(plugin_.get(), &options_);
@@ -40,23 +68,6 @@ protected:
     std::mutex mu_;
     void *handle_ = nullptr;
 };
-
-Status not_supported(const std::string &what, const std::string &plugin, const std::string &location) {
-    return Status(VDKIT_E_NOT_SUPPORTED, what + " is not supported by '" + plugin + "' (" + location + ")");
-}
-
-Status to_extents(const vdkit_extent *raw, uint32_t n, uint64_t offset, uint64_t len, std::vector<Extent> &out,
-                  const std::string &location) {
-    uint64_t expect = offset;
-    for (uint32_t i = 0; i < n; ++i) {
-        if (raw[i].offset != expect || raw[i].length == 0 || !util::range_within(raw[i].offset, raw[i].length, offset + len))
-            return Status(VDKIT_E_INTERNAL, location + ": plugin returned extents that are not contiguous from " +
-                                                util::hex(offset));
-        out.push_back({raw[i].offset, raw[i].length, raw[i].type == VDKIT_EXTENT_HOLE});
-        expect += raw[i].length;
-    }
-    return Status::ok();
-}
 
 class TransportStore final : public PluginStoreBase {
 public:
@@ -116,12 +127,7 @@ public:
             if (len) out.push_back({offset, len, false});
             return Status::ok();
         }
-        std::vector<vdkit_extent> raw(std::max<uint32_t>(1, std::min<uint32_t>(max, 4096)));
-        uint32_t n = 0;
-        VDKIT_TRY(call("extents", plugin_->transport.extents, offset, len, raw.data(),
-                       static_cast<uint32_t>(raw.size()), &n));
-        if (n > raw.size()) return Status(VDKIT_E_INTERNAL, location_ + ": transport returned too many extents");
-        return to_extents(raw.data(), n, offset, len, out, location_);
+        return call_extents(plugin_->transport.extents, offset, len, max, out);
     }
     Result<uint64_t> allocated_size() override {
         if (!plugin_->transport.allocated_size) return not_supported("allocated size", plugin_->info.name, location_);
@@ -193,12 +199,7 @@ public:
             if (len) out.push_back({offset, len, false});
             return Status::ok();
         }
-        std::vector<vdkit_extent> raw(std::max<uint32_t>(1, std::min<uint32_t>(max, 4096)));
-        uint32_t n = 0;
-        VDKIT_TRY(call("extents", plugin_->filter.extents, offset, len, raw.data(),
-                       static_cast<uint32_t>(raw.size()), &n));
-        if (n > raw.size()) return Status(VDKIT_E_INTERNAL, location_ + ": filter returned too many extents");
-        return to_extents(raw.data(), n, offset, len, out, location_);
+        return call_extents(plugin_->filter.extents, offset, len, max, out);
     }
     Result<uint64_t> allocated_size() override { return next_.store->allocated_size(); }
 
