@@ -88,6 +88,9 @@ expect 0 "convert with progress" "$VDKIT" convert -p -O raw "$work/a.toys" "$wor
 contains "progress bar" "100.00%"
 cmp "$work/a.img" "$work/back.img" || { echo "FAIL: round trip differs"; failures=$((failures + 1)); }
 expect 1 "convert refuses an existing target" "$VDKIT" convert -O raw "$work/a.toys" "$work/back.img"
+expect 2 "convert refuses to overwrite its source" "$VDKIT" convert --overwrite -O raw "$work/a.toys" "$work/a.toys"
+contains "same file" "source and target are the same file"
+expect 0 "source survived" "$VDKIT" compare -f raw "$work/a.img" "$work/a.toys"
 
 printf 'X' | dd of="$work/back.img" bs=1 seek=$((20 << 20)) conv=notrunc status=none
 expect 1 "compare finds a difference" "$VDKIT" compare -f raw -F raw "$work/a.img" "$work/back.img"

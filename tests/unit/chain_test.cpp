@@ -206,6 +206,19 @@ TEST_CASE("broken chains give clear errors", "[chain]") {
     }
 }
 
+TEST_CASE("a new diff never replaces a file of its own chain", "[chain]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    REQUIRE_OK(lib->create_image(dir / "b.toys", test::create_opts("toysparse", kSize)));
+    CreateOptions co = test::create_opts("toysparse");
+    co.parent = dir / "b.toys";
+    co.overwrite = true;
+    auto r = lib->create_image(dir / "b.toys", co);
+    REQUIRE_FALSE(r.is_ok());
+    CHECK(r.status().code() == VDKIT_E_INVALID_ARGUMENT);
+    REQUIRE_OK(lib->open(dir / "b.toys")); // still there, still valid
+}
+
 TEST_CASE("reads and writes outside the disk are refused", "[chain]") {
     test::TempDir dir;
     auto lib = test::make_library();

@@ -265,6 +265,9 @@ class ConvertCommand : public Command {
         return sub;
     }
     int run() override {
+        std::error_code ec;
+        if (std::filesystem::equivalent(src_, dst_, ec))
+            throw CliError("source and target are the same file (" + dst_ + ")", kExitUsage);
         auto lib = open_library(globals());
         auto src = open_read_only(*lib, src_, in_format_);
         CreateOptions o;
@@ -284,7 +287,6 @@ class ConvertCommand : public Command {
         if (!copied) {
             // Leave no half-converted target behind under the final name.
             dst->close().ignore();
-            std::error_code ec;
             std::filesystem::remove(dst_, ec);
             check(copied);
         }

@@ -228,6 +228,14 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
         if (!back) return back.status().with_context("creating " + location);
     }
 
+    if (parent_disk) {
+        // Never replace a file the new image is built on.
+        const std::string target = canonical_key(location);
+        for (const auto &img : parent_disk->state_->images)
+            if (canonical_key(img->location()) == target)
+                return Status(VDKIT_E_INVALID_ARGUMENT,
+                              location + " is part of its own parent chain; choose another name for the new image");
+    }
     VDKIT_ASSIGN_OR_RETURN(bool exists, location_exists(location));
     if (exists) {
         if (!options.overwrite)
