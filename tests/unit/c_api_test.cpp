@@ -2,6 +2,7 @@
 #include "test_support.hpp"
 
 #include <cstring>
+#include <set>
 
 TEST_CASE("the C API creates, writes, reads and reports errors as codes and text", "[c-api]") {
     vdkit::test::TempDir dir;
@@ -14,7 +15,19 @@ TEST_CASE("the C API creates, writes, reads and reports errors as codes and text
     err.struct_size = sizeof(err);
     vdkit_library *lib = nullptr;
     REQUIRE(vdkit_library_open(&lo, &lib, &err) == VDKIT_OK);
-    CHECK(vdkit_plugin_count(lib) == 3);
+    std::set<std::string> names;
+    for (uint32_t i = 0; i < vdkit_plugin_count(lib); ++i) {
+        vdkit_plugin_summary sum{};
+        sum.struct_size = sizeof(sum);
+        REQUIRE(vdkit_plugin_get(lib, i, &sum, &err) == VDKIT_OK);
+        names.insert(std::string(sum.name) + "/" + std::to_string(sum.kind));
+    }
+    CHECK(names.count("raw/" + std::to_string(VDKIT_KIND_FORMAT)));
+    CHECK(names.count("toysparse/" + std::to_string(VDKIT_KIND_FORMAT)));
+    CHECK(names.count("file/" + std::to_string(VDKIT_KIND_TRANSPORT)));
+    vdkit_plugin_summary past{};
+    past.struct_size = sizeof(past);
+    CHECK(vdkit_plugin_get(lib, vdkit_plugin_count(lib), &past, &err) == VDKIT_E_OUT_OF_RANGE);
 
     vdkit_disk *disk = nullptr;
     std::string img = dir / "c.toys";

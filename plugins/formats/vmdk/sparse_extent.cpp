@@ -1,0 +1,212 @@
+#include "sparse_extent.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace vdkit::vmdk {
+
+namespace {
+
+uint64_t le(const unsigned char *p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+
+bool mul_ok(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_mul_overflow(a, b, out); }
+
+constexpr uint64_t kMaxGdEntries = 32u << 20;  // qemu's L1 bound
+constexpr size_t kMaxCachedTables = 4096;       // 4096 * 2 KiB = 8 MiB of grain tables
+
+} // namespace
+
+SparseHeader parse_sparse_header(const unsigned char *p, const std::string &where) {
+    auto bad = [&](const std::string &why) { return sdk::Error(VDKIT_E_CORRUPT, where + ": sparse header: " + why); };
+    uint32_t magic = static_cast<uint32_t>(le(p, 4));
+    if (magic == kTemporaryMagic)
+        throw sdk::Error(VDKIT_E_CORRUPT, where + ": the header magic is 'vmdk', the mark of a file whose writer "
+                                                  "never finished; it is incomplete");
+    if (magic != kSparseMagic) throw bad("bad magic at offset 0");
+    SparseHeader h;
+    h.version = static_cast<uint32_t>(le(p + 4, 4));
+    h.flags = static_cast<uint32_t>(le(p + 8, 4));
+    h.capacity = le(p + 12, 8);
+    h.grain_size = le(p + 20, 8);
+    h.descriptor_offset = le(p + 28, 8);
+    h.descriptor_size = le(p + 36, 8);
+    h.gtes_per_gt = static_cast<uint32_t>(le(p + 44, 4));
+    h.rgd_offset = le(p + 48, 8);
+    h.gd_offset = le(p + 56, 8);
+    h.overhead = le(p + 64, 8);
+    h.unclean_shutdown = p[72];
+    h.compress_algorithm = static_cast<uint16_t>(le(p + 77, 2));
+    if (h.version < 1 || h.version > 3) throw bad("unsupported version " + std::to_string(h.version) + " at offset 4");
+    uint32_t incompatible = h.flags & 0xffff0000u & ~(kFlagCompressed | kFlagMarkers);
+    if (incompatible) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, where + ": unknown incompatible header flags");
+    if ((h.flags & kFlagMarkers) && !(h.flags & kFlagCompressed)) throw bad("markers without compression (flags at offset 8)");
+    if ((h.flags & kFlagCompressed) && !(h.flags & kFlagMarkers))
+        throw sdk::Error(VDKIT_E_NOT_SUPPORTED, where + ": compressed grains without markers are not supported");
+    if ((h.flags & kFlagCompressed) && h.compress_algorithm != 1)
+        throw bad("compression algorithm " + std::to_string(h.compress_algorithm) + " at offset 77 is not DEFLATE");
+    if ((h.flags & kFlagNewlineTest) && (p[73] != '\n' || p[74] != ' ' || p[75] != '\r' || p[76] != '\n'))
+        throw bad("the newline test bytes at offset 73 are mangled (was the file transferred in text mode?)");
+    if (h.grain_size == 0 || h.grain_size > 0x200000 || (h.grain_size & (h.grain_size - 1)))
+        throw bad("grain size " + std::to_string(h.grain_size) + " at offset 20 is not a power of two up to 1 GiB");
+    if (h.gtes_per_gt == 0 || h.gtes_per_gt > 512)
+        throw bad("grain table size " + std::to_string(h.gtes_per_gt) + " at offset 44 is outside 1..512");
+    uint64_t bytes = 0;
+    if (!mul_ok(h.capacity, 512, &bytes)) throw bad("capacity at offset 12 overflows");
+    return h;
+}
+
+SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name, const SparseHeader &header)
+    : store_(store), name_(std::move(name)), h_(header) {
+    file_size_ = store_.size(ctx.get());
+    if (h_.gd_offset == kGdAtEnd) {
+        // Stream layout with the grain directory at the end: the footer (a
+        // second header, EOF-1024) has the real offsets (VDF50 "footer").
+        if (file_size_ < 1536) corrupt("grain directory is at the end, but the file has no footer");
+        uint64_t end = file_size_ / 512 * 512;
+        unsigned char marker[512], footer[512];
+        store_.pread(ctx.get(), marker, 512, end - 1536);
+        store_.pread(ctx.get(), footer, 512, end - 1024);
+        if (le(marker + 8, 4) != 0 || le(marker + 12, 4) != 3)
+            corrupt("no footer marker at offset " + std::to_string(end - 1536) + " (truncated stream?)");
+        SparseHeader f = parse_sparse_header(footer, name_ + " (footer)");
+        if (f.gd_offset == kGdAtEnd) corrupt("the footer also puts the grain directory at the end");
+        h_.gd_offset = f.gd_offset;
+    }
+    uint64_t gt_coverage = uint64_t(h_.gtes_per_gt) * h_.grain_size; // ≤ 2^30, no overflow
+    uint64_t gd_entries = (h_.capacity + gt_coverage - 1) / gt_coverage;
+    if (h_.capacity && gd_entries == 0) corrupt("capacity overflows the grain directory");
+    if (gd_entries > kMaxGdEntries)
+        corrupt("capacity " + std::to_string(h_.capacity) + " sectors needs " + std::to_string(gd_entries) +
+                " grain directory entries (limit " + std::to_string(kMaxGdEntries) + ")");
+    uint64_t gd_byte = 0;
+    if (!mul_ok(h_.gd_offset, 512, &gd_byte) || gd_byte > file_size_ || file_size_ - gd_byte < gd_entries * 4)
+        corrupt("grain directory at sector " + std::to_string(h_.gd_offset) + " lies beyond the end of the file");
+    gd_.resize(static_cast<size_t>(gd_entries));
+    if (!gd_.empty()) {
+        std::vector<unsigned char> raw(gd_.size() * 4);
+        store_.pread(ctx.get(), raw.data(), raw.size(), gd_byte);
+        for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = static_cast<uint32_t>(le(raw.data() + i * 4, 4));
+    }
+}
+
+void SparseExtent::corrupt(const std::string &what) const { throw sdk::Error(VDKIT_E_CORRUPT, name_ + ": " + what); }
+
+const std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_index) {
+    auto it = gt_cache_.find(gd_index);
+    if (it != gt_cache_.end()) return it->second;
+    uint64_t sector = gd_[gd_index];
+    uint64_t bytes = uint64_t(h_.gtes_per_gt) * 4;
+    if (sector * 512 > file_size_ || file_size_ - sector * 512 < bytes)
+        corrupt("grain table " + std::to_string(gd_index) + " at sector " + std::to_string(sector) +
+                " (grain directory entry at byte " + std::to_string(h_.gd_offset * 512 + gd_index * 4) +
+                ") lies beyond the end of the file");
+    if (gt_cache_.size() >= kMaxCachedTables) gt_cache_.clear();
+    std::vector<unsigned char> raw(static_cast<size_t>(bytes));
+    store_.pread(ctx.get(), raw.data(), raw.size(), sector * 512);
+    std::vector<uint32_t> gt(h_.gtes_per_gt);
+    for (size_t i = 0; i < gt.size(); ++i) gt[i] = static_cast<uint32_t>(le(raw.data() + i * 4, 4));
+    return gt_cache_.emplace(gd_index, std::move(gt)).first->second;
+}
+
+SparseExtent::Grain SparseExtent::lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector) {
+    uint64_t gd_index = index / h_.gtes_per_gt;
+    if (gd_index >= gd_.size()) return Grain::unallocated;
+    if (gd_[gd_index] == 0) return Grain::unallocated;
+    uint32_t gte = grain_table(ctx, gd_index)[index % h_.gtes_per_gt];
+    if (gte == 0) return Grain::unallocated;
+    if (gte == 1) {
+        if (h_.flags & kFlagZeroedGrain) return Grain::zero;
+        corrupt("grain " + std::to_string(index) + " has entry 1 without the zeroed-grain flag");
+    }
+    // The grain must start inside the file (a short last grain reads as zeros).
+    uint64_t need = (h_.flags & kFlagCompressed) ? 12 : 1;
+    if (uint64_t(gte) * 512 > file_size_ || file_size_ - uint64_t(gte) * 512 < need)
+        corrupt("grain " + std::to_string(index) + " points to sector " + std::to_string(gte) +
+                ", beyond the end of the file");
+    if (gte < h_.overhead && !(h_.flags & kFlagCompressed))
+        corrupt("grain " + std::to_string(index) + " points to sector " + std::to_string(gte) + ", inside the metadata");
+    *sector = gte;
+    return Grain::data;
+}
+
+void SparseExtent::read_compressed(sdk::Context &ctx, uint64_t index, uint64_t sector) {
+    if (cached_grain_ == index) return;
+    unsigned char marker[12];
+    store_.pread(ctx.get(), marker, 12, sector * 512);
+    uint64_t lba = le(marker, 8);
+    uint64_t size = le(marker + 8, 4);
+    if (lba != index * h_.grain_size)
+        corrupt("grain marker at sector " + std::to_string(sector) + " is for sector " + std::to_string(lba) +
+                ", expected " + std::to_string(index * h_.grain_size));
+    if (size == 0 || size > 2 * grain_bytes() + 1024 || sector * 512 + 12 + size > file_size_)
+        corrupt("grain marker at sector " + std::to_string(sector) + " has a bad length " + std::to_string(size));
+    std::vector<unsigned char> in(static_cast<size_t>(size));
+    store_.pread(ctx.get(), in.data(), size, sector * 512 + 12);
+    grain_buf_.assign(static_cast<size_t>(grain_bytes()), 0);
+    uLongf out_len = static_cast<uLongf>(grain_buf_.size());
+    int rc = uncompress(grain_buf_.data(), &out_len, in.data(), static_cast<uLong>(size));
+    // The last grain of a disk may be short; anything else must inflate fully.
+    if (rc != Z_OK) corrupt("compressed grain at sector " + std::to_string(sector) + " does not inflate (zlib " +
+                            std::to_string(rc) + ")");
+    cached_grain_ = index;
+}
+
+sdk::ReadResult SparseExtent::read(sdk::Context &ctx, uint64_t offset, void *buf, uint64_t len) {
+    uint64_t gb = grain_bytes();
+    uint64_t index = offset / gb, within = offset % gb;
+    uint64_t n = std::min(len, gb - within);
+    uint64_t sector = 0;
+    switch (lookup(ctx, index, &sector)) {
+    case Grain::unallocated: {
+        uint64_t run = n;
+        for (uint64_t i = index + 1; run < len; ++i) {
+            uint64_t s2;
+            if (lookup(ctx, i, &s2) != Grain::unallocated) break;
+            run += std::min(gb, len - run);
+        }
+        return {run, true};
+    }
+    case Grain::zero:
+        std::memset(buf, 0, static_cast<size_t>(n));
+        return {n, false};
+    case Grain::data:
+        break;
+    }
+    if (h_.flags & kFlagCompressed) {
+        read_compressed(ctx, index, sector);
+        std::memcpy(buf, grain_buf_.data() + within, static_cast<size_t>(n));
+        return {n, false};
+    }
+    uint64_t at = sector * 512 + within;
+    // A short last grain in the file reads as zeros past EOF.
+    uint64_t avail = at < file_size_ ? std::min(n, file_size_ - at) : 0;
+    if (avail) store_.pread(ctx.get(), buf, avail, at);
+    if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
+    return {n, false};
+}
+
+sdk::BlockStatus SparseExtent::status(sdk::Context &ctx, uint64_t offset, uint64_t len) {
+    uint64_t gb = grain_bytes();
+    auto kind = [&](uint64_t i) {
+        uint64_t s;
+        switch (lookup(ctx, i, &s)) {
+        case Grain::unallocated: return VDKIT_BLOCK_UNALLOCATED;
+        case Grain::zero: return VDKIT_BLOCK_ZERO;
+        case Grain::data: return VDKIT_BLOCK_DATA;
+        }
+        return VDKIT_BLOCK_DATA;
+    };
+    uint64_t index = offset / gb;
+    uint32_t st = kind(index);
+    uint64_t run = std::min(len, gb - offset % gb);
+    for (uint64_t i = index + 1; run < len && kind(i) == st; ++i) run += std::min(gb, len - run);
+    return {st, run};
+}
+
+} // namespace vdkit::vmdk

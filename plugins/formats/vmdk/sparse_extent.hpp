@@ -1,0 +1,81 @@
+// Hosted sparse extents (VDF50 "Hosted Sparse Extent Header", "Grain
+// Directories and Grain Tables", "Stream-Optimized Compressed Sparse
+// Extents"; shared/reference/formats.md §1.3–1.5).
+//
+// Every header field is untrusted: the constructor validates them all
+// against the file size before anything is allocated, and lookups check each
+// grain table entry against the file before it is used.
+#ifndef VDKIT_VMDK_SPARSE_EXTENT_HPP
+#define VDKIT_VMDK_SPARSE_EXTENT_HPP
+
+#include "vdkit/plugin.hpp"
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace vdkit::vmdk {
+
+constexpr uint32_t kSparseMagic = 0x564d444b;     // "KDMV"
+constexpr uint32_t kTemporaryMagic = 0x766d646b;  // "kdmv" read as LE u32 of "vmdk" (open-vmdk in progress)
+constexpr uint64_t kGdAtEnd = UINT64_MAX;
+constexpr uint32_t kFlagNewlineTest = 1u << 0;
+constexpr uint32_t kFlagRedundant = 1u << 1;
+constexpr uint32_t kFlagZeroedGrain = 1u << 2;
+constexpr uint32_t kFlagCompressed = 1u << 16;
+constexpr uint32_t kFlagMarkers = 1u << 17;
+
+struct SparseHeader {
+    uint32_t version = 0;
+    uint32_t flags = 0;
+    uint64_t capacity = 0;         // sectors
+    uint64_t grain_size = 0;       // sectors
+    uint64_t descriptor_offset = 0;
+    uint64_t descriptor_size = 0;
+    uint32_t gtes_per_gt = 0;
+    uint64_t rgd_offset = 0;
+    uint64_t gd_offset = 0;
+    uint64_t overhead = 0;
+    uint8_t unclean_shutdown = 0;
+    uint16_t compress_algorithm = 0;
+};
+
+// Decodes and validates a 512-byte header. `where` names the file in errors.
+SparseHeader parse_sparse_header(const unsigned char *h, const std::string &where);
+
+class SparseExtent {
+public:
+    // `store` must outlive the extent. The header has been read already.
+    SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name, const SparseHeader &header);
+
+    const SparseHeader &header() const { return h_; }
+    uint64_t capacity_bytes() const { return h_.capacity * 512; }
+    uint64_t grain_bytes() const { return h_.grain_size * 512; }
+
+    // Read within the extent; same contract as the format read callback.
+    sdk::ReadResult read(sdk::Context &ctx, uint64_t offset, void *buf, uint64_t len);
+    sdk::BlockStatus status(sdk::Context &ctx, uint64_t offset, uint64_t len);
+
+private:
+    enum class Grain { unallocated, zero, data };
+    // Classify grain `index`; for data, *sector gets the GTE.
+    Grain lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector);
+    const std::vector<uint32_t> &grain_table(sdk::Context &ctx, uint64_t gd_index);
+    void read_compressed(sdk::Context &ctx, uint64_t index, uint64_t sector);
+    [[noreturn]] void corrupt(const std::string &what) const;
+
+    sdk::StoreRef store_;
+    std::string name_;
+    SparseHeader h_;
+    uint64_t file_size_ = 0;
+    std::vector<uint32_t> gd_;
+    std::unordered_map<uint64_t, std::vector<uint32_t>> gt_cache_;
+    // The last decompressed grain (stream images are read grain by grain).
+    uint64_t cached_grain_ = UINT64_MAX;
+    std::vector<unsigned char> grain_buf_;
+};
+
+} // namespace vdkit::vmdk
+
+#endif
