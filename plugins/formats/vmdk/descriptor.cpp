@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
+#include <random>
 
 namespace vdkit::vmdk {
 
@@ -93,6 +95,35 @@ std::optional<std::string> Descriptor::ddb_get(std::string_view key) const {
     for (const auto &[k, v] : ddb)
         if (iequal(k, key)) return v;
     return std::nullopt;
+}
+
+std::string render_descriptor(const Descriptor &d) {
+    std::string out = "# Disk DescriptorFile\nversion=" + d.version + "\nCID=" + d.cid + "\nparentCID=" +
+                      (d.parent_cid.empty() ? std::string("ffffffff") : d.parent_cid) + "\ncreateType=\"" +
+                      d.create_type + "\"\n";
+    if (d.has_parent()) out += "parentFileNameHint=\"" + d.parent_hint + "\"\n";
+    out += "\n# Extent description\n";
+    for (const ExtentLine &e : d.extents) {
+        out += e.access == Access::rw ? "RW " : e.access == Access::rdonly ? "RDONLY " : "NOACCESS ";
+        out += std::to_string(e.sectors) + " " + to_string(e.type);
+        if (e.type != ExtentType::zero) out += " \"" + e.filename + "\"";
+        if (e.type == ExtentType::flat) out += " " + std::to_string(e.offset);
+        out += "\n";
+    }
+    out += "\n# The Disk Data Base\n#DDB\n\n";
+    for (const auto &[k, v] : d.ddb) out += k + " = \"" + v + "\"\n";
+    return out;
+}
+
+std::string new_cid() {
+    std::random_device rd;
+    for (;;) {
+        uint32_t v = rd();
+        if (v >= 0xfffffffeu) continue;
+        char buf[16];
+        std::snprintf(buf, sizeof buf, "%08x", v);
+        return buf;
+    }
 }
 
 bool looks_like_descriptor(std::string_view text) {

@@ -48,6 +48,13 @@ struct Descriptor {
 // *error to "line N: why".
 std::optional<Descriptor> parse_descriptor(std::string_view text, std::string *error);
 
+// Descriptor text in VMware's layout (header, extents, DDB). Keys that were
+// parsed into `ddb` (including unknown header keys) are written back in order.
+std::string render_descriptor(const Descriptor &d);
+
+// A fresh random CID (8 lowercase hex digits, never ffffffff/fffffffe).
+std::string new_cid();
+
 // True when text looks like a descriptor: its first non-comment, non-blank
 // line is version=1|2|3 (qemu's probe rule).
 bool looks_like_descriptor(std::string_view text);

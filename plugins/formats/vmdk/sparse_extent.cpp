@@ -22,6 +22,73 @@ constexpr size_t kMaxCachedTables = 4096;       // 4096 * 2 KiB = 8 MiB of grain
 
 } // namespace
 
+void encode_sparse_header(const SparseHeader &h, unsigned char *p) {
+    auto put = [&](size_t off, uint64_t v, int n) {
+        for (int i = 0; i < n; ++i) p[off + i] = static_cast<unsigned char>(v >> (8 * i));
+    };
+    std::memset(p, 0, 512);
+    put(0, kSparseMagic, 4);
+    put(4, h.version, 4);
+    put(8, h.flags, 4);
+    put(12, h.capacity, 8);
+    put(20, h.grain_size, 8);
+    put(28, h.descriptor_offset, 8);
+    put(36, h.descriptor_size, 8);
+    put(44, h.gtes_per_gt, 4);
+    put(48, h.rgd_offset, 8);
+    put(56, h.gd_offset, 8);
+    put(64, h.overhead, 8);
+    p[72] = h.unclean_shutdown;
+    p[73] = '\n';
+    p[74] = ' ';
+    p[75] = '\r';
+    p[76] = '\n';
+    put(77, h.compress_algorithm, 2);
+}
+
+SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64_t capacity, uint64_t grain,
+                                  bool zeroed_grain, uint64_t descriptor_sectors) {
+    SparseHeader h;
+    h.version = zeroed_grain ? 2 : 1;
+    h.flags = kFlagNewlineTest | kFlagRedundant | (zeroed_grain ? kFlagZeroedGrain : 0);
+    h.capacity = capacity;
+    h.grain_size = grain;
+    h.descriptor_offset = descriptor_sectors ? 1 : 0;
+    h.descriptor_size = descriptor_sectors;
+    h.gtes_per_gt = 512;
+    uint64_t gt_coverage = 512 * grain;
+    uint64_t gt_count = (capacity + gt_coverage - 1) / gt_coverage;
+    if (gt_count > kMaxGdEntries) throw sdk::Error(VDKIT_E_INVALID_ARGUMENT, "disk too large for this grain size");
+    uint64_t gd_sectors = (gt_count * 4 + 511) / 512;
+    uint64_t gt_sectors = gt_count * 4; // 512 entries * 4 bytes = 4 sectors each
+    h.rgd_offset = 1 + descriptor_sectors;
+    uint64_t rgt_start = h.rgd_offset + gd_sectors;
+    h.gd_offset = rgt_start + gt_sectors;
+    uint64_t gt_start = h.gd_offset + gd_sectors;
+    uint64_t end = gt_start + gt_sectors;
+    h.overhead = (end + grain - 1) / grain * grain;
+
+    unsigned char header[512];
+    encode_sparse_header(h, header);
+    store.truncate(ctx.get(), 0);
+    store.truncate(ctx.get(), h.overhead * 512); // tables start zeroed (sparse file)
+    store.pwrite(ctx.get(), header, 512, 0);
+    // Directories point at their preallocated tables.
+    std::vector<unsigned char> gd(static_cast<size_t>(gd_sectors * 512), 0), rgd(gd.size(), 0);
+    for (uint64_t i = 0; i < gt_count; ++i) {
+        uint64_t g = gt_start + i * 4, r = rgt_start + i * 4;
+        for (int b = 0; b < 4; ++b) {
+            gd[i * 4 + b] = static_cast<unsigned char>(g >> (8 * b));
+            rgd[i * 4 + b] = static_cast<unsigned char>(r >> (8 * b));
+        }
+    }
+    if (!gd.empty()) {
+        store.pwrite(ctx.get(), rgd.data(), rgd.size(), h.rgd_offset * 512);
+        store.pwrite(ctx.get(), gd.data(), gd.size(), h.gd_offset * 512);
+    }
+    return h;
+}
+
 SparseHeader parse_sparse_header(const unsigned char *p, const std::string &where) {
     auto bad = [&](const std::string &why) { return sdk::Error(VDKIT_E_CORRUPT, where + ": sparse header: " + why); };
     uint32_t magic = static_cast<uint32_t>(le(p, 4));
@@ -93,11 +160,82 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
         store_.pread(ctx.get(), raw.data(), raw.size(), gd_byte);
         for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = static_cast<uint32_t>(le(raw.data() + i * 4, 4));
     }
+    uint64_t rgd_byte = 0;
+    if ((h_.flags & kFlagRedundant) && !(h_.flags & kFlagCompressed) && h_.rgd_offset &&
+        mul_ok(h_.rgd_offset, 512, &rgd_byte) && rgd_byte <= file_size_ && file_size_ - rgd_byte >= gd_entries * 4 &&
+        !gd_.empty()) {
+        std::vector<unsigned char> raw(gd_.size() * 4);
+        store_.pread(ctx.get(), raw.data(), raw.size(), rgd_byte);
+        rgd_.resize(gd_.size());
+        for (size_t i = 0; i < rgd_.size(); ++i) rgd_[i] = static_cast<uint32_t>(le(raw.data() + i * 4, 4));
+    }
+}
+
+void SparseExtent::set_unclean(sdk::Context &ctx, bool unclean) {
+    if (h_.unclean_shutdown == (unclean ? 1 : 0)) return;
+    h_.unclean_shutdown = unclean ? 1 : 0;
+    unsigned char b = h_.unclean_shutdown;
+    store_.pwrite(ctx.get(), &b, 1, 72);
+}
+
+void SparseExtent::set_gte(sdk::Context &ctx, uint64_t index, uint32_t value) {
+    uint64_t gdi = index / h_.gtes_per_gt, slot = index % h_.gtes_per_gt;
+    if (gdi >= gd_.size() || gd_[gdi] == 0)
+        throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": grain table " + std::to_string(gdi) +
+                                                    " is not allocated; writing needs preallocated tables");
+    std::vector<uint32_t> &gt = grain_table(ctx, gdi);
+    set_unclean(ctx, true);
+    unsigned char e[4] = {static_cast<unsigned char>(value), static_cast<unsigned char>(value >> 8),
+                          static_cast<unsigned char>(value >> 16), static_cast<unsigned char>(value >> 24)};
+    store_.pwrite(ctx.get(), e, 4, uint64_t(gd_[gdi]) * 512 + slot * 4);
+    // Keep the redundant table in step (VDF50: both are updated).
+    if (gdi < rgd_.size() && rgd_[gdi] && uint64_t(rgd_[gdi]) * 512 + slot * 4 + 4 <= file_size_)
+        store_.pwrite(ctx.get(), e, 4, uint64_t(rgd_[gdi]) * 512 + slot * 4);
+    gt[slot] = value;
+}
+
+// Data first, then the table entries: a crash in between leaks a grain but
+// never exposes unwritten data.
+void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain) {
+    uint64_t at = (file_size_ + 511) / 512 * 512;
+    if (at / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
+    store_.pwrite(ctx.get(), grain, grain_bytes(), at);
+    file_size_ = at + grain_bytes();
+    set_gte(ctx, index, static_cast<uint32_t>(at / 512));
+}
+
+sdk::WriteResult SparseExtent::write(sdk::Context &ctx, uint64_t offset, const void *buf, uint64_t len) {
+    if (!writable()) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be rewritten");
+    uint64_t gb = grain_bytes();
+    uint64_t index = offset / gb, within = offset % gb;
+    uint64_t grain_len = std::min(gb, capacity_bytes() - index * gb); // the last grain may be short
+    uint64_t n = std::min(len, grain_len - within);
+    uint64_t sector = 0;
+    Grain g = lookup(ctx, index, &sector);
+    if (g == Grain::data) {
+        store_.pwrite(ctx.get(), buf, n, sector * 512 + within);
+        return {n};
+    }
+    const bool whole = within == 0 && n == grain_len;
+    if (g == Grain::unallocated && !whole) return {0, true, index * gb, grain_len};
+    // A whole grain, or part of a zero grain (whose old content is zeros).
+    std::vector<unsigned char> grain(static_cast<size_t>(gb), 0);
+    std::memcpy(grain.data() + within, buf, static_cast<size_t>(n));
+    allocate(ctx, index, grain.data());
+    return {n};
+}
+
+void SparseExtent::set_whole_grains(sdk::Context &ctx, uint64_t offset, uint64_t len, bool unmap) {
+    uint64_t gb = grain_bytes();
+    uint64_t first = (offset + gb - 1) / gb;
+    uint64_t end = offset + len;
+    uint64_t last = end >= capacity_bytes() ? (capacity_bytes() + gb - 1) / gb : end / gb;
+    for (uint64_t i = first; i < last; ++i) set_gte(ctx, i, unmap ? 0 : 1);
 }
 
 void SparseExtent::corrupt(const std::string &what) const { throw sdk::Error(VDKIT_E_CORRUPT, name_ + ": " + what); }
 
-const std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_index) {
+std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_index) {
     auto it = gt_cache_.find(gd_index);
     if (it != gt_cache_.end()) return it->second;
     uint64_t sector = gd_[gd_index];

@@ -44,6 +44,16 @@ struct SparseHeader {
 // Decodes and validates a 512-byte header. `where` names the file in errors.
 SparseHeader parse_sparse_header(const unsigned char *h, const std::string &where);
 
+// Writes the metadata of a new, empty hosted sparse extent in the layout
+// qemu and VMware use: header, embedded descriptor area (descriptor_sectors,
+// may be 0), redundant grain directory and tables, grain directory and
+// tables, all tables preallocated, grains after the grain-aligned overhead.
+SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64_t capacity_sectors,
+                                  uint64_t grain_sectors, bool zeroed_grain, uint64_t descriptor_sectors);
+
+// Encodes a header into 512 bytes.
+void encode_sparse_header(const SparseHeader &h, unsigned char *out);
+
 class SparseExtent {
 public:
     // `store` must outlive the extent. The header has been read already.
@@ -57,11 +67,25 @@ public:
     sdk::ReadResult read(sdk::Context &ctx, uint64_t offset, void *buf, uint64_t len);
     sdk::BlockStatus status(sdk::Context &ctx, uint64_t offset, uint64_t len);
 
+    // Writing (uncompressed extents with preallocated grain tables). A
+    // partial write into an unallocated grain answers block_free with the
+    // grain's range, so the host fills it from the chain.
+    bool writable() const { return !(h_.flags & kFlagCompressed); }
+    sdk::WriteResult write(sdk::Context &ctx, uint64_t offset, const void *buf, uint64_t len);
+    // Whole grains in [offset, offset+len) become zero grains (needs the
+    // zeroed-grain flag) or, with `unmap`, unallocated.
+    void set_whole_grains(sdk::Context &ctx, uint64_t offset, uint64_t len, bool unmap);
+    bool zeroed_grains() const { return h_.flags & kFlagZeroedGrain; }
+    // uncleanShutdown: set before the first metadata change, cleared on close.
+    void set_unclean(sdk::Context &ctx, bool unclean);
+
 private:
+    void set_gte(sdk::Context &ctx, uint64_t index, uint32_t value);
+    void allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain);
     enum class Grain { unallocated, zero, data };
     // Classify grain `index`; for data, *sector gets the GTE.
     Grain lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector);
-    const std::vector<uint32_t> &grain_table(sdk::Context &ctx, uint64_t gd_index);
+    std::vector<uint32_t> &grain_table(sdk::Context &ctx, uint64_t gd_index);
     void read_compressed(sdk::Context &ctx, uint64_t index, uint64_t sector);
     [[noreturn]] void corrupt(const std::string &what) const;
 
@@ -70,6 +94,7 @@ private:
     SparseHeader h_;
     uint64_t file_size_ = 0;
     std::vector<uint32_t> gd_;
+    std::vector<uint32_t> rgd_; // redundant directory, when flags bit 1 is set
     std::unordered_map<uint64_t, std::vector<uint32_t>> gt_cache_;
     // The last decompressed grain (stream images are read grain by grain).
     uint64_t cached_grain_ = UINT64_MAX;

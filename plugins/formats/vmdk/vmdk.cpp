@@ -14,7 +14,9 @@
 #include "vdkit/plugin.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <optional>
 #include <memory>
 #include <vector>
 
@@ -58,17 +60,113 @@ public:
     }
 
     static std::unique_ptr<VmdkImage> open(Context &ctx, StoreRef main, std::string_view name, uint32_t flags) {
-        if (flags & VDKIT_OPEN_WRITE)
-            throw Error(VDKIT_E_NOT_SUPPORTED, std::string(name) + ": writing VMDK images is not supported yet");
         auto img = std::make_unique<VmdkImage>();
         img->name_ = std::string(name);
+        img->writable_ = flags & VDKIT_OPEN_WRITE;
+        img->main_ = main;
         img->load(ctx, main);
         return img;
     }
 
+    // monolithicSparse for now; the other subformats follow (issue 3).
+    static std::unique_ptr<VmdkImage> create(Context &ctx, StoreRef main, std::string_view name,
+                                             const vdkit_create_params &p) {
+        const std::string who(name);
+        if (p.flags & VDKIT_CREATE_DIFF)
+            throw Error(VDKIT_E_NOT_SUPPORTED, who + ": creating VMDK differencing disks is not supported yet");
+        if (p.flags & VDKIT_CREATE_FIXED)
+            throw Error(VDKIT_E_NOT_SUPPORTED, who + ": preallocated VMDK subformats are not supported yet");
+        if (p.size % 512) throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": VMDK sizes are whole 512-byte sectors");
+        uint64_t grain = ctx.config_uint("grain-size").value_or(65536);
+        // VDF50 requires grainSize > 8 sectors; libvmdk enforces it.
+        if (grain < 8192 || (grain & (grain - 1)))
+            throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": grain-size must be a power of two of at least 8k");
+        const bool zeroed = ctx.config_bool("zeroed-grain").value_or(false);
+        const std::string adapter = ctx.config("adapter-type").value_or("ide");
+        const uint64_t capacity = p.size / 512;
+        if (capacity >= (1ull << 32))
+            throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": hosted sparse extents hold less than 2 TiB");
+
+        Descriptor d;
+        d.version = "1";
+        d.cid = new_cid();
+        d.parent_cid = "ffffffff";
+        d.create_type = "monolithicSparse";
+        std::string base = who.substr(who.find_last_of('/') + 1);
+        d.extents.push_back(ExtentLine{Access::rw, capacity, ExtentType::sparse, base, 0, 0});
+        const uint64_t heads = adapter == "ide" ? 16 : 255, sectors = 63;
+        const uint64_t cylinders = std::min<uint64_t>(capacity / (heads * sectors), 65535);
+        d.ddb = {{"ddb.virtualHWVersion", std::to_string(ctx.config_uint("hw-version").value_or(4))},
+                 {"ddb.geometry.cylinders", std::to_string(cylinders)},
+                 {"ddb.geometry.heads", std::to_string(heads)},
+                 {"ddb.geometry.sectors", std::to_string(sectors)},
+                 {"ddb.adapterType", adapter},
+                 {"ddb.toolsVersion", ctx.config("tools-version").value_or("2147483647")},
+                 {"ddb.uuid.image", uuid_text(p.uuid)}};
+        constexpr uint64_t kDescriptorSectors = 20;
+        create_sparse_layout(ctx, main, capacity, grain / 512, zeroed, kDescriptorSectors);
+        std::string text = render_descriptor(d);
+        if (text.size() > kDescriptorSectors * 512)
+            throw Error(VDKIT_E_INTERNAL, who + ": descriptor does not fit its 20 sectors");
+        main.pwrite(ctx.get(), text.data(), text.size(), 512);
+        auto img = open(ctx, main, name, VDKIT_OPEN_WRITE);
+        img->created_ = true;
+        img->cid_updated_ = true; // a fresh CID already
+        return img;
+    }
+
+    sdk::WriteResult write(Context &ctx, uint64_t off, const void *buf, uint64_t len) {
+        Extent &e = writable_extent(ctx, off);
+        uint64_t within = off - e.start;
+        uint64_t n = std::min(len, e.length - within);
+        if (e.sparse) {
+            sdk::WriteResult r = e.sparse->write(ctx, within, buf, n);
+            if (r.block_free) r.fill_offset += e.start;
+            return r;
+        }
+        e.store.pwrite(ctx.get(), buf, n, e.line.offset * 512 + within);
+        return {n};
+    }
+
+    // Whole grains become zero grains, or unallocated in a disk without a
+    // parent (where unallocated reads as zero); the host writes the rest.
+    void write_zeroes(Context &ctx, uint64_t off, uint64_t len) {
+        for_each_extent(ctx, off, len, [&](Extent &e, uint64_t within, uint64_t n) {
+            if (!e.sparse || (!e.sparse->zeroed_grains() && desc_.has_parent()))
+                throw Error(VDKIT_E_NOT_SUPPORTED, name_ + ": no zero-grain record here");
+            e.sparse->set_whole_grains(ctx, within, n, !e.sparse->zeroed_grains());
+        });
+    }
+
+    // Whole grains become unallocated; partial grains keep their data.
+    void discard(Context &ctx, uint64_t off, uint64_t len) {
+        for_each_extent(ctx, off, len, [&](Extent &e, uint64_t within, uint64_t n) {
+            if (e.sparse) e.sparse->set_whole_grains(ctx, within, n, true);
+            else e.store.discard(ctx.get(), e.line.offset * 512 + within, n);
+        });
+    }
+
+    void flush(Context &ctx) {
+        for (auto &e : extents_)
+            if (e->store && e->owned) e->store.flush(ctx.get());
+        main_.flush(ctx.get());
+    }
+
+    void close(Context &ctx, bool delete_files) {
+        if (writable_) {
+            for (auto &e : extents_)
+                if (e->sparse) e->sparse->set_unclean(ctx, false);
+            flush(ctx);
+        }
+        if (delete_files)
+            for (auto &e : extents_)
+                if (e->owned && e->line.type != ExtentType::zero) ctx.remove(e->line.filename);
+    }
+
     void info(Context &, vdkit_image_info &out) {
         out.virtual_size = size_;
-        out.flags = VDKIT_IMAGE_READ_ONLY | (desc_.has_parent() ? VDKIT_IMAGE_HAS_PARENT : 0);
+        out.flags = (writable_ ? 0 : VDKIT_IMAGE_READ_ONLY) | (desc_.has_parent() ? VDKIT_IMAGE_HAS_PARENT : 0) |
+                    (created_ ? VDKIT_IMAGE_ZERO_INIT : 0);
         out.granularity = granularity_;
         out.subformat = sdk::str(desc_.create_type);
         auto geo = [&](const char *key) -> uint32_t {
@@ -140,12 +238,64 @@ public:
 private:
     [[noreturn]] void fail(uint32_t code, const std::string &why) const { throw Error(code, name_ + ": " + why); }
 
+    static std::string uuid_text(const uint8_t u[16]) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf,
+                      "%02x %02x %02x %02x %02x %02x %02x %02x-%02x %02x %02x %02x %02x %02x %02x %02x", u[0], u[1],
+                      u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+        return buf;
+    }
+
+    // The extent holding off, checked for writing; the first write after
+    // open gives the disk a new CID (VDF50: children must see the change).
+    Extent &writable_extent(Context &ctx, uint64_t off) {
+        if (!writable_) fail(VDKIT_E_READ_ONLY, "opened read-only");
+        Extent &e = extent_at(off);
+        if (e.line.access != Access::rw) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is RDONLY");
+        if (e.line.type == ExtentType::zero) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is ZERO");
+        if (e.sparse && !e.sparse->writable())
+            fail(VDKIT_E_NOT_SUPPORTED, "compressed (streamOptimized) grains are written once, at creation");
+        if (!cid_updated_) {
+            desc_.cid = new_cid();
+            write_descriptor(ctx);
+            cid_updated_ = true;
+        }
+        return e;
+    }
+
+    template <class Fn>
+    void for_each_extent(Context &ctx, uint64_t off, uint64_t len, Fn fn) {
+        while (len > 0) {
+            Extent &e = writable_extent(ctx, off);
+            uint64_t within = off - e.start;
+            uint64_t n = std::min(len, e.length - within);
+            fn(e, within, n);
+            off += n;
+            len -= n;
+        }
+    }
+
+    // Rewrite the descriptor in place: the embedded area if it fits, else the text file.
+    void write_descriptor(Context &ctx) {
+        std::string text = render_descriptor(desc_);
+        if (main_header_) {
+            uint64_t cap = main_header_->descriptor_size * 512;
+            if (!main_header_->descriptor_offset || text.size() > cap)
+                fail(VDKIT_E_NOT_SUPPORTED, "the embedded descriptor has no room for an update");
+            text.resize(static_cast<size_t>(cap), '\0');
+            main_.pwrite(ctx.get(), text.data(), text.size(), main_header_->descriptor_offset * 512);
+        } else {
+            main_.truncate(ctx.get(), 0);
+            main_.pwrite(ctx.get(), text.data(), text.size(), 0);
+        }
+    }
+
     void load(Context &ctx, StoreRef main) {
         uint64_t size = main.size(ctx.get());
         unsigned char head[512] = {};
         if (size >= 4) main.pread(ctx.get(), head, std::min<uint64_t>(size, 512), 0);
         uint32_t magic = uint32_t(head[0]) | uint32_t(head[1]) << 8 | uint32_t(head[2]) << 16 | uint32_t(head[3]) << 24;
-        std::optional<SparseHeader> main_header;
+        std::optional<SparseHeader> &main_header = main_header_;
         std::string text;
         if (magic == kSparseMagic || magic == kTemporaryMagic) {
             if (size < 512) fail(VDKIT_E_CORRUPT, "file is shorter than a sparse header (512 bytes)");
@@ -194,7 +344,7 @@ private:
                 break;
             case ExtentType::flat:
             case ExtentType::vmfs:
-                e->owned = ctx.open(line.filename, 0);
+                e->owned = ctx.open(line.filename, extent_flags(line));
                 e->store = e->owned;
                 break;
             case ExtentType::sparse:
@@ -207,7 +357,7 @@ private:
                     e->store = main;
                     e->sparse = std::make_unique<SparseExtent>(ctx, main, name_, *main_header);
                 } else {
-                    e->owned = ctx.open(line.filename, 0);
+                    e->owned = ctx.open(line.filename, extent_flags(line));
                     e->store = e->owned;
                     unsigned char h[512];
                     if (e->store.size(ctx.get()) < 512)
@@ -230,6 +380,10 @@ private:
             fail(VDKIT_E_CORRUPT, "parentCID is set but there is no parentFileNameHint");
     }
 
+    uint32_t extent_flags(const ExtentLine &line) const {
+        return writable_ && line.access == Access::rw ? VDKIT_OPEN_WRITE : 0;
+    }
+
     Extent &extent_at(uint64_t off) {
         // Extents are few and sorted; binary search by start.
         auto it = std::upper_bound(extents_.begin(), extents_.end(), off,
@@ -242,19 +396,38 @@ private:
     }
 
     std::string name_;
+    StoreRef main_;
+    std::optional<SparseHeader> main_header_;
+    bool writable_ = false;
+    bool created_ = false;
+    bool cid_updated_ = false;
     Descriptor desc_;
     std::vector<std::unique_ptr<Extent>> extents_;
     uint64_t size_ = 0;
     uint64_t granularity_ = 512;
 };
 
+constexpr vdkit_config_key kKeys[] = {
+    sdk::key("subformat", VDKIT_KEY_ENUM, "monolithicSparse",
+             "VMDK layout to create (more subformats are coming).", VDKIT_KEY_CREATE_ONLY, "monolithicSparse"),
+    sdk::key("adapter-type", VDKIT_KEY_ENUM, "ide", "ddb.adapterType, and the geometry that goes with it.",
+             VDKIT_KEY_CREATE_ONLY, "ide|buslogic|lsilogic|legacyESX|pvscsi"),
+    sdk::key("hw-version", VDKIT_KEY_UINT, "4", "ddb.virtualHWVersion.", VDKIT_KEY_CREATE_ONLY, {}, 4, 21),
+    sdk::key("tools-version", VDKIT_KEY_STRING, "2147483647", "ddb.toolsVersion.", VDKIT_KEY_CREATE_ONLY),
+    sdk::key("grain-size", VDKIT_KEY_SIZE, "64k", "Grain (allocation unit), a power of two from 8k (VDF50: > 8 sectors).",
+             VDKIT_KEY_CREATE_ONLY, {}, 8192, 1 << 20),
+    sdk::key("zeroed-grain", VDKIT_KEY_BOOL, "false",
+             "Record zeroed grains in the grain table (version 2), so zeros shadow a parent.", VDKIT_KEY_CREATE_ONLY),
+};
 constexpr vdkit_str kExtensions[] = {sdk::str("vmdk")};
 
 const vdkit_plugin_descriptor *vmdk_format() {
     static const vdkit_plugin_descriptor d = sdk::describe(
         VDKIT_KIND_FORMAT,
-        sdk::DescriptorSpec{"vmdk", "0.1.0", "VMware virtual disks (read-only for now)",
-                            VDKIT_CAP_FILE_BASED | VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY, nullptr, 0, kExtensions,
+        sdk::DescriptorSpec{"vmdk", "0.2.0", "VMware virtual disks",
+                            VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DISCARD | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_FILE_BASED |
+                                VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY,
+                            kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
                             static_cast<uint32_t>(std::size(kExtensions))},
         sdk::format_ops<VmdkImage>());
     return &d;

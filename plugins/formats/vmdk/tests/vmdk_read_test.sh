@@ -74,7 +74,34 @@ qemu-img convert -f vmdk -O raw grand.vmdk grand.qemu.raw
 "$VDKIT" convert -O raw grand.vmdk grand.vdkit.raw && cmp -s grand.qemu.raw grand.vdkit.raw && ok || bad "chain reads differ"
 "$VDKIT" info grand.vmdk | grep -q "chain length: 3" && ok || bad "chain length"
 
-# 3. Hostile and damaged files: a clear error, never a crash or a silent answer.
+# 3. Images vdkit writes are valid for qemu-img and libvmdk (vmdkinfo).
+for opts in "" zeroed-grain=on grain-size=8k,adapter-type=lsilogic adapter-type=pvscsi,hw-version=11 grain-size=1M; do
+    name="vd_$(echo "${opts:-default}" | tr ',=' '__')"
+    if ! "$VDKIT" convert -f raw -O vmdk ${opts:+-o "$opts"} src.raw "$name.vmdk" > "$name.log" 2>&1; then
+        bad "vdkit could not write vmdk ($opts)"; cat "$name.log"; continue
+    fi
+    qemu-img check -q -f vmdk "$name.vmdk" && ok || bad "qemu-img check fails on vdkit vmdk ($opts)"
+    qemu-img compare -q -f raw -F vmdk src.raw "$name.vmdk" && ok || bad "qemu-img compare differs ($opts)"
+    if command -v vmdkinfo > /dev/null; then
+        vmdkinfo "$name.vmdk" > "$name.info" 2>&1 && grep -q "Monolithic sparse" "$name.info" && ok \
+            || bad "vmdkinfo rejects vdkit vmdk ($opts): $(cat "$name.info")"
+    elif [ "${CI:-}" = "true" ]; then
+        bad "vmdkinfo is required in CI (libvmdk-utils)"
+    fi
+done
+qemu-img info --output=json vd_grain-size_8k_adapter-type_lsilogic.vmdk > lsi.json
+python3 -c "import json; d=json.load(open('lsi.json')); assert d['cluster-size']==8192, d" && ok || bad "grain-size not honoured"
+grep -aq 'ddb.adapterType = "lsilogic"' vd_grain-size_8k_adapter-type_lsilogic.vmdk && ok || bad "adapter type not written"
+out=$("$VDKIT" create -f vmdk -o grain-size=4k g.vmdk 1M 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "within" <<< "$out" && ok || bad "grain-size 4k accepted: $out"
+# A qemu-made child over a vdkit-made base reads the same in both tools.
+qemu-img create -q -f vmdk -b vd_default.vmdk -F vmdk vdchild.vmdk
+qemu-io -f vmdk -c "write -P 0x44 7M 200k" vdchild.vmdk > /dev/null
+qemu-img convert -f vmdk -O raw vdchild.vmdk vdchild.qemu.raw
+"$VDKIT" convert -O raw vdchild.vmdk vdchild.vdkit.raw && cmp -s vdchild.qemu.raw vdchild.vdkit.raw && ok \
+    || bad "qemu child over a vdkit base differs"
+
+# 4. Hostile and damaged files: a clear error, never a crash or a silent answer.
 expect_error() { # expect_error <what> <file> <needle>
     local out
     out=$("$VDKIT" info "$2" 2>&1); rc=$?
