@@ -106,7 +106,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
     std::string current = location;
     std::string format_name = options.format;
     bool top = true;
-    Uuid expected_parent{};
+    Uuid expected_parent{}, expected_parent_modification{};
     std::string child_location;
     // Walk from the top image down to the base, then reverse.
     std::vector<std::unique_ptr<Image>> chain;
@@ -148,6 +148,18 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
                           child_location + " expects parent " + util::uuid_to_string(expected_parent.data()) + " but " +
                               current + " is " + util::uuid_to_string(info.uuid) +
                               " (the parent was replaced or the child belongs elsewhere)");
+        // The child also records the parent's modification id (VDI's parent
+        // modification UUID, VMDK's parentCID): a mismatch means the parent
+        // changed after the child was made, so the child's view is stale.
+        if (!top && !util::uuid_is_nil(expected_parent_modification.data()) &&
+            !util::uuid_is_nil(info.modification_uuid) &&
+            std::memcmp(expected_parent_modification.data(), info.modification_uuid, 16) != 0 &&
+            !options.ignore_parent_mismatch)
+            return Status(VDKIT_E_PARENT_MISMATCH,
+                          current + " was modified after its child " + child_location +
+                              " was created (the child expects modification id " +
+                              util::uuid_to_string(expected_parent_modification.data()) + ", the parent has " +
+                              util::uuid_to_string(info.modification_uuid) + ")");
         const bool has_parent = info.flags & VDKIT_IMAGE_HAS_PARENT;
         std::string hint;
         if (has_parent && options.follow_parents) {
@@ -156,6 +168,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
                 return Status(VDKIT_E_NOT_FOUND, current + " is a differencing image but names no parent location");
         }
         std::memcpy(expected_parent.data(), info.parent_uuid, 16);
+        std::memcpy(expected_parent_modification.data(), info.parent_modification_uuid, 16);
         if (top) state->size = info.virtual_size;
         chain.push_back(std::move(img));
         if (!has_parent || !options.follow_parents) break;

@@ -14,6 +14,7 @@
 #include "vdkit/plugin.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -169,6 +170,9 @@ public:
                     (created_ ? VDKIT_IMAGE_ZERO_INIT : 0);
         out.granularity = granularity_;
         out.subformat = sdk::str(desc_.create_type);
+        // CIDs are the chain link (VDF50): reported as modification ids.
+        cid_to_uuid(desc_.cid, out.modification_uuid);
+        if (desc_.has_parent()) cid_to_uuid(desc_.parent_cid, out.parent_modification_uuid);
         auto geo = [&](const char *key) -> uint32_t {
             auto v = desc_.ddb_get(key);
             if (!v) return 0;
@@ -237,6 +241,18 @@ public:
 
 private:
     [[noreturn]] void fail(uint32_t code, const std::string &why) const { throw Error(code, name_ + ": " + why); }
+
+    static void cid_to_uuid(const std::string &cid, uint8_t out[16]) {
+        uint32_t v = 0;
+        auto [p, ec] = std::from_chars(cid.data(), cid.data() + cid.size(), v, 16);
+        if (ec != std::errc() || p != cid.data() + cid.size() || cid.empty()) return; // unparsable: no check
+        std::memset(out, 0, 16);
+        out[0] = static_cast<uint8_t>(v >> 24);
+        out[1] = static_cast<uint8_t>(v >> 16);
+        out[2] = static_cast<uint8_t>(v >> 8);
+        out[3] = static_cast<uint8_t>(v);
+        out[4] = 1; // never all zero, even for CID 00000000
+    }
 
     static std::string uuid_text(const uint8_t u[16]) {
         char buf[64];

@@ -273,7 +273,12 @@ typedef struct vdkit_filter_ops {
 #define VDKIT_IMAGE_ZERO_INIT  (1u << 3) /* unwritten ranges read as zero (no parent) */
 
 /* Filled by get_info. The host zero-fills it and sets struct_size; the plugin
- * writes at most struct_size bytes. An all-zero UUID means "none". */
+ * writes at most struct_size bytes. An all-zero UUID means "none".
+ * Chain links are verified on open: the child's parent_uuid must equal the
+ * parent's uuid, and its parent_modification_uuid the parent's
+ * modification_uuid (each check skipped when either side is all zero).
+ * Formats with 32-bit content ids (VMDK CID) report them as a modification
+ * UUID whose first four bytes hold the id big-endian, the rest zero. */
 typedef struct vdkit_image_info {
     uint32_t struct_size;
     uint32_t flags;            /* VDKIT_IMAGE_* */

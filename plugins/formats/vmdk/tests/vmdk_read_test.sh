@@ -73,6 +73,16 @@ qemu-io -f vmdk -c "write -P 0x33 1100k 64k" -c "write -z 5M 128k" grand.vmdk > 
 qemu-img convert -f vmdk -O raw grand.vmdk grand.qemu.raw
 "$VDKIT" convert -O raw grand.vmdk grand.vdkit.raw && cmp -s grand.qemu.raw grand.vdkit.raw && ok || bad "chain reads differ"
 "$VDKIT" info grand.vmdk | grep -q "chain length: 3" && ok || bad "chain length"
+# A parent modified after its child was made (its CID changed) breaks the link.
+cp base.vmdk base.orig && python3 - <<'PY'
+data = bytearray(open("base.vmdk", "rb").read())
+i = data.find(b"\nCID=") + 5
+data[i:i + 8] = b"0badc1d0" if data[i:i + 8] != b"0badc1d0" else b"0badc1d1"
+open("base.vmdk", "wb").write(data)
+PY
+out=$("$VDKIT" info child.vmdk 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "was modified after its child" <<< "$out" && ok || bad "CID mismatch not detected: $rc $out"
+mv base.orig base.vmdk
 
 # 3. Images vdkit writes are valid for qemu-img and libvmdk (vmdkinfo).
 for opts in "" zeroed-grain=on grain-size=8k,adapter-type=lsilogic adapter-type=pvscsi,hw-version=11 grain-size=1M; do
