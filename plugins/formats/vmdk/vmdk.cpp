@@ -35,6 +35,7 @@ struct Extent {
     uint64_t length = 0;            // bytes
     sdk::Store owned;               // a file other than the main one
     StoreRef store;                 // owned or the main file
+    uint64_t file_size = 0;         // FLAT/VMFS: bytes in the file (kept current on writes)
     std::unique_ptr<SparseExtent> sparse;
 };
 
@@ -126,6 +127,7 @@ public:
             return r;
         }
         e.store.pwrite(ctx.get(), buf, n, e.line.offset * 512 + within);
+        e.file_size = std::max(e.file_size, e.line.offset * 512 + within + n);
         return {n};
     }
 
@@ -215,8 +217,7 @@ public:
         }
         // FLAT / VMFS: plain bytes at OFFSET sectors; a short file reads as zeros.
         uint64_t at = e.line.offset * 512 + within;
-        uint64_t file = e.store.size(ctx.get());
-        uint64_t avail = at < file ? std::min(n, file - at) : 0;
+        uint64_t avail = at < e.file_size ? std::min(n, e.file_size - at) : 0;
         if (avail) e.store.pread(ctx.get(), buf, avail, at);
         if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
         return {n, false};
@@ -362,6 +363,10 @@ private:
             case ExtentType::vmfs:
                 e->owned = ctx.open(line.filename, extent_flags(line));
                 e->store = e->owned;
+                e->file_size = e->store.size(ctx.get());
+                // (OFFSET + SECTORS) * 512 must not overflow: reads compute offsets from it.
+                if (line.offset > UINT64_MAX / 512 - line.sectors)
+                    fail(VDKIT_E_CORRUPT, where + ": offset " + std::to_string(line.offset) + " overflows");
                 break;
             case ExtentType::sparse:
                 if (main_header) {
