@@ -14,18 +14,7 @@ namespace {
 
 std::shared_ptr<Library> conformance_library() {
     std::vector<std::string> extra;
-    if (const char *env = std::getenv("VDKIT_TEST_PLUGIN_PATH")) {
-        std::string cur;
-        for (const char *p = env;; ++p) {
-            if (*p == ':' || !*p) {
-                if (!cur.empty()) extra.push_back(cur);
-                cur.clear();
-                if (!*p) break;
-            } else {
-                cur.push_back(*p);
-            }
-        }
-    }
+    if (const char *env = std::getenv("VDKIT_TEST_PLUGIN_PATH")) extra = util::split_path_list(env);
     return test::make_library(extra);
 }
 

@@ -70,3 +70,10 @@ TEST_CASE("zero detection sees a single set byte anywhere", "[util]") {
     }
     CHECK(util::is_zero(buf.data() + 1, buf.size() - 1)); // unaligned start
 }
+
+TEST_CASE("path lists split on colons and drop empty items", "[util]") {
+    CHECK(util::split_path_list("a:b::/c/d:") == std::vector<std::string>{"a", "b", "/c/d"});
+    CHECK(util::split_path_list("").empty());
+    CHECK(util::split_path_list(":::").empty());
+    CHECK(util::split_path_list("one") == std::vector<std::string>{"one"});
+}

@@ -33,7 +33,6 @@
 
 namespace vdkit {
 class Host;
-class Image;
 
 inline namespace v1 {
 

@@ -83,18 +83,7 @@ vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_libr
         if (options) std::memcpy(&o, options, std::min<size_t>(options->struct_size, sizeof(o)));
         vdkit::LibraryOptions lo;
         if (o.config_file) lo.config_file = o.config_file;
-        if (o.plugin_path) {
-            std::string cur;
-            for (const char *p = o.plugin_path;; ++p) {
-                if (*p == ':' || !*p) {
-                    if (!cur.empty()) lo.plugin_paths.push_back(cur);
-                    cur.clear();
-                    if (!*p) break;
-                } else {
-                    cur.push_back(*p);
-                }
-            }
-        }
+        if (o.plugin_path) lo.plugin_paths = vdkit::util::split_path_list(o.plugin_path);
         lo.search_environment = !(o.flags & VDKIT_LIB_NO_ENV_PATH);
         lo.search_install_dir = !(o.flags & VDKIT_LIB_NO_INSTALL_DIR);
         if (o.flags & VDKIT_LIB_QUIET) lo.log = [](vdkit::LogLevel, std::string_view) {};

@@ -34,7 +34,6 @@ struct vdkit_ctx {
 
     uint32_t error_code = VDKIT_OK;
     std::string error_message;
-    std::string scratch; // backs strings returned by config_get during a call
 
     void clear_error() {
         error_code = VDKIT_OK;

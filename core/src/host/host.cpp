@@ -24,21 +24,6 @@ const char *level_name(LogLevel l) {
     return "log";
 }
 
-std::vector<std::string> split_path_list(const char *s) {
-    std::vector<std::string> out;
-    if (!s) return out;
-    std::string cur;
-    for (const char *p = s;; ++p) {
-        if (*p == ':' || *p == '\0') {
-            if (!cur.empty()) out.push_back(cur);
-            cur.clear();
-            if (!*p) break;
-        } else {
-            cur.push_back(*p);
-        }
-    }
-    return out;
-}
 } // namespace
 
 const Host *current_loading_host() { return t_loading_host; }
@@ -83,7 +68,8 @@ Result<std::shared_ptr<Host>> Host::create(const LibraryOptions &options) {
         dirs.push_back(path.string());
     }
     if (options.search_environment)
-        for (const auto &p : split_path_list(std::getenv("VDKIT_PLUGIN_PATH"))) dirs.push_back(p);
+        if (const char *env = std::getenv("VDKIT_PLUGIN_PATH"))
+            for (const auto &p : util::split_path_list(env)) dirs.push_back(p);
     if (options.search_install_dir) {
         std::string d = default_plugin_dir();
         if (!d.empty()) dirs.push_back(d);

@@ -209,6 +209,18 @@ bool is_zero(const void *buf, size_t len) noexcept {
     return true;
 }
 
+std::vector<std::string> split_path_list(std::string_view text) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= text.size()) {
+        size_t colon = text.find(':', start);
+        if (colon == std::string_view::npos) colon = text.size();
+        if (colon > start) out.emplace_back(text.substr(start, colon - start));
+        start = colon + 1;
+    }
+    return out;
+}
+
 std::optional<std::vector<std::pair<std::string, std::string>>> parse_key_values(std::string_view text) {
     std::vector<std::pair<std::string, std::string>> out;
     std::string item;

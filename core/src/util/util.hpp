@@ -61,6 +61,9 @@ bool uuid_is_nil(const uint8_t uuid[16]) noexcept;
 // True when every byte of buf is zero (word-at-a-time).
 bool is_zero(const void *buf, size_t len) noexcept;
 
+// Split a ':'-separated path list (VDKIT_PLUGIN_PATH style); empty items dropped.
+std::vector<std::string> split_path_list(std::string_view text);
+
 // Split "a=1,b=2" into pairs; a key without '=' gets value "on".
 // Returns nothing on an empty key. Commas can be escaped as ",,".
 std::optional<std::vector<std::pair<std::string, std::string>>> parse_key_values(std::string_view text);

@@ -1,5 +1,7 @@
 #include "sparse_extent.hpp"
 
+#include "vdkit/endian.hpp"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -9,11 +11,8 @@ namespace vdkit::vmdk {
 
 namespace {
 
-uint64_t le(const unsigned char *p, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
-    return v;
-}
+using sdk::load_le;
+using sdk::store_le;
 
 bool mul_ok(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_mul_overflow(a, b, out); }
 
@@ -23,9 +22,7 @@ constexpr size_t kMaxCachedTables = 4096;       // 4096 * 2 KiB = 8 MiB of grain
 } // namespace
 
 void encode_sparse_header(const SparseHeader &h, unsigned char *p) {
-    auto put = [&](size_t off, uint64_t v, int n) {
-        for (int i = 0; i < n; ++i) p[off + i] = static_cast<unsigned char>(v >> (8 * i));
-    };
+    auto put = [&](size_t off, uint64_t v, int n) { store_le(p + off, v, n); };
     std::memset(p, 0, 512);
     put(0, kSparseMagic, 4);
     put(4, h.version, 4);
@@ -76,11 +73,8 @@ SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64
     // Directories point at their preallocated tables.
     std::vector<unsigned char> gd(static_cast<size_t>(gd_sectors * 512), 0), rgd(gd.size(), 0);
     for (uint64_t i = 0; i < gt_count; ++i) {
-        uint64_t g = gt_start + i * 4, r = rgt_start + i * 4;
-        for (int b = 0; b < 4; ++b) {
-            gd[i * 4 + b] = static_cast<unsigned char>(g >> (8 * b));
-            rgd[i * 4 + b] = static_cast<unsigned char>(r >> (8 * b));
-        }
+        store_le(&gd[i * 4], gt_start + i * 4, 4);
+        store_le(&rgd[i * 4], rgt_start + i * 4, 4);
     }
     if (!gd.empty()) {
         store.pwrite(ctx.get(), rgd.data(), rgd.size(), h.rgd_offset * 512);
@@ -91,24 +85,24 @@ SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64
 
 SparseHeader parse_sparse_header(const unsigned char *p, const std::string &where) {
     auto bad = [&](const std::string &why) { return sdk::Error(VDKIT_E_CORRUPT, where + ": sparse header: " + why); };
-    uint32_t magic = static_cast<uint32_t>(le(p, 4));
+    uint32_t magic = static_cast<uint32_t>(load_le(p, 4));
     if (magic == kTemporaryMagic)
         throw sdk::Error(VDKIT_E_CORRUPT, where + ": the header magic is 'vmdk', the mark of a file whose writer "
                                                   "never finished; it is incomplete");
     if (magic != kSparseMagic) throw bad("bad magic at offset 0");
     SparseHeader h;
-    h.version = static_cast<uint32_t>(le(p + 4, 4));
-    h.flags = static_cast<uint32_t>(le(p + 8, 4));
-    h.capacity = le(p + 12, 8);
-    h.grain_size = le(p + 20, 8);
-    h.descriptor_offset = le(p + 28, 8);
-    h.descriptor_size = le(p + 36, 8);
-    h.gtes_per_gt = static_cast<uint32_t>(le(p + 44, 4));
-    h.rgd_offset = le(p + 48, 8);
-    h.gd_offset = le(p + 56, 8);
-    h.overhead = le(p + 64, 8);
+    h.version = static_cast<uint32_t>(load_le(p + 4, 4));
+    h.flags = static_cast<uint32_t>(load_le(p + 8, 4));
+    h.capacity = load_le(p + 12, 8);
+    h.grain_size = load_le(p + 20, 8);
+    h.descriptor_offset = load_le(p + 28, 8);
+    h.descriptor_size = load_le(p + 36, 8);
+    h.gtes_per_gt = static_cast<uint32_t>(load_le(p + 44, 4));
+    h.rgd_offset = load_le(p + 48, 8);
+    h.gd_offset = load_le(p + 56, 8);
+    h.overhead = load_le(p + 64, 8);
     h.unclean_shutdown = p[72];
-    h.compress_algorithm = static_cast<uint16_t>(le(p + 77, 2));
+    h.compress_algorithm = static_cast<uint16_t>(load_le(p + 77, 2));
     if (h.version < 1 || h.version > 3) throw bad("unsupported version " + std::to_string(h.version) + " at offset 4");
     uint32_t incompatible = h.flags & 0xffff0000u & ~(kFlagCompressed | kFlagMarkers);
     if (incompatible) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, where + ": unknown incompatible header flags");
@@ -139,7 +133,7 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
         unsigned char marker[512], footer[512];
         store_.pread(ctx.get(), marker, 512, end - 1536);
         store_.pread(ctx.get(), footer, 512, end - 1024);
-        if (le(marker + 8, 4) != 0 || le(marker + 12, 4) != 3)
+        if (load_le(marker + 8, 4) != 0 || load_le(marker + 12, 4) != 3)
             corrupt("no footer marker at offset " + std::to_string(end - 1536) + " (truncated stream?)");
         SparseHeader f = parse_sparse_header(footer, name_ + " (footer)");
         if (f.gd_offset == kGdAtEnd) corrupt("the footer also puts the grain directory at the end");
@@ -158,7 +152,7 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
     if (!gd_.empty()) {
         std::vector<unsigned char> raw(gd_.size() * 4);
         store_.pread(ctx.get(), raw.data(), raw.size(), gd_byte);
-        for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = static_cast<uint32_t>(le(raw.data() + i * 4, 4));
+        for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
     }
     uint64_t rgd_byte = 0;
     if ((h_.flags & kFlagRedundant) && !(h_.flags & kFlagCompressed) && h_.rgd_offset &&
@@ -167,7 +161,7 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
         std::vector<unsigned char> raw(gd_.size() * 4);
         store_.pread(ctx.get(), raw.data(), raw.size(), rgd_byte);
         rgd_.resize(gd_.size());
-        for (size_t i = 0; i < rgd_.size(); ++i) rgd_[i] = static_cast<uint32_t>(le(raw.data() + i * 4, 4));
+        for (size_t i = 0; i < rgd_.size(); ++i) rgd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
     }
 }
 
@@ -185,8 +179,8 @@ void SparseExtent::set_gte(sdk::Context &ctx, uint64_t index, uint32_t value) {
                                                     " is not allocated; writing needs preallocated tables");
     std::vector<uint32_t> &gt = grain_table(ctx, gdi);
     set_unclean(ctx, true);
-    unsigned char e[4] = {static_cast<unsigned char>(value), static_cast<unsigned char>(value >> 8),
-                          static_cast<unsigned char>(value >> 16), static_cast<unsigned char>(value >> 24)};
+    unsigned char e[4];
+    store_le(e, value, 4);
     store_.pwrite(ctx.get(), e, 4, uint64_t(gd_[gdi]) * 512 + slot * 4);
     // Keep the redundant table in step (VDF50: both are updated).
     if (gdi < rgd_.size() && rgd_[gdi] && uint64_t(rgd_[gdi]) * 512 + slot * 4 + 4 <= file_size_)
@@ -248,7 +242,7 @@ std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_
     std::vector<unsigned char> raw(static_cast<size_t>(bytes));
     store_.pread(ctx.get(), raw.data(), raw.size(), sector * 512);
     std::vector<uint32_t> gt(h_.gtes_per_gt);
-    for (size_t i = 0; i < gt.size(); ++i) gt[i] = static_cast<uint32_t>(le(raw.data() + i * 4, 4));
+    for (size_t i = 0; i < gt.size(); ++i) gt[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
     return gt_cache_.emplace(gd_index, std::move(gt)).first->second;
 }
 
@@ -277,8 +271,8 @@ void SparseExtent::read_compressed(sdk::Context &ctx, uint64_t index, uint64_t s
     if (cached_grain_ == index) return;
     unsigned char marker[12];
     store_.pread(ctx.get(), marker, 12, sector * 512);
-    uint64_t lba = le(marker, 8);
-    uint64_t size = le(marker + 8, 4);
+    uint64_t lba = load_le(marker, 8);
+    uint64_t size = load_le(marker + 8, 4);
     if (lba != index * h_.grain_size)
         corrupt("grain marker at sector " + std::to_string(sector) + " is for sector " + std::to_string(lba) +
                 ", expected " + std::to_string(index * h_.grain_size));

@@ -11,6 +11,7 @@
 #include "descriptor.hpp"
 #include "sparse_extent.hpp"
 
+#include "vdkit/endian.hpp"
 #include "vdkit/plugin.hpp"
 
 #include <algorithm>
@@ -54,7 +55,7 @@ public:
         if (size < 4) return VDKIT_PROBE_NO;
         unsigned char head[4];
         main.pread(ctx.get(), head, 4, 0);
-        uint32_t magic = uint32_t(head[0]) | uint32_t(head[1]) << 8 | uint32_t(head[2]) << 16 | uint32_t(head[3]) << 24;
+        uint32_t magic = static_cast<uint32_t>(sdk::load_le(head, 4));
         if (magic == kSparseMagic || magic == kTemporaryMagic) return VDKIT_PROBE_CERTAIN;
         std::string text = read_text(ctx, main, 0, std::min<uint64_t>(size, 4096));
         if (looks_like_descriptor(text) && text.find("createType") != std::string::npos) return VDKIT_PROBE_CERTAIN;
@@ -311,7 +312,7 @@ private:
         uint64_t size = main.size(ctx.get());
         unsigned char head[512] = {};
         if (size >= 4) main.pread(ctx.get(), head, std::min<uint64_t>(size, 512), 0);
-        uint32_t magic = uint32_t(head[0]) | uint32_t(head[1]) << 8 | uint32_t(head[2]) << 16 | uint32_t(head[3]) << 24;
+        uint32_t magic = static_cast<uint32_t>(sdk::load_le(head, 4));
         std::optional<SparseHeader> &main_header = main_header_;
         std::string text;
         if (magic == kSparseMagic || magic == kTemporaryMagic) {

@@ -19,6 +19,7 @@
 //   80  u16      parent hint length   82  char[256] parent hint (relative path)
 //   512 u64[block count] block map: 0 unallocated, 1 zero, else file offset of the block
 //   data blocks from the first block-size boundary after the map.
+#include "vdkit/endian.hpp"
 #include "vdkit/plugin.hpp"
 
 #include <algorithm>
@@ -39,14 +40,8 @@ constexpr uint64_t kUnallocated = 0, kZero = 1;
 constexpr uint64_t kMaxBlocks = 1ull << 24; // bounds the in-memory map (128 MiB)
 constexpr uint32_t kFlagHasParent = 1;
 
-uint64_t get_le(const unsigned char *p, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
-    return v;
-}
-void put_le(unsigned char *p, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
+using sdk::load_le;
+using sdk::store_le;
 
 class ToySparse {
 public:
@@ -179,22 +174,22 @@ private:
         unsigned char h[kHeaderSize];
         main_.pread(ctx.get(), h, kHeaderSize, 0);
         if (std::memcmp(h, kMagic, 8) != 0) throw corrupt("bad magic at offset 0 (not a toysparse image)");
-        if (get_le(h + 8, 4) != 1) throw corrupt("unsupported version " + std::to_string(get_le(h + 8, 4)));
-        if (get_le(h + 12, 4) != kHeaderSize) throw corrupt("header size at offset 12 is not 512");
-        size_ = get_le(h + 16, 8);
-        uint64_t bs = get_le(h + 24, 4);
+        if (load_le(h + 8, 4) != 1) throw corrupt("unsupported version " + std::to_string(load_le(h + 8, 4)));
+        if (load_le(h + 12, 4) != kHeaderSize) throw corrupt("header size at offset 12 is not 512");
+        size_ = load_le(h + 16, 8);
+        uint64_t bs = load_le(h + 24, 4);
         if (bs < 4096 || bs > (64u << 20) || (bs & (bs - 1)))
             throw corrupt("block size " + std::to_string(bs) + " at offset 24 is not a power of two in 4 KiB..64 MiB");
         block_size_ = static_cast<uint32_t>(bs);
-        flags_ = static_cast<uint32_t>(get_le(h + 28, 4));
-        uint64_t blocks = get_le(h + 32, 8);
+        flags_ = static_cast<uint32_t>(load_le(h + 28, 4));
+        uint64_t blocks = load_le(h + 32, 8);
         if (blocks > kMaxBlocks) throw corrupt("block count " + std::to_string(blocks) + " at offset 32 is too large");
         if (size_ > blocks * bs || blocks != (size_ + bs - 1) / bs)
             throw corrupt("block count at offset 32 does not match the virtual size at offset 16");
-        if (get_le(h + 40, 8) != kHeaderSize) throw corrupt("map offset at offset 40 is not 512");
+        if (load_le(h + 40, 8) != kHeaderSize) throw corrupt("map offset at offset 40 is not 512");
         std::memcpy(uuid_.data(), h + 48, 16);
         std::memcpy(parent_uuid_.data(), h + 64, 16);
-        uint64_t hint_len = get_le(h + 80, 2);
+        uint64_t hint_len = load_le(h + 80, 2);
         if (hint_len > 255) throw corrupt("parent hint length at offset 80 exceeds 255");
         parent_hint_.assign(reinterpret_cast<const char *>(h + 82), static_cast<size_t>(hint_len));
         map_.resize(blocks);
@@ -204,7 +199,7 @@ private:
         if (!raw.empty()) main_.pread(ctx.get(), raw.data(), raw.size(), kHeaderSize);
         end_ = std::max<uint64_t>(data_start_, file_size);
         for (uint64_t b = 0; b < blocks; ++b) {
-            uint64_t e = get_le(raw.data() + b * 8, 8);
+            uint64_t e = load_le(raw.data() + b * 8, 8);
             if (e > kZero && (e < data_start_ || e % block_size_ != 0 || e > file_size || file_size - e < block_size_))
                 throw corrupt("block " + std::to_string(b) + " (map entry at offset " +
                               std::to_string(kHeaderSize + b * 8) + ") points to " + std::to_string(e) +
@@ -221,23 +216,23 @@ private:
     void write_header(Context &ctx) {
         unsigned char h[kHeaderSize] = {};
         std::memcpy(h, kMagic, 8);
-        put_le(h + 8, 1, 4);
-        put_le(h + 12, kHeaderSize, 4);
-        put_le(h + 16, size_, 8);
-        put_le(h + 24, block_size_, 4);
-        put_le(h + 28, flags_, 4);
-        put_le(h + 32, map_.size(), 8);
-        put_le(h + 40, kHeaderSize, 8);
+        store_le(h + 8, 1, 4);
+        store_le(h + 12, kHeaderSize, 4);
+        store_le(h + 16, size_, 8);
+        store_le(h + 24, block_size_, 4);
+        store_le(h + 28, flags_, 4);
+        store_le(h + 32, map_.size(), 8);
+        store_le(h + 40, kHeaderSize, 8);
         std::memcpy(h + 48, uuid_.data(), 16);
         std::memcpy(h + 64, parent_uuid_.data(), 16);
-        put_le(h + 80, parent_hint_.size(), 2);
+        store_le(h + 80, parent_hint_.size(), 2);
         std::memcpy(h + 82, parent_hint_.data(), parent_hint_.size());
         main_.pwrite(ctx.get(), h, kHeaderSize, 0);
     }
 
     void set_entry(Context &ctx, uint64_t block, uint64_t value) {
         unsigned char e[8];
-        put_le(e, value, 8);
+        store_le(e, value, 8);
         main_.pwrite(ctx.get(), e, 8, kHeaderSize + block * 8);
         map_[block] = value;
     }
