@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <random>
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -289,4 +290,30 @@ TEST_CASE("copy follows allocation and reproduces content", "[chain][copy]") {
     REQUIRE_OK(dst2);
     cancel.buffer_size = kBlock;
     CHECK(lib->copy(**src, **dst2, cancel).code() == VDKIT_E_CANCELLED);
+}
+
+TEST_CASE("metadata of the top image is reachable through the disk", "[chain][metadata]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    CreateOptions co = test::create_opts("vmdk", kSize);
+    co.options = {{"adapter-type", "lsilogic"}};
+    REQUIRE_OK(lib->create_image(dir / "m.vmdk", co));
+    auto disk = lib->open(dir / "m.vmdk");
+    REQUIRE_OK(disk);
+    auto adapter = (*disk)->metadata_get("ddb.adapterType");
+    REQUIRE_OK(adapter);
+    CHECK(*adapter == "lsilogic");
+    auto keys = (*disk)->metadata_keys();
+    REQUIRE_OK(keys);
+    CHECK(std::find(keys->begin(), keys->end(), "ddb.virtualHWVersion") != keys->end());
+    auto missing = (*disk)->metadata_get("ddb.nothing");
+    CHECK(missing.status().code() == VDKIT_E_NOT_FOUND);
+    CHECK_THAT(missing.status().message(), Catch::Contains("ddb.nothing"));
+    // Read-only disk, and a format without metadata: both clear refusals.
+    CHECK((*disk)->metadata_set("ddb.x", "1").code() == VDKIT_E_READ_ONLY);
+    auto raw = lib->create_image(dir / "r.img", test::create_opts("raw", kSize));
+    REQUIRE_OK(raw);
+    auto none = (*raw)->metadata_get("anything");
+    CHECK(none.status().code() == VDKIT_E_NOT_SUPPORTED);
+    CHECK_THAT(none.status().message(), Catch::Contains("raw"));
 }

@@ -53,3 +53,20 @@ TEST_CASE("an unknown format name gets a suggestion", "[probe]") {
     CHECK(r.status().code() == VDKIT_E_NOT_FOUND);
     CHECK_THAT(r.status().message(), Catch::Contains("did you mean 'raw'?"));
 }
+
+TEST_CASE("with no plugins found, opening says where to look", "[probe][loader]") {
+    test::TempDir dir;
+    std::ofstream(dir / "disk.img") << "x";
+    LibraryOptions o;
+    o.search_environment = false;
+    o.search_install_dir = false;
+    o.log = [](LogLevel, std::string_view) {};
+    auto lib = Library::create(o);
+    REQUIRE_OK(lib);
+    CHECK((*lib)->plugins().empty());
+    auto r = (*lib)->open(dir / "disk.img");
+    REQUIRE_FALSE(r.is_ok());
+    CHECK(r.status().code() == VDKIT_E_NOT_FOUND);
+    CHECK_THAT(r.status().message(), Catch::Contains("no transports are loaded") &&
+                                         Catch::Contains("VDKIT_PLUGIN_PATH"));
+}
