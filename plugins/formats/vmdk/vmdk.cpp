@@ -244,10 +244,20 @@ public:
 private:
     [[noreturn]] void fail(uint32_t code, const std::string &why) const { throw Error(code, name_ + ": " + why); }
 
-    static void cid_to_uuid(const std::string &cid, uint8_t out[16]) {
+    // A CID is 1..8 hex digits (qemu writes them without zero padding).
+    static std::optional<uint32_t> parse_cid(const std::string &cid) {
         uint32_t v = 0;
+        if (cid.empty() || cid.size() > 8) return std::nullopt;
         auto [p, ec] = std::from_chars(cid.data(), cid.data() + cid.size(), v, 16);
-        if (ec != std::errc() || p != cid.data() + cid.size() || cid.empty()) return; // unparsable: no check
+        if (ec != std::errc() || p != cid.data() + cid.size()) return std::nullopt;
+        return v;
+    }
+
+    // load() has checked both CIDs, so a link is never silently unverified.
+    static void cid_to_uuid(const std::string &cid, uint8_t out[16]) {
+        auto parsed = parse_cid(cid);
+        if (!parsed) return; // no CID line at all: nothing to verify
+        uint32_t v = *parsed;
         std::memset(out, 0, 16);
         out[0] = static_cast<uint8_t>(v >> 24);
         out[1] = static_cast<uint8_t>(v >> 16);
@@ -400,6 +410,10 @@ private:
         size_ = pos;
         if (desc_.has_parent() && desc_.parent_hint.empty())
             fail(VDKIT_E_CORRUPT, "parentCID is set but there is no parentFileNameHint");
+        if (!desc_.cid.empty() && !parse_cid(desc_.cid))
+            fail(VDKIT_E_CORRUPT, "descriptor CID '" + desc_.cid + "' is not 1 to 8 hex digits");
+        if (!desc_.parent_cid.empty() && !parse_cid(desc_.parent_cid))
+            fail(VDKIT_E_CORRUPT, "descriptor parentCID '" + desc_.parent_cid + "' is not 1 to 8 hex digits");
     }
 
     uint32_t extent_flags(const ExtentLine &line) const {

@@ -74,14 +74,37 @@ qemu-img convert -f vmdk -O raw grand.vmdk grand.qemu.raw
 "$VDKIT" convert -O raw grand.vmdk grand.vdkit.raw && cmp -s grand.qemu.raw grand.vdkit.raw && ok || bad "chain reads differ"
 "$VDKIT" info grand.vmdk | grep -q "chain length: 3" && ok || bad "chain length"
 # A parent modified after its child was made (its CID changed) breaks the link.
-cp base.vmdk base.orig && python3 - <<'PY'
-data = bytearray(open("base.vmdk", "rb").read())
-i = data.find(b"\nCID=") + 5
-data[i:i + 8] = b"0badc1d0" if data[i:i + 8] != b"0badc1d0" else b"0badc1d1"
-open("base.vmdk", "wb").write(data)
+# qemu writes CIDs without zero padding (1..8 hex digits), so replace the
+# whole value, keeping the descriptor's length within its padded area.
+set_cid() { # set_cid <file> <new value>
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+path, new = sys.argv[1], sys.argv[2].encode()
+data = bytearray(open(path, "rb").read())
+m = re.search(rb"\nCID=([^\n]*)\n", data)
+delta = len(new) - (m.end(1) - m.start(1))
+data[m.start(1):m.end(1)] = new
+# Keep every later byte in place: trade the length change against the
+# descriptor's NUL padding.
+nul = data.index(b"\0", m.start(1))
+if delta > 0:
+    assert data[nul:nul + delta] == b"\0" * delta
+    del data[nul:nul + delta]
+elif delta < 0:
+    data[nul:nul] = b"\0" * -delta
+open(path, "wb").write(data)
 PY
+}
+cp base.vmdk base.orig
+old_cid=$(grep -ao "^CID=[0-9a-f]*" base.vmdk | head -1 | cut -d= -f2)
+set_cid base.vmdk "$([ "$old_cid" = 0badc1d0 ] && echo 0badc1d1 || echo 0badc1d0)"
 out=$("$VDKIT" info child.vmdk 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q "was modified after its child" <<< "$out" && ok || bad "CID mismatch not detected: $rc $out"
+# A CID that is not a hex number is corruption, not a reason to skip the check.
+cp base.orig base.vmdk
+set_cid base.vmdk "zz"
+out=$("$VDKIT" info child.vmdk 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "CID 'zz' is not 1 to 8 hex digits" <<< "$out" && ok || bad "garbled CID accepted: $rc $out"
 mv base.orig base.vmdk
 
 # 3. Images vdkit writes are valid for qemu-img and libvmdk (vmdkinfo).
