@@ -36,11 +36,28 @@ void patch(const std::string &path, uint64_t offset, const void *data, size_t le
 }
 } // namespace
 
+// A format of each level and its file extension; VDI uses the test's block size.
+struct Level {
+    std::string format, ext;
+};
+CreateOptions level_opts(const Level &l, uint64_t size = 0) {
+    CreateOptions o = test::create_opts(l.format, size);
+    if (l.format == "vdi") o.options["block-size"] = std::to_string(kBlock);
+    return o;
+}
+const Level kToy{"toysparse", "toys"}, kVdi{"vdi", "vdi"};
+
 TEST_CASE("a three-level chain reads and writes like one disk (model checked)", "[chain]") {
+    // Single-format chains and mixed ones (VDI under toysparse and the reverse).
+    auto levels = GENERATE(std::vector<Level>{kToy, kToy, kToy}, std::vector<Level>{kVdi, kVdi, kVdi},
+                           std::vector<Level>{kVdi, kToy, kVdi}, std::vector<Level>{kToy, kVdi, kToy});
+    CAPTURE(levels[0].format, levels[1].format, levels[2].format);
     test::TempDir dir;
     auto lib = test::make_library();
     std::vector<unsigned char> model(kSize, 0);
     std::mt19937_64 rng(42);
+    const std::string names[3] = {dir / ("base." + levels[0].ext), dir / ("mid." + levels[1].ext),
+                                  dir / ("top." + levels[2].ext)};
 
     auto random_write = [&](Disk &d) {
         uint64_t off = rng() % kSize;
@@ -57,15 +74,15 @@ TEST_CASE("a three-level chain reads and writes like one disk (model checked)", 
     };
 
     {
-        auto base = lib->create_image(dir / "base.toys", test::create_opts("toysparse", kSize));
+        auto base = lib->create_image(names[0], level_opts(levels[0], kSize));
         REQUIRE_OK(base);
         for (int i = 0; i < 40; ++i) random_write(**base);
         REQUIRE_OK((*base)->close());
     }
-    for (const char *name : {"mid.toys", "top.toys"}) {
-        CreateOptions co = test::create_opts("toysparse");
-        co.parent = dir / (std::string(name) == "mid.toys" ? "base.toys" : "mid.toys");
-        auto child = lib->create_image(dir / name, co);
+    for (int level = 1; level < 3; ++level) {
+        CreateOptions co = level_opts(levels[level]);
+        co.parent = names[level - 1];
+        auto child = lib->create_image(names[level], co);
         REQUIRE_OK(child);
         CHECK((*child)->size() == kSize);
         CHECK(read_all(**child) == model); // a new child shows the parent's data
@@ -74,45 +91,56 @@ TEST_CASE("a three-level chain reads and writes like one disk (model checked)", 
         REQUIRE_OK((*child)->close());
     }
     // Reopen only the top: the chain is found through the parent hints.
-    auto top = open_rw(*lib, dir / "top.toys");
+    auto top = open_rw(*lib, names[2]);
     CHECK(top->image_count() == 3);
     CHECK(read_all(*top) == model);
     for (int i = 0; i < 30; ++i) (i % 3 == 2) ? random_zero(*top) : random_write(*top);
     REQUIRE_OK(top->close());
-    auto again = lib->open(dir / "top.toys");
+    auto again = lib->open(names[2]);
     REQUIRE_OK(again);
     CHECK(read_all(**again) == model);
 }
 
 TEST_CASE("a zero write over parent data keeps shadowing it after reopen", "[chain]") {
+    auto level = GENERATE(kToy, kVdi);
+    CAPTURE(level.format);
     test::TempDir dir;
     auto lib = test::make_library();
     auto data = test::pattern(kSize, 7);
+    const std::string base_name = dir / ("b." + level.ext), child_name = dir / ("c." + level.ext);
     {
-        auto base = lib->create_image(dir / "b.toys", test::create_opts("toysparse", kSize));
+        auto base = lib->create_image(base_name, level_opts(level, kSize));
         REQUIRE_OK(base);
         REQUIRE_OK((*base)->write(0, data.data(), data.size()));
         REQUIRE_OK((*base)->close());
-        CreateOptions co = test::create_opts("toysparse");
-        co.parent = dir / "b.toys";
-        auto child = lib->create_image(dir / "c.toys", co);
+        CreateOptions co = level_opts(level);
+        co.parent = base_name;
+        auto child = lib->create_image(child_name, co);
         REQUIRE_OK(child);
         // Whole blocks and ragged edges.
         REQUIRE_OK((*child)->write_zeroes(kBlock, 2 * kBlock));
         REQUIRE_OK((*child)->write_zeroes(5 * kBlock + 100, 1000));
+        // Zero data written over a whole block counts the same as write_zeroes.
+        std::vector<unsigned char> zeros(kBlock, 0);
+        REQUIRE_OK((*child)->write(8 * kBlock, zeros.data(), zeros.size()));
         REQUIRE_OK((*child)->close());
     }
-    auto child = lib->open(dir / "c.toys");
+    auto child = lib->open(child_name);
     REQUIRE_OK(child);
     auto got = read_all(**child);
     std::fill(data.begin() + kBlock, data.begin() + 3 * kBlock, 0);
     std::fill(data.begin() + 5 * kBlock + 100, data.begin() + 5 * kBlock + 1100, 0);
+    std::fill(data.begin() + 8 * kBlock, data.begin() + 9 * kBlock, 0);
     CHECK(got == data);
-    // The whole zeroed blocks are recorded as zero in the child, not as data.
+    // The whole zeroed blocks are recorded in the child, not left to the parent.
     auto run = (*child)->block_status(kBlock, kBlock);
     REQUIRE_OK(run);
     CHECK(run->state == BlockState::zero);
     CHECK(run->image == 1);
+    auto run8 = (*child)->block_status(8 * kBlock, kBlock);
+    REQUIRE_OK(run8);
+    CHECK(run8->state != BlockState::unallocated);
+    CHECK(run8->image == 1);
 }
 
 TEST_CASE("block status resolves through the chain", "[chain]") {

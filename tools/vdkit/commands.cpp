@@ -150,8 +150,14 @@ protected:
         sub->add_option("image", image_, "Image file")->required();
         return sub;
     }
-    std::unique_ptr<Disk> open_image(Library &lib) const { return open_read_only(lib, image_, format_); }
+    std::unique_ptr<Disk> open_image(Library &lib, bool writable = false) const {
+        OpenOptions o;
+        o.format = format_;
+        o.writable = writable;
+        return take(lib.open(image_, o));
+    }
     bool json_output() const { return output_ == "json"; }
+    const std::string &image_path() const { return image_; }
 
 private:
     const char *name_;
@@ -424,6 +430,147 @@ private:
     }
 };
 
+// ---- check ------------------------------------------------------------------------
+
+class CheckCommand : public ImageCommand {
+public:
+    CheckCommand() : ImageCommand("check", "Check an image's metadata for consistency; -r repairs") {}
+
+private:
+    bool repair_ = false, dry_run_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = ImageCommand::define(app);
+        sub->add_flag("-r,--repair", repair_, "Fix what can be fixed");
+        sub->add_flag("-n,--dry-run", dry_run_, "With -r: report what would be fixed, change nothing");
+        return sub;
+    }
+    // Exit codes as qemu-img check: 0 clean, 2 errors left, 3 only leaks left,
+    // 63 the format cannot check, 1 the check itself failed.
+    int run() override {
+        constexpr int kCorrupt = 2, kLeaks = 3, kUnsupported = 63;
+        auto lib = open_library(globals());
+        auto disk = open_image(*lib, repair_ && !dry_run_);
+        CheckOptions o;
+        o.repair = repair_;
+        o.dry_run = dry_run_;
+        Result<CheckReport> r = disk->check(o);
+        if (!r && r.status().code() == VDKIT_E_NOT_SUPPORTED) {
+            std::cerr << "vdkit: " << r.status().message() << "\n";
+            return kUnsupported;
+        }
+        CheckReport report = take(std::move(r));
+        check(disk->close());
+        if (json_output()) {
+            json findings = json::array();
+            for (const auto &f : report.findings) {
+                json jf = {{"severity", to_string(f.severity)}, {"message", f.message}};
+                if (f.offset) jf["offset"] = *f.offset;
+                findings.push_back(jf);
+            }
+            std::cout << json{{"filename", image_path()},
+                              {"check-errors", report.errors},
+                              {"leaks", report.leaks},
+                              {"repaired", report.repaired},
+                              {"findings", findings}}
+                             .dump(2)
+                      << "\n";
+        } else {
+            for (const auto &f : report.findings) {
+                std::cout << to_string(f.severity);
+                if (f.offset) std::cout << " at " << util::hex(*f.offset);
+                std::cout << ": " << f.message << "\n";
+            }
+            if (report.repaired) std::cout << report.repaired << " problems were repaired.\n";
+            if (report.clean()) std::cout << "No errors were found on the image.\n";
+            else
+                std::cout << report.errors << " errors and " << report.leaks << " leaks were found on the image.\n";
+        }
+        if (report.errors) return kCorrupt;
+        if (report.leaks) return kLeaks;
+        return kExitOk;
+    }
+};
+
+// ---- compact ----------------------------------------------------------------------
+
+class CompactCommand : public ImageCommand {
+public:
+    CompactCommand() : ImageCommand("compact", "Give back unused space: zero blocks, blocks equal to the parent, holes") {}
+
+private:
+    bool progress_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = ImageCommand::define(app);
+        sub->add_flag("-p,--progress", progress_, "Show a progress bar");
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        auto disk = open_image(*lib, true);
+        const auto before = take(disk->image_info(disk->image_count() - 1)).file_size;
+        ProgressBar bar(progress_);
+        check(disk->compact([&](uint64_t d, uint64_t t) { return bar.update(d, t); }));
+        bar.finish();
+        const auto after = take(disk->image_info(disk->image_count() - 1)).file_size;
+        check(disk->close());
+        if (json_output()) {
+            json j = {{"filename", image_path()}};
+            if (before) j["size-before"] = *before;
+            if (after) j["size-after"] = *after;
+            std::cout << j.dump(2) << "\n";
+        } else if (!globals().quiet && before && after) {
+            std::cout << "Compacted " << image_path() << ": " << util::format_size(*before) << " -> "
+                      << util::format_size(*after) << "\n";
+        }
+        return kExitOk;
+    }
+};
+
+// ---- resize -----------------------------------------------------------------------
+
+class ResizeCommand : public Command {
+    std::string format_, image_, size_;
+    bool shrink_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("resize", "Change the virtual size: SIZE, +SIZE or -SIZE");
+        sub->add_option("-f,--format", format_, "Image format (default: probe)");
+        sub->add_flag("--shrink", shrink_, "Allow making the image smaller (data past the new end is lost)");
+        sub->add_option("image", image_, "Image file")->required();
+        sub->add_option("size", size_, "New size, or +/- a change")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        OpenOptions o;
+        o.format = format_;
+        o.writable = true;
+        auto disk = take(lib->open(image_, o));
+        const uint64_t old_size = disk->size();
+        uint64_t new_size = 0;
+        if (size_.size() > 1 && (size_[0] == '+' || size_[0] == '-')) {
+            const uint64_t delta = parse_size_arg(size_.substr(1));
+            if (size_[0] == '+') {
+                auto sum = util::checked_add(old_size, delta);
+                if (!sum) throw CliError("the new size overflows", kExitUsage);
+                new_size = *sum;
+            } else {
+                if (delta >= old_size) throw CliError("cannot shrink the image to zero or less", kExitUsage);
+                new_size = old_size - delta;
+            }
+        } else {
+            new_size = parse_size_arg(size_);
+        }
+        if (new_size < old_size && !shrink_)
+            throw CliError("the new size " + std::to_string(new_size) + " is smaller than the current " +
+                               std::to_string(old_size) + " bytes; pass --shrink if the data past it may be lost",
+                           kExitUsage);
+        check(disk->resize(new_size, shrink_));
+        check(disk->close());
+        if (!globals().quiet) std::cout << "Image resized.\n";
+        return kExitOk;
+    }
+};
+
 } // namespace
 
 std::vector<std::unique_ptr<Command>> make_commands() {
@@ -434,6 +581,9 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     c.push_back(std::make_unique<ConvertCommand>());
     c.push_back(std::make_unique<CompareCommand>());
     c.push_back(std::make_unique<MapCommand>());
+    c.push_back(std::make_unique<CheckCommand>());
+    c.push_back(std::make_unique<CompactCommand>());
+    c.push_back(std::make_unique<ResizeCommand>());
     return c;
 }
 

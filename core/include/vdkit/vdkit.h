@@ -107,6 +107,24 @@ typedef int (*vdkit_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, vdkit_progress_fn progress,
                              void *opaque, vdkit_error *err);
 
+/* Maintenance of the top image; see Disk::compact/resize/check in vdkit.hpp. */
+vdkit_status vdkit_disk_compact(vdkit_disk *disk, vdkit_progress_fn progress, void *opaque, vdkit_error *err);
+
+#define VDKIT_DISK_RESIZE_SHRINK (1u << 0) /* allow making the disk smaller */
+vdkit_status vdkit_disk_resize(vdkit_disk *disk, uint64_t new_size, uint32_t flags, vdkit_error *err);
+
+/* flags: VDKIT_CHECK_REPAIR, VDKIT_CHECK_DRY_RUN from vdkit/plugin.h.
+ * finding (may be NULL) is called once per finding; severity is
+ * VDKIT_FINDING_*, offset UINT64_MAX when none applies. */
+typedef void (*vdkit_finding_fn)(void *opaque, uint32_t severity, uint64_t offset, const char *message);
+typedef struct vdkit_check_summary {
+    uint32_t struct_size; /* set by the caller */
+    uint32_t _reserved;
+    uint64_t errors, leaks, repaired;
+} vdkit_check_summary;
+vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn finding, void *opaque,
+                              vdkit_check_summary *summary, vdkit_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -153,6 +153,29 @@ struct CreateOptions {
     std::optional<bool> allow_unsafe_paths;
 };
 
+// One finding of a consistency check, in the order the format reported it.
+enum class FindingSeverity : uint32_t { error = 0, leak = 1, repaired = 2, note = 3 };
+const char *to_string(FindingSeverity severity) noexcept;
+
+struct CheckFinding {
+    FindingSeverity severity = FindingSeverity::error;
+    std::optional<uint64_t> offset; // byte offset in the image file it concerns
+    std::string message;
+};
+
+struct CheckOptions {
+    bool repair = false;  // fix what can be fixed (the disk must be writable)
+    bool dry_run = false; // with repair: report what would be fixed, write nothing
+};
+
+struct CheckReport {
+    std::vector<CheckFinding> findings;
+    uint64_t errors = 0;   // findings that affect data, left unfixed
+    uint64_t leaks = 0;    // wasted space, left unfixed
+    uint64_t repaired = 0; // fixed by this run
+    bool clean() const noexcept { return errors == 0 && leaks == 0; }
+};
+
 class Disk {
 public:
     ~Disk();
@@ -182,6 +205,20 @@ public:
     Status metadata_set(std::string_view key, std::string_view value);
     Result<std::vector<std::string>> metadata_keys() const;
     Status set_comment(std::string_view comment);
+
+    // Maintenance of the top image (VDCompact / VDResize / VDRepair,
+    // VixDiskLib Shrink+Defragment / Grow / CheckRepair).
+    //
+    // compact: in a differencing image, blocks that read the same as the
+    // chain below are given back first (done here, for every format); then
+    // the format drops zero blocks, closes holes and truncates. Content is
+    // unchanged. NOT_SUPPORTED when the format cannot compact.
+    Status compact(const ProgressFunction &progress = {});
+    // resize: grow, or shrink when allow_shrink is set and the format can.
+    // Reads beyond a smaller parent's end return zeros.
+    Status resize(uint64_t new_size, bool allow_shrink = false);
+    // check: consistency of the top image's metadata; with repair, fix it.
+    Result<CheckReport> check(const CheckOptions &options = {});
 
     // Flush and close every image; the first error is returned. After close()
     // every other call fails with VDKIT_E_INVALID_ARGUMENT.

@@ -244,4 +244,46 @@ vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *ds
     });
 }
 
+vdkit_status vdkit_disk_compact(vdkit_disk *disk, vdkit_progress_fn progress, void *opaque, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        vdkit::ProgressFunction p;
+        if (progress) p = [&](uint64_t d, uint64_t t) { return progress(opaque, d, t) == 0; };
+        return disk->disk->compact(p);
+    });
+}
+
+vdkit_status vdkit_disk_resize(vdkit_disk *disk, uint64_t new_size, uint32_t flags, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        return disk->disk->resize(new_size, flags & VDKIT_DISK_RESIZE_SHRINK);
+    });
+}
+
+vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn finding, void *opaque,
+                              vdkit_check_summary *summary, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        if (summary && summary->struct_size < 8) return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "summary.struct_size not set");
+        vdkit::CheckOptions o;
+        o.repair = flags & VDKIT_CHECK_REPAIR;
+        o.dry_run = flags & VDKIT_CHECK_DRY_RUN;
+        VDKIT_ASSIGN_OR_RETURN(vdkit::CheckReport r, disk->disk->check(o));
+        if (finding)
+            for (const auto &f : r.findings)
+                finding(opaque, static_cast<uint32_t>(f.severity), f.offset.value_or(UINT64_MAX), f.message.c_str());
+        if (summary) {
+            vdkit_check_summary s{};
+            s.struct_size = sizeof(s);
+            s.errors = r.errors;
+            s.leaks = r.leaks;
+            s.repaired = r.repaired;
+            const uint32_t n = std::min<uint32_t>(summary->struct_size, sizeof(s));
+            std::memcpy(summary, &s, n);
+            summary->struct_size = n;
+        }
+        return vdkit::Status::ok();
+    });
+}
+
 } // extern "C"

@@ -26,6 +26,16 @@ Status check_range(uint64_t offset, uint64_t len, uint64_t size) {
 Status Disk::State::read_chain(size_t level, uint64_t offset, void *buf, uint64_t len) const {
     auto *out = static_cast<unsigned char *>(buf);
     Image &img = *images[level];
+    // A parent smaller than its child (the child was grown) reads as zeros past its end.
+    if (offset >= img.size()) {
+        std::memset(out, 0, static_cast<size_t>(len));
+        return Status::ok();
+    }
+    if (len > img.size() - offset) {
+        const uint64_t inside = img.size() - offset;
+        std::memset(out + inside, 0, static_cast<size_t>(len - inside));
+        len = inside;
+    }
     while (len > 0) {
         uint64_t n = 0;
         bool unallocated = false;
@@ -172,7 +182,10 @@ Result<BlockRun> Disk::block_status(uint64_t offset, uint64_t len) const {
     for (size_t level = state_->images.size(); level-- > 0;) {
         uint32_t status = 0;
         uint64_t run = 0;
-        VDKIT_TRY(state_->images[level]->block_status(offset, span, status, run));
+        Image &img = *state_->images[level];
+        // Past a smaller parent's end the chain reads zeros (see read_chain).
+        if (offset >= img.size()) return BlockRun{offset, span, BlockState::zero, level};
+        VDKIT_TRY(img.block_status(offset, std::min(span, img.size() - offset), status, run));
         if (status != VDKIT_BLOCK_UNALLOCATED)
             return BlockRun{offset, run, status == VDKIT_BLOCK_ZERO ? BlockState::zero : BlockState::data, level};
         span = run; // the next level answers only within what this one left open
@@ -218,6 +231,82 @@ Status Disk::close() {
     }
     state_->images.clear();
     return first;
+}
+
+Status Disk::compact(const ProgressFunction &progress) {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
+    const size_t top = state_->images.size() - 1;
+    Image &img = *state_->images[top];
+    if (top > 0) {
+        // Give back the blocks of a differencing image that read the same as
+        // the chain below: after discarding them the parent shows through
+        // with identical content.
+        VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img.raw_info());
+        const uint64_t g = std::max<uint64_t>(info.granularity, 512);
+        if (g > (64u << 20))
+            return Status(VDKIT_E_NOT_SUPPORTED, img.location() + ": allocation unit too large to compare");
+        std::vector<unsigned char> mine(static_cast<size_t>(g)), below(static_cast<size_t>(g));
+        const uint64_t size = img.size();
+        for (uint64_t off = 0; off < size;) {
+            uint32_t status = 0;
+            uint64_t run = 0;
+            VDKIT_TRY(img.block_status(off, size - off, status, run));
+            if (status == VDKIT_BLOCK_UNALLOCATED) {
+                off += run;
+                continue;
+            }
+            // Whole units inside this run only; a unit cut by the run's edge is kept.
+            const uint64_t run_end = off + run;
+            for (uint64_t u = (off + g - 1) / g * g; u < run_end; u += g) {
+                const uint64_t n = std::min(g, size - u); // the disk's last unit may be short
+                if (u + n > run_end) break;
+                VDKIT_TRY(state_->read_chain(top, u, mine.data(), n));
+                VDKIT_TRY(state_->read_chain(top - 1, u, below.data(), n));
+                if (std::memcmp(mine.data(), below.data(), static_cast<size_t>(n)) == 0) VDKIT_TRY(img.discard(u, n));
+            }
+            off += run;
+            if (progress && !progress(off, size * 2)) return Status(VDKIT_E_CANCELLED, "compact cancelled");
+        }
+    }
+    ProgressFunction scaled;
+    if (progress && top > 0)
+        scaled = [&](uint64_t done, uint64_t total) { return progress(total + done, total * 2); };
+    else scaled = progress;
+    Status st = img.compact(scaled);
+    // A diff's compact is useful even when the format cannot compact the file.
+    if (st.code() == VDKIT_E_NOT_SUPPORTED && top > 0 && img.format().format.discard) return Status::ok();
+    return st;
+}
+
+Status Disk::resize(uint64_t new_size, bool allow_shrink) {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
+    if (new_size == 0) return Status(VDKIT_E_INVALID_ARGUMENT, "a disk cannot be resized to 0 bytes");
+    if (new_size < state_->size && !allow_shrink)
+        return Status(VDKIT_E_INVALID_ARGUMENT, "shrinking from " + std::to_string(state_->size) + " to " +
+                                                    std::to_string(new_size) +
+                                                    " bytes loses data beyond the new end; allow shrinking to do it");
+    if (new_size == state_->size) return Status::ok();
+    Image &img = *state_->images.back();
+    VDKIT_TRY(img.resize(new_size, new_size < state_->size ? VDKIT_RESIZE_SHRINK : 0));
+    state_->size = new_size;
+    return Status::ok();
+}
+
+Result<CheckReport> Disk::check(const CheckOptions &options) {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    uint32_t flags = 0;
+    if (options.repair) flags |= VDKIT_CHECK_REPAIR;
+    if (options.dry_run) flags |= VDKIT_CHECK_DRY_RUN;
+    if (options.repair && !options.dry_run && !state_->writable)
+        return Status(VDKIT_E_READ_ONLY, "repair needs the disk open for writing");
+    CheckReport report;
+    VDKIT_TRY(state_->images.back()->check(flags, report));
+    return report;
 }
 
 } // namespace vdkit

@@ -53,6 +53,7 @@ Result<std::unique_ptr<Image>> Image::open(const Host &host, PluginEntryPtr form
     if (!img->instance_)
         return Status(VDKIT_E_INTERNAL,
                       img->setup_.location + ": format '" + img->format_->info.name + "' opened no instance");
+    VDKIT_TRY(img->refresh_size());
     return img;
 }
 
@@ -71,6 +72,7 @@ Result<std::unique_ptr<Image>> Image::create(const Host &host, PluginEntryPtr fo
     if (!img->instance_)
         return Status(VDKIT_E_INTERNAL,
                       img->setup_.location + ": format '" + img->format_->info.name + "' created no instance");
+    VDKIT_TRY(img->refresh_size());
     return img;
 }
 
@@ -95,6 +97,12 @@ Result<vdkit_image_info> Image::raw_info() {
     if (rc != VDKIT_OK) return done(c, rc, "get info of");
     info.struct_size = sizeof(info);
     return info;
+}
+
+Status Image::refresh_size() {
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, raw_info());
+    size_ = info.virtual_size;
+    return Status::ok();
 }
 
 template <class Fn>
@@ -294,6 +302,64 @@ Status Image::write_zeroes(uint64_t offset, uint64_t len) {
     auto l = lock();
     vdkit_ctx c = ctx();
     return done(c, call_plugin(c, format_->format.write_zeroes, instance_, &c, offset, len), "write zeroes to");
+}
+
+Status Image::compact(const ProgressFunction &progress) {
+    if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
+    if (!format_->format.compact)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' cannot compact images");
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    c.progress = progress;
+    return done(c, call_plugin(c, format_->format.compact, instance_, &c), "compact");
+}
+
+Status Image::resize(uint64_t new_size, uint32_t flags) {
+    if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
+    if (!format_->format.resize)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' cannot resize images");
+    {
+        auto l = lock();
+        vdkit_ctx c = ctx();
+        VDKIT_TRY(done(c, call_plugin(c, format_->format.resize, instance_, &c, new_size, flags), "resize"));
+    }
+    VDKIT_TRY(refresh_size());
+    if (size_ != new_size)
+        return Status(VDKIT_E_INTERNAL, setup_.location + ": format '" + format_->info.name + "' resized to " +
+                                            std::to_string(size_) + " bytes instead of " + std::to_string(new_size));
+    return Status::ok();
+}
+
+Status Image::check(uint32_t flags, CheckReport &report) {
+    if ((flags & VDKIT_CHECK_REPAIR) && !(flags & VDKIT_CHECK_DRY_RUN) && !setup_.writable)
+        return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only; repair needs it writable");
+    if (!format_->format.check)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' cannot check images");
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    constexpr size_t kMaxFindings = 100000; // a hostile image cannot exhaust memory through findings
+    uint64_t dropped = 0;
+    c.finding = [&](uint32_t severity, uint64_t offset, std::string_view message) {
+        if (report.findings.size() >= kMaxFindings) {
+            ++dropped;
+            return;
+        }
+        CheckFinding f;
+        f.severity = severity <= VDKIT_FINDING_NOTE ? static_cast<FindingSeverity>(severity) : FindingSeverity::note;
+        if (offset != UINT64_MAX) f.offset = offset;
+        f.message.assign(message.substr(0, 4096));
+        report.findings.push_back(std::move(f));
+    };
+    vdkit_check_result result{};
+    result.struct_size = sizeof(result);
+    VDKIT_TRY(done(c, call_plugin(c, format_->format.check, instance_, &c, flags, &result), "check"));
+    report.errors = result.errors;
+    report.leaks = result.leaks;
+    report.repaired = result.repaired;
+    if (dropped)
+        report.findings.push_back({FindingSeverity::note, std::nullopt,
+                                   std::to_string(dropped) + " more findings were not listed"});
+    return Status::ok();
 }
 
 } // namespace vdkit

@@ -62,6 +62,12 @@ public:
     Result<std::string> metadata_get(std::string_view key);
     Status metadata_set(std::string_view key, std::string_view value);
     Result<std::vector<std::string>> metadata_keys();
+    Status compact(const ProgressFunction &progress);
+    Status resize(uint64_t new_size, uint32_t flags);
+    Status check(uint32_t flags, CheckReport &report);
+
+    // The virtual size last reported by the plugin (refreshed by resize).
+    uint64_t size() const noexcept { return size_; }
 
 private:
     Image(const Host &host, PluginEntryPtr format, ByteStorePtr main, ImageSetup setup);
@@ -71,6 +77,7 @@ private:
     template <class Fn>
     Result<std::string> get_string(Fn fn, std::string_view op);
     std::unique_lock<std::mutex> lock();
+    Status refresh_size();
 
     const Host &host_;
     PluginEntryPtr format_;
@@ -79,6 +86,7 @@ private:
     void *instance_ = nullptr;
     std::mutex mu_;
     bool serialise_ = true;
+    uint64_t size_ = 0;
 };
 
 } // namespace vdkit

@@ -283,6 +283,16 @@ const char *to_string(KeyType t) noexcept {
     }
     return "unknown";
 }
+
+const char *to_string(FindingSeverity s) noexcept {
+    switch (s) {
+    case FindingSeverity::error: return "error";
+    case FindingSeverity::leak: return "leak";
+    case FindingSeverity::repaired: return "repaired";
+    case FindingSeverity::note: return "note";
+    }
+    return "unknown";
+}
 } // namespace v1
 
 } // namespace vdkit

@@ -1,0 +1,745 @@
+// The `vdi` format plugin: VirtualBox disk images (shared/reference/formats.md
+// §2, §8.4; VirtualBox's backend in reference/virtualbox-vd.md §2.2).
+//
+// Reads and writes header versions 0 and 1.1 (with or without LCHS), image
+// types normal (dynamic), fixed, undo and diff, with VirtualBox's 1 MiB or
+// qemu's 512-byte alignment. The block map is held in memory; every change
+// to an entry is written to the file at once, so a zero block recorded in a
+// differencing image keeps shadowing its parent after a crash or reopen
+// (VirtualBox kept those in memory only: its issue #850).
+//
+// Space is kept dense the way VirtualBox does it: a block given back
+// (discard, write_zeroes, compact) leaves a hole that the last data block
+// is moved into, and the file is truncated. Moves copy data first, flush,
+// then repoint the map, so a crash in between leaks a block but never
+// exposes wrong data.
+//
+// Parent location: VDI has no field for it, so vdkit writes a small record
+// at 0x200 (see layout.hpp); the parent is verified by UUID on open.
+#include "layout.hpp"
+
+#include "vdkit/endian.hpp"
+#include "vdkit/plugin.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+#include <vector>
+
+using namespace vdkit;
+using namespace vdkit::vdi;
+using sdk::Context;
+using sdk::Error;
+using sdk::StoreRef;
+
+namespace {
+
+constexpr uint64_t kSector = 512;
+
+uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+bool is_nil(const std::array<uint8_t, 16> &u) {
+    return std::all_of(u.begin(), u.end(), [](uint8_t b) { return b == 0; });
+}
+bool all_zero(const unsigned char *p, uint64_t n) {
+    return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, static_cast<size_t>(n - 1)) == 0);
+}
+
+class VdiImage {
+public:
+    static uint32_t probe(Context &ctx, StoreRef main, std::string_view) {
+        const uint64_t size = main.size(ctx.get());
+        if (size < kPreHeaderSize) return VDKIT_PROBE_NO;
+        unsigned char head[kPreHeaderSize];
+        main.pread(ctx.get(), head, sizeof head, 0);
+        return vdi::probe(head, sizeof head) ? VDKIT_PROBE_CERTAIN : VDKIT_PROBE_NO;
+    }
+
+    static std::unique_ptr<VdiImage> open(Context &ctx, StoreRef main, std::string_view name, uint32_t flags) {
+        auto img = std::make_unique<VdiImage>();
+        img->main_ = main;
+        img->name_ = std::string(name);
+        img->writable_ = flags & VDKIT_OPEN_WRITE;
+        img->load(ctx);
+        return img;
+    }
+
+    static std::unique_ptr<VdiImage> create(Context &ctx, StoreRef main, std::string_view name,
+                                            const vdkit_create_params &p) {
+        auto img = std::make_unique<VdiImage>();
+        img->main_ = main;
+        img->name_ = std::string(name);
+        img->writable_ = true;
+        img->build(ctx, p);
+        return img;
+    }
+
+    void close(Context &ctx, bool) {
+        if (writable_) flush(ctx);
+    }
+
+    void info(Context &, vdkit_image_info &out) {
+        out.virtual_size = h_.disk_size;
+        out.granularity = h_.block_size;
+        if (h_.type == kTypeDiff) out.flags |= VDKIT_IMAGE_HAS_PARENT;
+        else out.flags |= VDKIT_IMAGE_ZERO_INIT;
+        if (h_.type == kTypeFixed) out.flags |= VDKIT_IMAGE_FIXED;
+        std::memcpy(out.uuid, h_.uuid_create.data(), 16);
+        std::memcpy(out.modification_uuid, h_.uuid_modify.data(), 16);
+        std::memcpy(out.parent_uuid, h_.uuid_linkage.data(), 16);
+        std::memcpy(out.parent_modification_uuid, h_.uuid_parent_modify.data(), 16);
+        out.pchs_cylinders = h_.pchs[0];
+        out.pchs_heads = h_.pchs[1];
+        out.pchs_sectors = h_.pchs[2];
+        if (h_.has_lchs()) {
+            out.lchs_cylinders = h_.lchs[0];
+            out.lchs_heads = h_.lchs[1];
+            out.lchs_sectors = h_.lchs[2];
+        }
+        static constexpr const char *kNames[] = {"", "dynamic", "fixed", "undo", "diff"};
+        out.subformat = sdk::str(kNames[h_.type]);
+    }
+
+    std::string parent_hint(Context &) { return h_.type == kTypeDiff ? hint_ : std::string(); }
+
+    std::string comment(Context &) { return std::string(h_.comment.data(), strnlen(h_.comment.data(), 256)); }
+
+    void set_comment(Context &ctx, std::string_view text) {
+        if (text.size() > 255) fail(VDKIT_E_INVALID_ARGUMENT, "a VDI comment holds at most 255 bytes");
+        h_.comment.fill('\0');
+        std::memcpy(h_.comment.data(), text.data(), text.size());
+        write_header(ctx);
+    }
+
+    void set_uuid(Context &ctx, uint32_t which, const uint8_t *u) {
+        std::array<uint8_t, 16> v;
+        std::memcpy(v.data(), u, 16);
+        switch (which) {
+        case VDKIT_UUID_IMAGE: h_.uuid_create = v; break;
+        case VDKIT_UUID_MODIFICATION: h_.uuid_modify = v; break;
+        case VDKIT_UUID_PARENT: h_.uuid_linkage = v; break;
+        case VDKIT_UUID_PARENT_MODIFICATION:
+            if (h_.legacy()) fail(VDKIT_E_NOT_SUPPORTED, "a version 0 header has no parent modification UUID");
+            h_.uuid_parent_modify = v;
+            break;
+        default: fail(VDKIT_E_INVALID_ARGUMENT, "unknown UUID kind " + std::to_string(which));
+        }
+        write_header(ctx);
+    }
+
+    void set_parent(Context &ctx, std::string_view hint, std::string_view, const uint8_t *uuid,
+                    const uint8_t *modification) {
+        write_hint(ctx, hint);
+        if (uuid) std::memcpy(h_.uuid_linkage.data(), uuid, 16);
+        if (modification && !h_.legacy()) std::memcpy(h_.uuid_parent_modify.data(), modification, 16);
+        h_.type = kTypeDiff;
+        write_header(ctx);
+    }
+
+    void set_geometry(Context &ctx, const uint32_t *pchs, const uint32_t *lchs) {
+        if (lchs && !h_.has_lchs()) fail(VDKIT_E_NOT_SUPPORTED, "this VDI header has no LCHS geometry field");
+        if (pchs) h_.pchs = {pchs[0], pchs[1], pchs[2], kSector};
+        if (lchs) h_.lchs = {lchs[0], lchs[1], lchs[2], kSector};
+        write_header(ctx);
+    }
+
+    sdk::ReadResult read(Context &ctx, uint64_t off, void *buf, uint64_t len) {
+        check_request(off, len);
+        const uint64_t b = off / h_.block_size, within = off % h_.block_size;
+        const uint32_t entry = map_[b];
+        uint64_t n = std::min(len, h_.block_size - within);
+        if (entry == kBlockFree) {
+            // One answer for a whole run of free blocks.
+            for (uint64_t next = b + 1; n < len && map_[next] == kBlockFree; ++next)
+                n = std::min(len, n + h_.block_size);
+            return {n, true};
+        }
+        if (entry == kBlockZero) {
+            std::memset(buf, 0, static_cast<size_t>(n));
+            return {n, false};
+        }
+        // Physically consecutive blocks are read in one call.
+        uint64_t next = b + 1;
+        while (n < len && map_[next] == entry + (next - b)) {
+            n = std::min(len, n + h_.block_size);
+            ++next;
+        }
+        const uint64_t at = data_offset(b, entry) + within;
+        if (at + n > file_size_)
+            fail(VDKIT_E_CORRUPT, "block " + std::to_string(b) + " points beyond the end of the file (" +
+                                      std::to_string(file_size_) + " bytes); run 'vdkit check -r'");
+        main_.pread(ctx.get(), buf, n, at);
+        return {n, false};
+    }
+
+    sdk::WriteResult write(Context &ctx, uint64_t off, const void *buf, uint64_t len) {
+        require_writable_map();
+        check_request(off, len);
+        touch(ctx);
+        const auto *in = static_cast<const unsigned char *>(buf);
+        uint64_t done = 0;
+        while (done < len) {
+            const uint64_t pos = off + done;
+            const uint64_t b = pos / h_.block_size, within = pos % h_.block_size;
+            const uint64_t n = std::min(len - done, h_.block_size - within);
+            pending_discards_.erase(static_cast<uint32_t>(b));
+            const uint32_t entry = map_[b];
+            if (is_allocated(entry)) {
+                main_.pwrite(ctx.get(), in + done, n, data_offset(b, entry) + within);
+                file_size_ = std::max(file_size_, data_offset(b, entry) + within + n);
+            } else if (within == 0 && n == block_span(b)) {
+                // A whole block: an all-zero one is recorded in the map only.
+                if (all_zero(in + done, n)) set_entry(ctx, b, kBlockZero);
+                else allocate(ctx, b, in + done, n);
+            } else if (entry == kBlockZero) {
+                // Part of a zero block: it is zero-filled here, not from the parent it shadows.
+                std::vector<unsigned char> block(static_cast<size_t>(block_span(b)), 0);
+                std::memcpy(block.data() + within, in + done, static_cast<size_t>(n));
+                allocate(ctx, b, block.data(), block.size());
+            } else {
+                if (done > 0) break; // report what was written; the host comes back for the rest
+                return {0, true, b * h_.block_size, block_span(b)};
+            }
+            done += n;
+        }
+        return {done, false, 0, 0};
+    }
+
+    sdk::BlockStatus block_status(Context &, uint64_t off, uint64_t len) {
+        check_request(off, len);
+        const uint64_t b = off / h_.block_size;
+        const uint32_t status = state_of(map_[b]);
+        uint64_t n = std::min(len, h_.block_size - off % h_.block_size);
+        for (uint64_t next = b + 1; n < len && state_of(map_[next]) == status; ++next)
+            n = std::min(len, n + h_.block_size);
+        return {status, n};
+    }
+
+    void flush(Context &ctx) {
+        if (!writable_) return;
+        if (header_dirty_) write_header(ctx);
+        main_.flush(ctx.get());
+    }
+
+    // Whole blocks become free (the chain below shows through a diff); parts
+    // of blocks are remembered until the rest of the block is discarded too.
+    void discard(Context &ctx, uint64_t off, uint64_t len) {
+        if (h_.type == kTypeFixed || len == 0) return; // fixed images stay fully allocated
+        require_writable_map();
+        touch(ctx);
+        const uint64_t end = off + len;
+        for (uint64_t pos = off; pos < end;) {
+            const uint64_t b = pos / h_.block_size, start = b * h_.block_size;
+            const uint64_t span = block_span(b), stop = std::min(end, start + span);
+            if (pos == start && stop == start + span) {
+                pending_discards_.erase(static_cast<uint32_t>(b));
+                release(ctx, b, kBlockFree);
+            } else if (map_[b] != kBlockFree && note_partial_discard(b, pos - start, stop - pos)) {
+                release(ctx, b, kBlockFree);
+            }
+            pos = stop;
+        }
+        fill_holes(ctx);
+    }
+
+    void write_zeroes(Context &ctx, uint64_t off, uint64_t len) {
+        if (h_.type == kTypeFixed) fail(VDKIT_E_NOT_SUPPORTED, "fixed images write zeros as data");
+        require_writable_map();
+        touch(ctx);
+        // The host passes whole blocks only (granularity = block size).
+        if (off % h_.block_size || (len % h_.block_size && off + len != h_.disk_size))
+            fail(VDKIT_E_INVALID_ARGUMENT, "write_zeroes needs whole blocks");
+        for (uint64_t b = off / h_.block_size; b * h_.block_size < off + len; ++b) {
+            pending_discards_.erase(static_cast<uint32_t>(b));
+            release(ctx, b, kBlockZero);
+        }
+        fill_holes(ctx);
+    }
+
+    // Zero blocks leave the data area (free in a base image, zero entries
+    // in a diff, where they must keep shadowing the parent); then the holes
+    // are closed and the file truncated. Blocks equal to the parent were
+    // already given back by the host.
+    void compact(Context &ctx) {
+        if (h_.type == kTypeFixed)
+            fail(VDKIT_E_NOT_SUPPORTED, "a fixed image is fully allocated by design; convert it to a dynamic one");
+        require_writable_map();
+        std::vector<unsigned char> block(static_cast<size_t>(h_.block_size));
+        bool touched = false;
+        for (uint64_t b = 0; b < h_.blocks; ++b) {
+            const uint32_t entry = map_[b];
+            if (is_allocated(entry)) {
+                const uint64_t span = block_span(b);
+                main_.pread(ctx.get(), block.data(), span, data_offset(b, entry));
+                if (all_zero(block.data(), span)) {
+                    if (!touched) touch(ctx);
+                    touched = true;
+                    release(ctx, b, h_.type == kTypeDiff ? kBlockZero : kBlockFree);
+                }
+            }
+            ctx.progress(b + 1, uint64_t(h_.blocks) * 2);
+        }
+        // Slots no map entry references (left by an interrupted move) are holes too.
+        std::vector<bool> used(h_.blocks_allocated, false);
+        for (uint32_t e : map_)
+            if (is_allocated(e) && e < used.size()) used[e] = true;
+        if (std::find(used.begin(), used.end(), false) != used.end()) holes_.push_back(0); // fill_holes finds them
+        fill_holes(ctx);
+        ctx.progress(uint64_t(h_.blocks) * 2, uint64_t(h_.blocks) * 2);
+    }
+
+    void resize(Context &ctx, uint64_t new_size, uint32_t flags) {
+        if (h_.legacy()) fail(VDKIT_E_NOT_SUPPORTED, "version 0 images cannot be resized; convert to a current VDI");
+        if (new_size == 0 || new_size >= kMaxDiskSize)
+            fail(VDKIT_E_INVALID_ARGUMENT, "size " + std::to_string(new_size) + " is out of the VDI range");
+        require_writable_map();
+        touch(ctx);
+        const uint64_t new_blocks = (new_size + h_.block_size - 1) / h_.block_size;
+        if (new_size < h_.disk_size) {
+            if (!(flags & VDKIT_RESIZE_SHRINK)) fail(VDKIT_E_INVALID_ARGUMENT, "shrinking needs the shrink flag");
+            shrink(ctx, new_size, new_blocks);
+        } else if (new_blocks > h_.blocks) {
+            grow_map(ctx, static_cast<uint32_t>(new_blocks));
+        }
+        h_.disk_size = new_size;
+        write_header(ctx);
+        main_.flush(ctx.get());
+    }
+
+    // Findings with the file offset they concern; with repair (and no dry
+    // run) each fixable one is fixed: bad entries are cleared (the block
+    // reads as unallocated), counts corrected, orphans reclaimed, the file
+    // truncated after the last data block.
+    void check(Context &ctx, uint32_t flags, vdkit_check_result &r) {
+        const bool repair = (flags & VDKIT_CHECK_REPAIR) && !(flags & VDKIT_CHECK_DRY_RUN);
+        const bool dry = (flags & VDKIT_CHECK_REPAIR) && !repair;
+        if (repair && !writable_) fail(VDKIT_E_READ_ONLY, "repair needs the image open for writing");
+        auto report = [&](bool error, uint64_t offset, const std::string &msg) {
+            uint32_t sev = error ? VDKIT_FINDING_ERROR : VDKIT_FINDING_LEAK;
+            if (repair) sev = VDKIT_FINDING_REPAIRED, ++r.repaired;
+            else if (error) ++r.errors;
+            else ++r.leaks;
+            ctx.finding(sev, offset, dry ? msg + " (would be repaired)" : msg);
+        };
+
+        if (is_nil(h_.uuid_create) || is_nil(h_.uuid_modify)) {
+            report(true, 0x188, "the image or modification UUID is null (VirtualBox refuses such images)");
+            if (repair) {
+                if (is_nil(h_.uuid_create)) sdk::host().generate_uuid(h_.uuid_create.data());
+                if (is_nil(h_.uuid_modify)) sdk::host().generate_uuid(h_.uuid_modify.data());
+            }
+        }
+        // Map entries: out of range, beyond the file, or shared with another block.
+        const uint64_t limit = data_blocks_in_file();
+        std::vector<uint32_t> owner(static_cast<size_t>(limit), kBlockFree);
+        uint32_t highest = 0; // one past the highest data block in use
+        for (uint32_t b = 0; b < h_.blocks; ++b) {
+            const uint32_t e = map_[b];
+            if (!is_allocated(e)) continue;
+            std::string bad;
+            if (e >= h_.blocks)
+                bad = "points at data block " + std::to_string(e) + ", beyond the " + std::to_string(h_.blocks) +
+                      " a disk of this size can have";
+            else if (e >= limit)
+                bad = "points at data block " + std::to_string(e) + ", beyond the end of the file (truncated data area)";
+            else if (owner[e] != kBlockFree)
+                bad = "shares data block " + std::to_string(e) + " with block " + std::to_string(owner[e]);
+            if (!bad.empty()) {
+                report(true, h_.off_blocks + uint64_t(b) * 4, "block " + std::to_string(b) + " " + bad + "; its entry is cleared");
+                if (repair) set_entry(ctx, b, kBlockFree);
+                continue;
+            }
+            owner[e] = b;
+            highest = std::max(highest, e + 1);
+        }
+        uint32_t count = h_.blocks_allocated;
+        if (highest > count || count > limit) {
+            report(true, 0x184, "the header counts " + std::to_string(count) + " allocated blocks; the map uses " +
+                                    std::to_string(highest) + " and the file holds " + std::to_string(limit));
+            count = std::max(highest, static_cast<uint32_t>(std::min<uint64_t>(count, limit)));
+        }
+        std::vector<uint32_t> orphans;
+        for (uint32_t i = 0; i < count; ++i)
+            if (owner[i] == kBlockFree) orphans.push_back(i);
+        if (!orphans.empty())
+            report(false, h_.off_data + uint64_t(orphans.front()) * h_.stride(),
+                   std::to_string(orphans.size()) + " data blocks are not used by any block");
+        const uint64_t data_end = h_.off_data + uint64_t(count) * h_.stride();
+        if (file_size_ > data_end)
+            report(false, data_end, std::to_string(file_size_ - data_end) + " bytes follow the last data block");
+        if (repair) {
+            h_.blocks_allocated = count;
+            next_block_ = count;
+            holes_ = std::move(orphans);
+            map_damaged_ = false;
+            write_header(ctx);
+            fill_holes(ctx);
+            if (file_size_ > h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride()) {
+                file_size_ = h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride();
+                main_.truncate(ctx.get(), file_size_);
+            }
+            main_.flush(ctx.get());
+        }
+    }
+
+private:
+    [[noreturn]] void fail(uint32_t code, const std::string &why) const { throw Error(code, name_ + ": " + why); }
+
+    // The virtual bytes block b covers (the last one may be short).
+    uint64_t block_span(uint64_t b) const { return std::min<uint64_t>(h_.block_size, h_.disk_size - b * h_.block_size); }
+    uint64_t data_offset(uint64_t, uint32_t entry) const {
+        return h_.off_data + uint64_t(entry) * h_.stride() + h_.block_extra;
+    }
+    // Whole data blocks the file holds, bounded by the block count.
+    uint64_t data_blocks_in_file() const {
+        if (file_size_ <= h_.off_data) return 0;
+        return std::min<uint64_t>((file_size_ - h_.off_data) / h_.stride(), h_.blocks);
+    }
+    // The host keeps requests within the disk; scans below rely on it.
+    void check_request(uint64_t off, uint64_t len) const {
+        if (off >= h_.disk_size || len > h_.disk_size - off)
+            fail(VDKIT_E_OUT_OF_RANGE, "request beyond the end of the disk");
+    }
+    uint32_t state_of(uint32_t entry) const {
+        if (entry == kBlockFree) return VDKIT_BLOCK_UNALLOCATED;
+        if (entry == kBlockZero) return VDKIT_BLOCK_ZERO;
+        return VDKIT_BLOCK_DATA;
+    }
+    void require_writable_map() const {
+        if (!writable_) fail(VDKIT_E_READ_ONLY, "the image is open read-only");
+        if (map_damaged_)
+            fail(VDKIT_E_CORRUPT, "the block map has entries that are out of range or shared; writing could destroy "
+                                  "data, run 'vdkit check -r' first");
+    }
+
+    void load(Context &ctx) {
+        file_size_ = main_.size(ctx.get());
+        unsigned char buf[kHeaderReadSize]{};
+        const uint64_t n = std::min<uint64_t>(file_size_, sizeof buf);
+        main_.pread(ctx.get(), buf, n, 0);
+        if (auto err = parse(buf, n, file_size_, h_)) fail(VDKIT_E_CORRUPT, *err);
+        if (h_.type == kTypeDiff && h_.legacy())
+            fail(VDKIT_E_CORRUPT, "a version 0 header cannot describe a differencing image");
+        // The map is bounded by the file size (checked in parse).
+        std::vector<unsigned char> raw(static_cast<size_t>(uint64_t(h_.blocks) * 4));
+        if (!raw.empty()) main_.pread(ctx.get(), raw.data(), raw.size(), h_.off_blocks);
+        map_.resize(h_.blocks);
+        for (uint32_t i = 0; i < h_.blocks; ++i) map_[i] = static_cast<uint32_t>(sdk::load_le(raw.data() + 4 * i, 4));
+        // Entries beyond the file or shared by two blocks would let a write
+        // destroy other data: writing is refused until check -r fixes them.
+        // An allocated count lower than the map's highest entry (a crash
+        // before the header was updated) is only raised, in memory.
+        const uint64_t limit = data_blocks_in_file();
+        std::vector<bool> used(static_cast<size_t>(limit), false);
+        next_block_ = h_.blocks_allocated;
+        for (uint32_t i = 0; i < h_.blocks; ++i) {
+            const uint32_t e = map_[i];
+            if (!is_allocated(e)) continue;
+            if (e >= limit || used[e]) {
+                map_damaged_ = true;
+                continue;
+            }
+            used[e] = true;
+            next_block_ = std::max(next_block_, e + 1);
+        }
+        if (h_.off_blocks >= kHintOffset + kHintHeader && h_.end() <= kHintOffset) read_hint(ctx);
+    }
+
+    void read_hint(Context &ctx) {
+        unsigned char head[kHintHeader];
+        main_.pread(ctx.get(), head, sizeof head, kHintOffset);
+        if (std::memcmp(head, kHintMagic, 8) != 0 || sdk::load_le(head + 8, 4) != 1) return;
+        const uint64_t len = sdk::load_le(head + 12, 4);
+        if (len > h_.off_blocks - kHintOffset - kHintHeader)
+            fail(VDKIT_E_CORRUPT, "the parent location record at 0x200 is longer than its area");
+        hint_.assign(static_cast<size_t>(len), '\0');
+        main_.pread(ctx.get(), hint_.data(), len, kHintOffset + kHintHeader);
+    }
+
+    void write_hint(Context &ctx, std::string_view hint) {
+        if (h_.end() > kHintOffset || h_.off_blocks < kHintOffset + kHintHeader + hint.size())
+            fail(VDKIT_E_NOT_SUPPORTED, "no room for a parent location in this VDI (its block map starts at " +
+                                            std::to_string(h_.off_blocks) + ")");
+        std::vector<unsigned char> rec(static_cast<size_t>(kHintHeader + hint.size()));
+        std::memcpy(rec.data(), kHintMagic, 8);
+        sdk::store_le(rec.data() + 8, 1, 4);
+        sdk::store_le(rec.data() + 12, hint.size(), 4);
+        std::memcpy(rec.data() + kHintHeader, hint.data(), hint.size());
+        main_.pwrite(ctx.get(), rec.data(), rec.size(), kHintOffset);
+        hint_ = std::string(hint);
+    }
+
+    void build(Context &ctx, const vdkit_create_params &p) {
+        if (p.size == 0 || p.size >= kMaxDiskSize)
+            fail(VDKIT_E_INVALID_ARGUMENT, "size " + std::to_string(p.size) + " is out of the VDI range (1 byte to 4 PiB - 3 MiB)");
+        const uint64_t block = ctx.config_uint("block-size").value_or(1u << 20);
+        const uint64_t align = ctx.config_uint("alignment").value_or(1u << 20);
+        if ((block & (block - 1)) || block < kMinBlockSize || block > kMaxBlockSize)
+            fail(VDKIT_E_INVALID_ARGUMENT, "block-size must be a power of two from 512 bytes to 256 MiB");
+        if ((align & (align - 1)) || align < kSector || align > (64u << 20))
+            fail(VDKIT_E_INVALID_ARGUMENT, "alignment must be a power of two from 512 bytes to 64 MiB");
+        const bool diff = p.flags & VDKIT_CREATE_DIFF;
+        const bool fixed = (p.flags & VDKIT_CREATE_FIXED) && !diff;
+        h_ = Header{};
+        h_.type = diff ? kTypeDiff : fixed ? kTypeFixed : kTypeNormal;
+        h_.disk_size = p.size;
+        h_.block_size = static_cast<uint32_t>(block);
+        const uint64_t blocks = (p.size + block - 1) / block;
+        if (blocks >= kBlockZero) fail(VDKIT_E_INVALID_ARGUMENT, "too many blocks; use a larger block-size");
+        h_.blocks = static_cast<uint32_t>(blocks);
+        const uint64_t off_blocks = align_up(kHintAreaEnd, align);
+        const uint64_t off_data = align_up(off_blocks + blocks * 4, align);
+        if (off_data > UINT32_MAX) fail(VDKIT_E_INVALID_ARGUMENT, "the block map does not fit a 32-bit data offset");
+        h_.off_blocks = static_cast<uint32_t>(off_blocks);
+        h_.off_data = static_cast<uint32_t>(off_data);
+        h_.pchs = {p.pchs_cylinders, p.pchs_heads, p.pchs_sectors, static_cast<uint32_t>(kSector)};
+        h_.lchs = {p.lchs_cylinders, p.lchs_heads, p.lchs_sectors, static_cast<uint32_t>(kSector)};
+        std::memcpy(h_.uuid_create.data(), p.uuid, 16);
+        if (is_nil(h_.uuid_create)) sdk::host().generate_uuid(h_.uuid_create.data());
+        sdk::host().generate_uuid(h_.uuid_modify.data());
+        if (diff) {
+            std::memcpy(h_.uuid_linkage.data(), p.parent_uuid, 16);
+            std::memcpy(h_.uuid_parent_modify.data(), p.parent_modification_uuid, 16);
+        }
+        map_.assign(blocks, kBlockFree);
+        if (fixed) {
+            for (uint32_t i = 0; i < h_.blocks; ++i) map_[i] = i;
+            h_.blocks_allocated = h_.blocks;
+        }
+        next_block_ = h_.blocks_allocated;
+        file_size_ = off_data + uint64_t(h_.blocks_allocated) * h_.stride();
+
+        unsigned char buf[kHeaderReadSize];
+        serialise(h_, buf);
+        main_.truncate(ctx.get(), file_size_);
+        main_.pwrite(ctx.get(), buf, h_.end(), 0);
+        if (diff) write_hint(ctx, sdk::view(p.parent_hint));
+        write_map_range(ctx, 0, h_.blocks);
+        if (fixed) main_.zero(ctx.get(), off_data, file_size_ - off_data); // allocate the data area
+        main_.flush(ctx.get());
+    }
+
+    // Write map entries [first, last) to the file.
+    void write_map_range(Context &ctx, uint64_t first, uint64_t last) {
+        constexpr uint64_t kChunk = 1u << 18; // entries per write (1 MiB)
+        std::vector<unsigned char> raw(static_cast<size_t>(std::min(kChunk, last - first) * 4));
+        for (uint64_t i = first; i < last;) {
+            const uint64_t n = std::min(kChunk, last - i);
+            for (uint64_t j = 0; j < n; ++j) sdk::store_le(raw.data() + 4 * j, map_[i + j], 4);
+            main_.pwrite(ctx.get(), raw.data(), n * 4, h_.off_blocks + i * 4);
+            i += n;
+        }
+    }
+
+    void set_entry(Context &ctx, uint64_t b, uint32_t entry) {
+        map_[b] = entry;
+        unsigned char raw[4];
+        sdk::store_le(raw, entry, 4);
+        main_.pwrite(ctx.get(), raw, 4, h_.off_blocks + b * 4);
+    }
+
+    void write_header(Context &ctx) {
+        unsigned char buf[kHeaderReadSize];
+        serialise(h_, buf);
+        // From the signature on: the banner text of the image's creator stays.
+        main_.pwrite(ctx.get(), buf + 0x40, h_.end() - 0x40, 0x40);
+        header_dirty_ = false;
+    }
+
+    // The first change after open gets a new modification UUID, written at
+    // once so a child made later records the right one.
+    void touch(Context &ctx) {
+        if (touched_) return;
+        touched_ = true;
+        sdk::host().generate_uuid(h_.uuid_modify.data());
+        write_header(ctx);
+    }
+
+    // Append a data block for virtual block b holding data (n bytes, the rest zero).
+    void allocate(Context &ctx, uint64_t b, const unsigned char *data, uint64_t n) {
+        if (next_block_ >= h_.blocks) fail(VDKIT_E_CORRUPT, "no free data block left (allocated count is wrong)");
+        const uint32_t index = next_block_;
+        const uint64_t at = h_.off_data + uint64_t(index) * h_.stride();
+        if (h_.block_extra) {
+            std::vector<unsigned char> extra(h_.block_extra, 0);
+            main_.pwrite(ctx.get(), extra.data(), extra.size(), at);
+        }
+        main_.pwrite(ctx.get(), data, n, at + h_.block_extra);
+        if (n < h_.block_size) {
+            std::vector<unsigned char> pad(static_cast<size_t>(h_.block_size - n), 0);
+            main_.pwrite(ctx.get(), pad.data(), pad.size(), at + h_.block_extra + n);
+        }
+        file_size_ = std::max(file_size_, at + h_.stride());
+        ++next_block_;
+        h_.blocks_allocated = std::max(h_.blocks_allocated, next_block_);
+        header_dirty_ = true;
+        set_entry(ctx, b, index); // after the data: a crash leaves an orphan, never garbage
+    }
+
+    // Point block b at entry (free or zero); its data block becomes a hole.
+    void release(Context &ctx, uint64_t b, uint32_t entry) {
+        const uint32_t old = map_[b];
+        if (old == entry) return;
+        set_entry(ctx, b, entry);
+        if (is_allocated(old)) holes_.push_back(old);
+    }
+
+    // Returns true when a partial discard completes block b.
+    bool note_partial_discard(uint64_t b, uint64_t within, uint64_t len) {
+        const uint64_t sectors = (block_span(b) + kSector - 1) / kSector;
+        auto &bits = pending_discards_[static_cast<uint32_t>(b)];
+        bits.resize(static_cast<size_t>(sectors), false);
+        // Only whole sectors count; a partial sector keeps its data.
+        const uint64_t first = (within + kSector - 1) / kSector;
+        const uint64_t end = within + len == block_span(b) ? sectors : (within + len) / kSector;
+        for (uint64_t s = first; s < end; ++s) bits[static_cast<size_t>(s)] = true;
+        if (std::find(bits.begin(), bits.end(), false) != bits.end()) return false;
+        pending_discards_.erase(static_cast<uint32_t>(b));
+        return true;
+    }
+
+    // Move the last data blocks into the holes and truncate: map entries
+    // change only after the copies are flushed. Every data block no entry
+    // references counts as a hole, not only those in holes_ (which says
+    // that there is work to do).
+    void fill_holes(Context &ctx) {
+        if (holes_.empty()) return;
+        holes_.clear();
+        main_.flush(ctx.get()); // the map no longer references the holes
+        std::vector<uint32_t> owner(h_.blocks_allocated, kBlockFree);
+        for (uint32_t b = 0; b < h_.blocks; ++b)
+            if (is_allocated(map_[b]) && map_[b] < owner.size()) owner[map_[b]] = b;
+        uint32_t end = h_.blocks_allocated;
+        auto trim = [&] {
+            while (end > 0 && owner[end - 1] == kBlockFree) --end;
+        };
+        trim();
+        std::vector<std::pair<uint32_t, uint32_t>> moves; // from, to
+        for (uint32_t hole = 0; hole < end; ++hole) {
+            if (owner[hole] != kBlockFree) continue;
+            // end - 1 is in use and lies beyond the hole.
+            moves.emplace_back(end - 1, hole);
+            owner[hole] = owner[end - 1];
+            owner[end - 1] = kBlockFree;
+            trim();
+        }
+        std::vector<unsigned char> buf(static_cast<size_t>(h_.stride()));
+        for (auto [from, to] : moves) {
+            main_.pread(ctx.get(), buf.data(), buf.size(), h_.off_data + uint64_t(from) * h_.stride());
+            main_.pwrite(ctx.get(), buf.data(), buf.size(), h_.off_data + uint64_t(to) * h_.stride());
+        }
+        if (!moves.empty()) main_.flush(ctx.get());
+        for (auto [from, to] : moves) set_entry(ctx, owner[to], to);
+        h_.blocks_allocated = end;
+        next_block_ = end;
+        write_header(ctx);
+        main_.flush(ctx.get());
+        file_size_ = h_.off_data + uint64_t(end) * h_.stride();
+        main_.truncate(ctx.get(), file_size_);
+    }
+
+    // Enlarge the map to new_blocks entries. When it would run into the
+    // data, the leading data blocks move to the end of the file first.
+    void grow_map(Context &ctx, uint32_t new_blocks) {
+        if (new_blocks >= kBlockZero) fail(VDKIT_E_INVALID_ARGUMENT, "too many blocks for a VDI");
+        const uint64_t map_end = uint64_t(h_.off_blocks) + uint64_t(new_blocks) * 4;
+        if (map_end > h_.off_data) {
+            const uint64_t shift_blocks = (map_end - h_.off_data + h_.stride() - 1) / h_.stride();
+            const uint64_t new_off_data = h_.off_data + shift_blocks * h_.stride();
+            if (new_off_data > UINT32_MAX) fail(VDKIT_E_NOT_SUPPORTED, "the grown map does not fit a 32-bit data offset");
+            const uint32_t k = static_cast<uint32_t>(shift_blocks);
+            const uint32_t moved = std::min(h_.blocks_allocated, k);
+            const uint32_t base = std::max(h_.blocks_allocated, k) - k; // new index of the first moved block
+            std::vector<unsigned char> buf(static_cast<size_t>(h_.stride()));
+            for (uint32_t i = 0; i < moved; ++i) {
+                main_.pread(ctx.get(), buf.data(), buf.size(), h_.off_data + uint64_t(i) * h_.stride());
+                main_.pwrite(ctx.get(), buf.data(), buf.size(), new_off_data + uint64_t(base + i) * h_.stride());
+            }
+            main_.flush(ctx.get());
+            for (uint32_t b = 0; b < h_.blocks; ++b) {
+                uint32_t &e = map_[b];
+                if (is_allocated(e)) e = e < k ? base + e : e - k;
+            }
+            h_.off_data = static_cast<uint32_t>(new_off_data);
+            file_size_ = std::max(file_size_, new_off_data + uint64_t(h_.blocks_allocated) * h_.stride());
+        }
+        const uint32_t old_blocks = h_.blocks;
+        map_.resize(new_blocks, kBlockFree);
+        h_.blocks = new_blocks;
+        if (h_.type == kTypeFixed) {
+            for (uint32_t b = old_blocks; b < new_blocks; ++b) map_[b] = h_.blocks_allocated + (b - old_blocks);
+            h_.blocks_allocated += new_blocks - old_blocks;
+            const uint64_t from = h_.off_data + uint64_t(next_block_) * h_.stride();
+            file_size_ = h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride();
+            main_.truncate(ctx.get(), file_size_);
+            main_.zero(ctx.get(), from, file_size_ - from);
+            next_block_ = h_.blocks_allocated;
+        }
+        // Data first, then the map, then the header (written by resize()).
+        write_map_range(ctx, 0, new_blocks);
+        main_.flush(ctx.get());
+    }
+
+    // Shrinking is allowed when nothing but zeros lies past the new end.
+    void shrink(Context &ctx, uint64_t new_size, uint64_t new_blocks) {
+        std::vector<unsigned char> block(static_cast<size_t>(h_.block_size));
+        for (uint64_t b = new_size / h_.block_size; b < h_.blocks; ++b) {
+            const uint32_t e = map_[b];
+            if (!is_allocated(e)) continue;
+            const uint64_t from = std::max(new_size, b * h_.block_size) - b * h_.block_size;
+            const uint64_t span = block_span(b);
+            if (from >= span) continue;
+            main_.pread(ctx.get(), block.data(), span - from, data_offset(b, e) + from);
+            if (!all_zero(block.data(), span - from))
+                fail(VDKIT_E_INVALID_ARGUMENT, "data lies past the new end (at " + std::to_string(b * h_.block_size + from) +
+                                                   "); discard it first, shrinking never drops data");
+        }
+        // The tail of a kept partial block is already zero (checked above).
+        for (uint64_t b = new_blocks; b < h_.blocks; ++b) release(ctx, b, kBlockFree);
+        fill_holes(ctx);
+        map_.resize(new_blocks);
+        h_.blocks = static_cast<uint32_t>(new_blocks);
+    }
+
+    StoreRef main_;
+    std::string name_;
+    bool writable_ = false;
+    Header h_;
+    std::vector<uint32_t> map_; // h_.blocks entries
+    std::string hint_;
+    uint64_t file_size_ = 0;
+    uint32_t next_block_ = 0;    // data block index the next allocation takes
+    bool header_dirty_ = false;
+    bool touched_ = false;
+    bool map_damaged_ = false;
+    std::vector<uint32_t> holes_; // data blocks given back since the last fill_holes()
+    std::map<uint32_t, std::vector<bool>> pending_discards_;
+};
+
+constexpr vdkit_config_key kKeys[] = {
+    sdk::key("block-size", VDKIT_KEY_SIZE, "1M",
+             "Allocation block size, a power of two (VirtualBox AllocationBlockSize; qemu reads only 1M).",
+             VDKIT_KEY_CREATE_ONLY, {}, 512, 256 << 20),
+    sdk::key("alignment", VDKIT_KEY_SIZE, "1M",
+             "Alignment of the block map and data area: 1M as VirtualBox writes, down to 512 for small files.",
+             VDKIT_KEY_CREATE_ONLY | VDKIT_KEY_EXPERT, {}, 512, 64 << 20),
+};
+constexpr vdkit_str kExtensions[] = {sdk::str("vdi")};
+
+const vdkit_plugin_descriptor *vdi_format() {
+    static const vdkit_plugin_descriptor d = sdk::describe(
+        VDKIT_KIND_FORMAT,
+        sdk::DescriptorSpec{"vdi", "1.0.0", "VirtualBox disk images (dynamic, fixed, differencing)",
+                            VDKIT_CAP_CREATE_FIXED | VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD |
+                                VDKIT_CAP_FILE_BASED | VDKIT_CAP_UUID | VDKIT_CAP_COMMENT | VDKIT_CAP_COMPACT |
+                                VDKIT_CAP_RESIZE | VDKIT_CAP_CHECK | VDKIT_CAP_ZERO_STATE,
+                            kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
+                            static_cast<uint32_t>(std::size(kExtensions))},
+        sdk::format_ops<VdiImage>());
+    return &d;
+}
+
+} // namespace
+
+VDKIT_SDK_ENTRY(vdi_format())
