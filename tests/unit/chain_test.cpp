@@ -43,14 +43,16 @@ struct Level {
 CreateOptions level_opts(const Level &l, uint64_t size = 0) {
     CreateOptions o = test::create_opts(l.format, size);
     if (l.format == "vdi") o.options["block-size"] = std::to_string(kBlock);
+    if (l.format == "vmdk") o.options["zeroed-grain"] = "true"; // zero grains can be recorded
     return o;
 }
-const Level kToy{"toysparse", "toys"}, kVdi{"vdi", "vdi"};
+const Level kToy{"toysparse", "toys"}, kVdi{"vdi", "vdi"}, kVmdk{"vmdk", "vmdk"};
 
 TEST_CASE("a three-level chain reads and writes like one disk (model checked)", "[chain]") {
-    // Single-format chains and mixed ones (VDI under toysparse and the reverse).
+    // Single-format chains and mixed ones (VDI base with VMDK diffs and the reverse).
     auto levels = GENERATE(std::vector<Level>{kToy, kToy, kToy}, std::vector<Level>{kVdi, kVdi, kVdi},
-                           std::vector<Level>{kVdi, kToy, kVdi}, std::vector<Level>{kToy, kVdi, kToy});
+                           std::vector<Level>{kVmdk, kVmdk, kVmdk}, std::vector<Level>{kVdi, kVmdk, kVdi},
+                           std::vector<Level>{kVmdk, kVdi, kVmdk}, std::vector<Level>{kToy, kVdi, kToy});
     CAPTURE(levels[0].format, levels[1].format, levels[2].format);
     test::TempDir dir;
     auto lib = test::make_library();
@@ -102,7 +104,7 @@ TEST_CASE("a three-level chain reads and writes like one disk (model checked)", 
 }
 
 TEST_CASE("a zero write over parent data keeps shadowing it after reopen", "[chain]") {
-    auto level = GENERATE(kToy, kVdi);
+    auto level = GENERATE(kToy, kVdi, kVmdk);
     CAPTURE(level.format);
     test::TempDir dir;
     auto lib = test::make_library();

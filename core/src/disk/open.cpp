@@ -107,7 +107,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
     std::string format_name = options.format;
     bool top = true;
     Uuid expected_parent{}, expected_parent_modification{};
-    std::string child_location;
+    std::string child_location, child_format;
     // Walk from the top image down to the base, then reverse.
     std::vector<std::unique_ptr<Image>> chain;
     for (;;) {
@@ -151,7 +151,9 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         // The child also records the parent's modification id (VDI's parent
         // modification UUID, VMDK's parentCID): a mismatch means the parent
         // changed after the child was made, so the child's view is stale.
-        if (!top && !util::uuid_is_nil(expected_parent_modification.data()) &&
+        // Modification ids are compared within one format only: a VMDK
+        // child's parentCID cannot name a VDI parent's modification UUID.
+        if (!top && child_format == fmt->info.name && !util::uuid_is_nil(expected_parent_modification.data()) &&
             !util::uuid_is_nil(info.modification_uuid) &&
             std::memcmp(expected_parent_modification.data(), info.modification_uuid, 16) != 0 &&
             !options.ignore_parent_mismatch)
@@ -178,6 +180,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         if (!exists)
             return Status(VDKIT_E_NOT_FOUND, current + ": parent image '" + hint + "' (" + parent + ") does not exist");
         child_location = current;
+        child_format = fmt->info.name;
         current = parent;
         format_name.clear();
         top = false;

@@ -346,7 +346,7 @@ public:
             else if (owner[e] != kBlockFree)
                 bad = "shares data block " + std::to_string(e) + " with block " + std::to_string(owner[e]);
             if (!bad.empty()) {
-                report(true, h_.off_blocks + uint64_t(b) * 4, "block " + std::to_string(b) + " " + bad + "; its entry is cleared");
+                report(true, h_.off_blocks + uint64_t(b) * 4, "block " + std::to_string(b) + " " + bad + "; repair clears the entry");
                 if (repair) set_entry(ctx, b, kBlockFree);
                 continue;
             }

@@ -75,8 +75,6 @@ public:
     static std::unique_ptr<VmdkImage> create(Context &ctx, StoreRef main, std::string_view name,
                                              const vdkit_create_params &p) {
         const std::string who(name);
-        if (p.flags & VDKIT_CREATE_DIFF)
-            throw Error(VDKIT_E_NOT_SUPPORTED, who + ": creating VMDK differencing disks is not supported yet");
         if (p.flags & VDKIT_CREATE_FIXED)
             throw Error(VDKIT_E_NOT_SUPPORTED, who + ": preallocated VMDK subformats are not supported yet");
         if (p.size % 512) throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": VMDK sizes are whole 512-byte sectors");
@@ -90,11 +88,32 @@ public:
         if (capacity >= (1ull << 32))
             throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": hosted sparse extents hold less than 2 TiB");
 
+        uint8_t image_uuid[16];
+        std::memcpy(image_uuid, p.uuid, 16);
+        if (std::all_of(image_uuid, image_uuid + 16, [](uint8_t b) { return b == 0; }))
+            sdk::host().generate_uuid(image_uuid);
         Descriptor d;
         d.version = "1";
         d.cid = new_cid();
         d.parent_cid = "ffffffff";
         d.create_type = "monolithicSparse";
+        const bool diff = p.flags & VDKIT_CREATE_DIFF;
+        if (diff) {
+            // parentCID: a VMDK parent's CID (the host passes it as the
+            // modification UUID, see cid_to_uuid); for a parent of another
+            // format the first four bytes of its modification UUID serve as
+            // a tag (the host compares modification ids within one format only).
+            uint32_t tag = (uint32_t(p.parent_modification_uuid[0]) << 24) |
+                           (uint32_t(p.parent_modification_uuid[1]) << 16) |
+                           (uint32_t(p.parent_modification_uuid[2]) << 8) | p.parent_modification_uuid[3];
+            if (tag == 0xFFFFFFFFu) tag = 0xFFFFFFFEu; // ffffffff means "no parent"
+            char cid[16];
+            std::snprintf(cid, sizeof cid, "%08x", tag);
+            d.parent_cid = cid;
+            d.parent_hint = std::string(sdk::view(p.parent_hint));
+            if (d.parent_hint.empty() || d.parent_hint.find('"') != std::string::npos)
+                throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": the parent location cannot be written into a descriptor");
+        }
         std::string base = who.substr(who.find_last_of('/') + 1);
         d.extents.push_back(ExtentLine{Access::rw, capacity, ExtentType::sparse, base, 0, 0});
         const uint64_t heads = adapter == "ide" ? 16 : 255, sectors = 63;
@@ -105,7 +124,9 @@ public:
                  {"ddb.geometry.sectors", std::to_string(sectors)},
                  {"ddb.adapterType", adapter},
                  {"ddb.toolsVersion", ctx.config("tools-version").value_or("2147483647")},
-                 {"ddb.uuid.image", uuid_text(p.uuid)}};
+                 {"ddb.uuid.image", uuid_text(image_uuid)}};
+        if (diff && std::any_of(p.parent_uuid, p.parent_uuid + 16, [](uint8_t b) { return b != 0; }))
+            d.ddb.emplace_back("ddb.uuid.parent", uuid_text(p.parent_uuid));
         constexpr uint64_t kDescriptorSectors = 20;
         create_sparse_layout(ctx, main, capacity, grain / 512, zeroed, kDescriptorSectors);
         std::string text = render_descriptor(d);
@@ -170,7 +191,11 @@ public:
     void info(Context &, vdkit_image_info &out) {
         out.virtual_size = size_;
         out.flags = (writable_ ? 0 : VDKIT_IMAGE_READ_ONLY) | (desc_.has_parent() ? VDKIT_IMAGE_HAS_PARENT : 0) |
-                    (created_ ? VDKIT_IMAGE_ZERO_INIT : 0);
+                    (created_ && !desc_.has_parent() ? VDKIT_IMAGE_ZERO_INIT : 0);
+        // ddb.uuid.image / ddb.uuid.parent (VMware writes them; qemu does not).
+        if (auto u = desc_.ddb_get("ddb.uuid.image")) parse_ddb_uuid(*u, out.uuid);
+        if (desc_.has_parent())
+            if (auto u = desc_.ddb_get("ddb.uuid.parent")) parse_ddb_uuid(*u, out.parent_uuid);
         out.granularity = granularity_;
         out.subformat = sdk::str(desc_.create_type);
         // CIDs are the chain link (VDF50): reported as modification ids.
@@ -264,6 +289,23 @@ private:
         out[2] = static_cast<uint8_t>(v >> 8);
         out[3] = static_cast<uint8_t>(v);
         out[4] = 1; // never all zero, even for CID 00000000
+    }
+
+    // "xx xx xx xx xx xx xx xx-xx xx xx xx xx xx xx xx"; anything else is ignored.
+    static void parse_ddb_uuid(const std::string &text, uint8_t out[16]) {
+        uint8_t v[16];
+        size_t pos = 0;
+        for (int i = 0; i < 16; ++i) {
+            if (i > 0) {
+                if (pos >= text.size() || (text[pos] != ' ' && text[pos] != '-')) return;
+                ++pos;
+            }
+            if (pos + 2 > text.size()) return;
+            auto [p, ec] = std::from_chars(text.data() + pos, text.data() + pos + 2, v[i], 16);
+            if (ec != std::errc() || p != text.data() + pos + 2) return;
+            pos += 2;
+        }
+        if (pos == text.size()) std::memcpy(out, v, 16);
     }
 
     static std::string uuid_text(const uint8_t u[16]) {
@@ -461,7 +503,7 @@ const vdkit_plugin_descriptor *vmdk_format() {
     static const vdkit_plugin_descriptor d = sdk::describe(
         VDKIT_KIND_FORMAT,
         sdk::DescriptorSpec{"vmdk", "0.2.0", "VMware virtual disks",
-                            VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DISCARD | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_FILE_BASED |
+                            VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_FILE_BASED |
                                 VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY,
                             kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
                             static_cast<uint32_t>(std::size(kExtensions))},

@@ -276,7 +276,8 @@ typedef struct vdkit_filter_ops {
  * writes at most struct_size bytes. An all-zero UUID means "none".
  * Chain links are verified on open: the child's parent_uuid must equal the
  * parent's uuid, and its parent_modification_uuid the parent's
- * modification_uuid (each check skipped when either side is all zero).
+ * modification_uuid (each check skipped when either side is all zero; the
+ * modification check only between images of the same format).
  * Formats with 32-bit content ids (VMDK CID) report them as a modification
  * UUID whose first four bytes hold the id big-endian, the rest zero. */
 typedef struct vdkit_image_info {

@@ -133,6 +133,19 @@ qemu-io -f vmdk -c "write -P 0x44 7M 200k" vdchild.vmdk > /dev/null
 qemu-img convert -f vmdk -O raw vdchild.vmdk vdchild.qemu.raw
 "$VDKIT" convert -O raw vdchild.vmdk vdchild.vdkit.raw && cmp -s vdchild.qemu.raw vdchild.vdkit.raw && ok \
     || bad "qemu child over a vdkit base differs"
+# A vdkit-made child (VixDiskLib CreateChild) over a qemu-made base: qemu-img
+# and libvmdk accept it, both tools read the same after qemu writes into it.
+qemu-img convert -q -f raw -O vmdk src.raw qbase.vmdk
+"$VDKIT" create -f vmdk -b qbase.vmdk vkid.vmdk > /dev/null && ok || bad "vdkit could not create a vmdk child"
+qemu-img check -q vkid.vmdk && ok || bad "qemu-img check fails on a vdkit child"
+qemu-img compare -q -F raw vkid.vmdk src.raw && ok || bad "vdkit child reads differently in qemu"
+qemu-img info vkid.vmdk | grep -q "backing file: qbase.vmdk" && ok || bad "qemu-img does not see the parent"
+if command -v vmdkinfo > /dev/null; then
+    vmdkinfo vkid.vmdk 2>&1 | grep -q "Parent filename:.*qbase.vmdk" && ok || bad "vmdkinfo does not see the parent"
+fi
+qemu-io -f vmdk -c "write -P 0x55 3M 100k" vkid.vmdk > /dev/null
+qemu-img convert -f vmdk -O raw vkid.vmdk vkid.qemu.raw
+"$VDKIT" convert -O raw vkid.vmdk vkid.vdkit.raw && cmp -s vkid.qemu.raw vkid.vdkit.raw && ok || bad "vdkit child after a qemu write"
 
 # 4. Hostile and damaged files: a clear error, never a crash or a silent answer.
 expect_error() { # expect_error <what> <file> <needle>
