@@ -86,6 +86,12 @@ same src.raw m.vdi "after grow"
 "$VDKIT" resize --shrink m.vdi 1M > log 2>&1 && bad "shrink over data was allowed" || { grep -q "data lies past the new end" log && ok || bad "shrink error: $(cat log)"; }
 "$VDKIT" resize m.vdi 1M > log 2>&1; [ $? -eq 2 ] && grep -q -- "--shrink" log && ok || bad "shrink without --shrink: $(cat log)"
 "$VDKIT" compact m.vdi > /dev/null && ok || bad "compact"
+# A fixed image grows fully allocated (VirtualBox cannot grow fixed images).
+cp --sparse=never v__preallocate_.vdi fx.vdi
+"$VDKIT" resize fx.vdi +20M > /dev/null && ok || bad "grow fixed"
+qcheck fx.vdi
+same src.raw fx.vdi "fixed after grow"
+[ "$(qemu-img info --output=json fx.vdi | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["actual-size"] >= j["virtual-size"])')" = True ] && ok || bad "grown fixed image is not allocated"
 qcheck m.vdi
 same src.raw m.vdi "after compact"
 # A diff made by vdkit over a qemu-made base, compacted: still the same disk.
