@@ -98,7 +98,7 @@ same src.raw m.vdi "after compact"
 "$VDKIT" create -f vdi -b q_static=off.vdi d.vdi > /dev/null && ok || bad "diff over qemu base"
 "$VDKIT" compare -F raw d.vdi src.raw > /dev/null && ok || bad "diff over qemu base reads differently"  # qemu-img cannot open VDI diffs
 "$VDKIT" compact d.vdi > /dev/null && ok || bad "compact diff"
-"$VDKIT" info d.vdi | grep -q "backing file: q_static=off.vdi" && ok || bad "diff names its parent"
+grep -q "backing file: q_static=off.vdi" <<< "$("$VDKIT" info d.vdi)" && ok || bad "diff names its parent"
 
 # 4. Mixed chains: VDI diff over a VMDK base and the other way round.
 qemu-img convert -f raw -O vmdk src.raw base.vmdk

@@ -41,7 +41,7 @@ for opts in subformat=monolithicSparse subformat=monolithicSparse,zeroed_grain=o
     else
         bad "$opts: vdkit's raw differs from qemu-img's"; cat "$name.log"
     fi
-    "$VDKIT" info "$name.vmdk" | grep -q "file format: vmdk" && ok || bad "$opts: info does not say vmdk"
+    grep -q "file format: vmdk" <<< "$("$VDKIT" info "$name.vmdk")" && ok || bad "$opts: info does not say vmdk"
     # Allocation agrees with qemu-img on where data is.
     "$VDKIT" map --output=json "$name.vmdk" > "$name.vmap" && qemu-img map --output=json "$name.vmdk" > "$name.qmap"
     # Sparse extents must agree exactly; for flat extents qemu reports the
@@ -72,7 +72,7 @@ qemu-img create -q -f vmdk -b child.vmdk -F vmdk grand.vmdk
 qemu-io -f vmdk -c "write -P 0x33 1100k 64k" -c "write -z 5M 128k" grand.vmdk > /dev/null
 qemu-img convert -f vmdk -O raw grand.vmdk grand.qemu.raw
 "$VDKIT" convert -O raw grand.vmdk grand.vdkit.raw && cmp -s grand.qemu.raw grand.vdkit.raw && ok || bad "chain reads differ"
-"$VDKIT" info grand.vmdk | grep -q "chain length: 3" && ok || bad "chain length"
+grep -q "chain length: 3" <<< "$("$VDKIT" info grand.vmdk)" && ok || bad "chain length"
 # A parent modified after its child was made (its CID changed) breaks the link.
 # qemu writes CIDs without zero padding (1..8 hex digits), so replace the
 # whole value, keeping the descriptor's length within its padded area.
@@ -139,9 +139,9 @@ qemu-img convert -q -f raw -O vmdk src.raw qbase.vmdk
 "$VDKIT" create -f vmdk -b qbase.vmdk vkid.vmdk > /dev/null && ok || bad "vdkit could not create a vmdk child"
 qemu-img check -q vkid.vmdk && ok || bad "qemu-img check fails on a vdkit child"
 qemu-img compare -q -F raw vkid.vmdk src.raw && ok || bad "vdkit child reads differently in qemu"
-qemu-img info vkid.vmdk | grep -q "backing file: qbase.vmdk" && ok || bad "qemu-img does not see the parent"
+grep -q "backing file: qbase.vmdk" <<< "$(qemu-img info vkid.vmdk)" && ok || bad "qemu-img does not see the parent"
 if command -v vmdkinfo > /dev/null; then
-    vmdkinfo vkid.vmdk 2>&1 | grep -q "Parent filename:.*qbase.vmdk" && ok || bad "vmdkinfo does not see the parent"
+    vmdkinfo vkid.vmdk > vkid.info 2>&1; grep -q "Parent filename:.*qbase.vmdk" vkid.info && ok || bad "vmdkinfo does not see the parent"
 fi
 qemu-io -f vmdk -c "write -P 0x55 3M 100k" vkid.vmdk > /dev/null
 qemu-img convert -f vmdk -O raw vkid.vmdk vkid.qemu.raw
