@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <set>
+#include <vector>
 
 TEST_CASE("the C API creates, writes, reads and reports errors as codes and text", "[c-api]") {
     vdkit::test::TempDir dir;
@@ -56,5 +57,55 @@ TEST_CASE("the C API creates, writes, reads and reports errors as codes and text
     CHECK(vdkit_disk_open(lib, nullptr, nullptr, 0, nullptr, &bad, &err) == VDKIT_E_INVALID_ARGUMENT);
     CHECK(std::strcmp(vdkit_status_text(VDKIT_E_BUSY), "in use by another process") == 0);
     CHECK(std::strcmp(vdkit_status_text(9999), "unknown status") == 0);
+    vdkit_library_close(lib);
+}
+
+TEST_CASE("the C API compacts, resizes and checks disks", "[c-api]") {
+    vdkit::test::TempDir dir;
+    vdkit_library_options lo{};
+    lo.struct_size = sizeof(lo);
+    lo.plugin_path = VDKIT_TEST_PLUGIN_DIR;
+    lo.flags = VDKIT_LIB_NO_ENV_PATH | VDKIT_LIB_NO_INSTALL_DIR | VDKIT_LIB_QUIET;
+    vdkit_error err{};
+    err.struct_size = sizeof(err);
+    vdkit_library *lib = nullptr;
+    REQUIRE(vdkit_library_open(&lo, &lib, &err) == VDKIT_OK);
+    vdkit_disk *disk = nullptr;
+    std::string img = dir / "m.vdi";
+    REQUIRE(vdkit_disk_create(lib, img.c_str(), "vdi", 8 << 20, 0, "block-size=1M", nullptr, &disk, &err) == VDKIT_OK);
+    std::vector<unsigned char> zeros(1 << 20, 0), data(1 << 20, 0x5A);
+    REQUIRE(vdkit_disk_write(disk, 0, data.data(), data.size(), &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_write(disk, 1 << 20, data.data(), data.size(), &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_write(disk, 1 << 20, zeros.data(), zeros.size(), &err) == VDKIT_OK); // allocated, all zero
+    int calls = 0;
+    auto progress = [](void *opaque, uint64_t, uint64_t) {
+        ++*static_cast<int *>(opaque);
+        return 0;
+    };
+    REQUIRE(vdkit_disk_compact(disk, progress, &calls, &err) == VDKIT_OK);
+    CHECK(calls > 0);
+    uint32_t state = 0;
+    uint64_t run = 0;
+    REQUIRE(vdkit_disk_block_status(disk, 1 << 20, 1 << 20, &state, &run, &err) == VDKIT_OK);
+    CHECK(state != VDKIT_BLOCK_DATA);
+    REQUIRE(vdkit_disk_resize(disk, 16 << 20, 0, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_size(disk) == 16u << 20);
+    CHECK(vdkit_disk_resize(disk, 4 << 20, 0, &err) == VDKIT_E_INVALID_ARGUMENT);
+    REQUIRE(vdkit_disk_resize(disk, 4 << 20, VDKIT_DISK_RESIZE_SHRINK, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_size(disk) == 4u << 20);
+    vdkit_check_summary sum{};
+    sum.struct_size = sizeof(sum);
+    int findings = 0;
+    auto on_finding = [](void *opaque, uint32_t, uint64_t, const char *) { ++*static_cast<int *>(opaque); };
+    REQUIRE(vdkit_disk_check(disk, 0, on_finding, &findings, &sum, &err) == VDKIT_OK);
+    CHECK(sum.errors == 0);
+    CHECK(sum.leaks == 0);
+    CHECK(findings == 0);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    // A format without check says so.
+    std::string raw = dir / "r.raw";
+    REQUIRE(vdkit_disk_create(lib, raw.c_str(), "raw", 1 << 20, 0, nullptr, nullptr, &disk, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_check(disk, 0, nullptr, nullptr, nullptr, &err) == VDKIT_E_NOT_SUPPORTED);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
     vdkit_library_close(lib);
 }
