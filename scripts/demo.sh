@@ -47,5 +47,16 @@ echo "== vdkit map roundtrip.img (data ranges only)"
 "$vdkit" map -f raw "$work/roundtrip.img" | awk 'NR==1 || /data/' | head -8
 echo "..."
 echo
+echo "== VirtualBox and VMware: vdkit convert -O vdi / -O vmdk, a snapshot over the VDI, check, compact"
+"$vdkit" convert -p -f raw -O vdi "$work/sample.img" "$work/sample.vdi"
+"$vdkit" convert -p -O vmdk "$work/sample.vdi" "$work/sample.vmdk"
+"$vdkit" create -f vmdk -b sample.vdi "$work/snapshot.vmdk"
+"$vdkit" info "$work/snapshot.vmdk" | grep -E "format|backing|chain"
+"$vdkit" check "$work/sample.vdi"
+"$vdkit" compact "$work/sample.vdi"
+qemu-img check -f vdi "$work/sample.vdi" && qemu-img compare -f raw "$work/sample.img" "$work/sample.vdi"
+qemu-img compare -f raw "$work/sample.img" "$work/sample.vmdk"
+"$vdkit" compare -F raw "$work/snapshot.vmdk" "$work/sample.img"
+echo
 du -h --apparent-size "$work/sample.img" | sed 's/^/apparent: /'
-du -h "$work/sample.toys" "$work/roundtrip.img" | sed 's/^/on disk:  /'
+du -h "$work/sample.toys" "$work/roundtrip.img" "$work/sample.vdi" "$work/sample.vmdk" | sed 's/^/on disk:  /'

@@ -232,7 +232,10 @@ class CreateCommand : public Command {
         CreateOptions o;
         o.format = format_;
         o.options = parse_options(options_);
+        // As with qemu-img, a relative -b names the parent from the new image's directory.
         o.parent = parent_;
+        if (!parent_.empty() && std::filesystem::path(parent_).is_relative() && parent_.find("://") == std::string::npos)
+            o.parent = (std::filesystem::path(image_).parent_path() / parent_).lexically_normal().string();
         o.parent_format = parent_format_;
         o.fixed = preallocate_;
         o.overwrite = overwrite_;
