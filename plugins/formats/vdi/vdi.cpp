@@ -366,8 +366,11 @@ public:
             report(false, h_.off_data + uint64_t(orphans.front()) * h_.stride(),
                    std::to_string(orphans.size()) + " data blocks are not used by any block");
         const uint64_t data_end = h_.off_data + uint64_t(count) * h_.stride();
-        if (file_size_ > data_end)
-            report(false, data_end, std::to_string(file_size_ - data_end) + " bytes follow the last data block");
+        if (file_size_ > data_end) {
+            const bool ragged = (file_size_ - h_.off_data) % h_.stride() != 0;
+            report(false, data_end, std::to_string(file_size_ - data_end) + " bytes follow the last data block" +
+                                        (ragged ? " (the data area is not a whole number of blocks)" : ""));
+        }
         if (repair) {
             h_.blocks_allocated = count;
             next_block_ = count;
