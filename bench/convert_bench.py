@@ -5,9 +5,10 @@ Usage: bench/convert_bench.py [--build build] [--size-gib 2] [--work DIR]
 
 Generates a sparse raw image with a realistic mix (random data, zero-filled
 data, holes), then times `vdkit convert` and `qemu-img convert` for the same
-conversion and prints time and peak-RSS ratios. A second case converts a 1 TiB
-sparse image holding 64 MiB of data, to show that cost follows allocated data,
-not virtual size. Formats other than raw join this table as their plugins land.
+conversion (raw, VMDK monolithicSparse and streamOptimized, VDI targets) and
+prints time and peak-RSS ratios. A second source is a 1 TiB sparse image
+holding 64 MiB of data, to show that cost follows allocated data, not
+virtual size.
 Not part of `make test`: timings belong here, not in unit tests.
 """
 import argparse, os, random, resource, shutil, subprocess, sys, tempfile, time
@@ -46,27 +47,41 @@ def main():
     if not shutil.which("qemu-img"):
         sys.exit("qemu-img is required (apt-get install qemu-utils)")
     work = args.work or tempfile.mkdtemp(prefix="vdkit-bench-")
-    cases = [
-        ("raw -> raw, %d GiB, 1/4 data" % args.size_gib, args.size_gib << 30, (args.size_gib << 30) // 4),
-        ("raw -> raw, 1 TiB sparse, 64 MiB data", 1 << 40, 64 << 20),
+    # (source size, data bytes) -> conversions: (label, qemu-img -O/-o args, vdkit -O/-o args)
+    big = args.size_gib << 30
+    sources = [
+        ("%d GiB, 1/4 data" % args.size_gib, big, big // 4, [
+            ("raw -> raw", ["-O", "raw"], ["-O", "raw"]),
+            ("raw -> vmdk", ["-O", "vmdk"], ["-O", "vmdk"]),
+            ("raw -> vmdk streamOptimized", ["-O", "vmdk", "-o", "subformat=streamOptimized"],
+             ["-O", "vmdk", "-o", "subformat=streamOptimized"]),
+            ("raw -> vdi", ["-O", "vdi"], ["-O", "vdi"]),
+        ]),
+        ("1 TiB sparse, 64 MiB data", 1 << 40, 64 << 20, [
+            ("raw -> raw", ["-O", "raw"], ["-O", "raw"]),
+            ("raw -> vdi", ["-O", "vdi"], ["-O", "vdi"]),
+        ]),
     ]
-    print(f"{'case':42} {'tool':9} {'seconds':>8} {'peak MiB':>9}")
-    for i, (name, size, data) in enumerate(cases):
+    print(f"{'case':58} {'tool':9} {'seconds':>8} {'peak MiB':>9}")
+    for i, (desc, size, data, conversions) in enumerate(sources):
         src = os.path.join(work, f"src{i}.img")
         make_image(src, size, data, seed=i)
-        results = {}
-        for tool, cmd in (("qemu-img", ["qemu-img", "convert", "-f", "raw", "-O", "raw", src]),
-                          ("vdkit", [vdkit, "convert", "-f", "raw", "-O", "raw", src])):
-            dst = os.path.join(work, f"dst{i}-{tool}.img")
-            if os.path.exists(dst):
+        for label, qargs, vargs in conversions:
+            name = f"{label}, {desc}"
+            results = {}
+            for tool, cmd in (("qemu-img", ["qemu-img", "convert", "-f", "raw"] + qargs + [src]),
+                              ("vdkit", [vdkit, "convert", "-f", "raw"] + vargs + [src])):
+                dst = os.path.join(work, f"dst{i}-{tool}")
+                if os.path.exists(dst):
+                    os.remove(dst)
+                secs, rss = run(cmd + [dst])
+                results[tool] = (secs, rss)
+                print(f"{name:58} {tool:9} {secs:8.2f} {rss / 1024:9.1f}", flush=True)
+                subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", src, dst], check=True)
                 os.remove(dst)
-            secs, rss = run(cmd + [dst])
-            results[tool] = (secs, rss)
-            print(f"{name:42} {tool:9} {secs:8.2f} {rss / 1024:9.1f}")
-            subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "raw", src, dst], check=True)
-            os.remove(dst)
-        q, v = results["qemu-img"], results["vdkit"]
-        print(f"{'':42} {'ratio':9} {v[0] / q[0]:8.2f} {v[1] / q[1]:9.2f}   (vdkit / qemu-img; < 1 is better)")
+            q, v = results["qemu-img"], results["vdkit"]
+            print(f"{'':58} {'ratio':9} {v[0] / q[0]:8.2f} {v[1] / q[1]:9.2f}   (vdkit / qemu-img; < 1 is better)",
+                  flush=True)
         os.remove(src)
     if not args.work:
         shutil.rmtree(work)

@@ -10,6 +10,7 @@
 // descriptor's directory unless the user allows otherwise.
 #include "descriptor.hpp"
 #include "sparse_extent.hpp"
+#include "stream_writer.hpp"
 
 #include "vdkit/endian.hpp"
 #include "vdkit/plugin.hpp"
@@ -127,6 +128,26 @@ public:
                  {"ddb.uuid.image", uuid_text(image_uuid)}};
         if (diff && std::any_of(p.parent_uuid, p.parent_uuid + 16, [](uint8_t b) { return b != 0; }))
             d.ddb.emplace_back("ddb.uuid.parent", uuid_text(p.parent_uuid));
+        const std::string subformat = ctx.config("subformat").value_or("monolithicSparse");
+        if (subformat == "streamOptimized") {
+            if (diff) throw Error(VDKIT_E_NOT_SUPPORTED, who + ": a streamOptimized disk cannot be a differencing disk");
+            d.create_type = "streamOptimized";
+            const uint64_t threads = ctx.config_uint("threads").value_or(0);
+            const uint64_t level = ctx.config_uint("compression-level").value_or(6);
+            auto img = std::make_unique<VmdkImage>();
+            img->name_ = who;
+            img->main_ = main;
+            img->writable_ = true;
+            img->created_ = true;
+            img->cid_updated_ = true;
+            img->size_ = capacity * 512;
+            img->granularity_ = grain;
+            img->desc_ = d;
+            img->stream_ = std::make_unique<StreamWriter>(main, who, capacity, grain / 512,
+                                                          static_cast<unsigned>(threads), static_cast<int>(level));
+            img->stream_->begin(ctx, render_descriptor(d));
+            return img;
+        }
         constexpr uint64_t kDescriptorSectors = 20;
         create_sparse_layout(ctx, main, capacity, grain / 512, zeroed, kDescriptorSectors);
         std::string text = render_descriptor(d);
@@ -140,6 +161,7 @@ public:
     }
 
     sdk::WriteResult write(Context &ctx, uint64_t off, const void *buf, uint64_t len) {
+        if (stream_) return stream_->write(ctx, off, buf, len);
         Extent &e = writable_extent(ctx, off);
         uint64_t within = off - e.start;
         uint64_t n = std::min(len, e.length - within);
@@ -156,6 +178,7 @@ public:
     // Whole grains become zero grains, or unallocated in a disk without a
     // parent (where unallocated reads as zero); the host writes the rest.
     void write_zeroes(Context &ctx, uint64_t off, uint64_t len) {
+        if (stream_) return stream_->zero(ctx, off, len);
         for_each_extent(ctx, off, len, [&](Extent &e, uint64_t within, uint64_t n) {
             if (!e.sparse || (!e.sparse->zeroed_grains() && desc_.has_parent()))
                 throw Error(VDKIT_E_NOT_SUPPORTED, name_ + ": no zero-grain record here");
@@ -165,6 +188,7 @@ public:
 
     // Whole grains become unallocated; partial grains keep their data.
     void discard(Context &ctx, uint64_t off, uint64_t len) {
+        if (stream_) return; // grains are written once; content stays as written
         for_each_extent(ctx, off, len, [&](Extent &e, uint64_t within, uint64_t n) {
             if (e.sparse) e.sparse->set_whole_grains(ctx, within, n, true);
             else e.store.discard(ctx.get(), e.line.offset * 512 + within, n);
@@ -172,12 +196,17 @@ public:
     }
 
     void flush(Context &ctx) {
+        if (stream_) return stream_->flush(ctx);
         for (auto &e : extents_)
             if (e->store && e->owned) e->store.flush(ctx.get());
         main_.flush(ctx.get());
     }
 
     void close(Context &ctx, bool delete_files) {
+        if (stream_) {
+            if (!delete_files) stream_->finish(ctx);
+            return;
+        }
         if (writable_) {
             for (auto &e : extents_)
                 if (e->sparse) e->sparse->set_unclean(ctx, false);
@@ -229,6 +258,7 @@ public:
     }
 
     sdk::ReadResult read(Context &ctx, uint64_t off, void *buf, uint64_t len) {
+        if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "a streamOptimized disk being written can be read once it is closed");
         Extent &e = extent_at(off);
         uint64_t within = off - e.start;
         uint64_t n = std::min(len, e.length - within);
@@ -250,6 +280,7 @@ public:
     }
 
     sdk::BlockStatus block_status(Context &ctx, uint64_t off, uint64_t len) {
+        if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "a streamOptimized disk being written has no allocation map yet");
         Extent &e = extent_at(off);
         uint64_t within = off - e.start;
         uint64_t n = std::min(len, e.length - within);
@@ -483,11 +514,19 @@ private:
     std::vector<std::unique_ptr<Extent>> extents_;
     uint64_t size_ = 0;
     uint64_t granularity_ = 512;
+    // Set while a new streamOptimized disk is being written (until close).
+    std::unique_ptr<StreamWriter> stream_;
 };
 
 constexpr vdkit_config_key kKeys[] = {
     sdk::key("subformat", VDKIT_KEY_ENUM, "monolithicSparse",
-             "VMDK layout to create (more subformats are coming).", VDKIT_KEY_CREATE_ONLY, "monolithicSparse"),
+             "VMDK layout to create; streamOptimized is written front to back once (convert), compressed in "
+             "parallel.",
+             VDKIT_KEY_CREATE_ONLY, "monolithicSparse|streamOptimized"),
+    sdk::key("threads", VDKIT_KEY_UINT, "0", "streamOptimized: compression threads (0: one per CPU).",
+             VDKIT_KEY_CREATE_ONLY, {}, 0, 64),
+    sdk::key("compression-level", VDKIT_KEY_UINT, "6", "streamOptimized: deflate level, 1 (fast) to 12 (small).",
+             VDKIT_KEY_CREATE_ONLY, {}, 1, 12),
     sdk::key("adapter-type", VDKIT_KEY_ENUM, "ide", "ddb.adapterType, and the geometry that goes with it.",
              VDKIT_KEY_CREATE_ONLY, "ide|buslogic|lsilogic|legacyESX|pvscsi"),
     sdk::key("hw-version", VDKIT_KEY_UINT, "4", "ddb.virtualHWVersion.", VDKIT_KEY_CREATE_ONLY, {}, 4, 21),

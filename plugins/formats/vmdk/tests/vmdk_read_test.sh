@@ -108,7 +108,9 @@ out=$("$VDKIT" info child.vmdk 2>&1); rc=$?
 mv base.orig base.vmdk
 
 # 3. Images vdkit writes are valid for qemu-img and libvmdk (vmdkinfo).
-for opts in "" zeroed-grain=on grain-size=8k,adapter-type=lsilogic adapter-type=pvscsi,hw-version=11 grain-size=1M; do
+for opts in "" zeroed-grain=on grain-size=8k,adapter-type=lsilogic adapter-type=pvscsi,hw-version=11 grain-size=1M \
+            subformat=streamOptimized subformat=streamOptimized,threads=1,compression-level=1,grain-size=128k; do
+    kind="Monolithic sparse"; [[ "$opts" == *streamOptimized* ]] && kind="Stream optimized"
     name="vd_$(echo "${opts:-default}" | tr ',=' '__')"
     if ! "$VDKIT" convert -f raw -O vmdk ${opts:+-o "$opts"} src.raw "$name.vmdk" > "$name.log" 2>&1; then
         bad "vdkit could not write vmdk ($opts)"; cat "$name.log"; continue
@@ -116,12 +118,25 @@ for opts in "" zeroed-grain=on grain-size=8k,adapter-type=lsilogic adapter-type=
     qemu-img check -q -f vmdk "$name.vmdk" && ok || bad "qemu-img check fails on vdkit vmdk ($opts)"
     qemu-img compare -q -f raw -F vmdk src.raw "$name.vmdk" && ok || bad "qemu-img compare differs ($opts)"
     if command -v vmdkinfo > /dev/null; then
-        vmdkinfo "$name.vmdk" > "$name.info" 2>&1 && grep -q "Monolithic sparse" "$name.info" && ok \
+        vmdkinfo "$name.vmdk" > "$name.info" 2>&1 && grep -q "$kind" "$name.info" && ok \
             || bad "vmdkinfo rejects vdkit vmdk ($opts): $(cat "$name.info")"
     elif [ "${CI:-}" = "true" ]; then
         bad "vmdkinfo is required in CI (libvmdk-utils)"
     fi
 done
+# vdkit reads its own streams back, and the header is what ESXi expects (version 3, GD at the end, footer).
+"$VDKIT" convert -O raw vd_subformat_streamOptimized.vmdk so.raw > /dev/null && cmp -s so.raw src.raw && ok || bad "stream read back"
+python3 - vd_subformat_streamOptimized.vmdk <<'PY' && ok || bad "stream header/footer layout"
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+magic, version, flags = struct.unpack_from("<III", d, 0)
+gd = struct.unpack_from("<Q", d, 56)[0]
+assert magic == 0x564D444B and version == 3 and flags == 0x30001 and gd == 0xFFFFFFFFFFFFFFFF, (version, hex(flags), gd)
+assert struct.unpack_from("<H", d, 77)[0] == 1
+marker = d[-1536:-1024]; footer = d[-1024:-512]; eos = d[-512:]
+assert struct.unpack_from("<I", marker, 12)[0] == 3 and footer[:4] == b"KDMV" and eos == bytes(512)
+assert struct.unpack_from("<Q", footer, 56)[0] not in (0, 0xFFFFFFFFFFFFFFFF)
+PY
 qemu-img info --output=json vd_grain-size_8k_adapter-type_lsilogic.vmdk > lsi.json
 python3 -c "import json; d=json.load(open('lsi.json')); assert d['cluster-size']==8192, d" && ok || bad "grain-size not honoured"
 grep -aq 'ddb.adapterType = "lsilogic"' vd_grain-size_8k_adapter-type_lsilogic.vmdk && ok || bad "adapter type not written"

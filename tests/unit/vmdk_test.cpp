@@ -1,0 +1,88 @@
+// The VMDK plugin's writers that need the API to exercise (the qemu-img
+// interop lives in plugins/formats/vmdk/tests/vmdk_read_test.sh).
+#include "test_support.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+using namespace vdkit;
+
+namespace {
+constexpr uint64_t kGrain = 64u << 10;
+
+CreateOptions stream_opts(uint64_t size, const std::string &threads = "0") {
+    CreateOptions o = test::create_opts("vmdk", size);
+    o.options["subformat"] = "streamOptimized";
+    o.options["threads"] = threads;
+    return o;
+}
+
+std::string file_bytes(const std::string &path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+}
+} // namespace
+
+TEST_CASE("vmdk: streamOptimized takes partial and whole grains front to back", "[vmdk][stream]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    const uint64_t size = 40 * kGrain + 3 * 512; // a short last grain
+    std::vector<unsigned char> model(size, 0);
+    auto put = [&](Disk &d, uint64_t off, uint64_t len, uint32_t seed) {
+        auto data = test::pattern(static_cast<size_t>(len), seed);
+        REQUIRE_OK(d.write(off, data.data(), len));
+        std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
+    };
+    for (const char *threads : {"1", "3"}) {
+        CAPTURE(threads);
+        std::fill(model.begin(), model.end(), 0);
+        const std::string path = dir / (std::string("s") + threads + ".vmdk");
+        auto d = lib->create_image(path, stream_opts(size, threads));
+        REQUIRE_OK(d);
+        put(**d, 100, 1000, 1);                    // inside grain 0
+        put(**d, 5000, kGrain, 2);                 // spans grains 0 and 1
+        put(**d, 3 * kGrain, 10 * kGrain, 3);      // whole grains
+        std::vector<unsigned char> zeros(kGrain, 0);
+        REQUIRE_OK((*d)->write(20 * kGrain, zeros.data(), kGrain)); // an all-zero grain is left out
+        put(**d, 25 * kGrain + 7, 2 * kGrain, 4);  // unaligned across three grains
+        put(**d, size - 700, 700, 5);              // the short last grain
+        // Going back is refused: a stream is written once.
+        unsigned char byte = 1;
+        Status back = (*d)->write(4 * kGrain, &byte, 1);
+        CHECK(back.code() == VDKIT_E_NOT_SUPPORTED);
+        CHECK(back.message().find("front to back") != std::string::npos);
+        std::vector<unsigned char> buf(16);
+        CHECK((*d)->read(0, buf.data(), buf.size()).code() == VDKIT_E_NOT_SUPPORTED);
+        REQUIRE_OK((*d)->close());
+
+        auto again = lib->open(path);
+        REQUIRE_OK(again);
+        CHECK((*again)->size() == size);
+        std::vector<unsigned char> got(size);
+        REQUIRE_OK((*again)->read(0, got.data(), size));
+        CHECK(got == model);
+        auto info = (*again)->image_info(0);
+        REQUIRE_OK(info);
+        CHECK(info->subformat == "streamOptimized");
+        auto zero_grain = (*again)->block_status(20 * kGrain, kGrain);
+        REQUIRE_OK(zero_grain);
+        CHECK(zero_grain->state != BlockState::data);
+    }
+    // The output does not depend on the number of compression threads.
+    CHECK(file_bytes(dir / "s1.vmdk").substr(2048) == file_bytes(dir / "s3.vmdk").substr(2048));
+}
+
+TEST_CASE("vmdk: an empty streamOptimized disk is complete after close", "[vmdk][stream]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    auto d = lib->create_image(dir / "e.vmdk", stream_opts(1u << 30));
+    REQUIRE_OK(d);
+    REQUIRE_OK((*d)->close());
+    auto again = lib->open(dir / "e.vmdk");
+    REQUIRE_OK(again);
+    auto run = (*again)->block_status(0, 1u << 30);
+    REQUIRE_OK(run);
+    CHECK(run->length == 1u << 30);
+    CHECK(run->state != BlockState::data);
+    CHECK(std::filesystem::file_size(dir / "e.vmdk") < 256u << 10);
+}
