@@ -294,9 +294,8 @@ class ConvertCommand : public Command {
         co.target_is_zero = true;
         Status copied = lib->copy(*src, *dst, co);
         if (!copied) {
-            // Leave no half-converted target behind under the final name.
-            dst->close().ignore();
-            std::filesystem::remove(dst_, ec);
+            // Leave no half-converted target behind under the final name (extent files included).
+            dst->close_and_delete().ignore();
             check(copied);
         }
         bar.finish();

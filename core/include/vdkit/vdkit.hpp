@@ -223,6 +223,9 @@ public:
     // Flush and close every image; the first error is returned. After close()
     // every other call fails with VDKIT_E_INVALID_ARGUMENT.
     Status close();
+    // Close, then delete every file of the top image (a multi-file format's
+    // extents too); the images below stay. For a target that failed half-way.
+    Status close_and_delete();
 
 private:
     friend class ::vdkit::Host;

@@ -233,6 +233,23 @@ Status Disk::close() {
     return first;
 }
 
+Status Disk::close_and_delete() {
+    std::unique_lock lock(state_->mu);
+    if (state_->closed) return closed_error();
+    if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
+    state_->closed = true;
+    const std::string location = state_->images.back()->location();
+    Status first = state_->images.back()->close(true);
+    state_->images.pop_back();
+    for (size_t i = state_->images.size(); i-- > 0;) {
+        Status st = state_->images[i]->close(false);
+        if (!st && first.is_ok()) first = st;
+    }
+    state_->images.clear();
+    Status rm = state_->host->remove_location(location);
+    return first.is_ok() ? rm : first;
+}
+
 Status Disk::compact(const ProgressFunction &progress) {
     std::unique_lock lock(state_->mu);
     if (state_->closed) return closed_error();

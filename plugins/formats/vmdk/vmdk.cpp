@@ -76,8 +76,6 @@ public:
     static std::unique_ptr<VmdkImage> create(Context &ctx, StoreRef main, std::string_view name,
                                              const vdkit_create_params &p) {
         const std::string who(name);
-        if (p.flags & VDKIT_CREATE_FIXED)
-            throw Error(VDKIT_E_NOT_SUPPORTED, who + ": preallocated VMDK subformats are not supported yet");
         if (p.size % 512) throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": VMDK sizes are whole 512-byte sectors");
         uint64_t grain = ctx.config_uint("grain-size").value_or(65536);
         // VDF50 requires grainSize > 8 sectors; libvmdk enforces it.
@@ -86,8 +84,11 @@ public:
         const bool zeroed = ctx.config_bool("zeroed-grain").value_or(false);
         const std::string adapter = ctx.config("adapter-type").value_or("ide");
         const uint64_t capacity = p.size / 512;
-        if (capacity >= (1ull << 32))
-            throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": hosted sparse extents hold less than 2 TiB");
+        const std::string subformat = ctx.config("subformat").value_or("monolithicSparse");
+        const bool monolithic = subformat == "monolithicSparse" || subformat == "streamOptimized";
+        if (monolithic && capacity >= (1ull << 32))
+            throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": a " + subformat + " disk holds less than 2 TiB; use "
+                                                      "twoGbMaxExtentSparse or a flat subformat");
 
         uint8_t image_uuid[16];
         std::memcpy(image_uuid, p.uuid, 16);
@@ -115,8 +116,9 @@ public:
             if (d.parent_hint.empty() || d.parent_hint.find('"') != std::string::npos)
                 throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": the parent location cannot be written into a descriptor");
         }
-        std::string base = who.substr(who.find_last_of('/') + 1);
-        d.extents.push_back(ExtentLine{Access::rw, capacity, ExtentType::sparse, base, 0, 0});
+        // Monolithic disks are their own single extent (other subformats: create_extent_files).
+        if (monolithic)
+            d.extents.push_back(ExtentLine{Access::rw, capacity, ExtentType::sparse, who.substr(who.find_last_of('/') + 1), 0, 0});
         const uint64_t heads = adapter == "ide" ? 16 : 255, sectors = 63;
         const uint64_t cylinders = std::min<uint64_t>(capacity / (heads * sectors), 65535);
         d.ddb = {{"ddb.virtualHWVersion", std::to_string(ctx.config_uint("hw-version").value_or(4))},
@@ -128,7 +130,6 @@ public:
                  {"ddb.uuid.image", uuid_text(image_uuid)}};
         if (diff && std::any_of(p.parent_uuid, p.parent_uuid + 16, [](uint8_t b) { return b != 0; }))
             d.ddb.emplace_back("ddb.uuid.parent", uuid_text(p.parent_uuid));
-        const std::string subformat = ctx.config("subformat").value_or("monolithicSparse");
         if (subformat == "streamOptimized") {
             if (diff) throw Error(VDKIT_E_NOT_SUPPORTED, who + ": a streamOptimized disk cannot be a differencing disk");
             d.create_type = "streamOptimized";
@@ -146,6 +147,24 @@ public:
             img->stream_ = std::make_unique<StreamWriter>(main, who, capacity, grain / 512,
                                                           static_cast<unsigned>(threads), static_cast<int>(level));
             img->stream_->begin(ctx, render_descriptor(d));
+            return img;
+        }
+        const std::string prealloc = (p.flags & VDKIT_CREATE_FIXED) ? "full" : ctx.config("preallocation").value_or("off");
+        const bool flat = subformat == "monolithicFlat" || subformat == "twoGbMaxExtentFlat" || subformat == "vmfs" ||
+                          subformat == "vmfsThin";
+        if (prealloc == "full" && !flat)
+            throw Error(VDKIT_E_NOT_SUPPORTED, who + ": preallocation=full applies to flat subformats (monolithicFlat, "
+                                                     "twoGbMaxExtentFlat, vmfs); sparse ones preallocate their tables");
+        if (subformat != "monolithicSparse") {
+            if (diff && flat) throw Error(VDKIT_E_NOT_SUPPORTED, who + ": a flat disk cannot be a differencing disk");
+            d.create_type = subformat;
+            create_extent_files(ctx, d, who, capacity, grain / 512, zeroed, prealloc == "full" || subformat == "vmfs");
+            std::string text = render_descriptor(d);
+            main.truncate(ctx.get(), 0);
+            main.pwrite(ctx.get(), text.data(), text.size(), 0);
+            auto img = open(ctx, main, name, VDKIT_OPEN_WRITE);
+            img->created_ = true;
+            img->cid_updated_ = true;
             return img;
         }
         constexpr uint64_t kDescriptorSectors = 20;
@@ -299,6 +318,53 @@ public:
 
 private:
     [[noreturn]] void fail(uint32_t code, const std::string &why) const { throw Error(code, name_ + ": " + why); }
+
+    // Extent files of a descriptor-file subformat, named as qemu and VMware
+    // name them next to the descriptor (NAME-flat.vmdk, NAME-f001.vmdk,
+    // NAME-s001.vmdk), with their lines added to d. Files made before a
+    // failure are removed again.
+    static void create_extent_files(Context &ctx, Descriptor &d, const std::string &who, uint64_t capacity,
+                                    uint64_t grain_sectors, bool zeroed, bool allocate) {
+        std::string base = who.substr(who.find_last_of('/') + 1);
+        if (base.size() > 5 && base.compare(base.size() - 5, 5, ".vmdk") == 0) base.resize(base.size() - 5);
+        const std::string &type = d.create_type;
+        const bool split = type == "twoGbMaxExtentFlat" || type == "twoGbMaxExtentSparse";
+        const bool sparse = type == "twoGbMaxExtentSparse";
+        uint64_t chunk = capacity;
+        if (split) {
+            chunk = ctx.config_uint("split-size").value_or(2ull << 30) / 512;
+            if (sparse) chunk = chunk / grain_sectors * grain_sectors; // whole grains per extent
+            if (chunk == 0) throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": split-size is smaller than a grain");
+            if (capacity / chunk >= 9999)
+                throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": more than 9999 extents; use a larger split-size");
+        }
+        std::vector<std::string> made;
+        try {
+            for (uint64_t start = 0, i = 1; start < capacity; start += chunk, ++i) {
+                const uint64_t n = std::min(chunk, capacity - start);
+                char suffix[32];
+                if (!split) std::snprintf(suffix, sizeof suffix, "-flat.vmdk");
+                else std::snprintf(suffix, sizeof suffix, "-%c%03u.vmdk", sparse ? 's' : 'f', static_cast<unsigned>(i));
+                const std::string file = base + suffix;
+                sdk::Store store = ctx.open(file, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE);
+                made.push_back(file);
+                if (sparse) {
+                    create_sparse_layout(ctx, store, n, grain_sectors, zeroed, 0);
+                } else {
+                    store.truncate(ctx.get(), n * 512);
+                    if (allocate) store.zero(ctx.get(), 0, n * 512);
+                }
+                store.flush(ctx.get());
+                const bool vmfs = type == "vmfs" || type == "vmfsThin";
+                d.extents.push_back(ExtentLine{Access::rw, n,
+                                               sparse ? ExtentType::sparse : vmfs ? ExtentType::vmfs : ExtentType::flat,
+                                               file, 0, 0});
+            }
+        } catch (...) {
+            for (const auto &f : made) ctx.remove(f);
+            throw;
+        }
+    }
 
     // A CID is 1..8 hex digits (qemu writes them without zero padding).
     static std::optional<uint32_t> parse_cid(const std::string &cid) {
@@ -522,7 +588,14 @@ constexpr vdkit_config_key kKeys[] = {
     sdk::key("subformat", VDKIT_KEY_ENUM, "monolithicSparse",
              "VMDK layout to create; streamOptimized is written front to back once (convert), compressed in "
              "parallel.",
-             VDKIT_KEY_CREATE_ONLY, "monolithicSparse|streamOptimized"),
+             VDKIT_KEY_CREATE_ONLY,
+             "monolithicSparse|monolithicFlat|twoGbMaxExtentSparse|twoGbMaxExtentFlat|streamOptimized|vmfs|vmfsThin"),
+    sdk::key("split-size", VDKIT_KEY_SIZE, "2G", "twoGbMaxExtent*: bytes per extent file.", VDKIT_KEY_CREATE_ONLY, {},
+             1 << 20, int64_t(1) << 40),
+    sdk::key("preallocation", VDKIT_KEY_ENUM, "off",
+             "Flat subformats: off leaves the extent files sparse, full allocates them (vmfs always does); sparse "
+             "subformats always preallocate their grain tables.",
+             VDKIT_KEY_CREATE_ONLY, "off|metadata|full"),
     sdk::key("threads", VDKIT_KEY_UINT, "0", "streamOptimized: compression threads (0: one per CPU).",
              VDKIT_KEY_CREATE_ONLY, {}, 0, 64),
     sdk::key("compression-level", VDKIT_KEY_UINT, "6", "streamOptimized: deflate level, 1 (fast) to 12 (small).",

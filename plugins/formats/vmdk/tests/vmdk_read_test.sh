@@ -109,8 +109,14 @@ mv base.orig base.vmdk
 
 # 3. Images vdkit writes are valid for qemu-img and libvmdk (vmdkinfo).
 for opts in "" zeroed-grain=on grain-size=8k,adapter-type=lsilogic adapter-type=pvscsi,hw-version=11 grain-size=1M \
-            subformat=streamOptimized subformat=streamOptimized,threads=1,compression-level=1,grain-size=128k; do
-    kind="Monolithic sparse"; [[ "$opts" == *streamOptimized* ]] && kind="Stream optimized"
+            subformat=streamOptimized subformat=streamOptimized,threads=1,compression-level=1,grain-size=128k \
+            subformat=monolithicFlat subformat=monolithicFlat,preallocation=full subformat=twoGbMaxExtentFlat,split-size=40M \
+            subformat=twoGbMaxExtentSparse,split-size=40M subformat=twoGbMaxExtentSparse,zeroed-grain=on subformat=vmfs; do
+    case "$opts" in
+    *streamOptimized*) kind="Stream optimized" ;; *monolithicFlat*) kind="Monolithic flat" ;;
+    *twoGbMaxExtentFlat*) kind="2GB extent flat" ;; *twoGbMaxExtentSparse*) kind="2GB extent sparse" ;;
+    *vmfs*) kind="VMFS flat" ;; *) kind="Monolithic sparse" ;;
+    esac
     name="vd_$(echo "${opts:-default}" | tr ',=' '__')"
     if ! "$VDKIT" convert -f raw -O vmdk ${opts:+-o "$opts"} src.raw "$name.vmdk" > "$name.log" 2>&1; then
         bad "vdkit could not write vmdk ($opts)"; cat "$name.log"; continue
@@ -124,6 +130,18 @@ for opts in "" zeroed-grain=on grain-size=8k,adapter-type=lsilogic adapter-type=
         bad "vmdkinfo is required in CI (libvmdk-utils)"
     fi
 done
+[ "$(ls vd_subformat_twoGbMaxExtentFlat_split-size_40M-f*.vmdk | wc -l)" = 8 ] && ok || bad "split-size not honoured"
+[ "$(stat -c %b vd_subformat_monolithicFlat_preallocation_full-flat.vmdk)" -ge $(((300 << 20) / 512)) ] && ok \
+    || bad "preallocation=full left the flat file sparse"
+# vmfsThin: qemu-img does not know it; vmdkinfo and vdkit do.
+"$VDKIT" convert -O vmdk -o subformat=vmfsThin src.raw thin.vmdk > /dev/null && "$VDKIT" compare -F raw thin.vmdk src.raw > /dev/null \
+    && ok || bad "vmfsThin"
+if command -v vmdkinfo > /dev/null; then
+    vmdkinfo thin.vmdk > thin.info 2>&1; grep -q "VMFS sparse (thin)" thin.info && ok || bad "vmdkinfo on vmfsThin: $(cat thin.info)"
+fi
+# A split sparse child over a monolithic base.
+"$VDKIT" create -f vmdk -o subformat=twoGbMaxExtentSparse -b vd_default.vmdk splitkid.vmdk > /dev/null && ok || bad "split child"
+qemu-img check -q splitkid.vmdk && qemu-img compare -q -F raw splitkid.vmdk src.raw && ok || bad "split child for qemu-img"
 # vdkit reads its own streams back, and the header is what ESXi expects (version 3, GD at the end, footer).
 "$VDKIT" convert -O raw vd_subformat_streamOptimized.vmdk so.raw > /dev/null && cmp -s so.raw src.raw && ok || bad "stream read back"
 python3 - vd_subformat_streamOptimized.vmdk <<'PY' && ok || bad "stream header/footer layout"
@@ -201,6 +219,9 @@ expect_error "grain size" grain.vmdk "not a power of two"
 out=$("$VDKIT" convert -O raw gtebeyond.vmdk gtebeyond.raw 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q "beyond the end of the file" <<< "$out" && ok || bad "GTE beyond EOF: $rc $out"
 [ ! -e gtebeyond.raw ] && ok || bad "a failed convert left its target behind"
+# ... and a multi-file target leaves none of its extent files.
+"$VDKIT" convert -O vmdk -o subformat=twoGbMaxExtentFlat,split-size=1M gtebeyond.vmdk split.vmdk > /dev/null 2>&1
+[ -z "$(ls split.vmdk split-f*.vmdk 2> /dev/null)" ] && ok || bad "a failed convert left extent files: $(ls split.vmdk split-f*)"
 head -c 700 subformat_monolithicSparse.vmdk > truncated.vmdk
 expect_error "truncated file" truncated.vmdk "lies outside the file"
 head -c 3000000 subformat_streamOptimized.vmdk > truncstream.vmdk
