@@ -3,6 +3,7 @@
 #include "test_support.hpp"
 
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 
 using namespace vdkit;
@@ -85,4 +86,49 @@ TEST_CASE("vmdk: an empty streamOptimized disk is complete after close", "[vmdk]
     CHECK(run->length == 1u << 30);
     CHECK(run->state != BlockState::data);
     CHECK(std::filesystem::file_size(dir / "e.vmdk") < 256u << 10);
+}
+
+TEST_CASE("vmdk: ddb metadata is written into the descriptor and survives reopen", "[vmdk][metadata]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    for (const char *subformat : {"monolithicSparse", "monolithicFlat"}) {
+        CAPTURE(subformat);
+        const std::string path = dir / (std::string(subformat) + ".vmdk");
+        CreateOptions o = test::create_opts("vmdk", 8u << 20);
+        o.options["subformat"] = subformat;
+        {
+            auto d = lib->create_image(path, o);
+            REQUIRE_OK(d);
+            REQUIRE_OK((*d)->metadata_set("ddb.comment", "made by the test"));
+            REQUIRE_OK((*d)->metadata_set("ddb.adapterType", "lsilogic")); // replaces in place
+            CHECK((*d)->metadata_set("uuid", "x").code() == VDKIT_E_INVALID_ARGUMENT);
+            CHECK((*d)->metadata_set("ddb.x", "a\"b").code() == VDKIT_E_INVALID_ARGUMENT);
+            // More than the 20-sector embedded descriptor holds: refused, nothing changes.
+            Status big = (*d)->metadata_set("ddb.big", std::string(4000, 'x'));
+            Status bigger = (*d)->metadata_set("ddb.bigger", std::string(4000, 'y'));
+            Status biggest = (*d)->metadata_set("ddb.biggest", std::string(4000, 'z'));
+            if (std::string(subformat) == "monolithicSparse") {
+                CHECK(big.is_ok());
+                CHECK(bigger.is_ok());
+                CHECK(biggest.code() == VDKIT_E_NOT_SUPPORTED);
+                CHECK_FALSE((*d)->metadata_get("ddb.biggest").is_ok()); // the failed change was rolled back
+            } else {
+                CHECK(biggest.is_ok()); // a descriptor file has room
+            }
+            REQUIRE_OK((*d)->close());
+        }
+        OpenOptions ro;
+        auto d = lib->open(path, ro);
+        REQUIRE_OK(d);
+        auto comment = (*d)->metadata_get("ddb.comment");
+        REQUIRE_OK(comment);
+        CHECK(*comment == "made by the test");
+        auto adapter = (*d)->metadata_get("ddb.adapterType");
+        REQUIRE_OK(adapter);
+        CHECK(*adapter == "lsilogic");
+        auto keys = (*d)->metadata_keys();
+        REQUIRE_OK(keys);
+        CHECK(std::count(keys->begin(), keys->end(), "ddb.adapterType") == 1);
+        CHECK((*d)->metadata_set("ddb.comment", "x").code() == VDKIT_E_READ_ONLY);
+    }
 }

@@ -1,13 +1,14 @@
 // The `vmdk` format plugin: VMware virtual disks (VDF50 "Virtual Disk Format
 // 5.0"; shared/reference/formats.md §1).
 //
-// This version reads descriptor-based disks (text descriptor or embedded in
-// a sparse extent), with FLAT, VMFS, ZERO and hosted SPARSE extents,
-// including compressed stream-optimized grains in all three layouts
-// (tables at the front; grain directory at the end with a footer).
-// Differencing disks expose parentFileNameHint so the core walks the chain.
-// Extent files are opened through the host, so they are confined to the
-// descriptor's directory unless the user allows otherwise.
+// Reads descriptor-based disks (text descriptor or embedded in a sparse
+// extent) with FLAT, VMFS, ZERO and hosted SPARSE extents, including
+// compressed stream-optimized grains in all three layouts; creates every
+// hosted subformat (streamOptimized through stream_writer.hpp) and
+// differencing disks; writes sparse and flat extents. Differencing disks
+// expose parentFileNameHint so the core walks the chain. Extent files are
+// opened through the host, so they are confined to the descriptor's
+// directory unless the user allows otherwise.
 #include "descriptor.hpp"
 #include "sparse_extent.hpp"
 #include "stream_writer.hpp"
@@ -16,6 +17,7 @@
 #include "vdkit/plugin.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -270,6 +272,32 @@ public:
     std::string parent_hint(Context &) { return desc_.has_parent() ? desc_.parent_hint : std::string(); }
 
     std::optional<std::string> metadata_get(Context &, std::string_view key) { return desc_.ddb_get(key); }
+
+    // VixDiskLib WriteMetadata: ddb.* keys, kept in file order; a new key is appended.
+    void metadata_set(Context &ctx, std::string_view key, std::string_view value) {
+        if (!writable_) fail(VDKIT_E_READ_ONLY, "opened read-only");
+        if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "metadata of a stream being written is fixed");
+        if (key.size() < 5 || key.substr(0, 4) != "ddb." ||
+            key.find_first_of(" \t\r\n\"=#") != std::string_view::npos)
+            fail(VDKIT_E_INVALID_ARGUMENT, "metadata keys are ddb.NAME without spaces, quotes, '=' or '#'");
+        if (value.find_first_of("\"\r\n") != std::string_view::npos || value.size() > 4096)
+            fail(VDKIT_E_INVALID_ARGUMENT, "a metadata value holds no quotes or line breaks (at most 4096 bytes)");
+        const Descriptor before = desc_;
+        auto it = std::find_if(desc_.ddb.begin(), desc_.ddb.end(), [&](const auto &kv) {
+            return kv.first.size() == key.size() &&
+                   std::equal(kv.first.begin(), kv.first.end(), key.begin(),
+                              [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) ==
+                                                          std::tolower(static_cast<unsigned char>(b)); });
+        });
+        if (it != desc_.ddb.end()) it->second = std::string(value);
+        else desc_.ddb.emplace_back(std::string(key), std::string(value));
+        try {
+            write_descriptor(ctx);
+        } catch (...) {
+            desc_ = before; // e.g. no room left in an embedded descriptor
+            throw;
+        }
+    }
     std::vector<std::string> metadata_keys(Context &) {
         std::vector<std::string> keys;
         for (const auto &kv : desc_.ddb) keys.push_back(kv.first);
