@@ -5,17 +5,8 @@
 # and repair — pass `qemu-img check` and compare equal; mixed chains with
 # VMDK read through; damaged files give clear errors through the CLI.
 set -uo pipefail
-if ! command -v qemu-img > /dev/null; then
-    if [ "${CI:-}" = "true" ]; then echo "FAIL: qemu-img is required in CI (qemu-utils)"; exit 1; fi
-    echo "SKIP: qemu-utils is not installed"; exit 77
-fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-pass=0
-failures=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
+. "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+require_tools qemu-img
 same() { # same A B what: qemu-img compare says the contents are equal
     if qemu-img compare "$1" "$2" > cmp.log 2>&1; then ok; else bad "$3: $(cat cmp.log)"; fi
 }
@@ -132,5 +123,4 @@ cp v_.vdi h2.vdi; printf '\x00\x30\x00\x00' | dd of=h2.vdi bs=1 seek=$((0x178)) 
 head -c 300 v_.vdi > trunc.vdi
 "$VDKIT" info trunc.vdi > log 2>&1; [ $? -ne 0 ] && grep -q "trunc.vdi" log && ok || bad "truncated header: $(cat log)"
 
-echo "vdi interop: $pass passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish

@@ -3,17 +3,8 @@
 # qemu-img can write reads back byte-identical through vdkit, chains made by
 # qemu-img read through, and hostile or damaged files give clear errors.
 set -uo pipefail
-if ! command -v qemu-img > /dev/null || ! command -v qemu-io > /dev/null; then
-    if [ "${CI:-}" = "true" ]; then echo "FAIL: qemu-img/qemu-io are required in CI (qemu-utils)"; exit 1; fi
-    echo "SKIP: qemu-utils is not installed"; exit 77
-fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-pass=0
-failures=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
+. "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+require_tools qemu-img qemu-io
 
 python3 - <<'PY'
 import os, random
@@ -232,5 +223,4 @@ expect_error "unknown extent type" badline.vmdk "line 4: unknown extent type 'BO
 cp child.vmdk orphan.vmdk && sed -i 's|parentFileNameHint="base.vmdk"|parentFileNameHint="missing.vmdk"|' orphan.vmdk
 expect_error "missing parent" orphan.vmdk "missing.vmdk"
 
-echo "$pass passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish
