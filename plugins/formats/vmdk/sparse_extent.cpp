@@ -341,4 +341,162 @@ sdk::BlockStatus SparseExtent::status(sdk::Context &ctx, uint64_t offset, uint64
     return {st, run};
 }
 
+void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) {
+    const bool repair = (flags & VDKIT_CHECK_REPAIR) && !(flags & VDKIT_CHECK_DRY_RUN);
+    const bool dry = (flags & VDKIT_CHECK_REPAIR) && !repair;
+    const bool compressed = h_.flags & kFlagCompressed;
+    if (repair && compressed) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents are not repaired");
+    // fixable: repair fixes it; severity: VDKIT_FINDING_ERROR / LEAK / NOTE.
+    auto report = [&](uint32_t severity, uint64_t offset, const std::string &msg, bool fixable) {
+        std::string text = name_ + ": " + msg;
+        if (fixable && repair) {
+            ++r.repaired;
+            severity = VDKIT_FINDING_REPAIRED;
+        } else {
+            if (severity == VDKIT_FINDING_ERROR) ++r.errors;
+            else if (severity == VDKIT_FINDING_LEAK) ++r.leaks;
+            if (fixable && dry) text += " (would be repaired)";
+        }
+        ctx.finding(severity, offset, text);
+    };
+    auto write_entry = [&](uint64_t table_sector, uint64_t slot, uint32_t value) {
+        unsigned char e[4];
+        store_le(e, value, 4);
+        store_.pwrite(ctx.get(), e, 4, table_sector * 512 + slot * 4);
+    };
+    const uint64_t table_bytes = uint64_t(h_.gtes_per_gt) * 4;
+    auto table_fits = [&](uint64_t sector) { return sector * 512 <= file_size_ && file_size_ - sector * 512 >= table_bytes; };
+    auto read_table = [&](uint64_t sector) {
+        std::vector<unsigned char> raw(static_cast<size_t>(table_bytes));
+        store_.pread(ctx.get(), raw.data(), raw.size(), sector * 512);
+        std::vector<uint32_t> t(h_.gtes_per_gt);
+        for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
+        return t;
+    };
+    const uint64_t gb = grain_bytes();
+    // Where a grain entry may point: uncompressed grains lie whole in the
+    // data area; compressed ones start with a marker inside the file.
+    auto entry_problem = [&](uint32_t e) -> std::string {
+        if (e == 0) return {};
+        if (e == 1) return (h_.flags & kFlagZeroedGrain) ? std::string() : "entry 1 without the zeroed-grain flag";
+        const uint64_t at = uint64_t(e) * 512;
+        if (compressed) return at + 12 <= file_size_ ? std::string() : "points beyond the end of the file";
+        if (e < h_.overhead) return "points into the metadata (sector " + std::to_string(e) + ")";
+        if (at + gb > (file_size_ + 511) / 512 * 512) return "points beyond the end of the file (sector " + std::to_string(e) + ")";
+        return {};
+    };
+
+    if (h_.unclean_shutdown) {
+        report(VDKIT_FINDING_NOTE, 72, "the extent was not closed cleanly (uncleanShutdown is set)", true);
+    }
+    struct Use {
+        uint32_t sector;
+        uint64_t grain;
+        bool suspect; // its two tables disagreed: it loses an overlap
+    };
+    std::vector<Use> used;
+    std::vector<uint64_t> suspects; // grains whose tables disagreed (ascending)
+    for (uint64_t gdi = 0; gdi < gd_.size(); ++gdi) {
+        if (gd_[gdi] == 0) continue;
+        const uint64_t gd_entry_at = h_.gd_offset * 512 + gdi * 4;
+        if (!table_fits(gd_[gdi])) {
+            report(VDKIT_FINDING_ERROR, gd_entry_at,
+                   "grain table " + std::to_string(gdi) + " at sector " + std::to_string(gd_[gdi]) +
+                       " lies beyond the end of the file",
+                   false);
+            continue;
+        }
+        std::vector<uint32_t> gt = read_table(gd_[gdi]);
+        const bool has_rgt = gdi < rgd_.size() && rgd_[gdi] && table_fits(rgd_[gdi]);
+        if (gdi < rgd_.size() && rgd_[gdi] && !has_rgt)
+            report(VDKIT_FINDING_ERROR, h_.rgd_offset * 512 + gdi * 4,
+                   "redundant grain table " + std::to_string(gdi) + " lies beyond the end of the file", false);
+        if (has_rgt) {
+            std::vector<uint32_t> rgt = read_table(rgd_[gdi]);
+            uint64_t differ = 0, first = 0;
+            for (uint64_t k = 0; k < gt.size(); ++k) {
+                if (gt[k] == rgt[k]) continue;
+                if (differ++ == 0) first = k;
+                suspects.push_back(gdi * h_.gtes_per_gt + k);
+                // The primary wins when it is sound, else the redundant copy, else neither.
+                uint32_t v = entry_problem(gt[k]).empty() ? gt[k] : entry_problem(rgt[k]).empty() ? rgt[k] : 0;
+                if (repair) {
+                    if (v != gt[k]) write_entry(gd_[gdi], k, v);
+                    if (v != rgt[k]) write_entry(rgd_[gdi], k, v);
+                }
+                gt[k] = v;
+            }
+            if (differ)
+                report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + first * 4,
+                       "grain table " + std::to_string(gdi) + " and its redundant copy differ in " +
+                           std::to_string(differ) + " entries (first: entry " + std::to_string(first) + ")",
+                       true);
+        }
+        for (uint64_t k = 0; k < gt.size(); ++k) {
+            const uint64_t grain = gdi * h_.gtes_per_gt + k;
+            const std::string problem = entry_problem(gt[k]);
+            if (!problem.empty()) {
+                report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
+                       "grain " + std::to_string(grain) + " " + problem + "; repair unmaps it", true);
+                if (repair) {
+                    write_entry(gd_[gdi], k, 0);
+                    if (has_rgt) write_entry(rgd_[gdi], k, 0);
+                }
+                continue;
+            }
+            if (gt[k] > 1)
+                used.push_back({gt[k], grain, std::binary_search(suspects.begin(), suspects.end(), grain)});
+        }
+    }
+    if (!compressed) {
+        // Two entries on the same or overlapping grains: writing one destroys the other.
+        std::sort(used.begin(), used.end(), [](const Use &a, const Use &b) {
+            return a.sector != b.sector ? a.sector < b.sector : a.suspect < b.suspect;
+        });
+        std::vector<Use> kept;
+        for (const Use &u : used) {
+            if (!kept.empty() && uint64_t(u.sector) * 512 < uint64_t(kept.back().sector) * 512 + gb) {
+                const uint64_t gdi = u.grain / h_.gtes_per_gt, k = u.grain % h_.gtes_per_gt;
+                report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
+                       "grains " + std::to_string(kept.back().grain) + " and " + std::to_string(u.grain) +
+                           " overlap at sector " + std::to_string(u.sector) + "; repair unmaps the second",
+                       true);
+                if (repair) {
+                    write_entry(gd_[gdi], k, 0);
+                    if (gdi < rgd_.size() && rgd_[gdi] && table_fits(rgd_[gdi])) write_entry(rgd_[gdi], k, 0);
+                }
+                continue;
+            }
+            kept.push_back(u);
+        }
+        // Orphans: whole grains of the data area no entry uses.
+        uint64_t pos = h_.overhead * 512, orphans = 0, first_orphan = 0;
+        for (const Use &u : kept) {
+            const uint64_t at = uint64_t(u.sector) * 512;
+            if (at >= pos + gb) {
+                if (!orphans) first_orphan = pos;
+                orphans += (at - pos) / gb;
+            }
+            pos = std::max(pos, at + gb);
+        }
+        const uint64_t end = (file_size_ + 511) / 512 * 512;
+        if (end > pos) {
+            report(VDKIT_FINDING_LEAK, pos,
+                   std::to_string(end - pos) + " bytes after the last used grain; repair truncates them", true);
+            if (repair) {
+                store_.truncate(ctx.get(), pos);
+                file_size_ = pos;
+            }
+        }
+        if (orphans)
+            report(VDKIT_FINDING_LEAK, first_orphan,
+                   std::to_string(orphans) + " grains inside the file are used by no grain table entry", false);
+    }
+    if (repair) {
+        gt_cache_.clear();
+        set_unclean(ctx, false);
+        store_.flush(ctx.get());
+    }
+}
+
 } // namespace vdkit::vmdk

@@ -79,6 +79,13 @@ public:
     // uncleanShutdown: set before the first metadata change, cleared on close.
     void set_unclean(sdk::Context &ctx, bool unclean);
 
+    // Consistency check (VDKIT_CHECK_* flags), findings through ctx.finding
+    // with file offsets: unclean-shutdown flag, grain tables beyond the file,
+    // table vs redundant table mismatches, entries outside the data area or
+    // beyond the file, grains used twice or overlapping, orphaned grains.
+    // Repair (not dry run) fixes tables and truncates orphans at the end.
+    void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r);
+
 private:
     void set_gte(sdk::Context &ctx, uint64_t index, uint32_t value);
     void allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain);

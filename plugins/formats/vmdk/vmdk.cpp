@@ -269,6 +269,37 @@ public:
         out.lchs_sectors = geo("ddb.geometry.biosSectors");
     }
 
+    // Every extent: sparse ones check their tables; flat files must hold
+    // what the descriptor says (a short one reads as zeros past its end).
+    void check(Context &ctx, uint32_t flags, vdkit_check_result &r) {
+        if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "a stream being written cannot be checked");
+        const bool repair = (flags & VDKIT_CHECK_REPAIR) && !(flags & VDKIT_CHECK_DRY_RUN);
+        if (repair && !writable_) fail(VDKIT_E_READ_ONLY, "repair needs the disk open for writing");
+        for (auto &e : extents_) {
+            if (e->sparse) {
+                if (e->sparse->capacity_bytes() < e->length)
+                    fail(VDKIT_E_CORRUPT, "extent " + e->line.filename + " holds less than the descriptor says");
+                e->sparse->check(ctx, flags, r);
+                continue;
+            }
+            if (e->line.type != ExtentType::flat && e->line.type != ExtentType::vmfs) continue;
+            const uint64_t need = e->line.offset * 512 + e->length;
+            if (e->file_size >= need) continue;
+            std::string msg = e->line.filename + " is " + std::to_string(need - e->file_size) +
+                              " bytes shorter than the descriptor's extent (reads as zeros)";
+            if (repair) {
+                e->store.truncate(ctx.get(), need);
+                e->file_size = need;
+                ++r.repaired;
+                ctx.finding(VDKIT_FINDING_REPAIRED, e->file_size, msg + "; extended");
+            } else {
+                ++r.errors;
+                ctx.finding(VDKIT_FINDING_ERROR, e->file_size,
+                            msg + ((flags & VDKIT_CHECK_REPAIR) ? " (would be repaired)" : ""));
+            }
+        }
+    }
+
     std::string parent_hint(Context &) { return desc_.has_parent() ? desc_.parent_hint : std::string(); }
 
     std::optional<std::string> metadata_get(Context &, std::string_view key) { return desc_.ddb_get(key); }
@@ -644,7 +675,7 @@ const vdkit_plugin_descriptor *vmdk_format() {
         VDKIT_KIND_FORMAT,
         sdk::DescriptorSpec{"vmdk", "0.2.0", "VMware virtual disks",
                             VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_FILE_BASED |
-                                VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY,
+                                VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY | VDKIT_CAP_CHECK,
                             kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
                             static_cast<uint32_t>(std::size(kExtensions))},
         sdk::format_ops<VmdkImage>());

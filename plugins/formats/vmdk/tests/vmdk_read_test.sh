@@ -223,4 +223,52 @@ expect_error "unknown extent type" badline.vmdk "line 4: unknown extent type 'BO
 cp child.vmdk orphan.vmdk && sed -i 's|parentFileNameHint="base.vmdk"|parentFileNameHint="missing.vmdk"|' orphan.vmdk
 expect_error "missing parent" orphan.vmdk "missing.vmdk"
 
+# 5. check / repair: every finding with its offset, dry run changes nothing,
+#    repair leaves an image both vdkit and qemu-img find clean.
+qemu-img convert -q -f raw -O vmdk src.raw ck.vmdk
+"$VDKIT" check ck.vmdk > /dev/null && ok || bad "check of a clean qemu image"
+python3 - <<'PY'
+import struct, shutil
+base = "ck.vmdk"
+d = open(base, "rb").read()
+gd, rgd = struct.unpack_from("<Q", d, 56)[0], struct.unpack_from("<Q", d, 48)[0]
+gt0, rgt0 = struct.unpack_from("<I", d, gd * 512)[0], struct.unpack_from("<I", d, rgd * 512)[0]
+ents = struct.unpack_from("<512I", d, gt0 * 512)
+used = [i for i, e in enumerate(ents) if e > 1]
+open("ck.used", "w").write("%d %d" % (used[0], used[1]))
+def patch(dst, edits):
+    shutil.copy(base, dst)
+    with open(dst, "r+b") as f:
+        for off, data in edits:
+            f.seek(off); f.write(data)
+patch("ck_beyond.vmdk", [(gt0 * 512 + used[0] * 4, struct.pack("<I", 0x7fffffff))])       # primary GTE past EOF
+patch("ck_dup.vmdk", [(gt0 * 512 + used[1] * 4, struct.pack("<I", ents[used[0]]))])      # primary GTE reuses a grain
+patch("ck_both.vmdk", [(gt0 * 512 + used[0] * 4, struct.pack("<I", 3)),                  # both copies into the metadata
+                       (rgt0 * 512 + used[0] * 4, struct.pack("<I", 3))])
+patch("ck_unclean.vmdk", [(72, b"\x01")])
+shutil.copy(base, "ck_tail.vmdk"); open("ck_tail.vmdk", "ab").write(bytes(200000))        # orphaned tail
+PY
+read -r g0 g1 < ck.used
+check_case() { # check_case <file> <exit before> <needle> <exit after repair>
+    local out rc sum
+    out=$("$VDKIT" check "$1" 2>&1); rc=$?
+    [ $rc -eq "$2" ] && grep -q -- "$3" <<< "$out" && grep -q "at 0x" <<< "$out" && ok || bad "check $1: exit $rc: $out"
+    sum=$(sha256sum < "$1")
+    "$VDKIT" check -r -n "$1" > /dev/null 2>&1
+    [ "$(sha256sum < "$1")" = "$sum" ] && ok || bad "dry run changed $1"
+    out=$("$VDKIT" check -r "$1" 2>&1); rc=$?
+    [ $rc -eq "$4" ] && ok || bad "repair $1: exit $rc: $out"
+    qemu-img check -q "$1" && ok || bad "qemu-img check after repairing $1"
+}
+check_case ck_beyond.vmdk 2 "differ in 1 entries" 0
+check_case ck_dup.vmdk 2 "overlap" 3   # the reused grain's own data stays an orphan (compact reclaims it)
+check_case ck_both.vmdk 2 "points into the metadata" 3
+check_case ck_unclean.vmdk 0 "not closed cleanly" 0
+check_case ck_tail.vmdk 3 "after the last used grain" 0
+# The mismatched entry loses the overlap: the grain whose tables agreed keeps its data.
+qemu-img convert -f vmdk -O raw ck.vmdk ck.raw && "$VDKIT" convert -O raw ck_dup.vmdk ck_dup.raw > /dev/null
+cmp -s <(dd if=ck.raw bs=64k skip="$g0" count=1 status=none) <(dd if=ck_dup.raw bs=64k skip="$g0" count=1 status=none) \
+    && ok || bad "repair kept the wrong one of two overlapping grains"
+cmp -s ck_beyond.vmdk ck.vmdk && ok || bad "repair from the redundant table did not restore the image"
+
 finish
