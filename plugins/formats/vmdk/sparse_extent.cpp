@@ -128,16 +128,28 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
     if (h_.gd_offset == kGdAtEnd) {
         // Stream layout with the grain directory at the end: the footer (a
         // second header, EOF-1024) has the real offsets (VDF50 "footer").
-        if (file_size_ < 1536) corrupt("grain directory is at the end, but the file has no footer");
-        uint64_t end = file_size_ / 512 * 512;
-        unsigned char marker[512], footer[512];
-        store_.pread(ctx.get(), marker, 512, end - 1536);
-        store_.pread(ctx.get(), footer, 512, end - 1024);
-        if (load_le(marker + 8, 4) != 0 || load_le(marker + 12, 4) != 3)
-            corrupt("no footer marker at offset " + std::to_string(end - 1536) + " (truncated stream?)");
-        SparseHeader f = parse_sparse_header(footer, name_ + " (footer)");
-        if (f.gd_offset == kGdAtEnd) corrupt("the footer also puts the grain directory at the end");
-        h_.gd_offset = f.gd_offset;
+        std::string missing;
+        if (file_size_ < 1536) {
+            missing = "the file is too short for a footer";
+        } else {
+            uint64_t end = file_size_ / 512 * 512;
+            unsigned char marker[512], footer[512];
+            store_.pread(ctx.get(), marker, 512, end - 1536);
+            store_.pread(ctx.get(), footer, 512, end - 1024);
+            if (load_le(marker + 8, 4) != 0 || load_le(marker + 12, 4) != 3) {
+                missing = "no footer marker at offset " + std::to_string(end - 1536);
+            } else {
+                SparseHeader f = parse_sparse_header(footer, name_ + " (footer)");
+                if (f.gd_offset == kGdAtEnd) corrupt("the footer also puts the grain directory at the end");
+                h_.gd_offset = f.gd_offset;
+            }
+        }
+        if (!missing.empty()) {
+            // A truncated download: rebuild the map from the grain markers.
+            if (!(h_.flags & kFlagMarkers)) corrupt(missing + ", and without markers the grains cannot be found");
+            scan_markers(ctx, missing);
+            return;
+        }
     }
     uint64_t gt_coverage = uint64_t(h_.gtes_per_gt) * h_.grain_size; // ≤ 2^30, no overflow
     uint64_t gd_entries = (h_.capacity + gt_coverage - 1) / gt_coverage;
@@ -246,11 +258,52 @@ std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_
     return gt_cache_.emplace(gd_index, std::move(gt)).first->second;
 }
 
+void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
+    const uint64_t gt_coverage = uint64_t(h_.gtes_per_gt) * h_.grain_size;
+    if ((h_.capacity + gt_coverage - 1) / gt_coverage > kMaxGdEntries)
+        corrupt("capacity " + std::to_string(h_.capacity) + " sectors is too large to scan");
+    const uint64_t grains = (h_.capacity + h_.grain_size - 1) / h_.grain_size;
+    scanned_.assign(static_cast<size_t>(grains), 0);
+    const uint64_t sectors = (file_size_ + 511) / 512;
+    uint64_t s = h_.overhead, found = 0;
+    bool eos = false;
+    while (s < sectors && s <= UINT32_MAX && s * 512 + 16 <= file_size_) {
+        unsigned char m[16];
+        store_.pread(ctx.get(), m, sizeof m, s * 512);
+        const uint64_t val = load_le(m, 8), size = load_le(m + 8, 4), type = load_le(m + 12, 4);
+        if (size > 0) { // a grain: LBA, compressed length, data
+            const uint64_t next = s + (12 + size + 511) / 512;
+            if (size > 2 * grain_bytes() + 1024 || s * 512 + 12 + size > file_size_) break; // cut off
+            if (val % h_.grain_size == 0 && val / h_.grain_size < grains) {
+                if (scanned_[val / h_.grain_size] == 0) ++found;
+                scanned_[val / h_.grain_size] = static_cast<uint32_t>(s);
+            }
+            s = next;
+        } else if (type == 0) {
+            eos = true;
+            break;
+        } else if (type <= 4 && val < sectors) { // GT, GD, footer, progress: skip the metadata
+            s += 1 + val;
+        } else {
+            break;
+        }
+    }
+    scan_report_ = why + "; " + std::to_string(found) + " grains recovered by scanning the markers up to byte " +
+                   std::to_string(std::min(s * 512, file_size_)) +
+                   (eos ? " (end-of-stream marker found)" : " (the stream is cut off there; later data reads as zero)");
+    ctx.log(VDKIT_LOG_WARNING, name_ + ": " + scan_report_);
+}
+
 SparseExtent::Grain SparseExtent::lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector) {
     uint64_t gd_index = index / h_.gtes_per_gt;
-    if (gd_index >= gd_.size()) return Grain::unallocated;
-    if (gd_[gd_index] == 0) return Grain::unallocated;
-    uint32_t gte = grain_table(ctx, gd_index)[index % h_.gtes_per_gt];
+    uint32_t gte = 0;
+    if (!scanned_.empty()) {
+        gte = index < scanned_.size() ? scanned_[index] : 0;
+    } else {
+        if (gd_index >= gd_.size()) return Grain::unallocated;
+        if (gd_[gd_index] == 0) return Grain::unallocated;
+        gte = grain_table(ctx, gd_index)[index % h_.gtes_per_gt];
+    }
     if (gte == 0) return Grain::unallocated;
     if (gte == 1) {
         if (h_.flags & kFlagZeroedGrain) return Grain::zero;
@@ -388,6 +441,10 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
 
     if (h_.unclean_shutdown) {
         report(VDKIT_FINDING_NOTE, 72, "the extent was not closed cleanly (uncleanShutdown is set)", true);
+    }
+    if (!scanned_.empty()) {
+        report(VDKIT_FINDING_ERROR, file_size_, scan_report_, false);
+        return; // no tables to check
     }
     struct Use {
         uint32_t sector;

@@ -95,6 +95,8 @@ private:
     std::vector<uint32_t> &grain_table(sdk::Context &ctx, uint64_t gd_index);
     void read_compressed(sdk::Context &ctx, uint64_t index, uint64_t sector);
     [[noreturn]] void corrupt(const std::string &what) const;
+    // No footer (a truncated stream): map grains from their markers.
+    void scan_markers(sdk::Context &ctx, const std::string &why);
 
     sdk::StoreRef store_;
     std::string name_;
@@ -103,6 +105,9 @@ private:
     std::vector<uint32_t> gd_;
     std::vector<uint32_t> rgd_; // redundant directory, when flags bit 1 is set
     std::unordered_map<uint64_t, std::vector<uint32_t>> gt_cache_;
+    // Grain index → marker sector, when the map was rebuilt by scan_markers.
+    std::vector<uint32_t> scanned_;
+    std::string scan_report_;
     // The last decompressed grain (stream images are read grain by grain).
     uint64_t cached_grain_ = UINT64_MAX;
     std::vector<unsigned char> grain_buf_;
