@@ -132,3 +132,51 @@ TEST_CASE("vmdk: ddb metadata is written into the descriptor and survives reopen
         CHECK((*d)->metadata_set("ddb.comment", "x").code() == VDKIT_E_READ_ONLY);
     }
 }
+
+TEST_CASE("vmdk: resize grows sparse disks (moving the directories) and grows or shrinks flat ones", "[vmdk][resize]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    OpenOptions rw;
+    rw.writable = true;
+    for (const char *subformat : {"monolithicSparse", "monolithicFlat"}) {
+        CAPTURE(subformat);
+        const std::string path = dir / (std::string(subformat) + ".vmdk");
+        CreateOptions o = test::create_opts("vmdk", 8u << 20);
+        o.options["subformat"] = subformat;
+        auto head = test::pattern(1u << 20, 11), tail = test::pattern(1u << 20, 12);
+        {
+            auto d = lib->create_image(path, o);
+            REQUIRE_OK(d);
+            REQUIRE_OK((*d)->write(0, head.data(), head.size()));
+        }
+        const uint64_t big = 40ull << 30; // 1280 grain tables: the directory outgrows its sector
+        {
+            auto d = lib->open(path, rw);
+            REQUIRE_OK(d);
+            REQUIRE_OK((*d)->resize(big));
+            REQUIRE_OK((*d)->write(big - tail.size(), tail.data(), tail.size()));
+        }
+        auto d = lib->open(path, rw);
+        REQUIRE_OK(d);
+        CHECK((*d)->size() == big);
+        std::vector<unsigned char> got(1u << 20);
+        REQUIRE_OK((*d)->read(0, got.data(), got.size()));
+        CHECK(got == head);
+        REQUIRE_OK((*d)->read(big - tail.size(), got.data(), got.size()));
+        CHECK(got == tail);
+        REQUIRE_OK((*d)->read(20ull << 30, got.data(), got.size()));
+        CHECK(std::all_of(got.begin(), got.end(), [](unsigned char c) { return c == 0; }));
+        auto report = (*d)->check();
+        REQUIRE_OK(report);
+        CHECK(report->clean());
+        auto cylinders = (*d)->metadata_get("ddb.geometry.cylinders");
+        REQUIRE_OK(cylinders);
+        CHECK(*cylinders != "8");
+        if (std::string(subformat) == "monolithicSparse") {
+            CHECK((*d)->resize(4u << 20, true).code() == VDKIT_E_NOT_SUPPORTED);
+        } else {
+            REQUIRE_OK((*d)->resize(4u << 20, true));
+            CHECK(std::filesystem::file_size(dir / "monolithicFlat-flat.vmdk") == 4u << 20);
+        }
+    }
+}

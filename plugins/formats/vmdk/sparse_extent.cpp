@@ -394,6 +394,58 @@ sdk::BlockStatus SparseExtent::status(sdk::Context &ctx, uint64_t offset, uint64
     return {st, run};
 }
 
+void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
+    if (!writable() || !scanned_.empty()) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot grow");
+    if (new_capacity <= h_.capacity) return;
+    if (new_capacity >= (1ull << 32))
+        throw sdk::Error(VDKIT_E_INVALID_ARGUMENT, name_ + ": a hosted sparse extent holds less than 2 TiB");
+    const uint64_t coverage = uint64_t(h_.gtes_per_gt) * h_.grain_size;
+    const uint64_t count = (new_capacity + coverage - 1) / coverage, old_count = gd_.size();
+    if (count > kMaxGdEntries) throw sdk::Error(VDKIT_E_INVALID_ARGUMENT, name_ + ": too large for this grain size");
+    const bool redundant = !rgd_.empty();
+    const uint64_t table_sectors = (uint64_t(h_.gtes_per_gt) * 4 + 511) / 512;
+    const uint64_t dir_sectors_old = (old_count * 4 + 511) / 512, dir_sectors = (count * 4 + 511) / 512;
+    const bool move_dirs = dir_sectors > dir_sectors_old;
+    uint64_t end = (file_size_ + 511) / 512; // sectors; everything new goes here
+    auto take = [&](uint64_t sectors) {
+        const uint64_t at = end;
+        end += sectors;
+        if (end > UINT32_MAX) throw sdk::Error(VDKIT_E_OUT_OF_RANGE, name_ + ": the extent file would exceed 2 TiB");
+        return at;
+    };
+    std::vector<uint32_t> gd = gd_, rgd = rgd_;
+    gd.resize(count, 0);
+    if (redundant) rgd.resize(count, 0);
+    for (uint64_t i = old_count; i < count; ++i) {
+        gd[i] = static_cast<uint32_t>(take(table_sectors));
+        if (redundant) rgd[i] = static_cast<uint32_t>(take(table_sectors));
+    }
+    const uint64_t gd_at = move_dirs ? take(dir_sectors) : h_.gd_offset;
+    const uint64_t rgd_at = redundant ? (move_dirs ? take(dir_sectors) : h_.rgd_offset) : 0;
+    store_.truncate(ctx.get(), end * 512); // new tables start zeroed
+    auto put_dir = [&](const std::vector<uint32_t> &dir, uint64_t sector) {
+        std::vector<unsigned char> raw(static_cast<size_t>(dir_sectors * 512), 0);
+        for (size_t i = 0; i < dir.size(); ++i) store_le(raw.data() + i * 4, dir[i], 4);
+        store_.pwrite(ctx.get(), raw.data(), raw.size(), sector * 512);
+    };
+    put_dir(gd, gd_at);
+    if (redundant) put_dir(rgd, rgd_at);
+    store_.flush(ctx.get());
+    h_.capacity = new_capacity;
+    h_.gd_offset = gd_at;
+    if (redundant) h_.rgd_offset = rgd_at;
+    unsigned char header[512];
+    store_.pread(ctx.get(), header, 512, 0);
+    store_le(header + 12, h_.capacity, 8);
+    store_le(header + 48, h_.rgd_offset, 8);
+    store_le(header + 56, h_.gd_offset, 8);
+    store_.pwrite(ctx.get(), header, 512, 0);
+    store_.flush(ctx.get());
+    gd_ = std::move(gd);
+    rgd_ = std::move(rgd);
+    file_size_ = end * 512;
+}
+
 void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) {
     const bool repair = (flags & VDKIT_CHECK_REPAIR) && !(flags & VDKIT_CHECK_DRY_RUN);
     const bool dry = (flags & VDKIT_CHECK_REPAIR) && !repair;
@@ -526,15 +578,26 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
             }
             kept.push_back(u);
         }
-        // Orphans: whole grains of the data area no entry uses.
+        // Orphans: whole grains of the data area that neither a grain
+        // entry nor metadata (tables, directories moved by a resize) uses.
+        std::vector<std::pair<uint64_t, uint64_t>> taken; // byte ranges [start, end)
+        for (const Use &u : kept) taken.emplace_back(uint64_t(u.sector) * 512, uint64_t(u.sector) * 512 + gb);
+        const uint64_t dir_bytes = (gd_.size() * 4 + 511) / 512 * 512;
+        taken.emplace_back(h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes);
+        if (!rgd_.empty()) taken.emplace_back(h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes);
+        for (size_t i = 0; i < gd_.size(); ++i) {
+            if (gd_[i]) taken.emplace_back(uint64_t(gd_[i]) * 512, uint64_t(gd_[i]) * 512 + table_bytes);
+            if (i < rgd_.size() && rgd_[i]) taken.emplace_back(uint64_t(rgd_[i]) * 512, uint64_t(rgd_[i]) * 512 + table_bytes);
+        }
+        std::sort(taken.begin(), taken.end());
         uint64_t pos = h_.overhead * 512, orphans = 0, first_orphan = 0;
-        for (const Use &u : kept) {
-            const uint64_t at = uint64_t(u.sector) * 512;
+        for (const auto &[at, stop] : taken) {
+            if (stop <= pos) continue;
             if (at >= pos + gb) {
                 if (!orphans) first_orphan = pos;
                 orphans += (at - pos) / gb;
             }
-            pos = std::max(pos, at + gb);
+            pos = std::max(pos, stop);
         }
         const uint64_t end = (file_size_ + 511) / 512 * 512;
         if (end > pos) {

@@ -79,6 +79,12 @@ public:
     // uncleanShutdown: set before the first metadata change, cleared on close.
     void set_unclean(sdk::Context &ctx, bool unclean);
 
+    // Grow the extent to new_capacity sectors: new grain tables (and
+    // redundant ones) are appended; the directories grow in place when their
+    // sectors have room, else move to the end of the file. Tables first,
+    // then the header.
+    void grow(sdk::Context &ctx, uint64_t new_capacity);
+
     // Consistency check (VDKIT_CHECK_* flags), findings through ctx.finding
     // with file offsets: unclean-shutdown flag, grain tables beyond the file,
     // table vs redundant table mismatches, entries outside the data area or

@@ -269,6 +269,41 @@ public:
         out.lchs_sectors = geo("ddb.geometry.biosSectors");
     }
 
+    // Grow (or, for flat disks, shrink) a single-extent disk: monolithicSparse
+    // or a child made like it, monolithicFlat, vmfs, vmfsThin. The descriptor's
+    // extent line and geometry follow; the CID changes.
+    void resize(Context &ctx, uint64_t new_size, uint32_t flags) {
+        if (stream_ || !writable_) fail(VDKIT_E_READ_ONLY, "the disk cannot be resized now");
+        if (new_size % 512) fail(VDKIT_E_INVALID_ARGUMENT, "VMDK sizes are whole 512-byte sectors");
+        if (extents_.size() != 1 || extents_[0]->line.access != Access::rw ||
+            (extents_[0]->line.type != ExtentType::sparse && extents_[0]->line.type != ExtentType::flat &&
+             extents_[0]->line.type != ExtentType::vmfs))
+            fail(VDKIT_E_NOT_SUPPORTED, "resizing works on single-extent disks (monolithicSparse, monolithicFlat, vmfs); "
+                                        "convert split or stream disks first");
+        Extent &e = *extents_[0];
+        if (new_size < size_ && !(flags & VDKIT_RESIZE_SHRINK)) fail(VDKIT_E_INVALID_ARGUMENT, "shrinking needs the shrink flag");
+        if (e.sparse) {
+            if (new_size < size_) fail(VDKIT_E_NOT_SUPPORTED, "sparse VMDK disks grow only");
+            e.sparse->grow(ctx, new_size / 512);
+        } else {
+            const uint64_t end = e.line.offset * 512 + new_size;
+            e.store.truncate(ctx.get(), end);
+            e.file_size = end;
+        }
+        e.length = new_size;
+        e.line.sectors = new_size / 512;
+        desc_.extents[0].sectors = new_size / 512;
+        size_ = new_size;
+        const uint64_t heads = desc_.ddb_get("ddb.geometry.heads").value_or("16") == "16" ? 16 : 255;
+        for (auto &kv : desc_.ddb)
+            if (kv.first == "ddb.geometry.cylinders")
+                kv.second = std::to_string(std::min<uint64_t>(new_size / 512 / (heads * 63), 65535));
+        desc_.cid = new_cid();
+        cid_updated_ = true;
+        write_descriptor(ctx);
+        main_.flush(ctx.get());
+    }
+
     // Every extent: sparse ones check their tables; flat files must hold
     // what the descriptor says (a short one reads as zeros past its end).
     void check(Context &ctx, uint32_t flags, vdkit_check_result &r) {
@@ -675,7 +710,7 @@ const vdkit_plugin_descriptor *vmdk_format() {
         VDKIT_KIND_FORMAT,
         sdk::DescriptorSpec{"vmdk", "0.2.0", "VMware virtual disks",
                             VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_FILE_BASED |
-                                VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY | VDKIT_CAP_CHECK,
+                                VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY | VDKIT_CAP_CHECK | VDKIT_CAP_RESIZE,
                             kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
                             static_cast<uint32_t>(std::size(kExtensions))},
         sdk::format_ops<VmdkImage>());

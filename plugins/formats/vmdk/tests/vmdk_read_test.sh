@@ -239,6 +239,21 @@ expect_error "unknown extent type" badline.vmdk "line 4: unknown extent type 'BO
 cp child.vmdk orphan.vmdk && sed -i 's|parentFileNameHint="base.vmdk"|parentFileNameHint="missing.vmdk"|' orphan.vmdk
 expect_error "missing parent" orphan.vmdk "missing.vmdk"
 
+# Growing: vdkit grows a qemu-made sparse disk (its grain directory moves to
+# the end), qemu writes at the far end, both tools and both checks agree.
+qemu-img convert -q -f raw -O vmdk src.raw grow.vmdk
+"$VDKIT" resize grow.vmdk 100G > /dev/null && ok || bad "grow a qemu-made vmdk"
+qemu-img check -q grow.vmdk && ok || bad "qemu-img check after grow"
+[ "$(qemu-img info --output=json grow.vmdk | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')" = $((100 << 30)) ] \
+    && ok || bad "qemu-img sees the grown size"
+qemu-io -f vmdk -c "write -P 0x77 99G 1M" grow.vmdk > /dev/null
+qemu-img check -q grow.vmdk && "$VDKIT" check grow.vmdk > /dev/null && ok || bad "checks after a write past the old end"
+qemu-img compare -q grow.vmdk src.raw > /dev/null 2>&1; [ $? -eq 1 ] && ok || bad "the far write is not seen"
+qemu-img convert -f vmdk -O raw grow.vmdk grow.raw   # sparse: only the data is written
+"$VDKIT" compare -F raw grow.vmdk grow.raw > /dev/null && ok || bad "vdkit reads the grown disk differently from qemu-img"
+rm -f grow.raw
+vmdkinfo grow.vmdk > grow.info 2>&1; grep -q "100 GiB" grow.info && ok || bad "vmdkinfo does not see the grown size"
+
 # 5. check / repair: every finding with its offset, dry run changes nothing,
 #    repair leaves an image both vdkit and qemu-img find clean.
 qemu-img convert -q -f raw -O vmdk src.raw ck.vmdk
