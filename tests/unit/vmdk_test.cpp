@@ -180,3 +180,77 @@ TEST_CASE("vmdk: resize grows sparse disks (moving the directories) and grows or
         }
     }
 }
+
+TEST_CASE("vmdk: compact drops zero grains, closes holes and truncates", "[vmdk][compact]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    const std::string path = dir / "c.vmdk";
+    std::vector<unsigned char> model(2u << 20, 0);
+    {
+        auto d = lib->create_image(path, test::create_opts("vmdk", model.size()));
+        REQUIRE_OK(d);
+        for (uint64_t g = 0; g < 10; ++g) {
+            auto data = test::pattern(kGrain, static_cast<uint32_t>(g + 1));
+            REQUIRE_OK((*d)->write(g * kGrain, data.data(), kGrain));
+            std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(g * kGrain));
+        }
+        std::vector<unsigned char> zeros(kGrain, 0);
+        for (uint64_t g : {1, 3}) { // zeros written as data: still allocated
+            REQUIRE_OK((*d)->write(g * kGrain, zeros.data(), kGrain));
+            std::fill(model.begin() + static_cast<long>(g * kGrain), model.begin() + static_cast<long>((g + 1) * kGrain), 0);
+        }
+        REQUIRE_OK((*d)->discard(5 * kGrain, kGrain)); // a hole in the middle
+        std::fill(model.begin() + static_cast<long>(5 * kGrain), model.begin() + static_cast<long>(6 * kGrain), 0);
+    }
+    const uint64_t before = std::filesystem::file_size(path);
+    OpenOptions rw;
+    rw.writable = true;
+    {
+        auto d = lib->open(path, rw);
+        REQUIRE_OK(d);
+        REQUIRE_OK((*d)->compact());
+    }
+    CHECK(std::filesystem::file_size(path) == before - 3 * kGrain);
+    auto d = lib->open(path, rw);
+    REQUIRE_OK(d);
+    std::vector<unsigned char> got(model.size());
+    REQUIRE_OK((*d)->read(0, got.data(), got.size()));
+    CHECK(got == model);
+    auto report = (*d)->check();
+    REQUIRE_OK(report);
+    CHECK(report->clean());
+    // Still writable after the grains moved.
+    auto data = test::pattern(kGrain, 99);
+    REQUIRE_OK((*d)->write(12 * kGrain, data.data(), kGrain));
+    std::vector<unsigned char> back(kGrain);
+    REQUIRE_OK((*d)->read(12 * kGrain, back.data(), kGrain));
+    CHECK(back == data);
+}
+
+TEST_CASE("vmdk: compacting a child gives back grains equal to the parent", "[vmdk][compact]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    auto base_data = test::pattern(1u << 20, 3);
+    {
+        auto b = lib->create_image(dir / "base.vmdk", test::create_opts("vmdk", base_data.size()));
+        REQUIRE_OK(b);
+        REQUIRE_OK((*b)->write(0, base_data.data(), base_data.size()));
+    }
+    CreateOptions co = test::create_opts("vmdk");
+    co.parent = dir / "base.vmdk";
+    auto child = lib->create_image(dir / "child.vmdk", co);
+    REQUIRE_OK(child);
+    REQUIRE_OK((*child)->write(2 * kGrain, base_data.data() + 2 * kGrain, 3 * kGrain)); // same as the parent
+    auto fresh = test::pattern(kGrain, 8);
+    REQUIRE_OK((*child)->write(6 * kGrain, fresh.data(), kGrain));
+    const uint64_t before = std::filesystem::file_size(dir / "child.vmdk");
+    REQUIRE_OK((*child)->compact());
+    CHECK(std::filesystem::file_size(dir / "child.vmdk") == before - 3 * kGrain);
+    auto run = (*child)->block_status(2 * kGrain, 3 * kGrain);
+    REQUIRE_OK(run);
+    CHECK(run->image == 0);
+    std::copy(fresh.begin(), fresh.end(), base_data.begin() + static_cast<long>(6 * kGrain));
+    std::vector<unsigned char> got(base_data.size());
+    REQUIRE_OK((*child)->read(0, got.data(), got.size()));
+    CHECK(got == base_data);
+}

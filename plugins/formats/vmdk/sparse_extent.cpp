@@ -446,6 +446,98 @@ void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
     file_size_ = end * 512;
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> SparseExtent::metadata_ranges() const {
+    std::vector<std::pair<uint64_t, uint64_t>> out;
+    const uint64_t dir_bytes = (gd_.size() * 4 + 511) / 512 * 512, table_bytes = uint64_t(h_.gtes_per_gt) * 4;
+    out.emplace_back(0, h_.overhead * 512); // header, descriptor and front tables
+    out.emplace_back(h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes);
+    if (!rgd_.empty()) out.emplace_back(h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes);
+    for (size_t i = 0; i < gd_.size(); ++i) {
+        if (gd_[i]) out.emplace_back(uint64_t(gd_[i]) * 512, uint64_t(gd_[i]) * 512 + table_bytes);
+        if (i < rgd_.size() && rgd_[i]) out.emplace_back(uint64_t(rgd_[i]) * 512, uint64_t(rgd_[i]) * 512 + table_bytes);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
+    if (!writable() || !scanned_.empty()) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be compacted");
+    const uint64_t gb = grain_bytes(), before = file_size_;
+    const uint64_t grains = (h_.capacity + h_.grain_size - 1) / h_.grain_size;
+    std::vector<unsigned char> buf(static_cast<size_t>(gb));
+    struct Placed {
+        uint64_t sector, index;
+    };
+    std::vector<Placed> used;
+    // 1. Zero grains leave the data area.
+    for (uint64_t i = 0; i < grains; ++i) {
+        uint64_t sector = 0;
+        if (lookup(ctx, i, &sector) != Grain::data) continue;
+        const uint64_t n = std::min(gb, file_size_ - sector * 512);
+        store_.pread(ctx.get(), buf.data(), n, sector * 512);
+        const bool zero = std::all_of(buf.begin(), buf.begin() + static_cast<long>(n), [](unsigned char c) { return c == 0; });
+        if (zero && !has_parent) set_gte(ctx, i, 0);
+        else if (zero && zeroed_grains()) set_gte(ctx, i, 1);
+        else used.push_back({sector, i});
+        if ((i & 1023) == 0) ctx.progress(i, grains * 2);
+    }
+    // 2. Move grains down into holes, in batches whose copies land below
+    //    every grain of the batch still to be repointed.
+    std::sort(used.begin(), used.end(), [](const Placed &a, const Placed &b) { return a.sector < b.sector; });
+    const auto meta = metadata_ranges();
+    auto free_at = [&](uint64_t pos) { // first position >= pos where a grain fits between metadata
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (const auto &[a, b] : meta)
+                if (pos < b && pos + gb > a) {
+                    pos = b;
+                    moved = true;
+                }
+        }
+        return pos;
+    };
+    uint64_t pos = free_at(h_.overhead * 512);
+    std::vector<std::pair<Placed, uint64_t>> batch; // grain, destination byte
+    auto commit = [&] {
+        if (batch.empty()) return;
+        store_.flush(ctx.get());
+        for (const auto &[g, dest] : batch) set_gte(ctx, g.index, static_cast<uint32_t>(dest / 512));
+        store_.flush(ctx.get());
+        batch.clear();
+    };
+    for (size_t k = 0; k < used.size(); ++k) {
+        const Placed &g = used[k];
+        const uint64_t src = g.sector * 512;
+        pos = free_at(pos);
+        // Moving is worth it and safe only into space that does not touch the grain itself.
+        if (pos + gb > src) {
+            pos = std::max(pos, src + gb);
+            continue;
+        }
+        if (!batch.empty() && pos + gb > batch.front().first.sector * 512) commit();
+        store_.pread(ctx.get(), buf.data(), gb, src);
+        store_.pwrite(ctx.get(), buf.data(), gb, pos);
+        batch.emplace_back(g, pos);
+        pos += gb;
+        if ((k & 1023) == 0) ctx.progress(grains + k * grains / std::max<size_t>(used.size(), 1), grains * 2);
+    }
+    commit();
+    // 3. Truncate after the last grain or metadata.
+    uint64_t end = h_.overhead * 512;
+    for (const auto &[a, b] : meta) end = std::max(end, b);
+    for (uint64_t i = 0; i < grains; ++i) {
+        uint64_t sector = 0;
+        if (lookup(ctx, i, &sector) == Grain::data) end = std::max(end, sector * 512 + gb);
+    }
+    if (end < file_size_) {
+        store_.truncate(ctx.get(), end);
+        file_size_ = end;
+    }
+    store_.flush(ctx.get());
+    ctx.progress(grains * 2, grains * 2);
+    return before - file_size_;
+}
+
 void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) {
     const bool repair = (flags & VDKIT_CHECK_REPAIR) && !(flags & VDKIT_CHECK_DRY_RUN);
     const bool dry = (flags & VDKIT_CHECK_REPAIR) && !repair;

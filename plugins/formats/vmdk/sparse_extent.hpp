@@ -85,6 +85,12 @@ public:
     // then the header.
     void grow(sdk::Context &ctx, uint64_t new_capacity);
 
+    // VMware's Shrink + Defragment: all-zero grains are unmapped (no
+    // parent) or become zero grains (zeroed-grain extents), the remaining
+    // grains move down into holes (copies flushed before the tables point
+    // at them) and the file is truncated. Returns the bytes given back.
+    uint64_t compact(sdk::Context &ctx, bool has_parent);
+
     // Consistency check (VDKIT_CHECK_* flags), findings through ctx.finding
     // with file offsets: unclean-shutdown flag, grain tables beyond the file,
     // table vs redundant table mismatches, entries outside the data area or
@@ -94,6 +100,8 @@ public:
 
 private:
     void set_gte(sdk::Context &ctx, uint64_t index, uint32_t value);
+    // Byte ranges of the grain directories and tables, sorted.
+    std::vector<std::pair<uint64_t, uint64_t>> metadata_ranges() const;
     void allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain);
     enum class Grain { unallocated, zero, data };
     // Classify grain `index`; for data, *sector gets the GTE.

@@ -304,6 +304,25 @@ public:
         main_.flush(ctx.get());
     }
 
+    // Shrink + Defragment every sparse extent (flat extents have nothing to give back).
+    void compact(Context &ctx) {
+        if (stream_ || !writable_) fail(VDKIT_E_READ_ONLY, "the disk cannot be compacted now");
+        bool any = false;
+        for (auto &e : extents_) {
+            if (!e->sparse) continue;
+            if (e->line.access != Access::rw) fail(VDKIT_E_READ_ONLY, e->line.filename + " is not writable");
+            if (!cid_updated_) {
+                desc_.cid = new_cid();
+                write_descriptor(ctx);
+                cid_updated_ = true;
+            }
+            e->sparse->compact(ctx, desc_.has_parent());
+            e->sparse->set_unclean(ctx, false);
+            any = true;
+        }
+        if (!any) fail(VDKIT_E_NOT_SUPPORTED, "a flat disk has nothing to compact");
+    }
+
     // Every extent: sparse ones check their tables; flat files must hold
     // what the descriptor says (a short one reads as zeros past its end).
     void check(Context &ctx, uint32_t flags, vdkit_check_result &r) {
@@ -710,7 +729,7 @@ const vdkit_plugin_descriptor *vmdk_format() {
         VDKIT_KIND_FORMAT,
         sdk::DescriptorSpec{"vmdk", "0.2.0", "VMware virtual disks",
                             VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_FILE_BASED |
-                                VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY | VDKIT_CAP_CHECK | VDKIT_CAP_RESIZE,
+                                VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY | VDKIT_CAP_CHECK | VDKIT_CAP_RESIZE | VDKIT_CAP_COMPACT,
                             kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
                             static_cast<uint32_t>(std::size(kExtensions))},
         sdk::format_ops<VmdkImage>());

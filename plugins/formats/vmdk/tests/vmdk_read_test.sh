@@ -254,6 +254,27 @@ qemu-img convert -f vmdk -O raw grow.vmdk grow.raw   # sparse: only the data is 
 rm -f grow.raw
 vmdkinfo grow.vmdk > grow.info 2>&1; grep -q "100 GiB" grow.info && ok || bad "vmdkinfo does not see the grown size"
 
+# Compacting (VMware's Shrink + Defragment): qemu zero-fills grains of its
+# own image, vdkit gives them back and closes the holes; qemu-img agrees.
+qemu-img convert -q -f raw -O vmdk src.raw shrink.vmdk
+qemu-img convert -q -f raw -O raw src.raw shrink.raw
+python3 - <<'PY'
+import json, subprocess
+m = json.loads(subprocess.check_output(["qemu-img", "map", "--output=json", "shrink.vmdk"]))
+data = [e for e in m if e["data"]][:6]
+with open("shrink.cmds", "w") as f:
+    for e in data[::2]:  # zero every other data extent (as data, so the grains stay allocated)
+        f.write("write -P 0 %d %d\n" % (e["start"], e["length"]))
+PY
+while read -r cmd; do
+    qemu-io -f vmdk -c "$cmd" shrink.vmdk > /dev/null
+    qemu-io -f raw -c "$cmd" shrink.raw > /dev/null
+done < shrink.cmds
+before=$(stat -c %s shrink.vmdk)
+"$VDKIT" compact shrink.vmdk > /dev/null && ok || bad "compact a qemu-made vmdk"
+[ "$(stat -c %s shrink.vmdk)" -lt "$before" ] && ok || bad "compact gave nothing back ($before bytes)"
+qemu-img check -q shrink.vmdk && qemu-img compare -q -F raw shrink.vmdk shrink.raw && ok || bad "qemu-img after compact"
+
 # 5. check / repair: every finding with its offset, dry run changes nothing,
 #    repair leaves an image both vdkit and qemu-img find clean.
 qemu-img convert -q -f raw -O vmdk src.raw ck.vmdk
