@@ -263,7 +263,8 @@ void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
     if ((h_.capacity + gt_coverage - 1) / gt_coverage > kMaxGdEntries)
         corrupt("capacity " + std::to_string(h_.capacity) + " sectors is too large to scan");
     const uint64_t grains = (h_.capacity + h_.grain_size - 1) / h_.grain_size;
-    scanned_.assign(static_cast<size_t>(grains), 0);
+    // Only grains found go into the map: its size follows the file, not the header's capacity.
+    scanned_.emplace();
     const uint64_t sectors = (file_size_ + 511) / 512;
     uint64_t s = h_.overhead, found = 0;
     bool eos = false;
@@ -275,8 +276,7 @@ void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
             const uint64_t next = s + (12 + size + 511) / 512;
             if (size > 2 * grain_bytes() + 1024 || s * 512 + 12 + size > file_size_) break; // cut off
             if (val % h_.grain_size == 0 && val / h_.grain_size < grains) {
-                if (scanned_[val / h_.grain_size] == 0) ++found;
-                scanned_[val / h_.grain_size] = static_cast<uint32_t>(s);
+                if (scanned_->insert_or_assign(val / h_.grain_size, static_cast<uint32_t>(s)).second) ++found;
             }
             s = next;
         } else if (type == 0) {
@@ -297,8 +297,9 @@ void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
 SparseExtent::Grain SparseExtent::lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector) {
     uint64_t gd_index = index / h_.gtes_per_gt;
     uint32_t gte = 0;
-    if (!scanned_.empty()) {
-        gte = index < scanned_.size() ? scanned_[index] : 0;
+    if (scanned_) {
+        auto it = scanned_->find(index);
+        gte = it == scanned_->end() ? 0 : it->second;
     } else {
         if (gd_index >= gd_.size()) return Grain::unallocated;
         if (gd_[gd_index] == 0) return Grain::unallocated;
@@ -395,7 +396,7 @@ sdk::BlockStatus SparseExtent::status(sdk::Context &ctx, uint64_t offset, uint64
 }
 
 void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
-    if (!writable() || !scanned_.empty()) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot grow");
+    if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot grow");
     if (new_capacity <= h_.capacity) return;
     if (new_capacity >= (1ull << 32))
         throw sdk::Error(VDKIT_E_INVALID_ARGUMENT, name_ + ": a hosted sparse extent holds less than 2 TiB");
@@ -461,7 +462,7 @@ std::vector<std::pair<uint64_t, uint64_t>> SparseExtent::metadata_ranges() const
 }
 
 uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
-    if (!writable() || !scanned_.empty()) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be compacted");
+    if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be compacted");
     const uint64_t gb = grain_bytes(), before = file_size_;
     const uint64_t grains = (h_.capacity + h_.grain_size - 1) / h_.grain_size;
     std::vector<unsigned char> buf(static_cast<size_t>(gb));
@@ -586,7 +587,7 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
     if (h_.unclean_shutdown) {
         report(VDKIT_FINDING_NOTE, 72, "the extent was not closed cleanly (uncleanShutdown is set)", true);
     }
-    if (!scanned_.empty()) {
+    if (scanned_) {
         report(VDKIT_FINDING_ERROR, file_size_, scan_report_, false);
         return; // no tables to check
     }

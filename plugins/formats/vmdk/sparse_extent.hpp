@@ -11,6 +11,7 @@
 #include "vdkit/plugin.hpp"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -119,8 +120,9 @@ private:
     std::vector<uint32_t> gd_;
     std::vector<uint32_t> rgd_; // redundant directory, when flags bit 1 is set
     std::unordered_map<uint64_t, std::vector<uint32_t>> gt_cache_;
-    // Grain index → marker sector, when the map was rebuilt by scan_markers.
-    std::vector<uint32_t> scanned_;
+    // Grain index → marker sector of the grains found, when the map was
+    // rebuilt by scan_markers (set, possibly empty, only then).
+    std::optional<std::unordered_map<uint64_t, uint32_t>> scanned_;
     std::string scan_report_;
     // The last decompressed grain (stream images are read grain by grain).
     uint64_t cached_grain_ = UINT64_MAX;
