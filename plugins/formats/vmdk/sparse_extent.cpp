@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <unordered_set>
 #include <cstring>
 
 namespace vdkit::vmdk {
@@ -598,6 +599,7 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
     };
     std::vector<Use> used;
     std::vector<uint64_t> suspects; // grains whose tables disagreed (ascending)
+    std::unordered_set<uint32_t> tables_seen;
     for (uint64_t gdi = 0; gdi < gd_.size(); ++gdi) {
         if (gd_[gdi] == 0) continue;
         const uint64_t gd_entry_at = h_.gd_offset * 512 + gdi * 4;
@@ -605,6 +607,15 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
             report(VDKIT_FINDING_ERROR, gd_entry_at,
                    "grain table " + std::to_string(gdi) + " at sector " + std::to_string(gd_[gdi]) +
                        " lies beyond the end of the file",
+                   false);
+            continue;
+        }
+        // Each table is walked once: directory entries sharing a table would
+        // otherwise multiply the work and memory by a hostile factor.
+        if (!tables_seen.insert(gd_[gdi]).second) {
+            report(VDKIT_FINDING_ERROR, gd_entry_at,
+                   "grain table " + std::to_string(gdi) + " shares sector " + std::to_string(gd_[gdi]) +
+                       " with another grain table",
                    false);
             continue;
         }

@@ -296,6 +296,7 @@ patch("ck_dup.vmdk", [(gt0 * 512 + used[1] * 4, struct.pack("<I", ents[used[0]])
 patch("ck_both.vmdk", [(gt0 * 512 + used[0] * 4, struct.pack("<I", 3)),                  # both copies into the metadata
                        (rgt0 * 512 + used[0] * 4, struct.pack("<I", 3))])
 patch("ck_unclean.vmdk", [(72, b"\x01")])
+patch("ck_shared.vmdk", [(gd * 512 + 4, struct.pack("<I", gt0))])                         # two directory entries, one table
 shutil.copy(base, "ck_tail.vmdk"); open("ck_tail.vmdk", "ab").write(bytes(200000))        # orphaned tail
 PY
 read -r g0 g1 < ck.used
@@ -314,6 +315,8 @@ check_case ck_beyond.vmdk 2 "differ in 1 entries" 0
 check_case ck_dup.vmdk 2 "overlap" 3   # the reused grain's own data stays an orphan (compact reclaims it)
 check_case ck_both.vmdk 2 "points into the metadata" 3
 check_case ck_unclean.vmdk 0 "not closed cleanly" 0
+out=$("$VDKIT" check ck_shared.vmdk 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "shares sector" <<< "$out" && ok || bad "shared grain table: $rc $out"
 check_case ck_tail.vmdk 3 "after the last used grain" 0
 # The mismatched entry loses the overlap: the grain whose tables agreed keeps its data.
 qemu-img convert -f vmdk -O raw ck.vmdk ck.raw && "$VDKIT" convert -O raw ck_dup.vmdk ck_dup.raw > /dev/null
