@@ -477,7 +477,7 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         if (lookup(ctx, i, &sector) != Grain::data) continue;
         const uint64_t n = std::min(gb, file_size_ - sector * 512);
         store_.pread(ctx.get(), buf.data(), n, sector * 512);
-        const bool zero = std::all_of(buf.begin(), buf.begin() + static_cast<long>(n), [](unsigned char c) { return c == 0; });
+        const bool zero = sdk::is_zero(buf.data(), static_cast<size_t>(n));
         if (zero && !has_parent) set_gte(ctx, i, 0);
         else if (zero && zeroed_grains()) set_gte(ctx, i, 1);
         else used.push_back({sector, i});
@@ -541,22 +541,13 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
 }
 
 void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) {
-    const bool repair = (flags & VDKIT_CHECK_REPAIR) && !(flags & VDKIT_CHECK_DRY_RUN);
-    const bool dry = (flags & VDKIT_CHECK_REPAIR) && !repair;
+    const sdk::CheckReporter reporter(ctx, flags, r);
+    const bool repair = reporter.repairing();
     const bool compressed = h_.flags & kFlagCompressed;
     if (repair && compressed) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents are not repaired");
-    // fixable: repair fixes it; severity: VDKIT_FINDING_ERROR / LEAK / NOTE.
+    // Every finding names the extent file.
     auto report = [&](uint32_t severity, uint64_t offset, const std::string &msg, bool fixable) {
-        std::string text = name_ + ": " + msg;
-        if (fixable && repair) {
-            ++r.repaired;
-            severity = VDKIT_FINDING_REPAIRED;
-        } else {
-            if (severity == VDKIT_FINDING_ERROR) ++r.errors;
-            else if (severity == VDKIT_FINDING_LEAK) ++r.leaks;
-            if (fixable && dry) text += " (would be repaired)";
-        }
-        ctx.finding(severity, offset, text);
+        reporter(severity, offset, name_ + ": " + msg, fixable);
     };
     auto write_entry = [&](uint64_t table_sector, uint64_t slot, uint32_t value) {
         unsigned char e[4];

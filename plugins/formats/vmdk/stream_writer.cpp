@@ -23,10 +23,6 @@ constexpr uint64_t kOverheadSectors = 128; // grains start at 64 KiB, as ovftool
 constexpr size_t kStageBytes = 8u << 20;    // one store write per this many bytes
 constexpr uint32_t kMarkerEos = 0, kMarkerGt = 1, kMarkerGd = 2, kMarkerFooter = 3;
 
-bool all_zero(const unsigned char *p, uint64_t n) {
-    return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, static_cast<size_t>(n - 1)) == 0);
-}
-
 // A metadata marker sector: val = sectors that follow, size 0, type.
 void metadata_marker(unsigned char *sector, uint64_t val, uint32_t type) {
     std::memset(sector, 0, kSector);
@@ -130,7 +126,7 @@ void StreamWriter::begin(sdk::Context &ctx, const std::string &descriptor) {
 
 void StreamWriter::submit(sdk::Context &ctx, uint64_t grain, const unsigned char *data, uint64_t len) {
     next_grain_ = grain + 1;
-    if (all_zero(data, len)) return; // absent grains read as zero
+    if (sdk::is_zero(data, len)) return; // absent grains read as zero
     auto job = std::make_unique<Job>();
     job->grain = grain;
     job->data.assign(data, data + len);

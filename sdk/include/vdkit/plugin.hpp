@@ -181,6 +181,48 @@ private:
     vdkit_ctx *ctx_;
 };
 
+// ---- check() findings ------------------------------------------------------------
+
+// Reports findings of a format's check() and counts them into the result
+// the way the host reads it: with VDKIT_CHECK_REPAIR (and no dry run) a
+// fixable finding is reported as VDKIT_FINDING_REPAIRED and counted as
+// repaired — the caller fixes it when repairing() is true; otherwise errors
+// and leaks are counted, and a dry run marks fixable ones "(would be
+// repaired)". Notes are never counted.
+class CheckReporter {
+public:
+    CheckReporter(Context &ctx, uint32_t flags, vdkit_check_result &result) noexcept
+        : ctx_(ctx), result_(result), repair_((flags & VDKIT_CHECK_REPAIR) && !(flags & VDKIT_CHECK_DRY_RUN)),
+          dry_run_((flags & VDKIT_CHECK_REPAIR) && (flags & VDKIT_CHECK_DRY_RUN)) {}
+
+    bool repairing() const noexcept { return repair_; }
+
+    // offset: the file offset the finding concerns (UINT64_MAX: none).
+    void operator()(uint32_t severity, uint64_t offset, const std::string &message, bool fixable) const {
+        if (fixable && repair_) {
+            ++result_.repaired;
+            ctx_.finding(VDKIT_FINDING_REPAIRED, offset, message);
+            return;
+        }
+        if (severity == VDKIT_FINDING_ERROR) ++result_.errors;
+        else if (severity == VDKIT_FINDING_LEAK) ++result_.leaks;
+        ctx_.finding(severity, offset, fixable && dry_run_ ? message + " (would be repaired)" : message);
+    }
+
+private:
+    Context &ctx_;
+    vdkit_check_result &result_;
+    bool repair_, dry_run_;
+};
+
+// ---- byte helpers ------------------------------------------------------------------
+
+// True when all n bytes at p are zero (all-zero blocks are left unallocated).
+inline bool is_zero(const void *p, size_t n) noexcept {
+    const auto *b = static_cast<const unsigned char *>(p);
+    return n == 0 || (b[0] == 0 && std::memcmp(b, b + 1, n - 1) == 0);
+}
+
 // ---- results of format calls --------------------------------------------------------
 
 struct ReadResult {
