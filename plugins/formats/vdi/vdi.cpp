@@ -39,12 +39,7 @@ namespace {
 constexpr uint64_t kSector = 512;
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
-bool is_nil(const std::array<uint8_t, 16> &u) {
-    return std::all_of(u.begin(), u.end(), [](uint8_t b) { return b == 0; });
-}
-bool all_zero(const unsigned char *p, uint64_t n) {
-    return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, static_cast<size_t>(n - 1)) == 0);
-}
+bool is_nil(const std::array<uint8_t, 16> &u) { return sdk::is_zero(u.data(), u.size()); }
 
 class VdiImage {
 public:
@@ -165,7 +160,7 @@ public:
             n = std::min(len, n + h_.block_size);
             ++next;
         }
-        const uint64_t at = data_offset(b, entry) + within;
+        const uint64_t at = data_offset(entry) + within;
         if (at + n > file_size_)
             fail(VDKIT_E_CORRUPT, "block " + std::to_string(b) + " points beyond the end of the file (" +
                                       std::to_string(file_size_) + " bytes); run 'vdkit check -r'");
@@ -186,11 +181,12 @@ public:
             pending_discards_.erase(static_cast<uint32_t>(b));
             const uint32_t entry = map_[b];
             if (is_allocated(entry)) {
-                main_.pwrite(ctx.get(), in + done, n, data_offset(b, entry) + within);
-                file_size_ = std::max(file_size_, data_offset(b, entry) + within + n);
+                const uint64_t at = data_offset(entry) + within;
+                main_.pwrite(ctx.get(), in + done, n, at);
+                file_size_ = std::max(file_size_, at + n);
             } else if (within == 0 && n == block_span(b)) {
                 // A whole block: an all-zero one is recorded in the map only.
-                if (all_zero(in + done, n)) set_entry(ctx, b, kBlockZero);
+                if (sdk::is_zero(in + done, n)) set_entry(ctx, b, kBlockZero);
                 else allocate(ctx, b, in + done, n);
             } else if (entry == kBlockZero) {
                 // Part of a zero block: it is zero-filled here, not from the parent it shadows.
@@ -266,25 +262,21 @@ public:
             fail(VDKIT_E_NOT_SUPPORTED, "a fixed image is fully allocated by design; convert it to a dynamic one");
         require_writable_map();
         std::vector<unsigned char> block(static_cast<size_t>(h_.block_size));
-        bool touched = false;
         for (uint64_t b = 0; b < h_.blocks; ++b) {
             const uint32_t entry = map_[b];
             if (is_allocated(entry)) {
                 const uint64_t span = block_span(b);
-                main_.pread(ctx.get(), block.data(), span, data_offset(b, entry));
-                if (all_zero(block.data(), span)) {
-                    if (!touched) touch(ctx);
-                    touched = true;
+                main_.pread(ctx.get(), block.data(), span, data_offset(entry));
+                if (sdk::is_zero(block.data(), span)) {
+                    touch(ctx);
                     release(ctx, b, h_.type == kTypeDiff ? kBlockZero : kBlockFree);
                 }
             }
             ctx.progress(b + 1, uint64_t(h_.blocks) * 2);
         }
-        // Slots no map entry references (left by an interrupted move) are holes too.
-        std::vector<bool> used(h_.blocks_allocated, false);
-        for (uint32_t e : map_)
-            if (is_allocated(e) && e < used.size()) used[e] = true;
-        if (std::find(used.begin(), used.end(), false) != used.end()) holes_.push_back(0); // fill_holes finds them
+        // Always close holes: data blocks no entry references (left by an
+        // interrupted move) are reclaimed too.
+        holes_pending_ = true;
         fill_holes(ctx);
         ctx.progress(uint64_t(h_.blocks) * 2, uint64_t(h_.blocks) * 2);
     }
@@ -312,15 +304,12 @@ public:
     // reads as unallocated), counts corrected, orphans reclaimed, the file
     // truncated after the last data block.
     void check(Context &ctx, uint32_t flags, vdkit_check_result &r) {
-        const bool repair = (flags & VDKIT_CHECK_REPAIR) && !(flags & VDKIT_CHECK_DRY_RUN);
-        const bool dry = (flags & VDKIT_CHECK_REPAIR) && !repair;
+        const sdk::CheckReporter reporter(ctx, flags, r);
+        const bool repair = reporter.repairing();
         if (repair && !writable_) fail(VDKIT_E_READ_ONLY, "repair needs the image open for writing");
+        // Every VDI finding is one repair fixes.
         auto report = [&](bool error, uint64_t offset, const std::string &msg) {
-            uint32_t sev = error ? VDKIT_FINDING_ERROR : VDKIT_FINDING_LEAK;
-            if (repair) sev = VDKIT_FINDING_REPAIRED, ++r.repaired;
-            else if (error) ++r.errors;
-            else ++r.leaks;
-            ctx.finding(sev, offset, dry ? msg + " (would be repaired)" : msg);
+            reporter(error ? VDKIT_FINDING_ERROR : VDKIT_FINDING_LEAK, offset, msg, true);
         };
 
         if (is_nil(h_.uuid_create) || is_nil(h_.uuid_modify)) {
@@ -374,7 +363,7 @@ public:
         if (repair) {
             h_.blocks_allocated = count;
             next_block_ = count;
-            holes_ = std::move(orphans);
+            holes_pending_ = !orphans.empty();
             map_damaged_ = false;
             write_header(ctx);
             fill_holes(ctx);
@@ -391,7 +380,8 @@ private:
 
     // The virtual bytes block b covers (the last one may be short).
     uint64_t block_span(uint64_t b) const { return std::min<uint64_t>(h_.block_size, h_.disk_size - b * h_.block_size); }
-    uint64_t data_offset(uint64_t, uint32_t entry) const {
+    // File offset of the data of the block a map entry points at.
+    uint64_t data_offset(uint32_t entry) const {
         return h_.off_data + uint64_t(entry) * h_.stride() + h_.block_extra;
     }
     // Whole data blocks the file holds, bounded by the block count.
@@ -585,7 +575,7 @@ private:
         const uint32_t old = map_[b];
         if (old == entry) return;
         set_entry(ctx, b, entry);
-        if (is_allocated(old)) holes_.push_back(old);
+        if (is_allocated(old)) holes_pending_ = true;
     }
 
     // Returns true when a partial discard completes block b.
@@ -602,13 +592,12 @@ private:
         return true;
     }
 
-    // Move the last data blocks into the holes and truncate: map entries
-    // change only after the copies are flushed. Every data block no entry
-    // references counts as a hole, not only those in holes_ (which says
-    // that there is work to do).
+    // When a block was given back: move the last data blocks into the
+    // holes (every data block no entry references) and truncate. Map
+    // entries change only after the copies are flushed.
     void fill_holes(Context &ctx) {
-        if (holes_.empty()) return;
-        holes_.clear();
+        if (!holes_pending_) return;
+        holes_pending_ = false;
         main_.flush(ctx.get()); // the map no longer references the holes
         std::vector<uint32_t> owner(h_.blocks_allocated, kBlockFree);
         for (uint32_t b = 0; b < h_.blocks; ++b)
@@ -693,8 +682,8 @@ private:
             const uint64_t from = std::max(new_size, b * h_.block_size) - b * h_.block_size;
             const uint64_t span = block_span(b);
             if (from >= span) continue;
-            main_.pread(ctx.get(), block.data(), span - from, data_offset(b, e) + from);
-            if (!all_zero(block.data(), span - from))
+            main_.pread(ctx.get(), block.data(), span - from, data_offset(e) + from);
+            if (!sdk::is_zero(block.data(), span - from))
                 fail(VDKIT_E_INVALID_ARGUMENT, "data lies past the new end (at " + std::to_string(b * h_.block_size + from) +
                                                    "); discard it first, shrinking never drops data");
         }
@@ -716,7 +705,7 @@ private:
     bool header_dirty_ = false;
     bool touched_ = false;
     bool map_damaged_ = false;
-    std::vector<uint32_t> holes_; // data blocks given back since the last fill_holes()
+    bool holes_pending_ = false; // a data block was given back since the last fill_holes()
     std::map<uint32_t, std::vector<bool>> pending_discards_;
 };
 

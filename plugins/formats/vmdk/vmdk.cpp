@@ -94,7 +94,7 @@ public:
 
         uint8_t image_uuid[16];
         std::memcpy(image_uuid, p.uuid, 16);
-        if (std::all_of(image_uuid, image_uuid + 16, [](uint8_t b) { return b == 0; }))
+        if (sdk::is_zero(image_uuid, 16))
             sdk::host().generate_uuid(image_uuid);
         Descriptor d;
         d.version = "1";
@@ -130,7 +130,7 @@ public:
                  {"ddb.adapterType", adapter},
                  {"ddb.toolsVersion", ctx.config("tools-version").value_or("2147483647")},
                  {"ddb.uuid.image", uuid_text(image_uuid)}};
-        if (diff && std::any_of(p.parent_uuid, p.parent_uuid + 16, [](uint8_t b) { return b != 0; }))
+        if (diff && !sdk::is_zero(p.parent_uuid, 16))
             d.ddb.emplace_back("ddb.uuid.parent", uuid_text(p.parent_uuid));
         if (subformat == "streamOptimized") {
             if (diff) throw Error(VDKIT_E_NOT_SUPPORTED, who + ": a streamOptimized disk cannot be a differencing disk");
@@ -298,8 +298,7 @@ public:
         for (auto &kv : desc_.ddb)
             if (kv.first == "ddb.geometry.cylinders")
                 kv.second = std::to_string(std::min<uint64_t>(new_size / 512 / (heads * 63), 65535));
-        desc_.cid = new_cid();
-        cid_updated_ = true;
+        touch(ctx);
         write_descriptor(ctx);
         main_.flush(ctx.get());
     }
@@ -311,11 +310,7 @@ public:
         for (auto &e : extents_) {
             if (!e->sparse) continue;
             if (e->line.access != Access::rw) fail(VDKIT_E_READ_ONLY, e->line.filename + " is not writable");
-            if (!cid_updated_) {
-                desc_.cid = new_cid();
-                write_descriptor(ctx);
-                cid_updated_ = true;
-            }
+            touch(ctx);
             e->sparse->compact(ctx, desc_.has_parent());
             e->sparse->set_unclean(ctx, false);
             any = true;
@@ -327,8 +322,8 @@ public:
     // what the descriptor says (a short one reads as zeros past its end).
     void check(Context &ctx, uint32_t flags, vdkit_check_result &r) {
         if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "a stream being written cannot be checked");
-        const bool repair = (flags & VDKIT_CHECK_REPAIR) && !(flags & VDKIT_CHECK_DRY_RUN);
-        if (repair && !writable_) fail(VDKIT_E_READ_ONLY, "repair needs the disk open for writing");
+        const sdk::CheckReporter report(ctx, flags, r);
+        if (report.repairing() && !writable_) fail(VDKIT_E_READ_ONLY, "repair needs the disk open for writing");
         for (auto &e : extents_) {
             if (e->sparse) {
                 if (e->sparse->capacity_bytes() < e->length)
@@ -339,17 +334,13 @@ public:
             if (e->line.type != ExtentType::flat && e->line.type != ExtentType::vmfs) continue;
             const uint64_t need = e->line.offset * 512 + e->length;
             if (e->file_size >= need) continue;
-            std::string msg = e->line.filename + " is " + std::to_string(need - e->file_size) +
-                              " bytes shorter than the descriptor's extent (reads as zeros)";
-            if (repair) {
+            report(VDKIT_FINDING_ERROR, e->file_size,
+                   e->line.filename + " is " + std::to_string(need - e->file_size) +
+                       " bytes shorter than the descriptor's extent (reads as zeros); repair extends it",
+                   true);
+            if (report.repairing()) {
                 e->store.truncate(ctx.get(), need);
                 e->file_size = need;
-                ++r.repaired;
-                ctx.finding(VDKIT_FINDING_REPAIRED, e->file_size, msg + "; extended");
-            } else {
-                ++r.errors;
-                ctx.finding(VDKIT_FINDING_ERROR, e->file_size,
-                            msg + ((flags & VDKIT_CHECK_REPAIR) ? " (would be repaired)" : ""));
             }
         }
     }
@@ -526,8 +517,7 @@ private:
         return buf;
     }
 
-    // The extent holding off, checked for writing; the first write after
-    // open gives the disk a new CID (VDF50: children must see the change).
+    // The extent holding off, checked for writing (and the CID touched).
     Extent &writable_extent(Context &ctx, uint64_t off) {
         if (!writable_) fail(VDKIT_E_READ_ONLY, "opened read-only");
         Extent &e = extent_at(off);
@@ -535,12 +525,16 @@ private:
         if (e.line.type == ExtentType::zero) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is ZERO");
         if (e.sparse && !e.sparse->writable())
             fail(VDKIT_E_NOT_SUPPORTED, "compressed (streamOptimized) grains are written once, at creation");
-        if (!cid_updated_) {
-            desc_.cid = new_cid();
-            write_descriptor(ctx);
-            cid_updated_ = true;
-        }
+        touch(ctx);
         return e;
+    }
+
+    // The first change after open gives the disk a new CID (VDF50: children must see the change).
+    void touch(Context &ctx) {
+        if (cid_updated_) return;
+        desc_.cid = new_cid();
+        write_descriptor(ctx);
+        cid_updated_ = true;
     }
 
     template <class Fn>
