@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <random>
 #include <string>
@@ -91,6 +93,25 @@ std::string describe(const Result<T> &r) {
         INFO(::vdkit::test::describe(vdkit_test_r_));             \
         REQUIRE(vdkit_test_r_.is_ok());                           \
     } while (0)
+
+// The whole content of a disk.
+inline std::vector<unsigned char> read_all(const Disk &d) {
+    std::vector<unsigned char> v(static_cast<size_t>(d.size()));
+    REQUIRE_OK(d.read(0, v.data(), v.size()));
+    return v;
+}
+
+// Overwrite bytes of a file in place (damage for the corruption tests).
+inline void patch(const std::string &path, uint64_t offset, const void *data, size_t len) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.write(static_cast<const char *>(data), static_cast<std::streamsize>(len));
+}
+
+inline std::string file_bytes(const std::string &path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+}
 
 } // namespace vdkit::test
 

@@ -15,11 +15,6 @@ namespace {
 constexpr uint64_t kSize = 4u << 20;
 constexpr uint64_t kBlock = 64u << 10;
 
-std::vector<unsigned char> read_all(const Disk &d) {
-    std::vector<unsigned char> v(static_cast<size_t>(d.size()));
-    REQUIRE_OK(d.read(0, v.data(), v.size()));
-    return v;
-}
 
 std::unique_ptr<Disk> open_rw(Library &lib, const std::string &path) {
     OpenOptions o;
@@ -29,11 +24,6 @@ std::unique_ptr<Disk> open_rw(Library &lib, const std::string &path) {
     return std::move(*d);
 }
 
-void patch(const std::string &path, uint64_t offset, const void *data, size_t len) {
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(offset));
-    f.write(static_cast<const char *>(data), static_cast<std::streamsize>(len));
-}
 } // namespace
 
 // A format of each level and its file extension; VDI uses the test's block size.
@@ -87,20 +77,20 @@ TEST_CASE("a three-level chain reads and writes like one disk (model checked)", 
         auto child = lib->create_image(names[level], co);
         REQUIRE_OK(child);
         CHECK((*child)->size() == kSize);
-        CHECK(read_all(**child) == model); // a new child shows the parent's data
+        CHECK(test::read_all(**child) == model); // a new child shows the parent's data
         for (int i = 0; i < 30; ++i) (i % 4 == 3) ? random_zero(**child) : random_write(**child);
-        CHECK(read_all(**child) == model);
+        CHECK(test::read_all(**child) == model);
         REQUIRE_OK((*child)->close());
     }
     // Reopen only the top: the chain is found through the parent hints.
     auto top = open_rw(*lib, names[2]);
     CHECK(top->image_count() == 3);
-    CHECK(read_all(*top) == model);
+    CHECK(test::read_all(*top) == model);
     for (int i = 0; i < 30; ++i) (i % 3 == 2) ? random_zero(*top) : random_write(*top);
     REQUIRE_OK(top->close());
     auto again = lib->open(names[2]);
     REQUIRE_OK(again);
-    CHECK(read_all(**again) == model);
+    CHECK(test::read_all(**again) == model);
 }
 
 TEST_CASE("a zero write over parent data keeps shadowing it after reopen", "[chain]") {
@@ -129,7 +119,7 @@ TEST_CASE("a zero write over parent data keeps shadowing it after reopen", "[cha
     }
     auto child = lib->open(child_name);
     REQUIRE_OK(child);
-    auto got = read_all(**child);
+    auto got = test::read_all(**child);
     std::fill(data.begin() + kBlock, data.begin() + 3 * kBlock, 0);
     std::fill(data.begin() + 5 * kBlock + 100, data.begin() + 5 * kBlock + 1100, 0);
     std::fill(data.begin() + 8 * kBlock, data.begin() + 9 * kBlock, 0);
@@ -191,7 +181,7 @@ TEST_CASE("broken chains give clear errors", "[chain]") {
     SECTION("a replaced parent fails verification") {
         uint8_t other[16];
         util::generate_uuid(other);
-        patch(dir / "b.toys", 48, other, 16); // the base's own UUID
+        test::patch(dir / "b.toys", 48, other, 16); // the base's own UUID
         auto r = lib->open(dir / "c.toys");
         REQUIRE_FALSE(r.is_ok());
         CHECK(r.status().code() == VDKIT_E_PARENT_MISMATCH);
@@ -208,8 +198,8 @@ TEST_CASE("broken chains give clear errors", "[chain]") {
     }
     SECTION("a chain that loops is refused") {
         const char hint[] = "c.toys";
-        patch(dir / "c.toys", 80, "\x06\x00", 2);
-        patch(dir / "c.toys", 82, hint, 6);
+        test::patch(dir / "c.toys", 80, "\x06\x00", 2);
+        test::patch(dir / "c.toys", 82, hint, 6);
         OpenOptions o;
         o.ignore_parent_mismatch = true;
         auto r = lib->open(dir / "c.toys", o);
@@ -229,7 +219,7 @@ TEST_CASE("broken chains give clear errors", "[chain]") {
     }
     SECTION("a corrupt block map entry is reported with its offset") {
         uint64_t bad = 1ull << 40;
-        patch(dir / "b.toys", 512 + 8 * 3, &bad, 8);
+        test::patch(dir / "b.toys", 512 + 8 * 3, &bad, 8);
         auto r = lib->open(dir / "b.toys");
         REQUIRE_FALSE(r.is_ok());
         CHECK(r.status().code() == VDKIT_E_CORRUPT);
@@ -310,7 +300,7 @@ TEST_CASE("copy follows allocation and reproduces content", "[chain][copy]") {
         return true;
     };
     REQUIRE_OK(lib->copy(**src, **dst, co));
-    CHECK(read_all(**dst) == read_all(**src));
+    CHECK(test::read_all(**dst) == test::read_all(**src));
     CHECK(last_total == 4 * kBlock); // progress counts allocated data only
     CHECK(calls >= 2);
 

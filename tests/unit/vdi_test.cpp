@@ -28,25 +28,11 @@ std::unique_ptr<Disk> open_vdi(Library &lib, const std::string &path, bool writa
     return std::move(*d);
 }
 
-std::vector<unsigned char> read_all(const Disk &d) {
-    std::vector<unsigned char> v(static_cast<size_t>(d.size()));
-    REQUIRE_OK(d.read(0, v.data(), v.size()));
-    return v;
-}
 
-void patch(const std::string &path, uint64_t offset, const void *data, size_t len) {
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(offset));
-    f.write(static_cast<const char *>(data), static_cast<std::streamsize>(len));
-}
 void patch_u32(const std::string &path, uint64_t offset, uint32_t v) {
     unsigned char b[4] = {static_cast<unsigned char>(v), static_cast<unsigned char>(v >> 8),
                           static_cast<unsigned char>(v >> 16), static_cast<unsigned char>(v >> 24)};
-    patch(path, offset, b, 4);
-}
-std::string file_bytes(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), {});
+    test::patch(path, offset, b, 4);
 }
 uint64_t file_size(const std::string &path) { return std::filesystem::file_size(path); }
 
@@ -84,12 +70,12 @@ TEST_CASE("vdi: compact drops zero blocks, closes holes and truncates", "[vdi]")
         uint64_t calls = 0;
         REQUIRE_OK(d->compact([&](uint64_t, uint64_t) { return ++calls > 0; }));
         CHECK(calls > 0);
-        CHECK(read_all(*d) == model);
+        CHECK(test::read_all(*d) == model);
         REQUIRE_OK(d->close());
     }
     CHECK(file_size(path) == before - 2 * kBlock);
     auto d = open_vdi(*lib, path, false);
-    CHECK(read_all(*d) == model);
+    CHECK(test::read_all(*d) == model);
     auto report = d->check();
     REQUIRE_OK(report);
     CHECK(report->clean());
@@ -113,7 +99,7 @@ TEST_CASE("vdi: compacting a diff gives back blocks equal to the parent", "[vdi]
     std::fill(model.begin() + static_cast<long>(5 * kBlock + 10), model.begin() + static_cast<long>(6 * kBlock), 0);
     const uint64_t before = file_size(dir / "child.vdi");
     REQUIRE_OK((*child)->compact());
-    CHECK(read_all(**child) == model);
+    CHECK(test::read_all(**child) == model);
     auto run2 = (*child)->block_status(2 * kBlock, kBlock);
     REQUIRE_OK(run2);
     CHECK(run2->image == 0); // from the parent again
@@ -123,7 +109,7 @@ TEST_CASE("vdi: compacting a diff gives back blocks equal to the parent", "[vdi]
     REQUIRE_OK((*child)->close());
     CHECK(file_size(dir / "child.vdi") == before - kBlock);
     auto again = open_vdi(*lib, dir / "child.vdi", false);
-    CHECK(read_all(*again) == model);
+    CHECK(test::read_all(*again) == model);
 }
 
 TEST_CASE("vdi: discard frees whole blocks and completes partial ones", "[vdi]") {
@@ -146,7 +132,7 @@ TEST_CASE("vdi: discard frees whole blocks and completes partial ones", "[vdi]")
     REQUIRE_OK(d->write(4 * kBlock + 10, data.data(), data.size()));
     REQUIRE_OK(d->discard(4 * kBlock + kBlock / 2, kBlock / 2));
     CHECK(file_size(path) == before - 2 * kBlock);
-    auto got = read_all(*d);
+    auto got = test::read_all(*d);
     for (uint64_t b : {1, 3})
         CHECK(std::all_of(got.begin() + static_cast<long>(b * kBlock), got.begin() + static_cast<long>((b + 1) * kBlock),
                           [](unsigned char c) { return c == 0; }));
@@ -178,7 +164,7 @@ TEST_CASE("vdi: resize grows (moving data out of the map's way) and shrinks only
     }
     {
         auto d = open_vdi(*lib, path, true);
-        CHECK(read_all(*d) == model);
+        CHECK(test::read_all(*d) == model);
         auto report = d->check();
         REQUIRE_OK(report);
         CHECK(report->clean());
@@ -194,7 +180,7 @@ TEST_CASE("vdi: resize grows (moving data out of the map's way) and shrinks only
     CHECK(d->size() == 8 * kBlock + 1000);
     model.resize(static_cast<size_t>(8 * kBlock + 1000));
     std::fill(model.begin() + static_cast<long>(8 * kBlock), model.end(), 0);
-    CHECK(read_all(*d) == model);
+    CHECK(test::read_all(*d) == model);
     CHECK(file_size(path) < 10 * kBlock);
 }
 
@@ -208,7 +194,7 @@ TEST_CASE("vdi: a grown child reads zeros past its parent's end", "[vdi][chain]"
     REQUIRE_OK(child);
     REQUIRE_OK((*child)->resize(8 * kBlock));
     model.resize(8 * kBlock, 0);
-    CHECK(read_all(**child) == model);
+    CHECK(test::read_all(**child) == model);
     auto run = (*child)->block_status(6 * kBlock, kBlock);
     REQUIRE_OK(run);
     CHECK(run->state != BlockState::data);
@@ -240,7 +226,7 @@ TEST_CASE("vdi: check finds map damage, dry run changes nothing, repair fixes it
         CHECK(st.code() == VDKIT_E_CORRUPT);
         CHECK(st.message().find("check -r") != std::string::npos);
     }
-    const std::string before = file_bytes(path);
+    const std::string before = test::file_bytes(path);
     {
         auto d = open_vdi(*lib, path, false);
         CheckOptions dry;
@@ -252,7 +238,7 @@ TEST_CASE("vdi: check finds map damage, dry run changes nothing, repair fixes it
         CHECK(report->repaired == 0);
         CHECK(report->findings[0].message.find("would be repaired") != std::string::npos);
     }
-    CHECK(file_bytes(path) == before);
+    CHECK(test::file_bytes(path) == before);
     {
         auto d = open_vdi(*lib, path, true);
         CheckOptions fix;
@@ -285,7 +271,7 @@ TEST_CASE("vdi: check reports orphaned blocks and a wrong allocated count", "[vd
         REQUIRE_OK(report);
         CHECK(report->errors == 1); // the count
         CHECK(report->leaks == 1);  // the orphan
-        CHECK(read_all(*d) == model);
+        CHECK(test::read_all(*d) == model);
     }
     {
         auto d = open_vdi(*lib, path, true);
@@ -294,14 +280,14 @@ TEST_CASE("vdi: check reports orphaned blocks and a wrong allocated count", "[vd
         auto report = d->check(fix);
         REQUIRE_OK(report);
         CHECK(report->repaired == 2);
-        CHECK(read_all(*d) == model);
+        CHECK(test::read_all(*d) == model);
     }
     CHECK(file_size(path) == before - kBlock);
     auto d = open_vdi(*lib, path, false);
     auto report = d->check();
     REQUIRE_OK(report);
     CHECK(report->clean());
-    CHECK(read_all(*d) == model);
+    CHECK(test::read_all(*d) == model);
 }
 
 TEST_CASE("vdi: hostile headers give clear errors", "[vdi][corrupt]") {
@@ -377,7 +363,7 @@ TEST_CASE("vdi: version 0 headers are read and written", "[vdi]") {
         f.write(reinterpret_cast<const char *>(img.data()), static_cast<std::streamsize>(img.size()));
     }
     auto d = open_vdi(*lib, path, true);
-    auto got = read_all(*d);
+    auto got = test::read_all(*d);
     CHECK(got[0] == 0xBB);
     CHECK(got[kBlock] == 0);
     CHECK(got[2 * kBlock] == 0xAA);
@@ -387,7 +373,7 @@ TEST_CASE("vdi: version 0 headers are read and written", "[vdi]") {
     CHECK(d->resize(8 * kBlock).code() == VDKIT_E_NOT_SUPPORTED);
     REQUIRE_OK(d->close());
     auto again = open_vdi(*lib, path, false);
-    got = read_all(*again);
+    got = test::read_all(*again);
     CHECK(std::equal(data2.begin(), data2.end(), got.begin() + static_cast<long>(kBlock)));
     CHECK(got[2 * kBlock] == 0xAA);
 }

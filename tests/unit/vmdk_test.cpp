@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <algorithm>
-#include <fstream>
 
 using namespace vdkit;
 
@@ -18,10 +17,6 @@ CreateOptions stream_opts(uint64_t size, const std::string &threads = "0") {
     return o;
 }
 
-std::string file_bytes(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-}
 } // namespace
 
 TEST_CASE("vmdk: streamOptimized takes partial and whole grains front to back", "[vmdk][stream]") {
@@ -70,7 +65,7 @@ TEST_CASE("vmdk: streamOptimized takes partial and whole grains front to back", 
         CHECK(zero_grain->state != BlockState::data);
     }
     // The output does not depend on the number of compression threads.
-    CHECK(file_bytes(dir / "s1.vmdk").substr(2048) == file_bytes(dir / "s3.vmdk").substr(2048));
+    CHECK(test::file_bytes(dir / "s1.vmdk").substr(2048) == test::file_bytes(dir / "s3.vmdk").substr(2048));
 }
 
 TEST_CASE("vmdk: an empty streamOptimized disk is complete after close", "[vmdk][stream]") {
