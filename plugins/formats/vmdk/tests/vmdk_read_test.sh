@@ -221,7 +221,10 @@ d = bytearray(open("nofooter.vmdk", "rb").read())
 struct.pack_into("<Q", d, 12, 1 << 40)
 open("hugestream.vmdk", "wb").write(d)
 PY
-out=$( (ulimit -v 1000000; "$VDKIT" check hugestream.vmdk) 2>&1); rc=$?
+# (AddressSanitizer reserves terabytes of address space, so the limit applies
+# to the normal build only.)
+limit=1000000; grep -q libasan <<< "$(ldd "$VDKIT" 2> /dev/null)" && limit=unlimited
+out=$( (ulimit -v "$limit"; "$VDKIT" check hugestream.vmdk) 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "grains recovered" <<< "$out" && ok || bad "footerless stream with a huge capacity: $rc $out"
 head -c 2000000 vd_subformat_streamOptimized.vmdk > cutstream.vmdk
 "$VDKIT" convert -O raw cutstream.vmdk cutstream.raw > /dev/null 2>&1 && python3 - <<'PY' && ok || bad "cut stream: recovered grains differ"
