@@ -35,9 +35,9 @@ TEST_CASE("bad plugins are rejected with a clear message and the rest still load
     auto lib = test::make_library({VDKIT_TEST_BAD_PLUGIN_DIR}, &log);
     struct Expect {
         const char *file;
-        const char *needle;
+        std::string needle;
     };
-    for (const Expect &e : {Expect{"wrong_major.so", "this host speaks 1.0"},
+    for (const Expect &e : {Expect{"wrong_major.so", "this host speaks 1." + std::to_string(VDKIT_ABI_MINOR)},
                             Expect{"no_entry.so", "not a vdkit plugin"},
                             Expect{"throwing_entry.so", "entry threw an exception"},
                             Expect{"null_entry.so", "refused to load"},

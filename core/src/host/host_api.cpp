@@ -102,9 +102,15 @@ uint32_t h_config_get_bool(vdkit_ctx *ctx, vdkit_str key, uint8_t *value) {
 
 uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_store **out) {
     if (!ctx || !ctx->host || !out) return VDKIT_E_INVALID_ARGUMENT;
+    if ((flags & VDKIT_OPEN_DEVICE) && !ctx->allow_unsafe_paths)
+        return report_to_ctx(ctx, Status(VDKIT_E_PERMISSION,
+                                         ctx->base_location + ": extent '" + std::string(sv(path)) +
+                                             "' is raw device data (a host disk or a raw device mapping); set "
+                                             "allow_unsafe_paths to read it"));
     auto resolved = ctx->host->resolve_sibling(ctx->base_location, sv(path), ctx->allow_unsafe_paths);
     if (!resolved) return report_to_ctx(ctx, resolved.status());
     static const Options none;
+    flags &= ~VDKIT_OPEN_DEVICE; // a host matter; transports never see it
     auto store = ctx->host->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none);
     if (!store) return report_to_ctx(ctx, store.status());
     *out = new (std::nothrow) vdkit_store{std::move(*store)};

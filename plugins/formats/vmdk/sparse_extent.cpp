@@ -124,8 +124,7 @@ SparseHeader parse_sparse_header(const unsigned char *p, const std::string &wher
 }
 
 SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name, const SparseHeader &header)
-    : store_(store), name_(std::move(name)), h_(header) {
-    file_size_ = store_.size(ctx.get());
+    : GrainExtent(ctx, store, std::move(name)), h_(header) {
     if (h_.gd_offset == kGdAtEnd) {
         // Stream layout with the grain directory at the end: the footer (a
         // second header, EOF-1024) has the real offsets (VDF50 "footer").
@@ -240,8 +239,6 @@ void SparseExtent::set_whole_grains(sdk::Context &ctx, uint64_t offset, uint64_t
     for (uint64_t i = first; i < last; ++i) set_gte(ctx, i, unmap ? 0 : 1);
 }
 
-void SparseExtent::corrupt(const std::string &what) const { throw sdk::Error(VDKIT_E_CORRUPT, name_ + ": " + what); }
-
 std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_index) {
     auto it = gt_cache_.find(gd_index);
     if (it != gt_cache_.end()) return it->second;
@@ -344,56 +341,11 @@ void SparseExtent::read_compressed(sdk::Context &ctx, uint64_t index, uint64_t s
     cached_grain_ = index;
 }
 
-sdk::ReadResult SparseExtent::read(sdk::Context &ctx, uint64_t offset, void *buf, uint64_t len) {
-    uint64_t gb = grain_bytes();
-    uint64_t index = offset / gb, within = offset % gb;
-    uint64_t n = std::min(len, gb - within);
-    uint64_t sector = 0;
-    switch (lookup(ctx, index, &sector)) {
-    case Grain::unallocated: {
-        uint64_t run = n;
-        for (uint64_t i = index + 1; run < len; ++i) {
-            uint64_t s2;
-            if (lookup(ctx, i, &s2) != Grain::unallocated) break;
-            run += std::min(gb, len - run);
-        }
-        return {run, true};
-    }
-    case Grain::zero:
-        std::memset(buf, 0, static_cast<size_t>(n));
-        return {n, false};
-    case Grain::data:
-        break;
-    }
-    if (h_.flags & kFlagCompressed) {
-        read_compressed(ctx, index, sector);
-        std::memcpy(buf, grain_buf_.data() + within, static_cast<size_t>(n));
-        return {n, false};
-    }
-    uint64_t at = sector * 512 + within;
-    // A short last grain in the file reads as zeros past EOF.
-    uint64_t avail = at < file_size_ ? std::min(n, file_size_ - at) : 0;
-    if (avail) store_.pread(ctx.get(), buf, avail, at);
-    if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
-    return {n, false};
-}
-
-sdk::BlockStatus SparseExtent::status(sdk::Context &ctx, uint64_t offset, uint64_t len) {
-    uint64_t gb = grain_bytes();
-    auto kind = [&](uint64_t i) {
-        uint64_t s;
-        switch (lookup(ctx, i, &s)) {
-        case Grain::unallocated: return VDKIT_BLOCK_UNALLOCATED;
-        case Grain::zero: return VDKIT_BLOCK_ZERO;
-        case Grain::data: return VDKIT_BLOCK_DATA;
-        }
-        return VDKIT_BLOCK_DATA;
-    };
-    uint64_t index = offset / gb;
-    uint32_t st = kind(index);
-    uint64_t run = std::min(len, gb - offset % gb);
-    for (uint64_t i = index + 1; run < len && kind(i) == st; ++i) run += std::min(gb, len - run);
-    return {st, run};
+void SparseExtent::read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector, uint64_t within, void *buf,
+                              uint64_t n) {
+    if (!(h_.flags & kFlagCompressed)) return GrainExtent::read_grain(ctx, index, sector, within, buf, n);
+    read_compressed(ctx, index, sector);
+    std::memcpy(buf, grain_buf_.data() + within, static_cast<size_t>(n));
 }
 
 void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {

@@ -8,6 +8,8 @@
 #ifndef VDKIT_VMDK_SPARSE_EXTENT_HPP
 #define VDKIT_VMDK_SPARSE_EXTENT_HPP
 
+#include "grain_extent.hpp"
+
 #include "vdkit/plugin.hpp"
 
 #include <memory>
@@ -55,18 +57,14 @@ SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64
 // Encodes a header into 512 bytes.
 void encode_sparse_header(const SparseHeader &h, unsigned char *out);
 
-class SparseExtent {
+class SparseExtent : public GrainExtent {
 public:
     // `store` must outlive the extent. The header has been read already.
     SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name, const SparseHeader &header);
 
     const SparseHeader &header() const { return h_; }
-    uint64_t capacity_bytes() const { return h_.capacity * 512; }
-    uint64_t grain_bytes() const { return h_.grain_size * 512; }
-
-    // Read within the extent; same contract as the format read callback.
-    sdk::ReadResult read(sdk::Context &ctx, uint64_t offset, void *buf, uint64_t len);
-    sdk::BlockStatus status(sdk::Context &ctx, uint64_t offset, uint64_t len);
+    uint64_t capacity_bytes() const override { return h_.capacity * 512; }
+    uint64_t grain_bytes() const override { return h_.grain_size * 512; }
 
     // Writing (uncompressed extents with preallocated grain tables). A
     // partial write into an unallocated grain answers block_free with the
@@ -97,26 +95,23 @@ public:
     // table vs redundant table mismatches, entries outside the data area or
     // beyond the file, grains used twice or overlapping, orphaned grains.
     // Repair (not dry run) fixes tables and truncates orphans at the end.
-    void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r);
+    void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) override;
 
 private:
     void set_gte(sdk::Context &ctx, uint64_t index, uint32_t value);
     // Byte ranges of the grain directories and tables, sorted.
     std::vector<std::pair<uint64_t, uint64_t>> metadata_ranges() const;
     void allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain);
-    enum class Grain { unallocated, zero, data };
-    // Classify grain `index`; for data, *sector gets the GTE.
-    Grain lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector);
+    Grain lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector) override;
+    // Compressed grains are inflated whole (and the last one kept).
+    void read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector, uint64_t within, void *buf,
+                    uint64_t n) override;
     std::vector<uint32_t> &grain_table(sdk::Context &ctx, uint64_t gd_index);
     void read_compressed(sdk::Context &ctx, uint64_t index, uint64_t sector);
-    [[noreturn]] void corrupt(const std::string &what) const;
     // No footer (a truncated stream): map grains from their markers.
     void scan_markers(sdk::Context &ctx, const std::string &why);
 
-    sdk::StoreRef store_;
-    std::string name_;
     SparseHeader h_;
-    uint64_t file_size_ = 0;
     std::vector<uint32_t> gd_;
     std::vector<uint32_t> rgd_; // redundant directory, when flags bit 1 is set
     std::unordered_map<uint64_t, std::vector<uint32_t>> gt_cache_;

@@ -3,13 +3,17 @@
 //
 // Reads descriptor-based disks (text descriptor or embedded in a sparse
 // extent) with FLAT, VMFS, ZERO and hosted SPARSE extents, including
-// compressed stream-optimized grains in all three layouts; creates every
+// compressed stream-optimized grains in all three layouts, ESX redo logs
+// (VMFSSPARSE) and seSparse extents (read-only), and device-backed disks
+// (fullDevice, partitionedDevice, VMFSRDM/VMFSRAW) when the user allows
+// unsafe paths; creates every
 // hosted subformat (streamOptimized through stream_writer.hpp) and
 // differencing disks; writes sparse and flat extents. Differencing disks
 // expose parentFileNameHint so the core walks the chain. Extent files are
 // opened through the host, so they are confined to the descriptor's
 // directory unless the user allows otherwise.
 #include "descriptor.hpp"
+#include "esx_extents.hpp"
 #include "sparse_extent.hpp"
 #include "stream_writer.hpp"
 
@@ -40,7 +44,9 @@ struct Extent {
     sdk::Store owned;               // a file other than the main one
     StoreRef store;                 // owned or the main file
     uint64_t file_size = 0;         // FLAT/VMFS: bytes in the file (kept current on writes)
-    std::unique_ptr<SparseExtent> sparse;
+    bool device = false;            // raw device data: never created, never removed
+    std::unique_ptr<GrainExtent> mapped; // grain-mapped extents: SPARSE, VMFSSPARSE, SESPARSE
+    SparseExtent *sparse = nullptr;      // mapped, when it is a hosted sparse extent (writable)
 };
 
 std::string read_text(Context &ctx, StoreRef store, uint64_t offset, uint64_t len) {
@@ -59,7 +65,12 @@ public:
         unsigned char head[4];
         main.pread(ctx.get(), head, 4, 0);
         uint32_t magic = static_cast<uint32_t>(sdk::load_le(head, 4));
-        if (magic == kSparseMagic || magic == kTemporaryMagic) return VDKIT_PROBE_CERTAIN;
+        if (magic == kSparseMagic || magic == kTemporaryMagic || magic == kCowdMagic) return VDKIT_PROBE_CERTAIN;
+        if (size >= 512) {
+            unsigned char se[8];
+            main.pread(ctx.get(), se, 8, 0);
+            if (sdk::load_le(se, 8) == kSeSparseMagic) return VDKIT_PROBE_CERTAIN;
+        }
         std::string text = read_text(ctx, main, 0, std::min<uint64_t>(size, 4096));
         if (looks_like_descriptor(text) && text.find("createType") != std::string::npos) return VDKIT_PROBE_CERTAIN;
         return VDKIT_PROBE_NO;
@@ -235,7 +246,7 @@ public:
         }
         if (delete_files)
             for (auto &e : extents_)
-                if (e->owned && e->line.type != ExtentType::zero) ctx.remove(e->line.filename);
+                if (e->owned && !e->device) ctx.remove(e->line.filename);
     }
 
     void info(Context &, vdkit_image_info &out) {
@@ -325,13 +336,11 @@ public:
         const sdk::CheckReporter report(ctx, flags, r);
         if (report.repairing() && !writable_) fail(VDKIT_E_READ_ONLY, "repair needs the disk open for writing");
         for (auto &e : extents_) {
-            if (e->sparse) {
-                if (e->sparse->capacity_bytes() < e->length)
-                    fail(VDKIT_E_CORRUPT, "extent " + e->line.filename + " holds less than the descriptor says");
-                e->sparse->check(ctx, flags, r);
+            if (e->mapped) {
+                e->mapped->check(ctx, flags, r);
                 continue;
             }
-            if (e->line.type != ExtentType::flat && e->line.type != ExtentType::vmfs) continue;
+            if (e->line.type == ExtentType::zero || e->device) continue;
             const uint64_t need = e->line.offset * 512 + e->length;
             if (e->file_size >= need) continue;
             report(VDKIT_FINDING_ERROR, e->file_size,
@@ -389,11 +398,10 @@ public:
         case ExtentType::zero:
             std::memset(buf, 0, static_cast<size_t>(n));
             return {n, false};
-        case ExtentType::sparse:
-            return e.sparse->read(ctx, within, buf, n);
         default:
             break;
         }
+        if (e.mapped) return e.mapped->read(ctx, within, buf, n);
         // FLAT / VMFS: plain bytes at OFFSET sectors; a short file reads as zeros.
         uint64_t at = e.line.offset * 512 + within;
         uint64_t avail = at < e.file_size ? std::min(n, e.file_size - at) : 0;
@@ -409,9 +417,9 @@ public:
         uint64_t n = std::min(len, e.length - within);
         switch (e.line.type) {
         case ExtentType::zero: return {VDKIT_BLOCK_ZERO, n};
-        case ExtentType::sparse: return e.sparse->status(ctx, within, n);
         default: break;
         }
+        if (e.mapped) return e.mapped->status(ctx, within, n);
         // Flat extents: ask the file for holes.
         vdkit_extent x[1];
         uint64_t at = e.line.offset * 512 + within;
@@ -523,6 +531,7 @@ private:
         Extent &e = extent_at(off);
         if (e.line.access != Access::rw) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is RDONLY");
         if (e.line.type == ExtentType::zero) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is ZERO");
+        if (e.mapped && !e.sparse) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is read-only");
         if (e.sparse && !e.sparse->writable())
             fail(VDKIT_E_NOT_SUPPORTED, "compressed (streamOptimized) grains are written once, at creation");
         touch(ctx);
@@ -571,7 +580,17 @@ private:
         uint32_t magic = static_cast<uint32_t>(sdk::load_le(head, 4));
         std::optional<SparseHeader> &main_header = main_header_;
         std::string text;
-        if (magic == kSparseMagic || magic == kTemporaryMagic) {
+        const bool cowd = magic == kCowdMagic, se = size >= 512 && sdk::load_le(head, 8) == kSeSparseMagic;
+        if (cowd || se) {
+            // An ESX sparse extent opened directly: it describes itself (no
+            // parent; a redo log's parent is named by its descriptor).
+            const ExtentType type = cowd ? ExtentType::vmfs_sparse : ExtentType::se_sparse;
+            auto x = open_mapped(ctx, type, main, name_);
+            desc_.version = "1";
+            desc_.create_type = cowd ? "vmfsSparse" : "seSparse";
+            desc_.parent_cid = "ffffffff";
+            desc_.extents.push_back(ExtentLine{Access::rw, x->capacity_bytes() / 512, type, "", 0, 0});
+        } else if (magic == kSparseMagic || magic == kTemporaryMagic) {
             if (size < 512) fail(VDKIT_E_CORRUPT, "file is shorter than a sparse header (512 bytes)");
             main_header = parse_sparse_header(head, name_);
             const SparseHeader &h = *main_header;
@@ -590,7 +609,9 @@ private:
                 fail(VDKIT_E_CORRUPT, "bad magic at offset 0, and not a descriptor (no version= line first)");
         }
         std::string error;
-        if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+        if (cowd || se) {
+            // described above
+        } else if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
             // A sparse extent without an embedded descriptor (a split part
             // opened directly): it describes itself.
             desc_.version = "1";
@@ -602,6 +623,9 @@ private:
             if (!parsed) fail(VDKIT_E_CORRUPT, error);
             desc_ = std::move(*parsed);
         }
+        // Device-backed disks (VDF50: host disks and partitions) and raw
+        // device mappings read raw device data: the host asks the user.
+        const bool device_disk = desc_.create_type == "fullDevice" || desc_.create_type == "partitionedDevice";
         uint64_t pos = 0;
         for (size_t i = 0; i < desc_.extents.size(); ++i) {
             const ExtentLine &line = desc_.extents[i];
@@ -618,7 +642,10 @@ private:
                 break;
             case ExtentType::flat:
             case ExtentType::vmfs:
-                e->owned = ctx.open(line.filename, extent_flags(line));
+            case ExtentType::vmfs_rdm: // the mapping file reads as the device it maps (VDF50)
+            case ExtentType::vmfs_raw:
+                e->device = device_disk || line.type == ExtentType::vmfs_rdm || line.type == ExtentType::vmfs_raw;
+                e->owned = ctx.open(line.filename, extent_flags(line) | (e->device ? VDKIT_OPEN_DEVICE : 0));
                 e->store = e->owned;
                 e->file_size = e->store.size(ctx.get());
                 // (OFFSET + SECTORS) * 512 must not overflow: reads compute offsets from it.
@@ -633,7 +660,9 @@ private:
                         fail(VDKIT_E_CORRUPT, "an embedded descriptor lists " +
                                                   std::to_string(desc_.extents.size()) + " extents");
                     e->store = main;
-                    e->sparse = std::make_unique<SparseExtent>(ctx, main, name_, *main_header);
+                    auto sp = std::make_unique<SparseExtent>(ctx, main, name_, *main_header);
+                    e->sparse = sp.get();
+                    e->mapped = std::move(sp);
                 } else {
                     e->owned = ctx.open(line.filename, extent_flags(line));
                     e->store = e->owned;
@@ -642,15 +671,30 @@ private:
                         fail(VDKIT_E_CORRUPT, where + " '" + line.filename + "' is shorter than a sparse header");
                     e->store.pread(ctx.get(), h, 512, 0);
                     SparseHeader sh = parse_sparse_header(h, line.filename);
-                    e->sparse = std::make_unique<SparseExtent>(ctx, e->store, line.filename, sh);
+                    auto sp = std::make_unique<SparseExtent>(ctx, e->store, line.filename, sh);
+                    e->sparse = sp.get();
+                    e->mapped = std::move(sp);
                 }
-                if (e->sparse->capacity_bytes() < e->length)
-                    fail(VDKIT_E_CORRUPT, where + " is larger in the descriptor than its header's capacity");
                 break;
-            default:
-                fail(VDKIT_E_NOT_SUPPORTED, where + ": " + to_string(line.type) + " extents are not supported yet");
+            case ExtentType::vmfs_sparse:
+            case ExtentType::se_sparse:
+                if (writable_)
+                    fail(VDKIT_E_READ_ONLY, where + ": " + to_string(line.type) +
+                                                " extents are read-only in vdkit; open the disk read-only or convert it");
+                if (line.filename.empty()) {
+                    e->store = main; // opened directly
+                } else {
+                    e->owned = ctx.open(line.filename, 0);
+                    e->store = e->owned;
+                }
+                e->mapped = open_mapped(ctx, line.type, e->store, line.filename.empty() ? name_ : line.filename);
+                break;
             }
-            if (e->sparse) granularity_ = std::max(granularity_, e->sparse->grain_bytes());
+            if (e->mapped) {
+                if (e->mapped->capacity_bytes() < e->length)
+                    fail(VDKIT_E_CORRUPT, where + " is larger in the descriptor than its header's capacity");
+                granularity_ = std::max(granularity_, e->mapped->grain_bytes());
+            }
             extents_.push_back(std::move(e));
         }
         size_ = pos;
@@ -660,6 +704,12 @@ private:
             fail(VDKIT_E_CORRUPT, "descriptor CID '" + desc_.cid + "' is not 1 to 8 hex digits");
         if (!desc_.parent_cid.empty() && !parse_cid(desc_.parent_cid))
             fail(VDKIT_E_CORRUPT, "descriptor parentCID '" + desc_.parent_cid + "' is not 1 to 8 hex digits");
+    }
+
+    static std::unique_ptr<GrainExtent> open_mapped(Context &ctx, ExtentType type, StoreRef store,
+                                                    const std::string &name) {
+        if (type == ExtentType::vmfs_sparse) return std::make_unique<CowdExtent>(ctx, store, name);
+        return std::make_unique<SeSparseExtent>(ctx, store, name);
     }
 
     uint32_t extent_flags(const ExtentLine &line) const {

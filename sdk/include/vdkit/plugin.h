@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define VDKIT_ABI_MAJOR 1u
-#define VDKIT_ABI_MINOR 0u
+#define VDKIT_ABI_MINOR 1u
 
 #define VDKIT_PLUGIN_ENTRY_SYMBOL "vdkit_plugin_entry"
 
@@ -137,6 +137,11 @@ typedef struct vdkit_extent {
 #define VDKIT_OPEN_CREATE  (1u << 1) /* create; fails with VDKIT_E_EXISTS if present */
 #define VDKIT_OPEN_NOLOCK  (1u << 2) /* do not take the advisory lock */
 #define VDKIT_OPEN_INFO    (1u << 3) /* format: metadata only, no data I/O expected */
+/* store_open (ABI 1.1): the path holds raw device data (a host disk, a raw
+ * device mapping). The host refuses it with VDKIT_E_PERMISSION unless the
+ * user allowed unsafe paths, wherever the path points. A 1.0 host ignores
+ * the flag; sdk::Context::open refuses it on such a host. */
+#define VDKIT_OPEN_DEVICE  (1u << 4)
 
 /* ---- log levels ---------------------------------------------------------------- */
 #define VDKIT_LOG_ERROR   0u

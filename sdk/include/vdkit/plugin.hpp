@@ -159,6 +159,9 @@ public:
 
     // Open a file next to the image, through the image's transport.
     Store open(std::string_view path, uint32_t flags) const {
+        if ((flags & VDKIT_OPEN_DEVICE) && host().abi_minor < 1)
+            throw Error(VDKIT_E_PERMISSION, "'" + std::string(path) +
+                                                "' holds raw device data and this host cannot be asked to allow it");
         vdkit_store *s = nullptr;
         uint32_t rc = host().store_open(ctx_, str(path), flags, &s);
         if (rc != VDKIT_OK) throw Error(rc, std::string());

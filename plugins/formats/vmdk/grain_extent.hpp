@@ -1,0 +1,51 @@
+// What every grain-mapped VMDK extent shares: hosted sparse (KDMV), ESX
+// redo logs (COWD) and space-efficient sparse (seSparse) all map the disk
+// in fixed-size grains through a directory of grain tables. A subclass says
+// what one grain is (lookup) and may say how to read it (read_grain); the
+// run-length reading and allocation status live here once.
+#ifndef VDKIT_VMDK_GRAIN_EXTENT_HPP
+#define VDKIT_VMDK_GRAIN_EXTENT_HPP
+
+#include "vdkit/plugin.hpp"
+
+#include <string>
+
+namespace vdkit::vmdk {
+
+class GrainExtent {
+public:
+    virtual ~GrainExtent() = default;
+
+    virtual uint64_t capacity_bytes() const = 0;
+    virtual uint64_t grain_bytes() const = 0;
+
+    // Read within the extent; the format read callback's contract
+    // (unallocated runs are answered as such, so the chain below fills them).
+    sdk::ReadResult read(sdk::Context &ctx, uint64_t offset, void *buf, uint64_t len);
+    sdk::BlockStatus status(sdk::Context &ctx, uint64_t offset, uint64_t len);
+
+    // Consistency check (VDKIT_CHECK_* flags), findings through ctx.finding.
+    virtual void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) = 0;
+
+protected:
+    GrainExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name);
+
+    enum class Grain { unallocated, zero, data };
+    // Classify grain `index`; for data, *sector gets the grain's first
+    // sector in the file. Entries were checked against the file.
+    virtual Grain lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector) = 0;
+    // Copy n bytes at `within` of data grain `index` (at `sector`) into buf.
+    // The default reads plain bytes; a grain cut short by the end of the
+    // file reads as zeros past it.
+    virtual void read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector, uint64_t within, void *buf,
+                            uint64_t n);
+    [[noreturn]] void corrupt(const std::string &what) const;
+
+    sdk::StoreRef store_;
+    std::string name_;
+    uint64_t file_size_ = 0;
+};
+
+} // namespace vdkit::vmdk
+
+#endif
