@@ -308,15 +308,47 @@ SparseExtent::Grain SparseExtent::lookup(sdk::Context &ctx, uint64_t index, uint
         if (h_.flags & kFlagZeroedGrain) return Grain::zero;
         corrupt("grain " + std::to_string(index) + " has entry 1 without the zeroed-grain flag");
     }
+    if ((h_.flags & kFlagCompressed) && cut_off(ctx, gte)) {
+        // A stream with its tables at the front, cut short (a truncated
+        // download): the grains past the end are gone; say so once, with
+        // how many, and read them as zeros like a stream without footer.
+        if (scan_report_.empty()) count_cut_grains(ctx);
+        return Grain::unallocated;
+    }
     // The grain must start inside the file (a short last grain reads as zeros).
-    uint64_t need = (h_.flags & kFlagCompressed) ? 12 : 1;
-    if (uint64_t(gte) * 512 > file_size_ || file_size_ - uint64_t(gte) * 512 < need)
+    if (uint64_t(gte) * 512 >= file_size_)
         corrupt("grain " + std::to_string(index) + " points to sector " + std::to_string(gte) +
                 ", beyond the end of the file");
     if (gte < h_.overhead && !(h_.flags & kFlagCompressed))
         corrupt("grain " + std::to_string(index) + " points to sector " + std::to_string(gte) + ", inside the metadata");
     *sector = gte;
     return Grain::data;
+}
+
+bool SparseExtent::cut_off(sdk::Context &ctx, uint32_t gte) const {
+    const uint64_t at = uint64_t(gte) * 512;
+    if (at + 12 > file_size_) return true;
+    if (at + 12 + 2 * grain_bytes() + 1024 <= file_size_) return false; // any valid length fits
+    unsigned char marker[12];
+    store_.pread(ctx.get(), marker, sizeof marker, at);
+    return at + 12 + load_le(marker + 8, 4) > file_size_;
+}
+
+void SparseExtent::count_cut_grains(sdk::Context &ctx) {
+    uint64_t total = 0, cut = 0;
+    std::unordered_set<uint32_t> seen; // each table once, however many entries name it
+    for (uint64_t g = 0; g < gd_.size(); ++g) {
+        if (gd_[g] == 0 || !seen.insert(gd_[g]).second) continue;
+        for (uint32_t e : grain_table(ctx, g)) {
+            if (e <= 1) continue;
+            ++total;
+            if (cut_off(ctx, e)) ++cut;
+        }
+    }
+    scan_report_ = "the stream is cut off at byte " + std::to_string(file_size_) + " (a truncated copy?): " +
+                   std::to_string(cut) + " of its " + std::to_string(total) +
+                   " grains lie past the end and read as zero; the others are intact";
+    ctx.log(VDKIT_LOG_WARNING, name_ + ": " + scan_report_);
 }
 
 void SparseExtent::read_compressed(sdk::Context &ctx, uint64_t index, uint64_t sector) {
@@ -522,7 +554,7 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
         if (e == 0) return {};
         if (e == 1) return (h_.flags & kFlagZeroedGrain) ? std::string() : "entry 1 without the zeroed-grain flag";
         const uint64_t at = uint64_t(e) * 512;
-        if (compressed) return at + 12 <= file_size_ ? std::string() : "points beyond the end of the file";
+        if (compressed) return cut_off(ctx, e) ? "lies past the end of the stream (cut off)" : std::string();
         if (e < h_.overhead) return "points into the metadata (sector " + std::to_string(e) + ")";
         if (at + gb > (file_size_ + 511) / 512 * 512) return "points beyond the end of the file (sector " + std::to_string(e) + ")";
         return {};

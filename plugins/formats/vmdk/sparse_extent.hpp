@@ -108,6 +108,11 @@ private:
                     uint64_t n) override;
     std::vector<uint32_t> &grain_table(sdk::Context &ctx, uint64_t gd_index);
     void read_compressed(sdk::Context &ctx, uint64_t index, uint64_t sector);
+    // Compressed grain whose marker or data reach past the end of the file.
+    bool cut_off(sdk::Context &ctx, uint32_t gte) const;
+    // Count the cut-off grains of a truncated stream with front tables and
+    // warn once (scan_report_ holds the summary).
+    void count_cut_grains(sdk::Context &ctx);
     // No footer (a truncated stream): map grains from their markers.
     void scan_markers(sdk::Context &ctx, const std::string &why);
 

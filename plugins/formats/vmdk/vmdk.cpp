@@ -118,13 +118,8 @@ public:
             // modification UUID, see cid_to_uuid); for a parent of another
             // format the first four bytes of its modification UUID serve as
             // a tag (the host compares modification ids within one format only).
-            uint32_t tag = (uint32_t(p.parent_modification_uuid[0]) << 24) |
-                           (uint32_t(p.parent_modification_uuid[1]) << 16) |
-                           (uint32_t(p.parent_modification_uuid[2]) << 8) | p.parent_modification_uuid[3];
-            if (tag == 0xFFFFFFFFu) tag = 0xFFFFFFFEu; // ffffffff means "no parent"
-            char cid[16];
-            std::snprintf(cid, sizeof cid, "%08x", tag);
-            d.parent_cid = cid;
+            d.parent_cid = cid_text(p.parent_modification_uuid);
+            if (d.parent_cid == "ffffffff") d.parent_cid = "fffffffe"; // ffffffff means "no parent"
             d.parent_hint = std::string(sdk::view(p.parent_hint));
             if (d.parent_hint.empty() || d.parent_hint.find('"') != std::string::npos)
                 throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": the parent location cannot be written into a descriptor");
@@ -356,32 +351,67 @@ public:
 
     std::string parent_hint(Context &) { return desc_.has_parent() ? desc_.parent_hint : std::string(); }
 
+    // UUIDs live in the descriptor: ddb.uuid.image / ddb.uuid.parent, and
+    // the CIDs stand for modification ids (their first four bytes, see
+    // cid_to_uuid).
+    void set_uuid(Context &ctx, uint32_t which, const uint8_t *u) {
+        change_descriptor(ctx, [&] {
+            switch (which) {
+            case VDKIT_UUID_IMAGE: ddb_put("ddb.uuid.image", uuid_text(u)); break;
+            case VDKIT_UUID_MODIFICATION: desc_.cid = cid_text(u); break;
+            case VDKIT_UUID_PARENT:
+                if (!desc_.has_parent()) fail(VDKIT_E_INVALID_ARGUMENT, "the disk has no parent");
+                ddb_put("ddb.uuid.parent", uuid_text(u));
+                break;
+            case VDKIT_UUID_PARENT_MODIFICATION:
+                if (!desc_.has_parent()) fail(VDKIT_E_INVALID_ARGUMENT, "the disk has no parent");
+                desc_.parent_cid = cid_text(u);
+                break;
+            default: fail(VDKIT_E_INVALID_ARGUMENT, "unknown UUID kind " + std::to_string(which));
+            }
+        });
+        cid_updated_ = true; // the caller chose the ids
+    }
+
+    // Rebase (header only): a new parentFileNameHint, parentCID and
+    // ddb.uuid.parent, or, with an empty hint, no parent at all. Only sparse
+    // extents can hold a child's data.
+    void set_parent(Context &ctx, std::string_view hint, std::string_view, const uint8_t *uuid,
+                    const uint8_t *modification) {
+        if (!hint.empty()) {
+            for (const auto &e : extents_)
+                if (!e->sparse || (e->sparse->header().flags & kFlagCompressed))
+                    fail(VDKIT_E_NOT_SUPPORTED, "only hosted sparse (uncompressed) disks can have a parent");
+            if (hint.find_first_of("\"\r\n") != std::string_view::npos)
+                fail(VDKIT_E_INVALID_ARGUMENT, "the parent location cannot be written into a descriptor");
+        }
+        change_descriptor(ctx, [&] {
+            auto &ddb = desc_.ddb;
+            ddb.erase(std::remove_if(ddb.begin(), ddb.end(), [](const auto &kv) { return iequal(kv.first, "ddb.uuid.parent"); }),
+                      ddb.end());
+            if (hint.empty()) {
+                desc_.parent_cid = "ffffffff";
+                desc_.parent_hint.clear();
+                return;
+            }
+            desc_.parent_hint = std::string(hint);
+            std::string cid = modification ? cid_text(modification) : std::string("fffffffe");
+            if (cid == "ffffffff") cid = "fffffffe"; // ffffffff means "no parent"
+            desc_.parent_cid = cid;
+            if (uuid && !sdk::is_zero(uuid, 16)) ddb.emplace_back("ddb.uuid.parent", uuid_text(uuid));
+        });
+    }
+
     std::optional<std::string> metadata_get(Context &, std::string_view key) { return desc_.ddb_get(key); }
 
     // VixDiskLib WriteMetadata: ddb.* keys, kept in file order; a new key is appended.
     void metadata_set(Context &ctx, std::string_view key, std::string_view value) {
-        if (!writable_) fail(VDKIT_E_READ_ONLY, "opened read-only");
-        if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "metadata of a stream being written is fixed");
         if (key.size() < 5 || key.substr(0, 4) != "ddb." ||
             key.find_first_of(" \t\r\n\"=#") != std::string_view::npos)
             fail(VDKIT_E_INVALID_ARGUMENT, "metadata keys are ddb.NAME without spaces, quotes, '=' or '#'");
         if (value.find_first_of("\"\r\n") != std::string_view::npos || value.size() > 4096)
             fail(VDKIT_E_INVALID_ARGUMENT, "a metadata value holds no quotes or line breaks (at most 4096 bytes)");
-        const Descriptor before = desc_;
-        auto it = std::find_if(desc_.ddb.begin(), desc_.ddb.end(), [&](const auto &kv) {
-            return kv.first.size() == key.size() &&
-                   std::equal(kv.first.begin(), kv.first.end(), key.begin(),
-                              [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) ==
-                                                          std::tolower(static_cast<unsigned char>(b)); });
-        });
-        if (it != desc_.ddb.end()) it->second = std::string(value);
-        else desc_.ddb.emplace_back(std::string(key), std::string(value));
-        try {
-            write_descriptor(ctx);
-        } catch (...) {
-            desc_ = before; // e.g. no room left in an embedded descriptor
-            throw;
-        }
+        change_descriptor(ctx, [&] { ddb_put(key, value); });
     }
     std::vector<std::string> metadata_keys(Context &) {
         std::vector<std::string> keys;
@@ -523,6 +553,43 @@ private:
                       "%02x %02x %02x %02x %02x %02x %02x %02x-%02x %02x %02x %02x %02x %02x %02x %02x", u[0], u[1],
                       u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
         return buf;
+    }
+
+    static bool iequal(std::string_view a, std::string_view b) {
+        return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+                   return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+               });
+    }
+
+    // Set a ddb key (case-insensitive match), appending a new one.
+    void ddb_put(std::string_view key, std::string_view value) {
+        auto it = std::find_if(desc_.ddb.begin(), desc_.ddb.end(), [&](const auto &kv) { return iequal(kv.first, key); });
+        if (it != desc_.ddb.end()) it->second = std::string(value);
+        else desc_.ddb.emplace_back(std::string(key), std::string(value));
+    }
+
+    // Apply `edit` to the descriptor and write it; on failure (e.g. no room
+    // left in an embedded descriptor) the descriptor is restored.
+    template <class Edit>
+    void change_descriptor(Context &ctx, Edit edit) {
+        if (!writable_) fail(VDKIT_E_READ_ONLY, "opened read-only");
+        if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "the descriptor of a stream being written is fixed");
+        const Descriptor before = desc_;
+        try {
+            edit();
+            write_descriptor(ctx);
+        } catch (...) {
+            desc_ = before;
+            throw;
+        }
+    }
+
+    // The CID a modification id stands for: its first four bytes.
+    static std::string cid_text(const uint8_t *u) {
+        char cid[16];
+        std::snprintf(cid, sizeof cid, "%08x",
+                      (uint32_t(u[0]) << 24) | (uint32_t(u[1]) << 16) | (uint32_t(u[2]) << 8) | u[3]);
+        return cid;
     }
 
     // The extent holding off, checked for writing (and the CID touched).
