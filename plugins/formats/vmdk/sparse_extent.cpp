@@ -432,6 +432,39 @@ void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
     file_size_ = end * 512;
 }
 
+uint64_t SparseExtent::shrink(sdk::Context &ctx, uint64_t new_capacity, bool has_parent) {
+    if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot shrink");
+    if (new_capacity >= h_.capacity) return 0;
+    const uint64_t coverage = uint64_t(h_.gtes_per_gt) * h_.grain_size;
+    const uint64_t count = (new_capacity + coverage - 1) / coverage;
+    const uint64_t first_gone = (new_capacity + h_.grain_size - 1) / h_.grain_size; // first grain wholly past the end
+    // 1. Entries past the end are cleared in both tables (a later grow must
+    // not bring old data back), directory entries past the new count too.
+    for (uint64_t i = first_gone; i < count * h_.gtes_per_gt; ++i) {
+        uint64_t sector;
+        if (lookup(ctx, i, &sector) != Grain::unallocated) set_gte(ctx, i, 0);
+    }
+    const uint64_t tail = (gd_.size() - count) * 4;
+    if (tail) {
+        std::vector<unsigned char> zeros(static_cast<size_t>(tail), 0);
+        store_.pwrite(ctx.get(), zeros.data(), zeros.size(), h_.gd_offset * 512 + count * 4);
+        if (!rgd_.empty()) store_.pwrite(ctx.get(), zeros.data(), zeros.size(), h_.rgd_offset * 512 + count * 4);
+    }
+    store_.flush(ctx.get());
+    // 2. The header's capacity.
+    unsigned char header[512];
+    store_.pread(ctx.get(), header, 512, 0);
+    store_le(header + 12, new_capacity, 8);
+    store_.pwrite(ctx.get(), header, 512, 0);
+    store_.flush(ctx.get());
+    h_.capacity = new_capacity;
+    gd_.resize(static_cast<size_t>(count));
+    if (!rgd_.empty()) rgd_.resize(static_cast<size_t>(count));
+    gt_cache_.clear();
+    // 3. The grains and tables no entry uses any more go back (VMware's Shrink).
+    return compact(ctx, has_parent);
+}
+
 std::vector<std::pair<uint64_t, uint64_t>> SparseExtent::metadata_ranges() const {
     std::vector<std::pair<uint64_t, uint64_t>> out;
     const uint64_t dir_bytes = (gd_.size() * 4 + 511) / 512 * 512, table_bytes = uint64_t(h_.gtes_per_gt) * 4;

@@ -84,6 +84,11 @@ public:
     // then the header.
     void grow(sdk::Context &ctx, uint64_t new_capacity);
 
+    // Shrink the extent to new_capacity sectors: entries past the end are
+    // cleared (both tables), the header says the new capacity, then compact
+    // gives the unused grains and tables back. Returns the bytes given back.
+    uint64_t shrink(sdk::Context &ctx, uint64_t new_capacity, bool has_parent);
+
     // VMware's Shrink + Defragment: all-zero grains are unmapped (no
     // parent) or become zero grains (zeroed-grain extents), the remaining
     // grains move down into holes (copies flushed before the tables point

@@ -275,38 +275,40 @@ public:
         out.lchs_sectors = geo("ddb.geometry.biosSectors");
     }
 
-    // Grow (or, for flat disks, shrink) a single-extent disk: monolithicSparse
-    // or a child made like it, monolithicFlat, vmfs, vmfsThin. The descriptor's
-    // extent line and geometry follow; the CID changes.
+    // Grow, or with the shrink flag shrink, a disk of sparse and flat
+    // extents. The last extent grows; a twoGbMaxExtent* disk fills its last
+    // extent up to the split size and then gains new extent files named like
+    // the others. Shrinking drops whole extents past the new end and cuts
+    // the last one (a sparse one is compacted afterwards). New files are
+    // made before the descriptor names them; dropped files are removed after
+    // it no longer does. The descriptor's geometry follows; the CID changes.
     void resize(Context &ctx, uint64_t new_size, uint32_t flags) {
         if (stream_ || !writable_) fail(VDKIT_E_READ_ONLY, "the disk cannot be resized now");
         if (new_size % 512) fail(VDKIT_E_INVALID_ARGUMENT, "VMDK sizes are whole 512-byte sectors");
-        if (extents_.size() != 1 || extents_[0]->line.access != Access::rw ||
-            (extents_[0]->line.type != ExtentType::sparse && extents_[0]->line.type != ExtentType::flat &&
-             extents_[0]->line.type != ExtentType::vmfs))
-            fail(VDKIT_E_NOT_SUPPORTED, "resizing works on single-extent disks (monolithicSparse, monolithicFlat, vmfs); "
-                                        "convert split or stream disks first");
-        Extent &e = *extents_[0];
         if (new_size < size_ && !(flags & VDKIT_RESIZE_SHRINK)) fail(VDKIT_E_INVALID_ARGUMENT, "shrinking needs the shrink flag");
-        if (e.sparse) {
-            if (new_size < size_) fail(VDKIT_E_NOT_SUPPORTED, "sparse VMDK disks grow only");
-            e.sparse->grow(ctx, new_size / 512);
-        } else {
-            const uint64_t end = e.line.offset * 512 + new_size;
-            e.store.truncate(ctx.get(), end);
-            e.file_size = end;
+        if (new_size == 0) fail(VDKIT_E_INVALID_ARGUMENT, "a disk keeps at least one sector");
+        for (const auto &e : extents_) {
+            if (e->line.access != Access::rw || e->device ||
+                (e->line.type != ExtentType::sparse && e->line.type != ExtentType::flat && e->line.type != ExtentType::vmfs))
+                fail(VDKIT_E_NOT_SUPPORTED, "resizing works on disks of writable SPARSE, FLAT and VMFS extents; "
+                                            "convert this one first");
+            if (e->sparse && !e->sparse->writable())
+                fail(VDKIT_E_NOT_SUPPORTED, "a streamOptimized disk is written once; convert it to resize it");
         }
-        e.length = new_size;
-        e.line.sectors = new_size / 512;
-        desc_.extents[0].sectors = new_size / 512;
+        if (new_size == size_) return;
+        touch(ctx);
+        if (new_size > size_) grow_extents(ctx, new_size);
+        else shrink_extents(ctx, new_size);
         size_ = new_size;
         const uint64_t heads = desc_.ddb_get("ddb.geometry.heads").value_or("16") == "16" ? 16 : 255;
         for (auto &kv : desc_.ddb)
             if (kv.first == "ddb.geometry.cylinders")
                 kv.second = std::to_string(std::min<uint64_t>(new_size / 512 / (heads * 63), 65535));
-        touch(ctx);
         write_descriptor(ctx);
         main_.flush(ctx.get());
+        // Files of dropped extents go only once the descriptor no longer names them.
+        for (const auto &f : dropped_files_) ctx.remove(f);
+        dropped_files_.clear();
     }
 
     // Shrink + Defragment every sparse extent (flat extents have nothing to give back).
@@ -464,9 +466,11 @@ private:
     // Extent files of a descriptor-file subformat, named as qemu and VMware
     // name them next to the descriptor (NAME-flat.vmdk, NAME-f001.vmdk,
     // NAME-s001.vmdk), with their lines added to d. Files made before a
-    // failure are removed again.
+    // failure are removed again. A resize passes the disk's split size in
+    // sectors and the number of the first new extent file.
     static void create_extent_files(Context &ctx, Descriptor &d, const std::string &who, uint64_t capacity,
-                                    uint64_t grain_sectors, bool zeroed, bool allocate) {
+                                    uint64_t grain_sectors, bool zeroed, bool allocate, uint64_t split_sectors = 0,
+                                    unsigned first_index = 1) {
         std::string base = who.substr(who.find_last_of('/') + 1);
         if (base.size() > 5 && base.compare(base.size() - 5, 5, ".vmdk") == 0) base.resize(base.size() - 5);
         const std::string &type = d.create_type;
@@ -474,15 +478,15 @@ private:
         const bool sparse = type == "twoGbMaxExtentSparse";
         uint64_t chunk = capacity;
         if (split) {
-            chunk = ctx.config_uint("split-size").value_or(2ull << 30) / 512;
+            chunk = split_sectors ? split_sectors : ctx.config_uint("split-size").value_or(2ull << 30) / 512;
             if (sparse) chunk = chunk / grain_sectors * grain_sectors; // whole grains per extent
             if (chunk == 0) throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": split-size is smaller than a grain");
-            if (capacity / chunk >= 9999)
+            if (capacity / chunk + first_index >= 10000)
                 throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": more than 9999 extents; use a larger split-size");
         }
         std::vector<std::string> made;
         try {
-            for (uint64_t start = 0, i = 1; start < capacity; start += chunk, ++i) {
+            for (uint64_t start = 0, i = first_index; start < capacity; start += chunk, ++i) {
                 const uint64_t n = std::min(chunk, capacity - start);
                 char suffix[32];
                 if (!split) std::snprintf(suffix, sizeof suffix, "-flat.vmdk");
@@ -506,6 +510,81 @@ private:
             for (const auto &f : made) ctx.remove(f);
             throw;
         }
+    }
+
+    // Set extent e (the last) to `bytes`, growing or cutting its file or tables.
+    void set_extent_length(Context &ctx, Extent &e, uint64_t bytes) {
+        if (e.sparse) {
+            if (bytes > e.length) e.sparse->grow(ctx, bytes / 512);
+            else e.sparse->shrink(ctx, bytes / 512, desc_.has_parent());
+        } else {
+            const uint64_t end = e.line.offset * 512 + bytes;
+            e.store.truncate(ctx.get(), end);
+            e.file_size = end;
+        }
+        e.length = bytes;
+        e.line.sectors = bytes / 512;
+        desc_.extents[index_of(e)].sectors = bytes / 512;
+    }
+
+    size_t index_of(const Extent &e) const {
+        for (size_t i = 0; i < extents_.size(); ++i)
+            if (extents_[i].get() == &e) return i;
+        fail(VDKIT_E_INTERNAL, "extent not in the list");
+    }
+
+    void grow_extents(Context &ctx, uint64_t new_size) {
+        const bool split = desc_.create_type == "twoGbMaxExtentSparse" || desc_.create_type == "twoGbMaxExtentFlat";
+        Extent &last = *extents_.back();
+        if (!split) {
+            set_extent_length(ctx, last, last.length + (new_size - size_));
+            return;
+        }
+        // The split size is the first extent's when there are several (all
+        // but the last are full); a single extent may be short: 2 GiB then,
+        // the size qemu and vdkit split at (VMware's 2047 MiB is smaller).
+        const uint64_t chunk = extents_.size() > 1 ? extents_.front()->length
+                                                   : std::max<uint64_t>(extents_.front()->length, 2ull << 30);
+        const uint64_t room = chunk > last.length ? chunk - last.length : 0;
+        set_extent_length(ctx, last, last.length + std::min(room, new_size - size_));
+        uint64_t pos = last.start + last.length;
+        Descriptor d; // only for the new lines and the subformat
+        d.create_type = desc_.create_type;
+        const uint64_t grain = last.sparse ? last.sparse->header().grain_size : 128;
+        const bool zeroed = last.sparse && last.sparse->zeroed_grains();
+        if (pos < new_size) {
+            create_extent_files(ctx, d, name_, (new_size - pos) / 512, grain, zeroed, false, chunk / 512,
+                                static_cast<unsigned>(extents_.size() + 1));
+            for (const auto &line : d.extents) {
+                auto e = std::make_unique<Extent>();
+                e->line = line;
+                e->start = pos;
+                e->length = line.sectors * 512;
+                e->owned = ctx.open(line.filename, VDKIT_OPEN_WRITE);
+                e->store = e->owned;
+                e->file_size = e->store.size(ctx.get());
+                if (line.type == ExtentType::sparse) {
+                    unsigned char h[512];
+                    e->store.pread(ctx.get(), h, 512, 0);
+                    auto sp = std::make_unique<SparseExtent>(ctx, e->store, line.filename, parse_sparse_header(h, line.filename));
+                    e->sparse = sp.get();
+                    e->mapped = std::move(sp);
+                }
+                pos += e->length;
+                desc_.extents.push_back(line);
+                extents_.push_back(std::move(e));
+            }
+        }
+    }
+
+    void shrink_extents(Context &ctx, uint64_t new_size) {
+        while (extents_.size() > 1 && extents_.back()->start >= new_size) {
+            dropped_files_.push_back(extents_.back()->line.filename);
+            extents_.pop_back();
+            desc_.extents.pop_back();
+        }
+        Extent &last = *extents_.back();
+        set_extent_length(ctx, last, new_size - last.start);
     }
 
     // A CID is 1..8 hex digits (qemu writes them without zero padding).
@@ -806,6 +885,8 @@ private:
     uint64_t granularity_ = 512;
     // Set while a new streamOptimized disk is being written (until close).
     std::unique_ptr<StreamWriter> stream_;
+    // Extent files a shrink dropped, removed once the descriptor is written.
+    std::vector<std::string> dropped_files_;
 };
 
 constexpr vdkit_config_key kKeys[] = {

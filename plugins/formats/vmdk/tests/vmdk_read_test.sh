@@ -78,7 +78,8 @@ cp base.vmdk base.orig
 old_cid=$(grep -ao "^CID=[0-9a-f]*" base.vmdk | head -1 | cut -d= -f2)
 set_cid base.vmdk "$([ "$old_cid" = 0badc1d0 ] && echo 0badc1d1 || echo 0badc1d0)"
 out=$("$VDKIT" info child.vmdk 2>&1); rc=$?
-[ $rc -eq 1 ] && grep -q "was modified after its child" <<< "$out" && ok || bad "CID mismatch not detected: $rc $out"
+[ $rc -eq 1 ] && grep -q "was modified after its child" <<< "$out" && ok \
+    || bad "CID mismatch not detected: $rc $out (base: $(grep -ao '^CID=[0-9a-z]*' base.vmdk | head -1), was $old_cid; child: $(grep -ao '^parentCID=[0-9a-f]*' child.vmdk | head -1))"
 # A CID that is not a hex number is corruption, not a reason to skip the check.
 cp base.orig base.vmdk
 set_cid base.vmdk "zz"
@@ -288,6 +289,46 @@ before=$(stat -c %s shrink.vmdk)
 "$VDKIT" compact shrink.vmdk > /dev/null && ok || bad "compact a qemu-made vmdk"
 [ "$(stat -c %s shrink.vmdk)" -lt "$before" ] && ok || bad "compact gave nothing back ($before bytes)"
 qemu-img check -q shrink.vmdk && qemu-img compare -q -F raw shrink.vmdk shrink.raw && ok || bad "qemu-img after compact"
+
+# Resizing split disks: a vdkit split-sparse disk grows by new extent files
+# named like the others and shrinks by dropping them; a qemu-made one (one
+# short extent) fills it to 2 GiB first; a split flat disk shrinks; a
+# monolithicSparse disk shrinks with --shrink and is compacted; qemu-img
+# checks and compares each, vmdkinfo reads the grown split disk.
+head -c $((3 << 20)) src.raw > rs.raw
+"$VDKIT" convert -O vmdk -o subformat=twoGbMaxExtentSparse,split-size=1M rs.raw rs.vmdk > /dev/null
+"$VDKIT" resize rs.vmdk 10M > /dev/null && [ -f rs-s010.vmdk ] && [ ! -e rs-s011.vmdk ] && ok || bad "split grow: $(ls rs-s*)"
+cp rs.raw rs10.raw && truncate -s 10M rs10.raw
+qemu-io -f vmdk -c "write -P 0x55 9M 512k" rs.vmdk > /dev/null && qemu-io -f raw -c "write -P 0x55 9M 512k" rs10.raw > /dev/null
+qemu-img check -q rs.vmdk && qemu-img compare -q rs.vmdk rs10.raw && "$VDKIT" check rs.vmdk > /dev/null && ok \
+    || bad "split grow: qemu-img or vdkit disagree"
+grep -q "10 MiB" <<< "$(vmdkinfo rs.vmdk 2>&1)" && ok || bad "split grow: vmdkinfo does not see 10 MiB"
+"$VDKIT" resize --shrink rs.vmdk 2560K > /dev/null && [ -f rs-s003.vmdk ] && [ ! -e rs-s004.vmdk ] && ok || bad "split shrink: $(ls rs-s*)"
+head -c 2560K rs10.raw > rs25.raw
+qemu-img check -q rs.vmdk && qemu-img compare -q rs.vmdk rs25.raw && "$VDKIT" check rs.vmdk > /dev/null && ok \
+    || bad "split shrink: qemu-img or vdkit disagree"
+qemu-img convert -q -f raw -O vmdk -o subformat=twoGbMaxExtentSparse rs.raw qs.vmdk
+"$VDKIT" resize qs.vmdk 5G > /dev/null && [ -f qs-s003.vmdk ] && [ ! -e qs-s004.vmdk ] && ok || bad "qemu split grow: $(ls qs-s*)"
+[ "$(grep -ac '^RW 4194304 SPARSE' qs.vmdk)" = 2 ] && ok || bad "qemu split grow: extents not filled to 2 GiB: $(grep -a '^RW' qs.vmdk)"
+qemu-io -f vmdk -c "write -P 0x66 4700M 64k" qs.vmdk > /dev/null
+qemu-img check -q qs.vmdk && "$VDKIT" check qs.vmdk > /dev/null && ok || bad "qemu split grow: checks"
+[ "$(qemu-io -f vmdk -c 'read -P 0x66 4700M 64k' qs.vmdk | grep -c 'read 65536')" = 1 ] \
+    && "$VDKIT" compare qs.vmdk rs.raw > /dev/null; [ $? -eq 1 ] && ok || bad "qemu split grow: the far write"
+"$VDKIT" convert -O vmdk -o subformat=twoGbMaxExtentFlat,split-size=1M rs.raw rf.vmdk > /dev/null
+"$VDKIT" resize --shrink rf.vmdk 1536K > /dev/null && [ ! -e rf-f003.vmdk ] && ok || bad "split flat shrink: $(ls rf-f*)"
+head -c 1536K rs.raw > rf.raw && qemu-img compare -q rf.vmdk rf.raw && ok || bad "split flat shrink: content"
+qemu-img convert -q -f raw -O vmdk src.raw ms.vmdk
+before=$(stat -c %s ms.vmdk)
+out=$("$VDKIT" resize ms.vmdk 100M 2>&1); [ $? -ne 0 ] && grep -q "shrink" <<< "$out" && ok || bad "shrink without --shrink: $out"
+"$VDKIT" resize --shrink ms.vmdk 100M > /dev/null && [ "$(stat -c %s ms.vmdk)" -lt "$before" ] && ok || bad "sparse shrink gave nothing back"
+head -c 100M src.raw > ms.raw
+qemu-img check -q ms.vmdk && qemu-img compare -q ms.vmdk ms.raw && "$VDKIT" check ms.vmdk > /dev/null && ok \
+    || bad "sparse shrink: qemu-img or vdkit disagree (or leaks left)"
+"$VDKIT" resize ms.vmdk 300M > /dev/null && truncate -s 300M ms.raw && qemu-img compare -q ms.vmdk ms.raw && ok \
+    || bad "grow after shrink brings old data back"
+"$VDKIT" convert -O vmdk -o subformat=streamOptimized rs.raw rst.vmdk > /dev/null
+out=$("$VDKIT" resize rst.vmdk 10M 2>&1); [ $? -ne 0 ] && grep -q "streamOptimized disk is written once" <<< "$out" && ok \
+    || bad "stream resize: $out"
 
 # 5. check / repair: every finding with its offset, dry run changes nothing,
 #    repair leaves an image both vdkit and qemu-img find clean.
