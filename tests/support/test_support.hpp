@@ -101,6 +101,19 @@ inline std::vector<unsigned char> read_all(const Disk &d) {
     return v;
 }
 
+// Where a disk's content first differs from a model: "equal", or the offset
+// and both bytes (a comparison Catch can print without dumping megabytes).
+inline std::string first_difference(const Disk &d, const std::vector<unsigned char> &model) {
+    const std::vector<unsigned char> got = read_all(d);
+    if (got.size() != model.size())
+        return "size " + std::to_string(got.size()) + " instead of " + std::to_string(model.size());
+    for (size_t i = 0; i < got.size(); ++i)
+        if (got[i] != model[i])
+            return "byte " + std::to_string(i) + " is " + std::to_string(got[i]) + ", the model has " +
+                   std::to_string(model[i]);
+    return "equal";
+}
+
 // Overwrite bytes of a file in place (damage for the corruption tests).
 inline void patch(const std::string &path, uint64_t offset, const void *data, size_t len) {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);

@@ -172,25 +172,26 @@ public:
     InfoCommand() : ImageCommand("info", "Show image metadata") {}
 
 private:
-    int run() override {
-        auto lib = open_library(globals());
-        auto disk = open_image(*lib);
-        ImageInfo info = take(disk->image_info(disk->image_count() - 1));
-        if (json_output()) {
-            json j = {{"filename", info.location}, {"format", info.format}, {"virtual-size", info.virtual_size}};
-            if (info.file_size) j["actual-size"] = *info.file_size;
-            if (!info.subformat.empty()) j["subformat"] = info.subformat;
-            if (info.granularity > 1) j["cluster-size"] = info.granularity;
-            if (!uuid_text(info.uuid).empty()) j["uuid"] = uuid_text(info.uuid);
-            if (info.has_parent) {
-                j["backing-filename"] = info.parent_hint;
-                j["parent-uuid"] = uuid_text(info.parent_uuid);
-            }
-            if (!info.comment.empty()) j["comment"] = info.comment;
-            j["chain-length"] = disk->image_count();
-            std::cout << j.dump(2) << "\n";
-            return kExitOk;
+    bool backing_chain_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = ImageCommand::define(app);
+        sub->add_flag("--backing-chain", backing_chain_, "Show every image of the chain, top first");
+        return sub;
+    }
+    static json to_json(const ImageInfo &info) {
+        json j = {{"filename", info.location}, {"format", info.format}, {"virtual-size", info.virtual_size}};
+        if (info.file_size) j["actual-size"] = *info.file_size;
+        if (!info.subformat.empty()) j["subformat"] = info.subformat;
+        if (info.granularity > 1) j["cluster-size"] = info.granularity;
+        if (!uuid_text(info.uuid).empty()) j["uuid"] = uuid_text(info.uuid);
+        if (info.has_parent) {
+            j["backing-filename"] = info.parent_hint;
+            j["parent-uuid"] = uuid_text(info.parent_uuid);
         }
+        if (!info.comment.empty()) j["comment"] = info.comment;
+        return j;
+    }
+    static void print(const ImageInfo &info) {
         std::cout << "image: " << info.location << "\n";
         std::cout << "file format: " << info.format << "\n";
         if (!info.subformat.empty()) std::cout << "subformat: " << info.subformat << "\n";
@@ -204,7 +205,35 @@ private:
             std::cout << "parent uuid: " << uuid_text(info.parent_uuid) << "\n";
         }
         if (!info.comment.empty()) std::cout << "comment: " << info.comment << "\n";
-        if (disk->image_count() > 1) std::cout << "chain length: " << disk->image_count() << "\n";
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        auto disk = open_image(*lib);
+        const size_t count = disk->image_count();
+        if (backing_chain_) {
+            // qemu-img info --backing-chain: top first; JSON is an array.
+            json all = json::array();
+            for (size_t i = count; i-- > 0;) {
+                ImageInfo info = take(disk->image_info(i));
+                if (json_output()) {
+                    all.push_back(to_json(info));
+                } else {
+                    if (i + 1 < count) std::cout << "\n";
+                    print(info);
+                }
+            }
+            if (json_output()) std::cout << all.dump(2) << "\n";
+            return kExitOk;
+        }
+        ImageInfo info = take(disk->image_info(count - 1));
+        if (json_output()) {
+            json j = to_json(info);
+            j["chain-length"] = count;
+            std::cout << j.dump(2) << "\n";
+            return kExitOk;
+        }
+        print(info);
+        if (count > 1) std::cout << "chain length: " << count << "\n";
         return kExitOk;
     }
 };
@@ -586,6 +615,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     c.push_back(std::make_unique<CheckCommand>());
     c.push_back(std::make_unique<CompactCommand>());
     c.push_back(std::make_unique<ResizeCommand>());
+    add_chain_commands(c);
     return c;
 }
 

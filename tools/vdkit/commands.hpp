@@ -32,6 +32,8 @@ private:
 };
 
 std::vector<std::unique_ptr<Command>> make_commands();
+// snapshot, commit, rebase, merge (chain_commands.cpp).
+void add_chain_commands(std::vector<std::unique_ptr<Command>> &commands);
 
 } // namespace vdkit::cli
 

@@ -137,8 +137,17 @@ struct OpenOptions {
     bool lock = true;                 // take the transport's advisory lock
     bool follow_parents = true;       // open the chain below a diff image
     bool ignore_parent_mismatch = false;
+    // With writable: open every image of the chain for writing, not only the
+    // top (merge and commit write into parents).
+    bool writable_chain = false;
     // Allow extent/parent paths outside the image's directory; empty: config.
     std::optional<bool> allow_unsafe_paths;
+};
+
+struct RebaseOptions {
+    std::string format;        // of the new parent; empty: probe
+    bool unsafe = false;       // header only: what the top shows may change
+    ProgressFunction progress;
 };
 
 struct CreateOptions {
@@ -220,6 +229,30 @@ public:
     // check: consistency of the top image's metadata; with repair, fix it.
     Result<CheckReport> check(const CheckOptions &options = {});
 
+    // Chain operations (VDMerge, qemu-img commit/rebase). Each leaves, at
+    // every step, a chain whose top reads the same data: data is written
+    // before any link changes, and images are deleted last. Where the data
+    // already reads the same, nothing is written (same-data elision).
+    //
+    // merge: images[from..to] become one image. from > to (backward, a
+    // child into an ancestor): what images[to+1..from] show goes into
+    // images[to]; the image above `from` is relinked to images[to]; images
+    // to+1..from are deleted. from < to (forward, an ancestor into a
+    // descendant): images[to] gets what images[from..to-1] show where it has
+    // nothing, is relinked to images[from-1] (or has no parent) and images
+    // from..to-1 are deleted. Needs writable_chain.
+    Status merge(size_t from, size_t to, const ProgressFunction &progress = {});
+    // commit (qemu-img commit): what the images above images[base] show is
+    // written into it and the top is relinked directly onto it; with
+    // empty_top the top's blocks are then given back (it reads through to
+    // base). Images between base and top are left as files but leave the
+    // chain. Needs writable_chain.
+    Status commit(size_t base, bool empty_top, const ProgressFunction &progress = {});
+    // rebase (qemu-img rebase): the top gets `new_parent` (a location; empty:
+    // none) as its parent. Safe mode first copies into the top whatever the
+    // new chain would show differently, so the content is unchanged.
+    Status rebase(const std::string &new_parent, const RebaseOptions &options = {});
+
     // Flush and close every image; the first error is returned. After close()
     // every other call fails with VDKIT_E_INVALID_ARGUMENT.
     Status close();
@@ -227,9 +260,13 @@ public:
     // extents too); the images below stay. For a target that failed half-way.
     Status close_and_delete();
 
+    // Internal: sorted, disjoint [start, end) byte ranges, and a view reader.
+    using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+    using Reader = std::function<Status(uint64_t offset, void *buf, uint64_t len)>;
+    struct State;
+
 private:
     friend class ::vdkit::Host;
-    struct State;
     explicit Disk(std::unique_ptr<State> state);
     std::unique_ptr<State> state_;
 };

@@ -85,11 +85,10 @@ Status Disk::write(uint64_t offset, const void *buf, uint64_t len) {
     if (state_->closed) return closed_error();
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     VDKIT_TRY(check_range(offset, len, state_->size));
-    return state_->write_locked(offset, buf, len);
+    return state_->write_locked(state_->images.size() - 1, offset, buf, len);
 }
 
-Status Disk::State::write_locked(uint64_t offset, const void *buf, uint64_t len) {
-    const size_t top = images.size() - 1;
+Status Disk::State::write_locked(size_t top, uint64_t offset, const void *buf, uint64_t len) {
     Image &img = *images[top];
     const auto *in = static_cast<const unsigned char *>(buf);
     std::vector<unsigned char> block;
@@ -124,13 +123,34 @@ Status Disk::State::write_locked(uint64_t offset, const void *buf, uint64_t len)
     return Status::ok();
 }
 
-Status Disk::State::write_zero_bytes_locked(uint64_t offset, uint64_t len) {
+Status Disk::State::write_zero_bytes_locked(size_t level, uint64_t offset, uint64_t len) {
     std::vector<unsigned char> zeros(static_cast<size_t>(std::min<uint64_t>(len, 1u << 20)), 0);
     for (uint64_t done = 0; done < len;) {
         uint64_t n = std::min<uint64_t>(zeros.size(), len - done);
-        VDKIT_TRY(write_locked(offset + done, zeros.data(), n));
+        VDKIT_TRY(write_locked(level, offset + done, zeros.data(), n));
         done += n;
     }
+    return Status::ok();
+}
+
+Status Disk::State::zero_locked(size_t level, uint64_t offset, uint64_t len) {
+    if (len == 0) return Status::ok();
+    Image &img = *images[level];
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img.raw_info());
+    const uint64_t g = std::max<uint64_t>(info.granularity, 1);
+    const uint64_t end = offset + len;
+    // Whole allocation units go to the format (recorded as zero); partial
+    // edges are written as zero data through the copy-on-write path. The
+    // image's short last unit counts as whole.
+    uint64_t mid_start = std::min(end, (offset + g - 1) / g * g);
+    uint64_t mid_end = end == img.size() ? end : std::max(mid_start, end / g * g);
+    if (mid_start > offset) VDKIT_TRY(write_zero_bytes_locked(level, offset, mid_start - offset));
+    if (mid_end > mid_start) {
+        Status st = img.write_zeroes(mid_start, mid_end - mid_start);
+        if (st.code() == VDKIT_E_NOT_SUPPORTED) st = write_zero_bytes_locked(level, mid_start, mid_end - mid_start);
+        VDKIT_TRY(st);
+    }
+    if (end > mid_end) VDKIT_TRY(write_zero_bytes_locked(level, mid_end, end - mid_end));
     return Status::ok();
 }
 
@@ -139,24 +159,7 @@ Status Disk::write_zeroes(uint64_t offset, uint64_t len) {
     if (state_->closed) return closed_error();
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     VDKIT_TRY(check_range(offset, len, state_->size));
-    if (len == 0) return Status::ok();
-    Image &top = *state_->images.back();
-    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, top.raw_info());
-    const uint64_t g = std::max<uint64_t>(info.granularity, 1);
-    const uint64_t end = offset + len;
-    // Whole allocation units go to the format (recorded as zero); partial
-    // edges are written as zero data through the copy-on-write path. The
-    // disk's short last unit counts as whole.
-    uint64_t mid_start = std::min(end, (offset + g - 1) / g * g);
-    uint64_t mid_end = end == state_->size ? end : std::max(mid_start, end / g * g);
-    if (mid_start > offset) VDKIT_TRY(state_->write_zero_bytes_locked(offset, mid_start - offset));
-    if (mid_end > mid_start) {
-        Status st = top.write_zeroes(mid_start, mid_end - mid_start);
-        if (st.code() == VDKIT_E_NOT_SUPPORTED) st = state_->write_zero_bytes_locked(mid_start, mid_end - mid_start);
-        VDKIT_TRY(st);
-    }
-    if (end > mid_end) VDKIT_TRY(state_->write_zero_bytes_locked(mid_end, end - mid_end));
-    return Status::ok();
+    return state_->zero_locked(state_->images.size() - 1, offset, len);
 }
 
 Status Disk::discard(uint64_t offset, uint64_t len) {

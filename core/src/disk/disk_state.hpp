@@ -5,6 +5,7 @@
 #include "disk/image.hpp"
 #include "vdkit/vdkit.hpp"
 
+#include <functional>
 #include <memory>
 #include <shared_mutex>
 #include <vector>
@@ -22,10 +23,23 @@ struct Disk::State {
 
     // Read [offset, offset+len) as seen from images[level] down.
     Status read_chain(size_t level, uint64_t offset, void *buf, uint64_t len) const;
-    // Write to the top image with the copy-on-write fill; caller holds mu exclusively.
-    Status write_locked(uint64_t offset, const void *buf, uint64_t len);
+    // Write to images[level] with the copy-on-write fill from the chain
+    // below it; caller holds mu exclusively.
+    Status write_locked(size_t level, uint64_t offset, const void *buf, uint64_t len);
     // Zeros written as data (shadowing any parent); caller holds mu exclusively.
-    Status write_zero_bytes_locked(uint64_t offset, uint64_t len);
+    Status write_zero_bytes_locked(size_t level, uint64_t offset, uint64_t len);
+    // Runs of [off, end) held (data or zero records) by any of images[lo..hi].
+    Result<Ranges> held(size_t lo, size_t hi, uint64_t off, uint64_t end) const;
+    // Make images[dst] read `source` wherever, inside `ranges`, it differs
+    // from `after` (what dst will show there once the operation is done),
+    // writing nothing where they agree. Blocks are dst's allocation units;
+    // differing zero blocks become zero records. `advance(bytes)` returning
+    // false cancels. Caller holds mu exclusively.
+    Status transfer(size_t dst, const Ranges &ranges, const Reader &source, const Reader &after,
+                    const std::function<bool(uint64_t)> &advance);
+    // Make [offset, offset+len) of images[level] read as zero: whole units
+    // through the format's zero record, edges as zero data.
+    Status zero_locked(size_t level, uint64_t offset, uint64_t len);
 };
 
 } // namespace vdkit

@@ -287,6 +287,20 @@ Status Image::flush() {
     return main_.store->flush();
 }
 
+Status Image::set_parent(std::string_view hint, std::string_view format, const vdkit_image_info *parent) {
+    if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
+    if (!format_->format.set_parent)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' cannot change an image's parent");
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    Status st = done(c, call_plugin(c, format_->format.set_parent, instance_, &c, to_str(hint), to_str(format),
+                                    parent ? parent->uuid : nullptr, parent ? parent->modification_uuid : nullptr),
+                     "set the parent of");
+    l.unlock();
+    if (st) VDKIT_TRY(refresh_size());
+    return st;
+}
+
 Status Image::discard(uint64_t offset, uint64_t len) {
     if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
     if (!format_->format.discard)

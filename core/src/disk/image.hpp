@@ -57,6 +57,9 @@ public:
     // NOT_SUPPORTED when the plugin has no write_zeroes (the caller emulates).
     Status write_zeroes(uint64_t offset, uint64_t len);
     Result<std::string> parent_hint();
+    // Rebase (header only): the new parent's location as the child names it,
+    // its format and ids; an empty hint removes the parent.
+    Status set_parent(std::string_view hint, std::string_view format, const vdkit_image_info *parent);
     Result<std::string> comment();
     Status set_comment(std::string_view comment);
     Result<std::string> metadata_get(std::string_view key);

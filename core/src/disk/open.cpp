@@ -31,7 +31,10 @@ std::string canonical_key(const std::string &location) {
 }
 
 // The parent path as stored in a child: relative to the child's directory.
-std::string relative_hint(const std::string &child, const std::string &parent) {
+
+} // namespace
+
+std::string Host::relative_hint(const std::string &child, const std::string &parent) {
     if (child.find("://") != std::string::npos || parent.find("://") != std::string::npos) return parent;
     std::error_code ec;
     fs::path cdir = fs::absolute(fs::path(child), ec).lexically_normal().parent_path();
@@ -39,8 +42,6 @@ std::string relative_hint(const std::string &child, const std::string &parent) {
     fs::path rel = p.lexically_relative(cdir);
     return rel.empty() ? p.string() : rel.string();
 }
-
-} // namespace
 
 Result<PluginEntryPtr> Host::probe(ByteStore &main, const std::string &location, bool fallback_ok) const {
     vdkit_store borrowed{nullptr};
@@ -119,7 +120,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
             return Status(VDKIT_E_CORRUPT, location + ": the chain loops back to " + current);
         seen.push_back(key);
 
-        const bool writable = top && options.writable;
+        const bool writable = (top || options.writable_chain) && options.writable;
         uint32_t flags = (writable ? VDKIT_OPEN_WRITE : 0) | (options.lock ? 0 : VDKIT_OPEN_NOLOCK);
         VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, open_store(current, flags, options.transport_options));
 
@@ -128,7 +129,9 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
             fmt = registry_.find(PluginKind::format, format_name);
             if (!fmt) return unknown_format(registry_, format_name);
         } else {
-            VDKIT_ASSIGN_OR_RETURN(fmt, probe(*main, current, !writable));
+            // A parent named by its child may be raw (probed by fallback),
+            // even in a chain opened for writing.
+            VDKIT_ASSIGN_OR_RETURN(fmt, probe(*main, current, !writable || !top));
         }
         ImageSetup setup;
         setup.location = current;

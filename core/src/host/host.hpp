@@ -58,6 +58,10 @@ public:
     // winner (read-only opens).
     Result<PluginEntryPtr> probe(ByteStore &main, const std::string &location, bool fallback_ok) const;
 
+    // How a child at `child` names a parent at `parent`: relative to the
+    // child's directory for files, the parent's location for URLs.
+    static std::string relative_hint(const std::string &child, const std::string &parent);
+
     Result<std::unique_ptr<Disk>> open_disk(const std::string &location, const OpenOptions &options) const;
     Result<std::unique_ptr<Disk>> create_disk(const std::string &location, const CreateOptions &options) const;
     Status copy(const Disk &src, Disk &dst, const CopyOptions &options) const;

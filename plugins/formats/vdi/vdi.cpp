@@ -126,6 +126,16 @@ public:
     void set_parent(Context &ctx, std::string_view hint, std::string_view, const uint8_t *uuid,
                     const uint8_t *modification) {
         write_hint(ctx, hint);
+        if (hint.empty()) {
+            // No parent any more: a normal dynamic image (FREE blocks read
+            // as zero, ZERO blocks stay zero).
+            h_.uuid_linkage.fill(0);
+            h_.uuid_parent_modify.fill(0);
+            if (h_.type == kTypeDiff) h_.type = kTypeNormal;
+            write_header(ctx);
+            return;
+        }
+        if (h_.type == kTypeFixed) fail(VDKIT_E_NOT_SUPPORTED, "a fixed VDI cannot have a parent");
         if (uuid) std::memcpy(h_.uuid_linkage.data(), uuid, 16);
         if (modification && !h_.legacy()) std::memcpy(h_.uuid_parent_modify.data(), modification, 16);
         h_.type = kTypeDiff;

@@ -1,0 +1,346 @@
+// Chain operations: merge (VDMerge), commit and rebase (qemu-img), done once
+// here for every format that can change an image's parent (set_parent).
+//
+// One primitive carries all three: transfer() makes an image read, block by
+// block, what a source view shows wherever that differs from what the image
+// will show through its chain afterwards, and writes nothing where the two
+// already agree (same-data elision). Data always moves before any link
+// changes and images are deleted last, so a failure or a cancel at any point
+// leaves a chain whose top reads the same data.
+#include "disk/disk_state.hpp"
+#include "host/host.hpp"
+#include "util/util.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+
+namespace vdkit {
+
+namespace {
+
+using Ranges = Disk::Ranges;
+using Reader = Disk::Reader;
+
+constexpr uint64_t kWindow = 1ull << 30; // ranges are gathered a window at a time
+
+Ranges unite(Ranges a, const Ranges &b) {
+    a.insert(a.end(), b.begin(), b.end());
+    std::sort(a.begin(), a.end());
+    Ranges out;
+    for (const auto &r : a) {
+        if (!out.empty() && r.first <= out.back().second) out.back().second = std::max(out.back().second, r.second);
+        else out.push_back(r);
+    }
+    return out;
+}
+
+Ranges subtract(const Ranges &a, const Ranges &b) {
+    Ranges out;
+    size_t j = 0;
+    for (auto [s, e] : a) {
+        while (j < b.size() && b[j].second <= s) ++j;
+        for (size_t k = j; k < b.size() && b[k].first < e && s < e; ++k) {
+            if (b[k].first > s) out.emplace_back(s, b[k].first);
+            s = std::max(s, b[k].second);
+        }
+        if (s < e) out.emplace_back(s, e);
+    }
+    return out;
+}
+
+// Runs of [off, end) where one image holds something (data or a zero record).
+Result<Ranges> held_by(Image &img, uint64_t off, uint64_t end) {
+    Ranges out;
+    end = std::min(end, img.size());
+    while (off < end) {
+        uint32_t status = 0;
+        uint64_t run = 0;
+        VDKIT_TRY(img.block_status(off, end - off, status, run));
+        if (status != VDKIT_BLOCK_UNALLOCATED) {
+            if (!out.empty() && out.back().second == off) out.back().second += run;
+            else out.emplace_back(off, off + run);
+        }
+        off += run;
+    }
+    return out;
+}
+
+Status cancelled(const char *op) { return Status(VDKIT_E_CANCELLED, std::string(op) + " cancelled; the chain reads as before"); }
+
+} // namespace
+
+Result<Disk::Ranges> Disk::State::held(size_t lo, size_t hi, uint64_t off, uint64_t end) const {
+    Ranges all;
+    for (size_t l = lo; l <= hi && l < images.size(); ++l) {
+        VDKIT_ASSIGN_OR_RETURN(Ranges r, held_by(*images[l], off, end));
+        all = unite(std::move(all), r);
+    }
+    return all;
+}
+
+Status Disk::State::transfer(size_t dst, const Ranges &ranges, const Reader &source, const Reader &after,
+                             const std::function<bool(uint64_t)> &advance) {
+    State &st = *this;
+    Image &img = *st.images[dst];
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img.raw_info());
+    const uint64_t g = std::clamp<uint64_t>(info.granularity, 512, 64u << 20);
+    std::vector<unsigned char> a(static_cast<size_t>(g)), b(static_cast<size_t>(g));
+    const uint64_t end = img.size();
+    uint64_t next = 0; // blocks below this are done (ranges may share a block)
+    for (const auto &[s, e] : ranges) {
+        for (uint64_t u = std::max(s / g * g, next); u < e && u < end; u += g) {
+            const uint64_t n = std::min(g, end - u);
+            VDKIT_TRY(source(u, a.data(), n));
+            VDKIT_TRY(after(u, b.data(), n));
+            if (std::memcmp(a.data(), b.data(), static_cast<size_t>(n)) != 0) {
+                if (util::is_zero(a.data(), static_cast<size_t>(n))) VDKIT_TRY(st.zero_locked(dst, u, n));
+                else VDKIT_TRY(st.write_locked(dst, u, a.data(), n));
+            }
+            next = u + g;
+            if (!advance(n)) return cancelled("the operation was");
+        }
+    }
+    return img.flush();
+}
+
+namespace {
+
+Status closed_error() { return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed"); }
+
+Status need_writable(const Image &img, const char *op) {
+    if (img.writable()) return Status::ok();
+    return Status(VDKIT_E_READ_ONLY, std::string(op) + " writes to " + img.location() +
+                                         ", which is open read-only (open the chain with writable_chain)");
+}
+
+// Relink images[child] onto `parent` (nullptr: no parent).
+Status relink(Image &child, Image *parent) {
+    if (!parent) return child.set_parent("", "", nullptr);
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, parent->raw_info());
+    return child.set_parent(Host::relative_hint(child.location(), parent->location()), parent->format().info.name,
+                            &info);
+}
+
+// Writes into images[dst] change its modification id, which the image above
+// records: relink that one whether the transfer finished or not, so the
+// chain still opens (and reads the same) after a failure or a cancel.
+Status keep_linked(Disk::State &st, size_t dst, Status moved) {
+    if (dst + 1 < st.images.size()) {
+        Status l = relink(*st.images[dst + 1], st.images[dst].get());
+        if (!l && moved.is_ok()) return l;
+    }
+    return moved;
+}
+
+// Progress over `total` bytes of work.
+struct Meter {
+    const ProgressFunction &progress;
+    uint64_t total = 0, done = 0;
+    bool operator()(uint64_t n) {
+        done += n;
+        return !progress || progress(std::min(done, total), total);
+    }
+};
+
+uint64_t bytes_in(const Ranges &r) {
+    uint64_t n = 0;
+    for (const auto &[s, e] : r) n += e - s;
+    return n;
+}
+
+} // namespace
+
+Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
+    std::unique_lock lock(state_->mu);
+    State &st = *state_;
+    if (st.closed) return closed_error();
+    const size_t count = st.images.size();
+    if (from >= count || to >= count || from == to)
+        return Status(VDKIT_E_INVALID_ARGUMENT, "merge needs two different images of the chain (0.." +
+                                                    std::to_string(count - 1) + "), got " + std::to_string(from) +
+                                                    " and " + std::to_string(to));
+    const uint64_t size = st.size;
+    Meter meter{progress};
+    auto advance = [&](uint64_t n) { return meter(n); };
+    if (from > to) {
+        // Backward: images[to+1..from] into images[to].
+        Image &dst = *st.images[to];
+        VDKIT_TRY(need_writable(dst, "merge"));
+        if (from + 1 < count) VDKIT_TRY(need_writable(*st.images[from + 1], "merge"));
+        VDKIT_TRY(need_writable(*st.images[to + 1], "merge"));
+        if (dst.size() < st.images[from]->size()) VDKIT_TRY(dst.resize(st.images[from]->size(), 0));
+        Ranges todo;
+        for (uint64_t w = 0; w < size; w += kWindow) {
+            VDKIT_ASSIGN_OR_RETURN(Ranges r, st.held(to + 1, from, w, std::min(size, w + kWindow)));
+            todo = unite(std::move(todo), r);
+        }
+        meter.total = bytes_in(todo);
+        auto source = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(from, o, b, n); };
+        auto after = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(to, o, b, n); };
+        VDKIT_TRY(keep_linked(st, to, st.transfer(to, todo, source, after, advance)));
+        if (from + 1 < count) VDKIT_TRY(relink(*st.images[from + 1], &dst));
+    } else {
+        // Forward: images[from..to-1] into images[to], which then sits on images[from-1].
+        Image &dst = *st.images[to];
+        VDKIT_TRY(need_writable(dst, "merge"));
+        Ranges todo;
+        for (uint64_t w = 0; w < size; w += kWindow) {
+            const uint64_t end = std::min(size, w + kWindow);
+            VDKIT_ASSIGN_OR_RETURN(Ranges below, st.held(from, to - 1, w, end));
+            VDKIT_ASSIGN_OR_RETURN(Ranges mine, held_by(dst, w, end));
+            todo = unite(std::move(todo), subtract(below, mine));
+        }
+        meter.total = bytes_in(todo);
+        auto source = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(to - 1, o, b, n); };
+        auto after = [&](uint64_t o, void *b, uint64_t n) -> Status {
+            if (from == 0) {
+                std::memset(b, 0, static_cast<size_t>(n));
+                return Status::ok();
+            }
+            return st.read_chain(from - 1, o, b, n);
+        };
+        if (to + 1 < count) VDKIT_TRY(need_writable(*st.images[to + 1], "merge"));
+        VDKIT_TRY(keep_linked(st, to, st.transfer(to, todo, source, after, advance)));
+        VDKIT_TRY(relink(dst, from == 0 ? nullptr : st.images[from - 1].get()));
+    }
+    // The merged-away images go last: lo..hi.
+    const size_t lo = std::min(from, to) + (from > to ? 1 : 0), hi = from > to ? from : to - 1;
+    Status first;
+    for (size_t i = hi + 1; i-- > lo;) {
+        Status s = st.images[i]->close(true);
+        if (s) s = st.host->remove_location(st.images[i]->location());
+        if (!s && first.is_ok()) first = s.with_context("the merge is done, but removing a merged image failed");
+    }
+    st.images.erase(st.images.begin() + static_cast<std::ptrdiff_t>(lo),
+                    st.images.begin() + static_cast<std::ptrdiff_t>(hi + 1));
+    st.size = st.images.back()->size();
+    return first;
+}
+
+Status Disk::commit(size_t base, bool empty_top, const ProgressFunction &progress) {
+    std::unique_lock lock(state_->mu);
+    State &st = *state_;
+    if (st.closed) return closed_error();
+    const size_t top = st.images.size() - 1;
+    if (base >= top)
+        return Status(VDKIT_E_INVALID_ARGUMENT, "commit needs a base below the top image (0.." +
+                                                    std::to_string(top == 0 ? 0 : top - 1) + "); the chain has " +
+                                                    std::to_string(top + 1) + " image(s)");
+    Image &dst = *st.images[base];
+    Image &img = *st.images[top];
+    VDKIT_TRY(need_writable(dst, "commit"));
+    VDKIT_TRY(need_writable(img, "commit"));
+    if (dst.size() < img.size()) VDKIT_TRY(dst.resize(img.size(), 0));
+    const uint64_t size = st.size;
+    Ranges todo;
+    for (uint64_t w = 0; w < size; w += kWindow) {
+        VDKIT_ASSIGN_OR_RETURN(Ranges r, st.held(base + 1, top, w, std::min(size, w + kWindow)));
+        todo = unite(std::move(todo), r);
+    }
+    Meter meter{progress, bytes_in(todo)};
+    auto source = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(top, o, b, n); };
+    auto after = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(base, o, b, n); };
+    VDKIT_TRY(need_writable(*st.images[base + 1], "commit"));
+    VDKIT_TRY(keep_linked(st, base, st.transfer(base, todo, source, after, [&](uint64_t n) { return meter(n); })));
+    // The top now sits on base (which holds everything between), and base's
+    // new modification id is recorded.
+    VDKIT_TRY(relink(img, &dst));
+    for (size_t i = top; i-- > base + 1;) {
+        Status s = st.images[i]->close(false);
+        if (!s) st.host->log(LogLevel::warning, "commit: closing " + st.images[i]->location() + ": " + s.message());
+    }
+    st.images.erase(st.images.begin() + static_cast<std::ptrdiff_t>(base + 1),
+                    st.images.begin() + static_cast<std::ptrdiff_t>(top));
+    if (!empty_top) return img.flush();
+    // Emptying: every block of the top reads the same as base now.
+    Status d = img.discard(0, img.size());
+    if (d.code() == VDKIT_E_NOT_SUPPORTED) return img.flush();
+    VDKIT_TRY(d);
+    Status c = img.compact({});
+    return c.code() == VDKIT_E_NOT_SUPPORTED ? img.flush() : c;
+}
+
+Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options) {
+    std::unique_lock lock(state_->mu);
+    State &st = *state_;
+    if (st.closed) return closed_error();
+    const size_t top = st.images.size() - 1;
+    Image &img = *st.images[top];
+    VDKIT_TRY(need_writable(img, "rebase"));
+    // The new parent chain: an ancestor already open here (images[0..keep)),
+    // or another chain opened read-only (below), or nothing.
+    size_t keep = 0;
+    std::unique_ptr<Disk> below;
+    if (!new_parent.empty()) {
+        // Named by the user: relative to the image's directory (as qemu-img
+        // rebase -b), and the image must be able to find it again.
+        VDKIT_ASSIGN_OR_RETURN(std::string resolved, st.host->resolve_sibling(img.location(), new_parent, true));
+        const std::string hint = Host::relative_hint(img.location(), resolved);
+        auto back = st.host->resolve_sibling(img.location(), hint, st.host->config().allow_unsafe_paths);
+        if (!back) return back.status().with_context("rebasing " + img.location());
+        std::error_code ec;
+        if (std::filesystem::equivalent(resolved, img.location(), ec))
+            return Status(VDKIT_E_INVALID_ARGUMENT, "an image cannot be its own parent");
+        for (size_t i = 0; i < top && keep == 0; ++i)
+            if (std::filesystem::equivalent(st.images[i]->location(), resolved, ec)) keep = i + 1;
+        if (keep == 0) {
+            OpenOptions po;
+            po.format = options.format;
+            VDKIT_ASSIGN_OR_RETURN(below, st.host->open_disk(resolved, po));
+            for (const auto &p : below->state_->images)
+                if (std::filesystem::equivalent(p->location(), img.location(), ec))
+                    return Status(VDKIT_E_INVALID_ARGUMENT, new_parent + " is built on " + img.location() +
+                                                                "; an image cannot become its own ancestor");
+        }
+    }
+    State *nb = below ? below->state_.get() : nullptr;
+    if (!options.unsafe) {
+        const uint64_t size = st.size;
+        Ranges todo;
+        for (uint64_t w = 0; w < size; w += kWindow) {
+            const uint64_t end = std::min(size, w + kWindow);
+            // Only what the old and new chains hold can differ; an ancestor
+            // kept as the new parent holds the same in both.
+            Ranges old_held, new_held, mine;
+            if (top > keep) {
+                VDKIT_ASSIGN_OR_RETURN(old_held, st.held(keep, top - 1, w, end));
+            }
+            if (nb) {
+                VDKIT_ASSIGN_OR_RETURN(new_held, nb->held(0, nb->images.size() - 1, w, end));
+            }
+            VDKIT_ASSIGN_OR_RETURN(mine, held_by(img, w, end));
+            todo = unite(std::move(todo), subtract(unite(old_held, new_held), mine));
+        }
+        Meter meter{options.progress, bytes_in(todo)};
+        auto zeros = [](void *b, uint64_t n) {
+            std::memset(b, 0, static_cast<size_t>(n));
+            return Status::ok();
+        };
+        auto source = [&](uint64_t o, void *b, uint64_t n) { return top == 0 ? zeros(b, n) : st.read_chain(top - 1, o, b, n); };
+        auto after = [&](uint64_t o, void *b, uint64_t n) -> Status {
+            if (nb) return nb->read_chain(nb->images.size() - 1, o, b, n);
+            return keep ? st.read_chain(keep - 1, o, b, n) : zeros(b, n);
+        };
+        VDKIT_TRY(st.transfer(top, todo, source, after, [&](uint64_t n) { return meter(n); }));
+    }
+    Image *parent = nb ? nb->images.back().get() : keep ? st.images[keep - 1].get() : nullptr;
+    VDKIT_TRY(relink(img, parent));
+    // The new chain replaces the old one below the top.
+    std::vector<std::unique_ptr<Image>> chain;
+    if (nb) {
+        chain = std::move(nb->images);
+        nb->closed = true;
+    }
+    for (size_t i = top; i-- > 0;) {
+        if (i < keep) chain.insert(chain.begin(), std::move(st.images[i]));
+        else (void)st.images[i]->close(false);
+    }
+    chain.push_back(std::move(st.images[top]));
+    st.images = std::move(chain);
+    return Status::ok();
+}
+
+} // namespace vdkit

@@ -1,0 +1,177 @@
+// Chain commands: snapshot, commit, rebase and merge (qemu-img commit and
+// rebase semantics; merge is VirtualBox's VDMerge / VBoxManage mergemedium).
+#include "commands.hpp"
+#include "progress.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iostream>
+
+using json = nlohmann::ordered_json;
+
+namespace vdkit::cli {
+
+namespace {
+
+std::unique_ptr<Disk> open_chain(Library &lib, const std::string &image, const std::string &format) {
+    OpenOptions o;
+    o.format = format;
+    o.writable = true;
+    o.writable_chain = true;
+    return take(lib.open(image, o));
+}
+
+// The chain index (0 = base) of `path`, matched against the chain's images.
+size_t index_of(const Disk &disk, const std::string &path) {
+    std::error_code ec;
+    for (size_t i = 0; i < disk.image_count(); ++i) {
+        const ImageInfo info = take(disk.image_info(i));
+        if (std::filesystem::equivalent(info.location, path, ec)) return i;
+    }
+    throw CliError(path + " is not part of the image's chain (see 'vdkit info --backing-chain')", kExitUsage);
+}
+
+// ---- snapshot ---------------------------------------------------------------------
+
+class SnapshotCommand : public Command {
+    std::string format_, image_, snapshot_;
+    std::vector<std::string> options_;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("snapshot", "Create a differencing image over IMAGE (its new top); "
+                                                   "the same as 'create -b IMAGE'");
+        sub->add_option("-f,--format", format_, "Format of the new image (default: IMAGE's)");
+        sub->add_option("-o,--options", options_, "Format options key=value[,key=value]")->allow_extra_args(false);
+        sub->add_option("image", image_, "The current top image")->required();
+        sub->add_option("snapshot", snapshot_, "The new image to create")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        CreateOptions o;
+        o.format = format_;
+        if (o.format.empty()) o.format = take(lib->probe(image_));
+        o.options = parse_options(options_);
+        o.parent = image_;
+        auto disk = take(lib->create_image(snapshot_, o));
+        check(disk->close());
+        if (!globals().quiet) std::cout << "Created " << snapshot_ << " (" << o.format << ") over " << image_ << "\n";
+        return kExitOk;
+    }
+};
+
+// ---- commit -----------------------------------------------------------------------
+
+class CommitCommand : public Command {
+    std::string format_, image_, base_;
+    bool keep_ = false, progress_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("commit", "Write the top image's data into its parent (or -b BASE), then "
+                                                 "empty the top");
+        sub->add_option("-f,--format", format_, "Format of IMAGE (default: probe)");
+        sub->add_option("-b,--base", base_, "Commit into this image of the chain (default: the top's parent)");
+        sub->add_flag("-d", keep_, "Keep the top image's data (do not empty it)");
+        sub->add_flag("-p,--progress", progress_, "Show a progress bar");
+        sub->add_option("image", image_, "The top image")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        auto disk = open_chain(*lib, image_, format_);
+        if (disk->image_count() < 2) throw CliError(image_ + " has no parent to commit into", kExitUsage);
+        const size_t base = base_.empty() ? disk->image_count() - 2 : index_of(*disk, base_);
+        std::vector<std::string> left;
+        for (size_t i = base + 1; i + 1 < disk->image_count(); ++i) left.push_back(take(disk->image_info(i)).location);
+        ProgressBar bar(progress_);
+        check(disk->commit(base, !keep_, [&](uint64_t d, uint64_t t) { return bar.update(d, t); }));
+        bar.finish();
+        check(disk->close());
+        if (!globals().quiet) {
+            std::cout << "Image committed.\n";
+            for (const auto &l : left) std::cout << "note: " << l << " is no longer part of the chain\n";
+        }
+        return kExitOk;
+    }
+};
+
+// ---- rebase -----------------------------------------------------------------------
+
+class RebaseCommand : public Command {
+    std::string format_, image_, backing_, backing_format_;
+    bool unsafe_ = false, progress_ = false, backing_given_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("rebase", "Give the top image a new parent (-b \"\": none); safe mode "
+                                                 "keeps its content");
+        sub->add_option("-f,--format", format_, "Format of IMAGE (default: probe)");
+        sub->add_option("-b,--backing", backing_, "The new parent, relative to IMAGE's directory; \"\" for none")
+            ->required();
+        sub->add_option("-F,--backing-format", backing_format_, "Format of the new parent (default: probe)");
+        sub->add_flag("-u,--unsafe", unsafe_, "Change the link only; the image's content may change");
+        sub->add_flag("-p,--progress", progress_, "Show a progress bar");
+        sub->add_option("image", image_, "The image to rebase")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        OpenOptions o;
+        o.format = format_;
+        o.writable = true;
+        // Unsafe mode must work when the old parent is gone or broken.
+        o.follow_parents = !unsafe_;
+        auto disk = take(lib->open(image_, o));
+        RebaseOptions ro;
+        ro.format = backing_format_;
+        ro.unsafe = unsafe_;
+        ProgressBar bar(progress_);
+        ro.progress = [&](uint64_t d, uint64_t t) { return bar.update(d, t); };
+        check(disk->rebase(backing_, ro));
+        bar.finish();
+        check(disk->close());
+        return kExitOk;
+    }
+};
+
+// ---- merge ------------------------------------------------------------------------
+
+class MergeCommand : public Command {
+    std::string format_, image_, from_, to_;
+    bool progress_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("merge", "Merge images of the chain into one (VDMerge): FROM's data goes "
+                                                "into TO and the images from FROM up to TO's neighbour are deleted");
+        sub->add_option("-f,--format", format_, "Format of IMAGE (default: probe)");
+        sub->add_option("--from", from_, "Image to merge from (default: the top)");
+        sub->add_option("--to", to_, "Image to merge into (default: FROM's parent)");
+        sub->add_flag("-p,--progress", progress_, "Show a progress bar");
+        sub->add_option("image", image_, "The chain's top image")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        auto disk = open_chain(*lib, image_, format_);
+        if (disk->image_count() < 2) throw CliError(image_ + " is a single image; there is nothing to merge", kExitUsage);
+        const size_t from = from_.empty() ? disk->image_count() - 1 : index_of(*disk, from_);
+        size_t to = 0;
+        if (!to_.empty()) to = index_of(*disk, to_);
+        else if (from > 0) to = from - 1;
+        else throw CliError("the base has no parent; name --to", kExitUsage);
+        ProgressBar bar(progress_);
+        check(disk->merge(from, to, [&](uint64_t d, uint64_t t) { return bar.update(d, t); }));
+        bar.finish();
+        const std::string top = take(disk->image_info(disk->image_count() - 1)).location;
+        check(disk->close());
+        if (!globals().quiet) std::cout << "Merged; the chain's top is now " << top << "\n";
+        return kExitOk;
+    }
+};
+
+} // namespace
+
+void add_chain_commands(std::vector<std::unique_ptr<Command>> &c) {
+    c.push_back(std::make_unique<SnapshotCommand>());
+    c.push_back(std::make_unique<CommitCommand>());
+    c.push_back(std::make_unique<RebaseCommand>());
+    c.push_back(std::make_unique<MergeCommand>());
+}
+
+} // namespace vdkit::cli
