@@ -109,3 +109,51 @@ TEST_CASE("the C API compacts, resizes and checks disks", "[c-api]") {
     REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
     vdkit_library_close(lib);
 }
+
+TEST_CASE("the C API merges, commits and rebases chains", "[c-api][merge]") {
+    vdkit::test::TempDir dir;
+    vdkit_library_options lo{};
+    lo.struct_size = sizeof(lo);
+    lo.plugin_path = VDKIT_TEST_PLUGIN_DIR;
+    lo.flags = VDKIT_LIB_NO_ENV_PATH | VDKIT_LIB_NO_INSTALL_DIR | VDKIT_LIB_QUIET;
+    vdkit_error err{};
+    err.struct_size = sizeof(err);
+    vdkit_library *lib = nullptr;
+    REQUIRE(vdkit_library_open(&lo, &lib, &err) == VDKIT_OK);
+    const std::string base = dir / "base.vdi", mid = dir / "mid.vmdk", top = dir / "top.vdi";
+    std::vector<unsigned char> a(1 << 20, 0x11), b(64 << 10, 0x22), c(4096, 0x33);
+    vdkit_disk *disk = nullptr;
+    REQUIRE(vdkit_disk_create(lib, base.c_str(), "vdi", 4 << 20, 0, nullptr, nullptr, &disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_write(disk, 0, a.data(), a.size(), &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_create(lib, mid.c_str(), "vmdk", 0, 0, nullptr, base.c_str(), &disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_write(disk, 100 << 10, b.data(), b.size(), &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_create(lib, top.c_str(), "vdi", 0, 0, nullptr, mid.c_str(), &disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_write(disk, 3 << 20, c.data(), c.size(), &err) == VDKIT_OK);
+    std::vector<unsigned char> want(4 << 20), got(4 << 20);
+    REQUIRE(vdkit_disk_read(disk, 0, want.data(), want.size(), &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+
+    // Merging needs the parents writable.
+    REQUIRE(vdkit_disk_open(lib, top.c_str(), nullptr, VDKIT_DISK_WRITE, nullptr, &disk, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_merge(disk, 1, 0, nullptr, nullptr, &err) == VDKIT_E_READ_ONLY);
+    CHECK(std::string(err.message).find("writable_chain") != std::string::npos);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_open(lib, top.c_str(), nullptr, VDKIT_DISK_WRITE | VDKIT_DISK_WRITE_CHAIN, nullptr, &disk,
+                            &err) == VDKIT_OK);
+    // mid into base (backward): top is relinked onto base, mid is deleted.
+    REQUIRE(vdkit_disk_merge(disk, 1, 0, nullptr, nullptr, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_image_count(disk) == 2);
+    CHECK_FALSE(std::filesystem::exists(mid));
+    REQUIRE(vdkit_disk_read(disk, 0, got.data(), got.size(), &err) == VDKIT_OK);
+    CHECK(got == want);
+    // Rebase onto nothing keeps the content in the top; commit needs a parent.
+    REQUIRE(vdkit_disk_rebase(disk, "", nullptr, 0, nullptr, nullptr, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_image_count(disk) == 1);
+    CHECK(vdkit_disk_commit(disk, 0, 0, nullptr, nullptr, &err) == VDKIT_E_INVALID_ARGUMENT);
+    REQUIRE(vdkit_disk_read(disk, 0, got.data(), got.size(), &err) == VDKIT_OK);
+    CHECK(got == want);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    vdkit_library_close(lib);
+}

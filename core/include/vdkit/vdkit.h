@@ -71,6 +71,7 @@ vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_pl
 #define VDKIT_DISK_NO_PARENTS (1u << 2) /* open only the named image, not its chain */
 #define VDKIT_DISK_FIXED      (1u << 3) /* create: preallocate */
 #define VDKIT_DISK_OVERWRITE  (1u << 4) /* create: replace an existing file */
+#define VDKIT_DISK_WRITE_CHAIN (1u << 5) /* with WRITE: every image of the chain writable (merge, commit) */
 
 /* format NULL or "": probe. options: "key=value,key=value" for the format, or NULL. */
 vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
@@ -117,6 +118,18 @@ vdkit_status vdkit_disk_resize(vdkit_disk *disk, uint64_t new_size, uint32_t fla
  * finding (may be NULL) is called once per finding; severity is
  * VDKIT_FINDING_*, offset UINT64_MAX when none applies. */
 typedef void (*vdkit_finding_fn)(void *opaque, uint32_t severity, uint64_t offset, const char *message);
+/* Chain operations; see Disk::merge/commit/rebase in vdkit.hpp. Indexes
+ * count from the base (0). merge and commit need VDKIT_DISK_WRITE_CHAIN. */
+vdkit_status vdkit_disk_merge(vdkit_disk *disk, uint32_t from, uint32_t to, vdkit_progress_fn progress, void *opaque,
+                              vdkit_error *err);
+#define VDKIT_COMMIT_KEEP_TOP (1u << 0) /* do not empty the top image */
+vdkit_status vdkit_disk_commit(vdkit_disk *disk, uint32_t base, uint32_t flags, vdkit_progress_fn progress,
+                               void *opaque, vdkit_error *err);
+#define VDKIT_REBASE_UNSAFE (1u << 0) /* change the link only */
+/* new_parent NULL or "": no parent; format NULL or "": probe. */
+vdkit_status vdkit_disk_rebase(vdkit_disk *disk, const char *new_parent, const char *format, uint32_t flags,
+                               vdkit_progress_fn progress, void *opaque, vdkit_error *err);
+
 typedef struct vdkit_check_summary {
     uint32_t struct_size; /* set by the caller */
     uint32_t _reserved;

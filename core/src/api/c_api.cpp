@@ -17,6 +17,11 @@ struct vdkit_disk {
 
 namespace {
 
+vdkit::ProgressFunction c_progress(vdkit_progress_fn progress, void *opaque) {
+    if (!progress) return {};
+    return [progress, opaque](uint64_t d, uint64_t t) { return progress(opaque, d, t) == 0; };
+}
+
 vdkit_status fail(vdkit_error *err, const vdkit::Status &st) {
     if (err && err->struct_size >= sizeof(vdkit_error)) {
         err->code = st.code();
@@ -131,6 +136,7 @@ vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const cha
         o.writable = flags & VDKIT_DISK_WRITE;
         o.lock = !(flags & VDKIT_DISK_NOLOCK);
         o.follow_parents = !(flags & VDKIT_DISK_NO_PARENTS);
+        o.writable_chain = flags & VDKIT_DISK_WRITE_CHAIN;
         VDKIT_ASSIGN_OR_RETURN(o.format_options, parse_options(options));
         VDKIT_ASSIGN_OR_RETURN(auto disk, lib->lib->open(location, o));
         *out = new vdkit_disk{std::move(disk)};
@@ -247,9 +253,7 @@ vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *ds
 vdkit_status vdkit_disk_compact(vdkit_disk *disk, vdkit_progress_fn progress, void *opaque, vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {
         if (!disk) return null_arg("disk");
-        vdkit::ProgressFunction p;
-        if (progress) p = [&](uint64_t d, uint64_t t) { return progress(opaque, d, t) == 0; };
-        return disk->disk->compact(p);
+        return disk->disk->compact(c_progress(progress, opaque));
     });
 }
 
@@ -257,6 +261,34 @@ vdkit_status vdkit_disk_resize(vdkit_disk *disk, uint64_t new_size, uint32_t fla
     return guarded(err, [&]() -> vdkit::Status {
         if (!disk) return null_arg("disk");
         return disk->disk->resize(new_size, flags & VDKIT_DISK_RESIZE_SHRINK);
+    });
+}
+
+vdkit_status vdkit_disk_merge(vdkit_disk *disk, uint32_t from, uint32_t to, vdkit_progress_fn progress, void *opaque,
+                              vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        return disk->disk->merge(from, to, c_progress(progress, opaque));
+    });
+}
+
+vdkit_status vdkit_disk_commit(vdkit_disk *disk, uint32_t base, uint32_t flags, vdkit_progress_fn progress,
+                               void *opaque, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        return disk->disk->commit(base, !(flags & VDKIT_COMMIT_KEEP_TOP), c_progress(progress, opaque));
+    });
+}
+
+vdkit_status vdkit_disk_rebase(vdkit_disk *disk, const char *new_parent, const char *format, uint32_t flags,
+                               vdkit_progress_fn progress, void *opaque, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        vdkit::RebaseOptions o;
+        o.format = format ? format : "";
+        o.unsafe = flags & VDKIT_REBASE_UNSAFE;
+        o.progress = c_progress(progress, opaque);
+        return disk->disk->rebase(new_parent ? new_parent : "", o);
     });
 }
 

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# commit, rebase and merge against qemu-img: chains made by qemu-img are
+# committed/rebased by vdkit and by qemu-img on copies, and the results must
+# read the same (qemu-img compare) and pass qemu-img check; VDI and mixed
+# chains made by vdkit end in images qemu-img reads back identically.
+set -uo pipefail
+. "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+require_tools qemu-img qemu-io
+
+head -c $((16 << 20)) /dev/urandom > r.raw
+make_chain() { # make_chain <dir>: base <- mid <- top, made and written by qemu
+    mkdir -p "$1"
+    qemu-img convert -q -f raw -O vmdk r.raw "$1/base.vmdk"
+    qemu-img create -q -f vmdk -b base.vmdk -F vmdk "$1/mid.vmdk"
+    qemu-io -f vmdk -c "write -P 0x11 1M 100k" -c "write -z 3M 128k" -c "write -P 0x12 15M 1M" "$1/mid.vmdk" > /dev/null
+    qemu-img create -q -f vmdk -b mid.vmdk -F vmdk "$1/top.vmdk"
+    qemu-io -f vmdk -c "write -P 0x22 1050k 64k" -c "write -P 0x33 7M 4k" -c "write -z 15M 64k" "$1/top.vmdk" > /dev/null
+}
+make_chain ref && qemu-img convert -f vmdk -O raw ref/top.vmdk want.raw
+
+# 1. commit into the parent: vdkit's and qemu-img's committed parents match.
+make_chain q1 && qemu-img commit -q q1/top.vmdk
+make_chain v1 && "$VDKIT" commit v1/top.vmdk > /dev/null && ok || bad "vdkit commit failed"
+qemu-img compare -q v1/mid.vmdk q1/mid.vmdk && ok || bad "commit: vdkit's mid differs from qemu-img's"
+qemu-img check -q v1/mid.vmdk && qemu-img check -q v1/top.vmdk && ok || bad "commit: qemu-img check"
+qemu-img compare -q v1/top.vmdk want.raw && ok || bad "commit: the top no longer reads the same"
+# The top was emptied: it holds (almost) nothing and reads through to mid.
+[ "$(stat -c %s v1/top.vmdk)" -lt 400000 ] && ok || bad "commit: the top was not emptied ($(stat -c %s v1/top.vmdk) bytes)"
+
+# 2. commit -b base through mid, keeping the top (-d).
+make_chain q2 && (cd q2 && qemu-img commit -q -d -b base.vmdk top.vmdk)
+make_chain v2 && "$VDKIT" commit -d -b v2/base.vmdk v2/top.vmdk > /dev/null && ok || bad "vdkit commit -b failed"
+qemu-img compare -q v2/base.vmdk q2/base.vmdk && qemu-img compare -q v2/base.vmdk want.raw && ok \
+    || bad "commit -b: base differs"
+qemu-img check -q v2/base.vmdk && ok || bad "commit -b: qemu-img check base"
+grep -q "backing file: base.vmdk" <<< "$("$VDKIT" info v2/top.vmdk)" && qemu-img compare -q v2/top.vmdk want.raw && ok \
+    || bad "commit -b: the top is not relinked onto base"
+
+# 3. safe rebase of the top onto base (skipping mid), and onto nothing.
+make_chain q3 && qemu-img rebase -q -b base.vmdk -F vmdk q3/top.vmdk
+make_chain v3 && "$VDKIT" rebase -b base.vmdk v3/top.vmdk && ok || bad "vdkit rebase failed"
+qemu-img compare -q v3/top.vmdk want.raw && qemu-img compare -q v3/top.vmdk q3/top.vmdk && ok || bad "rebase: content changed"
+qemu-img check -q v3/top.vmdk && [ "$(qemu-img info --output=json v3/top.vmdk | python3 -c 'import json,sys; print(json.load(sys.stdin)["backing-filename"])')" = base.vmdk ] \
+    && ok || bad "rebase: qemu-img does not see the new backing file"
+"$VDKIT" rebase -b "" v3/top.vmdk && qemu-img compare -q v3/top.vmdk want.raw && ok || bad "rebase onto nothing"
+[ "$(qemu-img info --output=json v3/top.vmdk | grep -c backing-filename)" = 0 ] && ok || bad "rebase onto nothing left a backing file"
+# Unsafe rebase changes the link only: content then differs.
+make_chain v4 && "$VDKIT" rebase -u -b base.vmdk v4/top.vmdk && qemu-img check -q v4/top.vmdk && ok || bad "unsafe rebase"
+qemu-img compare -q v4/top.vmdk want.raw > /dev/null 2>&1; [ $? -eq 1 ] && ok || bad "unsafe rebase kept content (mid's data should be gone)"
+
+# 4. merge: backward (top into base, deleting mid and top) and forward (base into mid).
+make_chain v5 && "$VDKIT" merge --to v5/base.vmdk v5/top.vmdk > /dev/null && ok || bad "merge backward"
+[ ! -e v5/mid.vmdk ] && [ ! -e v5/top.vmdk ] && qemu-img compare -q v5/base.vmdk want.raw && qemu-img check -q v5/base.vmdk \
+    && ok || bad "merge backward: result"
+make_chain v6 && "$VDKIT" merge --from v6/base.vmdk --to v6/mid.vmdk v6/top.vmdk > /dev/null && ok || bad "merge forward"
+[ ! -e v6/base.vmdk ] && qemu-img compare -q v6/top.vmdk want.raw && qemu-img check -q v6/mid.vmdk && ok \
+    || bad "merge forward: result"
+[ "$(qemu-img info --output=json v6/mid.vmdk | grep -c backing-filename)" = 0 ] && ok || bad "merge forward: mid still has a parent"
+
+# 5. A mixed chain (VDI base, VMDK middle, VDI top; qemu-img reads VDI bases
+# but not VDI or mixed diffs). Data gets into the diffs by unsafe rebases of
+# converted copies, then compact gives back what equals the parent.
+mkdir mixed && cd mixed
+python3 - <<'PY'
+import os
+r = bytearray(open("../r.raw", "rb").read())
+r[2 << 20:(2 << 20) + 300000] = os.urandom(300000)
+open("one.raw", "wb").write(r)
+r[9 << 20:(9 << 20) + 70000] = os.urandom(70000)
+r[12 << 20:13 << 20] = bytes(1 << 20)
+open("two.raw", "wb").write(r)
+PY
+"$VDKIT" convert -O vdi ../r.raw base.vdi > /dev/null
+"$VDKIT" convert -O vmdk one.raw mid.vmdk > /dev/null && "$VDKIT" rebase -u -b base.vdi mid.vmdk && "$VDKIT" compact mid.vmdk > /dev/null
+"$VDKIT" convert -O vdi two.raw top.vdi > /dev/null && "$VDKIT" rebase -u -b mid.vmdk top.vdi && "$VDKIT" compact top.vdi > /dev/null
+grep -q "chain length: 3" <<< "$("$VDKIT" info top.vdi)" && "$VDKIT" compare top.vdi two.raw > /dev/null && ok \
+    || bad "mixed chain: not built as expected"
+[ "$(stat -c %s top.vdi)" -lt $((8 << 20)) ] && ok || bad "mixed chain: compact did not give the top's parent-equal blocks back"
+cp top.vdi top0.vdi; cp mid.vmdk mid0.vmdk; cp base.vdi base0.vdi
+"$VDKIT" commit top.vdi > /dev/null && "$VDKIT" compare top.vdi two.raw > /dev/null && "$VDKIT" compare mid.vmdk two.raw > /dev/null \
+    && ok || bad "mixed chain: commit a VDI into a VMDK"
+"$VDKIT" check mid.vmdk > /dev/null && "$VDKIT" check top.vdi > /dev/null && ok || bad "mixed chain: checks after commit"
+"$VDKIT" merge --to base.vdi top.vdi > /dev/null && [ ! -e mid.vmdk ] && [ ! -e top.vdi ] && ok || bad "mixed chain: merge into the base"
+qemu-img check -q base.vdi && qemu-img compare -q -F raw base.vdi two.raw && ok || bad "mixed chain: qemu-img reads the merged VDI base differently"
+# Forward: the base into the middle, which becomes a standalone VMDK qemu-img reads.
+cp top0.vdi top.vdi; cp mid0.vmdk mid.vmdk; cp base0.vdi base.vdi
+"$VDKIT" merge --from base.vdi --to mid.vmdk top.vdi > /dev/null && [ ! -e base.vdi ] && ok || bad "mixed chain: forward merge"
+qemu-img check -q mid.vmdk && qemu-img compare -q -F raw mid.vmdk one.raw && "$VDKIT" compare top.vdi two.raw > /dev/null && ok \
+    || bad "mixed chain: after the forward merge"
+cd ..
+finish
