@@ -541,13 +541,42 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         if ((k & 1023) == 0) ctx.progress(grains + k * grains / std::max<size_t>(used.size(), 1), grains * 2);
     }
     commit();
-    // 3. Truncate after the last grain or metadata.
-    uint64_t end = h_.overhead * 512;
-    for (const auto &[a, b] : meta) end = std::max(end, b);
-    for (uint64_t i = 0; i < grains; ++i) {
-        uint64_t sector = 0;
-        if (lookup(ctx, i, &sector) == Grain::data) end = std::max(end, sector * 512 + gb);
+    // 3. Grain directories that were moved to the end (by a grow) move down
+    //    into the lowest hole that holds them: copy, flush, then the header.
+    auto occupied = [&] {
+        auto taken = metadata_ranges();
+        for (uint64_t i = 0; i < grains; ++i) {
+            uint64_t sector = 0;
+            if (lookup(ctx, i, &sector) == Grain::data) taken.emplace_back(sector * 512, sector * 512 + gb);
+        }
+        std::sort(taken.begin(), taken.end());
+        return taken;
+    };
+    const uint64_t dir_bytes = (gd_.size() * 4 + 511) / 512 * 512;
+    for (uint64_t *dir : {&h_.gd_offset, &h_.rgd_offset}) {
+        if (*dir == 0 || (dir == &h_.rgd_offset && rgd_.empty()) || *dir < h_.overhead) continue;
+        const auto taken = occupied();
+        uint64_t hole = h_.overhead * 512;
+        for (const auto &[a, b] : taken) {
+            if (a >= hole + dir_bytes) break;
+            hole = std::max(hole, (b + 511) / 512 * 512);
+        }
+        if (hole + dir_bytes > *dir * 512) continue; // nothing lower
+        std::vector<unsigned char> raw(static_cast<size_t>(dir_bytes));
+        store_.pread(ctx.get(), raw.data(), raw.size(), *dir * 512);
+        store_.pwrite(ctx.get(), raw.data(), raw.size(), hole);
+        store_.flush(ctx.get());
+        *dir = hole / 512;
+        unsigned char header[512];
+        store_.pread(ctx.get(), header, 512, 0);
+        store_le(header + 48, h_.rgd_offset, 8);
+        store_le(header + 56, h_.gd_offset, 8);
+        store_.pwrite(ctx.get(), header, 512, 0);
+        store_.flush(ctx.get());
     }
+    // 4. Truncate after the last grain or metadata.
+    uint64_t end = h_.overhead * 512;
+    for (const auto &[a, b] : occupied()) end = std::max(end, b);
     if (end < file_size_) {
         store_.truncate(ctx.get(), end);
         file_size_ = end;
