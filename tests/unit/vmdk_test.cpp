@@ -128,6 +128,27 @@ TEST_CASE("vmdk: ddb metadata is written into the descriptor and survives reopen
     }
 }
 
+TEST_CASE("vmdk: the comment is ddb.comment, escaped as VirtualBox writes it", "[vmdk][metadata]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    const std::string path = dir / "c.vmdk";
+    {
+        auto d = lib->create_image(path, test::create_opts("vmdk", 1u << 20));
+        REQUIRE_OK(d);
+        REQUIRE_OK((*d)->set_comment("two\nlines with a \\ backslash"));
+        CHECK((*d)->set_comment("a \"quote\"").code() == VDKIT_E_INVALID_ARGUMENT);
+        auto raw = (*d)->metadata_get("ddb.comment");
+        REQUIRE_OK(raw);
+        CHECK(*raw == "two\\nlines with a \\\\ backslash");
+        REQUIRE_OK((*d)->close());
+    }
+    auto d = lib->open(path);
+    REQUIRE_OK(d);
+    auto info = (*d)->image_info(0);
+    REQUIRE_OK(info);
+    CHECK(info->comment == "two\nlines with a \\ backslash");
+}
+
 TEST_CASE("vmdk: resize grows sparse disks (moving the directories) and grows or shrinks flat ones", "[vmdk][resize]") {
     test::TempDir dir;
     auto lib = test::make_library();

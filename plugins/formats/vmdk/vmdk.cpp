@@ -353,6 +353,29 @@ public:
 
     std::string parent_hint(Context &) { return desc_.has_parent() ? desc_.parent_hint : std::string(); }
 
+    // The comment lives in ddb.comment, with newlines and backslashes
+    // escaped as VirtualBox writes it ("\\n", "\\\\").
+    std::string comment(Context &) {
+        const std::string raw = desc_.ddb_get("ddb.comment").value_or("");
+        std::string out;
+        for (size_t i = 0; i < raw.size(); ++i) {
+            if (raw[i] == '\\' && i + 1 < raw.size() && (raw[i + 1] == 'n' || raw[i + 1] == '\\')) {
+                out += raw[i + 1] == 'n' ? '\n' : '\\';
+                ++i;
+            } else {
+                out += raw[i];
+            }
+        }
+        return out;
+    }
+    void set_comment(Context &ctx, std::string_view text) {
+        if (text.find_first_of("\"\r") != std::string_view::npos || text.size() > 1024)
+            fail(VDKIT_E_INVALID_ARGUMENT, "a VMDK comment holds no quotes or carriage returns (at most 1024 bytes)");
+        std::string enc;
+        for (char c : text) enc += c == '\n' ? std::string("\\n") : c == '\\' ? std::string("\\\\") : std::string(1, c);
+        change_descriptor(ctx, [&] { ddb_put("ddb.comment", enc); });
+    }
+
     // UUIDs live in the descriptor: ddb.uuid.image / ddb.uuid.parent, and
     // the CIDs stand for modification ids (their first four bytes, see
     // cid_to_uuid).
