@@ -420,6 +420,13 @@ void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
     h_.capacity = new_capacity;
     h_.gd_offset = gd_at;
     if (redundant) h_.rgd_offset = rgd_at;
+    write_layout(ctx);
+    gd_ = std::move(gd);
+    rgd_ = std::move(rgd);
+    file_size_ = end * 512;
+}
+
+void SparseExtent::write_layout(sdk::Context &ctx) {
     unsigned char header[512];
     store_.pread(ctx.get(), header, 512, 0);
     store_le(header + 12, h_.capacity, 8);
@@ -427,9 +434,6 @@ void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
     store_le(header + 56, h_.gd_offset, 8);
     store_.pwrite(ctx.get(), header, 512, 0);
     store_.flush(ctx.get());
-    gd_ = std::move(gd);
-    rgd_ = std::move(rgd);
-    file_size_ = end * 512;
 }
 
 uint64_t SparseExtent::shrink(sdk::Context &ctx, uint64_t new_capacity, bool has_parent) {
@@ -452,12 +456,8 @@ uint64_t SparseExtent::shrink(sdk::Context &ctx, uint64_t new_capacity, bool has
     }
     store_.flush(ctx.get());
     // 2. The header's capacity.
-    unsigned char header[512];
-    store_.pread(ctx.get(), header, 512, 0);
-    store_le(header + 12, new_capacity, 8);
-    store_.pwrite(ctx.get(), header, 512, 0);
-    store_.flush(ctx.get());
     h_.capacity = new_capacity;
+    write_layout(ctx);
     gd_.resize(static_cast<size_t>(count));
     if (!rgd_.empty()) rgd_.resize(static_cast<size_t>(count));
     gt_cache_.clear();
@@ -567,12 +567,7 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         store_.pwrite(ctx.get(), raw.data(), raw.size(), hole);
         store_.flush(ctx.get());
         *dir = hole / 512;
-        unsigned char header[512];
-        store_.pread(ctx.get(), header, 512, 0);
-        store_le(header + 48, h_.rgd_offset, 8);
-        store_le(header + 56, h_.gd_offset, 8);
-        store_.pwrite(ctx.get(), header, 512, 0);
-        store_.flush(ctx.get());
+        write_layout(ctx);
     }
     // 4. Truncate after the last grain or metadata.
     uint64_t end = h_.overhead * 512;

@@ -104,6 +104,10 @@ public:
 
 private:
     void set_gte(sdk::Context &ctx, uint64_t index, uint32_t value);
+    // Write h_'s capacity and directory offsets into the header on disk
+    // (read-modify-write, then flush): the last step of grow, shrink and
+    // a directory move, after the tables it points at are on disk.
+    void write_layout(sdk::Context &ctx);
     // Byte ranges of the grain directories and tables, sorted.
     std::vector<std::pair<uint64_t, uint64_t>> metadata_ranges() const;
     void allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain);

@@ -583,15 +583,12 @@ private:
                 e->line = line;
                 e->start = pos;
                 e->length = line.sectors * 512;
-                e->owned = ctx.open(line.filename, VDKIT_OPEN_WRITE);
-                e->store = e->owned;
-                e->file_size = e->store.size(ctx.get());
                 if (line.type == ExtentType::sparse) {
-                    unsigned char h[512];
-                    e->store.pread(ctx.get(), h, 512, 0);
-                    auto sp = std::make_unique<SparseExtent>(ctx, e->store, line.filename, parse_sparse_header(h, line.filename));
-                    e->sparse = sp.get();
-                    e->mapped = std::move(sp);
+                    open_sparse_file(ctx, *e, VDKIT_OPEN_WRITE, "new extent");
+                } else {
+                    e->owned = ctx.open(line.filename, VDKIT_OPEN_WRITE);
+                    e->store = e->owned;
+                    e->file_size = e->store.size(ctx.get());
                 }
                 pos += e->length;
                 desc_.extents.push_back(line);
@@ -833,16 +830,7 @@ private:
                     e->sparse = sp.get();
                     e->mapped = std::move(sp);
                 } else {
-                    e->owned = ctx.open(line.filename, extent_flags(line));
-                    e->store = e->owned;
-                    unsigned char h[512];
-                    if (e->store.size(ctx.get()) < 512)
-                        fail(VDKIT_E_CORRUPT, where + " '" + line.filename + "' is shorter than a sparse header");
-                    e->store.pread(ctx.get(), h, 512, 0);
-                    SparseHeader sh = parse_sparse_header(h, line.filename);
-                    auto sp = std::make_unique<SparseExtent>(ctx, e->store, line.filename, sh);
-                    e->sparse = sp.get();
-                    e->mapped = std::move(sp);
+                    open_sparse_file(ctx, *e, extent_flags(line), where);
                 }
                 break;
             case ExtentType::vmfs_sparse:
@@ -873,6 +861,20 @@ private:
             fail(VDKIT_E_CORRUPT, "descriptor CID '" + desc_.cid + "' is not 1 to 8 hex digits");
         if (!desc_.parent_cid.empty() && !parse_cid(desc_.parent_cid))
             fail(VDKIT_E_CORRUPT, "descriptor parentCID '" + desc_.parent_cid + "' is not 1 to 8 hex digits");
+    }
+
+    // Open e.line's file as a hosted sparse extent (its own header, no
+    // embedded descriptor): the split-sparse parts. `where` names it in errors.
+    void open_sparse_file(Context &ctx, Extent &e, uint32_t flags, const std::string &where) {
+        const std::string &file = e.line.filename;
+        e.owned = ctx.open(file, flags);
+        e.store = e.owned;
+        unsigned char h[512];
+        if (e.store.size(ctx.get()) < 512) fail(VDKIT_E_CORRUPT, where + " '" + file + "' is shorter than a sparse header");
+        e.store.pread(ctx.get(), h, 512, 0);
+        auto sp = std::make_unique<SparseExtent>(ctx, e.store, file, parse_sparse_header(h, file));
+        e.sparse = sp.get();
+        e.mapped = std::move(sp);
     }
 
     static std::unique_ptr<GrainExtent> open_mapped(Context &ctx, ExtentType type, StoreRef store,
