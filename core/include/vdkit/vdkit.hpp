@@ -260,13 +260,9 @@ public:
     // extents too); the images below stay. For a target that failed half-way.
     Status close_and_delete();
 
-    // Internal: sorted, disjoint [start, end) byte ranges, and a view reader.
-    using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
-    using Reader = std::function<Status(uint64_t offset, void *buf, uint64_t len)>;
-    struct State;
-
 private:
     friend class ::vdkit::Host;
+    struct State;
     explicit Disk(std::unique_ptr<State> state);
     std::unique_ptr<State> state_;
 };

@@ -21,9 +21,6 @@ namespace vdkit {
 
 namespace {
 
-using Ranges = Disk::Ranges;
-using Reader = Disk::Reader;
-
 constexpr uint64_t kWindow = 1ull << 30; // ranges are gathered a window at a time
 
 Ranges unite(Ranges a, const Ranges &b) {
@@ -72,7 +69,7 @@ Status cancelled(const char *op) { return Status(VDKIT_E_CANCELLED, std::string(
 
 } // namespace
 
-Result<Disk::Ranges> Disk::State::held(size_t lo, size_t hi, uint64_t off, uint64_t end) const {
+Result<Ranges> Disk::State::held(size_t lo, size_t hi, uint64_t off, uint64_t end) const {
     Ranges all;
     for (size_t l = lo; l <= hi && l < images.size(); ++l) {
         VDKIT_ASSIGN_OR_RETURN(Ranges r, held_by(*images[l], off, end));
@@ -124,17 +121,6 @@ Status relink(Image &child, Image *parent) {
                             &info);
 }
 
-// Writes into images[dst] change its modification id, which the image above
-// records: relink that one whether the transfer finished or not, so the
-// chain still opens (and reads the same) after a failure or a cancel.
-Status keep_linked(Disk::State &st, size_t dst, Status moved) {
-    if (dst + 1 < st.images.size()) {
-        Status l = relink(*st.images[dst + 1], st.images[dst].get());
-        if (!l && moved.is_ok()) return l;
-    }
-    return moved;
-}
-
 // Progress over `total` bytes of work.
 struct Meter {
     const ProgressFunction &progress;
@@ -152,6 +138,14 @@ uint64_t bytes_in(const Ranges &r) {
 }
 
 } // namespace
+
+Status Disk::State::relink_above(size_t dst, Status moved) {
+    if (dst + 1 < images.size()) {
+        Status l = relink(*images[dst + 1], images[dst].get());
+        if (!l && moved.is_ok()) return l;
+    }
+    return moved;
+}
 
 Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
     std::unique_lock lock(state_->mu);
@@ -180,7 +174,7 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
         meter.total = bytes_in(todo);
         auto source = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(from, o, b, n); };
         auto after = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(to, o, b, n); };
-        VDKIT_TRY(keep_linked(st, to, st.transfer(to, todo, source, after, advance)));
+        VDKIT_TRY(st.relink_above(to, st.transfer(to, todo, source, after, advance)));
         if (from + 1 < count) VDKIT_TRY(relink(*st.images[from + 1], &dst));
     } else {
         // Forward: images[from..to-1] into images[to], which then sits on images[from-1].
@@ -203,7 +197,7 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
             return st.read_chain(from - 1, o, b, n);
         };
         if (to + 1 < count) VDKIT_TRY(need_writable(*st.images[to + 1], "merge"));
-        VDKIT_TRY(keep_linked(st, to, st.transfer(to, todo, source, after, advance)));
+        VDKIT_TRY(st.relink_above(to, st.transfer(to, todo, source, after, advance)));
         VDKIT_TRY(relink(dst, from == 0 ? nullptr : st.images[from - 1].get()));
     }
     // The merged-away images go last: lo..hi.
@@ -244,7 +238,7 @@ Status Disk::commit(size_t base, bool empty_top, const ProgressFunction &progres
     auto source = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(top, o, b, n); };
     auto after = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(base, o, b, n); };
     VDKIT_TRY(need_writable(*st.images[base + 1], "commit"));
-    VDKIT_TRY(keep_linked(st, base, st.transfer(base, todo, source, after, [&](uint64_t n) { return meter(n); })));
+    VDKIT_TRY(st.relink_above(base, st.transfer(base, todo, source, after, [&](uint64_t n) { return meter(n); })));
     // The top now sits on base (which holds everything between), and base's
     // new modification id is recorded.
     VDKIT_TRY(relink(img, &dst));

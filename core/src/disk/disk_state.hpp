@@ -12,6 +12,10 @@
 
 namespace vdkit {
 
+// Sorted, disjoint [start, end) byte ranges, and a reader of a chain's view.
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+using Reader = std::function<Status(uint64_t offset, void *buf, uint64_t len)>;
+
 struct Disk::State {
     std::shared_ptr<const Host> host;          // keeps plugins loaded
     std::vector<std::unique_ptr<Image>> images; // 0 = base, back() = top
@@ -37,6 +41,11 @@ struct Disk::State {
     // false cancels. Caller holds mu exclusively.
     Status transfer(size_t dst, const Ranges &ranges, const Reader &source, const Reader &after,
                     const std::function<bool(uint64_t)> &advance);
+    // Writes into images[dst] change its modification id, which the image
+    // above records: relink that one whether `moved` (the transfer's
+    // result) succeeded or not, so the chain still opens and reads the same
+    // after a failure or a cancel. Returns the first error.
+    Status relink_above(size_t dst, Status moved);
     // Make [offset, offset+len) of images[level] read as zero: whole units
     // through the format's zero record, edges as zero data.
     Status zero_locked(size_t level, uint64_t offset, uint64_t len);
