@@ -337,7 +337,7 @@ public:
                 e->mapped->check(ctx, flags, r);
                 continue;
             }
-            if (e->line.type == ExtentType::zero || e->device) continue;
+            if (e->line.type == ExtentType::zero || e->device || e->line.access == Access::noaccess) continue;
             const uint64_t need = e->line.offset * 512 + e->length;
             if (e->file_size >= need) continue;
             report(VDKIT_FINDING_ERROR, e->file_size,
@@ -446,7 +446,7 @@ public:
 
     sdk::ReadResult read(Context &ctx, uint64_t off, void *buf, uint64_t len) {
         if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "a streamOptimized disk being written can be read once it is closed");
-        Extent &e = extent_at(off);
+        Extent &e = accessible_extent(off);
         uint64_t within = off - e.start;
         uint64_t n = std::min(len, e.length - within);
         switch (e.line.type) {
@@ -467,7 +467,7 @@ public:
 
     sdk::BlockStatus block_status(Context &ctx, uint64_t off, uint64_t len) {
         if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "a streamOptimized disk being written has no allocation map yet");
-        Extent &e = extent_at(off);
+        Extent &e = accessible_extent(off);
         uint64_t within = off - e.start;
         uint64_t n = std::min(len, e.length - within);
         switch (e.line.type) {
@@ -695,7 +695,9 @@ private:
     Extent &writable_extent(Context &ctx, uint64_t off) {
         if (!writable_) fail(VDKIT_E_READ_ONLY, "opened read-only");
         Extent &e = extent_at(off);
-        if (e.line.access != Access::rw) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is RDONLY");
+        if (e.line.access != Access::rw)
+            fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is " +
+                                        (e.line.access == Access::rdonly ? "RDONLY" : "NOACCESS"));
         if (e.line.type == ExtentType::zero) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is ZERO");
         if (e.mapped && !e.sparse) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is read-only");
         if (e.sparse && !e.sparse->writable())
@@ -802,8 +804,9 @@ private:
             e->start = pos;
             if (__builtin_mul_overflow(line.sectors, 512, &e->length) || __builtin_add_overflow(pos, e->length, &pos))
                 fail(VDKIT_E_CORRUPT, where + ": size overflows");
-            if (line.access == Access::noaccess) fail(VDKIT_E_NOT_SUPPORTED, where + " is NOACCESS");
-            switch (line.type) {
+            // NOACCESS (VDF50): the extent is listed but may not be touched;
+            // its file is not opened and I/O in its range is refused.
+            switch (line.access == Access::noaccess ? ExtentType::zero : line.type) {
             case ExtentType::zero:
                 break;
             case ExtentType::flat:
@@ -885,6 +888,16 @@ private:
 
     uint32_t extent_flags(const ExtentLine &line) const {
         return writable_ && line.access == Access::rw ? VDKIT_OPEN_WRITE : 0;
+    }
+
+    // The extent holding off, refused when it is NOACCESS.
+    Extent &accessible_extent(uint64_t off) {
+        Extent &e = extent_at(off);
+        if (e.line.access == Access::noaccess)
+            fail(VDKIT_E_PERMISSION, "bytes " + std::to_string(e.start) + ".." + std::to_string(e.start + e.length) +
+                                         " lie in a NOACCESS extent" +
+                                         (e.line.line ? " (descriptor line " + std::to_string(e.line.line) + ")" : ""));
+        return e;
     }
 
     Extent &extent_at(uint64_t off) {

@@ -147,6 +147,23 @@ for d in full rdm; do
     "$VDKIT" --config allow.yaml convert -O raw "$d.vmdk" "$d.raw" && cmp -s "$d.raw" dev.img && ok \
         || bad "$d: not read when allowed"
 done
+# 5. Extent access (VDF50): RDONLY extents read but refuse writes; a NOACCESS
+# extent's file is never opened (it may be missing), the disk opens, and
+# reading its range is refused by name while the other extents read.
+head -c 1M /dev/urandom > acc1.bin; head -c 1M /dev/urandom > acc2.bin
+{ echo "# Disk DescriptorFile"; echo version=1; echo CID=fffffffe; echo parentCID=ffffffff
+  echo 'createType="monolithicFlat"'; echo 'RDONLY 2048 FLAT "acc1.bin" 0'; echo 'RW 2048 FLAT "acc2.bin" 0'; } > ro.vmdk
+cat acc1.bin acc2.bin > ro.want
+"$VDKIT" convert -O raw ro.vmdk ro.raw && cmp -s ro.raw ro.want && ok || bad "RDONLY extent does not read"
+out=$("$VDKIT" resize ro.vmdk 3M 2>&1); [ $? -ne 0 ] && cmp -s acc1.bin <(head -c 1M ro.want) && ok || bad "RDONLY extent: resize accepted: $out"
+{ echo "# Disk DescriptorFile"; echo version=1; echo CID=fffffffe; echo parentCID=ffffffff
+  echo 'createType="monolithicFlat"'; echo 'RW 2048 FLAT "acc1.bin" 0'; echo 'NOACCESS 2048 FLAT "missing.bin" 0'; } > na.vmdk
+grep -q "virtual size: 2 MiB" <<< "$("$VDKIT" info na.vmdk)" && ok || bad "NOACCESS: the disk does not open"
+out=$("$VDKIT" convert -O raw na.vmdk na.raw 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "lie in a NOACCESS extent (descriptor line 7)" <<< "$out" && [ ! -e na.raw ] && ok \
+    || bad "NOACCESS: rc=$rc $out"
+"$VDKIT" check na.vmdk > /dev/null && ok || bad "NOACCESS: check"
+
 # A real block device (a loop device over the same bytes), named by its absolute path.
 if loop=$(losetup -f --show dev.img 2> /dev/null); then
     { echo "# Disk DescriptorFile"; echo version=1; echo CID=fffffffe; echo parentCID=ffffffff
