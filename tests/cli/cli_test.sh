@@ -92,6 +92,32 @@ expect 2 "convert refuses to overwrite its source" "$VDKIT" convert --overwrite 
 contains "same file" "source and target are the same file"
 expect 0 "source survived" "$VDKIT" compare -f raw "$work/a.img" "$work/a.toys"
 
+# convert -m/-W, and the staging directory: a target appears under its final
+# name only when complete; a failed convert leaves nothing and an old target
+# untouched; a leftover staging directory is cleared.
+expect 0 "convert -m 3 -W" "$VDKIT" convert -m 3 -W -O vdi "$work/a.toys" "$work/m.vdi"
+expect 0 "convert -m result" "$VDKIT" compare "$work/m.vdi" "$work/a.toys"
+expect 2 "convert -m 0 refused" "$VDKIT" convert -m 0 -O vdi "$work/a.toys" "$work/m0.vdi"
+expect 1 "convert with an unknown option" "$VDKIT" convert -O vdi -o no-such-key=1 "$work/a.toys" "$work/bad.vdi"
+[ ! -e "$work/bad.vdi" ] && [ ! -e "$work/.bad.vdi.vdkit-partial" ] && pass=$((pass + 1)) \
+    || { echo "FAIL: a failed convert left files"; ls -la "$work"; failures=$((failures + 1)); }
+cp "$work/m.vdi" "$work/m.before"
+expect 1 "failed overwrite" "$VDKIT" convert --overwrite -O vdi -o no-such-key=1 "$work/a.img" "$work/m.vdi"
+cmp -s "$work/m.vdi" "$work/m.before" && pass=$((pass + 1)) \
+    || { echo "FAIL: a failed --overwrite convert changed the old target"; failures=$((failures + 1)); }
+mkdir "$work/.n.vdi.vdkit-partial" && echo junk > "$work/.n.vdi.vdkit-partial/n.vdi"
+expect 0 "convert over a leftover staging directory" "$VDKIT" convert -O vdi "$work/a.toys" "$work/n.vdi"
+[ ! -e "$work/.n.vdi.vdkit-partial" ] && pass=$((pass + 1)) \
+    || { echo "FAIL: the leftover staging directory stayed"; failures=$((failures + 1)); }
+expect 0 "convert --overwrite replaces" "$VDKIT" convert --overwrite -O raw "$work/a.toys" "$work/m.vdi"
+expect 0 "the replaced target is raw" "$VDKIT" info "$work/m.vdi"
+contains "replaced format" "file format: raw"
+# A multi-file target (split VMDK) is moved in extents first, descriptor last.
+expect 0 "convert to split vmdk" "$VDKIT" convert -O vmdk -o subformat=twoGbMaxExtentSparse "$work/a.toys" "$work/s.vmdk"
+[ -e "$work/s-s001.vmdk" ] && [ ! -e "$work/.s.vmdk.vdkit-partial" ] && pass=$((pass + 1)) \
+    || { echo "FAIL: split vmdk extents not in place"; ls -la "$work"; failures=$((failures + 1)); }
+expect 0 "split vmdk reads the same" "$VDKIT" compare "$work/s.vmdk" "$work/a.toys"
+
 printf 'X' | dd of="$work/back.img" bs=1 seek=$((20 << 20)) conv=notrunc status=none
 expect 1 "compare finds a difference" "$VDKIT" compare -f raw -F raw "$work/a.img" "$work/back.img"
 contains "mismatch offset" "Content mismatch at offset $((20 << 20))!"

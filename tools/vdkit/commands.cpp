@@ -1,5 +1,6 @@
 #include "commands.hpp"
 
+#include "convert.hpp"
 #include "progress.hpp"
 #include "util/util.hpp"
 
@@ -287,48 +288,32 @@ class CreateCommand : public Command {
 // ---- convert ----------------------------------------------------------------------
 
 class ConvertCommand : public Command {
-    std::string in_format_, out_format_, src_, dst_;
+    ConvertSpec spec_;
     std::vector<std::string> options_;
-    bool progress_ = false, overwrite_ = false, preallocate_ = false;
+    bool progress_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("convert", "Copy an image (its whole chain) into a new image of any format");
-        sub->add_option("-f,--format", in_format_, "Source format (default: probe)");
-        sub->add_option("-O,--output-format", out_format_, "Target format")->required();
+        sub->add_option("-f,--format", spec_.source_format, "Source format (default: probe)");
+        sub->add_option("-O,--output-format", spec_.target_format, "Target format")->required();
         sub->add_option("-o,--options", options_, "Target format options key=value[,key=value]")->allow_extra_args(false);
+        sub->add_option("-m,--threads", spec_.threads, "Workers reading and scanning the source at once (1..64)")
+            ->check(CLI::Range(1, 64))
+            ->default_val(4);
+        sub->add_flag("-W,--out-of-order", spec_.out_of_order,
+                      "Allow out-of-order writes to the target (streams are always written in order)");
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");
-        sub->add_flag("--overwrite", overwrite_, "Replace an existing target");
-        sub->add_flag("--preallocate", preallocate_, "Allocate the whole target");
-        sub->add_option("source", src_, "Source image")->required();
-        sub->add_option("target", dst_, "Target image")->required();
+        sub->add_flag("--overwrite", spec_.overwrite, "Replace an existing target (only once the new one is complete)");
+        sub->add_flag("--preallocate", spec_.preallocate, "Allocate the whole target");
+        sub->add_option("source", spec_.source, "Source image")->required();
+        sub->add_option("target", spec_.target, "Target image")->required();
         return sub;
     }
     int run() override {
-        std::error_code ec;
-        if (std::filesystem::equivalent(src_, dst_, ec))
-            throw CliError("source and target are the same file (" + dst_ + ")", kExitUsage);
         auto lib = open_library(globals());
-        auto src = open_read_only(*lib, src_, in_format_);
-        CreateOptions o;
-        o.format = out_format_;
-        o.size = src->size();
-        o.options = parse_options(options_);
-        o.overwrite = overwrite_;
-        o.fixed = preallocate_;
-        auto dst = take(with_overwrite_hint(lib->create_image(dst_, o)));
+        spec_.target_options = parse_options(options_);
         ProgressBar bar(progress_);
-        CopyOptions co;
-        co.progress = [&](uint64_t d, uint64_t t) { return bar.update(d, t); };
-        // A preallocated target is zero-filled, but only a fresh sparse one is known
-        // to read as zero without writing; both are new files here.
-        co.target_is_zero = true;
-        Status copied = lib->copy(*src, *dst, co);
-        if (!copied) {
-            // Leave no half-converted target behind under the final name (extent files included).
-            dst->close_and_delete().ignore();
-            check(copied);
-        }
+        convert_image(*lib, spec_, [&](uint64_t d, uint64_t t) { return bar.update(d, t); });
         bar.finish();
-        check(dst->close());
         return kExitOk;
     }
 };
@@ -347,7 +332,7 @@ class CompareCommand : public Command {
         sub->add_option("second", b_, "Second image")->required();
         return sub;
     }
-    // Reading data only where either side has some; zero/unallocated on both sides is equal.
+    // Library::compare reads data only where either side has some.
     int run() override {
         constexpr int kDiffer = 1, kOpenError = 2, kReadError = 4;
         auto lib = open_library(globals());
@@ -362,46 +347,11 @@ class CompareCommand : public Command {
             std::cout << "Strict mode: image size mismatch!\n";
             return kDiffer;
         }
-        const uint64_t common = std::min(a->size(), b->size());
-        std::vector<unsigned char> ba(1u << 20), bb(1u << 20);
-        auto first_difference = [&](const std::vector<unsigned char> &x, const std::vector<unsigned char> &y,
-                                    uint64_t n) -> uint64_t {
-            for (uint64_t i = 0; i < n; ++i)
-                if (x[i] != y[i]) return i;
-            return n;
-        };
-        for (uint64_t off = 0; off < common;) {
-            uint64_t span = std::min<uint64_t>(common - off, 1ull << 30);
-            BlockRun ra = take(a->block_status(off, span), kReadError);
-            BlockRun rb = take(b->block_status(off, std::min(span, ra.length)), kReadError);
-            uint64_t n = std::min(ra.length, rb.length);
-            if (ra.state != BlockState::data && rb.state != BlockState::data) {
-                off += n;
-                continue;
-            }
-            for (uint64_t pos = off; pos < off + n;) {
-                uint64_t m = std::min<uint64_t>(ba.size(), off + n - pos);
-                check(a->read(pos, ba.data(), m), kReadError);
-                check(b->read(pos, bb.data(), m), kReadError);
-                uint64_t d = first_difference(ba, bb, m);
-                if (d < m) {
-                    std::cout << "Content mismatch at offset " << (pos + d) << "!\n";
-                    return kDiffer;
-                }
-                pos += m;
-            }
-            off += n;
-        }
-        // The larger image's tail must read as zero.
-        Disk &longer = a->size() > b->size() ? *a : *b;
-        for (uint64_t off = common; off < longer.size();) {
-            uint64_t m = std::min<uint64_t>(ba.size(), longer.size() - off);
-            check(longer.read(off, ba.data(), m), kReadError);
-            if (!util::is_zero(ba.data(), static_cast<size_t>(m))) {
-                std::cout << "Content mismatch at offset " << off << " (beyond the smaller image)!\n";
-                return kDiffer;
-            }
-            off += m;
+        const std::optional<uint64_t> diff = take(Library::compare(*a, *b), kReadError);
+        if (diff) {
+            std::cout << "Content mismatch at offset " << *diff
+                      << (*diff >= std::min(a->size(), b->size()) ? " (beyond the smaller image)" : "") << "!\n";
+            return kDiffer;
         }
         std::cout << "Images are identical.\n";
         return kExitOk;

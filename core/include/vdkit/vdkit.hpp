@@ -123,6 +123,7 @@ struct ImageInfo {
     bool has_parent = false;
     bool fixed = false;
     bool zero_init = false;
+    bool sequential = false;                // takes writes only at increasing offsets
     Uuid uuid{}, modification_uuid{}, parent_uuid{}, parent_modification_uuid{};
     std::string parent_hint;
     Geometry pchs, lchs;
@@ -267,12 +268,26 @@ private:
     std::unique_ptr<State> state_;
 };
 
+// The convert pipeline (Library::copy). Cost follows allocated data: the
+// source's allocation map is walked once, unallocated and zero ranges are
+// never read, and data that reads as zero is found in units of the target's
+// allocation unit (at least 4 KiB) and not written to a zero target.
 struct CopyOptions {
+    // Called from one thread at a time with bytes of source data done/total;
+    // false cancels (VDKIT_E_CANCELLED).
     ProgressFunction progress;
     // The target reads as zero where nothing was written (new images): zero
     // ranges of the source are then skipped instead of written.
     bool target_is_zero = true;
+    // Bytes each worker reads at once (rounded up to the target's unit).
     size_t buffer_size = 2u << 20;
+    // Workers reading the source and finding zeros at the same time (1..64;
+    // qemu-img convert -m). Peak buffer memory is about threads*buffer_size.
+    unsigned threads = 4;
+    // Let writes reach the target in any order (qemu-img convert -W): faster
+    // on random-access targets; the file layout then depends on timing. A
+    // sequential target (ImageInfo::sequential) is always written in order.
+    bool out_of_order = false;
 };
 
 class Library {
@@ -295,6 +310,17 @@ public:
     // Copy src's virtual content into dst (same size or larger), driven by
     // allocation status: unallocated and zero ranges are not read.
     Status copy(const Disk &src, Disk &dst, const CopyOptions &options = {}) const;
+
+    // Content comparison (qemu-img compare): the first offset at which a and
+    // b read differently, or nullopt when they read the same. Over the
+    // common size ranges neither side holds data are not read; the larger
+    // disk's tail must read as zero. Formats may differ.
+    static Result<std::optional<uint64_t>> compare(const Disk &a, const Disk &b);
+
+    // Validate options for a plugin as open (create=false) or create would:
+    // unknown keys (with a suggestion), types, ranges and enumerations. The
+    // message names the plugin and the key.
+    Status check_options(PluginKind kind, std::string_view name, const Options &options, bool create) const;
 
 private:
     explicit Library(std::shared_ptr<Host> host);

@@ -1,6 +1,7 @@
 // The public C++ Library: a handle on a shared Host.
 #include "host/host.hpp"
 #include "disk/disk_state.hpp"
+#include "util/util.hpp"
 
 namespace vdkit {
 inline namespace v1 {
@@ -42,6 +43,16 @@ Result<std::unique_ptr<Disk>> Library::create_image(const std::string &location,
 
 Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) const {
     return host_->copy(src, dst, options);
+}
+
+Status Library::check_options(PluginKind kind, std::string_view name, const Options &options, bool create) const {
+    auto entry = host_->registry().find(kind, name);
+    if (!entry) {
+        std::string msg = std::string("no ") + to_string(kind) + " plugin named '" + std::string(name) + "' is loaded";
+        if (auto guess = util::closest_match(name, host_->registry().names(kind))) msg += " — did you mean '" + *guess + "'?";
+        return Status(VDKIT_E_NOT_FOUND, msg);
+    }
+    return host_->options_for(*entry, options, create ? OptionUse::create : OptionUse::open).status();
 }
 
 } // namespace v1

@@ -207,6 +207,7 @@ Result<ImageInfo> Image::info() {
     out.has_parent = raw.flags & VDKIT_IMAGE_HAS_PARENT;
     out.fixed = raw.flags & VDKIT_IMAGE_FIXED;
     out.zero_init = raw.flags & VDKIT_IMAGE_ZERO_INIT;
+    out.sequential = raw.flags & VDKIT_IMAGE_SEQUENTIAL;
     std::memcpy(out.uuid.data(), raw.uuid, 16);
     std::memcpy(out.modification_uuid.data(), raw.modification_uuid, 16);
     std::memcpy(out.parent_uuid.data(), raw.parent_uuid, 16);

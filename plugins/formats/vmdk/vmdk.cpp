@@ -247,7 +247,8 @@ public:
     void info(Context &, vdkit_image_info &out) {
         out.virtual_size = size_;
         out.flags = (writable_ ? 0 : VDKIT_IMAGE_READ_ONLY) | (desc_.has_parent() ? VDKIT_IMAGE_HAS_PARENT : 0) |
-                    (created_ && !desc_.has_parent() ? VDKIT_IMAGE_ZERO_INIT : 0);
+                    (created_ && !desc_.has_parent() ? VDKIT_IMAGE_ZERO_INIT : 0) |
+                    (stream_ ? VDKIT_IMAGE_SEQUENTIAL : 0);
         // ddb.uuid.image / ddb.uuid.parent (VMware writes them; qemu does not).
         if (auto u = desc_.ddb_get("ddb.uuid.image")) parse_ddb_uuid(*u, out.uuid);
         if (desc_.has_parent())

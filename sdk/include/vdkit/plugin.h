@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define VDKIT_ABI_MAJOR 1u
-#define VDKIT_ABI_MINOR 1u
+#define VDKIT_ABI_MINOR 2u
 
 #define VDKIT_PLUGIN_ENTRY_SYMBOL "vdkit_plugin_entry"
 
@@ -276,6 +276,9 @@ typedef struct vdkit_filter_ops {
 #define VDKIT_IMAGE_HAS_PARENT (1u << 1) /* a differencing image */
 #define VDKIT_IMAGE_FIXED      (1u << 2) /* fully allocated */
 #define VDKIT_IMAGE_ZERO_INIT  (1u << 3) /* unwritten ranges read as zero (no parent) */
+/* ABI 1.2: writes must come at increasing offsets (a stream being written);
+ * the host's copy then writes in order whatever the caller allowed. */
+#define VDKIT_IMAGE_SEQUENTIAL (1u << 4)
 
 /* Filled by get_info. The host zero-fills it and sets struct_size; the plugin
  * writes at most struct_size bytes. An all-zero UUID means "none".

@@ -1,0 +1,125 @@
+#include "convert.hpp"
+
+#include <iostream>
+#include <system_error>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace vdkit::cli {
+
+std::filesystem::path staging_dir_for(const fs::path &target) {
+    fs::path dir = target.parent_path();
+    if (dir.empty()) dir = ".";
+    return dir / ("." + target.filename().string() + ".vdkit-partial");
+}
+
+namespace {
+
+// The staging directory; removed with whatever is in it unless published.
+class Staging {
+public:
+    Staging(fs::path target, bool overwrite) : target_(std::move(target)), overwrite_(overwrite) {
+        std::error_code ec;
+        if (!overwrite_ && fs::exists(target_, ec))
+            throw CliError(target_.string() + ": already exists; pass --overwrite to replace it");
+        dir_ = staging_dir_for(target_);
+        if (fs::exists(dir_, ec)) {
+            // Left by a convert that was killed; it never held a finished image.
+            fs::remove_all(dir_, ec);
+            if (ec) throw CliError(dir_.string() + ": cannot remove a leftover staging directory: " + ec.message());
+        }
+        if (!fs::create_directory(dir_, ec) || ec)
+            throw CliError(dir_.string() + ": cannot create the staging directory: " + ec.message());
+    }
+    ~Staging() {
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+    }
+    Staging(const Staging &) = delete;
+    Staging &operator=(const Staging &) = delete;
+
+    fs::path main() const { return dir_ / target_.filename(); }
+
+    // Move the finished image's files beside the final name, the main file
+    // last. A single-file image replaces an old one atomically (rename); a
+    // multi-file one first removes the image it replaces (all its files).
+    void publish(Library &lib) {
+        std::vector<fs::path> others;
+        for (const auto &entry : fs::directory_iterator(dir_))
+            if (entry.path().filename() != target_.filename()) others.push_back(entry.path());
+        const fs::path final_dir = target_.parent_path().empty() ? fs::path(".") : target_.parent_path();
+        std::error_code ec;
+        if (!others.empty()) {
+            if (fs::exists(target_, ec)) remove_old_image(lib);
+            for (const auto &p : others) {
+                const fs::path to = final_dir / p.filename();
+                if (!overwrite_ && fs::exists(to, ec))
+                    throw CliError(to.string() + ": already exists (a file of the new image would replace it); "
+                                                 "pass --overwrite to replace it");
+            }
+            for (const auto &p : others) rename(p, final_dir / p.filename());
+        }
+        rename(main(), target_);
+    }
+
+private:
+    static void rename(const fs::path &from, const fs::path &to) {
+        std::error_code ec;
+        fs::rename(from, to, ec);
+        if (ec) throw CliError("cannot move " + from.string() + " to " + to.string() + ": " + ec.message());
+    }
+    void remove_old_image(Library &lib) {
+        OpenOptions o;
+        o.writable = true;
+        o.follow_parents = false;
+        auto old = lib.open(target_.string(), o);
+        Status removed = old ? (*old)->close_and_delete() : old.status();
+        if (!removed) {
+            std::error_code ec;
+            fs::remove(target_, ec); // not an image we can open: the one file
+        }
+    }
+
+    fs::path target_, dir_;
+    bool overwrite_;
+};
+
+} // namespace
+
+ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const ProgressFunction &progress) {
+    std::error_code ec;
+    if (fs::equivalent(spec.source, spec.target, ec))
+        throw CliError("source and target are the same file (" + spec.target + ")", kExitUsage);
+    OpenOptions oo;
+    oo.format = spec.source_format;
+    auto src = take(lib.open(spec.source, oo));
+
+    Staging staging(spec.target, spec.overwrite);
+    CreateOptions co;
+    co.format = spec.target_format;
+    co.size = src->size();
+    co.options = spec.target_options;
+    co.fixed = spec.preallocate;
+    auto dst = take(lib.create_image(staging.main().string(), co));
+
+    CopyOptions copy;
+    ConvertResult result{src->size(), 0};
+    copy.progress = [&](uint64_t done, uint64_t total) {
+        result.data_bytes = done;
+        return !progress || progress(done, total);
+    };
+    copy.target_is_zero = true; // a new image, sparse or preallocated with zeros
+    copy.threads = spec.threads;
+    copy.out_of_order = spec.out_of_order;
+    Status copied = lib.copy(*src, *dst, copy);
+    if (!copied) {
+        dst->close_and_delete().ignore();
+        check(copied);
+    }
+    check(dst->close());
+    staging.publish(lib);
+    return result;
+}
+
+} // namespace vdkit::cli

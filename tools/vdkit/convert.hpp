@@ -1,0 +1,41 @@
+// One conversion, as `vdkit convert` and every `vdkit batch` job run it:
+// the target is built under a staging directory next to its final name and
+// moved into place only when complete, so an interrupted or failed convert
+// never leaves a half-written image under the final name (nor touches an
+// image it would replace).
+#ifndef VDKIT_TOOLS_CONVERT_HPP
+#define VDKIT_TOOLS_CONVERT_HPP
+
+#include "cli.hpp"
+
+#include <filesystem>
+#include <string>
+
+namespace vdkit::cli {
+
+struct ConvertSpec {
+    std::string source, source_format; // source_format empty: probe
+    std::string target, target_format;
+    Options target_options;
+    bool overwrite = false;
+    bool preallocate = false;
+    unsigned threads = 4;     // -m
+    bool out_of_order = false; // -W
+};
+
+struct ConvertResult {
+    uint64_t virtual_size = 0;
+    uint64_t data_bytes = 0; // source data the pipeline read
+};
+
+// Throws CliError (naming the source or target) on failure; the final name is
+// then untouched. progress may be empty.
+ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const ProgressFunction &progress);
+
+// The staging directory convert_image uses for `target` (".NAME.vdkit-partial"
+// beside it); a leftover one is removed by the next convert to that target.
+std::filesystem::path staging_dir_for(const std::filesystem::path &target);
+
+} // namespace vdkit::cli
+
+#endif
