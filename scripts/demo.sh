@@ -58,5 +58,18 @@ qemu-img check -f vdi "$work/sample.vdi" && qemu-img compare -f raw "$work/sampl
 qemu-img compare -f raw "$work/sample.img" "$work/sample.vmdk"
 "$vdkit" compare -F raw "$work/snapshot.vmdk" "$work/sample.img"
 echo
+echo "== vdkit batch: config/examples/batch-demo.yaml (four conversions, two at a time, verified)"
+mkdir -p "$work/batch/disks" "$work/batch/out"
+cp "$(dirname "$0")/../config/examples/batch-demo.yaml" "$work/batch/"
+cp --sparse=always "$work/sample.img" "$work/batch/disks/web.img"
+cp "$work/sample.vdi" "$work/batch/disks/db.vdi"
+"$vdkit" batch --check "$work/batch/batch-demo.yaml"
+"$vdkit" batch -p "$work/batch/batch-demo.yaml"
+sed -n '1,8p' "$work/batch/batch-report.yaml"
+echo "-- run again: finished jobs are skipped"
+"$vdkit" batch "$work/batch/batch-demo.yaml"
+qemu-img compare -f raw "$work/sample.img" "$work/batch/out/web-stream.vmdk"
+qemu-img compare -f raw "$work/sample.img" "$work/batch/out/db.vmdk"
+echo
 du -h --apparent-size "$work/sample.img" | sed 's/^/apparent: /'
 du -h "$work/sample.toys" "$work/roundtrip.img" "$work/sample.vdi" "$work/sample.vmdk" | sed 's/^/on disk:  /'

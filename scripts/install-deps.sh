@@ -10,7 +10,7 @@ packages=(
   libboost-dev libboost-filesystem-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   zlib1g-dev libdeflate-dev libssl-dev libfuse3-dev libnbd-dev libcurl4-openssl-dev
   # tests
-  catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography
+  catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
 )
 
 missing=()

@@ -566,6 +566,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     c.push_back(std::make_unique<CompactCommand>());
     c.push_back(std::make_unique<ResizeCommand>());
     add_chain_commands(c);
+    add_batch_command(c);
     return c;
 }
 

@@ -34,6 +34,8 @@ private:
 std::vector<std::unique_ptr<Command>> make_commands();
 // snapshot, commit, rebase, merge (chain_commands.cpp).
 void add_chain_commands(std::vector<std::unique_ptr<Command>> &commands);
+// batch (batch.cpp).
+void add_batch_command(std::vector<std::unique_ptr<Command>> &commands);
 
 } // namespace vdkit::cli
 

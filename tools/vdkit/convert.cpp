@@ -118,6 +118,15 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
         check(copied);
     }
     check(dst->close());
+    if (spec.verify) {
+        OpenOptions ro;
+        ro.format = spec.target_format;
+        auto back = take(lib.open(staging.main().string(), ro));
+        auto diff = take(Library::compare(*src, *back));
+        if (diff)
+            throw CliError(spec.target + ": verification failed: the new image reads differently from " +
+                           spec.source + " at offset " + std::to_string(*diff));
+    }
     staging.publish(lib);
     return result;
 }

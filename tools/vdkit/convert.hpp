@@ -21,6 +21,9 @@ struct ConvertSpec {
     bool preallocate = false;
     unsigned threads = 4;     // -m
     bool out_of_order = false; // -W
+    // Before the target gets its final name, reopen it and compare it with
+    // the source (Library::compare); a difference fails the convert.
+    bool verify = false;
 };
 
 struct ConvertResult {

@@ -24,6 +24,16 @@ bool ProgressBar::update(uint64_t done, uint64_t total) {
     return true;
 }
 
+void ProgressBar::update_fraction(double fraction, uint64_t bytes) {
+    done_ = bytes;
+    fraction_ = fraction;
+    if (!enabled_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(100) || fraction >= 1.0) return;
+    last_ = now;
+    draw(fraction);
+}
+
 void ProgressBar::draw(double fraction) {
     constexpr int width = 30;
     int filled = static_cast<int>(fraction * width + 0.5);

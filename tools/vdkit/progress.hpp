@@ -15,6 +15,8 @@ public:
     ~ProgressBar();
     // Returns true (never cancels); suitable as a ProgressFunction.
     bool update(uint64_t done, uint64_t total);
+    // Several tasks at once: the bar shows fraction (0..1), the rate bytes.
+    void update_fraction(double fraction, uint64_t bytes);
     void finish();
 
 private:
@@ -26,6 +28,7 @@ private:
     std::chrono::steady_clock::time_point start_;
     uint64_t done_ = 0;
     uint64_t total_ = 0;
+    double fraction_ = -1; // set by update_fraction; finish() then shows bytes done
 };
 
 } // namespace vdkit::cli

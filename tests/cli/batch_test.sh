@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# vdkit batch: validation reports every problem with its line and runs
+# nothing; several jobs run in parallel, one fails, the rest land and are
+# read back by qemu-img; a rerun skips what is done and converts what failed;
+# a killed run leaves no target under its final name and the next run
+# finishes it; reports in JSON and YAML.
+set -uo pipefail
+. "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+require_tools qemu-img
+
+mkdir disks out
+# web.img: 64 MiB raw, data in three places; db.vdi: 40 MiB of data in 3 GiB.
+truncate -s 64M disks/web.img
+for at in 1 20 63; do head -c 1M /dev/urandom | dd of=disks/web.img bs=1M seek=$at conv=notrunc status=none; done
+head -c 40M /dev/urandom > db.raw && truncate -s 3G db.raw
+"$VDKIT" convert -f raw -O vdi db.raw disks/db.vdi > /dev/null || bad "making db.vdi"
+# A VDI whose header is damaged: the job that reads it fails at open.
+cp disks/db.vdi disks/broken.vdi
+printf '\xff\xff\xff\xff' | dd of=disks/broken.vdi bs=1 seek=$((0x154)) conv=notrunc status=none
+
+# 1. Validation: every problem, with its line, and nothing runs.
+cat > bad.yaml <<'EOF'
+version: 1
+parallel: 99
+defaults:
+  format: vdii
+  verfy: true
+jobs:
+  - source: disks/web.img
+    target: out/a.vdi
+    format: vdi
+    options: {blok-size: 1M}
+  - source: disks/missing.img
+    target: out/a.vdi
+    format: vdi
+    overwrite: perhaps
+  - source: disks/web.img
+    target: nodir/x.vdi
+    format: vmdk
+    options: {subformat: streamOptimised}
+  - target: out/y.vdi
+EOF
+out=$("$VDKIT" batch bad.yaml 2>&1); rc=$?
+[ "$rc" -eq 2 ] && ok || bad "validation errors: exit $rc, expected 2"
+for want in "bad.yaml:2: parallel must be a whole number from 1 to 64" \
+            "bad.yaml:5: unknown key 'verfy' under defaults — did you mean 'verify'?" \
+            "bad.yaml:10: job 'a.vdi': format 'vdi': unknown option 'blok-size'" \
+            "bad.yaml:11: job 'a.vdi': source" \
+            "bad.yaml:12: job 'a.vdi': the target is also written by the job at line 7" \
+            "bad.yaml:11: job 'a.vdi': the name is also used by the job at line 7" \
+            "bad.yaml:14: overwrite must be true or false" \
+            "bad.yaml:16: job 'x.vdi': the target's directory nodir does not exist" \
+            "bad.yaml:18: job 'x.vdi': format 'vmdk': option 'subformat' must be one of" \
+            "bad.yaml:19: the job has no source" \
+            "bad.yaml:19: job 'y.vdi': format: no format plugin named 'vdii' is loaded — did you mean 'vdi'?" \
+            "11 problems; nothing was run"; do
+    grep -qF -- "$want" <<< "$out" && ok || bad "validation output lacks '$want'"
+done
+[ -z "$(ls out)" ] && ok || bad "validation failed but something ran"
+printf 'jobs: [\n  - source: a\n' > syntax.yaml
+out=$("$VDKIT" batch syntax.yaml 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "^syntax.yaml:[0-9]*: " <<< "$out" && ok || bad "YAML syntax error not reported with a line: $out"
+
+# 2. A run with one failing job: the others land, exit 1, a JSON report.
+cat > jobs.yaml <<'EOF'
+parallel: 3
+defaults:
+  format: vdi
+  threads: 2
+jobs:
+  - name: web-vdi
+    source: disks/web.img
+    source_format: raw
+    target: out/web.vdi
+  - name: web-stream
+    source: disks/web.img
+    source_format: raw
+    target: out/web.vmdk
+    format: vmdk
+    options: {subformat: streamOptimized}
+  - name: broken
+    source: disks/broken.vdi
+    target: out/broken.vmdk
+    format: vmdk
+  - name: db-split
+    source: disks/db.vdi
+    target: out/db.vmdk
+    format: vmdk
+    options: {subformat: twoGbMaxExtentSparse}
+    out_of_order: true
+EOF
+"$VDKIT" batch --check jobs.yaml > /dev/null && ok || bad "a good job file fails --check"
+out=$("$VDKIT" batch --report report.json jobs.yaml 2>&1); rc=$?
+[ "$rc" -eq 1 ] && ok || bad "a failed job: exit $rc, expected 1"
+grep -q "broken: failed: .*broken.vdi" <<< "$out" && ok || bad "the failure does not name the source: $out"
+grep -q "4 jobs: 3 converted, 0 skipped, 1 failed" <<< "$out" && ok || bad "summary: $out"
+qemu-img compare -q -F raw out/web.vdi disks/web.img && qemu-img check -q out/web.vdi && ok || bad "web.vdi"
+qemu-img compare -q -F raw out/web.vmdk disks/web.img && ok || bad "web.vmdk (stream)"
+qemu-img compare -q -F raw out/db.vmdk db.raw && qemu-img check -q out/db.vmdk && [ -e out/db-s002.vmdk ] && ok \
+    || bad "db.vmdk (split)"
+[ ! -e out/broken.vmdk ] && [ -z "$(ls -A out | grep vdkit-partial)" ] && ok || bad "the failed job left files"
+python3 - <<'PY' && ok || bad "report.json content"
+import json
+r = json.load(open("report.json"))
+s = r["summary"]
+assert (s["jobs"], s["converted"], s["failed"]) == (4, 3, 1), s
+jobs = {j["name"]: j for j in r["jobs"]}
+assert jobs["broken"]["status"] == "failed" and "broken.vdi" in jobs["broken"]["error"], jobs["broken"]
+assert jobs["web-vdi"]["data_bytes"] == 3 << 20, jobs["web-vdi"]
+assert jobs["db-split"]["virtual_size"] == 3 << 30
+PY
+
+# 3. Rerun after mending the source: done jobs are skipped (not rewritten),
+#    the failed one converts; a YAML report.
+cp disks/db.vdi disks/broken.vdi
+before=$(stat -c %Y.%s out/web.vdi)
+out=$("$VDKIT" batch --report report.yaml jobs.yaml 2>&1); rc=$?
+[ "$rc" -eq 0 ] && grep -q "4 jobs: 1 converted, 3 skipped, 0 failed" <<< "$out" && ok || bad "rerun: exit $rc: $out"
+[ "$(stat -c %Y.%s out/web.vdi)" = "$before" ] && ok || bad "rerun rewrote a finished target"
+qemu-img compare -q -F raw out/broken.vmdk db.raw && ok || bad "rerun: the mended job's target"
+python3 -c "import yaml; r = yaml.safe_load(open('report.yaml')); assert r['summary']['skipped'] == 3, r" \
+    && ok || bad "report.yaml content"
+# A finished target changed behind the batch's back is not silently skipped,
+# and one made by nobody but equal to its source is verified and kept.
+printf 'X' | dd of=out/web.vdi bs=1 seek=$((2 << 20)) conv=notrunc status=none
+out=$("$VDKIT" batch jobs.yaml 2>&1); rc=$?
+[ "$rc" -eq 1 ] && grep -q "web-vdi: failed: the source or the target changed" <<< "$out" && ok \
+    || bad "a modified target was not reported: $out"
+rm -f .jobs.yaml.vdkit-state.json out/web.vdi
+qemu-img convert -f raw -O vdi disks/web.img out/web.vdi
+out=$("$VDKIT" batch jobs.yaml 2>&1); rc=$?
+[ "$rc" -eq 0 ] && grep -q "web-vdi: skipped: verified" <<< "$out" && ok || bad "an equal target was not verified: $out"
+
+# 4. A run killed mid-job leaves nothing under the final name; the next run
+#    clears the staging directory and finishes.
+head -c 96M /dev/urandom > big.raw
+cat > slow.yaml <<'EOF'
+jobs:
+  - source: big.raw
+    source_format: raw
+    target: out/big.vmdk
+    format: vmdk
+    threads: 1
+    options: {subformat: streamOptimized, compression-level: 12, threads: 1}
+EOF
+"$VDKIT" batch slow.yaml > /dev/null 2>&1 &
+pid=$!
+for _ in $(seq 50); do [ -e out/.big.vmdk.vdkit-partial/big.vmdk ] && break; sleep 0.1; done
+sleep 0.3
+kill -9 "$pid" 2> /dev/null; wait "$pid" 2> /dev/null
+[ -d out/.big.vmdk.vdkit-partial ] && ok || bad "the killed job had no staging directory (did it finish already?)"
+[ ! -e out/big.vmdk ] && ok || bad "a killed job left its target under the final name"
+"$VDKIT" batch slow.yaml > /dev/null && [ ! -e out/.big.vmdk.vdkit-partial ] \
+    && qemu-img compare -q -F raw out/big.vmdk big.raw && ok || bad "the run after a kill"
+
+finish

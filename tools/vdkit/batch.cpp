@@ -1,0 +1,328 @@
+// `vdkit batch JOBS.yaml`: run the conversions a job file lists.
+//
+// The whole file is validated first (batch_file.cpp); nothing runs while any
+// problem is left. Jobs then run `parallel` at a time, each through
+// convert_image (staged target, verified before it gets its final name).
+// What each run achieved is kept in a state file beside the job file
+// (.JOBS.yaml.vdkit-state.json); a rerun skips a job whose target is the one
+// recorded there (same settings, source and target unchanged) or, without a
+// record, a target that reads the same as its source. A report (JSON or YAML)
+// lists every job's outcome; the exit code is 1 when any job failed.
+#include "batch_file.hpp"
+#include "commands.hpp"
+#include "progress.hpp"
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+namespace vdkit::cli {
+
+namespace {
+
+constexpr int kExitJobFailed = 1;
+
+// Size and modification time: enough to notice a file that changed.
+json stamp(const std::string &path) {
+    std::error_code ec;
+    const auto size = fs::file_size(path, ec);
+    if (ec) return nullptr;
+    const auto mtime = fs::last_write_time(path, ec);
+    if (ec) return nullptr;
+    return json{{"size", size}, {"mtime_ns", mtime.time_since_epoch().count()}};
+}
+
+// Everything about a job that shapes its target.
+std::string settings_of(const BatchJob &job) {
+    std::string s = "source=" + job.spec.source + ";source_format=" + job.spec.source_format +
+                    ";format=" + job.spec.target_format + ";preallocate=" + (job.spec.preallocate ? "1" : "0") +
+                    ";options=";
+    for (const auto &[k, v] : job.spec.target_options) s += k + "=" + v + ",";
+    return s;
+}
+
+// Write a file under a temporary name, then rename it over the final one.
+void write_atomically(const std::string &path, const std::string &text) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << text;
+        if (!out.flush()) throw CliError(tmp + ": cannot write");
+    }
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    if (ec) throw CliError("cannot rename " + tmp + " to " + path + ": " + ec.message());
+}
+
+class ResumeState {
+public:
+    explicit ResumeState(const std::string &job_file) {
+        const fs::path p(job_file);
+        path_ = (p.parent_path() / ("." + p.filename().string() + ".vdkit-state.json")).string();
+        std::ifstream in(path_);
+        if (!in) return;
+        try {
+            state_ = json::parse(in);
+        } catch (const json::exception &) {
+            state_ = json::object(); // unreadable: as if there were none (targets are then verified)
+        }
+        if (!state_.is_object() || !state_.contains("jobs") || !state_["jobs"].is_object()) state_ = json::object();
+    }
+    // nullptr when the job has no record.
+    json record(const std::string &name) const {
+        std::lock_guard lock(mu_);
+        if (!state_.contains("jobs") || !state_["jobs"].contains(name)) return nullptr;
+        return state_["jobs"][name];
+    }
+    void remember(const BatchJob &job) {
+        std::lock_guard lock(mu_);
+        state_["jobs"][job.name] = json{{"settings", settings_of(job)},
+                                        {"source", stamp(job.spec.source)},
+                                        {"target", stamp(job.spec.target)}};
+        write_atomically(path_, state_.dump(2) + "\n");
+    }
+
+private:
+    std::string path_;
+    json state_ = json::object();
+    mutable std::mutex mu_;
+};
+
+// The same tree as YAML, in block style.
+YAML::Node to_yaml(const json &j) {
+    YAML::Node n;
+    if (j.is_object()) {
+        for (const auto &[k, v] : j.items()) n[k] = to_yaml(v);
+    } else if (j.is_array()) {
+        for (const auto &v : j) n.push_back(to_yaml(v));
+    } else if (j.is_string()) {
+        n = j.get<std::string>();
+    } else if (!j.is_null()) {
+        n = j.dump(); // numbers and booleans as they print
+    }
+    return n;
+}
+
+struct Outcome {
+    std::string status = "not_run"; // converted | skipped | failed | not_run
+    std::string message;
+    uint64_t virtual_size = 0, data_bytes = 0;
+    double seconds = 0;
+};
+
+class BatchCommand : public Command {
+    std::string job_file_, report_;
+    bool check_only_ = false, progress_ = false;
+    unsigned parallel_ = 0;
+
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("batch", "Run the conversions a YAML job file lists (config/batch.md)");
+        sub->add_option("-r,--report", report_, "Write a report of every job here (.json, .yaml or .yml)");
+        sub->add_option("-j,--parallel", parallel_, "Jobs at once (overrides the file's 'parallel')")
+            ->check(CLI::Range(1, 64));
+        sub->add_flag("--check", check_only_, "Validate the job file and exit");
+        sub->add_flag("-p,--progress", progress_, "Show a progress bar for the whole batch");
+        sub->add_option("jobs", job_file_, "Job file (YAML)")->required();
+        return sub;
+    }
+
+    int run() override {
+        auto lib = open_library(globals());
+        std::vector<std::string> problems;
+        BatchFile file = load_batch_file(*lib, job_file_, problems);
+        if (!report_.empty() && !report_.ends_with(".json") && !report_.ends_with(".yaml") &&
+            !report_.ends_with(".yml"))
+            problems.push_back("--report " + report_ + ": must end in .json, .yaml or .yml");
+        if (!problems.empty()) {
+            for (const auto &p : problems) std::cerr << p << "\n";
+            throw CliError(job_file_ + ": " + std::to_string(problems.size()) +
+                               (problems.size() == 1 ? " problem" : " problems") + "; nothing was run",
+                           kExitUsage);
+        }
+        if (check_only_) {
+            std::cout << job_file_ << ": " << file.jobs.size() << " jobs, no problems\n";
+            return kExitOk;
+        }
+        if (!report_.empty()) file.report = report_;
+        if (parallel_) file.parallel = parallel_;
+        return run_jobs(*lib, file);
+    }
+
+    int run_jobs(Library &lib, const BatchFile &file) {
+        const size_t n = file.jobs.size();
+        ResumeState state(file.path);
+        std::vector<Outcome> outcomes(n);
+        std::vector<std::atomic<uint64_t>> permille(n); // progress of each job, 0..1000
+        std::vector<std::atomic<uint64_t>> bytes(n);    // source data each job has copied
+        std::atomic<size_t> next{0}, finished{0};
+        std::mutex out_mu;
+        ProgressBar bar(progress_, "batch ");
+        // Job lines go to stdout, the bar to stderr: on one terminal, clear the bar's line first.
+        const bool clear_line = progress_ && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
+        const auto started = std::chrono::steady_clock::now();
+
+        auto show_progress = [&] {
+            uint64_t sum = 0, copied = 0;
+            for (auto &p : permille) sum += p.load();
+            for (auto &b : bytes) copied += b.load();
+            std::lock_guard lock(out_mu);
+            bar.update_fraction(static_cast<double>(sum) / static_cast<double>(1000 * n), copied);
+        };
+        auto worker = [&] {
+            for (size_t i; (i = next++) < n;) {
+                const BatchJob &job = file.jobs[i];
+                Outcome &o = outcomes[i];
+                const auto t0 = std::chrono::steady_clock::now();
+                try {
+                    run_job(lib, job, state, o, [&](uint64_t done, uint64_t total) {
+                        permille[i] = total ? done * 1000 / total : 1000;
+                        bytes[i] = done;
+                        show_progress();
+                        return true;
+                    });
+                } catch (const std::exception &e) {
+                    o.status = "failed";
+                    o.message = e.what();
+                }
+                o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                permille[i] = 1000;
+                show_progress();
+                std::lock_guard lock(out_mu);
+                std::cout << (clear_line ? "\r\033[K" : "") << "[" << ++finished << "/" << n << "] " << job.name
+                          << ": " << o.status << (o.message.empty() ? "" : ": " + o.message) << "\n"
+                          << std::flush;
+            }
+        };
+        std::vector<std::thread> threads;
+        for (unsigned t = 1; t < std::min<size_t>(file.parallel, n); ++t) threads.emplace_back(worker);
+        worker();
+        for (auto &t : threads) t.join();
+        bar.finish();
+
+        size_t converted = 0, skipped = 0, failed = 0;
+        for (const auto &o : outcomes) {
+            converted += o.status == "converted";
+            skipped += o.status == "skipped";
+            failed += o.status == "failed";
+        }
+        const double total_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        std::cout << n << " jobs: " << converted << " converted, " << skipped << " skipped, " << failed
+                  << " failed\n";
+        if (!file.report.empty()) write_report(file, outcomes, converted, skipped, failed, total_secs);
+        return failed ? kExitJobFailed : kExitOk;
+    }
+
+    // One job: skip it when its target is already good, else convert.
+    static void run_job(Library &lib, const BatchJob &job, ResumeState &state, Outcome &o,
+                        const ProgressFunction &progress) {
+        std::error_code ec;
+        bool overwrite = false;
+        if (fs::exists(job.spec.target, ec)) {
+            const json rec = state.record(job.name);
+            const bool same_settings = !rec.is_null() && rec["settings"] == settings_of(job);
+            const bool unchanged =
+                same_settings && rec["source"] == stamp(job.spec.source) && rec["target"] == stamp(job.spec.target);
+            if (unchanged) {
+                o.status = "skipped";
+                o.message = "up to date (made by an earlier run)";
+                return;
+            }
+            if (job.spec.overwrite) {
+                overwrite = true;
+            } else if (!rec.is_null()) {
+                throw CliError(same_settings ? "the source or the target changed since an earlier run made the "
+                                               "target; set overwrite: true to convert again"
+                                             : "the target was made with other settings; set overwrite: true to "
+                                               "convert again");
+            } else if (!job.verify) {
+                throw CliError(job.spec.target + " already exists; set overwrite: true to replace it");
+            } else if (target_matches(lib, job)) {
+                // A target with no record (say, the run stopped right after renaming it).
+                state.remember(job);
+                o.status = "skipped";
+                o.message = "verified: the existing target reads the same as the source";
+                return;
+            } else {
+                throw CliError(job.spec.target + " already exists and differs from the source; set overwrite: "
+                                                 "true to replace it");
+            }
+        }
+        ConvertSpec spec = job.spec;
+        spec.overwrite = overwrite;
+        spec.verify = job.verify;
+        ConvertResult r = convert_image(lib, spec, progress);
+        state.remember(job);
+        o.status = "converted";
+        o.virtual_size = r.virtual_size;
+        o.data_bytes = r.data_bytes;
+    }
+
+    // The existing target is in the job's format and reads as the source does.
+    static bool target_matches(Library &lib, const BatchJob &job) {
+        OpenOptions src_o, dst_o;
+        src_o.format = job.spec.source_format;
+        auto src = lib.open(job.spec.source, src_o);
+        auto dst = lib.open(job.spec.target, dst_o);
+        if (!src || !dst) return false;
+        auto info = (*dst)->image_info((*dst)->image_count() - 1);
+        if (!info || info->format != job.spec.target_format) return false;
+        auto diff = Library::compare(**src, **dst);
+        return diff && !diff->has_value();
+    }
+
+    static void write_report(const BatchFile &file, const std::vector<Outcome> &outcomes, size_t converted,
+                             size_t skipped, size_t failed, double seconds) {
+        json jobs = json::array();
+        for (size_t i = 0; i < file.jobs.size(); ++i) {
+            const BatchJob &j = file.jobs[i];
+            const Outcome &o = outcomes[i];
+            json r = {{"name", j.name},         {"line", j.line},
+                      {"source", j.spec.source}, {"target", j.spec.target},
+                      {"format", j.spec.target_format}, {"status", o.status}};
+            if (!o.message.empty()) r[o.status == "failed" ? "error" : "note"] = o.message;
+            if (o.status == "converted") {
+                r["virtual_size"] = o.virtual_size;
+                r["data_bytes"] = o.data_bytes;
+            }
+            r["seconds"] = std::round(o.seconds * 1000) / 1000;
+            jobs.push_back(r);
+        }
+        json report = {{"job_file", file.path},
+                       {"summary",
+                        {{"jobs", file.jobs.size()},
+                         {"converted", converted},
+                         {"skipped", skipped},
+                         {"failed", failed},
+                         {"seconds", std::round(seconds * 1000) / 1000}}},
+                       {"jobs", jobs}};
+        std::string text;
+        if (file.report.ends_with(".json")) {
+            text = report.dump(2) + "\n";
+        } else {
+            YAML::Emitter e;
+            e << to_yaml(report);
+            text = std::string(e.c_str()) + "\n";
+        }
+        write_atomically(file.report, text);
+    }
+};
+
+} // namespace
+
+void add_batch_command(std::vector<std::unique_ptr<Command>> &commands) {
+    commands.push_back(std::make_unique<BatchCommand>());
+}
+
+} // namespace vdkit::cli

@@ -1,0 +1,264 @@
+#include "batch_file.hpp"
+
+#include "util/util.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <map>
+#include <optional>
+
+namespace fs = std::filesystem;
+
+namespace vdkit::cli {
+
+namespace {
+
+// Keys a job may set; all but name/source/target may also be in `defaults`.
+const std::vector<std::string> kJobKeys = {"name",         "source",      "source_format", "target",
+                                           "format",       "options",     "threads",       "out_of_order",
+                                           "preallocate",  "overwrite",   "verify"};
+const std::vector<std::string> kDefaultKeys = {"source_format", "format",    "options", "threads",
+                                               "out_of_order",  "preallocate", "overwrite", "verify"};
+const std::vector<std::string> kTopKeys = {"version", "parallel", "report", "defaults", "jobs"};
+
+// Collects problems with their lines; the typed readers return nullopt after
+// recording one.
+class Checker {
+public:
+    Checker(std::string path, std::vector<std::string> &problems) : path_(std::move(path)), problems_(problems) {}
+
+    void problem(const YAML::Node &at, const std::string &what) { problem(line(at), what); }
+    void problem(int line, const std::string &what) {
+        problems_.push_back(path_ + ":" + std::to_string(line) + ": " + what);
+    }
+    static int line(const YAML::Node &n) { return n.Mark().line + 1; }
+
+    void known_keys(const YAML::Node &map, const std::vector<std::string> &known, const std::string &where) {
+        for (const auto &kv : map) {
+            const std::string k = kv.first.Scalar();
+            if (std::find(known.begin(), known.end(), k) != known.end()) continue;
+            std::string msg = "unknown key '" + k + "'" + where;
+            if (auto guess = util::closest_match(k, known)) msg += " — did you mean '" + *guess + "'?";
+            problem(kv.first, msg);
+        }
+    }
+    std::optional<std::string> text(const YAML::Node &n, const std::string &what) {
+        if (!n.IsScalar() || n.Scalar().empty()) {
+            problem(n, what + " must be a single non-empty value");
+            return std::nullopt;
+        }
+        return n.Scalar();
+    }
+    std::optional<bool> boolean(const YAML::Node &n, const std::string &what) {
+        auto t = text(n, what);
+        if (!t) return std::nullopt;
+        auto b = util::parse_bool(*t);
+        if (!b) problem(n, what + " must be true or false, not '" + *t + "'");
+        return b;
+    }
+    std::optional<unsigned> count(const YAML::Node &n, const std::string &what, unsigned lo, unsigned hi) {
+        auto t = text(n, what);
+        if (!t) return std::nullopt;
+        auto v = util::parse_uint(*t);
+        if (!v || *v < lo || *v > hi) {
+            problem(n, what + " must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                           ", not '" + *t + "'");
+            return std::nullopt;
+        }
+        return static_cast<unsigned>(*v);
+    }
+    // options: a mapping of single values; keys remember their lines.
+    void options(const YAML::Node &n, Options &out, std::map<std::string, int> &lines) {
+        if (!n.IsMap()) {
+            problem(n, "options must be a mapping of key: value");
+            return;
+        }
+        for (const auto &kv : n) {
+            auto v = text(kv.second, "option '" + kv.first.Scalar() + "'");
+            if (!v) continue;
+            out[kv.first.Scalar()] = *v;
+            lines[kv.first.Scalar()] = line(kv.first);
+        }
+    }
+
+private:
+    std::string path_;
+    std::vector<std::string> &problems_;
+};
+
+// The settings `defaults` and a job share; a job's own value wins.
+struct Settings {
+    std::optional<std::string> source_format, format;
+    Options options;
+    std::map<std::string, int> option_lines;
+    std::optional<unsigned> threads;
+    std::optional<bool> out_of_order, preallocate, overwrite, verify;
+};
+
+void read_settings(Checker &c, const YAML::Node &map, Settings &s) {
+    if (auto n = map["source_format"]) s.source_format = c.text(n, "source_format");
+    if (auto n = map["format"]) s.format = c.text(n, "format");
+    if (auto n = map["options"]) c.options(n, s.options, s.option_lines);
+    if (auto n = map["threads"]) s.threads = c.count(n, "threads", 1, 64);
+    if (auto n = map["out_of_order"]) s.out_of_order = c.boolean(n, "out_of_order");
+    if (auto n = map["preallocate"]) s.preallocate = c.boolean(n, "preallocate");
+    if (auto n = map["overwrite"]) s.overwrite = c.boolean(n, "overwrite");
+    if (auto n = map["verify"]) s.verify = c.boolean(n, "verify");
+}
+
+bool is_url(const std::string &p) { return p.find("://") != std::string::npos; }
+
+std::string resolve(const fs::path &base, const std::string &p) {
+    if (is_url(p) || fs::path(p).is_absolute()) return p;
+    return (base / p).lexically_normal().string();
+}
+
+// Same file, for files that may not exist yet.
+std::string identity(const std::string &p) {
+    std::error_code ec;
+    fs::path c = fs::weakly_canonical(p, ec);
+    return ec ? p : c.string();
+}
+
+} // namespace
+
+BatchFile load_batch_file(const Library &lib, const std::string &path, std::vector<std::string> &problems) {
+    BatchFile bf;
+    bf.path = path;
+    Checker c(path, problems);
+    YAML::Node root;
+    try {
+        root = YAML::LoadFile(path);
+    } catch (const YAML::BadFile &) {
+        problems.push_back(path + ": cannot read the job file");
+        return bf;
+    } catch (const YAML::Exception &e) {
+        c.problem(e.mark.line + 1, e.msg);
+        return bf;
+    }
+    if (!root.IsMap()) {
+        problems.push_back(path + ": the top level must be a mapping with a 'jobs' list");
+        return bf;
+    }
+    const fs::path base = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+    c.known_keys(root, kTopKeys, "");
+    if (auto n = root["version"]) {
+        if (!n.IsScalar() || n.Scalar() != "1") c.problem(n, "version must be 1 (the only version so far)");
+    }
+    if (auto n = root["parallel"])
+        if (auto v = c.count(n, "parallel", 1, 64)) bf.parallel = *v;
+    if (auto n = root["report"])
+        if (auto v = c.text(n, "report")) {
+            bf.report = resolve(base, *v);
+            if (!bf.report.ends_with(".json") && !bf.report.ends_with(".yaml") && !bf.report.ends_with(".yml"))
+                c.problem(n, "report must end in .json, .yaml or .yml (that picks its format)");
+        }
+    Settings defaults;
+    if (auto n = root["defaults"]) {
+        if (!n.IsMap()) {
+            c.problem(n, "defaults must be a mapping of job settings");
+        } else {
+            c.known_keys(n, kDefaultKeys, " under defaults");
+            read_settings(c, n, defaults);
+        }
+    }
+    const YAML::Node jobs = root["jobs"];
+    if (!jobs) {
+        problems.push_back(path + ": no 'jobs' list");
+        return bf;
+    }
+    if (!jobs.IsSequence() || jobs.size() == 0) {
+        c.problem(jobs, "jobs must be a non-empty list");
+        return bf;
+    }
+
+    std::map<std::string, int> names, targets;
+    for (const auto &j : jobs) {
+        const int line = Checker::line(j);
+        if (!j.IsMap()) {
+            c.problem(j, "a job must be a mapping with at least source, target and format");
+            continue;
+        }
+        c.known_keys(j, kJobKeys, " in a job");
+        Settings s = defaults;
+        Settings own;
+        read_settings(c, j, own);
+        // Per key: the job's value over the default's.
+        if (own.source_format) s.source_format = own.source_format;
+        if (own.format) s.format = own.format;
+        for (const auto &[k, v] : own.options) {
+            s.options[k] = v;
+            s.option_lines[k] = own.option_lines[k];
+        }
+        if (own.threads) s.threads = own.threads;
+        if (own.out_of_order) s.out_of_order = own.out_of_order;
+        if (own.preallocate) s.preallocate = own.preallocate;
+        if (own.overwrite) s.overwrite = own.overwrite;
+        if (own.verify) s.verify = own.verify;
+
+        BatchJob job;
+        job.line = line;
+        std::optional<std::string> source, target;
+        if (auto n = j["source"]) source = c.text(n, "source");
+        else c.problem(line, "the job has no source");
+        if (auto n = j["target"]) target = c.text(n, "target");
+        else c.problem(line, "the job has no target");
+        if (!s.format) c.problem(line, "the job has no target format (format, in the job or under defaults)");
+        job.name = target ? fs::path(*target).filename().string() : "job at line " + std::to_string(line);
+        if (auto n = j["name"])
+            if (auto v = c.text(n, "name")) job.name = *v;
+        const std::string who = "job '" + job.name + "': ";
+        if (auto [it, fresh] = names.emplace(job.name, line); !fresh)
+            c.problem(line, who + "the name is also used by the job at line " + std::to_string(it->second));
+
+        if (source) {
+            job.spec.source = resolve(base, *source);
+            std::error_code ec;
+            if (!is_url(job.spec.source) && !fs::exists(job.spec.source, ec))
+                c.problem(j["source"], who + "source " + job.spec.source + " does not exist");
+        }
+        if (target) {
+            job.spec.target = resolve(base, *target);
+            std::error_code ec;
+            const fs::path dir = fs::path(job.spec.target).parent_path();
+            if (is_url(job.spec.target))
+                c.problem(j["target"], who + "a batch target must be a local file (it is staged and renamed)");
+            else if (!dir.empty() && !fs::is_directory(dir, ec))
+                c.problem(j["target"], who + "the target's directory " + dir.string() + " does not exist");
+            if (auto [it, fresh] = targets.emplace(identity(job.spec.target), line); !fresh)
+                c.problem(j["target"], who + "the target is also written by the job at line " +
+                                           std::to_string(it->second));
+            if (source && identity(job.spec.target) == identity(job.spec.source))
+                c.problem(j["target"], who + "the target is the source");
+        }
+        if (s.source_format) {
+            Status known = lib.check_options(PluginKind::format, *s.source_format, {}, false);
+            if (!known) c.problem(line, who + "source_format: " + known.message());
+            job.spec.source_format = *s.source_format;
+        }
+        if (s.format) {
+            job.spec.target_format = *s.format;
+            Status known = lib.check_options(PluginKind::format, *s.format, {}, true);
+            if (!known) {
+                c.problem(line, who + "format: " + known.message());
+            } else {
+                // Each option on its own, so every bad one is reported at its line.
+                for (const auto &[k, v] : s.options) {
+                    Status ok = lib.check_options(PluginKind::format, *s.format, Options{{k, v}}, true);
+                    if (!ok) c.problem(s.option_lines[k], who + ok.message());
+                }
+            }
+        }
+        job.spec.target_options = s.options;
+        job.spec.threads = s.threads.value_or(4);
+        job.spec.out_of_order = s.out_of_order.value_or(false);
+        job.spec.preallocate = s.preallocate.value_or(false);
+        job.spec.overwrite = s.overwrite.value_or(false);
+        job.verify = s.verify.value_or(true);
+        bf.jobs.push_back(std::move(job));
+    }
+    return bf;
+}
+
+} // namespace vdkit::cli
