@@ -35,7 +35,19 @@ std::string canonical_key(const std::string &location) {
 } // namespace
 
 std::string Host::relative_hint(const std::string &child, const std::string &parent) {
-    if (child.find("://") != std::string::npos || parent.find("://") != std::string::npos) return parent;
+    const size_t cs = child.find("://"), ps = parent.find("://");
+    if (cs != std::string::npos || ps != std::string::npos) {
+        // URLs: relative when scheme and authority match (resolve_sibling
+        // joins such a hint onto the child's location), else the whole URL.
+        if (cs == std::string::npos || ps == std::string::npos) return parent;
+        const size_t cpath = child.find('/', cs + 3), ppath = parent.find('/', ps + 3);
+        if (cpath == std::string::npos || ppath == std::string::npos ||
+            child.compare(0, cpath, parent, 0, ppath) != 0)
+            return parent;
+        const fs::path cdir = fs::path(child.substr(cpath)).lexically_normal().parent_path();
+        const fs::path rel = fs::path(parent.substr(ppath)).lexically_normal().lexically_relative(cdir);
+        return rel.empty() ? parent : rel.string();
+    }
     std::error_code ec;
     fs::path cdir = fs::absolute(fs::path(child), ec).lexically_normal().parent_path();
     fs::path p = fs::absolute(fs::path(parent), ec).lexically_normal();

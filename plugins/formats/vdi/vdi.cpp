@@ -125,21 +125,20 @@ public:
 
     void set_parent(Context &ctx, std::string_view hint, std::string_view, const uint8_t *uuid,
                     const uint8_t *modification) {
-        write_hint(ctx, hint);
+        check_hint_room(hint);
         if (hint.empty()) {
             // No parent any more: a normal dynamic image (FREE blocks read
             // as zero, ZERO blocks stay zero).
             h_.uuid_linkage.fill(0);
             h_.uuid_parent_modify.fill(0);
             if (h_.type == kTypeDiff) h_.type = kTypeNormal;
-            write_header(ctx);
-            return;
+        } else {
+            if (h_.type == kTypeFixed) fail(VDKIT_E_NOT_SUPPORTED, "a fixed VDI cannot have a parent");
+            if (uuid) std::memcpy(h_.uuid_linkage.data(), uuid, 16);
+            if (modification && !h_.legacy()) std::memcpy(h_.uuid_parent_modify.data(), modification, 16);
+            h_.type = kTypeDiff;
         }
-        if (h_.type == kTypeFixed) fail(VDKIT_E_NOT_SUPPORTED, "a fixed VDI cannot have a parent");
-        if (uuid) std::memcpy(h_.uuid_linkage.data(), uuid, 16);
-        if (modification && !h_.legacy()) std::memcpy(h_.uuid_parent_modify.data(), modification, 16);
-        h_.type = kTypeDiff;
-        write_header(ctx);
+        write_header_and_hint(ctx, hint);
     }
 
     void set_geometry(Context &ctx, const uint32_t *pchs, const uint32_t *lchs) {
@@ -460,17 +459,44 @@ private:
         main_.pread(ctx.get(), hint_.data(), len, kHintOffset + kHintHeader);
     }
 
-    void write_hint(Context &ctx, std::string_view hint) {
+    void check_hint_room(std::string_view hint) const {
         if (h_.end() > kHintOffset || h_.off_blocks < kHintOffset + kHintHeader + hint.size())
             fail(VDKIT_E_NOT_SUPPORTED, "no room for a parent location in this VDI (its block map starts at " +
                                             std::to_string(h_.off_blocks) + ")");
+    }
+
+    // The parent location record (vdkit's, at 0x200; VirtualBox keeps
+    // parents in its media registry instead).
+    void write_hint(Context &ctx, std::string_view hint) {
+        check_hint_room(hint);
         std::vector<unsigned char> rec(static_cast<size_t>(kHintHeader + hint.size()));
-        std::memcpy(rec.data(), kHintMagic, 8);
-        sdk::store_le(rec.data() + 8, 1, 4);
-        sdk::store_le(rec.data() + 12, hint.size(), 4);
-        std::memcpy(rec.data() + kHintHeader, hint.data(), hint.size());
+        fill_hint_record(rec.data(), hint);
         main_.pwrite(ctx.get(), rec.data(), rec.size(), kHintOffset);
         hint_ = std::string(hint);
+    }
+
+    static void fill_hint_record(unsigned char *rec, std::string_view hint) {
+        std::memcpy(rec, kHintMagic, 8);
+        sdk::store_le(rec + 8, 1, 4);
+        sdk::store_le(rec + 12, hint.size(), 4);
+        std::memcpy(rec + kHintHeader, hint.data(), hint.size());
+    }
+
+    // The header and the parent location record in one write, so the link
+    // (type, parent UUIDs) and the location never disagree whichever write
+    // fails. The bytes between the header's end and 0x200 are kept.
+    void write_header_and_hint(Context &ctx, std::string_view hint) {
+        check_hint_room(hint);
+        const uint64_t end = kHintOffset + kHintHeader + hint.size();
+        std::vector<unsigned char> buf(static_cast<size_t>(end), 0);
+        if (kHintOffset > h_.end()) main_.pread(ctx.get(), buf.data() + h_.end(), kHintOffset - h_.end(), h_.end());
+        unsigned char head[kHeaderReadSize];
+        serialise(h_, head);
+        std::memcpy(buf.data() + 0x40, head + 0x40, static_cast<size_t>(h_.end() - 0x40));
+        fill_hint_record(buf.data() + kHintOffset, hint);
+        main_.pwrite(ctx.get(), buf.data() + 0x40, end - 0x40, 0x40);
+        hint_ = std::string(hint);
+        header_dirty_ = false;
     }
 
     void build(Context &ctx, const vdkit_create_params &p) {
@@ -575,9 +601,15 @@ private:
         }
         file_size_ = std::max(file_size_, at + h_.stride());
         ++next_block_;
-        h_.blocks_allocated = std::max(h_.blocks_allocated, next_block_);
-        header_dirty_ = true;
-        set_entry(ctx, b, index); // after the data: a crash leaves an orphan, never garbage
+        // Data, then the header's allocated count, then the map entry: a
+        // write that fails (or a crash) in between leaves an orphan block —
+        // a leak check -r reclaims — never an entry past the count or
+        // pointing at garbage.
+        if (next_block_ > h_.blocks_allocated) {
+            h_.blocks_allocated = next_block_;
+            write_header(ctx);
+        }
+        set_entry(ctx, b, index);
     }
 
     // Point block b at entry (free or zero); its data block becomes a hole.

@@ -166,6 +166,7 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
         store_.pread(ctx.get(), raw.data(), raw.size(), gd_byte);
         for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
     }
+    opened_unclean_ = h_.unclean_shutdown != 0;
     uint64_t rgd_byte = 0;
     if ((h_.flags & kFlagRedundant) && !(h_.flags & kFlagCompressed) && h_.rgd_offset &&
         mul_ok(h_.rgd_offset, 512, &rgd_byte) && rgd_byte <= file_size_ && file_size_ - rgd_byte >= gd_entries * 4 &&
@@ -179,6 +180,7 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
 
 void SparseExtent::set_unclean(sdk::Context &ctx, bool unclean) {
     if (h_.unclean_shutdown == (unclean ? 1 : 0)) return;
+    if (!unclean && opened_unclean_) refresh_redundant_tables(ctx);
     h_.unclean_shutdown = unclean ? 1 : 0;
     unsigned char b = h_.unclean_shutdown;
     store_.pwrite(ctx.get(), &b, 1, 72);
@@ -198,6 +200,28 @@ void SparseExtent::set_gte(sdk::Context &ctx, uint64_t index, uint32_t value) {
     if (gdi < rgd_.size() && rgd_[gdi] && uint64_t(rgd_[gdi]) * 512 + slot * 4 + 4 <= file_size_)
         store_.pwrite(ctx.get(), e, 4, uint64_t(rgd_[gdi]) * 512 + slot * 4);
     gt[slot] = value;
+}
+
+void SparseExtent::refresh_redundant_tables(sdk::Context &ctx) {
+    opened_unclean_ = false;
+    const uint64_t bytes = uint64_t(h_.gtes_per_gt) * 4;
+    const uint64_t file_end = (file_size_ + 511) / 512 * 512;
+    auto fits = [&](uint32_t sector) { return sector && uint64_t(sector) * 512 + bytes <= file_size_; };
+    auto sound = [&](uint32_t e) {
+        if (e <= 1) return e == 0 || (h_.flags & kFlagZeroedGrain);
+        return e >= h_.overhead && uint64_t(e) * 512 + grain_bytes() <= file_end;
+    };
+    std::vector<unsigned char> primary(static_cast<size_t>(bytes)), copy(static_cast<size_t>(bytes));
+    for (size_t gdi = 0; gdi < gd_.size() && gdi < rgd_.size(); ++gdi) {
+        if (!fits(gd_[gdi]) || !fits(rgd_[gdi])) continue; // check reports those
+        store_.pread(ctx.get(), primary.data(), bytes, uint64_t(gd_[gdi]) * 512);
+        store_.pread(ctx.get(), copy.data(), bytes, uint64_t(rgd_[gdi]) * 512);
+        if (primary == copy) continue;
+        for (uint64_t k = 0; k < h_.gtes_per_gt; ++k)
+            if (sound(static_cast<uint32_t>(load_le(primary.data() + k * 4, 4))))
+                std::memcpy(copy.data() + k * 4, primary.data() + k * 4, 4);
+        store_.pwrite(ctx.get(), copy.data(), bytes, uint64_t(rgd_[gdi]) * 512);
+    }
 }
 
 // Data first, then the table entries: a crash in between leaks a grain but
@@ -659,9 +683,11 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
         if (has_rgt) {
             std::vector<uint32_t> rgt = read_table(rgd_[gdi]);
             uint64_t differ = 0, first = 0;
+            bool primary_sound = true; // every differing primary entry points somewhere valid
             for (uint64_t k = 0; k < gt.size(); ++k) {
                 if (gt[k] == rgt[k]) continue;
                 if (differ++ == 0) first = k;
+                if (!entry_problem(gt[k]).empty()) primary_sound = false;
                 suspects.push_back(gdi * h_.gtes_per_gt + k);
                 // The primary wins when it is sound, else the redundant copy, else neither.
                 uint32_t v = entry_problem(gt[k]).empty() ? gt[k] : entry_problem(rgt[k]).empty() ? rgt[k] : 0;
@@ -671,10 +697,15 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                 }
                 gt[k] = v;
             }
+            // An extent closed uncleanly may have stopped between the two
+            // table writes of set_gte: when the primary entries are sound that
+            // is a stale copy (repair refreshes it), not damage to data.
+            const bool interrupted = h_.unclean_shutdown && primary_sound;
             if (differ)
-                report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + first * 4,
+                report(interrupted ? VDKIT_FINDING_LEAK : VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + first * 4,
                        "grain table " + std::to_string(gdi) + " and its redundant copy differ in " +
-                           std::to_string(differ) + " entries (first: entry " + std::to_string(first) + ")",
+                           std::to_string(differ) + " entries (first: entry " + std::to_string(first) + ")" +
+                           (interrupted ? "; the extent was not closed cleanly and the primary table is sound" : ""),
                        true);
         }
         for (uint64_t k = 0; k < gt.size(); ++k) {

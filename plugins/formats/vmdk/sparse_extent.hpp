@@ -124,10 +124,15 @@ private:
     void count_cut_grains(sdk::Context &ctx);
     // No footer (a truncated stream): map grains from their markers.
     void scan_markers(sdk::Context &ctx, const std::string &why);
+    // After a session that was not closed cleanly: bring redundant table
+    // entries in line with sound primary ones (set_gte writes the two copies
+    // one after the other, and may have been stopped in between).
+    void refresh_redundant_tables(sdk::Context &ctx);
 
     SparseHeader h_;
     std::vector<uint32_t> gd_;
     std::vector<uint32_t> rgd_; // redundant directory, when flags bit 1 is set
+    bool opened_unclean_ = false; // uncleanShutdown was already set when opened
     std::unordered_map<uint64_t, std::vector<uint32_t>> gt_cache_;
     // Grain index → marker sector of the grains found, when the map was
     // rebuilt by scan_markers (set, possibly empty, only then).
