@@ -28,6 +28,9 @@ PIN(vdkit_filter_ops, extents, 88);
 PIN(vdkit_format_ops, probe, 8);
 PIN(vdkit_format_ops, read, 48);
 PIN(vdkit_format_ops, rename, 192);
+PIN(vdkit_format_ops, measure, 200); /* 1.2 */
+PIN(vdkit_measure, required, 8);     /* 1.2 */
+PIN(vdkit_measure, fully_allocated, 16);
 PIN(vdkit_image_info, uuid, 24);
 PIN(vdkit_image_info, subformat, 120);
 PIN(vdkit_create_params, parent_hint, 64);

@@ -160,3 +160,49 @@ TEST_CASE("the C API merges, commits and rebases chains", "[c-api][merge]") {
     REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
     vdkit_library_close(lib);
 }
+
+TEST_CASE("the C API copies with pipeline options and measures", "[c-api][copy]") {
+    vdkit::test::TempDir dir;
+    vdkit_error err{};
+    err.struct_size = sizeof(err);
+    vdkit_library *lib = open_plugins_library(err);
+    vdkit_disk *src = nullptr, *dst = nullptr;
+    const std::string a = dir / "a.vdi", b = dir / "b.vmdk";
+    REQUIRE(vdkit_disk_create(lib, a.c_str(), "vdi", 16 << 20, 0, "block-size=1M", nullptr, &src, &err) == VDKIT_OK);
+    auto data = vdkit::test::pattern(3 << 20, 7);
+    REQUIRE(vdkit_disk_write(src, 5 << 20, data.data(), data.size(), &err) == VDKIT_OK);
+
+    // measure: a VDI of the same layout holds the header area and 3 blocks.
+    uint64_t required = 0, full = 0;
+    REQUIRE(vdkit_library_measure(lib, "vdi", "block-size=1M", src, 0, &required, &full, &err) == VDKIT_OK);
+    CHECK(required == (2u << 20) + (3u << 20)); // map area aligned to 1 MiB, then 3 data blocks
+    CHECK(full == (2u << 20) + (16u << 20));
+    REQUIRE(vdkit_library_measure(lib, "raw", nullptr, nullptr, 1 << 30, &required, nullptr, &err) == VDKIT_OK);
+    CHECK(required == 1u << 30);
+    CHECK(vdkit_library_measure(lib, "vdi", "block-size=1M", nullptr, 0, &required, &full, &err) ==
+          VDKIT_E_INVALID_ARGUMENT);
+
+    REQUIRE(vdkit_disk_create(lib, b.c_str(), "vmdk", 16 << 20, 0, nullptr, nullptr, &dst, &err) == VDKIT_OK);
+    vdkit_copy_options co{};
+    co.struct_size = sizeof(co);
+    co.threads = 3;
+    co.flags = VDKIT_COPY_OUT_OF_ORDER;
+    int calls = 0;
+    co.progress = [](void *opaque, uint64_t, uint64_t) {
+        ++*static_cast<int *>(opaque);
+        return 0;
+    };
+    co.opaque = &calls;
+    REQUIRE(vdkit_disk_copy_ex(lib, src, dst, &co, &err) == VDKIT_OK);
+    CHECK(calls > 1);
+    std::vector<unsigned char> back(data.size());
+    REQUIRE(vdkit_disk_read(dst, 5 << 20, back.data(), back.size(), &err) == VDKIT_OK);
+    CHECK(back == data);
+    co.threads = 99;
+    CHECK(vdkit_disk_copy_ex(lib, src, dst, &co, &err) == VDKIT_E_INVALID_ARGUMENT);
+    co.struct_size = 4; // too small to hold threads and flags
+    CHECK(vdkit_disk_copy_ex(lib, src, dst, &co, &err) == VDKIT_E_INVALID_ARGUMENT);
+    REQUIRE(vdkit_disk_close(dst, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_close(src, &err) == VDKIT_OK);
+    vdkit_library_close(lib);
+}

@@ -318,6 +318,38 @@ class ConvertCommand : public Command {
     }
 };
 
+// ---- measure ----------------------------------------------------------------------
+
+class MeasureCommand : public Command {
+    std::string in_format_, out_format_, source_, size_, output_;
+    std::vector<std::string> options_;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("measure", "Bytes a new image would take (qemu-img measure)");
+        sub->add_option("-f,--format", in_format_, "Source format (default: probe)");
+        sub->add_option("-O,--output-format", out_format_, "Format of the new image")->required();
+        sub->add_option("-o,--options", options_, "Its create options key=value[,key=value]")->allow_extra_args(false);
+        sub->add_option("--size", size_, "Measure an empty image of this size instead of a source");
+        add_output_option(sub, output_);
+        sub->add_option("source", source_, "Image whose data the new one would hold");
+        return sub;
+    }
+    int run() override {
+        if (source_.empty() == size_.empty())
+            throw CliError("give either a source image or --size", kExitUsage);
+        auto lib = open_library(globals());
+        std::unique_ptr<Disk> src;
+        if (!source_.empty()) src = open_read_only(*lib, source_, in_format_);
+        const uint64_t size = size_.empty() ? 0 : parse_size_arg(size_);
+        const MeasureResult m = take(lib->measure(out_format_, parse_options(options_), src.get(), size));
+        if (output_ == "json") {
+            std::cout << json{{"required", m.required}, {"fully-allocated", m.fully_allocated}}.dump(4) << "\n";
+        } else {
+            std::cout << "required size: " << m.required << "\nfully allocated size: " << m.fully_allocated << "\n";
+        }
+        return kExitOk;
+    }
+};
+
 // ---- compare ----------------------------------------------------------------------
 
 class CompareCommand : public Command {
@@ -560,6 +592,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     c.push_back(std::make_unique<InfoCommand>());
     c.push_back(std::make_unique<CreateCommand>());
     c.push_back(std::make_unique<ConvertCommand>());
+    c.push_back(std::make_unique<MeasureCommand>());
     c.push_back(std::make_unique<CompareCommand>());
     c.push_back(std::make_unique<MapCommand>());
     c.push_back(std::make_unique<CheckCommand>());

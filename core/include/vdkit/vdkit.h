@@ -103,10 +103,35 @@ vdkit_status vdkit_disk_metadata_get(vdkit_disk *disk, const char *key, char *bu
 vdkit_status vdkit_disk_metadata_set(vdkit_disk *disk, const char *key, const char *value, vdkit_error *err);
 
 /* Copy src's content into dst (dst at least as large). progress may be NULL;
- * a non-zero return from it cancels with VDKIT_E_CANCELLED. */
+ * a non-zero return from it cancels with VDKIT_E_CANCELLED. It is called
+ * from one thread at a time, not always the caller's (the pipeline's
+ * workers report). */
 typedef int (*vdkit_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, vdkit_progress_fn progress,
                              void *opaque, vdkit_error *err);
+
+/* The convert pipeline's settings (CopyOptions in vdkit.hpp). Size-stamped:
+ * set struct_size = sizeof(vdkit_copy_options); fields a caller's older
+ * struct lacks take their defaults. */
+typedef struct vdkit_copy_options {
+    uint32_t struct_size;
+    uint32_t threads;        /* 0: the default (4); else 1..64 */
+    uint32_t flags;          /* VDKIT_COPY_* */
+    uint32_t _reserved;
+    vdkit_progress_fn progress; /* may be NULL */
+    void *opaque;
+} vdkit_copy_options;
+#define VDKIT_COPY_OUT_OF_ORDER  (1u << 0) /* writes may land in any order (qemu-img convert -W) */
+#define VDKIT_COPY_TARGET_DIRTY  (1u << 1) /* the target may hold data: write zero ranges too */
+/* options may be NULL (defaults). */
+vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, const vdkit_copy_options *options,
+                                vdkit_error *err);
+
+/* qemu-img measure / VixDiskLib_SpaceNeededForClone: bytes a new image of
+ * `format` (options "key=value,…" or NULL) would take holding src's data
+ * (src NULL: an empty image of `size` bytes). Either out pointer may be NULL. */
+vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const char *options, vdkit_disk *src,
+                           uint64_t size, uint64_t *required, uint64_t *fully_allocated, vdkit_error *err);
 
 /* Maintenance of the top image; see Disk::compact/resize/check in vdkit.hpp. */
 vdkit_status vdkit_disk_compact(vdkit_disk *disk, vdkit_progress_fn progress, void *opaque, vdkit_error *err);

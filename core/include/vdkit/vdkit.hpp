@@ -290,6 +290,12 @@ struct CopyOptions {
     bool out_of_order = false;
 };
 
+// What a new image would take on its medium (Library::measure).
+struct MeasureResult {
+    uint64_t required = 0;        // for the source's data (a fresh sparse image: metadata only)
+    uint64_t fully_allocated = 0; // with every block allocated (create --preallocate)
+};
+
 class Library {
 public:
     static Result<std::shared_ptr<Library>> create(const LibraryOptions &options = {});
@@ -310,6 +316,14 @@ public:
     // Copy src's virtual content into dst (same size or larger), driven by
     // allocation status: unallocated and zero ranges are not read.
     Status copy(const Disk &src, Disk &dst, const CopyOptions &options = {}) const;
+
+    // qemu-img measure / VixDiskLib SpaceNeededForClone: the bytes a new
+    // image of `format` (with create `options`) would take holding source's
+    // data — from its allocation map; nothing is read — or, without a
+    // source, an empty image of `size` bytes. An upper bound where the
+    // format compresses. NOT_SUPPORTED when the format cannot tell.
+    Result<MeasureResult> measure(const std::string &format, const Options &options, const Disk *source,
+                                  uint64_t size = 0) const;
 
     // Content comparison (qemu-img compare): the first offset at which a and
     // b read differently, or nullopt when they read the same. Over the

@@ -6,6 +6,7 @@
 #include "util/util.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 struct vdkit_library {
@@ -237,6 +238,37 @@ vdkit_status vdkit_disk_metadata_set(vdkit_disk *disk, const char *key, const ch
     return guarded(err, [&]() -> vdkit::Status {
         if (!disk || !key || !value) return null_arg("disk, key and value");
         return disk->disk->metadata_set(key, value);
+    });
+}
+
+vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, const vdkit_copy_options *options,
+                                vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !src || !dst) return null_arg("lib, src and dst");
+        vdkit_copy_options c{};
+        if (options) {
+            if (options->struct_size < offsetof(vdkit_copy_options, _reserved))
+                return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "vdkit_copy_options.struct_size is too small");
+            std::memcpy(&c, options, std::min<size_t>(options->struct_size, sizeof(c)));
+        }
+        vdkit::CopyOptions o;
+        if (c.threads) o.threads = c.threads;
+        o.out_of_order = c.flags & VDKIT_COPY_OUT_OF_ORDER;
+        o.target_is_zero = !(c.flags & VDKIT_COPY_TARGET_DIRTY);
+        if (c.progress) o.progress = [&](uint64_t d, uint64_t t) { return c.progress(c.opaque, d, t) == 0; };
+        return lib->lib->copy(*src->disk, *dst->disk, o);
+    });
+}
+
+vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const char *options, vdkit_disk *src,
+                           uint64_t size, uint64_t *required, uint64_t *fully_allocated, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !format) return null_arg("lib and format");
+        VDKIT_ASSIGN_OR_RETURN(vdkit::Options o, parse_options(options));
+        VDKIT_ASSIGN_OR_RETURN(vdkit::MeasureResult m, lib->lib->measure(format, o, src ? src->disk.get() : nullptr, size));
+        if (required) *required = m.required;
+        if (fully_allocated) *fully_allocated = m.fully_allocated;
+        return vdkit::Status::ok();
     });
 }
 

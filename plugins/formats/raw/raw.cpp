@@ -30,6 +30,12 @@ public:
         return img;
     }
 
+    // A raw image is its virtual size, data or not (as qemu-img measure says).
+    static void measure(Context &, uint64_t size, const vdkit_extent *, uint64_t, vdkit_measure &out) {
+        out.required = size;
+        out.fully_allocated = size;
+    }
+
     static std::unique_ptr<RawImage> create(Context &ctx, StoreRef main, std::string_view name,
                                             const vdkit_create_params &params) {
         if (params.flags & VDKIT_CREATE_DIFF)

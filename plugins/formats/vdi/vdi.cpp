@@ -60,6 +60,14 @@ public:
         return img;
     }
 
+    // The map area and the data blocks the ranges touch (a new image has no
+    // block_extra).
+    static void measure(Context &ctx, uint64_t size, const vdkit_extent *data, uint64_t count, vdkit_measure &out) {
+        const NewLayout l = new_layout(ctx, size, "");
+        out.required = l.off_data + sdk::units_touched(data, count, l.block, 0, size) * l.block;
+        out.fully_allocated = l.off_data + l.blocks * l.block;
+    }
+
     static std::unique_ptr<VdiImage> create(Context &ctx, StoreRef main, std::string_view name,
                                             const vdkit_create_params &p) {
         auto img = std::make_unique<VdiImage>();
@@ -499,27 +507,38 @@ private:
         header_dirty_ = false;
     }
 
-    void build(Context &ctx, const vdkit_create_params &p) {
-        if (p.size == 0 || p.size >= kMaxDiskSize)
-            fail(VDKIT_E_INVALID_ARGUMENT, "size " + std::to_string(p.size) + " is out of the VDI range (1 byte to 4 PiB - 3 MiB)");
+    // Where a new image's map and data start (create and measure agree).
+    struct NewLayout {
+        uint64_t block, blocks, off_blocks, off_data;
+    };
+    static NewLayout new_layout(Context &ctx, uint64_t size, const std::string &who) {
+        auto fail = [&](uint32_t code, const std::string &why) { throw Error(code, who + why); };
+        if (size == 0 || size >= kMaxDiskSize)
+            fail(VDKIT_E_INVALID_ARGUMENT, "size " + std::to_string(size) + " is out of the VDI range (1 byte to 4 PiB - 3 MiB)");
         const uint64_t block = ctx.config_uint("block-size").value_or(1u << 20);
         const uint64_t align = ctx.config_uint("alignment").value_or(1u << 20);
         if ((block & (block - 1)) || block < kMinBlockSize || block > kMaxBlockSize)
             fail(VDKIT_E_INVALID_ARGUMENT, "block-size must be a power of two from 512 bytes to 256 MiB");
         if ((align & (align - 1)) || align < kSector || align > (64u << 20))
             fail(VDKIT_E_INVALID_ARGUMENT, "alignment must be a power of two from 512 bytes to 64 MiB");
+        const uint64_t blocks = (size + block - 1) / block;
+        if (blocks >= kBlockZero) fail(VDKIT_E_INVALID_ARGUMENT, "too many blocks; use a larger block-size");
+        const uint64_t off_blocks = align_up(kHintAreaEnd, align);
+        const uint64_t off_data = align_up(off_blocks + blocks * 4, align);
+        if (off_data > UINT32_MAX) fail(VDKIT_E_INVALID_ARGUMENT, "the block map does not fit a 32-bit data offset");
+        return {block, blocks, off_blocks, off_data};
+    }
+
+    void build(Context &ctx, const vdkit_create_params &p) {
+        const NewLayout l = new_layout(ctx, p.size, name_ + ": ");
+        const uint64_t block = l.block, blocks = l.blocks, off_blocks = l.off_blocks, off_data = l.off_data;
         const bool diff = p.flags & VDKIT_CREATE_DIFF;
         const bool fixed = (p.flags & VDKIT_CREATE_FIXED) && !diff;
         h_ = Header{};
         h_.type = diff ? kTypeDiff : fixed ? kTypeFixed : kTypeNormal;
         h_.disk_size = p.size;
         h_.block_size = static_cast<uint32_t>(block);
-        const uint64_t blocks = (p.size + block - 1) / block;
-        if (blocks >= kBlockZero) fail(VDKIT_E_INVALID_ARGUMENT, "too many blocks; use a larger block-size");
         h_.blocks = static_cast<uint32_t>(blocks);
-        const uint64_t off_blocks = align_up(kHintAreaEnd, align);
-        const uint64_t off_data = align_up(off_blocks + blocks * 4, align);
-        if (off_data > UINT32_MAX) fail(VDKIT_E_INVALID_ARGUMENT, "the block map does not fit a 32-bit data offset");
         h_.off_blocks = static_cast<uint32_t>(off_blocks);
         h_.off_data = static_cast<uint32_t>(off_data);
         h_.pchs = {p.pchs_cylinders, p.pchs_heads, p.pchs_sectors, static_cast<uint32_t>(kSector)};

@@ -44,8 +44,7 @@ void encode_sparse_header(const SparseHeader &h, unsigned char *p) {
     put(77, h.compress_algorithm, 2);
 }
 
-SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64_t capacity, uint64_t grain,
-                                  bool zeroed_grain, uint64_t descriptor_sectors) {
+SparseHeader plan_sparse_layout(uint64_t capacity, uint64_t grain, bool zeroed_grain, uint64_t descriptor_sectors) {
     SparseHeader h;
     h.version = zeroed_grain ? 2 : 1;
     h.flags = kFlagNewlineTest | kFlagRedundant | (zeroed_grain ? kFlagZeroedGrain : 0);
@@ -65,6 +64,16 @@ SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64
     uint64_t gt_start = h.gd_offset + gd_sectors;
     uint64_t end = gt_start + gt_sectors;
     h.overhead = (end + grain - 1) / grain * grain;
+    return h;
+}
+
+SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64_t capacity, uint64_t grain,
+                                  bool zeroed_grain, uint64_t descriptor_sectors) {
+    const SparseHeader h = plan_sparse_layout(capacity, grain, zeroed_grain, descriptor_sectors);
+    const uint64_t gt_count = (capacity + 512 * grain - 1) / (512 * grain);
+    const uint64_t gd_sectors = (gt_count * 4 + 511) / 512;
+    const uint64_t rgt_start = h.rgd_offset + gd_sectors;
+    const uint64_t gt_start = h.gd_offset + gd_sectors;
 
     unsigned char header[512];
     encode_sparse_header(h, header);

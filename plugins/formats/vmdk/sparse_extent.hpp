@@ -53,6 +53,10 @@ SparseHeader parse_sparse_header(const unsigned char *h, const std::string &wher
 // tables, all tables preallocated, grains after the grain-aligned overhead.
 SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64_t capacity_sectors,
                                   uint64_t grain_sectors, bool zeroed_grain, uint64_t descriptor_sectors);
+// The header create_sparse_layout writes (overhead and table positions),
+// without writing anything; measure uses it too.
+SparseHeader plan_sparse_layout(uint64_t capacity_sectors, uint64_t grain_sectors, bool zeroed_grain,
+                                uint64_t descriptor_sectors);
 
 // Encodes a header into 512 bytes.
 void encode_sparse_header(const SparseHeader &h, unsigned char *out);

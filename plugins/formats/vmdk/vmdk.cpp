@@ -86,22 +86,83 @@ public:
     }
 
     // monolithicSparse for now; the other subformats follow (issue 3).
+    // The create options that shape the files, validated (create and measure).
+    struct Shape {
+        uint64_t grain = 0, capacity = 0; // bytes, sectors
+        bool zeroed = false, monolithic = false;
+        std::string subformat;
+    };
+    static Shape shape(Context &ctx, uint64_t size, const std::string &who) {
+        Shape s;
+        if (size % 512) throw Error(VDKIT_E_INVALID_ARGUMENT, who + "VMDK sizes are whole 512-byte sectors");
+        s.grain = ctx.config_uint("grain-size").value_or(65536);
+        // VDF50 requires grainSize > 8 sectors; libvmdk enforces it.
+        if (s.grain < 8192 || (s.grain & (s.grain - 1)))
+            throw Error(VDKIT_E_INVALID_ARGUMENT, who + "grain-size must be a power of two of at least 8k");
+        s.zeroed = ctx.config_bool("zeroed-grain").value_or(false);
+        s.capacity = size / 512;
+        s.subformat = ctx.config("subformat").value_or("monolithicSparse");
+        s.monolithic = s.subformat == "monolithicSparse" || s.subformat == "streamOptimized";
+        if (s.monolithic && s.capacity >= (1ull << 32))
+            throw Error(VDKIT_E_INVALID_ARGUMENT, who + "a " + s.subformat + " disk holds less than 2 TiB; use "
+                                                        "twoGbMaxExtentSparse or a flat subformat");
+        return s;
+    }
+
+    // Sectors per extent file of a split subformat: `given`, else split-size.
+    static uint64_t split_chunk(Context &ctx, const std::string &who, uint64_t grain_sectors, bool sparse,
+                                uint64_t given = 0) {
+        uint64_t chunk = given ? given : ctx.config_uint("split-size").value_or(2ull << 30) / 512;
+        if (sparse) chunk = chunk / grain_sectors * grain_sectors; // whole grains per extent
+        if (chunk == 0) throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": split-size is smaller than a grain");
+        return chunk;
+    }
+
+    // qemu-img measure for VMDK (qemu cannot): sparse extents count their
+    // planned overhead plus the grains the data touches; flat extents their
+    // whole size; a stream the worst case of every touched grain compressed
+    // (deflate can grow incompressible data slightly) plus its tables.
+    static void measure(Context &ctx, uint64_t size, const vdkit_extent *data, uint64_t count, vdkit_measure &out) {
+        const Shape s = shape(ctx, size, "");
+        const uint64_t g = s.grain, gs = g / 512;
+        const uint64_t all_grains = (size + g - 1) / g;
+        constexpr uint64_t kDescriptorBound = 4096; // a descriptor file's text, generously
+        auto sparse_extent = [&](uint64_t start, uint64_t sectors, uint64_t descriptor_sectors, bool full) {
+            const SparseHeader h = plan_sparse_layout(sectors, gs, s.zeroed, descriptor_sectors);
+            const uint64_t lo = start * 512, hi = (start + sectors) * 512;
+            const uint64_t grains = full ? (hi - lo + g - 1) / g : sdk::units_touched(data, count, g, lo, hi);
+            return h.overhead * 512 + grains * g;
+        };
+        if (s.subformat == "monolithicSparse") {
+            out.required = sparse_extent(0, s.capacity, 20, false);
+            out.fully_allocated = sparse_extent(0, s.capacity, 20, true);
+        } else if (s.subformat == "twoGbMaxExtentSparse") {
+            const uint64_t chunk = split_chunk(ctx, "", gs, true);
+            out.required = out.fully_allocated = kDescriptorBound;
+            for (uint64_t start = 0; start < s.capacity; start += chunk) {
+                const uint64_t n = std::min(chunk, s.capacity - start);
+                out.required += sparse_extent(start, n, 0, false);
+                out.fully_allocated += sparse_extent(start, n, 0, true);
+            }
+        } else if (s.subformat == "streamOptimized") {
+            const uint64_t grain_bound = (12 + g + g / 64 + 64 + 511) / 512 * 512; // marker + deflate worst case
+            const uint64_t tables = (s.capacity + 512 * gs - 1) / (512 * gs);
+            const uint64_t meta = (1 + 20 + tables * 5 + 1 + (tables * 4 + 511) / 512 + 3) * 512;
+            out.required = meta + sdk::units_touched(data, count, g, 0, size) * grain_bound;
+            out.fully_allocated = meta + all_grains * grain_bound;
+        } else {
+            out.required = out.fully_allocated = size + kDescriptorBound; // flat extents
+        }
+    }
+
     static std::unique_ptr<VmdkImage> create(Context &ctx, StoreRef main, std::string_view name,
                                              const vdkit_create_params &p) {
         const std::string who(name);
-        if (p.size % 512) throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": VMDK sizes are whole 512-byte sectors");
-        uint64_t grain = ctx.config_uint("grain-size").value_or(65536);
-        // VDF50 requires grainSize > 8 sectors; libvmdk enforces it.
-        if (grain < 8192 || (grain & (grain - 1)))
-            throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": grain-size must be a power of two of at least 8k");
-        const bool zeroed = ctx.config_bool("zeroed-grain").value_or(false);
+        const Shape shaped = shape(ctx, p.size, who + ": ");
+        const uint64_t grain = shaped.grain, capacity = shaped.capacity;
+        const bool zeroed = shaped.zeroed, monolithic = shaped.monolithic;
+        const std::string &subformat = shaped.subformat;
         const std::string adapter = ctx.config("adapter-type").value_or("ide");
-        const uint64_t capacity = p.size / 512;
-        const std::string subformat = ctx.config("subformat").value_or("monolithicSparse");
-        const bool monolithic = subformat == "monolithicSparse" || subformat == "streamOptimized";
-        if (monolithic && capacity >= (1ull << 32))
-            throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": a " + subformat + " disk holds less than 2 TiB; use "
-                                                      "twoGbMaxExtentSparse or a flat subformat");
 
         uint8_t image_uuid[16];
         std::memcpy(image_uuid, p.uuid, 16);
@@ -502,9 +563,7 @@ private:
         const bool sparse = type == "twoGbMaxExtentSparse";
         uint64_t chunk = capacity;
         if (split) {
-            chunk = split_sectors ? split_sectors : ctx.config_uint("split-size").value_or(2ull << 30) / 512;
-            if (sparse) chunk = chunk / grain_sectors * grain_sectors; // whole grains per extent
-            if (chunk == 0) throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": split-size is smaller than a grain");
+            chunk = split_chunk(ctx, who, grain_sectors, sparse, split_sectors);
             if (capacity / chunk + first_index >= 10000)
                 throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": more than 9999 extents; use a larger split-size");
         }

@@ -347,6 +347,14 @@ typedef struct vdkit_check_result {
  * writes up to cap bytes, sets *needed to the full length, and returns
  * VDKIT_OK even when truncated; the host retries with a larger buffer.
  */
+/* Filled by measure (ABI 1.2). The host zero-fills it and sets struct_size. */
+typedef struct vdkit_measure {
+    uint32_t struct_size;
+    uint32_t _reserved;
+    uint64_t required;        /* bytes on the medium for the given data */
+    uint64_t fully_allocated; /* bytes with every block allocated (preallocated) */
+} vdkit_measure;
+
 typedef struct vdkit_format_ops {
     uint32_t struct_size;
     uint32_t _reserved;
@@ -401,6 +409,14 @@ typedef struct vdkit_format_ops {
     uint32_t (*check)(void *image, vdkit_ctx *ctx, uint32_t flags, vdkit_check_result *result);
     /* Rename every file of the image so that main becomes new_name. */
     uint32_t (*rename)(void *image, vdkit_ctx *ctx, vdkit_str new_name);
+
+    /* ---- ABI 1.2 (present when struct_size covers it) ---- */
+    /* Bytes a new image would take (qemu-img measure, VixDiskLib
+     * SpaceNeededForClone): virtual size `size`, create options from
+     * config_get as for create, holding data in the `count` sorted, disjoint
+     * ranges of `data` (their type is ignored). No image is opened. */
+    uint32_t (*measure)(vdkit_ctx *ctx, uint64_t size, const vdkit_extent *data, uint64_t count,
+                        vdkit_measure *out);
 } vdkit_format_ops;
 
 /* ---- descriptors ------------------------------------------------------------------ */

@@ -218,6 +218,27 @@ private:
     bool repair_, dry_run_;
 };
 
+// ---- measure helper ----------------------------------------------------------------
+
+// For measure(): how many allocation units of `unit` bytes (aligned to
+// multiples of unit from offset 0) inside [lo, hi) the sorted, disjoint
+// ranges touch; a unit two ranges share counts once.
+inline uint64_t units_touched(const vdkit_extent *data, uint64_t count, uint64_t unit, uint64_t lo,
+                              uint64_t hi) noexcept {
+    uint64_t n = 0, last = UINT64_MAX; // last unit counted
+    for (uint64_t i = 0; i < count; ++i) {
+        const uint64_t a = std::max(data[i].offset, lo);
+        const uint64_t b = std::min(data[i].offset + data[i].length, hi);
+        if (a >= b) continue;
+        uint64_t first = a / unit;
+        const uint64_t end = (b - 1) / unit + 1;
+        if (first == last) ++first;
+        if (first < end) n += end - first;
+        last = end - 1;
+    }
+    return n;
+}
+
 // ---- byte helpers ------------------------------------------------------------------
 
 // True when all n bytes at p are zero (all-zero blocks are left unallocated).
@@ -298,7 +319,9 @@ template <class T> T *as(void *p) noexcept { return static_cast<T *>(p); }
 // Optional members (slot stays NULL without them): create, close(Context&, bool delete_files),
 // write, block_status, flush, discard, write_zeroes, set_uuid, parent_hint, set_parent,
 // comment, set_comment, set_geometry, metadata_get, metadata_set, metadata_keys,
-// compact, resize, check, rename. See plugin-guide.md for the signatures.
+// compact, resize, check, rename, and the static
+//   static void measure(Context&, uint64_t size, const vdkit_extent* data, uint64_t count, vdkit_measure& out);
+// See plugin-guide.md for the signatures.
 template <class T>
 const vdkit_format_ops *format_ops() noexcept {
     using detail::as;
@@ -332,6 +355,25 @@ const vdkit_format_ops *format_ops() noexcept {
                     std::memcpy(&params, p, std::min<size_t>(p->struct_size, sizeof(params)));
                     params.struct_size = sizeof(params);
                     *out = T::create(ctx, StoreRef(m), view(n), params).release();
+                    return VDKIT_OK;
+                });
+            };
+        }
+        if constexpr (requires(Context &ctx, vdkit_measure &m) {
+                          T::measure(ctx, uint64_t(), (const vdkit_extent *)nullptr, uint64_t(), m);
+                      }) {
+            o.measure = [](vdkit_ctx *c, uint64_t size, const vdkit_extent *data, uint64_t count,
+                           vdkit_measure *out) noexcept {
+                return guard(c, [&] {
+                    Context ctx(c);
+                    vdkit_measure m{};
+                    m.struct_size = sizeof(m);
+                    T::measure(ctx, size, data, count, m);
+                    // Only as many bytes as the host's struct has.
+                    std::memcpy(reinterpret_cast<unsigned char *>(out) + sizeof(uint32_t),
+                                reinterpret_cast<const unsigned char *>(&m) + sizeof(uint32_t),
+                                std::min<size_t>(std::max<size_t>(out->struct_size, sizeof(uint32_t)), sizeof(m)) -
+                                    sizeof(uint32_t));
                     return VDKIT_OK;
                 });
             };

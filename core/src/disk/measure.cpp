@@ -1,0 +1,49 @@
+// Library::measure — qemu-img measure / VixDiskLib SpaceNeededForClone. The
+// core turns the source's allocation map into data ranges (nothing is read,
+// cost follows the map) and the format plugin, which alone knows its layout,
+// says what an image with those ranges would take (vdkit_format_ops.measure).
+#include "host/context.hpp"
+#include "host/host.hpp"
+#include "registry/registry.hpp"
+
+namespace vdkit {
+inline namespace v1 {
+
+Result<MeasureResult> Library::measure(const std::string &format, const Options &options, const Disk *source,
+                                       uint64_t size) const {
+    auto entry = host_->registry().find(PluginKind::format, format);
+    if (!entry) {
+        VDKIT_TRY(check_options(PluginKind::format, format, {}, true)); // the not-found message
+        return Status(VDKIT_E_NOT_FOUND, "no format plugin named '" + format + "'");
+    }
+    if (!entry->format.measure)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format + "' cannot measure images");
+    VDKIT_ASSIGN_OR_RETURN(Options resolved, host_->options_for(*entry, options, OptionUse::create));
+
+    std::vector<vdkit_extent> data;
+    if (source) {
+        size = source->size();
+        for (uint64_t off = 0; off < size;) {
+            VDKIT_ASSIGN_OR_RETURN(BlockRun r, source->block_status(off, size - off));
+            if (r.state == BlockState::data) {
+                if (!data.empty() && data.back().offset + data.back().length == off)
+                    data.back().length += r.length;
+                else
+                    data.push_back(vdkit_extent{off, r.length, VDKIT_EXTENT_DATA, 0});
+            }
+            off += r.length;
+        }
+    }
+    if (size == 0) return Status(VDKIT_E_INVALID_ARGUMENT, "measure needs a source or a size");
+
+    vdkit_ctx ctx = host_->make_ctx(entry.get(), &resolved);
+    vdkit_measure out{};
+    out.struct_size = sizeof(out);
+    const uint32_t rc = call_plugin(ctx, entry->format.measure, &ctx, size, data.data(),
+                                    static_cast<uint64_t>(data.size()), &out);
+    if (rc != VDKIT_OK) return status_from_plugin(ctx, rc, "measure");
+    return MeasureResult{out.required, out.fully_allocated};
+}
+
+} // namespace v1
+} // namespace vdkit
