@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Convert throughput and memory, vdkit side by side with qemu-img in one run.
 
-Usage: bench/convert_bench.py [--build build] [--size-gib 2] [--work DIR]
+Usage: bench/convert_bench.py [--build build] [--size-gib 2] [--repeat 3] [--work DIR]
 
 Generates a sparse raw image with a realistic mix (random data, zero-filled
 data, holes), then times `vdkit convert` and `qemu-img convert` for the same
@@ -11,7 +11,7 @@ holding 64 MiB of data, to show that cost follows allocated data, not
 virtual size.
 Not part of `make test`: timings belong here, not in unit tests.
 """
-import argparse, os, random, resource, shutil, subprocess, sys, tempfile, time
+import argparse, os, random, resource, shutil, statistics, subprocess, sys, tempfile, time
 
 
 def run(cmd):
@@ -25,15 +25,27 @@ def run(cmd):
 
 
 def make_image(path, size, data_bytes, seed):
+    """A realistic mix: half incompressible data (media, encrypted files),
+    a quarter compressible text-like data (logs, binaries), a quarter
+    zero-filled data (freed blocks a guest wrote zeros over), holes between."""
     rng = random.Random(seed)
     chunk = 1 << 20
+    words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randrange(2, 10)))
+             for _ in range(2000)]
     with open(path, "wb") as f:
         f.truncate(size)
         written = 0
         while written < data_bytes:
             off = rng.randrange(0, size - chunk) & ~0xFFFF
             f.seek(off)
-            f.write(os.urandom(chunk) if rng.random() < 0.75 else bytes(chunk))
+            kind = rng.random()
+            if kind < 0.5:
+                block = os.urandom(chunk)
+            elif kind < 0.75:
+                block = b" ".join(rng.choice(words) for _ in range(chunk // 5))[:chunk].ljust(chunk, b"\n")
+            else:
+                block = bytes(chunk)
+            f.write(block)
             written += chunk
 
 
@@ -42,47 +54,71 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--size-gib", type=int, default=2)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per tool and case; the median time is reported")
     args = ap.parse_args()
     vdkit = os.path.join(args.build, "bin", "vdkit")
     if not shutil.which("qemu-img"):
         sys.exit("qemu-img is required (apt-get install qemu-utils)")
     work = args.work or tempfile.mkdtemp(prefix="vdkit-bench-")
-    # (source size, data bytes) -> conversions: (label, qemu-img -O/-o args, vdkit -O/-o args)
+    # (source size, data bytes) -> conversions:
+    #   (label, source format, qemu-img -O/-o args, vdkit -O/-o args)
+    # A vmdk or vdi source is made from the raw one by qemu-img first.
     big = args.size_gib << 30
+    stream = ["-O", "vmdk", "-o", "subformat=streamOptimized"]
     sources = [
-        ("%d GiB, 1/4 data" % args.size_gib, big, big // 4, [
-            ("raw -> raw", ["-O", "raw"], ["-O", "raw"]),
-            ("raw -> vmdk", ["-O", "vmdk"], ["-O", "vmdk"]),
-            ("raw -> vmdk streamOptimized", ["-O", "vmdk", "-o", "subformat=streamOptimized"],
-             ["-O", "vmdk", "-o", "subformat=streamOptimized"]),
-            ("raw -> vdi", ["-O", "vdi"], ["-O", "vdi"]),
+        ("%d GiB, 1/3 data" % args.size_gib, big, big // 3, [
+            ("raw -> raw", "raw", ["-O", "raw"], ["-O", "raw"]),
+            ("raw -> vmdk", "raw", ["-O", "vmdk"], ["-O", "vmdk"]),
+            ("raw -> vmdk streamOptimized", "raw", stream, stream),
+            ("raw -> vdi", "raw", ["-O", "vdi"], ["-O", "vdi"]),
+            ("raw -> vdi, -W", "raw", ["-W", "-O", "vdi"], ["-W", "-O", "vdi"]),
+            ("vmdk -> vdi", "vmdk", ["-O", "vdi"], ["-O", "vdi"]),
+            ("vdi -> vmdk streamOptimized", "vdi", stream, stream),
         ]),
         ("1 TiB sparse, 64 MiB data", 1 << 40, 64 << 20, [
-            ("raw -> raw", ["-O", "raw"], ["-O", "raw"]),
-            ("raw -> vdi", ["-O", "vdi"], ["-O", "vdi"]),
+            ("raw -> raw", "raw", ["-O", "raw"], ["-O", "raw"]),
+            ("raw -> vdi", "raw", ["-O", "vdi"], ["-O", "vdi"]),
         ]),
     ]
     print(f"{'case':58} {'tool':9} {'seconds':>8} {'peak MiB':>9}")
     for i, (desc, size, data, conversions) in enumerate(sources):
-        src = os.path.join(work, f"src{i}.img")
-        make_image(src, size, data, seed=i)
-        for label, qargs, vargs in conversions:
+        raw_src = os.path.join(work, f"src{i}.img")
+        make_image(raw_src, size, data, seed=i)
+        for label, fmt, qargs, vargs in conversions:
+            src = raw_src
+            if fmt != "raw":
+                src = os.path.join(work, f"src{i}.{fmt}")
+                if not os.path.exists(src):
+                    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", fmt, raw_src, src], check=True)
             name = f"{label}, {desc}"
             results = {}
-            for tool, cmd in (("qemu-img", ["qemu-img", "convert", "-f", "raw"] + qargs + [src]),
-                              ("vdkit", [vdkit, "convert", "-f", "raw"] + vargs + [src])):
-                dst = os.path.join(work, f"dst{i}-{tool}")
-                if os.path.exists(dst):
+            # -t writeback: qemu-img's convert default ("unsafe") never flushes the
+            # target; vdkit flushes it before renaming it into place, so both
+            # are timed to the same durability.
+            tools = (("qemu-img", ["qemu-img", "convert", "-t", "writeback", "-f", fmt] + qargs + [src]),
+                     ("vdkit", [vdkit, "convert", "-f", fmt] + vargs + [src]))
+            times = {t: [] for t, _ in tools}
+            peaks = {t: 0 for t, _ in tools}
+            # Alternate the tools so page-cache and writeback state favour neither.
+            for _ in range(args.repeat):
+                for tool, cmd in tools:
+                    dst = os.path.join(work, f"dst{i}-{tool}")
+                    os.sync()
+                    secs, rss = run(cmd + [dst])
+                    times[tool].append(secs)
+                    peaks[tool] = max(peaks[tool], rss)
+                    subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", raw_src, dst], check=True)
                     os.remove(dst)
-                secs, rss = run(cmd + [dst])
-                results[tool] = (secs, rss)
-                print(f"{name:58} {tool:9} {secs:8.2f} {rss / 1024:9.1f}", flush=True)
-                subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", src, dst], check=True)
-                os.remove(dst)
+            for tool, _ in tools:
+                secs = statistics.median(times[tool])
+                results[tool] = (secs, peaks[tool])
+                print(f"{name:58} {tool:9} {secs:8.2f} {peaks[tool] / 1024:9.1f}", flush=True)
             q, v = results["qemu-img"], results["vdkit"]
             print(f"{'':58} {'ratio':9} {v[0] / q[0]:8.2f} {v[1] / q[1]:9.2f}   (vdkit / qemu-img; < 1 is better)",
                   flush=True)
-        os.remove(src)
+        for f in os.listdir(work):
+            if f.startswith(f"src{i}"):
+                os.remove(os.path.join(work, f))
     if not args.work:
         shutil.rmtree(work)
 

@@ -212,7 +212,10 @@ Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const 
     VDKIT_ASSIGN_OR_RETURN(std::vector<Run> runs, map_source(src, total));
     Pipeline pipeline(src, dst, options, std::move(runs), total, unit, buffer,
                       !options.out_of_order || target.sequential);
-    VDKIT_TRY(pipeline.run(options.threads));
+    // A sequential target (a stream) takes one write at a time and does its
+    // own parallel work (compression): more than two readers only hold
+    // buffers waiting for their turn.
+    VDKIT_TRY(pipeline.run(target.sequential ? std::min(options.threads, 2u) : options.threads));
     return dst.flush();
 }
 

@@ -20,7 +20,7 @@ constexpr uint64_t kGtEntries = 512;
 constexpr uint64_t kGtSectors = kGtEntries * 4 / kSector;
 constexpr uint64_t kDescriptorSectors = 20;
 constexpr uint64_t kOverheadSectors = 128; // grains start at 64 KiB, as ovftool writes
-constexpr size_t kStageBytes = 8u << 20;    // one store write per this many bytes
+constexpr size_t kStageBytes = 1u << 20;    // one store write per this many bytes (memory: about twice)
 constexpr uint32_t kMarkerEos = 0, kMarkerGt = 1, kMarkerGd = 2, kMarkerFooter = 3;
 
 // A metadata marker sector: val = sectors that follow, size 0, type.
@@ -161,6 +161,7 @@ void StreamWriter::collect(sdk::Context &ctx, size_t keep) {
 }
 
 void StreamWriter::append(sdk::Context &ctx, const unsigned char *p, size_t n) {
+    if (staged_.capacity() < kStageBytes) staged_.reserve(kStageBytes + n); // no doubling past the stage size
     staged_.insert(staged_.end(), p, p + n);
     end_ += n;
     if (staged_.size() >= kStageBytes) write_staged(ctx);
