@@ -59,6 +59,8 @@ public:
                                                  "pass --overwrite to replace it");
             }
             for (const auto &p : others) rename(p, final_dir / p.filename());
+        } else if (!overwrite_ && fs::exists(target_, ec)) {
+            throw CliError(target_.string() + ": appeared while converting; pass --overwrite to replace it");
         }
         rename(main(), target_);
     }
