@@ -1,7 +1,6 @@
 // The public C++ Library: a handle on a shared Host.
 #include "host/host.hpp"
 #include "disk/disk_state.hpp"
-#include "util/util.hpp"
 
 namespace vdkit {
 inline namespace v1 {
@@ -47,11 +46,7 @@ Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) con
 
 Status Library::check_options(PluginKind kind, std::string_view name, const Options &options, bool create) const {
     auto entry = host_->registry().find(kind, name);
-    if (!entry) {
-        std::string msg = std::string("no ") + to_string(kind) + " plugin named '" + std::string(name) + "' is loaded";
-        if (auto guess = util::closest_match(name, host_->registry().names(kind))) msg += " — did you mean '" + *guess + "'?";
-        return Status(VDKIT_E_NOT_FOUND, msg);
-    }
+    if (!entry) return host_->unknown_plugin(kind, name);
     return host_->options_for(*entry, options, create ? OptionUse::create : OptionUse::open).status();
 }
 

@@ -12,10 +12,7 @@ inline namespace v1 {
 Result<MeasureResult> Library::measure(const std::string &format, const Options &options, const Disk *source,
                                        uint64_t size) const {
     auto entry = host_->registry().find(PluginKind::format, format);
-    if (!entry) {
-        VDKIT_TRY(check_options(PluginKind::format, format, {}, true)); // the not-found message
-        return Status(VDKIT_E_NOT_FOUND, "no format plugin named '" + format + "'");
-    }
+    if (!entry) return host_->unknown_plugin(PluginKind::format, format);
     if (!entry->format.measure)
         return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format + "' cannot measure images");
     VDKIT_ASSIGN_OR_RETURN(Options resolved, host_->options_for(*entry, options, OptionUse::create));

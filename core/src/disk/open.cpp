@@ -14,15 +14,6 @@ namespace vdkit {
 
 namespace {
 
-Status unknown_format(const Registry &reg, const std::string &name) {
-    std::string msg = "no format plugin named '" + name + "'";
-    if (auto guess = util::closest_match(name, reg.names(PluginKind::format))) msg += " — did you mean '" + *guess + "'?";
-    std::string all;
-    for (const auto &n : reg.names(PluginKind::format)) all += (all.empty() ? "" : ", ") + n;
-    msg += all.empty() ? " (no format plugins are loaded)" : " (available: " + all + ")";
-    return Status(VDKIT_E_NOT_FOUND, msg);
-}
-
 std::string canonical_key(const std::string &location) {
     if (location.find("://") != std::string::npos) return location;
     std::error_code ec;
@@ -139,7 +130,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         PluginEntryPtr fmt;
         if (!format_name.empty()) {
             fmt = registry_.find(PluginKind::format, format_name);
-            if (!fmt) return unknown_format(registry_, format_name);
+            if (!fmt) return unknown_plugin(PluginKind::format, format_name);
         } else {
             // A parent named by its child may be raw (probed by fallback),
             // even in a chain opened for writing.
@@ -208,7 +199,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
 Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, const CreateOptions &options) const {
     if (options.format.empty()) return Status(VDKIT_E_INVALID_ARGUMENT, "creating " + location + ": no format given");
     PluginEntryPtr fmt = registry_.find(PluginKind::format, options.format);
-    if (!fmt) return unknown_format(registry_, options.format);
+    if (!fmt) return unknown_plugin(PluginKind::format, options.format);
     const PluginInfo &fi = fmt->info;
     const bool diff = !options.parent.empty();
     if (!fmt->format.create) return Status(VDKIT_E_NOT_SUPPORTED, "format '" + fi.name + "' cannot create images");

@@ -94,13 +94,9 @@ Result<std::shared_ptr<Host>> Host::create(const LibraryOptions &options) {
                           : kind_name == "filter" ? PluginKind::filter
                                                   : PluginKind::transport;
         auto entry = host->registry_.find(kind, name);
-        if (!entry) {
-            std::string msg = host->config_.source + ": defaults." + kind_name + "." + name + ": no " + kind_name +
-                              " plugin named '" + name + "' is loaded";
-            if (auto guess = util::closest_match(name, host->registry_.names(kind)))
-                msg += " — did you mean '" + *guess + "'?";
-            return Status(VDKIT_E_CONFIG, msg);
-        }
+        if (!entry)
+            return Status(VDKIT_E_CONFIG, host->config_.source + ": defaults." + kind_name + "." + name + ": " +
+                                              host->unknown_plugin(kind, name).message());
         for (const auto &[key, value] : defaults.options) {
             Options one{{key, value}};
             auto checked = resolve_options(entry->info, one, OptionUse::create,
@@ -165,6 +161,17 @@ Result<Options> Host::options_for(const PluginEntry &plugin, const Options &give
         merged[k] = v;
     }
     return resolve_options(plugin.info, merged, use, std::string(kind) + " '" + plugin.info.name + "'");
+}
+
+Status Host::unknown_plugin(PluginKind kind, std::string_view name) const {
+    const std::string kind_name = to_string(kind);
+    std::string msg = "no " + kind_name + " plugin named '" + std::string(name) + "' is loaded";
+    const std::vector<std::string> names = registry_.names(kind);
+    if (auto guess = util::closest_match(name, names)) msg += " — did you mean '" + *guess + "'?";
+    std::string all;
+    for (const auto &n : names) all += (all.empty() ? "" : ", ") + n;
+    msg += all.empty() ? " (no " + kind_name + " plugins are loaded)" : " (available: " + all + ")";
+    return Status(VDKIT_E_NOT_FOUND, msg);
 }
 
 Result<PluginEntryPtr> Host::transport_for(const std::string &location) const {

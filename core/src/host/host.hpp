@@ -41,6 +41,9 @@ public:
 
     // The transport for a location: its "scheme://" prefix, else "file".
     Result<PluginEntryPtr> transport_for(const std::string &location) const;
+    // NOT_FOUND naming the plugin that is not loaded, a likely typo's
+    // correction and what is loaded of that kind.
+    Status unknown_plugin(PluginKind kind, std::string_view name) const;
     // Open location through its transport (flags: VDKIT_OPEN_*).
     Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags, const Options &transport_options) const;
     Status remove_location(const std::string &location) const;
