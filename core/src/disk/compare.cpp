@@ -14,18 +14,15 @@ constexpr uint64_t kBuffer = 1u << 20;
 // First offset in [off, end) where `disk` has data that is not zero.
 Result<std::optional<uint64_t>> first_nonzero(const Disk &disk, uint64_t off, uint64_t end,
                                               std::vector<unsigned char> &buf) {
-    while (off < end) {
-        VDKIT_ASSIGN_OR_RETURN(BlockRun r, disk.block_status(off, end - off));
-        if (r.state == BlockState::data) {
-            for (uint64_t pos = off; pos < off + r.length;) {
-                const uint64_t n = std::min<uint64_t>(kBuffer, off + r.length - pos);
-                VDKIT_TRY(disk.read(pos, buf.data(), n));
-                for (uint64_t i = 0; i < n; ++i)
-                    if (buf[i]) return std::optional<uint64_t>(pos + i);
-                pos += n;
-            }
+    VDKIT_ASSIGN_OR_RETURN(Ranges data, data_ranges(disk, off, end));
+    for (const auto &[a, b] : data) {
+        for (uint64_t pos = a; pos < b;) {
+            const uint64_t n = std::min<uint64_t>(kBuffer, b - pos);
+            VDKIT_TRY(disk.read(pos, buf.data(), n));
+            for (uint64_t i = 0; i < n; ++i)
+                if (buf[i]) return std::optional<uint64_t>(pos + i);
+            pos += n;
         }
-        off += r.length;
     }
     return std::optional<uint64_t>();
 }

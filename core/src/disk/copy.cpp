@@ -39,22 +39,20 @@ struct Job {
     bool data = false;
 };
 
-// The source's map as runs of data and not-data, adjacent runs of one kind
-// merged. Zero and unallocated are alike to a copy.
+// The source's map as runs of data and not-data (zero and unallocated are
+// alike to a copy), and the bytes of data.
 Result<std::vector<Run>> map_source(const Disk &src, uint64_t &data_bytes) {
+    VDKIT_ASSIGN_OR_RETURN(Ranges data, data_ranges(src, 0, src.size()));
     std::vector<Run> runs;
     data_bytes = 0;
-    const uint64_t size = src.size();
-    for (uint64_t off = 0; off < size;) {
-        VDKIT_ASSIGN_OR_RETURN(BlockRun r, src.block_status(off, size - off));
-        const bool data = r.state == BlockState::data;
-        if (data) data_bytes += r.length;
-        if (!runs.empty() && runs.back().data == data)
-            runs.back().length += r.length;
-        else
-            runs.push_back(Run{off, r.length, data});
-        off += r.length;
+    uint64_t pos = 0;
+    for (const auto &[a, b] : data) {
+        if (a > pos) runs.push_back(Run{pos, a - pos, false});
+        runs.push_back(Run{a, b - a, true});
+        data_bytes += b - a;
+        pos = b;
     }
+    if (pos < src.size()) runs.push_back(Run{pos, src.size() - pos, false});
     return runs;
 }
 

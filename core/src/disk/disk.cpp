@@ -196,6 +196,21 @@ Result<BlockRun> Disk::block_status(uint64_t offset, uint64_t len) const {
     return BlockRun{offset, span, BlockState::unallocated, 0};
 }
 
+Result<Ranges> data_ranges(const Disk &disk, uint64_t from, uint64_t to) {
+    Ranges out;
+    for (uint64_t off = from; off < to;) {
+        VDKIT_ASSIGN_OR_RETURN(BlockRun r, disk.block_status(off, to - off));
+        if (r.state == BlockState::data) {
+            if (!out.empty() && out.back().second == off)
+                out.back().second += r.length;
+            else
+                out.emplace_back(off, off + r.length);
+        }
+        off += r.length;
+    }
+    return out;
+}
+
 Result<std::string> Disk::metadata_get(std::string_view key) const {
     std::shared_lock lock(state_->mu);
     if (state_->closed) return closed_error();

@@ -16,6 +16,10 @@ namespace vdkit {
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
 using Reader = std::function<Status(uint64_t offset, void *buf, uint64_t len)>;
 
+// The runs of [from, to) where `disk` holds data (neither zero nor
+// unallocated through its chain), adjacent runs merged; from its map only.
+Result<Ranges> data_ranges(const Disk &disk, uint64_t from, uint64_t to);
+
 struct Disk::State {
     std::shared_ptr<const Host> host;          // keeps plugins loaded
     std::vector<std::unique_ptr<Image>> images; // 0 = base, back() = top

@@ -2,6 +2,7 @@
 // core turns the source's allocation map into data ranges (nothing is read,
 // cost follows the map) and the format plugin, which alone knows its layout,
 // says what an image with those ranges would take (vdkit_format_ops.measure).
+#include "disk/disk_state.hpp"
 #include "host/context.hpp"
 #include "host/host.hpp"
 #include "registry/registry.hpp"
@@ -20,16 +21,8 @@ Result<MeasureResult> Library::measure(const std::string &format, const Options 
     std::vector<vdkit_extent> data;
     if (source) {
         size = source->size();
-        for (uint64_t off = 0; off < size;) {
-            VDKIT_ASSIGN_OR_RETURN(BlockRun r, source->block_status(off, size - off));
-            if (r.state == BlockState::data) {
-                if (!data.empty() && data.back().offset + data.back().length == off)
-                    data.back().length += r.length;
-                else
-                    data.push_back(vdkit_extent{off, r.length, VDKIT_EXTENT_DATA, 0});
-            }
-            off += r.length;
-        }
+        VDKIT_ASSIGN_OR_RETURN(Ranges ranges, data_ranges(*source, 0, size));
+        for (const auto &[a, b] : ranges) data.push_back(vdkit_extent{a, b - a, VDKIT_EXTENT_DATA, 0});
     }
     if (size == 0) return Status(VDKIT_E_INVALID_ARGUMENT, "measure needs a source or a size");
 
