@@ -14,22 +14,15 @@ ProgressBar::~ProgressBar() {
 }
 
 bool ProgressBar::update(uint64_t done, uint64_t total) {
-    done_ = done;
-    total_ = total;
-    if (!enabled_) return true;
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_ < std::chrono::milliseconds(100) || done >= total) return true; // finish() draws 100%
-    last_ = now;
-    draw(total ? static_cast<double>(done) / static_cast<double>(total) : 1.0);
+    update_fraction(total ? static_cast<double>(done) / static_cast<double>(total) : 1.0, done);
     return true;
 }
 
 void ProgressBar::update_fraction(double fraction, uint64_t bytes) {
     done_ = bytes;
-    fraction_ = fraction;
     if (!enabled_) return;
     auto now = std::chrono::steady_clock::now();
-    if (now - last_ < std::chrono::milliseconds(100) || fraction >= 1.0) return;
+    if (now - last_ < std::chrono::milliseconds(100) || fraction >= 1.0) return; // finish() draws 100%
     last_ = now;
     draw(fraction);
 }

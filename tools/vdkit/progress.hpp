@@ -27,8 +27,6 @@ private:
     std::chrono::steady_clock::time_point last_{};
     std::chrono::steady_clock::time_point start_;
     uint64_t done_ = 0;
-    uint64_t total_ = 0;
-    double fraction_ = -1; // set by update_fraction; finish() then shows bytes done
 };
 
 } // namespace vdkit::cli
