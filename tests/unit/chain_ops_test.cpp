@@ -1,7 +1,7 @@
 // Merge, commit and rebase, model checked: thousands of random steps —
 // writes, zero writes, snapshots, merges in both directions, commits,
 // rebases (safe, onto an ancestor or onto nothing), compacts, cancelled
-// operations and reopens — over chains of VDI and VMDK images, every step
+// operations and reopens — over chains of VDI, VMDK and toysparse images, every step
 // followed by a full read compared with an in-memory model of the disk.
 #include "test_support.hpp"
 
@@ -46,8 +46,9 @@ TEST_CASE("chain operations keep the disk's content (model checked)", "[chain][m
     test::TempDir dir;
     auto lib = test::make_library();
     std::mt19937_64 rng(seed);
-    const char *formats[] = {"vdi", "vmdk"};
-    auto pick_format = [&] { return std::string(formats[rng() % 2]); };
+    // toysparse is the SDK example: a third-party format takes part too.
+    const char *formats[] = {"vdi", "vmdk", "toysparse"};
+    auto pick_format = [&] { return std::string(formats[rng() % 3]); };
     std::vector<unsigned char> model(kSize, 0);
     int names = 0;
     auto new_name = [&](const std::string &format) {
@@ -146,8 +147,9 @@ TEST_CASE("chain operations keep the disk's content (model checked)", "[chain][m
         auto one = lib->open(location(**again, i), [] { OpenOptions o; o.follow_parents = false; return o; }());
         REQUIRE_OK(one);
         auto report = (*one)->check();
-        REQUIRE_OK(report);
         INFO(location(**again, i));
+        if (report.status().code() == VDKIT_E_NOT_SUPPORTED) continue; // toysparse has no check
+        REQUIRE_OK(report);
         CHECK(report->errors == 0);
     }
 }

@@ -7,6 +7,7 @@
 //   * a partial write into an unallocated block answers VDKIT_E_BLOCK_FREE
 //     and the host does the copy-on-write fill;
 //   * zero blocks are recorded persistently (they shadow the parent);
+//   * set_parent relinks the image (merge, commit, rebase need it);
 //   * every header field is checked before it is used.
 //
 // On-disk layout (all integers little-endian):
@@ -161,6 +162,23 @@ public:
         if (which == VDKIT_UUID_IMAGE) std::memcpy(uuid_.data(), u, 16);
         else if (which == VDKIT_UUID_PARENT) std::memcpy(parent_uuid_.data(), u, 16);
         else throw Error(VDKIT_E_NOT_SUPPORTED, "toysparse keeps no modification UUIDs");
+        write_header(ctx);
+    }
+
+    // Rebase (header only): the host has already made the content right
+    // (safe rebase) or the caller accepts the change (unsafe). An empty
+    // hint makes the image a base. The header is one 512-byte write, so a
+    // crash leaves either the old link or the new one.
+    void set_parent(Context &ctx, std::string_view hint, std::string_view, const uint8_t *uuid, const uint8_t *) {
+        if (hint.size() > 255) throw Error(VDKIT_E_INVALID_ARGUMENT, "parent path longer than 255 bytes");
+        parent_hint_ = std::string(hint);
+        if (hint.empty()) {
+            flags_ &= ~kFlagHasParent;
+            parent_uuid_ = {};
+        } else {
+            flags_ |= kFlagHasParent;
+            if (uuid) std::memcpy(parent_uuid_.data(), uuid, 16);
+        }
         write_header(ctx);
     }
 

@@ -316,7 +316,8 @@ template <class T> T *as(void *p) noexcept { return static_cast<T *>(p); }
 //   static std::unique_ptr<T> open(Context&, StoreRef main, std::string_view name, uint32_t flags);
 //   void info(Context&, vdkit_image_info& out);
 //   ReadResult read(Context&, uint64_t off, void* buf, uint64_t len);
-// Optional members (slot stays NULL without them): create, close(Context&, bool delete_files),
+// Optional members (slot stays NULL without them): create, close(Context&, bool delete_files)
+// (needed only by formats with files besides main; without it the instance is just freed),
 // write, block_status, flush, discard, write_zeroes, set_uuid, parent_hint, set_parent,
 // comment, set_comment, set_geometry, metadata_get, metadata_set, metadata_keys,
 // compact, resize, check, rename, and the static
@@ -381,12 +382,13 @@ const vdkit_format_ops *format_ops() noexcept {
         o.close = [](void *img, vdkit_ctx *c, uint8_t del) noexcept {
             std::unique_ptr<T> owned(as<T>(img));
             return guard(c, [&] {
+                // Without a close(ctx, delete_files) the image is one file
+                // (main), which the host removes itself: nothing else to do.
                 if constexpr (requires(T &t, Context &ctx) { t.close(ctx, true); }) {
                     Context ctx(c);
                     owned->close(ctx, del != 0);
-                } else if (del) {
-                    throw Error(VDKIT_E_NOT_SUPPORTED, "this format cannot delete its files");
                 }
+                (void)del;
                 return VDKIT_OK;
             });
         };
