@@ -91,4 +91,20 @@ cp top0.vdi top.vdi; cp mid0.vmdk mid.vmdk; cp base0.vdi base.vdi
 qemu-img check -q mid.vmdk && qemu-img compare -q -F raw mid.vmdk one.raw && "$VDKIT" compare top.vdi two.raw > /dev/null && ok \
     || bad "mixed chain: after the forward merge"
 cd ..
+
+# Rename and delete on a chain qemu-img made: the renamed middle keeps
+# reading the same for qemu-img (its child follows it), a parent with a
+# child is not deleted, a split VMDK's extent files follow its descriptor.
+make_chain rn && cd rn
+"$VDKIT" rename mid.vmdk middle.vmdk > ../out 2>&1 && grep -q "relinked child .*top.vmdk" ../out && ok || bad "rename: $(cat ../out)"
+[ ! -e mid.vmdk ] && grep -q 'parentFileNameHint="middle.vmdk"' top.vmdk && ok || bad "rename: the child does not name middle.vmdk"
+qemu-img compare -q top.vmdk ../want.raw && qemu-img check -q top.vmdk && qemu-img check -q middle.vmdk && ok \
+    || bad "rename: qemu-img reads the renamed chain differently"
+"$VDKIT" delete middle.vmdk > ../out 2>&1; [ $? -eq 1 ] && [ -e middle.vmdk ] && grep -q "is the parent of" ../out && ok \
+    || bad "delete: a parent with a child was not refused"
+qemu-img convert -q -f vmdk -O vmdk -o subformat=twoGbMaxExtentSparse top.vmdk split.vmdk
+"$VDKIT" rename split.vmdk whole.vmdk > /dev/null && ls whole-s0*.vmdk > /dev/null && ! ls split* > /dev/null 2>&1 \
+    && qemu-img compare -q whole.vmdk ../want.raw && ok || bad "rename: a split VMDK's extents did not follow"
+"$VDKIT" delete whole.vmdk > /dev/null && ! ls whole* > /dev/null 2>&1 && ok || bad "delete: files of a split VMDK left behind"
+cd ..
 finish

@@ -41,11 +41,11 @@ uint64_t parse_size_arg(const std::string &text) {
     return *v;
 }
 
-namespace {
-
 void add_output_option(CLI::App *sub, std::string &output) {
     sub->add_option("--output", output, "Output format")->check(CLI::IsMember({"human", "json"}))->default_val("human");
 }
+
+namespace {
 
 // Point the CLI user at the flag that allows replacing a file.
 Result<std::unique_ptr<Disk>> with_overwrite_hint(Result<std::unique_ptr<Disk>> r) {
@@ -599,6 +599,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     c.push_back(std::make_unique<CompactCommand>());
     c.push_back(std::make_unique<ResizeCommand>());
     add_chain_commands(c);
+    add_image_commands(c);
     add_batch_command(c);
     return c;
 }

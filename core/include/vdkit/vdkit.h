@@ -163,6 +163,19 @@ typedef struct vdkit_check_summary {
 vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn finding, void *opaque,
                               vdkit_check_summary *summary, vdkit_error *err);
 
+/* Rename or move an image with all its files (VixDiskLib_Rename); see
+ * Library::rename_image. Children beside it are relinked unless
+ * VDKIT_RENAME_NO_RELINK. */
+#define VDKIT_RENAME_NO_RELINK   (1u << 0) /* leave children naming the old path */
+#define VDKIT_RENAME_UNSAFE_PATHS (1u << 1) /* allow parent paths leaving an image's directory */
+vdkit_status vdkit_image_rename(vdkit_library *lib, const char *from, const char *to, uint32_t flags,
+                                vdkit_error *err);
+/* Delete an image with all its files (VixDiskLib_Unlink); refused with
+ * VDKIT_E_PERMISSION while images beside it are built on it, unless
+ * VDKIT_DELETE_FORCE. */
+#define VDKIT_DELETE_FORCE (1u << 0)
+vdkit_status vdkit_image_delete(vdkit_library *lib, const char *location, uint32_t flags, vdkit_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -296,6 +296,33 @@ struct MeasureResult {
     uint64_t fully_allocated = 0; // with every block allocated (create --preallocate)
 };
 
+// Library::rename_image (VixDiskLib_Rename; a move when the directory changes).
+struct RenameOptions {
+    // Relink the image's children (found by find_children) to the new
+    // location; without this they keep naming the old path.
+    bool relink_children = true;
+    // Directories searched for children besides the image's own.
+    std::vector<std::string> search_dirs;
+    // Allow parent paths that leave an image's directory; empty: config.
+    std::optional<bool> allow_unsafe_paths;
+};
+
+struct RenameResult {
+    std::string location;               // the image's new (absolute) location
+    std::vector<std::string> relinked;  // children now naming it
+};
+
+// Library::delete_image (VixDiskLib_Unlink).
+struct DeleteOptions {
+    // Delete even when children depend on the image (they are orphaned).
+    bool force = false;
+    std::vector<std::string> search_dirs; // as RenameOptions::search_dirs
+};
+
+struct DeleteResult {
+    std::vector<std::string> orphaned; // children left without their parent (force)
+};
+
 class Library {
 public:
     static Result<std::shared_ptr<Library>> create(const LibraryOptions &options = {});
@@ -330,6 +357,26 @@ public:
     // common size ranges neither side holds data are not read; the larger
     // disk's tail must read as zero. Formats may differ.
     static Result<std::optional<uint64_t>> compare(const Disk &a, const Disk &b);
+
+    // Differencing images whose parent is `location`: among the files in its
+    // directory and in search_dirs, those whose parent path resolves to it
+    // and whose recorded parent UUID (if any) is its UUID. File locations
+    // only; for a URL the list is empty (with a warning).
+    Result<std::vector<std::string>> find_children(const std::string &location,
+                                                   const std::vector<std::string> &search_dirs = {}) const;
+
+    // Rename or move an image with all its files (a VMDK's extents follow
+    // its descriptor, renamed after it). The image's own parent path and its
+    // children's parent paths are rewritten (ids unchanged), and every path
+    // is checked against the path policy before anything moves. The target
+    // must not exist; the image must not be in use (its lock is taken).
+    Result<RenameResult> rename_image(const std::string &from, const std::string &to,
+                                      const RenameOptions &options = {}) const;
+
+    // Delete an image with all its files. Refused (VDKIT_E_PERMISSION,
+    // naming them) when children depend on it, unless options.force; the
+    // orphans are then listed in the result and logged as warnings.
+    Result<DeleteResult> delete_image(const std::string &location, const DeleteOptions &options = {}) const;
 
     // Validate options for a plugin as open (create=false) or create would:
     // unknown keys (with a suggestion), types, ranges and enumerations. The

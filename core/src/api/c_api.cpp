@@ -272,6 +272,26 @@ vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const
     });
 }
 
+vdkit_status vdkit_image_rename(vdkit_library *lib, const char *from, const char *to, uint32_t flags,
+                                vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !from || !to) return null_arg("lib, from and to");
+        vdkit::RenameOptions o;
+        o.relink_children = !(flags & VDKIT_RENAME_NO_RELINK);
+        if (flags & VDKIT_RENAME_UNSAFE_PATHS) o.allow_unsafe_paths = true;
+        return lib->lib->rename_image(from, to, o).status();
+    });
+}
+
+vdkit_status vdkit_image_delete(vdkit_library *lib, const char *location, uint32_t flags, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !location) return null_arg("lib and location");
+        vdkit::DeleteOptions o;
+        o.force = flags & VDKIT_DELETE_FORCE;
+        return lib->lib->delete_image(location, o).status();
+    });
+}
+
 vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, vdkit_progress_fn progress,
                              void *opaque, vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {

@@ -302,6 +302,24 @@ Status Image::set_parent(std::string_view hint, std::string_view format, const v
     return st;
 }
 
+Status Image::rename(const std::string &to) {
+    if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
+    auto l = lock();
+    if (format_->format.rename) {
+        vdkit_ctx c = ctx();
+        c.allow_unsafe_paths = true; // the destination is the caller's choice, not a field read from a file
+        VDKIT_TRY(done(c, call_plugin(c, format_->format.rename, instance_, &c, to_str(to)), "rename"));
+    } else if (!format_->info.has(VDKIT_CAP_CREATE_SPLIT)) {
+        // A format that never spans several files: main is the whole image.
+        VDKIT_TRY(host_.rename_location(setup_.location, to));
+    } else {
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name +
+                                                 "' cannot rename its images (they may span several files)");
+    }
+    setup_.location = to;
+    return Status::ok();
+}
+
 Status Image::discard(uint64_t offset, uint64_t len) {
     if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
     if (!format_->format.discard)

@@ -60,6 +60,10 @@ public:
     // Rebase (header only): the new parent's location as the child names it,
     // its format and ids; an empty hint removes the parent.
     Status set_parent(std::string_view hint, std::string_view format, const vdkit_image_info *parent);
+    // Move every file of the image so that main is at `to` (an absolute
+    // path or URL on the same transport): the plugin's rename, or for a
+    // format that never splits, the host moves main. location() follows.
+    Status rename(const std::string &to);
     Result<std::string> comment();
     Status set_comment(std::string_view comment);
     Result<std::string> metadata_get(std::string_view key);

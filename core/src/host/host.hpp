@@ -47,6 +47,8 @@ public:
     // Open location through its transport (flags: VDKIT_OPEN_*).
     Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags, const Options &transport_options) const;
     Status remove_location(const std::string &location) const;
+    // Move a file within one transport (an existing `to` is replaced).
+    Status rename_location(const std::string &from, const std::string &to) const;
     Result<bool> location_exists(const std::string &location) const;
 
     // Resolve a path named inside an image (extent, parent) against the
@@ -68,6 +70,12 @@ public:
     Result<std::unique_ptr<Disk>> open_disk(const std::string &location, const OpenOptions &options) const;
     Result<std::unique_ptr<Disk>> create_disk(const std::string &location, const CreateOptions &options) const;
     Status copy(const Disk &src, Disk &dst, const CopyOptions &options) const;
+    // Library::find_children / rename_image / delete_image (disk/manage.cpp).
+    Result<std::vector<std::string>> find_children(const std::string &location,
+                                                   const std::vector<std::string> &search_dirs) const;
+    Result<RenameResult> rename_image(const std::string &from, const std::string &to,
+                                      const RenameOptions &options) const;
+    Result<DeleteResult> delete_image(const std::string &location, const DeleteOptions &options) const;
 
     // A context for calling `plugin` with `options`.
     vdkit_ctx make_ctx(const PluginEntry *plugin, const Options *options) const;

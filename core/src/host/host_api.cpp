@@ -166,15 +166,7 @@ uint32_t h_store_rename(vdkit_ctx *ctx, vdkit_str from, vdkit_str to) {
     if (!a) return report_to_ctx(ctx, a.status());
     auto b = ctx->host->resolve_sibling(ctx->base_location, sv(to), ctx->allow_unsafe_paths);
     if (!b) return report_to_ctx(ctx, b.status());
-    auto t = ctx->host->transport_for(*a);
-    if (!t) return report_to_ctx(ctx, t.status());
-    if (!(*t)->transport.rename)
-        return report_to_ctx(ctx, Status(VDKIT_E_NOT_SUPPORTED, "transport cannot rename " + *a));
-    vdkit_ctx inner = ctx->host->make_ctx(t->get(), nullptr);
-    uint32_t rc = call_plugin(inner, (*t)->transport.rename, &inner, vdkit_str{a->data(), a->size()},
-                              vdkit_str{b->data(), b->size()});
-    if (rc != VDKIT_OK) return report_to_ctx(ctx, status_from_plugin(inner, rc, "rename " + *a));
-    return VDKIT_OK;
+    return report_to_ctx(ctx, ctx->host->rename_location(*a, *b));
 }
 
 uint32_t h_progress(vdkit_ctx *ctx, uint64_t done, uint64_t total) {

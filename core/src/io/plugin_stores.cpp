@@ -245,6 +245,21 @@ Status Host::remove_location(const std::string &location) const {
     return Status::ok();
 }
 
+Status Host::rename_location(const std::string &from, const std::string &to) const {
+    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(from));
+    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr tt, transport_for(to));
+    if (t != tt)
+        return Status(VDKIT_E_NOT_SUPPORTED, "cannot move " + from + " to " + to + ": they are reached through different transports ('" +
+                                                 t->info.name + "', '" + tt->info.name + "')");
+    if (!t->transport.rename) return not_supported("renaming files", t->info.name, from);
+    Options none;
+    vdkit_ctx ctx = make_ctx(t.get(), &none);
+    uint32_t rc = call_plugin(ctx, t->transport.rename, &ctx, vdkit_str{from.data(), from.size()},
+                              vdkit_str{to.data(), to.size()});
+    if (rc != VDKIT_OK) return status_from_plugin(ctx, rc, "rename " + from + " to " + to);
+    return Status::ok();
+}
+
 Result<bool> Host::location_exists(const std::string &location) const {
     VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(location));
     if (!t->transport.exists) return not_supported("existence checks", t->info.name, location);

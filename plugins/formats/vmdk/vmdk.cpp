@@ -489,6 +489,71 @@ public:
         });
     }
 
+    // Rename or move (VixDiskLib_Rename): main becomes new_name, a location
+    // the host resolves. Extent files beside the descriptor move with it and
+    // those named after the disk ("disk-s001.vmdk", "disk-flat.vmdk") take
+    // the new name's stem; an absolute extent path stays as it is. A
+    // relative extent in another directory, or a device extent, would be
+    // left behind by a move to another directory: refused. Order: extents,
+    // then the descriptor (rewritten in place), then main; a failure puts
+    // back what was done. A crash in between can leave the descriptor
+    // naming the old extent files (there is no atomic multi-file rename).
+    void rename(Context &ctx, std::string_view new_name) {
+        if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "a stream being written cannot be renamed");
+        if (!writable_) fail(VDKIT_E_READ_ONLY, "opened read-only");
+        const std::string target(new_name);
+        const size_t old_slash = name_.find_last_of('/'), new_slash = target.find_last_of('/');
+        const std::string old_dir = name_.substr(0, old_slash + 1), new_dir = target.substr(0, new_slash + 1);
+        auto stem = [](std::string base) {
+            if (base.size() > 5 && base.compare(base.size() - 5, 5, ".vmdk") == 0) base.resize(base.size() - 5);
+            return base;
+        };
+        const std::string old_stem = stem(name_.substr(old_slash + 1)), new_stem = stem(target.substr(new_slash + 1));
+        Descriptor next = desc_;
+        std::vector<std::pair<std::string, std::string>> moved; // (from, to), both host-resolvable
+        for (size_t i = 0; i < extents_.size(); ++i) {
+            const Extent &e = *extents_[i];
+            const std::string file = next.extents[i].filename;
+            if (file.empty() || file[0] == '/') continue;
+            if (!e.owned && e.store) { // a monolithic disk's own file, named by its embedded descriptor
+                next.extents[i].filename = target.substr(new_slash + 1);
+                continue;
+            }
+            if ((e.device || file.find('/') != std::string::npos) && old_dir != new_dir)
+                fail(VDKIT_E_NOT_SUPPORTED, "extent file '" + file +
+                                                "' is not beside the descriptor; it would be left behind by a move to "
+                                                "another directory (move it by hand, or rename within the directory)");
+            if (e.device || file.find('/') != std::string::npos) continue;
+            const bool named_after_disk = file.size() > old_stem.size() &&
+                                          file.compare(0, old_stem.size(), old_stem) == 0 &&
+                                          (file[old_stem.size()] == '-' || file[old_stem.size()] == '.');
+            const std::string renamed = named_after_disk ? new_stem + file.substr(old_stem.size()) : file;
+            next.extents[i].filename = renamed;
+            moved.emplace_back(old_dir + file, new_dir + renamed);
+        }
+        size_t done = 0;
+        const Descriptor before = desc_;
+        bool rewritten = false;
+        try {
+            for (; done < moved.size(); ++done) ctx.rename(moved[done].first, moved[done].second);
+            desc_ = next;
+            write_descriptor(ctx);
+            rewritten = true;
+            ctx.rename(name_, target);
+        } catch (...) {
+            desc_ = before;
+            try {
+                if (rewritten) write_descriptor(ctx);
+                while (done-- > 0) ctx.rename(moved[done].second, moved[done].first);
+            } catch (...) {
+                // The first error is the one reported; what could not be put back is named by it.
+            }
+            throw;
+        }
+        name_ = target;
+        for (size_t i = 0; i < extents_.size(); ++i) extents_[i]->line.filename = desc_.extents[i].filename;
+    }
+
     std::optional<std::string> metadata_get(Context &, std::string_view key) { return desc_.ddb_get(key); }
 
     // VixDiskLib WriteMetadata: ddb.* keys, kept in file order; a new key is appended.
@@ -1019,7 +1084,8 @@ const vdkit_plugin_descriptor *vmdk_format() {
         VDKIT_KIND_FORMAT,
         sdk::DescriptorSpec{"vmdk", "0.2.0", "VMware virtual disks",
                             VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_FILE_BASED |
-                                VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY | VDKIT_CAP_CHECK | VDKIT_CAP_RESIZE | VDKIT_CAP_COMPACT,
+                                VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY | VDKIT_CAP_CHECK | VDKIT_CAP_RESIZE | VDKIT_CAP_COMPACT |
+                                VDKIT_CAP_CREATE_SPLIT | VDKIT_CAP_RENAME,
                             kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
                             static_cast<uint32_t>(std::size(kExtensions))},
         sdk::format_ops<VmdkImage>());

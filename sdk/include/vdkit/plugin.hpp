@@ -171,6 +171,11 @@ public:
         uint32_t rc = host().store_remove(ctx_, str(path));
         if (rc != VDKIT_OK) throw Error(rc, std::string());
     }
+    // Move a file; both paths are resolved against the image's location.
+    void rename(std::string_view from, std::string_view to) const {
+        uint32_t rc = host().store_rename(ctx_, str(from), str(to));
+        if (rc != VDKIT_OK) throw Error(rc, std::string());
+    }
 
     // Throws Error(VDKIT_E_CANCELLED) when the user cancelled.
     void progress(uint64_t done, uint64_t total) const {

@@ -1,0 +1,218 @@
+// Image management outside a chain's data: finding an image's children,
+// renaming/moving an image (VixDiskLib_Rename) and deleting one
+// (VixDiskLib_Unlink), without breaking the chains built on it.
+//
+// Images do not know their children; a child names its parent (a relative
+// path and the parent's UUID). Children are therefore found by looking at
+// the images in the parent's directory (and any directories the caller
+// adds): an image is a child when its parent path resolves to the image and
+// the parent UUID it records, if any, is the image's.
+#include "disk/disk_state.hpp"
+#include "host/host.hpp"
+#include "util/util.hpp"
+
+#include <cstring>
+#include <filesystem>
+
+namespace fs = std::filesystem;
+
+namespace vdkit {
+
+namespace {
+
+bool is_url(const std::string &location) { return location.find("://") != std::string::npos; }
+
+// Absolute, normalised form of a file location (URLs unchanged), so paths
+// named inside images resolve the same before and after a move.
+std::string absolute_location(const std::string &location) {
+    if (is_url(location)) return location;
+    std::error_code ec;
+    fs::path p = fs::absolute(location, ec);
+    return (ec ? fs::path(location) : p).lexically_normal().string();
+}
+
+bool same_file(const std::string &a, const std::string &b) {
+    std::error_code ec;
+    return fs::equivalent(a, b, ec);
+}
+
+std::string joined(const std::vector<std::string> &names) {
+    std::string out;
+    for (const auto &n : names) out += (out.empty() ? "" : ", ") + n;
+    return out;
+}
+
+} // namespace
+
+Result<std::vector<std::string>> Host::find_children(const std::string &location,
+                                                     const std::vector<std::string> &search_dirs) const {
+    if (is_url(location)) {
+        log(LogLevel::warning, location + ": children cannot be searched for over a URL; none are checked");
+        return std::vector<std::string>{};
+    }
+    const std::string me = absolute_location(location);
+    OpenOptions oo;
+    oo.follow_parents = false;
+    oo.lock = false;
+    VDKIT_ASSIGN_OR_RETURN(auto self, open_disk(me, oo));
+    VDKIT_ASSIGN_OR_RETURN(ImageInfo mine, self->image_info(0));
+    VDKIT_TRY(self->close());
+
+    std::vector<std::string> dirs{fs::path(me).parent_path().string()};
+    for (const auto &d : search_dirs) dirs.push_back(absolute_location(d));
+    std::vector<std::string> children;
+    std::vector<std::string> seen;
+    for (const auto &dir : dirs) {
+        std::error_code ec;
+        fs::directory_iterator it(dir, ec), end;
+        if (ec) return Status(VDKIT_E_IO, "cannot list " + dir + " to look for children of " + location + ": " + ec.message());
+        for (; it != end; it.increment(ec)) {
+            if (ec) return Status(VDKIT_E_IO, "cannot list " + dir + ": " + ec.message());
+            std::error_code tec;
+            if (!it->is_regular_file(tec)) continue;
+            const std::string candidate = it->path().lexically_normal().string();
+            if (same_file(candidate, me)) continue;
+            bool dup = false;
+            for (const auto &s : seen) dup = dup || same_file(s, candidate);
+            if (dup) continue;
+            seen.push_back(candidate);
+            // Anything that does not open as an image (extent files, other
+            // data) is not a child; only a differencing image can be.
+            auto other = open_disk(candidate, oo);
+            if (!other) continue;
+            auto info = (*other)->image_info(0);
+            (void)(*other)->close();
+            if (!info || !info->has_parent || info->parent_hint.empty()) continue;
+            auto parent = resolve_sibling(candidate, info->parent_hint, true);
+            if (!parent || !same_file(*parent, me)) continue;
+            // A child that names this path but records another parent UUID
+            // belongs to an image that was replaced; it is not this one's.
+            const bool nil = util::uuid_is_nil(info->parent_uuid.data()) || util::uuid_is_nil(mine.uuid.data());
+            if (!nil && info->parent_uuid != mine.uuid) continue;
+            children.push_back(candidate);
+        }
+    }
+    return children;
+}
+
+Result<RenameResult> Host::rename_image(const std::string &from_in, const std::string &to_in,
+                                        const RenameOptions &options) const {
+    const std::string from = absolute_location(from_in), to = absolute_location(to_in);
+    const bool allow_unsafe = options.allow_unsafe_paths.value_or(config_.allow_unsafe_paths);
+    VDKIT_ASSIGN_OR_RETURN(bool exists, location_exists(to));
+    if (exists) return Status(VDKIT_E_EXISTS, "cannot rename " + from_in + " to " + to_in + ": the target exists");
+    std::vector<std::string> children;
+    if (options.relink_children) {
+        VDKIT_ASSIGN_OR_RETURN(children, find_children(from, options.search_dirs));
+    }
+
+    OpenOptions oo;
+    oo.writable = true;
+    oo.follow_parents = false;
+    oo.allow_unsafe_paths = allow_unsafe;
+    VDKIT_ASSIGN_OR_RETURN(auto disk, open_disk(from, oo));
+    Image &img = *disk->state_->images.back();
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img.raw_info());
+    const bool has_parent = info.flags & VDKIT_IMAGE_HAS_PARENT;
+
+    // Everything that must be able to find the image (or its parent) again
+    // is checked before anything moves.
+    std::string parent, parent_hint;
+    if (has_parent) {
+        VDKIT_ASSIGN_OR_RETURN(std::string hint, img.parent_hint());
+        VDKIT_ASSIGN_OR_RETURN(parent, resolve_sibling(from, hint, allow_unsafe));
+        parent_hint = relative_hint(to, parent);
+        auto back = resolve_sibling(to, parent_hint, allow_unsafe);
+        if (!back) return back.status().with_context("moving " + from_in + " to " + to_in + " (its parent)");
+    }
+    for (const auto &child : children) {
+        auto back = resolve_sibling(child, relative_hint(child, to), allow_unsafe);
+        if (!back)
+            return back.status().with_context("moving " + from_in + " to " + to_in + " (its child " + child + ")");
+    }
+
+    VDKIT_TRY(img.rename(to));
+    RenameResult result;
+    result.location = to;
+    // The image's own link: a relative parent path changes with the move.
+    if (has_parent) {
+        std::string parent_format;
+        OpenOptions po;
+        po.follow_parents = false;
+        po.lock = false;
+        po.allow_unsafe_paths = true; // resolved above under the caller's policy
+        if (auto p = open_disk(parent, po)) {
+            parent_format = (*p)->state_->images.back()->format().info.name;
+            (void)(*p)->close();
+        }
+        vdkit_image_info link{};
+        std::memcpy(link.uuid, info.parent_uuid, 16);
+        std::memcpy(link.modification_uuid, info.parent_modification_uuid, 16);
+        Status st = img.set_parent(parent_hint, parent_format, &link);
+        if (!st) return st.with_context(from_in + " was moved to " + to_in + " but its parent path could not be updated");
+    }
+    VDKIT_TRY(disk->close());
+
+    // Children: header-only relink to the new location (ids unchanged).
+    std::vector<std::string> failed;
+    Status first;
+    for (const auto &child : children) {
+        OpenOptions co;
+        co.writable = true;
+        co.follow_parents = false;
+        co.allow_unsafe_paths = allow_unsafe;
+        Status st = [&]() -> Status {
+            VDKIT_ASSIGN_OR_RETURN(auto c, open_disk(child, co));
+            RebaseOptions ro;
+            ro.unsafe = true;
+            VDKIT_TRY(c->rebase(to, ro));
+            return c->close();
+        }();
+        if (st) result.relinked.push_back(child);
+        else {
+            failed.push_back(child);
+            if (first.is_ok()) first = st;
+        }
+    }
+    if (!failed.empty())
+        return first.with_context(from_in + " was moved to " + to_in + ", but these children still name the old path (" +
+                                  joined(failed) + "); fix them with 'vdkit rebase -u -b " + to_in + "'");
+    return result;
+}
+
+Result<DeleteResult> Host::delete_image(const std::string &location_in, const DeleteOptions &options) const {
+    const std::string location = absolute_location(location_in);
+    VDKIT_ASSIGN_OR_RETURN(std::vector<std::string> children, find_children(location, options.search_dirs));
+    if (!children.empty() && !options.force)
+        return Status(VDKIT_E_PERMISSION, location_in + " is the parent of " + joined(children) +
+                                              "; deleting it would leave them unreadable (merge or commit them "
+                                              "first, or force the delete)");
+    OpenOptions oo;
+    oo.writable = true; // takes the lock: an image in use is not deleted
+    oo.follow_parents = false;
+    VDKIT_ASSIGN_OR_RETURN(auto disk, open_disk(location, oo));
+    VDKIT_TRY(disk->close_and_delete());
+    for (const auto &c : children) log(LogLevel::warning, c + " lost its parent " + location_in + " (deleted)");
+    DeleteResult result;
+    result.orphaned = std::move(children);
+    return result;
+}
+
+inline namespace v1 {
+
+Result<std::vector<std::string>> Library::find_children(const std::string &location,
+                                                        const std::vector<std::string> &search_dirs) const {
+    return host_->find_children(location, search_dirs);
+}
+
+Result<RenameResult> Library::rename_image(const std::string &from, const std::string &to,
+                                           const RenameOptions &options) const {
+    return host_->rename_image(from, to, options);
+}
+
+Result<DeleteResult> Library::delete_image(const std::string &location, const DeleteOptions &options) const {
+    return host_->delete_image(location, options);
+}
+
+} // namespace v1
+} // namespace vdkit

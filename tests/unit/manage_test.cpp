@@ -1,0 +1,215 @@
+// Renaming, moving and deleting images without breaking the chains built
+// on them (Library::find_children / rename_image / delete_image and the C
+// API), over a mixed chain: VDI base, split-sparse VMDK middle, toysparse top.
+#include "test_support.hpp"
+
+#include "vdkit/vdkit.h"
+
+#include <algorithm>
+
+using namespace vdkit;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kSize = 8u << 20;
+
+struct Chain {
+    std::string base, mid, top;
+    std::vector<unsigned char> model;
+};
+
+// base.vdi <- mid.vmdk (4 extent files) <- top.toys, each holding its own data.
+Chain make_chain(Library &lib, const test::TempDir &dir) {
+    Chain c{dir / "base.vdi", dir / "mid.vmdk", dir / "top.toys", std::vector<unsigned char>(kSize, 0)};
+    auto put = [&](Disk &d, uint64_t off, uint32_t seed) {
+        auto data = test::pattern(1u << 20, seed);
+        REQUIRE_OK(d.write(off, data.data(), data.size()));
+        std::copy(data.begin(), data.end(), c.model.begin() + static_cast<long>(off));
+    };
+    auto base = lib.create_image(c.base, test::create_opts("vdi", kSize));
+    REQUIRE_OK(base);
+    put(**base, 0, 1);
+    REQUIRE_OK((*base)->close());
+    CreateOptions mo = test::create_opts("vmdk");
+    mo.options = {{"subformat", "twoGbMaxExtentSparse"}, {"split-size", "2M"}};
+    mo.parent = c.base;
+    auto mid = lib.create_image(c.mid, mo);
+    REQUIRE_OK(mid);
+    put(**mid, 3u << 20, 2);
+    REQUIRE_OK((*mid)->close());
+    CreateOptions to = test::create_opts("toysparse");
+    to.parent = c.mid;
+    auto top = lib.create_image(c.top, to);
+    REQUIRE_OK(top);
+    put(**top, 6u << 20, 3);
+    REQUIRE_OK((*top)->close());
+    return c;
+}
+
+std::string content_of(Library &lib, const std::string &top, const std::vector<unsigned char> &model,
+                       bool unsafe = false) {
+    OpenOptions o;
+    if (unsafe) o.allow_unsafe_paths = true;
+    auto d = lib.open(top, o);
+    if (!d) return d.status().to_string();
+    return test::first_difference(**d, model);
+}
+
+std::vector<std::string> names(const fs::path &dir) {
+    std::vector<std::string> out;
+    for (const auto &e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("children are found by parent path and UUID", "[manage]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    Chain c = make_chain(*lib, dir);
+    // Noise that must not count: a raw file and a base image.
+    REQUIRE_OK(lib->create_image(dir / "other.vdi", test::create_opts("vdi", kSize)));
+    std::ofstream(dir / "notes.txt") << "not an image";
+    auto kids = lib->find_children(c.base);
+    REQUIRE_OK(kids);
+    CHECK(*kids == std::vector<std::string>{c.mid});
+    kids = lib->find_children(c.mid);
+    REQUIRE_OK(kids);
+    CHECK(*kids == std::vector<std::string>{c.top});
+    kids = lib->find_children(c.top);
+    REQUIRE_OK(kids);
+    CHECK(kids->empty());
+
+    // A child made over an image that was later replaced names the same
+    // path but another UUID: it is not the new image's child.
+    CreateOptions co = test::create_opts("vdi");
+    co.parent = dir / "other.vdi";
+    REQUIRE_OK(lib->create_image(dir / "stale.vdi", co));
+    CreateOptions again = test::create_opts("vdi", kSize);
+    again.overwrite = true;
+    REQUIRE_OK(lib->create_image(dir / "other.vdi", again));
+    kids = lib->find_children(dir / "other.vdi");
+    REQUIRE_OK(kids);
+    CHECK(kids->empty());
+}
+
+TEST_CASE("rename moves every file and relinks parent and children", "[manage]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    Chain c = make_chain(*lib, dir);
+
+    SECTION("a split VMDK in the middle of the chain, in its directory") {
+        auto r = lib->rename_image(c.mid, dir / "renamed.vmdk");
+        REQUIRE_OK(r);
+        CHECK(r->location == dir / "renamed.vmdk");
+        CHECK(r->relinked == std::vector<std::string>{c.top});
+        CHECK(names(dir.path()) == std::vector<std::string>{"base.vdi", "renamed-s001.vmdk", "renamed-s002.vmdk",
+                                                            "renamed-s003.vmdk", "renamed-s004.vmdk", "renamed.vmdk",
+                                                            "top.toys"});
+        CHECK(content_of(*lib, c.top, c.model) == "equal");
+        auto d = lib->open(c.top);
+        REQUIRE_OK(d);
+        CHECK((*d)->image_info(1)->location == dir / "renamed.vmdk");
+    }
+    SECTION("the base into a subdirectory: its child's new path stays inside the child's directory") {
+        fs::create_directory(dir.path() / "elsewhere");
+        auto r = lib->rename_image(c.base, dir / "elsewhere/base.vdi");
+        REQUIRE_OK(r);
+        CHECK(r->relinked == std::vector<std::string>{c.mid});
+        CHECK(!fs::exists(c.base));
+        CHECK(content_of(*lib, c.top, c.model) == "equal");
+    }
+    SECTION("the top into a subdirectory: its parent path would leave it, so only with unsafe paths allowed") {
+        fs::create_directory(dir.path() / "sub");
+        const std::string to = dir / "sub/top.toys";
+        auto refused = lib->rename_image(c.top, to);
+        CHECK(refused.status().code() == VDKIT_E_PERMISSION);
+        CHECK(refused.status().message().find("its parent") != std::string::npos);
+        CHECK(fs::exists(c.top));
+        CHECK(!fs::exists(to));
+        CHECK(content_of(*lib, c.top, c.model) == "equal");
+
+        RenameOptions ro;
+        ro.allow_unsafe_paths = true;
+        auto r = lib->rename_image(c.top, to, ro);
+        REQUIRE_OK(r);
+        CHECK(r->relinked.empty());
+        CHECK(!fs::exists(c.top));
+        CHECK(content_of(*lib, to, c.model, true) == "equal");
+    }
+    SECTION("children left alone on request") {
+        RenameOptions ro;
+        ro.relink_children = false;
+        REQUIRE_OK(lib->rename_image(c.mid, dir / "renamed.vmdk", ro));
+        CHECK(content_of(*lib, c.top, c.model).find("NOT_FOUND") != std::string::npos);
+    }
+    SECTION("an existing target or an image in use is refused, nothing moves") {
+        CHECK(lib->rename_image(c.mid, c.base).status().code() == VDKIT_E_EXISTS);
+        OpenOptions w;
+        w.writable = true;
+        auto busy = lib->open(c.top, w);
+        REQUIRE_OK(busy);
+        CHECK(lib->rename_image(c.top, dir / "t2.toys").status().code() == VDKIT_E_BUSY);
+        REQUIRE_OK((*busy)->close());
+        CHECK(names(dir.path()).size() == 7);
+        CHECK(content_of(*lib, c.top, c.model) == "equal");
+    }
+}
+
+TEST_CASE("delete refuses to orphan children unless forced", "[manage]") {
+    test::TempDir dir;
+    test::LogCapture log;
+    auto lib = test::make_library({}, &log);
+    Chain c = make_chain(*lib, dir);
+
+    auto refused = lib->delete_image(c.mid);
+    CHECK(refused.status().code() == VDKIT_E_PERMISSION);
+    CHECK(refused.status().message().find(c.top) != std::string::npos);
+    CHECK(fs::exists(c.mid));
+    CHECK(content_of(*lib, c.top, c.model) == "equal");
+
+    // The top has no children: it goes, the rest of the chain stays.
+    auto gone = lib->delete_image(c.top);
+    REQUIRE_OK(gone);
+    CHECK(gone->orphaned.empty());
+    CHECK(!fs::exists(c.top));
+    std::vector<unsigned char> below = c.model;
+    std::fill(below.begin() + (6u << 20), below.begin() + (7u << 20), 0); // what the top held
+    CHECK(content_of(*lib, c.mid, below) == "equal");
+    // Forced: the VMDK and all its extent files go; its child is reported.
+    DeleteOptions force;
+    force.force = true;
+    auto forced = lib->delete_image(c.base, force);
+    REQUIRE_OK(forced);
+    CHECK(forced->orphaned == std::vector<std::string>{c.mid});
+    CHECK(std::any_of(log.lines.begin(), log.lines.end(),
+                      [&](const std::string &l) { return l.find("lost its parent") != std::string::npos; }));
+    REQUIRE_OK(lib->delete_image(c.mid, force));
+    CHECK(names(dir.path()).empty());
+}
+
+TEST_CASE("the C API renames and deletes images", "[manage][c-api]") {
+    test::TempDir dir;
+    auto cpp = test::make_library();
+    Chain c = make_chain(*cpp, dir);
+    vdkit_library_options lo{};
+    lo.struct_size = sizeof lo;
+    const std::string path = std::string(VDKIT_TEST_PLUGIN_DIR) + ":" + VDKIT_TEST_EXTRA_PLUGIN_DIR;
+    lo.plugin_path = path.c_str();
+    lo.flags = VDKIT_LIB_NO_ENV_PATH | VDKIT_LIB_NO_INSTALL_DIR | VDKIT_LIB_QUIET;
+    vdkit_library *lib = nullptr;
+    vdkit_error err{};
+    err.struct_size = sizeof err;
+    REQUIRE(vdkit_library_open(&lo, &lib, &err) == VDKIT_OK);
+    const std::string to = dir / "middle.vmdk";
+    CHECK(vdkit_image_rename(lib, c.mid.c_str(), to.c_str(), 0, &err) == VDKIT_OK);
+    CHECK(content_of(*cpp, c.top, c.model) == "equal");
+    CHECK(vdkit_image_delete(lib, to.c_str(), 0, &err) == VDKIT_E_PERMISSION);
+    CHECK(std::string(err.message).find("top.toys") != std::string::npos);
+    CHECK(vdkit_image_delete(lib, c.top.c_str(), 0, &err) == VDKIT_OK);
+    CHECK(!fs::exists(c.top));
+    CHECK(vdkit_image_rename(lib, nullptr, to.c_str(), 0, &err) == VDKIT_E_INVALID_ARGUMENT);
+    vdkit_library_close(lib);
+}

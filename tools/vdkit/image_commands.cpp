@@ -1,0 +1,92 @@
+// Image management commands: rename (move) and delete, keeping the chains
+// built on an image intact (VixDiskLib_Rename / VixDiskLib_Unlink).
+#include "commands.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+using json = nlohmann::ordered_json;
+
+namespace vdkit::cli {
+
+namespace {
+
+// ---- rename -----------------------------------------------------------------------
+
+class RenameCommand : public Command {
+    std::string from_, to_, output_;
+    std::vector<std::string> search_;
+    bool no_relink_ = false, unsafe_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("rename", "Rename or move an image with all its files; its parent path and "
+                                                 "its children's parent paths follow");
+        sub->alias("mv");
+        sub->add_option("--search-dir", search_, "Also look for children of IMAGE in this directory (repeatable)");
+        sub->add_flag("--no-relink", no_relink_, "Leave children naming the old path");
+        sub->add_flag("--allow-unsafe-paths", unsafe_,
+                      "Allow parent paths that leave an image's directory (a move away from its parent or children)");
+        add_output_option(sub, output_);
+        sub->add_option("image", from_, "The image to rename")->required();
+        sub->add_option("new-name", to_, "Its new name or path (must not exist)")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        RenameOptions o;
+        o.relink_children = !no_relink_;
+        o.search_dirs = search_;
+        if (unsafe_) o.allow_unsafe_paths = true;
+        RenameResult r = take(lib->rename_image(from_, to_, o));
+        if (output_ == "json") {
+            std::cout << json{{"location", r.location}, {"relinked-children", r.relinked}}.dump(2) << "\n";
+        } else if (!globals().quiet) {
+            std::cout << "Renamed " << from_ << " to " << r.location << "\n";
+            for (const auto &c : r.relinked) std::cout << "relinked child " << c << "\n";
+        }
+        return kExitOk;
+    }
+};
+
+// ---- delete -----------------------------------------------------------------------
+
+class DeleteCommand : public Command {
+    std::vector<std::string> images_, search_;
+    std::string output_;
+    bool force_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("delete", "Delete images with all their files; refused while other images "
+                                                 "are built on one (--force orphans them)");
+        sub->alias("rm");
+        sub->add_option("--search-dir", search_, "Also look for children in this directory (repeatable)");
+        sub->add_flag("--force", force_, "Delete even when children depend on the image");
+        add_output_option(sub, output_);
+        sub->add_option("images", images_, "The images to delete")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        DeleteOptions o;
+        o.force = force_;
+        o.search_dirs = search_;
+        json report = json::array();
+        for (const auto &image : images_) {
+            DeleteResult r = take(lib->delete_image(image, o));
+            report.push_back({{"location", image}, {"orphaned-children", r.orphaned}});
+            if (output_ != "json" && !globals().quiet) {
+                std::cout << "Deleted " << image << "\n";
+            }
+        }
+        if (output_ == "json") std::cout << report.dump(2) << "\n";
+        return kExitOk;
+    }
+};
+
+} // namespace
+
+void add_image_commands(std::vector<std::unique_ptr<Command>> &c) {
+    c.push_back(std::make_unique<RenameCommand>());
+    c.push_back(std::make_unique<DeleteCommand>());
+}
+
+} // namespace vdkit::cli
