@@ -153,4 +153,34 @@ kill -9 "$pid" 2> /dev/null; wait "$pid" 2> /dev/null
 "$VDKIT" batch slow.yaml > /dev/null && [ ! -e out/.big.vmdk.vdkit-partial ] \
     && qemu-img compare -q -F raw out/big.vmdk big.raw && ok || bad "the run after a kill"
 
+# 5. A chain copied image by image: the base under its own UUID, then the
+#    child as a differencing image over that copy (backing: names the first
+#    job's target, so it waits for it) holding only the child's data; a
+#    backing image that neither exists nor comes from an earlier job is a
+#    validation problem.
+mkdir chain
+head -c 16M /dev/urandom > chain/b.raw
+"$VDKIT" -q convert -f raw -O vmdk chain/b.raw chain/base.vmdk
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk chain/top.vmdk
+qemu-io -f vmdk -c "write -P 0x55 4M 1M" chain/top.vmdk > /dev/null
+cat > chain.yaml <<'EOF'
+version: 1
+parallel: 2
+defaults: {format: vmdk}
+jobs:
+  - {name: base, source: chain/base.vmdk, target: out/c-base.vmdk, keep_uuid: true}
+  - {name: top, source: chain/top.vmdk, target: out/c-top.vmdk, backing: out/c-base.vmdk}
+EOF
+"$VDKIT" batch chain.yaml > out.txt 2>&1 && ok || bad "chain batch: $(cat out.txt)"
+qemu-img compare -q out/c-top.vmdk chain/top.vmdk && qemu-img info out/c-top.vmdk | grep -q "backing file: c-base.vmdk" && ok \
+    || bad "chain batch: the copied top does not read as the source over its copied base"
+[ "$(stat -c %s out/c-top.vmdk)" -lt $((3 << 20)) ] && ok || bad "chain batch: the top's copy holds more than the top's data"
+cat > chain-bad.yaml <<'EOF'
+version: 1
+jobs:
+  - {source: chain/top.vmdk, target: out/x.vmdk, format: vmdk, backing: out/nothing.vmdk}
+EOF
+"$VDKIT" batch chain-bad.yaml > out.txt 2>&1; [ $? -eq 2 ] && grep -q "chain-bad.yaml:3: .*out/nothing.vmdk does not exist and no earlier job makes it" out.txt \
+    && ok || bad "chain batch: a missing backing image: $(cat out.txt)"
+
 finish

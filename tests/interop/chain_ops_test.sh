@@ -107,4 +107,22 @@ qemu-img convert -q -f vmdk -O vmdk -o subformat=twoGbMaxExtentSparse top.vmdk s
     && qemu-img compare -q whole.vmdk ../want.raw && ok || bad "rename: a split VMDK's extents did not follow"
 "$VDKIT" delete whole.vmdk > /dev/null && ! ls whole* > /dev/null 2>&1 && ok || bad "delete: files of a split VMDK left behind"
 cd ..
+# convert -B into an existing chain (VDCopyEx "same content up to image N"):
+# with the base copied under its own UUID, the top's copy holds only what
+# the top holds (2 MiB of its 8: data and zeros); over an unrelated backing
+# image the copy is whole.
+mkdir cb && cd cb
+head -c $((8 << 20)) /dev/urandom > b.raw
+"$VDKIT" -q convert -f raw -O vmdk b.raw base.vmdk
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk top.vmdk
+qemu-io -f vmdk -c "write -P 0x44 2M 1M" -c "write -z 5M 1M" top.vmdk > /dev/null
+mkdir c && "$VDKIT" convert --keep-uuid -O vmdk base.vmdk c/base.vmdk && "$VDKIT" convert -O vmdk -B base.vmdk top.vmdk c/top.vmdk \
+    && ok || bad "convert -B failed"
+qemu-img compare -q c/top.vmdk top.vmdk && qemu-img check -q c/top.vmdk && ok || bad "convert -B: qemu-img reads the copy differently"
+qemu-img info c/top.vmdk | grep -q "backing file: base.vmdk" && ok || bad "convert -B: the copy does not name base.vmdk"
+[ "$(stat -c %s c/top.vmdk)" -lt $((4 << 20)) ] && ok || bad "convert -B: copied more than the top holds ($(stat -c %s c/top.vmdk) bytes)"
+head -c $((8 << 20)) /dev/urandom > o.raw && qemu-img convert -q -f raw -O vmdk o.raw c/other.vmdk
+"$VDKIT" convert -O vmdk -B other.vmdk top.vmdk c/over.vmdk && qemu-img compare -q c/over.vmdk top.vmdk && ok \
+    || bad "convert -B over an unrelated image does not read as the source"
+cd ..
 finish

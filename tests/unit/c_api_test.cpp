@@ -204,5 +204,33 @@ TEST_CASE("the C API copies with pipeline options and measures", "[c-api][copy]"
     CHECK(vdkit_disk_copy_ex(lib, src, dst, &co, &err) == VDKIT_E_INVALID_ARGUMENT);
     REQUIRE(vdkit_disk_close(dst, &err) == VDKIT_OK);
     REQUIRE(vdkit_disk_close(src, &err) == VDKIT_OK);
+
+    // Into an existing chain: s over a is copied into c, a second child of a.
+    const std::string s = dir / "s.vdi", c = dir / "c.vdi";
+    REQUIRE(vdkit_disk_create(lib, s.c_str(), "vdi", 0, 0, nullptr, a.c_str(), &src, &err) == VDKIT_OK);
+    auto more = vdkit::test::pattern(1 << 20, 8);
+    REQUIRE(vdkit_disk_write(src, 1 << 20, more.data(), more.size(), &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_create(lib, c.c_str(), "vdi", 0, 0, nullptr, a.c_str(), &dst, &err) == VDKIT_OK);
+    uint32_t same = 99;
+    REQUIRE(vdkit_disk_common_image(src, dst, &same, &err) == VDKIT_OK);
+    CHECK(same == 0);
+    vdkit_copy_options chain{};
+    chain.struct_size = sizeof(chain);
+    chain.flags = VDKIT_COPY_SAME_UP_TO;
+    chain.same_up_to = same;
+    uint64_t total = 0;
+    chain.progress = [](void *opaque, uint64_t, uint64_t t) {
+        *static_cast<uint64_t *>(opaque) = t;
+        return 0;
+    };
+    chain.opaque = &total;
+    REQUIRE(vdkit_disk_copy_ex(lib, src, dst, &chain, &err) == VDKIT_OK);
+    CHECK(total == 1u << 20); // only what s holds
+    std::vector<unsigned char> all_s(16 << 20), all_c(16 << 20);
+    REQUIRE(vdkit_disk_read(src, 0, all_s.data(), all_s.size(), &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_read(dst, 0, all_c.data(), all_c.size(), &err) == VDKIT_OK);
+    CHECK(all_s == all_c);
+    REQUIRE(vdkit_disk_close(dst, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_close(src, &err) == VDKIT_OK);
     vdkit_library_close(lib);
 }

@@ -192,3 +192,115 @@ TEST_CASE("compare finds the first differing byte, also in the larger disk's tai
     REQUIRE(tail->has_value());
     CHECK(**tail == 10 * kMiB + 5);
 }
+
+// VDCopyEx into an existing chain: a chain base <- s1 <- s2 is copied image
+// by image, each copy a differencing image over the copy of the image below
+// (UUIDs kept), and each copy reads only what its own source image holds.
+TEST_CASE("copy into an existing chain copies only what the images above the common one hold", "[copy][chain]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    const std::vector<unsigned char> base_model = make_source(*lib, dir / "base.vdi");
+    std::vector<unsigned char> s1_model = base_model;
+    auto snapshot = [&](const std::string &parent, const std::string &name, const std::string &format) {
+        CreateOptions co = test::create_opts(format);
+        co.parent = parent;
+        auto d = lib->create_image(name, co);
+        REQUIRE_OK(d);
+        return std::move(*d);
+    };
+    {
+        auto s1 = snapshot(dir / "base.vdi", dir / "s1.vmdk", "vmdk");
+        auto data = test::pattern(3 * kMiB, 11);
+        REQUIRE_OK(s1->write(10 * kMiB, data.data(), data.size()));
+        std::copy(data.begin(), data.end(), s1_model.begin() + static_cast<long>(10 * kMiB));
+        REQUIRE_OK(s1->write_zeroes(0, kMiB)); // zeros over the base's data must survive the copy
+        std::fill(s1_model.begin(), s1_model.begin() + static_cast<long>(kMiB), 0);
+        REQUIRE_OK(s1->close());
+    }
+    std::vector<unsigned char> s2_model = s1_model;
+    {
+        auto s2 = snapshot(dir / "s1.vmdk", dir / "s2.vdi", "vdi");
+        auto data = test::pattern(kMiB, 12);
+        REQUIRE_OK(s2->write(40 * kMiB, data.data(), data.size()));
+        std::copy(data.begin(), data.end(), s2_model.begin() + static_cast<long>(40 * kMiB));
+        REQUIRE_OK(s2->close());
+    }
+
+    // The base, copied whole with its UUID.
+    auto base = open_ro(*lib, dir / "base.vdi");
+    CreateOptions bo = test::create_opts("vdi", kSize);
+    bo.uuid = base->image_info(0)->uuid;
+    auto base_copy = lib->create_image(dir / "copy-base.vdi", bo);
+    REQUIRE_OK(base_copy);
+    REQUIRE_OK(lib->copy(*base, **base_copy));
+    CHECK((*base_copy)->image_info(0)->uuid == base->image_info(0)->uuid);
+    REQUIRE_OK((*base_copy)->close());
+
+    // s1 over the base's copy: image 0 is the common one.
+    auto s1 = open_ro(*lib, dir / "s1.vmdk");
+    CreateOptions so = test::create_opts("vmdk");
+    so.parent = dir / "copy-base.vdi";
+    so.uuid = s1->image_info(1)->uuid;
+    auto s1_copy = lib->create_image(dir / "copy-s1.vmdk", so);
+    REQUIRE_OK(s1_copy);
+    auto common = Library::common_image(*s1, **s1_copy);
+    REQUIRE_OK(common);
+    REQUIRE(*common == std::optional<size_t>(0));
+    CopyOptions co;
+    co.same_up_to = 0;
+    uint64_t total = 0;
+    co.progress = [&](uint64_t, uint64_t t) {
+        total = t;
+        return true;
+    };
+    REQUIRE_OK(lib->copy(*s1, **s1_copy, co));
+    CHECK(total == 4 * kMiB); // s1's 3 MiB of data and 1 MiB of zeros; nothing of the base
+    CHECK(test::first_difference(**s1_copy, s1_model) == "equal");
+    REQUIRE_OK((*s1_copy)->close());
+
+    // s2 over the copy of s1: image 1 is the common one (image 0 below it too).
+    auto s2 = open_ro(*lib, dir / "s2.vdi");
+    CreateOptions to = test::create_opts("vdi");
+    to.parent = dir / "copy-s1.vmdk";
+    auto s2_copy = lib->create_image(dir / "copy-s2.vdi", to);
+    REQUIRE_OK(s2_copy);
+    common = Library::common_image(*s2, **s2_copy);
+    REQUIRE_OK(common);
+    REQUIRE(*common == std::optional<size_t>(1));
+    co.same_up_to = 1;
+    REQUIRE_OK(lib->copy(*s2, **s2_copy, co));
+    CHECK(total == kMiB);
+    CHECK(test::first_difference(**s2_copy, s2_model) == "equal");
+    REQUIRE_OK((*s2_copy)->close());
+    auto reopened = open_ro(*lib, dir / "copy-s2.vdi");
+    CHECK(reopened->image_count() == 3);
+    CHECK(test::first_difference(*reopened, s2_model) == "equal");
+
+    // Without a common image (a diff over an unrelated base) the copy is
+    // whole, and zeros are written only where the target showed data.
+    auto other = lib->create_image(dir / "other.vdi", test::create_opts("vdi", kSize));
+    REQUIRE_OK(other);
+    auto noise = test::pattern(kSize, 99);
+    REQUIRE_OK((*other)->write(0, noise.data(), noise.size()));
+    REQUIRE_OK((*other)->close());
+    CreateOptions uo = test::create_opts("vdi");
+    uo.parent = dir / "other.vdi";
+    auto over = lib->create_image(dir / "over-other.vdi", uo);
+    REQUIRE_OK(over);
+    common = Library::common_image(*s2, **over);
+    REQUIRE_OK(common);
+    CHECK(!*common);
+    CopyOptions whole;
+    whole.target_is_zero = false;
+    REQUIRE_OK(lib->copy(*s2, **over, whole));
+    CHECK(test::first_difference(**over, s2_model) == "equal");
+
+    // same_up_to is checked: past the source's images, or a target with no parent.
+    CopyOptions bad;
+    bad.same_up_to = 3;
+    CHECK(lib->copy(*s2, **over, bad).code() == VDKIT_E_INVALID_ARGUMENT);
+    auto lone = lib->create_image(dir / "lone.vdi", test::create_opts("vdi", kSize));
+    REQUIRE_OK(lone);
+    bad.same_up_to = 0;
+    CHECK(lib->copy(*s2, **lone, bad).code() == VDKIT_E_INVALID_ARGUMENT);
+}

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -48,7 +49,7 @@ json stamp(const std::string &path) {
 std::string settings_of(const BatchJob &job) {
     std::string s = "source=" + job.spec.source + ";source_format=" + job.spec.source_format +
                     ";format=" + job.spec.target_format + ";preallocate=" + (job.spec.preallocate ? "1" : "0") +
-                    ";options=";
+                    ";backing=" + job.spec.backing + ";keep_uuid=" + (job.spec.keep_uuid ? "1" : "0") + ";options=";
     for (const auto &[k, v] : job.spec.target_options) s += k + "=" + v + ",";
     return s;
 }
@@ -180,12 +181,23 @@ class BatchCommand : public Command {
             std::lock_guard lock(out_mu);
             bar.update_fraction(static_cast<double>(sum) / static_cast<double>(1000 * n), copied);
         };
+        // Jobs start in file order, so a job's backing job (always earlier)
+        // has started when it waits for it: no deadlock.
+        std::vector<char> ended(n, 0);
+        std::condition_variable ended_cv;
         auto worker = [&] {
             for (size_t i; (i = next++) < n;) {
                 const BatchJob &job = file.jobs[i];
                 Outcome &o = outcomes[i];
+                if (job.after) {
+                    std::unique_lock lock(out_mu);
+                    ended_cv.wait(lock, [&] { return ended[*job.after] != 0; });
+                }
                 const auto t0 = std::chrono::steady_clock::now();
                 try {
+                    if (job.after && outcomes[*job.after].status == "failed")
+                        throw CliError("its backing image comes from job '" + file.jobs[*job.after].name +
+                                       "', which failed");
                     run_job(lib, job, state, o, [&](uint64_t done, uint64_t total) {
                         permille[i] = total ? done * 1000 / total : 1000;
                         bytes[i] = done;
@@ -203,6 +215,8 @@ class BatchCommand : public Command {
                 std::cout << (clear_line ? "\r\033[K" : "") << "[" << ++finished << "/" << n << "] " << job.name
                           << ": " << o.status << (o.message.empty() ? "" : ": " + o.message) << "\n"
                           << std::flush;
+                ended[i] = 1;
+                ended_cv.notify_all();
             }
         };
         std::vector<std::thread> threads;

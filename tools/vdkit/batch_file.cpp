@@ -15,11 +15,13 @@ namespace vdkit::cli {
 namespace {
 
 // Keys a job may set; all but name/source/target may also be in `defaults`.
-const std::vector<std::string> kJobKeys = {"name",         "source",      "source_format", "target",
-                                           "format",       "options",     "threads",       "out_of_order",
-                                           "preallocate",  "overwrite",   "verify"};
-const std::vector<std::string> kDefaultKeys = {"source_format", "format",    "options", "threads",
-                                               "out_of_order",  "preallocate", "overwrite", "verify"};
+const std::vector<std::string> kJobKeys = {"name",        "source",    "source_format", "target",   "format",
+                                           "options",     "threads",   "out_of_order",  "preallocate",
+                                           "overwrite",   "verify",    "backing",       "backing_format",
+                                           "keep_uuid"};
+const std::vector<std::string> kDefaultKeys = {"source_format", "format",    "options",        "threads",  "out_of_order",
+                                               "preallocate",   "overwrite", "verify",         "keep_uuid",
+                                               "backing_format"};
 const std::vector<std::string> kTopKeys = {"version", "parallel", "report", "defaults", "jobs"};
 
 // Collects problems with their lines; the typed readers return nullopt after
@@ -89,11 +91,11 @@ private:
 
 // The settings `defaults` and a job share; a job's own value wins.
 struct Settings {
-    std::optional<std::string> source_format, format;
+    std::optional<std::string> source_format, format, backing_format;
     Options options;
     std::map<std::string, int> option_lines;
     std::optional<unsigned> threads;
-    std::optional<bool> out_of_order, preallocate, overwrite, verify;
+    std::optional<bool> out_of_order, preallocate, overwrite, verify, keep_uuid;
 };
 
 void read_settings(Checker &c, const YAML::Node &map, Settings &s) {
@@ -105,6 +107,8 @@ void read_settings(Checker &c, const YAML::Node &map, Settings &s) {
     if (auto n = map["preallocate"]) s.preallocate = c.boolean(n, "preallocate");
     if (auto n = map["overwrite"]) s.overwrite = c.boolean(n, "overwrite");
     if (auto n = map["verify"]) s.verify = c.boolean(n, "verify");
+    if (auto n = map["keep_uuid"]) s.keep_uuid = c.boolean(n, "keep_uuid");
+    if (auto n = map["backing_format"]) s.backing_format = c.text(n, "backing_format");
 }
 
 bool is_url(const std::string &p) { return p.find("://") != std::string::npos; }
@@ -196,6 +200,8 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         if (own.preallocate) s.preallocate = own.preallocate;
         if (own.overwrite) s.overwrite = own.overwrite;
         if (own.verify) s.verify = own.verify;
+        if (own.keep_uuid) s.keep_uuid = own.keep_uuid;
+        if (own.backing_format) s.backing_format = own.backing_format;
 
         BatchJob job;
         job.line = line;
@@ -232,6 +238,19 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             if (source && identity(job.spec.target) == identity(job.spec.source))
                 c.problem(j["target"], who + "the target is the source");
         }
+        if (auto n = j["backing"]) {
+            if (auto v = c.text(n, "backing")) {
+                // Absolute: convert takes a relative backing path from the target's directory.
+                job.spec.backing = resolve(base, *v);
+                if (!is_url(job.spec.backing)) job.spec.backing = fs::absolute(job.spec.backing).lexically_normal().string();
+                job.backing_line = Checker::line(n);
+            }
+        }
+        if (s.backing_format) {
+            Status known = lib.check_options(PluginKind::format, *s.backing_format, {}, false);
+            if (!known) c.problem(line, who + "backing_format: " + known.message());
+            job.spec.backing_format = *s.backing_format;
+        }
         if (s.source_format) {
             Status known = lib.check_options(PluginKind::format, *s.source_format, {}, false);
             if (!known) c.problem(line, who + "source_format: " + known.message());
@@ -255,8 +274,20 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         job.spec.out_of_order = s.out_of_order.value_or(false);
         job.spec.preallocate = s.preallocate.value_or(false);
         job.spec.overwrite = s.overwrite.value_or(false);
+        job.spec.keep_uuid = s.keep_uuid.value_or(false);
         job.verify = s.verify.value_or(true);
         bf.jobs.push_back(std::move(job));
+    }
+    // A backing image exists, or an earlier job makes it (that job runs first).
+    for (size_t i = 0; i < bf.jobs.size(); ++i) {
+        BatchJob &job = bf.jobs[i];
+        if (job.spec.backing.empty()) continue;
+        for (size_t k = 0; k < i && !job.after; ++k)
+            if (identity(bf.jobs[k].spec.target) == identity(job.spec.backing)) job.after = k;
+        std::error_code ec;
+        if (!job.after && !is_url(job.spec.backing) && !fs::exists(job.spec.backing, ec))
+            c.problem(job.backing_line, "job '" + job.name + "': backing image " + job.spec.backing +
+                                            " does not exist and no earlier job makes it");
     }
     return bf;
 }

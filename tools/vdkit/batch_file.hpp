@@ -12,6 +12,7 @@
 #include "convert.hpp"
 
 #include <string>
+#include <optional>
 #include <vector>
 
 namespace vdkit::cli {
@@ -21,6 +22,10 @@ struct BatchJob {
     int line = 0;            // of the job's entry in the file
     ConvertSpec spec;        // paths resolved against the job file's directory
     bool verify = true;      // compare the target with the source before it gets its final name
+    // The earlier job whose target is this job's backing image (it runs
+    // first; if it fails, this job fails), or none.
+    std::optional<size_t> after;
+    int backing_line = 0;
 };
 
 struct BatchFile {

@@ -304,6 +304,11 @@ class ConvertCommand : public Command {
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");
         sub->add_flag("--overwrite", spec_.overwrite, "Replace an existing target (only once the new one is complete)");
         sub->add_flag("--preallocate", spec_.preallocate, "Allocate the whole target");
+        sub->add_option("-B,--backing", spec_.backing,
+                        "Create the target as a differencing image over this image (relative to the target's "
+                        "directory) and copy only what differs from it");
+        sub->add_option("-F,--backing-format", spec_.backing_format, "Format of the -B image (default: probe)");
+        sub->add_flag("--keep-uuid", spec_.keep_uuid, "Give the target the source top image's UUID");
         sub->add_option("source", spec_.source, "Source image")->required();
         sub->add_option("target", spec_.target, "Target image")->required();
         return sub;

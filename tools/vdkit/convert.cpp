@@ -103,6 +103,14 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
     co.size = src->size();
     co.options = spec.target_options;
     co.fixed = spec.preallocate;
+    co.final_location = spec.target;
+    if (!spec.backing.empty()) {
+        fs::path backing = spec.backing;
+        if (backing.is_relative()) backing = fs::path(spec.target).parent_path() / backing;
+        co.parent = backing.string();
+        co.parent_format = spec.backing_format;
+    }
+    if (spec.keep_uuid) co.uuid = take(src->image_info(src->image_count() - 1)).uuid;
     auto dst = take(lib.create_image(staging.main().string(), co));
 
     CopyOptions copy;
@@ -114,13 +122,27 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
     copy.target_is_zero = true; // a new image, sparse or preallocated with zeros
     copy.threads = spec.threads;
     copy.out_of_order = spec.out_of_order;
+    if (!spec.backing.empty()) {
+        auto same = lib.common_image(*src, *dst);
+        if (same && *same) copy.same_up_to = **same;
+        else copy.target_is_zero = false; // the backing image may show data anywhere
+    }
     Status copied = lib.copy(*src, *dst, copy);
+    if (copied && spec.verify && !spec.backing.empty()) {
+        // The staged image names its backing from its final place, so it is
+        // verified through the open chain rather than reopened.
+        auto diff = Library::compare(*src, *dst);
+        if (!diff) copied = diff.status();
+        else if (*diff)
+            copied = Status(VDKIT_E_CORRUPT, spec.target + ": verification failed: the new image reads differently "
+                                                           "from " + spec.source + " at offset " + std::to_string(**diff));
+    }
     if (!copied) {
         dst->close_and_delete().ignore();
         check(copied);
     }
     check(dst->close());
-    if (spec.verify) {
+    if (spec.verify && spec.backing.empty()) {
         OpenOptions ro;
         ro.format = spec.target_format;
         auto back = take(lib.open(staging.main().string(), ro));

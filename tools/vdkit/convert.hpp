@@ -24,6 +24,13 @@ struct ConvertSpec {
     // Before the target gets its final name, reopen it and compare it with
     // the source (Library::compare); a difference fails the convert.
     bool verify = false;
+    // -B: the target is a differencing image over `backing` (relative to the
+    // target's directory, as qemu-img convert -B). When the backing image is
+    // a UUID-kept copy of one of the source's images (Library::common_image),
+    // only what the source's images above it hold is copied; otherwise the
+    // source's data, and zeros where the backing shows data.
+    std::string backing, backing_format;
+    bool keep_uuid = false; // the target gets the source top's UUID
 };
 
 struct ConvertResult {

@@ -117,12 +117,16 @@ typedef struct vdkit_copy_options {
     uint32_t struct_size;
     uint32_t threads;        /* 0: the default (4); else 1..64 */
     uint32_t flags;          /* VDKIT_COPY_* */
-    uint32_t _reserved;
+    uint32_t same_up_to;     /* with VDKIT_COPY_SAME_UP_TO: CopyOptions::same_up_to */
     vdkit_progress_fn progress; /* may be NULL */
     void *opaque;
 } vdkit_copy_options;
 #define VDKIT_COPY_OUT_OF_ORDER  (1u << 0) /* writes may land in any order (qemu-img convert -W) */
 #define VDKIT_COPY_TARGET_DIRTY  (1u << 1) /* the target may hold data: write zero ranges too */
+#define VDKIT_COPY_SAME_UP_TO    (1u << 2) /* dst's parent chain reads as src's images 0..same_up_to */
+/* Into an existing chain (VDCopyEx): the index of src's image whose UUID is
+ * that of the image below dst's top, in *index; VDKIT_E_NOT_FOUND if none. */
+vdkit_status vdkit_disk_common_image(vdkit_disk *src, vdkit_disk *dst, uint32_t *index, vdkit_error *err);
 /* options may be NULL (defaults). */
 vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, const vdkit_copy_options *options,
                                 vdkit_error *err);

@@ -161,6 +161,13 @@ struct CreateOptions {
     std::string parent_format;        // empty: probe the parent
     bool overwrite = false;           // replace an existing file
     std::optional<bool> allow_unsafe_paths;
+    // The new image's UUID (VDCopyEx pDstUuid, a copy that keeps its
+    // identity); empty: a fresh random one.
+    std::optional<Uuid> uuid;
+    // The image is built here but will be moved to final_location (a staged
+    // convert): its parent path is written relative to final_location and
+    // must resolve from there. Empty: location.
+    std::string final_location;
 };
 
 // One finding of a consistency check, in the order the format reported it.
@@ -288,6 +295,11 @@ struct CopyOptions {
     // on random-access targets; the file layout then depends on timing. A
     // sequential target (ImageInfo::sequential) is always written in order.
     bool out_of_order = false;
+    // VDCopyEx's "same content up to image N": dst is a differencing image
+    // whose parent chain reads what src's images 0..N read (a copy of them,
+    // see Library::common_image). Only what src's images above N hold is
+    // copied — their zeros written as zeros — and nothing else is read.
+    std::optional<size_t> same_up_to;
 };
 
 // What a new image would take on its medium (Library::measure).
@@ -343,6 +355,13 @@ public:
     // Copy src's virtual content into dst (same size or larger), driven by
     // allocation status: unallocated and zero ranges are not read.
     Status copy(const Disk &src, Disk &dst, const CopyOptions &options = {}) const;
+
+    // For copying into an existing chain: the highest index N of src's
+    // images whose UUID is that of the image just below dst's top (dst is a
+    // differencing image over a copy of src's images 0..N made with their
+    // UUIDs kept, as VirtualBox identifies media), or nullopt. The result is
+    // what CopyOptions::same_up_to takes.
+    static Result<std::optional<size_t>> common_image(const Disk &src, const Disk &dst);
 
     // qemu-img measure / VixDiskLib SpaceNeededForClone: the bytes a new
     // image of `format` (with create `options`) would take holding source's

@@ -247,7 +247,7 @@ vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk 
         if (!lib || !src || !dst) return null_arg("lib, src and dst");
         vdkit_copy_options c{};
         if (options) {
-            if (options->struct_size < offsetof(vdkit_copy_options, _reserved))
+            if (options->struct_size < offsetof(vdkit_copy_options, same_up_to))
                 return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "vdkit_copy_options.struct_size is too small");
             std::memcpy(&c, options, std::min<size_t>(options->struct_size, sizeof(c)));
         }
@@ -255,8 +255,19 @@ vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk 
         if (c.threads) o.threads = c.threads;
         o.out_of_order = c.flags & VDKIT_COPY_OUT_OF_ORDER;
         o.target_is_zero = !(c.flags & VDKIT_COPY_TARGET_DIRTY);
+        if (c.flags & VDKIT_COPY_SAME_UP_TO) o.same_up_to = c.same_up_to;
         if (c.progress) o.progress = [&](uint64_t d, uint64_t t) { return c.progress(c.opaque, d, t) == 0; };
         return lib->lib->copy(*src->disk, *dst->disk, o);
+    });
+}
+
+vdkit_status vdkit_disk_common_image(vdkit_disk *src, vdkit_disk *dst, uint32_t *index, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!src || !dst || !index) return null_arg("src, dst and index");
+        VDKIT_ASSIGN_OR_RETURN(std::optional<size_t> n, vdkit::Library::common_image(*src->disk, *dst->disk));
+        if (!n) return vdkit::Status(VDKIT_E_NOT_FOUND, "no image of the source has the UUID of the image below the target's top");
+        *index = static_cast<uint32_t>(*n);
+        return vdkit::Status::ok();
     });
 }
 

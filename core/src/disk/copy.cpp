@@ -39,29 +39,49 @@ struct Job {
     bool data = false;
 };
 
-// The source's map as runs of data and not-data (zero and unallocated are
-// alike to a copy), and the bytes of data.
-Result<std::vector<Run>> map_source(const Disk &src, uint64_t &data_bytes) {
-    VDKIT_ASSIGN_OR_RETURN(Ranges data, data_ranges(src, 0, src.size()));
-    std::vector<Run> runs;
-    data_bytes = 0;
+Ranges complement(const Ranges &r, uint64_t size) {
+    Ranges out;
     uint64_t pos = 0;
-    for (const auto &[a, b] : data) {
-        if (a > pos) runs.push_back(Run{pos, a - pos, false});
-        runs.push_back(Run{a, b - a, true});
-        data_bytes += b - a;
+    for (const auto &[a, b] : r) {
+        if (a > pos) out.emplace_back(pos, a);
         pos = b;
     }
-    if (pos < src.size()) runs.push_back(Run{pos, src.size() - pos, false});
+    if (pos < size) out.emplace_back(pos, size);
+    return out;
+}
+
+Ranges intersect(const Ranges &x, const Ranges &y) {
+    Ranges out;
+    for (size_t i = 0, j = 0; i < x.size() && j < y.size();) {
+        const uint64_t a = std::max(x[i].first, y[j].first), b = std::min(x[i].second, y[j].second);
+        if (a < b) out.emplace_back(a, b);
+        (x[i].second < y[j].second) ? ++i : ++j;
+    }
+    return out;
+}
+
+// What the copy must do, from the maps alone: `data` runs to read and
+// write, and `zero` runs to make read as zero in the target. A zero target
+// needs no zero runs; otherwise only where the target holds data now.
+std::vector<Run> plan_runs(const Ranges &data, const Ranges &zero, uint64_t &data_bytes) {
+    std::vector<Run> runs;
+    data_bytes = 0;
+    size_t j = 0;
+    for (const auto &[a, b] : data) {
+        for (; j < zero.size() && zero[j].first < a; ++j) runs.push_back(Run{zero[j].first, zero[j].second - zero[j].first, false});
+        runs.push_back(Run{a, b - a, true});
+        data_bytes += b - a;
+    }
+    for (; j < zero.size(); ++j) runs.push_back(Run{zero[j].first, zero[j].second - zero[j].first, false});
     return runs;
 }
 
 class Pipeline {
 public:
     Pipeline(const Disk &src, Disk &dst, const CopyOptions &o, std::vector<Run> runs, uint64_t total, uint64_t unit,
-             uint64_t buffer, bool in_order)
+             uint64_t buffer, bool in_order, bool skip_zero_units)
         : src_(src), dst_(dst), options_(o), runs_(std::move(runs)), total_(total), unit_(unit), buffer_(buffer),
-          in_order_(in_order) {}
+          in_order_(in_order), skip_zero_units_(skip_zero_units) {}
 
     Status run(unsigned threads) {
         VDKIT_TRY(report(0));
@@ -125,10 +145,11 @@ private:
         }
     }
 
-    // Write one job: units of the target that read as zero are skipped on a
-    // zero target and written as zero ranges otherwise; the rest is data.
+    // Write one job: a zero run is written as zeros (the plan has only those
+    // the target needs); in a data run, units that read as zero are skipped
+    // when the target reads zero there and written as zero ranges otherwise.
     Status write(const Job &job, const unsigned char *buf) {
-        if (!job.data) return options_.target_is_zero ? Status::ok() : dst_.write_zeroes(job.offset, job.length);
+        if (!job.data) return dst_.write_zeroes(job.offset, job.length);
         const uint64_t end = job.offset + job.length;
         uint64_t span_start = job.offset;
         bool span_zero = false;
@@ -136,7 +157,7 @@ private:
             if (span_end == span_start) return Status::ok();
             const uint64_t n = span_end - span_start;
             if (!span_zero) return dst_.write(span_start, buf + (span_start - job.offset), n);
-            return options_.target_is_zero ? Status::ok() : dst_.write_zeroes(span_start, n);
+            return skip_zero_units_ ? Status::ok() : dst_.write_zeroes(span_start, n);
         };
         for (uint64_t p = job.offset; p < end;) {
             const uint64_t piece_end = std::min(end, (p / unit_ + 1) * unit_);
@@ -174,7 +195,7 @@ private:
     const CopyOptions &options_;
     const std::vector<Run> runs_;
     const uint64_t total_, unit_, buffer_;
-    const bool in_order_;
+    const bool in_order_, skip_zero_units_;
 
     std::mutex mu_; // guards the job cursor, the write turn and first_error_
     std::condition_variable turn_;
@@ -206,10 +227,37 @@ Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const 
     const uint64_t want = std::max<uint64_t>(options.buffer_size, unit);
     const uint64_t buffer = (want + unit - 1) / unit * unit;
 
+    // The plan, from the maps alone (nothing grows with the virtual size).
+    Ranges data, zero;
+    if (options.same_up_to) {
+        // VDCopyEx "same content up to image N": what src images 0..N show,
+        // dst's chain already shows; only what the images above N hold (data
+        // or zero records) is copied, and its zeros must be written.
+        const size_t n = *options.same_up_to, top = src.image_count() - 1;
+        if (n > top)
+            return Status(VDKIT_E_INVALID_ARGUMENT, "same_up_to is image " + std::to_string(n) + ", but the source has " +
+                                                        std::to_string(top + 1) + " images");
+        if (dst.image_count() < 2)
+            return Status(VDKIT_E_INVALID_ARGUMENT,
+                          "same_up_to needs a differencing target whose parent reads as the source's images 0.." +
+                              std::to_string(n));
+        if (n < top) {
+            std::shared_lock lock(src.state_->mu);
+            VDKIT_ASSIGN_OR_RETURN(data, src.state_->held(n + 1, top, 0, src.size()));
+        }
+    } else {
+        VDKIT_ASSIGN_OR_RETURN(data, data_ranges(src, 0, src.size()));
+        if (!options.target_is_zero) {
+            // Zeros only where the target holds data now (for a diff target
+            // that includes what its parent shows).
+            VDKIT_ASSIGN_OR_RETURN(Ranges held, data_ranges(dst, 0, src.size()));
+            zero = intersect(complement(data, src.size()), held);
+        }
+    }
     uint64_t total = 0;
-    VDKIT_ASSIGN_OR_RETURN(std::vector<Run> runs, map_source(src, total));
+    std::vector<Run> runs = plan_runs(data, zero, total);
     Pipeline pipeline(src, dst, options, std::move(runs), total, unit, buffer,
-                      !options.out_of_order || target.sequential);
+                      !options.out_of_order || target.sequential, options.target_is_zero && !options.same_up_to);
     // A sequential target (a stream) takes one write at a time and does its
     // own parallel work (compression): more than two readers only hold
     // buffers waiting for their turn.
@@ -217,4 +265,18 @@ Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const 
     return dst.flush();
 }
 
+inline namespace v1 {
+
+Result<std::optional<size_t>> Library::common_image(const Disk &src, const Disk &dst) {
+    if (dst.image_count() < 2) return std::optional<size_t>();
+    VDKIT_ASSIGN_OR_RETURN(ImageInfo below, dst.image_info(dst.image_count() - 2));
+    if (util::uuid_is_nil(below.uuid.data())) return std::optional<size_t>();
+    for (size_t i = src.image_count(); i-- > 0;) {
+        VDKIT_ASSIGN_OR_RETURN(ImageInfo mine, src.image_info(i));
+        if (mine.uuid == below.uuid) return std::optional<size_t>(i);
+    }
+    return std::optional<size_t>();
+}
+
+} // namespace v1
 } // namespace vdkit

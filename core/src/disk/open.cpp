@@ -223,7 +223,8 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
     params.struct_size = sizeof(params);
     params.flags = (options.fixed ? VDKIT_CREATE_FIXED : 0) | (diff ? VDKIT_CREATE_DIFF : 0);
     params.size = options.size;
-    util::generate_uuid(params.uuid);
+    if (options.uuid && !util::uuid_is_nil(options.uuid->data())) std::memcpy(params.uuid, options.uuid->data(), 16);
+    else util::generate_uuid(params.uuid);
 
     std::unique_ptr<Disk> parent_disk;
     std::string hint, parent_format;
@@ -241,12 +242,14 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
                                                         std::to_string(pinfo.virtual_size) + " bytes)");
         std::memcpy(params.parent_uuid, pinfo.uuid, 16);
         std::memcpy(params.parent_modification_uuid, pinfo.modification_uuid, 16);
-        hint = relative_hint(location, options.parent);
+        // Named from where the image will live (a staged image moves later).
+        const std::string &home = options.final_location.empty() ? location : options.final_location;
+        hint = relative_hint(home, options.parent);
         parent_format = parent_top->format().info.name;
         params.parent_hint = vdkit_str{hint.data(), hint.size()};
         params.parent_format = vdkit_str{parent_format.data(), parent_format.size()};
         // The child must be able to find its parent again under the path policy.
-        auto back = resolve_sibling(location, hint, allow_unsafe);
+        auto back = resolve_sibling(home, hint, allow_unsafe);
         if (!back) return back.status().with_context("creating " + location);
     }
 
