@@ -167,6 +167,26 @@ typedef struct vdkit_check_summary {
 vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn finding, void *opaque,
                               vdkit_check_summary *summary, vdkit_error *err);
 
+/* Asynchronous I/O (VDAsync*); see Disk::submit_* in vdkit.hpp. done is
+ * called once, from one of the disk's worker threads, with the result and a
+ * message ("" on success; valid during the call only). Buffers stay the
+ * caller's and must live until done runs. Overlapping writes must not be in
+ * flight together; a flush waits for everything submitted before it. The
+ * call itself fails only when the disk is closed; vdkit_disk_close waits for
+ * submitted operations. done must not close the disk. */
+typedef void (*vdkit_completion_fn)(void *opaque, vdkit_status status, const char *message);
+vdkit_status vdkit_disk_aio_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_completion_fn done,
+                                 void *opaque, vdkit_error *err);
+vdkit_status vdkit_disk_aio_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len,
+                                  vdkit_completion_fn done, void *opaque, vdkit_error *err);
+vdkit_status vdkit_disk_aio_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
+                                         void *opaque, vdkit_error *err);
+vdkit_status vdkit_disk_aio_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
+                                    void *opaque, vdkit_error *err);
+vdkit_status vdkit_disk_aio_flush(vdkit_disk *disk, vdkit_completion_fn done, void *opaque, vdkit_error *err);
+/* Wait until every submitted operation has completed. */
+vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err);
+
 /* Rename or move an image with all its files (VixDiskLib_Rename); see
  * Library::rename_image. Children beside it are relinked unless
  * VDKIT_RENAME_NO_RELINK. */

@@ -83,6 +83,8 @@ struct LoadProblem {
 
 enum class LogLevel : uint32_t { error = 0, warning = 1, info = 2, debug = 3 };
 using LogFunction = std::function<void(LogLevel, std::string_view message)>;
+// Called once when an asynchronous operation (Disk::submit_*) ends.
+using Completion = std::function<void(Status)>;
 // Return false to cancel the operation (it fails with VDKIT_E_CANCELLED).
 using ProgressFunction = std::function<bool(uint64_t done, uint64_t total)>;
 
@@ -261,7 +263,25 @@ public:
     // new chain would show differently, so the content is unchanged.
     Status rebase(const std::string &new_parent, const RebaseOptions &options = {});
 
-    // Flush and close every image; the first error is returned. After close()
+    // Asynchronous I/O (VDAsyncRead/Write/Flush/Discard): the operation is
+    // queued and run by the disk's worker threads (four, started on first
+    // use); `done` is called once, from a worker, with its result, and the
+    // buffer must stay valid until then. Operations in flight together may
+    // run in any order (do not overlap writes in flight); submit_flush is a
+    // barrier: it runs after everything submitted before it has completed
+    // and before anything submitted after it starts. The submit call itself
+    // fails only when the disk is closed or closing. A callback must not
+    // close the disk or call drain().
+    Status submit_read(uint64_t offset, void *buf, uint64_t len, Completion done);
+    Status submit_write(uint64_t offset, const void *buf, uint64_t len, Completion done);
+    Status submit_write_zeroes(uint64_t offset, uint64_t len, Completion done);
+    Status submit_discard(uint64_t offset, uint64_t len, Completion done);
+    Status submit_flush(Completion done);
+    // Wait until every submitted operation has completed.
+    void drain();
+
+    // Flush and close every image; the first error is returned. Submitted
+    // asynchronous operations complete first. After close()
     // every other call fails with VDKIT_E_INVALID_ARGUMENT.
     Status close();
     // Close, then delete every file of the top image (a multi-file format's

@@ -283,6 +283,63 @@ vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const
     });
 }
 
+namespace {
+vdkit::Completion c_completion(vdkit_completion_fn done, void *opaque) {
+    if (!done) return {};
+    return [done, opaque](const vdkit::Status &st) {
+        const std::string msg = st.is_ok() ? std::string() : st.message();
+        done(opaque, st.code(), msg.c_str());
+    };
+}
+} // namespace
+
+vdkit_status vdkit_disk_aio_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_completion_fn done,
+                                 void *opaque, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || (!buf && len)) return null_arg("disk and buf");
+        return disk->disk->submit_read(offset, buf, len, c_completion(done, opaque));
+    });
+}
+
+vdkit_status vdkit_disk_aio_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len,
+                                  vdkit_completion_fn done, void *opaque, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || (!buf && len)) return null_arg("disk and buf");
+        return disk->disk->submit_write(offset, buf, len, c_completion(done, opaque));
+    });
+}
+
+vdkit_status vdkit_disk_aio_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
+                                         void *opaque, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        return disk->disk->submit_write_zeroes(offset, len, c_completion(done, opaque));
+    });
+}
+
+vdkit_status vdkit_disk_aio_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
+                                    void *opaque, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        return disk->disk->submit_discard(offset, len, c_completion(done, opaque));
+    });
+}
+
+vdkit_status vdkit_disk_aio_flush(vdkit_disk *disk, vdkit_completion_fn done, void *opaque, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        return disk->disk->submit_flush(c_completion(done, opaque));
+    });
+}
+
+vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        disk->disk->drain();
+        return vdkit::Status::ok();
+    });
+}
+
 vdkit_status vdkit_image_rename(vdkit_library *lib, const char *from, const char *to, uint32_t flags,
                                 vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {

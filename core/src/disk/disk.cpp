@@ -238,6 +238,7 @@ Status Disk::set_comment(std::string_view comment) {
 }
 
 Status Disk::close() {
+    state_->stop_async(); // what was submitted completes first
     std::unique_lock lock(state_->mu);
     if (state_->closed) return Status::ok();
     state_->closed = true;
@@ -252,6 +253,7 @@ Status Disk::close() {
 }
 
 Status Disk::close_and_delete() {
+    state_->stop_async();
     std::unique_lock lock(state_->mu);
     if (state_->closed) return closed_error();
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");

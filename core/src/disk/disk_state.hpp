@@ -20,7 +20,11 @@ using Reader = std::function<Status(uint64_t offset, void *buf, uint64_t len)>;
 // unallocated through its chain), adjacent runs merged; from its map only.
 Result<Ranges> data_ranges(const Disk &disk, uint64_t from, uint64_t to);
 
+class AsyncQueue; // disk/async.cpp
+
 struct Disk::State {
+    State();
+    ~State();
     std::shared_ptr<const Host> host;          // keeps plugins loaded
     std::vector<std::unique_ptr<Image>> images; // 0 = base, back() = top
     uint64_t size = 0;
@@ -28,6 +32,13 @@ struct Disk::State {
     bool closed = false;
     // Shared for reads, exclusive for writes and metadata changes.
     mutable std::shared_mutex mu;
+    // The submit_* queue, started on first use; stopped (after finishing
+    // what was submitted) before the disk closes.
+    std::mutex async_mu;
+    std::unique_ptr<AsyncQueue> async;
+    bool async_closed = false; // guarded by async_mu
+    Status submit(std::function<Status()> run, Completion done, bool barrier);
+    void stop_async();
 
     // Read [offset, offset+len) as seen from images[level] down.
     Status read_chain(size_t level, uint64_t offset, void *buf, uint64_t len) const;
