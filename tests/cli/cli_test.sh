@@ -135,5 +135,16 @@ head -c 4096 /dev/urandom > "$work/blob"
 expect 0 "probe falls back to raw for reading" "$VDKIT" info "$work/blob"
 contains "raw guess" "file format: raw"
 
+# convert --cache: the first run fills the cache, the second reads only from it.
+head -c 3M /dev/urandom > "$work/cs.raw" && truncate -s 16M "$work/cs.raw"
+"$VDKIT" -q convert -f raw -O vdi "$work/cs.raw" "$work/cs.vdi"
+expect 0 "convert --cache (cold)" "$VDKIT" -v convert --cache "$work/cs-cache.vdi" -O raw "$work/cs.vdi" "$work/cs1.raw"
+contains "cold cache" "0 bytes read from the cache, 3145728 from the chain"
+expect 0 "convert --cache (warm)" "$VDKIT" -v convert --cache "$work/cs-cache.vdi" -O raw "$work/cs.vdi" "$work/cs2.raw"
+contains "warm cache" "3145728 bytes read from the cache, 0 from the chain"
+cmp -s "$work/cs.raw" "$work/cs2.raw" && pass=$((pass + 1)) || { echo "FAIL: convert through a warm cache"; failures=$((failures + 1)); }
+expect 1 "a cache format that cannot hold one" "$VDKIT" convert --cache "$work/cs.toys" --cache-format toysparse -O raw "$work/cs.vdi" "$work/cs3.raw"
+contains "cache format refused" "cannot hold a cache"
+
 echo "$pass passed, $failures failed"
 [ "$failures" -eq 0 ]

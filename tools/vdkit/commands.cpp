@@ -309,6 +309,10 @@ class ConvertCommand : public Command {
                         "directory) and copy only what differs from it");
         sub->add_option("-F,--backing-format", spec_.backing_format, "Format of the -B image (default: probe)");
         sub->add_flag("--keep-uuid", spec_.keep_uuid, "Give the target the source top image's UUID");
+        sub->add_option("--cache", spec_.source_cache,
+                        "Read the source through this local cache image (made if missing, reused while the source "
+                        "is unchanged)");
+        sub->add_option("--cache-format", spec_.cache_format, "Format of a new --cache image")->default_val("vdi");
         sub->add_option("source", spec_.source, "Source image")->required();
         sub->add_option("target", spec_.target, "Target image")->required();
         return sub;

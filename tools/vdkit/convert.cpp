@@ -96,6 +96,11 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
     OpenOptions oo;
     oo.format = spec.source_format;
     auto src = take(lib.open(spec.source, oo));
+    if (!spec.source_cache.empty()) {
+        CacheOptions cache;
+        cache.format = spec.cache_format;
+        check(src->attach_cache(spec.source_cache, cache));
+    }
 
     Staging staging(spec.target, spec.overwrite);
     CreateOptions co;

@@ -31,6 +31,8 @@ struct ConvertSpec {
     // source's data, and zeros where the backing shows data.
     std::string backing, backing_format;
     bool keep_uuid = false; // the target gets the source top's UUID
+    // Read the source through this cache image (Disk::attach_cache); empty: none.
+    std::string source_cache, cache_format = "vdi";
 };
 
 struct ConvertResult {

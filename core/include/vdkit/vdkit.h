@@ -187,6 +187,20 @@ vdkit_status vdkit_disk_aio_flush(vdkit_disk *disk, vdkit_completion_fn done, vo
 /* Wait until every submitted operation has completed. */
 vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err);
 
+/* Cache images (VDCreateCache / VDCacheOpen); see Disk::attach_cache.
+ * format NULL: "vdi"; options "key=value,…" or NULL (for a new cache). */
+vdkit_status vdkit_disk_attach_cache(vdkit_disk *disk, const char *location, const char *format, const char *options,
+                                     vdkit_error *err);
+#define VDKIT_CACHE_DELETE (1u << 0) /* detach: also delete the cache file */
+vdkit_status vdkit_disk_detach_cache(vdkit_disk *disk, uint32_t flags, vdkit_error *err);
+typedef struct vdkit_cache_stats {
+    uint32_t struct_size; /* set by the caller */
+    uint32_t bypassed;    /* 1: a cache operation failed; reads go to the chain */
+    uint64_t hit_bytes, miss_bytes;
+} vdkit_cache_stats;
+/* VDKIT_E_NOT_FOUND when the disk has no cache. */
+vdkit_status vdkit_disk_cache_stats(vdkit_disk *disk, vdkit_cache_stats *out, vdkit_error *err);
+
 /* Rename or move an image with all its files (VixDiskLib_Rename); see
  * Library::rename_image. Children beside it are relinked unless
  * VDKIT_RENAME_NO_RELINK. */

@@ -195,6 +195,19 @@ struct CheckReport {
     bool clean() const noexcept { return errors == 0 && leaks == 0; }
 };
 
+// Disk::attach_cache (VDCreateCache / VDCacheOpen).
+struct CacheOptions {
+    std::string format = "vdi"; // for a new cache: any format with writes, an allocation map and a comment
+    Options options;            // its create options
+};
+
+struct CacheStats {
+    std::string location;
+    uint64_t hit_bytes = 0;  // read from the cache
+    uint64_t miss_bytes = 0; // read from the chain (and copied into the cache)
+    bool bypassed = false;   // a cache operation failed; reads go to the chain
+};
+
 class Disk {
 public:
     ~Disk();
@@ -279,6 +292,19 @@ public:
     Status submit_flush(Completion done);
     // Wait until every submitted operation has completed.
     void drain();
+
+    // A local cache image in front of a slow chain (VDCreateCache /
+    // VDCacheOpen): reads are served from it where it holds the block, and
+    // blocks read from the chain are copied into it; writes go to the chain
+    // first, then into cached blocks (write-through), so the cache can be
+    // detached or deleted at any time without losing data. An existing cache
+    // made for this content is reused; a stale one (the disk changed
+    // without it, or a crash while it was being updated) is emptied. A
+    // failing cache is bypassed (logged), never failing a read.
+    Status attach_cache(const std::string &location, const CacheOptions &options = {});
+    // Record that the cache matches the disk and close it (delete_file: remove it).
+    Status detach_cache(bool delete_file = false);
+    Result<CacheStats> cache_stats() const;
 
     // Flush and close every image; the first error is returned. Submitted
     // asynchronous operations complete first. After close()

@@ -340,6 +340,40 @@ vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err) {
     });
 }
 
+vdkit_status vdkit_disk_attach_cache(vdkit_disk *disk, const char *location, const char *format, const char *options,
+                                     vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || !location) return null_arg("disk and location");
+        vdkit::CacheOptions o;
+        if (format && *format) o.format = format;
+        VDKIT_ASSIGN_OR_RETURN(o.options, parse_options(options));
+        return disk->disk->attach_cache(location, o);
+    });
+}
+
+vdkit_status vdkit_disk_detach_cache(vdkit_disk *disk, uint32_t flags, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        return disk->disk->detach_cache(flags & VDKIT_CACHE_DELETE);
+    });
+}
+
+vdkit_status vdkit_disk_cache_stats(vdkit_disk *disk, vdkit_cache_stats *out, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || !out) return null_arg("disk and out");
+        if (out->struct_size < sizeof(uint32_t) * 2)
+            return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "vdkit_cache_stats.struct_size is too small");
+        VDKIT_ASSIGN_OR_RETURN(vdkit::CacheStats s, disk->disk->cache_stats());
+        vdkit_cache_stats c{};
+        c.struct_size = std::min<uint32_t>(out->struct_size, sizeof(c));
+        c.bypassed = s.bypassed ? 1 : 0;
+        c.hit_bytes = s.hit_bytes;
+        c.miss_bytes = s.miss_bytes;
+        std::memcpy(out, &c, c.struct_size);
+        return vdkit::Status::ok();
+    });
+}
+
 vdkit_status vdkit_image_rename(vdkit_library *lib, const char *from, const char *to, uint32_t flags,
                                 vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {

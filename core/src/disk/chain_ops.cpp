@@ -156,6 +156,7 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
         return Status(VDKIT_E_INVALID_ARGUMENT, "merge needs two different images of the chain (0.." +
                                                     std::to_string(count - 1) + "), got " + std::to_string(from) +
                                                     " and " + std::to_string(to));
+    VDKIT_TRY(st.cache_before_change()); // the top reads the same; modification ids change
     const uint64_t size = st.size;
     Meter meter{progress};
     auto advance = [&](uint64_t n) { return meter(n); };
@@ -227,6 +228,7 @@ Status Disk::commit(size_t base, bool empty_top, const ProgressFunction &progres
     Image &img = *st.images[top];
     VDKIT_TRY(need_writable(dst, "commit"));
     VDKIT_TRY(need_writable(img, "commit"));
+    VDKIT_TRY(st.cache_before_change());
     if (dst.size() < img.size()) VDKIT_TRY(dst.resize(img.size(), 0));
     const uint64_t size = st.size;
     Ranges todo;
@@ -264,6 +266,7 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
     const size_t top = st.images.size() - 1;
     Image &img = *st.images[top];
     VDKIT_TRY(need_writable(img, "rebase"));
+    VDKIT_TRY(st.cache_before_change());
     // The new parent chain: an ancestor already open here (images[0..keep)),
     // or another chain opened read-only (below), or nothing.
     size_t keep = 0;
@@ -334,7 +337,8 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
     }
     chain.push_back(std::move(st.images[top]));
     st.images = std::move(chain);
-    return Status::ok();
+    // Unsafe: what the disk reads may have changed anywhere.
+    return options.unsafe ? st.cache_reset() : Status::ok();
 }
 
 } // namespace vdkit

@@ -77,6 +77,7 @@ Status Disk::read(uint64_t offset, void *buf, uint64_t len) const {
     std::shared_lock lock(state_->mu);
     if (state_->closed) return closed_error();
     VDKIT_TRY(check_range(offset, len, state_->size));
+    if (state_->cache) return state_->read_cached(offset, buf, len);
     return state_->read_chain(state_->images.size() - 1, offset, buf, len);
 }
 
@@ -85,7 +86,9 @@ Status Disk::write(uint64_t offset, const void *buf, uint64_t len) {
     if (state_->closed) return closed_error();
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     VDKIT_TRY(check_range(offset, len, state_->size));
-    return state_->write_locked(state_->images.size() - 1, offset, buf, len);
+    VDKIT_TRY(state_->cache_before_change());
+    VDKIT_TRY(state_->write_locked(state_->images.size() - 1, offset, buf, len));
+    return state_->cache_after_write(offset, buf, len);
 }
 
 Status Disk::State::write_locked(size_t top, uint64_t offset, const void *buf, uint64_t len) {
@@ -159,7 +162,9 @@ Status Disk::write_zeroes(uint64_t offset, uint64_t len) {
     if (state_->closed) return closed_error();
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     VDKIT_TRY(check_range(offset, len, state_->size));
-    return state_->zero_locked(state_->images.size() - 1, offset, len);
+    VDKIT_TRY(state_->cache_before_change());
+    VDKIT_TRY(state_->zero_locked(state_->images.size() - 1, offset, len));
+    return state_->cache_after_write(offset, nullptr, len);
 }
 
 Status Disk::discard(uint64_t offset, uint64_t len) {
@@ -167,7 +172,9 @@ Status Disk::discard(uint64_t offset, uint64_t len) {
     if (state_->closed) return closed_error();
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     VDKIT_TRY(check_range(offset, len, state_->size));
-    return state_->images.back()->discard(offset, len);
+    VDKIT_TRY(state_->cache_before_change());
+    VDKIT_TRY(state_->images.back()->discard(offset, len));
+    return state_->cache_after_write(offset, nullptr, len);
 }
 
 Status Disk::flush() {
@@ -242,6 +249,10 @@ Status Disk::close() {
     std::unique_lock lock(state_->mu);
     if (state_->closed) return Status::ok();
     state_->closed = true;
+    std::optional<std::string> identity; // what a changed cache matches once the chain is closed
+    if (state_->cache && state_->cache->changing) {
+        if (auto id = state_->cache_identity()) identity = *id;
+    }
     Status first;
     // Top first: a child may still reference its parent while closing.
     for (size_t i = state_->images.size(); i-- > 0;) {
@@ -249,7 +260,8 @@ Status Disk::close() {
         if (!st && first.is_ok()) first = st;
     }
     state_->images.clear();
-    return first;
+    Status cache = state_->cache_close(first.is_ok() ? identity : std::nullopt);
+    return first.is_ok() ? cache : first;
 }
 
 Status Disk::close_and_delete() {
@@ -258,6 +270,7 @@ Status Disk::close_and_delete() {
     if (state_->closed) return closed_error();
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     state_->closed = true;
+    (void)state_->cache_close(std::nullopt); // its disk is going: the cache is stale
     const std::string location = state_->images.back()->location();
     Status first = state_->images.back()->close(true);
     state_->images.pop_back();
@@ -274,6 +287,7 @@ Status Disk::compact(const ProgressFunction &progress) {
     std::unique_lock lock(state_->mu);
     if (state_->closed) return closed_error();
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
+    VDKIT_TRY(state_->cache_before_change()); // content stays, the top's modification id changes
     const size_t top = state_->images.size() - 1;
     Image &img = *state_->images[top];
     if (top > 0) {
@@ -328,9 +342,10 @@ Status Disk::resize(uint64_t new_size, bool allow_shrink) {
                                                     " bytes loses data beyond the new end; allow shrinking to do it");
     if (new_size == state_->size) return Status::ok();
     Image &img = *state_->images.back();
+    VDKIT_TRY(state_->cache_before_change());
     VDKIT_TRY(img.resize(new_size, new_size < state_->size ? VDKIT_RESIZE_SHRINK : 0));
     state_->size = new_size;
-    return Status::ok();
+    return state_->cache_reset();
 }
 
 Result<CheckReport> Disk::check(const CheckOptions &options) {
@@ -342,7 +357,10 @@ Result<CheckReport> Disk::check(const CheckOptions &options) {
     if (options.repair && !options.dry_run && !state_->writable)
         return Status(VDKIT_E_READ_ONLY, "repair needs the disk open for writing");
     CheckReport report;
+    const bool repairing = options.repair && !options.dry_run;
+    if (repairing) VDKIT_TRY(state_->cache_before_change());
     VDKIT_TRY(state_->images.back()->check(flags, report));
+    if (repairing && report.repaired > 0) VDKIT_TRY(state_->cache_reset()); // what the disk reads may have changed
     return report;
 }
 

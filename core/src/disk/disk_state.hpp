@@ -5,7 +5,9 @@
 #include "disk/image.hpp"
 #include "vdkit/vdkit.hpp"
 
+#include <atomic>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <shared_mutex>
 #include <vector>
@@ -39,6 +41,28 @@ struct Disk::State {
     bool async_closed = false; // guarded by async_mu
     Status submit(std::function<Status()> run, Completion done, bool barrier);
     void stop_async();
+
+    // The cache image (disk/cache.cpp), if one is attached.
+    struct Cache {
+        std::unique_ptr<Image> image;
+        uint64_t unit = 0;     // blocks are filled whole: the cache's allocation unit
+        bool changing = false; // the "being updated" mark is on disk
+        std::atomic<uint64_t> hit_bytes{0}, miss_bytes{0};
+        std::atomic<bool> failed{false}; // a cache operation failed: bypassed from now on
+    };
+    std::unique_ptr<Cache> cache;
+    Result<std::string> cache_identity() const;
+    // Reads through the cache (caller holds mu shared).
+    Status read_cached(uint64_t offset, void *buf, uint64_t len) const;
+    void cache_failed(const Status &why) const;
+    // Before any change to the disk's content (caller holds mu exclusively).
+    Status cache_before_change();
+    // After a write of `data` (nullptr: zero/discard, re-read from the chain).
+    Status cache_after_write(uint64_t offset, const void *data, uint64_t len);
+    // The content or size changed wholesale: empty the cache.
+    Status cache_reset();
+    // Close the cache; with identity, record that it matches the chain.
+    Status cache_close(const std::optional<std::string> &identity);
 
     // Read [offset, offset+len) as seen from images[level] down.
     Status read_chain(size_t level, uint64_t offset, void *buf, uint64_t len) const;
