@@ -125,4 +125,15 @@ head -c $((8 << 20)) /dev/urandom > o.raw && qemu-img convert -q -f raw -O vmdk 
 "$VDKIT" convert -O vmdk -B other.vmdk top.vmdk c/over.vmdk && qemu-img compare -q c/over.vmdk top.vmdk && ok \
     || bad "convert -B over an unrelated image does not read as the source"
 cd ..
+# attach: a delta whose parent was moved by hand is linked onto it again,
+# verified by the parent's CID; an unrelated image is refused (--check).
+make_chain at && cd at && mkdir moved && mv base.vmdk moved/
+qemu-img info --backing-chain top.vmdk > /dev/null 2>&1 && bad "attach: the chain should be broken before" || ok
+"$VDKIT" attach --check moved/base.vmdk mid.vmdk > /dev/null && ok || bad "attach --check refused the real parent"
+qemu-img convert -q -f raw -O vmdk ../r.raw stranger.vmdk
+"$VDKIT" attach --check stranger.vmdk mid.vmdk > ../out 2>&1; [ $? -eq 1 ] && grep -q "was modified after" ../out && ok \
+    || bad "attach --check: a parent with another CID: $(cat ../out)"
+"$VDKIT" attach moved/base.vmdk mid.vmdk > /dev/null && qemu-img compare -q top.vmdk ../want.raw && qemu-img check -q mid.vmdk \
+    && ok || bad "attach: the relinked chain does not read as before"
+cd ..
 finish

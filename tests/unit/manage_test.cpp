@@ -1,6 +1,6 @@
 // Renaming, moving and deleting images without breaking the chains built
 // on them (Library::find_children / rename_image / delete_image and the C
-// API), over a mixed chain: VDI base, split-sparse VMDK middle, toysparse top.
+// API) and attaching a chain onto another, over a mixed chain: VDI base, split-sparse VMDK middle, toysparse top.
 #include "test_support.hpp"
 
 #include "vdkit/vdkit.h"
@@ -211,5 +211,80 @@ TEST_CASE("the C API renames and deletes images", "[manage][c-api]") {
     CHECK(vdkit_image_delete(lib, c.top.c_str(), 0, &err) == VDKIT_OK);
     CHECK(!fs::exists(c.top));
     CHECK(vdkit_image_rename(lib, nullptr, to.c_str(), 0, &err) == VDKIT_E_INVALID_ARGUMENT);
+
+    // Attach: the middle opened alone goes onto the base.
+    vdkit_disk *parent = nullptr, *child = nullptr;
+    REQUIRE(vdkit_disk_open(lib, c.base.c_str(), nullptr, 0, nullptr, &parent, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_open(lib, to.c_str(), nullptr, VDKIT_DISK_NO_PARENTS, nullptr, &child, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_is_attach_possible(parent, child, VDKIT_ATTACH_RELINK, &err) == VDKIT_E_READ_ONLY);
+    REQUIRE(vdkit_disk_is_attach_possible(parent, child, 0, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_attach(parent, child, 0, &err) == VDKIT_OK);
+    std::vector<unsigned char> all(kSize);
+    REQUIRE(vdkit_disk_read(child, 0, all.data(), all.size(), &err) == VDKIT_OK);
+    std::vector<unsigned char> want = c.model;
+    std::fill(want.begin() + (6u << 20), want.begin() + (7u << 20), 0); // the deleted top's data
+    CHECK(all == want);
+    CHECK(vdkit_disk_read(parent, 0, all.data(), 1, &err) == VDKIT_E_INVALID_ARGUMENT);
+    REQUIRE(vdkit_disk_close(parent, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_close(child, &err) == VDKIT_OK);
     vdkit_library_close(lib);
+}
+
+TEST_CASE("attach puts a differencing image opened alone onto its parent chain", "[manage][attach]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    Chain c = make_chain(*lib, dir);
+    OpenOptions alone;
+    alone.follow_parents = false;
+    auto parent = lib->open(c.mid); // base <- mid
+    REQUIRE_OK(parent);
+    auto child = lib->open(c.top, alone);
+    REQUIRE_OK(child);
+    CHECK((*child)->image_count() == 1);
+
+    SECTION("into one chain, in memory; the parent handle is consumed") {
+        REQUIRE_OK((*child)->can_attach(**parent));
+        REQUIRE_OK((*child)->attach(**parent));
+        CHECK((*child)->image_count() == 3);
+        CHECK(test::first_difference(**child, c.model) == "equal");
+        std::vector<unsigned char> b(16);
+        CHECK((*parent)->read(0, b.data(), b.size()).code() == VDKIT_E_INVALID_ARGUMENT);
+        CHECK((*child)->can_attach(**parent).code() == VDKIT_E_INVALID_ARGUMENT);
+    }
+    SECTION("refused: a chain that ends in a base, the wrong parent, a larger parent, a loop") {
+        auto whole = lib->open(c.top);
+        REQUIRE_OK(whole);
+        auto other = lib->create_image(dir / "other.vdi", test::create_opts("vdi", kSize));
+        REQUIRE_OK(other);
+        CHECK((*whole)->can_attach(**other).message().find("is a base image") != std::string::npos);
+        CHECK((*child)->can_attach(**other).code() == VDKIT_E_PARENT_MISMATCH);
+        auto big = lib->create_image(dir / "big.vdi", test::create_opts("vdi", 2 * kSize));
+        REQUIRE_OK(big);
+        CHECK((*child)->can_attach(**big).message().find("is larger than") != std::string::npos);
+        auto mine = lib->open(c.top);
+        REQUIRE_OK(mine);
+        CHECK((*child)->can_attach(**mine).message().find("in both chains") != std::string::npos);
+        AttachOptions relink;
+        relink.relink = true;
+        CHECK((*child)->attach(**other).code() == VDKIT_E_PARENT_MISMATCH);
+        CHECK((*child)->image_count() == 1); // nothing changed
+        CHECK((*child)->can_attach(**other, relink).code() == VDKIT_E_READ_ONLY); // relink writes the child
+    }
+    SECTION("relinked: the link is recorded, also over another parent") {
+        REQUIRE_OK((*child)->close());
+        OpenOptions w = alone;
+        w.writable = true;
+        auto writable = lib->open(c.top, w);
+        REQUIRE_OK(writable);
+        auto other = lib->create_image(dir / "other.vdi", test::create_opts("vdi", kSize));
+        REQUIRE_OK(other);
+        AttachOptions relink;
+        relink.relink = true;
+        REQUIRE_OK((*writable)->attach(**other, relink));
+        REQUIRE_OK((*writable)->close());
+        auto reopened = lib->open(c.top);
+        REQUIRE_OK(reopened);
+        CHECK((*reopened)->image_count() == 2);
+        CHECK((*reopened)->image_info(0)->location == dir / "other.vdi");
+    }
 }

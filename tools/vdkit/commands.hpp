@@ -34,7 +34,7 @@ private:
 std::vector<std::unique_ptr<Command>> make_commands();
 // snapshot, commit, rebase, merge (chain_commands.cpp).
 void add_chain_commands(std::vector<std::unique_ptr<Command>> &commands);
-// rename, delete (image_commands.cpp).
+// rename, delete, attach (image_commands.cpp).
 void add_image_commands(std::vector<std::unique_ptr<Command>> &commands);
 // --output=human|json on a subcommand.
 void add_output_option(CLI::App *sub, std::string &output);

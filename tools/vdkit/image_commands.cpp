@@ -1,5 +1,6 @@
 // Image management commands: rename (move) and delete, keeping the chains
-// built on an image intact (VixDiskLib_Rename / VixDiskLib_Unlink).
+// built on an image intact (VixDiskLib_Rename / VixDiskLib_Unlink), and
+// attach (VixDiskLib_Attach / IsAttachPossible).
 #include "commands.hpp"
 
 #include <nlohmann/json.hpp>
@@ -82,11 +83,54 @@ class DeleteCommand : public Command {
     }
 };
 
+// ---- attach -----------------------------------------------------------------------
+
+class AttachCommand : public Command {
+    std::string parent_, child_, parent_format_, child_format_;
+    bool check_ = false, force_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = app.add_subcommand("attach", "Link the differencing image CHILD onto PARENT (VixDiskLib_Attach), "
+                                                 "verified by the UUID CHILD records; --check only says whether it can");
+        sub->add_flag("--check", check_, "Only check (VixDiskLib_IsAttachPossible); exit 0 if possible");
+        sub->add_flag("--force", force_, "Attach even when CHILD records another parent (its content may change)");
+        sub->add_option("-F,--parent-format", parent_format_, "Format of PARENT (default: probe)");
+        sub->add_option("-f,--format", child_format_, "Format of CHILD (default: probe)");
+        sub->add_option("parent", parent_, "The image (top of a chain) to attach onto")->required();
+        sub->add_option("child", child_, "The differencing image to attach")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        OpenOptions po;
+        po.format = parent_format_;
+        auto parent = take(lib->open(parent_, po));
+        OpenOptions co;
+        co.format = child_format_;
+        co.follow_parents = false; // its recorded parent may be missing or moved
+        co.writable = !check_ || force_; // relinking (or checking that it could) writes the child
+        auto child = take(lib->open(child_, co));
+        AttachOptions identity; // the UUIDs must agree unless forced
+        if (!force_) check(child->can_attach(*parent, identity));
+        AttachOptions relink;
+        relink.relink = true;
+        if (check_) {
+            if (force_) check(child->can_attach(*parent, relink));
+            if (!globals().quiet) std::cout << child_ << " can be attached to " << parent_ << "\n";
+            return kExitOk;
+        }
+        check(child->attach(*parent, relink));
+        check(child->close());
+        if (!globals().quiet) std::cout << child_ << " is attached to " << parent_ << "\n";
+        return kExitOk;
+    }
+};
+
 } // namespace
 
 void add_image_commands(std::vector<std::unique_ptr<Command>> &c) {
     c.push_back(std::make_unique<RenameCommand>());
     c.push_back(std::make_unique<DeleteCommand>());
+    c.push_back(std::make_unique<AttachCommand>());
 }
 
 } // namespace vdkit::cli

@@ -187,6 +187,13 @@ vdkit_status vdkit_disk_aio_flush(vdkit_disk *disk, vdkit_completion_fn done, vo
 /* Wait until every submitted operation has completed. */
 vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err);
 
+/* VixDiskLib_IsAttachPossible / VixDiskLib_Attach; see Disk::can_attach and
+ * Disk::attach. After attaching, child is the combined chain and parent is
+ * closed (still call vdkit_disk_close on it to free the handle). */
+#define VDKIT_ATTACH_RELINK (1u << 0) /* also record the link in the child's bottom image */
+vdkit_status vdkit_disk_is_attach_possible(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
+vdkit_status vdkit_disk_attach(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
+
 /* Cache images (VDCreateCache / VDCacheOpen); see Disk::attach_cache.
  * format NULL: "vdi"; options "key=value,…" or NULL (for a new cache). */
 vdkit_status vdkit_disk_attach_cache(vdkit_disk *disk, const char *location, const char *format, const char *options,

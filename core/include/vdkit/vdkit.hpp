@@ -195,6 +195,14 @@ struct CheckReport {
     bool clean() const noexcept { return errors == 0 && leaks == 0; }
 };
 
+// Disk::attach / can_attach (VixDiskLib_Attach / IsAttachPossible).
+struct AttachOptions {
+    // Also record the link in the child's bottom image (its parent path and
+    // the parent's ids), as an unsafe rebase would; then a child recorded
+    // over another parent may be attached too. Needs the child writable.
+    bool relink = false;
+};
+
 // Disk::attach_cache (VDCreateCache / VDCacheOpen).
 struct CacheOptions {
     std::string format = "vdi"; // for a new cache: any format with writes, an allocation map and a comment
@@ -292,6 +300,18 @@ public:
     Status submit_flush(Completion done);
     // Wait until every submitted operation has completed.
     void drain();
+
+    // VixDiskLib_IsAttachPossible: whether this disk (the child, opened
+    // with follow_parents=false so that its bottom is a differencing image)
+    // can be put on top of `parent`: the bottom must have a parent link, the
+    // parent's top must be what it records (UUID, and modification id
+    // within one format) unless relinking, the parent must be no larger,
+    // and no image may be in both chains. The error says which rule fails.
+    Status can_attach(const Disk &parent, const AttachOptions &options = {}) const;
+    // VixDiskLib_Attach: this disk becomes the combined chain (parent's
+    // images below its own); `parent` is closed (its handle stays valid but
+    // every call fails). Nothing is written unless options.relink.
+    Status attach(Disk &parent, const AttachOptions &options = {});
 
     // A local cache image in front of a slow chain (VDCreateCache /
     // VDCacheOpen): reads are served from it where it holds the block, and

@@ -340,6 +340,24 @@ vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err) {
     });
 }
 
+vdkit_status vdkit_disk_is_attach_possible(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!parent || !child) return null_arg("parent and child");
+        vdkit::AttachOptions o;
+        o.relink = flags & VDKIT_ATTACH_RELINK;
+        return child->disk->can_attach(*parent->disk, o);
+    });
+}
+
+vdkit_status vdkit_disk_attach(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!parent || !child) return null_arg("parent and child");
+        vdkit::AttachOptions o;
+        o.relink = flags & VDKIT_ATTACH_RELINK;
+        return child->disk->attach(*parent->disk, o);
+    });
+}
+
 vdkit_status vdkit_disk_attach_cache(vdkit_disk *disk, const char *location, const char *format, const char *options,
                                      vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {

@@ -342,3 +342,94 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
 }
 
 } // namespace vdkit
+
+// ---- attach (VixDiskLib_Attach / IsAttachPossible) -----------------------------------
+
+namespace vdkit {
+
+Status Disk::State::attach_problem(const State &parent, const State &child, const AttachOptions &options) {
+    if (parent.closed || child.closed) return closed_error();
+    if (&parent == &child) return Status(VDKIT_E_INVALID_ARGUMENT, "a disk cannot be attached to itself");
+    Image &bottom = *child.images.front();
+    Image &top = *parent.images.back();
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info mine, bottom.raw_info());
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info theirs, top.raw_info());
+    std::error_code ec;
+    for (const auto &a : parent.images)
+        for (const auto &b : child.images)
+            if (std::filesystem::equivalent(a->location(), b->location(), ec))
+                return Status(VDKIT_E_INVALID_ARGUMENT, a->location() + " is in both chains; attaching would loop");
+    if (!(mine.flags & VDKIT_IMAGE_HAS_PARENT) && !options.relink)
+        return Status(VDKIT_E_INVALID_ARGUMENT,
+                      bottom.location() + " is a base image, so the chain has nothing to attach (open the child "
+                                          "alone, without its parents, or relink it)");
+    if (options.relink) {
+        if (!bottom.format().format.set_parent)
+            return Status(VDKIT_E_NOT_SUPPORTED, "format '" + bottom.format().info.name + "' cannot change " +
+                                                     bottom.location() + "'s parent");
+        VDKIT_TRY(need_writable(bottom, "attach with relink"));
+    }
+    if (top.size() > bottom.size())
+        return Status(VDKIT_E_INVALID_ARGUMENT, top.location() + " (" + std::to_string(top.size()) +
+                                                    " bytes) is larger than " + bottom.location() + " (" +
+                                                    std::to_string(bottom.size()) + " bytes)");
+    if (!options.relink) {
+        if (!util::uuid_is_nil(mine.parent_uuid) && !util::uuid_is_nil(theirs.uuid) &&
+            std::memcmp(mine.parent_uuid, theirs.uuid, 16) != 0)
+            return Status(VDKIT_E_PARENT_MISMATCH, bottom.location() + " records parent " +
+                                                       util::uuid_to_string(mine.parent_uuid) + ", but " +
+                                                       top.location() + " is " + util::uuid_to_string(theirs.uuid));
+        if (bottom.format().info.name == top.format().info.name &&
+            !util::uuid_is_nil(mine.parent_modification_uuid) && !util::uuid_is_nil(theirs.modification_uuid) &&
+            std::memcmp(mine.parent_modification_uuid, theirs.modification_uuid, 16) != 0)
+            return Status(VDKIT_E_PARENT_MISMATCH,
+                          top.location() + " was modified after " + bottom.location() + " was made over it");
+    }
+    const size_t depth = parent.images.size() + child.images.size();
+    if (depth > child.host->config().max_chain_depth)
+        return Status(VDKIT_E_OUT_OF_RANGE, "the combined chain would be " + std::to_string(depth) +
+                                                " images deep (max_chain_depth is " +
+                                                std::to_string(child.host->config().max_chain_depth) + ")");
+    return Status::ok();
+}
+
+Status Disk::can_attach(const Disk &parent, const AttachOptions &options) const {
+    if (&parent == this) return Status(VDKIT_E_INVALID_ARGUMENT, "a disk cannot be attached to itself");
+    std::shared_lock a(state_->mu, std::defer_lock);
+    std::shared_lock b(parent.state_->mu, std::defer_lock);
+    std::lock(a, b);
+    return State::attach_problem(*parent.state_, *state_, options);
+}
+
+Status Disk::attach(Disk &parent, const AttachOptions &options) {
+    if (&parent == this) return Status(VDKIT_E_INVALID_ARGUMENT, "a disk cannot be attached to itself");
+    parent.state_->stop_async();
+    std::unique_lock a(state_->mu, std::defer_lock);
+    std::unique_lock b(parent.state_->mu, std::defer_lock);
+    std::lock(a, b);
+    State &child = *state_, &below = *parent.state_;
+    VDKIT_TRY(State::attach_problem(below, child, options));
+    Image &bottom = *child.images.front();
+    if (options.relink) {
+        VDKIT_TRY(child.cache_before_change());
+        Image &top = *below.images.back();
+        const std::string hint = Host::relative_hint(bottom.location(), top.location());
+        auto back = child.host->resolve_sibling(bottom.location(), hint, child.host->config().allow_unsafe_paths);
+        if (!back) return back.status().with_context("attaching " + bottom.location());
+        VDKIT_TRY(relink(bottom, &top));
+    }
+    // What the child shows where it holds nothing changes: start its cache over.
+    if (child.cache) {
+        VDKIT_TRY(child.cache_before_change());
+        VDKIT_TRY(child.cache_reset());
+    }
+    (void)below.cache_close(std::nullopt);
+    std::vector<std::unique_ptr<Image>> chain = std::move(below.images);
+    for (auto &img : child.images) chain.push_back(std::move(img));
+    child.images = std::move(chain);
+    below.images.clear();
+    below.closed = true;
+    return Status::ok();
+}
+
+} // namespace vdkit

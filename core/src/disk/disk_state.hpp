@@ -61,6 +61,8 @@ struct Disk::State {
     Status cache_after_write(uint64_t offset, const void *data, uint64_t len);
     // The content or size changed wholesale: empty the cache.
     Status cache_reset();
+    // Why `child` cannot go on top of `parent` (Disk::can_attach), or OK.
+    static Status attach_problem(const State &parent, const State &child, const AttachOptions &options);
     // Close the cache; with identity, record that it matches the chain.
     Status cache_close(const std::optional<std::string> &identity);
 
