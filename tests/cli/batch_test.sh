@@ -183,4 +183,15 @@ EOF
 "$VDKIT" batch chain-bad.yaml > out.txt 2>&1; [ $? -eq 2 ] && grep -q "chain-bad.yaml:3: .*out/nothing.vmdk does not exist and no earlier job makes it" out.txt \
     && ok || bad "chain batch: a missing backing image: $(cat out.txt)"
 
+# 6. A state file that cannot be written (here a directory stands in its
+#    way) does not fail a finished job; the job says so.
+cat > nostate.yaml <<'EOF'
+version: 1
+jobs:
+  - {source: disks/web.img, target: out/nostate.vdi, format: vdi}
+EOF
+mkdir .nostate.yaml.vdkit-state.json
+"$VDKIT" batch nostate.yaml > out.txt 2>&1 && grep -q "nostate.vdi: converted: the batch state could not be saved" out.txt \
+    && qemu-img compare -q -F raw out/nostate.vdi disks/web.img && ok || bad "an unsaved state failed the job: $(cat out.txt)"
+
 finish

@@ -72,11 +72,13 @@ public:
     explicit ResumeState(const std::string &job_file) {
         const fs::path p(job_file);
         path_ = (p.parent_path() / ("." + p.filename().string() + ".vdkit-state.json")).string();
+        std::error_code ec;
+        if (!fs::is_regular_file(path_, ec)) return;
         std::ifstream in(path_);
         if (!in) return;
         try {
             state_ = json::parse(in);
-        } catch (const json::exception &) {
+        } catch (const std::exception &) {
             state_ = json::object(); // unreadable: as if there were none (targets are then verified)
         }
         if (!state_.is_object() || !state_.contains("jobs") || !state_["jobs"].is_object()) state_ = json::object();
@@ -87,12 +89,21 @@ public:
         if (!state_.contains("jobs") || !state_["jobs"].contains(name)) return nullptr;
         return state_["jobs"][name];
     }
-    void remember(const BatchJob &job) {
+    // Record a finished job. Failing to save the record does not fail the
+    // job (its target is complete): the note returned says so, and a rerun
+    // then verifies the target instead of skipping it.
+    std::string remember(const BatchJob &job) {
         std::lock_guard lock(mu_);
         state_["jobs"][job.name] = json{{"settings", settings_of(job)},
                                         {"source", stamp(job.spec.source)},
                                         {"target", stamp(job.spec.target)}};
-        write_atomically(path_, state_.dump(2) + "\n");
+        try {
+            write_atomically(path_, state_.dump(2) + "\n");
+        } catch (const CliError &e) {
+            return std::string("the batch state could not be saved (") + e.what() +
+                   "); a rerun verifies this target instead of skipping it";
+        }
+        return {};
     }
 
 private:
@@ -264,9 +275,9 @@ class BatchCommand : public Command {
                 throw CliError(job.spec.target + " already exists; set overwrite: true to replace it");
             } else if (target_matches(lib, job)) {
                 // A target with no record (say, the run stopped right after renaming it).
-                state.remember(job);
+                const std::string note = state.remember(job);
                 o.status = "skipped";
-                o.message = "verified: the existing target reads the same as the source";
+                o.message = "verified: the existing target reads the same as the source" + (note.empty() ? "" : "; " + note);
                 return;
             } else {
                 throw CliError(job.spec.target + " already exists and differs from the source; set overwrite: "
@@ -277,7 +288,7 @@ class BatchCommand : public Command {
         spec.overwrite = overwrite;
         spec.verify = job.verify;
         ConvertResult r = convert_image(lib, spec, progress);
-        state.remember(job);
+        o.message = state.remember(job);
         o.status = "converted";
         o.virtual_size = r.virtual_size;
         o.data_bytes = r.data_bytes;

@@ -1,7 +1,12 @@
 #include "convert.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <system_error>
+
+#include <fcntl.h>
+#include <unistd.h>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -63,9 +68,20 @@ public:
             throw CliError(target_.string() + ": appeared while converting; pass --overwrite to replace it");
         }
         rename(main(), target_);
+        sync_directory(final_dir);
     }
 
 private:
+    // Make the renames durable: the directory entries are only on disk once
+    // the directory itself is flushed (the files' data was flushed at close).
+    static void sync_directory(const fs::path &dir) {
+        const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) throw CliError(dir.string() + ": cannot open the directory to flush it: " + std::strerror(errno));
+        const int rc = ::fsync(fd);
+        const int err = errno;
+        ::close(fd);
+        if (rc != 0) throw CliError(dir.string() + ": cannot flush the directory: " + std::strerror(err));
+    }
     static void rename(const fs::path &from, const fs::path &to) {
         std::error_code ec;
         fs::rename(from, to, ec);
