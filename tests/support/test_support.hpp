@@ -3,6 +3,7 @@
 #ifndef VDKIT_TEST_SUPPORT_HPP
 #define VDKIT_TEST_SUPPORT_HPP
 
+#include "vdkit/vdkit.h"
 #include "vdkit/vdkit.hpp"
 
 #include <catch2/catch.hpp>
@@ -71,6 +72,21 @@ inline std::shared_ptr<Library> make_library(std::vector<std::string> extra_dirs
     auto lib = Library::create(test_options(std::move(extra_dirs), log));
     REQUIRE(lib.is_ok());
     return *lib;
+}
+
+// A C API library with the built plugins (and with extra: the test plugins
+// such as toysparse), no environment or install paths, quiet.
+inline vdkit_library *open_c_library(vdkit_error &err, bool extra = false) {
+    vdkit_library_options lo{};
+    lo.struct_size = sizeof(lo);
+    const std::string path = std::string(VDKIT_TEST_PLUGIN_DIR) + (extra ? std::string(":") + VDKIT_TEST_EXTRA_PLUGIN_DIR : "");
+    lo.plugin_path = path.c_str();
+    lo.flags = VDKIT_LIB_NO_ENV_PATH | VDKIT_LIB_NO_INSTALL_DIR | VDKIT_LIB_QUIET;
+    err = vdkit_error{};
+    err.struct_size = sizeof(err);
+    vdkit_library *lib = nullptr;
+    REQUIRE(vdkit_library_open(&lo, &lib, &err) == VDKIT_OK);
+    return lib;
 }
 
 inline std::vector<unsigned char> pattern(size_t len, uint32_t seed) {

@@ -148,14 +148,8 @@ TEST_CASE("async errors arrive through the callback; close waits for submitted w
 
 TEST_CASE("the C API submits asynchronous I/O with completion callbacks", "[async][c-api]") {
     test::TempDir dir;
-    vdkit_library_options lo{};
-    lo.struct_size = sizeof lo;
-    lo.plugin_path = VDKIT_TEST_PLUGIN_DIR;
-    lo.flags = VDKIT_LIB_NO_ENV_PATH | VDKIT_LIB_NO_INSTALL_DIR | VDKIT_LIB_QUIET;
     vdkit_error err{};
-    err.struct_size = sizeof err;
-    vdkit_library *lib = nullptr;
-    REQUIRE(vdkit_library_open(&lo, &lib, &err) == VDKIT_OK);
+    vdkit_library *lib = test::open_c_library(err);
     vdkit_disk *disk = nullptr;
     const std::string path = dir / "c.vdi";
     REQUIRE(vdkit_disk_create(lib, path.c_str(), "vdi", kSize, 0, nullptr, nullptr, &disk, &err) == VDKIT_OK);

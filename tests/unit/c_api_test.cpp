@@ -5,18 +5,7 @@
 #include <set>
 #include <vector>
 
-namespace {
-// A library with the built plugins only (no environment or install paths).
-vdkit_library *open_plugins_library(vdkit_error &err) {
-    vdkit_library_options lo{};
-    lo.struct_size = sizeof(lo);
-    lo.plugin_path = VDKIT_TEST_PLUGIN_DIR;
-    lo.flags = VDKIT_LIB_NO_ENV_PATH | VDKIT_LIB_NO_INSTALL_DIR | VDKIT_LIB_QUIET;
-    vdkit_library *lib = nullptr;
-    REQUIRE(vdkit_library_open(&lo, &lib, &err) == VDKIT_OK);
-    return lib;
-}
-} // namespace
+using vdkit::test::open_c_library;
 
 TEST_CASE("the C API creates, writes, reads and reports errors as codes and text", "[c-api]") {
     vdkit::test::TempDir dir;
@@ -77,7 +66,7 @@ TEST_CASE("the C API compacts, resizes and checks disks", "[c-api]") {
     vdkit::test::TempDir dir;
     vdkit_error err{};
     err.struct_size = sizeof(err);
-    vdkit_library *lib = open_plugins_library(err);
+    vdkit_library *lib = open_c_library(err);
     vdkit_disk *disk = nullptr;
     std::string img = dir / "m.vdi";
     REQUIRE(vdkit_disk_create(lib, img.c_str(), "vdi", 8 << 20, 0, "block-size=1M", nullptr, &disk, &err) == VDKIT_OK);
@@ -122,7 +111,7 @@ TEST_CASE("the C API merges, commits and rebases chains", "[c-api][merge]") {
     vdkit::test::TempDir dir;
     vdkit_error err{};
     err.struct_size = sizeof(err);
-    vdkit_library *lib = open_plugins_library(err);
+    vdkit_library *lib = open_c_library(err);
     const std::string base = dir / "base.vdi", mid = dir / "mid.vmdk", top = dir / "top.vdi";
     std::vector<unsigned char> a(1 << 20, 0x11), b(64 << 10, 0x22), c(4096, 0x33);
     vdkit_disk *disk = nullptr;
@@ -165,7 +154,7 @@ TEST_CASE("the C API copies with pipeline options and measures", "[c-api][copy]"
     vdkit::test::TempDir dir;
     vdkit_error err{};
     err.struct_size = sizeof(err);
-    vdkit_library *lib = open_plugins_library(err);
+    vdkit_library *lib = open_c_library(err);
     vdkit_disk *src = nullptr, *dst = nullptr;
     const std::string a = dir / "a.vdi", b = dir / "b.vmdk";
     REQUIRE(vdkit_disk_create(lib, a.c_str(), "vdi", 16 << 20, 0, "block-size=1M", nullptr, &src, &err) == VDKIT_OK);

@@ -195,14 +195,8 @@ TEST_CASE("the C API attaches, reports and detaches caches", "[cache][c-api]") {
     test::TempDir dir;
     auto cpp = test::make_library();
     Setup s = make_chain(*cpp, dir);
-    vdkit_library_options lo{};
-    lo.struct_size = sizeof lo;
-    lo.plugin_path = VDKIT_TEST_PLUGIN_DIR;
-    lo.flags = VDKIT_LIB_NO_ENV_PATH | VDKIT_LIB_NO_INSTALL_DIR | VDKIT_LIB_QUIET;
     vdkit_error err{};
-    err.struct_size = sizeof err;
-    vdkit_library *lib = nullptr;
-    REQUIRE(vdkit_library_open(&lo, &lib, &err) == VDKIT_OK);
+    vdkit_library *lib = test::open_c_library(err);
     vdkit_disk *disk = nullptr;
     REQUIRE(vdkit_disk_open(lib, s.top.c_str(), nullptr, 0, nullptr, &disk, &err) == VDKIT_OK);
     const std::string cache = dir / "c.vdi";

@@ -190,19 +190,12 @@ TEST_CASE("delete refuses to orphan children unless forced", "[manage]") {
     CHECK(names(dir.path()).empty());
 }
 
-TEST_CASE("the C API renames and deletes images", "[manage][c-api]") {
+TEST_CASE("the C API renames, deletes and attaches images", "[manage][c-api]") {
     test::TempDir dir;
     auto cpp = test::make_library();
     Chain c = make_chain(*cpp, dir);
-    vdkit_library_options lo{};
-    lo.struct_size = sizeof lo;
-    const std::string path = std::string(VDKIT_TEST_PLUGIN_DIR) + ":" + VDKIT_TEST_EXTRA_PLUGIN_DIR;
-    lo.plugin_path = path.c_str();
-    lo.flags = VDKIT_LIB_NO_ENV_PATH | VDKIT_LIB_NO_INSTALL_DIR | VDKIT_LIB_QUIET;
-    vdkit_library *lib = nullptr;
     vdkit_error err{};
-    err.struct_size = sizeof err;
-    REQUIRE(vdkit_library_open(&lo, &lib, &err) == VDKIT_OK);
+    vdkit_library *lib = test::open_c_library(err, true);
     const std::string to = dir / "middle.vmdk";
     CHECK(vdkit_image_rename(lib, c.mid.c_str(), to.c_str(), 0, &err) == VDKIT_OK);
     CHECK(content_of(*cpp, c.top, c.model) == "equal");

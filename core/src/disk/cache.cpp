@@ -31,6 +31,20 @@ constexpr uint64_t kMaxFill = 8u << 20; // bytes read from the chain per miss, a
 
 Status closed_error() { return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed"); }
 
+// Write [offset, offset+len) of the cache image in one go: a whole block or
+// inside allocated blocks, so the format never asks for a fill.
+Status write_cache(Image &img, uint64_t offset, const unsigned char *data, uint64_t len) {
+    for (uint64_t done = 0; done < len;) {
+        uint64_t m = 0, fo = 0, fl = 0;
+        bool block_free = false;
+        VDKIT_TRY(img.write(offset + done, data + done, len - done, m, block_free, fo, fl));
+        if (block_free)
+            return Status(VDKIT_E_INTERNAL, img.location() + ": the cache asked for a fill at " + std::to_string(fo));
+        done += m;
+    }
+    return Status::ok();
+}
+
 } // namespace
 
 // What the cache must say it caches.
@@ -214,14 +228,7 @@ Status Disk::State::read_cached(uint64_t offset, void *buf, uint64_t len) const 
             uint64_t here_run = 0;
             Status known = c.image->block_status(b, n, here, here_run);
             if (known && here == VDKIT_BLOCK_DATA) continue; // another reader filled it
-            Status wr = known;
-            for (uint64_t done = 0; wr && done < n;) {
-                uint64_t m = 0, fo = 0, fl = 0;
-                bool block_free = false;
-                wr = c.image->write(b + done, block + done, n - done, m, block_free, fo, fl);
-                if (wr && block_free) wr = Status(VDKIT_E_INTERNAL, "the cache asked to fill a whole block");
-                done += m;
-            }
+            Status wr = known ? write_cache(*c.image, b, block, n) : known;
             if (!wr) cache_failed(wr);
         }
         offset += give;
@@ -269,14 +276,7 @@ Status Disk::State::cache_after_write(uint64_t offset, const void *data, uint64_
                 VDKIT_TRY(read_chain(images.size() - 1, pos, fresh.data(), run));
                 src = fresh.data();
             }
-            Status wr;
-            for (uint64_t done = 0; wr && done < run;) {
-                uint64_t m = 0, fo = 0, fl = 0;
-                bool block_free = false;
-                wr = c.image->write(pos + done, src + done, run - done, m, block_free, fo, fl);
-                if (wr && block_free) wr = Status(VDKIT_E_INTERNAL, "the cache asked to fill an allocated block");
-                done += m;
-            }
+            Status wr = write_cache(*c.image, pos, src, run);
             if (!wr) {
                 cache_failed(wr);
                 return Status::ok();
