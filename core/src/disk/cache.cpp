@@ -102,27 +102,33 @@ Status Disk::attach_cache(const std::string &location, const CacheOptions &optio
         co.overwrite = true;
         VDKIT_ASSIGN_OR_RETURN(cache_disk, host.create_disk(location, co));
     }
-    Image &img = *cache_disk->state_->images.back();
+    return st.adopt_cache(std::move(cache_disk), identity, false);
+}
+
+Status Disk::State::adopt_cache(std::unique_ptr<Disk> disk, const std::string &comment, bool changing) {
+    Image &img = *disk->state_->images.back();
     const PluginEntry &fmt = img.format();
     if (!fmt.format.block_status || !fmt.format.write || !fmt.format.set_comment || !fmt.format.get_comment) {
         Status bad(VDKIT_E_NOT_SUPPORTED, "format '" + fmt.info.name +
                                               "' cannot hold a cache (it needs writes, an allocation map and a comment)");
-        (void)cache_disk->close_and_delete();
+        (void)disk->close_and_delete();
         return bad;
     }
-    if (img.size() != st.size) {
-        (void)cache_disk->close();
-        return Status(VDKIT_E_INTERNAL, location + ": a cache of the wrong size was made");
+    if (img.size() != size) {
+        const std::string where = img.location();
+        (void)disk->close();
+        return Status(VDKIT_E_INTERNAL, where + ": a cache of the wrong size was made");
     }
-    VDKIT_TRY(img.set_comment(identity));
+    VDKIT_TRY(img.set_comment(comment));
     VDKIT_TRY(img.flush());
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img.raw_info());
-    auto cache = std::make_unique<State::Cache>();
-    cache->unit = std::clamp<uint64_t>(info.granularity, 4096, kMaxFill);
-    cache->image = std::move(cache_disk->state_->images.back());
-    cache_disk->state_->images.clear();
-    cache_disk->state_->closed = true;
-    st.cache = std::move(cache);
+    auto c = std::make_unique<Cache>();
+    c->unit = std::clamp<uint64_t>(info.granularity, 4096, kMaxFill);
+    c->changing = changing;
+    c->image = std::move(disk->state_->images.back());
+    disk->state_->images.clear();
+    disk->state_->closed = true;
+    cache = std::move(c);
     return Status::ok();
 }
 
@@ -300,17 +306,7 @@ Status Disk::State::cache_reset() {
     co.size = size;
     co.overwrite = true;
     VDKIT_ASSIGN_OR_RETURN(auto fresh, host->create_disk(location, co));
-    Image &img = *fresh->state_->images.back();
-    VDKIT_TRY(img.set_comment(kUpdating));
-    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img.raw_info());
-    auto c = std::make_unique<Cache>();
-    c->unit = std::clamp<uint64_t>(info.granularity, 4096, kMaxFill);
-    c->changing = true;
-    c->image = std::move(fresh->state_->images.back());
-    fresh->state_->images.clear();
-    fresh->state_->closed = true;
-    cache = std::move(c);
-    return Status::ok();
+    return adopt_cache(std::move(fresh), kUpdating, true);
 }
 
 } // namespace vdkit

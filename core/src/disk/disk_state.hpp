@@ -59,6 +59,10 @@ struct Disk::State {
     Status cache_before_change();
     // After a write of `data` (nullptr: zero/discard, re-read from the chain).
     Status cache_after_write(uint64_t offset, const void *data, uint64_t len);
+    // Make the one image of `disk` (a cache just opened or made) the cache,
+    // with `comment` written and flushed; NOT_SUPPORTED (and the file
+    // removed) when its format cannot hold a cache.
+    Status adopt_cache(std::unique_ptr<Disk> disk, const std::string &comment, bool changing);
     // The content or size changed wholesale: empty the cache.
     Status cache_reset();
     // Why `child` cannot go on top of `parent` (Disk::can_attach), or OK.
