@@ -179,6 +179,26 @@ TEST_CASE("a cache follows resize and refuses what cannot hold it", "[cache]") {
     CHECK(!fs::exists(dir / "c.toys"));
     CHECK(d->cache_stats().status().code() == VDKIT_E_NOT_FOUND);
 
+    // A file that is not a cache is never replaced: an image outside the
+    // chain, a VMDK named with the VDI cache format, plain data.
+    auto stranger = lib->create_image(dir / "stranger.vdi", test::create_opts("vdi", kSize));
+    REQUIRE_OK(stranger);
+    auto data = test::pattern(kMiB, 6);
+    REQUIRE_OK((*stranger)->write(0, data.data(), data.size()));
+    REQUIRE_OK((*stranger)->close());
+    REQUIRE_OK(lib->create_image(dir / "other.vmdk", test::create_opts("vmdk", kSize)));
+    std::ofstream(dir / "notes.txt") << "keep me";
+    const std::string before = test::file_bytes(dir / "stranger.vdi");
+    for (const std::string name : {"stranger.vdi", "other.vmdk", "notes.txt"}) {
+        INFO(name);
+        auto refused = d->attach_cache(dir / name);
+        CHECK(refused.code() == VDKIT_E_EXISTS);
+        CHECK(refused.message().find("is not a vdkit cache") != std::string::npos);
+    }
+    CHECK(test::file_bytes(dir / "stranger.vdi") == before);
+    CHECK(test::file_bytes(dir / "notes.txt") == "keep me");
+    CHECK(test::first_difference(*d, s.model) == "equal");
+
     REQUIRE_OK(d->attach_cache(dir / "c.vdi"));
     CHECK(d->attach_cache(dir / "d.vdi").code() == VDKIT_E_INVALID_ARGUMENT); // one at a time
     CHECK(test::first_difference(*d, s.model) == "equal");

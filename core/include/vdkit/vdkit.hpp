@@ -319,7 +319,8 @@ public:
     // first, then into cached blocks (write-through), so the cache can be
     // detached or deleted at any time without losing data. An existing cache
     // made for this content is reused; a stale one (the disk changed
-    // without it, or a crash while it was being updated) is emptied. A
+    // without it, or a crash while it was being updated) is emptied; any
+    // other existing file is refused (VDKIT_E_EXISTS), never replaced. A
     // failing cache is bypassed (logged), never failing a read.
     Status attach_cache(const std::string &location, const CacheOptions &options = {});
     // Record that the cache matches the disk and close it (delete_file: remove it).

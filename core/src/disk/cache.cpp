@@ -26,6 +26,9 @@ namespace vdkit {
 
 namespace {
 
+// Every comment a cache carries starts with kCachePrefix: its identity
+// ("vdkit cache 1 size=…") or the mark kUpdating.
+constexpr const char *kCachePrefix = "vdkit cache";
 constexpr const char *kUpdating = "vdkit cache: being updated";
 constexpr uint64_t kMaxFill = 8u << 20; // bytes read from the chain per miss, at most
 
@@ -53,7 +56,7 @@ Result<std::string> Disk::State::cache_identity() const {
     const std::string where = images.back()->location();
     char loc[17];
     std::snprintf(loc, sizeof loc, "%016zx", std::hash<std::string>{}(where));
-    return "vdkit cache 1 size=" + std::to_string(size) + " top=" + util::uuid_to_string(info.uuid) +
+    return std::string(kCachePrefix) + " 1 size=" + std::to_string(size) + " top=" + util::uuid_to_string(info.uuid) +
            " mod=" + util::uuid_to_string(info.modification_uuid) + " at=" + loc;
 }
 
@@ -69,7 +72,9 @@ Status Disk::attach_cache(const std::string &location, const CacheOptions &optio
     VDKIT_ASSIGN_OR_RETURN(std::string identity, st.cache_identity());
     const Host &host = *st.host;
 
-    // An existing cache for this content is reused; anything else is replaced.
+    // An existing cache for this content is reused; a stale cache is
+    // replaced; any other file is left alone (a mistyped path must not cost
+    // an image).
     std::unique_ptr<Disk> cache_disk;
     VDKIT_ASSIGN_OR_RETURN(bool exists, host.location_exists(location));
     if (exists) {
@@ -78,20 +83,20 @@ Status Disk::attach_cache(const std::string &location, const CacheOptions &optio
         oo.writable = true;
         oo.follow_parents = false;
         auto opened = host.open_disk(location, oo);
-        std::string why;
-        if (!opened) {
-            why = opened.status().message();
+        auto info = opened ? (*opened)->image_info(0) : Result<ImageInfo>(opened.status());
+        if (!info || (*opened)->image_count() != 1 || info->comment.rfind(kCachePrefix, 0) != 0)
+            return Status(VDKIT_E_EXISTS, location + " exists and is not a vdkit cache" +
+                                              (info ? std::string() : " (" + info.status().message() + ")") +
+                                              "; name another file for the cache, or delete it first");
+        if (info->comment == identity) {
+            cache_disk = std::move(*opened);
         } else {
-            auto info = (*opened)->image_info(0);
-            if (!info) why = info.status().message();
-            else if (info->comment != identity)
-                why = info->comment == kUpdating ? "it was being updated when its disk was last used"
-                                                 : "it was made for other content or the disk changed without it";
-            else cache_disk = std::move(*opened);
-        }
-        if (!cache_disk) {
-            host.log(LogLevel::info, location + ": the cache is stale (" + why + "); starting it empty");
-            if (opened) VDKIT_TRY((*opened)->close());
+            host.log(LogLevel::info, location + ": the cache is stale (" +
+                                         (info->comment == kUpdating
+                                              ? "it was being updated when its disk was last used"
+                                              : "it was made for other content or the disk changed without it") +
+                                         "); starting it empty");
+            VDKIT_TRY((*opened)->close());
         }
     }
     if (!cache_disk) {
