@@ -147,6 +147,16 @@ TEST_CASE("rename moves every file and relinks parent and children", "[manage]")
     }
     SECTION("an existing target or an image in use is refused, nothing moves") {
         CHECK(lib->rename_image(c.mid, c.base).status().code() == VDKIT_E_EXISTS);
+        // A file that happens to carry an extent's new name is not replaced:
+        // the rename stops and what moved is moved back.
+        std::ofstream(dir / "renamed-s003.vmdk") << "keep me";
+        auto clash = lib->rename_image(c.mid, dir / "renamed.vmdk");
+        CHECK(clash.status().code() == VDKIT_E_EXISTS);
+        CHECK(test::file_bytes(dir / "renamed-s003.vmdk") == "keep me");
+        CHECK(!fs::exists(dir / "renamed-s001.vmdk"));
+        CHECK(fs::exists(dir / "mid-s001.vmdk"));
+        CHECK(content_of(*lib, c.top, c.model) == "equal");
+        fs::remove(dir / "renamed-s003.vmdk");
         OpenOptions w;
         w.writable = true;
         auto busy = lib->open(c.top, w);

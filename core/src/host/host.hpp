@@ -47,7 +47,8 @@ public:
     // Open location through its transport (flags: VDKIT_OPEN_*).
     Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags, const Options &transport_options) const;
     Status remove_location(const std::string &location) const;
-    // Move a file within one transport (an existing `to` is replaced).
+    // Move a file within one transport; an existing `to` is refused
+    // (VDKIT_E_EXISTS), never replaced.
     Status rename_location(const std::string &from, const std::string &to) const;
     Result<bool> location_exists(const std::string &location) const;
 

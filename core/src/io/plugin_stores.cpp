@@ -252,6 +252,10 @@ Status Host::rename_location(const std::string &from, const std::string &to) con
         return Status(VDKIT_E_NOT_SUPPORTED, "cannot move " + from + " to " + to + ": they are reached through different transports ('" +
                                                  t->info.name + "', '" + tt->info.name + "')");
     if (!t->transport.rename) return not_supported("renaming files", t->info.name, from);
+    // Never replaces: a rename (an image's extent following its descriptor)
+    // must not cost a file that happens to carry the new name.
+    VDKIT_ASSIGN_OR_RETURN(bool taken, location_exists(to));
+    if (taken) return Status(VDKIT_E_EXISTS, "cannot rename " + from + " to " + to + ": " + to + " already exists");
     Options none;
     vdkit_ctx ctx = make_ctx(t.get(), &none);
     uint32_t rc = call_plugin(ctx, t->transport.rename, &ctx, vdkit_str{from.data(), from.size()},

@@ -198,6 +198,7 @@ typedef struct vdkit_host_api {
     uint32_t (*store_extents)(vdkit_ctx *ctx, vdkit_store *store, uint64_t offset, uint64_t len,
                               vdkit_extent *out, uint32_t max, uint32_t *count);
     uint32_t (*store_remove)(vdkit_ctx *ctx, vdkit_str path);
+    /* Move a file; VDKIT_E_EXISTS when `to` exists (nothing is replaced). */
     uint32_t (*store_rename)(vdkit_ctx *ctx, vdkit_str from, vdkit_str to);
 
     /* Long operations: report progress; a non-zero return asks the plugin to
