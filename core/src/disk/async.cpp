@@ -115,7 +115,7 @@ constexpr unsigned kAsyncWorkers = 4;
 
 Status Disk::State::submit(std::function<Status()> run, Completion done, bool barrier) {
     std::lock_guard lock(async_mu);
-    if (async_closed) return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed");
+    if (async_closed) return closed_error();
     if (!async) {
         try {
             async = std::make_unique<AsyncQueue>(host, kAsyncWorkers);

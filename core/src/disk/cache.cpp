@@ -32,8 +32,6 @@ constexpr const char *kCachePrefix = "vdkit cache";
 constexpr const char *kUpdating = "vdkit cache: being updated";
 constexpr uint64_t kMaxFill = 8u << 20; // bytes read from the chain per miss, at most
 
-Status closed_error() { return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed"); }
-
 // Write [offset, offset+len) of the cache image in one go: a whole block or
 // inside allocated blocks, so the format never asks for a fill.
 Status write_cache(Image &img, uint64_t offset, const unsigned char *data, uint64_t len) {

@@ -105,8 +105,6 @@ Status Disk::State::transfer(size_t dst, const Ranges &ranges, const Reader &sou
 
 namespace {
 
-Status closed_error() { return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed"); }
-
 Status need_writable(const Image &img, const char *op) {
     if (img.writable()) return Status::ok();
     return Status(VDKIT_E_READ_ONLY, std::string(op) + " writes to " + img.location() +

@@ -13,7 +13,6 @@
 namespace vdkit {
 
 namespace {
-Status closed_error() { return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed"); }
 
 Status check_range(uint64_t offset, uint64_t len, uint64_t size) {
     if (!util::range_within(offset, len, size))

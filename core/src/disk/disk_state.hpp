@@ -22,6 +22,9 @@ using Reader = std::function<Status(uint64_t offset, void *buf, uint64_t len)>;
 // unallocated through its chain), adjacent runs merged; from its map only.
 Result<Ranges> data_ranges(const Disk &disk, uint64_t from, uint64_t to);
 
+// What every call on a closed Disk returns.
+inline Status closed_error() { return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed"); }
+
 class AsyncQueue; // disk/async.cpp
 
 struct Disk::State {
