@@ -19,10 +19,6 @@
 
 namespace vdkit {
 
-namespace {
-
-constexpr uint64_t kWindow = 1ull << 30; // ranges are gathered a window at a time
-
 Ranges unite(Ranges a, const Ranges &b) {
     a.insert(a.end(), b.begin(), b.end());
     std::sort(a.begin(), a.end());
@@ -47,6 +43,10 @@ Ranges subtract(const Ranges &a, const Ranges &b) {
     }
     return out;
 }
+
+namespace {
+
+constexpr uint64_t kWindow = 1ull << 30; // ranges are gathered a window at a time
 
 // Runs of [off, end) where one image holds something (data or a zero record).
 Result<Ranges> held_by(Image &img, uint64_t off, uint64_t end) {

@@ -39,27 +39,6 @@ struct Job {
     bool data = false;
 };
 
-Ranges complement(const Ranges &r, uint64_t size) {
-    Ranges out;
-    uint64_t pos = 0;
-    for (const auto &[a, b] : r) {
-        if (a > pos) out.emplace_back(pos, a);
-        pos = b;
-    }
-    if (pos < size) out.emplace_back(pos, size);
-    return out;
-}
-
-Ranges intersect(const Ranges &x, const Ranges &y) {
-    Ranges out;
-    for (size_t i = 0, j = 0; i < x.size() && j < y.size();) {
-        const uint64_t a = std::max(x[i].first, y[j].first), b = std::min(x[i].second, y[j].second);
-        if (a < b) out.emplace_back(a, b);
-        (x[i].second < y[j].second) ? ++i : ++j;
-    }
-    return out;
-}
-
 // What the copy must do, from the maps alone: `data` runs to read and
 // write, and `zero` runs to make read as zero in the target. A zero target
 // needs no zero runs; otherwise only where the target holds data now.
@@ -251,7 +230,7 @@ Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const 
             // Zeros only where the target holds data now (for a diff target
             // that includes what its parent shows).
             VDKIT_ASSIGN_OR_RETURN(Ranges held, data_ranges(dst, 0, src.size()));
-            zero = intersect(complement(data, src.size()), held);
+            zero = subtract(held, data);
         }
     }
     uint64_t total = 0;

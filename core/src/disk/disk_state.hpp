@@ -18,6 +18,10 @@ namespace vdkit {
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
 using Reader = std::function<Status(uint64_t offset, void *buf, uint64_t len)>;
 
+// Sorted, disjoint union of two range lists; and what of a lies outside b.
+Ranges unite(Ranges a, const Ranges &b);
+Ranges subtract(const Ranges &a, const Ranges &b);
+
 // The runs of [from, to) where `disk` holds data (neither zero nor
 // unallocated through its chain), adjacent runs merged; from its map only.
 Result<Ranges> data_ranges(const Disk &disk, uint64_t from, uint64_t to);
