@@ -139,6 +139,18 @@ TEST_CASE("rename moves every file and relinks parent and children", "[manage]")
         CHECK(!fs::exists(c.top));
         CHECK(content_of(*lib, to, c.model, true) == "equal");
     }
+    SECTION("the base to another directory: its child's new path leaves the child's directory (unsafe)") {
+        test::TempDir other;
+        const std::string to = other / "base.vdi";
+        CHECK(lib->rename_image(c.base, to).status().code() == VDKIT_E_PERMISSION);
+        CHECK(fs::exists(c.base));
+        RenameOptions ro;
+        ro.allow_unsafe_paths = true;
+        auto r = lib->rename_image(c.base, to, ro);
+        REQUIRE_OK(r);
+        CHECK(r->relinked == std::vector<std::string>{c.mid});
+        CHECK(content_of(*lib, c.top, c.model, true) == "equal");
+    }
     SECTION("children left alone on request") {
         RenameOptions ro;
         ro.relink_children = false;

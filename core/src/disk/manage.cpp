@@ -151,9 +151,13 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
         Status st = img.set_parent(parent_hint, parent_format, &link);
         if (!st) return st.with_context(from_in + " was moved to " + to_in + " but its parent path could not be updated");
     }
+    // What the children record: the moved image's ids, which a move keeps.
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info moved, img.raw_info());
+    const std::string format = img.format().info.name;
     VDKIT_TRY(disk->close());
 
-    // Children: header-only relink to the new location (ids unchanged).
+    // Children: header-only relink to the new location, with the paths
+    // checked above under the caller's policy.
     std::vector<std::string> failed;
     Status first;
     for (const auto &child : children) {
@@ -163,9 +167,7 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
         co.allow_unsafe_paths = allow_unsafe;
         Status st = [&]() -> Status {
             VDKIT_ASSIGN_OR_RETURN(auto c, open_disk(child, co));
-            RebaseOptions ro;
-            ro.unsafe = true;
-            VDKIT_TRY(c->rebase(to, ro));
+            VDKIT_TRY(c->state_->images.back()->set_parent(relative_hint(child, to), format, &moved));
             return c->close();
         }();
         if (st) result.relinked.push_back(child);
