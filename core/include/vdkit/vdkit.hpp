@@ -454,8 +454,10 @@ public:
     // Rename or move an image with all its files (a VMDK's extents follow
     // its descriptor, renamed after it). The image's own parent path and its
     // children's parent paths are rewritten (ids unchanged), and every path
-    // is checked against the path policy before anything moves. The target
-    // must not exist; the image must not be in use (its lock is taken).
+    // is checked against the path policy before anything moves. No existing
+    // file is replaced (the target, or an extent's new name: VDKIT_E_EXISTS,
+    // and what moved is moved back); the image must not be in use (its lock
+    // is taken).
     Result<RenameResult> rename_image(const std::string &from, const std::string &to,
                                       const RenameOptions &options = {}) const;
 
