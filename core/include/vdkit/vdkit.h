@@ -80,6 +80,16 @@ vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const cha
 vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const char *format, uint64_t size,
                                uint32_t flags, const char *options, const char *parent, vdkit_disk **out,
                                vdkit_error *err);
+/* As vdkit_disk_open / vdkit_disk_create, with a file-level filter stack
+ * over every file of the image (and of its parent chain): filters is a
+ * NULL-terminated array of "NAME" or "NAME:key=value,key=value" specs, the
+ * first nearest the file; NULL or an empty array: none. */
+vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
+                                      const char *options, const char *const *filters, vdkit_disk **out,
+                                      vdkit_error *err);
+vdkit_status vdkit_disk_create_filtered(vdkit_library *lib, const char *location, const char *format, uint64_t size,
+                                        uint32_t flags, const char *options, const char *parent,
+                                        const char *const *filters, vdkit_disk **out, vdkit_error *err);
 /* Flushes and frees; the handle is gone even when an error is returned. */
 vdkit_status vdkit_disk_close(vdkit_disk *disk, vdkit_error *err);
 

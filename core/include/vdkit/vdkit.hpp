@@ -132,6 +132,18 @@ struct ImageInfo {
     std::string comment;
 };
 
+// A file-level filter (a filter plugin with VDKIT_CAP_FILTER_FILE) in an
+// image's stack: it sits between the format and every file of the image
+// (main file and extents), the first of a stack nearest the file. Its
+// options are validated against the filter's config keys.
+struct FilterSpec {
+    std::string name;
+    Options options;
+};
+// "NAME" or "NAME:key=value,key=value" (the CLI's --filter, the C API, batch
+// files). INVALID_ARGUMENT names what is wrong with the text.
+Result<FilterSpec> parse_filter_spec(std::string_view text);
+
 struct OpenOptions {
     std::string format;               // empty: probe
     Options format_options;           // validated against the format's keys
@@ -145,6 +157,9 @@ struct OpenOptions {
     bool writable_chain = false;
     // Allow extent/parent paths outside the image's directory; empty: config.
     std::optional<bool> allow_unsafe_paths;
+    // File-level filters every image of the chain is read (and written)
+    // through: a chain is stored one way throughout.
+    std::vector<FilterSpec> filters;
 };
 
 struct RebaseOptions {
@@ -170,6 +185,9 @@ struct CreateOptions {
     // convert): its parent path is written relative to final_location and
     // must resolve from there. Empty: location.
     std::string final_location;
+    // File-level filters the new image's files are written through (and its
+    // parent chain read through, as OpenOptions::filters).
+    std::vector<FilterSpec> filters;
 };
 
 // One finding of a consistency check, in the order the format reported it.
@@ -470,6 +488,9 @@ public:
     // unknown keys (with a suggestion), types, ranges and enumerations. The
     // message names the plugin and the key.
     Status check_options(PluginKind kind, std::string_view name, const Options &options, bool create) const;
+    // OK when every filter of `stack` is a loaded file-level filter and its
+    // options are valid (for creating an image when `create`).
+    Status check_filters(const std::vector<FilterSpec> &stack, bool create) const;
 
 private:
     explicit Library(std::shared_ptr<Host> host);

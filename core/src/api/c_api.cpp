@@ -69,6 +69,17 @@ vdkit::Result<vdkit::Options> parse_options(const char *text) {
     return out;
 }
 
+// A NULL-terminated array of filter specs (a stack of at most 64 layers).
+vdkit::Result<std::vector<vdkit::FilterSpec>> parse_filters(const char *const *specs) {
+    std::vector<vdkit::FilterSpec> out;
+    for (size_t i = 0; specs && specs[i]; ++i) {
+        if (i == 64) return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "more than 64 filters (is the list NULL-terminated?)");
+        VDKIT_ASSIGN_OR_RETURN(vdkit::FilterSpec spec, vdkit::parse_filter_spec(specs[i]));
+        out.push_back(std::move(spec));
+    }
+    return out;
+}
+
 void copy_field(char *dst, size_t cap, const std::string &s) {
     size_t n = std::min(s.size(), cap - 1);
     std::memcpy(dst, s.data(), n);
@@ -129,6 +140,12 @@ vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_pl
 
 vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
                              const char *options, vdkit_disk **out, vdkit_error *err) {
+    return vdkit_disk_open_filtered(lib, location, format, flags, options, nullptr, out, err);
+}
+
+vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
+                                      const char *options, const char *const *filters, vdkit_disk **out,
+                                      vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {
         if (!lib || !location || !out) return null_arg("lib, location and out");
         *out = nullptr;
@@ -139,6 +156,7 @@ vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const cha
         o.follow_parents = !(flags & VDKIT_DISK_NO_PARENTS);
         o.writable_chain = flags & VDKIT_DISK_WRITE_CHAIN;
         VDKIT_ASSIGN_OR_RETURN(o.format_options, parse_options(options));
+        VDKIT_ASSIGN_OR_RETURN(o.filters, parse_filters(filters));
         VDKIT_ASSIGN_OR_RETURN(auto disk, lib->lib->open(location, o));
         *out = new vdkit_disk{std::move(disk)};
         return vdkit::Status::ok();
@@ -148,6 +166,12 @@ vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const cha
 vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const char *format, uint64_t size,
                                uint32_t flags, const char *options, const char *parent, vdkit_disk **out,
                                vdkit_error *err) {
+    return vdkit_disk_create_filtered(lib, location, format, size, flags, options, parent, nullptr, out, err);
+}
+
+vdkit_status vdkit_disk_create_filtered(vdkit_library *lib, const char *location, const char *format, uint64_t size,
+                                        uint32_t flags, const char *options, const char *parent,
+                                        const char *const *filters, vdkit_disk **out, vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {
         if (!lib || !location || !format || !out) return null_arg("lib, location, format and out");
         *out = nullptr;
@@ -158,6 +182,7 @@ vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const c
         o.overwrite = flags & VDKIT_DISK_OVERWRITE;
         if (parent) o.parent = parent;
         VDKIT_ASSIGN_OR_RETURN(o.options, parse_options(options));
+        VDKIT_ASSIGN_OR_RETURN(o.filters, parse_filters(filters));
         VDKIT_ASSIGN_OR_RETURN(auto disk, lib->lib->create_image(location, o));
         *out = new vdkit_disk{std::move(disk)};
         return vdkit::Status::ok();

@@ -1,6 +1,7 @@
 // The public C++ Library: a handle on a shared Host.
 #include "host/host.hpp"
 #include "disk/disk_state.hpp"
+#include "util/util.hpp"
 
 namespace vdkit {
 inline namespace v1 {
@@ -42,6 +43,25 @@ Result<std::unique_ptr<Disk>> Library::create_image(const std::string &location,
 
 Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) const {
     return host_->copy(src, dst, options);
+}
+
+Status Library::check_filters(const std::vector<FilterSpec> &stack, bool create) const {
+    return host_->resolve_filters(stack, create ? OptionUse::create : OptionUse::open).status();
+}
+
+Result<FilterSpec> parse_filter_spec(std::string_view text) {
+    const size_t colon = text.find(':');
+    FilterSpec spec;
+    spec.name = std::string(text.substr(0, colon));
+    if (spec.name.empty())
+        return Status(VDKIT_E_INVALID_ARGUMENT, "filter '" + std::string(text) + "': no filter name before the options");
+    if (colon == std::string_view::npos) return spec;
+    auto kv = util::parse_key_values(text.substr(colon + 1));
+    if (!kv)
+        return Status(VDKIT_E_INVALID_ARGUMENT, "filter '" + std::string(text) +
+                                                    "': cannot parse its options (expected NAME:key=value,key=value)");
+    for (auto &[k, v] : *kv) spec.options[k] = v;
+    return spec;
 }
 
 Status Library::check_options(PluginKind kind, std::string_view name, const Options &options, bool create) const {

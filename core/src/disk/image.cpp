@@ -28,6 +28,7 @@ vdkit_ctx Image::ctx() const {
     c.base_location = setup_.location;
     c.allow_unsafe_paths = setup_.allow_unsafe_paths;
     c.transport_options = &setup_.transport_options;
+    c.filters = &setup_.filters;
     return c;
 }
 

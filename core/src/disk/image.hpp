@@ -10,6 +10,7 @@
 
 #include "host/context.hpp"
 #include "io/byte_store.hpp"
+#include "io/plugin_stores.hpp"
 #include "registry/registry.hpp"
 #include "vdkit/vdkit.hpp"
 
@@ -25,6 +26,7 @@ struct ImageSetup {
     Options transport_options;  // validated, for sibling files
     bool allow_unsafe_paths = false;
     bool writable = false;
+    FilterStack filters;        // resolved; also stacked over the plugin's own files
 };
 
 class Image {

@@ -21,7 +21,11 @@ std::string canonical_key(const std::string &location) {
     return ec ? location : p.string();
 }
 
-// The parent path as stored in a child: relative to the child's directory.
+bool is_create_only(const PluginInfo &plugin, const std::string &key) {
+    for (const ConfigKey &k : plugin.keys)
+        if (k.name == key) return k.create_only;
+    return false;
+}
 
 } // namespace
 
@@ -105,6 +109,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
     state->host = shared_from_this();
     state->writable = options.writable;
     const bool allow_unsafe = options.allow_unsafe_paths.value_or(config_.allow_unsafe_paths);
+    VDKIT_ASSIGN_OR_RETURN(const FilterStack filters, resolve_filters(options.filters, OptionUse::open));
 
     std::vector<std::string> seen;
     std::string current = location;
@@ -125,7 +130,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
 
         const bool writable = (top || options.writable_chain) && options.writable;
         uint32_t flags = (writable ? VDKIT_OPEN_WRITE : 0) | (options.lock ? 0 : VDKIT_OPEN_NOLOCK);
-        VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, open_store(current, flags, options.transport_options));
+        VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, open_store(current, flags, options.transport_options, filters));
 
         PluginEntryPtr fmt;
         if (!format_name.empty()) {
@@ -140,6 +145,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         setup.location = current;
         setup.writable = writable;
         setup.allow_unsafe_paths = allow_unsafe;
+        setup.filters = filters;
         VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, transport_for(current));
         VDKIT_ASSIGN_OR_RETURN(setup.transport_options, options_for(*transport, options.transport_options, OptionUse::open));
         // Format options apply to the image named by the caller only.
@@ -218,6 +224,7 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
     setup.allow_unsafe_paths = allow_unsafe;
     VDKIT_ASSIGN_OR_RETURN(setup.transport_options, options_for(*transport, options.transport_options, OptionUse::open));
     VDKIT_ASSIGN_OR_RETURN(setup.format_options, options_for(*fmt, options.options, OptionUse::create));
+    VDKIT_ASSIGN_OR_RETURN(setup.filters, resolve_filters(options.filters, OptionUse::create));
 
     vdkit_create_params params{};
     params.struct_size = sizeof(params);
@@ -233,6 +240,14 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
         po.format = options.parent_format;
         po.transport_options = options.transport_options;
         po.allow_unsafe_paths = allow_unsafe;
+        // The parent chain is read through the same stack, without the
+        // settings that only shape new files.
+        for (const FilterLayer &layer : setup.filters) {
+            FilterSpec spec{layer.plugin->info.name, {}};
+            for (const auto &[k, v] : layer.options)
+                if (!is_create_only(layer.plugin->info, k)) spec.options[k] = v;
+            po.filters.push_back(std::move(spec));
+        }
         VDKIT_ASSIGN_OR_RETURN(parent_disk, open_disk(options.parent, po));
         auto &parent_top = parent_disk->state_->images.back();
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info pinfo, parent_top->raw_info());
@@ -267,8 +282,13 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
             return Status(VDKIT_E_EXISTS, location + " already exists");
         VDKIT_TRY(remove_location(location));
     }
-    VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main,
-                           open_store(location, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, options.transport_options));
+    auto opened = open_store(location, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, options.transport_options, setup.filters);
+    if (!opened) {
+        // The transport made the file before a filter refused to sit on it.
+        if (auto there = location_exists(location); there && *there) remove_location(location).ignore();
+        return opened.status();
+    }
+    ByteStorePtr main = std::move(*opened);
     auto created = Image::create(*this, fmt, std::move(main), std::move(setup), params);
     if (!created) {
         // Leave nothing half-made under the final name.

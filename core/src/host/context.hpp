@@ -17,9 +17,12 @@
 #include <string>
 #include <string_view>
 
+#include <vector>
+
 namespace vdkit {
 class Host;
 struct PluginEntry;
+struct FilterLayer;
 } // namespace vdkit
 
 struct vdkit_ctx {
@@ -29,6 +32,9 @@ struct vdkit_ctx {
     std::string base_location;                    // image location sibling paths resolve against
     bool allow_unsafe_paths = false;
     const vdkit::Options *transport_options = nullptr; // for stores opened by the plugin
+    // File-level filters stacked over every store the plugin opens (an
+    // image's extents get its main file's stack); null: none.
+    const std::vector<vdkit::FilterLayer> *filters = nullptr;
     std::function<bool(uint64_t, uint64_t)> progress;  // false = cancel
     std::function<void(uint32_t, uint64_t, std::string_view)> finding;
 

@@ -12,6 +12,7 @@
 #include "config/options.hpp"
 #include "host/context.hpp"
 #include "io/byte_store.hpp"
+#include "io/plugin_stores.hpp"
 #include "registry/registry.hpp"
 #include "vdkit/vdkit.hpp"
 
@@ -46,6 +47,12 @@ public:
     Status unknown_plugin(PluginKind kind, std::string_view name) const;
     // Open location through its transport (flags: VDKIT_OPEN_*).
     Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags, const Options &transport_options) const;
+    // The same with a file-level filter stack over the transport's store.
+    Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags, const Options &transport_options,
+                                    const FilterStack &filters) const;
+    // Look up and validate a filter stack: every name a loaded filter with
+    // VDKIT_CAP_FILTER_FILE, its options valid for `use`.
+    Result<FilterStack> resolve_filters(const std::vector<FilterSpec> &specs, OptionUse use) const;
     Status remove_location(const std::string &location) const;
     // Move a file within one transport; an existing `to` is refused
     // (VDKIT_E_EXISTS), never replaced.

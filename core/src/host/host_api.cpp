@@ -111,7 +111,9 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
     if (!resolved) return report_to_ctx(ctx, resolved.status());
     static const Options none;
     flags &= ~VDKIT_OPEN_DEVICE; // a host matter; transports never see it
-    auto store = ctx->host->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none);
+    static const FilterStack no_filters;
+    auto store = ctx->host->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none,
+                                       ctx->filters ? *ctx->filters : no_filters);
     if (!store) return report_to_ctx(ctx, store.status());
     *out = new (std::nothrow) vdkit_store{std::move(*store)};
     return *out ? VDKIT_OK : report_to_ctx(ctx, Status(VDKIT_E_NO_MEMORY, "out of memory"));

@@ -228,11 +228,42 @@ Result<ByteStorePtr> open_filter_store(const Host &host, PluginEntryPtr filter, 
     return ByteStorePtr(std::move(store));
 }
 
+Result<ByteStorePtr> stack_filters(const Host &host, ByteStorePtr lower, uint32_t flags, const FilterStack &stack) {
+    // A filter sees only the open mode; creating and locking are the transport's.
+    flags &= VDKIT_OPEN_WRITE;
+    for (const FilterLayer &layer : stack) {
+        VDKIT_ASSIGN_OR_RETURN(lower, open_filter_store(host, layer.plugin, std::move(lower), flags, layer.options));
+    }
+    return lower;
+}
+
 Result<ByteStorePtr> Host::open_store(const std::string &location, uint32_t flags,
                                       const Options &transport_options) const {
     VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(location));
     VDKIT_ASSIGN_OR_RETURN(Options opts, options_for(*t, transport_options, OptionUse::open));
     return open_transport_store(*this, t, location, flags, std::move(opts));
+}
+
+Result<ByteStorePtr> Host::open_store(const std::string &location, uint32_t flags, const Options &transport_options,
+                                      const FilterStack &filters) const {
+    VDKIT_ASSIGN_OR_RETURN(ByteStorePtr store, open_store(location, flags, transport_options));
+    return stack_filters(*this, std::move(store), flags, filters);
+}
+
+Result<FilterStack> Host::resolve_filters(const std::vector<FilterSpec> &specs, OptionUse use) const {
+    FilterStack stack;
+    for (const FilterSpec &spec : specs) {
+        PluginEntryPtr f = registry_.find(PluginKind::filter, spec.name);
+        if (!f) return unknown_plugin(PluginKind::filter, spec.name);
+        if (!f->info.has(VDKIT_CAP_FILTER_FILE))
+            return Status(VDKIT_E_NOT_SUPPORTED, "filter '" + spec.name +
+                                                     "' cannot sit between a format and its files (it is not a "
+                                                     "file-level filter)");
+        auto opts = options_for(*f, spec.options, use);
+        if (!opts) return opts.status().with_context("filter '" + spec.name + "'");
+        stack.push_back(FilterLayer{f, std::move(*opts)});
+    }
+    return stack;
 }
 
 Status Host::remove_location(const std::string &location) const {

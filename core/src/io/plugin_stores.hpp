@@ -23,6 +23,18 @@ Result<ByteStorePtr> open_transport_store(const Host &host, PluginEntryPtr trans
 Result<ByteStorePtr> open_filter_store(const Host &host, PluginEntryPtr filter, ByteStorePtr lower, uint32_t flags,
                                        Options options);
 
+// One layer of an image's file-level filter stack (Host::resolve_filters):
+// a loaded filter with VDKIT_CAP_FILTER_FILE and its validated options.
+struct FilterLayer {
+    PluginEntryPtr plugin;
+    Options options;
+};
+using FilterStack = std::vector<FilterLayer>;
+
+// Stack every layer of `stack` over `lower`, the first nearest it. Empty:
+// lower itself.
+Result<ByteStorePtr> stack_filters(const Host &host, ByteStorePtr lower, uint32_t flags, const FilterStack &stack);
+
 } // namespace vdkit
 
 #endif
