@@ -194,4 +194,70 @@ mkdir .nostate.yaml.vdkit-state.json
 "$VDKIT" batch nostate.yaml > out.txt 2>&1 && grep -q "nostate.vdi: converted: the batch state could not be saved" out.txt \
     && qemu-img compare -q -F raw out/nostate.vdi disks/web.img && ok || bad "an unsaved state failed the job: $(cat out.txt)"
 
+# 7. Filter stacks: `filters` (the target's) under defaults and per job, an
+#    empty list to drop the default's, `source_filters` to read a filtered
+#    source. The rot test filter rotates every byte's bits; undoing that by
+#    hand gives files qemu-img reads as the source. A different stack on a
+#    rerun is other settings; bad stacks are validation problems with lines.
+export VDKIT_PLUGIN_PATH="$VDKIT_TEST_EXTRA_PLUGIN_DIR"
+unrot() { # unrot FILE BITS: undo the rot filter in place
+    python3 - "$1" "$2" <<'PY'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+table = bytes(((b >> n) | (b << (8 - n))) & 0xff for b in range(256))
+with open(path, 'rb') as f: data = f.read()
+with open(path, 'wb') as f: f.write(data.translate(table))
+PY
+}
+"$VDKIT" convert -O vdi --target-filter rot:bits=2 disks/web.img disks/web-rot.vdi > /dev/null || bad "making web-rot.vdi"
+mkdir out/f
+cat > filters.yaml <<'EOF'
+version: 1
+defaults:
+  filters: [rot]
+jobs:
+  - {source: disks/web.img, target: out/f/a.vdi, format: vdi}
+  - source: disks/web-rot.vdi
+    source_filters: ["rot:bits=2"]
+    target: out/f/b.vmdk
+    format: vmdk
+    options: {subformat: twoGbMaxExtentSparse, split-size: 16M}
+    filters:
+      - name: rot
+        options: {bits: 6}
+  - {source: disks/web-rot.vdi, source_filters: [{name: rot, options: {bits: 2}}], target: out/f/c.raw, format: raw, filters: []}
+EOF
+"$VDKIT" batch filters.yaml > out.txt 2>&1 && grep -q "3 converted" out.txt && ok || bad "filter batch: $(cat out.txt)"
+cmp -s out/f/c.raw disks/web.img && ok || bad "filter batch: the unfiltered target differs from the source"
+head -c 4 out/f/a.vdi | grep -q "<<<" && bad "filter batch: a.vdi was written without its filter" || ok
+mkdir plain
+cp out/f/a.vdi out/f/b*.vmdk plain/
+unrot plain/a.vdi 3
+for f in plain/b*.vmdk; do unrot "$f" 6; done
+qemu-img compare -q -F raw plain/a.vdi disks/web.img && ok || bad "filter batch: a.vdi, unrotated, differs for qemu-img"
+qemu-img compare -q -F raw plain/b.vmdk disks/web.img && ok || bad "filter batch: the split b.vmdk, unrotated, differs for qemu-img"
+[ "$(ls plain/b*.vmdk | wc -l)" -eq 5 ] && ok || bad "filter batch: b.vmdk should have 4 extents: $(ls plain)"
+"$VDKIT" batch filters.yaml > out.txt 2>&1 && grep -q "3 skipped" out.txt && ok || bad "filter batch rerun: $(cat out.txt)"
+sed -i 's/bits: 6/bits: 5/' filters.yaml
+"$VDKIT" batch filters.yaml > out.txt 2>&1; [ $? -eq 1 ] && grep -q "b.vmdk: failed: the target was made with other settings" out.txt \
+    && ok || bad "filter batch: another stack is other settings: $(cat out.txt)"
+cat > filters-bad.yaml <<'EOF'
+version: 1
+jobs:
+  - source: disks/web.img
+    target: out/f/z.vdi
+    format: vdi
+    filters:
+      - rott
+      - "rot:bits=0"
+      - {name: rot, options: {bitz: 2}}
+    source_filters: rot
+EOF
+"$VDKIT" batch filters-bad.yaml > out.txt 2>&1; [ $? -eq 2 ] \
+    && grep -q "filters-bad.yaml:7: .*no filter plugin named 'rott'.*did you mean 'rot'" out.txt \
+    && grep -q "filters-bad.yaml:8: .*option 'bits' must be within \[1, 7\]" out.txt \
+    && grep -q "filters-bad.yaml:9: .*unknown option 'bitz' — did you mean 'bits'" out.txt \
+    && grep -q "filters-bad.yaml:10: source_filters must be a list" out.txt \
+    && [ ! -e out/f/z.vdi ] && ok || bad "filter batch validation: $(cat out.txt)"
+
 finish

@@ -146,5 +146,35 @@ cmp -s "$work/cs.raw" "$work/cs2.raw" && pass=$((pass + 1)) || { echo "FAIL: con
 expect 1 "a cache format that cannot hold one" "$VDKIT" convert --cache "$work/cs.toys" --cache-format toysparse -O raw "$work/cs.vdi" "$work/cs3.raw"
 contains "cache format refused" "cannot hold a cache"
 
+# File-level filter stacks (the rot test filter): every command that opens an
+# image takes --filter; convert takes one stack per side.
+head -c 2M /dev/urandom > "$work/fs.raw" && truncate -s 8M "$work/fs.raw"
+expect 0 "create --filter" "$VDKIT" create -f vdi --filter rot:bits=4 "$work/fb.vdi" 8M
+expect 0 "info --filter" "$VDKIT" info --filter rot:bits=4 "$work/fb.vdi"
+contains "info names the stack" "filters: rot"
+contains "the filtered image is a VDI" "file format: vdi"
+expect 0 "info without the stack" "$VDKIT" info "$work/fb.vdi"
+contains "unfiltered it is no VDI" "file format: raw"
+expect 0 "snapshot --filter" "$VDKIT" snapshot --filter rot:bits=4 "$work/fb.vdi" "$work/ft.vmdk"
+expect 0 "convert into the filtered chain's base" "$VDKIT" convert -O vdi --overwrite --target-filter rot:bits=4 "$work/fs.raw" "$work/fb2.vdi"
+expect 0 "rebase --filter" "$VDKIT" rebase -u --filter rot:bits=4 -b fb2.vdi "$work/ft.vmdk"
+expect 0 "commit --filter" "$VDKIT" commit --filter rot:bits=4 "$work/ft.vmdk"
+expect 0 "check --filter" "$VDKIT" check --filter rot:bits=4 "$work/fb2.vdi"
+expect 0 "map --filter" "$VDKIT" map --filter rot:bits=4 "$work/ft.vmdk"
+expect 0 "resize --filter" "$VDKIT" resize --filter rot:bits=4 "$work/fb.vdi" 16M
+expect 0 "info after resize" "$VDKIT" info --filter rot:bits=4 "$work/fb.vdi"
+contains "resized through the filter" "virtual size: 16 MiB"
+expect 0 "convert --source-filter" "$VDKIT" convert -O raw --source-filter rot:bits=4 "$work/ft.vmdk" "$work/fback.raw"
+cmp -s "$work/fs.raw" "$work/fback.raw" && pass=$((pass + 1)) || { echo "FAIL: a filtered chain read back differs"; failures=$((failures + 1)); }
+expect 0 "rename --filter relinks a filtered child" "$VDKIT" rename --filter rot:bits=4 "$work/fb2.vdi" "$work/fb3.vdi"
+contains "child relinked" "relinked child $work/ft.vmdk"
+expect 0 "delete --filter" "$VDKIT" delete --filter rot:bits=4 "$work/ft.vmdk"
+expect 1 "an unknown filter" "$VDKIT" info --filter rott "$work/fb3.vdi"
+contains "unknown filter named" "no filter plugin named 'rott' is loaded — did you mean 'rot'?"
+expect 1 "a filter option out of range" "$VDKIT" convert -O vdi --target-filter rot:bits=8 "$work/fs.raw" "$work/fx.vdi"
+contains "range named" "filter 'rot': option 'bits' must be within [1, 7]"
+[ ! -e "$work/fx.vdi" ] && pass=$((pass + 1)) || { echo "FAIL: a refused filter left a target"; failures=$((failures + 1)); }
+expect 2 "a malformed filter spec" "$VDKIT" info --filter ":bits=1" "$work/fb3.vdi"
+
 echo "$pass passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -55,6 +55,12 @@ void unrotate_file(const std::string &from, const std::string &to, unsigned bits
     std::ofstream(to, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+std::string take_location(const Disk &d, size_t i) {
+    auto info = d.image_info(i);
+    REQUIRE_OK(info);
+    return info->location;
+}
+
 std::vector<FilterSpec> rot(unsigned bits) { return {FilterSpec{"rot", {{"bits", std::to_string(bits)}}}}; }
 
 } // namespace
@@ -188,9 +194,32 @@ TEST_CASE("a filtered chain: snapshot, reopen, copy out of it", "[filter]") {
     copy.target_is_zero = true;
     REQUIRE_OK(lib->copy(**chain, **out, copy));
     REQUIRE_OK((*out)->close());
+    REQUIRE_OK((*chain)->close());
     auto plain = lib->open(dir / "out.vdi", {});
     REQUIRE_OK(plain);
     CHECK(test::first_difference(**plain, model) == "equal");
+
+    // A safe rebase onto another filtered base reads the new parent through
+    // the chain's stack and keeps what the top shows.
+    {
+        CreateOptions co = test::create_opts("vdi", size);
+        co.filters = rot(2);
+        auto other = lib->create_image(dir / "other.vdi", co);
+        REQUIRE_OK(other);
+        const auto c = test::pattern(size, 5);
+        REQUIRE_OK((*other)->write(0, c.data(), c.size()));
+        REQUIRE_OK((*other)->close());
+        OpenOptions wo = oo;
+        wo.writable = true;
+        auto top = lib->open(dir / "top.vmdk", wo);
+        REQUIRE_OK(top);
+        REQUIRE_OK((*top)->rebase("other.vdi", {}));
+        REQUIRE_OK((*top)->close());
+        auto again = lib->open(dir / "top.vmdk", oo);
+        REQUIRE_OK(again);
+        CHECK(test::first_difference(**again, model) == "equal");
+        CHECK(take_location(**again, 0) == dir / "other.vdi");
+    }
 
     // Through the wrong stack (another rotation) no format recognises the
     // top: named, it is refused; probed, it falls back to raw bytes.

@@ -45,12 +45,39 @@ json stamp(const std::string &path) {
     return json{{"size", size}, {"mtime_ns", mtime.time_since_epoch().count()}};
 }
 
+// A filter stack as the state file records it. The values of secret keys
+// (a password) are kept only as a 64-bit FNV-1a digest: enough to notice
+// that one changed, without writing it down.
+std::string stack_text(const Library &lib, const std::vector<FilterSpec> &stack) {
+    std::string s;
+    for (const auto &f : stack) {
+        const auto info = lib.plugin(PluginKind::filter, f.name);
+        s += f.name + "(";
+        for (const auto &[k, v] : f.options) {
+            bool secret = false;
+            if (info)
+                for (const auto &key : info->keys) secret = secret || (key.name == k && key.secret);
+            if (!secret) {
+                s += k + "=" + v + ",";
+                continue;
+            }
+            uint64_t h = 14695981039346656037ull;
+            for (unsigned char ch : v) h = (h ^ ch) * 1099511628211ull;
+            s += k + "=#" + std::to_string(h) + ",";
+        }
+        s += ")";
+    }
+    return s;
+}
+
 // Everything about a job that shapes its target.
-std::string settings_of(const BatchJob &job) {
+std::string settings_of(const Library &lib, const BatchJob &job) {
     std::string s = "source=" + job.spec.source + ";source_format=" + job.spec.source_format +
                     ";format=" + job.spec.target_format + ";preallocate=" + (job.spec.preallocate ? "1" : "0") +
                     ";backing=" + job.spec.backing + ";keep_uuid=" + (job.spec.keep_uuid ? "1" : "0") + ";options=";
     for (const auto &[k, v] : job.spec.target_options) s += k + "=" + v + ",";
+    if (!job.spec.target_filters.empty()) s += ";filters=" + stack_text(lib, job.spec.target_filters);
+    if (!job.spec.source_filters.empty()) s += ";source_filters=" + stack_text(lib, job.spec.source_filters);
     return s;
 }
 
@@ -92,9 +119,9 @@ public:
     // Record a finished job. Failing to save the record does not fail the
     // job (its target is complete): the note returned says so, and a rerun
     // then verifies the target instead of skipping it.
-    std::string remember(const BatchJob &job) {
+    std::string remember(const Library &lib, const BatchJob &job) {
         std::lock_guard lock(mu_);
-        state_["jobs"][job.name] = json{{"settings", settings_of(job)},
+        state_["jobs"][job.name] = json{{"settings", settings_of(lib, job)},
                                         {"source", stamp(job.spec.source)},
                                         {"target", stamp(job.spec.target)}};
         try {
@@ -256,7 +283,7 @@ class BatchCommand : public Command {
         bool overwrite = false;
         if (fs::exists(job.spec.target, ec)) {
             const json rec = state.record(job.name);
-            const bool same_settings = !rec.is_null() && rec["settings"] == settings_of(job);
+            const bool same_settings = !rec.is_null() && rec["settings"] == settings_of(lib, job);
             const bool unchanged =
                 same_settings && rec["source"] == stamp(job.spec.source) && rec["target"] == stamp(job.spec.target);
             if (unchanged) {
@@ -275,7 +302,7 @@ class BatchCommand : public Command {
                 throw CliError(job.spec.target + " already exists; set overwrite: true to replace it");
             } else if (target_matches(lib, job)) {
                 // A target with no record (say, the run stopped right after renaming it).
-                const std::string note = state.remember(job);
+                const std::string note = state.remember(lib, job);
                 o.status = "skipped";
                 o.message = "verified: the existing target reads the same as the source" + (note.empty() ? "" : "; " + note);
                 return;
@@ -288,7 +315,7 @@ class BatchCommand : public Command {
         spec.overwrite = overwrite;
         spec.verify = job.verify;
         ConvertResult r = convert_image(lib, spec, progress);
-        o.message = state.remember(job);
+        o.message = state.remember(lib, job);
         o.status = "converted";
         o.virtual_size = r.virtual_size;
         o.data_bytes = r.data_bytes;
@@ -298,6 +325,8 @@ class BatchCommand : public Command {
     static bool target_matches(Library &lib, const BatchJob &job) {
         OpenOptions src_o, dst_o;
         src_o.format = job.spec.source_format;
+        src_o.filters = job.spec.source_filters;
+        dst_o.filters = job.spec.target_filters;
         auto src = lib.open(job.spec.source, src_o);
         auto dst = lib.open(job.spec.target, dst_o);
         if (!src || !dst) return false;

@@ -18,10 +18,10 @@ namespace {
 const std::vector<std::string> kJobKeys = {"name",        "source",    "source_format", "target",   "format",
                                            "options",     "threads",   "out_of_order",  "preallocate",
                                            "overwrite",   "verify",    "backing",       "backing_format",
-                                           "keep_uuid"};
+                                           "keep_uuid",   "filters",   "source_filters"};
 const std::vector<std::string> kDefaultKeys = {"source_format", "format",    "options",        "threads",  "out_of_order",
                                                "preallocate",   "overwrite", "verify",         "keep_uuid",
-                                               "backing_format"};
+                                               "backing_format", "filters", "source_filters"};
 const std::vector<std::string> kTopKeys = {"version", "parallel", "report", "defaults", "jobs"};
 
 // Collects problems with their lines; the typed readers return nullopt after
@@ -84,6 +84,48 @@ public:
         }
     }
 
+    // A filter stack: a list whose items are "NAME", "NAME:key=value,..."
+    // or {name: NAME, options: {key: value}}; each item remembers its line.
+    std::optional<std::vector<FilterSpec>> filters(const YAML::Node &n, const std::string &what,
+                                                   std::vector<int> &lines) {
+        if (!n.IsSequence()) {
+            problem(n, what + " must be a list of filters (NAME, NAME:key=value,... or {name: NAME, options: {...}})");
+            return std::nullopt;
+        }
+        std::vector<FilterSpec> out;
+        lines.clear();
+        for (const auto &item : n) {
+            if (item.IsMap()) {
+                known_keys(item, {"name", "options"}, " in a filter of " + what);
+                FilterSpec spec;
+                if (auto name = item["name"]) {
+                    if (auto v = text(name, "a filter's name")) spec.name = *v;
+                    else continue;
+                } else {
+                    problem(item, "a filter in " + what + " has no name");
+                    continue;
+                }
+                if (auto opts = item["options"]) {
+                    std::map<std::string, int> ignored;
+                    options(opts, spec.options, ignored);
+                }
+                out.push_back(std::move(spec));
+                lines.push_back(line(item));
+                continue;
+            }
+            auto t = text(item, "a filter of " + what);
+            if (!t) continue;
+            auto spec = parse_filter_spec(*t);
+            if (!spec) {
+                problem(item, spec.status().message());
+                continue;
+            }
+            out.push_back(std::move(*spec));
+            lines.push_back(line(item));
+        }
+        return out;
+    }
+
 private:
     std::string path_;
     std::vector<std::string> &problems_;
@@ -96,6 +138,8 @@ struct Settings {
     std::map<std::string, int> option_lines;
     std::optional<unsigned> threads;
     std::optional<bool> out_of_order, preallocate, overwrite, verify, keep_uuid;
+    std::optional<std::vector<FilterSpec>> filters, source_filters;
+    std::vector<int> filter_lines, source_filter_lines;
 };
 
 void read_settings(Checker &c, const YAML::Node &map, Settings &s) {
@@ -109,6 +153,17 @@ void read_settings(Checker &c, const YAML::Node &map, Settings &s) {
     if (auto n = map["verify"]) s.verify = c.boolean(n, "verify");
     if (auto n = map["keep_uuid"]) s.keep_uuid = c.boolean(n, "keep_uuid");
     if (auto n = map["backing_format"]) s.backing_format = c.text(n, "backing_format");
+    if (auto n = map["filters"]) s.filters = c.filters(n, "filters", s.filter_lines);
+    if (auto n = map["source_filters"]) s.source_filters = c.filters(n, "source_filters", s.source_filter_lines);
+}
+
+// Each filter of a stack on its own, so every bad one is reported at its line.
+void check_filters(Checker &c, const Library &lib, const std::string &who, const std::vector<FilterSpec> &stack,
+                   const std::vector<int> &lines, bool create) {
+    for (size_t i = 0; i < stack.size() && i < lines.size(); ++i) {
+        Status ok = lib.check_filters({stack[i]}, create);
+        if (!ok) c.problem(lines[i], who + ok.message());
+    }
 }
 
 bool is_url(const std::string &p) { return p.find("://") != std::string::npos; }
@@ -202,6 +257,15 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         if (own.verify) s.verify = own.verify;
         if (own.keep_uuid) s.keep_uuid = own.keep_uuid;
         if (own.backing_format) s.backing_format = own.backing_format;
+        // A stack is replaced whole (an empty list removes the default's).
+        if (own.filters) {
+            s.filters = own.filters;
+            s.filter_lines = own.filter_lines;
+        }
+        if (own.source_filters) {
+            s.source_filters = own.source_filters;
+            s.source_filter_lines = own.source_filter_lines;
+        }
 
         BatchJob job;
         job.line = line;
@@ -268,6 +332,14 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
                     if (!ok) c.problem(s.option_lines[k], who + ok.message());
                 }
             }
+        }
+        if (s.filters) {
+            check_filters(c, lib, who, *s.filters, s.filter_lines, true);
+            job.spec.target_filters = *s.filters;
+        }
+        if (s.source_filters) {
+            check_filters(c, lib, who, *s.source_filters, s.source_filter_lines, false);
+            job.spec.source_filters = *s.source_filters;
         }
         job.spec.target_options = s.options;
         job.spec.threads = s.threads.value_or(4);

@@ -14,9 +14,11 @@ namespace vdkit::cli {
 
 namespace {
 
-std::unique_ptr<Disk> open_chain(Library &lib, const std::string &image, const std::string &format) {
+std::unique_ptr<Disk> open_chain(Library &lib, const std::string &image, const std::string &format,
+                                 const std::vector<std::string> &filters) {
     OpenOptions o;
     o.format = format;
+    o.filters = parse_filters(filters);
     o.writable = true;
     o.writable_chain = true;
     return take(lib.open(image, o));
@@ -36,12 +38,14 @@ size_t index_of(const Disk &disk, const std::string &path) {
 
 class SnapshotCommand : public Command {
     std::string format_, image_, snapshot_;
-    std::vector<std::string> options_;
+    std::vector<std::string> options_, filters_;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("snapshot", "Create a differencing image over IMAGE (its new top); "
                                                    "the same as 'create -b IMAGE'");
         sub->add_option("-f,--format", format_, "Format of the new image (default: IMAGE's)");
         sub->add_option("-o,--options", options_, "Format options key=value[,key=value]")->allow_extra_args(false);
+        add_filter_option(sub, filters_, "--filter",
+                          "The chain's file-level filter stack; the new image is written through it too");
         sub->add_option("image", image_, "The current top image")->required();
         sub->add_option("snapshot", snapshot_, "The new image to create")->required();
         return sub;
@@ -50,7 +54,14 @@ class SnapshotCommand : public Command {
         auto lib = open_library(globals());
         CreateOptions o;
         o.format = format_;
-        if (o.format.empty()) o.format = take(lib->probe(image_));
+        o.filters = parse_filters(filters_);
+        if (o.format.empty()) {
+            OpenOptions top;
+            top.follow_parents = false;
+            top.filters = o.filters;
+            auto current = take(lib->open(image_, top));
+            o.format = take(current->image_info(0)).format;
+        }
         o.options = parse_options(options_);
         o.parent = image_;
         auto disk = take(lib->create_image(snapshot_, o));
@@ -64,6 +75,7 @@ class SnapshotCommand : public Command {
 
 class CommitCommand : public Command {
     std::string format_, image_, base_;
+    std::vector<std::string> filters_;
     bool keep_ = false, progress_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("commit", "Write the top image's data into its parent (or -b BASE), then "
@@ -72,12 +84,13 @@ class CommitCommand : public Command {
         sub->add_option("-b,--base", base_, "Commit into this image of the chain (default: the top's parent)");
         sub->add_flag("-d", keep_, "Keep the top image's data (do not empty it)");
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");
+        add_filter_option(sub, filters_);
         sub->add_option("image", image_, "The top image")->required();
         return sub;
     }
     int run() override {
         auto lib = open_library(globals());
-        auto disk = open_chain(*lib, image_, format_);
+        auto disk = open_chain(*lib, image_, format_, filters_);
         if (disk->image_count() < 2) throw CliError(image_ + " has no parent to commit into", kExitUsage);
         const size_t base = base_.empty() ? disk->image_count() - 2 : index_of(*disk, base_);
         std::vector<std::string> left;
@@ -98,6 +111,7 @@ class CommitCommand : public Command {
 
 class RebaseCommand : public Command {
     std::string format_, image_, backing_, backing_format_;
+    std::vector<std::string> filters_;
     bool unsafe_ = false, progress_ = false, backing_given_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("rebase", "Give the top image a new parent (-b \"\": none); safe mode "
@@ -108,6 +122,8 @@ class RebaseCommand : public Command {
         sub->add_option("-F,--backing-format", backing_format_, "Format of the new parent (default: probe)");
         sub->add_flag("-u,--unsafe", unsafe_, "Change the link only; the image's content may change");
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");
+        add_filter_option(sub, filters_, "--filter",
+                          "The chain's file-level filter stack (the new parent is read through it too)");
         sub->add_option("image", image_, "The image to rebase")->required();
         return sub;
     }
@@ -118,6 +134,7 @@ class RebaseCommand : public Command {
         o.writable = true;
         // Unsafe mode must work when the old parent is gone or broken.
         o.follow_parents = !unsafe_;
+        o.filters = parse_filters(filters_);
         auto disk = take(lib->open(image_, o));
         RebaseOptions ro;
         ro.format = backing_format_;
@@ -135,6 +152,7 @@ class RebaseCommand : public Command {
 
 class MergeCommand : public Command {
     std::string format_, image_, from_, to_;
+    std::vector<std::string> filters_;
     bool progress_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("merge", "Merge images of the chain into one (VDMerge): FROM's data goes "
@@ -143,12 +161,13 @@ class MergeCommand : public Command {
         sub->add_option("--from", from_, "Image to merge from (default: the top)");
         sub->add_option("--to", to_, "Image to merge into (default: FROM's parent)");
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");
+        add_filter_option(sub, filters_);
         sub->add_option("image", image_, "The chain's top image")->required();
         return sub;
     }
     int run() override {
         auto lib = open_library(globals());
-        auto disk = open_chain(*lib, image_, format_);
+        auto disk = open_chain(*lib, image_, format_, filters_);
         if (disk->image_count() < 2) throw CliError(image_ + " is a single image; there is nothing to merge", kExitUsage);
         const size_t from = from_.empty() ? disk->image_count() - 1 : index_of(*disk, from_);
         size_t to = 0;

@@ -41,6 +41,9 @@ struct Globals {
 
 std::shared_ptr<Library> open_library(const Globals &g);
 Options parse_options(const std::vector<std::string> &specs);
+// File-level filter specs ("NAME" or "NAME:key=value,..."), nearest the
+// file first; a malformed one is a usage error.
+std::vector<FilterSpec> parse_filters(const std::vector<std::string> &specs);
 uint64_t parse_size_arg(const std::string &text);
 
 } // namespace vdkit::cli

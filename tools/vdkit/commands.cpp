@@ -41,6 +41,21 @@ uint64_t parse_size_arg(const std::string &text) {
     return *v;
 }
 
+std::vector<FilterSpec> parse_filters(const std::vector<std::string> &specs) {
+    std::vector<FilterSpec> out;
+    for (const auto &s : specs) {
+        auto spec = parse_filter_spec(s);
+        if (!spec) throw CliError(spec.status().message(), kExitUsage);
+        out.push_back(std::move(*spec));
+    }
+    return out;
+}
+
+void add_filter_option(CLI::App *sub, std::vector<std::string> &specs, const std::string &name,
+                       const std::string &help) {
+    sub->add_option(name, specs, help)->allow_extra_args(false)->type_name("SPEC");
+}
+
 void add_output_option(CLI::App *sub, std::string &output) {
     sub->add_option("--output", output, "Output format")->check(CLI::IsMember({"human", "json"}))->default_val("human");
 }
@@ -147,6 +162,7 @@ protected:
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand(name_, help_);
         sub->add_option("-f,--format", format_, "Image format (default: probe)");
+        add_filter_option(sub, filters_);
         add_output_option(sub, output_);
         sub->add_option("image", image_, "Image file")->required();
         return sub;
@@ -155,6 +171,7 @@ protected:
         OpenOptions o;
         o.format = format_;
         o.writable = writable;
+        o.filters = parse_filters(filters_);
         return take(lib.open(image_, o));
     }
     bool json_output() const { return output_ == "json"; }
@@ -164,6 +181,7 @@ private:
     const char *name_;
     const char *help_;
     std::string format_, output_, image_;
+    std::vector<std::string> filters_;
 };
 
 // ---- info -------------------------------------------------------------------------
@@ -190,6 +208,7 @@ private:
             j["parent-uuid"] = uuid_text(info.parent_uuid);
         }
         if (!info.comment.empty()) j["comment"] = info.comment;
+        if (!info.filters.empty()) j["filters"] = info.filters;
         return j;
     }
     static void print(const ImageInfo &info) {
@@ -206,6 +225,11 @@ private:
             std::cout << "parent uuid: " << uuid_text(info.parent_uuid) << "\n";
         }
         if (!info.comment.empty()) std::cout << "comment: " << info.comment << "\n";
+        if (!info.filters.empty()) {
+            std::cout << "filters:";
+            for (const auto &f : info.filters) std::cout << " " << f;
+            std::cout << "\n";
+        }
     }
     int run() override {
         auto lib = open_library(globals());
@@ -243,7 +267,7 @@ private:
 
 class CreateCommand : public Command {
     std::string format_, parent_, parent_format_, image_, size_;
-    std::vector<std::string> options_;
+    std::vector<std::string> options_, filters_;
     bool preallocate_ = false, overwrite_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("create", "Create a new image");
@@ -254,6 +278,9 @@ class CreateCommand : public Command {
         sub->add_option("-F,--backing-format", parent_format_, "Format of the parent (default: probe)");
         sub->add_flag("--preallocate", preallocate_, "Allocate every block now");
         sub->add_flag("--overwrite", overwrite_, "Replace an existing file");
+        add_filter_option(sub, filters_, "--filter",
+                          "Write the image's files through this file-level filter (NAME or NAME:key=value,...; "
+                          "repeat to stack, nearest the file first); a -b parent is read through it too");
         sub->add_option("image", image_, "Image file to create")->required();
         sub->add_option("size", size_, "Virtual size (e.g. 10G); default for -b: the parent's");
         return sub;
@@ -269,6 +296,7 @@ class CreateCommand : public Command {
         o.parent_format = parent_format_;
         o.fixed = preallocate_;
         o.overwrite = overwrite_;
+        o.filters = parse_filters(filters_);
         if (!size_.empty()) o.size = parse_size_arg(size_);
         else if (parent_.empty()) throw CliError("create needs a size (or -b PARENT)", kExitUsage);
         auto lib = open_library(globals());
@@ -289,7 +317,7 @@ class CreateCommand : public Command {
 
 class ConvertCommand : public Command {
     ConvertSpec spec_;
-    std::vector<std::string> options_;
+    std::vector<std::string> options_, source_filters_, target_filters_;
     bool progress_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("convert", "Copy an image (its whole chain) into a new image of any format");
@@ -313,6 +341,12 @@ class ConvertCommand : public Command {
                         "Read the source through this local cache image (made if missing, reused while the source "
                         "is unchanged)");
         sub->add_option("--cache-format", spec_.cache_format, "Format of a new --cache image")->default_val("vdi");
+        add_filter_option(sub, source_filters_, "--source-filter",
+                          "Read the source's files through this file-level filter (NAME or NAME:key=value,...; "
+                          "repeatable, nearest the file first)");
+        add_filter_option(sub, target_filters_, "--target-filter",
+                          "Write the target's files through this file-level filter (repeatable; a -B image is "
+                          "read through it too)");
         sub->add_option("source", spec_.source, "Source image")->required();
         sub->add_option("target", spec_.target, "Target image")->required();
         return sub;
@@ -320,6 +354,8 @@ class ConvertCommand : public Command {
     int run() override {
         auto lib = open_library(globals());
         spec_.target_options = parse_options(options_);
+        spec_.source_filters = parse_filters(source_filters_);
+        spec_.target_filters = parse_filters(target_filters_);
         ProgressBar bar(progress_);
         convert_image(*lib, spec_, [&](uint64_t d, uint64_t t) { return bar.update(d, t); });
         bar.finish();
@@ -552,11 +588,13 @@ private:
 
 class ResizeCommand : public Command {
     std::string format_, image_, size_;
+    std::vector<std::string> filters_;
     bool shrink_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("resize", "Change the virtual size: SIZE, +SIZE or -SIZE");
         sub->add_option("-f,--format", format_, "Image format (default: probe)");
         sub->add_flag("--shrink", shrink_, "Allow making the image smaller (data past the new end is lost)");
+        add_filter_option(sub, filters_);
         sub->add_option("image", image_, "Image file")->required();
         sub->add_option("size", size_, "New size, or +/- a change")->required();
         return sub;
@@ -566,6 +604,7 @@ class ResizeCommand : public Command {
         OpenOptions o;
         o.format = format_;
         o.writable = true;
+        o.filters = parse_filters(filters_);
         auto disk = take(lib->open(image_, o));
         const uint64_t old_size = disk->size();
         uint64_t new_size = 0;

@@ -38,6 +38,11 @@ void add_chain_commands(std::vector<std::unique_ptr<Command>> &commands);
 void add_image_commands(std::vector<std::unique_ptr<Command>> &commands);
 // --output=human|json on a subcommand.
 void add_output_option(CLI::App *sub, std::string &output);
+// A repeatable filter-stack option (default --filter) on a subcommand.
+void add_filter_option(CLI::App *sub, std::vector<std::string> &specs, const std::string &name = "--filter",
+                       const std::string &help = "Read and write the image's files through this file-level filter "
+                                                 "(NAME or NAME:key=value,...; repeat to stack, nearest the file "
+                                                 "first)");
 // batch (batch.cpp).
 void add_batch_command(std::vector<std::unique_ptr<Command>> &commands);
 

@@ -24,7 +24,8 @@ namespace {
 // The staging directory; removed with whatever is in it unless published.
 class Staging {
 public:
-    Staging(fs::path target, bool overwrite) : target_(std::move(target)), overwrite_(overwrite) {
+    Staging(fs::path target, bool overwrite, std::vector<FilterSpec> filters)
+        : target_(std::move(target)), overwrite_(overwrite), filters_(std::move(filters)) {
         std::error_code ec;
         if (!overwrite_ && fs::exists(target_, ec))
             throw CliError(target_.string() + ": already exists; pass --overwrite to replace it");
@@ -91,7 +92,12 @@ private:
         OpenOptions o;
         o.writable = true;
         o.follow_parents = false;
+        o.filters = filters_; // the image it replaces is likely stored the same way
         auto old = lib.open(target_.string(), o);
+        if (!old && !filters_.empty()) {
+            o.filters.clear();
+            old = lib.open(target_.string(), o);
+        }
         Status removed = old ? (*old)->close_and_delete() : old.status();
         if (!removed) {
             std::error_code ec;
@@ -101,6 +107,7 @@ private:
 
     fs::path target_, dir_;
     bool overwrite_;
+    std::vector<FilterSpec> filters_;
 };
 
 } // namespace
@@ -111,6 +118,7 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
         throw CliError("source and target are the same file (" + spec.target + ")", kExitUsage);
     OpenOptions oo;
     oo.format = spec.source_format;
+    oo.filters = spec.source_filters;
     auto src = take(lib.open(spec.source, oo));
     if (!spec.source_cache.empty()) {
         CacheOptions cache;
@@ -118,13 +126,14 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
         check(src->attach_cache(spec.source_cache, cache));
     }
 
-    Staging staging(spec.target, spec.overwrite);
+    Staging staging(spec.target, spec.overwrite, spec.target_filters);
     CreateOptions co;
     co.format = spec.target_format;
     co.size = src->size();
     co.options = spec.target_options;
     co.fixed = spec.preallocate;
     co.final_location = spec.target;
+    co.filters = spec.target_filters;
     if (!spec.backing.empty()) {
         fs::path backing = spec.backing;
         if (backing.is_relative()) backing = fs::path(spec.target).parent_path() / backing;
@@ -166,6 +175,7 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
     if (spec.verify && spec.backing.empty()) {
         OpenOptions ro;
         ro.format = spec.target_format;
+        ro.filters = spec.target_filters;
         auto back = take(lib.open(staging.main().string(), ro));
         auto diff = take(Library::compare(*src, *back));
         if (diff)

@@ -31,6 +31,10 @@ struct ConvertSpec {
     // source's data, and zeros where the backing shows data.
     std::string backing, backing_format;
     bool keep_uuid = false; // the target gets the source top's UUID
+    // File-level filter stacks (OpenOptions/CreateOptions::filters): the
+    // source chain is read through source_filters; the target (and a -B
+    // backing image) is stored through target_filters.
+    std::vector<FilterSpec> source_filters, target_filters;
     // Read the source through this cache image (Disk::attach_cache); empty: none.
     std::string source_cache, cache_format = "vdi";
 };

@@ -17,7 +17,7 @@ namespace {
 
 class RenameCommand : public Command {
     std::string from_, to_, output_;
-    std::vector<std::string> search_;
+    std::vector<std::string> search_, filters_;
     bool no_relink_ = false, unsafe_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("rename", "Rename or move an image with all its files; its parent path and "
@@ -27,6 +27,8 @@ class RenameCommand : public Command {
         sub->add_flag("--no-relink", no_relink_, "Leave children naming the old path");
         sub->add_flag("--allow-unsafe-paths", unsafe_,
                       "Allow parent paths that leave an image's directory (a move away from its parent or children)");
+        add_filter_option(sub, filters_, "--filter",
+                          "The file-level filter stack the image and its relatives are stored through");
         add_output_option(sub, output_);
         sub->add_option("image", from_, "The image to rename")->required();
         sub->add_option("new-name", to_, "Its new name or path (must not exist)")->required();
@@ -37,6 +39,7 @@ class RenameCommand : public Command {
         RenameOptions o;
         o.relink_children = !no_relink_;
         o.search_dirs = search_;
+        o.filters = parse_filters(filters_);
         if (unsafe_) o.allow_unsafe_paths = true;
         RenameResult r = take(lib->rename_image(from_, to_, o));
         if (output_ == "json") {
@@ -52,7 +55,7 @@ class RenameCommand : public Command {
 // ---- delete -----------------------------------------------------------------------
 
 class DeleteCommand : public Command {
-    std::vector<std::string> images_, search_;
+    std::vector<std::string> images_, search_, filters_;
     std::string output_;
     bool force_ = false;
     CLI::App *define(CLI::App &app) override {
@@ -61,6 +64,8 @@ class DeleteCommand : public Command {
         sub->alias("rm");
         sub->add_option("--search-dir", search_, "Also look for children in this directory (repeatable)");
         sub->add_flag("--force", force_, "Delete even when children depend on the image");
+        add_filter_option(sub, filters_, "--filter",
+                          "The file-level filter stack the images and their children are stored through");
         add_output_option(sub, output_);
         sub->add_option("images", images_, "The images to delete")->required();
         return sub;
@@ -70,6 +75,7 @@ class DeleteCommand : public Command {
         DeleteOptions o;
         o.force = force_;
         o.search_dirs = search_;
+        o.filters = parse_filters(filters_);
         json report = json::array();
         for (const auto &image : images_) {
             DeleteResult r = take(lib->delete_image(image, o));
@@ -87,6 +93,7 @@ class DeleteCommand : public Command {
 
 class AttachCommand : public Command {
     std::string parent_, child_, parent_format_, child_format_;
+    std::vector<std::string> filters_;
     bool check_ = false, force_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("attach", "Link the differencing image CHILD onto PARENT (VixDiskLib_Attach), "
@@ -95,6 +102,7 @@ class AttachCommand : public Command {
         sub->add_flag("--force", force_, "Attach even when CHILD records another parent (its content may change)");
         sub->add_option("-F,--parent-format", parent_format_, "Format of PARENT (default: probe)");
         sub->add_option("-f,--format", child_format_, "Format of CHILD (default: probe)");
+        add_filter_option(sub, filters_, "--filter", "The file-level filter stack both chains are stored through");
         sub->add_option("parent", parent_, "The image (top of a chain) to attach onto")->required();
         sub->add_option("child", child_, "The differencing image to attach")->required();
         return sub;
@@ -103,10 +111,12 @@ class AttachCommand : public Command {
         auto lib = open_library(globals());
         OpenOptions po;
         po.format = parent_format_;
+        po.filters = parse_filters(filters_);
         auto parent = take(lib->open(parent_, po));
         OpenOptions co;
         co.format = child_format_;
         co.follow_parents = false; // its recorded parent may be missing or moved
+        co.filters = po.filters;
         co.writable = !check_ || force_; // relinking (or checking that it could) writes the child
         auto child = take(lib->open(child_, co));
         AttachOptions identity; // the UUIDs must agree unless forced

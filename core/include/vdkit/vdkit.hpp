@@ -130,6 +130,7 @@ struct ImageInfo {
     std::string parent_hint;
     Geometry pchs, lchs;
     std::string comment;
+    std::vector<std::string> filters;       // the file-level filter stack, nearest the file first
 };
 
 // A file-level filter (a filter plugin with VDKIT_CAP_FILTER_FILE) in an
@@ -402,6 +403,9 @@ struct RenameOptions {
     std::vector<std::string> search_dirs;
     // Allow parent paths that leave an image's directory; empty: config.
     std::optional<bool> allow_unsafe_paths;
+    // The file-level filter stack the image, its parent and its children
+    // are stored through (OpenOptions::filters).
+    std::vector<FilterSpec> filters;
 };
 
 struct RenameResult {
@@ -414,6 +418,7 @@ struct DeleteOptions {
     // Delete even when children depend on the image (they are orphaned).
     bool force = false;
     std::vector<std::string> search_dirs; // as RenameOptions::search_dirs
+    std::vector<FilterSpec> filters;       // as RenameOptions::filters
 };
 
 struct DeleteResult {
@@ -465,9 +470,11 @@ public:
     // Differencing images whose parent is `location`: among the files in its
     // directory and in search_dirs, those whose parent path resolves to it
     // and whose recorded parent UUID (if any) is its UUID. File locations
-    // only; for a URL the list is empty (with a warning).
+    // only; for a URL the list is empty (with a warning). The image and the
+    // candidates are read through `filters` (OpenOptions::filters).
     Result<std::vector<std::string>> find_children(const std::string &location,
-                                                   const std::vector<std::string> &search_dirs = {}) const;
+                                                   const std::vector<std::string> &search_dirs = {},
+                                                   const std::vector<FilterSpec> &filters = {}) const;
 
     // Rename or move an image with all its files (a VMDK's extents follow
     // its descriptor, renamed after it). The image's own parent path and its

@@ -284,6 +284,7 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
         if (keep == 0) {
             OpenOptions po;
             po.format = options.format;
+            po.filters = open_specs(img.filters()); // a chain is stored one way throughout
             VDKIT_ASSIGN_OR_RETURN(below, st.host->open_disk(resolved, po));
             for (const auto &p : below->state_->images)
                 if (std::filesystem::equivalent(p->location(), img.location(), ec))

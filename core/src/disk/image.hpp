@@ -40,6 +40,7 @@ public:
     const std::string &location() const noexcept { return setup_.location; }
     const PluginEntry &format() const noexcept { return *format_; }
     bool writable() const noexcept { return setup_.writable; }
+    const FilterStack &filters() const noexcept { return setup_.filters; }
     ByteStore &main() noexcept { return *main_.store; }
 
     // Close the plugin instance (flushing); with delete_files remove its files.

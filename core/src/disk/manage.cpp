@@ -45,7 +45,8 @@ std::string joined(const std::vector<std::string> &names) {
 } // namespace
 
 Result<std::vector<std::string>> Host::find_children(const std::string &location,
-                                                     const std::vector<std::string> &search_dirs) const {
+                                                     const std::vector<std::string> &search_dirs,
+                                                     const std::vector<FilterSpec> &filters) const {
     if (is_url(location)) {
         log(LogLevel::warning, location + ": children cannot be searched for over a URL; none are checked");
         return std::vector<std::string>{};
@@ -54,6 +55,7 @@ Result<std::vector<std::string>> Host::find_children(const std::string &location
     OpenOptions oo;
     oo.follow_parents = false;
     oo.lock = false;
+    oo.filters = filters;
     VDKIT_ASSIGN_OR_RETURN(auto self, open_disk(me, oo));
     VDKIT_ASSIGN_OR_RETURN(ImageInfo mine, self->image_info(0));
     VDKIT_TRY(self->close());
@@ -103,13 +105,14 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
     if (exists) return Status(VDKIT_E_EXISTS, "cannot rename " + from_in + " to " + to_in + ": the target exists");
     std::vector<std::string> children;
     if (options.relink_children) {
-        VDKIT_ASSIGN_OR_RETURN(children, find_children(from, options.search_dirs));
+        VDKIT_ASSIGN_OR_RETURN(children, find_children(from, options.search_dirs, options.filters));
     }
 
     OpenOptions oo;
     oo.writable = true;
     oo.follow_parents = false;
     oo.allow_unsafe_paths = allow_unsafe;
+    oo.filters = options.filters;
     VDKIT_ASSIGN_OR_RETURN(auto disk, open_disk(from, oo));
     Image &img = *disk->state_->images.back();
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img.raw_info());
@@ -141,6 +144,7 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
         po.follow_parents = false;
         po.lock = false;
         po.allow_unsafe_paths = true; // resolved above under the caller's policy
+        po.filters = options.filters;
         if (auto p = open_disk(parent, po)) {
             parent_format = (*p)->state_->images.back()->format().info.name;
             (void)(*p)->close();
@@ -165,6 +169,7 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
         co.writable = true;
         co.follow_parents = false;
         co.allow_unsafe_paths = allow_unsafe;
+        co.filters = options.filters;
         Status st = [&]() -> Status {
             VDKIT_ASSIGN_OR_RETURN(auto c, open_disk(child, co));
             VDKIT_TRY(c->state_->images.back()->set_parent(relative_hint(child, to), format, &moved));
@@ -184,7 +189,7 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
 
 Result<DeleteResult> Host::delete_image(const std::string &location_in, const DeleteOptions &options) const {
     const std::string location = absolute_location(location_in);
-    VDKIT_ASSIGN_OR_RETURN(std::vector<std::string> children, find_children(location, options.search_dirs));
+    VDKIT_ASSIGN_OR_RETURN(std::vector<std::string> children, find_children(location, options.search_dirs, options.filters));
     if (!children.empty() && !options.force)
         return Status(VDKIT_E_PERMISSION, location_in + " is the parent of " + joined(children) +
                                               "; deleting it would leave them unreadable (merge or commit them "
@@ -192,6 +197,7 @@ Result<DeleteResult> Host::delete_image(const std::string &location_in, const De
     OpenOptions oo;
     oo.writable = true; // takes the lock: an image in use is not deleted
     oo.follow_parents = false;
+    oo.filters = options.filters;
     VDKIT_ASSIGN_OR_RETURN(auto disk, open_disk(location, oo));
     VDKIT_TRY(disk->close_and_delete());
     for (const auto &c : children) log(LogLevel::warning, c + " lost its parent " + location_in + " (deleted)");
@@ -203,8 +209,9 @@ Result<DeleteResult> Host::delete_image(const std::string &location_in, const De
 inline namespace v1 {
 
 Result<std::vector<std::string>> Library::find_children(const std::string &location,
-                                                        const std::vector<std::string> &search_dirs) const {
-    return host_->find_children(location, search_dirs);
+                                                        const std::vector<std::string> &search_dirs,
+                                                        const std::vector<FilterSpec> &filters) const {
+    return host_->find_children(location, search_dirs, filters);
 }
 
 Result<RenameResult> Library::rename_image(const std::string &from, const std::string &to,

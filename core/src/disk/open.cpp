@@ -21,12 +21,6 @@ std::string canonical_key(const std::string &location) {
     return ec ? location : p.string();
 }
 
-bool is_create_only(const PluginInfo &plugin, const std::string &key) {
-    for (const ConfigKey &k : plugin.keys)
-        if (k.name == key) return k.create_only;
-    return false;
-}
-
 } // namespace
 
 std::string Host::relative_hint(const std::string &child, const std::string &parent) {
@@ -240,14 +234,7 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
         po.format = options.parent_format;
         po.transport_options = options.transport_options;
         po.allow_unsafe_paths = allow_unsafe;
-        // The parent chain is read through the same stack, without the
-        // settings that only shape new files.
-        for (const FilterLayer &layer : setup.filters) {
-            FilterSpec spec{layer.plugin->info.name, {}};
-            for (const auto &[k, v] : layer.options)
-                if (!is_create_only(layer.plugin->info, k)) spec.options[k] = v;
-            po.filters.push_back(std::move(spec));
-        }
+        po.filters = open_specs(setup.filters); // the parent chain is read through the same stack
         VDKIT_ASSIGN_OR_RETURN(parent_disk, open_disk(options.parent, po));
         auto &parent_top = parent_disk->state_->images.back();
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info pinfo, parent_top->raw_info());

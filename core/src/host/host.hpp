@@ -80,7 +80,8 @@ public:
     Status copy(const Disk &src, Disk &dst, const CopyOptions &options) const;
     // Library::find_children / rename_image / delete_image (disk/manage.cpp).
     Result<std::vector<std::string>> find_children(const std::string &location,
-                                                   const std::vector<std::string> &search_dirs) const;
+                                                   const std::vector<std::string> &search_dirs,
+                                                   const std::vector<FilterSpec> &filters) const;
     Result<RenameResult> rename_image(const std::string &from, const std::string &to,
                                       const RenameOptions &options) const;
     Result<DeleteResult> delete_image(const std::string &location, const DeleteOptions &options) const;

@@ -228,6 +228,20 @@ Result<ByteStorePtr> open_filter_store(const Host &host, PluginEntryPtr filter, 
     return ByteStorePtr(std::move(store));
 }
 
+std::vector<FilterSpec> open_specs(const FilterStack &stack) {
+    std::vector<FilterSpec> out;
+    for (const FilterLayer &layer : stack) {
+        FilterSpec spec{layer.plugin->info.name, {}};
+        for (const auto &[k, v] : layer.options) {
+            bool create_only = false;
+            for (const ConfigKey &key : layer.plugin->info.keys) create_only = create_only || (key.name == k && key.create_only);
+            if (!create_only) spec.options[k] = v;
+        }
+        out.push_back(std::move(spec));
+    }
+    return out;
+}
+
 Result<ByteStorePtr> stack_filters(const Host &host, ByteStorePtr lower, uint32_t flags, const FilterStack &stack) {
     // A filter sees only the open mode; creating and locking are the transport's.
     flags &= VDKIT_OPEN_WRITE;
@@ -259,9 +273,8 @@ Result<FilterStack> Host::resolve_filters(const std::vector<FilterSpec> &specs, 
             return Status(VDKIT_E_NOT_SUPPORTED, "filter '" + spec.name +
                                                      "' cannot sit between a format and its files (it is not a "
                                                      "file-level filter)");
-        auto opts = options_for(*f, spec.options, use);
-        if (!opts) return opts.status().with_context("filter '" + spec.name + "'");
-        stack.push_back(FilterLayer{f, std::move(*opts)});
+        VDKIT_ASSIGN_OR_RETURN(Options opts, options_for(*f, spec.options, use)); // errors name the filter
+        stack.push_back(FilterLayer{f, std::move(opts)});
     }
     return stack;
 }

@@ -31,6 +31,10 @@ struct FilterLayer {
 };
 using FilterStack = std::vector<FilterLayer>;
 
+// The specs that open images stored through `stack` (a new image's parent,
+// a rebase target): its options without the keys that only shape new files.
+std::vector<FilterSpec> open_specs(const FilterStack &stack);
+
 // Stack every layer of `stack` over `lower`, the first nearest it. Empty:
 // lower itself.
 Result<ByteStorePtr> stack_filters(const Host &host, ByteStorePtr lower, uint32_t flags, const FilterStack &stack);
