@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Convert throughput and memory, vdkit side by side with qemu-img in one run.
 
-Usage: bench/convert_bench.py [--build build] [--size-gib 2] [--repeat 3] [--work DIR]
+Usage: bench/convert_bench.py [--build build] [--size-gib 2] [--repeat 3] [--work DIR] [--only TEXT]
 
 Generates a sparse raw image with a realistic mix (random data, zero-filled
 data, holes), then times `vdkit convert` and `qemu-img convert` for the same
@@ -55,11 +55,13 @@ def main():
     ap.add_argument("--size-gib", type=int, default=2)
     ap.add_argument("--work", default=None)
     ap.add_argument("--repeat", type=int, default=3, help="runs per tool and case; the median time is reported")
+    ap.add_argument("--only", default=None, help="run only the cases whose label contains this text (e.g. 'raw -> vdi')")
     args = ap.parse_args()
     vdkit = os.path.join(args.build, "bin", "vdkit")
     if not shutil.which("qemu-img"):
         sys.exit("qemu-img is required (apt-get install qemu-utils)")
     work = args.work or tempfile.mkdtemp(prefix="vdkit-bench-")
+    os.makedirs(work, exist_ok=True)
     # (source size, data bytes) -> conversions:
     #   (label, source format, qemu-img -O/-o args, vdkit -O/-o args)
     # A vmdk or vdi source is made from the raw one by qemu-img first.
@@ -85,6 +87,8 @@ def main():
         raw_src = os.path.join(work, f"src{i}.img")
         make_image(raw_src, size, data, seed=i)
         for label, fmt, qargs, vargs in conversions:
+            if args.only and args.only not in label:
+                continue
             src = raw_src
             if fmt != "raw":
                 src = os.path.join(work, f"src{i}.{fmt}")

@@ -37,6 +37,7 @@ using sdk::StoreRef;
 namespace {
 
 constexpr uint64_t kSector = 512;
+constexpr uint64_t kEntriesPerPage = 1024; // map entries per 4 KiB page
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 bool is_nil(const std::array<uint8_t, 16> &u) { return sdk::is_zero(u.data(), u.size()); }
@@ -231,8 +232,7 @@ public:
 
     void flush(Context &ctx) {
         if (!writable_) return;
-        if (header_dirty_) write_header(ctx);
-        main_.flush(ctx.get());
+        flush_file(ctx);
     }
 
     // Whole blocks become free (the chain below shows through a diff); parts
@@ -313,7 +313,7 @@ public:
         }
         h_.disk_size = new_size;
         write_header(ctx);
-        main_.flush(ctx.get());
+        flush_file(ctx);
     }
 
     // Findings with the file offset they concern; with repair (and no dry
@@ -388,7 +388,7 @@ public:
                 file_size_ = h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride();
                 main_.truncate(ctx.get(), file_size_);
             }
-            main_.flush(ctx.get());
+            flush_file(ctx);
         }
     }
 
@@ -565,7 +565,7 @@ private:
         if (diff) write_hint(ctx, sdk::view(p.parent_hint));
         write_map_range(ctx, 0, h_.blocks);
         if (fixed) main_.zero(ctx.get(), off_data, file_size_ - off_data); // allocate the data area
-        main_.flush(ctx.get());
+        flush_file(ctx);
     }
 
     // Write map entries [first, last) to the file.
@@ -578,6 +578,39 @@ private:
             main_.pwrite(ctx.get(), raw.data(), n * 4, h_.off_blocks + i * 4);
             i += n;
         }
+    }
+
+    // New allocations reach the file at the next flush: their map entries
+    // (by 4 KiB page of the map) and the header's allocated count. Until
+    // then they live in map_ and h_ only.
+    void defer_entry(uint64_t b, uint32_t entry) {
+        map_[b] = entry;
+        dirty_map_pages_.insert(b / kEntriesPerPage);
+        header_dirty_ = true;
+    }
+
+    // Make the file durable. With deferred metadata: the data first (a
+    // flush), then the header and the map pages, then a second flush, so
+    // no entry on disk ever points at data that did not reach it. Without:
+    // one flush.
+    void flush_file(Context &ctx) {
+        if (dirty_map_pages_.empty() && !header_dirty_) {
+            main_.flush(ctx.get());
+            return;
+        }
+        main_.flush(ctx.get());
+        // The count before the entries: cut off between them, the file
+        // holds orphans (a leak), never entries past the count.
+        if (header_dirty_) write_header(ctx);
+        for (auto it = dirty_map_pages_.begin(); it != dirty_map_pages_.end();) {
+            const uint64_t first = *it;
+            uint64_t last = first + 1;
+            for (++it; it != dirty_map_pages_.end() && *it == last; ++it) ++last;
+            const uint64_t end = std::min<uint64_t>(last * kEntriesPerPage, h_.blocks);
+            if (first * kEntriesPerPage < end) write_map_range(ctx, first * kEntriesPerPage, end);
+        }
+        dirty_map_pages_.clear();
+        main_.flush(ctx.get());
     }
 
     void set_entry(Context &ctx, uint64_t b, uint32_t entry) {
@@ -620,15 +653,13 @@ private:
         }
         file_size_ = std::max(file_size_, at + h_.stride());
         ++next_block_;
-        // Data, then the header's allocated count, then the map entry: a
-        // write that fails (or a crash) in between leaves an orphan block —
-        // a leak check -r reclaims — never an entry past the count or
-        // pointing at garbage.
-        if (next_block_ > h_.blocks_allocated) {
-            h_.blocks_allocated = next_block_;
-            write_header(ctx);
-        }
-        set_entry(ctx, b, index);
+        // The map entry and the allocated count follow at the next flush,
+        // after the data is durable (flush_file): a failure or crash before
+        // then leaves an orphan block past the count — reused by the next
+        // allocation, or reclaimed by check -r — never an entry pointing at
+        // data that is not there.
+        if (next_block_ > h_.blocks_allocated) h_.blocks_allocated = next_block_;
+        defer_entry(b, index);
     }
 
     // Point block b at entry (free or zero); its data block becomes a hole.
@@ -659,7 +690,7 @@ private:
     void fill_holes(Context &ctx) {
         if (!holes_pending_) return;
         holes_pending_ = false;
-        main_.flush(ctx.get()); // the map no longer references the holes
+        flush_file(ctx); // the map no longer references the holes
         std::vector<uint32_t> owner(h_.blocks_allocated, kBlockFree);
         for (uint32_t b = 0; b < h_.blocks; ++b)
             if (is_allocated(map_[b]) && map_[b] < owner.size()) owner[map_[b]] = b;
@@ -682,12 +713,12 @@ private:
             main_.pread(ctx.get(), buf.data(), buf.size(), h_.off_data + uint64_t(from) * h_.stride());
             main_.pwrite(ctx.get(), buf.data(), buf.size(), h_.off_data + uint64_t(to) * h_.stride());
         }
-        if (!moves.empty()) main_.flush(ctx.get());
+        if (!moves.empty()) flush_file(ctx);
         for (auto [from, to] : moves) set_entry(ctx, owner[to], to);
         h_.blocks_allocated = end;
         next_block_ = end;
         write_header(ctx);
-        main_.flush(ctx.get());
+        flush_file(ctx);
         file_size_ = h_.off_data + uint64_t(end) * h_.stride();
         main_.truncate(ctx.get(), file_size_);
     }
@@ -709,7 +740,7 @@ private:
                 main_.pread(ctx.get(), buf.data(), buf.size(), h_.off_data + uint64_t(i) * h_.stride());
                 main_.pwrite(ctx.get(), buf.data(), buf.size(), new_off_data + uint64_t(base + i) * h_.stride());
             }
-            main_.flush(ctx.get());
+            flush_file(ctx);
             for (uint32_t b = 0; b < h_.blocks; ++b) {
                 uint32_t &e = map_[b];
                 if (is_allocated(e)) e = e < k ? base + e : e - k;
@@ -731,7 +762,7 @@ private:
         }
         // Data first, then the map, then the header (written by resize()).
         write_map_range(ctx, 0, new_blocks);
-        main_.flush(ctx.get());
+        flush_file(ctx);
     }
 
     // Shrinking is allowed when nothing but zeros lies past the new end.
@@ -763,7 +794,8 @@ private:
     std::string hint_;
     uint64_t file_size_ = 0;
     uint32_t next_block_ = 0;    // data block index the next allocation takes
-    bool header_dirty_ = false;
+    bool header_dirty_ = false;   // h_ differs from the file (flush_file writes it)
+    std::set<uint64_t> dirty_map_pages_; // map pages (kEntriesPerPage entries) not yet written
     bool touched_ = false;
     bool map_damaged_ = false;
     bool holes_pending_ = false; // a data block was given back since the last fill_holes()
