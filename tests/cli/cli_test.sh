@@ -169,6 +169,12 @@ cmp -s "$work/fs.raw" "$work/fback.raw" && pass=$((pass + 1)) || { echo "FAIL: a
 expect 0 "rename --filter relinks a filtered child" "$VDKIT" rename --filter rot:bits=4 "$work/fb2.vdi" "$work/fb3.vdi"
 contains "child relinked" "relinked child $work/ft.vmdk"
 expect 0 "delete --filter" "$VDKIT" delete --filter rot:bits=4 "$work/ft.vmdk"
+expect 0 "compare --filter" "$VDKIT" compare --filter rot:bits=4 -F raw "$work/fb3.vdi" "$work/fs.raw"
+expect 0 "compare --second-filter" "$VDKIT" compare -f raw --second-filter rot:bits=4 "$work/fs.raw" "$work/fb3.vdi"
+expect 1 "compare without the stack" "$VDKIT" compare -f raw -F raw "$work/fb3.vdi" "$work/fs.raw"
+expect 0 "measure --filter" "$VDKIT" measure --filter rot:bits=4 -O vdi --output=json "$work/fb3.vdi"
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["required"] > 2 * 1024 * 1024 else 1)' "$work/out" \
+    && pass=$((pass + 1)) || { echo "FAIL: measure --filter did not see the data"; failures=$((failures + 1)); }
 expect 1 "an unknown filter" "$VDKIT" info --filter rott "$work/fb3.vdi"
 contains "unknown filter named" "no filter plugin named 'rott' is loaded — did you mean 'rot'?"
 expect 1 "a filter option out of range" "$VDKIT" convert -O vdi --target-filter rot:bits=8 "$work/fs.raw" "$work/fx.vdi"

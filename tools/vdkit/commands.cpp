@@ -71,9 +71,11 @@ Result<std::unique_ptr<Disk>> with_overwrite_hint(Result<std::unique_ptr<Disk>> 
 
 std::string uuid_text(const Uuid &u) { return util::uuid_is_nil(u.data()) ? std::string() : util::uuid_to_string(u.data()); }
 
-std::unique_ptr<Disk> open_read_only(Library &lib, const std::string &path, const std::string &format) {
+std::unique_ptr<Disk> open_read_only(Library &lib, const std::string &path, const std::string &format,
+                                     const std::vector<std::string> &filters = {}) {
     OpenOptions o;
     o.format = format;
+    o.filters = parse_filters(filters);
     return take(lib.open(path, o));
 }
 
@@ -367,13 +369,14 @@ class ConvertCommand : public Command {
 
 class MeasureCommand : public Command {
     std::string in_format_, out_format_, source_, size_, output_;
-    std::vector<std::string> options_;
+    std::vector<std::string> options_, filters_;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("measure", "Bytes a new image would take (qemu-img measure)");
         sub->add_option("-f,--format", in_format_, "Source format (default: probe)");
         sub->add_option("-O,--output-format", out_format_, "Format of the new image")->required();
         sub->add_option("-o,--options", options_, "Its create options key=value[,key=value]")->allow_extra_args(false);
         sub->add_option("--size", size_, "Measure an empty image of this size instead of a source");
+        add_filter_option(sub, filters_, "--filter", "Read the source's files through this file-level filter (repeatable)");
         add_output_option(sub, output_);
         sub->add_option("source", source_, "Image whose data the new one would hold");
         return sub;
@@ -383,7 +386,7 @@ class MeasureCommand : public Command {
             throw CliError("give either a source image or --size", kExitUsage);
         auto lib = open_library(globals());
         std::unique_ptr<Disk> src;
-        if (!source_.empty()) src = open_read_only(*lib, source_, in_format_);
+        if (!source_.empty()) src = open_read_only(*lib, source_, in_format_, filters_);
         const uint64_t size = size_.empty() ? 0 : parse_size_arg(size_);
         const MeasureResult m = take(lib->measure(out_format_, parse_options(options_), src.get(), size));
         if (output_ == "json") {
@@ -399,12 +402,15 @@ class MeasureCommand : public Command {
 
 class CompareCommand : public Command {
     std::string format_a_, format_b_, a_, b_;
+    std::vector<std::string> filters_a_, filters_b_;
     bool strict_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("compare", "Compare the content of two images (exit 0 same, 1 different)");
         sub->add_option("-f,--format", format_a_, "Format of the first image");
         sub->add_option("-F,--second-format", format_b_, "Format of the second image");
         sub->add_flag("-s,--strict", strict_, "Images of different size are different");
+        add_filter_option(sub, filters_a_, "--filter", "Read the first image's files through this file-level filter (repeatable)");
+        add_filter_option(sub, filters_b_, "--second-filter", "Read the second image's files through this filter (repeatable)");
         sub->add_option("first", a_, "First image")->required();
         sub->add_option("second", b_, "Second image")->required();
         return sub;
@@ -415,8 +421,8 @@ class CompareCommand : public Command {
         auto lib = open_library(globals());
         std::unique_ptr<Disk> a, b;
         try {
-            a = open_read_only(*lib, a_, format_a_);
-            b = open_read_only(*lib, b_, format_b_);
+            a = open_read_only(*lib, a_, format_a_, filters_a_);
+            b = open_read_only(*lib, b_, format_b_, filters_b_);
         } catch (const CliError &e) {
             throw CliError(e.what(), kOpenError);
         }
