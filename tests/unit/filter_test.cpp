@@ -286,3 +286,26 @@ TEST_CASE("C API: open and create through a filter stack", "[filter][c-api]") {
     CHECK(vdkit_disk_open_filtered(lib, path.c_str(), nullptr, 0, nullptr, bad, &disk, &err) == VDKIT_E_CONFIG);
     vdkit_library_close(lib);
 }
+
+TEST_CASE("a device extent is read as it is, not through the image's filters", "[filter][vmdk]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    const auto device = test::pattern(4 << 20, 21);
+    std::ofstream(dir / "dev.img", std::ios::binary)
+        .write(reinterpret_cast<const char *>(device.data()), static_cast<std::streamsize>(device.size()));
+    // The descriptor is stored through the filter; the device it maps is not.
+    std::string text = "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+                       "createType=\"fullDevice\"\nRW 8192 FLAT \"dev.img\" 0\n";
+    for (auto &c : text) {
+        const auto b = static_cast<unsigned char>(c);
+        c = static_cast<char>(static_cast<unsigned char>((b << 5) | (b >> 3)));
+    }
+    std::ofstream(dir / "full.vmdk", std::ios::binary).write(text.data(), static_cast<std::streamsize>(text.size()));
+    OpenOptions oo;
+    oo.format = "vmdk";
+    oo.filters = rot(5);
+    oo.allow_unsafe_paths = true;
+    auto disk = lib->open(dir / "full.vmdk", oo);
+    REQUIRE_OK(disk);
+    CHECK(test::first_difference(**disk, device) == "equal");
+}

@@ -110,10 +110,13 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
     auto resolved = ctx->host->resolve_sibling(ctx->base_location, sv(path), ctx->allow_unsafe_paths);
     if (!resolved) return report_to_ctx(ctx, resolved.status());
     static const Options none;
-    flags &= ~VDKIT_OPEN_DEVICE; // a host matter; transports never see it
     static const FilterStack no_filters;
+    // A device's data is mapped as it is, never stored through the image's
+    // file filters.
+    const FilterStack &filters = ctx->filters && !(flags & VDKIT_OPEN_DEVICE) ? *ctx->filters : no_filters;
+    flags &= ~VDKIT_OPEN_DEVICE; // a host matter; transports never see it
     auto store = ctx->host->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none,
-                                       ctx->filters ? *ctx->filters : no_filters);
+                                       filters);
     if (!store) return report_to_ctx(ctx, store.status());
     *out = new (std::nothrow) vdkit_store{std::move(*store)};
     return *out ? VDKIT_OK : report_to_ctx(ctx, Status(VDKIT_E_NO_MEMORY, "out of memory"));
