@@ -373,7 +373,7 @@ struct CopyOptions {
     // ranges of the source are then skipped instead of written.
     bool target_is_zero = true;
     // Bytes each worker reads at once (rounded up to the target's unit).
-    size_t buffer_size = 2u << 20;
+    size_t buffer_size = 1u << 20;
     // Workers reading the source and finding zeros at the same time (1..64;
     // qemu-img convert -m). Peak buffer memory is about threads*buffer_size.
     unsigned threads = 4;
