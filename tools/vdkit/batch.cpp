@@ -54,10 +54,8 @@ std::string stack_text(const Library &lib, const std::vector<FilterSpec> &stack)
         const auto info = lib.plugin(PluginKind::filter, f.name);
         s += f.name + "(";
         for (const auto &[k, v] : f.options) {
-            bool secret = false;
-            if (info)
-                for (const auto &key : info->keys) secret = secret || (key.name == k && key.secret);
-            if (!secret) {
+            const ConfigKey *key = info ? info->key(k) : nullptr;
+            if (!(key && key->secret)) {
                 s += k + "=" + v + ",";
                 continue;
             }

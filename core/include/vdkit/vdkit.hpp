@@ -73,6 +73,12 @@ struct PluginInfo {
     uint32_t abi_major = 0;
     uint32_t abi_minor = 0;
     bool has(uint64_t cap) const noexcept { return (capabilities & cap) == cap; }
+    // The key named exactly `key_name`, or null.
+    const ConfigKey *key(std::string_view key_name) const noexcept {
+        for (const ConfigKey &k : keys)
+            if (k.name == key_name) return &k;
+        return nullptr;
+    }
 };
 
 // A plugin library that was found but not loaded, and why.

@@ -148,10 +148,8 @@ Result<Options> Host::options_for(const PluginEntry &plugin, const Options &give
     if (it != config_.defaults.end()) {
         for (const auto &[k, v] : it->second.options) {
             // Create-only defaults do not apply to opens.
-            bool create_only = false;
-            for (const auto &key : plugin.info.keys)
-                if (key.name == k) create_only = key.create_only;
-            if (use == OptionUse::create || !create_only) merged[k] = v;
+            const ConfigKey *key = plugin.info.key(k);
+            if (use == OptionUse::create || !(key && key->create_only)) merged[k] = v;
         }
     }
     for (const auto &[k, v] : given) {

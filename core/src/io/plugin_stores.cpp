@@ -233,9 +233,8 @@ std::vector<FilterSpec> open_specs(const FilterStack &stack) {
     for (const FilterLayer &layer : stack) {
         FilterSpec spec{layer.plugin->info.name, {}};
         for (const auto &[k, v] : layer.options) {
-            bool create_only = false;
-            for (const ConfigKey &key : layer.plugin->info.keys) create_only = create_only || (key.name == k && key.create_only);
-            if (!create_only) spec.options[k] = v;
+            const ConfigKey *key = layer.plugin->info.key(k);
+            if (!(key && key->create_only)) spec.options[k] = v;
         }
         out.push_back(std::move(spec));
     }
