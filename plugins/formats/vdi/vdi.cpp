@@ -594,11 +594,8 @@ private:
     // no entry on disk ever points at data that did not reach it. Without:
     // one flush.
     void flush_file(Context &ctx) {
-        if (dirty_map_pages_.empty() && !header_dirty_) {
-            main_.flush(ctx.get());
-            return;
-        }
         main_.flush(ctx.get());
+        if (dirty_map_pages_.empty() && !header_dirty_) return;
         // The count before the entries: cut off between them, the file
         // holds orphans (a leak), never entries past the count.
         if (header_dirty_) write_header(ctx);
