@@ -11,17 +11,22 @@ holding 64 MiB of data, to show that cost follows allocated data, not
 virtual size.
 Not part of `make test`: timings belong here, not in unit tests.
 """
-import argparse, os, random, resource, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, os, random, shutil, statistics, subprocess, sys, tempfile, time
 
 
 def run(cmd):
-    """Run cmd in a fresh Python child so ru_maxrss is that command's alone."""
-    probe = ("import resource,subprocess,sys,time;t=time.perf_counter();"
-             "subprocess.run(sys.argv[1:],check=True,stdout=subprocess.DEVNULL);"
-             "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", probe] + cmd, check=True, capture_output=True, text=True).stdout
-    secs, rss_kib = out.split()
-    return float(secs), int(rss_kib)
+    """Seconds and peak RSS (KiB) of cmd.
+
+    The peak comes from GNU time, which forks a copy of itself (about 1 MiB)
+    before exec. Python's own spawn would not do: the child is created with
+    vfork, and the kernel counts the parent's resident set (about 14 MiB of
+    Python) into the child's peak, a floor that hid the tools' real numbers.
+    """
+    t = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, check=True, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    secs = time.perf_counter() - t
+    return secs, int(out.stderr.strip().splitlines()[-1])
 
 
 def make_image(path, size, data_bytes, seed):
@@ -60,6 +65,8 @@ def main():
     vdkit = os.path.join(args.build, "bin", "vdkit")
     if not shutil.which("qemu-img"):
         sys.exit("qemu-img is required (apt-get install qemu-utils)")
+    if not os.access("/usr/bin/time", os.X_OK):
+        sys.exit("GNU time is required for peak memory (apt-get install time)")
     work = args.work or tempfile.mkdtemp(prefix="vdkit-bench-")
     os.makedirs(work, exist_ok=True)
     # (source size, data bytes) -> conversions:
@@ -103,16 +110,25 @@ def main():
                      ("vdkit", [vdkit, "convert", "-f", fmt] + vargs + [src]))
             times = {t: [] for t, _ in tools}
             peaks = {t: 0 for t, _ in tools}
-            # Alternate the tools so page-cache and writeback state favour neither.
-            for _ in range(args.repeat):
-                for tool, cmd in tools:
-                    dst = os.path.join(work, f"dst{i}-{tool}")
+            # The tools take turns going first (ABBA), so the order favours
+            # neither. Every output is kept until the case is over: deleting
+            # one frees blocks that a filesystem mounted with `discard` then
+            # trims while the next run writes, and a run that reuses blocks
+            # just freed by the other tool's output measured up to 2.5x slower
+            # than one reusing its own (see README).
+            outputs = []
+            for rep in range(args.repeat):
+                for tool, cmd in (tools if rep % 2 == 0 else tools[::-1]):
+                    dst = os.path.join(work, f"dst{i}-{tool}-{rep}")
                     os.sync()
                     secs, rss = run(cmd + [dst])
                     times[tool].append(secs)
                     peaks[tool] = max(peaks[tool], rss)
                     subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", raw_src, dst], check=True)
-                    os.remove(dst)
+                    outputs.append(dst)
+            for dst in outputs:
+                os.remove(dst)
+            os.sync()
             for tool, _ in tools:
                 secs = statistics.median(times[tool])
                 results[tool] = (secs, peaks[tool])

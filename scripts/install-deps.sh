@@ -11,6 +11,8 @@ packages=(
   zlib1g-dev libdeflate-dev libssl-dev libfuse3-dev libnbd-dev libcurl4-openssl-dev
   # tests
   catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
+  # bench/ (GNU time measures peak memory)
+  time
 )
 
 missing=()
