@@ -2,7 +2,9 @@
 #include "host/host.hpp"
 #include "test_support.hpp"
 
+#include <atomic>
 #include <fcntl.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace vdkit;
@@ -102,4 +104,38 @@ TEST_CASE("direct I/O round-trips unaligned requests", "[file][direct]") {
     CHECK(back == data);
     auto typo = host->open_store(dir / "g", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"drect", "on"}});
     CHECK_THAT(typo.status().message(), Catch::Contains("did you mean 'direct'?"));
+}
+
+TEST_CASE("write-behind keeps every write and validates its size", "[file]") {
+    test::TempDir dir;
+    auto host = make_host();
+    // A kick after every 64 KiB: writes from several threads cross the
+    // threshold at once; what is read back must be exactly what was written.
+    auto s = host->open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"write_behind", "64K"}});
+    REQUIRE_OK(s);
+    ByteStore &st = **s;
+    constexpr uint64_t kPiece = 12345, kPieces = 64;
+    std::vector<std::thread> writers;
+    std::atomic<bool> ok{true};
+    for (unsigned t = 0; t < 4; ++t)
+        writers.emplace_back([&, t] {
+            for (uint64_t i = t; i < kPieces; i += 4) {
+                auto data = test::pattern(kPiece, static_cast<unsigned>(i));
+                if (!st.pwrite(data.data(), data.size(), i * kPiece)) ok = false;
+            }
+        });
+    for (auto &w : writers) w.join();
+    REQUIRE(ok);
+    REQUIRE_OK(st.flush());
+    for (uint64_t i = 0; i < kPieces; ++i) {
+        std::vector<unsigned char> back(kPiece);
+        REQUIRE_OK(st.pread(back.data(), back.size(), i * kPiece));
+        CHECK(back == test::pattern(kPiece, static_cast<unsigned>(i)));
+    }
+    auto off = host->open_store(dir / "g", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"write_behind", "0"}});
+    REQUIRE_OK(off);
+    auto bad = host->open_store(dir / "h", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"write_behind", "lots"}});
+    REQUIRE_FALSE(bad.is_ok());
+    CHECK(bad.status().code() == VDKIT_E_CONFIG);
+    CHECK_THAT(bad.status().message(), Catch::Contains("write_behind"));
 }
