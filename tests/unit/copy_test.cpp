@@ -134,6 +134,52 @@ TEST_CASE("copy does not write target units that read as zero", "[copy]") {
     }
 }
 
+TEST_CASE("copy widens unaligned data runs to whole target units, up to the disk's odd end", "[copy]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    // A sparse raw file whose data runs start and end inside 1 MiB VDI blocks
+    // and 64 KiB VMDK grains, and a size that is no multiple of either: the
+    // runs are read with their holes as whole units, and the last unit stops
+    // at the disk's end.
+    const uint64_t size = 5 * kMiB + 12288;
+    std::vector<unsigned char> model(size, 0);
+    {
+        std::ofstream f(dir / "src.img", std::ios::binary);
+        auto put = [&](uint64_t off, const std::vector<unsigned char> &data) {
+            f.seekp(static_cast<std::streamoff>(off));
+            f.write(reinterpret_cast<const char *>(data.data()), static_cast<std::streamsize>(data.size()));
+            std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
+        };
+        put(3 * kMiB / 4, test::pattern(kMiB, 1));           // 0.75 .. 1.75 MiB
+        put(3 * kMiB - 4096, test::pattern(12288, 2));        // across the 3 MiB boundary
+        put(size - 4096, test::pattern(4096, 3));             // the last 4 KiB
+    }
+    std::filesystem::resize_file(dir / "src.img", size);
+    OpenOptions raw;
+    raw.format = "raw";
+    auto src = lib->open(dir / "src.img", raw);
+    REQUIRE_OK(src);
+    int n = 0;
+    for (const char *format : {"vdi", "vmdk", "raw"})
+        for (unsigned threads : {1u, 4u}) {
+            INFO(format << ", " << threads << " threads");
+            const std::string path = dir / ("d" + std::to_string(n++) + "." + format);
+            auto dst = lib->create_image(path, test::create_opts(format, size));
+            REQUIRE_OK(dst);
+            CopyOptions o;
+            o.threads = threads;
+            REQUIRE_OK(lib->copy(**src, **dst, o));
+            REQUIRE_OK((*dst)->close());
+            auto back = open_ro(*lib, path);
+            CHECK(test::first_difference(*back, model) == "equal");
+            // VDI: blocks 0-3 whole and the 12 KiB of block 5; VMDK: 16
+            // grains for the first run, 1 on each side of 3 MiB, and the
+            // 12 KiB of the grain holding the last 4 KiB.
+            if (std::string(format) == "vdi") CHECK(data_bytes(*back) == 4 * kMiB + 12288);
+            if (std::string(format) == "vmdk") CHECK(data_bytes(*back) == 18 * 65536 + 12288);
+        }
+}
+
 TEST_CASE("copy refuses bad thread counts and stops every worker on cancel", "[copy]") {
     test::TempDir dir;
     auto lib = test::make_library();

@@ -378,7 +378,8 @@ struct CopyOptions {
     // The target reads as zero where nothing was written (new images): zero
     // ranges of the source are then skipped instead of written.
     bool target_is_zero = true;
-    // Bytes each worker reads at once (rounded up to the target's unit).
+    // Bytes each worker reads at once (rounded up to the target's unit; at
+    // most 256 KiB for a sequential target, whose writer queues its own work).
     size_t buffer_size = 1u << 20;
     // Workers reading the source and finding zeros at the same time (1..64;
     // qemu-img convert -m). Peak buffer memory is about threads*buffer_size.

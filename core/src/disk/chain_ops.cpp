@@ -44,6 +44,17 @@ Ranges subtract(const Ranges &a, const Ranges &b) {
     return out;
 }
 
+Ranges widen(const Ranges &a, uint64_t unit, uint64_t limit) {
+    Ranges out;
+    for (auto [s, e] : a) {
+        s -= s % unit;
+        e = std::min(limit, e % unit ? e - e % unit + unit : e);
+        if (!out.empty() && s <= out.back().second) out.back().second = std::max(out.back().second, e);
+        else out.emplace_back(s, e);
+    }
+    return out;
+}
+
 namespace {
 
 constexpr uint64_t kWindow = 1ull << 30; // ranges are gathered a window at a time

@@ -87,7 +87,10 @@ private:
         const Run &r = runs_[run_index_];
         const uint64_t pos = r.offset + run_pos_;
         uint64_t len = r.length - run_pos_;
-        if (r.data) len = std::min(len, buffer_ - pos % buffer_); // up to the next buffer boundary
+        // A data job fills at most one buffer and ends on a target unit
+        // boundary (or the run's end), so a unit is never split between two
+        // jobs, whatever the alignment of the run it came from.
+        if (r.data) len = std::min(len, buffer_ - pos % unit_);
         job = Job{next_seq_++, pos, len, r.data};
         run_pos_ += len;
         if (run_pos_ == r.length) ++run_index_, run_pos_ = 0;
@@ -200,10 +203,17 @@ Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const 
     VDKIT_ASSIGN_OR_RETURN(ImageInfo target, dst.image_info(dst.image_count() - 1));
     // Zeros are found per target unit (at least 4 KiB, at most 64 MiB): a unit
     // left unwritten stays unallocated; a unit with any data is written whole,
-    // so the format never has to fill it from zeros first.
+    // so the format never has to fill it from zeros first (nor a worker hold a
+    // second, copy-on-write buffer): data runs are widened to whole units,
+    // the source's holes inside them read as zeros.
     constexpr uint64_t kMinUnit = 4096, kMaxUnit = 64ull << 20;
     const uint64_t unit = std::clamp<uint64_t>(target.granularity, kMinUnit, kMaxUnit);
-    const uint64_t want = std::max<uint64_t>(options.buffer_size, unit);
+    // A sequential target (a stream) compresses on its own threads and keeps
+    // its own queue; its readers only stay ahead of it, with smaller buffers.
+    constexpr uint64_t kSequentialBuffer = 256u << 10;
+    const uint64_t asked = target.sequential ? std::min<uint64_t>(options.buffer_size, kSequentialBuffer)
+                                             : options.buffer_size;
+    const uint64_t want = std::max<uint64_t>(asked, unit);
     const uint64_t buffer = (want + unit - 1) / unit * unit;
 
     // The plan, from the maps alone (nothing grows with the virtual size).
@@ -224,8 +234,10 @@ Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const 
             std::shared_lock lock(src.state_->mu);
             VDKIT_ASSIGN_OR_RETURN(data, src.state_->held(n + 1, top, 0, src.size()));
         }
+        data = widen(data, unit, src.size());
     } else {
         VDKIT_ASSIGN_OR_RETURN(data, data_ranges(src, 0, src.size()));
+        data = widen(data, unit, src.size());
         if (!options.target_is_zero) {
             // Zeros only where the target holds data now (for a diff target
             // that includes what its parent shows).

@@ -21,6 +21,9 @@ using Reader = std::function<Status(uint64_t offset, void *buf, uint64_t len)>;
 // Sorted, disjoint union of two range lists; and what of a lies outside b.
 Ranges unite(Ranges a, const Ranges &b);
 Ranges subtract(const Ranges &a, const Ranges &b);
+// a with each range grown out to multiples of unit (ends capped at limit),
+// overlapping and touching ranges merged.
+Ranges widen(const Ranges &a, uint64_t unit, uint64_t limit);
 
 // The runs of [from, to) where `disk` holds data (neither zero nor
 // unallocated through its chain), adjacent runs merged; from its map only.

@@ -20,7 +20,7 @@ constexpr uint64_t kGtEntries = 512;
 constexpr uint64_t kGtSectors = kGtEntries * 4 / kSector;
 constexpr uint64_t kDescriptorSectors = 20;
 constexpr uint64_t kOverheadSectors = 128; // grains start at 64 KiB, as ovftool writes
-constexpr size_t kStageBytes = 1u << 20;    // one store write per this many bytes (memory: about twice)
+constexpr size_t kStageBytes = 256u << 10;  // one store write per this many bytes
 constexpr uint32_t kMarkerEos = 0, kMarkerGt = 1, kMarkerGd = 2, kMarkerFooter = 3;
 
 // A metadata marker sector: val = sectors that follow, size 0, type.
@@ -56,7 +56,7 @@ StreamWriter::StreamWriter(sdk::StoreRef store, std::string name, uint64_t capac
     gte_.assign(static_cast<size_t>(grains_), 0);
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     threads = std::min(threads, 64u);
-    max_inflight_ = threads * 8;
+    max_inflight_ = threads * 2; // enough to keep every compressor busy; each holds a grain and its output
     for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { worker(); });
 }
 
@@ -77,6 +77,7 @@ uint64_t StreamWriter::grain_bytes(uint64_t grain) const {
 
 void StreamWriter::worker() {
     libdeflate_compressor *c = libdeflate_alloc_compressor(level_);
+    std::vector<unsigned char> scratch;
     for (;;) {
         Job *job = nullptr;
         {
@@ -90,16 +91,19 @@ void StreamWriter::worker() {
         if (!c) {
             error = "cannot allocate a compressor";
         } else {
-            // Grain marker: LBA (u64), compressed size (u32), then the zlib stream.
+            // Grain marker: LBA (u64), compressed size (u32), then the zlib
+            // stream, padded to a sector. Compressed into this worker's
+            // scratch buffer, so a waiting job holds only its real size.
             const size_t bound = libdeflate_zlib_compress_bound(c, job->data.size());
-            job->output.assign(12 + bound, 0);
-            const size_t n = libdeflate_zlib_compress(c, job->data.data(), job->data.size(), job->output.data() + 12, bound);
+            if (scratch.size() < 12 + bound) scratch.resize(12 + bound);
+            const size_t n = libdeflate_zlib_compress(c, job->data.data(), job->data.size(), scratch.data() + 12, bound);
             if (n == 0) {
                 error = "compression failed";
             } else {
-                store_le(job->output.data(), job->grain * grain_, 8);
-                store_le(job->output.data() + 8, n, 4);
-                job->output.resize(static_cast<size_t>((12 + n + kSector - 1) / kSector * kSector), 0);
+                store_le(scratch.data(), job->grain * grain_, 8);
+                store_le(scratch.data() + 8, n, 4);
+                job->output.assign(static_cast<size_t>((12 + n + kSector - 1) / kSector * kSector), 0);
+                std::memcpy(job->output.data(), scratch.data(), 12 + n);
             }
         }
         job->data = {};
