@@ -23,9 +23,11 @@ def run(cmd):
     Python) into the child's peak, a floor that hid the tools' real numbers.
     """
     t = time.perf_counter()
-    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, check=True, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True)
     secs = time.perf_counter() - t
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")
     return secs, int(out.stderr.strip().splitlines()[-1])
 
 
