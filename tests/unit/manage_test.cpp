@@ -6,6 +6,7 @@
 #include "vdkit/vdkit.h"
 
 #include <algorithm>
+#include <sys/stat.h>
 
 using namespace vdkit;
 namespace fs = std::filesystem;
@@ -93,6 +94,34 @@ TEST_CASE("children are found by parent path and UUID", "[manage]") {
     kids = lib->find_children(dir / "other.vdi");
     REQUIRE_OK(kids);
     CHECK(kids->empty());
+}
+
+TEST_CASE("an image's disk size counts every file it holds open", "[manage]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    Chain c = make_chain(*lib, dir);
+    // mid.vmdk is a descriptor and four extent files: its disk size is what
+    // all five use, as `du` counts them.
+    uint64_t expected = 0;
+    int files = 0;
+    for (const auto &name : names(dir.path()))
+        if (name.rfind("mid", 0) == 0) {
+            struct stat st {};
+            REQUIRE(::stat((dir / name).c_str(), &st) == 0);
+            expected += static_cast<uint64_t>(st.st_blocks) * 512u;
+            ++files;
+        }
+    REQUIRE(files == 5);
+    auto d = lib->open(c.mid);
+    REQUIRE_OK(d);
+    auto info = (*d)->image_info(1);
+    REQUIRE_OK(info);
+    REQUIRE(info->file_size.has_value());
+    CHECK(*info->file_size == expected);
+    // The descriptor alone is one file system block: the extents are counted.
+    struct stat desc {};
+    REQUIRE(::stat(c.mid.c_str(), &desc) == 0);
+    CHECK(*info->file_size > static_cast<uint64_t>(desc.st_blocks) * 512u);
 }
 
 TEST_CASE("rename moves every file and relinks parent and children", "[manage]") {

@@ -29,6 +29,7 @@ vdkit_ctx Image::ctx() const {
     c.allow_unsafe_paths = setup_.allow_unsafe_paths;
     c.transport_options = &setup_.transport_options;
     c.filters = &setup_.filters;
+    c.opened = opened_;
     return c;
 }
 
@@ -195,6 +196,20 @@ Result<std::vector<std::string>> Image::metadata_keys() {
     return keys;
 }
 
+std::optional<uint64_t> Image::disk_usage() const {
+    auto main = main_.store->allocated_size();
+    if (!main) return std::nullopt;
+    uint64_t total = *main;
+    std::vector<std::string> seen{main_.store->location()};
+    std::lock_guard lock(opened_->mu);
+    for (ByteStore *s : opened_->live) {
+        if (std::find(seen.begin(), seen.end(), s->location()) != seen.end()) continue; // opened twice
+        seen.push_back(s->location());
+        if (auto used = s->allocated_size()) total += *used;
+    }
+    return total;
+}
+
 Result<ImageInfo> Image::info() {
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info raw, raw_info());
     ImageInfo out;
@@ -216,7 +231,7 @@ Result<ImageInfo> Image::info() {
     std::memcpy(out.parent_modification_uuid.data(), raw.parent_modification_uuid, 16);
     out.pchs = {raw.pchs_cylinders, raw.pchs_heads, raw.pchs_sectors};
     out.lchs = {raw.lchs_cylinders, raw.lchs_heads, raw.lchs_sectors};
-    if (auto used = main_.store->allocated_size()) out.file_size = *used;
+    out.file_size = disk_usage();
     if (out.has_parent) {
         VDKIT_ASSIGN_OR_RETURN(out.parent_hint, parent_hint());
     }

@@ -88,10 +88,16 @@ private:
     Result<std::string> get_string(Fn fn, std::string_view op);
     std::unique_lock<std::mutex> lock();
     Status refresh_size();
+    // Bytes the image's files use on their media: the main file and every
+    // other file the plugin holds open (extents), each counted once; nothing
+    // when the main file's transport cannot tell.
+    std::optional<uint64_t> disk_usage() const;
 
     const Host &host_;
     PluginEntryPtr format_;
     vdkit_store main_; // host-owned; the plugin gets &main_
+    // The other files the plugin holds open (extents), for the disk size.
+    std::shared_ptr<OpenStores> opened_ = std::make_shared<OpenStores>();
     ImageSetup setup_;
     void *instance_ = nullptr;
     std::mutex mu_;

@@ -14,6 +14,7 @@
 #include "vdkit/vdkit.hpp"
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,7 @@ namespace vdkit {
 class Host;
 struct PluginEntry;
 struct FilterLayer;
+struct OpenStores;
 } // namespace vdkit
 
 struct vdkit_ctx {
@@ -34,6 +36,8 @@ struct vdkit_ctx {
     // File-level filters stacked over every store the plugin opens (an
     // image's extents get its main file's stack); null: none.
     const std::vector<vdkit::FilterLayer> *filters = nullptr;
+    // Where the stores the plugin opens are listed (an image's files); null: nowhere.
+    std::shared_ptr<vdkit::OpenStores> opened;
     std::function<bool(uint64_t, uint64_t)> progress;  // false = cancel
     std::function<void(uint32_t, uint64_t, std::string_view)> finding;
 

@@ -113,13 +113,20 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
     static const FilterStack no_filters;
     // A device's data is mapped as it is, never stored through the image's
     // file filters.
-    const FilterStack &filters = ctx->filters && !(flags & VDKIT_OPEN_DEVICE) ? *ctx->filters : no_filters;
+    const bool device = flags & VDKIT_OPEN_DEVICE;
+    const FilterStack &filters = ctx->filters && !device ? *ctx->filters : no_filters;
     flags &= ~VDKIT_OPEN_DEVICE; // a host matter; transports never see it
     auto store = ctx->host->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none,
                                        filters);
     if (!store) return report_to_ctx(ctx, store.status());
-    *out = new (std::nothrow) vdkit_store{std::move(*store)};
-    return *out ? VDKIT_OK : report_to_ctx(ctx, Status(VDKIT_E_NO_MEMORY, "out of memory"));
+    *out = new (std::nothrow) vdkit_store{std::move(*store), nullptr};
+    if (!*out) return report_to_ctx(ctx, Status(VDKIT_E_NO_MEMORY, "out of memory"));
+    if (ctx->opened && !device) {
+        std::lock_guard lock(ctx->opened->mu);
+        ctx->opened->live.push_back((*out)->store.get());
+        (*out)->listed_in = ctx->opened;
+    }
+    return VDKIT_OK;
 }
 
 void h_store_close(vdkit_store *store) { delete store; }

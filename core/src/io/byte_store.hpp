@@ -14,8 +14,10 @@
 #include "vdkit/plugin.h"
 #include "vdkit/status.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -50,11 +52,28 @@ public:
 
 using ByteStorePtr = std::unique_ptr<ByteStore>;
 
+// The files an open image holds through the host besides its main file (a
+// split VMDK's extents): each store registers when the plugin opens it and
+// leaves when the plugin closes it, so the image's "disk size" can count them.
+struct OpenStores {
+    std::mutex mu;
+    std::vector<ByteStore *> live;
+};
+
 } // namespace vdkit
 
-// The opaque handle plugins see: a host-owned ByteStore.
+// The opaque handle plugins see: a host-owned ByteStore, and the image's
+// register of open stores it is listed in (none for a main file or a device).
 struct vdkit_store {
     vdkit::ByteStorePtr store;
+    std::shared_ptr<vdkit::OpenStores> listed_in = nullptr;
+
+    ~vdkit_store() {
+        if (!listed_in) return;
+        std::lock_guard lock(listed_in->mu);
+        auto &v = listed_in->live;
+        v.erase(std::remove(v.begin(), v.end(), store.get()), v.end());
+    }
 };
 
 #endif
