@@ -183,6 +183,41 @@ EOF
 "$VDKIT" batch chain-bad.yaml > out.txt 2>&1; [ $? -eq 2 ] && grep -q "chain-bad.yaml:3: .*out/nothing.vmdk does not exist and no earlier job makes it" out.txt \
     && ok || bad "chain batch: a missing backing image: $(cat out.txt)"
 
+# 5b. A job whose source is an earlier job's target waits for it (raw ->
+#     vdi -> streamOptimized vmdk in one file, two at a time); when the first
+#     fails, the second fails naming it; a source only a later job makes is
+#     a validation problem.
+cat > steps.yaml <<'EOF'
+version: 1
+parallel: 2
+jobs:
+  - {name: first, source: disks/web.img, target: out/s-1.vdi, format: vdi}
+  - {name: second, source: out/s-1.vdi, target: out/s-2.vmdk, format: vmdk, options: {subformat: streamOptimized}}
+EOF
+"$VDKIT" batch steps.yaml > out.txt 2>&1 && grep -q "second: converted" out.txt && ok || bad "steps batch: $(cat out.txt)"
+qemu-img compare -q -F raw out/s-2.vmdk disks/web.img && ok || bad "steps batch: the second step's output differs for qemu-img"
+cp disks/db.vdi disks/damaged.vdi
+printf '\xff\xff\xff\xff' | dd of=disks/damaged.vdi bs=1 seek=$((0x154)) conv=notrunc status=none
+cat > steps-fail.yaml <<'EOF'
+version: 1
+parallel: 2
+jobs:
+  - {name: first, source: disks/damaged.vdi, target: out/t-1.vdi, format: vdi}
+  - {name: second, source: out/t-1.vdi, target: out/t-2.vdi, format: vdi}
+EOF
+"$VDKIT" batch steps-fail.yaml > out.txt 2>&1; [ $? -eq 1 ] \
+    && grep -q "second: failed: its source comes from job 'first', which failed" out.txt && [ ! -e out/t-2.vdi ] \
+    && ok || bad "steps batch: a failed first step: $(cat out.txt)"
+cat > steps-bad.yaml <<'EOF'
+version: 1
+jobs:
+  - {source: out/u-1.vdi, target: out/u-2.vdi, format: vdi}
+  - {source: disks/web.img, target: out/u-1.vdi, format: vdi}
+EOF
+"$VDKIT" batch steps-bad.yaml > out.txt 2>&1; [ $? -eq 2 ] \
+    && grep -q "steps-bad.yaml:3: .*source .*out/u-1.vdi does not exist and no earlier job makes it" out.txt \
+    && ok || bad "steps batch: a source made only by a later job: $(cat out.txt)"
+
 # 6. A state file that cannot be written (here a directory stands in its
 #    way) does not fail a finished job; the job says so.
 cat > nostate.yaml <<'EOF'

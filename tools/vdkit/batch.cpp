@@ -217,20 +217,24 @@ class BatchCommand : public Command {
             std::lock_guard lock(out_mu);
             bar.update_fraction(static_cast<double>(sum) / static_cast<double>(1000 * n), copied);
         };
-        // Jobs start in file order, so a job's backing job (always earlier)
-        // has started when it waits for it: no deadlock.
+        // Jobs start in file order, so a job's source or backing job (always
+        // earlier) has started when it waits for it: no deadlock.
         std::vector<char> ended(n, 0);
         std::condition_variable ended_cv;
         auto worker = [&] {
             for (size_t i; (i = next++) < n;) {
                 const BatchJob &job = file.jobs[i];
                 Outcome &o = outcomes[i];
-                if (job.after) {
-                    std::unique_lock lock(out_mu);
-                    ended_cv.wait(lock, [&] { return ended[*job.after] != 0; });
-                }
+                for (const auto &first : {job.source_from, job.after})
+                    if (first) {
+                        std::unique_lock lock(out_mu);
+                        ended_cv.wait(lock, [&] { return ended[*first] != 0; });
+                    }
                 const auto t0 = std::chrono::steady_clock::now();
                 try {
+                    if (job.source_from && outcomes[*job.source_from].status == "failed")
+                        throw CliError("its source comes from job '" + file.jobs[*job.source_from].name +
+                                       "', which failed");
                     if (job.after && outcomes[*job.after].status == "failed")
                         throw CliError("its backing image comes from job '" + file.jobs[*job.after].name +
                                        "', which failed");

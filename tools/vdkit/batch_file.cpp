@@ -284,9 +284,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
 
         if (source) {
             job.spec.source = resolve(base, *source);
-            std::error_code ec;
-            if (!is_url(job.spec.source) && !fs::exists(job.spec.source, ec))
-                c.problem(j["source"], who + "source " + job.spec.source + " does not exist");
+            job.source_line = Checker::line(j["source"]); // checked below: it exists or an earlier job makes it
         }
         if (target) {
             job.spec.target = resolve(base, *target);
@@ -350,7 +348,19 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         job.verify = s.verify.value_or(true);
         bf.jobs.push_back(std::move(job));
     }
-    // A backing image exists, or an earlier job makes it (that job runs first).
+    // A source or backing image exists, or an earlier job makes it (that job
+    // runs first). A later job's target is not waited for: jobs start in
+    // file order.
+    for (size_t i = 0; i < bf.jobs.size(); ++i) {
+        BatchJob &job = bf.jobs[i];
+        if (job.spec.source.empty()) continue;
+        for (size_t k = 0; k < i && !job.source_from; ++k)
+            if (identity(bf.jobs[k].spec.target) == identity(job.spec.source)) job.source_from = k;
+        std::error_code ec;
+        if (!job.source_from && !is_url(job.spec.source) && !fs::exists(job.spec.source, ec))
+            c.problem(job.source_line, "job '" + job.name + "': source " + job.spec.source +
+                                           " does not exist and no earlier job makes it");
+    }
     for (size_t i = 0; i < bf.jobs.size(); ++i) {
         BatchJob &job = bf.jobs[i];
         if (job.spec.backing.empty()) continue;

@@ -26,6 +26,10 @@ struct BatchJob {
     // first; if it fails, this job fails), or none.
     std::optional<size_t> after;
     int backing_line = 0;
+    // The same for the source: the earlier job whose target this job
+    // converts (a chain of conversions in one file), or none.
+    std::optional<size_t> source_from;
+    int source_line = 0;
 };
 
 struct BatchFile {
