@@ -351,25 +351,20 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
     // A source or backing image exists, or an earlier job makes it (that job
     // runs first). A later job's target is not waited for: jobs start in
     // file order.
+    auto find_maker = [&](size_t i, const std::string &image, int line, const std::string &what,
+                          std::optional<size_t> &maker) {
+        if (image.empty()) return;
+        for (size_t k = 0; k < i && !maker; ++k)
+            if (identity(bf.jobs[k].spec.target) == identity(image)) maker = k;
+        std::error_code ec;
+        if (!maker && !is_url(image) && !fs::exists(image, ec))
+            c.problem(line, "job '" + bf.jobs[i].name + "': " + what + " " + image +
+                                " does not exist and no earlier job makes it");
+    };
     for (size_t i = 0; i < bf.jobs.size(); ++i) {
         BatchJob &job = bf.jobs[i];
-        if (job.spec.source.empty()) continue;
-        for (size_t k = 0; k < i && !job.source_from; ++k)
-            if (identity(bf.jobs[k].spec.target) == identity(job.spec.source)) job.source_from = k;
-        std::error_code ec;
-        if (!job.source_from && !is_url(job.spec.source) && !fs::exists(job.spec.source, ec))
-            c.problem(job.source_line, "job '" + job.name + "': source " + job.spec.source +
-                                           " does not exist and no earlier job makes it");
-    }
-    for (size_t i = 0; i < bf.jobs.size(); ++i) {
-        BatchJob &job = bf.jobs[i];
-        if (job.spec.backing.empty()) continue;
-        for (size_t k = 0; k < i && !job.after; ++k)
-            if (identity(bf.jobs[k].spec.target) == identity(job.spec.backing)) job.after = k;
-        std::error_code ec;
-        if (!job.after && !is_url(job.spec.backing) && !fs::exists(job.spec.backing, ec))
-            c.problem(job.backing_line, "job '" + job.name + "': backing image " + job.spec.backing +
-                                            " does not exist and no earlier job makes it");
+        find_maker(i, job.spec.source, job.source_line, "source", job.source_from);
+        find_maker(i, job.spec.backing, job.backing_line, "backing image", job.after);
     }
     return bf;
 }
