@@ -111,6 +111,18 @@ std::string describe(const Result<T> &r) {
     } while (0)
 
 // The whole content of a disk.
+// Open a disk (its whole chain), requiring success: the test stops there,
+// with the error, otherwise. writable_chain: the images below the top too.
+inline std::unique_ptr<Disk> open_disk(Library &lib, const std::string &path, bool writable = false,
+                                       bool writable_chain = false) {
+    OpenOptions o;
+    o.writable = writable;
+    o.writable_chain = writable_chain;
+    auto d = lib.open(path, o);
+    REQUIRE_OK(d);
+    return std::move(*d);
+}
+
 inline std::vector<unsigned char> read_all(const Disk &d) {
     std::vector<unsigned char> v(static_cast<size_t>(d.size()));
     REQUIRE_OK(d.read(0, v.data(), v.size()));

@@ -43,14 +43,6 @@ Setup make_chain(Library &lib, const test::TempDir &dir) {
     return s;
 }
 
-std::unique_ptr<Disk> open_disk(Library &lib, const std::string &path, bool writable) {
-    OpenOptions o;
-    o.writable = writable;
-    auto d = lib.open(path, o);
-    REQUIRE_OK(d);
-    return std::move(*d);
-}
-
 CacheStats stats(const Disk &d) {
     auto s = d.cache_stats();
     REQUIRE_OK(s);
@@ -65,7 +57,7 @@ TEST_CASE("a cache is filled by reads and then answers them", "[cache]") {
     Setup s = make_chain(*lib, dir);
     const std::string cache = dir / "c.vdi";
     {
-        auto d = open_disk(*lib, s.top, false);
+        auto d = test::open_disk(*lib, s.top, false);
         REQUIRE_OK(d->attach_cache(cache));
         CHECK(test::first_difference(*d, s.model) == "equal");
         CHECK(stats(*d).hit_bytes == 0);
@@ -76,7 +68,7 @@ TEST_CASE("a cache is filled by reads and then answers them", "[cache]") {
         // Proof: damage the base's data in its file; the cached blocks still read right.
         std::vector<unsigned char> junk(4096, 0xEE);
         test::patch(s.base, fs::file_size(s.base) - 8192, junk.data(), junk.size()); // the base's last data block
-        auto uncached = open_disk(*lib, s.top, false);
+        auto uncached = test::open_disk(*lib, s.top, false);
         CHECK(test::first_difference(*uncached, s.model) != "equal");
         CHECK(test::first_difference(*d, s.model) == "equal");
         REQUIRE_OK(d->close());
@@ -97,12 +89,12 @@ TEST_CASE("a cache is reused after a clean close, emptied when stale", "[cache]"
     CacheOptions vmdk_cache;
     vmdk_cache.format = "vmdk";
     {
-        auto d = open_disk(*lib, s.top, false);
+        auto d = test::open_disk(*lib, s.top, false);
         REQUIRE_OK(d->attach_cache(cache, vmdk_cache));
         CHECK(test::first_difference(*d, s.model) == "equal");
     } // closed by the destructor
     {
-        auto d = open_disk(*lib, s.top, false);
+        auto d = test::open_disk(*lib, s.top, false);
         REQUIRE_OK(d->attach_cache(cache, vmdk_cache));
         CHECK(test::first_difference(*d, s.model) == "equal");
         CHECK(stats(*d).hit_bytes == s.data_bytes); // warm from the first read on
@@ -110,14 +102,14 @@ TEST_CASE("a cache is reused after a clean close, emptied when stale", "[cache]"
     }
     // The disk changes without the cache: its top's modification id moves on.
     {
-        auto d = open_disk(*lib, s.top, true);
+        auto d = test::open_disk(*lib, s.top, true);
         auto data = test::pattern(kMiB, 3);
         REQUIRE_OK(d->write(0, data.data(), data.size()));
         std::copy(data.begin(), data.end(), s.model.begin());
         REQUIRE_OK(d->close());
     }
     {
-        auto d = open_disk(*lib, s.top, false);
+        auto d = test::open_disk(*lib, s.top, false);
         REQUIRE_OK(d->attach_cache(cache, vmdk_cache));
         CHECK(std::any_of(log.lines.begin(), log.lines.end(),
                           [](const std::string &l) { return l.find("the cache is stale") != std::string::npos; }));
@@ -132,7 +124,7 @@ TEST_CASE("writes go through the cache to the chain; the cache can be dropped an
     auto lib = test::make_library({}, &log);
     Setup s = make_chain(*lib, dir);
     const std::string cache = dir / "c.vdi";
-    auto d = open_disk(*lib, s.top, true);
+    auto d = test::open_disk(*lib, s.top, true);
     REQUIRE_OK(d->attach_cache(cache));
     CHECK(test::first_difference(*d, s.model) == "equal"); // warm
     // Into cached blocks: a partial write, zeros, a discard (the top's own data).
@@ -156,7 +148,7 @@ TEST_CASE("writes go through the cache to the chain; the cache can be dropped an
     REQUIRE_OK(d->write(12 * kMiB, more.data(), more.size()));
     std::copy(more.begin(), more.end(), s.model.begin() + static_cast<long>(12 * kMiB));
     REQUIRE_OK(d->close());
-    auto plain = open_disk(*lib, s.top, false);
+    auto plain = test::open_disk(*lib, s.top, false);
     CHECK(test::first_difference(*plain, s.model) == "equal");
     // A cache left mid-update (as after a crash) is never trusted.
     REQUIRE_OK(plain->attach_cache(dir / "mid-update.vdi"));
@@ -171,7 +163,7 @@ TEST_CASE("a cache follows resize and refuses what cannot hold it", "[cache]") {
     test::TempDir dir;
     auto lib = test::make_library();
     Setup s = make_chain(*lib, dir);
-    auto d = open_disk(*lib, s.top, true);
+    auto d = test::open_disk(*lib, s.top, true);
     CHECK(d->attach_cache(s.base).code() == VDKIT_E_INVALID_ARGUMENT); // an image of the chain
     CacheOptions toy;
     toy.format = "toysparse"; // no comment field

@@ -23,15 +23,6 @@ CreateOptions options_for(const std::string &format, uint64_t size = 0) {
     return o;
 }
 
-std::unique_ptr<Disk> open_chain(Library &lib, const std::string &top) {
-    OpenOptions o;
-    o.writable = true;
-    o.writable_chain = true;
-    auto d = lib.open(top, o);
-    REQUIRE_OK(d);
-    return std::move(*d);
-}
-
 std::string location(const Disk &d, size_t i) {
     auto info = d.image_info(i);
     REQUIRE_OK(info);
@@ -62,7 +53,7 @@ TEST_CASE("chain operations keep the disk's content (model checked)", "[chain][m
         REQUIRE_OK(base);
         REQUIRE_OK((*base)->close());
     }
-    auto disk = open_chain(*lib, top_name);
+    auto disk = test::open_disk(*lib, top_name, true, true);
     std::map<std::string, int> done;
     const int steps = 500;
     for (int step = 0; step < steps; ++step) {
@@ -92,7 +83,7 @@ TEST_CASE("chain operations keep the disk's content (model checked)", "[chain][m
             auto child = lib->create_image(top_name, co);
             REQUIRE_OK(child);
             REQUIRE_OK((*child)->close());
-            disk = open_chain(*lib, top_name);
+            disk = test::open_disk(*lib, top_name, true, true);
         } else if (op < 70 && count > 1) {
             what = "merge";
             size_t a = rng() % count, b = rng() % count;
@@ -126,7 +117,7 @@ TEST_CASE("chain operations keep the disk's content (model checked)", "[chain][m
         } else {
             what = "reopen";
             REQUIRE_OK(disk->close());
-            disk = open_chain(*lib, top_name);
+            disk = test::open_disk(*lib, top_name, true, true);
         }
         top_name = location(*disk, disk->image_count() - 1);
         ++done[what.substr(0, what.find(' '))];

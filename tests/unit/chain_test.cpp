@@ -16,14 +16,6 @@ constexpr uint64_t kSize = 4u << 20;
 constexpr uint64_t kBlock = 64u << 10;
 
 
-std::unique_ptr<Disk> open_rw(Library &lib, const std::string &path) {
-    OpenOptions o;
-    o.writable = true;
-    auto d = lib.open(path, o);
-    REQUIRE_OK(d);
-    return std::move(*d);
-}
-
 } // namespace
 
 // A format of each level and its file extension; VDI uses the test's block size.
@@ -83,7 +75,7 @@ TEST_CASE("a three-level chain reads and writes like one disk (model checked)", 
         REQUIRE_OK((*child)->close());
     }
     // Reopen only the top: the chain is found through the parent hints.
-    auto top = open_rw(*lib, names[2]);
+    auto top = test::open_disk(*lib, names[2], true);
     CHECK(top->image_count() == 3);
     CHECK(test::read_all(*top) == model);
     for (int i = 0; i < 30; ++i) (i % 3 == 2) ? random_zero(*top) : random_write(*top);

@@ -37,12 +37,6 @@ std::vector<unsigned char> make_source(Library &lib, const std::string &path) {
     return model;
 }
 
-std::unique_ptr<Disk> open_ro(Library &lib, const std::string &path) {
-    auto d = lib.open(path);
-    REQUIRE_OK(d);
-    return std::move(*d);
-}
-
 uint64_t data_bytes(const Disk &d) {
     uint64_t n = 0;
     for (uint64_t off = 0; off < d.size();) {
@@ -59,7 +53,7 @@ TEST_CASE("copy gives the same content for every thread count, order and target"
     test::TempDir dir;
     auto lib = test::make_library();
     const auto model = make_source(*lib, dir / "src.vdi");
-    auto src = open_ro(*lib, dir / "src.vdi");
+    auto src = test::open_disk(*lib, dir / "src.vdi");
     struct Target {
         std::string format, ext;
         Options options;
@@ -93,7 +87,7 @@ TEST_CASE("copy gives the same content for every thread count, order and target"
                 REQUIRE_OK(lib->copy(*src, **dst, o));
                 REQUIRE_OK((*dst)->close());
                 CHECK(last_done == total);
-                auto back = open_ro(*lib, path);
+                auto back = test::open_disk(*lib, path);
                 CHECK(test::first_difference(*back, model) == "equal");
                 auto same = Library::compare(*src, *back);
                 REQUIRE_OK(same);
@@ -127,7 +121,7 @@ TEST_CASE("copy does not write target units that read as zero", "[copy]") {
         REQUIRE_OK(dst);
         REQUIRE_OK(lib->copy(**src, **dst));
         REQUIRE_OK((*dst)->close());
-        auto back = open_ro(*lib, path);
+        auto back = test::open_disk(*lib, path);
         CHECK(test::first_difference(*back, bytes) == "equal");
         // VDI: three 1 MiB blocks; VMDK: 16 + 1 + 16 grains of 64 KiB.
         CHECK(data_bytes(*back) == (std::string(format) == "vdi" ? 3 * kMiB : 2 * kMiB + 65536));
@@ -170,7 +164,7 @@ TEST_CASE("copy widens unaligned data runs to whole target units, up to the disk
             o.threads = threads;
             REQUIRE_OK(lib->copy(**src, **dst, o));
             REQUIRE_OK((*dst)->close());
-            auto back = open_ro(*lib, path);
+            auto back = test::open_disk(*lib, path);
             CHECK(test::first_difference(*back, model) == "equal");
             // VDI: blocks 0-3 whole and the 12 KiB of block 5; VMDK: 16
             // grains for the first run, 1 on each side of 3 MiB, and the
@@ -184,7 +178,7 @@ TEST_CASE("copy refuses bad thread counts and stops every worker on cancel", "[c
     test::TempDir dir;
     auto lib = test::make_library();
     make_source(*lib, dir / "src.vdi");
-    auto src = open_ro(*lib, dir / "src.vdi");
+    auto src = test::open_disk(*lib, dir / "src.vdi");
     auto dst = lib->create_image(dir / "d.img", test::create_opts("raw", kSize));
     REQUIRE_OK(dst);
     CopyOptions bad;
@@ -273,7 +267,7 @@ TEST_CASE("copy into an existing chain copies only what the images above the com
     }
 
     // The base, copied whole with its UUID.
-    auto base = open_ro(*lib, dir / "base.vdi");
+    auto base = test::open_disk(*lib, dir / "base.vdi");
     CreateOptions bo = test::create_opts("vdi", kSize);
     bo.uuid = base->image_info(0)->uuid;
     auto base_copy = lib->create_image(dir / "copy-base.vdi", bo);
@@ -283,7 +277,7 @@ TEST_CASE("copy into an existing chain copies only what the images above the com
     REQUIRE_OK((*base_copy)->close());
 
     // s1 over the base's copy: image 0 is the common one.
-    auto s1 = open_ro(*lib, dir / "s1.vmdk");
+    auto s1 = test::open_disk(*lib, dir / "s1.vmdk");
     CreateOptions so = test::create_opts("vmdk");
     so.parent = dir / "copy-base.vdi";
     so.uuid = s1->image_info(1)->uuid;
@@ -305,7 +299,7 @@ TEST_CASE("copy into an existing chain copies only what the images above the com
     REQUIRE_OK((*s1_copy)->close());
 
     // s2 over the copy of s1: image 1 is the common one (image 0 below it too).
-    auto s2 = open_ro(*lib, dir / "s2.vdi");
+    auto s2 = test::open_disk(*lib, dir / "s2.vdi");
     CreateOptions to = test::create_opts("vdi");
     to.parent = dir / "copy-s1.vmdk";
     auto s2_copy = lib->create_image(dir / "copy-s2.vdi", to);
@@ -318,7 +312,7 @@ TEST_CASE("copy into an existing chain copies only what the images above the com
     CHECK(total == kMiB);
     CHECK(test::first_difference(**s2_copy, s2_model) == "equal");
     REQUIRE_OK((*s2_copy)->close());
-    auto reopened = open_ro(*lib, dir / "copy-s2.vdi");
+    auto reopened = test::open_disk(*lib, dir / "copy-s2.vdi");
     CHECK(reopened->image_count() == 3);
     CHECK(test::first_difference(*reopened, s2_model) == "equal");
 

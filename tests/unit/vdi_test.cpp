@@ -20,14 +20,6 @@ CreateOptions vdi_opts(uint64_t size) {
     return o;
 }
 
-std::unique_ptr<Disk> open_vdi(Library &lib, const std::string &path, bool writable) {
-    OpenOptions o;
-    o.writable = writable;
-    auto d = lib.open(path, o);
-    REQUIRE_OK(d);
-    return std::move(*d);
-}
-
 
 void patch_u32(const std::string &path, uint64_t offset, uint32_t v) {
     unsigned char b[4] = {static_cast<unsigned char>(v), static_cast<unsigned char>(v >> 8),
@@ -59,7 +51,7 @@ TEST_CASE("vdi: compact drops zero blocks, closes holes and truncates", "[vdi]")
     const uint64_t before = file_size(path);
     {
         // Blocks 1 and 3 become all zero as data (written, so still allocated).
-        auto d = open_vdi(*lib, path, true);
+        auto d = test::open_disk(*lib, path, true);
         std::vector<unsigned char> zeros(kBlock, 0);
         for (uint64_t b : {1, 3}) {
             REQUIRE_OK(d->write(b * kBlock, zeros.data(), kBlock / 2));
@@ -74,7 +66,7 @@ TEST_CASE("vdi: compact drops zero blocks, closes holes and truncates", "[vdi]")
         REQUIRE_OK(d->close());
     }
     CHECK(file_size(path) == before - 2 * kBlock);
-    auto d = open_vdi(*lib, path, false);
+    auto d = test::open_disk(*lib, path, false);
     CHECK(test::read_all(*d) == model);
     auto report = d->check();
     REQUIRE_OK(report);
@@ -108,7 +100,7 @@ TEST_CASE("vdi: compacting a diff gives back blocks equal to the parent", "[vdi]
     CHECK(run4->image == 1);
     REQUIRE_OK((*child)->close());
     CHECK(file_size(dir / "child.vdi") == before - kBlock);
-    auto again = open_vdi(*lib, dir / "child.vdi", false);
+    auto again = test::open_disk(*lib, dir / "child.vdi", false);
     CHECK(test::read_all(*again) == model);
 }
 
@@ -118,7 +110,7 @@ TEST_CASE("vdi: discard frees whole blocks and completes partial ones", "[vdi]")
     const std::string path = dir / "d.vdi";
     auto model = make_filled(*lib, path, 8 * kBlock, 6);
     const uint64_t before = file_size(path);
-    auto d = open_vdi(*lib, path, true);
+    auto d = test::open_disk(*lib, path, true);
     REQUIRE_OK(d->discard(kBlock, kBlock)); // whole block 1
     CHECK(file_size(path) == before - kBlock);
     // Block 3 in two halves: the first leaves it allocated, the second frees it.
@@ -152,7 +144,7 @@ TEST_CASE("vdi: resize grows (moving data out of the map's way) and shrinks only
     const std::string path = dir / "r.vdi";
     auto model = make_filled(*lib, path, 16 * kBlock, 16); // data starts right after a 64-byte map
     {
-        auto d = open_vdi(*lib, path, true);
+        auto d = test::open_disk(*lib, path, true);
         // 4096 entries need 16 KiB of map: the first data blocks must move.
         REQUIRE_OK(d->resize(4096 * kBlock));
         CHECK(d->size() == 4096 * kBlock);
@@ -163,7 +155,7 @@ TEST_CASE("vdi: resize grows (moving data out of the map's way) and shrinks only
         REQUIRE_OK(d->close());
     }
     {
-        auto d = open_vdi(*lib, path, true);
+        auto d = test::open_disk(*lib, path, true);
         CHECK(test::read_all(*d) == model);
         auto report = d->check();
         REQUIRE_OK(report);
@@ -176,7 +168,7 @@ TEST_CASE("vdi: resize grows (moving data out of the map's way) and shrinks only
         REQUIRE_OK(d->resize(8 * kBlock + 1000, true));
         REQUIRE_OK(d->close());
     }
-    auto d = open_vdi(*lib, path, false);
+    auto d = test::open_disk(*lib, path, false);
     CHECK(d->size() == 8 * kBlock + 1000);
     model.resize(static_cast<size_t>(8 * kBlock + 1000));
     std::fill(model.begin() + static_cast<long>(8 * kBlock), model.end(), 0);
@@ -209,7 +201,7 @@ TEST_CASE("vdi: check finds map damage, dry run changes nothing, repair fixes it
     patch_u32(path, kMapOffset + 5 * 4, 1);
     patch_u32(path, kMapOffset + 6 * 4, 7);
     {
-        auto d = open_vdi(*lib, path, false);
+        auto d = test::open_disk(*lib, path, false);
         auto report = d->check();
         REQUIRE_OK(report);
         CHECK(report->errors == 2);
@@ -220,7 +212,7 @@ TEST_CASE("vdi: check finds map damage, dry run changes nothing, repair fixes it
     }
     {
         // Writing is refused while the map is damaged.
-        auto d = open_vdi(*lib, path, true);
+        auto d = test::open_disk(*lib, path, true);
         unsigned char byte = 1;
         Status st = d->write(7 * kBlock, &byte, 1);
         CHECK(st.code() == VDKIT_E_CORRUPT);
@@ -228,7 +220,7 @@ TEST_CASE("vdi: check finds map damage, dry run changes nothing, repair fixes it
     }
     const std::string before = test::file_bytes(path);
     {
-        auto d = open_vdi(*lib, path, false);
+        auto d = test::open_disk(*lib, path, false);
         CheckOptions dry;
         dry.repair = true;
         dry.dry_run = true;
@@ -240,7 +232,7 @@ TEST_CASE("vdi: check finds map damage, dry run changes nothing, repair fixes it
     }
     CHECK(test::file_bytes(path) == before);
     {
-        auto d = open_vdi(*lib, path, true);
+        auto d = test::open_disk(*lib, path, true);
         CheckOptions fix;
         fix.repair = true;
         auto report = d->check(fix);
@@ -250,7 +242,7 @@ TEST_CASE("vdi: check finds map damage, dry run changes nothing, repair fixes it
         unsigned char byte = 1;
         REQUIRE_OK(d->write(7 * kBlock, &byte, 1)); // writable again
     }
-    auto d = open_vdi(*lib, path, false);
+    auto d = test::open_disk(*lib, path, false);
     auto report = d->check();
     REQUIRE_OK(report);
     CHECK(report->clean());
@@ -266,7 +258,7 @@ TEST_CASE("vdi: check reports orphaned blocks and a wrong allocated count", "[vd
     patch_u32(path, 0x184, 2);                        // and the header undercounts
     const uint64_t before = file_size(path);
     {
-        auto d = open_vdi(*lib, path, false);
+        auto d = test::open_disk(*lib, path, false);
         auto report = d->check();
         REQUIRE_OK(report);
         CHECK(report->errors == 1); // the count
@@ -274,7 +266,7 @@ TEST_CASE("vdi: check reports orphaned blocks and a wrong allocated count", "[vd
         CHECK(test::read_all(*d) == model);
     }
     {
-        auto d = open_vdi(*lib, path, true);
+        auto d = test::open_disk(*lib, path, true);
         CheckOptions fix;
         fix.repair = true;
         auto report = d->check(fix);
@@ -283,7 +275,7 @@ TEST_CASE("vdi: check reports orphaned blocks and a wrong allocated count", "[vd
         CHECK(test::read_all(*d) == model);
     }
     CHECK(file_size(path) == before - kBlock);
-    auto d = open_vdi(*lib, path, false);
+    auto d = test::open_disk(*lib, path, false);
     auto report = d->check();
     REQUIRE_OK(report);
     CHECK(report->clean());
@@ -362,7 +354,7 @@ TEST_CASE("vdi: version 0 headers are read and written", "[vdi]") {
         std::ofstream f(path, std::ios::binary);
         f.write(reinterpret_cast<const char *>(img.data()), static_cast<std::streamsize>(img.size()));
     }
-    auto d = open_vdi(*lib, path, true);
+    auto d = test::open_disk(*lib, path, true);
     auto got = test::read_all(*d);
     CHECK(got[0] == 0xBB);
     CHECK(got[kBlock] == 0);
@@ -372,7 +364,7 @@ TEST_CASE("vdi: version 0 headers are read and written", "[vdi]") {
     REQUIRE_OK(d->write(kBlock, data2.data(), kBlock));
     CHECK(d->resize(8 * kBlock).code() == VDKIT_E_NOT_SUPPORTED);
     REQUIRE_OK(d->close());
-    auto again = open_vdi(*lib, path, false);
+    auto again = test::open_disk(*lib, path, false);
     got = test::read_all(*again);
     CHECK(std::equal(data2.begin(), data2.end(), got.begin() + static_cast<long>(kBlock)));
     CHECK(got[2 * kBlock] == 0xAA);
@@ -384,13 +376,13 @@ TEST_CASE("vdi: UUIDs, comment and parent verification", "[vdi]") {
     make_filled(*lib, dir / "base.vdi", 4 * kBlock, 2);
     ImageInfo first;
     {
-        auto d = open_vdi(*lib, dir / "base.vdi", true);
+        auto d = test::open_disk(*lib, dir / "base.vdi", true);
         first = *d->image_info(0);
         REQUIRE_OK(d->set_comment("a comment"));
         CHECK(d->set_comment(std::string(300, 'x')).code() == VDKIT_E_INVALID_ARGUMENT);
     }
     {
-        auto d = open_vdi(*lib, dir / "base.vdi", true);
+        auto d = test::open_disk(*lib, dir / "base.vdi", true);
         auto info = *d->image_info(0);
         CHECK(info.comment == "a comment");
         CHECK(info.uuid == first.uuid);
@@ -411,7 +403,7 @@ TEST_CASE("vdi: UUIDs, comment and parent verification", "[vdi]") {
     }
     // The parent changes after the child was made: the child's view is stale.
     {
-        auto d = open_vdi(*lib, dir / "base.vdi", true);
+        auto d = test::open_disk(*lib, dir / "base.vdi", true);
         unsigned char byte = 8;
         REQUIRE_OK(d->write(0, &byte, 1));
     }
