@@ -64,7 +64,7 @@ TEST_CASE("copy gives the same content for every thread count, order and target"
                                          {"vmdk", "vmdk", {{"subformat", "streamOptimized"}}}};
     int n = 0;
     for (const auto &t : targets)
-        for (unsigned threads : {1u, 3u, 8u})
+        for (unsigned threads : {0u, 1u, 3u, 8u}) // 0: one per processor, 2..4
             for (bool out_of_order : {false, true}) {
                 const std::string path = dir / ("t" + std::to_string(n++) + "." + t.ext);
                 INFO(t.format << " " << (t.options.empty() ? "" : t.options.begin()->second) << ", " << threads
@@ -182,8 +182,6 @@ TEST_CASE("copy refuses bad thread counts and stops every worker on cancel", "[c
     auto dst = lib->create_image(dir / "d.img", test::create_opts("raw", kSize));
     REQUIRE_OK(dst);
     CopyOptions bad;
-    bad.threads = 0;
-    CHECK(lib->copy(*src, **dst, bad).code() == VDKIT_E_INVALID_ARGUMENT);
     bad.threads = 65;
     CHECK(lib->copy(*src, **dst, bad).code() == VDKIT_E_INVALID_ARGUMENT);
 

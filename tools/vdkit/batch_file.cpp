@@ -340,7 +340,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             job.spec.source_filters = *s.source_filters;
         }
         job.spec.target_options = s.options;
-        job.spec.threads = s.threads.value_or(4);
+        job.spec.threads = s.threads.value_or(0); // 0: as convert -m's default
         job.spec.out_of_order = s.out_of_order.value_or(false);
         job.spec.preallocate = s.preallocate.value_or(false);
         job.spec.overwrite = s.overwrite.value_or(false);

@@ -326,9 +326,9 @@ class ConvertCommand : public Command {
         sub->add_option("-f,--format", spec_.source_format, "Source format (default: probe)");
         sub->add_option("-O,--output-format", spec_.target_format, "Target format")->required();
         sub->add_option("-o,--options", options_, "Target format options key=value[,key=value]")->allow_extra_args(false);
-        sub->add_option("-m,--threads", spec_.threads, "Workers reading and scanning the source at once (1..64)")
-            ->check(CLI::Range(1, 64))
-            ->default_val(4);
+        sub->add_option("-m,--threads", spec_.threads,
+                        "Workers reading and scanning the source at once (1..64; default: one per processor, 2..4)")
+            ->check(CLI::Range(1, 64));
         sub->add_flag("-W,--out-of-order", spec_.out_of_order,
                       "Allow out-of-order writes to the target (streams are always written in order)");
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");

@@ -19,7 +19,7 @@ struct ConvertSpec {
     Options target_options;
     bool overwrite = false;
     bool preallocate = false;
-    unsigned threads = 4;     // -m
+    unsigned threads = 0;     // -m; 0: one per processor, 2..4
     bool out_of_order = false; // -W
     // Before the target gets its final name, reopen it and compare it with
     // the source (Library::compare); a difference fails the convert.

@@ -125,7 +125,7 @@ vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *ds
  * struct lacks take their defaults. */
 typedef struct vdkit_copy_options {
     uint32_t struct_size;
-    uint32_t threads;        /* 0: the default (4); else 1..64 */
+    uint32_t threads;        /* 0: one per processor, 2..4; else 1..64 */
     uint32_t flags;          /* VDKIT_COPY_* */
     uint32_t same_up_to;     /* with VDKIT_COPY_SAME_UP_TO: CopyOptions::same_up_to */
     vdkit_progress_fn progress; /* may be NULL */

@@ -379,11 +379,13 @@ struct CopyOptions {
     // ranges of the source are then skipped instead of written.
     bool target_is_zero = true;
     // Bytes each worker reads at once (rounded up to the target's unit; at
-    // most 256 KiB for a sequential target, whose writer queues its own work).
+    // most 128 KiB for a sequential target, whose writer queues its own work).
     size_t buffer_size = 1u << 20;
     // Workers reading the source and finding zeros at the same time (1..64;
-    // qemu-img convert -m). Peak buffer memory is about threads*buffer_size.
-    unsigned threads = 4;
+    // qemu-img convert -m). 0: one per processor, at least 2 (one reads
+    // while the other scans), at most 4 (more only hold buffers waiting for
+    // their turn to write). Peak buffer memory is about threads*buffer_size.
+    unsigned threads = 0;
     // Let writes reach the target in any order (qemu-img convert -W): faster
     // on random-access targets; the file layout then depends on timing. A
     // sequential target (ImageInfo::sequential) is always written in order.

@@ -277,7 +277,7 @@ vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk 
             std::memcpy(&c, options, std::min<size_t>(options->struct_size, sizeof(c)));
         }
         vdkit::CopyOptions o;
-        if (c.threads) o.threads = c.threads;
+        o.threads = c.threads;
         o.out_of_order = c.flags & VDKIT_COPY_OUT_OF_ORDER;
         o.target_is_zero = !(c.flags & VDKIT_COPY_TARGET_DIRTY);
         if (c.flags & VDKIT_COPY_SAME_UP_TO) o.same_up_to = c.same_up_to;

@@ -197,9 +197,10 @@ Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const 
         return Status(VDKIT_E_OUT_OF_RANGE, "the copy target (" + std::to_string(dst.size()) +
                                                 " bytes) is smaller than the source (" + std::to_string(src.size()) +
                                                 ")");
-    if (options.threads < 1 || options.threads > 64)
+    if (options.threads > 64)
         return Status(VDKIT_E_INVALID_ARGUMENT,
-                      "copy threads must be 1..64, not " + std::to_string(options.threads));
+                      "copy threads must be 1..64 (0: automatic), not " + std::to_string(options.threads));
+    const unsigned threads = options.threads ? options.threads : std::clamp(std::thread::hardware_concurrency(), 2u, 4u);
     VDKIT_ASSIGN_OR_RETURN(ImageInfo target, dst.image_info(dst.image_count() - 1));
     // Zeros are found per target unit (at least 4 KiB, at most 64 MiB): a unit
     // left unwritten stays unallocated; a unit with any data is written whole,
@@ -210,7 +211,7 @@ Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const 
     const uint64_t unit = std::clamp<uint64_t>(target.granularity, kMinUnit, kMaxUnit);
     // A sequential target (a stream) compresses on its own threads and keeps
     // its own queue; its readers only stay ahead of it, with smaller buffers.
-    constexpr uint64_t kSequentialBuffer = 256u << 10;
+    constexpr uint64_t kSequentialBuffer = 128u << 10;
     const uint64_t asked = target.sequential ? std::min<uint64_t>(options.buffer_size, kSequentialBuffer)
                                              : options.buffer_size;
     const uint64_t want = std::max<uint64_t>(asked, unit);
@@ -252,7 +253,7 @@ Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const 
     // A sequential target (a stream) takes one write at a time and does its
     // own parallel work (compression): more than two readers only hold
     // buffers waiting for their turn.
-    VDKIT_TRY(pipeline.run(target.sequential ? std::min(options.threads, 2u) : options.threads));
+    VDKIT_TRY(pipeline.run(target.sequential ? std::min(threads, 2u) : threads));
     return dst.flush();
 }
 

@@ -565,7 +565,9 @@ private:
         if (diff) write_hint(ctx, sdk::view(p.parent_hint));
         write_map_range(ctx, 0, h_.blocks);
         if (fixed) main_.zero(ctx.get(), off_data, file_size_ - off_data); // allocate the data area
-        flush_file(ctx);
+        // No flush here: the new image is durable at its first flush or
+        // close, like every later change (a convert stages it and flushes
+        // once at the end; a flush per create cost a disk round trip).
     }
 
     // Write map entries [first, last) to the file.

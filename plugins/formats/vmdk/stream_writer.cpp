@@ -20,7 +20,7 @@ constexpr uint64_t kGtEntries = 512;
 constexpr uint64_t kGtSectors = kGtEntries * 4 / kSector;
 constexpr uint64_t kDescriptorSectors = 20;
 constexpr uint64_t kOverheadSectors = 128; // grains start at 64 KiB, as ovftool writes
-constexpr size_t kStageBytes = 256u << 10;  // one store write per this many bytes
+constexpr size_t kStageBytes = 128u << 10;  // one store write per this many bytes
 constexpr uint32_t kMarkerEos = 0, kMarkerGt = 1, kMarkerGd = 2, kMarkerFooter = 3;
 
 // A metadata marker sector: val = sectors that follow, size 0, type.
