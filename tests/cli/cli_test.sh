@@ -130,6 +130,36 @@ contains "backing file" "backing file: a.toys"
 contains "chain length" "chain length: 2"
 expect 0 "diff reads through" "$VDKIT" compare "$work/child.toys" "$work/a.toys"
 
+# discard: freed ranges of a base read as zero, --zero ranges read as zero
+# even over a parent's data (checked by qemu-img against an edited raw copy).
+expect 0 "convert for discard" "$VDKIT" convert -f raw -O vdi "$work/a.img" "$work/d.vdi"
+expect 0 "discard a whole block" "$VDKIT" discard "$work/d.vdi" 1M:1M
+contains "discard reports" "Discarded 1048576 bytes in 1 range."
+expect 0 "map after discard" "$VDKIT" map --output=json "$work/d.vdi"
+python3 -c "import json; m=json.load(open('$work/out')); assert [e['start'] for e in m if e['data']] == [20 << 20], m" \
+    && pass=$((pass + 1)) || { echo "FAIL: the discarded block still holds data"; failures=$((failures + 1)); }
+expect 0 "a vmdk base for qemu-img" "$VDKIT" convert -O vmdk "$work/d.vdi" "$work/d.vmdk"
+expect 0 "snapshot for discard" "$VDKIT" snapshot "$work/d.vmdk" "$work/d-top.vmdk"
+expect 0 "discard --zero over the parent" "$VDKIT" discard -z --output=json "$work/d-top.vmdk" 20M:4K 30M:64K
+python3 -c "import json; d=json.load(open('$work/out')); assert d['zero'] and d['bytes'] == 4096 + 65536 and len(d['ranges']) == 2, d" \
+    && pass=$((pass + 1)) || { echo "FAIL: discard json"; failures=$((failures + 1)); }
+python3 - "$work/a.img" "$work/d-base.raw" "$work/d-top.raw" <<'PY'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+data[1 << 20:2 << 20] = bytes(1 << 20)
+open(sys.argv[2], "wb").write(data)
+data[20 << 20:(20 << 20) + 4096] = bytes(4096)
+open(sys.argv[3], "wb").write(data)
+PY
+qemu-img compare -q -f vmdk -F raw "$work/d-top.vmdk" "$work/d-top.raw" && pass=$((pass + 1)) \
+    || { echo "FAIL: qemu-img reads other data in the top after discard"; failures=$((failures + 1)); }
+qemu-img compare -q -f vmdk -F raw "$work/d.vmdk" "$work/d-base.raw" && pass=$((pass + 1)) \
+    || { echo "FAIL: the base changed under the zeroed range"; failures=$((failures + 1)); }
+expect 2 "discard past the end" "$VDKIT" discard "$work/d.vdi" 31M:2M
+contains "range named" "range '31M:2M' is empty or ends past the disk's 33554432 bytes"
+expect 2 "discard without a length" "$VDKIT" discard "$work/d.vdi" 1M
+contains "syntax named" "range '1M' is not OFFSET:LENGTH"
+
 # Writing to a file no format recognises needs the format named.
 head -c 4096 /dev/urandom > "$work/blob"
 expect 0 "probe falls back to raw for reading" "$VDKIT" info "$work/blob"

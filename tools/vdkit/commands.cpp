@@ -638,6 +638,62 @@ class ResizeCommand : public Command {
     }
 };
 
+// ---- discard ----------------------------------------------------------------------
+
+// Gives ranges of the top image back (qemu-io's discard / write -z on an
+// image): plain discard leaves them reading as zero or as the parent's
+// data (Disk::discard), --zero makes them read as zero (Disk::write_zeroes).
+class DiscardCommand : public ImageCommand {
+public:
+    DiscardCommand()
+        : ImageCommand("discard", "Give ranges of the top image back (OFFSET:LENGTH, sizes with K/M/G); with "
+                                  "--zero they read as zero afterwards") {}
+
+private:
+    std::vector<std::string> ranges_;
+    bool zero_ = false;
+    CLI::App *define(CLI::App &app) override {
+        auto *sub = ImageCommand::define(app);
+        sub->add_flag("-z,--zero", zero_, "Make the ranges read as zero (otherwise: zero or the parent's data)");
+        sub->add_option("range", ranges_, "OFFSET:LENGTH (repeatable)")->required();
+        return sub;
+    }
+    int run() override {
+        auto lib = open_library(globals());
+        auto disk = open_image(*lib, true);
+        // Every range is checked before the first one is given back.
+        std::vector<std::pair<uint64_t, uint64_t>> parsed;
+        for (const auto &r : ranges_) {
+            const auto colon = r.find(':');
+            if (colon == std::string::npos)
+                throw CliError("range '" + r + "' is not OFFSET:LENGTH", kExitUsage);
+            const uint64_t offset = parse_size_arg(r.substr(0, colon)), length = parse_size_arg(r.substr(colon + 1));
+            const auto end = util::checked_add(offset, length);
+            if (length == 0 || !end || *end > disk->size())
+                throw CliError("range '" + r + "' is empty or ends past the disk's " + std::to_string(disk->size()) +
+                                   " bytes",
+                               kExitUsage);
+            parsed.emplace_back(offset, length);
+        }
+        uint64_t total = 0;
+        for (const auto &[offset, length] : parsed) {
+            check(zero_ ? disk->write_zeroes(offset, length) : disk->discard(offset, length));
+            total += length;
+        }
+        check(disk->close());
+        if (json_output()) {
+            json list = json::array();
+            for (const auto &[offset, length] : parsed) list.push_back({{"offset", offset}, {"length", length}});
+            std::cout << json{{"filename", image_path()}, {"zero", zero_}, {"bytes", total}, {"ranges", list}}.dump(2)
+                      << "\n";
+        } else if (!globals().quiet) {
+            std::cout << (zero_ ? "Zeroed " : "Discarded ") << total << " bytes in " << parsed.size() << " range"
+                      << (parsed.size() == 1 ? "" : "s") << ".\n";
+        }
+        return kExitOk;
+    }
+};
+
 } // namespace
 
 std::vector<std::unique_ptr<Command>> make_commands() {
@@ -652,6 +708,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     c.push_back(std::make_unique<CheckCommand>());
     c.push_back(std::make_unique<CompactCommand>());
     c.push_back(std::make_unique<ResizeCommand>());
+    c.push_back(std::make_unique<DiscardCommand>());
     add_chain_commands(c);
     add_image_commands(c);
     add_batch_command(c);
