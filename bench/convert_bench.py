@@ -62,7 +62,7 @@ def main():
     ap.add_argument("--size-gib", type=int, default=2)
     ap.add_argument("--work", default=None)
     ap.add_argument("--repeat", type=int, default=3, help="runs per tool and case; the median time is reported")
-    ap.add_argument("--only", default=None, help="run only the cases whose label contains this text (e.g. 'raw -> vdi')")
+    ap.add_argument("--only", default=None, help="run only the cases whose name contains this text (e.g. 'raw -> vdi' or 'vdi, 1 TiB')")
     args = ap.parse_args()
     vdkit = os.path.join(args.build, "bin", "vdkit")
     if not shutil.which("qemu-img"):
@@ -93,11 +93,12 @@ def main():
     ]
     print(f"{'case':58} {'tool':9} {'seconds':>8} {'peak MiB':>9}")
     for i, (desc, size, data, conversions) in enumerate(sources):
+        conversions = [c for c in conversions if not args.only or args.only in f"{c[0]}, {desc}"]
+        if not conversions:
+            continue
         raw_src = os.path.join(work, f"src{i}.img")
         make_image(raw_src, size, data, seed=i)
         for label, fmt, qargs, vargs in conversions:
-            if args.only and args.only not in label:
-                continue
             src = raw_src
             if fmt != "raw":
                 src = os.path.join(work, f"src{i}.{fmt}")

@@ -139,3 +139,76 @@ TEST_CASE("write-behind keeps every write and validates its size", "[file]") {
     CHECK(bad.status().code() == VDKIT_E_CONFIG);
     CHECK_THAT(bad.status().message(), Catch::Contains("write_behind"));
 }
+
+TEST_CASE("sparse appends leave long zero runs past the end as holes, never zeros inside the file", "[file]") {
+    test::TempDir dir;
+    auto host = make_host();
+    constexpr uint64_t kK = 1024, kAt = 1 << 20;
+    // [64K data][256K zeros][4K data][8K zeros][4K data][192K zeros]: the
+    // 256K and 192K runs may be skipped, the 8K one (under 64K) not.
+    std::vector<unsigned char> buf(528 * kK, 0);
+    auto put = [&](uint64_t at, uint64_t n, unsigned seed) {
+        auto d = test::pattern(n, seed);
+        std::copy(d.begin(), d.end(), buf.begin() + static_cast<std::ptrdiff_t>(at));
+    };
+    put(0, 64 * kK, 1);
+    put(320 * kK, 4 * kK, 2);
+    put(332 * kK, 4 * kK, 3);
+    uint64_t allocated[2] = {0, 0};
+    for (int sparse = 0; sparse < 2; ++sparse) {
+        INFO("sparse " << (sparse ? "64K (default)" : "0"));
+        const std::string path = dir / ("f" + std::to_string(sparse));
+        auto s = sparse ? host->open_store(path, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {})
+                        : host->open_store(path, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"sparse", "0"}});
+        REQUIRE_OK(s);
+        REQUIRE_OK((*s)->pwrite(buf.data(), buf.size(), kAt));
+        REQUIRE_OK((*s)->flush());
+        auto size = (*s)->size();
+        REQUIRE_OK(size);
+        CHECK(*size == kAt + buf.size()); // the zero tail still grows the file
+        std::vector<unsigned char> back(buf.size());
+        REQUIRE_OK((*s)->pread(back.data(), back.size(), kAt));
+        CHECK(back == buf);
+        auto used = (*s)->allocated_size();
+        REQUIRE_OK(used);
+        allocated[sparse] = *used;
+    }
+    CHECK(allocated[0] >= buf.size());
+    CHECK(allocated[1] <= 96 * kK); // 64K + 4K + 8K + 4K of data and short zeros, the last page, file system slack
+    CHECK(allocated[1] >= 80 * kK);
+
+    // Zeros written inside the file replace what was there.
+    auto s = host->open_store(dir / "g", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
+    REQUIRE_OK(s);
+    const auto old = test::pattern(512 * kK, 9);
+    REQUIRE_OK((*s)->pwrite(old.data(), old.size(), 0));
+    const std::vector<unsigned char> zeros(512 * kK, 0);
+    REQUIRE_OK((*s)->pwrite(zeros.data(), zeros.size(), 0));
+    std::vector<unsigned char> back(zeros.size());
+    REQUIRE_OK((*s)->pread(back.data(), back.size(), 0));
+    CHECK(back == zeros);
+
+    // Appends from several threads, each a block whose head is data and
+    // whose tail is zeros, land in any order; every block reads back whole.
+    constexpr uint64_t kBlock = 256 * kK, kBlocks = 32;
+    std::vector<std::thread> writers;
+    std::atomic<bool> ok{true};
+    for (unsigned t = 0; t < 4; ++t)
+        writers.emplace_back([&, t] {
+            for (uint64_t i = t; i < kBlocks; i += 4) {
+                std::vector<unsigned char> block(kBlock, 0);
+                auto d = test::pattern(kBlock / 4, static_cast<unsigned>(i));
+                std::copy(d.begin(), d.end(), block.begin());
+                if (!(*s)->pwrite(block.data(), block.size(), 512 * kK + (kBlocks - 1 - i) * kBlock)) ok = false;
+            }
+        });
+    for (auto &w : writers) w.join();
+    REQUIRE(ok);
+    for (uint64_t i = 0; i < kBlocks; ++i) {
+        std::vector<unsigned char> block(kBlock), want(kBlock, 0);
+        auto d = test::pattern(kBlock / 4, static_cast<unsigned>(i));
+        std::copy(d.begin(), d.end(), want.begin());
+        REQUIRE_OK((*s)->pread(block.data(), block.size(), 512 * kK + (kBlocks - 1 - i) * kBlock));
+        CHECK(block == want);
+    }
+}

@@ -5,8 +5,10 @@
 // punching holes, zeroing with FALLOC_FL_ZERO_RANGE, and an advisory flock:
 // a writer holds it exclusively, readers share it, so a second writer (or a
 // writer while readers hold the file) gets VDKIT_E_BUSY. Optional O_DIRECT
-// (key `direct`), with aligned bounce buffers for unaligned requests, and
-// write-behind (key `write_behind`): write-back started every N bytes written.
+// (key `direct`), with aligned bounce buffers for unaligned requests,
+// write-behind (key `write_behind`): write-back started every N bytes
+// written, and sparse appends (key `sparse`): long zero runs of a write past
+// the end of the file are left as holes.
 #include "vdkit/plugin.hpp"
 
 #include <algorithm>
@@ -66,6 +68,7 @@ public:
         h->writable_ = flags & VDKIT_OPEN_WRITE;
         h->direct_ = ctx.config_bool("direct").value_or(false);
         h->write_behind_ = ctx.config_uint("write_behind").value_or(0);
+        h->sparse_ = ctx.config_uint("sparse").value_or(0);
         int oflags = (h->writable_ ? O_RDWR : O_RDONLY) | O_CLOEXEC;
         if (flags & VDKIT_OPEN_CREATE) oflags |= O_CREAT | O_EXCL;
         if (h->direct_) oflags |= O_DIRECT;
@@ -80,6 +83,7 @@ public:
         if (fstat(h->fd_, &st) != 0) fail_errno(errno, "cannot stat " + h->path_);
         if (S_ISDIR(st.st_mode)) throw Error(VDKIT_E_INVALID_ARGUMENT, h->path_ + " is a directory, not an image");
         h->block_device_ = S_ISBLK(st.st_mode);
+        if (h->block_device_ || h->direct_) h->sparse_ = 0; // a device has no holes: skipped bytes keep old data
         if (!(flags & VDKIT_OPEN_NOLOCK)) {
             if (flock(h->fd_, (h->writable_ ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
                 int err = errno;
@@ -105,7 +109,8 @@ public:
     void pwrite(Context &, const void *buf, uint64_t len, uint64_t off) {
         if (!writable_) throw Error(VDKIT_E_READ_ONLY, path_ + " is open read-only");
         if (direct_ && !aligned(buf, len, off)) return direct_write(buf, len, off);
-        raw_write(buf, len, off);
+        if (sparse_ && len >= sparse_ && past_end(off)) sparse_write(static_cast<const unsigned char *>(buf), len, off);
+        else raw_write(buf, len, off);
         start_write_behind(len);
     }
 
@@ -304,6 +309,43 @@ private:
             fail_errno(errno, "cannot trim " + path_ + " after a direct write");
     }
 
+    // Sparse appends. Past the end of a file every byte reads as zero and
+    // nothing is in flight there (writers of one range are serialised by the
+    // format; other processes are kept out by the lock), so zero runs of at
+    // least `sparse_` bytes (whole pages) of such a write need not be
+    // written: they stay holes. A VDI or VMDK block that is half data costs
+    // half the disk writes. The write's last page is always written, so the
+    // file grows over it as with a full write.
+    bool past_end(uint64_t off) const {
+        struct stat st {};
+        return fstat(fd_, &st) == 0 && off >= static_cast<uint64_t>(st.st_size);
+    }
+
+    void sparse_write(const unsigned char *p, uint64_t len, uint64_t off) {
+        const uint64_t end = off + len;
+        uint64_t written = off;            // [off, written) is written or left as a hole
+        uint64_t zero_from = UINT64_MAX;   // start of the current run of zero pages
+        for (uint64_t pos = off, next; pos < end; pos = next) {
+            next = std::min(end, (pos / kAlign + 1) * kAlign);
+            if (sdk::is_zero(p + (pos - off), static_cast<size_t>(next - pos))) {
+                if (zero_from == UINT64_MAX) zero_from = pos;
+                continue;
+            }
+            if (zero_from != UINT64_MAX && pos - zero_from >= sparse_) {
+                if (zero_from > written) raw_write(p + (written - off), zero_from - written, written);
+                written = pos;
+            }
+            zero_from = UINT64_MAX;
+        }
+        if (zero_from != UINT64_MAX && end - zero_from >= sparse_) {
+            if (zero_from > written) raw_write(p + (written - off), zero_from - written, written);
+            const uint64_t last = std::max(zero_from, (end - 1) / kAlign * kAlign);
+            raw_write(p + (last - off), end - last, last);
+        } else {
+            raw_write(p + (written - off), end - written, written);
+        }
+    }
+
     void write_zero_bytes(Context &ctx, uint64_t off, uint64_t len) {
         std::vector<unsigned char> z(static_cast<size_t>(std::min<uint64_t>(len, 1u << 20)), 0);
         while (len > 0) {
@@ -330,6 +372,7 @@ private:
     int fd_ = -1;
     std::string path_;
     uint64_t write_behind_ = 0;
+    uint64_t sparse_ = 0; // shortest zero run left as a hole past the end of the file; 0: off
     std::atomic<uint64_t> unwritten_{0};
     bool writable_ = false;
     bool direct_ = false;
@@ -343,6 +386,9 @@ constexpr vdkit_config_key kKeys[] = {
     sdk::key("write_behind", VDKIT_KEY_SIZE, "8M",
              "After this many bytes written, start writing the file's dirty pages to the disk without waiting "
              "(sync_file_range); 0 leaves write-back to the kernel."),
+    sdk::key("sparse", VDKIT_KEY_SIZE, "64K",
+             "Zero runs of at least this size (whole 4 KiB pages) in a write past the end of the file are left as "
+             "holes, which read as zero; 0 writes every byte. Off for block devices and with direct."),
 };
 
 const vdkit_plugin_descriptor *file_transport() {
