@@ -160,6 +160,17 @@ contains "range named" "range '31M:2M' is empty or ends past the disk's 33554432
 expect 2 "discard without a length" "$VDKIT" discard "$work/d.vdi" 1M
 contains "syntax named" "range '1M' is not OFFSET:LENGTH"
 
+# A move to another file system (rename(2) says EXDEV) copies, then removes.
+if [ -d /dev/shm ] && [ -w /dev/shm ] && [ "$(stat -c %d /dev/shm)" != "$(stat -c %d "$work")" ]; then
+    shm=$(mktemp -d /dev/shm/vdkit-cli-XXXXXX)
+    expect 0 "mv to another file system" "$VDKIT" mv "$work/d.vdi" "$shm/d.vdi"
+    [ ! -e "$work/d.vdi" ] && qemu-img compare -q -f vdi -F raw "$shm/d.vdi" "$work/d-base.raw" && pass=$((pass + 1)) \
+        || { echo "FAIL: the image moved across file systems differs or stayed"; failures=$((failures + 1)); }
+    rm -rf "$shm"
+else
+    echo "note: the move across file systems is not tested here: /dev/shm is missing, read-only or on $work's file system"
+fi
+
 # Writing to a file no format recognises needs the format named.
 head -c 4096 /dev/urandom > "$work/blob"
 expect 0 "probe falls back to raw for reading" "$VDKIT" info "$work/blob"

@@ -16,15 +16,17 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 namespace vdkit::test {
 
 class TempDir {
 public:
-    TempDir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "vdkit-test-XXXXXX").string();
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    explicit TempDir(const std::filesystem::path &parent = std::filesystem::temp_directory_path()) {
+        std::string tmpl = (parent / "vdkit-test-XXXXXX").string();
+        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed in " + parent.string());
         path_ = tmpl;
     }
     ~TempDir() {
@@ -37,6 +39,17 @@ public:
 private:
     std::filesystem::path path_;
 };
+
+// A writable directory on another file system than dir (for moves that
+// rename(2) refuses with EXDEV): /dev/shm, or empty where it is missing or
+// on the same device.
+inline std::string other_file_system(const TempDir &dir) {
+    struct stat a {}, b {};
+    if (::stat(dir.path().c_str(), &a) != 0 || ::stat("/dev/shm", &b) != 0 || a.st_dev == b.st_dev ||
+        ::access("/dev/shm", W_OK) != 0)
+        return {};
+    return "/dev/shm";
+}
 
 // Log lines the library emitted (for asserting on warnings).
 struct LogCapture {

@@ -212,3 +212,45 @@ TEST_CASE("sparse appends leave long zero runs past the end as holes, never zero
         CHECK(block == want);
     }
 }
+
+TEST_CASE("a move to another file system copies data and holes, keeps the mode, then removes the source", "[file]") {
+    test::TempDir dir;
+    const std::string elsewhere = test::other_file_system(dir);
+    if (elsewhere.empty()) {
+        WARN("skipped: /dev/shm is missing or on the test directory's file system; no EXDEV move to test");
+        return;
+    }
+    test::TempDir other(elsewhere);
+    auto host = make_host();
+    const std::string from = dir / "f", to = other / "moved";
+    const auto head = test::pattern(64 << 10, 1), middle = test::pattern(4096, 2);
+    {
+        auto s = host->open_store(from, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
+        REQUIRE_OK(s);
+        REQUIRE_OK((*s)->truncate(3 << 20));
+        REQUIRE_OK((*s)->pwrite(head.data(), head.size(), 0));
+        REQUIRE_OK((*s)->pwrite(middle.data(), middle.size(), 2 << 20));
+    }
+    REQUIRE(::chmod(from.c_str(), 0640) == 0);
+    REQUIRE_OK(host->rename_location(from, to));
+    struct stat st {};
+    CHECK(::stat(from.c_str(), &st) != 0);
+    REQUIRE(::stat(to.c_str(), &st) == 0);
+    CHECK(st.st_size == (3 << 20));
+    CHECK((st.st_mode & 07777) == 0640);
+    CHECK(static_cast<uint64_t>(st.st_blocks) * 512 < (1u << 20)); // the holes were not filled
+    std::vector<unsigned char> want(3 << 20, 0), back(3 << 20);
+    std::copy(head.begin(), head.end(), want.begin());
+    std::copy(middle.begin(), middle.end(), want.begin() + (2 << 20));
+    auto s = host->open_store(to, 0, {});
+    REQUIRE_OK(s);
+    REQUIRE_OK((*s)->pread(back.data(), back.size(), 0));
+    CHECK(back == want);
+    CHECK(std::filesystem::directory_iterator(other.path())->path().filename() == "moved"); // no hidden leftover
+    // Never onto an existing file: both stay as they were.
+    const std::string third = dir / "g";
+    std::ofstream(third) << "keep";
+    CHECK(host->rename_location(to, third).code() == VDKIT_E_EXISTS);
+    CHECK(std::filesystem::file_size(to) == (3u << 20));
+    CHECK(std::filesystem::file_size(third) == 4);
+}

@@ -137,6 +137,13 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
     VDKIT_TRY(img.rename(to));
     RenameResult result;
     result.location = to;
+    // Reopened where it now is: after a move to another file system (a
+    // copy) the files held open are the removed originals.
+    VDKIT_TRY(disk->close());
+    auto reopened = open_disk(to, oo);
+    if (!reopened) return reopened.status().with_context(from_in + " was moved to " + to_in + " but cannot be opened there");
+    disk = std::move(*reopened);
+    Image &moved_img = *disk->state_->images.back();
     // The image's own link: a relative parent path changes with the move.
     if (has_parent) {
         std::string parent_format;
@@ -152,12 +159,12 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
         vdkit_image_info link{};
         std::memcpy(link.uuid, info.parent_uuid, 16);
         std::memcpy(link.modification_uuid, info.parent_modification_uuid, 16);
-        Status st = img.set_parent(parent_hint, parent_format, &link);
+        Status st = moved_img.set_parent(parent_hint, parent_format, &link);
         if (!st) return st.with_context(from_in + " was moved to " + to_in + " but its parent path could not be updated");
     }
     // What the children record: the moved image's ids, which a move keeps.
-    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info moved, img.raw_info());
-    const std::string format = img.format().info.name;
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info moved, moved_img.raw_info());
+    const std::string format = moved_img.format().info.name;
     VDKIT_TRY(disk->close());
 
     // Children: header-only relink to the new location, with the paths

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -219,7 +220,9 @@ public:
     }
     static void rename(Context &, std::string_view from, std::string_view to) {
         std::string a(from), b(to);
-        if (::rename(a.c_str(), b.c_str()) != 0) fail_errno(errno, "cannot rename " + a + " to " + b);
+        if (::rename(a.c_str(), b.c_str()) == 0) return;
+        if (errno != EXDEV) fail_errno(errno, "cannot rename " + a + " to " + b);
+        move_across(a, b);
     }
     static bool exists(Context &, std::string_view location) {
         struct stat st {};
@@ -230,6 +233,85 @@ public:
     }
 
 private:
+    // A move to another file system (rename(2) says EXDEV), as mv(1) does
+    // it: the data ranges are copied (holes stay holes) into a hidden file
+    // beside the target, which is flushed and renamed to the target name
+    // without replacing anything there; only then is the source removed.
+    // Cut off anywhere, the source is whole and the target name is either
+    // absent or complete; a hidden leftover is the only debris.
+    static void move_across(const std::string &from, const std::string &to) {
+        const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+        if (in < 0) fail_errno(errno, "cannot open " + from + " to move it");
+        struct Closer {
+            int fd;
+            ~Closer() { ::close(fd); }
+        } close_in{in};
+        struct stat st {};
+        if (fstat(in, &st) != 0) fail_errno(errno, "cannot stat " + from);
+        const auto slash = to.find_last_of('/');
+        const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : to.substr(0, slash));
+        const std::string tmp = (slash == std::string::npos ? std::string() : to.substr(0, slash + 1)) + "." +
+                                to.substr(slash == std::string::npos ? 0 : slash + 1) + ".vdkit-move";
+        const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
+        if (out < 0) fail_errno(errno, "cannot create " + tmp + " to move " + from + " across file systems");
+        try {
+            Closer close_out{out};
+            copy_data(in, out, static_cast<uint64_t>(st.st_size), from, tmp);
+            if (ftruncate(out, st.st_size) != 0) fail_errno(errno, "cannot size " + tmp);
+            if (fsync(out) != 0) fail_errno(errno, "cannot flush " + tmp);
+            if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+                // A file system without RENAME_NOREPLACE: link(2) never replaces either.
+                if (errno != EINVAL || ::link(tmp.c_str(), to.c_str()) != 0)
+                    fail_errno(errno, "cannot rename " + tmp + " to " + to);
+                ::unlink(tmp.c_str());
+            }
+        } catch (...) {
+            ::unlink(tmp.c_str());
+            throw;
+        }
+        const int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d >= 0) {
+            (void)fsync(d); // the new name is durable before the old file goes
+            ::close(d);
+        }
+        if (::unlink(from.c_str()) != 0)
+            fail_errno(errno, "moved " + from + " to " + to + " but cannot remove the original");
+    }
+
+    // Copies [0, size) of in to out range by range of data (SEEK_DATA; a
+    // file system without it copies everything).
+    static void copy_data(int in, int out, uint64_t size, const std::string &from, const std::string &to) {
+        std::vector<unsigned char> buf(1u << 20);
+        uint64_t pos = 0;
+        while (pos < size) {
+            off_t data = lseek(in, static_cast<off_t>(pos), SEEK_DATA);
+            if (data < 0 && errno == ENXIO) break; // only a hole is left
+            const bool mapped = data >= 0;
+            if (!mapped && errno != EINVAL && errno != EOPNOTSUPP) fail_errno(errno, "cannot map " + from);
+            uint64_t a = mapped ? static_cast<uint64_t>(data) : pos, b = size;
+            if (mapped) {
+                off_t hole = lseek(in, data, SEEK_HOLE);
+                if (hole < 0) fail_errno(errno, "cannot map " + from);
+                b = std::min<uint64_t>(size, static_cast<uint64_t>(hole));
+            }
+            for (; a < b;) {
+                const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), b - a));
+                ssize_t got = ::pread(in, buf.data(), n, static_cast<off_t>(a));
+                if (got < 0 && errno == EINTR) continue;
+                if (got <= 0) fail_errno(got < 0 ? errno : EIO, "cannot read " + from + " at " + hex(a));
+                for (ssize_t put = 0; put < got;) {
+                    ssize_t w = ::pwrite(out, buf.data() + put, static_cast<size_t>(got - put),
+                                         static_cast<off_t>(a + static_cast<uint64_t>(put)));
+                    if (w < 0 && errno == EINTR) continue;
+                    if (w < 0) fail_errno(errno, "cannot write " + to + " at " + hex(a));
+                    put += w;
+                }
+                a += static_cast<uint64_t>(got);
+            }
+            pos = b;
+        }
+    }
+
     static bool aligned(const void *buf, uint64_t len, uint64_t off) {
         return reinterpret_cast<uintptr_t>(buf) % kAlign == 0 && len % kAlign == 0 && off % kAlign == 0;
     }
