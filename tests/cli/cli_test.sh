@@ -139,7 +139,9 @@ expect 0 "map after discard" "$VDKIT" map --output=json "$work/d.vdi"
 python3 -c "import json; m=json.load(open('$work/out')); assert [e['start'] for e in m if e['data']] == [20 << 20], m" \
     && pass=$((pass + 1)) || { echo "FAIL: the discarded block still holds data"; failures=$((failures + 1)); }
 expect 0 "a vmdk base for qemu-img" "$VDKIT" convert -O vmdk "$work/d.vdi" "$work/d.vmdk"
-expect 0 "snapshot for discard" "$VDKIT" snapshot "$work/d.vmdk" "$work/d-top.vmdk"
+expect 0 "snapshot for discard" "$VDKIT" snapshot --output=json "$work/d.vmdk" "$work/d-top.vmdk"
+python3 -c "import json; d=json.load(open('$work/out')); assert d['format'] == 'vmdk' and d['backing-filename'] == 'd.vmdk' and d['chain-length'] == 2, d" \
+    && pass=$((pass + 1)) || { echo "FAIL: snapshot json"; failures=$((failures + 1)); }
 expect 0 "discard --zero over the parent" "$VDKIT" discard -z --output=json "$work/d-top.vmdk" 20M:4K 30M:64K
 python3 -c "import json; d=json.load(open('$work/out')); assert d['zero'] and d['bytes'] == 4096 + 65536 and len(d['ranges']) == 2, d" \
     && pass=$((pass + 1)) || { echo "FAIL: discard json"; failures=$((failures + 1)); }

@@ -29,7 +29,9 @@ qemu-img compare -q v1/top.vmdk want.raw && ok || bad "commit: the top no longer
 
 # 2. commit -b base through mid, keeping the top (-d).
 make_chain q2 && (cd q2 && qemu-img commit -q -d -b base.vmdk top.vmdk)
-make_chain v2 && "$VDKIT" commit -d -b v2/base.vmdk v2/top.vmdk > /dev/null && ok || bad "vdkit commit -b failed"
+make_chain v2 && "$VDKIT" commit -d -b v2/base.vmdk --output=json v2/top.vmdk > v2.json && ok || bad "vdkit commit -b failed"
+python3 -c "import json; d=json.load(open('v2.json')); assert d['emptied'] is False and d['base'].endswith('v2/base.vmdk') \
+    and [p.rsplit('/', 2)[-2:] for p in d['left-chain']] == [['v2', 'mid.vmdk']], d" && ok || bad "commit --output=json"
 qemu-img compare -q v2/base.vmdk q2/base.vmdk && qemu-img compare -q v2/base.vmdk want.raw && ok \
     || bad "commit -b: base differs"
 qemu-img check -q v2/base.vmdk && ok || bad "commit -b: qemu-img check base"
@@ -49,7 +51,9 @@ make_chain v4 && "$VDKIT" rebase -u -b base.vmdk v4/top.vmdk && qemu-img check -
 qemu-img compare -q v4/top.vmdk want.raw > /dev/null 2>&1; [ $? -eq 1 ] && ok || bad "unsafe rebase kept content (mid's data should be gone)"
 
 # 4. merge: backward (top into base, deleting mid and top) and forward (base into mid).
-make_chain v5 && "$VDKIT" merge --to v5/base.vmdk v5/top.vmdk > /dev/null && ok || bad "merge backward"
+make_chain v5 && "$VDKIT" merge --to v5/base.vmdk --output=json v5/top.vmdk > v5.json && ok || bad "merge backward"
+python3 -c "import json; d=json.load(open('v5.json')); assert [p.rsplit('/', 1)[-1] for p in d['chain']] == ['base.vmdk'] \
+    and sorted(p.rsplit('/', 1)[-1] for p in d['deleted']) == ['mid.vmdk', 'top.vmdk'], d" && ok || bad "merge --output=json"
 [ ! -e v5/mid.vmdk ] && [ ! -e v5/top.vmdk ] && qemu-img compare -q v5/base.vmdk want.raw && qemu-img check -q v5/base.vmdk \
     && ok || bad "merge backward: result"
 make_chain v6 && "$VDKIT" merge --from v6/base.vmdk --to v6/mid.vmdk v6/top.vmdk > /dev/null && ok || bad "merge forward"
@@ -133,6 +137,9 @@ qemu-img info --backing-chain top.vmdk > /dev/null 2>&1 && bad "attach: the chai
 qemu-img convert -q -f raw -O vmdk ../r.raw stranger.vmdk
 "$VDKIT" attach --check stranger.vmdk mid.vmdk > ../out 2>&1; [ $? -eq 1 ] && grep -q "was modified after" ../out && ok \
     || bad "attach --check: a parent with another CID: $(cat ../out)"
+"$VDKIT" attach --check --output=json stranger.vmdk mid.vmdk > ../out; [ $? -eq 1 ] \
+    && python3 -c "import json; d=json.load(open('../out')); assert d['possible'] is False and 'was modified after' in d['reason'], d" \
+    && ok || bad "attach --check --output=json: $(cat ../out)"
 "$VDKIT" attach moved/base.vmdk mid.vmdk > /dev/null && qemu-img compare -q top.vmdk ../want.raw && qemu-img check -q mid.vmdk \
     && ok || bad "attach: the relinked chain does not read as before"
 cd ..

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -37,7 +38,7 @@ size_t index_of(const Disk &disk, const std::string &path) {
 // ---- snapshot ---------------------------------------------------------------------
 
 class SnapshotCommand : public Command {
-    std::string format_, image_, snapshot_;
+    std::string format_, image_, snapshot_, output_;
     std::vector<std::string> options_, filters_;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("snapshot", "Create a differencing image over IMAGE (its new top); "
@@ -46,6 +47,7 @@ class SnapshotCommand : public Command {
         sub->add_option("-o,--options", options_, "Format options key=value[,key=value]")->allow_extra_args(false);
         add_filter_option(sub, filters_, "--filter",
                           "The chain's file-level filter stack; the new image is written through it too");
+        add_output_option(sub, output_);
         sub->add_option("image", image_, "The current top image")->required();
         sub->add_option("snapshot", snapshot_, "The new image to create")->required();
         return sub;
@@ -65,8 +67,18 @@ class SnapshotCommand : public Command {
         o.options = parse_options(options_);
         o.parent = image_;
         auto disk = take(lib->create_image(snapshot_, o));
+        const ImageInfo created = take(disk->image_info(disk->image_count() - 1));
+        const size_t chain_length = disk->image_count();
         check(disk->close());
-        if (!globals().quiet) std::cout << "Created " << snapshot_ << " (" << o.format << ") over " << image_ << "\n";
+        if (output_ == "json")
+            std::cout << json{{"filename", created.location},
+                              {"format", created.format},
+                              {"backing-filename", created.parent_hint},
+                              {"chain-length", chain_length}}
+                             .dump(2)
+                      << "\n";
+        else if (!globals().quiet)
+            std::cout << "Created " << snapshot_ << " (" << o.format << ") over " << image_ << "\n";
         return kExitOk;
     }
 };
@@ -74,7 +86,7 @@ class SnapshotCommand : public Command {
 // ---- commit -----------------------------------------------------------------------
 
 class CommitCommand : public Command {
-    std::string format_, image_, base_;
+    std::string format_, image_, base_, output_;
     std::vector<std::string> filters_;
     bool keep_ = false, progress_ = false;
     CLI::App *define(CLI::App &app) override {
@@ -85,6 +97,7 @@ class CommitCommand : public Command {
         sub->add_flag("-d", keep_, "Keep the top image's data (do not empty it)");
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");
         add_filter_option(sub, filters_);
+        add_output_option(sub, output_);
         sub->add_option("image", image_, "The top image")->required();
         return sub;
     }
@@ -95,11 +108,15 @@ class CommitCommand : public Command {
         const size_t base = base_.empty() ? disk->image_count() - 2 : index_of(*disk, base_);
         std::vector<std::string> left;
         for (size_t i = base + 1; i + 1 < disk->image_count(); ++i) left.push_back(take(disk->image_info(i)).location);
+        const std::string top = take(disk->image_info(disk->image_count() - 1)).location,
+                          into = take(disk->image_info(base)).location;
         ProgressBar bar(progress_);
         check(disk->commit(base, !keep_, [&](uint64_t d, uint64_t t) { return bar.update(d, t); }));
         bar.finish();
         check(disk->close());
-        if (!globals().quiet) {
+        if (output_ == "json") {
+            std::cout << json{{"image", top}, {"base", into}, {"emptied", !keep_}, {"left-chain", left}}.dump(2) << "\n";
+        } else if (!globals().quiet) {
             std::cout << "Image committed.\n";
             for (const auto &l : left) std::cout << "note: " << l << " is no longer part of the chain\n";
         }
@@ -151,7 +168,7 @@ class RebaseCommand : public Command {
 // ---- merge ------------------------------------------------------------------------
 
 class MergeCommand : public Command {
-    std::string format_, image_, from_, to_;
+    std::string format_, image_, from_, to_, output_;
     std::vector<std::string> filters_;
     bool progress_ = false;
     CLI::App *define(CLI::App &app) override {
@@ -162,6 +179,7 @@ class MergeCommand : public Command {
         sub->add_option("--to", to_, "Image to merge into (default: FROM's parent)");
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");
         add_filter_option(sub, filters_);
+        add_output_option(sub, output_);
         sub->add_option("image", image_, "The chain's top image")->required();
         return sub;
     }
@@ -174,12 +192,25 @@ class MergeCommand : public Command {
         if (!to_.empty()) to = index_of(*disk, to_);
         else if (from > 0) to = from - 1;
         else throw CliError("the base has no parent; name --to", kExitUsage);
+        auto locations = [&] {
+            std::vector<std::string> all;
+            for (size_t i = 0; i < disk->image_count(); ++i) all.push_back(take(disk->image_info(i)).location);
+            return all;
+        };
+        const std::vector<std::string> before = locations();
         ProgressBar bar(progress_);
         check(disk->merge(from, to, [&](uint64_t d, uint64_t t) { return bar.update(d, t); }));
         bar.finish();
-        const std::string top = take(disk->image_info(disk->image_count() - 1)).location;
+        const std::vector<std::string> after = locations();
         check(disk->close());
-        if (!globals().quiet) std::cout << "Merged; the chain's top is now " << top << "\n";
+        if (output_ == "json") {
+            std::vector<std::string> deleted;
+            for (const auto &l : before)
+                if (std::find(after.begin(), after.end(), l) == after.end()) deleted.push_back(l);
+            std::cout << json{{"chain", after}, {"deleted", deleted}}.dump(2) << "\n";
+        } else if (!globals().quiet) {
+            std::cout << "Merged; the chain's top is now " << after.back() << "\n";
+        }
         return kExitOk;
     }
 };

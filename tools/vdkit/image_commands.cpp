@@ -92,7 +92,7 @@ class DeleteCommand : public Command {
 // ---- attach -----------------------------------------------------------------------
 
 class AttachCommand : public Command {
-    std::string parent_, child_, parent_format_, child_format_;
+    std::string parent_, child_, parent_format_, child_format_, output_;
     std::vector<std::string> filters_;
     bool check_ = false, force_ = false;
     CLI::App *define(CLI::App &app) override {
@@ -103,6 +103,7 @@ class AttachCommand : public Command {
         sub->add_option("-F,--parent-format", parent_format_, "Format of PARENT (default: probe)");
         sub->add_option("-f,--format", child_format_, "Format of CHILD (default: probe)");
         add_filter_option(sub, filters_, "--filter", "The file-level filter stack both chains are stored through");
+        add_output_option(sub, output_);
         sub->add_option("parent", parent_, "The image (top of a chain) to attach onto")->required();
         sub->add_option("child", child_, "The differencing image to attach")->required();
         return sub;
@@ -120,17 +121,29 @@ class AttachCommand : public Command {
         co.writable = !check_ || force_; // relinking (or checking that it could) writes the child
         auto child = take(lib->open(child_, co));
         AttachOptions identity; // the UUIDs must agree unless forced
-        if (!force_) check(child->can_attach(*parent, identity));
         AttachOptions relink;
         relink.relink = true;
+        const bool json_output = output_ == "json";
+        auto report = [&](bool attached, const Status &why) {
+            json j = {{"parent", parent_}, {"child", child_}, {check_ ? "possible" : "attached", attached}};
+            if (!why) j["reason"] = why.message();
+            std::cout << j.dump(2) << "\n";
+        };
         if (check_) {
-            if (force_) check(child->can_attach(*parent, relink));
-            if (!globals().quiet) std::cout << child_ << " can be attached to " << parent_ << "\n";
-            return kExitOk;
+            // IsAttachPossible: the answer is the report; "no" exits 1 with its reason.
+            Status st = force_ ? child->can_attach(*parent, relink) : child->can_attach(*parent, identity);
+            if (json_output) report(st.is_ok(), st);
+            else {
+                check(st);
+                if (!globals().quiet) std::cout << child_ << " can be attached to " << parent_ << "\n";
+            }
+            return st ? kExitOk : kExitError;
         }
+        if (!force_) check(child->can_attach(*parent, identity));
         check(child->attach(*parent, relink));
         check(child->close());
-        if (!globals().quiet) std::cout << child_ << " is attached to " << parent_ << "\n";
+        if (json_output) report(true, Status::ok());
+        else if (!globals().quiet) std::cout << child_ << " is attached to " << parent_ << "\n";
         return kExitOk;
     }
 };
