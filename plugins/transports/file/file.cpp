@@ -220,9 +220,9 @@ public:
     }
     static void rename(Context &, std::string_view from, std::string_view to) {
         std::string a(from), b(to);
-        if (::rename(a.c_str(), b.c_str()) == 0) return;
-        if (errno != EXDEV) fail_errno(errno, "cannot rename " + a + " to " + b);
-        move_across(a, b);
+        const int err = rename_noreplace(a, b);
+        if (err == EXDEV) return move_across(a, b);
+        if (err != 0) fail_errno(err, "cannot rename " + a + " to " + b);
     }
     static bool exists(Context &, std::string_view location) {
         struct stat st {};
@@ -233,10 +233,26 @@ public:
     }
 
 private:
+    // rename(2) that never replaces an existing `to`: 0 or an errno. The
+    // host checks that `to` is free first; this closes the gap between its
+    // check and the rename where the file system allows.
+    static int rename_noreplace(const std::string &from, const std::string &to) {
+        if (renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+        if (errno != EINVAL) return errno;
+        // No RENAME_NOREPLACE on this file system (NFS): link(2) never replaces either.
+        if (::link(from.c_str(), to.c_str()) == 0) {
+            ::unlink(from.c_str());
+            return 0;
+        }
+        if (errno != EPERM && errno != EOPNOTSUPP) return errno;
+        // Nor hard links (vfat): a plain rename, after the host's check.
+        return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+    }
+
     // A move to another file system (rename(2) says EXDEV), as mv(1) does
     // it: the data ranges are copied (holes stay holes) into a hidden file
     // beside the target, which is flushed and renamed to the target name
-    // without replacing anything there; only then is the source removed.
+    // (rename_noreplace); only then is the source removed.
     // Cut off anywhere, the source is whole and the target name is either
     // absent or complete; a hidden leftover is the only debris.
     static void move_across(const std::string &from, const std::string &to) {
@@ -259,12 +275,7 @@ private:
             copy_data(in, out, static_cast<uint64_t>(st.st_size), from, tmp);
             if (ftruncate(out, st.st_size) != 0) fail_errno(errno, "cannot size " + tmp);
             if (fsync(out) != 0) fail_errno(errno, "cannot flush " + tmp);
-            if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
-                // A file system without RENAME_NOREPLACE: link(2) never replaces either.
-                if (errno != EINVAL || ::link(tmp.c_str(), to.c_str()) != 0)
-                    fail_errno(errno, "cannot rename " + tmp + " to " + to);
-                ::unlink(tmp.c_str());
-            }
+            if (const int err = rename_noreplace(tmp, to); err != 0) fail_errno(err, "cannot rename " + tmp + " to " + to);
         } catch (...) {
             ::unlink(tmp.c_str());
             throw;
