@@ -11,10 +11,12 @@
 #include "batch_file.hpp"
 #include "commands.hpp"
 #include "progress.hpp"
+#include "signals.hpp"
 
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -73,6 +75,9 @@ std::string settings_of(const Library &lib, const BatchJob &job) {
     std::string s = "source=" + job.spec.source + ";source_format=" + job.spec.source_format +
                     ";format=" + job.spec.target_format + ";preallocate=" + (job.spec.preallocate ? "1" : "0") +
                     ";backing=" + job.spec.backing + ";keep_uuid=" + (job.spec.keep_uuid ? "1" : "0") + ";options=";
+    // Only when set, so that records of earlier runs stay valid.
+    if (job.spec.existing_target)
+        s = "existing_target=1;target_is_zero=" + std::string(job.spec.target_is_zero ? "1" : "0") + ";" + s;
     for (const auto &[k, v] : job.spec.target_options) s += k + "=" + v + ",";
     if (!job.spec.target_filters.empty()) s += ";filters=" + stack_text(lib, job.spec.target_filters);
     if (!job.spec.source_filters.empty()) s += ";source_filters=" + stack_text(lib, job.spec.source_filters);
@@ -194,7 +199,19 @@ class BatchCommand : public Command {
         }
         if (!report_.empty()) file.report = report_;
         if (parallel_) file.parallel = parallel_;
-        return run_jobs(*lib, file);
+        install_cancel_handlers(); // Ctrl-C etc.: running jobs cancel (staging removed), the rest do not start
+        if (!globals().quiet) {
+            std::vector<fs::path> dirs;
+            for (const auto &job : file.jobs) {
+                if (job.spec.existing_target) continue;
+                const fs::path dir = fs::path(job.spec.target).parent_path();
+                if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);
+            }
+            for (const auto &dir : dirs) note_stale_staging(dir);
+        }
+        const int rc = run_jobs(*lib, file);
+        throw_if_cancelled("jobs that had not finished were stopped or not started (see their lines)");
+        return rc;
     }
 
     int run_jobs(Library &lib, const BatchFile &file) {
@@ -231,22 +248,27 @@ class BatchCommand : public Command {
                         ended_cv.wait(lock, [&] { return ended[*first] != 0; });
                     }
                 const auto t0 = std::chrono::steady_clock::now();
-                try {
-                    if (job.source_from && outcomes[*job.source_from].status == "failed")
-                        throw CliError("its source comes from job '" + file.jobs[*job.source_from].name +
-                                       "', which failed");
-                    if (job.after && outcomes[*job.after].status == "failed")
-                        throw CliError("its backing image comes from job '" + file.jobs[*job.after].name +
-                                       "', which failed");
-                    run_job(lib, job, state, o, [&](uint64_t done, uint64_t total) {
-                        permille[i] = total ? done * 1000 / total : 1000;
-                        bytes[i] = done;
-                        show_progress();
-                        return true;
-                    });
-                } catch (const std::exception &e) {
-                    o.status = "failed";
-                    o.message = e.what();
+                if (cancel_requested()) {
+                    // Stopped by Ctrl-C, SIGTERM, ...: what has not started does not start.
+                    o.message = "not started: interrupted by " + signal_name(cancel_signal());
+                } else {
+                    try {
+                        if (job.source_from && outcomes[*job.source_from].status == "failed")
+                            throw CliError("its source comes from job '" + file.jobs[*job.source_from].name +
+                                           "', which failed");
+                        if (job.after && outcomes[*job.after].status == "failed")
+                            throw CliError("its backing image comes from job '" + file.jobs[*job.after].name +
+                                           "', which failed");
+                        run_job(lib, job, state, o, [&](uint64_t done, uint64_t total) {
+                            permille[i] = total ? done * 1000 / total : 1000;
+                            bytes[i] = done;
+                            show_progress();
+                            return !cancel_requested();
+                        });
+                    } catch (const std::exception &e) {
+                        o.status = "failed";
+                        o.message = e.what();
+                    }
                 }
                 o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
                 permille[i] = 1000;
@@ -281,6 +303,7 @@ class BatchCommand : public Command {
     // One job: skip it when its target is already good, else convert.
     static void run_job(Library &lib, const BatchJob &job, ResumeState &state, Outcome &o,
                         const ProgressFunction &progress) {
+        if (job.spec.existing_target) return run_in_place(lib, job, state, o, progress);
         std::error_code ec;
         bool overwrite = false;
         if (fs::exists(job.spec.target, ec)) {
@@ -321,6 +344,50 @@ class BatchCommand : public Command {
         o.status = "converted";
         o.virtual_size = r.virtual_size;
         o.data_bytes = r.data_bytes;
+    }
+
+    // existing_target: the target is written in place (no staging, nothing
+    // replaced). A rerun skips it when an earlier run wrote it from the
+    // unchanged source with the same settings and it is unchanged since —
+    // known from its size and time for a file, by reading it (verify) for a
+    // device, whose node does not change when it is written.
+    static void run_in_place(Library &lib, const BatchJob &job, ResumeState &state, Outcome &o,
+                             const ProgressFunction &progress) {
+        const json rec = state.record(job.name);
+        if (!rec.is_null() && rec["settings"] == settings_of(lib, job) && rec["source"] == stamp(job.spec.source)) {
+            std::error_code ec;
+            if (fs::is_regular_file(job.spec.target, ec) && rec["target"] == stamp(job.spec.target)) {
+                o.status = "skipped";
+                o.message = "up to date (written by an earlier run)";
+                return;
+            }
+            if (job.verify && target_holds_source(lib, job)) {
+                const std::string note = state.remember(lib, job);
+                o.status = "skipped";
+                o.message = "verified: the target reads as the source (written by an earlier run)" +
+                            (note.empty() ? "" : "; " + note);
+                return;
+            }
+        }
+        ConvertSpec spec = job.spec;
+        spec.verify = job.verify;
+        ConvertResult r = convert_image(lib, spec, progress);
+        o.message = state.remember(lib, job);
+        o.status = "converted";
+        o.virtual_size = r.virtual_size;
+        o.data_bytes = r.data_bytes;
+    }
+
+    static bool target_holds_source(Library &lib, const BatchJob &job) {
+        OpenOptions src_o, dst_o;
+        src_o.format = job.spec.source_format;
+        src_o.filters = job.spec.source_filters;
+        dst_o.format = job.spec.target_format;
+        dst_o.filters = job.spec.target_filters;
+        auto src = lib.open(job.spec.source, src_o);
+        auto dst = lib.open(job.spec.target, dst_o);
+        if (!src || !dst || (*dst)->size() < (*src)->size()) return false;
+        return !target_difference(**src, **dst, job.spec.target).has_value();
     }
 
     // The existing target is in the job's format and reads as the source does.

@@ -8,6 +8,8 @@
 #include <map>
 #include <optional>
 
+#include <sys/stat.h>
+
 namespace fs = std::filesystem;
 
 namespace vdkit::cli {
@@ -18,10 +20,12 @@ namespace {
 const std::vector<std::string> kJobKeys = {"name",        "source",    "source_format", "target",   "format",
                                            "options",     "threads",   "out_of_order",  "preallocate",
                                            "overwrite",   "verify",    "backing",       "backing_format",
-                                           "keep_uuid",   "filters",   "source_filters"};
+                                           "keep_uuid",   "filters",   "source_filters", "existing_target",
+                                           "target_is_zero"};
 const std::vector<std::string> kDefaultKeys = {"source_format", "format",    "options",        "threads",  "out_of_order",
                                                "preallocate",   "overwrite", "verify",         "keep_uuid",
-                                               "backing_format", "filters", "source_filters"};
+                                               "backing_format", "filters", "source_filters", "existing_target",
+                                               "target_is_zero"};
 const std::vector<std::string> kTopKeys = {"version", "parallel", "report", "defaults", "jobs"};
 
 // Collects problems with their lines; the typed readers return nullopt after
@@ -137,7 +141,7 @@ struct Settings {
     Options options;
     std::map<std::string, int> option_lines;
     std::optional<unsigned> threads;
-    std::optional<bool> out_of_order, preallocate, overwrite, verify, keep_uuid;
+    std::optional<bool> out_of_order, preallocate, overwrite, verify, keep_uuid, existing_target, target_is_zero;
     std::optional<std::vector<FilterSpec>> filters, source_filters;
     std::vector<int> filter_lines, source_filter_lines;
 };
@@ -152,6 +156,8 @@ void read_settings(Checker &c, const YAML::Node &map, Settings &s) {
     if (auto n = map["overwrite"]) s.overwrite = c.boolean(n, "overwrite");
     if (auto n = map["verify"]) s.verify = c.boolean(n, "verify");
     if (auto n = map["keep_uuid"]) s.keep_uuid = c.boolean(n, "keep_uuid");
+    if (auto n = map["existing_target"]) s.existing_target = c.boolean(n, "existing_target");
+    if (auto n = map["target_is_zero"]) s.target_is_zero = c.boolean(n, "target_is_zero");
     if (auto n = map["backing_format"]) s.backing_format = c.text(n, "backing_format");
     if (auto n = map["filters"]) s.filters = c.filters(n, "filters", s.filter_lines);
     if (auto n = map["source_filters"]) s.source_filters = c.filters(n, "source_filters", s.source_filter_lines);
@@ -256,6 +262,8 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         if (own.overwrite) s.overwrite = own.overwrite;
         if (own.verify) s.verify = own.verify;
         if (own.keep_uuid) s.keep_uuid = own.keep_uuid;
+        if (own.existing_target) s.existing_target = own.existing_target;
+        if (own.target_is_zero) s.target_is_zero = own.target_is_zero;
         if (own.backing_format) s.backing_format = own.backing_format;
         // A stack is replaced whole (an empty list removes the default's).
         if (own.filters) {
@@ -299,6 +307,35 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
                                            std::to_string(it->second));
             if (source && identity(job.spec.target) == identity(job.spec.source))
                 c.problem(j["target"], who + "the target is the source");
+            // What the target is decides what a job may do to it (as convert does).
+            struct stat st {};
+            const bool there = !is_url(job.spec.target) && ::stat(job.spec.target.c_str(), &st) == 0;
+            if (s.existing_target.value_or(false)) {
+                if (!there)
+                    c.problem(j["target"], who + job.spec.target + " does not exist; existing_target: true writes "
+                                                 "into an existing target (a block device, a preallocated file, an image)");
+                else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+                    c.problem(j["target"], who + job.spec.target + " is " + file_type_name(st.st_mode) +
+                                               "; existing_target writes into a regular file or a block device");
+            } else if (there && !S_ISREG(st.st_mode)) {
+                c.problem(j["target"], who + job.spec.target + " is " + file_type_name(st.st_mode) +
+                                           "; a job never replaces one, even with overwrite: true" +
+                                           (S_ISBLK(st.st_mode) ? " (existing_target: true writes into it)" : ""));
+            }
+        }
+        if (s.target_is_zero.value_or(false) && !s.existing_target.value_or(false))
+            c.problem(line, who + "target_is_zero needs existing_target: true (a target a job creates is always zero)");
+        if (s.existing_target.value_or(false)) {
+            // Settings that only apply when the job creates its target.
+            const std::string why = " only applies when the job creates its target; existing_target: true writes "
+                                    "into it in place";
+            if (!s.options.empty()) c.problem(line, who + "options" + why);
+            if (s.preallocate.value_or(false)) c.problem(line, who + "preallocate" + why);
+            if (j["backing"]) c.problem(Checker::line(j["backing"]), who + "backing" + why);
+            if (s.keep_uuid.value_or(false)) c.problem(line, who + "keep_uuid" + why);
+            if (s.overwrite.value_or(false))
+                c.problem(line, who + "overwrite does not apply with existing_target: true (the target is written in "
+                                      "place, never replaced)");
         }
         if (auto n = j["backing"]) {
             if (auto v = c.text(n, "backing")) {
@@ -345,6 +382,8 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         job.spec.preallocate = s.preallocate.value_or(false);
         job.spec.overwrite = s.overwrite.value_or(false);
         job.spec.keep_uuid = s.keep_uuid.value_or(false);
+        job.spec.existing_target = s.existing_target.value_or(false);
+        job.spec.target_is_zero = s.target_is_zero.value_or(false);
         job.verify = s.verify.value_or(true);
         bf.jobs.push_back(std::move(job));
     }

@@ -2,6 +2,7 @@
 
 #include "convert.hpp"
 #include "progress.hpp"
+#include "signals.hpp"
 #include "util/util.hpp"
 
 #include <nlohmann/json.hpp>
@@ -332,7 +333,14 @@ class ConvertCommand : public Command {
         sub->add_flag("-W,--out-of-order", spec_.out_of_order,
                       "Allow out-of-order writes to the target (streams are always written in order)");
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");
-        sub->add_flag("--overwrite", spec_.overwrite, "Replace an existing target (only once the new one is complete)");
+        sub->add_flag("--overwrite", spec_.overwrite,
+                      "Replace an existing target file (only once the new one is complete; never a device, fifo or "
+                      "directory)");
+        sub->add_flag("-n,--existing-target", spec_.existing_target,
+                      "Write into the existing target (a block device, a preallocated file, an image of the -O "
+                      "format) instead of creating it; it must hold at least the source's virtual size");
+        sub->add_flag("--target-is-zero", spec_.target_is_zero,
+                      "With -n: the target already reads as zero, so zero ranges are not written");
         sub->add_flag("--preallocate", spec_.preallocate, "Allocate the whole target");
         sub->add_option("-B,--backing", spec_.backing,
                         "Create the target as a differencing image over this image (relative to the target's "
@@ -358,6 +366,9 @@ class ConvertCommand : public Command {
         spec_.target_options = parse_options(options_);
         spec_.source_filters = parse_filters(source_filters_);
         spec_.target_filters = parse_filters(target_filters_);
+        install_cancel_handlers(); // Ctrl-C etc. cancel the copy; the staging directory is removed
+        if (!globals().quiet && !spec_.existing_target && spec_.target.find("://") == std::string::npos)
+            note_stale_staging(std::filesystem::path(spec_.target).parent_path());
         ProgressBar bar(progress_);
         convert_image(*lib, spec_, [&](uint64_t d, uint64_t t) { return bar.update(d, t); });
         bar.finish();
@@ -712,6 +723,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     add_chain_commands(c);
     add_image_commands(c);
     add_batch_command(c);
+    add_cleanup_command(c);
     return c;
 }
 

@@ -3,7 +3,8 @@
 //   vdkit plugins [--output=json]
 //   vdkit info    [-f fmt] [--output=json] IMAGE
 //   vdkit create  -f fmt [-o k=v,...] [-b PARENT [-F fmt]] [--preallocate] IMAGE [SIZE]
-//   vdkit convert [-f fmt] -O fmt [-o k=v,...] [-p] [--overwrite] SRC DST
+//   vdkit convert [-f fmt] -O fmt [-o k=v,...] [-p] [--overwrite | -n [--target-is-zero]] SRC DST
+//   vdkit cleanup [--remove] DIR...
 //   vdkit compare [-f fmt] [-F fmt] [-s] A B
 //   vdkit map     [-f fmt] [--output=json] IMAGE
 //
@@ -11,6 +12,7 @@
 // format. Exit codes are documented in docs/cli.md.
 #include "cli.hpp"
 #include "commands.hpp"
+#include "signals.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -49,9 +51,11 @@ int main(int argc, char **argv) {
         return kExitUsage;
     } catch (const CliError &e) {
         std::cerr << "vdkit: " << e.what() << "\n";
+        reraise_cancel_signal(); // stopped by Ctrl-C, SIGTERM, ...: end as that signal would
         return e.exit_code;
     } catch (const std::exception &e) {
         std::cerr << "vdkit: " << e.what() << "\n";
+        reraise_cancel_signal();
         return kExitError;
     }
 }

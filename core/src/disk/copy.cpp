@@ -15,7 +15,8 @@
 //    it has read (the Disk serialises the writes themselves). A sequential
 //    target (a stream) is always written in order.
 // The first error stops every worker and is returned; progress is reported
-// after each job, from one thread at a time.
+// after each job (a zero job reports no bytes, but the callback can cancel
+// there too), from one thread at a time.
 #include "disk/disk_state.hpp"
 #include "host/host.hpp"
 #include "util/util.hpp"
@@ -55,6 +56,10 @@ std::vector<Run> plan_runs(const Ranges &data, const Ranges &zero, uint64_t &dat
     return runs;
 }
 
+// The most a zero job covers: a zero run is split at multiples of it (a
+// multiple of every target unit).
+constexpr uint64_t kZeroJob = 1ull << 30;
+
 class Pipeline {
 public:
     Pipeline(const Disk &src, Disk &dst, const CopyOptions &o, std::vector<Run> runs, uint64_t total, uint64_t unit,
@@ -91,6 +96,10 @@ private:
         // boundary (or the run's end), so a unit is never split between two
         // jobs, whatever the alignment of the run it came from.
         if (r.data) len = std::min(len, buffer_ - pos % unit_);
+        // A zero run is zeroed a bounded piece at a time, so that a copy
+        // into a large device that holds data (it must be zeroed) still
+        // notices a cancel between pieces.
+        else len = std::min(len, kZeroJob - pos % kZeroJob);
         job = Job{next_seq_++, pos, len, r.data};
         run_pos_ += len;
         if (run_pos_ == r.length) ++run_index_, run_pos_ = 0;
@@ -120,10 +129,9 @@ private:
             }
             turn_.notify_all();
             if (!st) return fail(st);
-            if (job.data) {
-                Status reported = report(job.length);
-                if (!reported) return fail(reported);
-            }
+            // After a zero job too (0 bytes of data): the callback may cancel.
+            Status reported = report(job.data ? job.length : 0);
+            if (!reported) return fail(reported);
         }
     }
 

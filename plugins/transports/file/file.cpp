@@ -214,8 +214,15 @@ public:
         return static_cast<uint64_t>(st.st_blocks) * 512u;
     }
 
+    // Only files are removed: a device node, fifo or socket under an image's
+    // name (create --overwrite, delete of a raw image on a device) is left
+    // in place, refused by name; a symlink is removed, not what it names.
     static void remove(Context &, std::string_view location) {
         std::string p(location);
+        struct stat st {};
+        if (::lstat(p.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+            throw Error(VDKIT_E_INVALID_ARGUMENT, p + " is " + special_kind(st.st_mode) +
+                                                      ", not an image file; vdkit never removes or replaces one");
         if (::unlink(p.c_str()) != 0) fail_errno(errno, "cannot remove " + p);
     }
     static void rename(Context &, std::string_view from, std::string_view to) {
@@ -233,6 +240,15 @@ public:
     }
 
 private:
+    static std::string special_kind(mode_t m) {
+        if (S_ISBLK(m)) return "a block device";
+        if (S_ISCHR(m)) return "a character device";
+        if (S_ISFIFO(m)) return "a fifo (named pipe)";
+        if (S_ISDIR(m)) return "a directory";
+        if (S_ISSOCK(m)) return "a socket";
+        return "a special file";
+    }
+
     // rename(2) that never replaces an existing `to`: 0 or an errno. The
     // host checks that `to` is free first; this closes the gap between its
     // check and the rename where the file system allows.

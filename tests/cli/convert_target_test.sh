@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# convert's targets: only a regular file is ever replaced (a device, fifo,
+# socket or directory, or a symlink to one, is refused by name whatever
+# --overwrite says, before anything is written; so is create --overwrite);
+# -n writes into an existing file or image in place (zeros where the target
+# held data, --target-is-zero skips them; too small refused, a larger one's
+# excess kept; create-only options refused); the same in batch job files.
+# Block devices themselves: convert_loop_test.sh.
+set -uo pipefail
+. "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+require_tools qemu-img qemu-io python3
+export VDKIT_PLUGIN_PATH="$VDKIT_TEST_EXTRA_PLUGIN_DIR"
+
+run() { # run <exit code> <what> <command...>; output in ./out
+    local want=$1 what=$2
+    shift 2
+    "$@" > out 2>&1
+    local got=$?
+    if [ "$got" -eq "$want" ]; then ok; else bad "$what: exit $got, expected $want"; sed 's/^/    /' out; fi
+}
+says() { # says <what> <text>: ./out holds text
+    if grep -qF -- "$2" out; then ok; else bad "$1: output lacks '$2'"; sed 's/^/    /' out; fi
+}
+fill() { # fill FILE SIZE_MIB BYTE: a file of SIZE MiB, every byte BYTE (all allocated)
+    python3 -c "import sys; open(sys.argv[1],'wb').write(bytes([int(sys.argv[3],16)]) * (int(sys.argv[2]) << 20))" "$@"
+}
+byte_at() { # byte_at FILE OFFSET: the byte there, as two hex digits
+    od -An -tx1 -j "$2" -N1 "$1" | tr -d ' \n'
+}
+same_prefix() { # same_prefix A B BYTES
+    cmp -s -n "$3" "$1" "$2"
+}
+
+# An 8 MiB source: data, a hole, written zeros, data, a hole to the end.
+python3 - <<'PY'
+import os
+with open("src.raw", "wb") as f:
+    f.truncate(8 << 20)
+    f.seek(0); f.write(os.urandom(1 << 20))          # [0, 1M) data
+    f.seek(3 << 20); f.write(bytes(1 << 20))          # [3M, 4M) written zeros
+    f.seek(4 << 20); f.write(os.urandom(1 << 20))    # [4M, 5M) data
+PY
+qemu-img convert -f raw -O vdi src.raw src.vdi
+
+# ---- -n into a regular file --------------------------------------------------
+fill t.raw 8 aa
+run 0 "-n into a preallocated file" "$VDKIT" convert -n -f vdi -O raw src.vdi t.raw
+cmp -s src.raw t.raw && ok || bad "-n: the target does not read as the source (holes must be zeroed)"
+[ "$(byte_at t.raw $((2 << 20)))" = 00 ] && [ "$(byte_at t.raw $((7 << 20)))" = 00 ] && ok \
+    || bad "-n: a hole of the source kept the target's old bytes"
+[ -z "$(ls -A | grep vdkit-partial)" ] && ok || bad "-n staged the target"
+qemu-img compare -q -f raw -F raw src.raw t.raw && ok || bad "qemu-img compare after -n"
+
+fill big.raw 12 aa
+run 0 "-n into a larger file" "$VDKIT" convert -n -O raw src.raw big.raw
+same_prefix src.raw big.raw $((8 << 20)) && ok || bad "-n into a larger file: its first 8 MiB differ"
+[ "$(stat -c %s big.raw)" -eq $((12 << 20)) ] && ok || bad "-n changed the larger target's size"
+fill twelve.raw 12 aa
+cmp -s -i $((8 << 20)) big.raw twelve.raw && ok || bad "-n touched the larger target's excess"
+
+fill small.raw 4 aa
+cp small.raw small.before
+run 1 "-n into a too small file" "$VDKIT" convert -n -O raw src.raw small.raw
+says "too small" "small.raw holds 4194304 bytes, less than the virtual size of src.raw (8388608 bytes)"
+cmp -s small.raw small.before && ok || bad "a refused -n changed the target"
+
+fill z.raw 8 aa
+run 0 "-n --target-is-zero" "$VDKIT" convert -n --target-is-zero -O raw src.raw z.raw
+same_prefix src.raw z.raw $((1 << 20)) && ok || bad "--target-is-zero: data not written"
+[ "$(byte_at z.raw $((2 << 20)))" = aa ] && [ "$(byte_at z.raw $((7 << 20)))" = aa ] && ok \
+    || bad "--target-is-zero wrote the source's holes (it must skip them)"
+truncate -s 8M zero.raw
+run 0 "-n --target-is-zero into a zero file" "$VDKIT" convert -n --target-is-zero -O raw src.raw zero.raw
+cmp -s src.raw zero.raw && ok || bad "--target-is-zero into a zero file"
+run 2 "--target-is-zero without -n" "$VDKIT" convert --target-is-zero -O raw src.raw new.raw
+says "--target-is-zero without -n" "--target-is-zero needs -n"
+[ ! -e new.raw ] && ok || bad "a refused convert created its target"
+
+cp t.raw t.before
+for opt in "-o preallocation=full" "--preallocate" "-B src.vdi" "--keep-uuid" "--overwrite"; do
+    # shellcheck disable=SC2086 # the option and its value are two words
+    run 2 "-n with $opt" "$VDKIT" convert -n $opt -O raw src.raw t.raw
+    says "-n with $opt" "with -n"
+done
+cmp -s t.raw t.before && ok || bad "a refused -n changed the target"
+run 1 "-n into a missing target" "$VDKIT" convert -n -O raw src.raw missing.raw
+says "-n missing" "missing.raw: does not exist; -n writes into an existing target"
+[ ! -e missing.raw ] && ok || bad "-n created a missing target"
+
+# -n into existing VDI and VMDK images: opened writable, copied into in place.
+for fmt in vdi vmdk; do
+    qemu-img create -q -f $fmt t.$fmt 8M
+    qemu-io -f $fmt -c "write -P 0x55 2M 1M" -c "write -P 0x66 7M 512k" t.$fmt > /dev/null
+    run 0 "-n into an existing $fmt" "$VDKIT" convert -n -O $fmt src.raw t.$fmt
+    qemu-img compare -q -f raw -F $fmt src.raw t.$fmt && ok || bad "-n into $fmt: qemu-img compare differs"
+    qemu-img check -q -f $fmt t.$fmt && ok || bad "-n into $fmt: qemu-img check"
+    qemu-img create -q -f $fmt small.$fmt 4M
+    run 1 "-n into a too small $fmt" "$VDKIT" convert -n -O $fmt src.raw small.$fmt
+    says "too small $fmt" "less than the virtual size"
+done
+
+# ---- targets that are not regular files: refused, never replaced -------------
+mkfifo fifo
+mkdir dir
+python3 -c "import socket; s = socket.socket(socket.AF_UNIX); s.bind('sock')"
+ln -s fifo fifo-link
+specials="fifo:fifo dir:directory sock:socket fifo-link:fifo"
+if [ "$(id -u)" -eq 0 ]; then
+    mknod chr c 1 3 # /dev/null's numbers
+    mknod blk b 7 255 # a loop device's numbers; only looked at, never opened
+    specials="$specials chr:character blk:block"
+else
+    echo "note: not root: no character/block device nodes (convert_loop_test.sh covers real block devices)"
+fi
+for entry in $specials; do
+    path=${entry%%:*} kind=${entry#*:}
+    before=$(stat -c %F "$path")
+    for ow in "" --overwrite; do
+        run 1 "convert $ow onto a $kind ($path)" "$VDKIT" convert $ow -O raw src.raw "$path"
+        says "convert $ow onto $path names it" "$path"
+        says "convert $ow onto $path names its type" "$kind"
+        says "convert $ow onto $path" "convert never replaces one, even with --overwrite"
+    done
+    [ "$(stat -c %F "$path")" = "$before" ] && ok || bad "$path is no longer a $before"
+    [ -z "$(ls -A | grep vdkit-partial)" ] && ok || bad "a refused convert onto $path left a staging directory"
+done
+run 1 "symlink to a fifo" "$VDKIT" convert --overwrite -O raw src.raw fifo-link
+says "symlink named" "fifo-link (a symlink to"
+[ -L fifo-link ] && [ -p fifo ] && ok || bad "the symlink or the fifo was replaced"
+if [ "$(id -u)" -eq 0 ]; then
+    run 1 "block device hint" "$VDKIT" convert --overwrite -O raw src.raw blk
+    says "block device hint" "pass -n to write into it"
+fi
+run 1 "-n into a fifo" "$VDKIT" convert -n -O raw src.raw fifo
+says "-n into a fifo" "-n writes into a regular file or a block device"
+# The same kind of mistake through create --overwrite (the file transport
+# never removes anything but a file).
+run 1 "create --overwrite onto a fifo" "$VDKIT" create -f raw --overwrite fifo 1M
+says "create --overwrite onto a fifo" "is a fifo (named pipe), not an image file"
+[ -p fifo ] && ok || bad "create --overwrite replaced the fifo"
+
+# A symlink to a file: the file it names is replaced, the link kept.
+cp t.before real.raw
+ln -s real.raw link.raw
+run 0 "convert --overwrite through a symlink" "$VDKIT" convert --overwrite -f vdi -O raw src.vdi link.raw
+[ -L link.raw ] && [ "$(readlink link.raw)" = real.raw ] && cmp -s src.raw real.raw && ok \
+    || bad "convert --overwrite through a symlink: the link was replaced or its file not written"
+run 1 "convert onto a symlink without --overwrite" "$VDKIT" convert -O raw src.raw link.raw
+says "symlink exists" "link.raw: already exists; pass --overwrite"
+ln -s nowhere.raw dangling.raw
+run 1 "convert onto a dangling symlink" "$VDKIT" convert -O raw src.raw dangling.raw
+says "dangling" "dangling.raw is a symlink to nowhere.raw"
+[ -L dangling.raw ] && [ ! -e nowhere.raw ] && ok || bad "a dangling symlink was replaced"
+
+# ---- batch: the same rules, checked before anything runs ----------------------
+fill bt.raw 10 aa
+cat > jobs.yaml <<'EOF'
+jobs:
+  - name: onto-fifo
+    source: src.raw
+    target: fifo
+    format: raw
+    overwrite: true
+  - name: zero-without-n
+    source: src.raw
+    target: x.raw
+    format: raw
+    target_is_zero: true
+  - name: n-with-options
+    source: src.raw
+    target: bt.raw
+    format: raw
+    existing_target: true
+    preallocate: true
+  - name: n-missing
+    source: src.raw
+    target: nothere.raw
+    format: raw
+    existing_target: true
+EOF
+run 2 "batch validation" "$VDKIT" batch jobs.yaml
+says "batch: fifo target at its line" "jobs.yaml:4: job 'onto-fifo': fifo is a fifo (named pipe); a job never replaces one"
+says "batch: target_is_zero" "jobs.yaml:7: job 'zero-without-n': target_is_zero needs existing_target: true"
+says "batch: preallocate with existing_target" "jobs.yaml:12: job 'n-with-options': preallocate only applies when the job creates its target"
+says "batch: missing existing target" "job 'n-missing': nothere.raw does not exist; existing_target: true"
+[ -p fifo ] && [ ! -e x.raw ] && ok || bad "a batch with problems changed something"
+
+cat > inplace.yaml <<'EOF'
+jobs:
+  - name: in-place
+    source: src.vdi
+    target: bt.raw
+    format: raw
+    existing_target: true
+EOF
+run 0 "batch existing_target" "$VDKIT" batch inplace.yaml
+says "batch existing_target converted" "in-place: converted"
+same_prefix src.raw bt.raw $((8 << 20)) && ok || bad "batch existing_target: the target's first 8 MiB differ"
+[ "$(byte_at bt.raw $((9 << 20)))" = aa ] && [ "$(stat -c %s bt.raw)" -eq $((10 << 20)) ] && ok \
+    || bad "batch existing_target: the excess changed"
+run 0 "batch existing_target rerun" "$VDKIT" batch inplace.yaml
+says "batch existing_target rerun skips" "in-place: skipped: up to date"
+printf 'X' | dd of=bt.raw bs=1 seek=$((2 << 20)) conv=notrunc status=none
+run 0 "batch existing_target after the target changed" "$VDKIT" batch inplace.yaml
+says "batch existing_target writes again" "in-place: converted"
+same_prefix src.raw bt.raw $((8 << 20)) && ok || bad "batch existing_target: not rewritten after a change"
+
+finish
