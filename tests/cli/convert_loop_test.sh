@@ -100,6 +100,16 @@ run 1 "create --overwrite onto $dev" "$VDKIT" create -f raw --overwrite "$dev" 1
 says "create --overwrite refusal" "$dev is a block device, not an image file"
 [ -b "$dev" ] && ok || bad "create --overwrite removed $dev"
 
+# A device in use (mounted, or claimed as here by an exclusive open) is refused.
+python3 -c "import os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL); print('held', flush=True); time.sleep(60)" "$dev" > holder.out &
+holder=$!
+for _ in $(seq 500); do grep -q held holder.out && break; sleep 0.01; done
+sum=$(md5sum < "$dev")
+run 1 "convert -n into a device in use" "$VDKIT" convert -n -O raw src.raw "$dev"
+says "device in use" "$dev is in use (mounted, or held by device-mapper, RAID or another program)"
+kill "$holder"; wait "$holder" 2> /dev/null
+[ "$(md5sum < "$dev")" = "$sum" ] && ok || bad "-n wrote into a device in use"
+
 # 4. A source larger than the device: refused before anything is written.
 truncate -s 80M large.raw
 printf 'data' | dd of=large.raw bs=1 seek=$((70 * MiB)) conv=notrunc status=none

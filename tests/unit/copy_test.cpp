@@ -202,6 +202,37 @@ TEST_CASE("copy refuses bad thread counts and stops every worker on cancel", "[c
     }
 }
 
+TEST_CASE("copy into a target holding data zeroes it and can be cancelled between zero jobs", "[copy]") {
+    // convert -n: the target is not zero, so the source's holes become zero
+    // jobs; the progress callback is asked after each one too (a large
+    // device may take long to zero), with no bytes of data added.
+    test::TempDir dir;
+    auto lib = test::make_library();
+    auto src = lib->create_image(dir / "empty.img", test::create_opts("raw", 8 * kMiB));
+    REQUIRE_OK(src);
+    auto dst = lib->create_image(dir / "full.img", test::create_opts("raw", 8 * kMiB));
+    REQUIRE_OK(dst);
+    const auto junk = test::pattern(8 * kMiB, 7);
+    REQUIRE_OK((*dst)->write(0, junk.data(), junk.size()));
+
+    CopyOptions o;
+    o.target_is_zero = false;
+    std::vector<uint64_t> reports;
+    o.progress = [&](uint64_t done, uint64_t) {
+        reports.push_back(done);
+        return reports.size() < 2; // the first report is the start; cancel at the next
+    };
+    CHECK(lib->copy(**src, **dst, o).code() == VDKIT_E_CANCELLED);
+    REQUIRE(reports.size() == 2);
+    CHECK(reports[1] == 0); // a zero job adds no data bytes
+
+    o.progress = {};
+    REQUIRE_OK(lib->copy(**src, **dst, o));
+    auto same = Library::compare(**src, **dst);
+    REQUIRE_OK(same);
+    CHECK_FALSE(same->has_value()); // every byte the target held now reads as zero
+}
+
 TEST_CASE("compare finds the first differing byte, also in the larger disk's tail", "[copy][compare]") {
     test::TempDir dir;
     auto lib = test::make_library();

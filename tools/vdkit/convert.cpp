@@ -35,6 +35,7 @@ const char *to_string(StagingDir::State state) {
     switch (state) {
     case StagingDir::State::stale: return "stale";
     case StagingDir::State::in_use: return "in-use";
+    case StagingDir::State::unknown: return "unknown";
     case StagingDir::State::removed: return "removed";
     case StagingDir::State::foreign: break;
     }
@@ -81,23 +82,35 @@ struct Fd {
     }
 };
 
+enum class Lock { taken, held_elsewhere, unsupported };
+
 // The whole marker file, locked (F_WRLCK) through an open file description
 // lock: it belongs to this open file, not to the process, so threads and
-// other opens of the file do not release it. false: someone holds it.
-bool try_lock(int fd) {
+// other opens of the file (in this process too) do not share or release it.
+Lock try_lock(int fd) {
     struct flock l {};
     l.l_type = F_WRLCK;
     l.l_whence = SEEK_SET;
-    return fcntl(fd, F_OFD_SETLK, &l) == 0;
+    if (fcntl(fd, F_OFD_SETLK, &l) == 0) return Lock::taken;
+    return errno == EAGAIN || errno == EACCES ? Lock::held_elsewhere : Lock::unsupported;
 }
 
 // Whether a lock is held on the file, for a read-only look.
-bool lock_held(int fd) {
+Lock lock_held(int fd) {
     struct flock l {};
     l.l_type = F_WRLCK;
     l.l_whence = SEEK_SET;
-    if (fcntl(fd, F_OFD_GETLK, &l) != 0) return false;
-    return l.l_type != F_UNLCK;
+    if (fcntl(fd, F_OFD_GETLK, &l) != 0) return Lock::unsupported;
+    return l.l_type != F_UNLCK ? Lock::held_elsewhere : Lock::taken;
+}
+
+StagingDir::State state_of(Lock l) {
+    switch (l) {
+    case Lock::taken: return StagingDir::State::stale;
+    case Lock::held_elsewhere: return StagingDir::State::in_use;
+    case Lock::unsupported: break;
+    }
+    return StagingDir::State::unknown;
 }
 
 // Bytes allocated on disk under `p` (not following symlinks).
@@ -141,13 +154,8 @@ Fd inspect(StagingDir &d, bool lock_it) {
     d.target = field("target");
     d.started = field("started");
     d.bytes = allocated_under(d.path);
-    if (lock_it) {
-        d.state = try_lock(fd.fd) ? StagingDir::State::stale : StagingDir::State::in_use;
-        if (d.state == StagingDir::State::in_use) fd.reset();
-    } else {
-        d.state = lock_held(fd.fd) ? StagingDir::State::in_use : StagingDir::State::stale;
-        fd.reset();
-    }
+    d.state = state_of(lock_it ? try_lock(fd.fd) : lock_held(fd.fd));
+    if (!lock_it || d.state != StagingDir::State::stale) fd.reset();
     return fd;
 }
 
@@ -194,7 +202,10 @@ public:
             const fs::path marker = tmp / kStagingMarker;
             marker_ = Fd(::open(marker.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
             if (marker_.fd < 0) throw CliError(marker.string() + ": cannot create: " + errno_text(errno));
-            if (!try_lock(marker_.fd)) throw CliError(marker.string() + ": cannot lock: " + errno_text(errno));
+            // Where the file system cannot lock, the convert still runs;
+            // cleanup then cannot tell whether it does and leaves it alone.
+            if (try_lock(marker_.fd) == Lock::held_elsewhere)
+                throw CliError(marker.string() + ": locked by another process as soon as it was made");
             char host[256] = "";
             ::gethostname(host, sizeof host - 1);
             std::error_code ec;
@@ -368,6 +379,15 @@ std::string check_target(const ConvertSpec &spec) {
     if (spec.existing_target) {
         if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
             throw CliError(what + " is " + type_name(st.st_mode) + "; -n writes into a regular file or a block device");
+        if (S_ISBLK(st.st_mode)) {
+            // O_EXCL on a block device fails while it is mounted or claimed
+            // (device-mapper, RAID, another exclusive opener): never write under a file system.
+            const int fd = ::open(t.c_str(), O_RDONLY | O_EXCL | O_CLOEXEC);
+            if (fd < 0 && errno == EBUSY)
+                throw CliError(what + " is in use (mounted, or held by device-mapper, RAID or another program); "
+                                      "-n does not write into it");
+            if (fd >= 0) ::close(fd);
+        }
         return t;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -644,6 +664,11 @@ class CleanupCommand : public Command {
                     break;
                 case StagingDir::State::foreign:
                     std::cout << "no vdkit marker (not made by this vdkit, or an older one); left alone";
+                    break;
+                case StagingDir::State::unknown:
+                    std::cout << "made by pid " << d.pid << " converting into " << d.target
+                              << ", but its file system cannot lock files, so whether that convert still runs "
+                                 "cannot be told; left alone";
                     break;
                 }
                 std::cout << "\n";

@@ -89,7 +89,9 @@ std::optional<uint64_t> target_difference(const Disk &src, const Disk &dst, cons
 inline constexpr const char *kStagingMarker = ".vdkit-staging";
 
 struct StagingDir {
-    enum class State { stale, in_use, foreign, removed };
+    // unknown: its file system cannot lock files, so whether a convert
+    // still runs there cannot be told: left alone.
+    enum class State { stale, in_use, foreign, removed, unknown };
     std::filesystem::path path;
     State state = State::foreign; // foreign: no vdkit marker, left alone
     long pid = 0;                  // of the convert that made it (from the marker)
