@@ -237,6 +237,9 @@ qemu_hold vmdk img.vmdk
 expect_refused "info of a child whose parent qemu-io writes" "img.vmdk is in use for writing.*-U" "$VDKIT" info child.vmdk
 expect_ok "info -U of that child" "$VDKIT" info -U child.vmdk
 qemu_release img.vmdk
+# Commands that write take no -U, and say so.
+expect_usage "commit -U" "force-share.*this command writes" "$VDKIT" commit -U child.vmdk
+expect_usage "resize -U" "force-share.*this command writes" "$VDKIT" resize -U img.vmdk +1M
 
 # ---- raw: QEMU's raw driver shares every permission, vdkit's reader does not share writes --
 # (a raw image has no metadata for QEMU to protect; vdkit does not know the
