@@ -20,8 +20,10 @@ HOLD="$VDKIT_BUILD_DIR/tests/vdkit_hold_image"
 [ -r /proc/locks ] || { echo "FAIL: /proc/locks is needed to see the locks"; exit 1; }
 
 pids=()
+loopdev=
 cleanup() {
     local p
+    [ -n "$loopdev" ] && losetup -d "$loopdev" 2> /dev/null
     for p in "${pids[@]}"; do kill "$p" 2> /dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2> /dev/null; done
     rm -rf "$work"
@@ -254,5 +256,24 @@ vdkit_hold -w -f raw img.raw
 expect_refused "qemu-io -f raw rw beside a vdkit writer" 'Failed to get "write" lock' qemu-io -f raw -c 'read 0 512' img.raw
 expect_ok "qemu-img info -f raw beside a vdkit writer (QEMU's raw reader shares writes)" qemu-img info -f raw img.raw
 vdkit_release
+
+# ---- a block device is locked like a file (QEMU locks the device node too) ---------------
+truncate -s 16M dev.img
+if loopdev=$(losetup -f --show dev.img 2> losetup.err) && [ -b "$loopdev" ]; then
+    qemu_hold raw "$loopdev"
+    expect_refused "vdkit info of a block device qemu-io writes" "$loopdev is in use for writing.*-U" \
+        "$VDKIT" info -f raw "$loopdev"
+    expect_ok "vdkit info -U of it" "$VDKIT" info -U -f raw "$loopdev"
+    qemu_release "$loopdev"
+    vdkit_hold -w -f raw "$loopdev"
+    expect_refused "qemu-io rw of a block device vdkit writes" 'Failed to get "write" lock' \
+        qemu-io -f raw -c 'read 0 512' "$loopdev"
+    vdkit_release
+    losetup -d "$loopdev" && loopdev=
+else
+    # Only this part: it needs root and a free loop device (CI has both).
+    loopdev=
+    echo "SKIP (block device part only): cannot attach a loop device: $(cat losetup.err)"
+fi
 
 finish
