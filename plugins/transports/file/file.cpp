@@ -92,9 +92,10 @@ public:
 
     // Takes and tests the bytes for a writer or a reader on fd (open for
     // reading). Throws VDKIT_E_BUSY naming the file, the byte and what it
-    // means. Where the file system cannot lock (no OFD locks: EINVAL; NFS
-    // mounted without a lock manager: ENOLCK), logs a warning and leaves the
-    // file unlocked, as QEMU does; the caller's fd then carries no locks.
+    // means. Where the file system cannot lock (no OFD locks: EINVAL; an
+    // NFS lock manager out of reach: ENOLCK), logs a warning and leaves the
+    // file unlocked (QEMU's locking=auto goes without locks too where OFD
+    // locks are missing); the caller's fd then carries no locks.
     static void acquire(Context &ctx, int fd, const std::string &path, bool writable) {
         const unsigned held = bit(kConsistentRead) | (writable ? bit(kWrite) | bit(kResize) : 0u);
         const unsigned unshared = bit(kWrite) | bit(kResize);
