@@ -38,6 +38,154 @@ TEST_CASE("one writer at a time; readers share", "[file][lock]") {
     CHECK(host->open_store(dir / "f", VDKIT_OPEN_WRITE, {}).status().code() == VDKIT_E_BUSY);
 }
 
+// Another user of the file as QEMU would be one: its own open file
+// description holding shared read locks on the given bytes.
+struct ForeignHolder {
+    ForeignHolder(const std::string &p, std::initializer_list<off_t> bytes, short type = F_RDLCK) {
+        fd = ::open(p.c_str(), O_RDWR | O_CLOEXEC);
+        REQUIRE(fd >= 0);
+        for (off_t b : bytes) {
+            struct flock l {};
+            l.l_type = type;
+            l.l_whence = SEEK_SET;
+            l.l_start = b;
+            l.l_len = b < 0 ? 0 : 1;
+            if (b < 0) l.l_start = 0; // -1: the whole file
+            REQUIRE(fcntl(fd, F_OFD_SETLK, &l) == 0);
+        }
+    }
+    ~ForeignHolder() { ::close(fd); }
+    int fd = -1;
+};
+
+// Whether another open file description holds a lock on byte b.
+bool byte_taken(const std::string &p, off_t b) {
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    struct flock l {};
+    l.l_type = F_WRLCK;
+    l.l_whence = SEEK_SET;
+    l.l_start = b;
+    l.l_len = 1;
+    REQUIRE(fcntl(fd, F_OFD_GETLK, &l) == 0);
+    ::close(fd);
+    return l.l_type != F_UNLCK;
+}
+
+TEST_CASE("the lock bytes are QEMU's: 100+i held, 200+i not shared", "[file][lock]") {
+    test::TempDir dir;
+    auto host = make_host();
+    const auto f = dir / "f";
+    auto created = host->open_store(f, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
+    REQUIRE_OK(created);
+    // A writer: consistent read, write, resize held; write, resize not shared.
+    for (off_t b : {100, 101, 103, 201, 203}) CHECK(byte_taken(f, b));
+    for (off_t b : {102, 104, 200, 202, 204}) CHECK_FALSE(byte_taken(f, b));
+    created = Status(VDKIT_E_INTERNAL, "closed");
+    for (off_t b : {100, 101, 103, 201, 203}) CHECK_FALSE(byte_taken(f, b));
+    // A reader: consistent read held; write, resize not shared.
+    auto r = host->open_store(f, 0, {});
+    REQUIRE_OK(r);
+    for (off_t b : {100, 201, 203}) CHECK(byte_taken(f, b));
+    for (off_t b : {101, 102, 103, 200, 202}) CHECK_FALSE(byte_taken(f, b));
+    r = Status(VDKIT_E_INTERNAL, "closed");
+    // Without a lock: nothing.
+    auto u = host->open_store(f, VDKIT_OPEN_NOLOCK, {});
+    REQUIRE_OK(u);
+    for (off_t b = 100; b < 205; ++b) CHECK_FALSE(byte_taken(f, b));
+}
+
+TEST_CASE("QEMU's users keep vdkit's out as QEMU's rules say", "[file][lock]") {
+    test::TempDir dir;
+    auto host = make_host();
+    const auto f = dir / "f";
+    REQUIRE_OK(host->open_store(f, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {}));
+    SECTION("a QEMU writer (100, 101, 103, 201, 203)") {
+        ForeignHolder qemu(f, {100, 101, 103, 201, 203});
+        auto r = host->open_store(f, 0, {});
+        REQUIRE(r.status().code() == VDKIT_E_BUSY);
+        CHECK_THAT(r.status().message(), Catch::Contains(f + " is in use for writing by another process") &&
+                                             Catch::Contains("byte 101") && Catch::Contains("-U/--force-share"));
+        auto w = host->open_store(f, VDKIT_OPEN_WRITE, {});
+        REQUIRE(w.status().code() == VDKIT_E_BUSY);
+        CHECK_THAT(w.status().message(), Catch::Contains("close it there first"));
+        REQUIRE_OK(host->open_store(f, VDKIT_OPEN_NOLOCK, {}));
+    }
+    SECTION("a QEMU reader (100, 201, 203)") {
+        ForeignHolder qemu(f, {100, 201, 203});
+        REQUIRE_OK(host->open_store(f, 0, {}));
+        auto w = host->open_store(f, VDKIT_OPEN_WRITE, {});
+        REQUIRE(w.status().code() == VDKIT_E_BUSY);
+        CHECK_THAT(w.status().message(),
+                   Catch::Contains("in use by another process that does not let others write it") &&
+                       Catch::Contains("byte 201"));
+    }
+    SECTION("a user that forbids resizing only (203)") {
+        ForeignHolder other(f, {203});
+        REQUIRE_OK(host->open_store(f, 0, {}));
+        auto w = host->open_store(f, VDKIT_OPEN_WRITE, {});
+        REQUIRE(w.status().code() == VDKIT_E_BUSY);
+        CHECK_THAT(w.status().message(), Catch::Contains("resize") && Catch::Contains("byte 203"));
+    }
+    SECTION("a write lock over the whole file (another program)") {
+        ForeignHolder other(f, {-1}, F_WRLCK);
+        auto r = host->open_store(f, 0, {});
+        REQUIRE(r.status().code() == VDKIT_E_BUSY);
+        CHECK_THAT(r.status().message(), Catch::Contains("write lock covers byte"));
+    }
+    SECTION("a failed open keeps no byte") {
+        ForeignHolder qemu(f, {100, 201, 203});
+        REQUIRE(host->open_store(f, VDKIT_OPEN_WRITE, {}).status().code() == VDKIT_E_BUSY);
+        for (off_t b : {101, 103}) CHECK_FALSE(byte_taken(f, b)); // the writer's own bytes went with it
+    }
+}
+
+TEST_CASE("force-share opens every file of the chain unlocked, and only for reading", "[file][lock]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    CreateOptions co;
+    co.format = "vmdk";
+    co.size = 5ull << 30;
+    co.options = {{"subformat", "twoGbMaxExtentSparse"}};
+    {
+        auto base = lib->create_image(dir / "base.vmdk", co);
+        REQUIRE_OK(base);
+        REQUIRE_OK((*base)->close());
+    }
+    CreateOptions child = co;
+    child.options.clear();
+    child.size = 0;
+    child.parent = dir / "base.vmdk";
+    {
+        auto c = lib->create_image(dir / "top.vmdk", child);
+        REQUIRE_OK(c);
+        REQUIRE_OK((*c)->close());
+    }
+    std::vector<std::string> files;
+    for (const auto &e : std::filesystem::directory_iterator(dir.path())) files.push_back(e.path().string());
+    REQUIRE(files.size() >= 4); // a descriptor, extents and the top
+    OpenOptions o;
+    o.force_share = true;
+    {
+        auto d = lib->open(dir / "top.vmdk", o);
+        REQUIRE_OK(d);
+        for (const auto &f : files) CHECK_FALSE(byte_taken(f, 100));
+    }
+    {
+        auto d = lib->open(dir / "top.vmdk", OpenOptions{});
+        REQUIRE_OK(d);
+        for (const auto &f : files) {
+            INFO(f);
+            CHECK(byte_taken(f, 100)); // every file of the chain, extents too
+        }
+    }
+    o.writable = true;
+    auto w = lib->open(dir / "top.vmdk", o);
+    REQUIRE_FALSE(w.is_ok());
+    CHECK(w.status().code() == VDKIT_E_INVALID_ARGUMENT);
+    CHECK_THAT(w.status().message(), Catch::Contains("force-share"));
+}
+
 TEST_CASE("extents follow holes; discard punches them", "[file]") {
     test::TempDir dir;
     auto host = make_host();

@@ -57,6 +57,10 @@ void add_filter_option(CLI::App *sub, std::vector<std::string> &specs, const std
     sub->add_option(name, specs, help)->allow_extra_args(false)->type_name("SPEC");
 }
 
+void add_force_share_option(CLI::App *sub, bool &force_share, const std::string &help) {
+    sub->add_flag("-U,--force-share", force_share, help);
+}
+
 void add_output_option(CLI::App *sub, std::string &output) {
     sub->add_option("--output", output, "Output format")->check(CLI::IsMember({"human", "json"}))->default_val("human");
 }
@@ -73,10 +77,11 @@ Result<std::unique_ptr<Disk>> with_overwrite_hint(Result<std::unique_ptr<Disk>> 
 std::string uuid_text(const Uuid &u) { return util::uuid_is_nil(u.data()) ? std::string() : util::uuid_to_string(u.data()); }
 
 std::unique_ptr<Disk> open_read_only(Library &lib, const std::string &path, const std::string &format,
-                                     const std::vector<std::string> &filters = {}) {
+                                     const std::vector<std::string> &filters = {}, bool force_share = false) {
     OpenOptions o;
     o.format = format;
     o.filters = parse_filters(filters);
+    o.force_share = force_share;
     return take(lib.open(path, o));
 }
 
@@ -161,10 +166,16 @@ class PluginsCommand : public Command {
 // Commands that read one image: IMAGE, -f and --output.
 class ImageCommand : public Command {
 protected:
-    ImageCommand(const char *name, const char *help) : name_(name), help_(help) {}
+    // force_share_option: the command only reads, so it takes -U/--force-share.
+    ImageCommand(const char *name, const char *help, bool force_share_option = false)
+        : name_(name), help_(help), force_share_option_(force_share_option) {}
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand(name_, help_);
         sub->add_option("-f,--format", format_, "Image format (default: probe)");
+        if (force_share_option_)
+            add_force_share_option(sub, force_share_,
+                                   "Read the image even while another process (vdkit, QEMU) has it open for writing: "
+                                   "no image lock is taken or tested (qemu-img -U)");
         add_filter_option(sub, filters_);
         add_output_option(sub, output_);
         sub->add_option("image", image_, "Image file")->required();
@@ -175,14 +186,17 @@ protected:
         o.format = format_;
         o.writable = writable;
         o.filters = parse_filters(filters_);
+        o.force_share = force_share_;
         return take(lib.open(image_, o));
     }
     bool json_output() const { return output_ == "json"; }
+    bool force_share() const { return force_share_; }
     const std::string &image_path() const { return image_; }
 
 private:
     const char *name_;
     const char *help_;
+    bool force_share_option_ = false, force_share_ = false;
     std::string format_, output_, image_;
     std::vector<std::string> filters_;
 };
@@ -191,7 +205,7 @@ private:
 
 class InfoCommand : public ImageCommand {
 public:
-    InfoCommand() : ImageCommand("info", "Show image metadata") {}
+    InfoCommand() : ImageCommand("info", "Show image metadata", true) {}
 
 private:
     bool backing_chain_ = false;
@@ -351,6 +365,9 @@ class ConvertCommand : public Command {
                         "Read the source through this local cache image (made if missing, reused while the source "
                         "is unchanged)");
         sub->add_option("--cache-format", spec_.cache_format, "Format of a new --cache image")->default_val("vdi");
+        add_force_share_option(sub, spec_.source_force_share,
+                               "Read the source even while another process (vdkit, QEMU) has it open for writing "
+                               "(qemu-img convert -U); the target is always locked");
         add_filter_option(sub, source_filters_, "--source-filter",
                           "Read the source's files through this file-level filter (NAME or NAME:key=value,...; "
                           "repeatable, nearest the file first)");
@@ -381,12 +398,15 @@ class ConvertCommand : public Command {
 class MeasureCommand : public Command {
     std::string in_format_, out_format_, source_, size_, output_;
     std::vector<std::string> options_, filters_;
+    bool force_share_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("measure", "Bytes a new image would take (qemu-img measure)");
         sub->add_option("-f,--format", in_format_, "Source format (default: probe)");
         sub->add_option("-O,--output-format", out_format_, "Format of the new image")->required();
         sub->add_option("-o,--options", options_, "Its create options key=value[,key=value]")->allow_extra_args(false);
         sub->add_option("--size", size_, "Measure an empty image of this size instead of a source");
+        add_force_share_option(sub, force_share_,
+                               "Read the source even while another process (vdkit, QEMU) has it open for writing");
         add_filter_option(sub, filters_, "--filter", "Read the source's files through this file-level filter (repeatable)");
         add_output_option(sub, output_);
         sub->add_option("source", source_, "Image whose data the new one would hold");
@@ -397,7 +417,7 @@ class MeasureCommand : public Command {
             throw CliError("give either a source image or --size", kExitUsage);
         auto lib = open_library(globals());
         std::unique_ptr<Disk> src;
-        if (!source_.empty()) src = open_read_only(*lib, source_, in_format_, filters_);
+        if (!source_.empty()) src = open_read_only(*lib, source_, in_format_, filters_, force_share_);
         const uint64_t size = size_.empty() ? 0 : parse_size_arg(size_);
         const MeasureResult m = take(lib->measure(out_format_, parse_options(options_), src.get(), size));
         if (output_ == "json") {
@@ -414,12 +434,14 @@ class MeasureCommand : public Command {
 class CompareCommand : public Command {
     std::string format_a_, format_b_, a_, b_;
     std::vector<std::string> filters_a_, filters_b_;
-    bool strict_ = false;
+    bool strict_ = false, force_share_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("compare", "Compare the content of two images (exit 0 same, 1 different)");
         sub->add_option("-f,--format", format_a_, "Format of the first image");
         sub->add_option("-F,--second-format", format_b_, "Format of the second image");
         sub->add_flag("-s,--strict", strict_, "Images of different size are different");
+        add_force_share_option(sub, force_share_,
+                               "Read both images even while another process (vdkit, QEMU) has them open for writing");
         add_filter_option(sub, filters_a_, "--filter", "Read the first image's files through this file-level filter (repeatable)");
         add_filter_option(sub, filters_b_, "--second-filter", "Read the second image's files through this filter (repeatable)");
         sub->add_option("first", a_, "First image")->required();
@@ -432,8 +454,8 @@ class CompareCommand : public Command {
         auto lib = open_library(globals());
         std::unique_ptr<Disk> a, b;
         try {
-            a = open_read_only(*lib, a_, format_a_, filters_a_);
-            b = open_read_only(*lib, b_, format_b_, filters_b_);
+            a = open_read_only(*lib, a_, format_a_, filters_a_, force_share_);
+            b = open_read_only(*lib, b_, format_b_, filters_b_, force_share_);
         } catch (const CliError &e) {
             throw CliError(e.what(), kOpenError);
         }
@@ -456,7 +478,7 @@ class CompareCommand : public Command {
 
 class MapCommand : public ImageCommand {
 public:
-    MapCommand() : ImageCommand("map", "Show which ranges hold data, read as zero, or come from parents") {}
+    MapCommand() : ImageCommand("map", "Show which ranges hold data, read as zero, or come from parents", true) {}
 
 private:
     int run() override {
@@ -509,7 +531,7 @@ private:
 
 class CheckCommand : public ImageCommand {
 public:
-    CheckCommand() : ImageCommand("check", "Check an image's metadata for consistency; -r repairs") {}
+    CheckCommand() : ImageCommand("check", "Check an image's metadata for consistency; -r repairs", true) {}
 
 private:
     bool repair_ = false, dry_run_ = false;
@@ -523,6 +545,10 @@ private:
     // 63 the format cannot check, 1 the check itself failed.
     int run() override {
         constexpr int kCorrupt = 2, kLeaks = 3, kUnsupported = 63;
+        if (force_share() && repair_ && !dry_run_)
+            throw CliError("-U/--force-share only reads an image in use; check -r writes to it (use -r -n to see "
+                           "what would be repaired, or repair once nothing else has it open)",
+                           kExitUsage);
         auto lib = open_library(globals());
         auto disk = open_image(*lib, repair_ && !dry_run_);
         CheckOptions o;

@@ -38,6 +38,8 @@ void add_chain_commands(std::vector<std::unique_ptr<Command>> &commands);
 void add_image_commands(std::vector<std::unique_ptr<Command>> &commands);
 // --output=human|json on a subcommand.
 void add_output_option(CLI::App *sub, std::string &output);
+// -U/--force-share on a command that only reads (OpenOptions::force_share).
+void add_force_share_option(CLI::App *sub, bool &force_share, const std::string &help);
 // A repeatable filter-stack option (default --filter) on a subcommand.
 void add_filter_option(CLI::App *sub, std::vector<std::string> &specs, const std::string &name = "--filter",
                        const std::string &help = "Read and write the image's files through this file-level filter "

@@ -484,6 +484,7 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
     OpenOptions oo;
     oo.format = spec.source_format;
     oo.filters = spec.source_filters;
+    oo.force_share = spec.source_force_share;
     auto src = take(lib.open(spec.source, oo));
     if (!spec.source_cache.empty()) {
         CacheOptions cache;

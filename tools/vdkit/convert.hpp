@@ -29,6 +29,7 @@ class Command; // commands.hpp
 
 struct ConvertSpec {
     std::string source, source_format; // source_format empty: probe
+    bool source_force_share = false;    // -U: read the source unlocked (OpenOptions::force_share)
     std::string target, target_format;
     Options target_options;
     bool overwrite = false;

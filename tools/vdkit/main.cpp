@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <string_view>
 
 using namespace vdkit::cli;
 
@@ -43,6 +44,14 @@ int main(int argc, char **argv) {
         return app.exit(e);
     } catch (const CLI::ParseError &e) {
         app.exit(e);
+        // -U on a command that writes: say why rather than only "not expected".
+        const bool extras = dynamic_cast<const CLI::ExtrasError *>(&e) != nullptr;
+        for (int i = 1; i < argc && extras; ++i)
+            if (std::string_view(argv[i]) == "-U" || std::string_view(argv[i]) == "--force-share") {
+                std::cerr << "vdkit: -U/--force-share reads an image in use and is taken only by commands that read "
+                             "(info, map, check without -r, measure, compare, convert's source); this command writes\n";
+                break;
+            }
         return kExitUsage;
     }
     try {

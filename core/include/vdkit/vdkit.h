@@ -72,6 +72,8 @@ vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_pl
 #define VDKIT_DISK_FIXED      (1u << 3) /* create: preallocate */
 #define VDKIT_DISK_OVERWRITE  (1u << 4) /* create: replace an existing file */
 #define VDKIT_DISK_WRITE_CHAIN (1u << 5) /* with WRITE: every image of the chain writable (merge, commit) */
+#define VDKIT_DISK_FORCE_SHARE (1u << 6) /* read an image in use (qemu-img -U): no image lock taken or tested
+                                            on any file of the chain; refused with WRITE (OpenOptions::force_share) */
 
 /* format NULL or "": probe. options: "key=value,key=value" for the format, or NULL. */
 vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const char *format, uint32_t flags,

@@ -167,6 +167,12 @@ struct OpenOptions {
     // File-level filters every image of the chain is read (and written)
     // through: a chain is stored one way throughout.
     std::vector<FilterSpec> filters;
+    // Read an image other processes may hold (qemu-img -U): no image lock
+    // is taken on any file of the chain and none is tested, so a writer
+    // elsewhere (vdkit, QEMU) does not keep this open out; what is read may
+    // change meanwhile. Read-only: with writable the open is refused
+    // (INVALID_ARGUMENT).
+    bool force_share = false;
 };
 
 struct RebaseOptions {

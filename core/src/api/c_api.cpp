@@ -155,6 +155,7 @@ vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, 
         o.lock = !(flags & VDKIT_DISK_NOLOCK);
         o.follow_parents = !(flags & VDKIT_DISK_NO_PARENTS);
         o.writable_chain = flags & VDKIT_DISK_WRITE_CHAIN;
+        o.force_share = flags & VDKIT_DISK_FORCE_SHARE;
         VDKIT_ASSIGN_OR_RETURN(o.format_options, parse_options(options));
         VDKIT_ASSIGN_OR_RETURN(o.filters, parse_filters(filters));
         VDKIT_ASSIGN_OR_RETURN(auto disk, lib->lib->open(location, o));

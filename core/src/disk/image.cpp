@@ -27,6 +27,7 @@ vdkit_ctx Image::ctx() const {
     vdkit_ctx c = host_.make_ctx(format_.get(), &setup_.format_options);
     c.base_location = setup_.location;
     c.allow_unsafe_paths = setup_.allow_unsafe_paths;
+    c.lock = setup_.lock;
     c.transport_options = &setup_.transport_options;
     c.filters = &setup_.filters;
     c.opened = opened_;

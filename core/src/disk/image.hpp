@@ -26,6 +26,7 @@ struct ImageSetup {
     Options transport_options;  // validated, for sibling files
     bool allow_unsafe_paths = false;
     bool writable = false;
+    bool lock = true;           // false: the plugin's own files are opened VDKIT_OPEN_NOLOCK too
     FilterStack filters;        // resolved; also stacked over the plugin's own files
 };
 

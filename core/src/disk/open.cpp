@@ -99,6 +99,11 @@ Result<PluginEntryPtr> Host::probe(ByteStore &main, const std::string &location,
 }
 
 Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const OpenOptions &options) const {
+    if (options.force_share && options.writable)
+        return Status(VDKIT_E_INVALID_ARGUMENT, location + ": force-share (-U/--force-share) is for reading an image "
+                                                           "in use; it cannot be opened for writing with it");
+    // force_share: no image lock on any file of the chain (nor a test for others').
+    const bool lock = options.lock && !options.force_share;
     auto state = std::make_unique<Disk::State>();
     state->host = shared_from_this();
     state->writable = options.writable;
@@ -123,7 +128,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         seen.push_back(key);
 
         const bool writable = (top || options.writable_chain) && options.writable;
-        uint32_t flags = (writable ? VDKIT_OPEN_WRITE : 0) | (options.lock ? 0 : VDKIT_OPEN_NOLOCK);
+        uint32_t flags = (writable ? VDKIT_OPEN_WRITE : 0) | (lock ? 0 : VDKIT_OPEN_NOLOCK);
         VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, open_store(current, flags, options.transport_options, filters));
 
         PluginEntryPtr fmt;
@@ -139,6 +144,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         setup.location = current;
         setup.writable = writable;
         setup.allow_unsafe_paths = allow_unsafe;
+        setup.lock = lock;
         setup.filters = filters;
         VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, transport_for(current));
         VDKIT_ASSIGN_OR_RETURN(setup.transport_options, options_for(*transport, options.transport_options, OptionUse::open));

@@ -32,6 +32,9 @@ struct vdkit_ctx {
     const vdkit::Options *options = nullptr;      // validated options incl. defaults
     std::string base_location;                    // image location sibling paths resolve against
     bool allow_unsafe_paths = false;
+    // false: stores the plugin opens (an image's extents) take no image lock,
+    // like the image's main file (OpenOptions::lock, force_share).
+    bool lock = true;
     const vdkit::Options *transport_options = nullptr; // for stores opened by the plugin
     // File-level filters stacked over every store the plugin opens (an
     // image's extents get its main file's stack); null: none.

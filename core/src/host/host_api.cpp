@@ -116,6 +116,7 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
     const bool device = flags & VDKIT_OPEN_DEVICE;
     const FilterStack &filters = ctx->filters && !device ? *ctx->filters : no_filters;
     flags &= ~VDKIT_OPEN_DEVICE; // a host matter; transports never see it
+    if (!ctx->lock) flags |= VDKIT_OPEN_NOLOCK; // an image opened unlocked (force-share) locks none of its files
     auto store = ctx->host->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none,
                                        filters);
     if (!store) return report_to_ctx(ctx, store.status());

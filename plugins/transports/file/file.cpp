@@ -2,13 +2,15 @@
 //
 // pread/pwrite (retrying short transfers and EINTR), fdatasync, size (also
 // of block devices), truncate, extents via SEEK_DATA/SEEK_HOLE, discard by
-// punching holes, zeroing with FALLOC_FL_ZERO_RANGE, and an advisory flock:
-// a writer holds it exclusively, readers share it, so a second writer (or a
-// writer while readers hold the file) gets VDKIT_E_BUSY. Optional O_DIRECT
-// (key `direct`), with aligned bounce buffers for unaligned requests,
-// write-behind (key `write_behind`): write-back started every N bytes
-// written, and sparse appends (key `sparse`): long zero runs of a write past
-// the end of the file are left as holes.
+// punching holes, zeroing with FALLOC_FL_ZERO_RANGE, and image locks that
+// QEMU sees and that see QEMU: open file description byte-range locks on
+// the permission bytes of QEMU's file-posix driver (see ImageLock below), so
+// a second writer, a writer beside readers, or a reader beside a writer gets
+// VDKIT_E_BUSY, whether the other side is vdkit, qemu-img, qemu-io or a VM.
+// Optional O_DIRECT (key `direct`), with aligned bounce buffers for
+// unaligned requests, write-behind (key `write_behind`): write-back started
+// every N bytes written, and sparse appends (key `sparse`): long zero runs
+// of a write past the end of the file are left as holes.
 #include "vdkit/plugin.hpp"
 
 #include <algorithm>
@@ -21,7 +23,6 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <mutex>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -61,6 +62,122 @@ struct AlignedBuffer {
 
 constexpr uint64_t kAlign = 4096;
 
+// QEMU-compatible image locks (the protocol of QEMU's block/file-posix.c,
+// as QEMU 7.2 shows it in /proc/locks; plugins/transports/file/README.md).
+//
+// A user of an image holds a set of permissions and shares a set with other
+// users. Each permission i has two lock bytes in the image file: byte
+// 100 + i ("I hold permission i") and byte 200 + i ("I do not let others
+// take permission i"). Both are shared read locks (F_RDLCK) taken with
+// F_OFD_SETLK: open file description locks, which belong to this open file,
+// not to the process, so another open()/close() of the same file elsewhere
+// in the process neither shares nor drops them. After taking its bytes, a
+// user tests (F_OFD_GETLK with a write lock, which reports any read lock
+// held through another open file) that nobody holds the "not shared" byte of
+// a permission it holds, and that nobody holds the "held" byte of a
+// permission it does not share. Taking before testing means two users
+// opening at once see each other (both may fail; never both succeed).
+//
+//   vdkit writer: holds consistent-read, write, resize; does not share
+//                 write, resize (QEMU's writer of a vmdk/vdi/qcow2 image:
+//                 bytes 100, 101, 103, 201, 203).
+//   vdkit reader: holds consistent-read; does not share write, resize
+//                 (qemu-img info, qemu-io -r: bytes 100, 201, 203).
+//   force-share (VDKIT_OPEN_NOLOCK, vdkit -U, qemu-img -U): no bytes, no test.
+class ImageLock {
+public:
+    enum Perm : unsigned { kConsistentRead = 0, kWrite = 1, kWriteUnchanged = 2, kResize = 3, kPermCount = 4 };
+    static constexpr off_t kHeldBase = 100;   // QEMU's RAW_LOCK_PERM_BASE
+    static constexpr off_t kUnsharedBase = 200; // QEMU's RAW_LOCK_SHARED_BASE
+
+    // Takes and tests the bytes for a writer or a reader on fd (open for
+    // reading). Throws VDKIT_E_BUSY naming the file, the byte and what it
+    // means. Where the file system cannot lock (no OFD locks: EINVAL; an
+    // NFS lock manager out of reach: ENOLCK), logs a warning and leaves the
+    // file unlocked (QEMU's locking=auto goes without locks too where OFD
+    // locks are missing); the caller's fd then carries no locks.
+    static void acquire(Context &ctx, int fd, const std::string &path, bool writable) {
+        const unsigned held = bit(kConsistentRead) | (writable ? bit(kWrite) | bit(kResize) : 0u);
+        const unsigned unshared = bit(kWrite) | bit(kResize);
+        for (unsigned i = 0; i < kPermCount; ++i) {
+            if ((held & bit(i)) && !take(ctx, fd, path, kHeldBase + i)) return;
+            if ((unshared & bit(i)) && !take(ctx, fd, path, kUnsharedBase + i)) return;
+        }
+        // What others hold first ("in use for writing" says more than "does
+        // not let others write": a writer both holds and refuses write).
+        for (unsigned i = 0; i < kPermCount; ++i)
+            if ((unshared & bit(i)) && taken_elsewhere(fd, path, kHeldBase + i))
+                throw Error(VDKIT_E_BUSY, path + " is in use for " + noun(i) +
+                                              " by another process (QEMU-compatible lock on byte " +
+                                              std::to_string(kHeldBase + i) + ")" + advice(writable));
+        for (unsigned i = 0; i < kPermCount; ++i)
+            if ((held & bit(i)) && taken_elsewhere(fd, path, kUnsharedBase + i))
+                throw Error(VDKIT_E_BUSY, path + " is in use by another process that does not let others " +
+                                              verb(i) + " it (QEMU-compatible lock on byte " +
+                                              std::to_string(kUnsharedBase + i) + ")" + advice(writable));
+    }
+
+private:
+    static constexpr unsigned bit(unsigned i) { return 1u << i; }
+    static const char *verb(unsigned i) {
+        static const char *const v[] = {"read", "write", "write (unchanged data)", "resize"};
+        return v[i];
+    }
+    static const char *noun(unsigned i) {
+        static const char *const n[] = {"reading", "writing", "writing unchanged data", "resizing"};
+        return n[i];
+    }
+    static std::string advice(bool writable) {
+        return writable ? "; close it there first"
+                        : "; open it with force-share (vdkit -U/--force-share) to read it anyway, knowing that what "
+                          "it shows may change while it is read";
+    }
+    static struct flock byte(short type, off_t at) {
+        struct flock l {};
+        l.l_type = type;
+        l.l_whence = SEEK_SET;
+        l.l_start = at;
+        l.l_len = 1;
+        return l;
+    }
+    // false: the file system cannot lock (warned; nothing taken is kept).
+    static bool take(Context &ctx, int fd, const std::string &path, off_t at) {
+        struct flock l = byte(F_RDLCK, at);
+        while (fcntl(fd, F_OFD_SETLK, &l) != 0) {
+            const int err = errno;
+            if (err == EINTR) continue;
+            if (err == EAGAIN || err == EACCES) // a write lock on the byte: another program's whole-file lock
+                throw Error(VDKIT_E_BUSY, path + " is locked by another process (a write lock covers byte " +
+                                              std::to_string(at) + " of the QEMU-compatible image locks)");
+            if (err == EINVAL || err == ENOLCK || err == EOPNOTSUPP || err == ENOSYS) {
+                release(fd);
+                ctx.log(VDKIT_LOG_WARNING, path + ": cannot take the QEMU-compatible image lock (" +
+                                               std::strerror(err) +
+                                               "); opened without it, so other processes (vdkit, QEMU) are not "
+                                               "kept from writing it meanwhile");
+                return false;
+            }
+            fail_errno(err, "cannot lock byte " + std::to_string(at) + " of " + path);
+        }
+        return true;
+    }
+    static void release(int fd) {
+        struct flock l = byte(F_UNLCK, 0);
+        l.l_len = 0; // the whole file
+        (void)fcntl(fd, F_OFD_SETLK, &l);
+    }
+    // Whether a lock held through another open file description covers the
+    // byte (our own do not conflict with a test through fd).
+    static bool taken_elsewhere(int fd, const std::string &path, off_t at) {
+        struct flock l = byte(F_WRLCK, at);
+        while (fcntl(fd, F_OFD_GETLK, &l) != 0) {
+            if (errno == EINTR) continue;
+            fail_errno(errno, "cannot test byte " + std::to_string(at) + " of the image lock of " + path);
+        }
+        return l.l_type != F_UNLCK;
+    }
+};
+
 class FileHandle {
 public:
     static std::unique_ptr<FileHandle> open(Context &ctx, std::string_view location, uint32_t flags) {
@@ -85,16 +202,7 @@ public:
         if (S_ISDIR(st.st_mode)) throw Error(VDKIT_E_INVALID_ARGUMENT, h->path_ + " is a directory, not an image");
         h->block_device_ = S_ISBLK(st.st_mode);
         if (h->block_device_ || h->direct_) h->sparse_ = 0; // a device has no holes: skipped bytes keep old data
-        if (!(flags & VDKIT_OPEN_NOLOCK)) {
-            if (flock(h->fd_, (h->writable_ ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
-                int err = errno;
-                if (err == EWOULDBLOCK)
-                    throw Error(VDKIT_E_BUSY, h->path_ + " is in use by another process (" +
-                                                  (h->writable_ ? "it is open" : "it is open for writing") +
-                                                  "); close it there first");
-                fail_errno(err, "cannot lock " + h->path_);
-            }
-        }
+        if (!(flags & VDKIT_OPEN_NOLOCK)) ImageLock::acquire(ctx, h->fd_, h->path_, h->writable_);
         return h;
     }
 

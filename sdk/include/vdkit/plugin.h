@@ -135,7 +135,7 @@ typedef struct vdkit_extent {
 /* ---- open flags (stores, transports, formats) ------------------------------- */
 #define VDKIT_OPEN_WRITE   (1u << 0) /* read-write; default is read-only */
 #define VDKIT_OPEN_CREATE  (1u << 1) /* create; fails with VDKIT_E_EXISTS if present */
-#define VDKIT_OPEN_NOLOCK  (1u << 2) /* do not take the advisory lock */
+#define VDKIT_OPEN_NOLOCK  (1u << 2) /* take no image lock and test none (force-share) */
 #define VDKIT_OPEN_INFO    (1u << 3) /* format: metadata only, no data I/O expected */
 /* store_open (ABI 1.1): the path holds raw device data (a host disk, a raw
  * device mapping). The host refuses it with VDKIT_E_PERMISSION unless the
