@@ -35,7 +35,7 @@ formats=(
     "vpcdyn.img|is a VHD (vpc) image|-f vpc -o subformat=dynamic"
     "vhdx.img|is a vhdx image|-f vhdx"
     "parallels.img|is a parallels image|-f parallels"
-    "luks.img|is a luks image|-f luks --object secret,id=s0,data=pw -o key-secret=s0"
+    "luks.img|is a luks image|-f luks --object secret,id=s0,data=pw -o key-secret=s0,iter-time=10"
 )
 
 for line in "${formats[@]}"; do
