@@ -64,20 +64,26 @@ const std::array<Container, count> kContainers = {{
 uint32_t be32(const uint8_t *p) {
     return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
 }
-uint16_t be16(const uint8_t *p) { return uint16_t(uint16_t(p[0]) << 8 | p[1]); }
+uint16_t be16(const uint8_t *p) {
+    return uint16_t(uint16_t(p[0]) << 8 | p[1]);
+}
 uint32_t le32(const uint8_t *p) {
     return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
 bool starts(const uint8_t *p, size_t have, std::string_view magic) {
     return have >= magic.size() && std::memcmp(p, magic.data(), magic.size()) == 0;
 }
-bool pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+bool pow2(uint64_t v) {
+    return v != 0 && (v & (v - 1)) == 0;
+}
 bool contains(const uint8_t *p, size_t have, std::string_view text) {
     const std::string_view hay(reinterpret_cast<const char *>(p), have);
     return hay.find(text) != std::string_view::npos;
 }
 
-Match found(Id id, std::string evidence) { return Match{&kContainers[id], std::move(evidence)}; }
+Match found(Id id, std::string evidence) {
+    return Match{&kContainers[id], std::move(evidence)};
+}
 Result<std::optional<Match>> hit(Id id, std::string evidence) {
     return std::optional<Match>(found(id, std::move(evidence)));
 }
@@ -111,14 +117,17 @@ std::optional<Match> check_qed(const uint8_t *h, size_t n) {
 // VHDX: MS-VHDX 2.2.1 "File Type Identifier" ("vhdxfile" at offset 0). The
 // header's "head" signature at 64 KiB or 128 KiB (2.2.2) is checked by
 // detect(), which reads there.
-bool vhdx_identifier(const uint8_t *h, size_t n) { return starts(h, n, "vhdxfile"sv); }
+bool vhdx_identifier(const uint8_t *h, size_t n) {
+    return starts(h, n, "vhdxfile"sv);
+}
 
 // Parallels: qemu docs/interop/parallels.txt: magic "WithoutFreeSpace" or
 // "WithouFreSpacExt" (16 bytes), then version 2 (little-endian u32).
 std::optional<Match> check_parallels(const uint8_t *h, size_t n) {
     if (n < 20 || !(starts(h, n, "WithoutFreeSpace"sv) || starts(h, n, "WithouFreSpacExt"sv))) return std::nullopt;
     if (le32(h + 16) != 2) return std::nullopt;
-    return found(parallels, "\"" + std::string(reinterpret_cast<const char *>(h), 16) + "\" magic, version 2, at offset 0");
+    return found(parallels,
+                 "\"" + std::string(reinterpret_cast<const char *>(h), 16) + "\" magic, version 2, at offset 0");
 }
 
 // LUKS: LUKS1 On-Disk Format Specification 1.2.3 §2.4 and the LUKS2 On-Disk
@@ -197,7 +206,9 @@ bool dmg_trailer(const uint8_t *t, size_t len) {
 
 } // namespace
 
-std::span<const Container> all() { return kContainers; }
+std::span<const Container> all() {
+    return kContainers;
+}
 
 Result<std::optional<Match>> detect(uint64_t file_size, const ReadAt &read) {
     std::array<uint8_t, kHead> head{};
@@ -205,8 +216,8 @@ Result<std::optional<Match>> detect(uint64_t file_size, const ReadAt &read) {
     if (n) VDKIT_TRY(read(0, head.data(), n));
     const uint8_t *h = head.data();
 
-    for (auto check : {check_qcow, check_qed, check_parallels, check_luks, check_cloop, check_bochs, check_vmdk,
-                       check_vdi})
+    for (auto check :
+         {check_qcow, check_qed, check_parallels, check_luks, check_cloop, check_bochs, check_vmdk, check_vdi})
         if (auto m = check(h, n)) return m;
     if (vhdx_identifier(h, n)) {
         // MS-VHDX 2.2.2: two headers at 64 KiB and 128 KiB, each starting

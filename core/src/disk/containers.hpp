@@ -23,8 +23,8 @@
 namespace vdkit::containers {
 
 struct Container {
-    std::string_view name;                   // qemu-img's name for the format ("qcow2", "vpc")
-    std::string_view title;                  // how messages name it ("qcow2", "VHD (vpc)")
+    std::string_view name;                        // qemu-img's name for the format ("qcow2", "vpc")
+    std::string_view title;                       // how messages name it ("qcow2", "VHD (vpc)")
     std::span<const std::string_view> aliases;    // plugin names that would read it (name first)
     std::span<const std::string_view> extensions; // file extensions without the dot, lower case
 };
