@@ -110,7 +110,10 @@ expect 0 "convert over a leftover staging directory" "$VDKIT" convert -O vdi "$w
 [ ! -e "$work/.n.vdi.vdkit-partial" ] && pass=$((pass + 1)) \
     || { echo "FAIL: the leftover staging directory stayed"; failures=$((failures + 1)); }
 expect 0 "convert --overwrite replaces" "$VDKIT" convert --overwrite -O raw "$work/a.toys" "$work/m.vdi"
-expect 0 "the replaced target is raw" "$VDKIT" info "$work/m.vdi"
+# Named .vdi but raw now: probing refuses the name (docs/design/probing.md), -f raw reads it.
+expect 1 "the replaced target is no VDI" "$VDKIT" info "$work/m.vdi"
+contains "replaced target refused by name" "named like a vdi image but it is not one"
+expect 0 "the replaced target is raw" "$VDKIT" info -f raw "$work/m.vdi"
 contains "replaced format" "file format: raw"
 # A multi-file target (split VMDK) is moved in extents first, descriptor last.
 expect 0 "convert to split vmdk" "$VDKIT" convert -O vmdk -o subformat=twoGbMaxExtentSparse "$work/a.toys" "$work/s.vmdk"
@@ -196,8 +199,8 @@ expect 0 "create --filter" "$VDKIT" create -f vdi --filter rot:bits=4 "$work/fb.
 expect 0 "info --filter" "$VDKIT" info --filter rot:bits=4 "$work/fb.vdi"
 contains "info names the stack" "filters: rot"
 contains "the filtered image is a VDI" "file format: vdi"
-expect 0 "info without the stack" "$VDKIT" info "$work/fb.vdi"
-contains "unfiltered it is no VDI" "file format: raw"
+expect 1 "info without the stack" "$VDKIT" info "$work/fb.vdi"
+contains "unfiltered it is no VDI" "named like a vdi image but it is not one"
 expect 0 "snapshot --filter" "$VDKIT" snapshot --filter rot:bits=4 "$work/fb.vdi" "$work/ft.vmdk"
 expect 0 "convert into the filtered chain's base" "$VDKIT" convert -O vdi --overwrite --target-filter rot:bits=4 "$work/fs.raw" "$work/fb2.vdi"
 expect 0 "rebase --filter" "$VDKIT" rebase -u --filter rot:bits=4 -b fb2.vdi "$work/ft.vmdk"

@@ -222,12 +222,17 @@ TEST_CASE("a filtered chain: snapshot, reopen, copy out of it", "[filter]") {
     }
 
     // Through the wrong stack (another rotation) no format recognises the
-    // top: named, it is refused; probed, it falls back to raw bytes.
+    // top: named, it is refused; probed, its name promises a VMDK, so it is
+    // refused too (docs/design/probing.md); named raw, it reads raw bytes.
     OpenOptions wrong;
     wrong.filters = rot(3);
     wrong.format = "vmdk";
     CHECK_FALSE(lib->open(dir / "top.vmdk", wrong).is_ok());
     wrong.format.clear();
+    auto probed = lib->open(dir / "top.vmdk", wrong);
+    REQUIRE_FALSE(probed.is_ok());
+    CHECK_THAT(probed.status().message(), Catch::Contains("named like a vmdk image"));
+    wrong.format = "raw";
     auto guessed = lib->open(dir / "top.vmdk", wrong);
     REQUIRE_OK(guessed);
     CHECK((*guessed)->image_count() == 1);

@@ -451,7 +451,9 @@ public:
     std::optional<PluginInfo> plugin(PluginKind kind, std::string_view name) const;
     const std::vector<LoadProblem> &load_problems() const noexcept;
 
-    // Name of the format whose probe scores highest for location.
+    // Name of the format whose probe scores highest for location. When only
+    // the raw fallback would take it, a file carrying another container's
+    // signature or named for another format is an error (docs/design/probing.md).
     Result<std::string> probe(const std::string &location, const Options &transport_options = {}) const;
 
     Result<std::unique_ptr<Disk>> open(const std::string &location, const OpenOptions &options = {}) const;

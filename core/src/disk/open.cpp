@@ -1,5 +1,6 @@
 // Opening and creating disks: format probing, chain assembly with parent
 // verification, and image creation (base or differencing).
+#include "disk/containers.hpp"
 #include "disk/disk_state.hpp"
 #include "host/host.hpp"
 #include "util/util.hpp"
@@ -44,6 +45,53 @@ std::string Host::relative_hint(const std::string &child, const std::string &par
     return rel.empty() ? p.string() : rel.string();
 }
 
+Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, const PluginEntry *fallback) const {
+    // 1. A container signature (core/src/disk/containers.cpp).
+    VDKIT_ASSIGN_OR_RETURN(uint64_t size, main.size());
+    auto read = [&main](uint64_t offset, void *buf, size_t len) { return main.pread(buf, len, offset); };
+    auto detected = containers::detect(size, read);
+    if (!detected) return detected.status().with_context("probe " + location);
+    if (const auto &m = *detected) {
+        const containers::Container &c = *m->container;
+        // A plugin that reads the format but declined this file (a variant it
+        // does not know, or damage) is named: installing another is no answer.
+        for (auto alias : c.aliases)
+            if (auto plugin = registry_.find(PluginKind::format, alias))
+                return Status(VDKIT_E_NOT_SUPPORTED,
+                              location + " carries a " + std::string(c.title) + " signature (" + m->evidence +
+                                  ") but the installed '" + plugin->info.name +
+                                  "' plugin does not recognise it (damaged, or a variant it cannot read); pass -f "
+                                  "raw to read the container bytes");
+        return Status(VDKIT_E_NOT_SUPPORTED, location + " is a " + std::string(c.title) + " image (" + m->evidence +
+                                                 ") and no installed plugin reads " + std::string(c.name) +
+                                                 "; pass -f raw to read the container bytes");
+    }
+    // 2. A name that promises a format the file does not carry. The fallback
+    // format's own extensions (raw: .img, .raw, ...) and unknown ones pass.
+    const std::string ext = containers::extension_of(location);
+    if (ext.empty()) return Status::ok();
+    auto claims = [&ext](const PluginEntry &p) {
+        return std::any_of(p.info.extensions.begin(), p.info.extensions.end(),
+                           [&ext](const std::string &e) { return util::iequals(e, ext); });
+    };
+    if (fallback && claims(*fallback)) return Status::ok();
+    for (const auto &fmt : registry_.list(PluginKind::format))
+        if (fmt.get() != fallback && claims(*fmt))
+            return Status(VDKIT_E_PERMISSION, location + ": named like a " + fmt->info.name +
+                                                  " image but it is not one (the " + fmt->info.name +
+                                                  " probe found no header); pass -f raw to read it as raw bytes");
+    if (const containers::Container *c = containers::by_extension(ext)) {
+        std::string why = "no installed plugin reads " + std::string(c->name);
+        for (auto alias : c->aliases)
+            if (auto plugin = registry_.find(PluginKind::format, alias))
+                why = "the installed '" + plugin->info.name + "' plugin does not recognise it";
+        return Status(VDKIT_E_PERMISSION, location + ": named like a " + std::string(c->title) +
+                                              " image but it carries no " + std::string(c->name) + " signature, and " +
+                                              why + "; pass -f raw to read it as raw bytes");
+    }
+    return Status::ok();
+}
+
 Result<PluginEntryPtr> Host::probe(ByteStore &main, const std::string &location, bool fallback_ok) const {
     vdkit_store borrowed{nullptr};
     struct Release { // the store stays owned by the caller
@@ -74,6 +122,11 @@ Result<PluginEntryPtr> Host::probe(ByteStore &main, const std::string &location,
         if (score > 0) scored.push_back({fmt, std::min<uint32_t>(score, VDKIT_PROBE_CERTAIN)});
     }
     std::sort(scored.begin(), scored.end(), [](const Candidate &a, const Candidate &b) { return a.score > b.score; });
+    // No plugin found evidence (at best the raw fallback): a known container
+    // signature or a name that promises a format is refused rather than read
+    // as container bytes (docs/design/probing.md, "Foreign containers").
+    if (scored.empty() || scored[0].score <= VDKIT_PROBE_FALLBACK)
+        VDKIT_TRY(refuse_unrecognised(main, location, scored.empty() ? nullptr : scored[0].plugin.get()));
     std::string tried;
     for (const auto &fmt : registry_.list(PluginKind::format)) tried += (tried.empty() ? "" : ", ") + fmt->info.name;
     if (scored.empty())

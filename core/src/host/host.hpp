@@ -70,6 +70,10 @@ public:
     // naming the candidates. `fallback_ok` accepts a VDKIT_PROBE_FALLBACK
     // winner (read-only opens).
     Result<PluginEntryPtr> probe(ByteStore &main, const std::string &location, bool fallback_ok) const;
+    // With no evidence for any plugin (at best the fallback): an error when
+    // the file carries a known container signature or its extension names a
+    // format it is not (docs/design/probing.md, "Foreign containers").
+    Status refuse_unrecognised(ByteStore &main, const std::string &location, const PluginEntry *fallback) const;
 
     // How a child at `child` names a parent at `parent`: relative to the
     // child's directory for files, the parent's location for URLs.
