@@ -32,6 +32,9 @@ struct vdkit_ctx {
     const vdkit::Options *options = nullptr;      // validated options incl. defaults
     std::string base_location;                    // image location sibling paths resolve against
     bool allow_unsafe_paths = false;
+    // A dry run (ImageSetup::dry_run): every store the plugin opens takes
+    // writes without passing them on; no file is created, removed or renamed.
+    bool dry_run = false;
     const vdkit::Options *transport_options = nullptr; // for stores opened by the plugin
     // File-level filters stacked over every store the plugin opens (an
     // image's extents get its main file's stack); null: none.
