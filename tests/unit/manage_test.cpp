@@ -176,35 +176,38 @@ TEST_CASE("rename moves every file and relinks parent and children", "[manage]")
         }
         CHECK(used < (3u << 20));
     }
-    SECTION("the top into a subdirectory: its parent path would leave it, so only with unsafe paths allowed") {
-        fs::create_directory(dir.path() / "sub");
-        const std::string to = dir / "sub/top.toys";
-        auto refused = lib->rename_image(c.top, to);
+    SECTION("the top into a subdirectory: its parent one level up is verified by UUID; two levels need unsafe paths") {
+        // The path rule (docs/design/paths.md): ../mid.vmdk is followed
+        // because mid is the image top records; ../../mid.vmdk is too far.
+        fs::create_directories(dir.path() / "sub/deeper");
+        const std::string deep = dir / "sub/deeper/top.toys";
+        auto refused = lib->rename_image(c.top, deep);
         CHECK(refused.status().code() == VDKIT_E_PERMISSION);
         CHECK(refused.status().message().find("its parent") != std::string::npos);
         CHECK(fs::exists(c.top));
-        CHECK(!fs::exists(to));
+        CHECK(!fs::exists(deep));
         CHECK(content_of(*lib, c.top, c.model) == "equal");
 
-        RenameOptions ro;
-        ro.allow_unsafe_paths = true;
-        auto r = lib->rename_image(c.top, to, ro);
+        const std::string to = dir / "sub/top.toys";
+        auto r = lib->rename_image(c.top, to);
         REQUIRE_OK(r);
         CHECK(r->relinked.empty());
         CHECK(!fs::exists(c.top));
-        CHECK(content_of(*lib, to, c.model, true) == "equal");
-    }
-    SECTION("the base to another directory: its child's new path leaves the child's directory (unsafe)") {
-        test::TempDir other;
-        const std::string to = other / "base.vdi";
-        CHECK(lib->rename_image(c.base, to).status().code() == VDKIT_E_PERMISSION);
-        CHECK(fs::exists(c.base));
+        CHECK(content_of(*lib, to, c.model) == "equal");
+
         RenameOptions ro;
         ro.allow_unsafe_paths = true;
-        auto r = lib->rename_image(c.base, to, ro);
+        REQUIRE_OK(lib->rename_image(to, deep, ro));
+        CHECK(content_of(*lib, deep, c.model, true) == "equal");
+    }
+    SECTION("the base to a sibling directory: its child's new path (../other/base.vdi) is verified by UUID") {
+        test::TempDir other;
+        const std::string to = other / "base.vdi";
+        auto r = lib->rename_image(c.base, to);
         REQUIRE_OK(r);
         CHECK(r->relinked == std::vector<std::string>{c.mid});
-        CHECK(content_of(*lib, c.top, c.model, true) == "equal");
+        CHECK(!fs::exists(c.base));
+        CHECK(content_of(*lib, c.top, c.model) == "equal");
     }
     SECTION("children left alone on request") {
         RenameOptions ro;
