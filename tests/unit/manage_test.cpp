@@ -270,6 +270,48 @@ TEST_CASE("delete refuses to orphan children unless forced", "[manage]") {
     CHECK(names(dir.path()).empty());
 }
 
+TEST_CASE("delete looks for children in the places it names, and only there", "[manage]") {
+    // vm/base.vdi, vm/Snapshots/s1.vdi over it, vm/current.vdi over s1 (in
+    // s1's parent's directory), far/kid.vdi over s1 (found only when named).
+    test::TempDir dir;
+    fs::create_directories(dir.path() / "vm/Snapshots");
+    fs::create_directories(dir.path() / "far");
+    auto lib = test::make_library();
+    const std::string base = dir / "vm/base.vdi", s1 = dir / "vm/Snapshots/s1.vdi", current = dir / "vm/current.vdi",
+                      kid = dir / "far/kid.vdi";
+    REQUIRE_OK(lib->create_image(base, test::create_opts("vdi", 4 << 20)));
+    CreateOptions over = test::create_opts("vdi");
+    over.parent = base;
+    REQUIRE_OK(lib->create_image(s1, over)); // ../base.vdi: verified by UUID, no configuration
+    over.parent = s1;
+    REQUIRE_OK(lib->create_image(current, over));
+
+    // The base: its child is in Snapshots/.
+    auto refused = lib->delete_image(base);
+    CHECK(refused.status().code() == VDKIT_E_PERMISSION);
+    CHECK(refused.status().message().find(s1) != std::string::npos);
+    CHECK(refused.status().message().find(dir / "vm/Snapshots") != std::string::npos); // named as searched
+    // s1: its child is in the directory of its parent (a chain member's).
+    refused = lib->delete_image(s1);
+    CHECK(refused.status().code() == VDKIT_E_PERMISSION);
+    CHECK(refused.status().message().find(current) != std::string::npos);
+    REQUIRE_OK(lib->delete_image(current));
+
+    // A child in a directory nobody names is not found; named, it is.
+    over.parent = s1;
+    REQUIRE_OK(lib->create_image(kid, over)); // ../vm/Snapshots/s1.vdi
+    DeleteOptions named;
+    named.search_dirs = {dir / "far"};
+    refused = lib->delete_image(s1, named);
+    CHECK(refused.status().code() == VDKIT_E_PERMISSION);
+    CHECK(refused.status().message().find(kid) != std::string::npos);
+    CHECK(fs::exists(s1));
+    auto gone = lib->delete_image(s1);
+    REQUIRE_OK(gone);
+    CHECK(std::find(gone->searched.begin(), gone->searched.end(), dir / "far") == gone->searched.end());
+    CHECK(std::find(gone->searched.begin(), gone->searched.end(), dir / "vm") != gone->searched.end());
+}
+
 TEST_CASE("the C API renames, deletes and attaches images", "[manage][c-api]") {
     test::TempDir dir;
     auto cpp = test::make_library();

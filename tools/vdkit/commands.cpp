@@ -78,7 +78,8 @@ std::string new_file_format(const Library &lib, const std::string &path, const s
     if (!ext.empty()) ext = ext.substr(1);
     const std::string implied = format_for(lib, path);
     if (!given.empty()) {
-        if (!implied.empty() && !util::iequals(implied, given))
+        // An unknown -f is left to the library's error (with its suggestion).
+        if (!implied.empty() && !util::iequals(implied, given) && lib.plugin(PluginKind::format, given))
             throw CliError("-f " + given + " clashes with the name " + path + ", whose extension '." + ext +
                                "' is the '" + implied + "' format's; drop -f or name the file for the format",
                            kExitUsage);
