@@ -92,6 +92,25 @@ c=$(cd p && run ../check "$VDKIT" attach --check --output=json vm/disk.vdi vm/ti
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["possible"] is False and "room" in j["reason"] else 1)' check.out \
     && [ "$c" = 1 ] && ok || bad "attach --check --output=json for the tight child: $(cat check.out)"
 
+# rebase checks the link it will write before it moves data: nothing changes when refused.
+rm -rf p && cp -a case p
+unchanged() { # unchanged <what> <file> <command...>: the command fails and the file keeps its bytes
+    local what=$1 file=$2 before
+    shift 2
+    before=$(md5sum < "$file")
+    if "$@" > o.out 2>&1; then bad "$what: accepted"; cat o.out
+    elif [ "$(md5sum < "$file")" != "$before" ]; then bad "$what: refused, but $file changed"; cat o.out
+    else ok; fi
+}
+unchanged "rebase onto a parent two directories up" p/far/a/b/child.vdi \
+    "$VDKIT" rebase -u -b ../../disk.vdi p/far/a/b/child.vdi
+grep -q "allow_unsafe_paths" o.out && ok || bad "rebase: the rule is not named: $(cat o.out)"
+unchanged "rebase -u of a VDI with no room for a parent location" p/vm/tight-child.vdi \
+    "$VDKIT" rebase -u -b disk.vdi p/vm/tight-child.vdi
+grep -q "no room" o.out && ok || bad "rebase tight: reason not named: $(cat o.out)"
+"$VDKIT" --config "$work/unsafe.yaml" rebase -u -b ../../disk.vdi p/far/a/b/child.vdi > o.out 2>&1 && ok \
+    || { bad "rebase with allow_unsafe_paths"; cat o.out; }
+
 # ---- the VirtualBox layout relinks and reads expected.raw, no configuration -----------------
 rm -rf vb && cp -a case vb
 (
