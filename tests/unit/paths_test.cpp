@@ -133,3 +133,46 @@ TEST_CASE("dry-run stores take writes without passing them on", "[paths]") {
     CHECK(bytes() == before);
     REQUIRE_OK((*child)->close());
 }
+
+TEST_CASE("commit and merge check the links they will write before moving data", "[paths]") {
+    // base in a/, mid in a/b/, top in a/b/c/: each link climbs one level
+    // (allowed, verified by UUID). Committing top into base, or merging mid
+    // away, would give top the link ../../base.toys — two levels, which the
+    // next open would refuse: both are refused up front and nothing changes.
+    test::TempDir dir;
+    std::filesystem::create_directories(dir / "a/b/c");
+    auto lib = test::make_library();
+    REQUIRE_OK(lib->create_image(dir / "a/base.toys", test::create_opts("toysparse", 1 << 20)));
+    CreateOptions co = test::create_opts("toysparse");
+    co.parent = dir / "a/base.toys";
+    REQUIRE_OK(lib->create_image(dir / "a/b/mid.toys", co));
+    co.parent = dir / "a/b/mid.toys";
+    REQUIRE_OK(lib->create_image(dir / "a/b/c/top.toys", co));
+    OpenOptions rw;
+    rw.writable = true;
+    rw.writable_chain = true;
+    {
+        auto d = lib->open(dir / "a/b/c/top.toys", rw);
+        REQUIRE_OK(d);
+        std::vector<unsigned char> data(4096, 0xab);
+        REQUIRE_OK((*d)->write(0, data.data(), data.size()));
+        REQUIRE_OK((*d)->close());
+    }
+    auto bytes = [&](const std::string &f) {
+        std::ifstream in(f, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    const std::string base_before = bytes(dir / "a/base.toys"), top_before = bytes(dir / "a/b/c/top.toys");
+    auto d = lib->open(dir / "a/b/c/top.toys", rw);
+    REQUIRE_OK(d);
+    REQUIRE((*d)->image_count() == 3);
+    Status committed = (*d)->commit(0, true);
+    CHECK(committed.code() == VDKIT_E_PERMISSION);
+    Status merged = (*d)->merge(1, 0); // mid into base: top would name ../../base.toys
+    CHECK(merged.code() == VDKIT_E_PERMISSION);
+    REQUIRE_OK((*d)->close());
+    CHECK(bytes(dir / "a/base.toys") == base_before);
+    CHECK(bytes(dir / "a/b/c/top.toys") == top_before);
+    CHECK(std::filesystem::exists(dir / "a/b/mid.toys"));
+    REQUIRE_OK(lib->open(dir / "a/b/c/top.toys"));
+}

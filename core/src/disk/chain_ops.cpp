@@ -198,6 +198,9 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
         VDKIT_TRY(need_writable(dst, "merge"));
         if (from + 1 < count) VDKIT_TRY(need_writable(*st.images[from + 1], "merge"));
         VDKIT_TRY(need_writable(*st.images[to + 1], "merge"));
+        // Every link the merge changes, checked before anything is written.
+        VDKIT_TRY(can_relink(*st.host, *st.images[to + 1], &dst).with_context("merge"));
+        if (from + 1 < count) VDKIT_TRY(can_relink(*st.host, *st.images[from + 1], &dst).with_context("merge"));
         if (dst.size() < st.images[from]->size()) VDKIT_TRY(dst.resize(st.images[from]->size(), 0));
         Ranges todo;
         for (uint64_t w = 0; w < size; w += kWindow) {
@@ -207,9 +210,6 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
         meter.total = bytes_in(todo);
         auto source = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(from, o, b, n); };
         auto after = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(to, o, b, n); };
-        // Every link the merge changes, checked before data moves.
-        VDKIT_TRY(can_relink(*st.host, *st.images[to + 1], &dst).with_context("merge"));
-        if (from + 1 < count) VDKIT_TRY(can_relink(*st.host, *st.images[from + 1], &dst).with_context("merge"));
         VDKIT_TRY(st.relink_above(to, st.transfer(to, todo, source, after, advance)));
         if (from + 1 < count) VDKIT_TRY(relink(*st.images[from + 1], &dst));
     } else {
@@ -266,6 +266,10 @@ Status Disk::commit(size_t base, bool empty_top, const ProgressFunction &progres
     Image &img = *st.images[top];
     VDKIT_TRY(need_writable(dst, "commit"));
     VDKIT_TRY(need_writable(img, "commit"));
+    VDKIT_TRY(need_writable(*st.images[base + 1], "commit"));
+    // Every link the commit changes, checked before anything is written.
+    VDKIT_TRY(can_relink(*st.host, *st.images[base + 1], &dst).with_context("commit"));
+    VDKIT_TRY(can_relink(*st.host, img, &dst).with_context("commit"));
     VDKIT_TRY(st.cache_before_change());
     if (dst.size() < img.size()) VDKIT_TRY(dst.resize(img.size(), 0));
     const uint64_t size = st.size;
@@ -278,9 +282,6 @@ Status Disk::commit(size_t base, bool empty_top, const ProgressFunction &progres
     auto source = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(top, o, b, n); };
     auto after = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(base, o, b, n); };
     VDKIT_TRY(need_writable(*st.images[base + 1], "commit"));
-    // Every link the commit changes, checked before data moves.
-    VDKIT_TRY(can_relink(*st.host, *st.images[base + 1], &dst).with_context("commit"));
-    VDKIT_TRY(can_relink(*st.host, img, &dst).with_context("commit"));
     VDKIT_TRY(st.relink_above(base, st.transfer(base, todo, source, after, [&](uint64_t n) { return meter(n); })));
     // The top now sits on base (which holds everything between), and base's
     // new modification id is recorded.
