@@ -101,7 +101,9 @@ class AttachCommand : public Command {
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("attach", "Link the differencing image CHILD onto PARENT (VixDiskLib_Attach), "
                                                  "verified by the UUID CHILD records; --check only says whether it can");
-        sub->add_flag("--check", check_, "Only check (VixDiskLib_IsAttachPossible); exit 0 if possible");
+        sub->add_flag("--check", check_,
+                      "Only check (VixDiskLib_IsAttachPossible): run attach's own checks, including the path rule "
+                      "and the format's update on a dry-run copy, write nothing; exit 0 if attach would succeed");
         sub->add_flag("--force", force_, "Attach even when CHILD records another parent (its content may change)");
         sub->add_option("-F,--parent-format", parent_format_, "Format of PARENT (default: probe)");
         sub->add_option("-f,--format", child_format_, "Format of CHILD (default: probe)");
