@@ -176,35 +176,38 @@ TEST_CASE("rename moves every file and relinks parent and children", "[manage]")
         }
         CHECK(used < (3u << 20));
     }
-    SECTION("the top into a subdirectory: its parent path would leave it, so only with unsafe paths allowed") {
-        fs::create_directory(dir.path() / "sub");
-        const std::string to = dir / "sub/top.toys";
-        auto refused = lib->rename_image(c.top, to);
+    SECTION("the top into a subdirectory: its parent one level up is verified by UUID; two levels need unsafe paths") {
+        // The path rule (docs/design/paths.md): ../mid.vmdk is followed
+        // because mid is the image top records; ../../mid.vmdk is too far.
+        fs::create_directories(dir.path() / "sub/deeper");
+        const std::string deep = dir / "sub/deeper/top.toys";
+        auto refused = lib->rename_image(c.top, deep);
         CHECK(refused.status().code() == VDKIT_E_PERMISSION);
         CHECK(refused.status().message().find("its parent") != std::string::npos);
         CHECK(fs::exists(c.top));
-        CHECK(!fs::exists(to));
+        CHECK(!fs::exists(deep));
         CHECK(content_of(*lib, c.top, c.model) == "equal");
 
-        RenameOptions ro;
-        ro.allow_unsafe_paths = true;
-        auto r = lib->rename_image(c.top, to, ro);
+        const std::string to = dir / "sub/top.toys";
+        auto r = lib->rename_image(c.top, to);
         REQUIRE_OK(r);
         CHECK(r->relinked.empty());
         CHECK(!fs::exists(c.top));
-        CHECK(content_of(*lib, to, c.model, true) == "equal");
-    }
-    SECTION("the base to another directory: its child's new path leaves the child's directory (unsafe)") {
-        test::TempDir other;
-        const std::string to = other / "base.vdi";
-        CHECK(lib->rename_image(c.base, to).status().code() == VDKIT_E_PERMISSION);
-        CHECK(fs::exists(c.base));
+        CHECK(content_of(*lib, to, c.model) == "equal");
+
         RenameOptions ro;
         ro.allow_unsafe_paths = true;
-        auto r = lib->rename_image(c.base, to, ro);
+        REQUIRE_OK(lib->rename_image(to, deep, ro));
+        CHECK(content_of(*lib, deep, c.model, true) == "equal");
+    }
+    SECTION("the base to a sibling directory: its child's new path (../other/base.vdi) is verified by UUID") {
+        test::TempDir other;
+        const std::string to = other / "base.vdi";
+        auto r = lib->rename_image(c.base, to);
         REQUIRE_OK(r);
         CHECK(r->relinked == std::vector<std::string>{c.mid});
-        CHECK(content_of(*lib, c.top, c.model, true) == "equal");
+        CHECK(!fs::exists(c.base));
+        CHECK(content_of(*lib, c.top, c.model) == "equal");
     }
     SECTION("children left alone on request") {
         RenameOptions ro;
@@ -265,6 +268,48 @@ TEST_CASE("delete refuses to orphan children unless forced", "[manage]") {
                       [&](const std::string &l) { return l.find("lost its parent") != std::string::npos; }));
     REQUIRE_OK(lib->delete_image(c.mid, force));
     CHECK(names(dir.path()).empty());
+}
+
+TEST_CASE("delete looks for children in the places it names, and only there", "[manage]") {
+    // vm/base.vdi, vm/Snapshots/s1.vdi over it, vm/current.vdi over s1 (in
+    // s1's parent's directory), far/kid.vdi over s1 (found only when named).
+    test::TempDir dir;
+    fs::create_directories(dir.path() / "vm/Snapshots");
+    fs::create_directories(dir.path() / "far");
+    auto lib = test::make_library();
+    const std::string base = dir / "vm/base.vdi", s1 = dir / "vm/Snapshots/s1.vdi", current = dir / "vm/current.vdi",
+                      kid = dir / "far/kid.vdi";
+    REQUIRE_OK(lib->create_image(base, test::create_opts("vdi", 4 << 20)));
+    CreateOptions over = test::create_opts("vdi");
+    over.parent = base;
+    REQUIRE_OK(lib->create_image(s1, over)); // ../base.vdi: verified by UUID, no configuration
+    over.parent = s1;
+    REQUIRE_OK(lib->create_image(current, over));
+
+    // The base: its child is in Snapshots/.
+    auto refused = lib->delete_image(base);
+    CHECK(refused.status().code() == VDKIT_E_PERMISSION);
+    CHECK(refused.status().message().find(s1) != std::string::npos);
+    CHECK(refused.status().message().find(dir / "vm/Snapshots") != std::string::npos); // named as searched
+    // s1: its child is in the directory of its parent (a chain member's).
+    refused = lib->delete_image(s1);
+    CHECK(refused.status().code() == VDKIT_E_PERMISSION);
+    CHECK(refused.status().message().find(current) != std::string::npos);
+    REQUIRE_OK(lib->delete_image(current));
+
+    // A child in a directory nobody names is not found; named, it is.
+    over.parent = s1;
+    REQUIRE_OK(lib->create_image(kid, over)); // ../vm/Snapshots/s1.vdi
+    DeleteOptions named;
+    named.search_dirs = {dir / "far"};
+    refused = lib->delete_image(s1, named);
+    CHECK(refused.status().code() == VDKIT_E_PERMISSION);
+    CHECK(refused.status().message().find(kid) != std::string::npos);
+    CHECK(fs::exists(s1));
+    auto gone = lib->delete_image(s1);
+    REQUIRE_OK(gone);
+    CHECK(std::find(gone->searched.begin(), gone->searched.end(), dir / "far") == gone->searched.end());
+    CHECK(std::find(gone->searched.begin(), gone->searched.end(), dir / "vm") != gone->searched.end());
 }
 
 TEST_CASE("the C API renames, deletes and attaches images", "[manage][c-api]") {

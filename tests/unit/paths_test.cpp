@@ -61,7 +61,11 @@ TEST_CASE("a symlink inside the directory that leads out is refused", "[paths]")
     CHECK_THAT(r.status().message(), Catch::Contains("symbolic link"));
 }
 
-TEST_CASE("a diff in another directory than its parent needs the user's consent", "[paths]") {
+TEST_CASE("a parent one directory up is followed only when it is the recorded image", "[paths]") {
+    // The path rule (docs/design/paths.md): a/base under b/child's parent
+    // directory is the image b/child records (its UUID), so the link is
+    // written and followed with no configuration; an impostor with another
+    // UUID at that place is refused, ignore_parent_mismatch or not.
     test::TempDir dir;
     std::filesystem::create_directory(dir / "a");
     std::filesystem::create_directory(dir / "b");
@@ -69,10 +73,106 @@ TEST_CASE("a diff in another directory than its parent needs the user's consent"
     REQUIRE_OK(lib->create_image(dir / "a/base.toys", test::create_opts("toysparse", 1 << 20)));
     CreateOptions co = test::create_opts("toysparse");
     co.parent = dir / "a/base.toys";
-    auto r = lib->create_image(dir / "b/child.toys", co);
+    REQUIRE_OK(lib->create_image(dir / "b/child.toys", co));
+    REQUIRE_OK(lib->open(dir / "b/child.toys"));
+    std::filesystem::rename(dir / "a/base.toys", dir / "a/real.toys");
+    REQUIRE_OK(lib->create_image(dir / "a/base.toys", test::create_opts("toysparse", 1 << 20)));
+    OpenOptions lenient;
+    lenient.ignore_parent_mismatch = true;
+    auto r = lib->open(dir / "b/child.toys", lenient);
     REQUIRE_FALSE(r.is_ok());
     CHECK(r.status().code() == VDKIT_E_PERMISSION);
-    CHECK_FALSE(std::filesystem::exists(dir / "b/child.toys")); // nothing half-made
+    CHECK_THAT(r.status().message(), Catch::Contains("not the parent"));
+}
+
+TEST_CASE("a link the next open would refuse is not written", "[paths]") {
+    test::TempDir dir;
+    std::filesystem::create_directories(dir / "a/deep");
+    std::filesystem::create_directories(dir / "b/c");
+    auto lib = test::make_library();
+    REQUIRE_OK(lib->create_image(dir / "a/deep/base.toys", test::create_opts("toysparse", 1 << 20)));
+    CreateOptions co = test::create_opts("toysparse");
+    co.parent = dir / "a/deep/base.toys";
+    auto r = lib->create_image(dir / "b/c/child.toys", co); // ../../a/deep/base.toys: two levels up
+    REQUIRE_FALSE(r.is_ok());
+    CHECK(r.status().code() == VDKIT_E_PERMISSION);
+    CHECK_FALSE(std::filesystem::exists(dir / "b/c/child.toys")); // nothing half-made
     co.allow_unsafe_paths = true;
-    REQUIRE_OK(lib->create_image(dir / "b/child.toys", co));
+    REQUIRE_OK(lib->create_image(dir / "b/c/child.toys", co));
+}
+
+TEST_CASE("dry-run stores take writes without passing them on", "[paths]") {
+    // Disk::can_attach runs the format's set_parent on a dry-run copy: the
+    // answer is the real one and the file is unchanged.
+    test::TempDir dir;
+    auto lib = test::make_library();
+    REQUIRE_OK(lib->create_image(dir / "base.toys", test::create_opts("toysparse", 1 << 20)));
+    REQUIRE_OK(lib->create_image(dir / "other.toys", test::create_opts("toysparse", 1 << 20)));
+    CreateOptions co = test::create_opts("toysparse");
+    co.parent = dir / "base.toys";
+    REQUIRE_OK(lib->create_image(dir / "child.toys", co));
+    auto bytes = [&] {
+        std::ifstream f(dir / "child.toys", std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(f), {});
+    };
+    const std::string before = bytes();
+    OpenOptions alone;
+    alone.follow_parents = false;
+    alone.writable = true;
+    auto child = lib->open(dir / "child.toys", alone);
+    REQUIRE_OK(child);
+    auto other = lib->open(dir / "other.toys");
+    REQUIRE_OK(other);
+    AttachOptions relink;
+    relink.relink = true;
+    REQUIRE_OK((*child)->can_attach(**other, relink));
+    CHECK(bytes() == before);
+    relink.verify_identity = true; // other.toys is not the recorded parent
+    auto no = (*child)->can_attach(**other, relink);
+    CHECK(no.code() == VDKIT_E_PARENT_MISMATCH);
+    CHECK(bytes() == before);
+    REQUIRE_OK((*child)->close());
+}
+
+TEST_CASE("commit and merge check the links they will write before moving data", "[paths]") {
+    // base in a/, mid in a/b/, top in a/b/c/: each link climbs one level
+    // (allowed, verified by UUID). Committing top into base, or merging mid
+    // away, would give top the link ../../base.toys — two levels, which the
+    // next open would refuse: both are refused up front and nothing changes.
+    test::TempDir dir;
+    std::filesystem::create_directories(dir / "a/b/c");
+    auto lib = test::make_library();
+    REQUIRE_OK(lib->create_image(dir / "a/base.toys", test::create_opts("toysparse", 1 << 20)));
+    CreateOptions co = test::create_opts("toysparse");
+    co.parent = dir / "a/base.toys";
+    REQUIRE_OK(lib->create_image(dir / "a/b/mid.toys", co));
+    co.parent = dir / "a/b/mid.toys";
+    REQUIRE_OK(lib->create_image(dir / "a/b/c/top.toys", co));
+    OpenOptions rw;
+    rw.writable = true;
+    rw.writable_chain = true;
+    {
+        auto d = lib->open(dir / "a/b/c/top.toys", rw);
+        REQUIRE_OK(d);
+        std::vector<unsigned char> data(4096, 0xab);
+        REQUIRE_OK((*d)->write(0, data.data(), data.size()));
+        REQUIRE_OK((*d)->close());
+    }
+    auto bytes = [&](const std::string &f) {
+        std::ifstream in(f, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    const std::string base_before = bytes(dir / "a/base.toys"), top_before = bytes(dir / "a/b/c/top.toys");
+    auto d = lib->open(dir / "a/b/c/top.toys", rw);
+    REQUIRE_OK(d);
+    REQUIRE((*d)->image_count() == 3);
+    Status committed = (*d)->commit(0, true);
+    CHECK(committed.code() == VDKIT_E_PERMISSION);
+    Status merged = (*d)->merge(1, 0); // mid into base: top would name ../../base.toys
+    CHECK(merged.code() == VDKIT_E_PERMISSION);
+    REQUIRE_OK((*d)->close());
+    CHECK(bytes(dir / "a/base.toys") == base_before);
+    CHECK(bytes(dir / "a/b/c/top.toys") == top_before);
+    CHECK(std::filesystem::exists(dir / "a/b/mid.toys"));
+    REQUIRE_OK(lib->open(dir / "a/b/c/top.toys"));
 }

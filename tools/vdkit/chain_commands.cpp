@@ -43,7 +43,8 @@ class SnapshotCommand : public Command {
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("snapshot", "Create a differencing image over IMAGE (its new top); "
                                                    "the same as 'create -b IMAGE'");
-        sub->add_option("-f,--format", format_, "Format of the new image (default: IMAGE's)");
+        sub->add_option("-f,--format", format_,
+                        "Format of the new image (default: the one NEW's extension names, else IMAGE's)");
         sub->add_option("-o,--options", options_, "Format options key=value[,key=value]")->allow_extra_args(false);
         add_filter_option(sub, filters_, "--filter",
                           "The chain's file-level filter stack; the new image is written through it too");
@@ -55,15 +56,18 @@ class SnapshotCommand : public Command {
     int run() override {
         auto lib = open_library(globals());
         CreateOptions o;
-        o.format = format_;
         o.filters = parse_filters(filters_);
-        if (o.format.empty()) {
+        // -f, else NEW's extension, else IMAGE's format; -f and an extension
+        // naming different formats is refused.
+        std::string fallback;
+        if (format_.empty() && format_for(*lib, snapshot_).empty()) {
             OpenOptions top;
             top.follow_parents = false;
             top.filters = o.filters;
             auto current = take(lib->open(image_, top));
-            o.format = take(current->image_info(0)).format;
+            fallback = take(current->image_info(0)).format;
         }
+        o.format = new_file_format(*lib, snapshot_, format_, fallback);
         o.options = parse_options(options_);
         o.parent = image_;
         auto disk = take(lib->create_image(snapshot_, o));

@@ -45,6 +45,14 @@ Options parse_options(const std::vector<std::string> &specs);
 // file first; a malformed one is a usage error.
 std::vector<FilterSpec> parse_filters(const std::vector<std::string> &specs);
 uint64_t parse_size_arg(const std::string &text);
+// The format of a new file named `path` (docs/cli.md, "The format of a new
+// file"): its extension names a format when exactly one loaded format plugin
+// lists it; -f (`given`) naming another format than that is a usage error;
+// without -f the extension's format, else `fallback`, else a usage error.
+// The format whose plugin (alone) lists path's extension; empty: none.
+std::string format_for(const Library &lib, const std::string &path);
+std::string new_file_format(const Library &lib, const std::string &path, const std::string &given,
+                            const std::string &fallback);
 
 } // namespace vdkit::cli
 

@@ -65,6 +65,38 @@ void add_output_option(CLI::App *sub, std::string &output) {
     sub->add_option("--output", output, "Output format")->check(CLI::IsMember({"human", "json"}))->default_val("human");
 }
 
+std::string format_for(const Library &lib, const std::string &path) {
+    std::string ext = std::filesystem::path(path).extension().string();
+    if (ext.empty()) return {};
+    ext = ext.substr(1);
+    std::vector<std::string> claim;
+    for (const auto &p : lib.plugins())
+        if (p.kind == PluginKind::format)
+            for (const auto &e : p.extensions)
+                if (util::iequals(e, ext)) claim.push_back(p.name);
+    return claim.size() == 1 ? claim[0] : std::string();
+}
+
+std::string new_file_format(const Library &lib, const std::string &path, const std::string &given,
+                            const std::string &fallback) {
+    std::string ext = std::filesystem::path(path).extension().string();
+    if (!ext.empty()) ext = ext.substr(1);
+    const std::string implied = format_for(lib, path);
+    if (!given.empty()) {
+        // An unknown -f is left to the library's error (with its suggestion).
+        if (!implied.empty() && !util::iequals(implied, given) && lib.plugin(PluginKind::format, given))
+            throw CliError("-f " + given + " clashes with the name " + path + ", whose extension '." + ext +
+                               "' is the '" + implied + "' format's; drop -f or name the file for the format",
+                           kExitUsage);
+        return given;
+    }
+    if (!implied.empty()) return implied;
+    if (!fallback.empty()) return fallback;
+    throw CliError("cannot tell the format of " + path + " from its name" +
+                       (ext.empty() ? std::string() : " (no format plugin lists '." + ext + "')") + "; name it with -f",
+                   kExitUsage);
+}
+
 namespace {
 
 // Point the CLI user at the flag that allows replacing a file.
@@ -288,7 +320,8 @@ class CreateCommand : public Command {
     bool preallocate_ = false, overwrite_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("create", "Create a new image");
-        sub->add_option("-f,--format", format_, "Image format")->required();
+        sub->add_option("-f,--format", format_,
+                        "Image format (default: the one IMAGE's extension names, else with -b the parent's)");
         sub->add_option("-o,--options", options_, "Format options key=value[,key=value] (see 'vdkit plugins')")
             ->allow_extra_args(false);
         sub->add_option("-b,--backing", parent_, "Create a differencing image over this parent");
@@ -304,19 +337,29 @@ class CreateCommand : public Command {
     }
     int run() override {
         CreateOptions o;
-        o.format = format_;
         o.options = parse_options(options_);
         // As with qemu-img, a relative -b names the parent from the new image's directory.
         o.parent = parent_;
         if (!parent_.empty() && std::filesystem::path(parent_).is_relative() && parent_.find("://") == std::string::npos)
             o.parent = (std::filesystem::path(image_).parent_path() / parent_).lexically_normal().string();
         o.parent_format = parent_format_;
+        auto lib = open_library(globals());
+        // No -f: the new file's extension names the format, else a -b parent's.
+        std::string fallback;
+        if (format_.empty() && !parent_.empty() && format_for(*lib, image_).empty()) {
+            OpenOptions top;
+            top.format = parent_format_;
+            top.follow_parents = false;
+            top.filters = parse_filters(filters_);
+            fallback = take(take(lib->open(o.parent, top))->image_info(0)).format;
+        }
+        format_ = new_file_format(*lib, image_, format_, fallback);
+        o.format = format_;
         o.fixed = preallocate_;
         o.overwrite = overwrite_;
         o.filters = parse_filters(filters_);
         if (!size_.empty()) o.size = parse_size_arg(size_);
         else if (parent_.empty()) throw CliError("create needs a size (or -b PARENT)", kExitUsage);
-        auto lib = open_library(globals());
         auto disk = take(with_overwrite_hint(lib->create_image(image_, o)));
         uint64_t size = disk->size();
         check(disk->close());

@@ -59,10 +59,13 @@ class DeleteCommand : public Command {
     std::string output_;
     bool force_ = false;
     CLI::App *define(CLI::App &app) override {
-        auto *sub = app.add_subcommand("delete", "Delete images with all their files; refused while other images "
-                                                 "are built on one (--force orphans them)");
+        auto *sub = app.add_subcommand(
+            "delete", "Delete images with all their files; refused while other images are built on one (--force "
+                      "orphans them). Children are looked for in the image's directory, its Snapshots/ "
+                      "subdirectory, the directories of the images of its chain and each --search-dir");
         sub->alias("rm");
-        sub->add_option("--search-dir", search_, "Also look for children in this directory (repeatable)");
+        sub->add_option("--search-dir", search_,
+                        "Also look for children in this directory (repeatable); children elsewhere are not found");
         sub->add_flag("--force", force_, "Delete even when children depend on the image");
         add_filter_option(sub, filters_, "--filter",
                           "The file-level filter stack the images and their children are stored through");
@@ -79,7 +82,7 @@ class DeleteCommand : public Command {
         json report = json::array();
         for (const auto &image : images_) {
             DeleteResult r = take(lib->delete_image(image, o));
-            report.push_back({{"location", image}, {"orphaned-children", r.orphaned}});
+            report.push_back({{"location", image}, {"orphaned-children", r.orphaned}, {"searched", r.searched}});
             if (output_ != "json" && !globals().quiet) {
                 std::cout << "Deleted " << image << "\n";
             }
@@ -98,7 +101,9 @@ class AttachCommand : public Command {
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("attach", "Link the differencing image CHILD onto PARENT (VixDiskLib_Attach), "
                                                  "verified by the UUID CHILD records; --check only says whether it can");
-        sub->add_flag("--check", check_, "Only check (VixDiskLib_IsAttachPossible); exit 0 if possible");
+        sub->add_flag("--check", check_,
+                      "Only check (VixDiskLib_IsAttachPossible): run attach's own checks, including the path rule "
+                      "and the format's update on a dry-run copy, write nothing; exit 0 if attach would succeed");
         sub->add_flag("--force", force_, "Attach even when CHILD records another parent (its content may change)");
         sub->add_option("-F,--parent-format", parent_format_, "Format of PARENT (default: probe)");
         sub->add_option("-f,--format", child_format_, "Format of CHILD (default: probe)");
@@ -118,11 +123,15 @@ class AttachCommand : public Command {
         co.format = child_format_;
         co.follow_parents = false; // its recorded parent may be missing or moved
         co.filters = po.filters;
-        co.writable = !check_ || force_; // relinking (or checking that it could) writes the child
+        // Opened as the real run opens it, whether checking or not: the
+        // check answers what attach does (including "cannot be written").
+        co.writable = true;
         auto child = take(lib->open(child_, co));
-        AttachOptions identity; // the UUIDs must agree unless forced
-        AttachOptions relink;
-        relink.relink = true;
+        // One set of rules for both: the link is recorded in CHILD, and the
+        // parent must be the one CHILD records unless forced.
+        AttachOptions options;
+        options.relink = true;
+        options.verify_identity = !force_;
         const bool json_output = output_ == "json";
         auto report = [&](bool attached, const Status &why) {
             json j = {{"parent", parent_}, {"child", child_}, {check_ ? "possible" : "attached", attached}};
@@ -131,7 +140,7 @@ class AttachCommand : public Command {
         };
         if (check_) {
             // IsAttachPossible: the answer is the report; "no" exits 1 with its reason.
-            Status st = force_ ? child->can_attach(*parent, relink) : child->can_attach(*parent, identity);
+            Status st = child->can_attach(*parent, options);
             if (json_output) report(st.is_ok(), st);
             else {
                 check(st);
@@ -139,8 +148,7 @@ class AttachCommand : public Command {
             }
             return st ? kExitOk : kExitError;
         }
-        if (!force_) check(child->can_attach(*parent, identity));
-        check(child->attach(*parent, relink));
+        check(child->attach(*parent, options));
         check(child->close());
         if (json_output) report(true, Status::ok());
         else if (!globals().quiet) std::cout << child_ << " is attached to " << parent_ << "\n";

@@ -203,6 +203,7 @@ vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err);
  * Disk::attach. After attaching, child is the combined chain and parent is
  * closed (still call vdkit_disk_close on it to free the handle). */
 #define VDKIT_ATTACH_RELINK (1u << 0) /* also record the link in the child's bottom image */
+#define VDKIT_ATTACH_VERIFY (1u << 1) /* with RELINK: the parent must still be the one the child records */
 vdkit_status vdkit_disk_is_attach_possible(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
 vdkit_status vdkit_disk_attach(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
 

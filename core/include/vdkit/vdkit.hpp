@@ -232,6 +232,10 @@ struct AttachOptions {
     // the parent's ids), as an unsafe rebase would; then a child recorded
     // over another parent may be attached too. Needs the child writable.
     bool relink = false;
+    // With relink: still require that the parent is the one the child
+    // records (as without relink) — VixDiskLib_Attach's rule, with the link
+    // written. Without relink the check is always made.
+    bool verify_identity = false;
 };
 
 // Disk::attach_cache (VDCreateCache / VDCacheOpen).
@@ -337,7 +341,11 @@ public:
     // can be put on top of `parent`: the bottom must have a parent link, the
     // parent's top must be what it records (UUID, and modification id
     // within one format) unless relinking, the parent must be no larger,
-    // and no image may be in both chains. The error says which rule fails.
+    // and no image may be in both chains. With relink, the link must also
+    // be one the child can record and find again: the path rule
+    // (docs/design/paths.md) and the format's own update, run on a dry-run
+    // copy of the child. attach() runs exactly these checks first, so the
+    // answer is what attach() does. The error says which rule fails.
     Status can_attach(const Disk &parent, const AttachOptions &options = {}) const;
     // VixDiskLib_Attach: this disk becomes the combined chain (parent's
     // images below its own); `parent` is closed (its handle stays valid but
@@ -438,6 +446,7 @@ struct DeleteOptions {
 
 struct DeleteResult {
     std::vector<std::string> orphaned; // children left without their parent (force)
+    std::vector<std::string> searched; // the directories searched for children
 };
 
 class Library {
@@ -485,8 +494,10 @@ public:
     static Result<std::optional<uint64_t>> compare(const Disk &a, const Disk &b);
 
     // Differencing images whose parent is `location`: among the files in its
-    // directory and in search_dirs, those whose parent path resolves to it
-    // and whose recorded parent UUID (if any) is its UUID. File locations
+    // directory, its Snapshots/ subdirectory, the directories of the images
+    // of its chain and search_dirs, those whose parent path resolves to it
+    // and whose recorded parent UUID (if any) is its UUID, and those that
+    // name no parent path but record its UUID (VirtualBox). File locations
     // only; for a URL the list is empty (with a warning). The image and the
     // candidates are read through `filters` (OpenOptions::filters).
     Result<std::vector<std::string>> find_children(const std::string &location,
@@ -504,7 +515,8 @@ public:
                                       const RenameOptions &options = {}) const;
 
     // Delete an image with all its files. Refused (VDKIT_E_PERMISSION,
-    // naming them) when children depend on it, unless options.force; the
+    // naming them and the directories searched) when children found as by
+    // find_children depend on it, unless options.force; the
     // orphans are then listed in the result and logged as warnings.
     Result<DeleteResult> delete_image(const std::string &location, const DeleteOptions &options = {}) const;
 

@@ -371,6 +371,7 @@ vdkit_status vdkit_disk_is_attach_possible(vdkit_disk *parent, vdkit_disk *child
         if (!parent || !child) return null_arg("parent and child");
         vdkit::AttachOptions o;
         o.relink = flags & VDKIT_ATTACH_RELINK;
+        o.verify_identity = flags & VDKIT_ATTACH_VERIFY;
         return child->disk->can_attach(*parent->disk, o);
     });
 }
@@ -380,6 +381,7 @@ vdkit_status vdkit_disk_attach(vdkit_disk *parent, vdkit_disk *child, uint32_t f
         if (!parent || !child) return null_arg("parent and child");
         vdkit::AttachOptions o;
         o.relink = flags & VDKIT_ATTACH_RELINK;
+        o.verify_identity = flags & VDKIT_ATTACH_VERIFY;
         return child->disk->attach(*parent->disk, o);
     });
 }

@@ -130,6 +130,29 @@ Status relink(Image &child, Image *parent) {
                             &info);
 }
 
+// Whether relink(child, parent) would succeed: the same call on a dry-run
+// copy of the child (no file changes).
+Status would_relink(const Image &child, Image *parent) {
+    VDKIT_ASSIGN_OR_RETURN(auto trial, child.open_dry_run());
+    Status st = relink(*trial, parent);
+    Status closed = trial->close(false);
+    return st ? closed : st;
+}
+
+// Everything relink(child, parent) needs, checked without writing: the
+// link must be one opening the child will accept again (the path rule) and
+// the format must be able to record it (would_relink). Operations run this
+// for every link they will change before they move any data.
+Status can_relink(const Host &host, const Image &child, Image *parent) {
+    if (parent) {
+        VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, parent->raw_info());
+        VDKIT_TRY(host.check_link(child.location(), Host::relative_hint(child.location(), parent->location()),
+                                  child.format().info.name, parent->format().info.name, info,
+                                  child.allow_unsafe_paths()));
+    }
+    return would_relink(child, parent);
+}
+
 // Progress over `total` bytes of work.
 struct Meter {
     const ProgressFunction &progress;
@@ -175,6 +198,9 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
         VDKIT_TRY(need_writable(dst, "merge"));
         if (from + 1 < count) VDKIT_TRY(need_writable(*st.images[from + 1], "merge"));
         VDKIT_TRY(need_writable(*st.images[to + 1], "merge"));
+        // Every link the merge changes, checked before anything is written.
+        VDKIT_TRY(can_relink(*st.host, *st.images[to + 1], &dst).with_context("merge"));
+        if (from + 1 < count) VDKIT_TRY(can_relink(*st.host, *st.images[from + 1], &dst).with_context("merge"));
         if (dst.size() < st.images[from]->size()) VDKIT_TRY(dst.resize(st.images[from]->size(), 0));
         Ranges todo;
         for (uint64_t w = 0; w < size; w += kWindow) {
@@ -207,6 +233,9 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
             return st.read_chain(from - 1, o, b, n);
         };
         if (to + 1 < count) VDKIT_TRY(need_writable(*st.images[to + 1], "merge"));
+        // Every link the merge changes, checked before data moves.
+        if (to + 1 < count) VDKIT_TRY(can_relink(*st.host, *st.images[to + 1], &dst).with_context("merge"));
+        VDKIT_TRY(can_relink(*st.host, dst, from == 0 ? nullptr : st.images[from - 1].get()).with_context("merge"));
         VDKIT_TRY(st.relink_above(to, st.transfer(to, todo, source, after, advance)));
         VDKIT_TRY(relink(dst, from == 0 ? nullptr : st.images[from - 1].get()));
     }
@@ -237,6 +266,10 @@ Status Disk::commit(size_t base, bool empty_top, const ProgressFunction &progres
     Image &img = *st.images[top];
     VDKIT_TRY(need_writable(dst, "commit"));
     VDKIT_TRY(need_writable(img, "commit"));
+    VDKIT_TRY(need_writable(*st.images[base + 1], "commit"));
+    // Every link the commit changes, checked before anything is written.
+    VDKIT_TRY(can_relink(*st.host, *st.images[base + 1], &dst).with_context("commit"));
+    VDKIT_TRY(can_relink(*st.host, img, &dst).with_context("commit"));
     VDKIT_TRY(st.cache_before_change());
     if (dst.size() < img.size()) VDKIT_TRY(dst.resize(img.size(), 0));
     const uint64_t size = st.size;
@@ -284,9 +317,6 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
         // Named by the user: relative to the image's directory (as qemu-img
         // rebase -b), and the image must be able to find it again.
         VDKIT_ASSIGN_OR_RETURN(std::string resolved, st.host->resolve_sibling(img.location(), new_parent, true));
-        const std::string hint = Host::relative_hint(img.location(), resolved);
-        auto back = st.host->resolve_sibling(img.location(), hint, st.host->config().allow_unsafe_paths);
-        if (!back) return back.status().with_context("rebasing " + img.location());
         std::error_code ec;
         if (std::filesystem::equivalent(resolved, img.location(), ec))
             return Status(VDKIT_E_INVALID_ARGUMENT, "an image cannot be its own parent");
@@ -304,6 +334,11 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
         }
     }
     State *nb = below ? below->state_.get() : nullptr;
+    Image *parent = nb ? nb->images.back().get() : keep ? st.images[keep - 1].get() : nullptr;
+    // The link is checked as it will be written before any data moves: a
+    // path the image can find its parent by again (the path rule, as
+    // opening it will apply) and the format's own update on a dry-run copy.
+    VDKIT_TRY(can_relink(*st.host, img, parent).with_context("rebasing " + img.location()));
     if (!options.unsafe) {
         const uint64_t size = st.size;
         Ranges todo;
@@ -333,7 +368,6 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
         };
         VDKIT_TRY(st.transfer(top, todo, source, after, [&](uint64_t n) { return meter(n); }));
     }
-    Image *parent = nb ? nb->images.back().get() : keep ? st.images[keep - 1].get() : nullptr;
     VDKIT_TRY(relink(img, parent));
     // The new chain replaces the old one below the top.
     std::vector<std::unique_ptr<Image>> chain;
@@ -369,7 +403,7 @@ Status Disk::State::attach_problem(const State &parent, const State &child, cons
         for (const auto &b : child.images)
             if (std::filesystem::equivalent(a->location(), b->location(), ec))
                 return Status(VDKIT_E_INVALID_ARGUMENT, a->location() + " is in both chains; attaching would loop");
-    if (!(mine.flags & VDKIT_IMAGE_HAS_PARENT) && !options.relink)
+    if (!(mine.flags & VDKIT_IMAGE_HAS_PARENT) && (!options.relink || options.verify_identity))
         return Status(VDKIT_E_INVALID_ARGUMENT,
                       bottom.location() + " is a base image, so the chain has nothing to attach (open the child "
                                           "alone, without its parents, or relink it)");
@@ -383,7 +417,7 @@ Status Disk::State::attach_problem(const State &parent, const State &child, cons
         return Status(VDKIT_E_INVALID_ARGUMENT, top.location() + " (" + std::to_string(top.size()) +
                                                     " bytes) is larger than " + bottom.location() + " (" +
                                                     std::to_string(bottom.size()) + " bytes)");
-    if (!options.relink) {
+    if (!options.relink || options.verify_identity) {
         if (!util::uuid_is_nil(mine.parent_uuid) && !util::uuid_is_nil(theirs.uuid) &&
             std::memcmp(mine.parent_uuid, theirs.uuid, 16) != 0)
             return Status(VDKIT_E_PARENT_MISMATCH, bottom.location() + " records parent " +
@@ -400,6 +434,14 @@ Status Disk::State::attach_problem(const State &parent, const State &child, cons
         return Status(VDKIT_E_OUT_OF_RANGE, "the combined chain would be " + std::to_string(depth) +
                                                 " images deep (max_chain_depth is " +
                                                 std::to_string(child.host->config().max_chain_depth) + ")");
+    if (options.relink) {
+        // The link as it will be written: a path the child can find its
+        // parent by again (the path rule), and the format's own update run
+        // on a dry-run copy of the child (e.g. a VDI with no room for a
+        // parent location refuses here, not halfway through attach).
+        VDKIT_TRY(can_relink(*child.host, bottom, &top)
+                      .with_context("attaching " + bottom.location() + " onto " + top.location()));
+    }
     return Status::ok();
 }
 
@@ -422,11 +464,7 @@ Status Disk::attach(Disk &parent, const AttachOptions &options) {
     Image &bottom = *child.images.front();
     if (options.relink) {
         VDKIT_TRY(child.cache_before_change());
-        Image &top = *below.images.back();
-        const std::string hint = Host::relative_hint(bottom.location(), top.location());
-        auto back = child.host->resolve_sibling(bottom.location(), hint, child.host->config().allow_unsafe_paths);
-        if (!back) return back.status().with_context("attaching " + bottom.location());
-        VDKIT_TRY(relink(bottom, &top));
+        VDKIT_TRY(relink(bottom, below.images.back().get()));
     }
     // What the child shows where it holds nothing changes: start its cache over.
     if (child.cache) {

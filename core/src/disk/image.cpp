@@ -1,6 +1,7 @@
 #include "disk/image.hpp"
 
 #include "host/host.hpp"
+#include "io/dry_run_store.hpp"
 #include "util/util.hpp"
 
 #include <cstring>
@@ -31,7 +32,18 @@ vdkit_ctx Image::ctx() const {
     c.transport_options = &setup_.transport_options;
     c.filters = &setup_.filters;
     c.opened = opened_;
+    c.dry_run = setup_.dry_run;
     return c;
+}
+
+Result<std::unique_ptr<Image>> Image::open_dry_run() const {
+    VDKIT_ASSIGN_OR_RETURN(ByteStorePtr real,
+                           host_.open_store(setup_.location, VDKIT_OPEN_NOLOCK, setup_.transport_options, setup_.filters));
+    ImageSetup setup = setup_;
+    setup.dry_run = true;
+    setup.writable = true;
+    return Image::open(host_, format_, make_dry_run_store(std::move(real)), std::move(setup),
+                       VDKIT_OPEN_WRITE | VDKIT_OPEN_NOLOCK);
 }
 
 Status Image::done(vdkit_ctx &c, uint32_t rc, std::string_view op) const {

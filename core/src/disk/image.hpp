@@ -28,6 +28,7 @@ struct ImageSetup {
     bool writable = false;
     bool lock = true;           // false: the plugin's own files are opened VDKIT_OPEN_NOLOCK too
     FilterStack filters;        // resolved; also stacked over the plugin's own files
+    bool dry_run = false;       // on dry-run stores: writes change no file (open_dry_run)
 };
 
 class Image {
@@ -37,10 +38,15 @@ public:
     static Result<std::unique_ptr<Image>> create(const Host &host, PluginEntryPtr format, ByteStorePtr main,
                                                  ImageSetup setup, const vdkit_create_params &params);
     ~Image();
+    // The same image opened again, writable, on dry-run stores
+    // (io/dry_run_store.hpp): the format's real code runs on it and no file
+    // changes. For checks that must answer what the operation would do.
+    Result<std::unique_ptr<Image>> open_dry_run() const;
 
     const std::string &location() const noexcept { return setup_.location; }
     const PluginEntry &format() const noexcept { return *format_; }
     bool writable() const noexcept { return setup_.writable; }
+    bool allow_unsafe_paths() const noexcept { return setup_.allow_unsafe_paths; }
     const FilterStack &filters() const noexcept { return setup_.filters; }
     ByteStore &main() noexcept { return *main_.store; }
 

@@ -44,12 +44,13 @@ std::string joined(const std::vector<std::string> &names) {
 
 } // namespace
 
-Result<std::vector<std::string>> Host::find_children(const std::string &location,
-                                                     const std::vector<std::string> &search_dirs,
-                                                     const std::vector<FilterSpec> &filters) const {
+Result<Host::ChildSearch> Host::search_children(const std::string &location,
+                                                const std::vector<std::string> &search_dirs,
+                                                const std::vector<FilterSpec> &filters) const {
+    ChildSearch out;
     if (is_url(location)) {
         log(LogLevel::warning, location + ": children cannot be searched for over a URL; none are checked");
-        return std::vector<std::string>{};
+        return out;
     }
     const std::string me = absolute_location(location);
     OpenOptions oo;
@@ -60,12 +61,31 @@ Result<std::vector<std::string>> Host::find_children(const std::string &location
     VDKIT_ASSIGN_OR_RETURN(ImageInfo mine, self->image_info(0));
     VDKIT_TRY(self->close());
 
-    std::vector<std::string> dirs{fs::path(me).parent_path().string()};
+    // Where to look, in order; each directory once.
+    const fs::path home = fs::path(me).parent_path();
+    std::vector<std::string> dirs{home.string()};
+    std::error_code ec;
+    if (fs::is_directory(home / "Snapshots", ec)) dirs.push_back((home / "Snapshots").string());
+    {
+        // The directories of its chain (a base above Snapshots/ has
+        // children beside its other snapshots); a chain that does not open
+        // adds nothing.
+        OpenOptions co = oo;
+        co.follow_parents = true;
+        if (auto chain = open_disk(me, co)) {
+            for (size_t i = 0; i + 1 < (*chain)->image_count(); ++i)
+                if (auto info = (*chain)->image_info(i); info && !is_url(info->location))
+                    dirs.push_back(fs::path(absolute_location(info->location)).parent_path().string());
+            (void)(*chain)->close();
+        }
+    }
     for (const auto &d : search_dirs) dirs.push_back(absolute_location(d));
-    std::vector<std::string> children;
     std::vector<std::string> seen;
     for (const auto &dir : dirs) {
-        std::error_code ec;
+        bool again = false;
+        for (const auto &s : out.searched) again = again || same_file(s, dir);
+        if (again) continue;
+        out.searched.push_back(dir);
         fs::directory_iterator it(dir, ec), end;
         if (ec) return Status(VDKIT_E_IO, "cannot list " + dir + " to look for children of " + location + ": " + ec.message());
         for (; it != end; it.increment(ec)) {
@@ -84,17 +104,32 @@ Result<std::vector<std::string>> Host::find_children(const std::string &location
             if (!other) continue;
             auto info = (*other)->image_info(0);
             (void)(*other)->close();
-            if (!info || !info->has_parent || info->parent_hint.empty()) continue;
+            if (!info || !info->has_parent) continue;
+            const bool nil = util::uuid_is_nil(info->parent_uuid.data()) || util::uuid_is_nil(mine.uuid.data());
+            if (info->parent_hint.empty()) {
+                // Named only by UUID (VirtualBox keeps the path in its media
+                // registry): a child when that UUID is this image's.
+                if (!nil && info->parent_uuid == mine.uuid) out.children.push_back({candidate, info->format, false});
+                continue;
+            }
             auto parent = resolve_sibling(candidate, info->parent_hint, true);
             if (!parent || !same_file(*parent, me)) continue;
             // A child that names this path but records another parent UUID
             // belongs to an image that was replaced; it is not this one's.
-            const bool nil = util::uuid_is_nil(info->parent_uuid.data()) || util::uuid_is_nil(mine.uuid.data());
             if (!nil && info->parent_uuid != mine.uuid) continue;
-            children.push_back(candidate);
+            out.children.push_back({candidate, info->format, true});
         }
     }
-    return children;
+    return out;
+}
+
+Result<std::vector<std::string>> Host::find_children(const std::string &location,
+                                                     const std::vector<std::string> &search_dirs,
+                                                     const std::vector<FilterSpec> &filters) const {
+    VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(location, search_dirs, filters));
+    std::vector<std::string> out;
+    for (const auto &c : found.children) out.push_back(c.location);
+    return out;
 }
 
 Result<RenameResult> Host::rename_image(const std::string &from_in, const std::string &to_in,
@@ -103,9 +138,13 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
     const bool allow_unsafe = options.allow_unsafe_paths.value_or(config_.allow_unsafe_paths);
     VDKIT_ASSIGN_OR_RETURN(bool exists, location_exists(to));
     if (exists) return Status(VDKIT_E_EXISTS, "cannot rename " + from_in + " to " + to_in + ": the target exists");
-    std::vector<std::string> children;
+    // Children that name it by path follow it; those that name it only by
+    // UUID need no change.
+    std::vector<Child> children;
     if (options.relink_children) {
-        VDKIT_ASSIGN_OR_RETURN(children, find_children(from, options.search_dirs, options.filters));
+        VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(from, options.search_dirs, options.filters));
+        for (auto &c : found.children)
+            if (c.by_path) children.push_back(std::move(c));
     }
 
     OpenOptions oo;
@@ -120,18 +159,38 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
 
     // Everything that must be able to find the image (or its parent) again
     // is checked before anything moves.
-    std::string parent, parent_hint;
+    // Every link is checked under the path rule as opening will apply it.
+    const std::string format = img.format().info.name;
+    std::string parent, parent_hint, parent_format;
     if (has_parent) {
         VDKIT_ASSIGN_OR_RETURN(std::string hint, img.parent_hint());
-        VDKIT_ASSIGN_OR_RETURN(parent, resolve_sibling(from, hint, allow_unsafe));
+        VDKIT_ASSIGN_OR_RETURN(parent, resolve_sibling(from, hint, true)); // opened under the policy below
         parent_hint = relative_hint(to, parent);
-        auto back = resolve_sibling(to, parent_hint, allow_unsafe);
-        if (!back) return back.status().with_context("moving " + from_in + " to " + to_in + " (its parent)");
+        OpenOptions po;
+        po.follow_parents = false;
+        po.lock = false;
+        po.allow_unsafe_paths = true;
+        po.filters = options.filters;
+        vdkit_image_info pinfo{};
+        if (auto p = open_disk(parent, po)) {
+            parent_format = (*p)->state_->images.back()->format().info.name;
+            auto raw = (*p)->state_->images.back()->raw_info();
+            if (raw) pinfo = *raw;
+            (void)(*p)->close();
+        }
+        // The image keeps the parent ids it records.
+        Status back = [&]() -> Status {
+            VDKIT_ASSIGN_OR_RETURN(NamedPath where, resolve_named(to, parent_hint, PathUse::parent, allow_unsafe));
+            return verify_parent(to, parent_hint, where, format, info.parent_uuid, info.parent_modification_uuid,
+                                 parent_format, pinfo);
+        }();
+        if (!back) return back.with_context("moving " + from_in + " to " + to_in + " (its parent)");
     }
     for (const auto &child : children) {
-        auto back = resolve_sibling(child, relative_hint(child, to), allow_unsafe);
+        Status back = check_link(child.location, relative_hint(child.location, to), child.format, format, info,
+                                 allow_unsafe);
         if (!back)
-            return back.status().with_context("moving " + from_in + " to " + to_in + " (its child " + child + ")");
+            return back.with_context("moving " + from_in + " to " + to_in + " (its child " + child.location + ")");
     }
 
     VDKIT_TRY(img.rename(to));
@@ -146,16 +205,6 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
     Image &moved_img = *disk->state_->images.back();
     // The image's own link: a relative parent path changes with the move.
     if (has_parent) {
-        std::string parent_format;
-        OpenOptions po;
-        po.follow_parents = false;
-        po.lock = false;
-        po.allow_unsafe_paths = true; // resolved above under the caller's policy
-        po.filters = options.filters;
-        if (auto p = open_disk(parent, po)) {
-            parent_format = (*p)->state_->images.back()->format().info.name;
-            (void)(*p)->close();
-        }
         vdkit_image_info link{};
         std::memcpy(link.uuid, info.parent_uuid, 16);
         std::memcpy(link.modification_uuid, info.parent_modification_uuid, 16);
@@ -164,14 +213,14 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
     }
     // What the children record: the moved image's ids, which a move keeps.
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info moved, moved_img.raw_info());
-    const std::string format = moved_img.format().info.name;
     VDKIT_TRY(disk->close());
 
     // Children: header-only relink to the new location, with the paths
     // checked above under the caller's policy.
     std::vector<std::string> failed;
     Status first;
-    for (const auto &child : children) {
+    for (const auto &kid : children) {
+        const std::string &child = kid.location;
         OpenOptions co;
         co.writable = true;
         co.follow_parents = false;
@@ -196,11 +245,13 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
 
 Result<DeleteResult> Host::delete_image(const std::string &location_in, const DeleteOptions &options) const {
     const std::string location = absolute_location(location_in);
-    VDKIT_ASSIGN_OR_RETURN(std::vector<std::string> children, find_children(location, options.search_dirs, options.filters));
+    VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(location, options.search_dirs, options.filters));
+    std::vector<std::string> children;
+    for (const auto &c : found.children) children.push_back(c.location);
     if (!children.empty() && !options.force)
         return Status(VDKIT_E_PERMISSION, location_in + " is the parent of " + joined(children) +
                                               "; deleting it would leave them unreadable (merge or commit them "
-                                              "first, or force the delete)");
+                                              "first, or force the delete). Searched: " + joined(found.searched));
     OpenOptions oo;
     oo.writable = true; // takes the lock: an image in use is not deleted
     oo.follow_parents = false;
@@ -210,6 +261,7 @@ Result<DeleteResult> Host::delete_image(const std::string &location_in, const De
     for (const auto &c : children) log(LogLevel::warning, c + " lost its parent " + location_in + " (deleted)");
     DeleteResult result;
     result.orphaned = std::move(children);
+    result.searched = std::move(found.searched);
     return result;
 }
 

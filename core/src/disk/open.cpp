@@ -168,7 +168,8 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
     std::string format_name = options.format;
     bool top = true;
     Uuid expected_parent{}, expected_parent_modification{};
-    std::string child_location, child_format;
+    std::string child_location, child_format, child_hint;
+    NamedPath parent_path; // where the child's hint led (beyond: verified below)
     // Walk from the top image down to the base, then reverse.
     std::vector<std::unique_ptr<Image>> chain;
     for (;;) {
@@ -207,6 +208,12 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         VDKIT_ASSIGN_OR_RETURN(auto img, Image::open(*this, fmt, std::move(main), std::move(setup), flags));
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img->raw_info());
 
+        // A parent outside the child's directory must prove to be the image
+        // the child records (the path rule; ignore_parent_mismatch does not
+        // relax it).
+        if (!top)
+            VDKIT_TRY(verify_parent(child_location, child_hint, parent_path, child_format, expected_parent.data(),
+                                    expected_parent_modification.data(), fmt->info.name, info));
         if (!top && !util::uuid_is_nil(expected_parent.data()) && !util::uuid_is_nil(info.uuid) &&
             std::memcmp(expected_parent.data(), info.uuid, 16) != 0 && !options.ignore_parent_mismatch)
             return Status(VDKIT_E_PARENT_MISMATCH,
@@ -240,12 +247,14 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         chain.push_back(std::move(img));
         if (!has_parent || !options.follow_parents) break;
 
-        VDKIT_ASSIGN_OR_RETURN(std::string parent, resolve_sibling(current, hint, allow_unsafe));
+        VDKIT_ASSIGN_OR_RETURN(parent_path, resolve_named(current, hint, PathUse::parent, allow_unsafe));
+        const std::string parent = parent_path.location;
         VDKIT_ASSIGN_OR_RETURN(bool exists, location_exists(parent));
         if (!exists)
             return Status(VDKIT_E_NOT_FOUND, current + ": parent image '" + hint + "' (" + parent + ") does not exist");
         child_location = current;
         child_format = fmt->info.name;
+        child_hint = hint;
         current = parent;
         format_name.clear();
         top = false;
@@ -309,9 +318,10 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
         parent_format = parent_top->format().info.name;
         params.parent_hint = vdkit_str{hint.data(), hint.size()};
         params.parent_format = vdkit_str{parent_format.data(), parent_format.size()};
-        // The child must be able to find its parent again under the path policy.
-        auto back = resolve_sibling(home, hint, allow_unsafe);
-        if (!back) return back.status().with_context("creating " + location);
+        // The child must be able to find its parent again under the path
+        // rule: the same check as opening it will make.
+        Status back = check_link(home, hint, fi.name, parent_format, pinfo, allow_unsafe);
+        if (!back) return back.with_context("creating " + location);
     }
 
     if (parent_disk) {

@@ -35,6 +35,9 @@ struct vdkit_ctx {
     // false: stores the plugin opens (an image's extents) take no image lock,
     // like the image's main file (OpenOptions::lock, force_share).
     bool lock = true;
+    // A dry run (ImageSetup::dry_run): every store the plugin opens takes
+    // writes without passing them on; no file is created, removed or renamed.
+    bool dry_run = false;
     const vdkit::Options *transport_options = nullptr; // for stores opened by the plugin
     // File-level filters stacked over every store the plugin opens (an
     // image's extents get its main file's stack); null: none.

@@ -3,7 +3,9 @@
 #include "loader/plugin_library.hpp"
 #include "util/util.hpp"
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -195,18 +197,58 @@ vdkit_ctx Host::make_ctx(const PluginEntry *plugin, const Options *options) cons
     return ctx;
 }
 
-Result<std::string> Host::resolve_sibling(const std::string &image_location, std::string_view path,
-                                          bool allow_unsafe) const {
+namespace {
+
+// How far `p` lies from `dir` (both absolute and normal): 0 in dir or below
+// it, k when it lies below the directory k levels up (k <= max), -1 further.
+int distance(const fs::path &p, const fs::path &dir, int max) {
+    fs::path ancestor = dir;
+    for (int k = 0; k <= max; ++k) {
+        fs::path rel = p.lexically_relative(ancestor);
+        if (!rel.empty() && *rel.begin() != "..") return k;
+        if (!ancestor.has_relative_path()) return -1; // the root: nothing above
+        ancestor = ancestor.parent_path();
+    }
+    return -1;
+}
+
+int worse(int a, int b) { return a < 0 || b < 0 ? -1 : std::max(a, b); }
+
+const char *file_type_name(fs::file_type t) {
+    switch (t) {
+    case fs::file_type::directory: return "a directory";
+    case fs::file_type::block: return "a block device";
+    case fs::file_type::character: return "a character device";
+    case fs::file_type::fifo: return "a fifo";
+    case fs::file_type::socket: return "a socket";
+    default: return "not a regular file";
+    }
+}
+
+bool under_system_tree(const fs::path &real) {
+    for (const char *root : {"/proc", "/sys"}) {
+        fs::path rel = real.lexically_relative(root);
+        if (!rel.empty() && *rel.begin() != "..") return true;
+    }
+    return false;
+}
+
+} // namespace
+
+Result<Host::NamedPath> Host::resolve_named(const std::string &image_location, std::string_view path, PathUse use,
+                                            bool allow_unsafe) const {
     std::string p(path);
+    const char *what = use == PathUse::parent ? "parent" : "file";
     if (p.empty()) return Status(VDKIT_E_INVALID_ARGUMENT, image_location + ": names an empty path");
     if (p.find('\0') != std::string::npos)
         return Status(VDKIT_E_CORRUPT, image_location + ": names a path containing a NUL byte");
     const bool url = p.find("://") != std::string::npos;
     if (url) {
         if (!allow_unsafe)
-            return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p +
-                                                  "', a URL; set allow_unsafe_paths to follow it");
-        return p;
+            return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' as its " + what +
+                                                  ", a URL; an image's own paths are never followed to URLs "
+                                                  "(set allow_unsafe_paths to follow it)");
+        return NamedPath{p, false};
     }
     if (image_location.find("://") != std::string::npos) {
         // Location-relative join for URL-based images.
@@ -216,33 +258,89 @@ Result<std::string> Host::resolve_sibling(const std::string &image_location, std
                 return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p +
                                                       "' outside its directory; set allow_unsafe_paths to allow it");
         }
-        return image_location.substr(0, slash + 1) + p;
+        return NamedPath{image_location.substr(0, slash + 1) + p, false};
     }
     fs::path base_dir = fs::path(image_location).parent_path();
     if (base_dir.empty()) base_dir = ".";
     fs::path candidate = fs::path(p).is_absolute() ? fs::path(p) : base_dir / p;
     candidate = candidate.lexically_normal();
-    if (allow_unsafe) return candidate.string();
+    if (allow_unsafe) return NamedPath{candidate.string(), false};
 
     auto refuse = [&](const std::string &why) {
-        return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "', which " + why +
-                                              " (" + base_dir.string() +
-                                              "); set allow_unsafe_paths to allow it");
+        return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' (" + candidate.string() +
+                                              ") as its " + what + ", which " + why +
+                                              "; set allow_unsafe_paths to allow it");
     };
     std::error_code ec;
     fs::path abs_dir = fs::absolute(base_dir, ec).lexically_normal();
     fs::path abs_cand = fs::absolute(candidate, ec).lexically_normal();
-    fs::path rel = abs_cand.lexically_relative(abs_dir);
-    if (rel.empty() || *rel.begin() == "..") return refuse("lies outside the image's directory");
-    // Symbolic links must not lead out either.
+    // Where the path really leads: symbolic links resolved, in the
+    // directory and on the way.
     fs::path real_dir = fs::weakly_canonical(abs_dir, ec);
+    if (ec) real_dir = abs_dir;
     fs::path real_cand = fs::weakly_canonical(abs_cand, ec);
-    if (!ec) {
-        fs::path real_rel = real_cand.lexically_relative(real_dir);
-        if (real_rel.empty() || *real_rel.begin() == "..")
-            return refuse("leads outside the image's directory through a symbolic link");
+    if (ec) real_cand = abs_cand;
+    const int levels = use == PathUse::parent ? kParentLevels : 0;
+    const int lexical = distance(abs_cand, abs_dir, levels);
+    const int real = distance(real_cand, real_dir, levels);
+    const int zone = worse(lexical, real);
+    if (zone < 0) {
+        std::string where = use == PathUse::parent
+                                ? "lies neither in the image's directory (" + abs_dir.string() +
+                                      ") nor below the directory above it; a parent must lie in one of those"
+                                : "lies outside the image's directory (" + abs_dir.string() +
+                                      "); an image's files must lie in its directory or below it";
+        if (lexical >= 0) where = "leads through a symbolic link to " + real_cand.string() + ", which " + where;
+        return refuse(where);
     }
-    return candidate.string();
+    if (under_system_tree(real_cand)) return refuse("lies in " + real_cand.string() + ", a system tree");
+    fs::file_status status = fs::status(real_cand, ec);
+    if (!ec && fs::exists(status) && !fs::is_regular_file(status))
+        return refuse("is " + std::string(file_type_name(status.type())) + " (" + real_cand.string() +
+                      "), not an image file");
+    return NamedPath{candidate.string(), zone > 0, zone > 0 && lexical == 0};
+}
+
+Result<std::string> Host::resolve_sibling(const std::string &image_location, std::string_view path,
+                                          bool allow_unsafe) const {
+    VDKIT_ASSIGN_OR_RETURN(NamedPath named, resolve_named(image_location, path, PathUse::extent, allow_unsafe));
+    return named.location;
+}
+
+Status Host::verify_parent(const std::string &child_location, std::string_view hint, const NamedPath &where,
+                           std::string_view child_format, const uint8_t recorded_uuid[16],
+                           const uint8_t recorded_modification[16], std::string_view parent_format,
+                           const vdkit_image_info &parent) {
+    if (!where.beyond) return Status::ok();
+    const bool uuids = !util::uuid_is_nil(recorded_uuid) && !util::uuid_is_nil(parent.uuid);
+    if (uuids && std::memcmp(recorded_uuid, parent.uuid, 16) == 0) return Status::ok();
+    const bool modification = !uuids && child_format == parent_format && !util::uuid_is_nil(recorded_modification) &&
+                              !util::uuid_is_nil(parent.modification_uuid);
+    if (modification && std::memcmp(recorded_modification, parent.modification_uuid, 16) == 0) return Status::ok();
+    std::string why;
+    if (uuids)
+        why = "the image there is " + util::uuid_to_string(parent.uuid) + ", not the parent " +
+              util::uuid_to_string(recorded_uuid) + " it records";
+    else if (modification)
+        why = "the image there is not the one it records (modification id " +
+              util::uuid_to_string(parent.modification_uuid) + ", recorded " +
+              util::uuid_to_string(recorded_modification) + ")";
+    else if (util::uuid_is_nil(parent.uuid) && util::uuid_is_nil(parent.modification_uuid))
+        why = "the file there (read as '" + std::string(parent_format) +
+              "') has no identity to verify it by — only an image of a known format can be a parent there";
+    else
+        why = "it records no identity of its parent to verify the image there by";
+    return Status(VDKIT_E_PERMISSION, child_location + ": its parent '" + std::string(hint) + "' (" + where.location +
+                                          (where.via_link ? ") leads through a symbolic link" : ") lies") +
+                                          " outside its directory, and " + why +
+                                          "; set allow_unsafe_paths to allow it");
+}
+
+Status Host::check_link(const std::string &child_location, std::string_view hint, std::string_view child_format,
+                        std::string_view parent_format, const vdkit_image_info &parent, bool allow_unsafe) const {
+    VDKIT_ASSIGN_OR_RETURN(NamedPath where, resolve_named(child_location, hint, PathUse::parent, allow_unsafe));
+    return verify_parent(child_location, hint, where, child_format, parent.uuid, parent.modification_uuid,
+                         parent_format, parent);
 }
 
 } // namespace vdkit

@@ -59,12 +59,46 @@ public:
     Status rename_location(const std::string &from, const std::string &to) const;
     Result<bool> location_exists(const std::string &location) const;
 
-    // Resolve a path named inside an image (extent, parent) against the
-    // image's location. Unless allow_unsafe, the result must stay inside the
-    // image's directory: absolute paths elsewhere, "..", symlinks leading out
-    // and URLs are refused with VDKIT_E_PERMISSION.
+    // The path rule for paths named inside images (docs/design/paths.md).
+    // Unless allow_unsafe:
+    //  * never a URL, nothing under /proc or /sys, and an existing target
+    //    must be a regular file (no device, fifo, socket or directory; a
+    //    symbolic link is judged by what it leads to);
+    //  * an extent (or any other file of the image) must lie in the image's
+    //    directory or below it;
+    //  * a parent may also lie below the directory kParentLevels up (a
+    //    VirtualBox base above Snapshots/, qemu's "-b ../base"): then it is
+    //    `beyond` and usable only when verify_parent() accepts the image
+    //    found there.
+    // Refusals are VDKIT_E_PERMISSION naming the image, the path and the rule.
+    enum class PathUse { extent, parent };
+    static constexpr int kParentLevels = 1;
+    struct NamedPath {
+        std::string location; // resolved (lexically normal)
+        bool beyond = false;  // a parent outside the image's directory
+        bool via_link = false; // beyond only through a symbolic link
+    };
+    Result<NamedPath> resolve_named(const std::string &image_location, std::string_view path, PathUse use,
+                                    bool allow_unsafe) const;
+    // resolve_named(..., PathUse::extent, ...).location.
     Result<std::string> resolve_sibling(const std::string &image_location, std::string_view path,
                                         bool allow_unsafe) const;
+    // A parent `where` lies beyond its child's directory: the image found
+    // there must be the one the child records — its UUID equal to the
+    // recorded parent UUID, or (only when one side has no UUID) its
+    // modification id equal to the recorded one within one format. A file
+    // no format recognises (read as raw) has neither and is refused.
+    // OK when `where` is not beyond.
+    static Status verify_parent(const std::string &child_location, std::string_view hint, const NamedPath &where,
+                                std::string_view child_format, const uint8_t recorded_uuid[16],
+                                const uint8_t recorded_modification[16], std::string_view parent_format,
+                                const vdkit_image_info &parent);
+    // Before a child at child_location records `hint` for `parent` (create,
+    // rebase, attach, rename): the link must be one that opening the child
+    // will accept — resolve_named(PathUse::parent) and verify_parent with
+    // the ids the child records (the parent's own).
+    Status check_link(const std::string &child_location, std::string_view hint, std::string_view child_format,
+                      std::string_view parent_format, const vdkit_image_info &parent, bool allow_unsafe) const;
 
     // Scored probing: the highest score wins; a tie or no match is an error
     // naming the candidates. `fallback_ok` accepts a VDKIT_PROBE_FALLBACK
@@ -82,6 +116,24 @@ public:
     Result<std::unique_ptr<Disk>> open_disk(const std::string &location, const OpenOptions &options) const;
     Result<std::unique_ptr<Disk>> create_disk(const std::string &location, const CreateOptions &options) const;
     Status copy(const Disk &src, Disk &dst, const CopyOptions &options) const;
+    // Children of the image at `location` (absolute) and the directories
+    // searched for them: its own, its Snapshots/ subdirectory, the
+    // directories of the images of its chain, then search_dirs. A child
+    // names it by path (its parent path resolves to it, and its recorded
+    // parent UUID, if any, is the image's) or, as VirtualBox's differencing
+    // images do, only by UUID (no parent path; its recorded parent UUID is
+    // the image's).
+    struct Child {
+        std::string location;
+        std::string format;
+        bool by_path = true;
+    };
+    struct ChildSearch {
+        std::vector<Child> children;
+        std::vector<std::string> searched;
+    };
+    Result<ChildSearch> search_children(const std::string &location, const std::vector<std::string> &search_dirs,
+                                        const std::vector<FilterSpec> &filters) const;
     // Library::find_children / rename_image / delete_image (disk/manage.cpp).
     Result<std::vector<std::string>> find_children(const std::string &location,
                                                    const std::vector<std::string> &search_dirs,

@@ -1,6 +1,7 @@
 // The host function table (vdkit_host_api) that every plugin receives, and
 // the conversions between plugin return codes and Status.
 #include "host/host.hpp"
+#include "io/dry_run_store.hpp"
 #include "registry/registry.hpp"
 #include "util/util.hpp"
 
@@ -117,9 +118,16 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
     const FilterStack &filters = ctx->filters && !device ? *ctx->filters : no_filters;
     flags &= ~VDKIT_OPEN_DEVICE; // a host matter; transports never see it
     if (!ctx->lock) flags |= VDKIT_OPEN_NOLOCK; // an image opened unlocked (force-share) locks none of its files
+    if (ctx->dry_run) {
+        if (flags & VDKIT_OPEN_CREATE)
+            return report_to_ctx(ctx, Status(VDKIT_E_NOT_SUPPORTED, ctx->base_location + ": a dry run creates no files (" +
+                                                                        *resolved + ")"));
+        flags = (flags & ~VDKIT_OPEN_WRITE) | VDKIT_OPEN_NOLOCK;
+    }
     auto store = ctx->host->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none,
                                        filters);
     if (!store) return report_to_ctx(ctx, store.status());
+    if (ctx->dry_run) *store = make_dry_run_store(std::move(*store));
     *out = new (std::nothrow) vdkit_store{std::move(*store), nullptr};
     if (!*out) return report_to_ctx(ctx, Status(VDKIT_E_NO_MEMORY, "out of memory"));
     if (ctx->opened && !device) {
@@ -169,12 +177,16 @@ uint32_t h_store_extents(vdkit_ctx *ctx, vdkit_store *s, uint64_t off, uint64_t 
 }
 uint32_t h_store_remove(vdkit_ctx *ctx, vdkit_str path) {
     if (!ctx || !ctx->host) return VDKIT_E_INVALID_ARGUMENT;
+    if (ctx->dry_run)
+        return report_to_ctx(ctx, Status(VDKIT_E_NOT_SUPPORTED, ctx->base_location + ": a dry run removes no files"));
     auto resolved = ctx->host->resolve_sibling(ctx->base_location, sv(path), ctx->allow_unsafe_paths);
     if (!resolved) return report_to_ctx(ctx, resolved.status());
     return report_to_ctx(ctx, ctx->host->remove_location(*resolved));
 }
 uint32_t h_store_rename(vdkit_ctx *ctx, vdkit_str from, vdkit_str to) {
     if (!ctx || !ctx->host) return VDKIT_E_INVALID_ARGUMENT;
+    if (ctx->dry_run)
+        return report_to_ctx(ctx, Status(VDKIT_E_NOT_SUPPORTED, ctx->base_location + ": a dry run renames no files"));
     auto a = ctx->host->resolve_sibling(ctx->base_location, sv(from), ctx->allow_unsafe_paths);
     if (!a) return report_to_ctx(ctx, a.status());
     auto b = ctx->host->resolve_sibling(ctx->base_location, sv(to), ctx->allow_unsafe_paths);

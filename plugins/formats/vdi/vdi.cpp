@@ -134,6 +134,15 @@ public:
 
     void set_parent(Context &ctx, std::string_view hint, std::string_view, const uint8_t *uuid,
                     const uint8_t *modification) {
+        if (hint.empty() && !has_hint_room(hint)) {
+            // No parent any more, and no parent location record to clear
+            // (the block map starts too early for one): the header alone.
+            h_.uuid_linkage.fill(0);
+            h_.uuid_parent_modify.fill(0);
+            if (h_.type == kTypeDiff) h_.type = kTypeNormal;
+            write_header(ctx);
+            return;
+        }
         check_hint_room(hint);
         if (hint.empty()) {
             // No parent any more: a normal dynamic image (FREE blocks read
@@ -467,8 +476,12 @@ private:
         main_.pread(ctx.get(), hint_.data(), len, kHintOffset + kHintHeader);
     }
 
+    bool has_hint_room(std::string_view hint) const {
+        return h_.end() <= kHintOffset && h_.off_blocks >= kHintOffset + kHintHeader + hint.size();
+    }
+
     void check_hint_room(std::string_view hint) const {
-        if (h_.end() > kHintOffset || h_.off_blocks < kHintOffset + kHintHeader + hint.size())
+        if (!has_hint_room(hint))
             fail(VDKIT_E_NOT_SUPPORTED, "no room for a parent location in this VDI (its block map starts at " +
                                             std::to_string(h_.off_blocks) + ")");
     }

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Chains across directories and what dry runs promise (docs/design/paths.md):
+#  * `attach --check` answers what `attach` does, over generated situations
+#    (the VirtualBox folder of /work/shared/cases/vbox-snapshots-reattach.py
+#    and variants), and writes nothing;
+#  * the VirtualBox Snapshots/ layout and qemu-style `-b ../base` chains open
+#    with no configuration; the relinked VirtualBox top reads expected.raw;
+#  * hostile parent and extent paths are refused, naming the rule;
+#  * a new file's format follows its extension; a clash with -f is refused;
+#  * delete finds children in Snapshots/ and --search-dir directories.
+set -uo pipefail
+. "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+require_tools python3
+unset VDKIT_CONFIG # everything here must work without a configuration file
+export VDKIT_PLUGIN_PATH="$VDKIT_TEST_EXTRA_PLUGIN_DIR"
+cases="$VDKIT_SOURCE_DIR/tests/cases" # generators handed over with the issue (text, no images)
+
+run() { # run <name> <command...>: output in <name>.out; prints the exit code
+    local out=$1
+    shift
+    "$@" > "$out.out" 2>&1
+    echo $?
+}
+S1='vm/Snapshots/{2f3e1c2d-4b5a-4697-8877-665544332211}.vdi'
+S2='vm/Snapshots/{4f3e1c2d-4b5a-4697-8877-665544332211}.vdi'
+python3 "$cases/vbox-snapshots-reattach.py" case > /dev/null || { bad "the case generator failed"; finish; exit 1; }
+# Variants beside the case's own images (same UUIDs as the script's).
+python3 - "$cases" case <<'PY' || bad "variant generator failed"
+import os, sys, uuid
+sys.path.insert(0, sys.argv[1])
+import vmdkgen as g
+os.chdir(sys.argv[2])
+M = 1 << 20
+base_u = uuid.UUID("0f3e1c2d-4b5a-4697-8877-665544332211")
+base_m = uuid.UUID("1f3e1c2d-4b5a-4697-8877-665544332211")
+kw = dict(offset_bmap=M, align=M)
+# A child smaller than its parent (2 MiB over 4 MiB).
+g.build_vdi("vm/Snapshots/small.vdi", 2 * M, {}, image_type=4, uuid_create=uuid.uuid4().bytes_le,
+            uuid_link=base_u.bytes_le, uuid_parent_modify=base_m.bytes_le, **kw)
+# A child recording a parent that was modified since (same UUID, other modification UUID).
+g.build_vdi("vm/Snapshots/stale.vdi", 4 * M, {}, image_type=4, uuid_create=uuid.uuid4().bytes_le,
+            uuid_link=base_u.bytes_le, uuid_parent_modify=uuid.uuid4().bytes_le, **kw)
+# A copy of the base two directories above a Snapshots/ child (too far for the path rule).
+os.makedirs("far/a/b", exist_ok=True)
+g.build_vdi("far/disk.vdi", 4 * M, {0: b"\x10" * M}, uuid_create=base_u.bytes_le, uuid_modify=base_m.bytes_le, **kw)
+g.build_vdi("far/a/b/child.vdi", 4 * M, {}, image_type=4, uuid_create=uuid.uuid4().bytes_le,
+            uuid_link=base_u.bytes_le, uuid_parent_modify=base_m.bytes_le, **kw)
+PY
+
+# ---- attach --check agrees with attach ------------------------------------------------
+# Each situation in a fresh copy: --check, then (files unchanged?) attach.
+parity() { # parity <what> <expected exit> <parent> <child> [options...]
+    local what=$1 want=$2 parent=$3 child=$4
+    shift 4
+    rm -rf p && cp -a case p
+    local before after check real
+    before=$(cd p && find . -type f -exec md5sum {} + | sort)
+    check=$(cd p && run ../check "$VDKIT" attach --check "$@" "$parent" "$child")
+    after=$(cd p && find . -type f -exec md5sum {} + | sort)
+    [ "$before" = "$after" ] || bad "$what: attach --check changed files"
+    real=$(cd p && run ../real "$VDKIT" attach "$@" "$parent" "$child")
+    if [ "$check" != "$real" ]; then
+        bad "$what: attach --check exits $check but attach exits $real"
+        sed 's/^/    check: /' check.out
+        sed 's/^/    real:  /' real.out
+    elif [ "$real" != "$want" ]; then
+        bad "$what: attach exits $real, expected $want"
+        sed 's/^/    /' real.out
+    else ok; fi
+}
+parity "right parent one directory up" 0 vm/disk.vdi "$S1"
+parity "wrong parent (other.vdi)" 1 vm/other.vdi "$S1"
+parity "no room for a parent location (tight-child.vdi)" 1 vm/disk.vdi vm/tight-child.vdi
+grep -q "no room for a parent location" real.out && ok || bad "tight child: reason not named: $(cat real.out)"
+parity "second snapshot onto the wrong image (the base)" 1 vm/disk.vdi "$S2"
+# PARENT is opened with its chain: an unlinked snapshot cannot be one yet, check or not.
+parity "second snapshot onto its parent, not linked yet itself" 1 "$S1" "$S2"
+parity "a base image is not a child" 1 vm/disk.vdi vm/other.vdi
+parity "a parent larger than the child" 1 vm/disk.vdi vm/Snapshots/small.vdi
+parity "a parent modified since" 1 vm/disk.vdi vm/Snapshots/stale.vdi
+parity "--force over a modified parent" 0 vm/disk.vdi vm/Snapshots/stale.vdi --force
+parity "--force over a parent with no room still fails" 1 vm/disk.vdi vm/tight-child.vdi --force
+parity "a parent two directories up" 1 far/disk.vdi far/a/b/child.vdi
+grep -q "allow_unsafe_paths" real.out && ok || bad "far parent: the override is not named: $(cat real.out)"
+printf 'allow_unsafe_paths: true\n' > unsafe.yaml
+# The override (--config is a global option: it goes before the command).
+rm -rf p && cp -a case p
+c=$(cd p && run ../check "$VDKIT" --config "$work/unsafe.yaml" attach --check far/disk.vdi far/a/b/child.vdi)
+r=$(cd p && run ../real "$VDKIT" --config "$work/unsafe.yaml" attach far/disk.vdi far/a/b/child.vdi)
+[ "$c" = 0 ] && [ "$r" = 0 ] && ok || bad "allow_unsafe_paths: check $c, attach $r (both should be 0)"
+c=$(cd p && run ../check "$VDKIT" attach --check --output=json vm/disk.vdi vm/tight-child.vdi)
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["possible"] is False and "room" in j["reason"] else 1)' check.out \
+    && [ "$c" = 1 ] && ok || bad "attach --check --output=json for the tight child: $(cat check.out)"
+
+# rebase checks the link it will write before it moves data: nothing changes when refused.
+rm -rf p && cp -a case p
+unchanged() { # unchanged <what> <file> <command...>: the command fails and the file keeps its bytes
+    local what=$1 file=$2 before
+    shift 2
+    before=$(md5sum < "$file")
+    if "$@" > o.out 2>&1; then bad "$what: accepted"; cat o.out
+    elif [ "$(md5sum < "$file")" != "$before" ]; then bad "$what: refused, but $file changed"; cat o.out
+    else ok; fi
+}
+unchanged "rebase onto a parent two directories up" p/far/a/b/child.vdi \
+    "$VDKIT" rebase -u -b ../../disk.vdi p/far/a/b/child.vdi
+grep -q "allow_unsafe_paths" o.out && ok || bad "rebase: the rule is not named: $(cat o.out)"
+unchanged "rebase -u of a VDI with no room for a parent location" p/vm/tight-child.vdi \
+    "$VDKIT" rebase -u -b disk.vdi p/vm/tight-child.vdi
+grep -q "no room" o.out && ok || bad "rebase tight: reason not named: $(cat o.out)"
+"$VDKIT" --config "$work/unsafe.yaml" rebase -u -b ../../disk.vdi p/far/a/b/child.vdi > o.out 2>&1 && ok \
+    || { bad "rebase with allow_unsafe_paths"; cat o.out; }
+
+# ---- the VirtualBox layout relinks and reads expected.raw, no configuration -----------------
+rm -rf vb && cp -a case vb
+(
+    cd vb || exit 1
+    "$VDKIT" attach vm/disk.vdi "$S1" && "$VDKIT" attach "$S1" "$S2"
+) > relink.out 2>&1 && ok || { bad "relinking the Snapshots/ chain"; cat relink.out; }
+"$VDKIT" compare -F raw "vb/$S2" vb/expected.raw > cmp.out 2>&1 && ok || { bad "the relinked top does not read expected.raw"; cat cmp.out; }
+n=$("$VDKIT" info --backing-chain --output=json "vb/$S2" 2> /dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+[ "$n" = 3 ] && ok || bad "the relinked chain has $n images, expected 3"
+# The base cannot be deleted while its Snapshots/ children exist (found there).
+"$VDKIT" delete vb/vm/disk.vdi > del.out 2>&1
+[ $? = 1 ] && grep -q "Snapshots" del.out && [ -f vb/vm/disk.vdi ] && ok || { bad "delete orphaned Snapshots/ children"; cat del.out; }
+# Unlinked VirtualBox children name their parent only by UUID: still children.
+"$VDKIT" delete case/vm/disk.vdi > del.out 2>&1
+[ $? = 1 ] && grep -q "tight-child.vdi" del.out && grep -q "2f3e1c2d" del.out && [ -f case/vm/disk.vdi ] && ok \
+    || { bad "delete ignored children that name the base by UUID only"; cat del.out; }
+
+# ---- qemu-style chains: -b ../base and snapshot into a subdirectory ---------------------------
+mkdir -p q/vm/sub q/vm/Snapshots
+"$VDKIT" create -f vdi q/vm/base.vdi 4M > /dev/null && ok || bad "create base"
+"$VDKIT" create -b ../base.vdi q/vm/sub/child.vdi > c.out 2>&1 && ok || { bad "create -b ../base.vdi"; cat c.out; }
+"$VDKIT" info q/vm/sub/child.vdi > i.out 2>&1 && ok || { bad "a -b ../base.vdi child does not open"; cat i.out; }
+"$VDKIT" snapshot q/vm/base.vdi q/vm/Snapshots/s.vmdk > s.out 2>&1 && ok || { bad "snapshot into Snapshots/"; cat s.out; }
+"$VDKIT" info --output=json q/vm/Snapshots/s.vmdk > i.out 2>&1
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["format"]=="vmdk" else 1)' i.out 2> /dev/null \
+    && ok || { bad "snapshot NEW.vmdk over a VDI did not make a VMDK"; cat i.out; }
+"$VDKIT" snapshot -f vdi q/vm/base.vdi q/vm/clash.vmdk > s.out 2>&1
+[ $? = 2 ] && [ ! -e q/vm/clash.vmdk ] && grep -q "clashes" s.out && ok || { bad "snapshot -f vdi X.vmdk was not refused"; cat s.out; }
+"$VDKIT" create -f raw q/vm/clash.vdi 1M > s.out 2>&1
+[ $? = 2 ] && [ ! -e q/vm/clash.vdi ] && ok || { bad "create -f raw X.vdi was not refused"; cat s.out; }
+"$VDKIT" snapshot q/vm/base.vdi q/vm/top.snap > s.out 2>&1
+"$VDKIT" info --output=json q/vm/top.snap > i.out 2>&1
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["format"]=="vdi" else 1)' i.out 2> /dev/null \
+    && ok || { bad "snapshot with an unknown extension did not take the parent's format"; cat s.out i.out; }
+# A raw parent one directory up has no identity: refused when written, not at the next open.
+"$VDKIT" create -f raw q/base.img 4M > /dev/null
+"$VDKIT" create -f vdi -b ../base.img -F raw q/vm/rawchild.vdi > c.out 2>&1
+[ $? = 1 ] && [ ! -e q/vm/rawchild.vdi ] && grep -q "identity" c.out && ok || { bad "a raw parent one level up was accepted"; cat c.out; }
+# delete: children in Snapshots/ and in a directory the user names.
+mkdir -p q/other
+"$VDKIT" create -b ../vm/base.vdi q/other/kid.vdi > /dev/null 2>&1 || bad "create q/other/kid.vdi"
+"$VDKIT" rm q/vm/Snapshots/s.vmdk q/vm/top.snap q/vm/sub/child.vdi > /dev/null 2>&1 || bad "removing the children"
+"$VDKIT" delete --search-dir q/other q/vm/base.vdi > del.out 2>&1
+[ $? = 1 ] && grep -q "kid.vdi" del.out && grep -q "q/other" del.out && [ -f q/vm/base.vdi ] && ok \
+    || { bad "delete --search-dir did not find the child"; cat del.out; }
+"$VDKIT" delete q/vm/base.vdi > del.out 2>&1 && [ ! -e q/vm/base.vdi ] && ok \
+    || { bad "delete without the child's directory should not find it (and delete)"; cat del.out; }
+
+# ---- hostile paths inside images ---------------------------------------------------------
+# A child in h/vm whose parent location record (VDI, at 0x200) is rewritten.
+mkdir -p h/vm
+"$VDKIT" create -f vdi h/vm/base.vdi 1M > /dev/null
+"$VDKIT" snapshot h/vm/base.vdi h/vm/child.vdi > /dev/null
+sethint() {
+    python3 - "$1" "$2" <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(0x200)
+    f.write(b"VDKTPRNT" + struct.pack("<II", 1, len(sys.argv[2].encode())) + sys.argv[2].encode())
+PY
+}
+refused() { # refused <what> <hint> <text the error must name>
+    sethint h/vm/child.vdi "$2"
+    "$VDKIT" info h/vm/child.vdi > o.out 2>&1
+    local rc=$?
+    if [ "$rc" = 1 ] && grep -qF -- "$3" o.out && grep -q "allow_unsafe_paths" o.out; then ok; else
+        bad "$1 ('$2'): exit $rc"; sed 's/^/    /' o.out; fi
+}
+cp /etc/passwd h/passwd
+cp h/vm/base.vdi h/vm/base-copy.vdi
+"$VDKIT" convert -O raw h/vm/base.vdi h/base.raw > /dev/null
+"$VDKIT" create -f vdi h/stranger.vdi 1M > /dev/null
+mkfifo h/vm/pipe
+ln -s /etc/hostname h/vm/link.vdi
+ln -s /dev/zero h/vm/zero.vdi
+refused "two levels up" "../../etc/passwd" "lies neither in"
+refused "a system file by absolute path" "/etc/passwd" "lies neither in"
+refused "a text file one level up" "../passwd" "no identity"
+refused "a raw copy of the parent one level up" "../base.raw" "no identity"
+refused "another image one level up" "../stranger.vdi" "not the parent"
+refused "a character device" "/dev/zero" "lies neither in"
+refused "a character device through a symlink" "zero.vdi" "symbolic link"
+refused "a symlink leading out to a non-image" "link.vdi" "symbolic link"
+refused "a fifo" "pipe" "a fifo"
+refused "a URL" "http://example.invalid/base.vdi" "URL"
+refused "a directory" "../vm" "a directory"
+if [ "$(id -u)" = 0 ]; then
+    mknod h/vm/dev c 1 5 # /dev/zero's numbers, inside the image's directory
+    refused "a device node in the image's directory" "dev" "a character device"
+fi
+sethint h/vm/child.vdi "base.vdi"
+"$VDKIT" info h/vm/child.vdi > o.out 2>&1 && ok || { bad "the proper hint does not open"; cat o.out; }
+# The same image one level up (its own UUID) opens; a hostile one with the override too.
+mv h/vm/base-copy.vdi h/base-up.vdi
+sethint h/vm/child.vdi "../base-up.vdi"
+"$VDKIT" info h/vm/child.vdi > o.out 2>&1 && ok || { bad "the right image one level up does not open"; cat o.out; }
+sethint h/vm/child.vdi "../base.raw"
+"$VDKIT" --config "$PWD/unsafe.yaml" info h/vm/child.vdi > o.out 2>&1 && ok \
+    || { bad "allow_unsafe_paths does not override"; cat o.out; }
+
+# Extents stay in the image's directory: a flat VMDK naming one level up, or a fifo.
+mkdir -p x/vm
+head -c 1048576 /dev/zero > x/data.bin
+cp x/data.bin x/vm/data.bin
+flat() { printf '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "%s" 0\n' "$1" > x/vm/flat.vmdk; }
+flat data.bin
+"$VDKIT" info x/vm/flat.vmdk > o.out 2>&1 && ok || { bad "a flat extent beside its descriptor"; cat o.out; }
+flat ../data.bin
+"$VDKIT" info x/vm/flat.vmdk > o.out 2>&1
+[ $? = 1 ] && grep -q "outside the image's directory" o.out && ok || { bad "an extent one level up was followed"; cat o.out; }
+mkfifo x/vm/fifo.bin
+flat fifo.bin
+"$VDKIT" info x/vm/flat.vmdk > o.out 2>&1
+[ $? = 1 ] && grep -q "a fifo" o.out && ok || { bad "a fifo extent was opened"; cat o.out; }
+
+finish
