@@ -27,6 +27,10 @@ public:
     // Consistency check (VDKIT_CHECK_* flags), findings through ctx.finding.
     virtual void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) = 0;
 
+    // Where the extent starts in the disk (bytes): findings name the disk
+    // bytes they lose from it.
+    void set_disk_offset(uint64_t offset) { disk_offset_ = offset; }
+
 protected:
     GrainExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name);
 
@@ -36,14 +40,21 @@ protected:
     virtual Grain lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector) = 0;
     // Copy n bytes at `within` of data grain `index` (at `sector`) into buf.
     // The default reads plain bytes; a grain cut short by the end of the
-    // file reads as zeros past it.
+    // file reads as zeros past it (the one rule read, map, check and repair
+    // share: a grain that starts inside the file is data up to the end of
+    // the file, as qemu reads it).
     virtual void read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector, uint64_t within, void *buf,
                             uint64_t n);
     [[noreturn]] void corrupt(const std::string &what) const;
+    // "lost disk bytes [A, B)": the disk range bytes [from, to) of grain
+    // `index` cover (clamped to the capacity), in the form every check
+    // finding that changes or loses readable data uses (docs/check.md).
+    std::string lost_range(uint64_t index, uint64_t from, uint64_t to) const;
 
     sdk::StoreRef store_;
     std::string name_;
     uint64_t file_size_ = 0;
+    uint64_t disk_offset_ = 0;
 };
 
 } // namespace vdkit::vmdk
