@@ -92,16 +92,17 @@ grep -q "subformat: seSparse" <<< "$("$VDKIT" info se-alone.vmdk)" && ok || bad 
 # A file still growing: the header declares grain and table regions larger
 # than the file (ESXi sizes them for the whole disk). Reads are bounded by
 # the file, not the declared regions; qemu-img reads it too.
-python3 - se-alone.vmdk se-grow.vmdk <<'PY'
+python3 - se-sesparse.vmdk se-grow-sesparse.vmdk <<'PY'
 import struct, sys
 d = bytearray(open(sys.argv[1], "rb").read())
 for field in (19, 25):  # tables size, grains size (u64 fields at bytes 152, 200)
     struct.pack_into("<Q", d, field * 8, struct.unpack_from("<Q", d, field * 8)[0] + 1000000)
 open(sys.argv[2], "wb").write(d)
 PY
-out=$("$VDKIT" convert -O raw se-grow.vmdk se-grow.raw 2>&1) && cmp -s se-grow.raw se-alone.model && ok \
+descriptor se-grow.vmdk seSparse SESPARSE se-grow-sesparse.vmdk base.vmdk
+out=$("$VDKIT" convert -O raw se-grow.vmdk se-grow.raw 2>&1) && cmp -s se-grow.raw se.model && ok \
     || bad "seSparse with regions past the end of the file: $out"
-qemu_raw se-grow.vmdk se-grow.qemu.raw && cmp -s se-grow.qemu.raw se-alone.model && ok || bad "qemu-img reads se-grow differently"
+qemu_raw se-grow.vmdk se-grow.qemu.raw && cmp -s se-grow.qemu.raw se.model && ok || bad "qemu-img reads se-grow differently"
 "$VDKIT" check se-grow.vmdk > /dev/null && ok || bad "seSparse with regions past the end: check finds problems"
 # Zero and unmapped grains hide the parent's data (the model zeroes them);
 # a grain-level probe: some grain reads zero in the model but not in the base.
