@@ -135,6 +135,9 @@ void CowdExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r)
                 report(VDKIT_FINDING_ERROR, at, "grain " + std::to_string(index) + " uses sector " +
                                                     std::to_string(t[i]) + ", already used by grain " +
                                                     std::to_string(first));
+            report_cut(index, uint64_t(t[i]) * 512, [&](uint64_t off, const std::string &m) {
+                report(VDKIT_FINDING_ERROR, off, m);
+            });
         }
     }
 }
@@ -302,6 +305,8 @@ void SeSparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result
             else if (uint64_t first = owners.claim(sector, index); first != UINT64_MAX)
                 report(t_at + i * 8, "grain " + std::to_string(index) + " shares its data with grain " +
                                          std::to_string(first));
+            else
+                report_cut(index, sector * 512, report);
         }
     }
 }

@@ -8,6 +8,7 @@
 
 #include "vdkit/plugin.hpp"
 
+#include <algorithm>
 #include <string>
 
 namespace vdkit::vmdk {
@@ -50,6 +51,18 @@ protected:
     // `index` cover (clamped to the capacity), in the form every check
     // finding that changes or loses readable data uses (docs/check.md).
     std::string lost_range(uint64_t index, uint64_t from, uint64_t to) const;
+    // check: a data grain at byte `at` that the end of the file cuts is
+    // reported through report(offset, message) (read-only extents: the
+    // message says what is lost, nothing is repaired).
+    template <class Report> void report_cut(uint64_t index, uint64_t at, Report &&report) const {
+        const uint64_t gb = grain_bytes(), start = index * gb;
+        const uint64_t shown = start < capacity_bytes() ? std::min(gb, capacity_bytes() - start) : 0;
+        if (at >= file_size_ || at + shown <= file_size_) return;
+        report(file_size_, "grain " + std::to_string(index) + " (at byte " + std::to_string(at) +
+                               ") is cut off by the end of the file at byte " + std::to_string(file_size_) +
+                               ": its first " + std::to_string(file_size_ - at) + " bytes are intact, the rest reads as zeros (" +
+                               lost_range(index, file_size_ - at, gb) + ": the file was truncated)");
+    }
 
     sdk::StoreRef store_;
     std::string name_;

@@ -71,6 +71,16 @@ for grain in 1 8 128; do
     "$VDKIT" check "cowd$grain.vmdk" > /dev/null && ok || bad "COWD grain $grain: check finds problems"
     maps_agree "cowd$grain.vmdk" && ok || bad "COWD grain $grain: map differs from qemu-img's"
 done
+# A redo log cut inside its last grain: that grain reads up to the end of
+# the file and zeros after (as qemu-img reads it); check names the cut and
+# the lost disk bytes.
+cp cowd128-delta.vmdk cut128-delta.vmdk && truncate -s -1000 cut128-delta.vmdk
+descriptor cut128.vmdk vmfsSparse VMFSSPARSE cut128-delta.vmdk base.vmdk
+"$VDKIT" convert -O raw cut128.vmdk cut128.raw && qemu_raw cut128.vmdk cut128.qemu.raw && cmp -s cut128.raw cut128.qemu.raw \
+    && ok || bad "COWD cut in its last grain: vdkit and qemu-img read it differently"
+out=$("$VDKIT" check cut128.vmdk 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "cut off by the end of the file at byte $(stat -c %s cut128-delta.vmdk): .*lost disk bytes \[" <<< "$out" \
+    && ok || bad "COWD cut in its last grain: check exit $rc: $out"
 # A redo log opened directly has no parent: unallocated grains read as zeros.
 python3 "$gen" cowd alone.vmdk $cap 1 - alone.model 9
 "$VDKIT" convert -O raw alone.vmdk alone.raw && cmp -s alone.raw alone.model && ok || bad "standalone COWD"
