@@ -734,7 +734,7 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                     report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
                            "grain " + std::to_string(gdi * h_.gtes_per_gt + k) + " " + entry_problem(gt[k]) +
                                " and its redundant entry is unusable too; repair unmaps it (" +
-                               lost_range(gdi * h_.gtes_per_gt + k, 0, gb) + ": unreadable, afterwards unallocated)",
+                               lost_range(gdi * h_.gtes_per_gt + k, 0, gb) + ": the entry is unusable, afterwards unallocated)",
                            true);
                 if (repair) {
                     if (v != gt[k]) write_entry(gd_[gdi], k, v);
@@ -751,7 +751,7 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                        "grain table " + std::to_string(gdi) + " and its redundant copy differ in " +
                            std::to_string(differ) + " entries (first: entry " + std::to_string(first) + ")" +
                            (from_copy ? "; " + std::to_string(from_copy) +
-                                            " unusable primary entries (unreadable grains) take the redundant copy's value"
+                                            " unusable primary entries take the redundant copy's value"
                                       : std::string()) +
                            (interrupted ? "; the extent was not closed cleanly and the primary table is sound" : ""),
                        true);
@@ -769,8 +769,8 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
             }
             if (!problem.empty()) {
                 report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
-                       "grain " + std::to_string(grain) + " " + problem + " and cannot be read; repair unmaps it (" +
-                           lost_range(grain, 0, gb) + ": unreadable, afterwards unallocated)",
+                       "grain " + std::to_string(grain) + " " + problem + "; repair unmaps it (" +
+                           lost_range(grain, 0, gb) + ": the entry is unusable, afterwards unallocated)",
                        true);
                 if (repair) {
                     write_entry(gd_[gdi], k, 0);
