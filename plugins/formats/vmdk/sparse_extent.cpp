@@ -236,8 +236,33 @@ void SparseExtent::refresh_redundant_tables(sdk::Context &ctx) {
 
 // Data first, then the table entries: a crash in between leaks a grain but
 // never exposes unwritten data.
+uint64_t SparseExtent::cut_grain_end(sdk::Context &ctx) {
+    // Once per session, before the first allocation: a grain the end of the
+    // file cuts (a truncated file check -r has not padded yet) reads as
+    // zeros past it; a new grain appended at the end of the file would land
+    // on that tail. Only a grain starting in the last grain's worth of the
+    // file can reach past it; the tables are read raw, not cached.
+    if (cut_end_) return *cut_end_;
+    uint64_t end = 0;
+    const uint64_t gb = grain_bytes(), bytes = uint64_t(h_.gtes_per_gt) * 4;
+    const uint64_t low = file_size_ > gb ? file_size_ - gb : 0;
+    std::vector<unsigned char> raw(static_cast<size_t>(bytes));
+    std::unordered_set<uint32_t> seen;
+    for (uint32_t t : gd_) {
+        if (t == 0 || !seen.insert(t).second || uint64_t(t) * 512 > file_size_ || file_size_ - uint64_t(t) * 512 < bytes)
+            continue;
+        store_.pread(ctx.get(), raw.data(), raw.size(), uint64_t(t) * 512);
+        for (uint64_t k = 0; k < h_.gtes_per_gt; ++k) {
+            const uint64_t at = load_le(raw.data() + k * 4, 4) * 512;
+            if (at > 512 && at > low && at < file_size_) end = std::max(end, at + gb);
+        }
+    }
+    cut_end_ = end;
+    return end;
+}
+
 void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain) {
-    uint64_t at = (file_size_ + 511) / 512 * 512;
+    uint64_t at = std::max((file_size_ + 511) / 512 * 512, cut_grain_end(ctx));
     if (at / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
     store_.pwrite(ctx.get(), grain, grain_bytes(), at);
     file_size_ = at + grain_bytes();

@@ -123,6 +123,10 @@ private:
     // Byte ranges of the grain directories and tables, sorted.
     std::vector<std::pair<uint64_t, uint64_t>> metadata_ranges() const;
     void allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain);
+    // The end of a grain that the end of the file cuts (0: none); computed
+    // once, at the first allocation.
+    uint64_t cut_grain_end(sdk::Context &ctx);
+    std::optional<uint64_t> cut_end_;
     Grain lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector) override;
     // Compressed grains are inflated whole (and the last one kept).
     void read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector, uint64_t within, void *buf,

@@ -48,6 +48,18 @@ qemu-img convert -f vmdk -O raw cut.vmdk cut.qemu2.raw && cmp -s cut.qemu2.raw c
     || bad "qemu-img reads the repaired image differently"
 "$VDKIT" check cut.vmdk > /dev/null && ok || bad "check after the repair is not clean"
 
+# 1b. Writing before check -r: a new grain must not land on the cut grain's
+# tail (it reads as zeros). A commit from a child allocates grains in the cut base.
+qemu-img create -q -f vmdk cutw.vmdk 16M
+qemu-io -f vmdk -c 'write -P 0x62 4M 64k' cutw.vmdk > /dev/null
+truncate -s $(($(stat -c %s cutw.vmdk) - 32768)) cutw.vmdk
+"$VDKIT" -q create -f vmdk -b cutw.vmdk -F vmdk cutw-child.vmdk
+qemu-io -f vmdk -c 'write -P 0x63 8M 64k' cutw-child.vmdk > /dev/null
+"$VDKIT" convert -O raw cutw-child.vmdk cutw.expected.raw
+out=$("$VDKIT" commit cutw-child.vmdk 2>&1) && ok || bad "commit into a base with a cut grain: $out"
+"$VDKIT" convert -O raw cutw.vmdk cutw.after.raw && cmp -s cutw.after.raw cutw.expected.raw && ok \
+    || bad "a grain allocated in a file with a cut grain overwrote the cut grain's tail"
+
 # 2. A 100G monolithicSparse cut to 10M (its grain tables cut): reported, never converted.
 qemu-img create -q -f vmdk -o subformat=monolithicSparse big.vmdk 100G
 truncate -s 10M big.vmdk
