@@ -181,17 +181,21 @@ public:
             std::memset(buf, 0, static_cast<size_t>(n));
             return {n, false};
         }
-        // Physically consecutive blocks are read in one call.
+        // A block whose data starts inside the file is data up to the end of
+        // the file and zeros past it (a truncated file, read as qemu reads
+        // it); one that starts past the end is an error. check agrees.
+        if (!block_in_file(entry))
+            fail(VDKIT_E_CORRUPT, "block " + std::to_string(b) + " points at data block " + std::to_string(entry) +
+                                      " (byte " + std::to_string(h_.off_data + uint64_t(entry) * h_.stride()) +
+                                      "), beyond the end of the file (" + std::to_string(file_size_) +
+                                      " bytes); run 'vdkit check -r'");
+        // Physically consecutive blocks (inside the file) are read in one call.
         uint64_t next = b + 1;
-        while (n < len && map_[next] == entry + (next - b)) {
+        while (n < len && map_[next] == entry + (next - b) && block_in_file(map_[next])) {
             n = std::min(len, n + h_.block_size);
             ++next;
         }
-        const uint64_t at = data_offset(entry) + within;
-        if (at + n > file_size_)
-            fail(VDKIT_E_CORRUPT, "block " + std::to_string(b) + " points beyond the end of the file (" +
-                                      std::to_string(file_size_) + " bytes); run 'vdkit check -r'");
-        main_.pread(ctx.get(), buf, n, at);
+        pread_padded(ctx, buf, n, data_offset(entry) + within);
         return {n, false};
     }
 
@@ -292,7 +296,7 @@ public:
             const uint32_t entry = map_[b];
             if (is_allocated(entry)) {
                 const uint64_t span = block_span(b);
-                main_.pread(ctx.get(), block.data(), span, data_offset(entry));
+                pread_padded(ctx, block.data(), span, data_offset(entry));
                 if (sdk::is_zero(block.data(), span)) {
                     touch(ctx);
                     release(ctx, b, h_.type == kTypeDiff ? kBlockZero : kBlockFree);
@@ -353,20 +357,35 @@ public:
             const uint32_t e = map_[b];
             if (!is_allocated(e)) continue;
             std::string bad;
+            const uint64_t at = h_.off_data + uint64_t(e) * h_.stride();
             if (e >= h_.blocks)
                 bad = "points at data block " + std::to_string(e) + ", beyond the " + std::to_string(h_.blocks) +
                       " a disk of this size can have";
             else if (e >= limit)
-                bad = "points at data block " + std::to_string(e) + ", beyond the end of the file (truncated data area)";
+                bad = "points at data block " + std::to_string(e) + " (byte " + std::to_string(at) +
+                      "), beyond the end of the file (" + std::to_string(file_size_) + " bytes): it cannot be read";
             else if (owner[e] != kBlockFree)
                 bad = "shares data block " + std::to_string(e) + " with block " + std::to_string(owner[e]);
             if (!bad.empty()) {
-                report(true, h_.off_blocks + uint64_t(b) * 4, "block " + std::to_string(b) + " " + bad + "; repair clears the entry");
+                report(true, h_.off_blocks + uint64_t(b) * 4,
+                       "block " + std::to_string(b) + " " + bad + "; repair clears the entry (" +
+                           lost_range(b, 0, h_.block_size) + ", afterwards " +
+                           (h_.type == kTypeDiff ? "read from the parent" : "zeros") + ")");
                 if (repair) set_entry(ctx, b, kBlockFree);
                 continue;
             }
             owner[e] = b;
             highest = std::max(highest, e + 1);
+            if (data_offset(e) + block_span(b) > file_size_) {
+                // Cut by the end of the file: data up to it, zeros after.
+                const uint64_t kept = file_size_ > data_offset(e) ? file_size_ - data_offset(e) : 0;
+                report(true, file_size_,
+                       "block " + std::to_string(b) + " (data block " + std::to_string(e) + " at byte " +
+                           std::to_string(data_offset(e)) + ") is cut off by the end of the file at byte " +
+                           std::to_string(file_size_) + ": its first " + std::to_string(kept) +
+                           " bytes are intact, the rest reads as zeros (" + lost_range(b, kept, h_.block_size) +
+                           ": the file was truncated); repair pads the file with zeros");
+            }
         }
         uint32_t count = h_.blocks_allocated;
         if (highest > count || count > limit) {
@@ -393,7 +412,9 @@ public:
             map_damaged_ = false;
             write_header(ctx);
             fill_holes(ctx);
-            if (file_size_ > h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride()) {
+            // Past the last data block: truncated; short of it (a block cut by
+            // the end of the file): padded with the zeros it reads as.
+            if (file_size_ != h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride()) {
                 file_size_ = h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride();
                 main_.truncate(ctx.get(), file_size_);
             }
@@ -410,10 +431,26 @@ private:
     uint64_t data_offset(uint32_t entry) const {
         return h_.off_data + uint64_t(entry) * h_.stride() + h_.block_extra;
     }
-    // Whole data blocks the file holds, bounded by the block count.
+    // Data blocks that start inside the file (the last may be cut short by
+    // the end of the file: it reads as zeros past it), bounded by the block
+    // count.
     uint64_t data_blocks_in_file() const {
         if (file_size_ <= h_.off_data) return 0;
-        return std::min<uint64_t>((file_size_ - h_.off_data) / h_.stride(), h_.blocks);
+        return std::min<uint64_t>((file_size_ - h_.off_data + h_.stride() - 1) / h_.stride(), h_.blocks);
+    }
+    bool block_in_file(uint32_t entry) const { return h_.off_data + uint64_t(entry) * h_.stride() < file_size_; }
+    // Read n bytes at `at`; the bytes past the end of the file read as zeros.
+    void pread_padded(Context &ctx, void *buf, uint64_t n, uint64_t at) {
+        const uint64_t avail = at < file_size_ ? std::min(n, file_size_ - at) : 0;
+        if (avail) main_.pread(ctx.get(), buf, avail, at);
+        if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
+    }
+    // "lost disk bytes [A, B)" for bytes [from, to) of block b (the form of
+    // every finding that loses readable data, docs/check.md).
+    std::string lost_range(uint64_t b, uint64_t from, uint64_t to) const {
+        const uint64_t base = b * h_.block_size;
+        const uint64_t a = std::min(base + from, h_.disk_size), e = std::min(base + to, h_.disk_size);
+        return "lost disk bytes [" + std::to_string(a) + ", " + std::to_string(e) + ")";
     }
     // The host keeps requests within the disk; scans below rely on it.
     void check_request(uint64_t off, uint64_t len) const {
@@ -722,7 +759,7 @@ private:
         }
         std::vector<unsigned char> buf(static_cast<size_t>(h_.stride()));
         for (auto [from, to] : moves) {
-            main_.pread(ctx.get(), buf.data(), buf.size(), h_.off_data + uint64_t(from) * h_.stride());
+            pread_padded(ctx, buf.data(), buf.size(), h_.off_data + uint64_t(from) * h_.stride());
             main_.pwrite(ctx.get(), buf.data(), buf.size(), h_.off_data + uint64_t(to) * h_.stride());
         }
         if (!moves.empty()) flush_file(ctx);
@@ -749,7 +786,7 @@ private:
             const uint32_t base = std::max(h_.blocks_allocated, k) - k; // new index of the first moved block
             std::vector<unsigned char> buf(static_cast<size_t>(h_.stride()));
             for (uint32_t i = 0; i < moved; ++i) {
-                main_.pread(ctx.get(), buf.data(), buf.size(), h_.off_data + uint64_t(i) * h_.stride());
+                pread_padded(ctx, buf.data(), buf.size(), h_.off_data + uint64_t(i) * h_.stride());
                 main_.pwrite(ctx.get(), buf.data(), buf.size(), new_off_data + uint64_t(base + i) * h_.stride());
             }
             flush_file(ctx);
@@ -786,7 +823,7 @@ private:
             const uint64_t from = std::max(new_size, b * h_.block_size) - b * h_.block_size;
             const uint64_t span = block_span(b);
             if (from >= span) continue;
-            main_.pread(ctx.get(), block.data(), span - from, data_offset(e) + from);
+            pread_padded(ctx, block.data(), span - from, data_offset(e) + from);
             if (!sdk::is_zero(block.data(), span - from))
                 fail(VDKIT_E_INVALID_ARGUMENT, "data lies past the new end (at " + std::to_string(b * h_.block_size + from) +
                                                    "); discard it first, shrinking never drops data");

@@ -142,7 +142,7 @@ bool looks_like_descriptor(std::string_view text) {
     return false;
 }
 
-std::optional<Descriptor> parse_descriptor(std::string_view text, std::string *error) {
+std::optional<Descriptor> parse_descriptor(std::string_view text, std::string *error, bool embedded) {
     auto fail = [&](int line, const std::string &why) -> std::optional<Descriptor> {
         if (error) *error = "descriptor line " + std::to_string(line) + ": " + why;
         return std::nullopt;
@@ -175,7 +175,11 @@ std::optional<Descriptor> parse_descriptor(std::string_view text, std::string *e
             if (!type) return fail(n, "unknown extent type '" + (*fields)[2] + "'");
             e.type = *type;
             if (e.type != ExtentType::zero) {
-                if (fields->size() < 4 || (*fields)[3].empty()) return fail(n, "extent has no file name");
+                // An embedded descriptor's SPARSE extent may name no file
+                // ("", as FreeBSD's mkimg writes it): the file itself (qemu
+                // reads it so). A descriptor file always names its extents.
+                const bool self = embedded && e.type == ExtentType::sparse && fields->size() >= 4;
+                if (fields->size() < 4 || ((*fields)[3].empty() && !self)) return fail(n, "extent has no file name");
                 e.filename = (*fields)[3];
             }
             if (fields->size() >= 5) {

@@ -45,8 +45,10 @@ struct Descriptor {
 };
 
 // Parses text (stops at the first NUL). On failure returns nothing and sets
-// *error to "line N: why".
-std::optional<Descriptor> parse_descriptor(std::string_view text, std::string *error);
+// *error to "line N: why". `embedded`: the text is a sparse extent's
+// embedded descriptor, whose SPARSE extent may have an empty file name
+// (meaning the file itself).
+std::optional<Descriptor> parse_descriptor(std::string_view text, std::string *error, bool embedded = false);
 
 // Descriptor text in VMware's layout (header, extents, DDB). Keys that were
 // parsed into `ddb` (including unknown header keys) are written back in order.

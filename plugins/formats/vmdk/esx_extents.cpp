@@ -135,6 +135,9 @@ void CowdExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r)
                 report(VDKIT_FINDING_ERROR, at, "grain " + std::to_string(index) + " uses sector " +
                                                     std::to_string(t[i]) + ", already used by grain " +
                                                     std::to_string(first));
+            report_cut(index, uint64_t(t[i]) * 512, [&](uint64_t off, const std::string &m) {
+                report(VDKIT_FINDING_ERROR, off, m);
+            });
         }
     }
 }
@@ -161,12 +164,19 @@ SeSparseExtent::SeSparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::stri
         if (field(i)) unsupported("reserved field at offset " + std::to_string(i * 8) + " is " + hex(field(i)));
     if (!sdk::is_zero(h + 208, 512 - 208)) unsupported("header padding (offset 208) is not zero");
 
-    // {offset, size} pairs in sectors, each checked to lie in the file.
+    // {offset, size} pairs in sectors. A region may reach past the end of
+    // the file (an seSparse file grows as grains are written, and the header
+    // declares the regions at their final size): only the arithmetic is
+    // bounded here; every read is bounded by the file (directory_problem,
+    // entry_problem, the volatile header and directory checks below).
     auto area = [&](size_t i, const char *what, uint64_t *offset, uint64_t *size) {
         *offset = field(i);
         *size = field(i + 1);
-        if (*offset > file_size_ / 512 || *size > file_size_ / 512)
-            corrupt(std::string(what) + " (offset " + std::to_string(i * 8) + ") lies beyond the end of the file");
+        constexpr uint64_t kLimit = (UINT64_MAX / 512) / 2; // offset + size stays a valid byte offset
+        if (*offset > kLimit || *size > kLimit)
+            corrupt(std::string(what) + " region (header fields at bytes " + std::to_string(i * 8) + " and " +
+                    std::to_string(i * 8 + 8) + ": sector " + std::to_string(*offset) + ", " + std::to_string(*size) +
+                    " sectors) overflows");
     };
     uint64_t vh_offset, vh_size, gd_size, tables_size, grains_size;
     area(10, "the volatile header", &vh_offset, &vh_size);
@@ -193,7 +203,7 @@ SeSparseExtent::SeSparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::stri
     if (gd_size * 512 / 8 < needed)
         corrupt("the grain directory has " + std::to_string(gd_size * 512 / 8) + " entries but the capacity needs " +
                 std::to_string(needed));
-    if (gd_offset_ == 0 || file_size_ - gd_offset_ * 512 < needed * 8)
+    if (gd_offset_ == 0 || gd_offset_ * 512 > file_size_ || file_size_ - gd_offset_ * 512 < needed * 8)
         corrupt("the grain directory at sector " + std::to_string(gd_offset_) + " lies outside the file");
     std::vector<unsigned char> raw(static_cast<size_t>(needed * 8));
     if (!raw.empty()) store_.pread(ctx.get(), raw.data(), raw.size(), gd_offset_ * 512);
@@ -295,6 +305,8 @@ void SeSparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result
             else if (uint64_t first = owners.claim(sector, index); first != UINT64_MAX)
                 report(t_at + i * 8, "grain " + std::to_string(index) + " shares its data with grain " +
                                          std::to_string(first));
+            else
+                report_cut(index, sector * 512, report);
         }
     }
 }

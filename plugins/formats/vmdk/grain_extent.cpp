@@ -10,6 +10,12 @@ GrainExtent::GrainExtent(sdk::Context &ctx, sdk::StoreRef store, std::string nam
 
 void GrainExtent::corrupt(const std::string &what) const { throw sdk::Error(VDKIT_E_CORRUPT, name_ + ": " + what); }
 
+std::string GrainExtent::lost_range(uint64_t index, uint64_t from, uint64_t to) const {
+    const uint64_t base = index * grain_bytes(), cap = capacity_bytes();
+    const uint64_t a = std::min(base + from, cap), b = std::min(base + to, cap);
+    return "lost disk bytes [" + std::to_string(disk_offset_ + a) + ", " + std::to_string(disk_offset_ + b) + ")";
+}
+
 sdk::ReadResult GrainExtent::read(sdk::Context &ctx, uint64_t offset, void *buf, uint64_t len) {
     const uint64_t gb = grain_bytes();
     const uint64_t index = offset / gb, within = offset % gb;

@@ -151,6 +151,7 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
                 SparseHeader f = parse_sparse_header(footer, name_ + " (footer)");
                 if (f.gd_offset == kGdAtEnd) corrupt("the footer also puts the grain directory at the end");
                 h_.gd_offset = f.gd_offset;
+                footer_at_ = end - 1536;
             }
         }
         if (!missing.empty()) {
@@ -235,8 +236,33 @@ void SparseExtent::refresh_redundant_tables(sdk::Context &ctx) {
 
 // Data first, then the table entries: a crash in between leaks a grain but
 // never exposes unwritten data.
+uint64_t SparseExtent::cut_grain_end(sdk::Context &ctx) {
+    // Once per session, before the first allocation: a grain the end of the
+    // file cuts (a truncated file check -r has not padded yet) reads as
+    // zeros past it; a new grain appended at the end of the file would land
+    // on that tail. Only a grain starting in the last grain's worth of the
+    // file can reach past it; the tables are read raw, not cached.
+    if (cut_end_) return *cut_end_;
+    uint64_t end = 0;
+    const uint64_t gb = grain_bytes(), bytes = uint64_t(h_.gtes_per_gt) * 4;
+    const uint64_t low = file_size_ > gb ? file_size_ - gb : 0;
+    std::vector<unsigned char> raw(static_cast<size_t>(bytes));
+    std::unordered_set<uint32_t> seen;
+    for (uint32_t t : gd_) {
+        if (t == 0 || !seen.insert(t).second || uint64_t(t) * 512 > file_size_ || file_size_ - uint64_t(t) * 512 < bytes)
+            continue;
+        store_.pread(ctx.get(), raw.data(), raw.size(), uint64_t(t) * 512);
+        for (uint64_t k = 0; k < h_.gtes_per_gt; ++k) {
+            const uint64_t at = load_le(raw.data() + k * 4, 4) * 512;
+            if (at > 512 && at > low && at < file_size_) end = std::max(end, at + gb);
+        }
+    }
+    cut_end_ = end;
+    return end;
+}
+
 void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain) {
-    uint64_t at = (file_size_ + 511) / 512 * 512;
+    uint64_t at = std::max((file_size_ + 511) / 512 * 512, cut_grain_end(ctx));
     if (at / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
     store_.pwrite(ctx.get(), grain, grain_bytes(), at);
     file_size_ = at + grain_bytes();
@@ -638,17 +664,45 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
         return t;
     };
     const uint64_t gb = grain_bytes();
-    // Where a grain entry may point: uncompressed grains lie whole in the
-    // data area; compressed ones start with a marker inside the file.
+    // What readers use besides grains (tables and directories, moved ones
+    // too; the footer), merged: no grain may overlap it.
+    std::vector<std::pair<uint64_t, uint64_t>> meta, all = metadata_ranges();
+    if (footer_at_) all.emplace_back(footer_at_, footer_at_ + 1536);
+    std::sort(all.begin(), all.end());
+    for (const auto &[a, b] : all) {
+        if (!meta.empty() && a <= meta.back().second) meta.back().second = std::max(meta.back().second, b);
+        else meta.emplace_back(a, b);
+    }
+    // Disjoint and sorted: only the last range starting before the grain's end can overlap it.
+    auto overlaps_meta = [&](uint64_t at) -> const std::pair<uint64_t, uint64_t> * {
+        auto it = std::lower_bound(meta.begin(), meta.end(), std::make_pair(at + gb, uint64_t(0)));
+        if (it == meta.begin()) return nullptr;
+        --it;
+        return it->second > at ? &*it : nullptr;
+    };
+    // Where a grain entry may point: uncompressed grains start in the data
+    // area, inside the file (the rule lookup and read_grain follow: a grain
+    // the end of the file cuts reads as zeros past it, as qemu reads it);
+    // compressed ones start with a marker whose data lies inside the file.
     auto entry_problem = [&](uint32_t e) -> std::string {
         if (e == 0) return {};
-        if (e == 1) return (h_.flags & kFlagZeroedGrain) ? std::string() : "entry 1 without the zeroed-grain flag";
+        if (e == 1) return (h_.flags & kFlagZeroedGrain) ? std::string() : "has entry 1 without the zeroed-grain flag";
         const uint64_t at = uint64_t(e) * 512;
         if (compressed) return cut_off(ctx, e) ? "lies past the end of the stream (cut off)" : std::string();
-        if (e < h_.overhead) return "points into the metadata (sector " + std::to_string(e) + ")";
-        if (at + gb > (file_size_ + 511) / 512 * 512) return "points beyond the end of the file (sector " + std::to_string(e) + ")";
+        if (e < h_.overhead)
+            return "points into the metadata (sector " + std::to_string(e) + ", byte " + std::to_string(at) + ")";
+        if (at >= file_size_)
+            return "starts at byte " + std::to_string(at) + " (sector " + std::to_string(e) +
+                   "), at or beyond the end of the file (" + std::to_string(file_size_) + " bytes)";
+        if (const auto *m = overlaps_meta(at))
+            return "(byte " + std::to_string(at) + ") overlaps the metadata (grain directory, tables" +
+                   std::string(footer_at_ ? " or footer" : "") + ") at bytes " + std::to_string(m->first) + "-" +
+                   std::to_string(m->second);
         return {};
     };
+    // The bytes of grain `grain` the disk shows (the last grain may be short).
+    auto visible = [&](uint64_t grain) { return std::min(gb, capacity_bytes() - std::min(capacity_bytes(), grain * gb)); };
+    uint64_t pad_to = 0; // repair: the file grows to here (the end of a grain the end of the file cuts)
 
     if (h_.unclean_shutdown) {
         report(VDKIT_FINDING_NOTE, 72, "the extent was not closed cleanly (uncleanShutdown is set)", true);
@@ -691,7 +745,7 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                    "redundant grain table " + std::to_string(gdi) + " lies beyond the end of the file", false);
         if (has_rgt) {
             std::vector<uint32_t> rgt = read_table(rgd_[gdi]);
-            uint64_t differ = 0, first = 0;
+            uint64_t differ = 0, first = 0, from_copy = 0;
             bool primary_sound = true; // every differing primary entry points somewhere valid
             for (uint64_t k = 0; k < gt.size(); ++k) {
                 if (gt[k] == rgt[k]) continue;
@@ -700,6 +754,13 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                 suspects.push_back(gdi * h_.gtes_per_gt + k);
                 // The primary wins when it is sound, else the redundant copy, else neither.
                 uint32_t v = entry_problem(gt[k]).empty() ? gt[k] : entry_problem(rgt[k]).empty() ? rgt[k] : 0;
+                if (v != gt[k] && v) ++from_copy;
+                if (v == 0 && gt[k])
+                    report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
+                           "grain " + std::to_string(gdi * h_.gtes_per_gt + k) + " " + entry_problem(gt[k]) +
+                               " and its redundant entry is unusable too; repair unmaps it (" +
+                               lost_range(gdi * h_.gtes_per_gt + k, 0, gb) + ": the entry is unusable, afterwards unallocated)",
+                           true);
                 if (repair) {
                     if (v != gt[k]) write_entry(gd_[gdi], k, v);
                     if (v != rgt[k]) write_entry(rgd_[gdi], k, v);
@@ -714,24 +775,56 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                 report(interrupted ? VDKIT_FINDING_LEAK : VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + first * 4,
                        "grain table " + std::to_string(gdi) + " and its redundant copy differ in " +
                            std::to_string(differ) + " entries (first: entry " + std::to_string(first) + ")" +
+                           (from_copy ? "; " + std::to_string(from_copy) +
+                                            " unusable primary entries take the redundant copy's value"
+                                      : std::string()) +
                            (interrupted ? "; the extent was not closed cleanly and the primary table is sound" : ""),
                        true);
         }
         for (uint64_t k = 0; k < gt.size(); ++k) {
             const uint64_t grain = gdi * h_.gtes_per_gt + k;
             const std::string problem = entry_problem(gt[k]);
+            if (!problem.empty() && compressed) {
+                // A stream cut short: the grain reads as zeros (lookup); nothing to repair.
+                report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
+                       "grain " + std::to_string(grain) + " " + problem + " and reads as zeros (" +
+                           lost_range(grain, 0, gb) + ": the stream was truncated)",
+                       false);
+                continue;
+            }
             if (!problem.empty()) {
                 report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
-                       "grain " + std::to_string(grain) + " " + problem + "; repair unmaps it", true);
+                       "grain " + std::to_string(grain) + " " + problem + "; repair unmaps it (" +
+                           lost_range(grain, 0, gb) + ": the entry is unusable, afterwards unallocated)",
+                       true);
                 if (repair) {
                     write_entry(gd_[gdi], k, 0);
                     if (has_rgt) write_entry(rgd_[gdi], k, 0);
                 }
                 continue;
             }
+            if (gt[k] > 1 && !compressed) {
+                const uint64_t at = uint64_t(gt[k]) * 512;
+                if (at + visible(grain) > file_size_) {
+                    // Readable up to the end of the file; the rest is gone.
+                    const uint64_t kept = file_size_ - at;
+                    report(VDKIT_FINDING_ERROR, file_size_,
+                           "grain " + std::to_string(grain) + " (at byte " + std::to_string(at) +
+                               ") is cut off by the end of the file at byte " + std::to_string(file_size_) + ": its first " +
+                               std::to_string(kept) + " bytes are intact, the rest reads as zeros (" +
+                               lost_range(grain, kept, gb) + ": the file was truncated); repair pads the file with zeros",
+                           true);
+                    pad_to = std::max(pad_to, at + gb);
+                }
+            }
             if (gt[k] > 1)
                 used.push_back({gt[k], grain, std::binary_search(suspects.begin(), suspects.end(), grain)});
         }
+    }
+    if (repair && pad_to > file_size_) {
+        // Zeros where the grain was cut: it reads the same, whole.
+        store_.truncate(ctx.get(), pad_to);
+        file_size_ = pad_to;
     }
     if (!compressed) {
         // Two entries on the same or overlapping grains: writing one destroys the other.
@@ -744,7 +837,9 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                 const uint64_t gdi = u.grain / h_.gtes_per_gt, k = u.grain % h_.gtes_per_gt;
                 report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
                        "grains " + std::to_string(kept.back().grain) + " and " + std::to_string(u.grain) +
-                           " overlap at sector " + std::to_string(u.sector) + "; repair unmaps the second",
+                           " overlap at byte " + std::to_string(uint64_t(u.sector) * 512) +
+                           "; repair unmaps the second (" + lost_range(u.grain, 0, gb) +
+                           ": its data is shared with another grain)",
                        true);
                 if (repair) {
                     write_entry(gd_[gdi], k, 0);
@@ -755,9 +850,16 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
             kept.push_back(u);
         }
         // Orphans: whole grains of the data area that neither a grain
-        // entry nor metadata (tables, directories moved by a resize) uses.
+        // entry nor a structure a reader uses (header, descriptor, tables,
+        // directories moved by a resize, the footer marker, footer and
+        // end-of-stream marker of a directory at the end) holds.
         std::vector<std::pair<uint64_t, uint64_t>> taken; // byte ranges [start, end)
         for (const Use &u : kept) taken.emplace_back(uint64_t(u.sector) * 512, uint64_t(u.sector) * 512 + gb);
+        taken.emplace_back(0, 512);
+        if (h_.descriptor_offset && h_.descriptor_size && h_.descriptor_offset < (1ull << 40) &&
+            h_.descriptor_size < (1ull << 40))
+            taken.emplace_back(h_.descriptor_offset * 512, (h_.descriptor_offset + h_.descriptor_size) * 512);
+        if (footer_at_) taken.emplace_back(footer_at_, footer_at_ + 1536);
         const uint64_t dir_bytes = (gd_.size() * 4 + 511) / 512 * 512;
         taken.emplace_back(h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes);
         if (!rgd_.empty()) taken.emplace_back(h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes);
@@ -778,7 +880,7 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
         const uint64_t end = (file_size_ + 511) / 512 * 512;
         if (end > pos) {
             report(VDKIT_FINDING_LEAK, pos,
-                   std::to_string(end - pos) + " bytes after the last used grain; repair truncates them", true);
+                   std::to_string(end - pos) + " bytes after the last structure in use; repair truncates them", true);
             if (repair) {
                 store_.truncate(ctx.get(), pos);
                 file_size_ = pos;

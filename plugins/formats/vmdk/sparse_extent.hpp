@@ -73,7 +73,15 @@ public:
     // Writing (uncompressed extents with preallocated grain tables). A
     // partial write into an unallocated grain answers block_free with the
     // grain's range, so the host fills it from the chain.
-    bool writable() const { return !(h_.flags & kFlagCompressed); }
+    // An extent with its grain directory at the end (a footer, then the
+    // end-of-stream marker, in the last 1536 bytes) is read-only: a grain
+    // appended after the footer would hide it from every reader.
+    bool writable() const { return !(h_.flags & kFlagCompressed) && footer_at_ == 0; }
+    std::string read_only_reason() const {
+        return h_.flags & kFlagCompressed
+                   ? "compressed (streamOptimized) grains are written once, at creation"
+                   : name_ + ": the grain directory is at the end of the file (footer layout); convert the disk to write it";
+    }
     sdk::WriteResult write(sdk::Context &ctx, uint64_t offset, const void *buf, uint64_t len);
     // Whole grains in [offset, offset+len) become zero grains (needs the
     // zeroed-grain flag) or, with `unmap`, unallocated.
@@ -115,6 +123,10 @@ private:
     // Byte ranges of the grain directories and tables, sorted.
     std::vector<std::pair<uint64_t, uint64_t>> metadata_ranges() const;
     void allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain);
+    // The end of a grain that the end of the file cuts (0: none); computed
+    // once, at the first allocation.
+    uint64_t cut_grain_end(sdk::Context &ctx);
+    std::optional<uint64_t> cut_end_;
     Grain lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector) override;
     // Compressed grains are inflated whole (and the last one kept).
     void read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector, uint64_t within, void *buf,
@@ -134,6 +146,10 @@ private:
     void refresh_redundant_tables(sdk::Context &ctx);
 
     SparseHeader h_;
+    // Grain directory at the end (VDF50 "footer"): byte offset of the
+    // footer marker; the footer and the end-of-stream marker follow it, up
+    // to footer_at_ + 1536. 0 when the header has the directory's offset.
+    uint64_t footer_at_ = 0;
     std::vector<uint32_t> gd_;
     std::vector<uint32_t> rgd_; // redundant directory, when flags bit 1 is set
     bool opened_unclean_ = false; // uncleanShutdown was already set when opened

@@ -825,8 +825,7 @@ private:
                                         (e.line.access == Access::rdonly ? "RDONLY" : "NOACCESS"));
         if (e.line.type == ExtentType::zero) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is ZERO");
         if (e.mapped && !e.sparse) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is read-only");
-        if (e.sparse && !e.sparse->writable())
-            fail(VDKIT_E_NOT_SUPPORTED, "compressed (streamOptimized) grains are written once, at creation");
+        if (e.sparse && !e.sparse->writable()) fail(VDKIT_E_NOT_SUPPORTED, e.sparse->read_only_reason());
         touch(ctx);
         return e;
     }
@@ -912,7 +911,7 @@ private:
             desc_.parent_cid = "ffffffff";
             desc_.extents.push_back(ExtentLine{Access::rw, main_header->capacity, ExtentType::sparse, "", 0, 0});
         } else {
-            auto parsed = parse_descriptor(text, &error);
+            auto parsed = parse_descriptor(text, &error, main_header.has_value());
             if (!parsed) fail(VDKIT_E_CORRUPT, error);
             desc_ = std::move(*parsed);
         }
@@ -976,6 +975,7 @@ private:
                 break;
             }
             if (e->mapped) {
+                e->mapped->set_disk_offset(e->start);
                 if (e->mapped->capacity_bytes() < e->length)
                     fail(VDKIT_E_CORRUPT, where + " is larger in the descriptor than its header's capacity");
                 granularity_ = std::max(granularity_, e->mapped->grain_bytes());

@@ -71,6 +71,16 @@ for grain in 1 8 128; do
     "$VDKIT" check "cowd$grain.vmdk" > /dev/null && ok || bad "COWD grain $grain: check finds problems"
     maps_agree "cowd$grain.vmdk" && ok || bad "COWD grain $grain: map differs from qemu-img's"
 done
+# A redo log cut inside its last grain: that grain reads up to the end of
+# the file and zeros after (as qemu-img reads it); check names the cut and
+# the lost disk bytes.
+cp cowd128-delta.vmdk cut128-delta.vmdk && truncate -s -1000 cut128-delta.vmdk
+descriptor cut128.vmdk vmfsSparse VMFSSPARSE cut128-delta.vmdk base.vmdk
+"$VDKIT" convert -O raw cut128.vmdk cut128.raw && qemu_raw cut128.vmdk cut128.qemu.raw && cmp -s cut128.raw cut128.qemu.raw \
+    && ok || bad "COWD cut in its last grain: vdkit and qemu-img read it differently"
+out=$("$VDKIT" check cut128.vmdk 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "cut off by the end of the file at byte $(stat -c %s cut128-delta.vmdk): .*lost disk bytes \[" <<< "$out" \
+    && ok || bad "COWD cut in its last grain: check exit $rc: $out"
 # A redo log opened directly has no parent: unallocated grains read as zeros.
 python3 "$gen" cowd alone.vmdk $cap 1 - alone.model 9
 "$VDKIT" convert -O raw alone.vmdk alone.raw && cmp -s alone.raw alone.model && ok || bad "standalone COWD"
@@ -89,6 +99,21 @@ maps_agree se.vmdk && ok || bad "seSparse: map differs from qemu-img's"
 python3 "$gen" sesparse se-alone.vmdk $cap - se-alone.model 5
 "$VDKIT" convert -O raw se-alone.vmdk se-alone.raw && cmp -s se-alone.raw se-alone.model && ok || bad "standalone seSparse"
 grep -q "subformat: seSparse" <<< "$("$VDKIT" info se-alone.vmdk)" && ok || bad "seSparse info"
+# A file still growing: the header declares grain and table regions larger
+# than the file (ESXi sizes them for the whole disk). Reads are bounded by
+# the file, not the declared regions; qemu-img reads it too.
+python3 - se-sesparse.vmdk se-grow-sesparse.vmdk <<'PY'
+import struct, sys
+d = bytearray(open(sys.argv[1], "rb").read())
+for field in (19, 25):  # tables size, grains size (u64 fields at bytes 152, 200)
+    struct.pack_into("<Q", d, field * 8, struct.unpack_from("<Q", d, field * 8)[0] + 1000000)
+open(sys.argv[2], "wb").write(d)
+PY
+descriptor se-grow.vmdk seSparse SESPARSE se-grow-sesparse.vmdk base.vmdk
+out=$("$VDKIT" convert -O raw se-grow.vmdk se-grow.raw 2>&1) && cmp -s se-grow.raw se.model && ok \
+    || bad "seSparse with regions past the end of the file: $out"
+qemu_raw se-grow.vmdk se-grow.qemu.raw && cmp -s se-grow.qemu.raw se.model && ok || bad "qemu-img reads se-grow differently"
+"$VDKIT" check se-grow.vmdk > /dev/null && ok || bad "seSparse with regions past the end: check finds problems"
 # Zero and unmapped grains hide the parent's data (the model zeroes them);
 # a grain-level probe: some grain reads zero in the model but not in the base.
 python3 - <<'PY' && ok || bad "seSparse: the model has no zero grain over parent data (generator)"

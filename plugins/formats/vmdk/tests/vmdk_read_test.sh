@@ -374,7 +374,7 @@ check_case ck_both.vmdk 2 "points into the metadata" 3
 check_case ck_unclean.vmdk 0 "not closed cleanly" 0
 out=$("$VDKIT" check ck_shared.vmdk 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "shares sector" <<< "$out" && ok || bad "shared grain table: $rc $out"
-check_case ck_tail.vmdk 3 "after the last used grain" 0
+check_case ck_tail.vmdk 3 "after the last structure in use" 0
 # The mismatched entry loses the overlap: the grain whose tables agreed keeps its data.
 qemu-img convert -f vmdk -O raw ck.vmdk ck.raw && "$VDKIT" convert -O raw ck_dup.vmdk ck_dup.raw > /dev/null
 cmp -s <(dd if=ck.raw bs=64k skip="$g0" count=1 status=none) <(dd if=ck_dup.raw bs=64k skip="$g0" count=1 status=none) \

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# VMDK check/repair against the cases of the "trust" issue, qemu-img as the
+# oracle: a monolithicSparse cut inside its last grain (check names the cut
+# truly, check -r keeps the surviving half), one cut inside its tables
+# (reported, never converted), the grain directory at the end with a footer
+# and end-of-stream marker (no leak, repair changes nothing), and an
+# embedded descriptor with an empty extent file name (FreeBSD mkimg).
+set -uo pipefail
+. "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+require_tools qemu-img qemu-io python3
+
+# 1. The last allocated grain (pattern 0x62 at 4M) lost its second half.
+qemu-img create -q -f vmdk cut.vmdk 16M
+qemu-io -f vmdk -c 'write -P 0x61 0 64k' -c 'write -P 0x62 4M 64k' cut.vmdk > /dev/null
+size=$(stat -c %s cut.vmdk)
+grain_at=$((size - 65536))
+truncate -s $((size - 32768)) cut.vmdk
+cut=$((size - 32768))
+qemu-img convert -f vmdk -O raw cut.vmdk cut.qemu.raw
+"$VDKIT" convert -O raw cut.vmdk cut.before.raw && cmp -s cut.before.raw cut.qemu.raw && ok \
+    || bad "vdkit reads the cut grain differently from qemu-img"
+"$VDKIT" map --output=json cut.vmdk | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+sys.exit(0 if any(e["start"] <= 4 << 20 < e["start"] + e["length"] and e["data"] for e in m) else 1)' \
+    && ok || bad "map does not show the cut grain as data"
+out=$("$VDKIT" check --output=json cut.vmdk); rc=$?
+python3 - "$cut" "$grain_at" <<PY && ok || bad "check of the cut grain (exit $rc): $out"
+import json, sys
+cut, at = int(sys.argv[1]), int(sys.argv[2])
+f = json.loads('''$out''')["findings"]
+hits = [x for x in f if "cut off" in x["message"]]
+assert $rc == 2 and len(hits) == 1, f
+h = hits[0]
+assert h["offset"] == cut, (h["offset"], cut)                      # the true place of the damage
+assert "at byte %d" % at in h["message"], h["message"]             # where the grain really is
+assert "lost disk bytes [%d, %d)" % ((4 << 20) + 32768, (4 << 20) + 65536) in h["message"], h["message"]
+assert not any(x["severity"] == "leak" for x in f), f              # its start is no leak
+PY
+"$VDKIT" check -r cut.vmdk > /dev/null; rc=$?
+[ $rc -eq 0 ] && ok || bad "check -r of the cut grain: exit $rc"
+"$VDKIT" convert -O raw cut.vmdk cut.after.raw && cmp -s cut.after.raw cut.before.raw && ok \
+    || bad "check -r changed what the disk reads"
+cmp -s <(head -c $((32768)) /dev/zero | tr '\0' 'b') <(dd if=cut.after.raw bs=32k skip=128 count=1 status=none) && ok \
+    || bad "the surviving 32 KiB of the cut grain are gone"
+qemu-img check -q cut.vmdk && ok || bad "qemu-img check after the repair"
+qemu-img convert -f vmdk -O raw cut.vmdk cut.qemu2.raw && cmp -s cut.qemu2.raw cut.before.raw && ok \
+    || bad "qemu-img reads the repaired image differently"
+"$VDKIT" check cut.vmdk > /dev/null && ok || bad "check after the repair is not clean"
+
+# 1b. Writing before check -r: a new grain must not land on the cut grain's
+# tail (it reads as zeros). A commit from a child allocates grains in the cut base.
+qemu-img create -q -f vmdk cutw.vmdk 16M
+qemu-io -f vmdk -c 'write -P 0x62 4M 64k' cutw.vmdk > /dev/null
+truncate -s $(($(stat -c %s cutw.vmdk) - 32768)) cutw.vmdk
+"$VDKIT" -q create -f vmdk -b cutw.vmdk -F vmdk cutw-child.vmdk
+qemu-io -f vmdk -c 'write -P 0x63 8M 64k' cutw-child.vmdk > /dev/null
+"$VDKIT" convert -O raw cutw-child.vmdk cutw.expected.raw
+out=$("$VDKIT" commit cutw-child.vmdk 2>&1) && ok || bad "commit into a base with a cut grain: $out"
+"$VDKIT" convert -O raw cutw.vmdk cutw.after.raw && cmp -s cutw.after.raw cutw.expected.raw && ok \
+    || bad "a grain allocated in a file with a cut grain overwrote the cut grain's tail"
+
+# 2. A 100G monolithicSparse cut to 10M (its grain tables cut): reported, never converted.
+qemu-img create -q -f vmdk -o subformat=monolithicSparse big.vmdk 100G
+truncate -s 10M big.vmdk
+out=$("$VDKIT" convert -O raw big.vmdk big.raw 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "beyond the end of the file" <<< "$out" && ok || bad "big truncated: convert exit $rc: $out"
+sum=$(sha256sum < big.vmdk)
+out=$("$VDKIT" check -r big.vmdk 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "grain table .* lies beyond the end of the file" <<< "$out" && ok || bad "big truncated: check -r exit $rc"
+[ "$(sha256sum < big.vmdk)" = "$sum" ] && ok || bad "check -r changed the truncated image it cannot repair"
+
+# 3. Grain directory at the end (footer + end-of-stream marker) in a monolithicSparse.
+python3 - <<'PY'
+import struct
+def pad(b): return b + b"\0" * (-len(b) % 512)
+cap, ov = 8192, 128
+def header(gd):
+    return pad(struct.pack("<IIIQQQQIQQQB4sH", 0x564D444B, 1, 1, cap, 128, 1, 2, 512, 0, gd, ov, 0, b"\n \r\n", 0))
+desc = ('# Disk DescriptorFile\nversion=1\nCID=1a2b3c4d\nparentCID=ffffffff\ncreateType="monolithicSparse"\n'
+        'RW %d SPARSE "end.vmdk"\nddb.adapterType = "ide"\n' % cap).encode()
+out = bytearray(header(0xFFFFFFFFFFFFFFFF)) + pad(desc)
+out += bytes(ov * 512 - len(out))
+gt = [0] * 512
+for gi, b in ((0, 0x61), (17, 0x62), (63, 0x63)):
+    gt[gi] = len(out) // 512
+    out += bytes([b]) * 65536
+gt_sec = len(out) // 512
+out += struct.pack("<512I", *gt)
+gd_sec = len(out) // 512
+out += pad(struct.pack("<I", gt_sec)) + pad(struct.pack("<QII", 1, 0, 3)) + header(gd_sec) + pad(struct.pack("<QII", 0, 0, 0))
+open("end.vmdk", "wb").write(out)
+PY
+qemu-img convert -f vmdk -O raw end.vmdk end.qemu.raw && ok || bad "qemu-img does not read the footer layout"
+"$VDKIT" convert -O raw end.vmdk end.raw && cmp -s end.raw end.qemu.raw && ok || bad "vdkit reads the footer layout differently"
+out=$("$VDKIT" check end.vmdk 2>&1); rc=$?
+[ $rc -eq 0 ] && ok || bad "footer layout: check exit $rc: $out"
+sum=$(sha256sum < end.vmdk)
+"$VDKIT" check -r end.vmdk > /dev/null 2>&1
+[ "$(sha256sum < end.vmdk)" = "$sum" ] && ok || bad "check -r changed a sound footer layout"
+qemu-img convert -f vmdk -O raw end.vmdk end.qemu2.raw && cmp -s end.qemu2.raw end.qemu.raw && ok \
+    || bad "qemu-img cannot read the footer layout after check -r"
+# Writing would append grains after the footer, hiding it: refused, the file unchanged.
+out=$("$VDKIT" discard -z end.vmdk 1M:64K 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "footer" <<< "$out" && ok || bad "a write into the footer layout: exit $rc: $out"
+[ "$(sha256sum < end.vmdk)" = "$sum" ] && ok || bad "a refused write changed the footer layout"
+# ... and the stream of the same layout (vdkit's own streamOptimized) checks clean.
+"$VDKIT" convert -O vmdk -o subformat=streamOptimized end.raw st.vmdk > /dev/null
+out=$("$VDKIT" check st.vmdk 2>&1); rc=$?
+[ $rc -eq 0 ] && ok || bad "streamOptimized with a footer: check exit $rc: $out"
+
+# 4. Embedded descriptor with an empty extent file name (FreeBSD mkimg): the file itself.
+qemu-img create -q -f vmdk mk.vmdk 5M
+qemu-io -f vmdk -c 'write -P 0x5a 1M 100k' mk.vmdk > /dev/null
+python3 - <<'PY'
+d = bytearray(open("mk.vmdk", "rb").read())
+i = d.find(b'SPARSE "mk.vmdk"')
+assert i > 0
+d[i:i + 16] = b'SPARSE ""' + b" " * 7
+open("mk.vmdk", "wb").write(d)
+PY
+grep -aq 'SPARSE ""' mk.vmdk && ok || bad "the mkimg-style descriptor was not written"
+qemu-img convert -f vmdk -O raw mk.vmdk mk.qemu.raw && ok || bad "qemu-img does not read the empty extent name"
+out=$("$VDKIT" convert -O raw mk.vmdk mk.raw 2>&1) && cmp -s mk.raw mk.qemu.raw && ok || bad "empty extent name: $out"
+"$VDKIT" check mk.vmdk > /dev/null && ok || bad "empty extent name: check"
+# In a descriptor file an empty name stays an error.
+head -c 1M /dev/zero > flat-f.img
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "" 0\n' > flat.vmdk
+out=$("$VDKIT" info flat.vmdk 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "extent has no file name" <<< "$out" && ok || bad "empty name in a descriptor file: exit $rc $out"
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentSparse"\nRW 2048 SPARSE ""\n' > sp.vmdk
+out=$("$VDKIT" info sp.vmdk 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "extent has no file name" <<< "$out" && ok || bad "empty SPARSE name in a descriptor file: exit $rc $out"
+
+finish
