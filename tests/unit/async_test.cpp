@@ -36,7 +36,7 @@ struct Tally {
 
 } // namespace
 
-TEST_CASE("submitted writes, zero writes and reads match a model; flushes are barriers", "[async]") {
+TEST_CASE("submitted writes, zero writes and reads match a model, flushes are barriers", "[async]") {
     test::TempDir dir;
     auto lib = test::make_library();
     CreateOptions co = test::create_opts("vdi", kSize);
@@ -106,7 +106,7 @@ TEST_CASE("submitted writes, zero writes and reads match a model; flushes are ba
     CHECK(test::first_difference(**again, model) == "equal");
 }
 
-TEST_CASE("async errors arrive through the callback; close waits for submitted work", "[async]") {
+TEST_CASE("async errors arrive through the callback, close waits for submitted work", "[async]") {
     test::TempDir dir;
     auto lib = test::make_library();
     auto made = lib->create_image(dir / "b.vmdk", test::create_opts("vmdk", kSize));

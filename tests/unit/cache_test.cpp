@@ -118,7 +118,7 @@ TEST_CASE("a cache is reused after a clean close, emptied when stale", "[cache]"
     }
 }
 
-TEST_CASE("writes go through the cache to the chain; the cache can be dropped any time", "[cache]") {
+TEST_CASE("writes go through the cache to the chain, the cache can be dropped any time", "[cache]") {
     test::TempDir dir;
     test::LogCapture log;
     auto lib = test::make_library({}, &log);

@@ -17,7 +17,7 @@ std::shared_ptr<Host> make_host() {
 }
 } // namespace
 
-TEST_CASE("one writer at a time; readers share", "[file][lock]") {
+TEST_CASE("one writer at a time, readers share", "[file][lock]") {
     test::TempDir dir;
     auto host = make_host();
     auto w = host->open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
@@ -186,7 +186,7 @@ TEST_CASE("force-share opens every file of the chain unlocked, and only for read
     CHECK_THAT(w.status().message(), Catch::Contains("force-share"));
 }
 
-TEST_CASE("extents follow holes; discard punches them", "[file]") {
+TEST_CASE("extents follow holes, discard punches them", "[file]") {
     test::TempDir dir;
     auto host = make_host();
     auto s = host->open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});

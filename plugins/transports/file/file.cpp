@@ -128,9 +128,12 @@ private:
         return n[i];
     }
     static std::string advice(bool writable) {
+        // A read-only open here may serve a command that writes elsewhere (a
+        // parent under a new child), so -U is offered as an option, not a fix.
         return writable ? "; close it there first"
-                        : "; open it with force-share (vdkit -U/--force-share) to read it anyway, knowing that what "
-                          "it shows may change while it is read";
+                        : "; close it there first, or, to only look at it, use force-share (the -U/--force-share "
+                          "of vdkit's read-only commands: info, map, check, compare, measure, convert's source), "
+                          "knowing that what it shows may change while it is read";
     }
     static struct flock byte(short type, off_t at) {
         struct flock l {};
@@ -148,7 +151,7 @@ private:
             if (err == EINTR) continue;
             if (err == EAGAIN || err == EACCES) // a write lock on the byte: another program's whole-file lock
                 throw Error(VDKIT_E_BUSY, path + " is locked by another process (a write lock covers byte " +
-                                              std::to_string(at) + " of the QEMU-compatible image locks)");
+                                              std::to_string(at) + " of the QEMU-compatible image locks); close it there first");
             if (err == EINVAL || err == ENOLCK || err == EOPNOTSUPP || err == ENOSYS) {
                 release(fd);
                 ctx.log(VDKIT_LOG_WARNING, path + ": cannot take the QEMU-compatible image lock (" +

@@ -168,6 +168,11 @@ expect_refused "convert from it" "-U/--force-share" "$VDKIT" convert -O raw img.
 [ ! -e copy.raw ] && ok || bad "a refused convert left copy.raw"
 expect_ok "convert -U from it" "$VDKIT" convert -U -O raw img.vmdk copy.raw
 cmp <(head -c 2M copy.raw | tail -c 1M) <(head -c 1M /dev/zero | tr '\0' '\132') && ok || bad "convert -U copied other data"
+# A command that writes elsewhere but reads this image (snapshot over it) cannot take -U:
+# the advice must say to close it first, not only to use -U.
+expect_refused "snapshot over an image qemu-io writes" "close it there first, or, to only look at it" \
+    "$VDKIT" snapshot img.vmdk snap-over-held.vmdk
+[ ! -e snap-over-held.vmdk ] && ok || bad "a refused snapshot left snap-over-held.vmdk"
 expect_refused "a vdkit writer (C API) while qemu-io writes" "in use for writing.*byte 101.*close it there" \
     "$HOLD" -w img.vmdk
 expect_refused "the C API refuses force-share with write" "force-share.*cannot be opened for writing" \
