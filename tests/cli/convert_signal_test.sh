@@ -177,6 +177,7 @@ import json
 jobs = {j["name"]: j for j in json.load(open("report.json"))["jobs"]}
 assert jobs["b1.vmdk"]["status"] == "failed" and "interrupted by SIGTERM" in jobs["b1.vmdk"]["error"], jobs
 assert jobs["b2.vmdk"]["status"] == "not_run", jobs
+assert json.load(open("report.json"))["summary"]["not_run"] == 1
 PY
 else
     bad "could not catch the batch running"
@@ -236,6 +237,10 @@ assert doc["./.u-copied.raw.vdkit-partial"] == "mismatched", doc
 assert doc["./.u-otherhost.raw.vdkit-partial"] == "other-host", doc
 assert doc["./.u-none.raw.vdkit-partial"] == "foreign", doc
 PY
+# A directory that cannot be listed does not hide the others' report.
+run 1 "cleanup json with a missing directory" "$VDKIT" cleanup --output=json . nonexist
+grep -qF '"./.u-none.raw.vdkit-partial"' out && ok || bad "cleanup --output=json . nonexist: nothing listed for ."
+says "cleanup names the missing directory" "nonexist: cannot list the directory"
 rm -rf .u-*.raw.vdkit-partial .model.vmdk.vdkit-partial
 
 # A mount point inside a stale staging directory: nothing across it is

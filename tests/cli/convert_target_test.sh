@@ -217,6 +217,7 @@ for t in "vmdk -o subformat=monolithicFlat" "vmdk -o subformat=twoGbMaxExtentSpa
     # shellcheck disable=SC2086 # format and its options
     run 0 "convert --overwrite -O $t onto a descriptor" "$VDKIT" convert --overwrite -O $t src.raw wrap.vmdk
     cmp -s disk.raw disk.before && ok || bad "convert --overwrite -O $t removed or changed the old image's extent disk.raw"
+    says "convert --overwrite -O $t notes the extent it left" "disk.raw, a file of the image wrap.vmdk replaced, is left in place"
     qemu-img compare -q -f raw src.raw wrap.vmdk && ok || bad "convert --overwrite -O $t: the new image differs"
     rm -f wrap-*.vmdk
 done
@@ -290,6 +291,15 @@ run 1 "-n into a streamOptimized vmdk" "$VDKIT" convert -n -O vmdk src.raw so.vm
 says "-n streamOptimized" "so.vmdk is a streamOptimized image"
 if grep -qF "partly written" out; then bad "-n streamOptimized says partly written"; else ok; fi
 cmp -s so.vmdk so.before && ok || bad "-n into a streamOptimized vmdk changed it"
+
+# ---- odd target names: said plainly ----------------------------------------------
+run 2 "an empty target" "$VDKIT" convert -O raw src.raw ''
+says "empty target" "the target is an empty name"
+run 2 "a target ending in /" "$VDKIT" convert -O raw src.raw pre.img/
+says "target ending in /" "pre.img/: the target ends in '/'"
+run 1 "a target in a missing directory" "$VDKIT" convert -O raw src.raw nodir/x.img
+says "missing directory" "nodir/x.img: the directory nodir does not exist"
+[ -z "$(ls -A | grep vdkit-partial)" ] && ok || bad "an odd target name left a staging directory"
 
 # ---- batch --check: jobs certain to fail ------------------------------------------
 ln -sf nowhere-else.raw dang2.raw

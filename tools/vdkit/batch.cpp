@@ -323,8 +323,10 @@ class BatchCommand : public Command {
             failed += o.status == "failed";
         }
         const double total_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        std::cout << n << " jobs: " << converted << " converted, " << skipped << " skipped, " << failed
-                  << " failed\n";
+        const size_t not_run = n - std::min<size_t>(n, converted + skipped + failed);
+        std::cout << n << (n == 1 ? " job: " : " jobs: ") << converted << " converted, " << skipped << " skipped, "
+                  << failed << " failed" << (not_run ? ", " + std::to_string(not_run) + " not run" : std::string())
+                  << "\n";
         if (!file.report.empty()) write_report(file, outcomes, converted, skipped, failed, total_secs);
         return failed ? kExitJobFailed : kExitOk;
     }
@@ -457,6 +459,7 @@ class BatchCommand : public Command {
                          {"converted", converted},
                          {"skipped", skipped},
                          {"failed", failed},
+                         {"not_run", file.jobs.size() - std::min<size_t>(file.jobs.size(), converted + skipped + failed)},
                          {"seconds", std::round(seconds * 1000) / 1000}}},
                        {"jobs", jobs}};
         std::string text;

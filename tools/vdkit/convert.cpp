@@ -365,27 +365,30 @@ OpenFiles source_chain_files(const Disk &src, const std::map<int, OpenFd> &befor
 
 // Refuse a target that is a file of the source's chain, or an existing
 // image one of whose files is: writing into it (-n) or replacing it would
-// destroy what the convert reads.
-void refuse_source_files(Library &lib, const std::string &target, const std::string &format,
-                         const OpenFiles &chain) {
+// destroy what the convert reads. Returns the existing target image's files.
+// With `in_place` (-n) the target is opened as `format`, as it will be
+// written; else the image being replaced is probed first (it may be of
+// another format than the new one).
+OpenFiles refuse_source_files(Library &lib, const std::string &target, const std::string &format, bool in_place,
+                              const OpenFiles &chain) {
     struct stat st {};
-    if (::stat(target.c_str(), &st) != 0) return;
+    if (::stat(target.c_str(), &st) != 0) return {};
     if (auto hit = chain.find({st.st_dev, st.st_ino}); hit != chain.end())
         throw CliError(target + " is part of the source's chain (" + hit->second +
                            "); convert never writes into or replaces an image it reads from",
                        kExitUsage);
-    if (!S_ISREG(st.st_mode)) return;
+    if (!S_ISREG(st.st_mode)) return {};
     const auto before = open_fds();
     OpenOptions o;
-    o.format = format;
+    o.format = in_place ? format : std::string();
     o.lock = false;
     o.follow_parents = false;
     auto old = lib.open(target, o);
     if (!old && !format.empty()) {
-        o.format.clear();
+        o.format = in_place ? std::string() : format;
         old = lib.open(target, o);
     }
-    if (!old) return; // not an image: only the file itself
+    if (!old) return {}; // not an image: only the file itself
     const OpenFiles mine = opened_since(before);
     (*old)->close().ignore();
     for (const auto &f : mine)
@@ -393,6 +396,7 @@ void refuse_source_files(Library &lib, const std::string &target, const std::str
             throw CliError(target + " uses " + f.second + ", a file of the source's chain (" + hit->second +
                                "); convert never writes into or replaces an image it reads from",
                            kExitUsage);
+    return mine;
 }
 
 // The staging directory; removed with whatever is in it unless published.
@@ -610,6 +614,11 @@ void check_spec(const ConvertSpec &spec) {
 // kept). Throws CliError naming the path and what it is.
 std::string check_target(const ConvertSpec &spec) {
     const std::string &t = spec.target;
+    if (t.empty()) throw CliError("the target is an empty name; name the image file to create", kExitUsage);
+    if (t.back() == '/')
+        throw CliError(t + ": the target ends in '/', naming a directory; name the image file to create (e.g. " + t +
+                           "disk.img)",
+                       kExitUsage);
     struct stat lst {};
     if (::lstat(t.c_str(), &lst) != 0) {
         const int err = errno;
@@ -617,6 +626,13 @@ std::string check_target(const ConvertSpec &spec) {
         if (spec.existing_target)
             throw CliError(t + ": does not exist; -n writes into an existing target (a block device, a preallocated "
                                "file, an image); without -n convert creates it");
+        const fs::path dir = fs::path(t).parent_path();
+        struct stat dst {};
+        if (!dir.empty() && ::stat(dir.c_str(), &dst) != 0)
+            throw CliError(t + ": the directory " + dir.string() + " does not exist (" + errno_text(errno) +
+                           "); convert creates the image file, not its directory");
+        if (!dir.empty() && !S_ISDIR(dst.st_mode))
+            throw CliError(t + ": " + dir.string() + " is " + type_name(dst.st_mode) + ", not a directory");
         return t;
     }
     const bool link = S_ISLNK(lst.st_mode);
@@ -760,7 +776,9 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
     const auto before = open_fds();
     auto src = take(lib.open(spec.source, oo));
     const OpenFiles source_files = source_chain_files(*src, before);
-    if (!is_url(spec.target)) refuse_source_files(lib, final_target, spec.target_format, source_files);
+    const OpenFiles old_files =
+        is_url(spec.target) ? OpenFiles() : refuse_source_files(lib, final_target, spec.target_format,
+                                                                      spec.existing_target, source_files);
     if (!spec.source_cache.empty()) {
         CacheOptions cache;
         cache.format = spec.cache_format;
@@ -828,6 +846,14 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
     }
     throw_if_cancelled(not_written);
     staging.publish(source_files);
+    // The replaced image's files that the new one did not replace (another
+    // name: an old descriptor's extents) are left where they are.
+    for (const auto &[id, path] : old_files) {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0 && st.st_dev == id.first && st.st_ino == id.second)
+            std::cerr << "vdkit: note: " << path << ", a file of the image " << spec.target
+                      << " replaced, is left in place (--overwrite replaces only the new image's files)\n";
+    }
     return result;
 }
 
@@ -908,7 +934,16 @@ class CleanupCommand : public Command {
         size_t stale = 0, removed = 0;
         uint64_t stale_bytes = 0, removed_bytes = 0;
         for (const auto &dir : dirs_) {
-            for (auto &d : find_staging_dirs(dir)) {
+            std::vector<StagingDir> found;
+            try {
+                found = find_staging_dirs(dir);
+            } catch (const CliError &e) {
+                // The other directories are still listed (and the JSON printed).
+                std::cerr << "vdkit: " << e.what() << "\n";
+                rc = kExitError;
+                continue;
+            }
+            for (auto &d : found) {
                 if (remove_ && d.state == StagingDir::State::stale) {
                     try {
                         remove_stale_staging(d);
