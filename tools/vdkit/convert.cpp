@@ -17,6 +17,7 @@
 #include <utility>
 
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -338,6 +339,12 @@ std::map<int, OpenFd> open_fds() {
     return out;
 }
 
+// Converts that learn which files an open made by comparing open_fds()
+// before and after it take this, so that batch jobs running at once do not
+// see each other's opens (other opens in the process stay possible: a hit
+// is confirmed by a second look, refuse_source_files).
+std::mutex g_fd_window;
+
 // The files behind the descriptors opened since `before` was taken (a
 // descriptor number reused for another file counts as new).
 OpenFiles opened_since(const std::map<int, OpenFd> &before) {
@@ -378,19 +385,37 @@ OpenFiles refuse_source_files(Library &lib, const std::string &target, const std
                            "); convert never writes into or replaces an image it reads from",
                        kExitUsage);
     if (!S_ISREG(st.st_mode)) return {};
-    const auto before = open_fds();
-    OpenOptions o;
-    o.format = in_place ? format : std::string();
-    o.lock = false;
-    o.follow_parents = false;
-    auto old = lib.open(target, o);
-    if (!old && !format.empty()) {
-        o.format = in_place ? std::string() : format;
-        old = lib.open(target, o);
+    // The files opening the image opens: looked at twice when one of them is
+    // in the chain, so that a file another thread opened meanwhile (a batch
+    // job reading the same source) is not taken for one of them.
+    auto files_of_target = [&]() -> std::optional<OpenFiles> {
+        std::lock_guard<std::mutex> window(g_fd_window);
+        const auto before = open_fds();
+        OpenOptions o;
+        o.format = in_place ? format : std::string();
+        o.lock = false;
+        o.follow_parents = false;
+        auto old = lib.open(target, o);
+        if (!old && !format.empty()) {
+            o.format = in_place ? std::string() : format;
+            old = lib.open(target, o);
+        }
+        if (!old) return std::nullopt; // not an image: only the file itself
+        OpenFiles mine = opened_since(before);
+        (*old)->close().ignore();
+        return mine;
+    };
+    auto first = files_of_target();
+    if (!first) return {};
+    OpenFiles mine = *first;
+    if (std::any_of(mine.begin(), mine.end(), [&](const auto &f) { return chain.count(f.first) > 0; })) {
+        auto again = files_of_target();
+        OpenFiles both;
+        if (again)
+            for (const auto &f : mine)
+                if (again->count(f.first)) both.insert(f);
+        mine = both;
     }
-    if (!old) return {}; // not an image: only the file itself
-    const OpenFiles mine = opened_since(before);
-    (*old)->close().ignore();
     for (const auto &f : mine)
         if (auto hit = chain.find(f.first); hit != chain.end())
             throw CliError(target + " uses " + f.second + ", a file of the source's chain (" + hit->second +
@@ -773,9 +798,11 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
     OpenOptions oo;
     oo.format = spec.source_format;
     oo.filters = spec.source_filters;
+    std::unique_lock<std::mutex> window(g_fd_window);
     const auto before = open_fds();
     auto src = take(lib.open(spec.source, oo));
     const OpenFiles source_files = source_chain_files(*src, before);
+    window.unlock();
     const OpenFiles old_files =
         is_url(spec.target) ? OpenFiles() : refuse_source_files(lib, final_target, spec.target_format,
                                                                       spec.existing_target, source_files);
