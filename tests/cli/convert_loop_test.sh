@@ -155,4 +155,18 @@ run 0 "batch existing_target after the device changed" "$VDKIT" batch into.yaml
 says "batch writes the changed device again" "dev: converted"
 cmp -s -n $((48 * MiB)) src.raw "$dev" && ok || bad "batch: $dev not rewritten after a change"
 
+# A read-only device (losetup -r): refused up front, not "partly written".
+truncate -s 64M ro-backing.img
+if rodev=$(losetup -r -f --show ro-backing.img 2> losetup.err); then
+    cp ro-backing.img ro-backing.before
+    run 1 "-n into a read-only loop device" "$VDKIT" convert -n -O raw src.raw "$rodev"
+    says "-n read-only device named" "$rodev"
+    says "-n read-only device: nothing written" "(nothing was written)"
+    if grep -qF "partly written" out; then bad "-n into a read-only device says it was partly written"; else ok; fi
+    losetup -d "$rodev"
+    cmp -s ro-backing.img ro-backing.before && ok || bad "-n into a read-only device changed it"
+else
+    bad "losetup -r failed: $(cat losetup.err)"
+fi
+
 finish

@@ -177,9 +177,123 @@ import json
 jobs = {j["name"]: j for j in json.load(open("report.json"))["jobs"]}
 assert jobs["b1.vmdk"]["status"] == "failed" and "interrupted by SIGTERM" in jobs["b1.vmdk"]["error"], jobs
 assert jobs["b2.vmdk"]["status"] == "not_run", jobs
+assert json.load(open("report.json"))["summary"]["not_run"] == 1
 PY
 else
     bad "could not catch the batch running"
+fi
+
+# 7. Only vdkit's own staging directory is ever removed. kill9 TARGET leaves
+#    a stale one (marker valid, nobody holding it).
+kill9() {
+    catch "$1" || return 1
+    kill -9 "$pid"
+    kill -CONT "$pid" 2> /dev/null
+    wait "$pid" 2> /dev/null
+    [ -f ".$1.vdkit-partial/.vdkit-staging" ]
+}
+# The note about stale directories does not count the one the convert
+# removes itself.
+if kill9 own.vmdk; then
+    run 0 "convert over its own leftover" "$VDKIT" convert -f raw -O raw small.raw own.vmdk
+    if grep -qF "note:" out; then bad "the stale-directory note counted the convert's own leftover"; sed 's/^/    /' out; else ok; fi
+    [ ! -e .own.vmdk.vdkit-partial ] && ok || bad "the convert did not remove its own leftover"
+fi
+kill9 model.vmdk || bad "no stale staging directory to copy a marker from"
+cp .model.vmdk.vdkit-partial/.vdkit-staging model.marker # cleanup --remove below removes the directory
+# A user's directory under a target's staging name: no marker, a garbage
+# marker, a directory or a symlink as marker, a marker copied from another
+# target's directory, a marker from another host. convert and batch refuse
+# by name and leave it whole; cleanup --remove leaves it too.
+for kind in none garbage dir symlink copied otherhost; do
+    d=.u-$kind.raw.vdkit-partial
+    mkdir "$d"
+    echo mine > "$d/mine.txt"
+    case $kind in
+    garbage) echo "vdkit staging directory but not really" > "$d/.vdkit-staging" ;;
+    dir) mkdir "$d/.vdkit-staging" ;;
+    symlink) ln -s ../model.marker "$d/.vdkit-staging" ;;
+    copied) cp model.marker "$d/.vdkit-staging" ;;
+    otherhost)
+        sed "s|^target: .*|target: $PWD/u-$kind.raw|; s|^host: .*|host: not-$(hostname)|" \
+            model.marker > "$d/.vdkit-staging" ;;
+    esac
+    run 1 "convert onto a $kind staging name" "$VDKIT" convert -f raw -O raw small.raw "u-$kind.raw"
+    case $kind in
+    copied) says "convert refuses $kind" "is not this target's staging directory (its vdkit marker names" ;;
+    otherhost) says "convert refuses $kind" "was made by a convert on host not-$(hostname)" ;;
+    *) says "convert refuses $kind" "$d is not a vdkit staging directory" ;;
+    esac
+    printf 'jobs:\n  - {source: small.raw, source_format: raw, target: u-%s.raw, format: raw}\n' "$kind" > u.yaml
+    run 1 "batch onto a $kind staging name" "$VDKIT" batch u.yaml
+    run 0 "cleanup --remove with a $kind staging name" "$VDKIT" cleanup --remove .
+    [ -f "$d/mine.txt" ] && [ ! -e "u-$kind.raw" ] && ok || bad "$kind: the user's directory $d was removed or emptied"
+done
+run 0 "cleanup json: mismatched and other-host" "$VDKIT" cleanup --output=json .
+python3 - <<'PY' && ok || { bad "cleanup json states"; cat out; }
+import json
+doc = {d["path"]: d["state"] for d in json.load(open("out"))}
+assert doc["./.u-copied.raw.vdkit-partial"] == "mismatched", doc
+assert doc["./.u-otherhost.raw.vdkit-partial"] == "other-host", doc
+assert doc["./.u-none.raw.vdkit-partial"] == "foreign", doc
+PY
+# A directory that cannot be listed does not hide the others' report.
+run 1 "cleanup json with a missing directory" "$VDKIT" cleanup --output=json . nonexist
+grep -qF '"./.u-none.raw.vdkit-partial"' out && ok || bad "cleanup --output=json . nonexist: nothing listed for ."
+says "cleanup names the missing directory" "nonexist: cannot list the directory"
+rm -rf .u-*.raw.vdkit-partial .model.vmdk.vdkit-partial
+
+# A mount point inside a stale staging directory: nothing across it is
+# removed, and the directory is left whole (marker included).
+if [ "$(id -u)" -ne 0 ]; then
+    echo "note: not root: the bind-mount cases are not run (they need mount --bind)"
+elif kill9 mnt.vmdk; then
+    mkdir keep && echo precious > keep/p.txt && mkdir .mnt.vmdk.vdkit-partial/m
+    if mount --bind keep .mnt.vmdk.vdkit-partial/m 2> mount.err; then
+        run 1 "cleanup --remove across a mount point" "$VDKIT" cleanup --remove .
+        says "cleanup names the mount point" ".mnt.vmdk.vdkit-partial/m is a mount point"
+        run 1 "convert over a staging directory holding a mount point" "$VDKIT" convert -f raw -O raw small.raw mnt.vmdk
+        says "convert names the mount point" ".mnt.vmdk.vdkit-partial/m is a mount point"
+        [ -f keep/p.txt ] && [ -f .mnt.vmdk.vdkit-partial/.vdkit-staging ] && ok \
+            || bad "removing a staging directory went across a mount point (or left it half removed)"
+        umount .mnt.vmdk.vdkit-partial/m
+    else
+        bad "mount --bind failed as root: $(cat mount.err)"
+    fi
+    rm -rf .mnt.vmdk.vdkit-partial keep
+fi
+
+# A staging directory whose marker is locked by a process other than the
+# convert that made it (that one is dead): `cleanup --remove` removing it.
+# A convert waits for it to go; if it does not, it says so (not "pid N is
+# converting", N being dead).
+locker() { # locker DIR SECONDS REMOVE: hold DIR's marker locked, then maybe remove DIR
+    python3 - "$@" <<'PY' &
+import fcntl, os, shutil, sys, time
+d, secs, remove = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1"
+f = open(os.path.join(d, ".vdkit-staging"), "r+")
+fcntl.lockf(f, fcntl.LOCK_EX)
+open("locked", "w").close()
+time.sleep(secs)
+if remove:
+    shutil.rmtree(d)
+PY
+    lpid=$!
+    for _ in $(seq 1000); do [ -e locked ] && break; sleep 0.01; done
+    rm -f locked
+}
+if kill9 race.vmdk; then
+    dead=$(sed -n 's/^pid: //p' .race.vmdk.vdkit-partial/.vdkit-staging)
+    locker .race.vmdk.vdkit-partial 60 0
+    run 1 "convert while another process holds a dead convert's marker" "$VDKIT" convert -f raw -O raw small.raw race.vmdk
+    says "names the cleanup" "a \`vdkit cleanup --remove\` may be removing it"
+    if grep -qF "(pid $dead) is converting" out; then bad "blames the dead pid $dead"; else ok; fi
+    kill "$lpid"
+    wait "$lpid" 2> /dev/null
+    locker .race.vmdk.vdkit-partial 0.3 1
+    run 0 "convert waits for a cleanup removing the directory" "$VDKIT" convert -f raw -O raw small.raw race.vmdk
+    wait "$lpid"
+    cmp -s small.raw race.vmdk && ok || bad "the convert after the cleanup did not write its target"
 fi
 
 finish

@@ -205,4 +205,122 @@ run 0 "batch existing_target after the target changed" "$VDKIT" batch inplace.ya
 says "batch existing_target writes again" "in-place: converted"
 same_prefix src.raw bt.raw $((8 << 20)) && ok || bad "batch existing_target: not rewritten after a change"
 
+# ---- --overwrite replaces the new image's files only ------------------------
+# A descriptor wrapping a file with an unrelated name: that file is the old
+# image's extent, not vdkit's, and stays (as with qemu-img, which replaces
+# only the descriptor); so with every target format and subformat.
+head -c 16M /dev/urandom > disk.raw
+cp disk.raw disk.before
+wrap() { printf '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 32768 FLAT "disk.raw" 0\n' > wrap.vmdk; }
+for t in "vmdk -o subformat=monolithicFlat" "vmdk -o subformat=twoGbMaxExtentSparse" "vmdk -o subformat=monolithicSparse" "vdi" "raw"; do
+    wrap
+    # shellcheck disable=SC2086 # format and its options
+    run 0 "convert --overwrite -O $t onto a descriptor" "$VDKIT" convert --overwrite -O $t src.raw wrap.vmdk
+    cmp -s disk.raw disk.before && ok || bad "convert --overwrite -O $t removed or changed the old image's extent disk.raw"
+    says "convert --overwrite -O $t notes the extent it left" "disk.raw, a file of the image wrap.vmdk replaced, is left in place"
+    qemu-img compare -q -f raw src.raw wrap.vmdk && ok || bad "convert --overwrite -O $t: the new image differs"
+    rm -f wrap-*.vmdk
+done
+# The same through batch.
+wrap
+cat > ow.yaml <<'EOF'
+jobs:
+  - {name: ow, source: src.raw, source_format: raw, target: wrap.vmdk, format: vmdk, overwrite: true, options: {subformat: monolithicFlat}}
+EOF
+run 0 "batch overwrite onto a descriptor" "$VDKIT" batch ow.yaml
+cmp -s disk.raw disk.before && ok || bad "batch overwrite removed the old image's extent disk.raw"
+rm -f wrap-*.vmdk
+
+# Publishing renames the new files over the old ones, extents first, the
+# descriptor last: killed between the two renames, the old descriptor is
+# still there, whole (never a moment without one).
+if command -v strace > /dev/null; then
+    "$VDKIT" convert -O vmdk -o subformat=monolithicFlat disk.raw f.vmdk > /dev/null 2>&1
+    cp f.vmdk f.vmdk.before
+    strace -f -o /dev/null -e inject=rename:signal=SIGKILL:when=2 -e trace=rename \
+        "$VDKIT" convert --overwrite -O vmdk -o subformat=monolithicFlat src.raw f.vmdk > out 2>&1
+    cmp -s f.vmdk f.vmdk.before && ok || bad "killed while publishing: the old descriptor f.vmdk is gone or changed"
+    rm -rf .f.vmdk.vdkit-partial f.vmdk f-flat.vmdk
+else
+    bad "strace is not installed (scripts/install-deps.sh installs it)"
+fi
+
+# A replaced file's mode carries over to the new one (never world-readable
+# because it was replaced).
+for fmt in raw vdi "vmdk -o subformat=monolithicFlat"; do
+    fill m.img 1 aa
+    chmod 600 m.img
+    # shellcheck disable=SC2086
+    run 0 "convert --overwrite -O $fmt onto a 600 file" "$VDKIT" convert --overwrite -O $fmt src.raw m.img
+    [ "$(stat -c %a m.img)" = 600 ] && ok || bad "convert --overwrite -O $fmt: mode $(stat -c %a m.img), expected 600"
+    rm -f m.img m-*.img
+done
+
+# ---- never a file of the source's chain ---------------------------------------
+qemu-img create -q -f vdi base.vdi 8M
+qemu-io -f vdi -c "write -P 0x11 0 1M" base.vdi > /dev/null
+"$VDKIT" create -f vdi -b base.vdi c.vdi > /dev/null
+qemu-io -f vdi -c "write -P 0x22 1M 1M" c.vdi > /dev/null
+cp base.vdi base.before
+run 2 "convert --overwrite onto the source's backing image" "$VDKIT" convert --overwrite -O vdi c.vdi base.vdi
+says "chain: named" "base.vdi is part of the source's chain"
+run 2 "convert -n into the source's backing image" "$VDKIT" convert -n -O vdi c.vdi base.vdi
+says "chain -n: named" "base.vdi is part of the source's chain"
+if grep -qF "in use by another process" out; then bad "-n into the chain: blames another process"; else ok; fi
+cmp -s base.vdi base.before && ok || bad "a convert changed the source's backing image"
+# An extent file of the source, and an image whose extent is one.
+wrap
+cp disk.raw disk.before
+run 2 "convert --overwrite onto the source's extent" "$VDKIT" convert --overwrite -O raw wrap.vmdk disk.raw
+says "extent target named" "disk.raw is part of the source's chain"
+run 2 "convert --overwrite onto an image using the source" "$VDKIT" convert --overwrite -O vdi disk.raw wrap.vmdk
+says "target's extent named" "a file of the source's chain"
+run 2 "convert -n into an image using the source" "$VDKIT" convert -n -O vmdk disk.raw wrap.vmdk
+says "-n target's extent named" "a file of the source's chain"
+cmp -s disk.raw disk.before && ok || bad "a convert changed the source's extent"
+# A new image's extent name that is a source file.
+cp src.raw n-flat.vmdk
+run 1 "a new image's extent would replace the source" "$VDKIT" convert --overwrite -f raw -O vmdk -o subformat=monolithicFlat n-flat.vmdk n.vmdk
+says "new extent over the source" "a file of the source's chain"
+cmp -s src.raw n-flat.vmdk && ok || bad "a new extent replaced the source file"
+
+# ---- -n into a streamOptimized VMDK: refused up front ---------------------------
+qemu-img create -q -f vmdk -o subformat=streamOptimized so.vmdk 8M
+cp so.vmdk so.before
+run 1 "-n into a streamOptimized vmdk" "$VDKIT" convert -n -O vmdk src.raw so.vmdk
+says "-n streamOptimized" "so.vmdk is a streamOptimized image"
+if grep -qF "partly written" out; then bad "-n streamOptimized says partly written"; else ok; fi
+cmp -s so.vmdk so.before && ok || bad "-n into a streamOptimized vmdk changed it"
+
+# ---- odd target names: said plainly ----------------------------------------------
+run 2 "an empty target" "$VDKIT" convert -O raw src.raw ''
+says "empty target" "the target is an empty name"
+run 2 "a target ending in /" "$VDKIT" convert -O raw src.raw pre.img/
+says "target ending in /" "pre.img/: the target ends in '/'"
+run 1 "a target in a missing directory" "$VDKIT" convert -O raw src.raw nodir/x.img
+says "missing directory" "nodir/x.img: the directory nodir does not exist"
+[ -z "$(ls -A | grep vdkit-partial)" ] && ok || bad "an odd target name left a staging directory"
+
+# ---- batch --check: jobs certain to fail ------------------------------------------
+ln -sf nowhere-else.raw dang2.raw
+fill tiny.raw 1 aa
+cat > sure.yaml <<'EOF'
+jobs:
+  - {name: dangling, source: src.raw, source_format: raw, target: dang2.raw, format: raw}
+EOF
+run 2 "batch --check: a dangling symlink target" "$VDKIT" batch --check sure.yaml
+says "batch --check dangling" "dang2.raw is a symlink to nowhere-else.raw, which cannot be reached"
+cat > sure.yaml <<'EOF'
+jobs:
+  - {name: tiny, source: src.raw, source_format: raw, target: tiny.raw, format: raw, existing_target: true}
+EOF
+run 2 "batch --check: existing_target smaller than the source" "$VDKIT" batch --check sure.yaml
+says "batch --check too small" "job 'tiny': tiny.raw holds 1048576 bytes, less than the virtual size of"
+cat > sure.yaml <<'EOF'
+jobs:
+  - {name: fine, source: src.raw, source_format: raw, target: fine.raw, format: raw}
+EOF
+run 0 "batch --check: one job" "$VDKIT" batch --check sure.yaml
+says "batch --check: 1 job" "sure.yaml: 1 job, no problems"
+
 finish

@@ -180,10 +180,37 @@ class BatchCommand : public Command {
         return sub;
     }
 
+    // existing_target jobs whose source exists now: a target smaller than
+    // the source's virtual size would be refused when the job runs.
+    static void check_in_place_sizes(Library &lib, const BatchFile &file, std::vector<std::string> &problems) {
+        for (const auto &job : file.jobs) {
+            if (!job.spec.existing_target || job.source_from) continue;
+            OpenOptions so;
+            so.format = job.spec.source_format;
+            so.filters = job.spec.source_filters;
+            auto src = lib.open(job.spec.source, so);
+            if (!src) continue; // reported when the job runs, with the open's own message
+            OpenOptions to;
+            to.format = job.spec.target_format;
+            to.filters = job.spec.target_filters;
+            to.lock = false;
+            to.follow_parents = false;
+            auto dst = lib.open(job.spec.target, to);
+            if (!dst) continue;
+            if ((*dst)->size() < (*src)->size())
+                problems.push_back(file.path + ":" + std::to_string(job.line) + ": job '" + job.name + "': " +
+                                   job.spec.target + " holds " + std::to_string((*dst)->size()) +
+                                   " bytes, less than the virtual size of " + job.spec.source + " (" +
+                                   std::to_string((*src)->size()) + " bytes); existing_target needs a target at "
+                                   "least that large");
+        }
+    }
+
     int run() override {
         auto lib = open_library(globals());
         std::vector<std::string> problems;
         BatchFile file = load_batch_file(*lib, job_file_, problems);
+        if (problems.empty()) check_in_place_sizes(*lib, file, problems);
         if (!report_.empty() && !report_.ends_with(".json") && !report_.ends_with(".yaml") &&
             !report_.ends_with(".yml"))
             problems.push_back("--report " + report_ + ": must end in .json, .yaml or .yml");
@@ -194,20 +221,22 @@ class BatchCommand : public Command {
                            kExitUsage);
         }
         if (check_only_) {
-            std::cout << job_file_ << ": " << file.jobs.size() << " jobs, no problems\n";
+            std::cout << job_file_ << ": " << file.jobs.size() << (file.jobs.size() == 1 ? " job" : " jobs")
+                      << ", no problems\n";
             return kExitOk;
         }
         if (!report_.empty()) file.report = report_;
         if (parallel_) file.parallel = parallel_;
         install_cancel_handlers(); // Ctrl-C etc.: running jobs cancel (staging removed), the rest do not start
         if (!globals().quiet) {
-            std::vector<fs::path> dirs;
+            std::vector<fs::path> dirs, own;
             for (const auto &job : file.jobs) {
                 if (job.spec.existing_target) continue;
                 const fs::path dir = fs::path(job.spec.target).parent_path();
                 if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);
+                own.push_back(staging_dir_for(job.spec.target));
             }
-            for (const auto &dir : dirs) note_stale_staging(dir);
+            for (const auto &dir : dirs) note_stale_staging(dir, own);
         }
         const int rc = run_jobs(*lib, file);
         throw_if_cancelled("jobs that had not finished were stopped or not started (see their lines)");
@@ -294,8 +323,10 @@ class BatchCommand : public Command {
             failed += o.status == "failed";
         }
         const double total_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        std::cout << n << " jobs: " << converted << " converted, " << skipped << " skipped, " << failed
-                  << " failed\n";
+        const size_t not_run = n - std::min<size_t>(n, converted + skipped + failed);
+        std::cout << n << (n == 1 ? " job: " : " jobs: ") << converted << " converted, " << skipped << " skipped, "
+                  << failed << " failed" << (not_run ? ", " + std::to_string(not_run) + " not run" : std::string())
+                  << "\n";
         if (!file.report.empty()) write_report(file, outcomes, converted, skipped, failed, total_secs);
         return failed ? kExitJobFailed : kExitOk;
     }
@@ -428,6 +459,7 @@ class BatchCommand : public Command {
                          {"converted", converted},
                          {"skipped", skipped},
                          {"failed", failed},
+                         {"not_run", file.jobs.size() - std::min<size_t>(file.jobs.size(), converted + skipped + failed)},
                          {"seconds", std::round(seconds * 1000) / 1000}}},
                        {"jobs", jobs}};
         std::string text;

@@ -310,7 +310,14 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             // What the target is decides what a job may do to it (as convert does).
             struct stat st {};
             const bool there = !is_url(job.spec.target) && ::stat(job.spec.target.c_str(), &st) == 0;
-            if (s.existing_target.value_or(false)) {
+            struct stat lst {};
+            if (!there && !is_url(job.spec.target) && ::lstat(job.spec.target.c_str(), &lst) == 0 &&
+                S_ISLNK(lst.st_mode)) {
+                std::error_code lec;
+                c.problem(j["target"], who + job.spec.target + " is a symlink to " +
+                                           fs::read_symlink(job.spec.target, lec).string() +
+                                           ", which cannot be reached; name the file itself");
+            } else if (s.existing_target.value_or(false)) {
                 if (!there)
                     c.problem(j["target"], who + job.spec.target + " does not exist; existing_target: true writes "
                                                  "into an existing target (a block device, a preallocated file, an image)");

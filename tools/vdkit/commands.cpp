@@ -428,7 +428,7 @@ class ConvertCommand : public Command {
         spec_.target_filters = parse_filters(target_filters_);
         install_cancel_handlers(); // Ctrl-C etc. cancel the copy; the staging directory is removed
         if (!globals().quiet && !spec_.existing_target && spec_.target.find("://") == std::string::npos)
-            note_stale_staging(std::filesystem::path(spec_.target).parent_path());
+            note_stale_staging(std::filesystem::path(spec_.target).parent_path(), {staging_dir_for(spec_.target)});
         ProgressBar bar(progress_);
         convert_image(*lib, spec_, [&](uint64_t d, uint64_t t) { return bar.update(d, t); });
         bar.finish();

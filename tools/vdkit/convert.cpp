@@ -16,7 +16,16 @@
 #include <system_error>
 #include <utility>
 
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -37,6 +46,8 @@ const char *to_string(StagingDir::State state) {
     case StagingDir::State::in_use: return "in-use";
     case StagingDir::State::unknown: return "unknown";
     case StagingDir::State::removed: return "removed";
+    case StagingDir::State::mismatched: return "mismatched";
+    case StagingDir::State::other_host: return "other-host";
     case StagingDir::State::foreign: break;
     }
     return "foreign";
@@ -125,6 +136,109 @@ uint64_t allocated_under(const fs::path &p) {
     return total;
 }
 
+std::string this_host() {
+    char host[256] = "";
+    ::gethostname(host, sizeof host - 1);
+    return host;
+}
+
+// Whether the marker's target is the one this directory stages:
+// ".NAME.vdkit-partial" (or ".NAME.vdkit-partial.XXXXXX" while it is made)
+// in DIR stages DIR/NAME.
+bool marker_matches(const StagingDir &d) {
+    std::string name = d.path.filename().string();
+    const auto at = name.rfind(".vdkit-partial");
+    if (name.size() < 2 || name[0] != '.' || at == std::string::npos || at < 1) return false;
+    const std::string rest = name.substr(at + std::strlen(".vdkit-partial"));
+    if (!rest.empty() && (rest.size() != 7 || rest[0] != '.')) return false;
+    name = name.substr(1, at - 1);
+    const fs::path target = d.target;
+    if (target.filename() != name) return false;
+    fs::path dir = d.path.parent_path();
+    if (dir.empty()) dir = ".";
+    std::error_code ec;
+    return fs::equivalent(target.parent_path().empty() ? fs::path(".") : target.parent_path(), dir, ec) && !ec;
+}
+
+// Whether the directory open as `fd` is the root of a mount (a bind mount
+// of the same file system keeps st_dev, so st_dev alone cannot tell).
+bool is_mount_root(int fd) {
+    struct statx stx {};
+    if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) != 0) return false;
+    return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+// Remove directory `name` in `parent` and all it holds, never following a
+// symlink (they are removed, not what they name) and never crossing into
+// another mount (throws CliError naming it instead).
+// With `dry`, only look (for a mount point) and remove nothing.
+void remove_tree_at(int parent, const std::string &name, dev_t dev, const std::string &shown, bool dry) {
+    const int fd = ::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return;
+        throw CliError(shown + ": cannot open to remove: " + errno_text(errno));
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_dev != dev || is_mount_root(fd)) {
+        ::close(fd);
+        throw CliError(shown + " is a mount point; vdkit never removes anything across one (unmount it first)");
+    }
+    DIR *dir = ::fdopendir(fd);
+    if (!dir) {
+        ::close(fd);
+        throw CliError(shown + ": cannot list to remove: " + errno_text(errno));
+    }
+    std::vector<std::string> names;
+    while (const dirent *e = ::readdir(dir))
+        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+    try {
+        for (const auto &n : names) {
+            struct stat est {};
+            if (::fstatat(::dirfd(dir), n.c_str(), &est, AT_SYMLINK_NOFOLLOW) != 0) {
+                if (errno == ENOENT) continue;
+                throw CliError(shown + "/" + n + ": cannot look at it to remove: " + errno_text(errno));
+            }
+            if (S_ISDIR(est.st_mode)) remove_tree_at(::dirfd(dir), n, dev, shown + "/" + n, dry);
+            else if (!dry && ::unlinkat(::dirfd(dir), n.c_str(), 0) != 0 && errno != ENOENT)
+                throw CliError(shown + "/" + n + ": cannot remove: " + errno_text(errno));
+        }
+    } catch (...) {
+        ::closedir(dir);
+        throw;
+    }
+    ::closedir(dir);
+    if (!dry && ::unlinkat(parent, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+        throw CliError(shown + ": cannot remove: " + errno_text(errno));
+}
+
+// Remove the staging directory `path` (a real directory on its parent's
+// file system, not a mount point nor a symlink) with what it holds.
+void remove_tree(const fs::path &path) {
+    fs::path parent = path.parent_path();
+    if (parent.empty()) parent = ".";
+    const int pfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0) throw CliError(parent.string() + ": cannot open: " + errno_text(errno));
+    struct stat pst {};
+    if (::fstat(pfd, &pst) != 0) {
+        const int err = errno;
+        ::close(pfd);
+        throw CliError(parent.string() + ": cannot look at it: " + errno_text(err));
+    }
+    try {
+        // First only look, so that a mount point found deep inside leaves
+        // the directory whole (its marker too) rather than half removed.
+        remove_tree_at(pfd, path.filename().string(), pst.st_dev, path.string(), true);
+        remove_tree_at(pfd, path.filename().string(), pst.st_dev, path.string(), false);
+    } catch (...) {
+        ::close(pfd);
+        throw;
+    }
+    ::close(pfd);
+}
+
+// Whether process `pid` (on this host) still runs.
+bool pid_alive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+
 // Read the marker of staging directory `d.path`, fill in what it says and
 // whether a running convert holds it. With `lock_it`, the returned fd holds
 // the lock when the state is stale.
@@ -153,7 +267,21 @@ Fd inspect(StagingDir &d, bool lock_it) {
     d.pid = std::strtol(field("pid").c_str(), nullptr, 10);
     d.target = field("target");
     d.started = field("started");
+    d.host = field("host");
     d.bytes = allocated_under(d.path);
+    if (d.pid <= 0 || d.target.empty() || d.host.empty()) return Fd(); // not a marker vdkit wrote: foreign
+    // A marker copied into another directory (or naming another target)
+    // does not make this directory vdkit's.
+    if (!marker_matches(d)) {
+        d.state = StagingDir::State::mismatched;
+        return Fd();
+    }
+    // Locks need not reach across hosts (NFS, cluster file systems): a
+    // marker another host wrote is never judged from here.
+    if (d.host != this_host()) {
+        d.state = StagingDir::State::other_host;
+        return Fd();
+    }
     d.state = state_of(lock_it ? try_lock(fd.fd) : lock_held(fd.fd));
     if (!lock_it || d.state != StagingDir::State::stale) fd.reset();
     return fd;
@@ -183,6 +311,119 @@ int rename_dir_noreplace(const fs::path &from, const fs::path &to) {
     return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
 }
 
+// Files (regular files, block devices) by st_dev/st_ino, with the path
+// they were opened as.
+using OpenFiles = std::map<std::pair<dev_t, ino_t>, std::string>;
+
+// The files (regular files, block devices) this process has open now, by
+// descriptor (from /proc/self/fd).
+struct OpenFd {
+    std::pair<dev_t, ino_t> id;
+    std::string path;
+};
+std::map<int, OpenFd> open_fds() {
+    std::map<int, OpenFd> out;
+    DIR *dir = ::opendir("/proc/self/fd");
+    if (!dir) return out;
+    while (const dirent *e = ::readdir(dir)) {
+        char *end = nullptr;
+        const long fd = std::strtol(e->d_name, &end, 10);
+        if (!end || *end || end == e->d_name || fd == ::dirfd(dir)) continue;
+        struct stat st {};
+        if (::fstat(static_cast<int>(fd), &st) != 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) continue;
+        std::error_code ec;
+        const fs::path link = fs::read_symlink(fs::path("/proc/self/fd") / e->d_name, ec);
+        out[static_cast<int>(fd)] = {{st.st_dev, st.st_ino}, ec ? std::string("fd ") + e->d_name : link.string()};
+    }
+    ::closedir(dir);
+    return out;
+}
+
+// Converts that learn which files an open made by comparing open_fds()
+// before and after it take this, so that batch jobs running at once do not
+// see each other's opens (other opens in the process stay possible: a hit
+// is confirmed by a second look, refuse_source_files).
+std::mutex g_fd_window;
+
+// The files behind the descriptors opened since `before` was taken (a
+// descriptor number reused for another file counts as new).
+OpenFiles opened_since(const std::map<int, OpenFd> &before) {
+    OpenFiles out;
+    for (const auto &[fd, f] : open_fds()) {
+        auto was = before.find(fd);
+        if (was == before.end() || was->second.id != f.id) out.emplace(f.id, f.path);
+    }
+    return out;
+}
+
+// The files of the open source chain: every image and every extent file it
+// opened (what open_fds() gained while it was opened), and each image's
+// location.
+OpenFiles source_chain_files(const Disk &src, const std::map<int, OpenFd> &before) {
+    OpenFiles out = opened_since(before);
+    for (size_t i = 0; i < src.image_count(); ++i) {
+        auto info = src.image_info(i);
+        if (!info) continue;
+        struct stat st {};
+        if (::stat(info->location.c_str(), &st) == 0) out.emplace(std::make_pair(st.st_dev, st.st_ino), info->location);
+    }
+    return out;
+}
+
+// Refuse a target that is a file of the source's chain, or an existing
+// image one of whose files is: writing into it (-n) or replacing it would
+// destroy what the convert reads. Returns the existing target image's files.
+// With `in_place` (-n) the target is opened as `format`, as it will be
+// written; else the image being replaced is probed first (it may be of
+// another format than the new one).
+OpenFiles refuse_source_files(Library &lib, const std::string &target, const std::string &format, bool in_place,
+                              const OpenFiles &chain) {
+    struct stat st {};
+    if (::stat(target.c_str(), &st) != 0) return {};
+    if (auto hit = chain.find({st.st_dev, st.st_ino}); hit != chain.end())
+        throw CliError(target + " is part of the source's chain (" + hit->second +
+                           "); convert never writes into or replaces an image it reads from",
+                       kExitUsage);
+    if (!S_ISREG(st.st_mode)) return {};
+    // The files opening the image opens: looked at twice when one of them is
+    // in the chain, so that a file another thread opened meanwhile (a batch
+    // job reading the same source) is not taken for one of them.
+    auto files_of_target = [&]() -> std::optional<OpenFiles> {
+        std::lock_guard<std::mutex> window(g_fd_window);
+        const auto before = open_fds();
+        OpenOptions o;
+        o.format = in_place ? format : std::string();
+        o.lock = false;
+        o.follow_parents = false;
+        auto old = lib.open(target, o);
+        if (!old && !format.empty()) {
+            o.format = in_place ? std::string() : format;
+            old = lib.open(target, o);
+        }
+        if (!old) return std::nullopt; // not an image: only the file itself
+        OpenFiles mine = opened_since(before);
+        (*old)->close().ignore();
+        return mine;
+    };
+    auto first = files_of_target();
+    if (!first) return {};
+    OpenFiles mine = *first;
+    if (std::any_of(mine.begin(), mine.end(), [&](const auto &f) { return chain.count(f.first) > 0; })) {
+        auto again = files_of_target();
+        OpenFiles both;
+        if (again)
+            for (const auto &f : mine)
+                if (again->count(f.first)) both.insert(f);
+        mine = both;
+    }
+    for (const auto &f : mine)
+        if (auto hit = chain.find(f.first); hit != chain.end())
+            throw CliError(target + " uses " + f.second + ", a file of the source's chain (" + hit->second +
+                               "); convert never writes into or replaces an image it reads from",
+                           kExitUsage);
+    return mine;
+}
+
 // The staging directory; removed with whatever is in it unless published.
 // It appears under its name with its marker already written and locked
 // (made under a temporary name, then renamed), so a visible staging
@@ -206,8 +447,7 @@ public:
             // cleanup then cannot tell whether it does and leaves it alone.
             if (try_lock(marker_.fd) == Lock::held_elsewhere)
                 throw CliError(marker.string() + ": locked by another process as soon as it was made");
-            char host[256] = "";
-            ::gethostname(host, sizeof host - 1);
+            const std::string host = this_host();
             std::error_code ec;
             const fs::path abs = fs::absolute(target_, ec);
             const std::string text = std::string(kMarkerMagic) + " (vdkit convert builds " + target_.filename().string() +
@@ -223,74 +463,134 @@ public:
                 throw CliError("cannot rename " + tmp.string() + " to " + dir_.string() + ": " + errno_text(err));
             }
         } catch (...) {
-            std::error_code ec;
-            fs::remove_all(tmp, ec);
+            try {
+                remove_tree(tmp);
+            } catch (const CliError &) {
+            }
             throw;
         }
     }
     ~Staging() {
-        std::error_code ec;
-        fs::remove_all(dir_, ec); // the marker goes with it, still locked
+        try {
+            remove_tree(dir_); // the marker goes with it, still locked
+        } catch (const CliError &e) {
+            std::cerr << "vdkit: " << e.what() << "\n";
+        }
     }
     Staging(const Staging &) = delete;
     Staging &operator=(const Staging &) = delete;
 
     fs::path main() const { return dir_ / target_.filename(); }
 
-    // Move the finished image's files beside the final name, the main file
-    // last. A single-file image replaces an old one atomically (rename); a
-    // multi-file one first removes the image it replaces (all its files).
-    // Only regular files (or symlinks) are ever replaced: anything else that
-    // appeared under one of the names meanwhile stops the publish.
-    void publish(Library &lib) {
+    // Move the finished image's files beside the final name, each renamed
+    // over the file of that name it replaces (atomically), the main file
+    // (a VMDK's descriptor) last: at every moment the old main file or the
+    // new one is complete. Nothing else is ever removed: files of the old
+    // image under other names (its extents) are left where they are. A
+    // replaced file's mode (and, as root, owner) carries over to the new
+    // one. Only regular files (or symlinks) are ever replaced: anything else
+    // that appeared under one of the names meanwhile stops the publish; so
+    // does a name that is a file of the source's chain.
+    void publish(const OpenFiles &source_files) {
         std::vector<fs::path> others;
         for (const auto &entry : fs::directory_iterator(dir_)) {
             const fs::path name = entry.path().filename();
             if (name != target_.filename() && name != kStagingMarker) others.push_back(entry.path());
         }
+        std::sort(others.begin(), others.end());
         const fs::path final_dir = target_.parent_path().empty() ? fs::path(".") : target_.parent_path();
         std::error_code ec;
-        refuse_special(target_);
-        for (const auto &p : others) refuse_special(final_dir / p.filename());
-        if (!others.empty()) {
-            if (fs::exists(target_, ec)) remove_old_image(lib);
-            for (const auto &p : others) {
-                const fs::path to = final_dir / p.filename();
-                if (!overwrite_ && fs::exists(to, ec))
-                    throw CliError(to.string() + ": already exists (a file of the new image would replace it); "
-                                                 "pass --overwrite to replace it");
+        std::vector<std::pair<fs::path, fs::path>> moves;
+        for (const auto &p : others) moves.emplace_back(p, final_dir / p.filename());
+        moves.emplace_back(main(), target_);
+        for (const auto &[from, to] : moves) {
+            refuse_special(to);
+            struct stat st {};
+            if (::stat(to.c_str(), &st) != 0) continue;
+            if (auto hit = source_files.find({st.st_dev, st.st_ino}); hit != source_files.end())
+                throw CliError(to.string() + " is " + hit->second + ", a file of the source's chain; convert never "
+                                             "replaces a file it reads from");
+            if (!overwrite_) {
+                if (to == target_)
+                    throw CliError(target_.string() + ": appeared while converting; pass --overwrite to replace it");
+                throw CliError(to.string() + ": already exists (a file of the new image would replace it); "
+                                             "pass --overwrite to replace it");
             }
-            for (const auto &p : others) rename(p, final_dir / p.filename());
-        } else if (!overwrite_ && fs::exists(target_, ec)) {
-            throw CliError(target_.string() + ": appeared while converting; pass --overwrite to replace it");
         }
-        rename(main(), target_);
+        for (const auto &[from, to] : moves) {
+            keep_mode(from, to);
+            rename(from, to);
+        }
         sync_directory(final_dir);
     }
 
 private:
-    // A leftover staging directory of this target: removed when it is vdkit's
-    // and no process holds it (a convert that was killed), or when it has no
-    // marker at all (made by a vdkit before markers; the name is this
-    // target's). One in use means another convert into this target runs now.
+    // A leftover staging directory of this target is removed only when it
+    // is vdkit's (a valid marker naming this target, written on this host)
+    // and no process holds its marker (a convert that was killed). Anything
+    // else under the name is refused by name: it may be the user's.
     void remove_leftover() {
-        struct stat st {};
-        if (::lstat(dir_.c_str(), &st) != 0) {
-            if (errno == ENOENT) return;
-            throw CliError(dir_.string() + ": cannot look at the staging directory: " + errno_text(errno));
+        for (int attempt = 0;; ++attempt) {
+            struct stat st {};
+            if (::lstat(dir_.c_str(), &st) != 0) {
+                if (errno == ENOENT) return;
+                throw CliError(dir_.string() + ": cannot look at the staging directory: " + errno_text(errno));
+            }
+            const std::string move_away = "; convert stages the new image under this name: move it away";
+            if (!S_ISDIR(st.st_mode))
+                throw CliError(dir_.string() + " is " + type_name(st.st_mode) + ", not a vdkit staging directory" +
+                               move_away);
+            StagingDir d;
+            d.path = dir_;
+            Fd lock = inspect(d, true);
+            switch (d.state) {
+            case StagingDir::State::stale:
+            case StagingDir::State::removed: remove_tree(dir_); return;
+            case StagingDir::State::foreign:
+                throw CliError(dir_.string() + " is not a vdkit staging directory (it holds no valid vdkit marker)" +
+                               move_away);
+            case StagingDir::State::mismatched:
+                throw CliError(dir_.string() + " is not this target's staging directory (its vdkit marker names " +
+                               d.target + ")" + move_away);
+            case StagingDir::State::other_host:
+                throw CliError(dir_.string() + " was made by a convert on host " + d.host + " (pid " +
+                               std::to_string(d.pid) + "); whether it still runs cannot be told from here: remove "
+                               "the directory once it has stopped");
+            case StagingDir::State::unknown:
+                // No locks on this file system: the pid (on this host) tells.
+                if (!pid_alive(d.pid)) {
+                    remove_tree(dir_);
+                    return;
+                }
+                throw CliError(target_.string() + ": a vdkit process (pid " + std::to_string(d.pid) +
+                               ") may be converting into it now (it made " + dir_.string() +
+                               ", and its file system cannot lock files)");
+            case StagingDir::State::in_use:
+                if (pid_alive(d.pid))
+                    throw CliError(target_.string() + ": another vdkit process (pid " + std::to_string(d.pid) +
+                                   ") is converting into it now (it holds " + dir_.string() + ")");
+                // Held, but not by the convert that made it: `vdkit cleanup
+                // --remove` is removing it. Give that a moment.
+                if (attempt < 50) {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                    continue;
+                }
+                throw CliError(dir_.string() + " is locked by another process, not by the convert that made it (pid " +
+                               std::to_string(d.pid) + " no longer runs): a `vdkit cleanup --remove` may be removing "
+                               "it; try again");
+            }
+            return;
         }
-        if (!S_ISDIR(st.st_mode))
-            throw CliError(dir_.string() + " is " + type_name(st.st_mode) +
-                           ", not a staging directory; convert stages the new image under this name: move it away");
-        StagingDir d;
-        d.path = dir_;
-        Fd lock = inspect(d, true);
-        if (d.state == StagingDir::State::in_use)
-            throw CliError(target_.string() + ": another vdkit process (pid " + std::to_string(d.pid) +
-                           ") is converting into it now (it holds " + dir_.string() + ")");
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-        if (ec) throw CliError(dir_.string() + ": cannot remove a leftover staging directory: " + ec.message());
+    }
+    // A new file takes the mode (and, as root, owner and group) of the
+    // regular file it replaces.
+    static void keep_mode(const fs::path &fresh, const fs::path &old) {
+        struct stat st {};
+        if (::stat(old.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+        if (::geteuid() == 0 && ::lchown(fresh.c_str(), st.st_uid, st.st_gid) != 0)
+            throw CliError(fresh.string() + ": cannot give it the owner of " + old.string() + ": " + errno_text(errno));
+        if (::chmod(fresh.c_str(), st.st_mode & 07777) != 0)
+            throw CliError(fresh.string() + ": cannot give it the mode of " + old.string() + ": " + errno_text(errno));
     }
     static void refuse_special(const fs::path &p) {
         struct stat st {};
@@ -313,23 +613,6 @@ private:
         fs::rename(from, to, ec);
         if (ec) throw CliError("cannot move " + from.string() + " to " + to.string() + ": " + ec.message());
     }
-    void remove_old_image(Library &lib) {
-        OpenOptions o;
-        o.writable = true;
-        o.follow_parents = false;
-        o.filters = filters_; // the image it replaces is likely stored the same way
-        auto old = lib.open(target_.string(), o);
-        if (!old && !filters_.empty()) {
-            o.filters.clear();
-            old = lib.open(target_.string(), o);
-        }
-        Status removed = old ? (*old)->close_and_delete() : old.status();
-        if (!removed) {
-            std::error_code ec;
-            fs::remove(target_, ec); // not an image we can open: the one file
-        }
-    }
-
     fs::path target_, dir_;
     bool overwrite_;
     std::vector<FilterSpec> filters_;
@@ -356,6 +639,11 @@ void check_spec(const ConvertSpec &spec) {
 // kept). Throws CliError naming the path and what it is.
 std::string check_target(const ConvertSpec &spec) {
     const std::string &t = spec.target;
+    if (t.empty()) throw CliError("the target is an empty name; name the image file to create", kExitUsage);
+    if (t.back() == '/')
+        throw CliError(t + ": the target ends in '/', naming a directory; name the image file to create (e.g. " + t +
+                           "disk.img)",
+                       kExitUsage);
     struct stat lst {};
     if (::lstat(t.c_str(), &lst) != 0) {
         const int err = errno;
@@ -363,6 +651,13 @@ std::string check_target(const ConvertSpec &spec) {
         if (spec.existing_target)
             throw CliError(t + ": does not exist; -n writes into an existing target (a block device, a preallocated "
                                "file, an image); without -n convert creates it");
+        const fs::path dir = fs::path(t).parent_path();
+        struct stat dst {};
+        if (!dir.empty() && ::stat(dir.c_str(), &dst) != 0)
+            throw CliError(t + ": the directory " + dir.string() + " does not exist (" + errno_text(errno) +
+                           "); convert creates the image file, not its directory");
+        if (!dir.empty() && !S_ISDIR(dst.st_mode))
+            throw CliError(t + ": " + dir.string() + " is " + type_name(dst.st_mode) + ", not a directory");
         return t;
     }
     const bool link = S_ISLNK(lst.st_mode);
@@ -388,6 +683,17 @@ std::string check_target(const ConvertSpec &spec) {
                                       "-n does not write into it");
             if (fd >= 0) ::close(fd);
         }
+        // A read-only device (losetup -r, a write-protected disk) or file:
+        // refused before anything is opened or written.
+        const int wfd = ::open(t.c_str(), O_WRONLY | O_CLOEXEC);
+        if (wfd < 0)
+            throw CliError(what + " cannot be opened for writing (" + errno_text(errno) +
+                           "); -n writes into it in place (nothing was written)");
+        int ro = 0;
+        const bool read_only = S_ISBLK(st.st_mode) && ::ioctl(wfd, BLKROGET, &ro) == 0 && ro;
+        ::close(wfd);
+        if (read_only)
+            throw CliError(what + " is a read-only block device; -n writes into it in place (nothing was written)");
         return t;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -443,6 +749,14 @@ ConvertResult convert_into(Library &lib, const ConvertSpec &spec, const Disk &sr
     o.writable = true;
     o.filters = spec.target_filters;
     auto dst = take(lib.open(spec.target, o));
+    // A streamOptimized VMDK's grains are compressed and written once, in
+    // order, when it is made (VMDK spec, "Stream-Optimized Compressed
+    // Sparse Extents"): there is nothing to write in place.
+    if (auto info = dst->image_info(dst->image_count() - 1);
+        info && (info->sequential || info->subformat == "streamOptimized"))
+        throw CliError(spec.target + " is a " + (info->subformat.empty() ? info->format : info->subformat) +
+                       " image, which takes writes only in order as it is made: it cannot be written in place "
+                       "(-n); convert without -n creates a new one (nothing was written)");
     if (dst->size() < src.size())
         throw CliError(spec.target + " holds " + std::to_string(dst->size()) + " bytes, less than the virtual size of " +
                        spec.source + " (" + std::to_string(src.size()) +
@@ -485,7 +799,14 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
     oo.format = spec.source_format;
     oo.filters = spec.source_filters;
     oo.force_share = spec.source_force_share;
+    std::unique_lock<std::mutex> window(g_fd_window);
+    const auto before = open_fds();
     auto src = take(lib.open(spec.source, oo));
+    const OpenFiles source_files = source_chain_files(*src, before);
+    window.unlock();
+    const OpenFiles old_files =
+        is_url(spec.target) ? OpenFiles() : refuse_source_files(lib, final_target, spec.target_format,
+                                                                      spec.existing_target, source_files);
     if (!spec.source_cache.empty()) {
         CacheOptions cache;
         cache.format = spec.cache_format;
@@ -552,7 +873,15 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
                            spec.source + " at offset " + std::to_string(*diff));
     }
     throw_if_cancelled(not_written);
-    staging.publish(lib);
+    staging.publish(source_files);
+    // The replaced image's files that the new one did not replace (another
+    // name: an old descriptor's extents) are left where they are.
+    for (const auto &[id, path] : old_files) {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0 && st.st_dev == id.first && st.st_ino == id.second)
+            std::cerr << "vdkit: note: " << path << ", a file of the image " << spec.target
+                      << " replaced, is left in place (--overwrite replaces only the new image's files)\n";
+    }
     return result;
 }
 
@@ -583,14 +912,12 @@ StagingDir::State remove_stale_staging(StagingDir &d) {
     if (d.state != StagingDir::State::stale) return d.state;
     if (lock.fd < 0)
         throw CliError(d.path.string() + ": cannot lock its marker to remove it (no write permission?)");
-    std::error_code ec;
-    fs::remove_all(d.path, ec); // while holding the marker's lock
-    if (ec) throw CliError(d.path.string() + ": cannot remove: " + ec.message());
+    remove_tree(d.path); // while holding the marker's lock
     d.state = StagingDir::State::removed;
     return d.state;
 }
 
-void note_stale_staging(const fs::path &dir) {
+void note_stale_staging(const fs::path &dir, const std::vector<fs::path> &except) {
     std::vector<StagingDir> found;
     try {
         found = find_staging_dirs(dir.empty() ? fs::path(".") : dir);
@@ -599,8 +926,14 @@ void note_stale_staging(const fs::path &dir) {
     }
     size_t n = 0;
     uint64_t bytes = 0;
-    for (const auto &d : found)
-        if (d.state == StagingDir::State::stale) ++n, bytes += d.bytes;
+    for (const auto &d : found) {
+        if (d.state != StagingDir::State::stale) continue;
+        std::error_code ec;
+        if (std::any_of(except.begin(), except.end(),
+                        [&](const fs::path &e) { return e.filename() == d.path.filename() && fs::equivalent(e, d.path, ec); }))
+            continue;
+        ++n, bytes += d.bytes;
+    }
     if (n == 0) return;
     const std::string where = dir.empty() ? "." : dir.string();
     std::cerr << "vdkit: note: " << where << " holds " << n << " staging director" << (n == 1 ? "y" : "ies")
@@ -629,7 +962,16 @@ class CleanupCommand : public Command {
         size_t stale = 0, removed = 0;
         uint64_t stale_bytes = 0, removed_bytes = 0;
         for (const auto &dir : dirs_) {
-            for (auto &d : find_staging_dirs(dir)) {
+            std::vector<StagingDir> found;
+            try {
+                found = find_staging_dirs(dir);
+            } catch (const CliError &e) {
+                // The other directories are still listed (and the JSON printed).
+                std::cerr << "vdkit: " << e.what() << "\n";
+                rc = kExitError;
+                continue;
+            }
+            for (auto &d : found) {
                 if (remove_ && d.state == StagingDir::State::stale) {
                     try {
                         remove_stale_staging(d);
@@ -644,6 +986,7 @@ class CleanupCommand : public Command {
                     nlohmann::ordered_json j = {{"path", d.path.string()}, {"state", to_string(d.state)}};
                     if (d.state != StagingDir::State::foreign) {
                         j["pid"] = d.pid;
+                        j["host"] = d.host;
                         j["target"] = d.target;
                         j["started"] = d.started;
                         j["bytes"] = d.bytes;
@@ -665,6 +1008,14 @@ class CleanupCommand : public Command {
                     break;
                 case StagingDir::State::foreign:
                     std::cout << "no vdkit marker (not made by this vdkit, or an older one); left alone";
+                    break;
+                case StagingDir::State::mismatched:
+                    std::cout << "its vdkit marker names " << d.target
+                              << ", not the target this directory stages (a copied marker?); left alone";
+                    break;
+                case StagingDir::State::other_host:
+                    std::cout << "made on host " << d.host << " by pid " << d.pid << " converting into " << d.target
+                              << "; locks may not reach across hosts, so it is judged only there; left alone";
                     break;
                 case StagingDir::State::unknown:
                     std::cout << "made by pid " << d.pid << " converting into " << d.target

@@ -92,11 +92,15 @@ inline constexpr const char *kStagingMarker = ".vdkit-staging";
 struct StagingDir {
     // unknown: its file system cannot lock files, so whether a convert
     // still runs there cannot be told: left alone.
-    enum class State { stale, in_use, foreign, removed, unknown };
+    // mismatched: its marker names another target (a copied marker);
+    // other_host: made on another host, whose locks may not reach here.
+    // Both left alone, like foreign.
+    enum class State { stale, in_use, foreign, removed, unknown, mismatched, other_host };
     std::filesystem::path path;
     State state = State::foreign; // foreign: no vdkit marker, left alone
     long pid = 0;                  // of the convert that made it (from the marker)
     std::string target, started;   // from the marker
+    std::string host;              // from the marker
     uint64_t bytes = 0;            // allocated on disk by what it holds
 };
 const char *to_string(StagingDir::State state);
@@ -105,13 +109,17 @@ const char *to_string(StagingDir::State state);
 // whether a running convert holds each. Throws CliError when `dir` cannot
 // be read.
 std::vector<StagingDir> find_staging_dirs(const std::filesystem::path &dir);
-// Remove `d` if it is still stale (its marker is vdkit's and nobody holds
-// its lock; the lock is held while removing). Returns the state it was found
+// Remove `d` if it is still stale (its marker is vdkit's, names the target
+// this directory stages, was written on this host, and nobody holds its
+// lock; the lock is held while removing). Symlinks in it are removed, not
+// followed; a mount point in it stops the removal (CliError). Returns the state it was found
 // in (removed on success); throws CliError when removing fails.
 StagingDir::State remove_stale_staging(StagingDir &d);
 // On stderr: a note naming the stale staging directories in `dir` and how
-// to remove them (nothing when there are none).
-void note_stale_staging(const std::filesystem::path &dir);
+// to remove them (nothing when there are none). The directories in `except`
+// (the staging directories of the targets about to be converted, which the
+// converts remove themselves) are not counted.
+void note_stale_staging(const std::filesystem::path &dir, const std::vector<std::filesystem::path> &except = {});
 
 // The `cleanup` command (registered by make_commands).
 void add_cleanup_command(std::vector<std::unique_ptr<Command>> &commands);
