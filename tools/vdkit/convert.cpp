@@ -370,6 +370,23 @@ OpenFiles source_chain_files(const Disk &src, const std::map<int, OpenFd> &befor
     return out;
 }
 
+// Refuse to replace a file another process holds open as an image (QEMU or
+// vdkit: the QEMU-compatible image locks say): the VM would go on writing
+// into the replaced file, and all it writes would be lost. Opening it as raw
+// for writing takes the writer's lock, which conflicts with any holder;
+// nothing is written. Only regular files are checked (the rest is refused
+// before this, or is a symlink, which is replaced itself).
+void refuse_in_use(Library &lib, const fs::path &file) {
+    struct stat st {};
+    if (::lstat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+    OpenOptions probe;
+    probe.format = "raw";
+    probe.writable = true;
+    auto held = lib.open(file.string(), probe);
+    if (!held && held.status().code() == VDKIT_E_BUSY)
+        throw CliError(held.status().message() + " (convert --overwrite never replaces an image in use)");
+}
+
 // Refuse a target that is a file of the source's chain, or an existing
 // image one of whose files is: writing into it (-n) or replacing it would
 // destroy what the convert reads. Returns the existing target image's files.
@@ -491,7 +508,7 @@ public:
     // one. Only regular files (or symlinks) are ever replaced: anything else
     // that appeared under one of the names meanwhile stops the publish; so
     // does a name that is a file of the source's chain.
-    void publish(const OpenFiles &source_files) {
+    void publish(Library &lib, const OpenFiles &source_files) {
         std::vector<fs::path> others;
         for (const auto &entry : fs::directory_iterator(dir_)) {
             const fs::path name = entry.path().filename();
@@ -510,6 +527,7 @@ public:
             if (auto hit = source_files.find({st.st_dev, st.st_ino}); hit != source_files.end())
                 throw CliError(to.string() + " is " + hit->second + ", a file of the source's chain; convert never "
                                              "replaces a file it reads from");
+            if (overwrite_) refuse_in_use(lib, to);
             if (!overwrite_) {
                 if (to == target_)
                     throw CliError(target_.string() + ": appeared while converting; pass --overwrite to replace it");
@@ -807,6 +825,7 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
     const OpenFiles old_files =
         is_url(spec.target) ? OpenFiles() : refuse_source_files(lib, final_target, spec.target_format,
                                                                       spec.existing_target, source_files);
+    if (spec.overwrite && !is_url(spec.target)) refuse_in_use(lib, final_target); // before any work; again at publish
     if (!spec.source_cache.empty()) {
         CacheOptions cache;
         cache.format = spec.cache_format;
@@ -873,7 +892,7 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
                            spec.source + " at offset " + std::to_string(*diff));
     }
     throw_if_cancelled(not_written);
-    staging.publish(source_files);
+    staging.publish(lib, source_files);
     // The replaced image's files that the new one did not replace (another
     // name: an old descriptor's extents) are left where they are.
     for (const auto &[id, path] : old_files) {

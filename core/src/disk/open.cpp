@@ -336,6 +336,16 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
     if (exists) {
         if (!options.overwrite)
             return Status(VDKIT_E_EXISTS, location + " already exists");
+        // Never replace a file another process holds as an image (QEMU or
+        // vdkit): a VM would go on writing into the unlinked file and lose
+        // all of it. Taking the writer's lock says (nothing is written).
+        // Only regular files: the transport refuses to remove anything else.
+        std::error_code ec;
+        if (fs::is_regular_file(location, ec)) {
+            auto held = open_store(location, VDKIT_OPEN_WRITE, options.transport_options, FilterStack{});
+            if (!held && held.status().code() == VDKIT_E_BUSY)
+                return Status(VDKIT_E_BUSY, held.status().message() + " (--overwrite never replaces an image in use)");
+        }
         VDKIT_TRY(remove_location(location));
     }
     auto opened = open_store(location, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, options.transport_options, setup.filters);

@@ -173,6 +173,14 @@ cmp <(head -c 2M copy.raw | tail -c 1M) <(head -c 1M /dev/zero | tr '\0' '\132')
 expect_refused "snapshot over an image qemu-io writes" "close it there first, or, to only look at it" \
     "$VDKIT" snapshot img.vmdk snap-over-held.vmdk
 [ ! -e snap-over-held.vmdk ] && ok || bad "a refused snapshot left snap-over-held.vmdk"
+# --overwrite never replaces an image in use: the VM would go on writing into the unlinked
+# file and lose everything it writes (create, convert and a batch job all replace files).
+ino=$(stat -c %i img.vmdk)
+expect_refused "create --overwrite of an image qemu-io writes" "img.vmdk is in use.*never replaces an image in use" \
+    "$VDKIT" create -f vmdk --overwrite img.vmdk 16M
+expect_refused "convert --overwrite onto an image qemu-io writes" "img.vmdk is in use.*never replaces an image in use" \
+    "$VDKIT" convert --overwrite -O vmdk other.vmdk img.vmdk
+[ "$(stat -c %i img.vmdk)" = "$ino" ] && ok || bad "img.vmdk was replaced while qemu-io held it"
 expect_refused "a vdkit writer (C API) while qemu-io writes" "in use for writing.*byte 101.*close it there" \
     "$HOLD" -w img.vmdk
 expect_refused "the C API refuses force-share with write" "force-share.*cannot be opened for writing" \
