@@ -27,14 +27,6 @@ dev=$(losetup -f --show backing.img 2> losetup.err) || unavailable "losetup -f f
 trap 'losetup -d "$dev"; rm -rf "$work"' EXIT
 echo "using $dev"
 
-run() { # run <exit code> <what> <command...>; output in ./out
-    local want=$1 what=$2
-    shift 2
-    "$@" > out 2>&1
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "$what: exit $got, expected $want"; sed 's/^/    /' out; fi
-}
-says() { if grep -qF -- "$2" out; then ok; else bad "$1: output lacks '$2'"; sed 's/^/    /' out; fi; }
 paint() { # paint BYTE: every byte of the device is BYTE
     python3 -c "import sys; open(sys.argv[1],'r+b').write(bytes([int(sys.argv[2],16)]) * (64 << 20))" "$dev" "$1"
     sync
@@ -57,7 +49,7 @@ qemu-img convert -f raw -O vdi src.raw src.vdi
 # 1. -n: the device reads as the source; the holes, full of 0xaa before, read
 #    as zero; the 16 MiB past the source are left as they were.
 paint aa
-run 0 "convert -n into $dev" "$VDKIT" convert -n -f vdi -O raw src.vdi "$dev"
+expect_exit 0 "convert -n into $dev" "$VDKIT" convert -n -f vdi -O raw src.vdi "$dev"
 cmp -s -n $((48 * MiB)) src.raw "$dev" && ok || bad "-n: $dev does not read as the source"
 [ "$(byte_at "$dev" $((5 * MiB)))" = 00 ] && [ "$(byte_at "$dev" $((30 * MiB)))" = 00 ] && ok \
     || bad "-n: a hole of the source kept the device's old bytes"
@@ -66,11 +58,11 @@ python3 -c "import sys; f=open(sys.argv[1],'rb'); f.seek(48<<20); assert f.read(
 
 # 2. --target-is-zero: the holes are not written (the old bytes stay).
 paint aa
-run 0 "convert -n --target-is-zero into $dev" "$VDKIT" convert -n --target-is-zero -O raw src.raw "$dev"
+expect_exit 0 "convert -n --target-is-zero into $dev" "$VDKIT" convert -n --target-is-zero -O raw src.raw "$dev"
 cmp -s -n $((2 * MiB)) src.raw "$dev" && ok || bad "--target-is-zero: data not written"
 [ "$(byte_at "$dev" $((5 * MiB)))" = aa ] && ok || bad "--target-is-zero wrote a hole of the source"
 paint 00
-run 0 "convert -n --target-is-zero into a zeroed $dev" "$VDKIT" convert -n --target-is-zero -O raw src.raw "$dev"
+expect_exit 0 "convert -n --target-is-zero into a zeroed $dev" "$VDKIT" convert -n --target-is-zero -O raw src.raw "$dev"
 cmp -s -n $((48 * MiB)) src.raw "$dev" && ok || bad "--target-is-zero into a zeroed device"
 
 # 3. Without -n the device is refused, with or without --overwrite, and
@@ -78,7 +70,7 @@ cmp -s -n $((48 * MiB)) src.raw "$dev" && ok || bad "--target-is-zero into a zer
 paint aa
 sum=$(md5sum < "$dev")
 for ow in "" --overwrite; do
-    run 1 "convert $ow onto $dev without -n" "$VDKIT" convert $ow -O raw src.raw "$dev"
+    expect_exit 1 "convert $ow onto $dev without -n" "$VDKIT" convert $ow -O raw src.raw "$dev"
     says "refusal names the device" "$dev is a block device; convert never replaces one, even with --overwrite"
     says "refusal hints at -n" "pass -n to write into it"
 done
@@ -89,14 +81,14 @@ ls -A /dev | grep -q vdkit-partial && bad "a staging directory was made in /dev"
 
 # Through a symlink: judged by what it points to; -n writes through it.
 ln -s "$dev" disk-link
-run 1 "convert --overwrite onto a symlink to $dev" "$VDKIT" convert --overwrite -O raw src.raw disk-link
+expect_exit 1 "convert --overwrite onto a symlink to $dev" "$VDKIT" convert --overwrite -O raw src.raw disk-link
 says "symlink refusal" "disk-link (a symlink to $dev) is a block device"
 [ -L disk-link ] && [ -b "$dev" ] && [ "$(md5sum < "$dev")" = "$sum" ] && ok || bad "the symlink or the device changed"
-run 0 "convert -n through a symlink" "$VDKIT" convert -n -O raw src.vdi disk-link
+expect_exit 0 "convert -n through a symlink" "$VDKIT" convert -n -O raw src.vdi disk-link
 cmp -s -n $((48 * MiB)) src.raw "$dev" && ok || bad "-n through a symlink: $dev does not read as the source"
 
 # create --overwrite onto the device: refused, the node stays.
-run 1 "create --overwrite onto $dev" "$VDKIT" create -f raw --overwrite "$dev" 1M
+expect_exit 1 "create --overwrite onto $dev" "$VDKIT" create -f raw --overwrite "$dev" 1M
 says "create --overwrite refusal" "$dev is a block device, not an image file"
 [ -b "$dev" ] && ok || bad "create --overwrite removed $dev"
 
@@ -105,7 +97,7 @@ python3 -c "import os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_E
 holder=$!
 for _ in $(seq 500); do grep -q held holder.out && break; sleep 0.01; done
 sum=$(md5sum < "$dev")
-run 1 "convert -n into a device in use" "$VDKIT" convert -n -O raw src.raw "$dev"
+expect_exit 1 "convert -n into a device in use" "$VDKIT" convert -n -O raw src.raw "$dev"
 says "device in use" "$dev is in use (mounted, or held by device-mapper, RAID or another program)"
 kill "$holder"; wait "$holder" 2> /dev/null
 [ "$(md5sum < "$dev")" = "$sum" ] && ok || bad "-n wrote into a device in use"
@@ -115,12 +107,12 @@ truncate -s 80M large.raw
 printf 'data' | dd of=large.raw bs=1 seek=$((70 * MiB)) conv=notrunc status=none
 paint aa
 sum=$(md5sum < "$dev")
-run 1 "convert -n of a source larger than $dev" "$VDKIT" convert -n -O raw large.raw "$dev"
+expect_exit 1 "convert -n of a source larger than $dev" "$VDKIT" convert -n -O raw large.raw "$dev"
 says "too small" "$dev holds 67108864 bytes, less than the virtual size of large.raw (83886080 bytes)"
 [ "$(md5sum < "$dev")" = "$sum" ] && ok || bad "a refused -n wrote to $dev"
 
 # 5. -n into the device as a VDI image cannot work (it holds none): an error, not a new image.
-run 1 "convert -n -O vdi into a raw device" "$VDKIT" convert -n -O vdi src.raw "$dev"
+expect_exit 1 "convert -n -O vdi into a raw device" "$VDKIT" convert -n -O vdi src.raw "$dev"
 [ -b "$dev" ] && [ "$(md5sum < "$dev")" = "$sum" ] && ok || bad "a failed -n -O vdi changed $dev"
 
 # 6. Batch: a device target needs existing_target (validation, at its line);
@@ -133,7 +125,7 @@ jobs:
     format: raw
     overwrite: true
 EOF
-run 2 "batch job onto $dev without existing_target" "$VDKIT" batch onto.yaml
+expect_exit 2 "batch job onto $dev without existing_target" "$VDKIT" batch onto.yaml
 says "batch refusal at the line" "onto.yaml:4: job 'dev': $dev is a block device; a job never replaces one, even with overwrite: true (existing_target: true writes into it)"
 [ -b "$dev" ] && [ "$(md5sum < "$dev")" = "$sum" ] && ok || bad "a refused batch changed $dev"
 cat > into.yaml <<EOF
@@ -144,14 +136,14 @@ jobs:
     format: raw
     existing_target: true
 EOF
-run 0 "batch existing_target into $dev" "$VDKIT" batch into.yaml
+expect_exit 0 "batch existing_target into $dev" "$VDKIT" batch into.yaml
 says "batch converted" "dev: converted"
 cmp -s -n $((48 * MiB)) src.raw "$dev" && ok || bad "batch existing_target: $dev does not read as the source"
 [ "$(byte_at "$dev" $((60 * MiB)))" = aa ] && ok || bad "batch existing_target changed the device's excess"
-run 0 "batch existing_target rerun" "$VDKIT" batch into.yaml
+expect_exit 0 "batch existing_target rerun" "$VDKIT" batch into.yaml
 says "batch rerun verifies the device" "dev: skipped: verified"
 printf 'X' | dd of="$dev" bs=1 seek=$((21 * MiB)) conv=notrunc status=none
-run 0 "batch existing_target after the device changed" "$VDKIT" batch into.yaml
+expect_exit 0 "batch existing_target after the device changed" "$VDKIT" batch into.yaml
 says "batch writes the changed device again" "dev: converted"
 cmp -s -n $((48 * MiB)) src.raw "$dev" && ok || bad "batch: $dev not rewritten after a change"
 
@@ -159,7 +151,7 @@ cmp -s -n $((48 * MiB)) src.raw "$dev" && ok || bad "batch: $dev not rewritten a
 truncate -s 64M ro-backing.img
 if rodev=$(losetup -r -f --show ro-backing.img 2> losetup.err); then
     cp ro-backing.img ro-backing.before
-    run 1 "-n into a read-only loop device" "$VDKIT" convert -n -O raw src.raw "$rodev"
+    expect_exit 1 "-n into a read-only loop device" "$VDKIT" convert -n -O raw src.raw "$rodev"
     says "-n read-only device named" "$rodev"
     says "-n read-only device: nothing written" "(nothing was written)"
     if grep -qF "partly written" out; then bad "-n into a read-only device says it was partly written"; else ok; fi

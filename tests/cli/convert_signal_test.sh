@@ -16,14 +16,6 @@ set -uo pipefail
 require_tools qemu-img python3
 export VDKIT_PLUGIN_PATH="$VDKIT_TEST_EXTRA_PLUGIN_DIR"
 
-run() { # run <exit code> <what> <command...>; output in ./out
-    local want=$1 what=$2
-    shift 2
-    "$@" > out 2>&1
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "$what: exit $got, expected $want"; sed 's/^/    /' out; fi
-}
-says() { if grep -qF -- "$2" "${3:-out}"; then ok; else bad "$1: ${3:-out} lacks '$2'"; sed 's/^/    /' "${3:-out}"; fi; }
 
 head -c 64M /dev/urandom > big.raw
 head -c 1M /dev/urandom > small.raw
@@ -91,14 +83,14 @@ wait "$killed" 2> /dev/null
 mkdir .foreign.vdkit-partial && echo keep > .foreign.vdkit-partial/data # no marker: not vdkit's
 mkdir .fake.vdkit-partial && echo "something else" > .fake.vdkit-partial/.vdkit-staging
 
-run 0 "cleanup lists" "$VDKIT" cleanup .
+expect_exit 0 "cleanup lists" "$VDKIT" cleanup .
 says "cleanup: the killed convert's directory is stale" "./.killed.vmdk.vdkit-partial: stale"
 says "cleanup: names the target and pid" "by pid $killed"
 says "cleanup: no marker" "./.foreign.vdkit-partial: no vdkit marker"
 says "cleanup: a foreign marker" "./.fake.vdkit-partial: no vdkit marker"
 says "cleanup: summary" "1 stale staging directory"
 [ -d .killed.vmdk.vdkit-partial ] && ok || bad "cleanup without --remove removed something"
-run 0 "cleanup json" "$VDKIT" cleanup --output=json .
+expect_exit 0 "cleanup json" "$VDKIT" cleanup --output=json .
 python3 - "$killed" "$PWD" <<'PY' && ok || bad "cleanup json"
 import json, sys
 doc = {d["path"]: d for d in json.load(open("out"))}
@@ -110,7 +102,7 @@ assert doc["./.fake.vdkit-partial"]["state"] == "foreign"
 PY
 
 # A convert into another target in the directory points at them.
-run 0 "convert notes stale staging directories" "$VDKIT" convert -f raw -O raw small.raw other.raw
+expect_exit 0 "convert notes stale staging directories" "$VDKIT" convert -f raw -O raw small.raw other.raw
 says "convert note" "note: . holds 1 staging directory left by interrupted converts"
 says "convert note" "vdkit cleanup --remove ."
 
@@ -118,14 +110,14 @@ says "convert note" "vdkit cleanup --remove ."
 #    convert into the same target is refused; the first one then finishes.
 if catch busy.vmdk; then
     busy=$pid
-    run 0 "cleanup --remove" "$VDKIT" cleanup --remove .
+    expect_exit 0 "cleanup --remove" "$VDKIT" cleanup --remove .
     says "cleanup --remove: in use" "./.busy.vmdk.vdkit-partial: in use by pid $busy"
     says "cleanup --remove: removed" "./.killed.vmdk.vdkit-partial: removed"
     [ -d .busy.vmdk.vdkit-partial ] && [ ! -e .killed.vmdk.vdkit-partial ] && ok \
         || bad "cleanup --remove removed the wrong directories"
     [ -f .foreign.vdkit-partial/data ] && [ -f .fake.vdkit-partial/.vdkit-staging ] && ok \
         || bad "cleanup --remove removed a directory without vdkit's marker"
-    run 1 "a second convert into a target being converted" "$VDKIT" convert -f raw -O vmdk small.raw busy.vmdk
+    expect_exit 1 "a second convert into a target being converted" "$VDKIT" convert -f raw -O vmdk small.raw busy.vmdk
     says "second convert refused" "busy.vmdk: another vdkit process (pid $busy) is converting into it now"
     [ -d .busy.vmdk.vdkit-partial ] && ok || bad "the second convert removed the running one's staging directory"
     kill -CONT "$busy"
@@ -139,7 +131,7 @@ catch again.vmdk || true
 kill -9 "$pid"
 kill -CONT "$pid" 2> /dev/null
 wait "$pid" 2> /dev/null
-run 0 "convert after kill -9" "$VDKIT" convert -f raw -O vmdk small.raw again.vmdk
+expect_exit 0 "convert after kill -9" "$VDKIT" convert -f raw -O vmdk small.raw again.vmdk
 [ ! -e .again.vmdk.vdkit-partial ] && qemu-img compare -q -f raw -F vmdk small.raw again.vmdk && ok \
     || bad "the convert after kill -9 did not clear the leftover"
 
@@ -195,7 +187,7 @@ kill9() {
 # The note about stale directories does not count the one the convert
 # removes itself.
 if kill9 own.vmdk; then
-    run 0 "convert over its own leftover" "$VDKIT" convert -f raw -O raw small.raw own.vmdk
+    expect_exit 0 "convert over its own leftover" "$VDKIT" convert -f raw -O raw small.raw own.vmdk
     if grep -qF "note:" out; then bad "the stale-directory note counted the convert's own leftover"; sed 's/^/    /' out; else ok; fi
     [ ! -e .own.vmdk.vdkit-partial ] && ok || bad "the convert did not remove its own leftover"
 fi
@@ -218,18 +210,18 @@ for kind in none garbage dir symlink copied otherhost; do
         sed "s|^target: .*|target: $PWD/u-$kind.raw|; s|^host: .*|host: not-$(hostname)|" \
             model.marker > "$d/.vdkit-staging" ;;
     esac
-    run 1 "convert onto a $kind staging name" "$VDKIT" convert -f raw -O raw small.raw "u-$kind.raw"
+    expect_exit 1 "convert onto a $kind staging name" "$VDKIT" convert -f raw -O raw small.raw "u-$kind.raw"
     case $kind in
     copied) says "convert refuses $kind" "is not this target's staging directory (its vdkit marker names" ;;
     otherhost) says "convert refuses $kind" "was made by a convert on host not-$(hostname)" ;;
     *) says "convert refuses $kind" "$d is not a vdkit staging directory" ;;
     esac
     printf 'jobs:\n  - {source: small.raw, source_format: raw, target: u-%s.raw, format: raw}\n' "$kind" > u.yaml
-    run 1 "batch onto a $kind staging name" "$VDKIT" batch u.yaml
-    run 0 "cleanup --remove with a $kind staging name" "$VDKIT" cleanup --remove .
+    expect_exit 1 "batch onto a $kind staging name" "$VDKIT" batch u.yaml
+    expect_exit 0 "cleanup --remove with a $kind staging name" "$VDKIT" cleanup --remove .
     [ -f "$d/mine.txt" ] && [ ! -e "u-$kind.raw" ] && ok || bad "$kind: the user's directory $d was removed or emptied"
 done
-run 0 "cleanup json: mismatched and other-host" "$VDKIT" cleanup --output=json .
+expect_exit 0 "cleanup json: mismatched and other-host" "$VDKIT" cleanup --output=json .
 python3 - <<'PY' && ok || { bad "cleanup json states"; cat out; }
 import json
 doc = {d["path"]: d["state"] for d in json.load(open("out"))}
@@ -238,7 +230,7 @@ assert doc["./.u-otherhost.raw.vdkit-partial"] == "other-host", doc
 assert doc["./.u-none.raw.vdkit-partial"] == "foreign", doc
 PY
 # A directory that cannot be listed does not hide the others' report.
-run 1 "cleanup json with a missing directory" "$VDKIT" cleanup --output=json . nonexist
+expect_exit 1 "cleanup json with a missing directory" "$VDKIT" cleanup --output=json . nonexist
 grep -qF '"./.u-none.raw.vdkit-partial"' out && ok || bad "cleanup --output=json . nonexist: nothing listed for ."
 says "cleanup names the missing directory" "nonexist: cannot list the directory"
 rm -rf .u-*.raw.vdkit-partial .model.vmdk.vdkit-partial
@@ -250,9 +242,9 @@ if [ "$(id -u)" -ne 0 ]; then
 elif kill9 mnt.vmdk; then
     mkdir keep && echo precious > keep/p.txt && mkdir .mnt.vmdk.vdkit-partial/m
     if mount --bind keep .mnt.vmdk.vdkit-partial/m 2> mount.err; then
-        run 1 "cleanup --remove across a mount point" "$VDKIT" cleanup --remove .
+        expect_exit 1 "cleanup --remove across a mount point" "$VDKIT" cleanup --remove .
         says "cleanup names the mount point" ".mnt.vmdk.vdkit-partial/m is a mount point"
-        run 1 "convert over a staging directory holding a mount point" "$VDKIT" convert -f raw -O raw small.raw mnt.vmdk
+        expect_exit 1 "convert over a staging directory holding a mount point" "$VDKIT" convert -f raw -O raw small.raw mnt.vmdk
         says "convert names the mount point" ".mnt.vmdk.vdkit-partial/m is a mount point"
         [ -f keep/p.txt ] && [ -f .mnt.vmdk.vdkit-partial/.vdkit-staging ] && ok \
             || bad "removing a staging directory went across a mount point (or left it half removed)"
@@ -285,13 +277,13 @@ PY
 if kill9 race.vmdk; then
     dead=$(sed -n 's/^pid: //p' .race.vmdk.vdkit-partial/.vdkit-staging)
     locker .race.vmdk.vdkit-partial 60 0
-    run 1 "convert while another process holds a dead convert's marker" "$VDKIT" convert -f raw -O raw small.raw race.vmdk
+    expect_exit 1 "convert while another process holds a dead convert's marker" "$VDKIT" convert -f raw -O raw small.raw race.vmdk
     says "names the cleanup" "a \`vdkit cleanup --remove\` may be removing it"
     if grep -qF "(pid $dead) is converting" out; then bad "blames the dead pid $dead"; else ok; fi
     kill "$lpid"
     wait "$lpid" 2> /dev/null
     locker .race.vmdk.vdkit-partial 0.3 1
-    run 0 "convert waits for a cleanup removing the directory" "$VDKIT" convert -f raw -O raw small.raw race.vmdk
+    expect_exit 0 "convert waits for a cleanup removing the directory" "$VDKIT" convert -f raw -O raw small.raw race.vmdk
     wait "$lpid"
     cmp -s small.raw race.vmdk && ok || bad "the convert after the cleanup did not write its target"
 fi

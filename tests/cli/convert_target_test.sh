@@ -11,16 +11,6 @@ set -uo pipefail
 require_tools qemu-img qemu-io python3
 export VDKIT_PLUGIN_PATH="$VDKIT_TEST_EXTRA_PLUGIN_DIR"
 
-run() { # run <exit code> <what> <command...>; output in ./out
-    local want=$1 what=$2
-    shift 2
-    "$@" > out 2>&1
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "$what: exit $got, expected $want"; sed 's/^/    /' out; fi
-}
-says() { # says <what> <text>: ./out holds text
-    if grep -qF -- "$2" out; then ok; else bad "$1: output lacks '$2'"; sed 's/^/    /' out; fi
-}
 fill() { # fill FILE SIZE_MIB BYTE: a file of SIZE MiB, every byte BYTE (all allocated)
     python3 -c "import sys; open(sys.argv[1],'wb').write(bytes([int(sys.argv[3],16)]) * (int(sys.argv[2]) << 20))" "$@"
 }
@@ -44,7 +34,7 @@ qemu-img convert -f raw -O vdi src.raw src.vdi
 
 # ---- -n into a regular file --------------------------------------------------
 fill t.raw 8 aa
-run 0 "-n into a preallocated file" "$VDKIT" convert -n -f vdi -O raw src.vdi t.raw
+expect_exit 0 "-n into a preallocated file" "$VDKIT" convert -n -f vdi -O raw src.vdi t.raw
 cmp -s src.raw t.raw && ok || bad "-n: the target does not read as the source (holes must be zeroed)"
 [ "$(byte_at t.raw $((2 << 20)))" = 00 ] && [ "$(byte_at t.raw $((7 << 20)))" = 00 ] && ok \
     || bad "-n: a hole of the source kept the target's old bytes"
@@ -52,7 +42,7 @@ cmp -s src.raw t.raw && ok || bad "-n: the target does not read as the source (h
 qemu-img compare -q -f raw -F raw src.raw t.raw && ok || bad "qemu-img compare after -n"
 
 fill big.raw 12 aa
-run 0 "-n into a larger file" "$VDKIT" convert -n -O raw src.raw big.raw
+expect_exit 0 "-n into a larger file" "$VDKIT" convert -n -O raw src.raw big.raw
 same_prefix src.raw big.raw $((8 << 20)) && ok || bad "-n into a larger file: its first 8 MiB differ"
 [ "$(stat -c %s big.raw)" -eq $((12 << 20)) ] && ok || bad "-n changed the larger target's size"
 fill twelve.raw 12 aa
@@ -60,30 +50,30 @@ cmp -s -i $((8 << 20)) big.raw twelve.raw && ok || bad "-n touched the larger ta
 
 fill small.raw 4 aa
 cp small.raw small.before
-run 1 "-n into a too small file" "$VDKIT" convert -n -O raw src.raw small.raw
+expect_exit 1 "-n into a too small file" "$VDKIT" convert -n -O raw src.raw small.raw
 says "too small" "small.raw holds 4194304 bytes, less than the virtual size of src.raw (8388608 bytes)"
 cmp -s small.raw small.before && ok || bad "a refused -n changed the target"
 
 fill z.raw 8 aa
-run 0 "-n --target-is-zero" "$VDKIT" convert -n --target-is-zero -O raw src.raw z.raw
+expect_exit 0 "-n --target-is-zero" "$VDKIT" convert -n --target-is-zero -O raw src.raw z.raw
 same_prefix src.raw z.raw $((1 << 20)) && ok || bad "--target-is-zero: data not written"
 [ "$(byte_at z.raw $((2 << 20)))" = aa ] && [ "$(byte_at z.raw $((7 << 20)))" = aa ] && ok \
     || bad "--target-is-zero wrote the source's holes (it must skip them)"
 truncate -s 8M zero.raw
-run 0 "-n --target-is-zero into a zero file" "$VDKIT" convert -n --target-is-zero -O raw src.raw zero.raw
+expect_exit 0 "-n --target-is-zero into a zero file" "$VDKIT" convert -n --target-is-zero -O raw src.raw zero.raw
 cmp -s src.raw zero.raw && ok || bad "--target-is-zero into a zero file"
-run 2 "--target-is-zero without -n" "$VDKIT" convert --target-is-zero -O raw src.raw new.raw
+expect_exit 2 "--target-is-zero without -n" "$VDKIT" convert --target-is-zero -O raw src.raw new.raw
 says "--target-is-zero without -n" "--target-is-zero needs -n"
 [ ! -e new.raw ] && ok || bad "a refused convert created its target"
 
 cp t.raw t.before
 for opt in "-o preallocation=full" "--preallocate" "-B src.vdi" "--keep-uuid" "--overwrite"; do
     # shellcheck disable=SC2086 # the option and its value are two words
-    run 2 "-n with $opt" "$VDKIT" convert -n $opt -O raw src.raw t.raw
+    expect_exit 2 "-n with $opt" "$VDKIT" convert -n $opt -O raw src.raw t.raw
     says "-n with $opt" "with -n"
 done
 cmp -s t.raw t.before && ok || bad "a refused -n changed the target"
-run 1 "-n into a missing target" "$VDKIT" convert -n -O raw src.raw missing.raw
+expect_exit 1 "-n into a missing target" "$VDKIT" convert -n -O raw src.raw missing.raw
 says "-n missing" "missing.raw: does not exist; -n writes into an existing target"
 [ ! -e missing.raw ] && ok || bad "-n created a missing target"
 
@@ -91,11 +81,11 @@ says "-n missing" "missing.raw: does not exist; -n writes into an existing targe
 for fmt in vdi vmdk; do
     qemu-img create -q -f $fmt t.$fmt 8M
     qemu-io -f $fmt -c "write -P 0x55 2M 1M" -c "write -P 0x66 7M 512k" t.$fmt > /dev/null
-    run 0 "-n into an existing $fmt" "$VDKIT" convert -n -O $fmt src.raw t.$fmt
+    expect_exit 0 "-n into an existing $fmt" "$VDKIT" convert -n -O $fmt src.raw t.$fmt
     qemu-img compare -q -f raw -F $fmt src.raw t.$fmt && ok || bad "-n into $fmt: qemu-img compare differs"
     qemu-img check -q -f $fmt t.$fmt && ok || bad "-n into $fmt: qemu-img check"
     qemu-img create -q -f $fmt small.$fmt 4M
-    run 1 "-n into a too small $fmt" "$VDKIT" convert -n -O $fmt src.raw small.$fmt
+    expect_exit 1 "-n into a too small $fmt" "$VDKIT" convert -n -O $fmt src.raw small.$fmt
     says "too small $fmt" "less than the virtual size"
 done
 
@@ -116,7 +106,7 @@ for entry in $specials; do
     path=${entry%%:*} kind=${entry#*:}
     before=$(stat -c %F "$path")
     for ow in "" --overwrite; do
-        run 1 "convert $ow onto a $kind ($path)" "$VDKIT" convert $ow -O raw src.raw "$path"
+        expect_exit 1 "convert $ow onto a $kind ($path)" "$VDKIT" convert $ow -O raw src.raw "$path"
         says "convert $ow onto $path names it" "$path"
         says "convert $ow onto $path names its type" "$kind"
         says "convert $ow onto $path" "convert never replaces one, even with --overwrite"
@@ -124,31 +114,31 @@ for entry in $specials; do
     [ "$(stat -c %F "$path")" = "$before" ] && ok || bad "$path is no longer a $before"
     [ -z "$(ls -A | grep vdkit-partial)" ] && ok || bad "a refused convert onto $path left a staging directory"
 done
-run 1 "symlink to a fifo" "$VDKIT" convert --overwrite -O raw src.raw fifo-link
+expect_exit 1 "symlink to a fifo" "$VDKIT" convert --overwrite -O raw src.raw fifo-link
 says "symlink named" "fifo-link (a symlink to"
 [ -L fifo-link ] && [ -p fifo ] && ok || bad "the symlink or the fifo was replaced"
 if [ "$(id -u)" -eq 0 ]; then
-    run 1 "block device hint" "$VDKIT" convert --overwrite -O raw src.raw blk
+    expect_exit 1 "block device hint" "$VDKIT" convert --overwrite -O raw src.raw blk
     says "block device hint" "pass -n to write into it"
 fi
-run 1 "-n into a fifo" "$VDKIT" convert -n -O raw src.raw fifo
+expect_exit 1 "-n into a fifo" "$VDKIT" convert -n -O raw src.raw fifo
 says "-n into a fifo" "-n writes into a regular file or a block device"
 # The same kind of mistake through create --overwrite (the file transport
 # never removes anything but a file).
-run 1 "create --overwrite onto a fifo" "$VDKIT" create -f raw --overwrite fifo 1M
+expect_exit 1 "create --overwrite onto a fifo" "$VDKIT" create -f raw --overwrite fifo 1M
 says "create --overwrite onto a fifo" "is a fifo (named pipe), not an image file"
 [ -p fifo ] && ok || bad "create --overwrite replaced the fifo"
 
 # A symlink to a file: the file it names is replaced, the link kept.
 cp t.before real.raw
 ln -s real.raw link.raw
-run 0 "convert --overwrite through a symlink" "$VDKIT" convert --overwrite -f vdi -O raw src.vdi link.raw
+expect_exit 0 "convert --overwrite through a symlink" "$VDKIT" convert --overwrite -f vdi -O raw src.vdi link.raw
 [ -L link.raw ] && [ "$(readlink link.raw)" = real.raw ] && cmp -s src.raw real.raw && ok \
     || bad "convert --overwrite through a symlink: the link was replaced or its file not written"
-run 1 "convert onto a symlink without --overwrite" "$VDKIT" convert -O raw src.raw link.raw
+expect_exit 1 "convert onto a symlink without --overwrite" "$VDKIT" convert -O raw src.raw link.raw
 says "symlink exists" "link.raw: already exists; pass --overwrite"
 ln -s nowhere.raw dangling.raw
-run 1 "convert onto a dangling symlink" "$VDKIT" convert -O raw src.raw dangling.raw
+expect_exit 1 "convert onto a dangling symlink" "$VDKIT" convert -O raw src.raw dangling.raw
 says "dangling" "dangling.raw is a symlink to nowhere.raw"
 [ -L dangling.raw ] && [ ! -e nowhere.raw ] && ok || bad "a dangling symlink was replaced"
 
@@ -178,7 +168,7 @@ jobs:
     format: raw
     existing_target: true
 EOF
-run 2 "batch validation" "$VDKIT" batch jobs.yaml
+expect_exit 2 "batch validation" "$VDKIT" batch jobs.yaml
 says "batch: fifo target at its line" "jobs.yaml:4: job 'onto-fifo': fifo is a fifo (named pipe); a job never replaces one"
 says "batch: target_is_zero" "jobs.yaml:7: job 'zero-without-n': target_is_zero needs existing_target: true"
 says "batch: preallocate with existing_target" "jobs.yaml:12: job 'n-with-options': preallocate only applies when the job creates its target"
@@ -193,15 +183,15 @@ jobs:
     format: raw
     existing_target: true
 EOF
-run 0 "batch existing_target" "$VDKIT" batch inplace.yaml
+expect_exit 0 "batch existing_target" "$VDKIT" batch inplace.yaml
 says "batch existing_target converted" "in-place: converted"
 same_prefix src.raw bt.raw $((8 << 20)) && ok || bad "batch existing_target: the target's first 8 MiB differ"
 [ "$(byte_at bt.raw $((9 << 20)))" = aa ] && [ "$(stat -c %s bt.raw)" -eq $((10 << 20)) ] && ok \
     || bad "batch existing_target: the excess changed"
-run 0 "batch existing_target rerun" "$VDKIT" batch inplace.yaml
+expect_exit 0 "batch existing_target rerun" "$VDKIT" batch inplace.yaml
 says "batch existing_target rerun skips" "in-place: skipped: up to date"
 printf 'X' | dd of=bt.raw bs=1 seek=$((2 << 20)) conv=notrunc status=none
-run 0 "batch existing_target after the target changed" "$VDKIT" batch inplace.yaml
+expect_exit 0 "batch existing_target after the target changed" "$VDKIT" batch inplace.yaml
 says "batch existing_target writes again" "in-place: converted"
 same_prefix src.raw bt.raw $((8 << 20)) && ok || bad "batch existing_target: not rewritten after a change"
 
@@ -215,7 +205,7 @@ wrap() { printf '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=fffff
 for t in "vmdk -o subformat=monolithicFlat" "vmdk -o subformat=twoGbMaxExtentSparse" "vmdk -o subformat=monolithicSparse" "vdi" "raw"; do
     wrap
     # shellcheck disable=SC2086 # format and its options
-    run 0 "convert --overwrite -O $t onto a descriptor" "$VDKIT" convert --overwrite -O $t src.raw wrap.vmdk
+    expect_exit 0 "convert --overwrite -O $t onto a descriptor" "$VDKIT" convert --overwrite -O $t src.raw wrap.vmdk
     cmp -s disk.raw disk.before && ok || bad "convert --overwrite -O $t removed or changed the old image's extent disk.raw"
     says "convert --overwrite -O $t notes the extent it left" "disk.raw, a file of the image wrap.vmdk replaced, is left in place"
     qemu-img compare -q -f raw src.raw wrap.vmdk && ok || bad "convert --overwrite -O $t: the new image differs"
@@ -227,7 +217,7 @@ cat > ow.yaml <<'EOF'
 jobs:
   - {name: ow, source: src.raw, source_format: raw, target: wrap.vmdk, format: vmdk, overwrite: true, options: {subformat: monolithicFlat}}
 EOF
-run 0 "batch overwrite onto a descriptor" "$VDKIT" batch ow.yaml
+expect_exit 0 "batch overwrite onto a descriptor" "$VDKIT" batch ow.yaml
 cmp -s disk.raw disk.before && ok || bad "batch overwrite removed the old image's extent disk.raw"
 rm -f wrap-*.vmdk
 
@@ -251,7 +241,7 @@ for fmt in raw vdi "vmdk -o subformat=monolithicFlat"; do
     fill m.img 1 aa
     chmod 600 m.img
     # shellcheck disable=SC2086
-    run 0 "convert --overwrite -O $fmt onto a 600 file" "$VDKIT" convert --overwrite -O $fmt src.raw m.img
+    expect_exit 0 "convert --overwrite -O $fmt onto a 600 file" "$VDKIT" convert --overwrite -O $fmt src.raw m.img
     [ "$(stat -c %a m.img)" = 600 ] && ok || bad "convert --overwrite -O $fmt: mode $(stat -c %a m.img), expected 600"
     rm -f m.img m-*.img
 done
@@ -262,42 +252,42 @@ qemu-io -f vdi -c "write -P 0x11 0 1M" base.vdi > /dev/null
 "$VDKIT" create -f vdi -b base.vdi c.vdi > /dev/null
 qemu-io -f vdi -c "write -P 0x22 1M 1M" c.vdi > /dev/null
 cp base.vdi base.before
-run 2 "convert --overwrite onto the source's backing image" "$VDKIT" convert --overwrite -O vdi c.vdi base.vdi
+expect_exit 2 "convert --overwrite onto the source's backing image" "$VDKIT" convert --overwrite -O vdi c.vdi base.vdi
 says "chain: named" "base.vdi is part of the source's chain"
-run 2 "convert -n into the source's backing image" "$VDKIT" convert -n -O vdi c.vdi base.vdi
+expect_exit 2 "convert -n into the source's backing image" "$VDKIT" convert -n -O vdi c.vdi base.vdi
 says "chain -n: named" "base.vdi is part of the source's chain"
 if grep -qF "in use by another process" out; then bad "-n into the chain: blames another process"; else ok; fi
 cmp -s base.vdi base.before && ok || bad "a convert changed the source's backing image"
 # An extent file of the source, and an image whose extent is one.
 wrap
 cp disk.raw disk.before
-run 2 "convert --overwrite onto the source's extent" "$VDKIT" convert --overwrite -O raw wrap.vmdk disk.raw
+expect_exit 2 "convert --overwrite onto the source's extent" "$VDKIT" convert --overwrite -O raw wrap.vmdk disk.raw
 says "extent target named" "disk.raw is part of the source's chain"
-run 2 "convert --overwrite onto an image using the source" "$VDKIT" convert --overwrite -O vdi disk.raw wrap.vmdk
+expect_exit 2 "convert --overwrite onto an image using the source" "$VDKIT" convert --overwrite -O vdi disk.raw wrap.vmdk
 says "target's extent named" "a file of the source's chain"
-run 2 "convert -n into an image using the source" "$VDKIT" convert -n -O vmdk disk.raw wrap.vmdk
+expect_exit 2 "convert -n into an image using the source" "$VDKIT" convert -n -O vmdk disk.raw wrap.vmdk
 says "-n target's extent named" "a file of the source's chain"
 cmp -s disk.raw disk.before && ok || bad "a convert changed the source's extent"
 # A new image's extent name that is a source file.
 cp src.raw n-flat.vmdk
-run 1 "a new image's extent would replace the source" "$VDKIT" convert --overwrite -f raw -O vmdk -o subformat=monolithicFlat n-flat.vmdk n.vmdk
+expect_exit 1 "a new image's extent would replace the source" "$VDKIT" convert --overwrite -f raw -O vmdk -o subformat=monolithicFlat n-flat.vmdk n.vmdk
 says "new extent over the source" "a file of the source's chain"
 cmp -s src.raw n-flat.vmdk && ok || bad "a new extent replaced the source file"
 
 # ---- -n into a streamOptimized VMDK: refused up front ---------------------------
 qemu-img create -q -f vmdk -o subformat=streamOptimized so.vmdk 8M
 cp so.vmdk so.before
-run 1 "-n into a streamOptimized vmdk" "$VDKIT" convert -n -O vmdk src.raw so.vmdk
+expect_exit 1 "-n into a streamOptimized vmdk" "$VDKIT" convert -n -O vmdk src.raw so.vmdk
 says "-n streamOptimized" "so.vmdk is a streamOptimized image"
 if grep -qF "partly written" out; then bad "-n streamOptimized says partly written"; else ok; fi
 cmp -s so.vmdk so.before && ok || bad "-n into a streamOptimized vmdk changed it"
 
 # ---- odd target names: said plainly ----------------------------------------------
-run 2 "an empty target" "$VDKIT" convert -O raw src.raw ''
+expect_exit 2 "an empty target" "$VDKIT" convert -O raw src.raw ''
 says "empty target" "the target is an empty name"
-run 2 "a target ending in /" "$VDKIT" convert -O raw src.raw pre.img/
+expect_exit 2 "a target ending in /" "$VDKIT" convert -O raw src.raw pre.img/
 says "target ending in /" "pre.img/: the target ends in '/'"
-run 1 "a target in a missing directory" "$VDKIT" convert -O raw src.raw nodir/x.img
+expect_exit 1 "a target in a missing directory" "$VDKIT" convert -O raw src.raw nodir/x.img
 says "missing directory" "nodir/x.img: the directory nodir does not exist"
 [ -z "$(ls -A | grep vdkit-partial)" ] && ok || bad "an odd target name left a staging directory"
 
@@ -308,19 +298,19 @@ cat > sure.yaml <<'EOF'
 jobs:
   - {name: dangling, source: src.raw, source_format: raw, target: dang2.raw, format: raw}
 EOF
-run 2 "batch --check: a dangling symlink target" "$VDKIT" batch --check sure.yaml
+expect_exit 2 "batch --check: a dangling symlink target" "$VDKIT" batch --check sure.yaml
 says "batch --check dangling" "dang2.raw is a symlink to nowhere-else.raw, which cannot be reached"
 cat > sure.yaml <<'EOF'
 jobs:
   - {name: tiny, source: src.raw, source_format: raw, target: tiny.raw, format: raw, existing_target: true}
 EOF
-run 2 "batch --check: existing_target smaller than the source" "$VDKIT" batch --check sure.yaml
+expect_exit 2 "batch --check: existing_target smaller than the source" "$VDKIT" batch --check sure.yaml
 says "batch --check too small" "job 'tiny': tiny.raw holds 1048576 bytes, less than the virtual size of"
 cat > sure.yaml <<'EOF'
 jobs:
   - {name: fine, source: src.raw, source_format: raw, target: fine.raw, format: raw}
 EOF
-run 0 "batch --check: one job" "$VDKIT" batch --check sure.yaml
+expect_exit 0 "batch --check: one job" "$VDKIT" batch --check sure.yaml
 says "batch --check: 1 job" "sure.yaml: 1 job, no problems"
 
 finish

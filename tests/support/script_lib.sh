@@ -28,3 +28,15 @@ finish() {
     echo "$pass passed, $failures failed"
     [ "$failures" -eq 0 ]
 }
+
+# expect_exit <exit code> <what> <command...>: the command's stdout and stderr
+# land in ./out; a different exit status fails with its output.
+expect_exit() {
+    local want=$1 what=$2
+    shift 2
+    "$@" > out 2>&1
+    local got=$?
+    if [ "$got" -eq "$want" ]; then ok; else bad "$what: exit $got, expected $want"; sed 's/^/    /' out; fi
+}
+# says <what> <text> [file]: the file (default ./out) holds the text.
+says() { if grep -qF -- "$2" "${3:-out}"; then ok; else bad "$1: ${3:-out} lacks '$2'"; sed 's/^/    /' "${3:-out}"; fi; }
