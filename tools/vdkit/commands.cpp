@@ -72,11 +72,11 @@ Result<std::unique_ptr<Disk>> with_overwrite_hint(Result<std::unique_ptr<Disk>> 
 std::string uuid_text(const Uuid &u) { return util::uuid_is_nil(u.data()) ? std::string() : util::uuid_to_string(u.data()); }
 
 std::unique_ptr<Disk> open_read_only(Library &lib, const std::string &path, const std::string &format,
-                                     const std::vector<std::string> &filters = {}) {
+                                     const std::vector<std::string> &filters = {}, std::string_view raw = "-f raw") {
     OpenOptions o;
     o.format = format;
     o.filters = parse_filters(filters);
-    return take(lib.open(path, o));
+    return take(raw_by(lib.open(path, o), raw));
 }
 
 // ---- plugins ----------------------------------------------------------------------
@@ -174,7 +174,7 @@ protected:
         o.format = format_;
         o.writable = writable;
         o.filters = parse_filters(filters_);
-        return take(lib.open(image_, o));
+        return take(raw_by(lib.open(image_, o), "-f raw"));
     }
     bool json_output() const { return output_ == "json"; }
     const std::string &image_path() const { return image_; }
@@ -302,7 +302,7 @@ class CreateCommand : public Command {
         if (!size_.empty()) o.size = parse_size_arg(size_);
         else if (parent_.empty()) throw CliError("create needs a size (or -b PARENT)", kExitUsage);
         auto lib = open_library(globals());
-        auto disk = take(with_overwrite_hint(lib->create_image(image_, o)));
+        auto disk = take(as_parent(with_overwrite_hint(lib->create_image(image_, o))));
         uint64_t size = disk->size();
         check(disk->close());
         if (!globals().quiet) {
@@ -422,7 +422,7 @@ class CompareCommand : public Command {
         std::unique_ptr<Disk> a, b;
         try {
             a = open_read_only(*lib, a_, format_a_, filters_a_);
-            b = open_read_only(*lib, b_, format_b_, filters_b_);
+            b = open_read_only(*lib, b_, format_b_, filters_b_, "-F raw");
         } catch (const CliError &e) {
             throw CliError(e.what(), kOpenError);
         }
@@ -611,7 +611,7 @@ class ResizeCommand : public Command {
         o.format = format_;
         o.writable = true;
         o.filters = parse_filters(filters_);
-        auto disk = take(lib->open(image_, o));
+        auto disk = take(raw_by(lib->open(image_, o), "-f raw"));
         const uint64_t old_size = disk->size();
         uint64_t new_size = 0;
         if (size_.size() > 1 && (size_[0] == '+' || size_[0] == '-')) {

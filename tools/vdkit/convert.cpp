@@ -119,7 +119,7 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
     OpenOptions oo;
     oo.format = spec.source_format;
     oo.filters = spec.source_filters;
-    auto src = take(lib.open(spec.source, oo));
+    auto src = take(raw_by(lib.open(spec.source, oo), spec.raw_advice));
     if (!spec.source_cache.empty()) {
         CacheOptions cache;
         cache.format = spec.cache_format;
@@ -141,7 +141,7 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
         co.parent_format = spec.backing_format;
     }
     if (spec.keep_uuid) co.uuid = take(src->image_info(src->image_count() - 1)).uuid;
-    auto dst = take(lib.create_image(staging.main().string(), co));
+    auto dst = take(as_parent(lib.create_image(staging.main().string(), co)));
 
     CopyOptions copy;
     ConvertResult result{src->size(), 0};

@@ -15,6 +15,7 @@ namespace vdkit::cli {
 
 struct ConvertSpec {
     std::string source, source_format; // source_format empty: probe
+    std::string raw_advice = "-f raw";  // how the user names format raw for the source (batch: source_format)
     std::string target, target_format;
     Options target_options;
     bool overwrite = false;

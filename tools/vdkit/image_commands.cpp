@@ -113,13 +113,13 @@ class AttachCommand : public Command {
         OpenOptions po;
         po.format = parent_format_;
         po.filters = parse_filters(filters_);
-        auto parent = take(lib->open(parent_, po));
+        auto parent = take(as_parent(lib->open(parent_, po)));
         OpenOptions co;
         co.format = child_format_;
         co.follow_parents = false; // its recorded parent may be missing or moved
         co.filters = po.filters;
         co.writable = !check_ || force_; // relinking (or checking that it could) writes the child
-        auto child = take(lib->open(child_, co));
+        auto child = take(raw_by(lib->open(child_, co), "-f raw"));
         AttachOptions identity; // the UUIDs must agree unless forced
         AttachOptions relink;
         relink.relink = true;
