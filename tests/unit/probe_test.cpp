@@ -388,7 +388,7 @@ TEST_CASE("a file named for a format it is not is refused, plain dumps are raw",
         if (*c.says) {
             REQUIRE_FALSE(r.is_ok());
             CHECK(r.status().code() == VDKIT_E_PERMISSION);
-            CHECK_THAT(r.status().message(), Catch::Contains(c.says) && Catch::Contains("pass -f raw"));
+            CHECK_THAT(r.status().message(), Catch::Contains(c.says) && Catch::Contains("open it with format 'raw'"));
             OpenOptions raw;
             raw.format = "raw";
             auto d = lib->open(path, raw);

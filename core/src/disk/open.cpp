@@ -62,7 +62,8 @@ Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, c
                                   ") but the installed '" + plugin->info.name +
                                   "' plugin does not recognise it (damaged, or a variant it cannot read); open it "
                                   "with format 'raw' to read the container bytes");
-        return Status(VDKIT_E_NOT_SUPPORTED, location + " is a " + std::string(c.title) + " image (" + m->evidence +
+        const std::string how = m->condition.empty() ? "a " : "a " + std::string(m->condition) + " ";
+        return Status(VDKIT_E_NOT_SUPPORTED, location + " is " + how + std::string(c.title) + " image (" + m->evidence +
                                                  ") and no installed plugin reads " + std::string(c.name) +
                                                  "; open it with format 'raw' to read the container bytes");
     }
