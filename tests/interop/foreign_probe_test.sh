@@ -81,16 +81,20 @@ for line in "${formats[@]}"; do
     refused "map $img" "$says" "$VDKIT" map "$img"
     refused "check $img" "$says" "$VDKIT" check "$img"
     refused "compare $img $img" "$says" "$VDKIT" compare "$img" "$img"
-    refused "compare (second) $img" "$says" "$VDKIT" compare -f raw "$img" "$img"
+    # The advice names the flag of the image's position: -F for compare's second.
+    ADVICE="(-F raw)" refused "compare (second) $img" "$says" "$VDKIT" compare -f raw "$img" "$img"
     refused "measure $img" "$says" "$VDKIT" measure -O vdi "$img"
     refused "convert $img" "$says" "$VDKIT" convert -O vdi "$img" out.vdi
     refused "convert to vmdk $img" "$says" "$VDKIT" convert -O vmdk "$img" out.vmdk
     # Writing commands and new images over it are refused the same way.
     refused "resize $img" "$says" "$VDKIT" resize "$img" +1M
     refused "compact $img" "$says" "$VDKIT" compact "$img"
+    # As a parent no flag helps (a parent is probed at every open): no advice of one.
+    export ADVICE="cannot be a chain's parent"
     refused "create -b $img" "$says" "$VDKIT" create -f vdi -b "$img" child.vdi
     refused "snapshot $img" "$says" "$VDKIT" snapshot "$img" snap.vdi
     refused "convert -B $img" "$says" "$VDKIT" convert -f raw -O vdi -B "$img" q2v3.img over.vdi
+    unset ADVICE
     [ "$(sha256sum "$img")" = "$sum" ] && ok || bad "$img changed"
     # Nothing written: no target, no staging directory, no new file.
     [ "$(listing)" = "$before" ] && ok || { bad "files appeared beside $img:"; diff <(echo "$before") <(listing); }
