@@ -227,9 +227,12 @@ python3 - <<'PY'
 import struct
 d = open("link.qcow2", "rb").read()
 open("v4.img", "wb").write(d[:4] + struct.pack(">I", 4) + d[8:])
-open("cut-luks.img", "wb").write(open("luks.img", "rb").read()[:7])
-open("cut-qed.img", "wb").write(open("qed.img", "rb").read()[:12])
-open("cut-vhdx.img", "wb").write(open("vhdx.img", "rb").read()[:65538])
+for src, dst, n in (("luks.img", "cut-luks.img", 7), ("qed.img", "cut-qed.img", 12),
+                    ("vhdx.img", "cut-vhdx.img", 65538)):
+    try:  # a source qemu-img failed to make is reported above
+        open(dst, "wb").write(open(src, "rb").read()[:n])
+    except OSError:
+        pass
 v = bytearray(open("vpcdyn.img", "rb").read()); v[64] ^= 0xff; v[-512 + 64] ^= 0xff
 open("bad-vhd.img", "wb").write(v)
 PY
@@ -241,5 +244,19 @@ refused "VHDX cut at 65538" "is a truncated vhdx image" "$VDKIT" info cut-vhdx.i
 refused "VHD with both checksums damaged" "is a damaged VHD (vpc) image" "$VDKIT" info bad-vhd.img
 printf 'QFI' > near.img; run "$VDKIT" info near.img
 [ "$rc" -eq 0 ] && ok || bad "a 3-byte near miss of the qcow2 magic is refused"
+
+
+# merge (backward, into a raw base) is checked like commit.
+truncate -s 4M mbase.raw && "$VDKIT" -q create -f vdi -b mbase.raw mtop.vdi || bad "merge chain"
+qemu-io -f vdi mtop.vdi -c "write -s link.qcow2 0 65536" > /dev/null 2>&1 || bad "qemu-io write (merge)"
+ADVICE="vdkit convert" refused "merge of a qcow2 header into a raw base" "would give" "$VDKIT" merge mtop.vdi
+cmp -s mbase.raw <(head -c 4194304 /dev/zero) && [ -e mtop.vdi ] && ok || bad "a refused merge changed the chain"
+
+# A named format that fails on a known container says what the file is, and
+# a VMDK flat extent refused by its name is called one.
+run "$VDKIT" info -f vdi link.qcow2
+[ "$rc" -ne 0 ] && grep -qF "link.qcow2 is a qcow2 image" out && ok || { bad "info -f vdi link.qcow2"; sed 's/^/    /' out; }
+cp data.raw disk-flat.vmdk
+refused "a flat extent by name" "looks like a VMDK flat extent" "$VDKIT" info disk-flat.vmdk
 
 finish

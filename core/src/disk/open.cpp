@@ -76,6 +76,14 @@ Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, c
                            [&ext](const std::string &e) { return util::iequals(e, ext); });
     };
     if (fallback && claims(*fallback)) return Status::ok();
+    // A VMDK flat extent ("disk-flat.vmdk") is raw data that a descriptor names.
+    if (util::iequals(ext, "vmdk")) {
+        const std::string stem = fs::path(location).stem().string();
+        if (stem.size() > 5 && util::iequals(stem.substr(stem.size() - 5), "-flat"))
+            return Status(VDKIT_E_PERMISSION, location + ": this looks like a VMDK flat extent (the raw data a "
+                                                         "descriptor names); open the descriptor, or open it with "
+                                                         "format 'raw' to read it as raw bytes");
+    }
     for (const auto &fmt : registry_.list(PluginKind::format))
         if (fmt.get() != fallback && claims(*fmt))
             return Status(VDKIT_E_PERMISSION, location + ": named like a " + fmt->info.name +
@@ -245,7 +253,24 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         // Format options apply to the image named by the caller only.
         VDKIT_ASSIGN_OR_RETURN(setup.format_options,
                                options_for(*fmt, top ? options.format_options : Options{}, OptionUse::open));
-        VDKIT_ASSIGN_OR_RETURN(auto img, Image::open(*this, fmt, std::move(main), std::move(setup), flags));
+        auto opened = Image::open(*this, fmt, std::move(main), std::move(setup), flags);
+        if (!opened) {
+            // A named format that fails on a known container: say what it is
+            // (`-f vdi disk.qcow2`).
+            if (!format_name.empty() && opened.status().code() != VDKIT_E_IO)
+                if (auto again = open_store(current, VDKIT_OPEN_NOLOCK, options.transport_options, filters)) {
+                    ByteStore &bs = **again;
+                    if (auto size = bs.size()) {
+                        auto read = [&bs](uint64_t o, void *b, size_t n) { return bs.pread(b, n, o); };
+                        if (auto m = containers::detect(*size, read); m && *m && (*m)->container->name != fmt->info.name)
+                            return Status(opened.status().code(), opened.status().message() + " (" + current +
+                                                                      " is a " + std::string((*m)->container->title) +
+                                                                      " image: " + (*m)->evidence + ")");
+                    }
+                }
+            return opened.status();
+        }
+        auto img = std::move(*opened);
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img->raw_info());
 
         if (!top && !util::uuid_is_nil(expected_parent.data()) && !util::uuid_is_nil(info.uuid) &&
