@@ -148,7 +148,8 @@ std::vector<HeadCase> head_cases() {
     v.push_back({"qcow2 version 2", "qcow2", qcow(2)});
     v.push_back({"qcow2 version 3", "qcow2", qcow(3)});
     v.push_back({"qcow magic, version 0", "", qcow(0)});
-    v.push_back({"qcow magic, version 4", "", qcow(4)});
+    // qemu's probe takes any version >= 2 and refuses the unknown ones.
+    v.push_back({"qcow magic, version 4", "qcow2", qcow(4)});
     auto qed = [](uint32_t cluster, uint32_t table, uint32_t header) {
         Bytes b = pattern(4096);
         put_text(b, 0, std::string_view("QED\0", 4));
@@ -218,7 +219,8 @@ std::vector<HeadCase> head_cases() {
     bad_copy[100] ^= 1; // the checksum no longer matches
     v.push_back({"vhd footer copy, bad checksum", "", bad_copy});
     v.push_back({"text \"conectix\" at 0", "", text("conectix and more text")});
-    v.push_back({"vhdxfile without headers", "", text("vhdxfile")});
+    // 4 KiB: too short for the header at 64 KiB, so a cut-off vhdx.
+    v.push_back({"vhdxfile, cut before its headers", "vhdx", text("vhdxfile")});
     return v;
 }
 
@@ -271,8 +273,9 @@ TEST_CASE("VHDX needs its identifier and a header signature", "[probe][container
         h[0] = 'V';
         CHECK(detect(h) == "");
     }
+    // Cut inside the first header: a truncated vhdx, not raw.
     Bytes short_file(b.begin(), b.begin() + (64 << 10) + 2);
-    CHECK(detect(short_file) == "");
+    CHECK(detect(short_file) == "vhdx");
 }
 
 TEST_CASE("a DMG is recognised by its koly trailer", "[probe][containers]") {
@@ -354,7 +357,7 @@ TEST_CASE("a foreign container is refused by name unless the format is named", "
         CHECK(r.status().code() == VDKIT_E_NOT_SUPPORTED);
         CHECK_THAT(r.status().message(), Catch::Contains(q + " is a qcow2 image") &&
                                              Catch::Contains("no installed plugin reads qcow2") &&
-                                             Catch::Contains("-f raw"));
+                                             Catch::Contains("open it with format 'raw'"));
     }
     auto p = lib->probe(q);
     REQUIRE_FALSE(p.is_ok());
@@ -388,7 +391,7 @@ TEST_CASE("a file named for a format it is not is refused, plain dumps are raw",
         if (*c.says) {
             REQUIRE_FALSE(r.is_ok());
             CHECK(r.status().code() == VDKIT_E_PERMISSION);
-            CHECK_THAT(r.status().message(), Catch::Contains(c.says) && Catch::Contains("pass -f raw"));
+            CHECK_THAT(r.status().message(), Catch::Contains(c.says) && Catch::Contains("open it with format 'raw'"));
             OpenOptions raw;
             raw.format = "raw";
             auto d = lib->open(path, raw);
@@ -426,8 +429,82 @@ TEST_CASE("a foreign parent is refused, also under a named top format", "[probe]
     REQUIRE_FALSE(made.is_ok());
     CHECK(made.status().code() == VDKIT_E_NOT_SUPPORTED);
     CHECK_FALSE(std::filesystem::exists(dir / "new.toys"));
+    // Naming it raw does not help: the next open probes it again (a
+    // toysparse child records no parent format), so nothing is made.
     over.parent_format = "raw";
-    REQUIRE_OK(lib->create_image(dir / "new.toys", over));
+    made = lib->create_image(dir / "new.toys", over);
+    REQUIRE_FALSE(made.is_ok());
+    CHECK_THAT(made.status().message(), Catch::Contains("could never be opened again") &&
+                                            Catch::Contains(base + " is a qcow2 image"));
+    CHECK_FALSE(std::filesystem::exists(dir / "new.toys"));
+}
+
+namespace {
+// detect()'s whole match (nullopt: none).
+std::optional<vdkit::containers::Match> detect_match(const Bytes &b) {
+    auto r = vdkit::containers::detect(b.size(), [&b](uint64_t off, void *buf, size_t len) {
+        REQUIRE(off + len <= b.size());
+        std::memcpy(buf, b.data() + off, len);
+        return Status::ok();
+    });
+    REQUIRE_OK(r);
+    return *r;
+}
+} // namespace
+
+TEST_CASE("unknown qcow2 versions, cut-off headers and damaged VHDs are not raw", "[probe][containers]") {
+    for (uint32_t version : {4u, 5u, 0xffffffffu}) {
+        Bytes b = pattern(4096);
+        put_text(b, 0, "QFI\xfb");
+        put_be(b, 4, version, 4);
+        auto m = detect_match(b);
+        REQUIRE(m);
+        CHECK(m->container->name == "qcow2");
+        CHECK_THAT(m->evidence, Catch::Contains("unknown version " + std::to_string(version)));
+    }
+    struct Cut {
+        std::string_view magic;
+        const char *name;
+        size_t need; // the header's size: a file this long is judged on its fields
+    };
+    for (const Cut c : {Cut{std::string_view("QFI\xfb\0\0\0\3", 8), "qcow2", 104},
+                        Cut{std::string_view("QFI\xfb\0\0\0\1", 8), "qcow", 48},
+                        Cut{std::string_view("QED\0", 4), "qed", 64}, Cut{"WithoutFreeSpace", "parallels", 64},
+                        Cut{"LUKS\xba\xbe", "luks", 592}, Cut{std::string_view("LUKS\xba\xbe\0\2", 8), "luks", 4096},
+                        Cut{"KDMV", "vmdk", 512}, Cut{"COWD", "vmdk", 2048}, Cut{"conectix", "vpc", 512},
+                        Cut{"vhdxfile", "vhdx", (64 << 10) + 4096}}) {
+        INFO(c.name << " magic of " << c.magic.size() << " bytes");
+        for (size_t len : {c.magic.size(), c.magic.size() + 1, c.need / 2, c.need - 1}) {
+            if (len < c.magic.size()) continue;
+            INFO("cut at " << len);
+            Bytes b(len, 0);
+            put_text(b, 0, c.magic);
+            auto m = detect_match(b);
+            REQUIRE(m);
+            CHECK(m->container->name == c.name);
+            CHECK(m->condition == "truncated");
+            // One byte of the magic changed: a near miss stays raw.
+            b[1] ^= 0x20;
+            CHECK_FALSE(detect_match(b));
+        }
+        // Three bytes of a magic (each is 4 bytes or more) are no evidence.
+        CHECK_FALSE(detect_match(Bytes(c.magic.begin(), c.magic.begin() + 3)));
+    }
+    // A dynamic VHD (MS-VHD: footer copy at 0, "cxsparse" dynamic header at
+    // the footer's data offset, footer at the end) with both checksums broken.
+    Bytes footer = vhd_footer(3, 1 << 20);
+    Bytes dyn(512, 0);
+    put_text(dyn, 0, "cxsparse");
+    Bytes vhd = with_tail(with_tail(with_tail(footer, dyn), Bytes(1024, 0)), footer);
+    CHECK(detect(vhd) == "vpc");
+    vhd[64] ^= 0xff;
+    vhd[vhd.size() - 512 + 64] ^= 0xff;
+    auto m = detect_match(vhd);
+    REQUIRE(m);
+    CHECK(m->container->name == "vpc");
+    CHECK(m->condition == "damaged");
+    vhd[512] = 'X'; // no dynamic header there: plain data that mentions "conectix"
+    CHECK_FALSE(detect_match(vhd));
 }
 
 TEST_CASE("an installed plugin for a foreign format wins the probe", "[probe][containers]") {

@@ -427,6 +427,8 @@ class BatchCommand : public Command {
         src_o.format = job.spec.source_format;
         src_o.filters = job.spec.source_filters;
         dst_o.filters = job.spec.target_filters;
+        // Opened as the job made it: a raw target named plain.qcow2 is not probed.
+        dst_o.format = job.spec.target_format;
         auto src = lib.open(job.spec.source, src_o);
         auto dst = lib.open(job.spec.target, dst_o);
         if (!src || !dst) return false;

@@ -392,6 +392,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         job.spec.existing_target = s.existing_target.value_or(false);
         job.spec.target_is_zero = s.target_is_zero.value_or(false);
         job.verify = s.verify.value_or(true);
+        job.spec.raw_advice = "source_format: raw";
         bf.jobs.push_back(std::move(job));
     }
     // A source or backing image exists, or an earlier job makes it (that job
@@ -410,6 +411,10 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
     for (size_t i = 0; i < bf.jobs.size(); ++i) {
         BatchJob &job = bf.jobs[i];
         find_maker(i, job.spec.source, job.source_line, "source", job.source_from);
+        // An earlier job's target is read in the format that job wrote: a raw
+        // target named step1.vdi is not probed (the probe would refuse its name).
+        if (job.source_from && job.spec.source_format.empty())
+            job.spec.source_format = bf.jobs[*job.source_from].spec.target_format;
         find_maker(i, job.spec.backing, job.backing_line, "backing image", job.after);
     }
     return bf;

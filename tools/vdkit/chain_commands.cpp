@@ -22,7 +22,7 @@ std::unique_ptr<Disk> open_chain(Library &lib, const std::string &image, const s
     o.filters = parse_filters(filters);
     o.writable = true;
     o.writable_chain = true;
-    return take(lib.open(image, o));
+    return take(raw_by(lib.open(image, o), "-f raw"));
 }
 
 // The chain index (0 = base) of `path`, matched against the chain's images.
@@ -64,13 +64,13 @@ class SnapshotCommand : public Command {
             OpenOptions top;
             top.follow_parents = false;
             top.filters = o.filters;
-            auto current = take(lib->open(image_, top));
+            auto current = take(as_parent(lib->open(image_, top)));
             fallback = take(current->image_info(0)).format;
         }
         o.format = new_file_format(*lib, snapshot_, format_, fallback);
         o.options = parse_options(options_);
         o.parent = image_;
-        auto disk = take(lib->create_image(snapshot_, o));
+        auto disk = take(as_parent(lib->create_image(snapshot_, o)));
         const ImageInfo created = take(disk->image_info(disk->image_count() - 1));
         const size_t chain_length = disk->image_count();
         check(disk->close());
@@ -156,13 +156,13 @@ class RebaseCommand : public Command {
         // Unsafe mode must work when the old parent is gone or broken.
         o.follow_parents = !unsafe_;
         o.filters = parse_filters(filters_);
-        auto disk = take(lib->open(image_, o));
+        auto disk = take(raw_by(lib->open(image_, o), "-f raw"));
         RebaseOptions ro;
         ro.format = backing_format_;
         ro.unsafe = unsafe_;
         ProgressBar bar(progress_);
         ro.progress = [&](uint64_t d, uint64_t t) { return bar.update(d, t); };
-        check(disk->rebase(backing_, ro));
+        check(as_parent(disk->rebase(backing_, ro)));
         bar.finish();
         check(disk->close());
         return kExitOk;

@@ -8,6 +8,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace vdkit::cli {
@@ -26,6 +27,39 @@ struct CliError : std::runtime_error {
 inline void check(const Status &st, int code = kExitError) {
     if (!st.is_ok()) throw CliError(st.message().empty() ? st.to_string() : st.message(), code);
 }
+// The core's probe refusals end in the neutral advice "open it with format
+// 'raw' ..." (docs/design/probing.md); the command says how, for the position
+// the image was named in: raw_by(r, "-F raw") for a second image, or
+// as_parent(r) where the image becomes a chain parent (no flag helps there:
+// parents are probed at every open).
+constexpr std::string_view kRawAdvice = "open it with format 'raw'";
+inline Status raw_advice(const Status &st, std::string_view how) {
+    std::string msg = st.message();
+    const size_t at = msg.find(kRawAdvice);
+    if (at == std::string::npos) return st;
+    msg.insert(at + kRawAdvice.size(), " (" + std::string(how) + ")");
+    return Status(st.code(), msg);
+}
+template <class T>
+Result<T> raw_by(Result<T> r, std::string_view how) {
+    if (r.is_ok()) return r;
+    return raw_advice(r.status(), how);
+}
+inline Status as_parent(const Status &st) {
+    std::string msg = st.message();
+    const size_t at = msg.find("; " + std::string(kRawAdvice));
+    if (at == std::string::npos) return st;
+    msg.erase(at);
+    msg += "; it cannot be a chain's parent (a parent is probed each time the chain opens, and no option names "
+           "its format then)";
+    return Status(st.code(), msg);
+}
+template <class T>
+Result<T> as_parent(Result<T> r) {
+    if (r.is_ok()) return r;
+    return as_parent(r.status());
+}
+
 template <class T>
 T take(Result<T> r, int code = kExitError) {
     if (!r.is_ok()) check(r.status(), code);

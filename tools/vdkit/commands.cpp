@@ -109,12 +109,13 @@ Result<std::unique_ptr<Disk>> with_overwrite_hint(Result<std::unique_ptr<Disk>> 
 std::string uuid_text(const Uuid &u) { return util::uuid_is_nil(u.data()) ? std::string() : util::uuid_to_string(u.data()); }
 
 std::unique_ptr<Disk> open_read_only(Library &lib, const std::string &path, const std::string &format,
-                                     const std::vector<std::string> &filters = {}, bool force_share = false) {
+                                     const std::vector<std::string> &filters = {}, bool force_share = false,
+                                     std::string_view raw = "-f raw") {
     OpenOptions o;
     o.format = format;
     o.filters = parse_filters(filters);
     o.force_share = force_share;
-    return take(lib.open(path, o));
+    return take(raw_by(lib.open(path, o), raw));
 }
 
 // ---- plugins ----------------------------------------------------------------------
@@ -219,7 +220,7 @@ protected:
         o.writable = writable;
         o.filters = parse_filters(filters_);
         o.force_share = force_share_;
-        return take(lib.open(image_, o));
+        return take(raw_by(lib.open(image_, o), "-f raw"));
     }
     bool json_output() const { return output_ == "json"; }
     bool force_share() const { return force_share_; }
@@ -351,7 +352,7 @@ class CreateCommand : public Command {
             top.format = parent_format_;
             top.follow_parents = false;
             top.filters = parse_filters(filters_);
-            fallback = take(take(lib->open(o.parent, top))->image_info(0)).format;
+            fallback = take(take(as_parent(lib->open(o.parent, top)))->image_info(0)).format;
         }
         format_ = new_file_format(*lib, image_, format_, fallback);
         o.format = format_;
@@ -360,7 +361,7 @@ class CreateCommand : public Command {
         o.filters = parse_filters(filters_);
         if (!size_.empty()) o.size = parse_size_arg(size_);
         else if (parent_.empty()) throw CliError("create needs a size (or -b PARENT)", kExitUsage);
-        auto disk = take(with_overwrite_hint(lib->create_image(image_, o)));
+        auto disk = take(as_parent(with_overwrite_hint(lib->create_image(image_, o))));
         uint64_t size = disk->size();
         check(disk->close());
         if (!globals().quiet) {
@@ -498,7 +499,7 @@ class CompareCommand : public Command {
         std::unique_ptr<Disk> a, b;
         try {
             a = open_read_only(*lib, a_, format_a_, filters_a_, force_share_);
-            b = open_read_only(*lib, b_, format_b_, filters_b_, force_share_);
+            b = open_read_only(*lib, b_, format_b_, filters_b_, force_share_, "-F raw");
         } catch (const CliError &e) {
             throw CliError(e.what(), kOpenError);
         }
@@ -691,7 +692,7 @@ class ResizeCommand : public Command {
         o.format = format_;
         o.writable = true;
         o.filters = parse_filters(filters_);
-        auto disk = take(lib->open(image_, o));
+        auto disk = take(raw_by(lib->open(image_, o), "-f raw"));
         const uint64_t old_size = disk->size();
         uint64_t new_size = 0;
         if (size_.size() > 1 && (size_[0] == '+' || size_[0] == '-')) {

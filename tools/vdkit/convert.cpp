@@ -819,7 +819,7 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
     oo.force_share = spec.source_force_share;
     std::unique_lock<std::mutex> window(g_fd_window);
     const auto before = open_fds();
-    auto src = take(lib.open(spec.source, oo));
+    auto src = take(raw_by(lib.open(spec.source, oo), spec.raw_advice));
     const OpenFiles source_files = source_chain_files(*src, before);
     window.unlock();
     const OpenFiles old_files =
@@ -849,7 +849,7 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
         co.parent_format = spec.backing_format;
     }
     if (spec.keep_uuid) co.uuid = take(src->image_info(src->image_count() - 1)).uuid;
-    auto dst = take(lib.create_image(staging.main().string(), co));
+    auto dst = take(as_parent(lib.create_image(staging.main().string(), co)));
     const std::string not_written = spec.target + " was not written (its staging directory is removed)";
     throw_if_cancelled(not_written);
 

@@ -118,7 +118,7 @@ class AttachCommand : public Command {
         OpenOptions po;
         po.format = parent_format_;
         po.filters = parse_filters(filters_);
-        auto parent = take(lib->open(parent_, po));
+        auto parent = take(as_parent(lib->open(parent_, po)));
         OpenOptions co;
         co.format = child_format_;
         co.follow_parents = false; // its recorded parent may be missing or moved
@@ -126,7 +126,7 @@ class AttachCommand : public Command {
         // Opened as the real run opens it, whether checking or not: the
         // check answers what attach does (including "cannot be written").
         co.writable = true;
-        auto child = take(lib->open(child_, co));
+        auto child = take(raw_by(lib->open(child_, co), "-f raw"));
         // One set of rules for both: the link is recorded in CHILD, and the
         // parent must be the one CHILD records unless forced.
         AttachOptions options;

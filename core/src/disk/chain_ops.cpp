@@ -7,6 +7,7 @@
 // already agree (same-data elision). Data always moves before any link
 // changes and images are deleted last, so a failure or a cancel at any point
 // leaves a chain whose top reads the same data.
+#include "disk/containers.hpp"
 #include "disk/disk_state.hpp"
 #include "host/host.hpp"
 #include "util/util.hpp"
@@ -122,6 +123,34 @@ Status need_writable(const Image &img, const char *op) {
                                          ", which is open read-only (open the chain with writable_chain)");
 }
 
+// Before commit/merge writes into `dst`: a destination whose format finds no
+// header of its own in its file (raw, reached by probing as a chain's base)
+// is read back by probing its bytes, so the data written must not give it a
+// foreign container's signature (a guest that wrote a qcow2 or LUKS image at
+// offset 0 of its disk). The probe's window is checked on the chain's view
+// from `view` down, which is what dst holds afterwards (docs/design/probing.md,
+// "Links the next open must find").
+template <class ChainState> // Disk::State, deduced (it is private to Disk)
+Status keeps_openable(const ChainState &st, Image &dst, size_t view, const char *op) {
+    VDKIT_ASSIGN_OR_RETURN(uint32_t score, st.host->probe_score(dst.format(), dst.main(), dst.location()));
+    if (score > VDKIT_PROBE_FALLBACK) return Status::ok();
+    const uint64_t vsize = st.size, fsize = std::max(dst.size(), vsize);
+    auto read = [&](uint64_t o, void *b, size_t n) -> Status {
+        const uint64_t a = o < vsize ? std::min<uint64_t>(n, vsize - o) : 0;
+        if (a) VDKIT_TRY(st.read_chain(view, o, b, a));
+        if (a < n) std::memset(static_cast<char *>(b) + a, 0, n - static_cast<size_t>(a));
+        return Status::ok();
+    };
+    VDKIT_ASSIGN_OR_RETURN(auto found, containers::detect(fsize, read));
+    if (!found) return Status::ok();
+    return Status(VDKIT_E_INVALID_ARGUMENT,
+                  std::string(op) + " would give " + dst.location() + " a " + std::string(found->container->title) +
+                      " signature (" + found->evidence + ", from the data above it); " + dst.location() +
+                      " is read as '" + dst.format().info.name +
+                      "' by probing, so every later open would refuse the chain. Nothing was written; copy the "
+                      "chain to a new image with 'vdkit convert' instead");
+}
+
 // Relink images[child] onto `parent` (nullptr: no parent).
 Status relink(Image &child, Image *parent) {
     if (!parent) return child.set_parent("", "", nullptr);
@@ -201,6 +230,7 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
         // Every link the merge changes, checked before anything is written.
         VDKIT_TRY(can_relink(*st.host, *st.images[to + 1], &dst).with_context("merge"));
         if (from + 1 < count) VDKIT_TRY(can_relink(*st.host, *st.images[from + 1], &dst).with_context("merge"));
+        VDKIT_TRY(keeps_openable(st, dst, from, "merge"));
         if (dst.size() < st.images[from]->size()) VDKIT_TRY(dst.resize(st.images[from]->size(), 0));
         Ranges todo;
         for (uint64_t w = 0; w < size; w += kWindow) {
@@ -271,6 +301,7 @@ Status Disk::commit(size_t base, bool empty_top, const ProgressFunction &progres
     VDKIT_TRY(can_relink(*st.host, *st.images[base + 1], &dst).with_context("commit"));
     VDKIT_TRY(can_relink(*st.host, img, &dst).with_context("commit"));
     VDKIT_TRY(st.cache_before_change());
+    VDKIT_TRY(keeps_openable(st, dst, top, "commit"));
     if (dst.size() < img.size()) VDKIT_TRY(dst.resize(img.size(), 0));
     const uint64_t size = st.size;
     Ranges todo;
@@ -339,6 +370,8 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
     // path the image can find its parent by again (the path rule, as
     // opening it will apply) and the format's own update on a dry-run copy.
     VDKIT_TRY(can_relink(*st.host, img, parent).with_context("rebasing " + img.location()));
+    // The new parent must be found again by the probe of every later open.
+    if (nb) VDKIT_TRY(st.host->check_parent_link(*nb->images.back(), img.location(), img.format().info.name));
     if (!options.unsafe) {
         const uint64_t size = st.size;
         Ranges todo;
@@ -429,6 +462,8 @@ Status Disk::State::attach_problem(const State &parent, const State &child, cons
             return Status(VDKIT_E_PARENT_MISMATCH,
                           top.location() + " was modified after " + bottom.location() + " was made over it");
     }
+    // The child's link leads to the parent's top, which later opens probe.
+    VDKIT_TRY(child.host->check_parent_link(top, bottom.location(), bottom.format().info.name));
     const size_t depth = parent.images.size() + child.images.size();
     if (depth > child.host->config().max_chain_depth)
         return Status(VDKIT_E_OUT_OF_RANGE, "the combined chain would be " + std::to_string(depth) +

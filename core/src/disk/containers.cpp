@@ -82,7 +82,7 @@ bool contains(const uint8_t *p, size_t have, std::string_view text) {
 }
 
 Match found(Id id, std::string evidence) {
-    return Match{&kContainers[id], std::move(evidence)};
+    return Match{&kContainers[id], std::move(evidence), {}};
 }
 Result<std::optional<Match>> hit(Id id, std::string evidence) {
     return std::optional<Match>(found(id, std::move(evidence)));
@@ -100,6 +100,9 @@ std::optional<Match> check_qcow(const uint8_t *h, size_t n) {
     if (version == 1) return found(qcow, "QFI\\xfb magic, version 1, at offset 0");
     if (version == 2 || version == 3)
         return found(qcow2, "QFI\\xfb magic, version " + std::to_string(version) + ", at offset 0");
+    // qemu's qcow2_probe takes any version >= 2 and then refuses the ones it
+    // does not know ("Unsupported qcow2 version 4"): not raw either.
+    if (version >= 4) return found(qcow2, "QFI\\xfb magic, unknown version " + std::to_string(version) + ", at offset 0");
     return std::nullopt;
 }
 
@@ -204,6 +207,54 @@ bool dmg_trailer(const uint8_t *t, size_t len) {
     return len == 512 && std::memcmp(t, "koly", 4) == 0 && be32(t + 4) == 4 && be32(t + 8) == 512;
 }
 
+// A file shorter than its format's fixed header that starts with the
+// format's whole magic (4 bytes or more) is a cut-off image, not raw data: a
+// raw disk is at least one sector, and no such short file is a disk. The
+// minimum header sizes: qcow2.txt "Header" (72 bytes for version 2, 104 for
+// 3; qcow version 1: 48), qed_spec.txt (64), parallels.txt (64), LUKS1 1.2.3
+// §2.4 (592; LUKS2: a 4096-byte binary header), Bochs redolog (512), VMDK
+// sparse extent header (512; COWD 2048), MS-VHDX 2.2.2 (the first 4 KiB
+// header at 64 KiB), MS-VHD (a 512-byte footer copy at 0).
+std::optional<Match> check_truncated(const uint8_t *h, size_t n, uint64_t file_size) {
+    struct Short {
+        std::string_view magic;
+        Id id;
+        uint64_t need;
+    };
+    uint64_t qcow_need = 72, luks_need = 592;
+    if (n >= 8) {
+        const uint32_t v = be32(h + 4);
+        qcow_need = v == 1 ? 48 : v == 3 ? 104 : 72;
+    }
+    if (n >= 8 && be16(h + 6) == 2) luks_need = 4096;
+    const Short table[] = {
+        {"QFI\xfb"sv, qcow2, qcow_need},
+        {std::string_view("QED\0", 4), qed, 64},
+        {"WithoutFreeSpace"sv, parallels, 64},
+        {"WithouFreSpacExt"sv, parallels, 64},
+        {"LUKS\xba\xbe"sv, luks, luks_need},
+        {std::string_view("Bochs Virtual HD Image\0", 23), bochs, 512},
+        {"KDMV"sv, vmdk, 512},
+        {"COWD"sv, vmdk, 2048},
+        {"vhdxfile"sv, vhdx, (uint64_t(64) << 10) + 4096},
+        {"conectix"sv, vpc, 512},
+    };
+    for (const auto &t : table) {
+        if (file_size >= t.need || !starts(h, n, t.magic)) continue;
+        Id id = t.id;
+        if (id == qcow2 && n >= 8 && be32(h + 4) == 1) id = qcow;
+        Match m = found(id, "the file is " + std::to_string(file_size) + " bytes; the header its magic at offset 0 begins needs " +
+                                std::to_string(t.need));
+        m.condition = "truncated";
+        return m;
+    }
+    return std::nullopt;
+}
+
+uint64_t be64(const uint8_t *p) {
+    return uint64_t(be32(p)) << 32 | be32(p + 4);
+}
+
 } // namespace
 
 std::span<const Container> all() {
@@ -216,6 +267,7 @@ Result<std::optional<Match>> detect(uint64_t file_size, const ReadAt &read) {
     if (n) VDKIT_TRY(read(0, head.data(), n));
     const uint8_t *h = head.data();
 
+    if (auto m = check_truncated(h, n, file_size)) return m;
     for (auto check :
          {check_qcow, check_qed, check_parallels, check_luks, check_cloop, check_bochs, check_vmdk, check_vdi})
         if (auto m = check(h, n)) return m;
@@ -244,6 +296,27 @@ Result<std::optional<Match>> detect(uint64_t file_size, const ReadAt &read) {
             return hit(vpc, "511-byte VHD footer (\"conectix\") at offset " + std::to_string(file_size - (kHead - 1)));
         if (t == kHead && dmg_trailer(tail.data(), kHead))
             return hit(dmg, "UDIF \"koly\" trailer at offset " + std::to_string(file_size - kHead));
+    }
+    // A VHD whose footer copies both fail their checksum but whose footer's
+    // data offset (MS-VHD "Data Offset", big-endian u64 at 16) leads to the
+    // dynamic disk header's cookie "cxsparse": a damaged dynamic VHD.
+    std::array<uint8_t, kHead> last{};
+    const uint8_t *footers[2] = {n == kHead ? h : nullptr, nullptr};
+    if (t == kHead) {
+        VDKIT_TRY(read(file_size - t, last.data(), t));
+        footers[1] = last.data();
+    }
+    for (const uint8_t *f : footers) {
+        if (!f || std::memcmp(f, "conectix", 8) != 0) continue;
+        const uint64_t at = be64(f + 16);
+        if (at > file_size || file_size - at < 8) continue;
+        char cookie[8];
+        VDKIT_TRY(read(at, cookie, 8));
+        if (std::memcmp(cookie, "cxsparse", 8) != 0) continue;
+        Match m = found(vpc, "\"conectix\" footer with a wrong checksum, \"cxsparse\" dynamic header at offset " +
+                                 std::to_string(at));
+        m.condition = "damaged";
+        return std::optional<Match>(std::move(m));
     }
     return std::optional<Match>{};
 }

@@ -42,6 +42,28 @@ std::string joined(const std::vector<std::string> &names) {
     return out;
 }
 
+// delete, rename (and their search for children) open the image the user
+// named only to remove or move its files: a file the probe refuses (a foreign
+// container, a misleading name, or raw bytes it will not guess for writing)
+// is handled as the one raw file it is, since naming it is consent
+// (docs/design/probing.md, "Naming a file is consent").
+Result<std::unique_ptr<Disk>> open_named(const Host &host, const std::string &location, OpenOptions &oo,
+                                         const char *doing) {
+    auto opened = host.open_disk(location, oo);
+    if (opened || !oo.format.empty()) return opened;
+    const auto c = opened.status().code();
+    if (c != VDKIT_E_NOT_SUPPORTED && c != VDKIT_E_PERMISSION && c != VDKIT_E_NOT_FOUND) return opened;
+    auto there = host.location_exists(location);
+    if (!there || !*there) return opened;
+    OpenOptions raw = oo;
+    raw.format = "raw";
+    auto as_raw = host.open_disk(location, raw);
+    if (!as_raw) return opened; // no raw plugin either: the probe's answer stands
+    host.log(LogLevel::info, std::string(doing) + " " + location + " as one raw file: " + opened.status().message());
+    oo = raw;
+    return as_raw;
+}
+
 } // namespace
 
 Result<Host::ChildSearch> Host::search_children(const std::string &location,
@@ -57,7 +79,7 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
     oo.follow_parents = false;
     oo.lock = false;
     oo.filters = filters;
-    VDKIT_ASSIGN_OR_RETURN(auto self, open_disk(me, oo));
+    VDKIT_ASSIGN_OR_RETURN(auto self, open_named(*this, me, oo, "looking for children of"));
     VDKIT_ASSIGN_OR_RETURN(ImageInfo mine, self->image_info(0));
     VDKIT_TRY(self->close());
 
@@ -152,7 +174,7 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
     oo.follow_parents = false;
     oo.allow_unsafe_paths = allow_unsafe;
     oo.filters = options.filters;
-    VDKIT_ASSIGN_OR_RETURN(auto disk, open_disk(from, oo));
+    VDKIT_ASSIGN_OR_RETURN(auto disk, open_named(*this, from, oo, "moving"));
     Image &img = *disk->state_->images.back();
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img.raw_info());
     const bool has_parent = info.flags & VDKIT_IMAGE_HAS_PARENT;
@@ -256,7 +278,7 @@ Result<DeleteResult> Host::delete_image(const std::string &location_in, const De
     oo.writable = true; // takes the lock: an image in use is not deleted
     oo.follow_parents = false;
     oo.filters = options.filters;
-    VDKIT_ASSIGN_OR_RETURN(auto disk, open_disk(location, oo));
+    VDKIT_ASSIGN_OR_RETURN(auto disk, open_named(*this, location, oo, "deleting"));
     VDKIT_TRY(disk->close_and_delete());
     for (const auto &c : children) log(LogLevel::warning, c + " lost its parent " + location_in + " (deleted)");
     DeleteResult result;

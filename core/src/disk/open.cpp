@@ -60,11 +60,12 @@ Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, c
                 return Status(VDKIT_E_NOT_SUPPORTED,
                               location + " carries a " + std::string(c.title) + " signature (" + m->evidence +
                                   ") but the installed '" + plugin->info.name +
-                                  "' plugin does not recognise it (damaged, or a variant it cannot read); pass -f "
-                                  "raw to read the container bytes");
-        return Status(VDKIT_E_NOT_SUPPORTED, location + " is a " + std::string(c.title) + " image (" + m->evidence +
+                                  "' plugin does not recognise it (damaged, or a variant it cannot read); open it "
+                                  "with format 'raw' to read the container bytes");
+        const std::string how = m->condition.empty() ? "a " : "a " + std::string(m->condition) + " ";
+        return Status(VDKIT_E_NOT_SUPPORTED, location + " is " + how + std::string(c.title) + " image (" + m->evidence +
                                                  ") and no installed plugin reads " + std::string(c.name) +
-                                                 "; pass -f raw to read the container bytes");
+                                                 "; open it with format 'raw' to read the container bytes");
     }
     // 2. A name that promises a format the file does not carry. The fallback
     // format's own extensions (raw: .img, .raw, ...) and unknown ones pass.
@@ -75,11 +76,19 @@ Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, c
                            [&ext](const std::string &e) { return util::iequals(e, ext); });
     };
     if (fallback && claims(*fallback)) return Status::ok();
+    // A VMDK flat extent ("disk-flat.vmdk") is raw data that a descriptor names.
+    if (util::iequals(ext, "vmdk")) {
+        const std::string stem = fs::path(location).stem().string();
+        if (stem.size() > 5 && util::iequals(stem.substr(stem.size() - 5), "-flat"))
+            return Status(VDKIT_E_PERMISSION, location + ": this looks like a VMDK flat extent (the raw data a "
+                                                         "descriptor names); open the descriptor, or open it with "
+                                                         "format 'raw' to read it as raw bytes");
+    }
     for (const auto &fmt : registry_.list(PluginKind::format))
         if (fmt.get() != fallback && claims(*fmt))
             return Status(VDKIT_E_PERMISSION, location + ": named like a " + fmt->info.name +
                                                   " image but it is not one (the " + fmt->info.name +
-                                                  " probe found no header); pass -f raw to read it as raw bytes");
+                                                  " probe found no header); open it with format 'raw' to read it as raw bytes");
     if (const containers::Container *c = containers::by_extension(ext)) {
         std::string why = "no installed plugin reads " + std::string(c->name);
         for (auto alias : c->aliases)
@@ -87,8 +96,43 @@ Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, c
                 why = "the installed '" + plugin->info.name + "' plugin does not recognise it";
         return Status(VDKIT_E_PERMISSION, location + ": named like a " + std::string(c->title) +
                                               " image but it carries no " + std::string(c->name) + " signature, and " +
-                                              why + "; pass -f raw to read it as raw bytes");
+                                              why + "; open it with format 'raw' to read it as raw bytes");
     }
+    return Status::ok();
+}
+
+Result<uint32_t> Host::probe_score(const PluginEntry &fmt, ByteStore &main, const std::string &location) const {
+    vdkit_store borrowed{nullptr};
+    struct Release {
+        vdkit_store &s;
+        ~Release() { (void)s.store.release(); }
+    };
+    borrowed.store.reset(&main);
+    Release release{borrowed};
+    Options none;
+    vdkit_ctx ctx = make_ctx(&fmt, &none);
+    ctx.base_location = location;
+    uint32_t score = 0;
+    uint32_t rc = call_plugin(ctx, fmt.format.probe, &ctx, &borrowed, vdkit_str{location.data(), location.size()}, &score);
+    if (rc == VDKIT_E_IO) return status_from_plugin(ctx, rc, "probe " + location);
+    return rc == VDKIT_OK ? score : 0u;
+}
+
+Status Host::check_parent_link(Image &parent, const std::string &child, const std::string &child_format) const {
+    const std::string &where = parent.location();
+    const std::string why = "; a parent is probed each time the chain opens and " + child_format +
+                            " images cannot record their parent's format, so " + child + " could never be opened again";
+    auto found = probe(parent.main(), where, true);
+    if (!found) {
+        if (found.status().code() == VDKIT_E_IO) return found.status();
+        std::string msg = found.status().message();
+        if (auto cut = msg.find("; open it with format"); cut != std::string::npos) msg.erase(cut);
+        return Status(found.status().code(), "cannot make " + where + " the parent of " + child + ": " + msg + why);
+    }
+    if ((*found).get() != &parent.format())
+        return Status(VDKIT_E_INVALID_ARGUMENT, "cannot make " + where + " the parent of " + child + " as '" +
+                                                    parent.format().info.name + "': probing finds a " +
+                                                    (*found)->info.name + " image there" + why);
     return Status::ok();
 }
 
@@ -192,7 +236,18 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         } else {
             // A parent named by its child may be raw (probed by fallback),
             // even in a chain opened for writing.
-            VDKIT_ASSIGN_OR_RETURN(fmt, probe(*main, current, !writable || !top));
+            auto found = probe(*main, current, !writable || !top);
+            if (!found && !top && found.status().code() != VDKIT_E_IO) {
+                // No flag names a parent's format: say whose parent it is.
+                std::string msg = found.status().message();
+                if (auto cut = msg.find("; open it with format"); cut != std::string::npos) msg.erase(cut);
+                return Status(found.status().code(),
+                              current + " is the parent of " + child_location + " and is probed (" + child_format +
+                                  " images do not record their parent's format): " + msg +
+                                  "; open " + current + " alone with format 'raw' to read its bytes");
+            }
+            if (!found) return found.status();
+            fmt = *found;
         }
         ImageSetup setup;
         setup.location = current;
@@ -205,7 +260,24 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         // Format options apply to the image named by the caller only.
         VDKIT_ASSIGN_OR_RETURN(setup.format_options,
                                options_for(*fmt, top ? options.format_options : Options{}, OptionUse::open));
-        VDKIT_ASSIGN_OR_RETURN(auto img, Image::open(*this, fmt, std::move(main), std::move(setup), flags));
+        auto opened = Image::open(*this, fmt, std::move(main), std::move(setup), flags);
+        if (!opened) {
+            // A named format that fails on a known container: say what it is
+            // (`-f vdi disk.qcow2`).
+            if (!format_name.empty() && opened.status().code() != VDKIT_E_IO)
+                if (auto again = open_store(current, VDKIT_OPEN_NOLOCK, options.transport_options, filters)) {
+                    ByteStore &bs = **again;
+                    if (auto size = bs.size()) {
+                        auto read = [&bs](uint64_t o, void *b, size_t n) { return bs.pread(b, n, o); };
+                        if (auto m = containers::detect(*size, read); m && *m && (*m)->container->name != fmt->info.name)
+                            return Status(opened.status().code(), opened.status().message() + " (" + current +
+                                                                      " is a " + std::string((*m)->container->title) +
+                                                                      " image: " + (*m)->evidence + ")");
+                    }
+                }
+            return opened.status();
+        }
+        auto img = std::move(*opened);
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img->raw_info());
 
         // A parent outside the child's directory must prove to be the image
@@ -305,6 +377,9 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
         po.filters = open_specs(setup.filters); // the parent chain is read through the same stack
         VDKIT_ASSIGN_OR_RETURN(parent_disk, open_disk(options.parent, po));
         auto &parent_top = parent_disk->state_->images.back();
+        // Nothing is written when a later open could not find this parent.
+        VDKIT_TRY(check_parent_link(*parent_top, options.final_location.empty() ? location : options.final_location,
+                                    fi.name));
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info pinfo, parent_top->raw_info());
         if (params.size == 0) params.size = pinfo.virtual_size;
         if (params.size != pinfo.virtual_size)

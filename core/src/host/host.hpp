@@ -23,6 +23,7 @@
 namespace vdkit {
 
 class PluginLibrary;
+class Image;
 
 class Host : public std::enable_shared_from_this<Host> {
 public:
@@ -108,6 +109,13 @@ public:
     // the file carries a known container signature or its extension names a
     // format it is not (docs/design/probing.md, "Foreign containers").
     Status refuse_unrecognised(ByteStore &main, const std::string &location, const PluginEntry *fallback) const;
+    // Before a link from `child` (of format child_format) to `parent` is
+    // written: would probing the parent, as every later open of the child
+    // does (VDI and VMDK cannot record a parent's format), pick the format
+    // the parent is open with? An error saying why not, or OK.
+    Status check_parent_link(Image &parent, const std::string &child, const std::string &child_format) const;
+    // The score `fmt`'s own probe gives `main` (0 when its probe fails).
+    Result<uint32_t> probe_score(const PluginEntry &fmt, ByteStore &main, const std::string &location) const;
 
     // How a child at `child` names a parent at `parent`: relative to the
     // child's directory for files, the parent's location for URLs.
