@@ -159,6 +159,47 @@ mkdir -p q/other
 "$VDKIT" delete q/vm/base.vdi > del.out 2>&1 && [ ! -e q/vm/base.vdi ] && ok \
     || { bad "delete without the child's directory should not find it (and delete)"; cat del.out; }
 
+# ---- every spelling of the image's path gives the same directory (`child.vdi`, `./`, `a/./`, `a/b/../`) --
+# The parent one level up must be found whether the image path has no directory part, `.`, `..`
+# segments, is absolute, or the working directory is reached through a symbolic link.
+mkdir -p sp/q/d/a/b sp/q/e
+"$VDKIT" create -f vdi sp/q/base.vdi 4M > /dev/null || bad "create sp/q/base.vdi"
+ln -s "$PWD/sp/q/d" sp/linkd
+spell() { # spell <dir to run in> <what> <command...>: the command must succeed
+    local dir=$1 what=$2
+    shift 2
+    (cd "$dir" && "$@") > sp.out 2>&1 && ok || { bad "$what (in $dir: $*)"; cat sp.out; }
+}
+spell sp/q/d "create -b ../base.vdi child.vdi" "$VDKIT" create -b ../base.vdi child.vdi
+spell sp/q/d "info child.vdi" "$VDKIT" info child.vdi
+spell sp/q/d "info ./child.vdi" "$VDKIT" info ./child.vdi
+spell sp/q/d "info a/./../child.vdi" "$VDKIT" info a/./../child.vdi
+spell sp/q/d "info a/b/../../child.vdi" "$VDKIT" info a/b/../../child.vdi
+spell sp/q/d "info absolute" "$VDKIT" info "$PWD/sp/q/d/child.vdi"
+spell sp/q "info d/child.vdi from outside" "$VDKIT" info d/child.vdi
+spell sp/q "info d/./child.vdi from outside" "$VDKIT" info d/./child.vdi
+spell sp/q "info e/../d/child.vdi from outside" "$VDKIT" info e/../d/child.vdi
+spell sp/linkd "info child.vdi in a symlinked cwd" "$VDKIT" info child.vdi
+spell sp/q/d "snapshot ../base.vdi ./snap.vdi" "$VDKIT" snapshot ../base.vdi ./snap.vdi
+spell sp/q/d "info snap.vdi" "$VDKIT" info snap.vdi
+spell sp/q/d/a "snapshot ../../base.vdi ./b/../../c2.vdi" "$VDKIT" snapshot ../../base.vdi ./b/../../c2.vdi
+spell sp/q/d "info c2.vdi" "$VDKIT" info c2.vdi
+spell sp/q/d "convert -O raw child.vdi" "$VDKIT" convert -O raw child.vdi out.raw
+spell sp/q/d "compare child.vdi with the base" "$VDKIT" compare child.vdi ../base.vdi
+rm -f sp/q/d/child.vdi
+spell sp/q/d "attach ../base.vdi to a bare name" sh -c '"$0" create -f vdi child.vdi 4M && "$0" attach --force ../base.vdi child.vdi' "$VDKIT"
+spell sp/q/d "convert -B ../base.vdi" "$VDKIT" convert -O vdi -B ../base.vdi child.vdi conv.vdi
+# The VirtualBox top relinked, converted from inside Snapshots/ by its bare name.
+spell vb/vm/Snapshots "convert the relinked top by its bare name" "$VDKIT" convert -O raw "${S2#vm/Snapshots/}" x.raw
+"$VDKIT" compare -F raw vb/vm/Snapshots/x.raw vb/expected.raw > cmp.out 2>&1 && ok || { bad "the bare-name conversion differs"; cat cmp.out; }
+rm -f vb/vm/Snapshots/x.raw
+# A refusal names the absolute path the hint resolved to, and the directory without a trailing separator.
+mkdir -p sp/far/x/y
+"$VDKIT" create -f vdi sp/far/base.vdi 1M > /dev/null
+(cd sp/far/x/y && "$VDKIT" create -b ../../base.vdi c.vdi) > sp.out 2>&1
+[ $? = 1 ] && grep -q "($PWD/sp/far/base.vdi)" sp.out && grep -q "directory ($PWD/sp/far/x/y)" sp.out && ok \
+    || { bad "a parent two levels up: refusal should name absolute paths"; cat sp.out; }
+
 # ---- hostile paths inside images ---------------------------------------------------------
 # A child in h/vm whose parent location record (VDI, at 0x200) is rewritten.
 mkdir -p h/vm

@@ -225,6 +225,27 @@ const char *file_type_name(fs::file_type t) {
     }
 }
 
+// A path made absolute and normal, without a trailing separator: the
+// directory part of `child.vdi` is empty, of `./child.vdi` is `.`, of
+// `a/b/../x.vdi` is `a/b/..`; lexically_normal turns `/x/d/.` and
+// `/x/d/e/..` into `/x/d/`, whose parent_path() is `/x/d` itself, not the
+// directory above. Every spelling must give the same directory.
+fs::path normal_path(const fs::path &p) {
+    std::error_code ec;
+    fs::path a = fs::absolute(p.empty() ? fs::path(".") : p, ec);
+    if (ec) a = p;
+    a = a.lexically_normal();
+    while (a.has_relative_path() && !a.has_filename()) a = a.parent_path();
+    return a;
+}
+
+fs::path real_path(const fs::path &abs) {
+    std::error_code ec;
+    fs::path r = fs::weakly_canonical(abs, ec);
+    if (ec) return abs;
+    return normal_path(r);
+}
+
 bool under_system_tree(const fs::path &real) {
     for (const char *root : {"/proc", "/sys"}) {
         fs::path rel = real.lexically_relative(root);
@@ -266,20 +287,18 @@ Result<Host::NamedPath> Host::resolve_named(const std::string &image_location, s
     candidate = candidate.lexically_normal();
     if (allow_unsafe) return NamedPath{candidate.string(), false};
 
+    const fs::path abs_dir = normal_path(base_dir);
+    const fs::path abs_cand = normal_path(candidate);
     auto refuse = [&](const std::string &why) {
-        return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' (" + candidate.string() +
+        return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' (" + abs_cand.string() +
                                               ") as its " + what + ", which " + why +
                                               "; set allow_unsafe_paths to allow it");
     };
     std::error_code ec;
-    fs::path abs_dir = fs::absolute(base_dir, ec).lexically_normal();
-    fs::path abs_cand = fs::absolute(candidate, ec).lexically_normal();
     // Where the path really leads: symbolic links resolved, in the
     // directory and on the way.
-    fs::path real_dir = fs::weakly_canonical(abs_dir, ec);
-    if (ec) real_dir = abs_dir;
-    fs::path real_cand = fs::weakly_canonical(abs_cand, ec);
-    if (ec) real_cand = abs_cand;
+    const fs::path real_dir = real_path(abs_dir);
+    const fs::path real_cand = real_path(abs_cand);
     const int levels = use == PathUse::parent ? kParentLevels : 0;
     const int lexical = distance(abs_cand, abs_dir, levels);
     const int real = distance(real_cand, real_dir, levels);
