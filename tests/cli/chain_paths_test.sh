@@ -7,7 +7,8 @@
 #    with no configuration; the relinked VirtualBox top reads expected.raw;
 #  * hostile parent and extent paths are refused, naming the rule;
 #  * a new file's format follows its extension; a clash with -f is refused;
-#  * delete finds children in Snapshots/ and --search-dir directories.
+#  * delete and rename find children wherever the path rule lets one name the image (and --search-dir);
+#  * every spelling of an image's path gives the same directory.
 set -uo pipefail
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
 require_tools python3
@@ -156,8 +157,32 @@ mkdir -p q/other
 "$VDKIT" delete --search-dir q/other q/vm/base.vdi > del.out 2>&1
 [ $? = 1 ] && grep -q "kid.vdi" del.out && grep -q "q/other" del.out && [ -f q/vm/base.vdi ] && ok \
     || { bad "delete --search-dir did not find the child"; cat del.out; }
-"$VDKIT" delete q/vm/base.vdi > del.out 2>&1 && [ ! -e q/vm/base.vdi ] && ok \
-    || { bad "delete without the child's directory should not find it (and delete)"; cat del.out; }
+# q/other is a directory directly in the one above q/vm: a child there can name ../vm/base.vdi,
+# so it is searched without --search-dir too.
+"$VDKIT" delete q/vm/base.vdi > del.out 2>&1
+[ $? = 1 ] && grep -q "kid.vdi" del.out && [ -f q/vm/base.vdi ] && ok \
+    || { bad "delete did not find a child in a sibling directory"; cat del.out; }
+rm q/other/kid.vdi
+"$VDKIT" delete q/vm/base.vdi > del.out 2>&1 && [ ! -e q/vm/base.vdi ] && grep -q "searched for children in: .*q/vm" del.out && ok \
+    || { bad "delete with no children left (and naming the searched places)"; cat del.out; }
+
+# ---- delete and rename find every child vdkit would open (the search set) ---------------------
+# base at w/vm/images/base.vdi; a child in each kind of place the path rule lets one name it from.
+for place in images/c.vdi images/Snapshots/s.vdi images/sub/x.vdi c.vdi sib/c.vdi ../top.vdi ../../w2top.vdi; do
+    rm -rf w w2top.vdi && mkdir -p w/vm/images
+    "$VDKIT" create -f vdi w/vm/images/base.vdi 1M > /dev/null || bad "create base for $place"
+    kid="w/vm/$place"
+    mkdir -p "$(dirname "$kid")"
+    (cd w/vm && "$VDKIT" snapshot images/base.vdi "$place") > sc.out 2>&1 || { bad "snapshot into $place"; cat sc.out; continue; }
+    "$VDKIT" info "$kid" > sc.out 2>&1 && ok || { bad "the child $place does not open"; cat sc.out; }
+    "$VDKIT" delete --output=json w/vm/images/base.vdi > del.out 2>&1
+    [ $? = 1 ] && grep -q "$(basename "$kid")" del.out && [ -f w/vm/images/base.vdi ] && ok \
+        || { bad "delete missed the child $place"; cat del.out; }
+    "$VDKIT" rename w/vm/images/base.vdi w/vm/images/renamed.vdi > ren.out 2>&1 && "$VDKIT" info "$kid" > sc.out 2>&1 \
+        && grep -q "relinked child .*$(basename "$kid")" ren.out && grep -q "searched for children in: " ren.out && ok \
+        || { bad "rename did not relink the child $place"; cat ren.out sc.out; }
+done
+rm -rf w w2top.vdi
 
 # ---- every spelling of the image's path gives the same directory (`child.vdi`, `./`, `a/./`, `a/b/../`) --
 # The parent one level up must be found whether the image path has no directory part, `.`, `..`

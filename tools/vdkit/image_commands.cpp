@@ -13,6 +13,12 @@ namespace vdkit::cli {
 
 namespace {
 
+std::string join_dirs(const std::vector<std::string> &dirs) {
+    std::string out;
+    for (const auto &d : dirs) out += (out.empty() ? "" : ", ") + d;
+    return out.empty() ? "(none)" : out;
+}
+
 // ---- rename -----------------------------------------------------------------------
 
 class RenameCommand : public Command {
@@ -43,10 +49,12 @@ class RenameCommand : public Command {
         if (unsafe_) o.allow_unsafe_paths = true;
         RenameResult r = take(lib->rename_image(from_, to_, o));
         if (output_ == "json") {
-            std::cout << json{{"location", r.location}, {"relinked-children", r.relinked}}.dump(2) << "\n";
+            std::cout << json{{"location", r.location}, {"relinked-children", r.relinked}, {"searched", r.searched}}.dump(2)
+                      << "\n";
         } else if (!globals().quiet) {
             std::cout << "Renamed " << from_ << " to " << r.location << "\n";
             for (const auto &c : r.relinked) std::cout << "relinked child " << c << "\n";
+            if (!no_relink_) std::cout << "searched for children in: " << join_dirs(r.searched) << "\n";
         }
         return kExitOk;
     }
@@ -61,8 +69,10 @@ class DeleteCommand : public Command {
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand(
             "delete", "Delete images with all their files; refused while other images are built on one (--force "
-                      "orphans them). Children are looked for in the image's directory, its Snapshots/ "
-                      "subdirectory, the directories of the images of its chain and each --search-dir");
+                      "orphans them). Children are looked for in every directory from which one could name the "
+                      "image under the path rule (its directory and the directories directly in it, the directory "
+                      "above and the directories directly in that, every directory further up), the directories "
+                      "of its chain and each --search-dir");
         sub->alias("rm");
         sub->add_option("--search-dir", search_,
                         "Also look for children in this directory (repeatable); children elsewhere are not found");
@@ -85,6 +95,7 @@ class DeleteCommand : public Command {
             report.push_back({{"location", image}, {"orphaned-children", r.orphaned}, {"searched", r.searched}});
             if (output_ != "json" && !globals().quiet) {
                 std::cout << "Deleted " << image << "\n";
+                std::cout << "searched for children in: " << join_dirs(r.searched) << "\n";
             }
         }
         if (output_ == "json") std::cout << report.dump(2) << "\n";

@@ -200,12 +200,18 @@ vdkit_ctx Host::make_ctx(const PluginEntry *plugin, const Options *options) cons
 namespace {
 
 // How far `p` lies from `dir` (both absolute and normal): 0 in dir or below
-// it, k when it lies below the directory k levels up (k <= max), -1 further.
+// it (any depth), k when it lies in the directory k levels up or at most k
+// directories below that one (k <= max; for k = 1: `../x`, `../d/x`), -1
+// further. The depth limit keeps the set of directories a child of a given
+// parent can lie in finite and small (Host::search_children searches it).
 int distance(const fs::path &p, const fs::path &dir, int max) {
     fs::path ancestor = dir;
     for (int k = 0; k <= max; ++k) {
         fs::path rel = p.lexically_relative(ancestor);
-        if (!rel.empty() && *rel.begin() != "..") return k;
+        if (!rel.empty() && *rel.begin() != "..") {
+            if (k == 0) return 0;
+            return std::distance(rel.begin(), rel.end()) <= k + 1 ? k : -1;
+        }
         if (!ancestor.has_relative_path()) return -1; // the root: nothing above
         ancestor = ancestor.parent_path();
     }
@@ -306,7 +312,7 @@ Result<Host::NamedPath> Host::resolve_named(const std::string &image_location, s
     if (zone < 0) {
         std::string where = use == PathUse::parent
                                 ? "lies neither in the image's directory (" + abs_dir.string() +
-                                      ") nor below the directory above it; a parent must lie in one of those"
+                                      ") nor in the directory above it or a directory directly in that one; a parent must lie in one of those"
                                 : "lies outside the image's directory (" + abs_dir.string() +
                                       "); an image's files must lie in its directory or below it";
         if (lexical >= 0) where = "leads through a symbolic link to " + real_cand.string() + ", which " + where;
