@@ -184,6 +184,31 @@ for place in images/c.vdi images/Snapshots/s.vdi images/sub/x.vdi c.vdi sib/c.vd
 done
 rm -rf w w2top.vdi
 
+# ---- rename tries every child's relink before moving anything ------------------------------------
+# A VDI child whose block map leaves room for a short parent location only (generated at 0x300,
+# and 0x400 which fits): a long new name is refused with nothing moved, or done.
+for room in 0x300 0x400; do
+    rm -rf rn && mkdir rn
+    "$VDKIT" create -f vdi rn/b.vdi 1M > /dev/null
+    python3 - "$cases" rn/kid.vdi "$room" <<'PY' || bad "generating the tight VDI"
+import sys, uuid
+sys.path.insert(0, sys.argv[1])
+import vmdkgen as g
+g.build_vdi(sys.argv[2], 1 << 20, {}, image_type=4, uuid_create=uuid.uuid4().bytes_le, offset_bmap=int(sys.argv[3], 0))
+PY
+    "$VDKIT" attach --force rn/b.vdi rn/kid.vdi > rn.out 2>&1 || { bad "attach to the tight VDI ($room)"; cat rn.out; }
+    long="rn/$(printf 'L%.0s' $(seq 1 240)).vdi"
+    "$VDKIT" rename rn/b.vdi "$long" > rn.out 2>&1
+    rc=$?
+    if [ "$room" = 0x300 ]; then
+        [ $rc = 1 ] && [ -f rn/b.vdi ] && [ ! -e "$long" ] && grep -q "nothing was moved" rn.out \
+            && "$VDKIT" info rn/kid.vdi > /dev/null 2>&1 && ok || { bad "rename moved the image before finding the child cannot record it"; cat rn.out; ls rn; }
+    else
+        [ $rc = 0 ] && [ -f "$long" ] && "$VDKIT" info rn/kid.vdi > /dev/null 2>&1 && ok || { bad "rename with room for the path ($room)"; cat rn.out; }
+    fi
+done
+rm -rf rn
+
 # ---- every spelling of the image's path gives the same directory (`child.vdi`, `./`, `a/./`, `a/b/../`) --
 # The parent one level up must be found whether the image path has no directory part, `.`, `..`
 # segments, is absolute, or the working directory is reached through a symbolic link.

@@ -130,8 +130,9 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
              ec == std::errc::not_a_directory)) {
             // Unreadable (no child there could be opened by this user either)
             // or gone since it was listed (nothing there to orphan).
-            log(LogLevel::warning, "cannot list " + dir + " to look for children of " + location + ": " +
-                                       ec.message() + " (skipped)");
+            if (ec == std::errc::permission_denied)
+                log(LogLevel::warning, "cannot list " + dir + " to look for children of " + location + ": " +
+                                           ec.message() + " (skipped)");
             continue;
         }
         if (ec) return Status(VDKIT_E_IO, "cannot list " + dir + " to look for children of " + location + ": " + ec.message());
@@ -241,6 +242,46 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
                                  allow_unsafe);
         if (!back)
             return back.with_context("moving " + from_in + " to " + to_in + " (its child " + child.location + ")");
+    }
+    // The format must be able to record each new path (an embedded VMDK
+    // descriptor without room, a VDI whose block map leaves no room for a
+    // longer parent location): the same set_parent calls as below, on
+    // dry-run copies (io/dry_run_store.hpp), opened as the real run opens
+    // them — so nothing moves when one would fail.
+    if (has_parent) {
+        Status trial = [&]() -> Status {
+            VDKIT_ASSIGN_OR_RETURN(auto copy, img.open_dry_run());
+            vdkit_image_info link{};
+            std::memcpy(link.uuid, info.parent_uuid, 16);
+            std::memcpy(link.modification_uuid, info.parent_modification_uuid, 16);
+            Status st = copy->set_parent(parent_hint, parent_format, &link);
+            Status closed = copy->close(false);
+            return st ? closed : st;
+        }();
+        if (!trial)
+            return trial.with_context("moving " + from_in + " to " + to_in +
+                                      " (its parent path cannot be recorded; nothing was moved)");
+    }
+    for (const auto &kid : children) {
+        Status trial = [&]() -> Status {
+            OpenOptions co;
+            co.writable = true;
+            co.follow_parents = false;
+            co.allow_unsafe_paths = allow_unsafe;
+            co.filters = options.filters;
+            VDKIT_ASSIGN_OR_RETURN(auto c, open_disk(kid.location, co));
+            Status st = [&]() -> Status {
+                VDKIT_ASSIGN_OR_RETURN(auto copy, c->state_->images.back()->open_dry_run());
+                Status set = copy->set_parent(relative_hint(kid.location, to), format, &info);
+                Status closed = copy->close(false);
+                return set ? closed : set;
+            }();
+            Status closed = c->close();
+            return st ? closed : st;
+        }();
+        if (!trial)
+            return trial.with_context("moving " + from_in + " to " + to_in + " (its child " + kid.location +
+                                      " cannot record the new path; nothing was moved)");
     }
 
     VDKIT_TRY(img.rename(to));
