@@ -209,6 +209,23 @@ PY
 done
 rm -rf rn
 
+# ---- --output=json reports failures on stdout too (exit status kept) ----------------------------
+rm -rf jf && mkdir jf
+"$VDKIT" create -f vdi jf/b.vdi 1M > /dev/null && "$VDKIT" snapshot jf/b.vdi jf/c.vdi > /dev/null && "$VDKIT" create -f vdi jf/o.vdi 1M > /dev/null
+jerr() { # jerr <what> <expected status> <command...>: exit 1 and a JSON object with error and status on stdout
+    local what=$1 want=$2
+    shift 2
+    "$@" > jf.json 2> jf.err
+    local rc=$?
+    [ $rc = 1 ] && python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["status"]==sys.argv[2] and j["error"] else 1)' jf.json "$want" \
+        && ok || { bad "$what: rc=$rc, no JSON error on stdout"; cat jf.json jf.err; }
+}
+jerr "delete --output=json of a parent" VDKIT_E_PERMISSION "$VDKIT" delete --output=json jf/b.vdi
+jerr "attach --output=json onto another parent" VDKIT_E_PARENT_MISMATCH "$VDKIT" attach --output=json jf/o.vdi jf/c.vdi
+jerr "attach --output=json of a missing parent" VDKIT_E_NOT_FOUND "$VDKIT" attach --output=json jf/none.vdi jf/c.vdi
+jerr "attach --check --output=json of a missing parent" VDKIT_E_NOT_FOUND "$VDKIT" attach --check --output=json jf/none.vdi jf/c.vdi
+rm -rf jf
+
 # ---- every spelling of the image's path gives the same directory (`child.vdi`, `./`, `a/./`, `a/b/../`) --
 # The parent one level up must be found whether the image path has no directory part, `.`, `..`
 # segments, is absolute, or the working directory is reached through a symbolic link.

@@ -13,6 +13,36 @@ namespace vdkit::cli {
 
 namespace {
 
+// With --output=json a failure is reported on stdout too, as a JSON object
+// naming the error and its status (the exit status is kept): the Status
+// is recorded before it becomes a CliError.
+struct JsonFailure {
+    bool json_output = false;
+    std::string status;
+    void check_st(const Status &st) {
+        if (!st) status = status_name(st.code());
+        check(st);
+    }
+    template <class T> T take_r(Result<T> r) {
+        if (!r) status = status_name(r.status().code());
+        return take(std::move(r));
+    }
+    // Runs `body`; on failure prints {"error", "status", extra...} and rethrows.
+    template <class F> int run(const json &extra, F &&body) {
+        try {
+            return body();
+        } catch (const CliError &e) {
+            if (json_output) {
+                json j = extra;
+                j["error"] = e.what();
+                j["status"] = status.empty() ? "VDKIT_E_UNKNOWN" : status;
+                std::cout << j.dump(2) << "\n";
+            }
+            throw;
+        }
+    }
+};
+
 std::string join_dirs(const std::vector<std::string> &dirs) {
     std::string out;
     for (const auto &d : dirs) out += (out.empty() ? "" : ", ") + d;
@@ -90,8 +120,14 @@ class DeleteCommand : public Command {
         o.search_dirs = search_;
         o.filters = parse_filters(filters_);
         json report = json::array();
+        JsonFailure jf;
+        jf.json_output = output_ == "json";
         for (const auto &image : images_) {
-            DeleteResult r = take(lib->delete_image(image, o));
+            DeleteResult r;
+            jf.run(json{{"location", image}, {"deleted", report}}, [&] {
+                r = jf.take_r(lib->delete_image(image, o));
+                return kExitOk;
+            });
             report.push_back({{"location", image}, {"orphaned-children", r.orphaned}, {"searched", r.searched}});
             if (output_ != "json" && !globals().quiet) {
                 std::cout << "Deleted " << image << "\n";
@@ -125,11 +161,17 @@ class AttachCommand : public Command {
         return sub;
     }
     int run() override {
+        JsonFailure jf;
+        jf.json_output = output_ == "json";
+        return jf.run(json{{"parent", parent_}, {"child", child_}, {check_ ? "possible" : "attached", false}},
+                      [&] { return attach(jf); });
+    }
+    int attach(JsonFailure &jf) {
         auto lib = open_library(globals());
         OpenOptions po;
         po.format = parent_format_;
         po.filters = parse_filters(filters_);
-        auto parent = take(lib->open(parent_, po));
+        auto parent = jf.take_r(lib->open(parent_, po));
         OpenOptions co;
         co.format = child_format_;
         co.follow_parents = false; // its recorded parent may be missing or moved
@@ -137,7 +179,7 @@ class AttachCommand : public Command {
         // Opened as the real run opens it, whether checking or not: the
         // check answers what attach does (including "cannot be written").
         co.writable = true;
-        auto child = take(lib->open(child_, co));
+        auto child = jf.take_r(lib->open(child_, co));
         // One set of rules for both: the link is recorded in CHILD, and the
         // parent must be the one CHILD records unless forced.
         AttachOptions options;
@@ -159,8 +201,8 @@ class AttachCommand : public Command {
             }
             return st ? kExitOk : kExitError;
         }
-        check(child->attach(*parent, options));
-        check(child->close());
+        jf.check_st(child->attach(*parent, options));
+        jf.check_st(child->close());
         if (json_output) report(true, Status::ok());
         else if (!globals().quiet) std::cout << child_ << " is attached to " << parent_ << "\n";
         return kExitOk;
