@@ -226,6 +226,40 @@ jerr "attach --output=json of a missing parent" VDKIT_E_NOT_FOUND "$VDKIT" attac
 jerr "attach --check --output=json of a missing parent" VDKIT_E_NOT_FOUND "$VDKIT" attach --check --output=json jf/none.vdi jf/c.vdi
 rm -rf jf
 
+# ---- attach: a parent without identity, and the same file twice ----------------------------------
+rm -rf at && mkdir at
+"$VDKIT" create -f vdi at/b.vdi 1M > /dev/null && "$VDKIT" snapshot at/b.vdi at/c.vdi > /dev/null \
+    && "$VDKIT" snapshot at/c.vdi at/d.vdi > /dev/null || bad "making the attach chain"
+"$VDKIT" create -f raw at/junk.img 1M > /dev/null
+head -c 1048576 /dev/urandom > at/fake.vdi # any file no format recognises is read as raw
+for p in junk.img fake.vdi; do
+    cp at/c.vdi at/c.orig
+    "$VDKIT" attach --check "at/$p" at/c.vdi > at.out 2>&1
+    rc_check=$?
+    "$VDKIT" attach "at/$p" at/c.vdi >> at.out 2>&1
+    rc=$?
+    [ $rc_check = 1 ] && [ $rc = 1 ] && cmp -s at/c.vdi at/c.orig && grep -q "no identity" at.out && ok \
+        || { bad "attach onto $p (no identity) was not refused, or --check disagreed ($rc_check/$rc)"; cat at.out; }
+    "$VDKIT" attach --check --force "at/$p" at/c.vdi > at.out 2>&1 && ok || { bad "--force onto $p"; cat at.out; }
+done
+rm -f at/c.orig
+twice() { # twice <parent> <child>: refused as the same file twice, not as a lock held elsewhere
+    "$VDKIT" attach --force "$1" "$2" > at.out 2>&1
+    local rc=$?
+    "$VDKIT" attach --check --force "$1" "$2" >> at.out 2>&1
+    local rc_check=$?
+    [ $rc = 1 ] && [ $rc_check = 1 ] && grep -q "in the chain twice" at.out && ! grep -q "another process" at.out && ok \
+        || { bad "attach $1 $2: not refused as the same file twice"; cat at.out; }
+}
+twice at/b.vdi at/b.vdi
+twice at/d.vdi at/c.vdi
+twice at/d.vdi at/b.vdi
+ln -s c.vdi at/alias.vdi
+twice at/d.vdi at/alias.vdi
+twice vb/$S1 vb/$S1
+twice vb/$S2 vb/$S1
+rm -rf at
+
 # ---- every spelling of the image's path gives the same directory (`child.vdi`, `./`, `a/./`, `a/b/../`) --
 # The parent one level up must be found whether the image path has no directory part, `.`, `..`
 # segments, is absolute, or the working directory is reached through a symbolic link.

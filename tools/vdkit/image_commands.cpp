@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <iostream>
 
 using json = nlohmann::ordered_json;
@@ -172,6 +173,25 @@ class AttachCommand : public Command {
         po.format = parent_format_;
         po.filters = parse_filters(filters_);
         auto parent = jf.take_r(lib->open(parent_, po));
+        // The same file twice (CHILD is PARENT, or already in PARENT's
+        // chain: a loop) is found by file identity before CHILD is opened
+        // for writing — that open would otherwise fail on this process's
+        // own lock and blame "another process".
+        {
+            std::error_code ec;
+            for (size_t i = 0; i < parent->image_count(); ++i) {
+                auto info = parent->image_info(i);
+                if (info && std::filesystem::equivalent(info->location, child_, ec)) {
+                    jf.status = "VDKIT_E_INVALID_ARGUMENT";
+                    throw CliError("attaching " + child_ + " onto " + parent_ + " would put " + child_ +
+                                   " in the chain twice (" +
+                                   (i + 1 == parent->image_count() ? std::string("it is ") + parent_
+                                                                   : "it is in " + parent_ + "'s chain, " +
+                                                                         info->location) +
+                                   ")");
+                }
+            }
+        }
         OpenOptions co;
         co.format = child_format_;
         co.follow_parents = false; // its recorded parent may be missing or moved
