@@ -260,6 +260,15 @@ twice vb/$S1 vb/$S1
 twice vb/$S2 vb/$S1
 rm -rf at
 
+# ---- a user-typed fifo or character device is refused, not waited on ------------------------------
+mkfifo ufifo
+for f in ufifo /dev/zero; do
+    timeout 20 "$VDKIT" info "$f" > uf.out 2>&1
+    rc=$?
+    [ $rc = 1 ] && grep -q "not an image file" uf.out && ok || { bad "vdkit info $f: rc=$rc (124: it hung)"; cat uf.out; }
+done
+rm -f ufifo
+
 # ---- every spelling of the image's path gives the same directory (`child.vdi`, `./`, `a/./`, `a/b/../`) --
 # The parent one level up must be found whether the image path has no directory part, `.`, `..`
 # segments, is absolute, or the working directory is reached through a symbolic link.
