@@ -11,7 +11,7 @@
 #  * every spelling of an image's path gives the same directory.
 set -uo pipefail
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
-require_tools python3
+require_tools python3 qemu-img qemu-io
 unset VDKIT_CONFIG # everything here must work without a configuration file
 export VDKIT_PLUGIN_PATH="$VDKIT_TEST_EXTRA_PLUGIN_DIR"
 cases="$VDKIT_SOURCE_DIR/tests/cases" # generators handed over with the issue (text, no images)
@@ -268,6 +268,17 @@ for f in ufifo /dev/zero; do
     [ $rc = 1 ] && grep -q "not an image file" uf.out && ok || { bad "vdkit info $f: rc=$rc (124: it hung)"; cat uf.out; }
 done
 rm -f ufifo
+
+# ---- a VMDK's modification id is shown as its CID (8 hex digits), paths absolute -------------------
+# qemu-img writes VMDKs without UUIDs: one level up, the parent is verified by CID; a write changes it.
+rm -rf cid && mkdir -p cid/sub
+qemu-img create -q -f vmdk cid/base.vmdk 1M && qemu-img create -q -f vmdk -b ../base.vmdk -F vmdk cid/sub/c.vmdk \
+    && qemu-io -c 'write 0 512' cid/base.vmdk > /dev/null || bad "qemu-img/qemu-io making the CID case"
+cid=$(grep -a '^CID=' cid/base.vmdk | cut -d= -f2)
+"$VDKIT" info cid/sub/c.vmdk > cid.out 2>&1
+[ $? = 1 ] && grep -q "modification id CID $cid, recorded CID [0-9a-f]\{8\})" cid.out && grep -q "($PWD/cid/base.vmdk)" cid.out && ok \
+    || { bad "the CID mismatch should name CIDs as 8 hex digits and the absolute path"; cat cid.out; }
+rm -rf cid
 
 # ---- every spelling of the image's path gives the same directory (`child.vdi`, `./`, `a/./`, `a/b/../`) --
 # The parent one level up must be found whether the image path has no directory part, `.`, `..`

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -252,6 +253,18 @@ fs::path real_path(const fs::path &abs) {
     return normal_path(r);
 }
 
+// A modification id as its format shows it: a VMDK's is its 32-bit CID
+// (the plugin stores it as 4 big-endian bytes and a 1 marker, see
+// cid_to_uuid in plugins/formats/vmdk), printed as 8 hex digits.
+std::string modification_text(std::string_view format, const uint8_t id[16]) {
+    bool cid = format == "vmdk" && id[4] == 1;
+    for (int i = 5; i < 16; ++i) cid = cid && id[i] == 0;
+    if (!cid) return util::uuid_to_string(id);
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "CID %02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
+    return buf;
+}
+
 bool under_system_tree(const fs::path &real) {
     for (const char *root : {"/proc", "/sys"}) {
         fs::path rel = real.lexically_relative(root);
@@ -348,14 +361,15 @@ Status Host::verify_parent(const std::string &child_location, std::string_view h
               util::uuid_to_string(recorded_uuid) + " it records";
     else if (modification)
         why = "the image there is not the one it records (modification id " +
-              util::uuid_to_string(parent.modification_uuid) + ", recorded " +
-              util::uuid_to_string(recorded_modification) + ")";
+              modification_text(parent_format, parent.modification_uuid) + ", recorded " +
+              modification_text(parent_format, recorded_modification) + ")";
     else if (util::uuid_is_nil(parent.uuid) && util::uuid_is_nil(parent.modification_uuid))
         why = "the file there (read as '" + std::string(parent_format) +
               "') has no identity to verify it by — only an image of a known format can be a parent there";
     else
         why = "it records no identity of its parent to verify the image there by";
-    return Status(VDKIT_E_PERMISSION, child_location + ": its parent '" + std::string(hint) + "' (" + where.location +
+    return Status(VDKIT_E_PERMISSION, child_location + ": its parent '" + std::string(hint) + "' (" +
+                                          normal_path(where.location).string() +
                                           (where.via_link ? ") leads through a symbolic link" : ") lies") +
                                           " outside its directory, and " + why +
                                           "; set allow_unsafe_paths to allow it");
