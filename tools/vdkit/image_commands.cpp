@@ -60,7 +60,9 @@ class RenameCommand : public Command {
         auto *sub = app.add_subcommand("rename", "Rename or move an image with all its files; its parent path and "
                                                  "its children's parent paths follow");
         sub->alias("mv");
-        sub->add_option("--search-dir", search_, "Also look for children of IMAGE in this directory (repeatable)");
+        sub->add_option("--search-dir", search_,
+                        "Also look for children of IMAGE in this directory (repeatable); without it they are looked "
+                        "for wherever the path rule lets a child name IMAGE (as delete does)");
         sub->add_flag("--no-relink", no_relink_, "Leave children naming the old path");
         sub->add_flag("--allow-unsafe-paths", unsafe_,
                       "Allow parent paths that leave an image's directory (a move away from its parent or children)");
