@@ -7,10 +7,11 @@
 #    with no configuration; the relinked VirtualBox top reads expected.raw;
 #  * hostile parent and extent paths are refused, naming the rule;
 #  * a new file's format follows its extension; a clash with -f is refused;
-#  * delete finds children in Snapshots/ and --search-dir directories.
+#  * delete and rename find children wherever the path rule lets one name the image (and --search-dir);
+#  * every spelling of an image's path gives the same directory.
 set -uo pipefail
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
-require_tools python3
+require_tools python3 qemu-img qemu-io
 unset VDKIT_CONFIG # everything here must work without a configuration file
 export VDKIT_PLUGIN_PATH="$VDKIT_TEST_EXTRA_PLUGIN_DIR"
 cases="$VDKIT_SOURCE_DIR/tests/cases" # generators handed over with the issue (text, no images)
@@ -156,8 +157,169 @@ mkdir -p q/other
 "$VDKIT" delete --search-dir q/other q/vm/base.vdi > del.out 2>&1
 [ $? = 1 ] && grep -q "kid.vdi" del.out && grep -q "q/other" del.out && [ -f q/vm/base.vdi ] && ok \
     || { bad "delete --search-dir did not find the child"; cat del.out; }
-"$VDKIT" delete q/vm/base.vdi > del.out 2>&1 && [ ! -e q/vm/base.vdi ] && ok \
-    || { bad "delete without the child's directory should not find it (and delete)"; cat del.out; }
+# q/other is a directory directly in the one above q/vm: a child there can name ../vm/base.vdi,
+# so it is searched without --search-dir too.
+"$VDKIT" delete q/vm/base.vdi > del.out 2>&1
+[ $? = 1 ] && grep -q "kid.vdi" del.out && [ -f q/vm/base.vdi ] && ok \
+    || { bad "delete did not find a child in a sibling directory"; cat del.out; }
+rm q/other/kid.vdi
+"$VDKIT" delete q/vm/base.vdi > del.out 2>&1 && [ ! -e q/vm/base.vdi ] && grep -q "searched for children in: .*q/vm" del.out && ok \
+    || { bad "delete with no children left (and naming the searched places)"; cat del.out; }
+
+# ---- delete and rename find every child vdkit would open (the search set) ---------------------
+# base at w/vm/images/base.vdi; a child in each kind of place the path rule lets one name it from.
+for place in images/c.vdi images/Snapshots/s.vdi images/sub/x.vdi c.vdi sib/c.vdi ../top.vdi ../../w2top.vdi; do
+    rm -rf w w2top.vdi && mkdir -p w/vm/images
+    "$VDKIT" create -f vdi w/vm/images/base.vdi 1M > /dev/null || bad "create base for $place"
+    kid="w/vm/$place"
+    mkdir -p "$(dirname "$kid")"
+    (cd w/vm && "$VDKIT" snapshot images/base.vdi "$place") > sc.out 2>&1 || { bad "snapshot into $place"; cat sc.out; continue; }
+    "$VDKIT" info "$kid" > sc.out 2>&1 && ok || { bad "the child $place does not open"; cat sc.out; }
+    "$VDKIT" delete --output=json w/vm/images/base.vdi > del.out 2>&1
+    [ $? = 1 ] && grep -q "$(basename "$kid")" del.out && [ -f w/vm/images/base.vdi ] && ok \
+        || { bad "delete missed the child $place"; cat del.out; }
+    "$VDKIT" rename w/vm/images/base.vdi w/vm/images/renamed.vdi > ren.out 2>&1 && "$VDKIT" info "$kid" > sc.out 2>&1 \
+        && grep -q "relinked child .*$(basename "$kid")" ren.out && grep -q "searched for children in: " ren.out && ok \
+        || { bad "rename did not relink the child $place"; cat ren.out sc.out; }
+done
+rm -rf w w2top.vdi
+
+# ---- rename tries every child's relink before moving anything ------------------------------------
+# A VDI child whose block map leaves room for a short parent location only (generated at 0x300,
+# and 0x400 which fits): a long new name is refused with nothing moved, or done.
+for room in 0x300 0x400; do
+    rm -rf rn && mkdir rn
+    "$VDKIT" create -f vdi rn/b.vdi 1M > /dev/null
+    python3 - "$cases" rn/kid.vdi "$room" <<'PY' || bad "generating the tight VDI"
+import sys, uuid
+sys.path.insert(0, sys.argv[1])
+import vmdkgen as g
+g.build_vdi(sys.argv[2], 1 << 20, {}, image_type=4, uuid_create=uuid.uuid4().bytes_le, offset_bmap=int(sys.argv[3], 0))
+PY
+    "$VDKIT" attach --force rn/b.vdi rn/kid.vdi > rn.out 2>&1 || { bad "attach to the tight VDI ($room)"; cat rn.out; }
+    long="rn/$(printf 'L%.0s' $(seq 1 240)).vdi"
+    "$VDKIT" rename rn/b.vdi "$long" > rn.out 2>&1
+    rc=$?
+    if [ "$room" = 0x300 ]; then
+        [ $rc = 1 ] && [ -f rn/b.vdi ] && [ ! -e "$long" ] && grep -q "nothing was moved" rn.out \
+            && "$VDKIT" info rn/kid.vdi > /dev/null 2>&1 && ok || { bad "rename moved the image before finding the child cannot record it"; cat rn.out; ls rn; }
+    else
+        [ $rc = 0 ] && [ -f "$long" ] && "$VDKIT" info rn/kid.vdi > /dev/null 2>&1 && ok || { bad "rename with room for the path ($room)"; cat rn.out; }
+    fi
+done
+rm -rf rn
+
+# ---- --output=json reports failures on stdout too (exit status kept) ----------------------------
+rm -rf jf && mkdir jf
+"$VDKIT" create -f vdi jf/b.vdi 1M > /dev/null && "$VDKIT" snapshot jf/b.vdi jf/c.vdi > /dev/null && "$VDKIT" create -f vdi jf/o.vdi 1M > /dev/null
+jerr() { # jerr <what> <expected status> <command...>: exit 1 and a JSON object with error and status on stdout
+    local what=$1 want=$2
+    shift 2
+    "$@" > jf.json 2> jf.err
+    local rc=$?
+    [ $rc = 1 ] && python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["status"]==sys.argv[2] and j["error"] else 1)' jf.json "$want" \
+        && ok || { bad "$what: rc=$rc, no JSON error on stdout"; cat jf.json jf.err; }
+}
+jerr "delete --output=json of a parent" VDKIT_E_PERMISSION "$VDKIT" delete --output=json jf/b.vdi
+jerr "attach --output=json onto another parent" VDKIT_E_PARENT_MISMATCH "$VDKIT" attach --output=json jf/o.vdi jf/c.vdi
+jerr "attach --output=json of a missing parent" VDKIT_E_NOT_FOUND "$VDKIT" attach --output=json jf/none.vdi jf/c.vdi
+jerr "attach --check --output=json of a missing parent" VDKIT_E_NOT_FOUND "$VDKIT" attach --check --output=json jf/none.vdi jf/c.vdi
+rm -rf jf
+
+# ---- attach: a parent without identity, and the same file twice ----------------------------------
+rm -rf at && mkdir at
+"$VDKIT" create -f vdi at/b.vdi 1M > /dev/null && "$VDKIT" snapshot at/b.vdi at/c.vdi > /dev/null \
+    && "$VDKIT" snapshot at/c.vdi at/d.vdi > /dev/null || bad "making the attach chain"
+"$VDKIT" create -f raw at/junk.img 1M > /dev/null
+head -c 1048576 /dev/urandom > at/fake.vdi # any file no format recognises is read as raw
+for p in junk.img fake.vdi; do
+    cp at/c.vdi at/c.orig
+    "$VDKIT" attach --check "at/$p" at/c.vdi > at.out 2>&1
+    rc_check=$?
+    "$VDKIT" attach "at/$p" at/c.vdi >> at.out 2>&1
+    rc=$?
+    [ $rc_check = 1 ] && [ $rc = 1 ] && cmp -s at/c.vdi at/c.orig && grep -q "no identity" at.out && ok \
+        || { bad "attach onto $p (no identity) was not refused, or --check disagreed ($rc_check/$rc)"; cat at.out; }
+    "$VDKIT" attach --check --force "at/$p" at/c.vdi > at.out 2>&1 && ok || { bad "--force onto $p"; cat at.out; }
+done
+rm -f at/c.orig
+twice() { # twice <parent> <child>: refused as the same file twice, not as a lock held elsewhere
+    "$VDKIT" attach --force "$1" "$2" > at.out 2>&1
+    local rc=$?
+    "$VDKIT" attach --check --force "$1" "$2" >> at.out 2>&1
+    local rc_check=$?
+    [ $rc = 1 ] && [ $rc_check = 1 ] && grep -q "in the chain twice" at.out && ! grep -q "another process" at.out && ok \
+        || { bad "attach $1 $2: not refused as the same file twice"; cat at.out; }
+}
+twice at/b.vdi at/b.vdi
+twice at/d.vdi at/c.vdi
+twice at/d.vdi at/b.vdi
+ln -s c.vdi at/alias.vdi
+twice at/d.vdi at/alias.vdi
+twice vb/$S1 vb/$S1
+twice vb/$S2 vb/$S1
+rm -rf at
+
+# ---- a user-typed fifo or character device is refused, not waited on ------------------------------
+mkfifo ufifo
+for f in ufifo /dev/zero; do
+    timeout 20 "$VDKIT" info "$f" > uf.out 2>&1
+    rc=$?
+    [ $rc = 1 ] && grep -q "not an image file" uf.out && ok || { bad "vdkit info $f: rc=$rc (124: it hung)"; cat uf.out; }
+done
+rm -f ufifo
+
+# ---- a VMDK's modification id is shown as its CID (8 hex digits), paths absolute -------------------
+# qemu-img writes VMDKs without UUIDs: one level up, the parent is verified by CID; a write changes it.
+rm -rf cid && mkdir -p cid/sub
+qemu-img create -q -f vmdk cid/base.vmdk 1M && qemu-img create -q -f vmdk -b ../base.vmdk -F vmdk cid/sub/c.vmdk \
+    && qemu-io -c 'write 0 512' cid/base.vmdk > /dev/null || bad "qemu-img/qemu-io making the CID case"
+cid=$(grep -a '^CID=' cid/base.vmdk | cut -d= -f2)
+"$VDKIT" info cid/sub/c.vmdk > cid.out 2>&1
+[ $? = 1 ] && grep -q "modification id CID $cid, recorded CID [0-9a-f]\{8\})" cid.out && grep -q "($PWD/cid/base.vmdk)" cid.out && ok \
+    || { bad "the CID mismatch should name CIDs as 8 hex digits and the absolute path"; cat cid.out; }
+rm -rf cid
+
+# ---- every spelling of the image's path gives the same directory (`child.vdi`, `./`, `a/./`, `a/b/../`) --
+# The parent one level up must be found whether the image path has no directory part, `.`, `..`
+# segments, is absolute, or the working directory is reached through a symbolic link.
+mkdir -p sp/q/d/a/b sp/q/e
+"$VDKIT" create -f vdi sp/q/base.vdi 4M > /dev/null || bad "create sp/q/base.vdi"
+ln -s "$PWD/sp/q/d" sp/linkd
+spell() { # spell <dir to run in> <what> <command...>: the command must succeed
+    local dir=$1 what=$2
+    shift 2
+    (cd "$dir" && "$@") > sp.out 2>&1 && ok || { bad "$what (in $dir: $*)"; cat sp.out; }
+}
+spell sp/q/d "create -b ../base.vdi child.vdi" "$VDKIT" create -b ../base.vdi child.vdi
+spell sp/q/d "info child.vdi" "$VDKIT" info child.vdi
+spell sp/q/d "info ./child.vdi" "$VDKIT" info ./child.vdi
+spell sp/q/d "info a/./../child.vdi" "$VDKIT" info a/./../child.vdi
+spell sp/q/d "info a/b/../../child.vdi" "$VDKIT" info a/b/../../child.vdi
+spell sp/q/d "info absolute" "$VDKIT" info "$PWD/sp/q/d/child.vdi"
+spell sp/q "info d/child.vdi from outside" "$VDKIT" info d/child.vdi
+spell sp/q "info d/./child.vdi from outside" "$VDKIT" info d/./child.vdi
+spell sp/q "info e/../d/child.vdi from outside" "$VDKIT" info e/../d/child.vdi
+spell sp/linkd "info child.vdi in a symlinked cwd" "$VDKIT" info child.vdi
+spell sp/q/d "snapshot ../base.vdi ./snap.vdi" "$VDKIT" snapshot ../base.vdi ./snap.vdi
+spell sp/q/d "info snap.vdi" "$VDKIT" info snap.vdi
+spell sp/q/d/a "snapshot ../../base.vdi ./b/../../c2.vdi" "$VDKIT" snapshot ../../base.vdi ./b/../../c2.vdi
+spell sp/q/d "info c2.vdi" "$VDKIT" info c2.vdi
+spell sp/q/d "convert -O raw child.vdi" "$VDKIT" convert -O raw child.vdi out.raw
+spell sp/q/d "compare child.vdi with the base" "$VDKIT" compare child.vdi ../base.vdi
+rm -f sp/q/d/child.vdi
+spell sp/q/d "attach ../base.vdi to a bare name" sh -c '"$0" create -f vdi child.vdi 4M && "$0" attach --force ../base.vdi child.vdi' "$VDKIT"
+spell sp/q/d "convert -B ../base.vdi" "$VDKIT" convert -O vdi -B ../base.vdi child.vdi conv.vdi
+# The VirtualBox top relinked, converted from inside Snapshots/ by its bare name.
+spell vb/vm/Snapshots "convert the relinked top by its bare name" "$VDKIT" convert -O raw "${S2#vm/Snapshots/}" x.raw
+"$VDKIT" compare -F raw vb/vm/Snapshots/x.raw vb/expected.raw > cmp.out 2>&1 && ok || { bad "the bare-name conversion differs"; cat cmp.out; }
+rm -f vb/vm/Snapshots/x.raw
+# A refusal names the absolute path the hint resolved to, and the directory without a trailing separator.
+mkdir -p sp/far/x/y
+"$VDKIT" create -f vdi sp/far/base.vdi 1M > /dev/null
+(cd sp/far/x/y && "$VDKIT" create -b ../../base.vdi c.vdi) > sp.out 2>&1
+[ $? = 1 ] && grep -q "($PWD/sp/far/base.vdi)" sp.out && grep -q "directory ($PWD/sp/far/x/y)" sp.out && ok \
+    || { bad "a parent two levels up: refusal should name absolute paths"; cat sp.out; }
 
 # ---- hostile paths inside images ---------------------------------------------------------
 # A child in h/vm whose parent location record (VDI, at 0x200) is rewritten.

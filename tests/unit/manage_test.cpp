@@ -297,9 +297,17 @@ TEST_CASE("delete looks for children in the places it names, and only there", "[
     CHECK(refused.status().message().find(current) != std::string::npos);
     REQUIRE_OK(lib->delete_image(current));
 
-    // A child in a directory nobody names is not found; named, it is.
+    // far/ is outside the set the path rule lets a child of s1 lie in
+    // (../vm/Snapshots/s1.vdi goes two directories down from the one above):
+    // such a link is refused when written ...
     over.parent = s1;
-    REQUIRE_OK(lib->create_image(kid, over)); // ../vm/Snapshots/s1.vdi
+    auto unsafe = lib->create_image(kid, over);
+    CHECK(unsafe.status().code() == VDKIT_E_PERMISSION);
+    CHECK(!fs::exists(kid));
+    // ... and opens only with allow_unsafe_paths; a child nobody could open
+    // without it is not searched for, but a named directory is.
+    over.allow_unsafe_paths = true;
+    REQUIRE_OK(lib->create_image(kid, over));
     DeleteOptions named;
     named.search_dirs = {dir / "far"};
     refused = lib->delete_image(s1, named);
@@ -310,6 +318,33 @@ TEST_CASE("delete looks for children in the places it names, and only there", "[
     REQUIRE_OK(gone);
     CHECK(std::find(gone->searched.begin(), gone->searched.end(), dir / "far") == gone->searched.end());
     CHECK(std::find(gone->searched.begin(), gone->searched.end(), dir / "vm") != gone->searched.end());
+}
+
+TEST_CASE("delete and rename search every directory a child could name the image from", "[manage][paths]") {
+    // base at t/vm/images/base.vdi; the path rule lets a child name it from
+    // t/vm/images (and any directory directly in it), t/vm (and any directory
+    // directly in it: a sibling), and t, /tmp... further up. Each is found.
+    for (const char *place : {"vm/images/c.vdi", "vm/images/Snapshots/c.vdi", "vm/c.vdi", "vm/sib/c.vdi", "c.vdi"}) {
+        test::TempDir dir;
+        fs::create_directories(dir.path() / "vm/images");
+        fs::create_directories((dir.path() / place).parent_path());
+        auto lib = test::make_library();
+        const std::string base = dir / "vm/images/base.vdi", kid = dir / place;
+        REQUIRE_OK(lib->create_image(base, test::create_opts("vdi", 1 << 20)));
+        CreateOptions over = test::create_opts("vdi");
+        over.parent = base;
+        REQUIRE_OK(lib->create_image(kid, over));
+        INFO(place);
+        auto refused = lib->delete_image(base);
+        CHECK(refused.status().code() == VDKIT_E_PERMISSION);
+        CHECK(refused.status().message().find(kid) != std::string::npos);
+        auto moved = lib->rename_image(base, dir / "vm/images/moved.vdi");
+        REQUIRE_OK(moved);
+        CHECK(moved->relinked == std::vector<std::string>{kid});
+        CHECK(std::find(moved->searched.begin(), moved->searched.end(), dir / "vm/images") != moved->searched.end());
+        OpenOptions oo;
+        CHECK(lib->open(kid, oo).is_ok());
+    }
 }
 
 TEST_CASE("the C API renames, deletes and attaches images", "[manage][c-api]") {

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <iostream>
 
 using json = nlohmann::ordered_json;
@@ -12,6 +13,42 @@ using json = nlohmann::ordered_json;
 namespace vdkit::cli {
 
 namespace {
+
+// With --output=json a failure is reported on stdout too, as a JSON object
+// naming the error and its status (the exit status is kept): the Status
+// is recorded before it becomes a CliError.
+struct JsonFailure {
+    bool json_output = false;
+    std::string status;
+    void check_st(const Status &st) {
+        if (!st) status = status_name(st.code());
+        check(st);
+    }
+    template <class T> T take_r(Result<T> r) {
+        if (!r) status = status_name(r.status().code());
+        return take(std::move(r));
+    }
+    // Runs `body`; on failure prints {"error", "status", extra...} and rethrows.
+    template <class F> int run(const json &extra, F &&body) {
+        try {
+            return body();
+        } catch (const CliError &e) {
+            if (json_output) {
+                json j = extra;
+                j["error"] = e.what();
+                j["status"] = status.empty() ? "VDKIT_E_UNKNOWN" : status;
+                std::cout << j.dump(2) << "\n";
+            }
+            throw;
+        }
+    }
+};
+
+std::string join_dirs(const std::vector<std::string> &dirs) {
+    std::string out;
+    for (const auto &d : dirs) out += (out.empty() ? "" : ", ") + d;
+    return out.empty() ? "(none)" : out;
+}
 
 // ---- rename -----------------------------------------------------------------------
 
@@ -23,7 +60,9 @@ class RenameCommand : public Command {
         auto *sub = app.add_subcommand("rename", "Rename or move an image with all its files; its parent path and "
                                                  "its children's parent paths follow");
         sub->alias("mv");
-        sub->add_option("--search-dir", search_, "Also look for children of IMAGE in this directory (repeatable)");
+        sub->add_option("--search-dir", search_,
+                        "Also look for children of IMAGE in this directory (repeatable); without it they are looked "
+                        "for wherever the path rule lets a child name IMAGE (as delete does)");
         sub->add_flag("--no-relink", no_relink_, "Leave children naming the old path");
         sub->add_flag("--allow-unsafe-paths", unsafe_,
                       "Allow parent paths that leave an image's directory (a move away from its parent or children)");
@@ -43,10 +82,12 @@ class RenameCommand : public Command {
         if (unsafe_) o.allow_unsafe_paths = true;
         RenameResult r = take(lib->rename_image(from_, to_, o));
         if (output_ == "json") {
-            std::cout << json{{"location", r.location}, {"relinked-children", r.relinked}}.dump(2) << "\n";
+            std::cout << json{{"location", r.location}, {"relinked-children", r.relinked}, {"searched", r.searched}}.dump(2)
+                      << "\n";
         } else if (!globals().quiet) {
             std::cout << "Renamed " << from_ << " to " << r.location << "\n";
             for (const auto &c : r.relinked) std::cout << "relinked child " << c << "\n";
+            if (!no_relink_) std::cout << "searched for children in: " << join_dirs(r.searched) << "\n";
         }
         return kExitOk;
     }
@@ -61,8 +102,10 @@ class DeleteCommand : public Command {
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand(
             "delete", "Delete images with all their files; refused while other images are built on one (--force "
-                      "orphans them). Children are looked for in the image's directory, its Snapshots/ "
-                      "subdirectory, the directories of the images of its chain and each --search-dir");
+                      "orphans them). Children are looked for in every directory from which one could name the "
+                      "image under the path rule (its directory and the directories directly in it, the directory "
+                      "above and the directories directly in that, every directory further up), the directories "
+                      "of its chain and each --search-dir");
         sub->alias("rm");
         sub->add_option("--search-dir", search_,
                         "Also look for children in this directory (repeatable); children elsewhere are not found");
@@ -80,11 +123,18 @@ class DeleteCommand : public Command {
         o.search_dirs = search_;
         o.filters = parse_filters(filters_);
         json report = json::array();
+        JsonFailure jf;
+        jf.json_output = output_ == "json";
         for (const auto &image : images_) {
-            DeleteResult r = take(lib->delete_image(image, o));
+            DeleteResult r;
+            jf.run(json{{"location", image}, {"deleted", report}}, [&] {
+                r = jf.take_r(lib->delete_image(image, o));
+                return kExitOk;
+            });
             report.push_back({{"location", image}, {"orphaned-children", r.orphaned}, {"searched", r.searched}});
             if (output_ != "json" && !globals().quiet) {
                 std::cout << "Deleted " << image << "\n";
+                std::cout << "searched for children in: " << join_dirs(r.searched) << "\n";
             }
         }
         if (output_ == "json") std::cout << report.dump(2) << "\n";
@@ -114,11 +164,36 @@ class AttachCommand : public Command {
         return sub;
     }
     int run() override {
+        JsonFailure jf;
+        jf.json_output = output_ == "json";
+        return jf.run(json{{"parent", parent_}, {"child", child_}, {check_ ? "possible" : "attached", false}},
+                      [&] { return attach(jf); });
+    }
+    int attach(JsonFailure &jf) {
         auto lib = open_library(globals());
         OpenOptions po;
         po.format = parent_format_;
         po.filters = parse_filters(filters_);
-        auto parent = take(as_parent(lib->open(parent_, po)));
+        auto parent = jf.take_r(as_parent(lib->open(parent_, po)));
+        // The same file twice (CHILD is PARENT, or already in PARENT's
+        // chain: a loop) is found by file identity before CHILD is opened
+        // for writing — that open would otherwise fail on this process's
+        // own lock and blame "another process".
+        {
+            std::error_code ec;
+            for (size_t i = 0; i < parent->image_count(); ++i) {
+                auto info = parent->image_info(i);
+                if (info && std::filesystem::equivalent(info->location, child_, ec)) {
+                    jf.status = "VDKIT_E_INVALID_ARGUMENT";
+                    throw CliError("attaching " + child_ + " onto " + parent_ + " would put " + child_ +
+                                   " in the chain twice (" +
+                                   (i + 1 == parent->image_count() ? std::string("it is ") + parent_
+                                                                   : "it is in " + parent_ + "'s chain, " +
+                                                                         info->location) +
+                                   ")");
+                }
+            }
+        }
         OpenOptions co;
         co.format = child_format_;
         co.follow_parents = false; // its recorded parent may be missing or moved
@@ -126,7 +201,7 @@ class AttachCommand : public Command {
         // Opened as the real run opens it, whether checking or not: the
         // check answers what attach does (including "cannot be written").
         co.writable = true;
-        auto child = take(raw_by(lib->open(child_, co), "-f raw"));
+        auto child = jf.take_r(raw_by(lib->open(child_, co), "-f raw"));
         // One set of rules for both: the link is recorded in CHILD, and the
         // parent must be the one CHILD records unless forced.
         AttachOptions options;
@@ -148,8 +223,8 @@ class AttachCommand : public Command {
             }
             return st ? kExitOk : kExitError;
         }
-        check(child->attach(*parent, options));
-        check(child->close());
+        jf.check_st(child->attach(*parent, options));
+        jf.check_st(child->close());
         if (json_output) report(true, Status::ok());
         else if (!globals().quiet) std::cout << child_ << " is attached to " << parent_ << "\n";
         return kExitOk;

@@ -434,6 +434,7 @@ struct RenameOptions {
 struct RenameResult {
     std::string location;               // the image's new (absolute) location
     std::vector<std::string> relinked;  // children now naming it
+    std::vector<std::string> searched;  // the directories searched for children
 };
 
 // Library::delete_image (VixDiskLib_Unlink).

@@ -461,6 +461,19 @@ Status Disk::State::attach_problem(const State &parent, const State &child, cons
             std::memcmp(mine.parent_modification_uuid, theirs.modification_uuid, 16) != 0)
             return Status(VDKIT_E_PARENT_MISMATCH,
                           top.location() + " was modified after " + bottom.location() + " was made over it");
+        // A child that records its parent's UUID is attached only to an
+        // image that can prove it is that parent: one with no identity (a
+        // raw file, or any file no format recognises, read as raw) would
+        // erase the recorded UUID unchecked.
+        const bool same_modification = bottom.format().info.name == top.format().info.name &&
+                                       !util::uuid_is_nil(mine.parent_modification_uuid) &&
+                                       std::memcmp(mine.parent_modification_uuid, theirs.modification_uuid, 16) == 0;
+        if (!util::uuid_is_nil(mine.parent_uuid) && util::uuid_is_nil(theirs.uuid) && !same_modification)
+            return Status(VDKIT_E_PARENT_MISMATCH,
+                          bottom.location() + " records parent " + util::uuid_to_string(mine.parent_uuid) + ", but " +
+                              top.location() + " (read as '" + top.format().info.name +
+                              "') has no identity to compare it with; it cannot be shown to be that parent "
+                              "(force the attach to link it anyway — the recorded UUID is replaced)");
     }
     // The child's link leads to the parent's top, which later opens probe.
     VDKIT_TRY(child.host->check_parent_link(top, bottom.location(), bottom.format().info.name));

@@ -11,6 +11,7 @@
 #include "host/host.hpp"
 #include "util/util.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -83,11 +84,41 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
     VDKIT_ASSIGN_OR_RETURN(ImageInfo mine, self->image_info(0));
     VDKIT_TRY(self->close());
 
-    // Where to look, in order; each directory once.
+    // Where to look, in order; each directory once. Exactly the directories
+    // from which a child could name this image under the path rule
+    // (host.hpp, docs/design/paths.md): a parent lies in the child's
+    // directory or below it (any depth), or in the directory one level up or
+    // a directory directly in that one. So a child lies in D (the image's
+    // directory), a directory directly in D (Snapshots/: `../disk.vdi`), the
+    // directory above D or a directory directly in it (a sibling:
+    // `../images/base.vdi`), or any directory further up (`vm/images/b.vdi`).
     const fs::path home = fs::path(me).parent_path();
     std::vector<std::string> dirs{home.string()};
+    std::vector<std::string> optional; // unreadable ones are skipped (no child there could be opened either)
     std::error_code ec;
-    if (fs::is_directory(home / "Snapshots", ec)) dirs.push_back((home / "Snapshots").string());
+    auto subdirs = [&](const fs::path &d) {
+        std::vector<std::string> list;
+        std::error_code lec;
+        fs::directory_iterator it(d, lec), end;
+        for (; !lec && it != end; it.increment(lec)) {
+            std::error_code tec;
+            if (it->is_directory(tec)) list.push_back(it->path().lexically_normal().string());
+        }
+        std::sort(list.begin(), list.end());
+        return list;
+    };
+    for (const auto &s : subdirs(home)) optional.push_back(s), dirs.push_back(s);
+    if (home.has_relative_path()) {
+        const fs::path up = home.parent_path();
+        dirs.push_back(up.string());
+        optional.push_back(up.string());
+        for (const auto &s : subdirs(up)) optional.push_back(s), dirs.push_back(s);
+        for (fs::path a = up; a.has_relative_path();) {
+            a = a.parent_path();
+            dirs.push_back(a.string());
+            optional.push_back(a.string());
+        }
+    }
     {
         // The directories of its chain (a base above Snapshots/ has
         // children beside its other snapshots); a chain that does not open
@@ -107,9 +138,27 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
         bool again = false;
         for (const auto &s : out.searched) again = again || same_file(s, dir);
         if (again) continue;
-        out.searched.push_back(dir);
+        const bool may_skip = std::find(optional.begin(), optional.end(), dir) != optional.end();
+        if (may_skip) {
+            // Never /proc or /sys (no image lives there; their files can block).
+            const fs::path rel_proc = fs::path(dir).lexically_relative("/proc"),
+                           rel_sys = fs::path(dir).lexically_relative("/sys");
+            if ((!rel_proc.empty() && *rel_proc.begin() != "..") || (!rel_sys.empty() && *rel_sys.begin() != ".."))
+                continue;
+        }
         fs::directory_iterator it(dir, ec), end;
+        if (ec && may_skip &&
+            (ec == std::errc::permission_denied || ec == std::errc::no_such_file_or_directory ||
+             ec == std::errc::not_a_directory)) {
+            // Unreadable (no child there could be opened by this user either)
+            // or gone since it was listed (nothing there to orphan).
+            if (ec == std::errc::permission_denied)
+                log(LogLevel::warning, "cannot list " + dir + " to look for children of " + location + ": " +
+                                           ec.message() + " (skipped)");
+            continue;
+        }
         if (ec) return Status(VDKIT_E_IO, "cannot list " + dir + " to look for children of " + location + ": " + ec.message());
+        out.searched.push_back(dir);
         for (; it != end; it.increment(ec)) {
             if (ec) return Status(VDKIT_E_IO, "cannot list " + dir + ": " + ec.message());
             std::error_code tec;
@@ -163,10 +212,12 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
     // Children that name it by path follow it; those that name it only by
     // UUID need no change.
     std::vector<Child> children;
+    std::vector<std::string> searched;
     if (options.relink_children) {
         VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(from, options.search_dirs, options.filters));
         for (auto &c : found.children)
             if (c.by_path) children.push_back(std::move(c));
+        searched = std::move(found.searched);
     }
 
     OpenOptions oo;
@@ -214,10 +265,51 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
         if (!back)
             return back.with_context("moving " + from_in + " to " + to_in + " (its child " + child.location + ")");
     }
+    // The format must be able to record each new path (an embedded VMDK
+    // descriptor without room, a VDI whose block map leaves no room for a
+    // longer parent location): the same set_parent calls as below, on
+    // dry-run copies (io/dry_run_store.hpp), opened as the real run opens
+    // them — so nothing moves when one would fail.
+    if (has_parent) {
+        Status trial = [&]() -> Status {
+            VDKIT_ASSIGN_OR_RETURN(auto copy, img.open_dry_run());
+            vdkit_image_info link{};
+            std::memcpy(link.uuid, info.parent_uuid, 16);
+            std::memcpy(link.modification_uuid, info.parent_modification_uuid, 16);
+            Status st = copy->set_parent(parent_hint, parent_format, &link);
+            Status closed = copy->close(false);
+            return st ? closed : st;
+        }();
+        if (!trial)
+            return trial.with_context("moving " + from_in + " to " + to_in +
+                                      " (its parent path cannot be recorded; nothing was moved)");
+    }
+    for (const auto &kid : children) {
+        Status trial = [&]() -> Status {
+            OpenOptions co;
+            co.writable = true;
+            co.follow_parents = false;
+            co.allow_unsafe_paths = allow_unsafe;
+            co.filters = options.filters;
+            VDKIT_ASSIGN_OR_RETURN(auto c, open_disk(kid.location, co));
+            Status st = [&]() -> Status {
+                VDKIT_ASSIGN_OR_RETURN(auto copy, c->state_->images.back()->open_dry_run());
+                Status set = copy->set_parent(relative_hint(kid.location, to), format, &info);
+                Status closed = copy->close(false);
+                return set ? closed : set;
+            }();
+            Status closed = c->close();
+            return st ? closed : st;
+        }();
+        if (!trial)
+            return trial.with_context("moving " + from_in + " to " + to_in + " (its child " + kid.location +
+                                      " cannot record the new path; nothing was moved)");
+    }
 
     VDKIT_TRY(img.rename(to));
     RenameResult result;
     result.location = to;
+    result.searched = searched;
     // Reopened where it now is: after a move to another file system (a
     // copy) the files held open are the removed originals.
     VDKIT_TRY(disk->close());

@@ -225,6 +225,23 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
             return Status(VDKIT_E_CORRUPT, location + ": the chain loops back to " + current);
         seen.push_back(key);
 
+        if (top && current.find("://") == std::string::npos) {
+            // The path the caller gave is opened as given, but only a
+            // regular file or a block device can hold an image: opening a
+            // fifo would block forever, a socket or character device
+            // (/dev/zero) gives no image. (Parents are judged by the path
+            // rule, which refuses these too.)
+            std::error_code sec;
+            const auto type = std::filesystem::status(current, sec).type();
+            const char *what = type == std::filesystem::file_type::fifo        ? "a fifo"
+                               : type == std::filesystem::file_type::socket    ? "a socket"
+                               : type == std::filesystem::file_type::character ? "a character device"
+                                                                               : nullptr;
+            if (!sec && what)
+                return Status(VDKIT_E_INVALID_ARGUMENT, current + " is " + what +
+                                                            ", not an image file (images are regular files or "
+                                                            "block devices)");
+        }
         const bool writable = (top || options.writable_chain) && options.writable;
         uint32_t flags = (writable ? VDKIT_OPEN_WRITE : 0) | (lock ? 0 : VDKIT_OPEN_NOLOCK);
         VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, open_store(current, flags, options.transport_options, filters));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -200,12 +201,18 @@ vdkit_ctx Host::make_ctx(const PluginEntry *plugin, const Options *options) cons
 namespace {
 
 // How far `p` lies from `dir` (both absolute and normal): 0 in dir or below
-// it, k when it lies below the directory k levels up (k <= max), -1 further.
+// it (any depth), k when it lies in the directory k levels up or at most k
+// directories below that one (k <= max; for k = 1: `../x`, `../d/x`), -1
+// further. The depth limit keeps the set of directories a child of a given
+// parent can lie in finite and small (Host::search_children searches it).
 int distance(const fs::path &p, const fs::path &dir, int max) {
     fs::path ancestor = dir;
     for (int k = 0; k <= max; ++k) {
         fs::path rel = p.lexically_relative(ancestor);
-        if (!rel.empty() && *rel.begin() != "..") return k;
+        if (!rel.empty() && *rel.begin() != "..") {
+            if (k == 0) return 0;
+            return std::distance(rel.begin(), rel.end()) <= k + 1 ? k : -1;
+        }
         if (!ancestor.has_relative_path()) return -1; // the root: nothing above
         ancestor = ancestor.parent_path();
     }
@@ -223,6 +230,39 @@ const char *file_type_name(fs::file_type t) {
     case fs::file_type::socket: return "a socket";
     default: return "not a regular file";
     }
+}
+
+// A path made absolute and normal, without a trailing separator: the
+// directory part of `child.vdi` is empty, of `./child.vdi` is `.`, of
+// `a/b/../x.vdi` is `a/b/..`; lexically_normal turns `/x/d/.` and
+// `/x/d/e/..` into `/x/d/`, whose parent_path() is `/x/d` itself, not the
+// directory above. Every spelling must give the same directory.
+fs::path normal_path(const fs::path &p) {
+    std::error_code ec;
+    fs::path a = fs::absolute(p.empty() ? fs::path(".") : p, ec);
+    if (ec) a = p;
+    a = a.lexically_normal();
+    while (a.has_relative_path() && !a.has_filename()) a = a.parent_path();
+    return a;
+}
+
+fs::path real_path(const fs::path &abs) {
+    std::error_code ec;
+    fs::path r = fs::weakly_canonical(abs, ec);
+    if (ec) return abs;
+    return normal_path(r);
+}
+
+// A modification id as its format shows it: a VMDK's is its 32-bit CID
+// (the plugin stores it as 4 big-endian bytes and a 1 marker, see
+// cid_to_uuid in plugins/formats/vmdk), printed as 8 hex digits.
+std::string modification_text(std::string_view format, const uint8_t id[16]) {
+    bool cid = format == "vmdk" && id[4] == 1;
+    for (int i = 5; i < 16; ++i) cid = cid && id[i] == 0;
+    if (!cid) return util::uuid_to_string(id);
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "CID %02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
+    return buf;
 }
 
 bool under_system_tree(const fs::path &real) {
@@ -266,20 +306,18 @@ Result<Host::NamedPath> Host::resolve_named(const std::string &image_location, s
     candidate = candidate.lexically_normal();
     if (allow_unsafe) return NamedPath{candidate.string(), false};
 
+    const fs::path abs_dir = normal_path(base_dir);
+    const fs::path abs_cand = normal_path(candidate);
     auto refuse = [&](const std::string &why) {
-        return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' (" + candidate.string() +
+        return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' (" + abs_cand.string() +
                                               ") as its " + what + ", which " + why +
                                               "; set allow_unsafe_paths to allow it");
     };
     std::error_code ec;
-    fs::path abs_dir = fs::absolute(base_dir, ec).lexically_normal();
-    fs::path abs_cand = fs::absolute(candidate, ec).lexically_normal();
     // Where the path really leads: symbolic links resolved, in the
     // directory and on the way.
-    fs::path real_dir = fs::weakly_canonical(abs_dir, ec);
-    if (ec) real_dir = abs_dir;
-    fs::path real_cand = fs::weakly_canonical(abs_cand, ec);
-    if (ec) real_cand = abs_cand;
+    const fs::path real_dir = real_path(abs_dir);
+    const fs::path real_cand = real_path(abs_cand);
     const int levels = use == PathUse::parent ? kParentLevels : 0;
     const int lexical = distance(abs_cand, abs_dir, levels);
     const int real = distance(real_cand, real_dir, levels);
@@ -287,7 +325,7 @@ Result<Host::NamedPath> Host::resolve_named(const std::string &image_location, s
     if (zone < 0) {
         std::string where = use == PathUse::parent
                                 ? "lies neither in the image's directory (" + abs_dir.string() +
-                                      ") nor below the directory above it; a parent must lie in one of those"
+                                      ") nor in the directory above it or a directory directly in that one; a parent must lie in one of those"
                                 : "lies outside the image's directory (" + abs_dir.string() +
                                       "); an image's files must lie in its directory or below it";
         if (lexical >= 0) where = "leads through a symbolic link to " + real_cand.string() + ", which " + where;
@@ -323,14 +361,15 @@ Status Host::verify_parent(const std::string &child_location, std::string_view h
               util::uuid_to_string(recorded_uuid) + " it records";
     else if (modification)
         why = "the image there is not the one it records (modification id " +
-              util::uuid_to_string(parent.modification_uuid) + ", recorded " +
-              util::uuid_to_string(recorded_modification) + ")";
+              modification_text(parent_format, parent.modification_uuid) + ", recorded " +
+              modification_text(parent_format, recorded_modification) + ")";
     else if (util::uuid_is_nil(parent.uuid) && util::uuid_is_nil(parent.modification_uuid))
         why = "the file there (read as '" + std::string(parent_format) +
               "') has no identity to verify it by — only an image of a known format can be a parent there";
     else
         why = "it records no identity of its parent to verify the image there by";
-    return Status(VDKIT_E_PERMISSION, child_location + ": its parent '" + std::string(hint) + "' (" + where.location +
+    return Status(VDKIT_E_PERMISSION, child_location + ": its parent '" + std::string(hint) + "' (" +
+                                          normal_path(where.location).string() +
                                           (where.via_link ? ") leads through a symbolic link" : ") lies") +
                                           " outside its directory, and " + why +
                                           "; set allow_unsafe_paths to allow it");

@@ -67,8 +67,9 @@ public:
     //    symbolic link is judged by what it leads to);
     //  * an extent (or any other file of the image) must lie in the image's
     //    directory or below it;
-    //  * a parent may also lie below the directory kParentLevels up (a
-    //    VirtualBox base above Snapshots/, qemu's "-b ../base"): then it is
+    //  * a parent may also lie in the directory kParentLevels up or at most
+    //    kParentLevels directories below it (a VirtualBox base above
+    //    Snapshots/, qemu's "-b ../base", "../images/base"): then it is
     //    `beyond` and usable only when verify_parent() accepts the image
     //    found there.
     // Refusals are VDKIT_E_PERMISSION naming the image, the path and the rule.
@@ -125,8 +126,13 @@ public:
     Result<std::unique_ptr<Disk>> create_disk(const std::string &location, const CreateOptions &options) const;
     Status copy(const Disk &src, Disk &dst, const CopyOptions &options) const;
     // Children of the image at `location` (absolute) and the directories
-    // searched for them: its own, its Snapshots/ subdirectory, the
-    // directories of the images of its chain, then search_dirs. A child
+    // searched for them: every directory from which a child can reach it
+    // under the path rule — its own directory D, each directory directly in
+    // D, the directory above D and each directory directly in that one, and
+    // every directory further up to the root (a child there names it by a
+    // path going down) — then the directories of the images of its chain
+    // and search_dirs. Only files directly in those directories are looked
+    // at (no recursion). A child
     // names it by path (its parent path resolves to it, and its recorded
     // parent UUID, if any, is the image's) or, as VirtualBox's differencing
     // images do, only by UUID (no parent path; its recorded parent UUID is
