@@ -231,8 +231,8 @@ rm -rf at && mkdir at
 "$VDKIT" create -f vdi at/b.vdi 1M > /dev/null && "$VDKIT" snapshot at/b.vdi at/c.vdi > /dev/null \
     && "$VDKIT" snapshot at/c.vdi at/d.vdi > /dev/null || bad "making the attach chain"
 "$VDKIT" create -f raw at/junk.img 1M > /dev/null
-head -c 1048576 /dev/urandom > at/fake.vdi # any file no format recognises is read as raw
-for p in junk.img fake.vdi; do
+head -c 1048576 /dev/urandom > at/fake.bin # any file no format recognises is read as raw
+for p in junk.img fake.bin; do
     cp at/c.vdi at/c.orig
     "$VDKIT" attach --check "at/$p" at/c.vdi > at.out 2>&1
     rc_check=$?
@@ -241,6 +241,18 @@ for p in junk.img fake.vdi; do
     [ $rc_check = 1 ] && [ $rc = 1 ] && cmp -s at/c.vdi at/c.orig && grep -q "no identity" at.out && ok \
         || { bad "attach onto $p (no identity) was not refused, or --check disagreed ($rc_check/$rc)"; cat at.out; }
     "$VDKIT" attach --check --force "at/$p" at/c.vdi > at.out 2>&1 && ok || { bad "--force onto $p"; cat at.out; }
+done
+# A random file named like a VDI is refused by its name before identity is even asked, --force or not
+# (the probe of every later open would refuse it: the chain could never be opened again).
+cp at/fake.bin at/fake.vdi
+cp at/c.vdi at/c.orig
+for force in "" --force; do
+    "$VDKIT" attach --check $force at/fake.vdi at/c.vdi > at.out 2>&1
+    rc_check=$?
+    "$VDKIT" attach $force at/fake.vdi at/c.vdi >> at.out 2>&1
+    rc=$?
+    [ $rc_check = 1 ] && [ $rc = 1 ] && cmp -s at/c.vdi at/c.orig && grep -q "named like a vdi image" at.out && ok \
+        || { bad "attach $force onto fake.vdi: not refused by its name, or --check disagreed ($rc_check/$rc)"; cat at.out; }
 done
 rm -f at/c.orig
 twice() { # twice <parent> <child>: refused as the same file twice, not as a lock held elsewhere
