@@ -883,7 +883,18 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                 const uint32_t loser = v == gt[k] ? rgt[k] : gt[k];
                 if (loser > 1 && (v == gt[k] ? rr : rp) >= 2)
                     also_held.emplace_back(uint64_t(loser) * 512, uint64_t(loser) * 512 + gb);
-                if (v != gt[k] && v) ++from_copy;
+                if (v != gt[k] && v) {
+                    ++from_copy;
+                    // The disk part read through the primary entry now reads the copy's grain.
+                    report(VDKIT_FINDING_ERROR, uint64_t(tsec) * 512 + k * 4,
+                           "grain " + std::to_string(grain) + ": the primary entry (" + std::to_string(gt[k]) + ") " +
+                               (rp == 0 ? entry_problem(gt[k])
+                                        : gt[k] <= 1 ? std::string("is empty") : std::string("overlaps another grain")) +
+                               ", the redundant entry names a sound grain at byte " +
+                               std::to_string(uint64_t(v) * 512) + "; repair takes the redundant entry (changed " +
+                               lost_range(grain, 0, gb).substr(5) + ": they read that grain)",
+                           true);
+                }
                 if (v == 0 && gt[k])
                     report(VDKIT_FINDING_ERROR, uint64_t(tsec) * 512 + k * 4,
                            "grain " + std::to_string(grain) + " " + entry_problem(gt[k]) +
