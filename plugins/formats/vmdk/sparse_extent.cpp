@@ -214,6 +214,14 @@ void SparseExtent::set_gte(sdk::Context &ctx, uint64_t index, uint32_t value) {
 
 void SparseExtent::refresh_redundant_tables(sdk::Context &ctx) {
     opened_unclean_ = false;
+    if (!tables_sound_) {
+        // Never copy a table over a location not proven to be the redundant table.
+        std::string first;
+        vdkit_check_result r{};
+        r.struct_size = sizeof r;
+        check_tables(ctx, 0, r, &first);
+        if (!first.empty()) return;
+    }
     const uint64_t bytes = uint64_t(h_.gtes_per_gt) * 4;
     const uint64_t file_end = (file_size_ + 511) / 512 * 512;
     auto fits = [&](uint32_t sector) { return sector && uint64_t(sector) * 512 + bytes <= file_size_; };
@@ -271,6 +279,7 @@ void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned ch
 
 sdk::WriteResult SparseExtent::write(sdk::Context &ctx, uint64_t offset, const void *buf, uint64_t len) {
     if (!writable()) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be rewritten");
+    require_sound_tables(ctx);
     uint64_t gb = grain_bytes();
     uint64_t index = offset / gb, within = offset % gb;
     uint64_t grain_len = std::min(gb, capacity_bytes() - index * gb); // the last grain may be short
@@ -291,6 +300,7 @@ sdk::WriteResult SparseExtent::write(sdk::Context &ctx, uint64_t offset, const v
 }
 
 void SparseExtent::set_whole_grains(sdk::Context &ctx, uint64_t offset, uint64_t len, bool unmap) {
+    require_sound_tables(ctx);
     uint64_t gb = grain_bytes();
     uint64_t first = (offset + gb - 1) / gb;
     uint64_t end = offset + len;
@@ -440,6 +450,7 @@ void SparseExtent::read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector
 }
 
 void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
+    require_sound_tables(ctx);
     if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot grow");
     if (new_capacity <= h_.capacity) return;
     if (new_capacity >= (1ull << 32))
@@ -496,6 +507,7 @@ void SparseExtent::write_layout(sdk::Context &ctx) {
 }
 
 uint64_t SparseExtent::shrink(sdk::Context &ctx, uint64_t new_capacity, bool has_parent) {
+    require_sound_tables(ctx);
     if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot shrink");
     if (new_capacity >= h_.capacity) return 0;
     const uint64_t coverage = uint64_t(h_.gtes_per_gt) * h_.grain_size;
@@ -540,6 +552,7 @@ std::vector<std::pair<uint64_t, uint64_t>> SparseExtent::metadata_ranges() const
 
 uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
     if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be compacted");
+    require_sound_tables(ctx);
     const uint64_t gb = grain_bytes(), before = file_size_;
     const uint64_t grains = (h_.capacity + h_.grain_size - 1) / h_.grain_size;
     std::vector<unsigned char> buf(static_cast<size_t>(gb));
@@ -640,13 +653,29 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
     return before - file_size_;
 }
 
-void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) {
-    const sdk::CheckReporter reporter(ctx, flags, r);
+void SparseExtent::require_sound_tables(sdk::Context &ctx) {
+    if (tables_sound_ || scanned_) return;
+    std::string first;
+    vdkit_check_result r{};
+    r.struct_size = sizeof r;
+    check_tables(ctx, 0, r, &first);
+    if (!first.empty())
+        throw sdk::Error(VDKIT_E_CORRUPT, name_ + ": the grain tables are damaged (" + first +
+                                              "); writing could destroy data, run 'vdkit check -r' first");
+    tables_sound_ = true;
+}
+
+void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate) {
+    const sdk::CheckReporter reporter(ctx, gate ? 0 : flags, r);
     const bool repair = reporter.repairing();
     const bool compressed = h_.flags & kFlagCompressed;
     if (repair && compressed) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents are not repaired");
     // Every finding names the extent file.
     auto report = [&](uint32_t severity, uint64_t offset, const std::string &msg, bool fixable) {
+        if (gate) {
+            if (severity == VDKIT_FINDING_ERROR && gate->empty()) *gate = msg + " at byte " + std::to_string(offset);
+            return;
+        }
         reporter(severity, offset, name_ + ": " + msg, fixable);
     };
     auto write_entry = [&](uint64_t table_sector, uint64_t slot, uint32_t value) {
@@ -949,6 +978,7 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                 if (at + visible(grain) > file_size_) {
                     // Readable up to the end of the file; the rest is gone.
                     const uint64_t kept = file_size_ - at;
+                    if (!gate)
                     report(VDKIT_FINDING_ERROR, file_size_,
                            "grain " + std::to_string(grain) + " (at byte " + std::to_string(at) +
                                ") is cut off by the end of the file at byte " + std::to_string(file_size_) + ": its first " +

@@ -180,4 +180,26 @@ for spec in "r gd 0 1" "p gd 0 1" "r gd 0 g0" "p gd 0 g0" "p gd 0 g16+8" "r gd 0
     out=$("$VDKIT" check gd.vmdk 2>&1) && ok || bad "[$spec] check after the repair: $out"
 done
 
+# 6. Writing into damaged tables is refused until check -r (as VDI does):
+# two entries sharing a grain (both copies), a grain directory entry that is 0
+# while the redundant one names the table, an entry into the descriptor. The
+# refused commit / compact / resize / discard change no byte.
+for spec in "both-shared" "p gd 0 0" "r gd 0 1" "p gt 1 g0"; do
+    cp gd0.vmdk gd.vmdk
+    if [ "$spec" = both-shared ]; then damage p gt 1 g0; damage r gt 1 g0; else damage $spec; fi
+    sum=$(sha256sum < gd.vmdk)
+    rm -f gdc.vmdk
+    "$VDKIT" -q create -f vmdk -b gd.vmdk -F vmdk gdc.vmdk
+    qemu-io -f vmdk -c 'write -P 0x63 64k 64k' -c 'write -P 0x64 2M 64k' gdc.vmdk > /dev/null
+    out=$("$VDKIT" commit gdc.vmdk 2>&1); rc=$?
+    [ $rc -ne 0 ] && grep -q "run 'vdkit check -r' first" <<< "$out" && ok || bad "[$spec] commit into damaged tables: exit $rc: $out"
+    out=$("$VDKIT" compact gd.vmdk 2>&1); rc=$?
+    [ $rc -ne 0 ] && grep -q "check -r" <<< "$out" && ok || bad "[$spec] compact of damaged tables: exit $rc: $out"
+    out=$("$VDKIT" resize gd.vmdk 16M 2>&1); rc=$?
+    [ $rc -ne 0 ] && grep -q "check -r" <<< "$out" && ok || bad "[$spec] resize of damaged tables: exit $rc: $out"
+    out=$("$VDKIT" discard gd.vmdk 2M:64K 2>&1); rc=$?
+    [ $rc -ne 0 ] && grep -q "check -r" <<< "$out" && ok || bad "[$spec] discard in damaged tables: exit $rc: $out"
+    [ "$(sha256sum < gd.vmdk)" = "$sum" ] && ok || bad "[$spec] a refused write changed the image"
+done
+
 finish
