@@ -761,7 +761,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         if (!sec(id) || !why[id].empty()) continue;
         tab[id] = read_table(sec(id));
         for (uint64_t k = 0; k < tab[id].size(); ++k)
-            if (tab[id][k] > 1 && uint64_t(tab[id][k]) * 512 < file_size_)
+            // Entries into the header area (below overhead) are errors themselves, not grains.
+            if (tab[id][k] > 1 && tab[id][k] >= h_.overhead && uint64_t(tab[id][k]) * 512 < file_size_)
                 claims.push_back({uint64_t(tab[id][k]) * 512, (id / 2) * h_.gtes_per_gt + k, id});
     }
     std::sort(claims.begin(), claims.end());
