@@ -141,7 +141,9 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
         if (file_size_ < 1536) {
             missing = "the file is too short for a footer";
         } else {
-            uint64_t end = file_size_ / 512 * 512;
+            // The footer ends at the file size rounded up to a sector (as
+            // qemu looks for it): a file cut inside its last sector still has one.
+            uint64_t end = (file_size_ + 511) / 512 * 512;
             unsigned char marker[512], footer[512];
             store_.pread(ctx.get(), marker, 512, end - 1536);
             store_.pread(ctx.get(), footer, 512, end - 1024);
@@ -666,10 +668,11 @@ void SparseExtent::require_sound_tables(sdk::Context &ctx) {
 }
 
 void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate) {
-    const sdk::CheckReporter reporter(ctx, gate ? 0 : flags, r);
-    const bool repair = reporter.repairing();
     const bool compressed = h_.flags & kFlagCompressed;
-    if (repair && compressed) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents are not repaired");
+    // A compressed extent is checked, never written: its findings are not
+    // repairable (a clean one passes check -r like check).
+    const sdk::CheckReporter reporter(ctx, gate || compressed ? 0 : flags, r);
+    const bool repair = reporter.repairing();
     // Every finding names the extent file.
     auto report = [&](uint32_t severity, uint64_t offset, const std::string &msg, bool fixable) {
         if (gate) {
