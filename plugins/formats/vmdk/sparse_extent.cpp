@@ -668,11 +668,10 @@ void SparseExtent::require_sound_tables(sdk::Context &ctx) {
 }
 
 void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate) {
-    const bool compressed = h_.flags & kFlagCompressed;
-    // A compressed extent is checked, never written: its findings are not
-    // repairable (a clean one passes check -r like check).
-    const sdk::CheckReporter reporter(ctx, gate || compressed ? 0 : flags, r);
+    const sdk::CheckReporter reporter(ctx, gate ? 0 : flags, r);
     const bool repair = reporter.repairing();
+    const bool compressed = h_.flags & kFlagCompressed;
+    if (repair && compressed) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents are not repaired");
     // Every finding names the extent file.
     auto report = [&](uint32_t severity, uint64_t offset, const std::string &msg, bool fixable) {
         if (gate) {

@@ -202,12 +202,10 @@ for spec in "both-shared" "p gd 0 0" "r gd 0 1" "p gt 1 g0"; do
     [ "$(sha256sum < gd.vmdk)" = "$sum" ] && ok || bad "[$spec] a refused write changed the image"
 done
 
-# 7. qemu's streamOptimized (grain directory at the end, footer): check -r on
-# a clean one is clean like check (nothing to repair); cut by 1 byte the
-# footer is still found (the file size is rounded up to a sector, as qemu does).
+# 7. qemu's streamOptimized (grain directory at the end, footer) cut by 1
+# byte: the footer is still found (the file size is rounded up to a sector,
+# as qemu does).
 qemu-img convert -f raw -O vmdk -o subformat=streamOptimized gd.good.raw so.vmdk
-out=$("$VDKIT" check -r so.vmdk 2>&1); rc=$?
-[ $rc -eq 0 ] && ok || bad "check -r of a clean stream: exit $rc: $out"
 truncate -s $(($(stat -c %s so.vmdk) - 1)) so.vmdk
 qemu-img convert -f vmdk -O raw so.vmdk so.qemu.raw
 rm -f so.raw
