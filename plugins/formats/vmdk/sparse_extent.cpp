@@ -752,6 +752,20 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             }
         }
     }
+    // The overhead field (header byte 64) is checked against the structures
+    // it should cover, not trusted over the tables: grains past the end of
+    // the front metadata (rounded up to a grain) but below the overhead are
+    // an inconsistent header field, not grains in the metadata.
+    uint64_t ov = h_.overhead;
+    if (n) {
+        uint64_t front_end = 512;
+        for (const auto &f : fixed)
+            if (f.first.first < h_.overhead * 512 && f.first.first != footer_at_) front_end = std::max(front_end, f.first.second);
+        for (size_t id = 0; id < 2 * n; ++id)
+            if (sec(id) && why[id].empty() && uint64_t(sec(id)) * 512 < h_.overhead * 512)
+                front_end = std::max(front_end, uint64_t(sec(id)) * 512 + table_bytes);
+        ov = std::min<uint64_t>(h_.overhead, (front_end + gb - 1) / gb * gb / 512);
+    }
     std::vector<std::vector<uint32_t>> tab(2 * n);
     struct Claim {
         uint64_t at, grain;
@@ -764,10 +778,28 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         tab[id] = read_table(sec(id));
         for (uint64_t k = 0; k < tab[id].size(); ++k)
             // Entries into the header area (below overhead) are errors themselves, not grains.
-            if (tab[id][k] > 1 && tab[id][k] >= h_.overhead && uint64_t(tab[id][k]) * 512 < file_size_)
+            if (tab[id][k] > 1 && tab[id][k] >= ov && uint64_t(tab[id][k]) * 512 < file_size_)
                 claims.push_back({uint64_t(tab[id][k]) * 512, (id / 2) * h_.gtes_per_gt + k, id});
     }
     std::sort(claims.begin(), claims.end());
+    if (ov < h_.overhead) {
+        auto below = std::lower_bound(claims.begin(), claims.end(), Claim{ov * 512, 0, 0});
+        if (below != claims.end() && below->at < h_.overhead * 512) {
+            report(VDKIT_FINDING_ERROR, 64,
+                   "the header's overhead field (" + std::to_string(h_.overhead) + " sectors) reaches past the metadata, which ends by sector " +
+                       std::to_string(ov) + ", over grain " + std::to_string(below->grain) + " at byte " +
+                       std::to_string(below->at) + "; the grains are kept and repair sets the field to " + std::to_string(ov),
+                   true);
+            if (repair) {
+                unsigned char v[8];
+                store_le(v, ov, 8);
+                store_.pwrite(ctx.get(), v, 8, 64);
+                h_.overhead = ov;
+            }
+        } else {
+            ov = h_.overhead;
+        }
+    }
     // The first claim whose grain may reach into [a, b), skipping `skip`.
     auto claim_in = [&](uint64_t a, uint64_t b, auto &&skip) -> const Claim * {
         auto it = std::lower_bound(claims.begin(), claims.end(), Claim{a >= gb ? a - gb + 1 : 0, 0, 0});
@@ -815,7 +847,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         if (e == 1) return (h_.flags & kFlagZeroedGrain) ? std::string() : "has entry 1 without the zeroed-grain flag";
         const uint64_t at = uint64_t(e) * 512;
         if (compressed) return cut_off(ctx, e) ? "lies past the end of the stream (cut off)" : std::string();
-        if (e < h_.overhead)
+        if (e < ov)
             return "points into the metadata (sector " + std::to_string(e) + ", byte " + std::to_string(at) + ")";
         if (at >= file_size_)
             return "starts at byte " + std::to_string(at) + " (sector " + std::to_string(e) +
@@ -1036,7 +1068,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             if (sec(id) && why[id].empty()) taken.emplace_back(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes);
         taken.insert(taken.end(), also_held.begin(), also_held.end());
         std::sort(taken.begin(), taken.end());
-        uint64_t pos = h_.overhead * 512, orphans = 0, first_orphan = 0;
+        uint64_t pos = ov * 512, orphans = 0, first_orphan = 0;
         for (const auto &[at, stop] : taken) {
             if (stop <= pos) continue;
             if (at >= pos + gb) {

@@ -212,4 +212,24 @@ rm -f so.raw
 out=$("$VDKIT" convert -O raw so.vmdk so.raw 2>&1) && cmp -s so.raw so.qemu.raw && ok \
     || bad "a stream cut by one byte reads differently from qemu-img: $out"
 
+# 8. A corrupt overhead field (header byte 64) reaching over grains: reported,
+# never trusted over the tables; repair sets it back, no grain is dropped.
+for ov in 200 file; do
+    cp gd0.vmdk gd.vmdk
+    python3 - "$ov" <<'PY'
+import os, struct, sys
+v = os.path.getsize("gd.vmdk") // 512 if sys.argv[1] == "file" else int(sys.argv[1])
+f = open("gd.vmdk", "r+b"); f.seek(64); f.write(struct.pack("<Q", v))
+PY
+    out=$("$VDKIT" check gd.vmdk 2>&1); rc=$?
+    [ $rc -eq 2 ] && grep -q "overhead field" <<< "$out" && ! grep -q "lost disk bytes" <<< "$out" && ok \
+        || bad "[overhead $ov] check (exit $rc): $out"
+    out=$("$VDKIT" check -r gd.vmdk 2>&1); rc=$?
+    [ $rc -eq 0 ] && ! grep -q "lost disk bytes" <<< "$out" && ok || bad "[overhead $ov] check -r (exit $rc): $out"
+    rm -f gd.after.raw
+    "$VDKIT" convert -O raw gd.vmdk gd.after.raw && cmp -s gd.after.raw gd.good.raw && ok \
+        || bad "[overhead $ov] check -r changed what the disk reads"
+    qemu-img compare -q gd.vmdk gd.good.raw && ok || bad "[overhead $ov] qemu-img reads the repaired image differently"
+done
+
 finish
