@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 VDKIT = os.environ["VDKIT"]
-LOST = re.compile(r"lost disk bytes \[(\d+), (\d+)\)")
+LOST = re.compile(r"(?:lost|changed) disk bytes \[(\d+), (\d+)\)")
 failures = []
 passes = 0
 MiB = 1 << 20

@@ -141,7 +141,9 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
         if (file_size_ < 1536) {
             missing = "the file is too short for a footer";
         } else {
-            uint64_t end = file_size_ / 512 * 512;
+            // The footer ends at the file size rounded up to a sector (as
+            // qemu looks for it): a file cut inside its last sector still has one.
+            uint64_t end = (file_size_ + 511) / 512 * 512;
             unsigned char marker[512], footer[512];
             store_.pread(ctx.get(), marker, 512, end - 1536);
             store_.pread(ctx.get(), footer, 512, end - 1024);
@@ -214,6 +216,14 @@ void SparseExtent::set_gte(sdk::Context &ctx, uint64_t index, uint32_t value) {
 
 void SparseExtent::refresh_redundant_tables(sdk::Context &ctx) {
     opened_unclean_ = false;
+    if (!tables_sound_) {
+        // Never copy a table over a location not proven to be the redundant table.
+        std::string first;
+        vdkit_check_result r{};
+        r.struct_size = sizeof r;
+        check_tables(ctx, 0, r, &first);
+        if (!first.empty()) return;
+    }
     const uint64_t bytes = uint64_t(h_.gtes_per_gt) * 4;
     const uint64_t file_end = (file_size_ + 511) / 512 * 512;
     auto fits = [&](uint32_t sector) { return sector && uint64_t(sector) * 512 + bytes <= file_size_; };
@@ -271,6 +281,7 @@ void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned ch
 
 sdk::WriteResult SparseExtent::write(sdk::Context &ctx, uint64_t offset, const void *buf, uint64_t len) {
     if (!writable()) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be rewritten");
+    require_sound_tables(ctx);
     uint64_t gb = grain_bytes();
     uint64_t index = offset / gb, within = offset % gb;
     uint64_t grain_len = std::min(gb, capacity_bytes() - index * gb); // the last grain may be short
@@ -291,6 +302,7 @@ sdk::WriteResult SparseExtent::write(sdk::Context &ctx, uint64_t offset, const v
 }
 
 void SparseExtent::set_whole_grains(sdk::Context &ctx, uint64_t offset, uint64_t len, bool unmap) {
+    require_sound_tables(ctx);
     uint64_t gb = grain_bytes();
     uint64_t first = (offset + gb - 1) / gb;
     uint64_t end = offset + len;
@@ -440,6 +452,7 @@ void SparseExtent::read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector
 }
 
 void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
+    require_sound_tables(ctx);
     if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot grow");
     if (new_capacity <= h_.capacity) return;
     if (new_capacity >= (1ull << 32))
@@ -496,6 +509,7 @@ void SparseExtent::write_layout(sdk::Context &ctx) {
 }
 
 uint64_t SparseExtent::shrink(sdk::Context &ctx, uint64_t new_capacity, bool has_parent) {
+    require_sound_tables(ctx);
     if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot shrink");
     if (new_capacity >= h_.capacity) return 0;
     const uint64_t coverage = uint64_t(h_.gtes_per_gt) * h_.grain_size;
@@ -540,6 +554,7 @@ std::vector<std::pair<uint64_t, uint64_t>> SparseExtent::metadata_ranges() const
 
 uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
     if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be compacted");
+    require_sound_tables(ctx);
     const uint64_t gb = grain_bytes(), before = file_size_;
     const uint64_t grains = (h_.capacity + h_.grain_size - 1) / h_.grain_size;
     std::vector<unsigned char> buf(static_cast<size_t>(gb));
@@ -640,13 +655,29 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
     return before - file_size_;
 }
 
-void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) {
-    const sdk::CheckReporter reporter(ctx, flags, r);
+void SparseExtent::require_sound_tables(sdk::Context &ctx) {
+    if (tables_sound_ || scanned_) return;
+    std::string first;
+    vdkit_check_result r{};
+    r.struct_size = sizeof r;
+    check_tables(ctx, 0, r, &first);
+    if (!first.empty())
+        throw sdk::Error(VDKIT_E_CORRUPT, name_ + ": the grain tables are damaged (" + first +
+                                              "); writing could destroy data, run 'vdkit check -r' first");
+    tables_sound_ = true;
+}
+
+void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate) {
+    const sdk::CheckReporter reporter(ctx, gate ? 0 : flags, r);
     const bool repair = reporter.repairing();
     const bool compressed = h_.flags & kFlagCompressed;
     if (repair && compressed) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents are not repaired");
     // Every finding names the extent file.
     auto report = [&](uint32_t severity, uint64_t offset, const std::string &msg, bool fixable) {
+        if (gate) {
+            if (severity == VDKIT_FINDING_ERROR && gate->empty()) *gate = msg + " at byte " + std::to_string(offset);
+            return;
+        }
         reporter(severity, offset, name_ + ": " + msg, fixable);
     };
     auto write_entry = [&](uint64_t table_sector, uint64_t slot, uint32_t value) {
@@ -666,8 +697,135 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
     const uint64_t gb = grain_bytes();
     // What readers use besides grains (tables and directories, moved ones
     // too; the footer), merged: no grain may overlap it.
-    std::vector<std::pair<uint64_t, uint64_t>> meta, all = metadata_ranges();
-    if (footer_at_) all.emplace_back(footer_at_, footer_at_ + 1536);
+    // Which grain tables are real (VDF50 "Grain directory": each entry names
+    // a table of gtesPerGT entries; docs/check.md rule 5). A directory entry
+    // (either copy) naming a table that lies past the end of the file or
+    // overlaps the header, the descriptor, a directory, another table or a
+    // grain another table names is itself the error: that "table" is never
+    // read for grains nor written. id = gdi * 2 (+1 for the redundant copy).
+    using Range = std::pair<uint64_t, uint64_t>;
+    const bool have_r = !rgd_.empty();
+    const size_t n = scanned_ ? 0 : gd_.size();
+    const uint64_t dir_bytes = (gd_.size() * 4 + 511) / 512 * 512;
+    auto sec = [&](size_t id) -> uint32_t { return id % 2 ? (have_r ? rgd_[id / 2] : 0) : gd_[id / 2]; };
+    auto table_name = [&](size_t id) {
+        return std::string(id % 2 ? "redundant grain table " : "grain table ") + std::to_string(id / 2);
+    };
+    auto dir_entry_at = [&](size_t id) { return (id % 2 ? h_.rgd_offset : h_.gd_offset) * 512 + (id / 2) * 4; };
+    std::vector<std::pair<Range, std::string>> fixed;
+    fixed.push_back({{0, 512}, "the header"});
+    if (h_.descriptor_offset && h_.descriptor_size && h_.descriptor_offset < (1ull << 40) && h_.descriptor_size < (1ull << 40))
+        fixed.push_back({{h_.descriptor_offset * 512, (h_.descriptor_offset + h_.descriptor_size) * 512}, "the embedded descriptor"});
+    if (n) fixed.push_back({{h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes}, "the grain directory"});
+    if (n && have_r) fixed.push_back({{h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes}, "the redundant grain directory"});
+    if (footer_at_) fixed.push_back({{footer_at_, footer_at_ + 1536}, "the footer"});
+    std::vector<std::string> why(2 * n); // empty: a sound table (or entry 0)
+    auto span = [](uint64_t a, uint64_t b) { return " (bytes " + std::to_string(a) + "-" + std::to_string(b) + ")"; };
+    for (size_t id = 0; id < 2 * n; ++id) {
+        const uint64_t s = sec(id);
+        if (!s) continue;
+        if (!table_fits(s)) {
+            why[id] = "lies beyond the end of the file";
+            continue;
+        }
+        for (const auto &[rng, name] : fixed)
+            if (s * 512 < rng.second && rng.first < s * 512 + table_bytes) {
+                why[id] = "overlaps " + name + span(rng.first, rng.second);
+                break;
+            }
+    }
+    {
+        std::vector<std::pair<uint64_t, size_t>> starts;
+        for (size_t id = 0; id < 2 * n; ++id)
+            if (sec(id) && why[id].empty()) starts.emplace_back(uint64_t(sec(id)) * 512, id);
+        std::sort(starts.begin(), starts.end());
+        size_t holder = SIZE_MAX;
+        uint64_t max_end = 0;
+        for (const auto &[a, id] : starts) {
+            if (holder != SIZE_MAX && a < max_end) {
+                why[id] = "overlaps " + table_name(holder) + span(uint64_t(sec(holder)) * 512, max_end);
+                if (why[holder].empty()) why[holder] = "overlaps " + table_name(id) + span(a, a + table_bytes);
+            }
+            if (a + table_bytes > max_end) {
+                max_end = a + table_bytes;
+                holder = id;
+            }
+        }
+    }
+    // The overhead field (header byte 64) is checked against the structures
+    // it should cover, not trusted over the tables: grains past the end of
+    // the front metadata (rounded up to a grain) but below the overhead are
+    // an inconsistent header field, not grains in the metadata.
+    uint64_t ov = h_.overhead;
+    if (n) {
+        uint64_t front_end = 512;
+        for (const auto &f : fixed)
+            if (f.first.first < h_.overhead * 512 && f.first.first != footer_at_) front_end = std::max(front_end, f.first.second);
+        for (size_t id = 0; id < 2 * n; ++id)
+            if (sec(id) && why[id].empty() && uint64_t(sec(id)) * 512 < h_.overhead * 512)
+                front_end = std::max(front_end, uint64_t(sec(id)) * 512 + table_bytes);
+        ov = std::min<uint64_t>(h_.overhead, (front_end + gb - 1) / gb * gb / 512);
+    }
+    std::vector<std::vector<uint32_t>> tab(2 * n);
+    struct Claim {
+        uint64_t at, grain;
+        size_t id;
+        bool operator<(const Claim &o) const { return at < o.at; }
+    };
+    std::vector<Claim> claims; // every grain a sound table names inside the file
+    for (size_t id = 0; id < 2 * n; ++id) {
+        if (!sec(id) || !why[id].empty()) continue;
+        tab[id] = read_table(sec(id));
+        for (uint64_t k = 0; k < tab[id].size(); ++k)
+            // Entries into the header area (below overhead) are errors themselves, not grains.
+            if (tab[id][k] > 1 && tab[id][k] >= ov && uint64_t(tab[id][k]) * 512 < file_size_)
+                claims.push_back({uint64_t(tab[id][k]) * 512, (id / 2) * h_.gtes_per_gt + k, id});
+    }
+    std::sort(claims.begin(), claims.end());
+    if (ov < h_.overhead) {
+        auto below = std::lower_bound(claims.begin(), claims.end(), Claim{ov * 512, 0, 0});
+        if (below != claims.end() && below->at < h_.overhead * 512) {
+            report(VDKIT_FINDING_ERROR, 64,
+                   "the header's overhead field (" + std::to_string(h_.overhead) + " sectors) reaches past the metadata, which ends by sector " +
+                       std::to_string(ov) + ", over grain " + std::to_string(below->grain) + " at byte " +
+                       std::to_string(below->at) + "; the grains are kept and repair sets the field to " + std::to_string(ov),
+                   true);
+            if (repair) {
+                unsigned char v[8];
+                store_le(v, ov, 8);
+                store_.pwrite(ctx.get(), v, 8, 64);
+                h_.overhead = ov;
+            }
+        } else {
+            ov = h_.overhead;
+        }
+    }
+    // The first claim whose grain may reach into [a, b), skipping `skip`.
+    auto claim_in = [&](uint64_t a, uint64_t b, auto &&skip) -> const Claim * {
+        auto it = std::lower_bound(claims.begin(), claims.end(), Claim{a >= gb ? a - gb + 1 : 0, 0, 0});
+        for (; it != claims.end() && it->at < b; ++it)
+            if (it->at + gb > a && !skip(*it)) return &*it;
+        return nullptr;
+    };
+    for (size_t id = 0; id < 2 * n; ++id) {
+        if (!sec(id) || !why[id].empty()) continue;
+        const uint64_t a = uint64_t(sec(id)) * 512;
+        if (const Claim *c = claim_in(a, a + table_bytes, [&](const Claim &x) { return x.id == id; })) {
+            why[id] = "overlaps grain " + std::to_string(c->grain) + " at byte " + std::to_string(c->at) + " (named by " +
+                      table_name(c->id) + ")";
+            tab[id].clear();
+        }
+    }
+    if (std::any_of(why.begin(), why.end(), [](const std::string &w) { return !w.empty(); })) {
+        // Grains named only by an unsound table are not claimed.
+        claims.erase(std::remove_if(claims.begin(), claims.end(), [&](const Claim &c) { return !why[c.id].empty(); }),
+                     claims.end());
+    }
+
+    std::vector<std::pair<uint64_t, uint64_t>> meta, all;
+    for (const auto &f : fixed) all.push_back(f.first);
+    for (size_t id = 0; id < 2 * n; ++id)
+        if (sec(id) && why[id].empty()) all.emplace_back(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes);
     std::sort(all.begin(), all.end());
     for (const auto &[a, b] : all) {
         if (!meta.empty() && a <= meta.back().second) meta.back().second = std::max(meta.back().second, b);
@@ -689,7 +847,7 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
         if (e == 1) return (h_.flags & kFlagZeroedGrain) ? std::string() : "has entry 1 without the zeroed-grain flag";
         const uint64_t at = uint64_t(e) * 512;
         if (compressed) return cut_off(ctx, e) ? "lies past the end of the stream (cut off)" : std::string();
-        if (e < h_.overhead)
+        if (e < ov)
             return "points into the metadata (sector " + std::to_string(e) + ", byte " + std::to_string(at) + ")";
         if (at >= file_size_)
             return "starts at byte " + std::to_string(at) + " (sector " + std::to_string(e) +
@@ -718,52 +876,98 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
     };
     std::vector<Use> used;
     std::vector<uint64_t> suspects; // grains whose tables disagreed (ascending)
-    std::unordered_set<uint32_t> tables_seen;
-    for (uint64_t gdi = 0; gdi < gd_.size(); ++gdi) {
-        if (gd_[gdi] == 0) continue;
-        const uint64_t gd_entry_at = h_.gd_offset * 512 + gdi * 4;
-        if (!table_fits(gd_[gdi])) {
-            report(VDKIT_FINDING_ERROR, gd_entry_at,
-                   "grain table " + std::to_string(gdi) + " at sector " + std::to_string(gd_[gdi]) +
-                       " lies beyond the end of the file",
+    std::vector<uint32_t> use_sec(n, 0), use_rsec(n, 0); // the tables in use (0: none)
+    std::vector<std::pair<size_t, uint32_t>> relocate;   // directory entry id to point at a copy of a table
+    std::vector<Range> also_held; // grains the copy that lost a disagreement names: never truncated
+    bool incomplete = false;      // a table's grains cannot be found: nothing is called a leak
+    for (uint64_t gdi = 0; gdi < n; ++gdi) {
+        const size_t pid = gdi * 2, rid = pid + 1;
+        const uint32_t ps = sec(pid), rs = sec(rid);
+        if (!ps && !rs) continue;
+        const bool p_ok = ps && why[pid].empty(), r_ok = rs && why[rid].empty();
+        for (const size_t id : {pid, rid}) {
+            if (!sec(id) || why[id].empty()) continue;
+            const bool other_ok = id == pid ? r_ok : p_ok;
+            report(VDKIT_FINDING_ERROR, dir_entry_at(id),
+                   std::string(id % 2 ? "redundant " : "") + "grain directory entry " + std::to_string(gdi) +
+                       " names sector " + std::to_string(sec(id)) + " (byte " + std::to_string(uint64_t(sec(id)) * 512) +
+                       "), which " + why[id] + ": it is not a grain table and is never written; " +
+                       (other_ok ? std::string("repair writes a new table at the end of the file from the ") +
+                                       (id % 2 ? "primary" : "redundant") + " copy"
+                                 : std::string("the other copy is unusable too")),
+                   other_ok);
+            if (other_ok) relocate.emplace_back(id, sec(id ^ 1));
+        }
+        if (!ps && r_ok) {
+            report(VDKIT_FINDING_ERROR, dir_entry_at(pid),
+                   "grain directory entry " + std::to_string(gdi) +
+                       " is 0 but the redundant directory names the grain table at sector " + std::to_string(rs) +
+                       ", whose grains are readable data; repair writes a new primary table at the end of the file from it",
+                   true);
+            relocate.emplace_back(pid, rs);
+        }
+        if (!p_ok && !r_ok) {
+            const uint64_t first_grain = gdi * h_.gtes_per_gt;
+            report(VDKIT_FINDING_ERROR, dir_entry_at(ps ? pid : rid),
+                   "grain table " + std::to_string(gdi) + " has no usable copy: its grains cannot be found (" +
+                       lost_range(first_grain, 0, uint64_t(h_.gtes_per_gt) * gb) +
+                       " read as zeros); nothing is repaired or truncated",
                    false);
+            incomplete = true;
             continue;
         }
-        // Each table is walked once: directory entries sharing a table would
-        // otherwise multiply the work and memory by a hostile factor.
-        if (!tables_seen.insert(gd_[gdi]).second) {
-            report(VDKIT_FINDING_ERROR, gd_entry_at,
-                   "grain table " + std::to_string(gdi) + " shares sector " + std::to_string(gd_[gdi]) +
-                       " with another grain table",
-                   false);
-            continue;
-        }
-        std::vector<uint32_t> gt = read_table(gd_[gdi]);
-        const bool has_rgt = gdi < rgd_.size() && rgd_[gdi] && table_fits(rgd_[gdi]);
-        if (gdi < rgd_.size() && rgd_[gdi] && !has_rgt)
-            report(VDKIT_FINDING_ERROR, h_.rgd_offset * 512 + gdi * 4,
-                   "redundant grain table " + std::to_string(gdi) + " lies beyond the end of the file", false);
+        const uint32_t tsec = p_ok ? ps : rs, rsec = p_ok && r_ok ? rs : 0;
+        use_sec[gdi] = tsec;
+        use_rsec[gdi] = rsec;
+        std::vector<uint32_t> gt = tab[p_ok ? pid : rid];
+        const bool has_rgt = rsec != 0;
         if (has_rgt) {
-            std::vector<uint32_t> rgt = read_table(rgd_[gdi]);
+            const std::vector<uint32_t> &rgt = tab[rid];
             uint64_t differ = 0, first = 0, from_copy = 0;
             bool primary_sound = true; // every differing primary entry points somewhere valid
             for (uint64_t k = 0; k < gt.size(); ++k) {
                 if (gt[k] == rgt[k]) continue;
+                const uint64_t grain = gdi * h_.gtes_per_gt + k;
                 if (differ++ == 0) first = k;
-                if (!entry_problem(gt[k]).empty()) primary_sound = false;
-                suspects.push_back(gdi * h_.gtes_per_gt + k);
-                // The primary wins when it is sound, else the redundant copy, else neither.
-                uint32_t v = entry_problem(gt[k]).empty() ? gt[k] : entry_problem(rgt[k]).empty() ? rgt[k] : 0;
-                if (v != gt[k] && v) ++from_copy;
+                // Rank: 3 a data grain inside the file clear of metadata and
+                // of every other grain; 2 such a grain overlapping another
+                // grain (the overlap pass below decides); 1 a valid 0/1 entry;
+                // 0 unusable. The higher wins (readable data beats an empty
+                // entry), the primary on a tie.
+                auto rank = [&](uint32_t e) {
+                    if (!entry_problem(e).empty()) return 0;
+                    if (e <= 1) return 1;
+                    const uint64_t at = uint64_t(e) * 512;
+                    return claim_in(at, at + gb, [&](const Claim &c) { return c.grain == grain; }) ? 2 : 3;
+                };
+                const int rp = rank(gt[k]), rr = rank(rgt[k]);
+                if (rp < 3) primary_sound = false;
+                suspects.push_back(grain);
+                const uint32_t v = rp >= rr ? (rp ? gt[k] : 0) : rgt[k];
+                const uint32_t loser = v == gt[k] ? rgt[k] : gt[k];
+                if (loser > 1 && (v == gt[k] ? rr : rp) >= 2)
+                    also_held.emplace_back(uint64_t(loser) * 512, uint64_t(loser) * 512 + gb);
+                if (v != gt[k] && v) {
+                    ++from_copy;
+                    // The disk part read through the primary entry now reads the copy's grain.
+                    report(VDKIT_FINDING_ERROR, uint64_t(tsec) * 512 + k * 4,
+                           "grain " + std::to_string(grain) + ": the primary entry (" + std::to_string(gt[k]) + ") " +
+                               (rp == 0 ? entry_problem(gt[k])
+                                        : gt[k] <= 1 ? std::string("is empty") : std::string("overlaps another grain")) +
+                               ", the redundant entry names a sound grain at byte " +
+                               std::to_string(uint64_t(v) * 512) + "; repair takes the redundant entry (changed " +
+                               lost_range(grain, 0, gb).substr(5) + ": they read that grain)",
+                           true);
+                }
                 if (v == 0 && gt[k])
-                    report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
-                           "grain " + std::to_string(gdi * h_.gtes_per_gt + k) + " " + entry_problem(gt[k]) +
+                    report(VDKIT_FINDING_ERROR, uint64_t(tsec) * 512 + k * 4,
+                           "grain " + std::to_string(grain) + " " + entry_problem(gt[k]) +
                                " and its redundant entry is unusable too; repair unmaps it (" +
-                               lost_range(gdi * h_.gtes_per_gt + k, 0, gb) + ": the entry is unusable, afterwards unallocated)",
+                               lost_range(grain, 0, gb) + ": the entry is unusable, afterwards unallocated)",
                            true);
                 if (repair) {
-                    if (v != gt[k]) write_entry(gd_[gdi], k, v);
-                    if (v != rgt[k]) write_entry(rgd_[gdi], k, v);
+                    if (v != gt[k]) write_entry(tsec, k, v);
+                    if (v != rgt[k]) write_entry(rsec, k, v);
                 }
                 gt[k] = v;
             }
@@ -772,11 +976,12 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
             // is a stale copy (repair refreshes it), not damage to data.
             const bool interrupted = h_.unclean_shutdown && primary_sound;
             if (differ)
-                report(interrupted ? VDKIT_FINDING_LEAK : VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + first * 4,
+                report(interrupted ? VDKIT_FINDING_LEAK : VDKIT_FINDING_ERROR, uint64_t(tsec) * 512 + first * 4,
                        "grain table " + std::to_string(gdi) + " and its redundant copy differ in " +
                            std::to_string(differ) + " entries (first: entry " + std::to_string(first) + ")" +
                            (from_copy ? "; " + std::to_string(from_copy) +
-                                            " unusable primary entries take the redundant copy's value"
+                                            " primary entries take the redundant copy's value (theirs is unusable, "
+                                            "empty or overlaps another grain; the redundant one is a sound grain)"
                                       : std::string()) +
                            (interrupted ? "; the extent was not closed cleanly and the primary table is sound" : ""),
                        true);
@@ -786,20 +991,20 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
             const std::string problem = entry_problem(gt[k]);
             if (!problem.empty() && compressed) {
                 // A stream cut short: the grain reads as zeros (lookup); nothing to repair.
-                report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
+                report(VDKIT_FINDING_ERROR, uint64_t(tsec) * 512 + k * 4,
                        "grain " + std::to_string(grain) + " " + problem + " and reads as zeros (" +
                            lost_range(grain, 0, gb) + ": the stream was truncated)",
                        false);
                 continue;
             }
             if (!problem.empty()) {
-                report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
+                report(VDKIT_FINDING_ERROR, uint64_t(tsec) * 512 + k * 4,
                        "grain " + std::to_string(grain) + " " + problem + "; repair unmaps it (" +
                            lost_range(grain, 0, gb) + ": the entry is unusable, afterwards unallocated)",
                        true);
                 if (repair) {
-                    write_entry(gd_[gdi], k, 0);
-                    if (has_rgt) write_entry(rgd_[gdi], k, 0);
+                    write_entry(tsec, k, 0);
+                    if (has_rgt) write_entry(rsec, k, 0);
                 }
                 continue;
             }
@@ -808,6 +1013,7 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                 if (at + visible(grain) > file_size_) {
                     // Readable up to the end of the file; the rest is gone.
                     const uint64_t kept = file_size_ - at;
+                    if (!gate)
                     report(VDKIT_FINDING_ERROR, file_size_,
                            "grain " + std::to_string(grain) + " (at byte " + std::to_string(at) +
                                ") is cut off by the end of the file at byte " + std::to_string(file_size_) + ": its first " +
@@ -835,15 +1041,15 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
         for (const Use &u : used) {
             if (!kept.empty() && uint64_t(u.sector) * 512 < uint64_t(kept.back().sector) * 512 + gb) {
                 const uint64_t gdi = u.grain / h_.gtes_per_gt, k = u.grain % h_.gtes_per_gt;
-                report(VDKIT_FINDING_ERROR, uint64_t(gd_[gdi]) * 512 + k * 4,
+                report(VDKIT_FINDING_ERROR, uint64_t(use_sec[gdi]) * 512 + k * 4,
                        "grains " + std::to_string(kept.back().grain) + " and " + std::to_string(u.grain) +
                            " overlap at byte " + std::to_string(uint64_t(u.sector) * 512) +
                            "; repair unmaps the second (" + lost_range(u.grain, 0, gb) +
                            ": its data is shared with another grain)",
                        true);
                 if (repair) {
-                    write_entry(gd_[gdi], k, 0);
-                    if (gdi < rgd_.size() && rgd_[gdi] && table_fits(rgd_[gdi])) write_entry(rgd_[gdi], k, 0);
+                    write_entry(use_sec[gdi], k, 0);
+                    if (use_rsec[gdi]) write_entry(use_rsec[gdi], k, 0);
                 }
                 continue;
             }
@@ -855,20 +1061,14 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
         // end-of-stream marker of a directory at the end) holds.
         std::vector<std::pair<uint64_t, uint64_t>> taken; // byte ranges [start, end)
         for (const Use &u : kept) taken.emplace_back(uint64_t(u.sector) * 512, uint64_t(u.sector) * 512 + gb);
-        taken.emplace_back(0, 512);
-        if (h_.descriptor_offset && h_.descriptor_size && h_.descriptor_offset < (1ull << 40) &&
-            h_.descriptor_size < (1ull << 40))
-            taken.emplace_back(h_.descriptor_offset * 512, (h_.descriptor_offset + h_.descriptor_size) * 512);
-        if (footer_at_) taken.emplace_back(footer_at_, footer_at_ + 1536);
-        const uint64_t dir_bytes = (gd_.size() * 4 + 511) / 512 * 512;
-        taken.emplace_back(h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes);
-        if (!rgd_.empty()) taken.emplace_back(h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes);
-        for (size_t i = 0; i < gd_.size(); ++i) {
-            if (gd_[i]) taken.emplace_back(uint64_t(gd_[i]) * 512, uint64_t(gd_[i]) * 512 + table_bytes);
-            if (i < rgd_.size() && rgd_[i]) taken.emplace_back(uint64_t(rgd_[i]) * 512, uint64_t(rgd_[i]) * 512 + table_bytes);
-        }
+        // Only sound tables count; a grain the losing copy of a
+        // disagreement names is held too (never truncated).
+        for (const auto &f : fixed) taken.push_back(f.first);
+        for (size_t id = 0; id < 2 * n; ++id)
+            if (sec(id) && why[id].empty()) taken.emplace_back(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes);
+        taken.insert(taken.end(), also_held.begin(), also_held.end());
         std::sort(taken.begin(), taken.end());
-        uint64_t pos = h_.overhead * 512, orphans = 0, first_orphan = 0;
+        uint64_t pos = ov * 512, orphans = 0, first_orphan = 0;
         for (const auto &[at, stop] : taken) {
             if (stop <= pos) continue;
             if (at >= pos + gb) {
@@ -878,7 +1078,13 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
             pos = std::max(pos, stop);
         }
         const uint64_t end = (file_size_ + 511) / 512 * 512;
-        if (end > pos) {
+        if (end > pos && incomplete) {
+            report(VDKIT_FINDING_NOTE, pos,
+                   std::to_string(end - pos) +
+                       " bytes after the last structure found; a grain table has no usable copy, so they may be its "
+                       "grains and are kept",
+                   false);
+        } else if (end > pos) {
             report(VDKIT_FINDING_LEAK, pos,
                    std::to_string(end - pos) + " bytes after the last structure in use; repair truncates them", true);
             if (repair) {
@@ -891,6 +1097,21 @@ void SparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &
                    std::to_string(orphans) + " grains inside the file are used by no grain table entry", false);
     }
     if (repair) {
+        // A directory entry that named no table (or 0 where the other copy
+        // names one) gets a new table at the end of the file, copied from the
+        // sound copy after the entry repairs above: the bad location is
+        // never written.
+        std::vector<unsigned char> raw(static_cast<size_t>((table_bytes + 511) / 512 * 512), 0);
+        for (const auto &[id, src] : relocate) {
+            const uint64_t at = (file_size_ + 511) / 512 * 512;
+            if ((at + raw.size()) / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
+            store_.pread(ctx.get(), raw.data(), static_cast<size_t>(table_bytes), uint64_t(src) * 512);
+            store_.pwrite(ctx.get(), raw.data(), raw.size(), at);
+            file_size_ = at + raw.size();
+            store_.flush(ctx.get());
+            write_entry(id % 2 ? h_.rgd_offset : h_.gd_offset, id / 2, static_cast<uint32_t>(at / 512));
+            (id % 2 ? rgd_ : gd_)[id / 2] = static_cast<uint32_t>(at / 512);
+        }
         gt_cache_.clear();
         set_unclean(ctx, false);
         store_.flush(ctx.get());

@@ -112,7 +112,11 @@ public:
     // table vs redundant table mismatches, entries outside the data area or
     // beyond the file, grains used twice or overlapping, orphaned grains.
     // Repair (not dry run) fixes tables and truncates orphans at the end.
-    void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) override;
+    void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) override { check_tables(ctx, flags, r, nullptr); }
+
+    // Before the first write of a session: tables that disagree, entries
+    // into metadata or shared grains refuse writing (docs/check.md).
+    void require_sound_tables(sdk::Context &ctx);
 
 private:
     void set_gte(sdk::Context &ctx, uint64_t index, uint32_t value);
@@ -127,6 +131,11 @@ private:
     // once, at the first allocation.
     uint64_t cut_grain_end(sdk::Context &ctx);
     std::optional<uint64_t> cut_end_;
+    // check, or (gate != nullptr) a silent pass that records the first
+    // error a write could turn into data loss (a grain the end of the file
+    // cuts is not one: writes handle it).
+    void check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate);
+    bool tables_sound_ = false;
     Grain lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector) override;
     // Compressed grains are inflated whole (and the last one kept).
     void read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector, uint64_t within, void *buf,

@@ -358,6 +358,8 @@ public:
                 fail(VDKIT_E_NOT_SUPPORTED, "a streamOptimized disk is written once; convert it to resize it");
         }
         if (new_size == size_) return;
+        for (auto &e : extents_)
+            if (e->sparse) e->sparse->require_sound_tables(ctx);
         touch(ctx);
         if (new_size > size_) grow_extents(ctx, new_size);
         else shrink_extents(ctx, new_size);
@@ -380,6 +382,7 @@ public:
         for (auto &e : extents_) {
             if (!e->sparse) continue;
             if (e->line.access != Access::rw) fail(VDKIT_E_READ_ONLY, e->line.filename + " is not writable");
+            e->sparse->require_sound_tables(ctx);
             touch(ctx);
             e->sparse->compact(ctx, desc_.has_parent());
             e->sparse->set_unclean(ctx, false);
@@ -826,6 +829,7 @@ private:
         if (e.line.type == ExtentType::zero) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is ZERO");
         if (e.mapped && !e.sparse) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is read-only");
         if (e.sparse && !e.sparse->writable()) fail(VDKIT_E_NOT_SUPPORTED, e.sparse->read_only_reason());
+        if (e.sparse) e.sparse->require_sound_tables(ctx); // before the CID changes
         touch(ctx);
         return e;
     }

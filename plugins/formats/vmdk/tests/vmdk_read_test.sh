@@ -369,16 +369,21 @@ check_case() { # check_case <file> <exit before> <needle> <exit after repair>
     qemu-img check -q "$1" && ok || bad "qemu-img check after repairing $1"
 }
 check_case ck_beyond.vmdk 2 "differ in 1 entries" 0
-check_case ck_dup.vmdk 2 "overlap" 3   # the reused grain's own data stays an orphan (compact reclaims it)
+check_case ck_dup.vmdk 2 "overlap" 0   # the redundant entry (a sound grain) wins: nothing is lost
 check_case ck_both.vmdk 2 "points into the metadata" 3
 check_case ck_unclean.vmdk 0 "not closed cleanly" 0
 out=$("$VDKIT" check ck_shared.vmdk 2>&1); rc=$?
-[ $rc -eq 2 ] && grep -q "shares sector" <<< "$out" && ok || bad "shared grain table: $rc $out"
+[ $rc -eq 2 ] && grep -q "grain directory entry 1 names sector .* overlaps grain table 0" <<< "$out" && ok \
+    || bad "shared grain table: $rc $out"
+# Both entries naming one table are unproven: each is rebuilt from its redundant table.
+out=$("$VDKIT" check -r ck_shared.vmdk 2>&1) && qemu-img compare -q ck_shared.vmdk ck.vmdk && ok \
+    || bad "shared grain table: repair: $out"
 check_case ck_tail.vmdk 3 "after the last structure in use" 0
 # The mismatched entry loses the overlap: the grain whose tables agreed keeps its data.
 qemu-img convert -f vmdk -O raw ck.vmdk ck.raw && "$VDKIT" convert -O raw ck_dup.vmdk ck_dup.raw > /dev/null
 cmp -s <(dd if=ck.raw bs=64k skip="$g0" count=1 status=none) <(dd if=ck_dup.raw bs=64k skip="$g0" count=1 status=none) \
     && ok || bad "repair kept the wrong one of two overlapping grains"
+qemu-img compare -q ck_dup.vmdk ck.vmdk && ok || bad "the grain whose primary entry was bad did not get the redundant value"
 cmp -s ck_beyond.vmdk ck.vmdk && ok || bad "repair from the redundant table did not restore the image"
 
 finish
