@@ -409,28 +409,27 @@ class BatchCommand : public Command {
         o.data_bytes = r.data_bytes;
     }
 
-    static bool target_holds_source(Library &lib, const BatchJob &job) {
+    // The job's source and its existing target, each opened as the job
+    // reads or made it (a raw target named plain.qcow2 is not probed).
+    static std::pair<Result<std::unique_ptr<Disk>>, Result<std::unique_ptr<Disk>>> open_source_and_target(
+        Library &lib, const BatchJob &job) {
         OpenOptions src_o, dst_o;
         src_o.format = job.spec.source_format;
         src_o.filters = job.spec.source_filters;
         dst_o.format = job.spec.target_format;
         dst_o.filters = job.spec.target_filters;
-        auto src = lib.open(job.spec.source, src_o);
-        auto dst = lib.open(job.spec.target, dst_o);
+        return {lib.open(job.spec.source, src_o), lib.open(job.spec.target, dst_o)};
+    }
+
+    static bool target_holds_source(Library &lib, const BatchJob &job) {
+        auto [src, dst] = open_source_and_target(lib, job);
         if (!src || !dst || (*dst)->size() < (*src)->size()) return false;
         return !target_difference(**src, **dst, job.spec.target).has_value();
     }
 
     // The existing target is in the job's format and reads as the source does.
     static bool target_matches(Library &lib, const BatchJob &job) {
-        OpenOptions src_o, dst_o;
-        src_o.format = job.spec.source_format;
-        src_o.filters = job.spec.source_filters;
-        dst_o.filters = job.spec.target_filters;
-        // Opened as the job made it: a raw target named plain.qcow2 is not probed.
-        dst_o.format = job.spec.target_format;
-        auto src = lib.open(job.spec.source, src_o);
-        auto dst = lib.open(job.spec.target, dst_o);
+        auto [src, dst] = open_source_and_target(lib, job);
         if (!src || !dst) return false;
         auto info = (*dst)->image_info((*dst)->image_count() - 1);
         if (!info || info->format != job.spec.target_format) return false;
