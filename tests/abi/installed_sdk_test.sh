@@ -3,8 +3,7 @@
 # plugin out of tree against the *installed* SDK (find_package + pkg-config),
 # and use it from the installed CLI without touching the core.
 set -euo pipefail
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
 prefix="$work/prefix"
 cmake --install "$VDKIT_BUILD_DIR" --prefix "$prefix" > "$work/install.log"
 
@@ -29,7 +28,7 @@ mkdir "$work/plugins" && cp "$plugin" "$work/plugins/"
 vdkit="$prefix/bin/vdkit"
 env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" plugins | grep -q "^format toysparse"
 env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" create -f toysparse "$work/a.toys" 8M > /dev/null
-head -c 3000000 /dev/urandom > "$work/data.raw"
+random_bytes 3000000 > "$work/data.raw"
 truncate -s 8M "$work/data.raw"
 env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" convert -f raw -O toysparse "$work/data.raw" "$work/b.toys"
 env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" info "$work/b.toys" | grep -q "file format: toysparse"

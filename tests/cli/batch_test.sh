@@ -11,8 +11,8 @@ require_tools qemu-img
 mkdir disks out
 # web.img: 64 MiB raw, data in three places; db.vdi: 40 MiB of data in 3 GiB.
 truncate -s 64M disks/web.img
-for at in 1 20 63; do head -c 1M /dev/urandom | dd of=disks/web.img bs=1M seek=$at conv=notrunc status=none; done
-head -c 40M /dev/urandom > db.raw && truncate -s 3G db.raw
+for at in 1 20 63; do random_bytes 1M | dd of=disks/web.img bs=1M seek=$at conv=notrunc status=none; done
+random_bytes 40M > db.raw && truncate -s 3G db.raw
 "$VDKIT" convert -f raw -O vdi db.raw disks/db.vdi > /dev/null || bad "making db.vdi"
 # A VDI whose header is damaged: the job that reads it fails at open.
 cp disks/db.vdi disks/broken.vdi
@@ -133,7 +133,7 @@ out=$("$VDKIT" batch jobs.yaml 2>&1); rc=$?
 
 # 4. A run killed mid-job leaves nothing under the final name; the next run
 #    clears the staging directory and finishes.
-head -c 96M /dev/urandom > big.raw
+random_bytes 96M > big.raw
 cat > slow.yaml <<'EOF'
 jobs:
   - source: big.raw
@@ -159,7 +159,7 @@ kill -9 "$pid" 2> /dev/null; wait "$pid" 2> /dev/null
 #    backing image that neither exists nor comes from an earlier job is a
 #    validation problem.
 mkdir chain
-head -c 16M /dev/urandom > chain/b.raw
+random_bytes 16M > chain/b.raw
 "$VDKIT" -q convert -f raw -O vmdk chain/b.raw chain/base.vmdk
 qemu-img create -q -f vmdk -b base.vmdk -F vmdk chain/top.vmdk
 qemu-io -f vmdk -c "write -P 0x55 4M 1M" chain/top.vmdk > /dev/null

@@ -231,7 +231,7 @@ rm -rf at && mkdir at
 "$VDKIT" create -f vdi at/b.vdi 1M > /dev/null && "$VDKIT" snapshot at/b.vdi at/c.vdi > /dev/null \
     && "$VDKIT" snapshot at/c.vdi at/d.vdi > /dev/null || bad "making the attach chain"
 "$VDKIT" create -f raw at/junk.img 1M > /dev/null
-head -c 1048576 /dev/urandom > at/fake.bin # any file no format recognises is read as raw
+random_bytes 1048576 > at/fake.bin # any file no format recognises is read as raw
 for p in junk.img fake.bin; do
     cp at/c.vdi at/c.orig
     "$VDKIT" attach --check "at/$p" at/c.vdi > at.out 2>&1

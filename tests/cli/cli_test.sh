@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # The vdkit command line: every command, its output formats and its exit codes.
 set -uo pipefail
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+require_tools qemu-img python3
 export VDKIT_PLUGIN_PATH="$VDKIT_TEST_EXTRA_PLUGIN_DIR"
-failures=0
-pass=0
 expect() { # expect <exit code> <description> <command...>; output in $work/out
     local want=$1 what=$2
     shift 2
@@ -176,16 +174,16 @@ if [ -d /dev/shm ] && [ -w /dev/shm ] && [ "$(stat -c %d /dev/shm)" != "$(stat -
         || { echo "FAIL: the image moved across file systems differs or stayed"; failures=$((failures + 1)); }
     rm -rf "$shm"
 else
-    echo "note: the move across file systems is not tested here: /dev/shm is missing, read-only or on $work's file system"
+    skip_part "the move across file systems: /dev/shm is missing, read-only or on $work's file system"
 fi
 
 # Writing to a file no format recognises needs the format named.
-head -c 4096 /dev/urandom > "$work/blob"
+random_bytes 4096 > "$work/blob"
 expect 0 "probe falls back to raw for reading" "$VDKIT" info "$work/blob"
 contains "raw guess" "file format: raw"
 
 # convert --cache: the first run fills the cache, the second reads only from it.
-head -c 3M /dev/urandom > "$work/cs.raw" && truncate -s 16M "$work/cs.raw"
+random_bytes 3M > "$work/cs.raw" && truncate -s 16M "$work/cs.raw"
 "$VDKIT" -q convert -f raw -O vdi "$work/cs.raw" "$work/cs.vdi"
 expect 0 "convert --cache (cold)" "$VDKIT" -v convert --cache "$work/cs-cache.vdi" -O raw "$work/cs.vdi" "$work/cs1.raw"
 contains "cold cache" "0 bytes read from the cache, 3145728 from the chain"
@@ -197,7 +195,7 @@ contains "cache format refused" "cannot hold a cache"
 
 # File-level filter stacks (the rot test filter): every command that opens an
 # image takes --filter; convert takes one stack per side.
-head -c 2M /dev/urandom > "$work/fs.raw" && truncate -s 8M "$work/fs.raw"
+random_bytes 2M > "$work/fs.raw" && truncate -s 8M "$work/fs.raw"
 expect 0 "create --filter" "$VDKIT" create -f vdi --filter rot:bits=4 "$work/fb.vdi" 8M
 expect 0 "info --filter" "$VDKIT" info --filter rot:bits=4 "$work/fb.vdi"
 contains "info names the stack" "filters: rot"
@@ -231,5 +229,4 @@ contains "range named" "filter 'rot': option 'bits' must be within [1, 7]"
 [ ! -e "$work/fx.vdi" ] && pass=$((pass + 1)) || { echo "FAIL: a refused filter left a target"; failures=$((failures + 1)); }
 expect 2 "a malformed filter spec" "$VDKIT" info --filter ":bits=1" "$work/fb3.vdi"
 
-echo "$pass passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish

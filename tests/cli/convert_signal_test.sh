@@ -17,8 +17,8 @@ require_tools qemu-img python3
 export VDKIT_PLUGIN_PATH="$VDKIT_TEST_EXTRA_PLUGIN_DIR"
 
 
-head -c 64M /dev/urandom > big.raw
-head -c 1M /dev/urandom > small.raw
+random_bytes 64M > big.raw
+random_bytes 1M > small.raw
 slow=(-f raw -m 1 -O vmdk -o subformat=streamOptimized,compression-level=12,threads=1)
 
 # catch TARGET [convert options...]: start a slow convert of big.raw into
@@ -182,7 +182,7 @@ kill9() {
     kill -9 "$pid"
     kill -CONT "$pid" 2> /dev/null
     wait "$pid" 2> /dev/null
-    [ -f ".$1.vdkit-partial/.vdkit-staging" ]
+    [ -f ".$1.vdkit-partial/.vdkit-staging" ] || { bad "kill -9 of the convert into $1 left no staging marker"; return 1; }
 }
 # The note about stale directories does not count the one the convert
 # removes itself.
@@ -238,7 +238,7 @@ rm -rf .u-*.raw.vdkit-partial .model.vmdk.vdkit-partial
 # A mount point inside a stale staging directory: nothing across it is
 # removed, and the directory is left whole (marker included).
 if [ "$(id -u)" -ne 0 ]; then
-    echo "note: not root: the bind-mount cases are not run (they need mount --bind)"
+    skip_part "not root: the bind-mount cases (they need mount --bind)"
 elif kill9 mnt.vmdk; then
     mkdir keep && echo precious > keep/p.txt && mkdir .mnt.vmdk.vdkit-partial/m
     if mount --bind keep .mnt.vmdk.vdkit-partial/m 2> mount.err; then

@@ -23,12 +23,13 @@ same_prefix() { # same_prefix A B BYTES
 
 # An 8 MiB source: data, a hole, written zeros, data, a hole to the end.
 python3 - <<'PY'
-import os
+import os, random
+data = random.Random(os.environ["VDKIT_TEST_SEED"])  # the bytes (seeded, script_lib.sh)
 with open("src.raw", "wb") as f:
     f.truncate(8 << 20)
-    f.seek(0); f.write(os.urandom(1 << 20))          # [0, 1M) data
+    f.seek(0); f.write(data.randbytes(1 << 20))          # [0, 1M) data
     f.seek(3 << 20); f.write(bytes(1 << 20))          # [3M, 4M) written zeros
-    f.seek(4 << 20); f.write(os.urandom(1 << 20))    # [4M, 5M) data
+    f.seek(4 << 20); f.write(data.randbytes(1 << 20))    # [4M, 5M) data
 PY
 qemu-img convert -f raw -O vdi src.raw src.vdi
 
@@ -100,7 +101,7 @@ if [ "$(id -u)" -eq 0 ]; then
     mknod blk b 7 255 # a loop device's numbers; only looked at, never opened
     specials="$specials chr:character blk:block"
 else
-    echo "note: not root: no character/block device nodes (convert_loop_test.sh covers real block devices)"
+    skip_part "not root: the character/block device node cases (mknod)"
 fi
 for entry in $specials; do
     path=${entry%%:*} kind=${entry#*:}
@@ -199,7 +200,7 @@ same_prefix src.raw bt.raw $((8 << 20)) && ok || bad "batch existing_target: not
 # A descriptor wrapping a file with an unrelated name: that file is the old
 # image's extent, not vdkit's, and stays (as with qemu-img, which replaces
 # only the descriptor); so with every target format and subformat.
-head -c 16M /dev/urandom > disk.raw
+random_bytes 16M > disk.raw
 cp disk.raw disk.before
 wrap() { printf '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 32768 FLAT "disk.raw" 0\n' > wrap.vmdk; }
 for t in "vmdk -o subformat=monolithicFlat" "vmdk -o subformat=twoGbMaxExtentSparse" "vmdk -o subformat=monolithicSparse" "vdi" "raw"; do

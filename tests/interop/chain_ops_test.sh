@@ -7,7 +7,7 @@ set -uo pipefail
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
 require_tools qemu-img qemu-io
 
-head -c $((16 << 20)) /dev/urandom > r.raw
+random_bytes $((16 << 20)) > r.raw
 make_chain() { # make_chain <dir>: base <- mid <- top, made and written by qemu
     mkdir -p "$1"
     qemu-img convert -q -f raw -O vmdk r.raw "$1/base.vmdk"
@@ -66,11 +66,12 @@ make_chain v6 && "$VDKIT" merge --from v6/base.vmdk --to v6/mid.vmdk v6/top.vmdk
 # converted copies, then compact gives back what equals the parent.
 mkdir mixed && cd mixed
 python3 - <<'PY'
-import os
+import os, random
+rng = random.Random(os.environ["VDKIT_TEST_SEED"] + ":mixed")
 r = bytearray(open("../r.raw", "rb").read())
-r[2 << 20:(2 << 20) + 300000] = os.urandom(300000)
+r[2 << 20:(2 << 20) + 300000] = rng.randbytes(300000)
 open("one.raw", "wb").write(r)
-r[9 << 20:(9 << 20) + 70000] = os.urandom(70000)
+r[9 << 20:(9 << 20) + 70000] = rng.randbytes(70000)
 r[12 << 20:13 << 20] = bytes(1 << 20)
 open("two.raw", "wb").write(r)
 PY
@@ -116,7 +117,7 @@ cd ..
 # the top holds (2 MiB of its 8: data and zeros); over an unrelated backing
 # image the copy is whole.
 mkdir cb && cd cb
-head -c $((8 << 20)) /dev/urandom > b.raw
+random_bytes $((8 << 20)) > b.raw
 "$VDKIT" -q convert -f raw -O vmdk b.raw base.vmdk
 qemu-img create -q -f vmdk -b base.vmdk -F vmdk top.vmdk
 qemu-io -f vmdk -c "write -P 0x44 2M 1M" -c "write -z 5M 1M" top.vmdk > /dev/null
@@ -125,7 +126,7 @@ mkdir c && "$VDKIT" convert --keep-uuid -O vmdk base.vmdk c/base.vmdk && "$VDKIT
 qemu-img compare -q c/top.vmdk top.vmdk && qemu-img check -q c/top.vmdk && ok || bad "convert -B: qemu-img reads the copy differently"
 qemu-img info c/top.vmdk | grep -q "backing file: base.vmdk" && ok || bad "convert -B: the copy does not name base.vmdk"
 [ "$(stat -c %s c/top.vmdk)" -lt $((4 << 20)) ] && ok || bad "convert -B: copied more than the top holds ($(stat -c %s c/top.vmdk) bytes)"
-head -c $((8 << 20)) /dev/urandom > o.raw && qemu-img convert -q -f raw -O vmdk o.raw c/other.vmdk
+random_bytes $((8 << 20)) > o.raw && qemu-img convert -q -f raw -O vmdk o.raw c/other.vmdk
 "$VDKIT" convert -O vmdk -B other.vmdk top.vmdk c/over.vmdk && qemu-img compare -q c/over.vmdk top.vmdk && ok \
     || bad "convert -B over an unrelated image does not read as the source"
 cd ..

@@ -44,7 +44,7 @@ formats=(
 # with disk type 4 in both footer copies (MS-VHD; formats.md §3.1), checksums
 # recomputed. qemu-img still reads it as vpc.
 vhd_differencing() { # vhd_differencing <dynamic vhd> <new file>
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$1" "$2" <<'PY' || bad "vhd_differencing: $1 has no VHD footers"
 import struct, sys
 data = bytearray(open(sys.argv[1], "rb").read())
 for off in (0, len(data) - 512):
@@ -123,7 +123,7 @@ unset ADVICE
 
 # Names: a raw file called .vdi/.vmdk/.qcow2/... is not taken as raw; plain
 # dump names are.
-head -c 1048576 /dev/urandom > plain.data
+random_bytes 1048576 > plain.data
 for name in fake.vdi fake.vmdk fake.qcow2 fake.vhd fake.VHDX fake.qed fake.hdd fake.dmg; do
     cp plain.data "$name"
     refused "info $name" "named like a" "$VDKIT" info "$name"

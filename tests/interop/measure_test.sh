@@ -11,7 +11,7 @@ require_tools qemu-img
 truncate -s 200M src.raw
 for spec in "1 300000" "7 2000000" "64 65537" "150 9000000" "199 1048576"; do
     set -- $spec
-    head -c "$2" /dev/urandom | dd of=src.raw bs=1M seek="$1" conv=notrunc status=none
+    random_bytes "$2" | dd of=src.raw bs=1M seek="$1" conv=notrunc status=none
 done
 measure() { # measure <json field> <vdkit measure args...>
     local field=$1; shift

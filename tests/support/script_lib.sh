@@ -3,30 +3,91 @@
 #   require_tools qemu-img qemu-io    # skip (77) locally, fail in CI
 #   ... ok / bad "what" ...
 #   finish                            # summary; non-zero exit on any failure
-# Each suite runs in a fresh directory ($work, also the current directory)
-# removed on exit.
+# Each suite runs in a fresh directory ($work, also the current directory),
+# removed on success or skip and KEPT (its path printed) when the suite fails.
+# Suites needing their own clean-up register it with `at_exit 'command'`
+# instead of replacing the EXIT trap.
+#
+# Skips: a suite (or a part of one) that cannot run exits 77, which ctest
+# reports as skipped (SKIP_RETURN_CODE 77, set by vdkit_script_test). Under
+# CI=true every skip is a failure: CI installs everything (scripts/install-deps.sh).
+#
+# Random data comes from `random_bytes COUNT` (seeded): the seed is printed,
+# VDKIT_TEST_SEED=<seed> replays a run, and a failing suite prints it again.
 
+# A suite that cannot run: skipped locally (77), a failure under CI=true.
+skip() {
+    if [ "${CI:-}" = "true" ]; then echo "FAIL: cannot run under CI=true: $*"; exit 1; fi
+    echo "SKIP: $*"; exit 77
+}
 # Tools nobody here wrote are required in CI (CI=true) and skip the suite elsewhere.
 require_tools() {
     local t
     for t in "$@"; do
-        if ! command -v "$t" > /dev/null; then
-            if [ "${CI:-}" = "true" ]; then echo "FAIL: $t is required in CI (scripts/install-deps.sh installs it)"; exit 1; fi
-            echo "SKIP: $t is not installed (scripts/install-deps.sh installs it)"; exit 77
-        fi
+        command -v "$t" > /dev/null || skip "$t is not installed (scripts/install-deps.sh installs it)"
     done
 }
 
+if [ -z "${VDKIT_TEST_SEED:-}" ]; then VDKIT_TEST_SEED=$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); fi
+export VDKIT_TEST_SEED
+echo "random data seed: VDKIT_TEST_SEED=$VDKIT_TEST_SEED"
+_random_calls=$(mktemp)
+# random_bytes <count>[K|M|G]: that many pseudo-random bytes on stdout, from
+# VDKIT_TEST_SEED and the number of earlier calls (each call its own stream,
+# also from subshells and pipelines).
+random_bytes() {
+    local n
+    n=$(($(cat "$_random_calls" 2> /dev/null || echo 0) + 1))
+    echo "$n" > "$_random_calls"
+    python3 - "$1" "$VDKIT_TEST_SEED:$n" <<'PY'
+import random, sys
+spec, seed = sys.argv[1], sys.argv[2]
+mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(spec[-1:].upper(), 1)
+count = int(spec[:-1] if mult > 1 else spec) * mult
+rng = random.Random(seed)
+out = sys.stdout.buffer
+while count > 0:
+    chunk = min(count, 1 << 24)
+    out.write(rng.randbytes(chunk))
+    count -= chunk
+PY
+}
+
+_at_exit=()
+at_exit() { _at_exit+=("$1"); }
+_on_exit() {
+    local rc=$? c
+    for c in "${_at_exit[@]}"; do eval "$c"; done
+    rm -f "$_random_calls"
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+        echo "work directory kept: $work"
+        echo "replay with VDKIT_TEST_SEED=$VDKIT_TEST_SEED"
+    else
+        rm -rf "$work"
+    fi
+    exit "$rc"
+}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap _on_exit EXIT
 cd "$work" || exit 1
 pass=0
 failures=0
+skipped_parts=()
 ok() { pass=$((pass + 1)); }
 bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# skip_part <why>: a part of the suite could not run; the rest goes on, and
+# finish reports the suite skipped (77) unless something failed.
+skip_part() {
+    if [ "${CI:-}" = "true" ]; then bad "cannot run under CI=true: $*"; return; fi
+    echo "SKIP (part): $*"; skipped_parts+=("$*")
+}
 finish() {
     echo "$pass passed, $failures failed"
-    [ "$failures" -eq 0 ]
+    [ "$failures" -eq 0 ] || exit 1
+    if [ "${#skipped_parts[@]}" -gt 0 ]; then
+        printf 'SKIP: parts did not run: %s\n' "${skipped_parts[@]}"; exit 77
+    fi
+    exit 0
 }
 
 # expect_exit <exit code> <what> <command...>: the command's stdout and stderr

@@ -18,11 +18,12 @@ qcheck() { # qemu-img check finds nothing wrong
 python3 - <<'PY'
 import os, random
 random.seed(11)
+data = random.Random(os.environ["VDKIT_TEST_SEED"])  # the bytes (seeded, script_lib.sh)
 with open("src.raw", "wb") as f:
     f.truncate(100 << 20)
     for _ in range(25):
         f.seek(random.randrange(0, 99 << 20))
-        f.write(os.urandom(random.choice([1, 512, 70000, 1 << 20, 3 << 20])))
+        f.write(data.randbytes(random.choice([1, 512, 70000, 1 << 20, 3 << 20])))
     f.seek((100 << 20) - 5000); f.write(b"\xcd" * 5000)
 PY
 
@@ -31,7 +32,7 @@ for opts in static=off static=on; do
     qemu-img convert -f raw -O vdi -o "$opts" src.raw "q_$opts.vdi"
     if "$VDKIT" convert -O raw "q_$opts.vdi" "q_$opts.raw" > log 2>&1 && cmp -s src.raw "q_$opts.raw"; then ok; else bad "qemu $opts: vdkit read differs"; cat log; fi
     "$VDKIT" check "q_$opts.vdi" > log 2>&1 && ok || bad "vdkit check on qemu's $opts image: $(cat log)"
-    "$VDKIT" map --output=json "q_$opts.vdi" > v.map && qemu-img map --output=json "q_$opts.vdi" > q.map
+    "$VDKIT" map --output=json "q_$opts.vdi" > v.map && qemu-img map --output=json "q_$opts.vdi" > q.map || bad "map of q_$opts.vdi failed"
     python3 "$VDKIT_SOURCE_DIR/tests/support/map_ranges.py" v.map q.map && ok || bad "qemu $opts: data ranges differ from qemu-img map"
 done
 # vdkit changes a qemu-made image (0x180 header, map at 0x200, data right
@@ -40,7 +41,9 @@ cp q_static=off.vdi qw.vdi
 "$VDKIT" resize qw.vdi +4G > log 2>&1 && ok || bad "grow qemu's image: $(cat log)"
 qcheck qw.vdi
 same src.raw qw.vdi "qemu's image after growing"
-"$VDKIT" compact qw.vdi > /dev/null && qcheck qw.vdi && same src.raw qw.vdi "qemu's image after compact"
+"$VDKIT" compact qw.vdi > log 2>&1 && ok || bad "compact qemu's image: $(cat log)"
+qcheck qw.vdi
+same src.raw qw.vdi "qemu's image after compact"
 
 # 2. vdkit writes, qemu-img reads: dynamic, fixed, small blocks, qemu-like alignment.
 for opts in "" "--preallocate" "-o block-size=1M,alignment=512"; do

@@ -44,7 +44,7 @@ def cowd(out, capacity, grain, parent, expected, seed):
     gts = {t: [0] * 4096 for t in tables}
     rng.shuffle(chosen)  # grains stored out of order, as a redo log writes them
     for g in chosen:
-        data = os.urandom(grain * 512) if rng.random() < 0.8 else bytes([rng.randrange(256)]) * (grain * 512)
+        data = rng.randbytes(grain * 512) if rng.random() < 0.8 else bytes([rng.randrange(256)]) * (grain * 512)
         gts[g // 4096][g % 4096] = next_sector
         body[next_sector] = data
         model[g * grain * 512:(g + 1) * grain * 512] = data
@@ -101,7 +101,7 @@ def sesparse(out, capacity, parent, expected, seed):
             gts[g // per_table][g % per_table] = 0x2 << 60  # zero
             model[lo:hi] = bytes(4096)
         else:
-            data = os.urandom(4096)
+            data = rng.randbytes(4096)
             e = (0x3 << 60) | ((slot & 0xfff) << 48) | (slot >> 12)
             gts[g // per_table][g % per_table] = e
             body[grains_offset + slot * 8] = data
@@ -132,11 +132,11 @@ def main():
     kind = sys.argv[1]
     if kind == "cowd":
         out, cap, grain, parent, expected = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
-        seed = int(sys.argv[7]) if len(sys.argv) > 7 else 1
+        seed = int(sys.argv[7]) if len(sys.argv) > 7 else int(os.environ.get("VDKIT_TEST_SEED", "1"))
         cowd(out, cap, grain, parent, expected, seed)
     elif kind == "sesparse":
         out, cap, parent, expected = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-        seed = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+        seed = int(sys.argv[6]) if len(sys.argv) > 6 else int(os.environ.get("VDKIT_TEST_SEED", "1"))
         sesparse(out, cap, parent, expected, seed)
     else:
         sys.exit("unknown kind " + kind)

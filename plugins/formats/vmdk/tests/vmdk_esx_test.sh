@@ -15,11 +15,12 @@ cap=131072 # sectors (64 MiB)
 python3 - <<'PY'
 import os, random
 random.seed(7)
+data = random.Random(os.environ["VDKIT_TEST_SEED"])  # the bytes (seeded, script_lib.sh)
 with open("base.raw", "wb") as f:
     f.truncate(64 << 20)
     for _ in range(20):
         f.seek(random.randrange(0, 63 << 20) & ~4095)
-        f.write(os.urandom(random.choice([4096, 65536, 300000])))
+        f.write(data.randbytes(random.choice([4096, 65536, 300000])))
 PY
 qemu-img convert -f raw -O vmdk base.raw base.vmdk
 cid=$(grep -a '^CID=' base.vmdk | cut -d= -f2)
@@ -157,7 +158,7 @@ out=$("$VDKIT" check h-se-gte.vmdk 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "error at 0x[0-9a-f]*: h-se-gte.vmdk: grain 0 has an unknown kind" <<< "$out" && ok || bad "seSparse check: rc=$rc $out"
 
 # 4. Device-backed disks: refused unless the user allows unsafe paths.
-head -c $((4 << 20)) /dev/urandom > dev.img
+random_bytes $((4 << 20)) > dev.img
 { echo "# Disk DescriptorFile"; echo version=1; echo CID=fffffffe; echo parentCID=ffffffff
   echo 'createType="fullDevice"'; echo "RW 8192 FLAT \"dev.img\" 0"; } > full.vmdk
 { echo "# Disk DescriptorFile"; echo version=1; echo CID=fffffffe; echo parentCID=ffffffff
@@ -175,7 +176,7 @@ done
 # 5. Extent access (VDF50): RDONLY extents read but refuse writes; a NOACCESS
 # extent's file is never opened (it may be missing), the disk opens, and
 # reading its range is refused by name while the other extents read.
-head -c 1M /dev/urandom > acc1.bin; head -c 1M /dev/urandom > acc2.bin
+random_bytes 1M > acc1.bin; random_bytes 1M > acc2.bin
 { echo "# Disk DescriptorFile"; echo version=1; echo CID=fffffffe; echo parentCID=ffffffff
   echo 'createType="monolithicFlat"'; echo 'RDONLY 2048 FLAT "acc1.bin" 0'; echo 'RW 2048 FLAT "acc2.bin" 0'; } > ro.vmdk
 cat acc1.bin acc2.bin > ro.want
@@ -197,6 +198,6 @@ if loop=$(losetup -f --show dev.img 2> /dev/null); then
     "$VDKIT" --config allow.yaml convert -O raw loop.vmdk loop.raw && cmp -s loop.raw dev.img && ok || bad "loop device not read"
     losetup -d "$loop"
 else
-    echo "note: no loop device here (needs root and /dev/loop-control); the block-device case did not run"
+    skip_part "no loop device here (needs root and /dev/loop-control): the block-device case"
 fi
 finish

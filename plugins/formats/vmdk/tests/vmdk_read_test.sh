@@ -9,11 +9,12 @@ require_tools qemu-img qemu-io
 python3 - <<'PY'
 import os, random
 random.seed(5)
+data = random.Random(os.environ["VDKIT_TEST_SEED"])  # the bytes (seeded, script_lib.sh)
 with open("src.raw", "wb") as f:
     f.truncate(300 << 20)
     for _ in range(30):
         f.seek(random.randrange(0, 299 << 20) & ~511)
-        f.write(os.urandom(random.choice([512, 70000, 1 << 20])))
+        f.write(data.randbytes(random.choice([512, 70000, 1 << 20])))
     f.seek((300 << 20) - 4096); f.write(b"\xab" * 4096)
 PY
 
@@ -34,7 +35,8 @@ for opts in subformat=monolithicSparse subformat=monolithicSparse,zeroed_grain=o
     fi
     grep -q "file format: vmdk" <<< "$("$VDKIT" info "$name.vmdk")" && ok || bad "$opts: info does not say vmdk"
     # Allocation agrees with qemu-img on where data is.
-    "$VDKIT" map --output=json "$name.vmdk" > "$name.vmap" && qemu-img map --output=json "$name.vmdk" > "$name.qmap"
+    "$VDKIT" map --output=json "$name.vmdk" > "$name.vmap" && qemu-img map --output=json "$name.vmdk" > "$name.qmap" \
+        || bad "$opts: map failed"
     # Sparse extents must agree exactly; for flat extents qemu reports the
     # whole file as data while vdkit also sees the file's holes, so vdkit's
     # data must lie inside qemu's.
@@ -56,7 +58,7 @@ grep -q "chain length: 3" <<< "$("$VDKIT" info grand.vmdk)" && ok || bad "chain 
 # qemu writes CIDs without zero padding (1..8 hex digits), so replace the
 # whole value, keeping the descriptor's length within its padded area.
 set_cid() { # set_cid <file> <new value>
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$1" "$2" <<'PY' || bad "set_cid $1: no CID line or no padding to trade"
 import re, sys
 path, new = sys.argv[1], sys.argv[2].encode()
 data = bytearray(open(path, "rb").read())
@@ -312,8 +314,13 @@ qemu-img convert -q -f raw -O vmdk -o subformat=twoGbMaxExtentSparse rs.raw qs.v
 [ "$(grep -ac '^RW 4194304 SPARSE' qs.vmdk)" = 2 ] && ok || bad "qemu split grow: extents not filled to 2 GiB: $(grep -a '^RW' qs.vmdk)"
 qemu-io -f vmdk -c "write -P 0x66 4700M 64k" qs.vmdk > /dev/null
 qemu-img check -q qs.vmdk && "$VDKIT" check qs.vmdk > /dev/null && ok || bad "qemu split grow: checks"
-[ "$(qemu-io -f vmdk -c 'read -P 0x66 4700M 64k' qs.vmdk | grep -c 'read 65536')" = 1 ] \
-    && "$VDKIT" compare qs.vmdk rs.raw > /dev/null; [ $? -eq 1 ] && ok || bad "qemu split grow: the far write"
+[ "$(qemu-io -f vmdk -c 'read -P 0x66 4700M 64k' qs.vmdk | grep -c 'read 65536')" = 1 ] && ok \
+    || bad "qemu split grow: qemu-io does not read its far write back"
+# vdkit sees the far write, and nothing else changed: the first difference
+# from the old content is where qemu-io wrote.
+"$VDKIT" compare qs.vmdk rs.raw > cmp.out 2>&1; rc=$?
+[ "$rc" -eq 1 ] && grep -q "Content mismatch at offset $((4700 << 20))!" cmp.out && ok \
+    || bad "qemu split grow: vdkit does not see the far write: exit $rc $(cat cmp.out)"
 "$VDKIT" convert -O vmdk -o subformat=twoGbMaxExtentFlat,split-size=1M rs.raw rf.vmdk > /dev/null
 "$VDKIT" resize --shrink rf.vmdk 1536K > /dev/null && [ ! -e rf-f003.vmdk ] && ok || bad "split flat shrink: $(ls rf-f*)"
 head -c 1536K rs.raw > rf.raw && qemu-img compare -q rf.vmdk rf.raw && ok || bad "split flat shrink: content"

@@ -117,7 +117,7 @@ out=$("$VDKIT" check st.vmdk 2>&1); rc=$?
 # 4. Embedded descriptor with an empty extent file name (FreeBSD mkimg): the file itself.
 qemu-img create -q -f vmdk mk.vmdk 5M
 qemu-io -f vmdk -c 'write -P 0x5a 1M 100k' mk.vmdk > /dev/null
-python3 - <<'PY'
+python3 - <<'PY' || bad "mk.vmdk: no extent line to blank"
 d = bytearray(open("mk.vmdk", "rb").read())
 i = d.find(b'SPARSE "mk.vmdk"')
 assert i > 0

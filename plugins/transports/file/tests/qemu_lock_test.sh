@@ -12,7 +12,7 @@
 # through the C API, prints "ready", closes when its stdin ends). Nothing
 # waits on a timer: a holder is "up" once its locks are in /proc/locks or
 # it said ready.
-set -u
+set -uo pipefail
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
 require_tools qemu-img qemu-io
 HOLD="$VDKIT_BUILD_DIR/tests/vdkit_hold_image"
@@ -26,9 +26,8 @@ cleanup() {
     [ -n "$loopdev" ] && losetup -d "$loopdev" 2> /dev/null
     for p in "${pids[@]}"; do kill "$p" 2> /dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2> /dev/null; done
-    rm -rf "$work"
 }
-trap cleanup EXIT
+at_exit cleanup
 
 # The OFD lock bytes /proc/locks shows on FILE's inode, one "start-end" per
 # line, sorted (several holders: all of them).
@@ -286,7 +285,7 @@ if loopdev=$(losetup -f --show dev.img 2> losetup.err) && [ -b "$loopdev" ]; the
 else
     # Only this part: it needs root and a free loop device (CI has both).
     loopdev=
-    echo "SKIP (block device part only): cannot attach a loop device: $(cat losetup.err)"
+    skip_part "the block device part: cannot attach a loop device: $(cat losetup.err)"
 fi
 
 finish
