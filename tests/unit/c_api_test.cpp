@@ -1,7 +1,11 @@
 #include "vdkit/vdkit.h"
 #include "test_support.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <vector>
 
@@ -221,5 +225,193 @@ TEST_CASE("the C API copies with pipeline options and measures", "[c-api][copy]"
     CHECK(all_s == all_c);
     REQUIRE(vdkit_disk_close(dst, &err) == VDKIT_OK);
     REQUIRE(vdkit_disk_close(src, &err) == VDKIT_OK);
+    vdkit_library_close(lib);
+}
+
+namespace {
+std::vector<unsigned char> read_c(vdkit_disk *disk, uint64_t off, uint64_t len, vdkit_error &err) {
+    std::vector<unsigned char> v(len);
+    REQUIRE(vdkit_disk_read(disk, off, v.data(), len, &err) == VDKIT_OK);
+    return v;
+}
+bool all_zero(const std::vector<unsigned char> &v) {
+    return std::all_of(v.begin(), v.end(), [](unsigned char c) { return c == 0; });
+}
+} // namespace
+
+TEST_CASE("the C API writes zeroes, discards and flushes, and a second handle reads what the first wrote",
+          "[c-api]") {
+    vdkit::test::TempDir dir;
+    vdkit_error err{};
+    vdkit_library *lib = open_c_library(err);
+    const std::string img = dir / "z.vdi";
+    vdkit_disk *disk = nullptr;
+    REQUIRE(vdkit_disk_create(lib, img.c_str(), "vdi", 4 << 20, 0, "block-size=1M", nullptr, &disk, &err) ==
+            VDKIT_OK);
+    const auto data = vdkit::test::pattern(3 << 20, 9);
+    REQUIRE(vdkit_disk_write(disk, 0, data.data(), data.size(), &err) == VDKIT_OK);
+    // Zeroes inside a block: that range reads zero, its neighbours keep their data.
+    REQUIRE(vdkit_disk_write_zeroes(disk, 100000, 70000, &err) == VDKIT_OK);
+    auto back = read_c(disk, 0, 3 << 20, err);
+    auto want = data;
+    std::fill(want.begin() + 100000, want.begin() + 170000, 0);
+    CHECK(back == want);
+    // Discarding a whole block of a base frees it: it reads zero and is no longer data.
+    REQUIRE(vdkit_disk_discard(disk, 1 << 20, 1 << 20, &err) == VDKIT_OK);
+    std::fill(want.begin() + (1 << 20), want.begin() + (2 << 20), 0);
+    CHECK(read_c(disk, 0, 3 << 20, err) == want);
+    uint32_t state = 0;
+    uint64_t run = 0;
+    REQUIRE(vdkit_disk_block_status(disk, 1 << 20, 1 << 20, &state, &run, &err) == VDKIT_OK);
+    CHECK(state != VDKIT_BLOCK_DATA);
+    CHECK(vdkit_disk_write_zeroes(disk, 4 << 20, 512, &err) == VDKIT_E_OUT_OF_RANGE);
+    CHECK(vdkit_disk_discard(disk, (4 << 20) - 512, 1024, &err) == VDKIT_E_OUT_OF_RANGE);
+    REQUIRE(vdkit_disk_flush(disk, &err) == VDKIT_OK);
+
+    // The writer holds the image lock: a second open is refused, unless it
+    // asks for no lock (VDKIT_DISK_NOLOCK); after the flush it reads it all.
+    vdkit_disk *second = nullptr;
+    CHECK(vdkit_disk_open(lib, img.c_str(), nullptr, 0, nullptr, &second, &err) == VDKIT_E_BUSY);
+    CHECK(second == nullptr);
+    REQUIRE(vdkit_disk_open(lib, img.c_str(), "vdi", VDKIT_DISK_NOLOCK, nullptr, &second, &err) == VDKIT_OK);
+    CHECK(read_c(second, 0, 3 << 20, err) == want);
+    REQUIRE(vdkit_disk_close(second, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+
+    // Read-only handles refuse every write kind.
+    REQUIRE(vdkit_disk_open(lib, img.c_str(), nullptr, 0, nullptr, &disk, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_write_zeroes(disk, 0, 512, &err) == VDKIT_E_READ_ONLY);
+    CHECK(vdkit_disk_discard(disk, 0, 1 << 20, &err) == VDKIT_E_READ_ONLY);
+    CHECK(read_c(disk, 0, 3 << 20, err) == want);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    vdkit_library_close(lib);
+}
+
+TEST_CASE("the C API reads and writes VMDK metadata, which persists in the descriptor", "[c-api]") {
+    vdkit::test::TempDir dir;
+    vdkit_error err{};
+    vdkit_library *lib = open_c_library(err);
+    const std::string img = dir / "m.vmdk";
+    vdkit_disk *disk = nullptr;
+    REQUIRE(vdkit_disk_create(lib, img.c_str(), "vmdk", 1 << 20, 0, nullptr, nullptr, &disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_metadata_set(disk, "ddb.comment", "made through C", &err) == VDKIT_OK);
+    char buf[64] = {};
+    uint64_t needed = 0;
+    REQUIRE(vdkit_disk_metadata_get(disk, "ddb.comment", buf, sizeof buf, &needed, &err) == VDKIT_OK);
+    CHECK(std::string(buf) == "made through C");
+    CHECK(needed == 14);
+    // A short buffer: truncated, NUL-terminated, the full length in *needed.
+    char small[5];
+    std::memset(small, 'x', sizeof small);
+    needed = 0;
+    REQUIRE(vdkit_disk_metadata_get(disk, "ddb.comment", small, sizeof small, &needed, &err) == VDKIT_OK);
+    CHECK(std::string(small) == "made");
+    CHECK(needed == 14);
+    CHECK(vdkit_disk_metadata_set(disk, "comment", "x", &err) == VDKIT_E_INVALID_ARGUMENT);
+    CHECK(vdkit_disk_metadata_set(disk, "ddb.comment", "a \"quote\"", &err) == VDKIT_E_INVALID_ARGUMENT);
+    CHECK(vdkit_disk_metadata_get(disk, "ddb.nothing", buf, sizeof buf, &needed, &err) == VDKIT_E_NOT_FOUND);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    // In the descriptor as VMware writes it, and read back after reopening.
+    std::ifstream f(img, std::ios::binary);
+    const std::string raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    CHECK(raw.find("ddb.comment = \"made through C\"") != std::string::npos);
+    REQUIRE(vdkit_disk_open(lib, img.c_str(), nullptr, VDKIT_DISK_WRITE, nullptr, &disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_metadata_get(disk, "ddb.comment", buf, sizeof buf, nullptr, &err) == VDKIT_OK);
+    CHECK(std::string(buf) == "made through C");
+    REQUIRE(vdkit_disk_metadata_set(disk, "ddb.comment", "changed", &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_open(lib, img.c_str(), nullptr, 0, nullptr, &disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_metadata_get(disk, "ddb.comment", buf, sizeof buf, &needed, &err) == VDKIT_OK);
+    CHECK(std::string(buf) == "changed");
+    CHECK(vdkit_disk_metadata_set(disk, "ddb.comment", "x", &err) == VDKIT_E_READ_ONLY);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    vdkit_library_close(lib);
+}
+
+TEST_CASE("vdkit_disk_copy copies the content, reports progress and cancels", "[c-api]") {
+    vdkit::test::TempDir dir;
+    vdkit_error err{};
+    vdkit_library *lib = open_c_library(err);
+    vdkit_disk *src = nullptr, *dst = nullptr;
+    REQUIRE(vdkit_disk_create(lib, (dir / "s.vdi").c_str(), "vdi", 8 << 20, 0, nullptr, nullptr, &src, &err) ==
+            VDKIT_OK);
+    const auto a = vdkit::test::pattern(1 << 20, 3), b = vdkit::test::pattern(5000, 4);
+    REQUIRE(vdkit_disk_write(src, 1 << 20, a.data(), a.size(), &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_write(src, (8 << 20) - 5000, b.data(), b.size(), &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_create(lib, (dir / "d.vmdk").c_str(), "vmdk", 8 << 20, 0, nullptr, nullptr, &dst, &err) ==
+            VDKIT_OK);
+    struct Seen {
+        uint64_t last = 0, total = 0;
+        int calls = 0;
+    } seen;
+    auto progress = [](void *opaque, uint64_t done, uint64_t total) {
+        auto *s = static_cast<Seen *>(opaque);
+        ++s->calls;
+        s->last = done;
+        s->total = total;
+        return 0;
+    };
+    REQUIRE(vdkit_disk_copy(lib, src, dst, progress, &seen, &err) == VDKIT_OK);
+    CHECK(seen.calls > 0);
+    CHECK(seen.last == seen.total);
+    CHECK(read_c(dst, 0, 8 << 20, err) == read_c(src, 0, 8 << 20, err));
+    CHECK(read_c(dst, 1 << 20, 1 << 20, err) == a);
+    REQUIRE(vdkit_disk_close(dst, &err) == VDKIT_OK);
+    // Cancelled by the callback: the status says so.
+    REQUIRE(vdkit_disk_create(lib, (dir / "c.raw").c_str(), "raw", 8 << 20, 0, nullptr, nullptr, &dst, &err) ==
+            VDKIT_OK);
+    auto cancel = [](void *, uint64_t, uint64_t) { return 1; };
+    CHECK(vdkit_disk_copy(lib, src, dst, cancel, nullptr, &err) == VDKIT_E_CANCELLED);
+    CHECK(err.code == VDKIT_E_CANCELLED);
+    REQUIRE(vdkit_disk_close(dst, &err) == VDKIT_OK);
+    // A target smaller than the source is refused.
+    REQUIRE(vdkit_disk_create(lib, (dir / "small.raw").c_str(), "raw", 4 << 20, 0, nullptr, nullptr, &dst, &err) ==
+            VDKIT_OK);
+    CHECK(vdkit_disk_copy(lib, src, dst, nullptr, nullptr, &err) != VDKIT_OK);
+    REQUIRE(vdkit_disk_close(dst, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_copy(lib, src, nullptr, nullptr, nullptr, &err) == VDKIT_E_INVALID_ARGUMENT);
+    REQUIRE(vdkit_disk_close(src, &err) == VDKIT_OK);
+    vdkit_library_close(lib);
+}
+
+TEST_CASE("the C API's create flags: FIXED preallocates, OVERWRITE replaces, without it an existing file stays",
+          "[c-api]") {
+    vdkit::test::TempDir dir;
+    vdkit_error err{};
+    vdkit_library *lib = open_c_library(err);
+    vdkit_disk *disk = nullptr;
+    const std::string fixed = dir / "f.vdi", sparse = dir / "s.vdi";
+    REQUIRE(vdkit_disk_create(lib, fixed.c_str(), "vdi", 8 << 20, VDKIT_DISK_FIXED, nullptr, nullptr, &disk, &err) ==
+            VDKIT_OK);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_create(lib, sparse.c_str(), "vdi", 8 << 20, 0, nullptr, nullptr, &disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    CHECK(std::filesystem::file_size(fixed) >= 8u << 20);
+    CHECK(std::filesystem::file_size(sparse) < 1u << 20);
+    // Every block of the fixed image is allocated (and reads zero).
+    REQUIRE(vdkit_disk_open(lib, fixed.c_str(), nullptr, 0, nullptr, &disk, &err) == VDKIT_OK);
+    uint32_t state = 0;
+    uint64_t run = 0;
+    REQUIRE(vdkit_disk_block_status(disk, 0, 8 << 20, &state, &run, &err) == VDKIT_OK);
+    CHECK(state != VDKIT_BLOCK_UNALLOCATED);
+    CHECK(all_zero(read_c(disk, 0, 8 << 20, err)));
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+
+    // Without OVERWRITE an existing file is refused and keeps its data.
+    const auto data = vdkit::test::pattern(4096, 5);
+    REQUIRE(vdkit_disk_open(lib, sparse.c_str(), nullptr, VDKIT_DISK_WRITE, nullptr, &disk, &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_write(disk, 0, data.data(), data.size(), &err) == VDKIT_OK);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_create(lib, sparse.c_str(), "vdi", 2 << 20, 0, nullptr, nullptr, &disk, &err) == VDKIT_E_EXISTS);
+    REQUIRE(vdkit_disk_open(lib, sparse.c_str(), nullptr, 0, nullptr, &disk, &err) == VDKIT_OK);
+    CHECK(vdkit_disk_size(disk) == 8u << 20);
+    CHECK(read_c(disk, 0, 4096, err) == data);
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
+    // With OVERWRITE: a new, empty image of the new size.
+    REQUIRE(vdkit_disk_create(lib, sparse.c_str(), "vdi", 2 << 20, VDKIT_DISK_OVERWRITE, nullptr, nullptr, &disk,
+                              &err) == VDKIT_OK);
+    CHECK(vdkit_disk_size(disk) == 2u << 20);
+    CHECK(all_zero(read_c(disk, 0, 4096, err)));
+    REQUIRE(vdkit_disk_close(disk, &err) == VDKIT_OK);
     vdkit_library_close(lib);
 }
