@@ -145,8 +145,13 @@ jobs:
 EOF
 "$VDKIT" batch slow.yaml > /dev/null 2>&1 &
 pid=$!
-for _ in $(seq 50); do [ -e out/.big.vmdk.vdkit-partial/big.vmdk ] && break; sleep 0.1; done
-sleep 0.3
+# Killed as soon as the target file exists in the staging directory (no
+# fixed sleep: polled for up to 60 s, stopping if the batch ends first).
+for _ in $(seq 6000); do
+    [ -e out/.big.vmdk.vdkit-partial/big.vmdk ] && break
+    kill -0 "$pid" 2> /dev/null || break
+    sleep 0.01
+done
 kill -9 "$pid" 2> /dev/null; wait "$pid" 2> /dev/null
 [ -d out/.big.vmdk.vdkit-partial ] && ok || bad "the killed job had no staging directory (did it finish already?)"
 [ ! -e out/big.vmdk ] && ok || bad "a killed job left its target under the final name"

@@ -92,7 +92,7 @@ says "create --overwrite refusal" "$dev is a block device, not an image file"
 # A device in use (mounted, or claimed as here by an exclusive open) is refused.
 python3 -c "import os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL); print('held', flush=True); time.sleep(60)" "$dev" > holder.out &
 holder=$!
-for _ in $(seq 500); do grep -q held holder.out && break; sleep 0.01; done
+for _ in $(seq 6000); do grep -q held holder.out && break; sleep 0.01; done # up to 60 s
 sum=$(md5sum < "$dev")
 expect_exit 1 "convert -n into a device in use" "$VDKIT" convert -n -O raw src.raw "$dev"
 says "device in use" "$dev is in use (mounted, or held by device-mapper, RAID or another program)"

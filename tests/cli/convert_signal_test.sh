@@ -271,7 +271,7 @@ if remove:
     shutil.rmtree(d)
 PY
     lpid=$!
-    for _ in $(seq 1000); do [ -e locked ] && break; sleep 0.01; done
+    for _ in $(seq 6000); do [ -e locked ] && break; sleep 0.01; done # up to 60 s
     rm -f locked
 }
 if kill9 race.vmdk; then

@@ -190,15 +190,30 @@ TEST_CASE("copy refuses bad thread counts and stops every worker on cancel", "[c
         o.threads = 6;
         o.out_of_order = out_of_order;
         o.buffer_size = 64 << 10;
+        // A whole copy reports once per job: the reference count.
+        std::atomic<int> whole{0};
+        o.progress = [&](uint64_t, uint64_t) {
+            ++whole;
+            return true;
+        };
+        REQUIRE_OK(lib->copy(*src, **dst, o));
         std::atomic<int> calls{0};
-        o.progress = [&](uint64_t done, uint64_t) {
+        std::atomic<uint64_t> last_done{0}, total{0};
+        o.progress = [&](uint64_t done, uint64_t t) {
             ++calls;
+            last_done = done;
+            total = t;
             return done < 2 * kMiB;
         };
         Status st = lib->copy(*src, **dst, o);
         CHECK(st.code() == VDKIT_E_CANCELLED);
-        // Workers stop at the first cancel: far fewer reports than jobs (17 MiB / 64 KiB).
-        CHECK(calls.load() < 60);
+        // Workers stop at the cancel: no job is started after it, so the copy
+        // ends before its end and reports fewer times than a whole copy. (How
+        // many jobs were in flight when the cancel came depends on thread
+        // timing, so no tighter count is asserted.)
+        INFO("calls " << calls.load() << " of " << whole.load() << ", done " << last_done.load() << " of " << total.load());
+        CHECK(calls.load() < whole.load());
+        CHECK(last_done.load() < total.load());
     }
 }
 

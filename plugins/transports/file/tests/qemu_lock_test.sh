@@ -40,7 +40,7 @@ held() {
 # Waits (bounded) until FILE carries at least one OFD lock (or PID died).
 wait_locked() {
     local i
-    for ((i = 0; i < 400; i++)); do
+    for ((i = 0; i < 2400; i++)); do # up to 60 s
         [ -n "$(held "$1")" ] && return 0
         kill -0 "$2" 2> /dev/null || return 1
         sleep 0.025
@@ -49,7 +49,7 @@ wait_locked() {
 }
 wait_unlocked() {
     local i
-    for ((i = 0; i < 400; i++)); do
+    for ((i = 0; i < 2400; i++)); do # up to 60 s
         [ -z "$(held "$1")" ] && return 0
         sleep 0.025
     done
@@ -83,7 +83,7 @@ vdkit_hold() {
     pids+=("$hpid")
     exec 7> hold.in
     local i
-    for ((i = 0; i < 400; i++)); do
+    for ((i = 0; i < 2400; i++)); do # up to 60 s
         grep -q '^ready$' hold.out 2> /dev/null && return 0
         kill -0 "$hpid" 2> /dev/null || break
         sleep 0.025
