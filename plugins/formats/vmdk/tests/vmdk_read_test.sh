@@ -108,10 +108,11 @@ for opts in "" zeroed-grain=on grain-size=8k,adapter-type=lsilogic adapter-type=
     if command -v vmdkinfo > /dev/null; then
         vmdkinfo "$name.vmdk" > "$name.info" 2>&1 && grep -q "$kind" "$name.info" && ok \
             || bad "vmdkinfo rejects vdkit vmdk ($opts): $(cat "$name.info")"
-    elif [ "${CI:-}" = "true" ]; then
-        bad "vmdkinfo is required in CI (libvmdk-utils)"
     fi
 done
+# The vmdkinfo checks (here and below) need libvmdk-utils: without it the
+# suite is reported skipped (a failure in CI), not passed.
+command -v vmdkinfo > /dev/null || skip_part "vmdkinfo is not installed (libvmdk-utils, scripts/install-deps.sh): the libvmdk checks"
 [ "$(ls vd_subformat_twoGbMaxExtentFlat_split-size_40M-f*.vmdk | wc -l)" = 8 ] && ok || bad "split-size not honoured"
 [ "$(stat -c %b vd_subformat_monolithicFlat_preallocation_full-flat.vmdk)" -ge $(((300 << 20) / 512)) ] && ok \
     || bad "preallocation=full left the flat file sparse"
