@@ -194,7 +194,9 @@ out=$("$VDKIT" convert -O raw na.vmdk na.raw 2>&1); rc=$?
 if loop=$(losetup -f --show dev.img 2> /dev/null); then
     { echo "# Disk DescriptorFile"; echo version=1; echo CID=fffffffe; echo parentCID=ffffffff
       echo 'createType="fullDevice"'; echo "RW 8192 FLAT \"$loop\" 0"; } > loop.vmdk
-    out=$("$VDKIT" info loop.vmdk 2>&1) && bad "loop: absolute device path accepted by default" || ok
+    out=$("$VDKIT" info loop.vmdk 2>&1); rc=$?
+    [ "$rc" -eq 1 ] && grep -qF "extent '$loop' is raw device data" <<< "$out" && ok \
+        || bad "loop: an absolute device path is not refused by default with its reason: exit $rc $out"
     "$VDKIT" --config allow.yaml convert -O raw loop.vmdk loop.raw && cmp -s loop.raw dev.img && ok || bad "loop device not read"
     losetup -d "$loop"
 else
