@@ -61,19 +61,23 @@ out=$("$VDKIT" commit cutw-child.vmdk 2>&1) && ok || bad "commit into a base wit
     || bad "a grain allocated in a file with a cut grain overwrote the cut grain's tail"
 
 # 2. A 100G monolithicSparse cut to 10M (its primary grain tables cut; the
-# redundant ones, which come first, intact): not converted as it is; check -r
-# writes new primary tables at the end from the redundant copies.
+# redundant ones, which come first, intact): reads follow the redundant
+# tables, the choice check -r makes (docs/check.md rule 5), so the map is the
+# same before and after; check -r writes new primary tables at the end from
+# the redundant copies.
 qemu-img create -q -f vmdk -o subformat=monolithicSparse big.vmdk 100G
 truncate -s 10M big.vmdk
-out=$("$VDKIT" convert -O raw big.vmdk big.raw 2>&1); rc=$?
-[ $rc -ne 0 ] && grep -q "beyond the end of the file" <<< "$out" && ok || bad "big truncated: convert exit $rc: $out"
+out=$("$VDKIT" map --output=json big.vmdk 2>&1 > big.map1); rc=$?
+[ $rc -eq 0 ] && ok || bad "big truncated: map before the repair: exit $rc: $out"
 out=$("$VDKIT" check -r big.vmdk 2>&1); rc=$?
 [ $rc -eq 0 ] && grep -q "grain directory entry .* lies beyond the end of the file.*from the redundant copy" <<< "$out" && ok \
     || bad "big truncated: check -r exit $rc"
 out=$("$VDKIT" check big.vmdk 2>&1) && ok || bad "big truncated: check after the repair: $out"
 "$VDKIT" map --output=json big.vmdk | python3 -c '
 import json, sys
-sys.exit(0 if not any(e["data"] for e in json.load(sys.stdin)) else 1)' && ok || bad "big truncated: the repaired map shows data"
+m = json.load(sys.stdin)
+sys.exit(0 if m and not any(e["data"] for e in m) else 1)' && ok || bad "big truncated: the repaired map shows data"
+"$VDKIT" map --output=json big.vmdk | cmp -s - big.map1 && ok || bad "big truncated: map before and after check -r differ"
 
 # 3. Grain directory at the end (footer + end-of-stream marker) in a monolithicSparse.
 python3 - <<'PY'
@@ -164,9 +168,15 @@ f.seek(at); f.write(struct.pack("<I", v))
 PY
 }
 for spec in "r gd 0 1" "p gd 0 1" "r gd 0 g0" "p gd 0 g0" "p gd 0 g16+8" "r gd 0 4000000" \
-            "p gd 0 0" "p gt 0 0" "p gt 16 0" "p gt 0 g16" "p gt 0 g16+64" "r gt 16 g0"; do
+            "p gd 0 0" "p gt 0 0" "p gt 16 0" "p gt 0 g16" "p gt 0 g16+64" "r gt 16 g0" \
+            "p gd 0 4000000" "p gt 16 4000000" "p gt 0 3" "p gd 0 g16" "p gt 16 g0+1"; do
     cp gd0.vmdk gd.vmdk
     damage $spec
+    # Reads follow the copy check -r keeps: the same bytes before and after the repair.
+    rm -f gd.before.raw
+    out=$("$VDKIT" convert -O raw gd.vmdk gd.before.raw 2>&1) && cmp -s gd.before.raw gd.good.raw && ok \
+        || bad "[$spec] before check -r vdkit reads other data than after it: $out"
+    "$VDKIT" map --output=json gd.vmdk > gd.map.before 2>&1 || bad "[$spec] map before check -r"
     out=$("$VDKIT" check gd.vmdk 2>&1); rc=$?
     [ $rc -eq 2 ] && ! grep -q "lost disk bytes" <<< "$out" && ok || bad "[$spec] check (exit $rc): $out"
     out=$("$VDKIT" check -r gd.vmdk 2>&1); rc=$?
@@ -178,6 +188,7 @@ for spec in "r gd 0 1" "p gd 0 1" "r gd 0 g0" "p gd 0 g0" "p gd 0 g16+8" "r gd 0
         || bad "[$spec] qemu-img reads the repaired image differently"
     qemu-img check -q gd.vmdk && ok || bad "[$spec] qemu-img check after the repair"
     out=$("$VDKIT" check gd.vmdk 2>&1) && ok || bad "[$spec] check after the repair: $out"
+    "$VDKIT" map --output=json gd.vmdk | cmp -s - gd.map.before && ok || bad "[$spec] map differs before and after check -r"
 done
 
 # 6. Writing into damaged tables is refused until check -r (as VDI does):
