@@ -997,11 +997,27 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                 geometry = "every grain the tables name is followed by " + std::to_string(unit - gb) +
                            " bytes no entry names (the grains lie " + std::to_string(unit) +
                            " bytes apart): the grains are " + std::to_string(unit / 512) + " sectors or larger";
-            else if (unit && unit < gb && smaller * 4 > starts.size() * 3)
+            else if (unit && unit < gb && smaller * 4 >= starts.size() * 3)
                 geometry = std::to_string(smaller) + " of the " + std::to_string(starts.size()) +
                            " grains the tables name start less than a grain after the one before (" +
                            std::to_string(unit) + " bytes apart): the grains are " + std::to_string(unit / 512) +
                            " sectors";
+        }
+        // The directory's sectors hold more tables than capacity (byte 12),
+        // grainSize and numGTEsPerGT (byte 44) need: the header undercounts.
+        if (geometry.empty() && n && uint64_t(h_.gd_offset) * 512 + dir_bytes <= file_size_ && dir_bytes > n * 4) {
+            std::vector<unsigned char> raw(static_cast<size_t>(dir_bytes - n * 4));
+            store_.pread(ctx.get(), raw.data(), raw.size(), h_.gd_offset * 512 + n * 4);
+            for (size_t i = 0; i + 4 <= raw.size(); i += 4) {
+                const uint64_t e = load_le(raw.data() + i, 4);
+                if (e && table_fits(e)) {
+                    geometry = "the grain directory's entry " + std::to_string(n + i / 4) + " (byte " +
+                               std::to_string(h_.gd_offset * 512 + n * 4 + i) + ") names a table at sector " +
+                               std::to_string(e) + ", but capacity, grainSize and numGTEsPerGT need only " +
+                               std::to_string(n) + " tables";
+                    break;
+                }
+            }
         }
         if (!geometry.empty())
             report(VDKIT_FINDING_ERROR, 20,
@@ -1040,6 +1056,11 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     }
     if (scanned_) {
         report(VDKIT_FINDING_ERROR, file_size_, scan_report_, false);
+        if (reporter.repairing())
+            reporter(VDKIT_FINDING_NOTE, UINT64_MAX,
+                     name_ + ": a streamOptimized extent is not repaired in place (its grains are written once); "
+                             "nothing was changed: 'vdkit convert' copies every readable grain into a new image",
+                     false);
         return; // no tables to check
     }
     struct Use {

@@ -243,4 +243,106 @@ PY
     qemu-img compare -q gd.vmdk gd.good.raw && ok || bad "[overhead $ov] qemu-img reads the repaired image differently"
 done
 
+# 9. A wrong but plausible grainSize (header byte 20) over images whose grains
+# lie one after the other: check names the field; nothing is called a leak,
+# truncated, unmapped or padded, so check -r leaves the file as it is and
+# qemu-img reads the same before and after.
+qemu-img create -q -f vmdk gs0.vmdk 64M
+qemu-io -f vmdk -c 'write -P 0x61 0 64k' -c 'write -P 0x62 1M 128k' -c 'write -P 0x63 5M 64k' \
+    -c 'write -P 0x64 40M 64k' -c 'write -P 0x65 63M 64k' gs0.vmdk > /dev/null
+qemu-img create -q -f vmdk -o subformat=monolithicSparse gs1.vmdk 8M
+qemu-io -f vmdk -c 'write -P 0x71 64k 64k' -c 'write -P 0x72 3M 64k' gs1.vmdk > /dev/null
+"$VDKIT" -q create -f vmdk -o grain-size=32k gs2.vmdk 8M
+qemu-io -f vmdk -c 'write -P 0x73 0 32k' -c 'write -P 0x74 2M 96k' -c 'write -P 0x75 7M 32k' gs2.vmdk > /dev/null
+for img in gs0 gs1 gs2; do
+    for factor in half quarter double; do
+        cp $img.vmdk gs.vmdk
+        python3 - "$factor" <<'PY'
+import struct, sys
+f = open("gs.vmdk", "r+b"); f.seek(20); g = struct.unpack("<Q", f.read(8))[0]
+g = {"half": g // 2, "quarter": g // 4, "double": g * 2}[sys.argv[1]]
+f.seek(20); f.write(struct.pack("<Q", g))
+PY
+        sum=$(sha256sum < gs.vmdk)
+        rm -f gs.q1.raw gs.q2.raw
+        qemu-img convert -f vmdk -O raw gs.vmdk gs.q1.raw 2> /dev/null; q1=$?
+        "$VDKIT" check --output=json gs.vmdk > gs.json; rc=$?
+        python3 - "$rc" <<'PY' && ok || bad "[$img $factor] check (exit $rc): $(cat gs.json)"
+import json, sys
+f = json.load(open("gs.json"))["findings"]
+assert int(sys.argv[1]) == 2, f
+assert any(x["offset"] == 20 and "grainSize" in x["message"] for x in f), f
+assert not any(x["severity"] == "leak" or "lost disk bytes" in x["message"] for x in f), f
+PY
+        out=$("$VDKIT" check -r gs.vmdk 2>&1); rc=$?
+        [ $rc -eq 2 ] && [ "$(sha256sum < gs.vmdk)" = "$sum" ] && ok \
+            || bad "[$img $factor] check -r (exit $rc) changed the file: $out"
+        qemu-img convert -f vmdk -O raw gs.vmdk gs.q2.raw 2> /dev/null; q2=$?
+        [ $q1 -eq $q2 ] && { [ $q1 -ne 0 ] || cmp -s gs.q1.raw gs.q2.raw; } && ok \
+            || bad "[$img $factor] qemu-img reads differently after check -r"
+    done
+    # The true grainSize is clean (no false alarm on the layouts this test uses).
+    out=$("$VDKIT" check $img.vmdk 2>&1) && ok || bad "[$img] the undamaged image: $out"
+done
+
+# 10. streamOptimized: qemu-img's (tables at the front) and vdkit's (footer)
+# check clean, and check -r exits 0 without touching them; damaged grain
+# markers (compressed data, the LBA, the size, a cut) are errors naming the
+# marker's byte; check -r changes nothing and says why.
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized gd.good.raw sq.vmdk
+"$VDKIT" -q convert -O vmdk -o subformat=streamOptimized gd.good.raw sv.vmdk
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized cut.after.raw sq2.vmdk
+for img in sq sv sq2; do
+    sum=$(sha256sum < $img.vmdk)
+    out=$("$VDKIT" check $img.vmdk 2>&1) && ok || bad "[$img] a clean stream does not check clean: $out"
+    out=$("$VDKIT" check -r $img.vmdk 2>&1); rc=$?
+    [ $rc -eq 0 ] && [ "$(sha256sum < $img.vmdk)" = "$sum" ] && ok || bad "[$img] check -r of a clean stream: exit $rc: $out"
+done
+# sdamage <image> <what>: writes sd.vmdk, prints the byte of the damaged grain marker
+sdamage() {
+    python3 - "$@" <<'PY'
+import struct, sys
+img, what = sys.argv[1], sys.argv[2]
+d = bytearray(open(img + ".vmdk", "rb").read())
+ov = struct.unpack_from("<Q", d, 64)[0]
+s, markers = ov, []
+while s * 512 + 12 <= len(d):
+    v, n = struct.unpack_from("<QI", d, s * 512)
+    if n == 0:
+        t = struct.unpack_from("<I", d, s * 512 + 12)[0]
+        if t == 0: break
+        s += 1 + (v or 1)
+        continue
+    markers.append(s * 512)
+    s += (12 + n + 511) // 512
+at = markers[-1] if what.startswith("last") else markers[0]
+if what.endswith("zlib"): d[at + 14:at + 18] = b"\xde\xad\xbe\xef"
+elif what.endswith("lba"): struct.pack_into("<Q", d, at, struct.unpack_from("<Q", d, at)[0] + 128)
+elif what.endswith("size"): struct.pack_into("<I", d, at + 8, 0x7fffffff)
+elif what.endswith("cut"): d = d[:at + 20]
+open("sd.vmdk", "wb").write(d)
+print(at)
+PY
+}
+for img in sq sv sq2; do
+    for what in zlib lba size last-cut last-zlib; do
+        at=$(sdamage $img $what)
+        sum=$(sha256sum < sd.vmdk)
+        "$VDKIT" check --output=json sd.vmdk > sd.json; rc=$?
+        python3 - "$rc" "$at" "$what" <<'PY' && ok || bad "[$img $what] check (exit $rc): $(cat sd.json)"
+import json, sys
+rc, at, what = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+f = json.load(open("sd.json"))["findings"]
+assert rc == 2, f
+errs = [x for x in f if x["severity"] == "error"]
+assert errs, f
+if what != "last-cut":  # a cut stream's findings name where the file ends
+    assert any(x["offset"] == at or ("byte %d" % at) in x["message"] for x in errs), (at, f)
+PY
+        out=$("$VDKIT" check -r sd.vmdk 2>&1); rc=$?
+        [ $rc -eq 2 ] && grep -q "not repaired in place" <<< "$out" && [ "$(sha256sum < sd.vmdk)" = "$sum" ] && ok \
+            || bad "[$img $what] check -r of a damaged stream: exit $rc: $out"
+    done
+done
+
 finish
