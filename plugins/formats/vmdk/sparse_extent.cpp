@@ -842,11 +842,41 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     auto dir_entry_at = [&](size_t id) { return (id % 2 ? h_.rgd_offset : h_.gd_offset) * 512 + (id / 2) * 4; };
     std::vector<std::pair<Range, std::string>> fixed;
     fixed.push_back({{0, 512}, "the header"});
-    if (h_.descriptor_offset && h_.descriptor_size && h_.descriptor_offset < (1ull << 40) && h_.descriptor_size < (1ull << 40))
-        fixed.push_back({{h_.descriptor_offset * 512, (h_.descriptor_offset + h_.descriptor_size) * 512}, "the embedded descriptor"});
+    // The embedded descriptor (header bytes 28 and 36): its text, up to the
+    // first NUL, is what a reader uses; a declared region reaching over the
+    // directories or tables is a wrong size field, not damaged tables.
+    Range desc_declared{0, 0}, desc_text{0, 0};
+    if (h_.descriptor_offset && h_.descriptor_size && h_.descriptor_offset < (1ull << 40) && h_.descriptor_size < (1ull << 40)) {
+        desc_declared = {h_.descriptor_offset * 512, (h_.descriptor_offset + h_.descriptor_size) * 512};
+        const uint64_t avail = desc_declared.first < file_size_ ? file_size_ - desc_declared.first : 0;
+        std::vector<unsigned char> text(static_cast<size_t>(std::min<uint64_t>({desc_declared.second - desc_declared.first, avail, 1u << 20})));
+        if (!text.empty()) store_.pread(ctx.get(), text.data(), text.size(), desc_declared.first);
+        const uint64_t len = static_cast<uint64_t>(std::find(text.begin(), text.end(), 0) - text.begin());
+        desc_text = {desc_declared.first, std::min(desc_declared.second, desc_declared.first + std::max<uint64_t>(512, (len + 511) / 512 * 512))};
+        fixed.push_back({desc_text, "the embedded descriptor"});
+    }
     if (n) fixed.push_back({{h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes}, "the grain directory"});
     if (n && have_r) fixed.push_back({{h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes}, "the redundant grain directory"});
     if (footer_at_) fixed.push_back({{footer_at_, footer_at_ + 1536}, "the footer"});
+    // A redundant directory the header announces (flags bit 1) that is not there.
+    if (n && (h_.flags & kFlagRedundant) && !compressed && !have_r) {
+        report(VDKIT_FINDING_ERROR, 48,
+               "the header announces a redundant grain directory (flags bit 1, byte 8) but its offset (byte 48) is " +
+                   (h_.rgd_offset ? "sector " + std::to_string(h_.rgd_offset) + ", past the end of the file (" +
+                                        std::to_string(file_size_) + " bytes)"
+                                  : std::string("0")) +
+                   "; reads use the primary directory; repair clears the flag and the offset",
+               true);
+        if (repair) {
+            unsigned char hb[512];
+            store_.pread(ctx.get(), hb, 512, 0);
+            h_.flags &= ~kFlagRedundant;
+            h_.rgd_offset = 0;
+            store_le(hb + 8, h_.flags, 4);
+            store_le(hb + 48, 0, 8);
+            store_.pwrite(ctx.get(), hb, 512, 0);
+        }
+    }
     std::vector<std::string> why(2 * n); // empty: a sound table (or entry 0)
     auto span = [](uint64_t a, uint64_t b) { return " (bytes " + std::to_string(a) + "-" + std::to_string(b) + ")"; };
     for (size_t id = 0; id < 2 * n; ++id) {
@@ -877,6 +907,38 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             if (a + table_bytes > max_end) {
                 max_end = a + table_bytes;
                 holder = id;
+            }
+        }
+    }
+    if (desc_declared.second > desc_text.second) {
+        // What the declared descriptor region reaches over: a directory or a table in use.
+        uint64_t first = UINT64_MAX;
+        std::string what;
+        auto consider = [&](uint64_t a, uint64_t b, const std::string &name) {
+            if (a < desc_declared.second && desc_declared.first < b && a < first) {
+                first = a;
+                what = name + " at byte " + std::to_string(a);
+            }
+        };
+        if (n) consider(h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes, "the grain directory");
+        if (n && have_r) consider(h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes, "the redundant grain directory");
+        for (size_t id = 0; id < 2 * n; ++id)
+            if (sec(id) && why[id].empty()) consider(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes, table_name(id));
+        if (!what.empty()) {
+            const bool fits = first >= desc_text.second;
+            report(VDKIT_FINDING_ERROR, 36,
+                   "the header's descriptor region (byte 28: sector " + std::to_string(h_.descriptor_offset) +
+                       ", byte 36: " + std::to_string(h_.descriptor_size) + " sectors) overlaps " + what +
+                       " (the descriptor text ends by byte " + std::to_string(desc_text.second) +
+                       "); rewriting the descriptor there would destroy it; " +
+                       (fits ? "repair sets the size to " + std::to_string((first - desc_declared.first) / 512) + " sectors"
+                             : std::string("the text itself reaches it, so nothing is repaired")),
+                   fits);
+            if (repair && fits) {
+                h_.descriptor_size = (first - desc_declared.first) / 512;
+                unsigned char v[8];
+                store_le(v, h_.descriptor_size, 8);
+                store_.pwrite(ctx.get(), v, 8, 36);
             }
         }
     }

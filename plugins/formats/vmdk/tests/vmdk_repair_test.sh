@@ -345,4 +345,90 @@ PY
     done
 done
 
+# 11. A cut flat extent names its lost disk bytes (the extent's range past the
+# end of its file); check -r extends it with the zeros it reads as, so vdkit
+# and qemu-img read the same before and after.
+head -c $((3 << 20)) /dev/urandom > fl.raw
+for sub in monolithicFlat twoGbMaxExtentFlat; do
+    rm -f fl.vmdk fl-*.vmdk
+    "$VDKIT" -q convert -O vmdk -o subformat=$sub,split-size=1M fl.raw fl.vmdk
+    for cutfile in $(ls fl-*.vmdk | head -2); do
+        for keep in 0 4096 100000; do
+            rm -f c.vmdk c-*.vmdk
+            for f in fl.vmdk fl-*.vmdk; do sed 's/"fl-/"c-/' "$f" > "c${f#fl}"; done
+            c="c${cutfile#fl}"
+            start=$(python3 - "$c" <<'PY'
+import re, sys
+off = 0
+for l in open("c.vmdk"):
+    m = re.match(r'RW (\d+) FLAT "([^"]+)"', l)
+    if m:
+        if m.group(2) == sys.argv[1]: print(off, int(m.group(1)) * 512); break
+        off += int(m.group(1)) * 512
+PY
+)
+            set -- $start
+            truncate -s $keep "$c"
+            rm -f c.b.raw c.a.raw c.q.raw
+            "$VDKIT" convert -O raw c.vmdk c.b.raw
+            out=$("$VDKIT" check c.vmdk 2>&1); rc=$?
+            [ $rc -eq 2 ] && grep -q "lost disk bytes \[$(($1 + keep)), $(($1 + $2))): the file was truncated" <<< "$out" && ok \
+                || bad "[$sub $cutfile cut to $keep] check (exit $rc): $out"
+            out=$("$VDKIT" check -r c.vmdk 2>&1); rc=$?
+            [ $rc -eq 0 ] && [ "$(stat -c %s "$c")" -eq "$2" ] && ok || bad "[$sub $cutfile $keep] check -r (exit $rc): $out"
+            "$VDKIT" convert -O raw c.vmdk c.a.raw && cmp -s c.a.raw c.b.raw && ok || bad "[$sub $cutfile $keep] reads differ after check -r"
+            qemu-img convert -f vmdk -O raw c.vmdk c.q.raw && cmp -s c.q.raw c.b.raw && ok || bad "[$sub $cutfile $keep] qemu-img reads differently"
+            # only the lost range differs from the original data
+            cmp -s <(head -c $(($1 + keep)) fl.raw) <(head -c $(($1 + keep)) c.a.raw) && ok || bad "[$sub $cutfile $keep] data before the cut changed"
+        done
+    done
+done
+
+# 12. Header fields the tables contradict: a redundant directory the flags
+# announce at offset 0 or past the end of the file; a descriptor size
+# reaching over the directories (writes are refused until check -r, which
+# shrinks it; the descriptor text is kept). qemu-img the oracle of the data.
+for spec in "48 0" "48 999999" "36 100" "36 40"; do
+    cp gd0.vmdk hf.vmdk
+    set -- $spec
+    python3 - $1 $2 <<'PY'
+import struct, sys
+f = open("hf.vmdk", "r+b"); f.seek(int(sys.argv[1])); f.write(struct.pack("<Q", int(sys.argv[2])))
+PY
+    out=$("$VDKIT" check --output=json hf.vmdk); rc=$?
+    [ $rc -eq 2 ] && python3 -c '
+import json, sys
+f = json.loads(sys.argv[1])["findings"]
+assert [x["offset"] for x in f if x["severity"] == "error"] == [int(sys.argv[2])], f' "$out" $1 && ok || bad "[$spec] check (exit $rc): $out"
+    sum=$(sha256sum < hf.vmdk)
+    out=$("$VDKIT" discard hf.vmdk 2M:64K 2>&1); rc=$?
+    if [ $1 = 36 ]; then
+        [ $rc -ne 0 ] && grep -q "check -r" <<< "$out" && [ "$(sha256sum < hf.vmdk)" = "$sum" ] && ok \
+            || bad "[$spec] a write over a descriptor reaching the tables: exit $rc: $out"
+    fi
+    out=$("$VDKIT" check -r hf.vmdk 2>&1); rc=$?
+    [ $rc -eq 0 ] && ok || bad "[$spec] check -r (exit $rc): $out"
+    "$VDKIT" check hf.vmdk > /dev/null && ok || bad "[$spec] not clean after check -r"
+    qemu-img compare -q hf.vmdk gd.good.raw && ok || bad "[$spec] qemu-img reads other data after check -r"
+    "$VDKIT" info hf.vmdk > /dev/null && qemu-img check -q hf.vmdk && ok || bad "[$spec] the repaired image does not open"
+done
+
+# 13. A split descriptor naming one extent file twice (or overlapping ranges
+# of one flat file): refused on open, for reading and writing, naming both lines.
+"$VDKIT" -q create -f vmdk -o subformat=twoGbMaxExtentSparse,split-size=4M al.vmdk 12M
+sed -i 's/al-s003.vmdk/al-s001.vmdk/' al.vmdk
+for cmd in "info" "check" "convert -O raw" "discard"; do
+    case $cmd in convert*) args="al.vmdk al.raw";; discard) args="al.vmdk 0:64K";; *) args=al.vmdk;; esac
+    out=$("$VDKIT" $cmd $args 2>&1); rc=$?
+    [ $rc -ne 0 ] && grep -q 'descriptor lines 8 and 10 both name the extent file "al-s001.vmdk"' <<< "$out" && ok \
+        || bad "aliased extents: $cmd: exit $rc: $out"
+done
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentFlat"\nRW 2048 FLAT "fl1.img" 0\nRW 2048 FLAT "fl1.img" 1024\n' > ov.vmdk
+head -c 2M /dev/zero > fl1.img
+out=$("$VDKIT" info ov.vmdk 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "overlapping sector ranges" <<< "$out" && ok || bad "overlapping flat ranges: exit $rc: $out"
+sed -i 's/"fl1.img" 1024/"fl1.img" 2048/' ov.vmdk
+head -c 4M /dev/zero > fl1.img
+"$VDKIT" info ov.vmdk > /dev/null && ok || bad "two disjoint ranges of one flat file are refused"
+
 finish
