@@ -1081,7 +1081,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                 }
             }
         }
-        if (!geometry.empty())
+        // Not a write gate by itself: writes under the header's geometry stay
+        // consistent with it; grains overlapping under it still refuse them.
+        if (!geometry.empty() && !gate)
             report(VDKIT_FINDING_ERROR, 20,
                    "the header's grainSize field (byte 20: " + std::to_string(h_.grain_size) +
                        " sectors) does not fit the grain tables: " + geometry +
@@ -1321,7 +1323,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         for (const Use &u : used) {
             if (!kept.empty() && uint64_t(u.sector) * 512 < uint64_t(kept.back().sector) * 512 + gb) {
                 const uint64_t gdi = u.grain / h_.gtes_per_gt, k = u.grain % h_.gtes_per_gt;
-                if (!geometry.empty()) continue; // the grainSize finding covers it
+                if (!geometry.empty() && !gate) continue; // the grainSize finding covers it (writes still refused)
                 report(VDKIT_FINDING_ERROR, uint64_t(use_sec[gdi]) * 512 + k * 4,
                        "grains " + std::to_string(kept.back().grain) + " and " + std::to_string(u.grain) +
                            " overlap at byte " + std::to_string(uint64_t(u.sector) * 512) +
