@@ -285,6 +285,28 @@ PY
     out=$("$VDKIT" check $img.vmdk 2>&1) && ok || bad "[$img] the undamaged image: $out"
 done
 
+# Writes under a grainSize the layout contradicts stay consistent with the
+# header (vdkit and qemu-img read the same afterwards) and are allowed;
+# grains that overlap under the header's grainSize refuse them.
+for factor in half double; do
+    cp gs1.vmdk gw.vmdk
+    python3 - "$factor" <<'PY'
+import struct, sys
+f = open("gw.vmdk", "r+b"); f.seek(20); g = struct.unpack("<Q", f.read(8))[0]
+f.seek(20); f.write(struct.pack("<Q", g // 2 if sys.argv[1] == "half" else g * 2))
+PY
+    sum=$(sha256sum < gw.vmdk)
+    out=$("$VDKIT" discard -z gw.vmdk 5M:64K 2>&1); rc=$?
+    if [ $factor = half ]; then
+        rm -f gw.v.raw gw.q.raw
+        [ $rc -eq 0 ] && "$VDKIT" convert -O raw gw.vmdk gw.v.raw && qemu-img convert -f vmdk -O raw gw.vmdk gw.q.raw \
+            && cmp -s gw.v.raw gw.q.raw && ok || bad "[gw $factor] a write under the halved grainSize: exit $rc: $out"
+    else
+        [ $rc -ne 0 ] && grep -q "check -r" <<< "$out" && [ "$(sha256sum < gw.vmdk)" = "$sum" ] && ok \
+            || bad "[gw $factor] a write over grains overlapping under the header's grainSize: exit $rc: $out"
+    fi
+done
+
 # 10. streamOptimized: qemu-img's (tables at the front) and vdkit's (footer)
 # check clean, and check -r exits 0 without touching them; damaged grain
 # markers (compressed data, the LBA, the size, a cut) are errors naming the
