@@ -111,8 +111,12 @@ public:
     // Consistency check (VDKIT_CHECK_* flags), findings through ctx.finding
     // with file offsets: unclean-shutdown flag, grain tables beyond the file,
     // table vs redundant table mismatches, entries outside the data area or
-    // beyond the file, grains used twice or overlapping, orphaned grains.
-    // Repair (not dry run) fixes tables and truncates orphans at the end.
+    // beyond the file, grains used twice or overlapping, orphaned grains;
+    // header fields the layout contradicts (grainSize, descriptor size, a
+    // missing redundant directory); for streams, every grain marker.
+    // Repair (not dry run) fixes tables and truncates orphans at the end,
+    // never a grain any table entry names; streams are never repaired
+    // (docs/check.md rules 5-7).
     void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) override { check_tables(ctx, flags, r, nullptr); }
 
     // Before the first write of a session: tables that disagree, entries
