@@ -128,7 +128,8 @@ void CowdExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r)
                 continue;
             }
             if (auto why = entry_problem(t[i]); !why.empty()) {
-                report(VDKIT_FINDING_ERROR, at, "grain " + std::to_string(index) + " " + why);
+                report(VDKIT_FINDING_ERROR, at, "grain " + std::to_string(index) + " " + why + " (" +
+                                                    lost_range(index, 0, grain_bytes()) + ": reading it fails)");
                 continue;
             }
             if (uint64_t first = owners.claim(t[i], index); first != UINT64_MAX)
@@ -296,7 +297,9 @@ void SeSparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result
             Grain kind = Grain::unallocated;
             uint64_t sector = 0;
             if (auto why = entry_problem(t[i], &kind, &sector); !why.empty()) {
-                report(t_at + i * 8, "grain " + std::to_string(index) + " " + why);
+                // The grain cannot be read at all: its whole disk range is lost.
+                report(t_at + i * 8, "grain " + std::to_string(index) + " " + why + " (" +
+                                         lost_range(index, 0, grain_bytes()) + ": reading it fails)");
                 continue;
             }
             if (kind != Grain::data) continue;

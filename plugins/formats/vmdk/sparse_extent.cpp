@@ -311,20 +311,51 @@ void SparseExtent::set_whole_grains(sdk::Context &ctx, uint64_t offset, uint64_t
 }
 
 std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_index) {
+    if (resolved_) {
+        auto r = resolved_->find(gd_index);
+        if (r != resolved_->end()) return r->second;
+    }
     auto it = gt_cache_.find(gd_index);
     if (it != gt_cache_.end()) return it->second;
-    uint64_t sector = gd_[gd_index];
-    uint64_t bytes = uint64_t(h_.gtes_per_gt) * 4;
-    if (sector * 512 > file_size_ || file_size_ - sector * 512 < bytes)
+    const uint64_t bytes = uint64_t(h_.gtes_per_gt) * 4;
+    auto fits = [&](uint64_t sector) { return sector && sector * 512 <= file_size_ && file_size_ - sector * 512 >= bytes; };
+    auto load = [&](uint64_t sector) {
+        std::vector<unsigned char> raw(static_cast<size_t>(bytes));
+        store_.pread(ctx.get(), raw.data(), raw.size(), sector * 512);
+        std::vector<uint32_t> gt(h_.gtes_per_gt);
+        for (size_t i = 0; i < gt.size(); ++i) gt[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
+        return gt;
+    };
+    const uint64_t sector = gd_[gd_index];
+    std::vector<uint32_t> gt;
+    if (fits(sector)) gt = load(sector);
+    // With a redundant copy, reads follow the copy check -r would keep
+    // (docs/check.md rule 5): when the two tables are not the same, or the
+    // primary entry names no table while the redundant one does, the
+    // tables are resolved once, exactly as check decides, so the disk reads
+    // the same before and after the repair.
+    const uint32_t rsector = gd_index < rgd_.size() ? rgd_[gd_index] : 0;
+    if (!resolved_ && rsector && fits(rsector) && (gt.empty() || load(rsector) != gt)) {
+        resolve_tables(ctx);
+        auto r = resolved_->find(gd_index);
+        if (r != resolved_->end()) return r->second;
+    }
+    if (gt.empty())
         corrupt("grain table " + std::to_string(gd_index) + " at sector " + std::to_string(sector) +
                 " (grain directory entry at byte " + std::to_string(h_.gd_offset * 512 + gd_index * 4) +
                 ") lies beyond the end of the file");
     if (gt_cache_.size() >= kMaxCachedTables) gt_cache_.clear();
-    std::vector<unsigned char> raw(static_cast<size_t>(bytes));
-    store_.pread(ctx.get(), raw.data(), raw.size(), sector * 512);
-    std::vector<uint32_t> gt(h_.gtes_per_gt);
-    for (size_t i = 0; i < gt.size(); ++i) gt[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
     return gt_cache_.emplace(gd_index, std::move(gt)).first->second;
+}
+
+void SparseExtent::resolve_tables(sdk::Context &ctx) {
+    std::unordered_map<uint64_t, std::vector<uint32_t>> plan;
+    std::string first;
+    vdkit_check_result r{};
+    r.struct_size = sizeof r;
+    check_tables(ctx, 0, r, &first, &plan);
+    resolved_ = std::move(plan);
+    gt_cache_.clear();
 }
 
 void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
@@ -371,7 +402,10 @@ SparseExtent::Grain SparseExtent::lookup(sdk::Context &ctx, uint64_t index, uint
         gte = it == scanned_->end() ? 0 : it->second;
     } else {
         if (gd_index >= gd_.size()) return Grain::unallocated;
-        if (gd_[gd_index] == 0) return Grain::unallocated;
+        // A primary entry 0 reads the redundant table when that one is sound (check's rule).
+        if (gd_[gd_index] == 0 && (gd_index >= rgd_.size() || rgd_[gd_index] == 0)) return Grain::unallocated;
+        if (gd_[gd_index] == 0 && !resolved_) resolve_tables(ctx);
+        if (gd_[gd_index] == 0 && !resolved_->count(gd_index)) return Grain::unallocated;
         gte = grain_table(ctx, gd_index)[index % h_.gtes_per_gt];
     }
     if (gte == 0) return Grain::unallocated;
@@ -534,6 +568,7 @@ uint64_t SparseExtent::shrink(sdk::Context &ctx, uint64_t new_capacity, bool has
     gd_.resize(static_cast<size_t>(count));
     if (!rgd_.empty()) rgd_.resize(static_cast<size_t>(count));
     gt_cache_.clear();
+    resolved_.reset();
     // 3. The grains and tables no entry uses any more go back (VMware's Shrink).
     return compact(ctx, has_parent);
 }
@@ -667,18 +702,111 @@ void SparseExtent::require_sound_tables(sdk::Context &ctx) {
     tables_sound_ = true;
 }
 
-void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate) {
+std::string SparseExtent::stream_grain_problem(sdk::Context &ctx, uint32_t sector, uint64_t grain) const {
+    // VDF50 "Stream-Optimized Compressed Sparse Extents", grain marker:
+    // u64 LBA of the grain's first sector, u32 compressed size, the zlib data.
+    const uint64_t at = uint64_t(sector) * 512;
+    if (at + 12 > file_size_) return "the grain marker at byte " + std::to_string(at) + " lies past the end of the file";
+    unsigned char m[12];
+    store_.pread(ctx.get(), m, sizeof m, at);
+    const uint64_t lba = load_le(m, 8), size = load_le(m + 8, 4);
+    if (grain != UINT64_MAX && lba != grain * h_.grain_size)
+        return "the grain marker at byte " + std::to_string(at) + " is for sector " + std::to_string(lba) +
+               ", not sector " + std::to_string(grain * h_.grain_size);
+    if (lba % h_.grain_size || lba >= h_.capacity)
+        return "the grain marker at byte " + std::to_string(at) + " names sector " + std::to_string(lba) +
+               ", not the start of a grain of the disk (" + std::to_string(h_.capacity) + " sectors)";
+    if (size == 0 || size > 2 * grain_bytes() + 1024)
+        return "the grain marker at byte " + std::to_string(at) + " has a bad compressed size " + std::to_string(size);
+    if (at + 12 + size > file_size_)
+        return "the compressed grain at byte " + std::to_string(at) + " (" + std::to_string(size) +
+               " bytes) reaches past the end of the file";
+    std::vector<unsigned char> in(static_cast<size_t>(size)), out(static_cast<size_t>(grain_bytes()));
+    store_.pread(ctx.get(), in.data(), size, at + 12);
+    uLongf out_len = static_cast<uLongf>(out.size());
+    const int rc = uncompress(out.data(), &out_len, in.data(), static_cast<uLong>(size));
+    if (rc == Z_BUF_ERROR && out_len == out.size())
+        return "the compressed grain at byte " + std::to_string(at) + " inflates to more than a grain (" +
+               std::to_string(grain_bytes()) + " bytes)";
+    if (rc != Z_OK)
+        return "the compressed grain at byte " + std::to_string(at) + " does not inflate (zlib " + std::to_string(rc) + ")";
+    return {};
+}
+
+template <class Report>
+void SparseExtent::check_stream_markers(sdk::Context &ctx, const std::unordered_set<uint32_t> &referenced,
+                                        Report &&report) {
+    // VDF50 "Stream-Optimized Compressed Sparse Extents": after the
+    // overhead, grain markers (size > 0) and metadata markers (size 0; type
+    // 1 grain table, 2 grain directory, 3 footer, each followed by `val`
+    // sectors; type 4 is skipped the same way) follow one another on sector
+    // boundaries up to the end-of-stream marker (type 0). Each marker is
+    // walked; grains the tables name were checked by the table walk.
+    const uint64_t sectors = (file_size_ + 511) / 512;
+    uint64_t s = h_.overhead, unreferenced = 0, first_unreferenced = 0;
+    for (;;) {
+        if (s >= sectors) {
+            if (!footer_at_)
+                report(VDKIT_FINDING_NOTE, file_size_,
+                       "the stream has no end-of-stream marker (qemu leaves it out); every grain the tables name was found",
+                       false);
+            else
+                report(VDKIT_FINDING_ERROR, file_size_, "the marker walk ran past the footer without an end-of-stream marker",
+                       false);
+            return;
+        }
+        const uint64_t at = s * 512;
+        unsigned char m[16] = {};
+        store_.pread(ctx.get(), m, static_cast<size_t>(std::min<uint64_t>(16, file_size_ - at)), at);
+        const uint64_t val = load_le(m, 8), size = load_le(m + 8, 4), type = load_le(m + 12, 4);
+        if (size > 0) {
+            if (!referenced.count(static_cast<uint32_t>(s))) {
+                if (const std::string bad = stream_grain_problem(ctx, static_cast<uint32_t>(s), UINT64_MAX); !bad.empty()) {
+                    report(VDKIT_FINDING_ERROR, at,
+                           "the marker walk stops at byte " + std::to_string(at) + ": " + bad +
+                               " (no table names it; the markers after it cannot be found)",
+                           false);
+                    return;
+                }
+                if (!unreferenced++) first_unreferenced = at;
+            }
+            s += (12 + size + 511) / 512;
+            continue;
+        }
+        if (type == 0) break; // end of stream
+        const uint64_t follow = type == 3 && val == 0 ? 1 : val; // a footer marker may leave val 0
+        if (type > 4 || follow > sectors - s - 1) {
+            report(VDKIT_FINDING_ERROR, at,
+                   "the marker walk stops at byte " + std::to_string(at) + ": a metadata marker of type " +
+                       std::to_string(type) + " with " + std::to_string(val) + " sectors is not a valid marker" +
+                       (type <= 4 ? " (it reaches past the end of the file)" : ""),
+                   false);
+            return;
+        }
+        s += 1 + follow;
+    }
+    if (unreferenced)
+        report(VDKIT_FINDING_LEAK, first_unreferenced,
+               std::to_string(unreferenced) + " compressed grains in the stream are named by no grain table entry", false);
+}
+
+void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate,
+                                std::unordered_map<uint64_t, std::vector<uint32_t>> *plan) {
     const sdk::CheckReporter reporter(ctx, gate ? 0 : flags, r);
-    const bool repair = reporter.repairing();
     const bool compressed = h_.flags & kFlagCompressed;
-    if (repair && compressed) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents are not repaired");
+    // A stream (compressed grains) is checked, never repaired in place: its
+    // grains are written once, front to back (docs/check.md). `check -r`
+    // reports what it finds and changes nothing.
+    const bool repair = reporter.repairing() && !compressed;
+    bool stream_errors = false;
     // Every finding names the extent file.
     auto report = [&](uint32_t severity, uint64_t offset, const std::string &msg, bool fixable) {
         if (gate) {
             if (severity == VDKIT_FINDING_ERROR && gate->empty()) *gate = msg + " at byte " + std::to_string(offset);
             return;
         }
-        reporter(severity, offset, name_ + ": " + msg, fixable);
+        if (compressed && severity == VDKIT_FINDING_ERROR) stream_errors = true;
+        reporter(severity, offset, name_ + ": " + msg, fixable && !compressed);
     };
     auto write_entry = [&](uint64_t table_sector, uint64_t slot, uint32_t value) {
         unsigned char e[4];
@@ -714,11 +842,41 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     auto dir_entry_at = [&](size_t id) { return (id % 2 ? h_.rgd_offset : h_.gd_offset) * 512 + (id / 2) * 4; };
     std::vector<std::pair<Range, std::string>> fixed;
     fixed.push_back({{0, 512}, "the header"});
-    if (h_.descriptor_offset && h_.descriptor_size && h_.descriptor_offset < (1ull << 40) && h_.descriptor_size < (1ull << 40))
-        fixed.push_back({{h_.descriptor_offset * 512, (h_.descriptor_offset + h_.descriptor_size) * 512}, "the embedded descriptor"});
+    // The embedded descriptor (header bytes 28 and 36): its text, up to the
+    // first NUL, is what a reader uses; a declared region reaching over the
+    // directories or tables is a wrong size field, not damaged tables.
+    Range desc_declared{0, 0}, desc_text{0, 0};
+    if (h_.descriptor_offset && h_.descriptor_size && h_.descriptor_offset < (1ull << 40) && h_.descriptor_size < (1ull << 40)) {
+        desc_declared = {h_.descriptor_offset * 512, (h_.descriptor_offset + h_.descriptor_size) * 512};
+        const uint64_t avail = desc_declared.first < file_size_ ? file_size_ - desc_declared.first : 0;
+        std::vector<unsigned char> text(static_cast<size_t>(std::min<uint64_t>({desc_declared.second - desc_declared.first, avail, 1u << 20})));
+        if (!text.empty()) store_.pread(ctx.get(), text.data(), text.size(), desc_declared.first);
+        const uint64_t len = static_cast<uint64_t>(std::find(text.begin(), text.end(), 0) - text.begin());
+        desc_text = {desc_declared.first, std::min(desc_declared.second, desc_declared.first + std::max<uint64_t>(512, (len + 511) / 512 * 512))};
+        fixed.push_back({desc_text, "the embedded descriptor"});
+    }
     if (n) fixed.push_back({{h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes}, "the grain directory"});
     if (n && have_r) fixed.push_back({{h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes}, "the redundant grain directory"});
     if (footer_at_) fixed.push_back({{footer_at_, footer_at_ + 1536}, "the footer"});
+    // A redundant directory the header announces (flags bit 1) that is not there.
+    if (n && (h_.flags & kFlagRedundant) && !compressed && !have_r) {
+        report(VDKIT_FINDING_ERROR, 48,
+               "the header announces a redundant grain directory (flags bit 1, byte 8) but its offset (byte 48) is " +
+                   (h_.rgd_offset ? "sector " + std::to_string(h_.rgd_offset) + ", past the end of the file (" +
+                                        std::to_string(file_size_) + " bytes)"
+                                  : std::string("0")) +
+                   "; reads use the primary directory; repair clears the flag and the offset",
+               true);
+        if (repair) {
+            unsigned char hb[512];
+            store_.pread(ctx.get(), hb, 512, 0);
+            h_.flags &= ~kFlagRedundant;
+            h_.rgd_offset = 0;
+            store_le(hb + 8, h_.flags, 4);
+            store_le(hb + 48, 0, 8);
+            store_.pwrite(ctx.get(), hb, 512, 0);
+        }
+    }
     std::vector<std::string> why(2 * n); // empty: a sound table (or entry 0)
     auto span = [](uint64_t a, uint64_t b) { return " (bytes " + std::to_string(a) + "-" + std::to_string(b) + ")"; };
     for (size_t id = 0; id < 2 * n; ++id) {
@@ -749,6 +907,38 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             if (a + table_bytes > max_end) {
                 max_end = a + table_bytes;
                 holder = id;
+            }
+        }
+    }
+    if (desc_declared.second > desc_text.second) {
+        // What the declared descriptor region reaches over: a directory or a table in use.
+        uint64_t first = UINT64_MAX;
+        std::string what;
+        auto consider = [&](uint64_t a, uint64_t b, const std::string &name) {
+            if (a < desc_declared.second && desc_declared.first < b && a < first) {
+                first = a;
+                what = name + " at byte " + std::to_string(a);
+            }
+        };
+        if (n) consider(h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes, "the grain directory");
+        if (n && have_r) consider(h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes, "the redundant grain directory");
+        for (size_t id = 0; id < 2 * n; ++id)
+            if (sec(id) && why[id].empty()) consider(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes, table_name(id));
+        if (!what.empty()) {
+            const bool fits = first >= desc_text.second;
+            report(VDKIT_FINDING_ERROR, 36,
+                   "the header's descriptor region (byte 28: sector " + std::to_string(h_.descriptor_offset) +
+                       ", byte 36: " + std::to_string(h_.descriptor_size) + " sectors) overlaps " + what +
+                       " (the descriptor text ends by byte " + std::to_string(desc_text.second) +
+                       "); rewriting the descriptor there would destroy it; " +
+                       (fits ? "repair sets the size to " + std::to_string((first - desc_declared.first) / 512) + " sectors"
+                             : std::string("the text itself reaches it, so nothing is repaired")),
+                   fits);
+            if (repair && fits) {
+                h_.descriptor_size = (first - desc_declared.first) / 512;
+                unsigned char v[8];
+                store_le(v, h_.descriptor_size, 8);
+                store_.pwrite(ctx.get(), v, 8, 36);
             }
         }
     }
@@ -838,6 +1028,69 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         --it;
         return it->second > at ? &*it : nullptr;
     };
+    // The header's geometry against the layout of the grains (VDF50 "Hosted
+    // Sparse Extent Header": grainSize is the grain's size in sectors and
+    // every grain table entry names the first sector of one whole grain). A
+    // writer lays grains out one after the other, so the distance from one
+    // grain to the next (or to the metadata or the end of the file after it)
+    // is a multiple of the real grain size. When every grain is followed by
+    // a whole power-of-two multiple of grainSize that no entry names, or
+    // most grains are closer together than grainSize, the field is wrong,
+    // not the data: nothing is then called a leak, truncated or unmapped.
+    std::string geometry;
+    if (!compressed) {
+        std::vector<uint64_t> starts;
+        for (const Claim &c : claims) starts.push_back(c.at);
+        starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+        if (starts.size() >= 2) {
+            const uint64_t file_end = (file_size_ + 511) / 512 * 512;
+            uint64_t bits = 0, smaller = 0, min_span = UINT64_MAX;
+            for (size_t i = 0; i < starts.size(); ++i) {
+                uint64_t stop = i + 1 < starts.size() ? starts[i + 1] : file_end;
+                auto m = std::upper_bound(meta.begin(), meta.end(), std::make_pair(starts[i], UINT64_MAX));
+                if (m != meta.end()) stop = std::min(stop, m->first);
+                const uint64_t gap = stop > starts[i] ? stop - starts[i] : 0;
+                bits |= gap | (starts[i] - starts[0]);
+                min_span = std::min(min_span, gap);
+                if (gap < gb) ++smaller;
+            }
+            const uint64_t unit = bits ? bits & -bits : 0; // the largest power of two dividing every span and distance
+            if (unit > gb && min_span >= unit)
+                geometry = "every grain the tables name is followed by " + std::to_string(unit - gb) +
+                           " bytes no entry names (the grains lie " + std::to_string(unit) +
+                           " bytes apart): the grains are " + std::to_string(unit / 512) + " sectors or larger";
+            else if (unit && unit < gb && smaller * 4 >= starts.size() * 3)
+                geometry = std::to_string(smaller) + " of the " + std::to_string(starts.size()) +
+                           " grains the tables name start less than a grain after the one before (" +
+                           std::to_string(unit) + " bytes apart): the grains are " + std::to_string(unit / 512) +
+                           " sectors";
+        }
+        // The directory's sectors hold more tables than capacity (byte 12),
+        // grainSize and numGTEsPerGT (byte 44) need: the header undercounts.
+        if (geometry.empty() && n && uint64_t(h_.gd_offset) * 512 + dir_bytes <= file_size_ && dir_bytes > n * 4) {
+            std::vector<unsigned char> raw(static_cast<size_t>(dir_bytes - n * 4));
+            store_.pread(ctx.get(), raw.data(), raw.size(), h_.gd_offset * 512 + n * 4);
+            for (size_t i = 0; i + 4 <= raw.size(); i += 4) {
+                const uint64_t e = load_le(raw.data() + i, 4);
+                if (e && table_fits(e)) {
+                    geometry = "the grain directory's entry " + std::to_string(n + i / 4) + " (byte " +
+                               std::to_string(h_.gd_offset * 512 + n * 4 + i) + ") names a table at sector " +
+                               std::to_string(e) + ", but capacity, grainSize and numGTEsPerGT need only " +
+                               std::to_string(n) + " tables";
+                    break;
+                }
+            }
+        }
+        // Not a write gate by itself: writes under the header's geometry stay
+        // consistent with it; grains overlapping under it still refuse them.
+        if (!geometry.empty() && !gate)
+            report(VDKIT_FINDING_ERROR, 20,
+                   "the header's grainSize field (byte 20: " + std::to_string(h_.grain_size) +
+                       " sectors) does not fit the grain tables: " + geometry +
+                       "; the disk reads as the header says (as qemu reads it); nothing is called a leak, "
+                       "truncated or unmapped, and repair leaves the field for you to correct",
+                   false);
+    }
     // Where a grain entry may point: uncompressed grains start in the data
     // area, inside the file (the rule lookup and read_grain follow: a grain
     // the end of the file cuts reads as zeros past it, as qemu reads it);
@@ -867,6 +1120,11 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     }
     if (scanned_) {
         report(VDKIT_FINDING_ERROR, file_size_, scan_report_, false);
+        if (reporter.repairing())
+            reporter(VDKIT_FINDING_NOTE, UINT64_MAX,
+                     name_ + ": a streamOptimized extent is not repaired in place (its grains are written once); "
+                             "nothing was changed: 'vdkit convert' copies every readable grain into a new image",
+                     false);
         return; // no tables to check
     }
     struct Use {
@@ -875,6 +1133,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         bool suspect; // its two tables disagreed: it loses an overlap
     };
     std::vector<Use> used;
+    std::unordered_set<uint32_t> stream_referenced; // compressed: grain markers the tables name
     std::vector<uint64_t> suspects; // grains whose tables disagreed (ascending)
     std::vector<uint32_t> use_sec(n, 0), use_rsec(n, 0); // the tables in use (0: none)
     std::vector<std::pair<size_t, uint32_t>> relocate;   // directory entry id to point at a copy of a table
@@ -986,6 +1245,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                            (interrupted ? "; the extent was not closed cleanly and the primary table is sound" : ""),
                        true);
         }
+        // What reads use (resolve_tables): the table check -r keeps, with
+        // the entries it takes from the redundant copy.
+        if (plan && (tsec != ps || gt != tab[pid])) (*plan)[gdi] = gt;
         for (uint64_t k = 0; k < gt.size(); ++k) {
             const uint64_t grain = gdi * h_.gtes_per_gt + k;
             const std::string problem = entry_problem(gt[k]);
@@ -995,6 +1257,20 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                        "grain " + std::to_string(grain) + " " + problem + " and reads as zeros (" +
                            lost_range(grain, 0, gb) + ": the stream was truncated)",
                        false);
+                continue;
+            }
+            if (compressed && gt[k] > 1 && !gate) {
+                // VDF50 "Stream-Optimized Compressed Sparse Extents": the
+                // entry names a grain marker for this grain whose data
+                // inflates to at most one grain.
+                stream_referenced.insert(gt[k]);
+                const std::string bad = stream_grain_problem(ctx, gt[k], grain);
+                if (!bad.empty())
+                    report(VDKIT_FINDING_ERROR, uint64_t(gt[k]) * 512,
+                           "grain " + std::to_string(grain) + " (table entry at byte " +
+                               std::to_string(uint64_t(tsec) * 512 + k * 4) + "): " + bad + " (" +
+                               lost_range(grain, 0, gb) + ": the grain cannot be read)",
+                           false);
                 continue;
             }
             if (!problem.empty()) {
@@ -1008,7 +1284,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                 }
                 continue;
             }
-            if (gt[k] > 1 && !compressed) {
+            if (gt[k] > 1 && !compressed && geometry.empty()) { // (a wrong grainSize cuts nothing)
                 const uint64_t at = uint64_t(gt[k]) * 512;
                 if (at + visible(grain) > file_size_) {
                     // Readable up to the end of the file; the rest is gone.
@@ -1027,6 +1303,12 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                 used.push_back({gt[k], grain, std::binary_search(suspects.begin(), suspects.end(), grain)});
         }
     }
+    if (compressed && !gate) check_stream_markers(ctx, stream_referenced, report);
+    if (compressed && stream_errors && reporter.repairing())
+        reporter(VDKIT_FINDING_NOTE, UINT64_MAX,
+                 name_ + ": a streamOptimized extent is not repaired in place (its grains are written once); "
+                         "nothing was changed: 'vdkit convert' copies every readable grain into a new image",
+                 false);
     if (repair && pad_to > file_size_) {
         // Zeros where the grain was cut: it reads the same, whole.
         store_.truncate(ctx.get(), pad_to);
@@ -1041,6 +1323,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         for (const Use &u : used) {
             if (!kept.empty() && uint64_t(u.sector) * 512 < uint64_t(kept.back().sector) * 512 + gb) {
                 const uint64_t gdi = u.grain / h_.gtes_per_gt, k = u.grain % h_.gtes_per_gt;
+                if (!geometry.empty() && !gate) continue; // the grainSize finding covers it (writes still refused)
                 report(VDKIT_FINDING_ERROR, uint64_t(use_sec[gdi]) * 512 + k * 4,
                        "grains " + std::to_string(kept.back().grain) + " and " + std::to_string(u.grain) +
                            " overlap at byte " + std::to_string(uint64_t(u.sector) * 512) +
@@ -1067,6 +1350,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         for (size_t id = 0; id < 2 * n; ++id)
             if (sec(id) && why[id].empty()) taken.emplace_back(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes);
         taken.insert(taken.end(), also_held.begin(), also_held.end());
+        // Every grain any sound table names (primary or redundant, the loser
+        // of an overlap too) is held: repair never truncates it.
+        for (const Claim &c : claims) taken.emplace_back(c.at, c.at + gb);
         std::sort(taken.begin(), taken.end());
         uint64_t pos = ov * 512, orphans = 0, first_orphan = 0;
         for (const auto &[at, stop] : taken) {
@@ -1078,7 +1364,13 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             pos = std::max(pos, stop);
         }
         const uint64_t end = (file_size_ + 511) / 512 * 512;
-        if (end > pos && incomplete) {
+        if (end > pos && !geometry.empty()) {
+            report(VDKIT_FINDING_NOTE, pos,
+                   std::to_string(end - pos) +
+                       " bytes after the last grain as grainSize measures it; the field is inconsistent, so they are kept",
+                   false);
+            orphans = 0;
+        } else if (end > pos && incomplete) {
             report(VDKIT_FINDING_NOTE, pos,
                    std::to_string(end - pos) +
                        " bytes after the last structure found; a grain table has no usable copy, so they may be its "
@@ -1092,7 +1384,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                 file_size_ = pos;
             }
         }
-        if (orphans)
+        if (orphans && geometry.empty())
             report(VDKIT_FINDING_LEAK, first_orphan,
                    std::to_string(orphans) + " grains inside the file are used by no grain table entry", false);
     }
@@ -1113,6 +1405,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             (id % 2 ? rgd_ : gd_)[id / 2] = static_cast<uint32_t>(at / 512);
         }
         gt_cache_.clear();
+        resolved_.reset();
         set_unclean(ctx, false);
         store_.flush(ctx.get());
     }

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace vdkit::vmdk {
@@ -110,8 +111,12 @@ public:
     // Consistency check (VDKIT_CHECK_* flags), findings through ctx.finding
     // with file offsets: unclean-shutdown flag, grain tables beyond the file,
     // table vs redundant table mismatches, entries outside the data area or
-    // beyond the file, grains used twice or overlapping, orphaned grains.
-    // Repair (not dry run) fixes tables and truncates orphans at the end.
+    // beyond the file, grains used twice or overlapping, orphaned grains;
+    // header fields the layout contradicts (grainSize, descriptor size, a
+    // missing redundant directory); for streams, every grain marker.
+    // Repair (not dry run) fixes tables and truncates orphans at the end,
+    // never a grain any table entry names; streams are never repaired
+    // (docs/check.md rules 5-7).
     void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) override { check_tables(ctx, flags, r, nullptr); }
 
     // Before the first write of a session: tables that disagree, entries
@@ -134,8 +139,23 @@ private:
     // check, or (gate != nullptr) a silent pass that records the first
     // error a write could turn into data loss (a grain the end of the file
     // cuts is not one: writes handle it).
-    void check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate);
+    // `plan` (when not null) gets, per grain directory index, the table
+    // reads use where it is not the primary table as stored: the copy
+    // check -r keeps and the entries it takes from the redundant table.
+    void check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate,
+                      std::unordered_map<uint64_t, std::vector<uint32_t>> *plan = nullptr);
+    // Resolve the primary and redundant tables once as check does (rule 5
+    // of docs/check.md) into resolved_.
+    void resolve_tables(sdk::Context &ctx);
+    std::optional<std::unordered_map<uint64_t, std::vector<uint32_t>>> resolved_;
     bool tables_sound_ = false;
+    // check of a stream: what is wrong with the grain marker at `sector`
+    // (grain UINT64_MAX: any grain of the disk), empty when it is sound.
+    std::string stream_grain_problem(sdk::Context &ctx, uint32_t sector, uint64_t grain) const;
+    // check of a stream: walk every marker from the overhead to the
+    // end-of-stream marker; `referenced` holds the grain markers the tables name.
+    template <class Report>
+    void check_stream_markers(sdk::Context &ctx, const std::unordered_set<uint32_t> &referenced, Report &&report);
     Grain lookup(sdk::Context &ctx, uint64_t index, uint64_t *sector) override;
     // Compressed grains are inflated whole (and the last one kept).
     void read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector, uint64_t within, void *buf,

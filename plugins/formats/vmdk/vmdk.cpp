@@ -405,9 +405,14 @@ public:
             if (e->line.type == ExtentType::zero || e->device || e->line.access == Access::noaccess) continue;
             const uint64_t need = e->line.offset * 512 + e->length;
             if (e->file_size >= need) continue;
+            // The extent's data starts line.offset sectors into the file: what
+            // the file lacks is the disk range from its end to the extent's end.
+            const uint64_t have = e->file_size > e->line.offset * 512 ? e->file_size - e->line.offset * 512 : 0;
             report(VDKIT_FINDING_ERROR, e->file_size,
                    e->line.filename + " is " + std::to_string(need - e->file_size) +
-                       " bytes shorter than the descriptor's extent (reads as zeros); repair extends it",
+                       " bytes shorter than the descriptor's extent (lost disk bytes [" + std::to_string(e->start + have) +
+                       ", " + std::to_string(e->start + e->length) +
+                       "): the file was truncated; they read as zeros); repair extends it with those zeros",
                    true);
             if (report.repairing()) {
                 e->store.truncate(ctx.get(), need);
@@ -854,10 +859,38 @@ private:
         }
     }
 
+    // Two extent lines naming one file (VDF50 "Extent descriptions": each
+    // extent is its own file, or a distinct sector range of a flat one):
+    // a sparse file named twice, or flat ranges of one file that overlap,
+    // would have each extent's writes land in the other's data. Refused
+    // at open, for reading and writing, naming both descriptor lines.
+    void refuse_aliased_extents() const {
+        const auto &x = desc_.extents;
+        for (size_t i = 0; i < x.size(); ++i)
+            for (size_t j = i + 1; j < x.size(); ++j) {
+                const ExtentLine &a = x[i], &b = x[j];
+                if (a.type == ExtentType::zero || b.type == ExtentType::zero || a.filename.empty() ||
+                    a.filename != b.filename)
+                    continue;
+                const bool flat = (a.type == ExtentType::flat || a.type == ExtentType::vmfs) &&
+                                  (b.type == ExtentType::flat || b.type == ExtentType::vmfs);
+                if (flat && (a.offset + a.sectors <= b.offset || b.offset + b.sectors <= a.offset)) continue;
+                fail(VDKIT_E_CORRUPT, "descriptor lines " + std::to_string(a.line) + " and " +
+                                          std::to_string(b.line) + " both name the extent file \"" + a.filename +
+                                          "\"" + (flat ? " with overlapping sector ranges" : "") +
+                                          ": two extents aliasing one file would overwrite each other's data; "
+                                          "fix the descriptor");
+            }
+    }
+
     // Rewrite the descriptor in place: the embedded area if it fits, else the text file.
     void write_descriptor(Context &ctx) {
         std::string text = render_descriptor(desc_);
         if (main_header_) {
+            // The embedded area must not reach over the grain directories
+            // or tables (a wrong descriptorSize): check refuses it first.
+            for (auto &e : extents_)
+                if (e->sparse) e->sparse->require_sound_tables(ctx);
             uint64_t cap = main_header_->descriptor_size * 512;
             if (!main_header_->descriptor_offset || text.size() > cap)
                 fail(VDKIT_E_NOT_SUPPORTED, "the embedded descriptor has no room for an update");
@@ -922,6 +955,7 @@ private:
         // Device-backed disks (VDF50: host disks and partitions) and raw
         // device mappings read raw device data: the host asks the user.
         const bool device_disk = desc_.create_type == "fullDevice" || desc_.create_type == "partitionedDevice";
+        refuse_aliased_extents();
         uint64_t pos = 0;
         for (size_t i = 0; i < desc_.extents.size(); ++i) {
             const ExtentLine &line = desc_.extents[i];

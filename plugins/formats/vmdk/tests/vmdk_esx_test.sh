@@ -123,6 +123,43 @@ import sys
 sys.exit(0 if any(a[i:i+4096] == bytes(4096) and b[i:i+4096] != bytes(4096) for i in range(0, len(a), 4096)) else 1)
 PY
 
+# 2b. seSparse cut inside its grains: every grain at or past the new end and
+# the one the end cuts is an error naming its lost disk bytes; the expected
+# ranges are computed here from the file's own tables (formats.md §1.8).
+for cut in 0 1000 2049; do
+    python3 - se-alone.vmdk se-cut.vmdk $cut <<'PY' > se-cut.expected
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+q = lambda i: struct.unpack_from("<Q", d, i * 8)[0]
+gd_off, tables_off, grains_off = q(16), q(18), q(24)
+grains = []  # (disk grain index, file byte)
+for g in range((q(2) + 4096 * 8 - 1) // (4096 * 8)):
+    e = struct.unpack_from("<Q", d, gd_off * 512 + g * 8)[0]
+    if not e: continue
+    t = (tables_off + (e & 0xffffffff) * 64) * 512
+    for i in range(4096):
+        x = struct.unpack_from("<Q", d, t + i * 8)[0]
+        if x >> 60 == 3:
+            idx = ((x & 0x0fff000000000000) >> 48) | ((x & 0x0000ffffffffffff) << 12)
+            grains.append((g * 4096 + i, (grains_off + idx * 8) * 512))
+grains.sort(key=lambda p: p[1])
+# cut inside the grain area: a few grains before the last one, plus an offset into one
+at = grains[-4][1] + int(sys.argv[3])
+open(sys.argv[2], "wb").write(d[:at])
+for g, off in grains:
+    if off + 4096 > at:
+        print(g * 4096 + max(0, at - off), g * 4096 + 4096)
+PY
+    "$VDKIT" check --output=json se-cut.vmdk > se-cut.json; rc=$?
+    python3 - "$rc" se-cut.expected <<'PY' && ok || bad "seSparse cut at +$cut: check (exit $rc): $(cat se-cut.json)"
+import json, re, sys
+f = json.load(open("se-cut.json"))["findings"]
+want = sorted(tuple(map(int, l.split())) for l in open(sys.argv[2]))
+got = sorted((int(a), int(b)) for x in f for a, b in re.findall(r"lost disk bytes \[(\d+), (\d+)\)", x["message"]))
+assert int(sys.argv[1]) == 2 and want and got == want, (want, got)
+PY
+done
+
 # 3. Hostile headers: each a clear error naming the problem.
 hostile() { # hostile <name> <source> <python: patch bytearray d> <expected message part>
     cp "$2" "$1"

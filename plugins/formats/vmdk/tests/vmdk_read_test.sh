@@ -192,7 +192,10 @@ patch(base, "crlf.vmdk", 73, b"\r\n \n")                              # FTP-mang
 hdr = open(base, "rb").read(512)
 gd = struct.unpack_from("<Q", hdr, 56)[0]
 gt0 = struct.unpack_from("<I", open(base, "rb").read()[gd * 512:gd * 512 + 4])[0]
-patch(base, "gtebeyond.vmdk", gt0 * 512, struct.pack("<I", 0x7fffffff))  # first GTE far past EOF
+rgd = struct.unpack_from("<Q", hdr, 48)[0]
+rgt0 = struct.unpack_from("<I", open(base, "rb").read()[rgd * 512:rgd * 512 + 4])[0]
+patch(base, "gtebeyond1.vmdk", gt0 * 512, struct.pack("<I", 0x7fffffff))  # first GTE far past EOF...
+patch("gtebeyond1.vmdk", "gtebeyond.vmdk", rgt0 * 512, struct.pack("<I", 0x7fffffff))  # ... in both copies
 patch(base, "grain.vmdk", 20, struct.pack("<Q", 3))                    # grain size not a power of two
 PY
 expect_error "huge capacity" hugecap.vmdk "grain directory entries"

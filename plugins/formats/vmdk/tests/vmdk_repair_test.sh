@@ -61,19 +61,23 @@ out=$("$VDKIT" commit cutw-child.vmdk 2>&1) && ok || bad "commit into a base wit
     || bad "a grain allocated in a file with a cut grain overwrote the cut grain's tail"
 
 # 2. A 100G monolithicSparse cut to 10M (its primary grain tables cut; the
-# redundant ones, which come first, intact): not converted as it is; check -r
-# writes new primary tables at the end from the redundant copies.
+# redundant ones, which come first, intact): reads follow the redundant
+# tables, the choice check -r makes (docs/check.md rule 5), so the map is the
+# same before and after; check -r writes new primary tables at the end from
+# the redundant copies.
 qemu-img create -q -f vmdk -o subformat=monolithicSparse big.vmdk 100G
 truncate -s 10M big.vmdk
-out=$("$VDKIT" convert -O raw big.vmdk big.raw 2>&1); rc=$?
-[ $rc -ne 0 ] && grep -q "beyond the end of the file" <<< "$out" && ok || bad "big truncated: convert exit $rc: $out"
+out=$("$VDKIT" map --output=json big.vmdk 2>&1 > big.map1); rc=$?
+[ $rc -eq 0 ] && ok || bad "big truncated: map before the repair: exit $rc: $out"
 out=$("$VDKIT" check -r big.vmdk 2>&1); rc=$?
 [ $rc -eq 0 ] && grep -q "grain directory entry .* lies beyond the end of the file.*from the redundant copy" <<< "$out" && ok \
     || bad "big truncated: check -r exit $rc"
 out=$("$VDKIT" check big.vmdk 2>&1) && ok || bad "big truncated: check after the repair: $out"
 "$VDKIT" map --output=json big.vmdk | python3 -c '
 import json, sys
-sys.exit(0 if not any(e["data"] for e in json.load(sys.stdin)) else 1)' && ok || bad "big truncated: the repaired map shows data"
+m = json.load(sys.stdin)
+sys.exit(0 if m and not any(e["data"] for e in m) else 1)' && ok || bad "big truncated: the repaired map shows data"
+"$VDKIT" map --output=json big.vmdk | cmp -s - big.map1 && ok || bad "big truncated: map before and after check -r differ"
 
 # 3. Grain directory at the end (footer + end-of-stream marker) in a monolithicSparse.
 python3 - <<'PY'
@@ -164,9 +168,15 @@ f.seek(at); f.write(struct.pack("<I", v))
 PY
 }
 for spec in "r gd 0 1" "p gd 0 1" "r gd 0 g0" "p gd 0 g0" "p gd 0 g16+8" "r gd 0 4000000" \
-            "p gd 0 0" "p gt 0 0" "p gt 16 0" "p gt 0 g16" "p gt 0 g16+64" "r gt 16 g0"; do
+            "p gd 0 0" "p gt 0 0" "p gt 16 0" "p gt 0 g16" "p gt 0 g16+64" "r gt 16 g0" \
+            "p gd 0 4000000" "p gt 16 4000000" "p gt 0 3" "p gd 0 g16" "p gt 16 g0+1"; do
     cp gd0.vmdk gd.vmdk
     damage $spec
+    # Reads follow the copy check -r keeps: the same bytes before and after the repair.
+    rm -f gd.before.raw
+    out=$("$VDKIT" convert -O raw gd.vmdk gd.before.raw 2>&1) && cmp -s gd.before.raw gd.good.raw && ok \
+        || bad "[$spec] before check -r vdkit reads other data than after it: $out"
+    "$VDKIT" map --output=json gd.vmdk > gd.map.before 2>&1 || bad "[$spec] map before check -r"
     out=$("$VDKIT" check gd.vmdk 2>&1); rc=$?
     [ $rc -eq 2 ] && ! grep -q "lost disk bytes" <<< "$out" && ok || bad "[$spec] check (exit $rc): $out"
     out=$("$VDKIT" check -r gd.vmdk 2>&1); rc=$?
@@ -178,6 +188,7 @@ for spec in "r gd 0 1" "p gd 0 1" "r gd 0 g0" "p gd 0 g0" "p gd 0 g16+8" "r gd 0
         || bad "[$spec] qemu-img reads the repaired image differently"
     qemu-img check -q gd.vmdk && ok || bad "[$spec] qemu-img check after the repair"
     out=$("$VDKIT" check gd.vmdk 2>&1) && ok || bad "[$spec] check after the repair: $out"
+    "$VDKIT" map --output=json gd.vmdk | cmp -s - gd.map.before && ok || bad "[$spec] map differs before and after check -r"
 done
 
 # 6. Writing into damaged tables is refused until check -r (as VDI does):
@@ -231,5 +242,215 @@ PY
         || bad "[overhead $ov] check -r changed what the disk reads"
     qemu-img compare -q gd.vmdk gd.good.raw && ok || bad "[overhead $ov] qemu-img reads the repaired image differently"
 done
+
+# 9. A wrong but plausible grainSize (header byte 20) over images whose grains
+# lie one after the other: check names the field; nothing is called a leak,
+# truncated, unmapped or padded, so check -r leaves the file as it is and
+# qemu-img reads the same before and after.
+qemu-img create -q -f vmdk gs0.vmdk 64M
+qemu-io -f vmdk -c 'write -P 0x61 0 64k' -c 'write -P 0x62 1M 128k' -c 'write -P 0x63 5M 64k' \
+    -c 'write -P 0x64 40M 64k' -c 'write -P 0x65 63M 64k' gs0.vmdk > /dev/null
+qemu-img create -q -f vmdk -o subformat=monolithicSparse gs1.vmdk 8M
+qemu-io -f vmdk -c 'write -P 0x71 64k 64k' -c 'write -P 0x72 3M 64k' gs1.vmdk > /dev/null
+"$VDKIT" -q create -f vmdk -o grain-size=32k gs2.vmdk 8M
+qemu-io -f vmdk -c 'write -P 0x73 0 32k' -c 'write -P 0x74 2M 96k' -c 'write -P 0x75 7M 32k' gs2.vmdk > /dev/null
+for img in gs0 gs1 gs2; do
+    for factor in half quarter double; do
+        cp $img.vmdk gs.vmdk
+        python3 - "$factor" <<'PY'
+import struct, sys
+f = open("gs.vmdk", "r+b"); f.seek(20); g = struct.unpack("<Q", f.read(8))[0]
+g = {"half": g // 2, "quarter": g // 4, "double": g * 2}[sys.argv[1]]
+f.seek(20); f.write(struct.pack("<Q", g))
+PY
+        sum=$(sha256sum < gs.vmdk)
+        rm -f gs.q1.raw gs.q2.raw
+        qemu-img convert -f vmdk -O raw gs.vmdk gs.q1.raw 2> /dev/null; q1=$?
+        "$VDKIT" check --output=json gs.vmdk > gs.json; rc=$?
+        python3 - "$rc" <<'PY' && ok || bad "[$img $factor] check (exit $rc): $(cat gs.json)"
+import json, sys
+f = json.load(open("gs.json"))["findings"]
+assert int(sys.argv[1]) == 2, f
+assert any(x["offset"] == 20 and "grainSize" in x["message"] for x in f), f
+assert not any(x["severity"] == "leak" or "lost disk bytes" in x["message"] for x in f), f
+PY
+        out=$("$VDKIT" check -r gs.vmdk 2>&1); rc=$?
+        [ $rc -eq 2 ] && [ "$(sha256sum < gs.vmdk)" = "$sum" ] && ok \
+            || bad "[$img $factor] check -r (exit $rc) changed the file: $out"
+        qemu-img convert -f vmdk -O raw gs.vmdk gs.q2.raw 2> /dev/null; q2=$?
+        [ $q1 -eq $q2 ] && { [ $q1 -ne 0 ] || cmp -s gs.q1.raw gs.q2.raw; } && ok \
+            || bad "[$img $factor] qemu-img reads differently after check -r"
+    done
+    # The true grainSize is clean (no false alarm on the layouts this test uses).
+    out=$("$VDKIT" check $img.vmdk 2>&1) && ok || bad "[$img] the undamaged image: $out"
+done
+
+# Writes under a grainSize the layout contradicts stay consistent with the
+# header (vdkit and qemu-img read the same afterwards) and are allowed;
+# grains that overlap under the header's grainSize refuse them.
+for factor in half double; do
+    cp gs1.vmdk gw.vmdk
+    python3 - "$factor" <<'PY'
+import struct, sys
+f = open("gw.vmdk", "r+b"); f.seek(20); g = struct.unpack("<Q", f.read(8))[0]
+f.seek(20); f.write(struct.pack("<Q", g // 2 if sys.argv[1] == "half" else g * 2))
+PY
+    sum=$(sha256sum < gw.vmdk)
+    out=$("$VDKIT" discard -z gw.vmdk 5M:64K 2>&1); rc=$?
+    if [ $factor = half ]; then
+        rm -f gw.v.raw gw.q.raw
+        [ $rc -eq 0 ] && "$VDKIT" convert -O raw gw.vmdk gw.v.raw && qemu-img convert -f vmdk -O raw gw.vmdk gw.q.raw \
+            && cmp -s gw.v.raw gw.q.raw && ok || bad "[gw $factor] a write under the halved grainSize: exit $rc: $out"
+    else
+        [ $rc -ne 0 ] && grep -q "check -r" <<< "$out" && [ "$(sha256sum < gw.vmdk)" = "$sum" ] && ok \
+            || bad "[gw $factor] a write over grains overlapping under the header's grainSize: exit $rc: $out"
+    fi
+done
+
+# 10. streamOptimized: qemu-img's (tables at the front) and vdkit's (footer)
+# check clean, and check -r exits 0 without touching them; damaged grain
+# markers (compressed data, the LBA, the size, a cut) are errors naming the
+# marker's byte; check -r changes nothing and says why.
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized gd.good.raw sq.vmdk
+"$VDKIT" -q convert -O vmdk -o subformat=streamOptimized gd.good.raw sv.vmdk
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized cut.after.raw sq2.vmdk
+for img in sq sv sq2; do
+    sum=$(sha256sum < $img.vmdk)
+    out=$("$VDKIT" check $img.vmdk 2>&1) && ok || bad "[$img] a clean stream does not check clean: $out"
+    out=$("$VDKIT" check -r $img.vmdk 2>&1); rc=$?
+    [ $rc -eq 0 ] && [ "$(sha256sum < $img.vmdk)" = "$sum" ] && ok || bad "[$img] check -r of a clean stream: exit $rc: $out"
+done
+# sdamage <image> <what>: writes sd.vmdk, prints the byte of the damaged grain marker
+sdamage() {
+    python3 - "$@" <<'PY'
+import struct, sys
+img, what = sys.argv[1], sys.argv[2]
+d = bytearray(open(img + ".vmdk", "rb").read())
+ov = struct.unpack_from("<Q", d, 64)[0]
+s, markers = ov, []
+while s * 512 + 12 <= len(d):
+    v, n = struct.unpack_from("<QI", d, s * 512)
+    if n == 0:
+        t = struct.unpack_from("<I", d, s * 512 + 12)[0]
+        if t == 0: break
+        s += 1 + (v or 1)
+        continue
+    markers.append(s * 512)
+    s += (12 + n + 511) // 512
+at = markers[-1] if what.startswith("last") else markers[0]
+if what.endswith("zlib"): d[at + 14:at + 18] = b"\xde\xad\xbe\xef"
+elif what.endswith("lba"): struct.pack_into("<Q", d, at, struct.unpack_from("<Q", d, at)[0] + 128)
+elif what.endswith("size"): struct.pack_into("<I", d, at + 8, 0x7fffffff)
+elif what.endswith("cut"): d = d[:at + 20]
+open("sd.vmdk", "wb").write(d)
+print(at)
+PY
+}
+for img in sq sv sq2; do
+    for what in zlib lba size last-cut last-zlib; do
+        at=$(sdamage $img $what)
+        sum=$(sha256sum < sd.vmdk)
+        "$VDKIT" check --output=json sd.vmdk > sd.json; rc=$?
+        python3 - "$rc" "$at" "$what" <<'PY' && ok || bad "[$img $what] check (exit $rc): $(cat sd.json)"
+import json, sys
+rc, at, what = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+f = json.load(open("sd.json"))["findings"]
+assert rc == 2, f
+errs = [x for x in f if x["severity"] == "error"]
+assert errs, f
+if what != "last-cut":  # a cut stream's findings name where the file ends
+    assert any(x["offset"] == at or ("byte %d" % at) in x["message"] for x in errs), (at, f)
+PY
+        out=$("$VDKIT" check -r sd.vmdk 2>&1); rc=$?
+        [ $rc -eq 2 ] && grep -q "not repaired in place" <<< "$out" && [ "$(sha256sum < sd.vmdk)" = "$sum" ] && ok \
+            || bad "[$img $what] check -r of a damaged stream: exit $rc: $out"
+    done
+done
+
+# 11. A cut flat extent names its lost disk bytes (the extent's range past the
+# end of its file); check -r extends it with the zeros it reads as, so vdkit
+# and qemu-img read the same before and after.
+head -c $((3 << 20)) /dev/urandom > fl.raw
+for sub in monolithicFlat twoGbMaxExtentFlat; do
+    rm -f fl.vmdk fl-*.vmdk
+    "$VDKIT" -q convert -O vmdk -o subformat=$sub,split-size=1M fl.raw fl.vmdk
+    for cutfile in $(ls fl-*.vmdk | head -2); do
+        for keep in 0 4096 100000; do
+            rm -f c.vmdk c-*.vmdk
+            for f in fl.vmdk fl-*.vmdk; do sed 's/"fl-/"c-/' "$f" > "c${f#fl}"; done
+            c="c${cutfile#fl}"
+            start=$(python3 - "$c" <<'PY'
+import re, sys
+off = 0
+for l in open("c.vmdk"):
+    m = re.match(r'RW (\d+) FLAT "([^"]+)"', l)
+    if m:
+        if m.group(2) == sys.argv[1]: print(off, int(m.group(1)) * 512); break
+        off += int(m.group(1)) * 512
+PY
+)
+            set -- $start
+            truncate -s $keep "$c"
+            rm -f c.b.raw c.a.raw c.q.raw
+            "$VDKIT" convert -O raw c.vmdk c.b.raw
+            out=$("$VDKIT" check c.vmdk 2>&1); rc=$?
+            [ $rc -eq 2 ] && grep -q "lost disk bytes \[$(($1 + keep)), $(($1 + $2))): the file was truncated" <<< "$out" && ok \
+                || bad "[$sub $cutfile cut to $keep] check (exit $rc): $out"
+            out=$("$VDKIT" check -r c.vmdk 2>&1); rc=$?
+            [ $rc -eq 0 ] && [ "$(stat -c %s "$c")" -eq "$2" ] && ok || bad "[$sub $cutfile $keep] check -r (exit $rc): $out"
+            "$VDKIT" convert -O raw c.vmdk c.a.raw && cmp -s c.a.raw c.b.raw && ok || bad "[$sub $cutfile $keep] reads differ after check -r"
+            qemu-img convert -f vmdk -O raw c.vmdk c.q.raw && cmp -s c.q.raw c.b.raw && ok || bad "[$sub $cutfile $keep] qemu-img reads differently"
+            # only the lost range differs from the original data
+            cmp -s <(head -c $(($1 + keep)) fl.raw) <(head -c $(($1 + keep)) c.a.raw) && ok || bad "[$sub $cutfile $keep] data before the cut changed"
+        done
+    done
+done
+
+# 12. Header fields the tables contradict: a redundant directory the flags
+# announce at offset 0 or past the end of the file; a descriptor size
+# reaching over the directories (writes are refused until check -r, which
+# shrinks it; the descriptor text is kept). qemu-img the oracle of the data.
+for spec in "48 0" "48 999999" "36 100" "36 40"; do
+    cp gd0.vmdk hf.vmdk
+    set -- $spec
+    python3 - $1 $2 <<'PY'
+import struct, sys
+f = open("hf.vmdk", "r+b"); f.seek(int(sys.argv[1])); f.write(struct.pack("<Q", int(sys.argv[2])))
+PY
+    out=$("$VDKIT" check --output=json hf.vmdk); rc=$?
+    [ $rc -eq 2 ] && python3 -c '
+import json, sys
+f = json.loads(sys.argv[1])["findings"]
+assert [x["offset"] for x in f if x["severity"] == "error"] == [int(sys.argv[2])], f' "$out" $1 && ok || bad "[$spec] check (exit $rc): $out"
+    sum=$(sha256sum < hf.vmdk)
+    out=$("$VDKIT" discard hf.vmdk 2M:64K 2>&1); rc=$?
+    if [ $1 = 36 ]; then
+        [ $rc -ne 0 ] && grep -q "check -r" <<< "$out" && [ "$(sha256sum < hf.vmdk)" = "$sum" ] && ok \
+            || bad "[$spec] a write over a descriptor reaching the tables: exit $rc: $out"
+    fi
+    out=$("$VDKIT" check -r hf.vmdk 2>&1); rc=$?
+    [ $rc -eq 0 ] && ok || bad "[$spec] check -r (exit $rc): $out"
+    "$VDKIT" check hf.vmdk > /dev/null && ok || bad "[$spec] not clean after check -r"
+    qemu-img compare -q hf.vmdk gd.good.raw && ok || bad "[$spec] qemu-img reads other data after check -r"
+    "$VDKIT" info hf.vmdk > /dev/null && qemu-img check -q hf.vmdk && ok || bad "[$spec] the repaired image does not open"
+done
+
+# 13. A split descriptor naming one extent file twice (or overlapping ranges
+# of one flat file): refused on open, for reading and writing, naming both lines.
+"$VDKIT" -q create -f vmdk -o subformat=twoGbMaxExtentSparse,split-size=4M al.vmdk 12M
+sed -i 's/al-s003.vmdk/al-s001.vmdk/' al.vmdk
+for cmd in "info" "check" "convert -O raw" "discard"; do
+    case $cmd in convert*) args="al.vmdk al.raw";; discard) args="al.vmdk 0:64K";; *) args=al.vmdk;; esac
+    out=$("$VDKIT" $cmd $args 2>&1); rc=$?
+    [ $rc -ne 0 ] && grep -q 'descriptor lines 8 and 10 both name the extent file "al-s001.vmdk"' <<< "$out" && ok \
+        || bad "aliased extents: $cmd: exit $rc: $out"
+done
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentFlat"\nRW 2048 FLAT "fl1.img" 0\nRW 2048 FLAT "fl1.img" 1024\n' > ov.vmdk
+head -c 2M /dev/zero > fl1.img
+out=$("$VDKIT" info ov.vmdk 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "overlapping sector ranges" <<< "$out" && ok || bad "overlapping flat ranges: exit $rc: $out"
+sed -i 's/"fl1.img" 1024/"fl1.img" 2048/' ov.vmdk
+head -c 4M /dev/zero > fl1.img
+"$VDKIT" info ov.vmdk > /dev/null && ok || bad "two disjoint ranges of one flat file are refused"
 
 finish
