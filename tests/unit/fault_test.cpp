@@ -235,7 +235,7 @@ std::vector<unsigned char> make_parent_and_child(Library &lib, const test::TempD
 }
 } // namespace
 
-TEST_CASE("compact of a parent cut off at any write keeps its id; the child opens and reads the same",
+TEST_CASE("compact of a parent cut off at any write keeps its id, the child opens and reads the same",
           "[fault][compact]") {
     auto lib = faulty_library();
     for (const std::string fmt : {"vmdk", "vdi"}) {
@@ -292,5 +292,62 @@ TEST_CASE("compact of a parent cut off at any write keeps its id; the child open
             CHECK(st.code() == VDKIT_E_IO);
             REQUIRE(limit < 400);
         }
+    }
+}
+
+TEST_CASE("compacting a middle image gives back blocks equal to its parent and keeps its id", "[compact][chain]") {
+    auto lib = test::make_library();
+    for (const std::string fmt : {"vmdk", "vdi"}) {
+        CAPTURE(fmt);
+        test::TempDir dir;
+        std::vector<unsigned char> model(kSize, 0);
+        {
+            auto base = lib->create_image(dir / ("base." + fmt), opts(fmt));
+            REQUIRE_OK(base);
+            auto data = test::pattern(4 * kBlock, 5);
+            REQUIRE_OK((*base)->write(0, data.data(), data.size()));
+            std::copy(data.begin(), data.end(), model.begin());
+            REQUIRE_OK((*base)->close());
+        }
+        {
+            CreateOptions o = opts(fmt);
+            o.parent = dir / ("base." + fmt);
+            auto mid = lib->create_image(dir / ("mid." + fmt), o);
+            REQUIRE_OK(mid);
+            // Blocks 0-1: the parent's data again (compact gives them back); block 6: new.
+            REQUIRE_OK((*mid)->write(0, model.data(), 2 * kBlock));
+            auto fresh = test::pattern(kBlock, 6);
+            REQUIRE_OK((*mid)->write(6 * kBlock, fresh.data(), kBlock));
+            std::copy(fresh.begin(), fresh.end(), model.begin() + static_cast<long>(6 * kBlock));
+            REQUIRE_OK((*mid)->close());
+        }
+        {
+            CreateOptions o = opts(fmt);
+            o.parent = dir / ("mid." + fmt);
+            auto top = lib->create_image(dir / ("top." + fmt), o);
+            REQUIRE_OK(top);
+            REQUIRE_OK((*top)->close());
+        }
+        const std::string mid = dir / ("mid." + fmt);
+        const auto before = fs::file_size(mid);
+        Uuid id{};
+        {
+            auto d = test::open_disk(*lib, mid, true);
+            auto info = d->image_info(1);
+            REQUIRE_OK(info);
+            id = info->modification_uuid;
+            REQUIRE_OK(d->compact());
+            auto run = d->block_status(0, 2 * kBlock);
+            REQUIRE_OK(run);
+            CHECK(run->image == 0); // the parent shows through again
+            REQUIRE_OK(d->close());
+        }
+        CHECK(fs::file_size(mid) < before);
+        auto d = test::open_disk(*lib, mid);
+        auto info = d->image_info(1);
+        REQUIRE_OK(info);
+        CHECK(info->modification_uuid == id);
+        auto top = test::open_disk(*lib, dir / ("top." + fmt)); // verifies mid's id
+        CHECK(test::first_difference(*top, model) == "equal");
     }
 }
