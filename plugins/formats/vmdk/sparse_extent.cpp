@@ -285,7 +285,10 @@ void SparseExtent::scan_free(sdk::Context &ctx) {
         for (; pos + gb <= a; pos += gb) found.insert(pos);
         pos = std::max(pos, b);
     }
-    for (; pos + gb <= file_size_; pos += gb) found.insert(pos);
+    // After the last structure every grain's worth is free, also a last
+    // part shorter than a grain (a new grain there extends the file; the
+    // flush cuts it off the end).
+    for (; pos < file_size_; pos += gb) found.insert(pos);
     // Grains given back since the last flush wait for it (after_flush).
     for (uint64_t at : released_) found.erase(at);
     free_ = std::move(found);
