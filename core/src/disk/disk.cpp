@@ -289,6 +289,10 @@ Status Disk::compact(const ProgressFunction &progress) {
     VDKIT_TRY(state_->cache_before_change()); // content stays, the top's modification id changes
     const size_t top = state_->images.size() - 1;
     Image &img = *state_->images[top];
+    // Nothing a reader of the top sees changes, so its modification id
+    // stays: images made over it (children recording its CID / modification
+    // UUID) still open afterwards, also when compact fails half-way.
+    VDKIT_TRY(img.keep_modification_id());
     if (top > 0) {
         // Give back the blocks of a differencing image that read the same as
         // the chain below: after discarding them the parent shows through

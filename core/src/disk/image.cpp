@@ -4,7 +4,9 @@
 #include "io/dry_run_store.hpp"
 #include "util/util.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 
 namespace vdkit {
 
@@ -375,6 +377,21 @@ Status Image::compact(const ProgressFunction &progress) {
     vdkit_ctx c = ctx();
     c.progress = progress;
     return done(c, call_plugin(c, format_->format.compact, instance_, &c), "compact");
+}
+
+Status Image::keep_modification_id() {
+    if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
+    if (!format_->format.set_uuid) return Status::ok();
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, raw_info());
+    if (std::all_of(std::begin(info.modification_uuid), std::end(info.modification_uuid),
+                    [](uint8_t b) { return b == 0; }))
+        return Status::ok(); // no modification id to keep
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    const uint32_t rc = call_plugin(c, format_->format.set_uuid, instance_, &c, VDKIT_UUID_MODIFICATION,
+                                    info.modification_uuid);
+    if (rc == VDKIT_E_NOT_SUPPORTED) return Status::ok();
+    return done(c, rc, "keep the modification id of");
 }
 
 Status Image::resize(uint64_t new_size, uint32_t flags) {

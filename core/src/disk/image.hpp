@@ -80,6 +80,12 @@ public:
     Status metadata_set(std::string_view key, std::string_view value);
     Result<std::vector<std::string>> metadata_keys();
     Status compact(const ProgressFunction &progress);
+    // Keep the image's modification id (VMDK CID, VDI modification UUID)
+    // for the rest of this session: the format is handed its current id,
+    // which pins it (a change that keeps the content, such as compact,
+    // must not make the image's children refuse it). OK, changing
+    // nothing, when the format keeps no modification id.
+    Status keep_modification_id();
     Status resize(uint64_t new_size, uint32_t flags);
     Status check(uint32_t flags, CheckReport &report);
 

@@ -122,9 +122,9 @@ std::optional<std::string> parse(const unsigned char *buf, uint64_t len, uint64_
     if (uint64_t(h.blocks) * h.block_size < h.disk_size)
         return std::to_string(h.blocks) + " blocks of " + std::to_string(h.block_size) +
                " bytes cannot hold the disk size " + std::to_string(h.disk_size);
-    if (h.blocks_allocated > h.blocks)
-        return "allocated block count " + std::to_string(h.blocks_allocated) + " exceeds the block count " +
-               std::to_string(h.blocks);
+    // An allocated count above the block count is not refused here: the
+    // writer derives its allocation point from the map, never from this
+    // field, and check reports (and check -r corrects) it.
     const uint64_t map_end = uint64_t(h.off_blocks) + uint64_t(h.blocks) * 4;
     if (map_end > file_size)
         return "the block map (" + std::to_string(h.blocks) + " entries at " + hex(h.off_blocks) +

@@ -116,12 +116,20 @@ public:
         write_header(ctx);
     }
 
+    // Setting the modification UUID pins it for the session: the caller
+    // chose it, so later changes do not replace it (Disk::compact keeps an
+    // image's id this way: it changes nothing a reader sees). A value equal
+    // to the one in the header is not written again.
     void set_uuid(Context &ctx, uint32_t which, const uint8_t *u) {
         std::array<uint8_t, 16> v;
         std::memcpy(v.data(), u, 16);
         switch (which) {
         case VDKIT_UUID_IMAGE: h_.uuid_create = v; break;
-        case VDKIT_UUID_MODIFICATION: h_.uuid_modify = v; break;
+        case VDKIT_UUID_MODIFICATION:
+            touched_ = true;
+            if (h_.uuid_modify == v) return;
+            h_.uuid_modify = v;
+            break;
         case VDKIT_UUID_PARENT: h_.uuid_linkage = v; break;
         case VDKIT_UUID_PARENT_MODIFICATION:
             if (h_.legacy()) fail(VDKIT_E_NOT_SUPPORTED, "a version 0 header has no parent modification UUID");
@@ -286,7 +294,10 @@ public:
     // Zero blocks leave the data area (free in a base image, zero entries
     // in a diff, where they must keep shadowing the parent); then the holes
     // are closed and the file truncated. Blocks equal to the parent were
-    // already given back by the host.
+    // already given back by the host. Nothing a reader sees changes, so the
+    // modification UUID stays: differencing images made over this one
+    // still open. The file never grows (a block the end of the file cuts
+    // stays cut; check -r pads it).
     void compact(Context &ctx) {
         if (h_.type == kTypeFixed)
             fail(VDKIT_E_NOT_SUPPORTED, "a fixed image is fully allocated by design; convert it to a dynamic one");
@@ -297,10 +308,7 @@ public:
             if (is_allocated(entry)) {
                 const uint64_t span = block_span(b);
                 pread_padded(ctx, block.data(), span, data_offset(entry));
-                if (sdk::is_zero(block.data(), span)) {
-                    touch(ctx);
-                    release(ctx, b, h_.type == kTypeDiff ? kBlockZero : kBlockFree);
-                }
+                if (sdk::is_zero(block.data(), span)) release(ctx, b, h_.type == kTypeDiff ? kBlockZero : kBlockFree);
             }
             ctx.progress(b + 1, uint64_t(h_.blocks) * 2);
         }
@@ -330,9 +338,20 @@ public:
     }
 
     // Findings with the file offset they concern; with repair (and no dry
-    // run) each fixable one is fixed: bad entries are cleared (the block
-    // reads as unallocated), counts corrected, orphans reclaimed, the file
-    // truncated after the last data block.
+    // run) each is fixed without making readable data unreadable: a data
+    // block two entries share is copied so each has its own; an entry past
+    // the possible block count whose data is in the file moves into a free
+    // data block; an entry whose data starts at or past the end of the file
+    // (unreadable) reads as zeros afterwards; the count is corrected,
+    // unused data blocks are closed up and the file ends after the last
+    // data block (padded when the end of the file cuts one).
+    //
+    // Ranking: whatever makes later writes go wrong is an error — an entry
+    // that is out of range or shared, a count that disagrees with the map,
+    // and data blocks no entry uses below the count (VirtualBox and qemu
+    // append at the count and never reuse them, so the file outgrows its
+    // block count; qemu-img check calls both "allocated blocks mismatch").
+    // Bytes after the last data block are a leak.
     void check(Context &ctx, uint32_t flags, vdkit_check_result &r) {
         const sdk::CheckReporter reporter(ctx, flags, r);
         const bool repair = reporter.repairing();
@@ -351,30 +370,54 @@ public:
         }
         // Map entries: out of range, beyond the file, or shared with another block.
         const uint64_t limit = data_blocks_in_file();
+        const uint64_t file_slots = // data blocks that start inside the file, unbounded by the block count
+            file_size_ > h_.off_data ? (file_size_ - h_.off_data + h_.stride() - 1) / h_.stride() : 0;
         std::vector<uint32_t> owner(static_cast<size_t>(limit), kBlockFree);
+        struct Copy {
+            uint32_t block;  // the virtual block that gets its own data block
+            uint32_t source; // the data block it reads now
+        };
+        std::vector<Copy> copies;
         uint32_t highest = 0; // one past the highest data block in use
+        uint32_t in_use = 0;  // data blocks entries use
         for (uint32_t b = 0; b < h_.blocks; ++b) {
             const uint32_t e = map_[b];
             if (!is_allocated(e)) continue;
-            std::string bad;
             const uint64_t at = h_.off_data + uint64_t(e) * h_.stride();
-            if (e >= h_.blocks)
-                bad = "points at data block " + std::to_string(e) + ", beyond the " + std::to_string(h_.blocks) +
-                      " a disk of this size can have";
-            else if (e >= limit)
-                bad = "points at data block " + std::to_string(e) + " (byte " + std::to_string(at) +
-                      "), beyond the end of the file (" + std::to_string(file_size_) + " bytes): it cannot be read";
-            else if (owner[e] != kBlockFree)
-                bad = "shares data block " + std::to_string(e) + " with block " + std::to_string(owner[e]);
-            if (!bad.empty()) {
+            const std::string where = "block " + std::to_string(b) + " (map entry at byte " +
+                                      std::to_string(h_.off_blocks + uint64_t(b) * 4) + ")";
+            if (e >= h_.blocks && e < file_slots) {
+                // Readable (qemu reads it too), but past the data blocks a
+                // disk this size can have: a writer trusting the entries
+                // could run past the block count.
                 report(true, h_.off_blocks + uint64_t(b) * 4,
-                       "block " + std::to_string(b) + " " + bad + "; repair clears the entry (" +
-                           lost_range(b, 0, h_.block_size) + ", afterwards " +
-                           (h_.type == kTypeDiff ? "read from the parent" : "zeros") + ")");
-                if (repair) set_entry(ctx, b, kBlockFree);
+                       where + " points at data block " + std::to_string(e) + " (byte " + std::to_string(at) +
+                           "), beyond the " + std::to_string(h_.blocks) +
+                           " a disk of this size can have; repair copies its data into a data block in range "
+                           "(the disk reads the same)");
+                copies.push_back({b, e});
+                continue;
+            }
+            if (e >= limit) {
+                report(true, h_.off_blocks + uint64_t(b) * 4,
+                       where + " points at data block " + std::to_string(e) + " (byte " + std::to_string(at) +
+                           "), at or beyond the end of the file (" + std::to_string(file_size_) +
+                           " bytes): it cannot be read; repair makes it read as zeros (" +
+                           lost_range(b, 0, h_.block_size) + ": the data never reached the file)");
+                if (repair) set_entry(ctx, b, h_.type == kTypeDiff ? kBlockZero : kBlockFree);
+                continue;
+            }
+            if (owner[e] != kBlockFree) {
+                report(true, h_.off_blocks + uint64_t(b) * 4,
+                       where + " shares data block " + std::to_string(e) + " (byte " + std::to_string(at) +
+                           ") with block " + std::to_string(owner[e]) +
+                           ": a write to either would change both; repair copies the data block so each has its "
+                           "own (both read the same as now)");
+                copies.push_back({b, e});
                 continue;
             }
             owner[e] = b;
+            ++in_use;
             highest = std::max(highest, e + 1);
             if (data_offset(e) + block_span(b) > file_size_) {
                 // Cut by the end of the file: data up to it, zeros after.
@@ -387,33 +430,76 @@ public:
                            ": the file was truncated); repair pads the file with zeros");
             }
         }
-        uint32_t count = h_.blocks_allocated;
-        if (highest > count || count > limit) {
-            report(true, 0x184, "the header counts " + std::to_string(count) + " allocated blocks; the map uses " +
-                                    std::to_string(highest) + " and the file holds " + std::to_string(limit));
-            count = std::max(highest, static_cast<uint32_t>(std::min<uint64_t>(count, limit)));
-        }
+        const uint32_t count = h_.blocks_allocated;
+        // Data blocks inside the counted area (and the file) that no entry uses.
+        const uint32_t counted = static_cast<uint32_t>(std::min<uint64_t>(std::max(count, highest), limit));
         std::vector<uint32_t> orphans;
-        for (uint32_t i = 0; i < count; ++i)
+        for (uint32_t i = 0; i < counted; ++i)
             if (owner[i] == kBlockFree) orphans.push_back(i);
-        if (!orphans.empty())
-            report(false, h_.off_data + uint64_t(orphans.front()) * h_.stride(),
-                   std::to_string(orphans.size()) + " data blocks are not used by any block");
-        const uint64_t data_end = h_.off_data + uint64_t(count) * h_.stride();
+        if (count != highest) {
+            std::string why;
+            if (count < highest)
+                why = "a writer that trusts the count (VirtualBox, qemu) would put new data over blocks in use";
+            else if (count > h_.blocks)
+                why = "more than the " + std::to_string(h_.blocks) + " blocks the disk has (VirtualBox refuses the image)";
+            else
+                why = "the " + std::to_string(count - highest) +
+                      " data blocks past the last one in use are used by no block (a crash between the header and "
+                      "the map leaves this); a writer that trusts the count never reuses them and runs out of blocks";
+            report(true, 0x184, "the header counts " + std::to_string(count) + " allocated blocks, the map uses " +
+                                    std::to_string(in_use) + " up to data block " +
+                                    (highest ? std::to_string(highest - 1) : std::string("none")) + ": " + why +
+                                    "; repair sets the count");
+        }
+        const uint64_t inner = static_cast<uint64_t>(std::count_if(orphans.begin(), orphans.end(),
+                                                                   [&](uint32_t i) { return i < highest; }));
+        if (inner)
+            report(true, h_.off_data + uint64_t(orphans.front()) * h_.stride(),
+                   std::to_string(inner) + " data blocks among those in use (first: data block " +
+                       std::to_string(orphans.front()) + " at byte " +
+                       std::to_string(h_.off_data + uint64_t(orphans.front()) * h_.stride()) +
+                       ") are used by no block: writers that append at the count never reuse them, so the file "
+                       "outgrows the disk's blocks (qemu-img check: allocated blocks mismatch); repair moves the last "
+                       "data blocks into them");
+        const uint64_t data_end = h_.off_data + uint64_t(std::max<uint64_t>(counted, highest)) * h_.stride();
         if (file_size_ > data_end) {
             const bool ragged = (file_size_ - h_.off_data) % h_.stride() != 0;
             report(false, data_end, std::to_string(file_size_ - data_end) + " bytes follow the last data block" +
                                         (ragged ? " (the data area is not a whole number of blocks)" : ""));
         }
         if (repair) {
-            h_.blocks_allocated = count;
-            next_block_ = count;
-            holes_pending_ = !orphans.empty();
+            // Copies first (into data blocks no entry uses, lowest first),
+            // flushed, then the entries: a crash in between leaves unused
+            // copies, never an entry pointing at data that is not there.
+            std::vector<bool> used(h_.blocks, false);
+            for (uint32_t b = 0; b < h_.blocks; ++b)
+                if (is_allocated(map_[b]) && map_[b] < h_.blocks && owner.size() > map_[b] && owner[map_[b]] == b)
+                    used[map_[b]] = true;
+            std::vector<std::pair<uint32_t, uint32_t>> moved; // block, new data block
+            std::vector<unsigned char> buf(static_cast<size_t>(h_.stride()));
+            uint32_t next = 0;
+            for (const Copy &c : copies) {
+                while (next < h_.blocks && used[next]) ++next;
+                if (next >= h_.blocks) fail(VDKIT_E_INTERNAL, "no data block left to copy block " + std::to_string(c.block) + " into");
+                used[next] = true;
+                pread_padded(ctx, buf.data(), buf.size(), h_.off_data + uint64_t(c.source) * h_.stride());
+                const uint64_t to = h_.off_data + uint64_t(next) * h_.stride();
+                main_.pwrite(ctx.get(), buf.data(), buf.size(), to);
+                file_size_ = std::max(file_size_, to + h_.stride());
+                moved.emplace_back(c.block, next);
+            }
+            if (!moved.empty()) main_.flush(ctx.get());
+            for (const auto &[b, e] : moved) set_entry(ctx, b, e);
+            next_block_ = 0;
+            for (uint32_t e : map_)
+                if (is_allocated(e)) next_block_ = std::max(next_block_, e + 1);
+            h_.blocks_allocated = next_block_;
             map_damaged_ = false;
             write_header(ctx);
+            holes_pending_ = true; // closes unused data blocks, sets the count, truncates
             fill_holes(ctx);
-            // Past the last data block: truncated; short of it (a block cut by
-            // the end of the file): padded with the zeros it reads as.
+            // Short of the last data block (a block cut by the end of the
+            // file): padded with the zeros it reads as.
             if (file_size_ != h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride()) {
                 file_size_ = h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride();
                 main_.truncate(ctx.get(), file_size_);
@@ -484,11 +570,15 @@ private:
         for (uint32_t i = 0; i < h_.blocks; ++i) map_[i] = static_cast<uint32_t>(sdk::load_le(raw.data() + 4 * i, 4));
         // Entries beyond the file or shared by two blocks would let a write
         // destroy other data: writing is refused until check -r fixes them.
-        // An allocated count lower than the map's highest entry (a crash
-        // before the header was updated) is only raised, in memory.
+        // The allocation point comes from the map, never from the header's
+        // allocated count: a crash between the count and the map leaves the
+        // count too high (data blocks no entry uses), and trusting it would
+        // leave those blocks unused for good and run out of blocks before
+        // every virtual block is written. Unused data blocks below the
+        // allocation point are reused (find_free_slots).
         const uint64_t limit = data_blocks_in_file();
         std::vector<bool> used(static_cast<size_t>(limit), false);
-        next_block_ = h_.blocks_allocated;
+        next_block_ = 0;
         for (uint32_t i = 0; i < h_.blocks; ++i) {
             const uint32_t e = map_[i];
             if (!is_allocated(e)) continue;
@@ -660,6 +750,17 @@ private:
         }
         dirty_map_pages_.clear();
         main_.flush(ctx.get());
+        if (count_lowered_) {
+            // The count was ahead of the map (a crash): the data blocks past
+            // the last one in use are used by nothing, now that the header
+            // and map on disk say so.
+            count_lowered_ = false;
+            const uint64_t data_end = h_.off_data + uint64_t(next_block_) * h_.stride();
+            if (data_end < file_size_) {
+                main_.truncate(ctx.get(), data_end);
+                file_size_ = data_end;
+            }
+        }
     }
 
     void set_entry(Context &ctx, uint64_t b, uint32_t entry) {
@@ -686,10 +787,34 @@ private:
         write_header(ctx);
     }
 
-    // Append a data block for virtual block b holding data (n bytes, the rest zero).
+    // The data blocks below the allocation point that no map entry uses
+    // (left by a crash between the header and the map, or by a write cut
+    // off before its entry reached the file), lowest last.
+    void find_free_slots() {
+        std::vector<bool> used(next_block_, false);
+        for (uint32_t e : map_)
+            if (is_allocated(e) && e < next_block_) used[e] = true;
+        free_slots_.clear();
+        for (uint32_t i = next_block_; i-- > 0;)
+            if (!used[i]) free_slots_.push_back(i);
+        free_known_ = true;
+    }
+
+    // Give virtual block b a data block holding data (n bytes, the rest
+    // zero): an unused one below the allocation point, else a new one at it.
     void allocate(Context &ctx, uint64_t b, const unsigned char *data, uint64_t n) {
-        if (next_block_ >= h_.blocks) fail(VDKIT_E_CORRUPT, "no free data block left (allocated count is wrong)");
-        const uint32_t index = next_block_;
+        if (!free_known_) find_free_slots();
+        uint32_t index;
+        if (!free_slots_.empty()) {
+            index = free_slots_.back();
+            free_slots_.pop_back();
+        } else {
+            // Every block below next_block_ is in use and each virtual block
+            // has at most one: only a damaged map (refused for writing) gets here.
+            if (next_block_ >= h_.blocks)
+                fail(VDKIT_E_INTERNAL, "no free data block left with " + std::to_string(h_.blocks) + " in use");
+            index = next_block_++;
+        }
         const uint64_t at = h_.off_data + uint64_t(index) * h_.stride();
         if (h_.block_extra) {
             std::vector<unsigned char> extra(h_.block_extra, 0);
@@ -701,13 +826,15 @@ private:
             main_.pwrite(ctx.get(), pad.data(), pad.size(), at + h_.block_extra + n);
         }
         file_size_ = std::max(file_size_, at + h_.stride());
-        ++next_block_;
         // The map entry and the allocated count follow at the next flush,
         // after the data is durable (flush_file): a failure or crash before
-        // then leaves an orphan block past the count — reused by the next
+        // then leaves a data block no entry uses — reused by a later
         // allocation, or reclaimed by check -r — never an entry pointing at
-        // data that is not there.
-        if (next_block_ > h_.blocks_allocated) h_.blocks_allocated = next_block_;
+        // data that is not there. The count becomes the allocation point
+        // (it covers every entry; a count left too high by a crash is
+        // corrected here).
+        if (h_.blocks_allocated > next_block_) count_lowered_ = true;
+        h_.blocks_allocated = next_block_;
         defer_entry(b, index);
     }
 
@@ -736,14 +863,18 @@ private:
     // When a block was given back: move the last data blocks into the
     // holes (every data block no entry references) and truncate. Map
     // entries change only after the copies are flushed.
+    // The file only shrinks here: a block the end of the file cuts keeps
+    // reading as zeros past it (check -r pads it).
     void fill_holes(Context &ctx) {
         if (!holes_pending_) return;
         holes_pending_ = false;
         flush_file(ctx); // the map no longer references the holes
-        std::vector<uint32_t> owner(h_.blocks_allocated, kBlockFree);
+        uint32_t end = 0; // one past the highest data block in use (the map was checked on open)
         for (uint32_t b = 0; b < h_.blocks; ++b)
-            if (is_allocated(map_[b]) && map_[b] < owner.size()) owner[map_[b]] = b;
-        uint32_t end = h_.blocks_allocated;
+            if (is_allocated(map_[b])) end = std::max(end, map_[b] + 1);
+        std::vector<uint32_t> owner(end, kBlockFree);
+        for (uint32_t b = 0; b < h_.blocks; ++b)
+            if (is_allocated(map_[b])) owner[map_[b]] = b;
         auto trim = [&] {
             while (end > 0 && owner[end - 1] == kBlockFree) --end;
         };
@@ -766,10 +897,15 @@ private:
         for (auto [from, to] : moves) set_entry(ctx, owner[to], to);
         h_.blocks_allocated = end;
         next_block_ = end;
+        free_slots_.clear(); // no holes below `end` now
+        free_known_ = true;
         write_header(ctx);
         flush_file(ctx);
-        file_size_ = h_.off_data + uint64_t(end) * h_.stride();
-        main_.truncate(ctx.get(), file_size_);
+        const uint64_t data_end = h_.off_data + uint64_t(end) * h_.stride();
+        if (data_end < file_size_) {
+            main_.truncate(ctx.get(), data_end);
+            file_size_ = data_end;
+        }
     }
 
     // Enlarge the map to new_blocks entries. When it would run into the
@@ -782,8 +918,10 @@ private:
             const uint64_t new_off_data = h_.off_data + shift_blocks * h_.stride();
             if (new_off_data > UINT32_MAX) fail(VDKIT_E_NOT_SUPPORTED, "the grown map does not fit a 32-bit data offset");
             const uint32_t k = static_cast<uint32_t>(shift_blocks);
-            const uint32_t moved = std::min(h_.blocks_allocated, k);
-            const uint32_t base = std::max(h_.blocks_allocated, k) - k; // new index of the first moved block
+            // The data blocks in use are [0, next_block_) (from the map; the
+            // header's count is not trusted).
+            const uint32_t moved = std::min(next_block_, k);
+            const uint32_t base = std::max(next_block_, k) - k; // new index of the first moved block
             std::vector<unsigned char> buf(static_cast<size_t>(h_.stride()));
             for (uint32_t i = 0; i < moved; ++i) {
                 pread_padded(ctx, buf.data(), buf.size(), h_.off_data + uint64_t(i) * h_.stride());
@@ -795,14 +933,16 @@ private:
                 if (is_allocated(e)) e = e < k ? base + e : e - k;
             }
             h_.off_data = static_cast<uint32_t>(new_off_data);
-            file_size_ = std::max(file_size_, new_off_data + uint64_t(h_.blocks_allocated) * h_.stride());
+            h_.blocks_allocated = next_block_;
+            file_size_ = std::max(file_size_, new_off_data + uint64_t(next_block_) * h_.stride());
+            free_known_ = false; // the blocks moved
         }
         const uint32_t old_blocks = h_.blocks;
         map_.resize(new_blocks, kBlockFree);
         h_.blocks = new_blocks;
         if (h_.type == kTypeFixed) {
-            for (uint32_t b = old_blocks; b < new_blocks; ++b) map_[b] = h_.blocks_allocated + (b - old_blocks);
-            h_.blocks_allocated += new_blocks - old_blocks;
+            for (uint32_t b = old_blocks; b < new_blocks; ++b) map_[b] = next_block_ + (b - old_blocks);
+            h_.blocks_allocated = next_block_ + (new_blocks - old_blocks);
             const uint64_t from = h_.off_data + uint64_t(next_block_) * h_.stride();
             file_size_ = h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride();
             main_.truncate(ctx.get(), file_size_);
@@ -848,6 +988,9 @@ private:
     bool touched_ = false;
     bool map_damaged_ = false;
     bool holes_pending_ = false; // a data block was given back since the last fill_holes()
+    std::vector<uint32_t> free_slots_; // unused data blocks below next_block_, lowest last
+    bool free_known_ = false;          // free_slots_ is current
+    bool count_lowered_ = false;       // the allocated count was ahead of the map (flush_file truncates after it)
     std::map<uint32_t, std::vector<bool>> pending_discards_;
 };
 

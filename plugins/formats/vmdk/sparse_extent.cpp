@@ -207,10 +207,18 @@ void SparseExtent::set_gte(sdk::Context &ctx, uint64_t index, uint32_t value) {
     set_unclean(ctx, true);
     unsigned char e[4];
     store_le(e, value, 4);
-    store_.pwrite(ctx.get(), e, 4, uint64_t(gd_[gdi]) * 512 + slot * 4);
-    // Keep the redundant table in step (VDF50: both are updated).
-    if (gdi < rgd_.size() && rgd_[gdi] && uint64_t(rgd_[gdi]) * 512 + slot * 4 + 4 <= file_size_)
-        store_.pwrite(ctx.get(), e, 4, uint64_t(rgd_[gdi]) * 512 + slot * 4);
+    // Keep the redundant table in step (VDF50: both are updated). The copy
+    // that names a data grain is written first, so a write cut off between
+    // the two leaves the primary entry naming a sound grain — the old one
+    // (unmapping: the redundant copy goes first) or the new one (mapping,
+    // moving: the primary goes first) — which check calls a stale copy of
+    // an extent not closed cleanly and close refreshes; never a primary 0
+    // beside a sound redundant grain, which check must call an error.
+    const bool redundant = gdi < rgd_.size() && rgd_[gdi] && uint64_t(rgd_[gdi]) * 512 + slot * 4 + 4 <= file_size_;
+    const uint64_t primary_at = uint64_t(gd_[gdi]) * 512 + slot * 4;
+    if (redundant && value <= 1) store_.pwrite(ctx.get(), e, 4, uint64_t(rgd_[gdi]) * 512 + slot * 4);
+    store_.pwrite(ctx.get(), e, 4, primary_at);
+    if (redundant && value > 1) store_.pwrite(ctx.get(), e, 4, uint64_t(rgd_[gdi]) * 512 + slot * 4);
     gt[slot] = value;
 }
 
@@ -244,38 +252,97 @@ void SparseExtent::refresh_redundant_tables(sdk::Context &ctx) {
     }
 }
 
-// Data first, then the table entries: a crash in between leaks a grain but
-// never exposes unwritten data.
-uint64_t SparseExtent::cut_grain_end(sdk::Context &ctx) {
-    // Once per session, before the first allocation: a grain the end of the
-    // file cuts (a truncated file check -r has not padded yet) reads as
-    // zeros past it; a new grain appended at the end of the file would land
-    // on that tail. Only a grain starting in the last grain's worth of the
-    // file can reach past it; the tables are read raw, not cached.
-    if (cut_end_) return *cut_end_;
-    uint64_t end = 0;
+void SparseExtent::scan_free(sdk::Context &ctx) {
+    // Besides the free gaps: a grain the end of the file cuts (a truncated
+    // file check -r has not padded yet) reads as zeros past it; a new grain
+    // appended at the end of the file would land on that tail, so appends
+    // go after its end. The tables are read raw, not cached; a table named
+    // twice (or by both copies) is read once.
     const uint64_t gb = grain_bytes(), bytes = uint64_t(h_.gtes_per_gt) * 4;
-    const uint64_t low = file_size_ > gb ? file_size_ - gb : 0;
+    std::vector<std::pair<uint64_t, uint64_t>> taken = metadata_ranges();
     std::vector<unsigned char> raw(static_cast<size_t>(bytes));
     std::unordered_set<uint32_t> seen;
-    for (uint32_t t : gd_) {
-        if (t == 0 || !seen.insert(t).second || uint64_t(t) * 512 > file_size_ || file_size_ - uint64_t(t) * 512 < bytes)
-            continue;
-        store_.pread(ctx.get(), raw.data(), raw.size(), uint64_t(t) * 512);
-        for (uint64_t k = 0; k < h_.gtes_per_gt; ++k) {
-            const uint64_t at = load_le(raw.data() + k * 4, 4) * 512;
-            if (at > 512 && at > low && at < file_size_) end = std::max(end, at + gb);
+    uint64_t cut = 0;
+    for (const std::vector<uint32_t> *dir : {&gd_, &rgd_}) {
+        for (uint32_t t : *dir) {
+            if (t == 0 || !seen.insert(t).second || uint64_t(t) * 512 > file_size_ ||
+                file_size_ - uint64_t(t) * 512 < bytes)
+                continue;
+            store_.pread(ctx.get(), raw.data(), raw.size(), uint64_t(t) * 512);
+            for (uint64_t k = 0; k < h_.gtes_per_gt; ++k) {
+                const uint64_t at = load_le(raw.data() + k * 4, 4) * 512;
+                if (at <= 512 || at >= file_size_) continue;
+                taken.emplace_back(at, at + gb);
+                if (at + gb > file_size_) cut = std::max(cut, at + gb);
+            }
         }
     }
-    cut_end_ = end;
-    return end;
+    std::sort(taken.begin(), taken.end());
+    std::set<uint64_t> found;
+    uint64_t pos = h_.overhead * 512;
+    for (const auto &[a, b] : taken) {
+        if (b <= pos) continue;
+        for (; pos + gb <= a; pos += gb) found.insert(pos);
+        pos = std::max(pos, b);
+    }
+    // After the last structure every grain's worth is free, also a last
+    // part shorter than a grain (a new grain there extends the file; the
+    // flush cuts it off the end).
+    for (; pos < file_size_; pos += gb) found.insert(pos);
+    // Grains given back since the last flush wait for it (after_flush).
+    for (uint64_t at : released_) found.erase(at);
+    free_ = std::move(found);
+    cut_end_ = cut;
 }
 
+void SparseExtent::forget_free(sdk::Context &ctx) {
+    if (!released_.empty()) store_.flush(ctx.get());
+    free_.reset();
+    cut_end_.reset();
+    released_.clear();
+}
+
+void SparseExtent::after_flush(sdk::Context &ctx) {
+    if (!free_ && released_.empty()) return; // nothing allocated or given back this session
+    if (!free_) scan_free(ctx);              // finds the released grains too: their entries are 0 or 1 now
+    free_->insert(released_.begin(), released_.end());
+    released_.clear();
+    // Free grains that end the file are cut off. A grain the end of the
+    // file cuts that is still in use is the last thing in the file, so no
+    // free grain lies after it; once one was cut off, none is left.
+    bool cut = false;
+    while (!free_->empty() && *free_->rbegin() + grain_bytes() >= file_size_) {
+        file_size_ = *free_->rbegin();
+        free_->erase(std::prev(free_->end()));
+        cut = true;
+    }
+    if (cut) {
+        store_.truncate(ctx.get(), file_size_);
+        store_.flush(ctx.get());
+        cut_end_ = 0;
+    }
+}
+
+// Data first, then the table entries: a crash in between leaks a grain but
+// never exposes unwritten data. A grain given back earlier in the session
+// is reused only after a flush made its table entry durable.
 void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain) {
-    uint64_t at = std::max((file_size_ + 511) / 512 * 512, cut_grain_end(ctx));
-    if (at / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
+    if (!free_) scan_free(ctx);
+    if (free_->empty() && !released_.empty()) {
+        store_.flush(ctx.get());
+        free_->insert(released_.begin(), released_.end());
+        released_.clear();
+    }
+    uint64_t at;
+    if (!free_->empty()) {
+        at = *free_->begin();
+        free_->erase(free_->begin());
+    } else {
+        at = std::max((file_size_ + 511) / 512 * 512, *cut_end_);
+    }
+    if ((at + grain_bytes()) / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
     store_.pwrite(ctx.get(), grain, grain_bytes(), at);
-    file_size_ = at + grain_bytes();
+    file_size_ = std::max(file_size_, at + grain_bytes());
     set_gte(ctx, index, static_cast<uint32_t>(at / 512));
 }
 
@@ -307,7 +374,13 @@ void SparseExtent::set_whole_grains(sdk::Context &ctx, uint64_t offset, uint64_t
     uint64_t first = (offset + gb - 1) / gb;
     uint64_t end = offset + len;
     uint64_t last = end >= capacity_bytes() ? (capacity_bytes() + gb - 1) / gb : end / gb;
-    for (uint64_t i = first; i < last; ++i) set_gte(ctx, i, unmap ? 0 : 1);
+    const uint32_t value = unmap ? 0 : 1;
+    for (uint64_t i = first; i < last; ++i) {
+        uint64_t sector = 0;
+        const Grain g = lookup(ctx, i, &sector);
+        set_gte(ctx, i, value);
+        if (g == Grain::data) released_.push_back(sector * 512);
+    }
 }
 
 std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_index) {
@@ -489,6 +562,7 @@ void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
     require_sound_tables(ctx);
     if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot grow");
     if (new_capacity <= h_.capacity) return;
+    forget_free(ctx); // tables are appended
     if (new_capacity >= (1ull << 32))
         throw sdk::Error(VDKIT_E_INVALID_ARGUMENT, name_ + ": a hosted sparse extent holds less than 2 TiB");
     const uint64_t coverage = uint64_t(h_.gtes_per_gt) * h_.grain_size;
@@ -590,6 +664,10 @@ std::vector<std::pair<uint64_t, uint64_t>> SparseExtent::metadata_ranges() const
 uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
     if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be compacted");
     require_sound_tables(ctx);
+    // Grains given back before are holes now: their table entries become
+    // durable before anything is copied over them.
+    store_.flush(ctx.get());
+    forget_free(ctx);
     const uint64_t gb = grain_bytes(), before = file_size_;
     const uint64_t grains = (h_.capacity + h_.grain_size - 1) / h_.grain_size;
     std::vector<unsigned char> buf(static_cast<size_t>(gb));
@@ -643,7 +721,10 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
             continue;
         }
         if (!batch.empty() && pos + gb > batch.front().first.sector * 512) commit();
-        store_.pread(ctx.get(), buf.data(), gb, src);
+        // A grain the end of the file cuts reads as zeros past it, and is moved so.
+        const uint64_t have = std::min(gb, file_size_ - src);
+        store_.pread(ctx.get(), buf.data(), have, src);
+        std::fill(buf.begin() + static_cast<long>(have), buf.end(), 0);
         store_.pwrite(ctx.get(), buf.data(), gb, pos);
         batch.emplace_back(g, pos);
         pos += gb;
@@ -686,6 +767,7 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         file_size_ = end;
     }
     store_.flush(ctx.get());
+    forget_free(ctx);
     ctx.progress(grains * 2, grains * 2);
     return before - file_size_;
 }
@@ -1384,9 +1466,17 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                 file_size_ = pos;
             }
         }
+        // Free space, not a leak: VMDK has no record of free space, so a
+        // grain given back by discard or zeroing (by vdkit, qemu or VMware)
+        // is simply one no entry names. vdkit's writer finds such grains
+        // and reuses them before it extends the file; compact gives them
+        // back to the file system.
         if (orphans && geometry.empty())
-            report(VDKIT_FINDING_LEAK, first_orphan,
-                   std::to_string(orphans) + " grains inside the file are used by no grain table entry", false);
+            report(VDKIT_FINDING_NOTE, first_orphan,
+                   std::to_string(orphans) + " grains inside the file are free (used by no grain table entry: given "
+                   "back by discard or zeroing, or written by a write cut off before its table entry); new grains "
+                   "reuse them, 'vdkit compact' gives them back",
+                   false);
     }
     if (repair) {
         // A directory entry that named no table (or 0 where the other copy
@@ -1406,6 +1496,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         }
         gt_cache_.clear();
         resolved_.reset();
+        forget_free(ctx);
         set_unclean(ctx, false);
         store_.flush(ctx.get());
     }

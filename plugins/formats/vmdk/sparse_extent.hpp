@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -85,8 +86,18 @@ public:
     }
     sdk::WriteResult write(sdk::Context &ctx, uint64_t offset, const void *buf, uint64_t len);
     // Whole grains in [offset, offset+len) become zero grains (needs the
-    // zeroed-grain flag) or, with `unmap`, unallocated.
+    // zeroed-grain flag) or, with `unmap`, unallocated. The grains they
+    // held become free space once the change is flushed (after_flush).
     void set_whole_grains(sdk::Context &ctx, uint64_t offset, uint64_t len, bool unmap);
+    // Call after the extent's file was flushed (flush, close). VMDK keeps
+    // no record of free space, so vdkit finds it (one scan of both grain
+    // table copies, at the first allocation or release of a session):
+    // grain-sized gaps no table entry and no metadata uses. Grains given
+    // back before the flush join it (their entries are durable now; they
+    // are never reused before that), and free space at the end of the file
+    // is cut off, so a disk used normally keeps no unused grains at its end.
+    // New grains go into the lowest free gap before the file is extended.
+    void after_flush(sdk::Context &ctx);
     bool zeroed_grains() const { return h_.flags & kFlagZeroedGrain; }
     // uncleanShutdown: set before the first metadata change, cleared on close.
     void set_unclean(sdk::Context &ctx, bool unclean);
@@ -132,10 +143,17 @@ private:
     // Byte ranges of the grain directories and tables, sorted.
     std::vector<std::pair<uint64_t, uint64_t>> metadata_ranges() const;
     void allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain);
-    // The end of a grain that the end of the file cuts (0: none); computed
-    // once, at the first allocation.
-    uint64_t cut_grain_end(sdk::Context &ctx);
+    // Find the free grain-sized gaps of the file (free_) and the end of a
+    // grain that the end of the file cuts (cut_end_, 0: none): one read of
+    // every table, both copies.
+    void scan_free(sdk::Context &ctx);
+    // Forget what scan_free found (grains or metadata moved: compact,
+    // shrink, grow, repair); grains given back are flushed first, so a
+    // later scan may reuse them.
+    void forget_free(sdk::Context &ctx);
     std::optional<uint64_t> cut_end_;
+    std::optional<std::set<uint64_t>> free_; // byte offsets of free grain-sized gaps inside the file
+    std::vector<uint64_t> released_;         // grains given back since the last flush (not reusable yet)
     // check, or (gate != nullptr) a silent pass that records the first
     // error a write could turn into data loss (a grain the end of the file
     // cuts is not one: writes handle it).

@@ -283,11 +283,16 @@ public:
         });
     }
 
+    // Durable, then free grains at the end of sparse extents are cut off
+    // (SparseExtent::after_flush).
     void flush(Context &ctx) {
         if (stream_) return stream_->flush(ctx);
         for (auto &e : extents_)
             if (e->store && e->owned) e->store.flush(ctx.get());
         main_.flush(ctx.get());
+        if (writable_)
+            for (auto &e : extents_)
+                if (e->sparse && e->sparse->writable()) e->sparse->after_flush(ctx);
     }
 
     void close(Context &ctx, bool delete_files) {
@@ -296,9 +301,15 @@ public:
             return;
         }
         if (writable_) {
-            for (auto &e : extents_)
-                if (e->sparse) e->sparse->set_unclean(ctx, false);
+            // The data and tables are durable before uncleanShutdown is cleared.
             flush(ctx);
+            bool cleared = false;
+            for (auto &e : extents_)
+                if (e->sparse && e->sparse->header().unclean_shutdown) {
+                    e->sparse->set_unclean(ctx, false);
+                    cleared = true;
+                }
+            if (cleared) flush(ctx);
         }
         if (delete_files)
             for (auto &e : extents_)
@@ -375,7 +386,11 @@ public:
         dropped_files_.clear();
     }
 
-    // Shrink + Defragment every sparse extent (flat extents have nothing to give back).
+    // Shrink + Defragment every sparse extent (flat extents have nothing to
+    // give back). Nothing a reader sees changes, so the CID stays (VDF50:
+    // the CID changes when the content does): children made over this disk,
+    // by vdkit, qemu-img or VMware, still open. Compact only moves grains
+    // down and truncates; the file never grows.
     void compact(Context &ctx) {
         if (stream_ || !writable_) fail(VDKIT_E_READ_ONLY, "the disk cannot be compacted now");
         bool any = false;
@@ -383,7 +398,6 @@ public:
             if (!e->sparse) continue;
             if (e->line.access != Access::rw) fail(VDKIT_E_READ_ONLY, e->line.filename + " is not writable");
             e->sparse->require_sound_tables(ctx);
-            touch(ctx);
             e->sparse->compact(ctx, desc_.has_parent());
             e->sparse->set_unclean(ctx, false);
             any = true;
@@ -448,8 +462,16 @@ public:
 
     // UUIDs live in the descriptor: ddb.uuid.image / ddb.uuid.parent, and
     // the CIDs stand for modification ids (their first four bytes, see
-    // cid_to_uuid).
+    // cid_to_uuid). Setting the modification id pins the CID for the
+    // session (later changes keep it: Disk::compact relies on this, since
+    // it changes nothing a reader sees); a CID equal to the current one is
+    // not written again.
     void set_uuid(Context &ctx, uint32_t which, const uint8_t *u) {
+        if (which == VDKIT_UUID_MODIFICATION && parse_cid(desc_.cid) && parse_cid(desc_.cid) == parse_cid(cid_text(u))) {
+            if (!writable_) fail(VDKIT_E_READ_ONLY, "opened read-only");
+            cid_updated_ = true;
+            return;
+        }
         change_descriptor(ctx, [&] {
             switch (which) {
             case VDKIT_UUID_IMAGE: ddb_put("ddb.uuid.image", uuid_text(u)); break;
