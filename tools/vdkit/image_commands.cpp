@@ -127,8 +127,20 @@ class DeleteCommand : public Command {
         jf.json_output = output_ == "json";
         for (const auto &image : images_) {
             DeleteResult r;
-            jf.run(json{{"location", image}, {"deleted", report}}, [&] {
-                r = jf.take_r(lib->delete_image(image, o));
+            json failure{{"location", image}, {"deleted", report}};
+            jf.run(failure, [&] {
+                auto deleted = lib->delete_image(image, o);
+                if (!deleted && jf.json_output) {
+                    // Structured details of the refusal: where children were
+                    // looked for and which were found (a search only).
+                    DeleteOptions look = o;
+                    look.dry_run = true;
+                    if (auto seen = lib->delete_image(image, look)) {
+                        failure["searched"] = seen->searched;
+                        failure["children"] = seen->children;
+                    }
+                }
+                r = jf.take_r(std::move(deleted));
                 return kExitOk;
             });
             report.push_back({{"location", image}, {"orphaned-children", r.orphaned}, {"searched", r.searched}});
