@@ -98,4 +98,35 @@ for fmt in vdi vmdk raw; do
     [ -z "$(held "$img")" ] && ok || bad "$fmt: locks left behind: $(held "$img")"
 done
 
+# convert without OFD locks works (its staging marker cannot be locked
+# either), and a staging directory a killed convert left is "unknown" to
+# cleanup there — whether its convert still runs cannot be told — and is
+# left alone, even by --remove (docs/cli.md, cleanup).
+head -c 4M /dev/urandom > small.raw
+expect_exit 0 "convert without OFD locks" env LD_PRELOAD="$SHIM" "$VDKIT" convert -f raw -O vdi small.raw small.vdi
+expect_exit 0 "its target reads as the source" "$VDKIT" compare -f raw small.raw small.vdi
+head -c 48M /dev/urandom > big.raw
+env --default-signal=INT,TERM,HUP LD_PRELOAD="$SHIM" "$VDKIT" convert -f raw -m 1 -O vmdk \
+    -o subformat=streamOptimized,compression-level=12,threads=1 big.raw big.vmdk > big.log 2>&1 &
+cpid=$!
+for _ in $(seq 3000); do [ -f .big.vmdk.vdkit-partial/.vdkit-staging ] && break; kill -0 "$cpid" 2> /dev/null || break; sleep 0.01; done
+if [ -f .big.vmdk.vdkit-partial/.vdkit-staging ]; then
+    kill -9 "$cpid"; wait "$cpid" 2> /dev/null
+    expect_exit 0 "cleanup without OFD locks" env LD_PRELOAD="$SHIM" "$VDKIT" cleanup --remove --output=json .
+    python3 - out <<'PY' && ok || { bad "cleanup without OFD locks: the leftover is not 'unknown'"; sed 's/^/    /' out; }
+import json, sys
+text = open(sys.argv[1]).read()
+doc = json.loads(text[text.index("["):text.rindex("]") + 1])
+states = {d["path"].rstrip("/").split("/")[-1]: d["state"] for d in doc}
+assert states.get(".big.vmdk.vdkit-partial") == "unknown", states
+PY
+    [ -d .big.vmdk.vdkit-partial ] && ok || bad "cleanup --remove without OFD locks removed a directory it cannot judge"
+    # With working locks the same directory is stale (nobody holds its marker) and is removed.
+    expect_exit 0 "cleanup with locks" "$VDKIT" cleanup --remove .
+    [ ! -e .big.vmdk.vdkit-partial ] && ok || bad "cleanup with locks left the stale directory"
+else
+    kill "$cpid" 2> /dev/null; wait "$cpid" 2> /dev/null
+    bad "could not catch the convert running: $(cat big.log)"
+fi
+
 finish
