@@ -77,6 +77,14 @@ says "names qcow2" "s.qcow2: its extension '.qcow2' names the qcow2 format, but 
 expect_exit 2 "a --cache named for another format" "$VDKIT" convert --cache cache.vmdk -O raw cs.vdi cs.raw
 says "cache name" "cache.vmdk: its extension '.vmdk' names the vmdk format, but it would be written as vdi" out
 [ ! -e cache.vmdk ] && [ ! -e cs.raw ] && ok || bad "a refused cache left files"
+# rename: the new name follows the rule for the format the image probes as.
+"$VDKIT" create -f vdi mv.vdi 1M > /dev/null && "$VDKIT" create -f raw mv.img 1M > /dev/null || bad "making mv.*"
+expect_exit 2 "rename a VDI to .vmdk" "$VDKIT" rename mv.vdi mv2.vmdk
+says "rename: the naming rule" "mv2.vmdk: its extension '.vmdk' names the vmdk format, but it would be written as vdi" out
+expect_exit 2 "rename a raw disk to .qcow2" "$VDKIT" rename mv.img mv2.qcow2
+[ -e mv.vdi ] && [ -e mv.img ] && [ ! -e mv2.vmdk ] && [ ! -e mv2.qcow2 ] && ok || bad "a refused rename moved something"
+expect_exit 0 "rename a VDI to .bin" "$VDKIT" rename mv.vdi mv2.bin
+expect_exit 0 "rename a raw disk to .raw" "$VDKIT" rename mv.img mv2.raw
 # -n writes into an existing file: no new name, no rule.
 cp src.bin existing.vmdk
 expect_exit 0 "convert -n into an existing file keeps working" "$VDKIT" convert -n -f raw -O raw src.bin existing.vmdk

@@ -105,8 +105,8 @@ std::string new_name_problem(const Library &lib, const std::string &path, const 
     if (auto info = lib.plugin(PluginKind::format, format); info && !info->extensions.empty())
         suggestion = info->extensions.front();
     return path + ": its extension '." + ext + "' names the " + named + " format, but it would be written as " +
-           format + "; the next open probes it by its name and would refuse it or take it for " + named +
-           " (name it for " + format + ", e.g. ." + suggestion + ", or write " + named + ")";
+           format + "; tools that go by the name, and vdkit's probe for a file no plugin recognises, would take it "
+                    "for " + named + " or refuse it (name it for " + format + ", e.g. ." + suggestion + ", or write " + named + ")";
 }
 
 std::string new_file_format(const Library &lib, const std::string &path, const std::string &given,
