@@ -53,7 +53,8 @@ for want in "bad.yaml:2: parallel must be a whole number from 1 to 64" \
             "bad.yaml:18: job 'x.vdi': format 'vmdk': option 'subformat' must be one of" \
             "bad.yaml:19: the job has no source" \
             "bad.yaml:19: job 'y.vdi': format: no format plugin named 'vdii' is loaded — did you mean 'vdi'?" \
-            "11 problems; nothing was run"; do
+            "bad.yaml:16: job 'x.vdi': nodir/x.vdi: its extension '.vdi' names the vdi format, but it would be written as vmdk" \
+            "12 problems; nothing was run"; do
     grep -qF -- "$want" <<< "$out" && ok || bad "validation output lacks '$want'"
 done
 [ -z "$(ls out)" ] && ok || bad "validation failed but something ran"
@@ -89,7 +90,10 @@ jobs:
     options: {subformat: twoGbMaxExtentSparse}
     out_of_order: true
 EOF
-"$VDKIT" batch --check jobs.yaml > /dev/null && ok || bad "a good job file fails --check"
+# --check opens the sources: the damaged one is reported with its job, the rest pass.
+out=$("$VDKIT" batch --check jobs.yaml 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "^jobs.yaml:17: job 'broken': source disks/broken.vdi: " <<< "$out" \
+    && ! grep -q "web-vdi\|web-stream\|db-split" <<< "$out" && ok || bad "--check of a damaged source: exit $rc: $out"
 out=$("$VDKIT" batch --report report.json jobs.yaml 2>&1); rc=$?
 [ "$rc" -eq 1 ] && ok || bad "a failed job: exit $rc, expected 1"
 grep -q "broken: failed: .*broken.vdi" <<< "$out" && ok || bad "the failure does not name the source: $out"

@@ -110,9 +110,19 @@ expect 1 "convert over a staging name without a vdkit marker" "$VDKIT" convert -
 [ -f "$work/.n.vdi.vdkit-partial/n.vdi" ] && [ ! -e "$work/n.vdi" ] && pass=$((pass + 1)) \
     || { echo "FAIL: a directory without a vdkit marker under the staging name was removed"; failures=$((failures + 1)); }
 rm -rf "$work/.n.vdi.vdkit-partial"
-expect 0 "convert --overwrite replaces" "$VDKIT" convert --overwrite -O raw "$work/a.toys" "$work/m.vdi"
-# Named .vdi but raw now: probing refuses the name (docs/design/probing.md), -f raw reads it.
-expect 1 "the replaced target is no VDI" "$VDKIT" info "$work/m.vdi"
+# A raw image named .vdi is never made (docs/design/probing.md, "Naming new
+# files"); the old target is left as it was.
+expect 2 "convert --overwrite -O raw onto m.vdi is refused by its name" "$VDKIT" convert --overwrite -O raw "$work/a.toys" "$work/m.vdi"
+contains "the naming rule" "m.vdi: its extension '.vdi' names the vdi format, but it would be written as raw"
+cmp -s "$work/m.vdi" "$work/m.before" && pass=$((pass + 1)) \
+    || { echo "FAIL: a refused --overwrite convert changed the old target"; failures=$((failures + 1)); }
+expect 0 "convert --overwrite replaces" "$VDKIT" convert --overwrite -O vmdk "$work/a.toys" "$work/m.vmdk"
+expect 0 "convert --overwrite replaces (again)" "$VDKIT" convert --overwrite -O vmdk -o subformat=streamOptimized "$work/a.toys" "$work/m.vmdk"
+expect 0 "the replaced target" "$VDKIT" info "$work/m.vmdk"
+contains "the replaced target is the new one" "streamOptimized"
+# Named .vdi but raw (made by another tool): probing refuses the name, -f raw reads it.
+cp "$work/a.img" "$work/m.vdi"
+expect 1 "the raw file named .vdi is no VDI" "$VDKIT" info "$work/m.vdi"
 contains "replaced target refused by name" "named like a vdi image but it is not one"
 expect 0 "the replaced target is raw" "$VDKIT" info -f raw "$work/m.vdi"
 contains "replaced format" "file format: raw"

@@ -187,7 +187,7 @@ kill9() {
 # The note about stale directories does not count the one the convert
 # removes itself.
 if kill9 own.vmdk; then
-    expect_exit 0 "convert over its own leftover" "$VDKIT" convert -f raw -O raw small.raw own.vmdk
+    expect_exit 0 "convert over its own leftover" "$VDKIT" convert -f raw -O vmdk small.raw own.vmdk
     if grep -qF "note:" out; then bad "the stale-directory note counted the convert's own leftover"; sed 's/^/    /' out; else ok; fi
     [ ! -e .own.vmdk.vdkit-partial ] && ok || bad "the convert did not remove its own leftover"
 fi
@@ -244,7 +244,7 @@ elif kill9 mnt.vmdk; then
     if mount --bind keep .mnt.vmdk.vdkit-partial/m 2> mount.err; then
         expect_exit 1 "cleanup --remove across a mount point" "$VDKIT" cleanup --remove .
         says "cleanup names the mount point" ".mnt.vmdk.vdkit-partial/m is a mount point"
-        expect_exit 1 "convert over a staging directory holding a mount point" "$VDKIT" convert -f raw -O raw small.raw mnt.vmdk
+        expect_exit 1 "convert over a staging directory holding a mount point" "$VDKIT" convert -f raw -O vmdk small.raw mnt.vmdk
         says "convert names the mount point" ".mnt.vmdk.vdkit-partial/m is a mount point"
         [ -f keep/p.txt ] && [ -f .mnt.vmdk.vdkit-partial/.vdkit-staging ] && ok \
             || bad "removing a staging directory went across a mount point (or left it half removed)"
@@ -277,15 +277,15 @@ PY
 if kill9 race.vmdk; then
     dead=$(sed -n 's/^pid: //p' .race.vmdk.vdkit-partial/.vdkit-staging)
     locker .race.vmdk.vdkit-partial 60 0
-    expect_exit 1 "convert while another process holds a dead convert's marker" "$VDKIT" convert -f raw -O raw small.raw race.vmdk
+    expect_exit 1 "convert while another process holds a dead convert's marker" "$VDKIT" convert -f raw -O vmdk small.raw race.vmdk
     says "names the cleanup" "a \`vdkit cleanup --remove\` may be removing it"
     if grep -qF "(pid $dead) is converting" out; then bad "blames the dead pid $dead"; else ok; fi
     kill "$lpid"
     wait "$lpid" 2> /dev/null
     locker .race.vmdk.vdkit-partial 0.3 1
-    expect_exit 0 "convert waits for a cleanup removing the directory" "$VDKIT" convert -f raw -O raw small.raw race.vmdk
+    expect_exit 0 "convert waits for a cleanup removing the directory" "$VDKIT" convert -f raw -O vmdk small.raw race.vmdk
     wait "$lpid"
-    cmp -s small.raw race.vmdk && ok || bad "the convert after the cleanup did not write its target"
+    "$VDKIT" compare -f raw small.raw race.vmdk > /dev/null && ok || bad "the convert after the cleanup did not write its target"
 fi
 
 finish

@@ -203,14 +203,24 @@ same_prefix src.raw bt.raw $((8 << 20)) && ok || bad "batch existing_target: not
 random_bytes 16M > disk.raw
 cp disk.raw disk.before
 wrap() { printf '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 32768 FLAT "disk.raw" 0\n' > wrap.vmdk; }
+# A VDI or raw image is never named .vmdk (the naming rule, docs/design/probing.md);
+# a descriptor named .img may be replaced by any format.
 for t in "vmdk -o subformat=monolithicFlat" "vmdk -o subformat=twoGbMaxExtentSparse" "vmdk -o subformat=monolithicSparse" "vdi" "raw"; do
     wrap
+    name=wrap.vmdk
+    case $t in vmdk*) ;; *)
+        # shellcheck disable=SC2086 # format and its options
+        expect_exit 2 "convert --overwrite -O $t onto wrap.vmdk is refused by its name" "$VDKIT" convert --overwrite -O $t src.raw wrap.vmdk
+        says "-O $t onto wrap.vmdk: the naming rule" "wrap.vmdk: its extension '.vmdk' names the vmdk format, but it would be written as ${t%% *}"
+        grep -q 'RW 32768 FLAT "disk.raw"' wrap.vmdk && ok || bad "a refused convert changed wrap.vmdk"
+        mv wrap.vmdk wrap.img; name=wrap.img ;;
+    esac
     # shellcheck disable=SC2086 # format and its options
-    expect_exit 0 "convert --overwrite -O $t onto a descriptor" "$VDKIT" convert --overwrite -O $t src.raw wrap.vmdk
+    expect_exit 0 "convert --overwrite -O $t onto a descriptor" "$VDKIT" convert --overwrite -O $t src.raw $name
     cmp -s disk.raw disk.before && ok || bad "convert --overwrite -O $t removed or changed the old image's extent disk.raw"
-    says "convert --overwrite -O $t notes the extent it left" "disk.raw, a file of the image wrap.vmdk replaced, is left in place"
-    qemu-img compare -q -f raw src.raw wrap.vmdk && ok || bad "convert --overwrite -O $t: the new image differs"
-    rm -f wrap-*.vmdk
+    says "convert --overwrite -O $t notes the extent it left" "disk.raw, a file of the image $name replaced, is left in place"
+    qemu-img compare -q -f raw src.raw $name && ok || bad "convert --overwrite -O $t: the new image differs"
+    rm -f wrap-*.vmdk wrap.img
 done
 # The same through batch.
 wrap
@@ -264,7 +274,7 @@ wrap
 cp disk.raw disk.before
 expect_exit 2 "convert --overwrite onto the source's extent" "$VDKIT" convert --overwrite -O raw wrap.vmdk disk.raw
 says "extent target named" "disk.raw is part of the source's chain"
-expect_exit 2 "convert --overwrite onto an image using the source" "$VDKIT" convert --overwrite -O vdi disk.raw wrap.vmdk
+expect_exit 2 "convert --overwrite onto an image using the source" "$VDKIT" convert --overwrite -O vmdk disk.raw wrap.vmdk
 says "target's extent named" "a file of the source's chain"
 expect_exit 2 "convert -n into an image using the source" "$VDKIT" convert -n -O vmdk disk.raw wrap.vmdk
 says "-n target's extent named" "a file of the source's chain"

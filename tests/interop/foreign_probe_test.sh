@@ -187,6 +187,31 @@ for blob in link.qcow2 luks.img; do
     cmp -s cbase.raw <(head -c 4194304 /dev/zero) && ok || bad "commit of a $blob header wrote into cbase.raw"
     "$VDKIT" info ctop.vdi > /dev/null && ok || bad "the chain no longer opens after a refused commit"
 done
+# The same for headers an installed plugin reads (qemu's "probed raw" rule:
+# data that would make the probe pick another format): a VDI header, a
+# sparse VMDK header, a VMDK descriptor's text, each at offset 0 of the
+# guest's data. The base would next be probed as that format.
+qemu-img create -q -f vdi g.vdi 1M && qemu-img create -q -f vmdk g.vmdk 1M || bad "qemu-img create (guest headers)"
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 2048 FLAT "x-flat.vmdk" 0\n' > g.desc
+for blob in g.vdi g.vmdk g.desc; do
+    case $blob in g.vdi) fmt=vdi ;; *) fmt=vmdk ;; esac
+    n=$(stat -c %s $blob); [ "$n" -gt 65536 ] && n=65536
+    rm -f ctop.vdi; "$VDKIT" -q create -f vdi -b cbase.raw ctop.vdi || bad "commit chain ($blob)"
+    head -c $n $blob > blob.part
+    qemu-io -f vdi ctop.vdi -c "write -s blob.part 0 $n" > /dev/null 2>&1 || { bad "qemu-io write $blob"; continue; }
+    ADVICE="vdkit convert" refused "commit of a $blob header" "cbase.raw a $fmt header (the $fmt probe recognises" "$VDKIT" commit ctop.vdi
+    cmp -s cbase.raw <(head -c 4194304 /dev/zero) && ok || bad "commit of a $blob header wrote into cbase.raw"
+    run "$VDKIT" info --output=json cbase.raw
+    grep -q '"format": "raw"' out && ok || { bad "cbase.raw is no longer probed as raw after $blob"; sed 's/^/    /' out; }
+    ADVICE="vdkit convert" refused "merge of a $blob header" "cbase.raw a $fmt header (the $fmt probe recognises" "$VDKIT" merge ctop.vdi
+    cmp -s cbase.raw <(head -c 4194304 /dev/zero) && [ -e ctop.vdi ] && ok || bad "a refused merge of $blob changed the chain"
+done
+# The oracle: what qemu-img makes of a raw file holding each of these headers.
+for blob in g.vdi g.vmdk; do
+    cp cbase.raw oracle.raw; head -c 65536 $blob | dd of=oracle.raw conv=notrunc status=none
+    qemu-img info oracle.raw 2> /dev/null | grep -q "file format: ${blob#g.}" && ok || bad "qemu-img does not probe a raw file holding $blob as ${blob#g.}"
+done
+rm -f ctop.vdi; "$VDKIT" -q create -f vdi -b cbase.raw ctop.vdi || bad "commit chain (plain)"
 qemu-io -f vdi ctop.vdi -c "write -P 0x33 0 65536" > /dev/null 2>&1
 run "$VDKIT" commit ctop.vdi
 [ "$rc" -eq 0 ] && ok || { bad "commit of plain data: exit $rc"; sed 's/^/    /' out; }
@@ -211,16 +236,21 @@ for f in d1.qcow2 d2.raw d3.vmdk; do
     [ "$rc" -eq 0 ] && [ ! -e m-$f ] && ok || { bad "delete m-$f: exit $rc"; sed 's/^/    /' out; }
 done
 
-# ---- batch knows the formats it wrote: an identical raw target under a
-# foreign name is verified, and a later job reads an earlier raw target.
+# ---- batch names no file for another format (docs/design/probing.md,
+# "Naming new files"): raw targets named step1.vdi or plain.qcow2 are
+# refused at validation; under generic names a later job reads an earlier
+# raw target and an identical existing raw target is verified.
 printf 'jobs:\n  - source: data.raw\n    target: step1.vdi\n    format: raw\n  - source: step1.vdi\n    target: step2.vmdk\n    format: vmdk\n  - source: data.raw\n    target: plain.qcow2\n    format: raw\n' > steps.yaml
 run "$VDKIT" batch steps.yaml
-[ "$rc" -eq 0 ] && ok || { bad "batch: a job reading an earlier raw target step1.vdi: exit $rc"; sed 's/^/    /' out; }
-rm -f steps.state* .steps* 2>/dev/null; find . -maxdepth 1 -name '*steps*' ! -name steps.yaml -exec rm -f {} +
-cp data.raw plain.qcow2
-printf 'jobs:\n  - source: data.raw\n    target: plain.qcow2\n    format: raw\n' > again.yaml
+[ "$rc" -eq 2 ] && grep -qF "steps.yaml:3: job 'step1.vdi': " out && grep -qF "steps.yaml:9: job 'plain.qcow2': " out \
+    && [ ! -e step1.vdi ] && [ ! -e plain.qcow2 ] && ok || { bad "batch: raw targets named .vdi/.qcow2: exit $rc"; sed 's/^/    /' out; }
+printf 'jobs:\n  - source: data.raw\n    target: step1.bin\n    format: raw\n  - source: step1.bin\n    target: step2.vmdk\n    format: vmdk\n' > steps.yaml
+run "$VDKIT" batch steps.yaml
+[ "$rc" -eq 0 ] && ok || { bad "batch: a job reading an earlier raw target step1.bin: exit $rc"; sed 's/^/    /' out; }
+cp data.raw plain.img
+printf 'jobs:\n  - source: data.raw\n    target: plain.img\n    format: raw\n' > again.yaml
 run "$VDKIT" batch again.yaml
-if [ "$rc" -eq 0 ] && grep -q "reads the same as the source" out; then ok; else bad "batch: an identical raw plain.qcow2: exit $rc"; sed 's/^/    /' out; fi
+if [ "$rc" -eq 0 ] && grep -q "reads the same as the source" out; then ok; else bad "batch: an identical raw plain.img: exit $rc"; sed 's/^/    /' out; fi
 
 # ---- unknown qcow2 versions, cut-off headers and a damaged VHD: refused, as qemu-img refuses them.
 python3 - <<'PY'

@@ -180,16 +180,32 @@ class BatchCommand : public Command {
         return sub;
     }
 
-    // existing_target jobs whose source exists now: a target smaller than
-    // the source's virtual size would be refused when the job runs.
-    static void check_in_place_sizes(Library &lib, const BatchFile &file, std::vector<std::string> &problems) {
+    // Every source that exists now (not an earlier job's target) is opened
+    // as its job will open it, read-only and taking no lock (force-share:
+    // a check never disturbs, or is refused by, a writer holding it).
+    // With `all_sources` (--check) a source that does not open is a problem
+    // of its job; otherwise it is reported when the job runs, with the
+    // open's own message. existing_target jobs: a target smaller than the
+    // source's virtual size would be refused when the job runs.
+    static void check_sources(Library &lib, const BatchFile &file, bool all_sources,
+                              std::vector<std::string> &problems) {
         for (const auto &job : file.jobs) {
-            if (!job.spec.existing_target || job.source_from) continue;
+            if (job.source_from || (!all_sources && !job.spec.existing_target)) continue;
+            const std::string where = file.path + ":" + std::to_string(job.source_line ? job.source_line : job.line) +
+                                      ": job '" + job.name + "': ";
             OpenOptions so;
             so.format = job.spec.source_format;
             so.filters = job.spec.source_filters;
-            auto src = lib.open(job.spec.source, so);
-            if (!src) continue; // reported when the job runs, with the open's own message
+            so.force_share = true;
+            auto src = raw_by(lib.open(job.spec.source, so), job.spec.raw_advice);
+            if (!src) {
+                if (all_sources)
+                    problems.push_back(where + "source " + job.spec.source + ": " +
+                                       (src.status().message().empty() ? src.status().to_string()
+                                                                       : src.status().message()));
+                continue;
+            }
+            if (!job.spec.existing_target) continue;
             OpenOptions to;
             to.format = job.spec.target_format;
             to.filters = job.spec.target_filters;
@@ -210,7 +226,7 @@ class BatchCommand : public Command {
         auto lib = open_library(globals());
         std::vector<std::string> problems;
         BatchFile file = load_batch_file(*lib, job_file_, problems);
-        if (problems.empty()) check_in_place_sizes(*lib, file, problems);
+        if (problems.empty()) check_sources(*lib, file, check_only_, problems);
         if (!report_.empty() && !report_.ends_with(".json") && !report_.ends_with(".yaml") &&
             !report_.ends_with(".yml"))
             problems.push_back("--report " + report_ + ": must end in .json, .yaml or .yml");
@@ -416,6 +432,7 @@ class BatchCommand : public Command {
         OpenOptions src_o, dst_o;
         src_o.format = job.spec.source_format;
         src_o.filters = job.spec.source_filters;
+        src_o.force_share = job.spec.source_force_share;
         dst_o.format = job.spec.target_format;
         dst_o.filters = job.spec.target_filters;
         return {lib.open(job.spec.source, src_o), lib.open(job.spec.target, dst_o)};

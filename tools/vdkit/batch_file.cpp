@@ -21,11 +21,11 @@ const std::vector<std::string> kJobKeys = {"name",        "source",    "source_f
                                            "options",     "threads",   "out_of_order",  "preallocate",
                                            "overwrite",   "verify",    "backing",       "backing_format",
                                            "keep_uuid",   "filters",   "source_filters", "existing_target",
-                                           "target_is_zero"};
+                                           "target_is_zero", "source_force_share"};
 const std::vector<std::string> kDefaultKeys = {"source_format", "format",    "options",        "threads",  "out_of_order",
                                                "preallocate",   "overwrite", "verify",         "keep_uuid",
                                                "backing_format", "filters", "source_filters", "existing_target",
-                                               "target_is_zero"};
+                                               "target_is_zero", "source_force_share"};
 const std::vector<std::string> kTopKeys = {"version", "parallel", "report", "defaults", "jobs"};
 
 // Collects problems with their lines; the typed readers return nullopt after
@@ -141,7 +141,8 @@ struct Settings {
     Options options;
     std::map<std::string, int> option_lines;
     std::optional<unsigned> threads;
-    std::optional<bool> out_of_order, preallocate, overwrite, verify, keep_uuid, existing_target, target_is_zero;
+    std::optional<bool> out_of_order, preallocate, overwrite, verify, keep_uuid, existing_target, target_is_zero,
+        source_force_share;
     std::optional<std::vector<FilterSpec>> filters, source_filters;
     std::vector<int> filter_lines, source_filter_lines;
 };
@@ -158,6 +159,7 @@ void read_settings(Checker &c, const YAML::Node &map, Settings &s) {
     if (auto n = map["keep_uuid"]) s.keep_uuid = c.boolean(n, "keep_uuid");
     if (auto n = map["existing_target"]) s.existing_target = c.boolean(n, "existing_target");
     if (auto n = map["target_is_zero"]) s.target_is_zero = c.boolean(n, "target_is_zero");
+    if (auto n = map["source_force_share"]) s.source_force_share = c.boolean(n, "source_force_share");
     if (auto n = map["backing_format"]) s.backing_format = c.text(n, "backing_format");
     if (auto n = map["filters"]) s.filters = c.filters(n, "filters", s.filter_lines);
     if (auto n = map["source_filters"]) s.source_filters = c.filters(n, "source_filters", s.source_filter_lines);
@@ -264,6 +266,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         if (own.keep_uuid) s.keep_uuid = own.keep_uuid;
         if (own.existing_target) s.existing_target = own.existing_target;
         if (own.target_is_zero) s.target_is_zero = own.target_is_zero;
+        if (own.source_force_share) s.source_force_share = own.source_force_share;
         if (own.backing_format) s.backing_format = own.backing_format;
         // A stack is replaced whole (an empty list removes the default's).
         if (own.filters) {
@@ -368,6 +371,10 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             if (!known) {
                 c.problem(line, who + "format: " + known.message());
             } else {
+                // The naming rule every new file follows (docs/design/probing.md).
+                if (target && !s.existing_target.value_or(false))
+                    if (const std::string p = new_name_problem(lib, job.spec.target, *s.format); !p.empty())
+                        c.problem(j["target"], who + p);
                 // Each option on its own, so every bad one is reported at its line.
                 for (const auto &[k, v] : s.options) {
                     Status ok = lib.check_options(PluginKind::format, *s.format, Options{{k, v}}, true);
@@ -391,6 +398,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         job.spec.keep_uuid = s.keep_uuid.value_or(false);
         job.spec.existing_target = s.existing_target.value_or(false);
         job.spec.target_is_zero = s.target_is_zero.value_or(false);
+        job.spec.source_force_share = s.source_force_share.value_or(false);
         job.verify = s.verify.value_or(true);
         job.spec.raw_advice = "source_format: raw";
         bf.jobs.push_back(std::move(job));

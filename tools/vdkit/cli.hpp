@@ -80,11 +80,19 @@ Options parse_options(const std::vector<std::string> &specs);
 std::vector<FilterSpec> parse_filters(const std::vector<std::string> &specs);
 uint64_t parse_size_arg(const std::string &text);
 // The format of a new file named `path` (docs/cli.md, "The format of a new
-// file"): its extension names a format when exactly one loaded format plugin
-// lists it; -f (`given`) naming another format than that is a usage error;
-// without -f the extension's format, else `fallback`, else a usage error.
-// The format whose plugin (alone) lists path's extension; empty: none.
+// file"): -f (`given`), else the format path's extension names, else
+// `fallback`, else the format a generic extension (.img) is listed by, else
+// a usage error; a choice new_name_problem objects to is a usage error.
+// The format whose plugin (alone) lists path's extension; empty: none, or a
+// generic extension (.img, .bin, .dd: containers::is_generic_extension).
 std::string format_for(const Library &lib, const std::string &path);
+// The one naming rule for every file vdkit creates (create, snapshot,
+// convert's target and cache, batch targets; docs/design/probing.md,
+// "Naming new files"): empty when a new `format` image may be called `path`,
+// else the message saying why not — its extension names another format
+// (one an installed plugin lists, or a foreign container's: .qcow2, .vhd,
+// ...). Generic extensions and unknown formats pass.
+std::string new_name_problem(const Library &lib, const std::string &path, const std::string &format);
 std::string new_file_format(const Library &lib, const std::string &path, const std::string &given,
                             const std::string &fallback);
 

@@ -3,10 +3,12 @@
 #include "convert.hpp"
 #include "progress.hpp"
 #include "signals.hpp"
+#include "disk/containers.hpp"
 #include "util/util.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -65,36 +67,68 @@ void add_output_option(CLI::App *sub, std::string &output) {
     sub->add_option("--output", output, "Output format")->check(CLI::IsMember({"human", "json"}))->default_val("human");
 }
 
-std::string format_for(const Library &lib, const std::string &path) {
-    std::string ext = std::filesystem::path(path).extension().string();
-    if (ext.empty()) return {};
-    ext = ext.substr(1);
+namespace {
+
+// The format plugins that list `ext` (lower case, no dot) among their extensions.
+std::vector<std::string> claimants(const Library &lib, const std::string &ext) {
     std::vector<std::string> claim;
+    if (ext.empty()) return claim;
     for (const auto &p : lib.plugins())
         if (p.kind == PluginKind::format)
             for (const auto &e : p.extensions)
                 if (util::iequals(e, ext)) claim.push_back(p.name);
+    return claim;
+}
+
+} // namespace
+
+std::string format_for(const Library &lib, const std::string &path) {
+    const std::string ext = containers::extension_of(path);
+    if (containers::is_generic_extension(ext)) return {};
+    const auto claim = claimants(lib, ext);
     return claim.size() == 1 ? claim[0] : std::string();
+}
+
+std::string new_name_problem(const Library &lib, const std::string &path, const std::string &format) {
+    const std::string ext = containers::extension_of(path);
+    if (ext.empty() || containers::is_generic_extension(ext)) return {};
+    if (!lib.plugin(PluginKind::format, format)) return {}; // an unknown format is the library's error
+    auto same = [&format](std::string_view name) { return util::iequals(name, format); };
+    std::string named;
+    const auto claim = claimants(lib, ext);
+    if (!claim.empty() && std::none_of(claim.begin(), claim.end(), same)) named = claim[0];
+    if (named.empty() && claim.empty())
+        if (const containers::Container *c = containers::by_extension(ext))
+            if (std::none_of(c->aliases.begin(), c->aliases.end(), same)) named = std::string(c->title);
+    if (named.empty()) return {};
+    std::string suggestion = "img";
+    if (auto info = lib.plugin(PluginKind::format, format); info && !info->extensions.empty())
+        suggestion = info->extensions.front();
+    return path + ": its extension '." + ext + "' names the " + named + " format, but it would be written as " +
+           format + "; tools that go by the name, and vdkit's probe for a file no plugin recognises, would take it "
+                    "for " + named + " or refuse it (name it for " + format + ", e.g. ." + suggestion + ", or write " + named + ")";
 }
 
 std::string new_file_format(const Library &lib, const std::string &path, const std::string &given,
                             const std::string &fallback) {
-    std::string ext = std::filesystem::path(path).extension().string();
-    if (!ext.empty()) ext = ext.substr(1);
-    const std::string implied = format_for(lib, path);
-    if (!given.empty()) {
-        // An unknown -f is left to the library's error (with its suggestion).
-        if (!implied.empty() && !util::iequals(implied, given) && lib.plugin(PluginKind::format, given))
-            throw CliError("-f " + given + " clashes with the name " + path + ", whose extension '." + ext +
-                               "' is the '" + implied + "' format's; drop -f or name the file for the format",
-                           kExitUsage);
-        return given;
+    std::string chosen = given;
+    if (chosen.empty()) chosen = format_for(lib, path);
+    if (chosen.empty()) chosen = fallback;
+    if (chosen.empty()) {
+        // A generic name (disk.img) with nothing else to go by: the format that lists it.
+        const auto claim = claimants(lib, containers::extension_of(path));
+        if (claim.size() == 1) chosen = claim[0];
     }
-    if (!implied.empty()) return implied;
-    if (!fallback.empty()) return fallback;
-    throw CliError("cannot tell the format of " + path + " from its name" +
-                       (ext.empty() ? std::string() : " (no format plugin lists '." + ext + "')") + "; name it with -f",
-                   kExitUsage);
+    if (chosen.empty()) {
+        const std::string ext = containers::extension_of(path);
+        throw CliError("cannot tell the format of " + path + " from its name" +
+                           (ext.empty() ? std::string() : " (no format plugin lists '." + ext + "')") +
+                           "; name it with -f",
+                       kExitUsage);
+    }
+    if (const std::string problem = new_name_problem(lib, path, chosen); !problem.empty())
+        throw CliError(problem, kExitUsage);
+    return chosen;
 }
 
 namespace {
@@ -573,6 +607,47 @@ private:
 
 // ---- check ------------------------------------------------------------------------
 
+// Findings next to each other that differ only in their numbers (offsets,
+// indexes, sizes: "grain table 3 entry 17 ...") are one kind; a run of them
+// is printed as its first and last finding and a count (docs/check.md,
+// "Output"), so a badly cut image gives a few lines instead of thousands.
+struct FindingRun {
+    size_t first = 0; // index into the report's findings
+    size_t count = 1;
+};
+constexpr size_t kRunShown = 3; // a run this short is printed whole
+
+std::string finding_kind(const CheckFinding &f) {
+    std::string k = std::string(to_string(f.severity)) + ":";
+    for (size_t i = 0; i < f.message.size();) {
+        const char c = f.message[i];
+        if (c == '0' && i + 1 < f.message.size() && (f.message[i + 1] == 'x' || f.message[i + 1] == 'X')) {
+            i += 2;
+            while (i < f.message.size() && std::isxdigit(static_cast<unsigned char>(f.message[i]))) ++i;
+            k += '#';
+        } else if (std::isdigit(static_cast<unsigned char>(c))) {
+            while (i < f.message.size() && std::isdigit(static_cast<unsigned char>(f.message[i]))) ++i;
+            k += '#';
+        } else {
+            k += c;
+            ++i;
+        }
+    }
+    return k;
+}
+
+std::vector<FindingRun> coalesce_findings(const std::vector<CheckFinding> &findings) {
+    std::vector<FindingRun> runs;
+    std::string last_kind;
+    for (size_t i = 0; i < findings.size(); ++i) {
+        std::string kind = finding_kind(findings[i]);
+        if (!runs.empty() && kind == last_kind) ++runs.back().count;
+        else runs.push_back({i, 1});
+        last_kind = std::move(kind);
+    }
+    return runs;
+}
+
 class CheckCommand : public ImageCommand {
 public:
     CheckCommand() : ImageCommand("check", "Check an image's metadata for consistency; -r repairs", true) {}
@@ -605,25 +680,54 @@ private:
         }
         CheckReport report = take(std::move(r));
         check(disk->close());
+        const std::vector<FindingRun> runs = coalesce_findings(report.findings);
         if (json_output()) {
-            json findings = json::array();
+            // Every finding (scripts read each one's lost range), and the
+            // runs of one kind as the text output shows them.
+            json findings = json::array(), summary = json::array();
             for (const auto &f : report.findings) {
                 json jf = {{"severity", to_string(f.severity)}, {"message", f.message}};
                 if (f.offset) jf["offset"] = *f.offset;
                 findings.push_back(jf);
             }
+            for (const auto &run : runs) {
+                json js = findings[run.first];
+                js["count"] = run.count;
+                if (run.count > 1) {
+                    const CheckFinding &l = report.findings[run.first + run.count - 1];
+                    js["last-message"] = l.message;
+                    if (l.offset) js["last-offset"] = *l.offset;
+                }
+                summary.push_back(js);
+            }
             std::cout << json{{"filename", image_path()},
                               {"check-errors", report.errors},
                               {"leaks", report.leaks},
                               {"repaired", report.repaired},
-                              {"findings", findings}}
+                              {"findings", findings},
+                              {"summary", summary}}
                              .dump(2)
                       << "\n";
         } else {
-            for (const auto &f : report.findings) {
+            auto line = [](const CheckFinding &f) {
                 std::cout << to_string(f.severity);
                 if (f.offset) std::cout << " at " << util::hex(*f.offset);
                 std::cout << ": " << f.message << "\n";
+            };
+            for (const auto &run : runs) {
+                const CheckFinding &first = report.findings[run.first];
+                const CheckFinding &last = report.findings[run.first + run.count - 1];
+                if (run.count <= kRunShown) {
+                    for (size_t i = 0; i < run.count; ++i) line(report.findings[run.first + i]);
+                    continue;
+                }
+                line(first);
+                std::cout << "  ... " << (run.count - 2) << " more " << to_string(first.severity)
+                          << " findings like it";
+                if (first.offset && last.offset)
+                    std::cout << " (offsets " << util::hex(*first.offset) << " to " << util::hex(*last.offset) << ")";
+                std::cout << "; " << run.count << " in all, --output=json lists each\n";
+                line(last);
             }
             if (report.repaired) std::cout << report.repaired << " problems were repaired.\n";
             if (report.clean()) std::cout << "No errors were found on the image.\n";

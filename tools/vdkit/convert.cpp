@@ -811,6 +811,13 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
     std::error_code ec;
     if (fs::equivalent(spec.source, spec.target, ec))
         throw CliError("source and target are the same file (" + spec.target + ")", kExitUsage);
+    // Every file convert creates is named for the format written into it.
+    if (!spec.existing_target)
+        if (const std::string problem = new_name_problem(lib, spec.target, spec.target_format); !problem.empty())
+            throw CliError(problem + "; nothing was written", kExitUsage);
+    if (std::error_code cache_ec; !spec.source_cache.empty() && !fs::exists(spec.source_cache, cache_ec))
+        if (const std::string problem = new_name_problem(lib, spec.source_cache, spec.cache_format); !problem.empty())
+            throw CliError("--cache " + problem + " (--cache-format)", kExitUsage);
     // Before anything is opened: what the target is decides what may be done to it.
     const std::string final_target = is_url(spec.target) ? spec.target : check_target(spec);
     OpenOptions oo;

@@ -80,6 +80,13 @@ class RenameCommand : public Command {
         o.search_dirs = search_;
         o.filters = parse_filters(filters_);
         if (unsafe_) o.allow_unsafe_paths = true;
+        // The new name follows the naming rule of every new file (a raw
+        // disk.img renamed disk.vdi would be refused by its name next time).
+        // A file the probe refuses is moved as the raw file it is: no rule.
+        if (o.filters.empty())
+            if (auto format = lib->probe(from_); format)
+                if (const std::string problem = new_name_problem(*lib, to_, *format); !problem.empty())
+                    throw CliError(problem + "; nothing was moved", kExitUsage);
         RenameResult r = take(lib->rename_image(from_, to_, o));
         if (output_ == "json") {
             std::cout << json{{"location", r.location}, {"relinked-children", r.relinked}, {"searched", r.searched}}.dump(2)
@@ -127,8 +134,20 @@ class DeleteCommand : public Command {
         jf.json_output = output_ == "json";
         for (const auto &image : images_) {
             DeleteResult r;
-            jf.run(json{{"location", image}, {"deleted", report}}, [&] {
-                r = jf.take_r(lib->delete_image(image, o));
+            json failure{{"location", image}, {"deleted", report}};
+            jf.run(failure, [&] {
+                auto deleted = lib->delete_image(image, o);
+                if (!deleted && jf.json_output) {
+                    // Structured details of the refusal: where children were
+                    // looked for and which were found (a search only).
+                    DeleteOptions look = o;
+                    look.dry_run = true;
+                    if (auto seen = lib->delete_image(image, look)) {
+                        failure["searched"] = seen->searched;
+                        failure["children"] = seen->children;
+                    }
+                }
+                r = jf.take_r(std::move(deleted));
                 return kExitOk;
             });
             report.push_back({{"location", image}, {"orphaned-children", r.orphaned}, {"searched", r.searched}});

@@ -443,11 +443,16 @@ struct DeleteOptions {
     bool force = false;
     std::vector<std::string> search_dirs; // as RenameOptions::search_dirs
     std::vector<FilterSpec> filters;       // as RenameOptions::filters
+    // Only search for children: the result's `children` and `searched` say
+    // what a delete would find; nothing is opened for writing or removed,
+    // and children do not make it fail (e.g. to report a refusal's details).
+    bool dry_run = false;
 };
 
 struct DeleteResult {
     std::vector<std::string> orphaned; // children left without their parent (force)
     std::vector<std::string> searched; // the directories searched for children
+    std::vector<std::string> children; // the children found (refused without force; orphaned with it)
 };
 
 class Library {

@@ -123,13 +123,47 @@ Status need_writable(const Image &img, const char *op) {
                                          ", which is open read-only (open the chain with writable_chain)");
 }
 
+// The bytes a file will hold, read through `read` (the chain's view), as a
+// read-only store for the probe; anything but reading is refused.
+class ProjectedStore final : public ByteStore {
+public:
+    ProjectedStore(std::string location, uint64_t size, std::function<Status(uint64_t, void *, size_t)> read)
+        : location_(std::move(location)), size_(size), read_(std::move(read)) {}
+    const std::string &location() const noexcept override { return location_; }
+    Status pread(void *buf, uint64_t len, uint64_t offset) override {
+        if (!util::range_within(offset, len, size_))
+            return Status(VDKIT_E_OUT_OF_RANGE, location_ + ": read at offset " + std::to_string(offset) +
+                                                    " is beyond the end of the file");
+        return read_(offset, buf, static_cast<size_t>(len));
+    }
+    Status pwrite(const void *, uint64_t, uint64_t) override { return read_only(); }
+    Status flush() override { return Status::ok(); }
+    Result<uint64_t> size() override { return size_; }
+    Status truncate(uint64_t) override { return read_only(); }
+    Status discard(uint64_t, uint64_t) override { return read_only(); }
+    Status zero(uint64_t, uint64_t) override { return read_only(); }
+    Status extents(uint64_t offset, uint64_t len, uint32_t, std::vector<Extent> &out) override {
+        out.clear();
+        if (offset < size_) out.push_back({offset, std::min(len, size_ - offset), false});
+        return Status::ok();
+    }
+    Result<uint64_t> allocated_size() override { return Status(VDKIT_E_NOT_SUPPORTED, location_ + ": not known"); }
+
+private:
+    Status read_only() const { return Status(VDKIT_E_READ_ONLY, location_ + ": a projection for the probe"); }
+    std::string location_;
+    uint64_t size_;
+    std::function<Status(uint64_t, void *, size_t)> read_;
+};
+
 // Before commit/merge writes into `dst`: a destination whose format finds no
 // header of its own in its file (raw, reached by probing as a chain's base)
 // is read back by probing its bytes, so the data written must not give it a
 // foreign container's signature (a guest that wrote a qcow2 or LUKS image at
-// offset 0 of its disk). The probe's window is checked on the chain's view
-// from `view` down, which is what dst holds afterwards (docs/design/probing.md,
-// "Links the next open must find").
+// offset 0 of its disk) nor make another plugin's probe claim it (a VDI or
+// VMDK header: qemu's rule for probed raw images). The whole probe runs on
+// the chain's view from `view` down, which is what dst holds afterwards
+// (docs/design/probing.md, "Links the next open must find").
 template <class ChainState> // Disk::State, deduced (it is private to Disk)
 Status keeps_openable(const ChainState &st, Image &dst, size_t view, const char *op) {
     VDKIT_ASSIGN_OR_RETURN(uint32_t score, st.host->probe_score(dst.format(), dst.main(), dst.location()));
@@ -141,8 +175,30 @@ Status keeps_openable(const ChainState &st, Image &dst, size_t view, const char 
         if (a < n) std::memset(static_cast<char *>(b) + a, 0, n - static_cast<size_t>(a));
         return Status::ok();
     };
+    // Probe what the file will hold exactly as the next open will: an
+    // installed plugin's header (a VDI, a VMDK, a descriptor's text) wins.
+    ProjectedStore projected(dst.location(), fsize, read);
+    auto winner = st.host->probe(projected, dst.location(), true);
+    if (!winner && winner.status().code() == VDKIT_E_IO) return winner.status();
+    if (winner && (*winner).get() != &dst.format()) {
+        const std::string other = (*winner)->info.name;
+        return Status(VDKIT_E_INVALID_ARGUMENT,
+                      std::string(op) + " would give " + dst.location() + " a " + other + " header (the " + other +
+                          " probe recognises the data written from above it); " + dst.location() + " is read as '" +
+                          dst.format().info.name + "' by probing, so every later open would take it for a " + other +
+                          " image. Nothing was written; copy the chain to a new image with 'vdkit convert' instead");
+    }
+    // A foreign container's signature (the probe refuses it): named as such.
     VDKIT_ASSIGN_OR_RETURN(auto found, containers::detect(fsize, read));
-    if (!found) return Status::ok();
+    if (!found) {
+        if (winner) return Status::ok();
+        std::string msg = winner.status().message();
+        if (auto cut = msg.find("; open it with format"); cut != std::string::npos) msg.erase(cut);
+        return Status(VDKIT_E_INVALID_ARGUMENT,
+                      std::string(op) + " would give " + dst.location() + " data that its probe refuses (" + msg +
+                          "); every later open would refuse the chain. Nothing was written; copy the chain to a new "
+                          "image with 'vdkit convert' instead");
+    }
     return Status(VDKIT_E_INVALID_ARGUMENT,
                   std::string(op) + " would give " + dst.location() + " a " + std::string(found->container->title) +
                       " signature (" + found->evidence + ", from the data above it); " + dst.location() +

@@ -330,6 +330,10 @@ const Container *by_extension(std::string_view extension) {
     return nullptr;
 }
 
+bool is_generic_extension(std::string_view extension) {
+    return extension == "img" || extension == "bin" || extension == "dd";
+}
+
 std::string extension_of(std::string_view location) {
     std::string_view path = location;
     if (path.find("://") != std::string_view::npos) path = path.substr(0, path.find_first_of("?#", path.find("://")));

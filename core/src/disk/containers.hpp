@@ -49,6 +49,12 @@ Result<std::optional<Match>> detect(uint64_t file_size, const ReadAt &read);
 // The container a file extension (without the dot, any case) names, if any.
 const Container *by_extension(std::string_view extension);
 
+// Extensions that name no particular format when a file is created: "img",
+// "bin", "dd" (generic disk-dump names; the raw plugin lists them, but a VDI
+// or VMDK called disk.img is common and probes as what it is).
+// docs/design/probing.md, "Naming new files". `extension` is lower case.
+bool is_generic_extension(std::string_view extension);
+
 // The last extension of a path or URL's last component, lower case, without
 // the dot ("" for none): "dir/Disk.VHD" -> "vhd", "a.b/c" -> "".
 std::string extension_of(std::string_view location);

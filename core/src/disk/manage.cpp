@@ -362,6 +362,12 @@ Result<DeleteResult> Host::delete_image(const std::string &location_in, const De
     VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(location, options.search_dirs, options.filters));
     std::vector<std::string> children;
     for (const auto &c : found.children) children.push_back(c.location);
+    if (options.dry_run) {
+        DeleteResult seen;
+        seen.children = std::move(children);
+        seen.searched = std::move(found.searched);
+        return seen;
+    }
     if (!children.empty() && !options.force)
         return Status(VDKIT_E_PERMISSION, location_in + " is the parent of " + joined(children) +
                                               "; deleting it would leave them unreadable (merge or commit them "
@@ -374,6 +380,7 @@ Result<DeleteResult> Host::delete_image(const std::string &location_in, const De
     VDKIT_TRY(disk->close_and_delete());
     for (const auto &c : children) log(LogLevel::warning, c + " lost its parent " + location_in + " (deleted)");
     DeleteResult result;
+    result.children = children;
     result.orphaned = std::move(children);
     result.searched = std::move(found.searched);
     return result;

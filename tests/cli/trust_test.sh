@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# The CLI's trust rules (docs/design/probing.md, config/batch.md,
+# docs/check.md, docs/cli.md):
+#  1. one naming rule for every new file: an extension that names another
+#     format (an installed plugin's or a foreign container's) is refused for
+#     create, snapshot, convert targets and caches, batch targets; .img, .bin
+#     and .dd fit any format; every allowed name reopens by probing as the
+#     format written;
+#  2. batch --check opens every source (read-only, no locks) and reports the
+#     ones that do not open with their job's name;
+#  3. batch source_force_share reads a source a writer holds open;
+#  4. delete --output=json on refusal lists where children were searched;
+#  5. check coalesces runs of one kind of finding.
+set -uo pipefail
+. "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+require_tools qemu-img
+HOLD="$VDKIT_BUILD_DIR/tests/vdkit_hold_image"
+[ -x "$HOLD" ] || { echo "FAIL: $HOLD is not built"; exit 1; }
+hpid=
+trap '[ -n "$hpid" ] && kill "$hpid" 2> /dev/null; rm -rf "$work"' EXIT
+
+# The format an extension names for creating (empty: none, fits any).
+named_by() {
+    case $1 in
+        vdi) echo vdi ;; vmdk) echo vmdk ;; raw) echo raw ;;
+        qcow2 | qcow3) echo qcow2 ;; vhd | vpc) echo "VHD (vpc)" ;; vhdx) echo vhdx ;; qed) echo qed ;;
+        *) echo "" ;;
+    esac
+}
+allowed() { # allowed FORMAT EXT
+    local n
+    n=$(named_by "$2")
+    [ -z "$n" ] || [ "$n" = "$1" ]
+}
+
+# 1. The naming rule, over every format and a set of extensions.
+head -c 1M /dev/urandom > src.bin
+truncate -s 4M src.bin
+"$VDKIT" create -f vdi base.vdi 4M > /dev/null || bad "making base.vdi"
+for fmt in vdi vmdk raw; do
+    for ext in vdi vmdk raw qcow2 qcow3 vhd vhdx qed img bin dd disk; do
+        n=$(named_by "$ext")
+        for cmd in create convert snapshot; do
+            f="$cmd-$fmt.$ext"
+            rm -f "$f"
+            case $cmd in
+                create) args=(create -f "$fmt" "$f" 4M) ;;
+                convert) args=(convert -f raw -O "$fmt" src.bin "$f") ;;
+                snapshot)
+                    [ "$fmt" = raw ] && continue # raw has no differencing images
+                    args=(snapshot -f "$fmt" base.vdi "$f") ;;
+            esac
+            if allowed "$fmt" "$ext"; then
+                expect_exit 0 "$cmd -> $fmt named .$ext" "$VDKIT" "${args[@]}"
+                # The name reopens by probing as the format written.
+                expect_exit 0 "$f reopens by probing" "$VDKIT" info --output=json "$f"
+                says "$f probes as $fmt" "\"format\": \"$fmt\"" out
+            else
+                expect_exit 2 "$cmd -> $fmt named .$ext is refused" "$VDKIT" "${args[@]}"
+                says "$cmd $f: the message names file and formats" \
+                    "$f: its extension '.$ext' names the $n format, but it would be written as $fmt" out
+                [ ! -e "$f" ] && [ -z "$(ls -A . | grep -F "$f.vdkit-partial")" ] && ok || bad "$cmd left $f behind"
+            fi
+        done
+    done
+done
+# Without -f: a generic name takes the parent's format, a specific one its own.
+expect_exit 0 "snapshot base.vdi s.img (no -f)" "$VDKIT" snapshot base.vdi s.img
+expect_exit 0 "s.img" "$VDKIT" info --output=json s.img
+says "s.img is a vdi over base.vdi" '"format": "vdi"' out
+expect_exit 0 "create disk.img 1M (no -f, no parent): raw" "$VDKIT" create disk.img 1M
+says "disk.img is raw" "fmt=raw" out
+expect_exit 2 "snapshot base.vdi s.qcow2 (no -f): vdi named .qcow2" "$VDKIT" snapshot base.vdi s.qcow2
+says "names qcow2" "s.qcow2: its extension '.qcow2' names the qcow2 format, but it would be written as vdi" out
+# convert's cache image is a new file too.
+"$VDKIT" convert -f raw -O vdi src.bin cs.vdi > /dev/null || bad "making cs.vdi"
+expect_exit 2 "a --cache named for another format" "$VDKIT" convert --cache cache.vmdk -O raw cs.vdi cs.raw
+says "cache name" "cache.vmdk: its extension '.vmdk' names the vmdk format, but it would be written as vdi" out
+[ ! -e cache.vmdk ] && [ ! -e cs.raw ] && ok || bad "a refused cache left files"
+# rename: the new name follows the rule for the format the image probes as.
+"$VDKIT" create -f vdi mv.vdi 1M > /dev/null && "$VDKIT" create -f raw mv.img 1M > /dev/null || bad "making mv.*"
+expect_exit 2 "rename a VDI to .vmdk" "$VDKIT" rename mv.vdi mv2.vmdk
+says "rename: the naming rule" "mv2.vmdk: its extension '.vmdk' names the vmdk format, but it would be written as vdi" out
+expect_exit 2 "rename a raw disk to .qcow2" "$VDKIT" rename mv.img mv2.qcow2
+[ -e mv.vdi ] && [ -e mv.img ] && [ ! -e mv2.vmdk ] && [ ! -e mv2.qcow2 ] && ok || bad "a refused rename moved something"
+expect_exit 0 "rename a VDI to .bin" "$VDKIT" rename mv.vdi mv2.bin
+expect_exit 0 "rename a raw disk to .raw" "$VDKIT" rename mv.img mv2.raw
+# -n writes into an existing file: no new name, no rule.
+cp src.bin existing.vmdk
+expect_exit 0 "convert -n into an existing file keeps working" "$VDKIT" convert -n -f raw -O raw src.bin existing.vmdk
+
+# Batch targets: every problem at its line, nothing run.
+mkdir -p dst
+cat > names.yaml <<'Y'
+version: 1
+jobs:
+  - source: src.bin
+    source_format: raw
+    target: dst/a.vmdk
+    format: vdi
+  - source: src.bin
+    source_format: raw
+    target: dst/b.qcow2
+    format: raw
+  - source: src.bin
+    source_format: raw
+    target: dst/c.img
+    format: vmdk
+Y
+expect_exit 2 "batch: targets named for other formats" "$VDKIT" batch names.yaml
+says "batch a.vmdk at its line" "names.yaml:5: job 'a.vmdk': " out
+says "batch a.vmdk message" "its extension '.vmdk' names the vmdk format, but it would be written as vdi" out
+says "batch b.qcow2 at its line" "names.yaml:9: job 'b.qcow2': " out
+grep -q "names.yaml:13" out && bad "batch: dst/c.img (generic) was reported" || ok
+[ -z "$(ls -A dst)" ] && ok || bad "batch ran with invalid targets: $(ls dst)"
+expect_exit 2 "batch --check: the same" "$VDKIT" batch --check names.yaml
+says "--check names the job" "job 'b.qcow2'" out
+
+# 2. batch --check opens every source: a qcow2, a damaged VDI, a good one.
+qemu-img create -q -f qcow2 disk.qcow2 4M
+"$VDKIT" convert -f raw -O vdi src.bin good.vdi > /dev/null || bad "making good.vdi"
+cp good.vdi broken.vdi
+printf '\xff\xff\xff\xff' | dd of=broken.vdi bs=1 seek=$((0x154)) conv=notrunc status=none
+cat > sources.yaml <<'Y'
+version: 1
+defaults:
+  format: vdi
+jobs:
+  - name: from-qcow2
+    source: disk.qcow2
+    target: dst/q.vdi
+  - name: from-broken
+    source: broken.vdi
+    target: dst/b.vdi
+  - name: from-good
+    source: good.vdi
+    target: dst/g.vdi
+  - name: second-step
+    source: dst/g.vdi
+    target: dst/g2.vmdk
+    format: vmdk
+Y
+expect_exit 2 "batch --check reports sources that do not open" "$VDKIT" batch --check sources.yaml
+says "--check: the qcow2 source, with its job and line" "sources.yaml:6: job 'from-qcow2': source" out
+says "--check: the qcow2 source is named as such" "is a qcow2 image" out
+says "--check: the advice names the batch key" "source_format: raw" out
+says "--check: the damaged source, with its job" "sources.yaml:9: job 'from-broken': source" out
+grep -q "from-good\|second-step" out && bad "--check reported a good job" || ok
+[ -z "$(ls -A dst)" ] && ok || bad "--check wrote something: $(ls dst)"
+# A source held open by a writer: --check takes no lock, so it is neither refused nor in the way.
+cat > held.yaml <<'Y'
+version: 1
+jobs:
+  - name: held
+    source: good.vdi
+    target: dst/h.vdi
+    format: vdi
+Y
+rm -f hold.in; mkfifo hold.in
+"$HOLD" -w good.vdi < hold.in > hold.out 2> hold.err &
+hpid=$!
+exec 7> hold.in
+for _ in $(seq 400); do grep -q '^ready$' hold.out 2> /dev/null && break; sleep 0.025; done
+grep -q '^ready$' hold.out || bad "vdkit_hold_image did not open good.vdi: $(cat hold.err)"
+expect_exit 0 "batch --check of a source a writer holds" "$VDKIT" batch --check held.yaml
+says "--check: good" "1 job, no problems" out
+
+# 3. source_force_share: without it the held source fails its job; with it the job converts.
+expect_exit 1 "batch: a held source without source_force_share fails" "$VDKIT" batch held.yaml
+says "the failure names the lock" "in use for writing" out
+[ ! -e dst/h.vdi ] && ok || bad "a failed job left dst/h.vdi"
+cat > shared.yaml <<'Y'
+version: 1
+defaults:
+  source_force_share: true
+jobs:
+  - name: held
+    source: good.vdi
+    target: dst/h.vdi
+    format: vdi
+  - name: held-job-key
+    source: good.vdi
+    target: dst/h2.vmdk
+    format: vmdk
+    source_force_share: yes
+Y
+expect_exit 0 "batch: source_force_share reads the held source" "$VDKIT" batch shared.yaml
+exec 7>&-
+wait "$hpid" || bad "vdkit_hold_image failed: $(cat hold.err)"
+hpid=
+expect_exit 0 "the copy reads as the source" "$VDKIT" compare good.vdi dst/h.vdi
+expect_exit 0 "the job-level key too" "$VDKIT" compare good.vdi dst/h2.vmdk
+expect_exit 0 "qemu-img reads the copy" qemu-img compare -f raw -F vdi src.bin dst/h.vdi
+cat > badshare.yaml <<'Y'
+version: 1
+jobs:
+  - source: good.vdi
+    target: dst/x.vdi
+    format: vdi
+    source_force_share: sometimes
+    source_forceshare: true
+Y
+expect_exit 2 "source_force_share is validated" "$VDKIT" batch --check badshare.yaml
+says "bad value at its line" "badshare.yaml:6: source_force_share must be true or false, not 'sometimes'" out
+says "misspelt key" "did you mean 'source_force_share'?" out
+
+# 4. delete --output=json: a refusal lists where children were searched and the children.
+mkdir -p vm/Snapshots
+"$VDKIT" create -f vdi vm/disk.vdi 4M > /dev/null && "$VDKIT" snapshot vm/disk.vdi vm/Snapshots/s1.vdi > /dev/null \
+    || bad "making vm/"
+expect_exit 1 "delete of a parent is refused" "$VDKIT" delete --output=json vm/disk.vdi
+"$VDKIT" delete --output=json vm/disk.vdi > delete.json 2> /dev/null
+python3 - delete.json "$PWD" <<'PY' && ok || bad "delete JSON refusal: $(cat delete.json)"
+import json, os, sys
+doc = json.load(open(sys.argv[1]))
+cwd = sys.argv[2]
+assert doc["status"] == "VDKIT_E_PERMISSION", doc
+assert isinstance(doc["searched"], list) and doc["searched"], doc
+assert os.path.join(cwd, "vm") in doc["searched"], doc["searched"]
+assert os.path.join(cwd, "vm", "Snapshots") in doc["searched"], doc["searched"]
+assert doc["children"] == [os.path.join(cwd, "vm", "Snapshots", "s1.vdi")], doc["children"]
+assert "error" in doc and "s1.vdi" in doc["error"]
+PY
+[ -e vm/disk.vdi ] && ok || bad "the refused delete removed vm/disk.vdi"
+
+# 5. check: a 4 GiB VMDK with 600 grains far apart, cut to 1 MiB, gives one
+# finding per lost grain; the text coalesces them, JSON lists every one.
+python3 - sparse.raw <<'PY'
+import os, sys
+with open(sys.argv[1], "wb") as f:
+    f.truncate(4 << 30)
+    for i in range(600):
+        f.seek(i * (7 << 20) + 65536)
+        f.write(os.urandom(4096))
+PY
+"$VDKIT" convert -f raw -O vmdk sparse.raw cut.vmdk > /dev/null || bad "making cut.vmdk"
+truncate -s 1M cut.vmdk
+"$VDKIT" check cut.vmdk > check.txt 2>&1
+rc=$?
+"$VDKIT" check --output=json cut.vmdk > check.json 2>&1
+rc_json=$?
+[ "$rc" -eq "$rc_json" ] && [ "$rc" -ne 0 ] && ok || bad "check exit codes: text $rc, json $rc_json"
+python3 - check.txt check.json <<'PY' && ok || bad "check coalescing: $(head -30 check.txt)"
+import json, re, sys
+text = open(sys.argv[1]).read().splitlines()
+doc = json.load(open(sys.argv[2]))
+findings, summary = doc["findings"], doc["summary"]
+assert len(findings) >= 500, len(findings)            # one per lost grain, all kept
+assert sum(r["count"] for r in summary) == len(findings)
+assert len(summary) < 20, [r["message"] for r in summary]
+assert len(text) < 40, len(text)                      # instead of ~600 lines
+more = [l for l in text if re.match(r"  \.\.\. \d+ more \w+ findings like it \(offsets 0x[0-9a-f]+ to 0x[0-9a-f]+\); \d+ in all", l)]
+assert more, text
+big = max(summary, key=lambda r: r["count"])
+assert big["count"] > 400 and big["last-offset"] >= big["offset"], big
+# the run's first and last findings are printed as they are in JSON
+assert any(big["message"] in l for l in text) and any(big["last-message"] in l for l in text)
+n = int(re.search(r"(\d+) in all", [l for l in more if str(big["count"] - 2) + " more" in l][0]).group(1))
+assert n == big["count"], (n, big["count"])
+assert text[-1].endswith("were found on the image."), text[-1]
+PY
+
+finish
