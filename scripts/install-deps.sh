@@ -13,6 +13,9 @@ packages=(
   catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
   # convert_target_test.sh kills a convert between two renames (strace -e inject)
   strace
+  # tests/fuzz (make fuzz, and the short run in make test): clang, libFuzzer and
+  # clang's sanitizer runtimes
+  clang libclang-rt-dev
   # bench/ (GNU time measures peak memory)
   time
 )

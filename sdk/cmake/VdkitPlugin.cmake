@@ -21,9 +21,12 @@ function(vdkit_add_plugin target)
     C_VISIBILITY_PRESET hidden
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
-  target_link_options(${target} PRIVATE
-    "LINKER:--version-script=${VDKIT_PLUGIN_MAP}"
-    "LINKER:--no-undefined")
+  target_link_options(${target} PRIVATE "LINKER:--version-script=${VDKIT_PLUGIN_MAP}")
+  # Sanitizer runtimes under clang live in the executable, so a fuzz build
+  # (VDKIT_FUZZ) cannot refuse undefined symbols in plugins.
+  if(NOT VDKIT_FUZZ)
+    target_link_options(${target} PRIVATE "LINKER:--no-undefined")
+  endif()
   if(ARG_OUTPUT_DIRECTORY)
     set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIRECTORY})
   endif()

@@ -88,6 +88,18 @@ void copy_field(char *dst, size_t cap, const std::string &s) {
 
 } // namespace
 
+namespace {
+// Outside the extern "C" block: it returns a C++ type (clang's
+// -Wreturn-type-c-linkage).
+vdkit::Completion c_completion(vdkit_completion_fn done, void *opaque) {
+    if (!done) return {};
+    return [done, opaque](const vdkit::Status &st) {
+        const std::string msg = st.is_ok() ? std::string() : st.message();
+        done(opaque, st.code(), msg.c_str());
+    };
+}
+} // namespace
+
 extern "C" {
 
 const char *vdkit_status_text(vdkit_status code) { return vdkit::status_text(code); }
@@ -309,15 +321,6 @@ vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const
     });
 }
 
-namespace {
-vdkit::Completion c_completion(vdkit_completion_fn done, void *opaque) {
-    if (!done) return {};
-    return [done, opaque](const vdkit::Status &st) {
-        const std::string msg = st.is_ok() ? std::string() : st.message();
-        done(opaque, st.code(), msg.c_str());
-    };
-}
-} // namespace
 
 vdkit_status vdkit_disk_aio_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_completion_fn done,
                                  void *opaque, vdkit_error *err) {

@@ -64,6 +64,9 @@ std::optional<std::vector<std::string>> split_fields(std::string_view line) {
         } else {
             size_t end = i;
             while (end < line.size() && !std::isspace(static_cast<unsigned char>(line[end]))) ++end;
+            // A quote inside an unquoted field (RW 8 SPARSE a"b") is not a
+            // file name any writer could put back between quotes.
+            if (line.substr(i, end - i).find('"') != std::string_view::npos) return std::nullopt;
             out.emplace_back(line.substr(i, end - i));
             i = end;
         }

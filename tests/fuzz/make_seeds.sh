@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Seed corpora for the fuzz targets, generated from valid images (nothing
+# large is committed): make_seeds.sh OUTDIR [VDKIT_CLI]
+#   OUTDIR/<target>/ gets a few small inputs per target. Image seeds are
+#   made with qemu-img/qemu-io (VMDK monolithicSparse, streamOptimized,
+#   twoGbMaxExtentSparse, monolithicFlat; VDI dynamic and fixed), with
+#   plugins/formats/vmdk/tests/make_esx_extents.py (COWD, seSparse) and,
+#   when a vdkit CLI is given, vdkit (a VDI differencing image with its
+#   parent). Multi-file images are packed as fuzz_support.hpp describes.
+set -euo pipefail
+out=$(mkdir -p "$1" && cd "$1" && pwd)
+vdkit=${2:-}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for t in vmdk_descriptor vmdk_sparse_header vdi_header probe config_file batch_file vmdk_image vdi_image disk; do
+  mkdir -p "$out/$t"
+done
+
+# pack OUT MAIN [NAME...]: MAIN's bytes, then each NAME as a separate file.
+pack() {
+  python3 - "$@" <<'PY'
+import os, sys
+out, main, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
+data = open(main, "rb").read()
+for p in rest:
+    data += b"\n@@vdkit-fuzz-file " + os.path.basename(p).encode() + b"\n" + open(p, "rb").read()
+open(out, "wb").write(data)
+PY
+}
+# seed TARGETS... -- FILE: copy FILE into each target's seed directory.
+seed() {
+  local f=${!#} name
+  name=$(basename "$f")
+  for t in "${@:1:$#-1}"; do cp "$f" "$out/$t/$name"; done
+}
+write_data() { # a few patterns, a zero range, in a 1 MiB image
+  qemu-io -f "$1" -c 'write -P 0x5a 0 4k' -c 'write -P 0xa5 300k 8k' -c 'write -z 640k 64k' "$2" > /dev/null
+}
+
+cd "$tmp"
+if command -v qemu-img > /dev/null; then
+  truncate -s 1M r.raw && write_data raw r.raw
+  for sub in monolithicSparse streamOptimized; do
+    qemu-img convert -q -f raw -O vmdk -o subformat=$sub r.raw w-$sub.vmdk
+    seed vmdk_image disk probe w-$sub.vmdk
+    head -c 512 w-$sub.vmdk > hdr-$sub; seed vmdk_sparse_header hdr-$sub
+  done
+  # The stream's footer recovery: the same image cut before its footer.
+  sz=$(stat -c %s w-streamOptimized.vmdk); head -c $((sz - 1024)) w-streamOptimized.vmdk > w-stream-cut.vmdk
+  seed vmdk_image disk w-stream-cut.vmdk
+  # Descriptor + extents (qemu names extents after the descriptor).
+  mkdir split && (cd split && qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse image.vmdk 1M &&
+    write_data vmdk image.vmdk && qemu-img create -q -f vmdk -o subformat=monolithicFlat flat.vmdk 64k)
+  pack w-split.vmdk split/image.vmdk split/image-s001.vmdk
+  seed vmdk_image disk w-split.vmdk
+  cp split/image.vmdk d-split.txt; cp split/flat.vmdk d-flat.txt
+  seed vmdk_descriptor probe d-split.txt; seed vmdk_descriptor d-flat.txt
+  (cd split && pack ../w-flat.vmdk flat.vmdk flat-flat.vmdk)
+  seed vmdk_image w-flat.vmdk
+  # A monolithicSparse diff over a base: the child names the parent.
+  mkdir chain && (cd chain && qemu-img create -q -f vmdk base.vmdk 1M && write_data vmdk base.vmdk &&
+    qemu-img create -q -f vmdk -b base.vmdk -F vmdk image.vmdk && qemu-io -f vmdk -c 'write -P 7 64k 4k' image.vmdk > /dev/null)
+  pack w-chain.vmdk chain/image.vmdk chain/base.vmdk
+  seed vmdk_image w-chain.vmdk
+  # The embedded descriptor of a sparse extent.
+  dd if=w-monolithicSparse.vmdk bs=512 skip=1 count=20 status=none | tr -d '\000' > d-embedded.txt
+  seed vmdk_descriptor d-embedded.txt
+
+  # qemu's VDI blocks are 1 MiB: an empty one here (vdkit below makes small
+  # blocks with data).
+  qemu-img create -q -f vdi w-dynamic.vdi 4M
+  seed vdi_image disk probe w-dynamic.vdi
+  head -c 512 w-dynamic.vdi > hdr-vdi; seed vdi_header hdr-vdi
+  # Foreign containers the probe must refuse as raw.
+  for f in qcow2 vpc vhdx qed parallels luks; do
+    if qemu-img create -q -f $f c-$f 1M 2> /dev/null; then head -c 65536 c-$f > p-$f; seed probe p-$f; fi
+  done
+fi
+if command -v python3 > /dev/null; then
+  python3 "$src/plugins/formats/vmdk/tests/make_esx_extents.py" cowd w-cowd.vmdk 256 16 - /dev/null 1
+  python3 "$src/plugins/formats/vmdk/tests/make_esx_extents.py" sesparse w-sesparse.vmdk 256 - /dev/null 1
+  seed vmdk_image disk w-cowd.vmdk; seed vmdk_image disk w-sesparse.vmdk
+fi
+if [ -n "$vdkit" ] && [ -x "$vdkit" ] && [ -f r.raw ]; then
+  # Small blocks and grains keep these seeds small (4 KiB VDI blocks, 8 KiB grains).
+  "$vdkit" -q convert -f raw -O vdi -o block-size=4k,alignment=4k r.raw v-dynamic.vdi
+  head -c 262144 r.raw > r256.raw
+  "$vdkit" -q convert -f raw -O vdi -o block-size=4k,alignment=4k --preallocate r256.raw v-fixed.vdi
+  "$vdkit" -q convert -f raw -O vmdk -o grain-size=8k r.raw v-sparse.vmdk
+  "$vdkit" -q convert -f raw -O vmdk -o subformat=streamOptimized,grain-size=8k r.raw v-stream.vmdk
+  mkdir vdichain && (cd vdichain && "$vdkit" create -f vdi -o block-size=4k,alignment=4k base.vdi 256k > /dev/null &&
+    "$vdkit" create -f vdi -o block-size=4k,alignment=4k -b base.vdi image.vdi > /dev/null) &&
+    pack v-diff.vdi vdichain/image.vdi vdichain/base.vdi
+  seed vdi_image disk v-dynamic.vdi; seed vdi_image disk v-fixed.vdi; seed vdi_image disk v-diff.vdi
+  seed vmdk_image disk v-sparse.vmdk; seed vmdk_image disk v-stream.vmdk
+fi
+cp "$src"/config/vdkit.yaml "$out/config_file/"
+cp "$src"/config/examples/*.yaml "$out/batch_file/"
+printf 'version: 1\nparallel: 2\njobs:\n  - name: a\n    source: in.vmdk\n    target: out.vdi\n    format: vdi\n' > "$out/batch_file/min.yaml"
+echo "seeds: $(find "$out" -type f | wc -l) files in $out"
