@@ -3,7 +3,7 @@
 #   make test   install missing Debian packages, build, run the whole suite
 PRESET ?= default
 
-.PHONY: all deps configure build demo test test-asan install clean
+.PHONY: all deps configure build demo test test-asan test-tsan crash-long install clean
 
 all: build
 
@@ -26,8 +26,27 @@ test: build
 test-asan:
 	$(MAKE) test PRESET=debug
 
+# The threaded tests under ThreadSanitizer (build-tsan/): one handle hammered
+# by readers and writers, async I/O, convert workers, caches, batch -j.
+TSAN_TAGS = [threads],[async],[copy],[cache],[fault]
+test-tsan: deps
+	cmake --preset tsan
+	cmake --build --preset tsan --target vdkit_unit_tests vdkit
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/bin/vdkit_unit_tests "$(TSAN_TAGS)"
+	ctest --preset tsan -R "^cli: batch job files$$"
+
+# Many more crash trials than `make test` runs (tests/crash/): kill -9
+# trials per format, power-cut replays per format, a new seed each time
+# (printed; VDKIT_CRASH_SEED=N reproduces).
+CRASH_TRIALS ?= 2000
+CRASH_POWER_RUNS ?= 20
+crash-long: build
+	VDKIT_CRASH_TRIALS=$(CRASH_TRIALS) VDKIT_CRASH_POWER_RUNS=$(CRASH_POWER_RUNS) \
+	VDKIT_CRASH_SEED=$${VDKIT_CRASH_SEED:-$$(date +%s)} \
+	ctest --preset default -R "^crash:" --output-on-failure --timeout 0
+
 install: build
 	cmake --install build
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan
