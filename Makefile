@@ -36,14 +36,16 @@ test-tsan: deps
 	ctest --preset tsan -R "^cli: batch job files$$"
 
 # Many more crash trials than `make test` runs (tests/crash/): kill -9
-# trials per format, power-cut replays per format, a new seed each time
+# trials per format (CRASH_TRIALS), power-cut replays (CRASH_POWER_RUNS seeds
+# per format), a new seed each time
 # (printed; VDKIT_CRASH_SEED=N reproduces).
 CRASH_TRIALS ?= 2000
 CRASH_POWER_RUNS ?= 20
 crash-long: build
-	VDKIT_CRASH_TRIALS=$(CRASH_TRIALS) VDKIT_CRASH_POWER_RUNS=$(CRASH_POWER_RUNS) \
-	VDKIT_CRASH_SEED=$${VDKIT_CRASH_SEED:-$$(date +%s)} \
-	ctest --preset default -R "^crash:" --output-on-failure --timeout 0
+	@seed=$${VDKIT_CRASH_SEED:-$$(date +%s)}; for t in kill power; do \
+	  VDKIT=$(CURDIR)/build/bin/vdkit VDKIT_SOURCE_DIR=$(CURDIR) VDKIT_BUILD_DIR=$(CURDIR)/build \
+	  VDKIT_CRASH_TRIALS=$(CRASH_TRIALS) VDKIT_CRASH_POWER_RUNS=$(CRASH_POWER_RUNS) VDKIT_CRASH_SEED=$$seed \
+	  bash tests/crash/$${t}_test.sh || exit 1; done
 
 install: build
 	cmake --install build
