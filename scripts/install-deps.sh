@@ -13,6 +13,8 @@ packages=(
   catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
   # convert_target_test.sh kills a convert between two renames (strace -e inject)
   strace
+  # make test-tsan: the ThreadSanitizer runtime of Debian 12's g++ (-fsanitize=thread)
+  libtsan2
   # bench/ (GNU time measures peak memory)
   time
 )
