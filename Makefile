@@ -1,6 +1,7 @@
 # Thin wrapper over CMake presets. The two promised commands:
 #   make demo   install missing Debian packages, build, run the demo job
 #   make test   install missing Debian packages, build, run the whole suite
+#               (TSAN=1: then the threaded tests under ThreadSanitizer too)
 PRESET ?= default
 
 .PHONY: all deps configure build demo test test-asan test-tsan crash-long install clean
@@ -19,8 +20,10 @@ build: configure
 demo: build
 	@bash scripts/demo.sh build
 
+# TSAN=1 also runs the threaded tests under ThreadSanitizer (test-tsan).
 test: build
 	ctest --preset $(PRESET)
+	@if [ "$(TSAN)" = 1 ]; then $(MAKE) test-tsan; fi
 
 # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 test-asan:

@@ -638,7 +638,7 @@ static args parse_args(int argc, char **argv) {
     a.mode = argc > 1 ? argv[1] : "";
     a.trials = 100;
     a.seed = 1;
-    a.max_kill_ms = 25;
+    a.max_kill_ms = 40;
     a.recreate_every = 25;
     a.ops = 60;
     a.subsets = 4;
