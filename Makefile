@@ -4,11 +4,12 @@
 #               (then, when clang is installed, a short fuzz run: fuzz-ci)
 #   make fuzz   build the libFuzzer targets (preset `fuzz`, build-fuzz/) and
 #               run each for FUZZ_SECONDS (docs/reliability.md)
+#               (TSAN=1: then the threaded tests under ThreadSanitizer too)
 PRESET ?= default
 FUZZ_SECONDS ?= 60
 FUZZ_CI_SECONDS ?= 20
 
-.PHONY: all deps configure build demo test test-asan install clean fuzz fuzz-build fuzz-ci
+.PHONY: all deps configure build demo test test-asan install clean test-tsan crash-long fuzz fuzz-build fuzz-ci
 
 all: build
 
@@ -24,13 +25,36 @@ build: configure
 demo: build
 	@bash scripts/demo.sh build
 
+# TSAN=1 also runs the threaded tests under ThreadSanitizer (test-tsan).
 test: build
 	ctest --preset $(PRESET)
 	@if command -v clang++ > /dev/null; then $(MAKE) fuzz-ci; else echo "make test: no clang++, fuzz-ci skipped"; fi
+	@if [ "$(TSAN)" = 1 ]; then $(MAKE) test-tsan; fi
 
 # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 test-asan:
 	$(MAKE) test PRESET=debug
+
+# The threaded tests under ThreadSanitizer (build-tsan/): one handle hammered
+# by readers and writers, async I/O, convert workers, caches, batch -j.
+TSAN_TAGS = [threads],[async],[copy],[cache],[fault]
+test-tsan: deps
+	cmake --preset tsan
+	cmake --build --preset tsan --target vdkit_unit_tests vdkit
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/bin/vdkit_unit_tests "$(TSAN_TAGS)"
+	ctest --preset tsan -R "^cli: batch job files$$"
+
+# Many more crash trials than `make test` runs (tests/crash/): kill -9
+# trials per format (CRASH_TRIALS), power-cut replays (CRASH_POWER_RUNS seeds
+# per format), a new seed each time
+# (printed; VDKIT_CRASH_SEED=N reproduces).
+CRASH_TRIALS ?= 2000
+CRASH_POWER_RUNS ?= 20
+crash-long: build
+	@seed=$${VDKIT_CRASH_SEED:-$$(date +%s)}; for t in kill power; do \
+	  VDKIT=$(CURDIR)/build/bin/vdkit VDKIT_SOURCE_DIR=$(CURDIR) VDKIT_BUILD_DIR=$(CURDIR)/build \
+	  VDKIT_CRASH_TRIALS=$(CRASH_TRIALS) VDKIT_CRASH_POWER_RUNS=$(CRASH_POWER_RUNS) VDKIT_CRASH_SEED=$$seed \
+	  bash tests/crash/$${t}_test.sh || exit 1; done
 
 install: build
 	cmake --install build
@@ -48,4 +72,4 @@ fuzz-ci:
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz

@@ -16,6 +16,8 @@ packages=(
   # tests/fuzz (make fuzz, and the short run in make test): clang, libFuzzer and
   # clang's sanitizer runtimes
   clang libclang-rt-dev
+  # make test-tsan: the ThreadSanitizer runtime of Debian 12's g++ (-fsanitize=thread)
+  libtsan2
   # bench/ (GNU time measures peak memory)
   time
 )

@@ -919,8 +919,17 @@ private:
             text.resize(static_cast<size_t>(cap), '\0');
             main_.pwrite(ctx.get(), text.data(), text.size(), main_header_->descriptor_offset * 512);
         } else {
-            main_.truncate(ctx.get(), 0);
+            // Never truncate first: a crash between the truncate and the
+            // write would leave an empty descriptor and a disk that no longer
+            // opens (found by tests/crash). The new text goes over the old in
+            // one write, padded with newlines (blank lines, which every
+            // reader skips) to the old length; only then is the file cut to
+            // the new length. Every moment leaves a descriptor that parses.
+            const uint64_t old_size = main_.size(ctx.get());
+            const size_t exact = text.size();
+            if (old_size > exact) text.resize(static_cast<size_t>(old_size), '\n');
             main_.pwrite(ctx.get(), text.data(), text.size(), 0);
+            if (old_size > exact) main_.truncate(ctx.get(), exact);
         }
     }
 
