@@ -110,7 +110,8 @@ mkdir -p f/deep/a/b && qemu-img create -q -f vmdk -b ../../../base.vmdk -F vmdk 
 expect_exit 0 "rename without --search-dir" "$VDKIT" rename --output=json f/base.vmdk f/b2.vmdk
 json "[c.rsplit('/', 1)[-1] for c in d['relinked-children']] == ['top.vmdk']" && ok || bad "rename: relinked $(cat out)"
 grep -aq 'parentFileNameHint="../../../base.vmdk"' f/deep/a/b/far.vmdk && ok || bad "rename: the far child was found without --search-dir"
-"$VDKIT" -q rename --no-relink f/b2.vmdk f/base.vmdk && sed -i 's/"b2.vmdk"/"base.vmdk"/' f/top.vmdk
+# Back to base.vmdk (relinking top.vmdk; sed would shift the bytes of a binary VMDK).
+"$VDKIT" -q rename f/b2.vmdk f/base.vmdk || bad "rename back to base.vmdk: exit $?"
 expect_exit 1 "rename --search-dir: the far child's new link needs allow_unsafe_paths" \
     "$VDKIT" rename --search-dir f/deep/a/b f/base.vmdk f/b3.vmdk
 says "the path rule is named" "set allow_unsafe_paths to allow it"
