@@ -341,7 +341,14 @@ void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned ch
         at = std::max((file_size_ + 511) / 512 * 512, *cut_end_);
     }
     if ((at + grain_bytes()) / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
+    const bool reused = at < file_size_;
     store_.pwrite(ctx.get(), grain, grain_bytes(), at);
+    // A reused grain still holds its old data: a power cut that kept the
+    // new table entry but not the new grain would expose that data, so the
+    // grain reaches the disk before its entry (a barrier per reused grain;
+    // appended grains need none: an entry past the end reads as an error
+    // check reports, never as another grain's data).
+    if (reused) store_.flush(ctx.get());
     file_size_ = std::max(file_size_, at + grain_bytes());
     set_gte(ctx, index, static_cast<uint32_t>(at / 512));
 }
