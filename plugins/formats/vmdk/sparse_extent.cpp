@@ -960,7 +960,23 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     struct Claim {
         uint64_t at, grain;
         size_t id;
+        uint64_t len = 0; // bytes the grain takes in the file
         bool operator<(const Claim &o) const { return at < o.at; }
+    };
+    // The bytes a grain takes in the file: a whole grain, or for a stream
+    // the grain marker with its compressed data (VDF50 "Stream-Optimized
+    // Compressed Sparse Extents": u64 LBA, u32 size, then `size` bytes,
+    // padded to a sector). A marker whose size is not valid takes its own
+    // sector (stream_grain_problem reports it). claim_max bounds every len.
+    const uint64_t claim_max = compressed ? (12 + 2 * gb + 1024 + 511) / 512 * 512 : gb;
+    auto claim_len = [&](uint32_t e) -> uint64_t {
+        if (!compressed) return gb;
+        const uint64_t at = uint64_t(e) * 512;
+        if (at + 12 > file_size_) return 512;
+        unsigned char m[4];
+        store_.pread(ctx.get(), m, 4, at + 8);
+        const uint64_t size = load_le(m, 4);
+        return size == 0 || size > 2 * gb + 1024 ? 512 : (12 + size + 511) / 512 * 512;
     };
     std::vector<Claim> claims; // every grain a sound table names inside the file
     for (size_t id = 0; id < 2 * n; ++id) {
@@ -969,11 +985,11 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         for (uint64_t k = 0; k < tab[id].size(); ++k)
             // Entries into the header area (below overhead) are errors themselves, not grains.
             if (tab[id][k] > 1 && tab[id][k] >= ov && uint64_t(tab[id][k]) * 512 < file_size_)
-                claims.push_back({uint64_t(tab[id][k]) * 512, (id / 2) * h_.gtes_per_gt + k, id});
+                claims.push_back({uint64_t(tab[id][k]) * 512, (id / 2) * h_.gtes_per_gt + k, id, claim_len(tab[id][k])});
     }
     std::sort(claims.begin(), claims.end());
     if (ov < h_.overhead) {
-        auto below = std::lower_bound(claims.begin(), claims.end(), Claim{ov * 512, 0, 0});
+        auto below = std::lower_bound(claims.begin(), claims.end(), Claim{ov * 512, 0, 0, 0});
         if (below != claims.end() && below->at < h_.overhead * 512) {
             report(VDKIT_FINDING_ERROR, 64,
                    "the header's overhead field (" + std::to_string(h_.overhead) + " sectors) reaches past the metadata, which ends by sector " +
@@ -992,9 +1008,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     }
     // The first claim whose grain may reach into [a, b), skipping `skip`.
     auto claim_in = [&](uint64_t a, uint64_t b, auto &&skip) -> const Claim * {
-        auto it = std::lower_bound(claims.begin(), claims.end(), Claim{a >= gb ? a - gb + 1 : 0, 0, 0});
+        auto it = std::lower_bound(claims.begin(), claims.end(), Claim{a >= claim_max ? a - claim_max + 1 : 0, 0, 0});
         for (; it != claims.end() && it->at < b; ++it)
-            if (it->at + gb > a && !skip(*it)) return &*it;
+            if (it->at + it->len > a && !skip(*it)) return &*it;
         return nullptr;
     };
     for (size_t id = 0; id < 2 * n; ++id) {
@@ -1197,7 +1213,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                     if (!entry_problem(e).empty()) return 0;
                     if (e <= 1) return 1;
                     const uint64_t at = uint64_t(e) * 512;
-                    return claim_in(at, at + gb, [&](const Claim &c) { return c.grain == grain; }) ? 2 : 3;
+                    return claim_in(at, at + claim_len(e), [&](const Claim &c) { return c.grain == grain; }) ? 2 : 3;
                 };
                 const int rp = rank(gt[k]), rr = rank(rgt[k]);
                 if (rp < 3) primary_sound = false;
@@ -1352,7 +1368,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         taken.insert(taken.end(), also_held.begin(), also_held.end());
         // Every grain any sound table names (primary or redundant, the loser
         // of an overlap too) is held: repair never truncates it.
-        for (const Claim &c : claims) taken.emplace_back(c.at, c.at + gb);
+        for (const Claim &c : claims) taken.emplace_back(c.at, c.at + c.len);
         std::sort(taken.begin(), taken.end());
         uint64_t pos = ov * 512, orphans = 0, first_orphan = 0;
         for (const auto &[at, stop] : taken) {

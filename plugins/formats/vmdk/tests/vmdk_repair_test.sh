@@ -320,6 +320,49 @@ for img in sq sv sq2; do
     out=$("$VDKIT" check -r $img.vmdk 2>&1); rc=$?
     [ $rc -eq 0 ] && [ "$(sha256sum < $img.vmdk)" = "$sum" ] && ok || bad "[$img] check -r of a clean stream: exit $rc: $out"
 done
+# Streams with data under several grain tables (vdkit's: the tables after
+# their grains; qemu's: at the front), compressible and incompressible grains
+# (a compressed grain may take more or less than a grain in the file), and
+# data spread over more than 4 GiB: clean, and read like the source.
+truncate -s 300M mt.raw
+python3 - <<'PY'
+import random
+r = random.Random(7)
+f = open("mt.raw", "r+b")
+for i, off in enumerate([0, 33 << 20, 40 << 20, 70 << 20, 100 << 20, 150 << 20, (299 << 20) + (512 << 10)]):
+    f.seek(off); f.write(r.randbytes(65536) if i % 2 else bytes([i + 1]) * 100000)
+PY
+qemu-img create -q -f vmdk mt6.vmdk 6G
+qemu-io -f vmdk -c 'write -P 1 0 64k' -c 'write -P 2 2G 128k' -c 'write -P 3 4100M 64k' -c 'write -P 4 6143M 1M' mt6.vmdk > /dev/null
+"$VDKIT" -q convert -O vmdk -o subformat=streamOptimized mt.raw mts.vmdk
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized mt.raw mtq.vmdk
+"$VDKIT" -q convert -O vmdk -o subformat=streamOptimized mt6.vmdk mt6s.vmdk
+qemu-img convert -f vmdk -O vmdk -o subformat=streamOptimized mt6.vmdk mt6q.vmdk
+for img in mts mtq mt6s mt6q; do
+    case $img in mt6*) src=mt6.vmdk;; *) src=mt.raw;; esac
+    out=$("$VDKIT" check $img.vmdk 2>&1) && ok || bad "[$img] a stream with several grain tables: $out"
+    qemu-img compare -q $img.vmdk $src && ok || bad "[$img] qemu-img reads the stream differently from its source"
+done
+# A grain directory entry naming a table that really overlaps a grain marker's
+# compressed data is still an error (vdkit's stream: directory in the footer).
+python3 - <<'PY'
+import struct
+d = bytearray(open("mts.vmdk", "rb").read())
+ft = len(d) - 1024                         # the footer (a header copy) before the end-of-stream marker
+gd = struct.unpack_from("<Q", d, ft + 56)[0]
+s = struct.unpack_from("<Q", d, 64)[0]
+while True:                                # the first grain marker whose data is incompressible
+    lba, n = struct.unpack_from("<QI", d, s * 512)
+    if n > 60000: break
+    s += (12 + n + 511) // 512 if n else 1 + (struct.unpack_from("<Q", d, s * 512)[0] or 1)
+assert lba == 528 * 128, lba
+struct.pack_into("<I", d, gd * 512, s + 64)   # table 0 inside grain 528's compressed data
+open("mtd.vmdk", "wb").write(d)
+PY
+out=$("$VDKIT" check mtd.vmdk 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "grain directory entry 0 names sector .* which overlaps grain 528 " <<< "$out" && ok \
+    || bad "a table over a grain marker's data in a stream (exit $rc): $out"
+
 # sdamage <image> <what>: writes sd.vmdk, prints the byte of the damaged grain marker
 sdamage() {
     python3 - "$@" <<'PY'
@@ -346,7 +389,7 @@ open("sd.vmdk", "wb").write(d)
 print(at)
 PY
 }
-for img in sq sv sq2; do
+for img in sq sv sq2 mts mtq; do
     for what in zlib lba size last-cut last-zlib; do
         at=$(sdamage $img $what)
         sum=$(sha256sum < sd.vmdk)
