@@ -182,7 +182,7 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
     uint64_t rgd_byte = 0;
     if ((h_.flags & kFlagRedundant) && !(h_.flags & kFlagCompressed) && h_.rgd_offset &&
         mul_ok(h_.rgd_offset, 512, &rgd_byte) && rgd_byte <= file_size_ && file_size_ - rgd_byte >= gd_entries * 4 &&
-        !gd_.empty()) {
+        !gd_.empty() && rgd_byte != gd_byte) { // a "redundant" directory that is the primary one is no copy (check says so)
         std::vector<unsigned char> raw(gd_.size() * 4);
         store_.pread(ctx.get(), raw.data(), raw.size(), rgd_byte);
         rgd_.resize(gd_.size());
@@ -862,7 +862,10 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     if (n && (h_.flags & kFlagRedundant) && !compressed && !have_r) {
         report(VDKIT_FINDING_ERROR, 48,
                "the header announces a redundant grain directory (flags bit 1, byte 8) but its offset (byte 48) is " +
-                   (h_.rgd_offset ? "sector " + std::to_string(h_.rgd_offset) + ", past the end of the file (" +
+                   (h_.rgd_offset && h_.rgd_offset == h_.gd_offset
+                        ? "the grain directory's own (byte 56: sector " + std::to_string(h_.rgd_offset) +
+                              "), so there is no redundant copy"
+                    : h_.rgd_offset ? "sector " + std::to_string(h_.rgd_offset) + ", past the end of the file (" +
                                         std::to_string(file_size_) + " bytes)"
                                   : std::string("0")) +
                    "; reads use the primary directory; repair clears the flag and the offset",
@@ -900,7 +903,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         size_t holder = SIZE_MAX;
         uint64_t max_end = 0;
         for (const auto &[a, id] : starts) {
-            if (holder != SIZE_MAX && a < max_end) {
+            // Both copies of one directory entry naming the same table: one
+            // table (usable, without a redundant copy), not an overlap.
+            if (holder != SIZE_MAX && a < max_end && !(sec(holder) == sec(id) && holder / 2 == id / 2)) {
                 why[id] = "overlaps " + table_name(holder) + span(uint64_t(sec(holder)) * 512, max_end);
                 if (why[holder].empty()) why[holder] = "overlaps " + table_name(id) + span(a, a + table_bytes);
             }
@@ -1049,11 +1054,16 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     // every grain table entry names the first sector of one whole grain). A
     // writer lays grains out one after the other, so the distance from one
     // grain to the next (or to the metadata or the end of the file after it)
-    // is a multiple of the real grain size. When every grain is followed by
-    // a whole power-of-two multiple of grainSize that no entry names, or
-    // most grains are closer together than grainSize, the field is wrong,
-    // not the data: nothing is then called a leak, truncated or unmapped.
-    std::string geometry;
+    // is a multiple of the real grain size. Two spacing patterns fit a wrong
+    // grainSize but also healthy images (grains freed by discard or zeroed
+    // leave every other grain unused): every grain followed by a whole
+    // power-of-two multiple of grainSize no entry names, or most grains
+    // closer together than grainSize (those overlap, an error of their own).
+    // They are a note, and while one is seen the space is kept: nothing is
+    // called a leak, truncated, padded or unmapped (docs/check.md rule 6). A
+    // grain directory holding more tables than the header needs is an error.
+    std::string geometry;        // a pattern a wrong grainSize would explain (space is kept)
+    bool geometry_error = false; // geometry names a directory the header undercounts
     if (!compressed) {
         std::vector<uint64_t> starts;
         for (const Claim &c : claims) starts.push_back(c.at);
@@ -1072,14 +1082,16 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             }
             const uint64_t unit = bits ? bits & -bits : 0; // the largest power of two dividing every span and distance
             if (unit > gb && min_span >= unit)
-                geometry = "every grain the tables name is followed by " + std::to_string(unit - gb) +
-                           " bytes no entry names (the grains lie " + std::to_string(unit) +
-                           " bytes apart): the grains are " + std::to_string(unit / 512) + " sectors or larger";
-            else if (unit && unit < gb && smaller * 4 >= starts.size() * 3)
+                geometry = "grains lie " + std::to_string(unit / 512) +
+                           " sectors apart with unused space between (grainSize, byte 20: " + std::to_string(h_.grain_size) +
+                           " sectors); if grainSize were wrong this space would hold data: repair keeps it";
+            else if (unit && unit < gb && smaller * 4 >= starts.size() * 3) {
                 geometry = std::to_string(smaller) + " of the " + std::to_string(starts.size()) +
-                           " grains the tables name start less than a grain after the one before (" +
-                           std::to_string(unit) + " bytes apart): the grains are " + std::to_string(unit / 512) +
-                           " sectors";
+                           " grains start less than a grain (grainSize, byte 20: " + std::to_string(h_.grain_size) +
+                           " sectors) after the one before (they lie " + std::to_string(unit / 512) +
+                           " sectors apart); if grainSize were wrong they would not overlap: repair keeps every grain "
+                           "and the space after them";
+            }
         }
         // The directory's sectors hold more tables than capacity (byte 12),
         // grainSize and numGTEsPerGT (byte 44) need: the header undercounts.
@@ -1089,6 +1101,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             for (size_t i = 0; i + 4 <= raw.size(); i += 4) {
                 const uint64_t e = load_le(raw.data() + i, 4);
                 if (e && table_fits(e)) {
+                    geometry_error = true;
                     geometry = "the grain directory's entry " + std::to_string(n + i / 4) + " (byte " +
                                std::to_string(h_.gd_offset * 512 + n * 4 + i) + ") names a table at sector " +
                                std::to_string(e) + ", but capacity, grainSize and numGTEsPerGT need only " +
@@ -1099,13 +1112,15 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         }
         // Not a write gate by itself: writes under the header's geometry stay
         // consistent with it; grains overlapping under it still refuse them.
-        if (!geometry.empty() && !gate)
+        if (geometry_error && !gate)
             report(VDKIT_FINDING_ERROR, 20,
                    "the header's grainSize field (byte 20: " + std::to_string(h_.grain_size) +
                        " sectors) does not fit the grain tables: " + geometry +
                        "; the disk reads as the header says (as qemu reads it); nothing is called a leak, "
                        "truncated or unmapped, and repair leaves the field for you to correct",
                    false);
+        else if (!geometry.empty() && !gate)
+            report(VDKIT_FINDING_NOTE, 20, geometry, false);
     }
     // Where a grain entry may point: uncompressed grains start in the data
     // area, inside the file (the rule lookup and read_grain follow: a grain
@@ -1172,6 +1187,16 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                                  : std::string("the other copy is unusable too")),
                    other_ok);
             if (other_ok) relocate.emplace_back(id, sec(id ^ 1));
+        }
+        if (p_ok && ps == rs) {
+            // Reads use that table (both copies agree): no data is lost, but
+            // nothing is redundant; repair gives the redundant entry its own copy.
+            report(VDKIT_FINDING_ERROR, dir_entry_at(rid),
+                   "redundant grain directory entry " + std::to_string(gdi) + " names the same grain table as the primary entry (sector " +
+                       std::to_string(ps) + "): the table has no redundant copy; reads use it; repair writes a copy "
+                       "at the end of the file for the redundant entry",
+                   true);
+            relocate.emplace_back(rid, ps);
         }
         if (!ps && r_ok) {
             report(VDKIT_FINDING_ERROR, dir_entry_at(pid),
@@ -1339,7 +1364,19 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         for (const Use &u : used) {
             if (!kept.empty() && uint64_t(u.sector) * 512 < uint64_t(kept.back().sector) * 512 + gb) {
                 const uint64_t gdi = u.grain / h_.gtes_per_gt, k = u.grain % h_.gtes_per_gt;
-                if (!geometry.empty() && !gate) continue; // the grainSize finding covers it (writes still refused)
+                if (geometry_error && !gate) continue; // the grainSize error covers it (writes still refused)
+                if (!geometry.empty()) {
+                    // The spacing a wrong grainSize would explain: an error
+                    // under the header, but nothing is unmapped (both may be data).
+                    report(VDKIT_FINDING_ERROR, uint64_t(use_sec[gdi]) * 512 + k * 4,
+                           "grains " + std::to_string(kept.back().grain) + " and " + std::to_string(u.grain) +
+                               " overlap at byte " + std::to_string(uint64_t(u.sector) * 512) +
+                               " under the header's grainSize (byte 20: " + std::to_string(h_.grain_size) +
+                               " sectors); the disk reads as the header says (as qemu reads it); writing one destroys "
+                               "the other, so writes are refused; repair leaves both (see the note at byte 20)",
+                           false);
+                    continue;
+                }
                 report(VDKIT_FINDING_ERROR, uint64_t(use_sec[gdi]) * 512 + k * 4,
                        "grains " + std::to_string(kept.back().grain) + " and " + std::to_string(u.grain) +
                            " overlap at byte " + std::to_string(uint64_t(u.sector) * 512) +
@@ -1383,7 +1420,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         if (end > pos && !geometry.empty()) {
             report(VDKIT_FINDING_NOTE, pos,
                    std::to_string(end - pos) +
-                       " bytes after the last grain as grainSize measures it; the field is inconsistent, so they are kept",
+                       " bytes after the last grain as grainSize measures it are kept: the grains' spacing does not fit grainSize "
+                       "(byte 20)",
                    false);
             orphans = 0;
         } else if (end > pos && incomplete) {

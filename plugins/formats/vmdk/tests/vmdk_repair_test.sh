@@ -244,9 +244,11 @@ PY
 done
 
 # 9. A wrong but plausible grainSize (header byte 20) over images whose grains
-# lie one after the other: check names the field; nothing is called a leak,
-# truncated, unmapped or padded, so check -r leaves the file as it is and
-# qemu-img reads the same before and after.
+# lie one after the other: check notes the spacing at byte 20 (a halved or
+# quartered grainSize looks like a healthy image with every other grain
+# free: a note, exit 0; a doubled one makes grains overlap: errors); nothing
+# is called a leak, truncated, unmapped or padded, so check -r leaves the
+# file as it is and qemu-img reads the same before and after.
 qemu-img create -q -f vmdk gs0.vmdk 64M
 qemu-io -f vmdk -c 'write -P 0x61 0 64k' -c 'write -P 0x62 1M 128k' -c 'write -P 0x63 5M 64k' \
     -c 'write -P 0x64 40M 64k' -c 'write -P 0x65 63M 64k' gs0.vmdk > /dev/null
@@ -267,15 +269,18 @@ PY
         rm -f gs.q1.raw gs.q2.raw
         qemu-img convert -f vmdk -O raw gs.vmdk gs.q1.raw 2> /dev/null; q1=$?
         "$VDKIT" check --output=json gs.vmdk > gs.json; rc=$?
-        python3 - "$rc" <<'PY' && ok || bad "[$img $factor] check (exit $rc): $(cat gs.json)"
+        want=0; [ $factor = double ] && want=2
+        python3 - "$rc" $want <<'PY' && ok || bad "[$img $factor] check (exit $rc): $(cat gs.json)"
 import json, sys
 f = json.load(open("gs.json"))["findings"]
-assert int(sys.argv[1]) == 2, f
+assert int(sys.argv[1]) == int(sys.argv[2]), f
 assert any(x["offset"] == 20 and "grainSize" in x["message"] for x in f), f
 assert not any(x["severity"] == "leak" or "lost disk bytes" in x["message"] for x in f), f
+if sys.argv[2] == "2":
+    assert all("overlap" in x["message"] or "grainSize" in x["message"] for x in f if x["severity"] == "error"), f
 PY
         out=$("$VDKIT" check -r gs.vmdk 2>&1); rc=$?
-        [ $rc -eq 2 ] && [ "$(sha256sum < gs.vmdk)" = "$sum" ] && ok \
+        [ $rc -eq $want ] && [ "$(sha256sum < gs.vmdk)" = "$sum" ] && ok \
             || bad "[$img $factor] check -r (exit $rc) changed the file: $out"
         qemu-img convert -f vmdk -O raw gs.vmdk gs.q2.raw 2> /dev/null; q2=$?
         [ $q1 -eq $q2 ] && { [ $q1 -ne 0 ] || cmp -s gs.q1.raw gs.q2.raw; } && ok \
@@ -284,6 +289,68 @@ PY
     # The true grainSize is clean (no false alarm on the layouts this test uses).
     out=$("$VDKIT" check $img.vmdk 2>&1) && ok || bad "[$img] the undamaged image: $out"
 done
+
+# Healthy images whose grains are spaced like a wrong grainSize (every other
+# grain, or 3 of 4, zeroed or discarded): a note at byte 20, never an error;
+# check -r keeps the space (changes nothing) and the disk reads the same.
+qemu-img create -q -f vmdk -o zeroed_grain=on zo.vmdk 8M
+qemu-io -f vmdk -c 'write -P 7 0 8M' zo.vmdk > /dev/null
+cp zo.vmdk zo4.vmdk
+eval qemu-io -f vmdk $(for i in $(seq 1 2 127); do printf " -c 'write -z %dk 64k'" $((i * 64)); done) zo.vmdk > /dev/null
+eval qemu-io -f vmdk $(for i in $(seq 0 127); do [ $((i % 4)) -ne 0 ] && printf " -c 'write -z %dk 64k'" $((i * 64)); done) zo4.vmdk > /dev/null
+"$VDKIT" -q create -f vmdk dz.vmdk 256K
+qemu-io -f vmdk -c 'write -P 5 0 256k' dz.vmdk > /dev/null
+"$VDKIT" -q create -f vmdk dz4.vmdk 1M
+qemu-io -f vmdk -c 'write -P 5 0 1M' dz4.vmdk > /dev/null
+"$VDKIT" -q discard dz.vmdk 64K:64K 192K:64K
+"$VDKIT" -q discard dz4.vmdk 64K:192K 320K:192K 576K:192K 832K:192K
+"$VDKIT" -q create -f vmdk -o zeroed-grain=on dzz.vmdk 1M
+qemu-io -f vmdk -c 'write -P 6 0 1M' dzz.vmdk > /dev/null
+"$VDKIT" -q discard -z dzz.vmdk 64K:64K 192K:64K 320K:64K 448K:64K 576K:64K 704K:64K 832K:64K 960K:64K
+for img in zo zo4 dz dz4 dzz; do
+    rm -f hs.b.raw hs.a.raw
+    qemu-img convert -f vmdk -O raw $img.vmdk hs.b.raw
+    sum=$(sha256sum < $img.vmdk)
+    "$VDKIT" check --output=json $img.vmdk > hs.json; rc=$?
+    python3 - "$rc" <<'PY' && ok || bad "[$img] a healthy image with free grains between used ones (exit $rc): $(cat hs.json)"
+import json, sys
+f = json.load(open("hs.json"))["findings"]
+assert int(sys.argv[1]) == 0, f
+assert not any(x["severity"] == "error" for x in f), f
+assert any(x["offset"] == 20 and x["severity"] == "note" and "repair keeps it" in x["message"] for x in f), f
+PY
+    out=$("$VDKIT" check -r $img.vmdk 2>&1); rc=$?
+    [ $rc -eq 0 ] && [ "$(sha256sum < $img.vmdk)" = "$sum" ] && ok || bad "[$img] check -r (exit $rc) changed the file: $out"
+    qemu-img convert -f vmdk -O raw $img.vmdk hs.a.raw && cmp -s hs.a.raw hs.b.raw && ok || bad "[$img] reads differ after check -r"
+done
+# A directory with more tables than the header needs stays an error; it never
+# fires on images qemu-img or vdkit make at odd sizes or resize.
+for sz in 1M 33M 100M 1G 2047M 4097M; do
+    rm -f od.vmdk odv.vmdk
+    qemu-img create -q -f vmdk od.vmdk $sz
+    "$VDKIT" -q create -f vmdk odv.vmdk $sz
+    for img in od odv; do
+        qemu-io -f vmdk -c 'write -P 3 0 64k' $img.vmdk > /dev/null
+        out=$("$VDKIT" check $img.vmdk 2>&1) && ok || bad "[$img $sz] a fresh image: $out"
+    done
+done
+"$VDKIT" -q create -f vmdk rs.vmdk 100M
+qemu-io -f vmdk -c 'write -P 3 0 64k' -c 'write -P 4 90M 64k' rs.vmdk > /dev/null
+for s in 40M 3G 1G 3M 100M 5G 17M; do
+    "$VDKIT" -q resize --shrink rs.vmdk $s
+    qemu-io -f vmdk -c 'write -P 5 1M 64k' rs.vmdk > /dev/null
+    out=$("$VDKIT" check rs.vmdk 2>&1) && ok || bad "[resized to $s] $out"
+done
+qemu-img create -q -f vmdk gx.vmdk 100M                 # 4 tables, all preallocated
+qemu-io -f vmdk -c 'write -P 3 0 64k' -c 'write -P 4 80M 64k' gx.vmdk > /dev/null
+python3 - <<'PY'
+import struct
+f = open("gx.vmdk", "r+b"); f.seek(20); g = struct.unpack("<Q", f.read(8))[0]
+f.seek(20); f.write(struct.pack("<Q", g * 2))           # the header now needs 2 tables
+PY
+out=$("$VDKIT" check gx.vmdk 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "error at 0x14: .*grainSize.*need only 2 tables" <<< "$out" && ok \
+    || bad "a directory holding more tables than a doubled grainSize needs (exit $rc): $out"
 
 # Writes under a grainSize the layout contradicts stay consistent with the
 # header (vdkit and qemu-img read the same afterwards) and are allowed;
@@ -478,6 +545,44 @@ assert [x["offset"] for x in f if x["severity"] == "error"] == [int(sys.argv[2])
     "$VDKIT" info hf.vmdk > /dev/null && qemu-img check -q hf.vmdk && ok || bad "[$spec] the repaired image does not open"
 done
 
+# 12b. One table named by both directories (a primary entry naming the
+# redundant copy's table, or the other way round), or the redundant directory
+# at the primary's offset: the table is usable (reads, map and qemu agree);
+# the finding is the missing redundancy, never lost data; check -r restores
+# a copy (or clears the redundant directory) and every byte reads the same.
+qemu-img create -q -f vmdk -o subformat=monolithicSparse al2.vmdk 100M
+qemu-io -f vmdk -c 'write -P 0x41 0 64k' -c 'write -P 0x42 1M 128k' -c 'write -P 0x43 40M 64k' \
+    -c 'write -P 0x44 99M 64k' al2.vmdk > /dev/null
+qemu-img convert -f vmdk -O raw al2.vmdk al2.raw
+for spec in rgd=gd p0=r p1=r p3=r r0=p r2=p; do
+    cp al2.vmdk ad.vmdk
+    python3 - $spec <<'PY'
+import struct, sys
+spec = sys.argv[1]
+f = open("ad.vmdk", "r+b")
+f.seek(48); rgd, gd = struct.unpack("<QQ", f.read(16))
+if spec == "rgd=gd":
+    f.seek(48); f.write(struct.pack("<Q", gd)); sys.exit()
+i = int(spec[1]); dst, src = (gd, rgd) if spec[0] == "p" else (rgd, gd)
+f.seek(src * 512 + i * 4); v = f.read(4)
+f.seek(dst * 512 + i * 4); f.write(v)
+PY
+    "$VDKIT" convert -O raw ad.vmdk ad.b.raw && cmp -s ad.b.raw al2.raw && ok || bad "[$spec] vdkit reads other data"
+    "$VDKIT" check --output=json ad.vmdk > ad.json; rc=$?
+    python3 - "$rc" <<'PY' && ok || bad "[$spec] check (exit $rc): $(cat ad.json)"
+import json, sys
+f = json.load(open("ad.json"))["findings"]
+assert int(sys.argv[1]) == 2, f
+errs = [x for x in f if x["severity"] == "error"]
+assert len(errs) == 1 and ("no redundant copy" in errs[0]["message"]), f
+assert not any(x["severity"] == "leak" or "lost disk bytes" in x["message"] or "usable" in x["message"] for x in f), f
+PY
+    out=$("$VDKIT" check -r ad.vmdk 2>&1); rc=$?
+    [ $rc -eq 0 ] && ok || bad "[$spec] check -r (exit $rc): $out"
+    out=$("$VDKIT" check ad.vmdk 2>&1) && ok || bad "[$spec] not clean after check -r: $out"
+    qemu-img compare -q ad.vmdk al2.raw && qemu-img check -q ad.vmdk && ok || bad "[$spec] qemu-img after check -r"
+done
+
 # 13. A split descriptor naming one extent file twice (or overlapping ranges
 # of one flat file): refused on open, for reading and writing, naming both lines.
 "$VDKIT" -q create -f vmdk -o subformat=twoGbMaxExtentSparse,split-size=4M al.vmdk 12M
@@ -488,10 +593,26 @@ for cmd in "info" "check" "convert -O raw" "discard"; do
     [ $rc -ne 0 ] && grep -q 'descriptor lines 8 and 10 both name the extent file "al-s001.vmdk"' <<< "$out" && ok \
         || bad "aliased extents: $cmd: exit $rc: $out"
 done
+# Names compared lexically normalised: "./x", "sub/../x", ".//x" are x.
+for alias in './al-s001.vmdk' 'sub/../al-s001.vmdk' './/al-s001.vmdk' 'sub/./../al-s001.vmdk'; do
+    mkdir -p sub
+    sed "10s|\"al-s001.vmdk\"|\"$alias\"|" al.vmdk > an.vmdk
+    grep -qF "\"$alias\"" an.vmdk || bad "the test did not write the alias $alias"
+    for cmd in check discard; do
+        case $cmd in discard) args="an.vmdk 0:64K";; *) args=an.vmdk;; esac
+        out=$("$VDKIT" $cmd $args 2>&1); rc=$?
+        [ $rc -ne 0 ] && grep -qF "descriptor lines 8 and 10 both name the extent file \"al-s001.vmdk\" (as \"$alias\")" <<< "$out" && ok || bad "aliased extents as \"$alias\": $cmd: exit $rc: $out"
+    done
+done
 printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentFlat"\nRW 2048 FLAT "fl1.img" 0\nRW 2048 FLAT "fl1.img" 1024\n' > ov.vmdk
 head -c 2M /dev/zero > fl1.img
 out=$("$VDKIT" info ov.vmdk 2>&1); rc=$?
 [ $rc -ne 0 ] && grep -q "overlapping sector ranges" <<< "$out" && ok || bad "overlapping flat ranges: exit $rc: $out"
+for alias in './fl1.img' 'sub/../fl1.img'; do
+    sed "0,/\"fl1.img\"/s||\"$alias\"|" ov.vmdk > ovn.vmdk
+    out=$("$VDKIT" check ovn.vmdk 2>&1); rc=$?
+    [ $rc -ne 0 ] && grep -q "overlapping sector ranges" <<< "$out" && ok || bad "overlapping flat ranges as \"$alias\": exit $rc: $out"
+done
 sed -i 's/"fl1.img" 1024/"fl1.img" 2048/' ov.vmdk
 head -c 4M /dev/zero > fl1.img
 "$VDKIT" info ov.vmdk > /dev/null && ok || bad "two disjoint ranges of one flat file are refused"
