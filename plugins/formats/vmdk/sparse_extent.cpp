@@ -366,7 +366,7 @@ void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
     // Only grains found go into the map: its size follows the file, not the header's capacity.
     scanned_.emplace();
     const uint64_t sectors = (file_size_ + 511) / 512;
-    uint64_t s = h_.overhead, found = 0;
+    uint64_t s = h_.overhead, found = 0, last_end = 0; // last_end: disk byte after the highest grain found
     bool eos = false;
     while (s < sectors && s <= UINT32_MAX && s * 512 + 16 <= file_size_) {
         unsigned char m[16];
@@ -377,6 +377,7 @@ void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
             if (size > 2 * grain_bytes() + 1024 || s * 512 + 12 + size > file_size_) break; // cut off
             if (val % h_.grain_size == 0 && val / h_.grain_size < grains) {
                 if (scanned_->insert_or_assign(val / h_.grain_size, static_cast<uint32_t>(s)).second) ++found;
+                last_end = std::max(last_end, std::min(capacity_bytes(), (val / h_.grain_size + 1) * grain_bytes()));
             }
             s = next;
         } else if (type == 0) {
@@ -391,6 +392,12 @@ void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
     scan_report_ = why + "; " + std::to_string(found) + " grains recovered by scanning the markers up to byte " +
                    std::to_string(std::min(s * 512, file_size_)) +
                    (eos ? " (end-of-stream marker found)" : " (the stream is cut off there; later data reads as zero)");
+    // VDF50 "Stream-Optimized Compressed Sparse Extents": grains are written
+    // in increasing LBA order, so what the cut took is the disk after the
+    // highest grain found (grains missing below it were never written).
+    if (!eos && last_end < capacity_bytes())
+        scan_report_ += "; lost disk bytes [" + std::to_string(last_end) + ", " + std::to_string(capacity_bytes()) +
+                        "): the stream is written in disk order and was cut after the grain ending there";
     ctx.log(VDKIT_LOG_WARNING, name_ + ": " + scan_report_);
 }
 
