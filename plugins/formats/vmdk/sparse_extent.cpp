@@ -182,7 +182,7 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
     uint64_t rgd_byte = 0;
     if ((h_.flags & kFlagRedundant) && !(h_.flags & kFlagCompressed) && h_.rgd_offset &&
         mul_ok(h_.rgd_offset, 512, &rgd_byte) && rgd_byte <= file_size_ && file_size_ - rgd_byte >= gd_entries * 4 &&
-        !gd_.empty()) {
+        !gd_.empty() && rgd_byte != gd_byte) { // a "redundant" directory that is the primary one is no copy (check says so)
         std::vector<unsigned char> raw(gd_.size() * 4);
         store_.pread(ctx.get(), raw.data(), raw.size(), rgd_byte);
         rgd_.resize(gd_.size());
@@ -446,7 +446,7 @@ void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
     // Only grains found go into the map: its size follows the file, not the header's capacity.
     scanned_.emplace();
     const uint64_t sectors = (file_size_ + 511) / 512;
-    uint64_t s = h_.overhead, found = 0;
+    uint64_t s = h_.overhead, found = 0, last_end = 0; // last_end: disk byte after the highest grain found
     bool eos = false;
     while (s < sectors && s <= UINT32_MAX && s * 512 + 16 <= file_size_) {
         unsigned char m[16];
@@ -457,6 +457,7 @@ void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
             if (size > 2 * grain_bytes() + 1024 || s * 512 + 12 + size > file_size_) break; // cut off
             if (val % h_.grain_size == 0 && val / h_.grain_size < grains) {
                 if (scanned_->insert_or_assign(val / h_.grain_size, static_cast<uint32_t>(s)).second) ++found;
+                last_end = std::max(last_end, std::min(capacity_bytes(), (val / h_.grain_size + 1) * grain_bytes()));
             }
             s = next;
         } else if (type == 0) {
@@ -471,6 +472,12 @@ void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
     scan_report_ = why + "; " + std::to_string(found) + " grains recovered by scanning the markers up to byte " +
                    std::to_string(std::min(s * 512, file_size_)) +
                    (eos ? " (end-of-stream marker found)" : " (the stream is cut off there; later data reads as zero)");
+    // VDF50 "Stream-Optimized Compressed Sparse Extents": grains are written
+    // in increasing LBA order, so what the cut took is the disk after the
+    // highest grain found (grains missing below it were never written).
+    if (!eos && last_end < capacity_bytes())
+        scan_report_ += "; lost disk bytes [" + std::to_string(last_end) + ", " + std::to_string(capacity_bytes()) +
+                        "): the stream is written in disk order and was cut after the grain ending there";
     ctx.log(VDKIT_LOG_WARNING, name_ + ": " + scan_report_);
 }
 
@@ -951,7 +958,10 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     if (n && (h_.flags & kFlagRedundant) && !compressed && !have_r) {
         report(VDKIT_FINDING_ERROR, 48,
                "the header announces a redundant grain directory (flags bit 1, byte 8) but its offset (byte 48) is " +
-                   (h_.rgd_offset ? "sector " + std::to_string(h_.rgd_offset) + ", past the end of the file (" +
+                   (h_.rgd_offset && h_.rgd_offset == h_.gd_offset
+                        ? "the grain directory's own (byte 56: sector " + std::to_string(h_.rgd_offset) +
+                              "), so there is no redundant copy"
+                    : h_.rgd_offset ? "sector " + std::to_string(h_.rgd_offset) + ", past the end of the file (" +
                                         std::to_string(file_size_) + " bytes)"
                                   : std::string("0")) +
                    "; reads use the primary directory; repair clears the flag and the offset",
@@ -989,7 +999,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         size_t holder = SIZE_MAX;
         uint64_t max_end = 0;
         for (const auto &[a, id] : starts) {
-            if (holder != SIZE_MAX && a < max_end) {
+            // Both copies of one directory entry naming the same table: one
+            // table (usable, without a redundant copy), not an overlap.
+            if (holder != SIZE_MAX && a < max_end && !(sec(holder) == sec(id) && holder / 2 == id / 2)) {
                 why[id] = "overlaps " + table_name(holder) + span(uint64_t(sec(holder)) * 512, max_end);
                 if (why[holder].empty()) why[holder] = "overlaps " + table_name(id) + span(a, a + table_bytes);
             }
@@ -1049,7 +1061,23 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     struct Claim {
         uint64_t at, grain;
         size_t id;
+        uint64_t len = 0; // bytes the grain takes in the file
         bool operator<(const Claim &o) const { return at < o.at; }
+    };
+    // The bytes a grain takes in the file: a whole grain, or for a stream
+    // the grain marker with its compressed data (VDF50 "Stream-Optimized
+    // Compressed Sparse Extents": u64 LBA, u32 size, then `size` bytes,
+    // padded to a sector). A marker whose size is not valid takes its own
+    // sector (stream_grain_problem reports it). claim_max bounds every len.
+    const uint64_t claim_max = compressed ? (12 + 2 * gb + 1024 + 511) / 512 * 512 : gb;
+    auto claim_len = [&](uint32_t e) -> uint64_t {
+        if (!compressed) return gb;
+        const uint64_t at = uint64_t(e) * 512;
+        if (at + 12 > file_size_) return 512;
+        unsigned char m[4];
+        store_.pread(ctx.get(), m, 4, at + 8);
+        const uint64_t size = load_le(m, 4);
+        return size == 0 || size > 2 * gb + 1024 ? 512 : (12 + size + 511) / 512 * 512;
     };
     std::vector<Claim> claims; // every grain a sound table names inside the file
     for (size_t id = 0; id < 2 * n; ++id) {
@@ -1058,11 +1086,11 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         for (uint64_t k = 0; k < tab[id].size(); ++k)
             // Entries into the header area (below overhead) are errors themselves, not grains.
             if (tab[id][k] > 1 && tab[id][k] >= ov && uint64_t(tab[id][k]) * 512 < file_size_)
-                claims.push_back({uint64_t(tab[id][k]) * 512, (id / 2) * h_.gtes_per_gt + k, id});
+                claims.push_back({uint64_t(tab[id][k]) * 512, (id / 2) * h_.gtes_per_gt + k, id, claim_len(tab[id][k])});
     }
     std::sort(claims.begin(), claims.end());
     if (ov < h_.overhead) {
-        auto below = std::lower_bound(claims.begin(), claims.end(), Claim{ov * 512, 0, 0});
+        auto below = std::lower_bound(claims.begin(), claims.end(), Claim{ov * 512, 0, 0, 0});
         if (below != claims.end() && below->at < h_.overhead * 512) {
             report(VDKIT_FINDING_ERROR, 64,
                    "the header's overhead field (" + std::to_string(h_.overhead) + " sectors) reaches past the metadata, which ends by sector " +
@@ -1081,9 +1109,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     }
     // The first claim whose grain may reach into [a, b), skipping `skip`.
     auto claim_in = [&](uint64_t a, uint64_t b, auto &&skip) -> const Claim * {
-        auto it = std::lower_bound(claims.begin(), claims.end(), Claim{a >= gb ? a - gb + 1 : 0, 0, 0});
+        auto it = std::lower_bound(claims.begin(), claims.end(), Claim{a >= claim_max ? a - claim_max + 1 : 0, 0, 0});
         for (; it != claims.end() && it->at < b; ++it)
-            if (it->at + gb > a && !skip(*it)) return &*it;
+            if (it->at + it->len > a && !skip(*it)) return &*it;
         return nullptr;
     };
     for (size_t id = 0; id < 2 * n; ++id) {
@@ -1122,11 +1150,16 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     // every grain table entry names the first sector of one whole grain). A
     // writer lays grains out one after the other, so the distance from one
     // grain to the next (or to the metadata or the end of the file after it)
-    // is a multiple of the real grain size. When every grain is followed by
-    // a whole power-of-two multiple of grainSize that no entry names, or
-    // most grains are closer together than grainSize, the field is wrong,
-    // not the data: nothing is then called a leak, truncated or unmapped.
-    std::string geometry;
+    // is a multiple of the real grain size. Two spacing patterns fit a wrong
+    // grainSize but also healthy images (grains freed by discard or zeroed
+    // leave every other grain unused): every grain followed by a whole
+    // power-of-two multiple of grainSize no entry names, or most grains
+    // closer together than grainSize (those overlap, an error of their own).
+    // They are a note, and while one is seen the space is kept: nothing is
+    // called a leak, truncated, padded or unmapped (docs/check.md rule 6). A
+    // grain directory holding more tables than the header needs is an error.
+    std::string geometry;        // a pattern a wrong grainSize would explain (space is kept)
+    bool geometry_error = false; // geometry names a directory the header undercounts
     if (!compressed) {
         std::vector<uint64_t> starts;
         for (const Claim &c : claims) starts.push_back(c.at);
@@ -1145,14 +1178,16 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             }
             const uint64_t unit = bits ? bits & -bits : 0; // the largest power of two dividing every span and distance
             if (unit > gb && min_span >= unit)
-                geometry = "every grain the tables name is followed by " + std::to_string(unit - gb) +
-                           " bytes no entry names (the grains lie " + std::to_string(unit) +
-                           " bytes apart): the grains are " + std::to_string(unit / 512) + " sectors or larger";
-            else if (unit && unit < gb && smaller * 4 >= starts.size() * 3)
+                geometry = "grains lie " + std::to_string(unit / 512) +
+                           " sectors apart with unused space between (grainSize, byte 20: " + std::to_string(h_.grain_size) +
+                           " sectors); if grainSize were wrong this space would hold data: repair keeps it";
+            else if (unit && unit < gb && smaller * 4 >= starts.size() * 3) {
                 geometry = std::to_string(smaller) + " of the " + std::to_string(starts.size()) +
-                           " grains the tables name start less than a grain after the one before (" +
-                           std::to_string(unit) + " bytes apart): the grains are " + std::to_string(unit / 512) +
-                           " sectors";
+                           " grains start less than a grain (grainSize, byte 20: " + std::to_string(h_.grain_size) +
+                           " sectors) after the one before (they lie " + std::to_string(unit / 512) +
+                           " sectors apart); if grainSize were wrong they would not overlap: repair keeps every grain "
+                           "and the space after them";
+            }
         }
         // The directory's sectors hold more tables than capacity (byte 12),
         // grainSize and numGTEsPerGT (byte 44) need: the header undercounts.
@@ -1162,6 +1197,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             for (size_t i = 0; i + 4 <= raw.size(); i += 4) {
                 const uint64_t e = load_le(raw.data() + i, 4);
                 if (e && table_fits(e)) {
+                    geometry_error = true;
                     geometry = "the grain directory's entry " + std::to_string(n + i / 4) + " (byte " +
                                std::to_string(h_.gd_offset * 512 + n * 4 + i) + ") names a table at sector " +
                                std::to_string(e) + ", but capacity, grainSize and numGTEsPerGT need only " +
@@ -1172,13 +1208,15 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         }
         // Not a write gate by itself: writes under the header's geometry stay
         // consistent with it; grains overlapping under it still refuse them.
-        if (!geometry.empty() && !gate)
+        if (geometry_error && !gate)
             report(VDKIT_FINDING_ERROR, 20,
                    "the header's grainSize field (byte 20: " + std::to_string(h_.grain_size) +
                        " sectors) does not fit the grain tables: " + geometry +
                        "; the disk reads as the header says (as qemu reads it); nothing is called a leak, "
                        "truncated or unmapped, and repair leaves the field for you to correct",
                    false);
+        else if (!geometry.empty() && !gate)
+            report(VDKIT_FINDING_NOTE, 20, geometry, false);
     }
     // Where a grain entry may point: uncompressed grains start in the data
     // area, inside the file (the rule lookup and read_grain follow: a grain
@@ -1246,6 +1284,16 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                    other_ok);
             if (other_ok) relocate.emplace_back(id, sec(id ^ 1));
         }
+        if (p_ok && ps == rs) {
+            // Reads use that table (both copies agree): no data is lost, but
+            // nothing is redundant; repair gives the redundant entry its own copy.
+            report(VDKIT_FINDING_ERROR, dir_entry_at(rid),
+                   "redundant grain directory entry " + std::to_string(gdi) + " names the same grain table as the primary entry (sector " +
+                       std::to_string(ps) + "): the table has no redundant copy; reads use it; repair writes a copy "
+                       "at the end of the file for the redundant entry",
+                   true);
+            relocate.emplace_back(rid, ps);
+        }
         if (!ps && r_ok) {
             report(VDKIT_FINDING_ERROR, dir_entry_at(pid),
                    "grain directory entry " + std::to_string(gdi) +
@@ -1286,7 +1334,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                     if (!entry_problem(e).empty()) return 0;
                     if (e <= 1) return 1;
                     const uint64_t at = uint64_t(e) * 512;
-                    return claim_in(at, at + gb, [&](const Claim &c) { return c.grain == grain; }) ? 2 : 3;
+                    return claim_in(at, at + claim_len(e), [&](const Claim &c) { return c.grain == grain; }) ? 2 : 3;
                 };
                 const int rp = rank(gt[k]), rr = rank(rgt[k]);
                 if (rp < 3) primary_sound = false;
@@ -1412,7 +1460,19 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         for (const Use &u : used) {
             if (!kept.empty() && uint64_t(u.sector) * 512 < uint64_t(kept.back().sector) * 512 + gb) {
                 const uint64_t gdi = u.grain / h_.gtes_per_gt, k = u.grain % h_.gtes_per_gt;
-                if (!geometry.empty() && !gate) continue; // the grainSize finding covers it (writes still refused)
+                if (geometry_error && !gate) continue; // the grainSize error covers it (writes still refused)
+                if (!geometry.empty()) {
+                    // The spacing a wrong grainSize would explain: an error
+                    // under the header, but nothing is unmapped (both may be data).
+                    report(VDKIT_FINDING_ERROR, uint64_t(use_sec[gdi]) * 512 + k * 4,
+                           "grains " + std::to_string(kept.back().grain) + " and " + std::to_string(u.grain) +
+                               " overlap at byte " + std::to_string(uint64_t(u.sector) * 512) +
+                               " under the header's grainSize (byte 20: " + std::to_string(h_.grain_size) +
+                               " sectors); the disk reads as the header says (as qemu reads it); writing one destroys "
+                               "the other, so writes are refused; repair leaves both (see the note at byte 20)",
+                           false);
+                    continue;
+                }
                 report(VDKIT_FINDING_ERROR, uint64_t(use_sec[gdi]) * 512 + k * 4,
                        "grains " + std::to_string(kept.back().grain) + " and " + std::to_string(u.grain) +
                            " overlap at byte " + std::to_string(uint64_t(u.sector) * 512) +
@@ -1441,7 +1501,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         taken.insert(taken.end(), also_held.begin(), also_held.end());
         // Every grain any sound table names (primary or redundant, the loser
         // of an overlap too) is held: repair never truncates it.
-        for (const Claim &c : claims) taken.emplace_back(c.at, c.at + gb);
+        for (const Claim &c : claims) taken.emplace_back(c.at, c.at + c.len);
         std::sort(taken.begin(), taken.end());
         uint64_t pos = ov * 512, orphans = 0, first_orphan = 0;
         for (const auto &[at, stop] : taken) {
@@ -1456,7 +1516,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         if (end > pos && !geometry.empty()) {
             report(VDKIT_FINDING_NOTE, pos,
                    std::to_string(end - pos) +
-                       " bytes after the last grain as grainSize measures it; the field is inconsistent, so they are kept",
+                       " bytes after the last grain as grainSize measures it are kept: the grains' spacing does not fit grainSize "
+                       "(byte 20)",
                    false);
             orphans = 0;
         } else if (end > pos && incomplete) {

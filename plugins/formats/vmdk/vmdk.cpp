@@ -886,20 +886,44 @@ private:
     // a sparse file named twice, or flat ranges of one file that overlap,
     // would have each extent's writes land in the other's data. Refused
     // at open, for reading and writing, naming both descriptor lines.
+    // Names are compared lexically normalised ("./a", "sub/../a" and "a"
+    // are one file): "." and empty components dropped, "name/.." removed.
+    // The host gives plugins no file identity (st_dev/st_ino), so hard links
+    // and symlinks to one file are not seen here (docs/check.md).
+    static std::string normalised_name(const std::string &name) {
+        std::vector<std::string> parts;
+        size_t i = 0;
+        const bool absolute = !name.empty() && name[0] == '/';
+        while (i <= name.size()) {
+            const size_t j = std::min(name.find('/', i), name.size());
+            const std::string part = name.substr(i, j - i);
+            if (part == "..") {
+                if (!parts.empty() && parts.back() != "..") parts.pop_back();
+                else if (!absolute) parts.push_back(part);
+            } else if (!part.empty() && part != ".") {
+                parts.push_back(part);
+            }
+            i = j + 1;
+        }
+        std::string out = absolute ? "/" : "";
+        for (size_t k = 0; k < parts.size(); ++k) out += (k ? "/" : "") + parts[k];
+        return out;
+    }
+
     void refuse_aliased_extents() const {
         const auto &x = desc_.extents;
         for (size_t i = 0; i < x.size(); ++i)
             for (size_t j = i + 1; j < x.size(); ++j) {
                 const ExtentLine &a = x[i], &b = x[j];
                 if (a.type == ExtentType::zero || b.type == ExtentType::zero || a.filename.empty() ||
-                    a.filename != b.filename)
+                    normalised_name(a.filename) != normalised_name(b.filename))
                     continue;
                 const bool flat = (a.type == ExtentType::flat || a.type == ExtentType::vmfs) &&
                                   (b.type == ExtentType::flat || b.type == ExtentType::vmfs);
                 if (flat && (a.offset + a.sectors <= b.offset || b.offset + b.sectors <= a.offset)) continue;
                 fail(VDKIT_E_CORRUPT, "descriptor lines " + std::to_string(a.line) + " and " +
                                           std::to_string(b.line) + " both name the extent file \"" + a.filename +
-                                          "\"" + (flat ? " with overlapping sector ranges" : "") +
+                                          "\"" + (a.filename != b.filename ? " (as \"" + b.filename + "\")" : "") + (flat ? " with overlapping sector ranges" : "") +
                                           ": two extents aliasing one file would overwrite each other's data; "
                                           "fix the descriptor");
             }
