@@ -10,7 +10,11 @@
 #     ones that do not open with their job's name;
 #  3. batch source_force_share reads a source a writer holds open;
 #  4. delete --output=json on refusal lists where children were searched;
-#  5. check coalesces runs of one kind of finding.
+#  5. check coalesces runs of one kind of finding;
+#  6. the naming rule judges the file a symlink names, a renamed file the
+#     probe refuses, names with trailing dots/spaces and dotfiles; convert -n
+#     into an image of another format and a commit that gives a raw base a
+#     container magic are refused.
 set -uo pipefail
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
 require_tools qemu-img
@@ -168,6 +172,8 @@ says "--check: good" "1 job, no problems" out
 # 3. source_force_share: without it the held source fails its job; with it the job converts.
 expect_exit 1 "batch: a held source without source_force_share fails" "$VDKIT" batch held.yaml
 says "the failure names the lock" "in use for writing" out
+says "batch advice: the job's key" "source_force_share: true on the job (config/batch.md)" out
+grep -q -- "-U/--force-share" out && bad "batch advice names the CLI's -U: $(cat out)" || ok
 [ ! -e dst/h.vdi ] && ok || bad "a failed job left dst/h.vdi"
 cat > shared.yaml <<'Y'
 version: 1
@@ -259,5 +265,105 @@ n = int(re.search(r"(\d+) in all", [l for l in more if str(big["count"] - 2) + "
 assert n == big["count"], (n, big["count"])
 assert text[-1].endswith("were found on the image."), text[-1]
 PY
+
+# 6. The naming rule judges what is written and what a file is.
+mkdir -p nm && cd nm
+"$VDKIT" create -f raw r.raw 4M > /dev/null && "$VDKIT" create -f vdi v.vdi 4M > /dev/null || bad "making nm sources"
+# 6a. A symlink target: the name of the file written through it counts too (convert and batch).
+for pair in "vmdk vdi vdi" "vdi img raw" "vdi vmdk vmdk" "vmdk img raw" "raw vdi vdi"; do
+    set -- $pair # real file's extension, the link's, the format written
+    real="real-$1-$2-$3.$1"; link="link-$1-$2-$3.$2"
+    "$VDKIT" create -f "$([ "$1" = raw ] && echo raw || echo "$1")" "$real" 4M > /dev/null
+    ln -sf "$real" "$link"
+    before=$(md5sum < "$real")
+    src=v.vdi; [ "$3" = vdi ] && src=r.raw
+    expect_exit 2 "convert -O $3 through $link -> $real" "$VDKIT" convert --overwrite -O "$3" "$src" "$link"
+    says "$link: names the file written" "$link is a symlink to $PWD/$real, the file that would be written; $PWD/$real: its extension '.$1'" out
+    [ "$(md5sum < "$real")" = "$before" ] && [ -L "$link" ] && ok || bad "$real was changed through $link"
+    cat > "j-$link.yaml" <<Y
+version: 1
+jobs:
+  - source: $src
+    target: $link
+    format: $3
+    overwrite: true
+Y
+    expect_exit 2 "batch: target $link" "$VDKIT" batch "j-$link.yaml"
+    says "batch $link at its line" "j-$link.yaml:4: job '$link': $link is a symlink to" out
+    [ "$(md5sum < "$real")" = "$before" ] && ok || bad "batch changed $real"
+done
+ln -sf v.vdi ok-link.vdi
+expect_exit 0 "a link named like the file it names is followed" "$VDKIT" convert --overwrite -O vdi r.raw ok-link.vdi
+[ -L ok-link.vdi ] && [ "$(qemu-img info --output=json v.vdi | python3 -c 'import json,sys; print(json.load(sys.stdin)["format"])')" = vdi ] && ok || bad "ok-link.vdi"
+ln -sf real-vmdk-vdi-vdi.vmdk c-link.vdi
+expect_exit 0 "create --overwrite replaces the link itself" "$VDKIT" create --overwrite -f vdi c-link.vdi 4M
+[ ! -L c-link.vdi ] && [ "$(head -c 4 real-vmdk-vdi-vdi.vmdk)" = KDMV ] && ok || bad "create --overwrite through a link"
+
+# 6b. rename of a file the probe refuses: judged as the container it is, or raw.
+for ext in vdi vmdk raw qcow2 img; do
+    qemu-img create -q -f qcow2 q.qcow2 4M
+    if [ "$ext" = qcow2 ] || [ "$ext" = img ]; then code=0; else code=2; fi
+    expect_exit $code "mv q.qcow2 q2.$ext" "$VDKIT" mv q.qcow2 "q2.$ext"
+    if [ $code = 2 ]; then
+        says "mv q2.$ext names the container" "but q.qcow2 is a qcow2 image (QFI" out
+        [ -e q.qcow2 ] && [ ! -e "q2.$ext" ] && ok || bad "mv q2.$ext moved it"
+    fi
+    rm -f q.qcow2 "q2.$ext"
+    truncate -s 1M rawx.vdi # raw bytes named for VDI: the probe refuses it
+    if [ "$ext" = raw ] || [ "$ext" = img ] || [ "$ext" = vdi ]; then code=0; else code=2; fi
+    expect_exit $code "mv rawx.vdi rawy.$ext (raw)" "$VDKIT" mv rawx.vdi "rawy.$ext"
+    [ $code = 2 ] && { says "raw rename refused" "names the" out; [ -e rawx.vdi ] && ok || bad "rawx.vdi moved"; }
+    rm -f rawx.vdi "rawy.$ext"
+done
+truncate -s 1M rawx.vdi
+expect_exit 0 "mv keeping the extension names nothing new" "$VDKIT" mv rawx.vdi rawz.vdi
+
+# 6c. convert -n into an image of another format is refused; raw files and matching images are fine.
+truncate -s 1M small.raw
+"$VDKIT" create -f vdi ex.vdi 4M > /dev/null; "$VDKIT" create -f vmdk ex.vmdk 4M > /dev/null
+qemu-img create -q -f qcow2 ex.qcow2 4M; qemu-img create -q -f vpc ex.vhd 4M; truncate -s 4M plain.bin
+for t in ex.vdi ex.vmdk ex.qcow2 ex.vhd; do
+    for o in raw vdi vmdk; do
+        [ "$t" = "ex.$o" ] && continue
+        before=$(md5sum < "$t")
+        expect_exit 2 "convert -n -O $o into $t" "$VDKIT" convert -n -O "$o" small.raw "$t"
+        says "-n $o into $t: both named" "$t is a " out
+        says "-n $o into $t: -O named" "but -n -O $o would write $o data" out
+        [ "$(md5sum < "$t")" = "$before" ] && ok || bad "$t changed by -n -O $o"
+    done
+done
+expect_exit 0 "convert -n -O raw into a plain file" "$VDKIT" convert -n -O raw small.raw plain.bin
+expect_exit 0 "convert -n -O vdi into a VDI" "$VDKIT" convert -n -O vdi small.raw ex.vdi
+
+# 6d. Trailing dots/spaces are dropped and a dotfile is named by its extension.
+for name in "t.vmdk." "t.vmdk " "t.vmdk. ." ".vmdk" ".qcow2" ".VMDK.."; do
+    expect_exit 2 "create -f raw '$name'" "$VDKIT" create -f raw "$name" 4M
+    [ ! -e "$name" ] && ok || bad "'$name' was created"
+done
+expect_exit 0 "create -f vmdk 't2.vmdk.'" "$VDKIT" create -f vmdk "t2.vmdk." 4M
+expect_exit 0 "create -f raw '.img'" "$VDKIT" create -f raw ".img" 4M
+
+# 6e. The advice suggests only formats an installed plugin writes.
+for f in x.qcow2 x.vhd x.luks x.vhdx; do
+    expect_exit 2 "create -f raw $f" "$VDKIT" create -f raw "$f" 4M
+    grep -q "or write" out && bad "$f: advice suggests a format vdkit cannot write: $(cat out)" || ok
+done
+expect_exit 2 "create -f raw x.vdi" "$VDKIT" create -f raw x.vdi 4M
+says "a writable format is suggested" "or write vdi)" out
+
+# 6f. commit into a raw base whose first bytes would carry a container's magic alone.
+for magic in 'QED\0' 'vhdxfile' 'conectix' 'QFI\xfb' 'LUKS\xba\xbe' 'KDMV' 'COWD' 'WithoutFreeSpace'; do
+    rm -f data P.raw P.vdi
+    head -c 1M /dev/urandom > data
+    printf "$magic" | dd of=data conv=notrunc status=none
+    truncate -s 1M P.raw
+    "$VDKIT" convert -f raw -O vdi -B P.raw data P.vdi > /dev/null 2>&1 || { bad "making P.vdi ($magic)"; continue; }
+    expect_exit 1 "commit of a '$magic' magic into a raw base" "$VDKIT" commit P.vdi
+    says "'$magic': refused, named" "commit would give P.raw a " out
+    says "'$magic': nothing written" "Nothing was written" out
+    [ "$(head -c 16 P.raw | tr -d '\0')" = "" ] && ok || bad "'$magic' was written into P.raw"
+    qemu-img info -f raw P.raw > /dev/null && ok || bad "qemu-img cannot read P.raw"
+done
+cd ..
 
 finish

@@ -373,7 +373,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             } else {
                 // The naming rule every new file follows (docs/design/probing.md).
                 if (target && !s.existing_target.value_or(false))
-                    if (const std::string p = new_name_problem(lib, job.spec.target, *s.format); !p.empty())
+                    if (const std::string p = written_name_problem(lib, job.spec.target, *s.format); !p.empty())
                         c.problem(j["target"], who + p);
                 // Each option on its own, so every bad one is reported at its line.
                 for (const auto &[k, v] : s.options) {
@@ -401,6 +401,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         job.spec.source_force_share = s.source_force_share.value_or(false);
         job.verify = s.verify.value_or(true);
         job.spec.raw_advice = "source_format: raw";
+        job.spec.force_share_advice = "source_force_share: true on the job (config/batch.md)";
         bf.jobs.push_back(std::move(job));
     }
     // A source or backing image exists, or an earlier job makes it (that job

@@ -4,8 +4,10 @@
 #ifndef VDKIT_TOOLS_CLI_HPP
 #define VDKIT_TOOLS_CLI_HPP
 
+#include "disk/containers.hpp"
 #include "vdkit/vdkit.hpp"
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -44,6 +46,24 @@ template <class T>
 Result<T> raw_by(Result<T> r, std::string_view how) {
     if (r.is_ok()) return r;
     return raw_advice(r.status(), how);
+}
+// The file transport's advice for an image another program holds names the
+// CLI's flag (plugins/transports/file/file.cpp, advice()); a batch job says
+// it another way: share_by(r, "source_force_share: true on the job,
+// config/batch.md"). An empty `how` keeps the message.
+constexpr std::string_view kForceShareAdvice =
+    "the -U/--force-share of vdkit's read-only commands: info, map, check, compare, measure, convert's source";
+inline Status share_advice(const Status &st, std::string_view how) {
+    std::string msg = st.message();
+    const size_t at = msg.find(kForceShareAdvice);
+    if (how.empty() || at == std::string::npos) return st;
+    msg.replace(at, kForceShareAdvice.size(), how);
+    return Status(st.code(), msg);
+}
+template <class T>
+Result<T> share_by(Result<T> r, std::string_view how) {
+    if (r.is_ok()) return r;
+    return share_advice(r.status(), how);
 }
 inline Status as_parent(const Status &st) {
     std::string msg = st.message();
@@ -93,6 +113,21 @@ std::string format_for(const Library &lib, const std::string &path);
 // (one an installed plugin lists, or a foreign container's: .qcow2, .vhd,
 // ...). Generic extensions and unknown formats pass.
 std::string new_name_problem(const Library &lib, const std::string &path, const std::string &format);
+// new_name_problem for a file that is written through a symlink `path` names
+// (convert and batch targets replace the file a link points to): judges the
+// name given and, for a symlink, the name of the file it resolves to.
+std::string written_name_problem(const Library &lib, const std::string &path, const std::string &format);
+// The extension the naming rule judges (lower case, no dot; "" for none):
+// trailing dots and spaces are dropped first (Windows and SMB drop them) and
+// a dotfile ".vmdk" has the extension "vmdk".
+std::string naming_extension(const std::string &path);
+// The foreign container (or VDI/VMDK) whose signature the regular file at
+// `path` carries (containers::detect), if any; unreadable: none.
+std::optional<containers::Match> container_of_file(const std::string &path);
+// The naming rule for `rename from to` (docs/design/probing.md): `to` judged
+// against the format `from` probes as, or, for a file the probe refuses,
+// the foreign container its signature says it is, else raw.
+std::string rename_name_problem(const Library &lib, const std::string &from, const std::string &to);
 std::string new_file_format(const Library &lib, const std::string &path, const std::string &given,
                             const std::string &fallback);
 

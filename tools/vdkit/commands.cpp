@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 using json = nlohmann::ordered_json;
@@ -82,31 +83,117 @@ std::vector<std::string> claimants(const Library &lib, const std::string &ext) {
 
 } // namespace
 
+std::string naming_extension(const std::string &path) {
+    if (path.find("://") != std::string::npos) return containers::extension_of(path);
+    const size_t slash = path.find_last_of('/');
+    std::string last = slash == std::string::npos ? path : path.substr(slash + 1);
+    // Windows and SMB servers drop trailing dots and spaces: "d.vmdk. " is d.vmdk there.
+    while (!last.empty() && (last.back() == '.' || last.back() == ' ')) last.pop_back();
+    // A dotfile named for a format (".vmdk") is that format's name to every tool that goes by it.
+    if (last.size() > 1 && last[0] == '.' && last.find('.', 1) == std::string::npos) last = "x" + last;
+    return containers::extension_of(last);
+}
+
 std::string format_for(const Library &lib, const std::string &path) {
-    const std::string ext = containers::extension_of(path);
+    const std::string ext = naming_extension(path);
     if (containers::is_generic_extension(ext)) return {};
     const auto claim = claimants(lib, ext);
     return claim.size() == 1 ? claim[0] : std::string();
 }
 
+namespace {
+
+// Whether an installed format plugin called `name` can create images.
+bool can_create(const Library &lib, std::string_view name) {
+    auto info = lib.plugin(PluginKind::format, std::string(name));
+    return info && (info->has(VDKIT_CAP_CREATE_FIXED) || info->has(VDKIT_CAP_CREATE_DYNAMIC));
+}
+
+} // namespace
+
 std::string new_name_problem(const Library &lib, const std::string &path, const std::string &format) {
-    const std::string ext = containers::extension_of(path);
+    const std::string ext = naming_extension(path);
     if (ext.empty() || containers::is_generic_extension(ext)) return {};
     if (!lib.plugin(PluginKind::format, format)) return {}; // an unknown format is the library's error
     auto same = [&format](std::string_view name) { return util::iequals(name, format); };
     std::string named;
+    bool writable = false; // whether vdkit could write the format the name says instead
     const auto claim = claimants(lib, ext);
-    if (!claim.empty() && std::none_of(claim.begin(), claim.end(), same)) named = claim[0];
+    if (!claim.empty() && std::none_of(claim.begin(), claim.end(), same)) {
+        named = claim[0];
+        writable = can_create(lib, named);
+    }
     if (named.empty() && claim.empty())
         if (const containers::Container *c = containers::by_extension(ext))
-            if (std::none_of(c->aliases.begin(), c->aliases.end(), same)) named = std::string(c->title);
+            if (std::none_of(c->aliases.begin(), c->aliases.end(), same)) {
+                named = std::string(c->title);
+                for (std::string_view a : c->aliases)
+                    if (can_create(lib, a)) writable = true;
+            }
     if (named.empty()) return {};
     std::string suggestion = "img";
     if (auto info = lib.plugin(PluginKind::format, format); info && !info->extensions.empty())
         suggestion = info->extensions.front();
     return path + ": its extension '." + ext + "' names the " + named + " format, but it would be written as " +
            format + "; tools that go by the name, and vdkit's probe for a file no plugin recognises, would take it "
-                    "for " + named + " or refuse it (name it for " + format + ", e.g. ." + suggestion + ", or write " + named + ")";
+                    "for " + named + " or refuse it (name it for " + format + ", e.g. ." + suggestion +
+           (writable ? ", or write " + named : std::string()) + ")";
+}
+
+std::string written_name_problem(const Library &lib, const std::string &path, const std::string &format) {
+    if (std::string problem = new_name_problem(lib, path, format); !problem.empty()) return problem;
+    std::error_code ec;
+    if (path.find("://") != std::string::npos || !std::filesystem::is_symlink(path, ec)) return {};
+    // The link is followed and the file it names is replaced: that file's name counts too.
+    const std::filesystem::path real = std::filesystem::weakly_canonical(path, ec);
+    if (ec) return {};
+    if (std::string problem = new_name_problem(lib, real.string(), format); !problem.empty())
+        return path + " is a symlink to " + real.string() + ", the file that would be written; " + problem;
+    return {};
+}
+
+std::optional<containers::Match> container_of_file(const std::string &path) {
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(path, ec);
+    if (ec) return std::nullopt;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    auto read = [&in](uint64_t offset, void *buf, size_t len) -> Status {
+        in.clear();
+        in.seekg(static_cast<std::streamoff>(offset));
+        if (!in.read(static_cast<char *>(buf), static_cast<std::streamsize>(len)))
+            return Status(VDKIT_E_IO, "short read");
+        return Status::ok();
+    };
+    auto found = containers::detect(size, read);
+    if (!found) return std::nullopt;
+    return *found;
+}
+
+std::string rename_name_problem(const Library &lib, const std::string &from, const std::string &to) {
+    // The same extension names nothing new (mv d.vmdk old/d.vmdk of a misnamed file is allowed).
+    if (naming_extension(from) == naming_extension(to)) return {};
+    if (auto format = lib.probe(from); format) return new_name_problem(lib, to, *format);
+    // The probe refuses it: judged as what it is, a foreign container or raw.
+    const auto found = container_of_file(from);
+    if (!found) return new_name_problem(lib, to, "raw");
+    const containers::Container &c = *found->container;
+    const std::string ext = naming_extension(to);
+    if (ext.empty() || containers::is_generic_extension(ext)) return {};
+    auto same = [&c](std::string_view name) {
+        return std::any_of(c.aliases.begin(), c.aliases.end(), [&](std::string_view a) { return util::iequals(a, name); });
+    };
+    std::string named;
+    if (const auto claim = claimants(lib, ext); !claim.empty()) {
+        if (std::none_of(claim.begin(), claim.end(), same)) named = claim[0];
+    } else if (const containers::Container *e = containers::by_extension(ext); e && e != &c) {
+        named = std::string(e->title);
+    }
+    if (named.empty()) return {};
+    return to + ": its extension '." + ext + "' names the " + named + " format, but " + from + " is a " +
+           std::string(c.title) + " image (" + found->evidence + "); tools that go by the name would take it for " +
+           named + " (name it for " + std::string(c.title) +
+           (c.extensions.empty() ? std::string() : ", e.g. ." + std::string(c.extensions.front())) + ")";
 }
 
 std::string new_file_format(const Library &lib, const std::string &path, const std::string &given,
@@ -116,11 +203,11 @@ std::string new_file_format(const Library &lib, const std::string &path, const s
     if (chosen.empty()) chosen = fallback;
     if (chosen.empty()) {
         // A generic name (disk.img) with nothing else to go by: the format that lists it.
-        const auto claim = claimants(lib, containers::extension_of(path));
+        const auto claim = claimants(lib, naming_extension(path));
         if (claim.size() == 1) chosen = claim[0];
     }
     if (chosen.empty()) {
-        const std::string ext = containers::extension_of(path);
+        const std::string ext = naming_extension(path);
         throw CliError("cannot tell the format of " + path + " from its name" +
                            (ext.empty() ? std::string() : " (no format plugin lists '." + ext + "')") +
                            "; name it with -f",

@@ -2,6 +2,7 @@
 
 #include "commands.hpp"
 #include "signals.hpp"
+#include "util/util.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -731,6 +732,30 @@ std::string check_target(const ConvertSpec &spec) {
     return real.string();
 }
 
+// convert -n into an existing regular file: one that is an image of another
+// format than -O (by the probe, or by a foreign container's signature) is
+// refused naming both; a raw or unrecognised file (a preallocated one) and a
+// device are written into as they are. Empty when the write may go ahead.
+std::string existing_format_problem(const Library &lib, const std::string &target, const std::string &format) {
+    struct stat st {};
+    if (::stat(target.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return {};
+    std::string is;
+    if (auto probed = lib.probe(target); probed) {
+        if (util::iequals(*probed, format) || util::iequals(*probed, "raw")) return {};
+        is = "a " + *probed + " image (its probe)";
+    } else {
+        const auto found = container_of_file(target);
+        if (!found) return {};
+        const containers::Container &c = *found->container;
+        if (std::any_of(c.aliases.begin(), c.aliases.end(), [&](std::string_view a) { return util::iequals(a, format); }))
+            return {};
+        is = "a " + std::string(c.title) + " image (" + found->evidence + ")";
+    }
+    return target + " is " + is + ", but -n -O " + format + " would write " + format +
+           " data into it, destroying it; nothing was written (name a target of the -O format, a raw file or a "
+           "device, or convert without -n into a new file)";
+}
+
 } // namespace
 
 std::optional<uint64_t> target_difference(const Disk &src, const Disk &dst, const std::string &target) {
@@ -813,20 +838,23 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec_in, const Prog
         throw CliError("source and target are the same file (" + spec.target + ")", kExitUsage);
     // Every file convert creates is named for the format written into it.
     if (!spec.existing_target)
-        if (const std::string problem = new_name_problem(lib, spec.target, spec.target_format); !problem.empty())
+        if (const std::string problem = written_name_problem(lib, spec.target, spec.target_format); !problem.empty())
             throw CliError(problem + "; nothing was written", kExitUsage);
     if (std::error_code cache_ec; !spec.source_cache.empty() && !fs::exists(spec.source_cache, cache_ec))
         if (const std::string problem = new_name_problem(lib, spec.source_cache, spec.cache_format); !problem.empty())
             throw CliError("--cache " + problem + " (--cache-format)", kExitUsage);
     // Before anything is opened: what the target is decides what may be done to it.
     const std::string final_target = is_url(spec.target) ? spec.target : check_target(spec);
+    if (spec.existing_target && !is_url(spec.target))
+        if (const std::string problem = existing_format_problem(lib, spec.target, spec.target_format); !problem.empty())
+            throw CliError(problem, kExitUsage);
     OpenOptions oo;
     oo.format = spec.source_format;
     oo.filters = spec.source_filters;
     oo.force_share = spec.source_force_share;
     std::unique_lock<std::mutex> window(g_fd_window);
     const auto before = open_fds();
-    auto src = take(raw_by(lib.open(spec.source, oo), spec.raw_advice));
+    auto src = take(share_by(raw_by(lib.open(spec.source, oo), spec.raw_advice), spec.force_share_advice));
     const OpenFiles source_files = source_chain_files(*src, before);
     window.unlock();
     const OpenFiles old_files =

@@ -31,6 +31,7 @@ struct ConvertSpec {
     std::string source, source_format; // source_format empty: probe
     bool source_force_share = false;    // -U: read the source unlocked (OpenOptions::force_share)
     std::string raw_advice = "-f raw";  // how the user names format raw for the source (batch: source_format)
+    std::string force_share_advice;     // how the user reads a held source anyway (batch: source_force_share); "": -U
     std::string target, target_format;
     Options target_options;
     bool overwrite = false;

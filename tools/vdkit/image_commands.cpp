@@ -82,11 +82,10 @@ class RenameCommand : public Command {
         if (unsafe_) o.allow_unsafe_paths = true;
         // The new name follows the naming rule of every new file (a raw
         // disk.img renamed disk.vdi would be refused by its name next time).
-        // A file the probe refuses is moved as the raw file it is: no rule.
+        // A file the probe refuses is judged as what it is (a foreign container, or raw).
         if (o.filters.empty())
-            if (auto format = lib->probe(from_); format)
-                if (const std::string problem = new_name_problem(*lib, to_, *format); !problem.empty())
-                    throw CliError(problem + "; nothing was moved", kExitUsage);
+            if (const std::string problem = rename_name_problem(*lib, from_, to_); !problem.empty())
+                throw CliError(problem + "; nothing was moved", kExitUsage);
         RenameResult r = take(lib->rename_image(from_, to_, o));
         if (output_ == "json") {
             std::cout << json{{"location", r.location}, {"relinked-children", r.relinked}, {"searched", r.searched}}.dump(2)

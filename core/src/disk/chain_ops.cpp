@@ -13,6 +13,7 @@
 #include "util/util.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -191,6 +192,22 @@ Status keeps_openable(const ChainState &st, Image &dst, size_t view, const char 
     // A foreign container's signature (the probe refuses it): named as such.
     VDKIT_ASSIGN_OR_RETURN(auto found, containers::detect(fsize, read));
     if (!found) {
+        // Stricter than the probe: a container's magic alone at offset 0
+        // (QED\0, vhdxfile, conectix with no valid header after it) is
+        // enough for qemu-img and other tools to take the base for that
+        // container and fail on it.
+        std::array<uint8_t, 512> head{};
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(fsize, head.size()));
+        if (n) VDKIT_TRY(read(0, head.data(), n));
+        if (auto magic = containers::magic_at_start(head.data(), n))
+            return Status(VDKIT_E_INVALID_ARGUMENT,
+                          std::string(op) + " would give " + dst.location() + " a " +
+                              std::string(magic->container->title) + " magic (" + magic->evidence +
+                              ", from the data above it); " + dst.location() + " is read as '" +
+                              dst.format().info.name + "' by probing, and tools that probe by magic (qemu-img) would "
+                              "take it for " + std::string(magic->container->title) +
+                              " and fail on it. Nothing was written; copy the chain to a new image with 'vdkit "
+                              "convert' instead");
         if (winner) return Status::ok();
         std::string msg = winner.status().message();
         if (auto cut = msg.find("; open it with format"); cut != std::string::npos) msg.erase(cut);

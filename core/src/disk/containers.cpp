@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 
 namespace vdkit::containers {
@@ -215,40 +216,59 @@ bool dmg_trailer(const uint8_t *t, size_t len) {
 // §2.4 (592; LUKS2: a 4096-byte binary header), Bochs redolog (512), VMDK
 // sparse extent header (512; COWD 2048), MS-VHDX 2.2.2 (the first 4 KiB
 // header at 64 KiB), MS-VHD (a 512-byte footer copy at 0).
+// Every container magic at offset 0 of 4 bytes or more, with the fixed
+// header it begins (the minimum sizes in check_truncated's comment).
+struct Magic {
+    std::string_view magic;
+    Id id;
+};
+constexpr Magic kMagics[] = {
+    {"QFI\xfb"sv, qcow2},
+    {std::string_view("QED\0", 4), qed},
+    {"WithoutFreeSpace"sv, parallels},
+    {"WithouFreSpacExt"sv, parallels},
+    {"LUKS\xba\xbe"sv, luks},
+    {std::string_view("Bochs Virtual HD Image\0", 23), bochs},
+    {"KDMV"sv, vmdk},
+    {"COWD"sv, vmdk},
+    {"vhdxfile"sv, vhdx},
+    {"conectix"sv, vpc},
+};
+
+// The magic kMagics lists that h (n bytes from offset 0) starts with, if any;
+// a qcow2 magic with version 1 is qcow's.
+const Magic *magic_of(const uint8_t *h, size_t n, Id &id) {
+    for (const auto &t : kMagics)
+        if (starts(h, n, t.magic)) {
+            id = t.id;
+            if (id == qcow2 && n >= 8 && be32(h + 4) == 1) id = qcow;
+            return &t;
+        }
+    return nullptr;
+}
+
 std::optional<Match> check_truncated(const uint8_t *h, size_t n, uint64_t file_size) {
-    struct Short {
-        std::string_view magic;
-        Id id;
-        uint64_t need;
-    };
     uint64_t qcow_need = 72, luks_need = 592;
     if (n >= 8) {
         const uint32_t v = be32(h + 4);
         qcow_need = v == 1 ? 48 : v == 3 ? 104 : 72;
     }
     if (n >= 8 && be16(h + 6) == 2) luks_need = 4096;
-    const Short table[] = {
-        {"QFI\xfb"sv, qcow2, qcow_need},
-        {std::string_view("QED\0", 4), qed, 64},
-        {"WithoutFreeSpace"sv, parallels, 64},
-        {"WithouFreSpacExt"sv, parallels, 64},
-        {"LUKS\xba\xbe"sv, luks, luks_need},
-        {std::string_view("Bochs Virtual HD Image\0", 23), bochs, 512},
-        {"KDMV"sv, vmdk, 512},
-        {"COWD"sv, vmdk, 2048},
-        {"vhdxfile"sv, vhdx, (uint64_t(64) << 10) + 4096},
-        {"conectix"sv, vpc, 512},
-    };
-    for (const auto &t : table) {
-        if (file_size >= t.need || !starts(h, n, t.magic)) continue;
-        Id id = t.id;
-        if (id == qcow2 && n >= 8 && be32(h + 4) == 1) id = qcow;
-        Match m = found(id, "the file is " + std::to_string(file_size) + " bytes; the header its magic at offset 0 begins needs " +
-                                std::to_string(t.need));
-        m.condition = "truncated";
-        return m;
-    }
-    return std::nullopt;
+    Id id{};
+    const Magic *t = magic_of(h, n, id);
+    if (!t) return std::nullopt;
+    const uint64_t need = t->id == qcow2 ? qcow_need
+                          : t->id == qed || t->id == parallels ? 64
+                          : t->id == luks                      ? luks_need
+                          : t->id == bochs                     ? 512
+                          : t->id == vmdk                      ? (t->magic == "COWD"sv ? 2048 : 512)
+                          : t->id == vhdx                      ? (uint64_t(64) << 10) + 4096
+                                                               : 512; // vpc
+    if (file_size >= need) return std::nullopt;
+    Match m = found(id, "the file is " + std::to_string(file_size) + " bytes; the header its magic at offset 0 begins needs " +
+                            std::to_string(need));
+    m.condition = "truncated";
+    return m;
 }
 
 uint64_t be64(const uint8_t *p) {
@@ -332,6 +352,24 @@ const Container *by_extension(std::string_view extension) {
 
 bool is_generic_extension(std::string_view extension) {
     return extension == "img" || extension == "bin" || extension == "dd";
+}
+
+std::optional<Match> magic_at_start(const uint8_t *head, size_t len) {
+    Id id{};
+    const Magic *t = magic_of(head, len, id);
+    if (!t) return std::nullopt;
+    std::string text;
+    for (char c : t->magic) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u >= 0x20 && u < 0x7f) {
+            text += c;
+        } else {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", u);
+            text += u == 0 ? std::string("\\0") : std::string(buf);
+        }
+    }
+    return found(id, "\"" + text + "\" magic at offset 0");
 }
 
 std::string extension_of(std::string_view location) {

@@ -46,6 +46,13 @@ std::span<const Container> all();
 // Only I/O errors are errors; foreign or short data is "no match".
 Result<std::optional<Match>> detect(uint64_t file_size, const ReadAt &read);
 
+// The container whose magic (4 bytes or more, the ones check_truncated knows:
+// qcow/qcow2, QED, Parallels, LUKS, Bochs, VMDK sparse, VHDX, VHD footer
+// copy) the first `len` bytes at `head` start with, whatever follows it: a
+// stricter test than detect(), for a writer that must not leave a file any
+// probe could take for a container (commit/merge into a raw base).
+std::optional<Match> magic_at_start(const uint8_t *head, size_t len);
+
 // The container a file extension (without the dot, any case) names, if any.
 const Container *by_extension(std::string_view extension);
 

@@ -23,6 +23,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <mutex>
+#include <set>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -154,7 +155,8 @@ private:
                                               std::to_string(at) + " of the QEMU-compatible image locks); close it there first");
             if (err == EINVAL || err == ENOLCK || err == EOPNOTSUPP || err == ENOSYS) {
                 release(fd);
-                ctx.log(VDKIT_LOG_WARNING, path + ": cannot take the QEMU-compatible image lock (" +
+                if (first_warning(path))
+                    ctx.log(VDKIT_LOG_WARNING, path + ": cannot take the QEMU-compatible image lock (" +
                                                std::strerror(err) +
                                                "); opened without it, so other processes (vdkit, QEMU) are not "
                                                "kept from writing it meanwhile");
@@ -163,6 +165,15 @@ private:
             fail_errno(err, "cannot lock byte " + std::to_string(at) + " of " + path);
         }
         return true;
+    }
+    // Whether no warning about locking `path` was logged yet in this process:
+    // a file opened again (a staging target reopened to verify it) is warned
+    // about once. Thread-safe.
+    static bool first_warning(const std::string &path) {
+        static std::mutex mutex;
+        static std::set<std::string> warned;
+        std::lock_guard<std::mutex> hold(mutex);
+        return warned.insert(path).second;
     }
     static void release(int fd) {
         struct flock l = byte(F_UNLCK, 0);

@@ -129,4 +129,20 @@ else
     bad "could not catch the convert running: $(cat big.log)"
 fi
 
+# The no-lock warning is printed once per file per process, also for a batch
+# job's staging target, which is opened more than once (written, verified).
+cat > nolock.yaml <<'Y'
+version: 1
+jobs:
+  - source: small.vdi
+    target: once.vdi
+    format: vdi
+Y
+expect_exit 0 "batch without OFD locks" env LD_PRELOAD="$SHIM" "$VDKIT" batch nolock.yaml
+staged=$(grep -c "vdkit-partial/once.vdi: cannot take the QEMU-compatible image lock" out)
+[ "$staged" = 1 ] && ok || bad "the staging target's no-lock warning was printed $staged times: $(cat out)"
+for f in $(grep -o "[^ ]*: cannot take the QEMU-compatible image lock" out | sort | uniq -d); do
+    bad "warned more than once: $f"
+done
+
 finish
