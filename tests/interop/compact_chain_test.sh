@@ -122,8 +122,11 @@ for maker in qemu vdkit; do
         "$VDKIT" -q convert -O raw $d/w.vmdk $d/before.raw
         expect_exit 0 "$d: resize" "$VDKIT" resize $d/w.vmdk $grow
         size=$(stat -c %s $d/w.vmdk)
-        expect_exit 0 "$d: compact" "$VDKIT" compact $d/w.vmdk
+        expect_exit 0 "$d: compact" "$VDKIT" compact --output=json $d/w.vmdk
         after=$(stat -c %s $d/w.vmdk)
+        # JSON names the file size before and after (size-*: allocated bytes).
+        says "$d: file-size-before" "\"file-size-before\": $size"
+        says "$d: file-size-after" "\"file-size-after\": $after"
         # 4 MiB of zeros were 64 grains; at least 63 of them go back.
         [ $((size - after)) -ge $((63 * 65536)) ] && ok || bad "$d: compact gave back only $((size - after)) bytes"
         "$VDKIT" check $d/w.vmdk > $d/check.txt 2>&1
