@@ -109,4 +109,34 @@ for fmt in vmdk vdi; do
     qemu-img compare -q -f $fmt $d/c.$fmt $d/before.raw && ok || bad "$d: qemu-img reads the compacted image differently"
 done
 
+# 4. A VMDK grown by 'vdkit resize' has its grain tables and directories at
+#    the end, past free grains (zeros given back): compact moves them down
+#    and gives every free grain back; check then names none, qemu-img reads
+#    the same and a second compact changes nothing. Made by qemu-img and by
+#    vdkit, grown a little and a lot.
+for maker in qemu vdkit; do
+    for grow in 1G 100G; do
+        d=grow-$maker-$grow; mkdir $d
+        if [ $maker = qemu ]; then qemu-img create -q -f vmdk $d/w.vmdk 64M; else "$VDKIT" -q create -f vmdk $d/w.vmdk 64M; fi
+        qemu-io -f vmdk -c 'write -P 1 0 4M' -c 'write -P 0 4M 4M' -c 'write -P 2 60M 1M' $d/w.vmdk > /dev/null
+        "$VDKIT" -q convert -O raw $d/w.vmdk $d/before.raw
+        expect_exit 0 "$d: resize" "$VDKIT" resize $d/w.vmdk $grow
+        size=$(stat -c %s $d/w.vmdk)
+        expect_exit 0 "$d: compact" "$VDKIT" compact --output=json $d/w.vmdk
+        after=$(stat -c %s $d/w.vmdk)
+        # JSON names the file size before and after (size-*: allocated bytes).
+        says "$d: file-size-before" "\"file-size-before\": $size"
+        says "$d: file-size-after" "\"file-size-after\": $after"
+        # 4 MiB of zeros were 64 grains; at least 63 of them go back.
+        [ $((size - after)) -ge $((63 * 65536)) ] && ok || bad "$d: compact gave back only $((size - after)) bytes"
+        "$VDKIT" check $d/w.vmdk > $d/check.txt 2>&1
+        grep -q 'grains inside the file are free' $d/check.txt && bad "$d: free grains left after compact: $(cat $d/check.txt)" || ok
+        qemu-img check -q $d/w.vmdk && ok || bad "$d: qemu-img check fails after compact"
+        # The grown part reads as zeros: qemu-img compares it with the raw so.
+        qemu-img compare -q -f vmdk -F raw $d/w.vmdk $d/before.raw 2> /dev/null && ok || bad "$d: compact changed what the disk reads"
+        expect_exit 0 "$d: second compact" "$VDKIT" compact $d/w.vmdk
+        [ "$(stat -c %s $d/w.vmdk)" = "$after" ] && ok || bad "$d: a second compact changed the file"
+    done
+done
+
 finish

@@ -843,20 +843,31 @@ private:
     int run() override {
         auto lib = open_library(globals());
         auto disk = open_image(*lib, true);
-        const auto before = take(disk->image_info(disk->image_count() - 1)).file_size;
+        // Both the files' length and the bytes they use on the medium: a
+        // file whose zeros were holes already shrinks without using less.
+        const auto info_before = take(disk->image_info(disk->image_count() - 1));
         ProgressBar bar(progress_);
         check(disk->compact([&](uint64_t d, uint64_t t) { return bar.update(d, t); }));
         bar.finish();
-        const auto after = take(disk->image_info(disk->image_count() - 1)).file_size;
+        const auto info_after = take(disk->image_info(disk->image_count() - 1));
         check(disk->close());
+        const auto &before = info_before.file_size, &after = info_after.file_size;
+        const auto &len_before = info_before.file_length, &len_after = info_after.file_length;
         if (json_output()) {
             json j = {{"filename", image_path()}};
             if (before) j["size-before"] = *before;
             if (after) j["size-after"] = *after;
+            if (len_before) j["file-size-before"] = *len_before;
+            if (len_after) j["file-size-after"] = *len_after;
             std::cout << j.dump(2) << "\n";
-        } else if (!globals().quiet && before && after) {
-            std::cout << "Compacted " << image_path() << ": " << util::format_size(*before) << " -> "
-                      << util::format_size(*after) << "\n";
+        } else if (!globals().quiet) {
+            std::string parts;
+            if (len_before && len_after)
+                parts = "file size " + util::format_size(*len_before) + " -> " + util::format_size(*len_after);
+            if (before && after)
+                parts += (parts.empty() ? "" : ", ") + std::string("allocated ") + util::format_size(*before) + " -> " +
+                         util::format_size(*after);
+            if (!parts.empty()) std::cout << "Compacted " << image_path() << ": " << parts << "\n";
         }
         return kExitOk;
     }

@@ -811,6 +811,8 @@ ConvertResult convert_into(Library &lib, const ConvertSpec &spec, const Disk &sr
     copy.target_is_zero = spec.target_is_zero; // else zero ranges are written where it holds data
     copy.threads = spec.threads;
     copy.out_of_order = spec.out_of_order;
+    bool wrote = false;
+    copy.wrote = &wrote;
     Status copied = lib.copy(src, *dst, copy);
     if (copied && spec.verify) {
         auto diff = target_difference(src, *dst, spec.target);
@@ -821,7 +823,17 @@ ConvertResult convert_into(Library &lib, const ConvertSpec &spec, const Disk &sr
     Status closed = dst->close();
     if (copied) copied = closed;
     if (!copied) {
-        const std::string partial = spec.target + " was partly written (-n writes in place)";
+        // Only a write that happened makes the target partly written (a
+        // target that refuses its first write, e.g. a damaged map, is not).
+        // A failure that is a refusal (damaged, read-only) before any
+        // write succeeded wrote nothing; other failures may have written
+        // part of the request that failed.
+        const auto code = copied.code();
+        const bool refused = code == VDKIT_E_CORRUPT || code == VDKIT_E_READ_ONLY || code == VDKIT_E_PERMISSION ||
+                             code == VDKIT_E_NOT_SUPPORTED || code == VDKIT_E_CANCELLED;
+        const std::string partial = wrote     ? spec.target + " was partly written (-n writes in place)"
+                                    : refused ? "nothing was written to " + spec.target
+                                              : spec.target + " may have been partly written (-n writes in place)";
         throw_if_cancelled(partial);
         throw CliError((copied.message().empty() ? copied.to_string() : copied.message()) + "; " + partial);
     }

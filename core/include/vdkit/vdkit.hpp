@@ -137,6 +137,7 @@ struct ImageInfo {
     Geometry pchs, lchs;
     std::string comment;
     std::vector<std::string> filters;       // the file-level filter stack, nearest the file first
+    std::optional<uint64_t> file_length;    // bytes the image's files are long (holes included)
 };
 
 // A file-level filter (a filter plugin with VDKIT_CAP_FILTER_FILE) in an
@@ -409,6 +410,10 @@ struct CopyOptions {
     // see Library::common_image). Only what src's images above N hold is
     // copied — their zeros written as zeros — and nothing else is read.
     std::optional<size_t> same_up_to;
+    // When set: true after the copy if any write to dst succeeded (false:
+    // dst was not written to). Set by Library::copy on return, by the
+    // calling thread; the pointee is owned by the caller.
+    bool *wrote = nullptr;
 };
 
 // What a new image would take on its medium (Library::measure).

@@ -22,6 +22,7 @@
 #include "util/util.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -81,6 +82,7 @@ public:
         }
         work();
         for (auto &t : workers) t.join();
+        if (options_.wrote) *options_.wrote = wrote_.load();
         return first_error_;
     }
 
@@ -139,15 +141,15 @@ private:
     // the target needs); in a data run, units that read as zero are skipped
     // when the target reads zero there and written as zero ranges otherwise.
     Status write(const Job &job, const unsigned char *buf) {
-        if (!job.data) return dst_.write_zeroes(job.offset, job.length);
+        if (!job.data) return wrote(dst_.write_zeroes(job.offset, job.length));
         const uint64_t end = job.offset + job.length;
         uint64_t span_start = job.offset;
         bool span_zero = false;
         auto flush_span = [&](uint64_t span_end) -> Status {
             if (span_end == span_start) return Status::ok();
             const uint64_t n = span_end - span_start;
-            if (!span_zero) return dst_.write(span_start, buf + (span_start - job.offset), n);
-            return skip_zero_units_ ? Status::ok() : dst_.write_zeroes(span_start, n);
+            if (!span_zero) return wrote(dst_.write(span_start, buf + (span_start - job.offset), n));
+            return skip_zero_units_ ? Status::ok() : wrote(dst_.write_zeroes(span_start, n));
         };
         for (uint64_t p = job.offset; p < end;) {
             const uint64_t piece_end = std::min(end, (p / unit_ + 1) * unit_);
@@ -162,6 +164,12 @@ private:
             p = piece_end;
         }
         return flush_span(end);
+    }
+
+    // Notes a write to the target that succeeded (CopyOptions::wrote).
+    Status wrote(Status st) {
+        if (st) wrote_ = true;
+        return st;
     }
 
     Status report(uint64_t bytes) {
@@ -195,6 +203,7 @@ private:
 
     std::mutex progress_mu_;
     uint64_t done_ = 0;
+    std::atomic<bool> wrote_{false};
 };
 
 } // namespace

@@ -225,6 +225,22 @@ std::optional<uint64_t> Image::disk_usage() const {
     return total;
 }
 
+std::optional<uint64_t> Image::files_length() const {
+    auto main = main_.store->size();
+    if (!main) return std::nullopt;
+    uint64_t total = *main;
+    std::vector<std::string> seen{main_.store->location()};
+    std::lock_guard lock(opened_->mu);
+    for (ByteStore *s : opened_->live) {
+        if (std::find(seen.begin(), seen.end(), s->location()) != seen.end()) continue; // opened twice
+        seen.push_back(s->location());
+        auto len = s->size();
+        if (!len) return std::nullopt;
+        total += *len;
+    }
+    return total;
+}
+
 Result<ImageInfo> Image::info() {
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info raw, raw_info());
     ImageInfo out;
@@ -247,6 +263,7 @@ Result<ImageInfo> Image::info() {
     out.pchs = {raw.pchs_cylinders, raw.pchs_heads, raw.pchs_sectors};
     out.lchs = {raw.lchs_cylinders, raw.lchs_heads, raw.lchs_sectors};
     out.file_size = disk_usage();
+    out.file_length = files_length();
     if (out.has_parent) {
         VDKIT_ASSIGN_OR_RETURN(out.parent_hint, parent_hint());
     }

@@ -105,6 +105,9 @@ private:
     // other file the plugin holds open (extents), each counted once; nothing
     // when the main file's transport cannot tell.
     std::optional<uint64_t> disk_usage() const;
+    // Bytes the image's files are long (their sizes, holes included), the
+    // same files as disk_usage(); nothing when a size cannot be read.
+    std::optional<uint64_t> files_length() const;
 
     const Host &host_;
     PluginEntryPtr format_;

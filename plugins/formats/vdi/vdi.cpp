@@ -378,6 +378,20 @@ public:
             uint32_t source; // the data block it reads now
         };
         std::vector<Copy> copies;
+        // Every block whose data block the end of the file cuts loses its
+        // bytes past it (also one that shares the data block or points past
+        // the block count): each names its own lost range.
+        auto report_cut = [&](uint32_t b, uint32_t e) {
+            if (data_offset(e) + block_span(b) <= file_size_) return;
+            // Cut by the end of the file: data up to it, zeros after.
+            const uint64_t kept = file_size_ > data_offset(e) ? file_size_ - data_offset(e) : 0;
+            report(true, file_size_,
+                   "block " + std::to_string(b) + " (data block " + std::to_string(e) + " at byte " +
+                       std::to_string(data_offset(e)) + ") is cut off by the end of the file at byte " +
+                       std::to_string(file_size_) + ": its first " + std::to_string(kept) +
+                       " bytes are intact, the rest reads as zeros (" + lost_range(b, kept, h_.block_size) +
+                       ": the file was truncated); repair pads the file with zeros");
+        };
         uint32_t highest = 0; // one past the highest data block in use
         uint32_t in_use = 0;  // data blocks entries use
         for (uint32_t b = 0; b < h_.blocks; ++b) {
@@ -395,6 +409,7 @@ public:
                            "), beyond the " + std::to_string(h_.blocks) +
                            " a disk of this size can have; repair copies its data into a data block in range "
                            "(the disk reads the same)");
+                report_cut(b, e);
                 copies.push_back({b, e});
                 continue;
             }
@@ -413,22 +428,14 @@ public:
                            ") with block " + std::to_string(owner[e]) +
                            ": a write to either would change both; repair copies the data block so each has its "
                            "own (both read the same as now)");
+                report_cut(b, e);
                 copies.push_back({b, e});
                 continue;
             }
             owner[e] = b;
             ++in_use;
             highest = std::max(highest, e + 1);
-            if (data_offset(e) + block_span(b) > file_size_) {
-                // Cut by the end of the file: data up to it, zeros after.
-                const uint64_t kept = file_size_ > data_offset(e) ? file_size_ - data_offset(e) : 0;
-                report(true, file_size_,
-                       "block " + std::to_string(b) + " (data block " + std::to_string(e) + " at byte " +
-                           std::to_string(data_offset(e)) + ") is cut off by the end of the file at byte " +
-                           std::to_string(file_size_) + ": its first " + std::to_string(kept) +
-                           " bytes are intact, the rest reads as zeros (" + lost_range(b, kept, h_.block_size) +
-                           ": the file was truncated); repair pads the file with zeros");
-            }
+            report_cut(b, e);
         }
         const uint32_t count = h_.blocks_allocated;
         // Data blocks inside the counted area (and the file) that no entry uses.
@@ -478,17 +485,30 @@ public:
             std::vector<std::pair<uint32_t, uint32_t>> moved; // block, new data block
             std::vector<unsigned char> buf(static_cast<size_t>(h_.stride()));
             uint32_t next = 0;
-            for (const Copy &c : copies) {
-                while (next < h_.blocks && used[next]) ++next;
-                if (next >= h_.blocks) fail(VDKIT_E_INTERNAL, "no data block left to copy block " + std::to_string(c.block) + " into");
-                used[next] = true;
-                pread_padded(ctx, buf.data(), buf.size(), h_.off_data + uint64_t(c.source) * h_.stride());
-                const uint64_t to = h_.off_data + uint64_t(next) * h_.stride();
-                main_.pwrite(ctx.get(), buf.data(), buf.size(), to);
-                file_size_ = std::max(file_size_, to + h_.stride());
-                moved.emplace_back(c.block, next);
+            // A copy that fails (no space left) leaves the file as it was:
+            // no entry names a copy yet, so what the copies added to the
+            // end of the file is cut off again before the error goes up.
+            const uint64_t size_before = file_size_;
+            try {
+                for (const Copy &c : copies) {
+                    while (next < h_.blocks && used[next]) ++next;
+                    if (next >= h_.blocks) fail(VDKIT_E_INTERNAL, "no data block left to copy block " + std::to_string(c.block) + " into");
+                    used[next] = true;
+                    pread_padded(ctx, buf.data(), buf.size(), h_.off_data + uint64_t(c.source) * h_.stride());
+                    const uint64_t to = h_.off_data + uint64_t(next) * h_.stride();
+                    main_.pwrite(ctx.get(), buf.data(), buf.size(), to);
+                    file_size_ = std::max(file_size_, to + h_.stride());
+                    moved.emplace_back(c.block, next);
+                }
+                if (!moved.empty()) main_.flush(ctx.get());
+            } catch (...) {
+                file_size_ = size_before;
+                try {
+                    main_.truncate(ctx.get(), size_before);
+                } catch (...) { // the first error is the one to report
+                }
+                throw;
             }
-            if (!moved.empty()) main_.flush(ctx.get());
             for (const auto &[b, e] : moved) set_entry(ctx, b, e);
             next_block_ = 0;
             for (uint32_t e : map_)

@@ -773,6 +773,58 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         *dir = hole / 512;
         write_layout(ctx);
     }
+    // 3b. Grain tables past the front metadata (a grow puts them at the end)
+    //     move down, highest first, into the lowest holes below them, so the
+    //     free grains between them and the data are given back too (VDF50
+    //     "Grain directory": an entry names its table's sector). All copies
+    //     of a batch land in space nothing uses, are flushed, and only then
+    //     do the directory entries name them; the old places become free.
+    {
+        const uint64_t table_bytes = uint64_t(h_.gtes_per_gt) * 4, table_span = (table_bytes + 511) / 512 * 512;
+        std::vector<std::pair<uint64_t, uint64_t>> holes; // free [start, end), ascending
+        uint64_t at = h_.overhead * 512;
+        for (const auto &[a, b] : occupied()) {
+            if (a > at) holes.emplace_back(at, a);
+            at = std::max(at, (b + 511) / 512 * 512);
+        }
+        struct Table {
+            uint64_t byte;
+            size_t id; // gd index * 2 (+1: redundant copy)
+        };
+        std::vector<Table> tables;
+        for (size_t i = 0; i < gd_.size(); ++i) {
+            if (gd_[i] >= h_.overhead) tables.push_back({uint64_t(gd_[i]) * 512, i * 2});
+            if (i < rgd_.size() && rgd_[i] >= h_.overhead) tables.push_back({uint64_t(rgd_[i]) * 512, i * 2 + 1});
+        }
+        std::sort(tables.begin(), tables.end(), [](const Table &a, const Table &b) { return a.byte > b.byte; });
+        std::vector<std::pair<Table, uint64_t>> moves; // table, destination byte
+        size_t h = 0;
+        for (const Table &t : tables) {
+            while (h < holes.size() && holes[h].second - holes[h].first < table_span) ++h;
+            if (h == holes.size() || holes[h].first + table_span > t.byte) break; // nothing lower
+            moves.emplace_back(t, holes[h].first);
+            holes[h].first += table_span;
+        }
+        std::vector<unsigned char> raw(static_cast<size_t>(table_span), 0);
+        for (size_t k = 0; k < moves.size(); k += 1024) {
+            const size_t stop = std::min(moves.size(), k + 1024);
+            for (size_t j = k; j < stop; ++j) {
+                store_.pread(ctx.get(), raw.data(), static_cast<size_t>(table_bytes), moves[j].first.byte);
+                store_.pwrite(ctx.get(), raw.data(), raw.size(), moves[j].second);
+            }
+            store_.flush(ctx.get());
+            for (size_t j = k; j < stop; ++j) {
+                const auto &[t, dest] = moves[j];
+                const bool red = t.id % 2;
+                unsigned char e[4];
+                store_le(e, dest / 512, 4);
+                store_.pwrite(ctx.get(), e, 4, (red ? h_.rgd_offset : h_.gd_offset) * 512 + (t.id / 2) * 4);
+                (red ? rgd_ : gd_)[t.id / 2] = static_cast<uint32_t>(dest / 512);
+            }
+            store_.flush(ctx.get());
+        }
+        gt_cache_.clear();
+    }
     // 4. Truncate after the last grain or metadata.
     uint64_t end = h_.overhead * 512;
     for (const auto &[a, b] : occupied()) end = std::max(end, b);

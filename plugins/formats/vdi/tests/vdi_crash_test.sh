@@ -109,4 +109,57 @@ for c in "${cases[@]}"; do
     fi
 done
 
+# A data block the end of the file cuts, shared by two or three blocks:
+# every block that reads it names its own lost disk range (the cut at
+# several points of the block).
+hdr_offb() { od -A n -t u4 -j $((0x154)) -N 4 "$1" | tr -d ' '; }
+set_entry() { # set_entry <vdi> <block> <data block>
+    printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($3 & 255)) $(($3 >> 8 & 255)) $(($3 >> 16 & 255)) $(($3 >> 24)))" |
+        dd of="$1" bs=1 seek=$(($(hdr_offb "$1") + $2 * 4)) conv=notrunc status=none
+}
+for keep in 1 700000 1048000; do
+    for sharers in "8" "8 12"; do
+        f=cutshare-$keep-${sharers// /_}.vdi
+        qemu-img create -q -f vdi $f 16M
+        qemu-io -f vdi -c 'write -P 0x33 5M 1M' -c 'write -P 0x11 0 1M' $f > /dev/null
+        # Data block 1 is block 0's (written second).
+        for b in $sharers; do set_entry $f $b 1; done
+        truncate -s $((0x100400 + keep)) $f
+        "$VDKIT" check $f > $f.txt 2>&1
+        for b in 0 $sharers; do
+            says "$f: block $b's lost range" "lost disk bytes [$((b * 1048576 + keep)), $(((b + 1) * 1048576)))" $f.txt
+        done
+    done
+done
+
+# A repair that fails for want of space leaves the file as it was (size and
+# bytes) and adds no finding; needs a small tmpfs (root).
+if [ "$(id -u)" = 0 ] && mkdir -p full && mount -t tmpfs -o size=20m tmpfs full 2> /dev/null; then
+    for n in 1 5; do
+        qemu-img create -q -f vdi full/s.vdi 16M
+        qemu-io -f vdi -c 'write -P 0x11 0 8M' full/s.vdi > /dev/null
+        for i in $(seq 1 $n); do set_entry full/s.vdi $((9 + i)) $i; done
+        dd if=/dev/zero of=full/fill bs=64k status=none 2> /dev/null
+        sum=$(sha256sum < full/s.vdi); "$VDKIT" check full/s.vdi > enospc-before.txt 2>&1
+        expect_exit 1 "enospc-$n: check -r without space" "$VDKIT" check -r full/s.vdi
+        [ "$(sha256sum < full/s.vdi)" = "$sum" ] && ok || bad "enospc-$n: the failed repair changed the file"
+        "$VDKIT" check full/s.vdi > enospc-after.txt 2>&1
+        cmp -s enospc-before.txt enospc-after.txt && ok || bad "enospc-$n: findings changed: $(diff enospc-before.txt enospc-after.txt)"
+        rm -f full/fill full/s.vdi
+    done
+    umount full
+fi
+
+# convert -n into a VDI whose map is shared: refused before any write, and
+# it says nothing was written.
+qemu-img create -q -f vdi s2.vdi 16M
+qemu-io -f vdi -c 'write -P 0x11 0 2M' s2.vdi > /dev/null
+set_entry s2.vdi 5 0
+head -c 16M /dev/urandom > full.raw
+sum=$(sha256sum < s2.vdi)
+expect_exit 1 "convert -n into a shared map" "$VDKIT" convert -n -f raw -O vdi full.raw s2.vdi
+says "convert -n: nothing written" "nothing was written to s2.vdi"
+grep -q "partly written" out && bad "convert -n says partly written: $(cat out)" || ok
+[ "$(sha256sum < s2.vdi)" = "$sum" ] && ok || bad "convert -n changed s2.vdi"
+
 finish
