@@ -1,7 +1,6 @@
 # Thin wrapper over CMake presets. The two promised commands:
 #   make demo   install missing Debian packages, build, run the demo job
 #   make test   install missing Debian packages, build, run the whole suite
-#               (then, when clang is installed, a short fuzz run: fuzz-ci)
 #   make fuzz   build the libFuzzer targets (preset `fuzz`, build-fuzz/) and
 #               run each for FUZZ_SECONDS (docs/reliability.md)
 #               (TSAN=1: then the threaded tests under ThreadSanitizer too)
@@ -28,7 +27,6 @@ demo: build
 # TSAN=1 also runs the threaded tests under ThreadSanitizer (test-tsan).
 test: build
 	ctest --preset $(PRESET)
-	@if command -v clang++ > /dev/null; then $(MAKE) fuzz-ci; else echo "make test: no clang++, fuzz-ci skipped"; fi
 	@if [ "$(TSAN)" = 1 ]; then $(MAKE) test-tsan; fi
 
 # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
