@@ -251,9 +251,18 @@ public:
         return {status, n};
     }
 
+    // A host flush also forgets the parts of blocks discarded so far
+    // (pending_discards_): what they read as now (their data, kept) is
+    // durable from here on, and a later discard completing the block must
+    // not turn those sectors into zeros (or the parent's data) — it would
+    // change sectors outside its own range after they were flushed (the
+    // kill -9 trials, tests/crash/crashsim.c, find it as flushed data read
+    // back as zeros). A block discarded piece by piece between two flushes
+    // is still freed.
     void flush(Context &ctx) {
         if (!writable_) return;
         flush_file(ctx);
+        pending_discards_.clear();
     }
 
     // Whole blocks become free (the chain below shows through a diff); parts
