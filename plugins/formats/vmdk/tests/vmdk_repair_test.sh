@@ -317,7 +317,12 @@ import json, sys
 f = json.load(open("hs.json"))["findings"]
 assert int(sys.argv[1]) == 0, f
 assert not any(x["severity"] == "error" for x in f), f
-assert any(x["offset"] == 20 and x["severity"] == "note" and "repair keeps it" in x["message"] for x in f), f
+# The spacing note at byte 20, or (where vdkit's own discard cut the free
+# grains off the end so the spacing no longer looks like a grain size) the
+# free-grain note: a note either way, never an error or a leak.
+assert any(x["severity"] == "note" and ((x["offset"] == 20 and "repair keeps it" in x["message"])
+           or "grains inside the file are free" in x["message"]) for x in f), f
+assert not any(x["severity"] == "leak" for x in f), f
 PY
     out=$("$VDKIT" check -r $img.vmdk 2>&1); rc=$?
     [ $rc -eq 0 ] && [ "$(sha256sum < $img.vmdk)" = "$sum" ] && ok || bad "[$img] check -r (exit $rc) changed the file: $out"
