@@ -12,13 +12,12 @@
 # applying.
 set -u
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
-HOLD="$VDKIT_BUILD_DIR/tests/vdkit_hold_image"
+. "$VDKIT_SOURCE_DIR/tests/support/hold_lib.sh"
 SHIM="$VDKIT_BUILD_DIR/tests/vdkit_no_ofd_locks.so"
 [ -x "$HOLD" ] || { echo "FAIL: $HOLD is not built"; exit 1; }
 [ -r "$SHIM" ] || { echo "FAIL: $SHIM is not built"; exit 1; }
 [ -r /proc/locks ] || { echo "FAIL: /proc/locks is needed to see the locks"; exit 1; }
 
-hpid=
 cleanup() {
     [ -n "$hpid" ] && kill "$hpid" 2> /dev/null && wait "$hpid" 2> /dev/null
     rm -rf "$work"
@@ -32,31 +31,6 @@ held() {
     awk -v ino="$ino" '$2 == "OFDLCK" { n = split($6, d, ":"); if (d[n] == ino) print $7 "-" $8 }' /proc/locks | sort -u |
         tr '\n' ' '
 }
-# hold [ENV=VALUE...] -- ARGS: vdkit_hold_image ARGS holds the image until release.
-hold() {
-    local envs=()
-    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
-    shift
-    rm -f hold.in hold.out hold.err
-    mkfifo hold.in
-    env "${envs[@]}" "$HOLD" "$@" < hold.in > hold.out 2> hold.err &
-    hpid=$!
-    exec 7> hold.in
-    local i
-    for ((i = 0; i < 400; i++)); do
-        grep -q '^ready$' hold.out 2> /dev/null && return 0
-        kill -0 "$hpid" 2> /dev/null || break
-        sleep 0.025
-    done
-    echo "FAIL: vdkit_hold_image $* did not open the image:"
-    cat hold.err
-    exit 1
-}
-release() {
-    exec 7>&-
-    wait "$hpid" || bad "vdkit_hold_image failed closing: $(cat hold.err)"
-    hpid=
-}
 WARN="cannot take the QEMU-compatible image lock (Invalid argument); opened without it"
 
 for fmt in vdi vmdk raw; do
@@ -65,16 +39,16 @@ for fmt in vdi vmdk raw; do
     expect_exit 0 "create $img" "$VDKIT" create -f "$fmt" "$img" 8M
 
     # Real locks: a writer holds the image, a second writer is refused.
-    hold -- -w -f "$fmt" "$img"
+    hold_image -- -w -f "$fmt" "$img"
     [ -n "$(held "$img")" ] && ok || bad "$fmt: a real writer holds no OFD locks on $img"
     expect_exit 1 "$fmt: a second writer with real locks is refused" "$VDKIT" resize -f "$fmt" "$img" 16M
     says "$fmt: the refusal names the lock" "in use for writing" out
-    release
+    release_image
 
     # No OFD locks: the holder opens unlocked (nothing in /proc/locks), and
     # the shim was in effect (it logged refused calls).
     rm -f shim.log
-    hold VDKIT_NO_OFD_LOG="$PWD/shim.log" LD_PRELOAD="$SHIM" -- -w -f "$fmt" "$img"
+    hold_image VDKIT_NO_OFD_LOG="$PWD/shim.log" LD_PRELOAD="$SHIM" -- -w -f "$fmt" "$img"
     [ -z "$(held "$img")" ] && ok || bad "$fmt: a writer without OFD locks holds locks: $(held "$img")"
     [ -s shim.log ] && ok || bad "$fmt: the shim refused no fcntl call (was it loaded?)"
 
@@ -87,7 +61,7 @@ for fmt in vdi vmdk raw; do
     # A vdkit with working locks next to it: nothing is held, so nothing keeps it out either.
     expect_exit 0 "$fmt: a locking writer beside an unlocked holder is not kept out" \
         "$VDKIT" resize -f "$fmt" "$img" 24M
-    release
+    release_image
     expect_exit 0 "$fmt: info after the resizes" "$VDKIT" info --output=json -f "$fmt" "$img"
     says "$fmt: both writes landed" '"virtual-size": 25165824' out
 

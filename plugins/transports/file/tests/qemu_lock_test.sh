@@ -14,12 +14,11 @@
 # it said ready.
 set -uo pipefail
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+. "$VDKIT_SOURCE_DIR/tests/support/hold_lib.sh"
 require_tools qemu-img qemu-io
-HOLD="$VDKIT_BUILD_DIR/tests/vdkit_hold_image"
 [ -x "$HOLD" ] || { echo "FAIL: $HOLD is not built"; exit 1; }
 [ -r /proc/locks ] || { echo "FAIL: /proc/locks is needed to see the locks"; exit 1; }
 
-pids=()
 loopdev=
 cleanup() {
     local p
@@ -72,49 +71,7 @@ qemu_release() {
     wait_unlocked "$1" || bad "qemu-io's locks on $1 outlived it"
 }
 
-# vdkit_hold [-w] [-U] FILE: vdkit holds FILE open until vdkit_release.
-# Sets hpid; fails the suite when it cannot open.
-vdkit_hold() {
-    local file=${*: -1}
-    rm -f hold.in hold.out hold.err
-    mkfifo hold.in
-    "$HOLD" "$@" < hold.in > hold.out 2> hold.err &
-    hpid=$!
-    pids+=("$hpid")
-    exec 7> hold.in
-    local i
-    for ((i = 0; i < 2400; i++)); do # up to 60 s
-        grep -q '^ready$' hold.out 2> /dev/null && return 0
-        kill -0 "$hpid" 2> /dev/null || break
-        sleep 0.025
-    done
-    echo "FAIL: vdkit_hold_image $* did not open $file:"
-    cat hold.err
-    exit 1
-}
-vdkit_release() {
-    exec 7>&-
-    wait "$hpid" || bad "vdkit_hold_image failed closing: $(cat hold.err)"
-}
 
-# expect_refused WHAT PATTERN CMD...: CMD fails (non-zero) and its stderr
-# matches PATTERN (grep -E).
-expect_refused() {
-    local what=$1 pattern=$2
-    shift 2
-    if "$@" > cmd.out 2> cmd.err; then
-        bad "$what: succeeded but should be refused"
-    elif grep -qE -- "$pattern" cmd.err; then
-        ok
-    else
-        bad "$what: refused without /$pattern/: $(cat cmd.err)"
-    fi
-}
-expect_ok() {
-    local what=$1
-    shift
-    if "$@" > cmd.out 2> cmd.err; then ok; else bad "$what: failed: $(cat cmd.err)"; fi
-}
 expect_usage() {
     local what=$1 pattern=$2
     shift 2
@@ -198,7 +155,7 @@ expect_refused "a vdkit writer beside qemu-io -r" "does not let others write it.
 qemu_release img.vmdk
 
 # ---- vdkit writes: QEMU is kept out unless it forces sharing -----------------------------
-vdkit_hold -w img.vmdk
+hold_image -w img.vmdk
 vdkit_writer=$(held img.vmdk | norm)
 [ "$vdkit_writer" = "$qemu_writer" ] && ok || bad "the vdkit writer holds [$vdkit_writer], QEMU's writer [$qemu_writer]"
 expect_refused "qemu-io rw beside a vdkit writer" 'Failed to get "write" lock' qemu-io -f vmdk -c 'read 0 512' img.vmdk
@@ -213,12 +170,12 @@ expect_refused "a second vdkit writer" "in use for writing by another process" "
 expect_refused "vdkit info beside a vdkit writer" "in use for writing.*-U/--force-share" "$VDKIT" info img.vmdk
 expect_ok "vdkit info -U beside a vdkit writer" "$VDKIT" info -U img.vmdk
 expect_refused "vdkit check -r beside a vdkit writer" "in use" "$VDKIT" check -r img.vmdk
-vdkit_release
+release_image
 [ -z "$(held img.vmdk)" ] && ok || bad "locks outlived the vdkit writer: $(held img.vmdk)"
 expect_ok "qemu-io rw once vdkit closed" qemu-io -f vmdk -c 'read 0 512' img.vmdk
 
 # ---- vdkit reads: QEMU readers coexist, QEMU writers are kept out -------------------------
-vdkit_hold img.vmdk
+hold_image img.vmdk
 vdkit_reader=$(held img.vmdk | norm)
 [ "$vdkit_reader" = "$qemu_reader" ] && ok || bad "the vdkit reader holds [$vdkit_reader], QEMU's reader [$qemu_reader]"
 expect_ok "qemu-img info beside a vdkit reader" qemu-img info img.vmdk
@@ -226,13 +183,13 @@ expect_ok "qemu-io -r beside a vdkit reader" qemu-io -r -f vmdk -c 'read 0 512' 
 expect_refused "qemu-io rw beside a vdkit reader" 'Failed to get "write" lock' qemu-io -f vmdk -c 'read 0 512' img.vmdk
 expect_ok "a second vdkit reader" "$VDKIT" info img.vmdk
 expect_refused "a vdkit writer beside a vdkit reader" "does not let others write it.*byte 201" "$VDKIT" check -r img.vmdk
-vdkit_release
+release_image
 
 # ---- -U takes no locks at all ---------------------------------------------------------------
-vdkit_hold -U img.vmdk
+hold_image -U img.vmdk
 [ -z "$(held img.vmdk)" ] && ok || bad "a force-share open holds locks: $(held img.vmdk)"
 expect_ok "qemu-io rw beside a vdkit -U reader" qemu-io -f vmdk -c 'read 0 512' img.vmdk
-vdkit_release
+release_image
 
 # ---- split extents: every file of the image is locked, and -U locks none ------------------
 qemu_hold vmdk split.vmdk
@@ -240,10 +197,10 @@ qemu_hold vmdk split.vmdk
 expect_refused "info of a split vmdk qemu-io writes" "in use for writing" "$VDKIT" info split.vmdk
 expect_ok "info -U of a split vmdk qemu-io writes (extents opened unlocked too)" "$VDKIT" info -U split.vmdk
 qemu_release split.vmdk
-vdkit_hold -w split.vmdk
+hold_image -w split.vmdk
 [ "$(held "$extent" | norm)" = "$want_writer" ] && ok || bad "the vdkit writer holds [$(held "$extent")] on $extent"
 expect_refused "qemu-img info of a split vmdk vdkit writes" 'Failed to get shared "write" lock' qemu-img info split.vmdk
-vdkit_release
+release_image
 
 # ---- a chain: a parent QEMU writes is in use for the child's readers too ---------------------
 qemu-img create -q -f vmdk -b img.vmdk -F vmdk child.vmdk
@@ -264,10 +221,10 @@ expect_refused "vdkit info of a raw image qemu-io writes" "in use for writing.*-
 expect_ok "vdkit info -U of it" "$VDKIT" info -U img.raw
 expect_refused "a vdkit writer of it" "in use for writing" "$HOLD" -w -f raw img.raw
 qemu_release img.raw
-vdkit_hold -w -f raw img.raw
+hold_image -w -f raw img.raw
 expect_refused "qemu-io -f raw rw beside a vdkit writer" 'Failed to get "write" lock' qemu-io -f raw -c 'read 0 512' img.raw
 expect_ok "qemu-img info -f raw beside a vdkit writer (QEMU's raw reader shares writes)" qemu-img info -f raw img.raw
-vdkit_release
+release_image
 
 # ---- a block device is locked like a file (QEMU locks the device node too) ---------------
 truncate -s 16M dev.img
@@ -277,10 +234,10 @@ if loopdev=$(losetup -f --show dev.img 2> losetup.err) && [ -b "$loopdev" ]; the
         "$VDKIT" info -f raw "$loopdev"
     expect_ok "vdkit info -U of it" "$VDKIT" info -U -f raw "$loopdev"
     qemu_release "$loopdev"
-    vdkit_hold -w -f raw "$loopdev"
+    hold_image -w -f raw "$loopdev"
     expect_refused "qemu-io rw of a block device vdkit writes" 'Failed to get "write" lock' \
         qemu-io -f raw -c 'read 0 512' "$loopdev"
-    vdkit_release
+    release_image
     losetup -d "$loopdev" && loopdev=
 else
     # Only this part: it needs root and a free loop device (CI has both).
