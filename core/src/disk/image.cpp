@@ -211,8 +211,9 @@ Result<std::vector<std::string>> Image::metadata_keys() {
     return keys;
 }
 
-std::optional<uint64_t> Image::disk_usage() const {
-    auto main = main_.store->allocated_size();
+template <class Measure>
+std::optional<uint64_t> Image::sum_over_files(Measure measure, bool every_file) const {
+    auto main = measure(*main_.store);
     if (!main) return std::nullopt;
     uint64_t total = *main;
     std::vector<std::string> seen{main_.store->location()};
@@ -220,25 +221,19 @@ std::optional<uint64_t> Image::disk_usage() const {
     for (ByteStore *s : opened_->live) {
         if (std::find(seen.begin(), seen.end(), s->location()) != seen.end()) continue; // opened twice
         seen.push_back(s->location());
-        if (auto used = s->allocated_size()) total += *used;
+        auto value = measure(*s);
+        if (value) total += *value;
+        else if (every_file) return std::nullopt;
     }
     return total;
 }
 
+std::optional<uint64_t> Image::disk_usage() const {
+    return sum_over_files([](ByteStore &s) { return s.allocated_size(); }, false);
+}
+
 std::optional<uint64_t> Image::files_length() const {
-    auto main = main_.store->size();
-    if (!main) return std::nullopt;
-    uint64_t total = *main;
-    std::vector<std::string> seen{main_.store->location()};
-    std::lock_guard lock(opened_->mu);
-    for (ByteStore *s : opened_->live) {
-        if (std::find(seen.begin(), seen.end(), s->location()) != seen.end()) continue; // opened twice
-        seen.push_back(s->location());
-        auto len = s->size();
-        if (!len) return std::nullopt;
-        total += *len;
-    }
-    return total;
+    return sum_over_files([](ByteStore &s) { return s.size(); }, true);
 }
 
 Result<ImageInfo> Image::info() {

@@ -108,6 +108,11 @@ private:
     // Bytes the image's files are long (their sizes, holes included), the
     // same files as disk_usage(); nothing when a size cannot be read.
     std::optional<uint64_t> files_length() const;
+    // The sum of measure(store) over the main file and every other file the
+    // plugin holds open, each counted once; nothing when the main file's
+    // value is unknown, or (every_file) any file's.
+    template <class Measure>
+    std::optional<uint64_t> sum_over_files(Measure measure, bool every_file) const;
 
     const Host &host_;
     PluginEntryPtr format_;
