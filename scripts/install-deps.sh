@@ -13,7 +13,7 @@ packages=(
   catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
   # convert_target_test.sh kills a convert between two renames (strace -e inject)
   strace
-  # tests/fuzz (make fuzz, and the short run in make test): clang, libFuzzer and
+  # tests/fuzz (make fuzz, make fuzz-ci): clang, libFuzzer and
   # clang's sanitizer runtimes
   clang libclang-rt-dev
   # make test-tsan: the ThreadSanitizer runtime of Debian 12's g++ (-fsanitize=thread)
