@@ -383,6 +383,12 @@ class BatchCommand : public Command {
                                                  "true to replace it");
             }
         }
+        convert_and_remember(lib, job, overwrite, state, o, progress);
+    }
+
+    // Runs the job's convert (overwrite as given) and records it for reruns.
+    static void convert_and_remember(Library &lib, const BatchJob &job, bool overwrite, ResumeState &state, Outcome &o,
+                                     const ProgressFunction &progress) {
         ConvertSpec spec = job.spec;
         spec.overwrite = overwrite;
         spec.verify = job.verify;
@@ -416,13 +422,7 @@ class BatchCommand : public Command {
                 return;
             }
         }
-        ConvertSpec spec = job.spec;
-        spec.verify = job.verify;
-        ConvertResult r = convert_image(lib, spec, progress);
-        o.message = state.remember(lib, job);
-        o.status = "converted";
-        o.virtual_size = r.virtual_size;
-        o.data_bytes = r.data_bytes;
+        convert_and_remember(lib, job, job.spec.overwrite, state, o, progress);
     }
 
     // The job's source and its existing target, each opened as the job
