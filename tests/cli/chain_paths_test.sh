@@ -286,7 +286,8 @@ rm -f ufifo
 rm -rf cid && mkdir -p cid/sub
 qemu-img create -q -f vmdk cid/base.vmdk 1M && qemu-img create -q -f vmdk -b ../base.vmdk -F vmdk cid/sub/c.vmdk \
     && qemu-io -c 'write 0 512' cid/base.vmdk > /dev/null || bad "qemu-img/qemu-io making the CID case"
-cid=$(grep -a '^CID=' cid/base.vmdk | cut -d= -f2)
+# qemu-img writes the CID without leading zeros (CID=1ecee13); vdkit always shows 8 digits.
+cid=$(printf '%08x' "0x$(grep -a '^CID=' cid/base.vmdk | cut -d= -f2)")
 "$VDKIT" info cid/sub/c.vmdk > cid.out 2>&1
 [ $? = 1 ] && grep -q "modification id CID $cid, recorded CID [0-9a-f]\{8\})" cid.out && grep -q "($PWD/cid/base.vmdk)" cid.out && ok \
     || { bad "the CID mismatch should name CIDs as 8 hex digits and the absolute path"; cat cid.out; }

@@ -15,7 +15,8 @@ require_tools qemu-img qemu-io python3
 # descriptor, the modification UUID field (0x198) of a VDI header.
 mod_id() {
     case $1 in
-    *.vmdk) grep -a -m1 '^CID=' "$1" ;;
+    # qemu-img writes the CID without leading zeros and vdkit with them: compare the number.
+    *.vmdk) printf 'CID=%08x' "0x$(grep -a -m1 '^CID=' "$1" | cut -d= -f2)" ;;
     *.vdi) od -A n -t x1 -j $((0x198)) -N 16 "$1" | tr -d ' \n' ;;
     esac
 }
