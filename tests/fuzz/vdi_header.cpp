@@ -13,7 +13,7 @@ using namespace vdkit::vdi;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     (void)probe(data, size);
     std::vector<unsigned char> buf(kHeaderReadSize, 0);
-    std::memcpy(buf.data(), data, std::min<size_t>(size, buf.size()));
+    if (size != 0) std::memcpy(buf.data(), data, std::min<size_t>(size, buf.size())); // data may be null when empty
     // The file size is the input's, or a claimed larger one taken from the
     // input's tail, so offsets beyond a short input are reachable too.
     uint64_t file_size = size;

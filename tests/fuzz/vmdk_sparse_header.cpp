@@ -10,7 +10,7 @@ using namespace vdkit::vmdk;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     unsigned char header[512] = {};
-    std::memcpy(header, data, std::min<size_t>(size, sizeof header));
+    if (size != 0) std::memcpy(header, data, std::min<size_t>(size, sizeof header)); // data may be null when empty
     try {
         const SparseHeader h = parse_sparse_header(header, "fuzz.vmdk");
         unsigned char out[512] = {};

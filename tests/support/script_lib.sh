@@ -53,6 +53,18 @@ while count > 0:
 PY
 }
 
+# with_sanitizer_runtime [LIB...]: an LD_PRELOAD value of LIBs, led by the
+# sanitizer runtime libvdkit links in an ASan or TSan build (nothing added in
+# a normal build). The runtime must load first, before a preload shim or
+# into a program that is not instrumented itself (python3 loading libvdkit
+# with ctypes).
+with_sanitizer_runtime() {
+    local rt
+    rt=$(ldd "$VDKIT_BUILD_DIR/lib/libvdkit.so" 2> /dev/null | awk '/lib(asan|tsan)\.so/ { print $3; exit }')
+    local IFS=:
+    echo "${rt:+$rt${1:+:}}$*"
+}
+
 _at_exit=()
 at_exit() { _at_exit+=("$1"); }
 _on_exit() {

@@ -200,7 +200,10 @@ lib.vdkit_disk_close(D, ctypes.byref(e)); lib.vdkit_library_close(L)
 print("first", "kept" if buf.raw[:M // 2] == b"\xa1" * (M // 2) else "zeros" if buf.raw[:M // 2] == bytes(M // 2) else "other")
 print("second", "freed" if buf.raw[M:] == bytes(M) else "not freed")
 PY
-python3 pd.py > out 2>&1 || bad "partial discards through the C API: $(cat out)"
+# python3 is not instrumented: an ASan build's runtime is preloaded, and
+# python's own allocations are not reported as leaks.
+LD_PRELOAD=$(with_sanitizer_runtime) ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    python3 pd.py > out 2>&1 || bad "partial discards through the C API: $(cat out)"
 says "a part discarded before a flush keeps its data after the discard completing the block" "first kept"
 says "a block discarded piece by piece between flushes is freed" "second freed"
 

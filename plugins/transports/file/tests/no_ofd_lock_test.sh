@@ -16,6 +16,7 @@ set -u
 SHIM="$VDKIT_BUILD_DIR/tests/vdkit_no_ofd_locks.so"
 [ -x "$HOLD" ] || { echo "FAIL: $HOLD is not built"; exit 1; }
 [ -r "$SHIM" ] || { echo "FAIL: $SHIM is not built"; exit 1; }
+SHIM=$(with_sanitizer_runtime "$SHIM") # an ASan build needs its runtime loaded before the shim
 [ -r /proc/locks ] || { echo "FAIL: /proc/locks is needed to see the locks"; exit 1; }
 
 cleanup() {
