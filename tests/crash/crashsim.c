@@ -615,12 +615,13 @@ static logbuf read_log(const char *path) {
     return b;
 }
 
-/* Iterate records; returns the header or NULL at the end (a record cut by
- * the kill ends the log). */
-static const rec_header *next_rec(const logbuf *b, size_t *pos, const uint8_t **payload) {
-    if (*pos + sizeof(rec_header) > b->len) return NULL;
-    const rec_header *h = (const rec_header *)(b->data + *pos);
-    if (*pos + sizeof *h + h->plen > b->len) return NULL;
+/* Iterate records: copies the next header into *h (records follow each
+ * other unaligned, after payloads of any length) and returns h, or NULL at
+ * the end (a record cut by the kill ends the log). */
+static const rec_header *next_rec(const logbuf *b, size_t *pos, rec_header *h, const uint8_t **payload) {
+    if (*pos + sizeof *h > b->len) return NULL;
+    memcpy(h, b->data + *pos, sizeof *h);
+    if (h->plen > b->len - *pos - sizeof *h) return NULL;
     *payload = b->data + *pos + sizeof *h;
     *pos += sizeof *h + h->plen;
     return h;
@@ -823,9 +824,10 @@ static int run_kill(const args *a, const char *self) {
         logbuf lb = read_log(log_path);
         size_t pos = 0;
         const uint8_t *payload;
+        rec_header hbuf;
         const rec_header *h;
         int nrec = 0, bad_log = 0;
-        while ((h = next_rec(&lb, &pos, &payload))) {
+        while ((h = next_rec(&lb, &pos, &hbuf, &payload))) {
             ++nrec;
             if (h->op == REC_D_FLUSHED) ++flushes;
             if (model_apply(&m, h->op, h->a, h->b, (uint32_t)h->c)) bad_log = 1;
@@ -1082,8 +1084,9 @@ static int run_power(const args *a) {
     int started = 0, synced = 0;
     size_t pos = 0;
     const uint8_t *payload;
+    rec_header hbuf;
     const rec_header *h;
-    while ((h = next_rec(&lb, &pos, &payload))) {
+    while ((h = next_rec(&lb, &pos, &hbuf, &payload))) {
         ++records;
         const size_t at = pos - sizeof *h - h->plen;
         if (h->op >= REC_D_WRITE) {
@@ -1109,7 +1112,8 @@ static int run_power(const args *a) {
                 for (size_t i = 0; i < npend_at; ++i) {
                     size_t p2 = pend_at[i];
                     const uint8_t *pl2;
-                    const rec_header *h2 = next_rec(&lb, &p2, &pl2);
+                    rec_header h2buf;
+                    const rec_header *h2 = next_rec(&lb, &p2, &h2buf, &pl2);
                     if (h2->id == h->id) fb_apply(&dur[h->id], h2, pl2);
                     else pend_at[keep++] = pend_at[i];
                 }
@@ -1158,7 +1162,8 @@ static int run_power(const args *a) {
                     if (rnd_below(&r, 100) >= keep_pct) continue;
                     size_t p2 = pend_at[i];
                     const uint8_t *pl2;
-                    const rec_header *h2 = next_rec(&lb, &p2, &pl2);
+                    rec_header h2buf;
+                    const rec_header *h2 = next_rec(&lb, &p2, &h2buf, &pl2);
                     fb_apply(&st[h2->id], h2, pl2);
                     ++kept;
                 }
