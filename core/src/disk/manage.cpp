@@ -14,6 +14,9 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <set>
+#include <sys/stat.h>
 
 namespace fs = std::filesystem;
 
@@ -35,6 +38,13 @@ std::string absolute_location(const std::string &location) {
 bool same_file(const std::string &a, const std::string &b) {
     std::error_code ec;
     return fs::equivalent(a, b, ec);
+}
+
+// A file's identity (device, inode), or nothing when it cannot be stat'ed.
+std::optional<std::pair<uint64_t, uint64_t>> file_id(const std::string &path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    return std::pair<uint64_t, uint64_t>(st.st_dev, st.st_ino);
 }
 
 std::string joined(const std::vector<std::string> &names) {
@@ -133,7 +143,10 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
         }
     }
     for (const auto &d : search_dirs) dirs.push_back(absolute_location(d));
-    std::vector<std::string> seen;
+    // Each file once, by identity: one stat per file, not one per pair (a
+    // search of a directory with thousands of files stayed linear).
+    std::set<std::pair<uint64_t, uint64_t>> seen;
+    const auto my_id = file_id(me);
     for (const auto &dir : dirs) {
         bool again = false;
         for (const auto &s : out.searched) again = again || same_file(s, dir);
@@ -164,11 +177,8 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
             std::error_code tec;
             if (!it->is_regular_file(tec)) continue;
             const std::string candidate = it->path().lexically_normal().string();
-            if (same_file(candidate, me)) continue;
-            bool dup = false;
-            for (const auto &s : seen) dup = dup || same_file(s, candidate);
-            if (dup) continue;
-            seen.push_back(candidate);
+            const auto id = file_id(candidate);
+            if (!id || id == my_id || !seen.insert(*id).second) continue; // gone, the image itself, or seen
             // Anything that does not open as an image (extent files, other
             // data) is not a child; only a differencing image can be.
             auto other = open_disk(candidate, oo);
