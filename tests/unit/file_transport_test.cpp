@@ -21,22 +21,22 @@ std::shared_ptr<Host> make_host() {
 TEST_CASE("one writer at a time, readers share", "[file][lock]") {
     test::TempDir dir;
     auto host = make_host();
-    auto w = host->open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
+    auto w = host->stores().open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
     REQUIRE_OK(w);
-    auto w2 = host->open_store(dir / "f", VDKIT_OPEN_WRITE, {});
+    auto w2 = host->stores().open_store(dir / "f", VDKIT_OPEN_WRITE, {});
     REQUIRE_FALSE(w2.is_ok());
     CHECK(w2.status().code() == VDKIT_E_BUSY);
     CHECK_THAT(w2.status().message(), Catch::Contains("in use"));
-    auto r = host->open_store(dir / "f", 0, {});
+    auto r = host->stores().open_store(dir / "f", 0, {});
     CHECK(r.status().code() == VDKIT_E_BUSY); // not while a writer holds it
-    auto nolock = host->open_store(dir / "f", VDKIT_OPEN_NOLOCK, {});
+    auto nolock = host->stores().open_store(dir / "f", VDKIT_OPEN_NOLOCK, {});
     REQUIRE_OK(nolock);
     w = Status(VDKIT_E_INTERNAL, "closed"); // drop the writer
-    auto r1 = host->open_store(dir / "f", 0, {});
-    auto r2 = host->open_store(dir / "f", 0, {});
+    auto r1 = host->stores().open_store(dir / "f", 0, {});
+    auto r2 = host->stores().open_store(dir / "f", 0, {});
     REQUIRE_OK(r1);
     REQUIRE_OK(r2);
-    CHECK(host->open_store(dir / "f", VDKIT_OPEN_WRITE, {}).status().code() == VDKIT_E_BUSY);
+    CHECK(host->stores().open_store(dir / "f", VDKIT_OPEN_WRITE, {}).status().code() == VDKIT_E_BUSY);
 }
 
 // Another user of the file as QEMU would be one: its own open file
@@ -77,7 +77,7 @@ TEST_CASE("the lock bytes are QEMU's: 100+i held, 200+i not shared", "[file][loc
     test::TempDir dir;
     auto host = make_host();
     const auto f = dir / "f";
-    auto created = host->open_store(f, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
+    auto created = host->stores().open_store(f, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
     REQUIRE_OK(created);
     // A writer: consistent read, write, resize held; write, resize not shared.
     for (off_t b : {100, 101, 103, 201, 203}) CHECK(byte_taken(f, b));
@@ -85,13 +85,13 @@ TEST_CASE("the lock bytes are QEMU's: 100+i held, 200+i not shared", "[file][loc
     created = Status(VDKIT_E_INTERNAL, "closed");
     for (off_t b : {100, 101, 103, 201, 203}) CHECK_FALSE(byte_taken(f, b));
     // A reader: consistent read held; write, resize not shared.
-    auto r = host->open_store(f, 0, {});
+    auto r = host->stores().open_store(f, 0, {});
     REQUIRE_OK(r);
     for (off_t b : {100, 201, 203}) CHECK(byte_taken(f, b));
     for (off_t b : {101, 102, 103, 200, 202}) CHECK_FALSE(byte_taken(f, b));
     r = Status(VDKIT_E_INTERNAL, "closed");
     // Without a lock: nothing.
-    auto u = host->open_store(f, VDKIT_OPEN_NOLOCK, {});
+    auto u = host->stores().open_store(f, VDKIT_OPEN_NOLOCK, {});
     REQUIRE_OK(u);
     for (off_t b = 100; b < 205; ++b) CHECK_FALSE(byte_taken(f, b));
 }
@@ -100,22 +100,22 @@ TEST_CASE("QEMU's users keep vdkit's out as QEMU's rules say", "[file][lock]") {
     test::TempDir dir;
     auto host = make_host();
     const auto f = dir / "f";
-    REQUIRE_OK(host->open_store(f, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {}));
+    REQUIRE_OK(host->stores().open_store(f, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {}));
     SECTION("a QEMU writer (100, 101, 103, 201, 203)") {
         ForeignHolder qemu(f, {100, 101, 103, 201, 203});
-        auto r = host->open_store(f, 0, {});
+        auto r = host->stores().open_store(f, 0, {});
         REQUIRE(r.status().code() == VDKIT_E_BUSY);
         CHECK_THAT(r.status().message(), Catch::Contains(f + " is in use for writing by another process") &&
                                              Catch::Contains("byte 101") && Catch::Contains("-U/--force-share"));
-        auto w = host->open_store(f, VDKIT_OPEN_WRITE, {});
+        auto w = host->stores().open_store(f, VDKIT_OPEN_WRITE, {});
         REQUIRE(w.status().code() == VDKIT_E_BUSY);
         CHECK_THAT(w.status().message(), Catch::Contains("close it there first"));
-        REQUIRE_OK(host->open_store(f, VDKIT_OPEN_NOLOCK, {}));
+        REQUIRE_OK(host->stores().open_store(f, VDKIT_OPEN_NOLOCK, {}));
     }
     SECTION("a QEMU reader (100, 201, 203)") {
         ForeignHolder qemu(f, {100, 201, 203});
-        REQUIRE_OK(host->open_store(f, 0, {}));
-        auto w = host->open_store(f, VDKIT_OPEN_WRITE, {});
+        REQUIRE_OK(host->stores().open_store(f, 0, {}));
+        auto w = host->stores().open_store(f, VDKIT_OPEN_WRITE, {});
         REQUIRE(w.status().code() == VDKIT_E_BUSY);
         CHECK_THAT(w.status().message(),
                    Catch::Contains("in use by another process that does not let others write it") &&
@@ -123,20 +123,20 @@ TEST_CASE("QEMU's users keep vdkit's out as QEMU's rules say", "[file][lock]") {
     }
     SECTION("a user that forbids resizing only (203)") {
         ForeignHolder other(f, {203});
-        REQUIRE_OK(host->open_store(f, 0, {}));
-        auto w = host->open_store(f, VDKIT_OPEN_WRITE, {});
+        REQUIRE_OK(host->stores().open_store(f, 0, {}));
+        auto w = host->stores().open_store(f, VDKIT_OPEN_WRITE, {});
         REQUIRE(w.status().code() == VDKIT_E_BUSY);
         CHECK_THAT(w.status().message(), Catch::Contains("resize") && Catch::Contains("byte 203"));
     }
     SECTION("a write lock over the whole file (another program)") {
         ForeignHolder other(f, {-1}, F_WRLCK);
-        auto r = host->open_store(f, 0, {});
+        auto r = host->stores().open_store(f, 0, {});
         REQUIRE(r.status().code() == VDKIT_E_BUSY);
         CHECK_THAT(r.status().message(), Catch::Contains("write lock covers byte"));
     }
     SECTION("a failed open keeps no byte") {
         ForeignHolder qemu(f, {100, 201, 203});
-        REQUIRE(host->open_store(f, VDKIT_OPEN_WRITE, {}).status().code() == VDKIT_E_BUSY);
+        REQUIRE(host->stores().open_store(f, VDKIT_OPEN_WRITE, {}).status().code() == VDKIT_E_BUSY);
         for (off_t b : {101, 103}) CHECK_FALSE(byte_taken(f, b)); // the writer's own bytes went with it
     }
 }
@@ -190,7 +190,7 @@ TEST_CASE("force-share opens every file of the chain unlocked, and only for read
 TEST_CASE("extents follow holes, discard punches them", "[file]") {
     test::TempDir dir;
     auto host = make_host();
-    auto s = host->open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
+    auto s = host->stores().open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
     REQUIRE_OK(s);
     ByteStore &st = **s;
     REQUIRE_OK(st.truncate(8u << 20));
@@ -217,17 +217,17 @@ TEST_CASE("extents follow holes, discard punches them", "[file]") {
 TEST_CASE("I/O errors name the file and offset", "[file]") {
     test::TempDir dir;
     auto host = make_host();
-    auto missing = host->open_store(dir / "nope", 0, {});
+    auto missing = host->stores().open_store(dir / "nope", 0, {});
     REQUIRE_FALSE(missing.is_ok());
     CHECK(missing.status().code() == VDKIT_E_NOT_FOUND);
     CHECK_THAT(missing.status().message(), Catch::Contains("nope"));
-    auto s = host->open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
+    auto s = host->stores().open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
     REQUIRE_OK(s);
     char b[8];
     Status past = (*s)->pread(b, 8, 4096);
     CHECK(past.code() == VDKIT_E_OUT_OF_RANGE);
     CHECK_THAT(past.message(), Catch::Contains("0x1000") && Catch::Contains("/f"));
-    auto exists = host->open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE | VDKIT_OPEN_NOLOCK, {});
+    auto exists = host->stores().open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE | VDKIT_OPEN_NOLOCK, {});
     CHECK(exists.status().code() == VDKIT_E_EXISTS);
 }
 
@@ -240,7 +240,7 @@ TEST_CASE("direct I/O round-trips unaligned requests", "[file][direct]") {
     }
     ::close(probe);
     auto host = make_host();
-    auto s = host->open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"direct", "on"}});
+    auto s = host->stores().open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"direct", "on"}});
     REQUIRE_OK(s);
     auto data = test::pattern(10000, 4);
     REQUIRE_OK((*s)->pwrite(data.data(), data.size(), 123));
@@ -250,7 +250,7 @@ TEST_CASE("direct I/O round-trips unaligned requests", "[file][direct]") {
     std::vector<unsigned char> back(data.size());
     REQUIRE_OK((*s)->pread(back.data(), back.size(), 123));
     CHECK(back == data);
-    auto typo = host->open_store(dir / "g", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"drect", "on"}});
+    auto typo = host->stores().open_store(dir / "g", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"drect", "on"}});
     CHECK_THAT(typo.status().message(), Catch::Contains("did you mean 'direct'?"));
 }
 
@@ -259,7 +259,7 @@ TEST_CASE("write-behind keeps every write and validates its size", "[file]") {
     auto host = make_host();
     // A kick after every 64 KiB: writes from several threads cross the
     // threshold at once; what is read back must be exactly what was written.
-    auto s = host->open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"write_behind", "64K"}});
+    auto s = host->stores().open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"write_behind", "64K"}});
     REQUIRE_OK(s);
     ByteStore &st = **s;
     constexpr uint64_t kPiece = 12345, kPieces = 64;
@@ -280,9 +280,9 @@ TEST_CASE("write-behind keeps every write and validates its size", "[file]") {
         REQUIRE_OK(st.pread(back.data(), back.size(), i * kPiece));
         CHECK(back == test::pattern(kPiece, static_cast<unsigned>(i)));
     }
-    auto off = host->open_store(dir / "g", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"write_behind", "0"}});
+    auto off = host->stores().open_store(dir / "g", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"write_behind", "0"}});
     REQUIRE_OK(off);
-    auto bad = host->open_store(dir / "h", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"write_behind", "lots"}});
+    auto bad = host->stores().open_store(dir / "h", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"write_behind", "lots"}});
     REQUIRE_FALSE(bad.is_ok());
     CHECK(bad.status().code() == VDKIT_E_CONFIG);
     CHECK_THAT(bad.status().message(), Catch::Contains("write_behind"));
@@ -306,8 +306,8 @@ TEST_CASE("sparse appends leave long zero runs past the end as holes, never zero
     for (int sparse = 0; sparse < 2; ++sparse) {
         INFO("sparse " << (sparse ? "64K (default)" : "0"));
         const std::string path = dir / ("f" + std::to_string(sparse));
-        auto s = sparse ? host->open_store(path, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {})
-                        : host->open_store(path, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"sparse", "0"}});
+        auto s = sparse ? host->stores().open_store(path, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {})
+                        : host->stores().open_store(path, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {{"sparse", "0"}});
         REQUIRE_OK(s);
         REQUIRE_OK((*s)->pwrite(buf.data(), buf.size(), kAt));
         REQUIRE_OK((*s)->flush());
@@ -326,7 +326,7 @@ TEST_CASE("sparse appends leave long zero runs past the end as holes, never zero
     CHECK(allocated[1] >= 80 * kK);
 
     // Zeros written inside the file replace what was there.
-    auto s = host->open_store(dir / "g", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
+    auto s = host->stores().open_store(dir / "g", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
     REQUIRE_OK(s);
     const auto old = test::pattern(512 * kK, 9);
     REQUIRE_OK((*s)->pwrite(old.data(), old.size(), 0));
@@ -372,14 +372,14 @@ TEST_CASE("a move to another file system copies data and holes, keeps the mode, 
     const std::string from = dir / "f", to = other / "moved";
     const auto head = test::pattern(64 << 10, 1), middle = test::pattern(4096, 2);
     {
-        auto s = host->open_store(from, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
+        auto s = host->stores().open_store(from, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
         REQUIRE_OK(s);
         REQUIRE_OK((*s)->truncate(3 << 20));
         REQUIRE_OK((*s)->pwrite(head.data(), head.size(), 0));
         REQUIRE_OK((*s)->pwrite(middle.data(), middle.size(), 2 << 20));
     }
     REQUIRE(::chmod(from.c_str(), 0640) == 0);
-    REQUIRE_OK(host->rename_location(from, to));
+    REQUIRE_OK(host->stores().rename_location(from, to));
     struct stat st {};
     CHECK(::stat(from.c_str(), &st) != 0);
     REQUIRE(::stat(to.c_str(), &st) == 0);
@@ -397,7 +397,7 @@ TEST_CASE("a move to another file system copies data and holes, keeps the mode, 
     std::vector<unsigned char> want(3 << 20, 0), back(3 << 20);
     std::copy(head.begin(), head.end(), want.begin());
     std::copy(middle.begin(), middle.end(), want.begin() + (2 << 20));
-    auto s = host->open_store(to, 0, {});
+    auto s = host->stores().open_store(to, 0, {});
     REQUIRE_OK(s);
     REQUIRE_OK((*s)->pread(back.data(), back.size(), 0));
     CHECK(back == want);
@@ -405,7 +405,7 @@ TEST_CASE("a move to another file system copies data and holes, keeps the mode, 
     // Never onto an existing file: both stay as they were.
     const std::string third = dir / "g";
     std::ofstream(third) << "keep";
-    CHECK(host->rename_location(to, third).code() == VDKIT_E_EXISTS);
+    CHECK(host->stores().rename_location(to, third).code() == VDKIT_E_EXISTS);
     CHECK(std::filesystem::file_size(to) == (3u << 20));
     CHECK(std::filesystem::file_size(third) == 4);
 }

@@ -15,9 +15,9 @@ TEST_CASE("a filter transforms what it handles and refuses what it does not", "[
     REQUIRE(xor_filter);
     CHECK(xor_filter->filter.handled_ops == (VDKIT_OP_PREAD | VDKIT_OP_PWRITE));
 
-    auto lower = (*host)->open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
+    auto lower = (*host)->stores().open_store(dir / "f", VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
     REQUIRE_OK(lower);
-    auto filtered = open_filter_store(**host, xor_filter, std::move(*lower), VDKIT_OPEN_WRITE, {});
+    auto filtered = open_filter_store((*host)->stores(), xor_filter, std::move(*lower), VDKIT_OPEN_WRITE, {});
     REQUIRE_OK(filtered);
     ByteStore &f = **filtered;
     const char msg[] = "hello";
@@ -34,7 +34,7 @@ TEST_CASE("a filter transforms what it handles and refuses what it does not", "[
         CHECK_THAT(st.message(), Catch::Contains("refused rather than passed through"));
     }
     // The bytes below really are transformed.
-    auto raw = (*host)->open_store(dir / "f", VDKIT_OPEN_NOLOCK, {});
+    auto raw = (*host)->stores().open_store(dir / "f", VDKIT_OPEN_NOLOCK, {});
     REQUIRE_OK(raw);
     char stored[5];
     REQUIRE_OK((*raw)->pread(stored, 5, 0));

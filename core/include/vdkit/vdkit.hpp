@@ -33,6 +33,7 @@
 
 namespace vdkit {
 class Host;
+struct DiskAccess; // core-internal: how the core builds and reaches into a Disk
 
 inline namespace v1 {
 
@@ -376,7 +377,7 @@ public:
     Status close_and_delete();
 
 private:
-    friend class ::vdkit::Host;
+    friend struct ::vdkit::DiskAccess;
     struct State;
     explicit Disk(std::unique_ptr<State> state);
     std::unique_ptr<State> state_;

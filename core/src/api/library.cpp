@@ -1,6 +1,8 @@
-// The public C++ Library: a handle on a shared Host.
-#include "host/host.hpp"
+// The public C++ Library: a handle on a shared Host. Its operations on
+// disks live with them in disk/ (open.cpp, copy.cpp, manage.cpp, ...).
 #include "disk/disk_state.hpp"
+#include "disk/open.hpp"
+#include "host/host.hpp"
 #include "util/util.hpp"
 
 namespace vdkit {
@@ -28,25 +30,21 @@ std::optional<PluginInfo> Library::plugin(PluginKind kind, std::string_view name
 const std::vector<LoadProblem> &Library::load_problems() const noexcept { return host_->load_problems(); }
 
 Result<std::string> Library::probe(const std::string &location, const Options &transport_options) const {
-    VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, host_->open_store(location, 0, transport_options));
-    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr fmt, host_->probe(*main, location, true));
+    VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, host_->stores().open_store(location, 0, transport_options));
+    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr fmt, vdkit::probe(*host_, *main, location, true));
     return fmt->info.name;
 }
 
 Result<std::unique_ptr<Disk>> Library::open(const std::string &location, const OpenOptions &options) const {
-    return host_->open_disk(location, options);
+    return open_disk(*host_, location, options);
 }
 
 Result<std::unique_ptr<Disk>> Library::create_image(const std::string &location, const CreateOptions &options) const {
-    return host_->create_disk(location, options);
-}
-
-Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) const {
-    return host_->copy(src, dst, options);
+    return create_disk(*host_, location, options);
 }
 
 Status Library::check_filters(const std::vector<FilterSpec> &stack, bool create) const {
-    return host_->resolve_filters(stack, create ? OptionUse::create : OptionUse::open).status();
+    return host_->stores().resolve_filters(stack, create ? OptionUse::create : OptionUse::open).status();
 }
 
 Result<FilterSpec> parse_filter_spec(std::string_view text) {

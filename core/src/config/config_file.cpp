@@ -111,4 +111,24 @@ Result<Config> load_config_file(const std::string &path) {
     return parse_config_text(ss.str(), path);
 }
 
+Result<Options> plugin_options(const Config &config, const PluginInfo &plugin, const Options &given, OptionUse use) {
+    Options merged;
+    const char *kind = to_string(plugin.kind);
+    auto it = config.defaults.find(std::string(kind) + "/" + plugin.name);
+    if (it != config.defaults.end()) {
+        for (const auto &[k, v] : it->second.options) {
+            // Create-only defaults do not apply to opens.
+            const ConfigKey *key = plugin.key(k);
+            if (use == OptionUse::create || !(key && key->create_only)) merged[k] = v;
+        }
+    }
+    for (const auto &[k, v] : given) {
+        // A given key replaces a default spelled differently in case.
+        for (auto m = merged.begin(); m != merged.end();)
+            m = util::iequals(m->first, k) ? merged.erase(m) : std::next(m);
+        merged[k] = v;
+    }
+    return resolve_options(plugin, merged, use, std::string(kind) + " '" + plugin.name + "'");
+}
+
 } // namespace vdkit

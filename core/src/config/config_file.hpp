@@ -4,6 +4,7 @@
 #ifndef VDKIT_CORE_CONFIG_CONFIG_FILE_HPP
 #define VDKIT_CORE_CONFIG_CONFIG_FILE_HPP
 
+#include "config/options.hpp"
 #include "vdkit/vdkit.hpp"
 
 #include <map>
@@ -31,6 +32,13 @@ struct Config {
 Config default_config();
 Result<Config> load_config_file(const std::string &path);
 Result<Config> parse_config_text(const std::string &text, const std::string &source_name);
+
+// Options for a plugin: the config file's defaults for it overlaid by
+// `given` (a given key replaces a default spelled differently in case;
+// create-only defaults do not apply to opens), then validated against the
+// plugin's key table. Errors (VDKIT_E_CONFIG, VDKIT_E_INVALID_ARGUMENT)
+// name the plugin.
+Result<Options> plugin_options(const Config &config, const PluginInfo &plugin, const Options &given, OptionUse use);
 
 } // namespace vdkit
 

@@ -14,6 +14,7 @@
 // left by a crash, or one whose disk was changed without it (the top's
 // modification id differs), is emptied when it is next attached.
 #include "disk/disk_state.hpp"
+#include "disk/open.hpp"
 #include "host/host.hpp"
 #include "util/util.hpp"
 
@@ -74,13 +75,13 @@ Status Disk::attach_cache(const std::string &location, const CacheOptions &optio
     // replaced; any other file is left alone (a mistyped path must not cost
     // an image).
     std::unique_ptr<Disk> cache_disk;
-    VDKIT_ASSIGN_OR_RETURN(bool exists, host.location_exists(location));
+    VDKIT_ASSIGN_OR_RETURN(bool exists, host.stores().location_exists(location));
     if (exists) {
         OpenOptions oo;
         oo.format = options.format;
         oo.writable = true;
         oo.follow_parents = false;
-        auto opened = host.open_disk(location, oo);
+        auto opened = open_disk(host, location, oo);
         auto info = opened ? (*opened)->image_info(0) : Result<ImageInfo>(opened.status());
         if (!info || (*opened)->image_count() != 1 || info->comment.rfind(kCachePrefix, 0) != 0)
             return Status(VDKIT_E_EXISTS, location + " exists and is not a vdkit cache" +
@@ -103,7 +104,7 @@ Status Disk::attach_cache(const std::string &location, const CacheOptions &optio
         co.size = st.size;
         co.options = options.options;
         co.overwrite = true;
-        VDKIT_ASSIGN_OR_RETURN(cache_disk, host.create_disk(location, co));
+        VDKIT_ASSIGN_OR_RETURN(cache_disk, create_disk(host, location, co));
     }
     return st.adopt_cache(std::move(cache_disk), identity, false);
 }
@@ -162,7 +163,7 @@ Status Disk::detach_cache(bool delete_file) {
     }
     Status done = st.cache_close(identity);
     if (delete_file) {
-        Status rm = st.host->remove_location(location);
+        Status rm = st.host->stores().remove_location(location);
         if (done.is_ok()) done = rm;
     }
     return done;
@@ -257,7 +258,7 @@ Status Disk::State::cache_before_change() {
         const std::string location = cache->image->location();
         (void)cache->image->close(false);
         cache.reset();
-        (void)host->remove_location(location);
+        (void)host->stores().remove_location(location);
         return Status::ok();
     }
     cache->changing = true;
@@ -303,12 +304,12 @@ Status Disk::State::cache_reset() {
     const std::string format = cache->image->format().info.name;
     VDKIT_TRY(cache->image->close(true));
     cache.reset();
-    (void)host->remove_location(location);
+    (void)host->stores().remove_location(location);
     CreateOptions co;
     co.format = format;
     co.size = size;
     co.overwrite = true;
-    VDKIT_ASSIGN_OR_RETURN(auto fresh, host->create_disk(location, co));
+    VDKIT_ASSIGN_OR_RETURN(auto fresh, create_disk(*host, location, co));
     return adopt_cache(std::move(fresh), kUpdating, true);
 }
 

@@ -9,7 +9,9 @@
 // leaves a chain whose top reads the same data.
 #include "disk/containers.hpp"
 #include "disk/disk_state.hpp"
+#include "disk/open.hpp"
 #include "host/host.hpp"
+#include "io/paths.hpp"
 #include "util/util.hpp"
 
 #include <algorithm>
@@ -167,7 +169,7 @@ private:
 // (docs/design/probing.md, "Links the next open must find").
 template <class ChainState> // Disk::State, deduced (it is private to Disk)
 Status keeps_openable(const ChainState &st, Image &dst, size_t view, const char *op) {
-    VDKIT_ASSIGN_OR_RETURN(uint32_t score, st.host->probe_score(dst.format(), dst.main(), dst.location()));
+    VDKIT_ASSIGN_OR_RETURN(uint32_t score, probe_score(*st.host, dst.format(), dst.main(), dst.location()));
     if (score > VDKIT_PROBE_FALLBACK) return Status::ok();
     const uint64_t vsize = st.size, fsize = std::max(dst.size(), vsize);
     auto read = [&](uint64_t o, void *b, size_t n) -> Status {
@@ -179,7 +181,7 @@ Status keeps_openable(const ChainState &st, Image &dst, size_t view, const char 
     // Probe what the file will hold exactly as the next open will: an
     // installed plugin's header (a VDI, a VMDK, a descriptor's text) wins.
     ProjectedStore projected(dst.location(), fsize, read);
-    auto winner = st.host->probe(projected, dst.location(), true);
+    auto winner = probe(*st.host, projected, dst.location(), true);
     if (!winner && winner.status().code() == VDKIT_E_IO) return winner.status();
     if (winner && (*winner).get() != &dst.format()) {
         const std::string other = (*winner)->info.name;
@@ -228,7 +230,7 @@ Status keeps_openable(const ChainState &st, Image &dst, size_t view, const char 
 Status relink(Image &child, Image *parent) {
     if (!parent) return child.set_parent("", "", nullptr);
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, parent->raw_info());
-    return child.set_parent(Host::relative_hint(child.location(), parent->location()), parent->format().info.name,
+    return child.set_parent(relative_hint(child.location(), parent->location()), parent->format().info.name,
                             &info);
 }
 
@@ -245,10 +247,10 @@ Status would_relink(const Image &child, Image *parent) {
 // link must be one opening the child will accept again (the path rule) and
 // the format must be able to record it (would_relink). Operations run this
 // for every link they will change before they move any data.
-Status can_relink(const Host &host, const Image &child, Image *parent) {
+Status can_relink(const Image &child, Image *parent) {
     if (parent) {
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, parent->raw_info());
-        VDKIT_TRY(host.check_link(child.location(), Host::relative_hint(child.location(), parent->location()),
+        VDKIT_TRY(check_link(child.location(), relative_hint(child.location(), parent->location()),
                                   child.format().info.name, parent->format().info.name, info,
                                   child.allow_unsafe_paths()));
     }
@@ -301,8 +303,8 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
         if (from + 1 < count) VDKIT_TRY(need_writable(*st.images[from + 1], "merge"));
         VDKIT_TRY(need_writable(*st.images[to + 1], "merge"));
         // Every link the merge changes, checked before anything is written.
-        VDKIT_TRY(can_relink(*st.host, *st.images[to + 1], &dst).with_context("merge"));
-        if (from + 1 < count) VDKIT_TRY(can_relink(*st.host, *st.images[from + 1], &dst).with_context("merge"));
+        VDKIT_TRY(can_relink(*st.images[to + 1], &dst).with_context("merge"));
+        if (from + 1 < count) VDKIT_TRY(can_relink(*st.images[from + 1], &dst).with_context("merge"));
         VDKIT_TRY(keeps_openable(st, dst, from, "merge"));
         if (dst.size() < st.images[from]->size()) VDKIT_TRY(dst.resize(st.images[from]->size(), 0));
         Ranges todo;
@@ -337,8 +339,8 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
         };
         if (to + 1 < count) VDKIT_TRY(need_writable(*st.images[to + 1], "merge"));
         // Every link the merge changes, checked before data moves.
-        if (to + 1 < count) VDKIT_TRY(can_relink(*st.host, *st.images[to + 1], &dst).with_context("merge"));
-        VDKIT_TRY(can_relink(*st.host, dst, from == 0 ? nullptr : st.images[from - 1].get()).with_context("merge"));
+        if (to + 1 < count) VDKIT_TRY(can_relink(*st.images[to + 1], &dst).with_context("merge"));
+        VDKIT_TRY(can_relink(dst, from == 0 ? nullptr : st.images[from - 1].get()).with_context("merge"));
         VDKIT_TRY(st.relink_above(to, st.transfer(to, todo, source, after, advance)));
         VDKIT_TRY(relink(dst, from == 0 ? nullptr : st.images[from - 1].get()));
     }
@@ -347,7 +349,7 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
     Status first;
     for (size_t i = hi + 1; i-- > lo;) {
         Status s = st.images[i]->close(true);
-        if (s) s = st.host->remove_location(st.images[i]->location());
+        if (s) s = st.host->stores().remove_location(st.images[i]->location());
         if (!s && first.is_ok()) first = s.with_context("the merge is done, but removing a merged image failed");
     }
     st.images.erase(st.images.begin() + static_cast<std::ptrdiff_t>(lo),
@@ -371,8 +373,8 @@ Status Disk::commit(size_t base, bool empty_top, const ProgressFunction &progres
     VDKIT_TRY(need_writable(img, "commit"));
     VDKIT_TRY(need_writable(*st.images[base + 1], "commit"));
     // Every link the commit changes, checked before anything is written.
-    VDKIT_TRY(can_relink(*st.host, *st.images[base + 1], &dst).with_context("commit"));
-    VDKIT_TRY(can_relink(*st.host, img, &dst).with_context("commit"));
+    VDKIT_TRY(can_relink(*st.images[base + 1], &dst).with_context("commit"));
+    VDKIT_TRY(can_relink(img, &dst).with_context("commit"));
     VDKIT_TRY(st.cache_before_change());
     VDKIT_TRY(keeps_openable(st, dst, top, "commit"));
     if (dst.size() < img.size()) VDKIT_TRY(dst.resize(img.size(), 0));
@@ -420,7 +422,7 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
     if (!new_parent.empty()) {
         // Named by the user: relative to the image's directory (as qemu-img
         // rebase -b), and the image must be able to find it again.
-        VDKIT_ASSIGN_OR_RETURN(std::string resolved, st.host->resolve_sibling(img.location(), new_parent, true));
+        VDKIT_ASSIGN_OR_RETURN(std::string resolved, resolve_sibling(img.location(), new_parent, true));
         std::error_code ec;
         if (std::filesystem::equivalent(resolved, img.location(), ec))
             return Status(VDKIT_E_INVALID_ARGUMENT, "an image cannot be its own parent");
@@ -430,7 +432,7 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
             OpenOptions po;
             po.format = options.format;
             po.filters = open_specs(img.filters()); // a chain is stored one way throughout
-            VDKIT_ASSIGN_OR_RETURN(below, st.host->open_disk(resolved, po));
+            VDKIT_ASSIGN_OR_RETURN(below, open_disk(*st.host, resolved, po));
             for (const auto &p : below->state_->images)
                 if (std::filesystem::equivalent(p->location(), img.location(), ec))
                     return Status(VDKIT_E_INVALID_ARGUMENT, new_parent + " is built on " + img.location() +
@@ -442,9 +444,9 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
     // The link is checked as it will be written before any data moves: a
     // path the image can find its parent by again (the path rule, as
     // opening it will apply) and the format's own update on a dry-run copy.
-    VDKIT_TRY(can_relink(*st.host, img, parent).with_context("rebasing " + img.location()));
+    VDKIT_TRY(can_relink(img, parent).with_context("rebasing " + img.location()));
     // The new parent must be found again by the probe of every later open.
-    if (nb) VDKIT_TRY(st.host->check_parent_link(*nb->images.back(), img.location(), img.format().info.name));
+    if (nb) VDKIT_TRY(check_parent_link(*st.host, *nb->images.back(), img.location(), img.format().info.name));
     if (!options.unsafe) {
         const uint64_t size = st.size;
         Ranges todo;
@@ -549,7 +551,7 @@ Status Disk::State::attach_problem(const State &parent, const State &child, cons
                               "(force the attach to link it anyway — the recorded UUID is replaced)");
     }
     // The child's link leads to the parent's top, which later opens probe.
-    VDKIT_TRY(child.host->check_parent_link(top, bottom.location(), bottom.format().info.name));
+    VDKIT_TRY(check_parent_link(*child.host, top, bottom.location(), bottom.format().info.name));
     const size_t depth = parent.images.size() + child.images.size();
     if (depth > child.host->config().max_chain_depth)
         return Status(VDKIT_E_OUT_OF_RANGE, "the combined chain would be " + std::to_string(depth) +
@@ -560,7 +562,7 @@ Status Disk::State::attach_problem(const State &parent, const State &child, cons
         // parent by again (the path rule), and the format's own update run
         // on a dry-run copy of the child (e.g. a VDI with no room for a
         // parent location refuses here, not halfway through attach).
-        VDKIT_TRY(can_relink(*child.host, bottom, &top)
+        VDKIT_TRY(can_relink(bottom, &top)
                       .with_context("attaching " + bottom.location() + " onto " + top.location()));
     }
     return Status::ok();

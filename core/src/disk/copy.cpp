@@ -208,7 +208,7 @@ private:
 
 } // namespace
 
-Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const {
+Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) const {
     if (!dst.writable()) return Status(VDKIT_E_READ_ONLY, "the copy target is open read-only");
     if (dst.size() < src.size())
         return Status(VDKIT_E_OUT_OF_RANGE, "the copy target (" + std::to_string(dst.size()) +
@@ -249,8 +249,8 @@ Status Host::copy(const Disk &src, Disk &dst, const CopyOptions &options) const 
                           "same_up_to needs a differencing target whose parent reads as the source's images 0.." +
                               std::to_string(n));
         if (n < top) {
-            std::shared_lock lock(src.state_->mu);
-            VDKIT_ASSIGN_OR_RETURN(data, src.state_->held(n + 1, top, 0, src.size()));
+            std::shared_lock lock(DiskAccess::state(src).mu);
+            VDKIT_ASSIGN_OR_RETURN(data, DiskAccess::state(src).held(n + 1, top, 0, src.size()));
         }
         data = widen(data, unit, src.size());
     } else {

@@ -278,7 +278,7 @@ Status Disk::close_and_delete() {
         if (!st && first.is_ok()) first = st;
     }
     state_->images.clear();
-    Status rm = state_->host->remove_location(location);
+    Status rm = state_->host->stores().remove_location(location);
     return first.is_ok() ? rm : first;
 }
 

@@ -106,6 +106,16 @@ struct Disk::State {
     Status zero_locked(size_t level, uint64_t offset, uint64_t len);
 };
 
+// How core code outside Disk's own members (disk/open.cpp, copy.cpp,
+// manage.cpp) builds a Disk and reaches its State; the only friend of Disk.
+struct DiskAccess {
+    using State = Disk::State;
+    static std::unique_ptr<Disk> make(std::unique_ptr<State> state) {
+        return std::unique_ptr<Disk>(new Disk(std::move(state)));
+    }
+    static State &state(const Disk &disk) { return *disk.state_; }
+};
+
 } // namespace vdkit
 
 #endif

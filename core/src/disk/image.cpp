@@ -27,7 +27,7 @@ Image::~Image() {
 }
 
 vdkit_ctx Image::ctx() const {
-    vdkit_ctx c = host_.make_ctx(format_.get(), &setup_.format_options);
+    vdkit_ctx c = host_.stores().make_ctx(format_.get(), &setup_.format_options);
     c.base_location = setup_.location;
     c.allow_unsafe_paths = setup_.allow_unsafe_paths;
     c.lock = setup_.lock;
@@ -40,7 +40,7 @@ vdkit_ctx Image::ctx() const {
 
 Result<std::unique_ptr<Image>> Image::open_dry_run() const {
     VDKIT_ASSIGN_OR_RETURN(ByteStorePtr real,
-                           host_.open_store(setup_.location, VDKIT_OPEN_NOLOCK, setup_.transport_options, setup_.filters));
+                           host_.stores().open_store(setup_.location, VDKIT_OPEN_NOLOCK, setup_.transport_options, setup_.filters));
     ImageSetup setup = setup_;
     setup.dry_run = true;
     setup.writable = true;
@@ -355,7 +355,7 @@ Status Image::rename(const std::string &to) {
         VDKIT_TRY(done(c, call_plugin(c, format_->format.rename, instance_, &c, to_str(to)), "rename"));
     } else if (!format_->info.has(VDKIT_CAP_CREATE_SPLIT)) {
         // A format that never spans several files: main is the whole image.
-        VDKIT_TRY(host_.rename_location(setup_.location, to));
+        VDKIT_TRY(host_.stores().rename_location(setup_.location, to));
     } else {
         return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name +
                                                  "' cannot rename its images (they may span several files)");

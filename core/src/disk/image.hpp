@@ -8,7 +8,7 @@
 #ifndef VDKIT_CORE_DISK_IMAGE_HPP
 #define VDKIT_CORE_DISK_IMAGE_HPP
 
-#include "host/context.hpp"
+#include "io/context.hpp"
 #include "io/byte_store.hpp"
 #include "io/plugin_stores.hpp"
 #include "registry/registry.hpp"

@@ -8,7 +8,9 @@
 // adds): an image is a child when its parent path resolves to the image and
 // the parent UUID it records, if any, is the image's.
 #include "disk/disk_state.hpp"
+#include "disk/open.hpp"
 #include "host/host.hpp"
+#include "io/paths.hpp"
 #include "util/util.hpp"
 
 #include <algorithm>
@@ -60,29 +62,48 @@ std::string joined(const std::vector<std::string> &names) {
 // (docs/design/probing.md, "Naming a file is consent").
 Result<std::unique_ptr<Disk>> open_named(const Host &host, const std::string &location, OpenOptions &oo,
                                          const char *doing) {
-    auto opened = host.open_disk(location, oo);
+    auto opened = open_disk(host, location, oo);
     if (opened || !oo.format.empty()) return opened;
     const auto c = opened.status().code();
     if (c != VDKIT_E_NOT_SUPPORTED && c != VDKIT_E_PERMISSION && c != VDKIT_E_NOT_FOUND) return opened;
-    auto there = host.location_exists(location);
+    auto there = host.stores().location_exists(location);
     if (!there || !*there) return opened;
     OpenOptions raw = oo;
     raw.format = "raw";
-    auto as_raw = host.open_disk(location, raw);
+    auto as_raw = open_disk(host, location, raw);
     if (!as_raw) return opened; // no raw plugin either: the probe's answer stands
     host.log(LogLevel::info, std::string(doing) + " " + location + " as one raw file: " + opened.status().message());
     oo = raw;
     return as_raw;
 }
 
-} // namespace
+// Children of the image at `location` (absolute) and the directories
+// searched for them: every directory from which a child can reach it
+// under the path rule — its own directory D, each directory directly in
+// D, the directory above D and each directory directly in that one, and
+// every directory further up to the root (a child there names it by a
+// path going down) — then the directories of the images of its chain
+// and search_dirs. Only files directly in those directories are looked
+// at (no recursion). A child names it by path (its parent path resolves
+// to it, and its recorded parent UUID, if any, is the image's) or, as
+// VirtualBox's differencing images do, only by UUID (no parent path; its
+// recorded parent UUID is the image's).
+struct Child {
+    std::string location;
+    std::string format;
+    bool by_path = true;
+};
+struct ChildSearch {
+    std::vector<Child> children;
+    std::vector<std::string> searched;
+};
 
-Result<Host::ChildSearch> Host::search_children(const std::string &location,
-                                                const std::vector<std::string> &search_dirs,
-                                                const std::vector<FilterSpec> &filters) const {
+Result<ChildSearch> search_children(const Host &host, const std::string &location,
+                                    const std::vector<std::string> &search_dirs,
+                                    const std::vector<FilterSpec> &filters) {
     ChildSearch out;
     if (is_url(location)) {
-        log(LogLevel::warning, location + ": children cannot be searched for over a URL; none are checked");
+        host.log(LogLevel::warning, location + ": children cannot be searched for over a URL; none are checked");
         return out;
     }
     const std::string me = absolute_location(location);
@@ -90,13 +111,13 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
     oo.follow_parents = false;
     oo.lock = false;
     oo.filters = filters;
-    VDKIT_ASSIGN_OR_RETURN(auto self, open_named(*this, me, oo, "looking for children of"));
+    VDKIT_ASSIGN_OR_RETURN(auto self, open_named(host, me, oo, "looking for children of"));
     VDKIT_ASSIGN_OR_RETURN(ImageInfo mine, self->image_info(0));
     VDKIT_TRY(self->close());
 
     // Where to look, in order; each directory once. Exactly the directories
     // from which a child could name this image under the path rule
-    // (host.hpp, docs/design/paths.md): a parent lies in the child's
+    // (io/paths.hpp, docs/design/paths.md): a parent lies in the child's
     // directory or below it (any depth), or in the directory one level up or
     // a directory directly in that one. So a child lies in D (the image's
     // directory), a directory directly in D (Snapshots/: `../disk.vdi`), the
@@ -135,7 +156,7 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
         // adds nothing.
         OpenOptions co = oo;
         co.follow_parents = true;
-        if (auto chain = open_disk(me, co)) {
+        if (auto chain = open_disk(host, me, co)) {
             for (size_t i = 0; i + 1 < (*chain)->image_count(); ++i)
                 if (auto info = (*chain)->image_info(i); info && !is_url(info->location))
                     dirs.push_back(fs::path(absolute_location(info->location)).parent_path().string());
@@ -166,7 +187,7 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
             // Unreadable (no child there could be opened by this user either)
             // or gone since it was listed (nothing there to orphan).
             if (ec == std::errc::permission_denied)
-                log(LogLevel::warning, "cannot list " + dir + " to look for children of " + location + ": " +
+                host.log(LogLevel::warning, "cannot list " + dir + " to look for children of " + location + ": " +
                                            ec.message() + " (skipped)");
             continue;
         }
@@ -181,7 +202,7 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
             if (!id || id == my_id || !seen.insert(*id).second) continue; // gone, the image itself, or seen
             // Anything that does not open as an image (extent files, other
             // data) is not a child; only a differencing image can be.
-            auto other = open_disk(candidate, oo);
+            auto other = open_disk(host, candidate, oo);
             if (!other) continue;
             auto info = (*other)->image_info(0);
             (void)(*other)->close();
@@ -204,27 +225,31 @@ Result<Host::ChildSearch> Host::search_children(const std::string &location,
     return out;
 }
 
-Result<std::vector<std::string>> Host::find_children(const std::string &location,
-                                                     const std::vector<std::string> &search_dirs,
-                                                     const std::vector<FilterSpec> &filters) const {
-    VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(location, search_dirs, filters));
+} // namespace
+
+Result<std::vector<std::string>> Library::find_children(const std::string &location,
+                                                        const std::vector<std::string> &search_dirs,
+                                                        const std::vector<FilterSpec> &filters) const {
+    const Host &host = *host_;
+    VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(host, location, search_dirs, filters));
     std::vector<std::string> out;
     for (const auto &c : found.children) out.push_back(c.location);
     return out;
 }
 
-Result<RenameResult> Host::rename_image(const std::string &from_in, const std::string &to_in,
-                                        const RenameOptions &options) const {
+Result<RenameResult> Library::rename_image(const std::string &from_in, const std::string &to_in,
+                                           const RenameOptions &options) const {
+    const Host &host = *host_;
     const std::string from = absolute_location(from_in), to = absolute_location(to_in);
-    const bool allow_unsafe = options.allow_unsafe_paths.value_or(config_.allow_unsafe_paths);
-    VDKIT_ASSIGN_OR_RETURN(bool exists, location_exists(to));
+    const bool allow_unsafe = options.allow_unsafe_paths.value_or(host.config().allow_unsafe_paths);
+    VDKIT_ASSIGN_OR_RETURN(bool exists, host.stores().location_exists(to));
     if (exists) return Status(VDKIT_E_EXISTS, "cannot rename " + from_in + " to " + to_in + ": the target exists");
     // Children that name it by path follow it; those that name it only by
     // UUID need no change.
     std::vector<Child> children;
     std::vector<std::string> searched;
     if (options.relink_children) {
-        VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(from, options.search_dirs, options.filters));
+        VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(host, from, options.search_dirs, options.filters));
         for (auto &c : found.children)
             if (c.by_path) children.push_back(std::move(c));
         searched = std::move(found.searched);
@@ -235,8 +260,8 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
     oo.follow_parents = false;
     oo.allow_unsafe_paths = allow_unsafe;
     oo.filters = options.filters;
-    VDKIT_ASSIGN_OR_RETURN(auto disk, open_named(*this, from, oo, "moving"));
-    Image &img = *disk->state_->images.back();
+    VDKIT_ASSIGN_OR_RETURN(auto disk, open_named(host, from, oo, "moving"));
+    Image &img = *DiskAccess::state(*disk).images.back();
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, img.raw_info());
     const bool has_parent = info.flags & VDKIT_IMAGE_HAS_PARENT;
 
@@ -255,9 +280,9 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
         po.allow_unsafe_paths = true;
         po.filters = options.filters;
         vdkit_image_info pinfo{};
-        if (auto p = open_disk(parent, po)) {
-            parent_format = (*p)->state_->images.back()->format().info.name;
-            auto raw = (*p)->state_->images.back()->raw_info();
+        if (auto p = open_disk(host, parent, po)) {
+            parent_format = DiskAccess::state(**p).images.back()->format().info.name;
+            auto raw = DiskAccess::state(**p).images.back()->raw_info();
             if (raw) pinfo = *raw;
             (void)(*p)->close();
         }
@@ -301,9 +326,9 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
             co.follow_parents = false;
             co.allow_unsafe_paths = allow_unsafe;
             co.filters = options.filters;
-            VDKIT_ASSIGN_OR_RETURN(auto c, open_disk(kid.location, co));
+            VDKIT_ASSIGN_OR_RETURN(auto c, open_disk(host, kid.location, co));
             Status st = [&]() -> Status {
-                VDKIT_ASSIGN_OR_RETURN(auto copy, c->state_->images.back()->open_dry_run());
+                VDKIT_ASSIGN_OR_RETURN(auto copy, DiskAccess::state(*c).images.back()->open_dry_run());
                 Status set = copy->set_parent(relative_hint(kid.location, to), format, &info);
                 Status closed = copy->close(false);
                 return set ? closed : set;
@@ -323,10 +348,10 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
     // Reopened where it now is: after a move to another file system (a
     // copy) the files held open are the removed originals.
     VDKIT_TRY(disk->close());
-    auto reopened = open_disk(to, oo);
+    auto reopened = open_disk(host, to, oo);
     if (!reopened) return reopened.status().with_context(from_in + " was moved to " + to_in + " but cannot be opened there");
     disk = std::move(*reopened);
-    Image &moved_img = *disk->state_->images.back();
+    Image &moved_img = *DiskAccess::state(*disk).images.back();
     // The image's own link: a relative parent path changes with the move.
     if (has_parent) {
         vdkit_image_info link{};
@@ -351,8 +376,8 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
         co.allow_unsafe_paths = allow_unsafe;
         co.filters = options.filters;
         Status st = [&]() -> Status {
-            VDKIT_ASSIGN_OR_RETURN(auto c, open_disk(child, co));
-            VDKIT_TRY(c->state_->images.back()->set_parent(relative_hint(child, to), format, &moved));
+            VDKIT_ASSIGN_OR_RETURN(auto c, open_disk(host, child, co));
+            VDKIT_TRY(DiskAccess::state(*c).images.back()->set_parent(relative_hint(child, to), format, &moved));
             return c->close();
         }();
         if (st) result.relinked.push_back(child);
@@ -367,9 +392,10 @@ Result<RenameResult> Host::rename_image(const std::string &from_in, const std::s
     return result;
 }
 
-Result<DeleteResult> Host::delete_image(const std::string &location_in, const DeleteOptions &options) const {
+Result<DeleteResult> Library::delete_image(const std::string &location_in, const DeleteOptions &options) const {
+    const Host &host = *host_;
     const std::string location = absolute_location(location_in);
-    VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(location, options.search_dirs, options.filters));
+    VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(host, location, options.search_dirs, options.filters));
     std::vector<std::string> children;
     for (const auto &c : found.children) children.push_back(c.location);
     if (options.dry_run) {
@@ -386,9 +412,9 @@ Result<DeleteResult> Host::delete_image(const std::string &location_in, const De
     oo.writable = true; // takes the lock: an image in use is not deleted
     oo.follow_parents = false;
     oo.filters = options.filters;
-    VDKIT_ASSIGN_OR_RETURN(auto disk, open_named(*this, location, oo, "deleting"));
+    VDKIT_ASSIGN_OR_RETURN(auto disk, open_named(host, location, oo, "deleting"));
     VDKIT_TRY(disk->close_and_delete());
-    for (const auto &c : children) log(LogLevel::warning, c + " lost its parent " + location_in + " (deleted)");
+    for (const auto &c : children) host.log(LogLevel::warning, c + " lost its parent " + location_in + " (deleted)");
     DeleteResult result;
     result.children = children;
     result.orphaned = std::move(children);
@@ -396,22 +422,4 @@ Result<DeleteResult> Host::delete_image(const std::string &location_in, const De
     return result;
 }
 
-inline namespace v1 {
-
-Result<std::vector<std::string>> Library::find_children(const std::string &location,
-                                                        const std::vector<std::string> &search_dirs,
-                                                        const std::vector<FilterSpec> &filters) const {
-    return host_->find_children(location, search_dirs, filters);
-}
-
-Result<RenameResult> Library::rename_image(const std::string &from, const std::string &to,
-                                           const RenameOptions &options) const {
-    return host_->rename_image(from, to, options);
-}
-
-Result<DeleteResult> Library::delete_image(const std::string &location, const DeleteOptions &options) const {
-    return host_->delete_image(location, options);
-}
-
-} // namespace v1
 } // namespace vdkit

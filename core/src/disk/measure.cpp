@@ -3,7 +3,7 @@
 // cost follows the map) and the format plugin, which alone knows its layout,
 // says what an image with those ranges would take (vdkit_format_ops.measure).
 #include "disk/disk_state.hpp"
-#include "host/context.hpp"
+#include "io/context.hpp"
 #include "host/host.hpp"
 #include "registry/registry.hpp"
 
@@ -26,7 +26,7 @@ Result<MeasureResult> Library::measure(const std::string &format, const Options 
     }
     if (size == 0) return Status(VDKIT_E_INVALID_ARGUMENT, "measure needs a source or a size");
 
-    vdkit_ctx ctx = host_->make_ctx(entry.get(), &resolved);
+    vdkit_ctx ctx = host_->stores().make_ctx(entry.get(), &resolved);
     vdkit_measure out{};
     out.struct_size = sizeof(out);
     const uint32_t rc = call_plugin(ctx, entry->format.measure, &ctx, size, data.data(),

@@ -2,7 +2,9 @@
 // verification, and image creation (base or differencing).
 #include "disk/containers.hpp"
 #include "disk/disk_state.hpp"
+#include "disk/open.hpp"
 #include "host/host.hpp"
+#include "io/paths.hpp"
 #include "util/util.hpp"
 
 #include <algorithm>
@@ -24,28 +26,7 @@ std::string canonical_key(const std::string &location) {
 
 } // namespace
 
-std::string Host::relative_hint(const std::string &child, const std::string &parent) {
-    const size_t cs = child.find("://"), ps = parent.find("://");
-    if (cs != std::string::npos || ps != std::string::npos) {
-        // URLs: relative when scheme and authority match (resolve_sibling
-        // joins such a hint onto the child's location), else the whole URL.
-        if (cs == std::string::npos || ps == std::string::npos) return parent;
-        const size_t cpath = child.find('/', cs + 3), ppath = parent.find('/', ps + 3);
-        if (cpath == std::string::npos || ppath == std::string::npos ||
-            child.compare(0, cpath, parent, 0, ppath) != 0)
-            return parent;
-        const fs::path cdir = fs::path(child.substr(cpath)).lexically_normal().parent_path();
-        const fs::path rel = fs::path(parent.substr(ppath)).lexically_normal().lexically_relative(cdir);
-        return rel.empty() ? parent : rel.string();
-    }
-    std::error_code ec;
-    fs::path cdir = fs::absolute(fs::path(child), ec).lexically_normal().parent_path();
-    fs::path p = fs::absolute(fs::path(parent), ec).lexically_normal();
-    fs::path rel = p.lexically_relative(cdir);
-    return rel.empty() ? p.string() : rel.string();
-}
-
-Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, const PluginEntry *fallback) const {
+Status refuse_unrecognised(const Host &host, ByteStore &main, const std::string &location, const PluginEntry *fallback) {
     // 1. A container signature (core/src/disk/containers.cpp).
     VDKIT_ASSIGN_OR_RETURN(uint64_t size, main.size());
     auto read = [&main](uint64_t offset, void *buf, size_t len) { return main.pread(buf, len, offset); };
@@ -56,7 +37,7 @@ Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, c
         // A plugin that reads the format but declined this file (a variant it
         // does not know, or damage) is named: installing another is no answer.
         for (auto alias : c.aliases)
-            if (auto plugin = registry_.find(PluginKind::format, alias))
+            if (auto plugin = host.registry().find(PluginKind::format, alias))
                 return Status(VDKIT_E_NOT_SUPPORTED,
                               location + " carries a " + std::string(c.title) + " signature (" + m->evidence +
                                   ") but the installed '" + plugin->info.name +
@@ -84,7 +65,7 @@ Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, c
                                                          "descriptor names); open the descriptor, or open it with "
                                                          "format 'raw' to read it as raw bytes");
     }
-    for (const auto &fmt : registry_.list(PluginKind::format))
+    for (const auto &fmt : host.registry().list(PluginKind::format))
         if (fmt.get() != fallback && claims(*fmt))
             return Status(VDKIT_E_PERMISSION, location + ": named like a " + fmt->info.name +
                                                   " image but it is not one (the " + fmt->info.name +
@@ -92,7 +73,7 @@ Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, c
     if (const containers::Container *c = containers::by_extension(ext)) {
         std::string why = "no installed plugin reads " + std::string(c->name);
         for (auto alias : c->aliases)
-            if (auto plugin = registry_.find(PluginKind::format, alias))
+            if (auto plugin = host.registry().find(PluginKind::format, alias))
                 why = "the installed '" + plugin->info.name + "' plugin does not recognise it";
         return Status(VDKIT_E_PERMISSION, location + ": named like a " + std::string(c->title) +
                                               " image but it carries no " + std::string(c->name) + " signature, and " +
@@ -101,7 +82,7 @@ Status Host::refuse_unrecognised(ByteStore &main, const std::string &location, c
     return Status::ok();
 }
 
-Result<uint32_t> Host::probe_score(const PluginEntry &fmt, ByteStore &main, const std::string &location) const {
+Result<uint32_t> probe_score(const Host &host, const PluginEntry &fmt, ByteStore &main, const std::string &location) {
     vdkit_store borrowed{nullptr};
     struct Release {
         vdkit_store &s;
@@ -110,7 +91,7 @@ Result<uint32_t> Host::probe_score(const PluginEntry &fmt, ByteStore &main, cons
     borrowed.store.reset(&main);
     Release release{borrowed};
     Options none;
-    vdkit_ctx ctx = make_ctx(&fmt, &none);
+    vdkit_ctx ctx = host.stores().make_ctx(&fmt, &none);
     ctx.base_location = location;
     uint32_t score = 0;
     uint32_t rc = call_plugin(ctx, fmt.format.probe, &ctx, &borrowed, vdkit_str{location.data(), location.size()}, &score);
@@ -118,11 +99,11 @@ Result<uint32_t> Host::probe_score(const PluginEntry &fmt, ByteStore &main, cons
     return rc == VDKIT_OK ? score : 0u;
 }
 
-Status Host::check_parent_link(Image &parent, const std::string &child, const std::string &child_format) const {
+Status check_parent_link(const Host &host, Image &parent, const std::string &child, const std::string &child_format) {
     const std::string &where = parent.location();
     const std::string why = "; a parent is probed each time the chain opens and " + child_format +
                             " images cannot record their parent's format, so " + child + " could never be opened again";
-    auto found = probe(parent.main(), where, true);
+    auto found = probe(host, parent.main(), where, true);
     if (!found) {
         if (found.status().code() == VDKIT_E_IO) return found.status();
         std::string msg = found.status().message();
@@ -136,7 +117,7 @@ Status Host::check_parent_link(Image &parent, const std::string &child, const st
     return Status::ok();
 }
 
-Result<PluginEntryPtr> Host::probe(ByteStore &main, const std::string &location, bool fallback_ok) const {
+Result<PluginEntryPtr> probe(const Host &host, ByteStore &main, const std::string &location, bool fallback_ok) {
     vdkit_store borrowed{nullptr};
     struct Release { // the store stays owned by the caller
         vdkit_store &s;
@@ -151,8 +132,8 @@ Result<PluginEntryPtr> Host::probe(ByteStore &main, const std::string &location,
     };
     std::vector<Candidate> scored;
     Options none;
-    for (const auto &fmt : registry_.list(PluginKind::format)) {
-        vdkit_ctx ctx = make_ctx(fmt.get(), &none);
+    for (const auto &fmt : host.registry().list(PluginKind::format)) {
+        vdkit_ctx ctx = host.stores().make_ctx(fmt.get(), &none);
         ctx.base_location = location;
         uint32_t score = 0;
         uint32_t rc = call_plugin(ctx, fmt->format.probe, &ctx, &borrowed, vdkit_str{location.data(), location.size()},
@@ -160,7 +141,7 @@ Result<PluginEntryPtr> Host::probe(ByteStore &main, const std::string &location,
         if (rc != VDKIT_OK) {
             // A probe must not fail on foreign data; an I/O error is real.
             if (rc == VDKIT_E_IO) return status_from_plugin(ctx, rc, "probe " + location);
-            log(LogLevel::debug, "probe of " + location + " by '" + fmt->info.name + "' failed: " + ctx.error_message);
+            host.log(LogLevel::debug, "probe of " + location + " by '" + fmt->info.name + "' failed: " + ctx.error_message);
             continue;
         }
         if (score > 0) scored.push_back({fmt, std::min<uint32_t>(score, VDKIT_PROBE_CERTAIN)});
@@ -170,9 +151,9 @@ Result<PluginEntryPtr> Host::probe(ByteStore &main, const std::string &location,
     // signature or a name that promises a format is refused rather than read
     // as container bytes (docs/design/probing.md, "Foreign containers").
     if (scored.empty() || scored[0].score <= VDKIT_PROBE_FALLBACK)
-        VDKIT_TRY(refuse_unrecognised(main, location, scored.empty() ? nullptr : scored[0].plugin.get()));
+        VDKIT_TRY(refuse_unrecognised(host, main, location, scored.empty() ? nullptr : scored[0].plugin.get()));
     std::string tried;
-    for (const auto &fmt : registry_.list(PluginKind::format)) tried += (tried.empty() ? "" : ", ") + fmt->info.name;
+    for (const auto &fmt : host.registry().list(PluginKind::format)) tried += (tried.empty() ? "" : ", ") + fmt->info.name;
     if (scored.empty())
         return Status(VDKIT_E_NOT_FOUND, location + ": no format plugin recognises this image (tried: " + tried +
                                              "); name the format with -f");
@@ -189,23 +170,23 @@ Result<PluginEntryPtr> Host::probe(ByteStore &main, const std::string &location,
                                                   scored[0].plugin->info.name +
                                                   "' is refused for writing; name the format with -f " +
                                                   scored[0].plugin->info.name + " if that is right");
-        log(LogLevel::info, location + ": no format recognised it; reading it as '" + scored[0].plugin->info.name +
+        host.log(LogLevel::info, location + ": no format recognised it; reading it as '" + scored[0].plugin->info.name +
                                 "' (name the format with -f to be explicit)");
     }
     return scored[0].plugin;
 }
 
-Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const OpenOptions &options) const {
+Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &location, const OpenOptions &options) {
     if (options.force_share && options.writable)
         return Status(VDKIT_E_INVALID_ARGUMENT, location + ": force-share (-U/--force-share) is for reading an image "
                                                            "in use; it cannot be opened for writing with it");
     // force_share: no image lock on any file of the chain (nor a test for others').
     const bool lock = options.lock && !options.force_share;
-    auto state = std::make_unique<Disk::State>();
-    state->host = shared_from_this();
+    auto state = std::make_unique<DiskAccess::State>();
+    state->host = host.shared_from_this();
     state->writable = options.writable;
-    const bool allow_unsafe = options.allow_unsafe_paths.value_or(config_.allow_unsafe_paths);
-    VDKIT_ASSIGN_OR_RETURN(const FilterStack filters, resolve_filters(options.filters, OptionUse::open));
+    const bool allow_unsafe = options.allow_unsafe_paths.value_or(host.config().allow_unsafe_paths);
+    VDKIT_ASSIGN_OR_RETURN(const FilterStack filters, host.stores().resolve_filters(options.filters, OptionUse::open));
 
     std::vector<std::string> seen;
     std::string current = location;
@@ -217,9 +198,9 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
     // Walk from the top image down to the base, then reverse.
     std::vector<std::unique_ptr<Image>> chain;
     for (;;) {
-        if (chain.size() >= config_.max_chain_depth)
+        if (chain.size() >= host.config().max_chain_depth)
             return Status(VDKIT_E_OUT_OF_RANGE, location + ": the chain is deeper than max_chain_depth (" +
-                                                    std::to_string(config_.max_chain_depth) + ")");
+                                                    std::to_string(host.config().max_chain_depth) + ")");
         std::string key = canonical_key(current);
         if (std::find(seen.begin(), seen.end(), key) != seen.end())
             return Status(VDKIT_E_CORRUPT, location + ": the chain loops back to " + current);
@@ -244,16 +225,16 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         }
         const bool writable = (top || options.writable_chain) && options.writable;
         uint32_t flags = (writable ? VDKIT_OPEN_WRITE : 0) | (lock ? 0 : VDKIT_OPEN_NOLOCK);
-        VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, open_store(current, flags, options.transport_options, filters));
+        VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, host.stores().open_store(current, flags, options.transport_options, filters));
 
         PluginEntryPtr fmt;
         if (!format_name.empty()) {
-            fmt = registry_.find(PluginKind::format, format_name);
-            if (!fmt) return unknown_plugin(PluginKind::format, format_name);
+            fmt = host.registry().find(PluginKind::format, format_name);
+            if (!fmt) return host.unknown_plugin(PluginKind::format, format_name);
         } else {
             // A parent named by its child may be raw (probed by fallback),
             // even in a chain opened for writing.
-            auto found = probe(*main, current, !writable || !top);
+            auto found = probe(host, *main, current, !writable || !top);
             if (!found && !top && found.status().code() != VDKIT_E_IO) {
                 // No flag names a parent's format: say whose parent it is.
                 std::string msg = found.status().message();
@@ -272,17 +253,17 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
         setup.allow_unsafe_paths = allow_unsafe;
         setup.lock = lock;
         setup.filters = filters;
-        VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, transport_for(current));
-        VDKIT_ASSIGN_OR_RETURN(setup.transport_options, options_for(*transport, options.transport_options, OptionUse::open));
+        VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, host.stores().transport_for(current));
+        VDKIT_ASSIGN_OR_RETURN(setup.transport_options, host.options_for(*transport, options.transport_options, OptionUse::open));
         // Format options apply to the image named by the caller only.
         VDKIT_ASSIGN_OR_RETURN(setup.format_options,
-                               options_for(*fmt, top ? options.format_options : Options{}, OptionUse::open));
-        auto opened = Image::open(*this, fmt, std::move(main), std::move(setup), flags);
+                               host.options_for(*fmt, top ? options.format_options : Options{}, OptionUse::open));
+        auto opened = Image::open(host, fmt, std::move(main), std::move(setup), flags);
         if (!opened) {
             // A named format that fails on a known container: say what it is
             // (`-f vdi disk.qcow2`).
             if (!format_name.empty() && opened.status().code() != VDKIT_E_IO)
-                if (auto again = open_store(current, VDKIT_OPEN_NOLOCK, options.transport_options, filters)) {
+                if (auto again = host.stores().open_store(current, VDKIT_OPEN_NOLOCK, options.transport_options, filters)) {
                     ByteStore &bs = **again;
                     if (auto size = bs.size()) {
                         auto read = [&bs](uint64_t o, void *b, size_t n) { return bs.pread(b, n, o); };
@@ -338,7 +319,7 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
 
         VDKIT_ASSIGN_OR_RETURN(parent_path, resolve_named(current, hint, PathUse::parent, allow_unsafe));
         const std::string parent = parent_path.location;
-        VDKIT_ASSIGN_OR_RETURN(bool exists, location_exists(parent));
+        VDKIT_ASSIGN_OR_RETURN(bool exists, host.stores().location_exists(parent));
         if (!exists)
             return Status(VDKIT_E_NOT_FOUND, current + ": parent image '" + hint + "' (" + parent + ") does not exist");
         child_location = current;
@@ -350,13 +331,13 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
     }
     std::reverse(chain.begin(), chain.end());
     state->images = std::move(chain);
-    return std::unique_ptr<Disk>(new Disk(std::move(state)));
+    return DiskAccess::make(std::move(state));
 }
 
-Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, const CreateOptions &options) const {
+Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &location, const CreateOptions &options) {
     if (options.format.empty()) return Status(VDKIT_E_INVALID_ARGUMENT, "creating " + location + ": no format given");
-    PluginEntryPtr fmt = registry_.find(PluginKind::format, options.format);
-    if (!fmt) return unknown_plugin(PluginKind::format, options.format);
+    PluginEntryPtr fmt = host.registry().find(PluginKind::format, options.format);
+    if (!fmt) return host.unknown_plugin(PluginKind::format, options.format);
     const PluginInfo &fi = fmt->info;
     const bool diff = !options.parent.empty();
     if (!fmt->format.create) return Status(VDKIT_E_NOT_SUPPORTED, "format '" + fi.name + "' cannot create images");
@@ -366,16 +347,16 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
         return Status(VDKIT_E_NOT_SUPPORTED, "format '" + fi.name + "' cannot create preallocated images");
     if (!diff && !options.fixed && !fi.has(VDKIT_CAP_CREATE_DYNAMIC) && !fi.has(VDKIT_CAP_CREATE_FIXED))
         return Status(VDKIT_E_NOT_SUPPORTED, "format '" + fi.name + "' cannot create images");
-    const bool allow_unsafe = options.allow_unsafe_paths.value_or(config_.allow_unsafe_paths);
+    const bool allow_unsafe = options.allow_unsafe_paths.value_or(host.config().allow_unsafe_paths);
 
-    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, transport_for(location));
+    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, host.stores().transport_for(location));
     ImageSetup setup;
     setup.location = location;
     setup.writable = true;
     setup.allow_unsafe_paths = allow_unsafe;
-    VDKIT_ASSIGN_OR_RETURN(setup.transport_options, options_for(*transport, options.transport_options, OptionUse::open));
-    VDKIT_ASSIGN_OR_RETURN(setup.format_options, options_for(*fmt, options.options, OptionUse::create));
-    VDKIT_ASSIGN_OR_RETURN(setup.filters, resolve_filters(options.filters, OptionUse::create));
+    VDKIT_ASSIGN_OR_RETURN(setup.transport_options, host.options_for(*transport, options.transport_options, OptionUse::open));
+    VDKIT_ASSIGN_OR_RETURN(setup.format_options, host.options_for(*fmt, options.options, OptionUse::create));
+    VDKIT_ASSIGN_OR_RETURN(setup.filters, host.stores().resolve_filters(options.filters, OptionUse::create));
 
     vdkit_create_params params{};
     params.struct_size = sizeof(params);
@@ -392,10 +373,10 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
         po.transport_options = options.transport_options;
         po.allow_unsafe_paths = allow_unsafe;
         po.filters = open_specs(setup.filters); // the parent chain is read through the same stack
-        VDKIT_ASSIGN_OR_RETURN(parent_disk, open_disk(options.parent, po));
-        auto &parent_top = parent_disk->state_->images.back();
+        VDKIT_ASSIGN_OR_RETURN(parent_disk, open_disk(host, options.parent, po));
+        auto &parent_top = DiskAccess::state(*parent_disk).images.back();
         // Nothing is written when a later open could not find this parent.
-        VDKIT_TRY(check_parent_link(*parent_top, options.final_location.empty() ? location : options.final_location,
+        VDKIT_TRY(check_parent_link(host, *parent_top, options.final_location.empty() ? location : options.final_location,
                                     fi.name));
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info pinfo, parent_top->raw_info());
         if (params.size == 0) params.size = pinfo.virtual_size;
@@ -419,12 +400,12 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
     if (parent_disk) {
         // Never replace a file the new image is built on.
         const std::string target = canonical_key(location);
-        for (const auto &img : parent_disk->state_->images)
+        for (const auto &img : DiskAccess::state(*parent_disk).images)
             if (canonical_key(img->location()) == target)
                 return Status(VDKIT_E_INVALID_ARGUMENT,
                               location + " is part of its own parent chain; choose another name for the new image");
     }
-    VDKIT_ASSIGN_OR_RETURN(bool exists, location_exists(location));
+    VDKIT_ASSIGN_OR_RETURN(bool exists, host.stores().location_exists(location));
     if (exists) {
         if (!options.overwrite)
             return Status(VDKIT_E_EXISTS, location + " already exists");
@@ -434,38 +415,38 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
         // Only regular files: the transport refuses to remove anything else.
         std::error_code ec;
         if (fs::is_regular_file(location, ec)) {
-            auto held = open_store(location, VDKIT_OPEN_WRITE, options.transport_options, FilterStack{});
+            auto held = host.stores().open_store(location, VDKIT_OPEN_WRITE, options.transport_options, FilterStack{});
             if (!held && held.status().code() == VDKIT_E_BUSY)
                 return Status(VDKIT_E_BUSY, held.status().message() + " (--overwrite never replaces an image in use)");
         }
-        VDKIT_TRY(remove_location(location));
+        VDKIT_TRY(host.stores().remove_location(location));
     }
-    auto opened = open_store(location, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, options.transport_options, setup.filters);
+    auto opened = host.stores().open_store(location, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, options.transport_options, setup.filters);
     if (!opened) {
         // The transport made the file before a filter refused to sit on it.
-        if (auto there = location_exists(location); there && *there) remove_location(location).ignore();
+        if (auto there = host.stores().location_exists(location); there && *there) host.stores().remove_location(location).ignore();
         return opened.status();
     }
     ByteStorePtr main = std::move(*opened);
-    auto created = Image::create(*this, fmt, std::move(main), std::move(setup), params);
+    auto created = Image::create(host, fmt, std::move(main), std::move(setup), params);
     if (!created) {
         // Leave nothing half-made under the final name.
-        Status rm = remove_location(location);
-        if (!rm) log(LogLevel::warning, "could not remove the partial " + location + ": " + rm.message());
+        Status rm = host.stores().remove_location(location);
+        if (!rm) host.log(LogLevel::warning, "could not remove the partial " + location + ": " + rm.message());
         return created.status();
     }
-    auto state = std::make_unique<Disk::State>();
-    state->host = shared_from_this();
+    auto state = std::make_unique<DiskAccess::State>();
+    state->host = host.shared_from_this();
     state->writable = true;
     state->size = params.size;
     if (parent_disk) {
-        state->images = std::move(parent_disk->state_->images);
-        parent_disk->state_->closed = true;
+        state->images = std::move(DiskAccess::state(*parent_disk).images);
+        DiskAccess::state(*parent_disk).closed = true;
     }
     state->images.push_back(std::move(*created));
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, state->images.back()->raw_info());
     state->size = info.virtual_size;
-    return std::unique_ptr<Disk>(new Disk(std::move(state)));
+    return DiskAccess::make(std::move(state));
 }
 
 } // namespace vdkit

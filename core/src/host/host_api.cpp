@@ -1,7 +1,9 @@
-// The host function table (vdkit_host_api) that every plugin receives, and
-// the conversions between plugin return codes and Status.
-#include "host/host.hpp"
+// The host function table (vdkit_host_api) that every plugin receives.
+#include "host/host_api.hpp"
+
 #include "io/dry_run_store.hpp"
+#include "io/paths.hpp"
+#include "io/stores.hpp"
 #include "registry/registry.hpp"
 #include "util/util.hpp"
 
@@ -9,43 +11,9 @@
 
 namespace vdkit {
 
-const Host *current_loading_host();
-
 namespace {
 
 std::string_view sv(vdkit_str s) { return s.data ? std::string_view(s.data, static_cast<size_t>(s.size)) : ""; }
-
-const char *const kNames[] = {
-    "VDKIT_OK",          "VDKIT_E_INVALID_ARGUMENT", "VDKIT_E_NOT_SUPPORTED", "VDKIT_E_NOT_FOUND",
-    "VDKIT_E_IO",        "VDKIT_E_CORRUPT",          "VDKIT_E_NO_MEMORY",     "VDKIT_E_BUSY",
-    "VDKIT_E_READ_ONLY", "VDKIT_E_INTERNAL",         "VDKIT_E_ABI",           "VDKIT_E_UNALLOCATED",
-    "VDKIT_E_OUT_OF_RANGE", "VDKIT_E_EXISTS",        "VDKIT_E_CANCELLED",     "VDKIT_E_PERMISSION",
-    "VDKIT_E_AMBIGUOUS", "VDKIT_E_CONFIG",           "VDKIT_E_PARENT_MISMATCH", "VDKIT_E_BLOCK_FREE",
-};
-const char *const kTexts[] = {
-    "success",
-    "invalid argument",
-    "not supported",
-    "not found",
-    "I/O error",
-    "image is corrupt",
-    "out of memory or over a limit",
-    "in use by another process",
-    "read-only",
-    "internal error",
-    "plugin ABI mismatch",
-    "range not allocated in this image",
-    "offset or length out of range",
-    "already exists",
-    "cancelled",
-    "not permitted",
-    "ambiguous",
-    "invalid configuration",
-    "parent link does not match",
-    "block not allocated; write it whole",
-};
-static_assert(sizeof(kNames) / sizeof(kNames[0]) == VDKIT_STATUS_COUNT, "every status code needs a name");
-static_assert(sizeof(kTexts) / sizeof(kTexts[0]) == VDKIT_STATUS_COUNT, "every status code needs a text");
 
 const std::string *find_option(vdkit_ctx *ctx, vdkit_str key) {
     if (!ctx || !ctx->options) return nullptr;
@@ -59,10 +27,10 @@ LogLevel to_level(uint32_t l) { return l > VDKIT_LOG_DEBUG ? LogLevel::debug : s
 // ---- the table's functions ----
 
 void h_log(vdkit_ctx *ctx, uint32_t level, vdkit_str message) {
-    const Host *host = ctx ? ctx->host : current_loading_host();
-    if (!host) return;
+    const Stores *stores = ctx ? ctx->stores : current_loading_stores();
+    if (!stores) return;
     std::string who = ctx && ctx->plugin ? ctx->plugin->info.name + ": " : "";
-    host->log(to_level(level), who + std::string(sv(message)));
+    stores->log(to_level(level), who + std::string(sv(message)));
 }
 
 void h_set_error(vdkit_ctx *ctx, uint32_t code, vdkit_str message) {
@@ -102,13 +70,13 @@ uint32_t h_config_get_bool(vdkit_ctx *ctx, vdkit_str key, uint8_t *value) {
 }
 
 uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_store **out) {
-    if (!ctx || !ctx->host || !out) return VDKIT_E_INVALID_ARGUMENT;
+    if (!ctx || !ctx->stores || !out) return VDKIT_E_INVALID_ARGUMENT;
     if ((flags & VDKIT_OPEN_DEVICE) && !ctx->allow_unsafe_paths)
         return report_to_ctx(ctx, Status(VDKIT_E_PERMISSION,
                                          ctx->base_location + ": extent '" + std::string(sv(path)) +
                                              "' is raw device data (a host disk or a raw device mapping); set "
                                              "allow_unsafe_paths to read it"));
-    auto resolved = ctx->host->resolve_sibling(ctx->base_location, sv(path), ctx->allow_unsafe_paths);
+    auto resolved = resolve_sibling(ctx->base_location, sv(path), ctx->allow_unsafe_paths);
     if (!resolved) return report_to_ctx(ctx, resolved.status());
     static const Options none;
     static const FilterStack no_filters;
@@ -124,7 +92,7 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
                                                                         *resolved + ")"));
         flags = (flags & ~VDKIT_OPEN_WRITE) | VDKIT_OPEN_NOLOCK;
     }
-    auto store = ctx->host->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none,
+    auto store = ctx->stores->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none,
                                        filters);
     if (!store) return report_to_ctx(ctx, store.status());
     if (ctx->dry_run) *store = make_dry_run_store(std::move(*store));
@@ -176,22 +144,22 @@ uint32_t h_store_extents(vdkit_ctx *ctx, vdkit_store *s, uint64_t off, uint64_t 
     return VDKIT_OK;
 }
 uint32_t h_store_remove(vdkit_ctx *ctx, vdkit_str path) {
-    if (!ctx || !ctx->host) return VDKIT_E_INVALID_ARGUMENT;
+    if (!ctx || !ctx->stores) return VDKIT_E_INVALID_ARGUMENT;
     if (ctx->dry_run)
         return report_to_ctx(ctx, Status(VDKIT_E_NOT_SUPPORTED, ctx->base_location + ": a dry run removes no files"));
-    auto resolved = ctx->host->resolve_sibling(ctx->base_location, sv(path), ctx->allow_unsafe_paths);
+    auto resolved = resolve_sibling(ctx->base_location, sv(path), ctx->allow_unsafe_paths);
     if (!resolved) return report_to_ctx(ctx, resolved.status());
-    return report_to_ctx(ctx, ctx->host->remove_location(*resolved));
+    return report_to_ctx(ctx, ctx->stores->remove_location(*resolved));
 }
 uint32_t h_store_rename(vdkit_ctx *ctx, vdkit_str from, vdkit_str to) {
-    if (!ctx || !ctx->host) return VDKIT_E_INVALID_ARGUMENT;
+    if (!ctx || !ctx->stores) return VDKIT_E_INVALID_ARGUMENT;
     if (ctx->dry_run)
         return report_to_ctx(ctx, Status(VDKIT_E_NOT_SUPPORTED, ctx->base_location + ": a dry run renames no files"));
-    auto a = ctx->host->resolve_sibling(ctx->base_location, sv(from), ctx->allow_unsafe_paths);
+    auto a = resolve_sibling(ctx->base_location, sv(from), ctx->allow_unsafe_paths);
     if (!a) return report_to_ctx(ctx, a.status());
-    auto b = ctx->host->resolve_sibling(ctx->base_location, sv(to), ctx->allow_unsafe_paths);
+    auto b = resolve_sibling(ctx->base_location, sv(to), ctx->allow_unsafe_paths);
     if (!b) return report_to_ctx(ctx, b.status());
-    return report_to_ctx(ctx, ctx->host->rename_location(*a, *b));
+    return report_to_ctx(ctx, ctx->stores->rename_location(*a, *b));
 }
 
 uint32_t h_progress(vdkit_ctx *ctx, uint64_t done, uint64_t total) {
@@ -250,72 +218,5 @@ const vdkit_host_api kHostApi = [] {
 } // namespace
 
 const vdkit_host_api *host_api_table() { return &kHostApi; }
-
-uint32_t report_to_ctx(vdkit_ctx *ctx, const Status &st) {
-    if (st.is_ok()) return VDKIT_OK;
-    if (ctx) {
-        ctx->error_code = st.code();
-        ctx->error_message = st.message();
-    }
-    return st.code();
-}
-
-Status status_from_plugin(vdkit_ctx &ctx, uint32_t rc, std::string_view operation) {
-    if (rc == VDKIT_OK) return Status::ok();
-    std::string plugin = ctx.plugin ? ctx.plugin->info.name : "plugin";
-    if (!ctx.error_message.empty()) return Status(rc, ctx.error_message);
-    return Status(rc, std::string(operation) + ": " + plugin + " failed: " + status_text(rc));
-}
-
-inline namespace v1 {
-const char *status_text(vdkit_status code) noexcept {
-    return code < VDKIT_STATUS_COUNT ? kTexts[code] : "unknown status";
-}
-const char *status_name(vdkit_status code) noexcept {
-    return code < VDKIT_STATUS_COUNT ? kNames[code] : "VDKIT_E_UNKNOWN";
-}
-
-std::string Status::to_string() const {
-    if (is_ok()) return "success";
-    if (message_.empty()) return std::string(status_text(code_)) + " (" + status_name(code_) + ")";
-    return message_ + " (" + status_name(code_) + ")";
-}
-
-Status Status::with_context(std::string_view what) const {
-    if (is_ok()) return *this;
-    return Status(code_, std::string(what) + ": " + message_);
-}
-
-const char *to_string(PluginKind kind) noexcept {
-    switch (kind) {
-    case PluginKind::format: return "format";
-    case PluginKind::filter: return "filter";
-    case PluginKind::transport: return "transport";
-    }
-    return "unknown";
-}
-
-const char *to_string(KeyType t) noexcept {
-    switch (t) {
-    case KeyType::string_: return "string";
-    case KeyType::boolean: return "bool";
-    case KeyType::integer: return "int";
-    case KeyType::unsigned_: return "uint";
-    case KeyType::size: return "size";
-    case KeyType::enumeration: return "enum";
-    }
-    return "unknown";
-}
-
-const char *to_string(FindingSeverity s) noexcept {
-    switch (s) {
-    case FindingSeverity::error: return "error";
-    case FindingSeverity::leak: return "leak";
-    case FindingSeverity::repaired: return "repaired";
-    case FindingSeverity::note: return "note";
-    }
-    return "unknown";
-}
-} // namespace v1
 
 } // namespace vdkit

@@ -1,17 +1,17 @@
 #include "io/plugin_stores.hpp"
 
-#include "host/host.hpp"
+#include "io/stores.hpp"
 #include "util/util.hpp"
 
 #include <mutex>
 
 namespace vdkit {
 
-namespace {
-
 Status not_supported(const std::string &what, const std::string &plugin, const std::string &location) {
     return Status(VDKIT_E_NOT_SUPPORTED, what + " is not supported by '" + plugin + "' (" + location + ")");
 }
+
+namespace {
 
 Status to_extents(const vdkit_extent *raw, uint32_t n, uint64_t offset, uint64_t len, std::vector<Extent> &out,
                   const std::string &location) {
@@ -31,8 +31,8 @@ Status to_extents(const vdkit_extent *raw, uint32_t n, uint64_t offset, uint64_t
 // conversion of return codes into Status.
 class PluginStoreBase : public ByteStore {
 public:
-    PluginStoreBase(const Host &host, PluginEntryPtr plugin, std::string location, Options options)
-        : host_(host), plugin_(std::move(plugin)), location_(std::move(location)), options_(std::move(options)),
+    PluginStoreBase(const Stores &stores, PluginEntryPtr plugin, std::string location, Options options)
+        : stores_(stores), plugin_(std::move(plugin)), location_(std::move(location)), options_(std::move(options)),
           serialise_(!(plugin_->info.capabilities & VDKIT_CAP_THREAD_SAFE)) {}
 
     const std::string &location() const noexcept override { return location_; }
@@ -51,7 +51,7 @@ protected:
 
     template <class Fn, class... Args>
     Status call(std::string_view op, Fn fn, Args &&...args) {
-        vdkit_ctx ctx = host_.make_ctx(plugin_.get(), &options_);
+        vdkit_ctx ctx = stores_.make_ctx(plugin_.get(), &options_);
         ctx.base_location = location_;
         std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
         if (serialise_) lock.lock();
@@ -60,7 +60,7 @@ protected:
         return status_from_plugin(ctx, rc, std::string(op) + " on " + location_);
     }
 
-    const Host &host_;
+    const Stores &stores_;
     PluginEntryPtr plugin_;
     std::string location_;
     Options options_;
@@ -77,7 +77,7 @@ public:
     }
 
     Status open(uint32_t flags) {
-        vdkit_ctx ctx = host_.make_ctx(plugin_.get(), &options_);
+        vdkit_ctx ctx = stores_.make_ctx(plugin_.get(), &options_);
         ctx.base_location = location_;
         uint32_t rc = call_plugin(ctx, plugin_->transport.open, &ctx, sdk_str(location_), flags, &handle_);
         if (rc != VDKIT_OK) {
@@ -142,8 +142,8 @@ private:
 
 class FilterStore final : public PluginStoreBase {
 public:
-    FilterStore(const Host &host, PluginEntryPtr plugin, ByteStorePtr lower, Options options)
-        : PluginStoreBase(host, std::move(plugin), lower->location(), std::move(options)) {
+    FilterStore(const Stores &stores, PluginEntryPtr plugin, ByteStorePtr lower, Options options)
+        : PluginStoreBase(stores, std::move(plugin), lower->location(), std::move(options)) {
         next_.store = std::move(lower);
     }
     ~FilterStore() override {
@@ -153,7 +153,7 @@ public:
     Status open(uint32_t flags) {
         if (!handles(VDKIT_OP_PREAD) || !plugin_->filter.pread)
             return Status(VDKIT_E_ABI, "filter '" + plugin_->info.name + "' does not implement pread");
-        vdkit_ctx ctx = host_.make_ctx(plugin_.get(), &options_);
+        vdkit_ctx ctx = stores_.make_ctx(plugin_.get(), &options_);
         ctx.base_location = location_;
         uint32_t rc = call_plugin(ctx, plugin_->filter.open, &ctx, &next_, flags, &handle_);
         if (rc != VDKIT_OK) {
@@ -214,16 +214,16 @@ private:
 
 } // namespace
 
-Result<ByteStorePtr> open_transport_store(const Host &host, PluginEntryPtr transport, const std::string &location,
+Result<ByteStorePtr> open_transport_store(const Stores &stores, PluginEntryPtr transport, const std::string &location,
                                           uint32_t flags, Options options) {
-    auto store = std::make_unique<TransportStore>(host, std::move(transport), location, std::move(options));
+    auto store = std::make_unique<TransportStore>(stores, std::move(transport), location, std::move(options));
     VDKIT_TRY(store->open(flags));
     return ByteStorePtr(std::move(store));
 }
 
-Result<ByteStorePtr> open_filter_store(const Host &host, PluginEntryPtr filter, ByteStorePtr lower, uint32_t flags,
+Result<ByteStorePtr> open_filter_store(const Stores &stores, PluginEntryPtr filter, ByteStorePtr lower, uint32_t flags,
                                        Options options) {
-    auto store = std::make_unique<FilterStore>(host, std::move(filter), std::move(lower), std::move(options));
+    auto store = std::make_unique<FilterStore>(stores, std::move(filter), std::move(lower), std::move(options));
     VDKIT_TRY(store->open(flags));
     return ByteStorePtr(std::move(store));
 }
@@ -241,81 +241,13 @@ std::vector<FilterSpec> open_specs(const FilterStack &stack) {
     return out;
 }
 
-Result<ByteStorePtr> stack_filters(const Host &host, ByteStorePtr lower, uint32_t flags, const FilterStack &stack) {
+Result<ByteStorePtr> stack_filters(const Stores &stores, ByteStorePtr lower, uint32_t flags, const FilterStack &stack) {
     // A filter sees only the open mode; creating and locking are the transport's.
     flags &= VDKIT_OPEN_WRITE;
     for (const FilterLayer &layer : stack) {
-        VDKIT_ASSIGN_OR_RETURN(lower, open_filter_store(host, layer.plugin, std::move(lower), flags, layer.options));
+        VDKIT_ASSIGN_OR_RETURN(lower, open_filter_store(stores, layer.plugin, std::move(lower), flags, layer.options));
     }
     return lower;
-}
-
-Result<ByteStorePtr> Host::open_store(const std::string &location, uint32_t flags,
-                                      const Options &transport_options) const {
-    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(location));
-    VDKIT_ASSIGN_OR_RETURN(Options opts, options_for(*t, transport_options, OptionUse::open));
-    return open_transport_store(*this, t, location, flags, std::move(opts));
-}
-
-Result<ByteStorePtr> Host::open_store(const std::string &location, uint32_t flags, const Options &transport_options,
-                                      const FilterStack &filters) const {
-    VDKIT_ASSIGN_OR_RETURN(ByteStorePtr store, open_store(location, flags, transport_options));
-    return stack_filters(*this, std::move(store), flags, filters);
-}
-
-Result<FilterStack> Host::resolve_filters(const std::vector<FilterSpec> &specs, OptionUse use) const {
-    FilterStack stack;
-    for (const FilterSpec &spec : specs) {
-        PluginEntryPtr f = registry_.find(PluginKind::filter, spec.name);
-        if (!f) return unknown_plugin(PluginKind::filter, spec.name);
-        if (!f->info.has(VDKIT_CAP_FILTER_FILE))
-            return Status(VDKIT_E_NOT_SUPPORTED, "filter '" + spec.name +
-                                                     "' cannot sit between a format and its files (it is not a "
-                                                     "file-level filter)");
-        VDKIT_ASSIGN_OR_RETURN(Options opts, options_for(*f, spec.options, use)); // errors name the filter
-        stack.push_back(FilterLayer{f, std::move(opts)});
-    }
-    return stack;
-}
-
-Status Host::remove_location(const std::string &location) const {
-    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(location));
-    if (!t->transport.remove) return not_supported("removing files", t->info.name, location);
-    Options none;
-    vdkit_ctx ctx = make_ctx(t.get(), &none);
-    uint32_t rc = call_plugin(ctx, t->transport.remove, &ctx, vdkit_str{location.data(), location.size()});
-    if (rc != VDKIT_OK) return status_from_plugin(ctx, rc, "remove " + location);
-    return Status::ok();
-}
-
-Status Host::rename_location(const std::string &from, const std::string &to) const {
-    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(from));
-    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr tt, transport_for(to));
-    if (t != tt)
-        return Status(VDKIT_E_NOT_SUPPORTED, "cannot move " + from + " to " + to + ": they are reached through different transports ('" +
-                                                 t->info.name + "', '" + tt->info.name + "')");
-    if (!t->transport.rename) return not_supported("renaming files", t->info.name, from);
-    // Never replaces: a rename (an image's extent following its descriptor)
-    // must not cost a file that happens to carry the new name.
-    VDKIT_ASSIGN_OR_RETURN(bool taken, location_exists(to));
-    if (taken) return Status(VDKIT_E_EXISTS, "cannot rename " + from + " to " + to + ": " + to + " already exists");
-    Options none;
-    vdkit_ctx ctx = make_ctx(t.get(), &none);
-    uint32_t rc = call_plugin(ctx, t->transport.rename, &ctx, vdkit_str{from.data(), from.size()},
-                              vdkit_str{to.data(), to.size()});
-    if (rc != VDKIT_OK) return status_from_plugin(ctx, rc, "rename " + from + " to " + to);
-    return Status::ok();
-}
-
-Result<bool> Host::location_exists(const std::string &location) const {
-    VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(location));
-    if (!t->transport.exists) return not_supported("existence checks", t->info.name, location);
-    Options none;
-    vdkit_ctx ctx = make_ctx(t.get(), &none);
-    uint8_t yes = 0;
-    uint32_t rc = call_plugin(ctx, t->transport.exists, &ctx, vdkit_str{location.data(), location.size()}, &yes);
-    if (rc != VDKIT_OK) return status_from_plugin(ctx, rc, "check " + location);
-    return yes != 0;
 }
 
 } // namespace vdkit

@@ -14,16 +14,19 @@
 
 namespace vdkit {
 
-class Host;
+class Stores;
 
-Result<ByteStorePtr> open_transport_store(const Host &host, PluginEntryPtr transport, const std::string &location,
+// VDKIT_E_NOT_SUPPORTED: `what` is not supported by `plugin` (at location).
+Status not_supported(const std::string &what, const std::string &plugin, const std::string &location);
+
+Result<ByteStorePtr> open_transport_store(const Stores &stores, PluginEntryPtr transport, const std::string &location,
                                           uint32_t flags, Options options);
 
 // Stack filter `filter` (validated options) over `lower`.
-Result<ByteStorePtr> open_filter_store(const Host &host, PluginEntryPtr filter, ByteStorePtr lower, uint32_t flags,
+Result<ByteStorePtr> open_filter_store(const Stores &stores, PluginEntryPtr filter, ByteStorePtr lower, uint32_t flags,
                                        Options options);
 
-// One layer of an image's file-level filter stack (Host::resolve_filters):
+// One layer of an image's file-level filter stack (Stores::resolve_filters):
 // a loaded filter with VDKIT_CAP_FILTER_FILE and its validated options.
 struct FilterLayer {
     PluginEntryPtr plugin;
@@ -37,7 +40,7 @@ std::vector<FilterSpec> open_specs(const FilterStack &stack);
 
 // Stack every layer of `stack` over `lower`, the first nearest it. Empty:
 // lower itself.
-Result<ByteStorePtr> stack_filters(const Host &host, ByteStorePtr lower, uint32_t flags, const FilterStack &stack);
+Result<ByteStorePtr> stack_filters(const Stores &stores, ByteStorePtr lower, uint32_t flags, const FilterStack &stack);
 
 } // namespace vdkit
 

@@ -186,4 +186,15 @@ std::vector<std::string> Registry::names(PluginKind kind) const {
     return out;
 }
 
+Status Registry::unknown_plugin(PluginKind kind, std::string_view name) const {
+    const std::string kind_name = to_string(kind);
+    std::string msg = "no " + kind_name + " plugin named '" + std::string(name) + "' is loaded";
+    const std::vector<std::string> known = names(kind);
+    if (auto guess = util::closest_match(name, known)) msg += " — did you mean '" + *guess + "'?";
+    std::string all;
+    for (const auto &n : known) all += (all.empty() ? "" : ", ") + n;
+    msg += all.empty() ? " (no " + kind_name + " plugins are loaded)" : " (available: " + all + ")";
+    return Status(VDKIT_E_NOT_FOUND, msg);
+}
+
 } // namespace vdkit

@@ -42,6 +42,9 @@ public:
     std::vector<PluginEntryPtr> list(PluginKind kind) const;
     std::vector<PluginEntryPtr> all() const { return entries_; }
     std::vector<std::string> names(PluginKind kind) const;
+    // VDKIT_E_NOT_FOUND naming the plugin that is not loaded, a likely
+    // typo's correction and what is loaded of that kind.
+    Status unknown_plugin(PluginKind kind, std::string_view name) const;
 
 private:
     std::vector<PluginEntryPtr> entries_;

@@ -6,8 +6,8 @@
 // check-finding sinks, and the error slot the plugin reports into. It lives
 // on the caller's stack for one call (or one open instance) and is never
 // shared between threads.
-#ifndef VDKIT_CORE_HOST_CONTEXT_HPP
-#define VDKIT_CORE_HOST_CONTEXT_HPP
+#ifndef VDKIT_CORE_IO_CONTEXT_HPP
+#define VDKIT_CORE_IO_CONTEXT_HPP
 
 #include "vdkit/plugin.h"
 #include "vdkit/status.hpp"
@@ -20,14 +20,15 @@
 #include <vector>
 
 namespace vdkit {
-class Host;
+class Stores;
 struct PluginEntry;
 struct FilterLayer;
 struct OpenStores;
 } // namespace vdkit
 
 struct vdkit_ctx {
-    const vdkit::Host *host = nullptr;
+    // Where stores the plugin opens, removes or renames are handled, and the log.
+    const vdkit::Stores *stores = nullptr;
     const vdkit::PluginEntry *plugin = nullptr;   // who is being called (for logs)
     const vdkit::Options *options = nullptr;      // validated options incl. defaults
     std::string base_location;                    // image location sibling paths resolve against
@@ -62,6 +63,9 @@ namespace vdkit {
 // recorded (or a generic one naming the operation and plugin). A plugin that
 // fails without a code-consistent message still yields a useful Status.
 Status status_from_plugin(vdkit_ctx &ctx, uint32_t rc, std::string_view operation);
+
+// Record st in ctx (for host functions that return a code to a plugin).
+uint32_t report_to_ctx(vdkit_ctx *ctx, const Status &st);
 
 // Call a plugin function pointer behind an exception firewall: a plugin that
 // lets an exception escape yields VDKIT_E_INTERNAL instead of unwinding

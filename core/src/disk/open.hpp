@@ -1,0 +1,47 @@
+// Opening and creating disks (disk/open.cpp): format probing, chain
+// assembly with parent verification, and image creation. The public API
+// (Library::open, create_image, probe) calls these directly.
+//
+// Thread-safety: each takes the Host const and may be called concurrently.
+#ifndef VDKIT_CORE_DISK_OPEN_HPP
+#define VDKIT_CORE_DISK_OPEN_HPP
+
+#include "io/byte_store.hpp"
+#include "registry/registry.hpp"
+#include "vdkit/vdkit.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace vdkit {
+
+class Host;
+class Image;
+
+// Scored probing: the highest score wins; a tie or no match is an error
+// naming the candidates. `fallback_ok` accepts a VDKIT_PROBE_FALLBACK
+// winner (read-only opens).
+Result<PluginEntryPtr> probe(const Host &host, ByteStore &main, const std::string &location, bool fallback_ok);
+// With no evidence for any plugin (at best the fallback): an error when
+// the file carries a known container signature or its extension names a
+// format it is not (docs/design/probing.md, "Foreign containers").
+Status refuse_unrecognised(const Host &host, ByteStore &main, const std::string &location,
+                           const PluginEntry *fallback);
+// Before a link from `child` (of format child_format) to `parent` is
+// written: would probing the parent, as every later open of the child
+// does (VDI and VMDK cannot record a parent's format), pick the format
+// the parent is open with? An error saying why not, or OK.
+Status check_parent_link(const Host &host, Image &parent, const std::string &child, const std::string &child_format);
+// The score `fmt`'s own probe gives `main` (0 when its probe fails).
+Result<uint32_t> probe_score(const Host &host, const PluginEntry &fmt, ByteStore &main, const std::string &location);
+
+// The disk at `location` with its chain (Library::open); the Disk keeps
+// `host` (and so its plugins) alive.
+Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &location, const OpenOptions &options);
+// A new image at `location` (Library::create_image).
+Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &location, const CreateOptions &options);
+
+} // namespace vdkit
+
+#endif

@@ -1,0 +1,222 @@
+// The path policy (docs/design/paths.md): how paths named inside images
+// (parents, extents) are resolved and which of them may be followed.
+#include "io/paths.hpp"
+
+#include "util/util.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+namespace fs = std::filesystem;
+
+namespace vdkit {
+
+namespace {
+
+// How far `p` lies from `dir` (both absolute and normal): 0 in dir or below
+// it (any depth), k when it lies in the directory k levels up or at most k
+// directories below that one (k <= max; for k = 1: `../x`, `../d/x`), -1
+// further. The depth limit keeps the set of directories a child of a given
+// parent can lie in finite and small (search_children in disk/manage.cpp searches it).
+int distance(const fs::path &p, const fs::path &dir, int max) {
+    fs::path ancestor = dir;
+    for (int k = 0; k <= max; ++k) {
+        fs::path rel = p.lexically_relative(ancestor);
+        if (!rel.empty() && *rel.begin() != "..") {
+            if (k == 0) return 0;
+            return std::distance(rel.begin(), rel.end()) <= k + 1 ? k : -1;
+        }
+        if (!ancestor.has_relative_path()) return -1; // the root: nothing above
+        ancestor = ancestor.parent_path();
+    }
+    return -1;
+}
+
+int worse(int a, int b) { return a < 0 || b < 0 ? -1 : std::max(a, b); }
+
+const char *file_type_name(fs::file_type t) {
+    switch (t) {
+    case fs::file_type::directory: return "a directory";
+    case fs::file_type::block: return "a block device";
+    case fs::file_type::character: return "a character device";
+    case fs::file_type::fifo: return "a fifo";
+    case fs::file_type::socket: return "a socket";
+    default: return "not a regular file";
+    }
+}
+
+// A path made absolute and normal, without a trailing separator: the
+// directory part of `child.vdi` is empty, of `./child.vdi` is `.`, of
+// `a/b/../x.vdi` is `a/b/..`; lexically_normal turns `/x/d/.` and
+// `/x/d/e/..` into `/x/d/`, whose parent_path() is `/x/d` itself, not the
+// directory above. Every spelling must give the same directory.
+fs::path normal_path(const fs::path &p) {
+    std::error_code ec;
+    fs::path a = fs::absolute(p.empty() ? fs::path(".") : p, ec);
+    if (ec) a = p;
+    a = a.lexically_normal();
+    while (a.has_relative_path() && !a.has_filename()) a = a.parent_path();
+    return a;
+}
+
+fs::path real_path(const fs::path &abs) {
+    std::error_code ec;
+    fs::path r = fs::weakly_canonical(abs, ec);
+    if (ec) return abs;
+    return normal_path(r);
+}
+
+// A modification id as its format shows it: a VMDK's is its 32-bit CID
+// (the plugin stores it as 4 big-endian bytes and a 1 marker, see
+// cid_to_uuid in plugins/formats/vmdk), printed as 8 hex digits.
+std::string modification_text(std::string_view format, const uint8_t id[16]) {
+    bool cid = format == "vmdk" && id[4] == 1;
+    for (int i = 5; i < 16; ++i) cid = cid && id[i] == 0;
+    if (!cid) return util::uuid_to_string(id);
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "CID %02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
+    return buf;
+}
+
+bool under_system_tree(const fs::path &real) {
+    for (const char *root : {"/proc", "/sys"}) {
+        fs::path rel = real.lexically_relative(root);
+        if (!rel.empty() && *rel.begin() != "..") return true;
+    }
+    return false;
+}
+
+} // namespace
+
+Result<NamedPath> resolve_named(const std::string &image_location, std::string_view path, PathUse use,
+                                            bool allow_unsafe) {
+    std::string p(path);
+    const char *what = use == PathUse::parent ? "parent" : "file";
+    if (p.empty()) return Status(VDKIT_E_INVALID_ARGUMENT, image_location + ": names an empty path");
+    if (p.find('\0') != std::string::npos)
+        return Status(VDKIT_E_CORRUPT, image_location + ": names a path containing a NUL byte");
+    const bool url = p.find("://") != std::string::npos;
+    if (url) {
+        if (!allow_unsafe)
+            return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' as its " + what +
+                                                  ", a URL; an image's own paths are never followed to URLs "
+                                                  "(set allow_unsafe_paths to follow it)");
+        return NamedPath{p, false};
+    }
+    if (image_location.find("://") != std::string::npos) {
+        // Location-relative join for URL-based images.
+        size_t slash = image_location.rfind('/');
+        if (p[0] == '/' || p.find("..") != std::string::npos) {
+            if (!allow_unsafe)
+                return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p +
+                                                      "' outside its directory; set allow_unsafe_paths to allow it");
+        }
+        return NamedPath{image_location.substr(0, slash + 1) + p, false};
+    }
+    fs::path base_dir = fs::path(image_location).parent_path();
+    if (base_dir.empty()) base_dir = ".";
+    fs::path candidate = fs::path(p).is_absolute() ? fs::path(p) : base_dir / p;
+    candidate = candidate.lexically_normal();
+    if (allow_unsafe) return NamedPath{candidate.string(), false};
+
+    const fs::path abs_dir = normal_path(base_dir);
+    const fs::path abs_cand = normal_path(candidate);
+    auto refuse = [&](const std::string &why) {
+        return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' (" + abs_cand.string() +
+                                              ") as its " + what + ", which " + why +
+                                              "; set allow_unsafe_paths to allow it");
+    };
+    std::error_code ec;
+    // Where the path really leads: symbolic links resolved, in the
+    // directory and on the way.
+    const fs::path real_dir = real_path(abs_dir);
+    const fs::path real_cand = real_path(abs_cand);
+    const int levels = use == PathUse::parent ? kParentLevels : 0;
+    const int lexical = distance(abs_cand, abs_dir, levels);
+    const int real = distance(real_cand, real_dir, levels);
+    const int zone = worse(lexical, real);
+    if (zone < 0) {
+        std::string where = use == PathUse::parent
+                                ? "lies neither in the image's directory (" + abs_dir.string() +
+                                      ") nor in the directory above it or a directory directly in that one; a parent must lie in one of those"
+                                : "lies outside the image's directory (" + abs_dir.string() +
+                                      "); an image's files must lie in its directory or below it";
+        if (lexical >= 0) where = "leads through a symbolic link to " + real_cand.string() + ", which " + where;
+        return refuse(where);
+    }
+    if (under_system_tree(real_cand)) return refuse("lies in " + real_cand.string() + ", a system tree");
+    fs::file_status status = fs::status(real_cand, ec);
+    if (!ec && fs::exists(status) && !fs::is_regular_file(status))
+        return refuse("is " + std::string(file_type_name(status.type())) + " (" + real_cand.string() +
+                      "), not an image file");
+    return NamedPath{candidate.string(), zone > 0, zone > 0 && lexical == 0};
+}
+
+Result<std::string> resolve_sibling(const std::string &image_location, std::string_view path,
+                                          bool allow_unsafe) {
+    VDKIT_ASSIGN_OR_RETURN(NamedPath named, resolve_named(image_location, path, PathUse::extent, allow_unsafe));
+    return named.location;
+}
+
+Status verify_parent(const std::string &child_location, std::string_view hint, const NamedPath &where,
+                           std::string_view child_format, const uint8_t recorded_uuid[16],
+                           const uint8_t recorded_modification[16], std::string_view parent_format,
+                           const vdkit_image_info &parent) {
+    if (!where.beyond) return Status::ok();
+    const bool uuids = !util::uuid_is_nil(recorded_uuid) && !util::uuid_is_nil(parent.uuid);
+    if (uuids && std::memcmp(recorded_uuid, parent.uuid, 16) == 0) return Status::ok();
+    const bool modification = !uuids && child_format == parent_format && !util::uuid_is_nil(recorded_modification) &&
+                              !util::uuid_is_nil(parent.modification_uuid);
+    if (modification && std::memcmp(recorded_modification, parent.modification_uuid, 16) == 0) return Status::ok();
+    std::string why;
+    if (uuids)
+        why = "the image there is " + util::uuid_to_string(parent.uuid) + ", not the parent " +
+              util::uuid_to_string(recorded_uuid) + " it records";
+    else if (modification)
+        why = "the image there is not the one it records (modification id " +
+              modification_text(parent_format, parent.modification_uuid) + ", recorded " +
+              modification_text(parent_format, recorded_modification) + ")";
+    else if (util::uuid_is_nil(parent.uuid) && util::uuid_is_nil(parent.modification_uuid))
+        why = "the file there (read as '" + std::string(parent_format) +
+              "') has no identity to verify it by — only an image of a known format can be a parent there";
+    else
+        why = "it records no identity of its parent to verify the image there by";
+    return Status(VDKIT_E_PERMISSION, child_location + ": its parent '" + std::string(hint) + "' (" +
+                                          normal_path(where.location).string() +
+                                          (where.via_link ? ") leads through a symbolic link" : ") lies") +
+                                          " outside its directory, and " + why +
+                                          "; set allow_unsafe_paths to allow it");
+}
+
+Status check_link(const std::string &child_location, std::string_view hint, std::string_view child_format,
+                        std::string_view parent_format, const vdkit_image_info &parent, bool allow_unsafe) {
+    VDKIT_ASSIGN_OR_RETURN(NamedPath where, resolve_named(child_location, hint, PathUse::parent, allow_unsafe));
+    return verify_parent(child_location, hint, where, child_format, parent.uuid, parent.modification_uuid,
+                         parent_format, parent);
+}
+
+
+std::string relative_hint(const std::string &child, const std::string &parent) {
+    const size_t cs = child.find("://"), ps = parent.find("://");
+    if (cs != std::string::npos || ps != std::string::npos) {
+        // URLs: relative when scheme and authority match (resolve_sibling
+        // joins such a hint onto the child's location), else the whole URL.
+        if (cs == std::string::npos || ps == std::string::npos) return parent;
+        const size_t cpath = child.find('/', cs + 3), ppath = parent.find('/', ps + 3);
+        if (cpath == std::string::npos || ppath == std::string::npos ||
+            child.compare(0, cpath, parent, 0, ppath) != 0)
+            return parent;
+        const fs::path cdir = fs::path(child.substr(cpath)).lexically_normal().parent_path();
+        const fs::path rel = fs::path(parent.substr(ppath)).lexically_normal().lexically_relative(cdir);
+        return rel.empty() ? parent : rel.string();
+    }
+    std::error_code ec;
+    fs::path cdir = fs::absolute(fs::path(child), ec).lexically_normal().parent_path();
+    fs::path p = fs::absolute(fs::path(parent), ec).lexically_normal();
+    fs::path rel = p.lexically_relative(cdir);
+    return rel.empty() ? p.string() : rel.string();
+}
+
+} // namespace vdkit
