@@ -426,12 +426,30 @@ PYBIND11_MODULE(_vdkit, m) {
             check(failed);
             return out;
         }, "ImageInfo of every image of the chain, base first.")
-        .def("metadata_keys", [](const Disk &d) { return take(d.metadata_keys()); })
-        .def("metadata_get", [](const Disk &d, const std::string &key) { return take(d.metadata_get(key)); },
-             py::arg("key"))
+        .def("metadata_keys", [](const Disk &d) {
+            Result<std::vector<std::string>> keys = Status(VDKIT_E_INTERNAL, "not run");
+            {
+                py::gil_scoped_release nogil;
+                keys = d.metadata_keys();
+            }
+            return take(std::move(keys));
+        }, "Metadata keys of the top image.")
+        .def("metadata_get", [](const Disk &d, const std::string &key) {
+            Result<std::string> value = Status(VDKIT_E_INTERNAL, "not run");
+            {
+                py::gil_scoped_release nogil;
+                value = d.metadata_get(key);
+            }
+            return take(std::move(value));
+        }, py::arg("key"), "A metadata value of the top image (NotFoundError when absent).")
         .def("metadata_set", [](Disk &d, const std::string &key, const std::string &value) {
-            check(d.metadata_set(key, value));
-        }, py::arg("key"), py::arg("value"))
+            Status s;
+            {
+                py::gil_scoped_release nogil;
+                s = d.metadata_set(key, value);
+            }
+            check(s);
+        }, py::arg("key"), py::arg("value"), "Set a metadata value of the top image (writable disks).")
         .def("close", [](Disk &d) {
             Status s;
             {

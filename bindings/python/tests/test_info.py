@@ -75,3 +75,28 @@ def test_python_made_chain_is_read_by_qemu_img(lib, tmp_path, rng):
     run("qemu-img", "convert", "-O", "raw", top, flat)
     content = flat.read_bytes()
     assert content[:65536] == a and content[MiB:MiB + 65536] == b
+
+
+def test_vmdk_metadata_matches_the_descriptor_qemu_img_wrote(lib, tmp_path):
+    require_tools("qemu-img")
+    import re
+    image = tmp_path / "disk.vmdk"
+    run("qemu-img", "create", "-q", "-f", "vmdk", image, "10M")
+    descriptor = dict(re.findall(rb'^(ddb\.[\w.]+) = "([^"]*)"', image.read_bytes()[:65536], re.M))
+    assert descriptor
+    with lib.open(image) as disk:
+        keys = disk.metadata_keys()
+        assert sorted(k.encode() for k in keys) == sorted(descriptor)
+        for key in keys:
+            assert disk.metadata_get(key).encode() == descriptor[key.encode()]
+        with pytest.raises(vdkit.Error):
+            disk.metadata_set("ddb.comment", "read-only disk")
+    with lib.open(image, writable=True) as disk:
+        disk.metadata_set("ddb.comment", "set from python")
+    text = run("qemu-img", "info", image).stdout  # still a valid image for qemu
+    assert "vmdk" in text
+    assert b'ddb.comment = "set from python"' in image.read_bytes()[:65536]
+    # And the geometry info reports is the descriptor's.
+    with lib.open(image) as disk:
+        (info,) = disk.info()
+    assert info.pchs == tuple(int(descriptor[b"ddb.geometry." + k]) for k in (b"cylinders", b"heads", b"sectors"))
