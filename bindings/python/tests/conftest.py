@@ -24,9 +24,15 @@ def require_tools(*names):
             pytest.skip(message)
 
 
+def tool_env():
+    """The environment for outside tools: without the sanitizer runtime the
+    ASan build preloads into this interpreter (qemu-img hangs with it)."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def run(*argv, check=True):
     """Run a command; its stdout (text). A failure shows the command's stderr."""
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True)
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=tool_env(), timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError("%s exited %d: %s" % (" ".join(map(str, argv)), proc.returncode, proc.stderr))
     return proc

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from conftest import run
+
 SCRIPT = r"""
 import os, sys, vdkit
 print(vdkit.__file__)
@@ -26,11 +28,11 @@ def test_installed_package_works_from_the_prefix(tmp_path):
     if not build or not site:
         pytest.skip("run by ctest (VDKIT_BUILD_DIR, VDKIT_PYTHON_INSTALL_DIR)")
     prefix = tmp_path / "prefix"
-    subprocess.run(["cmake", "--install", build, "--prefix", str(prefix)], check=True, capture_output=True)
+    run("cmake", "--install", build, "--prefix", prefix)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VDKIT_PLUGIN_PATH", "LD_LIBRARY_PATH")}
     env["PYTHONPATH"] = str(prefix / site)
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "a.vdi")], env=env, cwd=tmp_path,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     package, module, formats, libvdkit = out.stdout.split("\n")[:4]
     assert package == str(prefix / site / "vdkit" / "__init__.py")
