@@ -13,6 +13,8 @@ packages=(
   catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
   # convert_target_test.sh kills a convert between two renames (strace -e inject)
   strace
+  # bindings/python: built with pybind11 against Debian's python3, tested with pytest
+  python3-dev pybind11-dev python3-pytest
   # tests/fuzz (make fuzz, make fuzz-ci): clang, libFuzzer and
   # clang's sanitizer runtimes
   clang libclang-rt-dev
