@@ -17,6 +17,7 @@
 #include "vdkit/vdkit.hpp"
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -156,6 +157,10 @@ public:
                                       const RenameOptions &options) const;
     Result<DeleteResult> delete_image(const std::string &location, const DeleteOptions &options) const;
 
+    // Library::load_plugin / unload_plugin: one plugin library at run time.
+    Result<std::vector<PluginInfo>> load_plugin_file(const std::string &path);
+    Status unload_plugin_file(const std::string &path);
+
     // A context for calling `plugin` with `options`.
     vdkit_ctx make_ctx(const PluginEntry *plugin, const Options *options) const;
 
@@ -169,7 +174,8 @@ private:
     LogLevel log_level_ = LogLevel::warning;
     Registry registry_;
     std::vector<LoadProblem> problems_;
-    std::vector<std::shared_ptr<PluginLibrary>> libraries_;
+    std::vector<std::shared_ptr<PluginLibrary>> libraries_; // guarded by libraries_mu_ after create()
+    std::mutex libraries_mu_;
 };
 
 // Record st in ctx (for host functions that return a code to a plugin).
