@@ -1,20 +1,33 @@
-// vdkit/vdkit.hpp — the C++ API of the vdkit library.
-//
-// A Library discovers and loads plugins (formats, filters, transports) and
-// opens or creates Disks. A Disk is a chain of images — a base and zero or
-// more differencing images — read and written as one virtual disk: reads fall
-// through ranges a child does not hold, writes go to the top image with the
-// copy-on-write fill done here, once, for every format.
-//
-// Errors: every fallible call returns Status or Result<T> (vdkit/status.hpp);
-// nothing here throws except std::bad_alloc, and nothing calls exit().
-//
-// Thread-safety: Library is immutable after create() and safe to share. A
-// Disk may be used from several threads: reads run concurrently, writes and
-// metadata changes are serialised per disk. Plugins stay loaded while any
-// Library or Disk that uses them is alive.
-//
-// The C API in vdkit.h wraps the same objects.
+/// @file vdkit/vdkit.hpp
+/// @brief The C++ API of the vdkit library.
+///
+/// A Library discovers and loads plugins (formats, filters, transports) and
+/// opens or creates Disks. A Disk is a chain of images — a base and zero or
+/// more differencing images — read and written as one virtual disk: reads fall
+/// through ranges a child does not hold, writes go to the top image with the
+/// copy-on-write fill done here, once, for every format.
+///
+/// Errors: every fallible call returns Status or Result<T> (vdkit/status.hpp);
+/// nothing here throws except std::bad_alloc, and nothing calls exit().
+///
+/// Thread-safety: Library is safe to share (load_plugin and unload_plugin
+/// change its plugin set under its own lock, while other calls run). A
+/// Disk may be used from several threads: reads run concurrently, writes and
+/// metadata changes are serialised per disk. Plugins stay loaded while any
+/// Library or Disk that uses them is alive.
+///
+/// Units: offsets, lengths and sizes are bytes (no call counts sectors).
+///
+/// Status codes common to every fallible call, besides those each one
+/// lists: VDKIT_E_INVALID_ARGUMENT when the Disk was closed,
+/// VDKIT_E_NO_MEMORY when an allocation failed, VDKIT_E_INTERNAL for a bug or
+/// a plugin that broke its contract, VDKIT_E_IO when the operating system or
+/// a transport failed.
+///
+/// Ownership: arguments are copied or used during the call only unless a
+/// function says otherwise; results are values the caller owns.
+///
+/// The C API in vdkit.h wraps the same objects.
 #ifndef VDKIT_VDKIT_HPP
 #define VDKIT_VDKIT_HPP
 
@@ -37,16 +50,19 @@ struct DiskAccess; // core-internal: how the core builds and reaches into a Disk
 
 inline namespace v1 {
 
-// Option values by key, as text; validated against the plugin's key table.
+/// Option values by key, as text; validated against the plugin's key table.
 using Options = std::map<std::string, std::string>;
 using Uuid = std::array<uint8_t, 16>;
 
 enum class PluginKind : uint32_t { format = 1, filter = 2, transport = 3 };
+/// "format", "filter" or "transport" (static storage; "unknown" otherwise). Thread-safe.
 const char *to_string(PluginKind kind) noexcept;
 
 enum class KeyType : uint32_t { string_ = 1, boolean = 2, integer = 3, unsigned_ = 4, size = 5, enumeration = 6 };
+/// The key type's name as plugin help prints it (static storage). Thread-safe.
 const char *to_string(KeyType type) noexcept;
 
+/// One configuration key a plugin accepts (PluginInfo::keys).
 struct ConfigKey {
     std::string name;
     KeyType type = KeyType::string_;
@@ -61,6 +77,7 @@ struct ConfigKey {
     int64_t max_value = 0;
 };
 
+/// What a loaded plugin declares (Library::plugins, Library::plugin).
 struct PluginInfo {
     PluginKind kind = PluginKind::format;
     std::string name;
@@ -73,8 +90,9 @@ struct PluginInfo {
     std::string source;                    // library file it came from
     uint32_t abi_major = 0;
     uint32_t abi_minor = 0;
+    /// Whether every VDKIT_CAP_* bit of `cap` is set.
     bool has(uint64_t cap) const noexcept { return (capabilities & cap) == cap; }
-    // The key named exactly `key_name`, or null.
+    /// The key named exactly `key_name`, or null.
     const ConfigKey *key(std::string_view key_name) const noexcept {
         for (const ConfigKey &k : keys)
             if (k.name == key_name) return &k;
@@ -82,7 +100,7 @@ struct PluginInfo {
     }
 };
 
-// A plugin library that was found but not loaded, and why.
+/// A plugin library that was found but not loaded, and why.
 struct LoadProblem {
     std::string path;
     Status status;
@@ -90,37 +108,46 @@ struct LoadProblem {
 
 enum class LogLevel : uint32_t { error = 0, warning = 1, info = 2, debug = 3 };
 using LogFunction = std::function<void(LogLevel, std::string_view message)>;
-// Called once when an asynchronous operation (Disk::submit_*) ends.
+/// Called once when an asynchronous operation (Disk::submit_*) ends.
 using Completion = std::function<void(Status)>;
-// Return false to cancel the operation (it fails with VDKIT_E_CANCELLED).
+/// Return false to cancel the operation (it fails with VDKIT_E_CANCELLED).
 using ProgressFunction = std::function<bool(uint64_t done, uint64_t total)>;
 
+/// Options of Library::create.
 struct LibraryOptions {
-    // YAML configuration; empty: $VDKIT_CONFIG if set, else built-in defaults.
+    /// YAML configuration; empty: $VDKIT_CONFIG if set, else built-in defaults.
     std::string config_file;
-    // Plugin directories searched before the configured ones.
+    /// Plugin directories searched before the configured ones.
     std::vector<std::string> plugin_paths;
     bool search_environment = true; // VDKIT_PLUGIN_PATH (':'-separated)
     bool search_install_dir = true; // <libdir>/vdkit/plugins next to libvdkit
-    // Diagnostics; default: warnings and errors to stderr.
+    /// Diagnostics (everything the library and its plugins log); default:
+    /// warnings and errors to stderr. Called from any thread that logs,
+    /// possibly several at once; kept until the Library is destroyed.
     LogFunction log;
     std::optional<LogLevel> log_level; // default: from config, else warning
 };
 
 enum class BlockState : uint32_t { data = 0, zero = 1, unallocated = 2 };
 
+/// A run of one allocation state (Disk::block_status); offsets in bytes.
 struct BlockRun {
     uint64_t offset = 0;
     uint64_t length = 0;
     BlockState state = BlockState::data;
-    // Index of the image that answered (0 = base); for unallocated: none did.
+    /// Index of the image that answered (0 = base); for unallocated: none did.
     size_t image = 0;
 };
 
+/// Disk geometry: cylinders, heads, sectors per track (0 when none).
 struct Geometry {
     uint32_t cylinders = 0, heads = 0, sectors = 0;
 };
 
+/// Which identifier Disk::set_uuid writes (the values of VDKIT_UUID_*).
+enum class UuidKind : uint32_t { image = 0, modification = 1, parent = 2, parent_modification = 3 };
+
+/// One image of a chain (Disk::image_info); sizes in bytes.
 struct ImageInfo {
     std::string location;
     std::string format;
@@ -141,18 +168,19 @@ struct ImageInfo {
     std::optional<uint64_t> file_length;    // bytes the image's files are long (holes included)
 };
 
-// A file-level filter (a filter plugin with VDKIT_CAP_FILTER_FILE) in an
-// image's stack: it sits between the format and every file of the image
-// (main file and extents), the first of a stack nearest the file. Its
-// options are validated against the filter's config keys.
+/// A file-level filter (a filter plugin with VDKIT_CAP_FILTER_FILE) in an
+/// image's stack: it sits between the format and every file of the image
+/// (main file and extents), the first of a stack nearest the file. Its
+/// options are validated against the filter's config keys.
 struct FilterSpec {
     std::string name;
     Options options;
 };
-// "NAME" or "NAME:key=value,key=value" (the CLI's --filter, the C API, batch
-// files). INVALID_ARGUMENT names what is wrong with the text.
+/// "NAME" or "NAME:key=value,key=value" (the CLI's --filter, the C API, batch
+/// files). INVALID_ARGUMENT names what is wrong with the text.
 Result<FilterSpec> parse_filter_spec(std::string_view text);
 
+/// Options of Library::open.
 struct OpenOptions {
     std::string format;               // empty: probe
     Options format_options;           // validated against the format's keys
@@ -161,28 +189,42 @@ struct OpenOptions {
     bool lock = true;                 // take the transport's advisory lock
     bool follow_parents = true;       // open the chain below a diff image
     bool ignore_parent_mismatch = false;
-    // With writable: open every image of the chain for writing, not only the
-    // top (merge and commit write into parents).
+    /// With writable: open every image of the chain for writing, not only the
+    /// top (merge and commit write into parents).
     bool writable_chain = false;
-    // Allow extent/parent paths outside the image's directory; empty: config.
+    /// Allow extent/parent paths outside the image's directory; empty: config.
     std::optional<bool> allow_unsafe_paths;
-    // File-level filters every image of the chain is read (and written)
-    // through: a chain is stored one way throughout.
+    /// File-level filters every image of the chain is read (and written)
+    /// through: a chain is stored one way throughout.
     std::vector<FilterSpec> filters;
-    // Read an image other processes may hold (qemu-img -U): no image lock
-    // is taken on any file of the chain and none is tested, so a writer
-    // elsewhere (vdkit, QEMU) does not keep this open out; what is read may
-    // change meanwhile. Read-only: with writable the open is refused
-    // (INVALID_ARGUMENT).
+    /// Read an image other processes may hold (qemu-img -U): no image lock
+    /// is taken on any file of the chain and none is tested, so a writer
+    /// elsewhere (vdkit, QEMU) does not keep this open out; what is read may
+    /// change meanwhile. Read-only: with writable the open is refused
+    /// (INVALID_ARGUMENT).
     bool force_share = false;
+    /// Bypass the host's page cache (VD_OPEN_FLAGS_...; qemu cache=none):
+    /// every image's transport gets its `direct` option set to true (the
+    /// file transport opens with O_DIRECT). NOT_SUPPORTED when the
+    /// location's transport has no `direct` option; the file transport
+    /// fails with NOT_SUPPORTED on a file system without O_DIRECT.
+    bool direct = false;
+    /// Metadata only (VD_OPEN_FLAGS_INFO): formats are told (VDKIT_OPEN_INFO)
+    /// that no data I/O follows; image_info, metadata and comments work,
+    /// while read, block_status and what builds on them (copy, compare,
+    /// asynchronous reads) fail with NOT_SUPPORTED. Read-only: with
+    /// writable the open is refused (INVALID_ARGUMENT).
+    bool info_only = false;
 };
 
+/// Options of Disk::rebase.
 struct RebaseOptions {
     std::string format;        // of the new parent; empty: probe
     bool unsafe = false;       // header only: what the top shows may change
     ProgressFunction progress;
 };
 
+/// Options of Library::create_image.
 struct CreateOptions {
     std::string format;               // required
     uint64_t size = 0;                // bytes; for diffs 0 means the parent's size
@@ -193,59 +235,65 @@ struct CreateOptions {
     std::string parent_format;        // empty: probe the parent
     bool overwrite = false;           // replace an existing file
     std::optional<bool> allow_unsafe_paths;
-    // The new image's UUID (VDCopyEx pDstUuid, a copy that keeps its
-    // identity); empty: a fresh random one.
+    /// The new image's UUID (VDCopyEx pDstUuid, a copy that keeps its
+    /// identity); empty: a fresh random one.
     std::optional<Uuid> uuid;
-    // The image is built here but will be moved to final_location (a staged
-    // convert): its parent path is written relative to final_location and
-    // must resolve from there. Empty: location.
+    /// The image is built here but will be moved to final_location (a staged
+    /// convert): its parent path is written relative to final_location and
+    /// must resolve from there. Empty: location.
     std::string final_location;
-    // File-level filters the new image's files are written through (and its
-    // parent chain read through, as OpenOptions::filters).
+    /// File-level filters the new image's files are written through (and its
+    /// parent chain read through, as OpenOptions::filters).
     std::vector<FilterSpec> filters;
 };
 
-// One finding of a consistency check, in the order the format reported it.
+/// One finding of a consistency check, in the order the format reported it.
 enum class FindingSeverity : uint32_t { error = 0, leak = 1, repaired = 2, note = 3 };
+/// "error", "leak", "repaired" or "note" (static storage). Thread-safe.
 const char *to_string(FindingSeverity severity) noexcept;
 
+/// One finding of Disk::check.
 struct CheckFinding {
     FindingSeverity severity = FindingSeverity::error;
     std::optional<uint64_t> offset; // byte offset in the image file it concerns
     std::string message;
 };
 
+/// Options of Disk::check.
 struct CheckOptions {
     bool repair = false;  // fix what can be fixed (the disk must be writable)
     bool dry_run = false; // with repair: report what would be fixed, write nothing
 };
 
+/// The result of Disk::check.
 struct CheckReport {
     std::vector<CheckFinding> findings;
     uint64_t errors = 0;   // findings that affect data, left unfixed
     uint64_t leaks = 0;    // wasted space, left unfixed
     uint64_t repaired = 0; // fixed by this run
+    /// No errors and no leaks left.
     bool clean() const noexcept { return errors == 0 && leaks == 0; }
 };
 
-// Disk::attach / can_attach (VixDiskLib_Attach / IsAttachPossible).
+/// Disk::attach / can_attach (VixDiskLib_Attach / IsAttachPossible).
 struct AttachOptions {
-    // Also record the link in the child's bottom image (its parent path and
-    // the parent's ids), as an unsafe rebase would; then a child recorded
-    // over another parent may be attached too. Needs the child writable.
+    /// Also record the link in the child's bottom image (its parent path and
+    /// the parent's ids), as an unsafe rebase would; then a child recorded
+    /// over another parent may be attached too. Needs the child writable.
     bool relink = false;
-    // With relink: still require that the parent is the one the child
-    // records (as without relink) — VixDiskLib_Attach's rule, with the link
-    // written. Without relink the check is always made.
+    /// With relink: still require that the parent is the one the child
+    /// records (as without relink) — VixDiskLib_Attach's rule, with the link
+    /// written. Without relink the check is always made.
     bool verify_identity = false;
 };
 
-// Disk::attach_cache (VDCreateCache / VDCacheOpen).
+/// Disk::attach_cache (VDCreateCache / VDCacheOpen).
 struct CacheOptions {
     std::string format = "vdi"; // for a new cache: any format with writes, an allocation map and a comment
     Options options;            // its create options
 };
 
+/// Counters of an attached cache (Disk::cache_stats); bytes.
 struct CacheStats {
     std::string location;
     uint64_t hit_bytes = 0;  // read from the cache
@@ -253,127 +301,188 @@ struct CacheStats {
     bool bypassed = false;   // a cache operation failed; reads go to the chain
 };
 
+/// An opened chain of images read and written as one virtual disk
+/// (Library::open, Library::create_image). Reads run concurrently; writes,
+/// metadata and identity changes are serialised. Destroying a Disk closes
+/// it (errors are logged).
 class Disk {
 public:
+    /// Close (flushing; errors are logged) and free. No other call may run.
     ~Disk();
+    /// Not copyable: a Disk owns its open images.
     Disk(const Disk &) = delete;
+    /// Not copyable.
     Disk &operator=(const Disk &) = delete;
 
+    /// Virtual size in bytes. Thread-safe.
     uint64_t size() const noexcept;
+    /// Whether the top image is open for writing. Thread-safe.
     bool writable() const noexcept;
-    size_t image_count() const noexcept;             // base is 0, top is image_count()-1
+    /// Images in the chain: the base is 0, the top image_count()-1. Thread-safe.
+    size_t image_count() const noexcept;
+    /// Describe images[index] (format, sizes in bytes, ids, geometry,
+    /// comment, parent). Runs concurrently with reads.
+    /// INVALID_ARGUMENT when index is beyond the chain; IO.
     Result<ImageInfo> image_info(size_t index) const;
 
-    // Reads and writes at virtual offsets; [offset, offset+len) must be within size().
+    /// Read len bytes at byte offset into buf (len bytes, the caller's),
+    /// through the chain. Runs concurrently with other reads.
+    /// OUT_OF_RANGE when [offset, offset+len) is not within size();
+    /// NOT_SUPPORTED when opened info_only; CORRUPT; IO.
     Status read(uint64_t offset, void *buf, uint64_t len) const;
+    /// Write len bytes from buf at byte offset into the top image; partial
+    /// blocks are filled from the chain (copy-on-write). Serialised.
+    /// READ_ONLY when not writable; OUT_OF_RANGE; NO_MEMORY when the image
+    /// cannot grow further; IO.
     Status write(uint64_t offset, const void *buf, uint64_t len);
-    // Reads as zero afterwards, persistently where the format can record it.
+    /// [offset, offset+len) (bytes) reads as zero afterwards, persistently
+    /// where the format can record it. Errors as write().
     Status write_zeroes(uint64_t offset, uint64_t len);
-    // Give the range back (top image); content becomes undefined-but-stable
-    // (zero or the parent's data).
+    /// Give the range (bytes) back in the top image; content becomes
+    /// undefined-but-stable (zero or the parent's data). Errors as write().
     Status discard(uint64_t offset, uint64_t len);
+    /// Make what was written durable. Serialised with writes. IO.
     Status flush();
 
-    // Allocation of the run starting at offset, resolved through the chain.
+    /// Allocation of the run starting at byte offset, resolved through the
+    /// chain (length in 1..len bytes). Runs concurrently with reads.
+    /// INVALID_ARGUMENT for len 0; OUT_OF_RANGE; NOT_SUPPORTED when opened
+    /// info_only; IO.
     Result<BlockRun> block_status(uint64_t offset, uint64_t len) const;
 
-    // Metadata of the top image.
+    /// A metadata value of the top image (VixDiskLib_ReadMetadata).
+    /// NOT_FOUND for a missing key; NOT_SUPPORTED when the format keeps no
+    /// key/value metadata; IO.
     Result<std::string> metadata_get(std::string_view key) const;
+    /// Set a metadata value of the top image (VixDiskLib_WriteMetadata).
+    /// Serialised. READ_ONLY; INVALID_ARGUMENT for a key or value the format
+    /// cannot hold; NOT_SUPPORTED; IO.
     Status metadata_set(std::string_view key, std::string_view value);
+    /// The metadata keys of the top image in the format's order
+    /// (VixDiskLib_GetMetadataKeys). NOT_SUPPORTED; IO.
     Result<std::vector<std::string>> metadata_keys() const;
+    /// set_comment(image_count() - 1, comment): the top image's comment.
     Status set_comment(std::string_view comment);
 
-    // Maintenance of the top image (VDCompact / VDResize / VDRepair,
-    // VixDiskLib Shrink+Defragment / Grow / CheckRepair).
-    //
-    // compact: in a differencing image, blocks that read the same as the
-    // chain below are given back first (done here, for every format); then
-    // the format drops zero blocks, closes holes and truncates. Content is
-    // unchanged. NOT_SUPPORTED when the format cannot compact.
+    /// Identity of one image of the chain (VDSetUuid, VDSetModificationUuid,
+    /// VDSetParentUuid): write one id of images[image] (0 = base); read it
+    /// back with image_info(). The image must be open for writing: the top
+    /// with OpenOptions::writable, a lower one also with writable_chain.
+    /// Nothing else is changed: a child recording the old UUID no longer
+    /// verifies against a changed parent. Serialised with writes.
+    /// INVALID_ARGUMENT for an index beyond the chain, an unknown kind or a
+    /// kind the image cannot hold (a parent id without a parent, VMDK);
+    /// READ_ONLY when that image is not open for writing; NOT_SUPPORTED when
+    /// the format records no ids; IO.
+    Status set_uuid(size_t image, UuidKind which, const Uuid &uuid);
+    /// Geometry of images[image] (VDSetPCHSGeometry, VDSetLCHSGeometry);
+    /// nullopt leaves that one unchanged. Rules and errors as set_uuid;
+    /// INVALID_ARGUMENT also for values the format cannot hold (VMDK: heads
+    /// 1..255, sectors 1..63); NOT_SUPPORTED when the format records no
+    /// geometry (VDI version 0: no LCHS).
+    Status set_geometry(size_t image, const std::optional<Geometry> &pchs, const std::optional<Geometry> &lchs);
+    /// Comment of images[image] (VDSetComment). Rules and errors as
+    /// set_uuid; INVALID_ARGUMENT also for text the format cannot hold (VDI:
+    /// at most 255 bytes); NOT_SUPPORTED when the format has no comment.
+    Status set_comment(size_t image, std::string_view comment);
+
+    /// Maintenance of the top image (VDCompact / VDResize / VDRepair,
+    /// VixDiskLib Shrink+Defragment / Grow / CheckRepair).
+    ///
+    /// compact: in a differencing image, blocks that read the same as the
+    /// chain below are given back first (done here, for every format); then
+    /// the format drops zero blocks, closes holes and truncates. Content is
+    /// unchanged. NOT_SUPPORTED when the format cannot compact.
     Status compact(const ProgressFunction &progress = {});
-    // resize: grow, or shrink when allow_shrink is set and the format can.
-    // Reads beyond a smaller parent's end return zeros.
+    /// resize: grow, or shrink when allow_shrink is set and the format can.
+    /// Reads beyond a smaller parent's end return zeros.
     Status resize(uint64_t new_size, bool allow_shrink = false);
-    // check: consistency of the top image's metadata; with repair, fix it.
+    /// check: consistency of the top image's metadata; with repair, fix it.
     Result<CheckReport> check(const CheckOptions &options = {});
 
-    // Chain operations (VDMerge, qemu-img commit/rebase). Each leaves, at
-    // every step, a chain whose top reads the same data: data is written
-    // before any link changes, and images are deleted last. Where the data
-    // already reads the same, nothing is written (same-data elision).
-    //
-    // merge: images[from..to] become one image. from > to (backward, a
-    // child into an ancestor): what images[to+1..from] show goes into
-    // images[to]; the image above `from` is relinked to images[to]; images
-    // to+1..from are deleted. from < to (forward, an ancestor into a
-    // descendant): images[to] gets what images[from..to-1] show where it has
-    // nothing, is relinked to images[from-1] (or has no parent) and images
-    // from..to-1 are deleted. Needs writable_chain.
+    /// Chain operations (VDMerge, qemu-img commit/rebase). Each leaves, at
+    /// every step, a chain whose top reads the same data: data is written
+    /// before any link changes, and images are deleted last. Where the data
+    /// already reads the same, nothing is written (same-data elision).
+    ///
+    /// merge: images[from..to] become one image. from > to (backward, a
+    /// child into an ancestor): what images[to+1..from] show goes into
+    /// images[to]; the image above `from` is relinked to images[to]; images
+    /// to+1..from are deleted. from < to (forward, an ancestor into a
+    /// descendant): images[to] gets what images[from..to-1] show where it has
+    /// nothing, is relinked to images[from-1] (or has no parent) and images
+    /// from..to-1 are deleted. Needs writable_chain.
     Status merge(size_t from, size_t to, const ProgressFunction &progress = {});
-    // commit (qemu-img commit): what the images above images[base] show is
-    // written into it and the top is relinked directly onto it; with
-    // empty_top the top's blocks are then given back (it reads through to
-    // base). Images between base and top are left as files but leave the
-    // chain. Needs writable_chain.
+    /// commit (qemu-img commit): what the images above images[base] show is
+    /// written into it and the top is relinked directly onto it; with
+    /// empty_top the top's blocks are then given back (it reads through to
+    /// base). Images between base and top are left as files but leave the
+    /// chain. Needs writable_chain.
     Status commit(size_t base, bool empty_top, const ProgressFunction &progress = {});
-    // rebase (qemu-img rebase): the top gets `new_parent` (a location; empty:
-    // none) as its parent. Safe mode first copies into the top whatever the
-    // new chain would show differently, so the content is unchanged.
+    /// rebase (qemu-img rebase): the top gets `new_parent` (a location; empty:
+    /// none) as its parent. Safe mode first copies into the top whatever the
+    /// new chain would show differently, so the content is unchanged.
     Status rebase(const std::string &new_parent, const RebaseOptions &options = {});
 
-    // Asynchronous I/O (VDAsyncRead/Write/Flush/Discard): the operation is
-    // queued and run by the disk's worker threads (four, started on first
-    // use); `done` is called once, from a worker, with its result, and the
-    // buffer must stay valid until then. Operations in flight together may
-    // run in any order (do not overlap writes in flight); submit_flush is a
-    // barrier: it runs after everything submitted before it has completed
-    // and before anything submitted after it starts. The submit call itself
-    // fails only when the disk is closed or closing. A callback must not
-    // close the disk or call drain().
+    /// Asynchronous I/O (VDAsyncRead/Write/Flush/Discard): the operation is
+    /// queued and run by the disk's worker threads (four, started on first
+    /// use); `done` is called once, from a worker, with its result, and the
+    /// buffer must stay valid until then. Operations in flight together may
+    /// run in any order (do not overlap writes in flight); submit_flush is a
+    /// barrier: it runs after everything submitted before it has completed
+    /// and before anything submitted after it starts. The submit call itself
+    /// fails only when the disk is closed or closing. A callback must not
+    /// close the disk or call drain().
+    /// Queue read(offset, buf, len); see above. INVALID_ARGUMENT when closed.
     Status submit_read(uint64_t offset, void *buf, uint64_t len, Completion done);
+    /// Queue write(offset, buf, len); see above. INVALID_ARGUMENT when closed.
     Status submit_write(uint64_t offset, const void *buf, uint64_t len, Completion done);
+    /// Queue write_zeroes(offset, len); see above. INVALID_ARGUMENT when closed.
     Status submit_write_zeroes(uint64_t offset, uint64_t len, Completion done);
+    /// Queue discard(offset, len); see above. INVALID_ARGUMENT when closed.
     Status submit_discard(uint64_t offset, uint64_t len, Completion done);
+    /// Queue a flush, a barrier; see above. INVALID_ARGUMENT when closed.
     Status submit_flush(Completion done);
-    // Wait until every submitted operation has completed.
+    /// Wait until every submitted operation has completed.
     void drain();
 
-    // VixDiskLib_IsAttachPossible: whether this disk (the child, opened
-    // with follow_parents=false so that its bottom is a differencing image)
-    // can be put on top of `parent`: the bottom must have a parent link, the
-    // parent's top must be what it records (UUID, and modification id
-    // within one format) unless relinking, the parent must be no larger,
-    // and no image may be in both chains. With relink, the link must also
-    // be one the child can record and find again: the path rule
-    // (docs/design/paths.md) and the format's own update, run on a dry-run
-    // copy of the child. attach() runs exactly these checks first, so the
-    // answer is what attach() does. The error says which rule fails.
+    /// VixDiskLib_IsAttachPossible: whether this disk (the child, opened
+    /// with follow_parents=false so that its bottom is a differencing image)
+    /// can be put on top of `parent`: the bottom must have a parent link, the
+    /// parent's top must be what it records (UUID, and modification id
+    /// within one format) unless relinking, the parent must be no larger,
+    /// and no image may be in both chains. With relink, the link must also
+    /// be one the child can record and find again: the path rule
+    /// (docs/design/paths.md) and the format's own update, run on a dry-run
+    /// copy of the child. attach() runs exactly these checks first, so the
+    /// answer is what attach() does. The error says which rule fails.
     Status can_attach(const Disk &parent, const AttachOptions &options = {}) const;
-    // VixDiskLib_Attach: this disk becomes the combined chain (parent's
-    // images below its own); `parent` is closed (its handle stays valid but
-    // every call fails). Nothing is written unless options.relink.
+    /// VixDiskLib_Attach: this disk becomes the combined chain (parent's
+    /// images below its own); `parent` is closed (its handle stays valid but
+    /// every call fails). Nothing is written unless options.relink.
     Status attach(Disk &parent, const AttachOptions &options = {});
 
-    // A local cache image in front of a slow chain (VDCreateCache /
-    // VDCacheOpen): reads are served from it where it holds the block, and
-    // blocks read from the chain are copied into it; writes go to the chain
-    // first, then into cached blocks (write-through), so the cache can be
-    // detached or deleted at any time without losing data. An existing cache
-    // made for this content is reused; a stale one (the disk changed
-    // without it, or a crash while it was being updated) is emptied; any
-    // other existing file is refused (VDKIT_E_EXISTS), never replaced. A
-    // failing cache is bypassed (logged), never failing a read.
+    /// A local cache image in front of a slow chain (VDCreateCache /
+    /// VDCacheOpen): reads are served from it where it holds the block, and
+    /// blocks read from the chain are copied into it; writes go to the chain
+    /// first, then into cached blocks (write-through), so the cache can be
+    /// detached or deleted at any time without losing data. An existing cache
+    /// made for this content is reused; a stale one (the disk changed
+    /// without it, or a crash while it was being updated) is emptied; any
+    /// other existing file is refused (VDKIT_E_EXISTS), never replaced. A
+    /// failing cache is bypassed (logged), never failing a read.
     Status attach_cache(const std::string &location, const CacheOptions &options = {});
-    // Record that the cache matches the disk and close it (delete_file: remove it).
+    /// Record that the cache matches the disk and close it (delete_file: remove it).
     Status detach_cache(bool delete_file = false);
+    /// The cache's counters; NOT_FOUND when none is attached. Thread-safe.
     Result<CacheStats> cache_stats() const;
 
-    // Flush and close every image; the first error is returned. Submitted
-    // asynchronous operations complete first. After close()
-    // every other call fails with VDKIT_E_INVALID_ARGUMENT.
+    /// Flush and close every image; the first error is returned. Submitted
+    /// asynchronous operations complete first. After close()
+    /// every other call fails with VDKIT_E_INVALID_ARGUMENT.
     Status close();
-    // Close, then delete every file of the top image (a multi-file format's
-    // extents too); the images below stay. For a target that failed half-way.
+    /// Close, then delete every file of the top image (a multi-file format's
+    /// extents too); the images below stay. For a target that failed half-way.
     Status close_and_delete();
 
 private:
@@ -383,161 +492,200 @@ private:
     std::unique_ptr<State> state_;
 };
 
-// The convert pipeline (Library::copy). Cost follows allocated data: the
-// source's allocation map is walked once, unallocated and zero ranges are
-// never read, and data that reads as zero is found in units of the target's
-// allocation unit (at least 4 KiB) and not written to a zero target.
+/// The convert pipeline (Library::copy). Cost follows allocated data: the
+/// source's allocation map is walked once, unallocated and zero ranges are
+/// never read, and data that reads as zero is found in units of the target's
+/// allocation unit (at least 4 KiB) and not written to a zero target.
 struct CopyOptions {
-    // Called from one thread at a time with bytes of source data done/total;
-    // false cancels (VDKIT_E_CANCELLED).
+    /// Called from one thread at a time with bytes of source data done/total;
+    /// false cancels (VDKIT_E_CANCELLED).
     ProgressFunction progress;
-    // The target reads as zero where nothing was written (new images): zero
-    // ranges of the source are then skipped instead of written.
+    /// The target reads as zero where nothing was written (new images): zero
+    /// ranges of the source are then skipped instead of written.
     bool target_is_zero = true;
-    // Bytes each worker reads at once (rounded up to the target's unit; at
-    // most 128 KiB for a sequential target, whose writer queues its own work).
+    /// Bytes each worker reads at once (rounded up to the target's unit; at
+    /// most 128 KiB for a sequential target, whose writer queues its own work).
     size_t buffer_size = 1u << 20;
-    // Workers reading the source and finding zeros at the same time (1..64;
-    // qemu-img convert -m). 0: one per processor, at least 2 (one reads
-    // while the other scans), at most 4 (more only hold buffers waiting for
-    // their turn to write). Peak buffer memory is about threads*buffer_size.
+    /// Workers reading the source and finding zeros at the same time (1..64;
+    /// qemu-img convert -m). 0: one per processor, at least 2 (one reads
+    /// while the other scans), at most 4 (more only hold buffers waiting for
+    /// their turn to write). Peak buffer memory is about threads*buffer_size.
     unsigned threads = 0;
-    // Let writes reach the target in any order (qemu-img convert -W): faster
-    // on random-access targets; the file layout then depends on timing. A
-    // sequential target (ImageInfo::sequential) is always written in order.
+    /// Let writes reach the target in any order (qemu-img convert -W): faster
+    /// on random-access targets; the file layout then depends on timing. A
+    /// sequential target (ImageInfo::sequential) is always written in order.
     bool out_of_order = false;
-    // VDCopyEx's "same content up to image N": dst is a differencing image
-    // whose parent chain reads what src's images 0..N read (a copy of them,
-    // see Library::common_image). Only what src's images above N hold is
-    // copied — their zeros written as zeros — and nothing else is read.
+    /// VDCopyEx's "same content up to image N": dst is a differencing image
+    /// whose parent chain reads what src's images 0..N read (a copy of them,
+    /// see Library::common_image). Only what src's images above N hold is
+    /// copied — their zeros written as zeros — and nothing else is read.
     std::optional<size_t> same_up_to;
-    // When set: true after the copy if any write to dst succeeded (false:
-    // dst was not written to). Set by Library::copy on return, by the
-    // calling thread; the pointee is owned by the caller.
+    /// When set: true after the copy if any write to dst succeeded (false:
+    /// dst was not written to). Set by Library::copy on return, by the
+    /// calling thread; the pointee is owned by the caller.
     bool *wrote = nullptr;
 };
 
-// What a new image would take on its medium (Library::measure).
+/// What a new image would take on its medium (Library::measure).
 struct MeasureResult {
     uint64_t required = 0;        // for the source's data (a fresh sparse image: metadata only)
     uint64_t fully_allocated = 0; // with every block allocated (create --preallocate)
 };
 
-// Library::rename_image (VixDiskLib_Rename; a move when the directory changes).
+/// Library::rename_image (VixDiskLib_Rename; a move when the directory changes).
 struct RenameOptions {
-    // Relink the image's children (found by find_children) to the new
-    // location; without this they keep naming the old path.
+    /// Relink the image's children (found by find_children) to the new
+    /// location; without this they keep naming the old path.
     bool relink_children = true;
-    // Directories searched for children besides the image's own.
+    /// Directories searched for children besides the image's own.
     std::vector<std::string> search_dirs;
-    // Allow parent paths that leave an image's directory; empty: config.
+    /// Allow parent paths that leave an image's directory; empty: config.
     std::optional<bool> allow_unsafe_paths;
-    // The file-level filter stack the image, its parent and its children
-    // are stored through (OpenOptions::filters).
+    /// The file-level filter stack the image, its parent and its children
+    /// are stored through (OpenOptions::filters).
     std::vector<FilterSpec> filters;
 };
 
+/// The result of Library::rename_image.
 struct RenameResult {
     std::string location;               // the image's new (absolute) location
     std::vector<std::string> relinked;  // children now naming it
     std::vector<std::string> searched;  // the directories searched for children
 };
 
-// Library::delete_image (VixDiskLib_Unlink).
+/// Library::delete_image (VixDiskLib_Unlink).
 struct DeleteOptions {
-    // Delete even when children depend on the image (they are orphaned).
+    /// Delete even when children depend on the image (they are orphaned).
     bool force = false;
     std::vector<std::string> search_dirs; // as RenameOptions::search_dirs
     std::vector<FilterSpec> filters;       // as RenameOptions::filters
-    // Only search for children: the result's `children` and `searched` say
-    // what a delete would find; nothing is opened for writing or removed,
-    // and children do not make it fail (e.g. to report a refusal's details).
+    /// Only search for children: the result's `children` and `searched` say
+    /// what a delete would find; nothing is opened for writing or removed,
+    /// and children do not make it fail (e.g. to report a refusal's details).
     bool dry_run = false;
 };
 
+/// The result of Library::delete_image.
 struct DeleteResult {
     std::vector<std::string> orphaned; // children left without their parent (force)
     std::vector<std::string> searched; // the directories searched for children
     std::vector<std::string> children; // the children found (refused without force; orphaned with it)
 };
 
+/// Plugins (formats, filters, transports) and configuration; opens and
+/// creates Disks. Shared by threads: every method is thread-safe, also
+/// load_plugin / unload_plugin while others run.
 class Library {
 public:
+    /// Read the configuration and load the plugins of every plugin
+    /// directory; plugins that fail to load are skipped (load_problems(),
+    /// and a warning to the log). CONFIG when the configuration is invalid.
     static Result<std::shared_ptr<Library>> create(const LibraryOptions &options = {});
+    /// Free; Disks opened from it keep the plugins they use loaded.
     ~Library();
+    /// Not copyable: share the shared_ptr.
     Library(const Library &) = delete;
+    /// Not copyable.
     Library &operator=(const Library &) = delete;
 
+    /// Every registered plugin, in load order (a snapshot). Thread-safe.
     std::vector<PluginInfo> plugins() const;
+
+    /// ---- one plugin library at run time (VDPluginLoadFromFilename / VDPluginUnloadFile) ----
+    /// Load the plugin library file at `path` and register every plugin it
+    /// provides; returns them. All or nothing: NOT_FOUND when the file does
+    /// not exist, EXISTS when it is loaded already or one of its plugins'
+    /// names is taken, ABI when it is not a vdkit plugin library (the
+    /// loader's own error text). Safe to call while other threads use the
+    /// library.
+    Result<std::vector<PluginInfo>> load_plugin(const std::string &path);
+    /// Unregister every plugin that came from the library file at `path`
+    /// (named as it was loaded, or the same file by another path) and let it
+    /// be unmapped. Refused with BUSY, changing nothing, while one of its
+    /// plugins is in use (an open disk, a store, a call in progress);
+    /// NOT_FOUND when no library of that file is loaded.
+    Status unload_plugin(const std::string &path);
+    /// The plugin of that kind and name (case-insensitive), or nullopt. Thread-safe.
     std::optional<PluginInfo> plugin(PluginKind kind, std::string_view name) const;
+    /// Plugin files found by create() but not loaded, and why. The
+    /// reference lives as long as the Library.
     const std::vector<LoadProblem> &load_problems() const noexcept;
 
-    // Name of the format whose probe scores highest for location. When only
-    // the raw fallback would take it, a file carrying another container's
-    // signature or named for another format is an error (docs/design/probing.md).
+    /// Name of the format whose probe scores highest for location. When only
+    /// the raw fallback would take it, a file carrying another container's
+    /// signature or named for another format is an error (docs/design/probing.md).
     Result<std::string> probe(const std::string &location, const Options &transport_options = {}) const;
 
+    /// Open the image at location (a path or URL) and, unless
+    /// follow_parents is false, its chain of parents. NOT_FOUND (file,
+    /// parent, format); BUSY (locked by another writer); CORRUPT;
+    /// PARENT_MISMATCH; PERMISSION (path rule); AMBIGUOUS (probe tie);
+    /// CONFIG (options); NOT_SUPPORTED (direct without support);
+    /// INVALID_ARGUMENT (force_share or info_only with writable).
     Result<std::unique_ptr<Disk>> open(const std::string &location, const OpenOptions &options = {}) const;
+    /// Create an image (size in bytes) and open it writable. EXISTS (without
+    /// overwrite); NOT_FOUND (format, parent); NOT_SUPPORTED; CONFIG;
+    /// PERMISSION.
     Result<std::unique_ptr<Disk>> create_image(const std::string &location, const CreateOptions &options) const;
 
-    // Copy src's virtual content into dst (same size or larger), driven by
-    // allocation status: unallocated and zero ranges are not read.
+    /// Copy src's virtual content into dst (same size or larger), driven by
+    /// allocation status: unallocated and zero ranges are not read.
     Status copy(const Disk &src, Disk &dst, const CopyOptions &options = {}) const;
 
-    // For copying into an existing chain: the highest index N of src's
-    // images whose UUID is that of the image just below dst's top (dst is a
-    // differencing image over a copy of src's images 0..N made with their
-    // UUIDs kept, as VirtualBox identifies media), or nullopt. The result is
-    // what CopyOptions::same_up_to takes.
+    /// For copying into an existing chain: the highest index N of src's
+    /// images whose UUID is that of the image just below dst's top (dst is a
+    /// differencing image over a copy of src's images 0..N made with their
+    /// UUIDs kept, as VirtualBox identifies media), or nullopt. The result is
+    /// what CopyOptions::same_up_to takes.
     static Result<std::optional<size_t>> common_image(const Disk &src, const Disk &dst);
 
-    // qemu-img measure / VixDiskLib SpaceNeededForClone: the bytes a new
-    // image of `format` (with create `options`) would take holding source's
-    // data — from its allocation map; nothing is read — or, without a
-    // source, an empty image of `size` bytes. An upper bound where the
-    // format compresses. NOT_SUPPORTED when the format cannot tell.
+    /// qemu-img measure / VixDiskLib SpaceNeededForClone: the bytes a new
+    /// image of `format` (with create `options`) would take holding source's
+    /// data — from its allocation map; nothing is read — or, without a
+    /// source, an empty image of `size` bytes. An upper bound where the
+    /// format compresses. NOT_SUPPORTED when the format cannot tell.
     Result<MeasureResult> measure(const std::string &format, const Options &options, const Disk *source,
                                   uint64_t size = 0) const;
 
-    // Content comparison (qemu-img compare): the first offset at which a and
-    // b read differently, or nullopt when they read the same. Over the
-    // common size ranges neither side holds data are not read; the larger
-    // disk's tail must read as zero. Formats may differ.
+    /// Content comparison (qemu-img compare): the first offset at which a and
+    /// b read differently, or nullopt when they read the same. Over the
+    /// common size ranges neither side holds data are not read; the larger
+    /// disk's tail must read as zero. Formats may differ.
     static Result<std::optional<uint64_t>> compare(const Disk &a, const Disk &b);
 
-    // Differencing images whose parent is `location`: among the files in its
-    // directory, its Snapshots/ subdirectory, the directories of the images
-    // of its chain and search_dirs, those whose parent path resolves to it
-    // and whose recorded parent UUID (if any) is its UUID, and those that
-    // name no parent path but record its UUID (VirtualBox). File locations
-    // only; for a URL the list is empty (with a warning). The image and the
-    // candidates are read through `filters` (OpenOptions::filters).
+    /// Differencing images whose parent is `location`: among the files in its
+    /// directory, its Snapshots/ subdirectory, the directories of the images
+    /// of its chain and search_dirs, those whose parent path resolves to it
+    /// and whose recorded parent UUID (if any) is its UUID, and those that
+    /// name no parent path but record its UUID (VirtualBox). File locations
+    /// only; for a URL the list is empty (with a warning). The image and the
+    /// candidates are read through `filters` (OpenOptions::filters).
     Result<std::vector<std::string>> find_children(const std::string &location,
                                                    const std::vector<std::string> &search_dirs = {},
                                                    const std::vector<FilterSpec> &filters = {}) const;
 
-    // Rename or move an image with all its files (a VMDK's extents follow
-    // its descriptor, renamed after it). The image's own parent path and its
-    // children's parent paths are rewritten (ids unchanged), and every path
-    // is checked against the path policy before anything moves. No existing
-    // file is replaced (the target, or an extent's new name: VDKIT_E_EXISTS,
-    // and what moved is moved back); the image must not be in use (its lock
-    // is taken).
+    /// Rename or move an image with all its files (a VMDK's extents follow
+    /// its descriptor, renamed after it). The image's own parent path and its
+    /// children's parent paths are rewritten (ids unchanged), and every path
+    /// is checked against the path policy before anything moves. No existing
+    /// file is replaced (the target, or an extent's new name: VDKIT_E_EXISTS,
+    /// and what moved is moved back); the image must not be in use (its lock
+    /// is taken).
     Result<RenameResult> rename_image(const std::string &from, const std::string &to,
                                       const RenameOptions &options = {}) const;
 
-    // Delete an image with all its files. Refused (VDKIT_E_PERMISSION,
-    // naming them and the directories searched) when children found as by
-    // find_children depend on it, unless options.force; the
-    // orphans are then listed in the result and logged as warnings.
+    /// Delete an image with all its files. Refused (VDKIT_E_PERMISSION,
+    /// naming them and the directories searched) when children found as by
+    /// find_children depend on it, unless options.force; the
+    /// orphans are then listed in the result and logged as warnings.
     Result<DeleteResult> delete_image(const std::string &location, const DeleteOptions &options = {}) const;
 
-    // Validate options for a plugin as open (create=false) or create would:
-    // unknown keys (with a suggestion), types, ranges and enumerations. The
-    // message names the plugin and the key.
+    /// Validate options for a plugin as open (create=false) or create would:
+    /// unknown keys (with a suggestion), types, ranges and enumerations. The
+    /// message names the plugin and the key.
     Status check_options(PluginKind kind, std::string_view name, const Options &options, bool create) const;
-    // OK when every filter of `stack` is a loaded file-level filter and its
-    // options are valid (for creating an image when `create`).
+    /// OK when every filter of `stack` is a loaded file-level filter and its
+    /// options are valid (for creating an image when `create`).
     Status check_filters(const std::vector<FilterSpec> &stack, bool create) const;
 
 private:

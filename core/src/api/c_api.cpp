@@ -8,12 +8,23 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 struct vdkit_library {
     std::shared_ptr<vdkit::Library> lib;
 };
 struct vdkit_disk {
+    explicit vdkit_disk(std::unique_ptr<vdkit::Disk> d) : disk(std::move(d)) {}
     std::unique_ptr<vdkit::Disk> disk;
+    // Strings handed out by vdkit_disk_get_image_info: one copy per distinct
+    // text, stable until the handle is freed (std::set nodes do not move).
+    std::mutex strings_mu;
+    std::set<std::string, std::less<>> strings;
+    const char *keep(const std::string &text) {
+        std::lock_guard guard(strings_mu);
+        return strings.insert(text).first->c_str();
+    }
 };
 
 namespace {
@@ -116,6 +127,18 @@ vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_libr
         lo.search_environment = !(o.flags & VDKIT_LIB_NO_ENV_PATH);
         lo.search_install_dir = !(o.flags & VDKIT_LIB_NO_INSTALL_DIR);
         if (o.flags & VDKIT_LIB_QUIET) lo.log = [](vdkit::LogLevel, std::string_view) {};
+        if (o.log) {
+            lo.log = [fn = o.log, opaque = o.log_opaque](vdkit::LogLevel level, std::string_view message) {
+                const std::string text(message);
+                fn(opaque, static_cast<uint32_t>(level), text.c_str());
+            };
+        }
+        if (o.flags & VDKIT_LIB_LOG_LEVEL) {
+            if (o.log_level > VDKIT_LOG_DEBUG)
+                return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "log_level " + std::to_string(o.log_level) +
+                                                                   " is not a VDKIT_LOG_* level (0..3)");
+            lo.log_level = static_cast<vdkit::LogLevel>(o.log_level);
+        }
         VDKIT_ASSIGN_OR_RETURN(auto lib, vdkit::Library::create(lo));
         *out = new vdkit_library{std::move(lib)};
         return vdkit::Status::ok();
@@ -168,6 +191,8 @@ vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, 
         o.follow_parents = !(flags & VDKIT_DISK_NO_PARENTS);
         o.writable_chain = flags & VDKIT_DISK_WRITE_CHAIN;
         o.force_share = flags & VDKIT_DISK_FORCE_SHARE;
+        o.direct = flags & VDKIT_DISK_DIRECT;
+        o.info_only = flags & VDKIT_DISK_INFO;
         VDKIT_ASSIGN_OR_RETURN(o.format_options, parse_options(options));
         VDKIT_ASSIGN_OR_RETURN(o.filters, parse_filters(filters));
         VDKIT_ASSIGN_OR_RETURN(auto disk, lib->lib->open(location, o));
@@ -518,6 +543,103 @@ vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn
             summary->struct_size = n;
         }
         return vdkit::Status::ok();
+    });
+}
+
+// ---- image info and identity ----
+
+vdkit_status vdkit_disk_get_image_info(vdkit_disk *disk, uint32_t image, vdkit_disk_image_info *out,
+                                       vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || !out) return null_arg("disk and out");
+        if (out->struct_size < 8)
+            return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "vdkit_disk_image_info.struct_size is not set");
+        VDKIT_ASSIGN_OR_RETURN(vdkit::ImageInfo i, disk->disk->image_info(image));
+        vdkit_disk_image_info c{};
+        c.struct_size = std::min<uint32_t>(out->struct_size, sizeof(c));
+        c.flags = (i.read_only ? VDKIT_IMAGE_INFO_READ_ONLY : 0) | (i.has_parent ? VDKIT_IMAGE_INFO_HAS_PARENT : 0) |
+                  (i.fixed ? VDKIT_IMAGE_INFO_FIXED : 0);
+        c.location = disk->keep(i.location);
+        c.format = disk->keep(i.format);
+        c.subformat = disk->keep(i.subformat);
+        c.parent_location = disk->keep(i.parent_hint);
+        c.comment = disk->keep(i.comment);
+        c.virtual_size = i.virtual_size;
+        c.file_size = i.file_size.value_or(UINT64_MAX);
+        c.sector_size = 512;
+        c.granularity = i.granularity;
+        std::memcpy(c.uuid, i.uuid.data(), 16);
+        std::memcpy(c.modification_uuid, i.modification_uuid.data(), 16);
+        std::memcpy(c.parent_uuid, i.parent_uuid.data(), 16);
+        std::memcpy(c.parent_modification_uuid, i.parent_modification_uuid.data(), 16);
+        c.pchs = {i.pchs.cylinders, i.pchs.heads, i.pchs.sectors};
+        c.lchs = {i.lchs.cylinders, i.lchs.heads, i.lchs.sectors};
+        std::memcpy(out, &c, c.struct_size);
+        return vdkit::Status::ok();
+    });
+}
+
+vdkit_status vdkit_disk_set_uuid(vdkit_disk *disk, uint32_t image, uint32_t which, const uint8_t uuid[16],
+                                 vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || !uuid) return null_arg("disk and uuid");
+        vdkit::Uuid u;
+        std::memcpy(u.data(), uuid, 16);
+        return disk->disk->set_uuid(image, static_cast<vdkit::UuidKind>(which), u);
+    });
+}
+
+vdkit_status vdkit_disk_set_geometry(vdkit_disk *disk, uint32_t image, const vdkit_geometry *pchs,
+                                     const vdkit_geometry *lchs, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk) return null_arg("disk");
+        auto conv = [](const vdkit_geometry *g) -> std::optional<vdkit::Geometry> {
+            if (!g) return std::nullopt;
+            return vdkit::Geometry{g->cylinders, g->heads, g->sectors};
+        };
+        return disk->disk->set_geometry(image, conv(pchs), conv(lchs));
+    });
+}
+
+vdkit_status vdkit_disk_set_comment(vdkit_disk *disk, uint32_t image, const char *comment, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || !comment) return null_arg("disk and comment");
+        return disk->disk->set_comment(static_cast<size_t>(image), std::string_view(comment));
+    });
+}
+
+vdkit_status vdkit_disk_metadata_keys(vdkit_disk *disk, char *buf, uint64_t cap, uint64_t *needed,
+                                      vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || (!buf && cap)) return null_arg("disk and buf");
+        VDKIT_ASSIGN_OR_RETURN(std::vector<std::string> keys, disk->disk->metadata_keys());
+        std::string list;
+        for (const auto &k : keys) list.append(k).push_back('\0');
+        list.push_back('\0');
+        if (needed) *needed = list.size();
+        if (cap >= list.size())
+            std::memcpy(buf, list.data(), list.size());
+        else if (cap >= 1)
+            buf[0] = '\0';
+        return vdkit::Status::ok();
+    });
+}
+
+// ---- plugins at run time ----
+
+vdkit_status vdkit_plugin_load(vdkit_library *lib, const char *path, uint32_t *count, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !path) return null_arg("lib and path");
+        VDKIT_ASSIGN_OR_RETURN(std::vector<vdkit::PluginInfo> added, lib->lib->load_plugin(path));
+        if (count) *count = static_cast<uint32_t>(added.size());
+        return vdkit::Status::ok();
+    });
+}
+
+vdkit_status vdkit_plugin_unload(vdkit_library *lib, const char *path, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !path) return null_arg("lib and path");
+        return lib->lib->unload_plugin(path);
     });
 }
 

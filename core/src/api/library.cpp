@@ -27,6 +27,10 @@ std::optional<PluginInfo> Library::plugin(PluginKind kind, std::string_view name
     return std::nullopt;
 }
 
+Result<std::vector<PluginInfo>> Library::load_plugin(const std::string &path) { return host_->load_plugin_file(path); }
+
+Status Library::unload_plugin(const std::string &path) { return host_->unload_plugin_file(path); }
+
 const std::vector<LoadProblem> &Library::load_problems() const noexcept { return host_->load_problems(); }
 
 Result<std::string> Library::probe(const std::string &location, const Options &transport_options) const {

@@ -75,6 +75,7 @@ Result<ImageInfo> Disk::image_info(size_t index) const {
 Status Disk::read(uint64_t offset, void *buf, uint64_t len) const {
     std::shared_lock lock(state_->mu);
     if (state_->closed) return closed_error();
+    if (state_->info_only) return info_only_error();
     VDKIT_TRY(check_range(offset, len, state_->size));
     if (state_->cache) return state_->read_cached(offset, buf, len);
     return state_->read_chain(state_->images.size() - 1, offset, buf, len);
@@ -185,6 +186,7 @@ Status Disk::flush() {
 Result<BlockRun> Disk::block_status(uint64_t offset, uint64_t len) const {
     std::shared_lock lock(state_->mu);
     if (state_->closed) return closed_error();
+    if (state_->info_only) return info_only_error();
     VDKIT_TRY(check_range(offset, len, state_->size));
     if (len == 0) return Status(VDKIT_E_INVALID_ARGUMENT, "block status of an empty range");
     uint64_t span = len;
@@ -241,6 +243,46 @@ Status Disk::set_comment(std::string_view comment) {
     if (state_->closed) return closed_error();
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     return state_->images.back()->set_comment(comment);
+}
+
+Result<Image *> Disk::State::image_to_change(size_t image) {
+    State &st = *this;
+    if (st.closed) return closed_error();
+    if (image >= st.images.size())
+        return Status(VDKIT_E_INVALID_ARGUMENT, "image index " + std::to_string(image) + " is beyond the chain (" +
+                                                    std::to_string(st.images.size()) + " images)");
+    Image &img = *st.images[image];
+    if (!img.writable())
+        return Status(VDKIT_E_READ_ONLY, img.location() + " is open read-only" +
+                                             (image + 1 < st.images.size() && st.writable
+                                                  ? " (a lower image of the chain needs writable_chain)"
+                                                  : ""));
+    return &img;
+}
+
+Status Disk::set_uuid(size_t image, UuidKind which, const Uuid &uuid) {
+    std::unique_lock lock(state_->mu);
+    VDKIT_ASSIGN_OR_RETURN(Image * img, state_->image_to_change(image));
+    const auto kind = static_cast<uint32_t>(which);
+    if (kind > VDKIT_UUID_PARENT_MODIFICATION)
+        return Status(VDKIT_E_INVALID_ARGUMENT, "unknown UUID kind " + std::to_string(kind));
+    return img->set_uuid(kind, uuid);
+}
+
+Status Disk::set_geometry(size_t image, const std::optional<Geometry> &pchs, const std::optional<Geometry> &lchs) {
+    std::unique_lock lock(state_->mu);
+    VDKIT_ASSIGN_OR_RETURN(Image * img, state_->image_to_change(image));
+    if (!pchs && !lchs) return Status::ok();
+    uint32_t p[3] = {}, l[3] = {};
+    if (pchs) p[0] = pchs->cylinders, p[1] = pchs->heads, p[2] = pchs->sectors;
+    if (lchs) l[0] = lchs->cylinders, l[1] = lchs->heads, l[2] = lchs->sectors;
+    return img->set_geometry(pchs ? p : nullptr, lchs ? l : nullptr);
+}
+
+Status Disk::set_comment(size_t image, std::string_view comment) {
+    std::unique_lock lock(state_->mu);
+    VDKIT_ASSIGN_OR_RETURN(Image * img, state_->image_to_change(image));
+    return img->set_comment(comment);
 }
 
 Status Disk::close() {

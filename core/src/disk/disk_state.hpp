@@ -31,6 +31,10 @@ Result<Ranges> data_ranges(const Disk &disk, uint64_t from, uint64_t to);
 
 // What every call on a closed Disk returns.
 inline Status closed_error() { return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed"); }
+// What data calls on a disk opened info-only (OpenOptions::info_only) return.
+inline Status info_only_error() {
+    return Status(VDKIT_E_NOT_SUPPORTED, "the disk is open for information only (info_only): no data I/O");
+}
 
 class AsyncQueue; // disk/async.cpp
 
@@ -41,6 +45,7 @@ struct Disk::State {
     std::vector<std::unique_ptr<Image>> images; // 0 = base, back() = top
     uint64_t size = 0;
     bool writable = false;
+    bool info_only = false; // OpenOptions::info_only: read and block_status refused
     bool closed = false;
     // Shared for reads, exclusive for writes and metadata changes.
     mutable std::shared_mutex mu;
@@ -50,6 +55,10 @@ struct Disk::State {
     std::unique_ptr<AsyncQueue> async;
     bool async_closed = false; // guarded by async_mu
     Status submit(std::function<Status()> run, Completion done, bool barrier);
+    // images[image] for a change of its identity fields (Disk::set_uuid
+    // etc.): INVALID_ARGUMENT when closed or out of range, READ_ONLY when
+    // that image is not open for writing. Caller holds mu exclusively.
+    Result<Image *> image_to_change(size_t image);
     void stop_async();
 
     // The cache image (disk/cache.cpp), if one is attached.

@@ -170,6 +170,24 @@ Status Image::set_comment(std::string_view comment) {
     return done(c, call_plugin(c, format_->format.set_comment, instance_, &c, to_str(comment)), "set comment of");
 }
 
+Status Image::set_uuid(uint32_t which, const Uuid &uuid) {
+    if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
+    if (!format_->format.set_uuid)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' records no UUIDs");
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    return done(c, call_plugin(c, format_->format.set_uuid, instance_, &c, which, uuid.data()), "set a UUID of");
+}
+
+Status Image::set_geometry(const uint32_t *pchs, const uint32_t *lchs) {
+    if (!setup_.writable) return Status(VDKIT_E_READ_ONLY, setup_.location + " is open read-only");
+    if (!format_->format.set_geometry)
+        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' records no disk geometry");
+    auto l = lock();
+    vdkit_ctx c = ctx();
+    return done(c, call_plugin(c, format_->format.set_geometry, instance_, &c, pchs, lchs), "set the geometry of");
+}
+
 Result<std::string> Image::metadata_get(std::string_view key) {
     if (!format_->format.metadata_get)
         return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' has no key/value metadata");

@@ -76,6 +76,10 @@ public:
     Status rename(const std::string &to);
     Result<std::string> comment();
     Status set_comment(std::string_view comment);
+    // which: VDKIT_UUID_*. NOT_SUPPORTED when the format records no ids.
+    Status set_uuid(uint32_t which, const Uuid &uuid);
+    // {cylinders, heads, sectors}; nullptr leaves one unchanged.
+    Status set_geometry(const uint32_t *pchs, const uint32_t *lchs);
     Result<std::string> metadata_get(std::string_view key);
     Status metadata_set(std::string_view key, std::string_view value);
     Result<std::vector<std::string>> metadata_keys();

@@ -180,11 +180,24 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
     if (options.force_share && options.writable)
         return Status(VDKIT_E_INVALID_ARGUMENT, location + ": force-share (-U/--force-share) is for reading an image "
                                                            "in use; it cannot be opened for writing with it");
+    if (options.info_only && options.writable)
+        return Status(VDKIT_E_INVALID_ARGUMENT, location + ": an image opened for information only (info_only) "
+                                                           "cannot be opened for writing");
     // force_share: no image lock on any file of the chain (nor a test for others').
     const bool lock = options.lock && !options.force_share;
+    // direct: every image's transport bypasses the page cache.
+    Options transport_options = options.transport_options;
+    if (options.direct) {
+        VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, host.stores().transport_for(location));
+        if (!transport->info.key("direct"))
+            return Status(VDKIT_E_NOT_SUPPORTED, location + ": transport '" + transport->info.name +
+                                                     "' cannot bypass the host cache (it has no 'direct' option)");
+        transport_options["direct"] = "true";
+    }
     auto state = std::make_unique<DiskAccess::State>();
     state->host = host.shared_from_this();
     state->writable = options.writable;
+    state->info_only = options.info_only;
     const bool allow_unsafe = options.allow_unsafe_paths.value_or(host.config().allow_unsafe_paths);
     VDKIT_ASSIGN_OR_RETURN(const FilterStack filters, host.stores().resolve_filters(options.filters, OptionUse::open));
 
@@ -225,7 +238,8 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
         }
         const bool writable = (top || options.writable_chain) && options.writable;
         uint32_t flags = (writable ? VDKIT_OPEN_WRITE : 0) | (lock ? 0 : VDKIT_OPEN_NOLOCK);
-        VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, host.stores().open_store(current, flags, options.transport_options, filters));
+        const uint32_t format_flags = flags | (options.info_only ? VDKIT_OPEN_INFO : 0);
+        VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, host.stores().open_store(current, flags, transport_options, filters));
 
         PluginEntryPtr fmt;
         if (!format_name.empty()) {
@@ -254,16 +268,16 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
         setup.lock = lock;
         setup.filters = filters;
         VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, host.stores().transport_for(current));
-        VDKIT_ASSIGN_OR_RETURN(setup.transport_options, host.options_for(*transport, options.transport_options, OptionUse::open));
+        VDKIT_ASSIGN_OR_RETURN(setup.transport_options, host.options_for(*transport, transport_options, OptionUse::open));
         // Format options apply to the image named by the caller only.
         VDKIT_ASSIGN_OR_RETURN(setup.format_options,
                                host.options_for(*fmt, top ? options.format_options : Options{}, OptionUse::open));
-        auto opened = Image::open(host, fmt, std::move(main), std::move(setup), flags);
+        auto opened = Image::open(host, fmt, std::move(main), std::move(setup), format_flags);
         if (!opened) {
             // A named format that fails on a known container: say what it is
             // (`-f vdi disk.qcow2`).
             if (!format_name.empty() && opened.status().code() != VDKIT_E_IO)
-                if (auto again = host.stores().open_store(current, VDKIT_OPEN_NOLOCK, options.transport_options, filters)) {
+                if (auto again = host.stores().open_store(current, VDKIT_OPEN_NOLOCK, transport_options, filters)) {
                     ByteStore &bs = **again;
                     if (auto size = bs.size()) {
                         auto read = [&bs](uint64_t o, void *b, size_t n) { return bs.pread(b, n, o); };

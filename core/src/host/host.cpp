@@ -34,7 +34,7 @@ const Stores *current_loading_stores() { return t_loading_stores; }
 
 Host::~Host() {
     // Entries reference libraries; drop them first, then the libraries.
-    registry_ = Registry();
+    registry_.clear();
     libraries_.clear();
 }
 
@@ -142,6 +142,52 @@ void Host::load_library(const std::string &path) {
         any = true;
     }
     if (any) libraries_.push_back(*lib);
+}
+
+namespace {
+std::string same_file_key(const std::string &path) {
+    std::error_code ec;
+    fs::path canon = fs::weakly_canonical(path, ec);
+    return ec ? path : canon.string();
+}
+} // namespace
+
+Result<std::vector<PluginInfo>> Host::load_plugin_file(const std::string &path) {
+    std::lock_guard guard(libraries_mu_);
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec))
+        return Status(VDKIT_E_NOT_FOUND, path + ": no such plugin file (a plugin library file is expected)");
+    const std::string key = same_file_key(path);
+    for (const auto &l : libraries_)
+        if (same_file_key(l->path()) == key)
+            return Status(VDKIT_E_EXISTS, path + ": this plugin library is already loaded");
+    t_loading_stores = &stores_;
+    auto lib = PluginLibrary::load(path, api());
+    t_loading_stores = nullptr;
+    if (!lib) return lib.status();
+    std::shared_ptr<const PluginLibrary> keep = *lib;
+    std::vector<PluginEntryPtr> entries;
+    for (uint32_t i = 0; i < (*lib)->list().count; ++i) {
+        VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr entry, make_plugin_entry((*lib)->list().plugins[i], path, keep));
+        entries.push_back(std::move(entry));
+    }
+    if (entries.empty()) return Status(VDKIT_E_ABI, path + ": the plugin library provides no plugins");
+    VDKIT_TRY(registry_.add_all(entries));
+    libraries_.push_back(*lib);
+    std::vector<PluginInfo> out;
+    for (const auto &e : entries) out.push_back(e->info);
+    return out;
+}
+
+Status Host::unload_plugin_file(const std::string &path) {
+    std::lock_guard guard(libraries_mu_);
+    const std::string key = same_file_key(path);
+    auto it = std::find_if(libraries_.begin(), libraries_.end(),
+                           [&](const auto &l) { return same_file_key(l->path()) == key; });
+    if (it == libraries_.end()) return Status(VDKIT_E_NOT_FOUND, path + ": no plugin library of that name is loaded");
+    VDKIT_TRY(registry_.remove_library(it->get()));
+    libraries_.erase(it); // unmapped once the last entry reference is gone
+    return Status::ok();
 }
 
 Result<Options> Host::options_for(const PluginEntry &plugin, const Options &given, OptionUse use) const {

@@ -16,6 +16,7 @@
 #include "vdkit/vdkit.hpp"
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +48,10 @@ public:
     // correction and what is loaded of that kind (Registry::unknown_plugin).
     Status unknown_plugin(PluginKind kind, std::string_view name) const;
 
+    // Library::load_plugin / unload_plugin: one plugin library at run time.
+    Result<std::vector<PluginInfo>> load_plugin_file(const std::string &path);
+    Status unload_plugin_file(const std::string &path);
+
 private:
     Host() = default;
     void load_directory(const std::string &dir);
@@ -57,7 +62,8 @@ private:
     LogLevel log_level_ = LogLevel::warning;
     Registry registry_;
     std::vector<LoadProblem> problems_;
-    std::vector<std::shared_ptr<PluginLibrary>> libraries_;
+    std::vector<std::shared_ptr<PluginLibrary>> libraries_; // guarded by libraries_mu_ after create()
+    std::mutex libraries_mu_;
     // Reads registry_ and config_ (declared above it, so built after them).
     Stores stores_{registry_, config_, [this](LogLevel level, std::string_view message) { log(level, message); }};
 };

@@ -56,6 +56,8 @@ Result<std::shared_ptr<PluginLibrary>> PluginLibrary::load(const std::string &pa
 std::vector<std::string> list_plugin_files(const std::string &dir) {
     std::vector<std::string> out;
     std::error_code ec;
+    if (std::filesystem::is_regular_file(dir, ec) && std::filesystem::path(dir).extension() == ".so")
+        return {dir}; // a plugin file named where a directory may be
     if (!std::filesystem::is_directory(dir, ec)) return out;
     for (const auto &e : std::filesystem::directory_iterator(dir, ec)) {
         if (!e.is_regular_file(ec) && !e.is_symlink(ec)) continue;

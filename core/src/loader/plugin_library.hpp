@@ -39,6 +39,7 @@ private:
 };
 
 // Plugin library files (*.so) in dir, sorted by name; none if dir is missing.
+// dir naming a *.so file itself: that file.
 std::vector<std::string> list_plugin_files(const std::string &dir);
 
 // <directory of the file holding this code>/vdkit/plugins — the install

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <mutex>
 
 namespace vdkit {
 
@@ -157,29 +158,77 @@ Result<PluginEntryPtr> make_plugin_entry(const vdkit_plugin_descriptor *desc, co
     return PluginEntryPtr(std::move(entry));
 }
 
+namespace {
+Status name_taken(const PluginEntry &entry, const PluginEntry &existing) {
+    return Status(VDKIT_E_EXISTS, std::string(to_string(entry.info.kind)) + " plugin '" + entry.info.name + "' from " +
+                                      entry.info.source + " is already provided by " + existing.info.source +
+                                      "; keeping the first");
+}
+} // namespace
+
 Status Registry::add(PluginEntryPtr entry) {
-    if (auto existing = find(entry->info.kind, entry->info.name))
-        return Status(VDKIT_E_EXISTS, std::string(to_string(entry->info.kind)) + " plugin '" + entry->info.name +
-                                          "' from " + entry->info.source + " is already provided by " +
-                                          existing->info.source + "; keeping the first");
+    std::unique_lock lock(mu_);
+    if (auto existing = find_locked(entry->info.kind, entry->info.name)) return name_taken(*entry, *existing);
     entries_.push_back(std::move(entry));
     return Status::ok();
 }
 
-PluginEntryPtr Registry::find(PluginKind kind, std::string_view name) const {
+Status Registry::add_all(const std::vector<PluginEntryPtr> &entries) {
+    std::unique_lock lock(mu_);
+    for (size_t i = 0; i < entries.size(); ++i) {
+        if (auto existing = find_locked(entries[i]->info.kind, entries[i]->info.name))
+            return name_taken(*entries[i], *existing);
+        for (size_t j = 0; j < i; ++j)
+            if (entries[j]->info.kind == entries[i]->info.kind && util::iequals(entries[j]->info.name, entries[i]->info.name))
+                return name_taken(*entries[i], *entries[j]);
+    }
+    entries_.insert(entries_.end(), entries.begin(), entries.end());
+    return Status::ok();
+}
+
+Status Registry::remove_library(const PluginLibrary *library) {
+    std::unique_lock lock(mu_);
+    bool any = false;
+    for (const auto &e : entries_) {
+        if (e->library.get() != library) continue;
+        any = true;
+        // The registry's own reference is the only one when nothing uses it.
+        if (e.use_count() > 1)
+            return Status(VDKIT_E_BUSY, std::string(to_string(e->info.kind)) + " plugin '" + e->info.name + "' from " +
+                                            e->info.source +
+                                            " is in use (an open disk or a call in progress); close what uses it first");
+    }
+    if (!any) return Status(VDKIT_E_NOT_FOUND, "no registered plugin came from that library");
+    std::erase_if(entries_, [&](const PluginEntryPtr &e) { return e->library.get() == library; });
+    return Status::ok();
+}
+
+PluginEntryPtr Registry::find_locked(PluginKind kind, std::string_view name) const {
     for (const auto &e : entries_)
         if (e->info.kind == kind && util::iequals(e->info.name, name)) return e;
     return nullptr;
 }
 
+PluginEntryPtr Registry::find(PluginKind kind, std::string_view name) const {
+    std::shared_lock lock(mu_);
+    return find_locked(kind, name);
+}
+
 std::vector<PluginEntryPtr> Registry::list(PluginKind kind) const {
+    std::shared_lock lock(mu_);
     std::vector<PluginEntryPtr> out;
     for (const auto &e : entries_)
         if (e->info.kind == kind) out.push_back(e);
     return out;
 }
 
+std::vector<PluginEntryPtr> Registry::all() const {
+    std::shared_lock lock(mu_);
+    return entries_;
+}
+
 std::vector<std::string> Registry::names(PluginKind kind) const {
+    std::shared_lock lock(mu_);
     std::vector<std::string> out;
     for (const auto &e : entries_)
         if (e->info.kind == kind) out.push_back(e->info.name);
@@ -195,6 +244,11 @@ Status Registry::unknown_plugin(PluginKind kind, std::string_view name) const {
     for (const auto &n : known) all += (all.empty() ? "" : ", ") + n;
     msg += all.empty() ? " (no " + kind_name + " plugins are loaded)" : " (available: " + all + ")";
     return Status(VDKIT_E_NOT_FOUND, msg);
+}
+
+void Registry::clear() {
+    std::unique_lock lock(mu_);
+    entries_.clear();
 }
 
 } // namespace vdkit

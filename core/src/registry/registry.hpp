@@ -4,7 +4,10 @@
 // min(struct_size) and zero-filled), plus a reference that keeps the plugin
 // library loaded for as long as the entry is used.
 //
-// Thread-safety: filled once during Library::create, read-only afterwards.
+// Thread-safety: filled during Library::create; Library::load_plugin and
+// unload_plugin add and remove entries later, so every method locks. An
+// entry removed while a caller still holds its PluginEntryPtr stays valid
+// (and its library mapped) until that reference is dropped.
 #ifndef VDKIT_CORE_REGISTRY_HPP
 #define VDKIT_CORE_REGISTRY_HPP
 
@@ -12,6 +15,7 @@
 #include "vdkit/vdkit.hpp"
 
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -38,15 +42,26 @@ class Registry {
 public:
     // Fails with VDKIT_E_EXISTS when the name is taken for that kind.
     Status add(PluginEntryPtr entry);
+    // All of `entries` or none: VDKIT_E_EXISTS naming the first name taken
+    // (by a registered plugin or an earlier one of `entries`).
+    Status add_all(const std::vector<PluginEntryPtr> &entries);
+    // Remove every entry that came from `library`, unless one of them is in
+    // use (referenced outside the registry: an open image, a store, a call
+    // in progress): then nothing is removed and VDKIT_E_BUSY names it. Also
+    // VDKIT_E_NOT_FOUND when no entry came from it.
+    Status remove_library(const PluginLibrary *library);
     PluginEntryPtr find(PluginKind kind, std::string_view name) const;
     std::vector<PluginEntryPtr> list(PluginKind kind) const;
-    std::vector<PluginEntryPtr> all() const { return entries_; }
+    std::vector<PluginEntryPtr> all() const;
     std::vector<std::string> names(PluginKind kind) const;
     // VDKIT_E_NOT_FOUND naming the plugin that is not loaded, a likely
     // typo's correction and what is loaded of that kind.
     Status unknown_plugin(PluginKind kind, std::string_view name) const;
+    void clear();
 
 private:
+    PluginEntryPtr find_locked(PluginKind kind, std::string_view name) const;
+    mutable std::shared_mutex mu_;
     std::vector<PluginEntryPtr> entries_;
 };
 

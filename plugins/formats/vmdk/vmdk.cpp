@@ -490,6 +490,27 @@ public:
         cid_updated_ = true; // the caller chose the ids
     }
 
+    // Geometry lives in the disk database (VMware Virtual Disk Format 1.1,
+    // "The Disk Database"): ddb.geometry.cylinders/heads/sectors (PCHS) and
+    // ddb.geometry.biosCylinders/biosHeads/biosSectors (LCHS).
+    void set_geometry(Context &ctx, const uint32_t *pchs, const uint32_t *lchs) {
+        for (const uint32_t *g : {pchs, lchs})
+            if (g && (g[0] == 0 || g[1] == 0 || g[1] > 255 || g[2] == 0 || g[2] > 63))
+                fail(VDKIT_E_INVALID_ARGUMENT, "a geometry needs cylinders >= 1, heads 1..255 and sectors 1..63");
+        change_descriptor(ctx, [&] {
+            if (pchs) {
+                ddb_put("ddb.geometry.cylinders", std::to_string(pchs[0]));
+                ddb_put("ddb.geometry.heads", std::to_string(pchs[1]));
+                ddb_put("ddb.geometry.sectors", std::to_string(pchs[2]));
+            }
+            if (lchs) {
+                ddb_put("ddb.geometry.biosCylinders", std::to_string(lchs[0]));
+                ddb_put("ddb.geometry.biosHeads", std::to_string(lchs[1]));
+                ddb_put("ddb.geometry.biosSectors", std::to_string(lchs[2]));
+            }
+        });
+    }
+
     // Rebase (header only): a new parentFileNameHint, parentCID and
     // ddb.uuid.parent, or, with an empty hint, no parent at all. Only sparse
     // extents can hold a child's data.
