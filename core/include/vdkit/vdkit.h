@@ -19,6 +19,7 @@
 #define VDKIT_VDKIT_H
 
 #include <stdint.h>
+#include "vdkit/export.h"
 #include "vdkit/status.h"
 
 #ifdef __cplusplus

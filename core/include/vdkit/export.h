@@ -1,0 +1,28 @@
+/*
+ * vdkit/export.h — VDKIT_API, the mark on everything libvdkit exports.
+ *
+ * libvdkit is built with hidden visibility (-fvisibility=hidden
+ * -fvisibility-inlines-hidden): only declarations marked VDKIT_API — the
+ * vdkit_* functions of vdkit.h and the vdkit:: C++ API of vdkit.hpp and
+ * status.hpp — are in its dynamic symbol table; the core's internals
+ * (util/, Host, Image, Boost, yaml-cpp) are not. The test
+ * "abi: libvdkit exports only the public API" pins the exported set.
+ *
+ * C and C++ (any standard); no other header needed.
+ */
+#ifndef VDKIT_EXPORT_H
+#define VDKIT_EXPORT_H
+
+#if defined(_WIN32) || defined(__CYGWIN__)
+#  ifdef VDKIT_BUILDING_LIBRARY
+#    define VDKIT_API __declspec(dllexport)
+#  else
+#    define VDKIT_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) || defined(__clang__)
+#  define VDKIT_API __attribute__((visibility("default")))
+#else
+#  define VDKIT_API
+#endif
+
+#endif /* VDKIT_EXPORT_H */
