@@ -19,6 +19,7 @@
 #define VDKIT_VDKIT_H
 
 #include <stdint.h>
+#include "vdkit/constants.h" /* VDKIT_KIND_*, VDKIT_BLOCK_*, VDKIT_CHECK_*, VDKIT_FINDING_* */
 #include "vdkit/export.h"
 #include "vdkit/status.h"
 
@@ -55,7 +56,8 @@ typedef struct vdkit_library_options {
 vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_library **out, vdkit_error *err);
 void vdkit_library_close(vdkit_library *lib);
 
-/* Loaded plugins. kind is VDKIT_KIND_* from vdkit/plugin.h. */
+/* Loaded plugins. kind is VDKIT_KIND_* (vdkit/constants.h);
+ * capabilities are VDKIT_CAP_* bits (vdkit/plugin.h). */
 typedef struct vdkit_plugin_summary {
     uint32_t struct_size;
     uint32_t kind;
@@ -104,8 +106,8 @@ vdkit_status vdkit_disk_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t
 vdkit_status vdkit_disk_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
 vdkit_status vdkit_disk_flush(vdkit_disk *disk, vdkit_error *err);
 
-/* Allocation of the run starting at offset: state is VDKIT_BLOCK_* from
- * vdkit/plugin.h, resolved through the chain; *run is its length. */
+/* Allocation of the run starting at offset: state is VDKIT_BLOCK_*
+ * (vdkit/constants.h), resolved through the chain; *run is its length. */
 vdkit_status vdkit_disk_block_status(vdkit_disk *disk, uint64_t offset, uint64_t len, uint32_t *state,
                                      uint64_t *run, vdkit_error *err);
 
@@ -156,7 +158,7 @@ vdkit_status vdkit_disk_compact(vdkit_disk *disk, vdkit_progress_fn progress, vo
 #define VDKIT_DISK_RESIZE_SHRINK (1u << 0) /* allow making the disk smaller */
 vdkit_status vdkit_disk_resize(vdkit_disk *disk, uint64_t new_size, uint32_t flags, vdkit_error *err);
 
-/* flags: VDKIT_CHECK_REPAIR, VDKIT_CHECK_DRY_RUN from vdkit/plugin.h.
+/* flags: VDKIT_CHECK_REPAIR, VDKIT_CHECK_DRY_RUN (vdkit/constants.h).
  * finding (may be NULL) is called once per finding; severity is
  * VDKIT_FINDING_*, offset UINT64_MAX when none applies. */
 typedef void (*vdkit_finding_fn)(void *opaque, uint32_t severity, uint64_t offset, const char *message);
