@@ -38,7 +38,7 @@ typedef struct vdkit_error {
 } vdkit_error;
 
 /* Short stable text for a code, e.g. "I/O error". Never NULL. */
-const char *vdkit_status_text(vdkit_status code);
+VDKIT_API const char *vdkit_status_text(vdkit_status code);
 
 /* ---- library ---- */
 typedef struct vdkit_library_options {
@@ -53,8 +53,8 @@ typedef struct vdkit_library_options {
 #define VDKIT_LIB_QUIET          (1u << 2) /* no diagnostics on stderr */
 
 /* options may be NULL. */
-vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_library **out, vdkit_error *err);
-void vdkit_library_close(vdkit_library *lib);
+VDKIT_API vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_library **out, vdkit_error *err);
+VDKIT_API void vdkit_library_close(vdkit_library *lib);
 
 /* Loaded plugins. kind is VDKIT_KIND_* (vdkit/constants.h);
  * capabilities are VDKIT_CAP_* bits (vdkit/plugin.h). */
@@ -65,8 +65,8 @@ typedef struct vdkit_plugin_summary {
     char name[64];
     char version[64];
 } vdkit_plugin_summary;
-uint32_t vdkit_plugin_count(const vdkit_library *lib);
-vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_plugin_summary *out, vdkit_error *err);
+VDKIT_API uint32_t vdkit_plugin_count(const vdkit_library *lib);
+VDKIT_API vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_plugin_summary *out, vdkit_error *err);
 
 /* ---- disks ---- */
 #define VDKIT_DISK_WRITE      (1u << 0) /* open read-write */
@@ -79,50 +79,50 @@ vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_pl
                                             on any file of the chain; refused with WRITE (OpenOptions::force_share) */
 
 /* format NULL or "": probe. options: "key=value,key=value" for the format, or NULL. */
-vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
+VDKIT_API vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
                              const char *options, vdkit_disk **out, vdkit_error *err);
 /* parent non-NULL: a differencing image over parent (size 0 = the parent's). */
-vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const char *format, uint64_t size,
+VDKIT_API vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const char *format, uint64_t size,
                                uint32_t flags, const char *options, const char *parent, vdkit_disk **out,
                                vdkit_error *err);
 /* As vdkit_disk_open / vdkit_disk_create, with a file-level filter stack
  * over every file of the image (and of its parent chain): filters is a
  * NULL-terminated array of "NAME" or "NAME:key=value,key=value" specs, the
  * first nearest the file; NULL or an empty array: none. */
-vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
+VDKIT_API vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
                                       const char *options, const char *const *filters, vdkit_disk **out,
                                       vdkit_error *err);
-vdkit_status vdkit_disk_create_filtered(vdkit_library *lib, const char *location, const char *format, uint64_t size,
+VDKIT_API vdkit_status vdkit_disk_create_filtered(vdkit_library *lib, const char *location, const char *format, uint64_t size,
                                         uint32_t flags, const char *options, const char *parent,
                                         const char *const *filters, vdkit_disk **out, vdkit_error *err);
 /* Flushes and frees; the handle is gone even when an error is returned. */
-vdkit_status vdkit_disk_close(vdkit_disk *disk, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_close(vdkit_disk *disk, vdkit_error *err);
 
-uint64_t vdkit_disk_size(const vdkit_disk *disk);
-uint32_t vdkit_disk_image_count(const vdkit_disk *disk);
-vdkit_status vdkit_disk_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_error *err);
-vdkit_status vdkit_disk_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len, vdkit_error *err);
-vdkit_status vdkit_disk_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
-vdkit_status vdkit_disk_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
-vdkit_status vdkit_disk_flush(vdkit_disk *disk, vdkit_error *err);
+VDKIT_API uint64_t vdkit_disk_size(const vdkit_disk *disk);
+VDKIT_API uint32_t vdkit_disk_image_count(const vdkit_disk *disk);
+VDKIT_API vdkit_status vdkit_disk_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_flush(vdkit_disk *disk, vdkit_error *err);
 
 /* Allocation of the run starting at offset: state is VDKIT_BLOCK_*
  * (vdkit/constants.h), resolved through the chain; *run is its length. */
-vdkit_status vdkit_disk_block_status(vdkit_disk *disk, uint64_t offset, uint64_t len, uint32_t *state,
+VDKIT_API vdkit_status vdkit_disk_block_status(vdkit_disk *disk, uint64_t offset, uint64_t len, uint32_t *state,
                                      uint64_t *run, vdkit_error *err);
 
 /* Metadata of the top image; value written NUL-terminated into buf (cap
  * bytes); *needed (may be NULL) gets the full length without the NUL. */
-vdkit_status vdkit_disk_metadata_get(vdkit_disk *disk, const char *key, char *buf, uint64_t cap, uint64_t *needed,
+VDKIT_API vdkit_status vdkit_disk_metadata_get(vdkit_disk *disk, const char *key, char *buf, uint64_t cap, uint64_t *needed,
                                      vdkit_error *err);
-vdkit_status vdkit_disk_metadata_set(vdkit_disk *disk, const char *key, const char *value, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_metadata_set(vdkit_disk *disk, const char *key, const char *value, vdkit_error *err);
 
 /* Copy src's content into dst (dst at least as large). progress may be NULL;
  * a non-zero return from it cancels with VDKIT_E_CANCELLED. It is called
  * from one thread at a time, not always the caller's (the pipeline's
  * workers report). */
 typedef int (*vdkit_progress_fn)(void *opaque, uint64_t done, uint64_t total);
-vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, vdkit_progress_fn progress,
+VDKIT_API vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, vdkit_progress_fn progress,
                              void *opaque, vdkit_error *err);
 
 /* The convert pipeline's settings (CopyOptions in vdkit.hpp). Size-stamped:
@@ -141,22 +141,22 @@ typedef struct vdkit_copy_options {
 #define VDKIT_COPY_SAME_UP_TO    (1u << 2) /* dst's parent chain reads as src's images 0..same_up_to */
 /* Into an existing chain (VDCopyEx): the index of src's image whose UUID is
  * that of the image below dst's top, in *index; VDKIT_E_NOT_FOUND if none. */
-vdkit_status vdkit_disk_common_image(vdkit_disk *src, vdkit_disk *dst, uint32_t *index, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_common_image(vdkit_disk *src, vdkit_disk *dst, uint32_t *index, vdkit_error *err);
 /* options may be NULL (defaults). */
-vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, const vdkit_copy_options *options,
+VDKIT_API vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, const vdkit_copy_options *options,
                                 vdkit_error *err);
 
 /* qemu-img measure / VixDiskLib_SpaceNeededForClone: bytes a new image of
  * `format` (options "key=value,…" or NULL) would take holding src's data
  * (src NULL: an empty image of `size` bytes). Either out pointer may be NULL. */
-vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const char *options, vdkit_disk *src,
+VDKIT_API vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const char *options, vdkit_disk *src,
                            uint64_t size, uint64_t *required, uint64_t *fully_allocated, vdkit_error *err);
 
 /* Maintenance of the top image; see Disk::compact/resize/check in vdkit.hpp. */
-vdkit_status vdkit_disk_compact(vdkit_disk *disk, vdkit_progress_fn progress, void *opaque, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_compact(vdkit_disk *disk, vdkit_progress_fn progress, void *opaque, vdkit_error *err);
 
 #define VDKIT_DISK_RESIZE_SHRINK (1u << 0) /* allow making the disk smaller */
-vdkit_status vdkit_disk_resize(vdkit_disk *disk, uint64_t new_size, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_resize(vdkit_disk *disk, uint64_t new_size, uint32_t flags, vdkit_error *err);
 
 /* flags: VDKIT_CHECK_REPAIR, VDKIT_CHECK_DRY_RUN (vdkit/constants.h).
  * finding (may be NULL) is called once per finding; severity is
@@ -164,14 +164,14 @@ vdkit_status vdkit_disk_resize(vdkit_disk *disk, uint64_t new_size, uint32_t fla
 typedef void (*vdkit_finding_fn)(void *opaque, uint32_t severity, uint64_t offset, const char *message);
 /* Chain operations; see Disk::merge/commit/rebase in vdkit.hpp. Indexes
  * count from the base (0). merge and commit need VDKIT_DISK_WRITE_CHAIN. */
-vdkit_status vdkit_disk_merge(vdkit_disk *disk, uint32_t from, uint32_t to, vdkit_progress_fn progress, void *opaque,
+VDKIT_API vdkit_status vdkit_disk_merge(vdkit_disk *disk, uint32_t from, uint32_t to, vdkit_progress_fn progress, void *opaque,
                               vdkit_error *err);
 #define VDKIT_COMMIT_KEEP_TOP (1u << 0) /* do not empty the top image */
-vdkit_status vdkit_disk_commit(vdkit_disk *disk, uint32_t base, uint32_t flags, vdkit_progress_fn progress,
+VDKIT_API vdkit_status vdkit_disk_commit(vdkit_disk *disk, uint32_t base, uint32_t flags, vdkit_progress_fn progress,
                                void *opaque, vdkit_error *err);
 #define VDKIT_REBASE_UNSAFE (1u << 0) /* change the link only */
 /* new_parent NULL or "": no parent; format NULL or "": probe. */
-vdkit_status vdkit_disk_rebase(vdkit_disk *disk, const char *new_parent, const char *format, uint32_t flags,
+VDKIT_API vdkit_status vdkit_disk_rebase(vdkit_disk *disk, const char *new_parent, const char *format, uint32_t flags,
                                vdkit_progress_fn progress, void *opaque, vdkit_error *err);
 
 typedef struct vdkit_check_summary {
@@ -179,7 +179,7 @@ typedef struct vdkit_check_summary {
     uint32_t _reserved;
     uint64_t errors, leaks, repaired;
 } vdkit_check_summary;
-vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn finding, void *opaque,
+VDKIT_API vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn finding, void *opaque,
                               vdkit_check_summary *summary, vdkit_error *err);
 
 /* Asynchronous I/O (VDAsync*); see Disk::submit_* in vdkit.hpp. done is
@@ -190,52 +190,52 @@ vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn
  * call itself fails only when the disk is closed; vdkit_disk_close waits for
  * submitted operations. done must not close the disk. */
 typedef void (*vdkit_completion_fn)(void *opaque, vdkit_status status, const char *message);
-vdkit_status vdkit_disk_aio_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_completion_fn done,
+VDKIT_API vdkit_status vdkit_disk_aio_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_completion_fn done,
                                  void *opaque, vdkit_error *err);
-vdkit_status vdkit_disk_aio_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len,
+VDKIT_API vdkit_status vdkit_disk_aio_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len,
                                   vdkit_completion_fn done, void *opaque, vdkit_error *err);
-vdkit_status vdkit_disk_aio_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
+VDKIT_API vdkit_status vdkit_disk_aio_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
                                          void *opaque, vdkit_error *err);
-vdkit_status vdkit_disk_aio_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
+VDKIT_API vdkit_status vdkit_disk_aio_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
                                     void *opaque, vdkit_error *err);
-vdkit_status vdkit_disk_aio_flush(vdkit_disk *disk, vdkit_completion_fn done, void *opaque, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_aio_flush(vdkit_disk *disk, vdkit_completion_fn done, void *opaque, vdkit_error *err);
 /* Wait until every submitted operation has completed. */
-vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err);
 
 /* VixDiskLib_IsAttachPossible / VixDiskLib_Attach; see Disk::can_attach and
  * Disk::attach. After attaching, child is the combined chain and parent is
  * closed (still call vdkit_disk_close on it to free the handle). */
 #define VDKIT_ATTACH_RELINK (1u << 0) /* also record the link in the child's bottom image */
 #define VDKIT_ATTACH_VERIFY (1u << 1) /* with RELINK: the parent must still be the one the child records */
-vdkit_status vdkit_disk_is_attach_possible(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
-vdkit_status vdkit_disk_attach(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_is_attach_possible(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_attach(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
 
 /* Cache images (VDCreateCache / VDCacheOpen); see Disk::attach_cache.
  * format NULL: "vdi"; options "key=value,…" or NULL (for a new cache). */
-vdkit_status vdkit_disk_attach_cache(vdkit_disk *disk, const char *location, const char *format, const char *options,
+VDKIT_API vdkit_status vdkit_disk_attach_cache(vdkit_disk *disk, const char *location, const char *format, const char *options,
                                      vdkit_error *err);
 #define VDKIT_CACHE_DELETE (1u << 0) /* detach: also delete the cache file */
-vdkit_status vdkit_disk_detach_cache(vdkit_disk *disk, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_detach_cache(vdkit_disk *disk, uint32_t flags, vdkit_error *err);
 typedef struct vdkit_cache_stats {
     uint32_t struct_size; /* set by the caller */
     uint32_t bypassed;    /* 1: a cache operation failed; reads go to the chain */
     uint64_t hit_bytes, miss_bytes;
 } vdkit_cache_stats;
 /* VDKIT_E_NOT_FOUND when the disk has no cache. */
-vdkit_status vdkit_disk_cache_stats(vdkit_disk *disk, vdkit_cache_stats *out, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_cache_stats(vdkit_disk *disk, vdkit_cache_stats *out, vdkit_error *err);
 
 /* Rename or move an image with all its files (VixDiskLib_Rename); see
  * Library::rename_image. Children beside it are relinked unless
  * VDKIT_RENAME_NO_RELINK. */
 #define VDKIT_RENAME_NO_RELINK   (1u << 0) /* leave children naming the old path */
 #define VDKIT_RENAME_UNSAFE_PATHS (1u << 1) /* allow parent paths leaving an image's directory */
-vdkit_status vdkit_image_rename(vdkit_library *lib, const char *from, const char *to, uint32_t flags,
+VDKIT_API vdkit_status vdkit_image_rename(vdkit_library *lib, const char *from, const char *to, uint32_t flags,
                                 vdkit_error *err);
 /* Delete an image with all its files (VixDiskLib_Unlink); refused with
  * VDKIT_E_PERMISSION while images beside it are built on it, unless
  * VDKIT_DELETE_FORCE. */
 #define VDKIT_DELETE_FORCE (1u << 0)
-vdkit_status vdkit_image_delete(vdkit_library *lib, const char *location, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_image_delete(vdkit_library *lib, const char *location, uint32_t flags, vdkit_error *err);
 
 #ifdef __cplusplus
 }
