@@ -584,12 +584,12 @@ struct ContainerKind {
     std::vector<std::string> extensions; // file extensions, lower case, without the dot
 };
 struct ContainerMatch {
-    const ContainerKind *container = nullptr; // into containers()
+    const ContainerKind *container = nullptr; // into known_containers()
     std::string evidence;  // what was found where ("QFI\xfb magic, version 3, at offset 0")
     std::string condition; // "" (whole), "truncated" or "damaged"
 };
 // Every container the library knows. Thread-safe.
-VDKIT_API const std::vector<ContainerKind> &containers();
+VDKIT_API const std::vector<ContainerKind> &known_containers();
 // The container an extension (without the dot, any case) names, or null.
 VDKIT_API const ContainerKind *container_by_extension(std::string_view extension);
 // Extensions that name no particular format ("img", "bin", "dd"); lower case.

@@ -24,7 +24,7 @@ std::string to_string(const Uuid &uuid) { return util::uuid_to_string(uuid.data(
 
 namespace {
 
-// containers(), in the order of containers::all(): entry i is all()[i].
+// known_containers(), in the order of containers::all(): entry i is all()[i].
 const std::vector<ContainerKind> &kinds() {
     static const std::vector<ContainerKind> table = [] {
         std::vector<ContainerKind> out;
@@ -49,7 +49,7 @@ const ContainerKind *kind_of(const containers::Container *c) {
 
 } // namespace
 
-const std::vector<ContainerKind> &containers() { return kinds(); }
+const std::vector<ContainerKind> &known_containers() { return kinds(); }
 const ContainerKind *container_by_extension(std::string_view extension) {
     return kind_of(containers::by_extension(extension));
 }
