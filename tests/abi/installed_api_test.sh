@@ -48,6 +48,7 @@ expect_exit 0 "the C++17 consumer runs on the installed library" \
 says "C++ consumer wrote through the installed raw plugin" "OK: C++17 consumer" "$work/out"
 # The same source with pkg-config instead of CMake.
 expect_exit 0 "the C++17 consumer builds with pkg-config's flags" \
-    sh -c 'c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror $(PKG_CONFIG_PATH="$1/lib/pkgconfig" pkg-config --cflags --libs vdkit) \
-        "$2/cxx17_consumer.cpp" -o "$3/pc_consumer" -Wl,-rpath,"$1/lib"' sh "$prefix" "$src" "$work"
+    sh -c 'export PKG_CONFIG_PATH="$1/lib/pkgconfig"; c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror \
+        $(pkg-config --cflags vdkit) "$2/cxx17_consumer.cpp" -o "$3/pc_consumer" $(pkg-config --libs vdkit) \
+        -Wl,-rpath,"$1/lib"' sh "$prefix" "$src" "$work"
 finish
