@@ -310,6 +310,7 @@ TEST_CASE("plain data matches no container", "[probe][containers]") {
 
 TEST_CASE("extensions name containers", "[probe][containers]") {
     using namespace vdkit::containers;
+    using vdkit::containers::extension_of; // not the public vdkit::extension_of (same function)
     CHECK(extension_of("dir/Disk.QCOW2") == "qcow2");
     CHECK(extension_of("a.b/c") == "");
     CHECK(extension_of(".hidden") == "");

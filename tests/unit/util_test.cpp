@@ -1,6 +1,10 @@
 #include "test_support.hpp"
 #include "util/util.hpp"
 
+#include <cstring>
+#include <set>
+#include <string>
+
 using namespace vdkit;
 
 TEST_CASE("sizes parse with binary suffixes and reject garbage", "[util]") {
@@ -48,6 +52,29 @@ TEST_CASE("UUIDs are version 4 and round-trip through text", "[util]") {
     REQUIRE(back);
     CHECK(std::memcmp(back->data(), a, 16) == 0);
     CHECK_FALSE(util::parse_uuid("not-a-uuid"));
+    // Canonical RFC 4122 text: 8-4-4-4-12 lower-case hex digits.
+    REQUIRE(text.size() == 36);
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) CHECK(text[i] == '-');
+        else CHECK(((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f')));
+    }
+    const uint8_t fixed[16] = {0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0x4d, 0xef, 0x80, 0x01, 0x02, 0x03, 0x04, 0x05, 0xa6, 0xff};
+    CHECK(util::uuid_to_string(fixed) == "12345678-9abc-4def-8001-02030405a6ff");
+    auto upper = util::parse_uuid("12345678-9ABC-4DEF-8001-02030405A6FF");
+    REQUIRE(upper);
+    CHECK(std::memcmp(upper->data(), fixed, 16) == 0);
+    CHECK_FALSE(util::parse_uuid("12345678-9abc-4def-8001-02030405a6f"));  // 31 digits
+    CHECK_FALSE(util::parse_uuid("12345678-9abc-4def-8001-02030405a6fff")); // 33 digits
+    // Many in a row: all distinct, all version 4 / RFC 4122 variant.
+    std::set<std::string> seen;
+    for (int i = 0; i < 2000; ++i) {
+        uint8_t u[16];
+        util::generate_uuid(u);
+        CHECK((u[6] >> 4) == 4);
+        CHECK((u[8] & 0xc0) == 0x80);
+        seen.insert(util::uuid_to_string(u));
+    }
+    CHECK(seen.size() == 2000);
 }
 
 TEST_CASE("option lists split on commas with ,, as an escape", "[util]") {

@@ -1,7 +1,5 @@
 #include "batch_file.hpp"
 
-#include "util/util.hpp"
-
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
@@ -44,9 +42,7 @@ public:
         for (const auto &kv : map) {
             const std::string k = kv.first.Scalar();
             if (std::find(known.begin(), known.end(), k) != known.end()) continue;
-            std::string msg = "unknown key '" + k + "'" + where;
-            if (auto guess = util::closest_match(k, known)) msg += " — did you mean '" + *guess + "'?";
-            problem(kv.first, msg);
+            problem(kv.first, "unknown key '" + k + "'" + where + did_you_mean(k, known));
         }
     }
     std::optional<std::string> text(const YAML::Node &n, const std::string &what) {
@@ -59,14 +55,14 @@ public:
     std::optional<bool> boolean(const YAML::Node &n, const std::string &what) {
         auto t = text(n, what);
         if (!t) return std::nullopt;
-        auto b = util::parse_bool(*t);
+        auto b = parse_bool(*t);
         if (!b) problem(n, what + " must be true or false, not '" + *t + "'");
         return b;
     }
     std::optional<unsigned> count(const YAML::Node &n, const std::string &what, unsigned lo, unsigned hi) {
         auto t = text(n, what);
         if (!t) return std::nullopt;
-        auto v = util::parse_uint(*t);
+        auto v = parse_uint(*t);
         if (!v || *v < lo || *v > hi) {
             problem(n, what + " must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
                            ", not '" + *t + "'");

@@ -4,9 +4,10 @@
 #ifndef VDKIT_TOOLS_CLI_HPP
 #define VDKIT_TOOLS_CLI_HPP
 
-#include "disk/containers.hpp"
 #include "vdkit/vdkit.hpp"
 
+#include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -14,6 +15,28 @@
 #include <vector>
 
 namespace vdkit::cli {
+
+// Case-insensitive ASCII comparison (format and plugin names).
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+        const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+        if (lower(a[i]) != lower(b[i])) return false;
+    }
+    return true;
+}
+// "0x1a2b": offsets in messages.
+inline std::string hex(uint64_t value) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(value));
+    return buf;
+}
+// " — did you mean 'NAME'?" for the candidate closest to a mistyped `name`
+// (vdkit::closest_match, the library's own rule), or "" when none is close.
+inline std::string did_you_mean(std::string_view name, const std::vector<std::string> &candidates) {
+    auto guess = closest_match(name, candidates);
+    return guess ? " — did you mean '" + *guess + "'?" : std::string();
+}
 
 // Exit codes (docs/cli.md). compare uses 0 same / 1 different / 2 error.
 constexpr int kExitOk = 0;
@@ -104,7 +127,7 @@ uint64_t parse_size_arg(const std::string &text);
 // `fallback`, else the format a generic extension (.img) is listed by, else
 // a usage error; a choice new_name_problem objects to is a usage error.
 // The format whose plugin (alone) lists path's extension; empty: none, or a
-// generic extension (.img, .bin, .dd: containers::is_generic_extension).
+// generic extension (.img, .bin, .dd: vdkit::is_generic_extension).
 std::string format_for(const Library &lib, const std::string &path);
 // The one naming rule for every file vdkit creates (create, snapshot,
 // convert's target and cache, batch targets; docs/design/probing.md,
@@ -122,8 +145,8 @@ std::string written_name_problem(const Library &lib, const std::string &path, co
 // a dotfile ".vmdk" has the extension "vmdk".
 std::string naming_extension(const std::string &path);
 // The foreign container (or VDI/VMDK) whose signature the regular file at
-// `path` carries (containers::detect), if any; unreadable: none.
-std::optional<containers::Match> container_of_file(const std::string &path);
+// `path` carries (vdkit::detect_container), if any; unreadable: none.
+std::optional<ContainerMatch> container_of_file(const std::string &path);
 // The naming rule for `rename from to` (docs/design/probing.md): `to` judged
 // against the format `from` probes as, or, for a file the probe refuses,
 // the foreign container its signature says it is, else raw.

@@ -3,8 +3,6 @@
 #include "convert.hpp"
 #include "progress.hpp"
 #include "signals.hpp"
-#include "disk/containers.hpp"
-#include "util/util.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -32,7 +30,7 @@ std::shared_ptr<Library> open_library(const Globals &g) {
 Options parse_options(const std::vector<std::string> &specs) {
     Options out;
     for (const auto &spec : specs) {
-        auto kv = util::parse_key_values(spec);
+        auto kv = parse_key_values(spec);
         if (!kv) throw CliError("cannot parse option list '" + spec + "' (expected key=value,key=value)", kExitUsage);
         for (auto &[k, v] : *kv) out[k] = v;
     }
@@ -40,7 +38,7 @@ Options parse_options(const std::vector<std::string> &specs) {
 }
 
 uint64_t parse_size_arg(const std::string &text) {
-    auto v = util::parse_size(text);
+    auto v = parse_size(text);
     if (!v) throw CliError("invalid size '" + text + "' (use bytes or a k/M/G/T suffix, e.g. 10G)", kExitUsage);
     return *v;
 }
@@ -77,26 +75,26 @@ std::vector<std::string> claimants(const Library &lib, const std::string &ext) {
     for (const auto &p : lib.plugins())
         if (p.kind == PluginKind::format)
             for (const auto &e : p.extensions)
-                if (util::iequals(e, ext)) claim.push_back(p.name);
+                if (iequals(e, ext)) claim.push_back(p.name);
     return claim;
 }
 
 } // namespace
 
 std::string naming_extension(const std::string &path) {
-    if (path.find("://") != std::string::npos) return containers::extension_of(path);
+    if (path.find("://") != std::string::npos) return extension_of(path);
     const size_t slash = path.find_last_of('/');
     std::string last = slash == std::string::npos ? path : path.substr(slash + 1);
     // Windows and SMB servers drop trailing dots and spaces: "d.vmdk. " is d.vmdk there.
     while (!last.empty() && (last.back() == '.' || last.back() == ' ')) last.pop_back();
     // A dotfile named for a format (".vmdk") is that format's name to every tool that goes by it.
     if (last.size() > 1 && last[0] == '.' && last.find('.', 1) == std::string::npos) last = "x" + last;
-    return containers::extension_of(last);
+    return extension_of(last);
 }
 
 std::string format_for(const Library &lib, const std::string &path) {
     const std::string ext = naming_extension(path);
-    if (containers::is_generic_extension(ext)) return {};
+    if (is_generic_extension(ext)) return {};
     const auto claim = claimants(lib, ext);
     return claim.size() == 1 ? claim[0] : std::string();
 }
@@ -113,9 +111,9 @@ bool can_create(const Library &lib, std::string_view name) {
 
 std::string new_name_problem(const Library &lib, const std::string &path, const std::string &format) {
     const std::string ext = naming_extension(path);
-    if (ext.empty() || containers::is_generic_extension(ext)) return {};
+    if (ext.empty() || is_generic_extension(ext)) return {};
     if (!lib.plugin(PluginKind::format, format)) return {}; // an unknown format is the library's error
-    auto same = [&format](std::string_view name) { return util::iequals(name, format); };
+    auto same = [&format](std::string_view name) { return iequals(name, format); };
     std::string named;
     bool writable = false; // whether vdkit could write the format the name says instead
     const auto claim = claimants(lib, ext);
@@ -124,7 +122,7 @@ std::string new_name_problem(const Library &lib, const std::string &path, const 
         writable = can_create(lib, named);
     }
     if (named.empty() && claim.empty())
-        if (const containers::Container *c = containers::by_extension(ext))
+        if (const ContainerKind *c = container_by_extension(ext))
             if (std::none_of(c->aliases.begin(), c->aliases.end(), same)) {
                 named = std::string(c->title);
                 for (std::string_view a : c->aliases)
@@ -152,7 +150,7 @@ std::string written_name_problem(const Library &lib, const std::string &path, co
     return {};
 }
 
-std::optional<containers::Match> container_of_file(const std::string &path) {
+std::optional<ContainerMatch> container_of_file(const std::string &path) {
     std::error_code ec;
     const uint64_t size = std::filesystem::file_size(path, ec);
     if (ec) return std::nullopt;
@@ -165,7 +163,7 @@ std::optional<containers::Match> container_of_file(const std::string &path) {
             return Status(VDKIT_E_IO, "short read");
         return Status::ok();
     };
-    auto found = containers::detect(size, read);
+    auto found = detect_container(size, read);
     if (!found) return std::nullopt;
     return *found;
 }
@@ -177,16 +175,16 @@ std::string rename_name_problem(const Library &lib, const std::string &from, con
     // The probe refuses it: judged as what it is, a foreign container or raw.
     const auto found = container_of_file(from);
     if (!found) return new_name_problem(lib, to, "raw");
-    const containers::Container &c = *found->container;
+    const ContainerKind &c = *found->container;
     const std::string ext = naming_extension(to);
-    if (ext.empty() || containers::is_generic_extension(ext)) return {};
+    if (ext.empty() || is_generic_extension(ext)) return {};
     auto same = [&c](std::string_view name) {
-        return std::any_of(c.aliases.begin(), c.aliases.end(), [&](std::string_view a) { return util::iequals(a, name); });
+        return std::any_of(c.aliases.begin(), c.aliases.end(), [&](std::string_view a) { return iequals(a, name); });
     };
     std::string named;
     if (const auto claim = claimants(lib, ext); !claim.empty()) {
         if (std::none_of(claim.begin(), claim.end(), same)) named = claim[0];
-    } else if (const containers::Container *e = containers::by_extension(ext); e && e != &c) {
+    } else if (const ContainerKind *e = container_by_extension(ext); e && e != &c) {
         named = std::string(e->title);
     }
     if (named.empty()) return {};
@@ -227,7 +225,7 @@ Result<std::unique_ptr<Disk>> with_overwrite_hint(Result<std::unique_ptr<Disk>> 
     return r;
 }
 
-std::string uuid_text(const Uuid &u) { return util::uuid_is_nil(u.data()) ? std::string() : util::uuid_to_string(u.data()); }
+std::string uuid_text(const Uuid &u) { return u == Uuid{} ? std::string() : vdkit::to_string(u); }
 
 std::unique_ptr<Disk> open_read_only(Library &lib, const std::string &path, const std::string &format,
                                      const std::vector<std::string> &filters = {}, bool force_share = false,
@@ -386,9 +384,9 @@ private:
         std::cout << "image: " << info.location << "\n";
         std::cout << "file format: " << info.format << "\n";
         if (!info.subformat.empty()) std::cout << "subformat: " << info.subformat << "\n";
-        std::cout << "virtual size: " << util::format_size(info.virtual_size) << " (" << info.virtual_size
+        std::cout << "virtual size: " << format_size(info.virtual_size) << " (" << info.virtual_size
                   << " bytes)\n";
-        if (info.file_size) std::cout << "disk size: " << util::format_size(*info.file_size) << "\n";
+        if (info.file_size) std::cout << "disk size: " << format_size(*info.file_size) << "\n";
         if (info.granularity > 1) std::cout << "cluster_size: " << info.granularity << "\n";
         if (!uuid_text(info.uuid).empty()) std::cout << "uuid: " << uuid_text(info.uuid) << "\n";
         if (info.has_parent) {
@@ -798,7 +796,7 @@ private:
         } else {
             auto line = [](const CheckFinding &f) {
                 std::cout << to_string(f.severity);
-                if (f.offset) std::cout << " at " << util::hex(*f.offset);
+                if (f.offset) std::cout << " at " << hex(*f.offset);
                 std::cout << ": " << f.message << "\n";
             };
             for (const auto &run : runs) {
@@ -812,7 +810,7 @@ private:
                 std::cout << "  ... " << (run.count - 2) << " more " << to_string(first.severity)
                           << " findings like it";
                 if (first.offset && last.offset)
-                    std::cout << " (offsets " << util::hex(*first.offset) << " to " << util::hex(*last.offset) << ")";
+                    std::cout << " (offsets " << hex(*first.offset) << " to " << hex(*last.offset) << ")";
                 std::cout << "; " << run.count << " in all, --output=json lists each\n";
                 line(last);
             }
@@ -863,10 +861,10 @@ private:
         } else if (!globals().quiet) {
             std::string parts;
             if (len_before && len_after)
-                parts = "file size " + util::format_size(*len_before) + " -> " + util::format_size(*len_after);
+                parts = "file size " + format_size(*len_before) + " -> " + format_size(*len_after);
             if (before && after)
-                parts += (parts.empty() ? "" : ", ") + std::string("allocated ") + util::format_size(*before) + " -> " +
-                         util::format_size(*after);
+                parts += (parts.empty() ? "" : ", ") + std::string("allocated ") + format_size(*before) + " -> " +
+                         format_size(*after);
             if (!parts.empty()) std::cout << "Compacted " << image_path() << ": " << parts << "\n";
         }
         return kExitOk;
@@ -900,9 +898,8 @@ class ResizeCommand : public Command {
         if (size_.size() > 1 && (size_[0] == '+' || size_[0] == '-')) {
             const uint64_t delta = parse_size_arg(size_.substr(1));
             if (size_[0] == '+') {
-                auto sum = util::checked_add(old_size, delta);
-                if (!sum) throw CliError("the new size overflows", kExitUsage);
-                new_size = *sum;
+                if (__builtin_add_overflow(old_size, delta, &new_size))
+                    throw CliError("the new size overflows", kExitUsage);
             } else {
                 if (delta >= old_size) throw CliError("cannot shrink the image to zero or less", kExitUsage);
                 new_size = old_size - delta;
@@ -951,8 +948,8 @@ private:
             if (colon == std::string::npos)
                 throw CliError("range '" + r + "' is not OFFSET:LENGTH", kExitUsage);
             const uint64_t offset = parse_size_arg(r.substr(0, colon)), length = parse_size_arg(r.substr(colon + 1));
-            const auto end = util::checked_add(offset, length);
-            if (length == 0 || !end || *end > disk->size())
+            uint64_t end = 0;
+            if (length == 0 || __builtin_add_overflow(offset, length, &end) || end > disk->size())
                 throw CliError("range '" + r + "' is empty or ends past the disk's " + std::to_string(disk->size()) +
                                    " bytes",
                                kExitUsage);

@@ -2,7 +2,6 @@
 
 #include "commands.hpp"
 #include "signals.hpp"
-#include "util/util.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -741,13 +740,13 @@ std::string existing_format_problem(const Library &lib, const std::string &targe
     if (::stat(target.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return {};
     std::string is;
     if (auto probed = lib.probe(target); probed) {
-        if (util::iequals(*probed, format) || util::iequals(*probed, "raw")) return {};
+        if (iequals(*probed, format) || iequals(*probed, "raw")) return {};
         is = "a " + *probed + " image (its probe)";
     } else {
         const auto found = container_of_file(target);
         if (!found) return {};
-        const containers::Container &c = *found->container;
-        if (std::any_of(c.aliases.begin(), c.aliases.end(), [&](std::string_view a) { return util::iequals(a, format); }))
+        const ContainerKind &c = *found->container;
+        if (std::any_of(c.aliases.begin(), c.aliases.end(), [&](std::string_view a) { return iequals(a, format); }))
             return {};
         is = "a " + std::string(c.title) + " image (" + found->evidence + ")";
     }

@@ -10,6 +10,7 @@
 #ifndef VDKIT_STATUS_HPP
 #define VDKIT_STATUS_HPP
 
+#include "vdkit/export.h"
 #include "vdkit/status.h"
 
 #include <cassert>
@@ -22,9 +23,9 @@ namespace vdkit {
 inline namespace v1 {
 
 // Short, stable text for a code ("I/O error"); "unknown status" past the table.
-const char *status_text(vdkit_status code) noexcept;
+VDKIT_API const char *status_text(vdkit_status code) noexcept;
 // The code's symbolic name ("VDKIT_E_IO").
-const char *status_name(vdkit_status code) noexcept;
+VDKIT_API const char *status_name(vdkit_status code) noexcept;
 
 class [[nodiscard]] Status {
 public:
@@ -39,10 +40,10 @@ public:
     const std::string &message() const noexcept { return message_; }
 
     // "message (VDKIT_E_IO)", or the code's text when there is no message.
-    std::string to_string() const;
+    VDKIT_API std::string to_string() const;
 
     // Prefix the message with context: s.with_context("copy") -> "copy: <message>".
-    Status with_context(std::string_view what) const;
+    VDKIT_API Status with_context(std::string_view what) const;
 
     // Mark as handled on purpose (documents intent where a failure is ignored).
     void ignore() const noexcept {}

@@ -31,6 +31,8 @@
 #define VDKIT_VDKIT_H
 
 #include <stdint.h>
+#include "vdkit/constants.h" /* VDKIT_KIND_*, VDKIT_BLOCK_*, VDKIT_CHECK_*, VDKIT_FINDING_* */
+#include "vdkit/export.h"
 #include "vdkit/status.h"
 
 #ifdef __cplusplus
@@ -51,7 +53,7 @@ typedef struct vdkit_error {
 /// Short stable text for a code, e.g. "I/O error" (VixDiskLib_GetErrorText).
 /// @return a static string, never NULL ("unknown status" for a code this
 ///         library does not know); never freed. Thread-safe.
-const char *vdkit_status_text(vdkit_status code);
+VDKIT_API const char *vdkit_status_text(vdkit_status code);
 
 /* ---- library ---- */
 /**
@@ -110,11 +112,11 @@ typedef struct vdkit_library_options {
 ///         read or is invalid (the message names file, line and key);
 ///         VDKIT_E_INVALID_ARGUMENT when out is NULL or log_level is not a
 ///         VDKIT_LOG_* level.
-vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_library **out, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_library **out, vdkit_error *err);
 /// Free a library (VDShutdown, VixDiskLib_Exit). Close its disks first; NULL
 /// is ignored. Plugin files are unloaded once nothing uses them. Not to be
 /// called while another thread uses lib.
-void vdkit_library_close(vdkit_library *lib);
+VDKIT_API void vdkit_library_close(vdkit_library *lib);
 
 /// One loaded plugin (vdkit_plugin_get). kind is VDKIT_KIND_* from
 /// vdkit/plugin.h (1 format, 2 filter, 3 transport). Size-stamped.
@@ -127,13 +129,13 @@ typedef struct vdkit_plugin_summary {
 } vdkit_plugin_summary;
 /// How many plugins are registered now (VDBackendInfo); 0 for NULL. The
 /// number changes with vdkit_plugin_load / vdkit_plugin_unload. Thread-safe.
-uint32_t vdkit_plugin_count(const vdkit_library *lib);
+VDKIT_API uint32_t vdkit_plugin_count(const vdkit_library *lib);
 /// Describe plugin `index` (0 .. vdkit_plugin_count-1) into *out, which the
 /// caller owns; set out->struct_size first (at most that much is written).
 /// Thread-safe.
 /// @return VDKIT_OK; VDKIT_E_INVALID_ARGUMENT when lib or out is NULL;
 ///         VDKIT_E_OUT_OF_RANGE when index is not below the count.
-vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_plugin_summary *out, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_plugin_summary *out, vdkit_error *err);
 
 /* ---- disks ---- */
 #define VDKIT_DISK_WRITE      (1u << 0) /* open read-write */
@@ -177,7 +179,7 @@ vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_pl
 ///         VDKIT_E_CONFIG (bad options); VDKIT_E_NOT_SUPPORTED (DIRECT on a
 ///         transport or file system without it); VDKIT_E_INVALID_ARGUMENT
 ///         (FORCE_SHARE or INFO with WRITE, NULL arguments); VDKIT_E_IO.
-vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
+VDKIT_API vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
                              const char *options, vdkit_disk **out, vdkit_error *err);
 /// Create an image and open it for writing (VDCreateBase, VDCreateDiff,
 /// VixDiskLib_Create, VixDiskLib_CreateChild).
@@ -195,7 +197,7 @@ vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const cha
 ///         VDKIT_E_NOT_FOUND (format or parent); VDKIT_E_NOT_SUPPORTED (the
 ///         format cannot create this kind of image); VDKIT_E_CONFIG;
 ///         VDKIT_E_PERMISSION (path rule); VDKIT_E_IO.
-vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const char *format, uint64_t size,
+VDKIT_API vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const char *format, uint64_t size,
                                uint32_t flags, const char *options, const char *parent, vdkit_disk **out,
                                vdkit_error *err);
 /// As vdkit_disk_open, with a file-level filter stack over every file of
@@ -205,13 +207,13 @@ vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const c
 ///        the file; NULL or an empty array: none. Copied.
 /// @return as vdkit_disk_open; also VDKIT_E_NOT_FOUND for a filter that is
 ///         not loaded and VDKIT_E_INVALID_ARGUMENT for a malformed spec.
-vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
+VDKIT_API vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
                                       const char *options, const char *const *filters, vdkit_disk **out,
                                       vdkit_error *err);
 /// As vdkit_disk_create, the new image's files written through `filters`
 /// (and its parent chain read through them); see vdkit_disk_open_filtered.
 /// @return as vdkit_disk_create and vdkit_disk_open_filtered.
-vdkit_status vdkit_disk_create_filtered(vdkit_library *lib, const char *location, const char *format, uint64_t size,
+VDKIT_API vdkit_status vdkit_disk_create_filtered(vdkit_library *lib, const char *location, const char *format, uint64_t size,
                                         uint32_t flags, const char *options, const char *parent,
                                         const char *const *filters, vdkit_disk **out, vdkit_error *err);
 /// Wait for submitted asynchronous operations, flush and close every image,
@@ -219,35 +221,35 @@ vdkit_status vdkit_disk_create_filtered(vdkit_library *lib, const char *location
 /// when an error is returned; NULL is OK. Strings from
 /// vdkit_disk_get_image_info die with it. No other call on disk may run.
 /// @return VDKIT_OK; the first error of a flush or close (VDKIT_E_IO, ...).
-vdkit_status vdkit_disk_close(vdkit_disk *disk, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_close(vdkit_disk *disk, vdkit_error *err);
 
 /// Virtual size in bytes (VDGetSize); 0 for NULL. Thread-safe.
-uint64_t vdkit_disk_size(const vdkit_disk *disk);
+VDKIT_API uint64_t vdkit_disk_size(const vdkit_disk *disk);
 /// Images in the chain, the base and its descendants (VDGetCount); 0 for NULL. Thread-safe.
-uint32_t vdkit_disk_image_count(const vdkit_disk *disk);
+VDKIT_API uint32_t vdkit_disk_image_count(const vdkit_disk *disk);
 /// Read len bytes at byte offset into buf (caller-owned, len bytes) through
 /// the chain (VDRead, VixDiskLib_Read). Runs concurrently with other reads.
 /// @return VDKIT_OK; VDKIT_E_OUT_OF_RANGE when [offset, offset+len) passes
 ///         the end; VDKIT_E_NOT_SUPPORTED on a disk opened VDKIT_DISK_INFO;
 ///         VDKIT_E_CORRUPT; VDKIT_E_IO.
-vdkit_status vdkit_disk_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_error *err);
 /// Write len bytes from buf at byte offset into the top image (VDWrite,
 /// VixDiskLib_Write); the copy-on-write fill of partial blocks is done here.
 /// Serialised with other writes.
 /// @return VDKIT_OK; VDKIT_E_READ_ONLY (opened without VDKIT_DISK_WRITE);
 ///         VDKIT_E_OUT_OF_RANGE; VDKIT_E_NO_MEMORY (the image is full);
 ///         VDKIT_E_IO.
-vdkit_status vdkit_disk_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len, vdkit_error *err);
 /// Make [offset, offset+len) (bytes) read as zero, persistently where the
 /// format records zero ranges. Errors as vdkit_disk_write.
-vdkit_status vdkit_disk_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
 /// Give [offset, offset+len) (bytes) of the top image back (VDDiscardRanges);
 /// afterwards it reads as zero or as the parent's data (a format without
 /// discard keeps the data). Errors as vdkit_disk_write.
-vdkit_status vdkit_disk_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
 /// Make what was written durable (VDFlush). Serialised with writes.
 /// @return VDKIT_OK; VDKIT_E_IO.
-vdkit_status vdkit_disk_flush(vdkit_disk *disk, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_flush(vdkit_disk *disk, vdkit_error *err);
 
 /// Allocation of the run starting at byte offset (VDQueryRegions,
 /// VixDiskLib QueryAllocatedBlocks): *state gets VDKIT_BLOCK_DATA, _ZERO or
@@ -256,7 +258,7 @@ vdkit_status vdkit_disk_flush(vdkit_disk *disk, vdkit_error *err);
 /// @return VDKIT_OK; VDKIT_E_INVALID_ARGUMENT for len 0 or NULL outputs;
 ///         VDKIT_E_OUT_OF_RANGE; VDKIT_E_NOT_SUPPORTED (VDKIT_DISK_INFO);
 ///         VDKIT_E_IO.
-vdkit_status vdkit_disk_block_status(vdkit_disk *disk, uint64_t offset, uint64_t len, uint32_t *state,
+VDKIT_API vdkit_status vdkit_disk_block_status(vdkit_disk *disk, uint64_t offset, uint64_t len, uint32_t *state,
                                      uint64_t *run, vdkit_error *err);
 
 /// Read a metadata value of the top image (VixDiskLib_ReadMetadata): written
@@ -264,14 +266,14 @@ vdkit_status vdkit_disk_block_status(vdkit_disk *disk, uint64_t offset, uint64_t
 /// *needed (may be NULL) gets the full length in bytes without the NUL.
 /// @return VDKIT_OK; VDKIT_E_NOT_FOUND (no such key); VDKIT_E_NOT_SUPPORTED
 ///         (the format has no key/value metadata); VDKIT_E_IO.
-vdkit_status vdkit_disk_metadata_get(vdkit_disk *disk, const char *key, char *buf, uint64_t cap, uint64_t *needed,
+VDKIT_API vdkit_status vdkit_disk_metadata_get(vdkit_disk *disk, const char *key, char *buf, uint64_t cap, uint64_t *needed,
                                      vdkit_error *err);
 /// Set a metadata value of the top image (VixDiskLib_WriteMetadata); key and
 /// value are copied. Serialised with writes.
 /// @return VDKIT_OK; VDKIT_E_READ_ONLY; VDKIT_E_INVALID_ARGUMENT (a key or
 ///         value the format cannot hold, e.g. VMDK keys are "ddb.NAME");
 ///         VDKIT_E_NOT_SUPPORTED; VDKIT_E_IO.
-vdkit_status vdkit_disk_metadata_set(vdkit_disk *disk, const char *key, const char *value, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_metadata_set(vdkit_disk *disk, const char *key, const char *value, vdkit_error *err);
 
 /// Progress of a long operation: done and total in bytes (of source data for
 /// copies). Return non-zero to cancel (the call fails with
@@ -285,7 +287,7 @@ typedef int (*vdkit_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 /// @return VDKIT_OK; VDKIT_E_INVALID_ARGUMENT (dst smaller, NULL handles);
 ///         VDKIT_E_READ_ONLY (dst not writable); VDKIT_E_CANCELLED;
 ///         VDKIT_E_NOT_SUPPORTED (src opened VDKIT_DISK_INFO); VDKIT_E_IO.
-vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, vdkit_progress_fn progress,
+VDKIT_API vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, vdkit_progress_fn progress,
                              void *opaque, vdkit_error *err);
 
 /// The copy pipeline's settings (CopyOptions in vdkit.hpp). Size-stamped:
@@ -306,12 +308,12 @@ typedef struct vdkit_copy_options {
 /// src's image whose UUID is that of the image just below dst's top (what
 /// VDKIT_COPY_SAME_UP_TO takes). Thread-safe with reads.
 /// @return VDKIT_OK; VDKIT_E_NOT_FOUND when no image of src matches.
-vdkit_status vdkit_disk_common_image(vdkit_disk *src, vdkit_disk *dst, uint32_t *index, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_common_image(vdkit_disk *src, vdkit_disk *dst, uint32_t *index, vdkit_error *err);
 /// vdkit_disk_copy with settings (VDCopyEx); options may be NULL (defaults)
 /// and is read during the call only.
 /// @return as vdkit_disk_copy; VDKIT_E_INVALID_ARGUMENT also when
 ///         options->struct_size is too small.
-vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, const vdkit_copy_options *options,
+VDKIT_API vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, const vdkit_copy_options *options,
                                 vdkit_error *err);
 
 /// qemu-img measure / VixDiskLib_SpaceNeededForClone: the bytes a new image
@@ -322,7 +324,7 @@ vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk 
 /// Thread-safe.
 /// @return VDKIT_OK; VDKIT_E_NOT_FOUND (format); VDKIT_E_NOT_SUPPORTED (the
 ///         format cannot tell); VDKIT_E_CONFIG (options).
-vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const char *options, vdkit_disk *src,
+VDKIT_API vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const char *options, vdkit_disk *src,
                            uint64_t size, uint64_t *required, uint64_t *fully_allocated, vdkit_error *err);
 
 /// Compact the top image (VDCompact, VixDiskLib_Shrink + Defragment): blocks
@@ -330,7 +332,7 @@ vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const
 /// shortened; content is unchanged. Serialised with writes.
 /// @return VDKIT_OK; VDKIT_E_READ_ONLY; VDKIT_E_NOT_SUPPORTED (the format
 ///         cannot compact); VDKIT_E_CANCELLED; VDKIT_E_IO.
-vdkit_status vdkit_disk_compact(vdkit_disk *disk, vdkit_progress_fn progress, void *opaque, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_compact(vdkit_disk *disk, vdkit_progress_fn progress, void *opaque, vdkit_error *err);
 
 #define VDKIT_DISK_RESIZE_SHRINK (1u << 0) /* allow making the disk smaller */
 /// Change the virtual size of the top image to new_size bytes (VDResize,
@@ -339,7 +341,7 @@ vdkit_status vdkit_disk_compact(vdkit_disk *disk, vdkit_progress_fn progress, vo
 /// @return VDKIT_OK; VDKIT_E_READ_ONLY; VDKIT_E_INVALID_ARGUMENT (shrinking
 ///         without the flag, a size the format cannot hold);
 ///         VDKIT_E_NOT_SUPPORTED; VDKIT_E_IO.
-vdkit_status vdkit_disk_resize(vdkit_disk *disk, uint64_t new_size, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_resize(vdkit_disk *disk, uint64_t new_size, uint32_t flags, vdkit_error *err);
 
 /// One finding of vdkit_disk_check: severity is VDKIT_FINDING_* (0 error,
 /// 1 leak, 2 repaired, 3 note), offset the byte offset in the image file or
@@ -349,13 +351,13 @@ typedef void (*vdkit_finding_fn)(void *opaque, uint32_t severity, uint64_t offse
 /// Indexes count from the base (0). Needs VDKIT_DISK_WRITE_CHAIN.
 /// @return VDKIT_OK; VDKIT_E_READ_ONLY; VDKIT_E_INVALID_ARGUMENT (indexes);
 ///         VDKIT_E_CANCELLED; VDKIT_E_IO.
-vdkit_status vdkit_disk_merge(vdkit_disk *disk, uint32_t from, uint32_t to, vdkit_progress_fn progress, void *opaque,
+VDKIT_API vdkit_status vdkit_disk_merge(vdkit_disk *disk, uint32_t from, uint32_t to, vdkit_progress_fn progress, void *opaque,
                               vdkit_error *err);
 #define VDKIT_COMMIT_KEEP_TOP (1u << 0) /* do not empty the top image */
 /// qemu-img commit into images[base] (Disk::commit); VDKIT_COMMIT_KEEP_TOP
 /// keeps the top's data. Needs VDKIT_DISK_WRITE_CHAIN.
 /// @return as vdkit_disk_merge.
-vdkit_status vdkit_disk_commit(vdkit_disk *disk, uint32_t base, uint32_t flags, vdkit_progress_fn progress,
+VDKIT_API vdkit_status vdkit_disk_commit(vdkit_disk *disk, uint32_t base, uint32_t flags, vdkit_progress_fn progress,
                                void *opaque, vdkit_error *err);
 #define VDKIT_REBASE_UNSAFE (1u << 0) /* change the link only */
 /// qemu-img rebase of the top (Disk::rebase): new_parent NULL or "": no
@@ -363,7 +365,7 @@ vdkit_status vdkit_disk_commit(vdkit_disk *disk, uint32_t base, uint32_t flags, 
 /// @return VDKIT_OK; VDKIT_E_READ_ONLY; VDKIT_E_NOT_FOUND (new parent);
 ///         VDKIT_E_PERMISSION (path rule); VDKIT_E_NOT_SUPPORTED (the format
 ///         cannot record that parent); VDKIT_E_CANCELLED; VDKIT_E_IO.
-vdkit_status vdkit_disk_rebase(vdkit_disk *disk, const char *new_parent, const char *format, uint32_t flags,
+VDKIT_API vdkit_status vdkit_disk_rebase(vdkit_disk *disk, const char *new_parent, const char *format, uint32_t flags,
                                vdkit_progress_fn progress, void *opaque, vdkit_error *err);
 
 /// Counts of a vdkit_disk_check run. Size-stamped (set by the caller).
@@ -380,7 +382,7 @@ typedef struct vdkit_check_summary {
 ///         (repair on a read-only disk); VDKIT_E_NOT_SUPPORTED (no check in
 ///         the format); VDKIT_E_INVALID_ARGUMENT (summary->struct_size unset);
 ///         VDKIT_E_IO.
-vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn finding, void *opaque,
+VDKIT_API vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn finding, void *opaque,
                               vdkit_check_summary *summary, vdkit_error *err);
 
 /// Called once when an asynchronous operation ends, from one of the disk's
@@ -392,24 +394,24 @@ typedef void (*vdkit_completion_fn)(void *opaque, vdkit_status status, const cha
 /// Overlapping writes must not be in flight together.
 /// @return VDKIT_OK when queued (the result goes to done);
 ///         VDKIT_E_INVALID_ARGUMENT when the disk is closed or closing.
-vdkit_status vdkit_disk_aio_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_completion_fn done,
+VDKIT_API vdkit_status vdkit_disk_aio_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_completion_fn done,
                                  void *opaque, vdkit_error *err);
 /// Asynchronous write (VDAsyncWrite); as vdkit_disk_aio_read.
-vdkit_status vdkit_disk_aio_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len,
+VDKIT_API vdkit_status vdkit_disk_aio_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len,
                                   vdkit_completion_fn done, void *opaque, vdkit_error *err);
 /// Asynchronous vdkit_disk_write_zeroes; as vdkit_disk_aio_read.
-vdkit_status vdkit_disk_aio_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
+VDKIT_API vdkit_status vdkit_disk_aio_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
                                          void *opaque, vdkit_error *err);
 /// Asynchronous discard (VDAsyncDiscardRanges, one range); as vdkit_disk_aio_read.
-vdkit_status vdkit_disk_aio_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
+VDKIT_API vdkit_status vdkit_disk_aio_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
                                     void *opaque, vdkit_error *err);
 /// Asynchronous flush (VDAsyncFlush): a barrier, run after everything
 /// submitted before it completed; as vdkit_disk_aio_read.
-vdkit_status vdkit_disk_aio_flush(vdkit_disk *disk, vdkit_completion_fn done, void *opaque, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_aio_flush(vdkit_disk *disk, vdkit_completion_fn done, void *opaque, vdkit_error *err);
 /// Wait until every submitted operation has completed (their done ran).
 /// Not from a completion callback.
 /// @return VDKIT_OK; VDKIT_E_INVALID_ARGUMENT for NULL.
-vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err);
 
 /* VixDiskLib_IsAttachPossible / VixDiskLib_Attach flags. */
 #define VDKIT_ATTACH_RELINK (1u << 0) /* also record the link in the child's bottom image */
@@ -421,13 +423,13 @@ vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err);
 ///         the one the child records); VDKIT_E_INVALID_ARGUMENT (no parent
 ///         link, a larger parent, a shared image); VDKIT_E_PERMISSION (the
 ///         path rule, with VDKIT_ATTACH_RELINK); VDKIT_E_READ_ONLY.
-vdkit_status vdkit_disk_is_attach_possible(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_is_attach_possible(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
 /// Put child on top of parent (VixDiskLib_Attach; Disk::attach): child
 /// becomes the combined chain and parent is closed (still call
 /// vdkit_disk_close on it to free the handle). Neither may be in use by
 /// other threads.
 /// @return as vdkit_disk_is_attach_possible; VDKIT_E_IO (relinking).
-vdkit_status vdkit_disk_attach(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_attach(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
 
 /// A local cache image in front of the chain (VDCreateCache, VDCacheOpen;
 /// Disk::attach_cache): an existing matching cache is reused, a stale one
@@ -435,13 +437,13 @@ vdkit_status vdkit_disk_attach(vdkit_disk *parent, vdkit_disk *child, uint32_t f
 /// cache). Serialised with writes.
 /// @return VDKIT_OK; VDKIT_E_EXISTS (location holds something else);
 ///         VDKIT_E_NOT_SUPPORTED (the format cannot hold a cache); VDKIT_E_IO.
-vdkit_status vdkit_disk_attach_cache(vdkit_disk *disk, const char *location, const char *format, const char *options,
+VDKIT_API vdkit_status vdkit_disk_attach_cache(vdkit_disk *disk, const char *location, const char *format, const char *options,
                                      vdkit_error *err);
 #define VDKIT_CACHE_DELETE (1u << 0) /* detach: also delete the cache file */
 /// Record that the cache matches the disk and close it (VDCacheClose);
 /// VDKIT_CACHE_DELETE also deletes it.
 /// @return VDKIT_OK; VDKIT_E_NOT_FOUND (no cache); VDKIT_E_IO.
-vdkit_status vdkit_disk_detach_cache(vdkit_disk *disk, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_detach_cache(vdkit_disk *disk, uint32_t flags, vdkit_error *err);
 /// Cache counters in bytes (vdkit_disk_cache_stats). Size-stamped.
 typedef struct vdkit_cache_stats {
     uint32_t struct_size; /* set by the caller */
@@ -451,7 +453,7 @@ typedef struct vdkit_cache_stats {
 /// Bytes read from the cache and from the chain so far. Thread-safe.
 /// @return VDKIT_OK; VDKIT_E_NOT_FOUND when the disk has no cache;
 ///         VDKIT_E_INVALID_ARGUMENT (out->struct_size unset).
-vdkit_status vdkit_disk_cache_stats(vdkit_disk *disk, vdkit_cache_stats *out, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_cache_stats(vdkit_disk *disk, vdkit_cache_stats *out, vdkit_error *err);
 
 /* vdkit_image_rename flags. */
 #define VDKIT_RENAME_NO_RELINK   (1u << 0) /* leave children naming the old path */
@@ -462,7 +464,7 @@ vdkit_status vdkit_disk_cache_stats(vdkit_disk *disk, vdkit_cache_stats *out, vd
 /// @return VDKIT_OK; VDKIT_E_EXISTS (a target file exists; nothing moved);
 ///         VDKIT_E_NOT_FOUND; VDKIT_E_BUSY (in use); VDKIT_E_PERMISSION
 ///         (path rule); VDKIT_E_IO.
-vdkit_status vdkit_image_rename(vdkit_library *lib, const char *from, const char *to, uint32_t flags,
+VDKIT_API vdkit_status vdkit_image_rename(vdkit_library *lib, const char *from, const char *to, uint32_t flags,
                                 vdkit_error *err);
 /* vdkit_image_delete flags. */
 #define VDKIT_DELETE_FORCE (1u << 0)
@@ -470,7 +472,7 @@ vdkit_status vdkit_image_rename(vdkit_library *lib, const char *from, const char
 /// @return VDKIT_OK; VDKIT_E_PERMISSION while images beside it are built on
 ///         it (unless VDKIT_DELETE_FORCE); VDKIT_E_NOT_FOUND; VDKIT_E_BUSY;
 ///         VDKIT_E_IO.
-vdkit_status vdkit_image_delete(vdkit_library *lib, const char *location, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_image_delete(vdkit_library *lib, const char *location, uint32_t flags, vdkit_error *err);
 
 /* ==== image info and identity (VDGetFormat, VDGetUuid, VDSetUuid, VDGetPCHSGeometry, ...) ==== */
 
@@ -535,7 +537,7 @@ typedef struct vdkit_disk_image_info {
  *         the disk is closed; VDKIT_E_IO when the image's files cannot be
  *         read; VDKIT_E_NO_MEMORY.
  */
-vdkit_status vdkit_disk_get_image_info(vdkit_disk *disk, uint32_t image, vdkit_disk_image_info *out,
+VDKIT_API vdkit_status vdkit_disk_get_image_info(vdkit_disk *disk, uint32_t image, vdkit_disk_image_info *out,
                                        vdkit_error *err);
 
 /**
@@ -555,7 +557,7 @@ vdkit_status vdkit_disk_get_image_info(vdkit_disk *disk, uint32_t image, vdkit_d
  *         writing; VDKIT_E_NOT_SUPPORTED when the format records no such id;
  *         VDKIT_E_IO when writing the header fails.
  */
-vdkit_status vdkit_disk_set_uuid(vdkit_disk *disk, uint32_t image, uint32_t which, const uint8_t uuid[16],
+VDKIT_API vdkit_status vdkit_disk_set_uuid(vdkit_disk *disk, uint32_t image, uint32_t which, const uint8_t uuid[16],
                                  vdkit_error *err);
 
 /**
@@ -569,7 +571,7 @@ vdkit_status vdkit_disk_set_uuid(vdkit_disk *disk, uint32_t image, uint32_t whic
  *         VDKIT_E_READ_ONLY; VDKIT_E_NOT_SUPPORTED when the format records
  *         no geometry (or, VDI version 0, no LCHS); VDKIT_E_IO.
  */
-vdkit_status vdkit_disk_set_geometry(vdkit_disk *disk, uint32_t image, const vdkit_geometry *pchs,
+VDKIT_API vdkit_status vdkit_disk_set_geometry(vdkit_disk *disk, uint32_t image, const vdkit_geometry *pchs,
                                      const vdkit_geometry *lchs, vdkit_error *err);
 
 /**
@@ -583,7 +585,7 @@ vdkit_status vdkit_disk_set_geometry(vdkit_disk *disk, uint32_t image, const vdk
  *         disk; VDKIT_E_READ_ONLY; VDKIT_E_NOT_SUPPORTED when the format has
  *         no comment; VDKIT_E_IO.
  */
-vdkit_status vdkit_disk_set_comment(vdkit_disk *disk, uint32_t image, const char *comment, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_set_comment(vdkit_disk *disk, uint32_t image, const char *comment, vdkit_error *err);
 
 /**
  * The metadata keys of the top image (VixDiskLib_GetMetadataKeys), in the
@@ -602,7 +604,7 @@ vdkit_status vdkit_disk_set_comment(vdkit_disk *disk, uint32_t image, const char
  *         disk; VDKIT_E_NOT_SUPPORTED when the format has no key/value
  *         metadata; VDKIT_E_IO.
  */
-vdkit_status vdkit_disk_metadata_keys(vdkit_disk *disk, char *buf, uint64_t cap, uint64_t *needed,
+VDKIT_API vdkit_status vdkit_disk_metadata_keys(vdkit_disk *disk, char *buf, uint64_t cap, uint64_t *needed,
                                       vdkit_error *err);
 
 /* ==== plugins at run time (VDPluginLoadFromFilename, VDPluginUnloadFile) ==== */
@@ -619,7 +621,7 @@ vdkit_status vdkit_disk_metadata_keys(vdkit_disk *disk, char *buf, uint64_t cap,
  *         is; VDKIT_E_ABI when it is not a loadable vdkit plugin library
  *         (the message carries the loader's error).
  */
-vdkit_status vdkit_plugin_load(vdkit_library *lib, const char *path, uint32_t *count, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_plugin_load(vdkit_library *lib, const char *path, uint32_t *count, vdkit_error *err);
 
 /**
  * Unregister the plugins that came from the library file at path (as given
@@ -633,7 +635,7 @@ vdkit_status vdkit_plugin_load(vdkit_library *lib, const char *path, uint32_t *c
  *         (an open disk, a store, a call in progress); VDKIT_E_NOT_FOUND
  *         when no library of that file is loaded.
  */
-vdkit_status vdkit_plugin_unload(vdkit_library *lib, const char *path, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_plugin_unload(vdkit_library *lib, const char *path, vdkit_error *err);
 
 #ifdef __cplusplus
 }

@@ -31,6 +31,7 @@
 #ifndef VDKIT_VDKIT_HPP
 #define VDKIT_VDKIT_HPP
 
+#include "vdkit/export.h"
 #include "vdkit/plugin.h" // VDKIT_CAP_* and VDKIT_BLOCK_* constants
 #include "vdkit/status.hpp"
 
@@ -42,6 +43,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace vdkit {
@@ -56,11 +58,11 @@ using Uuid = std::array<uint8_t, 16>;
 
 enum class PluginKind : uint32_t { format = 1, filter = 2, transport = 3 };
 /// "format", "filter" or "transport" (static storage; "unknown" otherwise). Thread-safe.
-const char *to_string(PluginKind kind) noexcept;
+VDKIT_API const char *to_string(PluginKind kind) noexcept;
 
 enum class KeyType : uint32_t { string_ = 1, boolean = 2, integer = 3, unsigned_ = 4, size = 5, enumeration = 6 };
 /// The key type's name as plugin help prints it (static storage). Thread-safe.
-const char *to_string(KeyType type) noexcept;
+VDKIT_API const char *to_string(KeyType type) noexcept;
 
 /// One configuration key a plugin accepts (PluginInfo::keys).
 struct ConfigKey {
@@ -178,7 +180,7 @@ struct FilterSpec {
 };
 /// "NAME" or "NAME:key=value,key=value" (the CLI's --filter, the C API, batch
 /// files). INVALID_ARGUMENT names what is wrong with the text.
-Result<FilterSpec> parse_filter_spec(std::string_view text);
+VDKIT_API Result<FilterSpec> parse_filter_spec(std::string_view text);
 
 /// Options of Library::open.
 struct OpenOptions {
@@ -250,7 +252,7 @@ struct CreateOptions {
 /// One finding of a consistency check, in the order the format reported it.
 enum class FindingSeverity : uint32_t { error = 0, leak = 1, repaired = 2, note = 3 };
 /// "error", "leak", "repaired" or "note" (static storage). Thread-safe.
-const char *to_string(FindingSeverity severity) noexcept;
+VDKIT_API const char *to_string(FindingSeverity severity) noexcept;
 
 /// One finding of Disk::check.
 struct CheckFinding {
@@ -305,7 +307,7 @@ struct CacheStats {
 /// (Library::open, Library::create_image). Reads run concurrently; writes,
 /// metadata and identity changes are serialised. Destroying a Disk closes
 /// it (errors are logged).
-class Disk {
+class VDKIT_API Disk {
 public:
     /// Close (flushing; errors are logged) and free. No other call may run.
     ~Disk();
@@ -487,8 +489,8 @@ public:
 
 private:
     friend struct ::vdkit::DiskAccess;
-    struct State;
-    explicit Disk(std::unique_ptr<State> state);
+    struct VDKIT_LOCAL State;
+    VDKIT_LOCAL explicit Disk(std::unique_ptr<State> state);
     std::unique_ptr<State> state_;
 };
 
@@ -575,7 +577,7 @@ struct DeleteResult {
 /// Plugins (formats, filters, transports) and configuration; opens and
 /// creates Disks. Shared by threads: every method is thread-safe, also
 /// load_plugin / unload_plugin while others run.
-class Library {
+class VDKIT_API Library {
 public:
     /// Read the configuration and load the plugins of every plugin
     /// directory; plugins that fail to load are skipped (load_problems(),
@@ -689,9 +691,68 @@ public:
     Status check_filters(const std::vector<FilterSpec> &stack, bool create) const;
 
 private:
-    explicit Library(std::shared_ptr<Host> host);
+    VDKIT_LOCAL explicit Library(std::shared_ptr<Host> host);
     std::shared_ptr<Host> host_;
 };
+
+// ---- text the library reads and writes, for tools that take the same syntax ----
+// Pure functions of their arguments: thread-safe, no I/O, nothing thrown but
+// std::bad_alloc.
+
+// A byte count as size-typed keys accept it: "4096", "64k", "1.5G", "2T"
+// (binary multiples, any case, optional trailing "B" or "iB"). Nothing on
+// overflow, a negative number or malformed text.
+VDKIT_API std::optional<uint64_t> parse_size(std::string_view text);
+// Bytes as the library's messages print them: "1.5 GiB", "512 B".
+VDKIT_API std::string format_size(uint64_t bytes);
+// As bool-typed keys accept: true/false, yes/no, on/off, 1/0 (any case).
+VDKIT_API std::optional<bool> parse_bool(std::string_view text);
+// An unsigned 64-bit decimal number as uint-typed keys accept it.
+VDKIT_API std::optional<uint64_t> parse_uint(std::string_view text);
+// "a=1,b=2" into its pairs in order, as the C API's `options` strings: a key
+// without "=" gets the value "on", ",," is a literal comma. Nothing when a
+// key is empty.
+VDKIT_API std::optional<std::vector<std::pair<std::string, std::string>>> parse_key_values(std::string_view text);
+// The candidate nearest `name` by edit distance when it is near enough to be
+// a likely typo, else nothing: the rule of the library's own "did you mean"
+// suggestions (option keys, plugin names), so a tool's agree with them.
+VDKIT_API std::optional<std::string> closest_match(std::string_view name, const std::vector<std::string> &candidates);
+// A UUID in canonical RFC 4122 text, lower case ("0f1e...-..."); the nil UUID
+// is "00000000-0000-0000-0000-000000000000".
+VDKIT_API std::string to_string(const Uuid &uuid);
+
+// ---- disk-image containers (docs/design/probing.md) ------------------------------
+// The containers whose signatures or names the probe's raw rule knows
+// (qcow2, VHD, VHDX, ...; VDI and VMDK too), whether or not a plugin for
+// them is installed. The table is the library's, built once, and lives as
+// long as the process: pointers into it stay valid and may be compared.
+struct ContainerKind {
+    std::string name;                    // qemu-img's name for it ("qcow2", "vpc")
+    std::string title;                   // how messages name it ("qcow2", "VHD (vpc)")
+    std::vector<std::string> aliases;    // plugin names that would read it (name first)
+    std::vector<std::string> extensions; // file extensions, lower case, without the dot
+};
+struct ContainerMatch {
+    const ContainerKind *container = nullptr; // into known_containers()
+    std::string evidence;  // what was found where ("QFI\xfb magic, version 3, at offset 0")
+    std::string condition; // "" (whole), "truncated" or "damaged"
+};
+// Every container the library knows. Thread-safe.
+VDKIT_API const std::vector<ContainerKind> &known_containers();
+// The container an extension (without the dot, any case) names, or null.
+VDKIT_API const ContainerKind *container_by_extension(std::string_view extension);
+// Extensions that name no particular format ("img", "bin", "dd"); lower case.
+VDKIT_API bool is_generic_extension(std::string_view extension);
+// The last extension of a path or URL's last component, lower case, without
+// the dot ("" for none): "dir/Disk.VHD" -> "vhd", "a.b/c" -> "".
+VDKIT_API std::string extension_of(std::string_view location);
+// Reads exactly len bytes at offset of the file being examined (the caller
+// of detect_container keeps offset+len within it); I/O errors as Status.
+using ContainerRead = std::function<Status(uint64_t offset, void *buf, size_t len)>;
+// The container whose signature a file of file_size bytes carries, if any,
+// read through `read`. Only I/O errors (read's, returned as they are) are
+// errors; foreign or short data is "no match". Thread-safe if `read` is.
+VDKIT_API Result<std::optional<ContainerMatch>> detect_container(uint64_t file_size, const ContainerRead &read);
 
 } // namespace v1
 } // namespace vdkit

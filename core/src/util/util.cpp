@@ -1,5 +1,10 @@
 #include "util/util.hpp"
 
+#include <boost/uuid/random_generator.hpp>
+#include <boost/uuid/string_generator.hpp>
+#include <boost/uuid/uuid.hpp>
+#include <boost/uuid/uuid_io.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -7,7 +12,6 @@
 #include <cstring>
 #include <fcntl.h>
 #include <random>
-#include <sys/random.h>
 
 namespace vdkit::util {
 
@@ -148,44 +152,38 @@ std::string hex(uint64_t value) {
     return buf;
 }
 
+// UUIDs are Boost.UUID's (RFC 4122 version 4 from the OS random source, and
+// its canonical text form); only the byte layout (uint8_t[16]) is ours.
 void generate_uuid(uint8_t out[16]) noexcept {
-    size_t got = 0;
-    while (got < 16) {
-        ssize_t n = getrandom(out + got, 16 - got, 0);
-        if (n <= 0) {
-            // getrandom cannot fail for 16 bytes after boot; fall back anyway.
-            std::random_device rd;
-            for (; got < 16; ++got) out[got] = static_cast<uint8_t>(rd());
-            break;
-        }
-        got += static_cast<size_t>(n);
+    boost::uuids::uuid u{};
+    try {
+        u = boost::uuids::random_generator()();
+    } catch (...) {
+        // entropy_error: no OS random source (getrandom cannot fail for 16
+        // bytes after boot); Boost's generator seeded from std::random_device.
+        std::random_device rd;
+        std::seed_seq seed{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+        std::mt19937 engine(seed);
+        u = boost::uuids::basic_random_generator<std::mt19937>(engine)();
     }
-    out[6] = static_cast<uint8_t>((out[6] & 0x0f) | 0x40); // version 4
-    out[8] = static_cast<uint8_t>((out[8] & 0x3f) | 0x80); // RFC 4122 variant
+    std::memcpy(out, u.data, sizeof u.data);
 }
 
 std::string uuid_to_string(const uint8_t u[16]) {
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
-                  u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
-    return buf;
+    boost::uuids::uuid v{};
+    std::memcpy(v.data, u, sizeof v.data);
+    return boost::uuids::to_string(v);
 }
 
 std::optional<Uuid> parse_uuid(std::string_view text) {
-    Uuid u{};
-    size_t n = 0;
-    for (size_t i = 0; i < text.size(); ++i) {
-        char c = text[i];
-        if (c == '-') continue;
-        int v = std::isdigit(static_cast<unsigned char>(c)) ? c - '0'
-                : (c >= 'a' && c <= 'f')                    ? c - 'a' + 10
-                : (c >= 'A' && c <= 'F')                    ? c - 'A' + 10
-                                                            : -1;
-        if (v < 0 || n >= 32) return std::nullopt;
-        u[n / 2] = static_cast<uint8_t>(u[n / 2] | (n % 2 ? v : v << 4));
-        ++n;
+    boost::uuids::uuid v{};
+    try {
+        v = boost::uuids::string_generator()(text.begin(), text.end());
+    } catch (const std::exception &) { // not 32 hex digits (with the usual dashes or braces)
+        return std::nullopt;
     }
-    if (n != 32) return std::nullopt;
+    Uuid u{};
+    std::memcpy(u.data(), v.data, u.size());
     return u;
 }
 

@@ -1,7 +1,8 @@
 // Shared helpers for the core and the built-in plugins' tests: checked
 // arithmetic, string parsing, UUIDs and zero detection. One place, so no
 // plugin or core module writes its own. Everything here is pure and
-// thread-safe (generate_uuid reads the OS random source).
+// thread-safe (generate_uuid reads the OS random source). UUIDs are
+// Boost.UUID's (version 4, canonical lower-case text).
 #ifndef VDKIT_CORE_UTIL_HPP
 #define VDKIT_CORE_UTIL_HPP
 

@@ -33,6 +33,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "vdkit/constants.h" /* kinds, block states, log levels, check flags, findings */
 #include "vdkit/status.h"
 
 #ifdef __cplusplus
@@ -54,10 +55,7 @@ typedef struct vdkit_str {
 typedef struct vdkit_ctx vdkit_ctx;     /* one call's context: options, errors, paths */
 typedef struct vdkit_store vdkit_store; /* a host-owned byte store (a file through a transport) */
 
-/* ---- plugin kinds --------------------------------------------------------- */
-#define VDKIT_KIND_FORMAT    1u
-#define VDKIT_KIND_FILTER    2u
-#define VDKIT_KIND_TRANSPORT 3u
+/* ---- plugin kinds (VDKIT_KIND_*): vdkit/constants.h ---------------------- */
 
 /* ---- static capability bits (what the code can ever do) ------------------- */
 #define VDKIT_CAP_CREATE_FIXED    (1ull << 0)  /* format: create fully allocated images */
@@ -114,9 +112,7 @@ typedef struct vdkit_config_key {
 #define VDKIT_EXTENT_DATA 0u  /* transport: bytes stored */
 #define VDKIT_EXTENT_HOLE 1u  /* transport: reads as zero, nothing stored */
 
-#define VDKIT_BLOCK_DATA        0u /* format: allocated here, holds data */
-#define VDKIT_BLOCK_ZERO        1u /* format: reads as zero here (shadows the parent) */
-#define VDKIT_BLOCK_UNALLOCATED 2u /* format: not present here; look at the parent */
+/* VDKIT_BLOCK_* (a format's block_status): vdkit/constants.h */
 
 /* Fixed layout (not size-stamped): changing it is a major ABI bump. */
 typedef struct vdkit_extent {
@@ -143,17 +139,7 @@ typedef struct vdkit_extent {
  * the flag; sdk::Context::open refuses it on such a host. */
 #define VDKIT_OPEN_DEVICE  (1u << 4)
 
-/* ---- log levels ---------------------------------------------------------------- */
-#define VDKIT_LOG_ERROR   0u
-#define VDKIT_LOG_WARNING 1u
-#define VDKIT_LOG_INFO    2u
-#define VDKIT_LOG_DEBUG   3u
-
-/* ---- check findings -------------------------------------------------------------- */
-#define VDKIT_FINDING_ERROR    0u /* data is or may be wrong */
-#define VDKIT_FINDING_LEAK     1u /* space is wasted, data is fine */
-#define VDKIT_FINDING_REPAIRED 2u /* found and fixed */
-#define VDKIT_FINDING_NOTE     3u
+/* ---- log levels (VDKIT_LOG_*) and check findings (VDKIT_FINDING_*): vdkit/constants.h */
 
 /*
  * The host function table, passed to vdkit_plugin_entry and valid until the
@@ -326,8 +312,7 @@ typedef struct vdkit_create_params {
 #define VDKIT_UUID_PARENT              2u
 #define VDKIT_UUID_PARENT_MODIFICATION 3u
 
-#define VDKIT_CHECK_REPAIR  (1u << 0) /* fix what can be fixed */
-#define VDKIT_CHECK_DRY_RUN (1u << 1) /* with REPAIR: say what would be fixed, write nothing */
+/* VDKIT_CHECK_REPAIR, VDKIT_CHECK_DRY_RUN (check flags): vdkit/constants.h */
 
 typedef struct vdkit_check_result {
     uint32_t struct_size;

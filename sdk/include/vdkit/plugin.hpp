@@ -1,5 +1,11 @@
 // vdkit/plugin.hpp — header-only C++ helper for writing vdkit plugins.
 //
+// Language level: C++20 (it picks the slots a class implements with
+// requires-expressions); build plugins with -std=c++20 or later
+// (vdkit_add_plugin and the vdkit::sdk target ask for it). The C ABI it
+// wraps (plugin.h, status.h, constants.h) is plain C99, for plugins written
+// in C or any language with a C FFI.
+//
 // Write a plain C++ class; the helper builds the C vtables of plugin.h from
 // the member functions the class actually has (a slot the class does not
 // implement stays NULL, so the host knows it is "not provided"). Every
