@@ -94,7 +94,12 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
     }
     auto store = ctx->stores->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none,
                                        filters);
-    if (!store) return report_to_ctx(ctx, store.status());
+    // The file was named by the image: say which image (a missing extent
+    // file is otherwise only "cannot open X").
+    if (!store)
+        return report_to_ctx(ctx, Status(store.status().code(), ctx->base_location + ": its file '" +
+                                                                     std::string(sv(path)) + "': " +
+                                                                     store.status().message()));
     if (ctx->dry_run) *store = make_dry_run_store(std::move(*store));
     *out = new (std::nothrow) vdkit_store{std::move(*store), nullptr};
     if (!*out) return report_to_ctx(ctx, Status(VDKIT_E_NO_MEMORY, "out of memory"));

@@ -5,6 +5,7 @@
 #include "util/util.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -80,6 +81,26 @@ std::string modification_text(std::string_view format, const uint8_t id[16]) {
     return buf;
 }
 
+// Names from other systems and qemu's pseudo-protocols, which an image's own
+// paths never are (shared/reference/formats.md §8.1: CVE-2022-47951,
+// CVE-2024-4467): what the name is, or nullptr for a plain path.
+const char *foreign_path_form(const std::string &p) {
+    if (p.size() >= 2 && p[0] == '\\' && p[1] == '\\') return "a Windows UNC path";
+    if (p.size() >= 2 && std::isalpha(static_cast<unsigned char>(p[0])) && p[1] == ':') return "a Windows drive path";
+    if (p[0] == '[' && p.find(']') != std::string::npos) return "a VMware datastore path ([datastore] ...)";
+    const size_t colon = p.find(':');
+    if (colon != std::string::npos && p.find('/') > colon) {
+        static const char *const protocols[] = {"json",     "nbd",      "file",  "http",      "https",   "ftp",
+                                                "ftps",     "ssh",      "sftp",  "iscsi",     "rbd",     "gluster",
+                                                "nfs",      "sheepdog", "vvfat", "fat",       "blkdebug", "blkverify",
+                                                "null-co",  "null-aio", "tftp",  "host_device", "host_cdrom"};
+        const std::string scheme = p.substr(0, colon);
+        for (const char *proto : protocols)
+            if (util::iequals(scheme, proto)) return "a protocol name (qemu's '<protocol>:' syntax)";
+    }
+    return nullptr;
+}
+
 bool under_system_tree(const fs::path &real) {
     for (const char *root : {"/proc", "/sys"}) {
         fs::path rel = real.lexically_relative(root);
@@ -105,6 +126,10 @@ Result<NamedPath> resolve_named(const std::string &image_location, std::string_v
                                                   "(set allow_unsafe_paths to follow it)");
         return NamedPath{p, false};
     }
+    if (const char *form = foreign_path_form(p); form && !allow_unsafe)
+        return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' as its " + what + ", " + form +
+                                              "; an image's own paths are plain file names relative to its directory "
+                                              "(set allow_unsafe_paths to follow it)");
     if (image_location.find("://") != std::string::npos) {
         // Location-relative join for URL-based images.
         size_t slash = image_location.rfind('/');

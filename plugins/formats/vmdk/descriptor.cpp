@@ -154,6 +154,8 @@ std::optional<Descriptor> parse_descriptor(std::string_view text, std::string *e
     if (nul != std::string_view::npos) text = text.substr(0, nul);
     if (text.size() > kMaxDescriptorBytes) return fail(0, "longer than 1 MiB");
     Descriptor d;
+    std::pair<std::string_view, int> header_lines[] = {
+        {"version", 0}, {"CID", 0}, {"parentCID", 0}, {"createType", 0}, {"parentFileNameHint", 0}};
     size_t pos = 0;
     int n = 0;
     while (pos < text.size()) {
@@ -197,6 +199,16 @@ std::optional<Descriptor> parse_descriptor(std::string_view text, std::string *e
         if (eq == std::string_view::npos) return fail(n, "expected key=value or an extent line");
         std::string_view key = trim(line.substr(0, eq));
         std::string value = unquote(line.substr(eq + 1));
+        // A header key given twice is refused: readers disagree about which
+        // one counts (qemu and VirtualBox take the first), so a second
+        // parentFileNameHint or createType could make vdkit read another
+        // disk than they do.
+        for (auto &[name, seen_on] : header_lines)
+            if (iequal(key, name)) {
+                if (seen_on) return fail(n, "duplicate key '" + std::string(key) + "' (first on line " +
+                                              std::to_string(seen_on) + "); other readers take the first one");
+                seen_on = n;
+            }
         if (iequal(key.substr(0, std::min<size_t>(4, key.size())), "ddb.")) d.ddb.emplace_back(std::string(key), value);
         else if (iequal(key, "version")) d.version = value;
         else if (iequal(key, "CID")) d.cid = value;

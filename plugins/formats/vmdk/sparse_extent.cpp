@@ -523,7 +523,11 @@ bool SparseExtent::cut_off(sdk::Context &ctx, uint32_t gte) const {
     if (at + 12 + 2 * grain_bytes() + 1024 <= file_size_) return false; // any valid length fits
     unsigned char marker[12];
     store_.pread(ctx.get(), marker, sizeof marker, at);
-    return at + 12 + load_le(marker + 8, 4) > file_size_;
+    // A length no grain can have (formats.md §8.1, Q-VMDK: in (0, 2·grain])
+    // is a bad marker, not a truncated copy: reading it says so.
+    const uint64_t size = load_le(marker + 8, 4);
+    if (size == 0 || size > 2 * grain_bytes() + 1024) return false;
+    return at + 12 + size > file_size_;
 }
 
 void SparseExtent::count_cut_grains(sdk::Context &ctx) {
@@ -560,6 +564,9 @@ void SparseExtent::read_compressed(sdk::Context &ctx, uint64_t index, uint64_t s
     uLongf out_len = static_cast<uLongf>(grain_buf_.size());
     int rc = uncompress(grain_buf_.data(), &out_len, in.data(), static_cast<uLong>(size));
     // The last grain of a disk may be short; anything else must inflate fully.
+    if (rc == Z_BUF_ERROR && out_len == grain_buf_.size())
+        corrupt("compressed grain at sector " + std::to_string(sector) + " inflates to more than a grain (" +
+                std::to_string(grain_bytes()) + " bytes)");
     if (rc != Z_OK) corrupt("compressed grain at sector " + std::to_string(sector) + " does not inflate (zlib " +
                             std::to_string(rc) + ")");
     cached_grain_ = index;

@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <memory>
 #include <vector>
 
@@ -931,23 +932,30 @@ private:
         return out;
     }
 
+    // Sorted by normalised name (and FLAT offset), so a descriptor with
+    // thousands of extents is judged in O(n log n), each name normalised once.
     void refuse_aliased_extents() const {
         const auto &x = desc_.extents;
+        auto flat = [](const ExtentLine &e) { return e.type == ExtentType::flat || e.type == ExtentType::vmfs; };
+        std::vector<std::pair<std::string, size_t>> named;
         for (size_t i = 0; i < x.size(); ++i)
-            for (size_t j = i + 1; j < x.size(); ++j) {
-                const ExtentLine &a = x[i], &b = x[j];
-                if (a.type == ExtentType::zero || b.type == ExtentType::zero || a.filename.empty() ||
-                    normalised_name(a.filename) != normalised_name(b.filename))
-                    continue;
-                const bool flat = (a.type == ExtentType::flat || a.type == ExtentType::vmfs) &&
-                                  (b.type == ExtentType::flat || b.type == ExtentType::vmfs);
-                if (flat && (a.offset + a.sectors <= b.offset || b.offset + b.sectors <= a.offset)) continue;
-                fail(VDKIT_E_CORRUPT, "descriptor lines " + std::to_string(a.line) + " and " +
-                                          std::to_string(b.line) + " both name the extent file \"" + a.filename +
-                                          "\"" + (a.filename != b.filename ? " (as \"" + b.filename + "\")" : "") + (flat ? " with overlapping sector ranges" : "") +
-                                          ": two extents aliasing one file would overwrite each other's data; "
-                                          "fix the descriptor");
-            }
+            if (x[i].type != ExtentType::zero && !x[i].filename.empty()) named.emplace_back(normalised_name(x[i].filename), i);
+        std::sort(named.begin(), named.end(), [&](const auto &l, const auto &r) {
+            return l.first != r.first ? l.first < r.first : x[l.second].offset < x[r.second].offset;
+        });
+        for (size_t k = 1; k < named.size(); ++k) {
+            if (named[k - 1].first != named[k].first) continue;
+            const ExtentLine &lo = x[named[k - 1].second], &hi = x[named[k].second]; // lo.offset <= hi.offset
+            const bool both_flat = flat(lo) && flat(hi);
+            if (both_flat && lo.sectors <= hi.offset - lo.offset) continue; // no overlap (no overflow either)
+            const ExtentLine &a = lo.line < hi.line ? lo : hi, &b = lo.line < hi.line ? hi : lo;
+            fail(VDKIT_E_CORRUPT, "descriptor lines " + std::to_string(a.line) + " and " + std::to_string(b.line) +
+                                      " both name the extent file \"" + a.filename + "\"" +
+                                      (a.filename != b.filename ? " (as \"" + b.filename + "\")" : "") +
+                                      (both_flat ? " with overlapping sector ranges" : "") +
+                                      ": two extents aliasing one file would overwrite each other's data; "
+                                      "fix the descriptor");
+        }
     }
 
     // Rewrite the descriptor in place: the embedded area if it fits, else the text file.
@@ -1000,8 +1008,10 @@ private:
             main_header = parse_sparse_header(head, name_);
             const SparseHeader &h = *main_header;
             if (h.descriptor_offset && h.descriptor_size) {
-                uint64_t off = h.descriptor_offset * 512, len = h.descriptor_size * 512;
-                if (h.descriptor_size > kMaxDescriptorBytes / 512 + 1 || off > size || size - off < len)
+                // Sectors to bytes without wrapping (descriptorOffset at byte 28, 2^63 + 1 is not sector 1).
+                const bool in_file = h.descriptor_offset <= size / 512;
+                uint64_t off = in_file ? h.descriptor_offset * 512 : size, len = h.descriptor_size * 512;
+                if (!in_file || h.descriptor_size > kMaxDescriptorBytes / 512 + 1 || off > size || size - off < len)
                     fail(VDKIT_E_CORRUPT, "embedded descriptor (sector " + std::to_string(h.descriptor_offset) + ", " +
                                               std::to_string(h.descriptor_size) + " sectors) lies outside the file");
                 text = read_text(ctx, main, off, std::min<uint64_t>(len, kMaxDescriptorBytes));
@@ -1032,6 +1042,7 @@ private:
         // device mappings read raw device data: the host asks the user.
         const bool device_disk = desc_.create_type == "fullDevice" || desc_.create_type == "partitionedDevice";
         refuse_aliased_extents();
+        std::set<std::string> locked; // FLAT/VMFS files opened (and locked) so far
         uint64_t pos = 0;
         for (size_t i = 0; i < desc_.extents.size(); ++i) {
             const ExtentLine &line = desc_.extents[i];
@@ -1052,7 +1063,13 @@ private:
             case ExtentType::vmfs_rdm: // the mapping file reads as the device it maps (VDF50)
             case ExtentType::vmfs_raw:
                 e->device = device_disk || line.type == ExtentType::vmfs_rdm || line.type == ExtentType::vmfs_raw;
-                e->owned = ctx.open(line.filename, extent_flags(line) | (e->device ? VDKIT_OPEN_DEVICE : 0));
+                // Extents sharing one file (at other offsets) lock it once:
+                // every further lock on one inode costs the kernel a walk of
+                // the ones before, quadratic in thousands of extents.
+                e->owned = ctx.open(line.filename, extent_flags(line) | (e->device ? VDKIT_OPEN_DEVICE : 0) |
+                                                       (locked.insert(normalised_name(line.filename)).second
+                                                            ? 0
+                                                            : VDKIT_OPEN_NOLOCK));
                 e->store = e->owned;
                 e->file_size = e->store.size(ctx.get());
                 // (OFFSET + SECTORS) * 512 must not overflow: reads compute offsets from it.
