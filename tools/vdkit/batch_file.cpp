@@ -350,23 +350,23 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         if (auto n = j["backing"]) {
             if (auto v = c.text(n, "backing")) {
                 // Absolute: convert takes a relative backing path from the target's directory.
-                job.spec.backing = resolve(base, *v);
-                if (!is_url(job.spec.backing)) job.spec.backing = fs::absolute(job.spec.backing).lexically_normal().string();
+                job.spec.options.backing = resolve(base, *v);
+                if (!is_url(job.spec.options.backing)) job.spec.options.backing = fs::absolute(job.spec.options.backing).lexically_normal().string();
                 job.backing_line = Checker::line(n);
             }
         }
         if (s.backing_format) {
             Status known = lib.check_options(PluginKind::format, *s.backing_format, {}, false);
             if (!known) c.problem(line, who + "backing_format: " + known.message());
-            job.spec.backing_format = *s.backing_format;
+            job.spec.options.backing_format = *s.backing_format;
         }
         if (s.source_format) {
             Status known = lib.check_options(PluginKind::format, *s.source_format, {}, false);
             if (!known) c.problem(line, who + "source_format: " + known.message());
-            job.spec.source_format = *s.source_format;
+            job.spec.options.source_format = *s.source_format;
         }
         if (s.format) {
-            job.spec.target_format = *s.format;
+            job.spec.options.target_format = *s.format;
             Status known = lib.check_options(PluginKind::format, *s.format, {}, true);
             if (!known) {
                 c.problem(line, who + "format: " + known.message());
@@ -384,21 +384,21 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         }
         if (s.filters) {
             check_filters(c, lib, who, *s.filters, s.filter_lines, true);
-            job.spec.target_filters = *s.filters;
+            job.spec.options.target_filters = *s.filters;
         }
         if (s.source_filters) {
             check_filters(c, lib, who, *s.source_filters, s.source_filter_lines, false);
-            job.spec.source_filters = *s.source_filters;
+            job.spec.options.source_filters = *s.source_filters;
         }
-        job.spec.target_options = s.options;
-        job.spec.threads = s.threads.value_or(0); // 0: as convert -m's default
-        job.spec.out_of_order = s.out_of_order.value_or(false);
-        job.spec.preallocate = s.preallocate.value_or(false);
-        job.spec.overwrite = s.overwrite.value_or(false);
-        job.spec.keep_uuid = s.keep_uuid.value_or(false);
-        job.spec.existing_target = s.existing_target.value_or(false);
-        job.spec.target_is_zero = s.target_is_zero.value_or(false);
-        job.spec.source_force_share = s.source_force_share.value_or(false);
+        job.spec.options.target_options = s.options;
+        job.spec.options.threads = s.threads.value_or(0); // 0: as convert -m's default
+        job.spec.options.out_of_order = s.out_of_order.value_or(false);
+        job.spec.options.preallocate = s.preallocate.value_or(false);
+        job.spec.options.overwrite = s.overwrite.value_or(false);
+        job.spec.options.keep_uuid = s.keep_uuid.value_or(false);
+        job.spec.options.existing_target = s.existing_target.value_or(false);
+        job.spec.options.target_is_zero = s.target_is_zero.value_or(false);
+        job.spec.options.source_force_share = s.source_force_share.value_or(false);
         job.verify = s.verify.value_or(true);
         job.spec.raw_advice = "source_format: raw";
         job.spec.force_share_advice = "source_force_share: true on the job (config/batch.md)";
@@ -422,9 +422,9 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         find_maker(i, job.spec.source, job.source_line, "source", job.source_from);
         // An earlier job's target is read in the format that job wrote: a raw
         // target named step1.vdi is not probed (the probe would refuse its name).
-        if (job.source_from && job.spec.source_format.empty())
-            job.spec.source_format = bf.jobs[*job.source_from].spec.target_format;
-        find_maker(i, job.spec.backing, job.backing_line, "backing image", job.after);
+        if (job.source_from && job.spec.options.source_format.empty())
+            job.spec.options.source_format = bf.jobs[*job.source_from].spec.options.target_format;
+        find_maker(i, job.spec.options.backing, job.backing_line, "backing image", job.after);
     }
     return bf;
 }

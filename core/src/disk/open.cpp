@@ -353,7 +353,8 @@ Result<std::unique_ptr<Disk>> Host::open_disk(const std::string &location, const
     return std::unique_ptr<Disk>(new Disk(std::move(state)));
 }
 
-Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, const CreateOptions &options) const {
+Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, const CreateOptions &options,
+                                              const std::string &final_location) const {
     if (options.format.empty()) return Status(VDKIT_E_INVALID_ARGUMENT, "creating " + location + ": no format given");
     PluginEntryPtr fmt = registry_.find(PluginKind::format, options.format);
     if (!fmt) return unknown_plugin(PluginKind::format, options.format);
@@ -395,7 +396,7 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
         VDKIT_ASSIGN_OR_RETURN(parent_disk, open_disk(options.parent, po));
         auto &parent_top = parent_disk->state_->images.back();
         // Nothing is written when a later open could not find this parent.
-        VDKIT_TRY(check_parent_link(*parent_top, options.final_location.empty() ? location : options.final_location,
+        VDKIT_TRY(check_parent_link(*parent_top, final_location.empty() ? location : final_location,
                                     fi.name));
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info pinfo, parent_top->raw_info());
         if (params.size == 0) params.size = pinfo.virtual_size;
@@ -405,7 +406,7 @@ Result<std::unique_ptr<Disk>> Host::create_disk(const std::string &location, con
         std::memcpy(params.parent_uuid, pinfo.uuid, 16);
         std::memcpy(params.parent_modification_uuid, pinfo.modification_uuid, 16);
         // Named from where the image will live (a staged image moves later).
-        const std::string &home = options.final_location.empty() ? location : options.final_location;
+        const std::string &home = final_location.empty() ? location : final_location;
         hint = relative_hint(home, options.parent);
         parent_format = parent_top->format().info.name;
         params.parent_hint = vdkit_str{hint.data(), hint.size()};

@@ -123,7 +123,11 @@ public:
     static std::string relative_hint(const std::string &child, const std::string &parent);
 
     Result<std::unique_ptr<Disk>> open_disk(const std::string &location, const OpenOptions &options) const;
-    Result<std::unique_ptr<Disk>> create_disk(const std::string &location, const CreateOptions &options) const;
+    // final_location: the image is built at `location` but will be moved
+    // there (a staged convert): its parent path is written relative to it
+    // and must resolve from there. Empty: location.
+    Result<std::unique_ptr<Disk>> create_disk(const std::string &location, const CreateOptions &options,
+                                              const std::string &final_location = {}) const;
     Status copy(const Disk &src, Disk &dst, const CopyOptions &options) const;
     // Children of the image at `location` (absolute) and the directories
     // searched for them: every directory from which a child can reach it
