@@ -459,7 +459,7 @@ Status Dir::publish(bool overwrite, const OpenFiles &source_files,
         struct stat st {};
         if (::stat(to.c_str(), &st) != 0) continue;
         if (auto hit = source_files.find({st.st_dev, st.st_ino}); hit != source_files.end())
-            return Status(VDKIT_E_INVALID_ARGUMENT, to.string() + " is " + hit->second +
+            return Status(VDKIT_E_PERMISSION, to.string() + " is " + hit->second +
                                                         ", a file of the source's chain; convert never replaces a "
                                                         "file it reads from");
         if (!overwrite) return Status(VDKIT_E_EXISTS, exists_message(to));
