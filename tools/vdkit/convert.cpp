@@ -43,8 +43,11 @@ std::string mib(uint64_t bytes) {
 ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const ProgressFunction &progress) {
     const ConvertOptions &given = spec.options;
     check(Library::check_convert_options(given), kExitUsage);
-    // Every file convert creates is named for the format written into it.
-    if (!given.existing_target)
+    // Every file convert creates is named for the format written into it
+    // (source = target is refused by Library::convert first, naming that).
+    std::error_code same_ec;
+    const bool same_file = fs::equivalent(spec.source, spec.target, same_ec);
+    if (!given.existing_target && !same_file)
         if (const std::string problem = written_name_problem(lib, spec.target, given.target_format); !problem.empty())
             throw CliError(problem + "; nothing was written", kExitUsage);
     if (std::error_code cache_ec; !given.source_cache.empty() && !fs::exists(given.source_cache, cache_ec))
