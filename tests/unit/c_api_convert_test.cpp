@@ -67,9 +67,12 @@ TEST_CASE("vdkit_convert converts a chain into a new image of each format and le
     vdkit_library *lib = open_c_library(err);
     const std::string src = make_source(lib, dir.path(), err);
     for (const char *format : {"raw", "vmdk", "vdi"}) {
-        for (uint32_t flags : {0u, unsigned(VDKIT_CONVERT_VERIFY), unsigned(VDKIT_CONVERT_PREALLOCATE | VDKIT_CONVERT_OUT_OF_ORDER)}) {
-            INFO(format << " flags " << flags);
-            const std::string dst = (dir / (std::string("out.") + format)).string();
+        // (The VMDK plugin makes sparse images only: no PREALLOCATE for it.)
+        const bool fixed = std::string(format) != "vmdk";
+        for (uint32_t flags : {0u, unsigned(VDKIT_CONVERT_VERIFY),
+                               unsigned((fixed ? VDKIT_CONVERT_PREALLOCATE : 0) | VDKIT_CONVERT_OUT_OF_ORDER)}) {
+            INFO(format << " flags " << flags << ": " << err.message);
+            const std::string dst = dir / (std::string("out.") + format);
             struct Seen {
                 int calls = 0;
                 uint64_t last = 0, total = 0;
@@ -188,7 +191,7 @@ TEST_CASE("vdkit_convert cancelled from the progress callback leaves no target a
         return ++c->calls == c->stop_at ? 1 : 0;
     };
     for (const char *format : {"vmdk", "vdi"}) {
-        const std::string dst = (dir / (std::string("out.") + format)).string();
+        const std::string dst = dir / (std::string("out.") + format);
         vdkit_convert_options o = options_for(format);
         o.threads = 1; // one worker: the same calls each run
         o.flags = VDKIT_CONVERT_VERIFY;
@@ -216,7 +219,7 @@ TEST_CASE("vdkit_convert refuses bad options before touching anything", "[c-api]
     vdkit_error err{};
     vdkit_library *lib = open_c_library(err);
     const std::string src = make_source(lib, dir.path(), err);
-    const std::string dst = (dir / "out.vmdk").string();
+    const std::string dst = dir / "out.vmdk";
     const std::vector<std::string> before = names_in(dir.path());
     auto refused = [&](const vdkit_convert_options *o, const char *source, const char *target, const char *says) {
         INFO("expecting: " << says);
