@@ -72,15 +72,15 @@ std::string stack_text(const Library &lib, const std::vector<FilterSpec> &stack)
 
 // Everything about a job that shapes its target.
 std::string settings_of(const Library &lib, const BatchJob &job) {
-    std::string s = "source=" + job.spec.source + ";source_format=" + job.spec.source_format +
-                    ";format=" + job.spec.target_format + ";preallocate=" + (job.spec.preallocate ? "1" : "0") +
-                    ";backing=" + job.spec.backing + ";keep_uuid=" + (job.spec.keep_uuid ? "1" : "0") + ";options=";
+    std::string s = "source=" + job.spec.source + ";source_format=" + job.spec.options.source_format +
+                    ";format=" + job.spec.options.target_format + ";preallocate=" + (job.spec.options.preallocate ? "1" : "0") +
+                    ";backing=" + job.spec.options.backing + ";keep_uuid=" + (job.spec.options.keep_uuid ? "1" : "0") + ";options=";
     // Only when set, so that records of earlier runs stay valid.
-    if (job.spec.existing_target)
-        s = "existing_target=1;target_is_zero=" + std::string(job.spec.target_is_zero ? "1" : "0") + ";" + s;
-    for (const auto &[k, v] : job.spec.target_options) s += k + "=" + v + ",";
-    if (!job.spec.target_filters.empty()) s += ";filters=" + stack_text(lib, job.spec.target_filters);
-    if (!job.spec.source_filters.empty()) s += ";source_filters=" + stack_text(lib, job.spec.source_filters);
+    if (job.spec.options.existing_target)
+        s = "existing_target=1;target_is_zero=" + std::string(job.spec.options.target_is_zero ? "1" : "0") + ";" + s;
+    for (const auto &[k, v] : job.spec.options.target_options) s += k + "=" + v + ",";
+    if (!job.spec.options.target_filters.empty()) s += ";filters=" + stack_text(lib, job.spec.options.target_filters);
+    if (!job.spec.options.source_filters.empty()) s += ";source_filters=" + stack_text(lib, job.spec.options.source_filters);
     return s;
 }
 
@@ -190,12 +190,12 @@ class BatchCommand : public Command {
     static void check_sources(Library &lib, const BatchFile &file, bool all_sources,
                               std::vector<std::string> &problems) {
         for (const auto &job : file.jobs) {
-            if (job.source_from || (!all_sources && !job.spec.existing_target)) continue;
+            if (job.source_from || (!all_sources && !job.spec.options.existing_target)) continue;
             const std::string where = file.path + ":" + std::to_string(job.source_line ? job.source_line : job.line) +
                                       ": job '" + job.name + "': ";
             OpenOptions so;
-            so.format = job.spec.source_format;
-            so.filters = job.spec.source_filters;
+            so.format = job.spec.options.source_format;
+            so.filters = job.spec.options.source_filters;
             so.force_share = true;
             auto src = raw_by(lib.open(job.spec.source, so), job.spec.raw_advice);
             if (!src) {
@@ -205,10 +205,10 @@ class BatchCommand : public Command {
                                                                        : src.status().message()));
                 continue;
             }
-            if (!job.spec.existing_target) continue;
+            if (!job.spec.options.existing_target) continue;
             OpenOptions to;
-            to.format = job.spec.target_format;
-            to.filters = job.spec.target_filters;
+            to.format = job.spec.options.target_format;
+            to.filters = job.spec.options.target_filters;
             to.lock = false;
             to.follow_parents = false;
             auto dst = lib.open(job.spec.target, to);
@@ -247,7 +247,7 @@ class BatchCommand : public Command {
         if (!globals().quiet) {
             std::vector<fs::path> dirs, own;
             for (const auto &job : file.jobs) {
-                if (job.spec.existing_target) continue;
+                if (job.spec.options.existing_target) continue;
                 const fs::path dir = fs::path(job.spec.target).parent_path();
                 if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);
                 own.push_back(staging_dir_for(job.spec.target));
@@ -350,7 +350,7 @@ class BatchCommand : public Command {
     // One job: skip it when its target is already good, else convert.
     static void run_job(Library &lib, const BatchJob &job, ResumeState &state, Outcome &o,
                         const ProgressFunction &progress) {
-        if (job.spec.existing_target) return run_in_place(lib, job, state, o, progress);
+        if (job.spec.options.existing_target) return run_in_place(lib, job, state, o, progress);
         std::error_code ec;
         bool overwrite = false;
         if (fs::exists(job.spec.target, ec)) {
@@ -363,7 +363,7 @@ class BatchCommand : public Command {
                 o.message = "up to date (made by an earlier run)";
                 return;
             }
-            if (job.spec.overwrite) {
+            if (job.spec.options.overwrite) {
                 overwrite = true;
             } else if (!rec.is_null()) {
                 throw CliError(same_settings ? "the source or the target changed since an earlier run made the "
@@ -390,8 +390,8 @@ class BatchCommand : public Command {
     static void convert_and_remember(Library &lib, const BatchJob &job, bool overwrite, ResumeState &state, Outcome &o,
                                      const ProgressFunction &progress) {
         ConvertSpec spec = job.spec;
-        spec.overwrite = overwrite;
-        spec.verify = job.verify;
+        spec.options.overwrite = overwrite;
+        spec.options.verify = job.verify;
         ConvertResult r = convert_image(lib, spec, progress);
         o.message = state.remember(lib, job);
         o.status = "converted";
@@ -422,7 +422,7 @@ class BatchCommand : public Command {
                 return;
             }
         }
-        convert_and_remember(lib, job, job.spec.overwrite, state, o, progress);
+        convert_and_remember(lib, job, job.spec.options.overwrite, state, o, progress);
     }
 
     // The job's source and its existing target, each opened as the job
@@ -430,18 +430,23 @@ class BatchCommand : public Command {
     static std::pair<Result<std::unique_ptr<Disk>>, Result<std::unique_ptr<Disk>>> open_source_and_target(
         Library &lib, const BatchJob &job) {
         OpenOptions src_o, dst_o;
-        src_o.format = job.spec.source_format;
-        src_o.filters = job.spec.source_filters;
-        src_o.force_share = job.spec.source_force_share;
-        dst_o.format = job.spec.target_format;
-        dst_o.filters = job.spec.target_filters;
+        src_o.format = job.spec.options.source_format;
+        src_o.filters = job.spec.options.source_filters;
+        src_o.force_share = job.spec.options.source_force_share;
+        dst_o.format = job.spec.options.target_format;
+        dst_o.filters = job.spec.options.target_filters;
         return {lib.open(job.spec.source, src_o), lib.open(job.spec.target, dst_o)};
     }
 
     static bool target_holds_source(Library &lib, const BatchJob &job) {
         auto [src, dst] = open_source_and_target(lib, job);
         if (!src || !dst || (*dst)->size() < (*src)->size()) return false;
-        return !target_difference(**src, **dst, job.spec.target).has_value();
+        auto diff = Library::compare_prefix(**src, **dst, [](uint64_t, uint64_t) { return !cancel_requested(); });
+        if (!diff) {
+            throw_if_cancelled("while verifying " + job.spec.target);
+            check(diff.status());
+        }
+        return !diff->has_value();
     }
 
     // The existing target is in the job's format and reads as the source does.
@@ -449,7 +454,7 @@ class BatchCommand : public Command {
         auto [src, dst] = open_source_and_target(lib, job);
         if (!src || !dst) return false;
         auto info = (*dst)->image_info((*dst)->image_count() - 1);
-        if (!info || info->format != job.spec.target_format) return false;
+        if (!info || info->format != job.spec.options.target_format) return false;
         auto diff = Library::compare(**src, **dst);
         return diff && !diff->has_value();
     }
@@ -462,7 +467,7 @@ class BatchCommand : public Command {
             const Outcome &o = outcomes[i];
             json r = {{"name", j.name},         {"line", j.line},
                       {"source", j.spec.source}, {"target", j.spec.target},
-                      {"format", j.spec.target_format}, {"status", o.status}};
+                      {"format", j.spec.options.target_format}, {"status", o.status}};
             if (!o.message.empty()) r[o.status == "failed" ? "error" : "note"] = o.message;
             if (o.status == "converted") {
                 r["virtual_size"] = o.virtual_size;

@@ -14,16 +14,37 @@ namespace vdkit::cli {
 
 namespace {
 
-// Keys a job may set; all but name/source/target may also be in `defaults`.
-const std::vector<std::string> kJobKeys = {"name",        "source",    "source_format", "target",   "format",
-                                           "options",     "threads",   "out_of_order",  "preallocate",
-                                           "overwrite",   "verify",    "backing",       "backing_format",
-                                           "keep_uuid",   "filters",   "source_filters", "existing_target",
-                                           "target_is_zero", "source_force_share"};
-const std::vector<std::string> kDefaultKeys = {"source_format", "format",    "options",        "threads",  "out_of_order",
-                                               "preallocate",   "overwrite", "verify",         "keep_uuid",
-                                               "backing_format", "filters", "source_filters", "existing_target",
-                                               "target_is_zero", "source_force_share"};
+// The yes/no settings of a job (or of `defaults`), each named once: its key
+// and the ConvertOptions field it sets (false unless given). `verify` is
+// the job's own (BatchJob::verify, true unless given).
+struct FlagKey {
+    const char *key;
+    bool ConvertOptions::*field;
+};
+constexpr FlagKey kFlagKeys[] = {{"out_of_order", &ConvertOptions::out_of_order},
+                                 {"preallocate", &ConvertOptions::preallocate},
+                                 {"overwrite", &ConvertOptions::overwrite},
+                                 {"keep_uuid", &ConvertOptions::keep_uuid},
+                                 {"existing_target", &ConvertOptions::existing_target},
+                                 {"target_is_zero", &ConvertOptions::target_is_zero},
+                                 {"source_force_share", &ConvertOptions::source_force_share},
+                                 {"verify", nullptr}};
+
+// Keys `defaults` may set: the other settings and every flag.
+std::vector<std::string> default_keys() {
+    std::vector<std::string> keys = {"source_format", "format", "options", "threads", "backing_format", "filters",
+                                     "source_filters"};
+    for (const FlagKey &f : kFlagKeys) keys.push_back(f.key);
+    return keys;
+}
+// Keys a job may set: those and name/source/target/backing.
+std::vector<std::string> job_keys() {
+    std::vector<std::string> keys = {"name", "source", "target", "backing"};
+    for (const auto &k : default_keys()) keys.push_back(k);
+    return keys;
+}
+const std::vector<std::string> kJobKeys = job_keys();
+const std::vector<std::string> kDefaultKeys = default_keys();
 const std::vector<std::string> kTopKeys = {"version", "parallel", "report", "defaults", "jobs"};
 
 // Collects problems with their lines; the typed readers return nullopt after
@@ -137,8 +158,7 @@ struct Settings {
     Options options;
     std::map<std::string, int> option_lines;
     std::optional<unsigned> threads;
-    std::optional<bool> out_of_order, preallocate, overwrite, verify, keep_uuid, existing_target, target_is_zero,
-        source_force_share;
+    std::map<std::string, bool> flags; // by kFlagKeys key, those given
     std::optional<std::vector<FilterSpec>> filters, source_filters;
     std::vector<int> filter_lines, source_filter_lines;
 };
@@ -148,14 +168,9 @@ void read_settings(Checker &c, const YAML::Node &map, Settings &s) {
     if (auto n = map["format"]) s.format = c.text(n, "format");
     if (auto n = map["options"]) c.options(n, s.options, s.option_lines);
     if (auto n = map["threads"]) s.threads = c.count(n, "threads", 1, 64);
-    if (auto n = map["out_of_order"]) s.out_of_order = c.boolean(n, "out_of_order");
-    if (auto n = map["preallocate"]) s.preallocate = c.boolean(n, "preallocate");
-    if (auto n = map["overwrite"]) s.overwrite = c.boolean(n, "overwrite");
-    if (auto n = map["verify"]) s.verify = c.boolean(n, "verify");
-    if (auto n = map["keep_uuid"]) s.keep_uuid = c.boolean(n, "keep_uuid");
-    if (auto n = map["existing_target"]) s.existing_target = c.boolean(n, "existing_target");
-    if (auto n = map["target_is_zero"]) s.target_is_zero = c.boolean(n, "target_is_zero");
-    if (auto n = map["source_force_share"]) s.source_force_share = c.boolean(n, "source_force_share");
+    for (const FlagKey &f : kFlagKeys)
+        if (auto n = map[f.key])
+            if (auto v = c.boolean(n, f.key)) s.flags[f.key] = *v;
     if (auto n = map["backing_format"]) s.backing_format = c.text(n, "backing_format");
     if (auto n = map["filters"]) s.filters = c.filters(n, "filters", s.filter_lines);
     if (auto n = map["source_filters"]) s.source_filters = c.filters(n, "source_filters", s.source_filter_lines);
@@ -255,14 +270,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             s.option_lines[k] = own.option_lines[k];
         }
         if (own.threads) s.threads = own.threads;
-        if (own.out_of_order) s.out_of_order = own.out_of_order;
-        if (own.preallocate) s.preallocate = own.preallocate;
-        if (own.overwrite) s.overwrite = own.overwrite;
-        if (own.verify) s.verify = own.verify;
-        if (own.keep_uuid) s.keep_uuid = own.keep_uuid;
-        if (own.existing_target) s.existing_target = own.existing_target;
-        if (own.target_is_zero) s.target_is_zero = own.target_is_zero;
-        if (own.source_force_share) s.source_force_share = own.source_force_share;
+        for (const auto &[k, v] : own.flags) s.flags[k] = v;
         if (own.backing_format) s.backing_format = own.backing_format;
         // A stack is replaced whole (an empty list removes the default's).
         if (own.filters) {
@@ -276,6 +284,12 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
 
         BatchJob job;
         job.line = line;
+        ConvertOptions &o = job.spec.options;
+        for (const FlagKey &f : kFlagKeys) {
+            const auto given = s.flags.find(f.key);
+            if (f.field) o.*f.field = given != s.flags.end() && given->second;
+            else job.verify = given == s.flags.end() || given->second;
+        }
         std::optional<std::string> source, target;
         if (auto n = j["source"]) source = c.text(n, "source");
         else c.problem(line, "the job has no source");
@@ -316,7 +330,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
                 c.problem(j["target"], who + job.spec.target + " is a symlink to " +
                                            fs::read_symlink(job.spec.target, lec).string() +
                                            ", which cannot be reached; name the file itself");
-            } else if (s.existing_target.value_or(false)) {
+            } else if (o.existing_target) {
                 if (!there)
                     c.problem(j["target"], who + job.spec.target + " does not exist; existing_target: true writes "
                                                  "into an existing target (a block device, a preallocated file, an image)");
@@ -329,46 +343,46 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
                                            (S_ISBLK(st.st_mode) ? " (existing_target: true writes into it)" : ""));
             }
         }
-        if (s.target_is_zero.value_or(false) && !s.existing_target.value_or(false))
+        if (o.target_is_zero && !o.existing_target)
             c.problem(line, who + "target_is_zero needs existing_target: true (a target a job creates is always zero)");
-        if (s.existing_target.value_or(false)) {
+        if (o.existing_target) {
             // Settings that only apply when the job creates its target.
             const std::string why = " only applies when the job creates its target; existing_target: true writes "
                                     "into it in place";
             if (!s.options.empty()) c.problem(line, who + "options" + why);
-            if (s.preallocate.value_or(false)) c.problem(line, who + "preallocate" + why);
+            if (o.preallocate) c.problem(line, who + "preallocate" + why);
             if (j["backing"]) c.problem(Checker::line(j["backing"]), who + "backing" + why);
-            if (s.keep_uuid.value_or(false)) c.problem(line, who + "keep_uuid" + why);
-            if (s.overwrite.value_or(false))
+            if (o.keep_uuid) c.problem(line, who + "keep_uuid" + why);
+            if (o.overwrite)
                 c.problem(line, who + "overwrite does not apply with existing_target: true (the target is written in "
                                       "place, never replaced)");
         }
         if (auto n = j["backing"]) {
             if (auto v = c.text(n, "backing")) {
                 // Absolute: convert takes a relative backing path from the target's directory.
-                job.spec.backing = resolve(base, *v);
-                if (!is_url(job.spec.backing)) job.spec.backing = fs::absolute(job.spec.backing).lexically_normal().string();
+                job.spec.options.backing = resolve(base, *v);
+                if (!is_url(job.spec.options.backing)) job.spec.options.backing = fs::absolute(job.spec.options.backing).lexically_normal().string();
                 job.backing_line = Checker::line(n);
             }
         }
         if (s.backing_format) {
             Status known = lib.check_options(PluginKind::format, *s.backing_format, {}, false);
             if (!known) c.problem(line, who + "backing_format: " + known.message());
-            job.spec.backing_format = *s.backing_format;
+            job.spec.options.backing_format = *s.backing_format;
         }
         if (s.source_format) {
             Status known = lib.check_options(PluginKind::format, *s.source_format, {}, false);
             if (!known) c.problem(line, who + "source_format: " + known.message());
-            job.spec.source_format = *s.source_format;
+            job.spec.options.source_format = *s.source_format;
         }
         if (s.format) {
-            job.spec.target_format = *s.format;
+            job.spec.options.target_format = *s.format;
             Status known = lib.check_options(PluginKind::format, *s.format, {}, true);
             if (!known) {
                 c.problem(line, who + "format: " + known.message());
             } else {
                 // The naming rule every new file follows (docs/design/probing.md).
-                if (target && !s.existing_target.value_or(false))
+                if (target && !o.existing_target)
                     if (const std::string p = written_name_problem(lib, job.spec.target, *s.format); !p.empty())
                         c.problem(j["target"], who + p);
                 // Each option on its own, so every bad one is reported at its line.
@@ -380,22 +394,14 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         }
         if (s.filters) {
             check_filters(c, lib, who, *s.filters, s.filter_lines, true);
-            job.spec.target_filters = *s.filters;
+            job.spec.options.target_filters = *s.filters;
         }
         if (s.source_filters) {
             check_filters(c, lib, who, *s.source_filters, s.source_filter_lines, false);
-            job.spec.source_filters = *s.source_filters;
+            job.spec.options.source_filters = *s.source_filters;
         }
-        job.spec.target_options = s.options;
-        job.spec.threads = s.threads.value_or(0); // 0: as convert -m's default
-        job.spec.out_of_order = s.out_of_order.value_or(false);
-        job.spec.preallocate = s.preallocate.value_or(false);
-        job.spec.overwrite = s.overwrite.value_or(false);
-        job.spec.keep_uuid = s.keep_uuid.value_or(false);
-        job.spec.existing_target = s.existing_target.value_or(false);
-        job.spec.target_is_zero = s.target_is_zero.value_or(false);
-        job.spec.source_force_share = s.source_force_share.value_or(false);
-        job.verify = s.verify.value_or(true);
+        job.spec.options.target_options = s.options;
+        job.spec.options.threads = s.threads.value_or(0); // 0: as convert -m's default
         job.spec.raw_advice = "source_format: raw";
         job.spec.force_share_advice = "source_force_share: true on the job (config/batch.md)";
         bf.jobs.push_back(std::move(job));
@@ -418,9 +424,9 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         find_maker(i, job.spec.source, job.source_line, "source", job.source_from);
         // An earlier job's target is read in the format that job wrote: a raw
         // target named step1.vdi is not probed (the probe would refuse its name).
-        if (job.source_from && job.spec.source_format.empty())
-            job.spec.source_format = bf.jobs[*job.source_from].spec.target_format;
-        find_maker(i, job.spec.backing, job.backing_line, "backing image", job.after);
+        if (job.source_from && job.spec.options.source_format.empty())
+            job.spec.options.source_format = bf.jobs[*job.source_from].spec.options.target_format;
+        find_maker(i, job.spec.options.backing, job.backing_line, "backing image", job.after);
     }
     return bf;
 }

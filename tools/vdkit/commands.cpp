@@ -501,34 +501,34 @@ class ConvertCommand : public Command {
     bool progress_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("convert", "Copy an image (its whole chain) into a new image of any format");
-        sub->add_option("-f,--format", spec_.source_format, "Source format (default: probe)");
-        sub->add_option("-O,--output-format", spec_.target_format, "Target format")->required();
+        sub->add_option("-f,--format", spec_.options.source_format, "Source format (default: probe)");
+        sub->add_option("-O,--output-format", spec_.options.target_format, "Target format")->required();
         sub->add_option("-o,--options", options_, "Target format options key=value[,key=value]")->allow_extra_args(false);
-        sub->add_option("-m,--threads", spec_.threads,
+        sub->add_option("-m,--threads", spec_.options.threads,
                         "Workers reading and scanning the source at once (1..64; default: one per processor, 2..4)")
             ->check(CLI::Range(1, 64));
-        sub->add_flag("-W,--out-of-order", spec_.out_of_order,
+        sub->add_flag("-W,--out-of-order", spec_.options.out_of_order,
                       "Allow out-of-order writes to the target (streams are always written in order)");
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");
-        sub->add_flag("--overwrite", spec_.overwrite,
+        sub->add_flag("--overwrite", spec_.options.overwrite,
                       "Replace an existing target file (only once the new one is complete; never a device, fifo or "
                       "directory)");
-        sub->add_flag("-n,--existing-target", spec_.existing_target,
+        sub->add_flag("-n,--existing-target", spec_.options.existing_target,
                       "Write into the existing target (a block device, a preallocated file, an image of the -O "
                       "format) instead of creating it; it must hold at least the source's virtual size");
-        sub->add_flag("--target-is-zero", spec_.target_is_zero,
+        sub->add_flag("--target-is-zero", spec_.options.target_is_zero,
                       "With -n: the target already reads as zero, so zero ranges are not written");
-        sub->add_flag("--preallocate", spec_.preallocate, "Allocate the whole target");
-        sub->add_option("-B,--backing", spec_.backing,
+        sub->add_flag("--preallocate", spec_.options.preallocate, "Allocate the whole target");
+        sub->add_option("-B,--backing", spec_.options.backing,
                         "Create the target as a differencing image over this image (relative to the target's "
                         "directory) and copy only what differs from it");
-        sub->add_option("-F,--backing-format", spec_.backing_format, "Format of the -B image (default: probe)");
-        sub->add_flag("--keep-uuid", spec_.keep_uuid, "Give the target the source top image's UUID");
-        sub->add_option("--cache", spec_.source_cache,
+        sub->add_option("-F,--backing-format", spec_.options.backing_format, "Format of the -B image (default: probe)");
+        sub->add_flag("--keep-uuid", spec_.options.keep_uuid, "Give the target the source top image's UUID");
+        sub->add_option("--cache", spec_.options.source_cache,
                         "Read the source through this local cache image (made if missing, reused while the source "
                         "is unchanged)");
-        sub->add_option("--cache-format", spec_.cache_format, "Format of a new --cache image")->default_val("vdi");
-        add_force_share_option(sub, spec_.source_force_share,
+        sub->add_option("--cache-format", spec_.options.cache_format, "Format of a new --cache image")->default_val("vdi");
+        add_force_share_option(sub, spec_.options.source_force_share,
                                "Read the source even while another process (vdkit, QEMU) has it open for writing "
                                "(qemu-img convert -U); the target is always locked");
         add_filter_option(sub, source_filters_, "--source-filter",
@@ -543,11 +543,11 @@ class ConvertCommand : public Command {
     }
     int run() override {
         auto lib = open_library(globals());
-        spec_.target_options = parse_options(options_);
-        spec_.source_filters = parse_filters(source_filters_);
-        spec_.target_filters = parse_filters(target_filters_);
+        spec_.options.target_options = parse_options(options_);
+        spec_.options.source_filters = parse_filters(source_filters_);
+        spec_.options.target_filters = parse_filters(target_filters_);
         install_cancel_handlers(); // Ctrl-C etc. cancel the copy; the staging directory is removed
-        if (!globals().quiet && !spec_.existing_target && spec_.target.find("://") == std::string::npos)
+        if (!globals().quiet && !spec_.options.existing_target && spec_.target.find("://") == std::string::npos)
             note_stale_staging(std::filesystem::path(spec_.target).parent_path(), {staging_dir_for(spec_.target)});
         ProgressBar bar(progress_);
         convert_image(*lib, spec_, [&](uint64_t d, uint64_t t) { return bar.update(d, t); });

@@ -637,6 +637,84 @@ VDKIT_API vdkit_status vdkit_plugin_load(vdkit_library *lib, const char *path, u
  */
 VDKIT_API vdkit_status vdkit_plugin_unload(vdkit_library *lib, const char *path, vdkit_error *err);
 
+
+/* ---- convert (one call: stage, copy, verify, publish, clean up) ---- */
+
+/* Settings of vdkit_convert; Library::convert / ConvertOptions in
+ * vdkit.hpp describe each. Size-stamped (sdk/docs/abi-policy.md): set
+ * struct_size = sizeof(vdkit_convert_options) and zero what you do not set;
+ * fields a caller's older struct lacks take their defaults. Strings are
+ * copied during the call (the caller keeps ownership); NULL or "" means
+ * "not given". */
+typedef struct vdkit_convert_options {
+    uint32_t struct_size;
+    uint32_t flags;                      /* VDKIT_CONVERT_* */
+    const char *target_format;           /* required, e.g. "vmdk" */
+    const char *source_format;           /* NULL: probe */
+    const char *target_options;          /* "key=value,key=value" create options of target_format, or NULL */
+    const char *const *source_filters;   /* NULL-terminated "NAME[:k=v,...]" specs, nearest the file first; or NULL */
+    const char *const *target_filters;   /* as source_filters, for the target's files */
+    const char *backing;                 /* the target is a differencing image over this (relative to the
+                                            target's directory); NULL: none */
+    const char *backing_format;          /* NULL: probe the backing image */
+    const char *source_cache;            /* read the source through this cache image; NULL: none */
+    const char *cache_format;            /* of a new cache image; NULL: "vdi" */
+    uint32_t threads;                    /* copy workers 1..64; 0: one per processor, 2..4 */
+    uint32_t _reserved;                  /* zero */
+    /* Bytes of source data done/total; called from one thread at a time, not
+     * always the caller's, during the copy and between the job's steps. A
+     * non-zero return cancels: VDKIT_E_CANCELLED, nothing is published and
+     * the staging directory is removed. NULL: none. */
+    vdkit_progress_fn progress;
+    void *opaque;                        /* passed to progress */
+} vdkit_convert_options;
+#define VDKIT_CONVERT_OVERWRITE          (1u << 0) /* replace an existing regular file once the new one is complete */
+#define VDKIT_CONVERT_PREALLOCATE        (1u << 1) /* allocate the whole target */
+#define VDKIT_CONVERT_KEEP_UUID          (1u << 2) /* the target gets the source top image's UUID */
+#define VDKIT_CONVERT_EXISTING_TARGET    (1u << 3) /* write into the existing target in place (qemu-img -n) */
+#define VDKIT_CONVERT_TARGET_IS_ZERO     (1u << 4) /* with EXISTING_TARGET: it reads as zero already */
+#define VDKIT_CONVERT_VERIFY             (1u << 5) /* compare the result with the source before publishing */
+#define VDKIT_CONVERT_OUT_OF_ORDER       (1u << 6) /* writes may land in any order (qemu-img -W) */
+#define VDKIT_CONVERT_SOURCE_FORCE_SHARE (1u << 7) /* read a source another process holds (qemu-img -U) */
+
+/* What a convert did. Set struct_size = sizeof(vdkit_convert_result). */
+typedef struct vdkit_convert_result {
+    uint32_t struct_size;
+    uint32_t _reserved;
+    uint64_t virtual_size; /* bytes, of the source */
+    uint64_t data_bytes;   /* bytes of source data copied */
+} vdkit_convert_result;
+
+/* Convert `source` (its whole chain) into a new image `target` (qemu-img
+ * convert, VixDiskLib_Clone). The image is built in a staging directory
+ * ".NAME.vdkit-partial" beside target, copied, verified (VERIFY), flushed
+ * and moved to its final name with the transport's no-replace rename; on
+ * failure or cancel the staging directory is removed and target is
+ * untouched. With EXISTING_TARGET the data is written into target in place.
+ * result may be NULL; it is filled on success only.
+ * Units: bytes. Ownership: nothing is kept after the call. Thread safety:
+ * converts into different targets may run at once on one library.
+ * Returns VDKIT_OK, or:
+ *   VDKIT_E_INVALID_ARGUMENT  NULL lib/source/target/options, struct_size too
+ *                             small, no target_format, options that cannot go
+ *                             together (e.g. EXISTING_TARGET with
+ *                             KEEP_UUID), source and target the same file, a
+ *                             target naming a directory or a file of the
+ *                             source's chain;
+ *   VDKIT_E_EXISTS            target exists (without OVERWRITE), also when it
+ *                             appears while converting; it is left untouched;
+ *   VDKIT_E_PERMISSION        target is a device, fifo or directory (never
+ *                             replaced);
+ *   VDKIT_E_BUSY              target (with OVERWRITE) or source is in use by
+ *                             another process, or another convert into
+ *                             target is running;
+ *   VDKIT_E_CANCELLED         progress returned non-zero;
+ *   VDKIT_E_CORRUPT           VERIFY found a difference;
+ *   VDKIT_E_NOT_FOUND, VDKIT_E_IO, ... from opening, creating, copying or
+ *                             renaming; err's message names the file. */
+vdkit_status vdkit_convert(vdkit_library *lib, const char *source, const char *target,
+                           const vdkit_convert_options *options, vdkit_convert_result *result, vdkit_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -240,10 +240,6 @@ struct CreateOptions {
     /// The new image's UUID (VDCopyEx pDstUuid, a copy that keeps its
     /// identity); empty: a fresh random one.
     std::optional<Uuid> uuid;
-    /// The image is built here but will be moved to final_location (a staged
-    /// convert): its parent path is written relative to final_location and
-    /// must resolve from there. Empty: location.
-    std::string final_location;
     /// File-level filters the new image's files are written through (and its
     /// parent chain read through, as OpenOptions::filters).
     std::vector<FilterSpec> filters;
@@ -574,6 +570,92 @@ struct DeleteResult {
     std::vector<std::string> children; // the children found (refused without force; orphaned with it)
 };
 
+/// Library::convert (qemu-img convert, VDCopyEx into a new image,
+/// VixDiskLib_Clone): every setting of one conversion, described once. The
+/// CLI's `convert` flags and a batch job's keys (config/batch.md) fill this
+/// struct; vdkit_convert_options (vdkit.h) carries the same fields.
+struct ConvertOptions {
+    // ---- the source ----
+    std::string source_format;          // empty: probe
+    std::vector<FilterSpec> source_filters; // OpenOptions::filters for the source chain
+    bool source_force_share = false;    // OpenOptions::force_share (qemu-img convert -U)
+    /// Read the source through this cache image (Disk::attach_cache; made if
+    /// missing); empty: none.
+    std::string source_cache;
+    std::string cache_format = "vdi";   // of a new source_cache image
+
+    // ---- the target ----
+    std::string target_format;          // required
+    Options target_options;             // create options of target_format
+    std::vector<FilterSpec> target_filters; // the target's (and a backing image's) file-level filters
+    bool preallocate = false;           // CreateOptions::fixed
+    /// Replace an existing regular file (or the file a symlink names), only
+    /// once the new image is complete; never a device, fifo or directory, nor
+    /// an image another process holds open. Without it an existing target,
+    /// or one that appears while converting, fails with VDKIT_E_EXISTS.
+    bool overwrite = false;
+    /// The target is a differencing image over `backing` (a location relative
+    /// to the target's directory, as qemu-img convert -B). When the backing is
+    /// a UUID-kept copy of one of the source's images (Library::common_image)
+    /// only what the source's images above it hold is copied.
+    std::string backing, backing_format; // backing_format empty: probe
+    bool keep_uuid = false;             // the target gets the source top image's UUID
+    /// Write into the existing `target` (a block device, a preallocated file,
+    /// an image of target_format; qemu-img convert -n) in place: no staging.
+    /// It must hold at least the source's virtual size; its excess is left
+    /// untouched. target_options, preallocate, backing, keep_uuid and
+    /// overwrite only apply when the target is created and are refused here.
+    bool existing_target = false;
+    /// With existing_target: the target already reads as zero, so the
+    /// source's zero ranges are not written (--target-is-zero).
+    bool target_is_zero = false;
+
+    // ---- the copy ----
+    unsigned threads = 0;               // CopyOptions::threads (1..64; 0: automatic)
+    bool out_of_order = false;          // CopyOptions::out_of_order
+    /// Before the target gets its final name, compare it with the source
+    /// (Library::compare); a difference fails with VDKIT_E_CORRUPT.
+    bool verify = false;
+    /// Bytes of source data done/total; called from one thread at a time (not
+    /// always the caller's), and also between the steps of the job (with the
+    /// same numbers), so that returning false cancels at any step
+    /// (VDKIT_E_CANCELLED, nothing published, the staging removed).
+    ProgressFunction progress;
+};
+
+struct ConvertResult {
+    uint64_t virtual_size = 0; // of the source
+    uint64_t data_bytes = 0;   // source data the copy read
+    /// With overwrite: files of the replaced image the new one did not
+    /// replace (another name: an old descriptor's extents), left in place.
+    std::vector<std::string> left_in_place;
+};
+
+/// A staging directory a convert left behind (Library::convert stages a new
+/// target in ".NAME.vdkit-partial" beside it, holding a marker file it keeps
+/// locked while it runs). Library::staging_dirs lists them; a stale one (its
+/// convert was killed) is removed by remove_stale_staging, or by the next
+/// convert into the same target.
+struct StagingDir {
+    /// stale: vdkit's marker, nobody holds its lock; in_use: a running
+    /// convert holds it; foreign: no valid vdkit marker; removed: just
+    /// removed; unknown: the file system cannot lock files, so whether a
+    /// convert still runs there cannot be told; mismatched: its marker names
+    /// another target (a copied marker); other_host: made on another host,
+    /// whose locks may not reach here. Only stale ones are ever removed.
+    enum class State { stale, in_use, foreign, removed, unknown, mismatched, other_host };
+    std::string path;
+    State state = State::foreign;
+    long pid = 0;                // of the convert that made it (from the marker)
+    std::string target, started; // from the marker
+    std::string host;            // from the marker
+    uint64_t bytes = 0;          // allocated on disk by what it holds
+};
+VDKIT_API const char *to_string(StagingDir::State state) noexcept;
+/// The staging directory Library::convert uses for the file `target`
+/// (".NAME.vdkit-partial" in its directory).
+VDKIT_API std::string staging_dir_for(const std::string &target);
+
 /// Plugins (formats, filters, transports) and configuration; opens and
 /// creates Disks. Shared by threads: every method is thread-safe, also
 /// load_plugin / unload_plugin while others run.
@@ -655,6 +737,14 @@ public:
     /// disk's tail must read as zero. Formats may differ.
     static Result<std::optional<uint64_t>> compare(const Disk &a, const Disk &b);
 
+    /// compare for a target at least as large as the source (convert -n into
+    /// a device): the first offset below a.size() at which a and b read
+    /// differently, or nullopt; b's excess is not compared. progress (may be
+    /// empty) is asked between 4 MiB pieces with bytes done/total of a and
+    /// may cancel (VDKIT_E_CANCELLED). OUT_OF_RANGE when b is smaller.
+    static Result<std::optional<uint64_t>> compare_prefix(const Disk &a, const Disk &b,
+                                                          const ProgressFunction &progress = {});
+
     /// Differencing images whose parent is `location`: among the files in its
     /// directory, its Snapshots/ subdirectory, the directories of the images
     /// of its chain and search_dirs, those whose parent path resolves to it
@@ -682,6 +772,39 @@ public:
     /// orphans are then listed in the result and logged as warnings.
     Result<DeleteResult> delete_image(const std::string &location, const DeleteOptions &options = {}) const;
 
+    /// Convert `source` (its whole chain) into `target` (qemu-img convert):
+    /// the whole job in one call. A new target is built in a staging
+    /// directory beside it (staging_dir_for), copied (Library::copy),
+    /// verified when asked, closed and flushed, then published under its
+    /// final name with the transport's no-replace rename — an image that
+    /// appears meanwhile is never replaced (VDKIT_E_EXISTS) unless
+    /// options.overwrite — and the staging directory is removed. On any
+    /// failure or cancel (progress returns false: VDKIT_E_CANCELLED) the
+    /// staging directory is removed and the final name is untouched. With
+    /// existing_target the data goes straight into the existing target.
+    /// Errors: INVALID_ARGUMENT for options that cannot go together
+    /// (check_convert_options), a target that names a directory, source and
+    /// target the same file, or a target that is a file of the source's
+    /// chain; EXISTS for an existing target without overwrite; NOT_FOUND for
+    /// a missing source or -n target; whatever opening, creating, copying or
+    /// renaming returns otherwise (every message names the file). Units:
+    /// bytes. Thread safety: converts into different targets may run at
+    /// once on one Library.
+    Result<ConvertResult> convert(const std::string &source, const std::string &target,
+                                  const ConvertOptions &options) const;
+    /// The option combinations convert refuses before touching anything
+    /// (INVALID_ARGUMENT naming the option); OK otherwise.
+    static Status check_convert_options(const ConvertOptions &options);
+    /// The staging directories (".*.vdkit-partial*") directly in `dir` and
+    /// whether a running convert holds each (sorted by path). IO naming the
+    /// directory when it cannot be listed.
+    static Result<std::vector<StagingDir>> staging_dirs(const std::string &dir);
+    /// Remove `d` if it is still stale (re-checked with its marker's lock
+    /// held while removing). Symlinks in it are removed, not followed; a
+    /// mount point inside stops the removal (PERMISSION) before anything is
+    /// removed. d.state becomes what was found (removed on success).
+    static Status remove_stale_staging(StagingDir &d);
+
     /// Validate options for a plugin as open (create=false) or create would:
     /// unknown keys (with a suggestion), types, ranges and enumerations. The
     /// message names the plugin and the key.
@@ -696,36 +819,36 @@ private:
 };
 
 // ---- text the library reads and writes, for tools that take the same syntax ----
-// Pure functions of their arguments: thread-safe, no I/O, nothing thrown but
-// std::bad_alloc.
+/// Pure functions of their arguments: thread-safe, no I/O, nothing thrown but
+/// std::bad_alloc.
 
-// A byte count as size-typed keys accept it: "4096", "64k", "1.5G", "2T"
-// (binary multiples, any case, optional trailing "B" or "iB"). Nothing on
-// overflow, a negative number or malformed text.
+/// A byte count as size-typed keys accept it: "4096", "64k", "1.5G", "2T"
+/// (binary multiples, any case, optional trailing "B" or "iB"). Nothing on
+/// overflow, a negative number or malformed text.
 VDKIT_API std::optional<uint64_t> parse_size(std::string_view text);
-// Bytes as the library's messages print them: "1.5 GiB", "512 B".
+/// Bytes as the library's messages print them: "1.5 GiB", "512 B".
 VDKIT_API std::string format_size(uint64_t bytes);
-// As bool-typed keys accept: true/false, yes/no, on/off, 1/0 (any case).
+/// As bool-typed keys accept: true/false, yes/no, on/off, 1/0 (any case).
 VDKIT_API std::optional<bool> parse_bool(std::string_view text);
-// An unsigned 64-bit decimal number as uint-typed keys accept it.
+/// An unsigned 64-bit decimal number as uint-typed keys accept it.
 VDKIT_API std::optional<uint64_t> parse_uint(std::string_view text);
-// "a=1,b=2" into its pairs in order, as the C API's `options` strings: a key
-// without "=" gets the value "on", ",," is a literal comma. Nothing when a
-// key is empty.
+/// "a=1,b=2" into its pairs in order, as the C API's `options` strings: a key
+/// without "=" gets the value "on", ",," is a literal comma. Nothing when a
+/// key is empty.
 VDKIT_API std::optional<std::vector<std::pair<std::string, std::string>>> parse_key_values(std::string_view text);
-// The candidate nearest `name` by edit distance when it is near enough to be
-// a likely typo, else nothing: the rule of the library's own "did you mean"
-// suggestions (option keys, plugin names), so a tool's agree with them.
+/// The candidate nearest `name` by edit distance when it is near enough to be
+/// a likely typo, else nothing: the rule of the library's own "did you mean"
+/// suggestions (option keys, plugin names), so a tool's agree with them.
 VDKIT_API std::optional<std::string> closest_match(std::string_view name, const std::vector<std::string> &candidates);
-// A UUID in canonical RFC 4122 text, lower case ("0f1e...-..."); the nil UUID
-// is "00000000-0000-0000-0000-000000000000".
+/// A UUID in canonical RFC 4122 text, lower case ("0f1e...-..."); the nil UUID
+/// is "00000000-0000-0000-0000-000000000000".
 VDKIT_API std::string to_string(const Uuid &uuid);
 
 // ---- disk-image containers (docs/design/probing.md) ------------------------------
-// The containers whose signatures or names the probe's raw rule knows
-// (qcow2, VHD, VHDX, ...; VDI and VMDK too), whether or not a plugin for
-// them is installed. The table is the library's, built once, and lives as
-// long as the process: pointers into it stay valid and may be compared.
+/// The containers whose signatures or names the probe's raw rule knows
+/// (qcow2, VHD, VHDX, ...; VDI and VMDK too), whether or not a plugin for
+/// them is installed. The table is the library's, built once, and lives as
+/// long as the process: pointers into it stay valid and may be compared.
 struct ContainerKind {
     std::string name;                    // qemu-img's name for it ("qcow2", "vpc")
     std::string title;                   // how messages name it ("qcow2", "VHD (vpc)")
@@ -737,21 +860,21 @@ struct ContainerMatch {
     std::string evidence;  // what was found where ("QFI\xfb magic, version 3, at offset 0")
     std::string condition; // "" (whole), "truncated" or "damaged"
 };
-// Every container the library knows. Thread-safe.
+/// Every container the library knows. Thread-safe.
 VDKIT_API const std::vector<ContainerKind> &known_containers();
-// The container an extension (without the dot, any case) names, or null.
+/// The container an extension (without the dot, any case) names, or null.
 VDKIT_API const ContainerKind *container_by_extension(std::string_view extension);
-// Extensions that name no particular format ("img", "bin", "dd"); lower case.
+/// Extensions that name no particular format ("img", "bin", "dd"); lower case.
 VDKIT_API bool is_generic_extension(std::string_view extension);
-// The last extension of a path or URL's last component, lower case, without
-// the dot ("" for none): "dir/Disk.VHD" -> "vhd", "a.b/c" -> "".
+/// The last extension of a path or URL's last component, lower case, without
+/// the dot ("" for none): "dir/Disk.VHD" -> "vhd", "a.b/c" -> "".
 VDKIT_API std::string extension_of(std::string_view location);
-// Reads exactly len bytes at offset of the file being examined (the caller
-// of detect_container keeps offset+len within it); I/O errors as Status.
+/// Reads exactly len bytes at offset of the file being examined (the caller
+/// of detect_container keeps offset+len within it); I/O errors as Status.
 using ContainerRead = std::function<Status(uint64_t offset, void *buf, size_t len)>;
-// The container whose signature a file of file_size bytes carries, if any,
-// read through `read`. Only I/O errors (read's, returned as they are) are
-// errors; foreign or short data is "no match". Thread-safe if `read` is.
+/// The container whose signature a file of file_size bytes carries, if any,
+/// read through `read`. Only I/O errors (read's, returned as they are) are
+/// errors; foreign or short data is "no match". Thread-safe if `read` is.
 VDKIT_API Result<std::optional<ContainerMatch>> detect_container(uint64_t file_size, const ContainerRead &read);
 
 } // namespace v1

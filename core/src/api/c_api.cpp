@@ -644,3 +644,50 @@ vdkit_status vdkit_plugin_unload(vdkit_library *lib, const char *path, vdkit_err
 }
 
 } // extern "C"
+
+// ---- vdkit_convert ----------------------------------------------------------------
+
+vdkit_status vdkit_convert(vdkit_library *lib, const char *source, const char *target,
+                           const vdkit_convert_options *options, vdkit_convert_result *result, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!lib || !source || !target || !options) return null_arg("lib, source, target and options");
+        // Every field up to and including `opaque` is ABI 1.0 of this struct.
+        if (options->struct_size < sizeof(vdkit_convert_options))
+            return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "vdkit_convert_options.struct_size is too small (" +
+                                                               std::to_string(options->struct_size) + ", need " +
+                                                               std::to_string(sizeof(vdkit_convert_options)) + ")");
+        if (result && result->struct_size < sizeof(vdkit_convert_result))
+            return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "vdkit_convert_result.struct_size is too small");
+        vdkit_convert_options c{};
+        std::memcpy(&c, options, sizeof(c));
+        auto text = [](const char *p) { return std::string(p ? p : ""); };
+        vdkit::ConvertOptions o;
+        o.target_format = text(c.target_format);
+        o.source_format = text(c.source_format);
+        VDKIT_ASSIGN_OR_RETURN(o.target_options, parse_options(c.target_options));
+        VDKIT_ASSIGN_OR_RETURN(o.source_filters, parse_filters(c.source_filters));
+        VDKIT_ASSIGN_OR_RETURN(o.target_filters, parse_filters(c.target_filters));
+        o.backing = text(c.backing);
+        o.backing_format = text(c.backing_format);
+        o.source_cache = text(c.source_cache);
+        if (c.cache_format && *c.cache_format) o.cache_format = c.cache_format;
+        o.threads = c.threads;
+        o.overwrite = c.flags & VDKIT_CONVERT_OVERWRITE;
+        o.preallocate = c.flags & VDKIT_CONVERT_PREALLOCATE;
+        o.keep_uuid = c.flags & VDKIT_CONVERT_KEEP_UUID;
+        o.existing_target = c.flags & VDKIT_CONVERT_EXISTING_TARGET;
+        o.target_is_zero = c.flags & VDKIT_CONVERT_TARGET_IS_ZERO;
+        o.verify = c.flags & VDKIT_CONVERT_VERIFY;
+        o.out_of_order = c.flags & VDKIT_CONVERT_OUT_OF_ORDER;
+        o.source_force_share = c.flags & VDKIT_CONVERT_SOURCE_FORCE_SHARE;
+        if (c.flags >> 8)
+            return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "vdkit_convert_options.flags has unknown bits set");
+        o.progress = c_progress(c.progress, c.opaque);
+        VDKIT_ASSIGN_OR_RETURN(vdkit::ConvertResult r, lib->lib->convert(source, target, o));
+        if (result) {
+            result->virtual_size = r.virtual_size;
+            result->data_bytes = r.data_bytes;
+        }
+        return vdkit::Status::ok();
+    });
+}

@@ -348,7 +348,8 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
     return DiskAccess::make(std::move(state));
 }
 
-Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &location, const CreateOptions &options) {
+Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &location, const CreateOptions &options,
+                                          const std::string &final_location) {
     if (options.format.empty()) return Status(VDKIT_E_INVALID_ARGUMENT, "creating " + location + ": no format given");
     PluginEntryPtr fmt = host.registry().find(PluginKind::format, options.format);
     if (!fmt) return host.unknown_plugin(PluginKind::format, options.format);
@@ -390,7 +391,7 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
         VDKIT_ASSIGN_OR_RETURN(parent_disk, open_disk(host, options.parent, po));
         auto &parent_top = DiskAccess::state(*parent_disk).images.back();
         // Nothing is written when a later open could not find this parent.
-        VDKIT_TRY(check_parent_link(host, *parent_top, options.final_location.empty() ? location : options.final_location,
+        VDKIT_TRY(check_parent_link(host, *parent_top, final_location.empty() ? location : final_location,
                                     fi.name));
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info pinfo, parent_top->raw_info());
         if (params.size == 0) params.size = pinfo.virtual_size;
@@ -400,7 +401,7 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
         std::memcpy(params.parent_uuid, pinfo.uuid, 16);
         std::memcpy(params.parent_modification_uuid, pinfo.modification_uuid, 16);
         // Named from where the image will live (a staged image moves later).
-        const std::string &home = options.final_location.empty() ? location : options.final_location;
+        const std::string &home = final_location.empty() ? location : final_location;
         hint = relative_hint(home, options.parent);
         parent_format = parent_top->format().info.name;
         params.parent_hint = vdkit_str{hint.data(), hint.size()};

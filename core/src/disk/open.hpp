@@ -40,7 +40,11 @@ Result<uint32_t> probe_score(const Host &host, const PluginEntry &fmt, ByteStore
 // `host` (and so its plugins) alive.
 Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &location, const OpenOptions &options);
 // A new image at `location` (Library::create_image).
-Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &location, const CreateOptions &options);
+// final_location: the image is built at `location` but will be moved there
+// (a staged convert): its parent path is written relative to it and must
+// resolve from there. Empty: location.
+Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &location, const CreateOptions &options,
+                                          const std::string &final_location = {});
 
 } // namespace vdkit
 
