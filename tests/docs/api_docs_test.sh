@@ -18,7 +18,7 @@ mkdir -p "$fake/core/include/vdkit" "$fake/docs"
 cp "$VDKIT_SOURCE_DIR/docs/Doxyfile" "$VDKIT_SOURCE_DIR/docs/api.md" "$fake/docs/"
 cp "$VDKIT_SOURCE_DIR/core/include/vdkit/vdkit.hpp" "$fake/core/include/vdkit/"
 # C: drop the comment block right above vdkit_disk_flush.
-awk '/^vdkit_status vdkit_disk_flush\(/ { while (n > 0 && buf[n] ~ /^\/\/\//) n--; }
+awk '/^VDKIT_API vdkit_status vdkit_disk_flush\(/ { while (n > 0 && buf[n] ~ /^\/\/\//) n--; }
      { buf[++n] = $0 } END { for (i = 1; i <= n; i++) print buf[i] }' \
     "$VDKIT_SOURCE_DIR/core/include/vdkit/vdkit.h" > "$fake/core/include/vdkit/vdkit.h"
 grep -q "Make what was written durable (VDFlush)" "$fake/core/include/vdkit/vdkit.h" && bad "the awk edit removed nothing" || ok

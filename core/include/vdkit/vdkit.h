@@ -640,7 +640,7 @@ VDKIT_API vdkit_status vdkit_plugin_unload(vdkit_library *lib, const char *path,
 
 /* ---- convert (one call: stage, copy, verify, publish, clean up) ---- */
 
-/* Settings of vdkit_convert; Library::convert / ConvertOptions in
+/** Settings of vdkit_convert; Library::convert / ConvertOptions in
  * vdkit.hpp describe each. Size-stamped (sdk/docs/abi-policy.md): set
  * struct_size = sizeof(vdkit_convert_options) and zero what you do not set;
  * fields a caller's older struct lacks take their defaults. Strings are
@@ -677,7 +677,7 @@ typedef struct vdkit_convert_options {
 #define VDKIT_CONVERT_OUT_OF_ORDER       (1u << 6) /* writes may land in any order (qemu-img -W) */
 #define VDKIT_CONVERT_SOURCE_FORCE_SHARE (1u << 7) /* read a source another process holds (qemu-img -U) */
 
-/* What a convert did. Set struct_size = sizeof(vdkit_convert_result). */
+/** What a convert did. Set struct_size = sizeof(vdkit_convert_result). */
 typedef struct vdkit_convert_result {
     uint32_t struct_size;
     uint32_t _reserved;
@@ -685,7 +685,7 @@ typedef struct vdkit_convert_result {
     uint64_t data_bytes;   /* bytes of source data copied */
 } vdkit_convert_result;
 
-/* Convert `source` (its whole chain) into a new image `target` (qemu-img
+/** Convert `source` (its whole chain) into a new image `target` (qemu-img
  * convert, VixDiskLib_Clone). The image is built in a staging directory
  * ".NAME.vdkit-partial" beside target, copied, verified (VERIFY), flushed
  * and moved to its final name with the transport's no-replace rename; on
@@ -712,7 +712,7 @@ typedef struct vdkit_convert_result {
  *   VDKIT_E_CORRUPT           VERIFY found a difference;
  *   VDKIT_E_NOT_FOUND, VDKIT_E_IO, ... from opening, creating, copying or
  *                             renaming; err's message names the file. */
-vdkit_status vdkit_convert(vdkit_library *lib, const char *source, const char *target,
+VDKIT_API vdkit_status vdkit_convert(vdkit_library *lib, const char *source, const char *target,
                            const vdkit_convert_options *options, vdkit_convert_result *result, vdkit_error *err);
 
 #ifdef __cplusplus

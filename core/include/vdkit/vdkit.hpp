@@ -623,6 +623,7 @@ struct ConvertOptions {
     ProgressFunction progress;
 };
 
+/// What Library::convert did (sizes in bytes).
 struct ConvertResult {
     uint64_t virtual_size = 0; // of the source
     uint64_t data_bytes = 0;   // source data the copy read
@@ -651,6 +652,7 @@ struct StagingDir {
     std::string host;            // from the marker
     uint64_t bytes = 0;          // allocated on disk by what it holds
 };
+/// "stale", "in use", ... (static storage). Thread-safe.
 VDKIT_API const char *to_string(StagingDir::State state) noexcept;
 /// The staging directory Library::convert uses for the file `target`
 /// (".NAME.vdkit-partial" in its directory).
@@ -855,6 +857,7 @@ struct ContainerKind {
     std::vector<std::string> aliases;    // plugin names that would read it (name first)
     std::vector<std::string> extensions; // file extensions, lower case, without the dot
 };
+/// A container signature detect_container found, and where.
 struct ContainerMatch {
     const ContainerKind *container = nullptr; // into known_containers()
     std::string evidence;  // what was found where ("QFI\xfb magic, version 3, at offset 0")
