@@ -37,7 +37,9 @@ TEST_CASE("bad plugins are rejected with a clear message and the rest still load
         const char *file;
         std::string needle;
     };
-    for (const Expect &e : {Expect{"wrong_major.so", "this host speaks 1." + std::to_string(VDKIT_ABI_MINOR)},
+    const std::string host_version = std::to_string(VDKIT_ABI_MAJOR) + "." + std::to_string(VDKIT_ABI_MINOR);
+    for (const Expect &e : {Expect{"wrong_major.so", "this host speaks " + host_version},
+                            Expect{"old_major.so", "built for ABI 1.2, this host speaks " + host_version},
                             Expect{"no_entry.so", "not a vdkit plugin"},
                             Expect{"throwing_entry.so", "entry threw an exception"},
                             Expect{"null_entry.so", "refused to load"},
@@ -50,7 +52,7 @@ TEST_CASE("bad plugins are rejected with a clear message and the rest still load
         CHECK_THAT(p->status.message(), Catch::Contains(e.needle));
     }
     // Every rejection was also logged as a warning.
-    CHECK(log.lines.size() >= 6);
+    CHECK(log.lines.size() >= 7);
     // The good plugins are unaffected.
     CHECK(lib->plugin(PluginKind::format, "raw"));
     CHECK(lib->plugin(PluginKind::transport, "file"));
