@@ -58,6 +58,37 @@ TEST_CASE("bad plugins are rejected with a clear message and the rest still load
     CHECK(lib->plugin(PluginKind::transport, "file"));
 }
 
+TEST_CASE("a corrupt plugin file is reported with the dynamic loader's own error", "[loader][abi]") {
+    test::TempDir dir;
+    // Text that is no ELF file at all, and a real plugin cut short.
+    std::ofstream(dir / "garbage.so") << std::string(4096, 'x');
+    {
+        std::ifstream in(std::string(VDKIT_TEST_PLUGIN_DIR) + "/vdkit_format_raw.so", std::ios::binary);
+        std::string head(256, '\0');
+        in.read(head.data(), static_cast<std::streamsize>(head.size()));
+        REQUIRE(in.gcount() == 256);
+        std::ofstream(dir / "truncated.so", std::ios::binary) << head;
+    }
+    std::ofstream(dir / "empty.so");
+    auto lib = test::make_library({dir.path().string()});
+    struct Expect {
+        const char *file;
+        const char *needle; // glibc's dlerror() text
+    };
+    for (const Expect &e : {Expect{"garbage.so", "invalid ELF header"}, Expect{"truncated.so", "cannot read file data"},
+                            Expect{"empty.so", "file too short"}}) {
+        INFO(e.file);
+        const LoadProblem *p = problem_for(*lib, e.file);
+        REQUIRE(p);
+        CHECK(p->status.code() == VDKIT_E_ABI);
+        CHECK_THAT(p->status.message(), Catch::Contains(std::string(e.file) + ": cannot load plugin library: "));
+        CHECK_THAT(p->status.message(), Catch::Contains(e.needle));
+        CHECK_THAT(p->status.message(), !Catch::Contains("Bad file descriptor"));
+    }
+    // The built-in plugins still load.
+    CHECK(lib->plugin(PluginKind::format, "raw"));
+}
+
 TEST_CASE("a plugin built for a newer minor with longer structs loads", "[loader][abi]") {
     auto lib = test::make_library({VDKIT_TEST_BAD_PLUGIN_DIR});
     auto info = lib->plugin(PluginKind::format, "longstruct");
