@@ -1,5 +1,6 @@
-// The `vdi` format plugin: VirtualBox disk images (shared/reference/formats.md
-// §2, §8.4; VirtualBox's backend in reference/virtualbox-vd.md §2.2).
+// The `vdi` format plugin: VirtualBox disk images. No published spec: the
+// layout is VirtualBox's src/VBox/Storage/VDICore.h (VDIPREHEADER,
+// VDIHEADER0/1) and the behaviour its backend src/VBox/Storage/VDI.cpp.
 //
 // Reads and writes header versions 0 and 1.1 (with or without LCHS), image
 // types normal (dynamic), fixed, undo and diff, with VirtualBox's 1 MiB or

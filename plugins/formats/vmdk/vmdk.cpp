@@ -1,5 +1,5 @@
-// The `vmdk` format plugin: VMware virtual disks (VDF50 "Virtual Disk Format
-// 5.0"; shared/reference/formats.md §1).
+// The `vmdk` format plugin: VMware virtual disks (VMware "Virtual Disk Format
+// 5.0" technote, VDF50 below; section names are cited where implemented).
 //
 // Reads descriptor-based disks (text descriptor or embedded in a sparse
 // extent) with FLAT, VMFS, ZERO and hosted SPARSE extents, including
@@ -85,8 +85,9 @@ public:
         return img;
     }
 
-    // monolithicSparse for now; the other subformats follow (issue 3).
-    // The create options that shape the files, validated (create and measure).
+    // The create options that shape the files (subformat, grain-size,
+    // zeroed-grain), validated once for create and measure. Every subformat
+    // of the `subformat` key is created; the monolithic ones hold < 2 TiB.
     struct Shape {
         uint64_t grain = 0, capacity = 0; // bytes, sectors
         bool zeroed = false, monolithic = false;
