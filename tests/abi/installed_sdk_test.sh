@@ -33,4 +33,17 @@ truncate -s 8M "$work/data.raw"
 env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" convert -f raw -O toysparse "$work/data.raw" "$work/b.toys"
 env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" info "$work/b.toys" | grep -q "file format: toysparse"
 env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" compare -f raw "$work/data.raw" "$work/b.toys" | grep -q identical
-echo "OK: example plugin built against the installed SDK loads and converts"
+
+# The guide's non-CMake recipe (sdk/docs/plugin-guide.md, "Build"): pkg-config
+# and the installed version script give a plugin that exports only the entry.
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+script=$(pkg-config --variable=versionscript vdkit-sdk)
+test -f "$script"
+mkdir "$work/plain"
+c++ -std=c++20 -O2 -fPIC -shared -fvisibility=hidden -fvisibility-inlines-hidden \
+    $(pkg-config --cflags vdkit-sdk) "$work/src/toysparse.cpp" -o "$work/plain/toysparse.so" \
+    -Wl,--version-script="$script" -Wl,--no-undefined
+exported=$(nm -D --defined-only "$work/plain/toysparse.so" | awk '$2 ~ /^[TDBRVW]$/ {print $3}' | sort -u)
+[ "$exported" = "vdkit_plugin_entry" ] || { echo "FAIL: the non-CMake recipe exports: $exported"; exit 1; }
+env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plain" info "$work/b.toys" | grep -q "file format: toysparse"
+echo "OK: example plugin built against the installed SDK (CMake and the plain recipe) loads and converts"

@@ -1,6 +1,7 @@
-/* Pins the ABI 1.0 layout: any change to an existing field's offset or to a
- * fixed struct's size fails here and must be a major version bump
- * (sdk/docs/abi-policy.md). New fields go at the end and are added below. */
+/* Pins the ABI 2.0 layout and call shapes: any change to an existing field's
+ * offset, a fixed struct's size or a data callback's argument order fails
+ * here and must be a major version bump (sdk/docs/abi-policy.md,
+ * sdk/docs/abi-ledger.md). New fields go at the end and are added below. */
 #include "vdkit/plugin.h"
 #include <stddef.h>
 #include <stdio.h>
@@ -36,6 +37,45 @@ PIN(vdkit_image_info, subformat, 120);
 PIN(vdkit_create_params, parent_hint, 64);
 PIN(vdkit_check_result, repaired, 24);
 _Static_assert(sizeof(vdkit_extent) == 24, "vdkit_extent is fixed");
+
+_Static_assert(VDKIT_ABI_MAJOR == 2 && VDKIT_ABI_MINOR == 0, "ABI version changed: update the ledger and this pin");
+
+/* The one I/O shape (plugin.h): object, ctx, offset, buffer, length, out-params.
+ * SHAPE fails to compile when a slot's function type differs. */
+#define SHAPE(type, field, fn_type) \
+    _Static_assert(_Generic(((type *)0)->field, fn_type: 1, default: 0), #type "." #field " changed shape")
+SHAPE(vdkit_format_ops, read, uint32_t (*)(void *, vdkit_ctx *, uint64_t, void *, uint64_t, uint64_t *));
+SHAPE(vdkit_format_ops, write, uint32_t (*)(void *, vdkit_ctx *, uint64_t, const void *, uint64_t, uint64_t *,
+                                            uint64_t *, uint64_t *));
+SHAPE(vdkit_format_ops, block_status, uint32_t (*)(void *, vdkit_ctx *, uint64_t, uint64_t, uint32_t *, uint64_t *));
+SHAPE(vdkit_format_ops, discard, uint32_t (*)(void *, vdkit_ctx *, uint64_t, uint64_t));
+SHAPE(vdkit_format_ops, write_zeroes, uint32_t (*)(void *, vdkit_ctx *, uint64_t, uint64_t));
+SHAPE(vdkit_transport_ops, pread, uint32_t (*)(void *, vdkit_ctx *, uint64_t, void *, uint64_t));
+SHAPE(vdkit_transport_ops, pwrite, uint32_t (*)(void *, vdkit_ctx *, uint64_t, const void *, uint64_t));
+SHAPE(vdkit_transport_ops, discard, uint32_t (*)(void *, vdkit_ctx *, uint64_t, uint64_t));
+SHAPE(vdkit_transport_ops, zero, uint32_t (*)(void *, vdkit_ctx *, uint64_t, uint64_t));
+SHAPE(vdkit_transport_ops, extents,
+      uint32_t (*)(void *, vdkit_ctx *, uint64_t, uint64_t, vdkit_extent *, uint32_t, uint32_t *));
+SHAPE(vdkit_filter_ops, pread, uint32_t (*)(void *, vdkit_ctx *, uint64_t, void *, uint64_t));
+SHAPE(vdkit_filter_ops, pwrite, uint32_t (*)(void *, vdkit_ctx *, uint64_t, const void *, uint64_t));
+SHAPE(vdkit_filter_ops, extents,
+      uint32_t (*)(void *, vdkit_ctx *, uint64_t, uint64_t, vdkit_extent *, uint32_t, uint32_t *));
+SHAPE(vdkit_host_api, store_pread, uint32_t (*)(vdkit_store *, vdkit_ctx *, uint64_t, void *, uint64_t));
+SHAPE(vdkit_host_api, store_pwrite, uint32_t (*)(vdkit_store *, vdkit_ctx *, uint64_t, const void *, uint64_t));
+SHAPE(vdkit_host_api, store_flush, uint32_t (*)(vdkit_store *, vdkit_ctx *));
+SHAPE(vdkit_host_api, store_get_size, uint32_t (*)(vdkit_store *, vdkit_ctx *, uint64_t *));
+SHAPE(vdkit_host_api, store_discard, uint32_t (*)(vdkit_store *, vdkit_ctx *, uint64_t, uint64_t));
+SHAPE(vdkit_host_api, store_zero, uint32_t (*)(vdkit_store *, vdkit_ctx *, uint64_t, uint64_t));
+SHAPE(vdkit_host_api, store_extents,
+      uint32_t (*)(vdkit_store *, vdkit_ctx *, uint64_t, uint64_t, vdkit_extent *, uint32_t, uint32_t *));
+
+/* Capability bits keep their numbers; retired ones stay reserved. */
+_Static_assert(VDKIT_CAP_OBSOLETE_5 == (1ull << 5) && VDKIT_CAP_OBSOLETE_8 == (1ull << 8) &&
+                   VDKIT_CAP_OBSOLETE_9 == (1ull << 9) && VDKIT_CAP_OBSOLETE_20 == (1ull << 20),
+               "retired capability bits keep their numbers");
+_Static_assert(VDKIT_CAP_THREAD_SAFE == (1ull << 17) && VDKIT_CAP_FILTER_FILE == (1ull << 21) &&
+                   VDKIT_CAP_RENAME == (1ull << 22),
+               "capability bits are never renumbered");
 
 int main(void) {
     /* Status codes are never renumbered. */

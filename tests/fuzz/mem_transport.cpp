@@ -56,11 +56,11 @@ public:
         f->writable_ = (flags & VDKIT_OPEN_WRITE) != 0;
         return f;
     }
-    void pread(Context &, void *buf, uint64_t len, uint64_t off) {
+    void pread(Context &, uint64_t off, void *buf, uint64_t len) {
         if (off > bytes_.size() || len > bytes_.size() - off) throw Error(VDKIT_E_IO, "fuzzmem: short read");
         if (len) std::memcpy(buf, bytes_.data() + off, len);
     }
-    void pwrite(Context &, const void *buf, uint64_t len, uint64_t off) {
+    void pwrite(Context &, uint64_t off, const void *buf, uint64_t len) {
         if (!writable_) throw Error(VDKIT_E_READ_ONLY, "fuzzmem: opened read-only");
         if (off > limit_ || len > limit_ - off) throw Error(VDKIT_E_NO_MEMORY, "fuzzmem: write beyond the bound");
         if (off + len > bytes_.size()) bytes_.resize(off + len);

@@ -37,7 +37,9 @@ TEST_CASE("bad plugins are rejected with a clear message and the rest still load
         const char *file;
         std::string needle;
     };
-    for (const Expect &e : {Expect{"wrong_major.so", "this host speaks 1." + std::to_string(VDKIT_ABI_MINOR)},
+    const std::string host_version = std::to_string(VDKIT_ABI_MAJOR) + "." + std::to_string(VDKIT_ABI_MINOR);
+    for (const Expect &e : {Expect{"wrong_major.so", "this host speaks " + host_version},
+                            Expect{"old_major.so", "built for ABI 1.2, this host speaks " + host_version},
                             Expect{"no_entry.so", "not a vdkit plugin"},
                             Expect{"throwing_entry.so", "entry threw an exception"},
                             Expect{"null_entry.so", "refused to load"},
@@ -50,10 +52,41 @@ TEST_CASE("bad plugins are rejected with a clear message and the rest still load
         CHECK_THAT(p->status.message(), Catch::Contains(e.needle));
     }
     // Every rejection was also logged as a warning.
-    CHECK(log.lines.size() >= 6);
+    CHECK(log.lines.size() >= 7);
     // The good plugins are unaffected.
     CHECK(lib->plugin(PluginKind::format, "raw"));
     CHECK(lib->plugin(PluginKind::transport, "file"));
+}
+
+TEST_CASE("a corrupt plugin file is reported with the dynamic loader's own error", "[loader][abi]") {
+    test::TempDir dir;
+    // Text that is no ELF file at all, and a real plugin cut short.
+    std::ofstream(dir / "garbage.so") << std::string(4096, 'x');
+    {
+        std::ifstream in(std::string(VDKIT_TEST_PLUGIN_DIR) + "/vdkit_format_raw.so", std::ios::binary);
+        std::string head(256, '\0');
+        in.read(head.data(), static_cast<std::streamsize>(head.size()));
+        REQUIRE(in.gcount() == 256);
+        std::ofstream(dir / "truncated.so", std::ios::binary) << head;
+    }
+    std::ofstream(dir / "empty.so");
+    auto lib = test::make_library({dir.path().string()});
+    struct Expect {
+        const char *file;
+        const char *needle; // glibc's dlerror() text
+    };
+    for (const Expect &e : {Expect{"garbage.so", "invalid ELF header"}, Expect{"truncated.so", "cannot read file data"},
+                            Expect{"empty.so", "file too short"}}) {
+        INFO(e.file);
+        const LoadProblem *p = problem_for(*lib, e.file);
+        REQUIRE(p);
+        CHECK(p->status.code() == VDKIT_E_ABI);
+        CHECK_THAT(p->status.message(), Catch::Contains(std::string(e.file) + ": cannot load plugin library: "));
+        CHECK_THAT(p->status.message(), Catch::Contains(e.needle));
+        CHECK_THAT(p->status.message(), !Catch::Contains("Bad file descriptor"));
+    }
+    // The built-in plugins still load.
+    CHECK(lib->plugin(PluginKind::format, "raw"));
 }
 
 TEST_CASE("a plugin built for a newer minor with longer structs loads", "[loader][abi]") {

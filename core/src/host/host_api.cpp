@@ -113,29 +113,29 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
 
 void h_store_close(vdkit_store *store) { delete store; }
 
-uint32_t h_store_pread(vdkit_ctx *ctx, vdkit_store *s, void *buf, uint64_t len, uint64_t off) {
+uint32_t h_store_pread(vdkit_store *s, vdkit_ctx *ctx, uint64_t off, void *buf, uint64_t len) {
     return report_to_ctx(ctx, s->store->pread(buf, len, off));
 }
-uint32_t h_store_pwrite(vdkit_ctx *ctx, vdkit_store *s, const void *buf, uint64_t len, uint64_t off) {
+uint32_t h_store_pwrite(vdkit_store *s, vdkit_ctx *ctx, uint64_t off, const void *buf, uint64_t len) {
     return report_to_ctx(ctx, s->store->pwrite(buf, len, off));
 }
-uint32_t h_store_flush(vdkit_ctx *ctx, vdkit_store *s) { return report_to_ctx(ctx, s->store->flush()); }
-uint32_t h_store_get_size(vdkit_ctx *ctx, vdkit_store *s, uint64_t *size) {
+uint32_t h_store_flush(vdkit_store *s, vdkit_ctx *ctx) { return report_to_ctx(ctx, s->store->flush()); }
+uint32_t h_store_get_size(vdkit_store *s, vdkit_ctx *ctx, uint64_t *size) {
     auto r = s->store->size();
     if (!r) return report_to_ctx(ctx, r.status());
     *size = *r;
     return VDKIT_OK;
 }
-uint32_t h_store_truncate(vdkit_ctx *ctx, vdkit_store *s, uint64_t size) {
+uint32_t h_store_truncate(vdkit_store *s, vdkit_ctx *ctx, uint64_t size) {
     return report_to_ctx(ctx, s->store->truncate(size));
 }
-uint32_t h_store_discard(vdkit_ctx *ctx, vdkit_store *s, uint64_t off, uint64_t len) {
+uint32_t h_store_discard(vdkit_store *s, vdkit_ctx *ctx, uint64_t off, uint64_t len) {
     return report_to_ctx(ctx, s->store->discard(off, len));
 }
-uint32_t h_store_zero(vdkit_ctx *ctx, vdkit_store *s, uint64_t off, uint64_t len) {
+uint32_t h_store_zero(vdkit_store *s, vdkit_ctx *ctx, uint64_t off, uint64_t len) {
     return report_to_ctx(ctx, s->store->zero(off, len));
 }
-uint32_t h_store_extents(vdkit_ctx *ctx, vdkit_store *s, uint64_t off, uint64_t len, vdkit_extent *out, uint32_t max,
+uint32_t h_store_extents(vdkit_store *s, vdkit_ctx *ctx, uint64_t off, uint64_t len, vdkit_extent *out, uint32_t max,
                          uint32_t *count) {
     std::vector<Extent> ext;
     Status st = s->store->extents(off, len, max, ext);
@@ -203,14 +203,14 @@ const vdkit_host_api kHostApi = [] {
     h.config_get_bool = shim<h_config_get_bool, uint32_t, vdkit_ctx *, vdkit_str, uint8_t *>;
     h.store_open = shim<h_store_open, uint32_t, vdkit_ctx *, vdkit_str, uint32_t, vdkit_store **>;
     h.store_close = shim<h_store_close, void, vdkit_store *>;
-    h.store_pread = shim<h_store_pread, uint32_t, vdkit_ctx *, vdkit_store *, void *, uint64_t, uint64_t>;
-    h.store_pwrite = shim<h_store_pwrite, uint32_t, vdkit_ctx *, vdkit_store *, const void *, uint64_t, uint64_t>;
-    h.store_flush = shim<h_store_flush, uint32_t, vdkit_ctx *, vdkit_store *>;
-    h.store_get_size = shim<h_store_get_size, uint32_t, vdkit_ctx *, vdkit_store *, uint64_t *>;
-    h.store_truncate = shim<h_store_truncate, uint32_t, vdkit_ctx *, vdkit_store *, uint64_t>;
-    h.store_discard = shim<h_store_discard, uint32_t, vdkit_ctx *, vdkit_store *, uint64_t, uint64_t>;
-    h.store_zero = shim<h_store_zero, uint32_t, vdkit_ctx *, vdkit_store *, uint64_t, uint64_t>;
-    h.store_extents = shim<h_store_extents, uint32_t, vdkit_ctx *, vdkit_store *, uint64_t, uint64_t, vdkit_extent *,
+    h.store_pread = shim<h_store_pread, uint32_t, vdkit_store *, vdkit_ctx *, uint64_t, void *, uint64_t>;
+    h.store_pwrite = shim<h_store_pwrite, uint32_t, vdkit_store *, vdkit_ctx *, uint64_t, const void *, uint64_t>;
+    h.store_flush = shim<h_store_flush, uint32_t, vdkit_store *, vdkit_ctx *>;
+    h.store_get_size = shim<h_store_get_size, uint32_t, vdkit_store *, vdkit_ctx *, uint64_t *>;
+    h.store_truncate = shim<h_store_truncate, uint32_t, vdkit_store *, vdkit_ctx *, uint64_t>;
+    h.store_discard = shim<h_store_discard, uint32_t, vdkit_store *, vdkit_ctx *, uint64_t, uint64_t>;
+    h.store_zero = shim<h_store_zero, uint32_t, vdkit_store *, vdkit_ctx *, uint64_t, uint64_t>;
+    h.store_extents = shim<h_store_extents, uint32_t, vdkit_store *, vdkit_ctx *, uint64_t, uint64_t, vdkit_extent *,
                            uint32_t, uint32_t *>;
     h.store_remove = shim<h_store_remove, uint32_t, vdkit_ctx *, vdkit_str>;
     h.store_rename = shim<h_store_rename, uint32_t, vdkit_ctx *, vdkit_str, vdkit_str>;

@@ -88,11 +88,11 @@ public:
     }
 
     Status pread(void *buf, uint64_t len, uint64_t offset) override {
-        return call("read", plugin_->transport.pread, buf, len, offset);
+        return call("read", plugin_->transport.pread, offset, buf, len);
     }
     Status pwrite(const void *buf, uint64_t len, uint64_t offset) override {
         if (!plugin_->transport.pwrite) return not_supported("writing", plugin_->info.name, location_);
-        return call("write", plugin_->transport.pwrite, buf, len, offset);
+        return call("write", plugin_->transport.pwrite, offset, buf, len);
     }
     Status flush() override {
         if (!plugin_->transport.flush) return Status::ok();
@@ -164,11 +164,11 @@ public:
     }
 
     Status pread(void *buf, uint64_t len, uint64_t offset) override {
-        return call("read", plugin_->filter.pread, buf, len, offset);
+        return call("read", plugin_->filter.pread, offset, buf, len);
     }
     Status pwrite(const void *buf, uint64_t len, uint64_t offset) override {
         if (!handles(VDKIT_OP_PWRITE) || !plugin_->filter.pwrite) return refuse("writing");
-        return call("write", plugin_->filter.pwrite, buf, len, offset);
+        return call("write", plugin_->filter.pwrite, offset, buf, len);
     }
     Status flush() override {
         if (!handles(VDKIT_OP_FLUSH) || !plugin_->filter.flush) return next_.store->flush(); // pass-through-safe

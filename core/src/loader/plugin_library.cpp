@@ -7,7 +7,34 @@
 #include <cstring>
 #include <filesystem>
 
+#if !defined(_WIN32)
+#include <dlfcn.h>
+#endif
+
 namespace vdkit {
+
+namespace {
+
+// Why the dynamic loader refused `path`. Boost.DLL reports every dlopen
+// failure as "Bad file descriptor" and clears dlerror(), so on failure ask
+// the loader once more for its own words ("file too short", "invalid ELF
+// header", "undefined symbol: ..."). Only runs after a failed load.
+std::string load_error(const std::string &path, const boost::dll::fs::error_code &ec) {
+#if !defined(_WIN32)
+    dlerror(); // clear
+    if (void *h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+        dlclose(h); // loads now (a race with a writer): keep Boost's message
+    } else if (const char *why = dlerror()) {
+        std::string text(why);
+        // dlerror() starts with the path; the caller names it already.
+        if (text.rfind(path + ": ", 0) == 0) text.erase(0, path.size() + 2);
+        return text;
+    }
+#endif
+    return ec.message();
+}
+
+} // namespace
 
 struct PluginLibrary::Impl {
     boost::dll::shared_library lib;
@@ -21,7 +48,7 @@ Result<std::shared_ptr<PluginLibrary>> PluginLibrary::load(const std::string &pa
     self->path_ = path;
     boost::dll::fs::error_code ec;
     self->impl_->lib.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
-    if (ec) return Status(VDKIT_E_ABI, path + ": cannot load plugin library: " + ec.message());
+    if (ec) return Status(VDKIT_E_ABI, path + ": cannot load plugin library: " + load_error(path, ec));
     if (!self->impl_->lib.has(VDKIT_PLUGIN_ENTRY_SYMBOL))
         return Status(VDKIT_E_ABI, path + ": not a vdkit plugin (no '" VDKIT_PLUGIN_ENTRY_SYMBOL "' symbol)");
 
@@ -42,7 +69,7 @@ Result<std::shared_ptr<PluginLibrary>> PluginLibrary::load(const std::string &pa
     constexpr uint32_t min_size = offsetof(vdkit_plugin_list, plugins) + sizeof(void *);
     if (list->struct_size < min_size)
         return Status(VDKIT_E_ABI, path + ": plugin list struct_size " + std::to_string(list->struct_size) +
-                                       " is smaller than ABI 1.0 requires (" + std::to_string(min_size) + ")");
+                                       " is smaller than ABI " + std::to_string(VDKIT_ABI_MAJOR) + ".0 requires (" + std::to_string(min_size) + ")");
     if (list->abi_major != VDKIT_ABI_MAJOR)
         return Status(VDKIT_E_ABI, path + ": built for ABI " + std::to_string(list->abi_major) + "." +
                                        std::to_string(list->abi_minor) + ", this host speaks " +

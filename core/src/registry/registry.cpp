@@ -12,10 +12,10 @@ namespace {
 
 std::string copy_str(vdkit_str s) { return s.data ? std::string(s.data, static_cast<size_t>(s.size)) : std::string(); }
 
-// Sizes of the ABI 1.0 structs: anything shorter is refused.
+// Sizes of the ABI 2.0 structs: anything shorter is refused.
 constexpr uint32_t kDescriptorMin = offsetof(vdkit_plugin_descriptor, ops) + sizeof(void *);
 constexpr uint32_t kKeyMin = offsetof(vdkit_config_key, max_value) + sizeof(int64_t);
-constexpr uint32_t kFormatMin = offsetof(vdkit_format_ops, rename) + sizeof(void *);
+constexpr uint32_t kFormatMin = offsetof(vdkit_format_ops, measure) + sizeof(void *);
 constexpr uint32_t kTransportMin = offsetof(vdkit_transport_ops, exists) + sizeof(void *);
 constexpr uint32_t kFilterMin = offsetof(vdkit_filter_ops, extents) + sizeof(void *);
 
@@ -56,18 +56,17 @@ std::vector<std::string> split_enum(std::string_view s) {
 } // namespace
 
 std::vector<std::string> capability_names(uint64_t caps) {
+    // Retired bits (VDKIT_CAP_OBSOLETE_*) have no name: nothing sets them.
     static const std::pair<uint64_t, const char *> names[] = {
         {VDKIT_CAP_CREATE_FIXED, "create-fixed"}, {VDKIT_CAP_CREATE_DYNAMIC, "create-dynamic"},
         {VDKIT_CAP_CREATE_SPLIT, "create-split"}, {VDKIT_CAP_DIFF, "diff"},
-        {VDKIT_CAP_DISCARD, "discard"},           {VDKIT_CAP_ASYNC, "async"},
-        {VDKIT_CAP_UUID, "uuid"},                 {VDKIT_CAP_FILE_BASED, "file-based"},
-        {VDKIT_CAP_NEEDS_CONFIG, "needs-config"}, {VDKIT_CAP_STREAMING_ONLY, "streaming-only"},
-        {VDKIT_CAP_COMPACT, "compact"},           {VDKIT_CAP_RESIZE, "resize"},
-        {VDKIT_CAP_CHECK, "check"},               {VDKIT_CAP_METADATA, "metadata"},
-        {VDKIT_CAP_COMMENT, "comment"},           {VDKIT_CAP_GEOMETRY, "geometry"},
-        {VDKIT_CAP_ZERO_STATE, "zero-state"},     {VDKIT_CAP_THREAD_SAFE, "thread-safe"},
-        {VDKIT_CAP_EXTENTS, "extents"},           {VDKIT_CAP_LOCKING, "locking"},
-        {VDKIT_CAP_FILTER_DISK, "disk-filter"},   {VDKIT_CAP_FILTER_FILE, "file-filter"},
+        {VDKIT_CAP_DISCARD, "discard"},           {VDKIT_CAP_UUID, "uuid"},
+        {VDKIT_CAP_FILE_BASED, "file-based"},     {VDKIT_CAP_COMPACT, "compact"},
+        {VDKIT_CAP_RESIZE, "resize"},             {VDKIT_CAP_CHECK, "check"},
+        {VDKIT_CAP_METADATA, "metadata"},         {VDKIT_CAP_COMMENT, "comment"},
+        {VDKIT_CAP_GEOMETRY, "geometry"},         {VDKIT_CAP_ZERO_STATE, "zero-state"},
+        {VDKIT_CAP_THREAD_SAFE, "thread-safe"},   {VDKIT_CAP_EXTENTS, "extents"},
+        {VDKIT_CAP_LOCKING, "locking"},           {VDKIT_CAP_FILTER_FILE, "file-filter"},
         {VDKIT_CAP_RENAME, "rename"},
     };
     std::vector<std::string> out;

@@ -48,7 +48,7 @@ public:
             std::vector<unsigned char> zeros(1u << 20, 0);
             for (uint64_t off = 0; off < params.size;) {
                 uint64_t n = std::min<uint64_t>(zeros.size(), params.size - off);
-                main.pwrite(ctx.get(), zeros.data(), n, off);
+                main.pwrite(ctx.get(), off, zeros.data(), n);
                 off += n;
                 ctx.progress(off, params.size);
             }
@@ -67,12 +67,12 @@ public:
     }
 
     sdk::ReadResult read(Context &ctx, uint64_t off, void *buf, uint64_t len) {
-        main_.pread(ctx.get(), buf, len, off);
+        main_.pread(ctx.get(), off, buf, len);
         return {len, false};
     }
 
     sdk::WriteResult write(Context &ctx, uint64_t off, const void *buf, uint64_t len) {
-        main_.pwrite(ctx.get(), buf, len, off);
+        main_.pwrite(ctx.get(), off, buf, len);
         return {len, false, 0, 0};
     }
 

@@ -1,4 +1,4 @@
-// On-disk layout of VirtualBox VDI images (shared/reference/formats.md §2):
+// On-disk layout of VirtualBox VDI images (VirtualBox src/VBox/Storage/VDICore.h):
 // the 72-byte pre-header, header versions 0 and 1.1 (with or without LCHS),
 // the block map entries, and vdkit's parent-location record.
 //

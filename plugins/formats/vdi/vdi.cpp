@@ -1,5 +1,6 @@
-// The `vdi` format plugin: VirtualBox disk images (shared/reference/formats.md
-// §2, §8.4; VirtualBox's backend in reference/virtualbox-vd.md §2.2).
+// The `vdi` format plugin: VirtualBox disk images. No published spec: the
+// layout is VirtualBox's src/VBox/Storage/VDICore.h (VDIPREHEADER,
+// VDIHEADER0/1) and the behaviour its backend src/VBox/Storage/VDI.cpp.
 //
 // Reads and writes header versions 0 and 1.1 (with or without LCHS), image
 // types normal (dynamic), fixed, undo and diff, with VirtualBox's 1 MiB or
@@ -48,7 +49,7 @@ public:
         const uint64_t size = main.size(ctx.get());
         if (size < kPreHeaderSize) return VDKIT_PROBE_NO;
         unsigned char head[kPreHeaderSize];
-        main.pread(ctx.get(), head, sizeof head, 0);
+        main.pread(ctx.get(), 0, head, sizeof head);
         return vdi::probe(head, sizeof head) ? VDKIT_PROBE_CERTAIN : VDKIT_PROBE_NO;
     }
 
@@ -221,7 +222,7 @@ public:
             const uint32_t entry = map_[b];
             if (is_allocated(entry)) {
                 const uint64_t at = data_offset(entry) + within;
-                main_.pwrite(ctx.get(), in + done, n, at);
+                main_.pwrite(ctx.get(), at, in + done, n);
                 file_size_ = std::max(file_size_, at + n);
             } else if (within == 0 && n == block_span(b)) {
                 // A whole block: an all-zero one is recorded in the map only.
@@ -505,7 +506,7 @@ public:
                     used[next] = true;
                     pread_padded(ctx, buf.data(), buf.size(), h_.off_data + uint64_t(c.source) * h_.stride());
                     const uint64_t to = h_.off_data + uint64_t(next) * h_.stride();
-                    main_.pwrite(ctx.get(), buf.data(), buf.size(), to);
+                    main_.pwrite(ctx.get(), to, buf.data(), buf.size());
                     file_size_ = std::max(file_size_, to + h_.stride());
                     moved.emplace_back(c.block, next);
                 }
@@ -557,7 +558,7 @@ private:
     // Read n bytes at `at`; the bytes past the end of the file read as zeros.
     void pread_padded(Context &ctx, void *buf, uint64_t n, uint64_t at) {
         const uint64_t avail = at < file_size_ ? std::min(n, file_size_ - at) : 0;
-        if (avail) main_.pread(ctx.get(), buf, avail, at);
+        if (avail) main_.pread(ctx.get(), at, buf, avail);
         if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
     }
     // "lost disk bytes [A, B)" for bytes [from, to) of block b (the form of
@@ -588,13 +589,13 @@ private:
         file_size_ = main_.size(ctx.get());
         unsigned char buf[kHeaderReadSize]{};
         const uint64_t n = std::min<uint64_t>(file_size_, sizeof buf);
-        main_.pread(ctx.get(), buf, n, 0);
+        main_.pread(ctx.get(), 0, buf, n);
         if (auto err = parse(buf, n, file_size_, h_)) fail(VDKIT_E_CORRUPT, *err);
         if (h_.type == kTypeDiff && h_.legacy())
             fail(VDKIT_E_CORRUPT, "a version 0 header cannot describe a differencing image");
         // The map is bounded by the file size (checked in parse).
         std::vector<unsigned char> raw(static_cast<size_t>(uint64_t(h_.blocks) * 4));
-        if (!raw.empty()) main_.pread(ctx.get(), raw.data(), raw.size(), h_.off_blocks);
+        if (!raw.empty()) main_.pread(ctx.get(), h_.off_blocks, raw.data(), raw.size());
         map_.resize(h_.blocks);
         for (uint32_t i = 0; i < h_.blocks; ++i) map_[i] = static_cast<uint32_t>(sdk::load_le(raw.data() + 4 * i, 4));
         // Entries beyond the file or shared by two blocks would let a write
@@ -623,13 +624,13 @@ private:
 
     void read_hint(Context &ctx) {
         unsigned char head[kHintHeader];
-        main_.pread(ctx.get(), head, sizeof head, kHintOffset);
+        main_.pread(ctx.get(), kHintOffset, head, sizeof head);
         if (std::memcmp(head, kHintMagic, 8) != 0 || sdk::load_le(head + 8, 4) != 1) return;
         const uint64_t len = sdk::load_le(head + 12, 4);
         if (len > h_.off_blocks - kHintOffset - kHintHeader)
             fail(VDKIT_E_CORRUPT, "the parent location record at 0x200 is longer than its area");
         hint_.assign(static_cast<size_t>(len), '\0');
-        main_.pread(ctx.get(), hint_.data(), len, kHintOffset + kHintHeader);
+        main_.pread(ctx.get(), kHintOffset + kHintHeader, hint_.data(), len);
     }
 
     bool has_hint_room(std::string_view hint) const {
@@ -648,7 +649,7 @@ private:
         check_hint_room(hint);
         std::vector<unsigned char> rec(static_cast<size_t>(kHintHeader + hint.size()));
         fill_hint_record(rec.data(), hint);
-        main_.pwrite(ctx.get(), rec.data(), rec.size(), kHintOffset);
+        main_.pwrite(ctx.get(), kHintOffset, rec.data(), rec.size());
         hint_ = std::string(hint);
     }
 
@@ -666,12 +667,12 @@ private:
         check_hint_room(hint);
         const uint64_t end = kHintOffset + kHintHeader + hint.size();
         std::vector<unsigned char> buf(static_cast<size_t>(end), 0);
-        if (kHintOffset > h_.end()) main_.pread(ctx.get(), buf.data() + h_.end(), kHintOffset - h_.end(), h_.end());
+        if (kHintOffset > h_.end()) main_.pread(ctx.get(), h_.end(), buf.data() + h_.end(), kHintOffset - h_.end());
         unsigned char head[kHeaderReadSize];
         serialise(h_, head);
         std::memcpy(buf.data() + 0x40, head + 0x40, static_cast<size_t>(h_.end() - 0x40));
         fill_hint_record(buf.data() + kHintOffset, hint);
-        main_.pwrite(ctx.get(), buf.data() + 0x40, end - 0x40, 0x40);
+        main_.pwrite(ctx.get(), 0x40, buf.data() + 0x40, end - 0x40);
         hint_ = std::string(hint);
         header_dirty_ = false;
     }
@@ -730,7 +731,7 @@ private:
         unsigned char buf[kHeaderReadSize];
         serialise(h_, buf);
         main_.truncate(ctx.get(), file_size_);
-        main_.pwrite(ctx.get(), buf, h_.end(), 0);
+        main_.pwrite(ctx.get(), 0, buf, h_.end());
         if (diff) write_hint(ctx, sdk::view(p.parent_hint));
         write_map_range(ctx, 0, h_.blocks);
         if (fixed) main_.zero(ctx.get(), off_data, file_size_ - off_data); // allocate the data area
@@ -746,7 +747,7 @@ private:
         for (uint64_t i = first; i < last;) {
             const uint64_t n = std::min(kChunk, last - i);
             for (uint64_t j = 0; j < n; ++j) sdk::store_le(raw.data() + 4 * j, map_[i + j], 4);
-            main_.pwrite(ctx.get(), raw.data(), n * 4, h_.off_blocks + i * 4);
+            main_.pwrite(ctx.get(), h_.off_blocks + i * 4, raw.data(), n * 4);
             i += n;
         }
     }
@@ -796,14 +797,14 @@ private:
         map_[b] = entry;
         unsigned char raw[4];
         sdk::store_le(raw, entry, 4);
-        main_.pwrite(ctx.get(), raw, 4, h_.off_blocks + b * 4);
+        main_.pwrite(ctx.get(), h_.off_blocks + b * 4, raw, 4);
     }
 
     void write_header(Context &ctx) {
         unsigned char buf[kHeaderReadSize];
         serialise(h_, buf);
         // From the signature on: the banner text of the image's creator stays.
-        main_.pwrite(ctx.get(), buf + 0x40, h_.end() - 0x40, 0x40);
+        main_.pwrite(ctx.get(), 0x40, buf + 0x40, h_.end() - 0x40);
         header_dirty_ = false;
     }
 
@@ -847,12 +848,12 @@ private:
         const uint64_t at = h_.off_data + uint64_t(index) * h_.stride();
         if (h_.block_extra) {
             std::vector<unsigned char> extra(h_.block_extra, 0);
-            main_.pwrite(ctx.get(), extra.data(), extra.size(), at);
+            main_.pwrite(ctx.get(), at, extra.data(), extra.size());
         }
-        main_.pwrite(ctx.get(), data, n, at + h_.block_extra);
+        main_.pwrite(ctx.get(), at + h_.block_extra, data, n);
         if (n < h_.block_size) {
             std::vector<unsigned char> pad(static_cast<size_t>(h_.block_size - n), 0);
-            main_.pwrite(ctx.get(), pad.data(), pad.size(), at + h_.block_extra + n);
+            main_.pwrite(ctx.get(), at + h_.block_extra + n, pad.data(), pad.size());
         }
         file_size_ = std::max(file_size_, at + h_.stride());
         // The map entry and the allocated count follow at the next flush,
@@ -920,7 +921,7 @@ private:
         std::vector<unsigned char> buf(static_cast<size_t>(h_.stride()));
         for (auto [from, to] : moves) {
             pread_padded(ctx, buf.data(), buf.size(), h_.off_data + uint64_t(from) * h_.stride());
-            main_.pwrite(ctx.get(), buf.data(), buf.size(), h_.off_data + uint64_t(to) * h_.stride());
+            main_.pwrite(ctx.get(), h_.off_data + uint64_t(to) * h_.stride(), buf.data(), buf.size());
         }
         if (!moves.empty()) flush_file(ctx);
         for (auto [from, to] : moves) set_entry(ctx, owner[to], to);
@@ -954,7 +955,7 @@ private:
             std::vector<unsigned char> buf(static_cast<size_t>(h_.stride()));
             for (uint32_t i = 0; i < moved; ++i) {
                 pread_padded(ctx, buf.data(), buf.size(), h_.off_data + uint64_t(i) * h_.stride());
-                main_.pwrite(ctx.get(), buf.data(), buf.size(), new_off_data + uint64_t(base + i) * h_.stride());
+                main_.pwrite(ctx.get(), new_off_data + uint64_t(base + i) * h_.stride(), buf.data(), buf.size());
             }
             flush_file(ctx);
             for (uint32_t b = 0; b < h_.blocks; ++b) {

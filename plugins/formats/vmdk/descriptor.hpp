@@ -1,4 +1,4 @@
-// VMDK descriptor (VDF50 "The Descriptor File"; shared/reference/formats.md §1.2).
+// VMDK descriptor (VMware "Virtual Disk Format 5.0" technote, "The Descriptor File").
 // Text, case-insensitive keys, LF or CRLF, '#' comments, quoted values,
 // NUL padding. Unknown keys and ddb entries are kept in order so a rewrite
 // can preserve them. Bounded: at most kMaxDescriptorBytes of text,

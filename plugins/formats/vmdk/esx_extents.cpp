@@ -40,7 +40,7 @@ CowdExtent::CowdExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name)
     : GrainExtent(ctx, store, std::move(name)) {
     if (file_size_ < 2048) corrupt("file is shorter than a COWD header (2048 bytes)");
     unsigned char h[2048];
-    store_.pread(ctx.get(), h, sizeof h, 0);
+    store_.pread(ctx.get(), 0, h, sizeof h);
     if (load_le(h, 4) != kCowdMagic) corrupt("bad magic at offset 0 (not a COWD extent)");
     if (const uint64_t version = load_le(h + 4, 4); version != 1)
         throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": COWD version " + std::to_string(version) +
@@ -62,7 +62,7 @@ CowdExtent::CowdExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name)
     if (gd_offset_ * 512 > file_size_ || file_size_ - gd_offset_ * 512 < needed * 4)
         corrupt("the grain directory at sector " + std::to_string(gd_offset_) + " lies beyond the end of the file");
     std::vector<unsigned char> raw(static_cast<size_t>(needed * 4));
-    if (!raw.empty()) store_.pread(ctx.get(), raw.data(), raw.size(), gd_offset_ * 512);
+    if (!raw.empty()) store_.pread(ctx.get(), gd_offset_ * 512, raw.data(), raw.size());
     gd_.resize(static_cast<size_t>(needed));
     for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
 }
@@ -88,7 +88,7 @@ const std::vector<uint32_t> &CowdExtent::table(sdk::Context &ctx, uint64_t gd_in
                 std::to_string(gd_offset_ * 512 + gd_index * 4) + ") " + why);
     if (cache_.size() >= kMaxCachedTables) cache_.clear();
     unsigned char raw[kEntriesPerTable * 4];
-    store_.pread(ctx.get(), raw, sizeof raw, uint64_t(sector) * 512);
+    store_.pread(ctx.get(), uint64_t(sector) * 512, raw, sizeof raw);
     std::vector<uint32_t> t(kEntriesPerTable);
     for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<uint32_t>(load_le(raw + i * 4, 4));
     return cache_.emplace(gd_index, std::move(t)).first->second;
@@ -149,7 +149,7 @@ SeSparseExtent::SeSparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::stri
     : GrainExtent(ctx, store, std::move(name)) {
     if (file_size_ < 512) corrupt("file is shorter than a seSparse header (512 bytes)");
     unsigned char h[512];
-    store_.pread(ctx.get(), h, sizeof h, 0);
+    store_.pread(ctx.get(), 0, h, sizeof h);
     auto field = [&](size_t i) { return load_le(h + i * 8, 8); }; // u64 number i
     auto unsupported = [&](const std::string &what) {
         throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": " + what + " (seSparse is undocumented; vdkit reads the "
@@ -190,7 +190,7 @@ SeSparseExtent::SeSparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::stri
     if (vh_offset == 0 || vh_offset * 512 + 512 > file_size_)
         corrupt("the volatile header at sector " + std::to_string(vh_offset) + " lies outside the file");
     unsigned char v[512];
-    store_.pread(ctx.get(), v, sizeof v, vh_offset * 512);
+    store_.pread(ctx.get(), vh_offset * 512, v, sizeof v);
     if (load_le(v, 8) != 0xcafecafe)
         corrupt("bad volatile header magic at byte " + std::to_string(vh_offset * 512));
     if (load_le(v + 24, 8) != 0)
@@ -207,7 +207,7 @@ SeSparseExtent::SeSparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::stri
     if (gd_offset_ == 0 || gd_offset_ * 512 > file_size_ || file_size_ - gd_offset_ * 512 < needed * 8)
         corrupt("the grain directory at sector " + std::to_string(gd_offset_) + " lies outside the file");
     std::vector<unsigned char> raw(static_cast<size_t>(needed * 8));
-    if (!raw.empty()) store_.pread(ctx.get(), raw.data(), raw.size(), gd_offset_ * 512);
+    if (!raw.empty()) store_.pread(ctx.get(), gd_offset_ * 512, raw.data(), raw.size());
     gd_.resize(static_cast<size_t>(needed));
     for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = load_le(raw.data() + i * 8, 8);
 }
@@ -253,7 +253,7 @@ const std::vector<uint64_t> &SeSparseExtent::table(sdk::Context &ctx, uint64_t g
                 std::to_string(gd_offset_ * 512 + gd_index * 8) + ") " + why);
     if (cache_.size() >= kMaxCachedTables) cache_.clear();
     std::vector<unsigned char> raw(kEntriesPerTable * 8);
-    store_.pread(ctx.get(), raw.data(), raw.size(), (tables_offset_ + (e & 0xffffffffu) * kTableSectors) * 512);
+    store_.pread(ctx.get(), (tables_offset_ + (e & 0xffffffffu) * kTableSectors) * 512, raw.data(), raw.size());
     std::vector<uint64_t> t(kEntriesPerTable);
     for (size_t i = 0; i < t.size(); ++i) t[i] = load_le(raw.data() + i * 8, 8);
     return cache_.emplace(gd_index, std::move(t)).first->second;

@@ -1,6 +1,7 @@
 // ESX sparse extents, read-only: VMFSSPARSE redo logs ("COWD", VDF50 "ESX
 // Server Sparse Extent Header") and SESPARSE space-efficient sparse extents
-// (undocumented by VMware; shared/reference/formats.md §1.7 and §1.8).
+// (undocumented by VMware; the layout qemu's block/vmdk.c reads in
+// vmdk_open_se_sparse).
 //
 // Both are untrusted like every header: the constructors check each field
 // against the file before anything is allocated, directories are read only

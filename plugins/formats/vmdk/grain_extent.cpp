@@ -44,7 +44,7 @@ sdk::ReadResult GrainExtent::read(sdk::Context &ctx, uint64_t offset, void *buf,
 void GrainExtent::read_grain(sdk::Context &ctx, uint64_t, uint64_t sector, uint64_t within, void *buf, uint64_t n) {
     const uint64_t at = sector * 512 + within;
     const uint64_t avail = at < file_size_ ? std::min(n, file_size_ - at) : 0;
-    if (avail) store_.pread(ctx.get(), buf, avail, at);
+    if (avail) store_.pread(ctx.get(), at, buf, avail);
     if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
 }
 

@@ -79,7 +79,7 @@ SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64
     encode_sparse_header(h, header);
     store.truncate(ctx.get(), 0);
     store.truncate(ctx.get(), h.overhead * 512); // tables start zeroed (sparse file)
-    store.pwrite(ctx.get(), header, 512, 0);
+    store.pwrite(ctx.get(), 0, header, 512);
     // Directories point at their preallocated tables.
     std::vector<unsigned char> gd(static_cast<size_t>(gd_sectors * 512), 0), rgd(gd.size(), 0);
     for (uint64_t i = 0; i < gt_count; ++i) {
@@ -87,8 +87,8 @@ SparseHeader create_sparse_layout(sdk::Context &ctx, sdk::StoreRef store, uint64
         store_le(&rgd[i * 4], rgt_start + i * 4, 4);
     }
     if (!gd.empty()) {
-        store.pwrite(ctx.get(), rgd.data(), rgd.size(), h.rgd_offset * 512);
-        store.pwrite(ctx.get(), gd.data(), gd.size(), h.gd_offset * 512);
+        store.pwrite(ctx.get(), h.rgd_offset * 512, rgd.data(), rgd.size());
+        store.pwrite(ctx.get(), h.gd_offset * 512, gd.data(), gd.size());
     }
     return h;
 }
@@ -145,8 +145,8 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
             // qemu looks for it): a file cut inside its last sector still has one.
             uint64_t end = (file_size_ + 511) / 512 * 512;
             unsigned char marker[512], footer[512];
-            store_.pread(ctx.get(), marker, 512, end - 1536);
-            store_.pread(ctx.get(), footer, 512, end - 1024);
+            store_.pread(ctx.get(), end - 1536, marker, 512);
+            store_.pread(ctx.get(), end - 1024, footer, 512);
             if (load_le(marker + 8, 4) != 0 || load_le(marker + 12, 4) != 3) {
                 missing = "no footer marker at offset " + std::to_string(end - 1536);
             } else {
@@ -175,7 +175,7 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
     gd_.resize(static_cast<size_t>(gd_entries));
     if (!gd_.empty()) {
         std::vector<unsigned char> raw(gd_.size() * 4);
-        store_.pread(ctx.get(), raw.data(), raw.size(), gd_byte);
+        store_.pread(ctx.get(), gd_byte, raw.data(), raw.size());
         for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
     }
     opened_unclean_ = h_.unclean_shutdown != 0;
@@ -184,7 +184,7 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
         mul_ok(h_.rgd_offset, 512, &rgd_byte) && rgd_byte <= file_size_ && file_size_ - rgd_byte >= gd_entries * 4 &&
         !gd_.empty() && rgd_byte != gd_byte) { // a "redundant" directory that is the primary one is no copy (check says so)
         std::vector<unsigned char> raw(gd_.size() * 4);
-        store_.pread(ctx.get(), raw.data(), raw.size(), rgd_byte);
+        store_.pread(ctx.get(), rgd_byte, raw.data(), raw.size());
         rgd_.resize(gd_.size());
         for (size_t i = 0; i < rgd_.size(); ++i) rgd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
     }
@@ -195,7 +195,7 @@ void SparseExtent::set_unclean(sdk::Context &ctx, bool unclean) {
     if (!unclean && opened_unclean_) refresh_redundant_tables(ctx);
     h_.unclean_shutdown = unclean ? 1 : 0;
     unsigned char b = h_.unclean_shutdown;
-    store_.pwrite(ctx.get(), &b, 1, 72);
+    store_.pwrite(ctx.get(), 72, &b, 1);
 }
 
 void SparseExtent::set_gte(sdk::Context &ctx, uint64_t index, uint32_t value) {
@@ -216,9 +216,9 @@ void SparseExtent::set_gte(sdk::Context &ctx, uint64_t index, uint32_t value) {
     // beside a sound redundant grain, which check must call an error.
     const bool redundant = gdi < rgd_.size() && rgd_[gdi] && uint64_t(rgd_[gdi]) * 512 + slot * 4 + 4 <= file_size_;
     const uint64_t primary_at = uint64_t(gd_[gdi]) * 512 + slot * 4;
-    if (redundant && value <= 1) store_.pwrite(ctx.get(), e, 4, uint64_t(rgd_[gdi]) * 512 + slot * 4);
-    store_.pwrite(ctx.get(), e, 4, primary_at);
-    if (redundant && value > 1) store_.pwrite(ctx.get(), e, 4, uint64_t(rgd_[gdi]) * 512 + slot * 4);
+    if (redundant && value <= 1) store_.pwrite(ctx.get(), uint64_t(rgd_[gdi]) * 512 + slot * 4, e, 4);
+    store_.pwrite(ctx.get(), primary_at, e, 4);
+    if (redundant && value > 1) store_.pwrite(ctx.get(), uint64_t(rgd_[gdi]) * 512 + slot * 4, e, 4);
     gt[slot] = value;
 }
 
@@ -242,13 +242,13 @@ void SparseExtent::refresh_redundant_tables(sdk::Context &ctx) {
     std::vector<unsigned char> primary(static_cast<size_t>(bytes)), copy(static_cast<size_t>(bytes));
     for (size_t gdi = 0; gdi < gd_.size() && gdi < rgd_.size(); ++gdi) {
         if (!fits(gd_[gdi]) || !fits(rgd_[gdi])) continue; // check reports those
-        store_.pread(ctx.get(), primary.data(), bytes, uint64_t(gd_[gdi]) * 512);
-        store_.pread(ctx.get(), copy.data(), bytes, uint64_t(rgd_[gdi]) * 512);
+        store_.pread(ctx.get(), uint64_t(gd_[gdi]) * 512, primary.data(), bytes);
+        store_.pread(ctx.get(), uint64_t(rgd_[gdi]) * 512, copy.data(), bytes);
         if (primary == copy) continue;
         for (uint64_t k = 0; k < h_.gtes_per_gt; ++k)
             if (sound(static_cast<uint32_t>(load_le(primary.data() + k * 4, 4))))
                 std::memcpy(copy.data() + k * 4, primary.data() + k * 4, 4);
-        store_.pwrite(ctx.get(), copy.data(), bytes, uint64_t(rgd_[gdi]) * 512);
+        store_.pwrite(ctx.get(), uint64_t(rgd_[gdi]) * 512, copy.data(), bytes);
     }
 }
 
@@ -268,7 +268,7 @@ void SparseExtent::scan_free(sdk::Context &ctx) {
             if (t == 0 || !seen.insert(t).second || uint64_t(t) * 512 > file_size_ ||
                 file_size_ - uint64_t(t) * 512 < bytes)
                 continue;
-            store_.pread(ctx.get(), raw.data(), raw.size(), uint64_t(t) * 512);
+            store_.pread(ctx.get(), uint64_t(t) * 512, raw.data(), raw.size());
             for (uint64_t k = 0; k < h_.gtes_per_gt; ++k) {
                 const uint64_t at = load_le(raw.data() + k * 4, 4) * 512;
                 if (at <= 512 || at >= file_size_) continue;
@@ -342,7 +342,7 @@ void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned ch
     }
     if ((at + grain_bytes()) / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
     const bool reused = at < file_size_;
-    store_.pwrite(ctx.get(), grain, grain_bytes(), at);
+    store_.pwrite(ctx.get(), at, grain, grain_bytes());
     // A reused grain still holds its old data: a power cut that kept the
     // new table entry but not the new grain would expose that data, so the
     // grain reaches the disk before its entry (a barrier per reused grain;
@@ -363,7 +363,7 @@ sdk::WriteResult SparseExtent::write(sdk::Context &ctx, uint64_t offset, const v
     uint64_t sector = 0;
     Grain g = lookup(ctx, index, &sector);
     if (g == Grain::data) {
-        store_.pwrite(ctx.get(), buf, n, sector * 512 + within);
+        store_.pwrite(ctx.get(), sector * 512 + within, buf, n);
         return {n};
     }
     const bool whole = within == 0 && n == grain_len;
@@ -401,7 +401,7 @@ std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_
     auto fits = [&](uint64_t sector) { return sector && sector * 512 <= file_size_ && file_size_ - sector * 512 >= bytes; };
     auto load = [&](uint64_t sector) {
         std::vector<unsigned char> raw(static_cast<size_t>(bytes));
-        store_.pread(ctx.get(), raw.data(), raw.size(), sector * 512);
+        store_.pread(ctx.get(), sector * 512, raw.data(), raw.size());
         std::vector<uint32_t> gt(h_.gtes_per_gt);
         for (size_t i = 0; i < gt.size(); ++i) gt[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
         return gt;
@@ -450,7 +450,7 @@ void SparseExtent::scan_markers(sdk::Context &ctx, const std::string &why) {
     bool eos = false;
     while (s < sectors && s <= UINT32_MAX && s * 512 + 16 <= file_size_) {
         unsigned char m[16];
-        store_.pread(ctx.get(), m, sizeof m, s * 512);
+        store_.pread(ctx.get(), s * 512, m, sizeof m);
         const uint64_t val = load_le(m, 8), size = load_le(m + 8, 4), type = load_le(m + 12, 4);
         if (size > 0) { // a grain: LBA, compressed length, data
             const uint64_t next = s + (12 + size + 511) / 512;
@@ -522,7 +522,7 @@ bool SparseExtent::cut_off(sdk::Context &ctx, uint32_t gte) const {
     if (at + 12 > file_size_) return true;
     if (at + 12 + 2 * grain_bytes() + 1024 <= file_size_) return false; // any valid length fits
     unsigned char marker[12];
-    store_.pread(ctx.get(), marker, sizeof marker, at);
+    store_.pread(ctx.get(), at, marker, sizeof marker);
     // A length no grain can have (formats.md §8.1, Q-VMDK: in (0, 2·grain])
     // is a bad marker, not a truncated copy: reading it says so.
     const uint64_t size = load_le(marker + 8, 4);
@@ -550,7 +550,7 @@ void SparseExtent::count_cut_grains(sdk::Context &ctx) {
 void SparseExtent::read_compressed(sdk::Context &ctx, uint64_t index, uint64_t sector) {
     if (cached_grain_ == index) return;
     unsigned char marker[12];
-    store_.pread(ctx.get(), marker, 12, sector * 512);
+    store_.pread(ctx.get(), sector * 512, marker, 12);
     uint64_t lba = load_le(marker, 8);
     uint64_t size = load_le(marker + 8, 4);
     if (lba != index * h_.grain_size)
@@ -559,7 +559,7 @@ void SparseExtent::read_compressed(sdk::Context &ctx, uint64_t index, uint64_t s
     if (size == 0 || size > 2 * grain_bytes() + 1024 || sector * 512 + 12 + size > file_size_)
         corrupt("grain marker at sector " + std::to_string(sector) + " has a bad length " + std::to_string(size));
     std::vector<unsigned char> in(static_cast<size_t>(size));
-    store_.pread(ctx.get(), in.data(), size, sector * 512 + 12);
+    store_.pread(ctx.get(), sector * 512 + 12, in.data(), size);
     grain_buf_.assign(static_cast<size_t>(grain_bytes()), 0);
     uLongf out_len = static_cast<uLongf>(grain_buf_.size());
     int rc = uncompress(grain_buf_.data(), &out_len, in.data(), static_cast<uLong>(size));
@@ -613,7 +613,7 @@ void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
     auto put_dir = [&](const std::vector<uint32_t> &dir, uint64_t sector) {
         std::vector<unsigned char> raw(static_cast<size_t>(dir_sectors * 512), 0);
         for (size_t i = 0; i < dir.size(); ++i) store_le(raw.data() + i * 4, dir[i], 4);
-        store_.pwrite(ctx.get(), raw.data(), raw.size(), sector * 512);
+        store_.pwrite(ctx.get(), sector * 512, raw.data(), raw.size());
     };
     put_dir(gd, gd_at);
     if (redundant) put_dir(rgd, rgd_at);
@@ -629,11 +629,11 @@ void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
 
 void SparseExtent::write_layout(sdk::Context &ctx) {
     unsigned char header[512];
-    store_.pread(ctx.get(), header, 512, 0);
+    store_.pread(ctx.get(), 0, header, 512);
     store_le(header + 12, h_.capacity, 8);
     store_le(header + 48, h_.rgd_offset, 8);
     store_le(header + 56, h_.gd_offset, 8);
-    store_.pwrite(ctx.get(), header, 512, 0);
+    store_.pwrite(ctx.get(), 0, header, 512);
     store_.flush(ctx.get());
 }
 
@@ -653,8 +653,8 @@ uint64_t SparseExtent::shrink(sdk::Context &ctx, uint64_t new_capacity, bool has
     const uint64_t tail = (gd_.size() - count) * 4;
     if (tail) {
         std::vector<unsigned char> zeros(static_cast<size_t>(tail), 0);
-        store_.pwrite(ctx.get(), zeros.data(), zeros.size(), h_.gd_offset * 512 + count * 4);
-        if (!rgd_.empty()) store_.pwrite(ctx.get(), zeros.data(), zeros.size(), h_.rgd_offset * 512 + count * 4);
+        store_.pwrite(ctx.get(), h_.gd_offset * 512 + count * 4, zeros.data(), zeros.size());
+        if (!rgd_.empty()) store_.pwrite(ctx.get(), h_.rgd_offset * 512 + count * 4, zeros.data(), zeros.size());
     }
     store_.flush(ctx.get());
     // 2. The header's capacity.
@@ -701,7 +701,7 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         uint64_t sector = 0;
         if (lookup(ctx, i, &sector) != Grain::data) continue;
         const uint64_t n = std::min(gb, file_size_ - sector * 512);
-        store_.pread(ctx.get(), buf.data(), n, sector * 512);
+        store_.pread(ctx.get(), sector * 512, buf.data(), n);
         const bool zero = sdk::is_zero(buf.data(), static_cast<size_t>(n));
         if (zero && !has_parent) set_gte(ctx, i, 0);
         else if (zero && zeroed_grains()) set_gte(ctx, i, 1);
@@ -744,9 +744,9 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         if (!batch.empty() && pos + gb > batch.front().first.sector * 512) commit();
         // A grain the end of the file cuts reads as zeros past it, and is moved so.
         const uint64_t have = std::min(gb, file_size_ - src);
-        store_.pread(ctx.get(), buf.data(), have, src);
+        store_.pread(ctx.get(), src, buf.data(), have);
         std::fill(buf.begin() + static_cast<long>(have), buf.end(), 0);
-        store_.pwrite(ctx.get(), buf.data(), gb, pos);
+        store_.pwrite(ctx.get(), pos, buf.data(), gb);
         batch.emplace_back(g, pos);
         pos += gb;
         if ((k & 1023) == 0) ctx.progress(grains + k * grains / std::max<size_t>(used.size(), 1), grains * 2);
@@ -774,8 +774,8 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         }
         if (hole + dir_bytes > *dir * 512) continue; // nothing lower
         std::vector<unsigned char> raw(static_cast<size_t>(dir_bytes));
-        store_.pread(ctx.get(), raw.data(), raw.size(), *dir * 512);
-        store_.pwrite(ctx.get(), raw.data(), raw.size(), hole);
+        store_.pread(ctx.get(), *dir * 512, raw.data(), raw.size());
+        store_.pwrite(ctx.get(), hole, raw.data(), raw.size());
         store_.flush(ctx.get());
         *dir = hole / 512;
         write_layout(ctx);
@@ -816,8 +816,8 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         for (size_t k = 0; k < moves.size(); k += 1024) {
             const size_t stop = std::min(moves.size(), k + 1024);
             for (size_t j = k; j < stop; ++j) {
-                store_.pread(ctx.get(), raw.data(), static_cast<size_t>(table_bytes), moves[j].first.byte);
-                store_.pwrite(ctx.get(), raw.data(), raw.size(), moves[j].second);
+                store_.pread(ctx.get(), moves[j].first.byte, raw.data(), static_cast<size_t>(table_bytes));
+                store_.pwrite(ctx.get(), moves[j].second, raw.data(), raw.size());
             }
             store_.flush(ctx.get());
             for (size_t j = k; j < stop; ++j) {
@@ -825,7 +825,7 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
                 const bool red = t.id % 2;
                 unsigned char e[4];
                 store_le(e, dest / 512, 4);
-                store_.pwrite(ctx.get(), e, 4, (red ? h_.rgd_offset : h_.gd_offset) * 512 + (t.id / 2) * 4);
+                store_.pwrite(ctx.get(), (red ? h_.rgd_offset : h_.gd_offset) * 512 + (t.id / 2) * 4, e, 4);
                 (red ? rgd_ : gd_)[t.id / 2] = static_cast<uint32_t>(dest / 512);
             }
             store_.flush(ctx.get());
@@ -863,7 +863,7 @@ std::string SparseExtent::stream_grain_problem(sdk::Context &ctx, uint32_t secto
     const uint64_t at = uint64_t(sector) * 512;
     if (at + 12 > file_size_) return "the grain marker at byte " + std::to_string(at) + " lies past the end of the file";
     unsigned char m[12];
-    store_.pread(ctx.get(), m, sizeof m, at);
+    store_.pread(ctx.get(), at, m, sizeof m);
     const uint64_t lba = load_le(m, 8), size = load_le(m + 8, 4);
     if (grain != UINT64_MAX && lba != grain * h_.grain_size)
         return "the grain marker at byte " + std::to_string(at) + " is for sector " + std::to_string(lba) +
@@ -877,7 +877,7 @@ std::string SparseExtent::stream_grain_problem(sdk::Context &ctx, uint32_t secto
         return "the compressed grain at byte " + std::to_string(at) + " (" + std::to_string(size) +
                " bytes) reaches past the end of the file";
     std::vector<unsigned char> in(static_cast<size_t>(size)), out(static_cast<size_t>(grain_bytes()));
-    store_.pread(ctx.get(), in.data(), size, at + 12);
+    store_.pread(ctx.get(), at + 12, in.data(), size);
     uLongf out_len = static_cast<uLongf>(out.size());
     const int rc = uncompress(out.data(), &out_len, in.data(), static_cast<uLong>(size));
     if (rc == Z_BUF_ERROR && out_len == out.size())
@@ -912,7 +912,7 @@ void SparseExtent::check_stream_markers(sdk::Context &ctx, const std::unordered_
         }
         const uint64_t at = s * 512;
         unsigned char m[16] = {};
-        store_.pread(ctx.get(), m, static_cast<size_t>(std::min<uint64_t>(16, file_size_ - at)), at);
+        store_.pread(ctx.get(), at, m, static_cast<size_t>(std::min<uint64_t>(16, file_size_ - at)));
         const uint64_t val = load_le(m, 8), size = load_le(m + 8, 4), type = load_le(m + 12, 4);
         if (size > 0) {
             if (!referenced.count(static_cast<uint32_t>(s))) {
@@ -966,13 +966,13 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     auto write_entry = [&](uint64_t table_sector, uint64_t slot, uint32_t value) {
         unsigned char e[4];
         store_le(e, value, 4);
-        store_.pwrite(ctx.get(), e, 4, table_sector * 512 + slot * 4);
+        store_.pwrite(ctx.get(), table_sector * 512 + slot * 4, e, 4);
     };
     const uint64_t table_bytes = uint64_t(h_.gtes_per_gt) * 4;
     auto table_fits = [&](uint64_t sector) { return sector * 512 <= file_size_ && file_size_ - sector * 512 >= table_bytes; };
     auto read_table = [&](uint64_t sector) {
         std::vector<unsigned char> raw(static_cast<size_t>(table_bytes));
-        store_.pread(ctx.get(), raw.data(), raw.size(), sector * 512);
+        store_.pread(ctx.get(), sector * 512, raw.data(), raw.size());
         std::vector<uint32_t> t(h_.gtes_per_gt);
         for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
         return t;
@@ -1005,7 +1005,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         desc_declared = {h_.descriptor_offset * 512, (h_.descriptor_offset + h_.descriptor_size) * 512};
         const uint64_t avail = desc_declared.first < file_size_ ? file_size_ - desc_declared.first : 0;
         std::vector<unsigned char> text(static_cast<size_t>(std::min<uint64_t>({desc_declared.second - desc_declared.first, avail, 1u << 20})));
-        if (!text.empty()) store_.pread(ctx.get(), text.data(), text.size(), desc_declared.first);
+        if (!text.empty()) store_.pread(ctx.get(), desc_declared.first, text.data(), text.size());
         const uint64_t len = static_cast<uint64_t>(std::find(text.begin(), text.end(), 0) - text.begin());
         desc_text = {desc_declared.first, std::min(desc_declared.second, desc_declared.first + std::max<uint64_t>(512, (len + 511) / 512 * 512))};
         fixed.push_back({desc_text, "the embedded descriptor"});
@@ -1027,12 +1027,12 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                true);
         if (repair) {
             unsigned char hb[512];
-            store_.pread(ctx.get(), hb, 512, 0);
+            store_.pread(ctx.get(), 0, hb, 512);
             h_.flags &= ~kFlagRedundant;
             h_.rgd_offset = 0;
             store_le(hb + 8, h_.flags, 4);
             store_le(hb + 48, 0, 8);
-            store_.pwrite(ctx.get(), hb, 512, 0);
+            store_.pwrite(ctx.get(), 0, hb, 512);
         }
     }
     std::vector<std::string> why(2 * n); // empty: a sound table (or entry 0)
@@ -1098,7 +1098,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                 h_.descriptor_size = (first - desc_declared.first) / 512;
                 unsigned char v[8];
                 store_le(v, h_.descriptor_size, 8);
-                store_.pwrite(ctx.get(), v, 8, 36);
+                store_.pwrite(ctx.get(), 36, v, 8);
             }
         }
     }
@@ -1134,7 +1134,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         const uint64_t at = uint64_t(e) * 512;
         if (at + 12 > file_size_) return 512;
         unsigned char m[4];
-        store_.pread(ctx.get(), m, 4, at + 8);
+        store_.pread(ctx.get(), at + 8, m, 4);
         const uint64_t size = load_le(m, 4);
         return size == 0 || size > 2 * gb + 1024 ? 512 : (12 + size + 511) / 512 * 512;
     };
@@ -1159,7 +1159,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             if (repair) {
                 unsigned char v[8];
                 store_le(v, ov, 8);
-                store_.pwrite(ctx.get(), v, 8, 64);
+                store_.pwrite(ctx.get(), 64, v, 8);
                 h_.overhead = ov;
             }
         } else {
@@ -1252,7 +1252,7 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         // grainSize and numGTEsPerGT (byte 44) need: the header undercounts.
         if (geometry.empty() && n && uint64_t(h_.gd_offset) * 512 + dir_bytes <= file_size_ && dir_bytes > n * 4) {
             std::vector<unsigned char> raw(static_cast<size_t>(dir_bytes - n * 4));
-            store_.pread(ctx.get(), raw.data(), raw.size(), h_.gd_offset * 512 + n * 4);
+            store_.pread(ctx.get(), h_.gd_offset * 512 + n * 4, raw.data(), raw.size());
             for (size_t i = 0; i + 4 <= raw.size(); i += 4) {
                 const uint64_t e = load_le(raw.data() + i, 4);
                 if (e && table_fits(e)) {
@@ -1614,8 +1614,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         for (const auto &[id, src] : relocate) {
             const uint64_t at = (file_size_ + 511) / 512 * 512;
             if ((at + raw.size()) / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
-            store_.pread(ctx.get(), raw.data(), static_cast<size_t>(table_bytes), uint64_t(src) * 512);
-            store_.pwrite(ctx.get(), raw.data(), raw.size(), at);
+            store_.pread(ctx.get(), uint64_t(src) * 512, raw.data(), static_cast<size_t>(table_bytes));
+            store_.pwrite(ctx.get(), at, raw.data(), raw.size());
             file_size_ = at + raw.size();
             store_.flush(ctx.get());
             write_entry(id % 2 ? h_.rgd_offset : h_.gd_offset, id / 2, static_cast<uint32_t>(at / 512));

@@ -1,6 +1,6 @@
 // Hosted sparse extents (VDF50 "Hosted Sparse Extent Header", "Grain
 // Directories and Grain Tables", "Stream-Optimized Compressed Sparse
-// Extents"; shared/reference/formats.md §1.3–1.5).
+// Extents" of VMware's "Virtual Disk Format 5.0" technote).
 //
 // Every header field is untrusted: the constructor validates them all
 // against the file size before anything is allocated, and lookups check each

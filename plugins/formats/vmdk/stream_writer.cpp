@@ -124,7 +124,7 @@ void StreamWriter::begin(sdk::Context &ctx, const std::string &descriptor) {
     encode_sparse_header(h, head.data());
     std::memcpy(head.data() + kSector, descriptor.data(), descriptor.size());
     store_.truncate(ctx.get(), 0);
-    store_.pwrite(ctx.get(), head.data(), head.size(), 0);
+    store_.pwrite(ctx.get(), 0, head.data(), head.size());
     end_ = staged_at_ = head.size();
 }
 
@@ -173,7 +173,7 @@ void StreamWriter::append(sdk::Context &ctx, const unsigned char *p, size_t n) {
 
 void StreamWriter::write_staged(sdk::Context &ctx) {
     if (staged_.empty()) return;
-    store_.pwrite(ctx.get(), staged_.data(), staged_.size(), staged_at_);
+    store_.pwrite(ctx.get(), staged_at_, staged_.data(), staged_.size());
     staged_at_ += staged_.size();
     staged_.clear();
 }

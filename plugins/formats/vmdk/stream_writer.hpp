@@ -1,5 +1,5 @@
-// Writing streamOptimized extents (VDF50 "Stream-Optimized Compressed Sparse
-// Extents"; shared/reference/formats.md §1.5), in the layout ovftool and
+// Writing streamOptimized extents (VMware "Virtual Disk Format 5.0" technote,
+// "Stream-Optimized Compressed Sparse Extents"), in the layout ovftool and
 // ESXi use: a version-3 header with the grain directory at the end,
 // compressed grains with markers, then grain tables, the grain directory,
 // a footer and the end-of-stream marker.

@@ -1,5 +1,5 @@
-// The `vmdk` format plugin: VMware virtual disks (VDF50 "Virtual Disk Format
-// 5.0"; shared/reference/formats.md §1).
+// The `vmdk` format plugin: VMware virtual disks (VMware "Virtual Disk Format
+// 5.0" technote, VDF50 below; section names are cited where implemented).
 //
 // Reads descriptor-based disks (text descriptor or embedded in a sparse
 // extent) with FLAT, VMFS, ZERO and hosted SPARSE extents, including
@@ -52,7 +52,7 @@ struct Extent {
 
 std::string read_text(Context &ctx, StoreRef store, uint64_t offset, uint64_t len) {
     std::string text(static_cast<size_t>(len), '\0');
-    store.pread(ctx.get(), text.data(), len, offset);
+    store.pread(ctx.get(), offset, text.data(), len);
     size_t nul = text.find('\0');
     if (nul != std::string::npos) text.resize(nul);
     return text;
@@ -64,12 +64,12 @@ public:
         uint64_t size = main.size(ctx.get());
         if (size < 4) return VDKIT_PROBE_NO;
         unsigned char head[4];
-        main.pread(ctx.get(), head, 4, 0);
+        main.pread(ctx.get(), 0, head, 4);
         uint32_t magic = static_cast<uint32_t>(sdk::load_le(head, 4));
         if (magic == kSparseMagic || magic == kTemporaryMagic || magic == kCowdMagic) return VDKIT_PROBE_CERTAIN;
         if (size >= 512) {
             unsigned char se[8];
-            main.pread(ctx.get(), se, 8, 0);
+            main.pread(ctx.get(), 0, se, 8);
             if (sdk::load_le(se, 8) == kSeSparseMagic) return VDKIT_PROBE_CERTAIN;
         }
         std::string text = read_text(ctx, main, 0, std::min<uint64_t>(size, 4096));
@@ -86,8 +86,9 @@ public:
         return img;
     }
 
-    // monolithicSparse for now; the other subformats follow (issue 3).
-    // The create options that shape the files, validated (create and measure).
+    // The create options that shape the files (subformat, grain-size,
+    // zeroed-grain), validated once for create and measure. Every subformat
+    // of the `subformat` key is created; the monolithic ones hold < 2 TiB.
     struct Shape {
         uint64_t grain = 0, capacity = 0; // bytes, sectors
         bool zeroed = false, monolithic = false;
@@ -231,7 +232,7 @@ public:
             create_extent_files(ctx, d, who, capacity, grain / 512, zeroed, prealloc == "full" || subformat == "vmfs");
             std::string text = render_descriptor(d);
             main.truncate(ctx.get(), 0);
-            main.pwrite(ctx.get(), text.data(), text.size(), 0);
+            main.pwrite(ctx.get(), 0, text.data(), text.size());
             auto img = open(ctx, main, name, VDKIT_OPEN_WRITE);
             img->created_ = true;
             img->cid_updated_ = true;
@@ -242,7 +243,7 @@ public:
         std::string text = render_descriptor(d);
         if (text.size() > kDescriptorSectors * 512)
             throw Error(VDKIT_E_INTERNAL, who + ": descriptor does not fit its 20 sectors");
-        main.pwrite(ctx.get(), text.data(), text.size(), 512);
+        main.pwrite(ctx.get(), 512, text.data(), text.size());
         auto img = open(ctx, main, name, VDKIT_OPEN_WRITE);
         img->created_ = true;
         img->cid_updated_ = true; // a fresh CID already
@@ -259,7 +260,7 @@ public:
             if (r.block_free) r.fill_offset += e.start;
             return r;
         }
-        e.store.pwrite(ctx.get(), buf, n, e.line.offset * 512 + within);
+        e.store.pwrite(ctx.get(), e.line.offset * 512 + within, buf, n);
         e.file_size = std::max(e.file_size, e.line.offset * 512 + within + n);
         return {n};
     }
@@ -639,7 +640,7 @@ public:
         // FLAT / VMFS: plain bytes at OFFSET sectors; a short file reads as zeros.
         uint64_t at = e.line.offset * 512 + within;
         uint64_t avail = at < e.file_size ? std::min(n, e.file_size - at) : 0;
-        if (avail) e.store.pread(ctx.get(), buf, avail, at);
+        if (avail) e.store.pread(ctx.get(), at, buf, avail);
         if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
         return {n, false};
     }
@@ -970,7 +971,7 @@ private:
             if (!main_header_->descriptor_offset || text.size() > cap)
                 fail(VDKIT_E_NOT_SUPPORTED, "the embedded descriptor has no room for an update");
             text.resize(static_cast<size_t>(cap), '\0');
-            main_.pwrite(ctx.get(), text.data(), text.size(), main_header_->descriptor_offset * 512);
+            main_.pwrite(ctx.get(), main_header_->descriptor_offset * 512, text.data(), text.size());
         } else {
             // Never truncate first: a crash between the truncate and the
             // write would leave an empty descriptor and a disk that no longer
@@ -981,7 +982,7 @@ private:
             const uint64_t old_size = main_.size(ctx.get());
             const size_t exact = text.size();
             if (old_size > exact) text.resize(static_cast<size_t>(old_size), '\n');
-            main_.pwrite(ctx.get(), text.data(), text.size(), 0);
+            main_.pwrite(ctx.get(), 0, text.data(), text.size());
             if (old_size > exact) main_.truncate(ctx.get(), exact);
         }
     }
@@ -989,7 +990,7 @@ private:
     void load(Context &ctx, StoreRef main) {
         uint64_t size = main.size(ctx.get());
         unsigned char head[512] = {};
-        if (size >= 4) main.pread(ctx.get(), head, std::min<uint64_t>(size, 512), 0);
+        if (size >= 4) main.pread(ctx.get(), 0, head, std::min<uint64_t>(size, 512));
         uint32_t magic = static_cast<uint32_t>(sdk::load_le(head, 4));
         std::optional<SparseHeader> &main_header = main_header_;
         std::string text;
@@ -1130,7 +1131,7 @@ private:
         e.store = e.owned;
         unsigned char h[512];
         if (e.store.size(ctx.get()) < 512) fail(VDKIT_E_CORRUPT, where + " '" + file + "' is shorter than a sparse header");
-        e.store.pread(ctx.get(), h, 512, 0);
+        e.store.pread(ctx.get(), 0, h, 512);
         auto sp = std::make_unique<SparseExtent>(ctx, e.store, file, parse_sparse_header(h, file));
         e.sparse = sp.get();
         e.mapped = std::move(sp);

@@ -224,12 +224,12 @@ public:
         if (fd_ >= 0) ::close(fd_);
     }
 
-    void pread(Context &, void *buf, uint64_t len, uint64_t off) {
+    void pread(Context &, uint64_t off, void *buf, uint64_t len) {
         if (direct_ && !aligned(buf, len, off)) return direct_read(buf, len, off);
         raw_read(buf, len, off);
     }
 
-    void pwrite(Context &, const void *buf, uint64_t len, uint64_t off) {
+    void pwrite(Context &, uint64_t off, const void *buf, uint64_t len) {
         if (!writable_) throw Error(VDKIT_E_READ_ONLY, path_ + " is open read-only");
         if (direct_ && !aligned(buf, len, off)) return direct_write(buf, len, off);
         if (sparse_ && len >= sparse_ && past_end(off)) sparse_write(static_cast<const unsigned char *>(buf), len, off);
@@ -581,7 +581,7 @@ private:
         std::vector<unsigned char> z(static_cast<size_t>(std::min<uint64_t>(len, 1u << 20)), 0);
         while (len > 0) {
             uint64_t n = std::min<uint64_t>(len, z.size());
-            pwrite(ctx, z.data(), n, off);
+            pwrite(ctx, off, z.data(), n);
             off += n;
             len -= n;
         }

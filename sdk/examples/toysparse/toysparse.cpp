@@ -49,7 +49,7 @@ public:
     static uint32_t probe(Context &ctx, StoreRef main, std::string_view) {
         if (main.size(ctx.get()) < kHeaderSize) return VDKIT_PROBE_NO;
         char magic[8];
-        main.pread(ctx.get(), magic, sizeof magic, 0);
+        main.pread(ctx.get(), 0, magic, sizeof magic);
         return std::memcmp(magic, kMagic, 8) == 0 ? VDKIT_PROBE_CERTAIN : VDKIT_PROBE_NO;
     }
 
@@ -86,7 +86,7 @@ public:
         img->write_header(ctx);
         std::vector<unsigned char> zeros(static_cast<size_t>(std::min<uint64_t>(blocks * 8, 1u << 20)), 0);
         for (uint64_t off = 0; off < blocks * 8; off += zeros.size())
-            main.pwrite(ctx.get(), zeros.data(), std::min<uint64_t>(zeros.size(), blocks * 8 - off), kHeaderSize + off);
+            main.pwrite(ctx.get(), kHeaderSize + off, zeros.data(), std::min<uint64_t>(zeros.size(), blocks * 8 - off));
         img->data_start_ = img->compute_data_start();
         main.truncate(ctx.get(), img->data_start_);
         img->end_ = img->data_start_;
@@ -116,7 +116,7 @@ public:
             return {run, true};
         }
         if (entry == kZero) std::memset(buf, 0, static_cast<size_t>(n));
-        else main_.pread(ctx.get(), buf, n, entry + within);
+        else main_.pread(ctx.get(), entry + within, buf, n);
         return {n, false};
     }
 
@@ -125,7 +125,7 @@ public:
         uint64_t n = std::min<uint64_t>(len, block_size_ - within);
         uint64_t entry = map_[block];
         if (entry > kZero) {
-            main_.pwrite(ctx.get(), buf, n, entry + within);
+            main_.pwrite(ctx.get(), entry + within, buf, n);
             return {n};
         }
         const bool whole = within == 0 && n == block_size_;
@@ -190,7 +190,7 @@ private:
         };
         if (file_size < kHeaderSize) throw corrupt("file is shorter than the 512-byte header");
         unsigned char h[kHeaderSize];
-        main_.pread(ctx.get(), h, kHeaderSize, 0);
+        main_.pread(ctx.get(), 0, h, kHeaderSize);
         if (std::memcmp(h, kMagic, 8) != 0) throw corrupt("bad magic at offset 0 (not a toysparse image)");
         if (load_le(h + 8, 4) != 1) throw corrupt("unsupported version " + std::to_string(load_le(h + 8, 4)));
         if (load_le(h + 12, 4) != kHeaderSize) throw corrupt("header size at offset 12 is not 512");
@@ -214,7 +214,7 @@ private:
         data_start_ = compute_data_start();
         if (file_size < kHeaderSize + blocks * 8) throw corrupt("block map runs past the end of the file");
         std::vector<unsigned char> raw(static_cast<size_t>(blocks * 8));
-        if (!raw.empty()) main_.pread(ctx.get(), raw.data(), raw.size(), kHeaderSize);
+        if (!raw.empty()) main_.pread(ctx.get(), kHeaderSize, raw.data(), raw.size());
         end_ = std::max<uint64_t>(data_start_, file_size);
         for (uint64_t b = 0; b < blocks; ++b) {
             uint64_t e = load_le(raw.data() + b * 8, 8);
@@ -245,13 +245,13 @@ private:
         std::memcpy(h + 64, parent_uuid_.data(), 16);
         store_le(h + 80, parent_hint_.size(), 2);
         std::memcpy(h + 82, parent_hint_.data(), parent_hint_.size());
-        main_.pwrite(ctx.get(), h, kHeaderSize, 0);
+        main_.pwrite(ctx.get(), 0, h, kHeaderSize);
     }
 
     void set_entry(Context &ctx, uint64_t block, uint64_t value) {
         unsigned char e[8];
         store_le(e, value, 8);
-        main_.pwrite(ctx.get(), e, 8, kHeaderSize + block * 8);
+        main_.pwrite(ctx.get(), kHeaderSize + block * 8, e, 8);
         map_[block] = value;
     }
 
@@ -259,7 +259,7 @@ private:
     // never exposes unwritten data.
     void allocate(Context &ctx, uint64_t block, const unsigned char *data) {
         uint64_t at = end_;
-        main_.pwrite(ctx.get(), data, block_size_, at);
+        main_.pwrite(ctx.get(), at, data, block_size_);
         end_ = at + block_size_;
         set_entry(ctx, block, at);
     }

@@ -23,6 +23,19 @@
  *  - Strings passed to a plugin are valid only during the call; copy what you
  *    keep. Strings in descriptors must stay valid while the library is loaded.
  *
+ * One call shape (ABI 2.0). Every callback and host function that acts on an
+ * object takes, in this order:
+ *     the object (image, transport/filter handle, or vdkit_store),
+ *     the call context (vdkit_ctx *),
+ *     the byte offset, the data buffer, the length in bytes,
+ *     then any other inputs, then the out-parameters.
+ * For example format read(image, ctx, offset, buf, len, &done), transport
+ * pread(handle, ctx, offset, buf, len) and host store_pread(store, ctx,
+ * offset, buf, len) — the public C API's vdkit_disk_read(disk, offset, buf,
+ * len, err) has the same offset-buffer-length order. Calls with no object
+ * yet (probe, open, create, measure, remove, rename, exists, store_open)
+ * take the context first. Offsets and lengths are bytes.
+ *
  * Threading: the host serialises calls on one plugin instance unless the
  * descriptor sets VDKIT_CAP_THREAD_SAFE. Different instances may be called
  * from different threads at once. The entry function is called once, under
@@ -40,8 +53,8 @@
 extern "C" {
 #endif
 
-#define VDKIT_ABI_MAJOR 1u
-#define VDKIT_ABI_MINOR 2u
+#define VDKIT_ABI_MAJOR 2u
+#define VDKIT_ABI_MINOR 0u
 
 #define VDKIT_PLUGIN_ENTRY_SYMBOL "vdkit_plugin_entry"
 
@@ -57,17 +70,18 @@ typedef struct vdkit_store vdkit_store; /* a host-owned byte store (a file throu
 
 /* ---- plugin kinds (VDKIT_KIND_*): vdkit/constants.h ---------------------- */
 
-/* ---- static capability bits (what the code can ever do) ------------------- */
+/* ---- static capability bits (what the code can ever do) -------------------
+ * Retired bits keep their number and are never reused (abi-ledger.md). */
 #define VDKIT_CAP_CREATE_FIXED    (1ull << 0)  /* format: create fully allocated images */
 #define VDKIT_CAP_CREATE_DYNAMIC  (1ull << 1)  /* format: create sparse/growing images */
 #define VDKIT_CAP_CREATE_SPLIT    (1ull << 2)  /* format: images split over several files */
 #define VDKIT_CAP_DIFF            (1ull << 3)  /* format: differencing images over a parent */
 #define VDKIT_CAP_DISCARD         (1ull << 4)  /* discard/unmap of ranges */
-#define VDKIT_CAP_ASYNC           (1ull << 5)  /* reserved for asynchronous I/O */
+#define VDKIT_CAP_OBSOLETE_5      (1ull << 5)  /* retired in 2.0 (was ASYNC); never reused */
 #define VDKIT_CAP_UUID            (1ull << 6)  /* format: image and parent UUIDs */
 #define VDKIT_CAP_FILE_BASED      (1ull << 7)  /* format: the image lives in files */
-#define VDKIT_CAP_NEEDS_CONFIG    (1ull << 8)  /* cannot work without mandatory keys */
-#define VDKIT_CAP_STREAMING_ONLY  (1ull << 9)  /* format: written sequentially, once */
+#define VDKIT_CAP_OBSOLETE_8      (1ull << 8)  /* retired in 2.0 (was NEEDS_CONFIG); never reused */
+#define VDKIT_CAP_OBSOLETE_9      (1ull << 9)  /* retired in 2.0 (was STREAMING_ONLY); never reused */
 #define VDKIT_CAP_COMPACT         (1ull << 10) /* format: compact() */
 #define VDKIT_CAP_RESIZE          (1ull << 11) /* format: resize() */
 #define VDKIT_CAP_CHECK           (1ull << 12) /* format: check()/repair */
@@ -78,7 +92,7 @@ typedef struct vdkit_store vdkit_store; /* a host-owned byte store (a file throu
 #define VDKIT_CAP_THREAD_SAFE     (1ull << 17) /* calls on one instance may run concurrently */
 #define VDKIT_CAP_EXTENTS         (1ull << 18) /* transport: reports data/hole extents */
 #define VDKIT_CAP_LOCKING         (1ull << 19) /* transport: enforces writer exclusion */
-#define VDKIT_CAP_FILTER_DISK     (1ull << 20) /* filter: may sit on virtual-disk data */
+#define VDKIT_CAP_OBSOLETE_20     (1ull << 20) /* retired in 2.0 (was FILTER_DISK); never reused */
 #define VDKIT_CAP_FILTER_FILE     (1ull << 21) /* filter: may sit between a format and its file */
 #define VDKIT_CAP_RENAME          (1ull << 22) /* format: rename() */
 
@@ -133,10 +147,9 @@ typedef struct vdkit_extent {
 #define VDKIT_OPEN_CREATE  (1u << 1) /* create; fails with VDKIT_E_EXISTS if present */
 #define VDKIT_OPEN_NOLOCK  (1u << 2) /* take no image lock and test none (force-share) */
 #define VDKIT_OPEN_INFO    (1u << 3) /* format: metadata only, no data I/O expected */
-/* store_open (ABI 1.1): the path holds raw device data (a host disk, a raw
- * device mapping). The host refuses it with VDKIT_E_PERMISSION unless the
- * user allowed unsafe paths, wherever the path points. A 1.0 host ignores
- * the flag; sdk::Context::open refuses it on such a host. */
+/* store_open (added in 1.1): the path holds raw device data (a host disk, a
+ * raw device mapping). The host refuses it with VDKIT_E_PERMISSION unless
+ * the user allowed unsafe paths, wherever the path points. */
 #define VDKIT_OPEN_DEVICE  (1u << 4)
 
 /* ---- log levels (VDKIT_LOG_*) and check findings (VDKIT_FINDING_*): vdkit/constants.h */
@@ -145,7 +158,7 @@ typedef struct vdkit_extent {
  * The host function table, passed to vdkit_plugin_entry and valid until the
  * library is unloaded. Functions taking a vdkit_ctx report failures into it,
  * so a plugin may return the code it got without writing its own message.
- * Check struct_size before using a field added after ABI 1.0
+ * Check struct_size before using a field added after ABI 2.0
  * (VDKIT_HOST_HAS(host, field)).
  */
 typedef struct vdkit_host_api {
@@ -173,15 +186,15 @@ typedef struct vdkit_host_api {
      * the plugin that opened it and must be closed with store_close. */
     uint32_t (*store_open)(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_store **out);
     void (*store_close)(vdkit_store *store);
-    uint32_t (*store_pread)(vdkit_ctx *ctx, vdkit_store *store, void *buf, uint64_t len, uint64_t offset);
-    uint32_t (*store_pwrite)(vdkit_ctx *ctx, vdkit_store *store, const void *buf, uint64_t len, uint64_t offset);
-    uint32_t (*store_flush)(vdkit_ctx *ctx, vdkit_store *store);
-    uint32_t (*store_get_size)(vdkit_ctx *ctx, vdkit_store *store, uint64_t *size);
-    uint32_t (*store_truncate)(vdkit_ctx *ctx, vdkit_store *store, uint64_t size);
-    uint32_t (*store_discard)(vdkit_ctx *ctx, vdkit_store *store, uint64_t offset, uint64_t len);
-    uint32_t (*store_zero)(vdkit_ctx *ctx, vdkit_store *store, uint64_t offset, uint64_t len);
+    uint32_t (*store_pread)(vdkit_store *store, vdkit_ctx *ctx, uint64_t offset, void *buf, uint64_t len);
+    uint32_t (*store_pwrite)(vdkit_store *store, vdkit_ctx *ctx, uint64_t offset, const void *buf, uint64_t len);
+    uint32_t (*store_flush)(vdkit_store *store, vdkit_ctx *ctx);
+    uint32_t (*store_get_size)(vdkit_store *store, vdkit_ctx *ctx, uint64_t *size);
+    uint32_t (*store_truncate)(vdkit_store *store, vdkit_ctx *ctx, uint64_t size);
+    uint32_t (*store_discard)(vdkit_store *store, vdkit_ctx *ctx, uint64_t offset, uint64_t len);
+    uint32_t (*store_zero)(vdkit_store *store, vdkit_ctx *ctx, uint64_t offset, uint64_t len);
     /* Up to max extents covering [offset, offset+len) in order, contiguous. */
-    uint32_t (*store_extents)(vdkit_ctx *ctx, vdkit_store *store, uint64_t offset, uint64_t len,
+    uint32_t (*store_extents)(vdkit_store *store, vdkit_ctx *ctx, uint64_t offset, uint64_t len,
                               vdkit_extent *out, uint32_t max, uint32_t *count);
     uint32_t (*store_remove)(vdkit_ctx *ctx, vdkit_str path);
     /* Move a file; VDKIT_E_EXISTS when `to` exists (nothing is replaced). */
@@ -208,8 +221,8 @@ typedef struct vdkit_transport_ops {
     uint32_t _reserved;
     uint32_t (*open)(vdkit_ctx *ctx, vdkit_str location, uint32_t flags, void **handle);
     void (*close)(void *handle);
-    uint32_t (*pread)(void *handle, vdkit_ctx *ctx, void *buf, uint64_t len, uint64_t offset);
-    uint32_t (*pwrite)(void *handle, vdkit_ctx *ctx, const void *buf, uint64_t len, uint64_t offset);
+    uint32_t (*pread)(void *handle, vdkit_ctx *ctx, uint64_t offset, void *buf, uint64_t len);
+    uint32_t (*pwrite)(void *handle, vdkit_ctx *ctx, uint64_t offset, const void *buf, uint64_t len);
     uint32_t (*flush)(void *handle, vdkit_ctx *ctx);
     uint32_t (*get_size)(void *handle, vdkit_ctx *ctx, uint64_t *size);
     uint32_t (*truncate)(void *handle, vdkit_ctx *ctx, uint64_t size);
@@ -246,8 +259,8 @@ typedef struct vdkit_filter_ops {
     /* next is the layer below; it stays valid until close. */
     uint32_t (*open)(vdkit_ctx *ctx, vdkit_store *next, uint32_t flags, void **handle);
     void (*close)(void *handle);
-    uint32_t (*pread)(void *handle, vdkit_ctx *ctx, void *buf, uint64_t len, uint64_t offset);
-    uint32_t (*pwrite)(void *handle, vdkit_ctx *ctx, const void *buf, uint64_t len, uint64_t offset);
+    uint32_t (*pread)(void *handle, vdkit_ctx *ctx, uint64_t offset, void *buf, uint64_t len);
+    uint32_t (*pwrite)(void *handle, vdkit_ctx *ctx, uint64_t offset, const void *buf, uint64_t len);
     uint32_t (*flush)(void *handle, vdkit_ctx *ctx);
     uint32_t (*get_size)(void *handle, vdkit_ctx *ctx, uint64_t *size);
     uint32_t (*truncate)(void *handle, vdkit_ctx *ctx, uint64_t size);
@@ -263,7 +276,7 @@ typedef struct vdkit_filter_ops {
 #define VDKIT_IMAGE_HAS_PARENT (1u << 1) /* a differencing image */
 #define VDKIT_IMAGE_FIXED      (1u << 2) /* fully allocated */
 #define VDKIT_IMAGE_ZERO_INIT  (1u << 3) /* unwritten ranges read as zero (no parent) */
-/* ABI 1.2: writes must come at increasing offsets (a stream being written);
+/* Added in 1.2: writes must come at increasing offsets (a stream being written);
  * the host's copy then writes in order whatever the caller allowed. */
 #define VDKIT_IMAGE_SEQUENTIAL (1u << 4)
 
@@ -333,7 +346,7 @@ typedef struct vdkit_check_result {
  * writes up to cap bytes, sets *needed to the full length, and returns
  * VDKIT_OK even when truncated; the host retries with a larger buffer.
  */
-/* Filled by measure (ABI 1.2). The host zero-fills it and sets struct_size. */
+/* Filled by measure (added in 1.2). The host zero-fills it and sets struct_size. */
 typedef struct vdkit_measure {
     uint32_t struct_size;
     uint32_t _reserved;
@@ -396,7 +409,7 @@ typedef struct vdkit_format_ops {
     /* Rename every file of the image so that main becomes new_name. */
     uint32_t (*rename)(void *image, vdkit_ctx *ctx, vdkit_str new_name);
 
-    /* ---- ABI 1.2 (present when struct_size covers it) ---- */
+    /* ---- added in 1.2 (part of the 2.0 minimum) ---- */
     /* Bytes a new image would take (qemu-img measure, VixDiskLib
      * SpaceNeededForClone): virtual size `size`, create options from
      * config_get as for create, holding data in the `count` sorted, disjoint

@@ -33,6 +33,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace vdkit::sdk {
@@ -79,26 +81,27 @@ public:
     vdkit_store *get() const noexcept { return store_; }
     explicit operator bool() const noexcept { return store_ != nullptr; }
 
-    void pread(vdkit_ctx *ctx, void *buf, uint64_t len, uint64_t off) const {
-        check(host().store_pread(ctx, store_, buf, len, off));
+    // The one I/O shape of plugin.h: offset, buffer, length.
+    void pread(vdkit_ctx *ctx, uint64_t off, void *buf, uint64_t len) const {
+        check(host().store_pread(store_, ctx, off, buf, len));
     }
-    void pwrite(vdkit_ctx *ctx, const void *buf, uint64_t len, uint64_t off) const {
-        check(host().store_pwrite(ctx, store_, buf, len, off));
+    void pwrite(vdkit_ctx *ctx, uint64_t off, const void *buf, uint64_t len) const {
+        check(host().store_pwrite(store_, ctx, off, buf, len));
     }
-    void flush(vdkit_ctx *ctx) const { check(host().store_flush(ctx, store_)); }
+    void flush(vdkit_ctx *ctx) const { check(host().store_flush(store_, ctx)); }
     uint64_t size(vdkit_ctx *ctx) const {
         uint64_t s = 0;
-        check(host().store_get_size(ctx, store_, &s));
+        check(host().store_get_size(store_, ctx, &s));
         return s;
     }
-    void truncate(vdkit_ctx *ctx, uint64_t size) const { check(host().store_truncate(ctx, store_, size)); }
+    void truncate(vdkit_ctx *ctx, uint64_t size) const { check(host().store_truncate(store_, ctx, size)); }
     void discard(vdkit_ctx *ctx, uint64_t off, uint64_t len) const {
-        check(host().store_discard(ctx, store_, off, len));
+        check(host().store_discard(store_, ctx, off, len));
     }
-    void zero(vdkit_ctx *ctx, uint64_t off, uint64_t len) const { check(host().store_zero(ctx, store_, off, len)); }
+    void zero(vdkit_ctx *ctx, uint64_t off, uint64_t len) const { check(host().store_zero(store_, ctx, off, len)); }
     uint32_t extents(vdkit_ctx *ctx, uint64_t off, uint64_t len, vdkit_extent *out, uint32_t max) const {
         uint32_t n = 0;
-        check(host().store_extents(ctx, store_, off, len, out, max, &n));
+        check(host().store_extents(store_, ctx, off, len, out, max, &n));
         return n;
     }
 
@@ -165,9 +168,6 @@ public:
 
     // Open a file next to the image, through the image's transport.
     Store open(std::string_view path, uint32_t flags) const {
-        if ((flags & VDKIT_OPEN_DEVICE) && host().abi_minor < 1)
-            throw Error(VDKIT_E_PERMISSION, "'" + std::string(path) +
-                                                "' holds raw device data and this host cannot be asked to allow it");
         vdkit_store *s = nullptr;
         uint32_t rc = host().store_open(ctx_, str(path), flags, &s);
         if (rc != VDKIT_OK) throw Error(rc, std::string());
@@ -318,7 +318,63 @@ void copy_sized(const S &src, S *dst) noexcept {
 
 template <class T> T *as(void *p) noexcept { return static_cast<T *>(p); }
 
+// ---- the generic trampoline -------------------------------------------------------------
+//
+// Every C callback is one of two thunks: on an object, (void *self, vdkit_ctx
+// *ctx, args...), or without one, (vdkit_ctx *ctx, args...). The thunk runs a
+// C++ body through guard() with a Context and the C arguments converted by
+// cxx() (vdkit_str -> std::string_view, vdkit_store * -> StoreRef, the rest
+// as they are). A body returning void means VDKIT_OK; one returning uint32_t
+// returns that status. bind_*() set a slot only when the body accepts the
+// slot's arguments, so a member the class lacks leaves its slot NULL.
+
+inline std::string_view cxx(vdkit_str s) noexcept { return view(s); }
+inline StoreRef cxx(vdkit_store *s) noexcept { return StoreRef(s); }
+template <class A> A cxx(A a) noexcept { return a; }
+template <class A> using cxx_t = decltype(cxx(std::declval<A>()));
+
+template <class F>
+uint32_t status_of(F &&f) {
+    if constexpr (std::is_void_v<decltype(f())>) {
+        f();
+        return VDKIT_OK;
+    } else {
+        return f();
+    }
+}
+
+template <class T, auto Body, class... A>
+uint32_t object_thunk(void *self, vdkit_ctx *c, A... a) noexcept {
+    return guard(c, [&] {
+        Context ctx(c);
+        return status_of([&] { return Body(*as<T>(self), ctx, cxx(a)...); });
+    });
+}
+
+template <auto Body, class... A>
+uint32_t static_thunk(vdkit_ctx *c, A... a) noexcept {
+    return guard(c, [&] {
+        Context ctx(c);
+        return status_of([&] { return Body(ctx, cxx(a)...); });
+    });
+}
+
+template <class T, auto Body, class... A>
+void bind_object(uint32_t (*&slot)(void *, vdkit_ctx *, A...)) noexcept {
+    if constexpr (std::is_invocable_v<decltype(Body), T &, Context &, cxx_t<A>...>) slot = &object_thunk<T, Body, A...>;
+}
+
+template <auto Body, class... A>
+void bind_static(uint32_t (*&slot)(vdkit_ctx *, A...)) noexcept {
+    if constexpr (std::is_invocable_v<decltype(Body), Context &, cxx_t<A>...>) slot = &static_thunk<Body, A...>;
+}
+
 } // namespace detail
+
+// A body that forwards the slot's (converted) arguments to member `name`;
+// not callable (so the slot stays NULL) when the class lacks it.
+#define VDKIT_SDK_MEMBER(name) \
+    [](auto &t, ::vdkit::sdk::Context &c, auto... a) -> decltype(t.name(c, a...), void()) { t.name(c, a...); }
 
 // ---- format plugins ---------------------------------------------------------------------
 
@@ -336,63 +392,53 @@ template <class T> T *as(void *p) noexcept { return static_cast<T *>(p); }
 // See plugin-guide.md for the signatures.
 template <class T>
 const vdkit_format_ops *format_ops() noexcept {
-    using detail::as;
-    using detail::guard;
+    using detail::bind_object;
+    using detail::bind_static;
+    static_assert(requires(Context &c, StoreRef m) { uint32_t(T::probe(c, m, std::string_view())); },
+                  "a format must implement static probe(Context&, StoreRef, std::string_view)");
+    static_assert(requires(Context &c, StoreRef m) { T::open(c, m, std::string_view(), uint32_t()).release(); },
+                  "a format must implement static open(Context&, StoreRef, std::string_view, uint32_t)");
+    static_assert(requires(T &t, Context &c, vdkit_image_info &i) { t.info(c, i); },
+                  "a format must implement info(Context&, vdkit_image_info&)");
+    static_assert(requires(T &t, Context &c) { ReadResult(t.read(c, uint64_t(), (void *)nullptr, uint64_t())); },
+                  "a format must implement read(Context&, uint64_t offset, void *buf, uint64_t len)");
     static const vdkit_format_ops ops = [] {
         vdkit_format_ops o{};
         o.struct_size = sizeof(o);
-        o.probe = [](vdkit_ctx *c, vdkit_store *m, vdkit_str n, uint32_t *score) noexcept {
-            return guard(c, [&] {
-                Context ctx(c);
-                *score = T::probe(ctx, StoreRef(m), view(n));
-                return VDKIT_OK;
-            });
-        };
-        o.open = [](vdkit_ctx *c, vdkit_store *m, vdkit_str n, uint32_t flags, void **out) noexcept {
-            return guard(c, [&] {
-                Context ctx(c);
-                *out = T::open(ctx, StoreRef(m), view(n), flags).release();
-                return VDKIT_OK;
-            });
-        };
+        bind_static<[](Context &c, StoreRef m, std::string_view n, uint32_t *score) { *score = T::probe(c, m, n); }>(
+            o.probe);
+        bind_static<[](Context &c, StoreRef m, std::string_view n, uint32_t flags, void **out) {
+            *out = T::open(c, m, n, flags).release();
+        }>(o.open);
         if constexpr (requires(Context &c, StoreRef m, const vdkit_create_params &p) {
                           T::create(c, m, std::string_view(), p);
                       }) {
-            o.create = [](vdkit_ctx *c, vdkit_store *m, vdkit_str n, const vdkit_create_params *p,
-                          void **out) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    // Copy what the host sent; fields it does not know stay zero.
-                    vdkit_create_params params{};
-                    std::memcpy(&params, p, std::min<size_t>(p->struct_size, sizeof(params)));
-                    params.struct_size = sizeof(params);
-                    *out = T::create(ctx, StoreRef(m), view(n), params).release();
-                    return VDKIT_OK;
-                });
-            };
+            bind_static<[](Context &c, StoreRef m, std::string_view n, const vdkit_create_params *p, void **out) {
+                // Copy what the host sent; fields it does not know stay zero.
+                vdkit_create_params params{};
+                std::memcpy(&params, p, std::min<size_t>(p->struct_size, sizeof(params)));
+                params.struct_size = sizeof(params);
+                *out = T::create(c, m, n, params).release();
+            }>(o.create);
         }
         if constexpr (requires(Context &ctx, vdkit_measure &m) {
                           T::measure(ctx, uint64_t(), (const vdkit_extent *)nullptr, uint64_t(), m);
                       }) {
-            o.measure = [](vdkit_ctx *c, uint64_t size, const vdkit_extent *data, uint64_t count,
-                           vdkit_measure *out) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    vdkit_measure m{};
-                    m.struct_size = sizeof(m);
-                    T::measure(ctx, size, data, count, m);
-                    // Only as many bytes as the host's struct has.
-                    std::memcpy(reinterpret_cast<unsigned char *>(out) + sizeof(uint32_t),
-                                reinterpret_cast<const unsigned char *>(&m) + sizeof(uint32_t),
-                                std::min<size_t>(std::max<size_t>(out->struct_size, sizeof(uint32_t)), sizeof(m)) -
-                                    sizeof(uint32_t));
-                    return VDKIT_OK;
-                });
-            };
+            bind_static<[](Context &c, uint64_t size, const vdkit_extent *data, uint64_t count, vdkit_measure *out) {
+                vdkit_measure m{};
+                m.struct_size = sizeof(m);
+                T::measure(c, size, data, count, m);
+                // Only as many bytes as the host's struct has.
+                std::memcpy(reinterpret_cast<unsigned char *>(out) + sizeof(uint32_t),
+                            reinterpret_cast<const unsigned char *>(&m) + sizeof(uint32_t),
+                            std::min<size_t>(std::max<size_t>(out->struct_size, sizeof(uint32_t)), sizeof(m)) -
+                                sizeof(uint32_t));
+            }>(o.measure);
         }
+        // close frees the instance even when the plugin's close fails.
         o.close = [](void *img, vdkit_ctx *c, uint8_t del) noexcept {
-            std::unique_ptr<T> owned(as<T>(img));
-            return guard(c, [&] {
+            std::unique_ptr<T> owned(detail::as<T>(img));
+            return detail::guard(c, [&] {
                 // Without a close(ctx, delete_files) the image is one file
                 // (main), which the host removes itself: nothing else to do.
                 if constexpr (requires(T &t, Context &ctx) { t.close(ctx, true); }) {
@@ -403,210 +449,81 @@ const vdkit_format_ops *format_ops() noexcept {
                 return VDKIT_OK;
             });
         };
-        o.get_info = [](void *img, vdkit_ctx *c, vdkit_image_info *out) noexcept {
-            return guard(c, [&] {
-                Context ctx(c);
-                vdkit_image_info info{};
-                info.struct_size = sizeof(info);
-                as<T>(img)->info(ctx, info);
-                detail::copy_sized(info, out);
-                return VDKIT_OK;
-            });
-        };
-        o.read = [](void *img, vdkit_ctx *c, uint64_t off, void *buf, uint64_t len, uint64_t *done) noexcept {
-            return guard(c, [&] {
-                Context ctx(c);
-                ReadResult r = as<T>(img)->read(ctx, off, buf, len);
-                *done = r.done;
-                return r.unallocated ? VDKIT_E_UNALLOCATED : VDKIT_OK;
-            });
-        };
+        bind_object<T, [](T &t, Context &c, vdkit_image_info *out) {
+            vdkit_image_info info{};
+            info.struct_size = sizeof(info);
+            t.info(c, info);
+            detail::copy_sized(info, out);
+        }>(o.get_info);
+        bind_object<T, [](T &t, Context &c, uint64_t off, void *buf, uint64_t len, uint64_t *done) {
+            ReadResult r = t.read(c, off, buf, len);
+            *done = r.done;
+            return r.unallocated ? VDKIT_E_UNALLOCATED : VDKIT_OK;
+        }>(o.read);
         if constexpr (requires(T &t, Context &c) { t.write(c, uint64_t(), (const void *)nullptr, uint64_t()); }) {
-            o.write = [](void *img, vdkit_ctx *c, uint64_t off, const void *buf, uint64_t len, uint64_t *done,
-                         uint64_t *fo, uint64_t *fl) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    WriteResult r = as<T>(img)->write(ctx, off, buf, len);
-                    *done = r.done;
-                    *fo = r.fill_offset;
-                    *fl = r.fill_len;
-                    return r.block_free ? VDKIT_E_BLOCK_FREE : VDKIT_OK;
-                });
-            };
+            bind_object<T, [](T &t, Context &c, uint64_t off, const void *buf, uint64_t len, uint64_t *done,
+                              uint64_t *fill_offset, uint64_t *fill_len) {
+                WriteResult r = t.write(c, off, buf, len);
+                *done = r.done;
+                *fill_offset = r.fill_offset;
+                *fill_len = r.fill_len;
+                return r.block_free ? VDKIT_E_BLOCK_FREE : VDKIT_OK;
+            }>(o.write);
         }
         if constexpr (requires(T &t, Context &c) { t.block_status(c, uint64_t(), uint64_t()); }) {
-            o.block_status = [](void *img, vdkit_ctx *c, uint64_t off, uint64_t len, uint32_t *st,
-                                uint64_t *run) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    BlockStatus b = as<T>(img)->block_status(ctx, off, len);
-                    *st = b.status;
-                    *run = b.run;
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.flush(c); }) {
-            o.flush = [](void *img, vdkit_ctx *c) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->flush(ctx);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.discard(c, uint64_t(), uint64_t()); }) {
-            o.discard = [](void *img, vdkit_ctx *c, uint64_t off, uint64_t len) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->discard(ctx, off, len);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.write_zeroes(c, uint64_t(), uint64_t()); }) {
-            o.write_zeroes = [](void *img, vdkit_ctx *c, uint64_t off, uint64_t len) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->write_zeroes(ctx, off, len);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.set_uuid(c, uint32_t(), (const uint8_t *)nullptr); }) {
-            o.set_uuid = [](void *img, vdkit_ctx *c, uint32_t which, const uint8_t *u) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->set_uuid(ctx, which, u);
-                    return VDKIT_OK;
-                });
-            };
+            bind_object<T, [](T &t, Context &c, uint64_t off, uint64_t len, uint32_t *status, uint64_t *run) {
+                BlockStatus b = t.block_status(c, off, len);
+                *status = b.status;
+                *run = b.run;
+            }>(o.block_status);
         }
         if constexpr (requires(T &t, Context &c) { std::string(t.parent_hint(c)); }) {
-            o.get_parent_hint = [](void *img, vdkit_ctx *c, char *buf, uint64_t cap, uint64_t *needed) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    detail::copy_out(as<T>(img)->parent_hint(ctx), buf, cap, needed);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) {
-                          t.set_parent(c, std::string_view(), std::string_view(), (const uint8_t *)nullptr,
-                                       (const uint8_t *)nullptr);
-                      }) {
-            o.set_parent = [](void *img, vdkit_ctx *c, vdkit_str hint, vdkit_str fmt, const uint8_t *u,
-                              const uint8_t *mu) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->set_parent(ctx, view(hint), view(fmt), u, mu);
-                    return VDKIT_OK;
-                });
-            };
+            bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
+                detail::copy_out(t.parent_hint(c), buf, cap, needed);
+            }>(o.get_parent_hint);
         }
         if constexpr (requires(T &t, Context &c) { std::string(t.comment(c)); }) {
-            o.get_comment = [](void *img, vdkit_ctx *c, char *buf, uint64_t cap, uint64_t *needed) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    detail::copy_out(as<T>(img)->comment(ctx), buf, cap, needed);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.set_comment(c, std::string_view()); }) {
-            o.set_comment = [](void *img, vdkit_ctx *c, vdkit_str s) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->set_comment(ctx, view(s));
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) {
-                          t.set_geometry(c, (const uint32_t *)nullptr, (const uint32_t *)nullptr);
-                      }) {
-            o.set_geometry = [](void *img, vdkit_ctx *c, const uint32_t *p, const uint32_t *l) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->set_geometry(ctx, p, l);
-                    return VDKIT_OK;
-                });
-            };
+            bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
+                detail::copy_out(t.comment(c), buf, cap, needed);
+            }>(o.get_comment);
         }
         if constexpr (requires(T &t, Context &c) { std::optional<std::string>(t.metadata_get(c, std::string_view())); }) {
-            o.metadata_get = [](void *img, vdkit_ctx *c, vdkit_str k, char *buf, uint64_t cap,
-                                uint64_t *needed) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    std::optional<std::string> v = as<T>(img)->metadata_get(ctx, view(k));
-                    if (!v) throw Error(VDKIT_E_NOT_FOUND, "no metadata key '" + std::string(view(k)) + "'");
-                    detail::copy_out(*v, buf, cap, needed);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.metadata_set(c, std::string_view(), std::string_view()); }) {
-            o.metadata_set = [](void *img, vdkit_ctx *c, vdkit_str k, vdkit_str v) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->metadata_set(ctx, view(k), view(v));
-                    return VDKIT_OK;
-                });
-            };
+            bind_object<T, [](T &t, Context &c, std::string_view k, char *buf, uint64_t cap, uint64_t *needed) {
+                std::optional<std::string> v = t.metadata_get(c, k);
+                if (!v) throw Error(VDKIT_E_NOT_FOUND, "no metadata key '" + std::string(k) + "'");
+                detail::copy_out(*v, buf, cap, needed);
+            }>(o.metadata_get);
         }
         if constexpr (requires(T &t, Context &c) { std::vector<std::string>(t.metadata_keys(c)); }) {
-            o.metadata_list = [](void *img, vdkit_ctx *c, char *buf, uint64_t cap, uint64_t *needed) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    std::string joined;
-                    for (const std::string &k : as<T>(img)->metadata_keys(ctx)) {
-                        joined += k;
-                        joined.push_back('\0');
-                    }
-                    detail::copy_out(joined, buf, cap, needed);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.compact(c); }) {
-            o.compact = [](void *img, vdkit_ctx *c) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->compact(ctx);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.resize(c, uint64_t(), uint32_t()); }) {
-            o.resize = [](void *img, vdkit_ctx *c, uint64_t size, uint32_t flags) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->resize(ctx, size, flags);
-                    return VDKIT_OK;
-                });
-            };
+            bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
+                std::string joined;
+                for (const std::string &k : t.metadata_keys(c)) {
+                    joined += k;
+                    joined.push_back('\0');
+                }
+                detail::copy_out(joined, buf, cap, needed);
+            }>(o.metadata_list);
         }
         if constexpr (requires(T &t, Context &c, vdkit_check_result &r) { t.check(c, uint32_t(), r); }) {
-            o.check = [](void *img, vdkit_ctx *c, uint32_t flags, vdkit_check_result *out) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    vdkit_check_result r{};
-                    r.struct_size = sizeof(r);
-                    as<T>(img)->check(ctx, flags, r);
-                    detail::copy_sized(r, out);
-                    return VDKIT_OK;
-                });
-            };
+            bind_object<T, [](T &t, Context &c, uint32_t flags, vdkit_check_result *out) {
+                vdkit_check_result r{};
+                r.struct_size = sizeof(r);
+                t.check(c, flags, r);
+                detail::copy_sized(r, out);
+            }>(o.check);
         }
-        if constexpr (requires(T &t, Context &c) { t.rename(c, std::string_view()); }) {
-            o.rename = [](void *img, vdkit_ctx *c, vdkit_str n) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(img)->rename(ctx, view(n));
-                    return VDKIT_OK;
-                });
-            };
-        }
+        // Plain forwards: the member takes the slot's arguments as they are.
+        bind_object<T, VDKIT_SDK_MEMBER(flush)>(o.flush);
+        bind_object<T, VDKIT_SDK_MEMBER(discard)>(o.discard);
+        bind_object<T, VDKIT_SDK_MEMBER(write_zeroes)>(o.write_zeroes);
+        bind_object<T, VDKIT_SDK_MEMBER(set_uuid)>(o.set_uuid);
+        bind_object<T, VDKIT_SDK_MEMBER(set_parent)>(o.set_parent);
+        bind_object<T, VDKIT_SDK_MEMBER(set_comment)>(o.set_comment);
+        bind_object<T, VDKIT_SDK_MEMBER(set_geometry)>(o.set_geometry);
+        bind_object<T, VDKIT_SDK_MEMBER(metadata_set)>(o.metadata_set);
+        bind_object<T, VDKIT_SDK_MEMBER(compact)>(o.compact);
+        bind_object<T, VDKIT_SDK_MEMBER(resize)>(o.resize);
+        bind_object<T, VDKIT_SDK_MEMBER(rename)>(o.rename);
         return o;
     }();
     return &ops;
@@ -617,81 +534,26 @@ namespace detail {
 // both vtables) from the members T has.
 template <class T, class Ops>
 void fill_io_ops(Ops &o) noexcept {
-        if constexpr (requires(T &t, Context &c) { t.pread(c, (void *)nullptr, uint64_t(), uint64_t()); }) {
-            o.pread = [](void *h, vdkit_ctx *c, void *buf, uint64_t len, uint64_t off) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(h)->pread(ctx, buf, len, off);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { uint64_t(t.size(c)); }) {
-            o.get_size = [](void *h, vdkit_ctx *c, uint64_t *size) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    *size = as<T>(h)->size(ctx);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.pwrite(c, (const void *)nullptr, uint64_t(), uint64_t()); }) {
-            o.pwrite = [](void *h, vdkit_ctx *c, const void *buf, uint64_t len, uint64_t off) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(h)->pwrite(ctx, buf, len, off);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.flush(c); }) {
-            o.flush = [](void *h, vdkit_ctx *c) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(h)->flush(ctx);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.truncate(c, uint64_t()); }) {
-            o.truncate = [](void *h, vdkit_ctx *c, uint64_t size) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(h)->truncate(ctx, size);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.discard(c, uint64_t(), uint64_t()); }) {
-            o.discard = [](void *h, vdkit_ctx *c, uint64_t off, uint64_t len) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(h)->discard(ctx, off, len);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) { t.zero(c, uint64_t(), uint64_t()); }) {
-            o.zero = [](void *h, vdkit_ctx *c, uint64_t off, uint64_t len) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    as<T>(h)->zero(ctx, off, len);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(T &t, Context &c) {
-                          uint32_t(t.extents(c, uint64_t(), uint64_t(), (vdkit_extent *)nullptr, uint32_t()));
-                      }) {
-            o.extents = [](void *h, vdkit_ctx *c, uint64_t off, uint64_t len, vdkit_extent *out, uint32_t max,
-                           uint32_t *count) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    *count = as<T>(h)->extents(ctx, off, len, out, max);
-                    return VDKIT_OK;
-                });
-            };
-        }
+    // ABI 2.0 moved the offset before the buffer; say so instead of silently
+    // leaving the slot NULL for a class written against 1.x.
+    static_assert(!requires(T &t, Context &c) { t.pread(c, (void *)nullptr, uint64_t(), uint64_t()); },
+                  "ABI 2.0: pread takes (Context&, uint64_t offset, void *buf, uint64_t len)");
+    static_assert(!requires(T &t, Context &c) { t.pwrite(c, (const void *)nullptr, uint64_t(), uint64_t()); },
+                  "ABI 2.0: pwrite takes (Context&, uint64_t offset, const void *buf, uint64_t len)");
+    bind_object<T, VDKIT_SDK_MEMBER(pread)>(o.pread);
+    bind_object<T, VDKIT_SDK_MEMBER(pwrite)>(o.pwrite);
+    bind_object<T, VDKIT_SDK_MEMBER(flush)>(o.flush);
+    bind_object<T, VDKIT_SDK_MEMBER(truncate)>(o.truncate);
+    bind_object<T, VDKIT_SDK_MEMBER(discard)>(o.discard);
+    bind_object<T, VDKIT_SDK_MEMBER(zero)>(o.zero);
+    if constexpr (requires(T &t, Context &c) { uint64_t(t.size(c)); })
+        bind_object<T, [](T &t, Context &c, uint64_t *size) { *size = t.size(c); }>(o.get_size);
+    if constexpr (requires(T &t, Context &c) {
+                      uint32_t(t.extents(c, uint64_t(), uint64_t(), (vdkit_extent *)nullptr, uint32_t()));
+                  }) {
+        bind_object<T, [](T &t, Context &c, uint64_t off, uint64_t len, vdkit_extent *out, uint32_t max,
+                          uint32_t *count) { *count = t.extents(c, off, len, out, max); }>(o.extents);
+    }
 }
 } // namespace detail
 
@@ -699,65 +561,36 @@ void fill_io_ops(Ops &o) noexcept {
 
 // Builds a vdkit_transport_ops for handle class T. Required:
 //   static std::unique_ptr<T> open(Context&, std::string_view location, uint32_t flags);
-//   void pread(Context&, void* buf, uint64_t len, uint64_t off);
+//   void pread(Context&, uint64_t off, void* buf, uint64_t len);
 //   uint64_t size(Context&);
-// Optional: pwrite, flush, truncate, discard, zero, extents (returns the count
-// written to out), allocated_size, and the statics remove, rename, exists.
+// Optional: pwrite(Context&, uint64_t off, const void* buf, uint64_t len), flush, truncate,
+// discard, zero, extents (returns the count written to out), allocated_size, and the
+// statics remove, rename, exists.
 template <class T>
 const vdkit_transport_ops *transport_ops() noexcept {
-    using detail::as;
-    using detail::guard;
+    using detail::bind_object;
+    using detail::bind_static;
     static const vdkit_transport_ops ops = [] {
         vdkit_transport_ops o{};
         o.struct_size = sizeof(o);
-        o.open = [](vdkit_ctx *c, vdkit_str loc, uint32_t flags, void **out) noexcept {
-            return guard(c, [&] {
-                Context ctx(c);
-                *out = T::open(ctx, view(loc), flags).release();
-                return VDKIT_OK;
-            });
-        };
-        o.close = [](void *h) noexcept { delete as<T>(h); };
+        bind_static<[](Context &c, std::string_view loc, uint32_t flags, void **out) {
+            *out = T::open(c, loc, flags).release();
+        }>(o.open);
+        o.close = [](void *h) noexcept { delete detail::as<T>(h); };
         detail::fill_io_ops<T>(o);
-        static_assert(requires(T &t, Context &c) { t.pread(c, (void *)nullptr, uint64_t(), uint64_t()); },
-                      "a transport must implement pread");
+        static_assert(requires(T &t, Context &c) { t.pread(c, uint64_t(), (void *)nullptr, uint64_t()); },
+                      "a transport must implement pread(Context&, uint64_t offset, void *buf, uint64_t len)");
         static_assert(requires(T &t, Context &c) { uint64_t(t.size(c)); }, "a transport must implement size");
-        if constexpr (requires(T &t, Context &c) { uint64_t(t.allocated_size(c)); }) {
-            o.allocated_size = [](void *h, vdkit_ctx *c, uint64_t *bytes) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    *bytes = as<T>(h)->allocated_size(ctx);
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(Context &c) { T::remove(c, std::string_view()); }) {
-            o.remove = [](vdkit_ctx *c, vdkit_str loc) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    T::remove(ctx, view(loc));
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(Context &c) { T::rename(c, std::string_view(), std::string_view()); }) {
-            o.rename = [](vdkit_ctx *c, vdkit_str from, vdkit_str to) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    T::rename(ctx, view(from), view(to));
-                    return VDKIT_OK;
-                });
-            };
-        }
-        if constexpr (requires(Context &c) { bool(T::exists(c, std::string_view())); }) {
-            o.exists = [](vdkit_ctx *c, vdkit_str loc, uint8_t *yes) noexcept {
-                return guard(c, [&] {
-                    Context ctx(c);
-                    *yes = T::exists(ctx, view(loc)) ? 1 : 0;
-                    return VDKIT_OK;
-                });
-            };
-        }
+        if constexpr (requires(T &t, Context &c) { uint64_t(t.allocated_size(c)); })
+            bind_object<T, [](T &t, Context &c, uint64_t *bytes) { *bytes = t.allocated_size(c); }>(o.allocated_size);
+        if constexpr (requires(Context &c) { bool(T::exists(c, std::string_view())); })
+            bind_static<[](Context &c, std::string_view loc, uint8_t *yes) { *yes = T::exists(c, loc) ? 1 : 0; }>(
+                o.exists);
+        if constexpr (requires(Context &c) { T::remove(c, std::string_view()); })
+            bind_static<[](Context &c, std::string_view loc) { T::remove(c, loc); }>(o.remove);
+        if constexpr (requires(Context &c) { T::rename(c, std::string_view(), std::string_view()); })
+            bind_static<[](Context &c, std::string_view from, std::string_view to) { T::rename(c, from, to); }>(
+                o.rename);
         return o;
     }();
     return &ops;
@@ -771,19 +604,13 @@ const vdkit_transport_ops *transport_ops() noexcept {
 //   pread, pwrite, flush, size, truncate, discard, zero, extents: as for transports.
 template <class T>
 const vdkit_filter_ops *filter_ops() noexcept {
-    using detail::as;
-    using detail::guard;
     static const vdkit_filter_ops ops = [] {
         vdkit_filter_ops o{};
         o.struct_size = sizeof(o);
-        o.open = [](vdkit_ctx *c, vdkit_store *next, uint32_t flags, void **out) noexcept {
-            return guard(c, [&] {
-                Context ctx(c);
-                *out = T::open(ctx, StoreRef(next), flags).release();
-                return VDKIT_OK;
-            });
-        };
-        o.close = [](void *h) noexcept { delete as<T>(h); };
+        detail::bind_static<[](Context &c, StoreRef next, uint32_t flags, void **out) {
+            *out = T::open(c, next, flags).release();
+        }>(o.open);
+        o.close = [](void *h) noexcept { delete detail::as<T>(h); };
         detail::fill_io_ops<T>(o);
         o.handled_ops = (o.pread ? VDKIT_OP_PREAD : 0) | (o.pwrite ? VDKIT_OP_PWRITE : 0) |
                         (o.flush ? VDKIT_OP_FLUSH : 0) | (o.get_size ? VDKIT_OP_GET_SIZE : 0) |

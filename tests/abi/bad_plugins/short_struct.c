@@ -1,4 +1,4 @@
-/* Descriptor claims a struct_size smaller than ABI 1.0 defines: refused. */
+/* Descriptor claims a struct_size smaller than ABI 2.0 defines: refused. */
 #include "common.h"
 static vdkit_format_ops ops = {sizeof(vdkit_format_ops), 0, t_probe, t_open, 0, t_close, t_info, t_read};
 static const vdkit_plugin_descriptor desc = {16, VDKIT_ABI_MAJOR, 0,

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Write ESX sparse extents for the tests, following the layouts in
-shared/reference/formats.md §1.7 (COWD) and §1.8 (seSparse), and the raw
+VDF50 "ESX Server Sparse Extent Header" (COWD) and qemu block/vmdk.c's
+vmdk_open_se_sparse (seSparse, undocumented by VMware), and the raw
 bytes a reader must see (over a parent given as a raw file, or zeros).
 
   make_esx_extents.py cowd OUT CAPACITY_SECTORS GRAIN_SECTORS PARENT_RAW EXPECTED_RAW [SEED]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ESX extents: COWD redo logs (vmfsSparse) and seSparse, generated here by
-# make_esx_extents.py from the layouts in shared/reference/formats.md, read
+# make_esx_extents.py (COWD per VDF50, seSparse as qemu reads it), read
 # by vdkit and by qemu-img (which reads both) and compared with the
 # generator's model; hostile headers give clear errors; device-backed disks
 # (fullDevice, VMFSRDM) are refused unless the user allows unsafe paths.
@@ -125,7 +125,7 @@ PY
 
 # 2b. seSparse cut inside its grains: every grain at or past the new end and
 # the one the end cuts is an error naming its lost disk bytes; the expected
-# ranges are computed here from the file's own tables (formats.md §1.8).
+# ranges are computed here from the file's own tables (seSparse grain tables).
 for cut in 0 1000 2049; do
     python3 - se-alone.vmdk se-cut.vmdk $cut <<'PY' > se-cut.expected
 import struct, sys
