@@ -282,45 +282,51 @@ Status copy_disks(const Library &lib, const Disk &src, Disk &dst, CopyOptions co
     return s;
 }
 
-// Library.convert: a new image dst holding src's content, deleted again on
-// failure, cancel or Ctrl-C.
-// TODO(issue 16): call Library::convert (staged, verified, published without
-// replacing) once the core has it; the Python signature stays.
-void convert_to_new_image(const Library &lib, py::object src_arg, const std::filesystem::path &dst_path,
-                          const std::string &format, std::optional<py::dict> options,
-                          std::optional<std::string> src_format, py::object progress,
-                          std::shared_ptr<CancelToken> cancel, unsigned threads) {
-    std::unique_ptr<Disk> opened;
-    const Disk *src_disk = nullptr;
-    if (py::isinstance<Disk>(src_arg)) {
-        if (src_format) throw py::type_error("src_format applies only when src is a path");
-        src_disk = &src_arg.cast<const Disk &>();
-    } else {
-        OpenOptions oo;
-        if (src_format) oo.format = *src_format;
-        std::filesystem::path src_path;
-        try {
-            src_path = src_arg.cast<std::filesystem::path>();
-        } catch (const py::cast_error &) {
-            throw py::type_error("src: expected a path or a vdkit.Disk");
-        }
-        opened = open_disk(lib, path_text(src_path), oo);
-        src_disk = opened.get();
-    }
-    const Disk &src = *src_disk;
-    CreateOptions co;
-    co.format = format;
-    co.size = src.size();
-    co.options = to_options(options);
-    std::unique_ptr<Disk> dst = take(without_gil([&] { return lib.create_image(path_text(dst_path), co); }));
+// Library.convert with a path source: Library::convert does the whole job
+// (staged beside dst, published without replacing unless overwrite, verified
+// on request, nothing left behind on failure, cancel or Ctrl-C).
+void convert_path(const Library &lib, const std::filesystem::path &src_path, const std::filesystem::path &dst_path,
+                  ConvertOptions co, Progress &progress) {
+    co.progress = progress.function();
+    Status s = run_interruptible(
+        [&]() -> Status {
+            Result<ConvertResult> r = lib.convert(path_text(src_path), path_text(dst_path), co);
+            return r ? Status() : r.status();
+        },
+        progress.token());
+    progress.reraise();
+    check(s);
+}
+
+// convert's verify step for a copy: CORRUPT naming the first offset at which
+// dst reads differently from src.
+Status verify_copy(const Disk &src, const Disk &dst, const std::filesystem::path &dst_path) {
+    Result<std::optional<uint64_t>> r = Library::compare(src, dst);
+    if (!r) return r.status();
+    if (!r.value()) return Status();
+    return Status(VDKIT_E_CORRUPT, path_text(dst_path) + ": reads differently from the source at byte offset " +
+                                       std::to_string(*r.value()) + " after the copy");
+}
+
+// Library.convert with an open Disk as the source: the core's convert opens
+// its source itself, so this creates dst and copies into it, deleting dst
+// again on failure, cancel or Ctrl-C (no staging; dst never replaces a file).
+void convert_open_disk(const Library &lib, const Disk &src, const std::filesystem::path &dst_path,
+                       const ConvertOptions &co, Progress &progress) {
+    if (co.overwrite) throw py::value_error("overwrite applies only when src is a path");
+    CreateOptions create;
+    create.format = co.target_format;
+    create.size = src.size();
+    create.options = co.target_options;
+    std::unique_ptr<Disk> dst = take(without_gil([&] { return lib.create_image(path_text(dst_path), create); }));
     CopyOptions copy;
     copy.target_is_zero = true; // a new image
-    copy.threads = threads;
-    Progress p(std::move(progress), std::move(cancel));
+    copy.threads = co.threads;
     Status s;
     try {
-        s = copy_disks(lib, src, *dst, copy, p);
+        s = copy_disks(lib, src, *dst, copy, progress);
         if (s) s = without_gil([&] { return dst->flush(); });
+        if (s && co.verify) s = without_gil([&] { return verify_copy(src, *dst, dst_path); });
     } catch (...) { // the progress callable raised, or Ctrl-C
         py::gil_scoped_release nogil;
         dst->close_and_delete().ignore();
@@ -334,6 +340,32 @@ void convert_to_new_image(const Library &lib, py::object src_arg, const std::fil
             s = dst->close();
     }
     check(s);
+}
+
+void convert_to_new_image(const Library &lib, py::object src_arg, const std::filesystem::path &dst_path,
+                          const std::string &format, std::optional<py::dict> options,
+                          std::optional<std::string> src_format, py::object progress,
+                          std::shared_ptr<CancelToken> cancel, unsigned threads, bool overwrite, bool verify) {
+    ConvertOptions co;
+    co.target_format = format;
+    co.target_options = to_options(options);
+    co.threads = threads;
+    co.overwrite = overwrite;
+    co.verify = verify;
+    Progress p(std::move(progress), std::move(cancel));
+    if (py::isinstance<Disk>(src_arg)) {
+        if (src_format) throw py::type_error("src_format applies only when src is a path");
+        convert_open_disk(lib, src_arg.cast<const Disk &>(), dst_path, co, p);
+        return;
+    }
+    std::filesystem::path src_path;
+    try {
+        src_path = src_arg.cast<std::filesystem::path>();
+    } catch (const py::cast_error &) {
+        throw py::type_error("src: expected a path or a vdkit.Disk");
+    }
+    if (src_format) co.source_format = *src_format;
+    convert_path(lib, src_path, dst_path, std::move(co), p);
 }
 
 } // namespace
@@ -606,8 +638,13 @@ PYBIND11_MODULE(_vdkit, m) {
             "(or cancel.cancel()) stops it with CancelledError.")
         .def("convert", &convert_to_new_image, py::arg("src"), py::arg("dst"), py::arg("format"), py::kw_only(),
              py::arg("options") = py::none(), py::arg("src_format") = py::none(), py::arg("progress") = py::none(),
-             py::arg("cancel") = py::none(), py::arg("threads") = 0,
+             py::arg("cancel") = py::none(), py::arg("threads") = 0, py::arg("overwrite") = false,
+             py::arg("verify") = false,
              "Convert src (a path, opened read-only, or an open Disk) into a new image dst of format (with its "
-             "create options): dst is created (never replacing a file: ExistsError) and src's content copied; on "
-             "failure or cancel dst is deleted. progress and cancel as for copy.");
+             "create options). A path source runs the library's convert job: dst is built in a hidden staging "
+             "directory beside it and gets its name only when complete, never replacing a file (ExistsError) "
+             "unless overwrite=True (a regular file only, once the new image is complete). An open Disk source "
+             "is copied into a newly created dst (overwrite is refused). verify=True compares dst with src "
+             "before it is kept (CorruptError on a difference). On failure, cancel or Ctrl-C nothing is left "
+             "behind. progress and cancel as for copy.");
 }

@@ -618,7 +618,8 @@ struct ConvertOptions {
     bool verify = false;
     /// Bytes of source data done/total; called from one thread at a time (not
     /// always the caller's), and also between the steps of the job (with the
-    /// same numbers), so that returning false cancels at any step
+    /// same numbers; 0, 0 before the copy has begun, when the total is not
+    /// known yet), so that returning false cancels at any step
     /// (VDKIT_E_CANCELLED, nothing published, the staging removed).
     ProgressFunction progress;
 };
