@@ -24,6 +24,8 @@ packages=(
   # plugins/transports/http/tests: nginx serves images with range requests (run
   # unprivileged by the test, with its own configuration under the test's directory)
   nginx
+  # plugins/transports/http/tests/s3_test.sh uploads objects with curl's own SigV4 signing
+  curl
   # bench/ (GNU time measures peak memory)
   time
   # make docs and its ctest: the API reference, failing on undocumented public functions

@@ -11,10 +11,17 @@ and misbehaves as --mode says:
   norange  ignores Range: every GET answers 200 with the whole file
   badhead  HEAD answers 405; GET ranges work
   nolength HEAD answers 200 without Content-Length; GET ranges work
+  s3sig    an S3 path-style endpoint (/BUCKET/KEY -> --root/BUCKET/KEY) that
+           checks every request's AWS Signature Version 4 against
+           --access-key/--secret-key, computed here from the AWS
+           documentation ("Create a signed AWS API request"), and answers
+           403 SignatureDoesNotMatch (S3's XML error) when it differs
 Every injected fault is counted; the counts are written to --stats-file
 after each request, so the test can check the faults really happened.
 """
 import argparse
+import hashlib
+import hmac
 import json
 import os
 import random
@@ -25,7 +32,10 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--root", required=True)
 parser.add_argument("--port-file", required=True)
 parser.add_argument("--stats-file", required=True)
-parser.add_argument("--mode", choices=["flaky", "norange", "badhead", "nolength"], required=True)
+parser.add_argument("--mode", choices=["flaky", "norange", "badhead", "nolength", "s3sig"], required=True)
+parser.add_argument("--access-key", default="")
+parser.add_argument("--secret-key", default="")
+parser.add_argument("--region", default="us-east-1")
 parser.add_argument("--seed", default="0")
 parser.add_argument("--fail-rate", type=float, default=0.3)
 args = parser.parse_args()
@@ -57,6 +67,40 @@ def pick():
         return KINDS[next_kind[0] % len(KINDS)]
 
 
+def sigv4_problem(method, raw_path, headers):
+    """None when the request carries a valid SigV4 signature, else why not."""
+    auth = headers.get("Authorization", "")
+    if not auth.startswith("AWS4-HMAC-SHA256 "):
+        return "no AWS4-HMAC-SHA256 Authorization header"
+    fields = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+    access, date, region, service, term = fields["Credential"].split("/")
+    if access != args.access_key:
+        return "unknown access key"
+    if region != args.region or service != "s3" or term != "aws4_request":
+        return "scope " + "/".join([region, service, term]) + " is not " + args.region + "/s3/aws4_request"
+    signed = fields["SignedHeaders"].split(";")
+    if "host" not in signed or "x-amz-date" not in signed:
+        return "host and x-amz-date must be signed"
+    path, _, query = raw_path.partition("?")
+    # S3 canonicalises the key it received: decoded, then every byte but
+    # A-Z a-z 0-9 - _ . ~ and '/' percent-encoded.
+    from urllib.parse import quote, unquote
+    path = quote(unquote(path), safe="/-_.~")
+    canonical_query = "&".join(sorted(q for q in query.split("&") if q))
+    canonical_headers = "".join("%s:%s\n" % (h, " ".join(headers.get(h, "").split())) for h in signed)
+    payload = headers.get("x-amz-content-sha256", hashlib.sha256(b"").hexdigest())
+    request = "\n".join([method, path, canonical_query, canonical_headers, fields["SignedHeaders"], payload])
+    scope = "/".join([date, region, service, term])
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", headers["x-amz-date"], scope,
+                         hashlib.sha256(request.encode()).hexdigest()])
+    key = ("AWS4" + args.secret_key).encode()
+    for part in (date, region, service, term):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    if hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest() != fields["Signature"]:
+        return "signature differs"
+    return None
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so closes hit reused connections
 
@@ -64,7 +108,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def path_of(self):
-        p = os.path.normpath(os.path.join(args.root, self.path.split("?")[0].lstrip("/")))
+        from urllib.parse import unquote
+        p = os.path.normpath(os.path.join(args.root, unquote(self.path.split("?")[0]).lstrip("/")))
         if not p.startswith(os.path.abspath(args.root)) or not os.path.isfile(p):
             return None
         return p
@@ -76,8 +121,29 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def refused_signature(self):
+        if args.mode != "s3sig":
+            return False
+        why = sigv4_problem(self.command, self.path, self.headers)
+        if why is None:
+            count("signature-ok")
+            return False
+        count("fault:signature-" + why.replace(" ", "-"))
+        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code>"
+                "<Message>The request signature we calculated does not match the signature you provided ("
+                + why + ")</Message></Error>").encode()
+        self.send_response(403)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body) if self.command != "HEAD" else 0))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        return True
+
     def do_HEAD(self):
         count("head")
+        if self.refused_signature():
+            return
         p = self.path_of()
         if p is None:
             return self.status_only(404)
@@ -104,6 +170,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         count("get")
+        if self.refused_signature():
+            return
         p = self.path_of()
         if p is None:
             return self.status_only(404)
