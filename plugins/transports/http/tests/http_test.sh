@@ -12,7 +12,7 @@
 # that never answers fail quickly naming the URL; writes are refused.
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
 PATH=$PATH:/usr/sbin
-require_tools nginx qemu-img python3 strace
+require_tools nginx qemu-img qemu-io python3 strace
 
 tests_dir=$VDKIT_SOURCE_DIR/plugins/transports/http/tests
 pids=()
@@ -54,6 +54,13 @@ qemu-img convert -f raw -O vdi data.raw www/disk.vdi
 "$VDKIT" convert -O vmdk -o subformat=twoGbMaxExtentSparse,split-size=1M data.raw www/split.vmdk > /dev/null ||
     bad "make the split vmdk"
 [ "$(grep -c '^RW .*"split-s00[0-9]*\.vmdk"' www/split.vmdk)" -ge 3 ] && ok || bad "split.vmdk has 3+ relative extents"
+# Differencing VMDKs over the split one, beside it and one directory down
+# (its parent named ../split.vmdk: the parent zone of the path rule).
+mkdir www/snap
+(cd www && qemu-img create -q -f vmdk -b split.vmdk -F vmdk child.vmdk &&
+    cd snap && qemu-img create -q -f vmdk -b ../split.vmdk -F vmdk child.vmdk) || bad "qemu-img create children"
+qemu-io -c "write -P 0x5a 1M 200k" -c "write -P 0xa5 3000k 64k" www/child.vmdk > /dev/null || bad "qemu-io child"
+qemu-io -c "write -P 0x3c 100k 300k" www/snap/child.vmdk > /dev/null || bad "qemu-io snap/child"
 grep -q '"flat-flat.vmdk"' www/flat.vmdk && ok || bad "flat.vmdk names its extent relatively"
 
 # Beside vdkit (its working directory): files under the extents' names
@@ -64,7 +71,7 @@ cd .. || exit 1
 
 # ---- nginx ---------------------------------------------------------------------------
 # Started as root, nginx's workers drop to nobody: they must reach www/.
-chmod 755 "$work" www && chmod 644 www/*
+chmod 755 "$work" && chmod -R a+rX www
 port=$(free_port)
 mkdir -p nginx/tmp
 cat > nginx/nginx.conf <<EOF
@@ -90,14 +97,14 @@ pids+=($!)
 wait_port "$port" || { cat nginx/out nginx/error.log; bad "nginx did not start"; finish; }
 url=http://127.0.0.1:$port
 
-for img in disk.vmdk split.vmdk flat.vmdk disk.vdi disk.raw; do
-    qemu-img convert -O raw "www/$img" "want-$img.raw" || bad "qemu-img convert $img"
+for img in disk.vmdk split.vmdk flat.vmdk disk.vdi disk.raw child.vmdk snap/child.vmdk; do
+    qemu-img convert -O raw "www/$img" "want-${img//\//-}.raw" || bad "qemu-img convert $img"
     want_size=$(qemu-img info --output=json "www/$img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')
     expect_exit 0 "info $url/$img" in_local "$VDKIT" info "$url/$img"
     says "info $img: its size" "($want_size bytes)"
     says "info $img: names the URL" "image: $url/$img"
-    expect_exit 0 "convert $url/$img" in_local "$VDKIT" convert -m 4 -O raw "$url/$img" "../got-$img.raw"
-    cmp "want-$img.raw" "got-$img.raw" > /dev/null && ok || bad "$img over http differs from qemu-img's conversion"
+    expect_exit 0 "convert $url/$img" in_local "$VDKIT" convert -m 4 -O raw "$url/$img" "../got-${img//\//-}.raw"
+    cmp "want-${img//\//-}.raw" "got-${img//\//-}.raw" > /dev/null && ok || bad "$img over http differs from qemu-img's conversion"
 done
 # Every data request was a range answered 206 (nginx's log: status is field 9).
 awk '$6 == "\"GET" && $9 != 206 { bad = 1 } END { exit bad }' nginx/access.log && ok ||
@@ -115,13 +122,18 @@ if grep -E '"[^"]*(split|flat)[^"]*\.vmdk"' trace | grep -v ENOENT > trace.hits;
     bad "info of a remote image touched local files: $(head -3 trace.hits)"
 else ok; fi
 
-# Extents outside the image's URL directory are refused, not fetched.
+# Extents outside the image's URL directory are refused, not fetched (each
+# names a file the server has: only the path rule stops it).
+sed 's#"flat-flat.vmdk"#"../flat-flat.vmdk"#' www/flat.vmdk > www/snap/escape.vmdk
+expect_exit 1 "an extent named ../ over http" "$VDKIT" info "$url/snap/escape.vmdk"
+says "an extent named ../: refused by the path rule" "as its file, which lies outside the image's directory ($url/snap)"
+sed 's#"flat-flat.vmdk"#"/flat-flat.vmdk"#' www/flat.vmdk > www/snap/absolute.vmdk
+expect_exit 1 "an absolute extent over http" "$VDKIT" info "$url/snap/absolute.vmdk"
+says "an absolute extent: refused by the path rule" "refers to '/flat-flat.vmdk' ($url/flat-flat.vmdk) as its file, which lies outside"
 sed 's#"flat-flat.vmdk"#"../flat-flat.vmdk"#' www/flat.vmdk > www/escape.vmdk
-expect_exit 1 "an extent named ../ over http" "$VDKIT" info "$url/escape.vmdk"
-says "an extent named ../: refused by the path rule" "outside its directory"
-sed 's#"flat-flat.vmdk"#"/etc/passwd"#' www/flat.vmdk > www/absolute.vmdk
-expect_exit 1 "an absolute extent over http" "$VDKIT" info "$url/absolute.vmdk"
-says "an absolute extent: refused by the path rule" "/etc/passwd"
+expect_exit 1 "an extent climbing above the server's root" "$VDKIT" info "$url/escape.vmdk"
+says "an extent above the root: refused by the path rule" "as its file, which lies outside the image's directory"
+chmod -R a+rX www
 
 # ---- errors --------------------------------------------------------------------------
 expect_exit 1 "a missing file" "$VDKIT" info "$url/missing.vmdk"
