@@ -71,7 +71,10 @@ public:
     // Transient failures (connection errors, timeouts, 408/429/5xx, short
     // bodies) are retried with exponential back-off; bytes that did arrive
     // are kept, and only the rest is asked for again.
+    // Reads of at least 2 * kMinPart bytes are split into up to `connections`
+    // ranges fetched in parallel (each with its own retries).
     void read(uint64_t off, void *buf, uint64_t len, const ObjectInfo &expect);
+    static constexpr uint64_t kMinPart = 128 * 1024;
 
     const std::string &name() const { return name_; }
 
@@ -83,6 +86,7 @@ private:
     void give(CURL *h);
     void setup(CURL *h, Exchange &ex) const;
     void perform(Exchange &ex);
+    void read_range(uint64_t off, void *buf, uint64_t len, const ObjectInfo &expect);
     [[noreturn]] void fail(const Exchange &ex, const std::string &what, unsigned attempts) const;
     void back_off(const Exchange &ex, unsigned attempt) const;
 

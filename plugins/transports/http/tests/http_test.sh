@@ -12,7 +12,7 @@
 # that never answers fail quickly naming the URL; writes are refused.
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
 PATH=$PATH:/usr/sbin
-require_tools nginx qemu-img qemu-io python3 strace
+require_tools nginx qemu-img qemu-io python3 strace openssl
 
 tests_dir=$VDKIT_SOURCE_DIR/plugins/transports/http/tests
 pids=()
@@ -73,7 +73,11 @@ cd .. || exit 1
 # Started as root, nginx's workers drop to nobody: they must reach www/.
 chmod 755 "$work" && chmod -R a+rX www
 port=$(free_port)
+tls_port=$(free_port)
 mkdir -p nginx/tmp
+echo 'vdkit:{PLAIN}open-sesame' > nginx/htpasswd
+openssl req -x509 -newkey rsa:2048 -nodes -keyout nginx/key.pem -out nginx/cert.pem -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 2> /dev/null || bad "make a TLS certificate"
 cat > nginx/nginx.conf <<EOF
 daemon off;
 pid $work/nginx/nginx.pid;
@@ -89,6 +93,14 @@ http {
     listen 127.0.0.1:$port;
     root $work/www;
     location /moved/ { rewrite ^/moved/(.*)\$ /\$1 redirect; }
+    location /private/ { auth_basic vdkit; auth_basic_user_file $work/nginx/htpasswd; alias $work/www/; }
+    location /token/ { if (\$http_x_vdkit_token != "s3cret") { return 403; } alias $work/www/; }
+  }
+  server {
+    listen 127.0.0.1:$tls_port ssl;
+    ssl_certificate $work/nginx/cert.pem;
+    ssl_certificate_key $work/nginx/key.pem;
+    root $work/www;
   }
 }
 EOF
@@ -112,6 +124,31 @@ awk '$6 == "\"GET" && $9 != 206 { bad = 1 } END { exit bad }' nginx/access.log &
 # A redirect is followed.
 expect_exit 0 "convert through a redirect" in_local "$VDKIT" convert -O raw "$url/moved/split.vmdk" ../redirected.raw
 cmp want-split.vmdk.raw redirected.raw > /dev/null && ok || bad "split.vmdk through a redirect differs"
+
+# Credentials and headers from the configuration (secret keys: never printed).
+expect_exit 1 "basic auth missing" "$VDKIT" info "$url/private/split.vmdk"
+says "basic auth missing: 401 naming the URL" "$url/private/split.vmdk: opening it failed: HTTP 401"
+printf 'defaults:\n  transport:\n    http:\n      user: vdkit\n      password: open-sesame\n' > auth.yaml
+expect_exit 0 "basic auth" "$VDKIT" --config auth.yaml convert -O raw "$url/private/split.vmdk" auth.raw
+cmp want-split.vmdk.raw auth.raw > /dev/null && ok || bad "split.vmdk with basic auth differs"
+printf 'defaults:\n  transport:\n    http:\n      user: vdkit\n      password: not-it\n' > badauth.yaml
+expect_exit 1 "a wrong password" "$VDKIT" --config badauth.yaml info "$url/private/split.vmdk"
+says "a wrong password: 401" "HTTP 401"
+grep -q "not-it" out && bad "the password appears in the error" || ok
+expect_exit 1 "a header missing" "$VDKIT" info "$url/token/split.vmdk"
+says "a header missing: 403 naming the URL" "$url/token/split.vmdk: opening it failed: HTTP 403"
+printf 'defaults:\n  transport:\n    http:\n      headers: |\n        X-Other: 1\n        X-Vdkit-Token: s3cret\n' > token.yaml
+expect_exit 0 "headers" "$VDKIT" --config token.yaml convert -O raw "$url/token/split.vmdk" token.raw
+cmp want-split.vmdk.raw token.raw > /dev/null && ok || bad "split.vmdk with a header differs"
+
+# https: the server's certificate verified against ca_file, or refused.
+turl=https://127.0.0.1:$tls_port
+expect_exit 1 "https, unknown CA" "$VDKIT" info "$turl/split.vmdk"
+says "https, unknown CA: names the URL" "$turl/split.vmdk: opening it failed"
+says "https, unknown CA: the certificate" "certificate"
+printf 'defaults:\n  transport:\n    https:\n      ca_file: %s\n' "$work/nginx/cert.pem" > tls.yaml
+expect_exit 0 "https with ca_file" "$VDKIT" --config tls.yaml convert -m 4 -O raw "$turl/split.vmdk" tls.raw
+cmp want-split.vmdk.raw tls.raw > /dev/null && ok || bad "split.vmdk over https differs"
 
 # Nothing local is opened for a remote image: no file of the images' names.
 cd local || exit 1
@@ -218,6 +255,20 @@ for mode in badhead nolength; do
     expect_exit 0 "convert from a $mode server" in_local "$VDKIT" convert -O raw "$burl/split.vmdk" "../$mode.raw"
     cmp want-split.vmdk.raw "$mode.raw" > /dev/null && ok || bad "split.vmdk from a $mode server differs"
     [ "$(faults)" -ge 1 ] && ok || bad "the $mode server was never asked HEAD"
+done
+
+# Parallel requests: a server holding each GET shows how many are in flight.
+for conns in 4 1; do
+    start_server slow --delay 0.05
+    printf 'defaults:\n  transport:\n    http:\n      connections: %s\n' "$conns" > conns.yaml
+    expect_exit 0 "convert with $conns connections" "$VDKIT" --config conns.yaml convert -m 4 -O raw "$burl/disk.vdi" "conns$conns.raw"
+    cmp want-disk.vdi.raw "conns$conns.raw" > /dev/null && ok || bad "disk.vdi with $conns connections differs"
+    max=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["max-inflight"])' "$stats")
+    if [ "$conns" = 1 ]; then
+        [ "$max" = 1 ] && ok || bad "connections=1 had $max requests in flight"
+    else
+        [ "$max" -ge 3 ] && ok || bad "connections=4 with 4 workers had at most $max requests in flight"
+    fi
 done
 
 finish

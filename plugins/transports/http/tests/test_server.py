@@ -11,6 +11,8 @@ and misbehaves as --mode says:
   norange  ignores Range: every GET answers 200 with the whole file
   badhead  HEAD answers 405; GET ranges work
   nolength HEAD answers 200 without Content-Length; GET ranges work
+  slow     ranges as asked, each GET held --delay seconds; the most GETs in
+           flight at once is counted as "max-inflight"
   s3sig    an S3 path-style endpoint (/BUCKET/KEY -> --root/BUCKET/KEY) that
            checks every request's AWS Signature Version 4 against
            --access-key/--secret-key, computed here from the AWS
@@ -32,10 +34,11 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--root", required=True)
 parser.add_argument("--port-file", required=True)
 parser.add_argument("--stats-file", required=True)
-parser.add_argument("--mode", choices=["flaky", "norange", "badhead", "nolength", "s3sig"], required=True)
+parser.add_argument("--mode", choices=["flaky", "norange", "badhead", "nolength", "slow", "s3sig"], required=True)
 parser.add_argument("--access-key", default="")
 parser.add_argument("--secret-key", default="")
 parser.add_argument("--region", default="us-east-1")
+parser.add_argument("--delay", type=float, default=0.05)
 parser.add_argument("--seed", default="0")
 parser.add_argument("--fail-rate", type=float, default=0.3)
 args = parser.parse_args()
@@ -45,9 +48,10 @@ lock = threading.Lock()
 stats = {}
 
 
-def count(what):
+def count(what, by=1):
     with lock:
-        stats[what] = stats.get(what, 0) + 1
+        stats[what] = stats.get(what, 0) + by
+        stats["max-inflight"] = max(stats.get("max-inflight", 0), stats.get("inflight", 0))
         with open(args.stats_file + ".tmp", "w") as f:
             json.dump(stats, f)
         os.replace(args.stats_file + ".tmp", args.stats_file)
@@ -172,6 +176,17 @@ class Handler(BaseHTTPRequestHandler):
         count("get")
         if self.refused_signature():
             return
+        if args.mode == "slow":
+            import time
+            count("inflight")
+            try:
+                time.sleep(args.delay)
+                return self.get()
+            finally:
+                count("inflight", -1)
+        return self.get()
+
+    def get(self):
         p = self.path_of()
         if p is None:
             return self.status_only(404)
