@@ -24,8 +24,9 @@ packages=(
   # plugins/transports/http/tests: nginx serves images with range requests (run
   # unprivileged by the test, with its own configuration under the test's directory)
   nginx
-  # plugins/transports/http/tests/s3_test.sh uploads objects with curl's own SigV4 signing
-  curl
+  # plugins/transports/http/tests/s3_test.sh uploads objects with curl's own SigV4 signing;
+  # http_test.sh makes a self-signed certificate for nginx's https server with openssl
+  curl openssl
   # bench/ (GNU time measures peak memory)
   time
   # make docs and its ctest: the API reference, failing on undocumented public functions

@@ -136,6 +136,7 @@ struct Client::Exchange {
         content_encoding.clear();
         ranges_none = false;
         retry_after_s = 0;
+        error_body.clear();
     }
     bool success() const { return status >= 200 && status < 300; }
 };
@@ -465,6 +466,7 @@ ObjectInfo Client::probe() {
         ex.len = 1;
         ex.buf = &byte;
         perform(ex);
+        if (ex.refused_code != VDKIT_OK) fail(ex, "opening it", attempt); // e.g. an encoded body
         if (ex.status == 206 && ex.range_total && (ex.result == CURLE_OK || ex.got == 1)) return ObjectInfo{*ex.range_total, ex.etag};
         if (ex.status == 416 && ex.range_total && *ex.range_total == 0) return ObjectInfo{0, ex.etag};
         if (ex.status == 200 && ex.result == CURLE_OK && ex.content_length && *ex.content_length <= 1)

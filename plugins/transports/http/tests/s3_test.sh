@@ -15,8 +15,10 @@
 #    SignatureDoesNotMatch by name, the right one reads the same bytes.
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
 require_tools qemu-img python3 curl node
-s3rver=$VDKIT_BUILD_DIR/test-tools/node_modules/.bin/s3rver
-[ -x "$s3rver" ] || skip "s3rver is not installed under $VDKIT_BUILD_DIR/test-tools (scripts/install-deps.sh installs it with npm)"
+# scripts/install-deps.sh puts it under the checkout's build/test-tools (any preset's build may use it).
+s3rver=$VDKIT_SOURCE_DIR/build/test-tools/node_modules/.bin/s3rver
+[ -x "$s3rver" ] || s3rver=$VDKIT_BUILD_DIR/test-tools/node_modules/.bin/s3rver
+[ -x "$s3rver" ] || skip "s3rver is not installed under $VDKIT_SOURCE_DIR/build/test-tools (scripts/install-deps.sh installs it with npm)"
 
 tests_dir=$VDKIT_SOURCE_DIR/plugins/transports/http/tests
 pids=()
