@@ -21,11 +21,35 @@ packages=(
   clang libclang-rt-dev
   # make test-tsan: the ThreadSanitizer runtime of Debian 12's g++ (-fsanitize=thread)
   libtsan2
+  # plugins/transports/http/tests: nginx serves images with range requests (run
+  # unprivileged by the test, with its own configuration under the test's directory)
+  nginx
+  # plugins/transports/http/tests/s3_test.sh uploads objects with curl's own SigV4 signing;
+  # http_test.sh makes a self-signed certificate for nginx's https server with openssl
+  curl openssl
   # bench/ (GNU time measures peak memory)
   time
   # make docs and its ctest: the API reference, failing on undocumented public functions
   doxygen
 )
+
+# plugins/transports/http/tests/s3_test.sh: s3rver, a local S3-compatible
+# server (Debian packages none), installed with npm into build/test-tools/ of
+# this checkout, never globally. Without npm the S3 test skips (fails in CI).
+install_s3rver() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/build/test-tools"
+  [ -x "$dir/node_modules/.bin/s3rver" ] && return 0
+  if ! command -v npm > /dev/null; then
+    echo "vdkit: npm not found; the s3 transport test will skip (install nodejs/npm, rerun this script)" >&2
+    return 0
+  fi
+  mkdir -p "$dir"
+  echo "vdkit: installing s3rver@3.7.1 into $dir"
+  npm install --prefix "$dir" --no-audit --no-fund --silent s3rver@3.7.1 ||
+    echo "vdkit: npm could not install s3rver; the s3 transport test will skip" >&2
+}
+install_s3rver
 
 missing=()
 for p in "${packages[@]}"; do

@@ -26,7 +26,9 @@ test -f "$plugin"
 # third-party plugin from --plugin-path.
 mkdir "$work/plugins" && cp "$plugin" "$work/plugins/"
 vdkit="$prefix/bin/vdkit"
-env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" plugins | grep -q "^format toysparse"
+# grep reads to the end (no -q): with pipefail, a grep that stops at the
+# first match kills vdkit, still writing the rest of the list, with SIGPIPE.
+env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" plugins | grep "^format toysparse" > /dev/null
 env -u VDKIT_PLUGIN_PATH "$vdkit" --plugin-path "$work/plugins" create -f toysparse "$work/a.toys" 8M > /dev/null
 random_bytes 3000000 > "$work/data.raw"
 truncate -s 8M "$work/data.raw"

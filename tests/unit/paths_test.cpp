@@ -1,6 +1,8 @@
 // Parent and extent paths named inside an image must not escape its directory.
 #include "test_support.hpp"
 
+#include "io/paths.hpp"
+
 #include <fstream>
 
 using namespace vdkit;
@@ -175,4 +177,56 @@ TEST_CASE("commit and merge check the links they will write before moving data",
     CHECK(bytes(dir / "a/b/c/top.toys") == top_before);
     CHECK(std::filesystem::exists(dir / "a/b/mid.toys"));
     REQUIRE_OK(lib->open(dir / "a/b/c/top.toys"));
+}
+
+TEST_CASE("names inside a remote image resolve against its URL under the local rule", "[paths][url]") {
+    // core/src/io/paths.cpp resolve_in_url: joined onto the URL's directory,
+    // the query dropped, never another scheme or server, and the same zones
+    // as local files (extents in the directory or below, parents one up).
+    const std::string img = "http://h:8080/store/vm/disk.vmdk?sig=a/b";
+    auto ok = [&](std::string_view name, PathUse use) {
+        auto r = resolve_named(img, name, use, false);
+        REQUIRE(r.is_ok());
+        return *r;
+    };
+    CHECK(ok("disk-s001.vmdk", PathUse::extent).location == "http://h:8080/store/vm/disk-s001.vmdk");
+    CHECK(ok("sub/./x.vmdk", PathUse::extent).location == "http://h:8080/store/vm/sub/x.vmdk");
+    CHECK(ok("my disk.vmdk", PathUse::extent).location == "http://h:8080/store/vm/my disk.vmdk");
+    CHECK_FALSE(ok("disk..vmdk", PathUse::extent).beyond); // dots inside a name are no climb
+    CHECK(ok("/store/vm/abs.vmdk", PathUse::extent).location == "http://h:8080/store/vm/abs.vmdk");
+    NamedPath up = ok("../base.vmdk", PathUse::parent);
+    CHECK(up.location == "http://h:8080/store/base.vmdk");
+    CHECK(up.beyond);
+    CHECK_FALSE(ok("base.vmdk", PathUse::parent).beyond);
+    CHECK(ok("x.vmdk", PathUse::extent).location.find('?') == std::string::npos);
+    CHECK(resolve_named("s3://bucket/dir/a.vmdk", "a-s001.vmdk", PathUse::extent, false)->location ==
+          "s3://bucket/dir/a-s001.vmdk");
+    CHECK(resolve_named("http://h", "x.vmdk", PathUse::extent, false)->location == "http://h/x.vmdk");
+
+    for (auto [name, use] : {std::pair<std::string, PathUse>{"../x-flat.vmdk", PathUse::extent},
+                             {"/etc/passwd", PathUse::extent},
+                             {"sub/../../x.vmdk", PathUse::extent},
+                             {"../../base.vmdk", PathUse::parent},
+                             {"../a/b/base.vmdk", PathUse::parent},
+                             {"%2e%2e/x.vmdk", PathUse::extent},
+                             {"x.vmdk?y=1", PathUse::extent},
+                             {"file:///etc/passwd", PathUse::extent},
+                             {"http://evil/x.vmdk", PathUse::parent},
+                             {"nbd:localhost:10809", PathUse::parent}}) {
+        INFO(name);
+        auto r = resolve_named(img, name, use, false);
+        REQUIRE_FALSE(r.is_ok());
+        CHECK(r.status().code() == VDKIT_E_PERMISSION);
+        CHECK_THAT(r.status().message(), Catch::Contains("allow_unsafe_paths"));
+        CHECK_THAT(r.status().message(), Catch::Contains(img));
+    }
+    // Climbing above the server's root is no way back into it.
+    for (const char *name : {"../x.vmdk", "a/../../x.vmdk"}) {
+        INFO(name);
+        CHECK(resolve_named("http://h/disk.vmdk", name, PathUse::extent, false).status().code() == VDKIT_E_PERMISSION);
+    }
+    CHECK(resolve_named("http://h/disk.vmdk", "../../x.vmdk", PathUse::parent, false).status().code() ==
+          VDKIT_E_PERMISSION);
+    // allow_unsafe_paths: still joined onto the image's own server.
+    CHECK(resolve_named(img, "../../x", PathUse::extent, true)->location == "http://h:8080/x");
 }

@@ -109,6 +109,53 @@ bool under_system_tree(const fs::path &real) {
     return false;
 }
 
+// resolve_named for an image reached by URL (http://, s3://, nbd://...): the
+// name is joined onto the directory of the image's URL path (its query and
+// fragment dropped: they belong to the image's own request) and judged by
+// the same rule as local files, lexically (a server has no symbolic links
+// vdkit could see): extents in the image's directory or below, parents also
+// kParentLevels up (then `beyond`, verified like local ones). The joined
+// URL is always on the image's own scheme and server, so a remote image
+// never leads vdkit to a local file. Names holding '%', '?' or '#' (URL
+// syntax that a server would decode into other paths, e.g. %2e%2e) are
+// refused unless allowed.
+Result<NamedPath> resolve_in_url(const std::string &image_location, const std::string &p, PathUse use,
+                                 bool allow_unsafe) {
+    const char *what = use == PathUse::parent ? "parent" : "file";
+    const size_t authority = image_location.find("://") + 3;
+    size_t path_at = image_location.find_first_of("/?#", authority);
+    if (path_at == std::string::npos) path_at = image_location.size();
+    const std::string prefix = image_location.substr(0, path_at); // scheme://authority
+    std::string path = image_location.substr(path_at);
+    path = path.substr(0, path.find_first_of("?#"));
+    if (path.empty() || path[0] != '/') path = "/" + path;
+    const fs::path dir = fs::path(path).parent_path();
+    const fs::path cand = (p[0] == '/' ? fs::path(p) : dir / p).lexically_normal();
+    NamedPath out{prefix + cand.generic_string(), false, false};
+    if (allow_unsafe) return out;
+    auto refuse = [&](const std::string &why) {
+        return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' (" + out.location + ") as its " +
+                                              what + ", which " + why + "; set allow_unsafe_paths to allow it");
+    };
+    if (p.find_first_of("%?#") != std::string::npos)
+        return refuse("holds URL syntax ('%', '?' or '#'); an image's own paths are plain file names");
+    const int levels = use == PathUse::parent ? kParentLevels : 0;
+    // A climb above the server's root is clamped by lexically_normal (and by
+    // servers); judge the name as written.
+    const fs::path unclamped = (p[0] == '/' ? fs::path(p).relative_path() : dir.relative_path() / p).lexically_normal();
+    const bool above_root = !unclamped.empty() && *unclamped.begin() == "..";
+    const int zone = above_root ? -1 : distance(cand, dir, levels);
+    if (zone < 0)
+        return refuse(use == PathUse::parent
+                          ? "lies neither in the image's directory (" + prefix + dir.generic_string() +
+                                ") nor in the directory above it or a directory directly in that one; a parent must lie in one of those"
+                          : "lies outside the image's directory (" + prefix + dir.generic_string() +
+                                "); an image's files must lie in its directory or below it");
+    if (!cand.has_filename()) return refuse("names a directory, not a file");
+    out.beyond = zone > 0;
+    return out;
+}
+
 } // namespace
 
 Result<NamedPath> resolve_named(const std::string &image_location, std::string_view path, PathUse use,
@@ -130,16 +177,7 @@ Result<NamedPath> resolve_named(const std::string &image_location, std::string_v
         return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' as its " + what + ", " + form +
                                               "; an image's own paths are plain file names relative to its directory "
                                               "(set allow_unsafe_paths to follow it)");
-    if (image_location.find("://") != std::string::npos) {
-        // Location-relative join for URL-based images.
-        size_t slash = image_location.rfind('/');
-        if (p[0] == '/' || p.find("..") != std::string::npos) {
-            if (!allow_unsafe)
-                return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p +
-                                                      "' outside its directory; set allow_unsafe_paths to allow it");
-        }
-        return NamedPath{image_location.substr(0, slash + 1) + p, false};
-    }
+    if (image_location.find("://") != std::string::npos) return resolve_in_url(image_location, p, use, allow_unsafe);
     fs::path base_dir = fs::path(image_location).parent_path();
     if (base_dir.empty()) base_dir = ".";
     fs::path candidate = fs::path(p).is_absolute() ? fs::path(p) : base_dir / p;
@@ -209,7 +247,9 @@ Status verify_parent(const std::string &child_location, std::string_view hint, c
     else
         why = "it records no identity of its parent to verify the image there by";
     return Status(VDKIT_E_PERMISSION, child_location + ": its parent '" + std::string(hint) + "' (" +
-                                          normal_path(where.location).string() +
+                                          (where.location.find("://") != std::string::npos
+                                               ? where.location
+                                               : normal_path(where.location).string()) +
                                           (where.via_link ? ") leads through a symbolic link" : ") lies") +
                                           " outside its directory, and " + why +
                                           "; set allow_unsafe_paths to allow it");

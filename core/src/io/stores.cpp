@@ -67,8 +67,9 @@ Result<FilterStack> Stores::resolve_filters(const std::vector<FilterSpec> &specs
 Status Stores::remove_location(const std::string &location) const {
     VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(location));
     if (!t->transport.remove) return not_supported("removing files", t->info.name, location);
-    Options none;
-    vdkit_ctx ctx = make_ctx(t.get(), &none);
+    // The configuration's defaults for the transport (an s3 endpoint and keys).
+    VDKIT_ASSIGN_OR_RETURN(const Options opts, plugin_options(config_, t->info, Options{}, OptionUse::open));
+    vdkit_ctx ctx = make_ctx(t.get(), &opts);
     uint32_t rc = call_plugin(ctx, t->transport.remove, &ctx, vdkit_str{location.data(), location.size()});
     if (rc != VDKIT_OK) return status_from_plugin(ctx, rc, "remove " + location);
     return Status::ok();
@@ -85,8 +86,9 @@ Status Stores::rename_location(const std::string &from, const std::string &to) c
     // must not cost a file that happens to carry the new name.
     VDKIT_ASSIGN_OR_RETURN(bool taken, location_exists(to));
     if (taken) return Status(VDKIT_E_EXISTS, "cannot rename " + from + " to " + to + ": " + to + " already exists");
-    Options none;
-    vdkit_ctx ctx = make_ctx(t.get(), &none);
+    // The configuration's defaults for the transport (an s3 endpoint and keys).
+    VDKIT_ASSIGN_OR_RETURN(const Options opts, plugin_options(config_, t->info, Options{}, OptionUse::open));
+    vdkit_ctx ctx = make_ctx(t.get(), &opts);
     uint32_t rc = call_plugin(ctx, t->transport.rename, &ctx, vdkit_str{from.data(), from.size()},
                               vdkit_str{to.data(), to.size()});
     if (rc != VDKIT_OK) return status_from_plugin(ctx, rc, "rename " + from + " to " + to);
@@ -96,8 +98,9 @@ Status Stores::rename_location(const std::string &from, const std::string &to) c
 Result<bool> Stores::location_exists(const std::string &location) const {
     VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(location));
     if (!t->transport.exists) return not_supported("existence checks", t->info.name, location);
-    Options none;
-    vdkit_ctx ctx = make_ctx(t.get(), &none);
+    // The configuration's defaults for the transport (an s3 endpoint and keys).
+    VDKIT_ASSIGN_OR_RETURN(const Options opts, plugin_options(config_, t->info, Options{}, OptionUse::open));
+    vdkit_ctx ctx = make_ctx(t.get(), &opts);
     uint8_t yes = 0;
     uint32_t rc = call_plugin(ctx, t->transport.exists, &ctx, vdkit_str{location.data(), location.size()}, &yes);
     if (rc != VDKIT_OK) return status_from_plugin(ctx, rc, "check " + location);
