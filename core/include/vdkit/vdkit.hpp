@@ -423,8 +423,9 @@ public:
     Status rebase(const std::string &new_parent, const RebaseOptions &options = {});
 
     /// Asynchronous I/O (VDAsyncRead/Write/Flush/Discard): the operation is
-    /// queued and run by the disk's worker threads (four, started on first
-    /// use); `done` is called once, from a worker, with its result, and the
+    /// queued and run on the library's thread pool (at most four of one disk
+    /// at a time); `done` is called once, from a pool thread, with its
+    /// result, and must not wait for another queued operation; the
     /// buffer must stay valid until then. Operations in flight together may
     /// run in any order (do not overlap writes in flight); submit_flush is a
     /// barrier: it runs after everything submitted before it has completed
@@ -505,7 +506,8 @@ struct CopyOptions {
     /// most 128 KiB for a sequential target, whose writer queues its own work).
     size_t buffer_size = 1u << 20;
     /// Workers reading the source and finding zeros at the same time (1..64;
-    /// qemu-img convert -m). 0: one per processor, at least 2 (one reads
+    /// qemu-img convert -m): the calling thread and up to threads-1 tasks on
+    /// the library's thread pool. 0: one per processor, at least 2 (one reads
     /// while the other scans), at most 4 (more only hold buffers waiting for
     /// their turn to write). Peak buffer memory is about threads*buffer_size.
     unsigned threads = 0;
