@@ -16,6 +16,7 @@
 #include "disk/staging.hpp"
 #include "host/host.hpp"
 #include "util/util.hpp"
+#include "io/stores.hpp"
 
 #include <algorithm>
 #include <cerrno>
