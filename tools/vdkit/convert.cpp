@@ -18,17 +18,6 @@ namespace fs = std::filesystem;
 
 namespace vdkit::cli {
 
-std::string file_type_name(unsigned m) {
-    if (S_ISREG(m)) return "a regular file";
-    if (S_ISBLK(m)) return "a block device";
-    if (S_ISCHR(m)) return "a character device";
-    if (S_ISFIFO(m)) return "a fifo (named pipe)";
-    if (S_ISDIR(m)) return "a directory";
-    if (S_ISSOCK(m)) return "a socket";
-    if (S_ISLNK(m)) return "a symlink";
-    return "a special file";
-}
-
 namespace {
 
 

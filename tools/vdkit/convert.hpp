@@ -33,9 +33,6 @@ struct ConvertSpec {
 // errors (kExitUsage); a signal is "interrupted by SIG...".
 ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const ProgressFunction &progress);
 
-// "a block device", "a fifo (named pipe)", ... for a stat(2) st_mode.
-std::string file_type_name(unsigned mode);
-
 // On stderr: a note naming the stale staging directories in `dir` and how
 // to remove them (nothing when there are none). The directories in `except`
 // (the staging directories of the targets about to be converted, which the

@@ -874,6 +874,10 @@ VDKIT_API bool is_generic_extension(std::string_view extension);
 /// The last extension of a path or URL's last component, lower case, without
 /// the dot ("" for none): "dir/Disk.VHD" -> "vhd", "a.b/c" -> "".
 VDKIT_API std::string extension_of(std::string_view location);
+/// What a stat(2) st_mode names, for messages: "a regular file", "a block
+/// device", "a character device", "a fifo (named pipe)", "a directory",
+/// "a socket", "a symlink", else "a special file". Pure; thread-safe.
+VDKIT_API std::string file_type_name(unsigned mode);
 /// Reads exactly len bytes at offset of the file being examined (the caller
 /// of detect_container keeps offset+len within it); I/O errors as Status.
 using ContainerRead = std::function<Status(uint64_t offset, void *buf, size_t len)>;

@@ -37,7 +37,6 @@ namespace fs = std::filesystem;
 namespace vdkit {
 namespace {
 
-using staging::file_type_name;
 using staging::OpenFiles;
 
 bool is_url(const std::string &p) { return p.find("://") != std::string::npos; }
