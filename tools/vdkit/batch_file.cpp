@@ -383,7 +383,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             } else {
                 // The naming rule every new file follows (docs/design/probing.md).
                 if (target && !o.existing_target)
-                    if (const std::string p = written_name_problem(lib, job.spec.target, *s.format); !p.empty())
+                    if (const std::string p = lib.written_name_problem(job.spec.target, *s.format); !p.empty())
                         c.problem(j["target"], who + p);
                 // Each option on its own, so every bad one is reported at its line.
                 for (const auto &[k, v] : s.options) {

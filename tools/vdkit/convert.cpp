@@ -37,10 +37,10 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
     std::error_code same_ec;
     const bool same_file = fs::equivalent(spec.source, spec.target, same_ec);
     if (!given.existing_target && !same_file)
-        if (const std::string problem = written_name_problem(lib, spec.target, given.target_format); !problem.empty())
+        if (const std::string problem = lib.written_name_problem(spec.target, given.target_format); !problem.empty())
             throw CliError(problem + "; nothing was written", kExitUsage);
     if (std::error_code cache_ec; !given.source_cache.empty() && !fs::exists(given.source_cache, cache_ec))
-        if (const std::string problem = new_name_problem(lib, given.source_cache, given.cache_format); !problem.empty())
+        if (const std::string problem = lib.new_name_problem(given.source_cache, given.cache_format); !problem.empty())
             throw CliError("--cache " + problem + " (--cache-format)", kExitUsage);
     ConvertOptions o = given;
     o.progress = [&progress](uint64_t done, uint64_t total) {

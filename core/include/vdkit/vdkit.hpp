@@ -799,6 +799,18 @@ public:
     /// The option combinations convert refuses before touching anything
     /// (INVALID_ARGUMENT naming the option); OK otherwise.
     static Status check_convert_options(const ConvertOptions &options);
+    /// The naming rule for every file vdkit creates (docs/design/probing.md,
+    /// "Naming new files"): empty when a new image of `format` may be called
+    /// `location`, else the message saying why not — its extension
+    /// (naming_extension) names another format, one an installed plugin
+    /// lists or a foreign container's (.qcow2, .vhd, ...). Generic extensions
+    /// (.img) and unknown formats pass. Convert applies it to its target and
+    /// source cache; vdkit create, snapshot and batch too. Thread-safe.
+    std::string new_name_problem(const std::string &location, const std::string &format) const;
+    /// new_name_problem for a file written through `location` (convert and
+    /// batch targets replace the file a symlink points to): the name given
+    /// and, for a symlink, the name of the file it resolves to. Thread-safe.
+    std::string written_name_problem(const std::string &location, const std::string &format) const;
     /// The staging directories (".*.vdkit-partial*") directly in `dir` and
     /// whether a running convert holds each (sorted by path). IO naming the
     /// directory when it cannot be listed.
@@ -874,6 +886,11 @@ VDKIT_API bool is_generic_extension(std::string_view extension);
 /// The last extension of a path or URL's last component, lower case, without
 /// the dot ("" for none): "dir/Disk.VHD" -> "vhd", "a.b/c" -> "".
 VDKIT_API std::string extension_of(std::string_view location);
+/// The extension the naming rule (Library::new_name_problem) judges, lower
+/// case without the dot ("" for none): extension_of the last component after
+/// dropping trailing dots and spaces (Windows and SMB drop them), and a
+/// dotfile ".vmdk" has the extension "vmdk". Pure; thread-safe.
+VDKIT_API std::string naming_extension(std::string_view location);
 /// What a stat(2) st_mode names, for messages: "a regular file", "a block
 /// device", "a character device", "a fifo (named pipe)", "a directory",
 /// "a socket", "a symlink", else "a special file". Pure; thread-safe.

@@ -298,6 +298,18 @@ Status existing_format_problem(const Library &lib, const std::string &target, co
                       "file or a device, or convert without -n into a new file)");
 }
 
+// The naming rule (Library::written_name_problem) for the file convert
+// creates, and for a source cache it would create.
+Status name_problems(const Library &lib, const std::string &target, const ConvertOptions &o) {
+    if (!o.existing_target)
+        if (const std::string problem = lib.written_name_problem(target, o.target_format); !problem.empty())
+            return Status(VDKIT_E_INVALID_ARGUMENT, problem + "; nothing was written");
+    if (std::error_code ec; !o.source_cache.empty() && !fs::exists(o.source_cache, ec))
+        if (const std::string problem = lib.new_name_problem(o.source_cache, o.cache_format); !problem.empty())
+            return Status(VDKIT_E_INVALID_ARGUMENT, "the source cache " + problem + " (cache_format)");
+    return Status::ok();
+}
+
 // The image cannot be a chain's parent: the probe refused it (neutral
 // wording; the advice to open it as raw does not help a parent).
 Status as_parent(const Status &st) {
@@ -458,6 +470,7 @@ Result<ConvertResult> Library::convert(const std::string &source, const std::str
     std::error_code ec;
     if (fs::equivalent(source, target, ec))
         return Status(VDKIT_E_INVALID_ARGUMENT, "source and target are the same file (" + target + ")");
+    VDKIT_TRY(name_problems(*this, target, o));
     Progress progress(o.progress);
     // Before anything is opened: what the target is decides what may be done to it.
     std::string final_target = target;
