@@ -172,7 +172,7 @@ EOF
 expect_exit 2 "batch validation" "$VDKIT" batch jobs.yaml
 says "batch: fifo target at its line" "jobs.yaml:4: job 'onto-fifo': fifo is a fifo (named pipe); a job never replaces one"
 says "batch: target_is_zero" "jobs.yaml:7: job 'zero-without-n': target_is_zero needs existing_target: true"
-says "batch: preallocate with existing_target" "jobs.yaml:12: job 'n-with-options': preallocate only applies when the job creates its target"
+says "batch: preallocate with existing_target" "jobs.yaml:12: job 'n-with-options': preallocate only applies when convert creates the target; with existing_target: true"
 says "batch: missing existing target" "job 'n-missing': nothere.raw does not exist; existing_target: true"
 [ -p fifo ] && [ ! -e x.raw ] && ok || bad "a batch with problems changed something"
 

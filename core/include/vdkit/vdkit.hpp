@@ -634,6 +634,15 @@ struct ConvertResult {
     std::vector<std::string> left_in_place;
 };
 
+/// An option combination Library::convert refuses
+/// (Library::convert_option_problems).
+struct ConvertOptionProblem {
+    /// The ConvertOptions member at fault ("keep_uuid", "backing", ...; the
+    /// first one the message names), so that a tool can point at its line.
+    std::string option;
+    std::string message; // the whole sentence, options spelled as asked
+};
+
 /// A staging directory a convert left behind (Library::convert stages a new
 /// target in ".NAME.vdkit-partial" beside it, holding a marker file it keeps
 /// locked while it runs). Library::staging_dirs lists them; a stale one (its
@@ -797,8 +806,18 @@ public:
     Result<ConvertResult> convert(const std::string &source, const std::string &target,
                                   const ConvertOptions &options) const;
     /// The option combinations convert refuses before touching anything
-    /// (INVALID_ARGUMENT naming the option); OK otherwise.
+    /// (INVALID_ARGUMENT with the first of convert_option_problems, options
+    /// spelled as vdkit convert's flags); OK otherwise.
     static Status check_convert_options(const ConvertOptions &options);
+    /// Every option combination convert refuses, in one order, each with the
+    /// member at fault and a message in which each option is spelled as
+    /// `spell` returns for its ConvertOptions member name ("existing_target",
+    /// "target_options", ...); without `spell`, as vdkit convert's flags
+    /// ("-n", "-o (target format options)"). The one validation behind
+    /// check_convert_options, for tools that take the options under other
+    /// names (batch files). Empty: none. Pure; thread-safe.
+    static std::vector<ConvertOptionProblem> convert_option_problems(
+        const ConvertOptions &options, const std::function<std::string(std::string_view member)> &spell = {});
     /// The naming rule for every file vdkit creates (docs/design/probing.md,
     /// "Naming new files"): empty when a new image of `format` may be called
     /// `location`, else the message saying why not — its extension

@@ -448,20 +448,46 @@ Result<std::optional<uint64_t>> Library::compare_prefix(const Disk &a, const Dis
     return target_difference(a, b, [&](uint64_t pos) { return checks.checkpoint("comparing cancelled", pos, a.size()); });
 }
 
-Status Library::check_convert_options(const ConvertOptions &o) {
-    auto usage = [](const std::string &m) { return Status(VDKIT_E_INVALID_ARGUMENT, m); };
-    if (o.target_format.empty()) return usage("convert needs a target format");
-    if (o.threads > 64) return usage("copy threads must be 1..64 (0: automatic), not " + std::to_string(o.threads));
+std::vector<ConvertOptionProblem> Library::convert_option_problems(
+    const ConvertOptions &o, const std::function<std::string(std::string_view member)> &spell) {
+    // vdkit convert's flags, the default spelling.
+    auto flag = [](std::string_view m) -> std::string {
+        if (m == "target_is_zero") return "--target-is-zero";
+        if (m == "existing_target") return "-n";
+        if (m == "target_options") return "-o (target format options)";
+        if (m == "preallocate") return "--preallocate";
+        if (m == "backing") return "-B";
+        if (m == "keep_uuid") return "--keep-uuid";
+        if (m == "overwrite") return "--overwrite";
+        return std::string(m);
+    };
+    auto name = [&](std::string_view m) { return spell ? spell(m) : flag(m); };
+    std::vector<ConvertOptionProblem> out;
+    auto problem = [&out](std::string_view member, std::string message) {
+        out.push_back(ConvertOptionProblem{std::string(member), std::move(message)});
+    };
+    if (o.target_format.empty()) problem("target_format", "convert needs a target format");
+    if (o.threads > 64) problem("threads", "copy threads must be 1..64 (0: automatic), not " + std::to_string(o.threads));
     if (o.target_is_zero && !o.existing_target)
-        return usage("--target-is-zero needs -n (a target convert creates is always zero)");
-    if (!o.existing_target) return Status::ok();
-    const std::string why = " only applies when convert creates the target; with -n it is written in place";
-    if (!o.target_options.empty()) return usage("-o (target format options)" + why);
-    if (o.preallocate) return usage("--preallocate" + why + " (it is as allocated as it already is)");
-    if (!o.backing.empty()) return usage("-B" + why);
-    if (o.keep_uuid) return usage("--keep-uuid" + why + " (it keeps its own UUID)");
-    if (o.overwrite) return usage("--overwrite does not apply with -n: the target is written in place, never replaced");
-    return Status::ok();
+        problem("target_is_zero", name("target_is_zero") + " needs " + name("existing_target") +
+                                      " (a target convert creates is always zero)");
+    if (!o.existing_target) return out;
+    const std::string why =
+        " only applies when convert creates the target; with " + name("existing_target") + " it is written in place";
+    if (!o.target_options.empty()) problem("target_options", name("target_options") + why);
+    if (o.preallocate) problem("preallocate", name("preallocate") + why + " (it is as allocated as it already is)");
+    if (!o.backing.empty()) problem("backing", name("backing") + why);
+    if (o.keep_uuid) problem("keep_uuid", name("keep_uuid") + why + " (it keeps its own UUID)");
+    if (o.overwrite)
+        problem("overwrite", name("overwrite") + " does not apply with " + name("existing_target") +
+                                 ": the target is written in place, never replaced");
+    return out;
+}
+
+Status Library::check_convert_options(const ConvertOptions &o) {
+    const auto problems = convert_option_problems(o);
+    if (problems.empty()) return Status::ok();
+    return Status(VDKIT_E_INVALID_ARGUMENT, problems.front().message);
 }
 
 Result<ConvertResult> Library::convert(const std::string &source, const std::string &target,
