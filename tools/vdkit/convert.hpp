@@ -29,8 +29,10 @@ struct ConvertSpec {
 // Library::convert with spec.options and `progress` (may be empty), which
 // also stops the convert on a cancel signal. Throws CliError (naming the
 // source or target) on failure; the final name is then untouched. Options
-// that cannot go together, and a target that cannot be one, are usage
-// errors (kExitUsage); a signal is "interrupted by SIG...".
+// that cannot go together, and a target that cannot be one
+// (Library::check_convert), are usage errors (kExitUsage); every other
+// failure, an image's content included, is kExitError; a signal is
+// "interrupted by SIG...".
 ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const ProgressFunction &progress);
 
 // On stderr: a note naming the stale staging directories in `dir` and how

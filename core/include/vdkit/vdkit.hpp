@@ -818,6 +818,19 @@ public:
     /// names (batch files). Empty: none. Pure; thread-safe.
     static std::vector<ConvertOptionProblem> convert_option_problems(
         const ConvertOptions &options, const std::function<std::string(std::string_view member)> &spell = {});
+    /// The refusals of convert that are about its arguments, made before the
+    /// job starts and without writing anything: check_convert_options,
+    /// source and target the same file, a target name that breaks the
+    /// naming rule (written_name_problem; with existing_target not applied)
+    /// or names a directory, a new source cache named for another format, an
+    /// existing target of another format (existing_target), and a target
+    /// that is a file of the source's chain (the source is opened to learn
+    /// them, shared and read-only; a source that does not open is left to
+    /// convert to report). INVALID_ARGUMENT naming what is wrong; OK
+    /// otherwise. Convert makes the same checks; a tool calls this first to
+    /// tell a usage error from a failure of the job (the CLI's exit 2 and
+    /// 1). Thread-safe.
+    Status check_convert(const std::string &source, const std::string &target, const ConvertOptions &options) const;
     /// The naming rule for every file vdkit creates (docs/design/probing.md,
     /// "Naming new files"): empty when a new image of `format` may be called
     /// `location`, else the message saying why not — its extension

@@ -490,6 +490,35 @@ Status Library::check_convert_options(const ConvertOptions &o) {
     return Status(VDKIT_E_INVALID_ARGUMENT, problems.front().message);
 }
 
+Status Library::check_convert(const std::string &source, const std::string &target, const ConvertOptions &o) const {
+    VDKIT_TRY(check_convert_options(o));
+    std::error_code ec;
+    if (fs::equivalent(source, target, ec))
+        return Status(VDKIT_E_INVALID_ARGUMENT, "source and target are the same file (" + target + ")");
+    VDKIT_TRY(name_problems(*this, target, o));
+    if (is_url(target)) return Status::ok();
+    // Other refusals of the target (missing, busy, existing without
+    // overwrite...) are the job's failures, which convert reports.
+    auto final_target = check_target(target, o);
+    if (!final_target) return final_target.status().code() == VDKIT_E_INVALID_ARGUMENT ? final_target.status() : Status::ok();
+    if (o.existing_target) VDKIT_TRY(existing_format_problem(*this, target, o.target_format));
+    OpenOptions oo;
+    oo.format = o.source_format;
+    oo.filters = o.source_filters;
+    oo.force_share = true; // only to learn its files: never disturbs, or waits for, a writer
+    oo.lock = false;
+    std::unique_lock<std::mutex> window(g_fd_window);
+    const auto before = open_fds();
+    auto opened = open(source, oo);
+    if (!opened) return Status::ok(); // convert reports it, as the job's failure
+    const OpenFiles source_files = source_chain_files(**opened, before);
+    window.unlock();
+    auto refused = refuse_source_files(*this, *final_target, o.target_format, o.existing_target, source_files);
+    (*opened)->close().ignore();
+    if (!refused && refused.status().code() == VDKIT_E_INVALID_ARGUMENT) return refused.status();
+    return Status::ok();
+}
+
 Result<ConvertResult> Library::convert(const std::string &source, const std::string &target,
                                        const ConvertOptions &o) const {
     VDKIT_TRY(check_convert_options(o));
