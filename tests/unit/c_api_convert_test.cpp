@@ -276,14 +276,22 @@ TEST_CASE("vdkit_convert refuses bad options before touching anything", "[c-api]
         refused(&o, src.c_str(), t.c_str(), "would be written as vmdk");
     }
     {
-        const std::string link = dir / "link.vmdk";
+        // The link names the file it replaces (with overwrite): real.vdi.
+        const std::string link = dir / "link.vmdk", real = dir / "real.vdi";
+        std::ofstream(real).put('x');
         std::error_code ec;
-        fs::create_symlink(dir / "real.vdi", link, ec);
+        fs::create_symlink(real, link, ec);
         REQUIRE_FALSE(ec);
         CHECK(vdkit_convert(lib, src.c_str(), link.c_str(), &o, nullptr, &err) == VDKIT_E_INVALID_ARGUMENT);
         CHECK(std::strstr(err.message, "is a symlink to") != nullptr);
         CHECK(std::strstr(err.message, "would be written as vmdk") != nullptr);
+        vdkit_convert_options replace = o;
+        replace.flags |= VDKIT_CONVERT_OVERWRITE;
+        CHECK(vdkit_convert(lib, src.c_str(), link.c_str(), &replace, nullptr, &err) == VDKIT_E_INVALID_ARGUMENT);
+        CHECK(std::strstr(err.message, "is a symlink to") != nullptr);
+        CHECK(fs::file_size(real) == 1); // nothing written
         fs::remove(link);
+        fs::remove(real);
     }
     vdkit_convert_options raw = options_for("raw");
     refused(&raw, src.c_str(), (dir / "out.vmdk").c_str(), "would be written as raw");
