@@ -227,6 +227,35 @@ EOF
     && grep -q "steps-bad.yaml:3: .*source .*out/u-1.vdi does not exist and no earlier job makes it" out.txt \
     && ok || bad "steps batch: a source made only by a later job: $(cat out.txt)"
 
+# 5c. More jobs than threads, each a multi-worker convert, with chains (a job
+#     whose source is an earlier job's target): the jobs' pool never holds a
+#     job waiting for another (a dependent is queued when its source's job
+#     ends), and each convert finishes on its own thread even when the
+#     library's pool is busy with the others' workers (docs/design/threads.md).
+#     Under a time limit: a design that waits would hang here.
+{
+    echo "version: 1"
+    echo "defaults: {threads: 4}"
+    echo "jobs:"
+    for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+        echo "  - {name: p$i, source: disks/web.img, source_format: raw, target: out/p-$i.vdi, format: vdi}"
+        echo "  - {name: q$i, source: out/p-$i.vdi, target: out/q-$i.vmdk, format: vmdk}"
+    done
+} > many.yaml
+timeout 300 "$VDKIT" batch -j 3 many.yaml > out.txt 2>&1; rc=$?
+[ "$rc" -eq 0 ] && grep -q "24 jobs: 24 converted, 0 skipped, 0 failed" out.txt && ok \
+    || bad "many jobs on 3 threads: exit $rc (124: timed out): $(tail -5 out.txt)"
+for i in 1 7 12; do
+    qemu-img compare -q -F raw out/q-$i.vmdk disks/web.img && ok || bad "many jobs: out/q-$i.vmdk differs for qemu-img"
+done
+order_ok=1
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+    # A chained job ran only after the job making its source had ended.
+    p=$(grep -n "] p$i: converted" out.txt | cut -d: -f1); q=$(grep -n "] q$i: converted" out.txt | cut -d: -f1)
+    [ -n "$p" ] && [ -n "$q" ] && [ "$p" -lt "$q" ] || order_ok=0
+done
+[ "$order_ok" = 1 ] && ok || bad "many jobs: a chained job ended before the job making its source: $(cat out.txt)"
+
 # 6. A state file that cannot be written (here a directory stands in its
 #    way) does not fail a finished job; the job says so.
 cat > nostate.yaml <<'EOF'

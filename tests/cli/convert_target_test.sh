@@ -172,7 +172,7 @@ EOF
 expect_exit 2 "batch validation" "$VDKIT" batch jobs.yaml
 says "batch: fifo target at its line" "jobs.yaml:4: job 'onto-fifo': fifo is a fifo (named pipe); a job never replaces one"
 says "batch: target_is_zero" "jobs.yaml:7: job 'zero-without-n': target_is_zero needs existing_target: true"
-says "batch: preallocate with existing_target" "jobs.yaml:12: job 'n-with-options': preallocate only applies when the job creates its target"
+says "batch: preallocate with existing_target" "jobs.yaml:12: job 'n-with-options': preallocate only applies when convert creates the target; with existing_target: true"
 says "batch: missing existing target" "job 'n-missing': nothere.raw does not exist; existing_target: true"
 [ -p fifo ] && [ ! -e x.raw ] && ok || bad "a batch with problems changed something"
 
@@ -323,5 +323,30 @@ jobs:
 EOF
 expect_exit 0 "batch --check: one job" "$VDKIT" batch --check sure.yaml
 says "batch --check: 1 job" "sure.yaml: 1 job, no problems"
+
+# ---- exit codes: 2 for what convert cannot do as asked, 1 for a failed job ----
+# The CLI asks the library which refusals are about convert's arguments
+# (Library::check_convert); every other failure exits 1, whatever its status
+# code — INVALID_ARGUMENT from an image's own content included (a backing
+# image of another size, a parent or source that is a fifo).
+qemu-img create -q -f vdi small-base.vdi 4M
+expect_exit 1 "-B: a backing image of another virtual size" "$VDKIT" convert -f vdi -O vdi -B small-base.vdi src.vdi sized.vdi
+says "backing size named" "must have its parent's size"
+[ ! -e sized.vdi ] && ok || bad "a refused backing left a target"
+qemu-img create -q -f vdi lnk-base.vdi 8M
+"$VDKIT" create -f vdi -b lnk-base.vdi lnk-top.vdi > /dev/null
+rm lnk-base.vdi && mkfifo lnk-base.vdi
+expect_exit 1 "a source whose backing image is a fifo" "$VDKIT" convert -O raw lnk-top.vdi lnk.raw
+says "fifo backing named" "lnk-base.vdi"
+rm -f lnk-base.vdi lnk-top.vdi
+mkfifo src-fifo
+expect_exit 1 "a source that is a fifo" "$VDKIT" convert -f raw -O raw src-fifo fifo-out.raw
+says "fifo source named" "src-fifo"
+rm -f src-fifo
+# ... while the arguments' own problems stay usage errors (exit 2).
+expect_exit 2 "a target named for another format" "$VDKIT" convert -f vdi -O raw src.vdi misnamed.vmdk
+says "naming rule named" "misnamed.vmdk: its extension '.vmdk' names the vmdk format"
+expect_exit 2 "create-only options with -n" "$VDKIT" convert -n --keep-uuid -f vdi -O raw src.vdi t.raw
+says "-n --keep-uuid named" "--keep-uuid only applies when convert creates the target"
 
 finish

@@ -265,6 +265,43 @@ TEST_CASE("vdkit_convert refuses bad options before touching anything", "[c-api]
     refused(&filters, src.c_str(), dst.c_str(), "no filter name");
     refused(&o, src.c_str(), src.c_str(), "the same file");
     refused(&o, src.c_str(), (dir.path().string() + "/").c_str(), "naming a directory");
+    // The naming rule (Library::written_name_problem) is the library's: a
+    // new target whose extension names another format than the one written
+    // is refused, for a plugin's extension (.vdi), a foreign container's
+    // (.qcow2, .vhd), also when written through a symlink, and whatever the
+    // case or trailing dots; generic and matching names pass.
+    for (const char *name : {"out.vdi", "out.qcow2", "out.VHD", "out.vdi.", ".vdi"}) {
+        const std::string t = dir / name;
+        INFO("target " << t);
+        refused(&o, src.c_str(), t.c_str(), "would be written as vmdk");
+    }
+    {
+        // The link names the file it replaces (with overwrite): real.vdi.
+        const std::string link = dir / "link.vmdk", real = dir / "real.vdi";
+        std::ofstream(real).put('x');
+        std::error_code ec;
+        fs::create_symlink(real, link, ec);
+        REQUIRE_FALSE(ec);
+        CHECK(vdkit_convert(lib, src.c_str(), link.c_str(), &o, nullptr, &err) == VDKIT_E_INVALID_ARGUMENT);
+        CHECK(std::strstr(err.message, "is a symlink to") != nullptr);
+        CHECK(std::strstr(err.message, "would be written as vmdk") != nullptr);
+        vdkit_convert_options replace = o;
+        replace.flags |= VDKIT_CONVERT_OVERWRITE;
+        CHECK(vdkit_convert(lib, src.c_str(), link.c_str(), &replace, nullptr, &err) == VDKIT_E_INVALID_ARGUMENT);
+        CHECK(std::strstr(err.message, "is a symlink to") != nullptr);
+        CHECK(fs::file_size(real) == 1); // nothing written
+        fs::remove(link);
+        fs::remove(real);
+    }
+    vdkit_convert_options raw = options_for("raw");
+    refused(&raw, src.c_str(), (dir / "out.vmdk").c_str(), "would be written as raw");
+    for (const char *fine : {"fine.vmdk", "fine.img"}) {
+        const std::string t = dir / fine;
+        INFO("target " << t);
+        vdkit_convert_options ok = o;
+        CHECK(vdkit_convert(lib, src.c_str(), t.c_str(), &ok, nullptr, &err) == VDKIT_OK);
+        fs::remove(t);
+    }
     // A source that does not exist: NOT_FOUND, nothing made.
     CHECK(vdkit_convert(lib, (dir / "nope.vdi").c_str(), dst.c_str(), &o, nullptr, &err) == VDKIT_E_NOT_FOUND);
     CHECK(names_in(dir.path()) == before);

@@ -3,8 +3,15 @@
 // written; sequential targets get their writes in order; errors and cancels
 // stop every worker.
 #include "test_support.hpp"
+#include "util/executor.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <thread>
 #include <fstream>
 #include <filesystem>
 
@@ -214,6 +221,72 @@ TEST_CASE("copy refuses bad thread counts and stops every worker on cancel", "[c
         INFO("calls " << calls.load() << " of " << whole.load() << ", done " << last_done.load() << " of " << total.load());
         CHECK(calls.load() < whole.load());
         CHECK(last_done.load() < total.load());
+    }
+}
+
+// More copies at once than the core's pool has threads, each with several
+// in-order workers: once from plain threads, once from tasks on the pool
+// itself (as a completion callback or another embedder's pool task would),
+// so every pool thread is a copy's caller. A design whose workers wait for
+// their turn to write, or whose caller waits for its queued helpers, hangs
+// here; this one must finish every copy, byte for byte, within the limit.
+TEST_CASE("many concurrent multi-worker copies finish, also when every pool thread runs one", "[copy][threads]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    const auto model = make_source(*lib, dir / "src.vdi");
+    const unsigned pool = util::pool_threads();
+    REQUIRE(pool >= 1);
+    const unsigned copies = pool + 4;
+    for (bool on_pool : {false, true}) {
+        INFO((on_pool ? "copies started on the pool, " : "copies started on their own threads, ") << copies
+                                                                                                  << " copies, pool of " << pool);
+        std::vector<std::string> paths;
+        for (unsigned i = 0; i < copies; ++i)
+            paths.push_back(dir / ("c" + std::to_string(on_pool) + "_" + std::to_string(i) + ".img"));
+        std::mutex mu;
+        std::condition_variable cv;
+        unsigned ended = 0;
+        std::vector<Status> results(copies, Status::ok());
+        auto copy_one = [&, &lib_ref = *lib](unsigned i) {
+            Status st = Status::ok();
+            auto src = lib_ref.open(dir / "src.vdi", OpenOptions{});
+            auto dst = lib_ref.create_image(paths[i], test::create_opts("raw", kSize));
+            if (!src) st = src.status();
+            else if (!dst) st = dst.status();
+            else {
+                CopyOptions o;
+                o.threads = 4;
+                o.buffer_size = 64 << 10; // many jobs, so workers overtake each other
+                st = lib_ref.copy(**src, **dst, o);
+                if (st) st = (*dst)->close();
+            }
+            std::lock_guard lock(mu);
+            results[i] = st;
+            ++ended;
+            cv.notify_all();
+        };
+        std::vector<std::thread> threads;
+        for (unsigned i = 0; i < copies; ++i) {
+            if (on_pool)
+                REQUIRE(util::post([&copy_one, i] { copy_one(i); }));
+            else
+                threads.emplace_back(copy_one, i);
+        }
+        std::unique_lock lock(mu);
+        if (!cv.wait_for(lock, std::chrono::minutes(3), [&] { return ended == copies; })) {
+            // Hung: joining would hang the test run too.
+            std::cerr << "copy_test: " << copies - ended << " of " << copies << " concurrent copies did not finish ("
+                      << (on_pool ? "on the pool" : "on threads") << ")\n";
+            std::_Exit(3);
+        }
+        lock.unlock();
+        for (auto &t : threads) t.join();
+        for (unsigned i = 0; i < copies; ++i) {
+            INFO("copy " << i);
+            REQUIRE_OK(results[i]);
+            auto back = test::open_disk(*lib, paths[i]);
+            CHECK(test::first_difference(*back, model) == "equal");
+        }
     }
 }
 

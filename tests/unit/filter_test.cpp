@@ -2,6 +2,7 @@
 // silently passed to the layer below.
 #include "host/host.hpp"
 #include "io/plugin_stores.hpp"
+#include "io/stores.hpp"
 #include "test_support.hpp"
 
 using namespace vdkit;

@@ -13,19 +13,19 @@
 #include "progress.hpp"
 #include "signals.hpp"
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
-#include <thread>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -265,7 +265,7 @@ class BatchCommand : public Command {
         std::vector<Outcome> outcomes(n);
         std::vector<std::atomic<uint64_t>> permille(n); // progress of each job, 0..1000
         std::vector<std::atomic<uint64_t>> bytes(n);    // source data each job has copied
-        std::atomic<size_t> next{0}, finished{0};
+        std::atomic<size_t> finished{0};
         std::mutex out_mu;
         ProgressBar bar(progress_, "batch ");
         // Job lines go to stdout, the bar to stderr: on one terminal, clear the bar's line first.
@@ -279,57 +279,61 @@ class BatchCommand : public Command {
             std::lock_guard lock(out_mu);
             bar.update_fraction(static_cast<double>(sum) / static_cast<double>(1000 * n), copied);
         };
-        // Jobs start in file order, so a job's source or backing job (always
-        // earlier) has started when it waits for it: no deadlock.
-        std::vector<char> ended(n, 0);
-        std::condition_variable ended_cv;
-        auto worker = [&] {
-            for (size_t i; (i = next++) < n;) {
-                const BatchJob &job = file.jobs[i];
-                Outcome &o = outcomes[i];
-                for (const auto &first : {job.source_from, job.after})
-                    if (first) {
-                        std::unique_lock lock(out_mu);
-                        ended_cv.wait(lock, [&] { return ended[*first] != 0; });
-                    }
-                const auto t0 = std::chrono::steady_clock::now();
-                if (cancel_requested()) {
-                    // Stopped by Ctrl-C, SIGTERM, ...: what has not started does not start.
-                    o.message = "not started: interrupted by " + signal_name(cancel_signal());
-                } else {
-                    try {
-                        if (job.source_from && outcomes[*job.source_from].status == "failed")
-                            throw CliError("its source comes from job '" + file.jobs[*job.source_from].name +
-                                           "', which failed");
-                        if (job.after && outcomes[*job.after].status == "failed")
-                            throw CliError("its backing image comes from job '" + file.jobs[*job.after].name +
-                                           "', which failed");
-                        run_job(lib, job, state, o, [&](uint64_t done, uint64_t total) {
-                            permille[i] = total ? done * 1000 / total : 1000;
-                            bytes[i] = done;
-                            show_progress();
-                            return !cancel_requested();
-                        });
-                    } catch (const std::exception &e) {
-                        o.status = "failed";
-                        o.message = e.what();
-                    }
+        // Jobs run on a pool of `parallel` threads (Boost.Asio). A job is
+        // queued only once the jobs it needs (its source or backing job,
+        // always earlier in the file) have ended, by the last of them to end:
+        // no job ever waits for another on a pool thread, so no number of
+        // jobs can fill the pool with waiters (docs/design/threads.md).
+        // Each job blocks its thread for its whole convert; the core's own
+        // pool (the convert's workers) is separate from this one.
+        std::vector<std::vector<size_t>> dependents(n);
+        std::vector<unsigned> waiting_for(n, 0); // guarded by out_mu
+        for (size_t i = 0; i < n; ++i)
+            for (const auto &first : {file.jobs[i].source_from, file.jobs[i].after})
+                if (first) {
+                    dependents[*first].push_back(i);
+                    ++waiting_for[i];
                 }
-                o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-                permille[i] = 1000;
-                show_progress();
-                std::lock_guard lock(out_mu);
-                std::cout << (clear_line ? "\r\033[K" : "") << "[" << ++finished << "/" << n << "] " << job.name
-                          << ": " << o.status << (o.message.empty() ? "" : ": " + o.message) << "\n"
-                          << std::flush;
-                ended[i] = 1;
-                ended_cv.notify_all();
+        boost::asio::thread_pool pool(std::min<size_t>(file.parallel, n));
+        std::function<void(size_t)> run_one = [&](size_t i) {
+            const BatchJob &job = file.jobs[i];
+            Outcome &o = outcomes[i];
+            const auto t0 = std::chrono::steady_clock::now();
+            if (cancel_requested()) {
+                // Stopped by Ctrl-C, SIGTERM, ...: what has not started does not start.
+                o.message = "not started: interrupted by " + signal_name(cancel_signal());
+            } else {
+                try {
+                    if (job.source_from && outcomes[*job.source_from].status == "failed")
+                        throw CliError("its source comes from job '" + file.jobs[*job.source_from].name +
+                                       "', which failed");
+                    if (job.after && outcomes[*job.after].status == "failed")
+                        throw CliError("its backing image comes from job '" + file.jobs[*job.after].name +
+                                       "', which failed");
+                    run_job(lib, job, state, o, [&](uint64_t done, uint64_t total) {
+                        permille[i] = total ? done * 1000 / total : 1000;
+                        bytes[i] = done;
+                        show_progress();
+                        return !cancel_requested();
+                    });
+                } catch (const std::exception &e) {
+                    o.status = "failed";
+                    o.message = e.what();
+                }
             }
+            o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            permille[i] = 1000;
+            show_progress();
+            std::lock_guard lock(out_mu);
+            std::cout << (clear_line ? "\r\033[K" : "") << "[" << ++finished << "/" << n << "] " << job.name << ": "
+                      << o.status << (o.message.empty() ? "" : ": " + o.message) << "\n"
+                      << std::flush;
+            for (size_t d : dependents[i])
+                if (--waiting_for[d] == 0) boost::asio::post(pool, [&run_one, d] { run_one(d); });
         };
-        std::vector<std::thread> threads;
-        for (unsigned t = 1; t < std::min<size_t>(file.parallel, n); ++t) threads.emplace_back(worker);
-        worker();
-        for (auto &t : threads) t.join();
+        for (size_t i = 0; i < n; ++i)
+            if (waiting_for[i] == 0) boost::asio::post(pool, [&run_one, i] { run_one(i); });
+        pool.join();
         bar.finish();
 
         size_t converted = 0, skipped = 0, failed = 0;

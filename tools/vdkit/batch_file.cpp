@@ -343,19 +343,19 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
                                            (S_ISBLK(st.st_mode) ? " (existing_target: true writes into it)" : ""));
             }
         }
-        if (o.target_is_zero && !o.existing_target)
-            c.problem(line, who + "target_is_zero needs existing_target: true (a target a job creates is always zero)");
-        if (o.existing_target) {
-            // Settings that only apply when the job creates its target.
-            const std::string why = " only applies when the job creates its target; existing_target: true writes "
-                                    "into it in place";
-            if (!s.options.empty()) c.problem(line, who + "options" + why);
-            if (o.preallocate) c.problem(line, who + "preallocate" + why);
-            if (j["backing"]) c.problem(Checker::line(j["backing"]), who + "backing" + why);
-            if (o.keep_uuid) c.problem(line, who + "keep_uuid" + why);
-            if (o.overwrite)
-                c.problem(line, who + "overwrite does not apply with existing_target: true (the target is written in "
-                                      "place, never replaced)");
+        {
+            // The library's one validation of convert's option combinations,
+            // spelled as the job file spells them, each at its line.
+            ConvertOptions combination = o;
+            combination.target_options = s.options;
+            if (j["backing"]) combination.backing = "-"; // read below; only whether it is given counts here
+            combination.target_format = "-"; // a missing format is reported above
+            for (const auto &p : Library::convert_option_problems(combination, [](std::string_view member) {
+                     if (member == "existing_target") return std::string("existing_target: true");
+                     if (member == "target_options") return std::string("options");
+                     return std::string(member);
+                 }))
+                c.problem(p.option == "backing" ? Checker::line(j["backing"]) : line, who + p.message);
         }
         if (auto n = j["backing"]) {
             if (auto v = c.text(n, "backing")) {
@@ -383,7 +383,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             } else {
                 // The naming rule every new file follows (docs/design/probing.md).
                 if (target && !o.existing_target)
-                    if (const std::string p = written_name_problem(lib, job.spec.target, *s.format); !p.empty())
+                    if (const std::string p = lib.written_name_problem(job.spec.target, *s.format); !p.empty())
                         c.problem(j["target"], who + p);
                 // Each option on its own, so every bad one is reported at its line.
                 for (const auto &[k, v] : s.options) {

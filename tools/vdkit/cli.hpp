@@ -125,25 +125,12 @@ uint64_t parse_size_arg(const std::string &text);
 // The format of a new file named `path` (docs/cli.md, "The format of a new
 // file"): -f (`given`), else the format path's extension names, else
 // `fallback`, else the format a generic extension (.img) is listed by, else
-// a usage error; a choice new_name_problem objects to is a usage error.
+// a usage error; a choice Library::new_name_problem objects to is a usage error.
 // The format whose plugin (alone) lists path's extension; empty: none, or a
 // generic extension (.img, .bin, .dd: vdkit::is_generic_extension).
 std::string format_for(const Library &lib, const std::string &path);
-// The one naming rule for every file vdkit creates (create, snapshot,
-// convert's target and cache, batch targets; docs/design/probing.md,
-// "Naming new files"): empty when a new `format` image may be called `path`,
-// else the message saying why not — its extension names another format
-// (one an installed plugin lists, or a foreign container's: .qcow2, .vhd,
-// ...). Generic extensions and unknown formats pass.
-std::string new_name_problem(const Library &lib, const std::string &path, const std::string &format);
-// new_name_problem for a file that is written through a symlink `path` names
-// (convert and batch targets replace the file a link points to): judges the
-// name given and, for a symlink, the name of the file it resolves to.
-std::string written_name_problem(const Library &lib, const std::string &path, const std::string &format);
-// The extension the naming rule judges (lower case, no dot; "" for none):
-// trailing dots and spaces are dropped first (Windows and SMB drop them) and
-// a dotfile ".vmdk" has the extension "vmdk".
-std::string naming_extension(const std::string &path);
+// The naming rule for new files is the library's: Library::new_name_problem,
+// Library::written_name_problem and vdkit::naming_extension.
 // The foreign container (or VDI/VMDK) whose signature the regular file at
 // `path` carries (vdkit::detect_container), if any; unreadable: none.
 std::optional<ContainerMatch> container_of_file(const std::string &path);

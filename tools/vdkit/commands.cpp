@@ -81,73 +81,11 @@ std::vector<std::string> claimants(const Library &lib, const std::string &ext) {
 
 } // namespace
 
-std::string naming_extension(const std::string &path) {
-    if (path.find("://") != std::string::npos) return extension_of(path);
-    const size_t slash = path.find_last_of('/');
-    std::string last = slash == std::string::npos ? path : path.substr(slash + 1);
-    // Windows and SMB servers drop trailing dots and spaces: "d.vmdk. " is d.vmdk there.
-    while (!last.empty() && (last.back() == '.' || last.back() == ' ')) last.pop_back();
-    // A dotfile named for a format (".vmdk") is that format's name to every tool that goes by it.
-    if (last.size() > 1 && last[0] == '.' && last.find('.', 1) == std::string::npos) last = "x" + last;
-    return extension_of(last);
-}
-
 std::string format_for(const Library &lib, const std::string &path) {
     const std::string ext = naming_extension(path);
     if (is_generic_extension(ext)) return {};
     const auto claim = claimants(lib, ext);
     return claim.size() == 1 ? claim[0] : std::string();
-}
-
-namespace {
-
-// Whether an installed format plugin called `name` can create images.
-bool can_create(const Library &lib, std::string_view name) {
-    auto info = lib.plugin(PluginKind::format, std::string(name));
-    return info && (info->has(VDKIT_CAP_CREATE_FIXED) || info->has(VDKIT_CAP_CREATE_DYNAMIC));
-}
-
-} // namespace
-
-std::string new_name_problem(const Library &lib, const std::string &path, const std::string &format) {
-    const std::string ext = naming_extension(path);
-    if (ext.empty() || is_generic_extension(ext)) return {};
-    if (!lib.plugin(PluginKind::format, format)) return {}; // an unknown format is the library's error
-    auto same = [&format](std::string_view name) { return iequals(name, format); };
-    std::string named;
-    bool writable = false; // whether vdkit could write the format the name says instead
-    const auto claim = claimants(lib, ext);
-    if (!claim.empty() && std::none_of(claim.begin(), claim.end(), same)) {
-        named = claim[0];
-        writable = can_create(lib, named);
-    }
-    if (named.empty() && claim.empty())
-        if (const ContainerKind *c = container_by_extension(ext))
-            if (std::none_of(c->aliases.begin(), c->aliases.end(), same)) {
-                named = std::string(c->title);
-                for (std::string_view a : c->aliases)
-                    if (can_create(lib, a)) writable = true;
-            }
-    if (named.empty()) return {};
-    std::string suggestion = "img";
-    if (auto info = lib.plugin(PluginKind::format, format); info && !info->extensions.empty())
-        suggestion = info->extensions.front();
-    return path + ": its extension '." + ext + "' names the " + named + " format, but it would be written as " +
-           format + "; tools that go by the name, and vdkit's probe for a file no plugin recognises, would take it "
-                    "for " + named + " or refuse it (name it for " + format + ", e.g. ." + suggestion +
-           (writable ? ", or write " + named : std::string()) + ")";
-}
-
-std::string written_name_problem(const Library &lib, const std::string &path, const std::string &format) {
-    if (std::string problem = new_name_problem(lib, path, format); !problem.empty()) return problem;
-    std::error_code ec;
-    if (path.find("://") != std::string::npos || !std::filesystem::is_symlink(path, ec)) return {};
-    // The link is followed and the file it names is replaced: that file's name counts too.
-    const std::filesystem::path real = std::filesystem::weakly_canonical(path, ec);
-    if (ec) return {};
-    if (std::string problem = new_name_problem(lib, real.string(), format); !problem.empty())
-        return path + " is a symlink to " + real.string() + ", the file that would be written; " + problem;
-    return {};
 }
 
 std::optional<ContainerMatch> container_of_file(const std::string &path) {
@@ -171,10 +109,10 @@ std::optional<ContainerMatch> container_of_file(const std::string &path) {
 std::string rename_name_problem(const Library &lib, const std::string &from, const std::string &to) {
     // The same extension names nothing new (mv d.vmdk old/d.vmdk of a misnamed file is allowed).
     if (naming_extension(from) == naming_extension(to)) return {};
-    if (auto format = lib.probe(from); format) return new_name_problem(lib, to, *format);
+    if (auto format = lib.probe(from); format) return lib.new_name_problem(to, *format);
     // The probe refuses it: judged as what it is, a foreign container or raw.
     const auto found = container_of_file(from);
-    if (!found) return new_name_problem(lib, to, "raw");
+    if (!found) return lib.new_name_problem(to, "raw");
     const ContainerKind &c = *found->container;
     const std::string ext = naming_extension(to);
     if (ext.empty() || is_generic_extension(ext)) return {};
@@ -211,7 +149,7 @@ std::string new_file_format(const Library &lib, const std::string &path, const s
                            "; name it with -f",
                        kExitUsage);
     }
-    if (const std::string problem = new_name_problem(lib, path, chosen); !problem.empty())
+    if (const std::string problem = lib.new_name_problem(path, chosen); !problem.empty())
         throw CliError(problem, kExitUsage);
     return chosen;
 }

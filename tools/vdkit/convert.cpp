@@ -18,17 +18,6 @@ namespace fs = std::filesystem;
 
 namespace vdkit::cli {
 
-std::string file_type_name(unsigned m) {
-    if (S_ISREG(m)) return "a regular file";
-    if (S_ISBLK(m)) return "a block device";
-    if (S_ISCHR(m)) return "a character device";
-    if (S_ISFIFO(m)) return "a fifo (named pipe)";
-    if (S_ISDIR(m)) return "a directory";
-    if (S_ISSOCK(m)) return "a socket";
-    if (S_ISLNK(m)) return "a symlink";
-    return "a special file";
-}
-
 namespace {
 
 
@@ -42,17 +31,10 @@ std::string mib(uint64_t bytes) {
 
 ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const ProgressFunction &progress) {
     const ConvertOptions &given = spec.options;
-    check(Library::check_convert_options(given), kExitUsage);
-    // Every file convert creates is named for the format written into it
-    // (source = target is refused by Library::convert first, naming that).
-    std::error_code same_ec;
-    const bool same_file = fs::equivalent(spec.source, spec.target, same_ec);
-    if (!given.existing_target && !same_file)
-        if (const std::string problem = written_name_problem(lib, spec.target, given.target_format); !problem.empty())
-            throw CliError(problem + "; nothing was written", kExitUsage);
-    if (std::error_code cache_ec; !given.source_cache.empty() && !fs::exists(given.source_cache, cache_ec))
-        if (const std::string problem = new_name_problem(lib, given.source_cache, given.cache_format); !problem.empty())
-            throw CliError("--cache " + problem + " (--cache-format)", kExitUsage);
+    // What cannot be converted as asked (options, the target's name or kind,
+    // the source's own files as the target) is a usage error, exit 2; the
+    // library's one check of convert's arguments says which.
+    check(lib.check_convert(spec.source, spec.target, given), kExitUsage);
     ConvertOptions o = given;
     o.progress = [&progress](uint64_t done, uint64_t total) {
         if (cancel_requested()) return false;
@@ -63,10 +45,10 @@ ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const Progres
         const Status &st = converted.status();
         // Cancelled by a signal: "interrupted by SIG...: what was (not) written".
         if (st.code() == VDKIT_E_CANCELLED) throw_if_cancelled(st.message());
-        // What cannot be converted as asked (options, the target named, the
-        // source's own files as the target) is a usage error.
-        const int code = st.code() == VDKIT_E_INVALID_ARGUMENT ? kExitUsage : kExitError;
-        check(share_advice(raw_advice(st, spec.raw_advice), spec.force_share_advice), code);
+        // Anything else failed the job, whatever its code: an image that
+        // does not open (INVALID_ARGUMENT from its content included), a
+        // target that cannot be written, ... exit 1.
+        check(share_advice(raw_advice(st, spec.raw_advice), spec.force_share_advice), kExitError);
     }
     ConvertResult result = std::move(converted).value();
     for (const auto &path : result.left_in_place)

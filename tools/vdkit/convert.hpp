@@ -29,12 +29,11 @@ struct ConvertSpec {
 // Library::convert with spec.options and `progress` (may be empty), which
 // also stops the convert on a cancel signal. Throws CliError (naming the
 // source or target) on failure; the final name is then untouched. Options
-// that cannot go together, and a target that cannot be one, are usage
-// errors (kExitUsage); a signal is "interrupted by SIG...".
+// that cannot go together, and a target that cannot be one
+// (Library::check_convert), are usage errors (kExitUsage); every other
+// failure, an image's content included, is kExitError; a signal is
+// "interrupted by SIG...".
 ConvertResult convert_image(Library &lib, const ConvertSpec &spec, const ProgressFunction &progress);
-
-// "a block device", "a fifo (named pipe)", ... for a stat(2) st_mode.
-std::string file_type_name(unsigned mode);
 
 // On stderr: a note naming the stale staging directories in `dir` and how
 // to remove them (nothing when there are none). The directories in `except`

@@ -385,9 +385,10 @@ typedef struct vdkit_check_summary {
 VDKIT_API vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn finding, void *opaque,
                               vdkit_check_summary *summary, vdkit_error *err);
 
-/// Called once when an asynchronous operation ends, from one of the disk's
-/// worker threads, with its result and a message ("" on success; valid
-/// during the call only). It must not close the disk or drain it.
+/// Called once when an asynchronous operation ends, from a thread of the
+/// library's pool, with its result and a message ("" on success; valid
+/// during the call only). It must not close the disk or drain it, nor wait
+/// for another queued operation.
 typedef void (*vdkit_completion_fn)(void *opaque, vdkit_status status, const char *message);
 /// Asynchronous read (VDAsyncRead; Disk::submit_read): queued for the disk's
 /// workers; buf (caller-owned, len bytes) must live until done runs.

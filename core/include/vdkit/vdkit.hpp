@@ -423,8 +423,9 @@ public:
     Status rebase(const std::string &new_parent, const RebaseOptions &options = {});
 
     /// Asynchronous I/O (VDAsyncRead/Write/Flush/Discard): the operation is
-    /// queued and run by the disk's worker threads (four, started on first
-    /// use); `done` is called once, from a worker, with its result, and the
+    /// queued and run on the library's thread pool (at most four of one disk
+    /// at a time); `done` is called once, from a pool thread, with its
+    /// result, and must not wait for another queued operation; the
     /// buffer must stay valid until then. Operations in flight together may
     /// run in any order (do not overlap writes in flight); submit_flush is a
     /// barrier: it runs after everything submitted before it has completed
@@ -505,7 +506,8 @@ struct CopyOptions {
     /// most 128 KiB for a sequential target, whose writer queues its own work).
     size_t buffer_size = 1u << 20;
     /// Workers reading the source and finding zeros at the same time (1..64;
-    /// qemu-img convert -m). 0: one per processor, at least 2 (one reads
+    /// qemu-img convert -m): the calling thread and up to threads-1 tasks on
+    /// the library's thread pool. 0: one per processor, at least 2 (one reads
     /// while the other scans), at most 4 (more only hold buffers waiting for
     /// their turn to write). Peak buffer memory is about threads*buffer_size.
     unsigned threads = 0;
@@ -631,6 +633,15 @@ struct ConvertResult {
     /// With overwrite: files of the replaced image the new one did not
     /// replace (another name: an old descriptor's extents), left in place.
     std::vector<std::string> left_in_place;
+};
+
+/// An option combination Library::convert refuses
+/// (Library::convert_option_problems).
+struct ConvertOptionProblem {
+    /// The ConvertOptions member at fault ("keep_uuid", "backing", ...; the
+    /// first one the message names), so that a tool can point at its line.
+    std::string option;
+    std::string message; // the whole sentence, options spelled as asked
 };
 
 /// A staging directory a convert left behind (Library::convert stages a new
@@ -796,8 +807,43 @@ public:
     Result<ConvertResult> convert(const std::string &source, const std::string &target,
                                   const ConvertOptions &options) const;
     /// The option combinations convert refuses before touching anything
-    /// (INVALID_ARGUMENT naming the option); OK otherwise.
+    /// (INVALID_ARGUMENT with the first of convert_option_problems, options
+    /// spelled as vdkit convert's flags); OK otherwise.
     static Status check_convert_options(const ConvertOptions &options);
+    /// Every option combination convert refuses, in one order, each with the
+    /// member at fault and a message in which each option is spelled as
+    /// `spell` returns for its ConvertOptions member name ("existing_target",
+    /// "target_options", ...); without `spell`, as vdkit convert's flags
+    /// ("-n", "-o (target format options)"). The one validation behind
+    /// check_convert_options, for tools that take the options under other
+    /// names (batch files). Empty: none. Pure; thread-safe.
+    static std::vector<ConvertOptionProblem> convert_option_problems(
+        const ConvertOptions &options, const std::function<std::string(std::string_view member)> &spell = {});
+    /// The refusals of convert that are about its arguments, made before the
+    /// job starts and without writing anything: check_convert_options,
+    /// source and target the same file, a target name that breaks the
+    /// naming rule (written_name_problem; with existing_target not applied)
+    /// or names a directory, a new source cache named for another format, an
+    /// existing target of another format (existing_target), and a target
+    /// that is a file of the source's chain (the source is opened to learn
+    /// them, shared and read-only; a source that does not open is left to
+    /// convert to report). INVALID_ARGUMENT naming what is wrong; OK
+    /// otherwise. Convert makes the same checks; a tool calls this first to
+    /// tell a usage error from a failure of the job (the CLI's exit 2 and
+    /// 1). Thread-safe.
+    Status check_convert(const std::string &source, const std::string &target, const ConvertOptions &options) const;
+    /// The naming rule for every file vdkit creates (docs/design/probing.md,
+    /// "Naming new files"): empty when a new image of `format` may be called
+    /// `location`, else the message saying why not — its extension
+    /// (naming_extension) names another format, one an installed plugin
+    /// lists or a foreign container's (.qcow2, .vhd, ...). Generic extensions
+    /// (.img) and unknown formats pass. Convert applies it to its target and
+    /// source cache; vdkit create, snapshot and batch too. Thread-safe.
+    std::string new_name_problem(const std::string &location, const std::string &format) const;
+    /// new_name_problem for a file written through `location` (convert and
+    /// batch targets replace the file a symlink points to): the name given
+    /// and, for a symlink, the name of the file it resolves to. Thread-safe.
+    std::string written_name_problem(const std::string &location, const std::string &format) const;
     /// The staging directories (".*.vdkit-partial*") directly in `dir` and
     /// whether a running convert holds each (sorted by path). IO naming the
     /// directory when it cannot be listed.
@@ -873,6 +919,15 @@ VDKIT_API bool is_generic_extension(std::string_view extension);
 /// The last extension of a path or URL's last component, lower case, without
 /// the dot ("" for none): "dir/Disk.VHD" -> "vhd", "a.b/c" -> "".
 VDKIT_API std::string extension_of(std::string_view location);
+/// The extension the naming rule (Library::new_name_problem) judges, lower
+/// case without the dot ("" for none): extension_of the last component after
+/// dropping trailing dots and spaces (Windows and SMB drop them), and a
+/// dotfile ".vmdk" has the extension "vmdk". Pure; thread-safe.
+VDKIT_API std::string naming_extension(std::string_view location);
+/// What a stat(2) st_mode names, for messages: "a regular file", "a block
+/// device", "a character device", "a fifo (named pipe)", "a directory",
+/// "a socket", "a symlink", else "a special file". Pure; thread-safe.
+VDKIT_API std::string file_type_name(unsigned mode);
 /// Reads exactly len bytes at offset of the file being examined (the caller
 /// of detect_container keeps offset+len within it); I/O errors as Status.
 using ContainerRead = std::function<Status(uint64_t offset, void *buf, size_t len)>;

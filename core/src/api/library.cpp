@@ -4,6 +4,7 @@
 #include "disk/open.hpp"
 #include "host/host.hpp"
 #include "util/util.hpp"
+#include "io/stores.hpp"
 
 namespace vdkit {
 inline namespace v1 {

@@ -1,58 +1,59 @@
 // Asynchronous disk I/O (VirtualBox VDAsyncRead/Write/Flush/Discard) for
-// embedders: operations are queued on the disk and run by a small pool of
-// worker threads, each completing through its callback.
+// embedders: operations are queued on the disk and run on the core's thread
+// pool (util/executor.hpp), at most four of one disk at a time, each
+// completing through its callback.
 //
 // Ordering, as for a block device's queue: operations in flight at the same
 // time may run in any order (reads in parallel; writes are serialised by the
 // disk itself), so a caller must not have overlapping writes in flight. A
 // flush is a barrier: it starts only after every operation submitted before
 // it has completed, and nothing submitted after it starts until it is done.
+//
+// No pool task ever waits: the queue hands an operation to the pool only
+// when it may run now (docs/design/threads.md), and a barrier is held in the
+// queue, not in a blocked thread, until what came before it has ended.
 #include "disk/disk_state.hpp"
 #include "host/host.hpp"
+#include "util/executor.hpp"
 
 #include <condition_variable>
 #include <deque>
-#include <thread>
 
 namespace vdkit {
 
-class AsyncQueue {
+class AsyncQueue : public std::enable_shared_from_this<AsyncQueue> {
 public:
-    AsyncQueue(std::shared_ptr<const Host> host, unsigned workers) : host_(std::move(host)), workers_wanted_(workers) {}
-    ~AsyncQueue() { stop(); }
+    // `host` (for logging) outlives the queue's last completion: the disk
+    // stops the queue before it lets its host go.
+    AsyncQueue(const Host *host, unsigned in_flight) : host_(host), max_(in_flight) {}
 
     Status submit(std::function<Status()> run, Completion done, bool barrier) {
-        std::lock_guard lock(mu_);
-        if (stopping_) return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closing; no more operations are taken");
-        if (workers_.size() < workers_wanted_) {
+        std::vector<Op> failed;
+        {
+            std::lock_guard lock(mu_);
+            if (stopping_) return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closing; no more operations are taken");
             try {
-                workers_.emplace_back([this] { work(); });
-            } catch (const std::exception &) {
-                if (workers_.empty()) return Status(VDKIT_E_NO_MEMORY, "cannot start an I/O worker thread");
+                queue_.push_back(Op{std::move(run), std::move(done), barrier});
+            } catch (const std::bad_alloc &) {
+                return Status(VDKIT_E_NO_MEMORY, "no memory to queue an I/O operation");
             }
+            dispatch(failed);
         }
-        queue_.push_back(Op{std::move(run), std::move(done), barrier});
-        cv_.notify_all();
+        complete_unposted(failed);
         return Status::ok();
     }
 
     // Until nothing is queued or running.
     void drain() {
         std::unique_lock lock(mu_);
-        idle_.wait(lock, [&] { return queue_.empty() && running_ == 0 && !barrier_; });
+        idle_.wait(lock, [&] { return queue_.empty() && running_ == 0; });
     }
 
-    // Finish what was submitted, then stop the workers. Idempotent.
+    // Finish what was submitted, then take no more. Idempotent.
     void stop() {
-        {
-            std::unique_lock lock(mu_);
-            idle_.wait(lock, [&] { return queue_.empty() && running_ == 0 && !barrier_; });
-            stopping_ = true;
-        }
-        cv_.notify_all();
-        for (auto &t : workers_)
-            if (t.joinable()) t.join();
-        workers_.clear();
+        std::unique_lock lock(mu_);
+        idle_.wait(lock, [&] { return queue_.empty() && running_ == 0; });
+        stopping_ = true;
     }
 
 private:
@@ -62,50 +63,63 @@ private:
         bool barrier = false;
     };
 
-    void work() {
-        for (;;) {
-            Op op;
-            {
-                std::unique_lock lock(mu_);
-                cv_.wait(lock, [&] { return stopping_ || (!queue_.empty() && !barrier_); });
-                if (queue_.empty() || barrier_) return; // stopping
-                op = std::move(queue_.front());
-                queue_.pop_front();
-                if (op.barrier) {
-                    // Everything before it has been taken; wait for it to end,
-                    // and hold back everything after it.
-                    barrier_ = true;
-                    idle_.wait(lock, [&] { return running_ == 0; });
-                }
-                ++running_;
-            }
-            Status st = op.run();
-            if (op.done) {
-                try {
-                    op.done(st);
-                } catch (...) {
-                    // A callback must not throw; the queue keeps going regardless.
-                    if (host_) host_->log(LogLevel::error, "an I/O completion callback threw");
-                }
-            }
-            {
-                std::lock_guard lock(mu_);
+    // Hands the pool what may run now (mu_ held): operations up to the
+    // in-flight limit, a barrier alone once nothing runs. An operation the
+    // pool does not take goes to `failed`, completed by the caller.
+    void dispatch(std::vector<Op> &failed) {
+        while (!barrier_ && !queue_.empty() && running_ < max_) {
+            if (queue_.front().barrier && running_ > 0) return; // after what runs now
+            Op op = std::move(queue_.front());
+            queue_.pop_front();
+            const bool barrier = op.barrier;
+            auto shared = std::make_shared<Op>(std::move(op));
+            ++running_;
+            barrier_ = barrier;
+            if (!util::post([self = shared_from_this(), shared] { self->execute(*shared); })) {
                 --running_;
-                if (op.barrier) barrier_ = false;
+                barrier_ = false;
+                failed.push_back(std::move(*shared));
             }
-            idle_.notify_all();
-            cv_.notify_all();
         }
     }
 
-    std::shared_ptr<const Host> host_;
-    const unsigned workers_wanted_;
+    void complete_unposted(std::vector<Op> &failed) {
+        for (auto &op : failed) finish(op, Status(VDKIT_E_NO_MEMORY, "cannot start an I/O operation on the thread pool"));
+        if (failed.empty()) return;
+        std::lock_guard lock(mu_);
+        idle_.notify_all();
+    }
+
+    void finish(Op &op, const Status &st) {
+        if (!op.done) return;
+        try {
+            op.done(st);
+        } catch (...) {
+            // A callback must not throw; the queue keeps going regardless.
+            if (host_) host_->log(LogLevel::error, "an I/O completion callback threw");
+        }
+    }
+
+    void execute(Op &op) {
+        finish(op, op.run());
+        std::vector<Op> failed;
+        {
+            std::lock_guard lock(mu_);
+            --running_;
+            if (op.barrier) barrier_ = false;
+            dispatch(failed);
+            idle_.notify_all();
+        }
+        complete_unposted(failed);
+    }
+
+    const Host *const host_;
+    const unsigned max_;
     std::mutex mu_;
-    std::condition_variable cv_, idle_;
+    std::condition_variable idle_;
     std::deque<Op> queue_;
-    std::vector<std::thread> workers_;
-    unsigned running_ = 0;
-    bool barrier_ = false;   // a flush is waiting or running
+    unsigned running_ = 0;   // handed to the pool and not yet completed
+    bool barrier_ = false;   // a flush is running
     bool stopping_ = false;
 };
 
@@ -118,7 +132,7 @@ Status Disk::State::submit(std::function<Status()> run, Completion done, bool ba
     if (async_closed) return closed_error();
     if (!async) {
         try {
-            async = std::make_unique<AsyncQueue>(host, kAsyncWorkers);
+            async = std::make_shared<AsyncQueue>(host.get(), kAsyncWorkers);
         } catch (const std::bad_alloc &) {
             return Status(VDKIT_E_NO_MEMORY, "no memory for the I/O queue");
         }
@@ -127,7 +141,7 @@ Status Disk::State::submit(std::function<Status()> run, Completion done, bool ba
 }
 
 void Disk::State::stop_async() {
-    std::unique_ptr<AsyncQueue> q;
+    std::shared_ptr<AsyncQueue> q;
     {
         std::lock_guard lock(async_mu);
         async_closed = true;

@@ -17,6 +17,7 @@
 #include "disk/open.hpp"
 #include "host/host.hpp"
 #include "util/util.hpp"
+#include "io/stores.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -16,6 +16,7 @@
 #include "disk/staging.hpp"
 #include "host/host.hpp"
 #include "util/util.hpp"
+#include "io/stores.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -36,7 +37,6 @@ namespace fs = std::filesystem;
 namespace vdkit {
 namespace {
 
-using staging::file_type_name;
 using staging::OpenFiles;
 
 bool is_url(const std::string &p) { return p.find("://") != std::string::npos; }
@@ -298,6 +298,18 @@ Status existing_format_problem(const Library &lib, const std::string &target, co
                       "file or a device, or convert without -n into a new file)");
 }
 
+// The naming rule (Library::written_name_problem) for the file convert
+// creates, and for a source cache it would create.
+Status name_problems(const Library &lib, const std::string &target, const ConvertOptions &o) {
+    if (!o.existing_target)
+        if (const std::string problem = lib.written_name_problem(target, o.target_format); !problem.empty())
+            return Status(VDKIT_E_INVALID_ARGUMENT, problem + "; nothing was written");
+    if (std::error_code ec; !o.source_cache.empty() && !fs::exists(o.source_cache, ec))
+        if (const std::string problem = lib.new_name_problem(o.source_cache, o.cache_format); !problem.empty())
+            return Status(VDKIT_E_INVALID_ARGUMENT, "the source cache " + problem + " (cache_format)");
+    return Status::ok();
+}
+
 // The image cannot be a chain's parent: the probe refused it (neutral
 // wording; the advice to open it as raw does not help a parent).
 Status as_parent(const Status &st) {
@@ -436,19 +448,74 @@ Result<std::optional<uint64_t>> Library::compare_prefix(const Disk &a, const Dis
     return target_difference(a, b, [&](uint64_t pos) { return checks.checkpoint("comparing cancelled", pos, a.size()); });
 }
 
-Status Library::check_convert_options(const ConvertOptions &o) {
-    auto usage = [](const std::string &m) { return Status(VDKIT_E_INVALID_ARGUMENT, m); };
-    if (o.target_format.empty()) return usage("convert needs a target format");
-    if (o.threads > 64) return usage("copy threads must be 1..64 (0: automatic), not " + std::to_string(o.threads));
+std::vector<ConvertOptionProblem> Library::convert_option_problems(
+    const ConvertOptions &o, const std::function<std::string(std::string_view member)> &spell) {
+    // vdkit convert's flags, the default spelling.
+    auto flag = [](std::string_view m) -> std::string {
+        if (m == "target_is_zero") return "--target-is-zero";
+        if (m == "existing_target") return "-n";
+        if (m == "target_options") return "-o (target format options)";
+        if (m == "preallocate") return "--preallocate";
+        if (m == "backing") return "-B";
+        if (m == "keep_uuid") return "--keep-uuid";
+        if (m == "overwrite") return "--overwrite";
+        return std::string(m);
+    };
+    auto name = [&](std::string_view m) { return spell ? spell(m) : flag(m); };
+    std::vector<ConvertOptionProblem> out;
+    auto problem = [&out](std::string_view member, std::string message) {
+        out.push_back(ConvertOptionProblem{std::string(member), std::move(message)});
+    };
+    if (o.target_format.empty()) problem("target_format", "convert needs a target format");
+    if (o.threads > 64) problem("threads", "copy threads must be 1..64 (0: automatic), not " + std::to_string(o.threads));
     if (o.target_is_zero && !o.existing_target)
-        return usage("--target-is-zero needs -n (a target convert creates is always zero)");
-    if (!o.existing_target) return Status::ok();
-    const std::string why = " only applies when convert creates the target; with -n it is written in place";
-    if (!o.target_options.empty()) return usage("-o (target format options)" + why);
-    if (o.preallocate) return usage("--preallocate" + why + " (it is as allocated as it already is)");
-    if (!o.backing.empty()) return usage("-B" + why);
-    if (o.keep_uuid) return usage("--keep-uuid" + why + " (it keeps its own UUID)");
-    if (o.overwrite) return usage("--overwrite does not apply with -n: the target is written in place, never replaced");
+        problem("target_is_zero", name("target_is_zero") + " needs " + name("existing_target") +
+                                      " (a target convert creates is always zero)");
+    if (!o.existing_target) return out;
+    const std::string why =
+        " only applies when convert creates the target; with " + name("existing_target") + " it is written in place";
+    if (!o.target_options.empty()) problem("target_options", name("target_options") + why);
+    if (o.preallocate) problem("preallocate", name("preallocate") + why + " (it is as allocated as it already is)");
+    if (!o.backing.empty()) problem("backing", name("backing") + why);
+    if (o.keep_uuid) problem("keep_uuid", name("keep_uuid") + why + " (it keeps its own UUID)");
+    if (o.overwrite)
+        problem("overwrite", name("overwrite") + " does not apply with " + name("existing_target") +
+                                 ": the target is written in place, never replaced");
+    return out;
+}
+
+Status Library::check_convert_options(const ConvertOptions &o) {
+    const auto problems = convert_option_problems(o);
+    if (problems.empty()) return Status::ok();
+    return Status(VDKIT_E_INVALID_ARGUMENT, problems.front().message);
+}
+
+Status Library::check_convert(const std::string &source, const std::string &target, const ConvertOptions &o) const {
+    VDKIT_TRY(check_convert_options(o));
+    std::error_code ec;
+    if (fs::equivalent(source, target, ec))
+        return Status(VDKIT_E_INVALID_ARGUMENT, "source and target are the same file (" + target + ")");
+    VDKIT_TRY(name_problems(*this, target, o));
+    if (is_url(target)) return Status::ok();
+    // Other refusals of the target (missing, busy, existing without
+    // overwrite...) are the job's failures, which convert reports.
+    auto final_target = check_target(target, o);
+    if (!final_target) return final_target.status().code() == VDKIT_E_INVALID_ARGUMENT ? final_target.status() : Status::ok();
+    if (o.existing_target) VDKIT_TRY(existing_format_problem(*this, target, o.target_format));
+    OpenOptions oo;
+    oo.format = o.source_format;
+    oo.filters = o.source_filters;
+    oo.force_share = true; // only to learn its files: never disturbs, or waits for, a writer
+    oo.lock = false;
+    std::unique_lock<std::mutex> window(g_fd_window);
+    const auto before = open_fds();
+    auto opened = open(source, oo);
+    if (!opened) return Status::ok(); // convert reports it, as the job's failure
+    const OpenFiles source_files = source_chain_files(**opened, before);
+    window.unlock();
+    auto refused = refuse_source_files(*this, *final_target, o.target_format, o.existing_target, source_files);
+    (*opened)->close().ignore();
+    if (!refused && refused.status().code() == VDKIT_E_INVALID_ARGUMENT) return refused.status();
     return Status::ok();
 }
 
@@ -458,6 +525,7 @@ Result<ConvertResult> Library::convert(const std::string &source, const std::str
     std::error_code ec;
     if (fs::equivalent(source, target, ec))
         return Status(VDKIT_E_INVALID_ARGUMENT, "source and target are the same file (" + target + ")");
+    VDKIT_TRY(name_problems(*this, target, o));
     Progress progress(o.progress);
     // Before anything is opened: what the target is decides what may be done to it.
     std::string final_target = target;

@@ -5,25 +5,35 @@
 //    list of runs; the bytes of data in it are the progress total. Nothing
 //    here grows with the virtual size: a 1 TiB disk holding 8 MiB costs a
 //    handful of map queries and 8 MiB of reads.
-// 2. Workers (CopyOptions::threads) take jobs from that list — a piece of a
-//    data run up to the next buffer boundary, or a whole zero run — read the
-//    data and split it into target units that are all zero and units that
-//    are not. Reads run in parallel (Disk reads are concurrent).
-// 3. Writes happen in job order by default: a worker whose job is next writes
-//    and hands the turn on, so the target file's layout is the same as a
-//    single-threaded copy's. With out_of_order each worker writes as soon as
-//    it has read (the Disk serialises the writes themselves). A sequential
-//    target (a stream) is always written in order.
+// 2. Workers (CopyOptions::threads: the calling thread and helpers on the
+//    core's thread pool, util/executor.hpp) take jobs from that list — a
+//    piece of a data run up to the next buffer boundary, or a whole zero
+//    run — each into one of `threads` buffers, read the data and split it
+//    into target units that are all zero and units that are not. Reads run
+//    in parallel (Disk reads are concurrent).
+// 3. Writes happen in job order by default, without anyone waiting for a
+//    turn: a worker leaves what it read with the pipeline and goes on; the
+//    one worker that finds the next job in order there becomes the writer
+//    and writes every job that is next in turn, freeing their buffers. The
+//    target file's layout is the same as a single-threaded copy's. With
+//    out_of_order each worker writes as soon as it has read (the Disk
+//    serialises the writes themselves). A sequential target (a stream) is
+//    always written in order.
+//    No pool task blocks, and the calling thread is a worker too: a copy
+//    finishes even when every pool thread is busy with other work (several
+//    batch jobs converting at once); docs/design/threads.md.
 // The first error stops every worker and is returned; progress is reported
 // after each job (a zero job reports no bytes, but the callback can cancel
 // there too), from one thread at a time.
 #include "disk/disk_state.hpp"
 #include "host/host.hpp"
+#include "util/executor.hpp"
 #include "util/util.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -61,36 +71,138 @@ std::vector<Run> plan_runs(const Ranges &data, const Ranges &zero, uint64_t &dat
 // multiple of every target unit).
 constexpr uint64_t kZeroJob = 1ull << 30;
 
-class Pipeline {
+class Pipeline : public std::enable_shared_from_this<Pipeline> {
 public:
     Pipeline(const Disk &src, Disk &dst, const CopyOptions &o, std::vector<Run> runs, uint64_t total, uint64_t unit,
              uint64_t buffer, bool in_order, bool skip_zero_units)
         : src_(src), dst_(dst), options_(o), runs_(std::move(runs)), total_(total), unit_(unit), buffer_(buffer),
           in_order_(in_order), skip_zero_units_(skip_zero_units) {}
 
+    // Runs the copy with up to `threads` workers, this thread one of them.
+    // Returns once no worker touches the disks or the options any more.
     Status run(unsigned threads) {
         VDKIT_TRY(report(0));
-        std::vector<std::thread> workers;
-        // Threads beyond the first are a speed-up: if one cannot start, the
-        // others (at least this one) still finish the copy.
-        for (unsigned i = 1; i < threads; ++i) {
-            try {
-                workers.emplace_back([this] { work(); });
-            } catch (const std::exception &) {
-                break;
-            }
+        std::unique_lock lock(mu_);
+        buffers_.resize(threads);
+        for (size_t i = threads; i-- > 0;) free_.push_back(i);
+        // Helpers are a speed-up: if one cannot be queued, the others (at
+        // least this thread) still finish the copy.
+        add_helpers(threads - 1);
+        for (;;) {
+            lock.unlock();
+            pump();
+            lock.lock();
+            cv_.wait(lock, [&] { return finished() || can_take(); });
+            if (finished()) break;
         }
-        work();
-        for (auto &t : workers) t.join();
+        closed_ = true; // helpers that start from now on do nothing
+        cv_.wait(lock, [&] { return pumping_ == 0; });
         if (options_.wrote) *options_.wrote = wrote_.load();
         return first_error_;
     }
 
 private:
-    // The next job, or false when there is none or the copy failed.
-    bool take(Job &job) {
+    struct Ready {
+        Job job;
+        size_t buffer = 0;
+        Status read = Status::ok();
+    };
+
+    // Each below with mu_ held.
+    bool can_take() const { return first_error_ && !free_.empty() && run_index_ < runs_.size(); }
+    bool finished() const { return !first_error_ || (run_index_ >= runs_.size() && completed_ == next_seq_); }
+    void add_helpers(size_t n) {
+        for (; n > 0 && helpers_ + 1 < buffers_.size(); --n) {
+            if (!util::post([self = shared_from_this()] { self->help(); })) return;
+            ++helpers_;
+        }
+    }
+
+    // A pool task: works while there is work for it, then ends.
+    void help() {
+        {
+            std::lock_guard lock(mu_);
+            if (closed_) {
+                --helpers_;
+                return;
+            }
+            ++pumping_;
+        }
+        pump();
         std::lock_guard lock(mu_);
-        if (!first_error_ || run_index_ >= runs_.size()) return false;
+        --pumping_;
+        --helpers_;
+        cv_.notify_all();
+    }
+
+    // Takes jobs while a buffer is free, reads each, and writes it (in
+    // order: whatever is next in turn, if no one else is writing). Never
+    // waits for another worker.
+    void pump() {
+        for (;;) {
+            Job job;
+            size_t b = 0;
+            {
+                std::lock_guard lock(mu_);
+                if (closed_ || !can_take()) return;
+                b = free_.back();
+                free_.pop_back();
+                take(job);
+            }
+            Status st = Status::ok();
+            if (buffers_[b].empty()) {
+                try {
+                    buffers_[b].resize(static_cast<size_t>(buffer_));
+                } catch (const std::bad_alloc &) {
+                    st = Status(VDKIT_E_NO_MEMORY, "no memory for a copy buffer of " + std::to_string(buffer_) + " bytes");
+                }
+            }
+            if (st && job.data) st = src_.read(job.offset, buffers_[b].data(), job.length);
+            if (!in_order_) {
+                if (st) st = write(job, buffers_[b].data());
+                if (st) st = report(job.data ? job.length : 0);
+                done(b, st);
+                continue;
+            }
+            std::unique_lock lock(mu_);
+            ready_.emplace(job.seq, Ready{job, b, st});
+            if (writing_) continue; // the writer takes it when its turn comes
+            writing_ = true;
+            for (auto it = ready_.find(next_seq_written_); it != ready_.end() && first_error_;
+                 it = ready_.find(next_seq_written_)) {
+                Ready r = it->second;
+                ready_.erase(it);
+                ++next_seq_written_;
+                lock.unlock();
+                Status w = r.read;
+                if (w) w = write(r.job, buffers_[r.buffer].data());
+                // After a zero job too (0 bytes of data): the callback may cancel.
+                if (w) w = report(r.job.data ? r.job.length : 0);
+                lock.lock();
+                release(r.buffer, w);
+            }
+            writing_ = false;
+            // Buffers the writer freed beyond the one this worker takes next
+            // go to helpers.
+            if (free_.size() > 1 && can_take()) add_helpers(free_.size() - 1);
+        }
+    }
+
+    void done(size_t buffer, const Status &st) {
+        std::lock_guard lock(mu_);
+        release(buffer, st);
+    }
+
+    // A job has ended (mu_ held): its buffer is free again.
+    void release(size_t buffer, const Status &st) {
+        free_.push_back(buffer);
+        ++completed_;
+        if (!st && first_error_) first_error_ = st;
+        cv_.notify_all();
+    }
+
+    // The next job (mu_ held, a job left).
+    void take(Job &job) {
         const Run &r = runs_[run_index_];
         const uint64_t pos = r.offset + run_pos_;
         uint64_t len = r.length - run_pos_;
@@ -105,38 +217,7 @@ private:
         job = Job{next_seq_++, pos, len, r.data};
         run_pos_ += len;
         if (run_pos_ == r.length) ++run_index_, run_pos_ = 0;
-        return true;
     }
-
-    void work() {
-        std::vector<unsigned char> buf;
-        try {
-            buf.resize(static_cast<size_t>(buffer_));
-        } catch (const std::bad_alloc &) {
-            fail(Status(VDKIT_E_NO_MEMORY, "no memory for a copy buffer of " + std::to_string(buffer_) + " bytes"));
-            return;
-        }
-        Job job;
-        while (take(job)) {
-            Status st = job.data ? src_.read(job.offset, buf.data(), job.length) : Status::ok();
-            if (in_order_) {
-                std::unique_lock lock(mu_);
-                turn_.wait(lock, [&] { return next_write_ == job.seq || !first_error_; });
-                if (!first_error_) return;
-            }
-            if (st) st = write(job, buf.data());
-            if (in_order_) {
-                std::lock_guard lock(mu_);
-                ++next_write_;
-            }
-            turn_.notify_all();
-            if (!st) return fail(st);
-            // After a zero job too (0 bytes of data): the callback may cancel.
-            Status reported = report(job.data ? job.length : 0);
-            if (!reported) return fail(reported);
-        }
-    }
-
     // Write one job: a zero run is written as zeros (the plan has only those
     // the target needs); in a data run, units that read as zero are skipped
     // when the target reads zero there and written as zero ranges otherwise.
@@ -180,14 +261,6 @@ private:
         return Status::ok();
     }
 
-    void fail(const Status &st) {
-        {
-            std::lock_guard lock(mu_);
-            if (first_error_) first_error_ = st;
-        }
-        turn_.notify_all();
-    }
-
     const Disk &src_;
     Disk &dst_;
     const CopyOptions &options_;
@@ -195,10 +268,17 @@ private:
     const uint64_t total_, unit_, buffer_;
     const bool in_order_, skip_zero_units_;
 
-    std::mutex mu_; // guards the job cursor, the write turn and first_error_
-    std::condition_variable turn_;
+    std::mutex mu_; // guards everything below up to first_error_
+    std::condition_variable cv_; // a job ended, or a helper stopped
+    std::vector<std::vector<unsigned char>> buffers_; // one per worker, allocated on first use
+    std::vector<size_t> free_;                        // buffers no job holds
+    std::map<uint64_t, Ready> ready_;                 // read, waiting for their turn to be written
     size_t run_index_ = 0;
-    uint64_t run_pos_ = 0, next_seq_ = 0, next_write_ = 0;
+    uint64_t run_pos_ = 0, next_seq_ = 0, next_seq_written_ = 0, completed_ = 0;
+    bool writing_ = false; // a worker is writing the jobs that are next in turn
+    bool closed_ = false;  // run() is returning
+    size_t helpers_ = 0;   // pool tasks queued or running
+    unsigned pumping_ = 0; // of them, those in pump()
     Status first_error_ = Status::ok();
 
     std::mutex progress_mu_;
@@ -265,12 +345,13 @@ Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) con
     }
     uint64_t total = 0;
     std::vector<Run> runs = plan_runs(data, zero, total);
-    Pipeline pipeline(src, dst, options, std::move(runs), total, unit, buffer,
-                      !options.out_of_order || target.sequential, options.target_is_zero && !options.same_up_to);
+    auto pipeline = std::make_shared<Pipeline>(src, dst, options, std::move(runs), total, unit, buffer,
+                                               !options.out_of_order || target.sequential,
+                                               options.target_is_zero && !options.same_up_to);
     // A sequential target (a stream) takes one write at a time and does its
     // own parallel work (compression): more than two readers only hold
     // buffers waiting for their turn.
-    VDKIT_TRY(pipeline.run(target.sequential ? std::min(threads, 2u) : threads));
+    VDKIT_TRY(pipeline->run(target.sequential ? std::min(threads, 2u) : threads));
     return dst.flush();
 }
 

@@ -5,6 +5,7 @@
 #include "disk/disk_state.hpp"
 #include "host/host.hpp"
 #include "util/util.hpp"
+#include "io/stores.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -52,7 +52,7 @@ struct Disk::State {
     // The submit_* queue, started on first use; stopped (after finishing
     // what was submitted) before the disk closes.
     std::mutex async_mu;
-    std::unique_ptr<AsyncQueue> async;
+    std::shared_ptr<AsyncQueue> async;
     bool async_closed = false; // guarded by async_mu
     Status submit(std::function<Status()> run, Completion done, bool barrier);
     // images[image] for a change of its identity fields (Disk::set_uuid

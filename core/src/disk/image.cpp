@@ -2,6 +2,7 @@
 
 #include "host/host.hpp"
 #include "io/dry_run_store.hpp"
+#include "io/stores.hpp"
 #include "util/util.hpp"
 
 #include <algorithm>

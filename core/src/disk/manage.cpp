@@ -11,6 +11,7 @@
 #include "disk/open.hpp"
 #include "host/host.hpp"
 #include "io/paths.hpp"
+#include "io/stores.hpp"
 #include "util/util.hpp"
 
 #include <algorithm>

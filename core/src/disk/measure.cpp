@@ -6,6 +6,7 @@
 #include "io/context.hpp"
 #include "host/host.hpp"
 #include "registry/registry.hpp"
+#include "io/stores.hpp"
 
 namespace vdkit {
 inline namespace v1 {

@@ -6,6 +6,7 @@
 #include "host/host.hpp"
 #include "io/paths.hpp"
 #include "util/util.hpp"
+#include "io/stores.hpp"
 
 #include <algorithm>
 #include <cstring>

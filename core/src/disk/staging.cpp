@@ -43,10 +43,6 @@ const char *to_string(StagingDir::State state) noexcept {
     return "foreign";
 }
 
-} // namespace v1
-
-namespace staging {
-
 std::string file_type_name(unsigned m) {
     if (S_ISREG(m)) return "a regular file";
     if (S_ISBLK(m)) return "a block device";
@@ -57,6 +53,10 @@ std::string file_type_name(unsigned m) {
     if (S_ISLNK(m)) return "a symlink";
     return "a special file";
 }
+
+} // namespace v1
+
+namespace staging {
 
 namespace {
 

@@ -29,9 +29,6 @@ namespace vdkit::staging {
 // directory; only directories holding it are ever removed by cleanup.
 inline constexpr const char *kMarker = ".vdkit-staging";
 
-// "a block device", "a fifo (named pipe)", ... for a stat(2) st_mode.
-std::string file_type_name(unsigned mode);
-
 // Files (regular files, block devices) by st_dev/st_ino, with the path they
 // were opened as.
 using FileId = std::pair<dev_t, ino_t>;

@@ -1,4 +1,5 @@
 #include "host/host.hpp"
+#include "io/stores.hpp"
 
 #include "host/host_api.hpp"
 #include "loader/plugin_library.hpp"
@@ -51,6 +52,11 @@ void Host::log(LogLevel level, std::string_view message) const {
 
 Result<std::shared_ptr<Host>> Host::create(const LibraryOptions &options) {
     std::shared_ptr<Host> host(new Host());
+    // Reads registry_ and config_ as they are filled in below.
+    host->stores_ = std::make_unique<Stores>(host->registry_, host->config_,
+                                             [h = host.get()](LogLevel level, std::string_view message) {
+                                                 h->log(level, message);
+                                             });
     std::string config_path = options.config_file;
     if (config_path.empty())
         if (const char *env = std::getenv("VDKIT_CONFIG"); env && *env) config_path = env;
@@ -116,7 +122,7 @@ void Host::load_directory(const std::string &dir) {
 }
 
 void Host::load_library(const std::string &path) {
-    t_loading_stores = &stores_;
+    t_loading_stores = stores_.get();
     auto lib = PluginLibrary::load(path, api());
     t_loading_stores = nullptr;
     if (!lib) {
@@ -161,7 +167,7 @@ Result<std::vector<PluginInfo>> Host::load_plugin_file(const std::string &path) 
     for (const auto &l : libraries_)
         if (same_file_key(l->path()) == key)
             return Status(VDKIT_E_EXISTS, path + ": this plugin library is already loaded");
-    t_loading_stores = &stores_;
+    t_loading_stores = stores_.get();
     auto lib = PluginLibrary::load(path, api());
     t_loading_stores = nullptr;
     if (!lib) return lib.status();

@@ -1,6 +1,8 @@
 // Host: what a Library holds — the configuration, the plugin registries,
 // the loaded plugin libraries and the host function table handed to them,
-// and the Stores (io/stores.hpp) through which every byte store is opened.
+// and the Stores (io/stores.hpp) through which every byte store is opened
+// (held by pointer, so that this header needs only its declaration; a file
+// calling stores() includes io/stores.hpp itself).
 // Disks are opened and created by disk/ (disk/open.hpp), images managed by
 // disk/manage.cpp; the public API (api/) calls those directly.
 //
@@ -11,7 +13,6 @@
 
 #include "config/config_file.hpp"
 #include "config/options.hpp"
-#include "io/stores.hpp"
 #include "registry/registry.hpp"
 #include "vdkit/vdkit.hpp"
 
@@ -24,6 +25,7 @@
 namespace vdkit {
 
 class PluginLibrary;
+class Stores;
 
 class Host : public std::enable_shared_from_this<Host> {
 public:
@@ -34,7 +36,7 @@ public:
 
     const Registry &registry() const noexcept { return registry_; }
     const Config &config() const noexcept { return config_; }
-    const Stores &stores() const noexcept { return stores_; }
+    const Stores &stores() const noexcept { return *stores_; }
     const std::vector<LoadProblem> &load_problems() const noexcept { return problems_; }
     const vdkit_host_api *api() const noexcept;
 
@@ -64,8 +66,8 @@ private:
     std::vector<LoadProblem> problems_;
     std::vector<std::shared_ptr<PluginLibrary>> libraries_; // guarded by libraries_mu_ after create()
     std::mutex libraries_mu_;
-    // Reads registry_ and config_ (declared above it, so built after them).
-    Stores stores_{registry_, config_, [this](LogLevel level, std::string_view message) { log(level, message); }};
+    // Reads registry_ and config_; made by create() (never null after it).
+    std::unique_ptr<Stores> stores_;
 };
 
 } // namespace vdkit

@@ -6,6 +6,7 @@
 #define VDKIT_CORE_HOST_HOST_API_HPP
 
 #include "vdkit/plugin.h"
+#include "io/stores.hpp"
 
 namespace vdkit {
 

@@ -1,5 +1,6 @@
 // The file transport through the host's store interface.
 #include "host/host.hpp"
+#include "io/stores.hpp"
 #include "test_support.hpp"
 
 #include <algorithm>
