@@ -62,12 +62,20 @@ static void fail_at(int line, const char *fmt, ...) {
 static vdkit_error e;
 static char dir[1024];
 
-/* WORKDIR/name, in storage that lives until exit (the program is short). */
+/* WORKDIR/name, in storage that lives until exit (freed then, so that
+ * LeakSanitizer reports only the library's leaks). */
+static char *paths[64];
+static size_t path_count;
+static void free_paths(void) {
+    while (path_count) free(paths[--path_count]);
+}
 static const char *path(const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
-    if (!p) abort();
+    if (!p || path_count == sizeof paths / sizeof paths[0]) abort();
+    if (path_count == 0) atexit(free_paths);
     snprintf(p, n, "%s/%s", dir, name);
+    paths[path_count++] = p;
     return p;
 }
 
