@@ -52,7 +52,7 @@ for f in "${formats[@]}"; do
             continue
         fi
         [ "$rc" -eq 0 ] && ok || bad "$name: power-cut trials failed (seed $((seed + n)))"
-        grep -E '^(FAIL|CRASH-ERROR|CRASH-LEAK|ORDER|power )' "p$n.out" | head -20 | sed "s/^/  $name: /"
+        grep -E '^(FAIL|CRASH-ERROR|CRASH-LEAK|power )' "p$n.out" | head -20 | sed "s/^/  $name: /"
     done
 done
 finish
