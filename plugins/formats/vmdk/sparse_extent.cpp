@@ -239,7 +239,9 @@ void SparseExtent::write_tables(sdk::Context &ctx) {
             if (!second_phase) break;
             store_.flush(ctx.get());
         }
-        for (const auto &[gdi, bits] : dirty_) {
+        for (const auto &entry : dirty_) {
+            const uint64_t gdi = entry.first; // named, not a structured binding: clang < 16 cannot capture those
+            const std::bitset<512> &bits = entry.second;
             const std::vector<uint32_t> *gt = held_table(gdi);
             if (!gt) throw sdk::Error(VDKIT_E_INTERNAL, name_ + ": changed grain table " + std::to_string(gdi) + " left memory");
             const bool redundant = gdi < rgd_.size() && rgd_[gdi] && uint64_t(rgd_[gdi]) * 512 + n * 4 <= file_size_;
