@@ -12,8 +12,9 @@
  * pattern computed from (seed, g, sector), so any sector read back tells
  * which write it came from. Generation 1 is what a differencing image's base
  * holds. The workload (random writes of random offsets and sizes, zero
- * writes, discards, flushes) logs each disk operation before issuing it and
- * a "flushed" record after vdkit_disk_flush returns (tests/crash/record_log.h).
+ * writes, discards, flushes; in kill mode also snapshot and commit steps)
+ * logs each disk operation before issuing it and a "flushed" record after
+ * vdkit_disk_flush returns (tests/crash/record_log.h).
  * After a crash, a sector must read as the generation it had at the last
  * "flushed" record, or as one an operation logged after it could have left
  * there (the old value, a newer write, zeros, the parent's data for a
@@ -25,6 +26,16 @@
  * SIGKILL at a random moment, runs `vdkit check` (exit 0 required; exit 3 only
  * where the known-issue list below says so), and reads the whole disk back
  * against the model; what it read becomes the next trial's model.
+ * Chain steps (every format but raw): now and then the writer flushes,
+ * closes the disk and makes a differencing image snap.EXT over it, and goes
+ * on writing there (discards now show the disk's data); later it commits
+ * snap.EXT into the disk (vdkit_disk_commit, the top emptied) and goes on in
+ * the disk. Neither step changes what the disk reads, so a kill inside one
+ * must leave exactly the flushed content. A writer that starts on a
+ * snapshot (its predecessor was killed in it, perhaps inside the commit)
+ * commits it first. The driver follows the steps in the log, checks every
+ * image the writer may have changed (the disk, and snap.EXT while it is
+ * the top) and reads the disk through the top.
  *
  * power: a stronger crash. The workload runs through the `record` test
  * transport (tests/fixtures/record_transport.cpp), which logs every write,
@@ -133,7 +144,8 @@ typedef struct model {
     uint32_t next_gen;
     uint32_t *dur;    /* generation at the last flush */
     uint32_t *cur;    /* generation after the last operation */
-    uint32_t *parent; /* what the parent shows (0 without one) */
+    uint32_t *parent; /* what the image under the top shows (0 without one) */
+    uint32_t *base;   /* what the disk's own parent shows (0 without one) */
     dop pend[MAX_PENDING];
     int npend;
 } model;
@@ -147,23 +159,27 @@ static void model_init(model *m, uint64_t size, uint64_t seed) {
     m->dur = xmalloc(m->nsec * 4);
     m->cur = xmalloc(m->nsec * 4);
     m->parent = xmalloc(m->nsec * 4);
+    m->base = xmalloc(m->nsec * 4);
 }
 
 static void model_free(model *m) {
     free(m->dur);
     free(m->cur);
     free(m->parent);
+    free(m->base);
 }
 
 static void model_copy(model *dst, const model *src) {
-    uint32_t *d = dst->dur, *c = dst->cur, *p = dst->parent;
+    uint32_t *d = dst->dur, *c = dst->cur, *p = dst->parent, *b = dst->base;
     *dst = *src;
     dst->dur = d;
     dst->cur = c;
     dst->parent = p;
+    dst->base = b;
     memcpy(d, src->dur, src->nsec * 4);
     memcpy(c, src->cur, src->nsec * 4);
     memcpy(p, src->parent, src->nsec * 4);
+    memcpy(b, src->base, src->nsec * 4);
 }
 
 /* Apply one disk-level record (REC_D_*) to the model. */
@@ -274,13 +290,12 @@ static uint64_t verify(model *m, vdkit_disk *disk, const char *what, int adopt) 
  *              which check calls an error because other writers trip over
  *              it (docs/check.md); vdkit's writer copes and check -r
  *              repairs it without losing flushed data.
- *  ORDER       power cuts only: a metadata write that reached the disk
- *              before the data it names, both unflushed (reported in
- *              docs/reliability.md, not fixed yet). check -r must still
- *              repair it without losing flushed data. Remove when fixed.
  * after_repair: the entry also matches findings of the check that follows
- * check -r (which must otherwise be clean). */
-enum { CRASH_LEAK, CRASH_ERROR, ORDER };
+ * check -r (which must otherwise be clean). power_only: accepted in power-cut
+ * states only, never after kill -9 (none now: the metadata ordering bugs the
+ * power cuts found, VMDK grain table entries and VDI block map entries
+ * reaching the disk before what they name, are fixed; docs/reliability.md). */
+enum { CRASH_LEAK, CRASH_ERROR };
 typedef struct expected_finding {
     const char *format;   /* "vdi", "vmdk" */
     const char *contains; /* in the finding's message */
@@ -301,19 +316,6 @@ static const expected_finding kExpected[] = {
      0, 0, "block map entry not yet written after the header's allocated count"},
     {"vdi", "data blocks among those in use (first: data block", CRASH_ERROR, 0, 0,
      "a block moved into a free slot (discard, reuse) before the map entry that frees its old slot"},
-    /* ORDER: found by these trials, not fixed (docs/reliability.md). */
-    {"vmdk", "at or beyond the end of the file", ORDER, 0, 1,
-     "VMDK grain table entry reached the disk before its grain (no barrier between them)"},
-    {"vmdk", "beyond the end of the file", ORDER, 0, 1,
-     "VMDK grain table entry reached the disk before its grain (no barrier between them)"},
-    {"vmdk", "its redundant copy differ", ORDER, 0, 1,
-     "VMDK redundant grain table written without a barrier after the primary"},
-    {"vmdk", "the primary entry (0) is empty, the redundant entry names a sound grain", ORDER, 0, 1,
-     "VMDK redundant grain table written without a barrier after the primary"},
-    {"vmdk", "is cut off by the end of the file", ORDER, 0, 1,
-     "VMDK write into a new grain reached the disk before the grain's own (allocating) write"},
-    {"vdi", "would put new data over blocks in use", ORDER, 0, 1,
-     "VDI block map entries reached the disk before the header's allocated count (no barrier between them)"},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 static unsigned expected_hits[sizeof kExpected / sizeof kExpected[0]];
@@ -333,7 +335,7 @@ static int expected_index(const char *format, const char *message, int after_rep
 }
 
 static void print_expected(void) {
-    static const char *const names[] = {"CRASH-LEAK", "CRASH-ERROR", "ORDER"};
+    static const char *const names[] = {"CRASH-LEAK", "CRASH-ERROR"};
     for (unsigned i = 0; kExpected[i].format; ++i)
         if (expected_hits[i])
             printf("%s: %u× %s \"%s\"%s: %s\n", names[kExpected[i].kind], expected_hits[i], kExpected[i].format,
@@ -397,15 +399,18 @@ static void make_base(vdkit_library *lib, const setup *su, const char *path, mod
 }
 
 /* Remove the files of earlier images in dir (disk.*, disk-*.vmdk extents,
- * base.*): a broken image cannot be deleted through the library. */
-static void remove_images(const char *dir) {
+ * base.*, and the snapshot's snap.*, snap-*), or with snap_only the
+ * snapshot's only: a broken image cannot be deleted through the library. */
+static void remove_images(const char *dir, int snap_only) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *ent;
     char path[4400];
     while ((ent = readdir(d))) {
-        if (strncmp(ent->d_name, "disk.", 5) && strncmp(ent->d_name, "disk-", 5) && strncmp(ent->d_name, "base.", 5))
-            continue;
+        const int snap = strncmp(ent->d_name, "snap.", 5) == 0 || strncmp(ent->d_name, "snap-", 5) == 0;
+        const int image = strncmp(ent->d_name, "disk.", 5) == 0 || strncmp(ent->d_name, "disk-", 5) == 0 ||
+                          strncmp(ent->d_name, "base.", 5) == 0;
+        if (!snap && (snap_only || !image)) continue;
         snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
         unlink(path);
     }
@@ -416,7 +421,7 @@ static void remove_images(const char *dir) {
  * model to what it reads. `location` may carry a transport prefix. */
 static void make_image(vdkit_library *lib, const setup *su, const char *location, model *m) {
     char base[4096], parent[4200];
-    remove_images(su->dir);
+    remove_images(su->dir, 0);
     memset(m->parent, 0, m->nsec * 4);
     if (su->diff) {
         /* The parent named as the child is (same transport), so the link
@@ -428,6 +433,7 @@ static void make_image(vdkit_library *lib, const setup *su, const char *location
     }
     memcpy(m->cur, m->parent, m->nsec * 4);
     memcpy(m->dur, m->parent, m->nsec * 4);
+    memcpy(m->base, m->parent, m->nsec * 4);
     m->npend = 0;
     vdkit_disk *d = NULL;
     vdkit_error e;
@@ -520,16 +526,82 @@ static int resolve_discard(vdkit_disk *d, model *m, logger *lg, uint64_t off, ui
     return 0;
 }
 
-/* Run `ops` random operations (0: until killed) on d, logging each before
- * it is issued and every completed flush after it. Returns 0, or -1 with e
- * filled. The last operations are always followed by a flush. */
-static int workload(vdkit_disk *d, model *m, logger *lg, uint64_t seed, uint64_t ops, vdkit_error *e) {
+/* The kill mode's chain: the disk (disk.EXT, over base.EXT with --diff)
+ * and, between a snapshot and its commit, snap.EXT over it (the top). */
+typedef struct chain {
+    vdkit_library *lib;
+    const char *format, *opts;
+    int diff, on_snap;
+    char disk[4096], snap[4096], dir[4096];
+} chain;
+
+/* Flush the open top, log it and close it. */
+static int flush_and_close(vdkit_disk **dp, model *m, logger *lg, vdkit_error *e) {
+    if (vdkit_disk_flush(*dp, e) != VDKIT_OK) return -1;
+    log_rec(lg, REC_D_FLUSHED, 0, 0, 0);
+    model_apply(m, REC_D_FLUSHED, 0, 0, 0);
+    const vdkit_status st = vdkit_disk_close(*dp, e);
+    *dp = NULL;
+    return st == VDKIT_OK ? 0 : -1;
+}
+
+/* Snapshot step: the disk (*dp, open) is flushed and closed, snap.EXT is
+ * made over it, and *dp becomes snap.EXT open for writing. */
+static int chain_snapshot(chain *ch, vdkit_disk **dp, model *m, logger *lg, vdkit_error *e) {
+    if (flush_and_close(dp, m, lg, e)) return -1;
+    remove_images(ch->dir, 1); /* an earlier, committed snapshot */
+    vdkit_disk *s = NULL;
+    if (vdkit_disk_create(ch->lib, ch->snap, ch->format, 0, VDKIT_DISK_OVERWRITE, ch->opts, ch->disk, &s, e) !=
+        VDKIT_OK)
+        return -1;
+    if (vdkit_disk_close(s, e) != VDKIT_OK) return -1;
+    log_rec(lg, REC_D_SNAPSHOT, 0, 0, 0);
+    memcpy(m->parent, m->cur, m->nsec * 4); /* discards in snap.EXT show the disk as it is now */
+    ch->on_snap = 1;
+    return vdkit_disk_open(ch->lib, ch->snap, ch->format, VDKIT_DISK_WRITE, NULL, dp, e) == VDKIT_OK ? 0 : -1;
+}
+
+/* Commit step: snap.EXT (*dp, open, or NULL when it is not open) is flushed
+ * and closed, committed into the disk with its chain open for writing, and
+ * *dp becomes the disk open for writing. */
+static int chain_commit(chain *ch, vdkit_disk **dp, model *m, logger *lg, vdkit_error *e) {
+    if (*dp && flush_and_close(dp, m, lg, e)) return -1;
+    log_rec(lg, REC_D_COMMIT, 0, 0, 0);
+    vdkit_disk *s = NULL;
+    if (vdkit_disk_open(ch->lib, ch->snap, ch->format, VDKIT_DISK_WRITE | VDKIT_DISK_WRITE_CHAIN, NULL, &s, e) !=
+        VDKIT_OK)
+        return -1;
+    /* Images count from the bottom: base.EXT (--diff), disk.EXT, snap.EXT. */
+    if (vdkit_disk_commit(s, ch->diff ? 1 : 0, 0, NULL, NULL, e) != VDKIT_OK) {
+        vdkit_error ignored;
+        init_err(&ignored);
+        vdkit_disk_close(s, &ignored);
+        return -1;
+    }
+    if (vdkit_disk_close(s, e) != VDKIT_OK) return -1;
+    log_rec(lg, REC_D_COMMITTED, 0, 0, 0);
+    memcpy(m->parent, m->base, m->nsec * 4);
+    ch->on_snap = 0;
+    return vdkit_disk_open(ch->lib, ch->disk, ch->format, VDKIT_DISK_WRITE, NULL, dp, e) == VDKIT_OK ? 0 : -1;
+}
+
+/* Run `ops` random operations (0: until killed) on *dp, logging each before
+ * it is issued and every completed flush after it; with ch, chain steps too
+ * (which reopen *dp). Returns 0, or -1 with e filled. The last operations
+ * are always followed by a flush. */
+static int workload(vdkit_disk **dp, model *m, logger *lg, uint64_t seed, uint64_t ops, chain *ch, vdkit_error *e) {
     rng r = {seed};
     int since_flush = 0;
     for (uint64_t i = 0; ops == 0 || i < ops; ++i) {
+        vdkit_disk *d = *dp;
         const uint64_t k = rnd_below(&r, 100);
         uint64_t off, len;
         pick_range(&r, m->size, &off, &len);
+        if (ch && rnd_below(&r, 100) < 8) { /* about one operation in 12 */
+            if (ch->on_snap ? chain_commit(ch, dp, m, lg, e) : chain_snapshot(ch, dp, m, lg, e)) return -1;
+            since_flush = 0;
+            continue;
+        }
         if (since_flush >= OPS_PER_FLUSH || m->npend >= MAX_PENDING / 2 || k >= 86 || (ops && i + 1 == ops)) {
             if (vdkit_disk_flush(d, e) != VDKIT_OK) return -1;
             log_rec(lg, REC_D_FLUSHED, 0, 0, 0);
@@ -570,7 +642,7 @@ static void save_model(const model *m, const char *path) {
     if (!f) die("cannot write %s: %s", path, strerror(errno));
     model_file_header h = {MODEL_MAGIC, m->size, m->seed, m->next_gen, 0};
     if (fwrite(&h, sizeof h, 1, f) != 1 || fwrite(m->cur, 4, m->nsec, f) != m->nsec ||
-        fwrite(m->parent, 4, m->nsec, f) != m->nsec || fclose(f) != 0)
+        fwrite(m->parent, 4, m->nsec, f) != m->nsec || fwrite(m->base, 4, m->nsec, f) != m->nsec || fclose(f) != 0)
         die("cannot write %s", path);
 }
 
@@ -581,7 +653,8 @@ static void load_model(model *m, const char *path) {
     if (fread(&h, sizeof h, 1, f) != 1 || h.magic != MODEL_MAGIC) die("%s is not a model file", path);
     model_init(m, h.size, h.seed);
     m->next_gen = h.next_gen;
-    if (fread(m->cur, 4, m->nsec, f) != m->nsec || fread(m->parent, 4, m->nsec, f) != m->nsec)
+    if (fread(m->cur, 4, m->nsec, f) != m->nsec || fread(m->parent, 4, m->nsec, f) != m->nsec ||
+        fread(m->base, 4, m->nsec, f) != m->nsec)
         die("%s is cut short", path);
     fclose(f);
     memcpy(m->dur, m->cur, m->nsec * 4);
@@ -631,7 +704,7 @@ static const rec_header *next_rec(const logbuf *b, size_t *pos, rec_header *h, c
 
 typedef struct args {
     const char *mode, *vdkit, *format, *opts, *dir, *image, *model, *log, *record_plugins;
-    int diff;
+    int diff, on_snap;
     uint64_t trials, seed, max_kill_ms, recreate_every, ops, subsets, size;
 } args;
 
@@ -684,6 +757,10 @@ static args parse_args(int argc, char **argv) {
             a.diff = 1;
             continue;
         }
+        if (strcmp(k, "--on-snap") == 0) {
+            a.on_snap = 1;
+            continue;
+        }
         die("unknown argument %s (see the comment at the top of tests/crash/crashsim.c)", k);
     }
     if (!a.format) die("--format is required");
@@ -702,15 +779,31 @@ static int run_writer(const args *a) {
     if (lg.fd < 0) die("cannot open %s: %s", a->log, strerror(errno));
     setup su = {.format = a->format};
     vdkit_library *lib = open_library(&su);
+    /* With --dir, chain steps (formats that record a parent: not raw). */
+    chain ch = {.lib = lib, .format = a->format, .opts = a->opts, .diff = a->diff, .on_snap = a->on_snap};
+    const int steps = a->dir && strcmp(a->format, "raw") != 0;
+    if (steps) {
+        snprintf(ch.dir, sizeof ch.dir, "%s", a->dir);
+        snprintf(ch.disk, sizeof ch.disk, "%s", a->image);
+        snprintf(ch.snap, sizeof ch.snap, "%s/snap.%s", a->dir, ext_of(a->format));
+    } else if (a->on_snap) {
+        die("--on-snap needs --dir and a format with parents");
+    }
     vdkit_disk *d = NULL;
     vdkit_error e;
     init_err(&e);
-    if (vdkit_disk_open(lib, a->image, a->format, VDKIT_DISK_WRITE, NULL, &d, &e) != VDKIT_OK) {
+    if (!ch.on_snap && vdkit_disk_open(lib, a->image, a->format, VDKIT_DISK_WRITE, NULL, &d, &e) != VDKIT_OK) {
         fprintf(stderr, "writer: open %s: %s\n", a->image, e.message);
         return 1;
     }
     if (write(1, "R", 1) != 1) return 1;
-    if (workload(d, &m, &lg, a->seed, a->ops, &e)) {
+    /* Started on a snapshot: commit it first (perhaps finishing a commit
+     * the killed writer before was inside). */
+    if (ch.on_snap && chain_commit(&ch, &d, &m, &lg, &e)) {
+        fprintf(stderr, "writer: commit of %s: %s\n", ch.snap, e.message);
+        return 1;
+    }
+    if (workload(&d, &m, &lg, a->seed, a->ops, steps ? &ch : NULL, &e)) {
         fprintf(stderr, "writer: %s\n", e.message);
         return 1;
     }
@@ -767,8 +860,9 @@ static int all_expected(const char *format, const char *out_path, const char *wh
 
 static int run_kill(const args *a, const char *self) {
     if (!a->vdkit || !a->dir) die("kill needs --vdkit and --dir");
-    char image[4096], model_path[4096], log_path[4096], check_out[4096], what[512];
+    char image[4096], snap[4096], model_path[4096], log_path[4096], check_out[4096], what[512];
     snprintf(image, sizeof image, "%s/disk.%s", a->dir, ext_of(a->format));
+    snprintf(snap, sizeof snap, "%s/snap.%s", a->dir, ext_of(a->format));
     snprintf(model_path, sizeof model_path, "%s/model.bin", a->dir);
     snprintf(log_path, sizeof log_path, "%s/ops.log", a->dir);
     snprintf(check_out, sizeof check_out, "%s/check.out", a->dir);
@@ -779,11 +873,16 @@ static int run_kill(const args *a, const char *self) {
     model_init(&m, a->size, a->seed);
     rng r = {a->seed * 7919};
     uint64_t passed = 0, failed = 0, killed_mid = 0, completed = 0, flushes = 0;
+    uint64_t snapshots = 0, commits = 0, killed_in_commit = 0, killed_on_snap = 0, stale_links = 0;
+    int on_snap = 0; /* snap.EXT is the top (the log's last chain step was a snapshot) */
     const char *label = a->diff ? "diff" : a->opts ? a->opts : "default";
     for (uint64_t t = 0; t < a->trials; ++t) {
         snprintf(what, sizeof what, "%s (%s) trial %llu seed %llu", a->format, label, (unsigned long long)t,
                  (unsigned long long)a->seed);
-        if (t % a->recreate_every == 0) make_image(lib, &su, image, &m);
+        if (t % a->recreate_every == 0) {
+            make_image(lib, &su, image, &m);
+            on_snap = 0;
+        }
         save_model(&m, model_path);
         unlink(log_path);
         char seed_s[32];
@@ -795,9 +894,17 @@ static int run_kill(const args *a, const char *self) {
         if (pid == 0) {
             close(pfd[0]);
             dup2(pfd[1], 1);
-            const char *argv[] = {self,         "writer", "--format", a->format,  "--image", image, "--model",
-                                  model_path,   "--log",  log_path,   "--seed",   seed_s,    "--ops", "0",
-                                  NULL};
+            const char *argv[24] = {self,       "writer", "--format", a->format, "--image", image,
+                                    "--model",  model_path, "--log",  log_path,  "--seed",  seed_s,
+                                    "--ops",    "0",        "--dir",  a->dir};
+            int n = 16;
+            if (a->opts) {
+                argv[n++] = "--opts";
+                argv[n++] = a->opts;
+            }
+            if (a->diff) argv[n++] = "--diff";
+            if (on_snap) argv[n++] = "--on-snap";
+            argv[n] = NULL;
             execv(self, (char *const *)argv);
             _exit(127);
         }
@@ -818,6 +925,7 @@ static int run_kill(const args *a, const char *self) {
             ++failed;
             printf("FAIL: %s: the writer ended by itself (status %d) before the kill\n", what, status);
             make_image(lib, &su, image, &m);
+            on_snap = 0;
             continue;
         }
         /* What the writer did: its log, on the model it started from. */
@@ -826,34 +934,86 @@ static int run_kill(const args *a, const char *self) {
         const uint8_t *payload;
         rec_header hbuf;
         const rec_header *h;
-        int nrec = 0, bad_log = 0;
+        int nrec = 0, bad_log = 0, in_commit = 0;
         while ((h = next_rec(&lb, &pos, &hbuf, &payload))) {
             ++nrec;
             if (h->op == REC_D_FLUSHED) ++flushes;
+            /* Chain steps (chain_snapshot, chain_commit): the content stays. */
+            if (h->op == REC_D_SNAPSHOT) {
+                if (m.npend) bad_log = 1; /* a snapshot follows a flush */
+                memcpy(m.parent, m.cur, m.nsec * 4);
+                on_snap = 1;
+                ++snapshots;
+                continue;
+            }
+            if (h->op == REC_D_COMMIT) {
+                if (m.npend || !on_snap) bad_log = 1;
+                in_commit = 1;
+                continue;
+            }
+            if (h->op == REC_D_COMMITTED) {
+                memcpy(m.parent, m.base, m.nsec * 4);
+                on_snap = in_commit = 0;
+                ++commits;
+                continue;
+            }
             if (model_apply(&m, h->op, h->a, h->b, (uint32_t)h->c)) bad_log = 1;
             if (h->op == REC_D_WRITE && h->c >= m.next_gen) m.next_gen = (uint32_t)h->c + 1;
         }
         free(lb.data);
         if (bad_log) die("%s: the writer's log does not fit the model", what);
         if (nrec) ++killed_mid;
+        killed_in_commit += in_commit;
+        killed_on_snap += on_snap;
+        /* A snapshot the log does not name (killed while making it) or one
+         * committed already is no part of the chain. */
+        if (!on_snap) remove_images(a->dir, 1);
         int ok = 1;
-        const int rc = run_check(a->vdkit, a->format, image, check_out);
-        /* 63: the format cannot check images (raw has no metadata). */
-        if (rc != 0 && !(rc == 63 && strcmp(a->format, "raw") == 0)) {
-            if ((rc == 3 || rc == 2) && all_expected(a->format, check_out, what)) {
-            } else {
-                ok = 0;
-                printf("FAIL: %s: vdkit check exit %d:\n", what, rc);
-                FILE *f = fopen(check_out, "r");
-                char line[2048];
-                for (int n = 0; f && n < 12 && fgets(line, sizeof line, f); ++n) printf("    %s", line);
-                if (f) fclose(f);
+        if (on_snap && in_commit) {
+            /* Known, not fixed (docs/reliability.md, "commit cut off"): the
+             * commit's first write into the disk gives it a new modification
+             * id (VMDK CID) and the snapshot records it only at the end, so
+             * a kill in between leaves a chain that refuses to open. The
+             * recovery a user has (rebase -u, attach --force) relinks it;
+             * the data must then read back as flushed. */
+            vdkit_disk *probe = NULL;
+            vdkit_error pe;
+            init_err(&pe);
+            if (vdkit_disk_open(lib, snap, a->format, 0, NULL, &probe, &pe) == VDKIT_OK) {
+                vdkit_disk_close(probe, &pe);
+            } else if (pe.code == VDKIT_E_PARENT_MISMATCH) {
+                ++stale_links;
+                char parent_name[64];
+                snprintf(parent_name, sizeof parent_name, "disk.%s", ext_of(a->format));
+                init_err(&pe);
+                if (vdkit_disk_open(lib, snap, a->format, VDKIT_DISK_WRITE | VDKIT_DISK_NO_PARENTS, NULL, &probe,
+                                    &pe) != VDKIT_OK ||
+                    vdkit_disk_rebase(probe, parent_name, a->format, VDKIT_REBASE_UNSAFE, NULL, NULL, &pe) != VDKIT_OK) {
+                    printf("FAIL: %s: relinking the snapshot after a kill inside a commit: %s\n", what, pe.message);
+                    ok = 0;
+                }
+                if (probe) vdkit_disk_close(probe, &pe);
             }
+        }
+        /* Every image the writer may have changed: the disk (a commit
+         * writes it), and the snapshot while it is the top. */
+        for (int img = 0; img < 1 + on_snap; ++img) {
+            const char *path = img ? snap : image;
+            const int rc = run_check(a->vdkit, a->format, path, check_out);
+            /* 63: the format cannot check images (raw has no metadata). */
+            if (rc == 0 || (rc == 63 && strcmp(a->format, "raw") == 0)) continue;
+            if ((rc == 3 || rc == 2) && all_expected(a->format, check_out, what)) continue;
+            ok = 0;
+            printf("FAIL: %s: vdkit check %s exit %d:\n", what, img ? "snap" : "disk", rc);
+            FILE *f = fopen(check_out, "r");
+            char line[2048];
+            for (int n = 0; f && n < 12 && fgets(line, sizeof line, f); ++n) printf("    %s", line);
+            if (f) fclose(f);
         }
         vdkit_disk *d = NULL;
         vdkit_error e;
         init_err(&e);
-        if (vdkit_disk_open(lib, image, a->format, 0, NULL, &d, &e) != VDKIT_OK) {
+        if (vdkit_disk_open(lib, on_snap ? snap : image, a->format, 0, NULL, &d, &e) != VDKIT_OK) {
             printf("FAIL: %s: the image does not open after the kill: %s\n", what, e.message);
             ok = 0;
         } else {
@@ -864,6 +1024,7 @@ static int run_kill(const args *a, const char *self) {
         else {
             ++failed;
             make_image(lib, &su, image, &m); /* start over from a sound image */
+            on_snap = 0;
             if (failed > 20) break;
         }
         ++completed;
@@ -871,8 +1032,15 @@ static int run_kill(const args *a, const char *self) {
     vdkit_library_close(lib);
     model_free(&m);
     print_expected();
-    printf("kill %s (%s): %llu trials, %llu killed after writing, %llu flushes logged\n", a->format, label,
-           (unsigned long long)completed, (unsigned long long)killed_mid, (unsigned long long)flushes);
+    if (stale_links)
+        printf("KNOWN: %llu× a kill inside a commit left the snapshot naming the disk's old modification id "
+               "(relinked with rebase -u; docs/reliability.md)\n",
+               (unsigned long long)stale_links);
+    printf("kill %s (%s): %llu trials, %llu killed after writing, %llu flushes logged, %llu snapshots and %llu "
+           "commits made, %llu kills inside a commit, %llu with a snapshot on top\n",
+           a->format, label, (unsigned long long)completed, (unsigned long long)killed_mid, (unsigned long long)flushes,
+           (unsigned long long)snapshots, (unsigned long long)commits, (unsigned long long)killed_in_commit,
+           (unsigned long long)killed_on_snap);
     printf("%llu passed, %llu failed\n", (unsigned long long)passed, (unsigned long long)failed);
     return failed ? 1 : 0;
 }
@@ -1052,7 +1220,7 @@ static int run_power(const args *a) {
     init_err(&e);
     if (vdkit_disk_open(lib, location, a->format, VDKIT_DISK_WRITE, NULL, &d, &e) != VDKIT_OK)
         die("open %s: %s", location, e.message);
-    if (workload(d, &m, &lg, a->seed * 31 + 7, a->ops, &e)) die("%s: workload: %s", a->format, e.message);
+    if (workload(&d, &m, &lg, a->seed * 31 + 7, a->ops, NULL, &e)) die("%s: workload: %s", a->format, e.message);
     if (vdkit_disk_close(d, &e) != VDKIT_OK) die("close: %s", e.message);
     log_rec(&lg, REC_D_FLUSHED, 0, 0, 0);
     close(lg.fd);

@@ -23,6 +23,12 @@
  *   REC_D_RESOLVE a, b, c: after a discard returned, what the range reads
  *                 as: c = 0 zeros, 1 the parent's data, 2 what it held before
  *   REC_D_FLUSHED vdkit_disk_flush returned OK (written after it returned)
+ * Chain steps (kill mode; the content stays, what lies under the top changes):
+ *   REC_D_SNAPSHOT  a differencing image (snap.EXT) over the disk was
+ *                   created and closed; the workload goes on in it
+ *   REC_D_COMMIT    a commit of snap.EXT into the disk begins
+ *   REC_D_COMMITTED the commit returned and snap.EXT was closed; the
+ *                   workload goes on in the disk
  */
 #ifndef VDKIT_TESTS_CRASH_RECORD_LOG_H
 #define VDKIT_TESTS_CRASH_RECORD_LOG_H
@@ -40,7 +46,10 @@ enum {
     REC_D_ZERO = 101,
     REC_D_DISCARD = 102,
     REC_D_RESOLVE = 103,
-    REC_D_FLUSHED = 104
+    REC_D_FLUSHED = 104,
+    REC_D_SNAPSHOT = 105,
+    REC_D_COMMIT = 106,
+    REC_D_COMMITTED = 107
 };
 
 typedef struct rec_header {

@@ -133,7 +133,7 @@ class CommitCommand : public Command {
 class RebaseCommand : public Command {
     std::string format_, image_, backing_, backing_format_;
     std::vector<std::string> filters_;
-    bool unsafe_ = false, progress_ = false, backing_given_ = false;
+    bool unsafe_ = false, progress_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("rebase", "Give the top image a new parent (-b \"\": none); safe mode "
                                                  "keeps its content");

@@ -598,6 +598,7 @@ private:
         if (!raw.empty()) main_.pread(ctx.get(), h_.off_blocks, raw.data(), raw.size());
         map_.resize(h_.blocks);
         for (uint32_t i = 0; i < h_.blocks; ++i) map_[i] = static_cast<uint32_t>(sdk::load_le(raw.data() + 4 * i, 4));
+        disk_count_ = h_.blocks_allocated;
         // Entries beyond the file or shared by two blocks would let a write
         // destroy other data: writing is refused until check -r fixes them.
         // The allocation point comes from the map, never from the header's
@@ -732,6 +733,7 @@ private:
         serialise(h_, buf);
         main_.truncate(ctx.get(), file_size_);
         main_.pwrite(ctx.get(), 0, buf, h_.end());
+        disk_count_ = h_.blocks_allocated;
         if (diff) write_hint(ctx, sdk::view(p.parent_hint));
         write_map_range(ctx, 0, h_.blocks);
         if (fixed) main_.zero(ctx.get(), off_data, file_size_ - off_data); // allocate the data area
@@ -762,15 +764,25 @@ private:
     }
 
     // Make the file durable. With deferred metadata: the data first (a
-    // flush), then the header and the map pages, then a second flush, so
-    // no entry on disk ever points at data that did not reach it. Without:
-    // one flush.
+    // flush), then the header and the map pages in the order below, then a
+    // flush, so no entry on disk ever points at data that did not reach it.
+    // Without: one flush.
+    // The count on disk always covers every map entry on disk (VDI 1.1
+    // header "cBlocksAllocated"; writers that trust it append there): a
+    // count that grows is written before the entries that use it, one that
+    // shrinks (fill_holes moved blocks down) after the entries that stopped
+    // using the blocks past it, with a flush between them. A power cut can
+    // leave a count ahead of the map (orphan blocks: check calls it an
+    // error, check -r and vdkit's writer cope), never one behind it.
     void flush_file(Context &ctx) {
         main_.flush(ctx.get());
         if (dirty_map_pages_.empty() && !header_dirty_) return;
-        // The count before the entries: cut off between them, the file
-        // holds orphans (a leak), never entries past the count.
-        if (header_dirty_) write_header(ctx);
+        const bool count_first = h_.blocks_allocated >= disk_count_;
+        if (header_dirty_ && count_first) {
+            write_header(ctx);
+            if (!dirty_map_pages_.empty()) main_.flush(ctx.get());
+        }
+        const bool wrote_map = !dirty_map_pages_.empty();
         for (auto it = dirty_map_pages_.begin(); it != dirty_map_pages_.end();) {
             const uint64_t first = *it;
             uint64_t last = first + 1;
@@ -779,6 +791,10 @@ private:
             if (first * kEntriesPerPage < end) write_map_range(ctx, first * kEntriesPerPage, end);
         }
         dirty_map_pages_.clear();
+        if (header_dirty_) { // a count that shrinks, after the entries
+            if (wrote_map) main_.flush(ctx.get());
+            write_header(ctx);
+        }
         main_.flush(ctx.get());
         if (count_lowered_) {
             // The count was ahead of the map (a crash): the data blocks past
@@ -806,6 +822,7 @@ private:
         // From the signature on: the banner text of the image's creator stays.
         main_.pwrite(ctx.get(), 0x40, buf + 0x40, h_.end() - 0x40);
         header_dirty_ = false;
+        disk_count_ = h_.blocks_allocated;
     }
 
     // The first change after open gets a new modification UUID, written at
@@ -924,12 +941,13 @@ private:
             main_.pwrite(ctx.get(), h_.off_data + uint64_t(to) * h_.stride(), buf.data(), buf.size());
         }
         if (!moves.empty()) flush_file(ctx);
-        for (auto [from, to] : moves) set_entry(ctx, owner[to], to);
+        // The entries naming the copies, then the lower count (flush_file's order).
+        for (auto [from, to] : moves) defer_entry(owner[to], to);
         h_.blocks_allocated = end;
+        header_dirty_ = true;
         next_block_ = end;
         free_slots_.clear(); // no holes below `end` now
         free_known_ = true;
-        write_header(ctx);
         flush_file(ctx);
         const uint64_t data_end = h_.off_data + uint64_t(end) * h_.stride();
         if (data_end < file_size_) {
@@ -1014,6 +1032,7 @@ private:
     uint64_t file_size_ = 0;
     uint32_t next_block_ = 0;    // data block index the next allocation takes
     bool header_dirty_ = false;   // h_ differs from the file (flush_file writes it)
+    uint32_t disk_count_ = 0;     // the allocated count the header in the file has (write_header)
     std::set<uint64_t> dirty_map_pages_; // map pages (kEntriesPerPage entries) not yet written
     bool touched_ = false;
     bool map_damaged_ = false;

@@ -205,24 +205,74 @@ void SparseExtent::set_gte(sdk::Context &ctx, uint64_t index, uint32_t value) {
                                                     " is not allocated; writing needs preallocated tables");
     std::vector<uint32_t> &gt = grain_table(ctx, gdi);
     set_unclean(ctx, true);
-    unsigned char e[4];
-    store_le(e, value, 4);
-    // Keep the redundant table in step (VDF50: both are updated). The copy
-    // that names a data grain is written first, so a write cut off between
-    // the two leaves the primary entry naming a sound grain — the old one
-    // (unmapping: the redundant copy goes first) or the new one (mapping,
-    // moving: the primary goes first) — which check calls a stale copy of
-    // an extent not closed cleanly and close refreshes; never a primary 0
-    // beside a sound redundant grain, which check must call an error.
-    const bool redundant = gdi < rgd_.size() && rgd_[gdi] && uint64_t(rgd_[gdi]) * 512 + slot * 4 + 4 <= file_size_;
-    const uint64_t primary_at = uint64_t(gd_[gdi]) * 512 + slot * 4;
-    if (redundant && value <= 1) store_.pwrite(ctx.get(), uint64_t(rgd_[gdi]) * 512 + slot * 4, e, 4);
-    store_.pwrite(ctx.get(), primary_at, e, 4);
-    if (redundant && value > 1) store_.pwrite(ctx.get(), uint64_t(rgd_[gdi]) * 512 + slot * 4, e, 4);
     gt[slot] = value;
+    dirty_[gdi].set(slot);
+}
+
+std::vector<uint32_t> *SparseExtent::held_table(uint64_t gd_index) {
+    if (resolved_) {
+        auto r = resolved_->find(gd_index);
+        if (r != resolved_->end()) return &r->second;
+    }
+    auto it = gt_cache_.find(gd_index);
+    return it == gt_cache_.end() ? nullptr : &it->second;
+}
+
+void SparseExtent::write_tables(sdk::Context &ctx) {
+    if (dirty_.empty()) return;
+    // The barrier: every grain a changed entry names is on the disk before
+    // any entry names it.
+    store_.flush(ctx.get());
+    // Keep the redundant table in step (VDF50: both are updated). The copy
+    // that names a data grain is written first, so a cut between the two
+    // leaves the primary entry naming a sound grain — the old one
+    // (unmapping: the redundant copy goes first) or the new one (mapping:
+    // the primary goes first) — which check calls a stale copy of an extent
+    // not closed cleanly and close refreshes; never a primary 0 beside a
+    // sound redundant grain, which check must call an error. Runs of
+    // neighbouring entries go in one write (convert: one per table).
+    const uint64_t n = h_.gtes_per_gt;
+    std::vector<unsigned char> run(static_cast<size_t>(n) * 4);
+    bool second_phase = false;
+    for (int phase = 0; phase < 2; ++phase) {
+        if (phase == 1) {
+            if (!second_phase) break;
+            store_.flush(ctx.get());
+        }
+        for (const auto &entry : dirty_) {
+            const uint64_t gdi = entry.first; // named, not a structured binding: clang < 16 cannot capture those
+            const std::bitset<512> &bits = entry.second;
+            const std::vector<uint32_t> *gt = held_table(gdi);
+            if (!gt) throw sdk::Error(VDKIT_E_INTERNAL, name_ + ": changed grain table " + std::to_string(gdi) + " left memory");
+            const bool redundant = gdi < rgd_.size() && rgd_[gdi] && uint64_t(rgd_[gdi]) * 512 + n * 4 <= file_size_;
+            // Which table this phase writes slot k to: 0 none, else its sector.
+            auto target = [&](uint64_t k) -> uint64_t {
+                if (!bits.test(k)) return 0;
+                if (!redundant) return phase == 0 ? gd_[gdi] : 0;
+                const bool primary_first = (*gt)[k] > 1;
+                if (phase == 0) return primary_first ? gd_[gdi] : rgd_[gdi];
+                return primary_first ? rgd_[gdi] : gd_[gdi];
+            };
+            if (redundant) second_phase = true;
+            for (uint64_t k = 0; k < n;) {
+                const uint64_t table = target(k);
+                if (!table) {
+                    ++k;
+                    continue;
+                }
+                uint64_t end = k;
+                for (; end < n && target(end) == table; ++end) store_le(run.data() + (end - k) * 4, (*gt)[end], 4);
+                store_.pwrite(ctx.get(), table * 512 + k * 4, run.data(), (end - k) * 4);
+                k = end;
+            }
+        }
+    }
+    store_.flush(ctx.get());
+    dirty_.clear();
 }
 
 void SparseExtent::refresh_redundant_tables(sdk::Context &ctx) {
+    write_tables(ctx); // the tables are read raw below
     opened_unclean_ = false;
     if (!tables_sound_) {
         // Never copy a table over a location not proven to be the redundant table.
@@ -257,7 +307,9 @@ void SparseExtent::scan_free(sdk::Context &ctx) {
     // file check -r has not padded yet) reads as zeros past it; a new grain
     // appended at the end of the file would land on that tail, so appends
     // go after its end. The tables are read raw, not cached; a table named
-    // twice (or by both copies) is read once.
+    // twice (or by both copies) is read once, after the changed entries
+    // were written.
+    write_tables(ctx);
     const uint64_t gb = grain_bytes(), bytes = uint64_t(h_.gtes_per_gt) * 4;
     std::vector<std::pair<uint64_t, uint64_t>> taken = metadata_ranges();
     std::vector<unsigned char> raw(static_cast<size_t>(bytes));
@@ -296,6 +348,7 @@ void SparseExtent::scan_free(sdk::Context &ctx) {
 }
 
 void SparseExtent::forget_free(sdk::Context &ctx) {
+    write_tables(ctx);
     if (!released_.empty()) store_.flush(ctx.get());
     free_.reset();
     cut_end_.reset();
@@ -323,12 +376,14 @@ void SparseExtent::after_flush(sdk::Context &ctx) {
     }
 }
 
-// Data first, then the table entries: a crash in between leaks a grain but
-// never exposes unwritten data. A grain given back earlier in the session
+// Data first, then the table entries (write_tables, after a barrier): a
+// crash in between leaks a grain but never exposes unwritten data or the
+// old content of a reused place. A grain given back earlier in the session
 // is reused only after a flush made its table entry durable.
 void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned char *grain) {
     if (!free_) scan_free(ctx);
     if (free_->empty() && !released_.empty()) {
+        write_tables(ctx);
         store_.flush(ctx.get());
         free_->insert(released_.begin(), released_.end());
         released_.clear();
@@ -341,14 +396,7 @@ void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned ch
         at = std::max((file_size_ + 511) / 512 * 512, *cut_end_);
     }
     if ((at + grain_bytes()) / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
-    const bool reused = at < file_size_;
     store_.pwrite(ctx.get(), at, grain, grain_bytes());
-    // A reused grain still holds its old data: a power cut that kept the
-    // new table entry but not the new grain would expose that data, so the
-    // grain reaches the disk before its entry (a barrier per reused grain;
-    // appended grains need none: an entry past the end reads as an error
-    // check reports, never as another grain's data).
-    if (reused) store_.flush(ctx.get());
     file_size_ = std::max(file_size_, at + grain_bytes());
     set_gte(ctx, index, static_cast<uint32_t>(at / 512));
 }
@@ -424,7 +472,10 @@ std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_
         corrupt("grain table " + std::to_string(gd_index) + " at sector " + std::to_string(sector) +
                 " (grain directory entry at byte " + std::to_string(h_.gd_offset * 512 + gd_index * 4) +
                 ") lies beyond the end of the file");
-    if (gt_cache_.size() >= kMaxCachedTables) gt_cache_.clear();
+    if (gt_cache_.size() >= kMaxCachedTables) {
+        write_tables(ctx); // changed tables leave memory only once written
+        gt_cache_.clear();
+    }
     return gt_cache_.emplace(gd_index, std::move(gt)).first->second;
 }
 
@@ -650,6 +701,7 @@ uint64_t SparseExtent::shrink(sdk::Context &ctx, uint64_t new_capacity, bool has
         uint64_t sector;
         if (lookup(ctx, i, &sector) != Grain::unallocated) set_gte(ctx, i, 0);
     }
+    write_tables(ctx);
     const uint64_t tail = (gd_.size() - count) * 4;
     if (tail) {
         std::vector<unsigned char> zeros(static_cast<size_t>(tail), 0);
@@ -708,6 +760,8 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         else used.push_back({sector, i});
         if ((i & 1023) == 0) ctx.progress(i, grains * 2);
     }
+    // Unmapped before anything is copied over them.
+    write_tables(ctx);
     // 2. Move grains down into holes, in batches whose copies land below
     //    every grain of the batch still to be repointed.
     std::sort(used.begin(), used.end(), [](const Placed &a, const Placed &b) { return a.sector < b.sector; });
@@ -727,9 +781,8 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
     std::vector<std::pair<Placed, uint64_t>> batch; // grain, destination byte
     auto commit = [&] {
         if (batch.empty()) return;
-        store_.flush(ctx.get());
         for (const auto &[g, dest] : batch) set_gte(ctx, g.index, static_cast<uint32_t>(dest / 512));
-        store_.flush(ctx.get());
+        write_tables(ctx); // flushes the copies first
         batch.clear();
     };
     for (size_t k = 0; k < used.size(); ++k) {
@@ -947,6 +1000,7 @@ void SparseExtent::check_stream_markers(sdk::Context &ctx, const std::unordered_
 
 void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate,
                                 std::unordered_map<uint64_t, std::vector<uint32_t>> *plan) {
+    write_tables(ctx); // the tables are read raw below
     const sdk::CheckReporter reporter(ctx, gate ? 0 : flags, r);
     const bool compressed = h_.flags & kFlagCompressed;
     // A stream (compressed grains) is checked, never repaired in place: its

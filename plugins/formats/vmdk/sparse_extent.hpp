@@ -12,6 +12,8 @@
 
 #include "vdkit/plugin.hpp"
 
+#include <bitset>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -89,6 +91,17 @@ public:
     // zeroed-grain flag) or, with `unmap`, unallocated. The grains they
     // held become free space once the change is flushed (after_flush).
     void set_whole_grains(sdk::Context &ctx, uint64_t offset, uint64_t len, bool unmap);
+    // Grain table entries changed since the last call reach the file here,
+    // after a barrier (VDF50 "Grain Directories and Grain Tables" has no
+    // journal; order is the only protection): flush, so every grain an
+    // entry names is durable; then the copy of each entry that names data
+    // (mapping: the primary table; unmapping: the redundant one); flush;
+    // then the other copy; flush. A power cut anywhere leaves entries that
+    // name written grains or none (docs/reliability.md). Call before the
+    // extent's file is flushed (the disk's flush, close); every reader of
+    // the tables on disk (check, compact, shrink, grow, the free-space
+    // scan, the table cache's eviction) calls it first.
+    void write_tables(sdk::Context &ctx);
     // Call after the extent's file was flushed (flush, close). VMDK keeps
     // no record of free space, so vdkit finds it (one scan of both grain
     // table copies, at the first allocation or release of a session):
@@ -135,7 +148,14 @@ public:
     void require_sound_tables(sdk::Context &ctx);
 
 private:
+    // Sets a grain table entry in memory; write_tables writes it. The table
+    // stays in memory (gt_cache_ or resolved_) until then.
     void set_gte(sdk::Context &ctx, uint64_t index, uint32_t value);
+    // The table of gd_index held in memory (resolved_ first), or nullptr.
+    std::vector<uint32_t> *held_table(uint64_t gd_index);
+    // Grain directory index → slots whose entries set_gte changed and
+    // write_tables has not written yet (gtes_per_gt <= 512).
+    std::map<uint64_t, std::bitset<512>> dirty_;
     // Write h_'s capacity and directory offsets into the header on disk
     // (read-modify-write, then flush): the last step of grow, shrink and
     // a directory move, after the tables it points at are on disk.

@@ -285,10 +285,14 @@ public:
         });
     }
 
-    // Durable, then free grains at the end of sparse extents are cut off
+    // Grain table entries written after a barrier (SparseExtent::write_tables),
+    // durable, then free grains at the end of sparse extents are cut off
     // (SparseExtent::after_flush).
     void flush(Context &ctx) {
         if (stream_) return stream_->flush(ctx);
+        if (writable_)
+            for (auto &e : extents_)
+                if (e->sparse && e->sparse->writable()) e->sparse->write_tables(ctx);
         for (auto &e : extents_)
             if (e->store && e->owned) e->store.flush(ctx.get());
         main_.flush(ctx.get());
