@@ -101,6 +101,21 @@ const char *foreign_path_form(const std::string &p) {
     return nullptr;
 }
 
+// scheme://authority, /path and ?query#fragment of a URL; path is "/" when
+// the URL has none (nbd://host).
+struct UrlParts {
+    std::string prefix, path, suffix;
+};
+UrlParts split_url(const std::string &url) {
+    const size_t sep = url.find("://");
+    const size_t query = url.find_first_of("?#", sep + 3);
+    const std::string head = url.substr(0, query);
+    const std::string suffix = query == std::string::npos ? std::string() : url.substr(query);
+    const size_t path = head.find('/', sep + 3);
+    if (path == std::string::npos) return {head, "/", suffix};
+    return {head.substr(0, path), head.substr(path), suffix};
+}
+
 bool under_system_tree(const fs::path &real) {
     for (const char *root : {"/proc", "/sys"}) {
         fs::path rel = real.lexically_relative(root);
@@ -131,14 +146,20 @@ Result<NamedPath> resolve_named(const std::string &image_location, std::string_v
                                               "; an image's own paths are plain file names relative to its directory "
                                               "(set allow_unsafe_paths to follow it)");
     if (image_location.find("://") != std::string::npos) {
-        // Location-relative join for URL-based images.
-        size_t slash = image_location.rfind('/');
-        if (p[0] == '/' || p.find("..") != std::string::npos) {
+        // Location-relative join for URL-based images (RFC 3986 section
+        // 5.2, for a relative path without dot segments): the name replaces
+        // the last segment of the image URL's path; its scheme, authority
+        // and query (nbd+unix's ?socket=, a signed URL's parameters) stay.
+        // A name that would leave the image's directory, or carries a query
+        // or fragment of its own (which could point the transport at another
+        // server or socket), is refused like a local path outside it.
+        if (p[0] == '/' || p.find("..") != std::string::npos || p.find_first_of("?#") != std::string::npos) {
             if (!allow_unsafe)
-                return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p +
-                                                      "' outside its directory; set allow_unsafe_paths to allow it");
+                return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' as its " + what +
+                                                      ", outside its directory; set allow_unsafe_paths to allow it");
         }
-        return NamedPath{image_location.substr(0, slash + 1) + p, false};
+        const UrlParts u = split_url(image_location);
+        return NamedPath{u.prefix + u.path.substr(0, u.path.rfind('/') + 1) + p + u.suffix, false};
     }
     fs::path base_dir = fs::path(image_location).parent_path();
     if (base_dir.empty()) base_dir = ".";
@@ -228,13 +249,12 @@ std::string relative_hint(const std::string &child, const std::string &parent) {
     if (cs != std::string::npos || ps != std::string::npos) {
         // URLs: relative when scheme and authority match (resolve_sibling
         // joins such a hint onto the child's location), else the whole URL.
+        // Query and fragment must match too: resolve_named keeps the child's.
         if (cs == std::string::npos || ps == std::string::npos) return parent;
-        const size_t cpath = child.find('/', cs + 3), ppath = parent.find('/', ps + 3);
-        if (cpath == std::string::npos || ppath == std::string::npos ||
-            child.compare(0, cpath, parent, 0, ppath) != 0)
-            return parent;
-        const fs::path cdir = fs::path(child.substr(cpath)).lexically_normal().parent_path();
-        const fs::path rel = fs::path(parent.substr(ppath)).lexically_normal().lexically_relative(cdir);
+        const UrlParts c = split_url(child), pp = split_url(parent);
+        if (c.prefix != pp.prefix || c.suffix != pp.suffix) return parent;
+        const fs::path cdir = fs::path(c.path).lexically_normal().parent_path();
+        const fs::path rel = fs::path(pp.path).lexically_normal().lexically_relative(cdir);
         return rel.empty() ? parent : rel.string();
     }
     std::error_code ec;
