@@ -1008,6 +1008,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     add_image_commands(c);
     add_batch_command(c);
     add_cleanup_command(c);
+    add_serve_command(c);
     return c;
 }
 
