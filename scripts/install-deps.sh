@@ -11,6 +11,8 @@ packages=(
   zlib1g-dev libdeflate-dev libssl-dev libfuse3-dev libnbd-dev libcurl4-openssl-dev
   # tests
   catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
+  # plugins/serve/nbdkit: the nbdkit plugin serving any disk vdkit opens
+  nbdkit-plugin-dev
   # convert_target_test.sh kills a convert between two renames (strace -e inject);
   # tests/hostile records every file a hostile image makes vdkit open
   strace

@@ -15,6 +15,8 @@ PIN(vdkit_plugin_descriptor, name, 16);
 PIN(vdkit_plugin_descriptor, capabilities, 64);
 PIN(vdkit_plugin_descriptor, config_keys, 72);
 PIN(vdkit_plugin_descriptor, ops, 104);
+PIN(vdkit_plugin_descriptor, schemes, 112);      /* 2.1 */
+PIN(vdkit_plugin_descriptor, scheme_count, 120); /* 2.1 */
 PIN(vdkit_plugin_list, plugins, 16);
 PIN(vdkit_config_key, name, 16);
 PIN(vdkit_config_key, max_value, 88);
@@ -38,7 +40,7 @@ PIN(vdkit_create_params, parent_hint, 64);
 PIN(vdkit_check_result, repaired, 24);
 _Static_assert(sizeof(vdkit_extent) == 24, "vdkit_extent is fixed");
 
-_Static_assert(VDKIT_ABI_MAJOR == 2 && VDKIT_ABI_MINOR == 0, "ABI version changed: update the ledger and this pin");
+_Static_assert(VDKIT_ABI_MAJOR == 2 && VDKIT_ABI_MINOR == 1, "ABI version changed: update the ledger and this pin");
 
 /* The one I/O shape (plugin.h): object, ctx, offset, buffer, length, out-params.
  * SHAPE fails to compile when a slot's function type differs. */

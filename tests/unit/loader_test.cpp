@@ -147,3 +147,83 @@ TEST_CASE("plugins stay loaded while a disk they made is alive", "[loader]") {
     CHECK(back == data);
     REQUIRE_OK(disk->close());
 }
+
+// ---- URL schemes of transports (ABI 2.1) ------------------------------------
+
+#include "registry/registry.hpp"
+#include "vdkit/plugin.hpp"
+
+#include <cstddef>
+
+namespace {
+struct SchemeTransport {
+    static std::unique_ptr<SchemeTransport> open(sdk::Context &, std::string_view, uint32_t) {
+        return std::make_unique<SchemeTransport>();
+    }
+    void pread(sdk::Context &, uint64_t, void *, uint64_t) {}
+    uint64_t size(sdk::Context &) { return 0; }
+};
+
+vdkit_plugin_descriptor scheme_descriptor(std::string_view name, const vdkit_str *schemes, uint32_t count,
+                                          uint32_t kind = VDKIT_KIND_TRANSPORT) {
+    sdk::DescriptorSpec spec{name, "1", "test", 0, nullptr, 0, nullptr, 0, schemes, count};
+    return sdk::describe(kind, spec, sdk::transport_ops<SchemeTransport>());
+}
+} // namespace
+
+TEST_CASE("a transport's URL schemes pick it; clashes and bad schemes are refused", "[loader][abi]") {
+    static constexpr vdkit_str nbd_schemes[] = {sdk::str("nbds"), sdk::str("nbd+unix")};
+    const vdkit_plugin_descriptor nbd = scheme_descriptor("nbdx", nbd_schemes, 2);
+    auto entry = make_plugin_entry(&nbd, "test", nullptr);
+    REQUIRE_OK(entry);
+    CHECK((*entry)->info.schemes == std::vector<std::string>{"nbds", "nbd+unix"});
+    Registry reg;
+    REQUIRE_OK(reg.add(*entry));
+    CHECK(reg.find_transport_for_scheme("nbdx") == *entry);
+    CHECK(reg.find_transport_for_scheme("NBD+Unix") == *entry);
+    CHECK(reg.find_transport_for_scheme("nbds") == *entry);
+    CHECK_FALSE(reg.find_transport_for_scheme("nbd+tcp"));
+    // Another transport may not take a served scheme, by name or by scheme.
+    static constexpr vdkit_str clash[] = {sdk::str("nbd+unix")};
+    const vdkit_plugin_descriptor other = scheme_descriptor("other", clash, 1);
+    auto second = make_plugin_entry(&other, "test2", nullptr);
+    REQUIRE_OK(second);
+    Status st = reg.add(*second);
+    CHECK(st.code() == VDKIT_E_EXISTS);
+    CHECK_THAT(st.message(), Catch::Contains("'nbd+unix'") && Catch::Contains("'nbdx'"));
+    const vdkit_plugin_descriptor named = scheme_descriptor("nbds", nullptr, 0);
+    auto third = make_plugin_entry(&named, "test3", nullptr);
+    REQUIRE_OK(third);
+    CHECK(reg.add(*third).code() == VDKIT_E_EXISTS);
+    CHECK(reg.add_all({*third}).code() == VDKIT_E_EXISTS);
+    CHECK(reg.find_transport_for_scheme("nbds") == *entry);
+
+    for (std::string_view bad : {"Nbd", "1nbd", "nbd:x", "", "nbd/unix"}) {
+        INFO(bad);
+        const vdkit_str one[] = {sdk::str(bad)};
+        const vdkit_plugin_descriptor d = scheme_descriptor("bad", one, 1);
+        auto r = make_plugin_entry(&d, "bad", nullptr);
+        REQUIRE_FALSE(r.is_ok());
+        CHECK(r.status().code() == VDKIT_E_ABI);
+        CHECK_THAT(r.status().message(), Catch::Contains("URL scheme"));
+    }
+    // Only transports serve URLs.
+    const vdkit_plugin_descriptor fmt = scheme_descriptor("fmt", nbd_schemes, 2, VDKIT_KIND_FILTER);
+    CHECK(make_plugin_entry(&fmt, "fmt", nullptr).status().code() == VDKIT_E_ABI);
+}
+
+TEST_CASE("a 2.0 descriptor (no scheme fields) loads with no schemes", "[loader][abi]") {
+    // What follows a 2.0-sized descriptor is not the plugin's: garbage
+    // there must not be read as a scheme table.
+    struct {
+        vdkit_plugin_descriptor d;
+    } holder{scheme_descriptor("old", nullptr, 0)};
+    holder.d.struct_size = static_cast<uint32_t>(offsetof(vdkit_plugin_descriptor, schemes));
+    holder.d.abi_minor = 0;
+    holder.d.schemes = reinterpret_cast<const vdkit_str *>(uintptr_t{0xdead});
+    holder.d.scheme_count = 7;
+    auto entry = make_plugin_entry(&holder.d, "old", nullptr);
+    REQUIRE_OK(entry);
+    CHECK((*entry)->info.schemes.empty());
+    CHECK((*entry)->info.abi_minor == 0);
+}

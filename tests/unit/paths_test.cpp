@@ -230,3 +230,31 @@ TEST_CASE("names inside a remote image resolve against its URL under the local r
     // allow_unsafe_paths: still joined onto the image's own server.
     CHECK(resolve_named(img, "../../x", PathUse::extent, true)->location == "http://h:8080/x");
 }
+
+TEST_CASE("names inside a URL image join onto its URL, keeping authority and query", "[paths]") {
+    struct Case {
+        const char *image, *name, *want;
+    };
+    for (const Case &c : {Case{"nbd+unix:///disk.vmdk?socket=/tmp/s/sock", "disk-flat.vmdk",
+                               "nbd+unix:///disk-flat.vmdk?socket=/tmp/s/sock"},
+                          Case{"nbd://host:10809/vm/disk.vmdk", "disk-s001.vmdk", "nbd://host:10809/vm/disk-s001.vmdk"},
+                          Case{"nbd://host", "x.vmdk", "nbd://host/x.vmdk"},
+                          Case{"nbds+unix:///d/disk.vmdk?socket=/s#f", "disk-s001.vmdk", "nbds+unix:///d/disk-s001.vmdk?socket=/s"}}) {
+        INFO(c.image << " + " << c.name);
+        auto r = resolve_sibling(c.image, c.name, false);
+        REQUIRE_OK(r);
+        CHECK(*r == c.want);
+        // A child names such a sibling back relative to itself.
+        CHECK(relative_hint(c.image, c.want) == c.name);
+    }
+    // Leaving the directory, an absolute path, or a query of its own (which
+    // could name another socket or server) is refused unless allowed.
+    for (const char *name : {"../other.vmdk", "/etc/passwd", "x.vmdk?socket=/run/other", "x.vmdk#frag",
+                             "file:///etc/passwd"}) {
+        INFO(name);
+        auto r = resolve_sibling("nbd+unix:///disk.vmdk?socket=/tmp/s", name, false);
+        REQUIRE_FALSE(r.is_ok());
+        CHECK(r.status().code() == VDKIT_E_PERMISSION);
+        CHECK_THAT(r.status().message(), Catch::Contains("allow_unsafe_paths"));
+    }
+}

@@ -68,6 +68,15 @@ void add_output_option(CLI::App *sub, std::string &output) {
 
 namespace {
 
+// The URL schemes a transport serves: its name, then the schemes it
+// declares (ABI 2.1); none for other plugins.
+std::vector<std::string> url_schemes(const PluginInfo &p) {
+    if (p.kind != PluginKind::transport) return {};
+    std::vector<std::string> out{p.name};
+    out.insert(out.end(), p.schemes.begin(), p.schemes.end());
+    return out;
+}
+
 // The format plugins that list `ext` (lower case, no dot) among their extensions.
 std::vector<std::string> claimants(const Library &lib, const std::string &ext) {
     std::vector<std::string> claim;
@@ -210,6 +219,7 @@ class PluginsCommand : public Command {
                                {"abi", std::to_string(p.abi_major) + "." + std::to_string(p.abi_minor)},
                                {"capabilities", p.capability_names},
                                {"extensions", p.extensions},
+                               {"schemes", url_schemes(p)},
                                {"keys", keys},
                                {"source", p.source}});
             }
@@ -229,6 +239,11 @@ class PluginsCommand : public Command {
                 if (!p.extensions.empty()) {
                     std::cout << "  extensions:";
                     for (const auto &e : p.extensions) std::cout << " ." << e;
+                    std::cout << "\n";
+                }
+                if (p.kind == PluginKind::transport) {
+                    std::cout << "  schemes:";
+                    for (const auto &e : url_schemes(p)) std::cout << " " << e << "://";
                     std::cout << "\n";
                 }
                 for (const auto &k : p.keys) {
@@ -931,6 +946,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     add_image_commands(c);
     add_batch_command(c);
     add_cleanup_command(c);
+    add_serve_command(c);
     return c;
 }
 

@@ -45,6 +45,8 @@ void add_filter_option(CLI::App *sub, std::vector<std::string> &specs, const std
                        const std::string &help = "Read and write the image's files through this file-level filter "
                                                  "(NAME or NAME:key=value,...; repeat to stack, nearest the file "
                                                  "first)");
+// serve (serve.cpp).
+void add_serve_command(std::vector<std::unique_ptr<Command>> &commands);
 // batch (batch.cpp).
 void add_batch_command(std::vector<std::unique_ptr<Command>> &commands);
 

@@ -92,6 +92,8 @@ struct PluginInfo {
     std::string source;                    // library file it came from
     uint32_t abi_major = 0;
     uint32_t abi_minor = 0;
+    /// Transports: URL schemes served besides `name` (lower case; ABI 2.1).
+    std::vector<std::string> schemes;
     /// Whether every VDKIT_CAP_* bit of `cap` is set.
     bool has(uint64_t cap) const noexcept { return (capabilities & cap) == cap; }
     /// The key named exactly `key_name`, or null.

@@ -533,6 +533,13 @@ Result<ConvertResult> Library::convert(const std::string &source, const std::str
         VDKIT_ASSIGN_OR_RETURN(final_target, check_target(target, o));
     }
     if (o.existing_target && !is_url(target)) VDKIT_TRY(existing_format_problem(*this, target, o.target_format));
+    // A new target is built in a staging directory beside it and moved in:
+    // a URL (an NBD export, an object) has no such directory beside it.
+    if (!o.existing_target && is_url(target))
+        return Status(VDKIT_E_NOT_SUPPORTED, target + " is a URL: convert builds a new image in a local staging "
+                                                      "directory and moves it into place, which a URL target has not; "
+                                                      "to write into an existing remote disk (an NBD export) use "
+                                                      "convert -n (nothing was written)");
     OpenOptions oo;
     oo.format = o.source_format;
     oo.filters = o.source_filters;

@@ -423,6 +423,11 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
     }
     VDKIT_ASSIGN_OR_RETURN(bool exists, host.stores().location_exists(location));
     if (exists) {
+        // A URL that exists is usually a remote disk of fixed size (an NBD
+        // export): written in place, not created (convert -n).
+        if (!options.overwrite && location.find("://") != std::string::npos)
+            return Status(VDKIT_E_EXISTS, location + " already exists and cannot be created anew; to write a disk into "
+                                                     "it in place use vdkit convert -n");
         if (!options.overwrite)
             return Status(VDKIT_E_EXISTS, location + " already exists");
         // Never replace a file another process holds as an image (QEMU or

@@ -101,12 +101,41 @@ const char *foreign_path_form(const std::string &p) {
     return nullptr;
 }
 
+// scheme://authority, /path and ?query#fragment of a URL; path is "/" when
+// the URL has none (nbd://host).
+struct UrlParts {
+    std::string prefix, path, suffix;
+};
+UrlParts split_url(const std::string &url) {
+    const size_t sep = url.find("://");
+    const size_t query = url.find_first_of("?#", sep + 3);
+    const std::string head = url.substr(0, query);
+    const std::string suffix = query == std::string::npos ? std::string() : url.substr(query);
+    const size_t path = head.find('/', sep + 3);
+    if (path == std::string::npos) return {head, "/", suffix};
+    return {head.substr(0, path), head.substr(path), suffix};
+}
+
 bool under_system_tree(const fs::path &real) {
     for (const char *root : {"/proc", "/sys"}) {
         fs::path rel = real.lexically_relative(root);
         if (!rel.empty() && *rel.begin() != "..") return true;
     }
     return false;
+}
+
+// The part of a URL's query that locates its server rather than the object:
+// a "+unix" scheme's query (nbd+unix:///export?socket=PATH, RFC 3986 form of
+// the NBD URI specification) names the socket, so the image's siblings are
+// reached through the same one. Other queries (a signed URL's parameters)
+// belong to the image's own request and are dropped.
+std::string server_query(const std::string &url) {
+    const size_t sep = url.find("://");
+    const std::string scheme = util::to_lower(url.substr(0, sep));
+    if (scheme.size() < 5 || scheme.compare(scheme.size() - 5, 5, "+unix") != 0) return {};
+    const size_t q = url.find('?', sep + 3);
+    if (q == std::string::npos) return {};
+    return url.substr(q, url.find('#', q) - q);
 }
 
 // resolve_named for an image reached by URL (http://, s3://, nbd://...): the
@@ -131,7 +160,7 @@ Result<NamedPath> resolve_in_url(const std::string &image_location, const std::s
     if (path.empty() || path[0] != '/') path = "/" + path;
     const fs::path dir = fs::path(path).parent_path();
     const fs::path cand = (p[0] == '/' ? fs::path(p) : dir / p).lexically_normal();
-    NamedPath out{prefix + cand.generic_string(), false, false};
+    NamedPath out{prefix + cand.generic_string() + server_query(image_location), false, false};
     if (allow_unsafe) return out;
     auto refuse = [&](const std::string &why) {
         return Status(VDKIT_E_PERMISSION, image_location + ": refers to '" + p + "' (" + out.location + ") as its " +
@@ -266,16 +295,17 @@ Status check_link(const std::string &child_location, std::string_view hint, std:
 std::string relative_hint(const std::string &child, const std::string &parent) {
     const size_t cs = child.find("://"), ps = parent.find("://");
     if (cs != std::string::npos || ps != std::string::npos) {
-        // URLs: relative when scheme and authority match (resolve_sibling
-        // joins such a hint onto the child's location), else the whole URL.
+        // URLs: relative when joining it onto the child's URL (as
+        // resolve_named does: same scheme and server, only a server query
+        // kept) gives the parent back exactly, else the whole URL.
         if (cs == std::string::npos || ps == std::string::npos) return parent;
-        const size_t cpath = child.find('/', cs + 3), ppath = parent.find('/', ps + 3);
-        if (cpath == std::string::npos || ppath == std::string::npos ||
-            child.compare(0, cpath, parent, 0, ppath) != 0)
-            return parent;
-        const fs::path cdir = fs::path(child.substr(cpath)).lexically_normal().parent_path();
-        const fs::path rel = fs::path(parent.substr(ppath)).lexically_normal().lexically_relative(cdir);
-        return rel.empty() ? parent : rel.string();
+        const UrlParts c = split_url(child), pp = split_url(parent);
+        if (c.prefix != pp.prefix) return parent;
+        const fs::path cdir = fs::path(c.path).lexically_normal().parent_path();
+        const std::string rel = fs::path(pp.path).lexically_normal().lexically_relative(cdir).string();
+        if (rel.empty()) return parent;
+        auto back = resolve_in_url(child, rel, PathUse::parent, true);
+        return back.is_ok() && back->location == parent ? rel : parent;
     }
     std::error_code ec;
     fs::path cdir = fs::absolute(fs::path(child), ec).lexically_normal().parent_path();

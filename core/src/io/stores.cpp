@@ -17,11 +17,20 @@ Result<PluginEntryPtr> Stores::transport_for(const std::string &location) const 
     std::string scheme = "file";
     size_t sep = location.find("://");
     if (sep != std::string::npos && sep > 0) scheme = util::to_lower(location.substr(0, sep));
-    auto t = registry_.find(PluginKind::transport, scheme);
+    auto t = registry_.find_transport_for_scheme(scheme);
     if (!t) {
-        std::string msg = "no transport plugin for '" + scheme + "' (needed for " + location + ")";
-        if (registry_.list(PluginKind::transport).empty())
+        std::string msg = "no transport plugin for URL scheme '" + scheme + "' (needed for " + location + ")";
+        const auto transports = registry_.list(PluginKind::transport);
+        if (transports.empty()) {
             msg += "; no transports are loaded at all — check VDKIT_PLUGIN_PATH or the plugin_paths configuration";
+        } else {
+            std::string known;
+            for (const auto &e : transports) {
+                known += (known.empty() ? "" : ", ") + e->info.name + "://";
+                for (const std::string &s : e->info.schemes) known += ", " + s + "://";
+            }
+            msg += " (the loaded transports serve " + known + ")";
+        }
         return Status(VDKIT_E_NOT_FOUND, msg);
     }
     return t;

@@ -2,6 +2,7 @@
 
 #include "util/util.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <mutex>
@@ -38,6 +39,23 @@ bool valid_name(std::string_view n) {
     for (char c : n)
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
     return true;
+}
+
+// A URL scheme a transport may declare (RFC 3986 section 3.1, lower case):
+// [a-z][a-z0-9+.-]*, at most 32 characters.
+bool valid_scheme(std::string_view n) {
+    if (n.empty() || n.size() > 32 || !(n[0] >= 'a' && n[0] <= 'z')) return false;
+    for (char c : n)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.')) return false;
+    return true;
+}
+
+// Whether transport `e` serves `scheme`: its name or one of its schemes.
+bool serves(const PluginEntry &e, std::string_view scheme) {
+    if (util::iequals(e.info.name, scheme)) return true;
+    for (const std::string &s : e.info.schemes)
+        if (util::iequals(s, scheme)) return true;
+    return false;
 }
 
 std::vector<std::string> split_enum(std::string_view s) {
@@ -133,6 +151,20 @@ Result<PluginEntryPtr> make_plugin_entry(const vdkit_plugin_descriptor *desc, co
     if (d.extension_count > 64 || (d.extension_count && !d.extensions))
         return Status(VDKIT_E_ABI, who + ": bad file extension table");
     for (uint32_t i = 0; i < d.extension_count; ++i) info.extensions.push_back(util::to_lower(copy_str(d.extensions[i])));
+    // URL schemes (2.1): zero-filled, so absent, for a 2.0 descriptor.
+    if (d.scheme_count > 16 || (d.scheme_count && !d.schemes))
+        return Status(VDKIT_E_ABI, who + ": bad URL scheme table");
+    if (d.scheme_count && d.kind != VDKIT_KIND_TRANSPORT)
+        return Status(VDKIT_E_ABI, who + " declares URL schemes but is no transport");
+    for (uint32_t i = 0; i < d.scheme_count; ++i) {
+        std::string scheme = copy_str(d.schemes[i]);
+        if (!valid_scheme(scheme))
+            return Status(VDKIT_E_ABI, who + " declares an invalid URL scheme '" + scheme +
+                                           "' (expected lower case [a-z][a-z0-9+.-]*, at most 32 characters)");
+        if (scheme == info.name || std::find(info.schemes.begin(), info.schemes.end(), scheme) != info.schemes.end())
+            return Status(VDKIT_E_ABI, who + " declares URL scheme '" + scheme + "' twice");
+        info.schemes.push_back(std::move(scheme));
+    }
 
     switch (info.kind) {
     case PluginKind::format:
@@ -163,11 +195,29 @@ Status name_taken(const PluginEntry &entry, const PluginEntry &existing) {
                                       entry.info.source + " is already provided by " + existing.info.source +
                                       "; keeping the first");
 }
+
+// A transport's name and schemes are all URL schemes: none may be served by
+// another transport already (nor by an earlier one of a batch).
+const std::string *scheme_clash(const PluginEntry &entry, const PluginEntry &other) {
+    if (entry.info.kind != PluginKind::transport || other.info.kind != PluginKind::transport) return nullptr;
+    if (serves(other, entry.info.name)) return &entry.info.name;
+    for (const std::string &s : entry.info.schemes)
+        if (serves(other, s)) return &s;
+    return nullptr;
+}
+
+Status scheme_taken(const PluginEntry &entry, const PluginEntry &existing, const std::string &scheme) {
+    return Status(VDKIT_E_EXISTS, "transport plugin '" + entry.info.name + "' from " + entry.info.source +
+                                      " serves URL scheme '" + scheme + "', which transport '" + existing.info.name +
+                                      "' from " + existing.info.source + " already serves; keeping the first");
+}
 } // namespace
 
 Status Registry::add(PluginEntryPtr entry) {
     std::unique_lock lock(mu_);
     if (auto existing = find_locked(entry->info.kind, entry->info.name)) return name_taken(*entry, *existing);
+    for (const auto &e : entries_)
+        if (const std::string *s = scheme_clash(*entry, *e)) return scheme_taken(*entry, *e, *s);
     entries_.push_back(std::move(entry));
     return Status::ok();
 }
@@ -177,9 +227,14 @@ Status Registry::add_all(const std::vector<PluginEntryPtr> &entries) {
     for (size_t i = 0; i < entries.size(); ++i) {
         if (auto existing = find_locked(entries[i]->info.kind, entries[i]->info.name))
             return name_taken(*entries[i], *existing);
-        for (size_t j = 0; j < i; ++j)
+        for (const auto &e : entries_)
+            if (const std::string *s = scheme_clash(*entries[i], *e)) return scheme_taken(*entries[i], *e, *s);
+        for (size_t j = 0; j < i; ++j) {
             if (entries[j]->info.kind == entries[i]->info.kind && util::iequals(entries[j]->info.name, entries[i]->info.name))
                 return name_taken(*entries[i], *entries[j]);
+            if (const std::string *s = scheme_clash(*entries[i], *entries[j]))
+                return scheme_taken(*entries[i], *entries[j], *s);
+        }
     }
     entries_.insert(entries_.end(), entries.begin(), entries.end());
     return Status::ok();
@@ -211,6 +266,13 @@ PluginEntryPtr Registry::find_locked(PluginKind kind, std::string_view name) con
 PluginEntryPtr Registry::find(PluginKind kind, std::string_view name) const {
     std::shared_lock lock(mu_);
     return find_locked(kind, name);
+}
+
+PluginEntryPtr Registry::find_transport_for_scheme(std::string_view scheme) const {
+    std::shared_lock lock(mu_);
+    for (const auto &e : entries_)
+        if (e->info.kind == PluginKind::transport && serves(*e, scheme)) return e;
+    return nullptr;
 }
 
 std::vector<PluginEntryPtr> Registry::list(PluginKind kind) const {

@@ -1,5 +1,6 @@
 // Registries of loaded plugins, one namespace per kind (format, filter,
-// transport). Names are unique per kind and looked up case-insensitively.
+// transport). Names are unique per kind and looked up case-insensitively;
+// a transport's name and its URL schemes are unique among transports.
 // Each entry owns a copy of its descriptor's strings and vtable (copied with
 // min(struct_size) and zero-filled), plus a reference that keeps the plugin
 // library loaded for as long as the entry is used.
@@ -51,6 +52,11 @@ public:
     // VDKIT_E_NOT_FOUND when no entry came from it.
     Status remove_library(const PluginLibrary *library);
     PluginEntryPtr find(PluginKind kind, std::string_view name) const;
+    // The transport serving URL scheme `scheme` (case-insensitive): the one
+    // named so, or the one listing it among its schemes (ABI 2.1); null
+    // when none does. A scheme is served by at most one transport (add
+    // refuses a second).
+    PluginEntryPtr find_transport_for_scheme(std::string_view scheme) const;
     std::vector<PluginEntryPtr> list(PluginKind kind) const;
     std::vector<PluginEntryPtr> all() const;
     std::vector<std::string> names(PluginKind kind) const;

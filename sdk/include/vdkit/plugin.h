@@ -54,7 +54,7 @@ extern "C" {
 #endif
 
 #define VDKIT_ABI_MAJOR 2u
-#define VDKIT_ABI_MINOR 0u
+#define VDKIT_ABI_MINOR 1u
 
 #define VDKIT_PLUGIN_ENTRY_SYMBOL "vdkit_plugin_entry"
 
@@ -438,6 +438,18 @@ typedef struct vdkit_plugin_descriptor {
     uint32_t _reserved1;
     /* vdkit_format_ops, vdkit_filter_ops or vdkit_transport_ops by kind. */
     const void *ops;
+
+    /* ---- added in 2.1 ---- */
+    /* Transports only: further URL schemes (the part before "://") this
+     * transport serves besides its name, lower case, RFC 3986 syntax
+     * ([a-z][a-z0-9+.-]*), e.g. "nbds" and "nbd+unix" for the "nbd"
+     * transport. A location's scheme picks the transport whose name or
+     * scheme list holds it; a scheme claimed twice is refused at load. A
+     * 2.0 host ignores these fields (the scheme then only reaches a
+     * transport named after it). */
+    const vdkit_str *schemes;
+    uint32_t scheme_count;
+    uint32_t _reserved2;
 } vdkit_plugin_descriptor;
 
 typedef struct vdkit_plugin_list {

@@ -649,6 +649,9 @@ struct DescriptorSpec {
     uint32_t key_count = 0;
     const vdkit_str *extensions = nullptr;
     uint32_t extension_count = 0;
+    // Transports (ABI 2.1): URL schemes served besides the name.
+    const vdkit_str *schemes = nullptr;
+    uint32_t scheme_count = 0;
 };
 
 constexpr vdkit_plugin_descriptor describe(uint32_t kind, const DescriptorSpec &s, const void *ops) noexcept {
@@ -667,6 +670,8 @@ constexpr vdkit_plugin_descriptor describe(uint32_t kind, const DescriptorSpec &
     d.extensions = s.extensions;
     d.extension_count = s.extension_count;
     d.ops = ops;
+    d.schemes = s.schemes;
+    d.scheme_count = s.scheme_count;
     return d;
 }
 
