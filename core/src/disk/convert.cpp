@@ -564,12 +564,6 @@ Result<ConvertResult> Library::convert(const std::string &source, const std::str
     }
     if (o.existing_target) return convert_into(*this, source, target, o, *src, progress);
     VDKIT_TRY(progress.checkpoint(target + " was not written"));
-    // A new target is built in a staging directory beside it and moved in
-    // whole: local files only (a URL has no directory to stage in).
-    if (is_url(target))
-        return Status(VDKIT_E_NOT_SUPPORTED, target + ": convert makes new targets only as local files (it builds "
-                                                      "them in a directory beside the target and moves them in when "
-                                                      "complete); write into an existing remote target with -n");
 
     VDKIT_ASSIGN_OR_RETURN(std::unique_ptr<staging::Dir> staged, staging::Dir::make(final_target));
     CreateOptions co;

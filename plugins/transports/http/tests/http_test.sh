@@ -183,7 +183,7 @@ says "resize over http: read-only" "$url/disk.vdi: cannot open it for writing: r
 expect_exit 1 "discard over http" "$VDKIT" discard "$url/disk.vmdk" 0:65536
 says "discard over http: read-only" "read-only"
 expect_exit 1 "convert into http" "$VDKIT" convert -O raw data.raw "$url/target.raw"
-says "convert into http: refused naming the URL" "$url/target.raw: convert makes new targets only as local files"
+says "convert into http: refused naming the URL" "$url/target.raw is a URL: convert builds a new image in a local staging directory"
 [ ! -e www/target.raw ] && ok || bad "convert into http wrote something"
 cmp data.raw www/disk.raw > /dev/null && ok || bad "the served raw image changed"
 
