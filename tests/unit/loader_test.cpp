@@ -171,7 +171,7 @@ vdkit_plugin_descriptor scheme_descriptor(std::string_view name, const vdkit_str
 }
 } // namespace
 
-TEST_CASE("a transport's URL schemes pick it; clashes and bad schemes are refused", "[loader][abi]") {
+TEST_CASE("a transport's URL schemes pick it, and clashes and bad schemes are refused", "[loader][abi]") {
     static constexpr vdkit_str nbd_schemes[] = {sdk::str("nbds"), sdk::str("nbd+unix")};
     const vdkit_plugin_descriptor nbd = scheme_descriptor("nbdx", nbd_schemes, 2);
     auto entry = make_plugin_entry(&nbd, "test", nullptr);

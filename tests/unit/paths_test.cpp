@@ -231,7 +231,7 @@ TEST_CASE("names inside a remote image resolve against its URL under the local r
     CHECK(resolve_named(img, "../../x", PathUse::extent, true)->location == "http://h:8080/x");
 }
 
-TEST_CASE("names inside a URL image join onto its URL, keeping authority and query", "[paths]") {
+TEST_CASE("names inside a URL image join onto its URL, keeping its server and socket query", "[paths]") {
     struct Case {
         const char *image, *name, *want;
     };
@@ -252,7 +252,7 @@ TEST_CASE("names inside a URL image join onto its URL, keeping authority and que
     for (const char *name : {"../other.vmdk", "/etc/passwd", "x.vmdk?socket=/run/other", "x.vmdk#frag",
                              "file:///etc/passwd"}) {
         INFO(name);
-        auto r = resolve_sibling("nbd+unix:///disk.vmdk?socket=/tmp/s", name, false);
+        auto r = resolve_sibling("nbd+unix:///vm/disk.vmdk?socket=/tmp/s", name, false);
         REQUIRE_FALSE(r.is_ok());
         CHECK(r.status().code() == VDKIT_E_PERMISSION);
         CHECK_THAT(r.status().message(), Catch::Contains("allow_unsafe_paths"));
