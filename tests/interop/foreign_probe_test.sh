@@ -64,8 +64,16 @@ for line in "${formats[@]}"; do
         # shellcheck disable=SC2086 # a generator function and its arguments
         ${args:1} "$img" || { bad "generating $img"; continue; }
     else
-        # shellcheck disable=SC2086 # args is a list of qemu-img arguments
-        qemu-img create -q $args "$img" 4M || { bad "qemu-img create $args"; continue; }
+        # qemu-img's LUKS key derivation times itself and gives up on a busy
+        # machine ("Unable to get accurate CPU usage"): a few tries.
+        made=0
+        for _ in 1 2 3 4 5; do
+            # shellcheck disable=SC2086 # args is a list of qemu-img arguments
+            if qemu-img create -q $args "$img" 4M 2> create.err; then made=1; break; fi
+            grep -q 'accurate CPU usage' create.err || break
+            sleep 1
+        done
+        [ $made = 1 ] || { bad "qemu-img create $args: $(cat create.err)"; continue; }
     fi
     qemu-img info "$img" > /dev/null || bad "qemu-img cannot read $img"
 done

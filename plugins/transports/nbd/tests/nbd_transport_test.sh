@@ -221,12 +221,21 @@ cmp -s flat-copy.raw flat-ref.raw && ok || bad "the flat VMDK read over NBD diff
 if grep 'flat-flat' trace.txt | grep -v ENOENT | grep -q .; then
     bad "a remote VMDK made vdkit open a local file:"; grep 'flat-flat' trace.txt
 else ok; fi
-# Descriptors naming extents outside the image's directory are refused.
-for extent in '../flat-flat.vmdk' "$work/flat-flat.vmdk" 'flat-flat.vmdk?socket=/tmp/other.sock'; do
+# Descriptors naming extents outside the image's directory, or another
+# socket, are refused.
+for extent in '../flat-flat.vmdk' 'flat-flat.vmdk?socket=/tmp/other.sock'; do
     sed "s|\"flat-flat.vmdk\"|\"$extent\"|" remote/flat.vmdk > remote/evil.vmdk
     expect_exit 1 "extent '$extent' of a remote VMDK" "$VDKIT" info "$(url dir evil.vmdk)"
     says "extent '$extent' is refused by the path rule" "allow_unsafe_paths"
 done
+# An absolute name in an image at the export root lies in its directory
+# (as it would locally): it is asked of the same server, never opened as a
+# local file although one exists by that name.
+sed "s|\"flat-flat.vmdk\"|\"$work/flat-flat.vmdk\"|" remote/flat.vmdk > remote/evil.vmdk
+cp remote/flat-flat.vmdk "$work/flat-flat.vmdk"
+strace -f -e trace=open,openat -o trace-abs.txt "$VDKIT" info "$(url dir evil.vmdk)" > out 2>&1
+says "an absolute extent name is asked of the same server" "server has no export named '${work#/}/flat-flat.vmdk'"
+if grep -F "$work/flat-flat.vmdk" trace-abs.txt | grep -q .; then bad "an absolute extent name opened a local file"; else ok; fi
 stop_server dir
 
 finish
