@@ -49,4 +49,19 @@ printf '#include "tools/thing.hpp"\n' >> tree/api/c_api.cpp
 expect_exit 1 "an include of a folder outside core/src's layers is refused" python3 "$check" tree
 says "names the folder" "from folder 'tools', which has no layer"
 
+# An Image is kept off host/ although disk/ lies above it: it is handed
+# the Stores (io/) and nothing else of the Host.
+for file in disk/image.hpp disk/image.cpp; do
+    rm -rf tree && cp -r "$VDKIT_SOURCE_DIR/core/src" tree
+    printf '#include "host/host.hpp"\n' >> "tree/$file"
+    line=$(wc -l < "tree/$file")
+    expect_exit 1 "$file including host/ is refused" python3 "$check" tree
+    says "$file -> host names the file and line" "$file:$line: includes \"host/host.hpp\"" out
+done
+# The rule follows the file: one that is gone is reported, not skipped.
+rm -rf tree && cp -r "$VDKIT_SOURCE_DIR/core/src" tree
+rm tree/disk/image.cpp
+expect_exit 1 "a kept-narrow file that is gone is reported" python3 "$check" tree
+says "names the missing file" "disk/image.cpp: named in NARROW but not found"
+
 finish

@@ -14,6 +14,8 @@
 
 namespace vdkit {
 
+class Host; // host/host.hpp
+
 // Sorted, disjoint [start, end) byte ranges, and a reader of a chain's view.
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
 using Reader = std::function<Status(uint64_t offset, void *buf, uint64_t len)>;

@@ -1,6 +1,5 @@
 #include "disk/image.hpp"
 
-#include "host/host.hpp"
 #include "io/dry_run_store.hpp"
 #include "io/stores.hpp"
 #include "util/util.hpp"
@@ -16,19 +15,19 @@ vdkit_str to_str(std::string_view s) { return vdkit_str{s.data(), s.size()}; }
 constexpr uint64_t kMaxString = 16u << 20; // strings from plugins are bounded
 } // namespace
 
-Image::Image(const Host &host, PluginEntryPtr format, ByteStorePtr main, ImageSetup setup)
-    : host_(host), format_(std::move(format)), main_{std::move(main)}, setup_(std::move(setup)),
+Image::Image(const Stores &stores, PluginEntryPtr format, ByteStorePtr main, ImageSetup setup)
+    : stores_(stores), format_(std::move(format)), main_{std::move(main)}, setup_(std::move(setup)),
       serialise_(!(format_->info.capabilities & VDKIT_CAP_THREAD_SAFE)) {}
 
 Image::~Image() {
     if (instance_) {
         Status st = close(false);
-        if (!st) host_.log(LogLevel::error, "closing " + setup_.location + ": " + st.message());
+        if (!st) stores_.log(LogLevel::error, "closing " + setup_.location + ": " + st.message());
     }
 }
 
 vdkit_ctx Image::ctx() const {
-    vdkit_ctx c = host_.stores().make_ctx(format_.get(), &setup_.format_options);
+    vdkit_ctx c = stores_.make_ctx(format_.get(), &setup_.format_options);
     c.base_location = setup_.location;
     c.allow_unsafe_paths = setup_.allow_unsafe_paths;
     c.lock = setup_.lock;
@@ -41,11 +40,11 @@ vdkit_ctx Image::ctx() const {
 
 Result<std::unique_ptr<Image>> Image::open_dry_run() const {
     VDKIT_ASSIGN_OR_RETURN(ByteStorePtr real,
-                           host_.stores().open_store(setup_.location, VDKIT_OPEN_NOLOCK, setup_.transport_options, setup_.filters));
+                           stores_.open_store(setup_.location, VDKIT_OPEN_NOLOCK, setup_.transport_options, setup_.filters));
     ImageSetup setup = setup_;
     setup.dry_run = true;
     setup.writable = true;
-    return Image::open(host_, format_, make_dry_run_store(std::move(real)), std::move(setup),
+    return Image::open(stores_, format_, make_dry_run_store(std::move(real)), std::move(setup),
                        VDKIT_OPEN_WRITE | VDKIT_OPEN_NOLOCK);
 }
 
@@ -58,9 +57,9 @@ std::unique_lock<std::mutex> Image::lock() {
     return serialise_ ? std::unique_lock<std::mutex>(mu_) : std::unique_lock<std::mutex>();
 }
 
-Result<std::unique_ptr<Image>> Image::open(const Host &host, PluginEntryPtr format, ByteStorePtr main,
+Result<std::unique_ptr<Image>> Image::open(const Stores &stores, PluginEntryPtr format, ByteStorePtr main,
                                            ImageSetup setup, uint32_t flags) {
-    std::unique_ptr<Image> img(new Image(host, std::move(format), std::move(main), std::move(setup)));
+    std::unique_ptr<Image> img(new Image(stores, std::move(format), std::move(main), std::move(setup)));
     vdkit_ctx c = img->ctx();
     uint32_t rc = call_plugin(c, img->format_->format.open, &c, &img->main_, to_str(img->setup_.location), flags,
                               &img->instance_);
@@ -75,9 +74,9 @@ Result<std::unique_ptr<Image>> Image::open(const Host &host, PluginEntryPtr form
     return img;
 }
 
-Result<std::unique_ptr<Image>> Image::create(const Host &host, PluginEntryPtr format, ByteStorePtr main,
+Result<std::unique_ptr<Image>> Image::create(const Stores &stores, PluginEntryPtr format, ByteStorePtr main,
                                              ImageSetup setup, const vdkit_create_params &params) {
-    std::unique_ptr<Image> img(new Image(host, std::move(format), std::move(main), std::move(setup)));
+    std::unique_ptr<Image> img(new Image(stores, std::move(format), std::move(main), std::move(setup)));
     if (!img->format_->format.create)
         return Status(VDKIT_E_NOT_SUPPORTED, "format '" + img->format_->info.name + "' cannot create images");
     vdkit_ctx c = img->ctx();
@@ -374,7 +373,7 @@ Status Image::rename(const std::string &to) {
         VDKIT_TRY(done(c, call_plugin(c, format_->format.rename, instance_, &c, to_str(to)), "rename"));
     } else if (!format_->info.has(VDKIT_CAP_CREATE_SPLIT)) {
         // A format that never spans several files: main is the whole image.
-        VDKIT_TRY(host_.stores().rename_location(setup_.location, to));
+        VDKIT_TRY(stores_.rename_location(setup_.location, to));
     } else {
         return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name +
                                                  "' cannot rename its images (they may span several files)");

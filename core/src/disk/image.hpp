@@ -3,6 +3,11 @@
 // gives (lengths within the request, runs non-empty) so a buggy plugin
 // yields VDKIT_E_INTERNAL instead of an endless loop or an overflow.
 //
+// An Image reaches the rest of the core only through the Stores it is
+// given (io/stores.hpp: opening its files, moving them, the plugin call
+// context and the log), never through the Host: the Disk that owns it keeps
+// the Host, and so the Stores, alive for the Image's whole life.
+//
 // Thread-safety: calls are serialised per image unless the plugin declares
 // VDKIT_CAP_THREAD_SAFE.
 #ifndef VDKIT_CORE_DISK_IMAGE_HPP
@@ -18,7 +23,7 @@
 
 namespace vdkit {
 
-class Host;
+class Stores; // io/stores.hpp
 
 struct ImageSetup {
     std::string location;
@@ -33,9 +38,10 @@ struct ImageSetup {
 
 class Image {
 public:
-    static Result<std::unique_ptr<Image>> open(const Host &host, PluginEntryPtr format, ByteStorePtr main,
+    // `stores` must outlive the Image.
+    static Result<std::unique_ptr<Image>> open(const Stores &stores, PluginEntryPtr format, ByteStorePtr main,
                                                ImageSetup setup, uint32_t flags);
-    static Result<std::unique_ptr<Image>> create(const Host &host, PluginEntryPtr format, ByteStorePtr main,
+    static Result<std::unique_ptr<Image>> create(const Stores &stores, PluginEntryPtr format, ByteStorePtr main,
                                                  ImageSetup setup, const vdkit_create_params &params);
     ~Image();
     // The same image opened again, writable, on dry-run stores
@@ -97,7 +103,7 @@ public:
     uint64_t size() const noexcept { return size_; }
 
 private:
-    Image(const Host &host, PluginEntryPtr format, ByteStorePtr main, ImageSetup setup);
+    Image(const Stores &stores, PluginEntryPtr format, ByteStorePtr main, ImageSetup setup);
     vdkit_ctx ctx() const;
     Status done(vdkit_ctx &ctx, uint32_t rc, std::string_view op) const;
     // Runs a (buf, cap, needed) string getter until the buffer is big enough.
@@ -118,7 +124,7 @@ private:
     template <class Measure>
     std::optional<uint64_t> sum_over_files(Measure measure, bool every_file) const;
 
-    const Host &host_;
+    const Stores &stores_;
     PluginEntryPtr format_;
     vdkit_store main_; // host-owned; the plugin gets &main_
     // The other files the plugin holds open (extents), for the disk size.

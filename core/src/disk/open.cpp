@@ -273,7 +273,7 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
         // Format options apply to the image named by the caller only.
         VDKIT_ASSIGN_OR_RETURN(setup.format_options,
                                host.options_for(*fmt, top ? options.format_options : Options{}, OptionUse::open));
-        auto opened = Image::open(host, fmt, std::move(main), std::move(setup), format_flags);
+        auto opened = Image::open(host.stores(), fmt, std::move(main), std::move(setup), format_flags);
         if (!opened) {
             // A named format that fails on a known container: say what it is
             // (`-f vdi disk.qcow2`).
@@ -449,7 +449,7 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
         return opened.status();
     }
     ByteStorePtr main = std::move(*opened);
-    auto created = Image::create(host, fmt, std::move(main), std::move(setup), params);
+    auto created = Image::create(host.stores(), fmt, std::move(main), std::move(setup), params);
     if (!created) {
         // Leave nothing half-made under the final name.
         Status rm = host.stores().remove_location(location);
