@@ -5,6 +5,7 @@
 #include "test_support.hpp"
 #include "util/executor.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -222,6 +223,50 @@ TEST_CASE("copy refuses bad thread counts and stops every worker on cancel", "[c
         CHECK(calls.load() < whole.load());
         CHECK(last_done.load() < total.load());
     }
+}
+
+// CopyOptions::threads is a promise: a copy asking for more workers than the
+// core's pool has threads gets them all at once (the pool grows, up to 64).
+// The source is read through the test transport `faulty` with gather-reads
+// N: its first N reads wait until N are in progress at once, and fail (after
+// 30 s) if they never are — so a copy running fewer workers than it asked
+// for fails here instead of quietly going slower.
+TEST_CASE("a copy gets every worker it asks for, beyond the pool's size", "[copy][threads]") {
+    test::TempDir dir;
+    auto lib = test::make_library({std::string(VDKIT_TEST_PROBE_PLUGIN_DIR) + "/faulty"});
+    constexpr uint64_t kSourceSize = 8 * kMiB; // 128 jobs of 64 KiB: more than any worker count
+    const auto model = test::pattern(kSourceSize, 9);
+    {
+        auto d = lib->create_image(dir / "src.raw", test::create_opts("raw", kSourceSize));
+        REQUIRE_OK(d);
+        REQUIRE_OK((*d)->write(0, model.data(), model.size()));
+        REQUIRE_OK((*d)->close());
+    }
+    const unsigned more = std::min(util::pool_threads() + 4, util::kMaxPoolThreads);
+    int trial = 0;
+    for (unsigned workers : {more, util::kMaxPoolThreads})
+        for (bool out_of_order : {false, true}) {
+            INFO(workers << " workers (the pool had " << util::pool_threads() << " threads), out of order: "
+                         << out_of_order);
+            OpenOptions o;
+            o.format = "raw";
+            o.transport_options = {{"plan", "gather" + std::to_string(++trial)},
+                                   {"gather-reads", std::to_string(workers)}};
+            auto src = lib->open("faulty://" + (dir / "src.raw"), o);
+            REQUIRE_OK(src);
+            const std::string target = dir / ("t" + std::to_string(trial) + ".raw");
+            auto dst = lib->create_image(target, test::create_opts("raw", kSourceSize));
+            REQUIRE_OK(dst);
+            CopyOptions co;
+            co.threads = workers;
+            co.out_of_order = out_of_order;
+            co.buffer_size = 64 << 10;
+            REQUIRE_OK(lib->copy(**src, **dst, co));
+            REQUIRE_OK((*dst)->close());
+            auto back = test::open_disk(*lib, target);
+            CHECK(test::first_difference(*back, model) == "equal");
+            CHECK(util::pool_threads() <= util::kMaxPoolThreads);
+        }
 }
 
 // More copies at once than the core's pool has threads, each with several

@@ -295,7 +295,7 @@ VDKIT_API vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdki
 /// struct lacks take their defaults.
 typedef struct vdkit_copy_options {
     uint32_t struct_size;
-    uint32_t threads;        /* 0: one per processor, 2..4; else 1..64 */
+    uint32_t threads;        /* CopyOptions::threads: 0: one per processor, 2..4; else 1..64, all run */
     uint32_t flags;          /* VDKIT_COPY_* */
     uint32_t same_up_to;     /* with VDKIT_COPY_SAME_UP_TO: CopyOptions::same_up_to */
     vdkit_progress_fn progress; /* may be NULL */
@@ -660,7 +660,7 @@ typedef struct vdkit_convert_options {
     const char *backing_format;          /* NULL: probe the backing image */
     const char *source_cache;            /* read the source through this cache image; NULL: none */
     const char *cache_format;            /* of a new cache image; NULL: "vdi" */
-    uint32_t threads;                    /* copy workers 1..64; 0: one per processor, 2..4 */
+    uint32_t threads;                    /* copy workers 1..64 (CopyOptions::threads); 0: one per processor, 2..4 */
     uint32_t _reserved;                  /* zero */
     /* Bytes of source data done/total; called from one thread at a time, not
      * always the caller's, during the copy and between the job's steps. A

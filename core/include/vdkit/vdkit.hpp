@@ -508,10 +508,13 @@ struct CopyOptions {
     /// most 128 KiB for a sequential target, whose writer queues its own work).
     size_t buffer_size = 1u << 20;
     /// Workers reading the source and finding zeros at the same time (1..64;
-    /// qemu-img convert -m): the calling thread and up to threads-1 tasks on
-    /// the library's thread pool. 0: one per processor, at least 2 (one reads
-    /// while the other scans), at most 4 (more only hold buffers waiting for
-    /// their turn to write). Peak buffer memory is about threads*buffer_size.
+    /// qemu-img convert -m): the calling thread and threads-1 tasks on the
+    /// library's thread pool, which grows while the copy runs until it holds
+    /// them (beside the helpers of other copies running then; 64 threads at
+    /// most, never shrinking): a copy alone gets every worker it asks for.
+    /// 0: one per processor, at least 2 (one reads while the other scans), at
+    /// most 4 (more only hold buffers waiting for their turn to write). Peak
+    /// buffer memory is about threads*buffer_size.
     unsigned threads = 0;
     /// Let writes reach the target in any order (qemu-img convert -W): faster
     /// on random-access targets; the file layout then depends on timing. A

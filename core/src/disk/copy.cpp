@@ -6,11 +6,12 @@
 //    here grows with the virtual size: a 1 TiB disk holding 8 MiB costs a
 //    handful of map queries and 8 MiB of reads.
 // 2. Workers (CopyOptions::threads: the calling thread and helpers on the
-//    core's thread pool, util/executor.hpp) take jobs from that list — a
-//    piece of a data run up to the next buffer boundary, or a whole zero
-//    run — each into one of `threads` buffers, read the data and split it
-//    into target units that are all zero and units that are not. Reads run
-//    in parallel (Disk reads are concurrent).
+//    core's thread pool, util/executor.hpp, which grows to hold them while
+//    the copy runs) take jobs from that list — a piece of a data run up to
+//    the next buffer boundary, or a whole zero run — each into one of
+//    `threads` buffers, read the data and split it into target units that
+//    are all zero and units that are not. Reads run in parallel (Disk reads
+//    are concurrent).
 // 3. Writes happen in job order by default, without anyone waiting for a
 //    turn: a worker leaves what it read with the pipeline and goes on; the
 //    one worker that finds the next job in order there becomes the writer
@@ -82,6 +83,10 @@ public:
     // Returns once no worker touches the disks or the options any more.
     Status run(unsigned threads) {
         VDKIT_TRY(report(0));
+        // The pool grows to hold this copy's helpers (beside those of other
+        // copies running now, up to util::kMaxPoolThreads), so a copy gets
+        // the workers it asks for even when that is more than the pool had.
+        const util::ThreadReservation reserved(threads - 1);
         std::unique_lock lock(mu_);
         buffers_.resize(threads);
         for (size_t i = threads; i-- > 0;) free_.push_back(i);
@@ -294,7 +299,7 @@ Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) con
         return Status(VDKIT_E_OUT_OF_RANGE, "the copy target (" + std::to_string(dst.size()) +
                                                 " bytes) is smaller than the source (" + std::to_string(src.size()) +
                                                 ")");
-    if (options.threads > 64)
+    if (options.threads > util::kMaxPoolThreads)
         return Status(VDKIT_E_INVALID_ARGUMENT,
                       "copy threads must be 1..64 (0: automatic), not " + std::to_string(options.threads));
     const unsigned threads = options.threads ? options.threads : std::clamp(std::thread::hardware_concurrency(), 2u, 4u);
