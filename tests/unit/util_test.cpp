@@ -1,6 +1,9 @@
 #include "test_support.hpp"
 #include "util/util.hpp"
+#include "vdkit/text.hpp"
 
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <set>
 #include <string>
@@ -103,4 +106,21 @@ TEST_CASE("path lists split on colons and drop empty items", "[util]") {
     CHECK(util::split_path_list("").empty());
     CHECK(util::split_path_list(":::").empty());
     CHECK(util::split_path_list("one") == std::vector<std::string>{"one"});
+}
+
+// One way of writing offsets in messages (vdkit/text.hpp), used by the core,
+// the CLI and the plugins: checked against snprintf's "0x%" PRIx64 over
+// edge values and every bit position.
+TEST_CASE("hex writes offsets as 0x and lower-case digits, as printf would", "[util][sdk]") {
+    CHECK(sdk::hex(0) == "0x0");
+    CHECK(sdk::hex(0x1a2b) == "0x1a2b");
+    CHECK(sdk::hex(UINT64_MAX) == "0xffffffffffffffff");
+    for (int bit = 0; bit < 64; ++bit)
+        for (uint64_t v : {uint64_t{1} << bit, (uint64_t{1} << bit) - 1, (uint64_t{1} << bit) | 0xabc}) {
+            char want[32];
+            std::snprintf(want, sizeof want, "0x%" PRIx64, v);
+            INFO("bit " << bit);
+            CHECK(sdk::hex(v) == want);
+            CHECK(util::hex(v) == want); // the core's name for the same helper
+        }
 }

@@ -4,6 +4,7 @@
 #ifndef VDKIT_TOOLS_CLI_HPP
 #define VDKIT_TOOLS_CLI_HPP
 
+#include "vdkit/text.hpp"
 #include "vdkit/vdkit.hpp"
 
 #include <cstdint>
@@ -25,12 +26,7 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
     }
     return true;
 }
-// "0x1a2b": offsets in messages.
-inline std::string hex(uint64_t value) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(value));
-    return buf;
-}
+using sdk::hex; // "0x1a2b": offsets in messages (vdkit/text.hpp, as the library and plugins write them)
 // " — did you mean 'NAME'?" for the candidate closest to a mistyped `name`
 // (vdkit::closest_match, the library's own rule), or "" when none is close.
 inline std::string did_you_mean(std::string_view name, const std::vector<std::string> &candidates) {

@@ -146,12 +146,6 @@ std::string format_size(uint64_t bytes) {
     return buf;
 }
 
-std::string hex(uint64_t value) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(value));
-    return buf;
-}
-
 // UUIDs are Boost.UUID's (RFC 4122 version 4 from the OS random source, and
 // its canonical text form); only the byte layout (uint8_t[16]) is ours.
 void generate_uuid(uint8_t out[16]) noexcept {

@@ -6,6 +6,8 @@
 #ifndef VDKIT_CORE_UTIL_HPP
 #define VDKIT_CORE_UTIL_HPP
 
+#include "vdkit/text.hpp"
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -51,7 +53,7 @@ std::optional<uint64_t> parse_uint(std::string_view text);
 
 // "1.5 GiB" style.
 std::string format_size(uint64_t bytes);
-std::string hex(uint64_t value);
+using sdk::hex; // "0x1a2b": offsets in messages (vdkit/text.hpp, the plugins' too)
 
 using Uuid = std::array<uint8_t, 16>;
 void generate_uuid(uint8_t out[16]) noexcept;

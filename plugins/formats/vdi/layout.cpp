@@ -1,8 +1,8 @@
 #include "layout.hpp"
 
 #include "vdkit/endian.hpp"
+#include "vdkit/text.hpp"
 
-#include <cstdio>
 #include <cstring>
 
 namespace vdkit::vdi {
@@ -11,6 +11,7 @@ namespace {
 
 using sdk::load_le;
 using sdk::store_le;
+using sdk::hex;
 
 constexpr char kBanner[] = "<<< Oracle VM VirtualBox Disk Image >>>\n";
 
@@ -19,12 +20,6 @@ constexpr char kBanner[] = "<<< Oracle VM VirtualBox Disk Image >>>\n";
 void swap_uuid(const unsigned char *in, uint8_t *out) {
     const int order[16] = {3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15};
     for (int i = 0; i < 16; ++i) out[i] = in[order[i]];
-}
-
-std::string hex(uint64_t v) {
-    char b[24];
-    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-    return b;
 }
 
 bool power_of_two(uint64_t v) { return v && !(v & (v - 1)); }

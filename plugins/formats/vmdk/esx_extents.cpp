@@ -1,6 +1,7 @@
 #include "esx_extents.hpp"
 
 #include "vdkit/endian.hpp"
+#include "vdkit/text.hpp"
 
 #include <unordered_map>
 
@@ -9,15 +10,10 @@ namespace vdkit::vmdk {
 namespace {
 
 using sdk::load_le;
+using sdk::hex;
 
 constexpr uint64_t kMaxDirectoryEntries = 32u << 20; // as for hosted sparse (qemu's L1 bound)
 constexpr size_t kMaxCachedTables = 512;             // 512 * 16..32 KiB
-
-std::string hex(uint64_t v) {
-    char b[24];
-    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-    return b;
-}
 
 // Finds grains used by two entries: the first user of each sector is kept.
 class GrainOwners {

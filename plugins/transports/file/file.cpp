@@ -12,12 +12,12 @@
 // every N bytes written, and sparse appends (key `sparse`): long zero runs
 // of a write past the end of the file are left as holes.
 #include "vdkit/plugin.hpp"
+#include "vdkit/text.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
-#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -31,14 +31,9 @@
 using namespace vdkit;
 using sdk::Context;
 using sdk::Error;
+using sdk::hex;
 
 namespace {
-
-std::string hex(uint64_t v) {
-    char b[32];
-    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-    return b;
-}
 
 [[noreturn]] void fail_errno(int err, const std::string &what) {
     uint32_t code = VDKIT_E_IO;

@@ -3,12 +3,13 @@
 // Content) over libcurl easy handles.
 #include "client.hpp"
 
+#include "vdkit/text.hpp"
+
 #include <curl/curl.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <thread>
@@ -16,14 +17,9 @@
 namespace vdkit::http {
 
 using sdk::Error;
+using sdk::hex;
 
 namespace {
-
-std::string hex(uint64_t v) {
-    char b[32];
-    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-    return b;
-}
 
 std::string lower(std::string s) {
     for (char &c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

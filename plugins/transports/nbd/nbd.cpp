@@ -31,6 +31,7 @@
 // remove, rename and truncate are refused (an export's size and name belong
 // to the server); exists() connects and asks for the export.
 #include "vdkit/plugin.hpp"
+#include "vdkit/text.hpp"
 
 #include <libnbd.h>
 
@@ -38,7 +39,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <vector>
@@ -46,14 +46,9 @@
 using namespace vdkit;
 using sdk::Context;
 using sdk::Error;
+using sdk::hex;
 
 namespace {
-
-std::string hex(uint64_t v) {
-    char b[32];
-    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-    return b;
-}
 
 constexpr uint64_t kDefaultMaxRequest = 32u << 20; // the NBD protocol's usual cap on a payload
 constexpr uint64_t kMaxEffectLength = 1u << 30;    // zero/trim/block-status length per request (32-bit field)
