@@ -1,5 +1,7 @@
 #include "test_support.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 
 using namespace vdkit;
@@ -52,6 +54,37 @@ TEST_CASE("an unknown format name gets a suggestion", "[probe]") {
     REQUIRE_FALSE(r.is_ok());
     CHECK(r.status().code() == VDKIT_E_NOT_FOUND);
     CHECK_THAT(r.status().message(), Catch::Contains("did you mean 'raw'?"));
+}
+
+// Library::formats_for_extension, the one answer the naming rule and the
+// CLI give to "which format does this name claim": the extensions each
+// plugin's README lists, in any case, and every extension of every loaded
+// format plugin (generated from plugins(), in three spellings).
+TEST_CASE("formats_for_extension names the format plugins listing an extension, in any case", "[probe][naming]") {
+    auto lib = test::make_library();
+    using names = std::vector<std::string>;
+    CHECK(lib->formats_for_extension("vmdk") == names{"vmdk"});
+    CHECK(lib->formats_for_extension("VDI") == names{"vdi"});
+    CHECK(lib->formats_for_extension("Img") == names{"raw"});
+    CHECK(lib->formats_for_extension("").empty());
+    CHECK(lib->formats_for_extension(".vmdk").empty()); // without the dot
+    CHECK(lib->formats_for_extension("no-such-extension").empty());
+    size_t checked = 0;
+    for (const PluginInfo &p : lib->plugins()) {
+        if (p.kind != PluginKind::format) continue;
+        for (const std::string &e : p.extensions) {
+            std::string upper = e, mixed = e;
+            for (char &c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            mixed[0] = upper[0];
+            for (const std::string &spelling : {e, upper, mixed}) {
+                INFO(p.name << " lists ." << e << ", asked as ." << spelling);
+                const names got = lib->formats_for_extension(spelling);
+                CHECK(std::count(got.begin(), got.end(), p.name) == 1);
+            }
+            ++checked;
+        }
+    }
+    CHECK(checked >= 6); // vmdk, vdi, raw's img raw bin dd at least
 }
 
 TEST_CASE("with no plugins found, opening says where to look", "[probe][loader]") {

@@ -77,23 +77,12 @@ std::vector<std::string> url_schemes(const PluginInfo &p) {
     return out;
 }
 
-// The format plugins that list `ext` (lower case, no dot) among their extensions.
-std::vector<std::string> claimants(const Library &lib, const std::string &ext) {
-    std::vector<std::string> claim;
-    if (ext.empty()) return claim;
-    for (const auto &p : lib.plugins())
-        if (p.kind == PluginKind::format)
-            for (const auto &e : p.extensions)
-                if (iequals(e, ext)) claim.push_back(p.name);
-    return claim;
-}
-
 } // namespace
 
 std::string format_for(const Library &lib, const std::string &path) {
     const std::string ext = naming_extension(path);
     if (is_generic_extension(ext)) return {};
-    const auto claim = claimants(lib, ext);
+    const auto claim = lib.formats_for_extension(ext);
     return claim.size() == 1 ? claim[0] : std::string();
 }
 
@@ -129,7 +118,7 @@ std::string rename_name_problem(const Library &lib, const std::string &from, con
         return std::any_of(c.aliases.begin(), c.aliases.end(), [&](std::string_view a) { return iequals(a, name); });
     };
     std::string named;
-    if (const auto claim = claimants(lib, ext); !claim.empty()) {
+    if (const auto claim = lib.formats_for_extension(ext); !claim.empty()) {
         if (std::none_of(claim.begin(), claim.end(), same)) named = claim[0];
     } else if (const ContainerKind *e = container_by_extension(ext); e && e != &c) {
         named = std::string(e->title);
@@ -148,7 +137,7 @@ std::string new_file_format(const Library &lib, const std::string &path, const s
     if (chosen.empty()) chosen = fallback;
     if (chosen.empty()) {
         // A generic name (disk.img) with nothing else to go by: the format that lists it.
-        const auto claim = claimants(lib, naming_extension(path));
+        const auto claim = lib.formats_for_extension(naming_extension(path));
         if (claim.size() == 1) chosen = claim[0];
     }
     if (chosen.empty()) {

@@ -849,6 +849,12 @@ public:
     /// batch targets replace the file a symlink points to): the name given
     /// and, for a symlink, the name of the file it resolves to. Thread-safe.
     std::string written_name_problem(const std::string &location, const std::string &format) const;
+    /// The format plugins that list `extension` (without the dot, any case)
+    /// among their extensions (PluginInfo::extensions), by name in load
+    /// order; empty for "" or when none does. What a file name claims to be,
+    /// as the naming rule (new_name_problem) and tools that pick a format
+    /// from a name judge it. Thread-safe.
+    std::vector<std::string> formats_for_extension(std::string_view extension) const;
     /// The staging directories (".*.vdkit-partial*") directly in `dir` and
     /// whether a running convert holds each (sorted by path). IO naming the
     /// directory when it cannot be listed.

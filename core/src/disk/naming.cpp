@@ -14,17 +14,6 @@ namespace vdkit {
 
 namespace {
 
-// The format plugins that list `ext` (lower case, no dot) among their extensions.
-std::vector<std::string> claimants(const Library &lib, const std::string &ext) {
-    std::vector<std::string> claim;
-    if (ext.empty()) return claim;
-    for (const auto &p : lib.plugins())
-        if (p.kind == PluginKind::format)
-            for (const auto &e : p.extensions)
-                if (util::iequals(e, ext)) claim.push_back(p.name);
-    return claim;
-}
-
 // Whether an installed format plugin called `name` can create images.
 bool can_create(const Library &lib, std::string_view name) {
     auto info = lib.plugin(PluginKind::format, std::string(name));
@@ -53,7 +42,7 @@ std::string Library::new_name_problem(const std::string &path, const std::string
     auto same = [&format](std::string_view name) { return util::iequals(name, format); };
     std::string named;
     bool writable = false; // whether vdkit could write the format the name says instead
-    const auto claim = claimants(*this, ext);
+    const auto claim = formats_for_extension(ext);
     if (!claim.empty() && std::none_of(claim.begin(), claim.end(), same)) {
         named = claim[0];
         writable = can_create(*this, named);
@@ -73,6 +62,16 @@ std::string Library::new_name_problem(const std::string &path, const std::string
            format + "; tools that go by the name, and vdkit's probe for a file no plugin recognises, would take it "
                     "for " + named + " or refuse it (name it for " + format + ", e.g. ." + suggestion +
            (writable ? ", or write " + named : std::string()) + ")";
+}
+
+std::vector<std::string> Library::formats_for_extension(std::string_view extension) const {
+    std::vector<std::string> claim;
+    if (extension.empty()) return claim;
+    for (const auto &p : plugins())
+        if (p.kind == PluginKind::format)
+            for (const auto &e : p.extensions)
+                if (util::iequals(e, extension)) claim.push_back(p.name);
+    return claim;
 }
 
 std::string Library::written_name_problem(const std::string &path, const std::string &format) const {
