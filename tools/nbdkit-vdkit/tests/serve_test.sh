@@ -6,20 +6,11 @@
 # and nbdkit run directly with the plugin file and its keys.
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
 require_tools qemu-img qemu-io nbdkit nbdinfo nbdcopy python3
-. "$VDKIT_SOURCE_DIR/plugins/transports/nbd/tests/nbd_lib.sh"
+. "$VDKIT_SOURCE_DIR/tests/support/nbd_lib.sh"
 plugin=$VDKIT_BUILD_DIR/lib/nbdkit/plugins/nbdkit-vdkit-plugin.so
 [ -f "$plugin" ] || { echo "FAIL: $plugin is not built"; exit 1; }
 
-# serve NAME IMAGE [vdkit serve args...]: vdkit serve on NAME.sock.
-serve() {
-    local name=$1 image=$2
-    shift 2
-    rm -f "$work/$name.sock"
-    "$VDKIT" serve --socket "$work/$name.sock" "$@" "$image" 2> "$work/$name.log" &
-    _server_pid[$name]=$!
-    wait_for_socket "$work/$name.sock" || sed 's/^/    /' "$work/$name.log"
-}
-uri() { echo "nbd+unix:///?socket=$work/$1.sock"; }
+uri() { url "$1" ""; }                  # vdkit serve's one export is the default one
 
 random_bytes 2M > rnd
 qemu-img create -q -f vmdk disk.vmdk 64M
@@ -27,7 +18,7 @@ qemu-io -f vmdk -c 'write -P 0x5a 1M 1M' -c 'write -s rnd 9M 2M' -c 'write -P 0x
 
 # ---- reads ------------------------------------------------------------------
 qemu-img convert -O raw disk.vmdk ref.raw
-serve ro disk.vmdk --read-only
+serve_vdkit ro disk.vmdk --read-only
 expect_exit 0 "nbdinfo on vdkit serve" nbdinfo --json "$(uri ro)"
 python3 -c '
 import json, sys
@@ -48,25 +39,13 @@ expect_exit 1 "a read-only export refuses writes" qemu-io -f raw -c 'write -P 0x
 # nbdinfo --map equals vdkit map: the data ranges, merged.
 nbdinfo --map --json "$(uri ro)" > nbd-map.json || bad "nbdinfo --map"
 "$VDKIT" map --output=json disk.vmdk > vdkit-map.json || bad "vdkit map"
-python3 - vdkit-map.json nbd-map.json > map.txt <<'PY'
-import json, sys
-def merge(r):
-    out = []
-    for a, n in sorted(r):
-        if out and out[-1][0] + out[-1][1] == a: out[-1][1] += n
-        else: out.append([a, n])
-    return out
-v = merge((e["start"], e["length"]) for e in json.load(open(sys.argv[1])) if e["data"])
-m = merge((e["offset"], e["length"]) for e in json.load(open(sys.argv[2])) if not e["type"] & 2)
-print("vdkit  ", v)
-print("nbdinfo", m)
-sys.exit(0 if v == m and len(v) >= 3 else 1)
-PY
-if [ $? -eq 0 ]; then ok; else bad "nbdinfo --map of vdkit serve differs from vdkit map"; cat map.txt; fi
+if same_data_map vdkit-map.json nbd-map.json > map.txt; then ok; else
+    bad "nbdinfo --map of vdkit serve differs from vdkit map"; cat map.txt
+fi
 stop_server ro
 
 # ---- writes -------------------------------------------------------------------
-serve rw disk.vmdk
+serve_vdkit rw disk.vmdk
 expect_exit 0 "qemu-io write through vdkit serve" qemu-io -f raw -c 'write -P 0xab 0 64k' -c 'write -P 0xcd 20M 1M' \
     -c 'write -z 1M 64k' -c 'discard 63M 64k' -c flush "$(uri rw)"
 expect_exit 0 "qemu-io reads its writes back through vdkit serve" qemu-io -f raw -c 'read -P 0xab 0 64k' \

@@ -15,24 +15,10 @@ PATH=$PATH:/usr/sbin
 require_tools nginx qemu-img qemu-io python3 strace openssl
 
 tests_dir=$VDKIT_SOURCE_DIR/plugins/transports/http/tests
-pids=()
-at_exit 'for p in "${pids[@]}"; do kill "$p" 2> /dev/null; wait "$p" 2> /dev/null; done'
+. "$VDKIT_SOURCE_DIR/tests/support/server_lib.sh"
 
 # in_local CMD...: CMD run from local/ (same-named decoys beside it).
 in_local() { (cd local && exec "$@"); }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# wait_port PORT: until something accepts connections there (at most 10 s).
-wait_port() {
-    python3 - "$1" <<'PY'
-import socket, sys, time
-for _ in range(200):
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close(); sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-PY
-}
 
 # ---- images, and what qemu-img reads from them ----------------------------------
 mkdir www
@@ -104,9 +90,8 @@ http {
   }
 }
 EOF
-nginx -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" -p "$work/nginx" > nginx/out 2>&1 &
-pids+=($!)
-wait_port "$port" || { cat nginx/out nginx/error.log; bad "nginx did not start"; finish; }
+start_server nginx nginx -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" -p "$work/nginx"
+wait_port "$port" || { cat nginx.server.log nginx/error.log; bad "nginx did not start"; finish; }
 url=http://127.0.0.1:$port
 
 for img in disk.vmdk split.vmdk flat.vmdk disk.vdi disk.raw child.vmdk snap/child.vmdk; do
@@ -197,10 +182,9 @@ says "a dead server: says why" "Couldn't connect"
 
 # A server that accepts connections and never answers: the configured timeout.
 stall=$(free_port)
-python3 -c 'import socket, sys, time
+start_server stall python3 -c 'import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16); time.sleep(600)' "$stall" &
-pids+=($!)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16); time.sleep(600)' "$stall"
 wait_port "$stall"
 printf 'defaults:\n  transport:\n    http:\n      timeout: 1\n      retries: 1\n      retry_delay: 10\n' > stall.yaml
 start=$(date +%s)
@@ -210,22 +194,21 @@ says "a silent server: timed out" "timed out"
 [ $(($(date +%s) - start)) -le 10 ] && ok || bad "a silent server took $(($(date +%s) - start)) s with timeout 1, retries 1"
 
 # ---- bad servers (test_server.py) ----------------------------------------------------
-# start_server MODE [ARGS...]: sets $burl and $stats.
-start_server() {
+# serve_test_server MODE [ARGS...]: test_server.py in MODE; sets $burl and $stats.
+serve_test_server() {
     local mode=$1
     shift
     rm -f "port.$mode"
     stats=$work/stats.$mode
-    python3 "$tests_dir/test_server.py" --root "$work/www" --port-file "port.$mode" --stats-file "$stats" \
-        --mode "$mode" --seed "$VDKIT_TEST_SEED" "$@" 2> "server.$mode.log" &
-    pids+=($!)
-    for _ in $(seq 100); do [ -s "port.$mode" ] && break; sleep 0.1; done
+    start_server "test-$mode" python3 "$tests_dir/test_server.py" --root "$work/www" --port-file "port.$mode" \
+        --stats-file "$stats" --mode "$mode" --seed "$VDKIT_TEST_SEED" "$@"
+    wait_for_file "port.$mode" || bad "test_server.py --mode $mode did not start: $(cat "test-$mode.server.log")"
     burl=http://127.0.0.1:$(cat "port.$mode")
 }
 faults() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(v for k,v in d.items() if k.startswith("fault:")))' "$stats"; }
 
 # Flaky: every kind of transient failure, at a 30 % rate; retries hide them.
-start_server flaky --fail-rate 0.3
+serve_test_server flaky --fail-rate 0.3
 printf 'defaults:\n  transport:\n    http:\n      retries: 12\n      retry_delay: 1\n' > flaky.yaml
 for img in disk.vmdk split.vmdk disk.vdi; do
     expect_exit 0 "convert $img from a flaky server" in_local "$VDKIT" --config ../flaky.yaml convert -m 4 -O raw "$burl/$img" "../flaky-$img.raw"
@@ -243,7 +226,7 @@ says "a flaky server without retries: names the URL" "$burl/"
 [ ! -e noretry.raw ] && ok || bad "a failed convert left its target"
 
 # A server that ignores Range: refused, never wrong bytes.
-start_server norange
+serve_test_server norange
 expect_exit 1 "a server ignoring Range" "$VDKIT" convert -O raw "$burl/disk.vmdk" norange.raw
 says "a server ignoring Range: says so" "$burl/disk.vmdk: the server ignores range requests"
 [ ! -e norange.raw ] && ok || bad "a refused convert left its target"
@@ -251,7 +234,7 @@ grep -q '"fault:ignored-range"' "$stats" && ok || bad "the norange server was ne
 
 # HEAD answered 405, or without Content-Length: the size comes from GET bytes=0-0.
 for mode in badhead nolength; do
-    start_server "$mode"
+    serve_test_server "$mode"
     expect_exit 0 "convert from a $mode server" in_local "$VDKIT" convert -O raw "$burl/split.vmdk" "../$mode.raw"
     cmp want-split.vmdk.raw "$mode.raw" > /dev/null && ok || bad "split.vmdk from a $mode server differs"
     [ "$(faults)" -ge 1 ] && ok || bad "the $mode server was never asked HEAD"
@@ -259,7 +242,7 @@ done
 
 # Parallel requests: a server holding each GET shows how many are in flight.
 for conns in 4 1; do
-    start_server slow --delay 0.05
+    serve_test_server slow --delay 0.05
     printf 'defaults:\n  transport:\n    http:\n      connections: %s\n' "$conns" > conns.yaml
     expect_exit 0 "convert with $conns connections" "$VDKIT" --config conns.yaml convert -m 4 -O raw "$burl/disk.vdi" "conns$conns.raw"
     cmp want-disk.vdi.raw "conns$conns.raw" > /dev/null && ok || bad "disk.vdi with $conns connections differs"

@@ -21,20 +21,7 @@ s3rver=$VDKIT_SOURCE_DIR/build/test-tools/node_modules/.bin/s3rver
 [ -x "$s3rver" ] || skip "s3rver is not installed under $VDKIT_SOURCE_DIR/build/test-tools (scripts/install-deps.sh installs it with npm)"
 
 tests_dir=$VDKIT_SOURCE_DIR/plugins/transports/http/tests
-pids=()
-at_exit 'for p in "${pids[@]}"; do kill "$p" 2> /dev/null; wait "$p" 2> /dev/null; done'
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    python3 - "$1" <<'PY'
-import socket, sys, time
-for _ in range(300):
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close(); sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-PY
-}
+. "$VDKIT_SOURCE_DIR/tests/support/server_lib.sh"
 
 # ---- images ----------------------------------------------------------------------------
 mkdir img
@@ -60,9 +47,8 @@ done
 # ---- s3rver ------------------------------------------------------------------------------
 port=$(free_port)
 mkdir s3data
-"$s3rver" -d "$work/s3data" -a 127.0.0.1 -p "$port" --silent --configure-bucket images > s3rver.log 2>&1 &
-pids+=($!)
-wait_port "$port" || { cat s3rver.log; bad "s3rver did not start"; finish; }
+start_server s3rver "$s3rver" -d "$work/s3data" -a 127.0.0.1 -p "$port" --silent --configure-bucket images
+wait_port "$port" 15 || { cat s3rver.server.log; bad "s3rver did not start"; finish; }
 endpoint=http://127.0.0.1:$port
 # s3rver's built-in account: access key S3RVER, secret S3RVER.
 for f in img/*; do
@@ -104,10 +90,9 @@ says "create on s3: read-only, naming it" "s3://images/vms/new.img: cannot creat
 
 # ---- signatures checked (test_server.py --mode s3sig) -----------------------------------
 mkdir -p sig/images/vms && cp img/* sig/images/vms/
-python3 "$tests_dir/test_server.py" --root "$work/sig" --port-file port.sig --stats-file stats.sig --mode s3sig \
-    --access-key AKIDVDKIT --secret-key 'wJalr/XUtn+FEMI' --region eu-west-3 2> server.sig.log &
-pids+=($!)
-for _ in $(seq 100); do [ -s port.sig ] && break; sleep 0.1; done
+start_server sig python3 "$tests_dir/test_server.py" --root "$work/sig" --port-file port.sig --stats-file stats.sig \
+    --mode s3sig --access-key AKIDVDKIT --secret-key 'wJalr/XUtn+FEMI' --region eu-west-3
+wait_for_file port.sig || bad "test_server.py --mode s3sig did not start: $(cat sig.server.log)"
 sig_endpoint=http://127.0.0.1:$(cat port.sig)
 printf "defaults:\n  transport:\n    s3:\n      endpoint: %s\n      region: eu-west-3\n      access_key: AKIDVDKIT\n      secret_key: 'wJalr/XUtn+FEMI'\n" \
     "$sig_endpoint" > sig.yaml

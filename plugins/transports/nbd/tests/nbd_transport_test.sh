@@ -15,7 +15,7 @@
 #    export of the same server), never a local file (strace).
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
 require_tools qemu-img qemu-io qemu-nbd nbdkit nbdinfo python3 strace
-. "$VDKIT_SOURCE_DIR/plugins/transports/nbd/tests/nbd_lib.sh"
+. "$VDKIT_SOURCE_DIR/tests/support/nbd_lib.sh"
 
 "$VDKIT" plugins > plugins.txt 2>&1
 says "vdkit plugins lists the nbd schemes" "schemes: nbd:// nbds:// nbd+unix:// nbds+unix://" plugins.txt
@@ -87,21 +87,9 @@ serve_qemu holes holes.raw -r || true
 nbdinfo --map --json "$(url holes)" > nbdinfo-map.json || bad "nbdinfo --map"
 # Data ranges (merged) from both: vdkit's "data": true, nbdinfo's type
 # without the zero bit (2).
-python3 - vdkit-map.json nbdinfo-map.json > map-compare.txt <<'PY'
-import json, sys
-def merge(r):
-    out = []
-    for a, n in sorted(r):
-        if out and out[-1][0] + out[-1][1] == a: out[-1][1] += n
-        else: out.append([a, n])
-    return out
-v = merge((e["start"], e["length"]) for e in json.load(open(sys.argv[1])) if e["data"])
-m = merge((e["offset"], e["length"]) for e in json.load(open(sys.argv[2])) if not e["type"] & 2)
-print("vdkit  ", v)
-print("nbdinfo", m)
-sys.exit(0 if v == m and len(v) >= 3 else 1)
-PY
-if [ $? -eq 0 ]; then ok; else bad "vdkit map over NBD differs from nbdinfo --map"; cat map-compare.txt; fi
+if same_data_map vdkit-map.json nbdinfo-map.json > map-compare.txt; then ok; else
+    bad "vdkit map over NBD differs from nbdinfo --map"; cat map-compare.txt
+fi
 stop_server holes
 
 # A sparse convert reads only what block status calls data: nbdkit's log
@@ -163,22 +151,21 @@ says "a closed TCP port says connection refused" "refused"
 [ $(($(date +%s) - start)) -le 8 ] && ok || bad "refused connections took $(($(date +%s) - start)) s"
 
 # A server that accepts and says nothing.
-python3 -c '
+rm -f "$work/silent.sock"
+start_server silent python3 -c '
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)
 conns = []
 while True:
     c, _ = s.accept(); conns.append(c)
-' "$work/silent.sock" &
-silent=$!
-at_exit "kill $silent 2> /dev/null"
+' "$work/silent.sock"
 wait_for_socket "$work/silent.sock"
 start=$(date +%s)
 VDKIT_CONFIG=$work/fast.yaml expect_exit 1 "a silent server" "$VDKIT" info "nbd+unix:///x?socket=$work/silent.sock"
 elapsed=$(($(date +%s) - start))
 says "a silent server: the handshake times out, naming the URL" "nbd+unix:///x?socket=$work/silent.sock: no NBD handshake within 2 s"
 [ "$elapsed" -le 8 ] && ok || bad "a silent server held vdkit for $elapsed s (connect_timeout 2)"
-kill "$silent" 2> /dev/null
+stop_server silent
 
 # A server that stops answering requests: every read is delayed 30 s.
 serve_nbdkit slow --filter=delay file holes.raw rdelay=30 || true
@@ -192,7 +179,7 @@ stop_server slow
 
 # A server killed while an image is read: the read fails naming the URL.
 serve_nbdkit dying --filter=delay file holes.raw rdelay=3 || true
-dying=${_server_pid[dying]}
+dying=$(server_pid dying)
 ( sleep 1; kill "$dying" ) &
 killer=$!
 start=$(date +%s)
