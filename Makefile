@@ -10,7 +10,8 @@ PRESET ?= default
 FUZZ_SECONDS ?= 60
 FUZZ_CI_SECONDS ?= 20
 
-.PHONY: all deps configure build demo test test-asan install clean test-tsan crash-long fuzz fuzz-build fuzz-ci docs
+.PHONY: all deps configure build demo test test-asan install clean test-tsan crash-long fuzz fuzz-build fuzz-ci docs \
+	format format-check
 
 all: build
 
@@ -67,6 +68,15 @@ install: build
 # when a public function is undocumented (scripts/api-docs.sh).
 docs: deps
 	bash scripts/api-docs.sh build/docs
+
+# The tracked C/C++ files against .clang-format (scripts/format-check.sh):
+# `make format` formats them in place, `make format-check` lists those that
+# differ and fails.
+format: deps
+	bash scripts/format-check.sh --fix
+
+format-check: deps
+	bash scripts/format-check.sh
 
 fuzz-build: deps
 	cmake --preset fuzz

@@ -33,6 +33,9 @@ packages=(
   time
   # make docs and its ctest: the API reference, failing on undocumented public functions
   doxygen
+  # make format / scripts/format-check.sh: .clang-format applied and checked (the
+  # `clang` package does not bring clang-format)
+  clang-format
 )
 
 # plugins/transports/http/tests/s3_test.sh: s3rver, a local S3-compatible
