@@ -26,9 +26,6 @@ struct VixDiskLibHandleStruct {
     std::string format;                  // the top image's format plugin
     bool single_link = false;
     uint32_t open_flags = 0;             // the VDKIT_DISK_* flags it was opened with
-    // ReadAsync/WriteAsync: the first failure of an operation whose callback
-    // was given no other way to report (never; kept for Wait's result).
-    std::atomic<uint64_t> async_failure{VIX_OK};
 };
 
 // VixDiskLib_Connect: the connection's struct.
