@@ -29,6 +29,9 @@ packages=(
   # plugins/transports/http/tests/s3_test.sh uploads objects with curl's own SigV4 signing;
   # http_test.sh makes a self-signed certificate for nginx's https server with openssl
   curl openssl
+  # compat/vixdisklib/tests: a Ruby client binds libvixDiskLib with ruby-ffi, as the
+  # ffi-vix_disk_lib gem does
+  ruby ruby-ffi
   # bench/ (GNU time measures peak memory)
   time
   # make docs and its ctest: the API reference, failing on undocumented public functions
