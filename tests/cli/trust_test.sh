@@ -344,12 +344,14 @@ expect_exit 0 "create -f vmdk 't2.vmdk.'" "$VDKIT" create -f vmdk "t2.vmdk." 4M
 expect_exit 0 "create -f raw '.img'" "$VDKIT" create -f raw ".img" 4M
 
 # 6e. The advice suggests only formats an installed plugin writes.
-for f in x.qcow2 x.vhd x.luks x.vhdx; do
+for f in x.qed x.vhd x.luks x.vhdx; do
     expect_exit 2 "create -f raw $f" "$VDKIT" create -f raw "$f" 4M
     grep -q "or write" out && bad "$f: advice suggests a format vdkit cannot write: $(cat out)" || ok
 done
 expect_exit 2 "create -f raw x.vdi" "$VDKIT" create -f raw x.vdi 4M
 says "a writable format is suggested" "or write vdi)" out
+expect_exit 2 "create -f raw x.qcow2" "$VDKIT" create -f raw x.qcow2 4M
+says "qcow2 (written by its plugin) is suggested" "or write qcow2)" out
 
 # 6f. commit into a raw base whose first bytes would carry a container's magic alone.
 for magic in 'QED\0' 'vhdxfile' 'conectix' 'QFI\xfb' 'LUKS\xba\xbe' 'KDMV' 'COWD' 'WithoutFreeSpace'; do

@@ -106,26 +106,89 @@ TEST_CASE("qcow2: data, zero and unallocated clusters read and report their stat
     CHECK(*compat == "1.1");
 }
 
-TEST_CASE("qcow2: writing is refused by name, reading still works", "[qcow2]") {
+TEST_CASE("qcow2: images vdkit cannot write yet open read-only only, naming why", "[qcow2]") {
     test::TempDir dir;
     auto lib = test::make_library();
     const std::string path = dir / "w.qcow2";
+    struct Case {
+        const char *what;
+        uint64_t offset, value;
+        uint32_t code;
+        const char *says;
+    };
+    for (const Case &c : {Case{"corrupt bit", 72, 2, VDKIT_E_READ_ONLY, "marked corrupt"},
+                          Case{"dirty bit", 72, 1, VDKIT_E_NOT_SUPPORTED, "the dirty bit is set"},
+                          Case{"snapshots", 60, 1ull << 32, VDKIT_E_NOT_SUPPORTED, "internal snapshots"}}) {
+        INFO(c.what);
+        Bytes b = build();
+        if (c.offset == 60) { // one snapshot, its (unread) table in the data cluster
+            put_be(b, 60, 1, 4);
+            put_be(b, 64, kData1, 8);
+        } else {
+            put_be(b, c.offset, c.value, 8);
+        }
+        write_file(path, b);
+        OpenOptions o;
+        o.writable = true;
+        auto r = lib->open(path, o);
+        REQUIRE_FALSE(r.is_ok());
+        CHECK(r.status().code() == c.code);
+        CHECK_THAT(r.status().message(), Catch::Contains(c.says));
+        auto ro = test::open_disk(*lib, path);
+        CHECK(test::first_difference(*ro, model()) == "equal");
+    }
+}
+
+TEST_CASE("qcow2: writes into a hand-built image keep its clusters and refcounts", "[qcow2]") {
+    test::TempDir dir;
+    auto lib = test::make_library();
+    const std::string path = dir / "rw.qcow2";
     write_file(path, build());
-    OpenOptions o;
-    o.writable = true;
-    auto r = lib->open(path, o);
-    REQUIRE_FALSE(r.is_ok());
-    CHECK(r.status().code() == VDKIT_E_READ_ONLY);
-    CHECK_THAT(r.status().message(), Catch::Contains("writing them is not implemented yet"));
-    // The corrupt bit (incompatible bit 1): read-only opens only.
-    Bytes b = build();
-    put_be(b, 72, 2, 8);
-    write_file(path, b);
-    r = lib->open(path, o);
-    REQUIRE_FALSE(r.is_ok());
-    CHECK_THAT(r.status().message(), Catch::Contains("marked corrupt"));
-    auto ro = test::open_disk(*lib, path);
-    CHECK(test::first_difference(*ro, model()) == "equal");
+    Bytes m = model();
+    {
+        auto d = test::open_disk(*lib, path, true);
+        // In place (data cluster 0), into the zero cluster (1), whole unallocated clusters (2, 10), across L1 entries.
+        const Bytes a = test::pattern(700, 9), z(kCs, 0);
+        for (uint64_t at : {uint64_t(100), uint64_t(kCs + 3), uint64_t(2 * kCs), uint64_t(10 * kCs), uint64_t(32 * 1024 - 200)}) {
+            REQUIRE_OK(d->write(at, a.data(), a.size()));
+            std::copy(a.begin(), a.end(), m.begin() + static_cast<long>(at));
+        }
+        // Zeros over data are written in place; a whole zero cluster over
+        // an unallocated one is recorded as a zero cluster, not written.
+        REQUIRE_OK(d->write(3 * kCs, z.data(), z.size()));
+        std::fill(m.begin() + 3 * kCs, m.begin() + 4 * kCs, 0);
+        REQUIRE_OK(d->write(20 * kCs, z.data(), z.size()));
+        CHECK(test::first_difference(*d, m) == "equal");
+        auto st = d->block_status(20 * kCs, kCs);
+        REQUIRE_OK(st);
+        CHECK(st->state == BlockState::zero);
+    }
+    auto d = test::open_disk(*lib, path);
+    CHECK(test::first_difference(*d, m) == "equal");
+    // Every cluster the tables reference is counted once (qcow2.txt §Host cluster management).
+    const std::string f = test::file_bytes(path);
+    auto be = [&](uint64_t off, int n) {
+        uint64_t v = 0;
+        for (int i = 0; i < n; ++i) v = v << 8 | static_cast<unsigned char>(f[static_cast<size_t>(off) + static_cast<size_t>(i)]);
+        return v;
+    };
+    std::vector<uint64_t> refs(f.size() / kCs, 0);
+    for (uint64_t c = 0; c < 7; ++c) refs[c] = 1; // header, refcount table and block, L1, L2, two data clusters
+    for (uint64_t i = 0; i < 32; ++i) {
+        const uint64_t l2 = be(kL1 + 8 * i, 8) & 0x00fffffffffffe00ull;
+        if (!l2) continue;
+        if (l2 != kL2) refs[l2 / kCs] += 1;
+        for (uint64_t j = 0; j < 64; ++j) {
+            const uint64_t e = be(l2 + 8 * j, 8) & 0x00fffffffffffe00ull;
+            if (e && e != kData0 && e != kData1) refs[e / kCs] += 1;
+        }
+    }
+    for (uint64_t c = 0; c < refs.size(); ++c) {
+        const uint64_t rt = be(kRefTable + 8 * (c / 256), 8);
+        const uint64_t count = rt ? be(rt + 2 * (c % 256), 2) : 0;
+        INFO("cluster " << c);
+        CHECK(count == refs[c]);
+    }
 }
 
 TEST_CASE("qcow2: hostile header fields are refused at open, naming the field", "[qcow2][hostile]") {
