@@ -243,6 +243,102 @@ public:
         if (writable_) flush_metadata(ctx);
     }
 
+    // Refcounts against references (qcow2.txt §Host cluster management):
+    // every cluster the header, the L1/L2 tables, the refcount structures
+    // and the data use, counted, is compared with its refcount. A refcount
+    // above the references is a leak (a crash between the refcount update
+    // and the table update leaves one); below them an error (a write could
+    // reuse a cluster in use). Entries the reader would refuse are errors
+    // too. Repair (-r) sets each mismatched refcount to the references,
+    // which changes no data. Images with internal snapshots are checked
+    // for their active tables only, without the refcount comparison.
+    void check(Context &ctx, uint32_t flags, vdkit_check_result &r) {
+        const sdk::CheckReporter report(ctx, flags, r);
+        if (report.repairing()) require_writable();
+        if (rt_.empty() && h_.refcount_table_clusters) {
+            rt_.resize(static_cast<size_t>(uint64_t(h_.refcount_table_clusters) * h_.cluster_size() / 8));
+            std::vector<unsigned char> raw(rt_.size() * 8);
+            main_.pread(ctx.get(), h_.refcount_table_offset, raw.data(), raw.size());
+            for (size_t i = 0; i < rt_.size(); ++i) rt_[i] = load_be(raw.data() + 8 * i, 8);
+        }
+        const uint64_t cs = h_.cluster_size();
+        const uint64_t clusters = std::max<uint64_t>((file_size_ + cs - 1) / cs, next_free_);
+        std::vector<uint32_t> refs(static_cast<size_t>(clusters), 0);
+        auto use = [&](uint64_t off, uint64_t len) {
+            for (uint64_t c = off / cs; c * cs < off + len && c < clusters; ++c) ++refs[static_cast<size_t>(c)];
+        };
+        use(0, cs);
+        use(h_.l1_table_offset, uint64_t(h_.l1_size) * 8);
+        use(h_.refcount_table_offset, uint64_t(h_.refcount_table_clusters) * cs);
+        for (size_t ti = 0; ti < rt_.size(); ++ti)
+            if (const uint64_t off = rt_[ti] & ~uint64_t(0x1ff)) use(off, cs);
+        bool broken = false;
+        for (uint64_t i = 0; i < h_.l1_size; ++i) {
+            if (!(l1_[i] & kL1OffsetMask)) continue;
+            std::vector<uint64_t> *t = nullptr;
+            try {
+                t = l2_table(ctx, i);
+            } catch (const Error &e) {
+                report(VDKIT_FINDING_ERROR, h_.l1_table_offset + 8 * i, e.what(), false);
+                broken = true;
+                continue;
+            }
+            use(l1_[i] & kL1OffsetMask, cs);
+            const uint64_t step = h_.l2_entry_bytes() / 8;
+            for (uint64_t j = 0; j < h_.l2_entries(); ++j) {
+                const uint64_t entry = (*t)[static_cast<size_t>(j * step)];
+                const uint64_t bitmap = step == 2 ? (*t)[static_cast<size_t>(j * 2 + 1)] : 0;
+                const uint64_t at = (l1_[i] & kL1OffsetMask) + j * h_.l2_entry_bytes();
+                Mapping m;
+                if (auto err = decode_l2(h_, entry, bitmap, 0, m)) {
+                    report(VDKIT_FINDING_ERROR, at, "L2 entry at byte " + std::to_string(at) + ": " + *err, false);
+                    broken = true;
+                    continue;
+                }
+                uint64_t off = 0, len = 0;
+                if (m.kind == Kind::compressed) {
+                    off = m.host_offset & ~uint64_t(511);
+                    len = m.compressed_bytes + (m.host_offset & 511);
+                } else if (entry & kL2OffsetMask) { // data, or zero/unallocated with a preallocated cluster
+                    off = entry & kL2OffsetMask;
+                    len = cs;
+                }
+                if (!len) continue;
+                if (off >= file_size_) {
+                    report(VDKIT_FINDING_ERROR, at, "L2 entry at byte " + std::to_string(at) + " points at host offset " +
+                                                        std::to_string(off) + ", past the end of the file", false);
+                    broken = true;
+                    continue;
+                }
+                use(off, len);
+            }
+        }
+        if (h_.nb_snapshots) {
+            report(VDKIT_FINDING_NOTE, UINT64_MAX,
+                   "the image has internal snapshots: their tables are not checked, nor the refcounts", false);
+            return;
+        }
+        uint64_t fixed = 0;
+        for (uint64_t c = 0; c < clusters; ++c) {
+            const uint64_t rc = refcount(ctx, c), want = refs[static_cast<size_t>(c)];
+            if (rc == want) continue;
+            const bool leak = rc > want;
+            if (!leak && broken) continue; // an entry already reported
+            report(leak ? VDKIT_FINDING_LEAK : VDKIT_FINDING_ERROR, c * cs,
+                   "cluster " + std::to_string(c) + " (offset " + std::to_string(c * cs) + ") has refcount " +
+                       std::to_string(rc) + " but " + std::to_string(want) + " reference(s)" +
+                       (leak ? " (leaked)" : "; a writer could reuse it") + "; repair sets the refcount",
+                   true);
+            if (report.repairing()) {
+                if (!(rt_[static_cast<size_t>(c / refblock_entries())] & ~uint64_t(0x1ff)))
+                    fail(VDKIT_E_NOT_SUPPORTED, "cluster " + std::to_string(c) + " has no refcount block to repair it in");
+                set_refcount(ctx, c, want);
+                ++fixed;
+            }
+        }
+        if (fixed) write_refcounts(ctx);
+    }
+
     // Relink (commit, rebase, attach): the backing name and the backing
     // format extension are rewritten in the header cluster in one write;
     // every other extension is kept as it is (qcow2.txt §Additional fields:
@@ -836,7 +932,7 @@ const vdkit_plugin_descriptor *qcow2_format() {
         VDKIT_KIND_FORMAT,
         sdk::DescriptorSpec{"qcow2", "0.2.0", "QEMU copy-on-write images, versions 2 and 3",
                             VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_FILE_BASED |
-                                VDKIT_CAP_METADATA | VDKIT_CAP_ZERO_STATE,
+                                VDKIT_CAP_METADATA | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_CHECK,
                             kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
                             static_cast<uint32_t>(std::size(kExtensions))},
         sdk::format_ops<Qcow2Image>());

@@ -95,7 +95,38 @@ import json, sys
 sys.exit(0 if any(r["start"] <= 2 << 20 and r["start"] + r["length"] >= 5 << 20 and r["zero"] and not r["data"]
                   for r in json.load(sys.stdin)) else 1)' && ok || bad "discard -z did not leave zero clusters"
 
-# 4. What vdkit does not write is refused by name, and the image is untouched.
+# 4. check: clean on every image here and on qemu's compressed ones; a
+#    refcount raised is a leak (exit 3), lowered an error (exit 2); -r
+#    sets both right and qemu-img check agrees.
+qemu-img convert -f raw -O qcow2 -c src.raw qz.qcow2
+for img in v_0.10_512.qcow2 v_1.1_2M.qcow2 d-vmdk.qcow2 cb.qcow2 ct.qcow2 qz.qcow2; do
+    expect_exit 0 "check $img" "$VDKIT" check "$img"
+done
+bump() { # bump IMAGE DELTA: add DELTA to the refcount of the image's last cluster
+    python3 - "$1" "$2" <<'PY'
+import os, struct, sys
+p, delta = sys.argv[1], int(sys.argv[2])
+with open(p, "r+b") as f:
+    h = f.read(104)
+    cs = 1 << struct.unpack(">I", h[20:24])[0]
+    rt = struct.unpack(">Q", h[48:56])[0]
+    c = os.path.getsize(p) // cs - 1
+    f.seek(rt + 8 * (c // (cs // 2))); rb = struct.unpack(">Q", f.read(8))[0]
+    f.seek(rb + 2 * (c % (cs // 2))); v = struct.unpack(">H", f.read(2))[0]
+    f.seek(rb + 2 * (c % (cs // 2))); f.write(struct.pack(">H", v + delta))
+PY
+}
+for delta in 1 -1; do
+    cp v_1.1_64k.qcow2 k.qcow2; bump k.qcow2 $delta
+    if [ $delta = 1 ]; then want=3 what="(leaked)"; else want=2 what="a writer could reuse it"; fi
+    expect_exit $want "check, refcount $delta" "$VDKIT" check k.qcow2
+    says "refcount $delta named" "$what" out
+    expect_exit 0 "check -r, refcount $delta" "$VDKIT" check -r k.qcow2
+    qcheck k.qcow2
+    same src.raw k.qcow2 "after check -r (refcount $delta)"
+done
+
+# 5. What vdkit does not write is refused by name, and the image is untouched.
 qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=64k x.qcow2 4M
 sum=$(sha256sum < x.qcow2)
 expect_exit 1 "discard on an extended-L2 image" "$VDKIT" discard x.qcow2 0:64k
