@@ -8,7 +8,7 @@ packages=(
   cmake ninja-build g++ pkg-config make binutils python3
   # libraries (docs/dependencies.md says why each)
   libboost-dev libboost-filesystem-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
-  zlib1g-dev libdeflate-dev libssl-dev libfuse3-dev libnbd-dev libcurl4-openssl-dev
+  zlib1g-dev libdeflate-dev libzstd-dev libssl-dev libfuse3-dev libnbd-dev libcurl4-openssl-dev
   # tests
   catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
   # plugins/serve/nbdkit: the nbdkit plugin serving any disk vdkit opens

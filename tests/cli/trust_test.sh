@@ -74,8 +74,8 @@ expect_exit 0 "s.img" "$VDKIT" info --output=json s.img
 says "s.img is a vdi over base.vdi" '"format": "vdi"' out
 expect_exit 0 "create disk.img 1M (no -f, no parent): raw" "$VDKIT" create disk.img 1M
 says "disk.img is raw" "fmt=raw" out
-expect_exit 2 "snapshot base.vdi s.qcow2 (no -f): vdi named .qcow2" "$VDKIT" snapshot base.vdi s.qcow2
-says "names qcow2" "s.qcow2: its extension '.qcow2' names the qcow2 format, but it would be written as vdi" out
+expect_exit 2 "snapshot base.vdi s.qed (no -f): vdi named .qed" "$VDKIT" snapshot base.vdi s.qed
+says "names qed" "s.qed: its extension '.qed' names the qed format, but it would be written as vdi" out
 # convert's cache image is a new file too.
 "$VDKIT" convert -f raw -O vdi src.bin cs.vdi > /dev/null || bad "making cs.vdi"
 expect_exit 2 "a --cache named for another format" "$VDKIT" convert --cache cache.vmdk -O raw cs.vdi cs.raw
@@ -120,8 +120,8 @@ grep -q "names.yaml:13" out && bad "batch: dst/c.img (generic) was reported" || 
 expect_exit 2 "batch --check: the same" "$VDKIT" batch --check names.yaml
 says "--check names the job" "job 'b.qcow2'" out
 
-# 2. batch --check opens every source: a qcow2, a damaged VDI, a good one.
-qemu-img create -q -f qcow2 disk.qcow2 4M
+# 2. batch --check opens every source: a qed (no plugin reads it), a damaged VDI, a good one.
+qemu-img create -q -f qed disk.qed 4M
 "$VDKIT" convert -f raw -O vdi src.bin good.vdi > /dev/null || bad "making good.vdi"
 cp good.vdi broken.vdi
 printf '\xff\xff\xff\xff' | dd of=broken.vdi bs=1 seek=$((0x154)) conv=notrunc status=none
@@ -130,8 +130,8 @@ version: 1
 defaults:
   format: vdi
 jobs:
-  - name: from-qcow2
-    source: disk.qcow2
+  - name: from-qed
+    source: disk.qed
     target: dst/q.vdi
   - name: from-broken
     source: broken.vdi
@@ -145,8 +145,8 @@ jobs:
     format: vmdk
 Y
 expect_exit 2 "batch --check reports sources that do not open" "$VDKIT" batch --check sources.yaml
-says "--check: the qcow2 source, with its job and line" "sources.yaml:6: job 'from-qcow2': source" out
-says "--check: the qcow2 source is named as such" "is a qcow2 image" out
+says "--check: the qed source, with its job and line" "sources.yaml:6: job 'from-qed': source" out
+says "--check: the qed source is named as such" "is a qed image" out
 says "--check: the advice names the batch key" "source_format: raw" out
 says "--check: the damaged source, with its job" "sources.yaml:9: job 'from-broken': source" out
 grep -q "from-good\|second-step" out && bad "--check reported a good job" || ok
@@ -300,15 +300,15 @@ expect_exit 0 "create --overwrite replaces the link itself" "$VDKIT" create --ov
 [ ! -L c-link.vdi ] && [ "$(head -c 4 real-vmdk-vdi-vdi.vmdk)" = KDMV ] && ok || bad "create --overwrite through a link"
 
 # 6b. rename of a file the probe refuses: judged as the container it is, or raw.
-for ext in vdi vmdk raw qcow2 img; do
-    qemu-img create -q -f qcow2 q.qcow2 4M
-    if [ "$ext" = qcow2 ] || [ "$ext" = img ]; then code=0; else code=2; fi
-    expect_exit $code "mv q.qcow2 q2.$ext" "$VDKIT" mv q.qcow2 "q2.$ext"
+for ext in vdi vmdk raw qed img; do
+    qemu-img create -q -f qed q.qed 4M # no plugin reads qed
+    if [ "$ext" = qed ] || [ "$ext" = img ]; then code=0; else code=2; fi
+    expect_exit $code "mv q.qed q2.$ext" "$VDKIT" mv q.qed "q2.$ext"
     if [ $code = 2 ]; then
-        says "mv q2.$ext names the container" "but q.qcow2 is a qcow2 image (QFI" out
-        [ -e q.qcow2 ] && [ ! -e "q2.$ext" ] && ok || bad "mv q2.$ext moved it"
+        says "mv q2.$ext names the container" "but q.qed is a qed image (" out
+        [ -e q.qed ] && [ ! -e "q2.$ext" ] && ok || bad "mv q2.$ext moved it"
     fi
-    rm -f q.qcow2 "q2.$ext"
+    rm -f q.qed "q2.$ext"
     truncate -s 1M rawx.vdi # raw bytes named for VDI: the probe refuses it
     if [ "$ext" = raw ] || [ "$ext" = img ] || [ "$ext" = vdi ]; then code=0; else code=2; fi
     expect_exit $code "mv rawx.vdi rawy.$ext (raw)" "$VDKIT" mv rawx.vdi "rawy.$ext"
@@ -344,12 +344,14 @@ expect_exit 0 "create -f vmdk 't2.vmdk.'" "$VDKIT" create -f vmdk "t2.vmdk." 4M
 expect_exit 0 "create -f raw '.img'" "$VDKIT" create -f raw ".img" 4M
 
 # 6e. The advice suggests only formats an installed plugin writes.
-for f in x.qcow2 x.vhd x.luks x.vhdx; do
+for f in x.qed x.vhd x.luks x.vhdx; do
     expect_exit 2 "create -f raw $f" "$VDKIT" create -f raw "$f" 4M
     grep -q "or write" out && bad "$f: advice suggests a format vdkit cannot write: $(cat out)" || ok
 done
 expect_exit 2 "create -f raw x.vdi" "$VDKIT" create -f raw x.vdi 4M
 says "a writable format is suggested" "or write vdi)" out
+expect_exit 2 "create -f raw x.qcow2" "$VDKIT" create -f raw x.qcow2 4M
+says "qcow2 (written by its plugin) is suggested" "or write qcow2)" out
 
 # 6f. commit into a raw base whose first bytes would carry a container's magic alone.
 for magic in 'QED\0' 'vhdxfile' 'conectix' 'QFI\xfb' 'LUKS\xba\xbe' 'KDMV' 'COWD' 'WithoutFreeSpace'; do

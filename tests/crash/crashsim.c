@@ -297,7 +297,7 @@ static uint64_t verify(model *m, vdkit_disk *disk, const char *what, int adopt) 
  * reaching the disk before what they name, are fixed; docs/reliability.md). */
 enum { CRASH_LEAK, CRASH_ERROR };
 typedef struct expected_finding {
-    const char *format;   /* "vdi", "vmdk" */
+    const char *format;   /* "vdi", "vmdk", "qcow2" */
     const char *contains; /* in the finding's message */
     int kind, after_repair, power_only;
     const char *why;
@@ -316,6 +316,10 @@ static const expected_finding kExpected[] = {
      0, 0, "block map entry not yet written after the header's allocated count"},
     {"vdi", "data blocks among those in use (first: data block", CRASH_ERROR, 0, 0,
      "a block moved into a free slot (discard, reuse) before the map entry that frees its old slot"},
+    /* qcow2 counts new clusters before the tables name them, and uncounts
+     * dropped ones after the tables stop naming them: a cut leaves refcounts
+     * above the references (plugins/formats/qcow2/README.md, "Writing"). */
+    {"qcow2", "reference(s) (leaked)", CRASH_LEAK, 0, 0, "cluster counted, its table entry not yet (or not uncounted yet)"},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 static unsigned expected_hits[sizeof kExpected / sizeof kExpected[0]];

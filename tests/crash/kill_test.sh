@@ -24,6 +24,8 @@ formats=(
     "vmdk differencing|--format vmdk --diff"
     "vdi dynamic|--format vdi"
     "vdi differencing|--format vdi --diff"
+    "qcow2 v3 (4k clusters)|--format qcow2 --opts cluster-size=4k"
+    "qcow2 v2 differencing|--format qcow2 --opts compat=0.10 --diff"
 )
 n=0
 for f in "${formats[@]}"; do

@@ -27,6 +27,8 @@ formats=(
     "vmdk differencing|pass|--format vmdk --diff"
     "vdi dynamic|pass|--format vdi"
     "vdi differencing|pass|--format vdi --diff"
+    "qcow2 v3 (4k clusters)|pass|--format qcow2 --opts cluster-size=4k"
+    "qcow2 v2 differencing|pass|--format qcow2 --opts compat=0.10 --diff"
     "raw|pass|--format raw"
 )
 n=0

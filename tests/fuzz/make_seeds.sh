@@ -13,7 +13,7 @@ vdkit=${2:-}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for t in vmdk_descriptor vmdk_sparse_header vdi_header probe config_file batch_file vmdk_image vdi_image disk; do
+for t in vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header probe config_file batch_file vmdk_image vdi_image qcow2_image disk; do
   mkdir -p "$out/$t"
 done
 
@@ -72,12 +72,29 @@ if command -v qemu-img > /dev/null; then
   qemu-img create -q -f vdi w-dynamic.vdi 4M
   seed vdi_image disk probe w-dynamic.vdi
   head -c 512 w-dynamic.vdi > hdr-vdi; seed vdi_header hdr-vdi
+  # qcow2 (plugins/formats/qcow2): versions 2 and 3, small and extended-L2
+  # clusters, zlib and zstd compression, a chain (the child names its base).
+  for v in "compat=0.10,cluster_size=512" "compat=1.1,cluster_size=4k" "extended_l2=on,cluster_size=16k"; do
+    n=q-$(echo "$v" | tr -c 'a-z0-9' '_').qcow2
+    qemu-img convert -q -f raw -O qcow2 -o "$v" r.raw "$n"
+    seed qcow2_image disk probe "$n"; head -c 4096 "$n" > "hdr-$n"; seed qcow2_header "hdr-$n"
+  done
+  qemu-img convert -q -f raw -O qcow2 -c -o cluster_size=4k r.raw q-zlib.qcow2 && seed qcow2_image disk q-zlib.qcow2
+  qemu-img convert -q -f raw -O qcow2 -c -o cluster_size=4k,compression_type=zstd r.raw q-zstd.qcow2 2> /dev/null &&
+    seed qcow2_image disk q-zstd.qcow2
+  mkdir qchain && (cd qchain && qemu-img create -q -f qcow2 -o cluster_size=4k base.qcow2 1M && write_data qcow2 base.qcow2 &&
+    qemu-img create -q -f qcow2 -o cluster_size=4k -b base.qcow2 -F qcow2 image.qcow2 &&
+    qemu-io -f qcow2 -c 'write -P 7 64k 4k' -c 'write -z 128k 4k' image.qcow2 > /dev/null)
+  pack q-chain.qcow2 qchain/image.qcow2 qchain/base.qcow2
+  seed qcow2_image q-chain.qcow2
   # Foreign containers the probe must refuse as raw.
   for f in qcow2 vpc vhdx qed parallels luks; do
     if qemu-img create -q -f $f c-$f 1M 2> /dev/null; then head -c 65536 c-$f > p-$f; seed probe p-$f; fi
   done
 fi
 if command -v python3 > /dev/null; then
+  python3 "$src/tests/fuzz/make_qcow2_seed.py" q-built.qcow2
+  seed qcow2_image disk probe q-built.qcow2; seed qcow2_header q-built.qcow2
   python3 "$src/plugins/formats/vmdk/tests/make_esx_extents.py" cowd w-cowd.vmdk 256 16 - /dev/null 1
   python3 "$src/plugins/formats/vmdk/tests/make_esx_extents.py" sesparse w-sesparse.vmdk 256 - /dev/null 1
   seed vmdk_image disk w-cowd.vmdk; seed vmdk_image disk w-sesparse.vmdk

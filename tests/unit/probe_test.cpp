@@ -366,13 +366,33 @@ void write_file(const std::string &path, const Bytes &b) {
     REQUIRE(f.good());
 }
 
-// A qcow2 header of the given version, virtual size 1 MiB, padded to 64 KiB.
+// A qcow2 image of the given version (qcow2.txt): virtual size 1 MiB, 64 KiB
+// clusters, an empty one-entry L1 table in the second cluster; it reads as
+// zeros through the qcow2 plugin.
 Bytes qcow2_file(uint32_t version) {
-    Bytes b(64 << 10, 0);
+    Bytes b(128 << 10, 0);
     put_text(b, 0, "QFI\xfb");
     put_be(b, 4, version, 4);
     put_be(b, 20, 16, 4);
     put_be(b, 24, 1 << 20, 8);
+    put_be(b, 36, 1, 4);
+    put_be(b, 40, 64 << 10, 8);
+    if (version == 3) {
+        put_be(b, 96, 4, 4);
+        put_be(b, 100, 104, 4);
+    }
+    return b;
+}
+
+// A QED header (qed_spec.txt: magic, 64 KiB clusters, table size 4, header
+// size 1), padded to 64 KiB: a container no plugin built here reads.
+Bytes qed_file() {
+    Bytes b(64 << 10, 0);
+    put_text(b, 0, std::string_view("QED\0", 4));
+    put_le(b, 4, 65536, 4);
+    put_le(b, 8, 4, 4);
+    put_le(b, 12, 1, 4);
+    put_le(b, 40, 1 << 20, 8);
     return b;
 }
 
@@ -382,15 +402,15 @@ TEST_CASE("a foreign container is refused by name unless the format is named", "
     test::TempDir dir;
     auto lib = test::make_library();
     const std::string q = dir / "disk.img"; // a name that does not help
-    write_file(q, qcow2_file(3));
+    write_file(q, qed_file());
     for (bool writable : {false, true}) {
         OpenOptions o;
         o.writable = writable;
         auto r = lib->open(q, o);
         REQUIRE_FALSE(r.is_ok());
         CHECK(r.status().code() == VDKIT_E_NOT_SUPPORTED);
-        CHECK_THAT(r.status().message(), Catch::Contains(q + " is a qcow2 image") &&
-                                             Catch::Contains("no installed plugin reads qcow2") &&
+        CHECK_THAT(r.status().message(), Catch::Contains(q + " is a qed image") &&
+                                             Catch::Contains("no installed plugin reads qed") &&
                                              Catch::Contains("open it with format 'raw'"));
     }
     auto p = lib->probe(q);
@@ -400,7 +420,7 @@ TEST_CASE("a foreign container is refused by name unless the format is named", "
     raw.format = "raw";
     auto d = lib->open(q, raw);
     REQUIRE_OK(d);
-    CHECK(test::read_all(**d) == qcow2_file(3)); // the container bytes
+    CHECK(test::read_all(**d) == qed_file()); // the container bytes
 }
 
 TEST_CASE("a file named for a format it is not is refused, plain dumps are raw", "[probe][containers]") {
@@ -413,8 +433,9 @@ TEST_CASE("a file named for a format it is not is refused, plain dumps are raw",
     };
     for (const Case c : {Case{"disk.vdi", "named like a vdi image but it is not one (the vdi probe found no header)"},
                          Case{"DISK.VMDK", "named like a vmdk image but it is not one (the vmdk probe"},
-                         Case{"disk.qcow2", "named like a qcow2 image but it carries no qcow2 signature, and no "
-                                            "installed plugin reads qcow2"},
+                         Case{"disk.qcow2", "named like a qcow2 image but it is not one (the qcow2 probe found no header)"},
+                         Case{"disk.qed", "named like a qed image but it carries no qed signature, and no "
+                                          "installed plugin reads qed"},
                          Case{"disk.vhd", "named like a VHD (vpc) image"}, Case{"disk.vhdx", "vhdx"},
                          Case{"disk.hdd", "parallels"}, Case{"disk.img", ""}, Case{"disk.raw", ""},
                          Case{"disk.iso", ""}, Case{"disk.bin", ""}, Case{"disk", ""}, Case{"disk.hds", ""}}) {
@@ -447,14 +468,14 @@ TEST_CASE("a foreign parent is refused, also under a named top format", "[probe]
     co.parent = base;
     REQUIRE_OK(lib->create_image(top, co));
     REQUIRE_OK(lib->open(top));
-    write_file(base, qcow2_file(2)); // the parent is now a qcow2 (same size)
+    write_file(base, qed_file()); // the parent is now a qed (same size)
     OpenOptions named;
     named.format = "toysparse"; // -f names the top image only
     for (const OpenOptions &o : {OpenOptions{}, named}) {
         auto r = lib->open(top, o);
         REQUIRE_FALSE(r.is_ok());
         CHECK(r.status().code() == VDKIT_E_NOT_SUPPORTED);
-        CHECK_THAT(r.status().message(), Catch::Contains(base + " is a qcow2 image"));
+        CHECK_THAT(r.status().message(), Catch::Contains(base + " is a qed image"));
     }
     // Nor can a new image be made over it, unless its format is named.
     CreateOptions over = test::create_opts("toysparse");
@@ -469,7 +490,7 @@ TEST_CASE("a foreign parent is refused, also under a named top format", "[probe]
     made = lib->create_image(dir / "new.toys", over);
     REQUIRE_FALSE(made.is_ok());
     CHECK_THAT(made.status().message(), Catch::Contains("could never be opened again") &&
-                                            Catch::Contains(base + " is a qcow2 image"));
+                                            Catch::Contains(base + " is a qed image"));
     CHECK_FALSE(std::filesystem::exists(dir / "new.toys"));
 }
 
@@ -541,26 +562,33 @@ TEST_CASE("unknown qcow2 versions, cut-off headers and damaged VHDs are not raw"
     CHECK_FALSE(detect_match(vhd));
 }
 
-TEST_CASE("an installed plugin for a foreign format wins the probe", "[probe][containers]") {
+TEST_CASE("the qcow2 plugin wins over the core's refusal of qcow2 containers", "[probe][containers]") {
     test::TempDir dir;
-    auto lib = test::make_library({std::string(VDKIT_TEST_PROBE_PLUGIN_DIR) + "/qcow2"});
-    const std::string v3 = dir / "v3.qcow2", v2 = dir / "v2.qcow2", none = dir / "none.qcow2";
+    auto lib = test::make_library();
+    const std::string v3 = dir / "v3.img", v2 = dir / "v2.qcow2", v4 = dir / "v4.qcow2", none = dir / "none.qcow2";
     write_file(v3, qcow2_file(3));
     write_file(v2, qcow2_file(2));
+    Bytes four = qcow2_file(3);
+    put_be(four, 4, 4, 4);
+    write_file(v4, four);
     write_file(none, pattern(8192));
-    auto p = lib->probe(v3);
-    REQUIRE_OK(p);
-    CHECK(*p == "qcow2");
-    auto d = lib->open(v3);
-    REQUIRE_OK(d);
-    CHECK((*d)->size() == (1u << 20));
-    // The plugin declines version 2: the refusal names the installed plugin.
-    auto r = lib->open(v2);
+    for (const std::string &path : {v3, v2}) {
+        INFO(path);
+        auto p = lib->probe(path);
+        REQUIRE_OK(p);
+        CHECK(*p == "qcow2");
+        auto d = lib->open(path);
+        REQUIRE_OK(d);
+        CHECK((*d)->size() == (1u << 20));
+        CHECK(test::read_all(**d) == Bytes(1 << 20, 0));
+    }
+    // A version the plugin declines: the refusal names the installed plugin.
+    auto r = lib->open(v4);
     REQUIRE_FALSE(r.is_ok());
     CHECK(r.status().code() == VDKIT_E_NOT_SUPPORTED);
     CHECK_THAT(r.status().message(), Catch::Contains("carries a qcow2 signature") &&
                                          Catch::Contains("installed 'qcow2' plugin does not recognise it"));
-    // Its extension is the plugin's now.
+    // Its extension is the plugin's.
     auto n = lib->open(none);
     REQUIRE_FALSE(n.is_ok());
     CHECK(n.status().code() == VDKIT_E_PERMISSION);
