@@ -7,6 +7,7 @@
 # compared with `qemu-img convert -O raw`.
 set -u
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
+. "$VDKIT_SOURCE_DIR/tests/support/server_lib.sh"
 S="$VDKIT_BUILD_DIR/tests/vix_sample"
 LIBDIR="$VDKIT_BUILD_DIR/lib/vdkit/vddk"
 [ -x "$S" ] || { echo "FAIL: $S is not built"; exit 1; }
@@ -206,10 +207,8 @@ says "missing disk: the message names it" "nope.vmdk"
 # ---- Over NBD: a VMDK's bytes served by qemu-nbd, opened through vdkit's nbd transport
 sock="$work/nbd.sock"
 cp t1.vmdk served.vmdk
-qemu-nbd -f raw -k "$sock" --persistent served.vmdk > /dev/null 2>&1 &
-nbd_pid=$!
-at_exit "kill $nbd_pid 2> /dev/null"
-for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+start_server nbd qemu-nbd -f raw -k "$sock" --persistent served.vmdk
+wait_for_socket "$sock"
 url="nbd+unix:///?socket=$sock"
 expect_exit 0 "GetInfo over NBD" vix -modes nbd info "$url"
 says "NBD transport mode" "transport nbd"
@@ -221,7 +220,7 @@ says "growing an export: VIX_E_DISK_OUTOFRANGE" "error 16007:"
 says "growing an export: the message names the export" "beyond the end of the export"
 expect_exit 0 "Write over NBD into an allocated grain" vix -modes nbd fill "$url" 120 2 6
 expect_exit 0 "Read over NBD" vix -modes nbd readall "$url" nbd.raw
-kill $nbd_pid; wait $nbd_pid 2> /dev/null
+stop_server nbd
 same_as_qemu "VMDK over NBD after a write" served.vmdk nbd.raw
 expect_exit 0 "qemu-img check of the VMDK written over NBD" qemu-img check served.vmdk
 
