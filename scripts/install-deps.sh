@@ -9,6 +9,8 @@ packages=(
   # libraries (docs/dependencies.md says why each)
   libboost-dev libboost-filesystem-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   zlib1g-dev libdeflate-dev libzstd-dev libssl-dev libfuse3-dev libnbd-dev libcurl4-openssl-dev
+  # vdkit fuse: fusermount3 (unmount) and the FUSE kernel helper
+  fuse3
   # tests
   catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
   # plugins/serve/nbdkit: the nbdkit plugin serving any disk vdkit opens

@@ -936,6 +936,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     add_batch_command(c);
     add_cleanup_command(c);
     add_serve_command(c);
+    add_fuse_command(c);
     return c;
 }
 

@@ -47,6 +47,8 @@ void add_filter_option(CLI::App *sub, std::vector<std::string> &specs, const std
                                                  "first)");
 // serve (serve.cpp).
 void add_serve_command(std::vector<std::unique_ptr<Command>> &commands);
+// fuse (fuse.cpp).
+void add_fuse_command(std::vector<std::unique_ptr<Command>> &commands);
 // batch (batch.cpp).
 void add_batch_command(std::vector<std::unique_ptr<Command>> &commands);
 
