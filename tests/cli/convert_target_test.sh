@@ -238,7 +238,7 @@ rm -f wrap-*.vmdk
 if command -v strace > /dev/null; then
     "$VDKIT" convert -O vmdk -o subformat=monolithicFlat disk.raw f.vmdk > /dev/null 2>&1
     cp f.vmdk f.vmdk.before
-    strace -f -o /dev/null -e inject=rename:signal=SIGKILL:when=2 -e trace=rename \
+    traced -f -o /dev/null -e inject=rename:signal=SIGKILL:when=2 -e trace=rename \
         "$VDKIT" convert --overwrite -O vmdk -o subformat=monolithicFlat src.raw f.vmdk > out 2>&1
     cmp -s f.vmdk f.vmdk.before && ok || bad "killed while publishing: the old descriptor f.vmdk is gone or changed"
     rm -rf .f.vmdk.vdkit-partial f.vmdk f-flat.vmdk

@@ -15,6 +15,11 @@
 # Random data comes from `random_bytes COUNT` (seeded): the seed is printed,
 # VDKIT_TEST_SEED=<seed> replays a run, and a failing suite prints it again.
 
+# traced ARGS...: strace ARGS... . LeakSanitizer stops the world with
+# ptrace itself, so it cannot run under strace; in a sanitizer build the
+# traced program runs without it (ASan and UBSan still check it).
+traced() { ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace "$@"; }
+
 # A suite that cannot run: skipped locally (77), a failure under CI=true.
 skip() {
     if [ "${CI:-}" = "true" ]; then echo "FAIL: cannot run under CI=true: $*"; exit 1; fi

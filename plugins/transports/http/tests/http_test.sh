@@ -137,7 +137,7 @@ cmp want-split.vmdk.raw tls.raw > /dev/null && ok || bad "split.vmdk over https 
 
 # Nothing local is opened for a remote image: no file of the images' names.
 cd local || exit 1
-strace -f -qq -e trace=open,openat,stat,newfstatat,statx -o ../trace "$VDKIT" info "$url/split.vmdk" > /dev/null 2>&1 ||
+traced -f -qq -e trace=open,openat,stat,newfstatat,statx -o ../trace "$VDKIT" info "$url/split.vmdk" > /dev/null 2>&1 ||
     bad "strace'd info of split.vmdk"
 cd .. || exit 1
 if grep -E '"[^"]*(split|flat)[^"]*\.vmdk"' trace | grep -v ENOENT > trace.hits; [ -s trace.hits ]; then

@@ -202,7 +202,7 @@ cp elsewhere/flat-flat.vmdk flat-flat.vmdk
 serve_nbdkit dir file dir="$work/remote" || true
 (
     cd elsewhere || exit 1
-    strace -f -e trace=open,openat -o ../trace.txt "$VDKIT" convert -O raw "$(url dir flat.vmdk)" ../flat-copy.raw
+    traced -f -e trace=open,openat -o ../trace.txt "$VDKIT" convert -O raw "$(url dir flat.vmdk)" ../flat-copy.raw
 ) > out 2>&1 || bad "convert of a flat VMDK over NBD: $(cat out)"
 cmp -s flat-copy.raw flat-ref.raw && ok || bad "the flat VMDK read over NBD differs from qemu-img's local read"
 if grep 'flat-flat' trace.txt | grep -v ENOENT | grep -q .; then
@@ -220,7 +220,7 @@ done
 # local file although one exists by that name.
 sed "s|\"flat-flat.vmdk\"|\"$work/flat-flat.vmdk\"|" remote/flat.vmdk > remote/evil.vmdk
 cp remote/flat-flat.vmdk "$work/flat-flat.vmdk"
-strace -f -e trace=open,openat -o trace-abs.txt "$VDKIT" info "$(url dir evil.vmdk)" > out 2>&1
+traced -f -e trace=open,openat -o trace-abs.txt "$VDKIT" info "$(url dir evil.vmdk)" > out 2>&1
 says "an absolute extent name is asked of the same server" "server has no export named '${work#/}/flat-flat.vmdk'"
 if grep -F "$work/flat-flat.vmdk" trace-abs.txt | grep -q .; then bad "an absolute extent name opened a local file"; else ok; fi
 stop_server dir
