@@ -138,7 +138,16 @@ void save_text(Context &ctx, const KeyStoreHome &home, const std::string &text, 
     case KeyStoreHome::metadata: ctx.set_disk_metadata(kMetadataKey, text); return;
     default: {
         const std::string line = text + "\n";
-        sdk::Store s = ctx.open(home.path, VDKIT_OPEN_WRITE | (create ? VDKIT_OPEN_CREATE : 0));
+        sdk::Store s;
+        try {
+            s = ctx.open(home.path, VDKIT_OPEN_WRITE | (create ? VDKIT_OPEN_CREATE : 0));
+        } catch (const sdk::Error &e) {
+            if (e.code() != VDKIT_E_EXISTS) throw;
+            // Not VDKIT_E_EXISTS: --overwrite replaces images, never a key store.
+            fail(VDKIT_E_PERMISSION, home.describe() + " already exists (the key store of an earlier image of this name?); "
+                                                   "a new disk gets a new key store: remove the file, or name "
+                                                   "another with keystore-file=");
+        }
         s.truncate(ctx.get(), 0);
         s.pwrite(ctx.get(), 0, line.data(), line.size());
         s.flush(ctx.get());
@@ -163,6 +172,9 @@ public:
                                             " bytes) is not a whole number of 512-byte sectors (AES-XTS data units)");
         const KeyStoreHome home = find_home(ctx);
         if (flags & VDKIT_OPEN_CREATE) {
+            if (ctx.config("new-password-file") || ctx.config("new-password-env"))
+                fail(VDKIT_E_INVALID_ARGUMENT, "new-password-file/-env change an existing disk's password; a new disk "
+                                               "takes its password from password-file/-env");
             if (home.kind == KeyStoreHome::user_file && std::ifstream(home.path))
                 fail(VDKIT_E_EXISTS, home.describe() + " already exists; a new disk gets a new key store (remove it "
                                                        "or name another file)");
@@ -237,6 +249,7 @@ public:
     }
 
     void pread(Context &ctx, uint64_t off, void *buf, uint64_t len) {
+        need_key();
         auto *out = static_cast<uint8_t *>(buf);
         const uint64_t a = off / kSector * kSector, b = (off + len + kSector - 1) / kSector * kSector;
         if (a == off && b == off + len) {
@@ -258,6 +271,7 @@ public:
     }
 
     void pwrite(Context &ctx, uint64_t off, const void *buf, uint64_t len) {
+        need_key();
         const auto *in = static_cast<const uint8_t *>(buf);
         const uint64_t a = off / kSector * kSector, b = (off + len + kSector - 1) / kSector * kSector;
         std::vector<uint8_t> tmp;
@@ -276,7 +290,7 @@ public:
     }
 
     void flush(Context &ctx) { next.flush(ctx.get()); }
-    uint64_t size(Context &) { return disk_size; }
+    uint64_t size(Context &ctx) { return next.size(ctx.get()); } // follows a resize
     // Whole sectors become zero records below (they read as zeros: see
     // decrypt); ragged edges are written as encrypted zeros.
     void zero(Context &ctx, uint64_t off, uint64_t len) {
@@ -308,6 +322,10 @@ public:
     }
 
 private:
+    // Opened for information only (VDKIT_OPEN_INFO): no key was unwrapped.
+    void need_key() const {
+        if (!xts) fail(VDKIT_E_NOT_SUPPORTED, "the disk was opened for information only: no data can be read or written");
+    }
     // A stored sector of all zero bytes is a sector nothing encrypted wrote
     // (a format's zero record or zero-filled block, a raw file's hole): it
     // reads as zeros, as unallocated ranges do. An AES-XTS ciphertext is all

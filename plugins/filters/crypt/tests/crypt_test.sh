@@ -145,6 +145,27 @@ else
     bad "python cannot decrypt with the new password's store: $(cat py.log)"
 fi
 
+# 7. Batch jobs: filters (target) and source_filters take crypt; the
+#    batch's own verification reads the new image back through it.
+cat > jobs.yaml <<YAML
+version: 1
+jobs:
+  - {source: src.raw, target: b_enc.vmdk, format: vmdk, filters: ["$C"]}
+  - {source: b_enc.vmdk, source_filters: ["$C"], target: b_plain.raw, format: raw}
+YAML
+expect_exit 0 "batch with crypt filters" "$VDKIT" batch jobs.yaml
+secret_free out
+cmp -s src.raw b_plain.raw && ok || bad "batch: encrypted then decrypted copy differs"
+expect_exit 0 "batch's encrypted target opens" "$VDKIT" compare --filter "$C" b_enc.vmdk src.raw
+expect_exit 1 "new-password at creation is refused" "$VDKIT" convert -O vdi --target-filter "$C,new-password-file=pw2.txt" src.raw np.vdi
+says "new-password at creation: why" "change an existing disk's password"
+
+# A stale sidecar is never replaced: the new image is refused and removed.
+echo stale > stale.vdi.keystore
+expect_exit 1 "a stale sidecar key store" "$VDKIT" create -f vdi --filter "$C" stale.vdi 1M
+says "stale sidecar named" "'stale.vdi.keystore' next to the base image already exists"
+[ ! -e stale.vdi ] && [ "$(cat stale.vdi.keystore)" = stale ] && ok || bad "a refused create left stale.vdi or changed the sidecar"
+
 expect_exit 0 "vdkit plugins" "$VDKIT" plugins
 says "plugins lists crypt" "crypt"
 says "plugins lists the disk-filter capability" "disk-filter"
