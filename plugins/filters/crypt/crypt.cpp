@@ -81,6 +81,15 @@ struct KeyStoreHome {
     }
 };
 
+KeyStoreHome sidecar_home(Context &ctx) {
+    std::string base = ctx.disk_location();
+    if (auto slash = base.find_last_of('/'); slash != std::string::npos) base.erase(0, slash + 1);
+    KeyStoreHome home;
+    home.kind = KeyStoreHome::sidecar;
+    home.path = base + std::string(kSidecarSuffix);
+    return home;
+}
+
 KeyStoreHome find_home(Context &ctx) {
     KeyStoreHome home;
     if (auto f = ctx.config("keystore-file")) {
@@ -95,11 +104,7 @@ KeyStoreHome find_home(Context &ctx) {
     } catch (const sdk::Error &e) {
         if (e.code() != VDKIT_E_NOT_SUPPORTED) throw;
     }
-    std::string base = ctx.disk_location();
-    if (auto slash = base.find_last_of('/'); slash != std::string::npos) base.erase(0, slash + 1);
-    home.kind = KeyStoreHome::sidecar;
-    home.path = base + std::string(kSidecarSuffix);
-    return home;
+    return sidecar_home(ctx);
 }
 
 std::optional<std::string> load_text(Context &ctx, const KeyStoreHome &home) {
@@ -190,20 +195,33 @@ public:
             if (iterations < kMinIterations)
                 fail(VDKIT_E_INVALID_ARGUMENT, "kdf-iterations must be at least " + std::to_string(kMinIterations));
             const KeyStore ks = KeyStore::make(dek, pw, static_cast<uint32_t>(iterations));
-            save_text(ctx, home, ks.base64(), true);
+            try {
+                save_text(ctx, home, ks.base64(), true);
+            } catch (const sdk::Error &e) {
+                // Metadata the format cannot change now (a VMDK stream being
+                // written has a fixed descriptor): the sidecar instead.
+                if (home.kind != KeyStoreHome::metadata || e.code() != VDKIT_E_NOT_SUPPORTED) throw;
+                save_text(ctx, sidecar_home(ctx), ks.base64(), true);
+            }
             c->xts = std::make_unique<Xts>(dek.data(), dek.size());
             return c;
         }
-        const auto text = load_text(ctx, home);
+        KeyStoreHome where = home;
+        auto text = load_text(ctx, where);
+        if (!text && home.kind == KeyStoreHome::metadata) {
+            where = sidecar_home(ctx); // kept beside an image whose metadata could not take it
+            text = load_text(ctx, where);
+            if (!text) where = home;
+        }
         if (!text)
-            fail(VDKIT_E_NOT_FOUND, "no key store in " + home.describe() +
+            fail(VDKIT_E_NOT_FOUND, "no key store in " + where.describe() +
                                         " (was this disk encrypted by vdkit? A VirtualBox disk's store is its "
                                         "CRYPT/KeyStore property: save it to a file and pass keystore-file=)");
         KeyStore ks;
         try {
             ks = KeyStore::parse(*text);
         } catch (const BadKeyStore &e) {
-            fail(VDKIT_E_CORRUPT, home.describe() + ": " + e.what());
+            fail(VDKIT_E_CORRUPT, where.describe() + ": " + e.what());
         }
         if (flags & VDKIT_OPEN_INFO) return c; // metadata only: no key, no password
         const bool change = ctx.config("new-password-file") || ctx.config("new-password-env");
@@ -217,7 +235,7 @@ public:
             fail(VDKIT_E_PERMISSION, std::string(e.what()) + "; nothing was read or changed");
         }
         c->xts = std::make_unique<Xts>(dek.data(), dek.size());
-        if (change) rewrap(ctx, home, ks, dek);
+        if (change) rewrap(ctx, where, ks, dek);
         return c;
     }
 

@@ -68,6 +68,11 @@ PY
         bad "$fmt: python's decryption of vdkit's sectors differs from the plaintext: $(cat py.log)"
     fi
 done
+# A VMDK stream being written has a fixed descriptor: its store goes into
+# the sidecar, and opening finds it there.
+expect_exit 0 "streamOptimized VMDK through crypt" "$VDKIT" convert -O vmdk -o subformat=streamOptimized --target-filter "$C" src.raw so.vmdk
+[ -s so.vmdk.keystore ] && ok || bad "streamOptimized: no sidecar key store"
+expect_exit 0 "streamOptimized compares equal" "$VDKIT" compare --filter "$C" so.vmdk src.raw
 # A new disk's key store follows the cipher option: AES-XTS128 on request.
 expect_exit 0 "convert with cipher=aes-xts-128" "$VDKIT" convert -O vdi --target-filter "$C,cipher=aes-xts-128" src.raw e128.vdi
 python3 "$ks_py" dump e128.vdi.keystore > out 2>&1; says "aes-xts-128 store names its cipher" "AES-XTS128-PLAIN64"
