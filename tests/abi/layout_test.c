@@ -24,6 +24,9 @@ PIN(vdkit_host_api, log, 8);
 PIN(vdkit_host_api, set_error, 16);
 PIN(vdkit_host_api, store_open, 56);
 PIN(vdkit_host_api, generate_uuid, 168);
+PIN(vdkit_host_api, disk_metadata_get, 176); /* 2.2 */
+PIN(vdkit_host_api, disk_metadata_set, 184); /* 2.2 */
+PIN(vdkit_host_api, disk_location, 192);     /* 2.2 */
 PIN(vdkit_transport_ops, open, 8);
 PIN(vdkit_transport_ops, exists, 112);
 PIN(vdkit_filter_ops, handled_ops, 8);
@@ -40,7 +43,7 @@ PIN(vdkit_create_params, parent_hint, 64);
 PIN(vdkit_check_result, repaired, 24);
 _Static_assert(sizeof(vdkit_extent) == 24, "vdkit_extent is fixed");
 
-_Static_assert(VDKIT_ABI_MAJOR == 2 && VDKIT_ABI_MINOR == 1, "ABI version changed: update the ledger and this pin");
+_Static_assert(VDKIT_ABI_MAJOR == 2 && VDKIT_ABI_MINOR == 2, "ABI version changed: update the ledger and this pin");
 
 /* The one I/O shape (plugin.h): object, ctx, offset, buffer, length, out-params.
  * SHAPE fails to compile when a slot's function type differs. */

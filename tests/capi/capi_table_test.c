@@ -295,6 +295,33 @@ int main(int argc, char **argv) {
         static unsigned char raw[1 << 20];
         CHECK(read_file(path("filtered.raw"), raw, sizeof raw, &len) && len >= 4096 && raw[0] != 0x5a);
     }
+    /* A disk-level filter (capability disk-filter) in the same list: read
+     * through, never written through when it declares no writes (rodisk:
+     * XOR 0x5a on reads only). */
+    row = "disk-level filters";
+    {
+        OK(vdkit_plugin_load(lib, VDKIT_TEST_EXTRA_PLUGIN_DIR "/test_ro_disk_filter.so", NULL, &e));
+        CHECK(plugin_present(lib, 2, "rodisk"));
+        const char *filters[] = {"rodisk", NULL};
+        vdkit_disk *fd = NULL;
+        unsigned char data[4096], back[4096];
+        memset(data, 0x11, sizeof data);
+        OK(vdkit_disk_create(lib, path("rodisk.raw"), "raw", 1u << 20, 0, NULL, NULL, &fd, &e));
+        OK(vdkit_disk_write(fd, 0, data, sizeof data, &e));
+        OK(vdkit_disk_close(fd, &e));
+        OK(vdkit_disk_open_filtered(lib, path("rodisk.raw"), "raw", VDKIT_DISK_WRITE, NULL, filters, &fd, &e));
+        OK(vdkit_disk_read(fd, 0, back, sizeof back, &e));
+        CHECK(back[0] == (0x11 ^ 0x5a) && back[4095] == (0x11 ^ 0x5a));
+        memset(back, 0x77, sizeof back);
+        EXPECT(VDKIT_E_NOT_SUPPORTED, vdkit_disk_write(fd, 0, back, sizeof back, &e));
+        CHECK(strstr(e.message, "rodisk") != NULL);
+        OK(vdkit_disk_close(fd, &e));
+        OK(vdkit_disk_open(lib, path("rodisk.raw"), "raw", VDKIT_DISK_READ_ONLY, NULL, &fd, &e));
+        OK(vdkit_disk_read(fd, 0, back, sizeof back, &e));
+        CHECK(memcmp(data, back, sizeof data) == 0); /* the refused write changed nothing */
+        OK(vdkit_disk_close(fd, &e));
+    }
+    row = "plugin load/unload";
     OK(vdkit_plugin_unload(lib, rot, &e));
     CHECK(!plugin_present(lib, 2, "rot"));
     EXPECT(VDKIT_E_NOT_FOUND, vdkit_plugin_unload(lib, rot, &e));

@@ -362,14 +362,22 @@ private:
             return kExitOk;
         }
         ImageInfo info = take(disk->image_info(count - 1));
+        const std::vector<std::string> disk_filters = disk->disk_filters();
         if (json_output()) {
             json j = to_json(info);
             j["chain-length"] = count;
+            if (!disk_filters.empty()) j["disk-filters"] = disk_filters;
             std::cout << j.dump(2) << "\n";
             return kExitOk;
         }
         print(info);
         if (count > 1) std::cout << "chain length: " << count << "\n";
+        if (!disk_filters.empty()) {
+            // Nearest the chain first, as --filter gave them.
+            std::cout << "disk filters:";
+            for (const auto &f : disk_filters) std::cout << " " << f;
+            std::cout << "\n";
+        }
         return kExitOk;
     }
 };

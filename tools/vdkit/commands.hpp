@@ -42,9 +42,10 @@ void add_output_option(CLI::App *sub, std::string &output);
 void add_force_share_option(CLI::App *sub, bool &force_share, const std::string &help);
 // A repeatable filter-stack option (default --filter) on a subcommand.
 void add_filter_option(CLI::App *sub, std::vector<std::string> &specs, const std::string &name = "--filter",
-                       const std::string &help = "Read and write the image's files through this file-level filter "
-                                                 "(NAME or NAME:key=value,...; repeat to stack, nearest the file "
-                                                 "first)");
+                       const std::string &help = "Read and write the image through this filter (NAME or "
+                                                 "NAME:key=value,...; repeat to stack): a file-level one sits on "
+                                                 "its files (nearest the file first), a disk-level one (crypt) over "
+                                                 "the chain (nearest the chain first)");
 // serve (serve.cpp).
 void add_serve_command(std::vector<std::unique_ptr<Command>> &commands);
 // fuse (fuse.cpp).

@@ -200,11 +200,14 @@ VDKIT_API vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location,
 VDKIT_API vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const char *format, uint64_t size,
                                uint32_t flags, const char *options, const char *parent, vdkit_disk **out,
                                vdkit_error *err);
-/// As vdkit_disk_open, with a file-level filter stack over every file of
-/// the image and of its parent chain (VDFilterAdd, chosen at open).
+/// As vdkit_disk_open, with a filter stack (VDFilterAdd, chosen at open):
+/// file-level filters (capability file-filter) over every file of the image
+/// and of its parent chain, the first nearest the file; disk-level filters
+/// (capability disk-filter, e.g. crypt) between the whole chain and the
+/// caller, the first nearest the chain. One list holds both kinds.
 /// @param filters a NULL-terminated array of "NAME" or
-///        "NAME:key=value,key=value" specs (at most 64), the first nearest
-///        the file; NULL or an empty array: none. Copied.
+///        "NAME:key=value,key=value" specs (at most 64); NULL or an empty
+///        array: none. Copied.
 /// @return as vdkit_disk_open; also VDKIT_E_NOT_FOUND for a filter that is
 ///         not loaded and VDKIT_E_INVALID_ARGUMENT for a malformed spec.
 VDKIT_API vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, const char *format, uint32_t flags,

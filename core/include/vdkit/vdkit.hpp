@@ -169,6 +169,7 @@ struct ImageInfo {
     Geometry pchs, lchs;
     std::string comment;
     std::vector<std::string> filters;       // the file-level filter stack, nearest the file first
+                                            // (disk-level ones: Disk::disk_filters)
     std::optional<uint64_t> file_length;    // bytes the image's files are long (holes included)
 };
 
@@ -198,8 +199,11 @@ struct OpenOptions {
     bool writable_chain = false;
     /// Allow extent/parent paths outside the image's directory; empty: config.
     std::optional<bool> allow_unsafe_paths;
-    /// File-level filters every image of the chain is read (and written)
-    /// through: a chain is stored one way throughout.
+    /// Filters every image of the chain is read (and written) through: a
+    /// chain is stored one way throughout. File-level ones (capability
+    /// file-filter) sit on each file, the first nearest it; disk-level ones
+    /// (disk-filter, e.g. crypt) over the whole chain, the first nearest it
+    /// (Disk::disk_filters lists them).
     std::vector<FilterSpec> filters;
     /// Read an image other processes may hold (qemu-img -U): no image lock
     /// is taken on any file of the chain and none is tested, so a writer
@@ -242,8 +246,10 @@ struct CreateOptions {
     /// The new image's UUID (VDCopyEx pDstUuid, a copy that keeps its
     /// identity); empty: a fresh random one.
     std::optional<Uuid> uuid;
-    /// File-level filters the new image's files are written through (and its
-    /// parent chain read through, as OpenOptions::filters).
+    /// Filters the new image is written through (and its parent chain read
+    /// through), as OpenOptions::filters. A new base sets its disk-level
+    /// filters up (crypt makes a key store); a new differencing image joins
+    /// its chain's.
     std::vector<FilterSpec> filters;
 };
 
@@ -324,6 +330,10 @@ public:
     /// comment, parent). Runs concurrently with reads.
     /// INVALID_ARGUMENT when index is beyond the chain; IO.
     Result<ImageInfo> image_info(size_t index) const;
+    /// The disk-level filter stack (filters with capability disk-filter,
+    /// e.g. crypt) between the chain and the caller, nearest the chain
+    /// first; empty when there is none. Thread-safe.
+    std::vector<std::string> disk_filters() const;
 
     /// Read len bytes at byte offset into buf (len bytes, the caller's),
     /// through the chain. Runs concurrently with other reads.

@@ -73,11 +73,14 @@ Result<ImageInfo> Disk::image_info(size_t index) const {
     return state_->images[index]->info();
 }
 
+std::vector<std::string> Disk::disk_filters() const { return state_->disk_filter_names; }
+
 Status Disk::read(uint64_t offset, void *buf, uint64_t len) const {
     std::shared_lock lock(state_->mu);
     if (state_->closed) return closed_error();
     if (state_->info_only) return info_only_error();
     VDKIT_TRY(check_range(offset, len, state_->size));
+    if (state_->filtered) return state_->filtered->pread(buf, len, offset);
     if (state_->cache) return state_->read_cached(offset, buf, len);
     return state_->read_chain(state_->images.size() - 1, offset, buf, len);
 }
@@ -88,6 +91,7 @@ Status Disk::write(uint64_t offset, const void *buf, uint64_t len) {
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     VDKIT_TRY(check_range(offset, len, state_->size));
     VDKIT_TRY(state_->cache_before_change());
+    if (state_->filtered) return state_->filtered->pwrite(buf, len, offset); // the chain store updates the cache
     VDKIT_TRY(state_->write_locked(state_->images.size() - 1, offset, buf, len));
     return state_->cache_after_write(offset, buf, len);
 }
@@ -164,6 +168,7 @@ Status Disk::write_zeroes(uint64_t offset, uint64_t len) {
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     VDKIT_TRY(check_range(offset, len, state_->size));
     VDKIT_TRY(state_->cache_before_change());
+    if (state_->filtered) return state_->filtered->zero(offset, len);
     VDKIT_TRY(state_->zero_locked(state_->images.size() - 1, offset, len));
     return state_->cache_after_write(offset, nullptr, len);
 }
@@ -174,6 +179,7 @@ Status Disk::discard(uint64_t offset, uint64_t len) {
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     VDKIT_TRY(check_range(offset, len, state_->size));
     VDKIT_TRY(state_->cache_before_change());
+    if (state_->filtered) return state_->filtered->discard(offset, len);
     VDKIT_TRY(state_->images.back()->discard(offset, len));
     return state_->cache_after_write(offset, nullptr, len);
 }
@@ -181,6 +187,7 @@ Status Disk::discard(uint64_t offset, uint64_t len) {
 Status Disk::flush() {
     std::unique_lock lock(state_->mu);
     if (state_->closed) return closed_error();
+    if (state_->filtered) return state_->filtered->flush();
     return state_->images.back()->flush();
 }
 
@@ -189,12 +196,18 @@ Result<BlockRun> Disk::block_status(uint64_t offset, uint64_t len) const {
     if (state_->closed) return closed_error();
     if (state_->info_only) return info_only_error();
     VDKIT_TRY(check_range(offset, len, state_->size));
+    // A disk-level filter keeps sizes and offsets: the chain's allocation is
+    // the disk's (a pass-through-safe query).
+    return state_->block_status_locked(offset, len);
+}
+
+Result<BlockRun> Disk::State::block_status_locked(uint64_t offset, uint64_t len) const {
     if (len == 0) return Status(VDKIT_E_INVALID_ARGUMENT, "block status of an empty range");
     uint64_t span = len;
-    for (size_t level = state_->images.size(); level-- > 0;) {
+    for (size_t level = images.size(); level-- > 0;) {
         uint32_t status = 0;
         uint64_t run = 0;
-        Image &img = *state_->images[level];
+        Image &img = *images[level];
         // Past a smaller parent's end the chain reads zeros (see read_chain).
         if (offset >= img.size()) return BlockRun{offset, span, BlockState::zero, level};
         VDKIT_TRY(img.block_status(offset, std::min(span, img.size() - offset), status, run));
@@ -291,6 +304,9 @@ Status Disk::close() {
     std::unique_lock lock(state_->mu);
     if (state_->closed) return Status::ok();
     state_->closed = true;
+    // Disk-level filters go first: they may still write through the chain.
+    Status filters = state_->filtered ? state_->filtered->flush() : Status::ok();
+    state_->filtered.reset();
     std::optional<std::string> identity; // what a changed cache matches once the chain is closed
     if (state_->cache && state_->cache->changing) {
         if (auto id = state_->cache_identity()) identity = *id;
@@ -303,6 +319,7 @@ Status Disk::close() {
     }
     state_->images.clear();
     Status cache = state_->cache_close(first.is_ok() ? identity : std::nullopt);
+    if (!filters) return filters;
     return first.is_ok() ? cache : first;
 }
 
@@ -312,6 +329,7 @@ Status Disk::close_and_delete() {
     if (state_->closed) return closed_error();
     if (!state_->writable) return Status(VDKIT_E_READ_ONLY, "the disk is open read-only");
     state_->closed = true;
+    state_->filtered.reset();
     (void)state_->cache_close(std::nullopt); // its disk is going: the cache is stale
     const std::string location = state_->images.back()->location();
     Status first = state_->images.back()->close(true);

@@ -3,6 +3,7 @@
 #define VDKIT_CORE_DISK_DISK_STATE_HPP
 
 #include "disk/image.hpp"
+#include "io/plugin_stores.hpp"
 #include "vdkit/vdkit.hpp"
 
 #include <atomic>
@@ -49,6 +50,11 @@ struct Disk::State {
     bool writable = false;
     bool info_only = false; // OpenOptions::info_only: read and block_status refused
     bool closed = false;
+    // Disk-level filters (disk/disk_filters.cpp): the stack's names, nearest
+    // the chain first, and its top store (null: none), through which
+    // read/write/write_zeroes/discard/flush pass. Set once at open.
+    std::vector<std::string> disk_filter_names;
+    ByteStorePtr filtered;
     // Shared for reads, exclusive for writes and metadata changes.
     mutable std::shared_mutex mu;
     // The submit_* queue, started on first use; stopped (after finishing
@@ -115,6 +121,11 @@ struct Disk::State {
     // Make [offset, offset+len) of images[level] read as zero: whole units
     // through the format's zero record, edges as zero data.
     Status zero_locked(size_t level, uint64_t offset, uint64_t len);
+    // Disk::block_status without the lock (caller holds mu).
+    Result<BlockRun> block_status_locked(uint64_t offset, uint64_t len) const;
+    // Stack the disk-level layers of `stack` over the chain (flags:
+    // VDKIT_OPEN_WRITE, _CREATE for a new base, _INFO); none: nothing.
+    Status attach_disk_filters(const FilterStack &stack, uint32_t flags);
 };
 
 // How core code outside Disk's own members (disk/open.cpp, copy.cpp,

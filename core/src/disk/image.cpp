@@ -259,7 +259,8 @@ Result<ImageInfo> Image::info() {
     ImageInfo out;
     out.location = setup_.location;
     out.format = format_->info.name;
-    for (const FilterLayer &layer : setup_.filters) out.filters.push_back(layer.plugin->info.name);
+    for (const FilterLayer &layer : setup_.filters)
+        if (!is_disk_layer(layer)) out.filters.push_back(layer.plugin->info.name);
     if (raw.subformat.data && raw.subformat.size <= 256)
         out.subformat.assign(raw.subformat.data, static_cast<size_t>(raw.subformat.size));
     out.virtual_size = raw.virtual_size;

@@ -346,6 +346,8 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
     }
     std::reverse(chain.begin(), chain.end());
     state->images = std::move(chain);
+    VDKIT_TRY(state->attach_disk_filters(filters, (options.writable ? VDKIT_OPEN_WRITE : 0) |
+                                                      (options.info_only ? VDKIT_OPEN_INFO : 0)));
     return DiskAccess::make(std::move(state));
 }
 
@@ -467,6 +469,14 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
     state->images.push_back(std::move(*created));
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, state->images.back()->raw_info());
     state->size = info.virtual_size;
+    // A new base sets its disk-level filters up (a new key store); a new
+    // differencing image joins its chain's.
+    const FilterStack stack = state->images.back()->filters();
+    if (Status st = state->attach_disk_filters(stack, VDKIT_OPEN_WRITE | (diff ? 0 : VDKIT_OPEN_CREATE)); !st) {
+        auto disk = DiskAccess::make(std::move(state));
+        (void)disk->close_and_delete(); // leave nothing half-made under the final name
+        return st;
+    }
     return DiskAccess::make(std::move(state));
 }
 

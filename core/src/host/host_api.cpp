@@ -178,6 +178,42 @@ void h_report_finding(vdkit_ctx *ctx, uint32_t severity, uint64_t offset, vdkit_
 
 void h_generate_uuid(uint8_t out[16]) { util::generate_uuid(out); }
 
+// (buf, cap, needed) string output, as the format callbacks use it.
+uint32_t put_string(const std::string &value, char *buf, uint64_t cap, uint64_t *needed) {
+    if (!needed || (cap && !buf)) return VDKIT_E_INVALID_ARGUMENT;
+    *needed = value.size();
+    if (cap) std::memcpy(buf, value.data(), static_cast<size_t>(std::min<uint64_t>(cap, value.size())));
+    return VDKIT_OK;
+}
+
+uint32_t not_a_disk_filter(vdkit_ctx *ctx) {
+    return report_to_ctx(ctx, Status(VDKIT_E_NOT_SUPPORTED, "disk metadata is only for disk-level filters"));
+}
+
+uint32_t h_disk_metadata_get(vdkit_ctx *ctx, vdkit_str key, char *buf, uint64_t cap, uint64_t *needed) {
+    if (!ctx) return VDKIT_E_INVALID_ARGUMENT;
+    if (!ctx->disk || !ctx->disk->metadata_get) return not_a_disk_filter(ctx);
+    auto value = ctx->disk->metadata_get(sv(key));
+    if (!value) {
+        // An unset key is an answer, not an error worth a message.
+        if (value.status().code() == VDKIT_E_NOT_FOUND) return VDKIT_E_NOT_FOUND;
+        return report_to_ctx(ctx, value.status());
+    }
+    return put_string(*value, buf, cap, needed);
+}
+
+uint32_t h_disk_metadata_set(vdkit_ctx *ctx, vdkit_str key, vdkit_str value) {
+    if (!ctx) return VDKIT_E_INVALID_ARGUMENT;
+    if (!ctx->disk || !ctx->disk->metadata_set) return not_a_disk_filter(ctx);
+    return report_to_ctx(ctx, ctx->disk->metadata_set(sv(key), sv(value)));
+}
+
+uint32_t h_disk_location(vdkit_ctx *ctx, char *buf, uint64_t cap, uint64_t *needed) {
+    if (!ctx) return VDKIT_E_INVALID_ARGUMENT;
+    if (!ctx->disk) return not_a_disk_filter(ctx);
+    return put_string(ctx->disk->base_location, buf, cap, needed);
+}
+
 // Plain C function pointers; wrap each in a noexcept shim so nothing the
 // host does can unwind into a plugin's C frames.
 template <auto F, class R, class... A>
@@ -217,6 +253,9 @@ const vdkit_host_api kHostApi = [] {
     h.progress = shim<h_progress, uint32_t, vdkit_ctx *, uint64_t, uint64_t>;
     h.report_finding = shim<h_report_finding, void, vdkit_ctx *, uint32_t, uint64_t, vdkit_str>;
     h.generate_uuid = shim<h_generate_uuid, void, uint8_t *>;
+    h.disk_metadata_get = shim<h_disk_metadata_get, uint32_t, vdkit_ctx *, vdkit_str, char *, uint64_t, uint64_t *>;
+    h.disk_metadata_set = shim<h_disk_metadata_set, uint32_t, vdkit_ctx *, vdkit_str, vdkit_str>;
+    h.disk_location = shim<h_disk_location, uint32_t, vdkit_ctx *, char *, uint64_t, uint64_t *>;
     return h;
 }();
 

@@ -24,6 +24,15 @@ class Stores;
 struct PluginEntry;
 struct FilterLayer;
 struct OpenStores;
+
+// What a disk-level filter reaches through the host table besides its
+// `next` store (plugin.h, "added in 2.2"): the chain's base image's
+// location and key/value metadata. Set by the disk that stacks the filter.
+struct DiskHooks {
+    std::string base_location;
+    std::function<Result<std::string>(std::string_view key)> metadata_get;
+    std::function<Status(std::string_view key, std::string_view value)> metadata_set;
+};
 } // namespace vdkit
 
 struct vdkit_ctx {
@@ -47,6 +56,8 @@ struct vdkit_ctx {
     std::shared_ptr<vdkit::OpenStores> opened;
     std::function<bool(uint64_t, uint64_t)> progress;  // false = cancel
     std::function<void(uint32_t, uint64_t, std::string_view)> finding;
+    // Disk-level filters only: the disk they sit on; null otherwise.
+    std::shared_ptr<const vdkit::DiskHooks> disk;
 
     uint32_t error_code = VDKIT_OK;
     std::string error_message;

@@ -53,6 +53,7 @@ protected:
     Status call(std::string_view op, Fn fn, Args &&...args) {
         vdkit_ctx ctx = stores_.make_ctx(plugin_.get(), &options_);
         ctx.base_location = location_;
+        ctx.disk = disk_;
         std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
         if (serialise_) lock.lock();
         uint32_t rc = call_plugin(ctx, fn, handle_, &ctx, std::forward<Args>(args)...);
@@ -67,6 +68,7 @@ protected:
     bool serialise_;
     std::mutex mu_;
     void *handle_ = nullptr;
+    std::shared_ptr<const DiskHooks> disk_; // a disk-level filter's disk
 };
 
 class TransportStore final : public PluginStoreBase {
@@ -142,9 +144,11 @@ private:
 
 class FilterStore final : public PluginStoreBase {
 public:
-    FilterStore(const Stores &stores, PluginEntryPtr plugin, ByteStorePtr lower, Options options)
+    FilterStore(const Stores &stores, PluginEntryPtr plugin, ByteStorePtr lower, Options options,
+                std::shared_ptr<const DiskHooks> disk)
         : PluginStoreBase(stores, std::move(plugin), lower->location(), std::move(options)) {
         next_.store = std::move(lower);
+        disk_ = std::move(disk);
     }
     ~FilterStore() override {
         if (handle_) plugin_->filter.close(handle_);
@@ -155,6 +159,7 @@ public:
             return Status(VDKIT_E_ABI, "filter '" + plugin_->info.name + "' does not implement pread");
         vdkit_ctx ctx = stores_.make_ctx(plugin_.get(), &options_);
         ctx.base_location = location_;
+        ctx.disk = disk_;
         uint32_t rc = call_plugin(ctx, plugin_->filter.open, &ctx, &next_, flags, &handle_);
         if (rc != VDKIT_OK) {
             handle_ = nullptr;
@@ -222,8 +227,9 @@ Result<ByteStorePtr> open_transport_store(const Stores &stores, PluginEntryPtr t
 }
 
 Result<ByteStorePtr> open_filter_store(const Stores &stores, PluginEntryPtr filter, ByteStorePtr lower, uint32_t flags,
-                                       Options options) {
-    auto store = std::make_unique<FilterStore>(stores, std::move(filter), std::move(lower), std::move(options));
+                                       Options options, std::shared_ptr<const DiskHooks> disk) {
+    auto store = std::make_unique<FilterStore>(stores, std::move(filter), std::move(lower), std::move(options),
+                                               std::move(disk));
     VDKIT_TRY(store->open(flags));
     return ByteStorePtr(std::move(store));
 }
@@ -241,10 +247,21 @@ std::vector<FilterSpec> open_specs(const FilterStack &stack) {
     return out;
 }
 
+bool is_disk_layer(const FilterLayer &layer) {
+    return !layer.plugin->info.has(VDKIT_CAP_FILTER_FILE) && layer.plugin->info.has(VDKIT_CAP_FILTER_DISK);
+}
+
+SplitStack split_stack(const FilterStack &stack) {
+    SplitStack out;
+    for (const FilterLayer &layer : stack) (is_disk_layer(layer) ? out.disk : out.file).push_back(layer);
+    return out;
+}
+
 Result<ByteStorePtr> stack_filters(const Stores &stores, ByteStorePtr lower, uint32_t flags, const FilterStack &stack) {
     // A filter sees only the open mode; creating and locking are the transport's.
     flags &= VDKIT_OPEN_WRITE;
     for (const FilterLayer &layer : stack) {
+        if (is_disk_layer(layer)) continue; // sits over the disk (disk/disk_filters.cpp), not on its files
         VDKIT_ASSIGN_OR_RETURN(lower, open_filter_store(stores, layer.plugin, std::move(lower), flags, layer.options));
     }
     return lower;

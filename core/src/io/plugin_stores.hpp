@@ -10,6 +10,7 @@
 #define VDKIT_CORE_IO_PLUGIN_STORES_HPP
 
 #include "io/byte_store.hpp"
+#include "io/context.hpp"
 #include "registry/registry.hpp"
 
 namespace vdkit {
@@ -22,12 +23,15 @@ Status not_supported(const std::string &what, const std::string &plugin, const s
 Result<ByteStorePtr> open_transport_store(const Stores &stores, PluginEntryPtr transport, const std::string &location,
                                           uint32_t flags, Options options);
 
-// Stack filter `filter` (validated options) over `lower`.
+// Stack filter `filter` (validated options) over `lower`. `disk`: the disk a
+// disk-level filter sits on (what its host calls disk_* reach); null for a
+// file-level filter.
 Result<ByteStorePtr> open_filter_store(const Stores &stores, PluginEntryPtr filter, ByteStorePtr lower, uint32_t flags,
-                                       Options options);
+                                       Options options, std::shared_ptr<const DiskHooks> disk = nullptr);
 
-// One layer of an image's file-level filter stack (Stores::resolve_filters):
-// a loaded filter with VDKIT_CAP_FILTER_FILE and its validated options.
+// One layer of a filter stack (Stores::resolve_filters): a loaded filter
+// with VDKIT_CAP_FILTER_FILE or VDKIT_CAP_FILTER_DISK and its validated
+// options.
 struct FilterLayer {
     PluginEntryPtr plugin;
     Options options;
@@ -38,8 +42,19 @@ using FilterStack = std::vector<FilterLayer>;
 // a rebase target): its options without the keys that only shape new files.
 std::vector<FilterSpec> open_specs(const FilterStack &stack);
 
-// Stack every layer of `stack` over `lower`, the first nearest it. Empty:
-// lower itself.
+// A resolved stack split by where each layer sits: file-level filters
+// (VDKIT_CAP_FILTER_FILE) under the format, disk-level ones
+// (VDKIT_CAP_FILTER_DISK only) over the chain; each keeps its order.
+struct SplitStack {
+    FilterStack file, disk;
+};
+SplitStack split_stack(const FilterStack &stack);
+// Whether a layer sits over the disk rather than under the format.
+bool is_disk_layer(const FilterLayer &layer);
+
+// Stack every file-level layer of `stack` over `lower`, the first nearest
+// it (disk-level layers are skipped: the disk stacks them). None: lower
+// itself.
 Result<ByteStorePtr> stack_filters(const Stores &stores, ByteStorePtr lower, uint32_t flags, const FilterStack &stack);
 
 } // namespace vdkit

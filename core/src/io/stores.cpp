@@ -63,10 +63,10 @@ Result<FilterStack> Stores::resolve_filters(const std::vector<FilterSpec> &specs
     for (const FilterSpec &spec : specs) {
         PluginEntryPtr f = registry_.find(PluginKind::filter, spec.name);
         if (!f) return registry_.unknown_plugin(PluginKind::filter, spec.name);
-        if (!f->info.has(VDKIT_CAP_FILTER_FILE))
+        if (!f->info.has(VDKIT_CAP_FILTER_FILE) && !f->info.has(VDKIT_CAP_FILTER_DISK))
             return Status(VDKIT_E_NOT_SUPPORTED, "filter '" + spec.name +
-                                                     "' cannot sit between a format and its files (it is not a "
-                                                     "file-level filter)");
+                                                     "' declares neither file-level nor disk-level use (capability "
+                                                     "file-filter or disk-filter)");
         VDKIT_ASSIGN_OR_RETURN(Options opts, plugin_options(config_, f->info, spec.options, use)); // errors name the filter
         stack.push_back(FilterLayer{f, std::move(opts)});
     }

@@ -47,11 +47,13 @@ public:
     Result<PluginEntryPtr> transport_for(const std::string &location) const;
     // Open location through its transport (flags: VDKIT_OPEN_*).
     Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags, const Options &transport_options) const;
-    // The same with a file-level filter stack over the transport's store.
+    // The same with the file-level layers of `filters` over the transport's store.
     Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags, const Options &transport_options,
                                     const FilterStack &filters) const;
     // Look up and validate a filter stack: every name a loaded filter with
-    // VDKIT_CAP_FILTER_FILE, its options valid for `use`.
+    // VDKIT_CAP_FILTER_FILE or VDKIT_CAP_FILTER_DISK, its options valid for
+    // `use`. One list holds both kinds (split_stack); stores stack only the
+    // file-level layers, the disk the others.
     Result<FilterStack> resolve_filters(const std::vector<FilterSpec> &specs, OptionUse use) const;
     Status remove_location(const std::string &location) const;
     // Move a file within one transport; an existing `to` is refused

@@ -85,7 +85,7 @@ std::vector<std::string> capability_names(uint64_t caps) {
         {VDKIT_CAP_GEOMETRY, "geometry"},         {VDKIT_CAP_ZERO_STATE, "zero-state"},
         {VDKIT_CAP_THREAD_SAFE, "thread-safe"},   {VDKIT_CAP_EXTENTS, "extents"},
         {VDKIT_CAP_LOCKING, "locking"},           {VDKIT_CAP_FILTER_FILE, "file-filter"},
-        {VDKIT_CAP_RENAME, "rename"},
+        {VDKIT_CAP_RENAME, "rename"},             {VDKIT_CAP_FILTER_DISK, "disk-filter"},
     };
     std::vector<std::string> out;
     for (auto [bit, name] : names)

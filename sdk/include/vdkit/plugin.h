@@ -54,7 +54,7 @@ extern "C" {
 #endif
 
 #define VDKIT_ABI_MAJOR 2u
-#define VDKIT_ABI_MINOR 1u
+#define VDKIT_ABI_MINOR 2u
 
 #define VDKIT_PLUGIN_ENTRY_SYMBOL "vdkit_plugin_entry"
 
@@ -95,6 +95,12 @@ typedef struct vdkit_store vdkit_store; /* a host-owned byte store (a file throu
 #define VDKIT_CAP_OBSOLETE_20     (1ull << 20) /* retired in 2.0 (was FILTER_DISK); never reused */
 #define VDKIT_CAP_FILTER_FILE     (1ull << 21) /* filter: may sit between a format and its file */
 #define VDKIT_CAP_RENAME          (1ull << 22) /* format: rename() */
+/* Added in 2.2: filter: may sit between the disk (its whole chain) and the
+ * user, same size, transforming virtual-disk data (encryption). Its `next`
+ * store is the chain's virtual disk; open flags may carry VDKIT_OPEN_CREATE
+ * (a new base image: set up, e.g. make a key store) and VDKIT_OPEN_INFO
+ * (metadata only: no data I/O, no secrets needed). */
+#define VDKIT_CAP_FILTER_DISK     (1ull << 23)
 
 /* ---- config keys ------------------------------------------------------------ */
 #define VDKIT_KEY_STRING 1u
@@ -207,6 +213,19 @@ typedef struct vdkit_host_api {
     void (*report_finding)(vdkit_ctx *ctx, uint32_t severity, uint64_t offset, vdkit_str message);
     /* 16 random bytes formatted as an RFC 4122 version 4 UUID. */
     void (*generate_uuid)(uint8_t out[16]);
+
+    /* ---- added in 2.2: for disk-level filters (VDKIT_CAP_FILTER_DISK) ----
+     * The key/value metadata of the chain's base image (a VMDK's ddb), the
+     * place a filter keeps what it needs to reopen the disk (a key store).
+     * VDKIT_E_NOT_SUPPORTED when the base image's format has no metadata or
+     * the call does not come from a disk-level filter; get: VDKIT_E_NOT_FOUND
+     * when the key is unset; (buf, cap, needed) as the format string outputs. */
+    uint32_t (*disk_metadata_get)(vdkit_ctx *ctx, vdkit_str key, char *buf, uint64_t cap, uint64_t *needed);
+    uint32_t (*disk_metadata_set)(vdkit_ctx *ctx, vdkit_str key, vdkit_str value);
+    /* The base image's location (path or URL) as opened, so a filter can
+     * name a sidecar next to it; store_open resolves sibling paths against
+     * its directory. */
+    uint32_t (*disk_location)(vdkit_ctx *ctx, char *buf, uint64_t cap, uint64_t *needed);
 } vdkit_host_api;
 
 #define VDKIT_HOST_HAS(host, field) \

@@ -183,6 +183,39 @@ public:
         if (rc != VDKIT_OK) throw Error(rc, std::string());
     }
 
+    // Disk-level filters (VDKIT_CAP_FILTER_DISK, ABI 2.2): the chain's base
+    // image's key/value metadata (nullopt: unset) and location. Throw
+    // Error(VDKIT_E_NOT_SUPPORTED) when the base image's format has no
+    // metadata, the caller is not a disk-level filter, or the host is older.
+    std::optional<std::string> disk_metadata(std::string_view key) const {
+        if (!VDKIT_HOST_HAS(&host(), disk_metadata_get)) throw Error(VDKIT_E_NOT_SUPPORTED, "the host has no disk metadata (ABI < 2.2)");
+        std::string buf(256, '\0');
+        for (;;) {
+            uint64_t needed = 0;
+            uint32_t rc = host().disk_metadata_get(ctx_, str(key), buf.data(), buf.size(), &needed);
+            if (rc == VDKIT_E_NOT_FOUND) return std::nullopt;
+            if (rc != VDKIT_OK) throw Error(rc, std::string());
+            if (needed <= buf.size()) return buf.substr(0, static_cast<size_t>(needed));
+            buf.assign(static_cast<size_t>(needed), '\0');
+        }
+    }
+    void set_disk_metadata(std::string_view key, std::string_view value) const {
+        if (!VDKIT_HOST_HAS(&host(), disk_metadata_set)) throw Error(VDKIT_E_NOT_SUPPORTED, "the host has no disk metadata (ABI < 2.2)");
+        uint32_t rc = host().disk_metadata_set(ctx_, str(key), str(value));
+        if (rc != VDKIT_OK) throw Error(rc, std::string());
+    }
+    std::string disk_location() const {
+        if (!VDKIT_HOST_HAS(&host(), disk_location)) throw Error(VDKIT_E_NOT_SUPPORTED, "the host has no disk location (ABI < 2.2)");
+        std::string buf(256, '\0');
+        for (;;) {
+            uint64_t needed = 0;
+            uint32_t rc = host().disk_location(ctx_, buf.data(), buf.size(), &needed);
+            if (rc != VDKIT_OK) throw Error(rc, std::string());
+            if (needed <= buf.size()) return buf.substr(0, static_cast<size_t>(needed));
+            buf.assign(static_cast<size_t>(needed), '\0');
+        }
+    }
+
     // Throws Error(VDKIT_E_CANCELLED) when the user cancelled.
     void progress(uint64_t done, uint64_t total) const {
         if (host().progress(ctx_, done, total) != 0) throw Error(VDKIT_E_CANCELLED, "cancelled by the caller");
