@@ -57,7 +57,7 @@ uint64_t data_bytes(const Disk &d) {
 }
 } // namespace
 
-TEST_CASE("copy gives the same content for every thread count, order and target", "[copy]") {
+TEST_CASE("copy gives the same content for every thread count, order and target", "[copy][matrix]") {
     test::TempDir dir;
     auto lib = test::make_library();
     const auto model = make_source(*lib, dir / "src.vdi");

@@ -25,9 +25,18 @@ CreateOptions opts(const std::string &format) {
     return o;
 }
 
-// base.vdi <- mid.vmdk <- top.vdi, each holding data (and mid a zero
-// record) the others overlap; returns what the top reads.
-std::vector<unsigned char> make_chain(Library &lib, const test::TempDir &dir) {
+// The chain's images, base to top: base.vdi <- mid.vmdk <- top.vdi (a mixed
+// chain: no link compares modification ids, which are compared within one
+// format only), or one format throughout (every link compares them).
+struct Names {
+    std::string base = "base.vdi", mid = "mid.vmdk", top = "top.vdi";
+};
+Names one_format(const std::string &fmt) { return {"base." + fmt, "mid." + fmt, "top." + fmt}; }
+std::string ext(const std::string &name) { return name.substr(name.rfind('.') + 1); }
+
+// The chain of `n`, each image holding data (and mid a zero record) the
+// others overlap; returns what the top reads.
+std::vector<unsigned char> make_chain(Library &lib, const test::TempDir &dir, const Names &n = {}) {
     std::vector<unsigned char> model(kSize, 0);
     auto write = [&](Disk &d, uint64_t off, uint64_t len, uint32_t seed) {
         auto data = test::pattern(static_cast<size_t>(len), seed);
@@ -35,16 +44,16 @@ std::vector<unsigned char> make_chain(Library &lib, const test::TempDir &dir) {
         std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
     };
     {
-        auto base = lib.create_image(dir / "base.vdi", opts("vdi"));
+        auto base = lib.create_image(dir / n.base, opts(ext(n.base)));
         REQUIRE_OK(base);
         write(**base, 0, 1u << 20, 1);
         write(**base, 3u << 20, 200000, 2);
         REQUIRE_OK((*base)->close());
     }
     {
-        CreateOptions o = opts("vmdk");
-        o.parent = dir / "base.vdi";
-        auto mid = lib.create_image(dir / "mid.vmdk", o);
+        CreateOptions o = opts(ext(n.mid));
+        o.parent = dir / n.base;
+        auto mid = lib.create_image(dir / n.mid, o);
         REQUIRE_OK(mid);
         write(**mid, 100000, 300000, 3);
         write(**mid, 2u << 20, 5 * kBlock + 7, 4);
@@ -53,9 +62,9 @@ std::vector<unsigned char> make_chain(Library &lib, const test::TempDir &dir) {
         REQUIRE_OK((*mid)->close());
     }
     {
-        CreateOptions o = opts("vdi");
-        o.parent = dir / "mid.vmdk";
-        auto top = lib.create_image(dir / "top.vdi", o);
+        CreateOptions o = opts(ext(n.top));
+        o.parent = dir / n.mid;
+        auto top = lib.create_image(dir / n.top, o);
         REQUIRE_OK(top);
         write(**top, 50000, 100000, 5);
         write(**top, (3u << 20) + 10000, 20000, 6);
@@ -67,12 +76,12 @@ std::vector<unsigned char> make_chain(Library &lib, const test::TempDir &dir) {
 // Run `op` on the chain through the faulty transport, with every
 // data-changing call after the first `limit` failing; return its status.
 Status run_with_fault(Library &lib, const test::TempDir &dir, uint64_t limit, const std::string &plan,
-                      const std::function<Status(Disk &)> &op) {
+                      const std::function<Status(Disk &)> &op, const Names &n = {}) {
     OpenOptions o;
     o.writable = true;
     o.writable_chain = true;
     o.transport_options = {{"plan", plan}, {"fail-write-after", std::to_string(limit)}};
-    auto disk = lib.open("faulty://" + (dir / "top.vdi"), o);
+    auto disk = lib.open("faulty://" + (dir / n.top), o);
     REQUIRE_OK(disk);
     Status st = op(**disk);
     (*disk)->close().ignore(); // may fail too: the disk is "broken" from here on
@@ -91,9 +100,11 @@ bool vdi_count_finding(const CheckFinding &f) {
 // After the fault: every image that is left opens and checks without errors
 // (but the VDI count a cut between header and map leaves, which check -r
 // repairs without changing the content), and the chain from `top` reads the
-// model.
+// model. The chain must open as it is: never with ignore_parent_mismatch (a
+// link naming a modification id its parent no longer has is a chain cut off
+// for good: docs/reliability.md, crash finding 5).
 void expect_consistent(Library &lib, const test::TempDir &dir, const std::string &top,
-                       const std::vector<unsigned char> &model) {
+                       const std::vector<unsigned char> &model, const Names &n = {}) {
     OpenOptions o;
     o.writable = true;
     o.writable_chain = true;
@@ -102,7 +113,7 @@ void expect_consistent(Library &lib, const test::TempDir &dir, const std::string
     CHECK(test::first_difference(**disk, model) == "equal");
     REQUIRE_OK((*disk)->close());
     bool repaired = false;
-    for (const char *name : {"base.vdi", "mid.vmdk", "top.vdi"}) {
+    for (const std::string &name : {n.base, n.mid, n.top}) {
         if (!fs::exists(dir / name)) continue;
         OpenOptions one;
         one.follow_parents = false;
@@ -117,7 +128,7 @@ void expect_consistent(Library &lib, const test::TempDir &dir, const std::string
             if (f.severity == FindingSeverity::error && vdi_count_finding(f)) ++count_errors;
         CHECK(report->errors == count_errors);
         if (count_errors) {
-            CHECK(std::string(name).find(".vdi") != std::string::npos);
+            CHECK(name.find(".vdi") != std::string::npos);
             CheckOptions fix;
             fix.repair = true;
             auto fixed = (*img)->check(fix);
@@ -137,23 +148,25 @@ void expect_consistent(Library &lib, const test::TempDir &dir, const std::string
 }
 
 // Sweep the cut-off point over every data-changing call the operation makes.
-void sweep(const std::string &what, const std::string &final_top, const std::function<Status(Disk &)> &op) {
+// Returns how many cut-off points were tried.
+uint64_t sweep(const std::string &what, const std::string &final_top, const std::function<Status(Disk &)> &op,
+               const Names &n = {}) {
     auto lib = faulty_library();
     for (uint64_t limit = 1;; ++limit) {
         CAPTURE(what, limit);
         test::TempDir dir;
-        const auto model = make_chain(*lib, dir);
-        const Status st = run_with_fault(*lib, dir, limit, what + std::to_string(limit), op);
+        const auto model = make_chain(*lib, dir, n);
+        const Status st = run_with_fault(*lib, dir, limit, what + std::to_string(limit), op, n);
         if (st) {
             // The whole operation fitted under the limit: the sweep is complete.
-            expect_consistent(*lib, dir, final_top, model);
+            expect_consistent(*lib, dir, final_top, model, n);
             CHECK(limit > 3); // it did write, so earlier limits cut it somewhere
-            break;
+            return limit;
         }
         CHECK(st.code() == VDKIT_E_IO);
         CHECK_THAT(st.message(), Catch::Contains("injected"));
         // Cut off: whatever the operation had done, the old top still reads the same.
-        expect_consistent(*lib, dir, fs::exists(dir / "top.vdi") ? "top.vdi" : final_top, model);
+        expect_consistent(*lib, dir, fs::exists(dir / n.top) ? n.top : final_top, model, n);
         REQUIRE(limit < 400);
     }
 }
@@ -165,6 +178,31 @@ TEST_CASE("commit cut off at any write leaves the chain reading the same", "[fau
     }
     SECTION("into the VMDK middle") {
         sweep("commit-mid", "top.vdi", [](Disk &d) { return d.commit(1, false); });
+    }
+}
+
+// Finding 5 of the crash harness (docs/reliability.md): in a chain of one
+// format every link records its parent's modification id (VMDK parentCID,
+// VDI parent modification UUID), and the first write into the base changes
+// that id. Cut off anywhere — the faulty transport lets the first `limit`
+// writes and flushes through and fails the rest, what kill -9 leaves — the
+// chain must open as it is (no PARENT_MISMATCH) and read the same.
+TEST_CASE("commit and merge cut off at any write in a one-format chain leave a chain that opens",
+          "[fault][chain]") {
+    for (const std::string fmt : {"vmdk", "vdi"}) {
+        const Names n = one_format(fmt);
+        SECTION(fmt + ": commit into the base") {
+            CHECK(sweep("commit-" + fmt, n.top, [](Disk &d) { return d.commit(0, false); }, n) > 5);
+        }
+        SECTION(fmt + ": commit into the middle, the top emptied") {
+            CHECK(sweep("commit-mid-" + fmt, n.top, [](Disk &d) { return d.commit(1, true); }, n) > 5);
+        }
+        SECTION(fmt + ": merge backward, top into base") {
+            CHECK(sweep("merge-back-" + fmt, n.base, [](Disk &d) { return d.merge(2, 0); }, n) > 5);
+        }
+        SECTION(fmt + ": merge forward, base into top") {
+            CHECK(sweep("merge-fwd-" + fmt, n.top, [](Disk &d) { return d.merge(0, 2); }, n) > 5);
+        }
     }
 }
 

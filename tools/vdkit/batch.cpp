@@ -331,8 +331,14 @@ class BatchCommand : public Command {
             for (size_t d : dependents[i])
                 if (--waiting_for[d] == 0) boost::asio::post(pool, [&run_one, d] { run_one(d); });
         };
+        // The jobs that need none, picked before the first is posted: once
+        // one runs, the pool threads change waiting_for (under out_mu), and
+        // a dependent it brings to 0 is posted by that thread, so reading
+        // waiting_for here meanwhile would race and could post it twice.
+        std::vector<size_t> ready;
         for (size_t i = 0; i < n; ++i)
-            if (waiting_for[i] == 0) boost::asio::post(pool, [&run_one, i] { run_one(i); });
+            if (waiting_for[i] == 0) ready.push_back(i);
+        for (size_t i : ready) boost::asio::post(pool, [&run_one, i] { run_one(i); });
         pool.join();
         bar.finish();
 

@@ -227,12 +227,56 @@ Status keeps_openable(const ChainState &st, Image &dst, size_t view, const char 
                       "chain to a new image with 'vdkit convert' instead");
 }
 
-// Relink images[child] onto `parent` (nullptr: no parent).
-Status relink(Image &child, Image *parent) {
+// Relink images[child] onto `parent` (nullptr: no parent), recording the
+// ids in `ids` (default: the parent's own, raw_info).
+Status relink(Image &child, Image *parent, const vdkit_image_info *ids = nullptr) {
     if (!parent) return child.set_parent("", "", nullptr);
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, parent->raw_info());
     return child.set_parent(relative_hint(child.location(), parent->location()), parent->format().info.name,
-                            &info);
+                            ids ? ids : &info);
+}
+
+// A modification id every format can record as a parent's: a VMDK keeps its
+// first four bytes as the CID, where 00000000 reads as no id (nil) and
+// ffffffff/fffffffe mean "no parent".
+bool usable_modification_id(const Uuid &id) {
+    const uint32_t cid = (uint32_t(id[0]) << 24) | (uint32_t(id[1]) << 16) | (uint32_t(id[2]) << 8) | id[3];
+    return cid != 0 && cid != 0xffffffffu && cid != 0xfffffffeu;
+}
+
+// Before anything is written into `dst`, whose child in the chain is
+// `child`: give dst its new modification id (VMDK CID, VDI modification
+// UUID) and record it in the child *before* any data moves, so that no crash
+// leaves the child naming an id its parent no longer has (an unopenable
+// chain: docs/reliability.md, crash finding 5). Three steps, each made
+// durable (flushed) before the next:
+//   1. the child records no parent modification id (nil: opening checks
+//      nothing; it still names its parent by location and UUID);
+//   2. dst takes a new id, pinned for the rest of its session, so the data
+//      written afterwards keeps it (no later "first write" changes it);
+//   3. the child records the new id.
+// A crash before 2 leaves the old ids (1: unchecked); after 3 both name the
+// new one; between, the child checks nothing. Either way the chain opens and
+// reads what it read before (the data above dst shadows what is written
+// into it). Other children of dst, outside this chain, see the new id from
+// step 2 on and are refused, as for any change of their parent. Nothing is
+// done when dst keeps no modification id, or the format cannot set it.
+Status announce_change(Image &dst, Image &child) {
+    VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, dst.raw_info());
+    if (util::uuid_is_nil(info.modification_uuid)) return Status::ok();
+    Uuid fresh{};
+    do util::generate_uuid(fresh.data());
+    while (!usable_modification_id(fresh));
+    vdkit_image_info unchecked = info;
+    std::memset(unchecked.modification_uuid, 0, sizeof unchecked.modification_uuid);
+    VDKIT_TRY(relink(child, &dst, &unchecked));
+    VDKIT_TRY(child.flush());
+    Status set = dst.set_uuid(VDKIT_UUID_MODIFICATION, fresh);
+    if (set.code() == VDKIT_E_NOT_SUPPORTED) set = Status::ok(); // the id changes with the data, as before
+    else if (set) set = dst.flush();
+    Status linked = relink(child, &dst); // the id dst has now
+    if (linked) linked = child.flush();
+    return set ? linked : set;
 }
 
 // Whether relink(child, parent) would succeed: the same call on a dry-run
@@ -307,6 +351,7 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
         VDKIT_TRY(can_relink(*st.images[to + 1], &dst).with_context("merge"));
         if (from + 1 < count) VDKIT_TRY(can_relink(*st.images[from + 1], &dst).with_context("merge"));
         VDKIT_TRY(keeps_openable(st, dst, from, "merge"));
+        VDKIT_TRY(announce_change(dst, *st.images[to + 1]).with_context("merge"));
         if (dst.size() < st.images[from]->size()) VDKIT_TRY(dst.resize(st.images[from]->size(), 0));
         Ranges todo;
         for (uint64_t w = 0; w < size; w += kWindow) {
@@ -342,6 +387,7 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
         // Every link the merge changes, checked before data moves.
         if (to + 1 < count) VDKIT_TRY(can_relink(*st.images[to + 1], &dst).with_context("merge"));
         VDKIT_TRY(can_relink(dst, from == 0 ? nullptr : st.images[from - 1].get()).with_context("merge"));
+        if (to + 1 < count) VDKIT_TRY(announce_change(dst, *st.images[to + 1]).with_context("merge"));
         VDKIT_TRY(st.relink_above(to, st.transfer(to, todo, source, after, advance)));
         VDKIT_TRY(relink(dst, from == 0 ? nullptr : st.images[from - 1].get()));
     }
@@ -378,6 +424,8 @@ Status Disk::commit(size_t base, bool empty_top, const ProgressFunction &progres
     VDKIT_TRY(can_relink(img, &dst).with_context("commit"));
     VDKIT_TRY(st.cache_before_change());
     VDKIT_TRY(keeps_openable(st, dst, top, "commit"));
+    // dst's new modification id is in its child before any data moves.
+    VDKIT_TRY(announce_change(dst, *st.images[base + 1]).with_context("commit"));
     if (dst.size() < img.size()) VDKIT_TRY(dst.resize(img.size(), 0));
     const uint64_t size = st.size;
     Ranges todo;
@@ -393,6 +441,7 @@ Status Disk::commit(size_t base, bool empty_top, const ProgressFunction &progres
     // The top now sits on base (which holds everything between), and base's
     // new modification id is recorded.
     VDKIT_TRY(relink(img, &dst));
+    VDKIT_TRY(img.flush()); // the top names base before anything else changes
     for (size_t i = top; i-- > base + 1;) {
         Status s = st.images[i]->close(false);
         if (!s) st.host->log(LogLevel::warning, "commit: closing " + st.images[i]->location() + ": " + s.message());

@@ -12,6 +12,7 @@
 // is refused by name, whatever `overwrite` says; existing_target writes into
 // such a device, or into an existing file or image, in place.
 #include "disk/containers.hpp"
+#include "disk/disk_state.hpp"
 #include "disk/open.hpp"
 #include "disk/staging.hpp"
 #include "host/host.hpp"
@@ -25,7 +26,6 @@
 #include <mutex>
 #include <system_error>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -43,58 +43,23 @@ bool is_url(const std::string &p) { return p.find("://") != std::string::npos; }
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-// The files (regular files, block devices) this process has open now, by
-// descriptor (from /proc/self/fd).
-struct OpenFd {
-    staging::FileId id;
-    std::string path;
-};
-std::map<int, OpenFd> open_fds() {
-    std::map<int, OpenFd> out;
-    DIR *dir = ::opendir("/proc/self/fd");
-    if (!dir) return out;
-    while (const dirent *e = ::readdir(dir)) {
-        char *end = nullptr;
-        const long fd = std::strtol(e->d_name, &end, 10);
-        if (!end || *end || end == e->d_name || fd == ::dirfd(dir)) continue;
-        struct stat st {};
-        if (::fstat(static_cast<int>(fd), &st) != 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) continue;
-        std::error_code ec;
-        const fs::path link = fs::read_symlink(fs::path("/proc/self/fd") / e->d_name, ec);
-        out[static_cast<int>(fd)] = {{st.st_dev, st.st_ino}, ec ? std::string("fd ") + e->d_name : link.string()};
-    }
-    ::closedir(dir);
-    return out;
-}
-
-// Converts that learn which files an open made by comparing open_fds()
-// before and after it take this, so that converts running at once (batch
-// jobs) do not see each other's opens (other opens in the process stay
-// possible: a hit is confirmed by a second look, refuse_source_files).
-std::mutex g_fd_window;
-
-// The files behind the descriptors opened since `before` was taken (a
-// descriptor number reused for another file counts as new).
-OpenFiles opened_since(const std::map<int, OpenFd> &before) {
+// The files (regular files, block devices) an open disk holds, by identity:
+// every image's main file and every file its plugin opened through the host
+// (extents, mapped devices), as Image::files recorded them where they were
+// opened. Only this disk's own opens count: files other threads open and
+// close meanwhile (batch jobs) never do, and a descriptor number reused by
+// another file cannot be taken for one of them (what a scan of the
+// process's descriptors did). Looked up by path now, as the target is: a
+// URL (another transport's object) has no local identity and is left out.
+OpenFiles files_of(const Disk &disk) {
     OpenFiles out;
-    for (const auto &[fd, f] : open_fds()) {
-        auto was = before.find(fd);
-        if (was == before.end() || was->second.id != f.id) out.emplace(f.id, f.path);
-    }
-    return out;
-}
-
-// The files of the open source chain: every image and every extent file it
-// opened (what open_fds() gained while it was opened), and each image's
-// location.
-OpenFiles source_chain_files(const Disk &src, const std::map<int, OpenFd> &before) {
-    OpenFiles out = opened_since(before);
-    for (size_t i = 0; i < src.image_count(); ++i) {
-        auto info = src.image_info(i);
-        if (!info) continue;
-        struct stat st {};
-        if (::stat(info->location.c_str(), &st) == 0) out.emplace(std::make_pair(st.st_dev, st.st_ino), info->location);
-    }
+    for (const auto &img : DiskAccess::state(disk).images)
+        for (const std::string &location : img->files()) {
+            if (is_url(location)) continue;
+            struct stat st {};
+            if (::stat(location.c_str(), &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+                out.emplace(std::make_pair(st.st_dev, st.st_ino), location);
+        }
     return out;
 }
 
@@ -130,37 +95,20 @@ Result<OpenFiles> refuse_source_files(const Library &lib, const std::string &tar
         return Status(VDKIT_E_INVALID_ARGUMENT, target + " is part of the source's chain (" + hit->second +
                                                     "); convert never writes into or replaces an image it reads from");
     if (!S_ISREG(st.st_mode)) return OpenFiles();
-    // The files opening the image opens: looked at twice when one of them is
-    // in the chain, so that a file another thread opened meanwhile (a batch
-    // job reading the same source) is not taken for one of them.
-    auto files_of_target = [&]() -> std::optional<OpenFiles> {
-        std::lock_guard<std::mutex> window(g_fd_window);
-        const auto before = open_fds();
-        OpenOptions o;
-        o.format = in_place ? format : std::string();
-        o.lock = false;
-        o.follow_parents = false;
-        auto old = lib.open(target, o);
-        if (!old && !format.empty()) {
-            o.format = in_place ? std::string() : format;
-            old = lib.open(target, o);
-        }
-        if (!old) return std::nullopt; // not an image: only the file itself
-        OpenFiles mine = opened_since(before);
-        (*old)->close().ignore();
-        return mine;
-    };
-    auto first = files_of_target();
-    if (!first) return OpenFiles();
-    OpenFiles mine = *first;
-    if (std::any_of(mine.begin(), mine.end(), [&](const auto &f) { return chain.count(f.first) > 0; })) {
-        auto again = files_of_target();
-        OpenFiles both;
-        if (again)
-            for (const auto &f : mine)
-                if (again->count(f.first)) both.insert(f);
-        mine = both;
+    // The files opening the image opens (recorded by the open itself, so a
+    // batch job reading the same source meanwhile adds none).
+    OpenOptions o;
+    o.format = in_place ? format : std::string();
+    o.lock = false;
+    o.follow_parents = false;
+    auto old = lib.open(target, o);
+    if (!old && !format.empty()) {
+        o.format = in_place ? std::string() : format;
+        old = lib.open(target, o);
     }
+    if (!old) return OpenFiles(); // not an image: only the file itself
+    const OpenFiles mine = files_of(**old);
+    (*old)->close().ignore();
     for (const auto &f : mine)
         if (auto hit = chain.find(f.first); hit != chain.end())
             return Status(VDKIT_E_INVALID_ARGUMENT, target + " uses " + f.second + ", a file of the source's chain (" +
@@ -507,12 +455,9 @@ Status Library::check_convert(const std::string &source, const std::string &targ
     oo.filters = o.source_filters;
     oo.force_share = true; // only to learn its files: never disturbs, or waits for, a writer
     oo.lock = false;
-    std::unique_lock<std::mutex> window(g_fd_window);
-    const auto before = open_fds();
     auto opened = open(source, oo);
     if (!opened) return Status::ok(); // convert reports it, as the job's failure
-    const OpenFiles source_files = source_chain_files(**opened, before);
-    window.unlock();
+    const OpenFiles source_files = files_of(**opened);
     auto refused = refuse_source_files(*this, *final_target, o.target_format, o.existing_target, source_files);
     (*opened)->close().ignore();
     if (!refused && refused.status().code() == VDKIT_E_INVALID_ARGUMENT) return refused.status();
@@ -544,13 +489,10 @@ Result<ConvertResult> Library::convert(const std::string &source, const std::str
     oo.format = o.source_format;
     oo.filters = o.source_filters;
     oo.force_share = o.source_force_share;
-    std::unique_lock<std::mutex> window(g_fd_window);
-    const auto before = open_fds();
     auto opened = open(source, oo);
     if (!opened) return opened.status();
     std::unique_ptr<Disk> src = std::move(opened).value();
-    const OpenFiles source_files = source_chain_files(*src, before);
-    window.unlock();
+    const OpenFiles source_files = files_of(*src);
     OpenFiles old_files;
     if (!is_url(target)) {
         VDKIT_ASSIGN_OR_RETURN(old_files,

@@ -246,6 +246,14 @@ std::optional<uint64_t> Image::sum_over_files(Measure measure, bool every_file) 
     return total;
 }
 
+std::vector<std::string> Image::files() const {
+    std::vector<std::string> out{main_.store->location()};
+    std::lock_guard lock(opened_->mu);
+    for (const auto *list : {&opened_->live, &opened_->devices})
+        for (const ByteStore *s : *list) out.push_back(s->location());
+    return out;
+}
+
 std::optional<uint64_t> Image::disk_usage() const {
     return sum_over_files([](ByteStore &s) { return s.allocated_size(); }, false);
 }

@@ -55,6 +55,12 @@ public:
     bool allow_unsafe_paths() const noexcept { return setup_.allow_unsafe_paths; }
     const FilterStack &filters() const noexcept { return setup_.filters; }
     ByteStore &main() noexcept { return *main_.store; }
+    // The locations of the files this image holds open now, as they were
+    // opened: its main file first, then every file its plugin opened through
+    // the host and has not closed (extents, mapped devices). Recorded where
+    // the stores are opened (h_store_open), so opens in other threads never
+    // show up here. Thread-safe.
+    std::vector<std::string> files() const;
 
     // Close the plugin instance (flushing); with delete_files remove its files.
     Status close(bool delete_files);

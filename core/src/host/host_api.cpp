@@ -103,9 +103,9 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
     if (ctx->dry_run) *store = make_dry_run_store(std::move(*store));
     *out = new (std::nothrow) vdkit_store{std::move(*store), nullptr};
     if (!*out) return report_to_ctx(ctx, Status(VDKIT_E_NO_MEMORY, "out of memory"));
-    if (ctx->opened && !device) {
+    if (ctx->opened) {
         std::lock_guard lock(ctx->opened->mu);
-        ctx->opened->live.push_back((*out)->store.get());
+        (device ? ctx->opened->devices : ctx->opened->live).push_back((*out)->store.get());
         (*out)->listed_in = ctx->opened;
     }
     return VDKIT_OK;

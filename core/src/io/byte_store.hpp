@@ -53,17 +53,21 @@ public:
 using ByteStorePtr = std::unique_ptr<ByteStore>;
 
 // The files an open image holds through the host besides its main file (a
-// split VMDK's extents): each store registers when the plugin opens it and
-// leaves when the plugin closes it, so the image's "disk size" can count them.
+// split VMDK's extents, a device an extent maps): each store registers when
+// the plugin opens it (host_api.cpp h_store_open) and leaves when the plugin
+// closes it, so the image's "disk size" can count them (`live`; devices are
+// not the image's space) and its owner can tell which files it holds
+// (Image::files: both lists; convert's same-file refusals).
 struct OpenStores {
     std::mutex mu;
     std::vector<ByteStore *> live;
+    std::vector<ByteStore *> devices;
 };
 
 } // namespace vdkit
 
 // The opaque handle plugins see: a host-owned ByteStore, and the image's
-// register of open stores it is listed in (none for a main file or a device).
+// register of open stores it is listed in (none for a main file).
 struct vdkit_store {
     vdkit::ByteStorePtr store;
     std::shared_ptr<vdkit::OpenStores> listed_in = nullptr;
@@ -71,8 +75,8 @@ struct vdkit_store {
     ~vdkit_store() {
         if (!listed_in) return;
         std::lock_guard lock(listed_in->mu);
-        auto &v = listed_in->live;
-        v.erase(std::remove(v.begin(), v.end(), store.get()), v.end());
+        for (auto *v : {&listed_in->live, &listed_in->devices})
+            v->erase(std::remove(v->begin(), v->end(), store.get()), v->end());
     }
 };
 

@@ -335,7 +335,10 @@ public:
         out.subformat = sdk::str(desc_.create_type);
         // CIDs are the chain link (VDF50): reported as modification ids.
         cid_to_uuid(desc_.cid, out.modification_uuid);
-        if (desc_.has_parent()) cid_to_uuid(desc_.parent_cid, out.parent_modification_uuid);
+        // parentCID fffffffe: the parent's CID is not known
+        // (kUncheckedParentCid): reported as no id, which the core does not verify.
+        if (desc_.has_parent() && parse_cid(desc_.parent_cid) != kUncheckedParentCid)
+            cid_to_uuid(desc_.parent_cid, out.parent_modification_uuid);
         auto geo = [&](const char *key) -> uint32_t {
             auto v = desc_.ddb_get(key);
             if (!v) return 0;
@@ -488,7 +491,7 @@ public:
                 break;
             case VDKIT_UUID_PARENT_MODIFICATION:
                 if (!desc_.has_parent()) fail(VDKIT_E_INVALID_ARGUMENT, "the disk has no parent");
-                desc_.parent_cid = cid_text(u);
+                desc_.parent_cid = parent_cid_text(u);
                 break;
             default: fail(VDKIT_E_INVALID_ARGUMENT, "unknown UUID kind " + std::to_string(which));
             }
@@ -539,9 +542,7 @@ public:
                 return;
             }
             desc_.parent_hint = std::string(hint);
-            std::string cid = modification ? cid_text(modification) : std::string("fffffffe");
-            if (cid == "ffffffff") cid = "fffffffe"; // ffffffff means "no parent"
-            desc_.parent_cid = cid;
+            desc_.parent_cid = parent_cid_text(modification);
             if (uuid && !sdk::is_zero(uuid, 16)) ddb.emplace_back("ddb.uuid.parent", uuid_text(uuid));
         });
     }
@@ -789,6 +790,11 @@ private:
         set_extent_length(ctx, last, new_size - last.start);
     }
 
+    // The parentCID of a child whose parent's CID is not known: not verified
+    // (parent_cid_text). VDF50 reserves ffffffff for "no parent"; vdkit's
+    // CIDs are never fffffffe (descriptor.hpp new_cid).
+    static constexpr uint32_t kUncheckedParentCid = 0xfffffffeu;
+
     // A CID is 1..8 hex digits (qemu writes them without zero padding).
     static std::optional<uint32_t> parse_cid(const std::string &cid) {
         uint32_t v = 0;
@@ -863,6 +869,17 @@ private:
             desc_ = before;
             throw;
         }
+    }
+
+    // The parentCID a parent's modification id stands for: its CID, or, for
+    // no id (null or nil: the core relinks with a nil id while a commit or
+    // merge gives the parent a new one, chain_ops.cpp announce_change),
+    // fffffffe, which no CID vdkit makes can equal (new_cid) and info()
+    // reports as no id again; ffffffff would mean "no parent".
+    static std::string parent_cid_text(const uint8_t *u) {
+        if (!u || sdk::is_zero(u, 16)) return "fffffffe";
+        std::string cid = cid_text(u);
+        return cid == "ffffffff" ? std::string("fffffffe") : cid;
     }
 
     // The CID a modification id stands for: its first four bytes.
