@@ -13,7 +13,7 @@ vdkit=${2:-}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for t in vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header probe config_file batch_file vmdk_image vdi_image qcow2_image disk; do
+for t in vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header probe config_file batch_file vmdk_image vdi_image qcow2_image disk crypt_keystore; do
   mkdir -p "$out/$t"
 done
 
@@ -115,4 +115,15 @@ fi
 cp "$src"/config/vdkit.yaml "$out/config_file/"
 cp "$src"/config/examples/*.yaml "$out/batch_file/"
 printf 'version: 1\nparallel: 2\njobs:\n  - name: a\n    source: in.vmdk\n    target: out.vdi\n    format: vdi\n' > "$out/batch_file/min.yaml"
+# crypt_keystore: VirtualBox key stores (base64) from the crypt tests'
+# independent Python implementation, one per cipher and key derivation.
+if python3 -c 'import cryptography' 2> /dev/null; then
+  printf 'seed password' > "$tmp/pw"
+  for c in AES-XTS128-PLAIN64:PBKDF2-SHA256 AES-XTS256-PLAIN64:PBKDF2-SHA512 AES-XTS128-PLAIN64:PBKDF2-SHA1; do
+    python3 "$src/plugins/filters/crypt/tests/vbox_keystore.py" make "$tmp/pw" "${c%%:*}" "${c#*:}" 20000 \
+      "$out/crypt_keystore/${c//:/-}.b64"
+  done
+fi
+
+
 echo "seeds: $(find "$out" -type f | wc -l) files in $out"

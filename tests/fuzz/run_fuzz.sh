@@ -25,12 +25,12 @@ if [ ! -d "$seeds" ]; then
 fi
 dict_of() {
   case $1 in
-    vmdk_*) echo vmdk ;; vdi_*) echo vdi ;; qcow2_*) echo qcow2 ;; probe|disk) echo probe ;; config_file|batch_file) echo yaml ;;
+    vmdk_*) echo vmdk ;; vdi_*) echo vdi ;; qcow2_*) echo qcow2 ;; probe|disk) echo probe ;; config_file|batch_file) echo yaml ;; crypt_keystore) echo keystore ;;
   esac
 }
 maxlen_of() {
   case $1 in
-    vmdk_sparse_header|vdi_header) echo 4096 ;; qcow2_header) echo 65536 ;; vmdk_descriptor|config_file|batch_file) echo 16384 ;;
+    vmdk_sparse_header|vdi_header|crypt_keystore) echo 4096 ;; qcow2_header) echo 65536 ;; vmdk_descriptor|config_file|batch_file) echo 16384 ;;
     *) echo 524288 ;;
   esac
 }
