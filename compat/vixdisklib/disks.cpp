@@ -36,16 +36,29 @@ VixError check_handle(const VixDiskLibHandleStruct *h, const char *call) {
     return VIX_OK;
 }
 
-// [start, start+count) sectors as bytes within the disk, or an error.
+// The disk's capacity in sectors: a size that is not a whole number of
+// sectors ends in a partial sector, counted as GetInfo counts it.
+uint64_t capacity_of(vdkit_disk *disk) {
+    const uint64_t size = vdkit_disk_size(disk);
+    return size / VIXDISKLIB_SECTOR_SIZE + (size % VIXDISKLIB_SECTOR_SIZE ? 1 : 0);
+}
+
+// [start, start+count) sectors as bytes, or an error when they pass the
+// capacity. *inside gets how many of the bytes lie within the disk: all of
+// them, except in a final partial sector, whose bytes past the disk's end
+// read as zero and are not stored (as qemu treats an image whose size is not
+// a whole number of sectors).
 VixError byte_range(const VixDiskLibHandleStruct *h, uint64_t start, uint64_t count, uint64_t &offset,
-                    uint64_t &length, const char *call) {
-    uint64_t end_sector = start + count;
-    if (end_sector < start || !sectors_to_bytes(start, offset) || !sectors_to_bytes(count, length) ||
-        !sectors_to_bytes(end_sector, end_sector) || end_sector > vdkit_disk_size(h->disk))
+                    uint64_t &length, uint64_t &inside, const char *call) {
+    const uint64_t capacity = capacity_of(h->disk);
+    const uint64_t end_sector = start + count;
+    if (end_sector < start || end_sector > capacity || !sectors_to_bytes(start, offset) ||
+        !sectors_to_bytes(count, length))
         return fail(VIX_E_DISK_OUTOFRANGE, std::string(call) + ": sectors " + std::to_string(start) + "+" +
                                                std::to_string(count) + " pass the end of " + h->location + " (" +
-                                               std::to_string(vdkit_disk_size(h->disk) / VIXDISKLIB_SECTOR_SIZE) +
-                                               " sectors)");
+                                               std::to_string(capacity) + " sectors)");
+    const uint64_t size = vdkit_disk_size(h->disk);
+    inside = offset >= size ? 0 : std::min(length, size - offset);
     return VIX_OK;
 }
 
@@ -83,8 +96,10 @@ void async_done(void *opaque, vdkit_status status, const char *message) {
 VixError submit(VixDiskLibHandle h, uint64_t start, uint64_t count, void *buf, const void *cbuf,
                 VixDiskLibCompletionCB cb, void *data, const char *call) {
     if (VixError e = check_handle(h, call)) return e;
-    uint64_t offset, length;
-    if (VixError e = byte_range(h, start, count, offset, length, call)) return e;
+    uint64_t offset, length, inside;
+    if (VixError e = byte_range(h, start, count, offset, length, inside, call)) return e;
+    if (buf && inside < length) memset(static_cast<uint8_t *>(buf) + inside, 0, length - inside);
+    length = inside;
     auto op = std::make_unique<AsyncOp>(AsyncOp{cb, data, std::string(call) + " of " + h->location});
     vdkit_error e = make_error();
     const vdkit_status st = buf ? vdkit_disk_aio_read(h->disk, offset, buf, length, async_done, op.get(), &e)
@@ -147,6 +162,7 @@ VIX_EXPORT VixError VixDiskLib_Open(const VixDiskLibConnection connection, const
         }
         h->format = info.format;
         ++connection->open_disks;
+        remember(h.get());
         *diskHandle = h.release();
         return VIX_OK;
     } catch (const std::bad_alloc &) {
@@ -158,6 +174,7 @@ VIX_EXPORT VixError VixDiskLib_Open(const VixDiskLibConnection connection, const
 
 VIX_EXPORT VixError VixDiskLib_Close(VixDiskLibHandle diskHandle) {
     if (!valid(diskHandle)) return fail(VIX_E_INVALID_ARG, "Close: not an open disk handle");
+    forget(diskHandle);
     std::unique_ptr<VixDiskLibHandleStruct> h(diskHandle);
     h->magic = 0;
     --h->connection->open_disks;
@@ -185,8 +202,7 @@ VIX_EXPORT VixError VixDiskLib_GetInfo(VixDiskLibHandle h, VixDiskLibInfo **out)
         r->physGeo = {info.pchs.cylinders, info.pchs.heads, info.pchs.sectors};
         r->biosGeo = info.lchs.cylinders ? VixDiskLibGeometry{info.lchs.cylinders, info.lchs.heads, info.lchs.sectors}
                                          : r->physGeo;
-        const uint64_t size = vdkit_disk_size(h->disk);
-        r->capacity = size / VIXDISKLIB_SECTOR_SIZE + (size % VIXDISKLIB_SECTOR_SIZE ? 1 : 0);
+        r->capacity = capacity_of(h->disk);
         r->numLinks = static_cast<int>(links);
         r->adapterType = VIXDISKLIB_ADAPTER_UNKNOWN;
         char value[256];
@@ -222,20 +238,23 @@ VIX_EXPORT VixError VixDiskLib_Read(VixDiskLibHandle h, VixDiskLibSectorType sta
                                     VixDiskLibSectorType numSectors, uint8 *readBuffer) {
     if (VixError e = check_handle(h, "Read")) return e;
     if (!readBuffer) return fail(VIX_E_INVALID_ARG, "Read: readBuffer is NULL");
-    uint64_t offset, length;
-    if (VixError e = byte_range(h, startSector, numSectors, offset, length, "Read")) return e;
+    uint64_t offset, length, inside;
+    if (VixError e = byte_range(h, startSector, numSectors, offset, length, inside, "Read")) return e;
+    if (inside < length) memset(readBuffer + inside, 0, length - inside);
     vdkit_error e = make_error();
-    return vdkit_disk_read(h->disk, offset, readBuffer, length, &e) == VDKIT_OK ? VixError{VIX_OK} : fail(e);
+    return !inside || vdkit_disk_read(h->disk, offset, readBuffer, inside, &e) == VDKIT_OK ? VixError{VIX_OK}
+                                                                                          : fail(e);
 }
 
 VIX_EXPORT VixError VixDiskLib_Write(VixDiskLibHandle h, VixDiskLibSectorType startSector,
                                      VixDiskLibSectorType numSectors, const uint8 *writeBuffer) {
     if (VixError e = check_handle(h, "Write")) return e;
     if (!writeBuffer) return fail(VIX_E_INVALID_ARG, "Write: writeBuffer is NULL");
-    uint64_t offset, length;
-    if (VixError e = byte_range(h, startSector, numSectors, offset, length, "Write")) return e;
+    uint64_t offset, length, inside;
+    if (VixError e = byte_range(h, startSector, numSectors, offset, length, inside, "Write")) return e;
     vdkit_error e = make_error();
-    return vdkit_disk_write(h->disk, offset, writeBuffer, length, &e) == VDKIT_OK ? VixError{VIX_OK} : fail(e);
+    return !inside || vdkit_disk_write(h->disk, offset, writeBuffer, inside, &e) == VDKIT_OK ? VixError{VIX_OK}
+                                                                                            : fail(e);
 }
 
 VIX_EXPORT VixError VixDiskLib_ReadAsync(VixDiskLibHandle h, VixDiskLibSectorType startSector,
@@ -290,7 +309,7 @@ VIX_EXPORT VixError VixDiskLib_QueryAllocatedBlocks(VixDiskLibHandle h, VixDiskL
         // The last chunk may pass the end of a disk whose size is not a
         // multiple of the chunk; the query stops at the disk's end.
         const uint64_t size = vdkit_disk_size(h->disk);
-        const uint64_t capacity = size / VIXDISKLIB_SECTOR_SIZE + (size % VIXDISKLIB_SECTOR_SIZE ? 1 : 0);
+        const uint64_t capacity = capacity_of(h->disk);
         const uint64_t end_sector = startSector + numSectors;
         if (end_sector < startSector || startSector >= capacity ||
             (end_sector > capacity && end_sector - capacity >= chunkSize))

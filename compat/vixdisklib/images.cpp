@@ -204,7 +204,9 @@ VIX_EXPORT VixError VixDiskLib_CreateChild(VixDiskLibHandle h, const char *child
             result = fail(e);
         if (step_aside) {
             vdkit_error oe = make_error();
-            if (vdkit_disk_open(lib, h->location.c_str(), nullptr, h->open_flags, nullptr, &h->disk, &oe) !=
+            // With the format it was open with: a raw image is never guessed
+            // for writing.
+            if (vdkit_disk_open(lib, h->location.c_str(), h->format.c_str(), h->open_flags, nullptr, &h->disk, &oe) !=
                 VDKIT_OK) {
                 h->disk = nullptr;
                 return fail(from_status(oe.code), std::string("CreateChild: ") + h->location +

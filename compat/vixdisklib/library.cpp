@@ -11,6 +11,7 @@
 #include <memory>
 #include <new>
 #include <set>
+#include <unordered_set>
 
 namespace vix {
 
@@ -167,6 +168,27 @@ VixError init(uint32 major, uint32 minor, VixDiskLibGenericLogFunc *log, VixDisk
 
 } // namespace
 
+namespace {
+std::mutex live_mutex;
+std::unordered_set<const void *> &live() {
+    static std::unordered_set<const void *> s;
+    return s;
+}
+} // namespace
+
+void remember(const void *object) {
+    std::lock_guard lock(live_mutex);
+    live().insert(object);
+}
+void forget(const void *object) {
+    std::lock_guard lock(live_mutex);
+    live().erase(object);
+}
+bool is_live(const void *object) {
+    std::lock_guard lock(live_mutex);
+    return live().count(object) > 0;
+}
+
 void log_info(const std::string &line) { send(false, line); }
 void log_warn(const std::string &line) { send(true, line); }
 
@@ -312,6 +334,7 @@ VIX_EXPORT VixError VixDiskLib_ConnectEx(const VixDiskLibConnectParams *connectP
         if (c->modes.empty())
             return fail(VIX_E_INVALID_ARG, "no transport mode vdkit offers in '" + list + "' (vdkit offers " +
                                                all_modes() + ")");
+        remember(c.get());
         *connection = c.release();
         return VIX_OK;
     } catch (const std::bad_alloc &) {
@@ -331,6 +354,7 @@ VIX_EXPORT VixError VixDiskLib_Disconnect(VixDiskLibConnection connection) {
     if (connection->open_disks.load() > 0)
         return fail(VIX_E_OBJECT_IS_BUSY, "Disconnect: " + std::to_string(connection->open_disks.load()) +
                                               " disk(s) of this connection are still open");
+    forget(connection);
     connection->magic = 0;
     delete connection;
     return VIX_OK;

@@ -86,9 +86,17 @@ const char *mode_of(const std::string &location);
 // The modes vdkit offers, in VixDiskLib's default order.
 const char *all_modes();
 
-// Valid handles (the magic checks catch stale or foreign pointers early).
-inline bool valid(const VixDiskLibHandleStruct *h) { return h && h->magic == VixDiskLibHandleStruct::kMagic; }
-inline bool valid(const VixDiskLibConnectParam *c) { return c && c->magic == VixDiskLibConnectParam::kMagic; }
+// Live handles and connections: a pointer the library did not hand out (or
+// already freed) is refused without being dereferenced.
+void remember(const void *object);
+void forget(const void *object);
+bool is_live(const void *object);
+inline bool valid(const VixDiskLibHandleStruct *h) {
+    return h && is_live(h) && h->magic == VixDiskLibHandleStruct::kMagic;
+}
+inline bool valid(const VixDiskLibConnectParam *c) {
+    return c && is_live(c) && c->magic == VixDiskLibConnectParam::kMagic;
+}
 
 // VixDiskLibProgressFunc as a vdkit_progress_fn: percent of done/total;
 // FALSE from the client cancels.

@@ -118,6 +118,18 @@ if mount_view top.vdi cover cover; then
     [ "$(od -An -tx1 -j 4096 -N 1 base.raw | tr -d ' ')" = 33 ] && ok || bad "the base changed"
 fi
 
+# A signal ends a mount cleanly: unmounted, flushed, exit 0, nothing printed
+# by libfuse about its options.
+if mount_view d.vmdk mnt mnt/disk; then
+    printf 'before the signal' | dd of=mnt/disk bs=1 seek=8192 conv=notrunc status=none
+    kill -TERM $mounted_pid
+    wait $mounted_pid && ok || bad "vdkit fuse ended by SIGTERM did not exit 0"
+    ! grep -q "max threads\|could not mount" fuse.log && ok || { bad "vdkit fuse printed noise or an error"; cat fuse.log; }
+    grep -q " $work/mnt " /proc/mounts && bad "SIGTERM left the mount" || ok
+    qemu-img convert -O raw d.vmdk sig.raw
+    [ "$(dd if=sig.raw bs=1 skip=8192 count=17 status=none)" = "before the signal" ] && ok || bad "a write before SIGTERM was lost"
+fi
+
 # Bad input: clear errors, nothing mounted.
 expect_exit 1 "a missing image" "$VDKIT" fuse nope.vmdk mnt
 says "the error names the image" "nope.vmdk"

@@ -37,7 +37,7 @@ run() {
     shift 3
     local log="$work/o/$name.strace"
     (cd "$dir" && ulimit -v "$limit" && exec timeout -k 5 "$seconds" \
-        traced -f -y -qq -o "$log" -e trace=open,openat,openat2,creat "$@") > "$work/out" 2>&1
+        env "$(no_leak_check)" strace -f -y -qq -o "$log" -e trace=open,openat,openat2,creat "$@") > "$work/out" 2>&1
     local rc=$?
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
         return 124

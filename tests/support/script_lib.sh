@@ -17,8 +17,11 @@
 
 # traced ARGS...: strace ARGS... . LeakSanitizer stops the world with
 # ptrace itself, so it cannot run under strace; in a sanitizer build the
-# traced program runs without it (ASan and UBSan still check it).
-traced() { ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace "$@"; }
+# traced program runs without it (ASan and UBSan still check it). Where a
+# command must be an executable (timeout, exec), use
+#   env "$(no_leak_check)" strace ARGS...
+no_leak_check() { echo "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"; }
+traced() { env "$(no_leak_check)" strace "$@"; }
 
 # A suite that cannot run: skipped locally (77), a failure under CI=true.
 skip() {

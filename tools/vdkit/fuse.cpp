@@ -35,6 +35,7 @@ struct View {
     struct timespec mounted {};
     uid_t uid = 0;
     gid_t gid = 0;
+    bool was_mounted = false; // FUSE called init: the mount worked
 };
 
 View &view() { return *static_cast<View *>(fuse_get_context()->private_data); }
@@ -178,6 +179,11 @@ off_t op_lseek(const char *, off_t off, int whence, struct fuse_file_info *) {
     return whence == SEEK_DATA ? -ENXIO : static_cast<off_t>(size); // the end is a hole
 }
 
+void *op_init(struct fuse_conn_info *, struct fuse_config *) {
+    view().was_mounted = true;
+    return &view();
+}
+
 int op_statfs(const char *, struct statvfs *st) {
     std::memset(st, 0, sizeof *st);
     st->f_bsize = st->f_frsize = 4096;
@@ -232,10 +238,12 @@ class FuseCommand : public Command {
         ops.fallocate = op_fallocate;
         ops.lseek = op_lseek;
         ops.statfs = op_statfs;
+        ops.init = op_init;
         // -f: foreground (the caller backgrounds us if it wants); the kernel
         // checks permissions from the modes above.
-        std::vector<std::string> args{"vdkit-fuse", "-f", "-o", "default_permissions,fsname=vdkit:" + image_ +
-                                                                   ",subtype=vdkit",
+        // max_threads: libfuse 3.14's default (-1) makes it print a warning.
+        std::vector<std::string> args{"vdkit-fuse", "-f", "-o",
+                                      "default_permissions,max_threads=16,fsname=vdkit:" + image_ + ",subtype=vdkit",
                                       mountpoint_};
         if (read_only_) args.insert(args.end() - 1, {"-o", "ro"});
         std::vector<char *> argv;
@@ -248,7 +256,11 @@ class FuseCommand : public Command {
         // Unmounted (or failed to mount): close the disk, flushing it.
         check(v.disk->flush());
         v.disk.reset();
-        if (rc != 0) throw CliError("FUSE could not mount on " + mountpoint_ + " (see the message above)");
+        // After a working mount, a non-zero status means a signal (Ctrl-C,
+        // SIGTERM) ended it: FUSE unmounted, the disk is flushed, all is well.
+        if (rc != 0 && !v.was_mounted)
+            throw CliError("FUSE could not mount on " + mountpoint_ + " (see the message above)");
+        if (rc != 0 && !globals().quiet) std::cerr << "vdkit: " << mountpoint_ << " unmounted by a signal\n";
         return 0;
     }
 

@@ -22,9 +22,11 @@
  *   space DISK TYPE                SpaceNeededForClone
  *   rename FROM TO / unlink DISK
  *   cancel SRC DST                 Clone whose progress callback cancels at once
+ *   bogus                          Read, Close and Disconnect on pointers never handed out
  * Prints "error N: text" and exits 2 on a VIX error (N the code). */
 #include "vixDiskLib.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,8 +205,26 @@ static int cmd_wmeta(const char *path, const char *key, const char *value) {
 
 static int cmd_redo(const char *path, const char *child, int type) {
     VixDiskLibHandle h = open_disk(path);
+    VixDiskLibInfo *info = NULL;
+    uint8 sector[VIXDISKLIB_SECTOR_SIZE];
     check(VixDiskLib_CreateChild(h, child, (VixDiskLibDiskType)type, progress_func, NULL), "CreateChild");
+    /* The parent's handle is still usable afterwards. */
+    check(VixDiskLib_GetInfo(h, &info), "GetInfo after CreateChild");
+    VixDiskLib_FreeInfo(info);
+    check(VixDiskLib_Read(h, 0, 1, sector), "Read after CreateChild");
+    printf("parent handle still open\n");
     check(VixDiskLib_Close(h), "Close");
+    return 0;
+}
+
+/* Pointers the library never handed out are refused, not dereferenced. */
+static int cmd_bogus(void) {
+    uint8 sector[VIXDISKLIB_SECTOR_SIZE];
+    VixError r = VixDiskLib_Read((VixDiskLibHandle)(uintptr_t)0x1234, 0, 1, sector);
+    VixError c = VixDiskLib_Close((VixDiskLibHandle)(uintptr_t)0x1234);
+    VixError d = VixDiskLib_Disconnect((VixDiskLibConnection)(uintptr_t)0x5678);
+    printf("bogus read %llu close %llu disconnect %llu\n", (unsigned long long)r, (unsigned long long)c,
+           (unsigned long long)d);
     return 0;
 }
 
@@ -331,6 +351,7 @@ static int run(int argc, char **argv) {
     if (!strcmp(cmd, "clone"))
         return cmd_clone(ARG(1), ARG(2), argc > 3 ? atoi(argv[3]) : 0, argc > 4 ? atoi(argv[4]) : 0);
     if (!strcmp(cmd, "cancel")) return cmd_cancel(ARG(1), ARG(2));
+    if (!strcmp(cmd, "bogus")) return cmd_bogus();
     if (!strcmp(cmd, "allocated")) return cmd_allocated(ARG(1), strtoull(ARG(2), NULL, 0));
     if (!strcmp(cmd, "async"))
         return cmd_async(ARG(1), strtoull(ARG(2), NULL, 0), strtoull(ARG(3), NULL, 0), atoi(ARG(4)));

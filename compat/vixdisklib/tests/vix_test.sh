@@ -101,6 +101,11 @@ same_as_qemu "child over base" child.vmdk chain.raw
 expect_exit 0 "qemu-img check the child" qemu-img check child.vmdk
 expect_exit 0 "base unchanged" vix readall t1.vmdk base.raw
 cmp -s expect.raw base.raw && ok || bad "writing the child changed the base"
+says "the parent's handle is usable after CreateChild" "parent handle still open"
+# A raw parent open for writing: it is opened again as raw, never guessed.
+expect_exit 0 "CreateChild of a raw disk opened read-write" vix redo d.img rawchild.vmdk
+says "the raw parent's handle is usable after CreateChild" "parent handle still open"
+expect_exit 0 "qemu-img reads the VMDK child of a raw parent" qemu-img check rawchild.vmdk
 expect_exit 2 "CreateChild refuses a flat child" vix redo t1.vmdk flatchild.vmdk 2
 says "flat child: VIX_E_INVALID_ARG" "error 3:"
 expect_exit 0 "CreateChild of a VDI" vix redo d.vdi dchild.vdi
@@ -190,6 +195,23 @@ expect_exit 0 "Unlink" vix unlink moved.vdi
 [ ! -e moved.vdi ] && ok || bad "Unlink left the disk"
 expect_exit 2 "Unlink refuses a base with a child beside it" vix unlink t1.vmdk
 [ -e t1.vmdk ] && ok || bad "Unlink removed a base in use"
+
+# ---- A disk whose size is not a whole number of sectors: the last sector is
+# partial; it reads with zeros past the end, as qemu reads it.
+head -c 1000 expect.raw > odd.img
+expect_exit 0 "GetInfo of a 1000-byte raw disk" vix info odd.img
+says "capacity counts the partial sector" "capacity 2"
+expect_exit 0 "Read every sector of it" vix readall odd.img odd.raw
+{ cat odd.img; head -c 24 /dev/zero; } > odd.expect
+cmp -s odd.raw odd.expect && ok || bad "the partial sector does not read as the file then zeros"
+expect_exit 0 "Write its last (partial) sector" vix fill odd.img 1 1 2
+[ "$(stat -c %s odd.img)" = 1000 ] && ok || bad "a write into the partial sector changed the file's size"
+expect_exit 2 "the sector after it is out of range" vix fill odd.img 2 1 2
+says "past the partial sector: VIX_E_DISK_OUTOFRANGE" "error 16007:"
+
+# ---- Pointers never handed out are refused, never dereferenced
+expect_exit 0 "bogus handles" vix bogus
+says "a bogus handle: VIX_E_INVALID_ARG for Read and Close; an invalid connection" "bogus read 3 close 3 disconnect 16054"
 
 # ---- Connections: read-only, transport modes
 expect_exit 2 "a read-only connection refuses writes" vix -ro fill t2.vmdk 0 1 1

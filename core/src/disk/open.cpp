@@ -469,6 +469,23 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
     state->images.push_back(std::move(*created));
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, state->images.back()->raw_info());
     state->size = info.virtual_size;
+    if (diff) {
+        // The check before creating assumed the child records its parent's
+        // ids; a format that records none (qcow2) cannot find a parent outside
+        // its directory again. Judge what the image wrote, as opening it will.
+        const std::string &home = final_location.empty() ? location : final_location;
+        Status back = [&]() -> Status {
+            VDKIT_ASSIGN_OR_RETURN(vdkit_image_info parent_info, state->images[state->images.size() - 2]->raw_info());
+            VDKIT_ASSIGN_OR_RETURN(NamedPath where, resolve_named(home, hint, PathUse::parent, allow_unsafe));
+            return verify_parent(home, hint, where, fi.name, info.parent_uuid, info.parent_modification_uuid,
+                                 parent_format, parent_info);
+        }();
+        if (!back) {
+            auto disk = DiskAccess::make(std::move(state));
+            (void)disk->close_and_delete(); // leave nothing half-made under the final name
+            return back.with_context("creating " + location);
+        }
+    }
     // A new base sets its disk-level filters up (a new key store); a new
     // differencing image joins its chain's.
     const FilterStack stack = state->images.back()->filters();

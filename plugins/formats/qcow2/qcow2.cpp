@@ -739,7 +739,11 @@ private:
         if (p.flags & VDKIT_CREATE_FIXED) fail(VDKIT_E_NOT_SUPPORTED, "preallocated qcow2 images are not implemented yet");
         const uint32_t bits = static_cast<uint32_t>(__builtin_ctzll(cs));
         const uint32_t version = compat == "0.10" ? 2 : 3;
-        const uint64_t size = p.size;
+        // qemu counts a qcow2 disk in whole 512-byte sectors (it rounds the
+        // header's size down): a size that is not one is rounded up, as
+        // qemu-img create does, so no byte of the disk is out of qemu's sight.
+        if (p.size > UINT64_MAX - 511) fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(p.size) + " bytes is too large");
+        const uint64_t size = (p.size + 511) / 512 * 512;
         const uint64_t l2_span = (cs / 8) * cs;
         const uint64_t l1_size = std::max<uint64_t>(1, size / l2_span + (size % l2_span != 0));
         if (l1_size * 8 > kMaxL1Bytes)

@@ -133,4 +133,33 @@ expect_exit 1 "discard on an extended-L2 image" "$VDKIT" discard x.qcow2 0:64k
 says "extended L2 refused by name" "it has extended L2 entries" out
 [ "$(sha256sum < x.qcow2)" = "$sum" ] && ok || bad "the refused image changed"
 
+# 6. Sizes qemu can see whole: a size that is not a whole number of sectors is
+#    rounded up (qemu reads the header's size in whole sectors), and every
+#    byte of an odd-sized source stays visible to qemu.
+for n in 1000 513 4194303; do
+    expect_exit 0 "create a qcow2 of $n bytes" "$VDKIT" create -f qcow2 "odd$n.qcow2" $n
+    [ "$(qemu-img info --output=json "odd$n.qcow2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')" = \
+      $(( (n + 511) / 512 * 512 )) ] && ok || bad "a $n-byte qcow2 is not rounded up to whole sectors for qemu"
+done
+head -c 1048500 src.raw > odd.raw
+expect_exit 0 "convert an odd-sized raw to qcow2" "$VDKIT" convert -O qcow2 odd.raw odd.qcow2
+{ cat odd.raw; head -c 76 /dev/zero; } > odd.padded
+expect_exit 0 "qemu-img compare sees every byte of the odd-sized source" qemu-img compare -f raw -F qcow2 odd.padded odd.qcow2
+
+# 7. A parent outside the image's directory: a qcow2 records no identity of
+#    its parent, so such a link could never be opened again; create refuses
+#    it, leaving nothing (whatever the parent's format).
+mkdir -p rc/sub
+cp v_1.1_64k.qcow2 rc/p.qcow2
+"$VDKIT" convert -O vmdk src.raw rc/p.vmdk > /dev/null 2>&1 && "$VDKIT" convert -O vdi src.raw rc/p.vdi > /dev/null 2>&1 &&
+    ok || bad "make parents"
+for p in p.qcow2 p.vmdk p.vdi; do
+    (cd rc && "$VDKIT" create -f qcow2 -b "../rc/$p" "sub/over-${p%.*}.qcow2") > out 2>&1
+    [ $? -ne 0 ] && ok || bad "create -b ../rc/$p outside the directory was accepted"
+    says "the refusal says why ($p)" "outside its directory" out
+    [ ! -e "rc/sub/over-${p%.*}.qcow2" ] && ok || bad "a refused create left rc/sub/over-${p%.*}.qcow2"
+done
+expect_exit 0 "a parent in the same directory is fine" "$VDKIT" create -f qcow2 -b p.vmdk rc/same.qcow2
+expect_exit 0 "and opens" "$VDKIT" info rc/same.qcow2
+
 finish
