@@ -241,9 +241,9 @@ class FuseCommand : public Command {
         ops.init = op_init;
         // -f: foreground (the caller backgrounds us if it wants); the kernel
         // checks permissions from the modes above.
-        // max_threads: libfuse 3.14's default (-1) makes it print a warning.
+        // max_idle_threads: libfuse 3.14 warns about its own default (-1) otherwise.
         std::vector<std::string> args{"vdkit-fuse", "-f", "-o",
-                                      "default_permissions,max_threads=16,fsname=vdkit:" + image_ + ",subtype=vdkit",
+                                      "default_permissions,max_idle_threads=16,fsname=vdkit:" + image_ + ",subtype=vdkit",
                                       mountpoint_};
         if (read_only_) args.insert(args.end() - 1, {"-o", "ro"});
         std::vector<char *> argv;

@@ -92,6 +92,7 @@ expect_exit 0 "vmdkinfo still reads it" vmdkinfo t1.vmdk
 
 # ---- CreateChild and chains
 expect_exit 0 "CreateChild of a base opened read-write" vix redo t1.vmdk child.vmdk
+says "the parent's handle is usable after CreateChild" "parent handle still open"
 expect_exit 0 "GetInfo of the child" vix info child.vmdk
 says "two links" "numLinks 2"
 says "the parent hint" "parent t1.vmdk"
@@ -101,11 +102,14 @@ same_as_qemu "child over base" child.vmdk chain.raw
 expect_exit 0 "qemu-img check the child" qemu-img check child.vmdk
 expect_exit 0 "base unchanged" vix readall t1.vmdk base.raw
 cmp -s expect.raw base.raw && ok || bad "writing the child changed the base"
-says "the parent's handle is usable after CreateChild" "parent handle still open"
 # A raw parent open for writing: it is opened again as raw, never guessed.
 expect_exit 0 "CreateChild of a raw disk opened read-write" vix redo d.img rawchild.vmdk
 says "the raw parent's handle is usable after CreateChild" "parent handle still open"
-expect_exit 0 "qemu-img reads the VMDK child of a raw parent" qemu-img check rawchild.vmdk
+# (qemu reads a VMDK's parent only as VMDK: vdkit reads this chain.)
+expect_exit 0 "the VMDK child of a raw parent opens as a chain" vix info rawchild.vmdk
+says "raw parent + VMDK child: two links" "numLinks 2"
+expect_exit 0 "and reads as its parent" vix readall rawchild.vmdk rawchild.raw
+cmp -s rawchild.raw expect.raw && ok || bad "the child of d.img does not read as d.img"
 expect_exit 2 "CreateChild refuses a flat child" vix redo t1.vmdk flatchild.vmdk 2
 says "flat child: VIX_E_INVALID_ARG" "error 3:"
 expect_exit 0 "CreateChild of a VDI" vix redo d.vdi dchild.vdi

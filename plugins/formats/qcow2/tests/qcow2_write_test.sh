@@ -154,8 +154,8 @@ cp v_1.1_64k.qcow2 rc/p.qcow2
 "$VDKIT" convert -O vmdk src.raw rc/p.vmdk > /dev/null 2>&1 && "$VDKIT" convert -O vdi src.raw rc/p.vdi > /dev/null 2>&1 &&
     ok || bad "make parents"
 for p in p.qcow2 p.vmdk p.vdi; do
-    (cd rc && "$VDKIT" create -f qcow2 -b "../rc/$p" "sub/over-${p%.*}.qcow2") > out 2>&1
-    [ $? -ne 0 ] && ok || bad "create -b ../rc/$p outside the directory was accepted"
+    (cd rc && "$VDKIT" create -f qcow2 -b "../$p" "sub/over-${p%.*}.qcow2") > out 2>&1
+    [ $? -ne 0 ] && ok || bad "create -b ../$p outside the directory was accepted"
     says "the refusal says why ($p)" "outside its directory" out
     [ ! -e "rc/sub/over-${p%.*}.qcow2" ] && ok || bad "a refused create left rc/sub/over-${p%.*}.qcow2"
 done
