@@ -27,7 +27,14 @@
 //  * every wait is bounded: the handshake by `connect_timeout`, each request
 //    by `timeout`. A connection whose request timed out is shut down (the
 //    reply could still arrive into a buffer the caller reused), and later
-//    calls on it fail naming the URL.
+//    calls on it fail naming the URL;
+//  * with `reconnect_timeout` > 0, a connection that is lost (the server
+//    restarted, the network dropped it, a request timed out) is opened again
+//    for up to that many seconds and the call is sent again — reads, writes,
+//    zeroing and trims are idempotent. The export must keep its size. Writes
+//    the server acknowledged but was not asked to flush may have died with
+//    it, so a reconnect while such writes exist makes every later flush fail
+//    (the caller learns that the data is not safe, as with fsync's EIO).
 // remove, rename and truncate are refused (an export's size and name belong
 // to the server); exists() connects and asks for the export.
 #include "vdkit/plugin.hpp"
@@ -41,6 +48,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 using namespace vdkit;
@@ -67,6 +75,14 @@ uint32_t code_for(int err) {
     }
 }
 
+// Whether libnbd's errno for a failed command says that the connection is
+// gone (the command was retired unsent or unanswered), not that the server
+// refused the command: such a connection is lost even before libnbd's
+// state machine has noticed.
+bool connection_errno(int err) {
+    return err == ESHUTDOWN || err == ENOTCONN || err == ECONNRESET || err == EPIPE || err == ECONNABORTED;
+}
+
 // libnbd's message for the last failure on this thread ("recv: Connection
 // reset by peer", "server reported: export 'x' not present", ...).
 std::string nbd_error_text() {
@@ -78,6 +94,7 @@ struct Settings {
     uint64_t connect_timeout_ms = 10'000;
     uint64_t timeout_ms = 60'000; // 0: wait for ever
     uint64_t connections = 4;
+    uint64_t reconnect_timeout_ms = 0; // 0: a lost connection fails the call
     std::string tls_certificates;
     std::string tls_psk_file;
     std::string tls_username;
@@ -88,6 +105,7 @@ struct Settings {
         s.connect_timeout_ms = ctx.config_uint("connect_timeout").value_or(10) * 1000;
         s.timeout_ms = ctx.config_uint("timeout").value_or(60) * 1000;
         s.connections = std::clamp<uint64_t>(ctx.config_uint("connections").value_or(4), 1, 16);
+        s.reconnect_timeout_ms = ctx.config_uint("reconnect_timeout").value_or(0) * 1000;
         s.tls_certificates = ctx.config("tls_certificates").value_or("");
         s.tls_psk_file = ctx.config("tls_psk_file").value_or("");
         s.tls_username = ctx.config("tls_username").value_or("");
@@ -140,6 +158,45 @@ public:
     nbd_handle *get() const noexcept { return h_; }
     std::mutex &mutex() noexcept { return mu_; }
 
+    // Whether the connection is lost: closed after a timeout, or dead (the
+    // server closed it or the transport failed). Such a connection can only
+    // be replaced (reconnect).
+    bool lost() const noexcept {
+        return broken_ || !h_ || nbd_aio_is_dead(h_) == 1 || nbd_aio_is_closed(h_) == 1;
+    }
+
+    // Replace a lost connection by a new one to the same URL, trying until
+    // `give_up` (a refused or missing socket while the server restarts is
+    // tried again after a pause of 100 ms, doubling to 1 s). `why` is the
+    // failure that lost it, named in the error when time runs out.
+    void reconnect(const Settings &s, Clock::time_point give_up, const std::string &why) {
+        auto pause = std::chrono::milliseconds(100);
+        std::string last = why;
+        for (;;) {
+            if (h_) nbd_close(h_);
+            broken_ = false;
+            h_ = nbd_create();
+            if (!h_) throw Error(VDKIT_E_NO_MEMORY, url_ + ": cannot create a libnbd handle: " + nbd_error_text());
+            try {
+                Settings once = s;
+                const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - Clock::now()).count();
+                once.connect_timeout_ms = static_cast<uint64_t>(std::clamp<long long>(left, 1, static_cast<long long>(s.connect_timeout_ms)));
+                connect(once);
+                return;
+            } catch (const Error &e) {
+                last = e.what();
+                broken_ = true;
+            }
+            if (Clock::now() + pause >= give_up)
+                throw Error(VDKIT_E_IO, url_ + ": the connection to the NBD server was lost (" + why +
+                                            ") and could not be opened again within " +
+                                            std::to_string(s.reconnect_timeout_ms / 1000) +
+                                            " s (transport key `reconnect_timeout`): " + last);
+            std::this_thread::sleep_for(pause);
+            pause = std::min(pause * 2, std::chrono::milliseconds(1000));
+        }
+    }
+
     // Wait for the commands `cookies` (all sent on this connection);
     // `what` names the request in errors. Every cookie is awaited even
     // after a failure, so no reply lands in a buffer the caller has reused.
@@ -182,7 +239,10 @@ public:
                 }
             }
         }
-        if (!failure.empty()) throw Error(code_for(failure_errno), url_ + ": " + what + " failed: " + failure);
+        if (!failure.empty()) {
+            if (connection_errno(failure_errno)) broken_ = true; // retired because the connection went
+            throw Error(code_for(failure_errno), url_ + ": " + what + " failed: " + failure);
+        }
     }
 
     void check_usable(const std::string &what) const {
@@ -196,7 +256,7 @@ public:
     [[noreturn]] void submit_failed(const std::string &what) {
         const std::string m = nbd_error_text();
         const int err = nbd_get_errno();
-        if (nbd_aio_is_dead(h_) == 1 || nbd_aio_is_closed(h_) == 1) broken_ = true;
+        if (nbd_aio_is_dead(h_) == 1 || nbd_aio_is_closed(h_) == 1 || connection_errno(err)) broken_ = true;
         throw Error(code_for(err), url_ + ": " + what + " failed: " + m);
     }
 
@@ -287,7 +347,7 @@ public:
     void pread(Context &, uint64_t off, void *buf, uint64_t len) {
         check_range("read", off, len);
         auto *p = static_cast<unsigned char *>(buf);
-        transfer("read of " + std::to_string(len) + " bytes at offset " + hex(off), off, len,
+        transfer("read of " + std::to_string(len) + " bytes at offset " + hex(off), off, len, false,
                  [&](nbd_handle *h, uint64_t at, uint64_t n) {
                      return nbd_aio_pread(h, p + (at - off), n, at, NBD_NULL_COMPLETION, 0);
                  });
@@ -297,7 +357,7 @@ public:
         require_writable();
         check_range("write", off, len);
         const auto *p = static_cast<const unsigned char *>(buf);
-        transfer("write of " + std::to_string(len) + " bytes at offset " + hex(off), off, len,
+        transfer("write of " + std::to_string(len) + " bytes at offset " + hex(off), off, len, true,
                  [&](nbd_handle *h, uint64_t at, uint64_t n) {
                      return nbd_aio_pwrite(h, p + (at - off), n, at, NBD_NULL_COMPLETION, 0);
                  });
@@ -305,14 +365,23 @@ public:
 
     void flush(Context &) {
         if (!writable_ || !can_flush_) return;
+        check_no_lost_writes();
         // With multi-conn a flush on one connection covers writes completed
         // on all (only then is there more than one).
-        Lease c = lease();
         const std::string what = "flush";
-        c->check_usable(what);
-        const int64_t cookie = nbd_aio_flush(c->get(), NBD_NULL_COMPLETION, 0);
-        if (cookie == -1) c->submit_failed(what);
-        c->wait({cookie}, what, settings_.timeout_ms);
+        const bool unflushed = unflushed_.exchange(false);
+        try {
+            on_connection(what, unflushed, [&](Lease &c) {
+                c->check_usable(what);
+                const int64_t cookie = nbd_aio_flush(c->get(), NBD_NULL_COMPLETION, 0);
+                if (cookie == -1) c->submit_failed(what);
+                c->wait({cookie}, what, settings_.timeout_ms);
+            });
+        } catch (...) {
+            if (unflushed) unflushed_ = true;
+            throw;
+        }
+        check_no_lost_writes(); // a reconnect during this flush
     }
 
     uint64_t size(Context &) { return size_; }
@@ -354,25 +423,30 @@ public:
         }
         uint32_t n = 0;
         const uint64_t end = off + len;
-        uint64_t pos = off;
-        Lease c = lease();
-        // Servers may answer with less than asked: ask again from where the
-        // answer stopped until the range or `out` is full.
-        while (pos < end && n < max) {
-            Sink sink{out, max, n, pos, end};
-            const std::string what = "block status of " + std::to_string(end - pos) + " bytes at offset " + hex(pos);
-            c->check_usable(what);
-            nbd_extent_callback cb{};
-            cb.callback = &Sink::on_extents;
-            cb.user_data = &sink;
-            const int64_t cookie = nbd_aio_block_status(c->get(), std::min<uint64_t>(end - pos, kMaxEffectLength), pos, cb,
-                                                        NBD_NULL_COMPLETION, 0);
-            if (cookie == -1) c->submit_failed(what);
-            c->wait({cookie}, what, settings_.timeout_ms);
-            if (sink.next == pos) break; // no progress: a server bug; the caller asks again
-            pos = sink.next;
-            n = sink.count;
-        }
+        on_connection("block status of " + std::to_string(len) + " bytes at offset " + hex(off), unflushed_.load(),
+                      [&](Lease &c) {
+                          n = 0;
+                          uint64_t pos = off;
+                          // Servers may answer with less than asked: ask again from
+                          // where the answer stopped until the range or `out` is full.
+                          while (pos < end && n < max) {
+                              Sink sink{out, max, n, pos, end};
+                              const std::string what =
+                                  "block status of " + std::to_string(end - pos) + " bytes at offset " + hex(pos);
+                              c->check_usable(what);
+                              nbd_extent_callback cb{};
+                              cb.callback = &Sink::on_extents;
+                              cb.user_data = &sink;
+                              const int64_t cookie =
+                                  nbd_aio_block_status(c->get(), std::min<uint64_t>(end - pos, kMaxEffectLength), pos,
+                                                       cb, NBD_NULL_COMPLETION, 0);
+                              if (cookie == -1) c->submit_failed(what);
+                              c->wait({cookie}, what, settings_.timeout_ms);
+                              if (sink.next == pos) break; // no progress: a server bug; the caller asks again
+                              pos = sink.next;
+                              n = sink.count;
+                          }
+                      });
         return n;
     }
 
@@ -468,36 +542,82 @@ private:
     // Data requests (read, write) of at most max_request_ bytes each, all
     // sent on one connection, then awaited.
     template <class Submit>
-    void transfer(const std::string &what, uint64_t off, uint64_t len, Submit submit) {
-        send(what, off, len, max_request_, submit);
+    void transfer(const std::string &what, uint64_t off, uint64_t len, bool changes, Submit submit) {
+        send(what, off, len, max_request_, changes, submit);
     }
 
     // Requests without payload (zero, trim) of at most kMaxEffectLength
     // bytes each, aligned to the server's minimum block size.
     template <class Submit>
     void effect(const std::string &what, uint64_t off, uint64_t len, Submit submit) {
-        send(what, off, len, std::max<uint64_t>(min_block_, kMaxEffectLength / min_block_ * min_block_), submit);
+        send(what, off, len, std::max<uint64_t>(min_block_, kMaxEffectLength / min_block_ * min_block_), true, submit);
     }
 
     // Requests of at most `step` bytes covering [off, off+len), sent on one
-    // connection, then awaited together.
+    // connection, then awaited together. `changes`: they change the export
+    // (write, zero, trim), which the next flush must cover.
     template <class Submit>
-    void send(const std::string &what, uint64_t off, uint64_t len, uint64_t step, Submit submit) {
+    void send(const std::string &what, uint64_t off, uint64_t len, uint64_t step, bool changes, Submit submit) {
         if (len == 0) return;
-        Lease c = lease();
-        c->check_usable(what);
-        std::vector<int64_t> cookies;
-        for (uint64_t at = off, end = off + len; at < end;) {
-            const uint64_t n = std::min(step, end - at);
-            const int64_t cookie = submit(c->get(), at, n);
-            if (cookie == -1) {
-                if (!cookies.empty()) c->wait(cookies, what, settings_.timeout_ms); // none may outlive the buffer
-                c->submit_failed(what);
+        const bool unflushed = changes ? unflushed_.exchange(true) : unflushed_.load();
+        on_connection(what, unflushed, [&](Lease &c) {
+            c->check_usable(what);
+            std::vector<int64_t> cookies;
+            for (uint64_t at = off, end = off + len; at < end;) {
+                const uint64_t n = std::min(step, end - at);
+                const int64_t cookie = submit(c->get(), at, n);
+                if (cookie == -1) {
+                    if (!cookies.empty()) c->wait(cookies, what, settings_.timeout_ms); // none may outlive the buffer
+                    c->submit_failed(what);
+                }
+                cookies.push_back(cookie);
+                at += n;
             }
-            cookies.push_back(cookie);
-            at += n;
+            c->wait(cookies, what, settings_.timeout_ms);
+        });
+    }
+
+    // Run `op` on a free connection. When it fails because the connection is
+    // lost and `reconnect_timeout` is set, the connection is opened again
+    // (until that many seconds after the first loss) and `op` runs again
+    // from its start. `unflushed`: the server held acknowledged writes not
+    // yet flushed when this call began; a reconnect then means they may be
+    // gone, which every later flush reports (check_no_lost_writes).
+    template <class Op>
+    void on_connection(const std::string &what, bool unflushed, Op op) {
+        std::optional<Clock::time_point> give_up;
+        for (;;) {
+            Lease c = lease();
+            try {
+                op(c);
+                return;
+            } catch (const Error &e) {
+                if (settings_.reconnect_timeout_ms == 0 || !c->lost()) throw;
+                if (!give_up)
+                    give_up = Clock::now() + std::chrono::milliseconds(settings_.reconnect_timeout_ms);
+                else if (Clock::now() >= *give_up)
+                    throw;
+                if (unflushed && can_flush_) lost_writes_ = true;
+                c->reconnect(settings_, *give_up, e.what());
+                const int64_t size = nbd_get_size(c->get());
+                if (size < 0 || static_cast<uint64_t>(size) != size_)
+                    throw Error(VDKIT_E_IO, url_ + ": " + what + ": after reconnecting, the export's size is " +
+                                                (size < 0 ? std::string("unknown") : std::to_string(size)) +
+                                                " bytes, not " + std::to_string(size_) +
+                                                " as before: it is not the same disk");
+            }
         }
-        c->wait(cookies, what, settings_.timeout_ms);
+    }
+
+    // A reconnect happened while acknowledged writes were not flushed: a
+    // restarted server may have dropped them, so no flush may claim them
+    // durable (sticky, as a failed fsync: reopen and write again).
+    void check_no_lost_writes() const {
+        if (lost_writes_)
+            throw Error(VDKIT_E_IO, url_ + ": the connection to the NBD server was lost and opened again while "
+                                           "writes it had acknowledged were not yet flushed; a restarted server "
+                                           "may have dropped them, so they cannot be made durable (reopen the "
+                                           "image and write the data again)");
     }
 
     void write_zero_bytes(Context &ctx, uint64_t off, uint64_t len) {
@@ -516,6 +636,8 @@ private:
     uint64_t size_ = 0;
     uint64_t max_request_ = kDefaultMaxRequest;
     uint64_t min_block_ = 1;
+    std::atomic<bool> unflushed_{false};   // writes acknowledged since the last flush began
+    std::atomic<bool> lost_writes_{false}; // see check_no_lost_writes
     bool writable_ = false;
     bool can_flush_ = false, can_trim_ = false, can_zero_ = false, can_extents_ = false;
 };
@@ -528,6 +650,11 @@ constexpr vdkit_config_key kKeys[] = {
              "Seconds to wait for the server's reply to one request; then the connection is closed and the call "
              "fails naming the URL. 0 waits for ever.",
              0, {}, 0, 86400),
+    sdk::key("reconnect_timeout", VDKIT_KEY_UINT, "0",
+             "Seconds to keep trying to open a lost connection again (a restarted server, a dropped network) and "
+             "send the call again; 0 fails the call at once. A reconnect while acknowledged writes are not yet "
+             "flushed makes the next flush fail: the server may have dropped them.",
+             0, {}, 0, 3600),
     sdk::key("connections", VDKIT_KEY_UINT, "4",
              "Connections to open when the server advertises multi-conn (one otherwise); calls from several threads "
              "use them in parallel.",

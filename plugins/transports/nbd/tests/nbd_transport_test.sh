@@ -11,6 +11,9 @@
 #  * several connections with multi-conn, one without;
 #  * a dead socket, a refused port, a silent server and a stalled reply all
 #    fail quickly, naming the URL;
+#  * reconnect_timeout: reads across a server restart succeed; acknowledged
+#    writes not yet flushed when the server went make the flush fail; a
+#    server that does not come back fails the call after the timeout;
 #  * a VMDK descriptor's extent resolves against the image's URL (another
 #    export of the same server), never a local file (strace).
 . "$VDKIT_SOURCE_DIR/tests/support/script_lib.sh"
@@ -189,6 +192,77 @@ says "a server killed mid-read: the error names the URL" "$(url dying)"
 [ "$elapsed" -le 10 ] && ok || bad "a server killed mid-read held vdkit for $elapsed s"
 wait "$killer"
 stop_server dying
+
+# ---- reconnect_timeout: a restarted server --------------------------------------
+cat > reconnect.yaml <<'EOF'
+defaults:
+  transport:
+    nbd:
+      connect_timeout: 2
+      timeout: 20
+      reconnect_timeout: 15
+EOF
+# restart_after SECONDS NAME ARGS...: kill server NAME (SIGKILL: a crash)
+# after SECONDS, start it again (same socket) a second later. (A server
+# stopped with SIGTERM keeps its socket listening until its connections end,
+# and vdkit's reconnect attempts are such connections.)
+restart_after() {
+    local after=$1 name=$2
+    shift 2
+    sleep "$after"
+    kill -KILL "$(server_pid "$name")"
+    stop_server "$name"
+    sleep 1
+    serve_nbdkit "$name" "$@" || true
+}
+# Reads in flight when the server goes are sent again once it is back.
+serve_nbdkit rc --filter=delay file holes.raw rdelay=2 || true
+VDKIT_CONFIG=$work/reconnect.yaml "$VDKIT" convert -f raw -O raw "$(url rc)" rc.raw > rc.out 2>&1 &
+conv=$!
+restart_after 1 rc --filter=delay file holes.raw rdelay=2
+wait "$conv" && ok || bad "a read across a server restart failed with reconnect_timeout: $(cat rc.out)"
+cmp -s rc.raw holes.raw && ok || bad "a read across a server restart gave other bytes than the export"
+stop_server rc
+
+# Writes: the server acknowledged writes that were not flushed when it went,
+# so the convert's final flush must fail (a restarted server may have
+# dropped them), naming why; never a silent success.
+qemu-img create -q -f raw wtarget.raw 256M
+serve_nbdkit wc --filter=delay file wtarget.raw wdelay=2 || true
+VDKIT_CONFIG=$work/reconnect.yaml "$VDKIT" convert -n -f raw -O raw holes.raw "$(url wc)" > wc.out 2>&1 &
+conv=$!
+restart_after 3 wc --filter=delay file wtarget.raw wdelay=2
+wait "$conv"
+code=$?
+[ "$code" = 1 ] && ok || bad "writes across a server restart: exit $code (want 1): $(cat wc.out)"
+says "unflushed writes across a reconnect fail the flush, naming why" "may have dropped them" wc.out
+says "... and the URL" "$(url wc)" wc.out
+stop_server wc
+
+# A server that does not come back: the call fails after reconnect_timeout,
+# naming the URL and the key.
+cat > giveup.yaml <<'EOF'
+defaults:
+  transport:
+    nbd:
+      connect_timeout: 2
+      reconnect_timeout: 2
+EOF
+serve_nbdkit gone --filter=delay file holes.raw rdelay=2 || true
+VDKIT_CONFIG=$work/giveup.yaml "$VDKIT" convert -f raw -O raw "$(url gone)" gone.raw > gone.out 2>&1 &
+conv=$!
+sleep 1
+kill -KILL "$(server_pid gone)"
+stop_server gone
+start=$(date +%s)
+wait "$conv"
+code=$?
+elapsed=$(($(date +%s) - start))
+[ "$code" = 1 ] && ok || bad "a server that never comes back: exit $code (want 1)"
+says "a server that never comes back: the error names the key" "could not be opened again within 2 s (transport key \`reconnect_timeout\`)" gone.out
+says "... and the URL" "$(url gone)" gone.out
+[ "$elapsed" -le 10 ] && ok || bad "a server that never came back held vdkit for $elapsed s (reconnect_timeout 2)"
+[ ! -e gone.raw ] && ok || bad "a failed convert left gone.raw"
 
 # ---- a VMDK whose descriptor names its extent --------------------------------------
 mkdir remote elsewhere
