@@ -139,7 +139,7 @@ cmp -s -n $((48 * MiB)) src.raw "$dev" && ok || bad "batch existing_target: $dev
 [ "$(byte_at "$dev" $((60 * MiB)))" = aa ] && ok || bad "batch existing_target changed the device's excess"
 expect_exit 0 "batch existing_target rerun" "$VDKIT" batch into.yaml
 says "batch rerun verifies the device" "dev: skipped: verified"
-printf 'X' | dd of="$dev" bs=1 seek=$((21 * MiB)) conv=notrunc status=none
+flip_byte "$dev" $((21 * MiB)) # inside the source's random data
 expect_exit 0 "batch existing_target after the device changed" "$VDKIT" batch into.yaml
 says "batch writes the changed device again" "dev: converted"
 cmp -s -n $((48 * MiB)) src.raw "$dev" && ok || bad "batch: $dev not rewritten after a change"

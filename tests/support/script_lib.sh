@@ -40,6 +40,16 @@ if [ -z "${VDKIT_TEST_SEED:-}" ]; then VDKIT_TEST_SEED=$(od -An -N4 -tu4 /dev/ur
 export VDKIT_TEST_SEED
 echo "random data seed: VDKIT_TEST_SEED=$VDKIT_TEST_SEED"
 _random_calls=$(mktemp)
+# flip_byte FILE OFFSET: invert the byte at OFFSET of FILE (a regular file or
+# a device) in place. A change whatever the byte held: writing a fixed byte
+# into seeded random data leaves it unchanged once in 256 seeds.
+flip_byte() {
+    python3 -c 'import sys
+with open(sys.argv[1], "r+b") as f:
+    o = int(sys.argv[2]); f.seek(o); b = f.read(1)
+    if len(b) != 1: sys.exit(sys.argv[1] + ": no byte at offset " + sys.argv[2])
+    f.seek(o); f.write(bytes([b[0] ^ 0xff]))' "$1" "$2"
+}
 # random_bytes <count>[K|M|G]: that many pseudo-random bytes on stdout, from
 # VDKIT_TEST_SEED and the number of earlier calls (each call its own stream,
 # also from subshells and pipelines).
@@ -62,13 +72,18 @@ PY
 }
 
 # with_sanitizer_runtime [LIB...]: an LD_PRELOAD value of LIBs, led by the
-# sanitizer runtime libvdkit links in an ASan or TSan build (nothing added in
-# a normal build). The runtime must load first, before a preload shim or
-# into a program that is not instrumented itself (python3 loading libvdkit
-# with ctypes).
+# sanitizer runtime libvdkit links in an ASan or TSan build, then the C++
+# runtime (nothing added in a normal build). The runtime must load first,
+# before a preload shim or into a program that is not instrumented itself
+# (python3 or ruby loading libvdkit, nbdkit loading vdkit's plugin); and the
+# C++ runtime with it, or ASan's interceptor of __cxa_throw finds no real
+# function to call in a program that does not link libstdc++ (the first
+# exception thrown aborts with "CHECK failed: ... real___cxa_throw").
 with_sanitizer_runtime() {
-    local rt
-    rt=$(ldd "$VDKIT_BUILD_DIR/lib/libvdkit.so" 2> /dev/null | awk '/lib(asan|tsan)\.so/ { print $3; exit }')
+    local deps rt cxx
+    deps=$(ldd "$VDKIT_BUILD_DIR/lib/libvdkit.so" 2> /dev/null)
+    rt=$(awk '/lib(asan|tsan)\.so/ { print $3; exit }' <<< "$deps")
+    [ -n "$rt" ] && cxx=$(awk '/libstdc\+\+\.so/ { print $3; exit }' <<< "$deps") && rt=$rt${cxx:+:$cxx}
     local IFS=:
     echo "${rt:+$rt${1:+:}}$*"
 }
