@@ -14,6 +14,12 @@ symbolic link is judged by where it leads). Refused:
   * anything under /dev (but /dev/null), /proc (but the process's own
     descriptor list and memory map) and /sys (but the CPU list), /etc (but
     the loader cache, the time zone and vdkit's own configuration).
+A sanitizer runtime (ASan, UBSan) reads the process's own command line and
+environment at start-up, with the raw `open` system call (glibc, and so
+vdkit, use openat): /proc/self/cmdline and /proc/self/environ opened so, by
+a process that has not yet opened anything under WORK, are its start-up and
+allowed; the same names opened any other way or later (a hostile extent or
+parent naming them) are refused.
 stat-like calls are not judged: the path rule stats a name to refuse it.
 Exit 1 when anything was opened that must not be.
 """
@@ -25,7 +31,8 @@ log, work, case_dir = (os.path.realpath(a) for a in sys.argv[1:4])
 parent_area = len(sys.argv) > 4 and sys.argv[4] == "parent-area"
 forbidden = {os.path.normpath(p) for p in open(os.path.join(work, "forbidden.txt")).read().split("\n") if p}
 outputs = os.path.join(work, "o")
-CALL = re.compile(r'^(?:\[pid +\d+\] |\d+ +)?(open|openat|openat2|creat)\((.*)\) += (-?\d+)(<[^>]*>)?')
+CALL = re.compile(r'^(?:\[pid +(\d+)\] |(\d+) +)?(open|openat|openat2|creat)\((.*)\) += (-?\d+)(<[^>]*>)?')
+SANITIZER_START = re.compile(r"^/proc/self/(cmdline|environ)$")
 
 
 def under(p, d):
@@ -58,11 +65,13 @@ def verdict(p):
 
 
 bad = []
+past_start = set()  # processes that have opened something under WORK
 for line in open(log, errors="replace"):
     m = CALL.match(line)
     if not m:
         continue
-    call, args, rc, fdpath = m.groups()
+    pid1, pid2, call, args, rc, fdpath = m.groups()
+    pid = pid1 or pid2 or "main"
     # The path argument: the first quoted string; its dirfd's path for openat.
     q = re.search(r'"((?:[^"\\]|\\.)*)"', args)
     if not q:
@@ -71,6 +80,10 @@ for line in open(log, errors="replace"):
     if not path.startswith("/"):
         base = re.match(r"^(?:AT_FDCWD|\d+)<([^>]*)>", args) if call in ("openat", "openat2") else None
         path = os.path.join(base.group(1) if base else os.getcwd(), path)
+    if call == "open" and pid not in past_start and SANITIZER_START.match(path):
+        continue  # a sanitizer runtime starting (see above)
+    if under(os.path.normpath(path), work):
+        past_start.add(pid)
     for p in (path, fdpath[1:-1] if fdpath and int(rc) >= 0 else None):
         if p is None:
             continue

@@ -3,7 +3,9 @@
 # server_lib.sh (logs in $work/NAME.server.log). Source after script_lib.sh.
 #   serve_qemu NAME FILE [qemu-nbd args...]   qemu-nbd -f raw exporting FILE as NAME
 #   serve_nbdkit NAME [nbdkit args...]        nbdkit (foreground) on NAME.sock
+#   serve_nbdkit_vdkit NAME [nbdkit args...]  the same, loading vdkit's nbdkit plugin
 #   serve_vdkit NAME IMAGE [vdkit serve args...]  vdkit serve of IMAGE on NAME.sock
+#   plugin_host_env                           env args for nbdkit loading vdkit's plugin
 #   url NAME [EXPORT]                         nbd+unix URL of NAME.sock (export: NAME;
 #                                             "" for the default export)
 #   stop_server NAME                          (server_lib.sh) stop it, remove NAME.sock
@@ -36,11 +38,27 @@ serve_nbdkit() {
     _serve_on_socket "$name" nbdkit -f --exit-with-parent -U "$work/$name.sock" "$@"
 }
 
+# serve_nbdkit_vdkit NAME [nbdkit args...]: serve_nbdkit of vdkit's nbdkit
+# plugin (its path among the args), in plugin_host_env.
+serve_nbdkit_vdkit() {
+    local name=$1
+    shift
+    _serve_on_socket "$name" env "${plugin_host_env[@]}" nbdkit -f --exit-with-parent -U "$work/$name.sock" "$@"
+}
+
 serve_vdkit() {
     local name=$1 image=$2
     shift 2
-    _serve_on_socket "$name" "$VDKIT" serve --socket "$work/$name.sock" "$@" "$image"
+    _serve_on_socket "$name" env "${plugin_host_env[@]}" "$VDKIT" serve --socket "$work/$name.sock" "$@" "$image"
 }
+
+# The environment of a program that is not built with vdkit's sanitizer but
+# loads vdkit's code (nbdkit with vdkit's plugin, also when vdkit serve runs
+# it): in an ASan or TSan build the sanitizer runtime preloaded
+# (with_sanitizer_runtime) and no leak report about the host program's own
+# allocations; in a normal build nothing changes. Use: env "${plugin_host_env[@]}" CMD.
+plugin_host_env=(LD_PRELOAD="$(with_sanitizer_runtime)")
+[ -n "$(with_sanitizer_runtime)" ] && plugin_host_env+=("$(no_leak_check)")
 
 url() { echo "nbd+unix:///${2-$1}?socket=$work/$1.sock"; }
 

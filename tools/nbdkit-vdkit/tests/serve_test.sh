@@ -63,7 +63,7 @@ expect_exit 0 "the VMDK checks clean after serving (vdkit check)" "$VDKIT" check
 # ---- nbdkit with the plugin file directly --------------------------------------------
 qemu-img create -q -f vdi plain.vdi 16M
 qemu-io -f vdi -c 'write -P 0x42 4M 1M' plain.vdi > /dev/null
-serve_nbdkit direct "$plugin" "$work/plain.vdi" format=vdi readonly=true || true
+serve_nbdkit_vdkit direct "$plugin" "$work/plain.vdi" format=vdi readonly=true || true
 expect_exit 0 "nbdkit PLUGIN IMAGE format=vdi readonly=true" nbdinfo --json "$(url direct "")"
 says "nbdkit with the plugin serves a read-only export" '"is_read_only": true'
 expect_exit 0 "nbdcopy through nbdkit PLUGIN" nbdcopy "$(url direct "")" direct.raw
@@ -73,7 +73,16 @@ stop_server direct
 
 expect_exit 1 "vdkit serve of a missing image" "$VDKIT" serve --socket "$work/none.sock" missing.vmdk
 says "a missing image is named before nbdkit starts" "missing.vmdk"
-expect_exit 1 "nbdkit with a missing image" timeout 20 nbdkit -f -U "$work/none.sock" "$plugin" "$work/missing.vmdk"
+if [ -z "$(with_sanitizer_runtime)" ]; then
+    expect_exit 1 "nbdkit with a missing image" timeout 20 nbdkit -f -U "$work/none.sock" "$plugin" "$work/missing.vmdk"
+else
+    # nbdkit with the ASan runtime preloaded hangs in exit(), after the
+    # error, in libp11-kit's destructor (freelocale waits for glibc's locale
+    # lock; gdb shows _dl_fini -> p11-kit -> __freelocale): only the error
+    # message is checked in a sanitizer build, the process is killed.
+    echo "NOTE: sanitizer build: the exit status of nbdkit with a missing image is not checked (see the comment)"
+    timeout -k 1 10 env "${plugin_host_env[@]}" nbdkit -f -U "$work/none.sock" "$plugin" "$work/missing.vmdk" > out 2>&1
+fi
 says "nbdkit reports vdkit's error" "missing.vmdk"
 
 finish
