@@ -315,6 +315,37 @@ int unmount_view(const fs::path &file, bool lazy) {
                        &out);
 }
 
+// A filesystem the kernel can mount: listed in /proc/filesystems, or a
+// mount.TYPE helper (ntfs-3g installs mount.ntfs) mount(8) would run.
+bool kernel_knows(const std::string &type) {
+    std::ifstream in("/proc/filesystems");
+    std::string line;
+    while (std::getline(in, line)) {
+        const size_t tab = line.rfind('\t');
+        if (line.substr(tab == std::string::npos ? 0 : tab + 1) == type) return true;
+    }
+    return have_program("mount." + type);
+}
+
+// FUSE filesystem drivers used without root, or as root when the kernel
+// has no driver: each takes IMAGE DIR -o OPTIONS and daemonises.
+struct FuseDriver {
+    const char *type, *program, *package, *ro, *rw, *user; // user: added to rw without root
+};
+const FuseDriver *fuse_driver(const std::string &type) {
+    static const FuseDriver drivers[] = {
+        {"ext2", "fuse2fs", "fuse2fs", "ro", "rw", ",fakeroot"},
+        {"ext3", "fuse2fs", "fuse2fs", "ro", "rw", ",fakeroot"},
+        {"ext4", "fuse2fs", "fuse2fs", "ro", "rw", ",fakeroot"},
+        {"ntfs", "ntfs-3g", "ntfs-3g", "ro", "rw", ""},
+        {"vfat", "fusefat", "fusefat", "ro", "rw+", ""},
+        {"exfat", "mount.exfat-fuse", "exfat-fuse", "ro", "rw", ""},
+    };
+    for (const FuseDriver &d : drivers)
+        if (type == d.type) return &d;
+    return nullptr;
+}
+
 // ---- mount ----------------------------------------------------------------------
 
 class MountCommand : public Command {
@@ -456,7 +487,9 @@ class MountCommand : public Command {
         std::string opts = read_only_ ? "ro" : "rw";
         if (!mount_options_.empty()) opts += "," + mount_options_;
         std::string out;
-        if (geteuid() == 0) {
+        const bool root = geteuid() == 0;
+        const std::string type = fstype_.empty() ? fstype : fstype_;
+        if (root && (!fstype_.empty() || kernel_knows(type))) {
             std::vector<std::string> ls{"losetup", "--find", "--show"};
             if (read_only_) ls.push_back("--read-only");
             ls.push_back(file.string());
@@ -475,22 +508,23 @@ class MountCommand : public Command {
             }
             s["how"] = "loop";
         } else {
-            std::vector<std::string> m;
-            if (fstype == "ext2" || fstype == "ext3" || fstype == "ext4") {
-                if (!have_program("fuse2fs"))
-                    fail("mounting an " + fstype + " volume without root needs fuse2fs (Debian package fuse2fs), or run as root", kExitUsage);
-                m = {"fuse2fs", "-o", opts + ",fakeroot", file.string(), dir.string()};
-            } else if (fstype == "ntfs") {
-                if (!have_program("ntfs-3g"))
-                    fail("mounting an NTFS volume without root needs ntfs-3g (Debian package ntfs-3g), or run as root", kExitUsage);
-                m = {"ntfs-3g", "-o", opts, file.string(), dir.string()};
-            } else {
-                fail("mounting a " + fstype + " volume needs root (loop device and mount(8)); without root vdkit "
-                     "mounts ext2/3/4 with fuse2fs and NTFS with ntfs-3g",
+            const FuseDriver *d = fuse_driver(type);
+            if (!d)
+                fail(std::string(root ? "the kernel has no " + type + " driver (not in /proc/filesystems, no mount." +
+                                            type + " helper)"
+                                      : "mounting a " + type + " volume without root needs a FUSE driver") +
+                         "; vdkit mounts ext2/3/4 with fuse2fs, NTFS with ntfs-3g, FAT with fusefat and exFAT with "
+                         "exfat-fuse" + (root ? "" : ", anything else as root"),
                      kExitUsage);
-            }
+            if (!have_program(d->program))
+                fail("mounting a " + type + " volume " + (root ? "" : "without root ") + "needs " + d->program +
+                         " (Debian package " + d->package + ")" + (root ? "" : ", or run as root"),
+                     kExitUsage);
+            std::vector<std::string> m{d->program, file.string(), dir.string(), "-o",
+                                       read_only_ ? d->ro : d->rw + (root ? "" : std::string(d->user))};
+            if (!mount_options_.empty()) m.back() += "," + mount_options_;
             if (run_program(m, &out) != 0) fail(m[0] + " could not mount volume " + index + " on " + dir.string() + ": " + out);
-            s["how"] = m[0];
+            s["how"] = d->program;
         }
         write_state(sdir, s);
         if (!globals().quiet)

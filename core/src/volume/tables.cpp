@@ -564,9 +564,11 @@ Result<VolumeList> list_volumes(uint64_t disk_size, const VolumeReadFunction &re
         uint32_t next = 1;
         for (const Volume &v : out.volumes) next = std::max(next, v.index + 1);
         std::vector<Volume> lvs;
-        for (const Volume &v : out.volumes)
-            if (v.kind != VolumeKind::extended && v.length && has_lvm_label(r, v.offset, v.length))
+        for (Volume &v : out.volumes)
+            if (v.kind != VolumeKind::extended && v.length && has_lvm_label(r, v.offset, v.length)) {
+                if (v.not_mountable.empty()) v.not_mountable = "it is an LVM physical volume (mount its logical volumes)";
                 VDKIT_TRY(scan_lvm(r, v, next, lvs, out.findings));
+            }
         for (Volume &lv : lvs) {
             if (options.identify && lv.length) VDKIT_TRY(identify(r, lv, out.findings));
             out.volumes.push_back(std::move(lv));
