@@ -91,11 +91,15 @@ read -r s n < <(gstart 2); part gpt.raw "$s" "$n" mkfs.ext4 -q -L home && fill g
 # table through that device for the oracle.
 truncate -s 64M 4kn.raw
 k4dev=$(losetup --find --show --sector-size 4096 4kn.raw)
-sgdisk -q -n 1:256:+24M -t 1:8300 -c 1:k4root -n 2:0:+16M -t 2:0700 "$k4dev" > /dev/null || bad "sgdisk 4kn"
+sgdisk -n 1:256:+24M -t 1:8300 -c 1:k4root -n 2:0:+16M -t 2:0700 "$k4dev" > /dev/null || bad "sgdisk 4kn"
 k4() { sfdisk --json "$k4dev" | python3 -c "import json,sys; p=json.load(sys.stdin)['partitiontable']['partitions'][$1]; print(p['start']*4096, p['size']*4096)"; }
 mk4k() { local l; l=$(losetup --find --show --sector-size 4096 --offset "$1" --sizelimit "$2" 4kn.raw); shift 2; "$@" "$l" > /dev/null 2>&1; local rc=$?; losetup -d "$l"; return $rc; }
-read -r s n < <(k4 0); mk4k "$s" "$n" mkfs.ext4 -q -L k4ext && fill 4kn.raw "$s" "$n" 4kn1
-read -r s n < <(k4 1); mk4k "$s" "$n" mkfs.vfat -n K4FAT && fill 4kn.raw "$s" "$n" 4kn2
+read -r s1 n1 < <(k4 0)
+read -r s2 n2 < <(k4 1)
+losetup -d "$k4dev" # mount -o loop refuses a loop device overlapping another one
+mk4k "$s1" "$n1" mkfs.ext4 -q -L k4ext && fill 4kn.raw "$s1" "$n1" 4kn1
+mk4k "$s2" "$n2" mkfs.vfat -n K4FAT && fill 4kn.raw "$s2" "$n2" 4kn2
+k4dev=$(losetup --find --show --read-only --sector-size 4096 4kn.raw)
 python3 "$check" expect "$k4dev" expect.4kn.json
 losetup -d "$k4dev"
 
@@ -256,7 +260,7 @@ for kind in overlap past-end ebr-loop; do
         overlap) says "$kind finding" "overlap" ;;
         past-end) says "$kind finding" "extends past the disk's end"
             n=$(sed -n 's/.*partition \([0-9]*\) (sectors.*extends past.*/\1/p' out | head -1)
-            expect_exit 2 "a partition past the end ($n) is not mounted" "$vdkit" mount "$img:$n" "$mnt"
+            expect_exit 2 "a partition past the end ($n) is not mounted" "$vdkit" mount -r "$img:$n" "$mnt"
             says "past the end named" "past the disk's end" ;;
         ebr-loop) says "$kind finding" "loops back" ;;
         esac
