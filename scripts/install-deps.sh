@@ -13,10 +13,10 @@ packages=(
   fuse3
   # vdkit volumes: libblkid identifies filesystems (docs/dependencies.md)
   libblkid-dev
-  # vdkit mount without root: FUSE drivers for ext2/3/4 and NTFS
-  fuse2fs ntfs-3g
+  # vdkit mount without root (or without a kernel driver): FUSE drivers for ext2/3/4, NTFS, FAT, exFAT
+  fuse2fs ntfs-3g fusefat exfat-fuse
   # tests/cli/volumes_test.sh: partition tables, filesystems and LVM made by the test
-  fdisk gdisk xfsprogs dosfstools btrfs-progs exfatprogs lvm2
+  fdisk gdisk xfsprogs dosfstools btrfs-progs exfatprogs lvm2 mtools
   # tests
   catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
   # plugins/serve/nbdkit: the nbdkit plugin serving any disk vdkit opens

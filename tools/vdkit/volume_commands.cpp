@@ -463,8 +463,17 @@ class MountCommand : public Command {
         if (msg.rfind("ok ", 0) != 0) {
             int st = 0;
             ::waitpid(pid, &st, 0);
+            // libfuse's reason (e.g. no access to /dev/fuse) is in the daemon's log.
+            std::string log;
+            {
+                std::ifstream in(sdir / "log");
+                std::string line;
+                while (std::getline(in, line))
+                    if (!line.empty()) log = line;
+            }
             std::error_code ignore;
             fs::remove_all(sdir, ignore);
+            if (msg.empty() && !log.empty()) msg = log;
             if (msg.rfind("err ", 0) == 0) {
                 const size_t sp = msg.find(' ', 4);
                 throw CliError(msg.substr(sp + 1), std::atoi(msg.substr(4, sp - 4).c_str()));

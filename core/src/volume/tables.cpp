@@ -218,6 +218,7 @@ struct GptHeader {
 Status read_gpt_header(Scan &s, uint64_t lba, std::optional<GptHeader> &hdr, std::string &why) {
     std::vector<unsigned char> b(s.ss);
     bool inside = false;
+    if (lba >= s.sectors()) return why = "the block is past the disk's end", Status::ok();
     VDKIT_TRY(s.r.read(lba * s.ss, b.data(), b.size(), inside));
     if (!inside) return why = "the block is past the disk's end", Status::ok();
     if (std::memcmp(b.data(), "EFI PART", 8) != 0) return why = "no 'EFI PART' signature", Status::ok();
@@ -264,6 +265,11 @@ Status read_gpt_array(Scan &s, const GptHeader &h, std::vector<unsigned char> &a
 
 Status scan_gpt(Scan &s) {
     VolumeList &out = s.out;
+    if (s.sectors() < 3) {
+        damage(out.findings, 0, "a GPT needs at least 3 sectors of " + std::to_string(s.ss) + " bytes; the disk has " +
+                                    std::to_string(s.sectors()));
+        return Status::ok();
+    }
     std::optional<GptHeader> primary, backup;
     std::string why_p, why_b, arr_p, arr_b;
     std::vector<unsigned char> array_p, array_b;
