@@ -11,6 +11,12 @@ packages=(
   zlib1g-dev libdeflate-dev libzstd-dev libssl-dev libfuse3-dev libnbd-dev libcurl4-openssl-dev
   # vdkit fuse: fusermount3 (unmount) and the FUSE kernel helper
   fuse3
+  # vdkit volumes: libblkid identifies filesystems (docs/dependencies.md)
+  libblkid-dev
+  # vdkit mount without root (or without a kernel driver): FUSE drivers for ext2/3/4, NTFS, FAT, exFAT
+  fuse2fs ntfs-3g fusefat exfat-fuse
+  # tests/cli/volumes_test.sh: partition tables, filesystems and LVM made by the test
+  fdisk gdisk xfsprogs dosfstools btrfs-progs exfatprogs lvm2 mtools
   # tests
   catch2 qemu-utils nbdkit libnbd-bin libvmdk-utils python3-cryptography python3-yaml
   # plugins/serve/nbdkit: the nbdkit plugin serving any disk vdkit opens

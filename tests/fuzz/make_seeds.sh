@@ -13,7 +13,7 @@ vdkit=${2:-}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for t in vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header probe config_file batch_file vmdk_image vdi_image qcow2_image disk crypt_keystore; do
+for t in vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header probe config_file batch_file vmdk_image vdi_image qcow2_image disk crypt_keystore volumes; do
   mkdir -p "$out/$t"
 done
 
@@ -125,5 +125,20 @@ if python3 -c 'import cryptography' 2> /dev/null; then
   done
 fi
 
+# volumes: partition tables (sfdisk: MBR with a logical chain, GPT at 512 and
+# 4096-byte sectors), cut to their first 64 KiB (the fuzz target reads the
+# tail as zeros and claims the size from the last 8 bytes).
+if command -v sfdisk > /dev/null; then
+  truncate -s 8M "$tmp/vm.img"
+  printf 'label: dos\nstart=2048, size=2048, type=83\nstart=4096, type=5\nstart=6144, size=1024, type=83\nstart=8192, type=7\n' |
+    sfdisk -q "$tmp/vm.img" && head -c 65536 "$tmp/vm.img" > "$out/volumes/mbr-logical"
+  truncate -s 8M "$tmp/vg.img"
+  printf 'label: gpt\nsize=2048, type=linux\nsize=1024, type=swap, name=sw\n' | sfdisk -q "$tmp/vg.img" &&
+    head -c 65536 "$tmp/vg.img" > "$out/volumes/gpt"
+  truncate -s 8M "$tmp/v4.img"
+  printf 'label: gpt\nsector-size: 4096\nsize=256, type=linux\n' | sfdisk -q --sector-size 4096 "$tmp/v4.img" 2> /dev/null &&
+    head -c 65536 "$tmp/v4.img" > "$out/volumes/gpt-4k"
+fi
+cp "$src"/tests/fuzz/regressions/volumes/* "$out/volumes/" 2> /dev/null || true
 
 echo "seeds: $(find "$out" -type f | wc -l) files in $out"

@@ -13,7 +13,7 @@ build=$(cd "$1" && pwd)
 seconds=$2
 shift 2
 src=$(cd "$(dirname "$0")" && pwd)
-all=(vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header crypt_keystore probe config_file batch_file vmdk_image vdi_image qcow2_image disk)
+all=(vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header crypt_keystore probe config_file batch_file vmdk_image vdi_image qcow2_image disk volumes)
 targets=("${all[@]}")
 [ $# -gt 0 ] && targets=("$@")
 fz=$build/fuzz

@@ -35,6 +35,13 @@ require_tools() {
         command -v "$t" > /dev/null || skip "$t is not installed (scripts/install-deps.sh installs it)"
     done
 }
+# Root and loop devices (losetup, mount): skipped locally without them, a
+# failure under CI=true.
+require_root_loop() {
+    [ "$(id -u)" -eq 0 ] || skip "this suite needs root (losetup, mount)"
+    command -v losetup > /dev/null || skip "losetup is not installed (util-linux, scripts/install-deps.sh)"
+    [ -e /dev/loop-control ] || skip "/dev/loop-control is missing (no loop driver in this kernel or container)"
+}
 
 if [ -z "${VDKIT_TEST_SEED:-}" ]; then VDKIT_TEST_SEED=$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); fi
 export VDKIT_TEST_SEED

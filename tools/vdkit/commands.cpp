@@ -945,6 +945,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
     add_cleanup_command(c);
     add_serve_command(c);
     add_fuse_command(c);
+    add_volume_commands(c);
     return c;
 }
 

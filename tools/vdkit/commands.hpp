@@ -50,6 +50,8 @@ void add_filter_option(CLI::App *sub, std::vector<std::string> &specs, const std
 void add_serve_command(std::vector<std::unique_ptr<Command>> &commands);
 // fuse (fuse.cpp).
 void add_fuse_command(std::vector<std::unique_ptr<Command>> &commands);
+// volumes, mount, umount (volume_commands.cpp).
+void add_volume_commands(std::vector<std::unique_ptr<Command>> &commands);
 // batch (batch.cpp).
 void add_batch_command(std::vector<std::unique_ptr<Command>> &commands);
 

@@ -719,6 +719,91 @@ typedef struct vdkit_convert_result {
 VDKIT_API vdkit_status vdkit_convert(vdkit_library *lib, const char *source, const char *target,
                            const vdkit_convert_options *options, vdkit_convert_result *result, vdkit_error *err);
 
+/* ---- volumes (vdkit/volumes.hpp; VixMntapi_GetVolumeHandles / GetVolumeInfo) ---- */
+typedef struct vdkit_volume_list vdkit_volume_list;
+
+/* vdkit_volume_info.kind */
+#define VDKIT_VOLUME_WHOLE_DISK 0u /* no partition table: the disk itself */
+#define VDKIT_VOLUME_PRIMARY    1u /* MBR primary partition (1-4) */
+#define VDKIT_VOLUME_EXTENDED   2u /* MBR extended partition (never mounted) */
+#define VDKIT_VOLUME_LOGICAL    3u /* logical partition (from 5) */
+#define VDKIT_VOLUME_GPT        4u /* GPT partition (entry slot + 1) */
+#define VDKIT_VOLUME_LVM        5u /* LVM logical volume inside a PV on the disk */
+/* vdkit_volume_info.flags */
+#define VDKIT_VOLUME_BOOTABLE   (1u << 0) /* MBR status 0x80 */
+#define VDKIT_VOLUME_MOUNTABLE  (1u << 1) /* not_mountable is "" */
+/* vdkit_disk_list_volumes flags */
+#define VDKIT_VOLUMES_NO_IDENTIFY (1u << 0) /* do not probe filesystems (libblkid) */
+#define VDKIT_VOLUMES_NO_LVM      (1u << 1) /* do not list LVM logical volumes */
+
+/** One volume (vdkit_volume_list_get). Size-stamped as vdkit_disk_image_info.
+ *  Offsets and lengths in bytes. Strings are NUL-terminated, never NULL
+ *  ("" when absent), owned by the list and valid until vdkit_volume_list_free. */
+typedef struct vdkit_volume_info {
+    uint32_t struct_size;
+    uint32_t index;          /* kernel numbering: primaries 1-4, logicals from 5, GPT slot + 1; LVs after */
+    uint32_t kind;           /* VDKIT_VOLUME_* */
+    uint32_t flags;          /* VDKIT_VOLUME_BOOTABLE, VDKIT_VOLUME_MOUNTABLE */
+    uint64_t offset;         /* first byte on the disk */
+    uint64_t length;         /* bytes */
+    uint32_t parent;         /* index of the extended partition / PV holding it; 0: the disk */
+    uint32_t mbr_type;       /* MBR type byte, 0 for others */
+    uint64_t attributes;     /* GPT attribute bits */
+    uint32_t extent_count;   /* disk ranges making the volume (LVM: one per segment) */
+    uint32_t reserved;
+    const char *type_guid;   /* GPT type GUID */
+    const char *type_name;   /* "Linux filesystem", "W95 FAT32"... */
+    const char *part_uuid;   /* GPT partition GUID, LVM LV id */
+    const char *name;        /* GPT name; LVM "VG/LV" */
+    const char *filesystem;  /* blkid TYPE: "ext4", "vfat", "ntfs", "swap", "LVM2_member"... */
+    const char *fs_version;
+    const char *label;
+    const char *uuid;        /* filesystem UUID */
+    const char *segment_type;/* LVM: "linear", "striped"... */
+    const char *not_mountable; /* why it cannot be mounted, or "" */
+} vdkit_volume_info;
+
+/**
+ * List the volumes of disk: partition tables (MBR and its logical chain,
+ * GPT with backup use), LVM logical volumes inside PVs, each volume's
+ * filesystem. sector_size: 0 detects, else 512 or 4096. flags:
+ * VDKIT_VOLUMES_*. *out (caller-owned) is freed with vdkit_volume_list_free;
+ * it stays valid after the disk is closed (but vdkit_volume_read needs the
+ * disk). A damaged table is not an error: see the list's findings.
+ * @return VDKIT_OK; VDKIT_E_INVALID_ARGUMENT (sector size); VDKIT_E_IO and
+ *         the disk's read errors. Thread-safe (reads only).
+ */
+VDKIT_API vdkit_status vdkit_disk_list_volumes(vdkit_disk *disk, uint32_t sector_size, uint32_t flags,
+                                               vdkit_volume_list **out, vdkit_error *err);
+/// Number of volumes in list (0 for NULL).
+VDKIT_API uint32_t vdkit_volume_list_count(const vdkit_volume_list *list);
+/// The table read ("mbr", "gpt" or "none") and its logical sector size
+/// (may be NULL each). Strings owned by the list.
+VDKIT_API void vdkit_volume_list_table(const vdkit_volume_list *list, const char **table, uint32_t *sector_size);
+/// Volume i (0-based position, not its index) into *out.
+/// @return VDKIT_E_OUT_OF_RANGE when i >= count.
+VDKIT_API vdkit_status vdkit_volume_list_get(const vdkit_volume_list *list, uint32_t i, vdkit_volume_info *out,
+                                             vdkit_error *err);
+/// Number of findings (damaged tables, notes).
+VDKIT_API uint32_t vdkit_volume_list_finding_count(const vdkit_volume_list *list);
+/// Finding i: severity VDKIT_FINDING_* (error: a table is damaged; note),
+/// offset on the disk (UINT64_MAX when none), message owned by the list.
+/// @return VDKIT_E_OUT_OF_RANGE when i >= count.
+VDKIT_API vdkit_status vdkit_volume_list_get_finding(const vdkit_volume_list *list, uint32_t i, uint32_t *severity,
+                                                     uint64_t *offset, const char **message, vdkit_error *err);
+/// Read len bytes at offset (bytes from the volume's start) of volume i
+/// (position in list) of disk, through its extents.
+/// @return VDKIT_E_OUT_OF_RANGE past the volume's end or i >= count;
+///         VDKIT_E_NOT_SUPPORTED for a volume without extents (a non-linear LV).
+VDKIT_API vdkit_status vdkit_volume_read(vdkit_disk *disk, const vdkit_volume_list *list, uint32_t i,
+                                         uint64_t offset, void *buf, uint64_t len, vdkit_error *err);
+/// Write into volume i (the disk's top image). VDKIT_E_READ_ONLY on a
+/// read-only disk; otherwise as vdkit_volume_read.
+VDKIT_API vdkit_status vdkit_volume_write(vdkit_disk *disk, const vdkit_volume_list *list, uint32_t i,
+                                          uint64_t offset, const void *buf, uint64_t len, vdkit_error *err);
+/// Free a list (NULL: nothing).
+VDKIT_API void vdkit_volume_list_free(vdkit_volume_list *list);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,6 +2,7 @@
 // and converts failures (including std::bad_alloc) into a status code.
 #include "vdkit/vdkit.h"
 #include "vdkit/vdkit.hpp"
+#include "vdkit/volumes.hpp"
 
 #include "util/util.hpp"
 
@@ -691,3 +692,117 @@ vdkit_status vdkit_convert(vdkit_library *lib, const char *source, const char *t
         return vdkit::Status::ok();
     });
 }
+
+// ---- volumes ----
+
+struct vdkit_volume_list {
+    vdkit::VolumeList list;
+};
+
+vdkit_status vdkit_disk_list_volumes(vdkit_disk *disk, uint32_t sector_size, uint32_t flags, vdkit_volume_list **out,
+                                     vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!disk || !out) return null_arg("disk and out");
+        *out = nullptr;
+        vdkit::VolumeOptions o;
+        o.sector_size = sector_size;
+        o.identify = !(flags & VDKIT_VOLUMES_NO_IDENTIFY);
+        o.lvm = !(flags & VDKIT_VOLUMES_NO_LVM);
+        VDKIT_ASSIGN_OR_RETURN(vdkit::VolumeList l, vdkit::list_volumes(*disk->disk, o));
+        *out = new vdkit_volume_list{std::move(l)};
+        return vdkit::Status::ok();
+    });
+}
+
+uint32_t vdkit_volume_list_count(const vdkit_volume_list *list) {
+    return list ? static_cast<uint32_t>(list->list.volumes.size()) : 0;
+}
+
+void vdkit_volume_list_table(const vdkit_volume_list *list, const char **table, uint32_t *sector_size) {
+    if (table) *table = !list ? "" : list->list.table.empty() ? "none" : list->list.table.c_str();
+    if (sector_size) *sector_size = list ? list->list.sector_size : 0;
+}
+
+namespace {
+vdkit::Status volume_at(const vdkit_volume_list *list, uint32_t i, const vdkit::Volume *&v) {
+    if (!list) return null_arg("list");
+    if (i >= list->list.volumes.size())
+        return vdkit::Status(VDKIT_E_OUT_OF_RANGE, "volume position " + std::to_string(i) + " of " +
+                                                       std::to_string(list->list.volumes.size()));
+    v = &list->list.volumes[i];
+    return vdkit::Status::ok();
+}
+} // namespace
+
+vdkit_status vdkit_volume_list_get(const vdkit_volume_list *list, uint32_t i, vdkit_volume_info *out, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        const vdkit::Volume *v = nullptr;
+        VDKIT_TRY(volume_at(list, i, v));
+        if (!out) return null_arg("out");
+        if (out->struct_size < 8) return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "vdkit_volume_info.struct_size is not set");
+        vdkit_volume_info c{};
+        c.struct_size = std::min<uint32_t>(out->struct_size, sizeof(c));
+        c.index = v->index;
+        c.kind = static_cast<uint32_t>(v->kind);
+        c.flags = (v->bootable ? VDKIT_VOLUME_BOOTABLE : 0) | (v->not_mountable.empty() ? VDKIT_VOLUME_MOUNTABLE : 0);
+        c.offset = v->offset;
+        c.length = v->length;
+        c.parent = v->parent;
+        c.mbr_type = v->mbr_type;
+        c.attributes = v->attributes;
+        c.extent_count = static_cast<uint32_t>(v->extents.size());
+        c.type_guid = v->type_guid.c_str();
+        c.type_name = v->type_name.c_str();
+        c.part_uuid = v->part_uuid.c_str();
+        c.name = v->name.c_str();
+        c.filesystem = v->filesystem.c_str();
+        c.fs_version = v->fs_version.c_str();
+        c.label = v->label.c_str();
+        c.uuid = v->uuid.c_str();
+        c.segment_type = v->lvm_segment_type.c_str();
+        c.not_mountable = v->not_mountable.c_str();
+        std::memcpy(out, &c, c.struct_size);
+        return vdkit::Status::ok();
+    });
+}
+
+uint32_t vdkit_volume_list_finding_count(const vdkit_volume_list *list) {
+    return list ? static_cast<uint32_t>(list->list.findings.size()) : 0;
+}
+
+vdkit_status vdkit_volume_list_get_finding(const vdkit_volume_list *list, uint32_t i, uint32_t *severity,
+                                           uint64_t *offset, const char **message, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        if (!list) return null_arg("list");
+        if (i >= list->list.findings.size())
+            return vdkit::Status(VDKIT_E_OUT_OF_RANGE, "finding " + std::to_string(i) + " of " +
+                                                           std::to_string(list->list.findings.size()));
+        const vdkit::VolumeFinding &f = list->list.findings[i];
+        if (severity) *severity = static_cast<uint32_t>(f.severity);
+        if (offset) *offset = f.offset.value_or(UINT64_MAX);
+        if (message) *message = f.message.c_str();
+        return vdkit::Status::ok();
+    });
+}
+
+vdkit_status vdkit_volume_read(vdkit_disk *disk, const vdkit_volume_list *list, uint32_t i, uint64_t offset, void *buf,
+                               uint64_t len, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        const vdkit::Volume *v = nullptr;
+        VDKIT_TRY(volume_at(list, i, v));
+        if (!disk || (!buf && len)) return null_arg("disk and buf");
+        return vdkit::read_volume(*disk->disk, *v, offset, buf, len);
+    });
+}
+
+vdkit_status vdkit_volume_write(vdkit_disk *disk, const vdkit_volume_list *list, uint32_t i, uint64_t offset,
+                                const void *buf, uint64_t len, vdkit_error *err) {
+    return guarded(err, [&]() -> vdkit::Status {
+        const vdkit::Volume *v = nullptr;
+        VDKIT_TRY(volume_at(list, i, v));
+        if (!disk || (!buf && len)) return null_arg("disk and buf");
+        return vdkit::write_volume(*disk->disk, *v, offset, buf, len);
+    });
+}
+
+void vdkit_volume_list_free(vdkit_volume_list *list) { delete list; }
