@@ -404,7 +404,11 @@ public:
 
     void resize(Context &ctx, uint64_t new_size, uint32_t flags) {
         require_writable();
-        const Sized s = sized(new_size, !f_.size_from_chs() && f_.creator() != std::string_view(kVdkitCreator, 4));
+        // The size asked for, exactly: when the geometry cannot express it
+        // the creator becomes 'qem2', whose size readers take from
+        // current_size (§3.4).
+        if (new_size % kSector) fail(VDKIT_E_INVALID_ARGUMENT, "a VHD's size is a whole number of 512-byte sectors");
+        const Sized s = sized(new_size, true);
         if (s.bytes < size_ && !(flags & VDKIT_RESIZE_SHRINK)) fail(VDKIT_E_INVALID_ARGUMENT, "shrinking needs the shrink flag");
         if (s.bytes < size_) require_zero_tail(ctx, s.bytes);
         if (fixed()) {
@@ -459,7 +463,8 @@ public:
         }
         f_.current_size = s.bytes;
         f_.geometry = s.chs;
-        if (s.exact && f_.creator() == std::string_view(kVdkitCreator, 4)) f_.creator_app = {'q', 'e', 'm', '2'};
+        if (s.exact && (f_.size_from_chs() || f_.creator() == std::string_view(kVdkitCreator, 4)))
+            std::memcpy(f_.creator_app.data(), kExactCreator, 4);
         size_ = f_.disk_size();
         write_footers(ctx);
         main_.flush(ctx.get());
@@ -624,7 +629,12 @@ private:
             end_note_ = *end_err;
             footer_at_ = file_size_ >= kFooterSize ? file_size_ - kFooterSize : 0;
         } else {
-            fail(VDKIT_E_CORRUPT, *end_err + (copy_err && *copy_err != "none" ? "; " + *copy_err : std::string()));
+        {
+            std::string msg = *end_err + (copy_err && *copy_err != "none" ? "; " + *copy_err : std::string());
+            if (msg.find("checksum") != std::string::npos)
+                msg += " (to read it anyway, set defaults.format.vhd.ignore-checksums: true in a --config file)";
+            fail(VDKIT_E_CORRUPT, msg);
+        }
         }
         size_ = f_.disk_size();
         if (fixed()) {
