@@ -458,6 +458,7 @@ public:
             } else {
                 bat_.resize(need, kBatFree);
             }
+            state_.resize(bat_.size(), kSound);
             main_.flush(ctx.get());
             write_dyn_header(ctx);
         }
@@ -493,17 +494,31 @@ public:
             rewrite_copy = true;
         }
         if (!fixed()) {
-            for (const auto &[b, why] : unsound_)
-                report(VDKIT_FINDING_ERROR, d_.table_offset + b * 4,
-                       "block " + std::to_string(b) + " (BAT entry at byte " + std::to_string(d_.table_offset + b * 4) +
-                           ") " + why + "; it cannot be read; repair frees the entry (it then reads as " +
-                           (diff() ? "the parent" : "zeros") + ")",
-                       true);
-            for (const auto &[b, other] : shared_)
-                report(VDKIT_FINDING_ERROR, d_.table_offset + b * 4,
-                       "block " + std::to_string(b) + " shares its data block with block " + std::to_string(other) +
-                           ": a write to either changes both (not repaired: copy the disk with vdkit convert)",
-                       false);
+            // One finding per entry, at most kMaxFindings of each kind, then a count.
+            constexpr uint64_t kMaxFindings = 100;
+            uint64_t bad = 0, shared = 0;
+            for (uint64_t b = 0; b < bat_.size(); ++b) {
+                if (state_[b] == kShared) {
+                    if (++shared <= kMaxFindings)
+                        report(VDKIT_FINDING_ERROR, d_.table_offset + b * 4,
+                               "block " + std::to_string(b) + " (BAT entry at byte " + std::to_string(d_.table_offset + b * 4) +
+                                   ") shares its data block (byte " + std::to_string(uint64_t(bat_[b]) * kSector) +
+                                   ") with a block before it: a write to either changes both (not repaired: copy the disk "
+                                   "with vdkit convert)",
+                               false);
+                } else if (state_[b] != kSound) {
+                    if (++bad <= kMaxFindings || repair)
+                        report(VDKIT_FINDING_ERROR, d_.table_offset + b * 4,
+                               "block " + std::to_string(b) + " (BAT entry at byte " + std::to_string(d_.table_offset + b * 4) +
+                                   ") " + why_unsound(b) + "; it cannot be read; repair frees the entry (it then reads as " +
+                                   (diff() ? "the parent" : "zeros") + ")",
+                               true);
+                }
+            }
+            if (bad > kMaxFindings && !repair)
+                report(VDKIT_FINDING_ERROR, d_.table_offset, std::to_string(bad - kMaxFindings) + " more BAT entries cannot be read", true);
+            if (shared > kMaxFindings)
+                report(VDKIT_FINDING_ERROR, d_.table_offset, std::to_string(shared - kMaxFindings) + " more BAT entries share a data block", false);
             // Space inside the data area no entry uses.
             std::vector<std::pair<uint64_t, uint64_t>> used;
             for (uint64_t b = 0; b < bat_.size(); ++b)
@@ -528,11 +543,13 @@ public:
         }
         if (!repair) return;
         if (!fixed()) {
-            for (const auto &[b, why] : unsound_) {
+            for (uint64_t b = 0; b < bat_.size(); ++b) {
+                if (state_[b] != kInMeta && state_[b] != kPastEnd) continue;
                 bat_[b] = kBatFree;
+                state_[b] = kSound;
                 dirty_bat_.insert(b / kEntriesPerSector);
             }
-            unsound_.clear();
+            unsound_ = 0;
             flush(ctx);
             if (footer_at_ > data_end() || rewrite_end) {
                 footer_at_ = data_end();
@@ -562,7 +579,18 @@ private:
     uint64_t data_offset(uint32_t entry) const { return uint64_t(entry) * kSector + d_.bitmap_bytes(); }
     static bool bit(const std::vector<uint8_t> &bits, uint64_t s) { return bits[s / 8] & (0x80 >> (s % 8)); } // MSB first (§3.3)
     static void set_bit(std::vector<uint8_t> &bits, uint64_t s) { bits[s / 8] |= static_cast<uint8_t>(0x80 >> (s % 8)); }
-    bool sound(uint64_t b) const { return !unsound_.count(b) && !shared_.count(b); }
+    bool sound(uint64_t b) const { return state_.empty() || state_[b] == kSound; }
+    std::string why_unsound(uint64_t b) const {
+        const uint64_t start = uint64_t(bat_[b]) * kSector;
+        if (state_[b] == kInMeta)
+            return "points at byte " + std::to_string(start) + ", inside the headers, BAT and locators (which end at byte " +
+                   std::to_string(meta_end_) + ")";
+        if (state_[b] == kPastEnd)
+            return "points at byte " + std::to_string(start) + ": its bitmap and data (" + std::to_string(d_.block_stride()) +
+                   " bytes) run past the data area, which ends at byte " + std::to_string(footer_at_) +
+                   " (a cut-off file, or a damaged entry)";
+        return "shares its data block with another block";
+    }
 
     void check_request(uint64_t off, uint64_t len) const {
         if (off >= size_ || len > size_ - off) fail(VDKIT_E_OUT_OF_RANGE, "request beyond the end of the disk");
@@ -574,13 +602,12 @@ private:
         if (fixed()) fail(VDKIT_E_NOT_SUPPORTED, "a fixed VHD has no dynamic header to record " + what);
     }
     void require_sound(uint64_t b) const {
-        auto it = unsound_.find(b);
-        if (it != unsound_.end())
+        if (!state_.empty() && (state_[b] == kInMeta || state_[b] == kPastEnd))
             fail(VDKIT_E_CORRUPT, "block " + std::to_string(b) + " (BAT entry at byte " +
-                                      std::to_string(d_.table_offset + b * 4) + ") " + it->second + "; run 'vdkit check -r'");
+                                      std::to_string(d_.table_offset + b * 4) + ") " + why_unsound(b) + "; run 'vdkit check -r'");
     }
     void require_sound_bat() const {
-        if (!unsound_.empty() || !shared_.empty())
+        if (unsound_)
             fail(VDKIT_E_CORRUPT, "the BAT has entries past the end of the file, over the metadata or shared by two "
                                   "blocks; writing could destroy data, run 'vdkit check' (and -r) first");
     }
@@ -674,30 +701,23 @@ private:
         // metadata, used once.
         const uint64_t stride = d_.block_stride();
         uint64_t end = meta_end_;
-        std::map<uint32_t, uint64_t> owner;
+        state_.assign(need, kSound);
+        std::vector<std::pair<uint32_t, uint32_t>> used; // entry, block: at most 16 Mi pairs (kMaxBatEntries)
         for (uint64_t b = 0; b < need; ++b) {
             const uint32_t e = bat_[b];
             if (e == kBatFree) continue;
             const uint64_t start = uint64_t(e) * kSector;
-            if (start < meta_end_) {
-                unsound_[b] = "points at byte " + std::to_string(start) + ", inside the headers, BAT and locators (which end at byte " +
-                              std::to_string(meta_end_) + ")";
-                continue;
-            }
-            if (start + stride > footer_at_) {
-                unsound_[b] = "points at byte " + std::to_string(start) + ": its bitmap and data (" + std::to_string(stride) +
-                              " bytes) run past the data area, which ends at byte " + std::to_string(footer_at_) +
-                              " (a cut-off file, or a damaged entry)";
-                continue;
-            }
-            auto [it, fresh] = owner.emplace(e, b);
-            if (!fresh) {
-                shared_[b] = it->second;
-                continue;
-            }
-            end = std::max(end, start + stride);
+            if (start < meta_end_) state_[b] = kInMeta;
+            else if (start + stride > footer_at_) state_[b] = kPastEnd;
+            else used.emplace_back(e, static_cast<uint32_t>(b));
         }
-        lowest_block_ = owner.empty() ? UINT64_MAX : uint64_t(owner.begin()->first) * kSector;
+        std::sort(used.begin(), used.end());
+        for (size_t i = 1; i < used.size(); ++i)
+            if (used[i].first == used[i - 1].first) state_[used[i].second] = kShared;
+        lowest_block_ = used.empty() ? UINT64_MAX : uint64_t(used.front().first) * kSector;
+        for (const auto &[e, b] : used)
+            if (state_[b] == kSound) end = std::max(end, uint64_t(e) * kSector + stride);
+        unsound_ = static_cast<uint64_t>(std::count_if(state_.begin(), state_.end(), [](uint8_t v) { return v != kSound; }));
         data_end_ = align_up(end, kSector);
     }
 
@@ -946,6 +966,7 @@ private:
         d_.block_size = l.block;
         d_.max_entries = static_cast<uint32_t>(needed_entries(l.size, l.block));
         bat_.assign(d_.max_entries, kBatFree);
+        state_.assign(d_.max_entries, kSound);
         if (is_diff) {
             std::memcpy(d_.parent_uuid.data(), p.parent_uuid, 16);
             if (sdk::view(p.parent_format) == "vhd")
@@ -988,8 +1009,10 @@ private:
     uint64_t bat_end_ = 0;    // end of the BAT's sectors
     uint64_t lowest_block_ = UINT64_MAX; // start of the first block in use
     std::vector<uint32_t> bat_; // the entries the disk needs
-    std::map<uint64_t, std::string> unsound_; // block -> why its entry cannot be read
-    std::map<uint64_t, uint64_t> shared_;     // block -> the block that owns its data block
+    // Per block: kSound, or why its BAT entry cannot be used (load_dynamic).
+    enum : uint8_t { kSound, kInMeta, kPastEnd, kShared };
+    std::vector<uint8_t> state_;
+    uint64_t unsound_ = 0; // blocks that are not kSound
     std::string end_note_;  // the footer at the end is damaged (the copy at 0 is used)
     std::string copy_note_; // the copy at 0 is missing, damaged or different
     std::set<uint64_t> dirty_bat_; // BAT sectors to write at the next flush
