@@ -913,7 +913,10 @@ private:
         auto bad = [&](const std::string &why) { throw Error(VDKIT_E_INVALID_ARGUMENT, who + why); };
         const bool azure = ctx.config_bool("azure").value_or(false);
         const std::string sub = ctx.config("subformat").value_or("dynamic");
-        const bool force = ctx.config_bool("force-size").value_or(false) || azure || diff; // a child has its parent's size
+        // vdkit's rule: a new disk has the size asked for (qemu-img's
+        // force_size); force-size=off rounds up to the geometry as qemu-img's
+        // default does. A child always has its parent's size.
+        const bool force = ctx.config_bool("force-size").value_or(true) || azure || diff;
         const bool fixed = !diff && (sub == "fixed" || azure);
         if (azure && !fixed) bad("azure=on makes a fixed VHD; it cannot be differencing");
         if (azure && size % (1u << 20))
@@ -1026,8 +1029,9 @@ constexpr vdkit_config_key kKeys[] = {
              VDKIT_KEY_CREATE_ONLY, "dynamic|fixed"),
     sdk::key("block-size", VDKIT_KEY_SIZE, "2M", "Block size of a dynamic image, a power of two (Hyper-V and qemu use 2M).",
              VDKIT_KEY_CREATE_ONLY, {}, 512, 256 << 20),
-    sdk::key("force-size", VDKIT_KEY_BOOL, "off",
-             "Keep the exact size instead of rounding up to the CHS geometry (qemu-img's force_size; creator 'qem2').",
+    sdk::key("force-size", VDKIT_KEY_BOOL, "on",
+             "Keep the exact size (qemu-img's force_size; creator 'qem2' unless the CHS geometry holds it exactly); off: "
+             "round up to the CHS geometry as qemu-img and Virtual PC do (creator 'vdkt').",
              VDKIT_KEY_CREATE_ONLY),
     sdk::key("azure", VDKIT_KEY_BOOL, "off",
              "What Azure accepts for upload: a fixed VHD of a whole number of MiB with the exact size in the footer.",

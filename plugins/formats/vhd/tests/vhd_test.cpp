@@ -55,15 +55,15 @@ TEST_CASE("vhd: BAT entries reach the file only after the data, at a flush", "[v
     CHECK(back == data);
 }
 
-TEST_CASE("vhd: sizes are CHS-rounded by default and exact with force-size", "[vhd]") {
+TEST_CASE("vhd: sizes are exact by default and CHS-rounded with force-size=off", "[vhd]") {
     test::TempDir dir;
     auto lib = test::make_library();
     // qemu-img create -f vpc 20M gives 20994048 bytes (formats.md §3.4, checked with qemu-img 7.2).
-    auto a = lib->create_image(dir / "a.vhd", vhd_opts(20 << 20));
+    auto a = lib->create_image(dir / "a.vhd", vhd_opts(20 << 20, {{"force-size", "off"}}));
     REQUIRE_OK(a);
     CHECK((*a)->size() == 20994048);
     REQUIRE_OK((*a)->close());
-    auto b = lib->create_image(dir / "b.vhd", vhd_opts(20 << 20, {{"force-size", "on"}}));
+    auto b = lib->create_image(dir / "b.vhd", vhd_opts(20 << 20));
     REQUIRE_OK(b);
     CHECK((*b)->size() == (20u << 20));
     REQUIRE_OK((*b)->close());
