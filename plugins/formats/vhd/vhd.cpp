@@ -279,7 +279,10 @@ public:
             n = std::min(n, end - within);
             if (!mine) return {n, true};
         }
-        main_.pread(ctx.get(), data_offset(entry) + within, buf, n);
+        const uint64_t at = data_offset(entry) + within;
+        const uint64_t avail = at < limit_ ? std::min(n, limit_ - at) : 0; // a cut block reads zeros past the data area
+        if (avail) main_.pread(ctx.get(), at, buf, avail);
+        if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
         return {n, false};
     }
 
@@ -506,12 +509,17 @@ public:
                                    ") with a block before it: a write to either changes both (not repaired: copy the disk "
                                    "with vdkit convert)",
                                false);
+                } else if (state_[b] == kCut) {
+                    report(VDKIT_FINDING_ERROR, limit_,
+                           "block " + std::to_string(b) + " (BAT entry at byte " + std::to_string(d_.table_offset + b * 4) +
+                               ") " + why_unsound(b) + "; repair pads the file with the zeros those bytes read as",
+                           true);
                 } else if (state_[b] != kSound) {
                     if (++bad <= kMaxFindings || repair)
                         report(VDKIT_FINDING_ERROR, d_.table_offset + b * 4,
                                "block " + std::to_string(b) + " (BAT entry at byte " + std::to_string(d_.table_offset + b * 4) +
-                                   ") " + why_unsound(b) + "; it cannot be read; repair frees the entry (it then reads as " +
-                                   (diff() ? "the parent" : "zeros") + ")",
+                                   ") " + why_unsound(b) + "; it cannot be read (" + lost_range(b, 0) +
+                                   "); repair frees the entry (it then reads as " + (diff() ? "the parent" : "zeros") + ")",
                                true);
                 }
             }
@@ -522,7 +530,7 @@ public:
             // Space inside the data area no entry uses.
             std::vector<std::pair<uint64_t, uint64_t>> used;
             for (uint64_t b = 0; b < bat_.size(); ++b)
-                if (bat_[b] != kBatFree && sound(b)) used.emplace_back(uint64_t(bat_[b]) * kSector, uint64_t(bat_[b]) * kSector + d_.block_stride());
+                if (bat_[b] != kBatFree && (sound(b) || state_[b] == kCut)) used.emplace_back(uint64_t(bat_[b]) * kSector, uint64_t(bat_[b]) * kSector + d_.block_stride());
             std::sort(used.begin(), used.end());
             uint64_t at = meta_end_, unused = 0;
             for (auto [a, e] : used) {
@@ -543,13 +551,29 @@ public:
         }
         if (!repair) return;
         if (!fixed()) {
+            bool padded = false;
             for (uint64_t b = 0; b < bat_.size(); ++b) {
+                if (state_[b] == kCut) {
+                    state_[b] = kSound; // the footer moves past it below; the file is padded
+                    padded = true;
+                }
                 if (state_[b] != kInMeta && state_[b] != kPastEnd) continue;
                 bat_[b] = kBatFree;
                 state_[b] = kSound;
                 dirty_bat_.insert(b / kEntriesPerSector);
             }
-            unsound_ = 0;
+            unsound_ = static_cast<uint64_t>(std::count(state_.begin(), state_.end(), uint8_t(kShared)));
+            if (padded) {
+                // Past the data area everything read as zeros: the bytes
+                // there (an old footer) become zeros, the footer goes after
+                // the last block.
+                const uint64_t old_size = file_size_;
+                footer_at_ = data_end();
+                write_footers(ctx);
+                if (limit_ < std::min(old_size, data_end()))
+                    main_.zero(ctx.get(), limit_, std::min(old_size, data_end()) - limit_);
+                rewrite_end = true;
+            }
             flush(ctx);
             if (footer_at_ > data_end() || rewrite_end) {
                 footer_at_ = data_end();
@@ -564,6 +588,7 @@ public:
             }
             end_note_.clear();
             copy_note_.clear();
+            limit_ = footer_at_;
         }
         main_.flush(ctx.get());
     }
@@ -589,7 +614,19 @@ private:
             return "points at byte " + std::to_string(start) + ": its bitmap and data (" + std::to_string(d_.block_stride()) +
                    " bytes) run past the data area, which ends at byte " + std::to_string(footer_at_) +
                    " (a cut-off file, or a damaged entry)";
+        if (state_[b] == kCut) {
+            const uint64_t kept = limit_ - (start + d_.bitmap_bytes());
+            return "points at byte " + std::to_string(start) + ", a block cut off by the end of the data area at byte " +
+                   std::to_string(limit_) + ": its first " + std::to_string(kept) + " bytes are intact, the rest reads as zeros (" +
+                   lost_range(b, kept) + ": the file was truncated)";
+        }
         return "shares its data block with another block";
+    }
+    // "lost disk bytes [A, B)" for block b from byte `from` of the block on (docs/check.md rule 4).
+    std::string lost_range(uint64_t b, uint64_t from) const {
+        const uint64_t base = b * d_.block_size;
+        const uint64_t a = std::min(base + from, size_), e = std::min(base + d_.block_size, size_);
+        return "lost disk bytes [" + std::to_string(a) + ", " + std::to_string(e) + ")";
     }
 
     void check_request(uint64_t off, uint64_t len) const {
@@ -702,21 +739,32 @@ private:
         const uint64_t stride = d_.block_stride();
         uint64_t end = meta_end_;
         state_.assign(need, kSound);
+        limit_ = end_note_.empty() ? footer_at_ : file_size_; // a damaged end footer may be data of a cut file
         std::vector<std::pair<uint32_t, uint32_t>> used; // entry, block: at most 16 Mi pairs (kMaxBatEntries)
         for (uint64_t b = 0; b < need; ++b) {
             const uint32_t e = bat_[b];
             if (e == kBatFree) continue;
             const uint64_t start = uint64_t(e) * kSector;
-            if (start < meta_end_) state_[b] = kInMeta;
-            else if (start + stride > footer_at_) state_[b] = kPastEnd;
-            else used.emplace_back(e, static_cast<uint32_t>(b));
+            // formats.md §8.3 lesson 7 and docs/check.md rule 2: a block
+            // whose data starts inside the data area is data up to its end
+            // (zeros past it); one whose data starts past it cannot be read.
+            if (start < meta_end_) {
+                state_[b] = kInMeta;
+                continue;
+            }
+            if (start + d_.bitmap_bytes() >= limit_) {
+                state_[b] = kPastEnd;
+                continue;
+            }
+            if (start + stride > limit_) state_[b] = kCut;
+            used.emplace_back(e, static_cast<uint32_t>(b));
         }
         std::sort(used.begin(), used.end());
         for (size_t i = 1; i < used.size(); ++i)
             if (used[i].first == used[i - 1].first) state_[used[i].second] = kShared;
         lowest_block_ = used.empty() ? UINT64_MAX : uint64_t(used.front().first) * kSector;
         for (const auto &[e, b] : used)
-            if (state_[b] == kSound) end = std::max(end, uint64_t(e) * kSector + stride);
+            if (state_[b] != kShared) end = std::max(end, uint64_t(e) * kSector + stride);
         unsound_ = static_cast<uint64_t>(std::count_if(state_.begin(), state_.end(), [](uint8_t v) { return v != kSound; }));
         data_end_ = align_up(end, kSector);
     }
@@ -810,6 +858,7 @@ private:
     // the host has copied in where it held data; the rest is zeros. Their
     // data is zeroed, every bit set, then the header forgets the parent.
     void make_standalone(Context &ctx) {
+        require_sound_bat();
         if (diff()) {
             flush(ctx);
             std::vector<uint8_t> bits(static_cast<size_t>(d_.bitmap_bytes()));
@@ -1013,7 +1062,8 @@ private:
     uint64_t lowest_block_ = UINT64_MAX; // start of the first block in use
     std::vector<uint32_t> bat_; // the entries the disk needs
     // Per block: kSound, or why its BAT entry cannot be used (load_dynamic).
-    enum : uint8_t { kSound, kInMeta, kPastEnd, kShared };
+    enum : uint8_t { kSound, kInMeta, kPastEnd, kShared, kCut };
+    uint64_t limit_ = 0; // where the data area ends (the footer at the end, or the end of the file)
     std::vector<uint8_t> state_;
     uint64_t unsound_ = 0; // blocks that are not kSound
     std::string end_note_;  // the footer at the end is damaged (the copy at 0 is used)

@@ -269,6 +269,34 @@ says "only the leak is left" "0 errors and 1 leaks"
 qemu-img convert -f vpc -O raw $orig r0.raw && python3 -c "
 f = open('r0.raw', 'r+b'); f.seek(2 << 20); f.write(bytes(2 << 20))"
 vsame h-entry.vhd r0.raw "the repaired image: block 1 reads as zeros, the rest as before"
+# A file cut inside its last block (docs/check.md rule 2): the copy at 0
+# serves, the block reads its bytes up to the cut and zeros after (as qemu
+# reads the cut file), check names the lost disk bytes, check -r pads the
+# file and writes the footer after the block: the disk reads the same.
+python3 - $orig h-cut.vhd cut.raw <<'PY'
+import struct, subprocess, sys
+src, out, model = sys.argv[1:4]
+d = open(src, "rb").read()
+to = struct.unpack(">Q", d[512 + 16:512 + 24])[0]; n = struct.unpack(">I", d[512 + 28:512 + 32])[0]
+bs = struct.unpack(">I", d[512 + 32:512 + 36])[0]
+bat = struct.unpack(">%dI" % n, d[to:to + 4 * n])
+b = max(range(n), key=lambda i: -1 if bat[i] == 0xFFFFFFFF else bat[i])
+cut = bat[b] * 512 + 512 + 100000
+open(out, "wb").write(d[:cut])
+subprocess.run(["qemu-img", "convert", "-f", "vpc", "-O", "raw", src, model], check=True)
+m = bytearray(open(model, "rb").read())
+end = min(len(m), (b + 1) * bs)
+m[b * bs + 100000:end] = bytes(end - b * bs - 100000)
+open(model, "wb").write(m)
+print(b * bs + 100000, end)
+PY
+vsame h-cut.vhd cut.raw "a cut file reads its data up to the cut, zeros after"
+expect_exit 2 "check, a cut file" "$VDKIT" check h-cut.vhd
+says "check names the lost bytes" "lost disk bytes ["
+expect_exit 0 "check -r, a cut file" "$VDKIT" check -r h-cut.vhd
+expect_exit 0 "check after padding" "$VDKIT" check h-cut.vhd
+vsame h-cut.vhd cut.raw "the padded file reads the same"
+qsame cut.raw h-cut.vhd "qemu reads the padded file the same"
 # The footer at the end damaged: the copy at 0 serves; check -r rewrites it byte for byte.
 edit $orig h-end.vhd 'd[E + 70] ^= 0xff'
 qemu-img convert -f vpc -O raw $orig q.raw; vsame h-end.vhd q.raw "the copy at 0 serves"
