@@ -280,7 +280,8 @@ public:
             if (!mine) return {n, true};
         }
         const uint64_t at = data_offset(entry) + within;
-        const uint64_t avail = at < limit_ ? std::min(n, limit_ - at) : 0; // a cut block reads zeros past the data area
+        const uint64_t lim = std::max(limit_, footer_at_); // the data area grows with each new block
+        const uint64_t avail = at < lim ? std::min(n, lim - at) : 0; // a cut block reads zeros past the data area
         if (avail) main_.pread(ctx.get(), at, buf, avail);
         if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
         return {n, false};
