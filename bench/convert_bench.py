@@ -85,10 +85,13 @@ def main():
             ("raw -> vdi, -W", "raw", ["-W", "-O", "vdi"], ["-W", "-O", "vdi"]),
             ("vmdk -> vdi", "vmdk", ["-O", "vdi"], ["-O", "vdi"]),
             ("vdi -> vmdk streamOptimized", "vdi", stream, stream),
+            ("raw -> vhd", "raw", ["-O", "vpc"], ["-O", "vhd"]),
+            ("raw -> vhd fixed", "raw", ["-O", "vpc", "-o", "subformat=fixed"], ["-O", "vhd", "-o", "subformat=fixed"]),
         ]),
         ("1 TiB sparse, 64 MiB data", 1 << 40, 64 << 20, [
             ("raw -> raw", "raw", ["-O", "raw"], ["-O", "raw"]),
             ("raw -> vdi", "raw", ["-O", "vdi"], ["-O", "vdi"]),
+            ("raw -> vhd", "raw", ["-O", "vpc"], ["-O", "vhd"]),
         ]),
     ]
     print(f"{'case':58} {'tool':9} {'seconds':>8} {'peak MiB':>9}")

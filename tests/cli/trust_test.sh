@@ -27,7 +27,7 @@ trap '[ -n "$hpid" ] && kill "$hpid" 2> /dev/null; rm -rf "$work"' EXIT
 named_by() {
     case $1 in
         vdi) echo vdi ;; vmdk) echo vmdk ;; raw) echo raw ;;
-        qcow2 | qcow3) echo qcow2 ;; vhd | vpc) echo "VHD (vpc)" ;; vhdx) echo vhdx ;; qed) echo qed ;;
+        qcow2 | qcow3) echo qcow2 ;; vhd | vpc) echo vhd ;; vhdx) echo vhdx ;; qed) echo qed ;;
         *) echo "" ;;
     esac
 }
@@ -344,7 +344,7 @@ expect_exit 0 "create -f vmdk 't2.vmdk.'" "$VDKIT" create -f vmdk "t2.vmdk." 4M
 expect_exit 0 "create -f raw '.img'" "$VDKIT" create -f raw ".img" 4M
 
 # 6e. The advice suggests only formats an installed plugin writes.
-for f in x.qed x.vhd x.luks x.vhdx; do
+for f in x.qed x.luks x.vhdx; do
     expect_exit 2 "create -f raw $f" "$VDKIT" create -f raw "$f" 4M
     grep -q "or write" out && bad "$f: advice suggests a format vdkit cannot write: $(cat out)" || ok
 done
@@ -352,6 +352,8 @@ expect_exit 2 "create -f raw x.vdi" "$VDKIT" create -f raw x.vdi 4M
 says "a writable format is suggested" "or write vdi)" out
 expect_exit 2 "create -f raw x.qcow2" "$VDKIT" create -f raw x.qcow2 4M
 says "qcow2 (written by its plugin) is suggested" "or write qcow2)" out
+expect_exit 2 "create -f raw x.vhd" "$VDKIT" create -f raw x.vhd 4M
+says "vhd (written by its plugin) is suggested" "or write vhd)" out
 
 # 6f. commit into a raw base whose first bytes would carry a container's magic alone.
 for magic in 'QED\0' 'vhdxfile' 'conectix' 'QFI\xfb' 'LUKS\xba\xbe' 'KDMV' 'COWD' 'WithoutFreeSpace'; do

@@ -13,7 +13,7 @@ vdkit=${2:-}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for t in vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header probe config_file batch_file vmdk_image vdi_image qcow2_image disk crypt_keystore volumes; do
+for t in vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header vhd_header probe config_file batch_file vmdk_image vdi_image qcow2_image vhd_image disk crypt_keystore volumes; do
   mkdir -p "$out/$t"
 done
 
@@ -87,6 +87,14 @@ if command -v qemu-img > /dev/null; then
     qemu-io -f qcow2 -c 'write -P 7 64k 4k' -c 'write -z 128k 4k' image.qcow2 > /dev/null)
   pack q-chain.qcow2 qchain/image.qcow2 qchain/base.qcow2
   seed qcow2_image q-chain.qcow2
+  # VHD (plugins/formats/vhd): qemu's fixed and dynamic, exact and CHS sizes;
+  # the header target gets the footer copy and dynamic header (1536 bytes).
+  for v in "subformat=dynamic" "subformat=dynamic,force_size=on" "subformat=fixed"; do
+    n=v-$(echo "$v" | tr -c 'a-z0-9' '_').vhd
+    qemu-img convert -q -f raw -O vpc -o "$v" r.raw "$n"
+    seed vhd_image disk probe "$n"
+    case $v in *dynamic*) head -c 1536 "$n" > "hdr-$n"; seed vhd_header "hdr-$n" ;; esac
+  done
   # Foreign containers the probe must refuse as raw.
   for f in qcow2 vpc vhdx qed parallels luks; do
     if qemu-img create -q -f $f c-$f 1M 2> /dev/null; then head -c 65536 c-$f > p-$f; seed probe p-$f; fi

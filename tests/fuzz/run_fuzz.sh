@@ -13,7 +13,7 @@ build=$(cd "$1" && pwd)
 seconds=$2
 shift 2
 src=$(cd "$(dirname "$0")" && pwd)
-all=(vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header crypt_keystore probe config_file batch_file vmdk_image vdi_image qcow2_image disk volumes)
+all=(vmdk_descriptor vmdk_sparse_header vdi_header qcow2_header vhd_header crypt_keystore probe config_file batch_file vmdk_image vdi_image qcow2_image vhd_image disk volumes)
 targets=("${all[@]}")
 [ $# -gt 0 ] && targets=("$@")
 fz=$build/fuzz
@@ -25,12 +25,12 @@ if [ ! -d "$seeds" ]; then
 fi
 dict_of() {
   case $1 in
-    vmdk_*) echo vmdk ;; vdi_*) echo vdi ;; qcow2_*) echo qcow2 ;; probe|disk) echo probe ;; config_file|batch_file) echo yaml ;; crypt_keystore) echo keystore ;;
+    vmdk_*) echo vmdk ;; vdi_*) echo vdi ;; qcow2_*) echo qcow2 ;; vhd_*) echo vhd ;; probe|disk) echo probe ;; config_file|batch_file) echo yaml ;; crypt_keystore) echo keystore ;;
   esac
 }
 maxlen_of() {
   case $1 in
-    vmdk_sparse_header|vdi_header|crypt_keystore) echo 4096 ;; qcow2_header) echo 65536 ;; vmdk_descriptor|config_file|batch_file) echo 16384 ;;
+    vmdk_sparse_header|vdi_header|crypt_keystore|vhd_header) echo 4096 ;; qcow2_header) echo 65536 ;; vmdk_descriptor|config_file|batch_file) echo 16384 ;;
     *) echo 524288 ;;
   esac
 }

@@ -436,7 +436,8 @@ TEST_CASE("a file named for a format it is not is refused, plain dumps are raw",
                          Case{"disk.qcow2", "named like a qcow2 image but it is not one (the qcow2 probe found no header)"},
                          Case{"disk.qed", "named like a qed image but it carries no qed signature, and no "
                                           "installed plugin reads qed"},
-                         Case{"disk.vhd", "named like a VHD (vpc) image"}, Case{"disk.vhdx", "vhdx"},
+                         Case{"disk.vhd", "named like a vhd image but it is not one (the vhd probe found no header)"},
+                         Case{"disk.vhdx", "vhdx"},
                          Case{"disk.hdd", "parallels"}, Case{"disk.img", ""}, Case{"disk.raw", ""},
                          Case{"disk.iso", ""}, Case{"disk.bin", ""}, Case{"disk", ""}, Case{"disk.hds", ""}}) {
         INFO(c.name);
