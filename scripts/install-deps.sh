@@ -44,6 +44,9 @@ packages=(
   time
   # make docs and its ctest: the API reference, failing on undocumented public functions
   doxygen
+  # tests/cli/install_test.sh renders the installed man pages (man -l) and checks the zsh
+  # completion parses (zsh -n)
+  man-db zsh
   # make format / scripts/format-check.sh: .clang-format applied and checked (the
   # `clang` package does not bring clang-format)
   clang-format

@@ -267,7 +267,7 @@ class BatchCommand : public Command {
         std::vector<std::atomic<uint64_t>> bytes(n);    // source data each job has copied
         std::atomic<size_t> finished{0};
         std::mutex out_mu;
-        ProgressBar bar(progress_, "batch ");
+        ProgressBar bar(progress_, "batch ", "batch");
         // Job lines go to stdout, the bar to stderr: on one terminal, clear the bar's line first.
         const bool clear_line = progress_ && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
         const auto started = std::chrono::steady_clock::now();
@@ -313,6 +313,7 @@ class BatchCommand : public Command {
                     run_job(lib, job, state, o, [&](uint64_t done, uint64_t total) {
                         permille[i] = total ? done * 1000 / total : 1000;
                         bytes[i] = done;
+                        bar.job(job.name, done, total);
                         show_progress();
                         return !cancel_requested();
                     });

@@ -68,7 +68,7 @@ class SnapshotCommand : public Command {
             fallback = take(current->image_info(0)).format;
         }
         o.format = new_file_format(*lib, snapshot_, format_, fallback);
-        o.options = parse_options(options_);
+        o.options = format_options(*lib, o.format, options_);
         o.parent = image_;
         auto disk = take(as_parent(lib->create_image(snapshot_, o)));
         const ImageInfo created = take(disk->image_info(disk->image_count() - 1));
@@ -114,7 +114,7 @@ class CommitCommand : public Command {
         for (size_t i = base + 1; i + 1 < disk->image_count(); ++i) left.push_back(take(disk->image_info(i)).location);
         const std::string top = take(disk->image_info(disk->image_count() - 1)).location,
                           into = take(disk->image_info(base)).location;
-        ProgressBar bar(progress_);
+        ProgressBar bar(progress_, {}, "commit");
         check(disk->commit(base, !keep_, [&](uint64_t d, uint64_t t) { return bar.update(d, t); }));
         bar.finish();
         check(disk->close());
@@ -160,7 +160,7 @@ class RebaseCommand : public Command {
         RebaseOptions ro;
         ro.format = backing_format_;
         ro.unsafe = unsafe_;
-        ProgressBar bar(progress_);
+        ProgressBar bar(progress_, {}, "rebase");
         ro.progress = [&](uint64_t d, uint64_t t) { return bar.update(d, t); };
         check(as_parent(disk->rebase(backing_, ro)));
         bar.finish();
@@ -202,7 +202,7 @@ class MergeCommand : public Command {
             return all;
         };
         const std::vector<std::string> before = locations();
-        ProgressBar bar(progress_);
+        ProgressBar bar(progress_, {}, "merge");
         check(disk->merge(from, to, [&](uint64_t d, uint64_t t) { return bar.update(d, t); }));
         bar.finish();
         const std::vector<std::string> after = locations();

@@ -114,6 +114,17 @@ struct Globals {
 
 std::shared_ptr<Library> open_library(const Globals &g);
 Options parse_options(const std::vector<std::string> &specs);
+// The create options `specs` (-o) for `format`, qemu-img's spellings taken
+// as aliases (docs/qemu-img-differences.md): a key the format does not have
+// is tried with '_' as '-', then qemu's names (hwversion, toolsversion,
+// cluster_size for the format's allocation unit); on/off for a boolean
+// key; VDI's static=on sets *preallocate. Keys still unknown are left for the
+// library to refuse by name.
+Options format_options(const Library &lib, const std::string &format, const std::vector<std::string> &specs,
+                       bool *preallocate = nullptr);
+// `-o help` (or `-o ?`) among specs: print the format's create keys on
+// stdout and return true.
+bool print_option_help(const Library &lib, const std::string &format, const std::vector<std::string> &specs);
 // File-level filter specs ("NAME" or "NAME:key=value,..."), nearest the
 // file first; a malformed one is a usage error.
 std::vector<FilterSpec> parse_filters(const std::vector<std::string> &specs);

@@ -6,11 +6,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 using json = nlohmann::ordered_json;
 
@@ -35,6 +38,73 @@ Options parse_options(const std::vector<std::string> &specs) {
         for (auto &[k, v] : *kv) out[k] = v;
     }
     return out;
+}
+
+Options format_options(const Library &lib, const std::string &format, const std::vector<std::string> &specs,
+                       bool *preallocate) {
+    Options given = parse_options(specs);
+    const std::optional<PluginInfo> plugin = lib.plugin(PluginKind::format, format);
+    if (!plugin) return given;
+    const auto key = [&](const std::string &name) { return plugin->key(name); };
+    Options out;
+    for (const auto &[given_key, given_value] : given) {
+        std::string k = given_key, v = given_value;
+        if (!key(k)) {
+            std::string dashed = k;
+            std::replace(dashed.begin(), dashed.end(), '_', '-');
+            static const std::pair<const char *, const char *> kQemu[] = {
+                {"hwversion", "hw-version"}, {"toolsversion", "tools-version"}};
+            for (const auto &[q, ours] : kQemu)
+                if (dashed == q) dashed = ours;
+            if (dashed == "cluster-size" && !key(dashed))
+                for (const char *unit : {"block-size", "grain-size"})
+                    if (key(unit)) dashed = unit;
+            if (dashed == "static" && preallocate && !key(dashed)) {
+                if (v == "on" || v == "true") *preallocate = true;
+                else if (v != "off" && v != "false")
+                    throw CliError("-o static takes on or off, not '" + v + "'", kExitUsage);
+                continue;
+            }
+            if (key(dashed)) k = dashed;
+        }
+        if (const ConfigKey *c = key(k); c && c->type == KeyType::boolean) {
+            if (v == "on") v = "true";
+            else if (v == "off") v = "false";
+        }
+        out[k] = v;
+    }
+    return out;
+}
+
+bool print_option_help(const Library &lib, const std::string &format, const std::vector<std::string> &specs) {
+    const bool asked = std::any_of(specs.begin(), specs.end(), [](const std::string &s) {
+        std::string_view rest = s;
+        while (!rest.empty()) {
+            const size_t comma = rest.find(',');
+            const std::string_view item = rest.substr(0, comma);
+            if (item == "help" || item == "?") return true;
+            rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+        }
+        return false;
+    });
+    if (!asked) return false;
+    const std::optional<PluginInfo> plugin = lib.plugin(PluginKind::format, format);
+    if (!plugin) throw CliError("no format plugin '" + format + "' is loaded (vdkit plugins lists them)");
+    std::cout << "Supported " << format << " options:\n";
+    for (const ConfigKey &k : plugin->keys) {
+        std::cout << "  " << k.name << "=<" << to_string(k.type) << ">";
+        if (!k.enum_values.empty()) {
+            std::cout << " (";
+            for (size_t i = 0; i < k.enum_values.size(); ++i) std::cout << (i ? "|" : "") << k.enum_values[i];
+            std::cout << ")";
+        }
+        if (!k.default_value.empty()) std::cout << " default " << k.default_value;
+        std::cout << "\n      " << k.help << "\n";
+    }
+    if (plugin->keys.empty()) std::cout << "  (none)\n";
+    std::cout << "qemu-img's spellings are taken too: '_' for '-', hwversion, toolsversion, cluster_size"
+              << (format == "vdi" ? ", static=on (--preallocate)" : "") << "\n";
+    return true;
 }
 
 uint64_t parse_size_arg(const std::string &text) {
@@ -308,16 +378,36 @@ private:
         sub->add_flag("--backing-chain", backing_chain_, "Show every image of the chain, top first");
         return sub;
     }
-    static json to_json(const ImageInfo &info) {
-        json j = {{"filename", info.location}, {"format", info.format}, {"virtual-size", info.virtual_size}};
+    // qemu-img info's keys with qemu's meanings (QAPI ImageInfo): sizes in
+    // bytes, "full-backing-filename" the parent as opened (joined to the
+    // image's directory), "backing-filename-format" the parent's format,
+    // "dirty-flag", "format-specific" {type, data} from the format plugin;
+    // "cluster-size" only for a unit above a sector, as qemu (none for raw
+    // or a flat VMDK).
+    // vdkit's extras keep names qemu's schema does not use (subformat, uuid,
+    // parent-uuid, comment, filters; docs/qemu-img-differences.md).
+    // `parent`: the image below in the opened chain, if any.
+    static json to_json(const ImageInfo &info, const ImageInfo *parent) {
+        json j = {{"virtual-size", info.virtual_size}, {"filename", info.location}};
+        if (info.granularity > 512) j["cluster-size"] = info.granularity;
+        j["format"] = info.format;
         if (info.file_size) j["actual-size"] = *info.file_size;
-        if (!info.subformat.empty()) j["subformat"] = info.subformat;
-        if (info.granularity > 1) j["cluster-size"] = info.granularity;
-        if (!uuid_text(info.uuid).empty()) j["uuid"] = uuid_text(info.uuid);
+        if (!info.format_specific.empty()) {
+            json data = json::parse(info.format_specific, nullptr, false);
+            if (data.is_object()) j["format-specific"] = {{"type", info.format}, {"data", data}};
+            else std::cerr << "vdkit: format '" << info.format << "' gave details that are not a JSON object; left out\n";
+        }
         if (info.has_parent) {
             j["backing-filename"] = info.parent_hint;
-            j["parent-uuid"] = uuid_text(info.parent_uuid);
+            if (parent) {
+                j["full-backing-filename"] = parent->location;
+                j["backing-filename-format"] = parent->format;
+            }
         }
+        j["dirty-flag"] = info.dirty;
+        if (!info.subformat.empty()) j["subformat"] = info.subformat;
+        if (!uuid_text(info.uuid).empty()) j["uuid"] = uuid_text(info.uuid);
+        if (info.has_parent && !uuid_text(info.parent_uuid).empty()) j["parent-uuid"] = uuid_text(info.parent_uuid);
         if (!info.comment.empty()) j["comment"] = info.comment;
         if (!info.filters.empty()) j["filters"] = info.filters;
         return j;
@@ -333,7 +423,7 @@ private:
         if (!uuid_text(info.uuid).empty()) std::cout << "uuid: " << uuid_text(info.uuid) << "\n";
         if (info.has_parent) {
             std::cout << "backing file: " << info.parent_hint << "\n";
-            std::cout << "parent uuid: " << uuid_text(info.parent_uuid) << "\n";
+            if (!uuid_text(info.parent_uuid).empty()) std::cout << "parent uuid: " << uuid_text(info.parent_uuid) << "\n";
         }
         if (!info.comment.empty()) std::cout << "comment: " << info.comment << "\n";
         if (!info.filters.empty()) {
@@ -349,10 +439,12 @@ private:
         if (backing_chain_) {
             // qemu-img info --backing-chain: top first; JSON is an array.
             json all = json::array();
+            std::vector<ImageInfo> infos;
+            for (size_t i = 0; i < count; ++i) infos.push_back(take(disk->image_info(i)));
             for (size_t i = count; i-- > 0;) {
-                ImageInfo info = take(disk->image_info(i));
+                const ImageInfo &info = infos[i];
                 if (json_output()) {
-                    all.push_back(to_json(info));
+                    all.push_back(to_json(info, i ? &infos[i - 1] : nullptr));
                 } else {
                     if (i + 1 < count) std::cout << "\n";
                     print(info);
@@ -364,7 +456,9 @@ private:
         ImageInfo info = take(disk->image_info(count - 1));
         const std::vector<std::string> disk_filters = disk->disk_filters();
         if (json_output()) {
-            json j = to_json(info);
+            std::optional<ImageInfo> parent;
+            if (count > 1) parent = take(disk->image_info(count - 2));
+            json j = to_json(info, parent ? &*parent : nullptr);
             j["chain-length"] = count;
             if (!disk_filters.empty()) j["disk-filters"] = disk_filters;
             std::cout << j.dump(2) << "\n";
@@ -401,13 +495,12 @@ class CreateCommand : public Command {
         add_filter_option(sub, filters_, "--filter",
                           "Write the image's files through this file-level filter (NAME or NAME:key=value,...; "
                           "repeat to stack, nearest the file first); a -b parent is read through it too");
-        sub->add_option("image", image_, "Image file to create")->required();
+        sub->add_option("image", image_, "Image file to create (required but with -o help)");
         sub->add_option("size", size_, "Virtual size (e.g. 10G); default for -b: the parent's");
         return sub;
     }
     int run() override {
         CreateOptions o;
-        o.options = parse_options(options_);
         // As with qemu-img, a relative -b names the parent from the new image's directory.
         o.parent = parent_;
         if (!parent_.empty() && std::filesystem::path(parent_).is_relative() && parent_.find("://") == std::string::npos)
@@ -423,8 +516,14 @@ class CreateCommand : public Command {
             top.filters = parse_filters(filters_);
             fallback = take(take(as_parent(lib->open(o.parent, top)))->image_info(0)).format;
         }
+        // Nothing else names it: raw, as qemu-img create.
+        if (fallback.empty()) fallback = "raw";
+        const std::string named = format_.empty() ? format_for(*lib, image_) : format_;
+        if (print_option_help(*lib, named.empty() ? fallback : named, options_)) return kExitOk;
+        if (image_.empty()) throw CliError("create needs an image file name", kExitUsage);
         format_ = new_file_format(*lib, image_, format_, fallback);
         o.format = format_;
+        o.options = format_options(*lib, format_, options_, &preallocate_);
         o.fixed = preallocate_;
         o.overwrite = overwrite_;
         o.filters = parse_filters(filters_);
@@ -445,14 +544,34 @@ class CreateCommand : public Command {
 
 // ---- convert ----------------------------------------------------------------------
 
+// qemu-img convert -r: at most `rate` bytes of source data a second. Run
+// from the copy's progress callback (after each piece a worker finishes),
+// which sleeps while the copy is ahead of the rate, so every worker waits
+// its turn; 0: no limit.
+class RateLimit {
+public:
+    explicit RateLimit(uint64_t rate) : rate_(rate), start_(std::chrono::steady_clock::now()) {}
+    void wait(uint64_t done) const {
+        if (!rate_) return;
+        const auto due = start_ + std::chrono::duration<double>(static_cast<double>(done) / static_cast<double>(rate_));
+        std::this_thread::sleep_until(due);
+    }
+
+private:
+    uint64_t rate_;
+    std::chrono::steady_clock::time_point start_;
+};
+
 class ConvertCommand : public Command {
     ConvertSpec spec_;
     std::vector<std::string> options_, source_filters_, target_filters_;
+    std::string rate_;
     bool progress_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("convert", "Copy an image (its whole chain) into a new image of any format");
         sub->add_option("-f,--format", spec_.options.source_format, "Source format (default: probe)");
-        sub->add_option("-O,--output-format", spec_.options.target_format, "Target format")->required();
+        sub->add_option("-O,--output-format", spec_.options.target_format,
+                        "Target format (default: the one the target's extension names, else raw, as qemu-img)");
         sub->add_option("-o,--options", options_, "Target format options key=value[,key=value]")->allow_extra_args(false);
         sub->add_option("-m,--threads", spec_.options.threads,
                         "Workers reading and scanning the source at once (1..64; default: one per processor, 2..4)")
@@ -460,6 +579,7 @@ class ConvertCommand : public Command {
         sub->add_flag("-W,--out-of-order", spec_.options.out_of_order,
                       "Allow out-of-order writes to the target (streams are always written in order)");
         sub->add_flag("-p,--progress", progress_, "Show a progress bar");
+        sub->add_option("-r,--rate-limit", rate_, "Copy at most this many bytes of source data a second (K/M/G)");
         sub->add_flag("--overwrite", spec_.options.overwrite,
                       "Replace an existing target file (only once the new one is complete; never a device, fifo or "
                       "directory)");
@@ -487,20 +607,32 @@ class ConvertCommand : public Command {
         add_filter_option(sub, target_filters_, "--target-filter",
                           "Write the target's files through this file-level filter (repeatable; a -B image is "
                           "read through it too)");
-        sub->add_option("source", spec_.source, "Source image")->required();
-        sub->add_option("target", spec_.target, "Target image")->required();
+        sub->add_option("source", spec_.source, "Source image (required but with -o help)");
+        sub->add_option("target", spec_.target, "Target image (required but with -o help)");
         return sub;
     }
     int run() override {
         auto lib = open_library(globals());
-        spec_.options.target_options = parse_options(options_);
+        if (spec_.options.target_format.empty()) {
+            spec_.options.target_format = format_for(*lib, spec_.target);
+            if (spec_.options.target_format.empty()) spec_.options.target_format = "raw";
+        }
+        if (print_option_help(*lib, spec_.options.target_format, options_)) return kExitOk;
+        if (spec_.source.empty() || spec_.target.empty())
+            throw CliError("convert needs a source and a target image", kExitUsage);
+        spec_.options.target_options =
+            format_options(*lib, spec_.options.target_format, options_, &spec_.options.preallocate);
         spec_.options.source_filters = parse_filters(source_filters_);
         spec_.options.target_filters = parse_filters(target_filters_);
         install_cancel_handlers(); // Ctrl-C etc. cancel the copy; the staging directory is removed
         if (!globals().quiet && !spec_.options.existing_target && spec_.target.find("://") == std::string::npos)
             note_stale_staging(std::filesystem::path(spec_.target).parent_path(), {staging_dir_for(spec_.target)});
-        ProgressBar bar(progress_);
-        convert_image(*lib, spec_, [&](uint64_t d, uint64_t t) { return bar.update(d, t); });
+        const RateLimit limit(rate_.empty() ? 0 : parse_size_arg(rate_));
+        ProgressBar bar(progress_, {}, "convert");
+        convert_image(*lib, spec_, [&](uint64_t d, uint64_t t) {
+            limit.wait(d);
+            return bar.update(d, t);
+        });
         bar.finish();
         return kExitOk;
     }
@@ -526,13 +658,14 @@ class MeasureCommand : public Command {
         return sub;
     }
     int run() override {
+        auto lib = open_library(globals());
+        if (print_option_help(*lib, out_format_, options_)) return kExitOk;
         if (source_.empty() == size_.empty())
             throw CliError("give either a source image or --size", kExitUsage);
-        auto lib = open_library(globals());
         std::unique_ptr<Disk> src;
         if (!source_.empty()) src = open_read_only(*lib, source_, in_format_, filters_, force_share_);
         const uint64_t size = size_.empty() ? 0 : parse_size_arg(size_);
-        const MeasureResult m = take(lib->measure(out_format_, parse_options(options_), src.get(), size));
+        const MeasureResult m = take(lib->measure(out_format_, format_options(*lib, out_format_, options_), src.get(), size));
         if (output_ == "json") {
             std::cout << json{{"required", m.required}, {"fully-allocated", m.fully_allocated}}.dump(4) << "\n";
         } else {
@@ -544,15 +677,56 @@ class MeasureCommand : public Command {
 
 // ---- compare ----------------------------------------------------------------------
 
+// Library::compare's walk (core/src/disk/compare.cpp) with progress for
+// compare -p: ranges neither side holds as data are skipped, data is read
+// in pieces of at most 1 MiB, the larger disk's tail must read as zero.
+// The progress is bytes walked of the larger size.
+Result<std::optional<uint64_t>> compare_with_progress(const Disk &a, const Disk &b, ProgressBar &bar) {
+    constexpr uint64_t kPiece = 1u << 20;
+    const uint64_t common = std::min(a.size(), b.size()), total = std::max(a.size(), b.size());
+    std::vector<unsigned char> ba(kPiece), bb(kPiece);
+    for (uint64_t off = 0; off < common;) {
+        bar.update(off, total);
+        auto ra = a.block_status(off, std::min(common - off, kPiece));
+        if (!ra) return ra.status();
+        auto rb = b.block_status(off, ra->length);
+        if (!rb) return rb.status();
+        const uint64_t n = std::min(ra->length, rb->length);
+        if (ra->state == BlockState::data || rb->state == BlockState::data) {
+            if (Status st = a.read(off, ba.data(), n); !st.is_ok()) return st;
+            if (Status st = b.read(off, bb.data(), n); !st.is_ok()) return st;
+            for (uint64_t i = 0; i < n; ++i)
+                if (ba[i] != bb[i]) return std::optional<uint64_t>(off + i);
+        }
+        off += n;
+    }
+    const Disk &longer = a.size() > b.size() ? a : b;
+    for (uint64_t off = common; off < total;) {
+        bar.update(off, total);
+        auto r = longer.block_status(off, std::min(total - off, kPiece));
+        if (!r) return r.status();
+        if (r->state == BlockState::data) {
+            if (Status st = longer.read(off, ba.data(), r->length); !st.is_ok()) return st;
+            for (uint64_t i = 0; i < r->length; ++i)
+                if (ba[i]) return std::optional<uint64_t>(off + i);
+        }
+        off += r->length;
+    }
+    bar.update(total, total);
+    return std::optional<uint64_t>();
+}
+
 class CompareCommand : public Command {
     std::string format_a_, format_b_, a_, b_;
     std::vector<std::string> filters_a_, filters_b_;
-    bool strict_ = false, force_share_ = false;
+    bool strict_ = false, force_share_ = false, quiet_ = false, progress_ = false;
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("compare", "Compare the content of two images (exit 0 same, 1 different)");
         sub->add_option("-f,--format", format_a_, "Format of the first image");
         sub->add_option("-F,--second-format", format_b_, "Format of the second image");
         sub->add_flag("-s,--strict", strict_, "Images of different size are different");
+        sub->add_flag("-q,--quiet", quiet_, "Print nothing; the exit status says it (qemu-img compare -q)");
+        sub->add_flag("-p,--progress", progress_, "Show progress");
         add_force_share_option(sub, force_share_,
                                "Read both images even while another process (vdkit, QEMU) has them open for writing");
         add_filter_option(sub, filters_a_, "--filter", "Read the first image's files through this file-level filter (repeatable)");
@@ -572,17 +746,26 @@ class CompareCommand : public Command {
         } catch (const CliError &e) {
             throw CliError(e.what(), kOpenError);
         }
-        if (strict_ && a->size() != b->size()) {
-            std::cout << "Strict mode: image size mismatch!\n";
-            return kDiffer;
+        // qemu-img compare's messages, on stdout; -q (or the global -q) prints none.
+        const bool say = !quiet_ && !globals().quiet;
+        if (a->size() != b->size()) {
+            if (strict_) {
+                if (say) std::cout << "Strict mode: image size mismatch!\n";
+                return kDiffer;
+            }
+            if (say) std::cout << "Warning: Image size mismatch!\n";
         }
-        const std::optional<uint64_t> diff = take(Library::compare(*a, *b), kReadError);
+        ProgressBar bar(progress_, {}, "compare");
+        const std::optional<uint64_t> diff =
+            take(progress_ ? compare_with_progress(*a, *b, bar) : Library::compare(*a, *b), kReadError);
+        bar.finish();
         if (diff) {
-            std::cout << "Content mismatch at offset " << *diff
-                      << (*diff >= std::min(a->size(), b->size()) ? " (beyond the smaller image)" : "") << "!\n";
+            if (say)
+                std::cout << "Content mismatch at offset " << *diff
+                          << (*diff >= std::min(a->size(), b->size()) ? " (beyond the smaller image)" : "") << "!\n";
             return kDiffer;
         }
-        std::cout << "Images are identical.\n";
+        if (say) std::cout << "Images are identical.\n";
         return kExitOk;
     }
 };
@@ -594,6 +777,12 @@ public:
     MapCommand() : ImageCommand("map", "Show which ranges hold data, read as zero, or come from parents", true) {}
 
 private:
+    // Printed as found (one record per run of one state, adjacent runs of
+    // the same state merged), so memory stays flat and the first record
+    // comes at once whatever the disk's size. JSON is qemu-img map's: one
+    // object per line in one array, `depth` the number of images above the
+    // one that answered (for a range no image holds: the base's depth,
+    // count - 1, with present false and zero true, as qemu shows it).
     int run() override {
         auto lib = open_library(globals());
         auto disk = open_image(*lib);
@@ -602,40 +791,43 @@ private:
             size_t depth;
             bool present, zero, data;
         };
-        std::vector<Entry> entries;
-        const size_t top = disk->image_count() - 1;
+        const bool as_json = json_output();
+        bool first = true;
+        const auto emit = [&](const Entry &e, bool last) {
+            if (as_json) {
+                std::printf("%s{ \"start\": %llu, \"length\": %llu, \"depth\": %zu, \"present\": %s, \"zero\": %s, "
+                            "\"data\": %s}%s\n",
+                            first ? "[" : "", static_cast<unsigned long long>(e.start),
+                            static_cast<unsigned long long>(e.length), e.depth, e.present ? "true" : "false",
+                            e.zero ? "true" : "false", e.data ? "true" : "false", last ? "]" : ",");
+            } else {
+                if (first) std::printf("%-20s %-20s %-6s %s\n", "Offset", "Length", "Depth", "State");
+                std::printf("0x%-18llx 0x%-18llx %-6zu %s\n", static_cast<unsigned long long>(e.start),
+                            static_cast<unsigned long long>(e.length), e.depth,
+                            e.data ? "data" : (e.present ? "zero" : "unallocated"));
+            }
+            first = false;
+        };
+        const size_t count = disk->image_count(), top = count - 1;
+        std::optional<Entry> pending;
         for (uint64_t off = 0; off < disk->size();) {
             BlockRun r = take(disk->block_status(off, std::min<uint64_t>(disk->size() - off, 1ull << 40)));
-            Entry e{off, r.length, r.state == BlockState::unallocated ? disk->image_count() : top - r.image,
-                    r.state != BlockState::unallocated, r.state != BlockState::data, r.state == BlockState::data};
-            if (!entries.empty()) {
-                Entry &last = entries.back();
-                if (last.depth == e.depth && last.present == e.present && last.zero == e.zero && last.data == e.data) {
-                    last.length += e.length;
-                    off += r.length;
-                    continue;
-                }
-            }
-            entries.push_back(e);
+            const bool present = r.state != BlockState::unallocated;
+            const Entry e{off, r.length, present ? top - r.image : top, present, r.state != BlockState::data,
+                          r.state == BlockState::data};
             off += r.length;
+            if (pending && pending->depth == e.depth && pending->present == e.present && pending->zero == e.zero &&
+                pending->data == e.data) {
+                pending->length += e.length;
+                continue;
+            }
+            if (pending) emit(*pending, false);
+            pending = e;
         }
-        if (json_output()) {
-            json all = json::array();
-            for (const auto &e : entries)
-                all.push_back({{"start", e.start},
-                               {"length", e.length},
-                               {"depth", e.depth},
-                               {"present", e.present},
-                               {"zero", e.zero},
-                               {"data", e.data}});
-            std::cout << all.dump() << "\n";
-            return kExitOk;
-        }
-        std::printf("%-20s %-20s %-6s %s\n", "Offset", "Length", "Depth", "State");
-        for (const auto &e : entries)
-            std::printf("0x%-18llx 0x%-18llx %-6zu %s\n", static_cast<unsigned long long>(e.start),
-                        static_cast<unsigned long long>(e.length), e.depth,
-                        e.data ? "data" : (e.present ? "zero" : "unallocated"));
+        if (pending) emit(*pending, true);
+        else if (as_json) std::printf("[]\n");
+        else std::printf("%-20s %-20s %-6s %s\n", "Offset", "Length", "Depth", "State");
+        if (std::fflush(stdout) != 0) throw CliError("cannot write the map to stdout");
         return kExitOk;
     }
 };
@@ -689,9 +881,14 @@ public:
 
 private:
     bool repair_ = false, dry_run_ = false;
+    std::string repair_mode_;
     CLI::App *define(CLI::App &app) override {
         auto *sub = ImageCommand::define(app);
-        sub->add_flag("-r,--repair", repair_, "Fix what can be fixed");
+        sub->add_flag("-r,--repair", repair_, "Fix what can be fixed (qemu-img's -r leaks|all are taken too)");
+        sub->add_option("--repair-mode", repair_mode_,
+                        "leaks: repair only when nothing but leaks is found (vdkit repairs a finding of any kind "
+                        "or none); all: as -r")
+            ->check(CLI::IsMember({"leaks", "all"}));
         sub->add_flag("-n,--dry-run", dry_run_, "With -r: report what would be fixed, change nothing");
         return sub;
     }
@@ -699,14 +896,32 @@ private:
     // 63 the format cannot check, 1 the check itself failed.
     int run() override {
         constexpr int kCorrupt = 2, kLeaks = 3, kUnsupported = 63;
+        if (!repair_mode_.empty()) repair_ = true;
         if (force_share() && repair_ && !dry_run_)
             throw CliError("-U/--force-share only reads an image in use; check -r writes to it (use -r -n to see "
                            "what would be repaired, or repair once nothing else has it open)",
                            kExitUsage);
         auto lib = open_library(globals());
         auto disk = open_image(*lib, repair_ && !dry_run_);
+        // qemu-img reports what a repair fixed apart from what is left
+        // (corruptions-fixed, leaks-fixed): the counts of a plain check
+        // before the repair, less what the repair leaves. -r leaks: the
+        // formats repair every kind at once, so only an image with nothing
+        // but leaks is repaired (there, all is leaks).
+        std::optional<CheckReport> before;
+        bool repair = repair_;
+        if (repair_ && !dry_run_ && (json_output() || repair_mode_ == "leaks")) {
+            Result<CheckReport> b = disk->check({});
+            if (b) before = std::move(*b);
+            if (repair_mode_ == "leaks" && (!b || b->errors)) {
+                std::cerr << "vdkit: -r leaks repairs an image only when nothing but leaks is found; " << image_path()
+                          << " has " << (b ? std::to_string(b->errors) : std::string("unknown")) << " errors (-r all "
+                          << "repairs them too), so nothing was changed\n";
+                repair = false;
+            }
+        }
         CheckOptions o;
-        o.repair = repair_;
+        o.repair = repair;
         o.dry_run = dry_run_;
         Result<CheckReport> r = disk->check(o);
         if (!r && r.status().code() == VDKIT_E_NOT_SUPPORTED) {
@@ -714,6 +929,7 @@ private:
             return kUnsupported;
         }
         CheckReport report = take(std::move(r));
+        const std::string format_name = take(disk->image_info(disk->image_count() - 1)).format;
         check(disk->close());
         const std::vector<FindingRun> runs = coalesce_findings(report.findings);
         if (json_output()) {
@@ -735,14 +951,22 @@ private:
                 }
                 summary.push_back(js);
             }
-            std::cout << json{{"filename", image_path()},
-                              {"check-errors", report.errors},
-                              {"leaks", report.leaks},
-                              {"repaired", report.repaired},
-                              {"findings", findings},
-                              {"summary", summary}}
-                             .dump(2)
-                      << "\n";
+            // qemu-img check's keys (QAPI ImageCheck): check-errors counts
+            // failures of the check itself (none when a report exists),
+            // corruptions and leaks what is left, the -fixed ones what a
+            // repair fixed, each present only when not 0, as qemu prints
+            // them. vdkit's own: repaired, findings, summary.
+            json j = {{"filename", image_path()}, {"format", format_name}, {"check-errors", 0}};
+            if (report.errors) j["corruptions"] = report.errors;
+            if (report.leaks) j["leaks"] = report.leaks;
+            if (before) {
+                if (before->errors > report.errors) j["corruptions-fixed"] = before->errors - report.errors;
+                if (before->leaks > report.leaks) j["leaks-fixed"] = before->leaks - report.leaks;
+            }
+            j["repaired"] = report.repaired;
+            j["findings"] = findings;
+            j["summary"] = summary;
+            std::cout << j.dump(4) << "\n";
         } else {
             auto line = [](const CheckFinding &f) {
                 std::cout << to_string(f.severity);
@@ -794,7 +1018,7 @@ private:
         // Both the files' length and the bytes they use on the medium: a
         // file whose zeros were holes already shrinks without using less.
         const auto info_before = take(disk->image_info(disk->image_count() - 1));
-        ProgressBar bar(progress_);
+        ProgressBar bar(progress_, {}, "compact");
         check(disk->compact([&](uint64_t d, uint64_t t) { return bar.update(d, t); }));
         bar.finish();
         const auto info_after = take(disk->image_info(disk->image_count() - 1));

@@ -512,11 +512,16 @@ typedef struct vdkit_disk_image_info {
     uint8_t parent_modification_uuid[16];
     vdkit_geometry pchs;              /* physical CHS */
     vdkit_geometry lchs;              /* logical (BIOS) CHS */
+    /* ---- added in library ABI 2.3 ---- */
+    const char *format_specific;      /* the format's own facts as one JSON object's text (qemu-img info's
+                                         "format-specific" data: VMDK cid, parent-cid, create-type, extents;
+                                         VDI type, block-size, UUIDs), "" when the format gives none */
 } vdkit_disk_image_info;
 
 #define VDKIT_IMAGE_INFO_READ_ONLY  (1u << 0) /* open read-only here, or the format allows no writes */
 #define VDKIT_IMAGE_INFO_HAS_PARENT (1u << 1) /* a differencing image */
 #define VDKIT_IMAGE_INFO_FIXED      (1u << 2) /* preallocated */
+#define VDKIT_IMAGE_INFO_DIRTY      (1u << 3) /* 2.3: records an unclean close (qcow2's dirty bit) */
 
 #ifndef VDKIT_UUID_IMAGE /* the same values as vdkit/plugin.h */
 #define VDKIT_UUID_IMAGE               0u

@@ -171,6 +171,15 @@ struct ImageInfo {
     std::vector<std::string> filters;       // the file-level filter stack, nearest the file first
                                             // (disk-level ones: Disk::disk_filters)
     std::optional<uint64_t> file_length;    // bytes the image's files are long (holes included)
+    /// The image records an unclean close (qcow2's dirty bit): qemu-img
+    /// info's "dirty-flag". Always false for formats without such a mark.
+    bool dirty = false;
+    /// The format's own facts as one JSON object's text (qemu-img info's
+    /// "format-specific" "data" where qemu shows one: VMDK cid, parent-cid,
+    /// create-type, extents[]; VDI type, block-size, UUIDs); empty when the
+    /// format gives none. From the plugin (vdkit_format_ops.get_details),
+    /// unparsed: a caller parses it as JSON and treats malformed text as none.
+    std::string format_specific;
 };
 
 /// A file-level filter (a filter plugin with VDKIT_CAP_FILTER_FILE) in an

@@ -559,7 +559,7 @@ vdkit_status vdkit_disk_get_image_info(vdkit_disk *disk, uint32_t image, vdkit_d
         vdkit_disk_image_info c{};
         c.struct_size = std::min<uint32_t>(out->struct_size, sizeof(c));
         c.flags = (i.read_only ? VDKIT_IMAGE_INFO_READ_ONLY : 0) | (i.has_parent ? VDKIT_IMAGE_INFO_HAS_PARENT : 0) |
-                  (i.fixed ? VDKIT_IMAGE_INFO_FIXED : 0);
+                  (i.fixed ? VDKIT_IMAGE_INFO_FIXED : 0) | (i.dirty ? VDKIT_IMAGE_INFO_DIRTY : 0);
         c.location = disk->keep(i.location);
         c.format = disk->keep(i.format);
         c.subformat = disk->keep(i.subformat);
@@ -575,6 +575,7 @@ vdkit_status vdkit_disk_get_image_info(vdkit_disk *disk, uint32_t image, vdkit_d
         std::memcpy(c.parent_modification_uuid, i.parent_modification_uuid.data(), 16);
         c.pchs = {i.pchs.cylinders, i.pchs.heads, i.pchs.sectors};
         c.lchs = {i.lchs.cylinders, i.lchs.heads, i.lchs.sectors};
+        c.format_specific = disk->keep(i.format_specific);
         std::memcpy(out, &c, c.struct_size);
         return vdkit::Status::ok();
     });

@@ -162,6 +162,16 @@ Result<std::string> Image::comment() {
         "comment");
 }
 
+Result<std::string> Image::details() {
+    if (!format_->format.get_details) return std::string();
+    auto l = lock();
+    return get_string(
+        [&](vdkit_ctx &c, char *b, uint64_t cap, uint64_t *n) {
+            return call_plugin(c, format_->format.get_details, instance_, &c, b, cap, n);
+        },
+        "format details");
+}
+
 Status Image::set_comment(std::string_view comment) {
     if (!format_->format.set_comment)
         return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' has no comment field");
@@ -290,6 +300,8 @@ Result<ImageInfo> Image::info() {
         VDKIT_ASSIGN_OR_RETURN(out.parent_hint, parent_hint());
     }
     VDKIT_ASSIGN_OR_RETURN(out.comment, comment());
+    out.dirty = raw.flags & VDKIT_IMAGE_DIRTY;
+    VDKIT_ASSIGN_OR_RETURN(out.format_specific, details());
     return out;
 }
 

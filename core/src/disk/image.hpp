@@ -87,6 +87,8 @@ public:
     // format that never splits, the host moves main. location() follows.
     Status rename(const std::string &to);
     Result<std::string> comment();
+    /// The format's details as JSON text (get_details, ABI 2.3); "" when none.
+    Result<std::string> details();
     Status set_comment(std::string_view comment);
     // which: VDKIT_UUID_*. NOT_SUPPORTED when the format records no ids.
     Status set_uuid(uint32_t which, const Uuid &uuid);

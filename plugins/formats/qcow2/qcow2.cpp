@@ -32,6 +32,7 @@
 #include "layout.hpp"
 
 #include "vdkit/plugin.hpp"
+#include "vdkit/text.hpp"
 
 #include <libdeflate.h>
 #include <zlib.h>
@@ -109,6 +110,24 @@ public:
         else out.flags |= VDKIT_IMAGE_ZERO_INIT;
         subformat_ = h_.version == 2 ? "compat=0.10" : "compat=1.1";
         out.subformat = sdk::str(subformat_);
+        if (h_.incompatible & kIncompatDirty) out.flags |= VDKIT_IMAGE_DIRTY;
+    }
+
+    // qemu-img info's "format-specific" data for qcow2 (qemu block/qcow2.c,
+    // qcow2_get_specific_info), same names and meanings; the header fields
+    // of qcow2.txt ("Header", incompatible and compatible feature bits,
+    // refcount_order, compression type).
+    std::string details(Context &) const {
+        if (h_.version == 2)
+            return "{\"compat\": \"0.10\", \"compression-type\": \"zlib\", \"refcount-bits\": " +
+                   std::to_string(1u << h_.refcount_order) + "}";
+        const auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
+        return std::string("{\"compat\": \"1.1\", \"compression-type\": ") +
+               sdk::json_quote(h_.compression_type == kCompressionZlib ? "zlib" : "zstd") +
+               ", \"lazy-refcounts\": " + flag(h_.compatible & kCompatLazyRefcounts) +
+               ", \"refcount-bits\": " + std::to_string(1u << h_.refcount_order) +
+               ", \"corrupt\": " + flag(h_.incompatible & kIncompatCorrupt) +
+               ", \"extended-l2\": " + flag(h_.incompatible & kIncompatExtendedL2) + "}";
     }
 
     std::string parent_hint(Context &) { return has_backing() ? h_.backing_file : std::string(); }

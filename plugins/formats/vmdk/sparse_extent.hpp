@@ -81,6 +81,9 @@ public:
     // end-of-stream marker, in the last 1536 bytes) is read-only: a grain
     // appended after the footer would hide it from every reader.
     bool writable() const { return !(h_.flags & kFlagCompressed) && footer_at_ == 0; }
+    // Grains are deflate-compressed (streamOptimized; VMDK spec "Stream-
+    // Optimized Compressed Sparse Extents", header flag bit 16).
+    bool compressed() const { return h_.flags & kFlagCompressed; }
     std::string read_only_reason() const {
         return h_.flags & kFlagCompressed
                    ? "compressed (streamOptimized) grains are written once, at creation"

@@ -19,6 +19,7 @@
 
 #include "vdkit/endian.hpp"
 #include "vdkit/plugin.hpp"
+#include "vdkit/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -355,6 +356,40 @@ public:
         out.lchs_cylinders = geo("ddb.geometry.biosCylinders");
         out.lchs_heads = geo("ddb.geometry.biosHeads");
         out.lchs_sectors = geo("ddb.geometry.biosSectors");
+    }
+
+    // qemu-img info's "format-specific" data for VMDK (qemu block/vmdk.c,
+    // vmdk_get_specific_info / vmdk_get_extent_info), same names and
+    // meanings: the CIDs as numbers (VMDK spec "The Descriptor File":
+    // CID, parentCID; ffffffff for a base), the createType, and per extent
+    // its file (as opened: the descriptor's directory joined to the name it
+    // gives), virtual-size, cluster-size (grain-mapped extents only),
+    // compressed (streamOptimized only) and format — the extent line's type
+    // ("SPARSE", "FLAT", ...), or "" for a sparse file opened directly
+    // (monolithicSparse, streamOptimized), as qemu prints them.
+    std::string details(Context &) const {
+        const auto cid = [](const std::string &text) { return std::to_string(parse_cid(text).value_or(0)); };
+        std::string j = "{\"cid\": " + cid(desc_.cid) + ", \"parent-cid\": " +
+                        (desc_.parent_cid.empty() ? std::string("4294967295") : cid(desc_.parent_cid)) +
+                        ", \"create-type\": " + sdk::json_quote(desc_.create_type) + ", \"extents\": [";
+        const size_t slash = name_.find_last_of('/');
+        const std::string dir = slash == std::string::npos ? std::string() : name_.substr(0, slash + 1);
+        for (size_t i = 0; i < extents_.size(); ++i) {
+            const Extent &e = *extents_[i];
+            const bool direct = !e.owned && e.line.type != ExtentType::flat && e.line.type != ExtentType::vmfs &&
+                                e.line.type != ExtentType::zero;
+            std::string file;
+            if (direct) file = name_;
+            else if (!e.line.filename.empty())
+                file = e.line.filename.front() == '/' ? e.line.filename : dir + e.line.filename;
+            j += i ? ", {" : "{";
+            if (e.sparse && e.sparse->compressed()) j += "\"compressed\": true, ";
+            j += "\"virtual-size\": " + std::to_string(e.length);
+            if (!file.empty()) j += ", \"filename\": " + sdk::json_quote(file);
+            if (e.mapped) j += ", \"cluster-size\": " + std::to_string(e.mapped->grain_bytes());
+            j += ", \"format\": " + sdk::json_quote(direct ? "" : to_string(e.line.type)) + "}";
+        }
+        return j + "]}";
     }
 
     // Grow, or with the shrink flag shrink, a disk of sparse and flat

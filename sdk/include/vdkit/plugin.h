@@ -54,7 +54,7 @@ extern "C" {
 #endif
 
 #define VDKIT_ABI_MAJOR 2u
-#define VDKIT_ABI_MINOR 2u
+#define VDKIT_ABI_MINOR 3u
 
 #define VDKIT_PLUGIN_ENTRY_SYMBOL "vdkit_plugin_entry"
 
@@ -298,6 +298,10 @@ typedef struct vdkit_filter_ops {
 /* Added in 1.2: writes must come at increasing offsets (a stream being written);
  * the host's copy then writes in order whatever the caller allowed. */
 #define VDKIT_IMAGE_SEQUENTIAL (1u << 4)
+/* Added in 2.3: the image records that it was not closed cleanly (qcow2's
+ * dirty bit, a VHDX log to replay): qemu-img info's "dirty-flag". Formats
+ * without such a mark never set it. */
+#define VDKIT_IMAGE_DIRTY      (1u << 5)
 
 /* Filled by get_info. The host zero-fills it and sets struct_size; the plugin
  * writes at most struct_size bytes. An all-zero UUID means "none".
@@ -435,6 +439,15 @@ typedef struct vdkit_format_ops {
      * ranges of `data` (their type is ignored). No image is opened. */
     uint32_t (*measure)(vdkit_ctx *ctx, uint64_t size, const vdkit_extent *data, uint64_t count,
                         vdkit_measure *out);
+
+    /* ---- added in 2.3 ---- */
+    /* The format's own facts about the image as ONE JSON object (UTF-8,
+     * (buf, cap, needed) as the string outputs above): where qemu-img info
+     * shows "format-specific" for the format, its "data" members with
+     * qemu's names and meanings (VMDK: cid, parent-cid, create-type,
+     * extents[]); further members of the format's own. NULL or "": none.
+     * The host hands the text on unparsed (ImageInfo::format_specific). */
+    uint32_t (*get_details)(void *image, vdkit_ctx *ctx, char *buf, uint64_t cap, uint64_t *needed);
 } vdkit_format_ops;
 
 /* ---- descriptors ------------------------------------------------------------------ */

@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace vdkit::sdk {
 
@@ -19,6 +20,29 @@ inline std::string hex(uint64_t value) {
     char buf[2 + 16] = {'0', 'x'};
     const auto end = std::to_chars(buf + 2, buf + sizeof buf, value, 16).ptr;
     return std::string(buf, end);
+}
+
+// `text` as a JSON string literal, quotes included: the quote, the
+// backslash and control characters escaped (as \u00XX), other bytes copied as they are (UTF-8
+// stays UTF-8). For format details (vdkit_format_ops.get_details). Throws
+// only std::bad_alloc.
+inline std::string json_quote(std::string_view text) {
+    std::string out = "\"";
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (c < 0x20) {
+            static const char digits[] = "0123456789abcdef";
+            out += "\\u00";
+            out += digits[c >> 4];
+            out += digits[c & 15];
+        } else {
+            out += ch;
+        }
+    }
+    return out + "\"";
 }
 
 } // namespace vdkit::sdk
