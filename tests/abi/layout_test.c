@@ -35,6 +35,7 @@ PIN(vdkit_format_ops, probe, 8);
 PIN(vdkit_format_ops, read, 48);
 PIN(vdkit_format_ops, rename, 192);
 PIN(vdkit_format_ops, measure, 200); /* 1.2 */
+PIN(vdkit_format_ops, get_parent_format, 208); /* 2.3 */
 PIN(vdkit_measure, required, 8);     /* 1.2 */
 PIN(vdkit_measure, fully_allocated, 16);
 PIN(vdkit_image_info, uuid, 24);
@@ -43,7 +44,7 @@ PIN(vdkit_create_params, parent_hint, 64);
 PIN(vdkit_check_result, repaired, 24);
 _Static_assert(sizeof(vdkit_extent) == 24, "vdkit_extent is fixed");
 
-_Static_assert(VDKIT_ABI_MAJOR == 2 && VDKIT_ABI_MINOR == 2, "ABI version changed: update the ledger and this pin");
+_Static_assert(VDKIT_ABI_MAJOR == 2 && VDKIT_ABI_MINOR == 3, "ABI version changed: update the ledger and this pin");
 
 /* The one I/O shape (plugin.h): object, ctx, offset, buffer, length, out-params.
  * SHAPE fails to compile when a slot's function type differs. */

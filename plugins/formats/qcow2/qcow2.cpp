@@ -113,6 +113,13 @@ public:
 
     std::string parent_hint(Context &) { return has_backing() ? h_.backing_file : std::string(); }
 
+    // The backing format extension (qcow2.txt §Header extensions, "Backing
+    // file format name"): the core opens the backing file as this format
+    // instead of probing it, so a raw backing file stays raw whatever its
+    // guest wrote at its start (CVE-2008-2004), and a recorded format the
+    // file does not carry is an error naming both. "" when none is recorded.
+    std::string parent_format(Context &) { return has_backing() ? h_.backing_format : std::string(); }
+
     // Header facts a user asks `qemu-img info` for (keys as qemu-img names
     // its create options).
     std::optional<std::string> metadata_get(Context &, std::string_view key) {

@@ -54,7 +54,7 @@ extern "C" {
 #endif
 
 #define VDKIT_ABI_MAJOR 2u
-#define VDKIT_ABI_MINOR 2u
+#define VDKIT_ABI_MINOR 3u
 
 #define VDKIT_PLUGIN_ENTRY_SYMBOL "vdkit_plugin_entry"
 
@@ -435,6 +435,18 @@ typedef struct vdkit_format_ops {
      * ranges of `data` (their type is ignored). No image is opened. */
     uint32_t (*measure)(vdkit_ctx *ctx, uint64_t size, const vdkit_extent *data, uint64_t count,
                         vdkit_measure *out);
+
+    /* ---- added in 2.3 (the host zero-fills it for an older plugin) ---- */
+    /* The format this differencing image records for its parent (qcow2's
+     * backing format extension), as a vdkit format name, or "" when it
+     * records none. The host then opens the parent as that format instead
+     * of probing it: a format whose probe only guesses (raw: the fallback)
+     * is used whatever the parent's bytes look like; any other must be what
+     * probing finds, else the open fails naming both. A format that fills
+     * this slot records create's and set_parent's parent_format, so the
+     * host lets its images link to a raw parent that looks like an image.
+     * NULL: the image records no parent format (the parent is probed). */
+    uint32_t (*get_parent_format)(void *image, vdkit_ctx *ctx, char *buf, uint64_t cap, uint64_t *needed);
 } vdkit_format_ops;
 
 /* ---- descriptors ------------------------------------------------------------------ */
