@@ -36,6 +36,7 @@ PIN(vdkit_format_ops, read, 48);
 PIN(vdkit_format_ops, rename, 192);
 PIN(vdkit_format_ops, measure, 200); /* 1.2 */
 PIN(vdkit_format_ops, get_details, 208); /* 2.3 */
+PIN(vdkit_format_ops, get_parent_format, 216); /* 2.3 */
 PIN(vdkit_measure, required, 8);     /* 1.2 */
 PIN(vdkit_measure, fully_allocated, 16);
 PIN(vdkit_image_info, uuid, 24);

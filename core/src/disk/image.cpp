@@ -152,6 +152,16 @@ Result<std::string> Image::parent_hint() {
         "parent location");
 }
 
+Result<std::string> Image::parent_format() {
+    if (!format_->format.get_parent_format) return std::string();
+    auto l = lock();
+    return get_string(
+        [&](vdkit_ctx &c, char *b, uint64_t cap, uint64_t *n) {
+            return call_plugin(c, format_->format.get_parent_format, instance_, &c, b, cap, n);
+        },
+        "parent format");
+}
+
 Result<std::string> Image::comment() {
     if (!format_->format.get_comment) return std::string();
     auto l = lock();

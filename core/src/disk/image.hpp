@@ -79,6 +79,12 @@ public:
     // NOT_SUPPORTED when the plugin has no write_zeroes (the caller emulates).
     Status write_zeroes(uint64_t offset, uint64_t len);
     Result<std::string> parent_hint();
+    // The format the image records for its parent (ABI 2.3
+    // get_parent_format), "" when it records none or the plugin cannot say.
+    Result<std::string> parent_format();
+    // True when the format records its parent's format (the plugin fills
+    // get_parent_format): its links are opened by that name, not by probing.
+    bool records_parent_format() const { return format_->format.get_parent_format != nullptr; }
     // Rebase (header only): the new parent's location as the child names it,
     // its format and ids; an empty hint removes the parent.
     Status set_parent(std::string_view hint, std::string_view format, const vdkit_image_info *parent);

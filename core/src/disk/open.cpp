@@ -100,8 +100,43 @@ Result<uint32_t> probe_score(const Host &host, const PluginEntry &fmt, ByteStore
     return rc == VDKIT_OK ? score : 0u;
 }
 
+Result<PluginEntryPtr> recorded_parent_format(const Host &host, ByteStore &main, const std::string &location,
+                                              const std::string &recorded, const std::string &child) {
+    const std::string who = child + " records the format of its backing file " + location + " as '" + recorded + "'";
+    PluginEntryPtr fmt = host.registry().find(PluginKind::format, recorded);
+    if (!fmt) return Status(VDKIT_E_NOT_SUPPORTED, who + ", and no installed format plugin has that name");
+    VDKIT_ASSIGN_OR_RETURN(uint32_t score, probe_score(host, *fmt, main, location));
+    // A format that can only guess (raw) is taken as recorded: its bytes are
+    // guest data, and whatever header they show is not the image's.
+    if (score > VDKIT_PROBE_NO && score <= VDKIT_PROBE_FALLBACK) return fmt;
+    auto found = probe(host, main, location, true);
+    if (!found && found.status().code() == VDKIT_E_IO) return found.status();
+    if (score > VDKIT_PROBE_NO && found && (*found).get() == fmt.get()) return fmt;
+    std::string seen;
+    if (found) {
+        seen = "probing finds a '" + (*found)->info.name + "' image there";
+    } else {
+        seen = "probing finds no '" + recorded + "' image there (" + found.status().message();
+        if (auto cut = seen.find("; open it with format"); cut != std::string::npos) seen.erase(cut);
+        if (auto cut = seen.find("; name the format with -f"); cut != std::string::npos) seen.erase(cut);
+        seen += ")";
+    }
+    return Status(VDKIT_E_PARENT_MISMATCH, who + " but " + seen +
+                                               "; the recorded format and the file disagree (rebase -u -F with the "
+                                               "right format if the record is wrong)");
+}
+
 Status check_parent_link(const Host &host, Image &parent, const std::string &child, const std::string &child_format) {
     const std::string &where = parent.location();
+    // A child whose format records its parent's format is opened through
+    // that record, not by probing (recorded_parent_format).
+    if (PluginEntryPtr cf = host.registry().find(PluginKind::format, child_format);
+        cf && cf->format.get_parent_format) {
+        auto found = recorded_parent_format(host, parent.main(), where, parent.format().info.name, child);
+        if (!found) return Status(found.status().code(), "cannot make " + where + " the parent of " + child + ": " +
+                                                             found.status().message());
+        return Status::ok();
+    }
     const std::string why = "; a parent is probed each time the chain opens and " + child_format +
                             " images cannot record their parent's format, so " + child + " could never be opened again";
     auto found = probe(host, parent.main(), where, true);
@@ -208,6 +243,7 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
     bool top = true;
     Uuid expected_parent{}, expected_parent_modification{};
     std::string child_location, child_format, child_hint;
+    std::string recorded_format, next_recorded_format; // the parent's format as its child records it ("" none)
     NamedPath parent_path; // where the child's hint led (beyond: verified below)
     // Walk from the top image down to the base, then reverse.
     std::vector<std::unique_ptr<Image>> chain;
@@ -246,6 +282,10 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
         if (!format_name.empty()) {
             fmt = host.registry().find(PluginKind::format, format_name);
             if (!fmt) return host.unknown_plugin(PluginKind::format, format_name);
+        } else if (!recorded_format.empty()) {
+            // The child records its parent's format (qcow2's backing format):
+            // that, not the probe, decides (CVE-2008-2004).
+            VDKIT_ASSIGN_OR_RETURN(fmt, recorded_parent_format(host, *main, current, recorded_format, child_location));
         } else {
             // A parent named by its child may be raw (probed by fallback),
             // even in a chain opened for writing.
@@ -325,6 +365,7 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
             VDKIT_ASSIGN_OR_RETURN(hint, img->parent_hint());
             if (hint.empty())
                 return Status(VDKIT_E_NOT_FOUND, current + " is a differencing image but names no parent location");
+            VDKIT_ASSIGN_OR_RETURN(next_recorded_format, img->parent_format());
         }
         std::memcpy(expected_parent.data(), info.parent_uuid, 16);
         std::memcpy(expected_parent_modification.data(), info.parent_modification_uuid, 16);
@@ -342,6 +383,7 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
         child_hint = hint;
         current = parent;
         format_name.clear();
+        recorded_format = next_recorded_format;
         top = false;
     }
     std::reverse(chain.begin(), chain.end());

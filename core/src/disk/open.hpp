@@ -31,8 +31,18 @@ Status refuse_unrecognised(const Host &host, ByteStore &main, const std::string 
 // Before a link from `child` (of format child_format) to `parent` is
 // written: would probing the parent, as every later open of the child
 // does (VDI and VMDK cannot record a parent's format), pick the format
-// the parent is open with? An error saying why not, or OK.
+// the parent is open with? For a child format that records its parent's
+// format (get_parent_format), would recorded_parent_format() accept it?
+// An error saying why not, or OK.
 Status check_parent_link(const Host &host, Image &parent, const std::string &child, const std::string &child_format);
+// The format a child records for its parent (`recorded`, e.g. qcow2's
+// backing format), for opening the parent at `location` without probing:
+// a format whose probe only guesses (raw, VDKIT_PROBE_FALLBACK) is used
+// whatever the bytes look like; any other must recognise the file and be
+// what probing picks. Otherwise VDKIT_E_PARENT_MISMATCH naming both (or
+// NOT_SUPPORTED for a name no plugin has).
+Result<PluginEntryPtr> recorded_parent_format(const Host &host, ByteStore &main, const std::string &location,
+                                              const std::string &recorded, const std::string &child);
 // The score `fmt`'s own probe gives `main` (0 when its probe fails).
 Result<uint32_t> probe_score(const Host &host, const PluginEntry &fmt, ByteStore &main, const std::string &location);
 

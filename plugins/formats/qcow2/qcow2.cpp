@@ -98,6 +98,42 @@ public:
         return img;
     }
 
+    // qemu-img measure -O qcow2 (QEMU block/qcow2.c qcow2_measure and
+    // qcow2_calc_prealloc_size, followed formula for formula so the two
+    // tools agree): fully allocated = the header cluster, L2 tables for
+    // every cluster (whole tables), the L1 table (whole clusters), the
+    // refcount blocks and table for all of that (their fixed point), and the
+    // data; required = the same less the data clusters no range touches.
+    // vdkit's own images need less (create sizes its refcount table for the
+    // largest file, but allocates L2 tables and refcount blocks as data
+    // arrives), so both are upper bounds for vdkit's files.
+    static void measure(Context &ctx, uint64_t size, const vdkit_extent *data, uint64_t count, vdkit_measure &out) {
+        const uint64_t cs = ctx.config_uint("cluster-size").value_or(65536);
+        if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))
+            fail_static(VDKIT_E_INVALID_ARGUMENT, "cluster-size must be a power of two from 512 bytes to 2 MiB");
+        if (size > UINT64_MAX - 2 * cs) fail_static(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(size) + " bytes is too large");
+        const uint64_t virtual_size = (size + 511) / 512 * 512;
+        const uint64_t aligned = (virtual_size + cs - 1) / cs * cs;
+        uint64_t meta = cs; // header
+        const uint64_t per_table = cs / 8;
+        const uint64_t nl2e = (aligned / cs + per_table - 1) / per_table * per_table;
+        meta += nl2e * 8;
+        const uint64_t nl1e = (nl2e * 8 / cs + per_table - 1) / per_table * per_table;
+        meta += nl1e * 8;
+        // qcow2_refcount_metadata_size: 16-bit refcounts (what create writes).
+        const uint64_t clusters = (meta + aligned) / cs, per_block = cs * 8 / 16;
+        uint64_t table = 0, blocks = 0, n = 0, last = 0;
+        do {
+            last = n;
+            blocks = (clusters + table + blocks + per_block - 1) / per_block;
+            table = (blocks + per_table - 1) / per_table;
+            n = clusters + blocks + table;
+        } while (n != last);
+        meta += (blocks + table) * cs;
+        out.fully_allocated = meta + aligned;
+        out.required = meta + sdk::units_touched(data, count, cs, 0, size) * cs;
+    }
+
     void close(Context &ctx, bool) {
         if (writable_) flush(ctx);
     }
@@ -131,6 +167,13 @@ public:
     }
 
     std::string parent_hint(Context &) { return has_backing() ? h_.backing_file : std::string(); }
+
+    // The backing format extension (qcow2.txt §Header extensions, "Backing
+    // file format name"): the core opens the backing file as this format
+    // instead of probing it, so a raw backing file stays raw whatever its
+    // guest wrote at its start (CVE-2008-2004), and a recorded format the
+    // file does not carry is an error naming both. "" when none is recorded.
+    std::string parent_format(Context &) { return has_backing() ? h_.backing_format : std::string(); }
 
     // Header facts a user asks `qemu-img info` for (keys as qemu-img names
     // its create options).
@@ -358,6 +401,80 @@ public:
         if (fixed) write_refcounts(ctx);
     }
 
+    // A new virtual size (qcow2.txt §Header bytes 24-31, in whole 512-byte
+    // sectors as qemu counts them). Growing: the L1 table grows when the
+    // disk needs more entries than it has — a new table at the end of the
+    // file, counted and written before the header names it (bytes 24-47 in
+    // one write: size, crypt_method as it was, l1_size, l1_table_offset);
+    // the old table's clusters are uncounted after. Shrinking (the host
+    // passes VDKIT_RESIZE_SHRINK): every cluster past the new end is freed
+    // first — data clusters and whole L2 tables, uncounted after the tables
+    // that referenced them are durable — then the header; the L1 table
+    // keeps its size (more entries than needed are allowed, qcow2.txt §Header
+    // "l1_size"). Images with internal snapshots are refused by open.
+    void resize(Context &ctx, uint64_t new_size, uint32_t flags) {
+        require_writable();
+        if (new_size == 0 || new_size % 512)
+            fail(VDKIT_E_INVALID_ARGUMENT, "a qcow2 disk is a whole number of 512-byte sectors (qemu counts it so); " +
+                                               std::to_string(new_size) + " bytes is not");
+        if (new_size < h_.size && !(flags & VDKIT_RESIZE_SHRINK))
+            fail(VDKIT_E_INVALID_ARGUMENT, "shrinking needs the shrink flag");
+        touch(ctx);
+        const uint64_t cs = h_.cluster_size(), span = h_.l2_span();
+        if (new_size / span + (new_size % span != 0) > kMaxL1Bytes / 8)
+            fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(new_size) + " bytes needs an L1 table over 32 MiB with " +
+                                               std::to_string(cs) + "-byte clusters");
+        const uint64_t l1_need = std::max<uint64_t>(1, new_size / span + (new_size % span != 0));
+        if (new_size < h_.size) {
+            // Clusters wholly past the new end: freed (the last partial one keeps its data).
+            const uint64_t first = (new_size + cs - 1) >> h_.cluster_bits, last = (h_.size + cs - 1) >> h_.cluster_bits;
+            for (uint64_t c = first; c < last; ++c) {
+                if (!(l1_[c / h_.l2_entries()] & kL1OffsetMask)) {
+                    c = (c / h_.l2_entries() + 1) * h_.l2_entries() - 1; // the whole table is unallocated
+                    continue;
+                }
+                if (const uint64_t e = l2_entry(ctx, c)) replace_entry(ctx, c, e, 0);
+            }
+            // L2 tables wholly past the new end.
+            for (uint64_t i = l1_need; i < h_.l1_size; ++i) {
+                const uint64_t off = l1_[i] & kL1OffsetMask;
+                if (!off) continue;
+                l1_[i] = 0;
+                l1_dirty_.insert(i);
+                dirty_l2_.erase(off);
+                l2_cache_.erase(off);
+                l2_order_.erase(std::remove(l2_order_.begin(), l2_order_.end(), off), l2_order_.end());
+                pending_release_.emplace_back(off, cs);
+            }
+            flush_metadata(ctx); // the tables no longer reference them, then they are uncounted
+            write_size_and_l1(ctx, new_size, h_.l1_size, h_.l1_table_offset);
+            return;
+        }
+        if (l1_need <= h_.l1_size) {
+            flush_metadata(ctx);
+            write_size_and_l1(ctx, new_size, h_.l1_size, h_.l1_table_offset);
+            return;
+        }
+        // A larger L1 table: qemu's growth (1.5 times, at least what is needed).
+        uint64_t entries = std::min<uint64_t>(kMaxL1Bytes / 8, std::max<uint64_t>(l1_need, uint64_t(h_.l1_size) * 3 / 2));
+        entries = std::max(entries, l1_need);
+        const uint64_t clusters = (entries * 8 + cs - 1) / cs;
+        flush_metadata(ctx); // l1_ is what the file says
+        const uint64_t off = alloc_contiguous(ctx, clusters) << h_.cluster_bits;
+        write_refcounts(ctx); // 1. the new table's clusters are counted
+        l1_.resize(static_cast<size_t>(entries), 0);
+        std::vector<unsigned char> raw(static_cast<size_t>(clusters * cs), 0);
+        for (size_t i = 0; i < l1_.size(); ++i) store_be(raw.data() + 8 * i, l1_[i], 8);
+        main_.pwrite(ctx.get(), off, raw.data(), raw.size()); // 2. the new table
+        main_.flush(ctx.get());
+        const uint64_t old_off = h_.l1_table_offset, old_bytes = uint64_t(h_.l1_size) * 8;
+        write_size_and_l1(ctx, new_size, static_cast<uint32_t>(entries), off); // 3. the header names it
+        if (old_bytes) { // 4. the old table, uncounted
+            pending_release_.emplace_back(old_off, old_bytes);
+            flush_metadata(ctx);
+        }
+    }
+
     // Relink (commit, rebase, attach): the backing name and the backing
     // format extension are rewritten in the header cluster in one write;
     // every other extension is kept as it is (qcow2.txt §Additional fields:
@@ -405,6 +522,7 @@ public:
 
 private:
     [[noreturn]] void fail(uint32_t code, const std::string &why) const { throw Error(code, name_ + ": " + why); }
+    [[noreturn]] static void fail_static(uint32_t code, const std::string &why) { throw Error(code, why); }
     [[noreturn]] void corrupt(const std::string &why) const { fail(VDKIT_E_CORRUPT, why); }
 
     bool has_backing() const { return !h_.backing_file.empty(); }
@@ -676,11 +794,10 @@ private:
     uint64_t alloc_cluster(Context &ctx) {
         for (;;) {
             const uint64_t idx = next_free_, ti = idx / refblock_entries();
-            if (ti >= rt_.size())
-                fail(VDKIT_E_NOT_SUPPORTED, "the refcount table (" + std::to_string(rt_.size()) +
-                                                " entries) cannot count a cluster at offset " +
-                                                std::to_string(idx << h_.cluster_bits) +
-                                                "; growing it is not implemented yet");
+            if (ti >= rt_.size()) {
+                grow_refcount_table(ctx);
+                continue;
+            }
             ++next_free_;
             file_size_ = std::max(file_size_, next_free_ << h_.cluster_bits);
             if (!(rt_[static_cast<size_t>(ti)] & ~uint64_t(0x1ff))) {
@@ -694,6 +811,134 @@ private:
             if (refcount(ctx, idx) != 0) continue; // counted past the end of the file: leave it
             set_refcount(ctx, idx, 1);
             return idx;
+        }
+    }
+
+    // A larger refcount table (qcow2.txt §Host cluster management: "the
+    // refcount table [...] may be reallocated and grow"), placed at the end
+    // of the file with the refcount blocks that count it, so it describes
+    // itself. Crash order: data; every refcount block (the new ones count
+    // the new table and themselves); the new table; then the header's
+    // refcount_table_offset and refcount_table_clusters (bytes 48-59) in one
+    // write. Until that write lands the old table is the image's, and it
+    // still counts everything it did: a crash leaks the new clusters at
+    // worst. The old table's clusters are uncounted at the next flush,
+    // after the header no longer names them.
+    void grow_refcount_table(Context &ctx) {
+        const uint64_t cs = h_.cluster_size(), per_cluster = cs / 8, rbe = refblock_entries();
+        const uint64_t old_clusters = rt_.size() / per_cluster;
+        const uint64_t max_clusters = kMaxRefcountTableBytes / cs;
+        // The clusters the new table and its refcount blocks take, placed at
+        // next_free_: a table of `t` clusters and the blocks for whatever
+        // in [start, end) no block counts yet.
+        uint64_t t = std::max<uint64_t>(old_clusters + 1, old_clusters * 2);
+        uint64_t start = next_free_, end = 0;
+        for (;;) {
+            if (old_clusters >= max_clusters || t > max_clusters)
+                t = max_clusters;
+            if (t <= old_clusters)
+                fail(VDKIT_E_NOT_SUPPORTED, "the refcount table cannot grow past 8 MiB (" + std::to_string(rt_.size()) +
+                                                " entries) to count a cluster at offset " + std::to_string(next_free_ * cs) +
+                                                "; the image is as large as " + std::to_string(cs) +
+                                                "-byte clusters allow");
+            // Skip clusters already counted past the end of the file (a leak
+            // a crash left): the table must be contiguous and free.
+            for (uint64_t c = start; c < start + t; ++c)
+                if (c / rbe < rt_.size() && refcount(ctx, c) != 0) start = c + 1;
+            end = start + t;
+            // New refcount blocks go after the table, one for each block
+            // range [start, end) reaches that none counts; each may extend end.
+            for (uint64_t ti = start / rbe; ti * rbe < end; ++ti)
+                if (ti >= rt_.size() || !(rt_[static_cast<size_t>(ti)] & ~uint64_t(0x1ff))) ++end;
+            if ((end - 1) / rbe < t * per_cluster) break; // the new table reaches its own end
+            t = std::max(t + 1, t * 2);
+        }
+        // The new table in memory; on disk nothing names it before step 4.
+        std::vector<uint64_t> nrt(static_cast<size_t>(t * per_cluster), 0);
+        std::copy(rt_.begin(), rt_.end(), nrt.begin());
+        rt_ = std::move(nrt);
+        uint64_t next_block = start + t;
+        for (uint64_t ti = start / rbe; ti * rbe < end; ++ti) {
+            if (rt_[static_cast<size_t>(ti)] & ~uint64_t(0x1ff)) continue;
+            const uint64_t off = next_block++ << h_.cluster_bits;
+            rb_[off] = std::vector<unsigned char>(static_cast<size_t>(cs), 0);
+            rt_[static_cast<size_t>(ti)] = off;
+        }
+        for (uint64_t c = start; c < end; ++c) set_refcount(ctx, c, 1);
+        next_free_ = end;
+        file_size_ = std::max(file_size_, end << h_.cluster_bits);
+        // 1. data; 2. refcount blocks (old ones with pending counts, new ones).
+        main_.flush(ctx.get());
+        for (uint64_t off : rb_dirty_) main_.pwrite(ctx.get(), off, rb_.at(off).data(), cs);
+        rb_dirty_.clear();
+        main_.flush(ctx.get());
+        // 3. the new table, whole.
+        std::vector<unsigned char> raw(static_cast<size_t>(t * cs), 0);
+        for (size_t i = 0; i < rt_.size(); ++i) store_be(raw.data() + 8 * i, rt_[i], 8);
+        main_.pwrite(ctx.get(), start * cs, raw.data(), raw.size());
+        main_.flush(ctx.get());
+        // 4. the header names it (refcount_table_offset, refcount_table_clusters).
+        unsigned char head[12];
+        store_be(head, start * cs, 8);
+        store_be(head + 8, t, 4);
+        main_.pwrite(ctx.get(), 48, head, sizeof head);
+        main_.flush(ctx.get());
+        rt_dirty_.clear();
+        const uint64_t old_off = h_.refcount_table_offset, old_bytes = uint64_t(h_.refcount_table_clusters) * cs;
+        h_.refcount_table_offset = start * cs;
+        h_.refcount_table_clusters = static_cast<uint32_t>(t);
+        // 5. the old table's clusters, uncounted at the next flush.
+        if (old_bytes) pending_release_.emplace_back(old_off, old_bytes);
+    }
+
+    // The header's size, l1_size and l1_table_offset (bytes 24-47, with
+    // crypt_method between them as it is) in one write, flushed.
+    void write_size_and_l1(Context &ctx, uint64_t size, uint32_t l1_size, uint64_t l1_off) {
+        unsigned char head[24];
+        store_be(head, size, 8);
+        store_be(head + 8, h_.crypt_method, 4);
+        store_be(head + 12, l1_size, 4);
+        store_be(head + 16, l1_off, 8);
+        main_.pwrite(ctx.get(), 24, head, sizeof head);
+        main_.flush(ctx.get());
+        h_.size = size;
+        h_.l1_size = l1_size;
+        h_.l1_table_offset = l1_off;
+        l1_.resize(l1_size, 0);
+    }
+
+    // `n` contiguous new clusters at the end of the file, counted. The
+    // refcount blocks the range needs go right after it (with small
+    // clusters a range spans many blocks, so they cannot sit inside it);
+    // the refcount table grows first when it cannot reach them. Returns the
+    // first cluster's index.
+    uint64_t alloc_contiguous(Context &ctx, uint64_t n) {
+        const uint64_t rbe = refblock_entries();
+        for (;;) {
+            uint64_t start = next_free_;
+            // Skip clusters counted past the end of the file (a leak a crash left).
+            for (uint64_t c = start; c < start + n; ++c)
+                if (c / rbe < rt_.size() && refcount(ctx, c) != 0) start = c + 1;
+            uint64_t end = start + n;
+            for (uint64_t ti = start / rbe; ti * rbe < end; ++ti)
+                if (ti >= rt_.size() || !(rt_[static_cast<size_t>(ti)] & ~uint64_t(0x1ff))) ++end;
+            if ((end - 1) / rbe >= rt_.size()) {
+                next_free_ = std::max(next_free_, start);
+                grow_refcount_table(ctx);
+                continue;
+            }
+            uint64_t next_block = start + n;
+            for (uint64_t ti = start / rbe; ti * rbe < end; ++ti) {
+                if (rt_[static_cast<size_t>(ti)] & ~uint64_t(0x1ff)) continue;
+                const uint64_t off = next_block++ << h_.cluster_bits;
+                rb_[off] = std::vector<unsigned char>(static_cast<size_t>(h_.cluster_size()), 0);
+                rt_[static_cast<size_t>(ti)] = off;
+                rt_dirty_.insert(ti);
+            }
+            for (uint64_t c = start; c < end; ++c) set_refcount(ctx, c, 1);
+            next_free_ = end;
+            file_size_ = std::max(file_size_, end << h_.cluster_bits);
+            return start;
         }
     }
 
@@ -755,7 +1000,18 @@ private:
         const uint64_t cs = ctx.config_uint("cluster-size").value_or(65536);
         if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))
             fail(VDKIT_E_INVALID_ARGUMENT, "cluster-size must be a power of two from 512 bytes to 2 MiB");
-        if (p.flags & VDKIT_CREATE_FIXED) fail(VDKIT_E_NOT_SUPPORTED, "preallocated qcow2 images are not implemented yet");
+        // Preallocation (qemu-img's option of the same name): metadata gives
+        // every guest cluster its L2 entry and data cluster now (the file
+        // reads as zero there); falloc also allocates the data on the file
+        // system, full writes its zeros. --preallocate (VDKIT_CREATE_FIXED)
+        // means full unless the option names a mode.
+        std::string prealloc = ctx.config("preallocation").value_or("off");
+        if ((p.flags & VDKIT_CREATE_FIXED) && prealloc == "off") prealloc = "full";
+        if (prealloc != "off" && prealloc != "metadata" && prealloc != "falloc" && prealloc != "full")
+            fail(VDKIT_E_INVALID_ARGUMENT, "preallocation must be off, metadata, falloc or full, not '" + prealloc + "'");
+        if (prealloc != "off" && (p.flags & VDKIT_CREATE_DIFF))
+            fail(VDKIT_E_INVALID_ARGUMENT, "a differencing qcow2 cannot be preallocated (its clusters would hide the "
+                                           "backing file; qemu-img refuses it too)");
         const uint32_t bits = static_cast<uint32_t>(__builtin_ctzll(cs));
         const uint32_t version = compat == "0.10" ? 2 : 3;
         // qemu counts a qcow2 disk in whole 512-byte sectors (it rounds the
@@ -785,11 +1041,17 @@ private:
         if (rt_clusters * cs > kMaxRefcountTableBytes)
             fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(size) + " bytes needs a refcount table over 8 MiB with " +
                                                std::to_string(cs) + "-byte clusters; choose a larger cluster-size");
-        // Layout: header, refcount table, refcount blocks for the metadata, L1.
+        // Layout: header, refcount table, refcount blocks for the metadata,
+        // L1; preallocated: every L2 table and then every data cluster.
+        const uint64_t pre_l2 = prealloc == "off" ? 0 : l1_size;
+        const uint64_t pre_data = prealloc == "off" ? 0 : (size + cs - 1) / cs;
         uint64_t meta_rbs = 1;
-        while ((1 + rt_clusters + meta_rbs + l1_clusters + rbe - 1) / rbe > meta_rbs) ++meta_rbs;
+        while ((1 + rt_clusters + meta_rbs + l1_clusters + pre_l2 + pre_data + rbe - 1) / rbe > meta_rbs) ++meta_rbs;
+        if (meta_rbs > rt_clusters * cs / 8) fail(VDKIT_E_INTERNAL, "the refcount table is too small for the preallocation");
         const uint64_t rt_off = cs, rb_off = rt_off + rt_clusters * cs, l1_off = rb_off + meta_rbs * cs;
         const uint64_t meta = 1 + rt_clusters + meta_rbs + l1_clusters; // clusters
+        const uint64_t l2_off = meta * cs, data_off = l2_off + pre_l2 * cs;
+        const uint64_t used = meta + pre_l2 + pre_data; // clusters counted
         // Cluster 0: header, extensions, backing name.
         std::vector<unsigned char> head(static_cast<size_t>(cs), 0);
         const uint32_t hlen = version == 2 ? kV2HeaderLength : kV3HeaderLength;
@@ -829,13 +1091,37 @@ private:
             store_be(head.data() + 16, hint.size(), 4);
             std::memcpy(head.data() + pos, hint.data(), hint.size());
         }
-        // Refcounts of the metadata clusters, in the first refcount blocks.
-        std::vector<unsigned char> rt(static_cast<size_t>(rt_clusters * cs), 0), rbs(static_cast<size_t>(meta_rbs * cs), 0);
+        // Refcounts of every cluster in use, in the first refcount blocks
+        // (written one block at a time: a preallocated terabyte has many).
+        std::vector<unsigned char> rt(static_cast<size_t>(rt_clusters * cs), 0), block(static_cast<size_t>(cs));
         for (uint64_t i = 0; i < meta_rbs; ++i) store_be(rt.data() + 8 * i, rb_off + i * cs, 8);
-        for (uint64_t c = 0; c < meta; ++c) store_be(rbs.data() + 2 * c, 1, 2);
-        main_.truncate(ctx.get(), meta * cs);
+        main_.truncate(ctx.get(), used * cs);
         main_.pwrite(ctx.get(), rt_off, rt.data(), rt.size());
-        main_.pwrite(ctx.get(), rb_off, rbs.data(), rbs.size());
+        for (uint64_t i = 0; i < meta_rbs; ++i) {
+            std::fill(block.begin(), block.end(), 0);
+            for (uint64_t c = i * rbe; c < std::min(used, (i + 1) * rbe); ++c) store_be(block.data() + 2 * (c - i * rbe), 1, 2);
+            main_.pwrite(ctx.get(), rb_off + i * cs, block.data(), block.size());
+        }
+        if (pre_l2) {
+            // The L1 table names every L2 table, each entry every data cluster.
+            std::vector<unsigned char> l1(static_cast<size_t>(l1_clusters * cs), 0);
+            for (uint64_t i = 0; i < l1_size; ++i) store_be(l1.data() + 8 * i, (l2_off + i * cs) | kL2Copied, 8);
+            main_.pwrite(ctx.get(), l1_off, l1.data(), l1.size());
+            const uint64_t per = cs / 8;
+            for (uint64_t i = 0; i < pre_l2; ++i) {
+                std::fill(block.begin(), block.end(), 0);
+                for (uint64_t j = 0; j < per && i * per + j < pre_data; ++j)
+                    store_be(block.data() + 8 * j, (data_off + (i * per + j) * cs) | kL2Copied, 8);
+                main_.pwrite(ctx.get(), l2_off + i * cs, block.data(), block.size());
+            }
+            if (prealloc == "falloc") {
+                main_.zero(ctx.get(), data_off, pre_data * cs);
+            } else if (prealloc == "full") {
+                std::vector<unsigned char> zeros(static_cast<size_t>(std::min<uint64_t>(pre_data * cs, 4u << 20)), 0);
+                for (uint64_t at = 0; at < pre_data * cs; at += zeros.size())
+                    main_.pwrite(ctx.get(), data_off + at, zeros.data(), std::min<uint64_t>(zeros.size(), pre_data * cs - at));
+            }
+        }
         main_.flush(ctx.get());
         main_.pwrite(ctx.get(), 0, head.data(), head.size()); // the header last: a cut create is no image
         main_.flush(ctx.get());
@@ -947,6 +1233,10 @@ constexpr vdkit_config_key kKeys[] = {
              VDKIT_KEY_CREATE_ONLY, "0.10|1.1"),
     sdk::key("cluster-size", VDKIT_KEY_SIZE, "64k", "Cluster size, a power of two from 512 bytes to 2 MiB.",
              VDKIT_KEY_CREATE_ONLY, {}, 512, 2 << 20),
+    sdk::key("preallocation", VDKIT_KEY_ENUM, "off",
+             "off; metadata (every L2 entry and data cluster allocated now); falloc (and the data allocated on the "
+             "file system); full (and written with zeros). --preallocate means full.",
+             VDKIT_KEY_CREATE_ONLY, "off|metadata|falloc|full"),
 };
 constexpr vdkit_str kExtensions[] = {sdk::str("qcow2")};
 
@@ -954,7 +1244,7 @@ const vdkit_plugin_descriptor *qcow2_format() {
     static const vdkit_plugin_descriptor d = sdk::describe(
         VDKIT_KIND_FORMAT,
         sdk::DescriptorSpec{"qcow2", "0.2.0", "QEMU copy-on-write images, versions 2 and 3",
-                            VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_FILE_BASED |
+                            VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_CREATE_FIXED | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_FILE_BASED |
                                 VDKIT_CAP_METADATA | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_CHECK,
                             kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
                             static_cast<uint32_t>(std::size(kExtensions))},

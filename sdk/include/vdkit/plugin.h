@@ -440,7 +440,7 @@ typedef struct vdkit_format_ops {
     uint32_t (*measure)(vdkit_ctx *ctx, uint64_t size, const vdkit_extent *data, uint64_t count,
                         vdkit_measure *out);
 
-    /* ---- added in 2.3 ---- */
+    /* ---- added in 2.3 (the host zero-fills them for an older plugin) ---- */
     /* The format's own facts about the image as ONE JSON object (UTF-8,
      * (buf, cap, needed) as the string outputs above): where qemu-img info
      * shows "format-specific" for the format, its "data" members with
@@ -448,6 +448,16 @@ typedef struct vdkit_format_ops {
      * extents[]); further members of the format's own. NULL or "": none.
      * The host hands the text on unparsed (ImageInfo::format_specific). */
     uint32_t (*get_details)(void *image, vdkit_ctx *ctx, char *buf, uint64_t cap, uint64_t *needed);
+    /* The format this differencing image records for its parent (qcow2's
+     * backing format extension), as a vdkit format name, or "" when it
+     * records none. The host then opens the parent as that format instead
+     * of probing it: a format whose probe only guesses (raw: the fallback)
+     * is used whatever the parent's bytes look like; any other must be what
+     * probing finds, else the open fails naming both. A format that fills
+     * this slot records create's and set_parent's parent_format, so the
+     * host lets its images link to a raw parent that looks like an image.
+     * NULL: the image records no parent format (the parent is probed). */
+    uint32_t (*get_parent_format)(void *image, vdkit_ctx *ctx, char *buf, uint64_t cap, uint64_t *needed);
 } vdkit_format_ops;
 
 /* ---- descriptors ------------------------------------------------------------------ */

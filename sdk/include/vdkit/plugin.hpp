@@ -418,9 +418,9 @@ void bind_static(uint32_t (*&slot)(vdkit_ctx *, A...)) noexcept {
 //   ReadResult read(Context&, uint64_t off, void* buf, uint64_t len);
 // Optional members (slot stays NULL without them): create, close(Context&, bool delete_files)
 // (needed only by formats with files besides main; without it the instance is just freed),
-// write, block_status, flush, discard, write_zeroes, set_uuid, parent_hint, set_parent,
-// comment, set_comment, set_geometry, metadata_get, metadata_set, metadata_keys, details
-// (std::string details(Context&): get_details' JSON object, vdkit/text.hpp's json_quote helps),
+// write, block_status, flush, discard, write_zeroes, set_uuid, parent_hint, parent_format (2.3),
+// set_parent, comment, set_comment, set_geometry, metadata_get, metadata_set, metadata_keys, details
+// (2.3: std::string details(Context&): get_details' JSON object, vdkit/text.hpp's json_quote helps),
 // compact, resize, check, rename, and the static
 //   static void measure(Context&, uint64_t size, const vdkit_extent* data, uint64_t count, vdkit_measure& out);
 // See plugin-guide.md for the signatures.
@@ -520,6 +520,11 @@ const vdkit_format_ops *format_ops() noexcept {
             bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
                 detail::copy_out(t.details(c), buf, cap, needed);
             }>(o.get_details);
+        }
+        if constexpr (requires(T &t, Context &c) { std::string(t.parent_format(c)); }) {
+            bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
+                detail::copy_out(t.parent_format(c), buf, cap, needed);
+            }>(o.get_parent_format);
         }
         if constexpr (requires(T &t, Context &c) { std::string(t.comment(c)); }) {
             bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
