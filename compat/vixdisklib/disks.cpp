@@ -24,7 +24,8 @@ bool names_raw(const std::string &path) {
     const auto dot = path.rfind('.');
     if (dot == std::string::npos || path.find('/', dot) != std::string::npos) return false;
     std::string ext = path.substr(dot + 1);
-    for (auto &c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (auto &c : ext)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return ext == "img" || ext == "raw";
 }
 
@@ -48,8 +49,8 @@ uint64_t capacity_of(vdkit_disk *disk) {
 // them, except in a final partial sector, whose bytes past the disk's end
 // read as zero and are not stored (as qemu treats an image whose size is not
 // a whole number of sectors).
-VixError byte_range(const VixDiskLibHandleStruct *h, uint64_t start, uint64_t count, uint64_t &offset,
-                    uint64_t &length, uint64_t &inside, const char *call) {
+VixError byte_range(const VixDiskLibHandleStruct *h, uint64_t start, uint64_t count, uint64_t &offset, uint64_t &length,
+                    uint64_t &inside, const char *call) {
     const uint64_t capacity = capacity_of(h->disk);
     const uint64_t end_sector = start + count;
     if (end_sector < start || end_sector > capacity || !sectors_to_bytes(start, offset) ||
@@ -125,15 +126,17 @@ VIX_EXPORT VixError VixDiskLib_Open(const VixDiskLibConnection connection, const
         const char *mode = mode_of(location);
         if (!mode) return fail(VIX_E_NOT_SUPPORTED, "Open: no transport mode serves " + location);
         bool allowed = false;
-        for (const auto &m : connection->modes) allowed = allowed || m == mode;
+        for (const auto &m : connection->modes)
+            allowed = allowed || m == mode;
         if (!allowed) {
             std::string list;
-            for (const auto &m : connection->modes) list += (list.empty() ? "" : ":") + m;
+            for (const auto &m : connection->modes)
+                list += (list.empty() ? "" : ":") + m;
             return fail(VIX_E_NOT_SUPPORTED, "Open: " + location + " needs transport mode '" + mode +
                                                  "', which this connection does not allow ('" + list + "')");
         }
-        const uint32_t known = VIXDISKLIB_FLAG_OPEN_UNBUFFERED | VIXDISKLIB_FLAG_OPEN_SINGLE_LINK |
-                               VIXDISKLIB_FLAG_OPEN_READ_ONLY;
+        const uint32_t known =
+            VIXDISKLIB_FLAG_OPEN_UNBUFFERED | VIXDISKLIB_FLAG_OPEN_SINGLE_LINK | VIXDISKLIB_FLAG_OPEN_READ_ONLY;
         if (flags & ~known)
             log_info("Open: flags 0x" + std::to_string(flags & ~known) + " are not used by vdkit; ignored");
         uint32_t vflags = 0;
@@ -242,8 +245,7 @@ VIX_EXPORT VixError VixDiskLib_Read(VixDiskLibHandle h, VixDiskLibSectorType sta
     if (VixError e = byte_range(h, startSector, numSectors, offset, length, inside, "Read")) return e;
     if (inside < length) memset(readBuffer + inside, 0, length - inside);
     vdkit_error e = make_error();
-    return !inside || vdkit_disk_read(h->disk, offset, readBuffer, inside, &e) == VDKIT_OK ? VixError{VIX_OK}
-                                                                                          : fail(e);
+    return !inside || vdkit_disk_read(h->disk, offset, readBuffer, inside, &e) == VDKIT_OK ? VixError{VIX_OK} : fail(e);
 }
 
 VIX_EXPORT VixError VixDiskLib_Write(VixDiskLibHandle h, VixDiskLibSectorType startSector,
@@ -254,7 +256,7 @@ VIX_EXPORT VixError VixDiskLib_Write(VixDiskLibHandle h, VixDiskLibSectorType st
     if (VixError e = byte_range(h, startSector, numSectors, offset, length, inside, "Write")) return e;
     vdkit_error e = make_error();
     return !inside || vdkit_disk_write(h->disk, offset, writeBuffer, inside, &e) == VDKIT_OK ? VixError{VIX_OK}
-                                                                                            : fail(e);
+                                                                                             : fail(e);
 }
 
 VIX_EXPORT VixError VixDiskLib_ReadAsync(VixDiskLibHandle h, VixDiskLibSectorType startSector,
@@ -340,8 +342,8 @@ VIX_EXPORT VixError VixDiskLib_QueryAllocatedBlocks(VixDiskLibHandle h, VixDiskL
             }
             pos += run;
         }
-        const size_t bytes = offsetof(VixDiskLibBlockList, blocks) + std::max<size_t>(blocks.size(), 1) *
-                                                                         sizeof(VixDiskLibBlock);
+        const size_t bytes =
+            offsetof(VixDiskLibBlockList, blocks) + std::max<size_t>(blocks.size(), 1) * sizeof(VixDiskLibBlock);
         auto *list = static_cast<VixDiskLibBlockList *>(calloc(1, bytes));
         if (!list) return fail(VIX_E_OUT_OF_MEMORY, "QueryAllocatedBlocks: out of memory");
         list->numBlocks = static_cast<uint32>(blocks.size());
@@ -374,7 +376,8 @@ VIX_EXPORT VixError VixDiskLib_ReadMetadata(VixDiskLibHandle h, const char *key,
         if (!buf || bufLen < needed + 1)
             return fail(VIX_E_BUFFER_TOOSMALL, std::string("ReadMetadata: the value of '") + key + "' needs " +
                                                    std::to_string(needed + 1) + " bytes");
-        return vdkit_disk_metadata_get(h->disk, k.c_str(), buf, bufLen, nullptr, &e) == VDKIT_OK ? VixError{VIX_OK} : fail(e);
+        return vdkit_disk_metadata_get(h->disk, k.c_str(), buf, bufLen, nullptr, &e) == VDKIT_OK ? VixError{VIX_OK}
+                                                                                                 : fail(e);
     } catch (const std::bad_alloc &) {
         return fail(VIX_E_OUT_OF_MEMORY, "ReadMetadata: out of memory");
     }
@@ -386,7 +389,7 @@ VIX_EXPORT VixError VixDiskLib_WriteMetadata(VixDiskLibHandle h, const char *key
         if (!key || !val) return fail(VIX_E_INVALID_ARG, "WriteMetadata: key or value is NULL");
         vdkit_error e = make_error();
         return vdkit_disk_metadata_set(h->disk, to_vdkit_key(h, key).c_str(), val, &e) == VDKIT_OK ? VixError{VIX_OK}
-                                                                                                  : fail(e);
+                                                                                                   : fail(e);
     } catch (const std::bad_alloc &) {
         return fail(VIX_E_OUT_OF_MEMORY, "WriteMetadata: out of memory");
     }

@@ -32,14 +32,22 @@ bool flat(VixDiskLibDiskType t) {
 // cannot create it.
 const char *subformat(VixDiskLibDiskType t) {
     switch (t) {
-    case VIXDISKLIB_DISK_MONOLITHIC_SPARSE: return "monolithicSparse";
-    case VIXDISKLIB_DISK_MONOLITHIC_FLAT: return "monolithicFlat";
-    case VIXDISKLIB_DISK_SPLIT_SPARSE: return "twoGbMaxExtentSparse";
-    case VIXDISKLIB_DISK_SPLIT_FLAT: return "twoGbMaxExtentFlat";
-    case VIXDISKLIB_DISK_VMFS_FLAT: return "vmfs";
-    case VIXDISKLIB_DISK_STREAM_OPTIMIZED: return "streamOptimized";
-    case VIXDISKLIB_DISK_VMFS_THIN: return "vmfsThin";
-    default: return nullptr;
+    case VIXDISKLIB_DISK_MONOLITHIC_SPARSE:
+        return "monolithicSparse";
+    case VIXDISKLIB_DISK_MONOLITHIC_FLAT:
+        return "monolithicFlat";
+    case VIXDISKLIB_DISK_SPLIT_SPARSE:
+        return "twoGbMaxExtentSparse";
+    case VIXDISKLIB_DISK_SPLIT_FLAT:
+        return "twoGbMaxExtentFlat";
+    case VIXDISKLIB_DISK_VMFS_FLAT:
+        return "vmfs";
+    case VIXDISKLIB_DISK_STREAM_OPTIMIZED:
+        return "streamOptimized";
+    case VIXDISKLIB_DISK_VMFS_THIN:
+        return "vmfsThin";
+    default:
+        return nullptr;
     }
 }
 
@@ -53,22 +61,29 @@ VixError create_options(const std::string &format, const VixDiskLibCreateParams 
     if (format == "vmdk") {
         const char *sub = subformat(p->diskType);
         if (!sub)
-            return fail(VIX_E_NOT_SUPPORTED, std::string(call) + ": vdkit cannot create VMDK disk type " +
-                                                 std::to_string(p->diskType));
+            return fail(VIX_E_NOT_SUPPORTED,
+                        std::string(call) + ": vdkit cannot create VMDK disk type " + std::to_string(p->diskType));
         options = std::string("subformat=") + sub;
         switch (p->adapterType) {
-        case VIXDISKLIB_ADAPTER_IDE: options += ",adapter-type=ide"; break;
-        case VIXDISKLIB_ADAPTER_SCSI_BUSLOGIC: options += ",adapter-type=buslogic"; break;
-        case VIXDISKLIB_ADAPTER_SCSI_LSILOGIC: options += ",adapter-type=lsilogic"; break;
-        default: break;
+        case VIXDISKLIB_ADAPTER_IDE:
+            options += ",adapter-type=ide";
+            break;
+        case VIXDISKLIB_ADAPTER_SCSI_BUSLOGIC:
+            options += ",adapter-type=buslogic";
+            break;
+        case VIXDISKLIB_ADAPTER_SCSI_LSILOGIC:
+            options += ",adapter-type=lsilogic";
+            break;
+        default:
+            break;
         }
         if (p->hwVersion) options += ",hw-version=" + std::to_string(p->hwVersion);
     } else if (flat(p->diskType)) {
         flags |= VDKIT_DISK_FIXED;
     } else if (p->diskType != VIXDISKLIB_DISK_MONOLITHIC_SPARSE && p->diskType != VIXDISKLIB_DISK_SPLIT_SPARSE &&
                p->diskType != VIXDISKLIB_DISK_UNKNOWN) {
-        return fail(VIX_E_NOT_SUPPORTED, std::string(call) + ": disk type " + std::to_string(p->diskType) +
-                                             " has no " + format + " equivalent");
+        return fail(VIX_E_NOT_SUPPORTED, std::string(call) + ": disk type " + std::to_string(p->diskType) + " has no " +
+                                             format + " equivalent");
     }
     return VIX_OK;
 }
@@ -84,8 +99,8 @@ VixError need_connection(const VixDiskLibConnection c, const char *path, const c
     const char *mode = mode_of(path);
     for (const auto &m : c->modes)
         if (mode && m == mode) return VIX_OK;
-    return fail(VIX_E_NOT_SUPPORTED, std::string(call) + ": " + path + " needs transport mode '" +
-                                         (mode ? mode : "?") + "', which this connection does not allow");
+    return fail(VIX_E_NOT_SUPPORTED, std::string(call) + ": " + path + " needs transport mode '" + (mode ? mode : "?") +
+                                         "', which this connection does not allow");
 }
 
 VixError need_disk(VixDiskLibHandle h, const char *call) {
@@ -133,8 +148,8 @@ VIX_EXPORT VixError VixDiskLib_Create(const VixDiskLibConnection connection, con
         if (!createParams) return fail(VIX_E_INVALID_ARG, "Create: createParams is NULL");
         uint64_t bytes;
         if (!createParams->capacity || !sectors_to_bytes(createParams->capacity, bytes))
-            return fail(VIX_E_INVALID_ARG, "Create: capacity " + std::to_string(createParams->capacity) +
-                                               " sectors is not a disk size");
+            return fail(VIX_E_INVALID_ARG,
+                        "Create: capacity " + std::to_string(createParams->capacity) + " sectors is not a disk size");
         const std::string format = format_for(path);
         std::string options;
         uint32_t flags;
@@ -183,8 +198,7 @@ VIX_EXPORT VixError VixDiskLib_CreateChild(VixDiskLibHandle h, const char *child
         // the image's write lock, so it steps aside for the create and is
         // opened again as it was (VixDiskLib allows a child of a disk open
         // read-write).
-        if (vdkit_disk_aio_drain(h->disk, &e) != VDKIT_OK || vdkit_disk_flush(h->disk, &e) != VDKIT_OK)
-            return fail(e);
+        if (vdkit_disk_aio_drain(h->disk, &e) != VDKIT_OK || vdkit_disk_flush(h->disk, &e) != VDKIT_OK) return fail(e);
         Progress progress{progressFunc, progressCallbackData};
         if (Progress::call(&progress, 0, 1)) return fail(VIX_E_CANCELLED, "CreateChild: cancelled");
         const bool step_aside = (h->open_flags & VDKIT_DISK_WRITE) != 0;
@@ -211,7 +225,8 @@ VIX_EXPORT VixError VixDiskLib_CreateChild(VixDiskLibHandle h, const char *child
                 h->disk = nullptr;
                 return fail(from_status(oe.code), std::string("CreateChild: ") + h->location +
                                                       " could not be opened again (only Close works on its "
-                                                      "handle now): " + oe.message);
+                                                      "handle now): " +
+                                                      oe.message);
             }
         }
         if (result != VIX_OK) return result;
@@ -222,9 +237,8 @@ VIX_EXPORT VixError VixDiskLib_CreateChild(VixDiskLibHandle h, const char *child
 
 VIX_EXPORT VixError VixDiskLib_Clone(const VixDiskLibConnection dstConnection, const char *dstPath,
                                      const VixDiskLibConnection srcConnection, const char *srcPath,
-                                     const VixDiskLibCreateParams *vixCreateParams,
-                                     VixDiskLibProgressFunc progressFunc, void *progressCallbackData,
-                                     Bool overWrite) {
+                                     const VixDiskLibCreateParams *vixCreateParams, VixDiskLibProgressFunc progressFunc,
+                                     void *progressCallbackData, Bool overWrite) {
     return guarded("Clone", [&]() -> VixError {
         vdkit_library *lib;
         if (VixError e = need_library(lib, "Clone")) return e;
@@ -350,8 +364,8 @@ VIX_EXPORT VixError VixDiskLib_SpaceNeededForClone(VixDiskLibHandle h, VixDiskLi
         } else {
             const char *sub = subformat(cloneDiskType);
             if (!sub)
-                return fail(VIX_E_NOT_SUPPORTED, "SpaceNeededForClone: vdkit cannot create disk type " +
-                                                     std::to_string(cloneDiskType));
+                return fail(VIX_E_NOT_SUPPORTED,
+                            "SpaceNeededForClone: vdkit cannot create disk type " + std::to_string(cloneDiskType));
             options = std::string("subformat=") + sub;
         }
         uint64_t required = 0, fully = 0;

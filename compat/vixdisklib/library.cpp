@@ -56,8 +56,10 @@ void on_vdkit_log(void *, uint32_t level, const char *message) {
 
 std::string trim(const std::string &s) {
     size_t b = 0, e = s.size();
-    while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-    while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+    while (b < e && std::isspace(static_cast<unsigned char>(s[b])))
+        ++b;
+    while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1])))
+        --e;
     return s.substr(b, e - b);
 }
 
@@ -75,8 +77,8 @@ VixError read_config_file(const char *path, std::string &config, std::string &pl
         if (line.empty() || line[0] == '#') continue;
         const auto eq = line.find('=');
         if (eq == std::string::npos)
-            return fail(VIX_E_INVALID_ARG, std::string(path) + ":" + std::to_string(number) +
-                                               ": expected name = \"value\"");
+            return fail(VIX_E_INVALID_ARG,
+                        std::string(path) + ":" + std::to_string(number) + ": expected name = \"value\"");
         const std::string name = trim(line.substr(0, eq));
         std::string value = trim(line.substr(eq + 1));
         if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
@@ -99,7 +101,9 @@ std::set<const void *> &copies() {
     return s;
 }
 
-char *dup(const char *s) { return s ? strdup(s) : nullptr; }
+char *dup(const char *s) {
+    return s ? strdup(s) : nullptr;
+}
 
 // A vSphere connection cannot be made: say so, naming the server.
 VixError refuse_remote(const VixDiskLibConnectParams *p) {
@@ -111,7 +115,9 @@ VixError refuse_remote(const VixDiskLibConnectParams *p) {
                     "connection (connectParams NULL or without vmxSpec and serverName)");
 }
 
-bool remote(const VixDiskLibConnectParams *p) { return p && (p->vmxSpec || p->serverName); }
+bool remote(const VixDiskLibConnectParams *p) {
+    return p && (p->vmxSpec || p->serverName);
+}
 
 VixError init(uint32 major, uint32 minor, VixDiskLibGenericLogFunc *log, VixDiskLibGenericLogFunc *warn,
               const char *config_file) {
@@ -189,8 +195,12 @@ bool is_live(const void *object) {
     return live().count(object) > 0;
 }
 
-void log_info(const std::string &line) { send(false, line); }
-void log_warn(const std::string &line) { send(true, line); }
+void log_info(const std::string &line) {
+    send(false, line);
+}
+void log_warn(const std::string &line) {
+    send(true, line);
+}
 
 VixError fail(VixError err, const std::string &message) {
     last_error.code = err;
@@ -199,7 +209,9 @@ VixError fail(VixError err, const std::string &message) {
     return err;
 }
 
-VixError fail(const vdkit_error &e) { return fail(from_status(e.code), e.message); }
+VixError fail(const vdkit_error &e) {
+    return fail(from_status(e.code), e.message);
+}
 
 bool last_message(VixError err, std::string &message) {
     if (last_error.code != err || last_error.message.empty()) return false;
@@ -207,7 +219,9 @@ bool last_message(VixError err, std::string &message) {
     return true;
 }
 
-const char *all_modes() { return "file:nbd:nbdssl:http:https:s3"; }
+const char *all_modes() {
+    return "file:nbd:nbdssl:http:https:s3";
+}
 
 const char *mode_of(const std::string &location) {
     const auto colon = location.find("://");
@@ -274,7 +288,9 @@ VIX_EXPORT void VixDiskLib_Exit(void) {
     state().log = state().warn = nullptr;
 }
 
-VIX_EXPORT const char *VixDiskLib_ListTransportModes(void) { return all_modes(); }
+VIX_EXPORT const char *VixDiskLib_ListTransportModes(void) {
+    return all_modes();
+}
 
 VIX_EXPORT VixError VixDiskLib_Cleanup(const VixDiskLibConnectParams *connectParams, uint32 *numCleanedUp,
                                        uint32 *numRemaining) {
@@ -332,8 +348,8 @@ VIX_EXPORT VixError VixDiskLib_ConnectEx(const VixDiskLibConnectParams *connectP
                                                    "' (vdkit offers " + all_modes() + ")");
         }
         if (c->modes.empty())
-            return fail(VIX_E_INVALID_ARG, "no transport mode vdkit offers in '" + list + "' (vdkit offers " +
-                                               all_modes() + ")");
+            return fail(VIX_E_INVALID_ARG,
+                        "no transport mode vdkit offers in '" + list + "' (vdkit offers " + all_modes() + ")");
         remember(c.get());
         *connection = c.release();
         return VIX_OK;
@@ -344,8 +360,7 @@ VIX_EXPORT VixError VixDiskLib_ConnectEx(const VixDiskLibConnectParams *connectP
     }
 }
 
-VIX_EXPORT VixError VixDiskLib_Connect(const VixDiskLibConnectParams *connectParams,
-                                       VixDiskLibConnection *connection) {
+VIX_EXPORT VixError VixDiskLib_Connect(const VixDiskLibConnectParams *connectParams, VixDiskLibConnection *connection) {
     return VixDiskLib_ConnectEx(connectParams, FALSE, nullptr, nullptr, connection);
 }
 
@@ -390,6 +405,8 @@ VIX_EXPORT char *VixDiskLib_GetErrorText(VixError err, const char * /*locale*/) 
     return dup(text.c_str());
 }
 
-VIX_EXPORT void VixDiskLib_FreeErrorText(char *errMsg) { free(errMsg); }
+VIX_EXPORT void VixDiskLib_FreeErrorText(char *errMsg) {
+    free(errMsg);
+}
 
 } // extern "C"

@@ -19,13 +19,13 @@
 struct VixDiskLibHandleStruct {
     static constexpr uint32_t kMagic = 0x7664584bu; // "vdXK"
     uint32_t magic = kMagic;
-    vdkit_disk *disk = nullptr;          // nullptr once Attach gave it to the child
+    vdkit_disk *disk = nullptr; // nullptr once Attach gave it to the child
     VixDiskLibConnection connection = nullptr;
-    std::string location;                // as opened
-    const char *mode = "file";           // static transport mode name
-    std::string format;                  // the top image's format plugin
+    std::string location;      // as opened
+    const char *mode = "file"; // static transport mode name
+    std::string format;        // the top image's format plugin
     bool single_link = false;
-    uint32_t open_flags = 0;             // the VDKIT_DISK_* flags it was opened with
+    uint32_t open_flags = 0; // the VDKIT_DISK_* flags it was opened with
 };
 
 // VixDiskLib_Connect: the connection's struct.
@@ -33,7 +33,7 @@ struct VixDiskLibConnectParam {
     static constexpr uint32_t kMagic = 0x7664584eu; // "vdXN"
     uint32_t magic = kMagic;
     bool read_only = false;
-    std::vector<std::string> modes;      // allowed transport modes, in order
+    std::vector<std::string> modes; // allowed transport modes, in order
     std::atomic<int> open_disks{0};
 };
 

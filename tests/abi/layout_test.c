@@ -34,10 +34,10 @@ PIN(vdkit_filter_ops, extents, 88);
 PIN(vdkit_format_ops, probe, 8);
 PIN(vdkit_format_ops, read, 48);
 PIN(vdkit_format_ops, rename, 192);
-PIN(vdkit_format_ops, measure, 200); /* 1.2 */
-PIN(vdkit_format_ops, get_details, 208); /* 2.3 */
+PIN(vdkit_format_ops, measure, 200);           /* 1.2 */
+PIN(vdkit_format_ops, get_details, 208);       /* 2.3 */
 PIN(vdkit_format_ops, get_parent_format, 216); /* 2.3 */
-PIN(vdkit_measure, required, 8);     /* 1.2 */
+PIN(vdkit_measure, required, 8);               /* 1.2 */
 PIN(vdkit_measure, fully_allocated, 16);
 PIN(vdkit_image_info, uuid, 24);
 PIN(vdkit_image_info, subformat, 120);
@@ -49,11 +49,11 @@ _Static_assert(VDKIT_ABI_MAJOR == 2 && VDKIT_ABI_MINOR == 3, "ABI version change
 
 /* The one I/O shape (plugin.h): object, ctx, offset, buffer, length, out-params.
  * SHAPE fails to compile when a slot's function type differs. */
-#define SHAPE(type, field, fn_type) \
-    _Static_assert(_Generic(((type *)0)->field, fn_type: 1, default: 0), #type "." #field " changed shape")
+#define SHAPE(type, field, fn_type)                                                                                    \
+    _Static_assert(_Generic(((type *)0)->field, fn_type : 1, default : 0), #type "." #field " changed shape")
 SHAPE(vdkit_format_ops, read, uint32_t (*)(void *, vdkit_ctx *, uint64_t, void *, uint64_t, uint64_t *));
-SHAPE(vdkit_format_ops, write, uint32_t (*)(void *, vdkit_ctx *, uint64_t, const void *, uint64_t, uint64_t *,
-                                            uint64_t *, uint64_t *));
+SHAPE(vdkit_format_ops, write,
+      uint32_t (*)(void *, vdkit_ctx *, uint64_t, const void *, uint64_t, uint64_t *, uint64_t *, uint64_t *));
 SHAPE(vdkit_format_ops, block_status, uint32_t (*)(void *, vdkit_ctx *, uint64_t, uint64_t, uint32_t *, uint64_t *));
 SHAPE(vdkit_format_ops, discard, uint32_t (*)(void *, vdkit_ctx *, uint64_t, uint64_t));
 SHAPE(vdkit_format_ops, write_zeroes, uint32_t (*)(void *, vdkit_ctx *, uint64_t, uint64_t));

@@ -46,17 +46,17 @@ static void fail_at(int line, const char *fmt, ...) {
 }
 
 /* A call that must return `want`; on mismatch the message is printed. */
-#define EXPECT(want, call)                                                                                    \
-    do {                                                                                                      \
-        vdkit_status got_ = (call);                                                                           \
-        if (got_ != (want))                                                                                   \
-            fail_at(__LINE__, "%s returned %u (%s: %s), expected %u", #call, (unsigned)got_,                  \
-                    vdkit_status_text(got_), e.message, (unsigned)(want));                                    \
+#define EXPECT(want, call)                                                                                             \
+    do {                                                                                                               \
+        vdkit_status got_ = (call);                                                                                    \
+        if (got_ != (want))                                                                                            \
+            fail_at(__LINE__, "%s returned %u (%s: %s), expected %u", #call, (unsigned)got_, vdkit_status_text(got_),  \
+                    e.message, (unsigned)(want));                                                                      \
     } while (0)
 #define OK(call) EXPECT(VDKIT_OK, call)
-#define CHECK(cond)                                                                                           \
-    do {                                                                                                      \
-        if (!(cond)) fail_at(__LINE__, "%s", #cond);                                                          \
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        if (!(cond)) fail_at(__LINE__, "%s", #cond);                                                                   \
     } while (0)
 
 static vdkit_error e;
@@ -67,7 +67,8 @@ static char dir[1024];
 static char *paths[64];
 static size_t path_count;
 static void free_paths(void) {
-    while (path_count) free(paths[--path_count]);
+    while (path_count)
+        free(paths[--path_count]);
 }
 static const char *path(const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -345,7 +346,8 @@ int main(int argc, char **argv) {
     const char *base = path("base.vdi");
     vdkit_disk *d = NULL;
     unsigned char buf[65536], back[65536];
-    for (size_t i = 0; i < sizeof buf; ++i) buf[i] = (unsigned char)(i * 7 + 1);
+    for (size_t i = 0; i < sizeof buf; ++i)
+        buf[i] = (unsigned char)(i * 7 + 1);
     OK(vdkit_disk_create(lib, base, "vdi", 16u << 20, 0, NULL, NULL, &d, &e));
     OK(vdkit_disk_write(d, 1u << 20, buf, sizeof buf, &e));
     OK(vdkit_disk_flush(d, &e));
@@ -373,7 +375,8 @@ int main(int argc, char **argv) {
     OK(vdkit_disk_read(d, 4u << 20, back, 4096, &e));
     {
         int zero = 1;
-        for (int i = 0; i < 4096; ++i) zero &= back[i] == 0;
+        for (int i = 0; i < 4096; ++i)
+            zero &= back[i] == 0;
         CHECK(zero);
     }
     OK(vdkit_disk_discard(d, 8u << 20, 1u << 20, &e));
@@ -488,7 +491,8 @@ int main(int argc, char **argv) {
         EXPECT(VDKIT_E_NOT_SUPPORTED, vdkit_disk_block_status(d, 0, 512, &st, &run, &e));
     }
     OK(vdkit_disk_close(d, &e));
-    EXPECT(VDKIT_E_INVALID_ARGUMENT, vdkit_disk_open(lib, child, NULL, VDKIT_DISK_INFO | VDKIT_DISK_WRITE, NULL, &d, &e));
+    EXPECT(VDKIT_E_INVALID_ARGUMENT,
+           vdkit_disk_open(lib, child, NULL, VDKIT_DISK_INFO | VDKIT_DISK_WRITE, NULL, &d, &e));
     /* VD_OPEN_FLAGS_SHAREABLE / qemu -U: a writer holds the image */
     {
         vdkit_disk *writer = NULL;
@@ -576,7 +580,8 @@ int main(int argc, char **argv) {
         OK(vdkit_disk_metadata_keys(d, keys, sizeof keys, &needed, &e));
         CHECK(keys[needed - 1] == '\0' && keys[needed - 2] == '\0');
         int found = 0, n = 0;
-        for (const char *k = keys; *k; k += strlen(k) + 1, ++n) found |= strcmp(k, "ddb.capiTest") == 0;
+        for (const char *k = keys; *k; k += strlen(k) + 1, ++n)
+            found |= strcmp(k, "ddb.capiTest") == 0;
         CHECK(found && n >= 2);
         /* too small: an empty list and the size needed */
         keys[0] = 'x';

@@ -24,7 +24,9 @@ std::vector<std::string> creatable_formats() {
     return out;
 }
 
-bool all_zero(const unsigned char *p, size_t n) { return std::all_of(p, p + n, [](unsigned char b) { return b == 0; }); }
+bool all_zero(const unsigned char *p, size_t n) {
+    return std::all_of(p, p + n, [](unsigned char b) { return b == 0; });
+}
 
 struct Write {
     uint64_t offset, length;
@@ -33,8 +35,13 @@ struct Write {
 constexpr uint64_t kSize = 16u << 20;
 
 // Offsets chosen to hit sector, 4 KiB and 64 KiB-block boundaries and the end.
-const Write kWrites[] = {{0, 512},          {4096 - 1, 2},       {65536 - 100, 300}, {1u << 20, 1u << 20},
-                         {(3u << 20) + 7, 200000}, {kSize - 4096, 4096}, {kSize - 1, 1}};
+const Write kWrites[] = {{0, 512},
+                         {4096 - 1, 2},
+                         {65536 - 100, 300},
+                         {1u << 20, 1u << 20},
+                         {(3u << 20) + 7, 200000},
+                         {kSize - 4096, 4096},
+                         {kSize - 1, 1}};
 
 } // namespace
 

@@ -19,8 +19,12 @@ std::shared_ptr<Library> library() {
     return test::make_library(extra);
 }
 
-bool under_test(const PluginInfo &) { return true; }
+bool under_test(const PluginInfo &) {
+    return true;
+}
 
-std::size_t minimum_formats() { return 2; } // raw and the SDK example at least
+std::size_t minimum_formats() {
+    return 2;
+} // raw and the SDK example at least
 
 } // namespace vdkit::conformance

@@ -26,14 +26,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::string> g_dirs;  // --plugin-path directories, then the staging directory
-fs::path g_stage;                 // holds a link to each named library
+std::vector<std::string> g_dirs; // --plugin-path directories, then the staging directory
+fs::path g_stage;                // holds a link to each named library
 
 vdkit::LibraryOptions options() {
     vdkit::LibraryOptions o;
     o.plugin_paths = g_dirs;
-    o.search_environment = false;  // only what the command line names, plus
-    o.search_install_dir = true;   // the installed plugins (file transport)
+    o.search_environment = false; // only what the command line names, plus
+    o.search_install_dir = true;  // the installed plugins (file transport)
     o.log = [](vdkit::LogLevel, std::string_view) {};
     return o;
 }
@@ -54,9 +54,13 @@ std::shared_ptr<Library> library() {
     return *lib;
 }
 
-bool under_test(const PluginInfo &p) { return fs::path(p.source).parent_path() == g_stage; }
+bool under_test(const PluginInfo &p) {
+    return fs::path(p.source).parent_path() == g_stage;
+}
 
-std::size_t minimum_formats() { return 1; }
+std::size_t minimum_formats() {
+    return 1;
+}
 
 } // namespace vdkit::conformance
 
@@ -69,10 +73,14 @@ int main(int argc, char *argv[]) {
             catch_args.insert(catch_args.end(), argv + i + 1, argv + argc);
             break;
         }
-        if (a == "--plugin-path" && i + 1 < argc) g_dirs.push_back(argv[++i]);
-        else if (a == "-h" || a == "--help") return usage("runs vdkit's format conformance suite on plugin libraries"), 0;
-        else if (!a.empty() && a[0] == '-') return usage(("unknown option '" + a + "'").c_str());
-        else plugins.push_back(a);
+        if (a == "--plugin-path" && i + 1 < argc)
+            g_dirs.push_back(argv[++i]);
+        else if (a == "-h" || a == "--help")
+            return usage("runs vdkit's format conformance suite on plugin libraries"), 0;
+        else if (!a.empty() && a[0] == '-')
+            return usage(("unknown option '" + a + "'").c_str());
+        else
+            plugins.push_back(a);
     }
     if (plugins.empty()) return usage("name at least one plugin library");
 
@@ -117,7 +125,8 @@ int main(int argc, char *argv[]) {
         if (fs::path(problem.path).parent_path() != g_stage) continue;
         std::string message = problem.status.message();
         for (const auto &[link, given] : staged) // name the file the user gave, not our link
-            for (size_t at; (at = message.find(link)) != std::string::npos;) message.replace(at, link.size(), given);
+            for (size_t at; (at = message.find(link)) != std::string::npos;)
+                message.replace(at, link.size(), given);
         std::cerr << "vdkit-plugin-test: " << message << "\n";
         ++failed_loads;
     }
@@ -132,7 +141,8 @@ int main(int argc, char *argv[]) {
     if (formats == 0) return usage("the named libraries provide no format plugin (only formats are tested today)");
 
     Catch::Session session;
-    if (int rc = session.applyCommandLine(static_cast<int>(catch_args.size()), catch_args.data())) return rc == 0 ? 0 : 2;
+    if (int rc = session.applyCommandLine(static_cast<int>(catch_args.size()), catch_args.data()))
+        return rc == 0 ? 0 : 2;
     const Catch::ConfigData &cfg = session.configData();
     const bool listing = cfg.listTests || cfg.listTestNamesOnly || cfg.listTags || cfg.listReporters;
     const int failed = session.run(); // a listing returns how many it listed

@@ -54,8 +54,8 @@
  * any failure.
  */
 #define _GNU_SOURCE
-#include "vdkit/vdkit.h"
 #include "vdkit/plugin.h"
+#include "vdkit/vdkit.h"
 
 #include "record_log.h"
 
@@ -112,8 +112,12 @@ static uint64_t mix64(uint64_t x) {
 typedef struct rng {
     uint64_t s;
 } rng;
-static uint64_t rnd(rng *r) { return mix64(r->s += 0x9e3779b97f4a7c15ull); }
-static uint64_t rnd_below(rng *r, uint64_t n) { return n ? rnd(r) % n : 0; }
+static uint64_t rnd(rng *r) {
+    return mix64(r->s += 0x9e3779b97f4a7c15ull);
+}
+static uint64_t rnd_below(rng *r, uint64_t n) {
+    return n ? rnd(r) % n : 0;
+}
 
 static void init_err(vdkit_error *e) {
     memset(e, 0, sizeof *e);
@@ -130,7 +134,8 @@ static void fill_sector(uint8_t *out, uint64_t seed, uint32_t gen, uint64_t s) {
     }
     uint64_t *w = (uint64_t *)out;
     const uint64_t k = mix64(seed ^ ((uint64_t)gen << 32) ^ mix64(s));
-    for (unsigned i = 0; i < SECTOR / 8; ++i) w[i] = mix64(k + i);
+    for (unsigned i = 0; i < SECTOR / 8; ++i)
+        w[i] = mix64(k + i);
 }
 
 typedef struct dop {
@@ -194,9 +199,12 @@ static int model_apply(model *m, uint32_t op, uint64_t off, uint64_t len, uint32
     m->pend[m->npend++] = (dop){op, gen, off, len};
     const uint64_t s0 = off / SECTOR, n = len / SECTOR;
     for (uint64_t i = 0; i < n; ++i) {
-        if (op == REC_D_WRITE) m->cur[s0 + i] = gen;
-        else if (op == REC_D_ZERO || (op == REC_D_RESOLVE && gen == RESOLVE_ZERO)) m->cur[s0 + i] = 0;
-        else if (op == REC_D_RESOLVE && gen == RESOLVE_PARENT) m->cur[s0 + i] = m->parent[s0 + i];
+        if (op == REC_D_WRITE)
+            m->cur[s0 + i] = gen;
+        else if (op == REC_D_ZERO || (op == REC_D_RESOLVE && gen == RESOLVE_ZERO))
+            m->cur[s0 + i] = 0;
+        else if (op == REC_D_RESOLVE && gen == RESOLVE_PARENT)
+            m->cur[s0 + i] = m->parent[s0 + i];
         /* a discard's effect is known only from the REC_D_RESOLVE after it */
     }
     return 0;
@@ -209,7 +217,8 @@ static int candidates(const model *m, uint64_t s, uint32_t *out, int max) {
     do {                                                                                                               \
         uint32_t g_ = (g);                                                                                             \
         int dup_ = 0;                                                                                                  \
-        for (int j_ = 0; j_ < n; ++j_) dup_ |= out[j_] == g_;                                                          \
+        for (int j_ = 0; j_ < n; ++j_)                                                                                 \
+            dup_ |= out[j_] == g_;                                                                                     \
         if (!dup_ && n < max) out[n++] = g_;                                                                           \
     } while (0)
     ADD(m->dur[s]);
@@ -217,9 +226,12 @@ static int candidates(const model *m, uint64_t s, uint32_t *out, int max) {
     for (int i = 0; i < m->npend; ++i) {
         const dop *d = &m->pend[i];
         if (b < d->off || b >= d->off + d->len) continue;
-        if (d->op == REC_D_WRITE) ADD(d->gen);
-        else if (d->op == REC_D_ZERO || (d->op == REC_D_RESOLVE && d->gen == RESOLVE_ZERO)) ADD(0);
-        else if (d->op == REC_D_RESOLVE && d->gen == RESOLVE_PARENT) ADD(m->parent[s]);
+        if (d->op == REC_D_WRITE)
+            ADD(d->gen);
+        else if (d->op == REC_D_ZERO || (d->op == REC_D_RESOLVE && d->gen == RESOLVE_ZERO))
+            ADD(0);
+        else if (d->op == REC_D_RESOLVE && d->gen == RESOLVE_PARENT)
+            ADD(m->parent[s]);
         else if (d->op == REC_D_DISCARD) {
             ADD(0);
             ADD(m->parent[s]);
@@ -312,14 +324,15 @@ static const expected_finding kExpected[] = {
      * ahead of the map. check calls it an error (writers that trust the
      * count never reuse those blocks: docs/check.md rule 8), vdkit's writer
      * allocates from the map, and check -r sets the count. */
-    {"vdi", "data blocks past the last one in use are used by no block (a crash between the header and", CRASH_ERROR,
-     0, 0, "block map entry not yet written after the header's allocated count"},
+    {"vdi", "data blocks past the last one in use are used by no block (a crash between the header and", CRASH_ERROR, 0,
+     0, "block map entry not yet written after the header's allocated count"},
     {"vdi", "data blocks among those in use (first: data block", CRASH_ERROR, 0, 0,
      "a block moved into a free slot (discard, reuse) before the map entry that frees its old slot"},
     /* qcow2 counts new clusters before the tables name them, and uncounts
      * dropped ones after the tables stop naming them: a cut leaves refcounts
      * above the references (plugins/formats/qcow2/README.md, "Writing"). */
-    {"qcow2", "reference(s) (leaked)", CRASH_LEAK, 0, 0, "cluster counted, its table entry not yet (or not uncounted yet)"},
+    {"qcow2", "reference(s) (leaked)", CRASH_LEAK, 0, 0,
+     "cluster counted, its table entry not yet (or not uncounted yet)"},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 static unsigned expected_hits[sizeof kExpected / sizeof kExpected[0]];
@@ -370,12 +383,15 @@ static vdkit_library *open_library(const setup *su) {
     return lib;
 }
 
-static const char *ext_of(const char *format) { return strcmp(format, "raw") == 0 ? "img" : format; }
+static const char *ext_of(const char *format) {
+    return strcmp(format, "raw") == 0 ? "img" : format;
+}
 
 /* Write generation `gen` over [off, off+len) of disk. */
 static int write_gen(vdkit_disk *disk, uint64_t seed, uint32_t gen, uint64_t off, uint64_t len, vdkit_error *e) {
     uint8_t *buf = xmalloc(len);
-    for (uint64_t i = 0; i < len / SECTOR; ++i) fill_sector(buf + i * SECTOR, seed, gen, off / SECTOR + i);
+    for (uint64_t i = 0; i < len / SECTOR; ++i)
+        fill_sector(buf + i * SECTOR, seed, gen, off / SECTOR + i);
     const vdkit_status st = vdkit_disk_write(disk, off, buf, len, e);
     free(buf);
     return st == VDKIT_OK ? 0 : -1;
@@ -395,7 +411,8 @@ static void make_base(vdkit_library *lib, const setup *su, const char *path, mod
         if (run > su->size - off) run = su->size - off;
         if (rnd_below(&r, 2)) {
             if (write_gen(d, su->seed, BASE_GEN, off, run, &e)) die("write %s: %s", path, e.message);
-            for (uint64_t i = 0; i < run / SECTOR; ++i) m->parent[off / SECTOR + i] = BASE_GEN;
+            for (uint64_t i = 0; i < run / SECTOR; ++i)
+                m->parent[off / SECTOR + i] = BASE_GEN;
         }
         off += run;
     }
@@ -472,9 +489,12 @@ static void pick_range(rng *r, uint64_t size, uint64_t *off, uint64_t *len) {
     const uint64_t nsec = size / SECTOR;
     uint64_t n;
     const uint64_t k = rnd_below(r, 100);
-    if (k < 55) n = 1 + rnd_below(r, 16);
-    else if (k < 90) n = 17 + rnd_below(r, 240);
-    else n = 257 + rnd_below(r, 3840);
+    if (k < 55)
+        n = 1 + rnd_below(r, 16);
+    else if (k < 90)
+        n = 17 + rnd_below(r, 240);
+    else
+        n = 257 + rnd_below(r, 3840);
     uint64_t s;
     if (rnd_below(r, 2)) {
         const uint64_t unit = rnd_below(r, 2) ? 128 : 2048; /* 64 KiB or 1 MiB in sectors */
@@ -870,8 +890,7 @@ static int run_kill(const args *a, const char *self) {
     snprintf(model_path, sizeof model_path, "%s/model.bin", a->dir);
     snprintf(log_path, sizeof log_path, "%s/ops.log", a->dir);
     snprintf(check_out, sizeof check_out, "%s/check.out", a->dir);
-    setup su = {.format = a->format, .opts = a->opts, .dir = a->dir, .diff = a->diff, .size = a->size,
-                .seed = a->seed};
+    setup su = {.format = a->format, .opts = a->opts, .dir = a->dir, .diff = a->diff, .size = a->size, .seed = a->seed};
     vdkit_library *lib = open_library(&su);
     model m;
     model_init(&m, a->size, a->seed);
@@ -898,9 +917,8 @@ static int run_kill(const args *a, const char *self) {
         if (pid == 0) {
             close(pfd[0]);
             dup2(pfd[1], 1);
-            const char *argv[24] = {self,       "writer", "--format", a->format, "--image", image,
-                                    "--model",  model_path, "--log",  log_path,  "--seed",  seed_s,
-                                    "--ops",    "0",        "--dir",  a->dir};
+            const char *argv[24] = {self,    "writer", "--format", a->format, "--image", image, "--model", model_path,
+                                    "--log", log_path, "--seed",   seed_s,    "--ops",   "0",   "--dir",   a->dir};
             int n = 16;
             if (a->opts) {
                 argv[n++] = "--opts";
@@ -1013,7 +1031,8 @@ static int run_kill(const args *a, const char *self) {
             printf("FAIL: %s: vdkit check %s exit %d:\n", what, img ? "snap" : "disk", rc);
             FILE *f = fopen(check_out, "r");
             char line[2048];
-            for (int n = 0; f && n < 12 && fgets(line, sizeof line, f); ++n) printf("    %s", line);
+            for (int n = 0; f && n < 12 && fgets(line, sizeof line, f); ++n)
+                printf("    %s", line);
             if (f) fclose(f);
         }
         vdkit_disk *d = NULL;
@@ -1026,7 +1045,8 @@ static int run_kill(const args *a, const char *self) {
             if (verify(&m, d, what, 1)) ok = 0;
             vdkit_disk_close(d, &e);
         }
-        if (ok) ++passed;
+        if (ok)
+            ++passed;
         else {
             ++failed;
             make_image(lib, &su, image, &m); /* start over from a sound image */
@@ -1062,7 +1082,8 @@ typedef struct fbuf {
 static void fb_reserve(fbuf *f, uint64_t size) {
     if (size <= f->cap) return;
     uint64_t cap = f->cap ? f->cap : 1u << 20;
-    while (cap < size) cap *= 2;
+    while (cap < size)
+        cap *= 2;
     f->data = realloc(f->data, cap);
     if (!f->data) die("out of memory");
     memset(f->data + f->cap, 0, cap - f->cap);
@@ -1122,8 +1143,8 @@ static void on_finding(void *opaque, uint32_t severity, uint64_t offset, const c
     if (expected_index(c->format, message, c->after_repair, 1) >= 0) return;
     ++c->unknown;
     if (c->unknown <= 3)
-        printf("FAIL: %s: check %s at file byte %llu: %s\n", c->what, severity == VDKIT_FINDING_ERROR ? "error" : "leak",
-               (unsigned long long)offset, message);
+        printf("FAIL: %s: check %s at file byte %llu: %s\n", c->what,
+               severity == VDKIT_FINDING_ERROR ? "error" : "leak", (unsigned long long)offset, message);
 }
 
 /* One crash state, already in the replay directory. It passes when every
@@ -1207,8 +1228,14 @@ static int run_power(const args *a) {
     fclose(cf);
     const char *ext = ext_of(a->format);
     snprintf(location, sizeof location, "record://%s/disk.%s", work, ext);
-    setup su = {.format = a->format, .opts = a->opts, .dir = work, .diff = a->diff, .size = a->size,
-                .seed = a->seed, .plugin_path = a->record_plugins, .config = config};
+    setup su = {.format = a->format,
+                .opts = a->opts,
+                .dir = work,
+                .diff = a->diff,
+                .size = a->size,
+                .seed = a->seed,
+                .plugin_path = a->record_plugins,
+                .config = config};
     const char *label = a->diff ? "diff" : a->opts ? a->opts : "default";
 
     /* Record: create (the files start empty), flush, run the workload, close. */
@@ -1288,8 +1315,10 @@ static int run_power(const args *a) {
                     const uint8_t *pl2;
                     rec_header h2buf;
                     const rec_header *h2 = next_rec(&lb, &p2, &h2buf, &pl2);
-                    if (h2->id == h->id) fb_apply(&dur[h->id], h2, pl2);
-                    else pend_at[keep++] = pend_at[i];
+                    if (h2->id == h->id)
+                        fb_apply(&dur[h->id], h2, pl2);
+                    else
+                        pend_at[keep++] = pend_at[i];
                 }
                 npend_at = keep;
             } else if (h->op == REC_OPEN) {
@@ -1310,8 +1339,10 @@ static int run_power(const args *a) {
                  (unsigned long long)a->seed, (unsigned long long)records);
         int rep = 0;
         ++states;
-        if (judge_state(lib, image, a->format, &m, what, &rep)) ++passed;
-        else ++failed;
+        if (judge_state(lib, image, a->format, &m, what, &rep))
+            ++passed;
+        else
+            ++failed;
         if (rep) {
             ++repairs;
             synced = 0;
@@ -1351,8 +1382,10 @@ static int run_power(const args *a) {
                          (unsigned long long)kept, npend_at);
                 ++states;
                 ++subset_states;
-                if (judge_state(lib, image, a->format, &m, what, &rep)) ++passed;
-                else ++failed;
+                if (judge_state(lib, image, a->format, &m, what, &rep))
+                    ++passed;
+                else
+                    ++failed;
                 if (rep) ++repairs;
             }
             synced = 0;
@@ -1370,8 +1403,8 @@ static int run_power(const args *a) {
     model_free(&m0);
     print_expected();
     printf("power %s (%s): %llu records, %llu states (%llu with a subset of unflushed writes), %llu needed check -r\n",
-           a->format, label, (unsigned long long)records, (unsigned long long)states,
-           (unsigned long long)subset_states, (unsigned long long)repairs);
+           a->format, label, (unsigned long long)records, (unsigned long long)states, (unsigned long long)subset_states,
+           (unsigned long long)repairs);
     printf("%llu passed, %llu failed\n", (unsigned long long)passed, (unsigned long long)failed);
     return failed ? 1 : 0;
 }

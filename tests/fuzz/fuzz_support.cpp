@@ -9,7 +9,7 @@ std::map<std::string, std::vector<unsigned char>, std::less<>> g_files;
 }
 
 extern "C" __attribute__((visibility("default"))) bool vdkit_fuzz_file(const char *name, size_t name_len,
-                                                                        const unsigned char **data, size_t *len) {
+                                                                       const unsigned char **data, size_t *len) {
     auto it = g_files.find(std::string_view(name, name_len));
     if (it == g_files.end()) return false;
     *data = it->second.data();
@@ -56,14 +56,15 @@ const Library &library() {
 
 namespace {
 
-constexpr uint64_t kMaxRuns = 256;            // allocation-map steps per open
-constexpr uint64_t kMaxDataReads = 16;        // data runs read per open
-constexpr uint64_t kReadBytes = 64 * 1024;    // bytes read per data run
+constexpr uint64_t kMaxRuns = 256;         // allocation-map steps per open
+constexpr uint64_t kMaxDataReads = 16;     // data runs read per open
+constexpr uint64_t kReadBytes = 64 * 1024; // bytes read per data run
 
 void exercise_disk(Disk &disk) {
     std::vector<unsigned char> buf(kReadBytes);
     const uint64_t size = disk.size();
-    for (size_t i = 0; i < disk.image_count(); ++i) (void)disk.image_info(i);
+    for (size_t i = 0; i < disk.image_count(); ++i)
+        (void)disk.image_info(i);
     (void)disk.metadata_keys();
     (void)disk.read(0, buf.data(), std::min<uint64_t>(size, kReadBytes));
     if (size > kReadBytes) (void)disk.read(size - kReadBytes, buf.data(), kReadBytes);

@@ -19,8 +19,7 @@
 extern "C" {
 // Exported by the fuzz executable: the bytes of file `name` (ptr, len) and
 // true, or false when no such file exists. Weak so the plugin links alone.
-__attribute__((weak)) bool vdkit_fuzz_file(const char *name, size_t name_len, const unsigned char **data,
-                                           size_t *len);
+__attribute__((weak)) bool vdkit_fuzz_file(const char *name, size_t name_len, const unsigned char **data, size_t *len);
 }
 
 using namespace vdkit;
@@ -48,8 +47,7 @@ public:
         const unsigned char *data = nullptr;
         size_t len = 0;
         if (flags & VDKIT_OPEN_CREATE) throw Error(VDKIT_E_READ_ONLY, "fuzzmem: cannot create files");
-        if (!lookup(location, &data, &len))
-            throw Error(VDKIT_E_NOT_FOUND, "fuzzmem: no file " + std::string(location));
+        if (!lookup(location, &data, &len)) throw Error(VDKIT_E_NOT_FOUND, "fuzzmem: no file " + std::string(location));
         auto f = std::make_unique<MemFile>();
         f->bytes_.assign(data, data + len);
         f->limit_ = len + kMaxGrowth;
@@ -88,8 +86,7 @@ private:
 const vdkit_plugin_descriptor *mem_transport() {
     static const vdkit_plugin_descriptor d = sdk::describe(
         VDKIT_KIND_TRANSPORT,
-        sdk::DescriptorSpec{"fuzzmem", "1", "In-memory files of a fuzz target (tests only)", 0,
-                            nullptr, 0},
+        sdk::DescriptorSpec{"fuzzmem", "1", "In-memory files of a fuzz target (tests only)", 0, nullptr, 0},
         sdk::transport_ops<MemFile>());
     return &d;
 }

@@ -35,7 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         serialise_footer(again, out);
         Footer back;
         if (auto err = parse_footer(out, kFooterSize, "fuzz", true, back)) {
-            std::fprintf(stderr, "vhd_header: a footer that parses serialises to one that does not: %s\n", err->c_str());
+            std::fprintf(stderr, "vhd_header: a footer that parses serialises to one that does not: %s\n",
+                         err->c_str());
             std::abort();
         }
         if (back.disk_size() != disk) std::abort();
@@ -50,7 +51,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         serialise_dynamic(copy, dyn);
         DynHeader back2;
         if (auto err = parse_dynamic(dyn, kFooterSize, disk, file_size, true, back2)) {
-            std::fprintf(stderr, "vhd_header: a dynamic header that parses serialises to one that does not: %s\n", err->c_str());
+            std::fprintf(stderr, "vhd_header: a dynamic header that parses serialises to one that does not: %s\n",
+                         err->c_str());
             std::abort();
         }
     }

@@ -23,7 +23,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     const vdkit::VolumeReadFunction read = [&](uint64_t off, void *buf, uint64_t len) {
         auto *out = static_cast<unsigned char *>(buf);
-        for (uint64_t i = 0; i < len; ++i) out[i] = off + i < size ? data[off + i] : 0;
+        for (uint64_t i = 0; i < len; ++i)
+            out[i] = off + i < size ? data[off + i] : 0;
         return vdkit::Status::ok();
     };
     for (uint32_t ss : {0u, 512u, 4096u}) {

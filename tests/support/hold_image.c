@@ -18,11 +18,16 @@ int main(int argc, char **argv) {
     uint32_t flags = 0;
     const char *image = NULL, *plugin_path = NULL, *format = NULL;
     for (int i = 1; i < argc; ++i) {
-        if (strcmp(argv[i], "-w") == 0) flags |= VDKIT_DISK_WRITE;
-        else if (strcmp(argv[i], "-U") == 0) flags |= VDKIT_DISK_FORCE_SHARE;
-        else if (strcmp(argv[i], "-f") == 0 && i + 1 < argc) format = argv[++i];
-        else if (strcmp(argv[i], "--plugin-path") == 0 && i + 1 < argc) plugin_path = argv[++i];
-        else if (!image && argv[i][0] != '-') image = argv[i];
+        if (strcmp(argv[i], "-w") == 0)
+            flags |= VDKIT_DISK_WRITE;
+        else if (strcmp(argv[i], "-U") == 0)
+            flags |= VDKIT_DISK_FORCE_SHARE;
+        else if (strcmp(argv[i], "-f") == 0 && i + 1 < argc)
+            format = argv[++i];
+        else if (strcmp(argv[i], "--plugin-path") == 0 && i + 1 < argc)
+            plugin_path = argv[++i];
+        else if (!image && argv[i][0] != '-')
+            image = argv[i];
         else {
             fprintf(stderr, "usage: %s [-w] [-U] [-f FORMAT] [--plugin-path DIR] IMAGE\n", argv[0]);
             return 2;

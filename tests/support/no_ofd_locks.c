@@ -39,7 +39,9 @@ static int forward(const char *name, int fd, int cmd, void *arg) {
     return next(fd, cmd, arg);
 }
 
-static int is_ofd(int cmd) { return cmd == F_OFD_SETLK || cmd == F_OFD_SETLKW || cmd == F_OFD_GETLK; }
+static int is_ofd(int cmd) {
+    return cmd == F_OFD_SETLK || cmd == F_OFD_SETLKW || cmd == F_OFD_GETLK;
+}
 
 /* Every fcntl command takes at most one argument, an int or a pointer;
  * passing it on as a pointer is what glibc's own wrapper does. */

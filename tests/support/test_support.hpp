@@ -55,7 +55,8 @@ private:
 // rename(2) refuses with EXDEV): /dev/shm, or empty where it is missing or
 // on the same device.
 inline std::string other_file_system(const TempDir &dir) {
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     if (::stat(dir.path().c_str(), &a) != 0 || ::stat("/dev/shm", &b) != 0 || a.st_dev == b.st_dev ||
         ::access("/dev/shm", W_OK) != 0)
         return {};
@@ -77,7 +78,8 @@ struct LogCapture {
 inline LibraryOptions test_options(std::vector<std::string> extra_dirs = {}, LogCapture *log = nullptr) {
     LibraryOptions o;
     o.plugin_paths = {VDKIT_TEST_PLUGIN_DIR, VDKIT_TEST_EXTRA_PLUGIN_DIR};
-    for (auto &d : extra_dirs) o.plugin_paths.push_back(d);
+    for (auto &d : extra_dirs)
+        o.plugin_paths.push_back(d);
     o.search_environment = false;
     o.search_install_dir = false;
     o.log = log ? log->sink() : [](LogLevel, std::string_view) {};
@@ -103,7 +105,8 @@ inline std::shared_ptr<Library> make_library(std::vector<std::string> extra_dirs
 inline vdkit_library *open_c_library(vdkit_error &err, bool extra = false) {
     vdkit_library_options lo{};
     lo.struct_size = sizeof(lo);
-    const std::string path = std::string(VDKIT_TEST_PLUGIN_DIR) + (extra ? std::string(":") + VDKIT_TEST_EXTRA_PLUGIN_DIR : "");
+    const std::string path =
+        std::string(VDKIT_TEST_PLUGIN_DIR) + (extra ? std::string(":") + VDKIT_TEST_EXTRA_PLUGIN_DIR : "");
     lo.plugin_path = path.c_str();
     lo.flags = VDKIT_LIB_NO_ENV_PATH | VDKIT_LIB_NO_INSTALL_DIR | VDKIT_LIB_QUIET;
     err = vdkit_error{};
@@ -116,22 +119,24 @@ inline vdkit_library *open_c_library(vdkit_error &err, bool extra = false) {
 inline std::vector<unsigned char> pattern(size_t len, uint32_t seed) {
     std::vector<unsigned char> v(len);
     std::mt19937 rng(seed);
-    for (auto &b : v) b = static_cast<unsigned char>(rng() | 1); // never zero: distinguishable from holes
+    for (auto &b : v)
+        b = static_cast<unsigned char>(rng() | 1); // never zero: distinguishable from holes
     return v;
 }
 
-inline std::string describe(const Status &s) { return s.to_string(); }
-template <class T>
-std::string describe(const Result<T> &r) {
+inline std::string describe(const Status &s) {
+    return s.to_string();
+}
+template <class T> std::string describe(const Result<T> &r) {
     return r.is_ok() ? std::string("ok") : r.status().to_string();
 }
 
 // REQUIRE that a Status or Result is OK, printing its message if not.
-#define REQUIRE_OK(expr)                                          \
-    do {                                                          \
-        const auto &vdkit_test_r_ = (expr);                       \
-        INFO(::vdkit::test::describe(vdkit_test_r_));             \
-        REQUIRE(vdkit_test_r_.is_ok());                           \
+#define REQUIRE_OK(expr)                                                                                               \
+    do {                                                                                                               \
+        const auto &vdkit_test_r_ = (expr);                                                                            \
+        INFO(::vdkit::test::describe(vdkit_test_r_));                                                                  \
+        REQUIRE(vdkit_test_r_.is_ok());                                                                                \
     } while (0)
 
 // The whole content of a disk.
@@ -184,12 +189,12 @@ inline std::string file_bytes(const std::string &path) {
 // feature, a second file system...). Leaves the test case; the binary exits
 // 77 (ctest: skipped) unless something failed. Under CI=true: a failure.
 // Use it in the TEST_CASE or SECTION body (it returns from there).
-#define VDKIT_SKIP(why)                                                                                           \
-    do {                                                                                                           \
-        if (::vdkit::test::in_ci()) FAIL("cannot run under CI=true: " << why);                                     \
-        WARN("SKIP: " << why);                                                                                     \
-        ::vdkit::test::skipped() = true;                                                                           \
-        return;                                                                                                    \
+#define VDKIT_SKIP(why)                                                                                                \
+    do {                                                                                                               \
+        if (::vdkit::test::in_ci()) FAIL("cannot run under CI=true: " << why);                                         \
+        WARN("SKIP: " << why);                                                                                         \
+        ::vdkit::test::skipped() = true;                                                                               \
+        return;                                                                                                        \
     } while (0)
 
 #endif

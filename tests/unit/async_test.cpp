@@ -88,10 +88,11 @@ TEST_CASE("submitted writes, zero writes and reads match a model, flushes are ba
             const uint64_t off = rng() % (kSize - kSlot), len = 1 + rng() % kSlot;
             auto got = std::make_shared<std::vector<unsigned char>>(static_cast<size_t>(len));
             REQUIRE_OK(d.submit_read(off, got->data(), len, [&tally, got, snapshot, off, len](Status st) {
-                const bool same = st.is_ok() && std::equal(got->begin(), got->end(),
-                                                           snapshot->begin() + static_cast<long>(off));
-                tally.add(same ? st : Status(VDKIT_E_CORRUPT, "read " + std::to_string(len) + " at " +
-                                                                  std::to_string(off) + " differs from the model"));
+                const bool same =
+                    st.is_ok() && std::equal(got->begin(), got->end(), snapshot->begin() + static_cast<long>(off));
+                tally.add(same ? st
+                               : Status(VDKIT_E_CORRUPT, "read " + std::to_string(len) + " at " + std::to_string(off) +
+                                                             " differs from the model"));
             }));
         }
         // Wait for this round before the next reuses slots.
@@ -132,7 +133,8 @@ TEST_CASE("async errors arrive through the callback, close waits for submitted w
     auto data = test::pattern(64u << 10, 3);
     Tally many;
     for (int i = 0; i < 100; ++i)
-        REQUIRE_OK((*disk)->submit_write(static_cast<uint64_t>(i) * data.size(), data.data(), data.size(), many.sink()));
+        REQUIRE_OK(
+            (*disk)->submit_write(static_cast<uint64_t>(i) * data.size(), data.data(), data.size(), many.sink()));
     REQUIRE_OK((*disk)->submit_flush(many.sink()));
     REQUIRE_OK((*disk)->close()); // returns only after all 101 completed
     CHECK(many.completed == 101);

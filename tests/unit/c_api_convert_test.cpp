@@ -2,8 +2,8 @@
 // target that exists or appears meanwhile (refused, untouched), cancel from
 // the progress callback at every step (no target, no staging leftovers),
 // and options it refuses before touching anything.
-#include "vdkit/vdkit.h"
 #include "test_support.hpp"
+#include "vdkit/vdkit.h"
 
 #include <cstring>
 #include <filesystem>
@@ -22,7 +22,8 @@ constexpr uint64_t kSize = 8u << 20;
 // The names in `dir` (hidden ones too), sorted.
 std::vector<std::string> names_in(const fs::path &dir) {
     std::vector<std::string> out;
-    for (const auto &e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    for (const auto &e : fs::directory_iterator(dir))
+        out.push_back(e.path().filename().string());
     std::sort(out.begin(), out.end());
     return out;
 }
@@ -61,7 +62,8 @@ vdkit_convert_options options_for(const char *format) {
 
 } // namespace
 
-TEST_CASE("vdkit_convert converts a chain into a new image of each format and leaves nothing else", "[c-api][convert]") {
+TEST_CASE("vdkit_convert converts a chain into a new image of each format and leaves nothing else",
+          "[c-api][convert]") {
     vdkit::test::TempDir dir;
     vdkit_error err{};
     vdkit_library *lib = open_c_library(err);
@@ -243,11 +245,11 @@ TEST_CASE("vdkit_convert refuses bad options before touching anything", "[c-api]
         uint32_t flags;
         const char *says;
     };
-    for (const Case &c : {Case{VDKIT_CONVERT_EXISTING_TARGET | VDKIT_CONVERT_KEEP_UUID, "--keep-uuid"},
-                          Case{VDKIT_CONVERT_EXISTING_TARGET | VDKIT_CONVERT_OVERWRITE, "--overwrite"},
-                          Case{VDKIT_CONVERT_EXISTING_TARGET | VDKIT_CONVERT_PREALLOCATE, "--preallocate"},
-                          Case{VDKIT_CONVERT_TARGET_IS_ZERO, "--target-is-zero needs -n"},
-                          Case{1u << 20, "unknown bits"}}) {
+    for (const Case &c :
+         {Case{VDKIT_CONVERT_EXISTING_TARGET | VDKIT_CONVERT_KEEP_UUID, "--keep-uuid"},
+          Case{VDKIT_CONVERT_EXISTING_TARGET | VDKIT_CONVERT_OVERWRITE, "--overwrite"},
+          Case{VDKIT_CONVERT_EXISTING_TARGET | VDKIT_CONVERT_PREALLOCATE, "--preallocate"},
+          Case{VDKIT_CONVERT_TARGET_IS_ZERO, "--target-is-zero needs -n"}, Case{1u << 20, "unknown bits"}}) {
         vdkit_convert_options bad = o;
         bad.flags = c.flags;
         refused(&bad, src.c_str(), dst.c_str(), c.says);

@@ -1,5 +1,5 @@
-#include "vdkit/vdkit.h"
 #include "test_support.hpp"
+#include "vdkit/vdkit.h"
 
 #include <algorithm>
 #include <cstring>
@@ -246,15 +246,13 @@ bool all_zero(const std::vector<unsigned char> &v) {
 }
 } // namespace
 
-TEST_CASE("the C API writes zeroes, discards and flushes, and a second handle reads what the first wrote",
-          "[c-api]") {
+TEST_CASE("the C API writes zeroes, discards and flushes, and a second handle reads what the first wrote", "[c-api]") {
     vdkit::test::TempDir dir;
     vdkit_error err{};
     vdkit_library *lib = open_c_library(err);
     const std::string img = dir / "z.vdi";
     vdkit_disk *disk = nullptr;
-    REQUIRE(vdkit_disk_create(lib, img.c_str(), "vdi", 4 << 20, 0, "block-size=1M", nullptr, &disk, &err) ==
-            VDKIT_OK);
+    REQUIRE(vdkit_disk_create(lib, img.c_str(), "vdi", 4 << 20, 0, "block-size=1M", nullptr, &disk, &err) == VDKIT_OK);
     const auto data = vdkit::test::pattern(3 << 20, 9);
     REQUIRE(vdkit_disk_write(disk, 0, data.data(), data.size(), &err) == VDKIT_OK);
     // Zeroes inside a block: that range reads zero, its neighbours keep their data.

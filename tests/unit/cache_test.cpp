@@ -132,7 +132,8 @@ TEST_CASE("writes go through the cache to the chain, the cache can be dropped an
     REQUIRE_OK(d->write(kMiB + 12345, data.data(), data.size()));
     std::copy(data.begin(), data.end(), s.model.begin() + static_cast<long>(kMiB + 12345));
     REQUIRE_OK(d->write_zeroes(2 * kMiB + 100, 5000));
-    std::fill(s.model.begin() + static_cast<long>(2 * kMiB + 100), s.model.begin() + static_cast<long>(2 * kMiB + 5100), 0);
+    std::fill(s.model.begin() + static_cast<long>(2 * kMiB + 100), s.model.begin() + static_cast<long>(2 * kMiB + 5100),
+              0);
     REQUIRE_OK(d->discard(8 * kMiB, kMiB)); // the top gives it back: the base (zeros) shows through
     std::fill(s.model.begin() + static_cast<long>(8 * kMiB), s.model.begin() + static_cast<long>(9 * kMiB), 0);
     const uint64_t hits_before = stats(*d).hit_bytes;
@@ -214,7 +215,8 @@ TEST_CASE("the C API attaches, reports and detaches caches", "[cache][c-api]") {
     const std::string cache = dir / "c.vdi";
     REQUIRE(vdkit_disk_attach_cache(disk, cache.c_str(), nullptr, nullptr, &err) == VDKIT_OK);
     std::vector<unsigned char> all(kSize);
-    for (int pass = 0; pass < 2; ++pass) REQUIRE(vdkit_disk_read(disk, 0, all.data(), all.size(), &err) == VDKIT_OK);
+    for (int pass = 0; pass < 2; ++pass)
+        REQUIRE(vdkit_disk_read(disk, 0, all.data(), all.size(), &err) == VDKIT_OK);
     CHECK(all == s.model);
     vdkit_cache_stats st{};
     st.struct_size = sizeof st;

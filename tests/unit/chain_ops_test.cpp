@@ -65,7 +65,8 @@ TEST_CASE("chain operations keep the disk's content (model checked)", "[chain][m
             const uint64_t off = rng() % kSize, len = 1 + rng() % std::min<uint64_t>(2 * kBlock, kSize - off);
             auto data = test::pattern(static_cast<size_t>(len), static_cast<uint32_t>(rng()));
             // Sometimes the same bytes the disk already shows (elision must keep them).
-            if (rng() % 5 == 0) data.assign(model.begin() + static_cast<long>(off), model.begin() + static_cast<long>(off + len));
+            if (rng() % 5 == 0)
+                data.assign(model.begin() + static_cast<long>(off), model.begin() + static_cast<long>(off + len));
             REQUIRE_OK(disk->write(off, data.data(), len));
             std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
         } else if (op < 45) {
@@ -135,7 +136,11 @@ TEST_CASE("chain operations keep the disk's content (model checked)", "[chain][m
     CHECK(test::first_difference(**again, model) == "equal");
     // What the chain holds passes each format's own check.
     for (size_t i = 0; i < (*again)->image_count(); ++i) {
-        auto one = lib->open(location(**again, i), [] { OpenOptions o; o.follow_parents = false; return o; }());
+        auto one = lib->open(location(**again, i), [] {
+            OpenOptions o;
+            o.follow_parents = false;
+            return o;
+        }());
         REQUIRE_OK(one);
         auto report = (*one)->check();
         INFO(location(**again, i));

@@ -3,10 +3,10 @@
 #include "test_support.hpp"
 #include "util/util.hpp"
 
-#include <fstream>
-#include <random>
 #include <algorithm>
 #include <atomic>
+#include <fstream>
+#include <random>
 #include <thread>
 
 using namespace vdkit;
@@ -14,7 +14,6 @@ using namespace vdkit;
 namespace {
 constexpr uint64_t kSize = 4u << 20;
 constexpr uint64_t kBlock = 64u << 10;
-
 
 } // namespace
 
@@ -60,7 +59,8 @@ TEST_CASE("a three-level chain reads and writes like one disk (model checked)", 
     {
         auto base = lib->create_image(names[0], level_opts(levels[0], kSize));
         REQUIRE_OK(base);
-        for (int i = 0; i < 40; ++i) random_write(**base);
+        for (int i = 0; i < 40; ++i)
+            random_write(**base);
         REQUIRE_OK((*base)->close());
     }
     for (int level = 1; level < 3; ++level) {
@@ -70,7 +70,8 @@ TEST_CASE("a three-level chain reads and writes like one disk (model checked)", 
         REQUIRE_OK(child);
         CHECK((*child)->size() == kSize);
         CHECK(test::read_all(**child) == model); // a new child shows the parent's data
-        for (int i = 0; i < 30; ++i) (i % 4 == 3) ? random_zero(**child) : random_write(**child);
+        for (int i = 0; i < 30; ++i)
+            (i % 4 == 3) ? random_zero(**child) : random_write(**child);
         CHECK(test::read_all(**child) == model);
         REQUIRE_OK((*child)->close());
     }
@@ -78,7 +79,8 @@ TEST_CASE("a three-level chain reads and writes like one disk (model checked)", 
     auto top = test::open_disk(*lib, names[2], true);
     CHECK(top->image_count() == 3);
     CHECK(test::read_all(*top) == model);
-    for (int i = 0; i < 30; ++i) (i % 3 == 2) ? random_zero(*top) : random_write(*top);
+    for (int i = 0; i < 30; ++i)
+        (i % 3 == 2) ? random_zero(*top) : random_write(*top);
     REQUIRE_OK(top->close());
     auto again = lib->open(names[2]);
     REQUIRE_OK(again);
@@ -270,7 +272,8 @@ TEST_CASE("concurrent readers see consistent data while a writer works", "[chain
         auto data = test::pattern(kBlock, 100 + i);
         REQUIRE_OK(disk.write(kBlock * (1 + i % 60), data.data(), kBlock));
     }
-    for (auto &t : readers) t.join();
+    for (auto &t : readers)
+        t.join();
     CHECK_FALSE(failed);
     CHECK_FALSE(mismatch);
 }

@@ -105,7 +105,8 @@ void hammer(const Case &c) {
             while (!stop && failures == 0) {
                 const uint64_t r = (rng() % (regions / kKinds)) * kKinds + kWriters;
                 if (r >= regions) continue;
-                if (!disk.read(r * kRegion, buf.data(), kRegion)) fail("read at " + std::to_string(r * kRegion));
+                if (!disk.read(r * kRegion, buf.data(), kRegion))
+                    fail("read at " + std::to_string(r * kRegion));
                 else if (!std::equal(buf.begin(), buf.end(),
                                      stable_model.begin() + static_cast<std::ptrdiff_t>(r * kRegion)))
                     fail("stable region " + std::to_string(r) + " changed while the writers worked");
@@ -117,9 +118,11 @@ void hammer(const Case &c) {
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
     });
-    for (unsigned t = 0; t < kWriters; ++t) threads[t].join();
+    for (unsigned t = 0; t < kWriters; ++t)
+        threads[t].join();
     stop = true;
-    for (size_t t = kWriters; t < threads.size(); ++t) threads[t].join();
+    for (size_t t = kWriters; t < threads.size(); ++t)
+        threads[t].join();
     INFO(first_failure);
     REQUIRE(failures == 0);
     CHECK(test::first_difference(disk, model) == "equal");
@@ -147,5 +150,6 @@ TEST_CASE("one handle, writers and readers in many threads: the data matches a m
         {"vmdk twoGbMaxExtentSparse", "vmdk", {{"subformat", "twoGbMaxExtentSparse"}, {"split-size", "4M"}}, false},
         {"vmdk differencing", "vmdk", {}, true},
     };
-    for (const Case &c : cases) hammer(c);
+    for (const Case &c : cases)
+        hammer(c);
 }

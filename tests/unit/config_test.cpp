@@ -20,7 +20,8 @@ TEST_CASE("config errors name the file and line", "[config]") {
     auto r = parse_config_text("log_level: info\nmax_chain_dept: 4\n", "test.yaml");
     REQUIRE_FALSE(r.is_ok());
     CHECK(r.status().code() == VDKIT_E_CONFIG);
-    CHECK_THAT(r.status().message(), Catch::Contains("test.yaml:2") && Catch::Contains("did you mean 'max_chain_depth'"));
+    CHECK_THAT(r.status().message(),
+               Catch::Contains("test.yaml:2") && Catch::Contains("did you mean 'max_chain_depth'"));
 
     auto bad_level = parse_config_text("log_level: loud\n", "t.yaml");
     REQUIRE_FALSE(bad_level.is_ok());

@@ -10,11 +10,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <thread>
-#include <fstream>
-#include <filesystem>
 
 using namespace vdkit;
 
@@ -33,14 +33,14 @@ std::vector<unsigned char> make_source(Library &lib, const std::string &path) {
         REQUIRE_OK((*d)->write(off, data.data(), data.size()));
         std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
     };
-    put(0, test::pattern(3 * kMiB + 4097, 1));                      // spans blocks, unaligned end
-    put(5 * kMiB, std::vector<unsigned char>(2 * kMiB, 0));          // allocated, all zero
-    put(9 * kMiB + 12345, test::pattern(70000, 2));                  // small piece inside a block
+    put(0, test::pattern(3 * kMiB + 4097, 1));              // spans blocks, unaligned end
+    put(5 * kMiB, std::vector<unsigned char>(2 * kMiB, 0)); // allocated, all zero
+    put(9 * kMiB + 12345, test::pattern(70000, 2));         // small piece inside a block
     put(20 * kMiB, test::pattern(kMiB, 3));
-    put(21 * kMiB, std::vector<unsigned char>(kMiB, 0));             // zero block between data
+    put(21 * kMiB, std::vector<unsigned char>(kMiB, 0)); // zero block between data
     put(22 * kMiB, test::pattern(5 * kMiB, 4));
-    REQUIRE_OK((*d)->write_zeroes(30 * kMiB, 2 * kMiB));             // zero records
-    put(47 * kMiB, test::pattern(kMiB, 5));                          // the last block
+    REQUIRE_OK((*d)->write_zeroes(30 * kMiB, 2 * kMiB)); // zero records
+    put(47 * kMiB, test::pattern(kMiB, 5));              // the last block
     REQUIRE_OK((*d)->close());
     return model;
 }
@@ -152,9 +152,9 @@ TEST_CASE("copy widens unaligned data runs to whole target units, up to the disk
             f.write(reinterpret_cast<const char *>(data.data()), static_cast<std::streamsize>(data.size()));
             std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
         };
-        put(3 * kMiB / 4, test::pattern(kMiB, 1));           // 0.75 .. 1.75 MiB
-        put(3 * kMiB - 4096, test::pattern(12288, 2));        // across the 3 MiB boundary
-        put(size - 4096, test::pattern(4096, 3));             // the last 4 KiB
+        put(3 * kMiB / 4, test::pattern(kMiB, 1));     // 0.75 .. 1.75 MiB
+        put(3 * kMiB - 4096, test::pattern(12288, 2)); // across the 3 MiB boundary
+        put(size - 4096, test::pattern(4096, 3));      // the last 4 KiB
     }
     std::filesystem::resize_file(dir / "src.img", size);
     OpenOptions raw;
@@ -219,7 +219,8 @@ TEST_CASE("copy refuses bad thread counts and stops every worker on cancel", "[c
         // ends before its end and reports fewer times than a whole copy. (How
         // many jobs were in flight when the cancel came depends on thread
         // timing, so no tighter count is asserted.)
-        INFO("calls " << calls.load() << " of " << whole.load() << ", done " << last_done.load() << " of " << total.load());
+        INFO("calls " << calls.load() << " of " << whole.load() << ", done " << last_done.load() << " of "
+                      << total.load());
         CHECK(calls.load() < whole.load());
         CHECK(last_done.load() < total.load());
     }
@@ -246,8 +247,8 @@ TEST_CASE("a copy gets every worker it asks for, beyond the pool's size", "[copy
     int trial = 0;
     for (unsigned workers : {more, util::kMaxPoolThreads})
         for (bool out_of_order : {false, true}) {
-            INFO(workers << " workers (the pool had " << util::pool_threads() << " threads), out of order: "
-                         << out_of_order);
+            INFO(workers << " workers (the pool had " << util::pool_threads()
+                         << " threads), out of order: " << out_of_order);
             OpenOptions o;
             o.format = "raw";
             o.transport_options = {{"plan", "gather" + std::to_string(++trial)},
@@ -283,8 +284,8 @@ TEST_CASE("many concurrent multi-worker copies finish, also when every pool thre
     REQUIRE(pool >= 1);
     const unsigned copies = pool + 4;
     for (bool on_pool : {false, true}) {
-        INFO((on_pool ? "copies started on the pool, " : "copies started on their own threads, ") << copies
-                                                                                                  << " copies, pool of " << pool);
+        INFO((on_pool ? "copies started on the pool, " : "copies started on their own threads, ")
+             << copies << " copies, pool of " << pool);
         std::vector<std::string> paths;
         for (unsigned i = 0; i < copies; ++i)
             paths.push_back(dir / ("c" + std::to_string(on_pool) + "_" + std::to_string(i) + ".img"));
@@ -296,8 +297,10 @@ TEST_CASE("many concurrent multi-worker copies finish, also when every pool thre
             Status st = Status::ok();
             auto src = lib_ref.open(dir / "src.vdi", OpenOptions{});
             auto dst = lib_ref.create_image(paths[i], test::create_opts("raw", kSize));
-            if (!src) st = src.status();
-            else if (!dst) st = dst.status();
+            if (!src)
+                st = src.status();
+            else if (!dst)
+                st = dst.status();
             else {
                 CopyOptions o;
                 o.threads = 4;
@@ -325,7 +328,8 @@ TEST_CASE("many concurrent multi-worker copies finish, also when every pool thre
             std::_Exit(3);
         }
         lock.unlock();
-        for (auto &t : threads) t.join();
+        for (auto &t : threads)
+            t.join();
         for (unsigned i = 0; i < copies; ++i) {
             INFO("copy " << i);
             REQUIRE_OK(results[i]);

@@ -31,8 +31,12 @@ CreateOptions opts(const std::string &format) {
 struct Names {
     std::string base = "base.vdi", mid = "mid.vmdk", top = "top.vdi";
 };
-Names one_format(const std::string &fmt) { return {"base." + fmt, "mid." + fmt, "top." + fmt}; }
-std::string ext(const std::string &name) { return name.substr(name.rfind('.') + 1); }
+Names one_format(const std::string &fmt) {
+    return {"base." + fmt, "mid." + fmt, "top." + fmt};
+}
+std::string ext(const std::string &name) {
+    return name.substr(name.rfind('.') + 1);
+}
 
 // The chain of `n`, each image holding data (and mid a zero record) the
 // others overlap; returns what the top reads.
@@ -187,21 +191,24 @@ TEST_CASE("commit cut off at any write leaves the chain reading the same", "[fau
 // that id. Cut off anywhere — the faulty transport lets the first `limit`
 // writes and flushes through and fails the rest, what kill -9 leaves — the
 // chain must open as it is (no PARENT_MISMATCH) and read the same.
-TEST_CASE("commit and merge cut off at any write in a one-format chain leave a chain that opens",
-          "[fault][chain]") {
+TEST_CASE("commit and merge cut off at any write in a one-format chain leave a chain that opens", "[fault][chain]") {
     for (const std::string fmt : {"vmdk", "vdi"}) {
         const Names n = one_format(fmt);
         SECTION(fmt + ": commit into the base") {
-            CHECK(sweep("commit-" + fmt, n.top, [](Disk &d) { return d.commit(0, false); }, n) > 5);
+            CHECK(sweep(
+                      "commit-" + fmt, n.top, [](Disk &d) { return d.commit(0, false); }, n) > 5);
         }
         SECTION(fmt + ": commit into the middle, the top emptied") {
-            CHECK(sweep("commit-mid-" + fmt, n.top, [](Disk &d) { return d.commit(1, true); }, n) > 5);
+            CHECK(sweep(
+                      "commit-mid-" + fmt, n.top, [](Disk &d) { return d.commit(1, true); }, n) > 5);
         }
         SECTION(fmt + ": merge backward, top into base") {
-            CHECK(sweep("merge-back-" + fmt, n.base, [](Disk &d) { return d.merge(2, 0); }, n) > 5);
+            CHECK(sweep(
+                      "merge-back-" + fmt, n.base, [](Disk &d) { return d.merge(2, 0); }, n) > 5);
         }
         SECTION(fmt + ": merge forward, base into top") {
-            CHECK(sweep("merge-fwd-" + fmt, n.top, [](Disk &d) { return d.merge(0, 2); }, n) > 5);
+            CHECK(sweep(
+                      "merge-fwd-" + fmt, n.top, [](Disk &d) { return d.merge(0, 2); }, n) > 5);
         }
     }
 }
@@ -319,7 +326,8 @@ TEST_CASE("compact of a parent cut off at any write keeps its id, the child open
             uint64_t count_errors = 0;
             for (const auto &f : report->findings)
                 if (f.severity == FindingSeverity::error && vdi_count_finding(f)) ++count_errors;
-            for (const auto &f : report->findings) UNSCOPED_INFO(f.message);
+            for (const auto &f : report->findings)
+                UNSCOPED_INFO(f.message);
             CHECK(report->errors == count_errors);
             if (st) {
                 CHECK(fs::file_size(base) < size_before);

@@ -62,7 +62,9 @@ std::string take_location(const Disk &d, size_t i) {
     return info->location;
 }
 
-std::vector<FilterSpec> rot(unsigned bits) { return {FilterSpec{"rot", {{"bits", std::to_string(bits)}}}}; }
+std::vector<FilterSpec> rot(unsigned bits) {
+    return {FilterSpec{"rot", {{"bits", std::to_string(bits)}}}};
+}
 
 } // namespace
 
@@ -144,7 +146,8 @@ TEST_CASE("an image is created, written and reopened through a filter stack", "[
                 // The descriptor names the extents; the plain copies sit
                 // beside it under their own names, so read the descriptor in
                 // place of the original files.
-                for (const auto &f : c.files) std::filesystem::rename(dir / ("plain-" + f), dir / f);
+                for (const auto &f : c.files)
+                    std::filesystem::rename(dir / ("plain-" + f), dir / f);
                 auto undone = lib->open(path, plain);
                 REQUIRE_OK(undone);
                 CHECK(test::first_difference(**undone, model) == "equal");

@@ -38,13 +38,12 @@ TEST_CASE("bad plugins are rejected with a clear message and the rest still load
         std::string needle;
     };
     const std::string host_version = std::to_string(VDKIT_ABI_MAJOR) + "." + std::to_string(VDKIT_ABI_MINOR);
-    for (const Expect &e : {Expect{"wrong_major.so", "this host speaks " + host_version},
-                            Expect{"old_major.so", "built for ABI 1.2, this host speaks " + host_version},
-                            Expect{"no_entry.so", "not a vdkit plugin"},
-                            Expect{"throwing_entry.so", "entry threw an exception"},
-                            Expect{"null_entry.so", "refused to load"},
-                            Expect{"short_struct.so", "struct_size 16 is smaller"},
-                            Expect{"missing_read.so", "lacks a required format callback"}}) {
+    for (const Expect &e :
+         {Expect{"wrong_major.so", "this host speaks " + host_version},
+          Expect{"old_major.so", "built for ABI 1.2, this host speaks " + host_version},
+          Expect{"no_entry.so", "not a vdkit plugin"}, Expect{"throwing_entry.so", "entry threw an exception"},
+          Expect{"null_entry.so", "refused to load"}, Expect{"short_struct.so", "struct_size 16 is smaller"},
+          Expect{"missing_read.so", "lacks a required format callback"}}) {
         INFO(e.file);
         const LoadProblem *p = problem_for(*lib, e.file);
         REQUIRE(p);

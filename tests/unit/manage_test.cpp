@@ -59,7 +59,8 @@ std::string content_of(Library &lib, const std::string &top, const std::vector<u
 
 std::vector<std::string> names(const fs::path &dir) {
     std::vector<std::string> out;
-    for (const auto &e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    for (const auto &e : fs::directory_iterator(dir))
+        out.push_back(e.path().filename().string());
     std::sort(out.begin(), out.end());
     return out;
 }
@@ -162,8 +163,8 @@ TEST_CASE("rename moves every file and relinks parent and children", "[manage]")
         auto r = lib->rename_image(c.mid, to, ro);
         REQUIRE_OK(r);
         CHECK(r->relinked == std::vector<std::string>{c.top});
-        CHECK(names(other.path()) == std::vector<std::string>{"mid-s001.vmdk", "mid-s002.vmdk", "mid-s003.vmdk",
-                                                              "mid-s004.vmdk", "mid.vmdk"});
+        CHECK(names(other.path()) ==
+              std::vector<std::string>{"mid-s001.vmdk", "mid-s002.vmdk", "mid-s003.vmdk", "mid-s004.vmdk", "mid.vmdk"});
         CHECK(names(dir.path()) == std::vector<std::string>{"base.vdi", "top.toys"});
         CHECK(content_of(*lib, c.top, c.model, true) == "equal");
         // Holes stayed holes: four 2 MiB extents hold 1 MiB of data and their tables.
@@ -416,7 +417,7 @@ TEST_CASE("attach puts a differencing image opened alone onto its parent chain",
         AttachOptions relink;
         relink.relink = true;
         CHECK((*child)->attach(**other).code() == VDKIT_E_PARENT_MISMATCH);
-        CHECK((*child)->image_count() == 1); // nothing changed
+        CHECK((*child)->image_count() == 1);                                      // nothing changed
         CHECK((*child)->can_attach(**other, relink).code() == VDKIT_E_READ_ONLY); // relink writes the child
     }
     SECTION("relinked: the link is recorded, also over another parent") {

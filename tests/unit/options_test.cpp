@@ -45,8 +45,8 @@ TEST_CASE("an unknown key is an error with a suggestion", "[options]") {
                              "format 'sample'");
     REQUIRE_FALSE(r.is_ok());
     CHECK(r.status().code() == VDKIT_E_CONFIG);
-    CHECK_THAT(r.status().message(), Catch::Contains("unknown option 'grain-sise'") &&
-                                         Catch::Contains("did you mean 'grain-size'?"));
+    CHECK_THAT(r.status().message(),
+               Catch::Contains("unknown option 'grain-sise'") && Catch::Contains("did you mean 'grain-size'?"));
 }
 
 TEST_CASE("types, ranges, enums and flags are enforced", "[options]") {

@@ -29,8 +29,8 @@ TEST_CASE("a parent hint leaving the image's directory is refused unless allowed
     OpenOptions lenient;
     lenient.ignore_parent_mismatch = true;
 
-    for (std::string hint : {std::string("../outside.toys"), dir / "outside.toys", std::string("sub/../../outside.toys"),
-                             std::string("http://example.invalid/x.toys")}) {
+    for (std::string hint : {std::string("../outside.toys"), dir / "outside.toys",
+                             std::string("sub/../../outside.toys"), std::string("http://example.invalid/x.toys")}) {
         INFO(hint);
         set_hint(dir / "vm/child.toys", hint);
         auto r = lib->open(dir / "vm/child.toys", lenient);
@@ -235,11 +235,12 @@ TEST_CASE("names inside a URL image join onto its URL, keeping its server and so
     struct Case {
         const char *image, *name, *want;
     };
-    for (const Case &c : {Case{"nbd+unix:///disk.vmdk?socket=/tmp/s/sock", "disk-flat.vmdk",
-                               "nbd+unix:///disk-flat.vmdk?socket=/tmp/s/sock"},
-                          Case{"nbd://host:10809/vm/disk.vmdk", "disk-s001.vmdk", "nbd://host:10809/vm/disk-s001.vmdk"},
-                          Case{"nbd://host", "x.vmdk", "nbd://host/x.vmdk"},
-                          Case{"nbds+unix:///d/disk.vmdk?socket=/s#f", "disk-s001.vmdk", "nbds+unix:///d/disk-s001.vmdk?socket=/s"}}) {
+    for (const Case &c :
+         {Case{"nbd+unix:///disk.vmdk?socket=/tmp/s/sock", "disk-flat.vmdk",
+               "nbd+unix:///disk-flat.vmdk?socket=/tmp/s/sock"},
+          Case{"nbd://host:10809/vm/disk.vmdk", "disk-s001.vmdk", "nbd://host:10809/vm/disk-s001.vmdk"},
+          Case{"nbd://host", "x.vmdk", "nbd://host/x.vmdk"},
+          Case{"nbds+unix:///d/disk.vmdk?socket=/s#f", "disk-s001.vmdk", "nbds+unix:///d/disk-s001.vmdk?socket=/s"}}) {
         INFO(c.image << " + " << c.name);
         auto r = resolve_sibling(c.image, c.name, false);
         REQUIRE_OK(r);
@@ -249,8 +250,8 @@ TEST_CASE("names inside a URL image join onto its URL, keeping its server and so
     }
     // Leaving the directory, an absolute path, or a query of its own (which
     // could name another socket or server) is refused unless allowed.
-    for (const char *name : {"../other.vmdk", "/etc/passwd", "x.vmdk?socket=/run/other", "x.vmdk#frag",
-                             "file:///etc/passwd"}) {
+    for (const char *name :
+         {"../other.vmdk", "/etc/passwd", "x.vmdk?socket=/run/other", "x.vmdk#frag", "file:///etc/passwd"}) {
         INFO(name);
         auto r = resolve_sibling("nbd+unix:///vm/disk.vmdk?socket=/tmp/s", name, false);
         REQUIRE_FALSE(r.is_ok());

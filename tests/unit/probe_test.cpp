@@ -74,7 +74,8 @@ TEST_CASE("formats_for_extension names the format plugins listing an extension, 
         if (p.kind != PluginKind::format) continue;
         for (const std::string &e : p.extensions) {
             std::string upper = e, mixed = e;
-            for (char &c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            for (char &c : upper)
+                c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
             mixed[0] = upper[0];
             for (const std::string &spelling : {e, upper, mixed}) {
                 INFO(p.name << " lists ." << e << ", asked as ." << spelling);
@@ -100,8 +101,8 @@ TEST_CASE("with no plugins found, opening says where to look", "[probe][loader]"
     auto r = (*lib)->open(dir / "disk.img");
     REQUIRE_FALSE(r.is_ok());
     CHECK(r.status().code() == VDKIT_E_NOT_FOUND);
-    CHECK_THAT(r.status().message(), Catch::Contains("no transports are loaded") &&
-                                         Catch::Contains("VDKIT_PLUGIN_PATH"));
+    CHECK_THAT(r.status().message(),
+               Catch::Contains("no transports are loaded") && Catch::Contains("VDKIT_PLUGIN_PATH"));
 }
 
 // ---- foreign containers (docs/design/probing.md, "Foreign containers") ---------------
@@ -113,18 +114,23 @@ namespace {
 using Bytes = std::vector<unsigned char>;
 
 void put_be(Bytes &b, size_t off, uint64_t v, int n) {
-    for (int i = n - 1; i >= 0; --i, v >>= 8) b[off + size_t(i)] = static_cast<unsigned char>(v);
+    for (int i = n - 1; i >= 0; --i, v >>= 8)
+        b[off + size_t(i)] = static_cast<unsigned char>(v);
 }
 void put_le(Bytes &b, size_t off, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i, v >>= 8) b[off + size_t(i)] = static_cast<unsigned char>(v);
+    for (int i = 0; i < n; ++i, v >>= 8)
+        b[off + size_t(i)] = static_cast<unsigned char>(v);
 }
-void put_text(Bytes &b, size_t off, std::string_view s) { std::memcpy(b.data() + off, s.data(), s.size()); }
+void put_text(Bytes &b, size_t off, std::string_view s) {
+    std::memcpy(b.data() + off, s.data(), s.size());
+}
 
 // A buffer of `size` bytes of a deterministic non-zero pattern (data that
 // matches no signature by itself).
 Bytes pattern(size_t size) {
     Bytes b(size);
-    for (size_t i = 0; i < size; ++i) b[i] = static_cast<unsigned char>(0x5a ^ (i * 7));
+    for (size_t i = 0; i < size; ++i)
+        b[i] = static_cast<unsigned char>(0x5a ^ (i * 7));
     return b;
 }
 
@@ -152,7 +158,8 @@ Bytes vhd_footer(uint32_t disk_type, uint64_t size, size_t len = 512) {
     put_be(f, 48, size, 8);
     put_be(f, 60, disk_type, 4);
     uint32_t sum = 0;
-    for (auto c : f) sum += c;
+    for (auto c : f)
+        sum += c;
     put_be(f, 64, ~sum, 4);
     return f;
 }
@@ -334,7 +341,8 @@ TEST_CASE("plain data matches no container", "[probe][containers]") {
     std::mt19937 rng(20261130);
     for (size_t size : {size_t(1), size_t(511), size_t(512), size_t(513), size_t(4096), size_t(200000)}) {
         Bytes b(size);
-        for (auto &c : b) c = static_cast<unsigned char>(rng());
+        for (auto &c : b)
+            c = static_cast<unsigned char>(rng());
         INFO(size);
         CHECK(detect(b) == "");
         CHECK(detect(Bytes(size, 0)) == "");
@@ -355,7 +363,8 @@ TEST_CASE("extensions name containers", "[probe][containers]") {
             REQUIRE(by_extension(e) == &c);
             CHECK(c.aliases.front() == c.name);
         }
-    for (auto plain : {"img", "raw", "bin", "iso", "dd", "hds", ""}) CHECK(by_extension(plain) == nullptr);
+    for (auto plain : {"img", "raw", "bin", "iso", "dd", "hds", ""})
+        CHECK(by_extension(plain) == nullptr);
 }
 
 namespace {
@@ -431,15 +440,15 @@ TEST_CASE("a file named for a format it is not is refused, plain dumps are raw",
         const char *name;
         const char *says; // "" = opens as raw
     };
-    for (const Case c : {Case{"disk.vdi", "named like a vdi image but it is not one (the vdi probe found no header)"},
-                         Case{"DISK.VMDK", "named like a vmdk image but it is not one (the vmdk probe"},
-                         Case{"disk.qcow2", "named like a qcow2 image but it is not one (the qcow2 probe found no header)"},
-                         Case{"disk.qed", "named like a qed image but it carries no qed signature, and no "
-                                          "installed plugin reads qed"},
-                         Case{"disk.vhd", "named like a vhd image but it is not one (the vhd probe found no header)"},
-                         Case{"disk.vhdx", "vhdx"},
-                         Case{"disk.hdd", "parallels"}, Case{"disk.img", ""}, Case{"disk.raw", ""},
-                         Case{"disk.iso", ""}, Case{"disk.bin", ""}, Case{"disk", ""}, Case{"disk.hds", ""}}) {
+    for (const Case c :
+         {Case{"disk.vdi", "named like a vdi image but it is not one (the vdi probe found no header)"},
+          Case{"DISK.VMDK", "named like a vmdk image but it is not one (the vmdk probe"},
+          Case{"disk.qcow2", "named like a qcow2 image but it is not one (the qcow2 probe found no header)"},
+          Case{"disk.qed", "named like a qed image but it carries no qed signature, and no "
+                           "installed plugin reads qed"},
+          Case{"disk.vhd", "named like a vhd image but it is not one (the vhd probe found no header)"},
+          Case{"disk.vhdx", "vhdx"}, Case{"disk.hdd", "parallels"}, Case{"disk.img", ""}, Case{"disk.raw", ""},
+          Case{"disk.iso", ""}, Case{"disk.bin", ""}, Case{"disk", ""}, Case{"disk.hds", ""}}) {
         INFO(c.name);
         const std::string path = dir / c.name;
         write_file(path, data);
@@ -490,8 +499,8 @@ TEST_CASE("a foreign parent is refused, also under a named top format", "[probe]
     over.parent_format = "raw";
     made = lib->create_image(dir / "new.toys", over);
     REQUIRE_FALSE(made.is_ok());
-    CHECK_THAT(made.status().message(), Catch::Contains("could never be opened again") &&
-                                            Catch::Contains(base + " is a qed image"));
+    CHECK_THAT(made.status().message(),
+               Catch::Contains("could never be opened again") && Catch::Contains(base + " is a qed image"));
     CHECK_FALSE(std::filesystem::exists(dir / "new.toys"));
 }
 
@@ -523,12 +532,12 @@ TEST_CASE("unknown qcow2 versions, cut-off headers and damaged VHDs are not raw"
         const char *name;
         size_t need; // the header's size: a file this long is judged on its fields
     };
-    for (const Cut c : {Cut{std::string_view("QFI\xfb\0\0\0\3", 8), "qcow2", 104},
-                        Cut{std::string_view("QFI\xfb\0\0\0\1", 8), "qcow", 48},
-                        Cut{std::string_view("QED\0", 4), "qed", 64}, Cut{"WithoutFreeSpace", "parallels", 64},
-                        Cut{"LUKS\xba\xbe", "luks", 592}, Cut{std::string_view("LUKS\xba\xbe\0\2", 8), "luks", 4096},
-                        Cut{"KDMV", "vmdk", 512}, Cut{"COWD", "vmdk", 2048}, Cut{"conectix", "vpc", 512},
-                        Cut{"vhdxfile", "vhdx", (64 << 10) + 4096}}) {
+    for (const Cut c :
+         {Cut{std::string_view("QFI\xfb\0\0\0\3", 8), "qcow2", 104},
+          Cut{std::string_view("QFI\xfb\0\0\0\1", 8), "qcow", 48}, Cut{std::string_view("QED\0", 4), "qed", 64},
+          Cut{"WithoutFreeSpace", "parallels", 64}, Cut{"LUKS\xba\xbe", "luks", 592},
+          Cut{std::string_view("LUKS\xba\xbe\0\2", 8), "luks", 4096}, Cut{"KDMV", "vmdk", 512},
+          Cut{"COWD", "vmdk", 2048}, Cut{"conectix", "vpc", 512}, Cut{"vhdxfile", "vhdx", (64 << 10) + 4096}}) {
         INFO(c.name << " magic of " << c.magic.size() << " bytes");
         for (size_t len : {c.magic.size(), c.magic.size() + 1, c.need / 2, c.need - 1}) {
             if (len < c.magic.size()) continue;

@@ -23,7 +23,7 @@ TEST_CASE("sizes parse with binary suffixes and reject garbage", "[util]") {
     CHECK_FALSE(util::parse_size("-1"));
     CHECK_FALSE(util::parse_size("12Q"));
     CHECK_FALSE(util::parse_size("99999999999999999999"));
-    CHECK_FALSE(util::parse_size("16E")); // 2^64 overflows
+    CHECK_FALSE(util::parse_size("16E"));  // 2^64 overflows
     CHECK_FALSE(util::parse_size("1.3k")); // not a whole number of bytes
 }
 
@@ -58,15 +58,18 @@ TEST_CASE("UUIDs are version 4 and round-trip through text", "[util]") {
     // Canonical RFC 4122 text: 8-4-4-4-12 lower-case hex digits.
     REQUIRE(text.size() == 36);
     for (size_t i = 0; i < text.size(); ++i) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) CHECK(text[i] == '-');
-        else CHECK(((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f')));
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            CHECK(text[i] == '-');
+        else
+            CHECK(((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f')));
     }
-    const uint8_t fixed[16] = {0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0x4d, 0xef, 0x80, 0x01, 0x02, 0x03, 0x04, 0x05, 0xa6, 0xff};
+    const uint8_t fixed[16] = {0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0x4d, 0xef,
+                               0x80, 0x01, 0x02, 0x03, 0x04, 0x05, 0xa6, 0xff};
     CHECK(util::uuid_to_string(fixed) == "12345678-9abc-4def-8001-02030405a6ff");
     auto upper = util::parse_uuid("12345678-9ABC-4DEF-8001-02030405A6FF");
     REQUIRE(upper);
     CHECK(std::memcmp(upper->data(), fixed, 16) == 0);
-    CHECK_FALSE(util::parse_uuid("12345678-9abc-4def-8001-02030405a6f"));  // 31 digits
+    CHECK_FALSE(util::parse_uuid("12345678-9abc-4def-8001-02030405a6f"));   // 31 digits
     CHECK_FALSE(util::parse_uuid("12345678-9abc-4def-8001-02030405a6fff")); // 33 digits
     // Many in a row: all distinct, all version 4 / RFC 4122 variant.
     std::set<std::string> seen;

@@ -3,9 +3,9 @@
 // raw disk with the C API and through a memory reader with the C++ API.
 // Real tools' tables (sfdisk, sgdisk, LVM) are compared in
 // tests/cli/volumes_test.sh.
+#include "test_support.hpp"
 #include "vdkit/vdkit.h"
 #include "vdkit/volumes.hpp"
-#include "test_support.hpp"
 
 #include <cstring>
 #include <string>
@@ -16,8 +16,10 @@ namespace {
 void entry(std::vector<unsigned char> &d, uint64_t sector, int slot, uint8_t type, uint32_t start, uint32_t count) {
     unsigned char *p = d.data() + sector * 512 + 446 + 16 * slot;
     p[4] = type;
-    for (int i = 0; i < 4; ++i) p[8 + i] = static_cast<unsigned char>(start >> (8 * i));
-    for (int i = 0; i < 4; ++i) p[12 + i] = static_cast<unsigned char>(count >> (8 * i));
+    for (int i = 0; i < 4; ++i)
+        p[8 + i] = static_cast<unsigned char>(start >> (8 * i));
+    for (int i = 0; i < 4; ++i)
+        p[12 + i] = static_cast<unsigned char>(count >> (8 * i));
     d[sector * 512 + 510] = 0x55;
     d[sector * 512 + 511] = 0xAA;
 }

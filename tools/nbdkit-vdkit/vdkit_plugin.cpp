@@ -46,12 +46,23 @@ int fail(const vdkit_error &e) {
     nbdkit_error("%s", e.message[0] ? e.message : vdkit_status_text(e.code));
     int err = EIO;
     switch (e.code) {
-    case VDKIT_E_READ_ONLY: err = EROFS; break;
-    case VDKIT_E_OUT_OF_RANGE: err = EINVAL; break;
-    case VDKIT_E_NO_MEMORY: err = ENOSPC; break; // "the image is full" (vdkit.h, vdkit_disk_write)
-    case VDKIT_E_NOT_SUPPORTED: err = ENOTSUP; break;
-    case VDKIT_E_PERMISSION: err = EPERM; break;
-    default: break;
+    case VDKIT_E_READ_ONLY:
+        err = EROFS;
+        break;
+    case VDKIT_E_OUT_OF_RANGE:
+        err = EINVAL;
+        break;
+    case VDKIT_E_NO_MEMORY:
+        err = ENOSPC;
+        break; // "the image is full" (vdkit.h, vdkit_disk_write)
+    case VDKIT_E_NOT_SUPPORTED:
+        err = ENOTSUP;
+        break;
+    case VDKIT_E_PERMISSION:
+        err = EPERM;
+        break;
+    default:
+        break;
     }
     nbdkit_set_error(err);
     return -1;
@@ -109,7 +120,8 @@ int vd_after_fork() {
     if (vdkit_disk_open(g_lib, g_file.c_str(), g_format.empty() ? nullptr : g_format.c_str(), flags, nullptr, &g_disk,
                         &err) != VDKIT_OK) {
         fail(err);
-        if (!g_readonly && (err.code == VDKIT_E_READ_ONLY || err.code == VDKIT_E_BUSY || err.code == VDKIT_E_NOT_SUPPORTED))
+        if (!g_readonly &&
+            (err.code == VDKIT_E_READ_ONLY || err.code == VDKIT_E_BUSY || err.code == VDKIT_E_NOT_SUPPORTED))
             nbdkit_error("(to serve an image that cannot be written, or that another program writes, pass "
                          "readonly=true)");
         return -1;
@@ -127,16 +139,34 @@ void vd_cleanup() {
     g_lib = nullptr;
 }
 
-void *vd_open(int) { return &g_handle_tag; }
+void *vd_open(int) {
+    return &g_handle_tag;
+}
 
-int64_t vd_get_size(void *) { return static_cast<int64_t>(vdkit_disk_size(g_disk)); }
-int vd_can_write(void *) { return g_readonly ? 0 : 1; }
-int vd_can_flush(void *) { return 1; }
-int vd_can_trim(void *) { return g_readonly ? 0 : 1; }
-int vd_can_zero(void *) { return g_readonly ? 0 : 1; }
-int vd_can_fua(void *) { return NBDKIT_FUA_EMULATE; }
-int vd_can_multi_conn(void *) { return 1; }
-int vd_can_extents(void *) { return 1; }
+int64_t vd_get_size(void *) {
+    return static_cast<int64_t>(vdkit_disk_size(g_disk));
+}
+int vd_can_write(void *) {
+    return g_readonly ? 0 : 1;
+}
+int vd_can_flush(void *) {
+    return 1;
+}
+int vd_can_trim(void *) {
+    return g_readonly ? 0 : 1;
+}
+int vd_can_zero(void *) {
+    return g_readonly ? 0 : 1;
+}
+int vd_can_fua(void *) {
+    return NBDKIT_FUA_EMULATE;
+}
+int vd_can_multi_conn(void *) {
+    return 1;
+}
+int vd_can_extents(void *) {
+    return 1;
+}
 
 int vd_pread(void *, void *buf, uint32_t count, uint64_t offset, uint32_t) {
     vdkit_error err = new_error();
@@ -184,8 +214,10 @@ int vd_extents(void *, uint32_t count, uint64_t offset, uint32_t flags, struct n
         vdkit_error err = new_error();
         if (vdkit_disk_block_status(g_disk, pos, end - pos, &state, &run, &err) != VDKIT_OK) return fail(err);
         uint32_t type = 0;
-        if (state == VDKIT_BLOCK_ZERO) type = NBDKIT_EXTENT_ZERO;
-        else if (state == VDKIT_BLOCK_UNALLOCATED) type = NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;
+        if (state == VDKIT_BLOCK_ZERO)
+            type = NBDKIT_EXTENT_ZERO;
+        else if (state == VDKIT_BLOCK_UNALLOCATED)
+            type = NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;
         if (nbdkit_add_extent(extents, pos, run, type) == -1) return -1;
         pos += run;
         if (flags & NBDKIT_FLAG_REQ_ONE) break;

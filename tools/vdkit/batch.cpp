@@ -62,7 +62,8 @@ std::string stack_text(const Library &lib, const std::vector<FilterSpec> &stack)
                 continue;
             }
             uint64_t h = 14695981039346656037ull;
-            for (unsigned char ch : v) h = (h ^ ch) * 1099511628211ull;
+            for (unsigned char ch : v)
+                h = (h ^ ch) * 1099511628211ull;
             s += k + "=#" + std::to_string(h) + ",";
         }
         s += ")";
@@ -72,15 +73,18 @@ std::string stack_text(const Library &lib, const std::vector<FilterSpec> &stack)
 
 // Everything about a job that shapes its target.
 std::string settings_of(const Library &lib, const BatchJob &job) {
-    std::string s = "source=" + job.spec.source + ";source_format=" + job.spec.options.source_format +
-                    ";format=" + job.spec.options.target_format + ";preallocate=" + (job.spec.options.preallocate ? "1" : "0") +
-                    ";backing=" + job.spec.options.backing + ";keep_uuid=" + (job.spec.options.keep_uuid ? "1" : "0") + ";options=";
+    std::string s =
+        "source=" + job.spec.source + ";source_format=" + job.spec.options.source_format +
+        ";format=" + job.spec.options.target_format + ";preallocate=" + (job.spec.options.preallocate ? "1" : "0") +
+        ";backing=" + job.spec.options.backing + ";keep_uuid=" + (job.spec.options.keep_uuid ? "1" : "0") + ";options=";
     // Only when set, so that records of earlier runs stay valid.
     if (job.spec.options.existing_target)
         s = "existing_target=1;target_is_zero=" + std::string(job.spec.options.target_is_zero ? "1" : "0") + ";" + s;
-    for (const auto &[k, v] : job.spec.options.target_options) s += k + "=" + v + ",";
+    for (const auto &[k, v] : job.spec.options.target_options)
+        s += k + "=" + v + ",";
     if (!job.spec.options.target_filters.empty()) s += ";filters=" + stack_text(lib, job.spec.options.target_filters);
-    if (!job.spec.options.source_filters.empty()) s += ";source_filters=" + stack_text(lib, job.spec.options.source_filters);
+    if (!job.spec.options.source_filters.empty())
+        s += ";source_filters=" + stack_text(lib, job.spec.options.source_filters);
     return s;
 }
 
@@ -146,9 +150,11 @@ private:
 YAML::Node to_yaml(const json &j) {
     YAML::Node n;
     if (j.is_object()) {
-        for (const auto &[k, v] : j.items()) n[k] = to_yaml(v);
+        for (const auto &[k, v] : j.items())
+            n[k] = to_yaml(v);
     } else if (j.is_array()) {
-        for (const auto &v : j) n.push_back(to_yaml(v));
+        for (const auto &v : j)
+            n.push_back(to_yaml(v));
     } else if (j.is_string()) {
         n = j.get<std::string>();
     } else if (!j.is_null()) {
@@ -200,9 +206,9 @@ class BatchCommand : public Command {
             auto src = raw_by(lib.open(job.spec.source, so), job.spec.raw_advice);
             if (!src) {
                 if (all_sources)
-                    problems.push_back(where + "source " + job.spec.source + ": " +
-                                       (src.status().message().empty() ? src.status().to_string()
-                                                                       : src.status().message()));
+                    problems.push_back(
+                        where + "source " + job.spec.source + ": " +
+                        (src.status().message().empty() ? src.status().to_string() : src.status().message()));
                 continue;
             }
             if (!job.spec.options.existing_target) continue;
@@ -214,10 +220,11 @@ class BatchCommand : public Command {
             auto dst = lib.open(job.spec.target, to);
             if (!dst) continue;
             if ((*dst)->size() < (*src)->size())
-                problems.push_back(file.path + ":" + std::to_string(job.line) + ": job '" + job.name + "': " +
-                                   job.spec.target + " holds " + std::to_string((*dst)->size()) +
+                problems.push_back(file.path + ":" + std::to_string(job.line) + ": job '" + job.name +
+                                   "': " + job.spec.target + " holds " + std::to_string((*dst)->size()) +
                                    " bytes, less than the virtual size of " + job.spec.source + " (" +
-                                   std::to_string((*src)->size()) + " bytes); existing_target needs a target at "
+                                   std::to_string((*src)->size()) +
+                                   " bytes); existing_target needs a target at "
                                    "least that large");
         }
     }
@@ -231,7 +238,8 @@ class BatchCommand : public Command {
             !report_.ends_with(".yml"))
             problems.push_back("--report " + report_ + ": must end in .json, .yaml or .yml");
         if (!problems.empty()) {
-            for (const auto &p : problems) std::cerr << p << "\n";
+            for (const auto &p : problems)
+                std::cerr << p << "\n";
             throw CliError(job_file_ + ": " + std::to_string(problems.size()) +
                                (problems.size() == 1 ? " problem" : " problems") + "; nothing was run",
                            kExitUsage);
@@ -252,7 +260,8 @@ class BatchCommand : public Command {
                 if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);
                 own.push_back(staging_dir_for(job.spec.target));
             }
-            for (const auto &dir : dirs) note_stale_staging(dir, own);
+            for (const auto &dir : dirs)
+                note_stale_staging(dir, own);
         }
         const int rc = run_jobs(*lib, file);
         throw_if_cancelled("jobs that had not finished were stopped or not started (see their lines)");
@@ -274,8 +283,10 @@ class BatchCommand : public Command {
 
         auto show_progress = [&] {
             uint64_t sum = 0, copied = 0;
-            for (auto &p : permille) sum += p.load();
-            for (auto &b : bytes) copied += b.load();
+            for (auto &p : permille)
+                sum += p.load();
+            for (auto &b : bytes)
+                copied += b.load();
             std::lock_guard lock(out_mu);
             bar.update_fraction(static_cast<double>(sum) / static_cast<double>(1000 * n), copied);
         };
@@ -339,7 +350,8 @@ class BatchCommand : public Command {
         std::vector<size_t> ready;
         for (size_t i = 0; i < n; ++i)
             if (waiting_for[i] == 0) ready.push_back(i);
-        for (size_t i : ready) boost::asio::post(pool, [&run_one, i] { run_one(i); });
+        for (size_t i : ready)
+            boost::asio::post(pool, [&run_one, i] { run_one(i); });
         pool.join();
         bar.finish();
 
@@ -387,7 +399,8 @@ class BatchCommand : public Command {
                 // A target with no record (say, the run stopped right after renaming it).
                 const std::string note = state.remember(lib, job);
                 o.status = "skipped";
-                o.message = "verified: the existing target reads the same as the source" + (note.empty() ? "" : "; " + note);
+                o.message =
+                    "verified: the existing target reads the same as the source" + (note.empty() ? "" : "; " + note);
                 return;
             } else {
                 throw CliError(job.spec.target + " already exists and differs from the source; set overwrite: "
@@ -438,8 +451,8 @@ class BatchCommand : public Command {
 
     // The job's source and its existing target, each opened as the job
     // reads or made it (a raw target named plain.qcow2 is not probed).
-    static std::pair<Result<std::unique_ptr<Disk>>, Result<std::unique_ptr<Disk>>> open_source_and_target(
-        Library &lib, const BatchJob &job) {
+    static std::pair<Result<std::unique_ptr<Disk>>, Result<std::unique_ptr<Disk>>>
+    open_source_and_target(Library &lib, const BatchJob &job) {
         OpenOptions src_o, dst_o;
         src_o.format = job.spec.options.source_format;
         src_o.filters = job.spec.options.source_filters;
@@ -476,9 +489,12 @@ class BatchCommand : public Command {
         for (size_t i = 0; i < file.jobs.size(); ++i) {
             const BatchJob &j = file.jobs[i];
             const Outcome &o = outcomes[i];
-            json r = {{"name", j.name},         {"line", j.line},
-                      {"source", j.spec.source}, {"target", j.spec.target},
-                      {"format", j.spec.options.target_format}, {"status", o.status}};
+            json r = {{"name", j.name},
+                      {"line", j.line},
+                      {"source", j.spec.source},
+                      {"target", j.spec.target},
+                      {"format", j.spec.options.target_format},
+                      {"status", o.status}};
             if (!o.message.empty()) r[o.status == "failed" ? "error" : "note"] = o.message;
             if (o.status == "converted") {
                 r["virtual_size"] = o.virtual_size;
@@ -487,15 +503,16 @@ class BatchCommand : public Command {
             r["seconds"] = std::round(o.seconds * 1000) / 1000;
             jobs.push_back(r);
         }
-        json report = {{"job_file", file.path},
-                       {"summary",
-                        {{"jobs", file.jobs.size()},
-                         {"converted", converted},
-                         {"skipped", skipped},
-                         {"failed", failed},
-                         {"not_run", file.jobs.size() - std::min<size_t>(file.jobs.size(), converted + skipped + failed)},
-                         {"seconds", std::round(seconds * 1000) / 1000}}},
-                       {"jobs", jobs}};
+        json report = {
+            {"job_file", file.path},
+            {"summary",
+             {{"jobs", file.jobs.size()},
+              {"converted", converted},
+              {"skipped", skipped},
+              {"failed", failed},
+              {"not_run", file.jobs.size() - std::min<size_t>(file.jobs.size(), converted + skipped + failed)},
+              {"seconds", std::round(seconds * 1000) / 1000}}},
+            {"jobs", jobs}};
         std::string text;
         if (file.report.ends_with(".json")) {
             text = report.dump(2) + "\n";

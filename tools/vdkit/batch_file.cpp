@@ -32,15 +32,17 @@ constexpr FlagKey kFlagKeys[] = {{"out_of_order", &ConvertOptions::out_of_order}
 
 // Keys `defaults` may set: the other settings and every flag.
 std::vector<std::string> default_keys() {
-    std::vector<std::string> keys = {"source_format", "format", "options", "threads", "backing_format", "filters",
-                                     "source_filters"};
-    for (const FlagKey &f : kFlagKeys) keys.push_back(f.key);
+    std::vector<std::string> keys = {"source_format",  "format",  "options",       "threads",
+                                     "backing_format", "filters", "source_filters"};
+    for (const FlagKey &f : kFlagKeys)
+        keys.push_back(f.key);
     return keys;
 }
 // Keys a job may set: those and name/source/target/backing.
 std::vector<std::string> job_keys() {
     std::vector<std::string> keys = {"name", "source", "target", "backing"};
-    for (const auto &k : default_keys()) keys.push_back(k);
+    for (const auto &k : default_keys())
+        keys.push_back(k);
     return keys;
 }
 const std::vector<std::string> kJobKeys = job_keys();
@@ -120,8 +122,10 @@ public:
                 known_keys(item, {"name", "options"}, " in a filter of " + what);
                 FilterSpec spec;
                 if (auto name = item["name"]) {
-                    if (auto v = text(name, "a filter's name")) spec.name = *v;
-                    else continue;
+                    if (auto v = text(name, "a filter's name"))
+                        spec.name = *v;
+                    else
+                        continue;
                 } else {
                     problem(item, "a filter in " + what + " has no name");
                     continue;
@@ -185,7 +189,9 @@ void check_filters(Checker &c, const Library &lib, const std::string &who, const
     }
 }
 
-bool is_url(const std::string &p) { return p.find("://") != std::string::npos; }
+bool is_url(const std::string &p) {
+    return p.find("://") != std::string::npos;
+}
 
 std::string resolve(const fs::path &base, const std::string &p) {
     if (is_url(p) || fs::path(p).is_absolute()) return p;
@@ -270,7 +276,8 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             s.option_lines[k] = own.option_lines[k];
         }
         if (own.threads) s.threads = own.threads;
-        for (const auto &[k, v] : own.flags) s.flags[k] = v;
+        for (const auto &[k, v] : own.flags)
+            s.flags[k] = v;
         if (own.backing_format) s.backing_format = own.backing_format;
         // A stack is replaced whole (an empty list removes the default's).
         if (own.filters) {
@@ -287,14 +294,20 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
         ConvertOptions &o = job.spec.options;
         for (const FlagKey &f : kFlagKeys) {
             const auto given = s.flags.find(f.key);
-            if (f.field) o.*f.field = given != s.flags.end() && given->second;
-            else job.verify = given == s.flags.end() || given->second;
+            if (f.field)
+                o.*f.field = given != s.flags.end() && given->second;
+            else
+                job.verify = given == s.flags.end() || given->second;
         }
         std::optional<std::string> source, target;
-        if (auto n = j["source"]) source = c.text(n, "source");
-        else c.problem(line, "the job has no source");
-        if (auto n = j["target"]) target = c.text(n, "target");
-        else c.problem(line, "the job has no target");
+        if (auto n = j["source"])
+            source = c.text(n, "source");
+        else
+            c.problem(line, "the job has no source");
+        if (auto n = j["target"])
+            target = c.text(n, "target");
+        else
+            c.problem(line, "the job has no target");
         if (!s.format) c.problem(line, "the job has no target format (format, in the job or under defaults)");
         job.name = target ? fs::path(*target).filename().string() : "job at line " + std::to_string(line);
         if (auto n = j["name"])
@@ -316,8 +329,8 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             else if (!dir.empty() && !fs::is_directory(dir, ec))
                 c.problem(j["target"], who + "the target's directory " + dir.string() + " does not exist");
             if (auto [it, fresh] = targets.emplace(identity(job.spec.target), line); !fresh)
-                c.problem(j["target"], who + "the target is also written by the job at line " +
-                                           std::to_string(it->second));
+                c.problem(j["target"],
+                          who + "the target is also written by the job at line " + std::to_string(it->second));
             if (source && identity(job.spec.target) == identity(job.spec.source))
                 c.problem(j["target"], who + "the target is the source");
             // What the target is decides what a job may do to it (as convert does).
@@ -332,8 +345,10 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
                                            ", which cannot be reached; name the file itself");
             } else if (o.existing_target) {
                 if (!there)
-                    c.problem(j["target"], who + job.spec.target + " does not exist; existing_target: true writes "
-                                                 "into an existing target (a block device, a preallocated file, an image)");
+                    c.problem(j["target"],
+                              who + job.spec.target +
+                                  " does not exist; existing_target: true writes "
+                                  "into an existing target (a block device, a preallocated file, an image)");
                 else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
                     c.problem(j["target"], who + job.spec.target + " is " + file_type_name(st.st_mode) +
                                                "; existing_target writes into a regular file or a block device");
@@ -349,7 +364,7 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             ConvertOptions combination = o;
             combination.target_options = s.options;
             if (j["backing"]) combination.backing = "-"; // read below; only whether it is given counts here
-            combination.target_format = "-"; // a missing format is reported above
+            combination.target_format = "-";             // a missing format is reported above
             for (const auto &p : Library::convert_option_problems(combination, [](std::string_view member) {
                      if (member == "existing_target") return std::string("existing_target: true");
                      if (member == "target_options") return std::string("options");
@@ -361,7 +376,8 @@ BatchFile load_batch_file(const Library &lib, const std::string &path, std::vect
             if (auto v = c.text(n, "backing")) {
                 // Absolute: convert takes a relative backing path from the target's directory.
                 job.spec.options.backing = resolve(base, *v);
-                if (!is_url(job.spec.options.backing)) job.spec.options.backing = fs::absolute(job.spec.options.backing).lexically_normal().string();
+                if (!is_url(job.spec.options.backing))
+                    job.spec.options.backing = fs::absolute(job.spec.options.backing).lexically_normal().string();
                 job.backing_line = Checker::line(n);
             }
         }

@@ -11,17 +11,17 @@
 
 #include "convert.hpp"
 
-#include <string>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace vdkit::cli {
 
 struct BatchJob {
     std::string name;
-    int line = 0;            // of the job's entry in the file
-    ConvertSpec spec;        // paths resolved against the job file's directory
-    bool verify = true;      // compare the target with the source before it gets its final name
+    int line = 0;       // of the job's entry in the file
+    ConvertSpec spec;   // paths resolved against the job file's directory
+    bool verify = true; // compare the target with the source before it gets its final name
     // The earlier job whose target is this job's backing image (it runs
     // first; if it fails, this job fails), or none.
     std::optional<size_t> after;
@@ -34,8 +34,8 @@ struct BatchJob {
 
 struct BatchFile {
     std::string path;
-    unsigned parallel = 1;   // jobs at once
-    std::string report;      // "" = none; resolved like job paths
+    unsigned parallel = 1; // jobs at once
+    std::string report;    // "" = none; resolved like job paths
     std::vector<BatchJob> jobs;
 };
 

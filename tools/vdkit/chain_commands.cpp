@@ -111,7 +111,8 @@ class CommitCommand : public Command {
         if (disk->image_count() < 2) throw CliError(image_ + " has no parent to commit into", kExitUsage);
         const size_t base = base_.empty() ? disk->image_count() - 2 : index_of(*disk, base_);
         std::vector<std::string> left;
-        for (size_t i = base + 1; i + 1 < disk->image_count(); ++i) left.push_back(take(disk->image_info(i)).location);
+        for (size_t i = base + 1; i + 1 < disk->image_count(); ++i)
+            left.push_back(take(disk->image_info(i)).location);
         const std::string top = take(disk->image_info(disk->image_count() - 1)).location,
                           into = take(disk->image_info(base)).location;
         ProgressBar bar(progress_, {}, "commit");
@@ -119,10 +120,12 @@ class CommitCommand : public Command {
         bar.finish();
         check(disk->close());
         if (output_ == "json") {
-            std::cout << json{{"image", top}, {"base", into}, {"emptied", !keep_}, {"left-chain", left}}.dump(2) << "\n";
+            std::cout << json{{"image", top}, {"base", into}, {"emptied", !keep_}, {"left-chain", left}}.dump(2)
+                      << "\n";
         } else if (!globals().quiet) {
             std::cout << "Image committed.\n";
-            for (const auto &l : left) std::cout << "note: " << l << " is no longer part of the chain\n";
+            for (const auto &l : left)
+                std::cout << "note: " << l << " is no longer part of the chain\n";
         }
         return kExitOk;
     }
@@ -190,15 +193,20 @@ class MergeCommand : public Command {
     int run() override {
         auto lib = open_library(globals());
         auto disk = open_chain(*lib, image_, format_, filters_);
-        if (disk->image_count() < 2) throw CliError(image_ + " is a single image; there is nothing to merge", kExitUsage);
+        if (disk->image_count() < 2)
+            throw CliError(image_ + " is a single image; there is nothing to merge", kExitUsage);
         const size_t from = from_.empty() ? disk->image_count() - 1 : index_of(*disk, from_);
         size_t to = 0;
-        if (!to_.empty()) to = index_of(*disk, to_);
-        else if (from > 0) to = from - 1;
-        else throw CliError("the base has no parent; name --to", kExitUsage);
+        if (!to_.empty())
+            to = index_of(*disk, to_);
+        else if (from > 0)
+            to = from - 1;
+        else
+            throw CliError("the base has no parent; name --to", kExitUsage);
         auto locations = [&] {
             std::vector<std::string> all;
-            for (size_t i = 0; i < disk->image_count(); ++i) all.push_back(take(disk->image_info(i)).location);
+            for (size_t i = 0; i < disk->image_count(); ++i)
+                all.push_back(take(disk->image_info(i)).location);
             return all;
         };
         const std::vector<std::string> before = locations();

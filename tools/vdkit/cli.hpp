@@ -61,8 +61,7 @@ inline Status raw_advice(const Status &st, std::string_view how) {
     msg.insert(at + kRawAdvice.size(), " (" + std::string(how) + ")");
     return Status(st.code(), msg);
 }
-template <class T>
-Result<T> raw_by(Result<T> r, std::string_view how) {
+template <class T> Result<T> raw_by(Result<T> r, std::string_view how) {
     if (r.is_ok()) return r;
     return raw_advice(r.status(), how);
 }
@@ -79,8 +78,7 @@ inline Status share_advice(const Status &st, std::string_view how) {
     msg.replace(at, kForceShareAdvice.size(), how);
     return Status(st.code(), msg);
 }
-template <class T>
-Result<T> share_by(Result<T> r, std::string_view how) {
+template <class T> Result<T> share_by(Result<T> r, std::string_view how) {
     if (r.is_ok()) return r;
     return share_advice(r.status(), how);
 }
@@ -93,14 +91,12 @@ inline Status as_parent(const Status &st) {
            "its format then)";
     return Status(st.code(), msg);
 }
-template <class T>
-Result<T> as_parent(Result<T> r) {
+template <class T> Result<T> as_parent(Result<T> r) {
     if (r.is_ok()) return r;
     return as_parent(r.status());
 }
 
-template <class T>
-T take(Result<T> r, int code = kExitError) {
+template <class T> T take(Result<T> r, int code = kExitError) {
     if (!r.is_ok()) check(r.status(), code);
     return std::move(r).value();
 }

@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <cctype>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -35,7 +35,8 @@ Options parse_options(const std::vector<std::string> &specs) {
     for (const auto &spec : specs) {
         auto kv = parse_key_values(spec);
         if (!kv) throw CliError("cannot parse option list '" + spec + "' (expected key=value,key=value)", kExitUsage);
-        for (auto &[k, v] : *kv) out[k] = v;
+        for (auto &[k, v] : *kv)
+            out[k] = v;
     }
     return out;
 }
@@ -52,15 +53,16 @@ Options format_options(const Library &lib, const std::string &format, const std:
         if (!key(k)) {
             std::string dashed = k;
             std::replace(dashed.begin(), dashed.end(), '_', '-');
-            static const std::pair<const char *, const char *> kQemu[] = {
-                {"hwversion", "hw-version"}, {"toolsversion", "tools-version"}};
+            static const std::pair<const char *, const char *> kQemu[] = {{"hwversion", "hw-version"},
+                                                                          {"toolsversion", "tools-version"}};
             for (const auto &[q, ours] : kQemu)
                 if (dashed == q) dashed = ours;
             if (dashed == "cluster-size" && !key(dashed))
                 for (const char *unit : {"block-size", "grain-size"})
                     if (key(unit)) dashed = unit;
             if (dashed == "static" && preallocate && !key(dashed)) {
-                if (v == "on" || v == "true") *preallocate = true;
+                if (v == "on" || v == "true")
+                    *preallocate = true;
                 else if (v != "off" && v != "false")
                     throw CliError("-o static takes on or off, not '" + v + "'", kExitUsage);
                 continue;
@@ -68,8 +70,10 @@ Options format_options(const Library &lib, const std::string &format, const std:
             if (key(dashed)) k = dashed;
         }
         if (const ConfigKey *c = key(k); c && c->type == KeyType::boolean) {
-            if (v == "on") v = "true";
-            else if (v == "off") v = "false";
+            if (v == "on")
+                v = "true";
+            else if (v == "off")
+                v = "false";
         }
         out[k] = v;
     }
@@ -95,7 +99,8 @@ bool print_option_help(const Library &lib, const std::string &format, const std:
         std::cout << "  " << k.name << "=<" << to_string(k.type) << ">";
         if (!k.enum_values.empty()) {
             std::cout << " (";
-            for (size_t i = 0; i < k.enum_values.size(); ++i) std::cout << (i ? "|" : "") << k.enum_values[i];
+            for (size_t i = 0; i < k.enum_values.size(); ++i)
+                std::cout << (i ? "|" : "") << k.enum_values[i];
             std::cout << ")";
         }
         if (!k.default_value.empty()) std::cout << " default " << k.default_value;
@@ -231,7 +236,9 @@ Result<std::unique_ptr<Disk>> with_overwrite_hint(Result<std::unique_ptr<Disk>> 
     return r;
 }
 
-std::string uuid_text(const Uuid &u) { return u == Uuid{} ? std::string() : vdkit::to_string(u); }
+std::string uuid_text(const Uuid &u) {
+    return u == Uuid{} ? std::string() : vdkit::to_string(u);
+}
 
 std::unique_ptr<Disk> open_read_only(Library &lib, const std::string &path, const std::string &format,
                                      const std::vector<std::string> &filters = {}, bool force_share = false,
@@ -259,8 +266,8 @@ class PluginsCommand : public Command {
             for (const auto &p : lib->plugins()) {
                 json keys = json::array();
                 for (const auto &k : p.keys) {
-                    json jk = {{"name", k.name}, {"type", to_string(k.type)}, {"default", k.default_value},
-                               {"help", k.help}};
+                    json jk = {
+                        {"name", k.name}, {"type", to_string(k.type)}, {"default", k.default_value}, {"help", k.help}};
                     json flags = json::array();
                     if (k.mandatory) flags.push_back("mandatory");
                     if (k.expert) flags.push_back("expert");
@@ -293,16 +300,19 @@ class PluginsCommand : public Command {
                 if (p.kind != kind) continue;
                 std::cout << to_string(p.kind) << " " << p.name << " " << p.version << " — " << p.description << "\n";
                 std::cout << "  capabilities:";
-                for (const auto &c : p.capability_names) std::cout << " " << c;
+                for (const auto &c : p.capability_names)
+                    std::cout << " " << c;
                 std::cout << "\n";
                 if (!p.extensions.empty()) {
                     std::cout << "  extensions:";
-                    for (const auto &e : p.extensions) std::cout << " ." << e;
+                    for (const auto &e : p.extensions)
+                        std::cout << " ." << e;
                     std::cout << "\n";
                 }
                 if (p.kind == PluginKind::transport) {
                     std::cout << "  schemes:";
-                    for (const auto &e : url_schemes(p)) std::cout << " " << e << "://";
+                    for (const auto &e : url_schemes(p))
+                        std::cout << " " << e << "://";
                     std::cout << "\n";
                 }
                 for (const auto &k : p.keys) {
@@ -322,7 +332,8 @@ class PluginsCommand : public Command {
                 std::cout << "  from " << p.source << "\n";
             }
         }
-        for (const auto &pr : lib->load_problems()) std::cout << "not loaded: " << pr.status.message() << "\n";
+        for (const auto &pr : lib->load_problems())
+            std::cout << "not loaded: " << pr.status.message() << "\n";
         return kExitOk;
     }
 };
@@ -394,8 +405,11 @@ private:
         if (info.file_size) j["actual-size"] = *info.file_size;
         if (!info.format_specific.empty()) {
             json data = json::parse(info.format_specific, nullptr, false);
-            if (data.is_object()) j["format-specific"] = {{"type", info.format}, {"data", data}};
-            else std::cerr << "vdkit: format '" << info.format << "' gave details that are not a JSON object; left out\n";
+            if (data.is_object())
+                j["format-specific"] = {{"type", info.format}, {"data", data}};
+            else
+                std::cerr << "vdkit: format '" << info.format
+                          << "' gave details that are not a JSON object; left out\n";
         }
         if (info.has_parent) {
             j["backing-filename"] = info.parent_hint;
@@ -416,19 +430,20 @@ private:
         std::cout << "image: " << info.location << "\n";
         std::cout << "file format: " << info.format << "\n";
         if (!info.subformat.empty()) std::cout << "subformat: " << info.subformat << "\n";
-        std::cout << "virtual size: " << format_size(info.virtual_size) << " (" << info.virtual_size
-                  << " bytes)\n";
+        std::cout << "virtual size: " << format_size(info.virtual_size) << " (" << info.virtual_size << " bytes)\n";
         if (info.file_size) std::cout << "disk size: " << format_size(*info.file_size) << "\n";
         if (info.granularity > 1) std::cout << "cluster_size: " << info.granularity << "\n";
         if (!uuid_text(info.uuid).empty()) std::cout << "uuid: " << uuid_text(info.uuid) << "\n";
         if (info.has_parent) {
             std::cout << "backing file: " << info.parent_hint << "\n";
-            if (!uuid_text(info.parent_uuid).empty()) std::cout << "parent uuid: " << uuid_text(info.parent_uuid) << "\n";
+            if (!uuid_text(info.parent_uuid).empty())
+                std::cout << "parent uuid: " << uuid_text(info.parent_uuid) << "\n";
         }
         if (!info.comment.empty()) std::cout << "comment: " << info.comment << "\n";
         if (!info.filters.empty()) {
             std::cout << "filters:";
-            for (const auto &f : info.filters) std::cout << " " << f;
+            for (const auto &f : info.filters)
+                std::cout << " " << f;
             std::cout << "\n";
         }
     }
@@ -440,7 +455,8 @@ private:
             // qemu-img info --backing-chain: top first; JSON is an array.
             json all = json::array();
             std::vector<ImageInfo> infos;
-            for (size_t i = 0; i < count; ++i) infos.push_back(take(disk->image_info(i)));
+            for (size_t i = 0; i < count; ++i)
+                infos.push_back(take(disk->image_info(i)));
             for (size_t i = count; i-- > 0;) {
                 const ImageInfo &info = infos[i];
                 if (json_output()) {
@@ -469,7 +485,8 @@ private:
         if (!disk_filters.empty()) {
             // Nearest the chain first, as --filter gave them.
             std::cout << "disk filters:";
-            for (const auto &f : disk_filters) std::cout << " " << f;
+            for (const auto &f : disk_filters)
+                std::cout << " " << f;
             std::cout << "\n";
         }
         return kExitOk;
@@ -503,7 +520,8 @@ class CreateCommand : public Command {
         CreateOptions o;
         // As with qemu-img, a relative -b names the parent from the new image's directory.
         o.parent = parent_;
-        if (!parent_.empty() && std::filesystem::path(parent_).is_relative() && parent_.find("://") == std::string::npos)
+        if (!parent_.empty() && std::filesystem::path(parent_).is_relative() &&
+            parent_.find("://") == std::string::npos)
             o.parent = (std::filesystem::path(image_).parent_path() / parent_).lexically_normal().string();
         o.parent_format = parent_format_;
         auto lib = open_library(globals());
@@ -527,14 +545,17 @@ class CreateCommand : public Command {
         o.fixed = preallocate_;
         o.overwrite = overwrite_;
         o.filters = parse_filters(filters_);
-        if (!size_.empty()) o.size = parse_size_arg(size_);
-        else if (parent_.empty()) throw CliError("create needs a size (or -b PARENT)", kExitUsage);
+        if (!size_.empty())
+            o.size = parse_size_arg(size_);
+        else if (parent_.empty())
+            throw CliError("create needs a size (or -b PARENT)", kExitUsage);
         auto disk = take(as_parent(with_overwrite_hint(lib->create_image(image_, o))));
         uint64_t size = disk->size();
         check(disk->close());
         if (!globals().quiet) {
             std::cout << "Formatting '" << image_ << "', fmt=" << format_ << " size=" << size;
-            for (const auto &[k, v] : o.options) std::cout << " " << k << "=" << v;
+            for (const auto &[k, v] : o.options)
+                std::cout << " " << k << "=" << v;
             if (!parent_.empty()) std::cout << " backing_file=" << parent_;
             std::cout << "\n";
         }
@@ -572,7 +593,8 @@ class ConvertCommand : public Command {
         sub->add_option("-f,--format", spec_.options.source_format, "Source format (default: probe)");
         sub->add_option("-O,--output-format", spec_.options.target_format,
                         "Target format (default: the one the target's extension names, else raw, as qemu-img)");
-        sub->add_option("-o,--options", options_, "Target format options key=value[,key=value]")->allow_extra_args(false);
+        sub->add_option("-o,--options", options_, "Target format options key=value[,key=value]")
+            ->allow_extra_args(false);
         sub->add_option("-m,--threads", spec_.options.threads,
                         "Workers reading and scanning the source at once (1..64; default: one per processor, 2..4)")
             ->check(CLI::Range(1, 64));
@@ -597,7 +619,8 @@ class ConvertCommand : public Command {
         sub->add_option("--cache", spec_.options.source_cache,
                         "Read the source through this local cache image (made if missing, reused while the source "
                         "is unchanged)");
-        sub->add_option("--cache-format", spec_.options.cache_format, "Format of a new --cache image")->default_val("vdi");
+        sub->add_option("--cache-format", spec_.options.cache_format, "Format of a new --cache image")
+            ->default_val("vdi");
         add_force_share_option(sub, spec_.options.source_force_share,
                                "Read the source even while another process (vdkit, QEMU) has it open for writing "
                                "(qemu-img convert -U); the target is always locked");
@@ -652,7 +675,8 @@ class MeasureCommand : public Command {
         sub->add_option("--size", size_, "Measure an empty image of this size instead of a source");
         add_force_share_option(sub, force_share_,
                                "Read the source even while another process (vdkit, QEMU) has it open for writing");
-        add_filter_option(sub, filters_, "--filter", "Read the source's files through this file-level filter (repeatable)");
+        add_filter_option(sub, filters_, "--filter",
+                          "Read the source's files through this file-level filter (repeatable)");
         add_output_option(sub, output_);
         sub->add_option("source", source_, "Image whose data the new one would hold");
         return sub;
@@ -660,12 +684,12 @@ class MeasureCommand : public Command {
     int run() override {
         auto lib = open_library(globals());
         if (print_option_help(*lib, out_format_, options_)) return kExitOk;
-        if (source_.empty() == size_.empty())
-            throw CliError("give either a source image or --size", kExitUsage);
+        if (source_.empty() == size_.empty()) throw CliError("give either a source image or --size", kExitUsage);
         std::unique_ptr<Disk> src;
         if (!source_.empty()) src = open_read_only(*lib, source_, in_format_, filters_, force_share_);
         const uint64_t size = size_.empty() ? 0 : parse_size_arg(size_);
-        const MeasureResult m = take(lib->measure(out_format_, format_options(*lib, out_format_, options_), src.get(), size));
+        const MeasureResult m =
+            take(lib->measure(out_format_, format_options(*lib, out_format_, options_), src.get(), size));
         if (output_ == "json") {
             std::cout << json{{"required", m.required}, {"fully-allocated", m.fully_allocated}}.dump(4) << "\n";
         } else {
@@ -729,8 +753,10 @@ class CompareCommand : public Command {
         sub->add_flag("-p,--progress", progress_, "Show progress");
         add_force_share_option(sub, force_share_,
                                "Read both images even while another process (vdkit, QEMU) has them open for writing");
-        add_filter_option(sub, filters_a_, "--filter", "Read the first image's files through this file-level filter (repeatable)");
-        add_filter_option(sub, filters_b_, "--second-filter", "Read the second image's files through this filter (repeatable)");
+        add_filter_option(sub, filters_a_, "--filter",
+                          "Read the first image's files through this file-level filter (repeatable)");
+        add_filter_option(sub, filters_b_, "--second-filter",
+                          "Read the second image's files through this filter (repeatable)");
         sub->add_option("first", a_, "First image")->required();
         sub->add_option("second", b_, "Second image")->required();
         return sub;
@@ -813,7 +839,11 @@ private:
         for (uint64_t off = 0; off < disk->size();) {
             BlockRun r = take(disk->block_status(off, std::min<uint64_t>(disk->size() - off, 1ull << 40)));
             const bool present = r.state != BlockState::unallocated;
-            const Entry e{off, r.length, present ? top - r.image : top, present, r.state != BlockState::data,
+            const Entry e{off,
+                          r.length,
+                          present ? top - r.image : top,
+                          present,
+                          r.state != BlockState::data,
                           r.state == BlockState::data};
             off += r.length;
             if (pending && pending->depth == e.depth && pending->present == e.present && pending->zero == e.zero &&
@@ -824,9 +854,12 @@ private:
             if (pending) emit(*pending, false);
             pending = e;
         }
-        if (pending) emit(*pending, true);
-        else if (as_json) std::printf("[]\n");
-        else std::printf("%-20s %-20s %-6s %s\n", "Offset", "Length", "Depth", "State");
+        if (pending)
+            emit(*pending, true);
+        else if (as_json)
+            std::printf("[]\n");
+        else
+            std::printf("%-20s %-20s %-6s %s\n", "Offset", "Length", "Depth", "State");
         if (std::fflush(stdout) != 0) throw CliError("cannot write the map to stdout");
         return kExitOk;
     }
@@ -850,10 +883,12 @@ std::string finding_kind(const CheckFinding &f) {
         const char c = f.message[i];
         if (c == '0' && i + 1 < f.message.size() && (f.message[i + 1] == 'x' || f.message[i + 1] == 'X')) {
             i += 2;
-            while (i < f.message.size() && std::isxdigit(static_cast<unsigned char>(f.message[i]))) ++i;
+            while (i < f.message.size() && std::isxdigit(static_cast<unsigned char>(f.message[i])))
+                ++i;
             k += '#';
         } else if (std::isdigit(static_cast<unsigned char>(c))) {
-            while (i < f.message.size() && std::isdigit(static_cast<unsigned char>(f.message[i]))) ++i;
+            while (i < f.message.size() && std::isdigit(static_cast<unsigned char>(f.message[i])))
+                ++i;
             k += '#';
         } else {
             k += c;
@@ -868,8 +903,10 @@ std::vector<FindingRun> coalesce_findings(const std::vector<CheckFinding> &findi
     std::string last_kind;
     for (size_t i = 0; i < findings.size(); ++i) {
         std::string kind = finding_kind(findings[i]);
-        if (!runs.empty() && kind == last_kind) ++runs.back().count;
-        else runs.push_back({i, 1});
+        if (!runs.empty() && kind == last_kind)
+            ++runs.back().count;
+        else
+            runs.push_back({i, 1});
         last_kind = std::move(kind);
     }
     return runs;
@@ -977,7 +1014,8 @@ private:
                 const CheckFinding &first = report.findings[run.first];
                 const CheckFinding &last = report.findings[run.first + run.count - 1];
                 if (run.count <= kRunShown) {
-                    for (size_t i = 0; i < run.count; ++i) line(report.findings[run.first + i]);
+                    for (size_t i = 0; i < run.count; ++i)
+                        line(report.findings[run.first + i]);
                     continue;
                 }
                 line(first);
@@ -989,7 +1027,8 @@ private:
                 line(last);
             }
             if (report.repaired) std::cout << report.repaired << " problems were repaired.\n";
-            if (report.clean()) std::cout << "No errors were found on the image.\n";
+            if (report.clean())
+                std::cout << "No errors were found on the image.\n";
             else
                 std::cout << report.errors << " errors and " << report.leaks << " leaks were found on the image.\n";
         }
@@ -1003,7 +1042,8 @@ private:
 
 class CompactCommand : public ImageCommand {
 public:
-    CompactCommand() : ImageCommand("compact", "Give back unused space: zero blocks, blocks equal to the parent, holes") {}
+    CompactCommand()
+        : ImageCommand("compact", "Give back unused space: zero blocks, blocks equal to the parent, holes") {}
 
 private:
     bool progress_ = false;
@@ -1119,8 +1159,7 @@ private:
         std::vector<std::pair<uint64_t, uint64_t>> parsed;
         for (const auto &r : ranges_) {
             const auto colon = r.find(':');
-            if (colon == std::string::npos)
-                throw CliError("range '" + r + "' is not OFFSET:LENGTH", kExitUsage);
+            if (colon == std::string::npos) throw CliError("range '" + r + "' is not OFFSET:LENGTH", kExitUsage);
             const uint64_t offset = parse_size_arg(r.substr(0, colon)), length = parse_size_arg(r.substr(colon + 1));
             uint64_t end = 0;
             if (length == 0 || __builtin_add_overflow(offset, length, &end) || end > disk->size())
@@ -1137,7 +1176,8 @@ private:
         check(disk->close());
         if (json_output()) {
             json list = json::array();
-            for (const auto &[offset, length] : parsed) list.push_back({{"offset", offset}, {"length", length}});
+            for (const auto &[offset, length] : parsed)
+                list.push_back({{"offset", offset}, {"length", length}});
             std::cout << json{{"filename", image_path()}, {"zero", zero_}, {"bytes", total}, {"ranges", list}}.dump(2)
                       << "\n";
         } else if (!globals().quiet) {

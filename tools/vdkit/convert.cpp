@@ -20,7 +20,6 @@ namespace vdkit::cli {
 
 namespace {
 
-
 std::string mib(uint64_t bytes) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
@@ -68,8 +67,9 @@ void note_stale_staging(const fs::path &dir, const std::vector<fs::path> &except
         if (d.state != StagingDir::State::stale) continue;
         std::error_code ec;
         const fs::path path = d.path;
-        if (std::any_of(except.begin(), except.end(),
-                        [&](const fs::path &e) { return e.filename() == path.filename() && fs::equivalent(e, path, ec); }))
+        if (std::any_of(except.begin(), except.end(), [&](const fs::path &e) {
+                return e.filename() == path.filename() && fs::equivalent(e, path, ec);
+            }))
             continue;
         ++n, bytes += d.bytes;
     }
@@ -164,11 +164,12 @@ class CleanupCommand : public Command {
         if (output_ == "json") {
             std::cout << all.dump(2) << "\n";
         } else if (!globals().quiet) {
-            if (remove_) std::cout << "removed " << removed << " stale staging director" << (removed == 1 ? "y" : "ies")
-                                   << ", " << mib(removed_bytes) << "\n";
+            if (remove_)
+                std::cout << "removed " << removed << " stale staging director" << (removed == 1 ? "y" : "ies") << ", "
+                          << mib(removed_bytes) << "\n";
             if (!remove_ || stale)
-                std::cout << stale << " stale staging director" << (stale == 1 ? "y" : "ies") << ", " << mib(stale_bytes)
-                          << (stale && !remove_ ? "; pass --remove to remove them" : "") << "\n";
+                std::cout << stale << " stale staging director" << (stale == 1 ? "y" : "ies") << ", "
+                          << mib(stale_bytes) << (stale && !remove_ ? "; pass --remove to remove them" : "") << "\n";
         }
         return rc;
     }

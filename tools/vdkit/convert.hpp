@@ -21,9 +21,9 @@ class Command; // commands.hpp
 
 struct ConvertSpec {
     std::string source, target;
-    ConvertOptions options;             // every setting of the convert (vdkit.hpp)
-    std::string raw_advice = "-f raw";  // how the user names format raw for the source (batch: source_format)
-    std::string force_share_advice;     // how the user reads a held source anyway (batch: source_force_share); "": -U
+    ConvertOptions options;            // every setting of the convert (vdkit.hpp)
+    std::string raw_advice = "-f raw"; // how the user names format raw for the source (batch: source_format)
+    std::string force_share_advice;    // how the user reads a held source anyway (batch: source_force_share); "": -U
 };
 
 // Library::convert with spec.options and `progress` (may be empty), which

@@ -9,8 +9,8 @@
 // "disk") or an existing regular file (the mount covers it: the file itself
 // is the disk, as qemu-storage-daemon exports it, ready for losetup).
 #define FUSE_USE_VERSION 35
-#include "commands.hpp"
 #include "fuse.hpp"
+#include "commands.hpp"
 
 #include <fuse.h>
 
@@ -31,23 +31,26 @@ namespace {
 // What the mounted file system serves; fuse_get_context()->private_data.
 struct View {
     FuseExport *x = nullptr;
-    std::string name;     // "/NAME" inside a directory mountpoint; "" when the mountpoint is the file
+    std::string name; // "/NAME" inside a directory mountpoint; "" when the mountpoint is the file
     bool writable = false;
-    uint64_t size = 0;    // bytes served: the disk's or the volume's
+    uint64_t size = 0; // bytes served: the disk's or the volume's
     struct timespec mounted {};
     uid_t uid = 0;
     gid_t gid = 0;
     bool was_mounted = false; // FUSE called init: the mount worked
 };
 
-View &view() { return *static_cast<View *>(fuse_get_context()->private_data); }
-Disk &disk() { return *view().x->disk; }
+View &view() {
+    return *static_cast<View *>(fuse_get_context()->private_data);
+}
+Disk &disk() {
+    return *view().x->disk;
+}
 
 // Apply f(disk_offset, buffer_offset, n) to the disk ranges behind
 // [off, off+len) of the served file: the same range for a whole disk, the
 // volume's extents otherwise (vdkit/volumes.hpp).
-template <class F>
-Status on_disk(uint64_t off, uint64_t len, F &&f) {
+template <class F> Status on_disk(uint64_t off, uint64_t len, F &&f) {
     const std::optional<Volume> &v = view().x->volume;
     if (!v) return f(off, uint64_t{0}, len);
     uint64_t base = 0, done = 0;
@@ -67,15 +70,23 @@ Status on_disk(uint64_t off, uint64_t len, F &&f) {
 // A vdkit error as the errno FUSE hands to the caller.
 int errno_of(const Status &st) {
     switch (st.code()) {
-    case VDKIT_OK: return 0;
+    case VDKIT_OK:
+        return 0;
     case VDKIT_E_INVALID_ARGUMENT:
-    case VDKIT_E_OUT_OF_RANGE: return EINVAL;
-    case VDKIT_E_NOT_SUPPORTED: return EOPNOTSUPP;
-    case VDKIT_E_READ_ONLY: return EROFS;
-    case VDKIT_E_NO_MEMORY: return ENOSPC; // the image is full
-    case VDKIT_E_BUSY: return EBUSY;
-    case VDKIT_E_PERMISSION: return EPERM;
-    default: return EIO;
+    case VDKIT_E_OUT_OF_RANGE:
+        return EINVAL;
+    case VDKIT_E_NOT_SUPPORTED:
+        return EOPNOTSUPP;
+    case VDKIT_E_READ_ONLY:
+        return EROFS;
+    case VDKIT_E_NO_MEMORY:
+        return ENOSPC; // the image is full
+    case VDKIT_E_BUSY:
+        return EBUSY;
+    case VDKIT_E_PERMISSION:
+        return EPERM;
+    default:
+        return EIO;
     }
 }
 
@@ -156,7 +167,9 @@ int op_write(const char *, const char *buf, size_t len, off_t off, struct fuse_f
     return r ? r : static_cast<int>(len);
 }
 
-int op_fsync(const char *, int, struct fuse_file_info *) { return report(disk().flush(), "fsync"); }
+int op_fsync(const char *, int, struct fuse_file_info *) {
+    return report(disk().flush(), "fsync");
+}
 
 int op_flush(const char *, struct fuse_file_info *) {
     // close(2) of a writer: make what it wrote durable, as a block device's
@@ -263,9 +276,8 @@ class FuseCommand : public Command {
         x.mountpoint = mountpoint_;
         x.fsname = "vdkit:" + image_;
         if (!globals().quiet)
-            std::cerr << "vdkit: " << image_ << " is "
-                      << (x.name.empty() ? mountpoint_ : mountpoint_ + "/" + x.name) << (read_only_ ? " (read-only)" : "")
-                      << " until fusermount3 -u " << mountpoint_ << "\n";
+            std::cerr << "vdkit: " << image_ << " is " << (x.name.empty() ? mountpoint_ : mountpoint_ + "/" + x.name)
+                      << (read_only_ ? " (read-only)" : "") << " until fusermount3 -u " << mountpoint_ << "\n";
         bool mounted = false;
         const int rc = run_fuse_export(x, mounted);
         // After a working mount, a non-zero status means a signal (Ctrl-C,
@@ -317,7 +329,8 @@ int run_fuse_export(FuseExport &x, bool &mounted) {
                                   x.mountpoint};
     if (!x.writable) args.insert(args.end() - 1, {"-o", "ro"});
     std::vector<char *> argv;
-    for (auto &a : args) argv.push_back(a.data());
+    for (auto &a : args)
+        argv.push_back(a.data());
     const int rc = fuse_main(static_cast<int>(argv.size()), argv.data(), &ops, &v);
     mounted = v.was_mounted;
     // Unmounted (or failed to mount): close the disk, flushing it.

@@ -46,7 +46,8 @@ struct JsonFailure {
 
 std::string join_dirs(const std::vector<std::string> &dirs) {
     std::string out;
-    for (const auto &d : dirs) out += (out.empty() ? "" : ", ") + d;
+    for (const auto &d : dirs)
+        out += (out.empty() ? "" : ", ") + d;
     return out.empty() ? "(none)" : out;
 }
 
@@ -88,11 +89,13 @@ class RenameCommand : public Command {
                 throw CliError(problem + "; nothing was moved", kExitUsage);
         RenameResult r = take(lib->rename_image(from_, to_, o));
         if (output_ == "json") {
-            std::cout << json{{"location", r.location}, {"relinked-children", r.relinked}, {"searched", r.searched}}.dump(2)
-                      << "\n";
+            std::cout
+                << json{{"location", r.location}, {"relinked-children", r.relinked}, {"searched", r.searched}}.dump(2)
+                << "\n";
         } else if (!globals().quiet) {
             std::cout << "Renamed " << from_ << " to " << r.location << "\n";
-            for (const auto &c : r.relinked) std::cout << "relinked child " << c << "\n";
+            for (const auto &c : r.relinked)
+                std::cout << "relinked child " << c << "\n";
             if (!no_relink_) std::cout << "searched for children in: " << join_dirs(r.searched) << "\n";
         }
         return kExitOk;
@@ -167,8 +170,9 @@ class AttachCommand : public Command {
     std::vector<std::string> filters_;
     bool check_ = false, force_ = false;
     CLI::App *define(CLI::App &app) override {
-        auto *sub = app.add_subcommand("attach", "Link the differencing image CHILD onto PARENT (VixDiskLib_Attach), "
-                                                 "verified by the UUID CHILD records; --check only says whether it can");
+        auto *sub =
+            app.add_subcommand("attach", "Link the differencing image CHILD onto PARENT (VixDiskLib_Attach), "
+                                         "verified by the UUID CHILD records; --check only says whether it can");
         sub->add_flag("--check", check_,
                       "Only check (VixDiskLib_IsAttachPossible): run attach's own checks, including the path rule "
                       "and the format's update on a dry-run copy, write nothing; exit 0 if attach would succeed");
@@ -203,12 +207,11 @@ class AttachCommand : public Command {
                 auto info = parent->image_info(i);
                 if (info && std::filesystem::equivalent(info->location, child_, ec)) {
                     jf.status = "VDKIT_E_INVALID_ARGUMENT";
-                    throw CliError("attaching " + child_ + " onto " + parent_ + " would put " + child_ +
-                                   " in the chain twice (" +
-                                   (i + 1 == parent->image_count() ? std::string("it is ") + parent_
-                                                                   : "it is in " + parent_ + "'s chain, " +
-                                                                         info->location) +
-                                   ")");
+                    throw CliError(
+                        "attaching " + child_ + " onto " + parent_ + " would put " + child_ + " in the chain twice (" +
+                        (i + 1 == parent->image_count() ? std::string("it is ") + parent_
+                                                        : "it is in " + parent_ + "'s chain, " + info->location) +
+                        ")");
                 }
             }
         }
@@ -234,7 +237,8 @@ class AttachCommand : public Command {
         if (check_) {
             // IsAttachPossible: the answer is the report; "no" exits 1 with its reason.
             Status st = child->can_attach(*parent, options);
-            if (json_output) report(st.is_ok(), st);
+            if (json_output)
+                report(st.is_ok(), st);
             else {
                 check(st);
                 if (!globals().quiet) std::cout << child_ << " can be attached to " << parent_ << "\n";
@@ -243,8 +247,10 @@ class AttachCommand : public Command {
         }
         jf.check_st(child->attach(*parent, options));
         jf.check_st(child->close());
-        if (json_output) report(true, Status::ok());
-        else if (!globals().quiet) std::cout << child_ << " is attached to " << parent_ << "\n";
+        if (json_output)
+            report(true, Status::ok());
+        else if (!globals().quiet)
+            std::cout << child_ << " is attached to " << parent_ << "\n";
         return kExitOk;
     }
 };

@@ -47,18 +47,21 @@ Hint usage_hint(CLI::App &app) {
                 names.push_back(sub->get_name());
                 names.insert(names.end(), sub->get_aliases().begin(), sub->get_aliases().end());
             }
-            return {true, "'" + word + "' is not a vdkit command" + did_you_mean(word, names) +
-                              " (vdkit --help lists them)"};
+            return {true,
+                    "'" + word + "' is not a vdkit command" + did_you_mean(word, names) + " (vdkit --help lists them)"};
         }
     std::vector<std::string> options; // the chosen command's and the global ones
     const auto add = [&options](const CLI::App *a) {
         for (const CLI::Option *o : a->get_options()) {
-            for (const std::string &n : o->get_lnames()) options.push_back("--" + n);
-            for (const std::string &n : o->get_snames()) options.push_back("-" + n);
+            for (const std::string &n : o->get_lnames())
+                options.push_back("--" + n);
+            for (const std::string &n : o->get_snames())
+                options.push_back("-" + n);
         }
     };
     add(&app);
-    for (const CLI::App *c : chosen) add(c);
+    for (const CLI::App *c : chosen)
+        add(c);
     for (const std::string &word : unknown) {
         if (word.size() < 2 || word[0] != '-') continue;
         const std::string name = word.substr(0, word.find('='));
@@ -85,8 +88,10 @@ int usage_exit_code(const std::vector<std::string> &args) {
 }
 bool compare_command(const std::vector<std::string> &args) {
     for (size_t i = 1; i < args.size(); ++i) {
-        if (args[i] == "--config" || args[i] == "--plugin-path") ++i;
-        else if (!args[i].empty() && args[i][0] != '-') return args[i] == "compare";
+        if (args[i] == "--config" || args[i] == "--plugin-path")
+            ++i;
+        else if (!args[i].empty() && args[i][0] != '-')
+            return args[i] == "compare";
     }
     return false;
 }
@@ -99,7 +104,8 @@ int main(int argc, char **argv) {
     app.set_version_flag("-V,--version", "vdkit 0.1.0");
     Globals globals;
     app.add_option("--config", globals.config_file, "Library configuration file (YAML)");
-    app.add_option("--plugin-path", globals.plugin_paths, "Extra plugin directory (repeatable)")->allow_extra_args(false);
+    app.add_option("--plugin-path", globals.plugin_paths, "Extra plugin directory (repeatable)")
+        ->allow_extra_args(false);
     app.add_flag("-q,--quiet", globals.quiet, "Only print errors");
     app.add_flag("-v,--verbose", globals.verbose, "Print informational messages from the library");
     std::string progress_spec;
@@ -107,7 +113,8 @@ int main(int argc, char **argv) {
                    "json or json:FD: progress of -p commands as JSON lines on stderr or file descriptor FD");
 
     std::vector<std::unique_ptr<Command>> commands = make_commands();
-    for (auto &c : commands) c->add_to(app, globals);
+    for (auto &c : commands)
+        c->add_to(app, globals);
     // `vdkit help [COMMAND]`: the same text as --help.
     std::string help_topic;
     CLI::App *help = app.add_subcommand("help", "Show the help of vdkit or of one command");
@@ -124,7 +131,8 @@ int main(int argc, char **argv) {
                 args.begin() + static_cast<std::ptrdiff_t>(i))
             args[i + 1] = "--repair-mode=" + args[i + 1];
     std::vector<char *> cargs;
-    for (std::string &a : args) cargs.push_back(a.data());
+    for (std::string &a : args)
+        cargs.push_back(a.data());
     argc = static_cast<int>(cargs.size());
     argv = cargs.data();
 

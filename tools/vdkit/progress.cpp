@@ -17,9 +17,13 @@ int g_json_fd = -1; // --progress=json[:FD]; -1: none
 volatile std::sig_atomic_t g_usr1 = 0;
 std::atomic<bool> g_usr1_installed{false};
 
-void on_usr1(int) { g_usr1 = 1; }
+void on_usr1(int) {
+    g_usr1 = 1;
+}
 
-bool fcntl_ok(int fd) { return fcntl(fd, F_GETFD) != -1; }
+bool fcntl_ok(int fd) {
+    return fcntl(fd, F_GETFD) != -1;
+}
 
 void install_usr1() {
     if (g_usr1_installed.exchange(true)) return;
@@ -43,8 +47,10 @@ std::string eta_text(double secs) {
     if (secs < 0 || secs > 1e7) return "--:--";
     const auto s = static_cast<unsigned long>(secs + 0.5);
     char buf[32];
-    if (s >= 3600) std::snprintf(buf, sizeof buf, "%lu:%02lu:%02lu", s / 3600, s / 60 % 60, s % 60);
-    else std::snprintf(buf, sizeof buf, "%02lu:%02lu", s / 60, s % 60);
+    if (s >= 3600)
+        std::snprintf(buf, sizeof buf, "%lu:%02lu:%02lu", s / 3600, s / 60 % 60, s % 60);
+    else
+        std::snprintf(buf, sizeof buf, "%02lu:%02lu", s / 60, s % 60);
     return buf;
 }
 
@@ -72,9 +78,12 @@ void set_progress_spec(const std::string &spec) {
 
 ProgressBar::ProgressBar(bool enabled, std::string label, std::string phase)
     : label_(std::move(label)), phase_(std::move(phase)), start_(std::chrono::steady_clock::now()) {
-    if (g_json_fd >= 0) mode_ = Mode::json;
-    else if (!enabled) mode_ = Mode::off;
-    else mode_ = isatty(STDERR_FILENO) ? Mode::bar : Mode::lines;
+    if (g_json_fd >= 0)
+        mode_ = Mode::json;
+    else if (!enabled)
+        mode_ = Mode::off;
+    else
+        mode_ = isatty(STDERR_FILENO) ? Mode::bar : Mode::lines;
     install_usr1();
 }
 
@@ -109,8 +118,8 @@ void ProgressBar::update_fraction(double fraction, uint64_t bytes) {
 void ProgressBar::job(const std::string &name, uint64_t done, uint64_t total) {
     if (mode_ != Mode::json) return;
     std::lock_guard lock(mu_);
-    write_all(g_json_fd, json_line(name, total ? static_cast<double>(done) / static_cast<double>(total) : 1.0, done,
-                                   total));
+    write_all(g_json_fd,
+              json_line(name, total ? static_cast<double>(done) / static_cast<double>(total) : 1.0, done, total));
 }
 
 std::string ProgressBar::json_line(const std::string &job, double fraction, uint64_t done, uint64_t total) const {
@@ -132,7 +141,8 @@ void ProgressBar::emit(double fraction, bool force) {
     const double rate = secs > 0 ? mib / secs : 0.0;
     const double eta = fraction > 0 && fraction < 1 ? secs / fraction * (1 - fraction) : -1;
     switch (mode_) {
-    case Mode::off: return;
+    case Mode::off:
+        return;
     case Mode::bar: {
         if (!force && now - last_ < std::chrono::milliseconds(100)) return;
         last_ = now;

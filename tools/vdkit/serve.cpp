@@ -38,7 +38,8 @@ class ServeCommand : public Command {
                                                 "nbdkit plugin in the foreground until interrupted");
         sub->add_option("image", image_, "Image to serve (a path or a URL of a loaded transport)")->required();
         sub->add_option("-f,--format", format_, "Image format (default: probe)");
-        auto *sock = sub->add_option("--socket", socket_, "Listen on this Unix domain socket (nbd+unix:///?socket=PATH)");
+        auto *sock =
+            sub->add_option("--socket", socket_, "Listen on this Unix domain socket (nbd+unix:///?socket=PATH)");
         sub->add_option("--port", port_, "Listen on this TCP port (default 10809 when no --socket)")
             ->check(CLI::Range(1, 65535))
             ->excludes(sock);
@@ -56,7 +57,8 @@ class ServeCommand : public Command {
             o.writable = !read_only_; // a writer's lock test: nothing else may be writing it
             auto disk = take(lib->open(image_, o));
             check(disk->close());
-            if (!fs::exists(nbdkit_plugin()) && nbdkit_plugin() != "vdkit") throw CliError("no nbdkit plugin at " + nbdkit_plugin());
+            if (!fs::exists(nbdkit_plugin()) && nbdkit_plugin() != "vdkit")
+                throw CliError("no nbdkit plugin at " + nbdkit_plugin());
         }
         std::vector<std::string> args{"nbdkit", "-f"};
         if (!socket_.empty()) args.insert(args.end(), {"-U", socket_});
@@ -68,7 +70,8 @@ class ServeCommand : public Command {
         if (read_only_) args.push_back("readonly=true");
         if (!globals().config_file.empty()) args.push_back("config=" + globals().config_file);
         std::string paths;
-        for (const auto &p : globals().plugin_paths) paths += (paths.empty() ? "" : ":") + fs::absolute(p).string();
+        for (const auto &p : globals().plugin_paths)
+            paths += (paths.empty() ? "" : ":") + fs::absolute(p).string();
         if (!paths.empty()) args.push_back("plugin_path=" + paths);
         if (!globals().quiet) {
             std::cerr << "vdkit: serving " << image_ << " on "
@@ -77,7 +80,8 @@ class ServeCommand : public Command {
                       << (read_only_ ? " (read-only)" : "") << "\n";
         }
         std::vector<char *> argv;
-        for (auto &a : args) argv.push_back(a.data());
+        for (auto &a : args)
+            argv.push_back(a.data());
         argv.push_back(nullptr);
         std::cout.flush();
         execvp("nbdkit", argv.data());

@@ -41,20 +41,28 @@ void install_cancel_handlers() {
     }
 }
 
-int cancel_signal() noexcept { return g_signal.load(); }
+int cancel_signal() noexcept {
+    return g_signal.load();
+}
 
 std::string signal_name(int sig) {
     switch (sig) {
-    case SIGINT: return "SIGINT";
-    case SIGTERM: return "SIGTERM";
-    case SIGHUP: return "SIGHUP";
-    case SIGPIPE: return "SIGPIPE (a closed pipe)";
-    default: return "signal " + std::to_string(sig);
+    case SIGINT:
+        return "SIGINT";
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGHUP:
+        return "SIGHUP";
+    case SIGPIPE:
+        return "SIGPIPE (a closed pipe)";
+    default:
+        return "signal " + std::to_string(sig);
     }
 }
 
 void throw_if_cancelled(const std::string &what) {
-    if (const int sig = cancel_signal()) throw CliError("interrupted by " + signal_name(sig) + ": " + what, signal_exit_code(sig));
+    if (const int sig = cancel_signal())
+        throw CliError("interrupted by " + signal_name(sig) + ": " + what, signal_exit_code(sig));
 }
 
 void reraise_cancel_signal() {

@@ -18,12 +18,16 @@ namespace vdkit::cli {
 void install_cancel_handlers();
 // The first of those signals received since install_cancel_handlers, or 0.
 int cancel_signal() noexcept;
-inline bool cancel_requested() noexcept { return cancel_signal() != 0; }
+inline bool cancel_requested() noexcept {
+    return cancel_signal() != 0;
+}
 // "SIGINT", "SIGTERM", ...
 std::string signal_name(int sig);
 // The exit status for a command stopped by `sig` (128 + sig, as a shell
 // reports a process a signal killed).
-inline int signal_exit_code(int sig) { return 128 + sig; }
+inline int signal_exit_code(int sig) {
+    return 128 + sig;
+}
 // When a cancel signal has arrived: throw CliError("interrupted by SIG...:
 // what") with signal_exit_code.
 void throw_if_cancelled(const std::string &what);

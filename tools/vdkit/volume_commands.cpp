@@ -45,7 +45,8 @@ std::string size_text(uint64_t n) {
     const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     double v = static_cast<double>(n);
     int u = 0;
-    while (v >= 1024 && u < 4) v /= 1024, ++u;
+    while (v >= 1024 && u < 4)
+        v /= 1024, ++u;
     std::ostringstream o;
     o.precision(u ? 3 : 0);
     o << std::fixed << v << " " << units[u];
@@ -78,7 +79,8 @@ json to_json(const Volume &v) {
     if (!v.lvm_segment_type.empty()) j["segment-type"] = v.lvm_segment_type;
     if (v.extents.size() > 1) {
         json e = json::array();
-        for (const VolumeExtent &x : v.extents) e.push_back({{"start", x.offset}, {"size", x.length}});
+        for (const VolumeExtent &x : v.extents)
+            e.push_back({{"start", x.offset}, {"size", x.length}});
         j["extents"] = e;
     }
     j["filesystem"] = v.filesystem;
@@ -152,13 +154,16 @@ class VolumesCommand : public Command {
         const VolumeList list = take(list_volumes(*disk, vo));
         if (output_ == "json") {
             json vols = json::array(), findings = json::array();
-            for (const Volume &v : list.volumes) vols.push_back(to_json(v));
+            for (const Volume &v : list.volumes)
+                vols.push_back(to_json(v));
             for (const VolumeFinding &f : list.findings) {
                 json jf = {{"severity", to_string(f.severity)}, {"message", f.message}};
                 if (f.offset) jf["offset"] = *f.offset;
                 findings.push_back(jf);
             }
-            json j = {{"filename", image_}, {"size", disk->size()}, {"sector-size", list.sector_size},
+            json j = {{"filename", image_},
+                      {"size", disk->size()},
+                      {"sector-size", list.sector_size},
                       {"table", list.table.empty() ? "none" : list.table}};
             if (!list.disk_id.empty()) j["disk-id"] = list.disk_id;
             j["volumes"] = vols;
@@ -177,7 +182,8 @@ class VolumesCommand : public Command {
                 if (!v.lvm_segment_type.empty()) std::cout << ", " << v.lvm_segment_type;
                 std::cout << "\n";
                 if (!v.filesystem.empty())
-                    std::cout << "   filesystem " << v.filesystem << (v.label.empty() ? "" : ", label \"" + v.label + "\"")
+                    std::cout << "   filesystem " << v.filesystem
+                              << (v.label.empty() ? "" : ", label \"" + v.label + "\"")
                               << (v.uuid.empty() ? "" : ", uuid " + v.uuid) << "\n";
                 if (!v.not_mountable.empty()) std::cout << "   not mountable: " << v.not_mountable << "\n";
             }
@@ -226,12 +232,15 @@ State read_state(const fs::path &dir) {
 }
 void write_state(const fs::path &dir, const State &s) {
     std::ofstream out(dir / "state.tmp");
-    for (const auto &[k, v] : s) out << k << "=" << v << "\n";
+    for (const auto &[k, v] : s)
+        out << k << "=" << v << "\n";
     out.close();
     fs::rename(dir / "state.tmp", dir / "state");
 }
 
-bool alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+bool alive(pid_t pid) {
+    return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+}
 
 // Whether `dir` is a mount point (/proc/self/mountinfo's fifth field).
 bool is_mount_point(const fs::path &dir) {
@@ -247,7 +256,8 @@ bool is_mount_point(const fs::path &dir) {
             if (point[i] == '\\' && i + 3 < point.size()) {
                 un += static_cast<char>(std::stoi(point.substr(i + 1, 3), nullptr, 8));
                 i += 3;
-            } else un += point[i];
+            } else
+                un += point[i];
         }
         if (un == dir.string()) return true;
     }
@@ -267,7 +277,8 @@ int run_program(const std::vector<std::string> &argv, std::string *out = nullptr
             ::dup2(pipefd[1], 2);
         }
         std::vector<char *> a;
-        for (const auto &s : argv) a.push_back(const_cast<char *>(s.c_str()));
+        for (const auto &s : argv)
+            a.push_back(const_cast<char *>(s.c_str()));
         a.push_back(nullptr);
         ::execvp(a[0], a.data());
         _exit(127);
@@ -276,12 +287,15 @@ int run_program(const std::vector<std::string> &argv, std::string *out = nullptr
         ::close(pipefd[1]);
         char b[4096];
         ssize_t n;
-        while ((n = ::read(pipefd[0], b, sizeof b)) > 0) out->append(b, static_cast<size_t>(n));
+        while ((n = ::read(pipefd[0], b, sizeof b)) > 0)
+            out->append(b, static_cast<size_t>(n));
         ::close(pipefd[0]);
-        while (!out->empty() && out->back() == '\n') out->pop_back();
+        while (!out->empty() && out->back() == '\n')
+            out->pop_back();
     }
     int st = 0;
-    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
@@ -385,7 +399,8 @@ class MountCommand : public Command {
             const VolumeList list = take(list_volumes(*disk, vo));
             const Volume &v = choose(list, t);
             if (!v.not_mountable.empty())
-                throw CliError("volume " + std::to_string(v.index) + " of " + t.image + " cannot be mounted: " + v.not_mountable,
+                throw CliError("volume " + std::to_string(v.index) + " of " + t.image +
+                                   " cannot be mounted: " + v.not_mountable,
                                kExitUsage);
             if (v.filesystem.empty() && fstype_.empty())
                 throw CliError("volume " + std::to_string(v.index) + " of " + t.image +
@@ -457,9 +472,11 @@ class MountCommand : public Command {
         std::string msg;
         char b[4096];
         ssize_t n;
-        while ((n = ::read(p[0], b, sizeof b)) > 0) msg.append(b, static_cast<size_t>(n));
+        while ((n = ::read(p[0], b, sizeof b)) > 0)
+            msg.append(b, static_cast<size_t>(n));
         ::close(p[0]);
-        while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+        while (!msg.empty() && msg.back() == '\n')
+            msg.pop_back();
         if (msg.rfind("ok ", 0) != 0) {
             int st = 0;
             ::waitpid(pid, &st, 0);
@@ -483,8 +500,13 @@ class MountCommand : public Command {
         std::istringstream in(msg.substr(3));
         std::string len, index, fstype;
         in >> len >> index >> fstype;
-        State s{{"pid", std::to_string(pid)}, {"dir", dir.string()}, {"image", t.image}, {"volume", index},
-                {"view", file.string()}, {"fstype", fstype}, {"mode", read_only_ ? "ro" : "rw"}};
+        State s{{"pid", std::to_string(pid)},
+                {"dir", dir.string()},
+                {"image", t.image},
+                {"volume", index},
+                {"view", file.string()},
+                {"fstype", fstype},
+                {"mode", read_only_ ? "ro" : "rw"}};
         write_state(sdir, s);
         const auto fail = [&](const std::string &why, int code = kExitError) {
             unmount_view(file, false);
@@ -513,7 +535,8 @@ class MountCommand : public Command {
             if (run_program(m, &out) != 0) {
                 std::string ignore;
                 run_program({"losetup", "-d", loop}, &ignore);
-                fail("mount " + loop + " (volume " + index + ", " + fstype + ") on " + dir.string() + " failed: " + out);
+                fail("mount " + loop + " (volume " + index + ", " + fstype + ") on " + dir.string() +
+                     " failed: " + out);
             }
             s["how"] = "loop";
         } else {
@@ -523,7 +546,8 @@ class MountCommand : public Command {
                                             type + " helper)"
                                       : "mounting a " + type + " volume without root needs a FUSE driver") +
                          "; vdkit mounts ext2/3/4 with fuse2fs, NTFS with ntfs-3g, FAT with fusefat and exFAT with "
-                         "exfat-fuse" + (root ? "" : ", anything else as root"),
+                         "exfat-fuse" +
+                         (root ? "" : ", anything else as root"),
                      kExitUsage);
             if (!have_program(d->program))
                 fail("mounting a " + type + " volume " + (root ? "" : "without root ") + "needs " + d->program +
@@ -532,13 +556,15 @@ class MountCommand : public Command {
             std::vector<std::string> m{d->program, file.string(), dir.string(), "-o",
                                        read_only_ ? d->ro : d->rw + (root ? "" : std::string(d->user))};
             if (!mount_options_.empty()) m.back() += "," + mount_options_;
-            if (run_program(m, &out) != 0) fail(m[0] + " could not mount volume " + index + " on " + dir.string() + ": " + out);
+            if (run_program(m, &out) != 0)
+                fail(m[0] + " could not mount volume " + index + " on " + dir.string() + ": " + out);
             s["how"] = d->program;
         }
         write_state(sdir, s);
         if (!globals().quiet)
-            std::cerr << "vdkit: " << t.image << " volume " << index << " (" << fstype << ") is mounted on " << dir.string()
-                      << (read_only_ ? " read-only" : "") << " until vdkit umount " << dir.string() << "\n";
+            std::cerr << "vdkit: " << t.image << " volume " << index << " (" << fstype << ") is mounted on "
+                      << dir.string() << (read_only_ ? " read-only" : "") << " until vdkit umount " << dir.string()
+                      << "\n";
         return kExitOk;
     }
 
@@ -554,8 +580,9 @@ class UmountCommand : public Command {
     CLI::App *define(CLI::App &app) override {
         auto *sub = app.add_subcommand("umount", "Unmount what 'vdkit mount' mounted on DIR and release the image");
         sub->add_option("dir", dir_, "The mount directory")->required();
-        sub->add_flag("--force", force_, "Unmount even with files open (lazy unmount: the image is released when the "
-                                         "last open file is closed)");
+        sub->add_flag("--force", force_,
+                      "Unmount even with files open (lazy unmount: the image is released when the "
+                      "last open file is closed)");
         return sub;
     }
     int run() override {
@@ -591,23 +618,30 @@ class UmountCommand : public Command {
         const fs::path view = s["view"];
         bool released = false;
         for (int i = 0; i < 100 && !released; ++i) {
-            if (!is_mount_point(view) || !alive(pid)) released = true;
-            else if (unmount_view(view, false) == 0) released = true;
-            else std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            if (!is_mount_point(view) || !alive(pid))
+                released = true;
+            else if (unmount_view(view, false) == 0)
+                released = true;
+            else
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
         if (!released) {
-            if (!force_) throw CliError("the FUSE view " + view.string() + " stays busy; retry, or use --force", kExitBusy);
+            if (!force_)
+                throw CliError("the FUSE view " + view.string() + " stays busy; retry, or use --force", kExitBusy);
             unmount_view(view, true);
         }
         if (!wait_gone(pid, std::chrono::seconds(force_ ? 5 : 60))) {
             if (force_) {
                 if (!globals().quiet)
-                    std::cerr << "vdkit: " << dir.string() << " is detached; the image is released when the last file "
-                                 "open on it is closed (daemon pid " << pid << ")\n";
+                    std::cerr << "vdkit: " << dir.string()
+                              << " is detached; the image is released when the last file "
+                                 "open on it is closed (daemon pid "
+                              << pid << ")\n";
                 fs::remove_all(sdir, ec);
                 return kExitOk;
             }
-            throw CliError("the mount daemon (pid " + std::to_string(pid) + ") did not exit; the image may still be open");
+            throw CliError("the mount daemon (pid " + std::to_string(pid) +
+                           ") did not exit; the image may still be open");
         }
         fs::remove_all(sdir, ec);
         if (!globals().quiet) std::cerr << "vdkit: " << dir.string() << " unmounted; " << s["image"] << " is closed\n";

@@ -85,7 +85,8 @@ static VixDiskLibHandle open_disk(const char *path) {
 
 static void fill_buffer(uint8 *buf, size_t len, int byte, uint64 start) {
     size_t i;
-    for (i = 0; i < len; ++i) buf[i] = (uint8)(byte ^ (int)((start * 512 + i) / 512 % 251));
+    for (i = 0; i < len; ++i)
+        buf[i] = (uint8)(byte ^ (int)((start * 512 + i) / 512 % 251));
 }
 
 static int cmd_info(const char *path) {
@@ -339,8 +340,8 @@ static int run(int argc, char **argv) {
 #define ARG(i) (argc > (i) ? argv[i] : (fprintf(stderr, "%s: missing argument\n", cmd), exit(64), ""))
     if (!strcmp(cmd, "info")) return cmd_info(ARG(1));
     if (!strcmp(cmd, "create"))
-        return cmd_create(ARG(1), strtoull(ARG(2), NULL, 0), argc > 3 ? atoi(argv[3]) : 1,
-                          argc > 4 ? atoi(argv[4]) : 1, argc > 5 ? atoi(argv[5]) : 0);
+        return cmd_create(ARG(1), strtoull(ARG(2), NULL, 0), argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 1,
+                          argc > 5 ? atoi(argv[5]) : 0);
     if (!strcmp(cmd, "fill"))
         return cmd_fill(ARG(1), strtoull(ARG(2), NULL, 0), strtoull(ARG(3), NULL, 0), atoi(ARG(4)));
     if (!strcmp(cmd, "readall")) return cmd_readall(ARG(1), ARG(2));
@@ -382,11 +383,16 @@ static int run(int argc, char **argv) {
 int main(int argc, char **argv) {
     int i = 1, rc;
     for (; i < argc && argv[i][0] == '-'; ++i) {
-        if (!strcmp(argv[i], "-ro")) read_only = 1;
-        else if (!strcmp(argv[i], "-single")) single_link = 1;
-        else if (!strcmp(argv[i], "-nolog")) quiet_log = 1;
-        else if (!strcmp(argv[i], "-modes") && i + 1 < argc) modes = argv[++i];
-        else return 64;
+        if (!strcmp(argv[i], "-ro"))
+            read_only = 1;
+        else if (!strcmp(argv[i], "-single"))
+            single_link = 1;
+        else if (!strcmp(argv[i], "-nolog"))
+            quiet_log = 1;
+        else if (!strcmp(argv[i], "-modes") && i + 1 < argc)
+            modes = argv[++i];
+        else
+            return 64;
     }
     if (i >= argc) return 64;
     check(VixDiskLib_InitEx(6, 7, log_func, warn_func, panic_func, NULL, NULL), "InitEx");

@@ -16,23 +16,23 @@
 #define VDKIT_EXPORT_H
 
 #if defined(_WIN32) || defined(__CYGWIN__)
-#  ifdef VDKIT_BUILDING_LIBRARY
-#    define VDKIT_API __declspec(dllexport)
-#  else
-#    define VDKIT_API __declspec(dllimport)
-#  endif
-#elif defined(__GNUC__) || defined(__clang__)
-#  define VDKIT_API __attribute__((visibility("default")))
+#ifdef VDKIT_BUILDING_LIBRARY
+#define VDKIT_API __declspec(dllexport)
 #else
-#  define VDKIT_API
+#define VDKIT_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) || defined(__clang__)
+#define VDKIT_API __attribute__((visibility("default")))
+#else
+#define VDKIT_API
 #endif
 
 /* VDKIT_LOCAL: a private member of a VDKIT_API class that stays internal
  * (the class's implementation state, constructors only the core calls). */
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32) && !defined(__CYGWIN__)
-#  define VDKIT_LOCAL __attribute__((visibility("hidden")))
+#define VDKIT_LOCAL __attribute__((visibility("hidden")))
 #else
-#  define VDKIT_LOCAL
+#define VDKIT_LOCAL
 #endif
 
 #endif /* VDKIT_EXPORT_H */

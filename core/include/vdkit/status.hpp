@@ -53,19 +53,27 @@ private:
     std::string message_;
 };
 
-template <class T>
-class [[nodiscard]] Result {
+template <class T> class [[nodiscard]] Result {
 public:
-    Result(T value) : value_(std::move(value)) {}                       // NOLINT: implicit on purpose
+    Result(T value) : value_(std::move(value)) {}                                    // NOLINT: implicit on purpose
     Result(Status status) : status_(std::move(status)) { assert(!status_.is_ok()); } // NOLINT
 
     bool is_ok() const noexcept { return value_.has_value(); }
     explicit operator bool() const noexcept { return is_ok(); }
     const Status &status() const noexcept { return status_; }
 
-    T &value() & { assert(is_ok()); return *value_; }
-    const T &value() const & { assert(is_ok()); return *value_; }
-    T &&value() && { assert(is_ok()); return std::move(*value_); }
+    T &value() & {
+        assert(is_ok());
+        return *value_;
+    }
+    const T &value() const & {
+        assert(is_ok());
+        return *value_;
+    }
+    T &&value() && {
+        assert(is_ok());
+        return std::move(*value_);
+    }
     T *operator->() { return &value(); }
     const T *operator->() const { return &value(); }
     T &operator*() & { return value(); }
@@ -80,20 +88,19 @@ private:
 } // namespace vdkit
 
 // Early return of a failed Status or Result.
-#define VDKIT_TRY(expr)                                   \
-    do {                                                  \
-        ::vdkit::Status vdkit_try_status_ = (expr);       \
-        if (!vdkit_try_status_.is_ok()) return vdkit_try_status_; \
+#define VDKIT_TRY(expr)                                                                                                \
+    do {                                                                                                               \
+        ::vdkit::Status vdkit_try_status_ = (expr);                                                                    \
+        if (!vdkit_try_status_.is_ok()) return vdkit_try_status_;                                                      \
     } while (0)
 
 #define VDKIT_CONCAT_INNER(a, b) a##b
 #define VDKIT_CONCAT(a, b) VDKIT_CONCAT_INNER(a, b)
-#define VDKIT_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
-    auto tmp = (expr);                              \
-    if (!tmp.is_ok()) return tmp.status();          \
+#define VDKIT_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)                                                                    \
+    auto tmp = (expr);                                                                                                 \
+    if (!tmp.is_ok()) return tmp.status();                                                                             \
     lhs = std::move(tmp).value()
 // VDKIT_ASSIGN_OR_RETURN(auto x, make_x()); returns the Status on failure.
-#define VDKIT_ASSIGN_OR_RETURN(lhs, expr) \
-    VDKIT_ASSIGN_OR_RETURN_IMPL(VDKIT_CONCAT(vdkit_result_, __LINE__), lhs, expr)
+#define VDKIT_ASSIGN_OR_RETURN(lhs, expr) VDKIT_ASSIGN_OR_RETURN_IMPL(VDKIT_CONCAT(vdkit_result_, __LINE__), lhs, expr)
 
 #endif // VDKIT_STATUS_HPP

@@ -30,10 +30,10 @@
 #ifndef VDKIT_VDKIT_H
 #define VDKIT_VDKIT_H
 
-#include <stdint.h>
 #include "vdkit/constants.h" /* VDKIT_KIND_*, VDKIT_BLOCK_*, VDKIT_CHECK_*, VDKIT_FINDING_* */
 #include "vdkit/export.h"
 #include "vdkit/status.h"
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -71,10 +71,10 @@ VDKIT_API const char *vdkit_status_text(vdkit_status code);
 typedef void (*vdkit_log_fn)(void *opaque, uint32_t level, const char *message);
 
 #ifndef VDKIT_LOG_ERROR /* the same values as vdkit/plugin.h */
-#define VDKIT_LOG_ERROR   0u
+#define VDKIT_LOG_ERROR 0u
 #define VDKIT_LOG_WARNING 1u
-#define VDKIT_LOG_INFO    2u
-#define VDKIT_LOG_DEBUG   3u
+#define VDKIT_LOG_INFO 2u
+#define VDKIT_LOG_DEBUG 3u
 #endif
 
 /** Options of vdkit_library_open. Size-stamped and append-only: set
@@ -82,22 +82,22 @@ typedef void (*vdkit_log_fn)(void *opaque, uint32_t level, const char *message);
  *  struct lacks take their defaults (zero). */
 typedef struct vdkit_library_options {
     uint32_t struct_size;
-    uint32_t flags;                 /* VDKIT_LIB_* */
-    const char *config_file;        /* NULL: $VDKIT_CONFIG or built-in defaults */
+    uint32_t flags;          /* VDKIT_LIB_* */
+    const char *config_file; /* NULL: $VDKIT_CONFIG or built-in defaults */
     /* ':'-separated directories searched first; an entry naming a plugin
      * library file (*.so) loads that file; may be NULL */
     const char *plugin_path;
     /* ---- appended (log callback) ---- */
-    vdkit_log_fn log;               /* NULL: diagnostics go to stderr (unless VDKIT_LIB_QUIET) */
-    void *log_opaque;               /* passed to log */
-    uint32_t log_level;             /* with VDKIT_LIB_LOG_LEVEL: the most verbose VDKIT_LOG_* delivered */
-    uint32_t _reserved;             /* zero */
+    vdkit_log_fn log;   /* NULL: diagnostics go to stderr (unless VDKIT_LIB_QUIET) */
+    void *log_opaque;   /* passed to log */
+    uint32_t log_level; /* with VDKIT_LIB_LOG_LEVEL: the most verbose VDKIT_LOG_* delivered */
+    uint32_t _reserved; /* zero */
 } vdkit_library_options;
 
-#define VDKIT_LIB_NO_ENV_PATH    (1u << 0) /* ignore VDKIT_PLUGIN_PATH */
+#define VDKIT_LIB_NO_ENV_PATH (1u << 0)    /* ignore VDKIT_PLUGIN_PATH */
 #define VDKIT_LIB_NO_INSTALL_DIR (1u << 1) /* do not search the install directory */
-#define VDKIT_LIB_QUIET          (1u << 2) /* no diagnostics on stderr (ignored when log is set) */
-#define VDKIT_LIB_LOG_LEVEL      (1u << 3) /* log_level is set; else the config's level (default: warning) */
+#define VDKIT_LIB_QUIET (1u << 2)          /* no diagnostics on stderr (ignored when log is set) */
+#define VDKIT_LIB_LOG_LEVEL (1u << 3)      /* log_level is set; else the config's level (default: warning) */
 
 /// Open a library: read the configuration and load the plugins of every
 /// plugin directory (VDInit + VDCreate, VixDiskLib_InitEx). Plugins that
@@ -135,30 +135,33 @@ VDKIT_API uint32_t vdkit_plugin_count(const vdkit_library *lib);
 /// Thread-safe.
 /// @return VDKIT_OK; VDKIT_E_INVALID_ARGUMENT when lib or out is NULL;
 ///         VDKIT_E_OUT_OF_RANGE when index is not below the count.
-VDKIT_API vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_plugin_summary *out, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index, vdkit_plugin_summary *out,
+                                        vdkit_error *err);
 
 /* ---- disks ---- */
-#define VDKIT_DISK_WRITE      (1u << 0) /* open read-write */
-#define VDKIT_DISK_NOLOCK     (1u << 1) /* do not take the advisory lock */
-#define VDKIT_DISK_NO_PARENTS (1u << 2) /* open only the named image, not its chain */
-#define VDKIT_DISK_FIXED      (1u << 3) /* create: preallocate */
-#define VDKIT_DISK_OVERWRITE  (1u << 4) /* create: replace an existing file */
+#define VDKIT_DISK_WRITE (1u << 0)       /* open read-write */
+#define VDKIT_DISK_NOLOCK (1u << 1)      /* do not take the advisory lock */
+#define VDKIT_DISK_NO_PARENTS (1u << 2)  /* open only the named image, not its chain */
+#define VDKIT_DISK_FIXED (1u << 3)       /* create: preallocate */
+#define VDKIT_DISK_OVERWRITE (1u << 4)   /* create: replace an existing file */
 #define VDKIT_DISK_WRITE_CHAIN (1u << 5) /* with WRITE: every image of the chain writable (merge, commit) */
-#define VDKIT_DISK_FORCE_SHARE (1u << 6) /* read an image in use (qemu-img -U): no image lock taken or tested
-                                            on any file of the chain; refused with WRITE (OpenOptions::force_share) */
+#define VDKIT_DISK_FORCE_SHARE                                                                                         \
+    (1u << 6) /* read an image in use (qemu-img -U): no image lock taken or tested                                     \
+                 on any file of the chain; refused with WRITE (OpenOptions::force_share) */
 /* ---- open flags VirtualBox (VD_OPEN_FLAGS_*) and VixDiskLib (VIXDISKLIB_FLAG_OPEN_*) offer ----
  * (The VDKIT_OPEN_* names belong to the plugin ABI in vdkit/plugin.h, with
  * other values; vdkit_disk_open takes these VDKIT_DISK_* bits.) */
-#define VDKIT_DISK_READ_ONLY   0u /* the default: no WRITE bit (VD_OPEN_FLAGS_READONLY, VIXDISKLIB_FLAG_OPEN_READ_ONLY) */
+/* The default: no WRITE bit (VD_OPEN_FLAGS_READONLY, VIXDISKLIB_FLAG_OPEN_READ_ONLY). */
+#define VDKIT_DISK_READ_ONLY 0u
 #define VDKIT_DISK_SINGLE_LINK VDKIT_DISK_NO_PARENTS /* only the named image (VIXDISKLIB_FLAG_OPEN_SINGLE_LINK) */
 /* Bypass the host page cache (VIXDISKLIB_FLAG_OPEN_UNBUFFERED, qemu cache=none): every
  * image's transport opens with its `direct` option (the file transport: O_DIRECT); VDKIT_E_NOT_SUPPORTED
  * when the transport has none or the file system refuses O_DIRECT (OpenOptions::direct). */
-#define VDKIT_DISK_DIRECT      (1u << 7)
+#define VDKIT_DISK_DIRECT (1u << 7)
 /* Metadata only (VD_OPEN_FLAGS_INFO): vdkit_disk_get_image_info, metadata and comments work; read,
  * block status, copy and aio reads fail with VDKIT_E_NOT_SUPPORTED; refused with WRITE
  * (OpenOptions::info_only). */
-#define VDKIT_DISK_INFO        (1u << 8)
+#define VDKIT_DISK_INFO (1u << 8)
 
 /// Open the image at location and, unless VDKIT_DISK_NO_PARENTS, its chain
 /// of parents (VDOpen, VixDiskLib_Open).
@@ -180,7 +183,7 @@ VDKIT_API vdkit_status vdkit_plugin_get(const vdkit_library *lib, uint32_t index
 ///         transport or file system without it); VDKIT_E_INVALID_ARGUMENT
 ///         (FORCE_SHARE or INFO with WRITE, NULL arguments); VDKIT_E_IO.
 VDKIT_API vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
-                             const char *options, vdkit_disk **out, vdkit_error *err);
+                                       const char *options, vdkit_disk **out, vdkit_error *err);
 /// Create an image and open it for writing (VDCreateBase, VDCreateDiff,
 /// VixDiskLib_Create, VixDiskLib_CreateChild).
 ///
@@ -198,8 +201,8 @@ VDKIT_API vdkit_status vdkit_disk_open(vdkit_library *lib, const char *location,
 ///         format cannot create this kind of image); VDKIT_E_CONFIG;
 ///         VDKIT_E_PERMISSION (path rule); VDKIT_E_IO.
 VDKIT_API vdkit_status vdkit_disk_create(vdkit_library *lib, const char *location, const char *format, uint64_t size,
-                               uint32_t flags, const char *options, const char *parent, vdkit_disk **out,
-                               vdkit_error *err);
+                                         uint32_t flags, const char *options, const char *parent, vdkit_disk **out,
+                                         vdkit_error *err);
 /// As vdkit_disk_open, with a filter stack (VDFilterAdd, chosen at open):
 /// file-level filters (capability file-filter) over every file of the image
 /// and of its parent chain, the first nearest the file; disk-level filters
@@ -210,15 +213,16 @@ VDKIT_API vdkit_status vdkit_disk_create(vdkit_library *lib, const char *locatio
 ///        array: none. Copied.
 /// @return as vdkit_disk_open; also VDKIT_E_NOT_FOUND for a filter that is
 ///         not loaded and VDKIT_E_INVALID_ARGUMENT for a malformed spec.
-VDKIT_API vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, const char *format, uint32_t flags,
-                                      const char *options, const char *const *filters, vdkit_disk **out,
-                                      vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_open_filtered(vdkit_library *lib, const char *location, const char *format,
+                                                uint32_t flags, const char *options, const char *const *filters,
+                                                vdkit_disk **out, vdkit_error *err);
 /// As vdkit_disk_create, the new image's files written through `filters`
 /// (and its parent chain read through them); see vdkit_disk_open_filtered.
 /// @return as vdkit_disk_create and vdkit_disk_open_filtered.
-VDKIT_API vdkit_status vdkit_disk_create_filtered(vdkit_library *lib, const char *location, const char *format, uint64_t size,
-                                        uint32_t flags, const char *options, const char *parent,
-                                        const char *const *filters, vdkit_disk **out, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_create_filtered(vdkit_library *lib, const char *location, const char *format,
+                                                  uint64_t size, uint32_t flags, const char *options,
+                                                  const char *parent, const char *const *filters, vdkit_disk **out,
+                                                  vdkit_error *err);
 /// Wait for submitted asynchronous operations, flush and close every image,
 /// and free the handle (VDClose, VixDiskLib_Close). The handle is gone even
 /// when an error is returned; NULL is OK. Strings from
@@ -242,7 +246,8 @@ VDKIT_API vdkit_status vdkit_disk_read(vdkit_disk *disk, uint64_t offset, void *
 /// @return VDKIT_OK; VDKIT_E_READ_ONLY (opened without VDKIT_DISK_WRITE);
 ///         VDKIT_E_OUT_OF_RANGE; VDKIT_E_NO_MEMORY (the image is full);
 ///         VDKIT_E_IO.
-VDKIT_API vdkit_status vdkit_disk_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len,
+                                        vdkit_error *err);
 /// Make [offset, offset+len) (bytes) read as zero, persistently where the
 /// format records zero ranges. Errors as vdkit_disk_write.
 VDKIT_API vdkit_status vdkit_disk_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_error *err);
@@ -262,15 +267,15 @@ VDKIT_API vdkit_status vdkit_disk_flush(vdkit_disk *disk, vdkit_error *err);
 ///         VDKIT_E_OUT_OF_RANGE; VDKIT_E_NOT_SUPPORTED (VDKIT_DISK_INFO);
 ///         VDKIT_E_IO.
 VDKIT_API vdkit_status vdkit_disk_block_status(vdkit_disk *disk, uint64_t offset, uint64_t len, uint32_t *state,
-                                     uint64_t *run, vdkit_error *err);
+                                               uint64_t *run, vdkit_error *err);
 
 /// Read a metadata value of the top image (VixDiskLib_ReadMetadata): written
 /// NUL-terminated into buf (cap bytes, caller-owned; truncated when longer);
 /// *needed (may be NULL) gets the full length in bytes without the NUL.
 /// @return VDKIT_OK; VDKIT_E_NOT_FOUND (no such key); VDKIT_E_NOT_SUPPORTED
 ///         (the format has no key/value metadata); VDKIT_E_IO.
-VDKIT_API vdkit_status vdkit_disk_metadata_get(vdkit_disk *disk, const char *key, char *buf, uint64_t cap, uint64_t *needed,
-                                     vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_metadata_get(vdkit_disk *disk, const char *key, char *buf, uint64_t cap,
+                                               uint64_t *needed, vdkit_error *err);
 /// Set a metadata value of the top image (VixDiskLib_WriteMetadata); key and
 /// value are copied. Serialised with writes.
 /// @return VDKIT_OK; VDKIT_E_READ_ONLY; VDKIT_E_INVALID_ARGUMENT (a key or
@@ -291,22 +296,22 @@ typedef int (*vdkit_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 ///         VDKIT_E_READ_ONLY (dst not writable); VDKIT_E_CANCELLED;
 ///         VDKIT_E_NOT_SUPPORTED (src opened VDKIT_DISK_INFO); VDKIT_E_IO.
 VDKIT_API vdkit_status vdkit_disk_copy(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, vdkit_progress_fn progress,
-                             void *opaque, vdkit_error *err);
+                                       void *opaque, vdkit_error *err);
 
 /// The copy pipeline's settings (CopyOptions in vdkit.hpp). Size-stamped:
 /// set struct_size = sizeof(vdkit_copy_options); fields a caller's older
 /// struct lacks take their defaults.
 typedef struct vdkit_copy_options {
     uint32_t struct_size;
-    uint32_t threads;        /* CopyOptions::threads: 0: one per processor, 2..4; else 1..64, all run */
-    uint32_t flags;          /* VDKIT_COPY_* */
-    uint32_t same_up_to;     /* with VDKIT_COPY_SAME_UP_TO: CopyOptions::same_up_to */
+    uint32_t threads;           /* CopyOptions::threads: 0: one per processor, 2..4; else 1..64, all run */
+    uint32_t flags;             /* VDKIT_COPY_* */
+    uint32_t same_up_to;        /* with VDKIT_COPY_SAME_UP_TO: CopyOptions::same_up_to */
     vdkit_progress_fn progress; /* may be NULL */
     void *opaque;
 } vdkit_copy_options;
-#define VDKIT_COPY_OUT_OF_ORDER  (1u << 0) /* writes may land in any order (qemu-img convert -W) */
-#define VDKIT_COPY_TARGET_DIRTY  (1u << 1) /* the target may hold data: write zero ranges too */
-#define VDKIT_COPY_SAME_UP_TO    (1u << 2) /* dst's parent chain reads as src's images 0..same_up_to */
+#define VDKIT_COPY_OUT_OF_ORDER (1u << 0) /* writes may land in any order (qemu-img convert -W) */
+#define VDKIT_COPY_TARGET_DIRTY (1u << 1) /* the target may hold data: write zero ranges too */
+#define VDKIT_COPY_SAME_UP_TO (1u << 2)   /* dst's parent chain reads as src's images 0..same_up_to */
 /// For copying into an existing chain (VDCopyEx): *index gets the index of
 /// src's image whose UUID is that of the image just below dst's top (what
 /// VDKIT_COPY_SAME_UP_TO takes). Thread-safe with reads.
@@ -316,8 +321,8 @@ VDKIT_API vdkit_status vdkit_disk_common_image(vdkit_disk *src, vdkit_disk *dst,
 /// and is read during the call only.
 /// @return as vdkit_disk_copy; VDKIT_E_INVALID_ARGUMENT also when
 ///         options->struct_size is too small.
-VDKIT_API vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst, const vdkit_copy_options *options,
-                                vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, vdkit_disk *dst,
+                                          const vdkit_copy_options *options, vdkit_error *err);
 
 /// qemu-img measure / VixDiskLib_SpaceNeededForClone: the bytes a new image
 /// of `format` (create options "key=value,…" or NULL) would take on its
@@ -327,8 +332,9 @@ VDKIT_API vdkit_status vdkit_disk_copy_ex(vdkit_library *lib, vdkit_disk *src, v
 /// Thread-safe.
 /// @return VDKIT_OK; VDKIT_E_NOT_FOUND (format); VDKIT_E_NOT_SUPPORTED (the
 ///         format cannot tell); VDKIT_E_CONFIG (options).
-VDKIT_API vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const char *options, vdkit_disk *src,
-                           uint64_t size, uint64_t *required, uint64_t *fully_allocated, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const char *options,
+                                             vdkit_disk *src, uint64_t size, uint64_t *required,
+                                             uint64_t *fully_allocated, vdkit_error *err);
 
 /// Compact the top image (VDCompact, VixDiskLib_Shrink + Defragment): blocks
 /// that read as the chain below or as zero are given back and the file is
@@ -354,14 +360,14 @@ typedef void (*vdkit_finding_fn)(void *opaque, uint32_t severity, uint64_t offse
 /// Indexes count from the base (0). Needs VDKIT_DISK_WRITE_CHAIN.
 /// @return VDKIT_OK; VDKIT_E_READ_ONLY; VDKIT_E_INVALID_ARGUMENT (indexes);
 ///         VDKIT_E_CANCELLED; VDKIT_E_IO.
-VDKIT_API vdkit_status vdkit_disk_merge(vdkit_disk *disk, uint32_t from, uint32_t to, vdkit_progress_fn progress, void *opaque,
-                              vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_merge(vdkit_disk *disk, uint32_t from, uint32_t to, vdkit_progress_fn progress,
+                                        void *opaque, vdkit_error *err);
 #define VDKIT_COMMIT_KEEP_TOP (1u << 0) /* do not empty the top image */
 /// qemu-img commit into images[base] (Disk::commit); VDKIT_COMMIT_KEEP_TOP
 /// keeps the top's data. Needs VDKIT_DISK_WRITE_CHAIN.
 /// @return as vdkit_disk_merge.
 VDKIT_API vdkit_status vdkit_disk_commit(vdkit_disk *disk, uint32_t base, uint32_t flags, vdkit_progress_fn progress,
-                               void *opaque, vdkit_error *err);
+                                         void *opaque, vdkit_error *err);
 #define VDKIT_REBASE_UNSAFE (1u << 0) /* change the link only */
 /// qemu-img rebase of the top (Disk::rebase): new_parent NULL or "": no
 /// parent; format (of the new parent) NULL or "": probe.
@@ -369,7 +375,7 @@ VDKIT_API vdkit_status vdkit_disk_commit(vdkit_disk *disk, uint32_t base, uint32
 ///         VDKIT_E_PERMISSION (path rule); VDKIT_E_NOT_SUPPORTED (the format
 ///         cannot record that parent); VDKIT_E_CANCELLED; VDKIT_E_IO.
 VDKIT_API vdkit_status vdkit_disk_rebase(vdkit_disk *disk, const char *new_parent, const char *format, uint32_t flags,
-                               vdkit_progress_fn progress, void *opaque, vdkit_error *err);
+                                         vdkit_progress_fn progress, void *opaque, vdkit_error *err);
 
 /// Counts of a vdkit_disk_check run. Size-stamped (set by the caller).
 typedef struct vdkit_check_summary {
@@ -386,7 +392,7 @@ typedef struct vdkit_check_summary {
 ///         the format); VDKIT_E_INVALID_ARGUMENT (summary->struct_size unset);
 ///         VDKIT_E_IO.
 VDKIT_API vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn finding, void *opaque,
-                              vdkit_check_summary *summary, vdkit_error *err);
+                                        vdkit_check_summary *summary, vdkit_error *err);
 
 /// Called once when an asynchronous operation ends, from a thread of the
 /// library's pool, with its result and a message ("" on success; valid
@@ -398,17 +404,17 @@ typedef void (*vdkit_completion_fn)(void *opaque, vdkit_status status, const cha
 /// Overlapping writes must not be in flight together.
 /// @return VDKIT_OK when queued (the result goes to done);
 ///         VDKIT_E_INVALID_ARGUMENT when the disk is closed or closing.
-VDKIT_API vdkit_status vdkit_disk_aio_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_completion_fn done,
-                                 void *opaque, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_aio_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len,
+                                           vdkit_completion_fn done, void *opaque, vdkit_error *err);
 /// Asynchronous write (VDAsyncWrite); as vdkit_disk_aio_read.
 VDKIT_API vdkit_status vdkit_disk_aio_write(vdkit_disk *disk, uint64_t offset, const void *buf, uint64_t len,
-                                  vdkit_completion_fn done, void *opaque, vdkit_error *err);
+                                            vdkit_completion_fn done, void *opaque, vdkit_error *err);
 /// Asynchronous vdkit_disk_write_zeroes; as vdkit_disk_aio_read.
-VDKIT_API vdkit_status vdkit_disk_aio_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
-                                         void *opaque, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_aio_write_zeroes(vdkit_disk *disk, uint64_t offset, uint64_t len,
+                                                   vdkit_completion_fn done, void *opaque, vdkit_error *err);
 /// Asynchronous discard (VDAsyncDiscardRanges, one range); as vdkit_disk_aio_read.
 VDKIT_API vdkit_status vdkit_disk_aio_discard(vdkit_disk *disk, uint64_t offset, uint64_t len, vdkit_completion_fn done,
-                                    void *opaque, vdkit_error *err);
+                                              void *opaque, vdkit_error *err);
 /// Asynchronous flush (VDAsyncFlush): a barrier, run after everything
 /// submitted before it completed; as vdkit_disk_aio_read.
 VDKIT_API vdkit_status vdkit_disk_aio_flush(vdkit_disk *disk, vdkit_completion_fn done, void *opaque, vdkit_error *err);
@@ -427,7 +433,8 @@ VDKIT_API vdkit_status vdkit_disk_aio_drain(vdkit_disk *disk, vdkit_error *err);
 ///         the one the child records); VDKIT_E_INVALID_ARGUMENT (no parent
 ///         link, a larger parent, a shared image); VDKIT_E_PERMISSION (the
 ///         path rule, with VDKIT_ATTACH_RELINK); VDKIT_E_READ_ONLY.
-VDKIT_API vdkit_status vdkit_disk_is_attach_possible(vdkit_disk *parent, vdkit_disk *child, uint32_t flags, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_is_attach_possible(vdkit_disk *parent, vdkit_disk *child, uint32_t flags,
+                                                     vdkit_error *err);
 /// Put child on top of parent (VixDiskLib_Attach; Disk::attach): child
 /// becomes the combined chain and parent is closed (still call
 /// vdkit_disk_close on it to free the handle). Neither may be in use by
@@ -441,8 +448,8 @@ VDKIT_API vdkit_status vdkit_disk_attach(vdkit_disk *parent, vdkit_disk *child, 
 /// cache). Serialised with writes.
 /// @return VDKIT_OK; VDKIT_E_EXISTS (location holds something else);
 ///         VDKIT_E_NOT_SUPPORTED (the format cannot hold a cache); VDKIT_E_IO.
-VDKIT_API vdkit_status vdkit_disk_attach_cache(vdkit_disk *disk, const char *location, const char *format, const char *options,
-                                     vdkit_error *err);
+VDKIT_API vdkit_status vdkit_disk_attach_cache(vdkit_disk *disk, const char *location, const char *format,
+                                               const char *options, vdkit_error *err);
 #define VDKIT_CACHE_DELETE (1u << 0) /* detach: also delete the cache file */
 /// Record that the cache matches the disk and close it (VDCacheClose);
 /// VDKIT_CACHE_DELETE also deletes it.
@@ -460,7 +467,7 @@ typedef struct vdkit_cache_stats {
 VDKIT_API vdkit_status vdkit_disk_cache_stats(vdkit_disk *disk, vdkit_cache_stats *out, vdkit_error *err);
 
 /* vdkit_image_rename flags. */
-#define VDKIT_RENAME_NO_RELINK   (1u << 0) /* leave children naming the old path */
+#define VDKIT_RENAME_NO_RELINK (1u << 0)    /* leave children naming the old path */
 #define VDKIT_RENAME_UNSAFE_PATHS (1u << 1) /* allow parent paths leaving an image's directory */
 /// Rename or move an image with all its files (VixDiskLib_Rename;
 /// Library::rename_image); children found beside it are relinked unless
@@ -469,7 +476,7 @@ VDKIT_API vdkit_status vdkit_disk_cache_stats(vdkit_disk *disk, vdkit_cache_stat
 ///         VDKIT_E_NOT_FOUND; VDKIT_E_BUSY (in use); VDKIT_E_PERMISSION
 ///         (path rule); VDKIT_E_IO.
 VDKIT_API vdkit_status vdkit_image_rename(vdkit_library *lib, const char *from, const char *to, uint32_t flags,
-                                vdkit_error *err);
+                                          vdkit_error *err);
 /* vdkit_image_delete flags. */
 #define VDKIT_DELETE_FORCE (1u << 0)
 /// Delete an image with all its files (VixDiskLib_Unlink; Library::delete_image).
@@ -496,37 +503,37 @@ typedef struct vdkit_geometry {
  *  out at the same address, so repeated calls do not use more memory. */
 typedef struct vdkit_disk_image_info {
     uint32_t struct_size;
-    uint32_t flags;                   /* VDKIT_IMAGE_INFO_* */
-    const char *location;             /* path or URL the image was opened from */
-    const char *format;               /* format plugin name, e.g. "vmdk" */
-    const char *subformat;            /* e.g. "monolithicSparse", "" when the format has none */
-    const char *parent_location;      /* the parent as the image records it (relative for files), "" when none */
-    const char *comment;              /* "" when none or the format has no comment */
-    uint64_t virtual_size;            /* bytes */
-    uint64_t file_size;               /* bytes the image's files use on their medium; UINT64_MAX when unknown */
-    uint64_t sector_size;             /* bytes per sector of the virtual disk (512) */
-    uint64_t granularity;             /* bytes of the format's allocation unit; 0 or 1: byte granular */
-    uint8_t uuid[16];                 /* all zero: none */
-    uint8_t modification_uuid[16];    /* VMDK: the CID big-endian in bytes 0..3 */
+    uint32_t flags;                /* VDKIT_IMAGE_INFO_* */
+    const char *location;          /* path or URL the image was opened from */
+    const char *format;            /* format plugin name, e.g. "vmdk" */
+    const char *subformat;         /* e.g. "monolithicSparse", "" when the format has none */
+    const char *parent_location;   /* the parent as the image records it (relative for files), "" when none */
+    const char *comment;           /* "" when none or the format has no comment */
+    uint64_t virtual_size;         /* bytes */
+    uint64_t file_size;            /* bytes the image's files use on their medium; UINT64_MAX when unknown */
+    uint64_t sector_size;          /* bytes per sector of the virtual disk (512) */
+    uint64_t granularity;          /* bytes of the format's allocation unit; 0 or 1: byte granular */
+    uint8_t uuid[16];              /* all zero: none */
+    uint8_t modification_uuid[16]; /* VMDK: the CID big-endian in bytes 0..3 */
     uint8_t parent_uuid[16];
     uint8_t parent_modification_uuid[16];
-    vdkit_geometry pchs;              /* physical CHS */
-    vdkit_geometry lchs;              /* logical (BIOS) CHS */
+    vdkit_geometry pchs; /* physical CHS */
+    vdkit_geometry lchs; /* logical (BIOS) CHS */
     /* ---- added in library ABI 2.3 ---- */
-    const char *format_specific;      /* the format's own facts as one JSON object's text (qemu-img info's
-                                         "format-specific" data: VMDK cid, parent-cid, create-type, extents;
-                                         VDI type, block-size, UUIDs), "" when the format gives none */
+    const char *format_specific; /* the format's own facts as one JSON object's text (qemu-img info's
+                                    "format-specific" data: VMDK cid, parent-cid, create-type, extents;
+                                    VDI type, block-size, UUIDs), "" when the format gives none */
 } vdkit_disk_image_info;
 
-#define VDKIT_IMAGE_INFO_READ_ONLY  (1u << 0) /* open read-only here, or the format allows no writes */
+#define VDKIT_IMAGE_INFO_READ_ONLY (1u << 0)  /* open read-only here, or the format allows no writes */
 #define VDKIT_IMAGE_INFO_HAS_PARENT (1u << 1) /* a differencing image */
-#define VDKIT_IMAGE_INFO_FIXED      (1u << 2) /* preallocated */
-#define VDKIT_IMAGE_INFO_DIRTY      (1u << 3) /* 2.3: records an unclean close (qcow2's dirty bit) */
+#define VDKIT_IMAGE_INFO_FIXED (1u << 2)      /* preallocated */
+#define VDKIT_IMAGE_INFO_DIRTY (1u << 3)      /* 2.3: records an unclean close (qcow2's dirty bit) */
 
 #ifndef VDKIT_UUID_IMAGE /* the same values as vdkit/plugin.h */
-#define VDKIT_UUID_IMAGE               0u
-#define VDKIT_UUID_MODIFICATION        1u
-#define VDKIT_UUID_PARENT              2u
+#define VDKIT_UUID_IMAGE 0u
+#define VDKIT_UUID_MODIFICATION 1u
+#define VDKIT_UUID_PARENT 2u
 #define VDKIT_UUID_PARENT_MODIFICATION 3u
 #endif
 
@@ -547,7 +554,7 @@ typedef struct vdkit_disk_image_info {
  *         read; VDKIT_E_NO_MEMORY.
  */
 VDKIT_API vdkit_status vdkit_disk_get_image_info(vdkit_disk *disk, uint32_t image, vdkit_disk_image_info *out,
-                                       vdkit_error *err);
+                                                 vdkit_error *err);
 
 /**
  * Write one identifier of images[image] (VDSetUuid, VDSetModificationUuid,
@@ -567,7 +574,7 @@ VDKIT_API vdkit_status vdkit_disk_get_image_info(vdkit_disk *disk, uint32_t imag
  *         VDKIT_E_IO when writing the header fails.
  */
 VDKIT_API vdkit_status vdkit_disk_set_uuid(vdkit_disk *disk, uint32_t image, uint32_t which, const uint8_t uuid[16],
-                                 vdkit_error *err);
+                                           vdkit_error *err);
 
 /**
  * Write the geometry of images[image] (VDSetPCHSGeometry,
@@ -581,7 +588,7 @@ VDKIT_API vdkit_status vdkit_disk_set_uuid(vdkit_disk *disk, uint32_t image, uin
  *         no geometry (or, VDI version 0, no LCHS); VDKIT_E_IO.
  */
 VDKIT_API vdkit_status vdkit_disk_set_geometry(vdkit_disk *disk, uint32_t image, const vdkit_geometry *pchs,
-                                     const vdkit_geometry *lchs, vdkit_error *err);
+                                               const vdkit_geometry *lchs, vdkit_error *err);
 
 /**
  * Write the comment of images[image] (VDSetComment). comment is
@@ -614,7 +621,7 @@ VDKIT_API vdkit_status vdkit_disk_set_comment(vdkit_disk *disk, uint32_t image, 
  *         metadata; VDKIT_E_IO.
  */
 VDKIT_API vdkit_status vdkit_disk_metadata_keys(vdkit_disk *disk, char *buf, uint64_t cap, uint64_t *needed,
-                                      vdkit_error *err);
+                                                vdkit_error *err);
 
 /* ==== plugins at run time (VDPluginLoadFromFilename, VDPluginUnloadFile) ==== */
 
@@ -646,7 +653,6 @@ VDKIT_API vdkit_status vdkit_plugin_load(vdkit_library *lib, const char *path, u
  */
 VDKIT_API vdkit_status vdkit_plugin_unload(vdkit_library *lib, const char *path, vdkit_error *err);
 
-
 /* ---- convert (one call: stage, copy, verify, publish, clean up) ---- */
 
 /** Settings of vdkit_convert; Library::convert / ConvertOptions in
@@ -657,33 +663,33 @@ VDKIT_API vdkit_status vdkit_plugin_unload(vdkit_library *lib, const char *path,
  * "not given". */
 typedef struct vdkit_convert_options {
     uint32_t struct_size;
-    uint32_t flags;                      /* VDKIT_CONVERT_* */
-    const char *target_format;           /* required, e.g. "vmdk" */
-    const char *source_format;           /* NULL: probe */
-    const char *target_options;          /* "key=value,key=value" create options of target_format, or NULL */
-    const char *const *source_filters;   /* NULL-terminated "NAME[:k=v,...]" specs, nearest the file first; or NULL */
-    const char *const *target_filters;   /* as source_filters, for the target's files */
-    const char *backing;                 /* the target is a differencing image over this (relative to the
-                                            target's directory); NULL: none */
-    const char *backing_format;          /* NULL: probe the backing image */
-    const char *source_cache;            /* read the source through this cache image; NULL: none */
-    const char *cache_format;            /* of a new cache image; NULL: "vdi" */
-    uint32_t threads;                    /* copy workers 1..64 (CopyOptions::threads); 0: one per processor, 2..4 */
-    uint32_t _reserved;                  /* zero */
+    uint32_t flags;                    /* VDKIT_CONVERT_* */
+    const char *target_format;         /* required, e.g. "vmdk" */
+    const char *source_format;         /* NULL: probe */
+    const char *target_options;        /* "key=value,key=value" create options of target_format, or NULL */
+    const char *const *source_filters; /* NULL-terminated "NAME[:k=v,...]" specs, nearest the file first; or NULL */
+    const char *const *target_filters; /* as source_filters, for the target's files */
+    const char *backing;               /* the target is a differencing image over this (relative to the
+                                          target's directory); NULL: none */
+    const char *backing_format;        /* NULL: probe the backing image */
+    const char *source_cache;          /* read the source through this cache image; NULL: none */
+    const char *cache_format;          /* of a new cache image; NULL: "vdi" */
+    uint32_t threads;                  /* copy workers 1..64 (CopyOptions::threads); 0: one per processor, 2..4 */
+    uint32_t _reserved;                /* zero */
     /* Bytes of source data done/total; called from one thread at a time, not
      * always the caller's, during the copy and between the job's steps. A
      * non-zero return cancels: VDKIT_E_CANCELLED, nothing is published and
      * the staging directory is removed. NULL: none. */
     vdkit_progress_fn progress;
-    void *opaque;                        /* passed to progress */
+    void *opaque; /* passed to progress */
 } vdkit_convert_options;
-#define VDKIT_CONVERT_OVERWRITE          (1u << 0) /* replace an existing regular file once the new one is complete */
-#define VDKIT_CONVERT_PREALLOCATE        (1u << 1) /* allocate the whole target */
-#define VDKIT_CONVERT_KEEP_UUID          (1u << 2) /* the target gets the source top image's UUID */
-#define VDKIT_CONVERT_EXISTING_TARGET    (1u << 3) /* write into the existing target in place (qemu-img -n) */
-#define VDKIT_CONVERT_TARGET_IS_ZERO     (1u << 4) /* with EXISTING_TARGET: it reads as zero already */
-#define VDKIT_CONVERT_VERIFY             (1u << 5) /* compare the result with the source before publishing */
-#define VDKIT_CONVERT_OUT_OF_ORDER       (1u << 6) /* writes may land in any order (qemu-img -W) */
+#define VDKIT_CONVERT_OVERWRITE (1u << 0)          /* replace an existing regular file once the new one is complete */
+#define VDKIT_CONVERT_PREALLOCATE (1u << 1)        /* allocate the whole target */
+#define VDKIT_CONVERT_KEEP_UUID (1u << 2)          /* the target gets the source top image's UUID */
+#define VDKIT_CONVERT_EXISTING_TARGET (1u << 3)    /* write into the existing target in place (qemu-img -n) */
+#define VDKIT_CONVERT_TARGET_IS_ZERO (1u << 4)     /* with EXISTING_TARGET: it reads as zero already */
+#define VDKIT_CONVERT_VERIFY (1u << 5)             /* compare the result with the source before publishing */
+#define VDKIT_CONVERT_OUT_OF_ORDER (1u << 6)       /* writes may land in any order (qemu-img -W) */
 #define VDKIT_CONVERT_SOURCE_FORCE_SHARE (1u << 7) /* read a source another process holds (qemu-img -U) */
 
 /** What a convert did. Set struct_size = sizeof(vdkit_convert_result). */
@@ -722,49 +728,50 @@ typedef struct vdkit_convert_result {
  *   VDKIT_E_NOT_FOUND, VDKIT_E_IO, ... from opening, creating, copying or
  *                             renaming; err's message names the file. */
 VDKIT_API vdkit_status vdkit_convert(vdkit_library *lib, const char *source, const char *target,
-                           const vdkit_convert_options *options, vdkit_convert_result *result, vdkit_error *err);
+                                     const vdkit_convert_options *options, vdkit_convert_result *result,
+                                     vdkit_error *err);
 
 /* ---- volumes (vdkit/volumes.hpp; VixMntapi_GetVolumeHandles / GetVolumeInfo) ---- */
 typedef struct vdkit_volume_list vdkit_volume_list;
 
 /* vdkit_volume_info.kind */
 #define VDKIT_VOLUME_WHOLE_DISK 0u /* no partition table: the disk itself */
-#define VDKIT_VOLUME_PRIMARY    1u /* MBR primary partition (1-4) */
-#define VDKIT_VOLUME_EXTENDED   2u /* MBR extended partition (never mounted) */
-#define VDKIT_VOLUME_LOGICAL    3u /* logical partition (from 5) */
-#define VDKIT_VOLUME_GPT        4u /* GPT partition (entry slot + 1) */
-#define VDKIT_VOLUME_LVM        5u /* LVM logical volume inside a PV on the disk */
+#define VDKIT_VOLUME_PRIMARY 1u    /* MBR primary partition (1-4) */
+#define VDKIT_VOLUME_EXTENDED 2u   /* MBR extended partition (never mounted) */
+#define VDKIT_VOLUME_LOGICAL 3u    /* logical partition (from 5) */
+#define VDKIT_VOLUME_GPT 4u        /* GPT partition (entry slot + 1) */
+#define VDKIT_VOLUME_LVM 5u        /* LVM logical volume inside a PV on the disk */
 /* vdkit_volume_info.flags */
-#define VDKIT_VOLUME_BOOTABLE   (1u << 0) /* MBR status 0x80 */
-#define VDKIT_VOLUME_MOUNTABLE  (1u << 1) /* not_mountable is "" */
+#define VDKIT_VOLUME_BOOTABLE (1u << 0)  /* MBR status 0x80 */
+#define VDKIT_VOLUME_MOUNTABLE (1u << 1) /* not_mountable is "" */
 /* vdkit_disk_list_volumes flags */
 #define VDKIT_VOLUMES_NO_IDENTIFY (1u << 0) /* do not probe filesystems (libblkid) */
-#define VDKIT_VOLUMES_NO_LVM      (1u << 1) /* do not list LVM logical volumes */
+#define VDKIT_VOLUMES_NO_LVM (1u << 1)      /* do not list LVM logical volumes */
 
 /** One volume (vdkit_volume_list_get). Size-stamped as vdkit_disk_image_info.
  *  Offsets and lengths in bytes. Strings are NUL-terminated, never NULL
  *  ("" when absent), owned by the list and valid until vdkit_volume_list_free. */
 typedef struct vdkit_volume_info {
     uint32_t struct_size;
-    uint32_t index;          /* kernel numbering: primaries 1-4, logicals from 5, GPT slot + 1; LVs after */
-    uint32_t kind;           /* VDKIT_VOLUME_* */
-    uint32_t flags;          /* VDKIT_VOLUME_BOOTABLE, VDKIT_VOLUME_MOUNTABLE */
-    uint64_t offset;         /* first byte on the disk */
-    uint64_t length;         /* bytes */
-    uint32_t parent;         /* index of the extended partition / PV holding it; 0: the disk */
-    uint32_t mbr_type;       /* MBR type byte, 0 for others */
-    uint64_t attributes;     /* GPT attribute bits */
-    uint32_t extent_count;   /* disk ranges making the volume (LVM: one per segment) */
+    uint32_t index;        /* kernel numbering: primaries 1-4, logicals from 5, GPT slot + 1; LVs after */
+    uint32_t kind;         /* VDKIT_VOLUME_* */
+    uint32_t flags;        /* VDKIT_VOLUME_BOOTABLE, VDKIT_VOLUME_MOUNTABLE */
+    uint64_t offset;       /* first byte on the disk */
+    uint64_t length;       /* bytes */
+    uint32_t parent;       /* index of the extended partition / PV holding it; 0: the disk */
+    uint32_t mbr_type;     /* MBR type byte, 0 for others */
+    uint64_t attributes;   /* GPT attribute bits */
+    uint32_t extent_count; /* disk ranges making the volume (LVM: one per segment) */
     uint32_t reserved;
-    const char *type_guid;   /* GPT type GUID */
-    const char *type_name;   /* "Linux filesystem", "W95 FAT32"... */
-    const char *part_uuid;   /* GPT partition GUID, LVM LV id */
-    const char *name;        /* GPT name; LVM "VG/LV" */
-    const char *filesystem;  /* blkid TYPE: "ext4", "vfat", "ntfs", "swap", "LVM2_member"... */
+    const char *type_guid;  /* GPT type GUID */
+    const char *type_name;  /* "Linux filesystem", "W95 FAT32"... */
+    const char *part_uuid;  /* GPT partition GUID, LVM LV id */
+    const char *name;       /* GPT name; LVM "VG/LV" */
+    const char *filesystem; /* blkid TYPE: "ext4", "vfat", "ntfs", "swap", "LVM2_member"... */
     const char *fs_version;
     const char *label;
-    const char *uuid;        /* filesystem UUID */
-    const char *segment_type;/* LVM: "linear", "striped"... */
+    const char *uuid;          /* filesystem UUID */
+    const char *segment_type;  /* LVM: "linear", "striped"... */
     const char *not_mountable; /* why it cannot be mounted, or "" */
 } vdkit_volume_info;
 
@@ -800,12 +807,12 @@ VDKIT_API vdkit_status vdkit_volume_list_get_finding(const vdkit_volume_list *li
 /// (position in list) of disk, through its extents.
 /// @return VDKIT_E_OUT_OF_RANGE past the volume's end or i >= count;
 ///         VDKIT_E_NOT_SUPPORTED for a volume without extents (a non-linear LV).
-VDKIT_API vdkit_status vdkit_volume_read(vdkit_disk *disk, const vdkit_volume_list *list, uint32_t i,
-                                         uint64_t offset, void *buf, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_volume_read(vdkit_disk *disk, const vdkit_volume_list *list, uint32_t i, uint64_t offset,
+                                         void *buf, uint64_t len, vdkit_error *err);
 /// Write into volume i (the disk's top image). VDKIT_E_READ_ONLY on a
 /// read-only disk; otherwise as vdkit_volume_read.
-VDKIT_API vdkit_status vdkit_volume_write(vdkit_disk *disk, const vdkit_volume_list *list, uint32_t i,
-                                          uint64_t offset, const void *buf, uint64_t len, vdkit_error *err);
+VDKIT_API vdkit_status vdkit_volume_write(vdkit_disk *disk, const vdkit_volume_list *list, uint32_t i, uint64_t offset,
+                                          const void *buf, uint64_t len, vdkit_error *err);
 /// Free a list (NULL: nothing).
 VDKIT_API void vdkit_volume_list_free(vdkit_volume_list *list);
 

@@ -85,11 +85,11 @@ struct PluginInfo {
     std::string name;
     std::string version;
     std::string description;
-    uint64_t capabilities = 0;             // VDKIT_CAP_* bits
+    uint64_t capabilities = 0; // VDKIT_CAP_* bits
     std::vector<std::string> capability_names;
     std::vector<ConfigKey> keys;
     std::vector<std::string> extensions;
-    std::string source;                    // library file it came from
+    std::string source; // library file it came from
     uint32_t abi_major = 0;
     uint32_t abi_minor = 0;
     /// Transports: URL schemes served besides `name` (lower case; ABI 2.1).
@@ -157,20 +157,20 @@ struct ImageInfo {
     std::string format;
     std::string subformat;
     uint64_t virtual_size = 0;
-    std::optional<uint64_t> file_size;      // bytes used on the medium
+    std::optional<uint64_t> file_size; // bytes used on the medium
     uint64_t granularity = 0;
     bool read_only = false;
     bool has_parent = false;
     bool fixed = false;
     bool zero_init = false;
-    bool sequential = false;                // takes writes only at increasing offsets
+    bool sequential = false; // takes writes only at increasing offsets
     Uuid uuid{}, modification_uuid{}, parent_uuid{}, parent_modification_uuid{};
     std::string parent_hint;
     Geometry pchs, lchs;
     std::string comment;
-    std::vector<std::string> filters;       // the file-level filter stack, nearest the file first
-                                            // (disk-level ones: Disk::disk_filters)
-    std::optional<uint64_t> file_length;    // bytes the image's files are long (holes included)
+    std::vector<std::string> filters;    // the file-level filter stack, nearest the file first
+                                         // (disk-level ones: Disk::disk_filters)
+    std::optional<uint64_t> file_length; // bytes the image's files are long (holes included)
     /// The image records an unclean close (qcow2's dirty bit): qemu-img
     /// info's "dirty-flag". Always false for formats without such a mark.
     bool dirty = false;
@@ -196,12 +196,12 @@ VDKIT_API Result<FilterSpec> parse_filter_spec(std::string_view text);
 
 /// Options of Library::open.
 struct OpenOptions {
-    std::string format;               // empty: probe
-    Options format_options;           // validated against the format's keys
-    Options transport_options;        // validated against the transport's keys
+    std::string format;        // empty: probe
+    Options format_options;    // validated against the format's keys
+    Options transport_options; // validated against the transport's keys
     bool writable = false;
-    bool lock = true;                 // take the transport's advisory lock
-    bool follow_parents = true;       // open the chain below a diff image
+    bool lock = true;           // take the transport's advisory lock
+    bool follow_parents = true; // open the chain below a diff image
     bool ignore_parent_mismatch = false;
     /// With writable: open every image of the chain for writing, not only the
     /// top (merge and commit write into parents).
@@ -236,21 +236,21 @@ struct OpenOptions {
 
 /// Options of Disk::rebase.
 struct RebaseOptions {
-    std::string format;        // of the new parent; empty: probe
-    bool unsafe = false;       // header only: what the top shows may change
+    std::string format;  // of the new parent; empty: probe
+    bool unsafe = false; // header only: what the top shows may change
     ProgressFunction progress;
 };
 
 /// Options of Library::create_image.
 struct CreateOptions {
-    std::string format;               // required
-    uint64_t size = 0;                // bytes; for diffs 0 means the parent's size
-    Options options;                  // format keys
+    std::string format; // required
+    uint64_t size = 0;  // bytes; for diffs 0 means the parent's size
+    Options options;    // format keys
     Options transport_options;
-    bool fixed = false;               // preallocate
-    std::string parent;               // create a differencing image over this
-    std::string parent_format;        // empty: probe the parent
-    bool overwrite = false;           // replace an existing file
+    bool fixed = false;        // preallocate
+    std::string parent;        // create a differencing image over this
+    std::string parent_format; // empty: probe the parent
+    bool overwrite = false;    // replace an existing file
     std::optional<bool> allow_unsafe_paths;
     /// The new image's UUID (VDCopyEx pDstUuid, a copy that keeps its
     /// identity); empty: a fresh random one.
@@ -572,9 +572,9 @@ struct RenameOptions {
 
 /// The result of Library::rename_image.
 struct RenameResult {
-    std::string location;               // the image's new (absolute) location
-    std::vector<std::string> relinked;  // children now naming it
-    std::vector<std::string> searched;  // the directories searched for children
+    std::string location;              // the image's new (absolute) location
+    std::vector<std::string> relinked; // children now naming it
+    std::vector<std::string> searched; // the directories searched for children
 };
 
 /// Library::delete_image (VixDiskLib_Unlink).
@@ -582,7 +582,7 @@ struct DeleteOptions {
     /// Delete even when children depend on the image (they are orphaned).
     bool force = false;
     std::vector<std::string> search_dirs; // as RenameOptions::search_dirs
-    std::vector<FilterSpec> filters;       // as RenameOptions::filters
+    std::vector<FilterSpec> filters;      // as RenameOptions::filters
     /// Only search for children: the result's `children` and `searched` say
     /// what a delete would find; nothing is opened for writing or removed,
     /// and children do not make it fail (e.g. to report a refusal's details).
@@ -602,19 +602,19 @@ struct DeleteResult {
 /// struct; vdkit_convert_options (vdkit.h) carries the same fields.
 struct ConvertOptions {
     // ---- the source ----
-    std::string source_format;          // empty: probe
+    std::string source_format;              // empty: probe
     std::vector<FilterSpec> source_filters; // OpenOptions::filters for the source chain
-    bool source_force_share = false;    // OpenOptions::force_share (qemu-img convert -U)
+    bool source_force_share = false;        // OpenOptions::force_share (qemu-img convert -U)
     /// Read the source through this cache image (Disk::attach_cache; made if
     /// missing); empty: none.
     std::string source_cache;
-    std::string cache_format = "vdi";   // of a new source_cache image
+    std::string cache_format = "vdi"; // of a new source_cache image
 
     // ---- the target ----
-    std::string target_format;          // required
-    Options target_options;             // create options of target_format
+    std::string target_format;              // required
+    Options target_options;                 // create options of target_format
     std::vector<FilterSpec> target_filters; // the target's (and a backing image's) file-level filters
-    bool preallocate = false;           // CreateOptions::fixed
+    bool preallocate = false;               // CreateOptions::fixed
     /// Replace an existing regular file (or the file a symlink names), only
     /// once the new image is complete; never a device, fifo or directory, nor
     /// an image another process holds open. Without it an existing target,
@@ -625,7 +625,7 @@ struct ConvertOptions {
     /// a UUID-kept copy of one of the source's images (Library::common_image)
     /// only what the source's images above it hold is copied.
     std::string backing, backing_format; // backing_format empty: probe
-    bool keep_uuid = false;             // the target gets the source top image's UUID
+    bool keep_uuid = false;              // the target gets the source top image's UUID
     /// Write into the existing `target` (a block device, a preallocated file,
     /// an image of target_format; qemu-img convert -n) in place: no staging.
     /// It must hold at least the source's virtual size; its excess is left
@@ -637,8 +637,8 @@ struct ConvertOptions {
     bool target_is_zero = false;
 
     // ---- the copy ----
-    unsigned threads = 0;               // CopyOptions::threads (1..64; 0: automatic)
-    bool out_of_order = false;          // CopyOptions::out_of_order
+    unsigned threads = 0;      // CopyOptions::threads (1..64; 0: automatic)
+    bool out_of_order = false; // CopyOptions::out_of_order
     /// Before the target gets its final name, compare it with the source
     /// (Library::compare); a difference fails with VDKIT_E_CORRUPT.
     bool verify = false;
@@ -841,8 +841,9 @@ public:
     /// ("-n", "-o (target format options)"). The one validation behind
     /// check_convert_options, for tools that take the options under other
     /// names (batch files). Empty: none. Pure; thread-safe.
-    static std::vector<ConvertOptionProblem> convert_option_problems(
-        const ConvertOptions &options, const std::function<std::string(std::string_view member)> &spell = {});
+    static std::vector<ConvertOptionProblem>
+    convert_option_problems(const ConvertOptions &options,
+                            const std::function<std::string(std::string_view member)> &spell = {});
     /// The refusals of convert that are about its arguments, made before the
     /// job starts and without writing anything: check_convert_options,
     /// source and target the same file, a target name that breaks the
@@ -937,8 +938,8 @@ struct ContainerKind {
 /// A container signature detect_container found, and where.
 struct ContainerMatch {
     const ContainerKind *container = nullptr; // into known_containers()
-    std::string evidence;  // what was found where ("QFI\xfb magic, version 3, at offset 0")
-    std::string condition; // "" (whole), "truncated" or "damaged"
+    std::string evidence;                     // what was found where ("QFI\xfb magic, version 3, at offset 0")
+    std::string condition;                    // "" (whole), "truncated" or "damaged"
 };
 /// Every container the library knows. Thread-safe.
 VDKIT_API const std::vector<ContainerKind> &known_containers();

@@ -67,18 +67,18 @@ struct Volume {
     std::vector<VolumeExtent> extents;
     uint32_t parent = 0; ///< index of the extended partition or PV volume holding it; 0: the disk
     // Partition table facts (empty / zero where they do not apply).
-    uint8_t mbr_type = 0;      ///< MBR type byte (primary, extended, logical)
-    bool bootable = false;     ///< MBR status 0x80
-    std::string type_guid;     ///< GPT type GUID, upper-case text
-    std::string type_name;     ///< "Linux filesystem", "EFI System", "LVM"... ("" when unknown)
-    std::string part_uuid;     ///< GPT unique partition GUID
-    std::string name;          ///< GPT partition name (UTF-8); LVM: "VG/LV"
-    uint64_t attributes = 0;   ///< GPT attribute bits
+    uint8_t mbr_type = 0;    ///< MBR type byte (primary, extended, logical)
+    bool bootable = false;   ///< MBR status 0x80
+    std::string type_guid;   ///< GPT type GUID, upper-case text
+    std::string type_name;   ///< "Linux filesystem", "EFI System", "LVM"... ("" when unknown)
+    std::string part_uuid;   ///< GPT unique partition GUID
+    std::string name;        ///< GPT partition name (UTF-8); LVM: "VG/LV"
+    uint64_t attributes = 0; ///< GPT attribute bits
     // Content, from libblkid's probing (empty when nothing was recognised).
-    std::string filesystem;    ///< blkid TYPE: "ext4", "xfs", "vfat", "ntfs", "swap", "LVM2_member"...
-    std::string fs_version;    ///< blkid VERSION
+    std::string filesystem; ///< blkid TYPE: "ext4", "xfs", "vfat", "ntfs", "swap", "LVM2_member"...
+    std::string fs_version; ///< blkid VERSION
     std::string label;
-    std::string uuid;          ///< filesystem UUID as blkid prints it
+    std::string uuid; ///< filesystem UUID as blkid prints it
     /// LVM: the segment type of the volume ("linear", "striped", "mirror",
     /// "raid1", "thin"...); "" for partitions.
     std::string lvm_segment_type;
@@ -90,8 +90,8 @@ struct Volume {
 
 /// A problem (or a note) found while reading the tables.
 struct VolumeFinding {
-    FindingSeverity severity{};      ///< error: a table is damaged; note: informational
-    std::optional<uint64_t> offset;  ///< byte offset on the disk it concerns
+    FindingSeverity severity{};     ///< error: a table is damaged; note: informational
+    std::optional<uint64_t> offset; ///< byte offset on the disk it concerns
     std::string message;
 };
 
@@ -107,9 +107,9 @@ struct VolumeOptions {
 /// The volumes of a disk.
 struct VolumeList {
     uint32_t sector_size = 512;
-    std::string table;     ///< "mbr", "gpt" or "" (no table)
-    std::string disk_id;   ///< GPT disk GUID, or the MBR disk signature as 8 hex digits
-    std::vector<Volume> volumes;     ///< in index order
+    std::string table;           ///< "mbr", "gpt" or "" (no table)
+    std::string disk_id;         ///< GPT disk GUID, or the MBR disk signature as 8 hex digits
+    std::vector<Volume> volumes; ///< in index order
     std::vector<VolumeFinding> findings;
     /// The volume numbered `index`, or null.
     const Volume *find(uint32_t index) const noexcept {

@@ -54,8 +54,7 @@ vdkit_status ok(vdkit_error *err) {
     return VDKIT_OK;
 }
 
-template <class Fn>
-vdkit_status guarded(vdkit_error *err, Fn &&fn) noexcept {
+template <class Fn> vdkit_status guarded(vdkit_error *err, Fn &&fn) noexcept {
     try {
         vdkit::Status st = fn();
         return st.is_ok() ? ok(err) : fail(err, st);
@@ -77,7 +76,8 @@ vdkit::Result<vdkit::Options> parse_options(const char *text) {
     if (!text || !*text) return out;
     auto kv = vdkit::util::parse_key_values(text);
     if (!kv) return vdkit::Status(VDKIT_E_CONFIG, std::string("cannot parse options '") + text + "'");
-    for (auto &[k, v] : *kv) out[k] = v;
+    for (auto &[k, v] : *kv)
+        out[k] = v;
     return out;
 }
 
@@ -85,7 +85,8 @@ vdkit::Result<vdkit::Options> parse_options(const char *text) {
 vdkit::Result<std::vector<vdkit::FilterSpec>> parse_filters(const char *const *specs) {
     std::vector<vdkit::FilterSpec> out;
     for (size_t i = 0; specs && specs[i]; ++i) {
-        if (i == 64) return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "more than 64 filters (is the list NULL-terminated?)");
+        if (i == 64)
+            return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "more than 64 filters (is the list NULL-terminated?)");
         VDKIT_ASSIGN_OR_RETURN(vdkit::FilterSpec spec, vdkit::parse_filter_spec(specs[i]));
         out.push_back(std::move(spec));
     }
@@ -114,7 +115,9 @@ vdkit::Completion c_completion(vdkit_completion_fn done, void *opaque) {
 
 extern "C" {
 
-const char *vdkit_status_text(vdkit_status code) { return vdkit::status_text(code); }
+const char *vdkit_status_text(vdkit_status code) {
+    return vdkit::status_text(code);
+}
 
 vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_library **out, vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {
@@ -136,8 +139,8 @@ vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_libr
         }
         if (o.flags & VDKIT_LIB_LOG_LEVEL) {
             if (o.log_level > VDKIT_LOG_DEBUG)
-                return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "log_level " + std::to_string(o.log_level) +
-                                                                   " is not a VDKIT_LOG_* level (0..3)");
+                return vdkit::Status(VDKIT_E_INVALID_ARGUMENT,
+                                     "log_level " + std::to_string(o.log_level) + " is not a VDKIT_LOG_* level (0..3)");
             lo.log_level = static_cast<vdkit::LogLevel>(o.log_level);
         }
         VDKIT_ASSIGN_OR_RETURN(auto lib, vdkit::Library::create(lo));
@@ -146,7 +149,9 @@ vdkit_status vdkit_library_open(const vdkit_library_options *options, vdkit_libr
     });
 }
 
-void vdkit_library_close(vdkit_library *lib) { delete lib; }
+void vdkit_library_close(vdkit_library *lib) {
+    delete lib;
+}
 
 uint32_t vdkit_plugin_count(const vdkit_library *lib) {
     try {
@@ -236,7 +241,9 @@ vdkit_status vdkit_disk_close(vdkit_disk *disk, vdkit_error *err) {
     });
 }
 
-uint64_t vdkit_disk_size(const vdkit_disk *disk) { return disk ? disk->disk->size() : 0; }
+uint64_t vdkit_disk_size(const vdkit_disk *disk) {
+    return disk ? disk->disk->size() : 0;
+}
 uint32_t vdkit_disk_image_count(const vdkit_disk *disk) {
     return disk ? static_cast<uint32_t>(disk->disk->image_count()) : 0;
 }
@@ -329,24 +336,26 @@ vdkit_status vdkit_disk_common_image(vdkit_disk *src, vdkit_disk *dst, uint32_t 
     return guarded(err, [&]() -> vdkit::Status {
         if (!src || !dst || !index) return null_arg("src, dst and index");
         VDKIT_ASSIGN_OR_RETURN(std::optional<size_t> n, vdkit::Library::common_image(*src->disk, *dst->disk));
-        if (!n) return vdkit::Status(VDKIT_E_NOT_FOUND, "no image of the source has the UUID of the image below the target's top");
+        if (!n)
+            return vdkit::Status(VDKIT_E_NOT_FOUND,
+                                 "no image of the source has the UUID of the image below the target's top");
         *index = static_cast<uint32_t>(*n);
         return vdkit::Status::ok();
     });
 }
 
 vdkit_status vdkit_library_measure(vdkit_library *lib, const char *format, const char *options, vdkit_disk *src,
-                           uint64_t size, uint64_t *required, uint64_t *fully_allocated, vdkit_error *err) {
+                                   uint64_t size, uint64_t *required, uint64_t *fully_allocated, vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {
         if (!lib || !format) return null_arg("lib and format");
         VDKIT_ASSIGN_OR_RETURN(vdkit::Options o, parse_options(options));
-        VDKIT_ASSIGN_OR_RETURN(vdkit::MeasureResult m, lib->lib->measure(format, o, src ? src->disk.get() : nullptr, size));
+        VDKIT_ASSIGN_OR_RETURN(vdkit::MeasureResult m,
+                               lib->lib->measure(format, o, src ? src->disk.get() : nullptr, size));
         if (required) *required = m.required;
         if (fully_allocated) *fully_allocated = m.fully_allocated;
         return vdkit::Status::ok();
     });
 }
-
 
 vdkit_status vdkit_disk_aio_read(vdkit_disk *disk, uint64_t offset, void *buf, uint64_t len, vdkit_completion_fn done,
                                  void *opaque, vdkit_error *err) {
@@ -525,7 +534,8 @@ vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn
                               vdkit_check_summary *summary, vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {
         if (!disk) return null_arg("disk");
-        if (summary && summary->struct_size < 8) return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "summary.struct_size not set");
+        if (summary && summary->struct_size < 8)
+            return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "summary.struct_size not set");
         vdkit::CheckOptions o;
         o.repair = flags & VDKIT_CHECK_REPAIR;
         o.dry_run = flags & VDKIT_CHECK_DRY_RUN;
@@ -549,8 +559,7 @@ vdkit_status vdkit_disk_check(vdkit_disk *disk, uint32_t flags, vdkit_finding_fn
 
 // ---- image info and identity ----
 
-vdkit_status vdkit_disk_get_image_info(vdkit_disk *disk, uint32_t image, vdkit_disk_image_info *out,
-                                       vdkit_error *err) {
+vdkit_status vdkit_disk_get_image_info(vdkit_disk *disk, uint32_t image, vdkit_disk_image_info *out, vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {
         if (!disk || !out) return null_arg("disk and out");
         if (out->struct_size < 8)
@@ -610,13 +619,13 @@ vdkit_status vdkit_disk_set_comment(vdkit_disk *disk, uint32_t image, const char
     });
 }
 
-vdkit_status vdkit_disk_metadata_keys(vdkit_disk *disk, char *buf, uint64_t cap, uint64_t *needed,
-                                      vdkit_error *err) {
+vdkit_status vdkit_disk_metadata_keys(vdkit_disk *disk, char *buf, uint64_t cap, uint64_t *needed, vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {
         if (!disk || (!buf && cap)) return null_arg("disk and buf");
         VDKIT_ASSIGN_OR_RETURN(std::vector<std::string> keys, disk->disk->metadata_keys());
         std::string list;
-        for (const auto &k : keys) list.append(k).push_back('\0');
+        for (const auto &k : keys)
+            list.append(k).push_back('\0');
         list.push_back('\0');
         if (needed) *needed = list.size();
         if (cap >= list.size())
@@ -735,12 +744,14 @@ vdkit::Status volume_at(const vdkit_volume_list *list, uint32_t i, const vdkit::
 }
 } // namespace
 
-vdkit_status vdkit_volume_list_get(const vdkit_volume_list *list, uint32_t i, vdkit_volume_info *out, vdkit_error *err) {
+vdkit_status vdkit_volume_list_get(const vdkit_volume_list *list, uint32_t i, vdkit_volume_info *out,
+                                   vdkit_error *err) {
     return guarded(err, [&]() -> vdkit::Status {
         const vdkit::Volume *v = nullptr;
         VDKIT_TRY(volume_at(list, i, v));
         if (!out) return null_arg("out");
-        if (out->struct_size < 8) return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "vdkit_volume_info.struct_size is not set");
+        if (out->struct_size < 8)
+            return vdkit::Status(VDKIT_E_INVALID_ARGUMENT, "vdkit_volume_info.struct_size is not set");
         vdkit_volume_info c{};
         c.struct_size = std::min<uint32_t>(out->struct_size, sizeof(c));
         c.index = v->index;
@@ -776,8 +787,8 @@ vdkit_status vdkit_volume_list_get_finding(const vdkit_volume_list *list, uint32
     return guarded(err, [&]() -> vdkit::Status {
         if (!list) return null_arg("list");
         if (i >= list->list.findings.size())
-            return vdkit::Status(VDKIT_E_OUT_OF_RANGE, "finding " + std::to_string(i) + " of " +
-                                                           std::to_string(list->list.findings.size()));
+            return vdkit::Status(VDKIT_E_OUT_OF_RANGE,
+                                 "finding " + std::to_string(i) + " of " + std::to_string(list->list.findings.size()));
         const vdkit::VolumeFinding &f = list->list.findings[i];
         if (severity) *severity = static_cast<uint32_t>(f.severity);
         if (offset) *offset = f.offset.value_or(UINT64_MAX);
@@ -806,4 +817,6 @@ vdkit_status vdkit_volume_write(vdkit_disk *disk, const vdkit_volume_list *list,
     });
 }
 
-void vdkit_volume_list_free(vdkit_volume_list *list) { delete list; }
+void vdkit_volume_list_free(vdkit_volume_list *list) {
+    delete list;
+}

@@ -3,8 +3,8 @@
 #include "disk/disk_state.hpp"
 #include "disk/open.hpp"
 #include "host/host.hpp"
-#include "util/util.hpp"
 #include "io/stores.hpp"
+#include "util/util.hpp"
 
 namespace vdkit {
 inline namespace v1 {
@@ -19,7 +19,8 @@ Result<std::shared_ptr<Library>> Library::create(const LibraryOptions &options) 
 
 std::vector<PluginInfo> Library::plugins() const {
     std::vector<PluginInfo> out;
-    for (const auto &e : host_->registry().all()) out.push_back(e->info);
+    for (const auto &e : host_->registry().all())
+        out.push_back(e->info);
     return out;
 }
 
@@ -28,11 +29,17 @@ std::optional<PluginInfo> Library::plugin(PluginKind kind, std::string_view name
     return std::nullopt;
 }
 
-Result<std::vector<PluginInfo>> Library::load_plugin(const std::string &path) { return host_->load_plugin_file(path); }
+Result<std::vector<PluginInfo>> Library::load_plugin(const std::string &path) {
+    return host_->load_plugin_file(path);
+}
 
-Status Library::unload_plugin(const std::string &path) { return host_->unload_plugin_file(path); }
+Status Library::unload_plugin(const std::string &path) {
+    return host_->unload_plugin_file(path);
+}
 
-const std::vector<LoadProblem> &Library::load_problems() const noexcept { return host_->load_problems(); }
+const std::vector<LoadProblem> &Library::load_problems() const noexcept {
+    return host_->load_problems();
+}
 
 Result<std::string> Library::probe(const std::string &location, const Options &transport_options) const {
     VDKIT_ASSIGN_OR_RETURN(ByteStorePtr main, host_->stores().open_store(location, 0, transport_options));
@@ -57,13 +64,15 @@ Result<FilterSpec> parse_filter_spec(std::string_view text) {
     FilterSpec spec;
     spec.name = std::string(text.substr(0, colon));
     if (spec.name.empty())
-        return Status(VDKIT_E_INVALID_ARGUMENT, "filter '" + std::string(text) + "': no filter name before the options");
+        return Status(VDKIT_E_INVALID_ARGUMENT,
+                      "filter '" + std::string(text) + "': no filter name before the options");
     if (colon == std::string_view::npos) return spec;
     auto kv = util::parse_key_values(text.substr(colon + 1));
     if (!kv)
         return Status(VDKIT_E_INVALID_ARGUMENT, "filter '" + std::string(text) +
                                                     "': cannot parse its options (expected NAME:key=value,key=value)");
-    for (auto &[k, v] : *kv) spec.options[k] = v;
+    for (auto &[k, v] : *kv)
+        spec.options[k] = v;
     return spec;
 }
 

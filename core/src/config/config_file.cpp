@@ -30,7 +30,8 @@ void check_known(const YAML::Node &map, const std::vector<std::string> &known, c
     for (const auto &kv : map) {
         std::string k = kv.first.Scalar();
         bool ok = false;
-        for (const auto &n : known) ok = ok || n == k;
+        for (const auto &n : known)
+            ok = ok || n == k;
         if (!ok) {
             std::string msg = at(source, kv.first) + ": unknown key '" + k + "'" + section;
             if (auto guess = util::closest_match(k, known)) msg += " — did you mean '" + *guess + "'?";
@@ -41,7 +42,9 @@ void check_known(const YAML::Node &map, const std::vector<std::string> &known, c
 
 } // namespace
 
-Config default_config() { return Config{}; }
+Config default_config() {
+    return Config{};
+}
 
 Result<Config> parse_config_text(const std::string &text, const std::string &source) {
     Config cfg;
@@ -54,15 +57,21 @@ Result<Config> parse_config_text(const std::string &text, const std::string &sou
                     "");
         if (auto n = root["plugin_paths"]) {
             if (!n.IsSequence()) throw SchemaError{at(source, n) + ": plugin_paths must be a list of directories"};
-            for (const auto &p : n) cfg.plugin_paths.push_back(scalar(p, source, "a plugin path"));
+            for (const auto &p : n)
+                cfg.plugin_paths.push_back(scalar(p, source, "a plugin path"));
         }
         if (auto n = root["log_level"]) {
             std::string v = util::to_lower(scalar(n, source, "log_level"));
-            if (v == "error") cfg.log_level = LogLevel::error;
-            else if (v == "warning") cfg.log_level = LogLevel::warning;
-            else if (v == "info") cfg.log_level = LogLevel::info;
-            else if (v == "debug") cfg.log_level = LogLevel::debug;
-            else throw SchemaError{at(source, n) + ": log_level must be error, warning, info or debug"};
+            if (v == "error")
+                cfg.log_level = LogLevel::error;
+            else if (v == "warning")
+                cfg.log_level = LogLevel::warning;
+            else if (v == "info")
+                cfg.log_level = LogLevel::info;
+            else if (v == "debug")
+                cfg.log_level = LogLevel::debug;
+            else
+                throw SchemaError{at(source, n) + ": log_level must be error, warning, info or debug"};
         }
         if (auto n = root["allow_unsafe_paths"]) {
             auto b = util::parse_bool(scalar(n, source, "allow_unsafe_paths"));

@@ -19,7 +19,7 @@ struct PluginDefaults {
 };
 
 struct Config {
-    std::string source;                       // file it came from; empty: built-in
+    std::string source; // file it came from; empty: built-in
     std::vector<std::string> plugin_paths;
     LogLevel log_level = LogLevel::warning;
     bool allow_unsafe_paths = false;

@@ -16,8 +16,7 @@ enum class OptionUse { open, create };
 // name with a normalised value (bool -> "true"/"false", size -> bytes,
 // enum -> its declared spelling), plus the declared defaults of keys not
 // given. `where` prefixes error messages (e.g. "format 'raw'").
-Result<Options> resolve_options(const PluginInfo &plugin, const Options &given, OptionUse use,
-                                std::string_view where);
+Result<Options> resolve_options(const PluginInfo &plugin, const Options &given, OptionUse use, std::string_view where);
 
 // Normalise one value for a key; an error message names the key and why.
 Result<std::string> normalise_value(const ConfigKey &key, std::string_view value, std::string_view where);

@@ -84,7 +84,8 @@ private:
     }
 
     void complete_unposted(std::vector<Op> &failed) {
-        for (auto &op : failed) finish(op, Status(VDKIT_E_NO_MEMORY, "cannot start an I/O operation on the thread pool"));
+        for (auto &op : failed)
+            finish(op, Status(VDKIT_E_NO_MEMORY, "cannot start an I/O operation on the thread pool"));
         if (failed.empty()) return;
         std::lock_guard lock(mu_);
         idle_.notify_all();
@@ -118,8 +119,8 @@ private:
     std::mutex mu_;
     std::condition_variable idle_;
     std::deque<Op> queue_;
-    unsigned running_ = 0;   // handed to the pool and not yet completed
-    bool barrier_ = false;   // a flush is running
+    unsigned running_ = 0; // handed to the pool and not yet completed
+    bool barrier_ = false; // a flush is running
     bool stopping_ = false;
 };
 

@@ -16,8 +16,8 @@
 #include "disk/disk_state.hpp"
 #include "disk/open.hpp"
 #include "host/host.hpp"
-#include "util/util.hpp"
 #include "io/stores.hpp"
+#include "util/util.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -91,11 +91,11 @@ Status Disk::attach_cache(const std::string &location, const CacheOptions &optio
         if (info->comment == identity) {
             cache_disk = std::move(*opened);
         } else {
-            host.log(LogLevel::info, location + ": the cache is stale (" +
-                                         (info->comment == kUpdating
-                                              ? "it was being updated when its disk was last used"
-                                              : "it was made for other content or the disk changed without it") +
-                                         "); starting it empty");
+            host.log(LogLevel::info,
+                     location + ": the cache is stale (" +
+                         (info->comment == kUpdating ? "it was being updated when its disk was last used"
+                                                     : "it was made for other content or the disk changed without it") +
+                         "); starting it empty");
             VDKIT_TRY((*opened)->close());
         }
     }
@@ -114,8 +114,9 @@ Status Disk::State::adopt_cache(std::unique_ptr<Disk> disk, const std::string &c
     Image &img = *disk->state_->images.back();
     const PluginEntry &fmt = img.format();
     if (!fmt.format.block_status || !fmt.format.write || !fmt.format.set_comment || !fmt.format.get_comment) {
-        Status bad(VDKIT_E_NOT_SUPPORTED, "format '" + fmt.info.name +
-                                              "' cannot hold a cache (it needs writes, an allocation map and a comment)");
+        Status bad(VDKIT_E_NOT_SUPPORTED,
+                   "format '" + fmt.info.name +
+                       "' cannot hold a cache (it needs writes, an allocation map and a comment)");
         (void)disk->close_and_delete();
         return bad;
     }
@@ -186,7 +187,8 @@ Result<CacheStats> Disk::cache_stats() const {
 // "being updated" so the next attach starts it over.
 void Disk::State::cache_failed(const Status &why) const {
     if (!cache->failed.exchange(true))
-        host->log(LogLevel::warning, cache->image->location() + ": the cache is bypassed from now on: " + why.message());
+        host->log(LogLevel::warning,
+                  cache->image->location() + ": the cache is bypassed from now on: " + why.message());
 }
 
 Status Disk::State::read_cached(uint64_t offset, void *buf, uint64_t len) const {

@@ -12,8 +12,8 @@
 #include "disk/open.hpp"
 #include "host/host.hpp"
 #include "io/paths.hpp"
-#include "util/util.hpp"
 #include "io/stores.hpp"
+#include "util/util.hpp"
 
 #include <algorithm>
 #include <array>
@@ -29,8 +29,10 @@ Ranges unite(Ranges a, const Ranges &b) {
     std::sort(a.begin(), a.end());
     Ranges out;
     for (const auto &r : a) {
-        if (!out.empty() && r.first <= out.back().second) out.back().second = std::max(out.back().second, r.second);
-        else out.push_back(r);
+        if (!out.empty() && r.first <= out.back().second)
+            out.back().second = std::max(out.back().second, r.second);
+        else
+            out.push_back(r);
     }
     return out;
 }
@@ -39,7 +41,8 @@ Ranges subtract(const Ranges &a, const Ranges &b) {
     Ranges out;
     size_t j = 0;
     for (auto [s, e] : a) {
-        while (j < b.size() && b[j].second <= s) ++j;
+        while (j < b.size() && b[j].second <= s)
+            ++j;
         for (size_t k = j; k < b.size() && b[k].first < e && s < e; ++k) {
             if (b[k].first > s) out.emplace_back(s, b[k].first);
             s = std::max(s, b[k].second);
@@ -54,8 +57,10 @@ Ranges widen(const Ranges &a, uint64_t unit, uint64_t limit) {
     for (auto [s, e] : a) {
         s -= s % unit;
         e = std::min(limit, e % unit ? e - e % unit + unit : e);
-        if (!out.empty() && s <= out.back().second) out.back().second = std::max(out.back().second, e);
-        else out.emplace_back(s, e);
+        if (!out.empty() && s <= out.back().second)
+            out.back().second = std::max(out.back().second, e);
+        else
+            out.emplace_back(s, e);
     }
     return out;
 }
@@ -73,15 +78,19 @@ Result<Ranges> held_by(Image &img, uint64_t off, uint64_t end) {
         uint64_t run = 0;
         VDKIT_TRY(img.block_status(off, end - off, status, run));
         if (status != VDKIT_BLOCK_UNALLOCATED) {
-            if (!out.empty() && out.back().second == off) out.back().second += run;
-            else out.emplace_back(off, off + run);
+            if (!out.empty() && out.back().second == off)
+                out.back().second += run;
+            else
+                out.emplace_back(off, off + run);
         }
         off += run;
     }
     return out;
 }
 
-Status cancelled(const char *op) { return Status(VDKIT_E_CANCELLED, std::string(op) + " cancelled; the chain reads as before"); }
+Status cancelled(const char *op) {
+    return Status(VDKIT_E_CANCELLED, std::string(op) + " cancelled; the chain reads as before");
+}
 
 } // namespace
 
@@ -109,8 +118,10 @@ Status Disk::State::transfer(size_t dst, const Ranges &ranges, const Reader &sou
             VDKIT_TRY(source(u, a.data(), n));
             VDKIT_TRY(after(u, b.data(), n));
             if (std::memcmp(a.data(), b.data(), static_cast<size_t>(n)) != 0) {
-                if (util::is_zero(a.data(), static_cast<size_t>(n))) VDKIT_TRY(st.zero_locked(dst, u, n));
-                else VDKIT_TRY(st.write_locked(dst, u, a.data(), n));
+                if (util::is_zero(a.data(), static_cast<size_t>(n)))
+                    VDKIT_TRY(st.zero_locked(dst, u, n));
+                else
+                    VDKIT_TRY(st.write_locked(dst, u, a.data(), n));
             }
             next = u + g;
             if (!advance(n)) return cancelled("the operation was");
@@ -136,8 +147,8 @@ public:
     const std::string &location() const noexcept override { return location_; }
     Status pread(void *buf, uint64_t len, uint64_t offset) override {
         if (!util::range_within(offset, len, size_))
-            return Status(VDKIT_E_OUT_OF_RANGE, location_ + ": read at offset " + std::to_string(offset) +
-                                                    " is beyond the end of the file");
+            return Status(VDKIT_E_OUT_OF_RANGE,
+                          location_ + ": read at offset " + std::to_string(offset) + " is beyond the end of the file");
         return read_(offset, buf, static_cast<size_t>(len));
     }
     Status pwrite(const void *, uint64_t, uint64_t) override { return read_only(); }
@@ -207,8 +218,10 @@ Status keeps_openable(const ChainState &st, Image &dst, size_t view, const char 
                           std::string(op) + " would give " + dst.location() + " a " +
                               std::string(magic->container->title) + " magic (" + magic->evidence +
                               ", from the data above it); " + dst.location() + " is read as '" +
-                              dst.format().info.name + "' by probing, and tools that probe by magic (qemu-img) would "
-                              "take it for " + std::string(magic->container->title) +
+                              dst.format().info.name +
+                              "' by probing, and tools that probe by magic (qemu-img) would "
+                              "take it for " +
+                              std::string(magic->container->title) +
                               " and fail on it. Nothing was written; copy the chain to a new image with 'vdkit "
                               "convert' instead");
         if (winner) return Status::ok();
@@ -265,15 +278,18 @@ Status announce_change(Image &dst, Image &child) {
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, dst.raw_info());
     if (util::uuid_is_nil(info.modification_uuid)) return Status::ok();
     Uuid fresh{};
-    do util::generate_uuid(fresh.data());
+    do
+        util::generate_uuid(fresh.data());
     while (!usable_modification_id(fresh));
     vdkit_image_info unchecked = info;
     std::memset(unchecked.modification_uuid, 0, sizeof unchecked.modification_uuid);
     VDKIT_TRY(relink(child, &dst, &unchecked));
     VDKIT_TRY(child.flush());
     Status set = dst.set_uuid(VDKIT_UUID_MODIFICATION, fresh);
-    if (set.code() == VDKIT_E_NOT_SUPPORTED) set = Status::ok(); // the id changes with the data, as before
-    else if (set) set = dst.flush();
+    if (set.code() == VDKIT_E_NOT_SUPPORTED)
+        set = Status::ok(); // the id changes with the data, as before
+    else if (set)
+        set = dst.flush();
     Status linked = relink(child, &dst); // the id dst has now
     if (linked) linked = child.flush();
     return set ? linked : set;
@@ -296,8 +312,7 @@ Status can_relink(const Image &child, Image *parent) {
     if (parent) {
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info info, parent->raw_info());
         VDKIT_TRY(check_link(child.location(), relative_hint(child.location(), parent->location()),
-                                  child.format().info.name, parent->format().info.name, info,
-                                  child.allow_unsafe_paths()));
+                             child.format().info.name, parent->format().info.name, info, child.allow_unsafe_paths()));
     }
     return would_relink(child, parent);
 }
@@ -314,7 +329,8 @@ struct Meter {
 
 uint64_t bytes_in(const Ranges &r) {
     uint64_t n = 0;
-    for (const auto &[s, e] : r) n += e - s;
+    for (const auto &[s, e] : r)
+        n += e - s;
     return n;
 }
 
@@ -519,7 +535,9 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
             std::memset(b, 0, static_cast<size_t>(n));
             return Status::ok();
         };
-        auto source = [&](uint64_t o, void *b, uint64_t n) { return top == 0 ? zeros(b, n) : st.read_chain(top - 1, o, b, n); };
+        auto source = [&](uint64_t o, void *b, uint64_t n) {
+            return top == 0 ? zeros(b, n) : st.read_chain(top - 1, o, b, n);
+        };
         auto after = [&](uint64_t o, void *b, uint64_t n) -> Status {
             if (nb) return nb->read_chain(nb->images.size() - 1, o, b, n);
             return keep ? st.read_chain(keep - 1, o, b, n) : zeros(b, n);
@@ -534,8 +552,10 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
         nb->closed = true;
     }
     for (size_t i = top; i-- > 0;) {
-        if (i < keep) chain.insert(chain.begin(), std::move(st.images[i]));
-        else (void)st.images[i]->close(false);
+        if (i < keep)
+            chain.insert(chain.begin(), std::move(st.images[i]));
+        else
+            (void)st.images[i]->close(false);
     }
     chain.push_back(std::move(st.images[top]));
     st.images = std::move(chain);
@@ -581,8 +601,8 @@ Status Disk::State::attach_problem(const State &parent, const State &child, cons
             return Status(VDKIT_E_PARENT_MISMATCH, bottom.location() + " records parent " +
                                                        util::uuid_to_string(mine.parent_uuid) + ", but " +
                                                        top.location() + " is " + util::uuid_to_string(theirs.uuid));
-        if (bottom.format().info.name == top.format().info.name &&
-            !util::uuid_is_nil(mine.parent_modification_uuid) && !util::uuid_is_nil(theirs.modification_uuid) &&
+        if (bottom.format().info.name == top.format().info.name && !util::uuid_is_nil(mine.parent_modification_uuid) &&
+            !util::uuid_is_nil(theirs.modification_uuid) &&
             std::memcmp(mine.parent_modification_uuid, theirs.modification_uuid, 16) != 0)
             return Status(VDKIT_E_PARENT_MISMATCH,
                           top.location() + " was modified after " + bottom.location() + " was made over it");
@@ -612,8 +632,7 @@ Status Disk::State::attach_problem(const State &parent, const State &child, cons
         // parent by again (the path rule), and the format's own update run
         // on a dry-run copy of the child (e.g. a VDI with no room for a
         // parent location refuses here, not halfway through attach).
-        VDKIT_TRY(can_relink(bottom, &top)
-                      .with_context("attaching " + bottom.location() + " onto " + top.location()));
+        VDKIT_TRY(can_relink(bottom, &top).with_context("attaching " + bottom.location() + " onto " + top.location()));
     }
     return Status::ok();
 }
@@ -646,7 +665,8 @@ Status Disk::attach(Disk &parent, const AttachOptions &options) {
     }
     (void)below.cache_close(std::nullopt);
     std::vector<std::unique_ptr<Image>> chain = std::move(below.images);
-    for (auto &img : child.images) chain.push_back(std::move(img));
+    for (auto &img : child.images)
+        chain.push_back(std::move(img));
     child.images = std::move(chain);
     below.images.clear();
     below.closed = true;

@@ -45,7 +45,8 @@ Result<std::optional<uint64_t>> Library::compare(const Disk &a, const Disk &b) {
             VDKIT_TRY(b.read(pos, bb.data(), m));
             if (std::memcmp(ba.data(), bb.data(), static_cast<size_t>(m)) != 0) {
                 uint64_t i = 0;
-                while (ba[i] == bb[i]) ++i;
+                while (ba[i] == bb[i])
+                    ++i;
                 return std::optional<uint64_t>(pos + i);
             }
             pos += m;

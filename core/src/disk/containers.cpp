@@ -103,7 +103,8 @@ std::optional<Match> check_qcow(const uint8_t *h, size_t n) {
         return found(qcow2, "QFI\\xfb magic, version " + std::to_string(version) + ", at offset 0");
     // qemu's qcow2_probe takes any version >= 2 and then refuses the ones it
     // does not know ("Unsupported qcow2 version 4"): not raw either.
-    if (version >= 4) return found(qcow2, "QFI\\xfb magic, unknown version " + std::to_string(version) + ", at offset 0");
+    if (version >= 4)
+        return found(qcow2, "QFI\\xfb magic, unknown version " + std::to_string(version) + ", at offset 0");
     return std::nullopt;
 }
 
@@ -257,7 +258,7 @@ std::optional<Match> check_truncated(const uint8_t *h, size_t n, uint64_t file_s
     Id id{};
     const Magic *t = magic_of(h, n, id);
     if (!t) return std::nullopt;
-    const uint64_t need = t->id == qcow2 ? qcow_need
+    const uint64_t need = t->id == qcow2                       ? qcow_need
                           : t->id == qed || t->id == parallels ? 64
                           : t->id == luks                      ? luks_need
                           : t->id == bochs                     ? 512
@@ -265,8 +266,8 @@ std::optional<Match> check_truncated(const uint8_t *h, size_t n, uint64_t file_s
                           : t->id == vhdx                      ? (uint64_t(64) << 10) + 4096
                                                                : 512; // vpc
     if (file_size >= need) return std::nullopt;
-    Match m = found(id, "the file is " + std::to_string(file_size) + " bytes; the header its magic at offset 0 begins needs " +
-                            std::to_string(need));
+    Match m = found(id, "the file is " + std::to_string(file_size) +
+                            " bytes; the header its magic at offset 0 begins needs " + std::to_string(need));
     m.condition = "truncated";
     return m;
 }

@@ -31,7 +31,7 @@ struct Container {
 
 struct Match {
     const Container *container = nullptr;
-    std::string evidence; // what was found where, e.g. "QFI\xfb magic, version 3, at offset 0"
+    std::string evidence;       // what was found where, e.g. "QFI\xfb magic, version 3, at offset 0"
     std::string_view condition; // "" (whole), "truncated" or "damaged": how messages describe the image
 };
 

@@ -16,8 +16,8 @@
 #include "disk/open.hpp"
 #include "disk/staging.hpp"
 #include "host/host.hpp"
-#include "util/util.hpp"
 #include "io/stores.hpp"
+#include "util/util.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -39,9 +39,13 @@ namespace {
 
 using staging::OpenFiles;
 
-bool is_url(const std::string &p) { return p.find("://") != std::string::npos; }
+bool is_url(const std::string &p) {
+    return p.find("://") != std::string::npos;
+}
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+    return std::strerror(err);
+}
 
 // The files (regular files, block devices) an open disk holds, by identity:
 // every image's main file and every file its plugin opened through the host
@@ -112,8 +116,9 @@ Result<OpenFiles> refuse_source_files(const Library &lib, const std::string &tar
     for (const auto &f : mine)
         if (auto hit = chain.find(f.first); hit != chain.end())
             return Status(VDKIT_E_INVALID_ARGUMENT, target + " uses " + f.second + ", a file of the source's chain (" +
-                                                        hit->second + "); convert never writes into or replaces an "
-                                                                      "image it reads from");
+                                                        hit->second +
+                                                        "); convert never writes into or replaces an "
+                                                        "image it reads from");
     return mine;
 }
 
@@ -124,8 +129,10 @@ Result<std::string> check_target(const std::string &t, const ConvertOptions &o) 
     if (t.empty())
         return Status(VDKIT_E_INVALID_ARGUMENT, "the target is an empty name; name the image file to create");
     if (t.back() == '/')
-        return Status(VDKIT_E_INVALID_ARGUMENT, t + ": the target ends in '/', naming a directory; name the image "
-                                                    "file to create (e.g. " + t + "disk.img)");
+        return Status(VDKIT_E_INVALID_ARGUMENT, t +
+                                                    ": the target ends in '/', naming a directory; name the image "
+                                                    "file to create (e.g. " +
+                                                    t + "disk.img)");
     struct stat lst {};
     if (::lstat(t.c_str(), &lst) != 0) {
         const int err = errno;
@@ -139,11 +146,12 @@ Result<std::string> check_target(const std::string &t, const ConvertOptions &o) 
         struct stat dst {};
         if (!dir.empty() && ::stat(dir.c_str(), &dst) != 0)
             return Status(VDKIT_E_NOT_FOUND, t + ": the directory " + dir.string() + " does not exist (" +
-                                                 errno_text(errno) + "); convert creates the image file, not its "
-                                                                     "directory");
+                                                 errno_text(errno) +
+                                                 "); convert creates the image file, not its "
+                                                 "directory");
         if (!dir.empty() && !S_ISDIR(dst.st_mode))
-            return Status(VDKIT_E_NOT_FOUND, t + ": " + dir.string() + " is " + file_type_name(dst.st_mode) +
-                                                 ", not a directory");
+            return Status(VDKIT_E_NOT_FOUND,
+                          t + ": " + dir.string() + " is " + file_type_name(dst.st_mode) + ", not a directory");
         return t;
     }
     const bool link = S_ISLNK(lst.st_mode);
@@ -236,7 +244,8 @@ Status existing_format_problem(const Library &lib, const std::string &target, co
         const auto found = container_of_file(target);
         if (!found) return Status::ok();
         const containers::Container &c = *found->container;
-        if (std::any_of(c.aliases.begin(), c.aliases.end(), [&](std::string_view a) { return util::iequals(a, format); }))
+        if (std::any_of(c.aliases.begin(), c.aliases.end(),
+                        [&](std::string_view a) { return util::iequals(a, format); }))
             return Status::ok();
         is = "a " + std::string(c.title) + " image (" + found->evidence + ")";
     }
@@ -358,8 +367,10 @@ Result<ConvertResult> convert_into(const Library &lib, const std::string &source
     copy.wrote = &wrote;
     Status copied = lib.copy(src, *dst, copy);
     if (copied && o.verify) {
-        auto diff = target_difference(src, *dst, [&](uint64_t) { return progress.checkpoint("while verifying " + target); });
-        if (!diff) copied = diff.status();
+        auto diff =
+            target_difference(src, *dst, [&](uint64_t) { return progress.checkpoint("while verifying " + target); });
+        if (!diff)
+            copied = diff.status();
         else if (*diff)
             copied = Status(VDKIT_E_CORRUPT, target + ": verification failed: it reads differently from " + source +
                                                  " at offset " + std::to_string(**diff));
@@ -388,16 +399,19 @@ Result<ConvertResult> convert_into(const Library &lib, const std::string &source
 
 inline namespace v1 {
 
-Result<std::optional<uint64_t>> Library::compare_prefix(const Disk &a, const Disk &b, const ProgressFunction &progress) {
+Result<std::optional<uint64_t>> Library::compare_prefix(const Disk &a, const Disk &b,
+                                                        const ProgressFunction &progress) {
     if (b.size() < a.size())
         return Status(VDKIT_E_OUT_OF_RANGE, "the second disk (" + std::to_string(b.size()) +
                                                 " bytes) is smaller than the first (" + std::to_string(a.size()) + ")");
     Progress checks(progress);
-    return target_difference(a, b, [&](uint64_t pos) { return checks.checkpoint("comparing cancelled", pos, a.size()); });
+    return target_difference(a, b,
+                             [&](uint64_t pos) { return checks.checkpoint("comparing cancelled", pos, a.size()); });
 }
 
-std::vector<ConvertOptionProblem> Library::convert_option_problems(
-    const ConvertOptions &o, const std::function<std::string(std::string_view member)> &spell) {
+std::vector<ConvertOptionProblem>
+Library::convert_option_problems(const ConvertOptions &o,
+                                 const std::function<std::string(std::string_view member)> &spell) {
     // vdkit convert's flags, the default spelling.
     auto flag = [](std::string_view m) -> std::string {
         if (m == "target_is_zero") return "--target-is-zero";
@@ -415,7 +429,8 @@ std::vector<ConvertOptionProblem> Library::convert_option_problems(
         out.push_back(ConvertOptionProblem{std::string(member), std::move(message)});
     };
     if (o.target_format.empty()) problem("target_format", "convert needs a target format");
-    if (o.threads > 64) problem("threads", "copy threads must be 1..64 (0: automatic), not " + std::to_string(o.threads));
+    if (o.threads > 64)
+        problem("threads", "copy threads must be 1..64 (0: automatic), not " + std::to_string(o.threads));
     if (o.target_is_zero && !o.existing_target)
         problem("target_is_zero", name("target_is_zero") + " needs " + name("existing_target") +
                                       " (a target convert creates is always zero)");
@@ -448,7 +463,8 @@ Status Library::check_convert(const std::string &source, const std::string &targ
     // Other refusals of the target (missing, busy, existing without
     // overwrite...) are the job's failures, which convert reports.
     auto final_target = check_target(target, o);
-    if (!final_target) return final_target.status().code() == VDKIT_E_INVALID_ARGUMENT ? final_target.status() : Status::ok();
+    if (!final_target)
+        return final_target.status().code() == VDKIT_E_INVALID_ARGUMENT ? final_target.status() : Status::ok();
     if (o.existing_target) VDKIT_TRY(existing_format_problem(*this, target, o.target_format));
     OpenOptions oo;
     oo.format = o.source_format;
@@ -495,10 +511,11 @@ Result<ConvertResult> Library::convert(const std::string &source, const std::str
     const OpenFiles source_files = files_of(*src);
     OpenFiles old_files;
     if (!is_url(target)) {
-        VDKIT_ASSIGN_OR_RETURN(old_files,
-                               refuse_source_files(*this, final_target, o.target_format, o.existing_target, source_files));
+        VDKIT_ASSIGN_OR_RETURN(
+            old_files, refuse_source_files(*this, final_target, o.target_format, o.existing_target, source_files));
     }
-    if (o.overwrite && !is_url(target)) VDKIT_TRY(refuse_in_use(*this, final_target)); // before any work; again at publish
+    if (o.overwrite && !is_url(target))
+        VDKIT_TRY(refuse_in_use(*this, final_target)); // before any work; again at publish
     if (!o.source_cache.empty()) {
         CacheOptions cache;
         cache.format = o.cache_format;
@@ -540,15 +557,18 @@ Result<ConvertResult> Library::convert(const std::string &source, const std::str
     plan.out_of_order = o.out_of_order;
     if (!o.backing.empty()) {
         auto same = common_image(*src, *dst);
-        if (same && *same) plan.same_up_to = **same;
-        else plan.target_is_zero = false; // the backing image may show data anywhere
+        if (same && *same)
+            plan.same_up_to = **same;
+        else
+            plan.target_is_zero = false; // the backing image may show data anywhere
     }
     Status copied = copy(*src, *dst, plan);
     if (copied && o.verify && !o.backing.empty()) {
         // The staged image names its backing from its final place, so it is
         // verified through the open chain rather than reopened.
         auto diff = compare(*src, *dst);
-        if (!diff) copied = diff.status();
+        if (!diff)
+            copied = diff.status();
         else if (*diff)
             copied = Status(VDKIT_E_CORRUPT, target + ": verification failed: the new image reads differently from " +
                                                  source + " at offset " + std::to_string(**diff));

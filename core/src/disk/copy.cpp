@@ -60,11 +60,13 @@ std::vector<Run> plan_runs(const Ranges &data, const Ranges &zero, uint64_t &dat
     data_bytes = 0;
     size_t j = 0;
     for (const auto &[a, b] : data) {
-        for (; j < zero.size() && zero[j].first < a; ++j) runs.push_back(Run{zero[j].first, zero[j].second - zero[j].first, false});
+        for (; j < zero.size() && zero[j].first < a; ++j)
+            runs.push_back(Run{zero[j].first, zero[j].second - zero[j].first, false});
         runs.push_back(Run{a, b - a, true});
         data_bytes += b - a;
     }
-    for (; j < zero.size(); ++j) runs.push_back(Run{zero[j].first, zero[j].second - zero[j].first, false});
+    for (; j < zero.size(); ++j)
+        runs.push_back(Run{zero[j].first, zero[j].second - zero[j].first, false});
     return runs;
 }
 
@@ -89,7 +91,8 @@ public:
         const util::ThreadReservation reserved(threads - 1);
         std::unique_lock lock(mu_);
         buffers_.resize(threads);
-        for (size_t i = threads; i-- > 0;) free_.push_back(i);
+        for (size_t i = threads; i-- > 0;)
+            free_.push_back(i);
         // Helpers are a speed-up: if one cannot be queued, the others (at
         // least this thread) still finish the copy.
         add_helpers(threads - 1);
@@ -159,7 +162,8 @@ private:
                 try {
                     buffers_[b].resize(static_cast<size_t>(buffer_));
                 } catch (const std::bad_alloc &) {
-                    st = Status(VDKIT_E_NO_MEMORY, "no memory for a copy buffer of " + std::to_string(buffer_) + " bytes");
+                    st = Status(VDKIT_E_NO_MEMORY,
+                                "no memory for a copy buffer of " + std::to_string(buffer_) + " bytes");
                 }
             }
             if (st && job.data) st = src_.read(job.offset, buffers_[b].data(), job.length);
@@ -218,7 +222,8 @@ private:
         // A zero run is zeroed a bounded piece at a time, so that a copy
         // into a large device that holds data (it must be zeroed) still
         // notices a cancel between pieces.
-        else len = std::min(len, kZeroJob - pos % kZeroJob);
+        else
+            len = std::min(len, kZeroJob - pos % kZeroJob);
         job = Job{next_seq_++, pos, len, r.data};
         run_pos_ += len;
         if (run_pos_ == r.length) ++run_index_, run_pos_ = 0;
@@ -273,8 +278,8 @@ private:
     const uint64_t total_, unit_, buffer_;
     const bool in_order_, skip_zero_units_;
 
-    std::mutex mu_; // guards everything below up to first_error_
-    std::condition_variable cv_; // a job ended, or a helper stopped
+    std::mutex mu_;                                   // guards everything below up to first_error_
+    std::condition_variable cv_;                      // a job ended, or a helper stopped
     std::vector<std::vector<unsigned char>> buffers_; // one per worker, allocated on first use
     std::vector<size_t> free_;                        // buffers no job holds
     std::map<uint64_t, Ready> ready_;                 // read, waiting for their turn to be written
@@ -302,7 +307,8 @@ Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) con
     if (options.threads > util::kMaxPoolThreads)
         return Status(VDKIT_E_INVALID_ARGUMENT,
                       "copy threads must be 1..64 (0: automatic), not " + std::to_string(options.threads));
-    const unsigned threads = options.threads ? options.threads : std::clamp(std::thread::hardware_concurrency(), 2u, 4u);
+    const unsigned threads =
+        options.threads ? options.threads : std::clamp(std::thread::hardware_concurrency(), 2u, 4u);
     VDKIT_ASSIGN_OR_RETURN(ImageInfo target, dst.image_info(dst.image_count() - 1));
     // Zeros are found per target unit (at least 4 KiB, at most 64 MiB): a unit
     // left unwritten stays unallocated; a unit with any data is written whole,
@@ -314,8 +320,8 @@ Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) con
     // A sequential target (a stream) compresses on its own threads and keeps
     // its own queue; its readers only stay ahead of it, with smaller buffers.
     constexpr uint64_t kSequentialBuffer = 128u << 10;
-    const uint64_t asked = target.sequential ? std::min<uint64_t>(options.buffer_size, kSequentialBuffer)
-                                             : options.buffer_size;
+    const uint64_t asked =
+        target.sequential ? std::min<uint64_t>(options.buffer_size, kSequentialBuffer) : options.buffer_size;
     const uint64_t want = std::max<uint64_t>(asked, unit);
     const uint64_t buffer = (want + unit - 1) / unit * unit;
 
@@ -327,8 +333,8 @@ Status Library::copy(const Disk &src, Disk &dst, const CopyOptions &options) con
         // or zero records) is copied, and its zeros must be written.
         const size_t n = *options.same_up_to, top = src.image_count() - 1;
         if (n > top)
-            return Status(VDKIT_E_INVALID_ARGUMENT, "same_up_to is image " + std::to_string(n) + ", but the source has " +
-                                                        std::to_string(top + 1) + " images");
+            return Status(VDKIT_E_INVALID_ARGUMENT, "same_up_to is image " + std::to_string(n) +
+                                                        ", but the source has " + std::to_string(top + 1) + " images");
         if (dst.image_count() < 2)
             return Status(VDKIT_E_INVALID_ARGUMENT,
                           "same_up_to needs a differencing target whose parent reads as the source's images 0.." +

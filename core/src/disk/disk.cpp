@@ -4,8 +4,8 @@
 // block are completed from the chain below).
 #include "disk/disk_state.hpp"
 #include "host/host.hpp"
-#include "util/util.hpp"
 #include "io/stores.hpp"
+#include "util/util.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -41,8 +41,10 @@ Status Disk::State::read_chain(size_t level, uint64_t offset, void *buf, uint64_
         bool unallocated = false;
         VDKIT_TRY(img.read(offset, out, len, n, unallocated));
         if (unallocated) {
-            if (level == 0) std::memset(out, 0, static_cast<size_t>(n));
-            else VDKIT_TRY(read_chain(level - 1, offset, out, n));
+            if (level == 0)
+                std::memset(out, 0, static_cast<size_t>(n));
+            else
+                VDKIT_TRY(read_chain(level - 1, offset, out, n));
         }
         offset += n;
         out += n;
@@ -60,9 +62,15 @@ Disk::~Disk() {
     }
 }
 
-uint64_t Disk::size() const noexcept { return state_->size; }
-bool Disk::writable() const noexcept { return state_->writable; }
-size_t Disk::image_count() const noexcept { return state_->images.size(); }
+uint64_t Disk::size() const noexcept {
+    return state_->size;
+}
+bool Disk::writable() const noexcept {
+    return state_->writable;
+}
+size_t Disk::image_count() const noexcept {
+    return state_->images.size();
+}
 
 Result<ImageInfo> Disk::image_info(size_t index) const {
     std::shared_lock lock(state_->mu);
@@ -73,7 +81,9 @@ Result<ImageInfo> Disk::image_info(size_t index) const {
     return state_->images[index]->info();
 }
 
-std::vector<std::string> Disk::disk_filters() const { return state_->disk_filter_names; }
+std::vector<std::string> Disk::disk_filters() const {
+    return state_->disk_filter_names;
+}
 
 Status Disk::read(uint64_t offset, void *buf, uint64_t len) const {
     std::shared_lock lock(state_->mu);
@@ -108,15 +118,18 @@ Status Disk::State::write_locked(size_t top, uint64_t offset, const void *buf, u
             // Copy-on-write fill: the block's current content from the chain
             // below (zeros for a base image), overlaid with the new data.
             block.resize(static_cast<size_t>(fill_len));
-            if (top == 0) std::memset(block.data(), 0, block.size());
-            else VDKIT_TRY(read_chain(top - 1, fill_offset, block.data(), fill_len));
+            if (top == 0)
+                std::memset(block.data(), 0, block.size());
+            else
+                VDKIT_TRY(read_chain(top - 1, fill_offset, block.data(), fill_len));
             uint64_t overlay = std::min(len, fill_offset + fill_len - offset);
             std::memcpy(block.data() + (offset - fill_offset), in, static_cast<size_t>(overlay));
             uint64_t written = 0;
             while (written < fill_len) {
                 uint64_t m = 0, fo = 0, fl = 0;
                 bool again = false;
-                VDKIT_TRY(img.write(fill_offset + written, block.data() + written, fill_len - written, m, again, fo, fl));
+                VDKIT_TRY(
+                    img.write(fill_offset + written, block.data() + written, fill_len - written, m, again, fo, fl));
                 if (again)
                     return Status(VDKIT_E_INTERNAL, img.location() + ": format '" + img.format().info.name +
                                                         "' refused a whole-block write at " + util::hex(fill_offset));
@@ -388,7 +401,8 @@ Status Disk::compact(const ProgressFunction &progress) {
     ProgressFunction scaled;
     if (progress && top > 0)
         scaled = [&](uint64_t done, uint64_t total) { return progress(total + done, total * 2); };
-    else scaled = progress;
+    else
+        scaled = progress;
     Status st = img.compact(scaled);
     // A diff's compact is useful even when the format cannot compact the file.
     if (st.code() == VDKIT_E_NOT_SUPPORTED && top > 0 && img.format().format.discard) return Status::ok();

@@ -71,8 +71,8 @@ public:
 private:
     Status check(uint64_t offset, uint64_t len) const {
         if (!util::range_within(offset, len, state_.size))
-            return Status(VDKIT_E_OUT_OF_RANGE, location_ + ": a disk-level filter asked for " + util::hex(offset) + "+" +
-                                                    util::hex(len) + ", beyond the disk's " +
+            return Status(VDKIT_E_OUT_OF_RANGE, location_ + ": a disk-level filter asked for " + util::hex(offset) +
+                                                    "+" + util::hex(len) + ", beyond the disk's " +
                                                     std::to_string(state_.size) + " bytes");
         return Status::ok();
     }

@@ -8,8 +8,8 @@
 
 #include <atomic>
 #include <functional>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <vector>
 
@@ -33,7 +33,9 @@ Ranges widen(const Ranges &a, uint64_t unit, uint64_t limit);
 Result<Ranges> data_ranges(const Disk &disk, uint64_t from, uint64_t to);
 
 // What every call on a closed Disk returns.
-inline Status closed_error() { return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed"); }
+inline Status closed_error() {
+    return Status(VDKIT_E_INVALID_ARGUMENT, "the disk is closed");
+}
 // What data calls on a disk opened info-only (OpenOptions::info_only) return.
 inline Status info_only_error() {
     return Status(VDKIT_E_NOT_SUPPORTED, "the disk is open for information only (info_only): no data I/O");
@@ -44,7 +46,7 @@ class AsyncQueue; // disk/async.cpp
 struct Disk::State {
     State();
     ~State();
-    std::shared_ptr<const Host> host;          // keeps plugins loaded
+    std::shared_ptr<const Host> host;           // keeps plugins loaded
     std::vector<std::unique_ptr<Image>> images; // 0 = base, back() = top
     uint64_t size = 0;
     bool writable = false;

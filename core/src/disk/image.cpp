@@ -11,7 +11,9 @@
 namespace vdkit {
 
 namespace {
-vdkit_str to_str(std::string_view s) { return vdkit_str{s.data(), s.size()}; }
+vdkit_str to_str(std::string_view s) {
+    return vdkit_str{s.data(), s.size()};
+}
 constexpr uint64_t kMaxString = 16u << 20; // strings from plugins are bounded
 } // namespace
 
@@ -39,8 +41,8 @@ vdkit_ctx Image::ctx() const {
 }
 
 Result<std::unique_ptr<Image>> Image::open_dry_run() const {
-    VDKIT_ASSIGN_OR_RETURN(ByteStorePtr real,
-                           stores_.open_store(setup_.location, VDKIT_OPEN_NOLOCK, setup_.transport_options, setup_.filters));
+    VDKIT_ASSIGN_OR_RETURN(ByteStorePtr real, stores_.open_store(setup_.location, VDKIT_OPEN_NOLOCK,
+                                                                 setup_.transport_options, setup_.filters));
     ImageSetup setup = setup_;
     setup.dry_run = true;
     setup.writable = true;
@@ -122,8 +124,7 @@ Status Image::refresh_size() {
     return Status::ok();
 }
 
-template <class Fn>
-Result<std::string> Image::get_string(Fn fn, std::string_view op) {
+template <class Fn> Result<std::string> Image::get_string(Fn fn, std::string_view op) {
     std::string buf(256, '\0');
     for (int attempt = 0; attempt < 4; ++attempt) {
         vdkit_ctx c = ctx();
@@ -232,12 +233,11 @@ Result<std::vector<std::string>> Image::metadata_keys() {
     if (!format_->format.metadata_list)
         return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' has no key/value metadata");
     auto l = lock();
-    VDKIT_ASSIGN_OR_RETURN(std::string joined,
-                           get_string(
-                               [&](vdkit_ctx &c, char *b, uint64_t cap, uint64_t *n) {
-                                   return call_plugin(c, format_->format.metadata_list, instance_, &c, b, cap, n);
-                               },
-                               "metadata keys"));
+    VDKIT_ASSIGN_OR_RETURN(
+        std::string joined,
+        get_string([&](vdkit_ctx &c, char *b, uint64_t cap,
+                       uint64_t *n) { return call_plugin(c, format_->format.metadata_list, instance_, &c, b, cap, n); },
+                   "metadata keys"));
     std::vector<std::string> keys;
     size_t start = 0;
     while (start < joined.size()) {
@@ -249,8 +249,7 @@ Result<std::vector<std::string>> Image::metadata_keys() {
     return keys;
 }
 
-template <class Measure>
-std::optional<uint64_t> Image::sum_over_files(Measure measure, bool every_file) const {
+template <class Measure> std::optional<uint64_t> Image::sum_over_files(Measure measure, bool every_file) const {
     auto main = measure(*main_.store);
     if (!main) return std::nullopt;
     uint64_t total = *main;
@@ -260,8 +259,10 @@ std::optional<uint64_t> Image::sum_over_files(Measure measure, bool every_file) 
         if (std::find(seen.begin(), seen.end(), s->location()) != seen.end()) continue; // opened twice
         seen.push_back(s->location());
         auto value = measure(*s);
-        if (value) total += *value;
-        else if (every_file) return std::nullopt;
+        if (value)
+            total += *value;
+        else if (every_file)
+            return std::nullopt;
     }
     return total;
 }
@@ -270,7 +271,8 @@ std::vector<std::string> Image::files() const {
     std::vector<std::string> out{main_.store->location()};
     std::lock_guard lock(opened_->mu);
     for (const auto *list : {&opened_->live, &opened_->devices})
-        for (const ByteStore *s : *list) out.push_back(s->location());
+        for (const ByteStore *s : *list)
+            out.push_back(s->location());
     return out;
 }
 
@@ -387,8 +389,9 @@ Status Image::set_parent(std::string_view hint, std::string_view format, const v
         return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name + "' cannot change an image's parent");
     auto l = lock();
     vdkit_ctx c = ctx();
-    Status st = done(c, call_plugin(c, format_->format.set_parent, instance_, &c, to_str(hint), to_str(format),
-                                    parent ? parent->uuid : nullptr, parent ? parent->modification_uuid : nullptr),
+    Status st = done(c,
+                     call_plugin(c, format_->format.set_parent, instance_, &c, to_str(hint), to_str(format),
+                                 parent ? parent->uuid : nullptr, parent ? parent->modification_uuid : nullptr),
                      "set the parent of");
     l.unlock();
     if (st) VDKIT_TRY(refresh_size());
@@ -406,8 +409,8 @@ Status Image::rename(const std::string &to) {
         // A format that never spans several files: main is the whole image.
         VDKIT_TRY(stores_.rename_location(setup_.location, to));
     } else {
-        return Status(VDKIT_E_NOT_SUPPORTED, "format '" + format_->info.name +
-                                                 "' cannot rename its images (they may span several files)");
+        return Status(VDKIT_E_NOT_SUPPORTED,
+                      "format '" + format_->info.name + "' cannot rename its images (they may span several files)");
     }
     setup_.location = to;
     return Status::ok();
@@ -449,8 +452,8 @@ Status Image::keep_modification_id() {
         return Status::ok(); // no modification id to keep
     auto l = lock();
     vdkit_ctx c = ctx();
-    const uint32_t rc = call_plugin(c, format_->format.set_uuid, instance_, &c, VDKIT_UUID_MODIFICATION,
-                                    info.modification_uuid);
+    const uint32_t rc =
+        call_plugin(c, format_->format.set_uuid, instance_, &c, VDKIT_UUID_MODIFICATION, info.modification_uuid);
     if (rc == VDKIT_E_NOT_SUPPORTED) return Status::ok();
     return done(c, rc, "keep the modification id of");
 }
@@ -498,8 +501,8 @@ Status Image::check(uint32_t flags, CheckReport &report) {
     report.leaks = result.leaks;
     report.repaired = result.repaired;
     if (dropped)
-        report.findings.push_back({FindingSeverity::note, std::nullopt,
-                                   std::to_string(dropped) + " more findings were not listed"});
+        report.findings.push_back(
+            {FindingSeverity::note, std::nullopt, std::to_string(dropped) + " more findings were not listed"});
     return Status::ok();
 }
 

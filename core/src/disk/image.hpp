@@ -13,8 +13,8 @@
 #ifndef VDKIT_CORE_DISK_IMAGE_HPP
 #define VDKIT_CORE_DISK_IMAGE_HPP
 
-#include "io/context.hpp"
 #include "io/byte_store.hpp"
+#include "io/context.hpp"
 #include "io/plugin_stores.hpp"
 #include "registry/registry.hpp"
 #include "vdkit/vdkit.hpp"
@@ -27,13 +27,13 @@ class Stores; // io/stores.hpp
 
 struct ImageSetup {
     std::string location;
-    Options format_options;     // validated
-    Options transport_options;  // validated, for sibling files
+    Options format_options;    // validated
+    Options transport_options; // validated, for sibling files
     bool allow_unsafe_paths = false;
     bool writable = false;
-    bool lock = true;           // false: the plugin's own files are opened VDKIT_OPEN_NOLOCK too
-    FilterStack filters;        // resolved; also stacked over the plugin's own files
-    bool dry_run = false;       // on dry-run stores: writes change no file (open_dry_run)
+    bool lock = true;     // false: the plugin's own files are opened VDKIT_OPEN_NOLOCK too
+    FilterStack filters;  // resolved; also stacked over the plugin's own files
+    bool dry_run = false; // on dry-run stores: writes change no file (open_dry_run)
 };
 
 class Image {
@@ -121,8 +121,7 @@ private:
     vdkit_ctx ctx() const;
     Status done(vdkit_ctx &ctx, uint32_t rc, std::string_view op) const;
     // Runs a (buf, cap, needed) string getter until the buffer is big enough.
-    template <class Fn>
-    Result<std::string> get_string(Fn fn, std::string_view op);
+    template <class Fn> Result<std::string> get_string(Fn fn, std::string_view op);
     std::unique_lock<std::mutex> lock();
     Status refresh_size();
     // Bytes the image's files use on their media: the main file and every
@@ -135,8 +134,7 @@ private:
     // The sum of measure(store) over the main file and every other file the
     // plugin holds open, each counted once; nothing when the main file's
     // value is unknown, or (every_file) any file's.
-    template <class Measure>
-    std::optional<uint64_t> sum_over_files(Measure measure, bool every_file) const;
+    template <class Measure> std::optional<uint64_t> sum_over_files(Measure measure, bool every_file) const;
 
     const Stores &stores_;
     PluginEntryPtr format_;

@@ -27,7 +27,9 @@ namespace vdkit {
 
 namespace {
 
-bool is_url(const std::string &location) { return location.find("://") != std::string::npos; }
+bool is_url(const std::string &location) {
+    return location.find("://") != std::string::npos;
+}
 
 // Absolute, normalised form of a file location (URLs unchanged), so paths
 // named inside images resolve the same before and after a move.
@@ -52,7 +54,8 @@ std::optional<std::pair<uint64_t, uint64_t>> file_id(const std::string &path) {
 
 std::string joined(const std::vector<std::string> &names) {
     std::string out;
-    for (const auto &n : names) out += (out.empty() ? "" : ", ") + n;
+    for (const auto &n : names)
+        out += (out.empty() ? "" : ", ") + n;
     return out;
 }
 
@@ -139,12 +142,14 @@ Result<ChildSearch> search_children(const Host &host, const std::string &locatio
         std::sort(list.begin(), list.end());
         return list;
     };
-    for (const auto &s : subdirs(home)) optional.push_back(s), dirs.push_back(s);
+    for (const auto &s : subdirs(home))
+        optional.push_back(s), dirs.push_back(s);
     if (home.has_relative_path()) {
         const fs::path up = home.parent_path();
         dirs.push_back(up.string());
         optional.push_back(up.string());
-        for (const auto &s : subdirs(up)) optional.push_back(s), dirs.push_back(s);
+        for (const auto &s : subdirs(up))
+            optional.push_back(s), dirs.push_back(s);
         for (fs::path a = up; a.has_relative_path();) {
             a = a.parent_path();
             dirs.push_back(a.string());
@@ -164,14 +169,16 @@ Result<ChildSearch> search_children(const Host &host, const std::string &locatio
             (void)(*chain)->close();
         }
     }
-    for (const auto &d : search_dirs) dirs.push_back(absolute_location(d));
+    for (const auto &d : search_dirs)
+        dirs.push_back(absolute_location(d));
     // Each file once, by identity: one stat per file, not one per pair (a
     // search of a directory with thousands of files stayed linear).
     std::set<std::pair<uint64_t, uint64_t>> seen;
     const auto my_id = file_id(me);
     for (const auto &dir : dirs) {
         bool again = false;
-        for (const auto &s : out.searched) again = again || same_file(s, dir);
+        for (const auto &s : out.searched)
+            again = again || same_file(s, dir);
         if (again) continue;
         const bool may_skip = std::find(optional.begin(), optional.end(), dir) != optional.end();
         if (may_skip) {
@@ -189,10 +196,12 @@ Result<ChildSearch> search_children(const Host &host, const std::string &locatio
             // or gone since it was listed (nothing there to orphan).
             if (ec == std::errc::permission_denied)
                 host.log(LogLevel::warning, "cannot list " + dir + " to look for children of " + location + ": " +
-                                           ec.message() + " (skipped)");
+                                                ec.message() + " (skipped)");
             continue;
         }
-        if (ec) return Status(VDKIT_E_IO, "cannot list " + dir + " to look for children of " + location + ": " + ec.message());
+        if (ec)
+            return Status(VDKIT_E_IO,
+                          "cannot list " + dir + " to look for children of " + location + ": " + ec.message());
         out.searched.push_back(dir);
         for (; it != end; it.increment(ec)) {
             if (ec) return Status(VDKIT_E_IO, "cannot list " + dir + ": " + ec.message());
@@ -234,7 +243,8 @@ Result<std::vector<std::string>> Library::find_children(const std::string &locat
     const Host &host = *host_;
     VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(host, location, search_dirs, filters));
     std::vector<std::string> out;
-    for (const auto &c : found.children) out.push_back(c.location);
+    for (const auto &c : found.children)
+        out.push_back(c.location);
     return out;
 }
 
@@ -296,8 +306,8 @@ Result<RenameResult> Library::rename_image(const std::string &from_in, const std
         if (!back) return back.with_context("moving " + from_in + " to " + to_in + " (its parent)");
     }
     for (const auto &child : children) {
-        Status back = check_link(child.location, relative_hint(child.location, to), child.format, format, info,
-                                 allow_unsafe);
+        Status back =
+            check_link(child.location, relative_hint(child.location, to), child.format, format, info, allow_unsafe);
         if (!back)
             return back.with_context("moving " + from_in + " to " + to_in + " (its child " + child.location + ")");
     }
@@ -350,7 +360,8 @@ Result<RenameResult> Library::rename_image(const std::string &from_in, const std
     // copy) the files held open are the removed originals.
     VDKIT_TRY(disk->close());
     auto reopened = open_disk(host, to, oo);
-    if (!reopened) return reopened.status().with_context(from_in + " was moved to " + to_in + " but cannot be opened there");
+    if (!reopened)
+        return reopened.status().with_context(from_in + " was moved to " + to_in + " but cannot be opened there");
     disk = std::move(*reopened);
     Image &moved_img = *DiskAccess::state(*disk).images.back();
     // The image's own link: a relative parent path changes with the move.
@@ -359,7 +370,8 @@ Result<RenameResult> Library::rename_image(const std::string &from_in, const std
         std::memcpy(link.uuid, info.parent_uuid, 16);
         std::memcpy(link.modification_uuid, info.parent_modification_uuid, 16);
         Status st = moved_img.set_parent(parent_hint, parent_format, &link);
-        if (!st) return st.with_context(from_in + " was moved to " + to_in + " but its parent path could not be updated");
+        if (!st)
+            return st.with_context(from_in + " was moved to " + to_in + " but its parent path could not be updated");
     }
     // What the children record: the moved image's ids, which a move keeps.
     VDKIT_ASSIGN_OR_RETURN(vdkit_image_info moved, moved_img.raw_info());
@@ -381,15 +393,17 @@ Result<RenameResult> Library::rename_image(const std::string &from_in, const std
             VDKIT_TRY(DiskAccess::state(*c).images.back()->set_parent(relative_hint(child, to), format, &moved));
             return c->close();
         }();
-        if (st) result.relinked.push_back(child);
+        if (st)
+            result.relinked.push_back(child);
         else {
             failed.push_back(child);
             if (first.is_ok()) first = st;
         }
     }
     if (!failed.empty())
-        return first.with_context(from_in + " was moved to " + to_in + ", but these children still name the old path (" +
-                                  joined(failed) + "); fix them with 'vdkit rebase -u -b " + to_in + "'");
+        return first.with_context(from_in + " was moved to " + to_in +
+                                  ", but these children still name the old path (" + joined(failed) +
+                                  "); fix them with 'vdkit rebase -u -b " + to_in + "'");
     return result;
 }
 
@@ -398,7 +412,8 @@ Result<DeleteResult> Library::delete_image(const std::string &location_in, const
     const std::string location = absolute_location(location_in);
     VDKIT_ASSIGN_OR_RETURN(ChildSearch found, search_children(host, location, options.search_dirs, options.filters));
     std::vector<std::string> children;
-    for (const auto &c : found.children) children.push_back(c.location);
+    for (const auto &c : found.children)
+        children.push_back(c.location);
     if (options.dry_run) {
         DeleteResult seen;
         seen.children = std::move(children);
@@ -408,14 +423,16 @@ Result<DeleteResult> Library::delete_image(const std::string &location_in, const
     if (!children.empty() && !options.force)
         return Status(VDKIT_E_PERMISSION, location_in + " is the parent of " + joined(children) +
                                               "; deleting it would leave them unreadable (merge or commit them "
-                                              "first, or force the delete). Searched: " + joined(found.searched));
+                                              "first, or force the delete). Searched: " +
+                                              joined(found.searched));
     OpenOptions oo;
     oo.writable = true; // takes the lock: an image in use is not deleted
     oo.follow_parents = false;
     oo.filters = options.filters;
     VDKIT_ASSIGN_OR_RETURN(auto disk, open_named(host, location, oo, "deleting"));
     VDKIT_TRY(disk->close_and_delete());
-    for (const auto &c : children) host.log(LogLevel::warning, c + " lost its parent " + location_in + " (deleted)");
+    for (const auto &c : children)
+        host.log(LogLevel::warning, c + " lost its parent " + location_in + " (deleted)");
     DeleteResult result;
     result.children = children;
     result.orphaned = std::move(children);

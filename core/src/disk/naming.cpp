@@ -29,7 +29,8 @@ std::string naming_extension(std::string_view location) {
     const size_t slash = location.find_last_of('/');
     std::string last(slash == std::string_view::npos ? location : location.substr(slash + 1));
     // Windows and SMB servers drop trailing dots and spaces: "d.vmdk. " is d.vmdk there.
-    while (!last.empty() && (last.back() == '.' || last.back() == ' ')) last.pop_back();
+    while (!last.empty() && (last.back() == '.' || last.back() == ' '))
+        last.pop_back();
     // A dotfile named for a format (".vmdk") is that format's name to every tool that goes by it.
     if (last.size() > 1 && last[0] == '.' && last.find('.', 1) == std::string::npos) last = "x" + last;
     return containers::extension_of(last);
@@ -59,8 +60,10 @@ std::string Library::new_name_problem(const std::string &path, const std::string
     if (auto info = plugin(PluginKind::format, format); info && !info->extensions.empty())
         suggestion = info->extensions.front();
     return path + ": its extension '." + ext + "' names the " + named + " format, but it would be written as " +
-           format + "; tools that go by the name, and vdkit's probe for a file no plugin recognises, would take it "
-                    "for " + named + " or refuse it (name it for " + format + ", e.g. ." + suggestion +
+           format +
+           "; tools that go by the name, and vdkit's probe for a file no plugin recognises, would take it "
+           "for " +
+           named + " or refuse it (name it for " + format + ", e.g. ." + suggestion +
            (writable ? ", or write " + named : std::string()) + ")";
 }
 

@@ -1,12 +1,12 @@
 // Opening and creating disks: format probing, chain assembly with parent
 // verification, and image creation (base or differencing).
+#include "disk/open.hpp"
 #include "disk/containers.hpp"
 #include "disk/disk_state.hpp"
-#include "disk/open.hpp"
 #include "host/host.hpp"
 #include "io/paths.hpp"
-#include "util/util.hpp"
 #include "io/stores.hpp"
+#include "util/util.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -27,7 +27,8 @@ std::string canonical_key(const std::string &location) {
 
 } // namespace
 
-Status refuse_unrecognised(const Host &host, ByteStore &main, const std::string &location, const PluginEntry *fallback) {
+Status refuse_unrecognised(const Host &host, ByteStore &main, const std::string &location,
+                           const PluginEntry *fallback) {
     // 1. A container signature (core/src/disk/containers.cpp).
     VDKIT_ASSIGN_OR_RETURN(uint64_t size, main.size());
     auto read = [&main](uint64_t offset, void *buf, size_t len) { return main.pread(buf, len, offset); };
@@ -68,9 +69,10 @@ Status refuse_unrecognised(const Host &host, ByteStore &main, const std::string 
     }
     for (const auto &fmt : host.registry().list(PluginKind::format))
         if (fmt.get() != fallback && claims(*fmt))
-            return Status(VDKIT_E_PERMISSION, location + ": named like a " + fmt->info.name +
-                                                  " image but it is not one (the " + fmt->info.name +
-                                                  " probe found no header); open it with format 'raw' to read it as raw bytes");
+            return Status(VDKIT_E_PERMISSION,
+                          location + ": named like a " + fmt->info.name + " image but it is not one (the " +
+                              fmt->info.name +
+                              " probe found no header); open it with format 'raw' to read it as raw bytes");
     if (const containers::Container *c = containers::by_extension(ext)) {
         std::string why = "no installed plugin reads " + std::string(c->name);
         for (auto alias : c->aliases)
@@ -95,7 +97,8 @@ Result<uint32_t> probe_score(const Host &host, const PluginEntry &fmt, ByteStore
     vdkit_ctx ctx = host.stores().make_ctx(&fmt, &none);
     ctx.base_location = location;
     uint32_t score = 0;
-    uint32_t rc = call_plugin(ctx, fmt.format.probe, &ctx, &borrowed, vdkit_str{location.data(), location.size()}, &score);
+    uint32_t rc =
+        call_plugin(ctx, fmt.format.probe, &ctx, &borrowed, vdkit_str{location.data(), location.size()}, &score);
     if (rc == VDKIT_E_IO) return status_from_plugin(ctx, rc, "probe " + location);
     return rc == VDKIT_OK ? score : 0u;
 }
@@ -133,8 +136,9 @@ Status check_parent_link(const Host &host, Image &parent, const std::string &chi
     if (PluginEntryPtr cf = host.registry().find(PluginKind::format, child_format);
         cf && cf->format.get_parent_format) {
         auto found = recorded_parent_format(host, parent.main(), where, parent.format().info.name, child);
-        if (!found) return Status(found.status().code(), "cannot make " + where + " the parent of " + child + ": " +
-                                                             found.status().message());
+        if (!found)
+            return Status(found.status().code(),
+                          "cannot make " + where + " the parent of " + child + ": " + found.status().message());
         return Status::ok();
     }
     const std::string why = "; a parent is probed each time the chain opens and " + child_format +
@@ -172,12 +176,13 @@ Result<PluginEntryPtr> probe(const Host &host, ByteStore &main, const std::strin
         vdkit_ctx ctx = host.stores().make_ctx(fmt.get(), &none);
         ctx.base_location = location;
         uint32_t score = 0;
-        uint32_t rc = call_plugin(ctx, fmt->format.probe, &ctx, &borrowed, vdkit_str{location.data(), location.size()},
-                                  &score);
+        uint32_t rc =
+            call_plugin(ctx, fmt->format.probe, &ctx, &borrowed, vdkit_str{location.data(), location.size()}, &score);
         if (rc != VDKIT_OK) {
             // A probe must not fail on foreign data; an I/O error is real.
             if (rc == VDKIT_E_IO) return status_from_plugin(ctx, rc, "probe " + location);
-            host.log(LogLevel::debug, "probe of " + location + " by '" + fmt->info.name + "' failed: " + ctx.error_message);
+            host.log(LogLevel::debug,
+                     "probe of " + location + " by '" + fmt->info.name + "' failed: " + ctx.error_message);
             continue;
         }
         if (score > 0) scored.push_back({fmt, std::min<uint32_t>(score, VDKIT_PROBE_CERTAIN)});
@@ -189,7 +194,8 @@ Result<PluginEntryPtr> probe(const Host &host, ByteStore &main, const std::strin
     if (scored.empty() || scored[0].score <= VDKIT_PROBE_FALLBACK)
         VDKIT_TRY(refuse_unrecognised(host, main, location, scored.empty() ? nullptr : scored[0].plugin.get()));
     std::string tried;
-    for (const auto &fmt : host.registry().list(PluginKind::format)) tried += (tried.empty() ? "" : ", ") + fmt->info.name;
+    for (const auto &fmt : host.registry().list(PluginKind::format))
+        tried += (tried.empty() ? "" : ", ") + fmt->info.name;
     if (scored.empty())
         return Status(VDKIT_E_NOT_FOUND, location + ": no format plugin recognises this image (tried: " + tried +
                                              "); name the format with -f");
@@ -197,8 +203,8 @@ Result<PluginEntryPtr> probe(const Host &host, ByteStore &main, const std::strin
         std::string tie;
         for (const auto &c : scored)
             if (c.score == scored[0].score) tie += (tie.empty() ? "" : ", ") + c.plugin->info.name;
-        return Status(VDKIT_E_AMBIGUOUS, location + ": several formats match equally well (" + tie +
-                                             ", score " + std::to_string(scored[0].score) + "); name one with -f");
+        return Status(VDKIT_E_AMBIGUOUS, location + ": several formats match equally well (" + tie + ", score " +
+                                             std::to_string(scored[0].score) + "); name one with -f");
     }
     if (scored[0].score <= VDKIT_PROBE_FALLBACK) {
         if (!fallback_ok)
@@ -207,7 +213,7 @@ Result<PluginEntryPtr> probe(const Host &host, ByteStore &main, const std::strin
                                                   "' is refused for writing; name the format with -f " +
                                                   scored[0].plugin->info.name + " if that is right");
         host.log(LogLevel::info, location + ": no format recognised it; reading it as '" + scored[0].plugin->info.name +
-                                "' (name the format with -f to be explicit)");
+                                     "' (name the format with -f to be explicit)");
     }
     return scored[0].plugin;
 }
@@ -244,7 +250,7 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
     Uuid expected_parent{}, expected_parent_modification{};
     std::string child_location, child_format, child_hint;
     std::string recorded_format, next_recorded_format; // the parent's format as its child records it ("" none)
-    NamedPath parent_path; // where the child's hint led (beyond: verified below)
+    NamedPath parent_path;                             // where the child's hint led (beyond: verified below)
     // Walk from the top image down to the base, then reverse.
     std::vector<std::unique_ptr<Image>> chain;
     for (;;) {
@@ -296,8 +302,8 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
                 if (auto cut = msg.find("; open it with format"); cut != std::string::npos) msg.erase(cut);
                 return Status(found.status().code(),
                               current + " is the parent of " + child_location + " and is probed (" + child_format +
-                                  " images do not record their parent's format): " + msg +
-                                  "; open " + current + " alone with format 'raw' to read its bytes");
+                                  " images do not record their parent's format): " + msg + "; open " + current +
+                                  " alone with format 'raw' to read its bytes");
             }
             if (!found) return found.status();
             fmt = *found;
@@ -309,7 +315,8 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
         setup.lock = lock;
         setup.filters = filters;
         VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr transport, host.stores().transport_for(current));
-        VDKIT_ASSIGN_OR_RETURN(setup.transport_options, host.options_for(*transport, transport_options, OptionUse::open));
+        VDKIT_ASSIGN_OR_RETURN(setup.transport_options,
+                               host.options_for(*transport, transport_options, OptionUse::open));
         // Format options apply to the image named by the caller only.
         VDKIT_ASSIGN_OR_RETURN(setup.format_options,
                                host.options_for(*fmt, top ? options.format_options : Options{}, OptionUse::open));
@@ -322,7 +329,8 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
                     ByteStore &bs = **again;
                     if (auto size = bs.size()) {
                         auto read = [&bs](uint64_t o, void *b, size_t n) { return bs.pread(b, n, o); };
-                        if (auto m = containers::detect(*size, read); m && *m && (*m)->container->name != fmt->info.name)
+                        if (auto m = containers::detect(*size, read);
+                            m && *m && (*m)->container->name != fmt->info.name)
                             return Status(opened.status().code(), opened.status().message() + " (" + current +
                                                                       " is a " + std::string((*m)->container->title) +
                                                                       " image: " + (*m)->evidence + ")");
@@ -341,10 +349,10 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
                                     expected_parent_modification.data(), fmt->info.name, info));
         if (!top && !util::uuid_is_nil(expected_parent.data()) && !util::uuid_is_nil(info.uuid) &&
             std::memcmp(expected_parent.data(), info.uuid, 16) != 0 && !options.ignore_parent_mismatch)
-            return Status(VDKIT_E_PARENT_MISMATCH,
-                          child_location + " expects parent " + util::uuid_to_string(expected_parent.data()) + " but " +
-                              current + " is " + util::uuid_to_string(info.uuid) +
-                              " (the parent was replaced or the child belongs elsewhere)");
+            return Status(VDKIT_E_PARENT_MISMATCH, child_location + " expects parent " +
+                                                       util::uuid_to_string(expected_parent.data()) + " but " +
+                                                       current + " is " + util::uuid_to_string(info.uuid) +
+                                                       " (the parent was replaced or the child belongs elsewhere)");
         // The child also records the parent's modification id (VDI's parent
         // modification UUID, VMDK's parentCID): a mismatch means the parent
         // changed after the child was made, so the child's view is stale.
@@ -354,11 +362,11 @@ Result<std::unique_ptr<Disk>> open_disk(const Host &host, const std::string &loc
             !util::uuid_is_nil(info.modification_uuid) &&
             std::memcmp(expected_parent_modification.data(), info.modification_uuid, 16) != 0 &&
             !options.ignore_parent_mismatch)
-            return Status(VDKIT_E_PARENT_MISMATCH,
-                          current + " was modified after its child " + child_location +
-                              " was created (the child expects modification id " +
-                              util::uuid_to_string(expected_parent_modification.data()) + ", the parent has " +
-                              util::uuid_to_string(info.modification_uuid) + ")");
+            return Status(VDKIT_E_PARENT_MISMATCH, current + " was modified after its child " + child_location +
+                                                       " was created (the child expects modification id " +
+                                                       util::uuid_to_string(expected_parent_modification.data()) +
+                                                       ", the parent has " +
+                                                       util::uuid_to_string(info.modification_uuid) + ")");
         const bool has_parent = info.flags & VDKIT_IMAGE_HAS_PARENT;
         std::string hint;
         if (has_parent && options.follow_parents) {
@@ -414,7 +422,8 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
     setup.location = location;
     setup.writable = true;
     setup.allow_unsafe_paths = allow_unsafe;
-    VDKIT_ASSIGN_OR_RETURN(setup.transport_options, host.options_for(*transport, options.transport_options, OptionUse::open));
+    VDKIT_ASSIGN_OR_RETURN(setup.transport_options,
+                           host.options_for(*transport, options.transport_options, OptionUse::open));
     VDKIT_ASSIGN_OR_RETURN(setup.format_options, host.options_for(*fmt, options.options, OptionUse::create));
     VDKIT_ASSIGN_OR_RETURN(setup.filters, host.stores().resolve_filters(options.filters, OptionUse::create));
 
@@ -422,8 +431,10 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
     params.struct_size = sizeof(params);
     params.flags = (options.fixed ? VDKIT_CREATE_FIXED : 0) | (diff ? VDKIT_CREATE_DIFF : 0);
     params.size = options.size;
-    if (options.uuid && !util::uuid_is_nil(options.uuid->data())) std::memcpy(params.uuid, options.uuid->data(), 16);
-    else util::generate_uuid(params.uuid);
+    if (options.uuid && !util::uuid_is_nil(options.uuid->data()))
+        std::memcpy(params.uuid, options.uuid->data(), 16);
+    else
+        util::generate_uuid(params.uuid);
 
     std::unique_ptr<Disk> parent_disk;
     std::string hint, parent_format;
@@ -436,8 +447,7 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
         VDKIT_ASSIGN_OR_RETURN(parent_disk, open_disk(host, options.parent, po));
         auto &parent_top = DiskAccess::state(*parent_disk).images.back();
         // Nothing is written when a later open could not find this parent.
-        VDKIT_TRY(check_parent_link(host, *parent_top, final_location.empty() ? location : final_location,
-                                    fi.name));
+        VDKIT_TRY(check_parent_link(host, *parent_top, final_location.empty() ? location : final_location, fi.name));
         VDKIT_ASSIGN_OR_RETURN(vdkit_image_info pinfo, parent_top->raw_info());
         if (params.size == 0) params.size = pinfo.virtual_size;
         if (params.size != pinfo.virtual_size)
@@ -472,8 +482,7 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
         if (!options.overwrite && location.find("://") != std::string::npos)
             return Status(VDKIT_E_EXISTS, location + " already exists and cannot be created anew; to write a disk into "
                                                      "it in place use vdkit convert -n");
-        if (!options.overwrite)
-            return Status(VDKIT_E_EXISTS, location + " already exists");
+        if (!options.overwrite) return Status(VDKIT_E_EXISTS, location + " already exists");
         // Never replace a file another process holds as an image (QEMU or
         // vdkit): a VM would go on writing into the unlinked file and lose
         // all of it. Taking the writer's lock says (nothing is written).
@@ -486,10 +495,12 @@ Result<std::unique_ptr<Disk>> create_disk(const Host &host, const std::string &l
         }
         VDKIT_TRY(host.stores().remove_location(location));
     }
-    auto opened = host.stores().open_store(location, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, options.transport_options, setup.filters);
+    auto opened = host.stores().open_store(location, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, options.transport_options,
+                                           setup.filters);
     if (!opened) {
         // The transport made the file before a filter refused to sit on it.
-        if (auto there = host.stores().location_exists(location); there && *there) host.stores().remove_location(location).ignore();
+        if (auto there = host.stores().location_exists(location); there && *there)
+            host.stores().remove_location(location).ignore();
         return opened.status();
     }
     ByteStorePtr main = std::move(*opened);

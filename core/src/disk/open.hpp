@@ -26,8 +26,7 @@ Result<PluginEntryPtr> probe(const Host &host, ByteStore &main, const std::strin
 // With no evidence for any plugin (at best the fallback): an error when
 // the file carries a known container signature or its extension names a
 // format it is not (docs/design/probing.md, "Foreign containers").
-Status refuse_unrecognised(const Host &host, ByteStore &main, const std::string &location,
-                           const PluginEntry *fallback);
+Status refuse_unrecognised(const Host &host, ByteStore &main, const std::string &location, const PluginEntry *fallback);
 // Before a link from `child` (of format child_format) to `parent` is
 // written: would probing the parent, as every later open of the child
 // does (VDI and VMDK cannot record a parent's format), pick the format

@@ -32,13 +32,20 @@ std::string staging_dir_for(const std::string &target) {
 
 const char *to_string(StagingDir::State state) noexcept {
     switch (state) {
-    case StagingDir::State::stale: return "stale";
-    case StagingDir::State::in_use: return "in-use";
-    case StagingDir::State::unknown: return "unknown";
-    case StagingDir::State::removed: return "removed";
-    case StagingDir::State::mismatched: return "mismatched";
-    case StagingDir::State::other_host: return "other-host";
-    case StagingDir::State::foreign: break;
+    case StagingDir::State::stale:
+        return "stale";
+    case StagingDir::State::in_use:
+        return "in-use";
+    case StagingDir::State::unknown:
+        return "unknown";
+    case StagingDir::State::removed:
+        return "removed";
+    case StagingDir::State::mismatched:
+        return "mismatched";
+    case StagingDir::State::other_host:
+        return "other-host";
+    case StagingDir::State::foreign:
+        break;
     }
     return "foreign";
 }
@@ -62,7 +69,9 @@ namespace {
 
 constexpr const char *kMarkerMagic = "vdkit staging directory";
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+    return std::strerror(err);
+}
 
 struct Fd {
     int fd = -1;
@@ -108,9 +117,12 @@ Lock lock_held(int fd) {
 
 StagingDir::State state_of(Lock l) {
     switch (l) {
-    case Lock::taken: return StagingDir::State::stale;
-    case Lock::held_elsewhere: return StagingDir::State::in_use;
-    case Lock::unsupported: break;
+    case Lock::taken:
+        return StagingDir::State::stale;
+    case Lock::held_elsewhere:
+        return StagingDir::State::in_use;
+    case Lock::unsupported:
+        break;
     }
     return StagingDir::State::unknown;
 }
@@ -208,7 +220,9 @@ Status remove_tree_at(int parent, const std::string &name, dev_t dev, const std:
 }
 
 // Whether process `pid` (on this host) still runs.
-bool pid_alive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+bool pid_alive(long pid) {
+    return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+}
 
 // Read the marker of staging directory `d.path`, fill in what it says and
 // whether a running convert holds it. With `lock_it`, the returned fd holds
@@ -296,18 +310,22 @@ Status remove_leftover(const fs::path &dir, const fs::path &target) {
         Fd lock = inspect_locking(d, true);
         switch (d.state) {
         case StagingDir::State::stale:
-        case StagingDir::State::removed: return remove_tree(dir);
+        case StagingDir::State::removed:
+            return remove_tree(dir);
         case StagingDir::State::foreign:
             return Status(VDKIT_E_EXISTS, dir.string() +
                                               " is not a vdkit staging directory (it holds no valid vdkit marker)" +
                                               move_away);
         case StagingDir::State::mismatched:
-            return Status(VDKIT_E_EXISTS, dir.string() + " is not this target's staging directory (its vdkit marker "
-                                                         "names " + d.target + ")" + move_away);
+            return Status(VDKIT_E_EXISTS, dir.string() +
+                                              " is not this target's staging directory (its vdkit marker "
+                                              "names " +
+                                              d.target + ")" + move_away);
         case StagingDir::State::other_host:
             return Status(VDKIT_E_BUSY, dir.string() + " was made by a convert on host " + d.host + " (pid " +
-                                            std::to_string(d.pid) + "); whether it still runs cannot be told from "
-                                                                    "here: remove the directory once it has stopped");
+                                            std::to_string(d.pid) +
+                                            "); whether it still runs cannot be told from "
+                                            "here: remove the directory once it has stopped");
         case StagingDir::State::unknown:
             // No locks on this file system: the pid (on this host) tells.
             if (!pid_alive(d.pid)) return remove_tree(dir);
@@ -324,9 +342,12 @@ Status remove_leftover(const fs::path &dir, const fs::path &target) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
                 continue;
             }
-            return Status(VDKIT_E_BUSY, dir.string() + " is locked by another process, not by the convert that made "
-                                                       "it (pid " + std::to_string(d.pid) + " no longer runs): a "
-                                                       "`vdkit cleanup --remove` may be removing it; try again");
+            return Status(VDKIT_E_BUSY, dir.string() +
+                                            " is locked by another process, not by the convert that made "
+                                            "it (pid " +
+                                            std::to_string(d.pid) +
+                                            " no longer runs): a "
+                                            "`vdkit cleanup --remove` may be removing it; try again");
         }
         return Status::ok();
     }
@@ -338,11 +359,11 @@ Status keep_mode(const fs::path &fresh, const fs::path &old) {
     struct stat st {};
     if (::stat(old.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return Status::ok();
     if (::geteuid() == 0 && ::lchown(fresh.c_str(), st.st_uid, st.st_gid) != 0)
-        return Status(VDKIT_E_IO, fresh.string() + ": cannot give it the owner of " + old.string() + ": " +
-                                      errno_text(errno));
+        return Status(VDKIT_E_IO,
+                      fresh.string() + ": cannot give it the owner of " + old.string() + ": " + errno_text(errno));
     if (::chmod(fresh.c_str(), st.st_mode & 07777) != 0)
-        return Status(VDKIT_E_IO, fresh.string() + ": cannot give it the mode of " + old.string() + ": " +
-                                      errno_text(errno));
+        return Status(VDKIT_E_IO,
+                      fresh.string() + ": cannot give it the mode of " + old.string() + ": " + errno_text(errno));
     return Status::ok();
 }
 
@@ -388,7 +409,9 @@ Status remove_tree(const fs::path &path) {
     return st;
 }
 
-void inspect(StagingDir &d) { inspect_locking(d, false); }
+void inspect(StagingDir &d) {
+    inspect_locking(d, false);
+}
 
 Result<std::unique_ptr<Dir>> Dir::make(const fs::path &target) {
     const fs::path dir = staging_dir_for(target.string());
@@ -416,8 +439,10 @@ Result<std::unique_ptr<Dir>> Dir::make(const fs::path &target) {
             return Status(VDKIT_E_IO, marker.string() + ": cannot write: " + errno_text(errno));
         if (const int err = rename_dir_noreplace(tmp, dir); err != 0) {
             if (err == EEXIST || err == ENOTEMPTY)
-                return Status(VDKIT_E_BUSY, target.string() + ": another vdkit convert into it started at the same "
-                                                              "time (" + dir.string() + " appeared)");
+                return Status(VDKIT_E_BUSY, target.string() +
+                                                ": another vdkit convert into it started at the same "
+                                                "time (" +
+                                                dir.string() + " appeared)");
             return Status(VDKIT_E_IO, "cannot rename " + tmp.string() + " to " + dir.string() + ": " + errno_text(err));
         }
         return fd;
@@ -447,7 +472,8 @@ Status Dir::publish(bool overwrite, const OpenFiles &source_files,
     std::sort(others.begin(), others.end());
     const fs::path final_dir = target_.parent_path().empty() ? fs::path(".") : target_.parent_path();
     std::vector<std::pair<fs::path, fs::path>> moves;
-    for (const auto &p : others) moves.emplace_back(p, final_dir / p.filename());
+    for (const auto &p : others)
+        moves.emplace_back(p, final_dir / p.filename());
     moves.emplace_back(main(), target_);
     auto exists_message = [&](const fs::path &to) {
         if (to == target_) return target_.string() + ": appeared while converting; pass --overwrite to replace it";
@@ -460,8 +486,8 @@ Status Dir::publish(bool overwrite, const OpenFiles &source_files,
         if (::stat(to.c_str(), &st) != 0) continue;
         if (auto hit = source_files.find({st.st_dev, st.st_ino}); hit != source_files.end())
             return Status(VDKIT_E_PERMISSION, to.string() + " is " + hit->second +
-                                                        ", a file of the source's chain; convert never replaces a "
-                                                        "file it reads from");
+                                                  ", a file of the source's chain; convert never replaces a "
+                                                  "file it reads from");
         if (!overwrite) return Status(VDKIT_E_EXISTS, exists_message(to));
         VDKIT_TRY(in_use(to));
     }
@@ -477,7 +503,8 @@ Status Dir::publish(bool overwrite, const OpenFiles &source_files,
         VDKIT_TRY(keep_mode(from, to));
         std::error_code rec;
         fs::rename(from, to, rec);
-        if (rec) return Status(VDKIT_E_IO, "cannot move " + from.string() + " to " + to.string() + ": " + rec.message());
+        if (rec)
+            return Status(VDKIT_E_IO, "cannot move " + from.string() + " to " + to.string() + ": " + rec.message());
     }
     return sync_directory(final_dir);
 }

@@ -6,8 +6,8 @@
 #include "util/util.hpp"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -21,17 +21,23 @@ thread_local const Stores *t_loading_stores = nullptr; // for host->log(NULL, ..
 
 const char *level_name(LogLevel l) {
     switch (l) {
-    case LogLevel::error: return "error";
-    case LogLevel::warning: return "warning";
-    case LogLevel::info: return "info";
-    case LogLevel::debug: return "debug";
+    case LogLevel::error:
+        return "error";
+    case LogLevel::warning:
+        return "warning";
+    case LogLevel::info:
+        return "info";
+    case LogLevel::debug:
+        return "debug";
     }
     return "log";
 }
 
 } // namespace
 
-const Stores *current_loading_stores() { return t_loading_stores; }
+const Stores *current_loading_stores() {
+    return t_loading_stores;
+}
 
 Host::~Host() {
     // Entries reference libraries; drop them first, then the libraries.
@@ -39,7 +45,9 @@ Host::~Host() {
     libraries_.clear();
 }
 
-const vdkit_host_api *Host::api() const noexcept { return host_api_table(); }
+const vdkit_host_api *Host::api() const noexcept {
+    return host_api_table();
+}
 
 void Host::log(LogLevel level, std::string_view message) const {
     if (static_cast<uint32_t>(level) > static_cast<uint32_t>(log_level_)) return;
@@ -53,10 +61,9 @@ void Host::log(LogLevel level, std::string_view message) const {
 Result<std::shared_ptr<Host>> Host::create(const LibraryOptions &options) {
     std::shared_ptr<Host> host(new Host());
     // Reads registry_ and config_ as they are filled in below.
-    host->stores_ = std::make_unique<Stores>(host->registry_, host->config_,
-                                             [h = host.get()](LogLevel level, std::string_view message) {
-                                                 h->log(level, message);
-                                             });
+    host->stores_ = std::make_unique<Stores>(
+        host->registry_, host->config_,
+        [h = host.get()](LogLevel level, std::string_view message) { h->log(level, message); });
     std::string config_path = options.config_file;
     if (config_path.empty())
         if (const char *env = std::getenv("VDKIT_CONFIG"); env && *env) config_path = env;
@@ -78,7 +85,8 @@ Result<std::shared_ptr<Host>> Host::create(const LibraryOptions &options) {
     }
     if (options.search_environment)
         if (const char *env = std::getenv("VDKIT_PLUGIN_PATH"))
-            for (const auto &p : util::split_path_list(env)) dirs.push_back(p);
+            for (const auto &p : util::split_path_list(env))
+                dirs.push_back(p);
     if (options.search_install_dir) {
         std::string d = default_plugin_dir();
         if (!d.empty()) dirs.push_back(d);
@@ -89,7 +97,8 @@ Result<std::shared_ptr<Host>> Host::create(const LibraryOptions &options) {
         fs::path canon = fs::weakly_canonical(d, ec);
         std::string key = ec ? d : canon.string();
         bool dup = false;
-        for (const auto &s : seen) dup = dup || s == key;
+        for (const auto &s : seen)
+            dup = dup || s == key;
         if (dup) continue;
         seen.push_back(key);
         host->load_directory(d);
@@ -99,7 +108,7 @@ Result<std::shared_ptr<Host>> Host::create(const LibraryOptions &options) {
     for (const auto &[id, defaults] : host->config_.defaults) {
         size_t slash = id.find('/');
         std::string kind_name = id.substr(0, slash), name = id.substr(slash + 1);
-        PluginKind kind = kind_name == "format" ? PluginKind::format
+        PluginKind kind = kind_name == "format"   ? PluginKind::format
                           : kind_name == "filter" ? PluginKind::filter
                                                   : PluginKind::transport;
         auto entry = host->registry_.find(kind, name);
@@ -118,7 +127,8 @@ Result<std::shared_ptr<Host>> Host::create(const LibraryOptions &options) {
 }
 
 void Host::load_directory(const std::string &dir) {
-    for (const auto &file : list_plugin_files(dir)) load_library(file);
+    for (const auto &file : list_plugin_files(dir))
+        load_library(file);
 }
 
 void Host::load_library(const std::string &path) {
@@ -181,7 +191,8 @@ Result<std::vector<PluginInfo>> Host::load_plugin_file(const std::string &path) 
     VDKIT_TRY(registry_.add_all(entries));
     libraries_.push_back(*lib);
     std::vector<PluginInfo> out;
-    for (const auto &e : entries) out.push_back(e->info);
+    for (const auto &e : entries)
+        out.push_back(e->info);
     return out;
 }
 

@@ -13,7 +13,9 @@ namespace vdkit {
 
 namespace {
 
-std::string_view sv(vdkit_str s) { return s.data ? std::string_view(s.data, static_cast<size_t>(s.size)) : ""; }
+std::string_view sv(vdkit_str s) {
+    return s.data ? std::string_view(s.data, static_cast<size_t>(s.size)) : "";
+}
 
 const std::string *find_option(vdkit_ctx *ctx, vdkit_str key) {
     if (!ctx || !ctx->options) return nullptr;
@@ -22,7 +24,9 @@ const std::string *find_option(vdkit_ctx *ctx, vdkit_str key) {
     return nullptr;
 }
 
-LogLevel to_level(uint32_t l) { return l > VDKIT_LOG_DEBUG ? LogLevel::debug : static_cast<LogLevel>(l); }
+LogLevel to_level(uint32_t l) {
+    return l > VDKIT_LOG_DEBUG ? LogLevel::debug : static_cast<LogLevel>(l);
+}
 
 // ---- the table's functions ----
 
@@ -53,29 +57,32 @@ uint32_t typed_get(vdkit_ctx *ctx, vdkit_str key, T *out, Parse parse, const cha
     auto parsed = parse(*v);
     if (!parsed) {
         return report_to_ctx(ctx, Status(VDKIT_E_CONFIG, "option '" + std::string(sv(key)) + "' is not " + type +
-                                                              " (the plugin declared another type)"));
+                                                             " (the plugin declared another type)"));
     }
     *out = static_cast<T>(*parsed);
     return VDKIT_OK;
 }
 
 uint32_t h_config_get_uint(vdkit_ctx *ctx, vdkit_str key, uint64_t *value) {
-    return typed_get(ctx, key, value, [](const std::string &s) { return util::parse_uint(s); }, "a whole number");
+    return typed_get(
+        ctx, key, value, [](const std::string &s) { return util::parse_uint(s); }, "a whole number");
 }
 uint32_t h_config_get_int(vdkit_ctx *ctx, vdkit_str key, int64_t *value) {
-    return typed_get(ctx, key, value, [](const std::string &s) { return util::parse_int(s); }, "an integer");
+    return typed_get(
+        ctx, key, value, [](const std::string &s) { return util::parse_int(s); }, "an integer");
 }
 uint32_t h_config_get_bool(vdkit_ctx *ctx, vdkit_str key, uint8_t *value) {
-    return typed_get(ctx, key, value, [](const std::string &s) { return util::parse_bool(s); }, "a boolean");
+    return typed_get(
+        ctx, key, value, [](const std::string &s) { return util::parse_bool(s); }, "a boolean");
 }
 
 uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_store **out) {
     if (!ctx || !ctx->stores || !out) return VDKIT_E_INVALID_ARGUMENT;
     if ((flags & VDKIT_OPEN_DEVICE) && !ctx->allow_unsafe_paths)
-        return report_to_ctx(ctx, Status(VDKIT_E_PERMISSION,
-                                         ctx->base_location + ": extent '" + std::string(sv(path)) +
-                                             "' is raw device data (a host disk or a raw device mapping); set "
-                                             "allow_unsafe_paths to read it"));
+        return report_to_ctx(
+            ctx, Status(VDKIT_E_PERMISSION, ctx->base_location + ": extent '" + std::string(sv(path)) +
+                                                "' is raw device data (a host disk or a raw device mapping); set "
+                                                "allow_unsafe_paths to read it"));
     auto resolved = resolve_sibling(ctx->base_location, sv(path), ctx->allow_unsafe_paths);
     if (!resolved) return report_to_ctx(ctx, resolved.status());
     static const Options none;
@@ -84,22 +91,22 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
     // file filters.
     const bool device = flags & VDKIT_OPEN_DEVICE;
     const FilterStack &filters = ctx->filters && !device ? *ctx->filters : no_filters;
-    flags &= ~VDKIT_OPEN_DEVICE; // a host matter; transports never see it
+    flags &= ~VDKIT_OPEN_DEVICE;                // a host matter; transports never see it
     if (!ctx->lock) flags |= VDKIT_OPEN_NOLOCK; // an image opened unlocked (force-share) locks none of its files
     if (ctx->dry_run) {
         if (flags & VDKIT_OPEN_CREATE)
-            return report_to_ctx(ctx, Status(VDKIT_E_NOT_SUPPORTED, ctx->base_location + ": a dry run creates no files (" +
-                                                                        *resolved + ")"));
+            return report_to_ctx(ctx, Status(VDKIT_E_NOT_SUPPORTED,
+                                             ctx->base_location + ": a dry run creates no files (" + *resolved + ")"));
         flags = (flags & ~VDKIT_OPEN_WRITE) | VDKIT_OPEN_NOLOCK;
     }
-    auto store = ctx->stores->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none,
-                                       filters);
+    auto store =
+        ctx->stores->open_store(*resolved, flags, ctx->transport_options ? *ctx->transport_options : none, filters);
     // The file was named by the image: say which image (a missing extent
     // file is otherwise only "cannot open X").
     if (!store)
-        return report_to_ctx(ctx, Status(store.status().code(), ctx->base_location + ": its file '" +
-                                                                     std::string(sv(path)) + "': " +
-                                                                     store.status().message()));
+        return report_to_ctx(ctx,
+                             Status(store.status().code(), ctx->base_location + ": its file '" + std::string(sv(path)) +
+                                                               "': " + store.status().message()));
     if (ctx->dry_run) *store = make_dry_run_store(std::move(*store));
     *out = new (std::nothrow) vdkit_store{std::move(*store), nullptr};
     if (!*out) return report_to_ctx(ctx, Status(VDKIT_E_NO_MEMORY, "out of memory"));
@@ -111,7 +118,9 @@ uint32_t h_store_open(vdkit_ctx *ctx, vdkit_str path, uint32_t flags, vdkit_stor
     return VDKIT_OK;
 }
 
-void h_store_close(vdkit_store *store) { delete store; }
+void h_store_close(vdkit_store *store) {
+    delete store;
+}
 
 uint32_t h_store_pread(vdkit_store *s, vdkit_ctx *ctx, uint64_t off, void *buf, uint64_t len) {
     return report_to_ctx(ctx, s->store->pread(buf, len, off));
@@ -119,7 +128,9 @@ uint32_t h_store_pread(vdkit_store *s, vdkit_ctx *ctx, uint64_t off, void *buf, 
 uint32_t h_store_pwrite(vdkit_store *s, vdkit_ctx *ctx, uint64_t off, const void *buf, uint64_t len) {
     return report_to_ctx(ctx, s->store->pwrite(buf, len, off));
 }
-uint32_t h_store_flush(vdkit_store *s, vdkit_ctx *ctx) { return report_to_ctx(ctx, s->store->flush()); }
+uint32_t h_store_flush(vdkit_store *s, vdkit_ctx *ctx) {
+    return report_to_ctx(ctx, s->store->flush());
+}
 uint32_t h_store_get_size(vdkit_store *s, vdkit_ctx *ctx, uint64_t *size) {
     auto r = s->store->size();
     if (!r) return report_to_ctx(ctx, r.status());
@@ -176,7 +187,9 @@ void h_report_finding(vdkit_ctx *ctx, uint32_t severity, uint64_t offset, vdkit_
     if (ctx && ctx->finding) ctx->finding(severity, offset, sv(message));
 }
 
-void h_generate_uuid(uint8_t out[16]) { util::generate_uuid(out); }
+void h_generate_uuid(uint8_t out[16]) {
+    util::generate_uuid(out);
+}
 
 // (buf, cap, needed) string output, as the format callbacks use it.
 uint32_t put_string(const std::string &value, char *buf, uint64_t cap, uint64_t *needed) {
@@ -216,13 +229,14 @@ uint32_t h_disk_location(vdkit_ctx *ctx, char *buf, uint64_t cap, uint64_t *need
 
 // Plain C function pointers; wrap each in a noexcept shim so nothing the
 // host does can unwind into a plugin's C frames.
-template <auto F, class R, class... A>
-R shim(A... a) noexcept {
+template <auto F, class R, class... A> R shim(A... a) noexcept {
     try {
         return F(a...);
     } catch (...) {
-        if constexpr (std::is_same_v<R, void>) return;
-        else return VDKIT_E_NO_MEMORY;
+        if constexpr (std::is_same_v<R, void>)
+            return;
+        else
+            return VDKIT_E_NO_MEMORY;
     }
 }
 
@@ -261,6 +275,8 @@ const vdkit_host_api kHostApi = [] {
 
 } // namespace
 
-const vdkit_host_api *host_api_table() { return &kHostApi; }
+const vdkit_host_api *host_api_table() {
+    return &kHostApi;
+}
 
 } // namespace vdkit

@@ -5,8 +5,8 @@
 #ifndef VDKIT_CORE_HOST_HOST_API_HPP
 #define VDKIT_CORE_HOST_HOST_API_HPP
 
-#include "vdkit/plugin.h"
 #include "io/stores.hpp"
+#include "vdkit/plugin.h"
 
 namespace vdkit {
 

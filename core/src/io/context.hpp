@@ -38,9 +38,9 @@ struct DiskHooks {
 struct vdkit_ctx {
     // Where stores the plugin opens, removes or renames are handled, and the log.
     const vdkit::Stores *stores = nullptr;
-    const vdkit::PluginEntry *plugin = nullptr;   // who is being called (for logs)
-    const vdkit::Options *options = nullptr;      // validated options incl. defaults
-    std::string base_location;                    // image location sibling paths resolve against
+    const vdkit::PluginEntry *plugin = nullptr; // who is being called (for logs)
+    const vdkit::Options *options = nullptr;    // validated options incl. defaults
+    std::string base_location;                  // image location sibling paths resolve against
     bool allow_unsafe_paths = false;
     // false: stores the plugin opens (an image's extents) take no image lock,
     // like the image's main file (OpenOptions::lock, force_share).
@@ -54,7 +54,7 @@ struct vdkit_ctx {
     const std::vector<vdkit::FilterLayer> *filters = nullptr;
     // Where the stores the plugin opens are listed (an image's files); null: nowhere.
     std::shared_ptr<vdkit::OpenStores> opened;
-    std::function<bool(uint64_t, uint64_t)> progress;  // false = cancel
+    std::function<bool(uint64_t, uint64_t)> progress; // false = cancel
     std::function<void(uint32_t, uint64_t, std::string_view)> finding;
     // Disk-level filters only: the disk they sit on; null otherwise.
     std::shared_ptr<const vdkit::DiskHooks> disk;
@@ -81,8 +81,7 @@ uint32_t report_to_ctx(vdkit_ctx *ctx, const Status &st);
 // Call a plugin function pointer behind an exception firewall: a plugin that
 // lets an exception escape yields VDKIT_E_INTERNAL instead of unwinding
 // through the core.
-template <class Fn, class... Args>
-uint32_t call_plugin(vdkit_ctx &ctx, Fn fn, Args &&...args) noexcept {
+template <class Fn, class... Args> uint32_t call_plugin(vdkit_ctx &ctx, Fn fn, Args &&...args) noexcept {
     ctx.clear_error();
     try {
         return fn(std::forward<Args>(args)...);

@@ -25,8 +25,10 @@ public:
         while (len > 0) {
             const uint64_t page = offset / kPage * kPage, in = offset - page, n = std::min(len, kPage - in);
             auto it = pages_.find(page);
-            if (it != pages_.end()) std::memcpy(out, it->second.data() + in, static_cast<size_t>(n));
-            else VDKIT_TRY(read_below(out, n, offset));
+            if (it != pages_.end())
+                std::memcpy(out, it->second.data() + in, static_cast<size_t>(n));
+            else
+                VDKIT_TRY(read_below(out, n, offset));
             out += n;
             offset += n;
             len -= n;
@@ -43,8 +45,10 @@ public:
         while (len > 0) {
             const uint64_t page = offset / kPage * kPage, in = offset - page, n = std::min(len, kPage - in);
             VDKIT_ASSIGN_OR_RETURN(unsigned char *p, page_for(page));
-            if (in_buf) std::memcpy(p + in, in_buf, static_cast<size_t>(n));
-            else std::memset(p + in, 0, static_cast<size_t>(n));
+            if (in_buf)
+                std::memcpy(p + in, in_buf, static_cast<size_t>(n));
+            else
+                std::memset(p + in, 0, static_cast<size_t>(n));
             if (in_buf) in_buf += n;
             offset += n;
             len -= n;
@@ -65,7 +69,8 @@ public:
         std::lock_guard lock(mu_);
         VDKIT_TRY(init());
         for (auto it = pages_.lower_bound(size / kPage * kPage); it != pages_.end();) {
-            if (it->first >= size) it = pages_.erase(it);
+            if (it->first >= size)
+                it = pages_.erase(it);
             else {
                 std::memset(it->second.data() + (size - it->first), 0, static_cast<size_t>(kPage - (size - it->first)));
                 ++it;
@@ -107,8 +112,10 @@ private:
         auto it = pages_.find(page);
         if (it != pages_.end()) return it->second.data();
         if ((pages_.size() + 1) * kPage > limit_)
-            return Status(VDKIT_E_NO_MEMORY, location() + ": a dry run keeps its writes in memory, and this one "
-                                                          "would need more than " + util::format_size(limit_));
+            return Status(VDKIT_E_NO_MEMORY, location() +
+                                                 ": a dry run keeps its writes in memory, and this one "
+                                                 "would need more than " +
+                                                 util::format_size(limit_));
         std::vector<unsigned char> data(kPage);
         VDKIT_TRY(read_below(data.data(), kPage, page));
         return pages_.emplace(page, std::move(data)).first->second.data();

@@ -35,16 +35,24 @@ int distance(const fs::path &p, const fs::path &dir, int max) {
     return -1;
 }
 
-int worse(int a, int b) { return a < 0 || b < 0 ? -1 : std::max(a, b); }
+int worse(int a, int b) {
+    return a < 0 || b < 0 ? -1 : std::max(a, b);
+}
 
 const char *file_type_name(fs::file_type t) {
     switch (t) {
-    case fs::file_type::directory: return "a directory";
-    case fs::file_type::block: return "a block device";
-    case fs::file_type::character: return "a character device";
-    case fs::file_type::fifo: return "a fifo";
-    case fs::file_type::socket: return "a socket";
-    default: return "not a regular file";
+    case fs::file_type::directory:
+        return "a directory";
+    case fs::file_type::block:
+        return "a block device";
+    case fs::file_type::character:
+        return "a character device";
+    case fs::file_type::fifo:
+        return "a fifo";
+    case fs::file_type::socket:
+        return "a socket";
+    default:
+        return "not a regular file";
     }
 }
 
@@ -58,7 +66,8 @@ fs::path normal_path(const fs::path &p) {
     fs::path a = fs::absolute(p.empty() ? fs::path(".") : p, ec);
     if (ec) a = p;
     a = a.lexically_normal();
-    while (a.has_relative_path() && !a.has_filename()) a = a.parent_path();
+    while (a.has_relative_path() && !a.has_filename())
+        a = a.parent_path();
     return a;
 }
 
@@ -74,7 +83,8 @@ fs::path real_path(const fs::path &abs) {
 // cid_to_uuid in plugins/formats/vmdk), printed as 8 hex digits.
 std::string modification_text(std::string_view format, const uint8_t id[16]) {
     bool cid = format == "vmdk" && id[4] == 1;
-    for (int i = 5; i < 16; ++i) cid = cid && id[i] == 0;
+    for (int i = 5; i < 16; ++i)
+        cid = cid && id[i] == 0;
     if (!cid) return util::uuid_to_string(id);
     char buf[16];
     std::snprintf(buf, sizeof buf, "CID %02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
@@ -90,10 +100,10 @@ const char *foreign_path_form(const std::string &p) {
     if (p[0] == '[' && p.find(']') != std::string::npos) return "a VMware datastore path ([datastore] ...)";
     const size_t colon = p.find(':');
     if (colon != std::string::npos && p.find('/') > colon) {
-        static const char *const protocols[] = {"json",     "nbd",      "file",  "http",      "https",   "ftp",
-                                                "ftps",     "ssh",      "sftp",  "iscsi",     "rbd",     "gluster",
-                                                "nfs",      "sheepdog", "vvfat", "fat",       "blkdebug", "blkverify",
-                                                "null-co",  "null-aio", "tftp",  "host_device", "host_cdrom"};
+        static const char *const protocols[] = {"json",    "nbd",      "file",  "http",        "https",     "ftp",
+                                                "ftps",    "ssh",      "sftp",  "iscsi",       "rbd",       "gluster",
+                                                "nfs",     "sheepdog", "vvfat", "fat",         "blkdebug",  "blkverify",
+                                                "null-co", "null-aio", "tftp",  "host_device", "host_cdrom"};
         const std::string scheme = p.substr(0, colon);
         for (const char *proto : protocols)
             if (util::iequals(scheme, proto)) return "a protocol name (qemu's '<protocol>:' syntax)";
@@ -177,7 +187,8 @@ Result<NamedPath> resolve_in_url(const std::string &image_location, const std::s
     if (zone < 0)
         return refuse(use == PathUse::parent
                           ? "lies neither in the image's directory (" + prefix + dir.generic_string() +
-                                ") nor in the directory above it or a directory directly in that one; a parent must lie in one of those"
+                                ") nor in the directory above it or a directory directly in that one; a parent must "
+                                "lie in one of those"
                           : "lies outside the image's directory (" + prefix + dir.generic_string() +
                                 "); an image's files must lie in its directory or below it");
     if (!cand.has_filename()) return refuse("names a directory, not a file");
@@ -188,7 +199,7 @@ Result<NamedPath> resolve_in_url(const std::string &image_location, const std::s
 } // namespace
 
 Result<NamedPath> resolve_named(const std::string &image_location, std::string_view path, PathUse use,
-                                            bool allow_unsafe) {
+                                bool allow_unsafe) {
     std::string p(path);
     const char *what = use == PathUse::parent ? "parent" : "file";
     if (p.empty()) return Status(VDKIT_E_INVALID_ARGUMENT, image_location + ": names an empty path");
@@ -230,11 +241,11 @@ Result<NamedPath> resolve_named(const std::string &image_location, std::string_v
     const int real = distance(real_cand, real_dir, levels);
     const int zone = worse(lexical, real);
     if (zone < 0) {
-        std::string where = use == PathUse::parent
-                                ? "lies neither in the image's directory (" + abs_dir.string() +
-                                      ") nor in the directory above it or a directory directly in that one; a parent must lie in one of those"
-                                : "lies outside the image's directory (" + abs_dir.string() +
-                                      "); an image's files must lie in its directory or below it";
+        std::string where = use == PathUse::parent ? "lies neither in the image's directory (" + abs_dir.string() +
+                                                         ") nor in the directory above it or a directory directly in "
+                                                         "that one; a parent must lie in one of those"
+                                                   : "lies outside the image's directory (" + abs_dir.string() +
+                                                         "); an image's files must lie in its directory or below it";
         if (lexical >= 0) where = "leads through a symbolic link to " + real_cand.string() + ", which " + where;
         return refuse(where);
     }
@@ -246,16 +257,15 @@ Result<NamedPath> resolve_named(const std::string &image_location, std::string_v
     return NamedPath{candidate.string(), zone > 0, zone > 0 && lexical == 0};
 }
 
-Result<std::string> resolve_sibling(const std::string &image_location, std::string_view path,
-                                          bool allow_unsafe) {
+Result<std::string> resolve_sibling(const std::string &image_location, std::string_view path, bool allow_unsafe) {
     VDKIT_ASSIGN_OR_RETURN(NamedPath named, resolve_named(image_location, path, PathUse::extent, allow_unsafe));
     return named.location;
 }
 
 Status verify_parent(const std::string &child_location, std::string_view hint, const NamedPath &where,
-                           std::string_view child_format, const uint8_t recorded_uuid[16],
-                           const uint8_t recorded_modification[16], std::string_view parent_format,
-                           const vdkit_image_info &parent) {
+                     std::string_view child_format, const uint8_t recorded_uuid[16],
+                     const uint8_t recorded_modification[16], std::string_view parent_format,
+                     const vdkit_image_info &parent) {
     if (!where.beyond) return Status::ok();
     const bool uuids = !util::uuid_is_nil(recorded_uuid) && !util::uuid_is_nil(parent.uuid);
     if (uuids && std::memcmp(recorded_uuid, parent.uuid, 16) == 0) return Status::ok();
@@ -275,22 +285,20 @@ Status verify_parent(const std::string &child_location, std::string_view hint, c
               "') has no identity to verify it by — only an image of a known format can be a parent there";
     else
         why = "it records no identity of its parent to verify the image there by";
-    return Status(VDKIT_E_PERMISSION, child_location + ": its parent '" + std::string(hint) + "' (" +
-                                          (where.location.find("://") != std::string::npos
-                                               ? where.location
-                                               : normal_path(where.location).string()) +
-                                          (where.via_link ? ") leads through a symbolic link" : ") lies") +
-                                          " outside its directory, and " + why +
-                                          "; set allow_unsafe_paths to allow it");
+    return Status(
+        VDKIT_E_PERMISSION,
+        child_location + ": its parent '" + std::string(hint) + "' (" +
+            (where.location.find("://") != std::string::npos ? where.location : normal_path(where.location).string()) +
+            (where.via_link ? ") leads through a symbolic link" : ") lies") + " outside its directory, and " + why +
+            "; set allow_unsafe_paths to allow it");
 }
 
 Status check_link(const std::string &child_location, std::string_view hint, std::string_view child_format,
-                        std::string_view parent_format, const vdkit_image_info &parent, bool allow_unsafe) {
+                  std::string_view parent_format, const vdkit_image_info &parent, bool allow_unsafe) {
     VDKIT_ASSIGN_OR_RETURN(NamedPath where, resolve_named(child_location, hint, PathUse::parent, allow_unsafe));
     return verify_parent(child_location, hint, where, child_format, parent.uuid, parent.modification_uuid,
                          parent_format, parent);
 }
-
 
 std::string relative_hint(const std::string &child, const std::string &parent) {
     const size_t cs = child.find("://"), ps = parent.find("://");

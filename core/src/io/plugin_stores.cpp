@@ -17,9 +17,10 @@ Status to_extents(const vdkit_extent *raw, uint32_t n, uint64_t offset, uint64_t
                   const std::string &location) {
     uint64_t expect = offset;
     for (uint32_t i = 0; i < n; ++i) {
-        if (raw[i].offset != expect || raw[i].length == 0 || !util::range_within(raw[i].offset, raw[i].length, offset + len))
-            return Status(VDKIT_E_INTERNAL, location + ": plugin returned extents that are not contiguous from " +
-                                                util::hex(offset));
+        if (raw[i].offset != expect || raw[i].length == 0 ||
+            !util::range_within(raw[i].offset, raw[i].length, offset + len))
+            return Status(VDKIT_E_INTERNAL,
+                          location + ": plugin returned extents that are not contiguous from " + util::hex(offset));
         out.push_back({raw[i].offset, raw[i].length, raw[i].type == VDKIT_EXTENT_HOLE});
         expect += raw[i].length;
     }
@@ -45,12 +46,12 @@ protected:
         uint32_t n = 0;
         VDKIT_TRY(call("extents", fn, offset, len, raw.data(), static_cast<uint32_t>(raw.size()), &n));
         if (n > raw.size())
-            return Status(VDKIT_E_INTERNAL, location_ + ": plugin '" + plugin_->info.name + "' returned too many extents");
+            return Status(VDKIT_E_INTERNAL,
+                          location_ + ": plugin '" + plugin_->info.name + "' returned too many extents");
         return to_extents(raw.data(), n, offset, len, out, location_);
     }
 
-    template <class Fn, class... Args>
-    Status call(std::string_view op, Fn fn, Args &&...args) {
+    template <class Fn, class... Args> Status call(std::string_view op, Fn fn, Args &&...args) {
         vdkit_ctx ctx = stores_.make_ctx(plugin_.get(), &options_);
         ctx.base_location = location_;
         ctx.disk = disk_;
@@ -228,8 +229,8 @@ Result<ByteStorePtr> open_transport_store(const Stores &stores, PluginEntryPtr t
 
 Result<ByteStorePtr> open_filter_store(const Stores &stores, PluginEntryPtr filter, ByteStorePtr lower, uint32_t flags,
                                        Options options, std::shared_ptr<const DiskHooks> disk) {
-    auto store = std::make_unique<FilterStore>(stores, std::move(filter), std::move(lower), std::move(options),
-                                               std::move(disk));
+    auto store =
+        std::make_unique<FilterStore>(stores, std::move(filter), std::move(lower), std::move(options), std::move(disk));
     VDKIT_TRY(store->open(flags));
     return ByteStorePtr(std::move(store));
 }
@@ -253,7 +254,8 @@ bool is_disk_layer(const FilterLayer &layer) {
 
 SplitStack split_stack(const FilterStack &stack) {
     SplitStack out;
-    for (const FilterLayer &layer : stack) (is_disk_layer(layer) ? out.disk : out.file).push_back(layer);
+    for (const FilterLayer &layer : stack)
+        (is_disk_layer(layer) ? out.disk : out.file).push_back(layer);
     return out;
 }
 

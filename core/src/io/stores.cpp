@@ -27,7 +27,8 @@ Result<PluginEntryPtr> Stores::transport_for(const std::string &location) const 
             std::string known;
             for (const auto &e : transports) {
                 known += (known.empty() ? "" : ", ") + e->info.name + "://";
-                for (const std::string &s : e->info.schemes) known += ", " + s + "://";
+                for (const std::string &s : e->info.schemes)
+                    known += ", " + s + "://";
             }
             msg += " (the loaded transports serve " + known + ")";
         }
@@ -46,14 +47,14 @@ vdkit_ctx Stores::make_ctx(const PluginEntry *plugin, const Options *options) co
 }
 
 Result<ByteStorePtr> Stores::open_store(const std::string &location, uint32_t flags,
-                                      const Options &transport_options) const {
+                                        const Options &transport_options) const {
     VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(location));
     VDKIT_ASSIGN_OR_RETURN(Options opts, plugin_options(config_, t->info, transport_options, OptionUse::open));
     return open_transport_store(*this, t, location, flags, std::move(opts));
 }
 
 Result<ByteStorePtr> Stores::open_store(const std::string &location, uint32_t flags, const Options &transport_options,
-                                      const FilterStack &filters) const {
+                                        const FilterStack &filters) const {
     VDKIT_ASSIGN_OR_RETURN(ByteStorePtr store, open_store(location, flags, transport_options));
     return stack_filters(*this, std::move(store), flags, filters);
 }
@@ -67,7 +68,8 @@ Result<FilterStack> Stores::resolve_filters(const std::vector<FilterSpec> &specs
             return Status(VDKIT_E_NOT_SUPPORTED, "filter '" + spec.name +
                                                      "' declares neither file-level nor disk-level use (capability "
                                                      "file-filter or disk-filter)");
-        VDKIT_ASSIGN_OR_RETURN(Options opts, plugin_options(config_, f->info, spec.options, use)); // errors name the filter
+        VDKIT_ASSIGN_OR_RETURN(Options opts,
+                               plugin_options(config_, f->info, spec.options, use)); // errors name the filter
         stack.push_back(FilterLayer{f, std::move(opts)});
     }
     return stack;
@@ -88,8 +90,9 @@ Status Stores::rename_location(const std::string &from, const std::string &to) c
     VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr t, transport_for(from));
     VDKIT_ASSIGN_OR_RETURN(PluginEntryPtr tt, transport_for(to));
     if (t != tt)
-        return Status(VDKIT_E_NOT_SUPPORTED, "cannot move " + from + " to " + to + ": they are reached through different transports ('" +
-                                                 t->info.name + "', '" + tt->info.name + "')");
+        return Status(VDKIT_E_NOT_SUPPORTED, "cannot move " + from + " to " + to +
+                                                 ": they are reached through different transports ('" + t->info.name +
+                                                 "', '" + tt->info.name + "')");
     if (!t->transport.rename) return not_supported("renaming files", t->info.name, from);
     // Never replaces: a rename (an image's extent following its descriptor)
     // must not cost a file that happens to carry the new name.

@@ -46,7 +46,8 @@ public:
     // The transport for a location: its "scheme://" prefix, else "file".
     Result<PluginEntryPtr> transport_for(const std::string &location) const;
     // Open location through its transport (flags: VDKIT_OPEN_*).
-    Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags, const Options &transport_options) const;
+    Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags,
+                                    const Options &transport_options) const;
     // The same with the file-level layers of `filters` over the transport's store.
     Result<ByteStorePtr> open_store(const std::string &location, uint32_t flags, const Options &transport_options,
                                     const FilterStack &filters) const;

@@ -69,7 +69,8 @@ Result<std::shared_ptr<PluginLibrary>> PluginLibrary::load(const std::string &pa
     constexpr uint32_t min_size = offsetof(vdkit_plugin_list, plugins) + sizeof(void *);
     if (list->struct_size < min_size)
         return Status(VDKIT_E_ABI, path + ": plugin list struct_size " + std::to_string(list->struct_size) +
-                                       " is smaller than ABI " + std::to_string(VDKIT_ABI_MAJOR) + ".0 requires (" + std::to_string(min_size) + ")");
+                                       " is smaller than ABI " + std::to_string(VDKIT_ABI_MAJOR) + ".0 requires (" +
+                                       std::to_string(min_size) + ")");
     if (list->abi_major != VDKIT_ABI_MAJOR)
         return Status(VDKIT_E_ABI, path + ": built for ABI " + std::to_string(list->abi_major) + "." +
                                        std::to_string(list->abi_minor) + ", this host speaks " +

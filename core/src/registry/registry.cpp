@@ -11,7 +11,9 @@ namespace vdkit {
 
 namespace {
 
-std::string copy_str(vdkit_str s) { return s.data ? std::string(s.data, static_cast<size_t>(s.size)) : std::string(); }
+std::string copy_str(vdkit_str s) {
+    return s.data ? std::string(s.data, static_cast<size_t>(s.size)) : std::string();
+}
 
 // Sizes of the ABI 2.0 structs: anything shorter is refused.
 constexpr uint32_t kDescriptorMin = offsetof(vdkit_plugin_descriptor, ops) + sizeof(void *);
@@ -76,16 +78,26 @@ std::vector<std::string> split_enum(std::string_view s) {
 std::vector<std::string> capability_names(uint64_t caps) {
     // Retired bits (VDKIT_CAP_OBSOLETE_*) have no name: nothing sets them.
     static const std::pair<uint64_t, const char *> names[] = {
-        {VDKIT_CAP_CREATE_FIXED, "create-fixed"}, {VDKIT_CAP_CREATE_DYNAMIC, "create-dynamic"},
-        {VDKIT_CAP_CREATE_SPLIT, "create-split"}, {VDKIT_CAP_DIFF, "diff"},
-        {VDKIT_CAP_DISCARD, "discard"},           {VDKIT_CAP_UUID, "uuid"},
-        {VDKIT_CAP_FILE_BASED, "file-based"},     {VDKIT_CAP_COMPACT, "compact"},
-        {VDKIT_CAP_RESIZE, "resize"},             {VDKIT_CAP_CHECK, "check"},
-        {VDKIT_CAP_METADATA, "metadata"},         {VDKIT_CAP_COMMENT, "comment"},
-        {VDKIT_CAP_GEOMETRY, "geometry"},         {VDKIT_CAP_ZERO_STATE, "zero-state"},
-        {VDKIT_CAP_THREAD_SAFE, "thread-safe"},   {VDKIT_CAP_EXTENTS, "extents"},
-        {VDKIT_CAP_LOCKING, "locking"},           {VDKIT_CAP_FILTER_FILE, "file-filter"},
-        {VDKIT_CAP_RENAME, "rename"},             {VDKIT_CAP_FILTER_DISK, "disk-filter"},
+        {VDKIT_CAP_CREATE_FIXED, "create-fixed"},
+        {VDKIT_CAP_CREATE_DYNAMIC, "create-dynamic"},
+        {VDKIT_CAP_CREATE_SPLIT, "create-split"},
+        {VDKIT_CAP_DIFF, "diff"},
+        {VDKIT_CAP_DISCARD, "discard"},
+        {VDKIT_CAP_UUID, "uuid"},
+        {VDKIT_CAP_FILE_BASED, "file-based"},
+        {VDKIT_CAP_COMPACT, "compact"},
+        {VDKIT_CAP_RESIZE, "resize"},
+        {VDKIT_CAP_CHECK, "check"},
+        {VDKIT_CAP_METADATA, "metadata"},
+        {VDKIT_CAP_COMMENT, "comment"},
+        {VDKIT_CAP_GEOMETRY, "geometry"},
+        {VDKIT_CAP_ZERO_STATE, "zero-state"},
+        {VDKIT_CAP_THREAD_SAFE, "thread-safe"},
+        {VDKIT_CAP_EXTENTS, "extents"},
+        {VDKIT_CAP_LOCKING, "locking"},
+        {VDKIT_CAP_FILTER_FILE, "file-filter"},
+        {VDKIT_CAP_RENAME, "rename"},
+        {VDKIT_CAP_FILTER_DISK, "disk-filter"},
     };
     std::vector<std::string> out;
     for (auto [bit, name] : names)
@@ -129,7 +141,8 @@ Result<PluginEntryPtr> make_plugin_entry(const vdkit_plugin_descriptor *desc, co
         VDKIT_TRY(copy_sized(raw, kKeyMin, "config key", info.name, k));
         ConfigKey key;
         key.name = copy_str(k.name);
-        if (!valid_name(key.name)) return Status(VDKIT_E_ABI, who + " has an invalid config key name '" + key.name + "'");
+        if (!valid_name(key.name))
+            return Status(VDKIT_E_ABI, who + " has an invalid config key name '" + key.name + "'");
         if (k.type < VDKIT_KEY_STRING || k.type > VDKIT_KEY_ENUM)
             return Status(VDKIT_E_ABI, who + ": key '" + key.name + "' has unknown type " + std::to_string(k.type));
         key.type = static_cast<KeyType>(k.type);
@@ -150,7 +163,8 @@ Result<PluginEntryPtr> make_plugin_entry(const vdkit_plugin_descriptor *desc, co
     }
     if (d.extension_count > 64 || (d.extension_count && !d.extensions))
         return Status(VDKIT_E_ABI, who + ": bad file extension table");
-    for (uint32_t i = 0; i < d.extension_count; ++i) info.extensions.push_back(util::to_lower(copy_str(d.extensions[i])));
+    for (uint32_t i = 0; i < d.extension_count; ++i)
+        info.extensions.push_back(util::to_lower(copy_str(d.extensions[i])));
     // URL schemes (2.1): zero-filled, so absent, for a 2.0 descriptor.
     if (d.scheme_count > 16 || (d.scheme_count && !d.schemes))
         return Status(VDKIT_E_ABI, who + ": bad URL scheme table");
@@ -175,8 +189,7 @@ Result<PluginEntryPtr> make_plugin_entry(const vdkit_plugin_descriptor *desc, co
         break;
     case PluginKind::transport:
         VDKIT_TRY(copy_sized(d.ops, kTransportMin, "transport ops", who, entry->transport));
-        if (!entry->transport.open || !entry->transport.close || !entry->transport.pread ||
-            !entry->transport.get_size)
+        if (!entry->transport.open || !entry->transport.close || !entry->transport.pread || !entry->transport.get_size)
             return Status(VDKIT_E_ABI, who + " lacks a required transport callback (open, close, pread, get_size)");
         break;
     case PluginKind::filter:
@@ -230,7 +243,8 @@ Status Registry::add_all(const std::vector<PluginEntryPtr> &entries) {
         for (const auto &e : entries_)
             if (const std::string *s = scheme_clash(*entries[i], *e)) return scheme_taken(*entries[i], *e, *s);
         for (size_t j = 0; j < i; ++j) {
-            if (entries[j]->info.kind == entries[i]->info.kind && util::iequals(entries[j]->info.name, entries[i]->info.name))
+            if (entries[j]->info.kind == entries[i]->info.kind &&
+                util::iequals(entries[j]->info.name, entries[i]->info.name))
                 return name_taken(*entries[i], *entries[j]);
             if (const std::string *s = scheme_clash(*entries[i], *entries[j]))
                 return scheme_taken(*entries[i], *entries[j], *s);
@@ -248,9 +262,10 @@ Status Registry::remove_library(const PluginLibrary *library) {
         any = true;
         // The registry's own reference is the only one when nothing uses it.
         if (e.use_count() > 1)
-            return Status(VDKIT_E_BUSY, std::string(to_string(e->info.kind)) + " plugin '" + e->info.name + "' from " +
-                                            e->info.source +
-                                            " is in use (an open disk or a call in progress); close what uses it first");
+            return Status(VDKIT_E_BUSY,
+                          std::string(to_string(e->info.kind)) + " plugin '" + e->info.name + "' from " +
+                              e->info.source +
+                              " is in use (an open disk or a call in progress); close what uses it first");
     }
     if (!any) return Status(VDKIT_E_NOT_FOUND, "no registered plugin came from that library");
     std::erase_if(entries_, [&](const PluginEntryPtr &e) { return e->library.get() == library; });
@@ -302,7 +317,8 @@ Status Registry::unknown_plugin(PluginKind kind, std::string_view name) const {
     const std::vector<std::string> known = names(kind);
     if (auto guess = util::closest_match(name, known)) msg += " — did you mean '" + *guess + "'?";
     std::string all;
-    for (const auto &n : known) all += (all.empty() ? "" : ", ") + n;
+    for (const auto &n : known)
+        all += (all.empty() ? "" : ", ") + n;
     msg += all.empty() ? " (no " + kind_name + " plugins are loaded)" : " (available: " + all + ")";
     return Status(VDKIT_E_NOT_FOUND, msg);
 }

@@ -26,9 +26,9 @@ class PluginLibrary;
 
 struct PluginEntry {
     PluginInfo info;
-    vdkit_format_ops format{};        // valid when info.kind == format
-    vdkit_transport_ops transport{};  // valid when info.kind == transport
-    vdkit_filter_ops filter{};        // valid when info.kind == filter
+    vdkit_format_ops format{};       // valid when info.kind == format
+    vdkit_transport_ops transport{}; // valid when info.kind == transport
+    vdkit_filter_ops filter{};       // valid when info.kind == filter
     std::shared_ptr<const PluginLibrary> library;
 };
 

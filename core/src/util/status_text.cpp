@@ -13,11 +13,26 @@ namespace vdkit {
 namespace {
 
 const char *const kNames[] = {
-    "VDKIT_OK",          "VDKIT_E_INVALID_ARGUMENT", "VDKIT_E_NOT_SUPPORTED", "VDKIT_E_NOT_FOUND",
-    "VDKIT_E_IO",        "VDKIT_E_CORRUPT",          "VDKIT_E_NO_MEMORY",     "VDKIT_E_BUSY",
-    "VDKIT_E_READ_ONLY", "VDKIT_E_INTERNAL",         "VDKIT_E_ABI",           "VDKIT_E_UNALLOCATED",
-    "VDKIT_E_OUT_OF_RANGE", "VDKIT_E_EXISTS",        "VDKIT_E_CANCELLED",     "VDKIT_E_PERMISSION",
-    "VDKIT_E_AMBIGUOUS", "VDKIT_E_CONFIG",           "VDKIT_E_PARENT_MISMATCH", "VDKIT_E_BLOCK_FREE",
+    "VDKIT_OK",
+    "VDKIT_E_INVALID_ARGUMENT",
+    "VDKIT_E_NOT_SUPPORTED",
+    "VDKIT_E_NOT_FOUND",
+    "VDKIT_E_IO",
+    "VDKIT_E_CORRUPT",
+    "VDKIT_E_NO_MEMORY",
+    "VDKIT_E_BUSY",
+    "VDKIT_E_READ_ONLY",
+    "VDKIT_E_INTERNAL",
+    "VDKIT_E_ABI",
+    "VDKIT_E_UNALLOCATED",
+    "VDKIT_E_OUT_OF_RANGE",
+    "VDKIT_E_EXISTS",
+    "VDKIT_E_CANCELLED",
+    "VDKIT_E_PERMISSION",
+    "VDKIT_E_AMBIGUOUS",
+    "VDKIT_E_CONFIG",
+    "VDKIT_E_PARENT_MISMATCH",
+    "VDKIT_E_BLOCK_FREE",
 };
 const char *const kTexts[] = {
     "success",
@@ -67,31 +82,44 @@ Status Status::with_context(std::string_view what) const {
 
 const char *to_string(PluginKind kind) noexcept {
     switch (kind) {
-    case PluginKind::format: return "format";
-    case PluginKind::filter: return "filter";
-    case PluginKind::transport: return "transport";
+    case PluginKind::format:
+        return "format";
+    case PluginKind::filter:
+        return "filter";
+    case PluginKind::transport:
+        return "transport";
     }
     return "unknown";
 }
 
 const char *to_string(KeyType t) noexcept {
     switch (t) {
-    case KeyType::string_: return "string";
-    case KeyType::boolean: return "bool";
-    case KeyType::integer: return "int";
-    case KeyType::unsigned_: return "uint";
-    case KeyType::size: return "size";
-    case KeyType::enumeration: return "enum";
+    case KeyType::string_:
+        return "string";
+    case KeyType::boolean:
+        return "bool";
+    case KeyType::integer:
+        return "int";
+    case KeyType::unsigned_:
+        return "uint";
+    case KeyType::size:
+        return "size";
+    case KeyType::enumeration:
+        return "enum";
     }
     return "unknown";
 }
 
 const char *to_string(FindingSeverity s) noexcept {
     switch (s) {
-    case FindingSeverity::error: return "error";
-    case FindingSeverity::leak: return "leak";
-    case FindingSeverity::repaired: return "repaired";
-    case FindingSeverity::note: return "note";
+    case FindingSeverity::error:
+        return "error";
+    case FindingSeverity::leak:
+        return "leak";
+    case FindingSeverity::repaired:
+        return "repaired";
+    case FindingSeverity::note:
+        return "note";
     }
     return "unknown";
 }

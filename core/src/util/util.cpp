@@ -17,7 +17,8 @@ namespace vdkit::util {
 
 std::string to_lower(std::string_view s) {
     std::string out(s);
-    for (char &c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char &c : out)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return out;
 }
 
@@ -35,14 +36,15 @@ bool starts_with_icase(std::string_view s, std::string_view prefix) noexcept {
 
 size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (size_t j = 0; j <= b.size(); ++j)
+        prev[j] = j;
     for (size_t i = 1; i <= a.size(); ++i) {
         cur[0] = i;
         for (size_t j = 1; j <= b.size(); ++j) {
-            size_t cost = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
-                                  std::tolower(static_cast<unsigned char>(b[j - 1]))
-                              ? 0
-                              : 1;
+            size_t cost =
+                std::tolower(static_cast<unsigned char>(a[i - 1])) == std::tolower(static_cast<unsigned char>(b[j - 1]))
+                    ? 0
+                    : 1;
             cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
         }
         std::swap(prev, cur);
@@ -88,22 +90,34 @@ std::optional<int64_t> parse_int(std::string_view text) {
 std::optional<uint64_t> parse_size(std::string_view text) {
     if (text.empty()) return std::nullopt;
     size_t i = 0;
-    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+        ++i;
     std::string_view number = text.substr(0, i);
     std::string suffix = to_lower(text.substr(i));
     if (number.empty()) return std::nullopt;
-    if (suffix.size() >= 2 && suffix.substr(suffix.size() - 2) == "ib") suffix.resize(suffix.size() - 2);
-    else if (suffix.size() >= 1 && suffix.back() == 'b' && suffix.size() == 2) suffix.resize(1);
-    else if (suffix == "b") suffix.clear();
+    if (suffix.size() >= 2 && suffix.substr(suffix.size() - 2) == "ib")
+        suffix.resize(suffix.size() - 2);
+    else if (suffix.size() >= 1 && suffix.back() == 'b' && suffix.size() == 2)
+        suffix.resize(1);
+    else if (suffix == "b")
+        suffix.clear();
     unsigned shift = 0;
-    if (suffix.empty()) shift = 0;
-    else if (suffix == "k") shift = 10;
-    else if (suffix == "m") shift = 20;
-    else if (suffix == "g") shift = 30;
-    else if (suffix == "t") shift = 40;
-    else if (suffix == "p") shift = 50;
-    else if (suffix == "e") shift = 60;
-    else return std::nullopt;
+    if (suffix.empty())
+        shift = 0;
+    else if (suffix == "k")
+        shift = 10;
+    else if (suffix == "m")
+        shift = 20;
+    else if (suffix == "g")
+        shift = 30;
+    else if (suffix == "t")
+        shift = 40;
+    else if (suffix == "p")
+        shift = 50;
+    else if (suffix == "e")
+        shift = 60;
+    else
+        return std::nullopt;
     if (number.find('.') == std::string_view::npos) {
         auto v = parse_uint(number);
         if (!v) return std::nullopt;
@@ -141,8 +155,10 @@ std::string format_size(uint64_t bytes) {
         ++u;
     }
     char buf[64];
-    if (u == 0) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
-    else std::snprintf(buf, sizeof buf, "%.3g %s", v, units[u]);
+    if (u == 0)
+        std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+    else
+        std::snprintf(buf, sizeof buf, "%.3g %s", v, units[u]);
     return buf;
 }
 
@@ -181,7 +197,9 @@ std::optional<Uuid> parse_uuid(std::string_view text) {
     return u;
 }
 
-bool uuid_is_nil(const uint8_t uuid[16]) noexcept { return is_zero(uuid, 16); }
+bool uuid_is_nil(const uint8_t uuid[16]) noexcept {
+    return is_zero(uuid, 16);
+}
 
 bool is_zero(const void *buf, size_t len) noexcept {
     const auto *p = static_cast<const unsigned char *>(buf);

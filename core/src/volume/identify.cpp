@@ -67,7 +67,8 @@ Status fill(const Reader &r, const Volume &v, int fd, uint64_t off, uint64_t len
 }
 
 // The windows the FAT/exFAT/NTFS probes follow from the boot sector.
-Status fill_followed(const Reader &r, const Volume &v, int fd, const unsigned char *bs, std::vector<unsigned char> &buf) {
+Status fill_followed(const Reader &r, const Volume &v, int fd, const unsigned char *bs,
+                     std::vector<unsigned char> &buf) {
     const uint64_t bps = load_le(bs + 0x0B, 2);
     if (std::memcmp(bs + 3, "NTFS    ", 8) == 0 && bps >= 256 && bps <= 4096) {
         uint64_t spc = bs[0x0D];
@@ -107,7 +108,8 @@ std::string value_of(blkid_probe pr, const char *name) {
     size_t len = 0;
     if (blkid_probe_lookup_value(pr, name, &data, &len) != 0 || !data) return {};
     std::string s(data, len);
-    while (!s.empty() && s.back() == '\0') s.pop_back();
+    while (!s.empty() && s.back() == '\0')
+        s.pop_back();
     return s;
 }
 
@@ -119,15 +121,16 @@ Status identify(const Reader &r, Volume &v, std::vector<VolumeFinding> &findings
     m.fd = ::memfd_create("vdkit-volume-probe", MFD_CLOEXEC);
     if (m.fd < 0 || ::ftruncate(m.fd, static_cast<off_t>(v.length)) != 0) {
         findings.push_back(VolumeFinding{FindingSeverity::note, v.offset,
-                                         "volume " + std::to_string(v.index) + ": no memfd for blkid (" + std::strerror(errno) +
-                                             "); its filesystem is not identified"});
+                                         "volume " + std::to_string(v.index) + ": no memfd for blkid (" +
+                                             std::strerror(errno) + "); its filesystem is not identified"});
         return Status::ok();
     }
     std::vector<unsigned char> buf;
     VDKIT_TRY(fill(r, v, m.fd, 0, kHead, buf));
     if (v.length > kHead) VDKIT_TRY(fill(r, v, m.fd, v.length - std::min(v.length - kHead, kTail), kTail, buf));
     unsigned char bs[512] = {};
-    if (::pread(m.fd, bs, sizeof bs, 0) == static_cast<ssize_t>(sizeof bs)) VDKIT_TRY(fill_followed(r, v, m.fd, bs, buf));
+    if (::pread(m.fd, bs, sizeof bs, 0) == static_cast<ssize_t>(sizeof bs))
+        VDKIT_TRY(fill_followed(r, v, m.fd, bs, buf));
 
     blkid_probe pr = blkid_new_probe();
     if (!pr) return Status(VDKIT_E_NO_MEMORY, "blkid_new_probe failed");
@@ -136,7 +139,8 @@ Status identify(const Reader &r, Volume &v, std::vector<VolumeFinding> &findings
         return Status::ok();
     }
     blkid_probe_enable_superblocks(pr, 1);
-    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_LABEL | BLKID_SUBLKS_UUID | BLKID_SUBLKS_VERSION);
+    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_LABEL | BLKID_SUBLKS_UUID |
+                                              BLKID_SUBLKS_VERSION);
     blkid_probe_enable_partitions(pr, 0);
     const int rc = blkid_do_safeprobe(pr);
     if (rc == 0) {

@@ -62,9 +62,12 @@ private:
         while (pos_ < t_.size()) {
             const char c = t_[pos_];
             if (c == '#') {
-                while (pos_ < t_.size() && t_[pos_] != '\n') ++pos_;
-            } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\0') ++pos_;
-            else break;
+                while (pos_ < t_.size() && t_[pos_] != '\n')
+                    ++pos_;
+            } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\0')
+                ++pos_;
+            else
+                break;
         }
     }
     static bool ident_char(char c) {
@@ -77,7 +80,8 @@ private:
             skip();
             if (pos_ >= t_.size() || t_[pos_] == '}') return true;
             const size_t start = pos_;
-            while (pos_ < t_.size() && ident_char(t_[pos_])) ++pos_;
+            while (pos_ < t_.size() && ident_char(t_[pos_]))
+                ++pos_;
             if (pos_ == start) return false;
             std::string name(t_.substr(start, pos_ - start));
             skip();
@@ -93,7 +97,8 @@ private:
             } else if (t_[pos_] == '=') {
                 ++pos_;
                 if (!value(v, depth)) return false;
-            } else return false;
+            } else
+                return false;
             if (++count_ > 100000) return err_ = "metadata has too many fields", false;
             sec.fields.emplace_back(std::move(name), std::move(v));
         }
@@ -129,7 +134,8 @@ private:
         }
         // A number (possibly negative) or a bare word, kept as a string.
         const size_t start = pos_;
-        while (pos_ < t_.size() && ident_char(t_[pos_])) ++pos_;
+        while (pos_ < t_.size() && ident_char(t_[pos_]))
+            ++pos_;
         if (pos_ == start) return false;
         const std::string_view w = t_.substr(start, pos_ - start);
         int64_t n = 0;
@@ -138,11 +144,15 @@ private:
         if (!w.empty() && w[0] == '-') neg = true, i = 1;
         if (i == w.size()) digits = false;
         for (; i < w.size() && digits; ++i) {
-            if (w[i] < '0' || w[i] > '9' || n > (INT64_MAX - 9) / 10) digits = false;
-            else n = n * 10 + (w[i] - '0');
+            if (w[i] < '0' || w[i] > '9' || n > (INT64_MAX - 9) / 10)
+                digits = false;
+            else
+                n = n * 10 + (w[i] - '0');
         }
-        if (digits) v.kind = Value::number, v.num = neg ? -n : n;
-        else v.kind = Value::string, v.str = std::string(w);
+        if (digits)
+            v.kind = Value::number, v.num = neg ? -n : n;
+        else
+            v.kind = Value::string, v.str = std::string(w);
         return true;
     }
 
@@ -163,8 +173,8 @@ void parse_lvm_metadata(std::string_view text, const std::string &pv_id, const V
     Value top;
     Parser p(text);
     if (!p.parse(top)) {
-        add(findings, FindingSeverity::error, pv.offset, "LVM metadata of the PV at volume " + std::to_string(pv.index) +
-                                                             ": " + p.error());
+        add(findings, FindingSeverity::error, pv.offset,
+            "LVM metadata of the PV at volume " + std::to_string(pv.index) + ": " + p.error());
         return;
     }
     // The VG is the one section at the top level.
@@ -188,8 +198,10 @@ void parse_lvm_metadata(std::string_view text, const std::string &pv_id, const V
         for (const auto &[name, v] : pvs->fields) {
             if (v.kind != Value::section || undash(v.string_at("id")) != undash(pv_id)) continue;
             const auto ps = v.number_at("pe_start");
-            if (ps && *ps >= 0 && static_cast<uint64_t>(*ps) < pv.length / 512) pe_start[name] = static_cast<uint64_t>(*ps) * 512;
-            else add(findings, FindingSeverity::error, pv.offset, "LVM PV " + name + " has no valid pe_start");
+            if (ps && *ps >= 0 && static_cast<uint64_t>(*ps) < pv.length / 512)
+                pe_start[name] = static_cast<uint64_t>(*ps) * 512;
+            else
+                add(findings, FindingSeverity::error, pv.offset, "LVM PV " + name + " has no valid pe_start");
         }
     if (pe_start.empty()) {
         add(findings, FindingSeverity::error, pv.offset, "LVM metadata of VG " + vg_name + " does not list this PV");
@@ -200,7 +212,8 @@ void parse_lvm_metadata(std::string_view text, const std::string &pv_id, const V
     for (const auto &[lv_name, lv] : lvs->fields) {
         if (lv.kind != Value::section) continue;
         if (out.size() >= kMaxLvmVolumes) {
-            add(findings, FindingSeverity::error, pv.offset, "more than " + std::to_string(kMaxLvmVolumes) + " LVM volumes; the rest are not listed");
+            add(findings, FindingSeverity::error, pv.offset,
+                "more than " + std::to_string(kMaxLvmVolumes) + " LVM volumes; the rest are not listed");
             return;
         }
         Volume v;
@@ -213,7 +226,8 @@ void parse_lvm_metadata(std::string_view text, const std::string &pv_id, const V
         // Segments in start_extent order.
         std::vector<std::pair<int64_t, const Value *>> segs;
         for (const auto &[k, s] : lv.fields)
-            if (s.kind == Value::section && k.rfind("segment", 0) == 0) segs.emplace_back(s.number_at("start_extent").value_or(-1), &s);
+            if (s.kind == Value::section && k.rfind("segment", 0) == 0)
+                segs.emplace_back(s.number_at("start_extent").value_or(-1), &s);
         std::sort(segs.begin(), segs.end(), [](const auto &a, const auto &b) { return a.first < b.first; });
         uint64_t expect = 0;
         std::string problem;
@@ -228,7 +242,8 @@ void parse_lvm_metadata(std::string_view text, const std::string &pv_id, const V
                                 stripes->items[1].kind == Value::number;
             types.push_back(linear ? "linear" : type.empty() ? "unknown" : type);
             if (!linear) {
-                if (problem.empty()) problem = "its segment type is " + types.back() + " (only linear volumes can be mounted)";
+                if (problem.empty())
+                    problem = "its segment type is " + types.back() + " (only linear volumes can be mounted)";
                 continue;
             }
             if (start < 0 || static_cast<uint64_t>(start) != expect || !count || *count <= 0 ||
@@ -248,15 +263,18 @@ void parse_lvm_metadata(std::string_view text, const std::string &pv_id, const V
                 where->second + static_cast<uint64_t>(pe) * extent_bytes > pv.length ||
                 count_bytes > pv.length - where->second - static_cast<uint64_t>(pe) * extent_bytes) {
                 problem = "a segment lies past the PV's end";
-                add(findings, FindingSeverity::error, pv.offset, "LVM volume " + v.name + ": a segment lies past the PV's end");
+                add(findings, FindingSeverity::error, pv.offset,
+                    "LVM volume " + v.name + ": a segment lies past the PV's end");
                 continue;
             }
-            v.extents.push_back(VolumeExtent{pv.offset + where->second + static_cast<uint64_t>(pe) * extent_bytes, count_bytes});
+            v.extents.push_back(
+                VolumeExtent{pv.offset + where->second + static_cast<uint64_t>(pe) * extent_bytes, count_bytes});
             v.length += count_bytes;
         }
         std::sort(types.begin(), types.end());
         types.erase(std::unique(types.begin(), types.end()), types.end());
-        for (const std::string &t : types) v.lvm_segment_type += (v.lvm_segment_type.empty() ? "" : ",") + t;
+        for (const std::string &t : types)
+            v.lvm_segment_type += (v.lvm_segment_type.empty() ? "" : ",") + t;
         if (segs.empty()) problem = "it has no segments";
         if (!problem.empty()) {
             v.not_mountable = problem;
@@ -295,7 +313,8 @@ Status scan_lvm(const Reader &r, const Volume &pv, uint32_t &next_index, std::ve
     const auto crc_field = static_cast<uint32_t>(load_le(b + 16, 4));
     (void)crc_field; // LVM's own CRC variant; the metadata's structure is checked instead
     if (off < 32 || off > 512 - 32 - 16) {
-        add(findings, FindingSeverity::error, label, "LVM label: PV header offset " + std::to_string(off) + " is not inside the label sector");
+        add(findings, FindingSeverity::error, label,
+            "LVM label: PV header offset " + std::to_string(off) + " is not inside the label sector");
         return Status::ok();
     }
     const std::string pv_id(reinterpret_cast<const char *>(b + off), 32);
@@ -309,16 +328,21 @@ Status scan_lvm(const Reader &r, const Volume &pv, uint32_t &next_index, std::ve
         return o != 0;
     };
     uint64_t o = 0, s = 0;
-    while (next_area(o, s)) {}
+    while (next_area(o, s)) {
+    }
     std::vector<std::pair<uint64_t, uint64_t>> mdas;
-    while (next_area(o, s) && mdas.size() < 2) mdas.emplace_back(o, s);
+    while (next_area(o, s) && mdas.size() < 2)
+        mdas.emplace_back(o, s);
     if (mdas.empty()) {
-        add(findings, FindingSeverity::note, label, "LVM PV at volume " + std::to_string(pv.index) + " has no metadata area; its logical volumes are not listed");
+        add(findings, FindingSeverity::note, label,
+            "LVM PV at volume " + std::to_string(pv.index) +
+                " has no metadata area; its logical volumes are not listed");
         return Status::ok();
     }
     for (const auto &[mda_off, mda_size] : mdas) {
         if (mda_off >= pv.length || mda_size < kMdaHeaderSize || mda_size > pv.length - mda_off) {
-            add(findings, FindingSeverity::error, label, "LVM metadata area at " + std::to_string(mda_off) + " lies outside the PV");
+            add(findings, FindingSeverity::error, label,
+                "LVM metadata area at " + std::to_string(mda_off) + " lies outside the PV");
             continue;
         }
         unsigned char h[kMdaHeaderSize];
@@ -329,9 +353,11 @@ Status scan_lvm(const Reader &r, const Volume &pv, uint32_t &next_index, std::ve
         }
         const uint64_t rl_off = load_le(h + 40, 8), rl_size = load_le(h + 48, 8);
         if (rl_size == 0) continue; // an empty area (vgcreate not run yet)
-        if (rl_off < kMdaHeaderSize || rl_off >= mda_size || rl_size > kMaxLvmMetadata || rl_size > mda_size - kMdaHeaderSize) {
-            add(findings, FindingSeverity::error, pv.offset + mda_off, "LVM metadata location " + std::to_string(rl_off) + "+" +
-                                                                          std::to_string(rl_size) + " is not inside its area");
+        if (rl_off < kMdaHeaderSize || rl_off >= mda_size || rl_size > kMaxLvmMetadata ||
+            rl_size > mda_size - kMdaHeaderSize) {
+            add(findings, FindingSeverity::error, pv.offset + mda_off,
+                "LVM metadata location " + std::to_string(rl_off) + "+" + std::to_string(rl_size) +
+                    " is not inside its area");
             continue;
         }
         // The area is a ring after its header: the text may wrap.
@@ -341,7 +367,8 @@ Status scan_lvm(const Reader &r, const Volume &pv, uint32_t &next_index, std::ve
         if (inside && first < rl_size)
             VDKIT_TRY(r.read(pv.offset + mda_off + kMdaHeaderSize, text.data() + first, rl_size - first, inside));
         if (!inside) continue;
-        while (!text.empty() && text.back() == '\0') text.pop_back();
+        while (!text.empty() && text.back() == '\0')
+            text.pop_back();
         parse_lvm_metadata(text, pv_id, pv, next_index, out, findings);
         return Status::ok(); // one good copy is enough
     }

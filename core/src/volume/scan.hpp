@@ -14,9 +14,9 @@
 namespace vdkit::volume {
 
 // Caps on what untrusted tables may make us read or allocate.
-constexpr uint32_t kMaxGptEntries = 4096;      // UEFI allows more; no real disk has them
-constexpr uint32_t kMaxLogical = 128;          // EBR links (Linux stops after 100 empty links)
-constexpr uint64_t kMaxLvmMetadata = 1 << 20;  // bytes of LVM text metadata parsed
+constexpr uint32_t kMaxGptEntries = 4096;     // UEFI allows more; no real disk has them
+constexpr uint32_t kMaxLogical = 128;         // EBR links (Linux stops after 100 empty links)
+constexpr uint64_t kMaxLvmMetadata = 1 << 20; // bytes of LVM text metadata parsed
 constexpr size_t kMaxLvmVolumes = 1024;
 
 // Reads through the caller's function, refusing ranges past the disk's end

@@ -19,12 +19,18 @@ inline namespace v1 {
 
 const char *to_string(VolumeKind kind) noexcept {
     switch (kind) {
-    case VolumeKind::whole_disk: return "whole-disk";
-    case VolumeKind::primary: return "primary";
-    case VolumeKind::extended: return "extended";
-    case VolumeKind::logical: return "logical";
-    case VolumeKind::gpt: return "gpt";
-    case VolumeKind::lvm: return "lvm";
+    case VolumeKind::whole_disk:
+        return "whole-disk";
+    case VolumeKind::primary:
+        return "primary";
+    case VolumeKind::extended:
+        return "extended";
+    case VolumeKind::logical:
+        return "logical";
+    case VolumeKind::gpt:
+        return "gpt";
+    case VolumeKind::lvm:
+        return "lvm";
     }
     return "unknown";
 }
@@ -45,21 +51,23 @@ uint32_t crc32(const unsigned char *p, size_t n, uint32_t crc) noexcept {
         std::array<uint32_t, 256> t{};
         for (uint32_t i = 0; i < 256; ++i) {
             uint32_t c = i;
-            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            for (int k = 0; k < 8; ++k)
+                c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
             t[i] = c;
         }
         return t;
     }();
     crc = ~crc;
-    for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    for (size_t i = 0; i < n; ++i)
+        crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
     return ~crc;
 }
 
 std::string guid_text(const unsigned char *p) {
     char s[37];
-    std::snprintf(s, sizeof s, "%08X-%04X-%04X-%02X%02X-%02X%02X%02X%02X%02X%02X",
-                  static_cast<unsigned>(load_le(p, 4)), static_cast<unsigned>(load_le(p + 4, 2)),
-                  static_cast<unsigned>(load_le(p + 6, 2)), p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]);
+    std::snprintf(s, sizeof s, "%08X-%04X-%04X-%02X%02X-%02X%02X%02X%02X%02X%02X", static_cast<unsigned>(load_le(p, 4)),
+                  static_cast<unsigned>(load_le(p + 4, 2)), static_cast<unsigned>(load_le(p + 6, 2)), p[8], p[9], p[10],
+                  p[11], p[12], p[13], p[14], p[15]);
     return s;
 }
 
@@ -70,7 +78,9 @@ using Findings = std::vector<VolumeFinding>;
 void finding(Findings &f, FindingSeverity sev, std::optional<uint64_t> off, std::string msg) {
     f.push_back(VolumeFinding{sev, off, std::move(msg)});
 }
-void damage(Findings &f, uint64_t off, std::string msg) { finding(f, FindingSeverity::error, off, std::move(msg)); }
+void damage(Findings &f, uint64_t off, std::string msg) {
+    finding(f, FindingSeverity::error, off, std::move(msg));
+}
 void note(Findings &f, std::optional<uint64_t> off, std::string msg) {
     finding(f, FindingSeverity::note, off, std::move(msg));
 }
@@ -84,28 +94,54 @@ std::string hex_text(uint64_t v) {
 // MBR type bytes (formats.md §5.1, LY-MBR).
 const char *mbr_type_name(uint8_t t) {
     switch (t) {
-    case 0x01: return "FAT12";
-    case 0x04: case 0x06: case 0x0E: return "FAT16";
-    case 0x05: case 0x0F: case 0x85: return "Extended";
-    case 0x07: return "HPFS/NTFS/exFAT";
-    case 0x0B: case 0x0C: return "W95 FAT32";
-    case 0x42: return "Windows LDM";
-    case 0x82: return "Linux swap";
-    case 0x83: return "Linux";
-    case 0x8E: return "Linux LVM";
-    case 0xA5: return "FreeBSD";
-    case 0xA6: return "OpenBSD";
-    case 0xA9: return "NetBSD";
-    case 0xAF: return "HFS";
-    case 0xEE: return "GPT protective";
-    case 0xEF: return "EFI System";
-    case 0xFB: return "VMFS";
-    case 0xFC: return "VMware swap";
-    case 0xFD: return "Linux RAID";
-    default: return "";
+    case 0x01:
+        return "FAT12";
+    case 0x04:
+    case 0x06:
+    case 0x0E:
+        return "FAT16";
+    case 0x05:
+    case 0x0F:
+    case 0x85:
+        return "Extended";
+    case 0x07:
+        return "HPFS/NTFS/exFAT";
+    case 0x0B:
+    case 0x0C:
+        return "W95 FAT32";
+    case 0x42:
+        return "Windows LDM";
+    case 0x82:
+        return "Linux swap";
+    case 0x83:
+        return "Linux";
+    case 0x8E:
+        return "Linux LVM";
+    case 0xA5:
+        return "FreeBSD";
+    case 0xA6:
+        return "OpenBSD";
+    case 0xA9:
+        return "NetBSD";
+    case 0xAF:
+        return "HFS";
+    case 0xEE:
+        return "GPT protective";
+    case 0xEF:
+        return "EFI System";
+    case 0xFB:
+        return "VMFS";
+    case 0xFC:
+        return "VMware swap";
+    case 0xFD:
+        return "Linux RAID";
+    default:
+        return "";
     }
 }
-bool is_extended(uint8_t t) { return t == 0x05 || t == 0x0F || t == 0x85; }
+bool is_extended(uint8_t t) {
+    return t == 0x05 || t == 0x0F || t == 0x85;
+}
 
 // GPT type GUIDs (formats.md §5.2, LY-GPT).
 const char *gpt_type_name(const std::string &g) {
@@ -143,9 +179,12 @@ std::string utf16_name(const unsigned char *p, size_t units) {
             if (lo >= 0xDC00 && lo < 0xE000) {
                 c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
                 ++i;
-            } else c = 0xFFFD;
-        } else if (c >= 0xD800 && c < 0xE000) c = 0xFFFD;
-        if (c < 0x80) out += static_cast<char>(c);
+            } else
+                c = 0xFFFD;
+        } else if (c >= 0xD800 && c < 0xE000)
+            c = 0xFFFD;
+        if (c < 0x80)
+            out += static_cast<char>(c);
         else if (c < 0x800) {
             out += static_cast<char>(0xC0 | (c >> 6));
             out += static_cast<char>(0x80 | (c & 0x3F));
@@ -171,11 +210,14 @@ std::array<MbrEntry, 4> mbr_entries(const unsigned char *s) {
     std::array<MbrEntry, 4> e{};
     for (int i = 0; i < 4; ++i) {
         const unsigned char *p = s + 446 + 16 * i;
-        e[i] = MbrEntry{p[0], p[4], static_cast<uint32_t>(load_le(p + 8, 4)), static_cast<uint32_t>(load_le(p + 12, 4))};
+        e[i] =
+            MbrEntry{p[0], p[4], static_cast<uint32_t>(load_le(p + 8, 4)), static_cast<uint32_t>(load_le(p + 12, 4))};
     }
     return e;
 }
-bool has_signature(const unsigned char *s) { return s[510] == 0x55 && s[511] == 0xAA; }
+bool has_signature(const unsigned char *s) {
+    return s[510] == 0x55 && s[511] == 0xAA;
+}
 
 // A FAT/NTFS/exFAT boot sector also ends in 55AA (formats.md §8.5 item 1):
 // a BPB, or any status byte other than 0x00/0x80, means no partition table.
@@ -239,10 +281,12 @@ Status read_gpt_header(Scan &s, uint64_t lba, std::optional<GptHeader> &hdr, std
     h.count = static_cast<uint32_t>(load_le(b.data() + 80, 4));
     h.entry_size = static_cast<uint32_t>(load_le(b.data() + 84, 4));
     h.array_crc = static_cast<uint32_t>(load_le(b.data() + 88, 4));
-    if (h.my_lba != lba) return why = "MyLBA " + std::to_string(h.my_lba) + " is not its own block " + std::to_string(lba), Status::ok();
+    if (h.my_lba != lba)
+        return why = "MyLBA " + std::to_string(h.my_lba) + " is not its own block " + std::to_string(lba), Status::ok();
     if (h.first_usable > h.last_usable || h.last_usable >= s.sectors())
         return why = "usable range " + std::to_string(h.first_usable) + ".." + std::to_string(h.last_usable) +
-                     " is not inside the disk", Status::ok();
+                     " is not inside the disk",
+               Status::ok();
     if (h.entry_size < 128 || (h.entry_size & (h.entry_size - 1)) != 0 || h.entry_size > 4096)
         return why = "entry size " + std::to_string(h.entry_size) + " is not 128·2^n", Status::ok();
     if (h.count > kMaxGptEntries)
@@ -266,8 +310,9 @@ Status read_gpt_array(Scan &s, const GptHeader &h, std::vector<unsigned char> &a
 Status scan_gpt(Scan &s) {
     VolumeList &out = s.out;
     if (s.sectors() < 3) {
-        damage(out.findings, 0, "a GPT needs at least 3 sectors of " + std::to_string(s.ss) + " bytes; the disk has " +
-                                    std::to_string(s.sectors()));
+        damage(out.findings, 0,
+               "a GPT needs at least 3 sectors of " + std::to_string(s.ss) + " bytes; the disk has " +
+                   std::to_string(s.sectors()));
         return Status::ok();
     }
     std::optional<GptHeader> primary, backup;
@@ -289,16 +334,20 @@ Status scan_gpt(Scan &s) {
     if (primary && arr_p.empty()) {
         use = &*primary;
         arr = &array_p;
-        if (!backup) damage(out.findings, backup_lba * s.ss, "backup GPT header (LBA " + std::to_string(backup_lba) + ") is damaged: " + why_b);
-        else if (!arr_b.empty()) damage(out.findings, backup->entries_lba * s.ss, "backup GPT " + arr_b);
+        if (!backup)
+            damage(out.findings, backup_lba * s.ss,
+                   "backup GPT header (LBA " + std::to_string(backup_lba) + ") is damaged: " + why_b);
+        else if (!arr_b.empty())
+            damage(out.findings, backup->entries_lba * s.ss, "backup GPT " + arr_b);
     } else if (backup && arr_b.empty()) {
         use = &*backup;
         arr = &array_b;
         damage(out.findings, s.ss,
-               "primary GPT " + (primary ? arr_p : "header (LBA 1) is damaged: " + why_p) +
-                   "; the backup GPT at LBA " + std::to_string(backup_lba) + " was used");
+               "primary GPT " + (primary ? arr_p : "header (LBA 1) is damaged: " + why_p) + "; the backup GPT at LBA " +
+                   std::to_string(backup_lba) + " was used");
     } else {
-        damage(out.findings, s.ss, "no valid GPT: primary " + (primary ? arr_p : why_p) + "; backup " + (backup ? arr_b : why_b));
+        damage(out.findings, s.ss,
+               "no valid GPT: primary " + (primary ? arr_p : why_p) + "; backup " + (backup ? arr_b : why_b));
         return Status::ok();
     }
     out.table = "gpt";
@@ -316,8 +365,9 @@ Status scan_gpt(Scan &s) {
         const uint32_t index = i + 1;
         const uint64_t entry_off = use->entries_lba * s.ss + static_cast<uint64_t>(i) * use->entry_size;
         if (first > last) {
-            damage(out.findings, entry_off, "GPT entry " + std::to_string(index) + ": first LBA " + std::to_string(first) +
-                                                " is after its last LBA " + std::to_string(last) + "; skipped");
+            damage(out.findings, entry_off,
+                   "GPT entry " + std::to_string(index) + ": first LBA " + std::to_string(first) +
+                       " is after its last LBA " + std::to_string(last) + "; skipped");
             continue;
         }
         // first, last < 2^64; in bytes they may overflow: clip to the disk.
@@ -332,12 +382,14 @@ Status scan_gpt(Scan &s) {
         v.name = utf16_name(e + 56, std::min<size_t>(36, (use->entry_size - 56) / 2));
         if (past_end) {
             v.not_mountable = "it extends past the disk's end";
-            damage(out.findings, entry_off, "GPT entry " + std::to_string(index) + " (LBA " + std::to_string(first) + ".." +
-                                                std::to_string(last) + ") extends past the disk's end (" +
-                                                std::to_string(s.sectors()) + " sectors)");
+            damage(out.findings, entry_off,
+                   "GPT entry " + std::to_string(index) + " (LBA " + std::to_string(first) + ".." +
+                       std::to_string(last) + ") extends past the disk's end (" + std::to_string(s.sectors()) +
+                       " sectors)");
         } else if (first < use->first_usable || last > use->last_usable) {
-            damage(out.findings, entry_off, "GPT entry " + std::to_string(index) + " lies outside the usable range " +
-                                                std::to_string(use->first_usable) + ".." + std::to_string(use->last_usable));
+            damage(out.findings, entry_off,
+                   "GPT entry " + std::to_string(index) + " lies outside the usable range " +
+                       std::to_string(use->first_usable) + ".." + std::to_string(use->last_usable));
         }
         spans.push_back(Span{first, last, index});
         out.volumes.push_back(std::move(v));
@@ -347,7 +399,8 @@ Status scan_gpt(Scan &s) {
         for (size_t j = 0; j < i; ++j)
             if (spans[j].last >= spans[i].first)
                 damage(out.findings, spans[i].first * s.ss,
-                       "GPT partitions " + std::to_string(spans[j].index) + " and " + std::to_string(spans[i].index) + " overlap");
+                       "GPT partitions " + std::to_string(spans[j].index) + " and " + std::to_string(spans[i].index) +
+                           " overlap");
     return Status::ok();
 }
 
@@ -356,7 +409,8 @@ Status scan_gpt(Scan &s) {
 void check_overlaps(VolumeList &out, uint64_t ss) {
     std::vector<const Volume *> vs;
     for (const Volume &v : out.volumes)
-        if (v.kind == VolumeKind::primary || v.kind == VolumeKind::logical || v.kind == VolumeKind::extended) vs.push_back(&v);
+        if (v.kind == VolumeKind::primary || v.kind == VolumeKind::logical || v.kind == VolumeKind::extended)
+            vs.push_back(&v);
     for (size_t i = 0; i < vs.size(); ++i)
         for (size_t j = i + 1; j < vs.size(); ++j) {
             const Volume &a = *vs[i], &b = *vs[j];
@@ -366,9 +420,9 @@ void check_overlaps(VolumeList &out, uint64_t ss) {
                 continue;
             if (a.length && b.length && a.offset < b.offset + b.length && b.offset < a.offset + a.length)
                 damage(out.findings, std::max(a.offset, b.offset),
-                       "partitions " + std::to_string(a.index) + " and " + std::to_string(b.index) + " overlap (sectors " +
-                           std::to_string(a.offset / ss) + "+" + std::to_string(a.length / ss) + " and " +
-                           std::to_string(b.offset / ss) + "+" + std::to_string(b.length / ss) + ")");
+                       "partitions " + std::to_string(a.index) + " and " + std::to_string(b.index) +
+                           " overlap (sectors " + std::to_string(a.offset / ss) + "+" + std::to_string(a.length / ss) +
+                           " and " + std::to_string(b.offset / ss) + "+" + std::to_string(b.length / ss) + ")");
         }
 }
 
@@ -384,9 +438,9 @@ Volume mbr_volume(Scan &s, uint32_t index, VolumeKind kind, const MbrEntry &e, u
     v.type_name = mbr_type_name(e.type);
     if (end > n) {
         v.not_mountable = "it extends past the disk's end";
-        damage(s.out.findings, where, "partition " + std::to_string(index) + " (sectors " + std::to_string(start) + "+" +
-                                          std::to_string(e.count) + ") extends past the disk's end (" + std::to_string(n) +
-                                          " sectors)");
+        damage(s.out.findings, where,
+               "partition " + std::to_string(index) + " (sectors " + std::to_string(start) + "+" +
+                   std::to_string(e.count) + ") extends past the disk's end (" + std::to_string(n) + " sectors)");
     }
     return v;
 }
@@ -400,25 +454,30 @@ Status scan_logicals(Scan &s, const Volume &ext, uint64_t ext_start, uint64_t ex
     for (unsigned link = 0;; ++link) {
         const uint64_t where = ebr * s.ss;
         if (link >= kMaxLogical) {
-            damage(s.out.findings, where, "the logical partition chain has more than " + std::to_string(kMaxLogical) + " links; stopped");
+            damage(s.out.findings, where,
+                   "the logical partition chain has more than " + std::to_string(kMaxLogical) + " links; stopped");
             break;
         }
         if (!seen.insert(ebr).second) {
-            damage(s.out.findings, where, "the logical partition chain loops back to the EBR at sector " + std::to_string(ebr) + "; stopped");
+            damage(s.out.findings, where,
+                   "the logical partition chain loops back to the EBR at sector " + std::to_string(ebr) + "; stopped");
             break;
         }
         if (ebr < ext_start || ebr >= ext_start + ext_count) {
-            damage(s.out.findings, where, "an EBR link points outside the extended partition (sector " + std::to_string(ebr) + "); stopped");
+            damage(s.out.findings, where,
+                   "an EBR link points outside the extended partition (sector " + std::to_string(ebr) + "); stopped");
             break;
         }
         bool inside = false;
         VDKIT_TRY(s.r.read(where, b.data(), b.size(), inside));
         if (!inside) {
-            damage(s.out.findings, where, "the EBR at sector " + std::to_string(ebr) + " is past the disk's end; stopped");
+            damage(s.out.findings, where,
+                   "the EBR at sector " + std::to_string(ebr) + " is past the disk's end; stopped");
             break;
         }
         if (!has_signature(b.data())) {
-            damage(s.out.findings, where, "the EBR at sector " + std::to_string(ebr) + " has no 55AA signature; stopped");
+            damage(s.out.findings, where,
+                   "the EBR at sector " + std::to_string(ebr) + " has no 55AA signature; stopped");
             break;
         }
         const auto e = mbr_entries(b.data());
@@ -479,8 +538,10 @@ Status scan_mbr(Scan &s, const unsigned char *mbr) {
     const auto e = mbr_entries(mbr);
     bool protective = false, others = false;
     for (const MbrEntry &m : e) {
-        if (m.type == 0xEE) protective = true;
-        else if (m.type != 0) others = true;
+        if (m.type == 0xEE)
+            protective = true;
+        else if (m.type != 0)
+            others = true;
     }
     char sig[9];
     std::snprintf(sig, sizeof sig, "%08x", static_cast<unsigned>(load_le(mbr + 440, 4)));
@@ -494,7 +555,8 @@ Status scan_mbr(Scan &s, const unsigned char *mbr) {
         const size_t before = out.findings.size();
         VDKIT_TRY(scan_gpt(s));
         if (out.table == "gpt") {
-            if (others) note(out.findings, 446, "hybrid MBR: its entries beside the 0xEE one are ignored (the GPT wins)");
+            if (others)
+                note(out.findings, 446, "hybrid MBR: its entries beside the 0xEE one are ignored (the GPT wins)");
             if (!protective) note(out.findings, 446, "the MBR has no protective 0xEE entry; the GPT was used");
             return Status::ok();
         }
@@ -508,9 +570,10 @@ Status scan_mbr(Scan &s, const unsigned char *mbr) {
         const MbrEntry &m = e[i];
         if (m.type == 0 || m.count == 0 || m.type == 0xEE) continue;
         const uint64_t where = 446 + 16 * static_cast<uint64_t>(i);
-        Volume v = mbr_volume(s, static_cast<uint32_t>(i + 1), is_extended(m.type) ? VolumeKind::extended : VolumeKind::primary,
-                              m, m.start, where);
-        if (m.start == 0) damage(out.findings, where, "partition " + std::to_string(i + 1) + " starts at sector 0 (the MBR)");
+        Volume v = mbr_volume(s, static_cast<uint32_t>(i + 1),
+                              is_extended(m.type) ? VolumeKind::extended : VolumeKind::primary, m, m.start, where);
+        if (m.start == 0)
+            damage(out.findings, where, "partition " + std::to_string(i + 1) + " starts at sector 0 (the MBR)");
         if (is_extended(m.type)) {
             v.not_mountable = "it is an extended partition (it holds the logical partitions)";
             const Volume copy = v;
@@ -520,7 +583,8 @@ Status scan_mbr(Scan &s, const unsigned char *mbr) {
             out.volumes.push_back(std::move(v));
         }
     }
-    std::sort(out.volumes.begin(), out.volumes.end(), [](const Volume &a, const Volume &b) { return a.index < b.index; });
+    std::sort(out.volumes.begin(), out.volumes.end(),
+              [](const Volume &a, const Volume &b) { return a.index < b.index; });
     check_overlaps(out, s.ss);
     return Status::ok();
 }
@@ -548,8 +612,11 @@ Result<VolumeList> list_volumes(uint64_t disk_size, const VolumeReadFunction &re
         for (const MbrEntry &m : mbr_entries(mbr.data()))
             statuses_ok &= m.status == 0 || m.status == 0x80;
         VDKIT_TRY(detect_sector_size(s, mbr.data()));
-        if (statuses_ok) VDKIT_TRY(scan_mbr(s, mbr.data()));
-        else if (!options.sector_size) note(out.findings, 446, "sector 0 ends in 55AA but its status bytes are not 0x00/0x80: not a partition table");
+        if (statuses_ok)
+            VDKIT_TRY(scan_mbr(s, mbr.data()));
+        else if (!options.sector_size)
+            note(out.findings, 446,
+                 "sector 0 ends in 55AA but its status bytes are not 0x00/0x80: not a partition table");
     } else if (inside && !looks_like_boot_sector(mbr.data())) {
         // No MBR signature: a GPT without a protective MBR is still read.
         VDKIT_TRY(detect_sector_size(s, mbr.data()));
@@ -568,11 +635,13 @@ Result<VolumeList> list_volumes(uint64_t disk_size, const VolumeReadFunction &re
             if (v.kind != VolumeKind::extended && v.length) VDKIT_TRY(identify(r, v, out.findings));
     if (options.lvm) {
         uint32_t next = 1;
-        for (const Volume &v : out.volumes) next = std::max(next, v.index + 1);
+        for (const Volume &v : out.volumes)
+            next = std::max(next, v.index + 1);
         std::vector<Volume> lvs;
         for (Volume &v : out.volumes)
             if (v.kind != VolumeKind::extended && v.length && has_lvm_label(r, v.offset, v.length)) {
-                if (v.not_mountable.empty()) v.not_mountable = "it is an LVM physical volume (mount its logical volumes)";
+                if (v.not_mountable.empty())
+                    v.not_mountable = "it is an LVM physical volume (mount its logical volumes)";
                 VDKIT_TRY(scan_lvm(r, v, next, lvs, out.findings));
             }
         for (Volume &lv : lvs) {
@@ -582,10 +651,14 @@ Result<VolumeList> list_volumes(uint64_t disk_size, const VolumeReadFunction &re
     }
     for (Volume &v : out.volumes) {
         if (!v.not_mountable.empty()) continue;
-        if (v.filesystem == "swap") v.not_mountable = "it is swap space";
-        else if (v.filesystem == "LVM2_member") v.not_mountable = "it is an LVM physical volume (mount its logical volumes)";
-        else if (v.filesystem == "crypto_LUKS") v.not_mountable = "it is LUKS-encrypted (unlock it with cryptsetup first)";
-        else if (v.length == 0) v.not_mountable = "it is empty";
+        if (v.filesystem == "swap")
+            v.not_mountable = "it is swap space";
+        else if (v.filesystem == "LVM2_member")
+            v.not_mountable = "it is an LVM physical volume (mount its logical volumes)";
+        else if (v.filesystem == "crypto_LUKS")
+            v.not_mountable = "it is LUKS-encrypted (unlock it with cryptsetup first)";
+        else if (v.length == 0)
+            v.not_mountable = "it is empty";
     }
     return out;
 }

@@ -16,14 +16,14 @@ Result<VolumeList> list_volumes(const Disk &disk, const VolumeOptions &options) 
 namespace {
 // Call f(disk_offset, buffer_offset, n) for each piece of [offset, offset+len)
 // of the volume; OUT_OF_RANGE past its end.
-template <class F>
-Status each_piece(const Volume &v, uint64_t offset, uint64_t len, F &&f) {
+template <class F> Status each_piece(const Volume &v, uint64_t offset, uint64_t len, F &&f) {
     if (offset > v.length || len > v.length - offset)
         return Status(VDKIT_E_OUT_OF_RANGE, "volume " + std::to_string(v.index) + ": " + std::to_string(len) +
                                                 " bytes at " + std::to_string(offset) + " pass its end (" +
                                                 std::to_string(v.length) + " bytes)");
     if (len && !v.not_mountable.empty() && v.extents.empty())
-        return Status(VDKIT_E_NOT_SUPPORTED, "volume " + std::to_string(v.index) + " cannot be read: " + v.not_mountable);
+        return Status(VDKIT_E_NOT_SUPPORTED,
+                      "volume " + std::to_string(v.index) + " cannot be read: " + v.not_mountable);
     uint64_t base = 0, done = 0;
     for (const VolumeExtent &e : v.extents) {
         if (done == len) break;
@@ -35,7 +35,8 @@ Status each_piece(const Volume &v, uint64_t offset, uint64_t len, F &&f) {
         }
         base += e.length;
     }
-    if (done != len) return Status(VDKIT_E_INTERNAL, "volume " + std::to_string(v.index) + ": extents shorter than its length");
+    if (done != len)
+        return Status(VDKIT_E_INTERNAL, "volume " + std::to_string(v.index) + ": extents shorter than its length");
     return Status::ok();
 }
 } // namespace

@@ -15,11 +15,11 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <optional>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 
 using namespace vdkit;
@@ -34,7 +34,9 @@ constexpr std::string_view kMetadataKey = "ddb.vdkit.crypt.keystore";
 constexpr std::string_view kSidecarSuffix = ".keystore";
 constexpr uint64_t kChunk = 1u << 20; // bytes transformed per bounce buffer
 
-[[noreturn]] void fail(uint32_t code, const std::string &msg) { throw sdk::Error(code, "crypt: " + msg); }
+[[noreturn]] void fail(uint32_t code, const std::string &msg) {
+    throw sdk::Error(code, "crypt: " + msg);
+}
 
 // The password from password-file= (a path; "-" is standard input) or
 // password-env= (a variable's name): never from a clear-text option.
@@ -49,7 +51,8 @@ Secret read_password(Context &ctx) {
         line = v;
     } else if (file) {
         if (*file == "-") {
-            if (!std::getline(std::cin, line)) fail(VDKIT_E_INVALID_ARGUMENT, "password-file=-: nothing on standard input");
+            if (!std::getline(std::cin, line))
+                fail(VDKIT_E_INVALID_ARGUMENT, "password-file=-: nothing on standard input");
         } else {
             std::ifstream in(*file, std::ios::binary);
             if (!in) fail(VDKIT_E_NOT_FOUND, "password-file: cannot read '" + *file + "'");
@@ -74,9 +77,12 @@ struct KeyStoreHome {
 
     std::string describe() const {
         switch (kind) {
-        case user_file: return "keystore-file '" + path + "'";
-        case metadata: return "the base image's metadata key " + std::string(kMetadataKey);
-        default: return "the sidecar file '" + path + "' next to the base image";
+        case user_file:
+            return "keystore-file '" + path + "'";
+        case metadata:
+            return "the base image's metadata key " + std::string(kMetadataKey);
+        default:
+            return "the sidecar file '" + path + "' next to the base image";
         }
     }
 };
@@ -114,7 +120,8 @@ std::optional<std::string> load_text(Context &ctx, const KeyStoreHome &home) {
         if (!in) return std::nullopt;
         return std::string(std::istreambuf_iterator<char>(in), {});
     }
-    case KeyStoreHome::metadata: return ctx.disk_metadata(kMetadataKey);
+    case KeyStoreHome::metadata:
+        return ctx.disk_metadata(kMetadataKey);
     default: {
         sdk::Store s;
         try {
@@ -140,7 +147,9 @@ void save_text(Context &ctx, const KeyStoreHome &home, const std::string &text, 
         if (!out.flush()) fail(VDKIT_E_IO, "cannot write " + home.describe());
         return;
     }
-    case KeyStoreHome::metadata: ctx.set_disk_metadata(kMetadataKey, text); return;
+    case KeyStoreHome::metadata:
+        ctx.set_disk_metadata(kMetadataKey, text);
+        return;
     default: {
         const std::string line = text + "\n";
         sdk::Store s;
@@ -149,9 +158,10 @@ void save_text(Context &ctx, const KeyStoreHome &home, const std::string &text, 
         } catch (const sdk::Error &e) {
             if (e.code() != VDKIT_E_EXISTS) throw;
             // Not VDKIT_E_EXISTS: --overwrite replaces images, never a key store.
-            fail(VDKIT_E_PERMISSION, home.describe() + " already exists (the key store of an earlier image of this name?); "
-                                                   "a new disk gets a new key store: remove the file, or name "
-                                                   "another with keystore-file=");
+            fail(VDKIT_E_PERMISSION, home.describe() +
+                                         " already exists (the key store of an earlier image of this name?); "
+                                         "a new disk gets a new key store: remove the file, or name "
+                                         "another with keystore-file=");
         }
         s.truncate(ctx.get(), 0);
         s.pwrite(ctx.get(), 0, line.data(), line.size());
@@ -160,7 +170,9 @@ void save_text(Context &ctx, const KeyStoreHome &home, const std::string &text, 
     }
 }
 
-bool all_zero(const uint8_t *p, size_t n) { return sdk::is_zero(p, n); }
+bool all_zero(const uint8_t *p, size_t n) {
+    return sdk::is_zero(p, n);
+}
 
 class Crypt {
 public:
@@ -247,7 +259,8 @@ public:
         std::string line;
         if (env) {
             const char *v = std::getenv(env->c_str());
-            if (!v) fail(VDKIT_E_INVALID_ARGUMENT, "new-password-env: the environment variable '" + *env + "' is not set");
+            if (!v)
+                fail(VDKIT_E_INVALID_ARGUMENT, "new-password-env: the environment variable '" + *env + "' is not set");
             line = v;
         } else {
             std::ifstream in(*file, std::ios::binary);
@@ -342,7 +355,8 @@ public:
 private:
     // Opened for information only (VDKIT_OPEN_INFO): no key was unwrapped.
     void need_key() const {
-        if (!xts) fail(VDKIT_E_NOT_SUPPORTED, "the disk was opened for information only: no data can be read or written");
+        if (!xts)
+            fail(VDKIT_E_NOT_SUPPORTED, "the disk was opened for information only: no data can be read or written");
     }
     // A stored sector of all zero bytes is a sector nothing encrypted wrote
     // (a format's zero record or zero-filled block, a raw file's hole): it
@@ -351,10 +365,12 @@ private:
     void decrypt(uint64_t off, uint8_t *p, uint64_t len) const {
         for (uint64_t done = 0; done < len;) {
             uint64_t run = 0;
-            while (done + run < len && !all_zero(p + done + run, kSector)) run += kSector;
+            while (done + run < len && !all_zero(p + done + run, kSector))
+                run += kSector;
             if (run) xts->sectors((off + done) / kSector, p + done, static_cast<size_t>(run), false);
             done += run;
-            while (done < len && all_zero(p + done, kSector)) done += kSector;
+            while (done < len && all_zero(p + done, kSector))
+                done += kSector;
         }
     }
 };
@@ -370,10 +386,11 @@ constexpr vdkit_config_key kKeys[] = {
     sdk::key("cipher", VDKIT_KEY_ENUM, "aes-xts-256", "Cipher of a new disk (AES-XTS256-PLAIN64 or -128).",
              VDKIT_KEY_CREATE_ONLY, "aes-xts-128|aes-xts-256", 0, 0),
     sdk::key("kdf-iterations", VDKIT_KEY_UINT, "0",
-             "PBKDF2-SHA256 iterations for the password (0: calibrated to ~250 ms; at least 20000).",
-             VDKIT_KEY_EXPERT, {}, 0, kMaxIterations),
+             "PBKDF2-SHA256 iterations for the password (0: calibrated to ~250 ms; at least 20000).", VDKIT_KEY_EXPERT,
+             {}, 0, kMaxIterations),
     sdk::key("new-password-file", VDKIT_KEY_STRING, "",
-             "Change the password on open (writable): file holding the new one. The data is not rewritten.", 0, {}, 0, 0),
+             "Change the password on open (writable): file holding the new one. The data is not rewritten.", 0, {}, 0,
+             0),
     sdk::key("new-password-env", VDKIT_KEY_STRING, "", "As new-password-file, from an environment variable.", 0, {}, 0,
              0),
 };
@@ -381,10 +398,9 @@ constexpr vdkit_config_key kKeys[] = {
 const vdkit_plugin_descriptor *crypt_filter() {
     static const vdkit_plugin_descriptor d = sdk::describe(
         VDKIT_KIND_FILTER,
-        sdk::DescriptorSpec{"crypt", "1.0.0",
-                            "AES-XTS-128/256-PLAIN64 disk encryption with a VirtualBox-compatible key store",
-                            VDKIT_CAP_FILTER_DISK | VDKIT_CAP_THREAD_SAFE, kKeys,
-                            static_cast<uint32_t>(std::size(kKeys))},
+        sdk::DescriptorSpec{
+            "crypt", "1.0.0", "AES-XTS-128/256-PLAIN64 disk encryption with a VirtualBox-compatible key store",
+            VDKIT_CAP_FILTER_DISK | VDKIT_CAP_THREAD_SAFE, kKeys, static_cast<uint32_t>(std::size(kKeys))},
         sdk::filter_ops<Crypt>());
     return &d;
 }

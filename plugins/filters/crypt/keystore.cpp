@@ -14,8 +14,12 @@ namespace vdkit::crypt {
 
 // ---- Secret ----
 
-Secret::Secret(size_t n) { resize(n); }
-Secret::~Secret() { release(); }
+Secret::Secret(size_t n) {
+    resize(n);
+}
+Secret::~Secret() {
+    release();
+}
 Secret::Secret(Secret &&o) noexcept : p_(o.p_), n_(o.n_) {
     o.p_ = nullptr;
     o.n_ = 0;
@@ -54,24 +58,30 @@ namespace {
 
 // Field offsets of the packed v1 struct (virtualbox-vd.md §4.3; formats.md §6.3 table).
 constexpr size_t kOffMagic = 0, kOffVersion = 4, kOffCipher = 6, kOffKdf = 38, kOffKeyLen = 70, kOffDigest = 74,
-                 kOffDigestLen = 106, kOffDigestSalt = 110, kOffDigestIter = 142, kOffDekSalt = 146,
-                 kOffDekIter = 178, kOffEncLen = 182, kOffEncDek = 186;
+                 kOffDigestLen = 106, kOffDigestSalt = 110, kOffDigestIter = 142, kOffDekSalt = 146, kOffDekIter = 178,
+                 kOffEncLen = 182, kOffEncDek = 186;
 constexpr uint32_t kMagic = 0x454e4353; // "ENCS" read little-endian: bytes 53 43 4E 45
 constexpr uint16_t kVersion = 0x0100;
 
-uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24; }
+uint32_t le32(const uint8_t *p) {
+    return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24;
+}
 void put32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+    for (int i = 0; i < 4; ++i)
+        p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
 std::string field_text(const uint8_t *p, const char *what, size_t off) {
     const void *nul = std::memchr(p, 0, 32);
-    if (!nul) throw BadKeyStore(std::string("key store: ") + what + " at offset " + std::to_string(off) +
-                                " is not NUL-terminated within its 32 bytes");
+    if (!nul)
+        throw BadKeyStore(std::string("key store: ") + what + " at offset " + std::to_string(off) +
+                          " is not NUL-terminated within its 32 bytes");
     return std::string(reinterpret_cast<const char *>(p), static_cast<const uint8_t *>(nul) - p);
 }
 
-std::string kdf_hash(const std::string &kdf) { return kdf.substr(7); } // "PBKDF2-" + hash
+std::string kdf_hash(const std::string &kdf) {
+    return kdf.substr(7);
+} // "PBKDF2-" + hash
 
 size_t key_len_of(const std::string &cipher) {
     return cipher == "AES-XTS128-PLAIN64" ? 32 : cipher == "AES-XTS256-PLAIN64" ? 64 : 0;
@@ -88,14 +98,15 @@ KeyStore KeyStore::parse(std::string_view text) {
     for (char c : text)
         if (!std::isspace(static_cast<unsigned char>(c))) clean += c;
     if (clean.size() % 4 || clean.size() > 4 * ((kKeyStoreSize + 2) / 3) + 4)
-        throw BadKeyStore("key store: not the base64 of a " + std::to_string(kKeyStoreSize) + "-byte version 1 store (" +
-                          std::to_string(clean.size()) + " characters)");
+        throw BadKeyStore("key store: not the base64 of a " + std::to_string(kKeyStoreSize) +
+                          "-byte version 1 store (" + std::to_string(clean.size()) + " characters)");
     std::vector<uint8_t> raw(clean.size() / 4 * 3 + 1);
     const int n = EVP_DecodeBlock(raw.data(), reinterpret_cast<const unsigned char *>(clean.data()),
                                   static_cast<int>(clean.size()));
     if (n < 0) throw BadKeyStore("key store: not valid base64");
     size_t len = static_cast<size_t>(n);
-    for (size_t i = clean.size(); i-- > 0 && clean[i] == '=';) --len; // EVP_DecodeBlock counts padding
+    for (size_t i = clean.size(); i-- > 0 && clean[i] == '=';)
+        --len; // EVP_DecodeBlock counts padding
     if (len != kKeyStoreSize)
         throw BadKeyStore("key store: " + std::to_string(len) + " bytes, a version 1 store has " +
                           std::to_string(kKeyStoreSize));
@@ -109,12 +120,14 @@ KeyStore KeyStore::parse(std::string_view text) {
     ks.cipher = field_text(p + kOffCipher, "cipher", kOffCipher);
     ks.kdf = field_text(p + kOffKdf, "key derivation", kOffKdf);
     if (!key_len_of(ks.cipher))
-        throw BadKeyStore("key store: cipher '" + ks.cipher + "' at offset 6 is not AES-XTS128-PLAIN64 or AES-XTS256-PLAIN64");
+        throw BadKeyStore("key store: cipher '" + ks.cipher +
+                          "' at offset 6 is not AES-XTS128-PLAIN64 or AES-XTS256-PLAIN64");
     if (ks.kdf != "PBKDF2-SHA1" && ks.kdf != "PBKDF2-SHA256" && ks.kdf != "PBKDF2-SHA512")
         throw BadKeyStore("key store: key derivation '" + ks.kdf + "' at offset 38 is not PBKDF2-SHA1/-SHA256/-SHA512");
     ks.key_len = le32(p + kOffKeyLen);
     if (ks.key_len != key_len_of(ks.cipher))
-        throw BadKeyStore("key store: key size " + std::to_string(ks.key_len) + " at offset 70 does not fit " + ks.cipher);
+        throw BadKeyStore("key store: key size " + std::to_string(ks.key_len) + " at offset 70 does not fit " +
+                          ks.cipher);
     std::memcpy(ks.digest, p + kOffDigest, 32);
     ks.digest_len = le32(p + kOffDigestLen);
     if (ks.digest_len == 0 || ks.digest_len > 32)
@@ -123,14 +136,15 @@ KeyStore KeyStore::parse(std::string_view text) {
     ks.digest_iterations = le32(p + kOffDigestIter);
     std::memcpy(ks.dek_salt, p + kOffDekSalt, 32);
     ks.dek_iterations = le32(p + kOffDekIter);
-    for (auto [count, off] : {std::pair{ks.digest_iterations, kOffDigestIter}, std::pair{ks.dek_iterations, kOffDekIter}})
+    for (auto [count, off] :
+         {std::pair{ks.digest_iterations, kOffDigestIter}, std::pair{ks.dek_iterations, kOffDekIter}})
         if (count == 0 || count > kMaxIterations)
-            throw BadKeyStore("key store: iteration count " + std::to_string(count) + " at offset " + std::to_string(off) +
-                              " is not 1.." + std::to_string(kMaxIterations));
+            throw BadKeyStore("key store: iteration count " + std::to_string(count) + " at offset " +
+                              std::to_string(off) + " is not 1.." + std::to_string(kMaxIterations));
     ks.enc_len = le32(p + kOffEncLen);
     if (ks.enc_len != ks.key_len)
-        throw BadKeyStore("key store: wrapped key size " + std::to_string(ks.enc_len) + " at offset 182 is not the key size " +
-                          std::to_string(ks.key_len));
+        throw BadKeyStore("key store: wrapped key size " + std::to_string(ks.enc_len) +
+                          " at offset 182 is not the key size " + std::to_string(ks.key_len));
     std::memcpy(ks.enc_dek, p + kOffEncDek, 64);
     return ks;
 }
@@ -168,8 +182,8 @@ KeyStore KeyStore::make(const Secret &dek, const Secret &password, uint32_t iter
     ks.cipher = ks.key_len == 32 ? "AES-XTS128-PLAIN64" : "AES-XTS256-PLAIN64";
     if (key_len_of(ks.cipher) != dek.size()) throw std::runtime_error("a data key is 32 or 64 bytes");
     if (iterations < kMinIterations || iterations > kMaxIterations)
-        throw std::runtime_error("the key derivation's iteration count must be " + std::to_string(kMinIterations) + ".." +
-                                 std::to_string(kMaxIterations));
+        throw std::runtime_error("the key derivation's iteration count must be " + std::to_string(kMinIterations) +
+                                 ".." + std::to_string(kMaxIterations));
     ks.kdf = "PBKDF2-SHA256";
     random_bytes(ks.digest_salt, 32);
     random_bytes(ks.dek_salt, 32);
@@ -210,8 +224,7 @@ uint32_t calibrate_iterations(unsigned target_ms) {
     constexpr uint32_t probe = 10000;
     const auto t0 = std::chrono::steady_clock::now();
     pbkdf2("SHA256", pw, sizeof pw, salt, sizeof salt, probe, out, sizeof out);
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     OPENSSL_cleanse(out, sizeof out);
     double want = ms > 0 ? probe * (target_ms / ms) : kMaxIterations;
     if (want > 10000000.0) want = 10000000.0;

@@ -46,22 +46,22 @@ struct BadKeyStore : std::runtime_error {
 };
 
 inline constexpr size_t kKeyStoreSize = 250;
-inline constexpr uint32_t kDigestIterations = 20000; // VirtualBox's fixed count
-inline constexpr uint32_t kMinIterations = 20000;    // VirtualBox's minimum for the password KDF
+inline constexpr uint32_t kDigestIterations = 20000;  // VirtualBox's fixed count
+inline constexpr uint32_t kMinIterations = 20000;     // VirtualBox's minimum for the password KDF
 inline constexpr uint32_t kMaxIterations = 100000000; // bound on an untrusted count (CPU time)
 
 struct KeyStore {
-    std::string cipher; // "AES-XTS128-PLAIN64" or "AES-XTS256-PLAIN64"
-    std::string kdf;    // "PBKDF2-SHA1", "PBKDF2-SHA256" or "PBKDF2-SHA512"
-    uint32_t key_len = 0;               // cbKey: DEK bytes (32 or 64)
-    uint8_t digest[32] = {};            // PBKDF2(DEK, digest_salt, digest_iterations)
-    uint32_t digest_len = 0;            // cbDekDigest (1..32)
+    std::string cipher;      // "AES-XTS128-PLAIN64" or "AES-XTS256-PLAIN64"
+    std::string kdf;         // "PBKDF2-SHA1", "PBKDF2-SHA256" or "PBKDF2-SHA512"
+    uint32_t key_len = 0;    // cbKey: DEK bytes (32 or 64)
+    uint8_t digest[32] = {}; // PBKDF2(DEK, digest_salt, digest_iterations)
+    uint32_t digest_len = 0; // cbDekDigest (1..32)
     uint8_t digest_salt[32] = {};
     uint32_t digest_iterations = 0;
-    uint8_t dek_salt[32] = {};          // the password KDF's salt
-    uint32_t dek_iterations = 0;        // the password KDF's count
-    uint32_t enc_len = 0;               // cbDekEnc (= key_len)
-    uint8_t enc_dek[64] = {};           // XTS(KEK, tweak 0)(DEK)
+    uint8_t dek_salt[32] = {};   // the password KDF's salt
+    uint32_t dek_iterations = 0; // the password KDF's count
+    uint32_t enc_len = 0;        // cbDekEnc (= key_len)
+    uint8_t enc_dek[64] = {};    // XTS(KEK, tweak 0)(DEK)
 
     // Parse base64 text (whitespace ignored); throws BadKeyStore naming the
     // field and its offset.

@@ -25,7 +25,8 @@ EVP_CIPHER_CTX *keyed(const EVP_CIPHER *cipher, const uint8_t *key, int enc) {
 
 CtxPtr copy_of(EVP_CIPHER_CTX *tmpl) {
     CtxPtr c(EVP_CIPHER_CTX_new());
-    if (!c || EVP_CIPHER_CTX_copy(c.get(), tmpl) != 1) throw std::runtime_error("OpenSSL could not copy an XTS context");
+    if (!c || EVP_CIPHER_CTX_copy(c.get(), tmpl) != 1)
+        throw std::runtime_error("OpenSSL could not copy an XTS context");
     return c;
 }
 
@@ -62,7 +63,8 @@ void Xts::sectors(uint64_t first_sector, uint8_t *data, size_t len, bool encrypt
     uint8_t tweak[16] = {};
     for (size_t off = 0; off < len; off += kSector) {
         const uint64_t n = first_sector + off / kSector;
-        for (int i = 0; i < 8; ++i) tweak[i] = static_cast<uint8_t>(n >> (8 * i)); // plain64: LE64 ‖ 0^8
+        for (int i = 0; i < 8; ++i)
+            tweak[i] = static_cast<uint8_t>(n >> (8 * i)); // plain64: LE64 ‖ 0^8
         run(c.get(), tweak, data + off, data + off, kSector);
     }
 }
@@ -73,8 +75,8 @@ void Xts::unit(const uint8_t tweak[16], const uint8_t *in, uint8_t *out, size_t 
     run(c.get(), tweak, in, out, len);
 }
 
-void pbkdf2(const std::string &hash, const uint8_t *password, size_t password_len, const uint8_t *salt,
-            size_t salt_len, uint32_t iterations, uint8_t *out, size_t out_len) {
+void pbkdf2(const std::string &hash, const uint8_t *password, size_t password_len, const uint8_t *salt, size_t salt_len,
+            uint32_t iterations, uint8_t *out, size_t out_len) {
     const EVP_MD *md = hash == "SHA1"     ? EVP_sha1()
                        : hash == "SHA256" ? EVP_sha256()
                        : hash == "SHA512" ? EVP_sha512()

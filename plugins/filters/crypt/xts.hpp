@@ -39,8 +39,8 @@ private:
 };
 
 // PBKDF2-HMAC-<hash> (hash: "SHA1", "SHA256", "SHA512"); throws on failure.
-void pbkdf2(const std::string &hash, const uint8_t *password, size_t password_len, const uint8_t *salt,
-            size_t salt_len, uint32_t iterations, uint8_t *out, size_t out_len);
+void pbkdf2(const std::string &hash, const uint8_t *password, size_t password_len, const uint8_t *salt, size_t salt_len,
+            uint32_t iterations, uint8_t *out, size_t out_len);
 
 } // namespace vdkit::crypt
 

@@ -17,8 +17,12 @@ std::string hex(uint64_t v) {
     } while (v);
     return "0x" + s;
 }
-std::string at(uint64_t offset) { return " (header byte " + std::to_string(offset) + ")"; }
-uint64_t align8(uint64_t v) { return (v + 7) & ~uint64_t(7); }
+std::string at(uint64_t offset) {
+    return " (header byte " + std::to_string(offset) + ")";
+}
+uint64_t align8(uint64_t v) {
+    return (v + 7) & ~uint64_t(7);
+}
 
 // A table of `bytes` bytes at `offset`, cluster aligned, inside the file
 // and not over the header cluster (qcow2.txt §Header: "Must be aligned to a
@@ -54,7 +58,8 @@ std::optional<std::string> parse_extensions(const unsigned char *buf, uint64_t s
     };
     uint64_t off = start;
     while (off < end) {
-        if (end - off < 8) return "header extension at byte " + std::to_string(off) + " is cut off by the end of the header cluster";
+        if (end - off < 8)
+            return "header extension at byte " + std::to_string(off) + " is cut off by the end of the header cluster";
         const uint32_t type = static_cast<uint32_t>(load_be(buf + off, 4));
         const uint64_t len = load_be(buf + off + 4, 4);
         if (type == kExtEnd) return std::nullopt;
@@ -89,7 +94,9 @@ std::optional<std::string> parse_extensions(const unsigned char *buf, uint64_t s
             h.has_data_file_ext = true;
             h.data_file.assign(reinterpret_cast<const char *>(data), static_cast<size_t>(len));
             break;
-        default: ++h.unknown_extensions; break; // "can be safely ignored"
+        default:
+            ++h.unknown_extensions;
+            break; // "can be safely ignored"
         }
         const uint64_t next = off + 8 + align8(len);
         if (next <= off) break;
@@ -150,7 +157,8 @@ std::optional<std::string> parse_header(const unsigned char *buf, uint64_t len, 
 
     // Cluster size first: every other bound depends on it.
     if (h.cluster_bits < kMinClusterBits || h.cluster_bits > kMaxClusterBits)
-        return "cluster_bits " + std::to_string(h.cluster_bits) + at(20) + " is out of range (9 to 21: 512 bytes to 2 MiB)";
+        return "cluster_bits " + std::to_string(h.cluster_bits) + at(20) +
+               " is out of range (9 to 21: 512 bytes to 2 MiB)";
     const uint64_t cs = h.cluster_size();
     const uint64_t header_area = std::min(cs, len); // what of the first cluster we were given
     if (h.version == 3) {
@@ -160,7 +168,8 @@ std::optional<std::string> parse_header(const unsigned char *buf, uint64_t len, 
         if (h.header_length > header_area)
             return "the file ends inside the header (header_length " + std::to_string(h.header_length) + ")";
         if (h.header_length > 104) h.compression_type = buf[104];
-        if (h.refcount_order > 6) return "refcount_order " + std::to_string(h.refcount_order) + at(96) + " exceeds 6 (64-bit refcounts)";
+        if (h.refcount_order > 6)
+            return "refcount_order " + std::to_string(h.refcount_order) + at(96) + " exceeds 6 (64-bit refcounts)";
     }
 
     // Header extensions, up to the backing name (or the cluster's end).
@@ -175,7 +184,8 @@ std::optional<std::string> parse_header(const unsigned char *buf, uint64_t len, 
             return "the backing file name (" + std::to_string(h.backing_file_size) + " bytes at offset " +
                    std::to_string(h.backing_file_offset) + ") runs past the header cluster or the file";
         const unsigned char *name = buf + h.backing_file_offset;
-        if (std::memchr(name, 0, h.backing_file_size)) return "the backing file name contains a NUL byte" + at(h.backing_file_offset);
+        if (std::memchr(name, 0, h.backing_file_size))
+            return "the backing file name contains a NUL byte" + at(h.backing_file_offset);
         h.backing_file.assign(reinterpret_cast<const char *>(name), h.backing_file_size);
         ext_end = h.backing_file_offset;
     }
@@ -194,7 +204,8 @@ std::optional<std::string> parse_header(const unsigned char *buf, uint64_t len, 
     if (h.compression_type != kCompressionZlib && h.compression_type != kCompressionZstd)
         return "unknown compression_type " + std::to_string(h.compression_type) + at(104) + " (0 zlib, 1 zstd)";
     if (h.extended_l2() && h.cluster_bits < 14)
-        return "extended L2 entries need clusters of 16 KiB or more; cluster_bits is " + std::to_string(h.cluster_bits) + at(20);
+        return "extended L2 entries need clusters of 16 KiB or more; cluster_bits is " +
+               std::to_string(h.cluster_bits) + at(20);
     if ((h.autoclear & kAutoclearRawData) && !(h.incompatible & kIncompatDataFile))
         return std::string("the raw external data auto-clear bit is set without an external data file") + at(88);
 
@@ -205,7 +216,8 @@ std::optional<std::string> parse_header(const unsigned char *buf, uint64_t len, 
     if (needed > h.l1_size)
         return "the L1 table (l1_size " + std::to_string(h.l1_size) + at(36) + ") is too small for a disk of " +
                std::to_string(h.size) + " bytes (needs " + std::to_string(needed) + " entries)";
-    if (auto err = check_table(h, h.l1_table_offset, uint64_t(h.l1_size) * 8, file_size, "the L1 table", 40)) return err;
+    if (auto err = check_table(h, h.l1_table_offset, uint64_t(h.l1_size) * 8, file_size, "the L1 table", 40))
+        return err;
     if (uint64_t(h.refcount_table_clusters) * cs > kMaxRefcountTableBytes)
         return "refcount_table_clusters " + std::to_string(h.refcount_table_clusters) + at(56) +
                " makes a refcount table over 8 MiB";
@@ -215,7 +227,8 @@ std::optional<std::string> parse_header(const unsigned char *buf, uint64_t len, 
     if (h.nb_snapshots > kMaxSnapshots)
         return "nb_snapshots " + std::to_string(h.nb_snapshots) + at(60) + " exceeds 65536";
     // Each snapshot table entry takes at least 40 bytes (qcow2.txt §Snapshots).
-    if (auto err = check_table(h, h.snapshots_offset, uint64_t(h.nb_snapshots) * 40, file_size, "the snapshot table", 64))
+    if (auto err =
+            check_table(h, h.snapshots_offset, uint64_t(h.nb_snapshots) * 40, file_size, "the snapshot table", 64))
         return err;
     return std::nullopt;
 }
@@ -224,7 +237,8 @@ std::optional<std::string> refusal(const Header &h) {
     // Features vdkit does not serve (qcow2.txt §Header bytes 32-35, 72-79).
     if (const uint64_t unknown = h.incompatible & ~kIncompatKnown) {
         unsigned bit = 0;
-        while (!(unknown >> bit & 1)) ++bit;
+        while (!(unknown >> bit & 1))
+            ++bit;
         const std::string name = h.feature_name(0, static_cast<uint8_t>(bit));
         return "unknown incompatible feature bit " + std::to_string(bit) +
                (name.empty() ? std::string() : " ('" + name + "')") + at(72) + " is set; vdkit cannot read this image";
@@ -235,7 +249,8 @@ std::optional<std::string> refusal(const Header &h) {
                " (incompatible feature bit 2); vdkit refuses external qcow2 data files (another file the image "
                "would make vdkit open: CVE-2024-32498)";
     if (h.has_data_file_ext)
-        return "an external data file name extension ('" + h.data_file + "') without the external data file feature bit";
+        return "an external data file name extension ('" + h.data_file +
+               "') without the external data file feature bit";
     if (h.crypt_method != kCryptNone) {
         if (h.crypt_method == kCryptAes || h.crypt_method == kCryptLuks)
             return std::string("the image is encrypted (") + (h.crypt_method == kCryptAes ? "AES" : "LUKS") +
@@ -272,7 +287,9 @@ std::optional<std::string> decode_l2(const Header &h, uint64_t entry, uint64_t b
             return std::nullopt;
         }
         if (offset == 0) {
-            if (entry & kL2Copied) return "L2 entry " + hex(entry) + " is allocated at host offset 0 (only valid with an external data file)";
+            if (entry & kL2Copied)
+                return "L2 entry " + hex(entry) +
+                       " is allocated at host offset 0 (only valid with an external data file)";
             return std::nullopt; // unallocated
         }
         out.kind = Kind::data;
@@ -283,7 +300,8 @@ std::optional<std::string> decode_l2(const Header &h, uint64_t entry, uint64_t b
     if (entry & kL2ZeroFlag) return "extended L2 entry " + hex(entry) + " has bit 0 set (always 0 with extended L2)";
     const uint32_t alloc = static_cast<uint32_t>(bitmap), zeros = static_cast<uint32_t>(bitmap >> 32);
     if (alloc & zeros) return "subcluster bitmap " + hex(bitmap) + " marks subclusters both allocated and zero";
-    if (alloc && offset == 0) return "subcluster bitmap " + hex(bitmap) + " allocates subclusters of a cluster with no host offset";
+    if (alloc && offset == 0)
+        return "subcluster bitmap " + hex(bitmap) + " allocates subclusters of a cluster with no host offset";
     if (alloc >> sc & 1) {
         out.kind = Kind::data;
         out.host_offset = offset + uint64_t(sc) * h.subcluster_size();

@@ -19,11 +19,11 @@
 namespace vdkit::qcow2 {
 
 // qcow2.txt §Header.
-constexpr uint32_t kMagic = 0x514649fbu;   // "QFI\xfb"
-constexpr uint32_t kV2HeaderLength = 72;   // version 2: fixed
-constexpr uint32_t kV3HeaderLength = 104;  // version 3: at least this
-constexpr uint32_t kMinClusterBits = 9;    // 512 B
-constexpr uint32_t kMaxClusterBits = 21;   // 2 MiB (qemu's implementation limit; so is ours)
+constexpr uint32_t kMagic = 0x514649fbu;  // "QFI\xfb"
+constexpr uint32_t kV2HeaderLength = 72;  // version 2: fixed
+constexpr uint32_t kV3HeaderLength = 104; // version 3: at least this
+constexpr uint32_t kMinClusterBits = 9;   // 512 B
+constexpr uint32_t kMaxClusterBits = 21;  // 2 MiB (qemu's implementation limit; so is ours)
 constexpr uint32_t kMaxBackingNameLength = 1023;
 
 // Incompatible feature bits (qcow2.txt §Header, bytes 72-79).
@@ -68,7 +68,7 @@ constexpr uint64_t kL2Compressed = 1ull << 62;
 constexpr uint64_t kL2Copied = 1ull << 63;
 constexpr uint64_t kL2ZeroFlag = 1ull << 0;
 constexpr uint64_t kL2StandardReserved = 0x3f000000000001feull; // bits 1-8, 56-61
-constexpr uint32_t kSubclusters = 32; // qcow2.txt §Extended L2 Entries
+constexpr uint32_t kSubclusters = 32;                           // qcow2.txt §Extended L2 Entries
 
 struct Header {
     uint32_t version = 3;
@@ -147,11 +147,13 @@ bool probe(const unsigned char *buf, uint64_t len);
 // Big-endian field access (qcow2.txt §General: all numbers are big endian).
 inline uint64_t load_be(const unsigned char *p, int n) {
     uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+    for (int i = 0; i < n; ++i)
+        v = (v << 8) | p[i];
     return v;
 }
 inline void store_be(unsigned char *p, uint64_t v, int n) {
-    for (int i = n - 1; i >= 0; --i, v >>= 8) p[i] = static_cast<unsigned char>(v);
+    for (int i = n - 1; i >= 0; --i, v >>= 8)
+        p[i] = static_cast<unsigned char>(v);
 }
 
 // What one guest (sub)cluster is, decoded from its L2 entry.

@@ -42,8 +42,8 @@
 #include <cstring>
 #include <deque>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -111,7 +111,8 @@ public:
         const uint64_t cs = ctx.config_uint("cluster-size").value_or(65536);
         if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))
             fail_static(VDKIT_E_INVALID_ARGUMENT, "cluster-size must be a power of two from 512 bytes to 2 MiB");
-        if (size > UINT64_MAX - 2 * cs) fail_static(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(size) + " bytes is too large");
+        if (size > UINT64_MAX - 2 * cs)
+            fail_static(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(size) + " bytes is too large");
         const uint64_t virtual_size = (size + 511) / 512 * 512;
         const uint64_t aligned = (virtual_size + cs - 1) / cs * cs;
         uint64_t meta = cs; // header
@@ -142,8 +143,10 @@ public:
         out.virtual_size = h_.size;
         out.granularity = h_.cluster_size();
         if (!writable_) out.flags |= VDKIT_IMAGE_READ_ONLY;
-        if (has_backing()) out.flags |= VDKIT_IMAGE_HAS_PARENT;
-        else out.flags |= VDKIT_IMAGE_ZERO_INIT;
+        if (has_backing())
+            out.flags |= VDKIT_IMAGE_HAS_PARENT;
+        else
+            out.flags |= VDKIT_IMAGE_ZERO_INIT;
         subformat_ = h_.version == 2 ? "compat=0.10" : "compat=1.1";
         out.subformat = sdk::str(subformat_);
         if (h_.incompatible & kIncompatDirty) out.flags |= VDKIT_IMAGE_DIRTY;
@@ -184,7 +187,8 @@ public:
     }
     std::vector<std::string> metadata_keys(Context &) {
         std::vector<std::string> keys;
-        for (const auto &kv : metadata()) keys.push_back(kv.first);
+        for (const auto &kv : metadata())
+            keys.push_back(kv.first);
         return keys;
     }
 
@@ -205,9 +209,14 @@ public:
             }
         }
         switch (first.kind) {
-        case Kind::unallocated: return {n, true};
-        case Kind::zero: std::memset(out, 0, static_cast<size_t>(n)); return {n, false};
-        case Kind::data: pread_padded(ctx, out, n, first.host_offset + off % unit); return {n, false};
+        case Kind::unallocated:
+            return {n, true};
+        case Kind::zero:
+            std::memset(out, 0, static_cast<size_t>(n));
+            return {n, false};
+        case Kind::data:
+            pread_padded(ctx, out, n, first.host_offset + off % unit);
+            return {n, false};
         case Kind::compressed: {
             const unsigned char *cluster = inflate_cluster(ctx, first, off);
             std::memcpy(out, cluster + off % h_.cluster_size(), static_cast<size_t>(n));
@@ -222,7 +231,8 @@ public:
         const uint64_t unit = h_.subcluster_size();
         const uint32_t status = state_of(lookup(ctx, off).kind);
         uint64_t n = std::min(len, unit - off % unit);
-        while (n < len && state_of(lookup(ctx, off + n).kind) == status) n += std::min(len - n, unit);
+        while (n < len && state_of(lookup(ctx, off + n).kind) == status)
+            n += std::min(len - n, unit);
         return {status, n};
     }
 
@@ -254,8 +264,10 @@ public:
                 // Part of a zero, compressed or shared cluster: its content
                 // (zeros, inflated, or read) with the new bytes, in a new cluster.
                 std::vector<unsigned char> cluster(static_cast<size_t>(cs), 0);
-                if (m.kind == Kind::compressed) std::memcpy(cluster.data(), inflate_cluster(ctx, m, pos), cs);
-                else if (m.kind == Kind::data) pread_padded(ctx, cluster.data(), span, m.host_offset);
+                if (m.kind == Kind::compressed)
+                    std::memcpy(cluster.data(), inflate_cluster(ctx, m, pos), cs);
+                else if (m.kind == Kind::data)
+                    pread_padded(ctx, cluster.data(), span, m.host_offset);
                 std::memcpy(cluster.data() + within, in + done, static_cast<size_t>(n));
                 replace_entry(ctx, c, entry, allocate_data(ctx, cluster.data(), span) | kL2Copied);
             }
@@ -272,7 +284,8 @@ public:
         check_request(off, len);
         touch(ctx);
         const uint64_t cs = h_.cluster_size();
-        if (off % cs || (len % cs && off + len != h_.size)) fail(VDKIT_E_INVALID_ARGUMENT, "write_zeroes needs whole clusters");
+        if (off % cs || (len % cs && off + len != h_.size))
+            fail(VDKIT_E_INVALID_ARGUMENT, "write_zeroes needs whole clusters");
         std::vector<unsigned char> zeros;
         for (uint64_t c = off >> h_.cluster_bits; (c << h_.cluster_bits) < off + len; ++c) {
             const uint64_t entry = l2_entry(ctx, c);
@@ -321,13 +334,15 @@ public:
             rt_.resize(static_cast<size_t>(uint64_t(h_.refcount_table_clusters) * h_.cluster_size() / 8));
             std::vector<unsigned char> raw(rt_.size() * 8);
             main_.pread(ctx.get(), h_.refcount_table_offset, raw.data(), raw.size());
-            for (size_t i = 0; i < rt_.size(); ++i) rt_[i] = load_be(raw.data() + 8 * i, 8);
+            for (size_t i = 0; i < rt_.size(); ++i)
+                rt_[i] = load_be(raw.data() + 8 * i, 8);
         }
         const uint64_t cs = h_.cluster_size();
         const uint64_t clusters = std::max<uint64_t>((file_size_ + cs - 1) / cs, next_free_);
         std::vector<uint32_t> refs(static_cast<size_t>(clusters), 0);
         auto use = [&](uint64_t off, uint64_t len) {
-            for (uint64_t c = off / cs; c * cs < off + len && c < clusters; ++c) ++refs[static_cast<size_t>(c)];
+            for (uint64_t c = off / cs; c * cs < off + len && c < clusters; ++c)
+                ++refs[static_cast<size_t>(c)];
         };
         use(0, cs);
         use(h_.l1_table_offset, uint64_t(h_.l1_size) * 8);
@@ -367,8 +382,10 @@ public:
                 }
                 if (!len) continue;
                 if (off >= file_size_) {
-                    report(VDKIT_FINDING_ERROR, at, "L2 entry at byte " + std::to_string(at) + " points at host offset " +
-                                                        std::to_string(off) + ", past the end of the file", false);
+                    report(VDKIT_FINDING_ERROR, at,
+                           "L2 entry at byte " + std::to_string(at) + " points at host offset " + std::to_string(off) +
+                               ", past the end of the file",
+                           false);
                     broken = true;
                     continue;
                 }
@@ -393,7 +410,8 @@ public:
                    true);
             if (report.repairing()) {
                 if (!(rt_[static_cast<size_t>(c / refblock_entries())] & ~uint64_t(0x1ff)))
-                    fail(VDKIT_E_NOT_SUPPORTED, "cluster " + std::to_string(c) + " has no refcount block to repair it in");
+                    fail(VDKIT_E_NOT_SUPPORTED,
+                         "cluster " + std::to_string(c) + " has no refcount block to repair it in");
                 set_refcount(ctx, c, want);
                 ++fixed;
             }
@@ -422,8 +440,9 @@ public:
         touch(ctx);
         const uint64_t cs = h_.cluster_size(), span = h_.l2_span();
         if (new_size / span + (new_size % span != 0) > kMaxL1Bytes / 8)
-            fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(new_size) + " bytes needs an L1 table over 32 MiB with " +
-                                               std::to_string(cs) + "-byte clusters");
+            fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(new_size) +
+                                               " bytes needs an L1 table over 32 MiB with " + std::to_string(cs) +
+                                               "-byte clusters");
         const uint64_t l1_need = std::max<uint64_t>(1, new_size / span + (new_size % span != 0));
         if (new_size < h_.size) {
             // Clusters wholly past the new end: freed (the last partial one keeps its data).
@@ -456,7 +475,8 @@ public:
             return;
         }
         // A larger L1 table: qemu's growth (1.5 times, at least what is needed).
-        uint64_t entries = std::min<uint64_t>(kMaxL1Bytes / 8, std::max<uint64_t>(l1_need, uint64_t(h_.l1_size) * 3 / 2));
+        uint64_t entries =
+            std::min<uint64_t>(kMaxL1Bytes / 8, std::max<uint64_t>(l1_need, uint64_t(h_.l1_size) * 3 / 2));
         entries = std::max(entries, l1_need);
         const uint64_t clusters = (entries * 8 + cs - 1) / cs;
         flush_metadata(ctx); // l1_ is what the file says
@@ -464,12 +484,13 @@ public:
         write_refcounts(ctx); // 1. the new table's clusters are counted
         l1_.resize(static_cast<size_t>(entries), 0);
         std::vector<unsigned char> raw(static_cast<size_t>(clusters * cs), 0);
-        for (size_t i = 0; i < l1_.size(); ++i) store_be(raw.data() + 8 * i, l1_[i], 8);
+        for (size_t i = 0; i < l1_.size(); ++i)
+            store_be(raw.data() + 8 * i, l1_[i], 8);
         main_.pwrite(ctx.get(), off, raw.data(), raw.size()); // 2. the new table
         main_.flush(ctx.get());
         const uint64_t old_off = h_.l1_table_offset, old_bytes = uint64_t(h_.l1_size) * 8;
         write_size_and_l1(ctx, new_size, static_cast<uint32_t>(entries), off); // 3. the header names it
-        if (old_bytes) { // 4. the old table, uncounted
+        if (old_bytes) {                                                       // 4. the old table, uncounted
             pending_release_.emplace_back(old_off, old_bytes);
             flush_metadata(ctx);
         }
@@ -481,7 +502,8 @@ public:
     // unknown ones are preserved). An empty hint removes the backing file.
     void set_parent(Context &ctx, std::string_view hint, std::string_view format, const uint8_t *, const uint8_t *) {
         require_writable();
-        if (hint.size() > kMaxBackingNameLength) fail(VDKIT_E_INVALID_ARGUMENT, "the backing file name exceeds 1023 bytes");
+        if (hint.size() > kMaxBackingNameLength)
+            fail(VDKIT_E_INVALID_ARGUMENT, "the backing file name exceeds 1023 bytes");
         flush_metadata(ctx);
         const uint64_t cs = h_.cluster_size();
         std::vector<unsigned char> head(static_cast<size_t>(cs), 0);
@@ -492,8 +514,9 @@ public:
             const uint32_t type = static_cast<uint32_t>(load_be(head.data() + off, 4));
             const uint64_t len = load_be(head.data() + off + 4, 4), whole = 8 + ((len + 7) & ~uint64_t(7));
             if (type == kExtEnd || whole > end - off) break; // parse_header checked the lengths
-            if (type != kExtBackingFormat) exts.insert(exts.end(), head.begin() + static_cast<long>(off),
-                                                        head.begin() + static_cast<long>(off + whole));
+            if (type != kExtBackingFormat)
+                exts.insert(exts.end(), head.begin() + static_cast<long>(off),
+                            head.begin() + static_cast<long>(off + whole));
             off += whole;
         }
         if (!hint.empty() && !format.empty()) {
@@ -505,7 +528,8 @@ public:
         }
         exts.resize(exts.size() + 8, 0); // end of the extension area
         if (start + exts.size() + hint.size() > cs)
-            fail(VDKIT_E_NOT_SUPPORTED, "the backing file name does not fit the header cluster (" + std::to_string(cs) + " bytes)");
+            fail(VDKIT_E_NOT_SUPPORTED,
+                 "the backing file name does not fit the header cluster (" + std::to_string(cs) + " bytes)");
         std::fill(head.begin() + static_cast<long>(start), head.end(), 0);
         std::copy(exts.begin(), exts.end(), head.begin() + static_cast<long>(start));
         const uint64_t name_at = hint.empty() ? 0 : start + exts.size();
@@ -533,9 +557,12 @@ private:
 
     static uint32_t state_of(Kind k) {
         switch (k) {
-        case Kind::unallocated: return VDKIT_BLOCK_UNALLOCATED;
-        case Kind::zero: return VDKIT_BLOCK_ZERO;
-        default: return VDKIT_BLOCK_DATA;
+        case Kind::unallocated:
+            return VDKIT_BLOCK_UNALLOCATED;
+        case Kind::zero:
+            return VDKIT_BLOCK_ZERO;
+        default:
+            return VDKIT_BLOCK_DATA;
         }
     }
 
@@ -577,7 +604,8 @@ private:
         if (h_.l1_size) {
             std::vector<unsigned char> raw(static_cast<size_t>(uint64_t(h_.l1_size) * 8));
             main_.pread(ctx.get(), h_.l1_table_offset, raw.data(), raw.size());
-            for (uint32_t i = 0; i < h_.l1_size; ++i) l1_[i] = load_be(raw.data() + 8 * uint64_t(i), 8);
+            for (uint32_t i = 0; i < h_.l1_size; ++i)
+                l1_[i] = load_be(raw.data() + 8 * uint64_t(i), 8);
         }
         l2_cache_max_ = std::max<size_t>(kMinL2Tables, static_cast<size_t>(kL2CacheBytes / h_.cluster_size()));
         cluster_buf_.resize(static_cast<size_t>(h_.cluster_size()));
@@ -586,7 +614,8 @@ private:
         rt_.resize(static_cast<size_t>(uint64_t(h_.refcount_table_clusters) * h_.cluster_size() / 8));
         std::vector<unsigned char> raw(rt_.size() * 8);
         main_.pread(ctx.get(), h_.refcount_table_offset, raw.data(), raw.size());
-        for (size_t i = 0; i < rt_.size(); ++i) rt_[i] = load_be(raw.data() + 8 * i, 8);
+        for (size_t i = 0; i < rt_.size(); ++i)
+            rt_[i] = load_be(raw.data() + 8 * i, 8);
         // New clusters go after everything in the file.
         next_free_ = (file_size_ + h_.cluster_size() - 1) >> h_.cluster_bits;
         writable_ = true;
@@ -625,7 +654,8 @@ private:
         if (e & kL1ReservedMask) corrupt(entry + " has reserved bits set");
         const uint64_t off = e & kL1OffsetMask;
         if (off == 0) return nullptr;
-        if (off % h_.cluster_size()) corrupt(entry + " points at L2 table offset " + std::to_string(off) + ", not aligned to a cluster");
+        if (off % h_.cluster_size())
+            corrupt(entry + " points at L2 table offset " + std::to_string(off) + ", not aligned to a cluster");
         if (auto what = overlaps_metadata(off, h_.cluster_size()))
             corrupt(entry + " points at an L2 table at offset " + std::to_string(off) + ", over " + *what);
         if (off >= file_size_ || h_.cluster_size() > file_size_ - off)
@@ -635,7 +665,8 @@ private:
         make_room_in_l2_cache(ctx);
         main_.pread(ctx.get(), off, cluster_buf_.data(), cluster_buf_.size());
         std::vector<uint64_t> table(static_cast<size_t>(h_.cluster_size() / 8));
-        for (size_t i = 0; i < table.size(); ++i) table[i] = load_be(cluster_buf_.data() + 8 * i, 8);
+        for (size_t i = 0; i < table.size(); ++i)
+            table[i] = load_be(cluster_buf_.data() + 8 * i, 8);
         l2_order_.push_back(off);
         return &(l2_cache_[off] = std::move(table));
     }
@@ -663,10 +694,12 @@ private:
         if (!table) return m;
         const uint64_t entry = (*table)[static_cast<size_t>(l2_index * (h_.l2_entry_bytes() / 8))];
         const uint64_t bitmap = h_.extended_l2() ? (*table)[static_cast<size_t>(l2_index * 2 + 1)] : 0;
-        const uint32_t sc = h_.extended_l2() ? static_cast<uint32_t>((off % h_.cluster_size()) / h_.subcluster_size()) : 0;
+        const uint32_t sc =
+            h_.extended_l2() ? static_cast<uint32_t>((off % h_.cluster_size()) / h_.subcluster_size()) : 0;
         auto where = [&] {
-            return "the L2 entry of guest offset " + std::to_string(cluster << h_.cluster_bits) + " (L2 table at byte " +
-                   std::to_string(l1_[l1_index] & kL1OffsetMask) + ", entry " + std::to_string(l2_index) + ")";
+            return "the L2 entry of guest offset " + std::to_string(cluster << h_.cluster_bits) +
+                   " (L2 table at byte " + std::to_string(l1_[l1_index] & kL1OffsetMask) + ", entry " +
+                   std::to_string(l2_index) + ")";
         };
         if (auto err = decode_l2(h_, entry, bitmap, sc, m)) corrupt(where() + ": " + *err);
         if (m.kind == Kind::data || m.kind == Kind::compressed) {
@@ -735,7 +768,8 @@ private:
         if (!decode_l2(h_, old, 0, 0, m)) {
             if (m.kind == Kind::data) pending_release_.emplace_back(m.host_offset, h_.cluster_size());
             if (m.kind == Kind::compressed) // every cluster its sectors touch (qcow2.txt: "nb_csectors")
-                pending_release_.emplace_back(m.host_offset & ~uint64_t(511), m.compressed_bytes + (m.host_offset & 511));
+                pending_release_.emplace_back(m.host_offset & ~uint64_t(511),
+                                              m.compressed_bytes + (m.host_offset & 511));
         }
     }
 
@@ -756,7 +790,8 @@ private:
     std::vector<unsigned char> &refblock(Context &ctx, uint64_t ti) {
         const uint64_t off = rt_[static_cast<size_t>(ti)] & ~uint64_t(0x1ff);
         if (auto it = rb_.find(off); it != rb_.end()) return it->second;
-        if (off % h_.cluster_size() || off < h_.cluster_size() || off >= file_size_ || h_.cluster_size() > file_size_ - off)
+        if (off % h_.cluster_size() || off < h_.cluster_size() || off >= file_size_ ||
+            h_.cluster_size() > file_size_ - off)
             corrupt("refcount table entry " + std::to_string(ti) + " points at offset " + std::to_string(off) +
                     ", not a cluster inside the file after the header");
         std::vector<unsigned char> b(static_cast<size_t>(h_.cluster_size()));
@@ -834,13 +869,12 @@ private:
         uint64_t t = std::max<uint64_t>(old_clusters + 1, old_clusters * 2);
         uint64_t start = next_free_, end = 0;
         for (;;) {
-            if (old_clusters >= max_clusters || t > max_clusters)
-                t = max_clusters;
+            if (old_clusters >= max_clusters || t > max_clusters) t = max_clusters;
             if (t <= old_clusters)
                 fail(VDKIT_E_NOT_SUPPORTED, "the refcount table cannot grow past 8 MiB (" + std::to_string(rt_.size()) +
-                                                " entries) to count a cluster at offset " + std::to_string(next_free_ * cs) +
-                                                "; the image is as large as " + std::to_string(cs) +
-                                                "-byte clusters allow");
+                                                " entries) to count a cluster at offset " +
+                                                std::to_string(next_free_ * cs) + "; the image is as large as " +
+                                                std::to_string(cs) + "-byte clusters allow");
             // Skip clusters already counted past the end of the file (a leak
             // a crash left): the table must be contiguous and free.
             for (uint64_t c = start; c < start + t; ++c)
@@ -864,17 +898,20 @@ private:
             rb_[off] = std::vector<unsigned char>(static_cast<size_t>(cs), 0);
             rt_[static_cast<size_t>(ti)] = off;
         }
-        for (uint64_t c = start; c < end; ++c) set_refcount(ctx, c, 1);
+        for (uint64_t c = start; c < end; ++c)
+            set_refcount(ctx, c, 1);
         next_free_ = end;
         file_size_ = std::max(file_size_, end << h_.cluster_bits);
         // 1. data; 2. refcount blocks (old ones with pending counts, new ones).
         main_.flush(ctx.get());
-        for (uint64_t off : rb_dirty_) main_.pwrite(ctx.get(), off, rb_.at(off).data(), cs);
+        for (uint64_t off : rb_dirty_)
+            main_.pwrite(ctx.get(), off, rb_.at(off).data(), cs);
         rb_dirty_.clear();
         main_.flush(ctx.get());
         // 3. the new table, whole.
         std::vector<unsigned char> raw(static_cast<size_t>(t * cs), 0);
-        for (size_t i = 0; i < rt_.size(); ++i) store_be(raw.data() + 8 * i, rt_[i], 8);
+        for (size_t i = 0; i < rt_.size(); ++i)
+            store_be(raw.data() + 8 * i, rt_[i], 8);
         main_.pwrite(ctx.get(), start * cs, raw.data(), raw.size());
         main_.flush(ctx.get());
         // 4. the header names it (refcount_table_offset, refcount_table_clusters).
@@ -935,7 +972,8 @@ private:
                 rt_[static_cast<size_t>(ti)] = off;
                 rt_dirty_.insert(ti);
             }
-            for (uint64_t c = start; c < end; ++c) set_refcount(ctx, c, 1);
+            for (uint64_t c = start; c < end; ++c)
+                set_refcount(ctx, c, 1);
             next_free_ = end;
             file_size_ = std::max(file_size_, end << h_.cluster_bits);
             return start;
@@ -953,7 +991,8 @@ private:
             std::vector<unsigned char> raw(static_cast<size_t>(h_.cluster_size()));
             for (uint64_t off : dirty_l2_) {
                 const auto &t = l2_cache_.at(off);
-                for (size_t i = 0; i < t.size(); ++i) store_be(raw.data() + 8 * i, t[i], 8);
+                for (size_t i = 0; i < t.size(); ++i)
+                    store_be(raw.data() + 8 * i, t[i], 8);
                 main_.pwrite(ctx.get(), off, raw.data(), raw.size());
             }
             dirty_l2_.clear();
@@ -963,9 +1002,11 @@ private:
             for (auto it = l1_dirty_.begin(); it != l1_dirty_.end();) {
                 const uint64_t first = *it;
                 uint64_t last = first;
-                for (++it; it != l1_dirty_.end() && *it == last + 1; ++it) ++last;
+                for (++it; it != l1_dirty_.end() && *it == last + 1; ++it)
+                    ++last;
                 std::vector<unsigned char> raw(static_cast<size_t>((last - first + 1) * 8));
-                for (uint64_t i = first; i <= last; ++i) store_be(raw.data() + 8 * (i - first), l1_[i], 8);
+                for (uint64_t i = first; i <= last; ++i)
+                    store_be(raw.data() + 8 * (i - first), l1_[i], 8);
                 main_.pwrite(ctx.get(), h_.l1_table_offset + first * 8, raw.data(), raw.size());
             }
             l1_dirty_.clear();
@@ -981,7 +1022,8 @@ private:
     }
 
     void write_refcounts(Context &ctx) {
-        for (uint64_t off : rb_dirty_) main_.pwrite(ctx.get(), off, rb_.at(off).data(), h_.cluster_size());
+        for (uint64_t off : rb_dirty_)
+            main_.pwrite(ctx.get(), off, rb_.at(off).data(), h_.cluster_size());
         rb_dirty_.clear();
         main_.flush(ctx.get());
         if (rt_dirty_.empty()) return;
@@ -1008,7 +1050,8 @@ private:
         std::string prealloc = ctx.config("preallocation").value_or("off");
         if ((p.flags & VDKIT_CREATE_FIXED) && prealloc == "off") prealloc = "full";
         if (prealloc != "off" && prealloc != "metadata" && prealloc != "falloc" && prealloc != "full")
-            fail(VDKIT_E_INVALID_ARGUMENT, "preallocation must be off, metadata, falloc or full, not '" + prealloc + "'");
+            fail(VDKIT_E_INVALID_ARGUMENT,
+                 "preallocation must be off, metadata, falloc or full, not '" + prealloc + "'");
         if (prealloc != "off" && (p.flags & VDKIT_CREATE_DIFF))
             fail(VDKIT_E_INVALID_ARGUMENT, "a differencing qcow2 cannot be preallocated (its clusters would hide the "
                                            "backing file; qemu-img refuses it too)");
@@ -1017,13 +1060,15 @@ private:
         // qemu counts a qcow2 disk in whole 512-byte sectors (it rounds the
         // header's size down): a size that is not one is rounded up, as
         // qemu-img create does, so no byte of the disk is out of qemu's sight.
-        if (p.size > UINT64_MAX - 511) fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(p.size) + " bytes is too large");
+        if (p.size > UINT64_MAX - 511)
+            fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(p.size) + " bytes is too large");
         const uint64_t size = (p.size + 511) / 512 * 512;
         const uint64_t l2_span = (cs / 8) * cs;
         const uint64_t l1_size = std::max<uint64_t>(1, size / l2_span + (size % l2_span != 0));
         if (l1_size * 8 > kMaxL1Bytes)
-            fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(size) + " bytes needs an L1 table over 32 MiB with " +
-                                               std::to_string(cs) + "-byte clusters; choose a larger cluster-size");
+            fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(size) +
+                                               " bytes needs an L1 table over 32 MiB with " + std::to_string(cs) +
+                                               "-byte clusters; choose a larger cluster-size");
         const uint64_t l1_clusters = (l1_size * 8 + cs - 1) / cs;
         // The refcount table counts the largest file the disk can need:
         // every data cluster, L2 table and refcount block, with room to spare.
@@ -1039,15 +1084,18 @@ private:
             rt_clusters = need;
         }
         if (rt_clusters * cs > kMaxRefcountTableBytes)
-            fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(size) + " bytes needs a refcount table over 8 MiB with " +
-                                               std::to_string(cs) + "-byte clusters; choose a larger cluster-size");
+            fail(VDKIT_E_INVALID_ARGUMENT, "a disk of " + std::to_string(size) +
+                                               " bytes needs a refcount table over 8 MiB with " + std::to_string(cs) +
+                                               "-byte clusters; choose a larger cluster-size");
         // Layout: header, refcount table, refcount blocks for the metadata,
         // L1; preallocated: every L2 table and then every data cluster.
         const uint64_t pre_l2 = prealloc == "off" ? 0 : l1_size;
         const uint64_t pre_data = prealloc == "off" ? 0 : (size + cs - 1) / cs;
         uint64_t meta_rbs = 1;
-        while ((1 + rt_clusters + meta_rbs + l1_clusters + pre_l2 + pre_data + rbe - 1) / rbe > meta_rbs) ++meta_rbs;
-        if (meta_rbs > rt_clusters * cs / 8) fail(VDKIT_E_INTERNAL, "the refcount table is too small for the preallocation");
+        while ((1 + rt_clusters + meta_rbs + l1_clusters + pre_l2 + pre_data + rbe - 1) / rbe > meta_rbs)
+            ++meta_rbs;
+        if (meta_rbs > rt_clusters * cs / 8)
+            fail(VDKIT_E_INTERNAL, "the refcount table is too small for the preallocation");
         const uint64_t rt_off = cs, rb_off = rt_off + rt_clusters * cs, l1_off = rb_off + meta_rbs * cs;
         const uint64_t meta = 1 + rt_clusters + meta_rbs + l1_clusters; // clusters
         const uint64_t l2_off = meta * cs, data_off = l2_off + pre_l2 * cs;
@@ -1085,7 +1133,8 @@ private:
         room(8);
         pos += 8; // end of the extension area (type 0)
         if (diff) {
-            if (hint.size() > kMaxBackingNameLength) fail(VDKIT_E_INVALID_ARGUMENT, "the backing file name exceeds 1023 bytes");
+            if (hint.size() > kMaxBackingNameLength)
+                fail(VDKIT_E_INVALID_ARGUMENT, "the backing file name exceeds 1023 bytes");
             room(hint.size());
             store_be(head.data() + 8, pos, 8);
             store_be(head.data() + 16, hint.size(), 4);
@@ -1094,18 +1143,21 @@ private:
         // Refcounts of every cluster in use, in the first refcount blocks
         // (written one block at a time: a preallocated terabyte has many).
         std::vector<unsigned char> rt(static_cast<size_t>(rt_clusters * cs), 0), block(static_cast<size_t>(cs));
-        for (uint64_t i = 0; i < meta_rbs; ++i) store_be(rt.data() + 8 * i, rb_off + i * cs, 8);
+        for (uint64_t i = 0; i < meta_rbs; ++i)
+            store_be(rt.data() + 8 * i, rb_off + i * cs, 8);
         main_.truncate(ctx.get(), used * cs);
         main_.pwrite(ctx.get(), rt_off, rt.data(), rt.size());
         for (uint64_t i = 0; i < meta_rbs; ++i) {
             std::fill(block.begin(), block.end(), 0);
-            for (uint64_t c = i * rbe; c < std::min(used, (i + 1) * rbe); ++c) store_be(block.data() + 2 * (c - i * rbe), 1, 2);
+            for (uint64_t c = i * rbe; c < std::min(used, (i + 1) * rbe); ++c)
+                store_be(block.data() + 2 * (c - i * rbe), 1, 2);
             main_.pwrite(ctx.get(), rb_off + i * cs, block.data(), block.size());
         }
         if (pre_l2) {
             // The L1 table names every L2 table, each entry every data cluster.
             std::vector<unsigned char> l1(static_cast<size_t>(l1_clusters * cs), 0);
-            for (uint64_t i = 0; i < l1_size; ++i) store_be(l1.data() + 8 * i, (l2_off + i * cs) | kL2Copied, 8);
+            for (uint64_t i = 0; i < l1_size; ++i)
+                store_be(l1.data() + 8 * i, (l2_off + i * cs) | kL2Copied, 8);
             main_.pwrite(ctx.get(), l1_off, l1.data(), l1.size());
             const uint64_t per = cs / 8;
             for (uint64_t i = 0; i < pre_l2; ++i) {
@@ -1119,7 +1171,8 @@ private:
             } else if (prealloc == "full") {
                 std::vector<unsigned char> zeros(static_cast<size_t>(std::min<uint64_t>(pre_data * cs, 4u << 20)), 0);
                 for (uint64_t at = 0; at < pre_data * cs; at += zeros.size())
-                    main_.pwrite(ctx.get(), data_off + at, zeros.data(), std::min<uint64_t>(zeros.size(), pre_data * cs - at));
+                    main_.pwrite(ctx.get(), data_off + at, zeros.data(),
+                                 std::min<uint64_t>(zeros.size(), pre_data * cs - at));
             }
         }
         main_.flush(ctx.get());
@@ -1147,11 +1200,13 @@ private:
         main_.pread(ctx.get(), m.host_offset, compressed_.data(), in_len);
         inflated_.resize(static_cast<size_t>(cs));
         inflated_valid_ = false;
-        const std::string where = "the compressed cluster of guest offset " + std::to_string(off / cs * cs) +
-                                  " (" + std::to_string(in_len) + " bytes at host offset " +
-                                  std::to_string(m.host_offset) + ")";
-        if (h_.compression_type == kCompressionZstd) inflate_zstd(where);
-        else inflate_zlib(where);
+        const std::string where = "the compressed cluster of guest offset " + std::to_string(off / cs * cs) + " (" +
+                                  std::to_string(in_len) + " bytes at host offset " + std::to_string(m.host_offset) +
+                                  ")";
+        if (h_.compression_type == kCompressionZstd)
+            inflate_zstd(where);
+        else
+            inflate_zlib(where);
         inflated_host_ = m.host_offset;
         inflated_bytes_ = m.compressed_bytes;
         inflated_valid_ = true;
@@ -1162,10 +1217,11 @@ private:
     // longer than a cluster (valid: decoding stops at a full cluster) is
     // decoded by zlib, which can stop there.
     void inflate_zlib(const std::string &where) {
-        if (!deflate_ && !(deflate_ = libdeflate_alloc_decompressor())) fail(VDKIT_E_NO_MEMORY, "no memory for a decompressor");
+        if (!deflate_ && !(deflate_ = libdeflate_alloc_decompressor()))
+            fail(VDKIT_E_NO_MEMORY, "no memory for a decompressor");
         size_t out = 0;
-        const auto rc = libdeflate_deflate_decompress_ex(deflate_, compressed_.data(), compressed_.size(), inflated_.data(),
-                                                         inflated_.size(), nullptr, &out);
+        const auto rc = libdeflate_deflate_decompress_ex(deflate_, compressed_.data(), compressed_.size(),
+                                                         inflated_.data(), inflated_.size(), nullptr, &out);
         if (rc == LIBDEFLATE_SUCCESS && out == inflated_.size()) return;
         if (rc == LIBDEFLATE_SUCCESS)
             corrupt(where + " inflates to " + std::to_string(out) + " bytes, less than a cluster");
@@ -1224,7 +1280,7 @@ private:
     uint64_t next_free_ = 0;                                       // cluster index of the next allocation
     std::vector<uint64_t> rt_;                                     // the refcount table
     std::unordered_map<uint64_t, std::vector<unsigned char>> rb_;  // refcount blocks by offset
-    std::set<uint64_t> rb_dirty_, rt_dirty_, dirty_l2_, l1_dirty_;  // not yet written
+    std::set<uint64_t> rb_dirty_, rt_dirty_, dirty_l2_, l1_dirty_; // not yet written
     std::vector<std::pair<uint64_t, uint64_t>> pending_release_;   // host ranges to uncount after the tables
 };
 
@@ -1244,8 +1300,8 @@ const vdkit_plugin_descriptor *qcow2_format() {
     static const vdkit_plugin_descriptor d = sdk::describe(
         VDKIT_KIND_FORMAT,
         sdk::DescriptorSpec{"qcow2", "0.2.0", "QEMU copy-on-write images, versions 2 and 3",
-                            VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_CREATE_FIXED | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_FILE_BASED |
-                                VDKIT_CAP_METADATA | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_CHECK,
+                            VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_CREATE_FIXED | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD |
+                                VDKIT_CAP_FILE_BASED | VDKIT_CAP_METADATA | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_CHECK,
                             kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
                             static_cast<uint32_t>(std::size(kExtensions))},
         sdk::format_ops<Qcow2Image>());

@@ -9,9 +9,9 @@ namespace vdkit::vdi {
 
 namespace {
 
+using sdk::hex;
 using sdk::load_le;
 using sdk::store_le;
-using sdk::hex;
 
 constexpr char kBanner[] = "<<< Oracle VM VirtualBox Disk Image >>>\n";
 
@@ -19,10 +19,13 @@ constexpr char kBanner[] = "<<< Oracle VM VirtualBox Disk Image >>>\n";
 // vdkit keeps RFC 4122 byte order. The conversion is its own inverse.
 void swap_uuid(const unsigned char *in, uint8_t *out) {
     const int order[16] = {3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15};
-    for (int i = 0; i < 16; ++i) out[i] = in[order[i]];
+    for (int i = 0; i < 16; ++i)
+        out[i] = in[order[i]];
 }
 
-bool power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
+bool power_of_two(uint64_t v) {
+    return v && !(v & (v - 1));
+}
 
 // Field offsets, absolute in the file. Version 1.x header:
 struct V1 {
@@ -39,10 +42,12 @@ struct V0 {
 };
 
 void load_geometry(const unsigned char *p, std::array<uint32_t, 4> &g) {
-    for (int i = 0; i < 4; ++i) g[i] = static_cast<uint32_t>(load_le(p + 4 * i, 4));
+    for (int i = 0; i < 4; ++i)
+        g[i] = static_cast<uint32_t>(load_le(p + 4 * i, 4));
 }
 void store_geometry(unsigned char *p, const std::array<uint32_t, 4> &g) {
-    for (int i = 0; i < 4; ++i) store_le(p + 4 * i, g[i], 4);
+    for (int i = 0; i < 4; ++i)
+        store_le(p + 4 * i, g[i], 4);
 }
 
 } // namespace
@@ -99,7 +104,8 @@ std::optional<std::string> parse(const unsigned char *buf, uint64_t len, uint64_
         swap_uuid(buf + V1::uuid_parent_modify, h.uuid_parent_modify.data());
         if (h.has_lchs()) load_geometry(buf + V1::lchs, h.lchs);
         if (h.off_blocks < h.end())
-            return "block map offset " + hex(h.off_blocks) + " at 0x154 overlaps the header (ends at " + hex(h.end()) + ")";
+            return "block map offset " + hex(h.off_blocks) + " at 0x154 overlaps the header (ends at " + hex(h.end()) +
+                   ")";
     } else {
         return "unsupported VDI version " + std::to_string(major) + "." + std::to_string(h.version & 0xFFFF) +
                " at 0x44 (known: 0 and 1.1)";

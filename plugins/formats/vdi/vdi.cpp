@@ -41,8 +41,12 @@ namespace {
 constexpr uint64_t kSector = 512;
 constexpr uint64_t kEntriesPerPage = 1024; // map entries per 4 KiB page
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
-bool is_nil(const std::array<uint8_t, 16> &u) { return sdk::is_zero(u.data(), u.size()); }
+uint64_t align_up(uint64_t v, uint64_t a) {
+    return (v + a - 1) / a * a;
+}
+bool is_nil(const std::array<uint8_t, 16> &u) {
+    return sdk::is_zero(u.data(), u.size());
+}
 
 class VdiImage {
 public:
@@ -88,8 +92,10 @@ public:
     void info(Context &, vdkit_image_info &out) {
         out.virtual_size = h_.disk_size;
         out.granularity = h_.block_size;
-        if (h_.type == kTypeDiff) out.flags |= VDKIT_IMAGE_HAS_PARENT;
-        else out.flags |= VDKIT_IMAGE_ZERO_INIT;
+        if (h_.type == kTypeDiff)
+            out.flags |= VDKIT_IMAGE_HAS_PARENT;
+        else
+            out.flags |= VDKIT_IMAGE_ZERO_INIT;
         if (h_.type == kTypeFixed) out.flags |= VDKIT_IMAGE_FIXED;
         std::memcpy(out.uuid, h_.uuid_create.data(), 16);
         std::memcpy(out.modification_uuid, h_.uuid_modify.data(), 16);
@@ -127,10 +133,10 @@ public:
         return std::string("{\"type\": ") + sdk::json_quote(h_.type < 5 ? kNames[h_.type] : "") +
                ", \"version\": " + sdk::json_quote(h_.legacy() ? "0.0" : "1.1") +
                ", \"block-size\": " + std::to_string(h_.block_size) + ", \"blocks\": " + std::to_string(h_.blocks) +
-               ", \"blocks-allocated\": " + std::to_string(h_.blocks_allocated) + ", \"uuid\": " +
-               uuid(h_.uuid_create) + ", \"modification-uuid\": " + uuid(h_.uuid_modify) +
-               ", \"parent-uuid\": " + uuid(h_.uuid_linkage) + ", \"parent-modification-uuid\": " +
-               uuid(h_.uuid_parent_modify) + "}";
+               ", \"blocks-allocated\": " + std::to_string(h_.blocks_allocated) +
+               ", \"uuid\": " + uuid(h_.uuid_create) + ", \"modification-uuid\": " + uuid(h_.uuid_modify) +
+               ", \"parent-uuid\": " + uuid(h_.uuid_linkage) +
+               ", \"parent-modification-uuid\": " + uuid(h_.uuid_parent_modify) + "}";
     }
 
     std::string parent_hint(Context &) { return h_.type == kTypeDiff ? hint_ : std::string(); }
@@ -152,18 +158,23 @@ public:
         std::array<uint8_t, 16> v;
         std::memcpy(v.data(), u, 16);
         switch (which) {
-        case VDKIT_UUID_IMAGE: h_.uuid_create = v; break;
+        case VDKIT_UUID_IMAGE:
+            h_.uuid_create = v;
+            break;
         case VDKIT_UUID_MODIFICATION:
             touched_ = true;
             if (h_.uuid_modify == v) return;
             h_.uuid_modify = v;
             break;
-        case VDKIT_UUID_PARENT: h_.uuid_linkage = v; break;
+        case VDKIT_UUID_PARENT:
+            h_.uuid_linkage = v;
+            break;
         case VDKIT_UUID_PARENT_MODIFICATION:
             if (h_.legacy()) fail(VDKIT_E_NOT_SUPPORTED, "a version 0 header has no parent modification UUID");
             h_.uuid_parent_modify = v;
             break;
-        default: fail(VDKIT_E_INVALID_ARGUMENT, "unknown UUID kind " + std::to_string(which));
+        default:
+            fail(VDKIT_E_INVALID_ARGUMENT, "unknown UUID kind " + std::to_string(which));
         }
         write_header(ctx);
     }
@@ -253,8 +264,10 @@ public:
                 file_size_ = std::max(file_size_, at + n);
             } else if (within == 0 && n == block_span(b)) {
                 // A whole block: an all-zero one is recorded in the map only.
-                if (sdk::is_zero(in + done, n)) set_entry(ctx, b, kBlockZero);
-                else allocate(ctx, b, in + done, n);
+                if (sdk::is_zero(in + done, n))
+                    set_entry(ctx, b, kBlockZero);
+                else
+                    allocate(ctx, b, in + done, n);
             } else if (entry == kBlockZero) {
                 // Part of a zero block: it is zero-filled here, not from the parent it shadows.
                 std::vector<unsigned char> block(static_cast<size_t>(block_span(b)), 0);
@@ -485,18 +498,20 @@ public:
             if (count < highest)
                 why = "a writer that trusts the count (VirtualBox, qemu) would put new data over blocks in use";
             else if (count > h_.blocks)
-                why = "more than the " + std::to_string(h_.blocks) + " blocks the disk has (VirtualBox refuses the image)";
+                why = "more than the " + std::to_string(h_.blocks) +
+                      " blocks the disk has (VirtualBox refuses the image)";
             else
                 why = "the " + std::to_string(count - highest) +
                       " data blocks past the last one in use are used by no block (a crash between the header and "
                       "the map leaves this); a writer that trusts the count never reuses them and runs out of blocks";
-            report(true, 0x184, "the header counts " + std::to_string(count) + " allocated blocks, the map uses " +
-                                    std::to_string(in_use) + " up to data block " +
-                                    (highest ? std::to_string(highest - 1) : std::string("none")) + ": " + why +
-                                    "; repair sets the count");
+            report(true, 0x184,
+                   "the header counts " + std::to_string(count) + " allocated blocks, the map uses " +
+                       std::to_string(in_use) + " up to data block " +
+                       (highest ? std::to_string(highest - 1) : std::string("none")) + ": " + why +
+                       "; repair sets the count");
         }
-        const uint64_t inner = static_cast<uint64_t>(std::count_if(orphans.begin(), orphans.end(),
-                                                                   [&](uint32_t i) { return i < highest; }));
+        const uint64_t inner = static_cast<uint64_t>(
+            std::count_if(orphans.begin(), orphans.end(), [&](uint32_t i) { return i < highest; }));
         if (inner)
             report(true, h_.off_data + uint64_t(orphans.front()) * h_.stride(),
                    std::to_string(inner) + " data blocks among those in use (first: data block " +
@@ -508,8 +523,9 @@ public:
         const uint64_t data_end = h_.off_data + uint64_t(std::max<uint64_t>(counted, highest)) * h_.stride();
         if (file_size_ > data_end) {
             const bool ragged = (file_size_ - h_.off_data) % h_.stride() != 0;
-            report(false, data_end, std::to_string(file_size_ - data_end) + " bytes follow the last data block" +
-                                        (ragged ? " (the data area is not a whole number of blocks)" : ""));
+            report(false, data_end,
+                   std::to_string(file_size_ - data_end) + " bytes follow the last data block" +
+                       (ragged ? " (the data area is not a whole number of blocks)" : ""));
         }
         if (repair) {
             // Copies first (into data blocks no entry uses, lowest first),
@@ -528,8 +544,10 @@ public:
             const uint64_t size_before = file_size_;
             try {
                 for (const Copy &c : copies) {
-                    while (next < h_.blocks && used[next]) ++next;
-                    if (next >= h_.blocks) fail(VDKIT_E_INTERNAL, "no data block left to copy block " + std::to_string(c.block) + " into");
+                    while (next < h_.blocks && used[next])
+                        ++next;
+                    if (next >= h_.blocks)
+                        fail(VDKIT_E_INTERNAL, "no data block left to copy block " + std::to_string(c.block) + " into");
                     used[next] = true;
                     pread_padded(ctx, buf.data(), buf.size(), h_.off_data + uint64_t(c.source) * h_.stride());
                     const uint64_t to = h_.off_data + uint64_t(next) * h_.stride();
@@ -546,7 +564,8 @@ public:
                 }
                 throw;
             }
-            for (const auto &[b, e] : moved) set_entry(ctx, b, e);
+            for (const auto &[b, e] : moved)
+                set_entry(ctx, b, e);
             next_block_ = 0;
             for (uint32_t e : map_)
                 if (is_allocated(e)) next_block_ = std::max(next_block_, e + 1);
@@ -569,11 +588,11 @@ private:
     [[noreturn]] void fail(uint32_t code, const std::string &why) const { throw Error(code, name_ + ": " + why); }
 
     // The virtual bytes block b covers (the last one may be short).
-    uint64_t block_span(uint64_t b) const { return std::min<uint64_t>(h_.block_size, h_.disk_size - b * h_.block_size); }
-    // File offset of the data of the block a map entry points at.
-    uint64_t data_offset(uint32_t entry) const {
-        return h_.off_data + uint64_t(entry) * h_.stride() + h_.block_extra;
+    uint64_t block_span(uint64_t b) const {
+        return std::min<uint64_t>(h_.block_size, h_.disk_size - b * h_.block_size);
     }
+    // File offset of the data of the block a map entry points at.
+    uint64_t data_offset(uint32_t entry) const { return h_.off_data + uint64_t(entry) * h_.stride() + h_.block_extra; }
     // Data blocks that start inside the file (the last may be cut short by
     // the end of the file: it reads as zeros past it), bounded by the block
     // count.
@@ -624,7 +643,8 @@ private:
         std::vector<unsigned char> raw(static_cast<size_t>(uint64_t(h_.blocks) * 4));
         if (!raw.empty()) main_.pread(ctx.get(), h_.off_blocks, raw.data(), raw.size());
         map_.resize(h_.blocks);
-        for (uint32_t i = 0; i < h_.blocks; ++i) map_[i] = static_cast<uint32_t>(sdk::load_le(raw.data() + 4 * i, 4));
+        for (uint32_t i = 0; i < h_.blocks; ++i)
+            map_[i] = static_cast<uint32_t>(sdk::load_le(raw.data() + 4 * i, 4));
         disk_count_ = h_.blocks_allocated;
         // Entries beyond the file or shared by two blocks would let a write
         // destroy other data: writing is refused until check -r fixes them.
@@ -712,7 +732,8 @@ private:
     static NewLayout new_layout(Context &ctx, uint64_t size, const std::string &who) {
         auto fail = [&](uint32_t code, const std::string &why) { throw Error(code, who + why); };
         if (size == 0 || size >= kMaxDiskSize)
-            fail(VDKIT_E_INVALID_ARGUMENT, "size " + std::to_string(size) + " is out of the VDI range (1 byte to 4 PiB - 3 MiB)");
+            fail(VDKIT_E_INVALID_ARGUMENT,
+                 "size " + std::to_string(size) + " is out of the VDI range (1 byte to 4 PiB - 3 MiB)");
         const uint64_t block = ctx.config_uint("block-size").value_or(1u << 20);
         const uint64_t align = ctx.config_uint("alignment").value_or(1u << 20);
         if ((block & (block - 1)) || block < kMinBlockSize || block > kMaxBlockSize)
@@ -750,7 +771,8 @@ private:
         }
         map_.assign(blocks, kBlockFree);
         if (fixed) {
-            for (uint32_t i = 0; i < h_.blocks; ++i) map_[i] = i;
+            for (uint32_t i = 0; i < h_.blocks; ++i)
+                map_[i] = i;
             h_.blocks_allocated = h_.blocks;
         }
         next_block_ = h_.blocks_allocated;
@@ -775,7 +797,8 @@ private:
         std::vector<unsigned char> raw(static_cast<size_t>(std::min(kChunk, last - first) * 4));
         for (uint64_t i = first; i < last;) {
             const uint64_t n = std::min(kChunk, last - i);
-            for (uint64_t j = 0; j < n; ++j) sdk::store_le(raw.data() + 4 * j, map_[i + j], 4);
+            for (uint64_t j = 0; j < n; ++j)
+                sdk::store_le(raw.data() + 4 * j, map_[i + j], 4);
             main_.pwrite(ctx.get(), h_.off_blocks + i * 4, raw.data(), n * 4);
             i += n;
         }
@@ -813,7 +836,8 @@ private:
         for (auto it = dirty_map_pages_.begin(); it != dirty_map_pages_.end();) {
             const uint64_t first = *it;
             uint64_t last = first + 1;
-            for (++it; it != dirty_map_pages_.end() && *it == last; ++it) ++last;
+            for (++it; it != dirty_map_pages_.end() && *it == last; ++it)
+                ++last;
             const uint64_t end = std::min<uint64_t>(last * kEntriesPerPage, h_.blocks);
             if (first * kEntriesPerPage < end) write_map_range(ctx, first * kEntriesPerPage, end);
         }
@@ -928,7 +952,8 @@ private:
         // Only whole sectors count; a partial sector keeps its data.
         const uint64_t first = (within + kSector - 1) / kSector;
         const uint64_t end = within + len == block_span(b) ? sectors : (within + len) / kSector;
-        for (uint64_t s = first; s < end; ++s) bits[static_cast<size_t>(s)] = true;
+        for (uint64_t s = first; s < end; ++s)
+            bits[static_cast<size_t>(s)] = true;
         if (std::find(bits.begin(), bits.end(), false) != bits.end()) return false;
         pending_discards_.erase(static_cast<uint32_t>(b));
         return true;
@@ -942,7 +967,7 @@ private:
     void fill_holes(Context &ctx) {
         if (!holes_pending_) return;
         holes_pending_ = false;
-        flush_file(ctx); // the map no longer references the holes
+        flush_file(ctx);  // the map no longer references the holes
         uint32_t end = 0; // one past the highest data block in use (the map was checked on open)
         for (uint32_t b = 0; b < h_.blocks; ++b)
             if (is_allocated(map_[b])) end = std::max(end, map_[b] + 1);
@@ -950,7 +975,8 @@ private:
         for (uint32_t b = 0; b < h_.blocks; ++b)
             if (is_allocated(map_[b])) owner[map_[b]] = b;
         auto trim = [&] {
-            while (end > 0 && owner[end - 1] == kBlockFree) --end;
+            while (end > 0 && owner[end - 1] == kBlockFree)
+                --end;
         };
         trim();
         std::vector<std::pair<uint32_t, uint32_t>> moves; // from, to
@@ -969,7 +995,8 @@ private:
         }
         if (!moves.empty()) flush_file(ctx);
         // The entries naming the copies, then the lower count (flush_file's order).
-        for (auto [from, to] : moves) defer_entry(owner[to], to);
+        for (auto [from, to] : moves)
+            defer_entry(owner[to], to);
         h_.blocks_allocated = end;
         header_dirty_ = true;
         next_block_ = end;
@@ -991,7 +1018,8 @@ private:
         if (map_end > h_.off_data) {
             const uint64_t shift_blocks = (map_end - h_.off_data + h_.stride() - 1) / h_.stride();
             const uint64_t new_off_data = h_.off_data + shift_blocks * h_.stride();
-            if (new_off_data > UINT32_MAX) fail(VDKIT_E_NOT_SUPPORTED, "the grown map does not fit a 32-bit data offset");
+            if (new_off_data > UINT32_MAX)
+                fail(VDKIT_E_NOT_SUPPORTED, "the grown map does not fit a 32-bit data offset");
             const uint32_t k = static_cast<uint32_t>(shift_blocks);
             // The data blocks in use are [0, next_block_) (from the map; the
             // header's count is not trusted).
@@ -1016,7 +1044,8 @@ private:
         map_.resize(new_blocks, kBlockFree);
         h_.blocks = new_blocks;
         if (h_.type == kTypeFixed) {
-            for (uint32_t b = old_blocks; b < new_blocks; ++b) map_[b] = next_block_ + (b - old_blocks);
+            for (uint32_t b = old_blocks; b < new_blocks; ++b)
+                map_[b] = next_block_ + (b - old_blocks);
             h_.blocks_allocated = next_block_ + (new_blocks - old_blocks);
             const uint64_t from = h_.off_data + uint64_t(next_block_) * h_.stride();
             file_size_ = h_.off_data + uint64_t(h_.blocks_allocated) * h_.stride();
@@ -1040,11 +1069,13 @@ private:
             if (from >= span) continue;
             pread_padded(ctx, block.data(), span - from, data_offset(e) + from);
             if (!sdk::is_zero(block.data(), span - from))
-                fail(VDKIT_E_INVALID_ARGUMENT, "data lies past the new end (at " + std::to_string(b * h_.block_size + from) +
+                fail(VDKIT_E_INVALID_ARGUMENT, "data lies past the new end (at " +
+                                                   std::to_string(b * h_.block_size + from) +
                                                    "); discard it first, shrinking never drops data");
         }
         // The tail of a kept partial block is already zero (checked above).
-        for (uint64_t b = new_blocks; b < h_.blocks; ++b) release(ctx, b, kBlockFree);
+        for (uint64_t b = new_blocks; b < h_.blocks; ++b)
+            release(ctx, b, kBlockFree);
         fill_holes(ctx);
         map_.resize(new_blocks);
         h_.blocks = static_cast<uint32_t>(new_blocks);
@@ -1057,13 +1088,13 @@ private:
     std::vector<uint32_t> map_; // h_.blocks entries
     std::string hint_;
     uint64_t file_size_ = 0;
-    uint32_t next_block_ = 0;    // data block index the next allocation takes
-    bool header_dirty_ = false;   // h_ differs from the file (flush_file writes it)
-    uint32_t disk_count_ = 0;     // the allocated count the header in the file has (write_header)
+    uint32_t next_block_ = 0;            // data block index the next allocation takes
+    bool header_dirty_ = false;          // h_ differs from the file (flush_file writes it)
+    uint32_t disk_count_ = 0;            // the allocated count the header in the file has (write_header)
     std::set<uint64_t> dirty_map_pages_; // map pages (kEntriesPerPage entries) not yet written
     bool touched_ = false;
     bool map_damaged_ = false;
-    bool holes_pending_ = false; // a data block was given back since the last fill_holes()
+    bool holes_pending_ = false;       // a data block was given back since the last fill_holes()
     std::vector<uint32_t> free_slots_; // unused data blocks below next_block_, lowest last
     bool free_known_ = false;          // free_slots_ is current
     bool count_lowered_ = false;       // the allocated count was ahead of the map (flush_file truncates after it)

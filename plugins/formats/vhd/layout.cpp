@@ -22,11 +22,12 @@ struct F {
 // Dynamic header field offsets (§3.2).
 struct D {
     static constexpr uint64_t data_offset = 8, table_offset = 16, version = 24, max_entries = 28, block_size = 32,
-                              checksum = 36, parent_uuid = 40, parent_timestamp = 56, parent_name = 64,
-                              locators = 576;
+                              checksum = 36, parent_uuid = 40, parent_timestamp = 56, parent_name = 64, locators = 576;
 };
 
-bool power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
+bool power_of_two(uint64_t v) {
+    return v && !(v & (v - 1));
+}
 
 void put_utf8(std::string &out, uint32_t cp) {
     if (cp < 0x80) {
@@ -167,7 +168,9 @@ uint32_t checksum(const unsigned char *buf, uint64_t len, uint64_t at) {
     return ~sum;
 }
 
-bool has_cookie(const unsigned char *buf, uint64_t len) { return len >= 8 && std::memcmp(buf, kCookie, 8) == 0; }
+bool has_cookie(const unsigned char *buf, uint64_t len) {
+    return len >= 8 && std::memcmp(buf, kCookie, 8) == 0;
+}
 
 std::optional<std::string> parse_footer(const unsigned char *in, uint64_t len, const std::string &where,
                                         bool verify_checksum, Footer &f) {
@@ -194,8 +197,7 @@ std::optional<std::string> parse_footer(const unsigned char *in, uint64_t len, c
     f.type = static_cast<uint32_t>(load_be(buf + F::type, 4));
     std::memcpy(f.uuid.data(), buf + F::uuid, 16);
     f.saved_state = buf[F::saved_state];
-    if (f.version >> 16 != 1)
-        return where + ": file format version " + hex(f.version) + " (byte 12) is not 1.x";
+    if (f.version >> 16 != 1) return where + ": file format version " + hex(f.version) + " (byte 12) is not 1.x";
     if (f.type != kTypeFixed && f.type != kTypeDynamic && f.type != kTypeDiff)
         return where + ": disk type " + std::to_string(f.type) +
                " (byte 60) is not fixed (2), dynamic (3) or differencing (4)";
@@ -231,8 +233,8 @@ void serialise_footer(Footer &f, unsigned char *buf) {
     store_be(buf + F::checksum, f.checksum, 4);
 }
 
-std::optional<std::string> parse_dynamic(const unsigned char *buf, uint64_t at, uint64_t disk_size,
-                                         uint64_t file_size, bool verify_checksum, DynHeader &h) {
+std::optional<std::string> parse_dynamic(const unsigned char *buf, uint64_t at, uint64_t disk_size, uint64_t file_size,
+                                         bool verify_checksum, DynHeader &h) {
     const std::string where = "the dynamic header at byte " + std::to_string(at);
     if (std::memcmp(buf, kDynCookie, 8) != 0) return where + " has no \"cxsparse\" cookie";
     h = DynHeader{};
@@ -253,17 +255,20 @@ std::optional<std::string> parse_dynamic(const unsigned char *buf, uint64_t at, 
         h.locators[i] = {static_cast<uint32_t>(load_be(p, 4)), static_cast<uint32_t>(load_be(p + 4, 4)),
                          static_cast<uint32_t>(load_be(p + 8, 4)), load_be(p + 16, 8)};
     }
-    if (h.version >> 16 != 1) return where + ": version " + hex(h.version) + " (byte " + std::to_string(at + D::version) + ") is not 1.x";
+    if (h.version >> 16 != 1)
+        return where + ": version " + hex(h.version) + " (byte " + std::to_string(at + D::version) + ") is not 1.x";
     if (!power_of_two(h.block_size) || h.block_size < kMinBlockSize || h.block_size > kMaxBlockSize)
         return where + ": block size " + std::to_string(h.block_size) + " (byte " + std::to_string(at + D::block_size) +
                ") is not a power of two from 512 bytes to 256 MiB";
     const uint64_t needed = needed_entries(disk_size, h.block_size);
     if (h.max_entries < needed)
-        return where + ": " + std::to_string(h.max_entries) + " BAT entries (byte " + std::to_string(at + D::max_entries) +
-               ") of " + std::to_string(h.block_size) + "-byte blocks cannot hold the disk size " + std::to_string(disk_size);
+        return where + ": " + std::to_string(h.max_entries) + " BAT entries (byte " +
+               std::to_string(at + D::max_entries) + ") of " + std::to_string(h.block_size) +
+               "-byte blocks cannot hold the disk size " + std::to_string(disk_size);
     if (needed > kMaxBatEntries)
-        return where + ": the disk needs " + std::to_string(needed) + " BAT entries of " + std::to_string(h.block_size) +
-               "-byte blocks, more than the " + std::to_string(kMaxBatEntries) + " vdkit holds in memory";
+        return where + ": the disk needs " + std::to_string(needed) + " BAT entries of " +
+               std::to_string(h.block_size) + "-byte blocks, more than the " + std::to_string(kMaxBatEntries) +
+               " vdkit holds in memory";
     if (h.table_offset % kSector || (h.table_offset < at + kDynHeaderSize && h.table_offset + needed * 4 > at))
         return where + ": BAT offset " + hex(h.table_offset) + " (byte " + std::to_string(at + D::table_offset) +
                ") is not sector aligned or overlaps the header";
@@ -295,7 +300,9 @@ void serialise_dynamic(DynHeader &h, unsigned char *buf) {
     store_be(buf + D::checksum, h.checksum, 4);
 }
 
-std::string parent_name(const DynHeader &h) { return from_utf16(h.parent_name.data(), h.parent_name.size(), true); }
+std::string parent_name(const DynHeader &h) {
+    return from_utf16(h.parent_name.data(), h.parent_name.size(), true);
+}
 
 bool set_parent_name(DynHeader &h, std::string_view name) {
     auto u = to_utf16(name, true);
@@ -309,9 +316,13 @@ std::optional<std::string> locator_text(uint32_t code, const unsigned char *data
     std::string s;
     switch (code) {
     case kPlatW2ku:
-    case kPlatW2ru: s = from_utf16(data, len, false); break;
+    case kPlatW2ru:
+        s = from_utf16(data, len, false);
+        break;
     case kPlatWi2k:
-    case kPlatWi2r: s.assign(reinterpret_cast<const char *>(data), strnlen(reinterpret_cast<const char *>(data), len)); break;
+    case kPlatWi2r:
+        s.assign(reinterpret_cast<const char *>(data), strnlen(reinterpret_cast<const char *>(data), len));
+        break;
     case kPlatMacX: {
         const std::string url(reinterpret_cast<const char *>(data), strnlen(reinterpret_cast<const char *>(data), len));
         if (url.rfind("file://", 0) != 0) return std::nullopt;
@@ -327,13 +338,16 @@ std::optional<std::string> locator_text(uint32_t code, const unsigned char *data
         }
         break;
     }
-    default: return std::nullopt; // "Mac " alias blobs and unknown codes name no path vdkit can use
+    default:
+        return std::nullopt; // "Mac " alias blobs and unknown codes name no path vdkit can use
     }
     if (s.empty()) return std::nullopt;
     return s;
 }
 
-std::optional<std::string> utf16le(std::string_view utf8) { return to_utf16(utf8, false); }
+std::optional<std::string> utf16le(std::string_view utf8) {
+    return to_utf16(utf8, false);
+}
 
 uint32_t vhd_time(int64_t unix_seconds) {
     const int64_t t = unix_seconds - 946684800; // 2000-01-01 00:00:00 UTC

@@ -23,16 +23,18 @@ namespace vdkit::vhd {
 
 inline uint64_t load_be(const unsigned char *p, int n) {
     uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+    for (int i = 0; i < n; ++i)
+        v = (v << 8) | p[i];
     return v;
 }
 inline void store_be(unsigned char *p, uint64_t v, int n) {
-    for (int i = n - 1; i >= 0; --i, v >>= 8) p[i] = static_cast<unsigned char>(v);
+    for (int i = n - 1; i >= 0; --i, v >>= 8)
+        p[i] = static_cast<unsigned char>(v);
 }
 
 constexpr uint64_t kSector = 512;
 constexpr uint64_t kFooterSize = 512;
-constexpr uint64_t kOldFooterSize = 511;   // before Virtual PC 2004 (§3.1)
+constexpr uint64_t kOldFooterSize = 511; // before Virtual PC 2004 (§3.1)
 constexpr uint64_t kDynHeaderSize = 1024;
 constexpr uint32_t kVersion = 0x00010000u; // footer file format and dynamic header version
 constexpr uint64_t kNoDataOffset = ~0ull;  // a fixed disk's footer data offset (§3.1)
@@ -53,7 +55,7 @@ constexpr uint64_t kMaxSize = 0xFF000000ull * kSector;
 constexpr uint32_t kMinBlockSize = 512;
 constexpr uint32_t kMaxBlockSize = 256u << 20;
 constexpr uint64_t kMaxBatEntries = 1ull << 24;
-constexpr uint64_t kMaxLocatorBytes = 64u << 10;     // §8.3 lesson 3
+constexpr uint64_t kMaxLocatorBytes = 64u << 10;         // §8.3 lesson 3
 constexpr uint64_t kMaxChsSectors = 65535ull * 16 * 255; // the maximum geometry (§3.4)
 
 // Parent locator platform codes (§3.2).
@@ -78,16 +80,16 @@ struct Footer {
     uint32_t features = 2;
     uint32_t version = kVersion;
     uint64_t data_offset = kNoDataOffset;
-    uint32_t timestamp = 0;                 // seconds since 2000-01-01 UTC
-    std::array<char, 4> creator_app{};      // "vpc ", "win ", "qemu", "qem2", ...
+    uint32_t timestamp = 0;            // seconds since 2000-01-01 UTC
+    std::array<char, 4> creator_app{}; // "vpc ", "win ", "qemu", "qem2", ...
     uint32_t creator_version = 0;
     uint32_t creator_os = 0;
     uint64_t original_size = 0;
     uint64_t current_size = 0;
     Geometry geometry;
     uint32_t type = kTypeDynamic;
-    uint32_t checksum = 0;                  // as stored
-    std::array<uint8_t, 16> uuid{};         // raw bytes, never reinterpreted (§3.5)
+    uint32_t checksum = 0;          // as stored
+    std::array<uint8_t, 16> uuid{}; // raw bytes, never reinterpreted (§3.5)
     uint8_t saved_state = 0;
 
     std::string_view creator() const { return std::string_view(creator_app.data(), 4); }
@@ -119,9 +121,9 @@ void serialise_footer(Footer &f, unsigned char *buf);
 
 struct Locator {
     uint32_t code = 0;
-    uint32_t space = 0;   // bytes (Virtual PC, Hyper-V) or sectors (MS-VHD text): never trusted (§3.2)
-    uint32_t length = 0;  // bytes of path data
-    uint64_t offset = 0;  // absolute file offset of the data
+    uint32_t space = 0;  // bytes (Virtual PC, Hyper-V) or sectors (MS-VHD text): never trusted (§3.2)
+    uint32_t length = 0; // bytes of path data
+    uint64_t offset = 0; // absolute file offset of the data
 };
 
 // §3.2: the dynamic disk header.
@@ -146,8 +148,8 @@ struct DynHeader {
 // size, the BAT's length (it must cover the disk, stay below
 // kMaxBatEntries needed entries, and lie inside the file and clear of the
 // header). Locators are parsed but checked only when used (locator_text).
-std::optional<std::string> parse_dynamic(const unsigned char *buf, uint64_t at, uint64_t disk_size,
-                                         uint64_t file_size, bool verify_checksum, DynHeader &out);
+std::optional<std::string> parse_dynamic(const unsigned char *buf, uint64_t at, uint64_t disk_size, uint64_t file_size,
+                                         bool verify_checksum, DynHeader &out);
 
 // Serialise h (checksum computed and stored) into 1024 bytes.
 void serialise_dynamic(DynHeader &h, unsigned char *buf);

@@ -49,7 +49,9 @@ constexpr char kExactCreator[4] = {'q', 'e', 'm', '2'}; // qemu's force_size mar
 constexpr uint32_t kCreatorVersion = 0x00010000u;
 constexpr uint32_t kHostWi2k = 0x5769326Bu;
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+uint64_t align_up(uint64_t v, uint64_t a) {
+    return (v + a - 1) / a * a;
+}
 
 // Modification ids carry the footer time stamp (the host compares them
 // within one format): "VHDT", eight zero bytes, the time stamp big-endian.
@@ -76,7 +78,8 @@ std::string native_path(std::string p) {
         const size_t slash = p.rfind('/');
         return slash == std::string::npos ? p.substr(2) : p.substr(slash + 1);
     }
-    while (p.rfind("./", 0) == 0) p.erase(0, 2);
+    while (p.rfind("./", 0) == 0)
+        p.erase(0, 2);
     return p;
 }
 
@@ -135,8 +138,10 @@ public:
     void info(Context &, vdkit_image_info &out) {
         out.virtual_size = size_;
         out.granularity = fixed() ? 0 : d_.block_size;
-        if (diff()) out.flags |= VDKIT_IMAGE_HAS_PARENT;
-        else if (!fixed() || created_) out.flags |= VDKIT_IMAGE_ZERO_INIT;
+        if (diff())
+            out.flags |= VDKIT_IMAGE_HAS_PARENT;
+        else if (!fixed() || created_)
+            out.flags |= VDKIT_IMAGE_ZERO_INIT;
         if (fixed()) out.flags |= VDKIT_IMAGE_FIXED;
         std::memcpy(out.uuid, f_.uuid.data(), 16);
         encode_stamp(f_.timestamp, out.modification_uuid);
@@ -160,14 +165,17 @@ public:
             std::string app(f_.creator());
             for (char &c : app)
                 if (c < 0x20 || c > 0x7e) c = '?';
-            std::string os = f_.creator_os == kHostWi2k ? "Wi2k" : f_.creator_os == 0x4D616320u ? "Mac" : sdk::hex(f_.creator_os);
+            std::string os = f_.creator_os == kHostWi2k     ? "Wi2k"
+                             : f_.creator_os == 0x4D616320u ? "Mac"
+                                                            : sdk::hex(f_.creator_os);
             return "'" + app + "' " + std::to_string(f_.creator_version >> 16) + "." +
                    std::to_string(f_.creator_version & 0xFFFF) + " on " + os;
         }
         if (key == "vhd.size-source")
-            return f_.size_from_chs() ? "chs " + std::to_string(f_.geometry.cylinders) + "/" +
-                                            std::to_string(f_.geometry.heads) + "/" + std::to_string(f_.geometry.sectors)
-                                      : std::string("current-size");
+            return f_.size_from_chs()
+                       ? "chs " + std::to_string(f_.geometry.cylinders) + "/" + std::to_string(f_.geometry.heads) +
+                             "/" + std::to_string(f_.geometry.sectors)
+                       : std::string("current-size");
         if (key == "vhd.timestamp") return std::to_string(f_.timestamp);
         if (key == "vhd.current-size") return std::to_string(f_.current_size);
         if (key == "vhd.block-size" && !fixed()) return std::to_string(d_.block_size);
@@ -189,7 +197,10 @@ public:
 
     void set_uuid(Context &ctx, uint32_t which, const uint8_t *u) {
         switch (which) {
-        case VDKIT_UUID_IMAGE: std::memcpy(f_.uuid.data(), u, 16); write_footers(ctx); return;
+        case VDKIT_UUID_IMAGE:
+            std::memcpy(f_.uuid.data(), u, 16);
+            write_footers(ctx);
+            return;
         case VDKIT_UUID_MODIFICATION:
             if (auto ts = decode_stamp(u)) {
                 f_.timestamp = *ts;
@@ -206,7 +217,8 @@ public:
             d_.parent_timestamp = decode_stamp(u).value_or(0);
             write_dyn_header(ctx);
             return;
-        default: fail(VDKIT_E_INVALID_ARGUMENT, "unknown UUID kind " + std::to_string(which));
+        default:
+            fail(VDKIT_E_INVALID_ARGUMENT, "unknown UUID kind " + std::to_string(which));
         }
     }
 
@@ -265,7 +277,8 @@ public:
         uint64_t n = std::min(len, bs - within);
         const uint32_t entry = bat_[b];
         if (entry == kBatFree) {
-            for (uint64_t next = b + 1; n < len && bat_[next] == kBatFree; ++next) n = std::min(len, n + bs);
+            for (uint64_t next = b + 1; n < len && bat_[next] == kBatFree; ++next)
+                n = std::min(len, n + bs);
             return {n, true};
         }
         require_sound(b);
@@ -275,12 +288,13 @@ public:
             const uint64_t s = within / kSector;
             const bool mine = bit(bits, s);
             uint64_t end = (s + 1) * kSector;
-            while (end < within + n && bit(bits, end / kSector) == mine) end += kSector;
+            while (end < within + n && bit(bits, end / kSector) == mine)
+                end += kSector;
             n = std::min(n, end - within);
             if (!mine) return {n, true};
         }
         const uint64_t at = data_offset(entry) + within;
-        const uint64_t lim = std::max(limit_, footer_at_); // the data area grows with each new block
+        const uint64_t lim = std::max(limit_, footer_at_);           // the data area grows with each new block
         const uint64_t avail = at < lim ? std::min(n, lim - at) : 0; // a cut block reads zeros past the data area
         if (avail) main_.pread(ctx.get(), at, buf, avail);
         if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
@@ -322,7 +336,8 @@ public:
                     }
                     n = whole;
                 }
-                for (uint64_t k = s; k * kSector < within + n; ++k) set_bit(bits, k);
+                for (uint64_t k = s; k * kSector < within + n; ++k)
+                    set_bit(bits, k);
             }
             main_.pwrite(ctx.get(), data_offset(bat_[b]) + within, in + done, n);
             done += n;
@@ -337,7 +352,8 @@ public:
         const uint64_t b = off / bs, within = off % bs;
         uint64_t n = std::min(len, bs - within);
         if (bat_[b] == kBatFree) {
-            for (uint64_t next = b + 1; n < len && bat_[next] == kBatFree; ++next) n = std::min(len, n + bs);
+            for (uint64_t next = b + 1; n < len && bat_[next] == kBatFree; ++next)
+                n = std::min(len, n + bs);
             return {VDKIT_BLOCK_UNALLOCATED, n};
         }
         if (diff() && sound(b)) {
@@ -345,7 +361,8 @@ public:
             const uint64_t s = within / kSector;
             const bool mine = bit(bits, s);
             uint64_t end = (s + 1) * kSector;
-            while (end < within + n && bit(bits, end / kSector) == mine) end += kSector;
+            while (end < within + n && bit(bits, end / kSector) == mine)
+                end += kSector;
             return {mine ? VDKIT_BLOCK_DATA : VDKIT_BLOCK_UNALLOCATED, std::min(n, end - within)};
         }
         return {VDKIT_BLOCK_DATA, n};
@@ -361,7 +378,8 @@ public:
         for (auto &[b, bits] : dirty_bitmaps_)
             if (bat_[b] != kBatFree) main_.pwrite(ctx.get(), uint64_t(bat_[b]) * kSector, bits.data(), bits.size());
         dirty_bitmaps_.clear();
-        for (uint64_t sector : dirty_bat_) write_bat_range(ctx, sector * kEntriesPerSector, (sector + 1) * kEntriesPerSector);
+        for (uint64_t sector : dirty_bat_)
+            write_bat_range(ctx, sector * kEntriesPerSector, (sector + 1) * kEntriesPerSector);
         dirty_bat_.clear();
         main_.flush(ctx.get());
     }
@@ -393,14 +411,17 @@ public:
         }
         require_sound_bat();
         const uint64_t bs = d_.block_size;
-        if (off % bs || (len % bs && off + len != size_)) fail(VDKIT_E_INVALID_ARGUMENT, "write_zeroes needs whole blocks");
+        if (off % bs || (len % bs && off + len != size_))
+            fail(VDKIT_E_INVALID_ARGUMENT, "write_zeroes needs whole blocks");
         for (uint64_t b = off / bs; b * bs < off + len; ++b) {
             if (!diff()) {
                 free_block(b);
                 continue;
             }
-            if (bat_[b] == kBatFree) allocate(ctx, b);
-            else main_.zero(ctx.get(), data_offset(bat_[b]), bs);
+            if (bat_[b] == kBatFree)
+                allocate(ctx, b);
+            else
+                main_.zero(ctx.get(), data_offset(bat_[b]), bs);
             std::vector<uint8_t> &bits = dirty_bitmap(ctx, b);
             std::fill(bits.begin(), bits.end(), 0xFF);
         }
@@ -413,7 +434,8 @@ public:
         // current_size (§3.4).
         if (new_size % kSector) fail(VDKIT_E_INVALID_ARGUMENT, "a VHD's size is a whole number of 512-byte sectors");
         const Sized s = sized(new_size, true);
-        if (s.bytes < size_ && !(flags & VDKIT_RESIZE_SHRINK)) fail(VDKIT_E_INVALID_ARGUMENT, "shrinking needs the shrink flag");
+        if (s.bytes < size_ && !(flags & VDKIT_RESIZE_SHRINK))
+            fail(VDKIT_E_INVALID_ARGUMENT, "shrinking needs the shrink flag");
         if (s.bytes < size_) require_zero_tail(ctx, s.bytes);
         if (fixed()) {
             // The new footer first (the file always ends in one), then the
@@ -437,10 +459,12 @@ public:
                 const uint64_t bat_end = d_.table_offset + need * 4;
                 bool room = need <= kMaxBatEntries && bat_end <= lowest_block_;
                 for (const Locator &l : d_.locators)
-                    if (l.offset && l.offset < bat_end && l.offset + std::max(l.space, l.length) > d_.table_offset) room = false;
+                    if (l.offset && l.offset < bat_end && l.offset + std::max(l.space, l.length) > d_.table_offset)
+                        room = false;
                 if (!room)
                     fail(VDKIT_E_NOT_SUPPORTED, "the BAT has no room for " + std::to_string(need) +
-                                                    " entries (data starts at byte " + std::to_string(std::min(lowest_block_, meta_end_)) +
+                                                    " entries (data starts at byte " +
+                                                    std::to_string(std::min(lowest_block_, meta_end_)) +
                                                     "); convert to a new image of the size wanted");
                 const uint64_t old = bat_.size();
                 bat_.resize(need, kBatFree);
@@ -456,7 +480,8 @@ public:
                 data_end_ = std::max(data_end_, meta_end_);
                 footer_at_ = std::max(footer_at_, data_end_);
             } else if (need < bat_.size()) {
-                for (uint64_t b = need; b < bat_.size(); ++b) free_block(b);
+                for (uint64_t b = need; b < bat_.size(); ++b)
+                    free_block(b);
                 flush(ctx);
                 bat_.resize(std::max<uint64_t>(need, 1));
             } else {
@@ -486,7 +511,9 @@ public:
         const sdk::CheckReporter reporter(ctx, flags, r);
         const bool repair = reporter.repairing();
         if (repair && !writable_) fail(VDKIT_E_READ_ONLY, "repair needs the image open for writing");
-        auto report = [&](uint32_t sev, uint64_t at, const std::string &msg, bool fixable) { reporter(sev, at, msg, fixable); };
+        auto report = [&](uint32_t sev, uint64_t at, const std::string &msg, bool fixable) {
+            reporter(sev, at, msg, fixable);
+        };
         bool rewrite_end = false, rewrite_copy = false;
         if (!end_note_.empty()) {
             report(VDKIT_FINDING_ERROR, file_size_ >= kFooterSize ? file_size_ - kFooterSize : 0,
@@ -494,7 +521,8 @@ public:
             rewrite_end = true;
         }
         if (!copy_note_.empty()) {
-            report(VDKIT_FINDING_ERROR, 0, copy_note_ + "; repair writes the copy again from the footer at the end", true);
+            report(VDKIT_FINDING_ERROR, 0, copy_note_ + "; repair writes the copy again from the footer at the end",
+                   true);
             rewrite_copy = true;
         }
         if (!fixed()) {
@@ -504,34 +532,42 @@ public:
             for (uint64_t b = 0; b < bat_.size(); ++b) {
                 if (state_[b] == kShared) {
                     if (++shared <= kMaxFindings)
-                        report(VDKIT_FINDING_ERROR, d_.table_offset + b * 4,
-                               "block " + std::to_string(b) + " (BAT entry at byte " + std::to_string(d_.table_offset + b * 4) +
-                                   ") shares its data block (byte " + std::to_string(uint64_t(bat_[b]) * kSector) +
-                                   ") with a block before it: a write to either changes both (not repaired: copy the disk "
-                                   "with vdkit convert)",
-                               false);
+                        report(
+                            VDKIT_FINDING_ERROR, d_.table_offset + b * 4,
+                            "block " + std::to_string(b) + " (BAT entry at byte " +
+                                std::to_string(d_.table_offset + b * 4) + ") shares its data block (byte " +
+                                std::to_string(uint64_t(bat_[b]) * kSector) +
+                                ") with a block before it: a write to either changes both (not repaired: copy the disk "
+                                "with vdkit convert)",
+                            false);
                 } else if (state_[b] == kCut) {
                     report(VDKIT_FINDING_ERROR, limit_,
-                           "block " + std::to_string(b) + " (BAT entry at byte " + std::to_string(d_.table_offset + b * 4) +
-                               ") " + why_unsound(b) + "; repair pads the file with the zeros those bytes read as",
+                           "block " + std::to_string(b) + " (BAT entry at byte " +
+                               std::to_string(d_.table_offset + b * 4) + ") " + why_unsound(b) +
+                               "; repair pads the file with the zeros those bytes read as",
                            true);
                 } else if (state_[b] != kSound) {
                     if (++bad <= kMaxFindings || repair)
                         report(VDKIT_FINDING_ERROR, d_.table_offset + b * 4,
-                               "block " + std::to_string(b) + " (BAT entry at byte " + std::to_string(d_.table_offset + b * 4) +
-                                   ") " + why_unsound(b) + "; it cannot be read (" + lost_range(b, 0) +
-                                   "); repair frees the entry (it then reads as " + (diff() ? "the parent" : "zeros") + ")",
+                               "block " + std::to_string(b) + " (BAT entry at byte " +
+                                   std::to_string(d_.table_offset + b * 4) + ") " + why_unsound(b) +
+                                   "; it cannot be read (" + lost_range(b, 0) +
+                                   "); repair frees the entry (it then reads as " + (diff() ? "the parent" : "zeros") +
+                                   ")",
                                true);
                 }
             }
             if (bad > kMaxFindings && !repair)
-                report(VDKIT_FINDING_ERROR, d_.table_offset, std::to_string(bad - kMaxFindings) + " more BAT entries cannot be read", true);
+                report(VDKIT_FINDING_ERROR, d_.table_offset,
+                       std::to_string(bad - kMaxFindings) + " more BAT entries cannot be read", true);
             if (shared > kMaxFindings)
-                report(VDKIT_FINDING_ERROR, d_.table_offset, std::to_string(shared - kMaxFindings) + " more BAT entries share a data block", false);
+                report(VDKIT_FINDING_ERROR, d_.table_offset,
+                       std::to_string(shared - kMaxFindings) + " more BAT entries share a data block", false);
             // Space inside the data area no entry uses.
             std::vector<std::pair<uint64_t, uint64_t>> used;
             for (uint64_t b = 0; b < bat_.size(); ++b)
-                if (bat_[b] != kBatFree && (sound(b) || state_[b] == kCut)) used.emplace_back(uint64_t(bat_[b]) * kSector, uint64_t(bat_[b]) * kSector + d_.block_stride());
+                if (bat_[b] != kBatFree && (sound(b) || state_[b] == kCut))
+                    used.emplace_back(uint64_t(bat_[b]) * kSector, uint64_t(bat_[b]) * kSector + d_.block_stride());
             std::sort(used.begin(), used.end());
             uint64_t at = meta_end_, unused = 0;
             for (auto [a, e] : used) {
@@ -603,23 +639,28 @@ private:
         return f_.creator() == std::string_view(kVdkitCreator, 4) || f_.creator() == std::string_view(kExactCreator, 4);
     }
     uint64_t data_offset(uint32_t entry) const { return uint64_t(entry) * kSector + d_.bitmap_bytes(); }
-    static bool bit(const std::vector<uint8_t> &bits, uint64_t s) { return bits[s / 8] & (0x80 >> (s % 8)); } // MSB first (§3.3)
-    static void set_bit(std::vector<uint8_t> &bits, uint64_t s) { bits[s / 8] |= static_cast<uint8_t>(0x80 >> (s % 8)); }
+    static bool bit(const std::vector<uint8_t> &bits, uint64_t s) {
+        return bits[s / 8] & (0x80 >> (s % 8));
+    } // MSB first (§3.3)
+    static void set_bit(std::vector<uint8_t> &bits, uint64_t s) {
+        bits[s / 8] |= static_cast<uint8_t>(0x80 >> (s % 8));
+    }
     bool sound(uint64_t b) const { return state_.empty() || state_[b] == kSound; }
     std::string why_unsound(uint64_t b) const {
         const uint64_t start = uint64_t(bat_[b]) * kSector;
         if (state_[b] == kInMeta)
-            return "points at byte " + std::to_string(start) + ", inside the headers, BAT and locators (which end at byte " +
-                   std::to_string(meta_end_) + ")";
+            return "points at byte " + std::to_string(start) +
+                   ", inside the headers, BAT and locators (which end at byte " + std::to_string(meta_end_) + ")";
         if (state_[b] == kPastEnd)
-            return "points at byte " + std::to_string(start) + ": its bitmap and data (" + std::to_string(d_.block_stride()) +
-                   " bytes) run past the data area, which ends at byte " + std::to_string(footer_at_) +
-                   " (a cut-off file, or a damaged entry)";
+            return "points at byte " + std::to_string(start) + ": its bitmap and data (" +
+                   std::to_string(d_.block_stride()) + " bytes) run past the data area, which ends at byte " +
+                   std::to_string(footer_at_) + " (a cut-off file, or a damaged entry)";
         if (state_[b] == kCut) {
             const uint64_t kept = limit_ - (start + d_.bitmap_bytes());
-            return "points at byte " + std::to_string(start) + ", a block cut off by the end of the data area at byte " +
-                   std::to_string(limit_) + ": its first " + std::to_string(kept) + " bytes are intact, the rest reads as zeros (" +
-                   lost_range(b, kept) + ": the file was truncated)";
+            return "points at byte " + std::to_string(start) +
+                   ", a block cut off by the end of the data area at byte " + std::to_string(limit_) + ": its first " +
+                   std::to_string(kept) + " bytes are intact, the rest reads as zeros (" + lost_range(b, kept) +
+                   ": the file was truncated)";
         }
         return "shares its data block with another block";
     }
@@ -642,7 +683,8 @@ private:
     void require_sound(uint64_t b) const {
         if (!state_.empty() && (state_[b] == kInMeta || state_[b] == kPastEnd))
             fail(VDKIT_E_CORRUPT, "block " + std::to_string(b) + " (BAT entry at byte " +
-                                      std::to_string(d_.table_offset + b * 4) + ") " + why_unsound(b) + "; run 'vdkit check -r'");
+                                      std::to_string(d_.table_offset + b * 4) + ") " + why_unsound(b) +
+                                      "; run 'vdkit check -r'");
     }
     void require_sound_bat() const {
         if (unsound_)
@@ -655,7 +697,8 @@ private:
     // ---- opening ----------------------------------------------------------------
     void load(Context &ctx) {
         file_size_ = main_.size(ctx.get());
-        if (file_size_ < kOldFooterSize) fail(VDKIT_E_CORRUPT, "the file (" + std::to_string(file_size_) + " bytes) is too short for a VHD footer");
+        if (file_size_ < kOldFooterSize)
+            fail(VDKIT_E_CORRUPT, "the file (" + std::to_string(file_size_) + " bytes) is too short for a VHD footer");
         // §3.1: the footer at the end (512 bytes, or 511 before Virtual PC 2004).
         unsigned char tail[kFooterSize]{};
         const uint64_t tn = std::min<uint64_t>(file_size_, kFooterSize);
@@ -664,11 +707,13 @@ private:
         std::optional<std::string> end_err;
         uint64_t end_len = kFooterSize;
         if (tn == kFooterSize && has_cookie(tail, kFooterSize)) {
-            end_err = parse_footer(tail, kFooterSize, "the footer at byte " + std::to_string(file_size_ - kFooterSize), verify_, end);
+            end_err = parse_footer(tail, kFooterSize, "the footer at byte " + std::to_string(file_size_ - kFooterSize),
+                                   verify_, end);
         } else if (has_cookie(tail + (tn - kOldFooterSize), kOldFooterSize)) {
             end_len = kOldFooterSize;
             end_err = parse_footer(tail + (tn - kOldFooterSize), kOldFooterSize,
-                                   "the 511-byte footer at byte " + std::to_string(file_size_ - kOldFooterSize), verify_, end);
+                                   "the 511-byte footer at byte " + std::to_string(file_size_ - kOldFooterSize),
+                                   verify_, end);
         } else {
             end_err = "no footer (\"conectix\") in the last 512 bytes of the file";
         }
@@ -678,7 +723,8 @@ private:
         std::optional<std::string> copy_err = std::string("none");
         if (file_size_ >= kFooterSize) {
             main_.pread(ctx.get(), 0, head, kFooterSize);
-            if (has_cookie(head, kFooterSize)) copy_err = parse_footer(head, kFooterSize, "the footer copy at byte 0", verify_, copy);
+            if (has_cookie(head, kFooterSize))
+                copy_err = parse_footer(head, kFooterSize, "the footer copy at byte 0", verify_, copy);
         }
         if (!end_err) {
             f_ = end;
@@ -694,12 +740,12 @@ private:
             end_note_ = *end_err;
             footer_at_ = file_size_ >= kFooterSize ? file_size_ - kFooterSize : 0;
         } else {
-        {
-            std::string msg = *end_err + (copy_err && *copy_err != "none" ? "; " + *copy_err : std::string());
-            if (msg.find("checksum") != std::string::npos)
-                msg += " (to read it anyway, set defaults.format.vhd.ignore-checksums: true in a --config file)";
-            fail(VDKIT_E_CORRUPT, msg);
-        }
+            {
+                std::string msg = *end_err + (copy_err && *copy_err != "none" ? "; " + *copy_err : std::string());
+                if (msg.find("checksum") != std::string::npos)
+                    msg += " (to read it anyway, set defaults.format.vhd.ignore-checksums: true in a --config file)";
+                fail(VDKIT_E_CORRUPT, msg);
+            }
         }
         size_ = f_.disk_size();
         if (fixed()) {
@@ -716,7 +762,8 @@ private:
     void load_dynamic(Context &ctx) {
         const uint64_t at = f_.data_offset;
         if (at < kFooterSize || at > file_size_ || file_size_ - at < kDynHeaderSize)
-            fail(VDKIT_E_CORRUPT, "the footer's data offset " + sdk::hex(at) + " (byte 16) puts the dynamic header outside the file");
+            fail(VDKIT_E_CORRUPT,
+                 "the footer's data offset " + sdk::hex(at) + " (byte 16) puts the dynamic header outside the file");
         unsigned char buf[kDynHeaderSize];
         main_.pread(ctx.get(), at, buf, sizeof buf);
         if (auto err = parse_dynamic(buf, at, size_, file_size_, verify_, d_)) fail(VDKIT_E_CORRUPT, *err);
@@ -724,7 +771,8 @@ private:
         std::vector<unsigned char> raw(static_cast<size_t>(need * 4)); // bounded by the file (parse_dynamic)
         main_.pread(ctx.get(), d_.table_offset, raw.data(), raw.size());
         bat_.resize(need);
-        for (uint64_t i = 0; i < need; ++i) bat_[i] = static_cast<uint32_t>(load_be(raw.data() + 4 * i, 4));
+        for (uint64_t i = 0; i < need; ++i)
+            bat_[i] = static_cast<uint32_t>(load_be(raw.data() + 4 * i, 4));
         // The metadata: the header, the BAT (as long as the header says,
         // within the file) and the locator areas inside the file.
         const uint64_t table_bytes = std::min<uint64_t>(uint64_t(d_.max_entries) * 4, file_size_ - d_.table_offset);
@@ -741,7 +789,7 @@ private:
         uint64_t end = meta_end_;
         state_.assign(need, kSound);
         limit_ = end_note_.empty() ? footer_at_ : file_size_; // a damaged end footer may be data of a cut file
-        std::vector<std::pair<uint32_t, uint32_t>> used; // entry, block: at most 16 Mi pairs (kMaxBatEntries)
+        std::vector<std::pair<uint32_t, uint32_t>> used;      // entry, block: at most 16 Mi pairs (kMaxBatEntries)
         for (uint64_t b = 0; b < need; ++b) {
             const uint32_t e = bat_[b];
             if (e == kBatFree) continue;
@@ -766,7 +814,8 @@ private:
         lowest_block_ = used.empty() ? UINT64_MAX : uint64_t(used.front().first) * kSector;
         for (const auto &[e, b] : used)
             if (state_[b] != kShared) end = std::max(end, uint64_t(e) * kSector + stride);
-        unsound_ = static_cast<uint64_t>(std::count_if(state_.begin(), state_.end(), [](uint8_t v) { return v != kSound; }));
+        unsound_ =
+            static_cast<uint64_t>(std::count_if(state_.begin(), state_.end(), [](uint8_t v) { return v != kSound; }));
         data_end_ = align_up(end, kSector);
     }
 
@@ -812,7 +861,8 @@ private:
     void allocate(Context &ctx, uint64_t b) {
         const uint64_t pos = data_end_, stride = d_.block_stride();
         const uint64_t end = pos + stride;
-        if (pos / kSector >= kBatFree) fail(VDKIT_E_NOT_SUPPORTED, "the file is too large for another block (BAT entries are 32-bit sectors)");
+        if (pos / kSector >= kBatFree)
+            fail(VDKIT_E_NOT_SUPPORTED, "the file is too large for another block (BAT entries are 32-bit sectors)");
         const uint64_t old_size = file_size_;
         footer_at_ = end;
         write_footer_at(ctx, end);
@@ -873,7 +923,8 @@ private:
                         continue;
                     }
                     uint64_t e = s + 1;
-                    while (e < sectors && !bit(bits, e)) ++e;
+                    while (e < sectors && !bit(bits, e))
+                        ++e;
                     main_.zero(ctx.get(), data_offset(bat_[b]) + s * kSector, (e - s) * kSector);
                     s = e;
                 }
@@ -881,7 +932,8 @@ private:
             main_.flush(ctx.get());
             std::fill(bits.begin(), bits.end(), 0xFF);
             for (uint64_t b = 0; b < bat_.size(); ++b)
-                if (bat_[b] != kBatFree && sound(b)) main_.pwrite(ctx.get(), uint64_t(bat_[b]) * kSector, bits.data(), bits.size());
+                if (bat_[b] != kBatFree && sound(b))
+                    main_.pwrite(ctx.get(), uint64_t(bat_[b]) * kSector, bits.data(), bits.size());
             main_.flush(ctx.get());
             cached_block_ = UINT64_MAX;
         }
@@ -907,7 +959,8 @@ private:
         std::vector<unsigned char> raw(static_cast<size_t>(std::min(kChunk, last - first) * 4));
         for (uint64_t i = first; i < last;) {
             const uint64_t n = std::min(kChunk, last - i);
-            for (uint64_t j = 0; j < n; ++j) store_be(raw.data() + 4 * j, bat_[i + j], 4);
+            for (uint64_t j = 0; j < n; ++j)
+                store_be(raw.data() + 4 * j, bat_[i + j], 4);
             main_.pwrite(ctx.get(), d_.table_offset + i * 4, raw.data(), n * 4);
             i += n;
         }
@@ -946,7 +999,8 @@ private:
             return {sectors * kSector, g, g.total() != sectors};
         }
         Geometry g = chs_for(sectors);
-        for (uint64_t i = 1; g.total() < sectors && g.total() != kMaxChsSectors; ++i) g = chs_for(sectors + i);
+        for (uint64_t i = 1; g.total() < sectors && g.total() != kMaxChsSectors; ++i)
+            g = chs_for(sectors + i);
         if (g.total() == kMaxChsSectors) return {sectors * kSector, g, false}; // readers take current_size there
         return {g.total() * kSector, g, false};
     }
@@ -972,7 +1026,8 @@ private:
         if (azure && size % (1u << 20))
             bad("Azure takes whole MiB: " + std::to_string(size) + " bytes is not (resize the source to " +
                 std::to_string(align_up(size, 1u << 20)) + " bytes first)");
-        if (size == 0 || size > kMaxSize) bad("size " + std::to_string(size) + " is out of the VHD range (1 byte to 2040 GiB)");
+        if (size == 0 || size > kMaxSize)
+            bad("size " + std::to_string(size) + " is out of the VHD range (1 byte to 2040 GiB)");
         const uint64_t block = ctx.config_uint("block-size").value_or(2u << 20);
         if ((block & (block - 1)) || block < kMinBlockSize || block > kMaxBlockSize)
             bad("block-size must be a power of two from 512 bytes to 256 MiB");
@@ -1030,7 +1085,8 @@ private:
                 fail(VDKIT_E_INVALID_ARGUMENT, "the parent location '" + hint + "' does not fit a " +
                                                    std::to_string(kLocatorSpace) + "-byte W2ru locator");
             const uint64_t loc_at = l.data_start - kLocatorSpace;
-            d_.locators[0] = {kPlatW2ru, static_cast<uint32_t>(kLocatorSpace), static_cast<uint32_t>(data->size()), loc_at};
+            d_.locators[0] = {kPlatW2ru, static_cast<uint32_t>(kLocatorSpace), static_cast<uint32_t>(data->size()),
+                              loc_at};
             const size_t slash = hint.rfind('/');
             set_parent_name(d_, slash == std::string::npos ? hint : hint.substr(slash + 1));
             main_.pwrite(ctx.get(), loc_at, data->data(), data->size());
@@ -1054,21 +1110,21 @@ private:
     bool created_ = false;
     Footer f_;
     DynHeader d_;
-    uint64_t size_ = 0;        // the disk size readers see (Footer::disk_size)
+    uint64_t size_ = 0; // the disk size readers see (Footer::disk_size)
     uint64_t file_size_ = 0;
-    uint64_t footer_at_ = 0;   // where the footer at the end is (or goes)
-    uint64_t data_end_ = 0;    // end of the last block (or of the metadata): the next block goes here
-    uint64_t meta_end_ = 0;   // end of the metadata (header, BAT, locator areas): blocks start at or after it
-    uint64_t bat_end_ = 0;    // end of the BAT's sectors
+    uint64_t footer_at_ = 0; // where the footer at the end is (or goes)
+    uint64_t data_end_ = 0;  // end of the last block (or of the metadata): the next block goes here
+    uint64_t meta_end_ = 0;  // end of the metadata (header, BAT, locator areas): blocks start at or after it
+    uint64_t bat_end_ = 0;   // end of the BAT's sectors
     uint64_t lowest_block_ = UINT64_MAX; // start of the first block in use
-    std::vector<uint32_t> bat_; // the entries the disk needs
+    std::vector<uint32_t> bat_;          // the entries the disk needs
     // Per block: kSound, or why its BAT entry cannot be used (load_dynamic).
     enum : uint8_t { kSound, kInMeta, kPastEnd, kShared, kCut };
     uint64_t limit_ = 0; // where the data area ends (the footer at the end, or the end of the file)
     std::vector<uint8_t> state_;
-    uint64_t unsound_ = 0; // blocks that are not kSound
-    std::string end_note_;  // the footer at the end is damaged (the copy at 0 is used)
-    std::string copy_note_; // the copy at 0 is missing, damaged or different
+    uint64_t unsound_ = 0;         // blocks that are not kSound
+    std::string end_note_;         // the footer at the end is damaged (the copy at 0 is used)
+    std::string copy_note_;        // the copy at 0 is missing, damaged or different
     std::set<uint64_t> dirty_bat_; // BAT sectors to write at the next flush
     std::map<uint64_t, std::vector<uint8_t>> dirty_bitmaps_;
     std::vector<uint8_t> cached_bits_;
@@ -1078,12 +1134,14 @@ private:
 constexpr vdkit_config_key kKeys[] = {
     sdk::key("subformat", VDKIT_KEY_ENUM, "dynamic", "dynamic (grows as written) or fixed (raw data and a footer).",
              VDKIT_KEY_CREATE_ONLY, "dynamic|fixed"),
-    sdk::key("block-size", VDKIT_KEY_SIZE, "2M", "Block size of a dynamic image, a power of two (Hyper-V and qemu use 2M).",
-             VDKIT_KEY_CREATE_ONLY, {}, 512, 256 << 20),
-    sdk::key("force-size", VDKIT_KEY_BOOL, "on",
-             "Keep the exact size (qemu-img's force_size; creator 'qem2' unless the CHS geometry holds it exactly); off: "
-             "round up to the CHS geometry as qemu-img and Virtual PC do (creator 'vdkt').",
-             VDKIT_KEY_CREATE_ONLY),
+    sdk::key("block-size", VDKIT_KEY_SIZE, "2M",
+             "Block size of a dynamic image, a power of two (Hyper-V and qemu use 2M).", VDKIT_KEY_CREATE_ONLY, {}, 512,
+             256 << 20),
+    sdk::key(
+        "force-size", VDKIT_KEY_BOOL, "on",
+        "Keep the exact size (qemu-img's force_size; creator 'qem2' unless the CHS geometry holds it exactly); off: "
+        "round up to the CHS geometry as qemu-img and Virtual PC do (creator 'vdkt').",
+        VDKIT_KEY_CREATE_ONLY),
     sdk::key("azure", VDKIT_KEY_BOOL, "off",
              "What Azure accepts for upload: a fixed VHD of a whole number of MiB with the exact size in the footer.",
              VDKIT_KEY_CREATE_ONLY),
@@ -1096,12 +1154,11 @@ constexpr vdkit_str kExtensions[] = {sdk::str("vhd"), sdk::str("vpc")};
 const vdkit_plugin_descriptor *vhd_format() {
     static const vdkit_plugin_descriptor d = sdk::describe(
         VDKIT_KIND_FORMAT,
-        sdk::DescriptorSpec{"vhd", "1.0.0", "Virtual PC / Hyper-V / Azure VHD images (fixed, dynamic, differencing)",
-                            VDKIT_CAP_CREATE_FIXED | VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD |
-                                VDKIT_CAP_FILE_BASED | VDKIT_CAP_UUID | VDKIT_CAP_RESIZE | VDKIT_CAP_CHECK |
-                                VDKIT_CAP_METADATA,
-                            kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
-                            static_cast<uint32_t>(std::size(kExtensions))},
+        sdk::DescriptorSpec{
+            "vhd", "1.0.0", "Virtual PC / Hyper-V / Azure VHD images (fixed, dynamic, differencing)",
+            VDKIT_CAP_CREATE_FIXED | VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD |
+                VDKIT_CAP_FILE_BASED | VDKIT_CAP_UUID | VDKIT_CAP_RESIZE | VDKIT_CAP_CHECK | VDKIT_CAP_METADATA,
+            kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions, static_cast<uint32_t>(std::size(kExtensions))},
         sdk::format_ops<VhdImage>());
     return &d;
 }

@@ -11,8 +11,10 @@ namespace vdkit::vmdk {
 namespace {
 
 std::string_view trim(std::string_view s) {
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
+        s.remove_prefix(1);
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+        s.remove_suffix(1);
     return s;
 }
 
@@ -40,10 +42,10 @@ std::optional<ExtentType> parse_type(std::string_view t) {
     struct {
         const char *name;
         ExtentType type;
-    } const table[] = {{"FLAT", ExtentType::flat},       {"SPARSE", ExtentType::sparse},
-                       {"ZERO", ExtentType::zero},       {"VMFS", ExtentType::vmfs},
-                       {"VMFSSPARSE", ExtentType::vmfs_sparse}, {"VMFSRDM", ExtentType::vmfs_rdm},
-                       {"VMFSRAW", ExtentType::vmfs_raw}, {"SESPARSE", ExtentType::se_sparse}};
+    } const table[] = {
+        {"FLAT", ExtentType::flat},        {"SPARSE", ExtentType::sparse},          {"ZERO", ExtentType::zero},
+        {"VMFS", ExtentType::vmfs},        {"VMFSSPARSE", ExtentType::vmfs_sparse}, {"VMFSRDM", ExtentType::vmfs_rdm},
+        {"VMFSRAW", ExtentType::vmfs_raw}, {"SESPARSE", ExtentType::se_sparse}};
     for (const auto &e : table)
         if (iequal(t, e.name)) return e.type;
     return std::nullopt;
@@ -54,7 +56,8 @@ std::optional<std::vector<std::string>> split_fields(std::string_view line) {
     std::vector<std::string> out;
     size_t i = 0;
     while (i < line.size()) {
-        while (i < line.size() && std::isspace(static_cast<unsigned char>(line[i]))) ++i;
+        while (i < line.size() && std::isspace(static_cast<unsigned char>(line[i])))
+            ++i;
         if (i >= line.size()) break;
         if (line[i] == '"') {
             size_t end = line.find('"', i + 1);
@@ -63,7 +66,8 @@ std::optional<std::vector<std::string>> split_fields(std::string_view line) {
             i = end + 1;
         } else {
             size_t end = i;
-            while (end < line.size() && !std::isspace(static_cast<unsigned char>(line[end]))) ++end;
+            while (end < line.size() && !std::isspace(static_cast<unsigned char>(line[end])))
+                ++end;
             // A quote inside an unquoted field (RW 8 SPARSE a"b") is not a
             // file name any writer could put back between quotes.
             if (line.substr(i, end - i).find('"') != std::string_view::npos) return std::nullopt;
@@ -78,14 +82,22 @@ std::optional<std::vector<std::string>> split_fields(std::string_view line) {
 
 const char *to_string(ExtentType t) {
     switch (t) {
-    case ExtentType::flat: return "FLAT";
-    case ExtentType::sparse: return "SPARSE";
-    case ExtentType::zero: return "ZERO";
-    case ExtentType::vmfs: return "VMFS";
-    case ExtentType::vmfs_sparse: return "VMFSSPARSE";
-    case ExtentType::vmfs_rdm: return "VMFSRDM";
-    case ExtentType::vmfs_raw: return "VMFSRAW";
-    case ExtentType::se_sparse: return "SESPARSE";
+    case ExtentType::flat:
+        return "FLAT";
+    case ExtentType::sparse:
+        return "SPARSE";
+    case ExtentType::zero:
+        return "ZERO";
+    case ExtentType::vmfs:
+        return "VMFS";
+    case ExtentType::vmfs_sparse:
+        return "VMFSSPARSE";
+    case ExtentType::vmfs_rdm:
+        return "VMFSRDM";
+    case ExtentType::vmfs_raw:
+        return "VMFSRAW";
+    case ExtentType::se_sparse:
+        return "SESPARSE";
     }
     return "?";
 }
@@ -101,9 +113,9 @@ std::optional<std::string> Descriptor::ddb_get(std::string_view key) const {
 }
 
 std::string render_descriptor(const Descriptor &d) {
-    std::string out = "# Disk DescriptorFile\nversion=" + d.version + "\nCID=" + d.cid + "\nparentCID=" +
-                      (d.parent_cid.empty() ? std::string("ffffffff") : d.parent_cid) + "\ncreateType=\"" +
-                      d.create_type + "\"\n";
+    std::string out = "# Disk DescriptorFile\nversion=" + d.version + "\nCID=" + d.cid +
+                      "\nparentCID=" + (d.parent_cid.empty() ? std::string("ffffffff") : d.parent_cid) +
+                      "\ncreateType=\"" + d.create_type + "\"\n";
     if (d.has_parent()) out += "parentFileNameHint=\"" + d.parent_hint + "\"\n";
     out += "\n# Extent description\n";
     for (const ExtentLine &e : d.extents) {
@@ -114,7 +126,8 @@ std::string render_descriptor(const Descriptor &d) {
         out += "\n";
     }
     out += "\n# The Disk Data Base\n#DDB\n\n";
-    for (const auto &[k, v] : d.ddb) out += k + " = \"" + v + "\"\n";
+    for (const auto &[k, v] : d.ddb)
+        out += k + " = \"" + v + "\"\n";
     return out;
 }
 
@@ -205,17 +218,25 @@ std::optional<Descriptor> parse_descriptor(std::string_view text, std::string *e
         // disk than they do.
         for (auto &[name, seen_on] : header_lines)
             if (iequal(key, name)) {
-                if (seen_on) return fail(n, "duplicate key '" + std::string(key) + "' (first on line " +
-                                              std::to_string(seen_on) + "); other readers take the first one");
+                if (seen_on)
+                    return fail(n, "duplicate key '" + std::string(key) + "' (first on line " +
+                                       std::to_string(seen_on) + "); other readers take the first one");
                 seen_on = n;
             }
-        if (iequal(key.substr(0, std::min<size_t>(4, key.size())), "ddb.")) d.ddb.emplace_back(std::string(key), value);
-        else if (iequal(key, "version")) d.version = value;
-        else if (iequal(key, "CID")) d.cid = value;
-        else if (iequal(key, "parentCID")) d.parent_cid = value;
-        else if (iequal(key, "createType")) d.create_type = value;
-        else if (iequal(key, "parentFileNameHint")) d.parent_hint = value;
-        else d.ddb.emplace_back(std::string(key), value); // other header keys are kept too
+        if (iequal(key.substr(0, std::min<size_t>(4, key.size())), "ddb."))
+            d.ddb.emplace_back(std::string(key), value);
+        else if (iequal(key, "version"))
+            d.version = value;
+        else if (iequal(key, "CID"))
+            d.cid = value;
+        else if (iequal(key, "parentCID"))
+            d.parent_cid = value;
+        else if (iequal(key, "createType"))
+            d.create_type = value;
+        else if (iequal(key, "parentFileNameHint"))
+            d.parent_hint = value;
+        else
+            d.ddb.emplace_back(std::string(key), value); // other header keys are kept too
     }
     if (d.version.empty()) return fail(0, "no version= line");
     if (d.create_type.empty()) return fail(0, "no createType= line");

@@ -26,9 +26,9 @@ struct ExtentLine {
     Access access = Access::rw;
     uint64_t sectors = 0;
     ExtentType type = ExtentType::flat;
-    std::string filename;  // empty for ZERO
-    uint64_t offset = 0;   // FLAT: start sector in the file
-    int line = 0;          // 1-based, for messages
+    std::string filename; // empty for ZERO
+    uint64_t offset = 0;  // FLAT: start sector in the file
+    int line = 0;         // 1-based, for messages
 };
 
 struct Descriptor {

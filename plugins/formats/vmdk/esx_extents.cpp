@@ -9,8 +9,8 @@ namespace vdkit::vmdk {
 
 namespace {
 
-using sdk::load_le;
 using sdk::hex;
+using sdk::load_le;
 
 constexpr uint64_t kMaxDirectoryEntries = 32u << 20; // as for hosted sparse (qemu's L1 bound)
 constexpr size_t kMaxCachedTables = 512;             // 512 * 16..32 KiB
@@ -39,8 +39,8 @@ CowdExtent::CowdExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name)
     store_.pread(ctx.get(), 0, h, sizeof h);
     if (load_le(h, 4) != kCowdMagic) corrupt("bad magic at offset 0 (not a COWD extent)");
     if (const uint64_t version = load_le(h + 4, 4); version != 1)
-        throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": COWD version " + std::to_string(version) +
-                                                    " at offset 4 (only 1 is known)");
+        throw sdk::Error(VDKIT_E_NOT_SUPPORTED,
+                         name_ + ": COWD version " + std::to_string(version) + " at offset 4 (only 1 is known)");
     capacity_ = load_le(h + 12, 4);
     grain_ = load_le(h + 16, 4);
     gd_offset_ = load_le(h + 20, 4);
@@ -60,7 +60,8 @@ CowdExtent::CowdExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name)
     std::vector<unsigned char> raw(static_cast<size_t>(needed * 4));
     if (!raw.empty()) store_.pread(ctx.get(), gd_offset_ * 512, raw.data(), raw.size());
     gd_.resize(static_cast<size_t>(needed));
-    for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
+    for (size_t i = 0; i < gd_.size(); ++i)
+        gd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
 }
 
 std::string CowdExtent::table_problem(uint32_t sector) const {
@@ -80,13 +81,14 @@ const std::vector<uint32_t> &CowdExtent::table(sdk::Context &ctx, uint64_t gd_in
     if (auto it = cache_.find(gd_index); it != cache_.end()) return it->second;
     const uint32_t sector = gd_[gd_index];
     if (auto why = table_problem(sector); !why.empty())
-        corrupt("grain table " + std::to_string(gd_index) + " at sector " + std::to_string(sector) + " (directory byte " +
-                std::to_string(gd_offset_ * 512 + gd_index * 4) + ") " + why);
+        corrupt("grain table " + std::to_string(gd_index) + " at sector " + std::to_string(sector) +
+                " (directory byte " + std::to_string(gd_offset_ * 512 + gd_index * 4) + ") " + why);
     if (cache_.size() >= kMaxCachedTables) cache_.clear();
     unsigned char raw[kEntriesPerTable * 4];
     store_.pread(ctx.get(), uint64_t(sector) * 512, raw, sizeof raw);
     std::vector<uint32_t> t(kEntriesPerTable);
-    for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<uint32_t>(load_le(raw + i * 4, 4));
+    for (size_t i = 0; i < t.size(); ++i)
+        t[i] = static_cast<uint32_t>(load_le(raw + i * 4, 4));
     return cache_.emplace(gd_index, std::move(t)).first->second;
 }
 
@@ -103,7 +105,8 @@ CowdExtent::Grain CowdExtent::lookup(sdk::Context &ctx, uint64_t index, uint64_t
 
 void CowdExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) {
     const sdk::CheckReporter reporter(ctx, flags, r);
-    if (reporter.repairing()) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": COWD extents are checked, not repaired");
+    if (reporter.repairing())
+        throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": COWD extents are checked, not repaired");
     auto report = [&](uint32_t severity, uint64_t offset, const std::string &msg) {
         reporter(severity, offset, name_ + ": " + msg, false);
     };
@@ -124,17 +127,17 @@ void CowdExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r)
                 continue;
             }
             if (auto why = entry_problem(t[i]); !why.empty()) {
-                report(VDKIT_FINDING_ERROR, at, "grain " + std::to_string(index) + " " + why + " (" +
-                                                    lost_range(index, 0, grain_bytes()) + ": reading it fails)");
+                report(VDKIT_FINDING_ERROR, at,
+                       "grain " + std::to_string(index) + " " + why + " (" + lost_range(index, 0, grain_bytes()) +
+                           ": reading it fails)");
                 continue;
             }
             if (uint64_t first = owners.claim(t[i], index); first != UINT64_MAX)
-                report(VDKIT_FINDING_ERROR, at, "grain " + std::to_string(index) + " uses sector " +
-                                                    std::to_string(t[i]) + ", already used by grain " +
-                                                    std::to_string(first));
-            report_cut(index, uint64_t(t[i]) * 512, [&](uint64_t off, const std::string &m) {
-                report(VDKIT_FINDING_ERROR, off, m);
-            });
+                report(VDKIT_FINDING_ERROR, at,
+                       "grain " + std::to_string(index) + " uses sector " + std::to_string(t[i]) +
+                           ", already used by grain " + std::to_string(first));
+            report_cut(index, uint64_t(t[i]) * 512,
+                       [&](uint64_t off, const std::string &m) { report(VDKIT_FINDING_ERROR, off, m); });
         }
     }
 }
@@ -148,8 +151,9 @@ SeSparseExtent::SeSparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::stri
     store_.pread(ctx.get(), 0, h, sizeof h);
     auto field = [&](size_t i) { return load_le(h + i * 8, 8); }; // u64 number i
     auto unsupported = [&](const std::string &what) {
-        throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": " + what + " (seSparse is undocumented; vdkit reads the "
-                                                                      "one known layout)");
+        throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": " + what +
+                                                    " (seSparse is undocumented; vdkit reads the "
+                                                    "one known layout)");
     };
     if (field(0) != kSeSparseMagic) corrupt("bad magic at offset 0 (not a seSparse extent)");
     if (field(1) != 0x200000001ull) unsupported("version " + hex(field(1)) + " at offset 8");
@@ -187,8 +191,7 @@ SeSparseExtent::SeSparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::stri
         corrupt("the volatile header at sector " + std::to_string(vh_offset) + " lies outside the file");
     unsigned char v[512];
     store_.pread(ctx.get(), vh_offset * 512, v, sizeof v);
-    if (load_le(v, 8) != 0xcafecafe)
-        corrupt("bad volatile header magic at byte " + std::to_string(vh_offset * 512));
+    if (load_le(v, 8) != 0xcafecafe) corrupt("bad volatile header magic at byte " + std::to_string(vh_offset * 512));
     if (load_le(v + 24, 8) != 0)
         unsupported("the journal is dirty (replay_journal at byte " + std::to_string(vh_offset * 512 + 24) +
                     "); let ESXi replay it first");
@@ -205,7 +208,8 @@ SeSparseExtent::SeSparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::stri
     std::vector<unsigned char> raw(static_cast<size_t>(needed * 8));
     if (!raw.empty()) store_.pread(ctx.get(), gd_offset_ * 512, raw.data(), raw.size());
     gd_.resize(static_cast<size_t>(needed));
-    for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = load_le(raw.data() + i * 8, 8);
+    for (size_t i = 0; i < gd_.size(); ++i)
+        gd_[i] = load_le(raw.data() + i * 8, 8);
 }
 
 std::string SeSparseExtent::directory_problem(uint64_t e) const {
@@ -213,7 +217,8 @@ std::string SeSparseExtent::directory_problem(uint64_t e) const {
     if ((e >> 32) != 0x10000000u) return "has an unknown kind (" + hex(e) + ")";
     const uint64_t t = e & 0xffffffffu;
     if (t >= tables_count_) return "names grain table " + std::to_string(t) + " of " + std::to_string(tables_count_);
-    if ((tables_offset_ + (t + 1) * kTableSectors) * 512 > file_size_) return "names a table beyond the end of the file";
+    if ((tables_offset_ + (t + 1) * kTableSectors) * 512 > file_size_)
+        return "names a table beyond the end of the file";
     return {};
 }
 
@@ -251,7 +256,8 @@ const std::vector<uint64_t> &SeSparseExtent::table(sdk::Context &ctx, uint64_t g
     std::vector<unsigned char> raw(kEntriesPerTable * 8);
     store_.pread(ctx.get(), (tables_offset_ + (e & 0xffffffffu) * kTableSectors) * 512, raw.data(), raw.size());
     std::vector<uint64_t> t(kEntriesPerTable);
-    for (size_t i = 0; i < t.size(); ++i) t[i] = load_le(raw.data() + i * 8, 8);
+    for (size_t i = 0; i < t.size(); ++i)
+        t[i] = load_le(raw.data() + i * 8, 8);
     return cache_.emplace(gd_index, std::move(t)).first->second;
 }
 
@@ -302,8 +308,8 @@ void SeSparseExtent::check(sdk::Context &ctx, uint32_t flags, vdkit_check_result
             if (index * kGrainSectors >= capacity_)
                 report(t_at + i * 8, "grain " + std::to_string(index) + " lies beyond the capacity");
             else if (uint64_t first = owners.claim(sector, index); first != UINT64_MAX)
-                report(t_at + i * 8, "grain " + std::to_string(index) + " shares its data with grain " +
-                                         std::to_string(first));
+                report(t_at + i * 8,
+                       "grain " + std::to_string(index) + " shares its data with grain " + std::to_string(first));
             else
                 report_cut(index, sector * 512, report);
         }

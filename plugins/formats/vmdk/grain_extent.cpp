@@ -8,7 +8,9 @@ namespace vdkit::vmdk {
 GrainExtent::GrainExtent(sdk::Context &ctx, sdk::StoreRef store, std::string name)
     : store_(store), name_(std::move(name)), file_size_(store.size(ctx.get())) {}
 
-void GrainExtent::corrupt(const std::string &what) const { throw sdk::Error(VDKIT_E_CORRUPT, name_ + ": " + what); }
+void GrainExtent::corrupt(const std::string &what) const {
+    throw sdk::Error(VDKIT_E_CORRUPT, name_ + ": " + what);
+}
 
 std::string GrainExtent::lost_range(uint64_t index, uint64_t from, uint64_t to) const {
     const uint64_t base = index * grain_bytes(), cap = capacity_bytes();
@@ -53,16 +55,20 @@ sdk::BlockStatus GrainExtent::status(sdk::Context &ctx, uint64_t offset, uint64_
     auto kind = [&](uint64_t i) {
         uint64_t s;
         switch (lookup(ctx, i, &s)) {
-        case Grain::unallocated: return VDKIT_BLOCK_UNALLOCATED;
-        case Grain::zero: return VDKIT_BLOCK_ZERO;
-        case Grain::data: break;
+        case Grain::unallocated:
+            return VDKIT_BLOCK_UNALLOCATED;
+        case Grain::zero:
+            return VDKIT_BLOCK_ZERO;
+        case Grain::data:
+            break;
         }
         return VDKIT_BLOCK_DATA;
     };
     const uint64_t index = offset / gb;
     const uint32_t st = kind(index);
     uint64_t run = std::min(len, gb - offset % gb);
-    for (uint64_t i = index + 1; run < len && kind(i) == st; ++i) run += std::min(gb, len - run);
+    for (uint64_t i = index + 1; run < len && kind(i) == st; ++i)
+        run += std::min(gb, len - run);
     return {st, run};
 }
 

@@ -44,8 +44,7 @@ protected:
     // file reads as zeros past it (the one rule read, map, check and repair
     // share: a grain that starts inside the file is data up to the end of
     // the file, as qemu reads it).
-    virtual void read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector, uint64_t within, void *buf,
-                            uint64_t n);
+    virtual void read_grain(sdk::Context &ctx, uint64_t index, uint64_t sector, uint64_t within, void *buf, uint64_t n);
     [[noreturn]] void corrupt(const std::string &what) const;
     // "lost disk bytes [A, B)": the disk range bytes [from, to) of grain
     // `index` cover (clamped to the capacity), in the form every check
@@ -60,8 +59,9 @@ protected:
         if (at >= file_size_ || at + shown <= file_size_) return;
         report(file_size_, "grain " + std::to_string(index) + " (at byte " + std::to_string(at) +
                                ") is cut off by the end of the file at byte " + std::to_string(file_size_) +
-                               ": its first " + std::to_string(file_size_ - at) + " bytes are intact, the rest reads as zeros (" +
-                               lost_range(index, file_size_ - at, gb) + ": the file was truncated)");
+                               ": its first " + std::to_string(file_size_ - at) +
+                               " bytes are intact, the rest reads as zeros (" + lost_range(index, file_size_ - at, gb) +
+                               ": the file was truncated)");
     }
 
     sdk::StoreRef store_;

@@ -5,8 +5,8 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <unordered_set>
 #include <cstring>
+#include <unordered_set>
 
 namespace vdkit::vmdk {
 
@@ -15,10 +15,12 @@ namespace {
 using sdk::load_le;
 using sdk::store_le;
 
-bool mul_ok(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_mul_overflow(a, b, out); }
+bool mul_ok(uint64_t a, uint64_t b, uint64_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
 
-constexpr uint64_t kMaxGdEntries = 32u << 20;  // qemu's L1 bound
-constexpr size_t kMaxCachedTables = 4096;       // 4096 * 2 KiB = 8 MiB of grain tables
+constexpr uint64_t kMaxGdEntries = 32u << 20; // qemu's L1 bound
+constexpr size_t kMaxCachedTables = 4096;     // 4096 * 2 KiB = 8 MiB of grain tables
 
 } // namespace
 
@@ -116,7 +118,8 @@ SparseHeader parse_sparse_header(const unsigned char *p, const std::string &wher
     if (h.version < 1 || h.version > 3) throw bad("unsupported version " + std::to_string(h.version) + " at offset 4");
     uint32_t incompatible = h.flags & 0xffff0000u & ~(kFlagCompressed | kFlagMarkers);
     if (incompatible) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, where + ": unknown incompatible header flags");
-    if ((h.flags & kFlagMarkers) && !(h.flags & kFlagCompressed)) throw bad("markers without compression (flags at offset 8)");
+    if ((h.flags & kFlagMarkers) && !(h.flags & kFlagCompressed))
+        throw bad("markers without compression (flags at offset 8)");
     if ((h.flags & kFlagCompressed) && !(h.flags & kFlagMarkers))
         throw sdk::Error(VDKIT_E_NOT_SUPPORTED, where + ": compressed grains without markers are not supported");
     if ((h.flags & kFlagCompressed) && h.compress_algorithm != 1)
@@ -176,17 +179,20 @@ SparseExtent::SparseExtent(sdk::Context &ctx, sdk::StoreRef store, std::string n
     if (!gd_.empty()) {
         std::vector<unsigned char> raw(gd_.size() * 4);
         store_.pread(ctx.get(), gd_byte, raw.data(), raw.size());
-        for (size_t i = 0; i < gd_.size(); ++i) gd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
+        for (size_t i = 0; i < gd_.size(); ++i)
+            gd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
     }
     opened_unclean_ = h_.unclean_shutdown != 0;
     uint64_t rgd_byte = 0;
     if ((h_.flags & kFlagRedundant) && !(h_.flags & kFlagCompressed) && h_.rgd_offset &&
         mul_ok(h_.rgd_offset, 512, &rgd_byte) && rgd_byte <= file_size_ && file_size_ - rgd_byte >= gd_entries * 4 &&
-        !gd_.empty() && rgd_byte != gd_byte) { // a "redundant" directory that is the primary one is no copy (check says so)
+        !gd_.empty() &&
+        rgd_byte != gd_byte) { // a "redundant" directory that is the primary one is no copy (check says so)
         std::vector<unsigned char> raw(gd_.size() * 4);
         store_.pread(ctx.get(), rgd_byte, raw.data(), raw.size());
         rgd_.resize(gd_.size());
-        for (size_t i = 0; i < rgd_.size(); ++i) rgd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
+        for (size_t i = 0; i < rgd_.size(); ++i)
+            rgd_[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
     }
 }
 
@@ -243,7 +249,9 @@ void SparseExtent::write_tables(sdk::Context &ctx) {
             const uint64_t gdi = entry.first; // named, not a structured binding: clang < 16 cannot capture those
             const std::bitset<512> &bits = entry.second;
             const std::vector<uint32_t> *gt = held_table(gdi);
-            if (!gt) throw sdk::Error(VDKIT_E_INTERNAL, name_ + ": changed grain table " + std::to_string(gdi) + " left memory");
+            if (!gt)
+                throw sdk::Error(VDKIT_E_INTERNAL,
+                                 name_ + ": changed grain table " + std::to_string(gdi) + " left memory");
             const bool redundant = gdi < rgd_.size() && rgd_[gdi] && uint64_t(rgd_[gdi]) * 512 + n * 4 <= file_size_;
             // Which table this phase writes slot k to: 0 none, else its sector.
             auto target = [&](uint64_t k) -> uint64_t {
@@ -261,7 +269,8 @@ void SparseExtent::write_tables(sdk::Context &ctx) {
                     continue;
                 }
                 uint64_t end = k;
-                for (; end < n && target(end) == table; ++end) store_le(run.data() + (end - k) * 4, (*gt)[end], 4);
+                for (; end < n && target(end) == table; ++end)
+                    store_le(run.data() + (end - k) * 4, (*gt)[end], 4);
                 store_.pwrite(ctx.get(), table * 512 + k * 4, run.data(), (end - k) * 4);
                 k = end;
             }
@@ -334,15 +343,18 @@ void SparseExtent::scan_free(sdk::Context &ctx) {
     uint64_t pos = h_.overhead * 512;
     for (const auto &[a, b] : taken) {
         if (b <= pos) continue;
-        for (; pos + gb <= a; pos += gb) found.insert(pos);
+        for (; pos + gb <= a; pos += gb)
+            found.insert(pos);
         pos = std::max(pos, b);
     }
     // After the last structure every grain's worth is free, also a last
     // part shorter than a grain (a new grain there extends the file; the
     // flush cuts it off the end).
-    for (; pos < file_size_; pos += gb) found.insert(pos);
+    for (; pos < file_size_; pos += gb)
+        found.insert(pos);
     // Grains given back since the last flush wait for it (after_flush).
-    for (uint64_t at : released_) found.erase(at);
+    for (uint64_t at : released_)
+        found.erase(at);
     free_ = std::move(found);
     cut_end_ = cut;
 }
@@ -395,7 +407,8 @@ void SparseExtent::allocate(sdk::Context &ctx, uint64_t index, const unsigned ch
     } else {
         at = std::max((file_size_ + 511) / 512 * 512, *cut_end_);
     }
-    if ((at + grain_bytes()) / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
+    if ((at + grain_bytes()) / 512 > UINT32_MAX)
+        throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
     store_.pwrite(ctx.get(), at, grain, grain_bytes());
     file_size_ = std::max(file_size_, at + grain_bytes());
     set_gte(ctx, index, static_cast<uint32_t>(at / 512));
@@ -446,12 +459,15 @@ std::vector<uint32_t> &SparseExtent::grain_table(sdk::Context &ctx, uint64_t gd_
     auto it = gt_cache_.find(gd_index);
     if (it != gt_cache_.end()) return it->second;
     const uint64_t bytes = uint64_t(h_.gtes_per_gt) * 4;
-    auto fits = [&](uint64_t sector) { return sector && sector * 512 <= file_size_ && file_size_ - sector * 512 >= bytes; };
+    auto fits = [&](uint64_t sector) {
+        return sector && sector * 512 <= file_size_ && file_size_ - sector * 512 >= bytes;
+    };
     auto load = [&](uint64_t sector) {
         std::vector<unsigned char> raw(static_cast<size_t>(bytes));
         store_.pread(ctx.get(), sector * 512, raw.data(), raw.size());
         std::vector<uint32_t> gt(h_.gtes_per_gt);
-        for (size_t i = 0; i < gt.size(); ++i) gt[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
+        for (size_t i = 0; i < gt.size(); ++i)
+            gt[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
         return gt;
     };
     const uint64_t sector = gd_[gd_index];
@@ -563,7 +579,8 @@ SparseExtent::Grain SparseExtent::lookup(sdk::Context &ctx, uint64_t index, uint
         corrupt("grain " + std::to_string(index) + " points to sector " + std::to_string(gte) +
                 ", beyond the end of the file");
     if (gte < h_.overhead && !(h_.flags & kFlagCompressed))
-        corrupt("grain " + std::to_string(index) + " points to sector " + std::to_string(gte) + ", inside the metadata");
+        corrupt("grain " + std::to_string(index) + " points to sector " + std::to_string(gte) +
+                ", inside the metadata");
     *sector = gte;
     return Grain::data;
 }
@@ -592,8 +609,8 @@ void SparseExtent::count_cut_grains(sdk::Context &ctx) {
             if (cut_off(ctx, e)) ++cut;
         }
     }
-    scan_report_ = "the stream is cut off at byte " + std::to_string(file_size_) + " (a truncated copy?): " +
-                   std::to_string(cut) + " of its " + std::to_string(total) +
+    scan_report_ = "the stream is cut off at byte " + std::to_string(file_size_) +
+                   " (a truncated copy?): " + std::to_string(cut) + " of its " + std::to_string(total) +
                    " grains lie past the end and read as zero; the others are intact";
     ctx.log(VDKIT_LOG_WARNING, name_ + ": " + scan_report_);
 }
@@ -618,8 +635,9 @@ void SparseExtent::read_compressed(sdk::Context &ctx, uint64_t index, uint64_t s
     if (rc == Z_BUF_ERROR && out_len == grain_buf_.size())
         corrupt("compressed grain at sector " + std::to_string(sector) + " inflates to more than a grain (" +
                 std::to_string(grain_bytes()) + " bytes)");
-    if (rc != Z_OK) corrupt("compressed grain at sector " + std::to_string(sector) + " does not inflate (zlib " +
-                            std::to_string(rc) + ")");
+    if (rc != Z_OK)
+        corrupt("compressed grain at sector " + std::to_string(sector) + " does not inflate (zlib " +
+                std::to_string(rc) + ")");
     cached_grain_ = index;
 }
 
@@ -663,7 +681,8 @@ void SparseExtent::grow(sdk::Context &ctx, uint64_t new_capacity) {
     store_.truncate(ctx.get(), end * 512); // new tables start zeroed
     auto put_dir = [&](const std::vector<uint32_t> &dir, uint64_t sector) {
         std::vector<unsigned char> raw(static_cast<size_t>(dir_sectors * 512), 0);
-        for (size_t i = 0; i < dir.size(); ++i) store_le(raw.data() + i * 4, dir[i], 4);
+        for (size_t i = 0; i < dir.size(); ++i)
+            store_le(raw.data() + i * 4, dir[i], 4);
         store_.pwrite(ctx.get(), sector * 512, raw.data(), raw.size());
     };
     put_dir(gd, gd_at);
@@ -728,14 +747,16 @@ std::vector<std::pair<uint64_t, uint64_t>> SparseExtent::metadata_ranges() const
     if (!rgd_.empty()) out.emplace_back(h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes);
     for (size_t i = 0; i < gd_.size(); ++i) {
         if (gd_[i]) out.emplace_back(uint64_t(gd_[i]) * 512, uint64_t(gd_[i]) * 512 + table_bytes);
-        if (i < rgd_.size() && rgd_[i]) out.emplace_back(uint64_t(rgd_[i]) * 512, uint64_t(rgd_[i]) * 512 + table_bytes);
+        if (i < rgd_.size() && rgd_[i])
+            out.emplace_back(uint64_t(rgd_[i]) * 512, uint64_t(rgd_[i]) * 512 + table_bytes);
     }
     std::sort(out.begin(), out.end());
     return out;
 }
 
 uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
-    if (!writable() || scanned_) throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be compacted");
+    if (!writable() || scanned_)
+        throw sdk::Error(VDKIT_E_NOT_SUPPORTED, name_ + ": compressed extents cannot be compacted");
     require_sound_tables(ctx);
     // Grains given back before are holes now: their table entries become
     // durable before anything is copied over them.
@@ -755,9 +776,12 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         const uint64_t n = std::min(gb, file_size_ - sector * 512);
         store_.pread(ctx.get(), sector * 512, buf.data(), n);
         const bool zero = sdk::is_zero(buf.data(), static_cast<size_t>(n));
-        if (zero && !has_parent) set_gte(ctx, i, 0);
-        else if (zero && zeroed_grains()) set_gte(ctx, i, 1);
-        else used.push_back({sector, i});
+        if (zero && !has_parent)
+            set_gte(ctx, i, 0);
+        else if (zero && zeroed_grains())
+            set_gte(ctx, i, 1);
+        else
+            used.push_back({sector, i});
         if ((i & 1023) == 0) ctx.progress(i, grains * 2);
     }
     // Unmapped before anything is copied over them.
@@ -781,7 +805,8 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
     std::vector<std::pair<Placed, uint64_t>> batch; // grain, destination byte
     auto commit = [&] {
         if (batch.empty()) return;
-        for (const auto &[g, dest] : batch) set_gte(ctx, g.index, static_cast<uint32_t>(dest / 512));
+        for (const auto &[g, dest] : batch)
+            set_gte(ctx, g.index, static_cast<uint32_t>(dest / 512));
         write_tables(ctx); // flushes the copies first
         batch.clear();
     };
@@ -860,7 +885,8 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
         std::vector<std::pair<Table, uint64_t>> moves; // table, destination byte
         size_t h = 0;
         for (const Table &t : tables) {
-            while (h < holes.size() && holes[h].second - holes[h].first < table_span) ++h;
+            while (h < holes.size() && holes[h].second - holes[h].first < table_span)
+                ++h;
             if (h == holes.size() || holes[h].first + table_span > t.byte) break; // nothing lower
             moves.emplace_back(t, holes[h].first);
             holes[h].first += table_span;
@@ -887,7 +913,8 @@ uint64_t SparseExtent::compact(sdk::Context &ctx, bool has_parent) {
     }
     // 4. Truncate after the last grain or metadata.
     uint64_t end = h_.overhead * 512;
-    for (const auto &[a, b] : occupied()) end = std::max(end, b);
+    for (const auto &[a, b] : occupied())
+        end = std::max(end, b);
     if (end < file_size_) {
         store_.truncate(ctx.get(), end);
         file_size_ = end;
@@ -914,7 +941,8 @@ std::string SparseExtent::stream_grain_problem(sdk::Context &ctx, uint32_t secto
     // VDF50 "Stream-Optimized Compressed Sparse Extents", grain marker:
     // u64 LBA of the grain's first sector, u32 compressed size, the zlib data.
     const uint64_t at = uint64_t(sector) * 512;
-    if (at + 12 > file_size_) return "the grain marker at byte " + std::to_string(at) + " lies past the end of the file";
+    if (at + 12 > file_size_)
+        return "the grain marker at byte " + std::to_string(at) + " lies past the end of the file";
     unsigned char m[12];
     store_.pread(ctx.get(), at, m, sizeof m);
     const uint64_t lba = load_le(m, 8), size = load_le(m + 8, 4);
@@ -937,7 +965,8 @@ std::string SparseExtent::stream_grain_problem(sdk::Context &ctx, uint32_t secto
         return "the compressed grain at byte " + std::to_string(at) + " inflates to more than a grain (" +
                std::to_string(grain_bytes()) + " bytes)";
     if (rc != Z_OK)
-        return "the compressed grain at byte " + std::to_string(at) + " does not inflate (zlib " + std::to_string(rc) + ")";
+        return "the compressed grain at byte " + std::to_string(at) + " does not inflate (zlib " + std::to_string(rc) +
+               ")";
     return {};
 }
 
@@ -956,11 +985,12 @@ void SparseExtent::check_stream_markers(sdk::Context &ctx, const std::unordered_
         if (s >= sectors) {
             if (!footer_at_)
                 report(VDKIT_FINDING_NOTE, file_size_,
-                       "the stream has no end-of-stream marker (qemu leaves it out); every grain the tables name was found",
+                       "the stream has no end-of-stream marker (qemu leaves it out); every grain the tables name was "
+                       "found",
                        false);
             else
-                report(VDKIT_FINDING_ERROR, file_size_, "the marker walk ran past the footer without an end-of-stream marker",
-                       false);
+                report(VDKIT_FINDING_ERROR, file_size_,
+                       "the marker walk ran past the footer without an end-of-stream marker", false);
             return;
         }
         const uint64_t at = s * 512;
@@ -969,7 +999,8 @@ void SparseExtent::check_stream_markers(sdk::Context &ctx, const std::unordered_
         const uint64_t val = load_le(m, 8), size = load_le(m + 8, 4), type = load_le(m + 12, 4);
         if (size > 0) {
             if (!referenced.count(static_cast<uint32_t>(s))) {
-                if (const std::string bad = stream_grain_problem(ctx, static_cast<uint32_t>(s), UINT64_MAX); !bad.empty()) {
+                if (const std::string bad = stream_grain_problem(ctx, static_cast<uint32_t>(s), UINT64_MAX);
+                    !bad.empty()) {
                     report(VDKIT_FINDING_ERROR, at,
                            "the marker walk stops at byte " + std::to_string(at) + ": " + bad +
                                " (no table names it; the markers after it cannot be found)",
@@ -981,7 +1012,7 @@ void SparseExtent::check_stream_markers(sdk::Context &ctx, const std::unordered_
             s += (12 + size + 511) / 512;
             continue;
         }
-        if (type == 0) break; // end of stream
+        if (type == 0) break;                                    // end of stream
         const uint64_t follow = type == 3 && val == 0 ? 1 : val; // a footer marker may leave val 0
         if (type > 4 || follow > sectors - s - 1) {
             report(VDKIT_FINDING_ERROR, at,
@@ -995,7 +1026,8 @@ void SparseExtent::check_stream_markers(sdk::Context &ctx, const std::unordered_
     }
     if (unreferenced)
         report(VDKIT_FINDING_LEAK, first_unreferenced,
-               std::to_string(unreferenced) + " compressed grains in the stream are named by no grain table entry", false);
+               std::to_string(unreferenced) + " compressed grains in the stream are named by no grain table entry",
+               false);
 }
 
 void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r, std::string *gate,
@@ -1023,12 +1055,15 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         store_.pwrite(ctx.get(), table_sector * 512 + slot * 4, e, 4);
     };
     const uint64_t table_bytes = uint64_t(h_.gtes_per_gt) * 4;
-    auto table_fits = [&](uint64_t sector) { return sector * 512 <= file_size_ && file_size_ - sector * 512 >= table_bytes; };
+    auto table_fits = [&](uint64_t sector) {
+        return sector * 512 <= file_size_ && file_size_ - sector * 512 >= table_bytes;
+    };
     auto read_table = [&](uint64_t sector) {
         std::vector<unsigned char> raw(static_cast<size_t>(table_bytes));
         store_.pread(ctx.get(), sector * 512, raw.data(), raw.size());
         std::vector<uint32_t> t(h_.gtes_per_gt);
-        for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
+        for (size_t i = 0; i < t.size(); ++i)
+            t[i] = static_cast<uint32_t>(load_le(raw.data() + i * 4, 4));
         return t;
     };
     const uint64_t gb = grain_bytes();
@@ -1055,17 +1090,22 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     // first NUL, is what a reader uses; a declared region reaching over the
     // directories or tables is a wrong size field, not damaged tables.
     Range desc_declared{0, 0}, desc_text{0, 0};
-    if (h_.descriptor_offset && h_.descriptor_size && h_.descriptor_offset < (1ull << 40) && h_.descriptor_size < (1ull << 40)) {
+    if (h_.descriptor_offset && h_.descriptor_size && h_.descriptor_offset < (1ull << 40) &&
+        h_.descriptor_size < (1ull << 40)) {
         desc_declared = {h_.descriptor_offset * 512, (h_.descriptor_offset + h_.descriptor_size) * 512};
         const uint64_t avail = desc_declared.first < file_size_ ? file_size_ - desc_declared.first : 0;
-        std::vector<unsigned char> text(static_cast<size_t>(std::min<uint64_t>({desc_declared.second - desc_declared.first, avail, 1u << 20})));
+        std::vector<unsigned char> text(
+            static_cast<size_t>(std::min<uint64_t>({desc_declared.second - desc_declared.first, avail, 1u << 20})));
         if (!text.empty()) store_.pread(ctx.get(), desc_declared.first, text.data(), text.size());
         const uint64_t len = static_cast<uint64_t>(std::find(text.begin(), text.end(), 0) - text.begin());
-        desc_text = {desc_declared.first, std::min(desc_declared.second, desc_declared.first + std::max<uint64_t>(512, (len + 511) / 512 * 512))};
+        desc_text = {
+            desc_declared.first,
+            std::min(desc_declared.second, desc_declared.first + std::max<uint64_t>(512, (len + 511) / 512 * 512))};
         fixed.push_back({desc_text, "the embedded descriptor"});
     }
     if (n) fixed.push_back({{h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes}, "the grain directory"});
-    if (n && have_r) fixed.push_back({{h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes}, "the redundant grain directory"});
+    if (n && have_r)
+        fixed.push_back({{h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes}, "the redundant grain directory"});
     if (footer_at_) fixed.push_back({{footer_at_, footer_at_ + 1536}, "the footer"});
     // A redundant directory the header announces (flags bit 1) that is not there.
     if (n && (h_.flags & kFlagRedundant) && !compressed && !have_r) {
@@ -1075,8 +1115,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                         ? "the grain directory's own (byte 56: sector " + std::to_string(h_.rgd_offset) +
                               "), so there is no redundant copy"
                     : h_.rgd_offset ? "sector " + std::to_string(h_.rgd_offset) + ", past the end of the file (" +
-                                        std::to_string(file_size_) + " bytes)"
-                                  : std::string("0")) +
+                                          std::to_string(file_size_) + " bytes)"
+                                    : std::string("0")) +
                    "; reads use the primary directory; repair clears the flag and the offset",
                true);
         if (repair) {
@@ -1135,9 +1175,11 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             }
         };
         if (n) consider(h_.gd_offset * 512, h_.gd_offset * 512 + dir_bytes, "the grain directory");
-        if (n && have_r) consider(h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes, "the redundant grain directory");
+        if (n && have_r)
+            consider(h_.rgd_offset * 512, h_.rgd_offset * 512 + dir_bytes, "the redundant grain directory");
         for (size_t id = 0; id < 2 * n; ++id)
-            if (sec(id) && why[id].empty()) consider(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes, table_name(id));
+            if (sec(id) && why[id].empty())
+                consider(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes, table_name(id));
         if (!what.empty()) {
             const bool fits = first >= desc_text.second;
             report(VDKIT_FINDING_ERROR, 36,
@@ -1145,7 +1187,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                        ", byte 36: " + std::to_string(h_.descriptor_size) + " sectors) overlaps " + what +
                        " (the descriptor text ends by byte " + std::to_string(desc_text.second) +
                        "); rewriting the descriptor there would destroy it; " +
-                       (fits ? "repair sets the size to " + std::to_string((first - desc_declared.first) / 512) + " sectors"
+                       (fits ? "repair sets the size to " + std::to_string((first - desc_declared.first) / 512) +
+                                   " sectors"
                              : std::string("the text itself reaches it, so nothing is repaired")),
                    fits);
             if (repair && fits) {
@@ -1164,7 +1207,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     if (n) {
         uint64_t front_end = 512;
         for (const auto &f : fixed)
-            if (f.first.first < h_.overhead * 512 && f.first.first != footer_at_) front_end = std::max(front_end, f.first.second);
+            if (f.first.first < h_.overhead * 512 && f.first.first != footer_at_)
+                front_end = std::max(front_end, f.first.second);
         for (size_t id = 0; id < 2 * n; ++id)
             if (sec(id) && why[id].empty() && uint64_t(sec(id)) * 512 < h_.overhead * 512)
                 front_end = std::max(front_end, uint64_t(sec(id)) * 512 + table_bytes);
@@ -1199,16 +1243,18 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         for (uint64_t k = 0; k < tab[id].size(); ++k)
             // Entries into the header area (below overhead) are errors themselves, not grains.
             if (tab[id][k] > 1 && tab[id][k] >= ov && uint64_t(tab[id][k]) * 512 < file_size_)
-                claims.push_back({uint64_t(tab[id][k]) * 512, (id / 2) * h_.gtes_per_gt + k, id, claim_len(tab[id][k])});
+                claims.push_back(
+                    {uint64_t(tab[id][k]) * 512, (id / 2) * h_.gtes_per_gt + k, id, claim_len(tab[id][k])});
     }
     std::sort(claims.begin(), claims.end());
     if (ov < h_.overhead) {
         auto below = std::lower_bound(claims.begin(), claims.end(), Claim{ov * 512, 0, 0, 0});
         if (below != claims.end() && below->at < h_.overhead * 512) {
             report(VDKIT_FINDING_ERROR, 64,
-                   "the header's overhead field (" + std::to_string(h_.overhead) + " sectors) reaches past the metadata, which ends by sector " +
-                       std::to_string(ov) + ", over grain " + std::to_string(below->grain) + " at byte " +
-                       std::to_string(below->at) + "; the grains are kept and repair sets the field to " + std::to_string(ov),
+                   "the header's overhead field (" + std::to_string(h_.overhead) +
+                       " sectors) reaches past the metadata, which ends by sector " + std::to_string(ov) +
+                       ", over grain " + std::to_string(below->grain) + " at byte " + std::to_string(below->at) +
+                       "; the grains are kept and repair sets the field to " + std::to_string(ov),
                    true);
             if (repair) {
                 unsigned char v[8];
@@ -1231,8 +1277,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         if (!sec(id) || !why[id].empty()) continue;
         const uint64_t a = uint64_t(sec(id)) * 512;
         if (const Claim *c = claim_in(a, a + table_bytes, [&](const Claim &x) { return x.id == id; })) {
-            why[id] = "overlaps grain " + std::to_string(c->grain) + " at byte " + std::to_string(c->at) + " (named by " +
-                      table_name(c->id) + ")";
+            why[id] = "overlaps grain " + std::to_string(c->grain) + " at byte " + std::to_string(c->at) +
+                      " (named by " + table_name(c->id) + ")";
             tab[id].clear();
         }
     }
@@ -1243,13 +1289,17 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     }
 
     std::vector<std::pair<uint64_t, uint64_t>> meta, all;
-    for (const auto &f : fixed) all.push_back(f.first);
+    for (const auto &f : fixed)
+        all.push_back(f.first);
     for (size_t id = 0; id < 2 * n; ++id)
-        if (sec(id) && why[id].empty()) all.emplace_back(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes);
+        if (sec(id) && why[id].empty())
+            all.emplace_back(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes);
     std::sort(all.begin(), all.end());
     for (const auto &[a, b] : all) {
-        if (!meta.empty() && a <= meta.back().second) meta.back().second = std::max(meta.back().second, b);
-        else meta.emplace_back(a, b);
+        if (!meta.empty() && a <= meta.back().second)
+            meta.back().second = std::max(meta.back().second, b);
+        else
+            meta.emplace_back(a, b);
     }
     // Disjoint and sorted: only the last range starting before the grain's end can overlap it.
     auto overlaps_meta = [&](uint64_t at) -> const std::pair<uint64_t, uint64_t> * {
@@ -1275,7 +1325,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
     bool geometry_error = false; // geometry names a directory the header undercounts
     if (!compressed) {
         std::vector<uint64_t> starts;
-        for (const Claim &c : claims) starts.push_back(c.at);
+        for (const Claim &c : claims)
+            starts.push_back(c.at);
         starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
         if (starts.size() >= 2) {
             const uint64_t file_end = (file_size_ + 511) / 512 * 512;
@@ -1291,9 +1342,10 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             }
             const uint64_t unit = bits ? bits & -bits : 0; // the largest power of two dividing every span and distance
             if (unit > gb && min_span >= unit)
-                geometry = "grains lie " + std::to_string(unit / 512) +
-                           " sectors apart with unused space between (grainSize, byte 20: " + std::to_string(h_.grain_size) +
-                           " sectors); if grainSize were wrong this space would hold data: repair keeps it";
+                geometry =
+                    "grains lie " + std::to_string(unit / 512) +
+                    " sectors apart with unused space between (grainSize, byte 20: " + std::to_string(h_.grain_size) +
+                    " sectors); if grainSize were wrong this space would hold data: repair keeps it";
             else if (unit && unit < gb && smaller * 4 >= starts.size() * 3) {
                 geometry = std::to_string(smaller) + " of the " + std::to_string(starts.size()) +
                            " grains start less than a grain (grainSize, byte 20: " + std::to_string(h_.grain_size) +
@@ -1352,7 +1404,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         return {};
     };
     // The bytes of grain `grain` the disk shows (the last grain may be short).
-    auto visible = [&](uint64_t grain) { return std::min(gb, capacity_bytes() - std::min(capacity_bytes(), grain * gb)); };
+    auto visible = [&](uint64_t grain) {
+        return std::min(gb, capacity_bytes() - std::min(capacity_bytes(), grain * gb));
+    };
     uint64_t pad_to = 0; // repair: the file grows to here (the end of a grain the end of the file cuts)
 
     if (h_.unclean_shutdown) {
@@ -1373,8 +1427,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         bool suspect; // its two tables disagreed: it loses an overlap
     };
     std::vector<Use> used;
-    std::unordered_set<uint32_t> stream_referenced; // compressed: grain markers the tables name
-    std::vector<uint64_t> suspects; // grains whose tables disagreed (ascending)
+    std::unordered_set<uint32_t> stream_referenced;      // compressed: grain markers the tables name
+    std::vector<uint64_t> suspects;                      // grains whose tables disagreed (ascending)
     std::vector<uint32_t> use_sec(n, 0), use_rsec(n, 0); // the tables in use (0: none)
     std::vector<std::pair<size_t, uint32_t>> relocate;   // directory entry id to point at a copy of a table
     std::vector<Range> also_held; // grains the copy that lost a disagreement names: never truncated
@@ -1389,8 +1443,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             const bool other_ok = id == pid ? r_ok : p_ok;
             report(VDKIT_FINDING_ERROR, dir_entry_at(id),
                    std::string(id % 2 ? "redundant " : "") + "grain directory entry " + std::to_string(gdi) +
-                       " names sector " + std::to_string(sec(id)) + " (byte " + std::to_string(uint64_t(sec(id)) * 512) +
-                       "), which " + why[id] + ": it is not a grain table and is never written; " +
+                       " names sector " + std::to_string(sec(id)) + " (byte " +
+                       std::to_string(uint64_t(sec(id)) * 512) + "), which " + why[id] +
+                       ": it is not a grain table and is never written; " +
                        (other_ok ? std::string("repair writes a new table at the end of the file from the ") +
                                        (id % 2 ? "primary" : "redundant") + " copy"
                                  : std::string("the other copy is unusable too")),
@@ -1401,8 +1456,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             // Reads use that table (both copies agree): no data is lost, but
             // nothing is redundant; repair gives the redundant entry its own copy.
             report(VDKIT_FINDING_ERROR, dir_entry_at(rid),
-                   "redundant grain directory entry " + std::to_string(gdi) + " names the same grain table as the primary entry (sector " +
-                       std::to_string(ps) + "): the table has no redundant copy; reads use it; repair writes a copy "
+                   "redundant grain directory entry " + std::to_string(gdi) +
+                       " names the same grain table as the primary entry (sector " + std::to_string(ps) +
+                       "): the table has no redundant copy; reads use it; repair writes a copy "
                        "at the end of the file for the redundant entry",
                    true);
             relocate.emplace_back(rid, ps);
@@ -1411,7 +1467,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
             report(VDKIT_FINDING_ERROR, dir_entry_at(pid),
                    "grain directory entry " + std::to_string(gdi) +
                        " is 0 but the redundant directory names the grain table at sector " + std::to_string(rs) +
-                       ", whose grains are readable data; repair writes a new primary table at the end of the file from it",
+                       ", whose grains are readable data; repair writes a new primary table at the end of the file "
+                       "from it",
                    true);
             relocate.emplace_back(pid, rs);
         }
@@ -1461,8 +1518,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                     // The disk part read through the primary entry now reads the copy's grain.
                     report(VDKIT_FINDING_ERROR, uint64_t(tsec) * 512 + k * 4,
                            "grain " + std::to_string(grain) + ": the primary entry (" + std::to_string(gt[k]) + ") " +
-                               (rp == 0 ? entry_problem(gt[k])
-                                        : gt[k] <= 1 ? std::string("is empty") : std::string("overlaps another grain")) +
+                               (rp == 0      ? entry_problem(gt[k])
+                                : gt[k] <= 1 ? std::string("is empty")
+                                             : std::string("overlaps another grain")) +
                                ", the redundant entry names a sound grain at byte " +
                                std::to_string(uint64_t(v) * 512) + "; repair takes the redundant entry (changed " +
                                lost_range(grain, 0, gb).substr(5) + ": they read that grain)",
@@ -1540,17 +1598,17 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
                     // Readable up to the end of the file; the rest is gone.
                     const uint64_t kept = file_size_ - at;
                     if (!gate)
-                    report(VDKIT_FINDING_ERROR, file_size_,
-                           "grain " + std::to_string(grain) + " (at byte " + std::to_string(at) +
-                               ") is cut off by the end of the file at byte " + std::to_string(file_size_) + ": its first " +
-                               std::to_string(kept) + " bytes are intact, the rest reads as zeros (" +
-                               lost_range(grain, kept, gb) + ": the file was truncated); repair pads the file with zeros",
-                           true);
+                        report(VDKIT_FINDING_ERROR, file_size_,
+                               "grain " + std::to_string(grain) + " (at byte " + std::to_string(at) +
+                                   ") is cut off by the end of the file at byte " + std::to_string(file_size_) +
+                                   ": its first " + std::to_string(kept) +
+                                   " bytes are intact, the rest reads as zeros (" + lost_range(grain, kept, gb) +
+                                   ": the file was truncated); repair pads the file with zeros",
+                               true);
                     pad_to = std::max(pad_to, at + gb);
                 }
             }
-            if (gt[k] > 1)
-                used.push_back({gt[k], grain, std::binary_search(suspects.begin(), suspects.end(), grain)});
+            if (gt[k] > 1) used.push_back({gt[k], grain, std::binary_search(suspects.begin(), suspects.end(), grain)});
         }
     }
     if (compressed && !gate) check_stream_markers(ctx, stream_referenced, report);
@@ -1605,16 +1663,20 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         // directories moved by a resize, the footer marker, footer and
         // end-of-stream marker of a directory at the end) holds.
         std::vector<std::pair<uint64_t, uint64_t>> taken; // byte ranges [start, end)
-        for (const Use &u : kept) taken.emplace_back(uint64_t(u.sector) * 512, uint64_t(u.sector) * 512 + gb);
+        for (const Use &u : kept)
+            taken.emplace_back(uint64_t(u.sector) * 512, uint64_t(u.sector) * 512 + gb);
         // Only sound tables count; a grain the losing copy of a
         // disagreement names is held too (never truncated).
-        for (const auto &f : fixed) taken.push_back(f.first);
+        for (const auto &f : fixed)
+            taken.push_back(f.first);
         for (size_t id = 0; id < 2 * n; ++id)
-            if (sec(id) && why[id].empty()) taken.emplace_back(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes);
+            if (sec(id) && why[id].empty())
+                taken.emplace_back(uint64_t(sec(id)) * 512, uint64_t(sec(id)) * 512 + table_bytes);
         taken.insert(taken.end(), also_held.begin(), also_held.end());
         // Every grain any sound table names (primary or redundant, the loser
         // of an overlap too) is held: repair never truncates it.
-        for (const Claim &c : claims) taken.emplace_back(c.at, c.at + c.len);
+        for (const Claim &c : claims)
+            taken.emplace_back(c.at, c.at + c.len);
         std::sort(taken.begin(), taken.end());
         uint64_t pos = ov * 512, orphans = 0, first_orphan = 0;
         for (const auto &[at, stop] : taken) {
@@ -1628,9 +1690,9 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         const uint64_t end = (file_size_ + 511) / 512 * 512;
         if (end > pos && !geometry.empty()) {
             report(VDKIT_FINDING_NOTE, pos,
-                   std::to_string(end - pos) +
-                       " bytes after the last grain as grainSize measures it are kept: the grains' spacing does not fit grainSize "
-                       "(byte 20)",
+                   std::to_string(end - pos) + " bytes after the last grain as grainSize measures it are kept: the "
+                                               "grains' spacing does not fit grainSize "
+                                               "(byte 20)",
                    false);
             orphans = 0;
         } else if (end > pos && incomplete) {
@@ -1654,9 +1716,10 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         // back to the file system.
         if (orphans && geometry.empty())
             report(VDKIT_FINDING_NOTE, first_orphan,
-                   std::to_string(orphans) + " grains inside the file are free (used by no grain table entry: given "
-                   "back by discard or zeroing, or written by a write cut off before its table entry); new grains "
-                   "reuse them, 'vdkit compact' gives them back",
+                   std::to_string(orphans) +
+                       " grains inside the file are free (used by no grain table entry: given "
+                       "back by discard or zeroing, or written by a write cut off before its table entry); new grains "
+                       "reuse them, 'vdkit compact' gives them back",
                    false);
     }
     if (repair) {
@@ -1667,7 +1730,8 @@ void SparseExtent::check_tables(sdk::Context &ctx, uint32_t flags, vdkit_check_r
         std::vector<unsigned char> raw(static_cast<size_t>((table_bytes + 511) / 512 * 512), 0);
         for (const auto &[id, src] : relocate) {
             const uint64_t at = (file_size_ + 511) / 512 * 512;
-            if ((at + raw.size()) / 512 > UINT32_MAX) throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
+            if ((at + raw.size()) / 512 > UINT32_MAX)
+                throw sdk::Error(VDKIT_E_NO_MEMORY, name_ + ": extent file would exceed 2 TiB");
             store_.pread(ctx.get(), uint64_t(src) * 512, raw.data(), static_cast<size_t>(table_bytes));
             store_.pwrite(ctx.get(), at, raw.data(), raw.size());
             file_size_ = at + raw.size();

@@ -24,8 +24,8 @@
 
 namespace vdkit::vmdk {
 
-constexpr uint32_t kSparseMagic = 0x564d444b;     // "KDMV"
-constexpr uint32_t kTemporaryMagic = 0x766d646b;  // "kdmv" read as LE u32 of "vmdk" (open-vmdk in progress)
+constexpr uint32_t kSparseMagic = 0x564d444b;    // "KDMV"
+constexpr uint32_t kTemporaryMagic = 0x766d646b; // "kdmv" read as LE u32 of "vmdk" (open-vmdk in progress)
 constexpr uint64_t kGdAtEnd = UINT64_MAX;
 constexpr uint32_t kFlagNewlineTest = 1u << 0;
 constexpr uint32_t kFlagRedundant = 1u << 1;
@@ -36,8 +36,8 @@ constexpr uint32_t kFlagMarkers = 1u << 17;
 struct SparseHeader {
     uint32_t version = 0;
     uint32_t flags = 0;
-    uint64_t capacity = 0;         // sectors
-    uint64_t grain_size = 0;       // sectors
+    uint64_t capacity = 0;   // sectors
+    uint64_t grain_size = 0; // sectors
     uint64_t descriptor_offset = 0;
     uint64_t descriptor_size = 0;
     uint32_t gtes_per_gt = 0;
@@ -85,9 +85,9 @@ public:
     // Optimized Compressed Sparse Extents", header flag bit 16).
     bool compressed() const { return h_.flags & kFlagCompressed; }
     std::string read_only_reason() const {
-        return h_.flags & kFlagCompressed
-                   ? "compressed (streamOptimized) grains are written once, at creation"
-                   : name_ + ": the grain directory is at the end of the file (footer layout); convert the disk to write it";
+        return h_.flags & kFlagCompressed ? "compressed (streamOptimized) grains are written once, at creation"
+                                          : name_ + ": the grain directory is at the end of the file (footer layout); "
+                                                    "convert the disk to write it";
     }
     sdk::WriteResult write(sdk::Context &ctx, uint64_t offset, const void *buf, uint64_t len);
     // Whole grains in [offset, offset+len) become zero grains (needs the
@@ -144,7 +144,9 @@ public:
     // Repair (not dry run) fixes tables and truncates orphans at the end,
     // never a grain any table entry names; streams are never repaired
     // (docs/check.md rules 5-7).
-    void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) override { check_tables(ctx, flags, r, nullptr); }
+    void check(sdk::Context &ctx, uint32_t flags, vdkit_check_result &r) override {
+        check_tables(ctx, flags, r, nullptr);
+    }
 
     // Before the first write of a session: tables that disagree, entries
     // into metadata or shared grains refuse writing (docs/check.md).
@@ -221,7 +223,7 @@ private:
     // to footer_at_ + 1536. 0 when the header has the directory's offset.
     uint64_t footer_at_ = 0;
     std::vector<uint32_t> gd_;
-    std::vector<uint32_t> rgd_; // redundant directory, when flags bit 1 is set
+    std::vector<uint32_t> rgd_;   // redundant directory, when flags bit 1 is set
     bool opened_unclean_ = false; // uncleanShutdown was already set when opened
     std::unordered_map<uint64_t, std::vector<uint32_t>> gt_cache_;
     // Grain index → marker sector of the grains found, when the map was

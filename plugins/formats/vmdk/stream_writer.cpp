@@ -20,7 +20,7 @@ constexpr uint64_t kGtEntries = 512;
 constexpr uint64_t kGtSectors = kGtEntries * 4 / kSector;
 constexpr uint64_t kDescriptorSectors = 20;
 constexpr uint64_t kOverheadSectors = 128; // grains start at 64 KiB, as ovftool writes
-constexpr size_t kStageBytes = 128u << 10;  // one store write per this many bytes
+constexpr size_t kStageBytes = 128u << 10; // one store write per this many bytes
 constexpr uint32_t kMarkerEos = 0, kMarkerGt = 1, kMarkerGd = 2, kMarkerFooter = 3;
 
 // A metadata marker sector: val = sectors that follow, size 0, type.
@@ -48,16 +48,18 @@ SparseHeader stream_header(uint64_t capacity, uint64_t grain, uint64_t gd_offset
 
 } // namespace
 
-StreamWriter::StreamWriter(sdk::StoreRef store, std::string name, uint64_t capacity, uint64_t grain,
-                           unsigned threads, int level)
+StreamWriter::StreamWriter(sdk::StoreRef store, std::string name, uint64_t capacity, uint64_t grain, unsigned threads,
+                           int level)
     : store_(store), name_(std::move(name)), capacity_(capacity), grain_(grain), level_(level) {
     grains_ = (capacity + grain - 1) / grain;
-    if (grains_ > (64ull << 20)) fail(VDKIT_E_INVALID_ARGUMENT, "too many grains for a stream; use a larger grain-size");
+    if (grains_ > (64ull << 20))
+        fail(VDKIT_E_INVALID_ARGUMENT, "too many grains for a stream; use a larger grain-size");
     gte_.assign(static_cast<size_t>(grains_), 0);
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     threads = std::min(threads, 64u);
     max_inflight_ = threads * 2; // enough to keep every compressor busy; each holds a grain and its output
-    for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { worker(); });
+    for (unsigned i = 0; i < threads; ++i)
+        workers_.emplace_back([this] { worker(); });
 }
 
 StreamWriter::~StreamWriter() {
@@ -66,10 +68,13 @@ StreamWriter::~StreamWriter() {
         stop_ = true;
     }
     work_cv_.notify_all();
-    for (auto &t : workers_) t.join();
+    for (auto &t : workers_)
+        t.join();
 }
 
-void StreamWriter::fail(uint32_t code, const std::string &why) const { throw sdk::Error(code, name_ + ": " + why); }
+void StreamWriter::fail(uint32_t code, const std::string &why) const {
+    throw sdk::Error(code, name_ + ": " + why);
+}
 
 uint64_t StreamWriter::grain_bytes(uint64_t grain) const {
     return std::min(grain_, capacity_ - grain * grain_) * kSector;
@@ -96,7 +101,8 @@ void StreamWriter::worker() {
             // scratch buffer, so a waiting job holds only its real size.
             const size_t bound = libdeflate_zlib_compress_bound(c, job->data.size());
             if (scratch.size() < 12 + bound) scratch.resize(12 + bound);
-            const size_t n = libdeflate_zlib_compress(c, job->data.data(), job->data.size(), scratch.data() + 12, bound);
+            const size_t n =
+                libdeflate_zlib_compress(c, job->data.data(), job->data.size(), scratch.data() + 12, bound);
             if (n == 0) {
                 error = "compression failed";
             } else {
@@ -158,7 +164,8 @@ void StreamWriter::collect(sdk::Context &ctx, size_t keep) {
         }
         if (!job->error.empty()) fail(VDKIT_E_IO, "grain " + std::to_string(job->grain) + ": " + job->error);
         const uint64_t sector = end_ / kSector;
-        if (sector > UINT32_MAX) fail(VDKIT_E_OUT_OF_RANGE, "a stream extent cannot grow beyond 2 TiB of compressed data");
+        if (sector > UINT32_MAX)
+            fail(VDKIT_E_OUT_OF_RANGE, "a stream extent cannot grow beyond 2 TiB of compressed data");
         gte_[job->grain] = static_cast<uint32_t>(sector);
         append(ctx, job->output.data(), job->output.size());
     }
@@ -220,7 +227,8 @@ void StreamWriter::zero(sdk::Context &, uint64_t offset, uint64_t len) {
     for (uint64_t pos = offset; pos < offset + len;) {
         const uint64_t g = pos / gb, within = pos % gb;
         const uint64_t n = std::min(offset + len - pos, grain_bytes(g) - within);
-        if (g == pending_grain_) std::memset(pending_.data() + within, 0, static_cast<size_t>(n));
+        if (g == pending_grain_)
+            std::memset(pending_.data() + within, 0, static_cast<size_t>(n));
         else if (g < next_grain_ && gte_[g] != 0)
             fail(VDKIT_E_NOT_SUPPORTED, "grain " + std::to_string(g) + " of the stream is already written");
         pos += n;
@@ -249,7 +257,8 @@ void StreamWriter::finish(sdk::Context &ctx) {
         metadata_marker(sector.data(), kGtSectors, kMarkerGt);
         append(ctx, sector.data(), sector.size());
         std::fill(table.begin(), table.end(), 0);
-        for (uint64_t i = first; i < last; ++i) store_le(table.data() + (i - first) * 4, gte_[i], 4);
+        for (uint64_t i = first; i < last; ++i)
+            store_le(table.data() + (i - first) * 4, gte_[i], 4);
         gd[t] = static_cast<uint32_t>(end_ / kSector);
         append(ctx, table.data(), table.size());
     }
@@ -258,7 +267,8 @@ void StreamWriter::finish(sdk::Context &ctx) {
     append(ctx, sector.data(), sector.size());
     const uint64_t gd_offset = end_ / kSector;
     std::vector<unsigned char> gd_bytes(static_cast<size_t>(gd_sectors * kSector), 0);
-    for (uint64_t t = 0; t < tables; ++t) store_le(gd_bytes.data() + t * 4, gd[t], 4);
+    for (uint64_t t = 0; t < tables; ++t)
+        store_le(gd_bytes.data() + t * 4, gd[t], 4);
     append(ctx, gd_bytes.data(), gd_bytes.size());
     // Footer: the header again with the real directory offset, then end of stream.
     metadata_marker(sector.data(), 1, kMarkerFooter);

@@ -26,9 +26,9 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <set>
-#include <memory>
 #include <vector>
 
 using namespace vdkit;
@@ -41,12 +41,12 @@ namespace {
 
 struct Extent {
     ExtentLine line;
-    uint64_t start = 0;             // byte offset in the virtual disk
-    uint64_t length = 0;            // bytes
-    sdk::Store owned;               // a file other than the main one
-    StoreRef store;                 // owned or the main file
-    uint64_t file_size = 0;         // FLAT/VMFS: bytes in the file (kept current on writes)
-    bool device = false;            // raw device data: never created, never removed
+    uint64_t start = 0;                  // byte offset in the virtual disk
+    uint64_t length = 0;                 // bytes
+    sdk::Store owned;                    // a file other than the main one
+    StoreRef store;                      // owned or the main file
+    uint64_t file_size = 0;              // FLAT/VMFS: bytes in the file (kept current on writes)
+    bool device = false;                 // raw device data: never created, never removed
     std::unique_ptr<GrainExtent> mapped; // grain-mapped extents: SPARSE, VMFSSPARSE, SESPARSE
     SparseExtent *sparse = nullptr;      // mapped, when it is a hosted sparse extent (writable)
 };
@@ -107,8 +107,9 @@ public:
         s.subformat = ctx.config("subformat").value_or("monolithicSparse");
         s.monolithic = s.subformat == "monolithicSparse" || s.subformat == "streamOptimized";
         if (s.monolithic && s.capacity >= (1ull << 32))
-            throw Error(VDKIT_E_INVALID_ARGUMENT, who + "a " + s.subformat + " disk holds less than 2 TiB; use "
-                                                        "twoGbMaxExtentSparse or a flat subformat");
+            throw Error(VDKIT_E_INVALID_ARGUMENT, who + "a " + s.subformat +
+                                                      " disk holds less than 2 TiB; use "
+                                                      "twoGbMaxExtentSparse or a flat subformat");
         return s;
     }
 
@@ -169,8 +170,7 @@ public:
 
         uint8_t image_uuid[16];
         std::memcpy(image_uuid, p.uuid, 16);
-        if (sdk::is_zero(image_uuid, 16))
-            sdk::host().generate_uuid(image_uuid);
+        if (sdk::is_zero(image_uuid, 16)) sdk::host().generate_uuid(image_uuid);
         Descriptor d;
         d.version = "1";
         d.cid = new_cid();
@@ -186,11 +186,13 @@ public:
             if (d.parent_cid == "ffffffff") d.parent_cid = "fffffffe"; // ffffffff means "no parent"
             d.parent_hint = std::string(sdk::view(p.parent_hint));
             if (d.parent_hint.empty() || d.parent_hint.find('"') != std::string::npos)
-                throw Error(VDKIT_E_INVALID_ARGUMENT, who + ": the parent location cannot be written into a descriptor");
+                throw Error(VDKIT_E_INVALID_ARGUMENT,
+                            who + ": the parent location cannot be written into a descriptor");
         }
         // Monolithic disks are their own single extent (other subformats: create_extent_files).
         if (monolithic)
-            d.extents.push_back(ExtentLine{Access::rw, capacity, ExtentType::sparse, who.substr(who.find_last_of('/') + 1), 0, 0});
+            d.extents.push_back(
+                ExtentLine{Access::rw, capacity, ExtentType::sparse, who.substr(who.find_last_of('/') + 1), 0, 0});
         const uint64_t heads = adapter == "ide" ? 16 : 255, sectors = 63;
         const uint64_t cylinders = std::min<uint64_t>(capacity / (heads * sectors), 65535);
         d.ddb = {{"ddb.virtualHWVersion", std::to_string(ctx.config_uint("hw-version").value_or(4))},
@@ -200,10 +202,10 @@ public:
                  {"ddb.adapterType", adapter},
                  {"ddb.toolsVersion", ctx.config("tools-version").value_or("2147483647")},
                  {"ddb.uuid.image", uuid_text(image_uuid)}};
-        if (diff && !sdk::is_zero(p.parent_uuid, 16))
-            d.ddb.emplace_back("ddb.uuid.parent", uuid_text(p.parent_uuid));
+        if (diff && !sdk::is_zero(p.parent_uuid, 16)) d.ddb.emplace_back("ddb.uuid.parent", uuid_text(p.parent_uuid));
         if (subformat == "streamOptimized") {
-            if (diff) throw Error(VDKIT_E_NOT_SUPPORTED, who + ": a streamOptimized disk cannot be a differencing disk");
+            if (diff)
+                throw Error(VDKIT_E_NOT_SUPPORTED, who + ": a streamOptimized disk cannot be a differencing disk");
             d.create_type = "streamOptimized";
             const uint64_t threads = ctx.config_uint("threads").value_or(0);
             const uint64_t level = ctx.config_uint("compression-level").value_or(6);
@@ -221,7 +223,8 @@ public:
             img->stream_->begin(ctx, render_descriptor(d));
             return img;
         }
-        const std::string prealloc = (p.flags & VDKIT_CREATE_FIXED) ? "full" : ctx.config("preallocation").value_or("off");
+        const std::string prealloc =
+            (p.flags & VDKIT_CREATE_FIXED) ? "full" : ctx.config("preallocation").value_or("off");
         const bool flat = subformat == "monolithicFlat" || subformat == "twoGbMaxExtentFlat" || subformat == "vmfs" ||
                           subformat == "vmfsThin";
         if (prealloc == "full" && !flat)
@@ -281,8 +284,10 @@ public:
     void discard(Context &ctx, uint64_t off, uint64_t len) {
         if (stream_) return; // grains are written once; content stays as written
         for_each_extent(ctx, off, len, [&](Extent &e, uint64_t within, uint64_t n) {
-            if (e.sparse) e.sparse->set_whole_grains(ctx, within, n, true);
-            else e.store.discard(ctx.get(), e.line.offset * 512 + within, n);
+            if (e.sparse)
+                e.sparse->set_whole_grains(ctx, within, n, true);
+            else
+                e.store.discard(ctx.get(), e.line.offset * 512 + within, n);
         });
     }
 
@@ -379,7 +384,8 @@ public:
             const bool direct = !e.owned && e.line.type != ExtentType::flat && e.line.type != ExtentType::vmfs &&
                                 e.line.type != ExtentType::zero;
             std::string file;
-            if (direct) file = name_;
+            if (direct)
+                file = name_;
             else if (!e.line.filename.empty())
                 file = e.line.filename.front() == '/' ? e.line.filename : dir + e.line.filename;
             j += i ? ", {" : "{";
@@ -402,11 +408,13 @@ public:
     void resize(Context &ctx, uint64_t new_size, uint32_t flags) {
         if (stream_ || !writable_) fail(VDKIT_E_READ_ONLY, "the disk cannot be resized now");
         if (new_size % 512) fail(VDKIT_E_INVALID_ARGUMENT, "VMDK sizes are whole 512-byte sectors");
-        if (new_size < size_ && !(flags & VDKIT_RESIZE_SHRINK)) fail(VDKIT_E_INVALID_ARGUMENT, "shrinking needs the shrink flag");
+        if (new_size < size_ && !(flags & VDKIT_RESIZE_SHRINK))
+            fail(VDKIT_E_INVALID_ARGUMENT, "shrinking needs the shrink flag");
         if (new_size == 0) fail(VDKIT_E_INVALID_ARGUMENT, "a disk keeps at least one sector");
         for (const auto &e : extents_) {
             if (e->line.access != Access::rw || e->device ||
-                (e->line.type != ExtentType::sparse && e->line.type != ExtentType::flat && e->line.type != ExtentType::vmfs))
+                (e->line.type != ExtentType::sparse && e->line.type != ExtentType::flat &&
+                 e->line.type != ExtentType::vmfs))
                 fail(VDKIT_E_NOT_SUPPORTED, "resizing works on disks of writable SPARSE, FLAT and VMFS extents; "
                                             "convert this one first");
             if (e->sparse && !e->sparse->writable())
@@ -416,8 +424,10 @@ public:
         for (auto &e : extents_)
             if (e->sparse) e->sparse->require_sound_tables(ctx);
         touch(ctx);
-        if (new_size > size_) grow_extents(ctx, new_size);
-        else shrink_extents(ctx, new_size);
+        if (new_size > size_)
+            grow_extents(ctx, new_size);
+        else
+            shrink_extents(ctx, new_size);
         size_ = new_size;
         const uint64_t heads = desc_.ddb_get("ddb.geometry.heads").value_or("16") == "16" ? 16 : 255;
         for (auto &kv : desc_.ddb)
@@ -426,7 +436,8 @@ public:
         write_descriptor(ctx);
         main_.flush(ctx.get());
         // Files of dropped extents go only once the descriptor no longer names them.
-        for (const auto &f : dropped_files_) ctx.remove(f);
+        for (const auto &f : dropped_files_)
+            ctx.remove(f);
         dropped_files_.clear();
     }
 
@@ -468,8 +479,8 @@ public:
             const uint64_t have = e->file_size > e->line.offset * 512 ? e->file_size - e->line.offset * 512 : 0;
             report(VDKIT_FINDING_ERROR, e->file_size,
                    e->line.filename + " is " + std::to_string(need - e->file_size) +
-                       " bytes shorter than the descriptor's extent (lost disk bytes [" + std::to_string(e->start + have) +
-                       ", " + std::to_string(e->start + e->length) +
+                       " bytes shorter than the descriptor's extent (lost disk bytes [" +
+                       std::to_string(e->start + have) + ", " + std::to_string(e->start + e->length) +
                        "): the file was truncated; they read as zeros); repair extends it with those zeros",
                    true);
             if (report.repairing()) {
@@ -500,7 +511,8 @@ public:
         if (text.find_first_of("\"\r") != std::string_view::npos || text.size() > 1024)
             fail(VDKIT_E_INVALID_ARGUMENT, "a VMDK comment holds no quotes or carriage returns (at most 1024 bytes)");
         std::string enc;
-        for (char c : text) enc += c == '\n' ? std::string("\\n") : c == '\\' ? std::string("\\\\") : std::string(1, c);
+        for (char c : text)
+            enc += c == '\n' ? std::string("\\n") : c == '\\' ? std::string("\\\\") : std::string(1, c);
         change_descriptor(ctx, [&] { ddb_put("ddb.comment", enc); });
     }
 
@@ -511,15 +523,20 @@ public:
     // it changes nothing a reader sees); a CID equal to the current one is
     // not written again.
     void set_uuid(Context &ctx, uint32_t which, const uint8_t *u) {
-        if (which == VDKIT_UUID_MODIFICATION && parse_cid(desc_.cid) && parse_cid(desc_.cid) == parse_cid(cid_text(u))) {
+        if (which == VDKIT_UUID_MODIFICATION && parse_cid(desc_.cid) &&
+            parse_cid(desc_.cid) == parse_cid(cid_text(u))) {
             if (!writable_) fail(VDKIT_E_READ_ONLY, "opened read-only");
             cid_updated_ = true;
             return;
         }
         change_descriptor(ctx, [&] {
             switch (which) {
-            case VDKIT_UUID_IMAGE: ddb_put("ddb.uuid.image", uuid_text(u)); break;
-            case VDKIT_UUID_MODIFICATION: desc_.cid = cid_text(u); break;
+            case VDKIT_UUID_IMAGE:
+                ddb_put("ddb.uuid.image", uuid_text(u));
+                break;
+            case VDKIT_UUID_MODIFICATION:
+                desc_.cid = cid_text(u);
+                break;
             case VDKIT_UUID_PARENT:
                 if (!desc_.has_parent()) fail(VDKIT_E_INVALID_ARGUMENT, "the disk has no parent");
                 ddb_put("ddb.uuid.parent", uuid_text(u));
@@ -528,7 +545,8 @@ public:
                 if (!desc_.has_parent()) fail(VDKIT_E_INVALID_ARGUMENT, "the disk has no parent");
                 desc_.parent_cid = parent_cid_text(u);
                 break;
-            default: fail(VDKIT_E_INVALID_ARGUMENT, "unknown UUID kind " + std::to_string(which));
+            default:
+                fail(VDKIT_E_INVALID_ARGUMENT, "unknown UUID kind " + std::to_string(which));
             }
         });
         cid_updated_ = true; // the caller chose the ids
@@ -569,7 +587,8 @@ public:
         }
         change_descriptor(ctx, [&] {
             auto &ddb = desc_.ddb;
-            ddb.erase(std::remove_if(ddb.begin(), ddb.end(), [](const auto &kv) { return iequal(kv.first, "ddb.uuid.parent"); }),
+            ddb.erase(std::remove_if(ddb.begin(), ddb.end(),
+                                     [](const auto &kv) { return iequal(kv.first, "ddb.uuid.parent"); }),
                       ddb.end());
             if (hint.empty()) {
                 desc_.parent_cid = "ffffffff";
@@ -628,7 +647,8 @@ public:
         const Descriptor before = desc_;
         bool rewritten = false;
         try {
-            for (; done < moved.size(); ++done) ctx.rename(moved[done].first, moved[done].second);
+            for (; done < moved.size(); ++done)
+                ctx.rename(moved[done].first, moved[done].second);
             desc_ = next;
             write_descriptor(ctx);
             rewritten = true;
@@ -637,22 +657,23 @@ public:
             desc_ = before;
             try {
                 if (rewritten) write_descriptor(ctx);
-                while (done-- > 0) ctx.rename(moved[done].second, moved[done].first);
+                while (done-- > 0)
+                    ctx.rename(moved[done].second, moved[done].first);
             } catch (...) {
                 // The first error is the one reported; what could not be put back is named by it.
             }
             throw;
         }
         name_ = target;
-        for (size_t i = 0; i < extents_.size(); ++i) extents_[i]->line.filename = desc_.extents[i].filename;
+        for (size_t i = 0; i < extents_.size(); ++i)
+            extents_[i]->line.filename = desc_.extents[i].filename;
     }
 
     std::optional<std::string> metadata_get(Context &, std::string_view key) { return desc_.ddb_get(key); }
 
     // VixDiskLib WriteMetadata: ddb.* keys, kept in file order; a new key is appended.
     void metadata_set(Context &ctx, std::string_view key, std::string_view value) {
-        if (key.size() < 5 || key.substr(0, 4) != "ddb." ||
-            key.find_first_of(" \t\r\n\"=#") != std::string_view::npos)
+        if (key.size() < 5 || key.substr(0, 4) != "ddb." || key.find_first_of(" \t\r\n\"=#") != std::string_view::npos)
             fail(VDKIT_E_INVALID_ARGUMENT, "metadata keys are ddb.NAME without spaces, quotes, '=' or '#'");
         if (value.find_first_of("\"\r\n") != std::string_view::npos || value.size() > 4096)
             fail(VDKIT_E_INVALID_ARGUMENT, "a metadata value holds no quotes or line breaks (at most 4096 bytes)");
@@ -660,7 +681,8 @@ public:
     }
     std::vector<std::string> metadata_keys(Context &) {
         std::vector<std::string> keys;
-        for (const auto &kv : desc_.ddb) keys.push_back(kv.first);
+        for (const auto &kv : desc_.ddb)
+            keys.push_back(kv.first);
         return keys;
     }
 
@@ -691,8 +713,10 @@ public:
         uint64_t within = off - e.start;
         uint64_t n = std::min(len, e.length - within);
         switch (e.line.type) {
-        case ExtentType::zero: return {VDKIT_BLOCK_ZERO, n};
-        default: break;
+        case ExtentType::zero:
+            return {VDKIT_BLOCK_ZERO, n};
+        default:
+            break;
         }
         if (e.mapped) return e.mapped->status(ctx, within, n);
         // Flat extents: ask the file for holes.
@@ -730,8 +754,10 @@ private:
             for (uint64_t start = 0, i = first_index; start < capacity; start += chunk, ++i) {
                 const uint64_t n = std::min(chunk, capacity - start);
                 char suffix[32];
-                if (!split) std::snprintf(suffix, sizeof suffix, "-flat.vmdk");
-                else std::snprintf(suffix, sizeof suffix, "-%c%03u.vmdk", sparse ? 's' : 'f', static_cast<unsigned>(i));
+                if (!split)
+                    std::snprintf(suffix, sizeof suffix, "-flat.vmdk");
+                else
+                    std::snprintf(suffix, sizeof suffix, "-%c%03u.vmdk", sparse ? 's' : 'f', static_cast<unsigned>(i));
                 const std::string file = base + suffix;
                 sdk::Store store = ctx.open(file, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE);
                 made.push_back(file);
@@ -744,11 +770,14 @@ private:
                 store.flush(ctx.get());
                 const bool vmfs = type == "vmfs" || type == "vmfsThin";
                 d.extents.push_back(ExtentLine{Access::rw, n,
-                                               sparse ? ExtentType::sparse : vmfs ? ExtentType::vmfs : ExtentType::flat,
+                                               sparse ? ExtentType::sparse
+                                               : vmfs ? ExtentType::vmfs
+                                                      : ExtentType::flat,
                                                file, 0, 0});
             }
         } catch (...) {
-            for (const auto &f : made) ctx.remove(f);
+            for (const auto &f : made)
+                ctx.remove(f);
             throw;
         }
     }
@@ -756,8 +785,10 @@ private:
     // Set extent e (the last) to `bytes`, growing or cutting its file or tables.
     void set_extent_length(Context &ctx, Extent &e, uint64_t bytes) {
         if (e.sparse) {
-            if (bytes > e.length) e.sparse->grow(ctx, bytes / 512);
-            else e.sparse->shrink(ctx, bytes / 512, desc_.has_parent());
+            if (bytes > e.length)
+                e.sparse->grow(ctx, bytes / 512);
+            else
+                e.sparse->shrink(ctx, bytes / 512, desc_.has_parent());
         } else {
             const uint64_t end = e.line.offset * 512 + bytes;
             e.store.truncate(ctx.get(), end);
@@ -784,8 +815,8 @@ private:
         // The split size is the first extent's when there are several (all
         // but the last are full); a single extent may be short: 2 GiB then,
         // the size qemu and vdkit split at (VMware's 2047 MiB is smaller).
-        const uint64_t chunk = extents_.size() > 1 ? extents_.front()->length
-                                                   : std::max<uint64_t>(extents_.front()->length, 2ull << 30);
+        const uint64_t chunk =
+            extents_.size() > 1 ? extents_.front()->length : std::max<uint64_t>(extents_.front()->length, 2ull << 30);
         const uint64_t room = chunk > last.length ? chunk - last.length : 0;
         set_extent_length(ctx, last, last.length + std::min(room, new_size - size_));
         uint64_t pos = last.start + last.length;
@@ -885,15 +916,17 @@ private:
 
     // Set a ddb key (case-insensitive match), appending a new one.
     void ddb_put(std::string_view key, std::string_view value) {
-        auto it = std::find_if(desc_.ddb.begin(), desc_.ddb.end(), [&](const auto &kv) { return iequal(kv.first, key); });
-        if (it != desc_.ddb.end()) it->second = std::string(value);
-        else desc_.ddb.emplace_back(std::string(key), std::string(value));
+        auto it =
+            std::find_if(desc_.ddb.begin(), desc_.ddb.end(), [&](const auto &kv) { return iequal(kv.first, key); });
+        if (it != desc_.ddb.end())
+            it->second = std::string(value);
+        else
+            desc_.ddb.emplace_back(std::string(key), std::string(value));
     }
 
     // Apply `edit` to the descriptor and write it; on failure (e.g. no room
     // left in an embedded descriptor) the descriptor is restored.
-    template <class Edit>
-    void change_descriptor(Context &ctx, Edit edit) {
+    template <class Edit> void change_descriptor(Context &ctx, Edit edit) {
         if (!writable_) fail(VDKIT_E_READ_ONLY, "opened read-only");
         if (stream_) fail(VDKIT_E_NOT_SUPPORTED, "the descriptor of a stream being written is fixed");
         const Descriptor before = desc_;
@@ -932,7 +965,8 @@ private:
         if (e.line.access != Access::rw)
             fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is " +
                                         (e.line.access == Access::rdonly ? "RDONLY" : "NOACCESS"));
-        if (e.line.type == ExtentType::zero) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is ZERO");
+        if (e.line.type == ExtentType::zero)
+            fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is ZERO");
         if (e.mapped && !e.sparse) fail(VDKIT_E_READ_ONLY, "the extent at " + std::to_string(off) + " is read-only");
         if (e.sparse && !e.sparse->writable()) fail(VDKIT_E_NOT_SUPPORTED, e.sparse->read_only_reason());
         if (e.sparse) e.sparse->require_sound_tables(ctx); // before the CID changes
@@ -948,8 +982,7 @@ private:
         cid_updated_ = true;
     }
 
-    template <class Fn>
-    void for_each_extent(Context &ctx, uint64_t off, uint64_t len, Fn fn) {
+    template <class Fn> void for_each_extent(Context &ctx, uint64_t off, uint64_t len, Fn fn) {
         while (len > 0) {
             Extent &e = writable_extent(ctx, off);
             uint64_t within = off - e.start;
@@ -977,15 +1010,18 @@ private:
             const size_t j = std::min(name.find('/', i), name.size());
             const std::string part = name.substr(i, j - i);
             if (part == "..") {
-                if (!parts.empty() && parts.back() != "..") parts.pop_back();
-                else if (!absolute) parts.push_back(part);
+                if (!parts.empty() && parts.back() != "..")
+                    parts.pop_back();
+                else if (!absolute)
+                    parts.push_back(part);
             } else if (!part.empty() && part != ".") {
                 parts.push_back(part);
             }
             i = j + 1;
         }
         std::string out = absolute ? "/" : "";
-        for (size_t k = 0; k < parts.size(); ++k) out += (k ? "/" : "") + parts[k];
+        for (size_t k = 0; k < parts.size(); ++k)
+            out += (k ? "/" : "") + parts[k];
         return out;
     }
 
@@ -996,7 +1032,8 @@ private:
         auto flat = [](const ExtentLine &e) { return e.type == ExtentType::flat || e.type == ExtentType::vmfs; };
         std::vector<std::pair<std::string, size_t>> named;
         for (size_t i = 0; i < x.size(); ++i)
-            if (x[i].type != ExtentType::zero && !x[i].filename.empty()) named.emplace_back(normalised_name(x[i].filename), i);
+            if (x[i].type != ExtentType::zero && !x[i].filename.empty())
+                named.emplace_back(normalised_name(x[i].filename), i);
         std::sort(named.begin(), named.end(), [&](const auto &l, const auto &r) {
             return l.first != r.first ? l.first < r.first : x[l.second].offset < x[r.second].offset;
         });
@@ -1123,10 +1160,9 @@ private:
                 // Extents sharing one file (at other offsets) lock it once:
                 // every further lock on one inode costs the kernel a walk of
                 // the ones before, quadratic in thousands of extents.
-                e->owned = ctx.open(line.filename, extent_flags(line) | (e->device ? VDKIT_OPEN_DEVICE : 0) |
-                                                       (locked.insert(normalised_name(line.filename)).second
-                                                            ? 0
-                                                            : VDKIT_OPEN_NOLOCK));
+                e->owned = ctx.open(line.filename,
+                                    extent_flags(line) | (e->device ? VDKIT_OPEN_DEVICE : 0) |
+                                        (locked.insert(normalised_name(line.filename)).second ? 0 : VDKIT_OPEN_NOLOCK));
                 e->store = e->owned;
                 e->file_size = e->store.size(ctx.get());
                 // (OFFSET + SECTORS) * 512 must not overflow: reads compute offsets from it.
@@ -1138,8 +1174,8 @@ private:
                     // Monolithic: the single sparse extent is this file, whatever
                     // name the embedded descriptor gives (it goes stale on rename).
                     if (desc_.extents.size() != 1)
-                        fail(VDKIT_E_CORRUPT, "an embedded descriptor lists " +
-                                                  std::to_string(desc_.extents.size()) + " extents");
+                        fail(VDKIT_E_CORRUPT,
+                             "an embedded descriptor lists " + std::to_string(desc_.extents.size()) + " extents");
                     e->store = main;
                     auto sp = std::make_unique<SparseExtent>(ctx, main, name_, *main_header);
                     e->sparse = sp.get();
@@ -1151,8 +1187,9 @@ private:
             case ExtentType::vmfs_sparse:
             case ExtentType::se_sparse:
                 if (writable_)
-                    fail(VDKIT_E_READ_ONLY, where + ": " + to_string(line.type) +
-                                                " extents are read-only in vdkit; open the disk read-only or convert it");
+                    fail(VDKIT_E_READ_ONLY,
+                         where + ": " + to_string(line.type) +
+                             " extents are read-only in vdkit; open the disk read-only or convert it");
                 if (line.filename.empty()) {
                     e->store = main; // opened directly
                 } else {
@@ -1186,7 +1223,8 @@ private:
         e.owned = ctx.open(file, flags);
         e.store = e.owned;
         unsigned char h[512];
-        if (e.store.size(ctx.get()) < 512) fail(VDKIT_E_CORRUPT, where + " '" + file + "' is shorter than a sparse header");
+        if (e.store.size(ctx.get()) < 512)
+            fail(VDKIT_E_CORRUPT, where + " '" + file + "' is shorter than a sparse header");
         e.store.pread(ctx.get(), 0, h, 512);
         auto sp = std::make_unique<SparseExtent>(ctx, e.store, file, parse_sparse_header(h, file));
         e.sparse = sp.get();
@@ -1219,7 +1257,8 @@ private:
                                    [](uint64_t o, const std::unique_ptr<Extent> &e) { return o < e->start; });
         if (it == extents_.begin()) fail(VDKIT_E_INTERNAL, "offset before the first extent");
         --it;
-        while ((*it)->length == 0 && it + 1 != extents_.end()) ++it;
+        while ((*it)->length == 0 && it + 1 != extents_.end())
+            ++it;
         if (off - (*it)->start >= (*it)->length) fail(VDKIT_E_OUT_OF_RANGE, "offset beyond the last extent");
         return **it;
     }
@@ -1260,8 +1299,9 @@ constexpr vdkit_config_key kKeys[] = {
              VDKIT_KEY_CREATE_ONLY, "ide|buslogic|lsilogic|legacyESX|pvscsi"),
     sdk::key("hw-version", VDKIT_KEY_UINT, "4", "ddb.virtualHWVersion.", VDKIT_KEY_CREATE_ONLY, {}, 4, 21),
     sdk::key("tools-version", VDKIT_KEY_STRING, "2147483647", "ddb.toolsVersion.", VDKIT_KEY_CREATE_ONLY),
-    sdk::key("grain-size", VDKIT_KEY_SIZE, "64k", "Grain (allocation unit), a power of two from 8k (VDF50: > 8 sectors).",
-             VDKIT_KEY_CREATE_ONLY, {}, 8192, 1 << 20),
+    sdk::key("grain-size", VDKIT_KEY_SIZE, "64k",
+             "Grain (allocation unit), a power of two from 8k (VDF50: > 8 sectors).", VDKIT_KEY_CREATE_ONLY, {}, 8192,
+             1 << 20),
     sdk::key("zeroed-grain", VDKIT_KEY_BOOL, "false",
              "Record zeroed grains in the grain table (version 2), so zeros shadow a parent.", VDKIT_KEY_CREATE_ONLY),
 };
@@ -1271,9 +1311,9 @@ const vdkit_plugin_descriptor *vmdk_format() {
     static const vdkit_plugin_descriptor d = sdk::describe(
         VDKIT_KIND_FORMAT,
         sdk::DescriptorSpec{"vmdk", "0.2.0", "VMware virtual disks",
-                            VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_ZERO_STATE | VDKIT_CAP_FILE_BASED |
-                                VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY | VDKIT_CAP_CHECK | VDKIT_CAP_RESIZE | VDKIT_CAP_COMPACT |
-                                VDKIT_CAP_CREATE_SPLIT | VDKIT_CAP_RENAME,
+                            VDKIT_CAP_CREATE_DYNAMIC | VDKIT_CAP_DIFF | VDKIT_CAP_DISCARD | VDKIT_CAP_ZERO_STATE |
+                                VDKIT_CAP_FILE_BASED | VDKIT_CAP_METADATA | VDKIT_CAP_GEOMETRY | VDKIT_CAP_CHECK |
+                                VDKIT_CAP_RESIZE | VDKIT_CAP_COMPACT | VDKIT_CAP_CREATE_SPLIT | VDKIT_CAP_RENAME,
                             kKeys, static_cast<uint32_t>(std::size(kKeys)), kExtensions,
                             static_cast<uint32_t>(std::size(kExtensions))},
         sdk::format_ops<VmdkImage>());

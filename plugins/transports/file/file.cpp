@@ -37,11 +37,16 @@ namespace {
 
 [[noreturn]] void fail_errno(int err, const std::string &what) {
     uint32_t code = VDKIT_E_IO;
-    if (err == ENOENT) code = VDKIT_E_NOT_FOUND;
-    else if (err == EEXIST) code = VDKIT_E_EXISTS;
-    else if (err == EACCES || err == EPERM) code = VDKIT_E_PERMISSION;
-    else if (err == EROFS) code = VDKIT_E_READ_ONLY;
-    else if (err == ENOMEM) code = VDKIT_E_NO_MEMORY;
+    if (err == ENOENT)
+        code = VDKIT_E_NOT_FOUND;
+    else if (err == EEXIST)
+        code = VDKIT_E_EXISTS;
+    else if (err == EACCES || err == EPERM)
+        code = VDKIT_E_PERMISSION;
+    else if (err == EROFS)
+        code = VDKIT_E_READ_ONLY;
+    else if (err == ENOMEM)
+        code = VDKIT_E_NO_MEMORY;
     throw Error(code, what + ": " + std::strerror(err));
 }
 
@@ -83,7 +88,7 @@ constexpr uint64_t kAlign = 4096;
 class ImageLock {
 public:
     enum Perm : unsigned { kConsistentRead = 0, kWrite = 1, kWriteUnchanged = 2, kResize = 3, kPermCount = 4 };
-    static constexpr off_t kHeldBase = 100;   // QEMU's RAW_LOCK_PERM_BASE
+    static constexpr off_t kHeldBase = 100;     // QEMU's RAW_LOCK_PERM_BASE
     static constexpr off_t kUnsharedBase = 200; // QEMU's RAW_LOCK_SHARED_BASE
 
     // Takes and tests the bytes for a writer or a reader on fd (open for
@@ -108,9 +113,9 @@ public:
                                               std::to_string(kHeldBase + i) + ")" + advice(writable));
         for (unsigned i = 0; i < kPermCount; ++i)
             if ((held & bit(i)) && taken_elsewhere(fd, path, kUnsharedBase + i))
-                throw Error(VDKIT_E_BUSY, path + " is in use by another process that does not let others " +
-                                              verb(i) + " it (QEMU-compatible lock on byte " +
-                                              std::to_string(kUnsharedBase + i) + ")" + advice(writable));
+                throw Error(VDKIT_E_BUSY, path + " is in use by another process that does not let others " + verb(i) +
+                                              " it (QEMU-compatible lock on byte " + std::to_string(kUnsharedBase + i) +
+                                              ")" + advice(writable));
     }
 
 private:
@@ -147,14 +152,15 @@ private:
             if (err == EINTR) continue;
             if (err == EAGAIN || err == EACCES) // a write lock on the byte: another program's whole-file lock
                 throw Error(VDKIT_E_BUSY, path + " is locked by another process (a write lock covers byte " +
-                                              std::to_string(at) + " of the QEMU-compatible image locks); close it there first");
+                                              std::to_string(at) +
+                                              " of the QEMU-compatible image locks); close it there first");
             if (err == EINVAL || err == ENOLCK || err == EOPNOTSUPP || err == ENOSYS) {
                 release(fd);
                 if (first_warning(path))
                     ctx.log(VDKIT_LOG_WARNING, path + ": cannot take the QEMU-compatible image lock (" +
-                                               std::strerror(err) +
-                                               "); opened without it, so other processes (vdkit, QEMU) are not "
-                                               "kept from writing it meanwhile");
+                                                   std::strerror(err) +
+                                                   "); opened without it, so other processes (vdkit, QEMU) are not "
+                                                   "kept from writing it meanwhile");
                 return false;
             }
             fail_errno(err, "cannot lock byte " + std::to_string(at) + " of " + path);
@@ -203,7 +209,8 @@ public:
         if (h->fd_ < 0) {
             int err = errno;
             if (err == EINVAL && h->direct_)
-                throw Error(VDKIT_E_NOT_SUPPORTED, h->path_ + ": this file system does not support O_DIRECT (direct=true)");
+                throw Error(VDKIT_E_NOT_SUPPORTED,
+                            h->path_ + ": this file system does not support O_DIRECT (direct=true)");
             fail_errno(err, "cannot open " + h->path_ + (h->writable_ ? " for writing" : ""));
         }
         struct stat st {};
@@ -227,8 +234,10 @@ public:
     void pwrite(Context &, uint64_t off, const void *buf, uint64_t len) {
         if (!writable_) throw Error(VDKIT_E_READ_ONLY, path_ + " is open read-only");
         if (direct_ && !aligned(buf, len, off)) return direct_write(buf, len, off);
-        if (sparse_ && len >= sparse_ && past_end(off)) sparse_write(static_cast<const unsigned char *>(buf), len, off);
-        else raw_write(buf, len, off);
+        if (sparse_ && len >= sparse_ && past_end(off))
+            sparse_write(static_cast<const unsigned char *>(buf), len, off);
+        else
+            raw_write(buf, len, off);
         start_write_behind(len);
     }
 
@@ -408,7 +417,8 @@ private:
             copy_data(in, out, static_cast<uint64_t>(st.st_size), from, tmp);
             if (ftruncate(out, st.st_size) != 0) fail_errno(errno, "cannot size " + tmp);
             if (fsync(out) != 0) fail_errno(errno, "cannot flush " + tmp);
-            if (const int err = rename_noreplace(tmp, to); err != 0) fail_errno(err, "cannot rename " + tmp + " to " + to);
+            if (const int err = rename_noreplace(tmp, to); err != 0)
+                fail_errno(err, "cannot rename " + tmp + " to " + to);
         } catch (...) {
             ::unlink(tmp.c_str());
             throw;
@@ -463,14 +473,16 @@ private:
     void raw_read(void *buf, uint64_t len, uint64_t off) {
         auto *p = static_cast<unsigned char *>(buf);
         while (len > 0) {
-            ssize_t n = ::pread(fd_, p, static_cast<size_t>(std::min<uint64_t>(len, 1u << 30)), static_cast<off_t>(off));
+            ssize_t n =
+                ::pread(fd_, p, static_cast<size_t>(std::min<uint64_t>(len, 1u << 30)), static_cast<off_t>(off));
             if (n < 0) {
                 if (errno == EINTR) continue;
                 fail_errno(errno, "read of " + std::to_string(len) + " bytes at offset " + hex(off) + " from " + path_ +
                                       " failed");
             }
             if (n == 0)
-                throw Error(VDKIT_E_OUT_OF_RANGE, path_ + ": read at offset " + hex(off) + " is beyond the end of the file");
+                throw Error(VDKIT_E_OUT_OF_RANGE,
+                            path_ + ": read at offset " + hex(off) + " is beyond the end of the file");
             p += n;
             off += static_cast<uint64_t>(n);
             len -= static_cast<uint64_t>(n);
@@ -480,7 +492,8 @@ private:
     void raw_write(const void *buf, uint64_t len, uint64_t off) {
         const auto *p = static_cast<const unsigned char *>(buf);
         while (len > 0) {
-            ssize_t n = ::pwrite(fd_, p, static_cast<size_t>(std::min<uint64_t>(len, 1u << 30)), static_cast<off_t>(off));
+            ssize_t n =
+                ::pwrite(fd_, p, static_cast<size_t>(std::min<uint64_t>(len, 1u << 30)), static_cast<off_t>(off));
             if (n < 0) {
                 if (errno == EINTR) continue;
                 fail_errno(errno, "write of " + std::to_string(len) + " bytes at offset " + hex(off) + " to " + path_ +
@@ -512,7 +525,8 @@ private:
         Context none(nullptr);
         uint64_t file_size = size(none);
         if (off + len > file_size)
-            throw Error(VDKIT_E_OUT_OF_RANGE, path_ + ": read at offset " + hex(off) + " is beyond the end of the file");
+            throw Error(VDKIT_E_OUT_OF_RANGE,
+                        path_ + ": read at offset " + hex(off) + " is beyond the end of the file");
         uint64_t start = off / kAlign * kAlign;
         uint64_t end = (off + len + kAlign - 1) / kAlign * kAlign;
         AlignedBuffer bounce(static_cast<size_t>(end - start));
@@ -549,8 +563,8 @@ private:
 
     void sparse_write(const unsigned char *p, uint64_t len, uint64_t off) {
         const uint64_t end = off + len;
-        uint64_t written = off;            // [off, written) is written or left as a hole
-        uint64_t zero_from = UINT64_MAX;   // start of the current run of zero pages
+        uint64_t written = off;          // [off, written) is written or left as a hole
+        uint64_t zero_from = UINT64_MAX; // start of the current run of zero pages
         for (uint64_t pos = off, next; pos < end; pos = next) {
             next = std::min(end, (pos / kAlign + 1) * kAlign);
             if (sdk::is_zero(p + (pos - off), static_cast<size_t>(next - pos))) {

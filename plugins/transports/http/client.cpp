@@ -22,12 +22,14 @@ using sdk::hex;
 namespace {
 
 std::string lower(std::string s) {
-    for (char &c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char &c : s)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s;
 }
 
 std::string trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
         s.remove_suffix(1);
     return std::string(s);
@@ -111,9 +113,9 @@ struct Client::Exchange {
     std::string etag, content_encoding;
     bool ranges_none = false; // Accept-Ranges: none
     uint64_t retry_after_s = 0;
-    bool started = false;      // the body's first byte was judged
-    uint64_t got = 0;          // body bytes stored into buf
-    std::string error_body;    // start of a non-2xx body
+    bool started = false;   // the body's first byte was judged
+    uint64_t got = 0;       // body bytes stored into buf
+    std::string error_body; // start of a non-2xx body
     // Set by the write callback to stop the transfer: never retried.
     uint32_t refused_code = VDKIT_OK;
     std::string refused;
@@ -162,7 +164,8 @@ Client::Client(std::string name, std::string url, Settings settings)
 }
 
 Client::~Client() {
-    for (CURL *h : idle_) curl_easy_cleanup(h);
+    for (CURL *h : idle_)
+        curl_easy_cleanup(h);
     curl_slist_free_all(header_list_);
 }
 
@@ -248,11 +251,12 @@ bool accept_body(Client::Exchange &ex, const std::string &name) {
         return refuse(VDKIT_E_NOT_SUPPORTED, name + ": the server sent the data encoded (Content-Encoding: " +
                                                  ex.content_encoding + "), not as the bytes of the file");
     if (ex.expect && !ex.expect->etag.empty() && !ex.etag.empty() && ex.etag != ex.expect->etag)
-        return refuse(VDKIT_E_IO, name + " changed on the server while open (ETag " + ex.etag + ", was " +
-                                      ex.expect->etag + ")");
+        return refuse(VDKIT_E_IO,
+                      name + " changed on the server while open (ETag " + ex.etag + ", was " + ex.expect->etag + ")");
     if (ex.status == 206) {
         if (!ex.range_start || !ex.range_end || *ex.range_end < *ex.range_start)
-            return refuse(VDKIT_E_IO, name + ": the server answered a range request with 206 but no valid Content-Range");
+            return refuse(VDKIT_E_IO,
+                          name + ": the server answered a range request with 206 but no valid Content-Range");
         if (*ex.range_start != ex.start || *ex.range_end >= ex.start + ex.len)
             return refuse(VDKIT_E_IO, name + ": asked for bytes " + std::to_string(ex.start) + "-" +
                                           std::to_string(ex.start + ex.len - 1) + ", the server sent bytes " +
@@ -377,7 +381,9 @@ bool transient(CURLcode rc) {
     }
 }
 
-bool transient_status(long status) { return status == 408 || status == 429 || (status >= 500 && status <= 599); }
+bool transient_status(long status) {
+    return status == 408 || status == 429 || (status >= 500 && status <= 599);
+}
 
 } // namespace
 
@@ -397,9 +403,12 @@ static std::string what_happened(const Client::Exchange &ex) {
 void Client::fail(const Exchange &ex, const std::string &what, unsigned attempts) const {
     uint32_t code = ex.refused_code != VDKIT_OK ? ex.refused_code : VDKIT_E_IO;
     if (ex.refused_code == VDKIT_OK && ex.result == CURLE_OK) {
-        if (ex.status == 404 || ex.status == 410) code = VDKIT_E_NOT_FOUND;
-        else if (ex.status == 401 || ex.status == 403) code = VDKIT_E_PERMISSION;
-        else if (ex.status == 416) code = VDKIT_E_OUT_OF_RANGE;
+        if (ex.status == 404 || ex.status == 410)
+            code = VDKIT_E_NOT_FOUND;
+        else if (ex.status == 401 || ex.status == 403)
+            code = VDKIT_E_PERMISSION;
+        else if (ex.status == 416)
+            code = VDKIT_E_OUT_OF_RANGE;
     }
     if (ex.result == CURLE_UNSUPPORTED_PROTOCOL) code = VDKIT_E_NOT_SUPPORTED;
     std::string msg = what_happened(ex);
@@ -410,7 +419,8 @@ void Client::fail(const Exchange &ex, const std::string &what, unsigned attempts
 
 void Client::back_off(const Exchange &ex, unsigned attempt) const {
     uint64_t delay = settings_.retry_delay_ms;
-    for (unsigned i = 1; i < attempt && delay < kMaxDelayMs; ++i) delay *= 2;
+    for (unsigned i = 1; i < attempt && delay < kMaxDelayMs; ++i)
+        delay *= 2;
     delay = std::max<uint64_t>(delay, std::min<uint64_t>(ex.retry_after_s, kMaxDelayMs / 1000) * 1000);
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(delay, kMaxDelayMs)));
 }
@@ -463,7 +473,8 @@ ObjectInfo Client::probe() {
         ex.buf = &byte;
         perform(ex);
         if (ex.refused_code != VDKIT_OK) fail(ex, "opening it", attempt); // e.g. an encoded body
-        if (ex.status == 206 && ex.range_total && (ex.result == CURLE_OK || ex.got == 1)) return ObjectInfo{*ex.range_total, ex.etag};
+        if (ex.status == 206 && ex.range_total && (ex.result == CURLE_OK || ex.got == 1))
+            return ObjectInfo{*ex.range_total, ex.etag};
         if (ex.status == 416 && ex.range_total && *ex.range_total == 0) return ObjectInfo{0, ex.etag};
         if (ex.status == 200 && ex.result == CURLE_OK && ex.content_length && *ex.content_length <= 1)
             return ObjectInfo{*ex.content_length, ex.etag}; // the whole of a one-byte object
@@ -500,12 +511,15 @@ void Client::read(uint64_t off, void *buf, uint64_t len, const ObjectInfo &expec
         }
     };
     try {
-        for (uint64_t i = 1; i < parts; ++i) helpers.emplace_back(part, i);
+        for (uint64_t i = 1; i < parts; ++i)
+            helpers.emplace_back(part, i);
     } catch (...) { // no thread: the rest in this one
-        for (uint64_t i = helpers.size() + 1; i < parts; ++i) part(i);
+        for (uint64_t i = helpers.size() + 1; i < parts; ++i)
+            part(i);
     }
     part(0);
-    for (std::thread &t : helpers) t.join();
+    for (std::thread &t : helpers)
+        t.join();
     for (const std::exception_ptr &e : errors)
         if (e) std::rethrow_exception(e);
 }

@@ -29,11 +29,11 @@ namespace vdkit::http {
 
 // What one client does; filled from the plugin's config keys at open.
 struct Settings {
-    uint64_t connect_timeout_s = 10; // connecting, per attempt
-    uint64_t timeout_s = 60;         // one whole request, per attempt
-    uint64_t retries = 5;            // further attempts after a transient failure
-    uint64_t retry_delay_ms = 100;   // first back-off; doubles per attempt, at most kMaxDelayMs
-    uint64_t connections = 4;        // easy handles (parallel requests)
+    uint64_t connect_timeout_s = 10;  // connecting, per attempt
+    uint64_t timeout_s = 60;          // one whole request, per attempt
+    uint64_t retries = 5;             // further attempts after a transient failure
+    uint64_t retry_delay_ms = 100;    // first back-off; doubles per attempt, at most kMaxDelayMs
+    uint64_t connections = 4;         // easy handles (parallel requests)
     std::vector<std::string> headers; // "Name: value"
     std::string user, password;       // basic auth (http) or the access and secret key (s3)
     bool verify_tls = true;

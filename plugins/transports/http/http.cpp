@@ -45,7 +45,8 @@ void common_settings(Context &ctx, http::Settings &s) {
         size_t nl = headers.find('\n', pos);
         if (nl == std::string::npos) nl = headers.size();
         std::string line = headers.substr(pos, nl - pos);
-        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+        while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
+            line.pop_back();
         if (!line.empty()) {
             if (line.find(':') == std::string::npos || line.front() == ':')
                 throw Error(VDKIT_E_CONFIG, "option 'headers': each line must be 'Name: value' (a line without a "
@@ -92,8 +93,8 @@ S3Target s3_target(Context &ctx, const std::string &location) {
     for (char c : bucket)
         bucket_ok = bucket_ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.');
     if (!bucket_ok)
-        throw Error(VDKIT_E_INVALID_ARGUMENT, location + ": '" + bucket +
-                                                  "' is not an S3 bucket name (3 to 63 characters: a-z, 0-9, '-', '.')");
+        throw Error(VDKIT_E_INVALID_ARGUMENT,
+                    location + ": '" + bucket + "' is not an S3 bucket name (3 to 63 characters: a-z, 0-9, '-', '.')");
     if (key.empty() || key.back() == '/')
         throw Error(VDKIT_E_INVALID_ARGUMENT, location + ": names no object (s3://bucket/key)");
     S3Target t;
@@ -101,11 +102,13 @@ S3Target s3_target(Context &ctx, const std::string &location) {
     if (t.region.empty()) t.region = getenv_or("AWS_REGION", getenv_or("AWS_DEFAULT_REGION", "us-east-1"));
     std::string endpoint = ctx.config("endpoint").value_or("");
     if (endpoint.empty()) endpoint = getenv_or("AWS_ENDPOINT_URL");
-    while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+    while (!endpoint.empty() && endpoint.back() == '/')
+        endpoint.pop_back();
     const bool aws = endpoint.empty();
     if (aws) endpoint = "https://s3." + t.region + ".amazonaws.com";
     const size_t scheme = endpoint.find("://");
-    if (scheme == std::string::npos || (endpoint.compare(0, scheme, "http") != 0 && endpoint.compare(0, scheme, "https") != 0))
+    if (scheme == std::string::npos ||
+        (endpoint.compare(0, scheme, "http") != 0 && endpoint.compare(0, scheme, "https") != 0))
         throw Error(VDKIT_E_CONFIG, "option 'endpoint': must be an http:// or https:// URL (got '" + endpoint + "')");
     const bool path_style = ctx.config_bool("path_style").value_or(!aws || bucket.find('.') != std::string::npos);
     if (path_style) {
@@ -153,8 +156,7 @@ std::unique_ptr<http::Client> make_client(Context &ctx, Kind kind, std::string_v
                                        "to change it");
 }
 
-template <Kind K>
-class RemoteHandle {
+template <Kind K> class RemoteHandle {
 public:
     static std::unique_ptr<RemoteHandle> open(Context &ctx, std::string_view location, uint32_t flags) {
         if (flags & (VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE))
@@ -193,18 +195,18 @@ private:
 };
 
 #define VDKIT_HTTP_COMMON_KEYS                                                                                         \
-    sdk::key("connect_timeout", VDKIT_KEY_UINT, "10", "Seconds to wait for a connection, per attempt.", 0, {}, 1,     \
+    sdk::key("connect_timeout", VDKIT_KEY_UINT, "10", "Seconds to wait for a connection, per attempt.", 0, {}, 1,      \
              3600),                                                                                                    \
         sdk::key("timeout", VDKIT_KEY_UINT, "60",                                                                      \
-                 "Seconds one request may take in all, per attempt; a dead or stalled server fails after at most "    \
+                 "Seconds one request may take in all, per attempt; a dead or stalled server fails after at most "     \
                  "(retries + 1) times this, plus the back-off.",                                                       \
                  0, {}, 1, 86400),                                                                                     \
         sdk::key("retries", VDKIT_KEY_UINT, "5",                                                                       \
-                 "Further attempts after a transient failure (connection refused or reset, timeout, short body, "     \
+                 "Further attempts after a transient failure (connection refused or reset, timeout, short body, "      \
                  "HTTP 408, 429, 5xx); 0 fails at the first.",                                                         \
                  0, {}, 0, 100),                                                                                       \
         sdk::key("retry_delay", VDKIT_KEY_UINT, "100",                                                                 \
-                 "Milliseconds before the first retry; each further retry waits twice as long (at most 10 s, or "     \
+                 "Milliseconds before the first retry; each further retry waits twice as long (at most 10 s, or "      \
                  "the server's Retry-After up to 10 s).",                                                              \
                  0, {}, 0, 10000),                                                                                     \
         sdk::key("connections", VDKIT_KEY_UINT, "4",                                                                   \
@@ -212,8 +214,8 @@ private:
         sdk::key("headers", VDKIT_KEY_STRING, "",                                                                      \
                  "Extra request headers, one 'Name: value' per line (e.g. an Authorization token).",                   \
                  VDKIT_KEY_SECRET),                                                                                    \
-        sdk::key("verify_tls", VDKIT_KEY_BOOL, "true",                                                                 \
-                 "Verify the server's TLS certificate and host name (https).", VDKIT_KEY_EXPERT),                      \
+        sdk::key("verify_tls", VDKIT_KEY_BOOL, "true", "Verify the server's TLS certificate and host name (https).",   \
+                 VDKIT_KEY_EXPERT),                                                                                    \
         sdk::key("ca_file", VDKIT_KEY_STRING, "", "PEM file of the certificate authorities to trust (https).")
 
 constexpr vdkit_config_key kHttpKeys[] = {
@@ -227,24 +229,25 @@ constexpr vdkit_config_key kS3Keys[] = {
     sdk::key("endpoint", VDKIT_KEY_STRING, "",
              "Endpoint URL of an S3-compatible store (http://host:port); empty: AWS (https://s3.REGION.amazonaws.com) "
              "or $AWS_ENDPOINT_URL."),
-    sdk::key("region", VDKIT_KEY_STRING, "", "Region for signing; empty: $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1."),
+    sdk::key("region", VDKIT_KEY_STRING, "",
+             "Region for signing; empty: $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1."),
     sdk::key("path_style", VDKIT_KEY_BOOL, "",
              "Path-style URLs (endpoint/bucket/key); default: yes for a custom endpoint, no for AWS."),
     sdk::key("access_key", VDKIT_KEY_STRING, "", "Access key id; empty: $AWS_ACCESS_KEY_ID (none: unsigned requests).",
              VDKIT_KEY_SECRET),
     sdk::key("secret_key", VDKIT_KEY_STRING, "", "Secret access key; empty: $AWS_SECRET_ACCESS_KEY.", VDKIT_KEY_SECRET),
-    sdk::key("session_token", VDKIT_KEY_STRING, "", "Session token of temporary credentials; empty: $AWS_SESSION_TOKEN.",
-             VDKIT_KEY_SECRET),
+    sdk::key("session_token", VDKIT_KEY_STRING, "",
+             "Session token of temporary credentials; empty: $AWS_SESSION_TOKEN.", VDKIT_KEY_SECRET),
 };
 
 constexpr uint64_t kCaps = VDKIT_CAP_THREAD_SAFE;
 
 const vdkit_plugin_descriptor *http_transport() {
-    static const vdkit_plugin_descriptor d = sdk::describe(
-        VDKIT_KIND_TRANSPORT,
-        sdk::DescriptorSpec{"http", "1.0.0", "Images on web servers (http://, read-only; range requests)", kCaps,
-                            kHttpKeys, static_cast<uint32_t>(std::size(kHttpKeys)), nullptr, 0},
-        sdk::transport_ops<RemoteHandle<Kind::http>>());
+    static const vdkit_plugin_descriptor d =
+        sdk::describe(VDKIT_KIND_TRANSPORT,
+                      sdk::DescriptorSpec{"http", "1.0.0", "Images on web servers (http://, read-only; range requests)",
+                                          kCaps, kHttpKeys, static_cast<uint32_t>(std::size(kHttpKeys)), nullptr, 0},
+                      sdk::transport_ops<RemoteHandle<Kind::http>>());
     return &d;
 }
 

@@ -66,12 +66,18 @@ constexpr uint64_t kMaxEffectLength = 1u << 30;    // zero/trim/block-status len
 uint32_t code_for(int err) {
     switch (err) {
     case EROFS:
-    case EPERM: return VDKIT_E_READ_ONLY;
-    case ENOENT: return VDKIT_E_NOT_FOUND;
-    case EACCES: return VDKIT_E_PERMISSION;
-    case ENOMEM: return VDKIT_E_NO_MEMORY;
-    case ENOTSUP: return VDKIT_E_NOT_SUPPORTED;
-    default: return VDKIT_E_IO;
+    case EPERM:
+        return VDKIT_E_READ_ONLY;
+    case ENOENT:
+        return VDKIT_E_NOT_FOUND;
+    case EACCES:
+        return VDKIT_E_PERMISSION;
+    case ENOMEM:
+        return VDKIT_E_NO_MEMORY;
+    case ENOTSUP:
+        return VDKIT_E_NOT_SUPPORTED;
+    default:
+        return VDKIT_E_IO;
     }
 }
 
@@ -161,9 +167,7 @@ public:
     // Whether the connection is lost: closed after a timeout, or dead (the
     // server closed it or the transport failed). Such a connection can only
     // be replaced (reconnect).
-    bool lost() const noexcept {
-        return broken_ || !h_ || nbd_aio_is_dead(h_) == 1 || nbd_aio_is_closed(h_) == 1;
-    }
+    bool lost() const noexcept { return broken_ || !h_ || nbd_aio_is_dead(h_) == 1 || nbd_aio_is_closed(h_) == 1; }
 
     // Replace a lost connection by a new one to the same URL, trying until
     // `give_up` (a refused or missing socket while the server restarts is
@@ -180,7 +184,8 @@ public:
             try {
                 Settings once = s;
                 const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - Clock::now()).count();
-                once.connect_timeout_ms = static_cast<uint64_t>(std::clamp<long long>(left, 1, static_cast<long long>(s.connect_timeout_ms)));
+                once.connect_timeout_ms =
+                    static_cast<uint64_t>(std::clamp<long long>(left, 1, static_cast<long long>(s.connect_timeout_ms)));
                 connect(once);
                 return;
             } catch (const Error &e) {
@@ -272,7 +277,8 @@ private:
     void connect(const Settings &s) {
         nbd_set_handle_name(h_, "vdkit");
         if (nbd_add_meta_context(h_, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1) fail_connect();
-        if (!s.tls_certificates.empty() && nbd_set_tls_certificates(h_, s.tls_certificates.c_str()) == -1) fail_connect();
+        if (!s.tls_certificates.empty() && nbd_set_tls_certificates(h_, s.tls_certificates.c_str()) == -1)
+            fail_connect();
         if (!s.tls_psk_file.empty() && nbd_set_tls_psk_file(h_, s.tls_psk_file.c_str()) == -1) fail_connect();
         if (!s.tls_username.empty() && nbd_set_tls_username(h_, s.tls_username.c_str()) == -1) fail_connect();
         if (nbd_set_tls_verify_peer(h_, s.tls_verify_peer) == -1) fail_connect();
@@ -285,7 +291,8 @@ private:
             if (nbd_aio_is_dead(h_) == 1 || nbd_aio_is_closed(h_) == 1) fail_connect();
             const int ms = poll_ms(deadline);
             if (ms == 0)
-                throw Error(VDKIT_E_IO, url_ + ": no NBD handshake within " + std::to_string(s.connect_timeout_ms / 1000) +
+                throw Error(VDKIT_E_IO, url_ + ": no NBD handshake within " +
+                                            std::to_string(s.connect_timeout_ms / 1000) +
                                             " s (transport key `connect_timeout`); is the server running and "
                                             "answering?");
             if (nbd_poll(h_, ms) == -1) fail_connect();
@@ -295,7 +302,8 @@ private:
         const std::string m = nbd_error_text();
         const int err = nbd_get_errno();
         uint32_t code = VDKIT_E_IO;
-        if (err == ENOENT || m.find("not present") != std::string::npos || m.find("unknown export") != std::string::npos)
+        if (err == ENOENT || m.find("not present") != std::string::npos ||
+            m.find("unknown export") != std::string::npos)
             code = VDKIT_E_NOT_FOUND;
         else if (err == EINVAL && m.find("URI") != std::string::npos)
             code = VDKIT_E_INVALID_ARGUMENT;
@@ -333,7 +341,8 @@ public:
         h->can_zero_ = nbd_can_zero(first) == 1;
         h->can_extents_ = nbd_can_meta_context(first, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
         const int64_t max = nbd_get_block_size(first, LIBNBD_SIZE_MAXIMUM);
-        h->max_request_ = max > 0 ? std::min<uint64_t>(static_cast<uint64_t>(max), kDefaultMaxRequest) : kDefaultMaxRequest;
+        h->max_request_ =
+            max > 0 ? std::min<uint64_t>(static_cast<uint64_t>(max), kDefaultMaxRequest) : kDefaultMaxRequest;
         const int64_t min = nbd_get_block_size(first, LIBNBD_SIZE_MINIMUM);
         h->min_block_ = min > 1 ? static_cast<uint64_t>(min) : 1;
         // More connections only where the server promises that they see
@@ -451,12 +460,12 @@ public:
     }
 
     static void remove(Context &, std::string_view location) {
-        throw Error(VDKIT_E_NOT_SUPPORTED, std::string(location) +
-                                               ": the nbd transport cannot remove an NBD export (the server owns it)");
+        throw Error(VDKIT_E_NOT_SUPPORTED,
+                    std::string(location) + ": the nbd transport cannot remove an NBD export (the server owns it)");
     }
     static void rename(Context &, std::string_view from, std::string_view) {
-        throw Error(VDKIT_E_NOT_SUPPORTED, std::string(from) +
-                                               ": the nbd transport cannot rename an NBD export (the server owns it)");
+        throw Error(VDKIT_E_NOT_SUPPORTED,
+                    std::string(from) + ": the nbd transport cannot rename an NBD export (the server owns it)");
     }
     // Whether the server has this export: a connection that the server
     // refuses for an unknown export says no; any other failure is an error.
@@ -470,9 +479,8 @@ public:
         }
     }
     void truncate(Context &, uint64_t) {
-        throw Error(VDKIT_E_NOT_SUPPORTED,
-                    url_ + ": an NBD export has the fixed size its server gives it (" + std::to_string(size_) +
-                        " bytes); the nbd transport cannot resize it");
+        throw Error(VDKIT_E_NOT_SUPPORTED, url_ + ": an NBD export has the fixed size its server gives it (" +
+                                               std::to_string(size_) + " bytes); the nbd transport cannot resize it");
     }
 
 private:
@@ -548,8 +556,7 @@ private:
 
     // Requests without payload (zero, trim) of at most kMaxEffectLength
     // bytes each, aligned to the server's minimum block size.
-    template <class Submit>
-    void effect(const std::string &what, uint64_t off, uint64_t len, Submit submit) {
+    template <class Submit> void effect(const std::string &what, uint64_t off, uint64_t len, Submit submit) {
         send(what, off, len, std::max<uint64_t>(min_block_, kMaxEffectLength / min_block_ * min_block_), true, submit);
     }
 
@@ -583,8 +590,7 @@ private:
     // from its start. `unflushed`: the server held acknowledged writes not
     // yet flushed when this call began; a reconnect then means they may be
     // gone, which every later flush reports (check_no_lost_writes).
-    template <class Op>
-    void on_connection(const std::string &what, bool unflushed, Op op) {
+    template <class Op> void on_connection(const std::string &what, bool unflushed, Op op) {
         std::optional<Clock::time_point> give_up;
         for (;;) {
             Lease c = lease();
@@ -663,8 +669,8 @@ constexpr vdkit_config_key kKeys[] = {
              "nbds: directory of X.509 certificates (ca-cert.pem, client-cert.pem, client-key.pem); default: the "
              "system's trust store and ~/.pki/libnbd."),
     sdk::key("tls_verify_peer", VDKIT_KEY_BOOL, "true", "nbds: verify the server's certificate."),
-    sdk::key("tls_psk_file", VDKIT_KEY_STRING, "", "nbds: use TLS with pre-shared keys from this file (psktool format).",
-             VDKIT_KEY_SECRET),
+    sdk::key("tls_psk_file", VDKIT_KEY_STRING, "",
+             "nbds: use TLS with pre-shared keys from this file (psktool format).", VDKIT_KEY_SECRET),
     sdk::key("tls_username", VDKIT_KEY_STRING, "", "nbds: the user name for TLS-PSK (default: the login name)."),
 };
 

@@ -72,8 +72,7 @@ public:
         img->block_size_ = static_cast<uint32_t>(bs);
         img->size_ = p.size;
         uint64_t blocks = (p.size + bs - 1) / bs;
-        if (blocks > kMaxBlocks)
-            throw Error(VDKIT_E_INVALID_ARGUMENT, "too many blocks; use a larger block-size");
+        if (blocks > kMaxBlocks) throw Error(VDKIT_E_INVALID_ARGUMENT, "too many blocks; use a larger block-size");
         img->map_.assign(blocks, kUnallocated);
         std::memcpy(img->uuid_.data(), p.uuid, 16);
         if (p.flags & VDKIT_CREATE_DIFF) {
@@ -115,8 +114,10 @@ public:
                 run += std::min<uint64_t>(block_size_, len - run);
             return {run, true};
         }
-        if (entry == kZero) std::memset(buf, 0, static_cast<size_t>(n));
-        else main_.pread(ctx.get(), entry + within, buf, n);
+        if (entry == kZero)
+            std::memset(buf, 0, static_cast<size_t>(n));
+        else
+            main_.pread(ctx.get(), entry + within, buf, n);
         return {n, false};
     }
 
@@ -159,9 +160,12 @@ public:
     void discard(Context &ctx, uint64_t off, uint64_t len) { set_whole_blocks(ctx, off, len, kUnallocated); }
 
     void set_uuid(Context &ctx, uint32_t which, const uint8_t *u) {
-        if (which == VDKIT_UUID_IMAGE) std::memcpy(uuid_.data(), u, 16);
-        else if (which == VDKIT_UUID_PARENT) std::memcpy(parent_uuid_.data(), u, 16);
-        else throw Error(VDKIT_E_NOT_SUPPORTED, "toysparse keeps no modification UUIDs");
+        if (which == VDKIT_UUID_IMAGE)
+            std::memcpy(uuid_.data(), u, 16);
+        else if (which == VDKIT_UUID_PARENT)
+            std::memcpy(parent_uuid_.data(), u, 16);
+        else
+            throw Error(VDKIT_E_NOT_SUPPORTED, "toysparse keeps no modification UUIDs");
         write_header(ctx);
     }
 
@@ -185,9 +189,7 @@ public:
 private:
     void load(Context &ctx) {
         uint64_t file_size = main_.size(ctx.get());
-        auto corrupt = [&](const std::string &what) {
-            return Error(VDKIT_E_CORRUPT, name_ + ": " + what);
-        };
+        auto corrupt = [&](const std::string &what) { return Error(VDKIT_E_CORRUPT, name_ + ": " + what); };
         if (file_size < kHeaderSize) throw corrupt("file is shorter than the 512-byte header");
         unsigned char h[kHeaderSize];
         main_.pread(ctx.get(), 0, h, kHeaderSize);
@@ -268,7 +270,8 @@ private:
         uint64_t first = (off + block_size_ - 1) / block_size_;
         uint64_t last = std::min<uint64_t>((off + len) / block_size_, map_.size());
         if ((off + len) == size_) last = map_.size(); // the short tail block counts as whole
-        for (uint64_t b = first; b < last; ++b) set_entry(ctx, b, value);
+        for (uint64_t b = first; b < last; ++b)
+            set_entry(ctx, b, value);
     }
 
     StoreRef main_;

@@ -14,13 +14,15 @@ namespace vdkit::sdk {
 // The n-byte (1..8) little-endian unsigned integer at p.
 constexpr uint64_t load_le(const unsigned char *p, int n) noexcept {
     uint64_t v = 0;
-    for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+    for (int i = n - 1; i >= 0; --i)
+        v = (v << 8) | p[i];
     return v;
 }
 
 // Store the low n bytes (1..8) of v at p, little-endian.
 constexpr void store_le(unsigned char *p, uint64_t v, int n) noexcept {
-    for (int i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
+    for (int i = 0; i < n; ++i)
+        p[i] = static_cast<unsigned char>(v >> (8 * i));
 }
 
 } // namespace vdkit::sdk

@@ -44,10 +44,10 @@
 #ifndef VDKIT_PLUGIN_H
 #define VDKIT_PLUGIN_H
 
-#include <stddef.h>
-#include <stdint.h>
 #include "vdkit/constants.h" /* kinds, block states, log levels, check flags, findings */
 #include "vdkit/status.h"
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -72,65 +72,65 @@ typedef struct vdkit_store vdkit_store; /* a host-owned byte store (a file throu
 
 /* ---- static capability bits (what the code can ever do) -------------------
  * Retired bits keep their number and are never reused (abi-ledger.md). */
-#define VDKIT_CAP_CREATE_FIXED    (1ull << 0)  /* format: create fully allocated images */
-#define VDKIT_CAP_CREATE_DYNAMIC  (1ull << 1)  /* format: create sparse/growing images */
-#define VDKIT_CAP_CREATE_SPLIT    (1ull << 2)  /* format: images split over several files */
-#define VDKIT_CAP_DIFF            (1ull << 3)  /* format: differencing images over a parent */
-#define VDKIT_CAP_DISCARD         (1ull << 4)  /* discard/unmap of ranges */
-#define VDKIT_CAP_OBSOLETE_5      (1ull << 5)  /* retired in 2.0 (was ASYNC); never reused */
-#define VDKIT_CAP_UUID            (1ull << 6)  /* format: image and parent UUIDs */
-#define VDKIT_CAP_FILE_BASED      (1ull << 7)  /* format: the image lives in files */
-#define VDKIT_CAP_OBSOLETE_8      (1ull << 8)  /* retired in 2.0 (was NEEDS_CONFIG); never reused */
-#define VDKIT_CAP_OBSOLETE_9      (1ull << 9)  /* retired in 2.0 (was STREAMING_ONLY); never reused */
-#define VDKIT_CAP_COMPACT         (1ull << 10) /* format: compact() */
-#define VDKIT_CAP_RESIZE          (1ull << 11) /* format: resize() */
-#define VDKIT_CAP_CHECK           (1ull << 12) /* format: check()/repair */
-#define VDKIT_CAP_METADATA        (1ull << 13) /* format: key/value metadata */
-#define VDKIT_CAP_COMMENT         (1ull << 14) /* format: comment */
-#define VDKIT_CAP_GEOMETRY        (1ull << 15) /* format: PCHS/LCHS geometry */
-#define VDKIT_CAP_ZERO_STATE      (1ull << 16) /* format: records zero ranges persistently */
-#define VDKIT_CAP_THREAD_SAFE     (1ull << 17) /* calls on one instance may run concurrently */
-#define VDKIT_CAP_EXTENTS         (1ull << 18) /* transport: reports data/hole extents */
-#define VDKIT_CAP_LOCKING         (1ull << 19) /* transport: enforces writer exclusion */
-#define VDKIT_CAP_OBSOLETE_20     (1ull << 20) /* retired in 2.0 (was FILTER_DISK); never reused */
-#define VDKIT_CAP_FILTER_FILE     (1ull << 21) /* filter: may sit between a format and its file */
-#define VDKIT_CAP_RENAME          (1ull << 22) /* format: rename() */
+#define VDKIT_CAP_CREATE_FIXED (1ull << 0)   /* format: create fully allocated images */
+#define VDKIT_CAP_CREATE_DYNAMIC (1ull << 1) /* format: create sparse/growing images */
+#define VDKIT_CAP_CREATE_SPLIT (1ull << 2)   /* format: images split over several files */
+#define VDKIT_CAP_DIFF (1ull << 3)           /* format: differencing images over a parent */
+#define VDKIT_CAP_DISCARD (1ull << 4)        /* discard/unmap of ranges */
+#define VDKIT_CAP_OBSOLETE_5 (1ull << 5)     /* retired in 2.0 (was ASYNC); never reused */
+#define VDKIT_CAP_UUID (1ull << 6)           /* format: image and parent UUIDs */
+#define VDKIT_CAP_FILE_BASED (1ull << 7)     /* format: the image lives in files */
+#define VDKIT_CAP_OBSOLETE_8 (1ull << 8)     /* retired in 2.0 (was NEEDS_CONFIG); never reused */
+#define VDKIT_CAP_OBSOLETE_9 (1ull << 9)     /* retired in 2.0 (was STREAMING_ONLY); never reused */
+#define VDKIT_CAP_COMPACT (1ull << 10)       /* format: compact() */
+#define VDKIT_CAP_RESIZE (1ull << 11)        /* format: resize() */
+#define VDKIT_CAP_CHECK (1ull << 12)         /* format: check()/repair */
+#define VDKIT_CAP_METADATA (1ull << 13)      /* format: key/value metadata */
+#define VDKIT_CAP_COMMENT (1ull << 14)       /* format: comment */
+#define VDKIT_CAP_GEOMETRY (1ull << 15)      /* format: PCHS/LCHS geometry */
+#define VDKIT_CAP_ZERO_STATE (1ull << 16)    /* format: records zero ranges persistently */
+#define VDKIT_CAP_THREAD_SAFE (1ull << 17)   /* calls on one instance may run concurrently */
+#define VDKIT_CAP_EXTENTS (1ull << 18)       /* transport: reports data/hole extents */
+#define VDKIT_CAP_LOCKING (1ull << 19)       /* transport: enforces writer exclusion */
+#define VDKIT_CAP_OBSOLETE_20 (1ull << 20)   /* retired in 2.0 (was FILTER_DISK); never reused */
+#define VDKIT_CAP_FILTER_FILE (1ull << 21)   /* filter: may sit between a format and its file */
+#define VDKIT_CAP_RENAME (1ull << 22)        /* format: rename() */
 /* Added in 2.2: filter: may sit between the disk (its whole chain) and the
  * user, same size, transforming virtual-disk data (encryption). Its `next`
  * store is the chain's virtual disk; open flags may carry VDKIT_OPEN_CREATE
  * (a new base image: set up, e.g. make a key store) and VDKIT_OPEN_INFO
  * (metadata only: no data I/O, no secrets needed). */
-#define VDKIT_CAP_FILTER_DISK     (1ull << 23)
+#define VDKIT_CAP_FILTER_DISK (1ull << 23)
 
 /* ---- config keys ------------------------------------------------------------ */
 #define VDKIT_KEY_STRING 1u
-#define VDKIT_KEY_BOOL   2u  /* true/false, yes/no, on/off, 1/0 */
-#define VDKIT_KEY_INT    3u  /* signed 64-bit */
-#define VDKIT_KEY_UINT   4u  /* unsigned 64-bit */
-#define VDKIT_KEY_SIZE   5u  /* unsigned byte count, accepts k/M/G/T suffixes */
-#define VDKIT_KEY_ENUM   6u  /* one of enum_values, '|' separated */
+#define VDKIT_KEY_BOOL 2u /* true/false, yes/no, on/off, 1/0 */
+#define VDKIT_KEY_INT 3u  /* signed 64-bit */
+#define VDKIT_KEY_UINT 4u /* unsigned 64-bit */
+#define VDKIT_KEY_SIZE 5u /* unsigned byte count, accepts k/M/G/T suffixes */
+#define VDKIT_KEY_ENUM 6u /* one of enum_values, '|' separated */
 
-#define VDKIT_KEY_MANDATORY   (1u << 0) /* must be given */
-#define VDKIT_KEY_EXPERT      (1u << 1) /* hidden from short listings */
+#define VDKIT_KEY_MANDATORY (1u << 0)   /* must be given */
+#define VDKIT_KEY_EXPERT (1u << 1)      /* hidden from short listings */
 #define VDKIT_KEY_CREATE_ONLY (1u << 2) /* only meaningful when creating */
-#define VDKIT_KEY_SECRET      (1u << 3) /* never logged or printed */
+#define VDKIT_KEY_SECRET (1u << 3)      /* never logged or printed */
 
 typedef struct vdkit_config_key {
     uint32_t struct_size;
-    uint32_t type;          /* VDKIT_KEY_* */
-    uint32_t flags;         /* VDKIT_KEY_* flags */
+    uint32_t type;  /* VDKIT_KEY_* */
+    uint32_t flags; /* VDKIT_KEY_* flags */
     uint32_t _reserved;
-    vdkit_str name;         /* [a-z][a-z0-9_-]* */
-    vdkit_str default_value;/* textual default; size 0 = no default */
+    vdkit_str name;          /* [a-z][a-z0-9_-]* */
+    vdkit_str default_value; /* textual default; size 0 = no default */
     vdkit_str help;
-    vdkit_str enum_values;  /* VDKIT_KEY_ENUM: "a|b|c" */
-    int64_t min_value;      /* INT/UINT/SIZE range, used when min_value < max_value */
+    vdkit_str enum_values; /* VDKIT_KEY_ENUM: "a|b|c" */
+    int64_t min_value;     /* INT/UINT/SIZE range, used when min_value < max_value */
     int64_t max_value;
 } vdkit_config_key;
 
 /* ---- extents and allocation status ------------------------------------------- */
-#define VDKIT_EXTENT_DATA 0u  /* transport: bytes stored */
-#define VDKIT_EXTENT_HOLE 1u  /* transport: reads as zero, nothing stored */
+#define VDKIT_EXTENT_DATA 0u /* transport: bytes stored */
+#define VDKIT_EXTENT_HOLE 1u /* transport: reads as zero, nothing stored */
 
 /* VDKIT_BLOCK_* (a format's block_status): vdkit/constants.h */
 
@@ -138,25 +138,26 @@ typedef struct vdkit_config_key {
 typedef struct vdkit_extent {
     uint64_t offset;
     uint64_t length;
-    uint32_t type;   /* VDKIT_EXTENT_* */
+    uint32_t type; /* VDKIT_EXTENT_* */
     uint32_t _reserved;
 } vdkit_extent;
 
 /* ---- probe scores ------------------------------------------------------------ */
-#define VDKIT_PROBE_NO       0u   /* not this format */
-#define VDKIT_PROBE_FALLBACK 1u   /* readable as this, but no evidence (raw): the
-                                     host accepts it only for read-only opens */
-#define VDKIT_PROBE_CERTAIN  100u /* magic and header checks pass */
+#define VDKIT_PROBE_NO 0u /* not this format */
+#define VDKIT_PROBE_FALLBACK                                                                                           \
+    1u                           /* readable as this, but no evidence (raw): the                                       \
+                                    host accepts it only for read-only opens */
+#define VDKIT_PROBE_CERTAIN 100u /* magic and header checks pass */
 
 /* ---- open flags (stores, transports, formats) ------------------------------- */
-#define VDKIT_OPEN_WRITE   (1u << 0) /* read-write; default is read-only */
-#define VDKIT_OPEN_CREATE  (1u << 1) /* create; fails with VDKIT_E_EXISTS if present */
-#define VDKIT_OPEN_NOLOCK  (1u << 2) /* take no image lock and test none (force-share) */
-#define VDKIT_OPEN_INFO    (1u << 3) /* format: metadata only, no data I/O expected */
+#define VDKIT_OPEN_WRITE (1u << 0)  /* read-write; default is read-only */
+#define VDKIT_OPEN_CREATE (1u << 1) /* create; fails with VDKIT_E_EXISTS if present */
+#define VDKIT_OPEN_NOLOCK (1u << 2) /* take no image lock and test none (force-share) */
+#define VDKIT_OPEN_INFO (1u << 3)   /* format: metadata only, no data I/O expected */
 /* store_open (added in 1.1): the path holds raw device data (a host disk, a
  * raw device mapping). The host refuses it with VDKIT_E_PERMISSION unless
  * the user allowed unsafe paths, wherever the path points. */
-#define VDKIT_OPEN_DEVICE  (1u << 4)
+#define VDKIT_OPEN_DEVICE (1u << 4)
 
 /* ---- log levels (VDKIT_LOG_*) and check findings (VDKIT_FINDING_*): vdkit/constants.h */
 
@@ -200,8 +201,8 @@ typedef struct vdkit_host_api {
     uint32_t (*store_discard)(vdkit_store *store, vdkit_ctx *ctx, uint64_t offset, uint64_t len);
     uint32_t (*store_zero)(vdkit_store *store, vdkit_ctx *ctx, uint64_t offset, uint64_t len);
     /* Up to max extents covering [offset, offset+len) in order, contiguous. */
-    uint32_t (*store_extents)(vdkit_store *store, vdkit_ctx *ctx, uint64_t offset, uint64_t len,
-                              vdkit_extent *out, uint32_t max, uint32_t *count);
+    uint32_t (*store_extents)(vdkit_store *store, vdkit_ctx *ctx, uint64_t offset, uint64_t len, vdkit_extent *out,
+                              uint32_t max, uint32_t *count);
     uint32_t (*store_remove)(vdkit_ctx *ctx, vdkit_str path);
     /* Move a file; VDKIT_E_EXISTS when `to` exists (nothing is replaced). */
     uint32_t (*store_rename)(vdkit_ctx *ctx, vdkit_str from, vdkit_str to);
@@ -228,7 +229,7 @@ typedef struct vdkit_host_api {
     uint32_t (*disk_location)(vdkit_ctx *ctx, char *buf, uint64_t cap, uint64_t *needed);
 } vdkit_host_api;
 
-#define VDKIT_HOST_HAS(host, field) \
+#define VDKIT_HOST_HAS(host, field)                                                                                    \
     ((host)->struct_size >= (uint32_t)(offsetof(vdkit_host_api, field) + sizeof((host)->field)) && (host)->field)
 
 /* ---- transports ---------------------------------------------------------------- */
@@ -247,8 +248,8 @@ typedef struct vdkit_transport_ops {
     uint32_t (*truncate)(void *handle, vdkit_ctx *ctx, uint64_t size);
     uint32_t (*discard)(void *handle, vdkit_ctx *ctx, uint64_t offset, uint64_t len);
     uint32_t (*zero)(void *handle, vdkit_ctx *ctx, uint64_t offset, uint64_t len);
-    uint32_t (*extents)(void *handle, vdkit_ctx *ctx, uint64_t offset, uint64_t len,
-                        vdkit_extent *out, uint32_t max, uint32_t *count);
+    uint32_t (*extents)(void *handle, vdkit_ctx *ctx, uint64_t offset, uint64_t len, vdkit_extent *out, uint32_t max,
+                        uint32_t *count);
     /* Bytes the location occupies on its medium (st_blocks for files). */
     uint32_t (*allocated_size)(void *handle, vdkit_ctx *ctx, uint64_t *bytes);
     uint32_t (*remove)(vdkit_ctx *ctx, vdkit_str location);
@@ -262,14 +263,14 @@ typedef struct vdkit_transport_ops {
  * The host never passes an operation a filter did not declare: data-changing
  * operations are refused; read-only queries marked pass-through-safe in
  * abi-policy.md are forwarded to the layer below. */
-#define VDKIT_OP_PREAD    (1ull << 0)
-#define VDKIT_OP_PWRITE   (1ull << 1)
-#define VDKIT_OP_FLUSH    (1ull << 2)
+#define VDKIT_OP_PREAD (1ull << 0)
+#define VDKIT_OP_PWRITE (1ull << 1)
+#define VDKIT_OP_FLUSH (1ull << 2)
 #define VDKIT_OP_GET_SIZE (1ull << 3)
 #define VDKIT_OP_TRUNCATE (1ull << 4)
-#define VDKIT_OP_DISCARD  (1ull << 5)
-#define VDKIT_OP_ZERO     (1ull << 6)
-#define VDKIT_OP_EXTENTS  (1ull << 7)
+#define VDKIT_OP_DISCARD (1ull << 5)
+#define VDKIT_OP_ZERO (1ull << 6)
+#define VDKIT_OP_EXTENTS (1ull << 7)
 
 typedef struct vdkit_filter_ops {
     uint32_t struct_size;
@@ -285,23 +286,23 @@ typedef struct vdkit_filter_ops {
     uint32_t (*truncate)(void *handle, vdkit_ctx *ctx, uint64_t size);
     uint32_t (*discard)(void *handle, vdkit_ctx *ctx, uint64_t offset, uint64_t len);
     uint32_t (*zero)(void *handle, vdkit_ctx *ctx, uint64_t offset, uint64_t len);
-    uint32_t (*extents)(void *handle, vdkit_ctx *ctx, uint64_t offset, uint64_t len,
-                        vdkit_extent *out, uint32_t max, uint32_t *count);
+    uint32_t (*extents)(void *handle, vdkit_ctx *ctx, uint64_t offset, uint64_t len, vdkit_extent *out, uint32_t max,
+                        uint32_t *count);
 } vdkit_filter_ops;
 
 /* ---- formats --------------------------------------------------------------------- */
 
-#define VDKIT_IMAGE_READ_ONLY  (1u << 0) /* opened or only openable read-only */
+#define VDKIT_IMAGE_READ_ONLY (1u << 0)  /* opened or only openable read-only */
 #define VDKIT_IMAGE_HAS_PARENT (1u << 1) /* a differencing image */
-#define VDKIT_IMAGE_FIXED      (1u << 2) /* fully allocated */
-#define VDKIT_IMAGE_ZERO_INIT  (1u << 3) /* unwritten ranges read as zero (no parent) */
+#define VDKIT_IMAGE_FIXED (1u << 2)      /* fully allocated */
+#define VDKIT_IMAGE_ZERO_INIT (1u << 3)  /* unwritten ranges read as zero (no parent) */
 /* Added in 1.2: writes must come at increasing offsets (a stream being written);
  * the host's copy then writes in order whatever the caller allowed. */
 #define VDKIT_IMAGE_SEQUENTIAL (1u << 4)
 /* Added in 2.3: the image records that it was not closed cleanly (qcow2's
  * dirty bit, a VHDX log to replay): qemu-img info's "dirty-flag". Formats
  * without such a mark never set it. */
-#define VDKIT_IMAGE_DIRTY      (1u << 5)
+#define VDKIT_IMAGE_DIRTY (1u << 5)
 
 /* Filled by get_info. The host zero-fills it and sets struct_size; the plugin
  * writes at most struct_size bytes. An all-zero UUID means "none".
@@ -313,8 +314,8 @@ typedef struct vdkit_filter_ops {
  * UUID whose first four bytes hold the id big-endian, the rest zero. */
 typedef struct vdkit_image_info {
     uint32_t struct_size;
-    uint32_t flags;            /* VDKIT_IMAGE_* */
-    uint64_t virtual_size;     /* bytes */
+    uint32_t flags;        /* VDKIT_IMAGE_* */
+    uint64_t virtual_size; /* bytes */
     /* Allocation unit: partial writes into an unallocated unit are completed
      * by the host (copy-on-write fill). 0 or 1: byte granular. */
     uint64_t granularity;
@@ -324,28 +325,28 @@ typedef struct vdkit_image_info {
     uint8_t parent_modification_uuid[16];
     uint32_t pchs_cylinders, pchs_heads, pchs_sectors, _reserved0;
     uint32_t lchs_cylinders, lchs_heads, lchs_sectors, _reserved1;
-    vdkit_str subformat;       /* e.g. "monolithicSparse"; valid until the next call */
+    vdkit_str subformat; /* e.g. "monolithicSparse"; valid until the next call */
 } vdkit_image_info;
 
 #define VDKIT_CREATE_FIXED (1u << 0) /* preallocate every block */
-#define VDKIT_CREATE_DIFF  (1u << 1) /* differencing image; parent_* are set */
+#define VDKIT_CREATE_DIFF (1u << 1)  /* differencing image; parent_* are set */
 
 typedef struct vdkit_create_params {
     uint32_t struct_size;
-    uint32_t flags;               /* VDKIT_CREATE_* */
-    uint64_t size;                /* virtual size in bytes */
-    uint8_t uuid[16];             /* all zero: let the plugin generate one */
+    uint32_t flags;   /* VDKIT_CREATE_* */
+    uint64_t size;    /* virtual size in bytes */
+    uint8_t uuid[16]; /* all zero: let the plugin generate one */
     uint8_t parent_uuid[16];
     uint8_t parent_modification_uuid[16];
-    vdkit_str parent_hint;        /* parent location relative to the new image */
-    vdkit_str parent_format;      /* the parent's format name */
+    vdkit_str parent_hint;   /* parent location relative to the new image */
+    vdkit_str parent_format; /* the parent's format name */
     uint32_t pchs_cylinders, pchs_heads, pchs_sectors, _reserved0;
     uint32_t lchs_cylinders, lchs_heads, lchs_sectors, _reserved1;
 } vdkit_create_params;
 
-#define VDKIT_UUID_IMAGE               0u
-#define VDKIT_UUID_MODIFICATION        1u
-#define VDKIT_UUID_PARENT              2u
+#define VDKIT_UUID_IMAGE 0u
+#define VDKIT_UUID_MODIFICATION 1u
+#define VDKIT_UUID_PARENT 2u
 #define VDKIT_UUID_PARENT_MODIFICATION 3u
 
 /* VDKIT_CHECK_REPAIR, VDKIT_CHECK_DRY_RUN (check flags): vdkit/constants.h */
@@ -387,8 +388,8 @@ typedef struct vdkit_format_ops {
     /* main is owned by the host and outlives the instance. */
     uint32_t (*open)(vdkit_ctx *ctx, vdkit_store *main, vdkit_str name, uint32_t flags, void **image);
     /* main is empty and writable; plugin-specific options come from config_get. */
-    uint32_t (*create)(vdkit_ctx *ctx, vdkit_store *main, vdkit_str name,
-                       const vdkit_create_params *params, void **image);
+    uint32_t (*create)(vdkit_ctx *ctx, vdkit_store *main, vdkit_str name, const vdkit_create_params *params,
+                       void **image);
     /* Flush and free. With delete_files, also remove every file but main
      * (the host removes main). The instance is gone even on failure. */
     uint32_t (*close)(void *image, vdkit_ctx *ctx, uint8_t delete_files);
@@ -402,11 +403,11 @@ typedef struct vdkit_format_ops {
      * VDKIT_E_BLOCK_FREE when the range covers only part of an unallocated
      * block: [*fill_offset, *fill_offset + *fill_len) is that block; the host
      * reads it through the chain, merges the new data and writes it whole. */
-    uint32_t (*write)(void *image, vdkit_ctx *ctx, uint64_t offset, const void *buf, uint64_t len,
-                      uint64_t *done, uint64_t *fill_offset, uint64_t *fill_len);
+    uint32_t (*write)(void *image, vdkit_ctx *ctx, uint64_t offset, const void *buf, uint64_t len, uint64_t *done,
+                      uint64_t *fill_offset, uint64_t *fill_len);
     /* Status (VDKIT_BLOCK_*) of the run starting at offset; *run in 1..len. */
-    uint32_t (*block_status)(void *image, vdkit_ctx *ctx, uint64_t offset, uint64_t len,
-                             uint32_t *status, uint64_t *run);
+    uint32_t (*block_status)(void *image, vdkit_ctx *ctx, uint64_t offset, uint64_t len, uint32_t *status,
+                             uint64_t *run);
     uint32_t (*flush)(void *image, vdkit_ctx *ctx);
     /* Make the range unallocated where whole blocks allow; the rest keeps its data. */
     uint32_t (*discard)(void *image, vdkit_ctx *ctx, uint64_t offset, uint64_t len);
@@ -415,8 +416,8 @@ typedef struct vdkit_format_ops {
 
     uint32_t (*set_uuid)(void *image, vdkit_ctx *ctx, uint32_t which, const uint8_t uuid[16]);
     uint32_t (*get_parent_hint)(void *image, vdkit_ctx *ctx, char *buf, uint64_t cap, uint64_t *needed);
-    uint32_t (*set_parent)(void *image, vdkit_ctx *ctx, vdkit_str hint, vdkit_str format,
-                           const uint8_t uuid[16], const uint8_t modification_uuid[16]);
+    uint32_t (*set_parent)(void *image, vdkit_ctx *ctx, vdkit_str hint, vdkit_str format, const uint8_t uuid[16],
+                           const uint8_t modification_uuid[16]);
     uint32_t (*get_comment)(void *image, vdkit_ctx *ctx, char *buf, uint64_t cap, uint64_t *needed);
     uint32_t (*set_comment)(void *image, vdkit_ctx *ctx, vdkit_str comment);
     /* pchs and lchs: {cylinders, heads, sectors}; NULL leaves one unchanged. */
@@ -437,8 +438,7 @@ typedef struct vdkit_format_ops {
      * SpaceNeededForClone): virtual size `size`, create options from
      * config_get as for create, holding data in the `count` sorted, disjoint
      * ranges of `data` (their type is ignored). No image is opened. */
-    uint32_t (*measure)(vdkit_ctx *ctx, uint64_t size, const vdkit_extent *data, uint64_t count,
-                        vdkit_measure *out);
+    uint32_t (*measure)(vdkit_ctx *ctx, uint64_t size, const vdkit_extent *data, uint64_t count, vdkit_measure *out);
 
     /* ---- added in 2.3 (the host zero-fills them for an older plugin) ---- */
     /* The format's own facts about the image as ONE JSON object (UTF-8,
@@ -464,18 +464,18 @@ typedef struct vdkit_format_ops {
 
 typedef struct vdkit_plugin_descriptor {
     uint32_t struct_size;
-    uint16_t abi_major;       /* VDKIT_ABI_MAJOR the plugin was built with */
+    uint16_t abi_major; /* VDKIT_ABI_MAJOR the plugin was built with */
     uint16_t abi_minor;
-    uint32_t kind;            /* VDKIT_KIND_* */
+    uint32_t kind; /* VDKIT_KIND_* */
     uint32_t _reserved0;
-    vdkit_str name;           /* [a-z][a-z0-9_-]*, unique per kind */
+    vdkit_str name; /* [a-z][a-z0-9_-]*, unique per kind */
     vdkit_str version;
     vdkit_str description;
-    uint64_t capabilities;    /* VDKIT_CAP_* */
+    uint64_t capabilities; /* VDKIT_CAP_* */
     const vdkit_config_key *config_keys;
     uint32_t config_key_count;
-    uint32_t config_key_size; /* sizeof(vdkit_config_key) as compiled by the plugin */
-    const vdkit_str *extensions;  /* file extensions without the dot */
+    uint32_t config_key_size;    /* sizeof(vdkit_config_key) as compiled by the plugin */
+    const vdkit_str *extensions; /* file extensions without the dot */
     uint32_t extension_count;
     uint32_t _reserved1;
     /* vdkit_format_ops, vdkit_filter_ops or vdkit_transport_ops by kind. */
@@ -516,8 +516,7 @@ typedef const vdkit_plugin_list *(*vdkit_plugin_entry_fn)(const vdkit_host_api *
  * VDKIT_PLUGIN_ENTRY { ... } in C, or VDKIT_SDK_ENTRY(...) from plugin.hpp. */
 VDKIT_PLUGIN_EXPORT const vdkit_plugin_list *vdkit_plugin_entry(const vdkit_host_api *host);
 
-#define VDKIT_PLUGIN_ENTRY \
-    VDKIT_PLUGIN_EXPORT const vdkit_plugin_list *vdkit_plugin_entry(const vdkit_host_api *host)
+#define VDKIT_PLUGIN_ENTRY VDKIT_PLUGIN_EXPORT const vdkit_plugin_list *vdkit_plugin_entry(const vdkit_host_api *host)
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -41,7 +41,9 @@ namespace vdkit::sdk {
 
 // ---- strings -----------------------------------------------------------------
 
-constexpr vdkit_str str(std::string_view s) noexcept { return vdkit_str{s.data(), s.size()}; }
+constexpr vdkit_str str(std::string_view s) noexcept {
+    return vdkit_str{s.data(), s.size()};
+}
 inline std::string_view view(vdkit_str s) noexcept {
     return s.data ? std::string_view(s.data, static_cast<size_t>(s.size)) : std::string_view();
 }
@@ -67,7 +69,9 @@ inline const vdkit_host_api *&host_slot() noexcept {
 }
 } // namespace detail
 
-inline const vdkit_host_api &host() noexcept { return *detail::host_slot(); }
+inline const vdkit_host_api &host() noexcept {
+    return *detail::host_slot();
+}
 
 // ---- byte stores ------------------------------------------------------------------
 
@@ -188,7 +192,8 @@ public:
     // Error(VDKIT_E_NOT_SUPPORTED) when the base image's format has no
     // metadata, the caller is not a disk-level filter, or the host is older.
     std::optional<std::string> disk_metadata(std::string_view key) const {
-        if (!VDKIT_HOST_HAS(&host(), disk_metadata_get)) throw Error(VDKIT_E_NOT_SUPPORTED, "the host has no disk metadata (ABI < 2.2)");
+        if (!VDKIT_HOST_HAS(&host(), disk_metadata_get))
+            throw Error(VDKIT_E_NOT_SUPPORTED, "the host has no disk metadata (ABI < 2.2)");
         std::string buf(256, '\0');
         for (;;) {
             uint64_t needed = 0;
@@ -200,12 +205,14 @@ public:
         }
     }
     void set_disk_metadata(std::string_view key, std::string_view value) const {
-        if (!VDKIT_HOST_HAS(&host(), disk_metadata_set)) throw Error(VDKIT_E_NOT_SUPPORTED, "the host has no disk metadata (ABI < 2.2)");
+        if (!VDKIT_HOST_HAS(&host(), disk_metadata_set))
+            throw Error(VDKIT_E_NOT_SUPPORTED, "the host has no disk metadata (ABI < 2.2)");
         uint32_t rc = host().disk_metadata_set(ctx_, str(key), str(value));
         if (rc != VDKIT_OK) throw Error(rc, std::string());
     }
     std::string disk_location() const {
-        if (!VDKIT_HOST_HAS(&host(), disk_location)) throw Error(VDKIT_E_NOT_SUPPORTED, "the host has no disk location (ABI < 2.2)");
+        if (!VDKIT_HOST_HAS(&host(), disk_location))
+            throw Error(VDKIT_E_NOT_SUPPORTED, "the host has no disk location (ABI < 2.2)");
         std::string buf(256, '\0');
         for (;;) {
             uint64_t needed = 0;
@@ -251,8 +258,10 @@ public:
             ctx_.finding(VDKIT_FINDING_REPAIRED, offset, message);
             return;
         }
-        if (severity == VDKIT_FINDING_ERROR) ++result_.errors;
-        else if (severity == VDKIT_FINDING_LEAK) ++result_.leaks;
+        if (severity == VDKIT_FINDING_ERROR)
+            ++result_.errors;
+        else if (severity == VDKIT_FINDING_LEAK)
+            ++result_.leaks;
         ctx_.finding(severity, offset, fixable && dry_run_ ? message + " (would be repaired)" : message);
     }
 
@@ -299,7 +308,7 @@ struct ReadResult {
 };
 struct WriteResult {
     uint64_t done = 0;
-    bool block_free = false;  // true: write [fill_offset, fill_offset+fill_len) whole
+    bool block_free = false; // true: write [fill_offset, fill_offset+fill_len) whole
     uint64_t fill_offset = 0;
     uint64_t fill_len = 0;
 };
@@ -315,8 +324,7 @@ inline void set_error(vdkit_ctx *ctx, uint32_t code, std::string_view msg) noexc
 }
 
 // The exception firewall: every trampoline runs its body through this.
-template <class F>
-uint32_t guard(vdkit_ctx *ctx, F &&body) noexcept {
+template <class F> uint32_t guard(vdkit_ctx *ctx, F &&body) noexcept {
     try {
         return body();
     } catch (const Error &e) {
@@ -341,15 +349,16 @@ inline void copy_out(std::string_view s, char *buf, uint64_t cap, uint64_t *need
 }
 
 // Copy a filled struct into the host's, writing at most its struct_size.
-template <class S>
-void copy_sized(const S &src, S *dst) noexcept {
+template <class S> void copy_sized(const S &src, S *dst) noexcept {
     uint32_t n = std::min<uint32_t>(dst->struct_size, static_cast<uint32_t>(sizeof(S)));
     uint32_t keep = dst->struct_size;
     std::memcpy(dst, &src, n);
     dst->struct_size = keep;
 }
 
-template <class T> T *as(void *p) noexcept { return static_cast<T *>(p); }
+template <class T> T *as(void *p) noexcept {
+    return static_cast<T *>(p);
+}
 
 // ---- the generic trampoline -------------------------------------------------------------
 //
@@ -361,13 +370,18 @@ template <class T> T *as(void *p) noexcept { return static_cast<T *>(p); }
 // returns that status. bind_*() set a slot only when the body accepts the
 // slot's arguments, so a member the class lacks leaves its slot NULL.
 
-inline std::string_view cxx(vdkit_str s) noexcept { return view(s); }
-inline StoreRef cxx(vdkit_store *s) noexcept { return StoreRef(s); }
-template <class A> A cxx(A a) noexcept { return a; }
+inline std::string_view cxx(vdkit_str s) noexcept {
+    return view(s);
+}
+inline StoreRef cxx(vdkit_store *s) noexcept {
+    return StoreRef(s);
+}
+template <class A> A cxx(A a) noexcept {
+    return a;
+}
 template <class A> using cxx_t = decltype(cxx(std::declval<A>()));
 
-template <class F>
-uint32_t status_of(F &&f) {
+template <class F> uint32_t status_of(F &&f) {
     if constexpr (std::is_void_v<decltype(f())>) {
         f();
         return VDKIT_OK;
@@ -376,29 +390,25 @@ uint32_t status_of(F &&f) {
     }
 }
 
-template <class T, auto Body, class... A>
-uint32_t object_thunk(void *self, vdkit_ctx *c, A... a) noexcept {
+template <class T, auto Body, class... A> uint32_t object_thunk(void *self, vdkit_ctx *c, A... a) noexcept {
     return guard(c, [&] {
         Context ctx(c);
         return status_of([&] { return Body(*as<T>(self), ctx, cxx(a)...); });
     });
 }
 
-template <auto Body, class... A>
-uint32_t static_thunk(vdkit_ctx *c, A... a) noexcept {
+template <auto Body, class... A> uint32_t static_thunk(vdkit_ctx *c, A... a) noexcept {
     return guard(c, [&] {
         Context ctx(c);
         return status_of([&] { return Body(ctx, cxx(a)...); });
     });
 }
 
-template <class T, auto Body, class... A>
-void bind_object(uint32_t (*&slot)(void *, vdkit_ctx *, A...)) noexcept {
+template <class T, auto Body, class... A> void bind_object(uint32_t (*&slot)(void *, vdkit_ctx *, A...)) noexcept {
     if constexpr (std::is_invocable_v<decltype(Body), T &, Context &, cxx_t<A>...>) slot = &object_thunk<T, Body, A...>;
 }
 
-template <auto Body, class... A>
-void bind_static(uint32_t (*&slot)(vdkit_ctx *, A...)) noexcept {
+template <auto Body, class... A> void bind_static(uint32_t (*&slot)(vdkit_ctx *, A...)) noexcept {
     if constexpr (std::is_invocable_v<decltype(Body), Context &, cxx_t<A>...>) slot = &static_thunk<Body, A...>;
 }
 
@@ -406,7 +416,7 @@ void bind_static(uint32_t (*&slot)(vdkit_ctx *, A...)) noexcept {
 
 // A body that forwards the slot's (converted) arguments to member `name`;
 // not callable (so the slot stays NULL) when the class lacks it.
-#define VDKIT_SDK_MEMBER(name) \
+#define VDKIT_SDK_MEMBER(name)                                                                                         \
     [](auto &t, ::vdkit::sdk::Context &c, auto... a) -> decltype(t.name(c, a...), void()) { t.name(c, a...); }
 
 // ---- format plugins ---------------------------------------------------------------------
@@ -424,18 +434,21 @@ void bind_static(uint32_t (*&slot)(vdkit_ctx *, A...)) noexcept {
 // compact, resize, check, rename, and the static
 //   static void measure(Context&, uint64_t size, const vdkit_extent* data, uint64_t count, vdkit_measure& out);
 // See plugin-guide.md for the signatures.
-template <class T>
-const vdkit_format_ops *format_ops() noexcept {
+template <class T> const vdkit_format_ops *format_ops() noexcept {
     using detail::bind_object;
     using detail::bind_static;
-    static_assert(requires(Context &c, StoreRef m) { uint32_t(T::probe(c, m, std::string_view())); },
-                  "a format must implement static probe(Context&, StoreRef, std::string_view)");
-    static_assert(requires(Context &c, StoreRef m) { T::open(c, m, std::string_view(), uint32_t()).release(); },
-                  "a format must implement static open(Context&, StoreRef, std::string_view, uint32_t)");
-    static_assert(requires(T &t, Context &c, vdkit_image_info &i) { t.info(c, i); },
-                  "a format must implement info(Context&, vdkit_image_info&)");
-    static_assert(requires(T &t, Context &c) { ReadResult(t.read(c, uint64_t(), (void *)nullptr, uint64_t())); },
-                  "a format must implement read(Context&, uint64_t offset, void *buf, uint64_t len)");
+    static_assert(
+        requires(Context & c, StoreRef m) { uint32_t(T::probe(c, m, std::string_view())); },
+        "a format must implement static probe(Context&, StoreRef, std::string_view)");
+    static_assert(
+        requires(Context & c, StoreRef m) { T::open(c, m, std::string_view(), uint32_t()).release(); },
+        "a format must implement static open(Context&, StoreRef, std::string_view, uint32_t)");
+    static_assert(
+        requires(T & t, Context & c, vdkit_image_info & i) { t.info(c, i); },
+        "a format must implement info(Context&, vdkit_image_info&)");
+    static_assert(
+        requires(T & t, Context & c) { ReadResult(t.read(c, uint64_t(), (void *)nullptr, uint64_t())); },
+        "a format must implement read(Context&, uint64_t offset, void *buf, uint64_t len)");
     static const vdkit_format_ops ops = [] {
         vdkit_format_ops o{};
         o.struct_size = sizeof(o);
@@ -444,7 +457,7 @@ const vdkit_format_ops *format_ops() noexcept {
         bind_static<[](Context &c, StoreRef m, std::string_view n, uint32_t flags, void **out) {
             *out = T::open(c, m, n, flags).release();
         }>(o.open);
-        if constexpr (requires(Context &c, StoreRef m, const vdkit_create_params &p) {
+        if constexpr (requires(Context & c, StoreRef m, const vdkit_create_params &p) {
                           T::create(c, m, std::string_view(), p);
                       }) {
             bind_static<[](Context &c, StoreRef m, std::string_view n, const vdkit_create_params *p, void **out) {
@@ -455,7 +468,7 @@ const vdkit_format_ops *format_ops() noexcept {
                 *out = T::create(c, m, n, params).release();
             }>(o.create);
         }
-        if constexpr (requires(Context &ctx, vdkit_measure &m) {
+        if constexpr (requires(Context & ctx, vdkit_measure & m) {
                           T::measure(ctx, uint64_t(), (const vdkit_extent *)nullptr, uint64_t(), m);
                       }) {
             bind_static<[](Context &c, uint64_t size, const vdkit_extent *data, uint64_t count, vdkit_measure *out) {
@@ -475,7 +488,7 @@ const vdkit_format_ops *format_ops() noexcept {
             return detail::guard(c, [&] {
                 // Without a close(ctx, delete_files) the image is one file
                 // (main), which the host removes itself: nothing else to do.
-                if constexpr (requires(T &t, Context &ctx) { t.close(ctx, true); }) {
+                if constexpr (requires(T & t, Context & ctx) { t.close(ctx, true); }) {
                     Context ctx(c);
                     owned->close(ctx, del != 0);
                 }
@@ -494,7 +507,7 @@ const vdkit_format_ops *format_ops() noexcept {
             *done = r.done;
             return r.unallocated ? VDKIT_E_UNALLOCATED : VDKIT_OK;
         }>(o.read);
-        if constexpr (requires(T &t, Context &c) { t.write(c, uint64_t(), (const void *)nullptr, uint64_t()); }) {
+        if constexpr (requires(T & t, Context & c) { t.write(c, uint64_t(), (const void *)nullptr, uint64_t()); }) {
             bind_object<T, [](T &t, Context &c, uint64_t off, const void *buf, uint64_t len, uint64_t *done,
                               uint64_t *fill_offset, uint64_t *fill_len) {
                 WriteResult r = t.write(c, off, buf, len);
@@ -504,41 +517,43 @@ const vdkit_format_ops *format_ops() noexcept {
                 return r.block_free ? VDKIT_E_BLOCK_FREE : VDKIT_OK;
             }>(o.write);
         }
-        if constexpr (requires(T &t, Context &c) { t.block_status(c, uint64_t(), uint64_t()); }) {
+        if constexpr (requires(T & t, Context & c) { t.block_status(c, uint64_t(), uint64_t()); }) {
             bind_object<T, [](T &t, Context &c, uint64_t off, uint64_t len, uint32_t *status, uint64_t *run) {
                 BlockStatus b = t.block_status(c, off, len);
                 *status = b.status;
                 *run = b.run;
             }>(o.block_status);
         }
-        if constexpr (requires(T &t, Context &c) { std::string(t.parent_hint(c)); }) {
+        if constexpr (requires(T & t, Context & c) { std::string(t.parent_hint(c)); }) {
             bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
                 detail::copy_out(t.parent_hint(c), buf, cap, needed);
             }>(o.get_parent_hint);
         }
-        if constexpr (requires(T &t, Context &c) { std::string(t.details(c)); }) { // 2.3
+        if constexpr (requires(T & t, Context & c) { std::string(t.details(c)); }) { // 2.3
             bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
                 detail::copy_out(t.details(c), buf, cap, needed);
             }>(o.get_details);
         }
-        if constexpr (requires(T &t, Context &c) { std::string(t.parent_format(c)); }) {
+        if constexpr (requires(T & t, Context & c) { std::string(t.parent_format(c)); }) {
             bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
                 detail::copy_out(t.parent_format(c), buf, cap, needed);
             }>(o.get_parent_format);
         }
-        if constexpr (requires(T &t, Context &c) { std::string(t.comment(c)); }) {
+        if constexpr (requires(T & t, Context & c) { std::string(t.comment(c)); }) {
             bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
                 detail::copy_out(t.comment(c), buf, cap, needed);
             }>(o.get_comment);
         }
-        if constexpr (requires(T &t, Context &c) { std::optional<std::string>(t.metadata_get(c, std::string_view())); }) {
+        if constexpr (requires(T & t, Context & c) {
+                          std::optional<std::string>(t.metadata_get(c, std::string_view()));
+                      }) {
             bind_object<T, [](T &t, Context &c, std::string_view k, char *buf, uint64_t cap, uint64_t *needed) {
                 std::optional<std::string> v = t.metadata_get(c, k);
                 if (!v) throw Error(VDKIT_E_NOT_FOUND, "no metadata key '" + std::string(k) + "'");
                 detail::copy_out(*v, buf, cap, needed);
             }>(o.metadata_get);
         }
-        if constexpr (requires(T &t, Context &c) { std::vector<std::string>(t.metadata_keys(c)); }) {
+        if constexpr (requires(T & t, Context & c) { std::vector<std::string>(t.metadata_keys(c)); }) {
             bind_object<T, [](T &t, Context &c, char *buf, uint64_t cap, uint64_t *needed) {
                 std::string joined;
                 for (const std::string &k : t.metadata_keys(c)) {
@@ -548,7 +563,7 @@ const vdkit_format_ops *format_ops() noexcept {
                 detail::copy_out(joined, buf, cap, needed);
             }>(o.metadata_list);
         }
-        if constexpr (requires(T &t, Context &c, vdkit_check_result &r) { t.check(c, uint32_t(), r); }) {
+        if constexpr (requires(T & t, Context & c, vdkit_check_result & r) { t.check(c, uint32_t(), r); }) {
             bind_object<T, [](T &t, Context &c, uint32_t flags, vdkit_check_result *out) {
                 vdkit_check_result r{};
                 r.struct_size = sizeof(r);
@@ -576,23 +591,24 @@ const vdkit_format_ops *format_ops() noexcept {
 namespace detail {
 // Fills the byte-I/O slots shared by transports and filters (same names in
 // both vtables) from the members T has.
-template <class T, class Ops>
-void fill_io_ops(Ops &o) noexcept {
+template <class T, class Ops> void fill_io_ops(Ops &o) noexcept {
     // ABI 2.0 moved the offset before the buffer; say so instead of silently
     // leaving the slot NULL for a class written against 1.x.
-    static_assert(!requires(T &t, Context &c) { t.pread(c, (void *)nullptr, uint64_t(), uint64_t()); },
-                  "ABI 2.0: pread takes (Context&, uint64_t offset, void *buf, uint64_t len)");
-    static_assert(!requires(T &t, Context &c) { t.pwrite(c, (const void *)nullptr, uint64_t(), uint64_t()); },
-                  "ABI 2.0: pwrite takes (Context&, uint64_t offset, const void *buf, uint64_t len)");
+    static_assert(
+        !requires(T & t, Context & c) { t.pread(c, (void *)nullptr, uint64_t(), uint64_t()); },
+        "ABI 2.0: pread takes (Context&, uint64_t offset, void *buf, uint64_t len)");
+    static_assert(
+        !requires(T & t, Context & c) { t.pwrite(c, (const void *)nullptr, uint64_t(), uint64_t()); },
+        "ABI 2.0: pwrite takes (Context&, uint64_t offset, const void *buf, uint64_t len)");
     bind_object<T, VDKIT_SDK_MEMBER(pread)>(o.pread);
     bind_object<T, VDKIT_SDK_MEMBER(pwrite)>(o.pwrite);
     bind_object<T, VDKIT_SDK_MEMBER(flush)>(o.flush);
     bind_object<T, VDKIT_SDK_MEMBER(truncate)>(o.truncate);
     bind_object<T, VDKIT_SDK_MEMBER(discard)>(o.discard);
     bind_object<T, VDKIT_SDK_MEMBER(zero)>(o.zero);
-    if constexpr (requires(T &t, Context &c) { uint64_t(t.size(c)); })
+    if constexpr (requires(T & t, Context & c) { uint64_t(t.size(c)); })
         bind_object<T, [](T &t, Context &c, uint64_t *size) { *size = t.size(c); }>(o.get_size);
-    if constexpr (requires(T &t, Context &c) {
+    if constexpr (requires(T & t, Context & c) {
                       uint32_t(t.extents(c, uint64_t(), uint64_t(), (vdkit_extent *)nullptr, uint32_t()));
                   }) {
         bind_object<T, [](T &t, Context &c, uint64_t off, uint64_t len, vdkit_extent *out, uint32_t max,
@@ -610,8 +626,7 @@ void fill_io_ops(Ops &o) noexcept {
 // Optional: pwrite(Context&, uint64_t off, const void* buf, uint64_t len), flush, truncate,
 // discard, zero, extents (returns the count written to out), allocated_size, and the
 // statics remove, rename, exists.
-template <class T>
-const vdkit_transport_ops *transport_ops() noexcept {
+template <class T> const vdkit_transport_ops *transport_ops() noexcept {
     using detail::bind_object;
     using detail::bind_static;
     static const vdkit_transport_ops ops = [] {
@@ -622,17 +637,19 @@ const vdkit_transport_ops *transport_ops() noexcept {
         }>(o.open);
         o.close = [](void *h) noexcept { delete detail::as<T>(h); };
         detail::fill_io_ops<T>(o);
-        static_assert(requires(T &t, Context &c) { t.pread(c, uint64_t(), (void *)nullptr, uint64_t()); },
-                      "a transport must implement pread(Context&, uint64_t offset, void *buf, uint64_t len)");
-        static_assert(requires(T &t, Context &c) { uint64_t(t.size(c)); }, "a transport must implement size");
-        if constexpr (requires(T &t, Context &c) { uint64_t(t.allocated_size(c)); })
+        static_assert(
+            requires(T & t, Context & c) { t.pread(c, uint64_t(), (void *)nullptr, uint64_t()); },
+            "a transport must implement pread(Context&, uint64_t offset, void *buf, uint64_t len)");
+        static_assert(
+            requires(T & t, Context & c) { uint64_t(t.size(c)); }, "a transport must implement size");
+        if constexpr (requires(T & t, Context & c) { uint64_t(t.allocated_size(c)); })
             bind_object<T, [](T &t, Context &c, uint64_t *bytes) { *bytes = t.allocated_size(c); }>(o.allocated_size);
-        if constexpr (requires(Context &c) { bool(T::exists(c, std::string_view())); })
+        if constexpr (requires(Context & c) { bool(T::exists(c, std::string_view())); })
             bind_static<[](Context &c, std::string_view loc, uint8_t *yes) { *yes = T::exists(c, loc) ? 1 : 0; }>(
                 o.exists);
-        if constexpr (requires(Context &c) { T::remove(c, std::string_view()); })
+        if constexpr (requires(Context & c) { T::remove(c, std::string_view()); })
             bind_static<[](Context &c, std::string_view loc) { T::remove(c, loc); }>(o.remove);
-        if constexpr (requires(Context &c) { T::rename(c, std::string_view(), std::string_view()); })
+        if constexpr (requires(Context & c) { T::rename(c, std::string_view(), std::string_view()); })
             bind_static<[](Context &c, std::string_view from, std::string_view to) { T::rename(c, from, to); }>(
                 o.rename);
         return o;
@@ -646,8 +663,7 @@ const vdkit_transport_ops *transport_ops() noexcept {
 // the members T has, so a filter never claims an operation it lacks.
 //   static std::unique_ptr<T> open(Context&, StoreRef next, uint32_t flags);   (required)
 //   pread, pwrite, flush, size, truncate, discard, zero, extents: as for transports.
-template <class T>
-const vdkit_filter_ops *filter_ops() noexcept {
+template <class T> const vdkit_filter_ops *filter_ops() noexcept {
     static const vdkit_filter_ops ops = [] {
         vdkit_filter_ops o{};
         o.struct_size = sizeof(o);
@@ -740,15 +756,15 @@ inline const vdkit_plugin_list *entry(const vdkit_host_api *h, const vdkit_plugi
 // Defines the library's entry symbol from a list of descriptor getters, each a
 // function returning const vdkit_plugin_descriptor* (so descriptors are built
 // on first use, after the host table is known).
-#define VDKIT_SDK_ENTRY(...)                                                                          \
-    extern "C" VDKIT_PLUGIN_EXPORT const vdkit_plugin_list *vdkit_plugin_entry(const vdkit_host_api *host) { \
-        try {                                                                                         \
-            static const vdkit_plugin_descriptor *const plugins[] = {__VA_ARGS__};                    \
-            return ::vdkit::sdk::detail::entry(host, plugins,                                         \
-                                               static_cast<uint32_t>(sizeof(plugins) / sizeof(plugins[0]))); \
-        } catch (...) {                                                                               \
-            return nullptr;                                                                           \
-        }                                                                                             \
+#define VDKIT_SDK_ENTRY(...)                                                                                           \
+    extern "C" VDKIT_PLUGIN_EXPORT const vdkit_plugin_list *vdkit_plugin_entry(const vdkit_host_api *host) {           \
+        try {                                                                                                          \
+            static const vdkit_plugin_descriptor *const plugins[] = {__VA_ARGS__};                                     \
+            return ::vdkit::sdk::detail::entry(host, plugins,                                                          \
+                                               static_cast<uint32_t>(sizeof(plugins) / sizeof(plugins[0])));           \
+        } catch (...) {                                                                                                \
+            return nullptr;                                                                                            \
+        }                                                                                                              \
     }
 
 #endif // VDKIT_PLUGIN_HPP

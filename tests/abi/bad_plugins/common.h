@@ -7,30 +7,41 @@
 #include "vdkit/plugin.h"
 #include <string.h>
 
-#define STR(s) {s, sizeof(s) - 1}
+#define STR(s)                                                                                                         \
+    { s, sizeof(s) - 1 }
 
 static uint32_t t_probe(vdkit_ctx *c, vdkit_store *m, vdkit_str n, uint32_t *score) {
-    (void)c; (void)m; (void)n;
+    (void)c;
+    (void)m;
+    (void)n;
     *score = 0;
     return VDKIT_OK;
 }
 static int t_instance;
 static uint32_t t_open(vdkit_ctx *c, vdkit_store *m, vdkit_str n, uint32_t f, void **img) {
-    (void)c; (void)m; (void)n; (void)f;
+    (void)c;
+    (void)m;
+    (void)n;
+    (void)f;
     *img = &t_instance;
     return VDKIT_OK;
 }
 static uint32_t t_close(void *img, vdkit_ctx *c, uint8_t d) {
-    (void)img; (void)c; (void)d;
+    (void)img;
+    (void)c;
+    (void)d;
     return VDKIT_OK;
 }
 static uint32_t t_info(void *img, vdkit_ctx *c, vdkit_image_info *out) {
-    (void)img; (void)c;
+    (void)img;
+    (void)c;
     out->virtual_size = 1u << 20;
     return VDKIT_OK;
 }
 static uint32_t t_read(void *img, vdkit_ctx *c, uint64_t off, void *buf, uint64_t len, uint64_t *done) {
-    (void)img; (void)c; (void)off;
+    (void)img;
+    (void)c;
+    (void)off;
     memset(buf, 0, (size_t)len);
     *done = len;
     return VDKIT_OK;

@@ -12,7 +12,13 @@ struct future_desc {
 static struct future_ops ops = {{sizeof(struct future_ops), 0, t_probe, t_open, 0, t_close, t_info, t_read},
                                 {0, 0, 0, 0}};
 static const struct future_desc desc = {{sizeof(struct future_desc), VDKIT_ABI_MAJOR, VDKIT_ABI_MINOR + 1,
-    VDKIT_KIND_FORMAT, 0, STR("longstruct"), STR("1"), STR("newer minor"), 0, 0, 0, 0, 0, 0, 0, &ops}, {7, 8, 9}};
+                                         VDKIT_KIND_FORMAT, 0, STR("longstruct"), STR("1"), STR("newer minor"), 0, 0, 0,
+                                         0, 0, 0, 0, &ops},
+                                        {7, 8, 9}};
 static const vdkit_plugin_descriptor *const list_items[] = {&desc.v1};
-static const vdkit_plugin_list list = {sizeof(vdkit_plugin_list), VDKIT_ABI_MAJOR, VDKIT_ABI_MINOR + 1, 1, 0, list_items};
-VDKIT_PLUGIN_ENTRY { (void)host; return &list; }
+static const vdkit_plugin_list list = {
+    sizeof(vdkit_plugin_list), VDKIT_ABI_MAJOR, VDKIT_ABI_MINOR + 1, 1, 0, list_items};
+VDKIT_PLUGIN_ENTRY {
+    (void)host;
+    return &list;
+}

@@ -44,15 +44,15 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/c.raw", argv[1]);
     if (vdkit_disk_create(lib, path, "raw", 1u << 20, VDKIT_DISK_OVERWRITE, NULL, NULL, &disk, &err) != VDKIT_OK)
         return fail("disk_create", &err);
-    for (i = 0; i < sizeof buf; ++i) buf[i] = (char)(i * 7 + 1);
+    for (i = 0; i < sizeof buf; ++i)
+        buf[i] = (char)(i * 7 + 1);
     if (vdkit_disk_write(disk, 65536, buf, sizeof buf, &err) != VDKIT_OK) return fail("disk_write", &err);
     if (vdkit_disk_read(disk, 65536, back, sizeof back, &err) != VDKIT_OK) return fail("disk_read", &err);
     if (memcmp(buf, back, sizeof buf) != 0) {
         fprintf(stderr, "FAIL: read back differs\n");
         return 1;
     }
-    if (vdkit_disk_block_status(disk, 65536, 4096, &state, &run, &err) != VDKIT_OK)
-        return fail("block_status", &err);
+    if (vdkit_disk_block_status(disk, 65536, 4096, &state, &run, &err) != VDKIT_OK) return fail("block_status", &err);
     if (state != VDKIT_BLOCK_DATA && state != VDKIT_BLOCK_ZERO && state != VDKIT_BLOCK_UNALLOCATED) {
         fprintf(stderr, "FAIL: block state %u is no VDKIT_BLOCK_*\n", (unsigned)state);
         return 1;

@@ -35,7 +35,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     std::vector<char> buf(4096), back(4096);
-    for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<char>(i * 3 + 5);
+    for (size_t i = 0; i < buf.size(); ++i)
+        buf[i] = static_cast<char>(i * 3 + 5);
     vdkit::Status st = (*disk)->write(8192, buf.data(), buf.size());
     if (st.is_ok()) st = (*disk)->read(8192, back.data(), back.size());
     if (!st.is_ok() || std::memcmp(buf.data(), back.data(), buf.size()) != 0) {

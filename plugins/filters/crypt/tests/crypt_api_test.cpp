@@ -162,15 +162,16 @@ TEST_CASE("disk filters: a filter that declares no writes is never written throu
     auto d = lib->open(path, oo);
     REQUIRE_OK(d);
     std::vector<unsigned char> buf(4096, 0xab);
-    for (const Status &st : {(*d)->write(0, buf.data(), buf.size()), (*d)->write_zeroes(0, 65536),
-                             (*d)->discard(0, 1 << 20)}) {
+    for (const Status &st :
+         {(*d)->write(0, buf.data(), buf.size()), (*d)->write_zeroes(0, 65536), (*d)->discard(0, 1 << 20)}) {
         CHECK(st.code() == VDKIT_E_NOT_SUPPORTED);
         CHECK(st.message().find("filter 'rodisk' does not handle") != std::string::npos);
     }
     // Reads pass through it (XOR 0x5a).
     REQUIRE_OK((*d)->read(0, buf.data(), buf.size()));
     auto plain = test::pattern(kSize, 3);
-    for (size_t i = 0; i < buf.size(); ++i) REQUIRE(buf[i] == (plain[i] ^ 0x5a));
+    for (size_t i = 0; i < buf.size(); ++i)
+        REQUIRE(buf[i] == (plain[i] ^ 0x5a));
     REQUIRE_OK((*d)->close());
     CHECK(file_bytes(path) == before);
 }

@@ -23,7 +23,8 @@ void check(bool ok, const std::string &what) {
 
 std::vector<uint8_t> hex(const std::string &h) {
     std::vector<uint8_t> out;
-    for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<uint8_t>(std::stoul(h.substr(i, 2), nullptr, 16)));
+    for (size_t i = 0; i + 1 < h.size(); i += 2)
+        out.push_back(static_cast<uint8_t>(std::stoul(h.substr(i, 2), nullptr, 16)));
     return out;
 }
 
@@ -39,7 +40,8 @@ std::string to_hex(const uint8_t *p, size_t n) {
 
 std::vector<uint8_t> twice_00_ff() {
     std::vector<uint8_t> v(512);
-    for (size_t i = 0; i < 512; ++i) v[i] = static_cast<uint8_t>(i & 0xff);
+    for (size_t i = 0; i < 512; ++i)
+        v[i] = static_cast<uint8_t>(i & 0xff);
     return v;
 }
 
@@ -79,7 +81,8 @@ int main() {
     std::vector<uint8_t> two = twice_00_ff();
     two.insert(two.end(), s0.begin(), s0.end());
     x4.sectors(0, two.data(), two.size(), true);
-    check(std::memcmp(two.data(), s0.data(), 512) == 0 && to_hex(two.data() + 512, 16) == "264d3ca8512194fec312c8c9891f279f",
+    check(std::memcmp(two.data(), s0.data(), 512) == 0 &&
+              to_hex(two.data() + 512, 16) == "264d3ca8512194fec312c8c9891f279f",
           "a two-sector call uses tweaks 0 and 1");
 
     // Vector 10 (formats.md #6): AES-256-XTS, data unit 0xff.
@@ -102,7 +105,8 @@ int main() {
 
     // Key store: make, encode, parse, unwrap; wrong password; corrupt fields.
     Secret dek(64), pw(6), wrong(6);
-    for (size_t i = 0; i < 64; ++i) dek.data()[i] = static_cast<uint8_t>(i * 7 + 1);
+    for (size_t i = 0; i < 64; ++i)
+        dek.data()[i] = static_cast<uint8_t>(i * 7 + 1);
     std::memcpy(pw.data(), "secret", 6);
     std::memcpy(wrong.data(), "Secret", 6);
     const KeyStore ks = KeyStore::make(dek, pw, kMinIterations);
@@ -110,7 +114,8 @@ int main() {
     check(b64.rfind("U0NORQAB", 0) == 0, "the key store's base64 starts U0NORQAB (ENCS, version 1.0)");
     check(ks.bytes().size() == kKeyStoreSize, "the key store is 250 bytes");
     const KeyStore again = KeyStore::parse(b64);
-    check(again.cipher == "AES-XTS256-PLAIN64" && again.kdf == "PBKDF2-SHA256" && again.dek_iterations == kMinIterations,
+    check(again.cipher == "AES-XTS256-PLAIN64" && again.kdf == "PBKDF2-SHA256" &&
+              again.dek_iterations == kMinIterations,
           "parse reads back cipher, KDF and iterations");
     const Secret out = again.unwrap(pw);
     check(out.size() == 64 && std::memcmp(out.data(), dek.data(), 64) == 0, "unwrap with the password gives the key");
@@ -143,7 +148,8 @@ int main() {
         } catch (const BadKeyStore &e) {
             msg = e.what();
         }
-        check(msg.find(says) != std::string::npos, std::string("a key store with ") + what + " is refused naming it (" + msg + ")");
+        check(msg.find(says) != std::string::npos,
+              std::string("a key store with ") + what + " is refused naming it (" + msg + ")");
     };
     corrupt(0, 'X', "a bad magic", "offset 0");
     corrupt(5, 2, "version 2", "offset 4");

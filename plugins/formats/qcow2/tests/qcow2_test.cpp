@@ -11,15 +11,16 @@
 using namespace vdkit;
 
 namespace {
-constexpr uint64_t kCs = 512;             // cluster_bits 9
-constexpr uint64_t kSize = 1 << 20;       // 1 MiB: 32 L1 entries of 64 clusters each
+constexpr uint64_t kCs = 512;       // cluster_bits 9
+constexpr uint64_t kSize = 1 << 20; // 1 MiB: 32 L1 entries of 64 clusters each
 constexpr uint64_t kRefTable = 1 * kCs, kRefBlock = 2 * kCs, kL1 = 3 * kCs, kL2 = 4 * kCs, kData0 = 5 * kCs,
                    kData1 = 6 * kCs, kFileSize = 7 * kCs;
 
 using Bytes = std::vector<unsigned char>;
 
 void put_be(Bytes &b, uint64_t off, uint64_t v, int n) {
-    for (int i = n - 1; i >= 0; --i, v >>= 8) b[static_cast<size_t>(off) + static_cast<size_t>(i)] = static_cast<unsigned char>(v);
+    for (int i = n - 1; i >= 0; --i, v >>= 8)
+        b[static_cast<size_t>(off) + static_cast<size_t>(i)] = static_cast<unsigned char>(v);
 }
 
 // A version 3 image: guest cluster 0 data (pattern 1), 1 a zero cluster,
@@ -49,7 +50,8 @@ Bytes build(bool feature_name = false) {
     }
     put_be(b, ext, 0, 8); // end of extensions
     put_be(b, kRefTable, kRefBlock, 8);
-    for (uint64_t c = 0; c < 7; ++c) put_be(b, kRefBlock + 2 * c, 1, 2);
+    for (uint64_t c = 0; c < 7; ++c)
+        put_be(b, kRefBlock + 2 * c, 1, 2);
     put_be(b, kL1, kL2 | (1ull << 63), 8);
     put_be(b, kL2 + 0, kData0 | (1ull << 63), 8);
     put_be(b, kL2 + 8, 1, 8); // zero flag
@@ -88,9 +90,9 @@ TEST_CASE("qcow2: data, zero and unallocated clusters read and report their stat
         BlockState state;
     };
     // Adjacent unallocated clusters form one run; the last run reaches the end.
-    for (const Want &w : {Want{0, kCs, BlockState::data}, Want{kCs, kCs, BlockState::zero},
-                          Want{2 * kCs, kCs, BlockState::unallocated}, Want{3 * kCs, kCs, BlockState::data},
-                          Want{4 * kCs, kSize - 4 * kCs, BlockState::unallocated}}) {
+    for (const Want &w :
+         {Want{0, kCs, BlockState::data}, Want{kCs, kCs, BlockState::zero}, Want{2 * kCs, kCs, BlockState::unallocated},
+          Want{3 * kCs, kCs, BlockState::data}, Want{4 * kCs, kSize - 4 * kCs, BlockState::unallocated}}) {
         auto r = d->block_status(w.offset, kSize - w.offset);
         REQUIRE_OK(r);
         INFO("at " << w.offset);
@@ -149,7 +151,8 @@ TEST_CASE("qcow2: writes into a hand-built image keep its clusters and refcounts
         auto d = test::open_disk(*lib, path, true);
         // In place (data cluster 0), into the zero cluster (1), whole unallocated clusters (2, 10), across L1 entries.
         const Bytes a = test::pattern(700, 9), z(kCs, 0);
-        for (uint64_t at : {uint64_t(100), uint64_t(kCs + 3), uint64_t(2 * kCs), uint64_t(10 * kCs), uint64_t(32 * 1024 - 200)}) {
+        for (uint64_t at :
+             {uint64_t(100), uint64_t(kCs + 3), uint64_t(2 * kCs), uint64_t(10 * kCs), uint64_t(32 * 1024 - 200)}) {
             REQUIRE_OK(d->write(at, a.data(), a.size()));
             std::copy(a.begin(), a.end(), m.begin() + static_cast<long>(at));
         }
@@ -169,11 +172,13 @@ TEST_CASE("qcow2: writes into a hand-built image keep its clusters and refcounts
     const std::string f = test::file_bytes(path);
     auto be = [&](uint64_t off, int n) {
         uint64_t v = 0;
-        for (int i = 0; i < n; ++i) v = v << 8 | static_cast<unsigned char>(f[static_cast<size_t>(off) + static_cast<size_t>(i)]);
+        for (int i = 0; i < n; ++i)
+            v = v << 8 | static_cast<unsigned char>(f[static_cast<size_t>(off) + static_cast<size_t>(i)]);
         return v;
     };
     std::vector<uint64_t> refs(f.size() / kCs, 0);
-    for (uint64_t c = 0; c < 7; ++c) refs[c] = 1; // header, refcount table and block, L1, L2, two data clusters
+    for (uint64_t c = 0; c < 7; ++c)
+        refs[c] = 1; // header, refcount table and block, L1, L2, two data clusters
     for (uint64_t i = 0; i < 32; ++i) {
         const uint64_t l2 = be(kL1 + 8 * i, 8) & 0x00fffffffffffe00ull;
         if (!l2) continue;
@@ -211,27 +216,38 @@ TEST_CASE("qcow2: hostile header fields are refused at open, naming the field", 
         {"huge l1_size", 36, 0x7fffffff, 4, "makes an L1 table over 32 MiB", VDKIT_E_CORRUPT},
         {"l1_size too small", 36, 1, 4, "is too small for a disk of 1048576 bytes", VDKIT_E_CORRUPT},
         {"huge size", 24, 0xffffffffffffffffull, 8, "is too small for a disk of", VDKIT_E_CORRUPT},
-        {"L1 past the end", 40, 1 << 20, 8, "the L1 table of 256 bytes at offset 1048576 extends past the end", VDKIT_E_CORRUPT},
+        {"L1 past the end", 40, 1 << 20, 8, "the L1 table of 256 bytes at offset 1048576 extends past the end",
+         VDKIT_E_CORRUPT},
         {"L1 unaligned", 40, kL1 + 8, 8, "the L1 table offset 1544 is not aligned", VDKIT_E_CORRUPT},
         {"L1 over the header", 40, 0, 8, "the L1 table starts at offset 0, over the header", VDKIT_E_CORRUPT},
         {"huge refcount table", 56, 0xffffffff, 4, "makes a refcount table over 8 MiB", VDKIT_E_CORRUPT},
         {"refcount table past the end", 56, 100, 4, "the refcount table of 51200 bytes", VDKIT_E_CORRUPT},
-        {"huge nb_snapshots", 60, 0x7fffffff, 4, "nb_snapshots 2147483647 (header byte 60) exceeds 65536", VDKIT_E_CORRUPT},
-        {"snapshots over the header", 60, 3, 4, "the snapshot table starts at offset 0, over the header", VDKIT_E_CORRUPT},
+        {"huge nb_snapshots", 60, 0x7fffffff, 4, "nb_snapshots 2147483647 (header byte 60) exceeds 65536",
+         VDKIT_E_CORRUPT},
+        {"snapshots over the header", 60, 3, 4, "the snapshot table starts at offset 0, over the header",
+         VDKIT_E_CORRUPT},
         {"refcount_order 7", 96, 7, 4, "refcount_order 7", VDKIT_E_CORRUPT},
         {"header_length 105", 100, 105, 4, "must be a multiple of 8", VDKIT_E_CORRUPT},
         {"header_length past the cluster", 100, 4096, 4, "header_length 4096", VDKIT_E_CORRUPT},
         // CVE-2014-0142/0147 kinds: an extension or backing name longer than its area.
-        {"huge extension", 112, 0x12345678fffffff0ull, 8, "claims 4294967280 bytes, past the end of the header area", VDKIT_E_CORRUPT},
-        {"backing name too long", 16, 5000, 4, "backing_file_size 5000 (header byte 16) exceeds 1023", VDKIT_E_CORRUPT, 8, 200},
+        {"huge extension", 112, 0x12345678fffffff0ull, 8, "claims 4294967280 bytes, past the end of the header area",
+         VDKIT_E_CORRUPT},
+        {"backing name too long", 16, 5000, 4, "backing_file_size 5000 (header byte 16) exceeds 1023", VDKIT_E_CORRUPT,
+         8, 200},
         {"backing name past the cluster", 8, 600, 8, "is not inside the header cluster", VDKIT_E_CORRUPT},
         // Features refused by name.
-        {"AES encryption", 32, 1, 4, "encrypted (AES, crypt_method 1 (header byte 32)): encrypted qcow2 images are refused until the crypt filter can serve them", VDKIT_E_NOT_SUPPORTED},
+        {"AES encryption", 32, 1, 4,
+         "encrypted (AES, crypt_method 1 (header byte 32)): encrypted qcow2 images are refused until the crypt filter "
+         "can serve them",
+         VDKIT_E_NOT_SUPPORTED},
         {"LUKS encryption", 32, 2, 4, "refused until the crypt filter can serve them", VDKIT_E_NOT_SUPPORTED},
         {"external data file", 72, 4, 8, "external data file", VDKIT_E_NOT_SUPPORTED},
-        {"unknown incompatible bit", 72, 1 << 9, 8, "unknown incompatible feature bit 9 (header byte 72)", VDKIT_E_NOT_SUPPORTED},
-        {"compression bit without a type", 72, 8, 8, "the compression type feature bit is set but compression_type", VDKIT_E_CORRUPT},
-        {"extended L2 with 512-byte clusters", 72, 16, 8, "extended L2 entries need clusters of 16 KiB", VDKIT_E_CORRUPT},
+        {"unknown incompatible bit", 72, 1 << 9, 8, "unknown incompatible feature bit 9 (header byte 72)",
+         VDKIT_E_NOT_SUPPORTED},
+        {"compression bit without a type", 72, 8, 8, "the compression type feature bit is set but compression_type",
+         VDKIT_E_CORRUPT},
+        {"extended L2 with 512-byte clusters", 72, 16, 8, "extended L2 entries need clusters of 16 KiB",
+         VDKIT_E_CORRUPT},
     };
     for (const Case &c : cases) {
         INFO(c.what);
@@ -272,11 +288,12 @@ TEST_CASE("qcow2: L1 and L2 entries pointing at metadata or past the end are fou
         const char *what;
         uint64_t offset; // of the entry patched
         uint64_t value;
-        uint64_t guest;  // a guest offset whose read reaches it
+        uint64_t guest; // a guest offset whose read reaches it
         const char *says;
     };
     const Case cases[] = {
-        {"L2 table over the refcount table", kL1, kRefTable, 0, "points at an L2 table at offset 512, over the refcount table"},
+        {"L2 table over the refcount table", kL1, kRefTable, 0,
+         "points at an L2 table at offset 512, over the refcount table"},
         {"L2 table over the header", kL1, kCs * 0 + (1ull << 63) + 0, 0, ""}, // offset 0: unallocated, reads zeros
         {"L2 table past the end", kL1, 1 << 20, 0, "past the end of the file (3584 bytes)"},
         {"L2 table unaligned", kL1, kL2 + 8, 0, "has reserved bits set"},

@@ -20,13 +20,14 @@ CreateOptions vdi_opts(uint64_t size) {
     return o;
 }
 
-
 void patch_u32(const std::string &path, uint64_t offset, uint32_t v) {
     unsigned char b[4] = {static_cast<unsigned char>(v), static_cast<unsigned char>(v >> 8),
                           static_cast<unsigned char>(v >> 16), static_cast<unsigned char>(v >> 24)};
     test::patch(path, offset, b, 4);
 }
-uint64_t file_size(const std::string &path) { return std::filesystem::file_size(path); }
+uint64_t file_size(const std::string &path) {
+    return std::filesystem::file_size(path);
+}
 
 // A base image with data in blocks 0..n-1 (pattern seeded by block).
 std::vector<unsigned char> make_filled(Library &lib, const std::string &path, uint64_t size, int n) {
@@ -56,7 +57,8 @@ TEST_CASE("vdi: compact drops zero blocks, closes holes and truncates", "[vdi]")
         for (uint64_t b : {1, 3}) {
             REQUIRE_OK(d->write(b * kBlock, zeros.data(), kBlock / 2));
             REQUIRE_OK(d->write(b * kBlock + kBlock / 2, zeros.data(), kBlock / 2));
-            std::fill(model.begin() + static_cast<long>(b * kBlock), model.begin() + static_cast<long>((b + 1) * kBlock), 0);
+            std::fill(model.begin() + static_cast<long>(b * kBlock),
+                      model.begin() + static_cast<long>((b + 1) * kBlock), 0);
         }
         CHECK(file_size(path) == before);
         uint64_t calls = 0;
@@ -126,8 +128,8 @@ TEST_CASE("vdi: discard frees whole blocks and completes partial ones", "[vdi]")
     CHECK(file_size(path) == before - 2 * kBlock);
     auto got = test::read_all(*d);
     for (uint64_t b : {1, 3})
-        CHECK(std::all_of(got.begin() + static_cast<long>(b * kBlock), got.begin() + static_cast<long>((b + 1) * kBlock),
-                          [](unsigned char c) { return c == 0; }));
+        CHECK(std::all_of(got.begin() + static_cast<long>(b * kBlock),
+                          got.begin() + static_cast<long>((b + 1) * kBlock), [](unsigned char c) { return c == 0; }));
     // Untouched blocks keep their content after the blocks moved around.
     for (uint64_t b : {0, 2, 5})
         CHECK(std::equal(got.begin() + static_cast<long>(b * kBlock), got.begin() + static_cast<long>((b + 1) * kBlock),
@@ -255,7 +257,7 @@ TEST_CASE("vdi: check reports orphaned blocks and a wrong allocated count", "[vd
     auto model = make_filled(*lib, path, 8 * kBlock, 4);
     patch_u32(path, kMapOffset + 2 * 4, 0xFFFFFFFFu); // block 2's data is orphaned
     std::fill(model.begin() + static_cast<long>(2 * kBlock), model.begin() + static_cast<long>(3 * kBlock), 0);
-    patch_u32(path, 0x184, 2);                        // and the header undercounts
+    patch_u32(path, 0x184, 2); // and the header undercounts
     const uint64_t before = file_size(path);
     {
         auto d = test::open_disk(*lib, path, false);
@@ -348,19 +350,21 @@ TEST_CASE("vdi: version 0 headers are read and written", "[vdi]") {
     constexpr uint32_t blocks = 4;
     std::vector<unsigned char> img(0x1A4 + blocks * 4 + 2 * kBlock, 0);
     auto put = [&](size_t off, uint64_t v, int n) {
-        for (int i = 0; i < n; ++i) img[off + static_cast<size_t>(i)] = static_cast<unsigned char>(v >> (8 * i));
+        for (int i = 0; i < n; ++i)
+            img[off + static_cast<size_t>(i)] = static_cast<unsigned char>(v >> (8 * i));
     };
     put(0x40, 0xBEDA107F, 4);
     put(0x44, 0x00000002, 4);
-    put(0x48, 1, 4);                 // normal
-    put(0x160, blocks * kBlock, 8);  // disk size
-    put(0x168, kBlock, 4);           // block size
+    put(0x48, 1, 4);                // normal
+    put(0x160, blocks * kBlock, 8); // disk size
+    put(0x168, kBlock, 4);          // block size
     put(0x16C, blocks, 4);
-    put(0x170, 2, 4);                // allocated
-    put(0x174, 0x11, 1);             // non-null UUIDs
+    put(0x170, 2, 4);    // allocated
+    put(0x174, 0x11, 1); // non-null UUIDs
     put(0x184, 0x22, 1);
     const uint32_t map[blocks] = {1, 0xFFFFFFFF, 0, 0xFFFFFFFE};
-    for (uint32_t i = 0; i < blocks; ++i) put(0x1A4 + 4 * i, map[i], 4);
+    for (uint32_t i = 0; i < blocks; ++i)
+        put(0x1A4 + 4 * i, map[i], 4);
     const size_t data = 0x1A4 + blocks * 4;
     std::fill(img.begin() + static_cast<long>(data), img.begin() + static_cast<long>(data + kBlock), 0xAA);
     std::fill(img.begin() + static_cast<long>(data + kBlock), img.end(), 0xBB);

@@ -15,11 +15,14 @@ uint32_t be32(const std::string &bytes, uint64_t at) {
     return uint32_t(uint8_t(bytes[at])) << 24 | uint32_t(uint8_t(bytes[at + 1])) << 16 |
            uint32_t(uint8_t(bytes[at + 2])) << 8 | uint8_t(bytes[at + 3]);
 }
-uint64_t be64(const std::string &bytes, uint64_t at) { return uint64_t(be32(bytes, at)) << 32 | be32(bytes, at + 4); }
+uint64_t be64(const std::string &bytes, uint64_t at) {
+    return uint64_t(be32(bytes, at)) << 32 | be32(bytes, at + 4);
+}
 
 CreateOptions vhd_opts(uint64_t size, std::map<std::string, std::string> extra = {}) {
     CreateOptions o = test::create_opts("vhd", size);
-    for (auto &[k, v] : extra) o.options[k] = v;
+    for (auto &[k, v] : extra)
+        o.options[k] = v;
     return o;
 }
 

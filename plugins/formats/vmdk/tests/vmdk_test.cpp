@@ -2,8 +2,8 @@
 // interop lives in plugins/formats/vmdk/tests/vmdk_read_test.sh).
 #include "test_support.hpp"
 
-#include <filesystem>
 #include <algorithm>
+#include <filesystem>
 
 using namespace vdkit;
 
@@ -35,13 +35,13 @@ TEST_CASE("vmdk: streamOptimized takes partial and whole grains front to back", 
         const std::string path = dir / (std::string("s") + threads + ".vmdk");
         auto d = lib->create_image(path, stream_opts(size, threads));
         REQUIRE_OK(d);
-        put(**d, 100, 1000, 1);                    // inside grain 0
-        put(**d, 5000, kGrain, 2);                 // spans grains 0 and 1
-        put(**d, 3 * kGrain, 10 * kGrain, 3);      // whole grains
+        put(**d, 100, 1000, 1);               // inside grain 0
+        put(**d, 5000, kGrain, 2);            // spans grains 0 and 1
+        put(**d, 3 * kGrain, 10 * kGrain, 3); // whole grains
         std::vector<unsigned char> zeros(kGrain, 0);
         REQUIRE_OK((*d)->write(20 * kGrain, zeros.data(), kGrain)); // an all-zero grain is left out
-        put(**d, 25 * kGrain + 7, 2 * kGrain, 4);  // unaligned across three grains
-        put(**d, size - 700, 700, 5);              // the short last grain
+        put(**d, 25 * kGrain + 7, 2 * kGrain, 4);                   // unaligned across three grains
+        put(**d, size - 700, 700, 5);                               // the short last grain
         // Going back is refused: a stream is written once.
         unsigned char byte = 1;
         Status back = (*d)->write(4 * kGrain, &byte, 1);
@@ -200,7 +200,8 @@ TEST_CASE("vmdk: resize grows sparse disks (moving the directories) and grows or
             CHECK(after == first);
             auto shrunk = (*d)->check();
             REQUIRE_OK(shrunk);
-            for (const auto &f : shrunk->findings) UNSCOPED_INFO(f.message);
+            for (const auto &f : shrunk->findings)
+                UNSCOPED_INFO(f.message);
             CHECK(shrunk->clean());
             CHECK(std::filesystem::file_size(dir / "monolithicSparse.vmdk") < before);
         } else {
@@ -226,7 +227,8 @@ TEST_CASE("vmdk: compact drops zero grains, closes holes and truncates", "[vmdk]
         std::vector<unsigned char> zeros(kGrain, 0);
         for (uint64_t g : {1, 3}) { // zeros written as data: still allocated
             REQUIRE_OK((*d)->write(g * kGrain, zeros.data(), kGrain));
-            std::fill(model.begin() + static_cast<long>(g * kGrain), model.begin() + static_cast<long>((g + 1) * kGrain), 0);
+            std::fill(model.begin() + static_cast<long>(g * kGrain),
+                      model.begin() + static_cast<long>((g + 1) * kGrain), 0);
         }
         REQUIRE_OK((*d)->discard(5 * kGrain, kGrain)); // a hole in the middle
         std::fill(model.begin() + static_cast<long>(5 * kGrain), model.begin() + static_cast<long>(6 * kGrain), 0);

@@ -81,20 +81,26 @@ TEST_CASE("the lock bytes are QEMU's: 100+i held, 200+i not shared", "[file][loc
     auto created = host->stores().open_store(f, VDKIT_OPEN_WRITE | VDKIT_OPEN_CREATE, {});
     REQUIRE_OK(created);
     // A writer: consistent read, write, resize held; write, resize not shared.
-    for (off_t b : {100, 101, 103, 201, 203}) CHECK(byte_taken(f, b));
-    for (off_t b : {102, 104, 200, 202, 204}) CHECK_FALSE(byte_taken(f, b));
+    for (off_t b : {100, 101, 103, 201, 203})
+        CHECK(byte_taken(f, b));
+    for (off_t b : {102, 104, 200, 202, 204})
+        CHECK_FALSE(byte_taken(f, b));
     created = Status(VDKIT_E_INTERNAL, "closed");
-    for (off_t b : {100, 101, 103, 201, 203}) CHECK_FALSE(byte_taken(f, b));
+    for (off_t b : {100, 101, 103, 201, 203})
+        CHECK_FALSE(byte_taken(f, b));
     // A reader: consistent read held; write, resize not shared.
     auto r = host->stores().open_store(f, 0, {});
     REQUIRE_OK(r);
-    for (off_t b : {100, 201, 203}) CHECK(byte_taken(f, b));
-    for (off_t b : {101, 102, 103, 200, 202}) CHECK_FALSE(byte_taken(f, b));
+    for (off_t b : {100, 201, 203})
+        CHECK(byte_taken(f, b));
+    for (off_t b : {101, 102, 103, 200, 202})
+        CHECK_FALSE(byte_taken(f, b));
     r = Status(VDKIT_E_INTERNAL, "closed");
     // Without a lock: nothing.
     auto u = host->stores().open_store(f, VDKIT_OPEN_NOLOCK, {});
     REQUIRE_OK(u);
-    for (off_t b = 100; b < 205; ++b) CHECK_FALSE(byte_taken(f, b));
+    for (off_t b = 100; b < 205; ++b)
+        CHECK_FALSE(byte_taken(f, b));
 }
 
 TEST_CASE("QEMU's users keep vdkit's out as QEMU's rules say", "[file][lock]") {
@@ -138,7 +144,8 @@ TEST_CASE("QEMU's users keep vdkit's out as QEMU's rules say", "[file][lock]") {
     SECTION("a failed open keeps no byte") {
         ForeignHolder qemu(f, {100, 201, 203});
         REQUIRE(host->stores().open_store(f, VDKIT_OPEN_WRITE, {}).status().code() == VDKIT_E_BUSY);
-        for (off_t b : {101, 103}) CHECK_FALSE(byte_taken(f, b)); // the writer's own bytes went with it
+        for (off_t b : {101, 103})
+            CHECK_FALSE(byte_taken(f, b)); // the writer's own bytes went with it
     }
 }
 
@@ -164,14 +171,16 @@ TEST_CASE("force-share opens every file of the chain unlocked, and only for read
         REQUIRE_OK((*c)->close());
     }
     std::vector<std::string> files;
-    for (const auto &e : std::filesystem::directory_iterator(dir.path())) files.push_back(e.path().string());
+    for (const auto &e : std::filesystem::directory_iterator(dir.path()))
+        files.push_back(e.path().string());
     REQUIRE(files.size() >= 4); // a descriptor, extents and the top
     OpenOptions o;
     o.force_share = true;
     {
         auto d = lib->open(dir / "top.vmdk", o);
         REQUIRE_OK(d);
-        for (const auto &f : files) CHECK_FALSE(byte_taken(f, 100));
+        for (const auto &f : files)
+            CHECK_FALSE(byte_taken(f, 100));
     }
     {
         auto d = lib->open(dir / "top.vmdk", OpenOptions{});
@@ -273,7 +282,8 @@ TEST_CASE("write-behind keeps every write and validates its size", "[file]") {
                 if (!st.pwrite(data.data(), data.size(), i * kPiece)) ok = false;
             }
         });
-    for (auto &w : writers) w.join();
+    for (auto &w : writers)
+        w.join();
     REQUIRE(ok);
     REQUIRE_OK(st.flush());
     for (uint64_t i = 0; i < kPieces; ++i) {
@@ -351,7 +361,8 @@ TEST_CASE("sparse appends leave long zero runs past the end as holes, never zero
                 if (!(*s)->pwrite(block.data(), block.size(), 512 * kK + (kBlocks - 1 - i) * kBlock)) ok = false;
             }
         });
-    for (auto &w : writers) w.join();
+    for (auto &w : writers)
+        w.join();
     REQUIRE(ok);
     for (uint64_t i = 0; i < kBlocks; ++i) {
         std::vector<unsigned char> block(kBlock), want(kBlock, 0);
