@@ -26,17 +26,17 @@ void add(std::vector<VolumeFinding> &f, FindingSeverity sev, std::optional<uint6
 
 // ---- the metadata text: name = value, name { ... }, values are numbers,
 // "strings" and [lists]; # comments. Bounded depth and size.
+// (A section's fields are Field, not std::pair<std::string, Value>: a pair
+// of the still incomplete Value inside Value's own definition does not
+// compile with clang and libstdc++.)
+struct Field;
 struct Value {
     enum Kind { number, string, list, section } kind = number;
     int64_t num = 0;
     std::string str;
-    std::vector<Value> items;                          // list
-    std::vector<std::pair<std::string, Value>> fields; // section
-    const Value *get(std::string_view key) const {
-        for (const auto &[k, v] : fields)
-            if (k == key) return &v;
-        return nullptr;
-    }
+    std::vector<Value> items;  // list
+    std::vector<Field> fields; // section
+    const Value *get(std::string_view key) const;
     std::optional<int64_t> number_at(std::string_view key) const {
         const Value *v = get(key);
         return v && v->kind == number ? std::optional<int64_t>(v->num) : std::nullopt;
@@ -46,6 +46,15 @@ struct Value {
         return v && v->kind == string ? v->str : std::string();
     }
 };
+struct Field {
+    std::string first; // the name
+    Value second;
+};
+const Value *Value::get(std::string_view key) const {
+    for (const auto &[k, v] : fields)
+        if (k == key) return &v;
+    return nullptr;
+}
 
 class Parser {
 public:
@@ -100,7 +109,7 @@ private:
             } else
                 return false;
             if (++count_ > 100000) return err_ = "metadata has too many fields", false;
-            sec.fields.emplace_back(std::move(name), std::move(v));
+            sec.fields.push_back(Field{std::move(name), std::move(v)});
         }
     }
     bool value(Value &v, int depth) {
