@@ -25,7 +25,7 @@ if [ ! -d "$seeds" ]; then
 fi
 dict_of() {
   case $1 in
-    vmdk_*) echo vmdk ;; vdi_*) echo vdi ;; qcow2_*) echo qcow2 ;; vhd_*) echo vhd ;; probe|disk) echo probe ;; config_file|batch_file) echo yaml ;; crypt_keystore) echo keystore ;;
+    vmdk_*) echo vmdk ;; vdi_*) echo vdi ;; qcow2_*) echo qcow2 ;; vhd_*) echo vhd ;; probe|disk) echo probe ;; volumes) echo volumes ;; config_file|batch_file) echo yaml ;; crypt_keystore) echo keystore ;;
   esac
 }
 maxlen_of() {
@@ -42,6 +42,7 @@ for t in "${targets[@]}"; do
   [ -x "$exe" ] || { echo "fuzz: no target $exe (build the fuzz preset)" >&2; failed+=("$t"); continue; }
   mkdir -p "$fz/corpus/$t" "$fz/artifacts/$t" "$seeds/$t"
   dict=$src/dict/$(dict_of "$t").dict
+  [ -s "$dict" ] || { echo "fuzz: no dictionary for $t ($dict; dict_of in $0)" >&2; failed+=("$t"); continue; }
   log=$fz/$t.log
   echo "fuzz: $t for ${seconds}s"
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0} \

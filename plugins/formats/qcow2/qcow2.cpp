@@ -231,7 +231,11 @@ public:
         const uint64_t unit = h_.subcluster_size();
         const uint32_t status = state_of(lookup(ctx, off).kind);
         uint64_t n = std::min(len, unit - off % unit);
-        while (n < len && state_of(lookup(ctx, off + n).kind) == status)
+        // At most 4096 units per call (the caller asks again from where the
+        // run ends), so a hostile virtual size over tiny (sub)clusters
+        // cannot make one call walk billions of entries.
+        for (uint64_t units = 1; n < len && units < (1u << 12) && state_of(lookup(ctx, off + n).kind) == status;
+             ++units)
             n += std::min(len - n, unit);
         return {status, n};
     }

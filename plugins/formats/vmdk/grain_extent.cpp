@@ -50,6 +50,9 @@ void GrainExtent::read_grain(sdk::Context &ctx, uint64_t, uint64_t sector, uint6
     if (avail < n) std::memset(static_cast<unsigned char *>(buf) + avail, 0, static_cast<size_t>(n - avail));
 }
 
+// Grains one status call looks at, at most.
+constexpr uint64_t kMaxStatusGrains = 1u << 12;
+
 sdk::BlockStatus GrainExtent::status(sdk::Context &ctx, uint64_t offset, uint64_t len) {
     const uint64_t gb = grain_bytes();
     auto kind = [&](uint64_t i) {
@@ -67,7 +70,10 @@ sdk::BlockStatus GrainExtent::status(sdk::Context &ctx, uint64_t offset, uint64_
     const uint64_t index = offset / gb;
     const uint32_t st = kind(index);
     uint64_t run = std::min(len, gb - offset % gb);
-    for (uint64_t i = index + 1; run < len && kind(i) == st; ++i)
+    // At most kMaxStatusGrains grains per call (the caller asks again from
+    // where the run ends): a hostile header with 512-byte grains and a
+    // terabyte capacity otherwise makes one call walk billions of grains.
+    for (uint64_t i = index + 1; run < len && i - index < kMaxStatusGrains && kind(i) == st; ++i)
         run += std::min(gb, len - run);
     return {st, run};
 }
