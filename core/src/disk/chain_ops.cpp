@@ -391,7 +391,9 @@ Status Disk::merge(size_t from, size_t to, const ProgressFunction &progress) {
             todo = unite(std::move(todo), subtract(below, mine));
         }
         meter.total = bytes_in(todo);
-        auto source = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(to - 1, o, b, n); };
+        // The source is the chain through dst itself: transfer writes whole
+        // granules, and the sectors dst holds must keep dst's own data.
+        auto source = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(to, o, b, n); };
         auto after = [&](uint64_t o, void *b, uint64_t n) -> Status {
             if (from == 0) {
                 std::memset(b, 0, static_cast<size_t>(n));
@@ -535,9 +537,12 @@ Status Disk::rebase(const std::string &new_parent, const RebaseOptions &options)
             std::memset(b, 0, static_cast<size_t>(n));
             return Status::ok();
         };
-        auto source = [&](uint64_t o, void *b, uint64_t n) {
-            return top == 0 ? zeros(b, n) : st.read_chain(top - 1, o, b, n);
-        };
+        // What the disk reads now, the image itself included: transfer
+        // writes whole granules (a VHD block), and a granule the image holds
+        // only in part must keep the image's own sectors, not the old
+        // parent's (rebase copies from the old parent only what the image
+        // does not hold itself).
+        auto source = [&](uint64_t o, void *b, uint64_t n) { return st.read_chain(top, o, b, n); };
         auto after = [&](uint64_t o, void *b, uint64_t n) -> Status {
             if (nb) return nb->read_chain(nb->images.size() - 1, o, b, n);
             return keep ? st.read_chain(keep - 1, o, b, n) : zeros(b, n);

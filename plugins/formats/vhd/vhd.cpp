@@ -455,7 +455,7 @@ public:
         } else {
             require_sound_bat();
             const uint64_t need = needed_entries(s.bytes, d_.block_size);
-            if (need > d_.max_entries) {
+            if (d_.table_offset + need * 4 > bat_end_) {
                 const uint64_t bat_end = d_.table_offset + need * 4;
                 bool room = need <= kMaxBatEntries && bat_end <= lowest_block_;
                 for (const Locator &l : d_.locators)
@@ -474,9 +474,11 @@ public:
                     std::vector<unsigned char> ff(static_cast<size_t>(pad), 0xFF);
                     main_.pwrite(ctx.get(), bat_end, ff.data(), ff.size());
                 }
-                d_.max_entries = static_cast<uint32_t>(need);
+                d_.max_entries = std::max<uint32_t>(d_.max_entries, static_cast<uint32_t>(need));
                 bat_end_ = align_up(bat_end, kSector);
+                declared_bat_end_ = std::max(declared_bat_end_, bat_end_);
                 meta_end_ = std::max(meta_end_, bat_end_);
+                core_end_ = std::max(core_end_, bat_end_);
                 data_end_ = std::max(data_end_, meta_end_);
                 footer_at_ = std::max(footer_at_, data_end_);
             } else if (need < bat_.size()) {
@@ -485,7 +487,12 @@ public:
                 flush(ctx);
                 bat_.resize(std::max<uint64_t>(need, 1));
             } else {
+                // Inside the BAT's sectors: the new entries are written free
+                // (a larger max table entries may have left anything there).
+                const uint64_t old = bat_.size();
                 bat_.resize(need, kBatFree);
+                write_bat_range(ctx, old, need);
+                d_.max_entries = std::max<uint32_t>(d_.max_entries, static_cast<uint32_t>(need));
             }
             state_.resize(bat_.size(), kSound);
             main_.flush(ctx.get());
@@ -525,6 +532,11 @@ public:
                    true);
             rewrite_copy = true;
         }
+        // Checksums are always judged (ignore-checksums only lets the image open).
+        for (const std::string &n : sum_notes_) {
+            report(VDKIT_FINDING_ERROR, 0, n + "; repair writes it again with the computed checksum", true);
+            rewrite_end = rewrite_copy = true;
+        }
         if (!fixed()) {
             // One finding per entry, at most kMaxFindings of each kind, then a count.
             constexpr uint64_t kMaxFindings = 100;
@@ -563,6 +575,17 @@ public:
             if (shared > kMaxFindings)
                 report(VDKIT_FINDING_ERROR, d_.table_offset,
                        std::to_string(shared - kMaxFindings) + " more BAT entries share a data block", false);
+            // A max table entries larger than the disk needs: only the
+            // needed entries are used; the declared extent over block data
+            // is a header fault, reported (blocks there read as they are).
+            if (declared_bat_end_ > bat_end_ && lowest_block_ < declared_bat_end_)
+                report(VDKIT_FINDING_ERROR, f_.data_offset + 28,
+                       "the dynamic header's max table entries " + std::to_string(d_.max_entries) + " (byte " +
+                           std::to_string(f_.data_offset + 28) + ") declares a BAT up to byte " +
+                           std::to_string(declared_bat_end_) + ", over block data from byte " +
+                           std::to_string(lowest_block_) + "; only the " + std::to_string(bat_.size()) +
+                           " entries the disk needs are used (not repaired: qemu reads it the same way)",
+                       false);
             // Space inside the data area no entry uses.
             std::vector<std::pair<uint64_t, uint64_t>> used;
             for (uint64_t b = 0; b < bat_.size(); ++b)
@@ -588,6 +611,17 @@ public:
         }
         if (!repair) return;
         if (!fixed()) {
+            // A repair never frees a block whose data may be readable: one
+            // that overlaps only a locator area (an implausible locator
+            // offset or size) is refused, not freed.
+            for (uint64_t b = 0; b < bat_.size(); ++b)
+                if (state_[b] == kInMeta && uint64_t(bat_[b]) * kSector >= core_end_)
+                    fail(VDKIT_E_CORRUPT, "block " + std::to_string(b) + " (BAT entry at byte " +
+                                              std::to_string(d_.table_offset + b * 4) +
+                                              ") lies in a parent locator area (" + "the locators end at byte " +
+                                              std::to_string(meta_end_) +
+                                              "), past the header and BAT; its data may be intact, so repair refuses "
+                                              "to free it (check the locator fields of the dynamic header)");
             bool padded = false;
             for (uint64_t b = 0; b < bat_.size(); ++b) {
                 if (state_[b] == kCut) {
@@ -617,8 +651,13 @@ public:
                 rewrite_end = true;
             }
         }
+        if (header_sum_bad_) {
+            write_dyn_header(ctx); // serialise_dynamic computes the checksum
+            header_sum_bad_ = false;
+        }
         if (rewrite_end || rewrite_copy) {
             write_footers(ctx);
+            sum_notes_.clear();
             if (file_size_ != footer_at_ + kFooterSize) {
                 main_.truncate(ctx.get(), footer_at_ + kFooterSize);
                 file_size_ = footer_at_ + kFooterSize;
@@ -726,6 +765,22 @@ private:
             if (has_cookie(head, kFooterSize))
                 copy_err = parse_footer(head, kFooterSize, "the footer copy at byte 0", verify_, copy);
         }
+        // ignore-checksums opens the image, but a wrong checksum is still
+        // remembered: check reports it and check -r writes it again.
+        auto sum_note = [&](const unsigned char *b, uint64_t len, const std::string &where) {
+            Footer tmp;
+            auto e = verify_ ? std::nullopt : parse_footer(b, len, where, true, tmp);
+            return e && e->find("checksum") != std::string::npos ? *e : std::string();
+        };
+        if (!end_err) {
+            if (auto n = sum_note(tail + (tn - end_len), end_len,
+                                  "the footer at byte " + std::to_string(file_size_ - end_len));
+                !n.empty())
+                sum_notes_.push_back(n);
+        }
+        if (!copy_err && (end_err || end.type != kTypeFixed)) {
+            if (auto n = sum_note(head, kFooterSize, "the footer copy at byte 0"); !n.empty()) sum_notes_.push_back(n);
+        }
         if (!end_err) {
             f_ = end;
             footer_at_ = file_size_ - end_len;
@@ -767,17 +822,28 @@ private:
         unsigned char buf[kDynHeaderSize];
         main_.pread(ctx.get(), at, buf, sizeof buf);
         if (auto err = parse_dynamic(buf, at, size_, file_size_, verify_, d_)) fail(VDKIT_E_CORRUPT, *err);
+        if (!verify_) {
+            DynHeader tmp;
+            auto e = parse_dynamic(buf, at, size_, file_size_, true, tmp);
+            if (e && e->find("checksum") != std::string::npos) {
+                sum_notes_.push_back(*e);
+                header_sum_bad_ = true;
+            }
+        }
         const uint64_t need = needed_entries(size_, d_.block_size);
         std::vector<unsigned char> raw(static_cast<size_t>(need * 4)); // bounded by the file (parse_dynamic)
         main_.pread(ctx.get(), d_.table_offset, raw.data(), raw.size());
         bat_.resize(need);
         for (uint64_t i = 0; i < need; ++i)
             bat_[i] = static_cast<uint32_t>(load_be(raw.data() + 4 * i, 4));
-        // The metadata: the header, the BAT (as long as the header says,
-        // within the file) and the locator areas inside the file.
-        const uint64_t table_bytes = std::min<uint64_t>(uint64_t(d_.max_entries) * 4, file_size_ - d_.table_offset);
-        bat_end_ = align_up(d_.table_offset + table_bytes, kSector);
+        // The metadata: the header, the BAT entries the disk needs (only
+        // those matter, as qemu reads them; a larger max table entries is
+        // reported by check, its extent bounded by parse_dynamic) and the
+        // locator areas inside the file.
+        bat_end_ = align_up(d_.table_offset + need * 4, kSector);
+        declared_bat_end_ = align_up(d_.table_offset + uint64_t(d_.max_entries) * 4, kSector);
         meta_end_ = std::max(at + kDynHeaderSize, bat_end_);
+        core_end_ = meta_end_; // header and BAT: a block starting below this holds no data of its own
         for (const Locator &l : d_.locators) {
             const uint64_t span = std::max<uint64_t>(l.length, l.space);
             if (l.offset && l.offset < file_size_ && span <= kMaxLocatorBytes && span <= file_size_ - l.offset)
@@ -1092,7 +1158,7 @@ private:
             main_.pwrite(ctx.get(), loc_at, data->data(), data->size());
         }
         meta_end_ = data_end_ = footer_at_ = l.data_start;
-        bat_end_ = align_up(d_.table_offset + uint64_t(d_.max_entries) * 4, kSector);
+        bat_end_ = declared_bat_end_ = core_end_ = align_up(d_.table_offset + uint64_t(d_.max_entries) * 4, kSector);
         file_size_ = 0;
         unsigned char dyn[kDynHeaderSize];
         serialise_dynamic(d_, dyn);
@@ -1112,20 +1178,24 @@ private:
     DynHeader d_;
     uint64_t size_ = 0; // the disk size readers see (Footer::disk_size)
     uint64_t file_size_ = 0;
-    uint64_t footer_at_ = 0; // where the footer at the end is (or goes)
-    uint64_t data_end_ = 0;  // end of the last block (or of the metadata): the next block goes here
-    uint64_t meta_end_ = 0;  // end of the metadata (header, BAT, locator areas): blocks start at or after it
-    uint64_t bat_end_ = 0;   // end of the BAT's sectors
+    uint64_t footer_at_ = 0;        // where the footer at the end is (or goes)
+    uint64_t data_end_ = 0;         // end of the last block (or of the metadata): the next block goes here
+    uint64_t meta_end_ = 0;         // end of the metadata (header, BAT, locator areas): blocks start at or after it
+    uint64_t bat_end_ = 0;          // end of the BAT's sectors (the entries the disk needs)
+    uint64_t declared_bat_end_ = 0; // end of the BAT as the header's max table entries declares it
+    uint64_t core_end_ = 0;         // end of the header and the BAT (meta_end_ without the locator areas)
     uint64_t lowest_block_ = UINT64_MAX; // start of the first block in use
     std::vector<uint32_t> bat_;          // the entries the disk needs
     // Per block: kSound, or why its BAT entry cannot be used (load_dynamic).
     enum : uint8_t { kSound, kInMeta, kPastEnd, kShared, kCut };
     uint64_t limit_ = 0; // where the data area ends (the footer at the end, or the end of the file)
     std::vector<uint8_t> state_;
-    uint64_t unsound_ = 0;         // blocks that are not kSound
-    std::string end_note_;         // the footer at the end is damaged (the copy at 0 is used)
-    std::string copy_note_;        // the copy at 0 is missing, damaged or different
-    std::set<uint64_t> dirty_bat_; // BAT sectors to write at the next flush
+    uint64_t unsound_ = 0;               // blocks that are not kSound
+    std::string end_note_;               // the footer at the end is damaged (the copy at 0 is used)
+    std::string copy_note_;              // the copy at 0 is missing, damaged or different
+    std::vector<std::string> sum_notes_; // checksums found wrong under ignore-checksums (check reports them)
+    bool header_sum_bad_ = false;        // the dynamic header's checksum is one of them
+    std::set<uint64_t> dirty_bat_;       // BAT sectors to write at the next flush
     std::map<uint64_t, std::vector<uint8_t>> dirty_bitmaps_;
     std::vector<uint8_t> cached_bits_;
     uint64_t cached_block_ = UINT64_MAX;

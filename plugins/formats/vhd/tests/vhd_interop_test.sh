@@ -320,4 +320,70 @@ edit loc.vhd h-loop.vhd 'n = "h-loop.vhd".encode("utf-16-le"); o = struct.unpack
 d[o:o + len(n)] = n; be(512 + 576 + 8, "I", len(n)); d[512 + 40:512 + 56] = d[68:84]; fix(512, 1024)'
 (ulimit -v 400000; timeout 60 "$VDKIT" convert -O raw h-loop.vhd r.raw > out 2>&1); rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ ! -e r.raw ] && ok || bad "a child naming itself: exit $rc"
+# ---- 7. Rules found by a new-user trial.
+# Safe rebase copies from the old parent only the sectors the child does not
+# hold: the child's writes in blocks the parent has allocated survive (whole
+# sectors, partial sectors, several blocks), judged by qemu-img against the
+# model of what the disk read before.
+qemu-img convert -f raw -O vpc src.raw rp.vhd
+"$VDKIT" create -f vhd -b rp.vhd rk.vhd > out 2>&1 || bad "create -b rp.vhd: $(cat out)"
+qemu-img convert -f vpc -O raw rp.vhd rk-model.raw
+rops=(-c 'write -P 0x51 1M 4k' -c 'write -P 0x52 5243392 1k' -c 'write -P 0x53 9440184 700'
+      -c 'write -P 0x54 17M 64k' -c 'write -z 13M 512' -c 'write -P 0x55 20479k 1k')
+serve_vdkit rk rk.vhd || bad "vdkit serve rk.vhd"
+qemu-io -f raw "${rops[@]}" "$(url rk "")" > io.log 2>&1 || bad "qemu-io through vdkit serve: $(cat io.log)"
+stop_server rk
+qemu-io -f raw "${rops[@]}" rk-model.raw > /dev/null
+vsame rk.vhd rk-model.raw "the child before rebase"
+cp rk.vhd rk2.vhd
+"$VDKIT" rebase -b "" rk.vhd > out 2>&1 || bad "rebase -b '' (child writes in parent blocks): $(cat out)"
+qsame rk-model.raw rk.vhd "rebase -b '' keeps the child's writes in blocks the parent holds"
+expect_exit 0 "check the rebased child" "$VDKIT" check rk.vhd
+# Onto another parent (an empty VHD of the same size): the same rule.
+"$VDKIT" create -f vhd rnp.vhd "$(vsize rp.vhd)" > out 2>&1 || bad "create rnp.vhd: $(cat out)"
+"$VDKIT" rebase -b rnp.vhd rk2.vhd > out 2>&1 || bad "rebase -b rnp.vhd: $(cat out)"
+vsame rk2.vhd rk-model.raw "rebase onto a new parent keeps the child's writes"
+
+# max table entries (byte 540) larger than the disk needs: only the needed
+# entries count; qemu reads the file the same; check names the field and
+# check -r frees nothing; a value past the file is refused by name.
+qemu-img convert -f vpc -O raw $orig q.raw
+for mte in 200 4096 1048576; do
+    edit $orig h-mte.vhd "be(512 + 28, 'I', $mte); fix(512, 1024)"
+    # qemu refuses a table past its data ("free_data_block_offset points after the end"); vdkit reads the needed entries.
+    [ "$mte" -lt 100000 ] && qsame q.raw h-mte.vhd "qemu reads max table entries $mte"
+    vsame h-mte.vhd q.raw "max table entries $mte reads as qemu reads it"
+    "$VDKIT" check h-mte.vhd > out 2>&1
+    if [ "$mte" -gt 1000 ]; then says "check names max table entries $mte" "max table entries $mte (byte 540)"; fi
+    "$VDKIT" check -r h-mte.vhd > out 2>&1
+    vsame h-mte.vhd q.raw "check -r keeps every block with max table entries $mte"
+done
+for mte in 4294967295 16777217 100000000; do
+    edit $orig h-mte.vhd "be(512 + 28, 'I', $mte); fix(512, 1024)"
+    cp h-mte.vhd h-mte0.vhd
+    refused "max table entries $mte" "max table entries $mte (byte 540)" h-mte.vhd
+    "$VDKIT" check -r h-mte.vhd > out 2>&1 && bad "check -r accepted max table entries $mte" || ok
+    cmp -s h-mte.vhd h-mte0.vhd && ok || bad "check -r changed a file with max table entries $mte"
+done
+
+# ignore-checksums opens the image, but check still reports each wrong
+# checksum (stored and computed values) and check -r writes it again.
+printf 'defaults:\n  format:\n    vhd:\n      ignore-checksums: true\n' > ic.yaml
+for what in end copy both dyn fixed; do
+    src=$orig
+    case $what in
+        end) e='d[E + 64] ^= 1' ;; copy) e='d[64] ^= 1' ;; both) e='d[64] ^= 1; d[E + 64] ^= 1' ;;
+        dyn) e='d[512 + 36] ^= 1' ;;
+        fixed) qemu-img convert -f raw -O vpc -o subformat=fixed src.raw ic-fixed.vhd; src=ic-fixed.vhd; e='d[E + 64] ^= 1' ;;
+    esac
+    qemu-img convert -f vpc -O raw $src ic.raw
+    edit $src h-ic.vhd "$e"
+    expect_exit 2 "check (ignore-checksums), $what checksum" "$VDKIT" --config ic.yaml check h-ic.vhd
+    says "check names the $what checksum" "does not match the"
+    expect_exit 0 "check -r (ignore-checksums), $what checksum" "$VDKIT" --config ic.yaml check -r h-ic.vhd
+    expect_exit 0 "check after the $what checksum repair (checksums verified)" "$VDKIT" check h-ic.vhd
+    cmp -s h-ic.vhd $src && ok || bad "check -r did not restore the $what checksum byte for byte"
+    qsame ic.raw h-ic.vhd "qemu reads the repaired $what checksum"
+done
+
 finish
