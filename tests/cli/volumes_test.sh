@@ -257,7 +257,11 @@ for kind in overlap past-end ebr-loop; do
         if [ "$i" = 1 ]; then qemu-img convert -f raw -O vdi "$img" "d.$kind.$i.vdi" && img=d.$kind.$i.vdi; fi
         expect_exit 3 "$kind variant $i" timeout 30 "$vdkit" volumes "$img"
         case $kind in
-        overlap) says "$kind finding" "overlap" ;;
+        overlap) says "$kind finding" "overlap"
+            says "$kind: 1 not mountable" "not mountable: it overlaps partition 2 (mounting one could write into the other)"
+            says "$kind: 2 not mountable" "not mountable: it overlaps partition 1"
+            expect_exit 2 "$kind: partition 1 is not mounted" "$vdkit" mount -r "$img:1" "$mnt"
+            says "$kind: mount names the overlap" "overlaps partition 2" ;;
         past-end) says "$kind finding" "extends past the disk's end"
             n=$(sed -n 's/.*partition \([0-9]*\) (sectors.*extends past.*/\1/p' out | head -1)
             expect_exit 2 "a partition past the end ($n) is not mounted" "$vdkit" mount -r "$img:$n" "$mnt"
