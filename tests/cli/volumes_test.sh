@@ -217,6 +217,11 @@ expect_exit 2 "extended is refused" "$vdkit" mount mbr.vmdk:3 "$mnt"; says "exte
 expect_exit 2 "an LVM PV is refused" "$vdkit" mount lvm.vmdk:1 "$mnt"; says "PV named" "LVM physical volume"
 expect_exit 2 "no such volume" "$vdkit" mount mbr.vmdk:9 "$mnt"; says "volume 9" "no volume 9"
 expect_exit 2 "several volumes need N" "$vdkit" mount mbr.vmdk "$mnt"; says "IMAGE:N asked" "IMAGE:N"
+# The count is the listing's; the mountable ones are named with their numbers (not swap, not the extended one).
+"$vdkit" volumes mbr.vmdk > listing
+says "count as listed" "has $(grep -c '^[0-9]*: ' listing) volumes"
+says "mountable listed" 'mountable: 1 (ext4 "rootfs", 16.000 MiB), 5 (ext4 "logi5", 10.000 MiB), 6 (vfat "FATSIX", 40.000 MiB)'
+says "how to pick one" "'vdkit mount mbr.vmdk:1 DIR'"
 expect_exit 2 "umount of nothing" "$vdkit" umount "$mnt"
 if "$vdkit" -q mount mbr.vmdk:1 "$mnt" > mount.out 2>&1; then
     mounted=("$mnt")

@@ -113,8 +113,23 @@ const Volume &choose(const VolumeList &list, const Target &t) {
             if (v.kind != VolumeKind::extended) usable.push_back(&v);
         if (usable.size() == 1) return *usable.front();
         if (usable.empty()) throw CliError(t.image + " has no volume to mount (see 'vdkit volumes " + t.image + "')");
-        throw CliError(t.image + " has " + std::to_string(usable.size()) +
-                           " volumes: name one as IMAGE:N (see 'vdkit volumes " + t.image + "')",
+        // Counted as 'vdkit volumes' lists them; the mountable ones named.
+        std::string names;
+        const Volume *first = nullptr;
+        for (const Volume &v : list.volumes) {
+            if (!v.not_mountable.empty()) continue;
+            if (!first) first = &v;
+            names += (names.empty() ? "" : ", ") + std::to_string(v.index) + " (" +
+                     (v.kind == VolumeKind::lvm ? v.name + ", " : "") +
+                     (v.filesystem.empty() ? "no filesystem found" : v.filesystem) +
+                     (v.label.empty() ? "" : " \"" + v.label + "\"") + ", " + size_text(v.length) + ")";
+        }
+        const std::string n = std::to_string(list.volumes.size());
+        if (!first)
+            throw CliError(t.image + " has " + n + " volumes and none can be mounted (see 'vdkit volumes " + t.image + "')",
+                           kExitUsage);
+        throw CliError(t.image + " has " + n + " volumes; mountable: " + names + ". Name one as IMAGE:N, e.g. 'vdkit mount " +
+                           t.image + ":" + std::to_string(first->index) + " DIR' (see 'vdkit volumes " + t.image + "')",
                        kExitUsage);
     }
     for (const Volume &v : list.volumes) {
