@@ -240,6 +240,39 @@ else
     bad "mount rw mbr:1: $(cat mount.out)"
 fi
 
+# ---- a killed daemon: umount (plain and --force) and mount clean up -------------------
+# daemon_state: the state file of the mount on $mnt (the daemon's pid, loop device, view).
+daemon_state() { grep -lx "dir=$(realpath "$mnt")" /run/vdkit/mounts/*/state 2> /dev/null | head -1; }
+for how in umount umount--force mount; do
+    if ! "$vdkit" -q mount mbr.vmdk:1 "$mnt" > mount.out 2>&1; then bad "mount before kill -9 ($how): $(cat mount.out)"; continue; fi
+    mounted=("$mnt")
+    st=$(daemon_state)
+    pid=$(sed -n 's/^pid=//p' "$st"); view=$(sed -n 's/^view=//p' "$st"); loop=$(sed -n 's/^loop=//p' "$st")
+    kill -9 "$pid"
+    case $how in
+    umount) expect_exit 0 "umount after kill -9" "$vdkit" umount "$mnt" ;;
+    umount--force) expect_exit 0 "umount --force after kill -9" "$vdkit" umount --force "$mnt" ;;
+    mount) expect_exit 2 "mount after kill -9 cleans the stale state" "$vdkit" mount mbr.vmdk:2 "$mnt"
+        says "stale mount named" "had a stale mount of mbr.vmdk (its daemon, pid $pid, is gone)" ;;
+    esac
+    [ "$how" = mount ] || says "$how names the dead daemon" "the mount's daemon (pid $pid) is gone; cleaned up the filesystem on"
+    says "$how: the view cleaned" "the FUSE view $view"
+    says "$how: the loop device detached" "loop device $loop"
+    mounted=()
+    if mountpoint -q "$mnt" || grep -qF " $view " /proc/self/mountinfo; then bad "$how: a mount is left"; else ok; fi
+    if losetup "$loop" 2> /dev/null | grep -qF "$view"; then bad "$how: $loop still serves the view"; else ok; fi
+    if [ -e "$(dirname "$st")" ]; then bad "$how: state $(dirname "$st") left"; else ok; fi
+    expect_exit 0 "$how: the image is unlocked (writable open)" "$vdkit" info mbr.vmdk
+    if "$vdkit" -q mount -r mbr.vmdk:5 "$mnt" > mount.out 2>&1; then
+        mounted=("$mnt")
+        verify mbr5 "$mnt"
+        expect_exit 0 "$how: umount of the new mount" "$vdkit" umount "$mnt"
+        mounted=()
+    else
+        bad "$how: a new mount on the same DIR: $(cat mount.out)"
+    fi
+done
+
 # ---- damaged tables ----------------------------------------------------------------
 for kind in gpt-header-crc gpt-array-crc gpt-both; do
     for i in 1 2 3; do
