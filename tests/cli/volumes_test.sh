@@ -217,6 +217,11 @@ expect_exit 2 "extended is refused" "$vdkit" mount mbr.vmdk:3 "$mnt"; says "exte
 expect_exit 2 "an LVM PV is refused" "$vdkit" mount lvm.vmdk:1 "$mnt"; says "PV named" "LVM physical volume"
 expect_exit 2 "no such volume" "$vdkit" mount mbr.vmdk:9 "$mnt"; says "volume 9" "no volume 9"
 expect_exit 2 "several volumes need N" "$vdkit" mount mbr.vmdk "$mnt"; says "IMAGE:N asked" "IMAGE:N"
+# The count is the listing's; the mountable ones are named with their numbers (not swap, not the extended one).
+"$vdkit" volumes mbr.vmdk > listing
+says "count as listed" "has $(grep -c '^[0-9]*: ' listing) volumes"
+says "mountable listed" 'mountable: 1 (ext4 "rootfs", 16.000 MiB), 5 (ext4 "logi5", 10.000 MiB), 6 (vfat "FATSIX", 40.000 MiB)'
+says "how to pick one" "'vdkit mount mbr.vmdk:1 DIR'"
 expect_exit 2 "umount of nothing" "$vdkit" umount "$mnt"
 if "$vdkit" -q mount mbr.vmdk:1 "$mnt" > mount.out 2>&1; then
     mounted=("$mnt")
@@ -234,6 +239,39 @@ if "$vdkit" -q mount mbr.vmdk:1 "$mnt" > mount.out 2>&1; then
 else
     bad "mount rw mbr:1: $(cat mount.out)"
 fi
+
+# ---- a killed daemon: umount (plain and --force) and mount clean up -------------------
+# daemon_state: the state file of the mount on $mnt (the daemon's pid, loop device, view).
+daemon_state() { grep -lx "dir=$(realpath "$mnt")" /run/vdkit/mounts/*/state 2> /dev/null | head -1; }
+for how in umount umount--force mount; do
+    if ! "$vdkit" -q mount mbr.vmdk:1 "$mnt" > mount.out 2>&1; then bad "mount before kill -9 ($how): $(cat mount.out)"; continue; fi
+    mounted=("$mnt")
+    st=$(daemon_state)
+    pid=$(sed -n 's/^pid=//p' "$st"); view=$(sed -n 's/^view=//p' "$st"); loop=$(sed -n 's/^loop=//p' "$st")
+    kill -9 "$pid"
+    case $how in
+    umount) expect_exit 0 "umount after kill -9" "$vdkit" umount "$mnt" ;;
+    umount--force) expect_exit 0 "umount --force after kill -9" "$vdkit" umount --force "$mnt" ;;
+    mount) expect_exit 2 "mount after kill -9 cleans the stale state" "$vdkit" mount mbr.vmdk:2 "$mnt"
+        says "stale mount named" "had a stale mount of mbr.vmdk (its daemon, pid $pid, is gone)" ;;
+    esac
+    [ "$how" = mount ] || says "$how names the dead daemon" "the mount's daemon (pid $pid) is gone; cleaned up the filesystem on"
+    says "$how: the view cleaned" "the FUSE view $view"
+    says "$how: the loop device detached" "loop device $loop"
+    mounted=()
+    if mountpoint -q "$mnt" || grep -qF " $view " /proc/self/mountinfo; then bad "$how: a mount is left"; else ok; fi
+    if losetup "$loop" 2> /dev/null | grep -qF "$view"; then bad "$how: $loop still serves the view"; else ok; fi
+    if [ -e "$(dirname "$st")" ]; then bad "$how: state $(dirname "$st") left"; else ok; fi
+    expect_exit 0 "$how: the image is unlocked (writable open)" "$vdkit" info mbr.vmdk
+    if "$vdkit" -q mount -r mbr.vmdk:5 "$mnt" > mount.out 2>&1; then
+        mounted=("$mnt")
+        verify mbr5 "$mnt"
+        expect_exit 0 "$how: umount of the new mount" "$vdkit" umount "$mnt"
+        mounted=()
+    else
+        bad "$how: a new mount on the same DIR: $(cat mount.out)"
+    fi
+done
 
 # ---- damaged tables ----------------------------------------------------------------
 for kind in gpt-header-crc gpt-array-crc gpt-both; do
@@ -257,7 +295,11 @@ for kind in overlap past-end ebr-loop; do
         if [ "$i" = 1 ]; then qemu-img convert -f raw -O vdi "$img" "d.$kind.$i.vdi" && img=d.$kind.$i.vdi; fi
         expect_exit 3 "$kind variant $i" timeout 30 "$vdkit" volumes "$img"
         case $kind in
-        overlap) says "$kind finding" "overlap" ;;
+        overlap) says "$kind finding" "overlap"
+            says "$kind: 1 not mountable" "not mountable: it overlaps partition 2 (mounting one could write into the other)"
+            says "$kind: 2 not mountable" "not mountable: it overlaps partition 1"
+            expect_exit 2 "$kind: partition 1 is not mounted" "$vdkit" mount -r "$img:1" "$mnt"
+            says "$kind: mount names the overlap" "overlaps partition 2" ;;
         past-end) says "$kind finding" "extends past the disk's end"
             n=$(sed -n 's/.*partition \([0-9]*\) (sectors.*extends past.*/\1/p' out | head -1)
             expect_exit 2 "a partition past the end ($n) is not mounted" "$vdkit" mount -r "$img:$n" "$mnt"

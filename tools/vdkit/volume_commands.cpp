@@ -115,8 +115,25 @@ const Volume &choose(const VolumeList &list, const Target &t) {
             if (v.kind != VolumeKind::extended) usable.push_back(&v);
         if (usable.size() == 1) return *usable.front();
         if (usable.empty()) throw CliError(t.image + " has no volume to mount (see 'vdkit volumes " + t.image + "')");
-        throw CliError(t.image + " has " + std::to_string(usable.size()) +
-                           " volumes: name one as IMAGE:N (see 'vdkit volumes " + t.image + "')",
+        // Counted as 'vdkit volumes' lists them; the mountable ones named.
+        std::string names;
+        const Volume *first = nullptr;
+        for (const Volume &v : list.volumes) {
+            if (!v.not_mountable.empty()) continue;
+            if (!first) first = &v;
+            names += (names.empty() ? "" : ", ") + std::to_string(v.index) + " (" +
+                     (v.kind == VolumeKind::lvm ? v.name + ", " : "") +
+                     (v.filesystem.empty() ? "no filesystem found" : v.filesystem) +
+                     (v.label.empty() ? "" : " \"" + v.label + "\"") + ", " + size_text(v.length) + ")";
+        }
+        const std::string n = std::to_string(list.volumes.size());
+        if (!first)
+            throw CliError(t.image + " has " + n + " volumes and none can be mounted (see 'vdkit volumes " + t.image +
+                               "')",
+                           kExitUsage);
+        throw CliError(t.image + " has " + n + " volumes; mountable: " + names +
+                           ". Name one as IMAGE:N, e.g. 'vdkit mount " + t.image + ":" + std::to_string(first->index) +
+                           " DIR' (see 'vdkit volumes " + t.image + "')",
                        kExitUsage);
     }
     for (const Volume &v : list.volumes) {
@@ -238,8 +255,16 @@ void write_state(const fs::path &dir, const State &s) {
     fs::rename(dir / "state.tmp", dir / "state");
 }
 
+// Whether pid runs: a killed daemon stays a zombie until its new parent
+// reaps it, which counts as gone (/proc/PID/stat's state field is Z or X).
 bool alive(pid_t pid) {
-    return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+    if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) return false;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size()) return true;
+    return stat[paren + 2] != 'Z' && stat[paren + 2] != 'X';
 }
 
 // Whether `dir` is a mount point (/proc/self/mountinfo's fifth field).
@@ -327,6 +352,59 @@ int unmount_view(const fs::path &file, bool lazy) {
     return run_program(lazy ? std::vector<std::string>{"fusermount3", "-u", "-z", file.string()}
                             : std::vector<std::string>{"fusermount3", "-u", file.string()},
                        &out);
+}
+
+// A loop device's backing file (/sys/block/loopN/loop/backing_file), so a
+// loop device is only detached while it still serves our view.
+std::string loop_backing(const std::string &loop) {
+    std::ifstream in("/sys/block/" + fs::path(loop).filename().string() + "/loop/backing_file");
+    std::string line;
+    std::getline(in, line);
+    return line;
+}
+
+// Clean up after a mount whose daemon is gone (killed, crashed): the
+// filesystem on DIR, the loop device over the FUSE view, the dead FUSE view
+// ("Transport endpoint is not connected") and the state directory. The
+// image's lock went with the daemon. Returns what was cleaned, for the
+// message ("the filesystem on DIR, loop device /dev/loop3, ...").
+std::string clean_dead_mount(const fs::path &dir, const fs::path &sdir, const State &s) {
+    std::vector<std::string> done;
+    std::string out;
+    const bool root = geteuid() == 0;
+    if (s.count("dir") && s.at("dir") == dir.string() && is_mount_point(dir)) {
+        // Its backing is gone: nothing to flush, so a lazy unmount when a plain one fails.
+        if ((root ? run_program({"umount", dir.string()}, &out)
+                  : run_program({"fusermount3", "-u", dir.string()}, &out)) == 0 ||
+            (root ? run_program({"umount", "-l", dir.string()}, &out)
+                  : run_program({"fusermount3", "-u", "-z", dir.string()}, &out)) == 0)
+            done.push_back("the filesystem on " + dir.string());
+        else
+            throw CliError("cannot unmount " + dir.string() + ": " + out);
+    }
+    const fs::path view = s.count("view") ? fs::path(s.at("view")) : sdir / "volume";
+    if (s.count("loop") && !s.at("loop").empty() && loop_backing(s.at("loop")).rfind(view.string(), 0) == 0) {
+        if (run_program({"losetup", "-d", s.at("loop")}, &out) == 0) done.push_back("loop device " + s.at("loop"));
+    }
+    if (is_mount_point(view)) {
+        if (unmount_view(view, true) != 0) throw CliError("cannot unmount the dead FUSE view " + view.string());
+        done.push_back("the FUSE view " + view.string());
+    }
+    std::error_code ec;
+    fs::remove_all(sdir, ec);
+    if (ec) throw CliError("cannot remove the mount's state " + sdir.string() + ": " + ec.message());
+    done.push_back("its state in " + sdir.string());
+    std::string text;
+    for (size_t i = 0; i < done.size(); ++i)
+        text += (i ? (i + 1 == done.size() ? " and " : ", ") : "") + done[i];
+    return text;
+}
+
+// Whether the state describes a mount whose daemon is gone, or is only a
+// FUSE view left behind without state.
+bool stale(const fs::path &sdir, const State &s) {
+    if (s.empty()) return is_mount_point(sdir / "volume");
+    return !s.count("pid") || !alive(std::atoi(s.at("pid").c_str()));
 }
 
 // A filesystem the kernel can mount: listed in /proc/filesystems, or a
@@ -435,7 +513,16 @@ class MountCommand : public Command {
         if (!fs::is_directory(dir_, ec)) throw CliError(dir_ + ": not an existing directory to mount on", kExitUsage);
         const fs::path dir = fs::canonical(dir_);
         const fs::path sdir = state_dir(dir);
-        const State old = read_state(sdir);
+        State old = read_state(sdir);
+        if ((old.empty() || old["dir"] == dir.string()) && stale(sdir, old)) {
+            const std::string what = clean_dead_mount(dir, sdir, old);
+            if (!globals().quiet)
+                std::cerr << "vdkit: " << dir.string() << " had a stale mount"
+                          << (old.count("image") ? " of " + old["image"] : std::string())
+                          << (old.count("pid") ? " (its daemon, pid " + old["pid"] + ", is gone)" : std::string())
+                          << "; cleaned up " << what << "\n";
+            old.clear();
+        }
         if (is_mount_point(dir)) {
             if (!old.empty() && old.count("dir") && old.at("dir") == dir.string())
                 throw CliError(dir.string() + " already has " + old.at("image") + " volume " + old.at("volume") +
@@ -590,6 +677,18 @@ class UmountCommand : public Command {
         const fs::path dir = fs::weakly_canonical(dir_, ec);
         const fs::path sdir = state_dir(dir);
         State s = read_state(sdir);
+        if ((s.empty() || s["dir"] == dir.string()) && stale(sdir, s)) {
+            // The daemon was killed or crashed: its FUSE view is dead, so
+            // everything the mount made is cleaned up without waiting.
+            const std::string what = clean_dead_mount(dir, sdir, s);
+            if (!globals().quiet)
+                std::cerr << "vdkit: "
+                          << (s.count("pid") ? "the mount's daemon (pid " + s["pid"] + ") is gone"
+                                             : "a dead FUSE view was left for " + dir.string())
+                          << "; cleaned up " << what << (s.count("image") ? "; " + s["image"] + " is closed" : "")
+                          << "\n";
+            return kExitOk;
+        }
         if (s.empty() || s["dir"] != dir.string())
             throw CliError(dir.string() + " has nothing mounted by vdkit mount", kExitUsage);
         const pid_t pid = std::stoi(s["pid"]);
@@ -643,7 +742,11 @@ class UmountCommand : public Command {
             throw CliError("the mount daemon (pid " + std::to_string(pid) +
                            ") did not exit; the image may still be open");
         }
+        // The daemon exited (or died) with its view still mounted: unmount it.
+        if (is_mount_point(view) && unmount_view(view, true) != 0)
+            throw CliError("cannot unmount the FUSE view " + view.string());
         fs::remove_all(sdir, ec);
+        if (ec) throw CliError("cannot remove the mount's state " + sdir.string() + ": " + ec.message());
         if (!globals().quiet) std::cerr << "vdkit: " << dir.string() << " unmounted; " << s["image"] << " is closed\n";
         return kExitOk;
     }

@@ -248,6 +248,19 @@ Volume make_volume(uint32_t index, VolumeKind kind, uint64_t offset, uint64_t le
     return v;
 }
 
+// Two overlapping partitions: neither is mounted, since a filesystem
+// mounted on one could write into the other. A reason already given (past
+// the end, extended) is kept.
+void mark_overlap(Volume &a, Volume &b) {
+    const auto mark = [](Volume &v, const Volume &other) {
+        if (v.not_mountable.empty())
+            v.not_mountable =
+                "it overlaps partition " + std::to_string(other.index) + " (mounting one could write into the other)";
+    };
+    mark(a, b);
+    mark(b, a);
+}
+
 // ---- GPT (formats.md §5.2) ----
 
 struct GptHeader {
@@ -397,32 +410,41 @@ Status scan_gpt(Scan &s) {
     std::sort(spans.begin(), spans.end(), [](const Span &a, const Span &b) { return a.first < b.first; });
     for (size_t i = 1; i < spans.size(); ++i)
         for (size_t j = 0; j < i; ++j)
-            if (spans[j].last >= spans[i].first)
+            if (spans[j].last >= spans[i].first) {
                 damage(out.findings, spans[i].first * s.ss,
                        "GPT partitions " + std::to_string(spans[j].index) + " and " + std::to_string(spans[i].index) +
                            " overlap");
+                Volume *a = nullptr, *b = nullptr;
+                for (Volume &v : out.volumes) {
+                    if (v.index == spans[j].index) a = &v;
+                    if (v.index == spans[i].index) b = &v;
+                }
+                if (a && b) mark_overlap(*a, *b);
+            }
     return Status::ok();
 }
 
 // ---- MBR and the EBR chain (formats.md §5.1) ----
 
 void check_overlaps(VolumeList &out, uint64_t ss) {
-    std::vector<const Volume *> vs;
-    for (const Volume &v : out.volumes)
+    std::vector<Volume *> vs;
+    for (Volume &v : out.volumes)
         if (v.kind == VolumeKind::primary || v.kind == VolumeKind::logical || v.kind == VolumeKind::extended)
             vs.push_back(&v);
     for (size_t i = 0; i < vs.size(); ++i)
         for (size_t j = i + 1; j < vs.size(); ++j) {
-            const Volume &a = *vs[i], &b = *vs[j];
+            Volume &a = *vs[i], &b = *vs[j];
             // A logical partition lies inside its extended one by design.
             if ((a.kind == VolumeKind::extended && b.kind == VolumeKind::logical) ||
                 (b.kind == VolumeKind::extended && a.kind == VolumeKind::logical))
                 continue;
-            if (a.length && b.length && a.offset < b.offset + b.length && b.offset < a.offset + a.length)
+            if (a.length && b.length && a.offset < b.offset + b.length && b.offset < a.offset + a.length) {
                 damage(out.findings, std::max(a.offset, b.offset),
                        "partitions " + std::to_string(a.index) + " and " + std::to_string(b.index) +
                            " overlap (sectors " + std::to_string(a.offset / ss) + "+" + std::to_string(a.length / ss) +
                            " and " + std::to_string(b.offset / ss) + "+" + std::to_string(b.length / ss) + ")");
+                mark_overlap(a, b);
+            }
         }
 }
 
