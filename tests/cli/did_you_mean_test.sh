@@ -46,5 +46,12 @@ for c in $commands; do
     done
 done
 [ "$options_checked" -ge 30 ] && ok || bad "only $options_checked options checked"
+# An option of vdkit itself given after the command is placed, not "did you
+# mean" the same word back.
+for g in -q --verbose -V --config=x.yaml; do
+    expect_exit 2 "vdkit create $g (a global option after the command)" "$VDKIT" create "$g" -f raw x.img 1M
+    says "vdkit create $g says where it goes" "'${g%%=*}' is an option of vdkit itself, not of 'create': give it before the command"
+    if grep -q "did you mean '${g%%=*}'" out; then bad "vdkit create $g suggested the same option"; else ok; fi
+done
 echo "checked $(echo "$commands" | wc -w) commands and $options_checked options"
 finish

@@ -51,20 +51,28 @@ Hint usage_hint(CLI::App &app) {
                     "'" + word + "' is not a vdkit command" + did_you_mean(word, names) + " (vdkit --help lists them)"};
         }
     std::vector<std::string> options; // the chosen command's and the global ones
-    const auto add = [&options](const CLI::App *a) {
+    const auto add = [](std::vector<std::string> &to, const CLI::App *a) {
         for (const CLI::Option *o : a->get_options()) {
             for (const std::string &n : o->get_lnames())
-                options.push_back("--" + n);
+                to.push_back("--" + n);
             for (const std::string &n : o->get_snames())
-                options.push_back("-" + n);
+                to.push_back("-" + n);
         }
     };
-    add(&app);
+    std::vector<std::string> global;
+    add(global, &app);
+    options = global;
     for (const CLI::App *c : chosen)
-        add(c);
+        add(options, c);
     for (const std::string &word : unknown) {
         if (word.size() < 2 || word[0] != '-') continue;
         const std::string name = word.substr(0, word.find('='));
+        // An option of vdkit itself given after the command: say where it
+        // goes, not "did you mean" the same word.
+        if (!chosen.empty() && std::find(global.begin(), global.end(), name) != global.end())
+            return {false, "'" + name + "' is an option of vdkit itself, not of '" + chosen.back()->get_name() +
+                               "': give it before the command (vdkit " + name + " " + chosen.back()->get_name() +
+                               " ...)"};
         if (std::string hint = did_you_mean(name, options); !hint.empty())
             return {false, "unknown option '" + name + "'" + hint};
     }
