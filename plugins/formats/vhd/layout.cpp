@@ -281,10 +281,11 @@ std::optional<std::string> parse_dynamic(const unsigned char *buf, uint64_t at, 
     // is allocated (never reported as damaged data blocks).
     if (h.max_entries > kMaxBatEntries || h.table_offset + uint64_t(h.max_entries) * 4 > file_size)
         return where + ": max table entries " + std::to_string(h.max_entries) + " (byte " +
-               std::to_string(at + D::max_entries) + ") declares a BAT of " + std::to_string(uint64_t(h.max_entries) * 4) +
-               " bytes at " + hex(h.table_offset) + ", beyond the end of the file (" + std::to_string(file_size) +
-               " bytes) or the " + std::to_string(kMaxBatEntries) + " entries vdkit accepts; the disk needs " +
-               std::to_string(needed) + " (a damaged header field; not repaired)";
+               std::to_string(at + D::max_entries) + ") declares a BAT of " +
+               std::to_string(uint64_t(h.max_entries) * 4) + " bytes at " + hex(h.table_offset) +
+               ", beyond the end of the file (" + std::to_string(file_size) + " bytes) or the " +
+               std::to_string(kMaxBatEntries) + " entries vdkit accepts; the disk needs " + std::to_string(needed) +
+               " (a damaged header field; not repaired)";
     return std::nullopt;
 }
 
