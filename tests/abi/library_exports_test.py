@@ -8,7 +8,7 @@ must be
   * a vdkit_* C function declared VDKIT_API in vdkit/vdkit.h, or
   * (demangled) vdkit::v1::NAME or vdkit::v1::CLASS::MEMBER, where NAME is a
     function and CLASS a class the public C++ headers (vdkit.hpp,
-    status.hpp) mark VDKIT_API;
+    status.hpp, volumes.hpp) mark VDKIT_API;
 and nothing may name the core's internals (util::, containers::, Host,
 Image, Disk::State), Boost, yaml-cpp or std:: template instantiations.
 Conversely every VDKIT_API declaration must be exported (a declaration
@@ -38,7 +38,7 @@ def public_declarations(include_dir):
     for m in re.finditer(r"^VDKIT_API\b[^;(]*?\b(vdkit_\w+)\s*\(", text, re.M):
         c_functions.add(m.group(1))
     cxx_functions, cxx_classes = set(), set()
-    for header in ("vdkit/vdkit.hpp", "vdkit/status.hpp"):
+    for header in ("vdkit/vdkit.hpp", "vdkit/status.hpp", "vdkit/volumes.hpp"):
         current = None  # the class at column 0 being read
         with open(f"{include_dir}/{header}") as f:
             for line in f:
@@ -111,7 +111,7 @@ def main():
         elif len(parts) == 4 and parts[2] in cxx_classes:
             seen_cls.add(parts[2])
         else:
-            leaks.append(f"{kind} {name}  (not a VDKIT_API function or class of vdkit.hpp/status.hpp)")
+            leaks.append(f"{kind} {name}  (not a VDKIT_API function or class of vdkit.hpp/status.hpp/volumes.hpp)")
 
     missing = sorted(c_functions - seen_c) + sorted(cxx_functions - seen_fn) + \
         [f"class {c} (no member)" for c in sorted(cxx_classes - seen_cls)]

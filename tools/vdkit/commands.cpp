@@ -585,6 +585,7 @@ private:
 
 class ConvertCommand : public Command {
     ConvertSpec spec_;
+    CLI::Option *source_opt_ = nullptr, *target_opt_ = nullptr; // given or not (convert -o help needs neither)
     std::vector<std::string> options_, source_filters_, target_filters_;
     std::string rate_;
     bool progress_ = false;
@@ -630,8 +631,8 @@ class ConvertCommand : public Command {
         add_filter_option(sub, target_filters_, "--target-filter",
                           "Write the target's files through this file-level filter (repeatable; a -B image is "
                           "read through it too)");
-        sub->add_option("source", spec_.source, "Source image (required but with -o help)");
-        sub->add_option("target", spec_.target, "Target image (required but with -o help)");
+        source_opt_ = sub->add_option("source", spec_.source, "Source image (required but with -o help)");
+        target_opt_ = sub->add_option("target", spec_.target, "Target image (required but with -o help)");
         return sub;
     }
     int run() override {
@@ -641,7 +642,9 @@ class ConvertCommand : public Command {
             if (spec_.options.target_format.empty()) spec_.options.target_format = "raw";
         }
         if (print_option_help(*lib, spec_.options.target_format, options_)) return kExitOk;
-        if (spec_.source.empty() || spec_.target.empty())
+        // Not given at all is a usage error; given as "" is the library's to
+        // name ("the target is an empty name").
+        if (source_opt_->count() == 0 || target_opt_->count() == 0)
             throw CliError("convert needs a source and a target image", kExitUsage);
         spec_.options.target_options =
             format_options(*lib, spec_.options.target_format, options_, &spec_.options.preallocate);

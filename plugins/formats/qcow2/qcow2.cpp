@@ -48,6 +48,18 @@
 #include <vector>
 
 using namespace vdkit;
+
+namespace {
+// The backing format extension holds QEMU's driver name (qcow2.txt: "backing
+// file format name"), which is vdkit's format name except for VHD: QEMU calls
+// it "vpc". Written in QEMU's spelling, answered in vdkit's.
+std::string format_for_qemu(std::string_view vdkit_name) {
+    return vdkit_name == "vhd" ? std::string("vpc") : std::string(vdkit_name);
+}
+std::string format_from_qemu(std::string_view qemu_name) {
+    return qemu_name == "vpc" ? std::string("vhd") : std::string(qemu_name);
+}
+} // namespace
 using namespace vdkit::qcow2;
 using sdk::Context;
 using sdk::Error;
@@ -176,7 +188,7 @@ public:
     // instead of probing it, so a raw backing file stays raw whatever its
     // guest wrote at its start (CVE-2008-2004), and a recorded format the
     // file does not carry is an error naming both. "" when none is recorded.
-    std::string parent_format(Context &) { return has_backing() ? h_.backing_format : std::string(); }
+    std::string parent_format(Context &) { return has_backing() ? format_from_qemu(h_.backing_format) : std::string(); }
 
     // Header facts a user asks `qemu-img info` for (keys as qemu-img names
     // its create options).
@@ -523,11 +535,12 @@ public:
                             head.begin() + static_cast<long>(off + whole));
             off += whole;
         }
-        if (!hint.empty() && !format.empty()) {
-            std::vector<unsigned char> e(8 + ((format.size() + 7) & ~size_t(7)), 0);
+        const std::string qemu_format = format_for_qemu(format);
+        if (!hint.empty() && !qemu_format.empty()) {
+            std::vector<unsigned char> e(8 + ((qemu_format.size() + 7) & ~size_t(7)), 0);
             store_be(e.data(), kExtBackingFormat, 4);
-            store_be(e.data() + 4, format.size(), 4);
-            std::memcpy(e.data() + 8, format.data(), format.size());
+            store_be(e.data() + 4, qemu_format.size(), 4);
+            std::memcpy(e.data() + 8, qemu_format.data(), qemu_format.size());
             exts.insert(exts.begin(), e.begin(), e.end());
         }
         exts.resize(exts.size() + 8, 0); // end of the extension area
@@ -543,7 +556,7 @@ public:
         main_.pwrite(ctx.get(), 0, head.data(), head.size());
         main_.flush(ctx.get());
         h_.backing_file = std::string(hint);
-        h_.backing_format = hint.empty() ? std::string() : std::string(format);
+        h_.backing_format = hint.empty() ? std::string() : qemu_format;
         h_.backing_file_offset = name_at;
         h_.backing_file_size = static_cast<uint32_t>(hint.size());
     }
@@ -1120,7 +1133,7 @@ private:
             store_be(head.data() + 100, hlen, 4);
         }
         uint64_t pos = hlen;
-        const std::string hint(sdk::view(p.parent_hint)), fmt(sdk::view(p.parent_format));
+        const std::string hint(sdk::view(p.parent_hint)), fmt = format_for_qemu(sdk::view(p.parent_format));
         const bool diff = (p.flags & VDKIT_CREATE_DIFF) && !hint.empty();
         auto room = [&](uint64_t n) {
             if (pos + n > cs)

@@ -76,10 +76,15 @@ TEST_CASE("vmdk: an empty streamOptimized disk is complete after close", "[vmdk]
     REQUIRE_OK((*d)->close());
     auto again = lib->open(dir / "e.vmdk");
     REQUIRE_OK(again);
-    auto run = (*again)->block_status(0, 1u << 30);
-    REQUIRE_OK(run);
-    CHECK(run->length == 1u << 30);
-    CHECK(run->state != BlockState::data);
+    // Runs may be shorter than asked (Disk::block_status: 1..len bytes; a
+    // VMDK status call looks at 4096 grains at most): walk them all.
+    for (uint64_t at = 0; at < (1u << 30);) {
+        auto run = (*again)->block_status(at, (1u << 30) - at);
+        REQUIRE_OK(run);
+        REQUIRE(run->length > 0);
+        CHECK(run->state != BlockState::data);
+        at += run->length;
+    }
     CHECK(std::filesystem::file_size(dir / "e.vmdk") < 256u << 10);
 }
 

@@ -72,12 +72,14 @@ qemu_release() {
 }
 
 
-expect_usage() {
+expect_usage() { # a usage error: exit 2, but 1 for check and compare (as qemu-img; docs/cli.md)
     local what=$1 pattern=$2
     shift 2
+    local want=2
+    case " $* " in *" check "* | *" compare "*) want=1 ;; esac
     "$@" > cmd.out 2> cmd.err
     local rc=$?
-    if [ "$rc" -eq 2 ] && grep -qE -- "$pattern" cmd.err; then ok; else bad "$what: exit $rc, want 2 and /$pattern/: $(cat cmd.err)"; fi
+    if [ "$rc" -eq "$want" ] && grep -qE -- "$pattern" cmd.err; then ok; else bad "$what: exit $rc, want $want and /$pattern/: $(cat cmd.err)"; fi
 }
 
 # ---- images -----------------------------------------------------------------------
