@@ -11,6 +11,8 @@
 #ifndef VDKIT_PLUGINS_QCOW2_LAYOUT_HPP
 #define VDKIT_PLUGINS_QCOW2_LAYOUT_HPP
 
+#include "vdkit/endian.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -145,16 +147,8 @@ uint64_t claimed_cluster_size(const unsigned char *buf, uint64_t len);
 bool probe(const unsigned char *buf, uint64_t len);
 
 // Big-endian field access (qcow2.txt §General: all numbers are big endian).
-inline uint64_t load_be(const unsigned char *p, int n) {
-    uint64_t v = 0;
-    for (int i = 0; i < n; ++i)
-        v = (v << 8) | p[i];
-    return v;
-}
-inline void store_be(unsigned char *p, uint64_t v, int n) {
-    for (int i = n - 1; i >= 0; --i, v >>= 8)
-        p[i] = static_cast<unsigned char>(v);
-}
+using sdk::load_be;
+using sdk::store_be;
 
 // What one guest (sub)cluster is, decoded from its L2 entry.
 enum class Kind { unallocated, zero, data, compressed };

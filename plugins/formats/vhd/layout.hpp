@@ -13,6 +13,8 @@
 #ifndef VDKIT_PLUGINS_VHD_LAYOUT_HPP
 #define VDKIT_PLUGINS_VHD_LAYOUT_HPP
 
+#include "vdkit/endian.hpp"
+
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -21,16 +23,9 @@
 
 namespace vdkit::vhd {
 
-inline uint64_t load_be(const unsigned char *p, int n) {
-    uint64_t v = 0;
-    for (int i = 0; i < n; ++i)
-        v = (v << 8) | p[i];
-    return v;
-}
-inline void store_be(unsigned char *p, uint64_t v, int n) {
-    for (int i = n - 1; i >= 0; --i, v >>= 8)
-        p[i] = static_cast<unsigned char>(v);
-}
+// VHD's fields are big-endian (formats.md §3).
+using sdk::load_be;
+using sdk::store_be;
 
 constexpr uint64_t kSector = 512;
 constexpr uint64_t kFooterSize = 512;
